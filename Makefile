@@ -1,0 +1,54 @@
+# sluice - top-level wrapper around CMake + Ninja.
+#   make run     install deps, build, run the main program
+#   make test    install deps, build, run every test through ctest
+#   make bench   build with -O2 and run the benchmarks
+#   make test SANITIZE=address,undefined | SANITIZE=thread
+#   make install PREFIX=/usr/local
+SHELL := /bin/bash
+PREFIX ?= /usr/local
+SANITIZE ?=
+JOBS ?= $(shell nproc)
+
+ifeq ($(SANITIZE),)
+BUILD ?= build
+BUILD_TYPE ?= RelWithDebInfo
+else
+BUILD ?= build-$(subst $(comma),-,$(SANITIZE))
+BUILD_TYPE ?= Debug
+endif
+comma := ,
+
+CMAKE_FLAGS = -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DSL_SANITIZE=$(SANITIZE) -DCMAKE_INSTALL_PREFIX=$(PREFIX)
+
+.PHONY: all deps build test run bench install clean format
+
+all: build
+
+deps:
+	@bash scripts/deps.sh
+
+$(BUILD)/build.ninja:
+	cmake -S . -B $(BUILD) $(CMAKE_FLAGS)
+
+build: deps $(BUILD)/build.ninja
+	cmake --build $(BUILD) -j $(JOBS)
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
+
+run: build
+	./$(BUILD)/sluice demo
+
+bench: deps
+	cmake -S . -B build-bench -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_FLAGS_RELEASE="-O2 -DNDEBUG"
+	cmake --build build-bench -j $(JOBS)
+	bash bench/run.sh build-bench
+
+install: build
+	cmake --install $(BUILD)
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf build build-* 

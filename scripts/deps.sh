@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# deps.sh - install the Debian packages sluice needs to build, test and
+# benchmark, and only those missing. Needs root (or sudo) when any is missing.
+set -euo pipefail
+
+PKGS=(build-essential cmake ninja-build pkg-config
+      libsqlite3-dev sqlite3 uuid-dev libcmocka-dev libzmq3-dev
+      libjansson-dev libyaml-dev libmicrohttpd-dev curl)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "deps.sh: installing ${missing[*]}" >&2
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,805 @@
+/*
+ * mem.c - mem://NAME, the in-process pub/sub (watermill's GoChannel, and more).
+ *
+ * Publishers and subscribers that open the same NAME share one bus. A bus is
+ * a set of topics; a topic is a set of groups; a group is a queue of entries
+ * and the subscriptions that compete for them:
+ *   - a subscription without a group gets a private group (fan-out: every
+ *     subscription of a topic sees every message), dropped when it closes;
+ *   - subscriptions with the same group name share one group (competing
+ *     consumers); a named group outlives its members until the bus dies.
+ * A publish appends one entry per group. A subscription takes entries from
+ * its group's queue head while it holds fewer than `prefetch` unacked ones.
+ * Ack frees the entry; nack puts it back at the head (or, with a delay, on
+ * the group's delayed list until it is due); closing a subscription puts
+ * its unacked entries back at the head, in delivery order.
+ *
+ * Options (per bus, fixed by its first opener): persistent=bool (keep every
+ * message; new groups start from the oldest), buffer=N (queued entries per
+ * group before publishers block; default 8192). Per publisher: block=bool
+ * (false: full buffer -> SL_EAGAIN), wait_ack=bool (every publish waits for
+ * the acks).
+ *
+ * Locking: one mutex per topic guards its groups, queues, subscriptions and
+ * entries; the bus mutex guards the topic list; a global mutex guards the
+ * bus table. Order: global -> bus -> topic. Messages handed out carry a
+ * pointer to their entry; the entry records which message object is the
+ * current delivery, so acks of a stale delivery (after its subscription
+ * closed) are ignored and the message is redelivered instead.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/backend.h"
+
+typedef struct bus bus;
+typedef struct topic topic;
+typedef struct group group;
+typedef struct msub msub;
+typedef struct entry entry;
+
+typedef struct tracker {
+    _Atomic uint32_t left;
+    _Atomic uint32_t refs;
+} tracker;
+
+struct entry {
+    _Atomic uint32_t refs; /* 1 while in a queue/in flight, +1 while a delivery lives */
+    void *body;
+    unsigned deliveries;
+    int64_t ready_at;
+    topic *t;
+    group *g;          /* NULL once acked or dropped */
+    msub *owner;       /* holder while in flight */
+    sl_msg *delivered; /* the live delivery, NULL if none */
+    tracker *trk;
+    entry *prev, *next;
+};
+
+struct group {
+    topic *t;
+    char *name; /* NULL: private to one subscription */
+    entry *qhead, *qtail;
+    size_t qlen; /* ready + delayed */
+    entry *delayed; /* sorted by ready_at, singly linked via next */
+    msub *members;
+    pthread_cond_t cond; /* consumers of this group */
+    group *next;
+};
+
+struct msub {
+    group *g;
+    unsigned prefetch, inflight;
+    entry *ifl_head, *ifl_tail;
+    bool closed;
+    int inside;
+    msub *next;
+};
+
+struct topic {
+    bus *b;
+    sli_rcstr *name;
+    pthread_mutex_t mu;
+    pthread_cond_t room;
+    int room_waiters;
+    group *groups;
+    void **log; /* persistent bodies */
+    size_t nlog, caplog;
+    topic *next;
+};
+
+struct bus {
+    char *name;
+    _Atomic uint32_t refs; /* 1 for the handles + 1 per live delivery */
+    int handles;
+    bool persistent;
+    size_t capacity;
+    pthread_mutex_t mu;
+    topic *topics;
+    bool dead;
+    bus *next;
+};
+
+typedef struct mpub {
+    bus *b;
+    bool block, wait_ack;
+    _Atomic uint32_t inside;
+    _Atomic bool closing;
+} mpub;
+
+typedef struct msubr {
+    bus *b;
+} msubr;
+
+static pthread_mutex_t buses_mu = PTHREAD_MUTEX_INITIALIZER;
+static bus *buses;
+
+/* ---------- lifetime ---------- */
+
+static void tracker_done(tracker *k)
+{
+    if (!k)
+        return;
+    if (atomic_fetch_sub(&k->left, 1) == 1)
+        sli_futex_wake_all(&k->left);
+}
+
+static void tracker_unref(tracker *k)
+{
+    if (k && atomic_fetch_sub(&k->refs, 1) == 1)
+        free(k);
+}
+
+static void bus_free(bus *b)
+{
+    for (topic *t = b->topics, *tn; t; t = tn) {
+        tn = t->next;
+        for (size_t i = 0; i < t->nlog; i++)
+            sli_msg_body_unref(t->log[i]);
+        free(t->log);
+        sli_rcstr_unref(t->name);
+        pthread_mutex_destroy(&t->mu);
+        pthread_cond_destroy(&t->room);
+        free(t);
+    }
+    pthread_mutex_destroy(&b->mu);
+    free(b->name);
+    free(b);
+}
+
+static void bus_unref(bus *b)
+{
+    if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) == 1)
+        bus_free(b);
+}
+
+static void entry_unref(entry *e)
+{
+    if (atomic_fetch_sub_explicit(&e->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    sli_msg_body_unref(e->body);
+    tracker_unref(e->trk);
+    free(e);
+}
+
+/* Entry leaves the bus for good (acked, or its group was dropped). Under t->mu. */
+static void entry_retire(entry *e)
+{
+    e->g = NULL;
+    e->owner = NULL;
+    e->delivered = NULL;
+    tracker_done(e->trk);
+}
+
+/* ---------- queues (all under t->mu) ---------- */
+
+static void q_push_tail(group *g, entry *e)
+{
+    e->next = NULL;
+    e->prev = g->qtail;
+    if (g->qtail)
+        g->qtail->next = e;
+    else
+        g->qhead = e;
+    g->qtail = e;
+}
+
+static void q_push_head(group *g, entry *e)
+{
+    e->prev = NULL;
+    e->next = g->qhead;
+    if (g->qhead)
+        g->qhead->prev = e;
+    else
+        g->qtail = e;
+    g->qhead = e;
+}
+
+static entry *q_pop_head(group *g)
+{
+    entry *e = g->qhead;
+    if (!e)
+        return NULL;
+    g->qhead = e->next;
+    if (g->qhead)
+        g->qhead->prev = NULL;
+    else
+        g->qtail = NULL;
+    e->next = e->prev = NULL;
+    return e;
+}
+
+static void delayed_insert(group *g, entry *e)
+{
+    entry **pp = &g->delayed;
+    while (*pp && (*pp)->ready_at <= e->ready_at)
+        pp = &(*pp)->next;
+    e->next = *pp;
+    e->prev = NULL;
+    *pp = e;
+}
+
+/* Move due delayed entries to the head of the queue, earliest first.
+ * Returns the earliest ready_at still pending, or -1. */
+static int64_t delayed_promote(group *g, int64_t now)
+{
+    entry *due = NULL, **tail = &due;
+    while (g->delayed && g->delayed->ready_at <= now) {
+        entry *e = g->delayed;
+        g->delayed = e->next;
+        e->next = NULL;
+        *tail = e;
+        tail = &e->next;
+    }
+    /* push in reverse so the earliest ends up first */
+    entry *arr[64];
+    while (due) {
+        size_t n = 0;
+        while (due && n < 64) {
+            arr[n++] = due;
+            due = due->next;
+        }
+        while (n)
+            q_push_head(g, arr[--n]);
+    }
+    return g->delayed ? g->delayed->ready_at : -1;
+}
+
+static void ifl_add(msub *s, entry *e)
+{
+    e->next = NULL;
+    e->prev = s->ifl_tail;
+    if (s->ifl_tail)
+        s->ifl_tail->next = e;
+    else
+        s->ifl_head = e;
+    s->ifl_tail = e;
+    s->inflight++;
+}
+
+static void ifl_del(msub *s, entry *e)
+{
+    if (e->prev)
+        e->prev->next = e->next;
+    else
+        s->ifl_head = e->next;
+    if (e->next)
+        e->next->prev = e->prev;
+    else
+        s->ifl_tail = e->prev;
+    e->next = e->prev = NULL;
+    s->inflight--;
+}
+
+static void room_freed(topic *t)
+{
+    if (t->room_waiters)
+        pthread_cond_broadcast(&t->room);
+}
+
+/* Drop every entry of g (its last member left, or the bus died). Under t->mu.
+ * Entries to unref are chained on *out and released after unlocking. */
+static void group_drop_entries(group *g, entry **out)
+{
+    entry *e;
+    while ((e = q_pop_head(g))) {
+        entry_retire(e);
+        e->next = *out;
+        *out = e;
+    }
+    while ((e = g->delayed)) {
+        g->delayed = e->next;
+        entry_retire(e);
+        e->next = *out;
+        *out = e;
+    }
+    g->qlen = 0;
+}
+
+static void unref_chain(entry *e)
+{
+    while (e) {
+        entry *n = e->next;
+        entry_unref(e);
+        e = n;
+    }
+}
+
+/* ---------- bus table ---------- */
+
+static int bus_acquire(sli_url *u, bus **out)
+{
+    bool persistent;
+    uint64_t cap;
+    int rc;
+    const char *p_opt = sli_url_opt(u, "persistent");
+    const char *b_opt = sli_url_opt(u, "buffer");
+    if ((rc = sli_url_opt_bool(u, "persistent", false, &persistent)) ||
+        (rc = sli_url_opt_u64(u, "buffer", 1, 1u << 30, 8192, &cap)))
+        return rc;
+    if (u->user || u->password || u->port)
+        return sli_err(SL_EINVAL, "mem:// takes no user, password or port: %s", u->raw);
+    if (u->path[0] && strcmp(u->path, "/") != 0)
+        return sli_err(SL_EINVAL, "mem:// takes no path (use mem://NAME): %s", u->raw);
+    const char *name = u->host[0] ? u->host : "default";
+    pthread_mutex_lock(&buses_mu);
+    bus *b;
+    for (b = buses; b; b = b->next)
+        if (strcmp(b->name, name) == 0)
+            break;
+    if (b) {
+        if ((p_opt && persistent != b->persistent) || (b_opt && cap != b->capacity)) {
+            pthread_mutex_unlock(&buses_mu);
+            return sli_err(SL_EBADOPT, "mem://%s is already open with persistent=%s buffer=%zu", name,
+                           b->persistent ? "true" : "false", b->capacity);
+        }
+        b->handles++;
+        pthread_mutex_unlock(&buses_mu);
+        *out = b;
+        return 0;
+    }
+    b = calloc(1, sizeof *b);
+    if (!b || !(b->name = strdup(name))) {
+        free(b);
+        pthread_mutex_unlock(&buses_mu);
+        return sli_err(SL_ENOMEM, "out of memory");
+    }
+    atomic_init(&b->refs, 1);
+    b->handles = 1;
+    b->persistent = persistent;
+    b->capacity = (size_t)cap;
+    pthread_mutex_init(&b->mu, NULL);
+    b->next = buses;
+    buses = b;
+    pthread_mutex_unlock(&buses_mu);
+    *out = b;
+    return 0;
+}
+
+static void bus_release(bus *b)
+{
+    pthread_mutex_lock(&buses_mu);
+    if (--b->handles > 0) {
+        pthread_mutex_unlock(&buses_mu);
+        return;
+    }
+    for (bus **pp = &buses; *pp; pp = &(*pp)->next)
+        if (*pp == b) {
+            *pp = b->next;
+            break;
+        }
+    pthread_mutex_unlock(&buses_mu);
+    /* No handle is left, so no subscription: only named groups hold entries. */
+    entry *drop = NULL;
+    pthread_mutex_lock(&b->mu);
+    for (topic *t = b->topics; t; t = t->next) {
+        pthread_mutex_lock(&t->mu);
+        for (group *g = t->groups, *gn; g; g = gn) {
+            gn = g->next;
+            group_drop_entries(g, &drop);
+            pthread_cond_destroy(&g->cond);
+            free(g->name);
+            free(g);
+        }
+        t->groups = NULL;
+        pthread_mutex_unlock(&t->mu);
+    }
+    b->dead = true;
+    pthread_mutex_unlock(&b->mu);
+    unref_chain(drop);
+    bus_unref(b);
+}
+
+static topic *topic_get(bus *b, const char *name)
+{
+    pthread_mutex_lock(&b->mu);
+    topic *t;
+    for (t = b->topics; t; t = t->next)
+        if (strcmp(t->name->s, name) == 0)
+            break;
+    if (!t && (t = calloc(1, sizeof *t))) {
+        if (!(t->name = sli_rcstr_new(name))) {
+            free(t);
+            t = NULL;
+        } else {
+            t->b = b;
+            pthread_mutex_init(&t->mu, NULL);
+            sli_cond_init(&t->room);
+            t->next = b->topics;
+            b->topics = t;
+        }
+    }
+    pthread_mutex_unlock(&b->mu);
+    return t;
+}
+
+/* ---------- publisher ---------- */
+
+static int mem_pub_open(void **impl, sli_url *u, unsigned *features)
+{
+    mpub *p = calloc(1, sizeof *p);
+    if (!p)
+        return sli_err(SL_ENOMEM, "out of memory");
+    int rc;
+    if ((rc = sli_url_opt_bool(u, "block", true, &p->block)) ||
+        (rc = sli_url_opt_bool(u, "wait_ack", false, &p->wait_ack)) || (rc = bus_acquire(u, &p->b))) {
+        free(p);
+        return rc;
+    }
+    if (p->b->persistent)
+        *features |= SL_FEAT_LATE_SUBSCRIBERS;
+    *impl = p;
+    return 0;
+}
+
+static entry *entry_new(topic *t, group *g, void *body, tracker *trk)
+{
+    entry *e = malloc(sizeof *e);
+    if (!e)
+        return NULL;
+    atomic_init(&e->refs, 1);
+    e->body = body;
+    e->deliveries = 0;
+    e->ready_at = 0;
+    e->t = t;
+    e->g = g;
+    e->owner = NULL;
+    e->delivered = NULL;
+    e->trk = trk;
+    if (trk) {
+        atomic_fetch_add(&trk->refs, 1);
+        atomic_fetch_add(&trk->left, 1);
+    }
+    return e;
+}
+
+static bool groups_have_room(topic *t, size_t need, size_t cap)
+{
+    for (group *g = t->groups; g; g = g->next)
+        if (g->qlen + need > cap)
+            return false;
+    return true;
+}
+
+static int mem_publish(void *impl, const char *tname, sl_msg *const *msgs, size_t n,
+                       const sl_publish_opts *opts)
+{
+    mpub *p = impl;
+    if (atomic_load(&p->closing))
+        return sli_err(SL_ECLOSED, "mem publisher is closed");
+    topic *t = topic_get(p->b, tname);
+    if (!t)
+        return sli_err(SL_ENOMEM, "out of memory");
+    bool block = p->block && !(opts->flags & SL_PUBLISH_NONBLOCK);
+    bool wait_ack = p->wait_ack || (opts->flags & SL_PUBLISH_WAIT_ACK);
+    int64_t deadline = sli_deadline_ms(opts->timeout_ms);
+    tracker *trk = NULL;
+    if (wait_ack) {
+        if (!(trk = malloc(sizeof *trk)))
+            return sli_err(SL_ENOMEM, "out of memory");
+        atomic_init(&trk->left, 1); /* our own hold until all entries exist */
+        atomic_init(&trk->refs, 1);
+    }
+    atomic_fetch_add(&p->inside, 1);
+    size_t cap = p->b->capacity;
+    int rc = 0;
+    size_t done = 0;
+    pthread_mutex_lock(&t->mu);
+    if (!block && !groups_have_room(t, n, cap)) {
+        rc = sli_err(SL_EAGAIN, "mem://%s topic '%s': buffer full (%zu)", p->b->name, tname, cap);
+        goto out;
+    }
+    for (; done < n; done++) {
+        while (!groups_have_room(t, 1, cap)) {
+            if (atomic_load(&p->closing)) {
+                rc = sli_err(SL_ECLOSED, "mem publisher closed while waiting for room");
+                goto out;
+            }
+            t->room_waiters++;
+            int w = sli_cond_wait_until(&t->room, &t->mu, deadline);
+            t->room_waiters--;
+            if (w == ETIMEDOUT && !groups_have_room(t, 1, cap)) {
+                rc = sli_err(SL_ETIMEDOUT, "mem://%s topic '%s': no room within %d ms (%zu of %zu published)",
+                             p->b->name, tname, opts->timeout_ms, done, n);
+                goto out;
+            }
+        }
+        if (p->b->persistent) {
+            if (t->nlog == t->caplog) {
+                size_t nc = t->caplog ? t->caplog * 2 : 64;
+                void **nl = realloc(t->log, nc * sizeof *nl);
+                if (!nl) {
+                    rc = sli_err(SL_ENOMEM, "out of memory");
+                    goto out;
+                }
+                t->log = nl;
+                t->caplog = nc;
+            }
+            t->log[t->nlog++] = sli_msg_body_ref(msgs[done]);
+        }
+        for (group *g = t->groups; g; g = g->next) {
+            void *body = sli_msg_body_ref(msgs[done]);
+            entry *e = entry_new(t, g, body, trk);
+            if (!e) {
+                sli_msg_body_unref(body);
+                rc = sli_err(SL_ENOMEM, "out of memory");
+                goto out;
+            }
+            q_push_tail(g, e);
+            g->qlen++;
+            pthread_cond_broadcast(&g->cond);
+        }
+    }
+out:
+    pthread_mutex_unlock(&t->mu);
+    if (trk) {
+        tracker_done(trk); /* drop our own hold */
+        if (rc == 0) {
+            uint32_t left;
+            while ((left = atomic_load(&trk->left)) != 0) {
+                if (sli_futex_wait(&trk->left, left, deadline) == SL_ETIMEDOUT &&
+                    atomic_load(&trk->left) != 0) {
+                    rc = sli_err(SL_ETIMEDOUT, "mem: acks not all received within %d ms",
+                                 opts->timeout_ms);
+                    break;
+                }
+            }
+        }
+        tracker_unref(trk);
+    }
+    atomic_fetch_sub(&p->inside, 1);
+    return rc;
+}
+
+static void wake_all_topics(bus *b)
+{
+    pthread_mutex_lock(&b->mu);
+    for (topic *t = b->topics; t; t = t->next) {
+        pthread_mutex_lock(&t->mu);
+        pthread_cond_broadcast(&t->room);
+        pthread_mutex_unlock(&t->mu);
+    }
+    pthread_mutex_unlock(&b->mu);
+}
+
+static int mem_pub_close(void *impl)
+{
+    mpub *p = impl;
+    atomic_store(&p->closing, true);
+    while (atomic_load(&p->inside)) {
+        wake_all_topics(p->b);
+        usleep(500);
+    }
+    bus_release(p->b);
+    free(p);
+    return 0;
+}
+
+/* ---------- subscriber ---------- */
+
+static int mem_sub_open(void **impl, sli_url *u, unsigned *features)
+{
+    msubr *s = calloc(1, sizeof *s);
+    if (!s)
+        return sli_err(SL_ENOMEM, "out of memory");
+    int rc = bus_acquire(u, &s->b);
+    if (rc) {
+        free(s);
+        return rc;
+    }
+    if (s->b->persistent)
+        *features |= SL_FEAT_LATE_SUBSCRIBERS;
+    *impl = s;
+    return 0;
+}
+
+static int mem_subscribe(void *impl, const char *tname, const sl_subscribe_opts *o, void **out)
+{
+    msubr *sr = impl;
+    topic *t = topic_get(sr->b, tname);
+    msub *s = calloc(1, sizeof *s);
+    if (!t || !s) {
+        free(s);
+        return sli_err(SL_ENOMEM, "out of memory");
+    }
+    s->prefetch = o->prefetch;
+    pthread_mutex_lock(&t->mu);
+    group *g = NULL;
+    if (o->group)
+        for (g = t->groups; g; g = g->next)
+            if (g->name && strcmp(g->name, o->group) == 0)
+                break;
+    if (!g) {
+        g = calloc(1, sizeof *g);
+        if (!g || (o->group && !(g->name = strdup(o->group)))) {
+            free(g);
+            free(s);
+            pthread_mutex_unlock(&t->mu);
+            return sli_err(SL_ENOMEM, "out of memory");
+        }
+        g->t = t;
+        sli_cond_init(&g->cond);
+        bool backfill = o->start == SL_START_EARLIEST ||
+                        (o->start == SL_START_DEFAULT && sr->b->persistent);
+        for (size_t i = 0; backfill && i < t->nlog; i++) {
+            entry *e = entry_new(t, g, sli_body_ref(t->log[i]), NULL);
+            if (!e) {
+                sli_msg_body_unref(t->log[i]);
+                break;
+            }
+            q_push_tail(g, e);
+            g->qlen++;
+        }
+        g->next = t->groups;
+        t->groups = g;
+    }
+    s->g = g;
+    s->next = g->members;
+    g->members = s;
+    pthread_mutex_unlock(&t->mu);
+    *out = s;
+    return 0;
+}
+
+static void mem_hook(sl_msg *m, sli_msg_event ev, unsigned delay_ms, void *ctx)
+{
+    entry *e = ctx;
+    topic *t = e->t;
+    if (ev == SLI_MSG_EV_FREE) {
+        bus *b = t->b;
+        entry_unref(e);
+        bus_unref(b);
+        return;
+    }
+    pthread_mutex_lock(&t->mu);
+    if (e->delivered != m || !e->g) {
+        pthread_mutex_unlock(&t->mu);
+        return; /* stale delivery: the entry was handed back already */
+    }
+    group *g = e->g;
+    msub *s = e->owner;
+    ifl_del(s, e);
+    e->owner = NULL;
+    e->delivered = NULL;
+    bool release = false;
+    if (ev == SLI_MSG_EV_ACK) {
+        entry_retire(e);
+        release = true;
+    } else if (delay_ms) {
+        e->ready_at = sli_mono_ms() + delay_ms;
+        delayed_insert(g, e);
+        g->qlen++;
+    } else {
+        q_push_head(g, e);
+        g->qlen++;
+    }
+    pthread_cond_broadcast(&g->cond);
+    pthread_mutex_unlock(&t->mu);
+    if (release)
+        entry_unref(e);
+}
+
+static int mem_next(void *impl, sl_msg **out, int timeout_ms)
+{
+    msub *s = impl;
+    group *g = s->g;
+    topic *t = g->t;
+    int64_t deadline = sli_deadline_ms(timeout_ms);
+    entry *e = NULL;
+    int rc = 0;
+    pthread_mutex_lock(&t->mu);
+    s->inside++;
+    for (;;) {
+        if (s->closed) {
+            rc = sli_err(SL_ECLOSED, "subscription closed");
+            break;
+        }
+        int64_t now = -1, due = -1;
+        if (g->delayed) {
+            now = sli_mono_ms();
+            due = delayed_promote(g, now);
+        }
+        if (s->inflight < s->prefetch && g->qhead) {
+            e = q_pop_head(g);
+            g->qlen--;
+            break;
+        }
+        int64_t until = deadline;
+        if (due >= 0 && (until < 0 || due < until))
+            until = due;
+        if (deadline >= 0 && (now >= 0 ? now : sli_mono_ms()) >= deadline) {
+            rc = SL_ETIMEDOUT;
+            break;
+        }
+        sli_cond_wait_until(&g->cond, &t->mu, until);
+    }
+    if (e) {
+        sl_msg *m;
+        if (sli_msg_from_body(e->body, &m) != 0) {
+            q_push_head(g, e);
+            g->qlen++;
+            rc = sli_err(SL_ENOMEM, "out of memory");
+        } else {
+            e->deliveries++;
+            e->owner = s;
+            e->delivered = m;
+            ifl_add(s, e);
+            atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
+            atomic_fetch_add_explicit(&t->b->refs, 1, memory_order_relaxed);
+            sli_msg_set_delivery(m, t->name, e->deliveries, mem_hook, e);
+            *out = m;
+            room_freed(t);
+        }
+    }
+    if (--s->inside == 0 && s->closed)
+        pthread_cond_broadcast(&g->cond);
+    pthread_mutex_unlock(&t->mu);
+    return rc;
+}
+
+static int mem_unsubscribe(void *impl)
+{
+    msub *s = impl;
+    group *g = s->g;
+    topic *t = g->t;
+    entry *drop = NULL;
+    pthread_mutex_lock(&t->mu);
+    s->closed = true;
+    pthread_cond_broadcast(&g->cond);
+    while (s->inside)
+        pthread_cond_wait(&g->cond, &t->mu);
+    /* hand unacked entries back, keeping their delivery order */
+    entry *e;
+    while ((e = s->ifl_tail)) {
+        ifl_del(s, e);
+        e->owner = NULL;
+        e->delivered = NULL;
+        q_push_head(g, e);
+        g->qlen++;
+    }
+    for (msub **pp = &g->members; *pp; pp = &(*pp)->next)
+        if (*pp == s) {
+            *pp = s->next;
+            break;
+        }
+    if (!g->name) {
+        group_drop_entries(g, &drop);
+        for (group **pp = &t->groups; *pp; pp = &(*pp)->next)
+            if (*pp == g) {
+                *pp = g->next;
+                break;
+            }
+        pthread_cond_destroy(&g->cond);
+        free(g);
+        room_freed(t);
+    } else {
+        pthread_cond_broadcast(&g->cond);
+    }
+    pthread_mutex_unlock(&t->mu);
+    unref_chain(drop);
+    free(s);
+    return 0;
+}
+
+static int mem_sub_close(void *impl)
+{
+    msubr *s = impl;
+    bus_release(s->b);
+    free(s);
+    return 0;
+}
+
+const sli_backend sli_mem_backend = {
+    .scheme = "mem",
+    .features = SL_FEAT_CONSUMER_GROUPS | SL_FEAT_ORDERED | SL_FEAT_DELAYED_NACK | SL_FEAT_WAIT_ACK,
+    .pub_open = mem_pub_open,
+    .publish = mem_publish,
+    .pub_close = mem_pub_close,
+    .sub_open = mem_sub_open,
+    .subscribe = mem_subscribe,
+    .next = mem_next,
+    .unsubscribe = mem_unsubscribe,
+    .sub_close = mem_sub_close,
+};

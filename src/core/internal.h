@@ -1,0 +1,91 @@
+/*
+ * internal.h - library-internal helpers shared by the core, the backends and
+ * the router: error detail, logging, clocks, refcounted strings, futex waits,
+ * and the hooks a backend uses to deliver messages. Never installed.
+ */
+#ifndef SLI_INTERNAL_H
+#define SLI_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sluice/sluice.h"
+
+#if defined(__GNUC__)
+#define SLI_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define SLI_PRINTF(a, b)
+#endif
+
+/* Record the detail of a failure for sl_errmsg() and return code. */
+int sli_err(int code, const char *fmt, ...) SLI_PRINTF(2, 3);
+void sli_err_clear(void);
+
+void sli_log(sl_log_level level, const char *component, const char *fmt, ...) SLI_PRINTF(3, 4);
+
+/* Clocks in milliseconds / nanoseconds. */
+int64_t sli_mono_ms(void);
+int64_t sli_mono_ns(void);
+int64_t sli_wall_ms(void);
+/* Absolute CLOCK_MONOTONIC timespec timeout_ms from now (for pthread conds
+ * created with sli_cond_init). */
+struct timespec;
+void sli_deadline(struct timespec *ts, int64_t timeout_ms);
+/* Condition variable on CLOCK_MONOTONIC. */
+#include <pthread.h>
+int sli_cond_init(pthread_cond_t *c);
+/* Wait until deadline_ms (mono); < 0 waits forever. Returns 0 or ETIMEDOUT. */
+int sli_cond_wait_until(pthread_cond_t *c, pthread_mutex_t *m, int64_t deadline_ms);
+/* Deadline (mono ms) for a timeout_ms argument; -1 for forever. */
+int64_t sli_deadline_ms(int timeout_ms);
+
+/* Futex-style waits on a 32-bit atomic (Linux futex, private). */
+/* Wait while *addr == expected, at most until deadline_ms (mono, < 0 forever).
+ * Returns 0 when woken or the value differed, SL_ETIMEDOUT at the deadline. */
+int sli_futex_wait(_Atomic uint32_t *addr, uint32_t expected, int64_t deadline_ms);
+void sli_futex_wake_all(_Atomic uint32_t *addr);
+
+/* Reference-counted immutable string (topics shared by many messages). */
+typedef struct sli_rcstr {
+    _Atomic uint32_t refs;
+    size_t len;
+    char s[];
+} sli_rcstr;
+sli_rcstr *sli_rcstr_new(const char *s);
+sli_rcstr *sli_rcstr_ref(sli_rcstr *r);
+void sli_rcstr_unref(sli_rcstr *r);
+
+/* Per-thread fast random numbers (seeded from getrandom). */
+uint64_t sli_rand64(void);
+
+/* ---- delivery hooks (for backends) ---- */
+
+typedef enum sli_msg_event {
+    SLI_MSG_EV_ACK,  /* the message was acked (called once, on the acking thread) */
+    SLI_MSG_EV_NACK, /* nacked; delay_ms is the requested redelivery delay */
+    SLI_MSG_EV_FREE, /* the delivered message object is being freed */
+} sli_msg_event;
+
+typedef void (*sli_msg_hook)(sl_msg *m, sli_msg_event ev, unsigned delay_ms, void *ctx);
+
+/* Mark m as delivered from topic (a new reference is taken), for the
+ * deliveries-th time, with hook called on ack, nack and free. */
+void sli_msg_set_delivery(sl_msg *m, sli_rcstr *topic, unsigned deliveries, sli_msg_hook hook,
+                          void *ctx);
+/* A new PENDING message sharing m's body (cheap: no payload copy). */
+int sli_msg_share(const sl_msg *m, sl_msg **out);
+
+/* Message bodies (uuid + metadata + payload), shared by reference: a backend
+ * that keeps messages in memory keeps bodies, and makes a fresh message
+ * header per delivery with sli_msg_from_body (which takes its own ref). */
+void *sli_msg_body_ref(const sl_msg *m);
+void sli_msg_body_unref(void *body);
+void *sli_body_ref(void *body);
+int sli_msg_from_body(void *body, sl_msg **out);
+
+/* Validate a topic name: non-empty, at most 255 bytes, no control chars. */
+int sli_check_topic(const char *topic);
+
+#endif

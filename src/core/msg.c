@@ -1,0 +1,441 @@
+/*
+ * msg.c - the message: a small header (refcount, ack state, delivery info)
+ * pointing at a reference-counted body (uuid, metadata, payload) that copies
+ * share until one of them writes (copy-on-write).
+ *
+ * Invariants:
+ *  - state moves once, PENDING -> ACKED or PENDING -> NACKED, by CAS; the
+ *    thread that wins the CAS alone calls the backend hook.
+ *  - a body with refs > 1 is never written; writers first make it private.
+ *  - waiters sleep on the state word (futex) and are woken on the move.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/internal.h"
+
+typedef struct meta_kv {
+    char *k;
+    char *v;
+} meta_kv;
+
+typedef struct body {
+    _Atomic uint32_t refs;
+    size_t len;
+    unsigned char *payload; /* points inside this allocation, or to ext */
+    char *uuid;             /* inside this allocation */
+    meta_kv *meta;
+    size_t nmeta, capmeta;
+    unsigned char data[];
+} body;
+
+struct sl_msg {
+    _Atomic uint32_t refs;
+    _Atomic uint32_t state; /* sl_ack_state */
+    _Atomic uint32_t waiters;
+    unsigned deliveries;
+    body *b;
+    sli_rcstr *topic;
+    sli_msg_hook hook;
+    void *hook_ctx;
+};
+
+static body *body_new(const char *uuid, size_t ulen, const void *payload, size_t len)
+{
+    body *b = malloc(sizeof *b + ulen + 1 + len);
+    if (!b)
+        return NULL;
+    atomic_init(&b->refs, 1);
+    b->uuid = (char *)b->data;
+    memcpy(b->uuid, uuid, ulen);
+    b->uuid[ulen] = '\0';
+    b->payload = b->data + ulen + 1;
+    b->len = len;
+    if (len)
+        memcpy(b->payload, payload, len);
+    b->meta = NULL;
+    b->nmeta = b->capmeta = 0;
+    return b;
+}
+
+static void body_unref(body *b)
+{
+    if (!b || atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    for (size_t i = 0; i < b->nmeta; i++) {
+        free(b->meta[i].k);
+        free(b->meta[i].v);
+    }
+    free(b->meta);
+    free(b);
+}
+
+static int meta_copy(body *dst, const body *src)
+{
+    if (!src->nmeta)
+        return 0;
+    dst->meta = calloc(src->nmeta, sizeof *dst->meta);
+    if (!dst->meta)
+        return SL_ENOMEM;
+    dst->capmeta = src->nmeta;
+    for (size_t i = 0; i < src->nmeta; i++) {
+        dst->meta[i].k = strdup(src->meta[i].k);
+        dst->meta[i].v = strdup(src->meta[i].v);
+        dst->nmeta = i + 1;
+        if (!dst->meta[i].k || !dst->meta[i].v)
+            return SL_ENOMEM;
+    }
+    return 0;
+}
+
+/* Make m's body private (refs == 1), optionally with a new payload. */
+static int body_own(sl_msg *m, const void *payload, size_t len, bool replace_payload)
+{
+    body *old = m->b;
+    if (!replace_payload && atomic_load(&old->refs) == 1)
+        return 0;
+    if (!replace_payload) {
+        payload = old->payload;
+        len = old->len;
+    }
+    body *nb = body_new(old->uuid, strlen(old->uuid), payload, len);
+    if (!nb)
+        return SL_ENOMEM;
+    if (meta_copy(nb, old) != 0) {
+        body_unref(nb);
+        return SL_ENOMEM;
+    }
+    m->b = nb;
+    body_unref(old);
+    return 0;
+}
+
+static sl_msg *hdr_new(body *b)
+{
+    sl_msg *m = malloc(sizeof *m);
+    if (!m)
+        return NULL;
+    atomic_init(&m->refs, 1);
+    atomic_init(&m->state, SL_MSG_PENDING);
+    atomic_init(&m->waiters, 0);
+    m->deliveries = 0;
+    m->b = b;
+    m->topic = NULL;
+    m->hook = NULL;
+    m->hook_ctx = NULL;
+    return m;
+}
+
+static const char hexd[] = "0123456789abcdef";
+
+void sl_uuid_v7(char out[SL_UUID_LEN + 1])
+{
+    unsigned char u[16];
+    uint64_t ms = (uint64_t)sli_wall_ms();
+    uint64_t r1 = sli_rand64(), r2 = sli_rand64();
+    for (int i = 0; i < 6; i++)
+        u[i] = (unsigned char)(ms >> (40 - 8 * i));
+    memcpy(u + 6, &r1, 2);
+    memcpy(u + 8, &r2, 8);
+    u[6] = (unsigned char)(0x70 | (u[6] & 0x0f)); /* version 7 */
+    u[8] = (unsigned char)(0x80 | (u[8] & 0x3f)); /* variant 10 */
+    char *o = out;
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            *o++ = '-';
+        *o++ = hexd[u[i] >> 4];
+        *o++ = hexd[u[i] & 15];
+    }
+    *o = '\0';
+}
+
+int sl_msg_new_with_uuid(sl_msg **out, const char *uuid, const void *payload, size_t len)
+{
+    if (!out)
+        return sli_err(SL_EINVAL, "sl_msg_new: out is NULL");
+    *out = NULL;
+    if (!uuid || !*uuid)
+        return sli_err(SL_EINVAL, "sl_msg_new: uuid is NULL or empty");
+    size_t ulen = strlen(uuid);
+    if (ulen > 255)
+        return sli_err(SL_EINVAL, "sl_msg_new: uuid longer than 255 bytes");
+    if (!payload && len)
+        return sli_err(SL_EINVAL, "sl_msg_new: payload is NULL but len is %zu", len);
+    body *b = body_new(uuid, ulen, payload, len);
+    if (!b)
+        return sli_err(SL_ENOMEM, "sl_msg_new: out of memory");
+    sl_msg *m = hdr_new(b);
+    if (!m) {
+        body_unref(b);
+        return sli_err(SL_ENOMEM, "sl_msg_new: out of memory");
+    }
+    *out = m;
+    return 0;
+}
+
+int sl_msg_new(sl_msg **out, const void *payload, size_t len)
+{
+    char id[SL_UUID_LEN + 1];
+    sl_uuid_v7(id);
+    return sl_msg_new_with_uuid(out, id, payload, len);
+}
+
+sl_msg *sl_msg_ref(sl_msg *m)
+{
+    if (m)
+        atomic_fetch_add_explicit(&m->refs, 1, memory_order_relaxed);
+    return m;
+}
+
+void sl_msg_unref(sl_msg *m)
+{
+    if (!m || atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    if (m->hook)
+        m->hook(m, SLI_MSG_EV_FREE, 0, m->hook_ctx);
+    sli_rcstr_unref(m->topic);
+    body_unref(m->b);
+    free(m);
+}
+
+const char *sl_msg_uuid(const sl_msg *m) { return m ? m->b->uuid : NULL; }
+
+const void *sl_msg_payload(const sl_msg *m, size_t *len)
+{
+    if (!m) {
+        if (len)
+            *len = 0;
+        return NULL;
+    }
+    if (len)
+        *len = m->b->len;
+    return m->b->payload;
+}
+
+const char *sl_msg_topic(const sl_msg *m) { return m && m->topic ? m->topic->s : NULL; }
+
+unsigned sl_msg_deliveries(const sl_msg *m) { return m ? m->deliveries : 0; }
+
+int sl_msg_set_payload(sl_msg *m, const void *data, size_t len)
+{
+    if (!m || (!data && len))
+        return sli_err(SL_EINVAL, "sl_msg_set_payload: NULL argument");
+    if (body_own(m, data, len, true) != 0)
+        return sli_err(SL_ENOMEM, "sl_msg_set_payload: out of memory");
+    return 0;
+}
+
+static meta_kv *meta_find(const body *b, const char *key)
+{
+    for (size_t i = 0; i < b->nmeta; i++)
+        if (strcmp(b->meta[i].k, key) == 0)
+            return &b->meta[i];
+    return NULL;
+}
+
+int sl_msg_meta_set(sl_msg *m, const char *key, const char *value)
+{
+    if (!m || !key || !value)
+        return sli_err(SL_EINVAL, "sl_msg_meta_set: NULL argument");
+    if (!*key)
+        return sli_err(SL_EINVAL, "sl_msg_meta_set: empty key");
+    if (body_own(m, NULL, 0, false) != 0)
+        return sli_err(SL_ENOMEM, "sl_msg_meta_set: out of memory");
+    body *b = m->b;
+    char *v = strdup(value);
+    if (!v)
+        return sli_err(SL_ENOMEM, "sl_msg_meta_set: out of memory");
+    meta_kv *kv = meta_find(b, key);
+    if (kv) {
+        free(kv->v);
+        kv->v = v;
+        return 0;
+    }
+    if (b->nmeta == b->capmeta) {
+        size_t cap = b->capmeta ? b->capmeta * 2 : 4;
+        meta_kv *nm = realloc(b->meta, cap * sizeof *nm);
+        if (!nm) {
+            free(v);
+            return sli_err(SL_ENOMEM, "sl_msg_meta_set: out of memory");
+        }
+        b->meta = nm;
+        b->capmeta = cap;
+    }
+    char *k = strdup(key);
+    if (!k) {
+        free(v);
+        return sli_err(SL_ENOMEM, "sl_msg_meta_set: out of memory");
+    }
+    b->meta[b->nmeta].k = k;
+    b->meta[b->nmeta].v = v;
+    b->nmeta++;
+    return 0;
+}
+
+const char *sl_msg_meta_get(const sl_msg *m, const char *key)
+{
+    if (!m || !key)
+        return NULL;
+    meta_kv *kv = meta_find(m->b, key);
+    return kv ? kv->v : NULL;
+}
+
+int sl_msg_meta_del(sl_msg *m, const char *key)
+{
+    if (!m || !key)
+        return sli_err(SL_EINVAL, "sl_msg_meta_del: NULL argument");
+    if (!meta_find(m->b, key))
+        return sli_err(SL_ENOENT, "sl_msg_meta_del: no key '%s'", key);
+    if (body_own(m, NULL, 0, false) != 0)
+        return sli_err(SL_ENOMEM, "sl_msg_meta_del: out of memory");
+    body *b = m->b;
+    meta_kv *kv = meta_find(b, key);
+    free(kv->k);
+    free(kv->v);
+    size_t i = (size_t)(kv - b->meta);
+    memmove(&b->meta[i], &b->meta[i + 1], (b->nmeta - i - 1) * sizeof *kv);
+    b->nmeta--;
+    return 0;
+}
+
+size_t sl_msg_meta_count(const sl_msg *m) { return m ? m->b->nmeta : 0; }
+
+int sl_msg_meta_at(const sl_msg *m, size_t i, const char **key, const char **value)
+{
+    if (!m)
+        return sli_err(SL_EINVAL, "sl_msg_meta_at: NULL message");
+    if (i >= m->b->nmeta)
+        return SL_ENOENT;
+    if (key)
+        *key = m->b->meta[i].k;
+    if (value)
+        *value = m->b->meta[i].v;
+    return 0;
+}
+
+int sli_msg_share(const sl_msg *m, sl_msg **out)
+{
+    atomic_fetch_add_explicit(&m->b->refs, 1, memory_order_relaxed);
+    sl_msg *c = hdr_new(m->b);
+    if (!c) {
+        body_unref(m->b);
+        return SL_ENOMEM;
+    }
+    *out = c;
+    return 0;
+}
+
+int sl_msg_copy(const sl_msg *m, sl_msg **out)
+{
+    if (!m || !out)
+        return sli_err(SL_EINVAL, "sl_msg_copy: NULL argument");
+    if (sli_msg_share(m, out) != 0)
+        return sli_err(SL_ENOMEM, "sl_msg_copy: out of memory");
+    return 0;
+}
+
+bool sl_msg_equal(const sl_msg *a, const sl_msg *b)
+{
+    if (a == b)
+        return true;
+    if (!a || !b)
+        return false;
+    const body *x = a->b, *y = b->b;
+    if (x == y)
+        return true;
+    if (strcmp(x->uuid, y->uuid) != 0 || x->len != y->len || x->nmeta != y->nmeta)
+        return false;
+    if (x->len && memcmp(x->payload, y->payload, x->len) != 0)
+        return false;
+    for (size_t i = 0; i < x->nmeta; i++) {
+        const meta_kv *kv = meta_find(y, x->meta[i].k);
+        if (!kv || strcmp(kv->v, x->meta[i].v) != 0)
+            return false;
+    }
+    return true;
+}
+
+static int settle(sl_msg *m, sl_ack_state to, unsigned delay_ms)
+{
+    if (!m)
+        return sli_err(SL_EINVAL, "ack/nack of a NULL message");
+    uint32_t expected = SL_MSG_PENDING;
+    if (!atomic_compare_exchange_strong(&m->state, &expected, (uint32_t)to)) {
+        if (expected == (uint32_t)to)
+            return 0; /* idempotent */
+        return sli_err(SL_ESTATE, "message %s was already %s", m->b->uuid,
+                       expected == SL_MSG_ACKED ? "acked" : "nacked");
+    }
+    if (m->hook)
+        m->hook(m, to == SL_MSG_ACKED ? SLI_MSG_EV_ACK : SLI_MSG_EV_NACK, delay_ms, m->hook_ctx);
+    if (atomic_load(&m->waiters))
+        sli_futex_wake_all(&m->state);
+    return 0;
+}
+
+int sl_msg_ack(sl_msg *m) { return settle(m, SL_MSG_ACKED, 0); }
+int sl_msg_nack(sl_msg *m) { return settle(m, SL_MSG_NACKED, 0); }
+int sl_msg_nack_delay(sl_msg *m, unsigned delay_ms) { return settle(m, SL_MSG_NACKED, delay_ms); }
+
+sl_ack_state sl_msg_state(const sl_msg *m)
+{
+    return m ? (sl_ack_state)atomic_load(&((sl_msg *)m)->state) : SL_MSG_PENDING;
+}
+
+int sl_msg_wait(sl_msg *m, int timeout_ms, sl_ack_state *state)
+{
+    if (!m)
+        return sli_err(SL_EINVAL, "sl_msg_wait: NULL message");
+    int64_t deadline = sli_deadline_ms(timeout_ms);
+    int rc = 0;
+    atomic_fetch_add(&m->waiters, 1);
+    while (atomic_load(&m->state) == SL_MSG_PENDING) {
+        rc = sli_futex_wait(&m->state, SL_MSG_PENDING, deadline);
+        if (rc == SL_ETIMEDOUT)
+            break;
+    }
+    atomic_fetch_sub(&m->waiters, 1);
+    uint32_t st = atomic_load(&m->state);
+    if (st == SL_MSG_PENDING)
+        return sli_err(SL_ETIMEDOUT, "message %s not acked within %d ms", m->b->uuid, timeout_ms);
+    if (state)
+        *state = (sl_ack_state)st;
+    return 0;
+}
+
+void sli_msg_set_delivery(sl_msg *m, sli_rcstr *topic, unsigned deliveries, sli_msg_hook hook,
+                          void *ctx)
+{
+    sli_rcstr_unref(m->topic);
+    m->topic = sli_rcstr_ref(topic);
+    m->deliveries = deliveries;
+    m->hook = hook;
+    m->hook_ctx = ctx;
+}
+
+void *sli_msg_body_ref(const sl_msg *m)
+{
+    atomic_fetch_add_explicit(&m->b->refs, 1, memory_order_relaxed);
+    return m->b;
+}
+
+void sli_msg_body_unref(void *b) { body_unref(b); }
+
+void *sli_body_ref(void *b)
+{
+    atomic_fetch_add_explicit(&((body *)b)->refs, 1, memory_order_relaxed);
+    return b;
+}
+
+int sli_msg_from_body(void *b, sl_msg **out)
+{
+    body *bb = b;
+    atomic_fetch_add_explicit(&bb->refs, 1, memory_order_relaxed);
+    sl_msg *m = hdr_new(bb);
+    if (!m) {
+        body_unref(bb);
+        return SL_ENOMEM;
+    }
+    *out = m;
+    return 0;
+}

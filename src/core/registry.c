@@ -1,0 +1,47 @@
+/*
+ * registry.c - the one place that knows every backend. Adding a backend is
+ * one folder under src/backends/ and one line here.
+ */
+#include <string.h>
+
+#include "core/backend.h"
+
+extern const sli_backend sli_mem_backend;
+#ifdef SL_HAVE_SQLITE
+extern const sli_backend sli_sqlite_backend;
+#endif
+
+static const sli_backend *const backends[] = {
+    &sli_mem_backend,
+#ifdef SL_HAVE_SQLITE
+    &sli_sqlite_backend,
+#endif
+};
+
+const sli_backend *sli_backend_find(const char *scheme)
+{
+    for (size_t i = 0; i < sizeof backends / sizeof backends[0]; i++)
+        if (strcmp(backends[i]->scheme, scheme) == 0)
+            return backends[i];
+    return NULL;
+}
+
+const char *sli_backend_schemes(void)
+{
+    return "mem"
+#ifdef SL_HAVE_SQLITE
+           ", sqlite"
+#endif
+        ;
+}
+
+int sl_scheme_features(const char *scheme, unsigned *features)
+{
+    if (!scheme || !features)
+        return sli_err(SL_EINVAL, "sl_scheme_features: NULL argument");
+    const sli_backend *b = sli_backend_find(scheme);
+    if (!b)
+        return sli_err(SL_ENOTSUP, "unknown scheme '%s' (known: %s)", scheme, sli_backend_schemes());
+    *features = b->features;
+    return 0;
+}
