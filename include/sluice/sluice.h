@@ -13,5 +13,7 @@
 #include "log.h"
 #include "msg.h"
 #include "pubsub.h"
+#include "transport.h"
+#include "router.h" /* includes ctx.h */
 
 #endif

@@ -1,0 +1,97 @@
+/*
+ * router_int.h - the router's internal structures, shared by router.c
+ * (configuration and lifecycle), worker.c (the worker loops) and the
+ * middlewares that need more than the public API (the recoverer marks a
+ * handler unhealthy). Never installed.
+ */
+#ifndef SLI_ROUTER_INT_H
+#define SLI_ROUTER_INT_H
+
+#include "core/internal.h"
+#include "sluice/router.h"
+
+typedef struct sli_mw_vec {
+    sl_middleware *v;
+    size_t n, cap;
+} sli_mw_vec;
+
+typedef struct sli_worker {
+    sl_handler *h;
+    sl_subscription *s;
+    pthread_t tid;
+    bool started;
+    _Atomic bool busy; /* inside the handler chain */
+} sli_worker;
+
+struct sl_handler {
+    sl_router *r;
+    char *name;
+    char **topics;
+    size_t ntopics;
+    sl_subscription **subs; /* one per topic */
+    sl_subscribe_opts subopts;
+    char *group;
+    sl_subscriber *sub;
+    sl_publisher *pub;
+    char *pub_topic;
+    sl_handler_fn fn;
+    sl_batch_fn batch_fn;
+    unsigned batch_max;
+    int batch_wait_ms;
+    void *user;
+    unsigned workers;
+    unsigned nack_delay_ms, nack_delay_max_ms;
+    double nack_delay_mult;
+    sli_mw_vec mws;
+    const sl_middleware **chain; /* router-level then handler-level */
+    size_t nchain;
+    sli_worker *w;
+    size_t nw;
+    _Atomic bool healthy;
+    sl_handler *next;
+};
+
+struct sl_mw_call {
+    const sl_middleware *const *chain;
+    size_t i, n;
+    sl_handler *h;
+};
+
+typedef enum sli_router_state {
+    SLI_R_NEW,
+    SLI_R_STARTING,
+    SLI_R_RUNNING,
+    SLI_R_CLOSING,
+    SLI_R_CLOSED,
+} sli_router_state;
+
+struct sl_router {
+    sl_router_opts o;
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    sli_router_state state;
+    sl_handler *handlers, **htail;
+    sli_mw_vec mws;
+    sl_plugin *plugins;
+    size_t nplugins, plugins_started;
+    sl_ctx *ctx; /* parent of every handler call; cancelled on cut-off */
+    _Atomic bool stop;
+    int active; /* live worker threads, under mu */
+    int close_rc;
+    unsigned cut_off;
+    bool workers_joined;
+};
+
+/* initial * mult^k, at most max (no libm: a short loop, stops at max). */
+static inline double sli_backoff(double initial, double mult, double max, unsigned k)
+{
+    double d = initial;
+    while (k-- > 0 && d < max)
+        d *= mult;
+    return d > max ? max : d;
+}
+
+void *sli_router_worker(void *arg);
+void sli_handler_mark_unhealthy(sl_handler *h);
+
+#endif

@@ -1,0 +1,240 @@
+/*
+ * worker.c - what a router worker thread does with each message, plus the
+ * small public helpers handlers use (output lists, sl_mw_next,
+ * sl_handler_fail).
+ *
+ * A worker owns one output list (reused, so a steady flow allocates only
+ * the messages themselves) and loops: sl_next with a 100 ms timeout (so a
+ * close is noticed without closing the subscription under it), run the
+ * chain under the router's context, publish the outputs, then ack - or nack
+ * with the handler's backoff. A message taken after the close began is
+ * nacked at once (it goes back to the backend, never lost). The `busy` flag
+ * brackets the handler call so close can tell cut-off calls from idle
+ * workers.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "router/router_int.h"
+
+#define POLL_MS 100
+
+/* ---------- output lists ---------- */
+
+int sl_msg_list_push(sl_msg_list *l, sl_msg *m)
+{
+    if (!l || !m)
+        return sli_err(SL_EINVAL, "sl_msg_list_push: NULL list or message");
+    if (l->n == l->cap) {
+        size_t nc = l->cap ? l->cap * 2 : 4;
+        sl_msg **nv = realloc(l->v, nc * sizeof *nv);
+        if (!nv)
+            return sli_err(SL_ENOMEM, "out of memory");
+        l->v = nv;
+        l->cap = nc;
+    }
+    l->v[l->n++] = m;
+    return 0;
+}
+
+void sl_msg_list_truncate(sl_msg_list *l, size_t keep)
+{
+    if (!l)
+        return;
+    while (l->n > keep)
+        sl_msg_unref(l->v[--l->n]);
+}
+
+void sl_msg_list_free(sl_msg_list *l)
+{
+    if (!l)
+        return;
+    sl_msg_list_truncate(l, 0);
+    free(l->v);
+    l->v = NULL;
+    l->cap = 0;
+}
+
+/* ---------- chain ---------- */
+
+int sl_mw_next(const sl_mw_call *c, sl_ctx *ctx, sl_msg *in, sl_msg_list *out)
+{
+    if (c->i < c->n) {
+        sl_mw_call nx = *c;
+        nx.i++;
+        const sl_middleware *m = c->chain[c->i];
+        return m->call(m->state, &nx, ctx, in, out);
+    }
+    return c->h->fn(ctx, in, out, c->h->user);
+}
+
+sl_handler *sl_mw_handler(const sl_mw_call *c) { return c ? c->h : NULL; }
+
+int sl_handler_fail(int code, const char *fmt, ...)
+{
+    char buf[480];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    return sli_err(code, "%s", buf);
+}
+
+/* ---------- settle ---------- */
+
+static void nack_backoff(sl_handler *h, sl_msg *m)
+{
+    if (!h->nack_delay_ms) {
+        sl_msg_nack(m);
+        return;
+    }
+    unsigned d = sl_msg_deliveries(m);
+    double delay = sli_backoff(h->nack_delay_ms, h->nack_delay_mult, h->nack_delay_max_ms,
+                               d > 1 ? d - 1 : 0);
+    sl_msg_nack_delay(m, (unsigned)delay);
+}
+
+/* Publish the outputs of a successful call; returns the publish error. */
+static int publish_out(sl_handler *h, sl_msg_list *out)
+{
+    if (!out->n)
+        return 0;
+    int rc;
+    if (!h->pub)
+        rc = sli_err(SL_EINVAL, "handler '%s' produced %zu message(s) but has no publisher",
+                     h->name, out->n);
+    else
+        rc = sl_publish(h->pub, h->pub_topic, out->v, out->n);
+    if (rc)
+        sli_log(SL_LOG_WARN, "router", "handler '%s': publish: %s", h->name, sl_errmsg());
+    sl_msg_list_truncate(out, 0);
+    return rc;
+}
+
+static void process_one(sli_worker *w, sl_msg *m, sl_msg_list *out)
+{
+    sl_handler *h = w->h;
+    sl_mw_call c = {h->chain, 0, h->nchain, h};
+    atomic_store_explicit(&w->busy, true, memory_order_relaxed);
+    int rc = sl_mw_next(&c, h->r->ctx, m, out);
+    if (rc == 0)
+        rc = publish_out(h, out);
+    else
+        sl_msg_list_truncate(out, 0);
+    atomic_store_explicit(&w->busy, false, memory_order_relaxed);
+    if (rc == 0)
+        sl_msg_ack(m);
+    else
+        nack_backoff(h, m);
+    sl_msg_unref(m);
+}
+
+static void process_batch(sli_worker *w, sl_msg **v, int *res, size_t n, sl_msg_list *out)
+{
+    sl_handler *h = w->h;
+    for (size_t i = 0; i < n; i++)
+        res[i] = 0;
+    atomic_store_explicit(&w->busy, true, memory_order_relaxed);
+    int rc = h->batch_fn(h->r->ctx, v, n, res, out, h->user);
+    if (rc == 0)
+        rc = publish_out(h, out);
+    else
+        sl_msg_list_truncate(out, 0);
+    atomic_store_explicit(&w->busy, false, memory_order_relaxed);
+    for (size_t i = 0; i < n; i++) {
+        if (rc == 0 && res[i] == 0)
+            sl_msg_ack(v[i]);
+        else
+            nack_backoff(h, v[i]);
+        sl_msg_unref(v[i]);
+    }
+}
+
+/* ---------- the loop ---------- */
+
+/* Take one message; returns 0, or 1 to stop the worker. */
+static int take(sli_worker *w, sl_msg **m, int timeout_ms, bool *got)
+{
+    *got = false;
+    int rc = sl_next(w->s, m, timeout_ms);
+    if (rc == SL_ETIMEDOUT)
+        return 0;
+    if (rc == SL_ECLOSED)
+        return 1;
+    if (rc) {
+        sli_log(SL_LOG_WARN, "router", "handler '%s': next: %s", w->h->name, sl_errmsg());
+        sl_ctx_wait(w->h->r->ctx, 10);
+        return 0;
+    }
+    if (atomic_load(&w->h->r->stop)) {
+        sl_msg_nack(*m); /* taken after close began: back to the backend */
+        sl_msg_unref(*m);
+        return 1;
+    }
+    *got = true;
+    return 0;
+}
+
+static void loop_single(sli_worker *w, sl_msg_list *out)
+{
+    sl_router *r = w->h->r;
+    while (!atomic_load_explicit(&r->stop, memory_order_relaxed)) {
+        sl_msg *m;
+        bool got;
+        if (take(w, &m, POLL_MS, &got))
+            break;
+        if (got)
+            process_one(w, m, out);
+    }
+}
+
+static void loop_batch(sli_worker *w, sl_msg_list *out)
+{
+    sl_handler *h = w->h;
+    sl_msg **v = calloc(h->batch_max, sizeof *v);
+    int *res = calloc(h->batch_max, sizeof *res);
+    if (!v || !res) {
+        sli_log(SL_LOG_ERROR, "router", "handler '%s': out of memory", h->name);
+        free(v);
+        free(res);
+        return;
+    }
+    bool quit = false;
+    while (!quit && !atomic_load_explicit(&h->r->stop, memory_order_relaxed)) {
+        size_t n = 0;
+        bool got;
+        quit = take(w, &v[0], POLL_MS, &got);
+        if (!got)
+            continue;
+        n = 1;
+        int64_t until = sli_mono_ms() + h->batch_wait_ms;
+        while (!quit && n < h->batch_max) {
+            int64_t left = until - sli_mono_ms();
+            quit = take(w, &v[n], left > 0 ? (int)left : 0, &got);
+            if (!got)
+                break;
+            n++;
+        }
+        process_batch(w, v, res, n, out);
+    }
+    free(v);
+    free(res);
+}
+
+void *sli_router_worker(void *arg)
+{
+    sli_worker *w = arg;
+    sl_router *r = w->h->r;
+    sl_msg_list out = {0};
+    if (w->h->batch_fn)
+        loop_batch(w, &out);
+    else
+        loop_single(w, &out);
+    sl_msg_list_free(&out);
+    pthread_mutex_lock(&r->mu);
+    r->active--;
+    pthread_cond_broadcast(&r->cond);
+    pthread_mutex_unlock(&r->mu);
+    return NULL;
+}
