@@ -14,6 +14,5 @@
 #include "msg.h"
 #include "pubsub.h"
 #include "transport.h"
-#include "router.h" /* includes ctx.h */
 
 #endif
