@@ -14,5 +14,6 @@
 #include "msg.h"
 #include "pubsub.h"
 #include "transport.h"
+#include "router.h" /* includes ctx.h */
 
 #endif
