@@ -2,6 +2,9 @@
 #ifndef SLUICE_CLI_H
 #define SLUICE_CLI_H
 
+#include <stdbool.h>
+#include <stdint.h>
+
 #include "sluice/sluice.h"
 
 typedef struct cli_cmd {
@@ -12,5 +15,18 @@ typedef struct cli_cmd {
 
 int cmd_demo(int argc, char **argv);
 int cmd_version(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+int cmd_pub(int argc, char **argv);
+int cmd_sub(int argc, char **argv);
+
+/* Argument helpers (cli_args.c). Errors go to stderr as "sluice CMD: ...".
+ * cli_opt: when argv[*i] is "NAME VALUE" or "NAME=VALUE", sets *val, moves *i
+ * past the value and returns 1; 0 when it is another argument; -1 (printed)
+ * when the value is missing or empty. */
+int cli_opt(const char *cmd, int argc, char **argv, int *i, const char *name, const char **val);
+/* Strict decimal in [min, max]; -1 (printed) otherwise. */
+int cli_parse_u64(const char *cmd, const char *name, const char *s, uint64_t min, uint64_t max,
+                  uint64_t *out);
+bool cli_is_help(const char *arg); /* "--help" or "-h" */
 
 #endif

@@ -2,6 +2,8 @@
  * main.c - the sluice command-line tool: git-style subcommands.
  *   sluice demo            run a small publish/subscribe pipeline on mem://
  *   sluice version
+ *   sluice bench URL ...   throughput and latency of a backend
+ *   sluice pub URL TOPIC   publish;  sluice sub URL TOPIC   subscribe and print
  * Each subcommand lives in its own file (cmd_*.c) and is listed here.
  */
 #include <stdio.h>
@@ -12,6 +14,9 @@
 static const cli_cmd cmds[] = {
     {"demo", "run a small publish/subscribe demo on mem://", cmd_demo},
     {"version", "print the version", cmd_version},
+    {"bench", "measure throughput and latency of a backend", cmd_bench},
+    {"pub", "publish a message or stdin lines to a topic", cmd_pub},
+    {"sub", "print (and ack) the messages of a topic", cmd_sub},
 };
 
 static void usage(FILE *f)
