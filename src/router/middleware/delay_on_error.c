@@ -1,0 +1,38 @@
+/*
+ * delay_on_error.c - on failure, nack the input for delayed redelivery
+ * (watermill's DelayOnError, without its separate requeuer: our backends
+ * honour sl_msg_nack_delay). The delay grows with the message's delivery
+ * count: initial * multiplier^(deliveries-1), at most max. It overrides
+ * the handler's own nack backoff (the router's later nack is a no-op).
+ */
+#include <stdlib.h>
+
+#include "router/middleware/mw_int.h"
+
+typedef struct delay_st {
+    unsigned initial, max;
+    double mult;
+} delay_st;
+
+static int delay_call(void *st, const sl_mw_call *next, sl_ctx *ctx, sl_msg *in, sl_msg_list *out)
+{
+    delay_st *d = st;
+    int rc = sl_mw_next(next, ctx, in, out);
+    if (rc) {
+        unsigned n = sl_msg_deliveries(in);
+        sl_msg_nack_delay(in, (unsigned)sli_backoff(d->initial, d->mult, d->max, n > 1 ? n - 1 : 0));
+    }
+    return rc;
+}
+
+int sl_mw_delay_on_error(sl_middleware *out, unsigned initial_ms, double multiplier, unsigned max_ms)
+{
+    if (!out || !initial_ms || multiplier < 1.0 || max_ms < initial_ms)
+        return sli_err(SL_EINVAL, "delay_on_error: need initial > 0, multiplier >= 1, max >= initial");
+    delay_st *d = malloc(sizeof *d);
+    if (!d)
+        return sli_err(SL_ENOMEM, "out of memory");
+    *d = (delay_st){initial_ms, max_ms, multiplier};
+    *out = (sl_middleware){"delay_on_error", 0, delay_call, free, d};
+    return 0;
+}
