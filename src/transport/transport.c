@@ -61,6 +61,7 @@ struct sl_transport {
     int shut_state;           /* 0 running, 1 shutting down, 2 shut down */
     int shut_rc;
     uint64_t enqueued, sent, unsent;
+    uint64_t cut; /* unsent ones that failed once the shutdown deadline had passed */
     sl_sender *senders;
     sl_receiver *receivers;
 };
@@ -177,10 +178,13 @@ static void *publisher_main(void *arg)
 
         pthread_mutex_lock(&t->mu);
         t->in_flight--;
-        if (rc)
+        if (rc) {
             t->unsent++;
-        else
+            if (sli_mono_ms() >= atomic_load(&t->deadline))
+                t->cut++;
+        } else {
             t->sent++;
+        }
         if (t->len == 0 && t->in_flight == 0)
             pthread_cond_broadcast(&t->drained);
     }
@@ -479,8 +483,8 @@ int sl_transport_receive(sl_transport *t, const char *topic, const sl_receive_op
 /* ---------- shutdown and stats ---------- */
 
 /* Wait for the buffer to drain until the deadline; then report what is
- * left as unsent. Returns whether the deadline cut anything off. */
-static bool flush(sl_transport *t, int deadline_ms)
+ * left as unsent. */
+static void flush(sl_transport *t, int deadline_ms)
 {
     int64_t dl = sli_deadline_ms(deadline_ms);
     pthread_mutex_lock(&t->mu);
@@ -488,7 +492,6 @@ static bool flush(sl_transport *t, int deadline_ms)
         if (sli_cond_wait_until(&t->drained, &t->mu, dl) == ETIMEDOUT)
             break;
     }
-    bool cut = t->len || t->in_flight;
     while (t->len) {
         item it = pop_locked(t);
         pthread_mutex_unlock(&t->mu);
@@ -496,9 +499,9 @@ static bool flush(sl_transport *t, int deadline_ms)
                                sl_msg_uuid(it.msg)));
         pthread_mutex_lock(&t->mu);
         t->unsent++;
+        t->cut++;
     }
     pthread_mutex_unlock(&t->mu);
-    return cut;
 }
 
 int sl_transport_shutdown(sl_transport *t, int deadline_ms, size_t *unsent)
@@ -524,7 +527,7 @@ int sl_transport_shutdown(sl_transport *t, int deadline_ms, size_t *unsent)
     pthread_cond_broadcast(&t->tick);
     pthread_mutex_unlock(&t->mu);
 
-    bool cut = flush(t, deadline_ms);
+    flush(t, deadline_ms);
     stop_threads(t);
     sl_receiver *rs = t->receivers; /* stable: no additions once shut_state != 0 */
     for (sl_receiver *r = rs; r; r = r->next)
@@ -537,7 +540,7 @@ int sl_transport_shutdown(sl_transport *t, int deadline_ms, size_t *unsent)
     /* t->pub/t->sub now dangle when owned; nothing uses them past closing. */
     pthread_mutex_lock(&t->mu);
     int rc = 0;
-    if (cut && t->unsent)
+    if (t->cut)
         rc = sli_err(SL_ETIMEDOUT, "sl_transport_shutdown: deadline of %d ms passed with %llu envelope(s) unsent",
                      deadline_ms, (unsigned long long)t->unsent);
     else if (t->unsent)
