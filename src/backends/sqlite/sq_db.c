@@ -1,0 +1,615 @@
+/*
+ * sq_db.c - one shared database per file per process, and its writer thread.
+ *
+ * Every publisher and subscriber of a process that opens the same file
+ * shares one sq_db (looked up by real path in a small registry): one SQLite
+ * connection owned by one writer thread. Callers queue requests (sq_submit);
+ * the writer takes everything queued, runs it inside ONE `BEGIN IMMEDIATE`
+ * transaction and commits once. That is the group commit: N concurrent
+ * publishers pay one commit (one fsync with sync=full) between them. With
+ * sync=full the writer lingers briefly (at most half a commit's duration,
+ * while requests keep arriving) to let a batch fill up.
+ *
+ * If one request of a batch fails, the batch is rolled back and each request
+ * is retried alone, so only the faulty one fails.
+ *
+ * Several processes: SQLite's locks serialise the writers; a busy handler
+ * sleeps with backoff (100 us .. 2 ms) up to busy_timeout (default 60 s), so
+ * SQLITE_BUSY never reaches the user in practice.
+ *
+ * Wakeups: consumers wait on the futex `seq`, bumped after every batch. While
+ * any consumer waits, the writer also polls `PRAGMA data_version` (which
+ * changes only when ANOTHER connection committed: other processes, or
+ * sl_sqlite_publish_tx) every 1 ms, backing off to poll= (default 5 ms) while
+ * nothing changes; with no waiter it does not poll at all.
+ *
+ * Housekeeping, once a second in its own transaction: heartbeat of this
+ * process' private groups, removal of private groups whose process died
+ * (no heartbeat for 60 s), and retention (sq_ops.c).
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "backends/sqlite/sq.h"
+
+#define SQ_BATCH_MAX 1024
+#define SQ_HK_MS 1000
+#define SQ_HEARTBEAT_MS 5000
+
+static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
+static sq_db *reg;
+
+int sq_map(sqlite3 *db, int src, char *buf, size_t len, const char *what)
+{
+    int code;
+    const char *msg = db ? sqlite3_errmsg(db) : sqlite3_errstr(src);
+    switch (src & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED: code = SL_EBUSY; break;
+    case SQLITE_READONLY: code = SL_EREADONLY; break;
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB: code = SL_ECORRUPT; break;
+    case SQLITE_NOMEM: code = SL_ENOMEM; break;
+    default: code = SL_EIO; break;
+    }
+    if (buf)
+        snprintf(buf, len, "sqlite: %s: %s", what, msg);
+    return code;
+}
+
+/* ---------- writer thread ---------- */
+
+static int busy_cb(void *arg, int count)
+{
+    sq_db *d = arg;
+    int64_t now = sli_mono_ms();
+    if (count == 0)
+        d->busy_start = now;
+    if (now - d->busy_start > d->o.busy_ms)
+        return 0;
+    usleep(count < 20 ? 100 : count < 100 ? 500 : 2000);
+    return 1;
+}
+
+static int exec(sq_db *d, const char *sql, char *err, size_t errlen)
+{
+    int rc = sqlite3_exec(d->db, sql, NULL, NULL, NULL);
+    return rc == SQLITE_OK ? 0 : sq_map(d->db, rc, err, errlen, sql);
+}
+
+static void rollback(sq_db *d)
+{
+    if (!sqlite3_get_autocommit(d->db))
+        sqlite3_exec(d->db, "ROLLBACK", NULL, NULL, NULL);
+    sq_ops_forget_topics(d); /* ids cached during the transaction may be gone */
+}
+
+static void complete(sq_req *r)
+{
+    if (r->async) {
+        if (r->rc)
+            sli_log(SL_LOG_WARN, "sqlite", "background request failed: %s", r->err);
+        free(r);
+        return;
+    }
+    atomic_store(&r->done, 1);
+    sli_futex_wake_all(&r->done);
+}
+
+static void fail_all(sq_req *b, int rc, const char *err)
+{
+    for (sq_req *r = b, *n; r; r = n) {
+        n = r->next;
+        sq_ops_reset(r);
+        r->rc = rc;
+        snprintf(r->err, sizeof r->err, "%s", err);
+        complete(r);
+    }
+}
+
+static void run_batch(sq_db *d, sq_req *batch)
+{
+    char err[SQ_ERRLEN];
+    int64_t t0 = sli_mono_ns();
+    int rc = exec(d, "BEGIN IMMEDIATE", err, sizeof err);
+    if (rc) {
+        fail_all(batch, rc, err);
+        return;
+    }
+    sq_req *bad = NULL;
+    for (sq_req *r = batch; r && !bad; r = r->next)
+        if ((r->rc = sq_ops_run(d, r)) != 0)
+            bad = r;
+    if (!bad && (rc = exec(d, "COMMIT", err, sizeof err)) != 0) {
+        rollback(d);
+        fail_all(batch, rc, err);
+        return;
+    }
+    if (bad) {
+        rollback(d);
+        for (sq_req *r = batch; r; r = r->next)
+            sq_ops_reset(r);
+        if (!batch->next) { /* alone: its error stands */
+            complete(batch);
+            return;
+        }
+        for (sq_req *r = batch, *n; r; r = n) { /* retry each alone */
+            n = r->next;
+            r->next = NULL;
+            r->rc = 0;
+            r->err[0] = '\0';
+            run_batch(d, r);
+        }
+        return;
+    }
+    int64_t us = (sli_mono_ns() - t0) / 1000;
+    d->commit_ema_us = d->commit_ema_us ? (d->commit_ema_us * 7 + us) / 8 : us;
+    for (sq_req *r = batch, *n; r; r = n) {
+        n = r->next;
+        if (r->kind == SQ_ACK)
+            d->acked_since_sweep = true;
+        complete(r);
+    }
+}
+
+static void bump(sq_db *d)
+{
+    atomic_fetch_add(&d->seq, 1);
+    if (atomic_load(&d->waiters))
+        sli_futex_wake_all(&d->seq);
+}
+
+/* Cross-process change detection. Returns true when something changed. */
+static bool poll_changes(sq_db *d)
+{
+    sqlite3_stmt *st = NULL;
+    bool changed = false;
+    if (sqlite3_prepare_v2(d->db, "PRAGMA data_version", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW) {
+        int64_t v = sqlite3_column_int64(st, 0);
+        changed = v != d->dv_last;
+        d->dv_last = v;
+    }
+    sqlite3_finalize(st);
+    return changed;
+}
+
+static void housekeep(sq_db *d, bool heartbeat)
+{
+    char err[SQ_ERRLEN];
+    int rc = exec(d, "BEGIN IMMEDIATE", err, sizeof err);
+    if (!rc)
+        rc = sq_ops_housekeep(d, heartbeat, err, sizeof err);
+    if (!rc)
+        rc = exec(d, "COMMIT", err, sizeof err);
+    if (rc) {
+        rollback(d);
+        sli_log(SL_LOG_WARN, "sqlite", "%s: housekeeping failed: %s", d->path, err);
+    }
+}
+
+static void timespec_at_ns(struct timespec *ts, int64_t ns)
+{
+    ts->tv_sec = ns / 1000000000;
+    ts->tv_nsec = ns % 1000000000;
+}
+
+/* With sync=full, wait a little while requests keep arriving (under d->mu). */
+static void linger(sq_db *d)
+{
+    if (d->o.sync != 0 || d->commit_ema_us < 200)
+        return;
+    int64_t ema = d->commit_ema_us > 6000 ? 6000 : d->commit_ema_us;
+    int64_t limit = sli_mono_ns() + ema * 1000 / 2;
+    size_t last = d->qlen;
+    while (!d->stop && d->qlen < SQ_BATCH_MAX) {
+        int64_t now = sli_mono_ns();
+        if (now >= limit)
+            break;
+        int64_t until = now + 150000 < limit ? now + 150000 : limit;
+        struct timespec ts;
+        timespec_at_ns(&ts, until);
+        pthread_cond_timedwait(&d->cond, &d->mu, &ts);
+        if (d->qlen == last)
+            break;
+        last = d->qlen;
+    }
+}
+
+static void *writer_main(void *arg)
+{
+    sq_db *d = arg;
+    int64_t poll_iv = 1, next_poll = 0;
+    int64_t next_hk = sli_mono_ms() + SQ_HK_MS, next_hb = sli_mono_ms() + SQ_HEARTBEAT_MS;
+    pthread_mutex_lock(&d->mu);
+    for (;;) {
+        while (!d->qhead && !d->stop) {
+            int64_t now = sli_mono_ms(), until = next_hk;
+            if (atomic_load(&d->waiters) && next_poll < until)
+                until = next_poll;
+            if (until <= now)
+                break;
+            sli_cond_wait_until(&d->cond, &d->mu, until);
+        }
+        if (!d->qhead && d->stop)
+            break;
+        sq_req *batch = NULL;
+        if (d->qhead) {
+            linger(d);
+            batch = d->qhead;
+            sq_req *last = batch;
+            size_t k = 1;
+            while (last->next && k < SQ_BATCH_MAX) {
+                last = last->next;
+                k++;
+            }
+            d->qhead = last->next;
+            if (!d->qhead)
+                d->qtail = NULL;
+            last->next = NULL;
+            d->qlen -= k;
+        }
+        pthread_mutex_unlock(&d->mu);
+        int64_t now = sli_mono_ms();
+        if (batch) {
+            run_batch(d, batch);
+            bump(d);
+            poll_iv = 1;
+            next_poll = now + poll_iv;
+        } else if (atomic_load(&d->waiters) && now >= next_poll) {
+            if (poll_changes(d)) {
+                bump(d);
+                poll_iv = 1;
+            } else if ((poll_iv *= 2) > d->o.poll_ms) {
+                poll_iv = d->o.poll_ms;
+            }
+            next_poll = now + poll_iv;
+        }
+        if (now >= next_hk) {
+            bool hb = now >= next_hb;
+            housekeep(d, hb);
+            if (hb)
+                next_hb = now + SQ_HEARTBEAT_MS;
+            next_hk = now + SQ_HK_MS;
+        }
+        pthread_mutex_lock(&d->mu);
+    }
+    pthread_mutex_unlock(&d->mu);
+    return NULL;
+}
+
+int sq_submit(sq_db *d, sq_req *r)
+{
+    r->next = NULL;
+    atomic_store(&r->done, 0);
+    r->rc = 0;
+    r->err[0] = '\0';
+    pthread_mutex_lock(&d->mu);
+    if (d->stop) {
+        pthread_mutex_unlock(&d->mu);
+        if (r->async)
+            free(r);
+        return sli_err(SL_ECLOSED, "sqlite: database is closing");
+    }
+    if (d->qtail)
+        d->qtail->next = r;
+    else
+        d->qhead = r;
+    d->qtail = r;
+    d->qlen++;
+    pthread_cond_signal(&d->cond);
+    pthread_mutex_unlock(&d->mu);
+    if (r->async)
+        return 0;
+    while (!atomic_load(&r->done))
+        sli_futex_wait(&r->done, 0, -1);
+    return r->rc ? sli_err(r->rc, "%s", r->err) : 0;
+}
+
+void sq_wake(sq_db *d) { bump(d); }
+
+/* ---------- opening a file ---------- */
+
+static int mkdirs(char *path)
+{
+    for (char *p = path + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        int rc = mkdir(path, 0777);
+        *p = '/';
+        if (rc && errno != EEXIST)
+            return -1;
+    }
+    return 0;
+}
+
+/* Real path of the file (its directory must exist). */
+static char *real_file_path(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char dir[PATH_MAX], res[PATH_MAX];
+    const char *base = slash ? slash + 1 : path;
+    if (slash) {
+        size_t l = (size_t)(slash - path);
+        if (l == 0)
+            l = 1;
+        if (l >= sizeof dir)
+            return NULL;
+        memcpy(dir, path, l);
+        dir[l] = '\0';
+    } else {
+        strcpy(dir, ".");
+    }
+    if (!realpath(dir, res) || strlen(res) + strlen(base) + 2 > sizeof res)
+        return NULL;
+    size_t rl = strlen(res);
+    char *out = malloc(rl + strlen(base) + 2);
+    if (out)
+        sprintf(out, "%s%s%s", res, res[rl - 1] == '/' ? "" : "/", base);
+    return out;
+}
+
+static int single_int(sqlite3 *db, const char *sql, int64_t *out, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            *out = sqlite3_column_int64(st, 0);
+            rc = SQLITE_OK;
+        }
+    }
+    int code = rc == SQLITE_OK ? 0 : sq_map(db, rc, err, errlen, sql);
+    sqlite3_finalize(st);
+    return code;
+}
+
+/* Check the file is a sluice database, or make an empty one into one. */
+static int check_schema(sq_db *d, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = sqlite3_prepare_v2(d->db, "SELECT value FROM sl_meta WHERE key='format'", -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_step(st);
+        bool ok = rc == SQLITE_ROW && sqlite3_column_text(st, 0) &&
+                  strcmp((const char *)sqlite3_column_text(st, 0), SQ_FORMAT) == 0;
+        if (rc == SQLITE_ROW || rc == SQLITE_DONE) {
+            char fmt[64];
+            snprintf(fmt, sizeof fmt, "%s",
+                     rc == SQLITE_ROW && sqlite3_column_text(st, 0)
+                         ? (const char *)sqlite3_column_text(st, 0) : "(none)");
+            sqlite3_finalize(st);
+            if (ok)
+                return 0;
+            snprintf(err, errlen, "sqlite: %s: unsupported sluice format '%s' (expected %s)",
+                     d->path, fmt, SQ_FORMAT);
+            return SL_ECORRUPT;
+        }
+        sqlite3_finalize(st);
+        return sq_map(d->db, rc, err, errlen, d->path);
+    }
+    if ((rc & 0xff) != SQLITE_ERROR) /* NOTADB, CORRUPT, IOERR... */
+        return sq_map(d->db, rc, err, errlen, d->path);
+    int64_t ntables = 0;
+    int code = single_int(d->db, "SELECT count(*) FROM sqlite_schema", &ntables, err, errlen);
+    if (code)
+        return code;
+    if (ntables) {
+        snprintf(err, errlen,
+                 "sqlite: %s is not a sluice database (it has tables but no sl_meta; "
+                 "sl_sqlite_init() adds sluice's tables to an existing database)",
+                 d->path);
+        return SL_ECORRUPT;
+    }
+    if ((code = exec(d, "BEGIN IMMEDIATE", err, errlen)) != 0)
+        return code;
+    code = single_int(d->db, "SELECT count(*) FROM sqlite_schema", &ntables, err, errlen);
+    if (!code && ntables == 0) {
+        char sql[64];
+        snprintf(sql, sizeof sql, "PRAGMA application_id=%d", SQ_APP_ID);
+        if (!(code = exec(d, sql, err, errlen)))
+            code = exec(d, sq_schema_sql, err, errlen);
+    }
+    if (!code)
+        code = exec(d, "COMMIT", err, errlen);
+    if (code) {
+        rollback(d);
+        return code;
+    }
+    return ntables ? check_schema(d, err, errlen) : 0;
+}
+
+static int set_wal(sq_db *d, char *err, size_t errlen)
+{
+    int64_t t0 = sli_mono_ms();
+    for (;;) {
+        sqlite3_stmt *st;
+        int rc = sqlite3_prepare_v2(d->db, "PRAGMA journal_mode=WAL", -1, &st, NULL);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_step(st);
+        bool wal = rc == SQLITE_ROW && sqlite3_column_text(st, 0) &&
+                   strcmp((const char *)sqlite3_column_text(st, 0), "wal") == 0;
+        sqlite3_finalize(st);
+        if (wal)
+            return 0;
+        if (rc == SQLITE_ROW) {
+            snprintf(err, errlen, "sqlite: %s: cannot switch to WAL mode", d->path);
+            return SL_EIO;
+        }
+        if ((rc & 0xff) != SQLITE_BUSY || sli_mono_ms() - t0 > d->o.busy_ms)
+            return sq_map(d->db, rc, err, errlen, "PRAGMA journal_mode=WAL");
+        usleep(1000);
+    }
+}
+
+static int db_open(sq_db *d, char *err, size_t errlen)
+{
+    int rc = sqlite3_open_v2(d->path, &d->db,
+                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc != SQLITE_OK)
+        return sq_map(d->db, rc, err, errlen, d->path);
+    if (sqlite3_db_readonly(d->db, "main") == 1) {
+        snprintf(err, errlen, "sqlite: %s is read-only (sluice needs to write to it)", d->path);
+        return SL_EREADONLY;
+    }
+    sqlite3_extended_result_codes(d->db, 1);
+    sqlite3_busy_handler(d->db, busy_cb, d);
+    int code = check_schema(d, err, errlen); /* before touching a foreign file */
+    if (!code)
+        code = set_wal(d, err, errlen);
+    if (code)
+        return code;
+    static const char *const sync_sql[] = {"PRAGMA synchronous=FULL", "PRAGMA synchronous=NORMAL",
+                                           "PRAGMA synchronous=OFF"};
+    if ((code = exec(d, sync_sql[d->o.sync], err, errlen)) != 0)
+        return code;
+    if ((code = sq_ops_prepare(d, err, errlen)) != 0)
+        return code;
+    poll_changes(d);
+    return 0;
+}
+
+static void db_free(sq_db *d)
+{
+    if (d->db) {
+        sq_ops_finalize(d);
+        sqlite3_close_v2(d->db);
+    }
+    pthread_mutex_destroy(&d->mu);
+    pthread_cond_destroy(&d->cond);
+    free(d->path);
+    free(d);
+}
+
+static int parse_opts(sli_url *u, sq_dbopts *o)
+{
+    int rc;
+    o->sync_set = sli_url_opt(u, "sync") != NULL;
+    o->retention_set = sli_url_opt(u, "retention") != NULL;
+    if ((rc = sli_url_opt_enum(u, "sync", "full|normal|off", 0, &o->sync)))
+        return rc;
+    const char *ret = sli_url_opt(u, "retention");
+    o->retention_ms = 0;
+    if (ret && strcmp(ret, "acked") != 0 &&
+        ((rc = sli_url_opt_ms(u, "retention", 0, &o->retention_ms)) || o->retention_ms <= 0))
+        return rc ? rc : sli_err(SL_EBADOPT, "option retention=%s: expected acked or a duration", ret);
+    if ((rc = sli_url_opt_ms(u, "busy_timeout", 60000, &o->busy_ms)) ||
+        (rc = sli_url_opt_ms(u, "poll", 5, &o->poll_ms)))
+        return rc;
+    if (o->poll_ms < 1)
+        o->poll_ms = 1;
+    return 0;
+}
+
+static int url_path(sli_url *u, char **out)
+{
+    if (u->user || u->password || u->port)
+        return sli_err(SL_EINVAL, "sqlite:// takes no user, password or port: %s", u->raw);
+    if (u->host[0] && strcmp(u->host, ".") != 0)
+        return sli_err(SL_EINVAL,
+                       "sqlite:// wants sqlite:///abs/path.db or sqlite://./rel/path.db, got host '%s'",
+                       u->host);
+    if (!u->path[0] || strcmp(u->path, "/") == 0)
+        return sli_err(SL_EINVAL, "sqlite:// needs a file path: %s", u->raw);
+    size_t l = strlen(u->path) + 2;
+    char *p = malloc(l);
+    if (!p)
+        return sli_err(SL_ENOMEM, "out of memory");
+    snprintf(p, l, "%s%s", u->host[0] ? "." : "", u->path);
+    *out = p;
+    return 0;
+}
+
+static int find_or_open(char *path, const sq_dbopts *o, sq_db **out)
+{
+    char *real = real_file_path(path);
+    if (!real)
+        return sli_err(SL_EIO, "sqlite: cannot resolve %s: %s", path, strerror(errno));
+    for (sq_db *d = reg; d; d = d->next) {
+        if (strcmp(d->path, real) != 0)
+            continue;
+        free(real);
+        if ((o->sync_set && o->sync != d->o.sync) ||
+            (o->retention_set && o->retention_ms != d->o.retention_ms))
+            return sli_err(SL_EBADOPT, "sqlite: %s is already open in this process with other "
+                                       "sync/retention options", d->path);
+        atomic_fetch_add(&d->refs, 1);
+        *out = d;
+        return 0;
+    }
+    sq_db *d = calloc(1, sizeof *d);
+    if (!d) {
+        free(real);
+        return sli_err(SL_ENOMEM, "out of memory");
+    }
+    d->path = real;
+    d->o = *o;
+    d->holder = (int64_t)(sli_rand64() >> 2) + 1;
+    pthread_mutex_init(&d->mu, NULL);
+    sli_cond_init(&d->cond);
+    char err[SQ_ERRLEN] = "";
+    int rc = db_open(d, err, sizeof err);
+    if (!rc && pthread_create(&d->writer, NULL, writer_main, d) != 0) {
+        rc = SL_ENOMEM;
+        snprintf(err, sizeof err, "sqlite: cannot start the writer thread");
+    }
+    if (rc) {
+        db_free(d);
+        return sli_err(rc, "%s", err);
+    }
+    atomic_init(&d->refs, 1);
+    d->next = reg;
+    reg = d;
+    *out = d;
+    return 0;
+}
+
+int sq_db_acquire(sli_url *u, sq_db **out)
+{
+    sq_dbopts o;
+    char *path;
+    int rc = parse_opts(u, &o);
+    if (rc || (rc = url_path(u, &path)))
+        return rc;
+    if (mkdirs(path) != 0) {
+        rc = sli_err(SL_EIO, "sqlite: cannot create the directory of %s: %s", path, strerror(errno));
+        free(path);
+        return rc;
+    }
+    pthread_mutex_lock(&reg_mu);
+    rc = find_or_open(path, &o, out);
+    pthread_mutex_unlock(&reg_mu);
+    free(path);
+    return rc;
+}
+
+void sq_db_ref(sq_db *d) { atomic_fetch_add(&d->refs, 1); }
+
+void sq_db_unref(sq_db *d)
+{
+    pthread_mutex_lock(&reg_mu);
+    if (atomic_fetch_sub(&d->refs, 1) != 1) {
+        pthread_mutex_unlock(&reg_mu);
+        return;
+    }
+    for (sq_db **pp = &reg; *pp; pp = &(*pp)->next)
+        if (*pp == d) {
+            *pp = d->next;
+            break;
+        }
+    pthread_mutex_unlock(&reg_mu);
+    pthread_mutex_lock(&d->mu);
+    d->stop = true;
+    pthread_cond_signal(&d->cond);
+    pthread_mutex_unlock(&d->mu);
+    pthread_join(d->writer, NULL);
+    db_free(d);
+}

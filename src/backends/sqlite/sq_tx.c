@@ -1,0 +1,152 @@
+/*
+ * sq_tx.c - the public extras of sluice/sqlite.h: sl_sqlite_init and
+ * sl_sqlite_publish_tx (publish on the caller's connection, inside the
+ * caller's transaction - the outbox pattern). Everything runs inside a
+ * SAVEPOINT, so a failure leaves the caller's transaction as it was.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backends/sqlite/sq.h"
+#include "sluice/sqlite.h"
+
+static int fail(sqlite3 *db, int src, const char *what)
+{
+    char buf[SQ_ERRLEN];
+    int code = sq_map(db, src, buf, sizeof buf, what);
+    return sli_err(code, "%s", buf);
+}
+
+/* 0 when db holds a sluice schema of our format. */
+static int check_format(sqlite3 *db)
+{
+    sqlite3_stmt *st;
+    int rc = sqlite3_prepare_v2(db, "SELECT value FROM sl_meta WHERE key='format'", -1, &st, NULL);
+    if (rc != SQLITE_OK) {
+        if ((rc & 0xff) == SQLITE_ERROR)
+            return sli_err(SL_ECORRUPT, "sqlite: not a sluice database (no sl_meta table; "
+                                        "see sl_sqlite_init)");
+        return fail(db, rc, "sl_meta");
+    }
+    rc = sqlite3_step(st);
+    const unsigned char *v = rc == SQLITE_ROW ? sqlite3_column_text(st, 0) : NULL;
+    int code = 0;
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        code = fail(db, rc, "sl_meta");
+    else if (!v || strcmp((const char *)v, SQ_FORMAT) != 0)
+        code = sli_err(SL_ECORRUPT, "sqlite: unsupported sluice format '%s' (expected %s)",
+                       v ? (const char *)v : "(none)", SQ_FORMAT);
+    sqlite3_finalize(st);
+    return code;
+}
+
+int sl_sqlite_init(sqlite3 *db)
+{
+    if (!db)
+        return sli_err(SL_EINVAL, "sl_sqlite_init: db is NULL");
+    int rc = sqlite3_exec(db, "SAVEPOINT sl_init", NULL, NULL, NULL);
+    if (rc != SQLITE_OK)
+        return fail(db, rc, "sl_sqlite_init");
+    rc = sqlite3_exec(db, sq_schema_sql, NULL, NULL, NULL);
+    int code = rc == SQLITE_OK ? check_format(db) : fail(db, rc, "sl_sqlite_init");
+    if (code)
+        sqlite3_exec(db, "ROLLBACK TO sl_init", NULL, NULL, NULL);
+    sqlite3_exec(db, "RELEASE sl_init", NULL, NULL, NULL);
+    if (code || !sqlite3_get_autocommit(db))
+        return code;
+    rc = sqlite3_exec(db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL);
+    return rc == SQLITE_OK ? 0 : fail(db, rc, "PRAGMA journal_mode=WAL");
+}
+
+static int prep(sqlite3 *db, const char *sql, sqlite3_stmt **st)
+{
+    int rc = sqlite3_prepare_v2(db, sql, -1, st, NULL);
+    return rc == SQLITE_OK ? 0 : fail(db, rc, sql);
+}
+
+static int step_done(sqlite3 *db, sqlite3_stmt *st, const char *what)
+{
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : fail(db, rc, what);
+}
+
+static int topic_id(sqlite3 *db, const char *topic, int64_t *tid)
+{
+    sqlite3_stmt *st;
+    int code = prep(db, "INSERT OR IGNORE INTO sl_topics(name) VALUES(?1)", &st);
+    if (code)
+        return code;
+    sqlite3_bind_text(st, 1, topic, -1, SQLITE_STATIC);
+    code = step_done(db, st, "topic");
+    sqlite3_finalize(st);
+    if (code || (code = prep(db, "SELECT id FROM sl_topics WHERE name=?1", &st)))
+        return code;
+    sqlite3_bind_text(st, 1, topic, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *tid = sqlite3_column_int64(st, 0);
+    else
+        code = fail(db, rc == SQLITE_DONE ? SQLITE_CORRUPT : rc, "topic");
+    sqlite3_finalize(st);
+    return code;
+}
+
+static int insert_all(sqlite3 *db, int64_t tid, sl_msg *const *msgs, size_t n)
+{
+    sqlite3_stmt *st;
+    int code = prep(db, "INSERT INTO sl_msgs(tid,uuid,meta,payload,created) VALUES(?1,?2,?3,?4,?5)",
+                    &st);
+    int64_t now = sli_wall_ms();
+    for (size_t i = 0; !code && i < n; i++) {
+        unsigned char *meta;
+        size_t mlen, plen;
+        const void *pl = sl_msg_payload(msgs[i], &plen);
+        if (sq_meta_encode(msgs[i], &meta, &mlen) != 0) {
+            code = sli_err(SL_ENOMEM, "out of memory");
+            break;
+        }
+        sqlite3_bind_int64(st, 1, tid);
+        sqlite3_bind_text(st, 2, sl_msg_uuid(msgs[i]), -1, SQLITE_STATIC);
+        if (meta)
+            sqlite3_bind_blob(st, 3, meta, (int)mlen, free);
+        else
+            sqlite3_bind_null(st, 3);
+        sqlite3_bind_blob64(st, 4, plen ? pl : "", plen, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 5, now);
+        code = step_done(db, st, "publish");
+        sqlite3_clear_bindings(st);
+    }
+    sqlite3_finalize(st);
+    return code;
+}
+
+int sl_sqlite_publish_tx(sqlite3 *db, const char *topic, sl_msg *const *msgs, size_t n)
+{
+    if (!db)
+        return sli_err(SL_EINVAL, "sl_sqlite_publish_tx: db is NULL");
+    int code = sli_check_topic(topic);
+    if (code)
+        return code;
+    if (n && !msgs)
+        return sli_err(SL_EINVAL, "sl_sqlite_publish_tx: msgs is NULL");
+    for (size_t i = 0; i < n; i++)
+        if (!msgs[i])
+            return sli_err(SL_EINVAL, "sl_sqlite_publish_tx: msgs[%zu] is NULL", i);
+    if ((code = check_format(db)) != 0 || n == 0)
+        return code;
+    int rc = sqlite3_exec(db, "SAVEPOINT sl_publish_tx", NULL, NULL, NULL);
+    if (rc != SQLITE_OK)
+        return fail(db, rc, "sl_sqlite_publish_tx");
+    int64_t tid;
+    code = topic_id(db, topic, &tid);
+    if (!code)
+        code = insert_all(db, tid, msgs, n);
+    if (code)
+        sqlite3_exec(db, "ROLLBACK TO sl_publish_tx", NULL, NULL, NULL);
+    rc = sqlite3_exec(db, "RELEASE sl_publish_tx", NULL, NULL, NULL);
+    if (!code && rc != SQLITE_OK)
+        code = fail(db, rc, "sl_sqlite_publish_tx commit");
+    return code;
+}
