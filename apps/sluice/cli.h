@@ -18,6 +18,7 @@ int cmd_version(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_pub(int argc, char **argv);
 int cmd_sub(int argc, char **argv);
+int cmd_notify(int argc, char **argv); /* apps/notify/cmd_notify.c */
 
 /* Argument helpers (cli_args.c). Errors go to stderr as "sluice CMD: ...".
  * cli_opt: when argv[*i] is "NAME VALUE" or "NAME=VALUE", sets *val, moves *i

@@ -17,6 +17,7 @@ static const cli_cmd cmds[] = {
     {"bench", "measure throughput and latency of a backend", cmd_bench},
     {"pub", "publish a message or stdin lines to a topic", cmd_pub},
     {"sub", "print (and ack) the messages of a topic", cmd_sub},
+    {"notify", "the notification service: serve, consume, failed", cmd_notify},
 };
 
 static void usage(FILE *f)

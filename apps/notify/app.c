@@ -1,0 +1,133 @@
+/*
+ * app.c - opening and closing the service's shared parts (store, queue
+ * publisher, logs) and the two operations every face of the service uses:
+ * publish one message durably, and requeue parked failures.
+ */
+#include "app.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+int64_t nf_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static nf_log_opts log_opts(const nf_config *c)
+{
+    nf_log_opts o = {
+        .max_bytes = (int64_t)c->log_max_size_mb * 1024 * 1024,
+        .max_backups = c->log_max_backups,
+        .max_age_days = c->log_max_age_days,
+        .compress = c->log_compress,
+    };
+    /* Test hook: rotate at a byte count instead of megabytes. */
+    const char *b = getenv("SLUICE_LOG_MAX_BYTES");
+    if (b && atoll(b) > 0)
+        o.max_bytes = atoll(b);
+    return o;
+}
+
+int nf_app_open(nf_app *app, bool echo_log)
+{
+    nf_config *c = &app->cfg;
+    nf_log_opts lo = log_opts(c);
+    app->fault_uid = -1;
+    const char *fault = getenv("SLUICE_NOTIFY_FAULT_UID");
+    if (fault && *fault)
+        app->fault_uid = atoll(fault);
+    if (nf_log_main_open(c->log_dir, &lo, c->log_level, echo_log)) {
+        fprintf(stderr, "sluice notify: cannot open %s/main.log\n", c->log_dir);
+        return -1;
+    }
+    app->notice_retry = nf_logfile_open(c->log_dir, "notice_retry.log", &lo);
+    app->read_retry = nf_logfile_open(c->log_dir, "read_retry.log", &lo);
+    int rc = nf_store_open(&app->store, c->store_url, c->store_shards);
+    if (rc) {
+        fprintf(stderr, "sluice notify: cannot open store %s: %s\n", c->store_url, sl_strerror(rc));
+        nf_log(SL_LOG_ERROR, "cannot open store %s: %s", c->store_url, sl_strerror(rc));
+        nf_app_close(app);
+        return -1;
+    }
+    rc = sl_publisher_open(&app->pub, c->queue_url);
+    if (rc) {
+        fprintf(stderr, "sluice notify: cannot open queue %s: %s\n", c->queue_url, sl_errmsg());
+        nf_log(SL_LOG_ERROR, "cannot open queue %s: %s", c->queue_url, sl_errmsg());
+        nf_app_close(app);
+        return -1;
+    }
+    nf_log(SL_LOG_INFO, "opened store %s (%d shards) and queue %s", c->store_url, c->store_shards,
+           c->queue_url);
+    return 0;
+}
+
+void nf_app_close(nf_app *app)
+{
+    if (app->pub)
+        sl_publisher_close(app->pub);
+    app->pub = NULL;
+    nf_store_close(app->store);
+    app->store = NULL;
+    nf_logfile_close(app->notice_retry);
+    nf_logfile_close(app->read_retry);
+    app->notice_retry = app->read_retry = NULL;
+    nf_log_main_close();
+}
+
+int nf_app_publish(nf_app *app, const char *topic, const char *id, const char *payload,
+                   bool requeued, char *id_out, size_t id_len)
+{
+    sl_msg *m;
+    size_t len = strlen(payload);
+    int rc = id ? sl_msg_new_with_uuid(&m, id, payload, len) : sl_msg_new(&m, payload, len);
+    if (rc)
+        return rc;
+    char ts[32];
+    snprintf(ts, sizeof ts, "%lld", (long long)nf_wall_ms());
+    sl_msg_meta_set(m, "published_at_ms", ts);
+    if (requeued)
+        sl_msg_meta_set(m, "requeued", "1");
+    int t = nf_topic_index(topic);
+    rc = sl_publish(app->pub, topic, &m, 1);
+    if (rc == 0) {
+        atomic_fetch_add(&app->metrics.published[t], 1);
+        if (id_out)
+            snprintf(id_out, id_len, "%s", sl_msg_uuid(m));
+    } else {
+        atomic_fetch_add(&app->metrics.publish_failed[t], 1);
+    }
+    sl_msg_unref(m);
+    return rc;
+}
+
+int nf_app_failed_retry(nf_app *app, int64_t id, int *n)
+{
+    nf_failed *v;
+    size_t cnt;
+    *n = 0;
+    int rc = nf_store_failed_list(app->store, app->cfg.max_failures, &v, &cnt);
+    if (rc)
+        return rc;
+    bool found = false;
+    for (size_t i = 0; i < cnt && !rc; i++) {
+        if (id > 0 && v[i].id != id)
+            continue;
+        found = true;
+        const char *topic = !strcmp(v[i].type, "read") ? NF_TOPIC_READ : NF_TOPIC_NOTIFY;
+        rc = nf_app_publish(app, topic, v[i].order_sn, v[i].data, true, NULL, 0);
+        if (!rc)
+            rc = nf_store_failed_reset(app->store, v[i].id);
+        if (!rc) {
+            (*n)++;
+            nf_log(SL_LOG_INFO, "requeued failed %s message %s", v[i].type, v[i].order_sn);
+        }
+    }
+    nf_failed_free(v, cnt);
+    if (!rc && id > 0 && !found)
+        rc = SL_ENOENT;
+    return rc;
+}

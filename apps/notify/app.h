@@ -1,0 +1,87 @@
+/*
+ * app.h - the notification service's process-wide context and the pieces
+ * shared by its parts: HTTP server, consumers, SSE hub, metrics.
+ *
+ * One nf_app lives for the whole `sluice notify serve|consume` run; it owns
+ * the store, the queue publisher, the retry logs and the metrics. Threads:
+ * everything reachable from it is safe to use from any thread.
+ */
+#ifndef NF_APP_H
+#define NF_APP_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "log.h"
+#include "sluice/sluice.h"
+#include "store/store.h"
+
+#define NF_TOPIC_NOTIFY "notify"
+#define NF_TOPIC_READ "read"
+
+/* ---- metrics (metrics.c) ---- */
+enum { NF_ROUTE_MAX = 16, NF_CODE_SLOTS = 10, NF_LAT_BUCKETS = 11 };
+
+typedef struct nf_metrics {
+    _Atomic uint64_t req[NF_ROUTE_MAX][NF_CODE_SLOTS];
+    _Atomic uint64_t lat_bucket[NF_ROUTE_MAX][NF_LAT_BUCKETS];
+    _Atomic uint64_t lat_sum_us[NF_ROUTE_MAX];
+    _Atomic uint64_t published[2], publish_failed[2];
+    _Atomic uint64_t processed[2], failed[2], parked[2];
+    _Atomic uint64_t handle_sum_us[2], handle_count[2];
+    _Atomic int64_t lag_ms[2];
+    _Atomic int64_t sse_clients;
+} nf_metrics;
+
+/* Register a route name for metrics; returns its index (stable for a run). */
+int nf_metrics_route(const char *name);
+void nf_metrics_request(nf_metrics *m, int route, int status, int64_t us);
+/* Prometheus text exposition; the caller frees the result. */
+char *nf_metrics_render(nf_metrics *m);
+int nf_topic_index(const char *topic); /* 0 notify, 1 read */
+
+typedef struct nf_hub nf_hub; /* SSE fan-out (http/sse.c) */
+
+typedef struct nf_app {
+    nf_config cfg;
+    nf_store *store;
+    sl_publisher *pub;
+    nf_logfile *notice_retry, *read_retry;
+    nf_metrics metrics;
+    nf_hub *hub;      /* NULL when no HTTP server runs in this process */
+    int64_t fault_uid; /* test hook: the notify consumer fails for this uid (-1: none) */
+    _Atomic bool stopping;
+} nf_app;
+
+/* Wall clock in milliseconds since the epoch. */
+int64_t nf_wall_ms(void);
+
+/* Open store, publisher and logs from app->cfg (already loaded). On failure
+ * prints to stderr and returns -1. */
+int nf_app_open(nf_app *app, bool echo_log);
+void nf_app_close(nf_app *app);
+
+/* Publish payload to topic with the given message id (NULL: a fresh UUIDv7,
+ * written to id_out[SL_UUID_LEN+1] when not NULL). Returns 0 once the queue
+ * has taken it, else a negative SL_E* code. requeued marks a manual retry of
+ * a parked message (the consumer then clears its failed_queues row). */
+int nf_app_publish(nf_app *app, const char *topic, const char *id, const char *payload,
+                   bool requeued, char *id_out, size_t id_len);
+
+/* Requeue parked failed_queues rows (id > 0: that row; id 0: all). *n gets
+ * the number requeued. SL_ENOENT when id names no parked row. */
+int nf_app_failed_retry(nf_app *app, int64_t id, int *n);
+
+/* ---- consumers (consumers/consumers.c) ---- */
+typedef struct nf_consumers nf_consumers;
+/* Start consumers: topics is a mask, 1 = notify, 2 = read. */
+int nf_consumers_start(nf_app *app, unsigned topics, nf_consumers **out);
+void nf_consumers_stop(nf_consumers *c);
+
+/* ---- SSE hub (http/sse.c) ---- */
+/* Push an event to every stream of uid. json is the data line. */
+void nf_hub_push(nf_hub *h, int64_t uid, const char *event, const char *json);
+
+#endif

@@ -1,0 +1,386 @@
+/*
+ * config.c - YAML configuration (libyaml event parser) with env overrides.
+ *
+ * A table lists every key: section, name, type, offset in nf_config and the
+ * allowed range. The parser walks a two-level mapping (section -> key ->
+ * scalar); anything else (unknown section or key, nested value, bad number,
+ * out-of-range) is appended to an error buffer with file:line so the user
+ * sees every problem at once. Environment variables SLUICE_<SECTION>_<KEY>
+ * (upper case) are applied afterwards through the same value checker.
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <yaml.h>
+
+typedef enum { K_STR, K_INT, K_BOOL } ktype;
+
+typedef struct key {
+    const char *section, *name;
+    ktype type;
+    size_t off, size; /* size of a string field */
+    long min, max;
+} key;
+
+#define S(sec, nm, f) {sec, nm, K_STR, offsetof(nf_config, f), sizeof(((nf_config *)0)->f), 0, 0}
+#define I(sec, nm, f, lo, hi) {sec, nm, K_INT, offsetof(nf_config, f), 0, lo, hi}
+#define B(sec, nm, f) {sec, nm, K_BOOL, offsetof(nf_config, f), 0, 0, 0}
+
+static const key keys[] = {
+    B("web", "debug", web_debug),
+    S("web", "server_addr", server_addr),
+    I("web", "read_timeout", read_timeout, 0, 86400),
+    I("web", "write_timeout", write_timeout, 0, 86400),
+    I("web", "idle_timeout", idle_timeout, 0, 86400),
+    I("web", "threads", threads, 1, 256),
+    I("web", "max_body", max_body, 1024, 64 << 20),
+    S("web", "admin_token", admin_token),
+    B("xorm", "debug", xorm_debug),
+    S("xorm", "db_type", db_type),
+    I("xorm", "max_lifetime", max_lifetime, 0, 1 << 30),
+    I("xorm", "max_open_conns", max_open_conns, 0, 1 << 20),
+    I("xorm", "max_idle_conns", max_idle_conns, 0, 1 << 20),
+    S("xorm", "timezone", timezone),
+    S("mysql", "host", mysql_host),
+    I("mysql", "port", mysql_port, 1, 65535),
+    S("mysql", "user_name", mysql_user),
+    S("mysql", "password", mysql_password),
+    S("mysql", "db_name", mysql_db),
+    S("mysql", "parameters", mysql_params),
+    S("rabbitMq", "host", amqp_host),
+    I("rabbitMq", "port", amqp_port, 1, 65535),
+    S("rabbitMq", "user_name", amqp_user),
+    S("rabbitMq", "password", amqp_password),
+    I("rabbitMq", "connection_num", amqp_connection_num, 0, 1 << 16),
+    I("rabbitMq", "channel_num", amqp_channel_num, 0, 1 << 16),
+    S("redis", "host", redis_host),
+    I("redis", "port", redis_port, 1, 65535),
+    S("redis", "password", redis_password),
+    I("redis", "database", redis_database, 0, 1 << 16),
+    S("queue", "url", queue_url),
+    S("store", "url", store_url),
+    I("store", "shards", store_shards, 1, 1024),
+    B("consumers", "in_process", consumers_in_process),
+    I("consumers", "workers", consumers_workers, 1, 64),
+    I("consumers", "max_failures", max_failures, 1, 1000),
+    I("consumers", "backoff_ms", backoff_ms, 1, 3600000),
+    I("consumers", "backoff_max_ms", backoff_max_ms, 1, 86400000),
+    S("log", "dir", log_dir),
+    I("log", "max_size_mb", log_max_size_mb, 1, 1 << 20),
+    I("log", "max_backups", log_max_backups, 0, 100000),
+    I("log", "max_age_days", log_max_age_days, 0, 100000),
+    B("log", "compress", log_compress),
+    S("log", "level", log_level),
+};
+#define NKEYS (sizeof keys / sizeof keys[0])
+
+void nf_config_defaults(nf_config *c)
+{
+    memset(c, 0, sizeof *c);
+    c->web_debug = true;
+    snprintf(c->server_addr, sizeof c->server_addr, "0.0.0.0:3335");
+    c->read_timeout = 3;
+    c->write_timeout = 5;
+    c->idle_timeout = 8;
+    c->threads = 4;
+    c->max_body = 64 * 1024;
+    c->xorm_debug = true;
+    snprintf(c->db_type, sizeof c->db_type, "sqlite");
+    c->max_lifetime = 7200;
+    c->max_open_conns = 2000;
+    c->max_idle_conns = 1000;
+    snprintf(c->timezone, sizeof c->timezone, "Asia/Shanghai");
+    snprintf(c->mysql_host, sizeof c->mysql_host, "127.0.0.1");
+    c->mysql_port = 3306;
+    snprintf(c->mysql_user, sizeof c->mysql_user, "root");
+    snprintf(c->mysql_db, sizeof c->mysql_db, "message");
+    snprintf(c->amqp_host, sizeof c->amqp_host, "localhost");
+    c->amqp_port = 5672;
+    snprintf(c->amqp_user, sizeof c->amqp_user, "guest");
+    snprintf(c->amqp_password, sizeof c->amqp_password, "guest");
+    c->amqp_connection_num = 10;
+    c->amqp_channel_num = 100;
+    snprintf(c->redis_host, sizeof c->redis_host, "localhost");
+    c->redis_port = 6379;
+    snprintf(c->queue_url, sizeof c->queue_url, "sqlite://./data/queue.db");
+    snprintf(c->store_url, sizeof c->store_url, "sqlite://./data/notice.db");
+    c->store_shards = 16;
+    c->consumers_in_process = true;
+    c->consumers_workers = 2;
+    c->max_failures = 5;
+    c->backoff_ms = 100;
+    c->backoff_max_ms = 30000;
+    snprintf(c->log_dir, sizeof c->log_dir, "logs");
+    c->log_max_size_mb = 100;
+    c->log_max_backups = 30;
+    c->log_max_age_days = 30;
+    c->log_compress = true;
+    snprintf(c->log_level, sizeof c->log_level, "info");
+}
+
+typedef struct errbuf {
+    char *p;
+    size_t len, used;
+    int count;
+} errbuf;
+
+static void eb_add(errbuf *eb, const char *fmt, ...)
+{
+    eb->count++;
+    if (!eb->p || eb->used + 1 >= eb->len)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(eb->p + eb->used, eb->len - eb->used, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    eb->used += (size_t)n;
+    if (eb->used + 1 < eb->len) {
+        eb->p[eb->used++] = '\n';
+        eb->p[eb->used] = '\0';
+    } else {
+        eb->used = eb->len - 1;
+    }
+}
+
+static const key *find_key(const char *section, const char *name)
+{
+    for (size_t i = 0; i < NKEYS; i++)
+        if (!strcasecmp(keys[i].section, section) && !strcmp(keys[i].name, name))
+            return &keys[i];
+    return NULL;
+}
+
+static bool known_section(const char *section)
+{
+    for (size_t i = 0; i < NKEYS; i++)
+        if (!strcasecmp(keys[i].section, section))
+            return true;
+    return false;
+}
+
+/* Check and store one value; returns NULL or a static description of the problem. */
+static const char *set_value(nf_config *c, const key *k, const char *v, char *why, size_t wlen)
+{
+    char *field = (char *)c + k->off;
+    if (k->type == K_STR) {
+        if (strlen(v) >= k->size) {
+            snprintf(why, wlen, "value longer than %zu bytes", k->size - 1);
+            return why;
+        }
+        memcpy(field, v, strlen(v) + 1);
+        return NULL;
+    }
+    if (k->type == K_BOOL) {
+        bool b;
+        if (!strcasecmp(v, "true") || !strcasecmp(v, "yes") || !strcasecmp(v, "on") || !strcmp(v, "1"))
+            b = true;
+        else if (!strcasecmp(v, "false") || !strcasecmp(v, "no") || !strcasecmp(v, "off") || !strcmp(v, "0"))
+            b = false;
+        else {
+            snprintf(why, wlen, "expected true or false, got '%s'", v);
+            return why;
+        }
+        *(bool *)(void *)field = b;
+        return NULL;
+    }
+    char *end;
+    errno = 0;
+    long n = strtol(v, &end, 10);
+    if (!*v || *end || errno || n < k->min || n > k->max) {
+        snprintf(why, wlen, "expected an integer in %ld..%ld, got '%s'", k->min, k->max, v);
+        return why;
+    }
+    *(int *)(void *)field = (int)n;
+    return NULL;
+}
+
+typedef struct walker {
+    yaml_parser_t p;
+    const char *file;
+    nf_config *c;
+    errbuf *eb;
+} walker;
+
+/* Skip the value that starts with event ev (already taken), nested or not. */
+static int skip_node(walker *w, yaml_event_t *ev)
+{
+    int depth = (ev->type == YAML_MAPPING_START_EVENT || ev->type == YAML_SEQUENCE_START_EVENT);
+    while (depth > 0) {
+        yaml_event_t e;
+        if (!yaml_parser_parse(&w->p, &e))
+            return -1;
+        if (e.type == YAML_MAPPING_START_EVENT || e.type == YAML_SEQUENCE_START_EVENT)
+            depth++;
+        else if (e.type == YAML_MAPPING_END_EVENT || e.type == YAML_SEQUENCE_END_EVENT)
+            depth--;
+        yaml_event_delete(&e);
+    }
+    return 0;
+}
+
+static int walk_section(walker *w, const char *section)
+{
+    for (;;) {
+        yaml_event_t kev, vev;
+        if (!yaml_parser_parse(&w->p, &kev))
+            return -1;
+        if (kev.type == YAML_MAPPING_END_EVENT) {
+            yaml_event_delete(&kev);
+            return 0;
+        }
+        unsigned line = (unsigned)kev.start_mark.line + 1;
+        char name[128];
+        snprintf(name, sizeof name, "%s",
+                 kev.type == YAML_SCALAR_EVENT ? (const char *)kev.data.scalar.value : "?");
+        yaml_event_delete(&kev);
+        if (!yaml_parser_parse(&w->p, &vev))
+            return -1;
+        const key *k = find_key(section, name);
+        if (!k) {
+            eb_add(w->eb, "%s:%u: unknown key '%s.%s'", w->file, line, section, name);
+        } else if (vev.type != YAML_SCALAR_EVENT) {
+            eb_add(w->eb, "%s:%u: %s.%s: expected a scalar value", w->file, line, section, name);
+        } else {
+            char why[256];
+            const char *v = (const char *)vev.data.scalar.value;
+            /* An empty plain scalar ("password:") is the empty string. */
+            if (k->type != K_STR && !*v)
+                eb_add(w->eb, "%s:%u: %s.%s: empty value", w->file, line, section, name);
+            else if (set_value(w->c, k, v, why, sizeof why))
+                eb_add(w->eb, "%s:%u: %s.%s: %s", w->file, line, section, name, why);
+        }
+        int rc = skip_node(w, &vev);
+        yaml_event_delete(&vev);
+        if (rc)
+            return -1;
+    }
+}
+
+static int walk_root(walker *w)
+{
+    yaml_event_t e;
+    int in_doc = 0;
+    for (;;) {
+        if (!yaml_parser_parse(&w->p, &e))
+            return -1;
+        yaml_event_type_t t = e.type;
+        if (t == YAML_STREAM_END_EVENT) {
+            yaml_event_delete(&e);
+            return 0;
+        }
+        if (t == YAML_MAPPING_START_EVENT && in_doc == 1) {
+            in_doc = 2;
+        } else if (t == YAML_DOCUMENT_START_EVENT) {
+            in_doc = 1;
+        } else if (t == YAML_SCALAR_EVENT && in_doc == 2) {
+            char section[64];
+            unsigned line = (unsigned)e.start_mark.line + 1;
+            snprintf(section, sizeof section, "%s", (const char *)e.data.scalar.value);
+            yaml_event_delete(&e);
+            if (!yaml_parser_parse(&w->p, &e))
+                return -1;
+            if (!known_section(section)) {
+                eb_add(w->eb, "%s:%u: unknown section '%s'", w->file, line, section);
+                if (skip_node(w, &e)) {
+                    yaml_event_delete(&e);
+                    return -1;
+                }
+            } else if (e.type == YAML_MAPPING_START_EVENT) {
+                yaml_event_delete(&e);
+                if (walk_section(w, section))
+                    return -1;
+                continue;
+            } else if (!(e.type == YAML_SCALAR_EVENT && !e.data.scalar.value[0])) {
+                eb_add(w->eb, "%s:%u: section '%s' must be a mapping", w->file, line, section);
+                if (skip_node(w, &e)) {
+                    yaml_event_delete(&e);
+                    return -1;
+                }
+            }
+        } else if (t == YAML_SCALAR_EVENT || t == YAML_SEQUENCE_START_EVENT) {
+            if (!(t == YAML_SCALAR_EVENT && in_doc == 1 && !e.data.scalar.value[0]))
+                eb_add(w->eb, "%s:%u: the top level must be a mapping of sections", w->file,
+                       (unsigned)e.start_mark.line + 1);
+            if (skip_node(w, &e)) {
+                yaml_event_delete(&e);
+                return -1;
+            }
+        }
+        yaml_event_delete(&e);
+    }
+}
+
+static void load_file(nf_config *c, const char *path, errbuf *eb)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        eb_add(eb, "%s:0: cannot open: %s", path, strerror(errno));
+        return;
+    }
+    walker w = {.file = path, .c = c, .eb = eb};
+    yaml_parser_initialize(&w.p);
+    yaml_parser_set_input_file(&w.p, f);
+    if (walk_root(&w))
+        eb_add(eb, "%s:%u: YAML syntax error: %s", path, (unsigned)w.p.problem_mark.line + 1,
+               w.p.problem ? w.p.problem : "unknown");
+    yaml_parser_delete(&w.p);
+    fclose(f);
+}
+
+static void env_name(const key *k, char *out, size_t len)
+{
+    int n = snprintf(out, len, "SLUICE_%s_%s", k->section, k->name);
+    for (int i = 0; i < n && (size_t)i < len; i++)
+        out[i] = (char)toupper((unsigned char)out[i]);
+}
+
+int nf_config_load(nf_config *c, const char *path, char *err, size_t errlen)
+{
+    errbuf eb = {.p = err, .len = errlen};
+    if (err && errlen)
+        err[0] = '\0';
+    if (path)
+        load_file(c, path, &eb);
+    for (size_t i = 0; i < NKEYS; i++) {
+        char name[128], why[256];
+        env_name(&keys[i], name, sizeof name);
+        const char *v = getenv(name);
+        if (v && set_value(c, &keys[i], v, why, sizeof why))
+            eb_add(&eb, "env %s: %s", name, why);
+    }
+    if (c->backoff_max_ms < c->backoff_ms)
+        eb_add(&eb, "%s: consumers.backoff_max_ms is below consumers.backoff_ms",
+               path ? path : "config");
+    return eb.count ? -1 : 0;
+}
+
+void nf_config_dump(const nf_config *c, void *file)
+{
+    FILE *f = file;
+    const char *cur = "";
+    for (size_t i = 0; i < NKEYS; i++) {
+        const key *k = &keys[i];
+        if (strcmp(cur, k->section)) {
+            fprintf(f, "%s:\n", k->section);
+            cur = k->section;
+        }
+        const char *field = (const char *)c + k->off;
+        if (k->type == K_STR && *field && (strstr(k->name, "password") || strstr(k->name, "token")))
+            fprintf(f, "  %s: \"***\"\n", k->name);
+        else if (k->type == K_STR)
+            fprintf(f, "  %s: \"%s\"\n", k->name, field);
+        else if (k->type == K_INT)
+            fprintf(f, "  %s: %d\n", k->name, *(const int *)(const void *)field);
+        else
+            fprintf(f, "  %s: %s\n", k->name, *(const bool *)(const void *)field ? "true" : "false");
+    }
+}

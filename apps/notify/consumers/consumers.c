@@ -1,0 +1,222 @@
+/*
+ * consumers.c - the notify and read consumers as router handlers.
+ *
+ * Each consumer is a libsluice router handler on its queue topic, in a
+ * consumer group named after the topic, so several processes (`sluice notify
+ * consume notify` twice) compete for messages. A handler applies one
+ * message to the store idempotently (the message UUID is the notice's
+ * order_sn). On failure it counts the failure in failed_queues and returns
+ * an error, so the router nacks with exponential backoff
+ * (consumers.backoff_ms doubling up to backoff_max_ms); at
+ * consumers.max_failures the message is parked: the handler succeeds (the
+ * message leaves the queue) and the row waits for `sluice notify failed
+ * retry`. Every applied change is pushed to the SSE hub when this process
+ * serves HTTP.
+ */
+#include <jansson.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../app.h"
+
+struct nf_consumers {
+    nf_app *app;
+    sl_subscriber *sub;
+    sl_router *router;
+    pthread_t thread;
+    bool started;
+    int run_rc;
+};
+
+static int64_t json_int(json_t *o, const char *k, int64_t dflt)
+{
+    json_t *v = json_object_get(o, k);
+    return json_is_integer(v) ? (int64_t)json_integer_value(v) : dflt;
+}
+
+static void push_count(nf_app *app, int64_t uid, const char *event, json_t *extra)
+{
+    if (!app->hub)
+        return;
+    int64_t count = 0;
+    nf_store_user_get(app->store, uid, NULL, 0, &count);
+    json_t *o = extra ? extra : json_object();
+    json_object_set_new(o, "uid", json_integer(uid));
+    json_object_set_new(o, "notification_count", json_integer(count));
+    char *s = json_dumps(o, JSON_COMPACT);
+    if (s)
+        nf_hub_push(app->hub, uid, event, s);
+    free(s);
+    json_decref(o);
+}
+
+static int apply_notify(nf_app *app, sl_msg *in, json_t *p)
+{
+    nf_notice n = {0};
+    json_t *data = json_object_get(p, "data");
+    const char *time = json_string_value(json_object_get(p, "time"));
+    n.uid = json_int(p, "uid", -1);
+    n.type = (int)json_int(p, "type", 0);
+    n.data = (char *)json_string_value(data);
+    if (n.uid < 0 || !n.data)
+        return sl_handler_fail(SL_EPROTO, "notify message %s lacks uid or data", sl_msg_uuid(in));
+    if (n.uid == app->fault_uid)
+        return sl_handler_fail(SL_EIO, "injected fault for uid %lld", (long long)n.uid);
+    snprintf(n.order_sn, sizeof n.order_sn, "%s", sl_msg_uuid(in));
+    snprintf(n.create_time, sizeof n.create_time, "%s", time ? time : "");
+    bool inserted = false;
+    int rc = nf_store_notice_add(app->store, &n, &inserted);
+    if (rc)
+        return sl_handler_fail(rc, "store notice %s: %s", n.order_sn, sl_strerror(rc));
+    if (inserted)
+        push_count(app, n.uid, "notice",
+                   json_pack("{s:s, s:i, s:s, s:s}", "order_sn", n.order_sn, "type", n.type, "data",
+                             n.data, "create_time", n.create_time));
+    return 0;
+}
+
+static int apply_read(nf_app *app, sl_msg *in, json_t *p)
+{
+    int64_t uid = json_int(p, "uid", -1);
+    int type = (int)json_int(p, "type", 1);
+    int64_t id = json_int(p, "id", 0);
+    if (uid < 0)
+        return sl_handler_fail(SL_EPROTO, "read message %s lacks uid", sl_msg_uuid(in));
+    if (json_is_true(json_object_get(p, "all")))
+        type = 0;
+    int64_t changed = 0;
+    int rc = nf_store_mark_read(app->store, uid, type, id, &changed);
+    if (rc)
+        return sl_handler_fail(rc, "mark read uid %lld: %s", (long long)uid, sl_strerror(rc));
+    if (changed > 0)
+        push_count(app, uid, "read", json_pack("{s:I}", "changed", (json_int_t)changed));
+    return 0;
+}
+
+/* Count a failure; returns 0 when the message is now parked (ack it). */
+static int record_failure(nf_app *app, sl_msg *in, const char *type, int err)
+{
+    int t = nf_topic_index(type);
+    size_t len;
+    const char *payload = sl_msg_payload(in, &len);
+    char *copy = strndup(payload ? payload : "", len);
+    int count = 0;
+    int rc = nf_store_failed_bump(app->store, sl_msg_uuid(in), type, copy ? copy : "", &count);
+    free(copy);
+    atomic_fetch_add(&app->metrics.failed[t], 1);
+    if (rc == 0 && count >= app->cfg.max_failures) {
+        atomic_fetch_add(&app->metrics.parked[t], 1);
+        nf_log(SL_LOG_ERROR, "%s message %s parked after %d failures (last: %s)", type,
+               sl_msg_uuid(in), count, sl_strerror(err));
+        return 0;
+    }
+    nf_log(SL_LOG_WARN, "%s message %s failed (%d so far): %s", type, sl_msg_uuid(in), count,
+           sl_errmsg());
+    return err;
+}
+
+static int handle(sl_ctx *ctx, sl_msg *in, sl_msg_list *out, void *user)
+{
+    (void)ctx;
+    (void)out;
+    nf_app *app = user;
+    const char *topic = sl_msg_topic(in);
+    int t = nf_topic_index(topic);
+    int64_t start = nf_wall_ms();
+    const char *pub_at = sl_msg_meta_get(in, "published_at_ms");
+    if (pub_at)
+        atomic_store(&app->metrics.lag_ms[t], start - atoll(pub_at));
+    size_t len;
+    const char *payload = sl_msg_payload(in, &len);
+    json_error_t jerr;
+    json_t *p = json_loadb(payload ? payload : "", len, 0, &jerr);
+    int rc;
+    if (!json_is_object(p))
+        rc = sl_handler_fail(SL_EPROTO, "message %s: payload is not a JSON object", sl_msg_uuid(in));
+    else
+        rc = t == 0 ? apply_notify(app, in, p) : apply_read(app, in, p);
+    json_decref(p);
+    if (rc == 0) {
+        atomic_fetch_add(&app->metrics.processed[t], 1);
+        if (sl_msg_deliveries(in) > 1 || sl_msg_meta_get(in, "requeued"))
+            nf_store_failed_clear(app->store, sl_msg_uuid(in));
+    } else {
+        rc = record_failure(app, in, t == 0 ? NF_TOPIC_NOTIFY : NF_TOPIC_READ, rc);
+    }
+    atomic_fetch_add(&app->metrics.handle_count[t], 1);
+    atomic_fetch_add(&app->metrics.handle_sum_us[t], (uint64_t)(nf_wall_ms() - start) * 1000);
+    return rc;
+}
+
+static void *run_main(void *arg)
+{
+    nf_consumers *c = arg;
+    c->run_rc = sl_router_run(c->router);
+    return NULL;
+}
+
+static int add_handler(nf_consumers *c, const char *topic)
+{
+    nf_config *cfg = &c->app->cfg;
+    sl_handler_opts o;
+    sl_handler_opts_init(&o);
+    o.name = topic;
+    o.sub = c->sub;
+    o.topic = topic;
+    o.subscribe.group = topic;
+    o.subscribe.start = SL_START_EARLIEST;
+    o.fn = handle;
+    o.user = c->app;
+    o.workers = (unsigned)cfg->consumers_workers;
+    o.nack_delay_ms = (unsigned)cfg->backoff_ms;
+    o.nack_delay_multiplier = 2.0;
+    o.nack_delay_max_ms = (unsigned)cfg->backoff_max_ms;
+    return sl_router_add_handler(c->router, &o, NULL);
+}
+
+int nf_consumers_start(nf_app *app, unsigned topics, nf_consumers **out)
+{
+    nf_consumers *c = calloc(1, sizeof *c);
+    if (!c)
+        return SL_ENOMEM;
+    c->app = app;
+    int rc = sl_subscriber_open(&c->sub, app->cfg.queue_url);
+    if (!rc)
+        rc = sl_router_new(&c->router, NULL);
+    if (!rc && (topics & 1))
+        rc = add_handler(c, NF_TOPIC_NOTIFY);
+    if (!rc && (topics & 2))
+        rc = add_handler(c, NF_TOPIC_READ);
+    if (!rc && pthread_create(&c->thread, NULL, run_main, c) != 0)
+        rc = SL_ENOMEM;
+    if (!rc) {
+        c->started = true;
+        rc = sl_router_running(c->router, 30000);
+    }
+    if (rc) {
+        nf_log(SL_LOG_ERROR, "consumers failed to start: %s (%s)", sl_strerror(rc), sl_errmsg());
+        nf_consumers_stop(c);
+        return rc;
+    }
+    nf_log(SL_LOG_INFO, "consumers running on %s (%s%s)", app->cfg.queue_url,
+           (topics & 1) ? "notify " : "", (topics & 2) ? "read" : "");
+    *out = c;
+    return 0;
+}
+
+void nf_consumers_stop(nf_consumers *c)
+{
+    if (!c)
+        return;
+    if (c->router) {
+        sl_router_close(c->router, 10000, NULL);
+        if (c->started)
+            pthread_join(c->thread, NULL);
+        sl_router_free(c->router);
+    }
+    if (c->sub)
+        sl_subscriber_close(c->sub);
+    free(c);
+}

@@ -1,0 +1,90 @@
+/*
+ * http.h - pieces shared by the HTTP server (server.c), the API routes
+ * (routes.c) and the SSE hub (sse.c). Internal to the notify app.
+ *
+ * A request reaches a route handler with its parameters already merged into
+ * one JSON object: the body (form: urlencoded or multipart; or a JSON
+ * object) first, then query-string values for keys the body lacks. Form
+ * values are JSON strings; JSON bodies keep their types. The handler fills
+ * an nf_resp: a JSON envelope {"code","msg","data"} or a raw MHD response.
+ */
+#ifndef NF_HTTP_H
+#define NF_HTTP_H
+
+#include <jansson.h>
+#include <microhttpd.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../app.h"
+
+#define NF_CODE_OK 10000
+#define NF_CODE_FAIL 10001
+
+typedef struct nf_req {
+    nf_app *app;
+    struct MHD_Connection *conn;
+    const char *method, *path;
+    json_t *params; /* owned by the server */
+} nf_req;
+
+typedef struct nf_resp {
+    int status;
+    char *body;        /* malloc'd, NUL-terminated; or NULL with raw set */
+    const char *ctype; /* static */
+    struct MHD_Response *raw; /* prebuilt response (SSE, static files); the server queues and destroys it */
+} nf_resp;
+
+/* {"code":10000,"msg":"success","data":data} with status 200; steals data (NULL -> null). */
+void nf_resp_ok(nf_resp *r, json_t *data);
+/* {"code":10001,"msg":<text>,"data":null} with the given status. */
+void nf_resp_fail(nf_resp *r, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Integer parameter: a JSON integer or a decimal string. Missing: *out =
+ * dflt when !required. On a bad value fills r with 400 naming the field and
+ * returns -1. */
+int nf_param_int(nf_req *q, nf_resp *r, const char *name, bool required, int64_t dflt, int64_t min,
+                 int64_t max, int64_t *out);
+/* String parameter (JSON string, or form value); NULL when absent. A
+ * present non-string fills r with 400 and sets *bad. */
+const char *nf_param_str(nf_req *q, nf_resp *r, const char *name, bool *bad);
+/* Boolean parameter: true/false, 1/0 (JSON or text). */
+int nf_param_bool(nf_req *q, nf_resp *r, const char *name, bool *out);
+
+typedef void (*nf_route_fn)(nf_req *q, nf_resp *r);
+
+typedef struct nf_route {
+    const char *method; /* "GET" / "POST" */
+    const char *path;
+    nf_route_fn fn;
+    int metric; /* nf_metrics_route index, filled at start */
+} nf_route;
+
+/* The API routes (routes.c) and their count. */
+extern nf_route nf_routes[];
+extern const size_t nf_nroutes;
+
+/* Is the peer of conn on the loopback interface? */
+bool nf_peer_is_loopback(struct MHD_Connection *conn);
+
+/* SSE (sse.c) */
+int nf_hub_new(nf_hub **out, nf_metrics *m);
+/* Wake every stream so it ends; call before MHD_stop_daemon. */
+void nf_hub_shutdown(nf_hub *h);
+void nf_hub_free(nf_hub *h);
+/* Build the event-stream response for uid (first event: "hello" with hello_json). */
+struct MHD_Response *nf_hub_open_stream(nf_hub *h, struct MHD_Connection *conn, int64_t uid,
+                                        const char *hello_json);
+
+/* The embedded web inbox (generated from web/index.html). */
+extern const unsigned char nf_web_index[];
+extern const size_t nf_web_index_len;
+
+/* The HTTP server (server.c). */
+typedef struct nf_server nf_server;
+int nf_server_start(nf_app *app, nf_server **out);
+/* The bound port (useful with server_addr port 0). */
+unsigned nf_server_port(const nf_server *s);
+void nf_server_stop(nf_server *s);
+
+#endif

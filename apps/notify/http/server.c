@@ -1,0 +1,517 @@
+/*
+ * server.c - the HTTP front end on libmicrohttpd: a thread pool of epoll
+ * loops (web.threads), suspend/resume for event streams.
+ *
+ * Per connection the access handler is called several times: first with the
+ * headers (we refuse bodies whose Content-Length passes web.max_body with
+ * 413 right away), then with body chunks (buffered up to max_body; more
+ * marks the request too large), then once more to answer. Answering parses
+ * the body by content type into one JSON parameter object, finds the route
+ * (404 JSON for unknown paths, 405 with Allow for a wrong method, 204 for
+ * CORS preflight), runs it and queues the response with the CORS headers.
+ * Every answer is counted in the metrics by route and status.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "http.h"
+
+struct nf_server {
+    nf_app *app;
+    struct MHD_Daemon *d;
+    int route_other;
+};
+
+typedef struct conn_ctx {
+    int64_t start_us;
+    char *body;
+    size_t len, cap;
+    bool too_large;
+} conn_ctx;
+
+static int64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* ---- responses ---- */
+
+static void set_envelope(nf_resp *r, int status, int code, const char *msg, json_t *data)
+{
+    json_t *o = json_pack("{s:i, s:s, s:o}", "code", code, "msg", msg, "data", data ? data : json_null());
+    free(r->body);
+    r->body = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    r->status = status;
+    r->ctype = "application/json; charset=utf-8";
+}
+
+void nf_resp_ok(nf_resp *r, json_t *data)
+{
+    set_envelope(r, 200, NF_CODE_OK, "success", data);
+}
+
+void nf_resp_fail(nf_resp *r, int status, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    set_envelope(r, status, NF_CODE_FAIL, msg, NULL);
+}
+
+/* ---- parameters ---- */
+
+int nf_param_int(nf_req *q, nf_resp *r, const char *name, bool required, int64_t dflt, int64_t min,
+                 int64_t max, int64_t *out)
+{
+    json_t *v = json_object_get(q->params, name);
+    if (!v || json_is_null(v) || (json_is_string(v) && !json_string_length(v))) {
+        if (required) {
+            nf_resp_fail(r, 400, "%s is required", name);
+            return -1;
+        }
+        *out = dflt;
+        return 0;
+    }
+    long long n;
+    if (json_is_integer(v)) {
+        n = json_integer_value(v);
+    } else if (json_is_string(v)) {
+        const char *s = json_string_value(v);
+        char *end;
+        errno = 0;
+        n = strtoll(s, &end, 10);
+        if (*end || errno || !(*s == '-' || (*s >= '0' && *s <= '9'))) {
+            nf_resp_fail(r, 400, "%s must be an integer, got '%.40s'", name, s);
+            return -1;
+        }
+    } else {
+        nf_resp_fail(r, 400, "%s must be an integer", name);
+        return -1;
+    }
+    if (n < min || n > max) {
+        nf_resp_fail(r, 400, "%s must be in %lld..%lld, got %lld", name, (long long)min, (long long)max, n);
+        return -1;
+    }
+    *out = n;
+    return 0;
+}
+
+const char *nf_param_str(nf_req *q, nf_resp *r, const char *name, bool *bad)
+{
+    json_t *v = json_object_get(q->params, name);
+    *bad = false;
+    if (!v || json_is_null(v))
+        return NULL;
+    if (!json_is_string(v)) {
+        nf_resp_fail(r, 400, "%s must be a string", name);
+        *bad = true;
+        return NULL;
+    }
+    return json_string_value(v);
+}
+
+int nf_param_bool(nf_req *q, nf_resp *r, const char *name, bool *out)
+{
+    json_t *v = json_object_get(q->params, name);
+    *out = false;
+    if (!v || json_is_null(v))
+        return 0;
+    if (json_is_boolean(v)) {
+        *out = json_is_true(v);
+        return 0;
+    }
+    const char *s = json_is_string(v) ? json_string_value(v) : NULL;
+    if (json_is_integer(v) && (json_integer_value(v) == 0 || json_integer_value(v) == 1)) {
+        *out = json_integer_value(v) == 1;
+        return 0;
+    }
+    if (s && (!strcmp(s, "1") || !strcasecmp(s, "true"))) {
+        *out = true;
+        return 0;
+    }
+    if (s && (!strcmp(s, "0") || !strcasecmp(s, "false") || !*s))
+        return 0;
+    nf_resp_fail(r, 400, "%s must be true or false", name);
+    return -1;
+}
+
+bool nf_peer_is_loopback(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (!ci || !ci->client_addr)
+        return false;
+    const struct sockaddr *sa = ci->client_addr;
+    if (sa->sa_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)(const void *)sa)->sin_addr.s_addr) >> 24) == 127;
+    if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+        return IN6_IS_ADDR_LOOPBACK(a) ||
+               (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+    }
+    return false;
+}
+
+/* ---- body parsing ---- */
+
+typedef struct form_acc {
+    json_t *params;
+    char *key;
+    char *val;
+    size_t len;
+    bool bad_utf8;
+    char bad_key[64];
+} form_acc;
+
+static void form_flush(form_acc *a)
+{
+    if (!a->key)
+        return;
+    json_t *s = json_stringn(a->val ? a->val : "", a->len);
+    if (!s && !a->bad_utf8) {
+        a->bad_utf8 = true;
+        snprintf(a->bad_key, sizeof a->bad_key, "%s", a->key);
+    }
+    if (s && !json_object_get(a->params, a->key))
+        json_object_set_new(a->params, a->key, s);
+    else
+        json_decref(s);
+    free(a->key);
+    free(a->val);
+    a->key = a->val = NULL;
+    a->len = 0;
+}
+
+static enum MHD_Result form_iter(void *cls, enum MHD_ValueKind kind, const char *key,
+                                 const char *filename, const char *ctype, const char *enc,
+                                 const char *data, uint64_t off, size_t size)
+{
+    (void)kind, (void)filename, (void)ctype, (void)enc;
+    form_acc *a = cls;
+    if (!a->key || strcmp(a->key, key) || off == 0) {
+        form_flush(a);
+        a->key = strdup(key);
+    }
+    char *nv = realloc(a->val, a->len + size + 1);
+    if (!nv || !a->key)
+        return MHD_NO;
+    a->val = nv;
+    memcpy(a->val + a->len, data, size);
+    a->len += size;
+    return MHD_YES;
+}
+
+static enum MHD_Result query_iter(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    (void)kind;
+    json_t *params = cls;
+    if (key && !json_object_get(params, key)) {
+        json_t *s = json_string(value ? value : "");
+        if (s)
+            json_object_set_new(params, key, s);
+    }
+    return MHD_YES;
+}
+
+/* Parse the body into params by content type; fills r and returns -1 on error. */
+static int parse_body(struct MHD_Connection *conn, conn_ctx *cc, json_t *params, nf_resp *r)
+{
+    const char *ct = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+    if (!ct || !*ct) {
+        if (cc->len == 0)
+            return 0;
+        nf_resp_fail(r, 400, "Content-Type is required with a body (application/json or "
+                             "application/x-www-form-urlencoded)");
+        return -1;
+    }
+    if (!strncasecmp(ct, "application/json", 16)) {
+        json_error_t e;
+        json_t *o = json_loadb(cc->body ? cc->body : "", cc->len, 0, &e);
+        if (!o) {
+            nf_resp_fail(r, 400, "malformed JSON body: %s at line %d column %d", e.text, e.line, e.column);
+            return -1;
+        }
+        if (!json_is_object(o)) {
+            json_decref(o);
+            nf_resp_fail(r, 400, "JSON body must be an object");
+            return -1;
+        }
+        json_object_update(params, o);
+        json_decref(o);
+        return 0;
+    }
+    if (strncasecmp(ct, MHD_HTTP_POST_ENCODING_FORM_URLENCODED, strlen(MHD_HTTP_POST_ENCODING_FORM_URLENCODED)) &&
+        strncasecmp(ct, MHD_HTTP_POST_ENCODING_MULTIPART_FORMDATA, strlen(MHD_HTTP_POST_ENCODING_MULTIPART_FORMDATA))) {
+        nf_resp_fail(r, 400, "unsupported Content-Type '%.60s' (use application/json or "
+                             "application/x-www-form-urlencoded)", ct);
+        return -1;
+    }
+    if (cc->len == 0)
+        return 0;
+    form_acc a = {.params = params};
+    struct MHD_PostProcessor *pp = MHD_create_post_processor(conn, 4096, form_iter, &a);
+    int rc = 0;
+    if (!pp || MHD_post_process(pp, cc->body, cc->len) != MHD_YES) {
+        nf_resp_fail(r, 400, "malformed form body");
+        rc = -1;
+    }
+    if (pp)
+        MHD_destroy_post_processor(pp);
+    form_flush(&a);
+    free(a.key);
+    free(a.val);
+    if (!rc && a.bad_utf8) {
+        nf_resp_fail(r, 400, "%s is not valid UTF-8", a.bad_key);
+        rc = -1;
+    }
+    return rc;
+}
+
+/* ---- dispatch ---- */
+
+static void add_cors(struct MHD_Response *resp)
+{
+    MHD_add_response_header(resp, "Access-Control-Allow-Origin", "*");
+    MHD_add_response_header(resp, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+    MHD_add_response_header(resp, "Access-Control-Allow-Headers",
+                            "Content-Type, Idempotency-Key, X-Admin-Token, X-Requested-With");
+    MHD_add_response_header(resp, "Access-Control-Max-Age", "86400");
+}
+
+static enum MHD_Result send_resp(nf_server *s, struct MHD_Connection *conn, nf_resp *r, int metric,
+                                 conn_ctx *cc, const char *allow)
+{
+    struct MHD_Response *resp = r->raw;
+    if (!resp) {
+        if (!r->body)
+            nf_resp_fail(r, 500, "out of memory");
+        size_t len = r->body ? strlen(r->body) : 0;
+        resp = MHD_create_response_from_buffer(len, r->body ? r->body : (char *)"", MHD_RESPMEM_MUST_FREE);
+        if (!resp) {
+            free(r->body);
+            return MHD_NO;
+        }
+        r->body = NULL;
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                                r->ctype ? r->ctype : "application/json; charset=utf-8");
+    }
+    add_cors(resp);
+    if (allow)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
+    enum MHD_Result ret = MHD_queue_response(conn, (unsigned)r->status, resp);
+    MHD_destroy_response(resp);
+    nf_metrics_request(&s->app->metrics, metric, r->status, now_us() - cc->start_us);
+    return ret;
+}
+
+static void serve_index(nf_req *q, nf_resp *r)
+{
+    (void)q;
+    r->raw = MHD_create_response_from_buffer(nf_web_index_len, (void *)nf_web_index, MHD_RESPMEM_PERSISTENT);
+    if (r->raw) {
+        MHD_add_response_header(r->raw, MHD_HTTP_HEADER_CONTENT_TYPE, "text/html; charset=utf-8");
+        MHD_add_response_header(r->raw, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+    }
+    r->status = 200;
+}
+
+static enum MHD_Result answer(nf_server *s, struct MHD_Connection *conn, const char *url,
+                              const char *method, conn_ctx *cc)
+{
+    nf_resp r = {.status = 200};
+    const nf_route *route = NULL;
+    char allow[64] = "";
+    bool path_known = false;
+    if (!strcmp(url, "/") || !strcmp(url, "/index.html")) {
+        static nf_route index_route = {"GET", "/", serve_index, -1};
+        if (index_route.metric < 0)
+            index_route.metric = nf_metrics_route("/");
+        path_known = true;
+        snprintf(allow, sizeof allow, "GET, HEAD, OPTIONS");
+        if (!strcmp(method, "GET") || !strcmp(method, "HEAD"))
+            route = &index_route;
+    }
+    for (size_t i = 0; i < nf_nroutes && !path_known; i++) {
+        if (strcmp(nf_routes[i].path, url))
+            continue;
+        path_known = true;
+        snprintf(allow, sizeof allow, "%s, OPTIONS", nf_routes[i].method);
+        if (!strcmp(nf_routes[i].method, method) || (!strcmp(method, "HEAD") && !strcmp(nf_routes[i].method, "GET")))
+            route = &nf_routes[i];
+    }
+    int metric = route ? route->metric : s->route_other;
+    if (!path_known) {
+        nf_resp_fail(&r, 404, "no route %s %.200s", method, url);
+        return send_resp(s, conn, &r, metric, cc, NULL);
+    }
+    if (!strcmp(method, "OPTIONS")) {
+        r.status = 204;
+        r.raw = MHD_create_response_from_buffer(0, (char *)"", MHD_RESPMEM_PERSISTENT);
+        return send_resp(s, conn, &r, metric, cc, allow);
+    }
+    if (!route) {
+        nf_resp_fail(&r, 405, "method %s not allowed on %s (allowed: %s)", method, url, allow);
+        return send_resp(s, conn, &r, metric, cc, allow);
+    }
+    if (cc->too_large) {
+        nf_resp_fail(&r, 413, "request body over %d bytes", s->app->cfg.max_body);
+        return send_resp(s, conn, &r, metric, cc, NULL);
+    }
+    nf_req q = {.app = s->app, .conn = conn, .method = method, .path = url, .params = json_object()};
+    if (!q.params)
+        return MHD_NO;
+    if (parse_body(conn, cc, q.params, &r) == 0) {
+        MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, query_iter, q.params);
+        route->fn(&q, &r);
+    }
+    json_decref(q.params);
+    return send_resp(s, conn, &r, metric, cc, NULL);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *upload,
+                                  size_t *upload_size, void **con_cls)
+{
+    (void)version;
+    nf_server *s = cls;
+    conn_ctx *cc = *con_cls;
+    if (!cc) {
+        cc = calloc(1, sizeof *cc);
+        if (!cc)
+            return MHD_NO;
+        cc->start_us = now_us();
+        *con_cls = cc;
+        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (cl && strtoll(cl, NULL, 10) > s->app->cfg.max_body) {
+            nf_resp r = {0};
+            nf_resp_fail(&r, 413, "request body over %d bytes", s->app->cfg.max_body);
+            return send_resp(s, conn, &r, s->route_other, cc, NULL);
+        }
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        size_t n = *upload_size;
+        *upload_size = 0;
+        if (cc->too_large || cc->len + n > (size_t)s->app->cfg.max_body) {
+            cc->too_large = true;
+            return MHD_YES;
+        }
+        if (cc->len + n + 1 > cc->cap) {
+            size_t ncap = (cc->len + n + 1) * 2;
+            char *nb = realloc(cc->body, ncap);
+            if (!nb)
+                return MHD_NO;
+            cc->body = nb;
+            cc->cap = ncap;
+        }
+        memcpy(cc->body + cc->len, upload, n);
+        cc->len += n;
+        cc->body[cc->len] = '\0';
+        return MHD_YES;
+    }
+    return answer(s, conn, url, method, cc);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)cls, (void)conn, (void)toe;
+    conn_ctx *cc = *con_cls;
+    if (cc) {
+        free(cc->body);
+        free(cc);
+    }
+    *con_cls = NULL;
+}
+
+static int parse_addr(const char *addr, struct sockaddr_in *sa)
+{
+    char host[128];
+    const char *colon = strrchr(addr, ':');
+    if (!colon || (size_t)(colon - addr) >= sizeof host)
+        return -1;
+    memcpy(host, addr, (size_t)(colon - addr));
+    host[colon - addr] = '\0';
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    if (*end || port < 0 || port > 65535)
+        return -1;
+    memset(sa, 0, sizeof *sa);
+    sa->sin_family = AF_INET;
+    sa->sin_port = htons((uint16_t)port);
+    if (!*host || !strcmp(host, "0.0.0.0"))
+        sa->sin_addr.s_addr = htonl(INADDR_ANY);
+    else if (!strcmp(host, "localhost"))
+        sa->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    else if (inet_pton(AF_INET, host, &sa->sin_addr) != 1)
+        return -1;
+    return 0;
+}
+
+int nf_server_start(nf_app *app, nf_server **out)
+{
+    struct sockaddr_in sa;
+    if (parse_addr(app->cfg.server_addr, &sa)) {
+        nf_log(SL_LOG_ERROR, "bad web.server_addr '%s' (want HOST:PORT, IPv4)", app->cfg.server_addr);
+        return SL_EINVAL;
+    }
+    nf_server *s = calloc(1, sizeof *s);
+    if (!s)
+        return SL_ENOMEM;
+    s->app = app;
+    for (size_t i = 0; i < nf_nroutes; i++)
+        nf_routes[i].metric = nf_metrics_route(nf_routes[i].path);
+    s->route_other = nf_metrics_route("other");
+    int rc = nf_hub_new(&app->hub, &app->metrics);
+    if (rc) {
+        free(s);
+        return rc;
+    }
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+                     MHD_USE_ERROR_LOG;
+    s->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s,
+                            MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+                            MHD_OPTION_THREAD_POOL_SIZE, (unsigned)app->cfg.threads,
+                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)app->cfg.idle_timeout,
+                            MHD_OPTION_CONNECTION_LIMIT, 4096u,
+                            MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
+                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+                            MHD_OPTION_END);
+    if (!s->d) {
+        nf_log(SL_LOG_ERROR, "cannot listen on %s", app->cfg.server_addr);
+        nf_hub_free(app->hub);
+        app->hub = NULL;
+        free(s);
+        return SL_EIO;
+    }
+    *out = s;
+    return 0;
+}
+
+unsigned nf_server_port(const nf_server *s)
+{
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
+    return di ? di->port : 0;
+}
+
+void nf_server_stop(nf_server *s)
+{
+    if (!s)
+        return;
+    nf_hub_shutdown(s->app->hub);
+    MHD_stop_daemon(s->d);
+    nf_hub_free(s->app->hub);
+    s->app->hub = NULL;
+    free(s);
+}

@@ -1,0 +1,242 @@
+/*
+ * sse.c - server-sent events for the web inbox (GET /api/msg/stream?uid=).
+ *
+ * A stream is a client record with an output buffer. libmicrohttpd pulls
+ * bytes through a content-reader callback; when the buffer is empty the
+ * callback suspends the connection (so no pool thread blocks or spins) and
+ * nf_hub_push resumes it after appending an event. A pinger thread writes a
+ * comment line every 15 s so dead peers are noticed and proxies keep the
+ * stream open. The hub mutex guards the client list and every buffer;
+ * suspend happens under it, and resume only for a client marked suspended,
+ * so a wake-up is never lost. A client whose buffer passes 256 KiB (a
+ * reader that stopped reading) is ended.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "http.h"
+
+#define SSE_MAX_BUF (256 * 1024)
+#define SSE_PING_MS 15000
+
+typedef struct client {
+    nf_hub *hub;
+    struct MHD_Connection *conn;
+    int64_t uid;
+    char *buf;
+    size_t len, cap;
+    bool suspended, closed;
+    struct client *prev, *next;
+} client;
+
+struct nf_hub {
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    client *head;
+    bool stopping;
+    pthread_t pinger;
+    nf_metrics *m;
+};
+
+/* Under h->mu. */
+static void append(client *c, const char *s, size_t n)
+{
+    if (c->closed)
+        return;
+    if (c->len + n > SSE_MAX_BUF) {
+        c->closed = true;
+        return;
+    }
+    if (c->len + n > c->cap) {
+        size_t ncap = (c->len + n) * 2;
+        char *nb = realloc(c->buf, ncap);
+        if (!nb) {
+            c->closed = true;
+            return;
+        }
+        c->buf = nb;
+        c->cap = ncap;
+    }
+    memcpy(c->buf + c->len, s, n);
+    c->len += n;
+}
+
+/* Under h->mu. */
+static void wake(client *c)
+{
+    if (c->suspended) {
+        c->suspended = false;
+        MHD_resume_connection(c->conn);
+    }
+}
+
+static ssize_t reader(void *cls, uint64_t pos, char *out, size_t max)
+{
+    (void)pos;
+    client *c = cls;
+    nf_hub *h = c->hub;
+    pthread_mutex_lock(&h->mu);
+    ssize_t ret;
+    if (c->len > 0) {
+        size_t n = c->len < max ? c->len : max;
+        memcpy(out, c->buf, n);
+        memmove(c->buf, c->buf + n, c->len - n);
+        c->len -= n;
+        ret = (ssize_t)n;
+    } else if (c->closed || h->stopping) {
+        ret = MHD_CONTENT_READER_END_OF_STREAM;
+    } else {
+        c->suspended = true;
+        MHD_suspend_connection(c->conn);
+        ret = 0;
+    }
+    pthread_mutex_unlock(&h->mu);
+    return ret;
+}
+
+static void reader_free(void *cls)
+{
+    client *c = cls;
+    nf_hub *h = c->hub;
+    pthread_mutex_lock(&h->mu);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        h->head = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    pthread_cond_broadcast(&h->cond);
+    pthread_mutex_unlock(&h->mu);
+    atomic_fetch_sub(&h->m->sse_clients, 1);
+    free(c->buf);
+    free(c);
+}
+
+static void *pinger_main(void *arg)
+{
+    nf_hub *h = arg;
+    pthread_mutex_lock(&h->mu);
+    while (!h->stopping) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += SSE_PING_MS / 1000;
+        pthread_cond_timedwait(&h->cond, &h->mu, &ts);
+        if (h->stopping)
+            break;
+        for (client *c = h->head; c; c = c->next) {
+            append(c, ": ping\n\n", 8);
+            wake(c);
+        }
+    }
+    pthread_mutex_unlock(&h->mu);
+    return NULL;
+}
+
+int nf_hub_new(nf_hub **out, nf_metrics *m)
+{
+    nf_hub *h = calloc(1, sizeof *h);
+    if (!h)
+        return SL_ENOMEM;
+    h->m = m;
+    pthread_mutex_init(&h->mu, NULL);
+    pthread_cond_init(&h->cond, NULL);
+    if (pthread_create(&h->pinger, NULL, pinger_main, h) != 0) {
+        free(h);
+        return SL_ENOMEM;
+    }
+    *out = h;
+    return 0;
+}
+
+void nf_hub_shutdown(nf_hub *h)
+{
+    if (!h)
+        return;
+    pthread_mutex_lock(&h->mu);
+    h->stopping = true;
+    for (client *c = h->head; c; c = c->next) {
+        c->closed = true;
+        wake(c);
+    }
+    pthread_cond_broadcast(&h->cond);
+    pthread_mutex_unlock(&h->mu);
+    /* Give the resumed streams a moment to end before the daemon stops. */
+    for (int i = 0; i < 100; i++) {
+        pthread_mutex_lock(&h->mu);
+        bool empty = h->head == NULL;
+        pthread_mutex_unlock(&h->mu);
+        if (empty)
+            break;
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+void nf_hub_free(nf_hub *h)
+{
+    if (!h)
+        return;
+    pthread_mutex_lock(&h->mu);
+    h->stopping = true;
+    pthread_cond_broadcast(&h->cond);
+    pthread_mutex_unlock(&h->mu);
+    pthread_join(h->pinger, NULL);
+    pthread_mutex_destroy(&h->mu);
+    pthread_cond_destroy(&h->cond);
+    free(h);
+}
+
+void nf_hub_push(nf_hub *h, int64_t uid, const char *event, const char *json)
+{
+    if (!h)
+        return;
+    char head[64];
+    int hn = snprintf(head, sizeof head, "event: %s\ndata: ", event);
+    pthread_mutex_lock(&h->mu);
+    for (client *c = h->head; c; c = c->next) {
+        if (c->uid != uid)
+            continue;
+        append(c, head, (size_t)hn);
+        append(c, json, strlen(json));
+        append(c, "\n\n", 2);
+        wake(c);
+    }
+    pthread_mutex_unlock(&h->mu);
+}
+
+struct MHD_Response *nf_hub_open_stream(nf_hub *h, struct MHD_Connection *conn, int64_t uid,
+                                        const char *hello_json)
+{
+    client *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->hub = h;
+    c->conn = conn;
+    c->uid = uid;
+    static const char retry[] = "retry: 2000\n\n";
+    append(c, retry, sizeof retry - 1);
+    append(c, "event: hello\ndata: ", 19);
+    append(c, hello_json, strlen(hello_json));
+    append(c, "\n\n", 2);
+    struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, reader, c, reader_free);
+    if (!r) {
+        free(c->buf);
+        free(c);
+        return NULL;
+    }
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+    MHD_add_response_header(r, "X-Accel-Buffering", "no");
+    MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT, 0u);
+    atomic_fetch_add(&h->m->sse_clients, 1);
+    pthread_mutex_lock(&h->mu);
+    c->next = h->head;
+    if (h->head)
+        h->head->prev = c;
+    h->head = c;
+    pthread_mutex_unlock(&h->mu);
+    return r;
+}

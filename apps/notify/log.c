@@ -1,0 +1,305 @@
+/*
+ * log.c - size-rotated log files and the JSON-lines main log.
+ *
+ * Rotation happens inside nf_logfile_write under the file's mutex: rename the
+ * current file to a timestamped backup, reopen, and hand the backup to a
+ * detached-but-counted thread that gzips it (zlib) and prunes old backups.
+ * close() waits for those threads, so tests and shutdown never lose a
+ * backup half-compressed. The main log is one process-wide nf_logfile (the
+ * one piece of global state of the service, as a logger must be).
+ */
+#include "log.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <jansson.h>
+
+#include "sluice/sluice.h"
+
+struct nf_logfile {
+    pthread_mutex_t mu;
+    pthread_cond_t idle;
+    int fd;
+    int64_t size;
+    int busy; /* compression threads running */
+    char dir[512], name[128], path[768];
+    nf_log_opts o;
+};
+
+nf_logfile *nf_logfile_open(const char *dir, const char *name, const nf_log_opts *o)
+{
+    nf_logfile *f = calloc(1, sizeof *f);
+    if (!f)
+        return NULL;
+    mkdir(dir, 0755);
+    snprintf(f->dir, sizeof f->dir, "%s", dir);
+    snprintf(f->name, sizeof f->name, "%s", name);
+    snprintf(f->path, sizeof f->path, "%s/%s", dir, name);
+    f->o = *o;
+    f->fd = open(f->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (f->fd < 0) {
+        free(f);
+        return NULL;
+    }
+    struct stat st;
+    f->size = fstat(f->fd, &st) == 0 ? st.st_size : 0;
+    pthread_mutex_init(&f->mu, NULL);
+    pthread_cond_init(&f->idle, NULL);
+    return f;
+}
+
+typedef struct job {
+    nf_logfile *f;
+    char backup[900];
+} job;
+
+static int gzip_file(const char *src)
+{
+    char dst[1024];
+    snprintf(dst, sizeof dst, "%s.gz", src);
+    FILE *in = fopen(src, "rb");
+    if (!in)
+        return -1;
+    gzFile out = gzopen(dst, "wb6");
+    if (!out) {
+        fclose(in);
+        return -1;
+    }
+    char buf[65536];
+    size_t n;
+    int rc = 0;
+    while ((n = fread(buf, 1, sizeof buf, in)) > 0)
+        if (gzwrite(out, buf, (unsigned)n) != (int)n) {
+            rc = -1;
+            break;
+        }
+    fclose(in);
+    if (gzclose(out) != Z_OK)
+        rc = -1;
+    if (rc == 0)
+        unlink(src);
+    else
+        unlink(dst);
+    return rc;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Delete backups beyond max_backups (oldest first) or older than max_age_days.
+ * Backup names sort by time because the stamp is fixed-width. */
+static void prune(nf_logfile *f)
+{
+    char stem[160];
+    snprintf(stem, sizeof stem, "%s", f->name);
+    char *dot = strrchr(stem, '.');
+    if (dot)
+        *dot = '\0';
+    size_t sl = strlen(stem);
+    DIR *d = opendir(f->dir);
+    if (!d)
+        return;
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, stem, sl) || e->d_name[sl] != '-')
+            continue;
+        if (n == cap) {
+            char **nn = realloc(names, (cap = cap ? cap * 2 : 16) * sizeof *names);
+            if (!nn)
+                break;
+            names = nn;
+        }
+        names[n++] = strdup(e->d_name);
+    }
+    closedir(d);
+    qsort(names, n, sizeof *names, cmp_str);
+    time_t now = time(NULL);
+    for (size_t i = 0; i < n; i++) {
+        char p[1024];
+        snprintf(p, sizeof p, "%s/%s", f->dir, names[i]);
+        struct stat st;
+        bool too_many = f->o.max_backups > 0 && n - i > (size_t)f->o.max_backups;
+        bool too_old = f->o.max_age_days > 0 && stat(p, &st) == 0 &&
+                       now - st.st_mtime > (time_t)f->o.max_age_days * 86400;
+        if (too_many || too_old)
+            unlink(p);
+        free(names[i]);
+    }
+    free(names);
+}
+
+static void *compress_main(void *arg)
+{
+    job *j = arg;
+    if (j->f->o.compress)
+        gzip_file(j->backup);
+    pthread_mutex_lock(&j->f->mu);
+    prune(j->f);
+    j->f->busy--;
+    pthread_cond_broadcast(&j->f->idle);
+    pthread_mutex_unlock(&j->f->mu);
+    free(j);
+    return NULL;
+}
+
+/* Under f->mu. */
+static void rotate(nf_logfile *f)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    struct tm tm;
+    localtime_r(&tv.tv_sec, &tm);
+    char stamp[64], stem[160];
+    strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%S", &tm);
+    snprintf(stem, sizeof stem, "%s", f->name);
+    char *dot = strrchr(stem, '.');
+    const char *ext = dot ? strrchr(f->name, '.') : "";
+    if (dot)
+        *dot = '\0';
+    job *j = calloc(1, sizeof *j);
+    if (!j)
+        return;
+    j->f = f;
+    snprintf(j->backup, sizeof j->backup, "%s/%s-%s.%03ld%s", f->dir, stem, stamp,
+             (long)(tv.tv_usec / 1000), ext);
+    close(f->fd);
+    if (rename(f->path, j->backup) != 0) {
+        free(j);
+        j = NULL;
+    }
+    f->fd = open(f->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    f->size = 0;
+    if (!j)
+        return;
+    pthread_t t;
+    f->busy++;
+    if (pthread_create(&t, NULL, compress_main, j) != 0) {
+        f->busy--;
+        free(j);
+        return;
+    }
+    pthread_detach(t);
+}
+
+int nf_logfile_write(nf_logfile *f, const char *line, size_t len)
+{
+    if (!f)
+        return -1;
+    char stackbuf[4096];
+    char *buf = len + 1 <= sizeof stackbuf ? stackbuf : malloc(len + 1);
+    if (!buf)
+        return -1;
+    memcpy(buf, line, len);
+    buf[len] = '\n';
+    pthread_mutex_lock(&f->mu);
+    if (f->o.max_bytes > 0 && f->size > 0 && f->size + (int64_t)len + 1 > f->o.max_bytes)
+        rotate(f);
+    ssize_t w = f->fd >= 0 ? write(f->fd, buf, len + 1) : -1;
+    if (w > 0)
+        f->size += w;
+    pthread_mutex_unlock(&f->mu);
+    if (buf != stackbuf)
+        free(buf);
+    return w == (ssize_t)(len + 1) ? 0 : -1;
+}
+
+void nf_logfile_close(nf_logfile *f)
+{
+    if (!f)
+        return;
+    pthread_mutex_lock(&f->mu);
+    while (f->busy > 0)
+        pthread_cond_wait(&f->idle, &f->mu);
+    pthread_mutex_unlock(&f->mu);
+    if (f->fd >= 0)
+        close(f->fd);
+    pthread_mutex_destroy(&f->mu);
+    pthread_cond_destroy(&f->idle);
+    free(f);
+}
+
+/* ---- main.log ---- */
+
+static nf_logfile *g_main;
+static int g_min_level = SL_LOG_INFO;
+static bool g_echo;
+static const char *const level_names[] = {"debug", "info", "warn", "error"};
+
+static void emit(int level, const char *component, const char *msg)
+{
+    if (level < g_min_level || level < 0 || level > 3)
+        return;
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    struct tm tm;
+    localtime_r(&tv.tv_sec, &tm);
+    char ts[64];
+    size_t k = strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(ts + k, sizeof ts - k, ".%03ld", (long)(tv.tv_usec / 1000));
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s}", "ts", ts, "level", level_names[level],
+                          "component", component, "msg", msg);
+    char *line = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    if (line) {
+        if (g_main)
+            nf_logfile_write(g_main, line, strlen(line));
+        if (g_echo)
+            fprintf(stderr, "%s\n", line);
+    }
+    free(line);
+    json_decref(o);
+}
+
+static void lib_log(void *ctx, sl_log_level level, const char *component, const char *line)
+{
+    (void)ctx;
+    emit((int)level, component, line);
+}
+
+int nf_log_main_open(const char *dir, const nf_log_opts *o, const char *level, bool echo)
+{
+    for (int i = 0; i < 4; i++)
+        if (!strcasecmp(level, level_names[i]))
+            g_min_level = i;
+    g_echo = echo;
+    g_main = nf_logfile_open(dir, "main.log", o);
+    if (!g_main)
+        return -1;
+    sl_log_set(lib_log, NULL, (sl_log_level)g_min_level);
+    return 0;
+}
+
+void nf_log_main_close(void)
+{
+    sl_log_set(NULL, NULL, SL_LOG_ERROR);
+    nf_logfile_close(g_main);
+    g_main = NULL;
+}
+
+void nf_log(int level, const char *fmt, ...)
+{
+    if (level < g_min_level)
+        return;
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    emit(level, "notify", msg);
+}

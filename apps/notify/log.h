@@ -1,0 +1,40 @@
+/*
+ * log.h - the service's log files: size-rotated, compressed backups.
+ *
+ * An nf_logfile appends whole lines to DIR/NAME. When a write would pass
+ * max_bytes, the file is renamed NAME-YYYYmmddTHHMMSS.mmm (lumberjack style)
+ * and a new one is started; the backup is gzipped by a background thread
+ * (when compress is set) and backups past max_backups or older than
+ * max_age_days are deleted. Every function is thread-safe.
+ */
+#ifndef NF_LOG_H
+#define NF_LOG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct nf_logfile nf_logfile;
+
+typedef struct nf_log_opts {
+    int64_t max_bytes;
+    int max_backups;  /* 0: keep all */
+    int max_age_days; /* 0: no age limit */
+    bool compress;
+} nf_log_opts;
+
+/* Open (append) dir/name, creating dir. NULL on failure (errno set). */
+nf_logfile *nf_logfile_open(const char *dir, const char *name, const nf_log_opts *o);
+/* Append line and a newline; rotates first when needed. Returns 0 or -1. */
+int nf_logfile_write(nf_logfile *f, const char *line, size_t len);
+/* Wait for background compression to finish, then close. NULL is a no-op. */
+void nf_logfile_close(nf_logfile *f);
+
+/* The process's main.log: JSON lines {"ts","level","component","msg"}.
+ * nf_log_main_open also routes libsluice's log (sl_log_set) into it and
+ * mirrors lines to stderr when echo is set. */
+int nf_log_main_open(const char *dir, const nf_log_opts *o, const char *level, bool echo);
+void nf_log_main_close(void);
+void nf_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#endif

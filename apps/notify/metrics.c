@@ -1,0 +1,173 @@
+/*
+ * metrics.c - counters for /metrics, rendered in Prometheus text format.
+ *
+ * Every counter is a relaxed atomic in nf_metrics, so recording costs one
+ * atomic add and never takes a lock. Routes get small indexes from a fixed
+ * table filled once at start (nf_metrics_route), status codes map to a
+ * fixed set of slots, latencies to fixed histogram buckets.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "app.h"
+
+static const char *route_names[NF_ROUTE_MAX];
+static int route_count;
+static const int code_slots[NF_CODE_SLOTS] = {200, 204, 400, 401, 404, 405, 413, 500, 503, 0};
+static const double lat_le[NF_LAT_BUCKETS] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                              0.05,   0.1,   0.25,   1.0,   0};
+static const char *const topics[2] = {NF_TOPIC_NOTIFY, NF_TOPIC_READ};
+
+int nf_metrics_route(const char *name)
+{
+    for (int i = 0; i < route_count; i++)
+        if (!strcmp(route_names[i], name))
+            return i;
+    if (route_count == NF_ROUTE_MAX)
+        return NF_ROUTE_MAX - 1;
+    route_names[route_count] = name;
+    return route_count++;
+}
+
+int nf_topic_index(const char *topic)
+{
+    return topic && !strcmp(topic, NF_TOPIC_READ) ? 1 : 0;
+}
+
+void nf_metrics_request(nf_metrics *m, int route, int status, int64_t us)
+{
+    if (route < 0 || route >= NF_ROUTE_MAX)
+        return;
+    int slot = NF_CODE_SLOTS - 1;
+    for (int i = 0; i < NF_CODE_SLOTS - 1; i++)
+        if (code_slots[i] == status)
+            slot = i;
+    atomic_fetch_add_explicit(&m->req[route][slot], 1, memory_order_relaxed);
+    double s = (double)us / 1e6;
+    int b = NF_LAT_BUCKETS - 1;
+    for (int i = 0; i < NF_LAT_BUCKETS - 1; i++)
+        if (s <= lat_le[i]) {
+            b = i;
+            break;
+        }
+    atomic_fetch_add_explicit(&m->lat_bucket[route][b], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&m->lat_sum_us[route], (uint64_t)(us > 0 ? us : 0), memory_order_relaxed);
+}
+
+typedef struct sbuf {
+    char *p;
+    size_t len, cap;
+} sbuf;
+
+static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_printf(sbuf *b, const char *fmt, ...)
+{
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(b->p ? b->p + b->len : NULL, b->p ? b->cap - b->len : 0, fmt, ap);
+        va_end(ap);
+        if (n < 0)
+            return;
+        if (b->p && b->len + (size_t)n < b->cap) {
+            b->len += (size_t)n;
+            return;
+        }
+        size_t ncap = (b->cap ? b->cap * 2 : 4096) + (size_t)n;
+        char *np = realloc(b->p, ncap);
+        if (!np)
+            return;
+        b->p = np;
+        b->cap = ncap;
+    }
+}
+
+#define LD(x) ((unsigned long long)atomic_load_explicit(&(x), memory_order_relaxed))
+
+static void render_http(sbuf *b, nf_metrics *m)
+{
+    sb_printf(b, "# HELP sluice_http_requests_total HTTP requests by route and status.\n"
+                 "# TYPE sluice_http_requests_total counter\n");
+    for (int r = 0; r < route_count; r++)
+        for (int c = 0; c < NF_CODE_SLOTS; c++)
+            if (LD(m->req[r][c]) || c == 0)
+                sb_printf(b, "sluice_http_requests_total{route=\"%s\",code=\"%s%d\"} %llu\n",
+                          route_names[r], code_slots[c] ? "" : "other", code_slots[c] ? code_slots[c] : 0,
+                          LD(m->req[r][c]));
+    sb_printf(b, "# HELP sluice_http_request_duration_seconds Handler latency by route.\n"
+                 "# TYPE sluice_http_request_duration_seconds histogram\n");
+    for (int r = 0; r < route_count; r++) {
+        unsigned long long cum = 0;
+        for (int i = 0; i < NF_LAT_BUCKETS; i++) {
+            cum += LD(m->lat_bucket[r][i]);
+            if (i < NF_LAT_BUCKETS - 1)
+                sb_printf(b, "sluice_http_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} %llu\n",
+                          route_names[r], lat_le[i], cum);
+            else
+                sb_printf(b, "sluice_http_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} %llu\n",
+                          route_names[r], cum);
+        }
+        sb_printf(b, "sluice_http_request_duration_seconds_sum{route=\"%s\"} %.6f\n", route_names[r],
+                  (double)LD(m->lat_sum_us[r]) / 1e6);
+        sb_printf(b, "sluice_http_request_duration_seconds_count{route=\"%s\"} %llu\n", route_names[r], cum);
+    }
+}
+
+static void render_queue(sbuf *b, nf_metrics *m)
+{
+    static const struct {
+        const char *name, *type, *help;
+        size_t off;
+    } series[] = {
+        {"sluice_queue_published_total", "counter", "Messages this process published.",
+         offsetof(nf_metrics, published)},
+        {"sluice_queue_publish_failed_total", "counter", "Publishes that failed (answered 503).",
+         offsetof(nf_metrics, publish_failed)},
+        {"sluice_consumer_processed_total", "counter", "Messages applied to the store.",
+         offsetof(nf_metrics, processed)},
+        {"sluice_consumer_failed_total", "counter", "Handler failures (retried with backoff).",
+         offsetof(nf_metrics, failed)},
+        {"sluice_consumer_parked_total", "counter", "Messages parked in failed_queues.",
+         offsetof(nf_metrics, parked)},
+    };
+    for (size_t s = 0; s < sizeof series / sizeof series[0]; s++) {
+        _Atomic uint64_t *v = (_Atomic uint64_t *)(void *)((char *)m + series[s].off);
+        sb_printf(b, "# HELP %s %s\n# TYPE %s %s\n", series[s].name, series[s].help, series[s].name,
+                  series[s].type);
+        for (int t = 0; t < 2; t++)
+            sb_printf(b, "%s{topic=\"%s\"} %llu\n", series[s].name, topics[t], LD(v[t]));
+    }
+    sb_printf(b, "# HELP sluice_queue_depth Published by this process and not yet applied here.\n"
+                 "# TYPE sluice_queue_depth gauge\n");
+    for (int t = 0; t < 2; t++) {
+        long long d = (long long)LD(m->published[t]) - (long long)LD(m->processed[t]) -
+                      (long long)LD(m->parked[t]);
+        sb_printf(b, "sluice_queue_depth{topic=\"%s\"} %lld\n", topics[t], d > 0 ? d : 0);
+    }
+    sb_printf(b, "# HELP sluice_consumer_lag_seconds Publish-to-handle delay of the last message.\n"
+                 "# TYPE sluice_consumer_lag_seconds gauge\n");
+    for (int t = 0; t < 2; t++)
+        sb_printf(b, "sluice_consumer_lag_seconds{topic=\"%s\"} %.3f\n", topics[t],
+                  (double)atomic_load(&m->lag_ms[t]) / 1e3);
+    sb_printf(b, "# HELP sluice_consumer_handler_seconds Handler latency (sum and count).\n"
+                 "# TYPE sluice_consumer_handler_seconds summary\n");
+    for (int t = 0; t < 2; t++)
+        sb_printf(b,
+                  "sluice_consumer_handler_seconds_sum{topic=\"%s\"} %.6f\n"
+                  "sluice_consumer_handler_seconds_count{topic=\"%s\"} %llu\n",
+                  topics[t], (double)LD(m->handle_sum_us[t]) / 1e6, topics[t], LD(m->handle_count[t]));
+    sb_printf(b, "# HELP sluice_sse_clients Open event streams.\n# TYPE sluice_sse_clients gauge\n"
+                 "sluice_sse_clients %lld\n",
+              (long long)atomic_load(&m->sse_clients));
+}
+
+char *nf_metrics_render(nf_metrics *m)
+{
+    sbuf b = {0};
+    render_http(&b, m);
+    render_queue(&b, m);
+    return b.p;
+}

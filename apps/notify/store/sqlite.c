@@ -1,0 +1,542 @@
+/*
+ * sqlite.c - the notification store on SQLite (sqlite://PATH[?sync=normal]).
+ *
+ * One connection in WAL mode, guarded by a mutex (SQLite serialises writers
+ * anyway); several processes may share the file thanks to WAL and a busy
+ * timeout. Every statement is prepared once per shard and cached: nothing is
+ * ever formatted into SQL except the shard number of a table name. Writes
+ * that touch two tables run in one BEGIN IMMEDIATE transaction, so the
+ * notice row and the user's count move together or not at all.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "sluice/error.h"
+#include "store.h"
+
+enum { Q_INSERT, Q_MARK, Q_UNREAD, Q_LIST, Q_NSHARD };
+enum { G_USER_INC, G_USER_DEC, G_USER_GET, G_F_BUMP, G_F_GET, G_F_CLEAR, G_F_LIST, G_F_RESET,
+       G_BEGIN, G_COMMIT, G_ROLLBACK, G_PING, G_NGLOBAL };
+
+static const char *const shard_sql[Q_NSHARD] = {
+    [Q_INSERT] = "INSERT INTO th_notice_%d(order_sn,uid,type,data,status,create_time,created_at,"
+                 "updated_at) VALUES(?1,?2,?3,?4,0,?5,?6,?6) ON CONFLICT(order_sn) DO NOTHING",
+    [Q_MARK] = "UPDATE th_notice_%d SET status=1, updated_at=?4 WHERE uid=?1 AND status=0 AND "
+               "(?2=0 OR type=?2) AND (?3=0 OR id=?3)",
+    [Q_UNREAD] = "SELECT COUNT(*) FROM th_notice_%d WHERE uid=?1 AND status=0 AND (?2=0 OR type=?2)",
+    [Q_LIST] = "SELECT id,order_sn,uid,type,data,status,create_time,created_at,updated_at FROM "
+               "th_notice_%d WHERE uid=?1 AND (?2=0 OR type=?2) AND (?3=0 OR id<?3) "
+               "ORDER BY id DESC LIMIT ?4 OFFSET ?5",
+};
+
+static const char *const global_sql[G_NGLOBAL] = {
+    [G_USER_INC] = "INSERT INTO user(uid,nick,notification_count,created_at,updated_at) "
+                   "VALUES(?1,'user'||?1,1,?2,?2) ON CONFLICT(uid) DO UPDATE SET "
+                   "notification_count=notification_count+1, updated_at=?2",
+    [G_USER_DEC] = "UPDATE user SET notification_count=MAX(notification_count-?2,0), updated_at=?3 "
+                   "WHERE uid=?1",
+    [G_USER_GET] = "SELECT nick, notification_count FROM user WHERE uid=?1",
+    [G_F_BUMP] = "INSERT INTO failed_queues(order_sn,data,type,failed_count,created_at,updated_at) "
+                 "VALUES(?1,?2,?3,1,?4,?4) ON CONFLICT(order_sn) DO UPDATE SET "
+                 "failed_count=failed_count+1, updated_at=?4",
+    [G_F_GET] = "SELECT failed_count FROM failed_queues WHERE order_sn=?1",
+    [G_F_CLEAR] = "DELETE FROM failed_queues WHERE order_sn=?1",
+    [G_F_LIST] = "SELECT id,order_sn,type,data,failed_count,created_at,updated_at FROM failed_queues "
+                 "WHERE failed_count>=?1 ORDER BY id",
+    [G_F_RESET] = "UPDATE failed_queues SET failed_count=0, updated_at=?2 WHERE id=?1",
+    [G_BEGIN] = "BEGIN IMMEDIATE",
+    [G_COMMIT] = "COMMIT",
+    [G_ROLLBACK] = "ROLLBACK",
+    [G_PING] = "SELECT 1",
+};
+
+typedef struct sq_store {
+    nf_store base;
+    pthread_mutex_t mu;
+    sqlite3 *db;
+    int shards;
+    sqlite3_stmt **shard_st; /* [shards * Q_NSHARD] */
+    sqlite3_stmt *global_st[G_NGLOBAL];
+} sq_store;
+
+static void now_text(char out[24])
+{
+    time_t t = time(NULL);
+    struct tm tm;
+    localtime_r(&t, &tm);
+    strftime(out, 24, "%Y-%m-%d %H:%M:%S", &tm);
+}
+
+static int db_err(int rc)
+{
+    return rc == SQLITE_BUSY || rc == SQLITE_LOCKED ? SL_EBUSY : SL_EIO;
+}
+
+static sqlite3_stmt *shard_stmt(sq_store *s, int64_t uid, int q)
+{
+    int shard = (int)(uid % s->shards); /* uid >= 0 */
+    sqlite3_stmt **slot = &s->shard_st[shard * Q_NSHARD + q];
+    if (!*slot) {
+        char sql[512];
+        snprintf(sql, sizeof sql, shard_sql[q], shard + 1);
+        if (sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, slot, NULL) != SQLITE_OK)
+            *slot = NULL;
+    }
+    if (*slot)
+        sqlite3_reset(*slot), sqlite3_clear_bindings(*slot);
+    return *slot;
+}
+
+static sqlite3_stmt *global_stmt(sq_store *s, int q)
+{
+    sqlite3_stmt **slot = &s->global_st[q];
+    if (!*slot && sqlite3_prepare_v3(s->db, global_sql[q], -1, SQLITE_PREPARE_PERSISTENT, slot,
+                                     NULL) != SQLITE_OK)
+        *slot = NULL;
+    if (*slot)
+        sqlite3_reset(*slot), sqlite3_clear_bindings(*slot);
+    return *slot;
+}
+
+/* Run a statement that returns no rows. */
+static int step_done(sqlite3_stmt *st)
+{
+    if (!st)
+        return SL_EIO;
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : db_err(rc);
+}
+
+static int tx(sq_store *s, int which)
+{
+    return step_done(global_stmt(s, which));
+}
+
+static int create_schema(sq_store *s)
+{
+    static const char *const base =
+        "CREATE TABLE IF NOT EXISTS user(uid INTEGER PRIMARY KEY, nick TEXT NOT NULL DEFAULT '', "
+        "notification_count INTEGER NOT NULL DEFAULT 0 CHECK(notification_count >= 0), "
+        "created_at TEXT NOT NULL DEFAULT '', updated_at TEXT NOT NULL DEFAULT '');"
+        "CREATE TABLE IF NOT EXISTS failed_queues(id INTEGER PRIMARY KEY AUTOINCREMENT, "
+        "order_sn TEXT NOT NULL UNIQUE, data TEXT NOT NULL, type TEXT NOT NULL, "
+        "failed_count INTEGER NOT NULL DEFAULT 0, created_at TEXT NOT NULL, updated_at TEXT NOT NULL);";
+    char *msg = NULL;
+    if (sqlite3_exec(s->db, base, NULL, NULL, &msg) != SQLITE_OK) {
+        sqlite3_free(msg);
+        return SL_EIO;
+    }
+    for (int i = 1; i <= s->shards; i++) {
+        char sql[1024];
+        snprintf(sql, sizeof sql,
+                 "CREATE TABLE IF NOT EXISTS th_notice_%d(id INTEGER PRIMARY KEY AUTOINCREMENT, "
+                 "order_sn TEXT NOT NULL UNIQUE, uid INTEGER NOT NULL, type INTEGER NOT NULL, "
+                 "data TEXT NOT NULL, status INTEGER NOT NULL DEFAULT 0, create_time TEXT NOT NULL, "
+                 "created_at TEXT NOT NULL, updated_at TEXT NOT NULL);"
+                 "CREATE INDEX IF NOT EXISTS th_notice_%d_uid ON th_notice_%d(uid, id);"
+                 "CREATE INDEX IF NOT EXISTS th_notice_%d_unread ON th_notice_%d(uid, status, type);",
+                 i, i, i, i, i);
+        if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+            sqlite3_free(msg);
+            return SL_EIO;
+        }
+    }
+    return 0;
+}
+
+static void sq_close(nf_store *base)
+{
+    sq_store *s = (sq_store *)base;
+    for (int i = 0; i < s->shards * Q_NSHARD; i++)
+        sqlite3_finalize(s->shard_st[i]);
+    for (int i = 0; i < G_NGLOBAL; i++)
+        sqlite3_finalize(s->global_st[i]);
+    sqlite3_close(s->db);
+    pthread_mutex_destroy(&s->mu);
+    free(s->shard_st);
+    free(s);
+}
+
+/* Create the parent directory of path (one level, like ./data). */
+static void make_parent(const char *path)
+{
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash && slash != dir) {
+        *slash = '\0';
+        mkdir(dir, 0755);
+    }
+}
+
+static int parse_url(const char *url, char *path, size_t plen, const char **sync)
+{
+    const char *p = url + strlen("sqlite://");
+    const char *q = strchr(p, '?');
+    size_t n = q ? (size_t)(q - p) : strlen(p);
+    if (n == 0 || n >= plen)
+        return SL_EINVAL;
+    memcpy(path, p, n);
+    path[n] = '\0';
+    *sync = "NORMAL";
+    if (q) {
+        if (!strcmp(q, "?sync=off"))
+            *sync = "OFF";
+        else if (!strcmp(q, "?sync=full"))
+            *sync = "FULL";
+        else if (strcmp(q, "?sync=normal"))
+            return SL_EBADOPT;
+    }
+    return 0;
+}
+
+static int sq_open(nf_store **out, const char *url, int shards)
+{
+    char path[1024], pragmas[256];
+    const char *sync;
+    int rc = parse_url(url, path, sizeof path, &sync);
+    if (rc)
+        return rc;
+    sq_store *s = calloc(1, sizeof *s);
+    if (!s)
+        return SL_ENOMEM;
+    s->base.ops = &nf_store_sqlite_ops;
+    s->shards = shards;
+    pthread_mutex_init(&s->mu, NULL);
+    s->shard_st = calloc((size_t)shards * Q_NSHARD, sizeof *s->shard_st);
+    make_parent(path);
+    if (!s->shard_st ||
+        sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                        NULL) != SQLITE_OK) {
+        sq_close(&s->base);
+        return SL_EIO;
+    }
+    sqlite3_busy_timeout(s->db, 10000);
+    snprintf(pragmas, sizeof pragmas, "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s;", sync);
+    if (sqlite3_exec(s->db, pragmas, NULL, NULL, NULL) != SQLITE_OK || (rc = create_schema(s))) {
+        sq_close(&s->base);
+        return rc ? rc : SL_EIO;
+    }
+    *out = &s->base;
+    return 0;
+}
+
+static int sq_notice_add(nf_store *base, const nf_notice *n, bool *inserted)
+{
+    sq_store *s = (sq_store *)base;
+    char now[24];
+    now_text(now);
+    if (n->uid < 0)
+        return SL_EINVAL;
+    pthread_mutex_lock(&s->mu);
+    int rc = tx(s, G_BEGIN);
+    bool added = false;
+    if (!rc) {
+        sqlite3_stmt *st = shard_stmt(s, n->uid, Q_INSERT);
+        if (st) {
+            sqlite3_bind_text(st, 1, n->order_sn, -1, SQLITE_STATIC);
+            sqlite3_bind_int64(st, 2, n->uid);
+            sqlite3_bind_int(st, 3, n->type);
+            sqlite3_bind_text(st, 4, n->data ? n->data : "", -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 5, n->create_time[0] ? n->create_time : now, -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 6, now, -1, SQLITE_STATIC);
+        }
+        rc = step_done(st);
+        added = !rc && sqlite3_changes(s->db) == 1;
+        if (added) {
+            st = global_stmt(s, G_USER_INC);
+            if (st) {
+                sqlite3_bind_int64(st, 1, n->uid);
+                sqlite3_bind_text(st, 2, now, -1, SQLITE_STATIC);
+            }
+            rc = step_done(st);
+        }
+        if (!rc)
+            rc = tx(s, G_COMMIT);
+        if (rc)
+            tx(s, G_ROLLBACK);
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (inserted)
+        *inserted = !rc && added;
+    return rc;
+}
+
+static int sq_mark_read(nf_store *base, int64_t uid, int type, int64_t id, int64_t *changed)
+{
+    sq_store *s = (sq_store *)base;
+    char now[24];
+    now_text(now);
+    if (uid < 0)
+        return SL_EINVAL;
+    pthread_mutex_lock(&s->mu);
+    int64_t n = 0;
+    int rc = tx(s, G_BEGIN);
+    if (!rc) {
+        sqlite3_stmt *st = shard_stmt(s, uid, Q_MARK);
+        if (st) {
+            sqlite3_bind_int64(st, 1, uid);
+            sqlite3_bind_int(st, 2, id > 0 ? 0 : type);
+            sqlite3_bind_int64(st, 3, id);
+            sqlite3_bind_text(st, 4, now, -1, SQLITE_STATIC);
+        }
+        rc = step_done(st);
+        n = rc ? 0 : sqlite3_changes(s->db);
+        if (!rc && n > 0) {
+            st = global_stmt(s, G_USER_DEC);
+            if (st) {
+                sqlite3_bind_int64(st, 1, uid);
+                sqlite3_bind_int64(st, 2, n);
+                sqlite3_bind_text(st, 3, now, -1, SQLITE_STATIC);
+            }
+            rc = step_done(st);
+        }
+        if (!rc)
+            rc = tx(s, G_COMMIT);
+        if (rc)
+            tx(s, G_ROLLBACK);
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (changed)
+        *changed = rc ? 0 : n;
+    return rc;
+}
+
+static void col_text(sqlite3_stmt *st, int i, char *out, size_t len)
+{
+    const unsigned char *t = sqlite3_column_text(st, i);
+    snprintf(out, len, "%s", t ? (const char *)t : "");
+}
+
+static int read_notices(sqlite3_stmt *st, nf_notice **out, size_t *n, int cap)
+{
+    nf_notice *v = calloc((size_t)(cap > 0 ? cap : 1), sizeof *v);
+    size_t k = 0;
+    int rc;
+    if (!v)
+        return SL_ENOMEM;
+    while ((int)k < cap && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        nf_notice *x = &v[k++];
+        x->id = sqlite3_column_int64(st, 0);
+        col_text(st, 1, x->order_sn, sizeof x->order_sn);
+        x->uid = sqlite3_column_int64(st, 2);
+        x->type = sqlite3_column_int(st, 3);
+        const unsigned char *d = sqlite3_column_text(st, 4);
+        x->data = strdup(d ? (const char *)d : "");
+        x->status = sqlite3_column_int(st, 5);
+        col_text(st, 6, x->create_time, sizeof x->create_time);
+        col_text(st, 7, x->created_at, sizeof x->created_at);
+        col_text(st, 8, x->updated_at, sizeof x->updated_at);
+        if (!x->data) {
+            nf_notices_free(v, k);
+            return SL_ENOMEM;
+        }
+    }
+    sqlite3_reset(st);
+    *out = v;
+    *n = k;
+    return 0;
+}
+
+static int sq_list(nf_store *base, const nf_list_query *q, nf_notice **out, size_t *n, int64_t *unread)
+{
+    sq_store *s = (sq_store *)base;
+    if (q->uid < 0 || q->size < 1)
+        return SL_EINVAL;
+    pthread_mutex_lock(&s->mu);
+    int rc = SL_EIO;
+    sqlite3_stmt *st = shard_stmt(s, q->uid, Q_LIST);
+    if (st) {
+        int64_t offset = q->cursor > 0 ? 0 : (int64_t)(q->page > 1 ? q->page - 1 : 0) * q->size;
+        sqlite3_bind_int64(st, 1, q->uid);
+        sqlite3_bind_int(st, 2, q->type);
+        sqlite3_bind_int64(st, 3, q->cursor > 0 ? q->cursor : 0);
+        sqlite3_bind_int(st, 4, q->size);
+        sqlite3_bind_int64(st, 5, offset);
+        rc = read_notices(st, out, n, q->size);
+    }
+    if (!rc && unread) {
+        st = shard_stmt(s, q->uid, Q_UNREAD);
+        rc = SL_EIO;
+        if (st) {
+            sqlite3_bind_int64(st, 1, q->uid);
+            sqlite3_bind_int(st, 2, q->type);
+            if (sqlite3_step(st) == SQLITE_ROW) {
+                *unread = sqlite3_column_int64(st, 0);
+                rc = 0;
+            }
+            sqlite3_reset(st);
+        }
+        if (rc) {
+            nf_notices_free(*out, *n);
+            *out = NULL;
+            *n = 0;
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+static int sq_user_get(nf_store *base, int64_t uid, char *nick, size_t nlen, int64_t *count)
+{
+    sq_store *s = (sq_store *)base;
+    pthread_mutex_lock(&s->mu);
+    int rc = SL_EIO;
+    sqlite3_stmt *st = global_stmt(s, G_USER_GET);
+    if (st) {
+        sqlite3_bind_int64(st, 1, uid);
+        int r = sqlite3_step(st);
+        if (r == SQLITE_ROW) {
+            if (nick)
+                col_text(st, 0, nick, nlen);
+            if (count)
+                *count = sqlite3_column_int64(st, 1);
+            rc = 0;
+        } else {
+            rc = r == SQLITE_DONE ? SL_ENOENT : db_err(r);
+        }
+        sqlite3_reset(st);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+static int sq_failed_bump(nf_store *base, const char *order_sn, const char *type, const char *data,
+                          int *count)
+{
+    sq_store *s = (sq_store *)base;
+    char now[24];
+    now_text(now);
+    pthread_mutex_lock(&s->mu);
+    int rc = tx(s, G_BEGIN);
+    if (!rc) {
+        sqlite3_stmt *st = global_stmt(s, G_F_BUMP);
+        if (st) {
+            sqlite3_bind_text(st, 1, order_sn, -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 2, data ? data : "", -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 3, type, -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 4, now, -1, SQLITE_STATIC);
+        }
+        rc = step_done(st);
+        if (!rc && (st = global_stmt(s, G_F_GET)) != NULL) {
+            sqlite3_bind_text(st, 1, order_sn, -1, SQLITE_STATIC);
+            if (sqlite3_step(st) == SQLITE_ROW && count)
+                *count = sqlite3_column_int(st, 0);
+            sqlite3_reset(st);
+        }
+        if (!rc)
+            rc = tx(s, G_COMMIT);
+        if (rc)
+            tx(s, G_ROLLBACK);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+static int sq_failed_clear(nf_store *base, const char *order_sn)
+{
+    sq_store *s = (sq_store *)base;
+    pthread_mutex_lock(&s->mu);
+    sqlite3_stmt *st = global_stmt(s, G_F_CLEAR);
+    if (st)
+        sqlite3_bind_text(st, 1, order_sn, -1, SQLITE_STATIC);
+    int rc = step_done(st);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+static int sq_failed_list(nf_store *base, int min_count, nf_failed **out, size_t *n)
+{
+    sq_store *s = (sq_store *)base;
+    pthread_mutex_lock(&s->mu);
+    int rc = SL_EIO;
+    size_t k = 0, cap = 16;
+    nf_failed *v = calloc(cap, sizeof *v);
+    sqlite3_stmt *st = v ? global_stmt(s, G_F_LIST) : NULL;
+    if (st) {
+        sqlite3_bind_int(st, 1, min_count);
+        int r;
+        rc = 0;
+        while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+            if (k == cap) {
+                nf_failed *nv = realloc(v, cap * 2 * sizeof *v);
+                if (!nv) {
+                    rc = SL_ENOMEM;
+                    break;
+                }
+                v = nv;
+                cap *= 2;
+            }
+            nf_failed *f = &v[k++];
+            memset(f, 0, sizeof *f);
+            f->id = sqlite3_column_int64(st, 0);
+            col_text(st, 1, f->order_sn, sizeof f->order_sn);
+            col_text(st, 2, f->type, sizeof f->type);
+            const unsigned char *d = sqlite3_column_text(st, 3);
+            f->data = strdup(d ? (const char *)d : "");
+            f->failed_count = sqlite3_column_int(st, 4);
+            col_text(st, 5, f->created_at, sizeof f->created_at);
+            col_text(st, 6, f->updated_at, sizeof f->updated_at);
+        }
+        if (!rc && r != SQLITE_DONE)
+            rc = db_err(r);
+        sqlite3_reset(st);
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (rc) {
+        nf_failed_free(v, k);
+        return rc;
+    }
+    *out = v;
+    *n = k;
+    return 0;
+}
+
+static int sq_failed_reset(nf_store *base, int64_t id)
+{
+    sq_store *s = (sq_store *)base;
+    char now[24];
+    now_text(now);
+    pthread_mutex_lock(&s->mu);
+    sqlite3_stmt *st = global_stmt(s, G_F_RESET);
+    if (st) {
+        sqlite3_bind_int64(st, 1, id);
+        sqlite3_bind_text(st, 2, now, -1, SQLITE_STATIC);
+    }
+    int rc = step_done(st);
+    if (!rc && sqlite3_changes(s->db) == 0)
+        rc = SL_ENOENT;
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+static int sq_ping(nf_store *base)
+{
+    sq_store *s = (sq_store *)base;
+    pthread_mutex_lock(&s->mu);
+    int rc = step_done(global_stmt(s, G_PING));
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+const nf_store_ops nf_store_sqlite_ops = {
+    .scheme = "sqlite",
+    .open = sq_open,
+    .close = sq_close,
+    .notice_add = sq_notice_add,
+    .mark_read = sq_mark_read,
+    .list = sq_list,
+    .user_get = sq_user_get,
+    .failed_bump = sq_failed_bump,
+    .failed_clear = sq_failed_clear,
+    .failed_list = sq_failed_list,
+    .failed_reset = sq_failed_reset,
+    .ping = sq_ping,
+};

@@ -1,0 +1,92 @@
+/*
+ * store.c - picks a store implementation by URL scheme and forwards calls to
+ * its ops table. Adding mysql:// or postgres:// means one more table here.
+ */
+#include "store.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "sluice/error.h"
+
+static const nf_store_ops *const impls[] = {&nf_store_sqlite_ops};
+
+int nf_store_open(nf_store **out, const char *url, int shards)
+{
+    if (!out || !url || shards < 1)
+        return SL_EINVAL;
+    const char *sep = strstr(url, "://");
+    if (!sep)
+        return SL_EINVAL;
+    size_t n = (size_t)(sep - url);
+    for (size_t i = 0; i < sizeof impls / sizeof impls[0]; i++)
+        if (strlen(impls[i]->scheme) == n && !strncmp(impls[i]->scheme, url, n))
+            return impls[i]->open(out, url, shards);
+    return SL_ENOTSUP;
+}
+
+void nf_store_close(nf_store *s)
+{
+    if (s)
+        s->ops->close(s);
+}
+
+int nf_store_notice_add(nf_store *s, const nf_notice *n, bool *inserted)
+{
+    return s->ops->notice_add(s, n, inserted);
+}
+
+int nf_store_mark_read(nf_store *s, int64_t uid, int type, int64_t id, int64_t *changed)
+{
+    return s->ops->mark_read(s, uid, type, id, changed);
+}
+
+int nf_store_list(nf_store *s, const nf_list_query *q, nf_notice **out, size_t *n, int64_t *unread)
+{
+    return s->ops->list(s, q, out, n, unread);
+}
+
+void nf_notices_free(nf_notice *v, size_t n)
+{
+    for (size_t i = 0; v && i < n; i++)
+        free(v[i].data);
+    free(v);
+}
+
+int nf_store_user_get(nf_store *s, int64_t uid, char *nick, size_t nlen, int64_t *count)
+{
+    return s->ops->user_get(s, uid, nick, nlen, count);
+}
+
+int nf_store_failed_bump(nf_store *s, const char *order_sn, const char *type, const char *data,
+                         int *count)
+{
+    return s->ops->failed_bump(s, order_sn, type, data, count);
+}
+
+int nf_store_failed_clear(nf_store *s, const char *order_sn)
+{
+    return s->ops->failed_clear(s, order_sn);
+}
+
+int nf_store_failed_list(nf_store *s, int min_count, nf_failed **out, size_t *n)
+{
+    return s->ops->failed_list(s, min_count, out, n);
+}
+
+void nf_failed_free(nf_failed *v, size_t n)
+{
+    for (size_t i = 0; v && i < n; i++)
+        free(v[i].data);
+    free(v);
+}
+
+int nf_store_failed_reset(nf_store *s, int64_t id)
+{
+    return s->ops->failed_reset(s, id);
+}
+
+int nf_store_ping(nf_store *s)
+{
+    return s->ops->ping(s);
+}

@@ -1,0 +1,106 @@
+/*
+ * store.h - the notification store: a small ops table behind a URL scheme so
+ * SQL servers (mysql://, postgres://) drop in beside sqlite:// later.
+ *
+ * Tables: th_notice_1..N (sharded by uid % N + 1; order_sn UNIQUE is the
+ * message UUID, so storing is idempotent), user (uid, nick,
+ * notification_count = unread notices, never negative) and failed_queues
+ * (retry bookkeeping of queue messages that failed to apply).
+ *
+ * Threads: a store handle may be used from any number of threads at once.
+ * Errors: 0 or a negative SL_E* code (SL_EIO for database failures,
+ * SL_EBUSY when the database stayed locked past the busy timeout).
+ */
+#ifndef NF_STORE_H
+#define NF_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct nf_notice {
+    int64_t id;
+    char order_sn[128];
+    int64_t uid;
+    int type;
+    char *data; /* owned; freed by nf_notices_free */
+    int status; /* 0 unread, 1 read */
+    char create_time[24], created_at[24], updated_at[24];
+} nf_notice;
+
+typedef struct nf_failed {
+    int64_t id;
+    char order_sn[128];
+    char type[16]; /* "notify" | "read" */
+    char *data;    /* owned: the queue payload */
+    int failed_count;
+    char created_at[24], updated_at[24];
+} nf_failed;
+
+typedef struct nf_list_query {
+    int64_t uid;
+    int type;       /* 0: every type */
+    int page, size; /* page from 1 */
+    int64_t cursor; /* > 0: ids below cursor (page ignored) */
+} nf_list_query;
+
+typedef struct nf_store nf_store;
+
+typedef struct nf_store_ops {
+    const char *scheme;
+    int (*open)(nf_store **out, const char *url, int shards);
+    void (*close)(nf_store *s);
+    int (*notice_add)(nf_store *s, const nf_notice *n, bool *inserted);
+    int (*mark_read)(nf_store *s, int64_t uid, int type, int64_t id, int64_t *changed);
+    int (*list)(nf_store *s, const nf_list_query *q, nf_notice **out, size_t *n, int64_t *unread);
+    int (*user_get)(nf_store *s, int64_t uid, char *nick, size_t nlen, int64_t *count);
+    int (*failed_bump)(nf_store *s, const char *order_sn, const char *type, const char *data,
+                       int *count);
+    int (*failed_clear)(nf_store *s, const char *order_sn);
+    int (*failed_list)(nf_store *s, int min_count, nf_failed **out, size_t *n);
+    int (*failed_reset)(nf_store *s, int64_t id);
+    int (*ping)(nf_store *s);
+} nf_store_ops;
+
+struct nf_store {
+    const nf_store_ops *ops;
+};
+
+/* Open the store named by url ("sqlite://PATH"), creating tables as needed.
+ * Errors: SL_ENOTSUP (unknown scheme), SL_EINVAL, SL_EIO. */
+int nf_store_open(nf_store **out, const char *url, int shards);
+void nf_store_close(nf_store *s);
+
+/* Store n (n->order_sn, uid, type, data, create_time) unless a notice with
+ * the same order_sn is stored; a stored one also creates the user row on the
+ * first notice and adds one to notification_count, in one transaction.
+ * *inserted (optional) says whether it was new. */
+int nf_store_notice_add(nf_store *s, const nf_notice *n, bool *inserted);
+/* Mark read: the notice id of uid when id > 0, else every unread notice of
+ * uid of the type (type 0: every type). Lowers notification_count by the rows
+ * changed (never below 0). *changed (optional) gets the row count. */
+int nf_store_mark_read(nf_store *s, int64_t uid, int type, int64_t id, int64_t *changed);
+/* Newest first. *out is an array of *n notices (free with nf_notices_free);
+ * *unread is the number of unread notices of uid (of the type, if given). */
+int nf_store_list(nf_store *s, const nf_list_query *q, nf_notice **out, size_t *n, int64_t *unread);
+void nf_notices_free(nf_notice *v, size_t n);
+/* SL_ENOENT when the user has no row. nick is copied into nick[nlen]. */
+int nf_store_user_get(nf_store *s, int64_t uid, char *nick, size_t nlen, int64_t *count);
+/* Record one more failure of order_sn (insert with 1 or increment); *count
+ * gets the new failed_count. */
+int nf_store_failed_bump(nf_store *s, const char *order_sn, const char *type, const char *data,
+                         int *count);
+/* Forget order_sn's failures (after it was applied). Absent is not an error. */
+int nf_store_failed_clear(nf_store *s, const char *order_sn);
+/* Rows with failed_count >= min_count, oldest first; free with nf_failed_free. */
+int nf_store_failed_list(nf_store *s, int min_count, nf_failed **out, size_t *n);
+void nf_failed_free(nf_failed *v, size_t n);
+/* Set failed_count of row id back to 0 (it was requeued). SL_ENOENT if absent. */
+int nf_store_failed_reset(nf_store *s, int64_t id);
+/* 0 when the database answers. */
+int nf_store_ping(nf_store *s);
+
+/* The SQLite implementation's ops (store/sqlite.c). */
+extern const nf_store_ops nf_store_sqlite_ops;
+
+#endif
