@@ -129,10 +129,7 @@ int main(int argc, char **argv)
         return fail(url, rc);
 
     sl_receiver *wishlist, *recs;
-    sl_receive_opts ropts;
-    sl_receive_opts_init(&ropts);
-    ropts.sub.group = "recommender"; /* competing consumers, where the backend has groups */
-    if ((rc = sl_transport_receive(t, "added-wishlist-items", &ropts, &wishlist)) != 0 ||
+    if ((rc = sl_transport_receive(t, "added-wishlist-items", NULL, &wishlist)) != 0 ||
         (rc = sl_transport_receive(t, "recommendations", NULL, &recs)) != 0) {
         sl_transport_free(t);
         return fail("receive", rc);

@@ -14,6 +14,27 @@
 
 /* ---- shutdown flushes every buffered envelope ---- */
 
+/* A middleware that holds every publish until released, so a test can
+ * fill the buffer before the publishers drain it. */
+typedef struct hold {
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    unsigned entered;
+    bool released;
+} hold;
+
+static int hold_mw(void *ctx, sl_transport_call *call, sl_msg *msg)
+{
+    hold *h = ctx;
+    pthread_mutex_lock(&h->mu);
+    h->entered++;
+    pthread_cond_broadcast(&h->cond);
+    while (!h->released)
+        pthread_cond_wait(&h->cond, &h->mu);
+    pthread_mutex_unlock(&h->mu);
+    return sl_transport_call_next(call, msg);
+}
+
 static void shutdown_flushes_100k_buffered_envelopes(void **state)
 {
     (void)state;
@@ -27,9 +48,13 @@ static void shutdown_flushes_100k_buffered_envelopes(void **state)
     assert_int_equal(sl_subscriber_open(&sub, url), 0);
     assert_int_equal(sl_subscribe(sub, "flush", NULL, &s), 0);
 
+    hold h = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, false};
+    sl_transport_mw mw = {hold_mw, &h, NULL};
     sl_transport_opts o;
     sl_transport_opts_init(&o);
     o.buffer_size = n; /* every envelope can sit in the buffer at once */
+    o.middlewares = &mw;
+    o.n_middlewares = 1;
     sl_transport *t;
     assert_int_equal(sl_transport_open(&t, url, NULL, &o), 0);
     sl_sender *tx;
@@ -40,12 +65,21 @@ static void shutdown_flushes_100k_buffered_envelopes(void **state)
         assert_int_equal(sl_sender_try_put(tx, &e), 0); /* never full */
         sl_msg_unref(m);
     }
+    pthread_mutex_lock(&h.mu); /* all 16 publishers hold one envelope each */
+    while (h.entered < o.publishers)
+        pthread_cond_wait(&h.cond, &h.mu);
+    h.released = true;
+    pthread_cond_broadcast(&h.cond);
+    pthread_mutex_unlock(&h.mu);
     sl_transport_stats st;
     assert_int_equal(sl_transport_stats_get(t, &st), 0);
-    print_message("buffered at shutdown: %llu of %zu\n", (unsigned long long)st.buffered, n);
+    assert_true(st.buffered + st.in_flight + st.sent == n);
+    print_message("buffered when shutdown starts: %llu of %zu\n", (unsigned long long)st.buffered, n);
 
     size_t unsent = 99;
+    int64_t t0 = tl_now_ms();
     assert_int_equal(sl_transport_shutdown(t, -1, &unsent), 0);
+    print_message("shutdown flushed them in %lld ms\n", (long long)(tl_now_ms() - t0));
     assert_int_equal(unsent, 0);
     assert_int_equal(sl_transport_stats_get(t, &st), 0);
     assert_int_equal(st.enqueued, n);
