@@ -1,0 +1,440 @@
+/*
+ * test_sqlite.c - behaviour of the sqlite:// backend in one process: round
+ * trip byte for byte, groups, start positions, nack/deadline redelivery,
+ * hand-back on close, persistence across reopen, retention, options, and
+ * clear errors for files that are not ours. Every test uses its own file in
+ * a fresh temporary directory.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "testlib.h"
+
+static char dir[256];
+static char url[600];
+static char path[512];
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(dir, sizeof dir, "/tmp/sl-sqlite-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/q.db", dir);
+    snprintf(url, sizeof url, "sqlite://%s?sync=normal", path);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+    return 0;
+}
+
+static sl_msg *mk(const char *text)
+{
+    sl_msg *m;
+    assert_int_equal(sl_msg_new(&m, text, strlen(text)), 0);
+    return m;
+}
+
+static void pub1(sl_publisher *p, const char *topic, const char *text)
+{
+    sl_msg *m = mk(text);
+    assert_int_equal(sl_publish(p, topic, &m, 1), 0);
+    sl_msg_unref(m);
+}
+
+/* Next message's payload must be text; acks it when ack is true. */
+static void expect(sl_subscription *s, const char *text, bool ack)
+{
+    sl_msg *m;
+    int rc = sl_next(s, &m, 5000);
+    assert_int_equal(rc, 0);
+    size_t len;
+    const char *p = sl_msg_payload(m, &len);
+    assert_int_equal(len, strlen(text));
+    assert_memory_equal(p, text, len);
+    if (ack)
+        assert_int_equal(sl_msg_ack(m), 0);
+    sl_msg_unref(m);
+}
+
+static void expect_none(sl_subscription *s, int ms)
+{
+    sl_msg *m;
+    assert_int_equal(sl_next(s, &m, ms), SL_ETIMEDOUT);
+}
+
+static void round_trip_is_byte_exact(void **state)
+{
+    (void)state;
+    sl_publisher *p;
+    sl_subscriber *sub;
+    sl_subscription *s;
+    assert_int_equal(sl_publisher_open(&p, url), 0);
+    assert_int_equal(sl_subscriber_open(&sub, url), 0);
+    unsigned f = sl_subscriber_features(sub);
+    assert_true(f & SL_FEAT_PERSISTENT);
+    assert_true(f & SL_FEAT_CONSUMER_GROUPS);
+    assert_true(f & SL_FEAT_DELAYED_NACK);
+    assert_int_equal(sl_subscribe(sub, "t", NULL, &s), 0);
+    const unsigned char bin[] = {0, 1, 2, 0, 255, 0};
+    sl_msg *m, *e;
+    assert_int_equal(sl_msg_new(&m, bin, sizeof bin), 0);
+    assert_int_equal(sl_msg_meta_set(m, "k1", "v\xc3\xa9"), 0);
+    assert_int_equal(sl_msg_meta_set(m, "empty", ""), 0);
+    assert_int_equal(sl_msg_new(&e, NULL, 0), 0);
+    sl_msg *both[2] = {m, e};
+    assert_int_equal(sl_publish(p, "t", both, 2), 0);
+    sl_msg *got;
+    assert_int_equal(sl_next(s, &got, 5000), 0);
+    assert_true(sl_msg_equal(got, m));
+    assert_string_equal(sl_msg_uuid(got), sl_msg_uuid(m));
+    assert_string_equal(sl_msg_topic(got), "t");
+    assert_int_equal(sl_msg_deliveries(got), 1);
+    assert_int_equal(sl_msg_ack(got), 0);
+    sl_msg_unref(got);
+    assert_int_equal(sl_next(s, &got, 5000), 0);
+    assert_true(sl_msg_equal(got, e));
+    assert_int_equal(sl_msg_ack(got), 0);
+    sl_msg_unref(got);
+    sl_msg_unref(m);
+    sl_msg_unref(e);
+    assert_int_equal(sl_subscriber_close(sub), 0);
+    assert_int_equal(sl_publisher_close(p), 0);
+}
+
+static void groups_compete_and_groupless_fan_out(void **state)
+{
+    (void)state;
+    sl_publisher *p;
+    sl_subscriber *sub;
+    sl_subscription *a, *b, *solo;
+    sl_subscribe_opts o;
+    sl_subscribe_opts_init(&o);
+    o.group = "g";
+    assert_int_equal(sl_publisher_open(&p, url), 0);
+    assert_int_equal(sl_subscriber_open(&sub, url), 0);
+    assert_int_equal(sl_subscribe(sub, "t", &o, &a), 0);
+    assert_int_equal(sl_subscribe(sub, "t", &o, &b), 0);
+    assert_int_equal(sl_subscribe(sub, "t", NULL, &solo), 0);
+    pub1(p, "t", "one");
+    pub1(p, "t", "two");
+    expect(a, "one", true);
+    expect(b, "two", true);
+    expect_none(a, 50);
+    expect(solo, "one", true);
+    expect(solo, "two", true);
+    assert_int_equal(sl_subscriber_close(sub), 0);
+    assert_int_equal(sl_publisher_close(p), 0);
+}
+
+static void start_latest_skips_and_earliest_replays(void **state)
+{
+    (void)state;
+    sl_publisher *p;
+    sl_subscriber *sub;
+    sl_subscription *late, *early;
+    sl_subscribe_opts o;
+    assert_int_equal(sl_publisher_open(&p, url), 0);
+    assert_int_equal(sl_subscriber_open(&sub, url), 0);
+    pub1(p, "t", "old");
+    sl_subscribe_opts_init(&o);
+    o.group = "late";
+    o.start = SL_START_LATEST;
+    assert_int_equal(sl_subscribe(sub, "t", &o, &late), 0);
+    o.group = "early";
+    o.start = SL_START_EARLIEST;
+    assert_int_equal(sl_subscribe(sub, "t", &o, &early), 0);
+    pub1(p, "t", "new");
+    expect(late, "new", true);
+    expect(early, "old", true);
+    expect(early, "new", true);
+    assert_int_equal(sl_subscriber_close(sub), 0);
+    assert_int_equal(sl_publisher_close(p), 0);
+}
+
+static void nack_redelivers_first_and_delay_is_honoured(void **state)
+{
+    (void)state;
+    sl_publisher *p;
+    sl_subscriber *sub;
+    sl_subscription *s;
+    assert_int_equal(sl_publisher_open(&p, url), 0);
+    assert_int_equal(sl_subscriber_open(&sub, url), 0);
+    assert_int_equal(sl_subscribe(sub, "t", NULL, &s), 0);
+    pub1(p, "t", "a");
+    pub1(p, "t", "b");
+    sl_msg *m;
+    assert_int_equal(sl_next(s, &m, 5000), 0);
+    assert_int_equal(sl_msg_nack(m), 0);
+    sl_msg_unref(m);
+    assert_int_equal(sl_next(s, &m, 5000), 0);
+    assert_int_equal(sl_msg_deliveries(m), 2);
+    int64_t t0 = tl_now_ms();
+    assert_int_equal(sl_msg_nack_delay(m, 300), 0);
+    sl_msg_unref(m);
+    expect(s, "b", true); /* the delayed one waits, b goes first */
+    expect(s, "a", true);
+    assert_true(tl_now_ms() - t0 >= 290);
+    assert_int_equal(sl_subscriber_close(sub), 0);
+    assert_int_equal(sl_publisher_close(p), 0);
+}
+
+static void unacked_past_deadline_is_redelivered(void **state)
+{
+    (void)state;
+    char u2[700];
+    snprintf(u2, sizeof u2, "%s&ack_deadline=200ms", url);
+    sl_publisher *p;
+    sl_subscriber *sub;
+    sl_subscription *a, *b;
+    sl_subscribe_opts o;
+    sl_subscribe_opts_init(&o);
+    o.group = "g";
+    assert_int_equal(sl_publisher_open(&p, u2), 0);
+    assert_int_equal(sl_subscriber_open(&sub, u2), 0);
+    assert_int_equal(sl_subscribe(sub, "t", &o, &a), 0);
+    assert_int_equal(sl_subscribe(sub, "t", &o, &b), 0);
+    pub1(p, "t", "x");
+    sl_msg *held;
+    assert_int_equal(sl_next(a, &held, 5000), 0);
+    sl_msg *again;
+    assert_int_equal(sl_next(b, &again, 5000), 0); /* after ~200 ms */
+    assert_string_equal(sl_msg_uuid(again), sl_msg_uuid(held));
+    assert_int_equal(sl_msg_deliveries(again), 2);
+    assert_int_equal(sl_msg_ack(held), 0); /* stale: ignored */
+    sl_msg_unref(held);
+    assert_int_equal(sl_msg_ack(again), 0);
+    sl_msg_unref(again);
+    expect_none(a, 400);
+    assert_int_equal(sl_subscriber_close(sub), 0);
+    assert_int_equal(sl_publisher_close(p), 0);
+}
+
+static void close_hands_unacked_back_and_state_survives_reopen(void **state)
+{
+    (void)state;
+    sl_publisher *p;
+    sl_subscriber *sub;
+    sl_subscription *s;
+    sl_subscribe_opts o;
+    sl_subscribe_opts_init(&o);
+    o.group = "g";
+    o.prefetch = 4;
+    assert_int_equal(sl_publisher_open(&p, url), 0);
+    for (int i = 0; i < 3; i++)
+        pub1(p, "t", i == 0 ? "m0" : i == 1 ? "m1" : "m2");
+    assert_int_equal(sl_publisher_close(p), 0);
+    assert_int_equal(sl_subscriber_open(&sub, url), 0);
+    assert_int_equal(sl_subscribe(sub, "t", &o, &s), 0);
+    expect(s, "m0", true);
+    sl_msg *m1;
+    assert_int_equal(sl_next(s, &m1, 5000), 0); /* taken, not acked */
+    assert_int_equal(sl_subscriber_close(sub), 0);
+    assert_int_equal(sl_msg_ack(m1), 0); /* late ack after close: harmless */
+    sl_msg_unref(m1);
+    /* everything closed: the database is closed too; reopen */
+    assert_int_equal(sl_subscriber_open(&sub, url), 0);
+    assert_int_equal(sl_subscribe(sub, "t", &o, &s), 0);
+    expect(s, "m1", true);
+    expect(s, "m2", true);
+    expect_none(s, 50);
+    assert_int_equal(sl_subscriber_close(sub), 0);
+}
+
+struct pub_arg {
+    sl_publisher *p;
+    int id;
+    size_t n;
+};
+
+static void *pub_thread(void *v)
+{
+    struct pub_arg *a = v;
+    for (size_t i = 0; i < a->n; i++) {
+        char buf[32];
+        snprintf(buf, sizeof buf, "%d:%zu", a->id, i);
+        pub1(a->p, "t", buf);
+    }
+    return NULL;
+}
+
+static void many_threads_publish_each_message_once(void **state)
+{
+    (void)state;
+    enum { T = 8 };
+    size_t per = tl_scaled(200, 20);
+    struct pub_arg args[T];
+    sl_publisher *p;
+    sl_subscriber *sub;
+    sl_subscription *s;
+    sl_subscribe_opts o;
+    sl_subscribe_opts_init(&o);
+    o.prefetch = 64;
+    assert_int_equal(sl_publisher_open(&p, url), 0);
+    assert_int_equal(sl_subscriber_open(&sub, url), 0);
+    assert_int_equal(sl_subscribe(sub, "t", &o, &s), 0);
+    for (int i = 0; i < T; i++)
+        args[i] = (struct pub_arg){p, i, per};
+    tl_run_threads(T, pub_thread, args, sizeof args[0]);
+    size_t *next = calloc(T, sizeof *next);
+    for (size_t k = 0; k < T * per; k++) {
+        sl_msg *m;
+        assert_int_equal(sl_next(s, &m, 5000), 0);
+        size_t len;
+        const char *pl = sl_msg_payload(m, &len);
+        char buf[32];
+        snprintf(buf, sizeof buf, "%.*s", (int)len, pl);
+        int id;
+        size_t i;
+        assert_int_equal(sscanf(buf, "%d:%zu", &id, &i), 2);
+        assert_true(id >= 0 && id < T);
+        assert_int_equal(i, next[id]); /* each publisher's order is kept */
+        next[id]++;
+        assert_int_equal(sl_msg_ack(m), 0);
+        sl_msg_unref(m);
+    }
+    expect_none(s, 50);
+    free(next);
+    assert_int_equal(sl_subscriber_close(sub), 0);
+    assert_int_equal(sl_publisher_close(p), 0);
+}
+
+static void bad_files_fail_clearly(void **state)
+{
+    (void)state;
+    sl_publisher *p;
+    /* not a database at all */
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("hello, I am a text file and certainly not SQLite\n", f);
+    fclose(f);
+    assert_int_equal(sl_publisher_open(&p, url), SL_ECORRUPT);
+    assert_non_null(strstr(sl_errmsg(), path));
+    unlink(path);
+    /* a SQLite database that is not sluice's */
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "CREATE TABLE users(id INTEGER)", 0, 0, 0), SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(sl_publisher_open(&p, url), SL_ECORRUPT);
+    assert_non_null(strstr(sl_errmsg(), "not a sluice database"));
+    unlink(path);
+    /* a read-only sluice database */
+    assert_int_equal(sl_publisher_open(&p, url), 0);
+    pub1(p, "t", "x");
+    assert_int_equal(sl_publisher_close(p), 0);
+    assert_int_equal(chmod(path, 0444), 0);
+    if (geteuid() != 0) { /* root writes anyway */
+        assert_int_equal(sl_publisher_open(&p, url), SL_EREADONLY);
+    }
+    chmod(path, 0644);
+}
+
+static void options_are_checked(void **state)
+{
+    (void)state;
+    sl_publisher *p;
+    char u[700];
+    snprintf(u, sizeof u, "%s&bogus=1", url);
+    assert_int_equal(sl_publisher_open(&p, u), SL_EBADOPT);
+    snprintf(u, sizeof u, "sqlite://%s?sync=sometimes", path);
+    assert_int_equal(sl_publisher_open(&p, u), SL_EBADOPT);
+    snprintf(u, sizeof u, "sqlite://%s?retention=forever", path);
+    assert_int_equal(sl_publisher_open(&p, u), SL_EBADOPT);
+    assert_int_equal(sl_publisher_open(&p, "sqlite://host/x.db"), SL_EINVAL);
+    assert_int_equal(sl_publisher_open(&p, "sqlite://"), SL_EINVAL);
+    /* subscriber options are accepted by a publisher: one URL for both */
+    snprintf(u, sizeof u, "%s&ack_deadline=5s&ack=batch&retention=1h&poll=2ms", url);
+    assert_int_equal(sl_publisher_open(&p, u), 0);
+    sl_publisher *p2;
+    snprintf(u, sizeof u, "sqlite://%s?sync=full", path);
+    assert_int_equal(sl_publisher_open(&p2, u), SL_EBADOPT); /* conflicts with the open one */
+    assert_int_equal(sl_publisher_close(p), 0);
+}
+
+static void relative_path_url_works(void **state)
+{
+    (void)state;
+    char cwd[512];
+    assert_non_null(getcwd(cwd, sizeof cwd));
+    assert_int_equal(chdir(dir), 0);
+    sl_publisher *p;
+    assert_int_equal(sl_publisher_open(&p, "sqlite://./data/rel.db"), 0);
+    pub1(p, "t", "x");
+    assert_int_equal(sl_publisher_close(p), 0);
+    assert_int_equal(access("data/rel.db", F_OK), 0);
+    assert_int_equal(chdir(cwd), 0);
+}
+
+static int64_t count_rows(const char *table)
+{
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    char sql[100];
+    int64_t n = -1;
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM %s", table);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+        n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return n;
+}
+
+static void acked_messages_are_deleted(void **state)
+{
+    (void)state;
+    sl_publisher *p;
+    sl_subscriber *sub;
+    sl_subscription *s;
+    sl_subscribe_opts o;
+    sl_subscribe_opts_init(&o);
+    o.group = "g";
+    assert_int_equal(sl_publisher_open(&p, url), 0);
+    assert_int_equal(sl_subscriber_open(&sub, url), 0);
+    assert_int_equal(sl_subscribe(sub, "t", &o, &s), 0);
+    for (int i = 0; i < 20; i++)
+        pub1(p, "t", "r");
+    for (int i = 0; i < 20; i++)
+        expect(s, "r", true);
+    assert_int_equal(sl_subscriber_close(sub), 0);
+    assert_int_equal(sl_publisher_close(p), 0);
+    /* housekeeping runs once a second while the file is open */
+    assert_int_equal(sl_publisher_open(&p, url), 0);
+    int64_t t0 = tl_now_ms();
+    while (count_rows("sl_msgs") != 0 && tl_now_ms() - t0 < 10000)
+        tl_sleep_ms(100);
+    assert_int_equal(count_rows("sl_msgs"), 0);
+    assert_int_equal(sl_publisher_close(p), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(round_trip_is_byte_exact, setup, teardown),
+        cmocka_unit_test_setup_teardown(groups_compete_and_groupless_fan_out, setup, teardown),
+        cmocka_unit_test_setup_teardown(start_latest_skips_and_earliest_replays, setup, teardown),
+        cmocka_unit_test_setup_teardown(nack_redelivers_first_and_delay_is_honoured, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(unacked_past_deadline_is_redelivered, setup, teardown),
+        cmocka_unit_test_setup_teardown(close_hands_unacked_back_and_state_survives_reopen, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(many_threads_publish_each_message_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(bad_files_fail_clearly, setup, teardown),
+        cmocka_unit_test_setup_teardown(options_are_checked, setup, teardown),
+        cmocka_unit_test_setup_teardown(relative_path_url_works, setup, teardown),
+        cmocka_unit_test_setup_teardown(acked_messages_are_deleted, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
