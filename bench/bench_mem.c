@@ -18,7 +18,9 @@
  *   ratio: mem_pubsub_64b ours=<msg/s> peer=<msg/s> ratio=<ours/peer> target=1.0
  * Knobs (environment): SL_BENCH_MESSAGES (default 300000), SL_BENCH_REPS
  * (default 5), SL_BENCH_BATCH (default 64), SL_BENCH_ONLY=ours|peer (run one
- * side only, for profiling; no ratio line then).
+ * side only, for profiling; no ratio line then), SL_BENCH_PIN=1 (pin the
+ * sending thread to CPU 0 and the receiving one to CPU 1, on both sides, for
+ * steadier numbers on an idle machine).
  */
 #include <pthread.h>
 #include <stdbool.h>
@@ -42,6 +44,20 @@ typedef struct run {
     int64_t t_start, t_end;
 } run;
 
+static bool pin_threads;
+
+/* With SL_BENCH_PIN=1, put the calling thread on one CPU. */
+static void pin(int cpu)
+{
+    if (!pin_threads)
+        return;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    if (pthread_setaffinity_np(pthread_self(), sizeof set, &set) != 0)
+        bench_die("SL_BENCH_PIN: cannot pin a thread to CPU %d", cpu);
+}
+
 static void fill(unsigned char *buf, uint64_t seq)
 {
     memset(buf, 'x', MSG_SIZE);
@@ -64,6 +80,7 @@ static void check(const void *p, size_t len, uint64_t want)
 static void *mem_pub_thread(void *arg)
 {
     run *r = arg;
+    pin(0);
     sl_publisher *pub;
     if (sl_publisher_open(&pub, r->url))
         bench_die("sl_publisher_open: %s", sl_errmsg());
@@ -92,6 +109,7 @@ static void *mem_pub_thread(void *arg)
 static void *mem_sub_thread(void *arg)
 {
     run *r = arg;
+    pin(1);
     for (uint64_t i = 0; i < r->n; i++) {
         sl_msg *m;
         int rc = sl_next(r->s, &m, 10000);
@@ -133,6 +151,7 @@ static double run_mem(uint64_t n, unsigned batch, int rep)
 static void *zmq_push_thread(void *arg)
 {
     run *r = arg;
+    pin(0);
     unsigned char buf[MSG_SIZE];
     r->t_start = bench_now_ns();
     for (uint64_t i = 0; i < r->n; i++) {
@@ -150,6 +169,7 @@ static void *zmq_push_thread(void *arg)
 static void *zmq_pull_thread(void *arg)
 {
     run *r = arg;
+    pin(1);
     zmq_msg_t m;
     zmq_msg_init(&m);
     for (uint64_t i = 0; i < r->n; i++) {
@@ -196,6 +216,10 @@ int main(void)
            "mem:// batch %llu prefetch %d (acked) vs ZeroMQ inproc PUSH/PULL, %llu reps\n",
            (unsigned long long)n, MSG_SIZE, (unsigned long long)batch, PREFETCH,
            (unsigned long long)reps);
+    const char *pe = getenv("SL_BENCH_PIN");
+    if (pe && *pe && strcmp(pe, "0") != 0 && strcmp(pe, "1") != 0)
+        bench_die("SL_BENCH_PIN must be 0 or 1, got '%s'", pe);
+    pin_threads = pe && strcmp(pe, "1") == 0;
     const char *only = getenv("SL_BENCH_ONLY");
     bool do_ours = !only || !strcmp(only, "ours"), do_peer = !only || !strcmp(only, "peer");
     if (!do_ours && !do_peer)
@@ -206,8 +230,12 @@ int main(void)
             ours[i] = run_mem(n, (unsigned)batch, (int)i);
         if (do_peer)
             peer[i] = run_zmq(n, (int)i);
-        printf("  rep %llu: mem %.0f msg/s, zmq %.0f msg/s\n", (unsigned long long)i + 1, ours[i],
-               peer[i]);
+        printf("  rep %llu:", (unsigned long long)i + 1);
+        if (do_ours)
+            printf(" mem %.0f msg/s", ours[i]);
+        if (do_peer)
+            printf(" zmq %.0f msg/s", peer[i]);
+        putchar('\n');
         fflush(stdout);
     }
     double o = bench_median(ours, reps), p = bench_median(peer, reps);
