@@ -1,0 +1,115 @@
+/*
+ * test_sqlite_tx.c - the outbox pattern of sluice/sqlite.h: messages
+ * published inside the caller's own transaction appear only if it commits,
+ * and sl_sqlite_init turns an application database into a queue.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "sluice/sqlite.h"
+#include "testlib.h"
+
+static char dir[256], path[512], url[600];
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(dir, sizeof dir, "/tmp/sl-sqlite-tx-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/app.db", dir);
+    snprintf(url, sizeof url, "sqlite://%s?sync=normal", path);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+    return 0;
+}
+
+static void exec_ok(sqlite3 *db, const char *sql)
+{
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+}
+
+static void publish_tx(sqlite3 *db, const char *text)
+{
+    sl_msg *m;
+    assert_int_equal(sl_msg_new(&m, text, strlen(text)), 0);
+    assert_int_equal(sl_msg_meta_set(m, "kind", "outbox"), 0);
+    assert_int_equal(sl_sqlite_publish_tx(db, "orders", &m, 1), 0);
+    sl_msg_unref(m);
+}
+
+static void outbox_publishes_only_what_commits(void **state)
+{
+    (void)state;
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    exec_ok(db, "CREATE TABLE orders(id INTEGER PRIMARY KEY, state TEXT)");
+    sl_subscriber *sub;
+    /* an application database: refused until sluice's tables are added */
+    assert_int_equal(sl_subscriber_open(&sub, url), SL_ECORRUPT);
+    assert_int_equal(sl_sqlite_publish_tx(db, "orders", NULL, 0), SL_ECORRUPT);
+    assert_int_equal(sl_sqlite_init(db), 0);
+    assert_int_equal(sl_sqlite_init(db), 0); /* idempotent */
+    assert_int_equal(sl_subscriber_open(&sub, url), 0);
+    sl_subscription *s;
+    assert_int_equal(sl_subscribe(sub, "orders", NULL, &s), 0);
+
+    exec_ok(db, "BEGIN IMMEDIATE");
+    exec_ok(db, "INSERT INTO orders(state) VALUES('cancelled')");
+    publish_tx(db, "rolled-back");
+    exec_ok(db, "ROLLBACK");
+
+    exec_ok(db, "BEGIN IMMEDIATE");
+    exec_ok(db, "INSERT INTO orders(state) VALUES('paid')");
+    publish_tx(db, "committed");
+    exec_ok(db, "COMMIT");
+
+    sl_msg *m;
+    int64_t t0 = tl_now_ms();
+    assert_int_equal(sl_next(s, &m, 5000), 0); /* seen through change polling */
+    assert_true(tl_now_ms() - t0 < 4000);
+    size_t len;
+    const char *p = sl_msg_payload(m, &len);
+    assert_int_equal(len, strlen("committed"));
+    assert_memory_equal(p, "committed", len);
+    assert_string_equal(sl_msg_meta_get(m, "kind"), "outbox");
+    assert_int_equal(sl_msg_ack(m), 0);
+    sl_msg_unref(m);
+    assert_int_equal(sl_next(s, &m, 100), SL_ETIMEDOUT);
+    assert_int_equal(sl_subscriber_close(sub), 0);
+    sqlite3_close(db);
+}
+
+static void bad_arguments_are_rejected(void **state)
+{
+    (void)state;
+    sl_msg *m;
+    assert_int_equal(sl_msg_new(&m, "x", 1), 0);
+    assert_int_equal(sl_sqlite_publish_tx(NULL, "t", &m, 1), SL_EINVAL);
+    assert_int_equal(sl_sqlite_init(NULL), SL_EINVAL);
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sl_sqlite_publish_tx(db, "", &m, 1), SL_EINVAL);
+    sl_msg *none[1] = {NULL};
+    assert_int_equal(sl_sqlite_publish_tx(db, "t", none, 1), SL_EINVAL);
+    sqlite3_close(db);
+    sl_msg_unref(m);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(outbox_publishes_only_what_commits, setup, teardown),
+        cmocka_unit_test_setup_teardown(bad_arguments_are_rejected, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
