@@ -78,12 +78,13 @@ static int process(sl_transport *t, sl_receiver *wishlist, int count)
         rc = sl_sender_put(recommendations, &(sl_envelope){.msg = rec, .future = send_result});
         int status = rc;
         if (rc == 0)
-            rc = sl_future_wait(send_result, -1, &status); /* <-sendResult */
+            rc = sl_future_wait(send_result, -1, &status);        /* <-sendResult */
         sl_receiver_settle(wishlist, received, rc ? rc : status); /* received.Result <- ... */
         sl_future_free(send_result);
         sl_msg_unref(rec);
         if (rc == 0 && status != 0)
-            fprintf(stderr, "recommendation not sent (%s): item will come back\n", sl_strerror(status));
+            fprintf(stderr, "recommendation not sent (%s): item will come back\n",
+                    sl_strerror(status));
     }
     return rc ? fail("process", rc) : 0;
 }

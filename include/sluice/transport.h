@@ -111,8 +111,8 @@ typedef struct sl_transport_mw {
 } sl_transport_mw;
 
 typedef struct sl_transport_opts {
-    size_t buffer_size;    /* envelopes buffered before put blocks (1024) */
-    unsigned publishers;   /* publisher threads (16) */
+    size_t buffer_size;  /* envelopes buffered before put blocks (1024) */
+    unsigned publishers; /* publisher threads (16) */
     /* Middlewares, outermost first. The array is copied; the transport
      * takes over every ctx (free_ctx runs at sl_transport_free, or at once
      * if the open fails). */
@@ -195,7 +195,8 @@ int sl_transport_receive(sl_transport *t, const char *topic, const sl_receive_op
 int sl_receiver_next(sl_receiver *r, sl_msg **out, int timeout_ms);
 
 /* Set the result of a received message and drop the caller's reference:
- * result 0 acks it; a negative result nacks it, so it is delivered again.
+ * result 0 acks it; any other result (an SL_E* error) nacks it, so it is
+ * delivered again.
  * Settling after the receiver closed is harmless (the message comes back).
  * Returns the ack/nack outcome (SL_ESTATE if m was already settled the
  * other way), SL_EINVAL. */

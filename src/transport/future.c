@@ -59,7 +59,10 @@ int sl_future_wait(sl_future *f, int timeout_ms, int *status)
     return 0;
 }
 
-bool sl_future_done(const sl_future *f) { return f && atomic_load(&f->done) != 0; }
+bool sl_future_done(const sl_future *f)
+{
+    return f && atomic_load(&f->done) != 0;
+}
 
 void sl_future_free(sl_future *f)
 {

@@ -23,7 +23,10 @@ void sl_transport_retry_opts_init(sl_transport_retry_opts *o)
     o->on_retry_ctx = NULL;
 }
 
-static bool retryable(int rc) { return rc != SL_EINVAL && rc != SL_ECLOSED && rc != SL_ENOTSUP; }
+static bool retryable(int rc)
+{
+    return rc != SL_EINVAL && rc != SL_ECLOSED && rc != SL_ENOTSUP;
+}
 
 static int retry_mw(void *ctx, sl_transport_call *call, sl_msg *msg)
 {
@@ -32,7 +35,8 @@ static int retry_mw(void *ctx, sl_transport_call *call, sl_msg *msg)
     double wait = o->initial_ms;
     int rc = sl_transport_call_next(call, msg);
     for (unsigned attempt = 1; rc && retryable(rc) && attempt <= o->max_retries; attempt++) {
-        double capped = (o->max_interval_ms && wait > o->max_interval_ms) ? o->max_interval_ms : wait;
+        double capped =
+            (o->max_interval_ms && wait > o->max_interval_ms) ? o->max_interval_ms : wait;
         unsigned ms = (unsigned)capped;
         if (o->max_elapsed_ms && sli_mono_ms() - start + ms > o->max_elapsed_ms)
             break;

@@ -84,7 +84,8 @@ static int publish_final(sl_transport *t, const char *topic, sl_msg *msg)
     for (;;) {
         int64_t dl = atomic_load(&t->deadline), now = sli_mono_ms();
         if (now >= dl)
-            return sli_err(SL_ETIMEDOUT, "transport: shutdown deadline passed before %s was published to '%s'",
+            return sli_err(SL_ETIMEDOUT,
+                           "transport: shutdown deadline passed before %s was published to '%s'",
                            sl_msg_uuid(msg), topic);
         int64_t slice = dl - now < PUB_SLICE_MS ? dl - now : PUB_SLICE_MS;
         po.timeout_ms = (int)slice;
@@ -230,9 +231,11 @@ static void transport_destroy(sl_transport *t)
 static int check_opts(const sl_transport_opts *o)
 {
     if (o->buffer_size == 0 || o->buffer_size > ((size_t)1 << 30))
-        return sli_err(SL_EBADOPT, "sl_transport: buffer_size %zu out of range 1..2^30", o->buffer_size);
+        return sli_err(SL_EBADOPT, "sl_transport: buffer_size %zu out of range 1..2^30",
+                       o->buffer_size);
     if (o->publishers == 0 || o->publishers > 1024)
-        return sli_err(SL_EBADOPT, "sl_transport: publishers %u out of range 1..1024", o->publishers);
+        return sli_err(SL_EBADOPT, "sl_transport: publishers %u out of range 1..1024",
+                       o->publishers);
     if (o->n_middlewares && !o->middlewares)
         return sli_err(SL_EINVAL, "sl_transport: middlewares is NULL");
     for (size_t i = 0; i < o->n_middlewares; i++)
@@ -404,7 +407,10 @@ int sl_transport_send(sl_transport *t, const char *topic, sl_sender **out)
     return 0;
 }
 
-const char *sl_sender_topic(const sl_sender *s) { return s ? s->topic : NULL; }
+const char *sl_sender_topic(const sl_sender *s)
+{
+    return s ? s->topic : NULL;
+}
 
 int sl_sender_put_timeout(sl_sender *s, const sl_envelope *env, int timeout_ms)
 {
@@ -441,7 +447,10 @@ int sl_sender_put_timeout(sl_sender *s, const sl_envelope *env, int timeout_ms)
     return 0;
 }
 
-int sl_sender_put(sl_sender *s, const sl_envelope *env) { return sl_sender_put_timeout(s, env, -1); }
+int sl_sender_put(sl_sender *s, const sl_envelope *env)
+{
+    return sl_sender_put_timeout(s, env, -1);
+}
 
 int sl_sender_try_put(sl_sender *s, const sl_envelope *env)
 {
@@ -495,8 +504,9 @@ static void flush(sl_transport *t, int deadline_ms)
     while (t->len) {
         item it = pop_locked(t);
         pthread_mutex_unlock(&t->mu);
-        report(t, &it, sli_err(SL_ETIMEDOUT, "transport shut down before %s was published",
-                               sl_msg_uuid(it.msg)));
+        report(t, &it,
+               sli_err(SL_ETIMEDOUT, "transport shut down before %s was published",
+                       sl_msg_uuid(it.msg)));
         pthread_mutex_lock(&t->mu);
         t->unsent++;
         t->cut++;
@@ -541,7 +551,8 @@ int sl_transport_shutdown(sl_transport *t, int deadline_ms, size_t *unsent)
     pthread_mutex_lock(&t->mu);
     int rc = 0;
     if (t->cut)
-        rc = sli_err(SL_ETIMEDOUT, "sl_transport_shutdown: deadline of %d ms passed with %llu envelope(s) unsent",
+        rc = sli_err(SL_ETIMEDOUT,
+                     "sl_transport_shutdown: deadline of %d ms passed with %llu envelope(s) unsent",
                      deadline_ms, (unsigned long long)t->unsent);
     else if (t->unsent)
         rc = sli_err(SL_EIO, "sl_transport_shutdown: %llu envelope(s) could not be published",

@@ -74,7 +74,8 @@ static void shutdown_flushes_100k_buffered_envelopes(void **state)
     sl_transport_stats st;
     assert_int_equal(sl_transport_stats_get(t, &st), 0);
     assert_true(st.buffered + st.in_flight + st.sent == n);
-    print_message("buffered when shutdown starts: %llu of %zu\n", (unsigned long long)st.buffered, n);
+    print_message("buffered when shutdown starts: %llu of %zu\n", (unsigned long long)st.buffered,
+                  n);
 
     size_t unsent = 99;
     int64_t t0 = tl_now_ms();

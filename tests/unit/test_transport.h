@@ -36,12 +36,15 @@ static inline _Atomic int *tr_fail_counter(void)
     do {                                                                                           \
         long long tr_a_ = (long long)(a), tr_b_ = (long long)(b);                                  \
         if (tr_a_ != tr_b_) {                                                                      \
-            fprintf(stderr, "%s:%d: %s == %s failed: %lld != %lld (%s)\n", __FILE__, __LINE__,   \
-                    #a, #b, tr_a_, tr_b_, sl_errmsg());                                            \
+            fprintf(stderr, "%s:%d: %s == %s failed: %lld != %lld (%s)\n", __FILE__, __LINE__, #a, \
+                    #b, tr_a_, tr_b_, sl_errmsg());                                                \
             atomic_fetch_add(tr_fail_counter(), 1);                                                \
         }                                                                                          \
     } while (0)
-static inline int tr_failures(void) { return atomic_exchange(tr_fail_counter(), 0); }
+static inline int tr_failures(void)
+{
+    return atomic_exchange(tr_fail_counter(), 0);
+}
 
 /* A message whose payload is the 4-byte index i. */
 static inline sl_msg *tr_msg(uint32_t i)

@@ -70,7 +70,8 @@ static void put_n(sl_transport *t, outcome *o)
     assert_int_equal(sl_transport_send(t, "t", &tx), 0);
     for (uint32_t i = 0; i < o->n; i++) {
         sl_msg *m = tr_msg(i);
-        assert_int_equal(sl_sender_put(tx, &(sl_envelope){.msg = m, .on_result = on_result, .ctx = o}), 0);
+        assert_int_equal(
+            sl_sender_put(tx, &(sl_envelope){.msg = m, .on_result = on_result, .ctx = o}), 0);
         sl_msg_unref(m);
     }
 }
