@@ -1,0 +1,195 @@
+/*
+ * test_mw_flow.c - middlewares that shape time: throttle (rate within
+ * +-10 % over 2 s), timeout (cuts a slow handler through its context),
+ * delay on error (redelivery after a growing delay) and the circuit
+ * breaker (opens after N failures, lets one trial through after open_ms).
+ * Lower bounds on time are exact; upper bounds are generous.
+ */
+#include "test_router_fixture.h"
+
+typedef struct times {
+    _Atomic int calls;
+    int64_t t[4096];
+    int fail_calls; /* calls 1..fail_calls fail */
+    int64_t took[8];
+    int rc[8];
+} times;
+
+static int h_stamp(sl_ctx *ctx, sl_msg *in, sl_msg_list *out, void *user)
+{
+    (void)ctx;
+    (void)in;
+    (void)out;
+    times *t = user;
+    int k = atomic_fetch_add(&t->calls, 1);
+    if (k < 4096)
+        t->t[k] = tl_now_ms();
+    return k < t->fail_calls ? SL_EIO : 0;
+}
+
+static void throttle_rate_is_within_ten_percent_over_two_seconds(void **state)
+{
+    (void)state;
+    if (getenv("SL_SANITIZED")) {
+        skip(); /* CI may opt out of timing checks in sanitizer runs */
+        return;
+    }
+    fx f;
+    fx_open(&f, NULL);
+    times *t = calloc(1, sizeof *t);
+    assert_non_null(t);
+    sl_handler_opts o;
+    fx_opts(&f, &o, "h", "in", h_stamp, t);
+    o.workers = 2;
+    sl_handler *h;
+    assert_int_equal(sl_router_add_handler(f.r, &o, &h), 0);
+    sl_middleware mw;
+    assert_int_equal(sl_mw_throttle(&mw, 10, 100), 0); /* 100 msg/s */
+    assert_int_equal(sl_handler_add_middleware(h, mw), 0);
+    fx_start(&f);
+    fx_publish(&f, "in", 0, 400);
+    /* count calls in a 2 s window starting 200 ms after the first one */
+    fx_wait_count(&t->calls, 1, 5000);
+    int64_t from = t->t[0] + 200, to = from + 2000;
+    while (tl_now_ms() < to + 100)
+        sl_ctx_wait(NULL, 20);
+    assert_int_equal(fx_stop(&f, 5000, NULL), 0);
+    int n = atomic_load(&t->calls), in_window = 0;
+    for (int i = 0; i < n && i < 4096; i++)
+        in_window += t->t[i] >= from && t->t[i] < to;
+    print_message("throttle: %d calls in 2 s (want 200 +- 20)\n", in_window);
+    assert_true(in_window >= 180 && in_window <= 220);
+    free(t);
+    fx_close(&f);
+}
+
+static int h_slow(sl_ctx *ctx, sl_msg *in, sl_msg_list *out, void *user)
+{
+    (void)out;
+    times *t = user;
+    int k = atomic_fetch_add(&t->calls, 1);
+    if (sl_msg_deliveries(in) > 1)
+        return 0;
+    int64_t t0 = tl_now_ms();
+    int rc = sl_ctx_wait(ctx, 10000); /* "long work" that watches its context */
+    if (k < 8) {
+        t->took[k] = tl_now_ms() - t0;
+        t->rc[k] = rc;
+    }
+    return rc ? rc : 0;
+}
+
+static void timeout_cuts_a_slow_handler(void **state)
+{
+    (void)state;
+    fx f;
+    fx_open(&f, NULL);
+    times *t = calloc(1, sizeof *t);
+    assert_non_null(t);
+    sl_handler_opts o;
+    fx_opts(&f, &o, "h", "in", h_slow, t);
+    sl_handler *h;
+    assert_int_equal(sl_router_add_handler(f.r, &o, &h), 0);
+    sl_middleware mw;
+    assert_int_equal(sl_mw_timeout(&mw, 100), 0);
+    assert_int_equal(sl_handler_add_middleware(h, mw), 0);
+    fx_start(&f);
+    fx_publish(&f, "in", 0, 1);
+    assert_int_equal(fx_wait_count(&t->calls, 2, 8000), 2); /* nacked, redelivered */
+    assert_int_equal(t->rc[0], SL_ETIMEDOUT);
+    assert_true(t->took[0] >= 95);
+    assert_true(t->took[0] < 5000);
+    assert_int_equal(fx_stop(&f, 5000, NULL), 0);
+    assert_int_equal(fx_drain(&f, "in", "g", NULL, NULL), 0);
+    free(t);
+    fx_close(&f);
+}
+
+static void delay_on_error_redelivers_after_a_growing_delay(void **state)
+{
+    (void)state;
+    fx f;
+    fx_open(&f, NULL);
+    times *t = calloc(1, sizeof *t);
+    assert_non_null(t);
+    t->fail_calls = 2;
+    sl_handler_opts o;
+    fx_opts(&f, &o, "h", "in", h_stamp, t);
+    sl_handler *h;
+    assert_int_equal(sl_router_add_handler(f.r, &o, &h), 0);
+    sl_middleware mw;
+    assert_int_equal(sl_mw_delay_on_error(&mw, 100, 2.0, 1000), 0);
+    assert_int_equal(sl_handler_add_middleware(h, mw), 0);
+    fx_start(&f);
+    fx_publish(&f, "in", 0, 1);
+    assert_int_equal(fx_wait_count(&t->calls, 3, 8000), 3);
+    assert_true(t->t[1] - t->t[0] >= 95);  /* 100 ms after delivery 1 */
+    assert_true(t->t[2] - t->t[1] >= 195); /* 200 ms after delivery 2 */
+    assert_int_equal(fx_stop(&f, 5000, NULL), 0);
+    assert_int_equal(fx_drain(&f, "in", "g", NULL, NULL), 0);
+    free(t);
+    fx_close(&f);
+}
+
+typedef struct cb_rec {
+    _Atomic int calls, attempts;
+    int64_t t[8];
+} cb_rec;
+
+static int h_fail_3(sl_ctx *ctx, sl_msg *in, sl_msg_list *out, void *user)
+{
+    (void)ctx;
+    (void)in;
+    (void)out;
+    cb_rec *c = user;
+    int k = atomic_fetch_add(&c->calls, 1);
+    if (k < 8)
+        c->t[k] = tl_now_ms();
+    return k < 3 ? SL_EIO : 0;
+}
+
+/* outer middleware counting every attempt, breaker-rejected ones included */
+static int count_attempts(void *st, const sl_mw_call *next, sl_ctx *ctx, sl_msg *in,
+                          sl_msg_list *out)
+{
+    atomic_fetch_add(&((cb_rec *)st)->attempts, 1);
+    return sl_mw_next(next, ctx, in, out);
+}
+
+static void circuit_breaker_opens_after_failures_and_lets_one_trial_through(void **state)
+{
+    (void)state;
+    fx f;
+    fx_open(&f, NULL);
+    cb_rec c = {0};
+    sl_handler_opts o;
+    fx_opts(&f, &o, "h", "in", h_fail_3, &c);
+    o.nack_delay_ms = 5; /* redeliver quickly, many times while open */
+    o.nack_delay_multiplier = 1;
+    sl_handler *h;
+    assert_int_equal(sl_router_add_handler(f.r, &o, &h), 0);
+    sl_middleware counter = {"count", 0, count_attempts, NULL, &c}, cb;
+    assert_int_equal(sl_handler_add_middleware(h, counter), 0);
+    assert_int_equal(sl_mw_circuit_breaker(&cb, 3, 300), 0);
+    assert_int_equal(sl_handler_add_middleware(h, cb), 0);
+    fx_start(&f);
+    fx_publish(&f, "in", 0, 1);
+    assert_int_equal(fx_wait_count(&c.calls, 4, 8000), 4);
+    assert_int_equal(fx_stop(&f, 5000, NULL), 0);
+    assert_int_equal(atomic_load(&c.calls), 4);   /* 3 failures + the trial */
+    assert_true(atomic_load(&c.attempts) > 5);    /* rejected while open */
+    assert_true(c.t[3] - c.t[2] >= 295);          /* trial only after open_ms */
+    assert_int_equal(fx_drain(&f, "in", "g", NULL, NULL), 0);
+    fx_close(&f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(throttle_rate_is_within_ten_percent_over_two_seconds),
+        cmocka_unit_test(timeout_cuts_a_slow_handler),
+        cmocka_unit_test(delay_on_error_redelivers_after_a_growing_delay),
+        cmocka_unit_test(circuit_breaker_opens_after_failures_and_lets_one_trial_through),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
