@@ -43,8 +43,8 @@ static int parse_args(int argc, char **argv, pub_args *a)
         if (r == 1) {
             const char *eq = strchr(v, '=');
             if (!eq || eq == v) {
-                fprintf(stderr, "sluice pub: --meta wants KEY=VALUE with a non-empty key, got '%s'\n",
-                        v);
+                fprintf(stderr,
+                        "sluice pub: --meta wants KEY=VALUE with a non-empty key, got '%s'\n", v);
                 return -1;
             }
             if (a->nmeta == MAX_META) {
