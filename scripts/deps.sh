@@ -5,7 +5,7 @@ set -euo pipefail
 
 PKGS=(build-essential cmake ninja-build pkg-config
       libsqlite3-dev sqlite3 uuid-dev libcmocka-dev libzmq3-dev
-      libjansson-dev libyaml-dev libmicrohttpd-dev zlib1g-dev curl)
+      libjansson-dev libyaml-dev libmicrohttpd-dev zlib1g-dev curl jq)
 
 missing=()
 for p in "${PKGS[@]}"; do

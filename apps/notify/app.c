@@ -40,6 +40,8 @@ int nf_app_open(nf_app *app, bool echo_log)
     const char *fault = getenv("SLUICE_NOTIFY_FAULT_UID");
     if (fault && *fault)
         app->fault_uid = atoll(fault);
+    const char *fp = getenv("SLUICE_NOTIFY_FAULT_PUBLISH");
+    app->fault_publish = fp && !strcmp(fp, "1");
     if (nf_log_main_open(c->log_dir, &lo, c->log_level, echo_log)) {
         fprintf(stderr, "sluice notify: cannot open %s/main.log\n", c->log_dir);
         return -1;
@@ -92,7 +94,7 @@ int nf_app_publish(nf_app *app, const char *topic, const char *id, const char *p
     if (requeued)
         sl_msg_meta_set(m, "requeued", "1");
     int t = nf_topic_index(topic);
-    rc = sl_publish(app->pub, topic, &m, 1);
+    rc = app->fault_publish ? SL_EIO : sl_publish(app->pub, topic, &m, 1);
     if (rc == 0) {
         atomic_fetch_add(&app->metrics.published[t], 1);
         if (id_out)

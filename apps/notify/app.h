@@ -52,6 +52,7 @@ typedef struct nf_app {
     nf_metrics metrics;
     nf_hub *hub;      /* NULL when no HTTP server runs in this process */
     int64_t fault_uid; /* test hook: the notify consumer fails for this uid (-1: none) */
+    bool fault_publish; /* test hook: every publish fails with SL_EIO */
     _Atomic bool stopping;
 } nf_app;
 

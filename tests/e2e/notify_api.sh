@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# notify_api.sh - black-box HTTP tests of `sluice notify serve` on the embedded
+# default (sqlite:// queue and store): every route with form and JSON bodies,
+# the seed's compatibility fields, idempotency, counts, pagination, every
+# bad-input case of issue 6, CORS, SSE, the web page, metrics, and that the
+# service stays up and loses nothing after bad input.
+source "$(dirname "$0")/lib/notify.bash"
+
+start_server
+
+# ---- produce: form (the seed's fields) and JSON ----
+CASE="product form"; call POST /api/msg/product -d 'uid=5&type=1&data=hello&time=2024-01-02 03:04:05'
+expect 200 10000 success && ID1=$(jget data.id)
+check "product id is a UUID" matches "$ID1" '^[0-9a-f-]{36}$'
+CASE="product json"; call POST /api/msg/product -H 'Content-Type: application/json' -d '{"uid":5,"type":2,"data":"json body"}'
+expect 200 10000
+CASE="product json string uid"; call POST /api/msg/product -H 'Content-Type: application/json' -d '{"uid":"5","type":"2","data":"string numbers"}'
+expect 200 10000
+CASE="product multipart"; call POST /api/msg/product -F uid=5 -F type=3 -F 'data=multipart body'
+expect 200 10000
+CASE="product query args"; call POST '/api/msg/product?uid=5&type=1&data=query'
+expect 200 10000
+check "5 notices stored" wait_until 10 count_is 5 5
+
+# ---- list: compatibility fields, newest first, unread ----
+CASE="list"; call GET '/api/msg/list?uid=5&type=1&page=1'
+expect 200 10000
+check "list has the type-1 notices" [ "$(jlen data.list)" = 2 ]
+check "list newest first" [ "$(jget data.list.0.data)" = query ]
+check "list keeps time as create_time" [ "$(jget data.list.1.create_time)" = "2024-01-02 03:04:05" ]
+for f in id type data status updated_at; do
+  check "list item has $f" [ "$(jget data.list.0.$f)" != null ]
+done
+check "list unread counts unread of type" [ "$(jget data.unread)" = 2 ]
+call GET '/api/msg/list?uid=5'
+check "list without type lists all" [ "$(jget data.unread)" = 5 ]
+CASE="user info"; call GET '/api/user/info?uid=5'
+expect 200 10000
+check "user row created on first notice" [ "$(jget data.notification_count)" = 5 ]
+check "user nick" [ "$(jget data.nick)" = user5 ]
+call GET '/api/user/info?uid=424242'
+check "unknown user has count 0" [ "$(jget data.notification_count)" = 0 ]
+
+# ---- no false dedup, idempotency key ----
+for i in 1 2; do call POST /api/msg/product -d 'uid=6&type=1&data=same body'; done
+check "identical notices both stored" wait_until 10 count_is 6 2
+call POST /api/msg/product -H 'Idempotency-Key: order-77' -d 'uid=6&type=1&data=once'; K1=$(jget data.id)
+call POST /api/msg/product -H 'Idempotency-Key: order-77' -d 'uid=6&type=1&data=once'; K2=$(jget data.id)
+check "idempotency key gives the same id" [ "$K1" = "$K2" ]
+call POST /api/msg/product -d 'uid=6&type=1&data=marker'
+check "marker stored" wait_until 10 count_is 6 4
+call GET '/api/msg/list?uid=6&size=100'
+check "idempotent retry stored once" [ "$(grep -o '"once"' <<<"$BODY" | wc -l)" = 1 ]
+CASE="bad idempotency key"; call POST /api/msg/product -H "Idempotency-Key: $(printf 'k%.0s' $(seq 1 200))" -d 'uid=6&type=1&data=x'
+expect 400 10001 Idempotency-Key
+
+# ---- read: by type (form), by id (JSON), all; counts never negative ----
+CASE="read type"; call POST /api/msg/read -d 'uid=5&type=1'
+expect 200 10000
+check "read type 1 lowers count by 2" wait_until 10 count_is 5 3
+call GET '/api/msg/list?uid=5&type=2'; RID=$(jget data.list.0.id)
+CASE="read id json"; call POST /api/msg/read -H 'Content-Type: application/json' -d "{\"uid\":5,\"id\":$RID}"
+expect 200 10000
+check "read by id lowers count by 1" wait_until 10 count_is 5 2
+CASE="read all"; call POST /api/msg/read -H 'Content-Type: application/json' -d '{"uid":5,"all":true}'
+expect 200 10000
+check "read all" wait_until 10 count_is 5 0
+call POST /api/msg/read -d 'uid=5&type=1'; call POST /api/msg/read -d 'uid=5&all=1'
+call POST /api/msg/product -d 'uid=5&type=9&data=after'
+check "count never negative, next notice counts 1" wait_until 10 count_is 5 1
+call GET '/api/msg/list?uid=5'
+check "unread counts unread only" [ "$(jget data.unread)" = 1 ]
+CASE="read default type"; call POST /api/msg/read -d 'uid=777'
+expect 200 10000
+
+# ---- pagination: page+size and cursor ----
+for i in $(seq 1 12); do call POST /api/msg/product -d "uid=8&type=1&data=p$i"; done
+check "12 stored" wait_until 15 count_is 8 12
+call GET '/api/msg/list?uid=8&page=1'
+check "10 per page" [ "$(jlen data.list)" = 10 ]
+CUR=$(jget data.next_cursor)
+call GET '/api/msg/list?uid=8&page=2'
+check "page 2 has 2" [ "$(jlen data.list)" = 2 ]
+check "page 2 oldest last" [ "$(jget data.list.1.data)" = p1 ]
+call GET "/api/msg/list?uid=8&cursor=$CUR"
+check "cursor continues" [ "$(jget data.list.0.data)" = p2 ]
+call GET '/api/msg/list?uid=8&size=5'
+check "size 5" [ "$(jlen data.list)" = 5 ]
+
+# ---- bad input: 400 + 10001 + the field's name ----
+CASE="missing uid"; call POST /api/msg/product -d 'type=1&data=x'; expect 400 10001 uid
+CASE="non-numeric uid"; call POST /api/msg/product -d 'uid=abc&type=1&data=x'; expect 400 10001 uid
+CASE="negative uid"; call POST /api/msg/product -d 'uid=-3&type=1&data=x'; expect 400 10001 uid
+CASE="json float uid"; call POST /api/msg/product -H 'Content-Type: application/json' -d '{"uid":1.5,"type":1,"data":"x"}'; expect 400 10001 uid
+CASE="bad type"; call POST /api/msg/product -d 'uid=1&type=x&data=x'; expect 400 10001 type
+CASE="missing type"; call POST /api/msg/product -d 'uid=1&data=x'; expect 400 10001 type
+CASE="missing data"; call POST /api/msg/product -d 'uid=1&type=1'; expect 400 10001 data
+CASE="json data not string"; call POST /api/msg/product -H 'Content-Type: application/json' -d '{"uid":1,"type":1,"data":5}'; expect 400 10001 data
+LONG=$(printf 'a%.0s' $(seq 1 501))
+CASE="data over 500"; call POST /api/msg/product -d "uid=1&type=1&data=$LONG"; expect 400 10001 data
+OK500=$(printf '\xc3\xa9%.0s' $(seq 1 500))
+CASE="500 two-byte chars"; call POST /api/msg/product --data-urlencode uid=1 --data-urlencode type=1 --data-urlencode "data=$OK500"; expect 200 10000
+for t in '2024-13-01 00:00:00' '2024-02-30 10:00:00' 'yesterday' '2024-01-01T00:00:00' '2024-01-01 24:00:00'; do
+  CASE="bad time $t"; call POST /api/msg/product --data-urlencode uid=1 --data-urlencode type=1 --data-urlencode data=x --data-urlencode "time=$t"; expect 400 10001 time
+done
+CASE="malformed json"; call POST /api/msg/product -H 'Content-Type: application/json' -d '{"uid":1,'; expect 400 10001 JSON
+CASE="json not object"; call POST /api/msg/product -H 'Content-Type: application/json' -d '[1]'; expect 400 10001 JSON
+CASE="wrong content type"; call POST /api/msg/product -H 'Content-Type: text/plain' -d 'uid=1&type=1&data=x'; expect 400 10001 Content-Type
+CASE="read bad uid"; call POST /api/msg/read -d 'uid=x'; expect 400 10001 uid
+CASE="read bad id"; call POST /api/msg/read -d 'uid=1&id=-2'; expect 400 10001 id
+CASE="list missing uid"; call GET '/api/msg/list'; expect 400 10001 uid
+CASE="list size over 100"; call GET '/api/msg/list?uid=1&size=101'; expect 400 10001 size
+CASE="list bad page"; call GET '/api/msg/list?uid=1&page=0'; expect 400 10001 page
+CASE="info bad uid"; call GET '/api/user/info?uid=1x'; expect 400 10001 uid
+head -c 70000 /dev/zero | tr '\0' a > "$WORK/big"
+CASE="body over 64 KiB"; call POST /api/msg/product -H 'Content-Type: application/x-www-form-urlencoded' --data-binary @"$WORK/big"; expect 413 10001
+CASE="chunked body over 64 KiB"; call POST /api/msg/product -H 'Transfer-Encoding: chunked' -H 'Content-Type: application/x-www-form-urlencoded' --data-binary @"$WORK/big"; expect 413 10001
+CASE="unknown route"; call GET /api/nope; expect 404 10001
+CASE="wrong method"; call GET /api/msg/product; expect 405 10001 POST
+CASE="wrong method 2"; call POST /api/msg/list; expect 405 10001
+
+# ---- still up, nothing earlier lost ----
+check "count of uid 8 intact after bad input" count_is 8 12
+CASE="healthz"; call GET /healthz; expect 200 10000
+
+# ---- CORS ----
+H=$(curl -s -i -X OPTIONS -H 'Origin: http://example.test' -H 'Access-Control-Request-Method: POST' "${URL%/}/api/msg/product")
+check "preflight 204" grep -q '^HTTP/1.1 204' <<<"$H"
+check "preflight allow origin" grep -qi '^Access-Control-Allow-Origin: \*' <<<"$H"
+H=$(curl -s -i "${URL%/}/api/user/info?uid=5")
+check "CORS on responses" grep -qi '^Access-Control-Allow-Origin' <<<"$H"
+
+# ---- metrics ----
+call GET /metrics
+check "metrics 200" [ "$STATUS" = 200 ]
+check "metrics by route and status" grep -q 'sluice_http_requests_total{route="/api/msg/product",code="400"} [1-9]' <<<"$BODY"
+check "metrics latency histogram" grep -q 'sluice_http_request_duration_seconds_bucket{route="/api/msg/list",le="+Inf"}' <<<"$BODY"
+check "metrics queue depth" grep -q '^sluice_queue_depth{topic="notify"}' <<<"$BODY"
+check "metrics consumer lag" grep -q '^sluice_consumer_lag_seconds{topic="notify"}' <<<"$BODY"
+
+# ---- web inbox ----
+call GET /
+check "inbox page served" [ "$STATUS" = 200 ]
+check "inbox page is the app" grep -q 'sluice inbox' <<<"$BODY"
+check "inbox uses no CDN" bash -c '! grep -Eq "src=\"https?://|href=\"https?://" <<<"$1"' _ "$BODY"
+
+# ---- SSE: a new notice and a read reach the stream ----
+curl -s -N -m 20 "${URL%/}/api/msg/stream?uid=31" > "$WORK/sse.txt" &
+EXTRA_PIDS+=($!)
+check "stream says hello" wait_until 5 grep -q '^event: hello' "$WORK/sse.txt"
+call POST /api/msg/product -d 'uid=31&type=1&data=live one'
+check "stream gets the notice" wait_until 10 grep -q 'live one' "$WORK/sse.txt"
+call POST /api/msg/read -d 'uid=31&type=1'
+check "stream gets the read" wait_until 10 grep -q '^event: read' "$WORK/sse.txt"
+CASE="stream bad uid"; call GET '/api/msg/stream?uid=x'; expect 400 10001 uid
+
+# ---- graceful stop with an open stream, restart keeps data ----
+stop_server
+start_server
+check "data survives restart" count_is 8 12
+finish
