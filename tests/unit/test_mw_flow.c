@@ -9,6 +9,7 @@
 
 typedef struct times {
     _Atomic int calls;
+    _Atomic int reserve; /* index of the next t[] slot */
     int64_t t[4096];
     int fail_calls; /* calls 1..fail_calls fail */
     int64_t took[8];
@@ -21,9 +22,10 @@ static int h_stamp(sl_ctx *ctx, sl_msg *in, sl_msg_list *out, void *user)
     (void)in;
     (void)out;
     times *t = user;
-    int k = atomic_fetch_add(&t->calls, 1);
+    int k = atomic_fetch_add(&t->reserve, 1);
     if (k < 4096)
         t->t[k] = tl_now_ms();
+    atomic_fetch_add(&t->calls, 1); /* publishes t[k] to the waiting test */
     return k < t->fail_calls ? SL_EIO : 0;
 }
 

@@ -11,6 +11,7 @@
 
 typedef struct counter {
     _Atomic int calls;
+    _Atomic int reserve; /* index of the next t[] slot */
     _Atomic int fail_first; /* fail deliveries == 1 */
     int64_t t[8];            /* call times (first 8) */
 } counter;
@@ -72,9 +73,10 @@ static int h_fail_first(sl_ctx *ctx, sl_msg *in, sl_msg_list *out, void *user)
     (void)ctx;
     (void)out;
     counter *c = user;
-    int k = atomic_fetch_add(&c->calls, 1);
+    int k = atomic_fetch_add(&c->reserve, 1);
     if (k < 8)
         c->t[k] = tl_now_ms();
+    atomic_fetch_add(&c->calls, 1); /* publishes t[k] to the waiting test */
     return sl_msg_deliveries(in) == 1 ? sl_handler_fail(SL_EIO, "first delivery fails") : 0;
 }
 
