@@ -106,9 +106,10 @@ static void *run_router(void *r)
 static void print_stats(const sl_handler_stats *s, void *user)
 {
     (void)user;
-    printf("metrics: handler=%s calls=%llu ok=%llu failed=%llu mean=%.0fus max=%lluus\n", s->handler,
-           (unsigned long long)s->calls, (unsigned long long)s->ok, (unsigned long long)s->failed,
-           s->calls ? (double)s->sum_us / (double)s->calls : 0.0, (unsigned long long)s->max_us);
+    printf("metrics: handler=%s calls=%llu ok=%llu failed=%llu mean=%.0fus max=%lluus\n",
+           s->handler, (unsigned long long)s->calls, (unsigned long long)s->ok,
+           (unsigned long long)s->failed, s->calls ? (double)s->sum_us / (double)s->calls : 0.0,
+           (unsigned long long)s->max_us);
 }
 
 static int setup(sl_router *r, sl_subscriber *sub, app *a, sl_metrics **metrics)
@@ -122,9 +123,8 @@ static int setup(sl_router *r, sl_subscriber *sub, app *a, sl_metrics **metrics)
     sl_plugin sig;
     if (sl_mw_metrics(&mw, metrics) || sl_router_add_middleware(r, mw) ||
         sl_mw_retry_poison(&mw, &ro, &po) || sl_router_add_middleware(r, mw) ||
-        sl_mw_correlation(&mw) || sl_router_add_middleware(r, mw) ||
-        sl_mw_recoverer(&mw, false) || sl_router_add_middleware(r, mw) ||
-        sl_plugin_signals(&sig) || sl_router_add_plugin(r, sig))
+        sl_mw_correlation(&mw) || sl_router_add_middleware(r, mw) || sl_mw_recoverer(&mw, false) ||
+        sl_router_add_middleware(r, mw) || sl_plugin_signals(&sig) || sl_router_add_plugin(r, sig))
         return -1;
     sl_handler_opts o;
     sl_handler_opts_init(&o);

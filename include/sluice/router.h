@@ -80,8 +80,8 @@ typedef int (*sl_handler_fn)(sl_ctx *ctx, sl_msg *in, sl_msg_list *out, void *us
  * them (outputs dropped). Returning 0 publishes out, then acks each in[i]
  * whose results[i] is 0 and nacks the others. Middlewares do not apply to
  * batch handlers. */
-typedef int (*sl_batch_fn)(sl_ctx *ctx, sl_msg *const *in, size_t n, int *results,
-                           sl_msg_list *out, void *user);
+typedef int (*sl_batch_fn)(sl_ctx *ctx, sl_msg *const *in, size_t n, int *results, sl_msg_list *out,
+                           void *user);
 
 /* Record a detailed failure reason (for logs and the poison queue's
  * reason_poisoned) and return code: `return sl_handler_fail(SL_EIO, "db: %s", e);` */
@@ -92,21 +92,21 @@ int sl_handler_fail(int code, const char *fmt, ...)
     ;
 
 typedef struct sl_handler_opts {
-    const char *name;         /* required, unique in the router */
-    sl_subscriber *sub;       /* required */
-    const char *topic;        /* one topic, or: */
+    const char *name;          /* required, unique in the router */
+    sl_subscriber *sub;        /* required */
+    const char *topic;         /* one topic, or: */
     const char *const *topics; /* ntopics topics (each gets its own workers) */
     size_t ntopics;
     sl_subscribe_opts subscribe; /* group/start/prefetch (prefetch raised to
                                     at least workers * batch_max) */
-    sl_publisher *pub;        /* NULL: the handler publishes nothing */
-    const char *pub_topic;    /* required with pub */
-    sl_handler_fn fn;         /* exactly one of fn / batch_fn */
+    sl_publisher *pub;           /* NULL: the handler publishes nothing */
+    const char *pub_topic;       /* required with pub */
+    sl_handler_fn fn;            /* exactly one of fn / batch_fn */
     sl_batch_fn batch_fn;
-    unsigned batch_max;       /* batch size (default 64) */
-    int batch_wait_ms;        /* how long to fill a batch (default 10) */
+    unsigned batch_max; /* batch size (default 64) */
+    int batch_wait_ms;  /* how long to fill a batch (default 10) */
     void *user;
-    unsigned workers;         /* threads per topic (default 1) */
+    unsigned workers; /* threads per topic (default 1) */
     /* Redelivery backoff on nack: delay = initial * multiplier^(deliveries-1),
      * at most max. initial 0 means nack for immediate redelivery.
      * Defaults: 50 ms, x2, 5000 ms. Needs SL_FEAT_DELAYED_NACK. */
@@ -210,7 +210,8 @@ int sl_router_running(sl_router *r, int timeout_ms);
  * the workers end (at the latest in sl_router_free, which waits for them).
  * Publishes are synchronous, so publishers have nothing left to flush.
  * Safe to call several times and from plugin threads (later calls wait for
- * the first). Blocks. */
+ * the first). Blocks. Never call it from a handler: it would wait for the
+ * very worker it runs on (cancel work through the context instead). */
 int sl_router_close(sl_router *r, int timeout_ms, unsigned *cut_off);
 
 /* Look a handler up by name (NULL if none). */
@@ -260,7 +261,8 @@ int sl_mw_poison(sl_middleware *out, const sl_poison_opts *o);
 
 /* retry then poison, as one middleware: the only order that keeps retries.
  * (Adding sl_mw_poison inside sl_mw_retry is refused; outside is fine.) */
-int sl_mw_retry_poison(sl_middleware *out, const sl_retry_opts *retry, const sl_poison_opts *poison);
+int sl_mw_retry_poison(sl_middleware *out, const sl_retry_opts *retry,
+                       const sl_poison_opts *poison);
 
 /* throttle: at most count messages per interval_ms through this middleware
  * (shared by every handler it wraps), paced evenly. */
@@ -311,7 +313,8 @@ int sl_mw_deduplicator(sl_middleware *out, unsigned window_ms);
 
 /* delay on error: on failure, nack the input for redelivery after
  * initial_ms * multiplier^(deliveries-1) (at most max_ms). */
-int sl_mw_delay_on_error(sl_middleware *out, unsigned initial_ms, double multiplier, unsigned max_ms);
+int sl_mw_delay_on_error(sl_middleware *out, unsigned initial_ms, double multiplier,
+                         unsigned max_ms);
 
 /* metrics: per-handler counts and latency histograms. *m is borrowed from
  * the middleware (valid until sl_router_free frees it). */
@@ -329,7 +332,8 @@ int sl_mw_metrics(sl_middleware *out, sl_metrics **m);
 /* Snapshot of one handler's stats. Errors: SL_ENOENT (never seen). */
 int sl_metrics_get(sl_metrics *m, const char *handler, sl_handler_stats *out);
 /* Call fn for every handler seen so far (snapshots, in first-seen order). */
-void sl_metrics_foreach(sl_metrics *m, void (*fn)(const sl_handler_stats *s, void *user), void *user);
+void sl_metrics_foreach(sl_metrics *m, void (*fn)(const sl_handler_stats *s, void *user),
+                        void *user);
 
 #ifdef __cplusplus
 }

@@ -30,7 +30,10 @@ struct sl_ctx {
     sl_ctx *prev, *next; /* siblings, guarded by parent->mu */
 };
 
-int64_t sl_ctx_now_ms(void) { return sli_mono_ms(); }
+int64_t sl_ctx_now_ms(void)
+{
+    return sli_mono_ms();
+}
 
 static void ctx_unref(sl_ctx *c)
 {
@@ -71,7 +74,10 @@ int sl_ctx_new_deadline(sl_ctx **out, sl_ctx *parent, int64_t deadline_ms)
     return 0;
 }
 
-int sl_ctx_new(sl_ctx **out, sl_ctx *parent) { return sl_ctx_new_deadline(out, parent, -1); }
+int sl_ctx_new(sl_ctx **out, sl_ctx *parent)
+{
+    return sl_ctx_new_deadline(out, parent, -1);
+}
 
 int sl_ctx_new_timeout(sl_ctx **out, sl_ctx *parent, int64_t timeout_ms)
 {
@@ -110,7 +116,10 @@ int sl_ctx_err(const sl_ctx *c)
     return 0;
 }
 
-int64_t sl_ctx_deadline(const sl_ctx *c) { return c ? c->deadline : -1; }
+int64_t sl_ctx_deadline(const sl_ctx *c)
+{
+    return c ? c->deadline : -1;
+}
 
 int64_t sl_ctx_remaining_ms(const sl_ctx *c)
 {

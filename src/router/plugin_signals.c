@@ -24,8 +24,8 @@
 
 #include "router/router_int.h"
 
-static int sig_wfd = -1;            /* write end, read by the handler */
-static _Atomic bool sig_in_use;     /* one running plugin per process */
+static int sig_wfd = -1;        /* write end, read by the handler */
+static _Atomic bool sig_in_use; /* one running plugin per process */
 
 typedef struct sigplug {
     int fds[2];

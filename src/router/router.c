@@ -215,7 +215,8 @@ static int check_handler_opts(sl_router *r, const sl_handler_opts *o)
     if (o->pub && (!o->pub_topic || sli_check_topic(o->pub_topic)))
         return sli_err(SL_EINVAL, "handler '%s': a publisher needs a valid pub_topic", o->name);
     if (o->batch_fn && (!o->batch_max || o->batch_wait_ms < 0))
-        return sli_err(SL_EINVAL, "handler '%s': batch_max must be > 0, batch_wait_ms >= 0", o->name);
+        return sli_err(SL_EINVAL, "handler '%s': batch_max must be > 0, batch_wait_ms >= 0",
+                       o->name);
     if (o->nack_delay_multiplier < 1.0 && o->nack_delay_ms)
         return sli_err(SL_EINVAL, "handler '%s': nack_delay_multiplier must be >= 1", o->name);
     size_t n = o->topic ? 1 : o->ntopics;
@@ -307,9 +308,18 @@ sl_handler *sl_router_handler(sl_router *r, const char *name)
     return NULL;
 }
 
-bool sl_handler_healthy(const sl_handler *h) { return h && atomic_load(&((sl_handler *)h)->healthy); }
-const char *sl_handler_name(const sl_handler *h) { return h ? h->name : NULL; }
-void sli_handler_mark_unhealthy(sl_handler *h) { atomic_store(&h->healthy, false); }
+bool sl_handler_healthy(const sl_handler *h)
+{
+    return h && atomic_load(&((sl_handler *)h)->healthy);
+}
+const char *sl_handler_name(const sl_handler *h)
+{
+    return h ? h->name : NULL;
+}
+void sli_handler_mark_unhealthy(sl_handler *h)
+{
+    atomic_store(&h->healthy, false);
+}
 
 /* ---------- run ---------- */
 

@@ -69,7 +69,10 @@ int sl_mw_next(const sl_mw_call *c, sl_ctx *ctx, sl_msg *in, sl_msg_list *out)
     return c->h->fn(ctx, in, out, c->h->user);
 }
 
-sl_handler *sl_mw_handler(const sl_mw_call *c) { return c ? c->h : NULL; }
+sl_handler *sl_mw_handler(const sl_mw_call *c)
+{
+    return c ? c->h : NULL;
+}
 
 int sl_handler_fail(int code, const char *fmt, ...)
 {
@@ -90,8 +93,8 @@ static void nack_backoff(sl_handler *h, sl_msg *m)
         return;
     }
     unsigned d = sl_msg_deliveries(m);
-    double delay = sli_backoff(h->nack_delay_ms, h->nack_delay_mult, h->nack_delay_max_ms,
-                               d > 1 ? d - 1 : 0);
+    double delay =
+        sli_backoff(h->nack_delay_ms, h->nack_delay_mult, h->nack_delay_max_ms, d > 1 ? d - 1 : 0);
     sl_msg_nack_delay(m, (unsigned)delay);
 }
 

@@ -178,9 +178,9 @@ static void circuit_breaker_opens_after_failures_and_lets_one_trial_through(void
     fx_publish(&f, "in", 0, 1);
     assert_int_equal(fx_wait_count(&c.calls, 4, 8000), 4);
     assert_int_equal(fx_stop(&f, 5000, NULL), 0);
-    assert_int_equal(atomic_load(&c.calls), 4);   /* 3 failures + the trial */
-    assert_true(atomic_load(&c.attempts) > 5);    /* rejected while open */
-    assert_true(c.t[3] - c.t[2] >= 295);          /* trial only after open_ms */
+    assert_int_equal(atomic_load(&c.calls), 4); /* 3 failures + the trial */
+    assert_true(atomic_load(&c.attempts) > 5);  /* rejected while open */
+    assert_true(c.t[3] - c.t[2] >= 295);        /* trial only after open_ms */
     assert_int_equal(fx_drain(&f, "in", "g", NULL, NULL), 0);
     fx_close(&f);
 }

@@ -10,8 +10,8 @@
 
 typedef struct st {
     _Atomic int calls;
-    int code;         /* returned by h_echo */
-    int panic_until;  /* h_crash: crash on calls 1..panic_until */
+    int code;        /* returned by h_echo */
+    int panic_until; /* h_crash: crash on calls 1..panic_until */
     bool segv;
 } st;
 
@@ -34,7 +34,8 @@ static int h_echo(sl_ctx *ctx, sl_msg *in, sl_msg_list *out, void *user)
 }
 
 /* handler with publisher "out", the given middlewares (outermost first) */
-static sl_handler *setup(fx *f, st *s, sl_handler_fn fn, sl_middleware *mws, int n, sl_subscription **outs)
+static sl_handler *setup(fx *f, st *s, sl_handler_fn fn, sl_middleware *mws, int n,
+                         sl_subscription **outs)
 {
     fx_open(f, NULL);
     sl_handler_opts o;

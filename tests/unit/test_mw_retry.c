@@ -95,9 +95,9 @@ static void always_failing_message_reaches_poison_after_exactly_max_retries(void
     sl_msg_unref(p);
     sl_msg_unref(in);
     assert_int_equal(fx_stop(&f, 5000, NULL), 0);
-    assert_int_equal(atomic_load(&r.calls), 4);                 /* never again */
-    assert_int_equal(sl_next(outs, &p, 0), SL_ETIMEDOUT);      /* no outputs of failures */
-    assert_int_equal(sl_next(ps, &p, 0), SL_ETIMEDOUT);        /* poisoned once */
+    assert_int_equal(atomic_load(&r.calls), 4);                   /* never again */
+    assert_int_equal(sl_next(outs, &p, 0), SL_ETIMEDOUT);         /* no outputs of failures */
+    assert_int_equal(sl_next(ps, &p, 0), SL_ETIMEDOUT);           /* poisoned once */
     assert_int_equal(fx_drain(&f, "orders", "g", NULL, NULL), 0); /* original acked */
     sl_subscription_close(ps);
     sl_subscription_close(outs);

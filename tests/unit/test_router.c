@@ -11,9 +11,9 @@
 
 typedef struct counter {
     _Atomic int calls;
-    _Atomic int reserve; /* index of the next t[] slot */
+    _Atomic int reserve;    /* index of the next t[] slot */
     _Atomic int fail_first; /* fail deliveries == 1 */
-    int64_t t[8];            /* call times (first 8) */
+    int64_t t[8];           /* call times (first 8) */
 } counter;
 
 static int h_upper(sl_ctx *ctx, sl_msg *in, sl_msg_list *out, void *user)

@@ -136,8 +136,8 @@ static inline int fx_wait_count(_Atomic int *v, int want, int timeout_ms)
 
 /* Take everything left for `group` on topic; calls fn on each (may be NULL),
  * acks it and returns how many there were. */
-static inline int fx_drain(fx *f, const char *topic, const char *group, void (*fn)(sl_msg *, void *),
-                           void *user)
+static inline int fx_drain(fx *f, const char *topic, const char *group,
+                           void (*fn)(sl_msg *, void *), void *user)
 {
     sl_subscribe_opts so;
     sl_subscribe_opts_init(&so);

@@ -20,15 +20,18 @@ static int delay_call(void *st, const sl_mw_call *next, sl_ctx *ctx, sl_msg *in,
     int rc = sl_mw_next(next, ctx, in, out);
     if (rc) {
         unsigned n = sl_msg_deliveries(in);
-        sl_msg_nack_delay(in, (unsigned)sli_backoff(d->initial, d->mult, d->max, n > 1 ? n - 1 : 0));
+        sl_msg_nack_delay(in,
+                          (unsigned)sli_backoff(d->initial, d->mult, d->max, n > 1 ? n - 1 : 0));
     }
     return rc;
 }
 
-int sl_mw_delay_on_error(sl_middleware *out, unsigned initial_ms, double multiplier, unsigned max_ms)
+int sl_mw_delay_on_error(sl_middleware *out, unsigned initial_ms, double multiplier,
+                         unsigned max_ms)
 {
     if (!out || !initial_ms || multiplier < 1.0 || max_ms < initial_ms)
-        return sli_err(SL_EINVAL, "delay_on_error: need initial > 0, multiplier >= 1, max >= initial");
+        return sli_err(SL_EINVAL,
+                       "delay_on_error: need initial > 0, multiplier >= 1, max >= initial");
     delay_st *d = malloc(sizeof *d);
     if (!d)
         return sli_err(SL_ENOMEM, "out of memory");

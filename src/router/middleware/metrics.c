@@ -65,9 +65,8 @@ static int metrics_call(void *st, const sl_mw_call *next, sl_ctx *ctx, sl_msg *i
     atomic_fetch_add_explicit(rc ? &e->failed : &e->ok, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&e->sum_us, us, memory_order_relaxed);
     uint64_t mx = atomic_load_explicit(&e->max_us, memory_order_relaxed);
-    while (us > mx &&
-           !atomic_compare_exchange_weak_explicit(&e->max_us, &mx, us, memory_order_relaxed,
-                                                  memory_order_relaxed)) {
+    while (us > mx && !atomic_compare_exchange_weak_explicit(
+                          &e->max_us, &mx, us, memory_order_relaxed, memory_order_relaxed)) {
     }
     size_t b = 0;
     while (us > sl_metrics_bucket_us[b])
@@ -101,7 +100,8 @@ int sl_metrics_get(sl_metrics *m, const char *handler, sl_handler_stats *out)
     return sli_err(SL_ENOENT, "no metrics for handler '%s'", handler);
 }
 
-void sl_metrics_foreach(sl_metrics *m, void (*fn)(const sl_handler_stats *s, void *user), void *user)
+void sl_metrics_foreach(sl_metrics *m, void (*fn)(const sl_handler_stats *s, void *user),
+                        void *user)
 {
     if (!m || !fn)
         return;

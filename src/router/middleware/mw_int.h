@@ -24,7 +24,7 @@ void sli_poison_fini(sli_poison *p);
 /* After the chain failed with err: publish in to the poison topic (when the
  * filter accepts err) and return 0, else return err / the publish error.
  * Drops outputs past keep. */
-int sli_poison_handle(sli_poison *p, const sl_mw_call *next, sl_msg *in, int err,
-                      sl_msg_list *out, size_t keep);
+int sli_poison_handle(sli_poison *p, const sl_mw_call *next, sl_msg *in, int err, sl_msg_list *out,
+                      size_t keep);
 
 #endif

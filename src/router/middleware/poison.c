@@ -31,10 +31,13 @@ int sli_poison_init(sli_poison *p, const sl_poison_opts *o)
     return 0;
 }
 
-void sli_poison_fini(sli_poison *p) { free(p->topic); }
+void sli_poison_fini(sli_poison *p)
+{
+    free(p->topic);
+}
 
-int sli_poison_handle(sli_poison *p, const sl_mw_call *next, sl_msg *in, int err,
-                      sl_msg_list *out, size_t keep)
+int sli_poison_handle(sli_poison *p, const sl_mw_call *next, sl_msg *in, int err, sl_msg_list *out,
+                      size_t keep)
 {
     sl_msg_list_truncate(out, keep);
     if (p->filter && !p->filter(err, in, p->user))
@@ -54,7 +57,8 @@ int sli_poison_handle(sli_poison *p, const sl_mw_call *next, sl_msg *in, int err
         (rc = sl_msg_meta_set(c, SL_POISON_TOPIC_KEY, topic ? topic : "")) ||
         (rc = sl_msg_meta_set(c, SL_POISON_HANDLER_KEY, sl_handler_name(sl_mw_handler(next)))) ||
         (rc = sl_publish(p->pub, p->topic, &c, 1))) {
-        sli_log(SL_LOG_ERROR, "poison", "cannot poison message %s: %s", sl_msg_uuid(in), sl_errmsg());
+        sli_log(SL_LOG_ERROR, "poison", "cannot poison message %s: %s", sl_msg_uuid(in),
+                sl_errmsg());
         sl_msg_unref(c);
         return rc;
     }

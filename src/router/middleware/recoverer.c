@@ -121,7 +121,10 @@ static void altstack_free(void *p)
     free(p);
 }
 
-static void make_key(void) { pthread_key_create(&altstack_key, altstack_free); }
+static void make_key(void)
+{
+    pthread_key_create(&altstack_key, altstack_free);
+}
 
 static void ensure_altstack(void)
 {

@@ -17,7 +17,8 @@ typedef struct throttle {
     int64_t next_ns, step_ns;
 } throttle;
 
-static int throttle_call(void *st, const sl_mw_call *next, sl_ctx *ctx, sl_msg *in, sl_msg_list *out)
+static int throttle_call(void *st, const sl_mw_call *next, sl_ctx *ctx, sl_msg *in,
+                         sl_msg_list *out)
 {
     throttle *t = st;
     pthread_mutex_lock(&t->mu);
