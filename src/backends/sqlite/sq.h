@@ -116,6 +116,7 @@ struct sq_db {
     int64_t commit_ema_us;
     int64_t dv_last; /* PRAGMA data_version */
     bool acked_since_sweep;
+    bool synced_full; /* current PRAGMA synchronous is FULL */
     sq_db *next;
 };
 

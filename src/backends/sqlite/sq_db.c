@@ -7,8 +7,9 @@
  * the writer takes everything queued, runs it inside ONE `BEGIN IMMEDIATE`
  * transaction and commits once. That is the group commit: N concurrent
  * publishers pay one commit (one fsync with sync=full) between them. With
- * sync=full the writer lingers briefly (at most half a commit's duration,
- * while requests keep arriving) to let a batch fill up.
+ * sync=full only batches with publishes or acks fsync, and the writer
+ * lingers briefly (at most half a commit's duration, while requests keep
+ * arriving) to let a batch fill up.
  *
  * If one request of a batch fails, the batch is rolled back and each request
  * is retried alone, so only the faulty one fails.
@@ -113,10 +114,28 @@ static void fail_all(sq_req *b, int rc, const char *err)
     }
 }
 
+/* With sync=full, only batches that publish or ack pay an fsync: a claim,
+ * nack or subscription change lost to a power cut only means a redelivery,
+ * and the next synced commit makes the earlier WAL frames durable too. */
+static void choose_sync(sq_db *d, const sq_req *batch)
+{
+    if (d->o.sync != 0)
+        return;
+    bool need = false;
+    for (const sq_req *r = batch; r && !need; r = r->next)
+        need = r->kind == SQ_PUBLISH || r->kind == SQ_ACK;
+    if (need != d->synced_full) {
+        sqlite3_exec(d->db, need ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL", NULL,
+                     NULL, NULL);
+        d->synced_full = need;
+    }
+}
+
 static void run_batch(sq_db *d, sq_req *batch)
 {
     char err[SQ_ERRLEN];
     int64_t t0 = sli_mono_ns();
+    choose_sync(d, batch);
     int rc = exec(d, "BEGIN IMMEDIATE", err, sizeof err);
     if (rc) {
         fail_all(batch, rc, err);
@@ -471,6 +490,7 @@ static int db_open(sq_db *d, char *err, size_t errlen)
                                            "PRAGMA synchronous=OFF"};
     if ((code = exec(d, sync_sql[d->o.sync], err, errlen)) != 0)
         return code;
+    d->synced_full = d->o.sync == 0;
     if ((code = sq_ops_prepare(d, err, errlen)) != 0)
         return code;
     poll_changes(d);
