@@ -5,7 +5,8 @@ set -euo pipefail
 
 PKGS=(build-essential cmake ninja-build pkg-config
       libsqlite3-dev sqlite3 uuid-dev libcmocka-dev libzmq3-dev
-      libjansson-dev libyaml-dev libmicrohttpd-dev zlib1g-dev curl jq)
+      libjansson-dev libyaml-dev libmicrohttpd-dev zlib1g-dev curl jq
+      librabbitmq-dev rabbitmq-server)
 
 missing=()
 for p in "${PKGS[@]}"; do

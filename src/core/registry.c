@@ -10,11 +10,17 @@ extern const sli_backend sli_mem_backend;
 #ifdef SL_HAVE_SQLITE
 extern const sli_backend sli_sqlite_backend;
 #endif
+#ifdef SL_HAVE_AMQP
+extern const sli_backend sli_amqp_backend;
+#endif
 
 static const sli_backend *const backends[] = {
     &sli_mem_backend,
 #ifdef SL_HAVE_SQLITE
     &sli_sqlite_backend,
+#endif
+#ifdef SL_HAVE_AMQP
+    &sli_amqp_backend,
 #endif
 };
 
@@ -31,6 +37,9 @@ const char *sli_backend_schemes(void)
     return "mem"
 #ifdef SL_HAVE_SQLITE
            ", sqlite"
+#endif
+#ifdef SL_HAVE_AMQP
+           ", amqp"
 #endif
         ;
 }
