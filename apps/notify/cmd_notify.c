@@ -71,8 +71,8 @@ static int do_serve(nf_app *app)
         return 1;
     nf_consumers *cons = NULL;
     nf_server *srv = NULL;
-    int rc = 0;
-    if (app->cfg.consumers_in_process)
+    int rc = nf_hub_new(&app->hub, &app->metrics);
+    if (!rc && app->cfg.consumers_in_process)
         rc = nf_consumers_start(app, 3, &cons);
     else if (!strncmp(app->cfg.queue_url, "mem://", 6))
         nf_log(SL_LOG_WARN, "queue %s is in-process but consumers.in_process is false: nothing "
@@ -82,6 +82,8 @@ static int do_serve(nf_app *app)
     if (rc) {
         fprintf(stderr, "sluice notify serve: cannot start: %s (%s)\n", sl_strerror(rc), sl_errmsg());
         nf_consumers_stop(cons);
+        nf_hub_free(app->hub);
+        app->hub = NULL;
         nf_app_close(app);
         return 1;
     }
@@ -97,6 +99,8 @@ static int do_serve(nf_app *app)
     nf_log(SL_LOG_INFO, "signal %d: shutting down", sig);
     nf_server_stop(srv);
     nf_consumers_stop(cons);
+    nf_hub_free(app->hub); /* after the consumers: they push to it */
+    app->hub = NULL;
     nf_app_close(app);
     return 0;
 }

@@ -80,7 +80,9 @@ struct MHD_Response *nf_hub_open_stream(nf_hub *h, struct MHD_Connection *conn, 
 extern const unsigned char nf_web_index[];
 extern const size_t nf_web_index_len;
 
-/* The HTTP server (server.c). */
+/* The HTTP server (server.c). app->hub must exist (nf_hub_new) before the
+ * consumers start and outlive them; nf_server_stop ends the streams but
+ * leaves the hub to its creator. */
 typedef struct nf_server nf_server;
 int nf_server_start(nf_app *app, nf_server **out);
 /* The bound port (useful with server_addr port 0). */

@@ -473,10 +473,9 @@ int nf_server_start(nf_app *app, nf_server **out)
     for (size_t i = 0; i < nf_nroutes; i++)
         nf_routes[i].metric = nf_metrics_route(nf_routes[i].path);
     s->route_other = nf_metrics_route("other");
-    int rc = nf_hub_new(&app->hub, &app->metrics);
-    if (rc) {
+    if (!app->hub) {
         free(s);
-        return rc;
+        return SL_EINVAL;
     }
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ERROR_LOG;
@@ -490,8 +489,6 @@ int nf_server_start(nf_app *app, nf_server **out)
                             MHD_OPTION_END);
     if (!s->d) {
         nf_log(SL_LOG_ERROR, "cannot listen on %s", app->cfg.server_addr);
-        nf_hub_free(app->hub);
-        app->hub = NULL;
         free(s);
         return SL_EIO;
     }
@@ -511,7 +508,5 @@ void nf_server_stop(nf_server *s)
         return;
     nf_hub_shutdown(s->app->hub);
     MHD_stop_daemon(s->d);
-    nf_hub_free(s->app->hub);
-    s->app->hub = NULL;
     free(s);
 }
