@@ -1,5 +1,5 @@
 # sluice - top-level wrapper around CMake + Ninja.
-#   make run     install deps, build, run the main program
+#   make run     install deps, build, start the notification service (embedded SQLite)
 #   make test    install deps, build, run every test through ctest
 #   make bench   build with -O2 and run the benchmarks
 #   make test SANITIZE=address,undefined | SANITIZE=thread
@@ -37,7 +37,7 @@ test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
 
 run: build
-	./$(BUILD)/sluice demo
+	./$(BUILD)/sluice notify serve --config config/config.yaml
 
 bench: deps
 	cmake -S . -B build-bench -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_FLAGS_RELEASE="-O2 -DNDEBUG"
