@@ -106,6 +106,9 @@ struct sq_db {
     pthread_cond_t cond;
     sq_req *qhead, *qtail;
     size_t qlen;
+    size_t qsync;        /* queued requests somebody waits for */
+    size_t qpubs;        /* ... of which publishes */
+    int64_t async_since; /* mono ms the oldest queued async request came */
     bool stop;
     pthread_t writer;
     /* wakeups: bumped on every change a consumer may be waiting for */
@@ -114,6 +117,7 @@ struct sq_db {
     /* writer state */
     int64_t busy_start;
     int64_t commit_ema_us;
+    size_t pub_target; /* publishes a sync=full batch waits for (group commit) */
     int64_t dv_last; /* PRAGMA data_version */
     bool acked_since_sweep;
     bool synced_full; /* current PRAGMA synchronous is FULL */

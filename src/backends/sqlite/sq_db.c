@@ -219,26 +219,54 @@ static void timespec_at_ns(struct timespec *ts, int64_t ns)
     ts->tv_nsec = ns % 1000000000;
 }
 
-/* With sync=full, wait a little while requests keep arriving (under d->mu). */
+/* Group commit under sync=full: wait (at most one commit's duration) until
+ * as many publishes are queued as the recent batches carried, so threads
+ * that publish in a loop share each fsync. Under d->mu. */
 static void linger(sq_db *d)
 {
-    if (d->o.sync != 0 || d->commit_ema_us < 200)
+    if (d->o.sync != 0 || d->commit_ema_us < 200 || d->qpubs >= d->pub_target)
         return;
-    int64_t ema = d->commit_ema_us > 6000 ? 6000 : d->commit_ema_us;
-    int64_t limit = sli_mono_ns() + ema * 1000 / 2;
-    size_t last = d->qlen;
-    while (!d->stop && d->qlen < SQ_BATCH_MAX) {
-        int64_t now = sli_mono_ns();
-        if (now >= limit)
+    int64_t ema = d->commit_ema_us > 5000 ? 5000 : d->commit_ema_us;
+    int64_t limit = sli_mono_ns() + ema * 1000;
+    struct timespec ts;
+    timespec_at_ns(&ts, limit);
+    while (!d->stop && d->qpubs < d->pub_target && d->qlen < SQ_BATCH_MAX)
+        if (pthread_cond_timedwait(&d->cond, &d->mu, &ts) == ETIMEDOUT)
             break;
-        int64_t until = now + 150000 < limit ? now + 150000 : limit;
-        struct timespec ts;
-        timespec_at_ns(&ts, until);
-        pthread_cond_timedwait(&d->cond, &d->mu, &ts);
-        if (d->qlen == last)
-            break;
-        last = d->qlen;
+}
+
+/* Detach up to SQ_BATCH_MAX queued requests (under d->mu). */
+static sq_req *take_batch(sq_db *d, size_t *pubs)
+{
+    sq_req *batch = d->qhead, *last = NULL;
+    size_t k = 0;
+    *pubs = 0;
+    for (sq_req *r = batch; r && k < SQ_BATCH_MAX; r = r->next, k++) {
+        last = r;
+        if (!r->async) {
+            d->qsync--;
+            if (r->kind == SQ_PUBLISH) {
+                d->qpubs--;
+                (*pubs)++;
+            }
+        }
     }
+    d->qhead = last->next;
+    if (!d->qhead)
+        d->qtail = NULL;
+    last->next = NULL;
+    d->qlen -= k;
+    d->async_since = sli_mono_ms();
+    return batch;
+}
+
+/* Async requests (nacks, batched acks) wait up to this long for company. */
+#define SQ_ASYNC_MS 2
+
+static bool queue_ready(sq_db *d, int64_t now)
+{
+    return d->qhead && (d->qsync || d->qlen >= SQ_BATCH_MAX / 4 || d->stop ||
+                        now >= d->async_since + SQ_ASYNC_MS);
 }
 
 static void *writer_main(void *arg)
@@ -248,10 +276,14 @@ static void *writer_main(void *arg)
     int64_t next_hk = sli_mono_ms() + SQ_HK_MS, next_hb = sli_mono_ms() + SQ_HEARTBEAT_MS;
     pthread_mutex_lock(&d->mu);
     for (;;) {
-        while (!d->qhead && !d->stop) {
+        for (;;) {
             int64_t now = sli_mono_ms(), until = next_hk;
+            if (queue_ready(d, now) || (d->stop && !d->qhead))
+                break;
             if (atomic_load(&d->waiters) && next_poll < until)
                 until = next_poll;
+            if (d->qhead && d->async_since + SQ_ASYNC_MS < until)
+                until = d->async_since + SQ_ASYNC_MS;
             if (until <= now)
                 break;
             sli_cond_wait_until(&d->cond, &d->mu, until);
@@ -259,20 +291,11 @@ static void *writer_main(void *arg)
         if (!d->qhead && d->stop)
             break;
         sq_req *batch = NULL;
+        size_t pubs = 0;
         if (d->qhead) {
             linger(d);
-            batch = d->qhead;
-            sq_req *last = batch;
-            size_t k = 1;
-            while (last->next && k < SQ_BATCH_MAX) {
-                last = last->next;
-                k++;
-            }
-            d->qhead = last->next;
-            if (!d->qhead)
-                d->qtail = NULL;
-            last->next = NULL;
-            d->qlen -= k;
+            batch = take_batch(d, &pubs);
+            d->pub_target = pubs > d->pub_target ? pubs : d->pub_target ? d->pub_target - 1 : 0;
         }
         pthread_mutex_unlock(&d->mu);
         int64_t now = sli_mono_ms();
@@ -321,8 +344,14 @@ int sq_submit(sq_db *d, sq_req *r)
     else
         d->qhead = r;
     d->qtail = r;
-    d->qlen++;
-    pthread_cond_signal(&d->cond);
+    if (d->qlen++ == 0)
+        d->async_since = sli_mono_ms();
+    if (!r->async) {
+        d->qsync++;
+        d->qpubs += r->kind == SQ_PUBLISH;
+    }
+    if (!r->async || d->qlen >= SQ_BATCH_MAX / 4)
+        pthread_cond_signal(&d->cond);
     pthread_mutex_unlock(&d->mu);
     if (r->async)
         return 0;
@@ -368,10 +397,14 @@ static char *real_file_path(const char *path)
     }
     if (!realpath(dir, res) || strlen(res) + strlen(base) + 2 > sizeof res)
         return NULL;
-    size_t rl = strlen(res);
-    char *out = malloc(rl + strlen(base) + 2);
-    if (out)
-        sprintf(out, "%s%s%s", res, res[rl - 1] == '/' ? "" : "/", base);
+    size_t rl = strlen(res), bl = strlen(base);
+    char *out = malloc(rl + bl + 2);
+    if (out) {
+        memcpy(out, res, rl);
+        if (rl && res[rl - 1] != '/')
+            out[rl++] = '/';
+        memcpy(out + rl, base, bl + 1);
+    }
     return out;
 }
 
@@ -595,7 +628,7 @@ static int find_or_open(char *path, const sq_dbopts *o, sq_db **out)
 int sq_db_acquire(sli_url *u, sq_db **out)
 {
     sq_dbopts o;
-    char *path;
+    char *path = NULL;
     int rc = parse_opts(u, &o);
     if (rc || (rc = url_path(u, &path)))
         return rc;

@@ -139,7 +139,7 @@ int sl_sqlite_publish_tx(sqlite3 *db, const char *topic, sl_msg *const *msgs, si
     int rc = sqlite3_exec(db, "SAVEPOINT sl_publish_tx", NULL, NULL, NULL);
     if (rc != SQLITE_OK)
         return fail(db, rc, "sl_sqlite_publish_tx");
-    int64_t tid;
+    int64_t tid = 0;
     code = topic_id(db, topic, &tid);
     if (!code)
         code = insert_all(db, tid, msgs, n);
