@@ -1,0 +1,279 @@
+#!/usr/bin/env bash
+# services.sh start|stop|restart|status|clean NAME... - real servers on loopback
+# for tests and benchmarks: redis, rabbitmq, mariadb.
+#
+# Each server runs from its Debian package (installed with apt-get when
+# missing, and only what is missing), on 127.0.0.1, on a non-default port, with
+# all its state under ${SL_SERVICES_DIR:-/tmp/sluice-services}/NAME, so it never
+# clashes with a system instance:
+#   redis     redis://127.0.0.1:16379/0              (SL_REDIS_PORT)
+#             append-only file, fsync every second, final fsync on stop
+#   rabbitmq  amqp://guest:guest@127.0.0.1:15682/    (SL_RABBITMQ_PORT)
+#             node sluice-test@localhost, distribution port 25682
+#             (SL_RABBITMQ_DIST_PORT), a private epmd on 14369 (SL_EPMD_PORT)
+#             started by this script, a private Erlang cookie (HOME=its dir)
+#   mariadb   mysql://sluice:sluice@127.0.0.1:13306/sluice  (SL_MARIADB_PORT)
+#             data initialised by mariadb-install-db; user and database
+#             "sluice" created on every start (idempotent)
+#
+# start   is idempotent: a server already running (its recorded PID alive and
+#         still that program) is left alone; a stale PID file is removed. It
+#         waits (bounded: SL_SERVICES_WAIT seconds, default 60) until the server
+#         accepts connections, then prints its URL on stdout. On failure it
+#         prints the end of the server's log and exits non-zero.
+# stop    ends exactly the processes this script started (recorded PIDs; TERM,
+#         then KILL after a grace period), never anything found by name. Data
+#         is kept: restart = stop + start on the same data.
+# status  prints "NAME running URL" or "NAME stopped"; exit 1 if any stopped.
+# clean   stop, then delete the server's data directory.
+#
+# Servers are detached (setsid, stdio to log files), so the script can be
+# called from ctest fixtures (tests/services.cmake) and returns at once.
+set -euo pipefail
+
+BASE=${SL_SERVICES_DIR:-/tmp/sluice-services}
+WAIT=${SL_SERVICES_WAIT:-60}
+REDIS_PORT=${SL_REDIS_PORT:-16379}
+RABBIT_PORT=${SL_RABBITMQ_PORT:-15682}
+RABBIT_DIST_PORT=${SL_RABBITMQ_DIST_PORT:-25682}
+EPMD_PORT=${SL_EPMD_PORT:-14369}
+MARIADB_PORT=${SL_MARIADB_PORT:-13306}
+
+die() { echo "services.sh: $*" >&2; exit 1; }
+say() { echo "services.sh: $*" >&2; }
+
+# ---- helpers ----
+
+need_pkgs() { # install the Debian packages among "$@" that are missing
+  local missing=() p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  say "installing ${missing[*]}"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  # No service may be started by the package itself (policy-rc.d 101).
+  if [ -z "$sudo" ] && [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' RETURN
+  fi
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null 2>&1 ||
+    { $sudo apt-get update -qq && $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; } ||
+    die "cannot install ${missing[*]}"
+}
+
+# alive PIDFILE PATTERN: the recorded PID runs a program whose command line
+# matches PATTERN (so a recycled PID is never mistaken for ours).
+alive() {
+  local pid
+  [ -s "$1" ] || return 1
+  pid=$(cat "$1")
+  [[ $pid =~ ^[0-9]+$ ]] || return 1
+  kill -0 "$pid" 2>/dev/null || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$2"
+}
+
+# kill_pidfile PIDFILE PATTERN GRACE: TERM the recorded process, KILL it after
+# GRACE seconds, wait until it is gone, remove the PID file.
+kill_pidfile() {
+  local f=$1 pat=$2 grace=$3 pid i
+  if alive "$f" "$pat"; then
+    pid=$(cat "$f")
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < grace * 10; i++)); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+      say "pid $pid did not stop in ${grace}s: KILL"
+      kill -KILL "$pid" 2>/dev/null || true
+      for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    fi
+  fi
+  rm -f "$f"
+}
+
+# spawn PIDFILE LOG CMD...: run CMD detached, record its PID.
+spawn() {
+  local pidf=$1 log=$2
+  shift 2
+  # Close every inherited descriptor above 2 (our lock, ctest's or a caller's
+  # pipes) so nobody waits on the server's copy of them.
+  setsid bash -c 'for f in /proc/self/fd/*; do n=${f##*/}; [ "$n" -gt 2 ] && eval "exec $n>&-"; done
+    exec "$@"' sl-spawn "$@" </dev/null >>"$log" 2>&1 &
+  echo $! >"$pidf"
+}
+
+# wait_until PIDFILE PATTERN LOG WHAT CHECK...: poll CHECK until it succeeds,
+# failing early when the process died, at the latest after $WAIT seconds.
+wait_until() {
+  local pidf=$1 pat=$2 log=$3 what=$4 i
+  shift 4
+  for ((i = 0; i < WAIT * 10; i++)); do
+    "$@" >/dev/null 2>&1 && return 0
+    if ! alive "$pidf" "$pat"; then
+      say "$what exited while starting; end of $log:"
+      tail -n 30 "$log" >&2 || true
+      rm -f "$pidf"
+      return 1
+    fi
+    sleep 0.1
+  done
+  say "$what did not accept connections within ${WAIT}s; end of $log:"
+  tail -n 30 "$log" >&2 || true
+  return 1
+}
+
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# ---- redis ----
+
+redis_url() { echo "redis://127.0.0.1:$REDIS_PORT/0"; }
+redis_ping() { [ "$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ]; }
+
+redis_start() {
+  local d=$BASE/redis
+  mkdir -p "$d/data"
+  if alive "$d/pid" redis-server; then redis_url; return 0; fi
+  rm -f "$d/pid"
+  need_pkgs redis-server redis-tools
+  port_free "$REDIS_PORT" || die "port $REDIS_PORT is taken by something this script did not start"
+  spawn "$d/pid" "$d/redis.log" redis-server --bind 127.0.0.1 --port "$REDIS_PORT" \
+    --dir "$d/data" --daemonize no --protected-mode no --save "" \
+    --appendonly yes --appendfsync everysec --logfile "" --databases 16
+  wait_until "$d/pid" redis-server "$d/redis.log" redis redis_ping || return 1
+  redis_url
+}
+redis_stop() { kill_pidfile "$BASE/redis/pid" redis-server 20; }
+redis_status() { alive "$BASE/redis/pid" redis-server; }
+
+# ---- rabbitmq ----
+
+rabbit_url() { echo "amqp://guest:guest@127.0.0.1:$RABBIT_PORT/"; }
+# An AMQP 0-9-1 server answers the protocol header with a frame (type 1).
+rabbit_ping() {
+  exec 3<>"/dev/tcp/127.0.0.1/$RABBIT_PORT" || return 1
+  printf 'AMQP\x00\x00\x09\x01' >&3
+  local b
+  IFS= read -r -t 3 -N 1 b <&3 || { exec 3<&-; return 1; }
+  exec 3<&-
+  [ "$b" = $'\x01' ]
+}
+
+rabbit_env() {
+  local d=$BASE/rabbitmq
+  export HOME=$d/home ERL_EPMD_PORT=$EPMD_PORT
+  export RABBITMQ_NODENAME=sluice-test@localhost RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
+  export RABBITMQ_NODE_PORT=$RABBIT_PORT RABBITMQ_DIST_PORT=$RABBIT_DIST_PORT
+  export RABBITMQ_MNESIA_BASE=$d/mnesia RABBITMQ_LOG_BASE=$d/log
+  export RABBITMQ_ENABLED_PLUGINS_FILE=$d/enabled_plugins RABBITMQ_PID_FILE=$d/beam.pid
+  export RABBITMQ_CONFIG_FILE=$d/rabbitmq RABBITMQ_ADVANCED_CONFIG_FILE=$d/advanced.config
+  export RABBITMQ_CONF_ENV_FILE=$d/rabbitmq-env.conf RABBITMQ_LOGS=$d/log/rabbit.log
+}
+
+rabbit_start() {
+  local d=$BASE/rabbitmq
+  mkdir -p "$d/home" "$d/mnesia" "$d/log"
+  if alive "$d/pid" beam && alive "$d/epmd.pid" epmd; then rabbit_url; return 0; fi
+  rabbit_stop
+  need_pkgs rabbitmq-server
+  port_free "$RABBIT_PORT" || die "port $RABBIT_PORT is taken by something this script did not start"
+  port_free "$EPMD_PORT" || die "port $EPMD_PORT (epmd) is taken by something this script did not start"
+  [ -s "$d/home/.erlang.cookie" ] || { head -c 24 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' >"$d/home/.erlang.cookie"; }
+  chmod 400 "$d/home/.erlang.cookie"
+  [ -e "$d/enabled_plugins" ] || echo '[].' >"$d/enabled_plugins"
+  : >"$d/rabbitmq-env.conf"
+  printf 'loopback_users = none\nlisteners.tcp.default = 127.0.0.1:%s\n' "$RABBIT_PORT" >"$d/rabbitmq.conf"
+  echo '[].' >"$d/advanced.config"
+  rabbit_env
+  spawn "$d/epmd.pid" "$d/epmd.log" epmd -port "$EPMD_PORT" -address 127.0.0.1
+  # The Debian wrapper would switch to the rabbitmq user; run the real script.
+  local srv=/usr/lib/rabbitmq/bin/rabbitmq-server
+  [ -x "$srv" ] || srv=$(command -v rabbitmq-server)
+  spawn "$d/pid" "$d/rabbitmq.log" "$srv"
+  # The script execs the VM (beam.smp); record the VM's own PID once known.
+  wait_until "$d/pid" "" "$d/rabbitmq.log" rabbitmq rabbit_ping || { rabbit_stop; return 1; }
+  if [ -s "$d/beam.pid" ] && kill -0 "$(cat "$d/beam.pid")" 2>/dev/null; then
+    cp "$d/beam.pid" "$d/pid"
+  fi
+  rabbit_url
+}
+rabbit_stop() {
+  local d=$BASE/rabbitmq
+  kill_pidfile "$d/pid" "" 60
+  rm -f "$d/beam.pid"
+  kill_pidfile "$d/epmd.pid" epmd 10
+}
+rabbit_status() { alive "$BASE/rabbitmq/pid" "" && rabbit_ping; }
+
+# ---- mariadb ----
+
+mariadb_url() { echo "mysql://sluice:sluice@127.0.0.1:$MARIADB_PORT/sluice"; }
+mariadb_sql() { mariadb --no-defaults -uroot -S "$BASE/mariadb/mysqld.sock" "$@"; }
+mariadb_ping() { mariadb_sql -e 'SELECT 1'; }
+
+mariadb_start() {
+  local d=$BASE/mariadb
+  mkdir -p "$d"
+  if alive "$d/pid" mariadbd; then mariadb_url; return 0; fi
+  rm -f "$d/pid"
+  need_pkgs mariadb-server mariadb-client
+  port_free "$MARIADB_PORT" || die "port $MARIADB_PORT is taken by something this script did not start"
+  if [ ! -d "$d/data/mysql" ]; then
+    rm -rf "$d/data"
+    mariadb-install-db --no-defaults --datadir="$d/data" --user=root \
+      --auth-root-authentication-method=socket --skip-test-db >"$d/install.log" 2>&1 ||
+      { tail -n 30 "$d/install.log" >&2; die "mariadb-install-db failed"; }
+  fi
+  spawn "$d/pid" "$d/mariadb.log" mariadbd --no-defaults --datadir="$d/data" \
+    --socket="$d/mysqld.sock" --port="$MARIADB_PORT" --bind-address=127.0.0.1 --user=root \
+    --pid-file="$d/mariadbd.pid" --log-error="$d/mariadb.log" --skip-name-resolve
+  wait_until "$d/pid" mariadbd "$d/mariadb.log" mariadb mariadb_ping || return 1
+  mariadb_sql -e "CREATE DATABASE IF NOT EXISTS sluice;
+    CREATE USER IF NOT EXISTS 'sluice'@'127.0.0.1' IDENTIFIED BY 'sluice';
+    CREATE USER IF NOT EXISTS 'sluice'@'localhost' IDENTIFIED BY 'sluice';
+    GRANT ALL PRIVILEGES ON *.* TO 'sluice'@'127.0.0.1';
+    GRANT ALL PRIVILEGES ON *.* TO 'sluice'@'localhost';
+    FLUSH PRIVILEGES;" || die "mariadb: cannot create the test user and database"
+  mariadb_url
+}
+mariadb_stop() { kill_pidfile "$BASE/mariadb/pid" mariadbd 60; }
+mariadb_status() { alive "$BASE/mariadb/pid" mariadbd && mariadb_ping >/dev/null 2>&1; }
+
+# ---- main ----
+
+usage() { echo "usage: services.sh start|stop|restart|status|clean NAME... (redis rabbitmq mariadb)" >&2; exit 2; }
+
+fn_of() {
+  case $1 in
+    redis) echo redis ;;
+    rabbitmq | rabbit | amqp) echo rabbit ;;
+    mariadb | mysql) echo mariadb ;;
+    *) die "unknown service '$1' (known: redis rabbitmq mariadb)" ;;
+  esac
+}
+
+[ $# -ge 2 ] || usage
+cmd=$1
+shift
+mkdir -p "$BASE"
+rc=0
+for name in "$@"; do
+  f=$(fn_of "$name")
+  # One lock per service: concurrent fixtures or scripts never race.
+  exec 9>"$BASE/$f.lock"
+  flock -w 300 9 || die "$name: lock busy"
+  case $cmd in
+    start) "${f}_start" || { say "$name: failed to start"; rc=1; } ;;
+    stop) "${f}_stop" ;;
+    restart) "${f}_stop"; "${f}_start" || { say "$name: failed to restart"; rc=1; } ;;
+    status)
+      if "${f}_status"; then echo "$name running $("${f}_url")"; else echo "$name stopped"; rc=1; fi ;;
+    clean) "${f}_stop"; rm -rf "${BASE:?}/${f/rabbit/rabbitmq}" ;;
+    *) usage ;;
+  esac
+  exec 9>&-
+done
+exit $rc
