@@ -500,11 +500,13 @@ static unsigned drain(sl_router *r, int64_t deadline)
             break;
     if (r->active == 0)
         return 0;
+    /* The cut-off count is what was still running at the deadline: a handler
+     * that reacts to the cancel at once has been cut off all the same. */
+    unsigned cut = busy_workers(r);
     sl_ctx_cancel(r->ctx);
-    unsigned busy;
-    while ((busy = busy_workers(r)) < (unsigned)r->active)
+    while (busy_workers(r) < (unsigned)r->active)
         sli_cond_wait_until(&r->cond, &r->mu, sli_mono_ms() + 20);
-    return busy;
+    return cut;
 }
 
 int sl_router_close(sl_router *r, int timeout_ms, unsigned *cut_off)

@@ -66,6 +66,7 @@ struct group {
     entry *delayed; /* sorted by ready_at, singly linked via next */
     msub *members;
     pthread_cond_t cond; /* consumers of this group */
+    int waiters;         /* consumers blocked on cond */
     group *next;
 };
 
@@ -85,6 +86,8 @@ struct topic {
     pthread_cond_t room;
     int room_waiters;
     group *groups;
+    entry *_Atomic freelist; /* recycled entries: pushed by anyone, taken whole under mu */
+    entry *spare;            /* private to the holder of mu */
     void **log; /* persistent bodies */
     size_t nlog, caplog;
     topic *next;
@@ -139,6 +142,14 @@ static void bus_free(bus *b)
         for (size_t i = 0; i < t->nlog; i++)
             sli_msg_body_unref(t->log[i]);
         free(t->log);
+        for (entry *e = atomic_load(&t->freelist), *en; e; e = en) {
+            en = e->next;
+            free(e);
+        }
+        for (entry *e = t->spare, *en; e; e = en) {
+            en = e->next;
+            free(e);
+        }
         sli_rcstr_unref(t->name);
         pthread_mutex_destroy(&t->mu);
         pthread_cond_destroy(&t->room);
@@ -161,7 +172,12 @@ static void entry_unref(entry *e)
         return;
     sli_msg_body_unref(e->body);
     tracker_unref(e->trk);
-    free(e);
+    topic *t = e->t;
+    entry *head = atomic_load_explicit(&t->freelist, memory_order_relaxed);
+    do
+        e->next = head;
+    while (!atomic_compare_exchange_weak_explicit(&t->freelist, &head, e, memory_order_release,
+                                                  memory_order_relaxed));
 }
 
 /* Entry leaves the bus for good (acked, or its group was dropped). Under t->mu. */
@@ -436,7 +452,13 @@ static int mem_pub_open(void **impl, sli_url *u, unsigned *features)
 
 static entry *entry_new(topic *t, group *g, void *body, tracker *trk)
 {
-    entry *e = malloc(sizeof *e);
+    if (!t->spare)
+        t->spare = atomic_exchange_explicit(&t->freelist, NULL, memory_order_acquire);
+    entry *e = t->spare;
+    if (e)
+        t->spare = e->next;
+    else
+        e = malloc(sizeof *e);
     if (!e)
         return NULL;
     atomic_init(&e->refs, 1);
@@ -529,17 +551,28 @@ static int mem_publish(void *impl, const char *tname, sl_msg *const *msgs, size_
             }
             q_push_tail(g, e);
             g->qlen++;
-            pthread_cond_broadcast(&g->cond);
         }
     }
 out:
+    for (group *g = t->groups; g; g = g->next)
+        if (g->waiters)
+            pthread_cond_broadcast(&g->cond);
     pthread_mutex_unlock(&t->mu);
     if (trk) {
         tracker_done(trk); /* drop our own hold */
         if (rc == 0) {
+            /* Wait in short slices so that a close of this publisher (which
+             * cannot reach our tracker) is noticed: it returns SL_ECLOSED. */
             uint32_t left;
             while ((left = atomic_load(&trk->left)) != 0) {
-                if (sli_futex_wait(&trk->left, left, deadline) == SL_ETIMEDOUT &&
+                if (atomic_load(&p->closing)) {
+                    rc = sli_err(SL_ECLOSED, "mem publisher closed while waiting for acks");
+                    break;
+                }
+                int64_t slice = sli_mono_ms() + 20;
+                if (deadline >= 0 && deadline < slice)
+                    slice = deadline;
+                if (sli_futex_wait(&trk->left, left, slice) == SL_ETIMEDOUT && slice == deadline &&
                     atomic_load(&trk->left) != 0) {
                     rc = sli_err(SL_ETIMEDOUT, "mem: acks not all received within %d ms",
                                  opts->timeout_ms);
@@ -675,7 +708,8 @@ static void mem_hook(sl_msg *m, sli_msg_event ev, unsigned delay_ms, void *ctx)
         q_push_head(g, e);
         g->qlen++;
     }
-    pthread_cond_broadcast(&g->cond);
+    if (g->waiters)
+        pthread_cond_broadcast(&g->cond);
     pthread_mutex_unlock(&t->mu);
     if (release)
         entry_unref(e);
@@ -713,7 +747,9 @@ static int mem_next(void *impl, sl_msg **out, int timeout_ms)
             rc = SL_ETIMEDOUT;
             break;
         }
+        g->waiters++;
         sli_cond_wait_until(&g->cond, &t->mu, until);
+        g->waiters--;
     }
     if (e) {
         sl_msg *m;
