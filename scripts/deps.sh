@@ -6,12 +6,14 @@ set -euo pipefail
 PKGS=(build-essential cmake ninja-build pkg-config
       libsqlite3-dev sqlite3 uuid-dev libcmocka-dev libzmq3-dev
       libjansson-dev libyaml-dev libmicrohttpd-dev zlib1g-dev curl jq
-      librabbitmq-dev rabbitmq-server)
+      librabbitmq-dev rabbitmq-server chromium nodejs wrk)
 
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
+# npm: its own Debian package unless the installed nodejs already ships it.
+command -v npm >/dev/null || missing+=(npm)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 echo "deps.sh: installing ${missing[*]}" >&2

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# notify_browser.sh - the web inbox in headless Chromium: starts the service
+# on a temporary data directory and a free loopback port, then runs
+# tests/e2e/browser/inbox.cjs (open /, choose a user, send a notice via the
+# page, see it arrive live with badge and count, mark read, count drops) and
+# keeps a screenshot at $BUILD_DIR/e2e-inbox.png.
+# Needs the Debian chromium and node/npm (scripts/deps.sh); playwright-core,
+# pinned in tests/e2e/browser/package.json, is installed from the npm registry
+# into $BUILD_DIR/e2e-node on first run. No browser is downloaded.
+source "$(dirname "$0")/lib/notify.bash"
+BUILD_DIR=${BUILD_DIR:-$(dirname "$SLUICE")}
+CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
+for tool in node npm "$CHROMIUM"; do
+  command -v "$tool" >/dev/null || { echo "notify_browser: $tool not found (run scripts/deps.sh)" >&2; exit 1; }
+done
+
+# playwright-core into the build directory, once per pinned version.
+NODE_DIR="$BUILD_DIR/e2e-node"
+PKG="$SRC_DIR/tests/e2e/browser/package.json"
+if ! cmp -s "$PKG" "$NODE_DIR/package.json" || [ ! -d "$NODE_DIR/node_modules/playwright-core" ]; then
+  mkdir -p "$NODE_DIR"
+  cp "$PKG" "$NODE_DIR/package.json"
+  export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
+  if ! npm install --prefix "$NODE_DIR" --no-audit --no-fund --loglevel=error >"$WORK/npm.log" 2>&1; then
+    cat "$WORK/npm.log" >&2
+    rm -f "$NODE_DIR/package.json"
+    bad "npm install playwright-core"
+    finish; exit
+  fi
+fi
+
+start_server
+SHOT="$BUILD_DIR/e2e-inbox.png"
+rm -f "$SHOT"
+NODE_PATH="$NODE_DIR/node_modules" CHROMIUM="$CHROMIUM" \
+  timeout 90 node "$SRC_DIR/tests/e2e/browser/inbox.cjs" "$URL" "$SHOT"
+rc=$?
+if [ $rc -ne 0 ]; then
+  FAIL=1
+  echo "server stderr:" >&2; tail -20 "$WORK/server.err" >&2
+fi
+[ -f "$SHOT" ] && echo "screenshot: $SHOT"
+exit $rc
