@@ -6,7 +6,8 @@ set -euo pipefail
 PKGS=(build-essential cmake ninja-build pkg-config
       libsqlite3-dev sqlite3 uuid-dev libcmocka-dev libzmq3-dev
       libjansson-dev libyaml-dev libmicrohttpd-dev zlib1g-dev curl jq
-      librabbitmq-dev rabbitmq-server chromium nodejs wrk)
+      librabbitmq-dev rabbitmq-server chromium nodejs wrk
+      libhiredis-dev redis-server redis-tools)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -10,6 +10,9 @@ extern const sli_backend sli_mem_backend;
 #ifdef SL_HAVE_SQLITE
 extern const sli_backend sli_sqlite_backend;
 #endif
+#ifdef SL_HAVE_REDIS
+extern const sli_backend sli_redis_backend;
+#endif
 #ifdef SL_HAVE_AMQP
 extern const sli_backend sli_amqp_backend;
 #endif
@@ -18,6 +21,9 @@ static const sli_backend *const backends[] = {
     &sli_mem_backend,
 #ifdef SL_HAVE_SQLITE
     &sli_sqlite_backend,
+#endif
+#ifdef SL_HAVE_REDIS
+    &sli_redis_backend,
 #endif
 #ifdef SL_HAVE_AMQP
     &sli_amqp_backend,
@@ -37,6 +43,9 @@ const char *sli_backend_schemes(void)
     return "mem"
 #ifdef SL_HAVE_SQLITE
            ", sqlite"
+#endif
+#ifdef SL_HAVE_REDIS
+           ", redis"
 #endif
 #ifdef SL_HAVE_AMQP
            ", amqp"
