@@ -19,6 +19,7 @@ typedef struct seen_set {
     atomic_size_t distinct;
     uint64_t seed;
     int64_t deadline;
+    _Atomic int64_t progress; /* when distinct last grew (ms) */
 } seen_set;
 
 static void seen_init(seen_set *ss, size_t n, uint64_t seed)
@@ -29,11 +30,22 @@ static void seen_init(seen_set *ss, size_t n, uint64_t seed)
     atomic_init(&ss->distinct, 0);
     ss->seed = seed;
     ss->deadline = tl_now_ms() + 120000;
+    atomic_init(&ss->progress, tl_now_ms());
+}
+
+/* True (after a check failure) when no new message arrived for a while. */
+static bool seen_stalled(seen_set *ss)
+{
+    if (tl_now_ms() - atomic_load(&ss->progress) <= CONF_RECV_MS)
+        return false;
+    tl_check_fail(__FILE__, __LINE__, "stalled at %zu of %zu messages",
+                  atomic_load(&ss->distinct), ss->n);
+    return true;
 }
 
 static bool seen_done(seen_set *ss) { return atomic_load(&ss->distinct) >= ss->n; }
 
-/* Record m (thread-safe); returns false on a duplicate. */
+/* Record m (thread-safe); a duplicate must be a redelivery. */
 static void seen_take(seen_set *ss, sl_msg *m)
 {
     long i = conf_msg_verify(m, ss->seed);
@@ -46,6 +58,7 @@ static void seen_take(seen_set *ss, sl_msg *m)
             tl_check_fail(__FILE__, __LINE__, "message %ld delivered twice without redelivery", i);
     } else {
         atomic_fetch_add(&ss->distinct, 1);
+        atomic_store(&ss->progress, tl_now_ms());
     }
 }
 
@@ -61,8 +74,11 @@ static void *consume_until_done(void *arg)
     while (!seen_done(c->ss) && tl_now_ms() < c->ss->deadline) {
         sl_msg *m = NULL;
         int rc = sl_next(c->s, &m, 100);
-        if (rc == SL_ETIMEDOUT)
+        if (rc == SL_ETIMEDOUT) {
+            if (seen_stalled(c->ss))
+                break;
             continue;
+        }
         if (rc) {
             tl_check_fail(__FILE__, __LINE__, "sl_next: %s: %s", sl_strerror(rc), sl_errmsg());
             break;
