@@ -128,6 +128,14 @@ static int handle(sl_ctx *ctx, sl_msg *in, sl_msg_list *out, void *user)
     const char *pub_at = sl_msg_meta_get(in, "published_at_ms");
     if (pub_at)
         atomic_store(&app->metrics.lag_ms[t], start - atoll(pub_at));
+    /* A message parked by an earlier delivery whose ack was lost (process
+     * stopped between parking and acking) stays parked: only a manual retry,
+     * which marks it "requeued", brings it back. */
+    int parked = 0;
+    if (sl_msg_deliveries(in) > 1 && !sl_msg_meta_get(in, "requeued") &&
+        nf_store_failed_count(app->store, sl_msg_uuid(in), &parked) == 0 &&
+        parked >= app->cfg.max_failures)
+        return 0;
     size_t len;
     const char *payload = sl_msg_payload(in, &len);
     json_error_t jerr;

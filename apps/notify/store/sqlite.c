@@ -452,6 +452,25 @@ static int sq_failed_clear(nf_store *base, const char *order_sn)
     return rc;
 }
 
+static int sq_failed_count(nf_store *base, const char *order_sn, int *count)
+{
+    sq_store *s = (sq_store *)base;
+    *count = 0;
+    pthread_mutex_lock(&s->mu);
+    sqlite3_stmt *st = global_stmt(s, G_F_GET);
+    int rc = SL_EIO;
+    if (st) {
+        sqlite3_bind_text(st, 1, order_sn, -1, SQLITE_STATIC);
+        int r = sqlite3_step(st);
+        if (r == SQLITE_ROW)
+            *count = sqlite3_column_int(st, 0);
+        rc = r == SQLITE_ROW || r == SQLITE_DONE ? 0 : SL_EIO;
+        sqlite3_reset(st);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
 static int sq_failed_list(nf_store *base, int min_count, nf_failed **out, size_t *n)
 {
     sq_store *s = (sq_store *)base;
@@ -536,6 +555,7 @@ const nf_store_ops nf_store_sqlite_ops = {
     .user_get = sq_user_get,
     .failed_bump = sq_failed_bump,
     .failed_clear = sq_failed_clear,
+    .failed_count = sq_failed_count,
     .failed_list = sq_failed_list,
     .failed_reset = sq_failed_reset,
     .ping = sq_ping,

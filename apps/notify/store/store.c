@@ -64,6 +64,11 @@ int nf_store_failed_bump(nf_store *s, const char *order_sn, const char *type, co
     return s->ops->failed_bump(s, order_sn, type, data, count);
 }
 
+int nf_store_failed_count(nf_store *s, const char *order_sn, int *count)
+{
+    return s->ops->failed_count(s, order_sn, count);
+}
+
 int nf_store_failed_clear(nf_store *s, const char *order_sn)
 {
     return s->ops->failed_clear(s, order_sn);

@@ -57,6 +57,7 @@ typedef struct nf_store_ops {
     int (*failed_bump)(nf_store *s, const char *order_sn, const char *type, const char *data,
                        int *count);
     int (*failed_clear)(nf_store *s, const char *order_sn);
+    int (*failed_count)(nf_store *s, const char *order_sn, int *count);
     int (*failed_list)(nf_store *s, int min_count, nf_failed **out, size_t *n);
     int (*failed_reset)(nf_store *s, int64_t id);
     int (*ping)(nf_store *s);
@@ -92,6 +93,8 @@ int nf_store_failed_bump(nf_store *s, const char *order_sn, const char *type, co
                          int *count);
 /* Forget order_sn's failures (after it was applied). Absent is not an error. */
 int nf_store_failed_clear(nf_store *s, const char *order_sn);
+/* failed_count of the row for order_sn, 0 when there is none. */
+int nf_store_failed_count(nf_store *s, const char *order_sn, int *count);
 /* Rows with failed_count >= min_count, oldest first; free with nf_failed_free. */
 int nf_store_failed_list(nf_store *s, int min_count, nf_failed **out, size_t *n);
 void nf_failed_free(nf_failed *v, size_t n);

@@ -328,6 +328,9 @@ static void *writer_main(void *arg)
 
 int sq_submit(sq_db *d, sq_req *r)
 {
+    /* An async request belongs to the writer once queued (it frees it):
+     * read nothing from it after the unlock. */
+    const bool async = r->async;
     r->next = NULL;
     atomic_store(&r->done, 0);
     r->rc = 0;
@@ -350,10 +353,10 @@ int sq_submit(sq_db *d, sq_req *r)
         d->qsync++;
         d->qpubs += r->kind == SQ_PUBLISH;
     }
-    if (!r->async || d->qlen >= SQ_BATCH_MAX / 4)
+    if (!async || d->qlen >= SQ_BATCH_MAX / 4)
         pthread_cond_signal(&d->cond);
     pthread_mutex_unlock(&d->mu);
-    if (r->async)
+    if (async)
         return 0;
     while (!atomic_load(&r->done))
         sli_futex_wait(&r->done, 0, -1);
