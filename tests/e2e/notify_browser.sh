@@ -33,7 +33,7 @@ start_server
 SHOT="$BUILD_DIR/e2e-inbox.png"
 rm -f "$SHOT"
 NODE_PATH="$NODE_DIR/node_modules" CHROMIUM="$CHROMIUM" \
-  timeout 90 node "$SRC_DIR/tests/e2e/browser/inbox.cjs" "$URL" "$SHOT"
+  timeout 200 node "$SRC_DIR/tests/e2e/browser/inbox.cjs" "$URL" "$SHOT"
 rc=$?
 if [ $rc -ne 0 ]; then
   FAIL=1

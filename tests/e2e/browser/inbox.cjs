@@ -3,7 +3,10 @@
 // starts the server and installs playwright-core; not a test by itself).
 //
 // Usage: node inbox.cjs URL SCREENSHOT
-// Environment: CHROMIUM (default /usr/bin/chromium), E2E_UID (default 4242).
+// Environment: CHROMIUM (default /usr/bin/chromium), E2E_UID (default 4242),
+// E2E_STEP_MS (how long one step may wait for the page, default 20000: a
+// whole run takes about 8 s, the margin is for a loaded 2-core machine, where
+// even starting chromium can take half a minute).
 //
 // It acts as a person would: opens /, chooses a user, sends a test notice with
 // the page's form, and waits for it to appear live (the page never reloads:
@@ -26,7 +29,7 @@ if (!url || !shot) {
 }
 const base = url.replace(/\/$/, "");
 const uid = process.env.E2E_UID || "4242";
-const STEP_MS = 10000;
+const STEP_MS = Number(process.env.E2E_STEP_MS || 20000);
 let passed = 0;
 let failed = 0;
 
@@ -56,7 +59,7 @@ async function main() {
            "--no-first-run", "--disable-background-networking",
            "--disable-component-update", "--disable-sync"],
     viewport: { width: 1000, height: 640 },
-    timeout: 30000,
+    timeout: 90000,
   });
   const errors = [];
   try {
