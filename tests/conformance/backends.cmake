@@ -4,3 +4,11 @@
 sl_add_conformance(mem "mem://conf")
 sl_add_conformance(mem_persistent "mem://conf?persistent=true")
 sl_add_conformance(sqlite "sqlite://${CMAKE_BINARY_DIR}/conformance-data/sqlite.db?sync=normal")
+if(EXISTS ${CMAKE_SOURCE_DIR}/src/backends/redis) # real server from scripts/services.sh
+  sl_add_conformance(redis "${SL_SERVICE_URL_redis}?prefix=conf:")
+  sl_require_service(redis CONFORMANCE redis)
+endif()
+if(EXISTS ${CMAKE_SOURCE_DIR}/src/backends/amqp) # real RabbitMQ from scripts/services.sh
+  sl_add_conformance(amqp "${SL_SERVICE_URL_rabbitmq}?exchange_prefix=conf.&queue_prefix=conf.")
+  sl_require_service(rabbitmq CONFORMANCE amqp)
+endif()

@@ -56,6 +56,8 @@ typedef struct rd_conn {
     redisContext *c;
     const rd_opts *o;
     int64_t backoff, next_try; /* mono ms */
+    int64_t down_since;        /* mono ms of the last loss (0: never connected/up) */
+    char why[160];             /* why the last connection was lost or refused */
 } rd_conn;
 
 /* Connect (AUTH, SELECT) unless connected. With a deadline (mono ms, < 0:
@@ -70,6 +72,10 @@ int rd_read(rd_conn *k, redisReply **rep);
 /* One command; *rep is the reply (free it). A server error reply is
  * returned as SL_EIO with the text in sl_errmsg() (*rep still set). */
 int rd_cmd(rd_conn *k, redisReply **rep, int argc, const char **argv, const size_t *lens);
+/* A server error reply meaning "not now" (LOADING, BUSY, TRYAGAIN,
+ * MASTERDOWN): drops the connection (backoff) and returns SL_ECONN, so the
+ * caller retries as after a lost connection; 0 for anything else. */
+int rd_transient(rd_conn *k, const redisReply *r);
 /* rd_cmd with NUL-terminated arguments, reply discarded (errors as above). */
 int rd_cmdv(rd_conn *k, int argc, const char **argv);
 

@@ -12,9 +12,11 @@
  *   ack_deadline=DUR    a delivery not acked within it is reclaimed by the
  *                       group (XAUTOCLAIM), default 30s
  *   block=DUR           one blocking read (default 100ms; bounds close time)
- *   timeout=DUR         connect and I/O timeout (default 5s)
+ *   timeout=DUR         connect and I/O timeout (default 10s)
  *   reconnect=DUR       how long a publish retries while the server is
- *                       unreachable (default 15s)
+ *                       unreachable (default 15s); sl_next reports SL_ECONN
+ *                       only once the server was away that long (before,
+ *                       SL_ETIMEDOUT: the subscription keeps reconnecting)
  *   ack=batch|sync      batch (default): acks are sent by the subscription's
  *                       reading thread before its next read (or at close);
  *                       sync: sl_msg_ack returns after the XACK reply
@@ -56,7 +58,7 @@ int rd_opts_parse(sli_url *u, rd_opts *o)
         (rc = sli_url_opt_bool(u, "exact_trim", false, &o->exact)) ||
         (rc = sli_url_opt_ms(u, "ack_deadline", 30000, &o->ack_deadline)) ||
         (rc = sli_url_opt_ms(u, "block", 100, &o->block)) ||
-        (rc = sli_url_opt_ms(u, "timeout", 5000, &o->timeout)) ||
+        (rc = sli_url_opt_ms(u, "timeout", 10000, &o->timeout)) ||
         (rc = sli_url_opt_ms(u, "reconnect", 15000, &o->reconnect)) ||
         (rc = sli_url_opt_enum(u, "ack", "batch|sync", 0, &ack)))
         return rc;
@@ -76,8 +78,10 @@ int rd_opts_parse(sli_url *u, rd_opts *o)
 
 void rd_conn_drop(rd_conn *k)
 {
-    if (k->c)
+    if (k->c) {
         redisFree(k->c);
+        k->down_since = sli_mono_ms();
+    }
     k->c = NULL;
 }
 
@@ -128,16 +132,20 @@ int rd_conn_ensure(rd_conn *k, int64_t deadline, _Atomic bool *stop)
             return sli_err(SL_ECLOSED, "redis: closed");
         int64_t now = sli_mono_ms();
         if (now < k->next_try) {
-            if (deadline < 0 || k->next_try > deadline)
-                return sli_err(SL_ECONN, "redis %s:%d: unreachable (retrying in %lld ms)",
-                               k->o->host, k->o->port, (long long)(k->next_try - now));
-            int64_t nap = k->next_try - now;
+            if (deadline < 0 || now >= deadline)
+                return sli_err(SL_ECONN, "redis %s:%d: unreachable (retrying in %lld ms): %s",
+                               k->o->host, k->o->port, (long long)(k->next_try - now), k->why);
+            /* nap until the next attempt or the deadline, whichever is first */
+            int64_t nap = (k->next_try < deadline ? k->next_try : deadline) - now;
             usleep((useconds_t)(nap > 50 ? 50 : nap) * 1000);
             continue;
         }
         int rc = connect_once(k);
+        if (rc)
+            snprintf(k->why, sizeof k->why, "%s", sl_errmsg());
         if (rc == 0) {
             k->backoff = 0;
+            k->down_since = 0;
             break;
         }
         k->backoff = k->backoff ? (k->backoff * 2 > 2000 ? 2000 : k->backoff * 2) : 50;
@@ -166,10 +174,31 @@ int rd_read(rd_conn *k, redisReply **rep)
     if (redisGetReply(k->c, &r) != REDIS_OK || !r) {
         int rc = sli_err(SL_ECONN, "redis %s:%d: connection lost: %s", k->o->host, k->o->port,
                          k->c->errstr[0] ? k->c->errstr : "no reply");
+        snprintf(k->why, sizeof k->why, "%s", sl_errmsg());
+        sli_log(SL_LOG_WARN, "redis", "%s; reconnecting", k->why);
         rd_conn_drop(k);
         return rc;
     }
     *rep = r;
+    return 0;
+}
+
+int rd_transient(rd_conn *k, const redisReply *r)
+{
+    static const char *const codes[] = {"LOADING", "BUSY ", "TRYAGAIN", "MASTERDOWN"};
+    if (!r || r->type != REDIS_REPLY_ERROR)
+        return 0;
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
+        if (strncmp(r->str, codes[i], strlen(codes[i])) == 0) {
+            int rc = sli_err(SL_ECONN, "redis %s:%d: not ready: %.*s", k->o->host, k->o->port,
+                             (int)r->len, r->str);
+            snprintf(k->why, sizeof k->why, "%s", sl_errmsg());
+            rd_conn_drop(k); /* pending replies are unknown: start over, with backoff */
+            k->backoff = k->backoff ? k->backoff : 50;
+            k->next_try = sli_mono_ms() + k->backoff;
+            return rc;
+        }
+    }
     return 0;
 }
 
@@ -179,7 +208,7 @@ int rd_cmd(rd_conn *k, redisReply **rep, int argc, const char **argv, const size
     int rc = rd_append(k, argc, argv, lens);
     if (!rc)
         rc = rd_read(k, rep);
-    if (!rc && (*rep)->type == REDIS_REPLY_ERROR)
+    if (!rc && (*rep)->type == REDIS_REPLY_ERROR && !(rc = rd_transient(k, *rep)))
         rc = sli_err(SL_EIO, "redis: %s: %.*s", argv[0], (int)(*rep)->len, (*rep)->str);
     return rc;
 }

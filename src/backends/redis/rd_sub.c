@@ -199,6 +199,10 @@ static int send_settles(rd_sub *s, rd_settle *q, size_t n)
         redisReply *r;
         if ((rc = rd_read(&s->k, &r)) != 0)
             break;
+        if ((rc = rd_transient(&s->k, r)) != 0) {
+            freeReplyObject(r);
+            break;
+        }
         if (r->type == REDIS_REPLY_ERROR)
             sli_log(SL_LOG_WARN, "redis", "settle on %s: %.*s", s->key, (int)r->len, r->str);
         freeReplyObject(r);
@@ -431,8 +435,12 @@ int rd_next(void *impl, sl_msg **out, int timeout_ms)
         if (rc < 0)
             break;
         if (rc == 0 && (timeout_ms == 0 || (deadline >= 0 && sli_mono_ms() >= deadline))) {
-            rc = s->k.c ? SL_ETIMEDOUT
-                        : sli_err(SL_ECONN, "redis %s:%d: unreachable", s->o.host, s->o.port);
+            bool away = !s->k.c && s->k.down_since &&
+                        sli_mono_ms() - s->k.down_since >= s->o.reconnect;
+            rc = !away ? SL_ETIMEDOUT
+                       : sli_err(SL_ECONN, "redis %s:%d: unreachable for %lld ms: %s", s->o.host,
+                                 s->o.port, (long long)(sli_mono_ms() - s->k.down_since),
+                                 s->k.why);
             break;
         }
     }

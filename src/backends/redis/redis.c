@@ -80,6 +80,10 @@ static int publish_some(rd_pub *p, const char *key, size_t keylen, sl_msg *const
             redisReply *r;
             if ((rc = rd_read(&p->k, &r)) != 0)
                 return rc;
+            if ((rc = rd_transient(&p->k, r)) != 0) {
+                freeReplyObject(r);
+                return rc;
+            }
             if (r->type == REDIS_REPLY_ERROR) {
                 rc = sli_err(SL_EIO, "redis: XADD %s: %.*s (%zu of %zu published)", key,
                              (int)r->len, r->str, *done, n);

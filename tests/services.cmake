@@ -1,0 +1,61 @@
+# services.cmake - ctest fixtures around scripts/services.sh, so tests that
+# need a real server (redis, rabbitmq, mariadb) get one started before them
+# and stopped after the last of them:
+#
+#   sl_require_service(<service> TEST...)          # named tests
+#   sl_require_service(<service> CONFORMANCE <backend>)  # every conformance_<backend>_*
+#
+# The first call for a service defines the tests services_start_<service>
+# (FIXTURES_SETUP service_<service>) and services_stop_<service>
+# (FIXTURES_CLEANUP); the given tests get FIXTURES_REQUIRED, plus
+# SL_SERVICE_ENV, SL_SERVICES_SH and SL_CONF_RESTART_CMD="<services.sh>
+# restart <service>" in their environment. A test whose name says "restart"
+# runs alone (RUN_SERIAL)
+# since it takes the server away from everyone else. If the server cannot be
+# started, the start test fails and ctest does not run the tests that need it,
+# which count as failed: nothing is skipped silently.
+#
+# Every build directory gets its own servers: data under <build>/services and
+# ports from a base derived from the build path (override with
+# -DSL_SERVICES_PORT_BASE=N), so two builds on one machine never stop or
+# restart each other's servers. SL_SERVICE_ENV is the environment that points
+# scripts/services.sh at them; SL_SERVICE_URL_<service> are their URLs.
+string(MD5 _sl_h "${CMAKE_BINARY_DIR}")
+string(SUBSTRING "${_sl_h}" 0 4 _sl_h)
+math(EXPR _sl_base "20000 + (0x${_sl_h} % 1000) * 10")
+set(SL_SERVICES_PORT_BASE ${_sl_base} CACHE STRING "first port of this build's test servers")
+set(SL_SERVICES_SH ${CMAKE_SOURCE_DIR}/scripts/services.sh)
+math(EXPR _p_redis "${SL_SERVICES_PORT_BASE} + 0")
+math(EXPR _p_amqp "${SL_SERVICES_PORT_BASE} + 1")
+math(EXPR _p_dist "${SL_SERVICES_PORT_BASE} + 2")
+math(EXPR _p_epmd "${SL_SERVICES_PORT_BASE} + 3")
+math(EXPR _p_maria "${SL_SERVICES_PORT_BASE} + 4")
+set(SL_SERVICE_ENV "SL_SERVICES_DIR=${CMAKE_BINARY_DIR}/services" "SL_REDIS_PORT=${_p_redis}"
+  "SL_RABBITMQ_PORT=${_p_amqp}" "SL_RABBITMQ_DIST_PORT=${_p_dist}" "SL_EPMD_PORT=${_p_epmd}"
+  "SL_MARIADB_PORT=${_p_maria}")
+set(SL_SERVICE_URL_redis "redis://127.0.0.1:${_p_redis}/0")
+set(SL_SERVICE_URL_rabbitmq "amqp://guest:guest@127.0.0.1:${_p_amqp}/")
+set(SL_SERVICE_URL_mariadb "mysql://sluice:sluice@127.0.0.1:${_p_maria}/sluice")
+
+function(sl_require_service service)
+  if(NOT TEST services_start_${service})
+    add_test(NAME services_start_${service} COMMAND ${SL_SERVICES_SH} start ${service})
+    set_tests_properties(services_start_${service} PROPERTIES
+      FIXTURES_SETUP service_${service} TIMEOUT 900 LABELS services ENVIRONMENT "${SL_SERVICE_ENV}")
+    add_test(NAME services_stop_${service} COMMAND ${SL_SERVICES_SH} stop ${service})
+    set_tests_properties(services_stop_${service} PROPERTIES
+      FIXTURES_CLEANUP service_${service} TIMEOUT 120 LABELS services ENVIRONMENT "${SL_SERVICE_ENV}")
+  endif()
+  set(tests ${ARGN})
+  if(ARGV1 STREQUAL "CONFORMANCE")
+    list(TRANSFORM SL_CONF_BEHAVIOURS PREPEND conformance_${ARGV2}_ OUTPUT_VARIABLE tests)
+  endif()
+  foreach(t ${tests})
+    set_property(TEST ${t} APPEND PROPERTY FIXTURES_REQUIRED service_${service})
+    set_property(TEST ${t} APPEND PROPERTY ENVIRONMENT ${SL_SERVICE_ENV}
+      "SL_SERVICES_SH=${SL_SERVICES_SH}" "SL_CONF_RESTART_CMD=${SL_SERVICES_SH} restart ${service}")
+    if(t MATCHES "restart")
+      set_property(TEST ${t} PROPERTY RUN_SERIAL TRUE)
+    endif()
+  endforeach()
+endfunction()
