@@ -22,7 +22,7 @@
  * message is received. Sides alternate for REPS repetitions; medians are
  * reported, and the run ends with exactly one line:
  *   ratio: amqp_pubsub_64b ours=<msg/s> peer=<msg/s> ratio=<ours/peer> target=0.8
- * Knobs (environment): SL_BENCH_MESSAGES (default 20000), SL_BENCH_REPS
+ * Knobs (environment): SL_BENCH_MESSAGES (default 10000), SL_BENCH_REPS
  * (default 3), SL_BENCH_BATCH (default 100), SL_BENCH_PREFETCH (default
  * 256), SL_AMQP_URL (use this broker; services.sh is not touched),
  * SL_SERVICES_SH (path of services.sh; default: found above the binary).
@@ -318,7 +318,7 @@ static double run_peer(run *r)
 
 int main(void)
 {
-    run r = {.n = bench_env_u64("SL_BENCH_MESSAGES", 20000),
+    run r = {.n = bench_env_u64("SL_BENCH_MESSAGES", 10000),
              .batch = (unsigned)bench_env_u64("SL_BENCH_BATCH", 100),
              .prefetch = (unsigned)bench_env_u64("SL_BENCH_PREFETCH", 256)};
     unsigned reps = (unsigned)bench_env_u64("SL_BENCH_REPS", 3);

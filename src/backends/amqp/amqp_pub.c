@@ -312,6 +312,16 @@ int sli_amqp_publish(void *impl, const char *topic, sl_msg *const *msgs, size_t 
     int rc = sli_amqp_exchange_name(&p->cfg, topic, b.exchange);
     if (rc)
         return rc;
+    /* Refuse what AMQP cannot carry before anything reaches the channel, so
+     * a bad message never leaves confirms owed to a later call. */
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = 0, nm = sl_msg_meta_count(msgs[i]); k < nm; k++) {
+            const char *key, *val;
+            sl_msg_meta_at(msgs[i], k, &key, &val);
+            if (strlen(key) > 255)
+                return sli_err(SL_EINVAL, "amqp: message %zu: metadata key longer than 255 "
+                                          "bytes: %.40s...", i, key);
+        }
     b.deadline = sli_mono_ms() + (opts->timeout_ms >= 0 ? opts->timeout_ms
                                                          : p->cfg.publish_timeout_ms);
     b.done = calloc(n, 1);
