@@ -59,6 +59,24 @@ static pid_t spawn(const char *mode, const char *url, const char *tag)
     return pid;
 }
 
+/* Wait (bounded) until the helper has confirmed something: the log grew past
+ * `since` bytes. Keeps the kill mid-load however slow the machine is. */
+static void wait_log_growth(off_t since, int timeout_ms)
+{
+    for (int waited = 0; waited < timeout_ms; waited += 5) {
+        struct stat st;
+        if (stat(logpath, &st) == 0 && st.st_size > since)
+            return;
+        tl_sleep_ms(5);
+    }
+}
+
+static off_t log_size(void)
+{
+    struct stat st;
+    return stat(logpath, &st) == 0 ? st.st_size : 0;
+}
+
 static void kill_at_random(pid_t pid, int min_ms, int max_ms)
 {
     tl_sleep_ms(min_ms + rand() % (max_ms - min_ms));
@@ -161,7 +179,10 @@ static void publisher_kill(void **state)
     for (int r = 0; r < ROUNDS; r++) {
         char tag[16];
         snprintf(tag, sizeof tag, "r%d", r);
-        kill_at_random(spawn("pub", url, tag), 20, 150);
+        off_t before = log_size();
+        pid_t pid = spawn("pub", url, tag);
+        wait_log_growth(before, 30000);
+        kill_at_random(pid, 1, 130);
     }
     strset confirmed = {0}, got = {0};
     char *log = slurp(logpath);
