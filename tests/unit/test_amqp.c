@@ -163,7 +163,8 @@ static void wire_format_seen_by_raw_client(void **state)
     amqp_envelope_t env;
     struct timeval tv = {10, 0};
     assert_int_equal(amqp_consume_message(c, &env, &tv, 0).reply_type, AMQP_RESPONSE_NORMAL);
-    assert_string_equal((char *)env.routing_key.bytes, topic);
+    assert_int_equal(env.routing_key.len, strlen(topic));
+    assert_memory_equal(env.routing_key.bytes, topic, strlen(topic));
     amqp_basic_properties_t *pr = &env.message.properties;
     assert_true(pr->_flags & AMQP_BASIC_DELIVERY_MODE_FLAG);
     assert_int_equal(pr->delivery_mode, 2);

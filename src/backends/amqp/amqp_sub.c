@@ -269,9 +269,11 @@ static int flush_ops(asub *s, uint32_t gen)
         size_t n = 0;
         pthread_mutex_lock(&k->mu);
         n = k->nops < 64 ? k->nops : 64;
-        memcpy(buf, k->ops, n * sizeof *buf);
-        memmove(k->ops, k->ops + n, (k->nops - n) * sizeof *k->ops);
-        k->nops -= n;
+        if (n) {
+            memcpy(buf, k->ops, n * sizeof *buf);
+            memmove(k->ops, k->ops + n, (k->nops - n) * sizeof *k->ops);
+            k->nops -= n;
+        }
         pthread_mutex_unlock(&k->mu);
         if (n == 0)
             break;
