@@ -5,7 +5,8 @@
  * One thread at a time runs next() on a subscription (nmu), and only that
  * thread uses the reading connection. next() loops:
  *   1. send the queued acks (XACK) and nacks (XCLAIM to ourselves with an
- *      IDLE that makes the entry claimable now, or after the nack delay);
+ *      IDLE that makes the entry claimable now, or after the nack delay),
+ *      pipelined with the read that follows;
  *   2. hand out a buffered message if there is one;
  *   3. while fewer than `prefetch` deliveries are unsettled: XAUTOCLAIM
  *      (when due: after a nack, every claim interval, at the start) entries
@@ -53,7 +54,8 @@ typedef struct rd_sub {
     bool priv;
     unsigned prefetch;
     _Atomic uint32_t out; /* handed out, not settled */
-    _Atomic uint32_t seq; /* bumped on every settle */
+    _Atomic uint32_t seq;     /* bumped on every settle */
+    _Atomic uint32_t waiters; /* next() waiting on seq for room */
     _Atomic bool closed;
     _Atomic uint32_t inside;
     pthread_mutex_t nmu; /* next(), the reading connection and what follows */
@@ -66,6 +68,9 @@ typedef struct rd_sub {
     rd_settle *q;
     size_t nq, capq;
     bool final; /* settles are no longer taken */
+    rd_settle *sent; /* queued on k, replies not read yet (next thread only) */
+    size_t nsent;
+    unsigned unread; /* replies of sent to read */
     rd_conn ak;
 } rd_sub;
 
@@ -149,16 +154,23 @@ static void rd_hook(sl_msg *m, sli_msg_event ev, unsigned delay_ms, void *ctx)
     pthread_mutex_unlock(&s->qmu);
     atomic_fetch_sub(&s->out, 1);
     atomic_fetch_add(&s->seq, 1);
-    sli_futex_wake_all(&s->seq);
+    if (atomic_load(&s->waiters))
+        sli_futex_wake_all(&s->seq);
 }
 
-/* Send q[0..n): one XACK for the acks, one XCLAIM per nack. */
-static int send_settles(rd_sub *s, rd_settle *q, size_t n)
+/* Queue q[0..n) on the connection: one XACK for the acks, one XCLAIM per
+ * nack. Their replies are read by settles_drain (after the next command is
+ * queued too, so a batch of acks costs no extra round trip). */
+static int settles_append(rd_sub *s, rd_settle *q, size_t n)
 {
     const char **a = malloc((n + 3) * sizeof *a);
-    if (!a)
+    size_t *l = malloc((n + 3) * sizeof *l);
+    if (!a || !l) {
+        free(a);
+        free(l);
         return sli_err(SL_ENOMEM, "out of memory");
-    size_t na = 3, cmds = 0;
+    }
+    size_t na = 3;
     a[0] = "XACK", a[1] = s->key, a[2] = s->group;
     int rc = 0;
     int64_t now = sli_mono_ms();
@@ -175,46 +187,68 @@ static int send_settles(rd_sub *s, rd_settle *q, size_t n)
             snprintf(idle, sizeof idle, "%lld", (long long)(left > 0 ? left : 0));
         const char *c[] = {"XCLAIM", s->key, s->group, s->consumer, "0", q[i].id, "IDLE", idle,
                            "JUSTID"};
-        size_t l[9];
+        size_t cl[9];
         for (int j = 0; j < 9; j++)
-            l[j] = j == 1 ? s->keylen : strlen(c[j]);
-        rc = rd_append(&s->k, 9, c, l);
-        cmds++;
+            cl[j] = j == 1 ? s->keylen : strlen(c[j]);
+        if ((rc = rd_append(&s->k, 9, c, cl)) == 0)
+            s->unread++;
         int64_t due = now + (q[i].delay_ms ? (int64_t)q[i].delay_ms + 2 : 0);
         if (due < s->claim_at)
             s->claim_at = due;
     }
     if (!rc && na > 3) {
-        size_t *l = malloc(na * sizeof *l);
-        if (!l)
-            rc = sli_err(SL_ENOMEM, "out of memory");
-        for (size_t i = 0; l && i < na; i++)
+        for (size_t i = 0; i < na; i++)
             l[i] = i == 1 ? s->keylen : strlen(a[i]);
-        if (l)
-            rc = rd_append(&s->k, (int)na, a, l);
-        cmds++;
-        free(l);
+        if ((rc = rd_append(&s->k, (int)na, a, l)) == 0)
+            s->unread++;
     }
-    for (size_t i = 0; i < cmds && !rc; i++) {
-        redisReply *r;
-        if ((rc = rd_read(&s->k, &r)) != 0)
-            break;
-        if ((rc = rd_transient(&s->k, r)) != 0) {
-            freeReplyObject(r);
-            break;
-        }
-        if (r->type == REDIS_REPLY_ERROR)
-            sli_log(SL_LOG_WARN, "redis", "settle on %s: %.*s", s->key, (int)r->len, r->str);
-        freeReplyObject(r);
-    }
-    if (rc)
-        rd_conn_drop(&s->k);
     free(a);
+    free(l);
     return rc;
 }
 
-/* Send every queued settle; on failure they go back to the queue. */
-static int flush_settles(rd_sub *s, bool final)
+/* Put settles back at the head of the queue (their send failed). */
+static void settles_requeue(rd_sub *s, rd_settle *q, size_t n)
+{
+    pthread_mutex_lock(&s->qmu);
+    rd_settle *m = s->final ? NULL : realloc(q, (n + s->nq) * sizeof *q);
+    if (m) {
+        memcpy(m + n, s->q, s->nq * sizeof *q);
+        free(s->q);
+        s->q = m;
+        s->nq = s->capq = n + s->nq;
+        q = NULL;
+    }
+    pthread_mutex_unlock(&s->qmu);
+    free(q);
+}
+
+/* Read the replies of the settles sent; on failure they are queued again. */
+static int settles_drain(rd_sub *s)
+{
+    int rc = 0;
+    for (; s->unread && !rc; s->unread--) {
+        redisReply *r;
+        if ((rc = rd_read(&s->k, &r)) != 0)
+            break;
+        if ((rc = rd_transient(&s->k, r)) == 0 && r->type == REDIS_REPLY_ERROR)
+            sli_log(SL_LOG_WARN, "redis", "settle on %s: %.*s", s->key, (int)r->len, r->str);
+        freeReplyObject(r);
+    }
+    s->unread = 0;
+    if (rc) {
+        rd_conn_drop(&s->k);
+        settles_requeue(s, s->sent, s->nsent);
+    } else {
+        free(s->sent);
+    }
+    s->sent = NULL;
+    s->nsent = 0;
+    return rc;
+}
+
+/* Queue every settle taken so far (final: and take no more). */
+static int settles_send(rd_sub *s, bool final)
 {
     pthread_mutex_lock(&s->qmu);
     rd_settle *q = s->q;
@@ -228,20 +262,16 @@ static int flush_settles(rd_sub *s, bool final)
         free(q);
         return 0;
     }
-    int rc = send_settles(s, q, n);
-    if (rc && !final) {
-        pthread_mutex_lock(&s->qmu);
-        rd_settle *m = realloc(q, (n + s->nq) * sizeof *q);
-        if (m) {
-            memcpy(m + n, s->q, s->nq * sizeof *q);
-            free(s->q);
-            s->q = m;
-            s->nq = s->capq = n + s->nq;
-            q = NULL;
-        }
-        pthread_mutex_unlock(&s->qmu);
+    s->sent = q;
+    s->nsent = n;
+    int rc = settles_append(s, q, n);
+    if (rc) { /* nothing half-queued may stay on the connection */
+        s->unread = 0;
+        rd_conn_drop(&s->k);
+        settles_requeue(s, s->sent, s->nsent);
+        s->sent = NULL;
+        s->nsent = 0;
     }
-    free(q);
     return rc;
 }
 
@@ -342,8 +372,17 @@ static int read_group(rd_sub *s, unsigned room, int64_t block)
     size_t l[11];
     for (int j = 0; j < n; j++)
         l[j] = a[j] == s->key ? s->keylen : strlen(a[j]);
-    redisReply *r;
-    int rc = rd_cmd(&s->k, &r, n, a, l);
+    redisReply *r = NULL;
+    int rc = rd_append(&s->k, n, a, l);
+    if (rc) {
+        rd_conn_drop(&s->k);
+        return rc;
+    }
+    if ((rc = settles_drain(s)) != 0) /* the settles went out just before */
+        return rc;
+    if ((rc = rd_read(&s->k, &r)) == 0 && r->type == REDIS_REPLY_ERROR &&
+        (rc = rd_transient(&s->k, r)) == 0)
+        rc = sli_err(SL_EIO, "redis: XREADGROUP %s: %.*s", s->key, (int)r->len, r->str);
     if (rc == SL_EIO && r && strstr(r->str, "NOGROUP")) {
         /* the stream or group vanished (deleted, or lost by the server):
          * recreate it and read what is there */
@@ -388,15 +427,19 @@ static int step(rd_sub *s, int64_t deadline)
         int rc = rd_conn_ensure(&s->k, deadline >= 0 ? min64(deadline, until) : until, &s->closed);
         return rc == SL_ECONN ? 0 : rc ? rc : 1;
     }
-    int rc = flush_settles(s, false);
+    int rc = settles_send(s, false);
     unsigned held = atomic_load(&s->out);
+    if (!rc && (held >= s->prefetch || now >= s->claim_at))
+        rc = settles_drain(s); /* no read follows at once to carry them */
     if (rc || held >= s->prefetch) {
         if (rc && rc != SL_ECONN)
             return rc;
+        atomic_fetch_add(&s->waiters, 1);
         uint32_t seen = atomic_load(&s->seq);
         if (!rc && atomic_load(&s->out) >= s->prefetch)
             sli_futex_wait(&s->seq, seen, deadline >= 0 ? min64(deadline, now + s->o.block)
                                                         : now + s->o.block);
+        atomic_fetch_sub(&s->waiters, 1);
         return 0;
     }
     unsigned room = s->prefetch - held;
@@ -543,7 +586,9 @@ int rd_unsubscribe(void *impl)
     s->nbuf = s->ibuf = 0;
     int rc = rd_conn_ensure(&s->k, sli_mono_ms() + s->o.timeout, NULL);
     if (!rc)
-        rc = flush_settles(s, true);
+        rc = settles_send(s, true);
+    if (!rc)
+        rc = settles_drain(s);
     if (!rc) {
         if (s->priv) {
             const char *d[] = {"XGROUP", "DESTROY", s->key, s->group};
