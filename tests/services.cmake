@@ -8,8 +8,8 @@
 # The first call for a service defines the tests services_start_<service>
 # (FIXTURES_SETUP service_<service>) and services_stop_<service>
 # (FIXTURES_CLEANUP); the given tests get FIXTURES_REQUIRED, plus
-# SL_SERVICE_ENV, SL_SERVICES_SH and SL_CONF_RESTART_CMD="<services.sh>
-# restart <service>" in their environment. A test whose name says "restart"
+# SL_SERVICE_ENV, SL_SERVICES_SH, SL_<SERVICE>_URL (e.g. SL_REDIS_URL) and
+# SL_CONF_RESTART_CMD="<services.sh> restart <service>" in their environment. A test whose name says "restart"
 # runs alone (RUN_SERIAL)
 # since it takes the server away from everyone else. If the server cannot be
 # started, the start test fails and ctest does not run the tests that need it,
@@ -38,7 +38,10 @@ set(SL_SERVICE_URL_rabbitmq "amqp://guest:guest@127.0.0.1:${_p_amqp}/")
 set(SL_SERVICE_URL_mariadb "mysql://sluice:sluice@127.0.0.1:${_p_maria}/sluice")
 
 function(sl_require_service service)
-  if(NOT TEST services_start_${service})
+  # Tests are directory-scoped: remember globally which fixtures exist.
+  get_property(_defined GLOBAL PROPERTY SL_SERVICE_FIXTURES)
+  if(NOT service IN_LIST _defined)
+    set_property(GLOBAL APPEND PROPERTY SL_SERVICE_FIXTURES ${service})
     add_test(NAME services_start_${service} COMMAND ${SL_SERVICES_SH} start ${service})
     set_tests_properties(services_start_${service} PROPERTIES
       FIXTURES_SETUP service_${service} TIMEOUT 900 LABELS services ENVIRONMENT "${SL_SERVICE_ENV}")
@@ -46,6 +49,7 @@ function(sl_require_service service)
     set_tests_properties(services_stop_${service} PROPERTIES
       FIXTURES_CLEANUP service_${service} TIMEOUT 120 LABELS services ENVIRONMENT "${SL_SERVICE_ENV}")
   endif()
+  string(TOUPPER ${service} _up)
   set(tests ${ARGN})
   if(ARGV1 STREQUAL "CONFORMANCE")
     list(TRANSFORM SL_CONF_BEHAVIOURS PREPEND conformance_${ARGV2}_ OUTPUT_VARIABLE tests)
@@ -53,9 +57,15 @@ function(sl_require_service service)
   foreach(t ${tests})
     set_property(TEST ${t} APPEND PROPERTY FIXTURES_REQUIRED service_${service})
     set_property(TEST ${t} APPEND PROPERTY ENVIRONMENT ${SL_SERVICE_ENV}
-      "SL_SERVICES_SH=${SL_SERVICES_SH}" "SL_CONF_RESTART_CMD=${SL_SERVICES_SH} restart ${service}")
+      "SL_SERVICES_SH=${SL_SERVICES_SH}" "SL_CONF_RESTART_CMD=${SL_SERVICES_SH} restart ${service}"
+      "SL_${_up}_URL=${SL_SERVICE_URL_${service}}")
     if(t MATCHES "restart")
       set_property(TEST ${t} PROPERTY RUN_SERIAL TRUE)
     endif()
   endforeach()
 endfunction()
+
+# Unit tests of server backends (tests/unit/test_<name>.c) need their server.
+if(TEST unit_redis)
+  sl_require_service(redis unit_redis)
+endif()
