@@ -55,13 +55,17 @@ need_pkgs() { # install the Debian packages among "$@" that are missing
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   export DEBIAN_FRONTEND=noninteractive
   # No service may be started by the package itself (policy-rc.d 101).
+  local policy=""
   if [ -z "$sudo" ] && [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
-    trap 'rm -f /usr/sbin/policy-rc.d' RETURN
+    policy=/usr/sbin/policy-rc.d
   fi
+  local ok=0
   $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null 2>&1 ||
     { $sudo apt-get update -qq && $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; } ||
-    die "cannot install ${missing[*]}"
+    ok=1
+  [ -z "$policy" ] || rm -f "$policy"
+  [ $ok -eq 0 ] || die "cannot install ${missing[*]}"
 }
 
 # alive PIDFILE PATTERN: the recorded PID runs a program whose command line
