@@ -277,7 +277,7 @@ static double run_peer(run *r)
                 ack[3 + i] = ids[i];
             redisAppendCommandArgv(c, (int)(3 + nids), ack, NULL);
         }
-        const char *rd[] = {"XREADGROUP", "GROUP", "bench", "c1",      "COUNT", cnt,
+        const char *rd[] = {"XREADGROUP", "GROUP", "bench",   "c1",   "COUNT", cnt,
                             "BLOCK",      "100",   "STREAMS", r->key, ">"};
         redisAppendCommandArgv(c, 11, rd, NULL);
         void *rep;

@@ -5,14 +5,12 @@
  *             stream whose consumer group has 2 competing subscriptions (2
  *             threads); half-way through, Redis is restarted (services.sh
  *             restart redis) while the second half is published (paced, one
- *             batch per publisher every 30 ms, so it spans the restart). A publish that fails is retried, as an
- *             application would; subscriptions reconnect on their own
- *             (sl_next reports SL_ECONN while the server is away). In the end
- *             every message whose publish returned success was delivered and
- *             acked exactly once after deduplication by UUID; copies are
- *             counted: redeliveries (delivery count > 1) and re-published
- *             copies (a retried XADD whose reply was lost). Finally a fresh
- *             member of the group receives nothing: no entry is left pending.
+ *             batch per publisher every 30 ms, so it spans the restart). A publish that fails is
+ * retried, as an application would; subscriptions reconnect on their own (sl_next reports SL_ECONN
+ * while the server is away). In the end every message whose publish returned success was delivered
+ * and acked exactly once after deduplication by UUID; copies are counted: redeliveries (delivery
+ * count > 1) and re-published copies (a retried XADD whose reply was lost). Finally a fresh member
+ * of the group receives nothing: no entry is left pending.
  *
  * usage: crash_redis SERVICES_SH URL
  * The restart command is $SL_CONF_RESTART_CMD when set (the ctest fixture
@@ -175,8 +173,8 @@ static void restart_server(run *r)
 static void restart_mid_run(void **state)
 {
     (void)state;
-    run r = {.topic = tl_unique("crash-redis"), .group = tl_unique("g"),
-             .n = tl_scaled(20000, 2000)};
+    run r = {
+        .topic = tl_unique("crash-redis"), .group = tl_unique("g"), .n = tl_scaled(20000, 2000)};
     r.confirmed = calloc(r.n, sizeof *r.confirmed);
     r.acked = calloc(r.n, sizeof *r.acked);
     r.uuids = calloc(r.n, sizeof *r.uuids);

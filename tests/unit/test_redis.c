@@ -2,8 +2,8 @@
  * test_redis.c - behaviour of the redis:// backend that the conformance suite
  * does not cover: option checking, a clear error for a server that is not
  * there, the entry layout other tools see, entries written by other tools,
- * retention (MAXLEN), and reclaiming what a dead consumer held after
- * ack_deadline.
+ * retention (MAXLEN), reclaiming what a dead consumer held after
+ * ack_deadline, and ack=sync.
  *
  * Needs the real server: SL_REDIS_URL (set by the ctest fixture of
  * tests/services.cmake, which starts it with scripts/services.sh). Without it
@@ -16,7 +16,7 @@
 
 #include "testlib.h"
 
-static const char *base;   /* redis://host:port/db */
+static const char *base; /* redis://host:port/db */
 static char host[128];
 static int port;
 
@@ -224,6 +224,41 @@ static void dead_consumer_is_reclaimed_after_ack_deadline(void **state)
     sl_publisher_close(p);
 }
 
+/* ack=sync: once sl_msg_ack returns, the entry is no longer pending. */
+static void sync_ack_is_on_the_server_when_ack_returns(void **state)
+{
+    (void)state;
+    const char *topic = tl_unique("syncack"), *group = tl_unique("g");
+    sl_publisher *p;
+    assert_int_equal(sl_publisher_open(&p, base), 0);
+    sl_subscriber *sub;
+    assert_int_equal(sl_subscriber_open(&sub, url_with("ack=sync")), 0);
+    sl_subscribe_opts o;
+    sl_subscribe_opts_init(&o);
+    o.group = group;
+    sl_subscription *s;
+    assert_int_equal(sl_subscribe(sub, topic, &o, &s), 0);
+    sl_msg *m;
+    assert_int_equal(sl_msg_new(&m, "x", 1), 0);
+    assert_int_equal(sl_publish(p, topic, &m, 1), 0);
+    sl_msg *got;
+    assert_int_equal(sl_next(s, &got, 5000), 0);
+    redisContext *c = raw();
+    redisReply *r = redisCommand(c, "XPENDING %s %s", topic, group);
+    assert_int_equal(r->element[0]->integer, 1);
+    freeReplyObject(r);
+    assert_int_equal(sl_msg_ack(got), 0);
+    r = redisCommand(c, "XPENDING %s %s", topic, group);
+    assert_int_equal(r->element[0]->integer, 0);
+    freeReplyObject(r);
+    sl_msg_unref(got);
+    sl_msg_unref(m);
+    sl_subscriber_close(sub);
+    sl_publisher_close(p);
+    freeReplyObject(redisCommand(c, "DEL %s", topic));
+    redisFree(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -233,6 +268,7 @@ int main(void)
         cmocka_unit_test(foreign_entries_are_delivered),
         cmocka_unit_test(maxlen_keeps_the_newest),
         cmocka_unit_test(dead_consumer_is_reclaimed_after_ack_deadline),
+        cmocka_unit_test(sync_ack_is_on_the_server_when_ack_returns),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

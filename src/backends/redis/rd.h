@@ -8,7 +8,9 @@
  *  - every subscription reads through a consumer group: a named group is
  *    shared (competing consumers); a subscription without a group gets a
  *    private group "sl.priv.<uuid>" (so it sees every message and gets
- *    redelivery from the pending list), destroyed when it closes;
+ *    redelivery from the pending list), destroyed when it closes (a process
+ *    that dies leaves its "sl.priv.*" groups behind: harmless, they only
+ *    hold a pending list; XGROUP DESTROY cleans them up);
  *  - each subscription has its own connection for its blocking reads
  *    (XREADGROUP BLOCK <block>, short, so a close is prompt); acks and
  *    nacks from any thread are queued and sent by the reading thread before

@@ -119,8 +119,8 @@ static int connect_once(rd_conn *k)
     int rc = handshake(k);
     if (rc) {
         rd_conn_drop(k);
-        return rc == SL_ECONN ? rc : sli_err(SL_ECONN, "redis %s:%d: %s", o->host, o->port,
-                                             sl_errmsg());
+        return rc == SL_ECONN ? rc
+                              : sli_err(SL_ECONN, "redis %s:%d: %s", o->host, o->port, sl_errmsg());
     }
     return 0;
 }
@@ -326,8 +326,8 @@ int rd_entry_msg(const redisReply *e, sl_msg **out, char *id, size_t idlen)
             payload = v;
     }
     sl_msg *m;
-    int rc = sl_msg_new_with_uuid(&m, uuid, payload ? payload->str : NULL,
-                                  payload ? payload->len : 0);
+    int rc =
+        sl_msg_new_with_uuid(&m, uuid, payload ? payload->str : NULL, payload ? payload->len : 0);
     if (rc)
         return rc;
     for (size_t i = 0; i + 1 < f->elements; i += 2) {

@@ -28,7 +28,7 @@
 #include "backends/redis/rd.h"
 
 #define RD_ID_MAX 48
-#define RD_READ_MAX 1024          /* entries per read */
+#define RD_READ_MAX 1024           /* entries per read */
 #define RD_IDLE_ANY "315360000000" /* ten years: claimable by any member at once */
 #define RD_HANDBACK "sl.handback"  /* consumer holding entries handed back */
 
@@ -53,7 +53,7 @@ typedef struct rd_sub {
     char group[300], consumer[64];
     bool priv;
     unsigned prefetch;
-    _Atomic uint32_t out; /* handed out, not settled */
+    _Atomic uint32_t out;     /* handed out, not settled */
     _Atomic uint32_t seq;     /* bumped on every settle */
     _Atomic uint32_t waiters; /* next() waiting on seq for room */
     _Atomic bool closed;
@@ -67,7 +67,7 @@ typedef struct rd_sub {
     pthread_mutex_t qmu; /* the settle queue and the ack=sync connection */
     rd_settle *q;
     size_t nq, capq;
-    bool final; /* settles are no longer taken */
+    bool final;      /* settles are no longer taken */
     rd_settle *sent; /* queued on k, replies not read yet (next thread only) */
     size_t nsent;
     unsigned unread; /* replies of sent to read */
@@ -185,8 +185,8 @@ static int settles_append(rd_sub *s, rd_settle *q, size_t n)
             snprintf(idle, sizeof idle, "%s", RD_IDLE_ANY);
         else
             snprintf(idle, sizeof idle, "%lld", (long long)(left > 0 ? left : 0));
-        const char *c[] = {"XCLAIM", s->key, s->group, s->consumer, "0", q[i].id, "IDLE", idle,
-                           "JUSTID"};
+        const char *c[] = {"XCLAIM", s->key, s->group, s->consumer, "0",
+                           q[i].id,  "IDLE", idle,     "JUSTID"};
         size_t cl[9];
         for (int j = 0; j < 9; j++)
             cl[j] = j == 1 ? s->keylen : strlen(c[j]);
@@ -309,7 +309,7 @@ static void fetch_counts(rd_sub *s)
         return;
     char cnt[16];
     snprintf(cnt, sizeof cnt, "%u", s->capbuf * 4 + 64);
-    const char *a[] = {"XPENDING", s->key,  s->group,   s->buf[0].id, s->buf[s->nbuf - 1].id,
+    const char *a[] = {"XPENDING", s->key,     s->group, s->buf[0].id, s->buf[s->nbuf - 1].id,
                        cnt,        s->consumer};
     size_t l[7];
     for (int j = 0; j < 7; j++)
@@ -415,7 +415,10 @@ static int deliver(rd_sub *s, sl_msg **out)
     return 0;
 }
 
-static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+static int64_t min64(int64_t a, int64_t b)
+{
+    return a < b ? a : b;
+}
 
 /* One step of next(): 1 when a message is ready or the caller should look
  * again, 0 when it waited without result, < 0 on error. */
@@ -437,8 +440,8 @@ static int step(rd_sub *s, int64_t deadline)
         atomic_fetch_add(&s->waiters, 1);
         uint32_t seen = atomic_load(&s->seq);
         if (!rc && atomic_load(&s->out) >= s->prefetch)
-            sli_futex_wait(&s->seq, seen, deadline >= 0 ? min64(deadline, now + s->o.block)
-                                                        : now + s->o.block);
+            sli_futex_wait(&s->seq, seen,
+                           deadline >= 0 ? min64(deadline, now + s->o.block) : now + s->o.block);
         atomic_fetch_sub(&s->waiters, 1);
         return 0;
     }
@@ -478,12 +481,11 @@ int rd_next(void *impl, sl_msg **out, int timeout_ms)
         if (rc < 0)
             break;
         if (rc == 0 && (timeout_ms == 0 || (deadline >= 0 && sli_mono_ms() >= deadline))) {
-            bool away = !s->k.c && s->k.down_since &&
-                        sli_mono_ms() - s->k.down_since >= s->o.reconnect;
+            bool away =
+                !s->k.c && s->k.down_since && sli_mono_ms() - s->k.down_since >= s->o.reconnect;
             rc = !away ? SL_ETIMEDOUT
                        : sli_err(SL_ECONN, "redis %s:%d: unreachable for %lld ms: %s", s->o.host,
-                                 s->o.port, (long long)(sli_mono_ms() - s->k.down_since),
-                                 s->k.why);
+                                 s->o.port, (long long)(sli_mono_ms() - s->k.down_since), s->k.why);
             break;
         }
     }
@@ -602,8 +604,8 @@ int rd_unsubscribe(void *impl)
         s->final = true;
         pthread_mutex_unlock(&s->qmu);
         sli_log(SL_LOG_WARN, "redis",
-                "%s: closing group %s: %s (its pending entries wait for the ack deadline)",
-                s->key, s->group, sl_errmsg());
+                "%s: closing group %s: %s (its pending entries wait for the ack deadline)", s->key,
+                s->group, sl_errmsg());
     }
     pthread_mutex_lock(&s->qmu);
     rd_conn_drop(&s->ak);
