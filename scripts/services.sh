@@ -7,7 +7,8 @@
 # all its state under ${SL_SERVICES_DIR:-/tmp/sluice-services}/NAME, so it never
 # clashes with a system instance:
 #   redis     redis://127.0.0.1:16379/0              (SL_REDIS_PORT)
-#             append-only file, fsync every second, final fsync on stop
+#             append-only file, fsync every second (SL_REDIS_APPENDFSYNC=always
+#             for fsync per write), final fsync on stop
 #   rabbitmq  amqp://guest:guest@127.0.0.1:15682/    (SL_RABBITMQ_PORT)
 #             node sluice-test@localhost, distribution port 25682
 #             (SL_RABBITMQ_DIST_PORT), a private epmd on 14369 (SL_EPMD_PORT)
@@ -146,7 +147,7 @@ redis_start() {
   port_free "$REDIS_PORT" || die "port $REDIS_PORT is taken by something this script did not start"
   spawn "$d/pid" "$d/redis.log" redis-server --bind 127.0.0.1 --port "$REDIS_PORT" \
     --dir "$d/data" --daemonize no --protected-mode no --save "" \
-    --appendonly yes --appendfsync everysec --logfile "" --databases 16
+    --appendonly yes --appendfsync "${SL_REDIS_APPENDFSYNC:-everysec}" --logfile "" --databases 16
   wait_until "$d/pid" redis-server "$d/redis.log" redis redis_ping || return 1
   redis_url
 }
@@ -180,7 +181,7 @@ rabbit_env() {
 rabbit_start() {
   local d=$BASE/rabbitmq
   mkdir -p "$d/home" "$d/mnesia" "$d/log"
-  if alive "$d/pid" beam && alive "$d/epmd.pid" epmd; then rabbit_url; return 0; fi
+  if alive "$d/pid" rabbit && alive "$d/epmd.pid" epmd; then rabbit_url; return 0; fi
   rabbit_stop
   need_pkgs rabbitmq-server
   port_free "$RABBIT_PORT" || die "port $RABBIT_PORT is taken by something this script did not start"
@@ -198,7 +199,7 @@ rabbit_start() {
   [ -x "$srv" ] || srv=$(command -v rabbitmq-server)
   spawn "$d/pid" "$d/rabbitmq.log" "$srv"
   # The script execs the VM (beam.smp); record the VM's own PID once known.
-  wait_until "$d/pid" "" "$d/rabbitmq.log" rabbitmq rabbit_ping || { rabbit_stop; return 1; }
+  wait_until "$d/pid" rabbit "$d/rabbitmq.log" rabbitmq rabbit_ping || { rabbit_stop; return 1; }
   if [ -s "$d/beam.pid" ] && kill -0 "$(cat "$d/beam.pid")" 2>/dev/null; then
     cp "$d/beam.pid" "$d/pid"
   fi
@@ -206,11 +207,11 @@ rabbit_start() {
 }
 rabbit_stop() {
   local d=$BASE/rabbitmq
-  kill_pidfile "$d/pid" "" 60
+  kill_pidfile "$d/pid" rabbit 60
   rm -f "$d/beam.pid"
   kill_pidfile "$d/epmd.pid" epmd 10
 }
-rabbit_status() { alive "$BASE/rabbitmq/pid" "" && rabbit_ping; }
+rabbit_status() { alive "$BASE/rabbitmq/pid" rabbit && rabbit_ping; }
 
 # ---- mariadb ----
 
