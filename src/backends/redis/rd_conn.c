@@ -10,7 +10,8 @@
  *   max_age=DUR         XADD MINID ~ now-DUR (drop entries older than DUR)
  *   exact_trim=bool     trim exactly ("=") instead of "~" (slower)
  *   ack_deadline=DUR    a delivery not acked within it is reclaimed by the
- *                       group (XAUTOCLAIM), default 30s
+ *                       group (XAUTOCLAIM), default 30s; nack delays longer
+ *                       than it are cut to it
  *   block=DUR           one blocking read (default 100ms; bounds close time)
  *   timeout=DUR         connect and I/O timeout (default 10s)
  *   reconnect=DUR       how long a publish retries while the server is

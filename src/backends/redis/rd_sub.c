@@ -586,7 +586,10 @@ int rd_unsubscribe(void *impl)
     for (unsigned i = s->ibuf; i < s->nbuf; i++)
         sl_msg_unref(s->buf[i].m); /* never handed out: pending, handed back below */
     s->nbuf = s->ibuf = 0;
-    int rc = rd_conn_ensure(&s->k, sli_mono_ms() + s->o.timeout, NULL);
+    /* best effort, briefly: without the server, the pending entries wait
+     * for the ack deadline instead */
+    int rc =
+        rd_conn_ensure(&s->k, sli_mono_ms() + (s->o.timeout < 1000 ? s->o.timeout : 1000), NULL);
     if (!rc)
         rc = settles_send(s, true);
     if (!rc)
