@@ -7,10 +7,11 @@
  *   sq_tx.c    sl_sqlite_publish_tx (publish in the caller's transaction)
  *   sqlite.c   the backend ops table: publishers, subscriptions, delivery
  *
- * Every write goes through the writer thread of its sq_db: callers queue a
- * request and (mostly) wait for it; the writer takes everything queued, runs
- * it in ONE immediate transaction and commits once, so concurrent publishes,
- * claims and acks share a commit (and an fsync with sync=full).
+ * Every write goes through the queue of its sq_db: callers queue a request
+ * and (mostly) wait for it. Whoever holds the connection (the "leader": a
+ * waiting caller, or the background writer thread) takes everything queued,
+ * runs it in ONE immediate transaction and commits once, so concurrent
+ * publishes, claims and acks share a commit (and an fsync with sync=full).
  *
  * Schema (application_id 'SLIC', sl_meta.format = "sluice-sqlite-1"):
  *   sl_topics(id, name)                      topics, never deleted
@@ -41,6 +42,8 @@
 typedef struct sq_db sq_db;
 typedef struct sq_req sq_req;
 
+enum { SQ_WAITING, SQ_DONE, SQ_LEAD };
+
 typedef enum sq_kind {
     SQ_PUBLISH,
     SQ_CLAIM,
@@ -61,7 +64,7 @@ struct sq_req {
     sq_kind kind;
     sq_req *next;
     bool async; /* heap-allocated; the writer frees it, nobody waits */
-    _Atomic uint32_t done;
+    _Atomic uint32_t done; /* SQ_WAITING, SQ_DONE, or SQ_LEAD (run the queue) */
     int rc;
     char err[SQ_ERRLEN];
     /* PUBLISH */
@@ -110,11 +113,16 @@ struct sq_db {
     size_t qpubs;        /* ... of which publishes */
     int64_t async_since; /* mono ms the oldest queued async request came */
     bool stop;
+    bool busy;           /* somebody (a leader or the writer) holds the connection */
+    bool writer_wants;   /* the writer waits for the connection (housekeeping...) */
+    bool lingering;      /* a sync=full leader waits on lcond for more publishes */
+    int64_t writer_until; /* mono ms the sleeping writer wakes up, 0 while awake */
+    pthread_cond_t lcond;
     pthread_t writer;
     /* wakeups: bumped on every change a consumer may be waiting for */
     _Atomic uint32_t seq;
     _Atomic uint32_t waiters;
-    /* writer state */
+    /* state of whoever holds the connection (busy) */
     int64_t busy_start;
     int64_t commit_ema_us;
     size_t pub_target; /* publishes a sync=full batch waits for (group commit) */

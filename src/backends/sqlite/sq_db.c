@@ -3,13 +3,23 @@
  *
  * Every publisher and subscriber of a process that opens the same file
  * shares one sq_db (looked up by real path in a small registry): one SQLite
- * connection owned by one writer thread. Callers queue requests (sq_submit);
- * the writer takes everything queued, runs it inside ONE `BEGIN IMMEDIATE`
- * transaction and commits once. That is the group commit: N concurrent
- * publishers pay one commit (one fsync with sync=full) between them. With
- * sync=full only batches with publishes or acks fsync, and the writer
- * lingers briefly (at most half a commit's duration, while requests keep
- * arriving) to let a batch fill up.
+ * connection, used by one thread at a time. Callers queue requests
+ * (sq_submit); whoever holds the connection takes everything queued, runs it
+ * inside ONE `BEGIN IMMEDIATE` transaction and commits once. That is the
+ * group commit: N concurrent publishers pay one commit (one fsync with
+ * sync=full) between them. With sync=full only batches with publishes or
+ * acks fsync, and the leader lingers briefly (at most one commit's duration,
+ * while requests keep arriving) to let a batch fill up.
+ *
+ * Who runs a batch (leader/follower, no thread hand-off when idle): a caller
+ * that queues a request it waits for and finds the connection free takes it
+ * (busy) and runs batches itself until its own request is done. Callers that
+ * come while it is busy wait; when the leader is done it hands the
+ * connection to the first of them (done = SQ_LEAD), which runs the next
+ * batch - that thread had to be woken anyway. The background writer thread
+ * takes the connection when it is free (or is handed it when it asks, so
+ * it never starves) for what needs no caller: async requests (nacks,
+ * batched acks) after SQ_ASYNC_MS, change polling and housekeeping.
  *
  * If one request of a batch fails, the batch is rolled back and each request
  * is retried alone, so only the faulty one fails.
@@ -221,7 +231,7 @@ static void timespec_at_ns(struct timespec *ts, int64_t ns)
 
 /* Group commit under sync=full: wait (at most one commit's duration) until
  * as many publishes are queued as the recent batches carried, so threads
- * that publish in a loop share each fsync. Under d->mu. */
+ * that publish in a loop share each fsync. Under d->mu, holding busy. */
 static void linger(sq_db *d)
 {
     if (d->o.sync != 0 || d->commit_ema_us < 200 || d->qpubs >= d->pub_target)
@@ -230,24 +240,25 @@ static void linger(sq_db *d)
     int64_t limit = sli_mono_ns() + ema * 1000;
     struct timespec ts;
     timespec_at_ns(&ts, limit);
+    d->lingering = true;
     while (!d->stop && d->qpubs < d->pub_target && d->qlen < SQ_BATCH_MAX)
-        if (pthread_cond_timedwait(&d->cond, &d->mu, &ts) == ETIMEDOUT)
+        if (pthread_cond_timedwait(&d->lcond, &d->mu, &ts) == ETIMEDOUT)
             break;
+    d->lingering = false;
 }
 
 /* Detach up to SQ_BATCH_MAX queued requests (under d->mu). */
-static sq_req *take_batch(sq_db *d, size_t *pubs)
+static sq_req *take_batch(sq_db *d)
 {
     sq_req *batch = d->qhead, *last = NULL;
-    size_t k = 0;
-    *pubs = 0;
+    size_t k = 0, pubs = 0;
     for (sq_req *r = batch; r && k < SQ_BATCH_MAX; r = r->next, k++) {
         last = r;
         if (!r->async) {
             d->qsync--;
             if (r->kind == SQ_PUBLISH) {
                 d->qpubs--;
-                (*pubs)++;
+                pubs++;
             }
         }
     }
@@ -257,11 +268,57 @@ static sq_req *take_batch(sq_db *d, size_t *pubs)
     last->next = NULL;
     d->qlen -= k;
     d->async_since = sli_mono_ms();
+    d->pub_target = pubs > d->pub_target ? pubs : d->pub_target ? d->pub_target - 1 : 0;
     return batch;
 }
 
 /* Async requests (nacks, batched acks) wait up to this long for company. */
 #define SQ_ASYNC_MS 2
+
+/* Wake the writer if it sleeps past the due time of queued async requests
+ * (under d->mu). */
+static void poke_writer(sq_db *d)
+{
+    if (d->qhead && d->writer_until > d->async_since + SQ_ASYNC_MS) {
+        d->writer_until = 0;
+        pthread_cond_signal(&d->cond);
+    }
+}
+
+/* Give up the connection (under d->mu, holding busy): to the writer if it
+ * asked, else to the first waiting caller, else to nobody. */
+static void release(sq_db *d)
+{
+    if (!d->writer_wants && d->qsync) {
+        for (sq_req *r = d->qhead; r; r = r->next)
+            if (!r->async) {
+                atomic_store(&r->done, SQ_LEAD); /* it waits: r stays valid */
+                sli_futex_wake_all(&r->done);
+                return; /* busy passes to r's thread */
+            }
+    }
+    d->busy = false;
+    if (d->writer_wants || d->qsync || d->stop)
+        pthread_cond_signal(&d->cond);
+    else
+        poke_writer(d);
+}
+
+/* Run queued batches until own is done, then release (caller holds busy). */
+static void lead(sq_db *d, sq_req *own)
+{
+    pthread_mutex_lock(&d->mu);
+    while (atomic_load(&own->done) != SQ_DONE) {
+        linger(d);
+        sq_req *batch = take_batch(d);
+        pthread_mutex_unlock(&d->mu);
+        run_batch(d, batch);
+        bump(d);
+        pthread_mutex_lock(&d->mu);
+    }
+    release(d);
+    pthread_mutex_unlock(&d->mu);
+}
 
 static bool queue_ready(sq_db *d, int64_t now)
 {
@@ -269,58 +326,77 @@ static bool queue_ready(sq_db *d, int64_t now)
                         now >= d->async_since + SQ_ASYNC_MS);
 }
 
+typedef struct writer_clock {
+    int64_t poll_iv, next_poll, next_hk, next_hb;
+} writer_clock;
+
+/* Sleep until the writer has work and the connection is free; take it
+ * (busy). Returns false when the database closes. Under d->mu. */
+static bool writer_wait(sq_db *d, const writer_clock *c)
+{
+    for (;;) {
+        int64_t now = sli_mono_ms();
+        bool polls = atomic_load(&d->waiters) != 0;
+        bool want = queue_ready(d, now) || now >= c->next_hk || (polls && now >= c->next_poll);
+        if (d->stop && !d->qhead && !d->busy)
+            return false;
+        if (want && !d->busy) {
+            d->writer_wants = false;
+            d->writer_until = 0;
+            d->busy = true;
+            return true;
+        }
+        d->writer_wants = want;
+        int64_t until = c->next_hk;
+        if (polls && c->next_poll < until)
+            until = c->next_poll;
+        if (d->qhead && d->async_since + SQ_ASYNC_MS < until)
+            until = d->async_since + SQ_ASYNC_MS;
+        if (want || until <= now)
+            until = now + 50; /* woken by release(); the timeout is a safety net */
+        d->writer_until = want ? 0 : until;
+        sli_cond_wait_until(&d->cond, &d->mu, until);
+    }
+}
+
+static void writer_poll(sq_db *d, writer_clock *c, int64_t now)
+{
+    if (poll_changes(d)) {
+        bump(d);
+        c->poll_iv = 1;
+    } else if ((c->poll_iv *= 2) > d->o.poll_ms) {
+        c->poll_iv = d->o.poll_ms;
+    }
+    c->next_poll = now + c->poll_iv;
+}
+
 static void *writer_main(void *arg)
 {
     sq_db *d = arg;
-    int64_t poll_iv = 1, next_poll = 0;
-    int64_t next_hk = sli_mono_ms() + SQ_HK_MS, next_hb = sli_mono_ms() + SQ_HEARTBEAT_MS;
+    int64_t t0 = sli_mono_ms();
+    writer_clock c = {1, 0, t0 + SQ_HK_MS, t0 + SQ_HEARTBEAT_MS};
     pthread_mutex_lock(&d->mu);
-    for (;;) {
-        for (;;) {
-            int64_t now = sli_mono_ms(), until = next_hk;
-            if (queue_ready(d, now) || (d->stop && !d->qhead))
-                break;
-            if (atomic_load(&d->waiters) && next_poll < until)
-                until = next_poll;
-            if (d->qhead && d->async_since + SQ_ASYNC_MS < until)
-                until = d->async_since + SQ_ASYNC_MS;
-            if (until <= now)
-                break;
-            sli_cond_wait_until(&d->cond, &d->mu, until);
-        }
-        if (!d->qhead && d->stop)
-            break;
-        sq_req *batch = NULL;
-        size_t pubs = 0;
-        if (d->qhead) {
-            linger(d);
-            batch = take_batch(d, &pubs);
-            d->pub_target = pubs > d->pub_target ? pubs : d->pub_target ? d->pub_target - 1 : 0;
-        }
-        pthread_mutex_unlock(&d->mu);
+    while (writer_wait(d, &c)) {
         int64_t now = sli_mono_ms();
+        sq_req *batch = queue_ready(d, now) ? take_batch(d) : NULL;
+        pthread_mutex_unlock(&d->mu);
         if (batch) {
             run_batch(d, batch);
             bump(d);
-            poll_iv = 1;
-            next_poll = now + poll_iv;
-        } else if (atomic_load(&d->waiters) && now >= next_poll) {
-            if (poll_changes(d)) {
-                bump(d);
-                poll_iv = 1;
-            } else if ((poll_iv *= 2) > d->o.poll_ms) {
-                poll_iv = d->o.poll_ms;
-            }
-            next_poll = now + poll_iv;
+            c.poll_iv = 1;
+            c.next_poll = now + c.poll_iv;
+        } else if (atomic_load(&d->waiters) && now >= c.next_poll) {
+            writer_poll(d, &c, now);
         }
-        if (now >= next_hk) {
-            bool hb = now >= next_hb;
+        if (now >= c.next_hk) {
+            bool hb = now >= c.next_hb;
             housekeep(d, hb);
             if (hb)
-                next_hb = now + SQ_HEARTBEAT_MS;
-            next_hk = now + SQ_HK_MS;
+                c.next_hb = now + SQ_HEARTBEAT_MS;
+            c.next_hk = now + SQ_HK_MS;
         }
         pthread_mutex_lock(&d->mu);
+        release(d);
     }
     pthread_mutex_unlock(&d->mu);
     return NULL;
@@ -331,8 +407,9 @@ int sq_submit(sq_db *d, sq_req *r)
     /* An async request belongs to the writer once queued (it frees it):
      * read nothing from it after the unlock. */
     const bool async = r->async;
+    bool leader = false;
     r->next = NULL;
-    atomic_store(&r->done, 0);
+    atomic_store(&r->done, SQ_WAITING);
     r->rc = 0;
     r->err[0] = '\0';
     pthread_mutex_lock(&d->mu);
@@ -347,19 +424,35 @@ int sq_submit(sq_db *d, sq_req *r)
     else
         d->qhead = r;
     d->qtail = r;
+    int64_t now = sli_mono_ms();
     if (d->qlen++ == 0)
-        d->async_since = sli_mono_ms();
-    if (!r->async) {
+        d->async_since = now;
+    if (!async) {
         d->qsync++;
         d->qpubs += r->kind == SQ_PUBLISH;
-    }
-    if (!async || d->qlen >= SQ_BATCH_MAX / 4)
+        if (!d->busy && !d->writer_wants) /* else the holder or the writer runs it */
+            leader = d->busy = true;
+        else if (d->lingering)
+            pthread_cond_signal(&d->lcond);
+    } else if (d->qlen >= SQ_BATCH_MAX / 4) {
         pthread_cond_signal(&d->cond);
+    } else {
+        poke_writer(d);
+    }
     pthread_mutex_unlock(&d->mu);
     if (async)
         return 0;
-    while (!atomic_load(&r->done))
-        sli_futex_wait(&r->done, 0, -1);
+    for (;;) {
+        if (leader)
+            lead(d, r);
+        uint32_t v;
+        while ((v = atomic_load(&r->done)) == SQ_WAITING)
+            sli_futex_wait(&r->done, SQ_WAITING, -1);
+        if (v == SQ_DONE)
+            break;
+        atomic_store(&r->done, SQ_WAITING); /* handed the connection: lead */
+        leader = true;
+    }
     return r->rc ? sli_err(r->rc, "%s", r->err) : 0;
 }
 
@@ -541,6 +634,7 @@ static void db_free(sq_db *d)
     }
     pthread_mutex_destroy(&d->mu);
     pthread_cond_destroy(&d->cond);
+    pthread_cond_destroy(&d->lcond);
     free(d->path);
     free(d);
 }
@@ -611,6 +705,7 @@ static int find_or_open(char *path, const sq_dbopts *o, sq_db **out)
     d->holder = (int64_t)(sli_rand64() >> 2) + 1;
     pthread_mutex_init(&d->mu, NULL);
     sli_cond_init(&d->cond);
+    sli_cond_init(&d->lcond);
     char err[SQ_ERRLEN] = "";
     int rc = db_open(d, err, sizeof err);
     if (!rc && pthread_create(&d->writer, NULL, writer_main, d) != 0) {
