@@ -194,6 +194,11 @@ rabbit_start() {
   echo '[].' >"$d/advanced.config"
   rabbit_env
   spawn "$d/epmd.pid" "$d/epmd.log" epmd -port "$EPMD_PORT" -address 127.0.0.1
+  # Erlang starts an epmd of its own (one we would not track) when ours is not
+  # listening yet: wait for ours first.
+  local i
+  for i in $(seq 100); do port_free "$EPMD_PORT" || break; sleep 0.1; done
+  port_free "$EPMD_PORT" && { rabbit_stop; die "epmd did not listen on $EPMD_PORT (see $d/epmd.log)"; }
   # The Debian wrapper would switch to the rabbitmq user; run the real script.
   local srv=/usr/lib/rabbitmq/bin/rabbitmq-server
   [ -x "$srv" ] || srv=$(command -v rabbitmq-server)
