@@ -88,6 +88,12 @@ sl_ack_state sl_msg_state(const sl_msg *m);
  * the final state. Errors: SL_ETIMEDOUT, SL_EINVAL. */
 int sl_msg_wait(sl_msg *m, int timeout_ms, sl_ack_state *state);
 
+/* Delayed publishing: a message whose metadata holds SL_META_DELIVER_AT, a
+ * decimal count of milliseconds since the Unix epoch, is not delivered before
+ * that time by backends with SL_FEAT_DELAYED_PUBLISH. A value that is not such
+ * a number makes sl_publish fail with SL_EINVAL (nothing is published). */
+#define SL_META_DELIVER_AT "deliver_at"
+
 /* Fill out[SL_UUID_LEN + 1] with a fresh UUIDv7 text. */
 void sl_uuid_v7(char out[SL_UUID_LEN + 1]);
 

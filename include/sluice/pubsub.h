@@ -42,6 +42,7 @@ enum {
     SL_FEAT_EXACTLY_ONCE = 1u << 4,
     SL_FEAT_DELAYED_NACK = 1u << 5,    /* sl_msg_nack_delay is honoured */
     SL_FEAT_WAIT_ACK = 1u << 6,        /* SL_PUBLISH_WAIT_ACK is honoured */
+    SL_FEAT_DELAYED_PUBLISH = 1u << 7, /* SL_META_DELIVER_AT is honoured */
 };
 
 /* Features of a scheme ("mem") without opening anything; SL_ENOTSUP if unknown.

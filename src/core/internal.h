@@ -85,6 +85,10 @@ void sli_msg_body_unref(void *body);
 void *sli_body_ref(void *body);
 int sli_msg_from_body(void *body, sl_msg **out);
 
+/* The SL_META_DELIVER_AT time of m in wall-clock ms, or 0 when absent.
+ * SL_EINVAL (with detail) when present but not a plain decimal number. */
+int sli_msg_deliver_at(const sl_msg *m, int64_t *wall_ms);
+
 /* Validate a topic name: non-empty, at most 255 bytes, no control chars. */
 int sli_check_topic(const char *topic);
 

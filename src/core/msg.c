@@ -448,3 +448,22 @@ int sli_msg_from_body(void *b, sl_msg **out)
     *out = m;
     return 0;
 }
+
+int sli_msg_deliver_at(const sl_msg *m, int64_t *wall_ms)
+{
+    *wall_ms = 0;
+    if (!m->b->nmeta)
+        return 0;
+    const char *v = sl_msg_meta_get(m, SL_META_DELIVER_AT);
+    if (!v)
+        return 0;
+    int64_t x = 0;
+    size_t i = 0;
+    for (; v[i] >= '0' && v[i] <= '9' && i < 16; i++)
+        x = x * 10 + (v[i] - '0');
+    if (i == 0 || v[i] != '\0')
+        return sli_err(SL_EINVAL, "message %s: metadata %s='%s' is not milliseconds since the epoch",
+                       m->b->uuid, SL_META_DELIVER_AT, v);
+    *wall_ms = x;
+    return 0;
+}

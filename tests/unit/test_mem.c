@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "testlib.h"
 
@@ -200,6 +201,57 @@ static void delayed_nack_comes_back_no_sooner_than_the_delay(void **state)
         fail_msg("redelivered after %lld ms, delay was 300", (long long)waited);
     sl_msg_ack(m);
     sl_msg_unref(m);
+    env_close(&e);
+}
+
+static void deliver_at_holds_a_message_until_its_time(void **state)
+{
+    (void)state;
+    env e;
+    env_open(&e, NULL, NULL);
+    sl_subscription *s = subscribe(e.sub, e.topic, NULL, 4);
+    assert_true(sl_publisher_features(e.p) & SL_FEAT_DELAYED_PUBLISH);
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    char at[32];
+    snprintf(at, sizeof at, "%lld", (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000 + 300);
+    sl_msg *m = mk("later");
+    assert_int_equal(sl_msg_meta_set(m, SL_META_DELIVER_AT, at), 0);
+    int64_t t0 = tl_now_ms();
+    assert_int_equal(sl_publish(e.p, e.topic, &m, 1), 0);
+    sl_msg_unref(m);
+    pub1(e.p, e.topic, "now");
+    take_expect_ack(s, "now"); /* the delayed one does not hold the queue */
+    m = take(s);
+    int64_t waited = tl_now_ms() - t0;
+    expect_text(m, "later");
+    assert_string_equal(sl_msg_meta_get(m, SL_META_DELIVER_AT), at);
+    if (waited < 290)
+        fail_msg("delivered after %lld ms, deliver_at was 300 ms ahead", (long long)waited);
+    sl_msg_ack(m);
+    sl_msg_unref(m);
+    /* a past deliver_at is delivered at once */
+    m = mk("past");
+    assert_int_equal(sl_msg_meta_set(m, SL_META_DELIVER_AT, "1000"), 0);
+    assert_int_equal(sl_publish(e.p, e.topic, &m, 1), 0);
+    sl_msg_unref(m);
+    take_expect_ack(s, "past");
+    env_close(&e);
+}
+
+static void malformed_deliver_at_publishes_nothing(void **state)
+{
+    (void)state;
+    env e;
+    env_open(&e, NULL, NULL);
+    sl_subscription *s = subscribe(e.sub, e.topic, NULL, 4);
+    sl_msg *v[2] = {mk("good"), mk("bad")};
+    assert_int_equal(sl_msg_meta_set(v[1], SL_META_DELIVER_AT, "tomorrow"), 0);
+    assert_int_equal(sl_publish(e.p, e.topic, v, 2), SL_EINVAL);
+    assert_non_null(strstr(sl_errmsg(), SL_META_DELIVER_AT));
+    expect_none(s, 50);
+    sl_msg_unref(v[0]);
+    sl_msg_unref(v[1]);
     env_close(&e);
 }
 
@@ -605,6 +657,8 @@ int main(void)
         cmocka_unit_test(group_members_compete),
         cmocka_unit_test(nack_redelivers_before_later_messages),
         cmocka_unit_test(delayed_nack_comes_back_no_sooner_than_the_delay),
+        cmocka_unit_test(deliver_at_holds_a_message_until_its_time),
+        cmocka_unit_test(malformed_deliver_at_publishes_nothing),
         cmocka_unit_test(prefetch_window_holds_next_until_ack),
         cmocka_unit_test(closing_subscription_hands_unacked_back_to_group),
         cmocka_unit_test(persistent_bus_gives_late_subscribers_old_messages),

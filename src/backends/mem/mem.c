@@ -18,7 +18,8 @@
  * message; new groups start from the oldest), buffer=N (queued entries per
  * group before publishers block; default 8192). Per publisher: block=bool
  * (false: full buffer -> SL_EAGAIN), wait_ack=bool (every publish waits for
- * the acks).
+ * the acks). A message with SL_META_DELIVER_AT in the future waits on each
+ * group's delayed list until then (delayed publishing).
  *
  * Locking: one mutex per topic guards its groups, queues, subscriptions and
  * entries; the bus mutex guards the topic list; a global mutex guards the
@@ -504,6 +505,16 @@ static int mem_publish(void *impl, const char *tname, sl_msg *const *msgs, size_
         atomic_init(&trk->left, 1); /* our own hold until all entries exist */
         atomic_init(&trk->refs, 1);
     }
+    /* Validate every deliver_at first: bad input publishes nothing. */
+    bool delayed = false;
+    for (size_t i = 0; i < n; i++) {
+        int64_t at;
+        if (sli_msg_deliver_at(msgs[i], &at) != 0) {
+            free(trk);
+            return SL_EINVAL;
+        }
+        delayed |= at > 0;
+    }
     atomic_fetch_add(&p->inside, 1);
     size_t cap = p->b->capacity;
     int rc = 0;
@@ -541,6 +552,13 @@ static int mem_publish(void *impl, const char *tname, sl_msg *const *msgs, size_
             }
             t->log[t->nlog++] = sli_msg_body_ref(msgs[done]);
         }
+        int64_t ready_at = 0; /* monotonic ms; 0: now */
+        if (delayed) {
+            int64_t at, wall = sli_wall_ms();
+            sli_msg_deliver_at(msgs[done], &at);
+            if (at > wall)
+                ready_at = sli_mono_ms() + (at - wall);
+        }
         for (group *g = t->groups; g; g = g->next) {
             void *body = sli_msg_body_ref(msgs[done]);
             entry *e = entry_new(t, g, body, trk);
@@ -549,7 +567,12 @@ static int mem_publish(void *impl, const char *tname, sl_msg *const *msgs, size_
                 rc = sli_err(SL_ENOMEM, "out of memory");
                 goto out;
             }
-            q_push_tail(g, e);
+            if (ready_at) {
+                e->ready_at = ready_at;
+                delayed_insert(g, e);
+            } else {
+                q_push_tail(g, e);
+            }
             g->qlen++;
         }
     }
@@ -829,7 +852,8 @@ static int mem_sub_close(void *impl)
 
 const sli_backend sli_mem_backend = {
     .scheme = "mem",
-    .features = SL_FEAT_CONSUMER_GROUPS | SL_FEAT_ORDERED | SL_FEAT_DELAYED_NACK | SL_FEAT_WAIT_ACK,
+    .features = SL_FEAT_CONSUMER_GROUPS | SL_FEAT_ORDERED | SL_FEAT_DELAYED_NACK | SL_FEAT_WAIT_ACK |
+                SL_FEAT_DELAYED_PUBLISH,
     .pub_open = mem_pub_open,
     .publish = mem_publish,
     .pub_close = mem_pub_close,
