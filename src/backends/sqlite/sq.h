@@ -145,7 +145,11 @@ int sq_map(sqlite3 *db, int src, char *buf, size_t len, const char *what);
 /* sq_ops.c (writer thread) */
 int sq_ops_prepare(sq_db *d, char *err, size_t errlen);
 void sq_ops_finalize(sq_db *d);
-int sq_ops_run(sq_db *d, sq_req *r); /* fills r->err on failure */
+/* Run the requests of batch in order (consecutive acks together); sets each
+ * one's rc and returns the first that failed (its err filled), or NULL. */
+sq_req *sq_ops_run_all(sq_db *d, sq_req *batch);
+/* BEGIN IMMEDIATE (begin) or COMMIT through prepared statements. */
+int sq_ops_tx(sq_db *d, bool begin, char *err, size_t errlen);
 void sq_ops_reset(sq_req *r);         /* undo in-memory results after rollback */
 void sq_ops_forget_topics(sq_db *d);  /* after a rollback */
 int sq_ops_housekeep(sq_db *d, bool heartbeat, char *err, size_t errlen);

@@ -146,16 +146,13 @@ static void run_batch(sq_db *d, sq_req *batch)
     char err[SQ_ERRLEN];
     int64_t t0 = sli_mono_ns();
     choose_sync(d, batch);
-    int rc = exec(d, "BEGIN IMMEDIATE", err, sizeof err);
+    int rc = sq_ops_tx(d, true, err, sizeof err);
     if (rc) {
         fail_all(batch, rc, err);
         return;
     }
-    sq_req *bad = NULL;
-    for (sq_req *r = batch; r && !bad; r = r->next)
-        if ((r->rc = sq_ops_run(d, r)) != 0)
-            bad = r;
-    if (!bad && (rc = exec(d, "COMMIT", err, sizeof err)) != 0) {
+    sq_req *bad = sq_ops_run_all(d, batch);
+    if (!bad && (rc = sq_ops_tx(d, false, err, sizeof err)) != 0) {
         rollback(d);
         fail_all(batch, rc, err);
         return;

@@ -55,7 +55,6 @@ enum {
     S_CLAIM_DEL1,
     S_MSG_GET,
     S_NEW_SEL,
-    S_CLAIM_INS,
     S_NEXT_DUE,
     S_ACK,
     S_NACK,
@@ -71,13 +70,20 @@ enum {
     S_AGE_YOUNG,
     S_AGE_DEL_BELOW,
     S_AGE_DEL_ALL,
+    S_BEGIN,
+    S_COMMIT,
+    S_CLAIM_RANGE,
+    S_MSG_INS4, /* generated: publish of 4, 16 or 64 rows in one statement */
+    S_MSG_INS16,
+    S_MSG_INS64,
     S_COUNT
 };
+
 
 static const char *const sql[S_COUNT] = {
     [S_TOPIC_INS] = "INSERT OR IGNORE INTO sl_topics(name) VALUES(?1)",
     [S_TOPIC_GET] = "SELECT id FROM sl_topics WHERE name=?1",
-    [S_MSG_INS] = "INSERT INTO sl_msgs(tid,uuid,meta,payload,created) VALUES(?1,?2,?3,?4,?5)",
+    [S_MSG_INS] = "INSERT INTO sl_msgs(tid,uuid,meta,payload,created) VALUES(?1,?3,?4,?5,?2)",
     [S_GROUP_INS] = "INSERT OR IGNORE INTO sl_groups(tid,name,private,pos,holder,alive) "
                     "VALUES(?1,?2,?3,?4,?5,?6)",
     [S_GROUP_GET] = "SELECT id FROM sl_groups WHERE tid=?1 AND name=?2",
@@ -92,8 +98,6 @@ static const char *const sql[S_COUNT] = {
     [S_MSG_GET] = "SELECT uuid, meta, payload FROM sl_msgs WHERE id=?1",
     [S_NEW_SEL] = "SELECT id, uuid, meta, payload FROM sl_msgs WHERE tid=?1 AND id>?2 "
                   "ORDER BY id LIMIT ?3",
-    [S_CLAIM_INS] = "INSERT INTO sl_claims(gid,msg_id,owner,deadline,deliveries) "
-                    "VALUES(?1,?2,?3,?4,1)",
     [S_NEXT_DUE] = "SELECT min(deadline) FROM sl_claims WHERE gid=?1 AND deadline>?2",
     [S_ACK] = "DELETE FROM sl_claims WHERE gid=?1 AND msg_id=?2 AND owner=?3 AND deliveries=?4",
     [S_NACK] = "UPDATE sl_claims SET owner=0, deadline=?5 WHERE gid=?1 AND msg_id=?2 AND "
@@ -112,7 +116,26 @@ static const char *const sql[S_COUNT] = {
     [S_AGE_YOUNG] = "SELECT id FROM sl_msgs WHERE created>=?1 ORDER BY id LIMIT 1",
     [S_AGE_DEL_BELOW] = "DELETE FROM sl_msgs WHERE id<?1",
     [S_AGE_DEL_ALL] = "DELETE FROM sl_msgs WHERE created<?1",
+    [S_BEGIN] = "BEGIN IMMEDIATE",
+    [S_COMMIT] = "COMMIT",
+    [S_CLAIM_RANGE] = "INSERT INTO sl_claims(gid,msg_id,owner,deadline,deliveries) "
+                      "SELECT ?1, id, ?2, ?3, 1 FROM sl_msgs WHERE tid=?4 AND id>?5 AND id<=?6",
 };
+
+/* INSERT of rows messages: ?1 tid, ?2 created, then (uuid, meta, payload)
+ * for each row from ?3 on. */
+static char *gen_msg_ins(int rows)
+{
+    size_t cap = 96 + (size_t)rows * 40;
+    char *q = malloc(cap);
+    if (!q)
+        return NULL;
+    size_t o = (size_t)snprintf(q, cap, "INSERT INTO sl_msgs(tid,uuid,meta,payload,created) VALUES");
+    for (int i = 0; i < rows; i++)
+        o += (size_t)snprintf(q + o, cap - o, "%s(?1,?%d,?%d,?%d,?2)", i ? "," : "", 3 + 3 * i,
+                              4 + 3 * i, 5 + 3 * i);
+    return q;
+}
 
 #define PRIVATE_EXPIRY_MS 60000
 
@@ -128,9 +151,18 @@ int sq_ops_prepare(sq_db *d, char *err, size_t errlen)
     if (!d->st)
         return SL_ENOMEM;
     for (int i = 0; i < S_COUNT; i++) {
-        int rc = sqlite3_prepare_v3(d->db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, &d->st[i], NULL);
-        if (rc != SQLITE_OK)
-            return sq_map(d->db, rc, err, errlen, sql[i]);
+        char *gen = i == S_MSG_INS4    ? gen_msg_ins(4)
+                    : i == S_MSG_INS16 ? gen_msg_ins(16)
+                    : i == S_MSG_INS64 ? gen_msg_ins(64)
+                                       : NULL;
+        const char *q = gen ? gen : sql[i];
+        if (!q)
+            return SL_ENOMEM;
+        int rc = sqlite3_prepare_v3(d->db, q, -1, SQLITE_PREPARE_PERSISTENT, &d->st[i], NULL);
+        int code = rc == SQLITE_OK ? 0 : sq_map(d->db, rc, err, errlen, q);
+        free(gen);
+        if (code)
+            return code;
     }
     return 0;
 }
@@ -294,35 +326,53 @@ static int topic_id(sq_db *d, const char *name, int64_t *tid, char *err, size_t 
 
 /* ---------- requests ---------- */
 
-/* Insert msgs into the log (also used by sl_sqlite_publish_tx through its
- * own statement on the caller's connection). */
+/* Bind message m as row `row` of a (multi-row) insert. */
+static int bind_msg(sqlite3_stmt *st, int row, const sl_msg *m)
+{
+    unsigned char *meta;
+    size_t mlen, plen;
+    const void *pl = sl_msg_payload(m, &plen);
+    if (sq_meta_encode(m, &meta, &mlen) != 0)
+        return SL_ENOMEM;
+    int col = 3 + 3 * row;
+    sqlite3_bind_text(st, col, sl_msg_uuid(m), -1, SQLITE_STATIC);
+    if (meta)
+        sqlite3_bind_blob(st, col + 1, meta, (int)mlen, free);
+    else
+        sqlite3_bind_null(st, col + 1);
+    sqlite3_bind_blob64(st, col + 2, plen ? pl : "", plen, SQLITE_STATIC);
+    return 0;
+}
+
+/* Insert msgs into the log, up to 64 rows per statement (a statement's
+ * fixed costs, AUTOINCREMENT's bookkeeping among them, are per statement). */
 static int op_publish(sq_db *d, sq_req *r)
 {
+    static const struct {
+        int stmt, rows;
+    } sizes[] = {{S_MSG_INS64, 64}, {S_MSG_INS16, 16}, {S_MSG_INS4, 4}, {S_MSG_INS, 1}};
     int64_t tid, now = sli_wall_ms();
     int rc = topic_id(d, r->topic, &tid, r->err, sizeof r->err);
     if (rc)
         return rc;
-    sqlite3_stmt *st = d->st[S_MSG_INS];
-    for (size_t i = 0; i < r->n; i++) {
-        unsigned char *meta;
-        size_t mlen, plen;
-        const void *pl = sl_msg_payload(r->msgs[i], &plen);
-        if (sq_meta_encode(r->msgs[i], &meta, &mlen) != 0) {
-            snprintf(r->err, sizeof r->err, "out of memory");
-            return SL_ENOMEM;
+    size_t i = 0;
+    for (int z = 0; z < 4; z++) {
+        sqlite3_stmt *st = d->st[sizes[z].stmt];
+        size_t rows = (size_t)sizes[z].rows;
+        while (r->n - i >= rows) {
+            sqlite3_bind_int64(st, 1, tid);
+            sqlite3_bind_int64(st, 2, now);
+            for (size_t k = 0; k < rows && !rc; k++)
+                rc = bind_msg(st, (int)k, r->msgs[i + k]);
+            if (rc)
+                snprintf(r->err, sizeof r->err, "out of memory");
+            else
+                rc = run(d, st, r->err, sizeof r->err, "publish");
+            sqlite3_clear_bindings(st);
+            if (rc)
+                return rc;
+            i += rows;
         }
-        sqlite3_bind_int64(st, 1, tid);
-        sqlite3_bind_text(st, 2, sl_msg_uuid(r->msgs[i]), -1, SQLITE_STATIC);
-        if (meta)
-            sqlite3_bind_blob(st, 3, meta, (int)mlen, free);
-        else
-            sqlite3_bind_null(st, 3);
-        sqlite3_bind_blob64(st, 4, plen ? pl : "", plen, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 5, now);
-        rc = run(d, st, r->err, sizeof r->err, "publish");
-        sqlite3_clear_bindings(st);
-        if (rc)
-            return rc;
     }
     return 0;
 }
@@ -395,7 +445,7 @@ static int claim_new(sq_db *d, sq_req *r, int64_t now)
                  (long long)r->gid);
         return SL_ENOENT;
     }
-    sqlite3_stmt *st = d->st[S_NEW_SEL], *ins = d->st[S_CLAIM_INS];
+    sqlite3_stmt *st = d->st[S_NEW_SEL];
     sqlite3_bind_int64(st, 1, r->tid);
     sqlite3_bind_int64(st, 2, pos);
     sqlite3_bind_int64(st, 3, r->max - r->nout);
@@ -404,12 +454,6 @@ static int claim_new(sq_db *d, sq_req *r, int64_t now)
         int64_t id = sqlite3_column_int64(st, 0);
         if ((rc = take(r, st, 1, id, 1)) != 0)
             break;
-        sqlite3_bind_int64(ins, 1, r->gid);
-        sqlite3_bind_int64(ins, 2, id);
-        sqlite3_bind_int64(ins, 3, r->owner);
-        sqlite3_bind_int64(ins, 4, now + r->ack_deadline);
-        if ((rc = run(d, ins, r->err, sizeof r->err, "claim insert")) != 0)
-            break;
         newpos = id;
     }
     sqlite3_reset(st);
@@ -417,6 +461,17 @@ static int claim_new(sq_db *d, sq_req *r, int64_t now)
         return rc > 0 ? sq_map(d->db, rc, r->err, sizeof r->err, "claim") : rc;
     if (newpos == pos)
         return 0;
+    /* One statement claims them all: the topic's messages in (pos, newpos]
+     * are exactly the ones just read (the write lock is held). */
+    sqlite3_stmt *ins = d->st[S_CLAIM_RANGE];
+    sqlite3_bind_int64(ins, 1, r->gid);
+    sqlite3_bind_int64(ins, 2, r->owner);
+    sqlite3_bind_int64(ins, 3, now + r->ack_deadline);
+    sqlite3_bind_int64(ins, 4, r->tid);
+    sqlite3_bind_int64(ins, 5, pos);
+    sqlite3_bind_int64(ins, 6, newpos);
+    if ((rc = run(d, ins, r->err, sizeof r->err, "claim insert")) != 0)
+        return rc;
     sqlite3_bind_int64(d->st[S_POS_SET], 1, r->gid);
     sqlite3_bind_int64(d->st[S_POS_SET], 2, newpos);
     return run(d, d->st[S_POS_SET], r->err, sizeof r->err, "cursor update");
@@ -501,7 +556,7 @@ static int op_unsubscribe(sq_db *d, sq_req *r)
     return run(d, d->st[S_GROUP_DEL], r->err, sizeof r->err, "drop group");
 }
 
-int sq_ops_run(sq_db *d, sq_req *r)
+static int run_one(sq_db *d, sq_req *r)
 {
     switch (r->kind) {
     case SQ_PUBLISH: return op_publish(d, r);
@@ -512,6 +567,19 @@ int sq_ops_run(sq_db *d, sq_req *r)
     case SQ_UNSUBSCRIBE: return op_unsubscribe(d, r);
     }
     return SL_EINVAL;
+}
+
+sq_req *sq_ops_run_all(sq_db *d, sq_req *batch)
+{
+    for (sq_req *r = batch; r; r = r->next)
+        if ((r->rc = run_one(d, r)) != 0)
+            return r;
+    return NULL;
+}
+
+int sq_ops_tx(sq_db *d, bool begin, char *err, size_t errlen)
+{
+    return run(d, d->st[begin ? S_BEGIN : S_COMMIT], err, errlen, begin ? "BEGIN" : "COMMIT");
 }
 
 void sq_ops_reset(sq_req *r)
