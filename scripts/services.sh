@@ -203,9 +203,23 @@ rabbit_start() {
   local srv=/usr/lib/rabbitmq/bin/rabbitmq-server
   [ -x "$srv" ] || srv=$(command -v rabbitmq-server)
   spawn "$d/pid" "$d/rabbitmq.log" "$srv"
-  # The script execs the VM (beam.smp); record the VM's own PID once known.
-  wait_until "$d/pid" rabbit "$d/rabbitmq.log" rabbitmq rabbit_ping || { rabbit_stop; return 1; }
-  if [ -s "$d/beam.pid" ] && kill -0 "$(cat "$d/beam.pid")" 2>/dev/null; then
+  # The wrapper script starts the VM (beam.smp), which writes its own PID to
+  # beam.pid. Under load the wrapper has been seen to exit while the VM comes
+  # up all the same: wait for the broker, not for the wrapper, and give up
+  # only when neither runs.
+  local up=1
+  for ((i = 0; i < WAIT * 10; i++)); do
+    if rabbit_ping >/dev/null 2>&1; then up=0; break; fi
+    alive "$d/pid" rabbit || alive "$d/beam.pid" beam || { sleep 0.5; alive "$d/beam.pid" beam || break; }
+    sleep 0.1
+  done
+  if [ $up -ne 0 ]; then
+    say "rabbitmq did not start; end of $d/rabbitmq.log:"
+    tail -n 30 "$d/rabbitmq.log" >&2 || true
+    rabbit_stop
+    return 1
+  fi
+  if alive "$d/beam.pid" beam; then
     cp "$d/beam.pid" "$d/pid"
   fi
   rabbit_url
@@ -213,7 +227,7 @@ rabbit_start() {
 rabbit_stop() {
   local d=$BASE/rabbitmq
   kill_pidfile "$d/pid" rabbit 60
-  rm -f "$d/beam.pid"
+  kill_pidfile "$d/beam.pid" beam 60
   kill_pidfile "$d/epmd.pid" epmd 10
 }
 rabbit_status() { alive "$BASE/rabbitmq/pid" rabbit && rabbit_ping; }
