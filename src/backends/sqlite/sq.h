@@ -4,6 +4,7 @@
  *   sq_db.c    one shared database per file per process: open and validate
  *              the file, the writer thread (group commit), change polling
  *   sq_ops.c   the SQL of every request, run by the writer inside a batch
+ *   sq_claim.c claims as leases: claim, redeliver, ack, nack; format upgrade
  *   sq_tx.c    sl_sqlite_publish_tx (publish in the caller's transaction)
  *   sqlite.c   the backend ops table: publishers, subscriptions, delivery
  *
@@ -13,7 +14,7 @@
  * runs it in ONE immediate transaction and commits once, so concurrent
  * publishes, claims and acks share a commit (and an fsync with sync=full).
  *
- * Schema (application_id 'SLIC', sl_meta.format = "sluice-sqlite-1"):
+ * Schema (application_id 'SLIC', sl_meta.format = "sluice-sqlite-2"):
  *   sl_topics(id, name)                      topics, never deleted
  *   sl_msgs(id AUTOINCREMENT, tid, uuid, meta, payload, created)
  *                                            the log; ids grow in commit order
@@ -22,11 +23,15 @@
  *                                            log past pos; private = one
  *                                            group-less subscription, kept
  *                                            alive by its process' heartbeat
- *   sl_claims(gid, msg_id, owner, deadline, deliveries)
- *                                            messages a group took from the
- *                                            log and has not acked: owner != 0
- *                                            = in flight until deadline (wall
+ *   sl_claims(id, gid, first, owner, deadline, deliveries, ids)
+ *                                            leases: messages a group took
+ *                                            from the log together and has not
+ *                                            acked yet (ids: sorted message
+ *                                            ids, 8 bytes little-endian each;
+ *                                            first = the lowest): owner != 0 =
+ *                                            in flight until deadline (wall
  *                                            ms), owner 0 = ready at deadline
+ * Format 1 had one sl_claims row per message; sq_claim.c upgrades it.
  */
 #ifndef SQ_H
 #define SQ_H
@@ -35,7 +40,14 @@
 
 #include "core/backend.h"
 
-#define SQ_FORMAT "sluice-sqlite-1"
+#define SQ_FORMAT "sluice-sqlite-2"
+#define SQ_FORMAT_V1 "sluice-sqlite-1"
+#define SQ_CLAIMS_SQL                                                                              \
+    "CREATE TABLE IF NOT EXISTS sl_claims(id INTEGER PRIMARY KEY, gid INTEGER NOT NULL, first "   \
+    "INTEGER NOT NULL, owner INTEGER NOT NULL, deadline INTEGER NOT NULL, deliveries INTEGER NOT " \
+    "NULL, ids BLOB NOT NULL);"                                                                    \
+    "CREATE INDEX IF NOT EXISTS sl_claims_gid ON sl_claims(gid, first, deadline);"
+#define SQ_LEASE_MAX 256 /* messages in one lease (and one claim) */
 #define SQ_APP_ID 0x534C4943 /* 'SLIC' */
 #define SQ_ERRLEN 300
 
@@ -57,6 +69,7 @@ typedef enum sq_kind {
 typedef struct sq_claimed {
     sl_msg *m; /* plain message (not yet a delivery) */
     int64_t msg_id;
+    int64_t lease; /* sl_claims.id */
     unsigned deliveries;
 } sq_claimed;
 
@@ -72,7 +85,7 @@ struct sq_req {
     sl_msg *const *msgs;
     size_t n;
     /* group operations */
-    int64_t gid, tid, msg_id;
+    int64_t gid, tid, msg_id, lease;
     int64_t owner;
     unsigned deliveries;
     int64_t delay_ms; /* NACK */
@@ -142,7 +155,46 @@ void sq_wake(sq_db *d);
 /* sqlite error code -> SL_E*, with text into buf. */
 int sq_map(sqlite3 *db, int src, char *buf, size_t len, const char *what);
 
-/* sq_ops.c (writer thread) */
+/* Prepared statements (sq_ops.c prepares them, d->st[S_...]). */
+enum {
+    S_TOPIC_INS,
+    S_TOPIC_GET,
+    S_MSG_INS,
+    S_GROUP_INS,
+    S_GROUP_GET,
+    S_LAST_ID,
+    S_POS_GET,
+    S_POS_SET,
+    S_REDO_SEL,
+    S_LEASE_UPD,
+    S_LEASE_DEL,
+    S_MSG_GET,
+    S_NEW_SEL,
+    S_NEXT_DUE,
+    S_LEASE_GET,
+    S_LEASE_IDS,
+    S_HANDBACK,
+    S_GROUP_CLAIMS_DEL,
+    S_GROUP_DEL,
+    S_HEARTBEAT,
+    S_EXPIRE_CLAIMS,
+    S_EXPIRE_GROUPS,
+    S_SWEEP_TIDS,
+    S_SWEEP_LOW,
+    S_SWEEP_DEL,
+    S_AGE_YOUNG,
+    S_AGE_DEL_BELOW,
+    S_AGE_DEL_ALL,
+    S_BEGIN,
+    S_COMMIT,
+    S_LEASE_INS,
+    S_MSG_INS4, /* generated: publish of 4, 16 or 64 rows in one statement */
+    S_MSG_INS16,
+    S_MSG_INS64,
+    S_COUNT
+};
+
+/* sq_ops.c (whoever holds the connection) */
 int sq_ops_prepare(sq_db *d, char *err, size_t errlen);
 void sq_ops_finalize(sq_db *d);
 /* Run the requests of batch in order (consecutive acks together); sets each
@@ -154,6 +206,22 @@ void sq_ops_reset(sq_req *r);         /* undo in-memory results after rollback *
 void sq_ops_forget_topics(sq_db *d);  /* after a rollback */
 int sq_ops_housekeep(sq_db *d, bool heartbeat, char *err, size_t errlen);
 int sq_ops_step(sq_db *d, sqlite3_stmt *st); /* step with busy retries */
+/* Step a statement whose rows are ignored, reset it; SL_E* with err set. */
+int sq_run(sq_db *d, sqlite3_stmt *st, char *err, size_t errlen, const char *what);
+/* First column of the first row; *found = false when none (or NULL). */
+int sq_one_int(sq_db *d, sqlite3_stmt *st, int64_t *out, bool *found, char *err, size_t errlen);
+/* A plain message from columns (uuid, meta, payload) starting at col. */
+int sq_build_msg(sqlite3_stmt *st, int col, sl_msg **out, char *err, size_t errlen);
+
+/* sq_claim.c (whoever holds the connection, inside the batch transaction) */
+int sq_claim(sq_db *d, sq_req *r);
+int sq_settle(sq_db *d, sq_req *r); /* one ack or nack */
+/* Acks of reqs[0..n) together (sorts reqs); returns the request to blame
+ * on failure (its err and rc set), or NULL. */
+sq_req *sq_settle_acks(sq_db *d, sq_req **reqs, unsigned n);
+/* Make a format-1 file format 2, inside the caller's transaction; nothing
+ * to do for any other file. */
+int sq_upgrade(sqlite3 *db, char *err, size_t errlen);
 /* Shared with sq_tx.c: schema and message encoding. */
 extern const char sq_schema_sql[];
 int sq_meta_encode(const sl_msg *m, unsigned char **out, size_t *len);

@@ -517,6 +517,19 @@ static int single_int(sqlite3 *db, const char *sql, int64_t *out, char *err, siz
     return code;
 }
 
+/* A file of the previous format becomes the current one (sq_claim.c). */
+static int upgrade(sq_db *d, char *err, size_t errlen)
+{
+    int code = exec(d, "BEGIN IMMEDIATE", err, errlen);
+    if (!code)
+        code = sq_upgrade(d->db, err, errlen);
+    if (!code)
+        code = exec(d, "COMMIT", err, errlen);
+    if (code)
+        rollback(d);
+    return code;
+}
+
 /* Check the file is a sluice database, or make an empty one into one. */
 static int check_schema(sq_db *d, char *err, size_t errlen)
 {
@@ -534,6 +547,10 @@ static int check_schema(sq_db *d, char *err, size_t errlen)
             sqlite3_finalize(st);
             if (ok)
                 return 0;
+            if (strcmp(fmt, SQ_FORMAT_V1) == 0) {
+                int code = upgrade(d, err, errlen);
+                return code ? code : check_schema(d, err, errlen);
+            }
             snprintf(err, errlen, "sqlite: %s: unsupported sluice format '%s' (expected %s)",
                      d->path, fmt, SQ_FORMAT);
             return SL_ECORRUPT;

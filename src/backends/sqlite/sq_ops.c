@@ -1,15 +1,11 @@
 /*
  * sq_ops.c - the SQL behind every request of the sqlite:// backend. All of it
- * runs on the writer thread, inside the batch transaction sq_db.c opened.
+ * runs on the thread holding the connection, inside the batch transaction
+ * sq_db.c opened.
  *
- * Claiming (next): a group first takes back its own claims that are due
- * (nacked and ready, handed back by a closed subscription, or in flight past
- * their ack deadline - a consumer that died), lowest message id first, then
- * reads on from its cursor `pos` in the topic's log. Claims always have
- * msg_id <= pos, so one consumer sees a topic in publish order, redeliveries
- * first. Ack deletes the claim; nack makes it ready at now + delay. Both
- * match (owner, deliveries), so a late ack of a delivery that was handed to
- * someone else since is ignored (the message stays at-least-once).
+ * Claims (leases), acks and nacks live in sq_claim.c. A batch runs its
+ * requests in queue order, except that consecutive acks run together (acks
+ * commute with each other; any other request waits for the acks before it).
  *
  * Retention (housekeeping): with retention=acked, a topic's messages up to
  * the lowest point every group has acked (min over groups of its cursor and
@@ -37,48 +33,7 @@ const char sq_schema_sql[] =
     "CREATE TABLE IF NOT EXISTS sl_groups(id INTEGER PRIMARY KEY, tid INTEGER NOT NULL, name TEXT,"
     " private INTEGER NOT NULL, pos INTEGER NOT NULL, holder INTEGER NOT NULL, alive INTEGER NOT "
     "NULL, UNIQUE(tid, name));"
-    "CREATE TABLE IF NOT EXISTS sl_claims(gid INTEGER NOT NULL, msg_id INTEGER NOT NULL, owner "
-    "INTEGER NOT NULL, deadline INTEGER NOT NULL, deliveries INTEGER NOT NULL, "
-    "PRIMARY KEY(gid, msg_id)) WITHOUT ROWID;";
-
-enum {
-    S_TOPIC_INS,
-    S_TOPIC_GET,
-    S_MSG_INS,
-    S_GROUP_INS,
-    S_GROUP_GET,
-    S_LAST_ID,
-    S_POS_GET,
-    S_POS_SET,
-    S_REDO_SEL,
-    S_CLAIM_UPD,
-    S_CLAIM_DEL1,
-    S_MSG_GET,
-    S_NEW_SEL,
-    S_NEXT_DUE,
-    S_ACK,
-    S_NACK,
-    S_HANDBACK,
-    S_GROUP_CLAIMS_DEL,
-    S_GROUP_DEL,
-    S_HEARTBEAT,
-    S_EXPIRE_CLAIMS,
-    S_EXPIRE_GROUPS,
-    S_SWEEP_TIDS,
-    S_SWEEP_LOW,
-    S_SWEEP_DEL,
-    S_AGE_YOUNG,
-    S_AGE_DEL_BELOW,
-    S_AGE_DEL_ALL,
-    S_BEGIN,
-    S_COMMIT,
-    S_CLAIM_RANGE,
-    S_MSG_INS4, /* generated: publish of 4, 16 or 64 rows in one statement */
-    S_MSG_INS16,
-    S_MSG_INS64,
-    S_COUNT
-};
-
+    SQ_CLAIMS_SQL;
 
 static const char *const sql[S_COUNT] = {
     [S_TOPIC_INS] = "INSERT OR IGNORE INTO sl_topics(name) VALUES(?1)",
@@ -90,18 +45,17 @@ static const char *const sql[S_COUNT] = {
     [S_LAST_ID] = "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name='sl_msgs'),0)",
     [S_POS_GET] = "SELECT pos FROM sl_groups WHERE id=?1",
     [S_POS_SET] = "UPDATE sl_groups SET pos=?2 WHERE id=?1",
-    [S_REDO_SEL] = "SELECT msg_id, deliveries FROM sl_claims WHERE gid=?1 AND deadline<=?2 "
-                   "ORDER BY msg_id LIMIT ?3",
-    [S_CLAIM_UPD] = "UPDATE sl_claims SET owner=?3, deadline=?4, deliveries=deliveries+1 "
-                    "WHERE gid=?1 AND msg_id=?2",
-    [S_CLAIM_DEL1] = "DELETE FROM sl_claims WHERE gid=?1 AND msg_id=?2",
+    [S_REDO_SEL] = "SELECT id, deliveries, ids FROM sl_claims WHERE gid=?1 AND deadline<=?2 "
+                   "ORDER BY first LIMIT 1",
+    [S_LEASE_UPD] = "UPDATE sl_claims SET owner=?2, deadline=?3, deliveries=?4, ids=?5, first=?6 "
+                    "WHERE id=?1",
+    [S_LEASE_DEL] = "DELETE FROM sl_claims WHERE id=?1",
     [S_MSG_GET] = "SELECT uuid, meta, payload FROM sl_msgs WHERE id=?1",
     [S_NEW_SEL] = "SELECT id, uuid, meta, payload FROM sl_msgs WHERE tid=?1 AND id>?2 "
                   "ORDER BY id LIMIT ?3",
     [S_NEXT_DUE] = "SELECT min(deadline) FROM sl_claims WHERE gid=?1 AND deadline>?2",
-    [S_ACK] = "DELETE FROM sl_claims WHERE gid=?1 AND msg_id=?2 AND owner=?3 AND deliveries=?4",
-    [S_NACK] = "UPDATE sl_claims SET owner=0, deadline=?5 WHERE gid=?1 AND msg_id=?2 AND "
-               "owner=?3 AND deliveries=?4",
+    [S_LEASE_GET] = "SELECT owner, deliveries, ids FROM sl_claims WHERE id=?1 AND gid=?2",
+    [S_LEASE_IDS] = "UPDATE sl_claims SET ids=?2, first=?3 WHERE id=?1",
     [S_HANDBACK] = "UPDATE sl_claims SET owner=0, deadline=0 WHERE gid=?1 AND owner=?2",
     [S_GROUP_CLAIMS_DEL] = "DELETE FROM sl_claims WHERE gid=?1",
     [S_GROUP_DEL] = "DELETE FROM sl_groups WHERE id=?1",
@@ -110,7 +64,7 @@ static const char *const sql[S_COUNT] = {
                         "(SELECT id FROM sl_groups WHERE private=1 AND alive<?1)",
     [S_EXPIRE_GROUPS] = "DELETE FROM sl_groups WHERE private=1 AND alive<?1",
     [S_SWEEP_TIDS] = "SELECT DISTINCT tid FROM sl_groups",
-    [S_SWEEP_LOW] = "SELECT min(min(g.pos, coalesce((SELECT min(c.msg_id) FROM sl_claims c "
+    [S_SWEEP_LOW] = "SELECT min(min(g.pos, coalesce((SELECT min(c.first) FROM sl_claims c "
                     "WHERE c.gid=g.id)-1, g.pos))) FROM sl_groups g WHERE g.tid=?1",
     [S_SWEEP_DEL] = "DELETE FROM sl_msgs WHERE tid=?1 AND id<=?2",
     [S_AGE_YOUNG] = "SELECT id FROM sl_msgs WHERE created>=?1 ORDER BY id LIMIT 1",
@@ -118,8 +72,8 @@ static const char *const sql[S_COUNT] = {
     [S_AGE_DEL_ALL] = "DELETE FROM sl_msgs WHERE created<?1",
     [S_BEGIN] = "BEGIN IMMEDIATE",
     [S_COMMIT] = "COMMIT",
-    [S_CLAIM_RANGE] = "INSERT INTO sl_claims(gid,msg_id,owner,deadline,deliveries) "
-                      "SELECT ?1, id, ?2, ?3, 1 FROM sl_msgs WHERE tid=?4 AND id>?5 AND id<=?6",
+    [S_LEASE_INS] = "INSERT INTO sl_claims(gid,first,owner,deadline,deliveries,ids) "
+                    "VALUES(?1,?2,?3,?4,?5,?6)",
 };
 
 /* INSERT of rows messages: ?1 tid, ?2 created, then (uuid, meta, payload)
@@ -196,7 +150,7 @@ int sq_ops_step(sq_db *d, sqlite3_stmt *st)
 }
 
 /* Run a statement that returns no rows (or whose rows we ignore). */
-static int run(sq_db *d, sqlite3_stmt *st, char *err, size_t errlen, const char *what)
+int sq_run(sq_db *d, sqlite3_stmt *st, char *err, size_t errlen, const char *what)
 {
     int rc = sq_ops_step(d, st);
     if (rc == SQLITE_DONE || rc == SQLITE_ROW) {
@@ -209,7 +163,7 @@ static int run(sq_db *d, sqlite3_stmt *st, char *err, size_t errlen, const char 
 }
 
 /* First column of the first row as int64; *found = false when no row. */
-static int one_int(sq_db *d, sqlite3_stmt *st, int64_t *out, bool *found, char *err, size_t errlen)
+int sq_one_int(sq_db *d, sqlite3_stmt *st, int64_t *out, bool *found, char *err, size_t errlen)
 {
     int rc = sq_ops_step(d, st);
     *found = rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL;
@@ -272,7 +226,7 @@ int sq_meta_decode(sl_msg *m, const unsigned char *p, size_t len)
 }
 
 /* Build a plain message from columns (uuid, meta, payload) starting at col. */
-static int build_msg(sqlite3_stmt *st, int col, sl_msg **out, char *err, size_t errlen)
+int sq_build_msg(sqlite3_stmt *st, int col, sl_msg **out, char *err, size_t errlen)
 {
     const char *uuid = (const char *)sqlite3_column_text(st, col);
     const void *meta = sqlite3_column_blob(st, col + 1);
@@ -304,10 +258,10 @@ static int topic_id(sq_db *d, const char *name, int64_t *tid, char *err, size_t 
         }
     bool found;
     sqlite3_bind_text(d->st[S_TOPIC_GET], 1, name, -1, SQLITE_STATIC);
-    int rc = one_int(d, d->st[S_TOPIC_GET], tid, &found, err, errlen);
+    int rc = sq_one_int(d, d->st[S_TOPIC_GET], tid, &found, err, errlen);
     if (!rc && !found) {
         sqlite3_bind_text(d->st[S_TOPIC_INS], 1, name, -1, SQLITE_STATIC);
-        if ((rc = run(d, d->st[S_TOPIC_INS], err, errlen, "topic insert")) != 0)
+        if ((rc = sq_run(d, d->st[S_TOPIC_INS], err, errlen, "topic insert")) != 0)
             return rc;
         *tid = sqlite3_last_insert_rowid(d->db);
     }
@@ -367,7 +321,7 @@ static int op_publish(sq_db *d, sq_req *r)
             if (rc)
                 snprintf(r->err, sizeof r->err, "out of memory");
             else
-                rc = run(d, st, r->err, sizeof r->err, "publish");
+                rc = sq_run(d, st, r->err, sizeof r->err, "publish");
             sqlite3_clear_bindings(st);
             if (rc)
                 return rc;
@@ -377,144 +331,13 @@ static int op_publish(sq_db *d, sq_req *r)
     return 0;
 }
 
-static int take(sq_req *r, sqlite3_stmt *src, int col, int64_t msg_id, unsigned deliv)
-{
-    sl_msg *m;
-    int rc = build_msg(src, col, &m, r->err, sizeof r->err);
-    if (rc)
-        return rc;
-    r->out[r->nout].m = m;
-    r->out[r->nout].msg_id = msg_id;
-    r->out[r->nout].deliveries = deliv;
-    r->nout++;
-    return 0;
-}
-
-/* Take back due claims of the group (redeliveries), lowest id first. */
-static int claim_redo(sq_db *d, sq_req *r, int64_t now)
-{
-    int64_t ids[64];
-    unsigned dl[64], k = 0, want = r->max < 64 ? r->max : 64;
-    sqlite3_stmt *st = d->st[S_REDO_SEL];
-    sqlite3_bind_int64(st, 1, r->gid);
-    sqlite3_bind_int64(st, 2, now);
-    sqlite3_bind_int64(st, 3, want);
-    int rc;
-    while (k < want && (rc = sq_ops_step(d, st)) == SQLITE_ROW) {
-        ids[k] = sqlite3_column_int64(st, 0);
-        dl[k++] = (unsigned)sqlite3_column_int64(st, 1);
-    }
-    sqlite3_reset(st);
-    for (unsigned i = 0; i < k; i++) {
-        sqlite3_stmt *g = d->st[S_MSG_GET];
-        sqlite3_bind_int64(g, 1, ids[i]);
-        rc = sq_ops_step(d, g);
-        if (rc == SQLITE_ROW)
-            rc = take(r, g, 0, ids[i], dl[i] + 1);
-        else if (rc == SQLITE_DONE)
-            rc = 1; /* message gone (retention): drop the claim */
-        else
-            rc = sq_map(d->db, rc, r->err, sizeof r->err, "claim");
-        sqlite3_reset(g);
-        if (rc < 0)
-            return rc;
-        sqlite3_stmt *u = d->st[rc == 1 ? S_CLAIM_DEL1 : S_CLAIM_UPD];
-        sqlite3_bind_int64(u, 1, r->gid);
-        sqlite3_bind_int64(u, 2, ids[i]);
-        if (rc == 0) {
-            sqlite3_bind_int64(u, 3, r->owner);
-            sqlite3_bind_int64(u, 4, now + r->ack_deadline);
-        }
-        if ((rc = run(d, u, r->err, sizeof r->err, "claim update")) != 0)
-            return rc;
-    }
-    return 0;
-}
-
-/* Read on from the group's cursor. */
-static int claim_new(sq_db *d, sq_req *r, int64_t now)
-{
-    int64_t pos;
-    bool found;
-    sqlite3_bind_int64(d->st[S_POS_GET], 1, r->gid);
-    int rc = one_int(d, d->st[S_POS_GET], &pos, &found, r->err, sizeof r->err);
-    if (rc)
-        return rc;
-    if (!found) {
-        snprintf(r->err, sizeof r->err, "sqlite: consumer group %lld no longer exists",
-                 (long long)r->gid);
-        return SL_ENOENT;
-    }
-    sqlite3_stmt *st = d->st[S_NEW_SEL];
-    sqlite3_bind_int64(st, 1, r->tid);
-    sqlite3_bind_int64(st, 2, pos);
-    sqlite3_bind_int64(st, 3, r->max - r->nout);
-    int64_t newpos = pos;
-    while ((rc = sq_ops_step(d, st)) == SQLITE_ROW) {
-        int64_t id = sqlite3_column_int64(st, 0);
-        if ((rc = take(r, st, 1, id, 1)) != 0)
-            break;
-        newpos = id;
-    }
-    sqlite3_reset(st);
-    if (rc != SQLITE_DONE)
-        return rc > 0 ? sq_map(d->db, rc, r->err, sizeof r->err, "claim") : rc;
-    if (newpos == pos)
-        return 0;
-    /* One statement claims them all: the topic's messages in (pos, newpos]
-     * are exactly the ones just read (the write lock is held). */
-    sqlite3_stmt *ins = d->st[S_CLAIM_RANGE];
-    sqlite3_bind_int64(ins, 1, r->gid);
-    sqlite3_bind_int64(ins, 2, r->owner);
-    sqlite3_bind_int64(ins, 3, now + r->ack_deadline);
-    sqlite3_bind_int64(ins, 4, r->tid);
-    sqlite3_bind_int64(ins, 5, pos);
-    sqlite3_bind_int64(ins, 6, newpos);
-    if ((rc = run(d, ins, r->err, sizeof r->err, "claim insert")) != 0)
-        return rc;
-    sqlite3_bind_int64(d->st[S_POS_SET], 1, r->gid);
-    sqlite3_bind_int64(d->st[S_POS_SET], 2, newpos);
-    return run(d, d->st[S_POS_SET], r->err, sizeof r->err, "cursor update");
-}
-
-static int op_claim(sq_db *d, sq_req *r)
-{
-    int64_t now = sli_wall_ms();
-    r->nout = 0;
-    r->next_due = -1;
-    int rc = claim_redo(d, r, now);
-    if (!rc && r->nout < r->max)
-        rc = claim_new(d, r, now);
-    if (rc || r->nout)
-        return rc;
-    bool found;
-    sqlite3_bind_int64(d->st[S_NEXT_DUE], 1, r->gid);
-    sqlite3_bind_int64(d->st[S_NEXT_DUE], 2, now);
-    rc = one_int(d, d->st[S_NEXT_DUE], &r->next_due, &found, r->err, sizeof r->err);
-    if (!found)
-        r->next_due = -1;
-    return rc;
-}
-
-static int op_settle(sq_db *d, sq_req *r)
-{
-    sqlite3_stmt *st = d->st[r->kind == SQ_ACK ? S_ACK : S_NACK];
-    sqlite3_bind_int64(st, 1, r->gid);
-    sqlite3_bind_int64(st, 2, r->msg_id);
-    sqlite3_bind_int64(st, 3, r->owner);
-    sqlite3_bind_int64(st, 4, r->deliveries);
-    if (r->kind == SQ_NACK)
-        sqlite3_bind_int64(st, 5, r->delay_ms ? sli_wall_ms() + r->delay_ms : 0);
-    return run(d, st, r->err, sizeof r->err, r->kind == SQ_ACK ? "ack" : "nack");
-}
-
 static int op_subscribe(sq_db *d, sq_req *r)
 {
     int64_t pos = 0;
     bool found;
     int rc = topic_id(d, r->topic, &r->tid, r->err, sizeof r->err);
     if (!rc && r->start == SL_START_LATEST)
-        rc = one_int(d, d->st[S_LAST_ID], &pos, &found, r->err, sizeof r->err);
+        rc = sq_one_int(d, d->st[S_LAST_ID], &pos, &found, r->err, sizeof r->err);
     if (rc)
         return rc;
     sqlite3_stmt *st = d->st[S_GROUP_INS];
@@ -527,7 +350,7 @@ static int op_subscribe(sq_db *d, sq_req *r)
     sqlite3_bind_int64(st, 4, pos);
     sqlite3_bind_int64(st, 5, r->priv ? d->holder : 0);
     sqlite3_bind_int64(st, 6, sli_wall_ms());
-    if ((rc = run(d, st, r->err, sizeof r->err, "subscribe")) != 0)
+    if ((rc = sq_run(d, st, r->err, sizeof r->err, "subscribe")) != 0)
         return rc;
     if (r->priv) {
         r->gid = sqlite3_last_insert_rowid(d->db);
@@ -536,7 +359,7 @@ static int op_subscribe(sq_db *d, sq_req *r)
     st = d->st[S_GROUP_GET];
     sqlite3_bind_int64(st, 1, r->tid);
     sqlite3_bind_text(st, 2, r->group, -1, SQLITE_STATIC);
-    return one_int(d, st, &r->gid, &found, r->err, sizeof r->err);
+    return sq_one_int(d, st, &r->gid, &found, r->err, sizeof r->err);
 }
 
 static int op_unsubscribe(sq_db *d, sq_req *r)
@@ -547,39 +370,57 @@ static int op_unsubscribe(sq_db *d, sq_req *r)
         st = d->st[S_HANDBACK];
         sqlite3_bind_int64(st, 1, r->gid);
         sqlite3_bind_int64(st, 2, r->owner);
-        return run(d, st, r->err, sizeof r->err, "hand back");
+        return sq_run(d, st, r->err, sizeof r->err, "hand back");
     }
     sqlite3_bind_int64(d->st[S_GROUP_CLAIMS_DEL], 1, r->gid);
-    if ((rc = run(d, d->st[S_GROUP_CLAIMS_DEL], r->err, sizeof r->err, "drop group")) != 0)
+    if ((rc = sq_run(d, d->st[S_GROUP_CLAIMS_DEL], r->err, sizeof r->err, "drop group")) != 0)
         return rc;
     sqlite3_bind_int64(d->st[S_GROUP_DEL], 1, r->gid);
-    return run(d, d->st[S_GROUP_DEL], r->err, sizeof r->err, "drop group");
+    return sq_run(d, d->st[S_GROUP_DEL], r->err, sizeof r->err, "drop group");
 }
 
 static int run_one(sq_db *d, sq_req *r)
 {
     switch (r->kind) {
     case SQ_PUBLISH: return op_publish(d, r);
-    case SQ_CLAIM: return op_claim(d, r);
+    case SQ_CLAIM: return sq_claim(d, r);
     case SQ_ACK:
-    case SQ_NACK: return op_settle(d, r);
+    case SQ_NACK: return sq_settle(d, r);
     case SQ_SUBSCRIBE: return op_subscribe(d, r);
     case SQ_UNSUBSCRIBE: return op_unsubscribe(d, r);
     }
     return SL_EINVAL;
 }
 
+#define ACK_SET 256
+
 sq_req *sq_ops_run_all(sq_db *d, sq_req *batch)
 {
-    for (sq_req *r = batch; r; r = r->next)
+    sq_req *acks[ACK_SET], *bad = NULL;
+    unsigned n = 0;
+    for (sq_req *r = batch; r && !bad; r = r->next) {
+        if (r->kind == SQ_ACK) {
+            acks[n++] = r;
+            if (n == ACK_SET) {
+                bad = sq_settle_acks(d, acks, n);
+                n = 0;
+            }
+            continue;
+        }
+        if (n && (bad = sq_settle_acks(d, acks, n)) != NULL)
+            break;
+        n = 0;
         if ((r->rc = run_one(d, r)) != 0)
-            return r;
-    return NULL;
+            bad = r;
+    }
+    if (!bad && n)
+        bad = sq_settle_acks(d, acks, n);
+    return bad;
 }
 
 int sq_ops_tx(sq_db *d, bool begin, char *err, size_t errlen)
 {
-    return run(d, d->st[begin ? S_BEGIN : S_COMMIT], err, errlen, begin ? "BEGIN" : "COMMIT");
+    return sq_run(d, d->st[begin ? S_BEGIN : S_COMMIT], err, errlen, begin ? "BEGIN" : "COMMIT");
 }
 
 void sq_ops_reset(sq_req *r)
@@ -601,11 +442,11 @@ static int sweep_acked(sq_db *d, char *err, size_t errlen)
         int64_t tid = sqlite3_column_int64(tids, 0), low;
         bool found;
         sqlite3_bind_int64(d->st[S_SWEEP_LOW], 1, tid);
-        if ((code = one_int(d, d->st[S_SWEEP_LOW], &low, &found, err, errlen)) || !found)
+        if ((code = sq_one_int(d, d->st[S_SWEEP_LOW], &low, &found, err, errlen)) || !found)
             continue;
         sqlite3_bind_int64(d->st[S_SWEEP_DEL], 1, tid);
         sqlite3_bind_int64(d->st[S_SWEEP_DEL], 2, low);
-        code = run(d, d->st[S_SWEEP_DEL], err, errlen, "retention");
+        code = sq_run(d, d->st[S_SWEEP_DEL], err, errlen, "retention");
     }
     sqlite3_reset(tids);
     return code;
@@ -616,12 +457,12 @@ static int sweep_aged(sq_db *d, char *err, size_t errlen)
     int64_t cut = sli_wall_ms() - d->o.retention_ms, young;
     bool found;
     sqlite3_bind_int64(d->st[S_AGE_YOUNG], 1, cut);
-    int code = one_int(d, d->st[S_AGE_YOUNG], &young, &found, err, errlen);
+    int code = sq_one_int(d, d->st[S_AGE_YOUNG], &young, &found, err, errlen);
     if (code)
         return code;
     sqlite3_stmt *st = d->st[found ? S_AGE_DEL_BELOW : S_AGE_DEL_ALL];
     sqlite3_bind_int64(st, 1, found ? young : cut);
-    return run(d, st, err, errlen, "retention");
+    return sq_run(d, st, err, errlen, "retention");
 }
 
 int sq_ops_housekeep(sq_db *d, bool heartbeat, char *err, size_t errlen)
@@ -633,9 +474,9 @@ int sq_ops_housekeep(sq_db *d, bool heartbeat, char *err, size_t errlen)
         sqlite3_bind_int64(d->st[S_HEARTBEAT], 2, now);
         sqlite3_bind_int64(d->st[S_EXPIRE_CLAIMS], 1, now - PRIVATE_EXPIRY_MS);
         sqlite3_bind_int64(d->st[S_EXPIRE_GROUPS], 1, now - PRIVATE_EXPIRY_MS);
-        if ((code = run(d, d->st[S_HEARTBEAT], err, errlen, "heartbeat")) ||
-            (code = run(d, d->st[S_EXPIRE_CLAIMS], err, errlen, "expire groups")) ||
-            (code = run(d, d->st[S_EXPIRE_GROUPS], err, errlen, "expire groups")))
+        if ((code = sq_run(d, d->st[S_HEARTBEAT], err, errlen, "heartbeat")) ||
+            (code = sq_run(d, d->st[S_EXPIRE_CLAIMS], err, errlen, "expire groups")) ||
+            (code = sq_run(d, d->st[S_EXPIRE_GROUPS], err, errlen, "expire groups")))
             return code;
         d->acked_since_sweep = true; /* a dead group may have held retention back */
     }

@@ -48,8 +48,14 @@ int sl_sqlite_init(sqlite3 *db)
     int rc = sqlite3_exec(db, "SAVEPOINT sl_init", NULL, NULL, NULL);
     if (rc != SQLITE_OK)
         return fail(db, rc, "sl_sqlite_init");
-    rc = sqlite3_exec(db, sq_schema_sql, NULL, NULL, NULL);
-    int code = rc == SQLITE_OK ? check_format(db) : fail(db, rc, "sl_sqlite_init");
+    char err[SQ_ERRLEN];
+    int code = sq_upgrade(db, err, sizeof err);
+    if (code)
+        code = sli_err(code, "%s", err);
+    else if ((rc = sqlite3_exec(db, sq_schema_sql, NULL, NULL, NULL)) != SQLITE_OK)
+        code = fail(db, rc, "sl_sqlite_init");
+    else
+        code = check_format(db);
     if (code)
         sqlite3_exec(db, "ROLLBACK TO sl_init", NULL, NULL, NULL);
     sqlite3_exec(db, "RELEASE sl_init", NULL, NULL, NULL);

@@ -30,7 +30,7 @@
 
 #include "backends/sqlite/sq.h"
 
-#define SQ_CLAIM_MAX 256
+#define SQ_CLAIM_MAX SQ_LEASE_MAX
 
 typedef struct sq_handle_opts {
     int64_t ack_deadline;
@@ -66,7 +66,7 @@ typedef struct sq_sub {
 
 typedef struct sq_dlv {
     sq_sub *s;
-    int64_t msg_id;
+    int64_t msg_id, lease;
     unsigned deliveries;
 } sq_dlv;
 
@@ -221,6 +221,7 @@ static void sq_hook(sl_msg *m, sli_msg_event ev, unsigned delay_ms, void *ctx)
     r->async = async;
     r->gid = s->gid;
     r->msg_id = dv->msg_id;
+    r->lease = dv->lease;
     r->owner = s->owner;
     r->deliveries = dv->deliveries;
     r->delay_ms = delay_ms;
@@ -241,6 +242,7 @@ static int deliver(sq_sub *s, sl_msg **out)
         return sli_err(SL_ENOMEM, "out of memory");
     dv->s = s;
     dv->msg_id = c->msg_id;
+    dv->lease = c->lease;
     dv->deliveries = c->deliveries;
     atomic_fetch_add(&s->refs, 1);
     atomic_fetch_add(&s->out, 1);
