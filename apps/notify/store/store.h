@@ -67,8 +67,9 @@ struct nf_store {
     const nf_store_ops *ops;
 };
 
-/* Open the store named by url ("sqlite://PATH"), creating tables as needed.
- * Errors: SL_ENOTSUP (unknown scheme), SL_EINVAL, SL_EIO. */
+/* Open the store named by url ("sqlite://PATH", "mysql://..."), creating
+ * tables as needed. Errors: SL_ENOTSUP (unknown scheme), SL_EINVAL,
+ * SL_EBADOPT (unknown or bad URL option), SL_EIO. */
 int nf_store_open(nf_store **out, const char *url, int shards);
 void nf_store_close(nf_store *s);
 
@@ -105,5 +106,8 @@ int nf_store_ping(nf_store *s);
 
 /* The SQLite implementation's ops (store/sqlite.c). */
 extern const nf_store_ops nf_store_sqlite_ops;
+/* The MySQL/MariaDB implementation's ops (store/mysql.c):
+ * mysql://USER:PASS@HOST[:PORT]/DB[?max_open_conns=N&max_idle_conns=N&...]. */
+extern const nf_store_ops nf_store_mysql_ops;
 
 #endif

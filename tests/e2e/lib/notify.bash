@@ -3,6 +3,17 @@
 # Each test runs in its own temporary directory with its own server on an
 # ephemeral loopback port (web.server_addr 127.0.0.1:0; the URL is read from
 # the server's first stdout line), so tests can run in parallel.
+#
+# NOTIFY_E2E_STACK picks the stack the service runs on:
+#   sqlite (default)  the embedded default: sqlite:// queue and store,
+#                     consumers in the server process
+#   seed              the seed's stack: amqp:// queue ($SL_RABBITMQ_URL) and
+#                     mysql:// store ($SL_MARIADB_URL), both from the ctest
+#                     fixtures, with `sluice notify consume notify` and `read`
+#                     as separate processes. Each run gets its own database
+#                     and exchange/queue name prefix, so runs never see each
+#                     other's data; the database is dropped afterwards.
+# Checks that cannot hold on a stack call skip_check with the reason.
 set -uo pipefail
 
 SLUICE=${SLUICE:-$(dirname "$0")/../../build/sluice}
@@ -13,8 +24,14 @@ FAIL=0
 SERVER_PID=""
 URL=""
 
+STACK=${NOTIFY_E2E_STACK:-sqlite}
+CONSUMER_PIDS=()
+MY_DB=""
+
 cleanup() {
   { [ -n "$SERVER_PID" ] && kill -9 "$SERVER_PID" && wait "$SERVER_PID"; } 2>/dev/null
+  for p in "${CONSUMER_PIDS[@]:-}"; do { [ -n "$p" ] && kill -9 "$p" && wait "$p"; } 2>/dev/null; done
+  [ -z "$MY_DB" ] || my_sql -e "DROP DATABASE IF EXISTS $MY_DB" || true
   for p in "${EXTRA_PIDS[@]:-}"; do { [ -n "$p" ] && kill -9 "$p" && wait "$p"; } 2>/dev/null; done
   if [ "$FAIL" -eq 0 ] && [ -z "${KEEP_WORK:-}" ]; then rm -rf "$WORK"; else echo "work dir kept: $WORK"; fi
 }
@@ -25,13 +42,77 @@ export SLUICE_WEB_SERVER_ADDR=127.0.0.1:0
 export SLUICE_WEB_DEBUG=false
 export SLUICE_CONSUMERS_BACKOFF_MS=${SLUICE_CONSUMERS_BACKOFF_MS:-20}
 
+# ---- the seed's stack (NOTIFY_E2E_STACK=seed) ----
+my_sql() { # the mariadb client on the fixture's server, as the fixture's user
+  "$(command -v mariadb || command -v mysql)" --no-defaults -h "$MY_HOST" -P "$MY_PORT" \
+    -u "$MY_USER" -p"$MY_PASS" "$@"
+}
+
+setup_seed_stack() {
+  local re='^mysql://([^:@/]+):([^@]*)@([^:/]+):([0-9]+)/([A-Za-z0-9_]+)$'
+  [ -n "${SL_RABBITMQ_URL:-}" ] || { echo "seed stack: SL_RABBITMQ_URL is not set (run through ctest)" >&2; exit 1; }
+  [[ ${SL_MARIADB_URL:-} =~ $re ]] || { echo "seed stack: SL_MARIADB_URL '${SL_MARIADB_URL:-}' is not mysql://user:pass@host:port/db" >&2; exit 1; }
+  MY_USER=${BASH_REMATCH[1]} MY_PASS=${BASH_REMATCH[2]} MY_HOST=${BASH_REMATCH[3]} MY_PORT=${BASH_REMATCH[4]}
+  local run="e2e_$$_$RANDOM"
+  my_sql -e "CREATE DATABASE $run" || { echo "seed stack: cannot create database $run" >&2; exit 1; }
+  MY_DB=$run
+  export SLUICE_STORE_URL="mysql://$MY_USER:$MY_PASS@$MY_HOST:$MY_PORT/$run"
+  local sep='?'
+  [[ $SL_RABBITMQ_URL == *\?* ]] && sep='&'
+  export SLUICE_QUEUE_URL="$SL_RABBITMQ_URL${sep}exchange_prefix=$run.&queue_prefix=$run."
+  export SLUICE_CONSUMERS_IN_PROCESS=false
+  echo "seed stack: queue $SLUICE_QUEUE_URL, store $SLUICE_STORE_URL"
+}
+
+# start_consumers: `sluice notify consume notify` and `read` in $WORK, each
+# with its own log dir; returns once both have subscribed.
+start_consumers() {
+  local t i _
+  for t in notify read; do
+    (cd "$WORK" && exec env SLUICE_LOG_DIR="logs-$t" "$SLUICE" notify consume "$t" \
+        --config "$SRC_DIR/config/config.yaml" >"$WORK/consume-$t.out" 2>>"$WORK/consume-$t.err") &
+    CONSUMER_PIDS+=($!)
+  done
+  for i in 0 1; do
+    t=$([ $i = 0 ] && echo notify || echo read)
+    for _ in $(seq 1 600); do
+      grep -q '^sluice notify: consuming' "$WORK/consume-$t.out" 2>/dev/null && continue 2
+      kill -0 "${CONSUMER_PIDS[$i]}" 2>/dev/null || break
+      sleep 0.05
+    done
+    echo "consumer $t did not start:"; cat "$WORK/consume-$t.err" >&2
+    exit 1
+  done
+}
+
+# stop_consumers: graceful stop; every consumer must exit 0 (sanitizer
+# reports, leaks included, make it exit non-zero).
+stop_consumers() {
+  local p st
+  for p in "${CONSUMER_PIDS[@]:-}"; do [ -n "$p" ] && kill -TERM "$p" 2>/dev/null; done
+  for p in "${CONSUMER_PIDS[@]:-}"; do
+    [ -n "$p" ] || continue
+    wait "$p"; st=$?
+    check "consumer pid $p exits cleanly (status $st)" [ "$st" = 0 ]
+  done
+  CONSUMER_PIDS=()
+}
+
+if [ "$STACK" = seed ]; then
+  setup_seed_stack
+elif [ "$STACK" != sqlite ]; then
+  echo "NOTIFY_E2E_STACK must be sqlite or seed, not '$STACK'" >&2; exit 1
+fi
+
 ok()   { PASS=$((PASS + 1)); }
+skip_check() { echo "SKIP ($STACK stack): $1: $2"; }
 bad()  { FAIL=$((FAIL + 1)); echo "FAIL: $*" >&2; }
 check() { local what=$1; shift; if "$@"; then ok; else bad "$what"; fi; }
 matches() { [[ $1 =~ $2 ]]; }
 
 # start_server [extra env assignments...]: starts `sluice notify serve` in $WORK.
 start_server() {
+  [ "$STACK" = seed ] && [ ${#CONSUMER_PIDS[@]} -eq 0 ] && start_consumers
   (cd "$WORK" && exec env "$@" "$SLUICE" notify serve --config "$SRC_DIR/config/config.yaml" \
       >"$WORK/server.out" 2>>"$WORK/server.err") &
   SERVER_PID=$!
@@ -101,6 +182,7 @@ count_is() { # count_is UID N: user's notification_count == N
 }
 
 finish() {
+  [ "$STACK" = seed ] && stop_server && stop_consumers
   echo "$PASS passed, $FAIL failed"
   [ "$FAIL" -eq 0 ]
 }
