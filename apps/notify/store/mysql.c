@@ -945,6 +945,8 @@ static int my_open(nf_store **out, const char *url, int shards)
         my_close(&s->base);
         return rc;
     }
+    nf_log(SL_LOG_INFO, "mysql store: %s:%u/%s, %d shards, pool max_open_conns %d max_idle_conns %d",
+           s->host, s->port, s->dbname, shards, s->max_open == INT_MAX ? 0 : s->max_open, s->max_idle);
     *out = &s->base;
     return 0;
 }

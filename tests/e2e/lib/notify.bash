@@ -48,16 +48,22 @@ my_sql() { # the mariadb client on the fixture's server, as the fixture's user
     -u "$MY_USER" -p"$MY_PASS" "$@"
 }
 
-setup_seed_stack() {
+# mysql_fresh_db: a new database on the fixture's server ($SL_MARIADB_URL),
+# dropped at exit; SLUICE_STORE_URL points at it. Sets RUN (its name).
+mysql_fresh_db() {
   local re='^mysql://([^:@/]+):([^@]*)@([^:/]+):([0-9]+)/([A-Za-z0-9_]+)$'
-  [ -n "${SL_RABBITMQ_URL:-}" ] || { echo "seed stack: SL_RABBITMQ_URL is not set (run through ctest)" >&2; exit 1; }
-  [[ ${SL_MARIADB_URL:-} =~ $re ]] || { echo "seed stack: SL_MARIADB_URL '${SL_MARIADB_URL:-}' is not mysql://user:pass@host:port/db" >&2; exit 1; }
+  [[ ${SL_MARIADB_URL:-} =~ $re ]] || { echo "SL_MARIADB_URL '${SL_MARIADB_URL:-}' is not mysql://user:pass@host:port/db (run through ctest)" >&2; exit 1; }
   MY_USER=${BASH_REMATCH[1]} MY_PASS=${BASH_REMATCH[2]} MY_HOST=${BASH_REMATCH[3]} MY_PORT=${BASH_REMATCH[4]}
-  local run="e2e_$$_$RANDOM"
-  my_sql -e "CREATE DATABASE $run" || { echo "seed stack: cannot create database $run" >&2; exit 1; }
-  MY_DB=$run
-  export SLUICE_STORE_URL="mysql://$MY_USER:$MY_PASS@$MY_HOST:$MY_PORT/$run"
-  local sep='?'
+  RUN="e2e_$$_$RANDOM"
+  my_sql -e "CREATE DATABASE $RUN" || { echo "cannot create database $RUN" >&2; exit 1; }
+  MY_DB=$RUN
+  export SLUICE_STORE_URL="mysql://$MY_USER:$MY_PASS@$MY_HOST:$MY_PORT/$RUN"
+}
+
+setup_seed_stack() {
+  [ -n "${SL_RABBITMQ_URL:-}" ] || { echo "seed stack: SL_RABBITMQ_URL is not set (run through ctest)" >&2; exit 1; }
+  mysql_fresh_db
+  local run=$RUN sep='?'
   [[ $SL_RABBITMQ_URL == *\?* ]] && sep='&'
   export SLUICE_QUEUE_URL="$SL_RABBITMQ_URL${sep}exchange_prefix=$run.&queue_prefix=$run."
   export SLUICE_CONSUMERS_IN_PROCESS=false
