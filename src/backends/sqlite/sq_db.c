@@ -141,6 +141,25 @@ static void choose_sync(sq_db *d, const sq_req *batch)
     }
 }
 
+static void bump(sq_db *d)
+{
+    atomic_fetch_add(&d->seq, 1);
+    if (atomic_load(&d->waiters))
+        sli_futex_wake_all(&d->seq);
+}
+
+/* Whether batch changes what a waiting consumer may want (read before
+ * running it: running frees async requests). Not claims and subscribes
+ * alone: a consumer whose claim found nothing would wake itself up and
+ * spin while idle. */
+static bool wakes(const sq_req *batch)
+{
+    for (const sq_req *r = batch; r; r = r->next)
+        if (r->kind != SQ_CLAIM && r->kind != SQ_SUBSCRIBE)
+            return true;
+    return false;
+}
+
 static void run_batch(sq_db *d, sq_req *batch)
 {
     char err[SQ_ERRLEN];
@@ -184,12 +203,6 @@ static void run_batch(sq_db *d, sq_req *batch)
     }
 }
 
-static void bump(sq_db *d)
-{
-    atomic_fetch_add(&d->seq, 1);
-    if (atomic_load(&d->waiters))
-        sli_futex_wake_all(&d->seq);
-}
 
 /* Cross-process change detection. Returns true when something changed. */
 static bool poll_changes(sq_db *d)
@@ -309,8 +322,10 @@ static void lead(sq_db *d, sq_req *own)
         linger(d);
         sq_req *batch = take_batch(d);
         pthread_mutex_unlock(&d->mu);
-        run_batch(d, batch);
-        bump(d);
+        bool change = wakes(batch);
+        run_batch(d, batch); /* frees or completes every request of batch */
+        if (change)
+            bump(d);
         pthread_mutex_lock(&d->mu);
     }
     release(d);
@@ -378,8 +393,10 @@ static void *writer_main(void *arg)
         sq_req *batch = queue_ready(d, now) ? take_batch(d) : NULL;
         pthread_mutex_unlock(&d->mu);
         if (batch) {
+            bool change = wakes(batch);
             run_batch(d, batch);
-            bump(d);
+            if (change)
+                bump(d);
             c.poll_iv = 1;
             c.next_poll = now + c.poll_iv;
         } else if (atomic_load(&d->waiters) && now >= c.next_poll) {

@@ -278,29 +278,28 @@ static int next_locked(sq_sub *s, sl_msg **out, int timeout_ms, int64_t deadline
             return sli_err(SL_ECLOSED, "subscription closed");
         if (s->ibuf < s->nbuf)
             return deliver(s, out);
-        atomic_fetch_add(&d->waiters, 1);
+        /* seq read before the claim: a change after it ends the wait below
+         * at once; waiters counts only sleepers (bump() reads it after
+         * changing seq, so a sleeper is never missed). */
         uint32_t seen = atomic_load(&d->seq);
         unsigned held = atomic_load(&s->out);
         int64_t due = -1;
         if (held < s->prefetch) {
             int rc = claim(s, s->prefetch - held, &due);
-            if (rc || s->nbuf) {
-                atomic_fetch_sub(&d->waiters, 1);
-                if (rc)
-                    return rc;
+            if (rc)
+                return rc;
+            if (s->nbuf)
                 continue;
-            }
         }
         int64_t now = sli_mono_ms(), until = deadline;
-        if (timeout_ms == 0 || (deadline >= 0 && now >= deadline)) {
-            atomic_fetch_sub(&d->waiters, 1);
+        if (timeout_ms == 0 || (deadline >= 0 && now >= deadline))
             return SL_ETIMEDOUT;
-        }
         if (due >= 0) {
             int64_t due_mono = now + (due - sli_wall_ms()) + 1;
             if (until < 0 || due_mono < until)
                 until = due_mono;
         }
+        atomic_fetch_add(&d->waiters, 1);
         sli_futex_wait(&d->seq, seen, until);
         atomic_fetch_sub(&d->waiters, 1);
     }
