@@ -141,6 +141,7 @@ struct sq_db {
     size_t pub_target; /* publishes a sync=full batch waits for (group commit) */
     int64_t dv_last; /* PRAGMA data_version */
     bool acked_since_sweep;
+    int64_t swept_ms; /* mono ms of the last retention sweep inside a batch */
     bool synced_full; /* current PRAGMA synchronous is FULL */
     sq_db *next;
 };

@@ -393,13 +393,33 @@ static int run_one(sq_db *d, sq_req *r)
 }
 
 #define ACK_SET 256
+#define SWEEP_MS 5
+
+static int sweep_acked(sq_db *d, char *err, size_t errlen);
+
+/* With retention=acked, delete what every group acked within the batch
+ * that acked it, at most every SWEEP_MS: the log stays small (and in the
+ * page cache) under load instead of growing until the next housekeeping.
+ * A failure here only leaves the work to housekeeping. */
+static void sweep_soon(sq_db *d)
+{
+    int64_t now = sli_mono_ms();
+    if (d->o.retention_ms || now - d->swept_ms < SWEEP_MS)
+        return;
+    char err[SQ_ERRLEN];
+    if (sweep_acked(d, err, sizeof err) != 0)
+        sli_log(SL_LOG_DEBUG, "sqlite", "%s: retention left to housekeeping: %s", d->path, err);
+    d->swept_ms = now;
+}
 
 sq_req *sq_ops_run_all(sq_db *d, sq_req *batch)
 {
     sq_req *acks[ACK_SET], *bad = NULL;
     unsigned n = 0;
+    bool acked = false;
     for (sq_req *r = batch; r && !bad; r = r->next) {
         if (r->kind == SQ_ACK) {
+            acked = true;
             acks[n++] = r;
             if (n == ACK_SET) {
                 bad = sq_settle_acks(d, acks, n);
@@ -415,6 +435,8 @@ sq_req *sq_ops_run_all(sq_db *d, sq_req *batch)
     }
     if (!bad && n)
         bad = sq_settle_acks(d, acks, n);
+    if (!bad && acked)
+        sweep_soon(d);
     return bad;
 }
 
