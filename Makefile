@@ -45,7 +45,7 @@ bench: deps
 	bash bench/run.sh build-bench
 
 install: build
-	cmake --install $(BUILD)
+	cmake --install $(BUILD) --prefix $(PREFIX)
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
