@@ -38,8 +38,10 @@ static int64_t json_int(json_t *o, const char *k, int64_t dflt)
 
 static void push_count(nf_app *app, int64_t uid, const char *event, json_t *extra)
 {
-    if (!app->hub)
+    if (!app->hub) { /* a consumer process without HTTP: extra is still ours to free */
+        json_decref(extra);
         return;
+    }
     int64_t count = 0;
     nf_store_user_get(app->store, uid, NULL, 0, &count);
     json_t *o = extra ? extra : json_object();
