@@ -4,7 +4,8 @@
  *   sq_db.c    one shared database per file per process: open and validate
  *              the file, the writer thread (group commit), change polling
  *   sq_ops.c   the SQL of every request, run by the writer inside a batch
- *   sq_claim.c claims as leases: claim, redeliver, ack, nack; format upgrade
+ *   sq_claim.c claims as leases: claim, redeliver, ack, nack
+ *   sq_upgrade.c  older file formats to the current one
  *   sq_tx.c    sl_sqlite_publish_tx (publish in the caller's transaction)
  *   sqlite.c   the backend ops table: publishers, subscriptions, delivery
  *
@@ -14,10 +15,15 @@
  * runs it in ONE immediate transaction and commits once, so concurrent
  * publishes, claims and acks share a commit (and an fsync with sync=full).
  *
- * Schema (application_id 'SLIC', sl_meta.format = "sluice-sqlite-2"):
- *   sl_topics(id, name)                      topics, never deleted
- *   sl_msgs(id AUTOINCREMENT, tid, uuid, meta, payload, created)
- *                                            the log; ids grow in commit order
+ * Schema (application_id 'SLIC', sl_meta.format = "sluice-sqlite-3"):
+ *   sl_topics(id, name, seq)                 topics, never deleted; seq = the
+ *                                            last message number given out
+ *   sl_msgs(id, tid, uuid, meta, payload, created)
+ *                                            the log: id = tid << 40 | number,
+ *                                            so a topic's messages are one
+ *                                            rowid range in commit order (no
+ *                                            index to maintain; reading on and
+ *                                            retention are range scans)
  *   sl_groups(id, tid, name, private, pos, holder, alive)
  *                                            a consumer group reads its topic's
  *                                            log past pos; private = one
@@ -31,7 +37,8 @@
  *                                            first = the lowest): owner != 0 =
  *                                            in flight until deadline (wall
  *                                            ms), owner 0 = ready at deadline
- * Format 1 had one sl_claims row per message; sq_claim.c upgrades it.
+ * Format 1 had one sl_claims row per message, formats 1 and 2 one global
+ * AUTOINCREMENT id with an index on (tid, id); sq_upgrade.c upgrades both.
  */
 #ifndef SQ_H
 #define SQ_H
@@ -40,13 +47,23 @@
 
 #include "core/backend.h"
 
-#define SQ_FORMAT "sluice-sqlite-2"
+#define SQ_FORMAT "sluice-sqlite-3"
 #define SQ_FORMAT_V1 "sluice-sqlite-1"
+#define SQ_FORMAT_V2 "sluice-sqlite-2"
+/* Message ids: topic id in the high bits, the topic's message number in the
+ * low SQ_SEQ_BITS. */
+#define SQ_SEQ_BITS 40
+#define SQ_SEQ_MAX (((int64_t)1 << SQ_SEQ_BITS) - 1)
+#define SQ_TOPIC_MAX (((int64_t)1 << (62 - SQ_SEQ_BITS)) - 1)
+#define SQ_ID(tid, seq) ((int64_t)(tid) << SQ_SEQ_BITS | (int64_t)(seq))
 #define SQ_CLAIMS_SQL                                                                              \
     "CREATE TABLE IF NOT EXISTS sl_claims(id INTEGER PRIMARY KEY, gid INTEGER NOT NULL, first "   \
     "INTEGER NOT NULL, owner INTEGER NOT NULL, deadline INTEGER NOT NULL, deliveries INTEGER NOT " \
     "NULL, ids BLOB NOT NULL);"                                                                    \
     "CREATE INDEX IF NOT EXISTS sl_claims_gid ON sl_claims(gid, first, deadline);"
+#define SQ_MSGS_SQL(name)                                                                          \
+    "CREATE TABLE IF NOT EXISTS " name "(id INTEGER PRIMARY KEY, tid INTEGER NOT NULL, uuid TEXT " \
+    "NOT NULL, meta BLOB, payload BLOB NOT NULL, created INTEGER NOT NULL);"
 #define SQ_LEASE_MAX 256 /* messages in one lease (and one claim) */
 #define SQ_APP_ID 0x534C4943 /* 'SLIC' */
 #define SQ_ERRLEN 300
@@ -163,7 +180,9 @@ enum {
     S_MSG_INS,
     S_GROUP_INS,
     S_GROUP_GET,
-    S_LAST_ID,
+    S_TOPIC_SEQ,
+    S_TOPIC_SEQ_SET,
+    S_TOPIC_ALL,
     S_POS_GET,
     S_POS_SET,
     S_REDO_SEL,
@@ -185,7 +204,6 @@ enum {
     S_SWEEP_DEL,
     S_AGE_YOUNG,
     S_AGE_DEL_BELOW,
-    S_AGE_DEL_ALL,
     S_BEGIN,
     S_COMMIT,
     S_LEASE_INS,
@@ -220,8 +238,13 @@ int sq_settle(sq_db *d, sq_req *r); /* one ack or nack */
 /* Acks of reqs[0..n) together (sorts reqs); returns the request to blame
  * on failure (its err and rc set), or NULL. */
 sq_req *sq_settle_acks(sq_db *d, sq_req **reqs, unsigned n);
-/* Make a format-1 file format 2, inside the caller's transaction; nothing
- * to do for any other file. */
+/* Lease id lists: n ids as 8 bytes little-endian each into out; decode
+ * checks the size (SL_ECORRUPT) and fills at most SQ_LEASE_MAX ids. */
+void sq_ids_encode(const int64_t *ids, unsigned n, unsigned char *out);
+int sq_ids_decode(const void *blob, int len, int64_t *ids, unsigned *n);
+
+/* sq_upgrade.c: make a file of an older format the current one, inside the
+ * caller's transaction; nothing to do for any other file. */
 int sq_upgrade(sqlite3 *db, char *err, size_t errlen);
 /* Shared with sq_tx.c: schema and message encoding. */
 extern const char sq_schema_sql[];

@@ -38,7 +38,7 @@ typedef struct lease {
 
 /* ---------- ids blob: 8 bytes little-endian per id ---------- */
 
-static void ids_encode(const int64_t *ids, unsigned n, unsigned char *out)
+void sq_ids_encode(const int64_t *ids, unsigned n, unsigned char *out)
 {
     for (unsigned i = 0; i < n; i++) {
         uint64_t v = (uint64_t)ids[i];
@@ -47,28 +47,34 @@ static void ids_encode(const int64_t *ids, unsigned n, unsigned char *out)
     }
 }
 
-static int ids_decode(sqlite3_stmt *st, int col, lease *ls, char *err, size_t errlen)
+int sq_ids_decode(const void *blob, int len, int64_t *ids, unsigned *n)
 {
-    const unsigned char *p = sqlite3_column_blob(st, col);
-    int len = sqlite3_column_bytes(st, col);
-    if (len % 8 || len / 8 > SQ_LEASE_MAX || (len && !p)) {
-        snprintf(err, errlen, "sqlite: claim %lld has a malformed id list", (long long)ls->id);
+    const unsigned char *p = blob;
+    if (len % 8 || len / 8 > SQ_LEASE_MAX || (len && !p))
         return SL_ECORRUPT;
-    }
-    ls->n = (unsigned)len / 8;
-    for (unsigned i = 0; i < ls->n; i++) {
+    *n = (unsigned)len / 8;
+    for (unsigned i = 0; i < *n; i++) {
         uint64_t v = 0;
         for (int b = 7; b >= 0; b--)
             v = v << 8 | p[i * 8 + (unsigned)b];
-        ls->ids[i] = (int64_t)v;
+        ids[i] = (int64_t)v;
     }
     return 0;
+}
+
+static int ids_decode(sqlite3_stmt *st, int col, lease *ls, char *err, size_t errlen)
+{
+    int rc = sq_ids_decode(sqlite3_column_blob(st, col), sqlite3_column_bytes(st, col), ls->ids,
+                           &ls->n);
+    if (rc)
+        snprintf(err, errlen, "sqlite: claim %lld has a malformed id list", (long long)ls->id);
+    return rc;
 }
 
 static void bind_ids(sqlite3_stmt *st, int col, const int64_t *ids, unsigned n)
 {
     unsigned char buf[SQ_LEASE_MAX * 8];
-    ids_encode(ids, n, buf);
+    sq_ids_encode(ids, n, buf);
     sqlite3_bind_blob(st, col, buf, (int)n * 8, SQLITE_TRANSIENT);
 }
 
@@ -234,8 +240,8 @@ static int claim_new(sq_db *d, sq_req *r, int64_t now)
     if (want > SQ_LEASE_MAX)
         want = SQ_LEASE_MAX;
     sqlite3_stmt *st = d->st[S_NEW_SEL];
-    sqlite3_bind_int64(st, 1, r->tid);
-    sqlite3_bind_int64(st, 2, pos);
+    sqlite3_bind_int64(st, 1, pos);
+    sqlite3_bind_int64(st, 2, SQ_ID(r->tid, SQ_SEQ_MAX));
     sqlite3_bind_int64(st, 3, want);
     int code = 0;
     while (t < want && (rc = sq_ops_step(d, st)) == SQLITE_ROW) {
@@ -341,51 +347,4 @@ sq_req *sq_settle_acks(sq_db *d, sq_req **reqs, unsigned n)
             return reqs[i];
     }
     return NULL;
-}
-
-/* ---------- format 1 -> 2 ---------- */
-
-static int upgrade_rows(sqlite3 *db)
-{
-    sqlite3_stmt *sel = NULL, *ins = NULL;
-    int rc = sqlite3_prepare_v2(db, "SELECT gid, msg_id, owner, deadline, deliveries FROM "
-                                    "sl_claims_v1", -1, &sel, NULL);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_prepare_v2(db, "INSERT INTO sl_claims(gid,first,owner,deadline,deliveries,"
-                                    "ids) VALUES(?1,?2,?3,?4,?5,?6)", -1, &ins, NULL);
-    while (rc == SQLITE_OK && (rc = sqlite3_step(sel)) == SQLITE_ROW) {
-        int64_t id = sqlite3_column_int64(sel, 1);
-        unsigned char blob[8];
-        ids_encode(&id, 1, blob);
-        for (int c = 0; c < 5; c++)
-            sqlite3_bind_int64(ins, c + 1, sqlite3_column_int64(sel, c));
-        sqlite3_bind_blob(ins, 6, blob, 8, SQLITE_STATIC);
-        rc = sqlite3_step(ins);
-        sqlite3_reset(ins);
-        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
-    }
-    sqlite3_finalize(sel);
-    sqlite3_finalize(ins);
-    return rc == SQLITE_DONE ? SQLITE_OK : rc;
-}
-
-int sq_upgrade(sqlite3 *db, char *err, size_t errlen)
-{
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(db, "SELECT value FROM sl_meta WHERE key='format'", -1, &st, NULL) !=
-        SQLITE_OK)
-        return 0; /* not a sluice database (yet): the caller tells */
-    bool v1 = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0) &&
-              strcmp((const char *)sqlite3_column_text(st, 0), SQ_FORMAT_V1) == 0;
-    sqlite3_finalize(st);
-    if (!v1)
-        return 0;
-    int rc = sqlite3_exec(db, "ALTER TABLE sl_claims RENAME TO sl_claims_v1;" SQ_CLAIMS_SQL, NULL,
-                          NULL, NULL);
-    if (rc == SQLITE_OK)
-        rc = upgrade_rows(db);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_exec(db, "DROP TABLE sl_claims_v1; UPDATE sl_meta SET value='" SQ_FORMAT
-                              "' WHERE key='format'", NULL, NULL, NULL);
-    return rc == SQLITE_OK ? 0 : sq_map(db, rc, err, errlen, "upgrade from " SQ_FORMAT_V1);
 }

@@ -534,7 +534,7 @@ static int single_int(sqlite3 *db, const char *sql, int64_t *out, char *err, siz
     return code;
 }
 
-/* A file of the previous format becomes the current one (sq_claim.c). */
+/* A file of an older format becomes the current one (sq_upgrade.c). */
 static int upgrade(sq_db *d, char *err, size_t errlen)
 {
     int code = exec(d, "BEGIN IMMEDIATE", err, errlen);
@@ -564,7 +564,7 @@ static int check_schema(sq_db *d, char *err, size_t errlen)
             sqlite3_finalize(st);
             if (ok)
                 return 0;
-            if (strcmp(fmt, SQ_FORMAT_V1) == 0) {
+            if (strcmp(fmt, SQ_FORMAT_V1) == 0 || strcmp(fmt, SQ_FORMAT_V2) == 0) {
                 int code = upgrade(d, err, errlen);
                 return code ? code : check_schema(d, err, errlen);
             }

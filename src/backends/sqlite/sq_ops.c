@@ -26,10 +26,9 @@
 const char sq_schema_sql[] =
     "CREATE TABLE IF NOT EXISTS sl_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
     "INSERT OR IGNORE INTO sl_meta VALUES('format','" SQ_FORMAT "');"
-    "CREATE TABLE IF NOT EXISTS sl_topics(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);"
-    "CREATE TABLE IF NOT EXISTS sl_msgs(id INTEGER PRIMARY KEY AUTOINCREMENT, tid INTEGER NOT "
-    "NULL, uuid TEXT NOT NULL, meta BLOB, payload BLOB NOT NULL, created INTEGER NOT NULL);"
-    "CREATE INDEX IF NOT EXISTS sl_msgs_tid ON sl_msgs(tid, id);"
+    "CREATE TABLE IF NOT EXISTS sl_topics(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, "
+    "seq INTEGER NOT NULL DEFAULT 0);"
+    SQ_MSGS_SQL("sl_msgs")
     "CREATE TABLE IF NOT EXISTS sl_groups(id INTEGER PRIMARY KEY, tid INTEGER NOT NULL, name TEXT,"
     " private INTEGER NOT NULL, pos INTEGER NOT NULL, holder INTEGER NOT NULL, alive INTEGER NOT "
     "NULL, UNIQUE(tid, name));"
@@ -38,11 +37,14 @@ const char sq_schema_sql[] =
 static const char *const sql[S_COUNT] = {
     [S_TOPIC_INS] = "INSERT OR IGNORE INTO sl_topics(name) VALUES(?1)",
     [S_TOPIC_GET] = "SELECT id FROM sl_topics WHERE name=?1",
-    [S_MSG_INS] = "INSERT INTO sl_msgs(tid,uuid,meta,payload,created) VALUES(?1,?3,?4,?5,?2)",
+    [S_MSG_INS] = "INSERT INTO sl_msgs(id,tid,uuid,meta,payload,created) "
+                  "VALUES(?3,?1,?4,?5,?6,?2)",
     [S_GROUP_INS] = "INSERT OR IGNORE INTO sl_groups(tid,name,private,pos,holder,alive) "
                     "VALUES(?1,?2,?3,?4,?5,?6)",
     [S_GROUP_GET] = "SELECT id FROM sl_groups WHERE tid=?1 AND name=?2",
-    [S_LAST_ID] = "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name='sl_msgs'),0)",
+    [S_TOPIC_SEQ] = "SELECT seq FROM sl_topics WHERE id=?1",
+    [S_TOPIC_SEQ_SET] = "UPDATE sl_topics SET seq=?2 WHERE id=?1",
+    [S_TOPIC_ALL] = "SELECT id FROM sl_topics",
     [S_POS_GET] = "SELECT pos FROM sl_groups WHERE id=?1",
     [S_POS_SET] = "UPDATE sl_groups SET pos=?2 WHERE id=?1",
     [S_REDO_SEL] = "SELECT id, deliveries, ids FROM sl_claims WHERE gid=?1 AND deadline<=?2 "
@@ -51,7 +53,7 @@ static const char *const sql[S_COUNT] = {
                     "WHERE id=?1",
     [S_LEASE_DEL] = "DELETE FROM sl_claims WHERE id=?1",
     [S_MSG_GET] = "SELECT uuid, meta, payload FROM sl_msgs WHERE id=?1",
-    [S_NEW_SEL] = "SELECT id, uuid, meta, payload FROM sl_msgs WHERE tid=?1 AND id>?2 "
+    [S_NEW_SEL] = "SELECT id, uuid, meta, payload FROM sl_msgs WHERE id>?1 AND id<=?2 "
                   "ORDER BY id LIMIT ?3",
     [S_NEXT_DUE] = "SELECT min(deadline) FROM sl_claims WHERE gid=?1 AND deadline>?2",
     [S_LEASE_GET] = "SELECT owner, deliveries, ids FROM sl_claims WHERE id=?1 AND gid=?2",
@@ -66,28 +68,29 @@ static const char *const sql[S_COUNT] = {
     [S_SWEEP_TIDS] = "SELECT DISTINCT tid FROM sl_groups",
     [S_SWEEP_LOW] = "SELECT min(min(g.pos, coalesce((SELECT min(c.first) FROM sl_claims c "
                     "WHERE c.gid=g.id)-1, g.pos))) FROM sl_groups g WHERE g.tid=?1",
-    [S_SWEEP_DEL] = "DELETE FROM sl_msgs WHERE tid=?1 AND id<=?2",
-    [S_AGE_YOUNG] = "SELECT id FROM sl_msgs WHERE created>=?1 ORDER BY id LIMIT 1",
-    [S_AGE_DEL_BELOW] = "DELETE FROM sl_msgs WHERE id<?1",
-    [S_AGE_DEL_ALL] = "DELETE FROM sl_msgs WHERE created<?1",
+    [S_SWEEP_DEL] = "DELETE FROM sl_msgs WHERE id>=?1 AND id<=?2",
+    [S_AGE_YOUNG] = "SELECT id FROM sl_msgs WHERE id>=?1 AND id<=?2 AND created>=?3 "
+                    "ORDER BY id LIMIT 1",
+    [S_AGE_DEL_BELOW] = "DELETE FROM sl_msgs WHERE id>=?1 AND id<?2",
     [S_BEGIN] = "BEGIN IMMEDIATE",
     [S_COMMIT] = "COMMIT",
     [S_LEASE_INS] = "INSERT INTO sl_claims(gid,first,owner,deadline,deliveries,ids) "
                     "VALUES(?1,?2,?3,?4,?5,?6)",
 };
 
-/* INSERT of rows messages: ?1 tid, ?2 created, then (uuid, meta, payload)
- * for each row from ?3 on. */
+/* INSERT of rows messages: ?1 tid, ?2 created, then (id, uuid, meta,
+ * payload) for each row from ?3 on. */
 static char *gen_msg_ins(int rows)
 {
-    size_t cap = 96 + (size_t)rows * 40;
+    size_t cap = 96 + (size_t)rows * 48;
     char *q = malloc(cap);
     if (!q)
         return NULL;
-    size_t o = (size_t)snprintf(q, cap, "INSERT INTO sl_msgs(tid,uuid,meta,payload,created) VALUES");
+    size_t o = (size_t)snprintf(q, cap, "INSERT INTO sl_msgs(id,tid,uuid,meta,payload,created) "
+                                        "VALUES");
     for (int i = 0; i < rows; i++)
-        o += (size_t)snprintf(q + o, cap - o, "%s(?1,?%d,?%d,?%d,?2)", i ? "," : "", 3 + 3 * i,
-                              4 + 3 * i, 5 + 3 * i);
+        o += (size_t)snprintf(q + o, cap - o, "%s(?%d,?1,?%d,?%d,?%d,?2)", i ? "," : "", 3 + 4 * i,
+                              4 + 4 * i, 5 + 4 * i, 6 + 4 * i);
     return q;
 }
 
@@ -267,6 +270,10 @@ static int topic_id(sq_db *d, const char *name, int64_t *tid, char *err, size_t 
     }
     if (rc)
         return rc;
+    if (*tid < 1 || *tid > SQ_TOPIC_MAX) {
+        snprintf(err, errlen, "sqlite: topic id %lld out of range", (long long)*tid);
+        return SL_ECORRUPT;
+    }
     size_t l = strlen(name) + 1;
     topic_ent *t = malloc(sizeof *t + l);
     if (t) {
@@ -280,15 +287,16 @@ static int topic_id(sq_db *d, const char *name, int64_t *tid, char *err, size_t 
 
 /* ---------- requests ---------- */
 
-/* Bind message m as row `row` of a (multi-row) insert. */
-static int bind_msg(sqlite3_stmt *st, int row, const sl_msg *m)
+/* Bind message m with id as row `row` of a (multi-row) insert. */
+static int bind_msg(sqlite3_stmt *st, int row, const sl_msg *m, int64_t id)
 {
     unsigned char *meta;
     size_t mlen, plen;
     const void *pl = sl_msg_payload(m, &plen);
     if (sq_meta_encode(m, &meta, &mlen) != 0)
         return SL_ENOMEM;
-    int col = 3 + 3 * row;
+    int col = 4 + 4 * row;
+    sqlite3_bind_int64(st, col - 1, id);
     sqlite3_bind_text(st, col, sl_msg_uuid(m), -1, SQLITE_STATIC);
     if (meta)
         sqlite3_bind_blob(st, col + 1, meta, (int)mlen, free);
@@ -298,17 +306,26 @@ static int bind_msg(sqlite3_stmt *st, int row, const sl_msg *m)
     return 0;
 }
 
-/* Insert msgs into the log, up to 64 rows per statement (a statement's
- * fixed costs, AUTOINCREMENT's bookkeeping among them, are per statement). */
+/* Insert msgs into the log, numbered on from the topic's seq, up to 64 rows
+ * per statement (a statement's fixed costs are per statement). */
 static int op_publish(sq_db *d, sq_req *r)
 {
     static const struct {
         int stmt, rows;
     } sizes[] = {{S_MSG_INS64, 64}, {S_MSG_INS16, 16}, {S_MSG_INS4, 4}, {S_MSG_INS, 1}};
-    int64_t tid, now = sli_wall_ms();
+    int64_t tid, seq, now = sli_wall_ms();
+    bool found;
     int rc = topic_id(d, r->topic, &tid, r->err, sizeof r->err);
+    if (!rc) {
+        sqlite3_bind_int64(d->st[S_TOPIC_SEQ], 1, tid);
+        rc = sq_one_int(d, d->st[S_TOPIC_SEQ], &seq, &found, r->err, sizeof r->err);
+    }
     if (rc)
         return rc;
+    if (!found || seq < 0 || (uint64_t)seq + r->n > (uint64_t)SQ_SEQ_MAX) {
+        snprintf(r->err, sizeof r->err, "sqlite: topic %s: message numbers exhausted", r->topic);
+        return SL_ECORRUPT;
+    }
     size_t i = 0;
     for (int z = 0; z < 4; z++) {
         sqlite3_stmt *st = d->st[sizes[z].stmt];
@@ -317,7 +334,7 @@ static int op_publish(sq_db *d, sq_req *r)
             sqlite3_bind_int64(st, 1, tid);
             sqlite3_bind_int64(st, 2, now);
             for (size_t k = 0; k < rows && !rc; k++)
-                rc = bind_msg(st, (int)k, r->msgs[i + k]);
+                rc = bind_msg(st, (int)k, r->msgs[i + k], SQ_ID(tid, seq + 1 + (int64_t)(i + k)));
             if (rc)
                 snprintf(r->err, sizeof r->err, "out of memory");
             else
@@ -328,18 +345,23 @@ static int op_publish(sq_db *d, sq_req *r)
             i += rows;
         }
     }
-    return 0;
+    sqlite3_bind_int64(d->st[S_TOPIC_SEQ_SET], 1, tid);
+    sqlite3_bind_int64(d->st[S_TOPIC_SEQ_SET], 2, seq + (int64_t)r->n);
+    return sq_run(d, d->st[S_TOPIC_SEQ_SET], r->err, sizeof r->err, "publish");
 }
 
 static int op_subscribe(sq_db *d, sq_req *r)
 {
-    int64_t pos = 0;
+    int64_t seq = 0;
     bool found;
     int rc = topic_id(d, r->topic, &r->tid, r->err, sizeof r->err);
-    if (!rc && r->start == SL_START_LATEST)
-        rc = sq_one_int(d, d->st[S_LAST_ID], &pos, &found, r->err, sizeof r->err);
+    if (!rc && r->start == SL_START_LATEST) {
+        sqlite3_bind_int64(d->st[S_TOPIC_SEQ], 1, r->tid);
+        rc = sq_one_int(d, d->st[S_TOPIC_SEQ], &seq, &found, r->err, sizeof r->err);
+    }
     if (rc)
         return rc;
+    int64_t pos = SQ_ID(r->tid, seq);
     sqlite3_stmt *st = d->st[S_GROUP_INS];
     sqlite3_bind_int64(st, 1, r->tid);
     if (r->priv)
@@ -466,7 +488,7 @@ static int sweep_acked(sq_db *d, char *err, size_t errlen)
         sqlite3_bind_int64(d->st[S_SWEEP_LOW], 1, tid);
         if ((code = sq_one_int(d, d->st[S_SWEEP_LOW], &low, &found, err, errlen)) || !found)
             continue;
-        sqlite3_bind_int64(d->st[S_SWEEP_DEL], 1, tid);
+        sqlite3_bind_int64(d->st[S_SWEEP_DEL], 1, SQ_ID(tid, 0));
         sqlite3_bind_int64(d->st[S_SWEEP_DEL], 2, low);
         code = sq_run(d, d->st[S_SWEEP_DEL], err, errlen, "retention");
     }
@@ -474,17 +496,28 @@ static int sweep_acked(sq_db *d, char *err, size_t errlen)
     return code;
 }
 
+/* Per topic: delete its messages older than the retention, up to its
+ * first young one (numbers follow commit order, so age nearly does too). */
 static int sweep_aged(sq_db *d, char *err, size_t errlen)
 {
-    int64_t cut = sli_wall_ms() - d->o.retention_ms, young;
-    bool found;
-    sqlite3_bind_int64(d->st[S_AGE_YOUNG], 1, cut);
-    int code = sq_one_int(d, d->st[S_AGE_YOUNG], &young, &found, err, errlen);
-    if (code)
-        return code;
-    sqlite3_stmt *st = d->st[found ? S_AGE_DEL_BELOW : S_AGE_DEL_ALL];
-    sqlite3_bind_int64(st, 1, found ? young : cut);
-    return sq_run(d, st, err, errlen, "retention");
+    int64_t cut = sli_wall_ms() - d->o.retention_ms;
+    sqlite3_stmt *tids = d->st[S_TOPIC_ALL], *young = d->st[S_AGE_YOUNG];
+    sqlite3_stmt *del = d->st[S_AGE_DEL_BELOW];
+    int rc, code = 0;
+    while (!code && (rc = sq_ops_step(d, tids)) == SQLITE_ROW) {
+        int64_t tid = sqlite3_column_int64(tids, 0), first;
+        bool found;
+        sqlite3_bind_int64(young, 1, SQ_ID(tid, 0));
+        sqlite3_bind_int64(young, 2, SQ_ID(tid, SQ_SEQ_MAX));
+        sqlite3_bind_int64(young, 3, cut);
+        if ((code = sq_one_int(d, young, &first, &found, err, errlen)) != 0)
+            break;
+        sqlite3_bind_int64(del, 1, SQ_ID(tid, 0));
+        sqlite3_bind_int64(del, 2, found ? first : SQ_ID(tid, SQ_SEQ_MAX) + 1);
+        code = sq_run(d, del, err, errlen, "retention");
+    }
+    sqlite3_reset(tids);
+    return code;
 }
 
 int sq_ops_housekeep(sq_db *d, bool heartbeat, char *err, size_t errlen)

@@ -78,7 +78,8 @@ static int step_done(sqlite3 *db, sqlite3_stmt *st, const char *what)
     return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : fail(db, rc, what);
 }
 
-static int topic_id(sqlite3 *db, const char *topic, int64_t *tid)
+/* The topic's id and its last message number. */
+static int topic_id(sqlite3 *db, const char *topic, int64_t *tid, int64_t *seq)
 {
     sqlite3_stmt *st;
     int code = prep(db, "INSERT OR IGNORE INTO sl_topics(name) VALUES(?1)", &st);
@@ -87,23 +88,30 @@ static int topic_id(sqlite3 *db, const char *topic, int64_t *tid)
     sqlite3_bind_text(st, 1, topic, -1, SQLITE_STATIC);
     code = step_done(db, st, "topic");
     sqlite3_finalize(st);
-    if (code || (code = prep(db, "SELECT id FROM sl_topics WHERE name=?1", &st)))
+    if (code || (code = prep(db, "SELECT id, seq FROM sl_topics WHERE name=?1", &st)))
         return code;
     sqlite3_bind_text(st, 1, topic, -1, SQLITE_STATIC);
     int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
+    if (rc == SQLITE_ROW) {
         *tid = sqlite3_column_int64(st, 0);
-    else
+        *seq = sqlite3_column_int64(st, 1);
+        if (*tid < 1 || *tid > SQ_TOPIC_MAX || *seq < 0)
+            code = fail(db, SQLITE_CORRUPT, "topic");
+    } else {
         code = fail(db, rc == SQLITE_DONE ? SQLITE_CORRUPT : rc, "topic");
+    }
     sqlite3_finalize(st);
     return code;
 }
 
-static int insert_all(sqlite3 *db, int64_t tid, sl_msg *const *msgs, size_t n)
+/* Insert msgs numbered on from seq, then advance the topic's seq. */
+static int insert_all(sqlite3 *db, int64_t tid, int64_t seq, sl_msg *const *msgs, size_t n)
 {
     sqlite3_stmt *st;
-    int code = prep(db, "INSERT INTO sl_msgs(tid,uuid,meta,payload,created) VALUES(?1,?2,?3,?4,?5)",
-                    &st);
+    if ((uint64_t)seq + n > (uint64_t)SQ_SEQ_MAX)
+        return sli_err(SL_ECORRUPT, "sqlite: message numbers of the topic exhausted");
+    int code = prep(db, "INSERT INTO sl_msgs(tid,uuid,meta,payload,created,id) "
+                        "VALUES(?1,?2,?3,?4,?5,?6)", &st);
     int64_t now = sli_wall_ms();
     for (size_t i = 0; !code && i < n; i++) {
         unsigned char *meta;
@@ -121,9 +129,16 @@ static int insert_all(sqlite3 *db, int64_t tid, sl_msg *const *msgs, size_t n)
             sqlite3_bind_null(st, 3);
         sqlite3_bind_blob64(st, 4, plen ? pl : "", plen, SQLITE_STATIC);
         sqlite3_bind_int64(st, 5, now);
+        sqlite3_bind_int64(st, 6, SQ_ID(tid, seq + 1 + (int64_t)i));
         code = step_done(db, st, "publish");
         sqlite3_clear_bindings(st);
     }
+    sqlite3_finalize(st);
+    if (code || (code = prep(db, "UPDATE sl_topics SET seq=?2 WHERE id=?1", &st)))
+        return code;
+    sqlite3_bind_int64(st, 1, tid);
+    sqlite3_bind_int64(st, 2, seq + (int64_t)n);
+    code = step_done(db, st, "publish");
     sqlite3_finalize(st);
     return code;
 }
@@ -145,10 +160,10 @@ int sl_sqlite_publish_tx(sqlite3 *db, const char *topic, sl_msg *const *msgs, si
     int rc = sqlite3_exec(db, "SAVEPOINT sl_publish_tx", NULL, NULL, NULL);
     if (rc != SQLITE_OK)
         return fail(db, rc, "sl_sqlite_publish_tx");
-    int64_t tid = 0;
-    code = topic_id(db, topic, &tid);
+    int64_t tid = 0, seq = 0;
+    code = topic_id(db, topic, &tid, &seq);
     if (!code)
-        code = insert_all(db, tid, msgs, n);
+        code = insert_all(db, tid, seq, msgs, n);
     if (code)
         sqlite3_exec(db, "ROLLBACK TO sl_publish_tx", NULL, NULL, NULL);
     rc = sqlite3_exec(db, "RELEASE sl_publish_tx", NULL, NULL, NULL);
