@@ -5,246 +5,35 @@
  *             stream whose consumer group has 2 competing subscriptions (2
  *             threads); half-way through, Redis is restarted (services.sh
  *             restart redis) while the second half is published (paced, one
- *             batch per publisher every 30 ms, so it spans the restart). A publish that fails is
- * retried, as an application would; subscriptions reconnect on their own (sl_next reports SL_ECONN
- * while the server is away). In the end every message whose publish returned success was delivered
- * and acked exactly once after deduplication by UUID; copies are counted: redeliveries (delivery
- * count > 1) and re-published copies (a retried XADD whose reply was lost). Finally a fresh member
- * of the group receives nothing: no entry is left pending.
+ *             batch per publisher every 30 ms, so it spans the restart). A
+ *             publish that fails is retried, as an application would;
+ *             subscriptions reconnect on their own (sl_next reports SL_ECONN
+ *             while the server is away). In the end every message whose
+ *             publish returned success was delivered and acked exactly once
+ *             after deduplication by UUID; copies are counted: redeliveries
+ *             (delivery count > 1) and re-published copies (a retried XADD
+ *             whose reply was lost). Finally a fresh member of the group
+ *             receives nothing: no entry is left pending.
+ *
+ * The driver is shared with crash_amqp (restart_common.c); this file only
+ * states what differs for Redis.
  *
  * usage: crash_redis SERVICES_SH URL
  * The restart command is $SL_CONF_RESTART_CMD when set (the ctest fixture
  * sets it), else "SERVICES_SH restart redis". SL_TEST_SCALE scales the count.
  */
-#include <stdatomic.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
-#include "testlib.h"
-
-#define NPUB 4
-#define BATCH 50
-
-static const char *services, *url;
-
-typedef struct run {
-    const char *topic, *group;
-    size_t n;
-    atomic_uchar *confirmed; /* [n] publish returned success */
-    atomic_uint *acked;      /* [n] deliveries acked */
-    char (*uuids)[SL_UUID_LEN + 1];
-    atomic_size_t nconfirmed, nonce, redeliveries, copies, published;
-    atomic_bool pub_done, restarting; /* publishers pause half-way until restarting */
-    atomic_int failures, next_errors;
-} run;
-
-typedef struct pjob {
-    run *r;
-    size_t first, count;
-} pjob;
-
-static void *publisher(void *arg)
-{
-    pjob *j = arg;
-    run *r = j->r;
-    sl_publisher *pub = NULL;
-    int64_t deadline = tl_now_ms() + 240000;
-    for (size_t i = j->first; i < j->first + j->count && tl_now_ms() < deadline;) {
-        if (i - j->first >= j->count / 2) { /* second half: paced, across the restart */
-            while (!atomic_load(&r->restarting))
-                tl_sleep_ms(1);
-            tl_sleep_ms(30);
-        }
-        size_t n = j->first + j->count - i < BATCH ? j->first + j->count - i : BATCH;
-        sl_msg *ms[BATCH];
-        for (size_t k = 0; k < n; k++) {
-            char idx[32];
-            snprintf(idx, sizeof idx, "%zu", i + k);
-            TL_CHECK_INT(sl_msg_new_with_uuid(&ms[k], r->uuids[i + k], idx, strlen(idx)), 0);
-            sl_msg_meta_set(ms[k], "idx", idx);
-        }
-        int rc = pub ? 0 : sl_publisher_open(&pub, url);
-        if (rc == 0)
-            rc = sl_publish(pub, r->topic, ms, n);
-        for (size_t k = 0; k < n; k++)
-            sl_msg_unref(ms[k]);
-        atomic_fetch_add(&r->published, n);
-        if (rc == 0) {
-            for (size_t k = 0; k < n; k++)
-                atomic_store(&r->confirmed[i + k], 1);
-            atomic_fetch_add(&r->nconfirmed, n);
-            i += n;
-            continue;
-        }
-        atomic_fetch_add(&r->failures, 1); /* retry the same batch */
-        if (pub)
-            sl_publisher_close(pub);
-        pub = NULL;
-        tl_sleep_ms(100);
-    }
-    if (pub)
-        sl_publisher_close(pub);
-    return NULL;
-}
-
-static bool all_acked(run *r)
-{
-    if (!atomic_load(&r->pub_done))
-        return false;
-    for (size_t i = 0; i < r->n; i++)
-        if (atomic_load(&r->confirmed[i]) && !atomic_load(&r->acked[i]))
-            return false;
-    return true;
-}
-
-typedef struct cjob {
-    run *r;
-    sl_subscription *s;
-} cjob;
-
-static void *consumer(void *arg)
-{
-    cjob *c = arg;
-    run *r = c->r;
-    int64_t deadline = tl_now_ms() + 300000;
-    while (tl_now_ms() < deadline) {
-        sl_msg *m = NULL;
-        int rc = sl_next(c->s, &m, 200);
-        if (rc == SL_ETIMEDOUT || rc == SL_ECONN) {
-            if (rc == SL_ECONN)
-                atomic_fetch_add(&r->next_errors, 1); /* the server is away: go on */
-            else if (atomic_load(&r->nonce) >= atomic_load(&r->nconfirmed) && all_acked(r))
-                break;
-            continue;
-        }
-        if (rc) {
-            tl_check_fail(__FILE__, __LINE__, "sl_next: %s: %s", sl_strerror(rc), sl_errmsg());
-            break;
-        }
-        const char *idx = sl_msg_meta_get(m, "idx");
-        size_t i = idx ? strtoull(idx, NULL, 10) : r->n;
-        if (i >= r->n || strcmp(sl_msg_uuid(m), r->uuids[i]) != 0) {
-            tl_check_fail(__FILE__, __LINE__, "foreign or corrupt message %s", sl_msg_uuid(m));
-        } else if (atomic_fetch_add(&r->acked[i], 1) == 0) {
-            atomic_fetch_add(&r->nonce, 1);
-        } else if (sl_msg_deliveries(m) > 1) {
-            atomic_fetch_add(&r->redeliveries, 1);
-        } else {
-            atomic_fetch_add(&r->copies, 1);
-        }
-        TL_CHECK_INT(sl_msg_ack(m), 0);
-        sl_msg_unref(m);
-    }
-    return NULL;
-}
-
-static void start_threads(run *r, cjob cj[2], pthread_t ct[2], pthread_t pt[NPUB], pjob pj[NPUB])
-{
-    for (int i = 0; i < 2; i++)
-        assert_int_equal(pthread_create(&ct[i], NULL, consumer, &cj[i]), 0);
-    size_t per = r->n / NPUB;
-    for (int i = 0; i < NPUB; i++) {
-        pj[i] = (pjob){r, (size_t)i * per, i == NPUB - 1 ? r->n - (size_t)i * per : per};
-        assert_int_equal(pthread_create(&pt[i], NULL, publisher, &pj[i]), 0);
-    }
-}
-
-static void restart_server(run *r)
-{
-    while (atomic_load(&r->published) < r->n / 2)
-        tl_sleep_ms(5);
-    atomic_store(&r->restarting, true); /* publishing goes on while the server goes away */
-    char cmd[1200];
-    const char *env = getenv("SL_CONF_RESTART_CMD");
-    if (env && *env)
-        snprintf(cmd, sizeof cmd, "%s >/dev/null", env);
-    else
-        snprintf(cmd, sizeof cmd, "%s restart redis >/dev/null", services);
-    size_t before = atomic_load(&r->nconfirmed);
-    int64_t t0 = tl_now_ms();
-    int st = system(cmd);
-    printf("restart: '%s' took %lld ms (status %d); %zu confirmed before it, %zu when it "
-           "returned\n",
-           cmd, (long long)(tl_now_ms() - t0), st, before, atomic_load(&r->nconfirmed));
-    assert_int_equal(st, 0);
-}
-
-static void restart_mid_run(void **state)
-{
-    (void)state;
-    run r = {
-        .topic = tl_unique("crash-redis"), .group = tl_unique("g"), .n = tl_scaled(20000, 2000)};
-    r.confirmed = calloc(r.n, sizeof *r.confirmed);
-    r.acked = calloc(r.n, sizeof *r.acked);
-    r.uuids = calloc(r.n, sizeof *r.uuids);
-    assert_true(r.confirmed && r.acked && r.uuids);
-    for (size_t i = 0; i < r.n; i++)
-        sl_uuid_v7(r.uuids[i]);
-    sl_subscriber *sub = NULL;
-    int rc = sl_subscriber_open(&sub, url);
-    if (rc)
-        fail_msg("Redis at %s is not reachable (%s: %s); start it with services.sh start redis",
-                 url, sl_strerror(rc), sl_errmsg());
-    sl_subscribe_opts o;
-    sl_subscribe_opts_init(&o);
-    o.group = r.group;
-    o.prefetch = 64;
-    cjob cj[2] = {{&r, NULL}, {&r, NULL}};
-    for (int i = 0; i < 2; i++)
-        assert_int_equal(sl_subscribe(sub, r.topic, &o, &cj[i].s), 0);
-    pthread_t ct[2], pt[NPUB];
-    pjob pj[NPUB];
-    start_threads(&r, cj, ct, pt, pj);
-    restart_server(&r);
-    for (int i = 0; i < NPUB; i++)
-        pthread_join(pt[i], NULL);
-    atomic_store(&r.pub_done, true);
-    for (int i = 0; i < 2; i++)
-        pthread_join(ct[i], NULL);
-    tl_assert_threads_ok();
-
-    size_t lost = 0;
-    for (size_t i = 0; i < r.n; i++)
-        lost += atomic_load(&r.confirmed[i]) && !atomic_load(&r.acked[i]);
-    printf("restart: %zu of %zu confirmed, %zu delivered+acked once, %zu redeliveries, "
-           "%zu re-published copies (deduplicated by UUID), %d failed publish calls retried, "
-           "%d sl_next calls saw the server away, %zu lost\n",
-           atomic_load(&r.nconfirmed), r.n, atomic_load(&r.nonce), atomic_load(&r.redeliveries),
-           atomic_load(&r.copies), atomic_load(&r.failures), atomic_load(&r.next_errors), lost);
-    assert_int_equal(lost, 0);
-    assert_int_equal(atomic_load(&r.nconfirmed), r.n); /* every batch got through in the end */
-    /* nothing is left pending in the group: a fresh member gets no message */
-    for (int i = 0; i < 2; i++)
-        assert_int_equal(sl_subscription_close(cj[i].s), 0);
-    sl_subscription *last = NULL;
-    assert_int_equal(sl_subscribe(sub, r.topic, &o, &last), 0);
-    sl_msg *m = NULL;
-    while ((rc = sl_next(last, &m, 1000)) == 0) {
-        /* only a late re-published copy of an acked message may remain */
-        const char *idx = sl_msg_meta_get(m, "idx");
-        size_t i = idx ? strtoull(idx, NULL, 10) : r.n;
-        if (i >= r.n || !atomic_load(&r.acked[i]))
-            fail_msg("message %s (idx %s, delivery %u) was left in the group", sl_msg_uuid(m),
-                     idx ? idx : "?", sl_msg_deliveries(m));
-        sl_msg_ack(m);
-        sl_msg_unref(m);
-    }
-    assert_int_equal(rc, SL_ETIMEDOUT);
-    sl_subscriber_close(sub);
-    free(r.confirmed);
-    free(r.acked);
-    free(r.uuids);
-}
+#include "restart_common.h"
 
 int main(int argc, char **argv)
 {
-    if (argc < 3) {
-        fprintf(stderr, "usage: crash_redis SERVICES_SH URL\n");
-        return 2;
-    }
-    services = argv[1];
-    url = argv[2];
-    const struct CMUnitTest tests[] = {cmocka_unit_test(restart_mid_run)};
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    const rt_config cfg = {
+        .prog = "crash_redis",
+        .server = "Redis",
+        .service = "redis",
+        .topic = "crash-redis",
+        .pace_across_restart = true,
+        .next_may_lose_conn = true,
+        .drain_group = true,
+    };
+    return rt_main(argc, argv, &cfg);
 }
