@@ -54,84 +54,20 @@ typedef struct run {
     amqp_connection_state_t pc, cc;
 } run;
 
-static void fill(unsigned char *buf, uint64_t seq)
-{
-    memset(buf, 'x', MSG_SIZE);
-    memcpy(buf, &seq, sizeof seq);
-}
-
-static void check(const void *p, size_t len, uint64_t want)
-{
-    uint64_t seq;
-    if (len != MSG_SIZE)
-        bench_die("message %llu: size %zu, want %d", (unsigned long long)want, len, MSG_SIZE);
-    memcpy(&seq, p, sizeof seq);
-    if (seq != want)
-        bench_die("message out of order: got %llu, want %llu", (unsigned long long)seq,
-                  (unsigned long long)want);
-}
-
 /* ---------- the broker ---------- */
 
-static char services_sh[PATH_MAX];
-static bool we_started;
-static char url_buf[512];
-
-static void find_services(void)
-{
-    const char *env = getenv("SL_SERVICES_SH");
-    if (env && *env) {
-        snprintf(services_sh, sizeof services_sh, "%s", env);
-        return;
-    }
-    char dir[PATH_MAX - 32];
-    ssize_t n = readlink("/proc/self/exe", dir, sizeof dir - 1);
-    if (n <= 0)
-        bench_die("cannot find scripts/services.sh (set SL_SERVICES_SH)");
-    dir[n] = 0;
-    for (char *slash; (slash = strrchr(dir, '/')) && slash != dir;) {
-        *slash = 0;
-        snprintf(services_sh, sizeof services_sh, "%s/scripts/services.sh", dir);
-        if (access(services_sh, X_OK) == 0)
-            return;
-    }
-    bench_die("cannot find scripts/services.sh above the binary (set SL_SERVICES_SH)");
-}
-
-/* Run services.sh CMD rabbitmq; first output line into out. */
-static int services(const char *cmd, char *out, size_t cap)
-{
-    char line[PATH_MAX + 64];
-    snprintf(line, sizeof line, "'%s' %s rabbitmq", services_sh, cmd);
-    FILE *f = popen(line, "r");
-    if (!f)
-        return -1;
-    if (out && cap) {
-        out[0] = 0;
-        if (fgets(out, (int)cap, f))
-            out[strcspn(out, "\r\n")] = 0;
-    }
-    char skip[256];
-    while (fgets(skip, sizeof skip, f))
-        ;
-    return pclose(f);
-}
+static bench_service broker;
 
 static const char *broker_url(void)
 {
     const char *env = getenv("SL_AMQP_URL");
     if (env && *env)
         return env;
-    find_services();
-    char st[512];
-    if (services("status", st, sizeof st) == 0 && strncmp(st, "rabbitmq running ", 17) == 0) {
-        snprintf(url_buf, sizeof url_buf, "%s", st + 17);
-        return url_buf;
-    }
-    if (services("start", url_buf, sizeof url_buf) != 0 || strncmp(url_buf, "amqp://", 7) != 0)
-        bench_die("services.sh start rabbitmq failed");
-    we_started = true;
-    return url_buf;
+    const char *url = bench_service_url(&broker, "rabbitmq", "amqp://");
+    if (!url)
+        bench_die("no RabbitMQ: scripts/services.sh not found above the binary (set "
+                  "SL_SERVICES_SH) or services.sh start rabbitmq failed");
+    return url;
 }
 
 /* host and port of an amqp://user:pass@host:port/ URL (guest/guest, "/"). */
@@ -161,7 +97,7 @@ static void *ours_pub(void *arg)
     for (uint64_t i = 0; i < r->n;) {
         unsigned k = 0;
         for (; k < r->batch && i + k < r->n; k++) {
-            fill(buf, i + k);
+            bench_fill_seq(buf, MSG_SIZE, i + k);
             if (sl_msg_new(&ms[k], buf, MSG_SIZE) != 0)
                 bench_die("sl_msg_new");
         }
@@ -194,7 +130,7 @@ static double run_ours(run *r)
             bench_die("sl_next after %llu: %s", (unsigned long long)i, sl_errmsg());
         size_t len;
         const void *p = sl_msg_payload(m, &len);
-        check(p, len, i);
+        bench_check_seq(p, len, MSG_SIZE, i);
         sl_msg_ack(m);
         sl_msg_unref(m);
     }
@@ -241,7 +177,7 @@ static void *peer_pub(void *arg)
         for (; k < r->batch && i + k < r->n; k++) {
             char id[SL_UUID_LEN + 1];
             sl_uuid_v7(id);
-            fill(buf, i + k);
+            bench_fill_seq(buf, MSG_SIZE, i + k);
             amqp_basic_properties_t props = {
                 ._flags = AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_MESSAGE_ID_FLAG,
                 .delivery_mode = 2,
@@ -300,7 +236,7 @@ static double run_peer(run *r)
         amqp_rpc_reply_t rr = amqp_consume_message(c, &env, NULL, 0);
         if (rr.reply_type != AMQP_RESPONSE_NORMAL)
             bench_die("peer: consume after %llu", (unsigned long long)i);
-        check(env.message.body.bytes, env.message.body.len, i);
+        bench_check_seq(env.message.body.bytes, env.message.body.len, MSG_SIZE, i);
         if (amqp_basic_ack(c, 1, env.delivery_tag, 0) != AMQP_STATUS_OK)
             bench_die("peer: basic.ack");
         amqp_destroy_envelope(&env);
@@ -343,8 +279,7 @@ int main(void)
     double o = bench_median(ours, reps), p = bench_median(peer, reps);
     free(ours);
     free(peer);
-    if (we_started)
-        services("stop", NULL, 0);
+    bench_service_stop(&broker);
     bench_ratio_line("amqp_pubsub_64b", o, p, 0.8);
     return 0;
 }

@@ -58,23 +58,6 @@ static void pin(int cpu)
         bench_die("SL_BENCH_PIN: cannot pin a thread to CPU %d", cpu);
 }
 
-static void fill(unsigned char *buf, uint64_t seq)
-{
-    memset(buf, 'x', MSG_SIZE);
-    memcpy(buf, &seq, sizeof seq);
-}
-
-static void check(const void *p, size_t len, uint64_t want)
-{
-    uint64_t seq;
-    if (len != MSG_SIZE)
-        bench_die("message %llu: size %zu, want %d", (unsigned long long)want, len, MSG_SIZE);
-    memcpy(&seq, p, sizeof seq);
-    if (seq != want)
-        bench_die("message out of order: got %llu, want %llu", (unsigned long long)seq,
-                  (unsigned long long)want);
-}
-
 /* ---------- ours: mem:// ---------- */
 
 static void *mem_pub_thread(void *arg)
@@ -92,7 +75,7 @@ static void *mem_pub_thread(void *arg)
     for (uint64_t i = 0; i < r->n;) {
         size_t k = 0;
         for (; k < r->batch && i < r->n; k++, i++) {
-            fill(buf, i);
+            bench_fill_seq(buf, MSG_SIZE, i);
             if (sl_msg_new(&msgs[k], buf, sizeof buf))
                 bench_die("sl_msg_new: %s", sl_errmsg());
         }
@@ -117,7 +100,7 @@ static void *mem_sub_thread(void *arg)
             bench_die("sl_next after %llu messages: %s", (unsigned long long)i, sl_strerror(rc));
         size_t len;
         const void *p = sl_msg_payload(m, &len);
-        check(p, len, i);
+        bench_check_seq(p, len, MSG_SIZE, i);
         if (sl_msg_ack(m))
             bench_die("sl_msg_ack: %s", sl_errmsg());
         sl_msg_unref(m);
@@ -156,7 +139,7 @@ static void *zmq_push_thread(void *arg)
     r->t_start = bench_now_ns();
     for (uint64_t i = 0; i < r->n; i++) {
         zmq_msg_t m;
-        fill(buf, i);
+        bench_fill_seq(buf, MSG_SIZE, i);
         if (zmq_msg_init_size(&m, MSG_SIZE))
             bench_die("zmq_msg_init_size: %s", zmq_strerror(zmq_errno()));
         memcpy(zmq_msg_data(&m), buf, MSG_SIZE);
@@ -175,7 +158,7 @@ static void *zmq_pull_thread(void *arg)
     for (uint64_t i = 0; i < r->n; i++) {
         if (zmq_msg_recv(&m, r->zpull, 0) < 0)
             bench_die("zmq_msg_recv: %s", zmq_strerror(zmq_errno()));
-        check(zmq_msg_data(&m), zmq_msg_size(&m), i);
+        bench_check_seq(zmq_msg_data(&m), zmq_msg_size(&m), MSG_SIZE, i);
     }
     zmq_msg_close(&m);
     r->t_end = bench_now_ns();

@@ -56,68 +56,16 @@ static const char *g_url;
 
 /* ---------- the server ---------- */
 
-static char services_sh[PATH_MAX];
-static bool we_started;
-static char url_buf[512];
-
-static bool find_services(void)
-{
-    const char *env = getenv("SL_SERVICES_SH");
-    if (env && *env) {
-        snprintf(services_sh, sizeof services_sh, "%s", env);
-        return true;
-    }
-    char dir[PATH_MAX - 32];
-    ssize_t n = readlink("/proc/self/exe", dir, sizeof dir - 1);
-    if (n <= 0)
-        return false;
-    dir[n] = 0;
-    for (char *slash; (slash = strrchr(dir, '/')) && slash != dir;) {
-        *slash = 0;
-        snprintf(services_sh, sizeof services_sh, "%s/scripts/services.sh", dir);
-        if (access(services_sh, X_OK) == 0)
-            return true;
-    }
-    return false;
-}
-
-/* Run "services.sh CMD redis"; its first output line into out. */
-static int services(const char *cmd, char *out, size_t cap)
-{
-    char line[PATH_MAX + 64];
-    snprintf(line, sizeof line, "'%s' %s redis", services_sh, cmd);
-    FILE *f = popen(line, "r");
-    if (!f)
-        return -1;
-    if (out && cap) {
-        out[0] = 0;
-        if (fgets(out, (int)cap, f))
-            out[strcspn(out, "\r\n")] = 0;
-    }
-    char skip[256];
-    while (fgets(skip, sizeof skip, f))
-        ;
-    return pclose(f);
-}
+static bench_service server;
 
 static const char *server_url(void)
 {
     const char *env = getenv("SL_REDIS_URL");
     if (env && *env)
         return env;
-    if (!find_services())
-        return NULL;
     setenv("SL_SERVICES_DIR", "/tmp/sluice-bench-services", 0);
     setenv("SL_REDIS_PORT", "16479", 0);
-    char st[512];
-    if (services("status", st, sizeof st) == 0 && strncmp(st, "redis running ", 14) == 0) {
-        snprintf(url_buf, sizeof url_buf, "%s", st + 14);
-        return url_buf;
-    }
-    if (services("start", url_buf, sizeof url_buf) != 0 || strncmp(url_buf, "redis://", 8) != 0)
-        return NULL;
-    we_started = true;
-    return url_buf;
+    return bench_service_url(&server, "redis", "redis://");
 }
 
 static redisContext *peer_connect(const run *r)
@@ -135,17 +83,6 @@ static void peer_cmd(redisContext *c, const char *cmd)
     if (!rep)
         bench_die("hiredis: %s: %s", cmd, c->errstr);
     freeReplyObject(rep);
-}
-
-static void check_payload(const void *p, size_t len, uint64_t want)
-{
-    uint64_t seq;
-    if (len != MSG_SIZE)
-        bench_die("payload of %zu bytes, want %d", len, MSG_SIZE);
-    memcpy(&seq, p, sizeof seq);
-    if (seq != want)
-        bench_die("message out of order: got %llu, want %llu", (unsigned long long)seq,
-                  (unsigned long long)want);
 }
 
 /* ---------- ours ---------- */
@@ -198,7 +135,7 @@ static double run_ours(run *r)
                       sl_errmsg());
         size_t len;
         const void *p = sl_msg_payload(m, &len);
-        check_payload(p, len, got);
+        bench_check_seq(p, len, MSG_SIZE, got);
         sl_msg_ack(m);
         sl_msg_unref(m);
     }
@@ -252,7 +189,7 @@ static size_t peer_take(redisReply *rep, uint64_t *got, char (*ids)[48])
         snprintf(ids[n++], 48, "%s", e->element[0]->str);
         for (size_t j = 0; j + 1 < f->elements; j += 2)
             if (strcmp(f->element[j]->str, "payload") == 0)
-                check_payload(f->element[j + 1]->str, f->element[j + 1]->len, *got);
+                bench_check_seq(f->element[j + 1]->str, f->element[j + 1]->len, MSG_SIZE, *got);
         (*got)++;
     }
     return n;
@@ -351,8 +288,7 @@ int main(void)
         }
         fflush(stdout);
     }
-    if (we_started)
-        services("stop", NULL, 0);
+    bench_service_stop(&server);
     double o = bench_median(ours, reps), p = bench_median(peer, reps);
     if (!only)
         bench_ratio_line("redis_pubsub_64b", o, p, 0.8);

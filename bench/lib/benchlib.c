@@ -1,5 +1,7 @@
 /*
- * benchlib.c - see benchlib.h.
+ * benchlib.c - see benchlib.h. The services.sh helpers read only the first
+ * line of its output (status and start print "<name> running <url>" and
+ * "<url>") and drain the rest so the script never blocks on a full pipe.
  */
 #include "benchlib.h"
 
@@ -7,7 +9,9 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 int64_t bench_now_ns(void)
 {
@@ -78,4 +82,87 @@ void bench_ratio_line(const char *workload, double ours, double peer, double tar
     printf("ratio: %s ours=%.0f peer=%.0f ratio=%.3f target=%.1f\n", workload, ours, peer,
            peer > 0 ? ours / peer : 0.0, target);
     fflush(stdout);
+}
+
+void bench_fill_seq(unsigned char *buf, size_t size, uint64_t seq)
+{
+    memset(buf, 'x', size);
+    memcpy(buf, &seq, sizeof seq);
+}
+
+void bench_check_seq(const void *p, size_t len, size_t size, uint64_t want)
+{
+    uint64_t seq;
+    if (len != size)
+        bench_die("message %llu: size %zu, want %zu", (unsigned long long)want, len, size);
+    memcpy(&seq, p, sizeof seq);
+    if (seq != want)
+        bench_die("message out of order: got %llu, want %llu", (unsigned long long)seq,
+                  (unsigned long long)want);
+}
+
+static bool find_services(bench_service *s)
+{
+    const char *env = getenv("SL_SERVICES_SH");
+    if (env && *env) {
+        snprintf(s->sh, sizeof s->sh, "%s", env);
+        return true;
+    }
+    char dir[PATH_MAX - 32];
+    ssize_t n = readlink("/proc/self/exe", dir, sizeof dir - 1);
+    if (n <= 0)
+        return false;
+    dir[n] = 0;
+    for (char *slash; (slash = strrchr(dir, '/')) && slash != dir;) {
+        *slash = 0;
+        snprintf(s->sh, sizeof s->sh, "%s/scripts/services.sh", dir);
+        if (access(s->sh, X_OK) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* Run "services.sh CMD name"; its first output line into out. */
+static int services(bench_service *s, const char *cmd, char *out, size_t cap)
+{
+    char line[PATH_MAX + 64];
+    snprintf(line, sizeof line, "'%s' %s %s", s->sh, cmd, s->name);
+    FILE *f = popen(line, "r");
+    if (!f)
+        return -1;
+    if (out && cap) {
+        out[0] = 0;
+        if (fgets(out, (int)cap, f))
+            out[strcspn(out, "\r\n")] = 0;
+    }
+    char skip[256];
+    while (fgets(skip, sizeof skip, f))
+        ;
+    return pclose(f);
+}
+
+const char *bench_service_url(bench_service *s, const char *name, const char *scheme)
+{
+    s->name = name;
+    s->started = false;
+    if (!find_services(s))
+        return NULL;
+    char st[512], running[64];
+    int rl = snprintf(running, sizeof running, "%s running ", name);
+    if (services(s, "status", st, sizeof st) == 0 && strncmp(st, running, (size_t)rl) == 0) {
+        snprintf(s->url, sizeof s->url, "%s", st + rl);
+        return s->url;
+    }
+    if (services(s, "start", s->url, sizeof s->url) != 0 ||
+        strncmp(s->url, scheme, strlen(scheme)) != 0)
+        return NULL;
+    s->started = true;
+    return s->url;
+}
+
+void bench_service_stop(bench_service *s)
+{
+    if (s->started)
+        services(s, "stop", NULL, 0);
+    s->started = false;
 }

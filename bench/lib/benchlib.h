@@ -9,6 +9,8 @@
 #ifndef SL_BENCHLIB_H
 #define SL_BENCHLIB_H
 
+#include <limits.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -30,5 +32,29 @@ void bench_die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noretu
 
 /* Print the machine-readable ratio line. */
 void bench_ratio_line(const char *workload, double ours, double peer, double target);
+
+/* Fill buf[0..size) with 'x' and put seq (host order) in its first 8 bytes. */
+void bench_fill_seq(unsigned char *buf, size_t size, uint64_t seq);
+
+/* Dies unless p[0..len) is a size-byte payload carrying sequence number want
+ * in its first 8 bytes (as bench_fill_seq writes it). */
+void bench_check_seq(const void *p, size_t len, size_t size, uint64_t want);
+
+/* A server run by scripts/services.sh for a benchmark (zero-initialise). */
+typedef struct bench_service {
+    const char *name; /* services.sh name: "redis", "rabbitmq" */
+    char sh[PATH_MAX];  /* path of services.sh: $SL_SERVICES_SH, or found above the binary */
+    char url[512];
+    bool started; /* bench_service_url started it: bench_service_stop stops it */
+} bench_service;
+
+/* URL of a running `name` server: services.sh status, else services.sh start
+ * (then s->started). The URL must begin with scheme ("redis://"). Returns
+ * s->url, or NULL when services.sh is not found or the start failed.
+ * Blocks while the server starts. */
+const char *bench_service_url(bench_service *s, const char *name, const char *scheme);
+
+/* Stops the server when bench_service_url started it; no-op otherwise. */
+void bench_service_stop(bench_service *s);
 
 #endif
