@@ -35,6 +35,22 @@ static int h_upper(sl_ctx *ctx, sl_msg *in, sl_msg_list *out, void *user)
     return rc;
 }
 
+/* Opens f with one handler `name` on "in" (fn, user; workers when non-zero,
+ * nack_delay_ms), starts the router and publishes n messages to "in". */
+static void fx_start_in(fx *f, const char *name, sl_handler_fn fn, void *user, unsigned workers,
+                        int nack_delay_ms, int n)
+{
+    fx_open(f, NULL);
+    sl_handler_opts o;
+    fx_opts(f, &o, name, "in", fn, user);
+    if (workers)
+        o.workers = workers;
+    o.nack_delay_ms = nack_delay_ms;
+    assert_int_equal(sl_router_add_handler(f->r, &o, NULL), 0);
+    fx_start(f);
+    fx_publish(f, "in", 0, n);
+}
+
 static void handler_publishes_outputs_before_acking_input(void **state)
 {
     (void)state;
@@ -84,13 +100,8 @@ static void failing_handler_nacks_and_message_is_redelivered(void **state)
 {
     (void)state;
     fx f;
-    fx_open(&f, NULL);
     counter c = {0};
-    sl_handler_opts o;
-    fx_opts(&f, &o, "h", "in", h_fail_first, &c);
-    assert_int_equal(sl_router_add_handler(f.r, &o, NULL), 0);
-    fx_start(&f);
-    fx_publish(&f, "in", 0, 1);
+    fx_start_in(&f, "h", h_fail_first, &c, 0, 0, 1);
     assert_int_equal(fx_wait_count(&c.calls, 2, 5000), 2);
     assert_int_equal(fx_stop(&f, 5000, NULL), 0);
     assert_int_equal(atomic_load(&c.calls), 2);
@@ -102,14 +113,8 @@ static void nack_redelivers_after_backoff(void **state)
 {
     (void)state;
     fx f;
-    fx_open(&f, NULL);
     counter c = {0};
-    sl_handler_opts o;
-    fx_opts(&f, &o, "h", "in", h_fail_first, &c);
-    o.nack_delay_ms = 200;
-    assert_int_equal(sl_router_add_handler(f.r, &o, NULL), 0);
-    fx_start(&f);
-    fx_publish(&f, "in", 0, 1);
+    fx_start_in(&f, "h", h_fail_first, &c, 0, 200, 1);
     assert_int_equal(fx_wait_count(&c.calls, 2, 5000), 2);
     assert_true(c.t[1] - c.t[0] >= 195); /* not instantly */
     assert_int_equal(fx_stop(&f, 5000, NULL), 0);
@@ -120,13 +125,8 @@ static void handler_without_publisher_consumes(void **state)
 {
     (void)state;
     fx f;
-    fx_open(&f, NULL);
     counter c = {0};
-    sl_handler_opts o;
-    fx_opts(&f, &o, "sink", "in", h_fail_first, &c);
-    assert_int_equal(sl_router_add_handler(f.r, &o, NULL), 0);
-    fx_start(&f);
-    fx_publish(&f, "in", 0, 5);
+    fx_start_in(&f, "sink", h_fail_first, &c, 0, 0, 5);
     assert_int_equal(fx_wait_count(&c.calls, 10, 5000), 10);
     assert_int_equal(fx_stop(&f, 5000, NULL), 0);
     assert_int_equal(fx_drain(&f, "in", "g", NULL, NULL), 0);
@@ -137,13 +137,8 @@ static void outputs_without_publisher_are_an_error(void **state)
 {
     (void)state;
     fx f;
-    fx_open(&f, NULL);
     counter c = {0};
-    sl_handler_opts o;
-    fx_opts(&f, &o, "bad", "in", h_upper, &c);
-    assert_int_equal(sl_router_add_handler(f.r, &o, NULL), 0);
-    fx_start(&f);
-    fx_publish(&f, "in", 0, 1);
+    fx_start_in(&f, "bad", h_upper, &c, 0, 0, 1);
     assert_true(fx_wait_count(&c.calls, 3, 5000) >= 3); /* nacked, redelivered */
     assert_int_equal(fx_stop(&f, 5000, NULL), 0);
     assert_int_equal(fx_drain(&f, "in", "g", NULL, NULL), 1);
@@ -176,14 +171,8 @@ static void workers_handle_messages_concurrently(void **state)
 {
     (void)state;
     fx f;
-    fx_open(&f, NULL);
     conc c = {0};
-    sl_handler_opts o;
-    fx_opts(&f, &o, "slow", "in", h_concurrent, &c);
-    o.workers = 4;
-    assert_int_equal(sl_router_add_handler(f.r, &o, NULL), 0);
-    fx_start(&f);
-    fx_publish(&f, "in", 0, 8);
+    fx_start_in(&f, "slow", h_concurrent, &c, 4, 0, 8);
     assert_int_equal(fx_wait_count(&c.calls, 8, 10000), 8);
     assert_int_equal(atomic_load(&c.max_inside), 4);
     assert_int_equal(fx_stop(&f, 5000, NULL), 0);
@@ -282,13 +271,8 @@ static void close_deadline_cuts_off_handlers_and_keeps_their_message(void **stat
 {
     (void)state;
     fx f;
-    fx_open(&f, NULL);
     counter c = {0};
-    sl_handler_opts o;
-    fx_opts(&f, &o, "stuck", "in", h_stuck, &c);
-    assert_int_equal(sl_router_add_handler(f.r, &o, NULL), 0);
-    fx_start(&f);
-    fx_publish(&f, "in", 0, 1);
+    fx_start_in(&f, "stuck", h_stuck, &c, 0, 0, 1);
     assert_int_equal(fx_wait_count(&c.calls, 1, 5000), 1);
     unsigned cut = 0;
     int64_t t0 = tl_now_ms();
