@@ -147,6 +147,7 @@ struct sq_db {
     bool writer_wants;   /* the writer waits for the connection (housekeeping...) */
     bool lingering;      /* a sync=full leader waits on lcond for more publishes */
     int64_t writer_until; /* mono ms the sleeping writer wakes up, 0 while awake */
+    int64_t async_last;   /* mono ms the last async request came */
     pthread_cond_t lcond;
     pthread_t writer;
     /* wakeups: bumped on every change a consumer may be waiting for */

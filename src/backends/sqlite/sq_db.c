@@ -285,6 +285,11 @@ static sq_req *take_batch(sq_db *d)
 /* Async requests (nacks, batched acks) wait up to this long for company. */
 #define SQ_ASYNC_MS 2
 
+/* While async requests came within SQ_ASYNC_RECENT_MS, the writer wakes
+ * every SQ_ASYNC_MS by itself: a stream of acks then costs no wakeup call
+ * per burst. */
+#define SQ_ASYNC_RECENT_MS 200
+
 /* Wake the writer if it sleeps past the due time of queued async requests
  * (under d->mu). */
 static void poke_writer(sq_db *d)
@@ -364,6 +369,8 @@ static bool writer_wait(sq_db *d, const writer_clock *c)
             until = c->next_poll;
         if (d->qhead && d->async_since + SQ_ASYNC_MS < until)
             until = d->async_since + SQ_ASYNC_MS;
+        if (now - d->async_last < SQ_ASYNC_RECENT_MS && now + SQ_ASYNC_MS < until)
+            until = now + SQ_ASYNC_MS; /* async traffic: look often, need no poke */
         if (want || until <= now)
             until = now + 50; /* woken by release(); the timeout is a safety net */
         d->writer_until = want ? 0 : until;
@@ -446,11 +453,12 @@ int sq_submit(sq_db *d, sq_req *r)
         d->qpubs += r->kind == SQ_PUBLISH;
         if (!d->busy && !d->writer_wants) /* else the holder or the writer runs it */
             leader = d->busy = true;
-        else if (d->lingering)
-            pthread_cond_signal(&d->lcond);
+        else if (d->lingering && (d->qpubs >= d->pub_target || d->qlen >= SQ_BATCH_MAX))
+            pthread_cond_signal(&d->lcond); /* only when the batch is full: one wakeup */
     } else if (d->qlen >= SQ_BATCH_MAX / 4) {
         pthread_cond_signal(&d->cond);
     } else {
+        d->async_last = now;
         poke_writer(d);
     }
     pthread_mutex_unlock(&d->mu);
