@@ -13,29 +13,25 @@
 
 #include <sqlite3.h>
 
-#include "testlib.h"
-
-static char dir[256];
-static char url[600];
-static char path[512];
+#include "sqlite_fixture.h"
 
 static int setup(void **state)
 {
     (void)state;
-    snprintf(dir, sizeof dir, "/tmp/sl-sqlite-XXXXXX");
-    assert_non_null(mkdtemp(dir));
-    snprintf(path, sizeof path, "%s/q.db", dir);
-    snprintf(url, sizeof url, "sqlite://%s?sync=normal", path);
-    return 0;
+    return sqfx_setup("sl-sqlite", "q.db");
 }
 
-static int teardown(void **state)
+/* Opens a publisher and a subscriber on the test's file. */
+static void open_pair(sl_publisher **p, sl_subscriber **sub)
 {
-    (void)state;
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    assert_int_equal(system(cmd), 0);
-    return 0;
+    assert_int_equal(sl_publisher_open(p, url), 0);
+    assert_int_equal(sl_subscriber_open(sub, url), 0);
+}
+
+static void close_pair(sl_publisher *p, sl_subscriber *sub)
+{
+    assert_int_equal(sl_subscriber_close(sub), 0);
+    assert_int_equal(sl_publisher_close(p), 0);
 }
 
 static sl_msg *mk(const char *text)
@@ -79,8 +75,7 @@ static void round_trip_is_byte_exact(void **state)
     sl_publisher *p;
     sl_subscriber *sub;
     sl_subscription *s;
-    assert_int_equal(sl_publisher_open(&p, url), 0);
-    assert_int_equal(sl_subscriber_open(&sub, url), 0);
+    open_pair(&p, &sub);
     unsigned f = sl_subscriber_features(sub);
     assert_true(f & SL_FEAT_PERSISTENT);
     assert_true(f & SL_FEAT_CONSUMER_GROUPS);
@@ -108,8 +103,7 @@ static void round_trip_is_byte_exact(void **state)
     sl_msg_unref(got);
     sl_msg_unref(m);
     sl_msg_unref(e);
-    assert_int_equal(sl_subscriber_close(sub), 0);
-    assert_int_equal(sl_publisher_close(p), 0);
+    close_pair(p, sub);
 }
 
 static void groups_compete_and_groupless_fan_out(void **state)
@@ -121,8 +115,7 @@ static void groups_compete_and_groupless_fan_out(void **state)
     sl_subscribe_opts o;
     sl_subscribe_opts_init(&o);
     o.group = "g";
-    assert_int_equal(sl_publisher_open(&p, url), 0);
-    assert_int_equal(sl_subscriber_open(&sub, url), 0);
+    open_pair(&p, &sub);
     assert_int_equal(sl_subscribe(sub, "t", &o, &a), 0);
     assert_int_equal(sl_subscribe(sub, "t", &o, &b), 0);
     assert_int_equal(sl_subscribe(sub, "t", NULL, &solo), 0);
@@ -133,8 +126,7 @@ static void groups_compete_and_groupless_fan_out(void **state)
     expect_none(a, 50);
     expect(solo, "one", true);
     expect(solo, "two", true);
-    assert_int_equal(sl_subscriber_close(sub), 0);
-    assert_int_equal(sl_publisher_close(p), 0);
+    close_pair(p, sub);
 }
 
 static void start_latest_skips_and_earliest_replays(void **state)
@@ -144,8 +136,7 @@ static void start_latest_skips_and_earliest_replays(void **state)
     sl_subscriber *sub;
     sl_subscription *late, *early;
     sl_subscribe_opts o;
-    assert_int_equal(sl_publisher_open(&p, url), 0);
-    assert_int_equal(sl_subscriber_open(&sub, url), 0);
+    open_pair(&p, &sub);
     pub1(p, "t", "old");
     sl_subscribe_opts_init(&o);
     o.group = "late";
@@ -158,8 +149,7 @@ static void start_latest_skips_and_earliest_replays(void **state)
     expect(late, "new", true);
     expect(early, "old", true);
     expect(early, "new", true);
-    assert_int_equal(sl_subscriber_close(sub), 0);
-    assert_int_equal(sl_publisher_close(p), 0);
+    close_pair(p, sub);
 }
 
 static void nack_redelivers_first_and_delay_is_honoured(void **state)
@@ -168,8 +158,7 @@ static void nack_redelivers_first_and_delay_is_honoured(void **state)
     sl_publisher *p;
     sl_subscriber *sub;
     sl_subscription *s;
-    assert_int_equal(sl_publisher_open(&p, url), 0);
-    assert_int_equal(sl_subscriber_open(&sub, url), 0);
+    open_pair(&p, &sub);
     assert_int_equal(sl_subscribe(sub, "t", NULL, &s), 0);
     pub1(p, "t", "a");
     pub1(p, "t", "b");
@@ -185,8 +174,7 @@ static void nack_redelivers_first_and_delay_is_honoured(void **state)
     expect(s, "b", true); /* the delayed one waits, b goes first */
     expect(s, "a", true);
     assert_true(tl_now_ms() - t0 >= 290);
-    assert_int_equal(sl_subscriber_close(sub), 0);
-    assert_int_equal(sl_publisher_close(p), 0);
+    close_pair(p, sub);
 }
 
 static void unacked_past_deadline_is_redelivered(void **state)
@@ -216,8 +204,7 @@ static void unacked_past_deadline_is_redelivered(void **state)
     assert_int_equal(sl_msg_ack(again), 0);
     sl_msg_unref(again);
     expect_none(a, 400);
-    assert_int_equal(sl_subscriber_close(sub), 0);
-    assert_int_equal(sl_publisher_close(p), 0);
+    close_pair(p, sub);
 }
 
 static void close_hands_unacked_back_and_state_survives_reopen(void **state)
@@ -280,8 +267,7 @@ static void many_threads_publish_each_message_once(void **state)
     sl_subscribe_opts o;
     sl_subscribe_opts_init(&o);
     o.prefetch = 64;
-    assert_int_equal(sl_publisher_open(&p, url), 0);
-    assert_int_equal(sl_subscriber_open(&sub, url), 0);
+    open_pair(&p, &sub);
     assert_int_equal(sl_subscribe(sub, "t", &o, &s), 0);
     for (int i = 0; i < T; i++)
         args[i] = (struct pub_arg){p, i, per};
@@ -305,8 +291,7 @@ static void many_threads_publish_each_message_once(void **state)
     }
     expect_none(s, 50);
     free(next);
-    assert_int_equal(sl_subscriber_close(sub), 0);
-    assert_int_equal(sl_publisher_close(p), 0);
+    close_pair(p, sub);
 }
 
 static void bad_files_fail_clearly(void **state)
@@ -401,15 +386,13 @@ static void acked_messages_are_deleted(void **state)
     sl_subscribe_opts o;
     sl_subscribe_opts_init(&o);
     o.group = "g";
-    assert_int_equal(sl_publisher_open(&p, url), 0);
-    assert_int_equal(sl_subscriber_open(&sub, url), 0);
+    open_pair(&p, &sub);
     assert_int_equal(sl_subscribe(sub, "t", &o, &s), 0);
     for (int i = 0; i < 20; i++)
         pub1(p, "t", "r");
     for (int i = 0; i < 20; i++)
         expect(s, "r", true);
-    assert_int_equal(sl_subscriber_close(sub), 0);
-    assert_int_equal(sl_publisher_close(p), 0);
+    close_pair(p, sub);
     /* housekeeping runs once a second while the file is open */
     assert_int_equal(sl_publisher_open(&p, url), 0);
     int64_t t0 = tl_now_ms();
@@ -422,19 +405,21 @@ static void acked_messages_are_deleted(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(round_trip_is_byte_exact, setup, teardown),
-        cmocka_unit_test_setup_teardown(groups_compete_and_groupless_fan_out, setup, teardown),
-        cmocka_unit_test_setup_teardown(start_latest_skips_and_earliest_replays, setup, teardown),
+        cmocka_unit_test_setup_teardown(round_trip_is_byte_exact, setup, sqfx_teardown),
+        cmocka_unit_test_setup_teardown(groups_compete_and_groupless_fan_out, setup, sqfx_teardown),
+        cmocka_unit_test_setup_teardown(start_latest_skips_and_earliest_replays, setup,
+                                        sqfx_teardown),
         cmocka_unit_test_setup_teardown(nack_redelivers_first_and_delay_is_honoured, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(unacked_past_deadline_is_redelivered, setup, teardown),
+                                        sqfx_teardown),
+        cmocka_unit_test_setup_teardown(unacked_past_deadline_is_redelivered, setup, sqfx_teardown),
         cmocka_unit_test_setup_teardown(close_hands_unacked_back_and_state_survives_reopen, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(many_threads_publish_each_message_once, setup, teardown),
-        cmocka_unit_test_setup_teardown(bad_files_fail_clearly, setup, teardown),
-        cmocka_unit_test_setup_teardown(options_are_checked, setup, teardown),
-        cmocka_unit_test_setup_teardown(relative_path_url_works, setup, teardown),
-        cmocka_unit_test_setup_teardown(acked_messages_are_deleted, setup, teardown),
+                                        sqfx_teardown),
+        cmocka_unit_test_setup_teardown(many_threads_publish_each_message_once, setup,
+                                        sqfx_teardown),
+        cmocka_unit_test_setup_teardown(bad_files_fail_clearly, setup, sqfx_teardown),
+        cmocka_unit_test_setup_teardown(options_are_checked, setup, sqfx_teardown),
+        cmocka_unit_test_setup_teardown(relative_path_url_works, setup, sqfx_teardown),
+        cmocka_unit_test_setup_teardown(acked_messages_are_deleted, setup, sqfx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -9,27 +9,12 @@
 #include <unistd.h>
 
 #include "sluice/sqlite.h"
-#include "testlib.h"
-
-static char dir[256], path[512], url[600];
+#include "sqlite_fixture.h"
 
 static int setup(void **state)
 {
     (void)state;
-    snprintf(dir, sizeof dir, "/tmp/sl-sqlite-tx-XXXXXX");
-    assert_non_null(mkdtemp(dir));
-    snprintf(path, sizeof path, "%s/app.db", dir);
-    snprintf(url, sizeof url, "sqlite://%s?sync=normal", path);
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    assert_int_equal(system(cmd), 0);
-    return 0;
+    return sqfx_setup("sl-sqlite-tx", "app.db");
 }
 
 static void exec_ok(sqlite3 *db, const char *sql)
@@ -108,8 +93,8 @@ static void bad_arguments_are_rejected(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(outbox_publishes_only_what_commits, setup, teardown),
-        cmocka_unit_test_setup_teardown(bad_arguments_are_rejected, setup, teardown),
+        cmocka_unit_test_setup_teardown(outbox_publishes_only_what_commits, setup, sqfx_teardown),
+        cmocka_unit_test_setup_teardown(bad_arguments_are_rejected, setup, sqfx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
