@@ -13,6 +13,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "config.h"
 #include "log.h"
 #include "sluice/sluice.h"
@@ -20,6 +22,7 @@
 
 #define NF_TOPIC_NOTIFY "notify"
 #define NF_TOPIC_READ "read"
+#define NF_TOPIC_EVENTS "events" /* live updates for the SSE hubs (events.c) */
 
 /* ---- metrics (metrics.c) ---- */
 enum { NF_ROUTE_MAX = 16, NF_CODE_SLOTS = 10, NF_LAT_BUCKETS = 11 };
@@ -33,6 +36,7 @@ typedef struct nf_metrics {
     _Atomic uint64_t handle_sum_us[2], handle_count[2];
     _Atomic int64_t lag_ms[2];
     _Atomic int64_t sse_clients;
+    _Atomic uint64_t events_published, events_dropped;
 } nf_metrics;
 
 /* Register a route name for metrics; returns its index (stable for a run). */
@@ -43,6 +47,7 @@ char *nf_metrics_render(nf_metrics *m);
 int nf_topic_index(const char *topic); /* 0 notify, 1 read */
 
 typedef struct nf_hub nf_hub; /* SSE fan-out (http/sse.c) */
+typedef struct nf_events nf_events; /* event emitter of the consumers (events.c) */
 
 typedef struct nf_app {
     nf_config cfg;
@@ -51,6 +56,7 @@ typedef struct nf_app {
     nf_logfile *notice_retry, *read_retry;
     nf_metrics metrics;
     nf_hub *hub;      /* NULL when no HTTP server runs in this process */
+    nf_events *events; /* NULL when no consumer runs in this process */
     int64_t fault_uid; /* test hook: the notify consumer fails for this uid (-1: none) */
     bool fault_publish; /* test hook: every publish fails with SL_EIO */
     _Atomic bool stopping;
@@ -80,6 +86,25 @@ typedef struct nf_consumers nf_consumers;
 /* Start consumers: topics is a mask, 1 = notify, 2 = read. */
 int nf_consumers_start(nf_app *app, unsigned topics, nf_consumers **out);
 void nf_consumers_stop(nf_consumers *c);
+
+/* ---- live-update events (events.c) ---- */
+/* The consumers' emitter: a thread publishing queued events to
+ * NF_TOPIC_EVENTS in batches. nf_events_stop flushes for at most 2 s, then
+ * drops the rest. */
+int nf_events_start(nf_app *app, nf_events **out);
+void nf_events_stop(nf_events *e);
+/* Queue an event for uid (kind "notice" or "read"); obj (stolen, may be
+ * NULL) holds the kind's fields, the emitter adds kind, uid and the user's
+ * current notification_count. Never blocks on the queue; drops (and counts)
+ * when e is NULL or 10,000 events wait. Any thread. */
+void nf_events_emit(nf_events *e, int64_t uid, const char *kind, json_t *obj);
+
+/* The HTTP server's side: a subscription to NF_TOPIC_EVENTS without a group
+ * (this instance gets every event) whose thread pushes each event to
+ * app->hub. Start before serving, stop before freeing the hub. */
+typedef struct nf_listener nf_listener;
+int nf_listener_start(nf_app *app, nf_listener **out);
+void nf_listener_stop(nf_listener *l);
 
 /* ---- SSE hub (http/sse.c) ---- */
 /* Push an event to every stream of uid. json is the data line. */

@@ -71,7 +71,10 @@ static int do_serve(nf_app *app)
         return 1;
     nf_consumers *cons = NULL;
     nf_server *srv = NULL;
+    nf_listener *lis = NULL;
     int rc = nf_hub_new(&app->hub, &app->metrics);
+    if (!rc) /* before the consumers start: no event they emit is missed */
+        rc = nf_listener_start(app, &lis);
     if (!rc && app->cfg.consumers_in_process)
         rc = nf_consumers_start(app, 3, &cons);
     else if (!strncmp(app->cfg.queue_url, "mem://", 6))
@@ -82,6 +85,7 @@ static int do_serve(nf_app *app)
     if (rc) {
         fprintf(stderr, "sluice notify serve: cannot start: %s (%s)\n", sl_strerror(rc), sl_errmsg());
         nf_consumers_stop(cons);
+        nf_listener_stop(lis);
         nf_hub_free(app->hub);
         app->hub = NULL;
         nf_app_close(app);
@@ -99,7 +103,8 @@ static int do_serve(nf_app *app)
     nf_log(SL_LOG_INFO, "signal %d: shutting down", sig);
     nf_server_stop(srv);
     nf_consumers_stop(cons);
-    nf_hub_free(app->hub); /* after the consumers: they push to it */
+    nf_listener_stop(lis);
+    nf_hub_free(app->hub); /* after the listener: it pushes to it */
     app->hub = NULL;
     nf_app_close(app);
     return 0;

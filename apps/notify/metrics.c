@@ -162,6 +162,11 @@ static void render_queue(sbuf *b, nf_metrics *m)
     sb_printf(b, "# HELP sluice_sse_clients Open event streams.\n# TYPE sluice_sse_clients gauge\n"
                  "sluice_sse_clients %lld\n",
               (long long)atomic_load(&m->sse_clients));
+    sb_printf(b, "# HELP sluice_events_published_total Live-update events published by consumers.\n"
+                 "# TYPE sluice_events_published_total counter\nsluice_events_published_total %llu\n"
+                 "# HELP sluice_events_dropped_total Live-update events dropped (best-effort).\n"
+                 "# TYPE sluice_events_dropped_total counter\nsluice_events_dropped_total %llu\n",
+              LD(m->events_published), LD(m->events_dropped));
 }
 
 char *nf_metrics_render(nf_metrics *m)

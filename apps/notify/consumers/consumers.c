@@ -10,8 +10,10 @@
  * (consumers.backoff_ms doubling up to backoff_max_ms); at
  * consumers.max_failures the message is parked: the handler succeeds (the
  * message leaves the queue) and the row waits for `sluice notify failed
- * retry`. Every applied change is pushed to the SSE hub when this process
- * serves HTTP.
+ * retry`. Every applied change (a new notice, a read that changed rows)
+ * is handed to the event emitter (events.c), which publishes it to the
+ * events topic for the SSE hubs of every HTTP server; that is best-effort
+ * and never fails the handler.
  */
 #include <jansson.h>
 #include <pthread.h>
@@ -36,24 +38,6 @@ static int64_t json_int(json_t *o, const char *k, int64_t dflt)
     return json_is_integer(v) ? (int64_t)json_integer_value(v) : dflt;
 }
 
-static void push_count(nf_app *app, int64_t uid, const char *event, json_t *extra)
-{
-    if (!app->hub) { /* a consumer process without HTTP: extra is still ours to free */
-        json_decref(extra);
-        return;
-    }
-    int64_t count = 0;
-    nf_store_user_get(app->store, uid, NULL, 0, &count);
-    json_t *o = extra ? extra : json_object();
-    json_object_set_new(o, "uid", json_integer(uid));
-    json_object_set_new(o, "notification_count", json_integer(count));
-    char *s = json_dumps(o, JSON_COMPACT);
-    if (s)
-        nf_hub_push(app->hub, uid, event, s);
-    free(s);
-    json_decref(o);
-}
-
 static int apply_notify(nf_app *app, sl_msg *in, json_t *p)
 {
     nf_notice n = {0};
@@ -73,7 +57,7 @@ static int apply_notify(nf_app *app, sl_msg *in, json_t *p)
     if (rc)
         return sl_handler_fail(rc, "store notice %s: %s", n.order_sn, sl_strerror(rc));
     if (inserted)
-        push_count(app, n.uid, "notice",
+        nf_events_emit(app->events, n.uid, "notice",
                    json_pack("{s:s, s:i, s:s, s:s}", "order_sn", n.order_sn, "type", n.type, "data",
                              n.data, "create_time", n.create_time));
     return 0;
@@ -93,7 +77,7 @@ static int apply_read(nf_app *app, sl_msg *in, json_t *p)
     if (rc)
         return sl_handler_fail(rc, "mark read uid %lld: %s", (long long)uid, sl_strerror(rc));
     if (changed > 0)
-        push_count(app, uid, "read", json_pack("{s:I}", "changed", (json_int_t)changed));
+        nf_events_emit(app->events, uid, "read", json_pack("{s:I}", "changed", (json_int_t)changed));
     return 0;
 }
 
@@ -192,7 +176,9 @@ int nf_consumers_start(nf_app *app, unsigned topics, nf_consumers **out)
     if (!c)
         return SL_ENOMEM;
     c->app = app;
-    int rc = sl_subscriber_open(&c->sub, app->cfg.queue_url);
+    int rc = app->events ? 0 : nf_events_start(app, &app->events);
+    if (!rc)
+        rc = sl_subscriber_open(&c->sub, app->cfg.queue_url);
     if (!rc)
         rc = sl_router_new(&c->router, NULL);
     if (!rc && (topics & 1))
@@ -228,5 +214,7 @@ void nf_consumers_stop(nf_consumers *c)
     }
     if (c->sub)
         sl_subscriber_close(c->sub);
+    nf_events_stop(c->app->events); /* after the handlers: they emit */
+    c->app->events = NULL;
     free(c);
 }

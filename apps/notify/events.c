@@ -1,0 +1,280 @@
+/*
+ * events.c - live-update events between the consumers and every HTTP server.
+ *
+ * After a consumer applied a notice or a read it hands a small event to the
+ * emitter (nf_events_emit): {"kind","uid","notification_count", plus
+ * order_sn/type/data/create_time for a notice or changed for a read}. The
+ * emitter is a thread of the consumer's process that batches queued events,
+ * looks up each user's current count and publishes them to the events topic
+ * (NF_TOPIC_EVENTS) on the service's queue URL. Every HTTP server subscribes
+ * to that topic WITHOUT a group, so each server instance gets every event,
+ * and pushes it to its SSE hub. Consumers in the server process use the
+ * same path: there is one mechanism whatever the deployment.
+ *
+ * Events are best-effort: the handler only appends to an in-memory list (it
+ * never waits for the queue, so a stored notice is never nacked or redone
+ * because of its event); when the list is full, or publishing fails, events
+ * are dropped and counted (sluice_events_dropped_total). A lost event only
+ * delays the UI until its next refresh.
+ */
+#include <jansson.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "app.h"
+
+#define EV_QUEUE_MAX 10000
+#define EV_BATCH 256
+#define EV_STOP_FLUSH_MS 2000
+
+typedef struct ev_item {
+    int64_t uid;
+    char kind[8];
+    json_t *obj;
+    struct ev_item *next;
+} ev_item;
+
+struct nf_events {
+    nf_app *app;
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    ev_item *head, *tail;
+    size_t n;
+    bool stopping;
+    pthread_t thread;
+};
+
+struct nf_listener {
+    nf_app *app;
+    sl_subscriber *sub;
+    sl_subscription *s;
+    _Atomic bool stopping;
+    pthread_t thread;
+};
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void nf_events_emit(nf_events *e, int64_t uid, const char *kind, json_t *obj)
+{
+    ev_item *it = e ? calloc(1, sizeof *it) : NULL;
+    if (!it) {
+        if (e)
+            atomic_fetch_add(&e->app->metrics.events_dropped, 1);
+        json_decref(obj);
+        return;
+    }
+    it->uid = uid;
+    snprintf(it->kind, sizeof it->kind, "%s", kind);
+    it->obj = obj ? obj : json_object();
+    pthread_mutex_lock(&e->mu);
+    if (e->n >= EV_QUEUE_MAX) {
+        pthread_mutex_unlock(&e->mu);
+        atomic_fetch_add(&e->app->metrics.events_dropped, 1);
+        json_decref(it->obj);
+        free(it);
+        return;
+    }
+    if (e->tail)
+        e->tail->next = it;
+    else
+        e->head = it;
+    e->tail = it;
+    e->n++;
+    pthread_cond_signal(&e->cond);
+    pthread_mutex_unlock(&e->mu);
+}
+
+/* Publish a taken chain of events as one batch; frees the chain. */
+static void publish_batch(nf_events *e, ev_item *chain)
+{
+    nf_app *app = e->app;
+    sl_msg *msgs[EV_BATCH];
+    size_t n = 0;
+    while (chain) {
+        ev_item *it = chain;
+        chain = it->next;
+        int64_t count = 0;
+        nf_store_user_get(app->store, it->uid, NULL, 0, &count);
+        json_object_set_new(it->obj, "kind", json_string(it->kind));
+        json_object_set_new(it->obj, "uid", json_integer(it->uid));
+        json_object_set_new(it->obj, "notification_count", json_integer(count));
+        char *s = json_dumps(it->obj, JSON_COMPACT);
+        if (s && n < EV_BATCH && sl_msg_new(&msgs[n], s, strlen(s)) == 0)
+            n++;
+        else
+            atomic_fetch_add(&app->metrics.events_dropped, 1);
+        free(s);
+        json_decref(it->obj);
+        free(it);
+    }
+    if (n == 0)
+        return;
+    int rc = sl_publish(app->pub, NF_TOPIC_EVENTS, msgs, n);
+    if (rc) {
+        atomic_fetch_add(&app->metrics.events_dropped, n);
+        nf_log(SL_LOG_WARN, "dropped %zu live-update events: %s (%s)", n, sl_strerror(rc), sl_errmsg());
+    } else {
+        atomic_fetch_add(&app->metrics.events_published, n);
+    }
+    for (size_t i = 0; i < n; i++)
+        sl_msg_unref(msgs[i]);
+}
+
+static void *emitter_main(void *arg)
+{
+    nf_events *e = arg;
+    int64_t deadline = 0;
+    pthread_mutex_lock(&e->mu);
+    for (;;) {
+        while (!e->head && !e->stopping)
+            pthread_cond_wait(&e->cond, &e->mu);
+        if (e->stopping && !deadline)
+            deadline = mono_ms() + EV_STOP_FLUSH_MS;
+        if (!e->head || (deadline && mono_ms() > deadline))
+            break;
+        ev_item *chain = e->head, *last = chain;
+        size_t k = 1;
+        while (last->next && k < EV_BATCH) {
+            last = last->next;
+            k++;
+        }
+        e->head = last->next;
+        if (!e->head)
+            e->tail = NULL;
+        last->next = NULL;
+        e->n -= k;
+        pthread_mutex_unlock(&e->mu);
+        publish_batch(e, chain);
+        pthread_mutex_lock(&e->mu);
+    }
+    pthread_mutex_unlock(&e->mu);
+    return NULL;
+}
+
+int nf_events_start(nf_app *app, nf_events **out)
+{
+    nf_events *e = calloc(1, sizeof *e);
+    if (!e)
+        return SL_ENOMEM;
+    e->app = app;
+    pthread_mutex_init(&e->mu, NULL);
+    pthread_cond_init(&e->cond, NULL);
+    if (pthread_create(&e->thread, NULL, emitter_main, e) != 0) {
+        pthread_mutex_destroy(&e->mu);
+        pthread_cond_destroy(&e->cond);
+        free(e);
+        return SL_ENOMEM;
+    }
+    *out = e;
+    return 0;
+}
+
+void nf_events_stop(nf_events *e)
+{
+    if (!e)
+        return;
+    pthread_mutex_lock(&e->mu);
+    e->stopping = true;
+    pthread_cond_signal(&e->cond);
+    pthread_mutex_unlock(&e->mu);
+    pthread_join(e->thread, NULL);
+    for (ev_item *it = e->head, *nx; it; it = nx) { /* left after the flush deadline */
+        nx = it->next;
+        atomic_fetch_add(&e->app->metrics.events_dropped, 1);
+        json_decref(it->obj);
+        free(it);
+    }
+    pthread_mutex_destroy(&e->mu);
+    pthread_cond_destroy(&e->cond);
+    free(e);
+}
+
+/* ---- the HTTP server's side ---- */
+
+static void deliver(nf_listener *l, sl_msg *m)
+{
+    size_t len;
+    const char *payload = sl_msg_payload(m, &len);
+    json_error_t jerr;
+    json_t *o = json_loadb(payload ? payload : "", len, 0, &jerr);
+    json_t *uid = json_object_get(o, "uid");
+    const char *kind = json_string_value(json_object_get(o, "kind"));
+    if (json_is_integer(uid) && kind && (!strcmp(kind, "notice") || !strcmp(kind, "read"))) {
+        char *s = json_dumps(o, JSON_COMPACT);
+        if (s)
+            nf_hub_push(l->app->hub, (int64_t)json_integer_value(uid), kind, s);
+        free(s);
+    } else {
+        nf_log(SL_LOG_WARN, "ignored a malformed live-update event %s", sl_msg_uuid(m));
+    }
+    json_decref(o);
+}
+
+static void *listener_main(void *arg)
+{
+    nf_listener *l = arg;
+    int64_t last_warn = 0;
+    while (!atomic_load(&l->stopping)) {
+        sl_msg *m = NULL;
+        int rc = sl_next(l->s, &m, 200);
+        if (rc == 0) {
+            deliver(l, m);
+            sl_msg_ack(m);
+            sl_msg_unref(m);
+        } else if (rc != SL_ETIMEDOUT) {
+            if (mono_ms() - last_warn > 5000) {
+                last_warn = mono_ms();
+                nf_log(SL_LOG_WARN, "live-update events: %s (%s); retrying", sl_strerror(rc), sl_errmsg());
+            }
+            struct timespec ts = {0, 100 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    return NULL;
+}
+
+int nf_listener_start(nf_app *app, nf_listener **out)
+{
+    nf_listener *l = calloc(1, sizeof *l);
+    if (!l)
+        return SL_ENOMEM;
+    l->app = app;
+    sl_subscribe_opts o;
+    sl_subscribe_opts_init(&o);
+    o.group = NULL; /* every server instance gets every event */
+    o.start = SL_START_LATEST;
+    o.prefetch = 64;
+    int rc = sl_subscriber_open(&l->sub, app->cfg.queue_url);
+    if (!rc)
+        rc = sl_subscribe(l->sub, NF_TOPIC_EVENTS, &o, &l->s);
+    if (!rc && pthread_create(&l->thread, NULL, listener_main, l) != 0)
+        rc = SL_ENOMEM;
+    if (rc) {
+        nf_log(SL_LOG_ERROR, "cannot subscribe to live-update events: %s (%s)", sl_strerror(rc),
+               sl_errmsg());
+        if (l->sub)
+            sl_subscriber_close(l->sub);
+        free(l);
+        return rc;
+    }
+    *out = l;
+    return 0;
+}
+
+void nf_listener_stop(nf_listener *l)
+{
+    if (!l)
+        return;
+    atomic_store(&l->stopping, true);
+    pthread_join(l->thread, NULL);
+    sl_subscriber_close(l->sub);
+    free(l);
+}
