@@ -39,14 +39,8 @@ static void shutdown_flushes_100k_buffered_envelopes(void **state)
 {
     (void)state;
     size_t n = tr_scaled(100000, 1000);
-    char q[64], url[256];
-    snprintf(q, sizeof q, "buffer=%zu", n + 16);
-    tr_bus(url, sizeof url, q);
-
-    sl_subscriber *sub;
-    sl_subscription *s;
-    assert_int_equal(sl_subscriber_open(&sub, url), 0);
-    assert_int_equal(sl_subscribe(sub, "flush", NULL, &s), 0);
+    tr_sink k;
+    tr_sink_open(&k, n + 16, "flush");
 
     hold h = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, false};
     sl_transport_mw mw = {hold_mw, &h, NULL};
@@ -56,7 +50,7 @@ static void shutdown_flushes_100k_buffered_envelopes(void **state)
     o.middlewares = &mw;
     o.n_middlewares = 1;
     sl_transport *t;
-    assert_int_equal(sl_transport_open(&t, url, NULL, &o), 0);
+    assert_int_equal(sl_transport_open(&t, k.url, NULL, &o), 0);
     sl_sender *tx;
     assert_int_equal(sl_transport_send(t, "flush", &tx), 0);
     for (uint32_t i = 0; i < n; i++) {
@@ -89,14 +83,9 @@ static void shutdown_flushes_100k_buffered_envelopes(void **state)
     assert_int_equal(st.buffered, 0);
     assert_int_equal(st.in_flight, 0);
 
-    _Atomic int *seen = calloc(n, sizeof *seen);
-    assert_non_null(seen);
-    assert_int_equal(tr_drain(s, seen, n), n);
-    for (size_t i = 0; i < n; i++)
-        assert_int_equal(atomic_load(&seen[i]), 1);
-    free(seen);
+    tr_sink_expect(&k, n, true);
     sl_transport_free(t);
-    sl_subscriber_close(sub);
+    tr_sink_close(&k);
 }
 
 /* ---- results ---- */
@@ -118,16 +107,11 @@ static void result_reported_for_every_envelope(void **state)
 {
     (void)state;
     size_t n = tr_scaled(20000, 200);
-    char q[64], url[256];
-    snprintf(q, sizeof q, "buffer=%zu", n + 16);
-    tr_bus(url, sizeof url, q);
-    sl_subscriber *sub;
-    sl_subscription *s;
-    assert_int_equal(sl_subscriber_open(&sub, url), 0);
-    assert_int_equal(sl_subscribe(sub, "results", NULL, &s), 0);
+    tr_sink k;
+    tr_sink_open(&k, n + 16, "results");
 
     sl_transport *t;
-    assert_int_equal(sl_transport_open(&t, url, NULL, NULL), 0); /* defaults: 1024 / 16 */
+    assert_int_equal(sl_transport_open(&t, k.url, NULL, NULL), 0); /* defaults: 1024 / 16 */
     sl_sender *tx;
     assert_int_equal(sl_transport_send(t, "results", &tx), 0);
     assert_string_equal(sl_sender_topic(tx), "results");
@@ -173,14 +157,12 @@ static void result_reported_for_every_envelope(void **state)
             sl_future_free(fut[i]);
         }
     }
-    _Atomic int *seen = calloc(n, sizeof *seen);
-    assert_int_equal(tr_drain(s, seen, n), n);
-    free(seen);
+    tr_sink_expect(&k, n, false);
     free(fut);
     free(r.calls);
     free(r.status);
     sl_transport_free(t);
-    sl_subscriber_close(sub);
+    tr_sink_close(&k);
 }
 
 static void future_wait_times_out_while_pending(void **state)
@@ -199,14 +181,10 @@ static void fire_and_forget_envelopes_are_delivered(void **state)
 {
     (void)state;
     size_t n = tr_scaled(5000, 100);
-    char url[256];
-    tr_bus(url, sizeof url, "buffer=100000");
-    sl_subscriber *sub;
-    sl_subscription *s;
-    assert_int_equal(sl_subscriber_open(&sub, url), 0);
-    assert_int_equal(sl_subscribe(sub, "faf", NULL, &s), 0);
+    tr_sink k;
+    tr_sink_open(&k, 100000, "faf");
     sl_transport *t;
-    assert_int_equal(sl_transport_open(&t, url, NULL, NULL), 0);
+    assert_int_equal(sl_transport_open(&t, k.url, NULL, NULL), 0);
     sl_sender *tx;
     assert_int_equal(sl_transport_send(t, "faf", &tx), 0);
     for (uint32_t i = 0; i < n; i++) {
@@ -215,16 +193,12 @@ static void fire_and_forget_envelopes_are_delivered(void **state)
         sl_msg_unref(m); /* the transport keeps its own reference */
     }
     assert_int_equal(sl_transport_shutdown(t, -1, NULL), 0);
-    _Atomic int *seen = calloc(n, sizeof *seen);
-    assert_int_equal(tr_drain(s, seen, n), n);
-    for (size_t i = 0; i < n; i++)
-        assert_int_equal(atomic_load(&seen[i]), 1);
-    free(seen);
+    tr_sink_expect(&k, n, true);
     sl_transport_stats st;
     sl_transport_stats_get(t, &st);
     assert_int_equal(st.sent, n);
     sl_transport_free(t);
-    sl_subscriber_close(sub);
+    tr_sink_close(&k);
 }
 
 /* ---- receiving ---- */
@@ -341,15 +315,10 @@ static void concurrent_senders_lose_nothing(void **state)
     enum { THREADS = 8 };
     uint32_t per = (uint32_t)tr_scaled(5000, 100);
     size_t n = (size_t)per * THREADS;
-    char q[64], url[256];
-    snprintf(q, sizeof q, "buffer=%zu", n + 16);
-    tr_bus(url, sizeof url, q);
-    sl_subscriber *sub;
-    sl_subscription *s;
-    assert_int_equal(sl_subscriber_open(&sub, url), 0);
-    assert_int_equal(sl_subscribe(sub, "conc", NULL, &s), 0);
+    tr_sink k;
+    tr_sink_open(&k, n + 16, "conc");
     sl_transport *t;
-    assert_int_equal(sl_transport_open(&t, url, NULL, NULL), 0);
+    assert_int_equal(sl_transport_open(&t, k.url, NULL, NULL), 0);
 
     _Atomic size_t ok = 0;
     sender_arg args[THREADS];
@@ -364,13 +333,9 @@ static void concurrent_senders_lose_nothing(void **state)
     assert_int_equal(sl_transport_shutdown(t, 60000, &unsent), 0);
     assert_int_equal(unsent, 0);
     assert_int_equal(atomic_load(&ok), n);
-    _Atomic int *seen = calloc(n, sizeof *seen);
-    assert_int_equal(tr_drain(s, seen, n), n);
-    for (size_t i = 0; i < n; i++)
-        assert_int_equal(atomic_load(&seen[i]), 1);
-    free(seen);
+    tr_sink_expect(&k, n, true);
     sl_transport_free(t);
-    sl_subscriber_close(sub);
+    tr_sink_close(&k);
 }
 
 /* ---- a full buffer ---- */

@@ -1,7 +1,8 @@
 /*
  * test_transport.h - small helpers shared by the transport tests
  * (test_transport*.c): numbered messages, a mem:// bus per test, draining a
- * subscription into a "seen" table, and SL_TEST_SCALE scaling. Header-only
+ * subscription into a "seen" table, a "sink" (bus plus a subscriber on the
+ * topic a transport sends to), and SL_TEST_SCALE scaling. Header-only
  * (static functions) so each test stays one executable.
  */
 #ifndef TEST_TRANSPORT_H
@@ -87,6 +88,40 @@ static inline size_t tr_drain(sl_subscription *s, _Atomic int *seen, size_t n)
         got++;
     }
     return got;
+}
+
+/* A mem:// bus (buffer bound `buffer`) with a subscriber on one topic: what
+ * a transport opened on url sends to that topic lands in s. */
+typedef struct tr_sink {
+    char url[256];
+    sl_subscriber *sub;
+    sl_subscription *s;
+} tr_sink;
+
+static inline void tr_sink_open(tr_sink *k, size_t buffer, const char *topic)
+{
+    char q[64];
+    snprintf(q, sizeof q, "buffer=%zu", buffer);
+    tr_bus(k->url, sizeof k->url, q);
+    assert_int_equal(sl_subscriber_open(&k->sub, k->url), 0);
+    assert_int_equal(sl_subscribe(k->sub, topic, NULL, &k->s), 0);
+}
+
+/* Drains the sink: exactly n messages are queued, and with each_once every
+ * index 0..n-1 is among them once. */
+static inline void tr_sink_expect(tr_sink *k, size_t n, bool each_once)
+{
+    _Atomic int *seen = calloc(n, sizeof *seen);
+    assert_non_null(seen);
+    assert_int_equal(tr_drain(k->s, seen, n), n);
+    for (size_t i = 0; each_once && i < n; i++)
+        assert_int_equal(atomic_load(&seen[i]), 1);
+    free(seen);
+}
+
+static inline void tr_sink_close(tr_sink *k)
+{
+    sl_subscriber_close(k->sub);
 }
 
 #endif
