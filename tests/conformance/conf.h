@@ -52,6 +52,20 @@ sl_subscriber *conf_sub(void);
 sl_subscription *conf_subscribe(sl_subscriber *sub, const char *topic, const char *group,
                                 unsigned prefetch);
 
+/* The handles most behaviours start with: a fresh seed and topic ("what"
+ * as in conf_name), a subscriber with one group-less subscription s of
+ * the given prefetch, and a publisher. conf_run_close closes the publisher,
+ * then the subscriber. */
+typedef struct conf_run {
+    uint64_t seed;
+    const char *topic;
+    sl_subscriber *sub;
+    sl_subscription *s;
+    sl_publisher *pub;
+} conf_run;
+void conf_run_open(conf_run *r, const char *what, unsigned prefetch);
+void conf_run_close(conf_run *r);
+
 /* Receive timeout for one message (ms), and for "nothing must arrive". */
 #define CONF_RECV_MS 15000
 #define CONF_QUIET_MS 300

@@ -23,20 +23,17 @@ static sl_msg *recv1(sl_subscription *s)
 /* watermill TestNoAck / nack: a nacked message comes back, unchanged. */
 CONF_TEST(nack_redelivers)
 {
-    uint64_t seed = conf_seed();
-    const char *topic = conf_name("nack");
-    sl_subscriber *sub = conf_sub();
-    sl_subscription *s = conf_subscribe(sub, topic, NULL, 1);
-    sl_publisher *pub = conf_pub();
-    assert_int_equal(conf_publish_range(pub, topic, seed, 0, 1, 1), 0);
-    sl_msg *m1 = recv1(s);
+    conf_run r;
+    conf_run_open(&r, "nack", 1);
+    assert_int_equal(conf_publish_range(r.pub, r.topic, r.seed, 0, 1, 1), 0);
+    sl_msg *m1 = recv1(r.s);
     assert_int_equal(sl_msg_deliveries(m1), 1);
     assert_int_equal(sl_msg_nack(m1), 0);
     assert_int_equal(sl_msg_state(m1), SL_MSG_NACKED);
-    sl_msg *m2 = recv1(s);
+    sl_msg *m2 = recv1(r.s);
     assert_string_equal(sl_msg_uuid(m1), sl_msg_uuid(m2));
     assert_true(sl_msg_equal(m1, m2));
-    assert_int_equal(conf_msg_verify(m2, seed), 0);
+    assert_int_equal(conf_msg_verify(m2, r.seed), 0);
     tl_assert_threads_ok();
     assert_true(sl_msg_deliveries(m2) >= 2);
     assert_int_equal(sl_msg_state(m2), SL_MSG_PENDING);
@@ -45,9 +42,8 @@ CONF_TEST(nack_redelivers)
     assert_int_equal(sl_msg_ack(m1), SL_ESTATE);
     sl_msg_unref(m1);
     sl_msg_unref(m2);
-    conf_expect_nothing(s, CONF_QUIET_MS);
-    sl_publisher_close(pub);
-    sl_subscriber_close(sub);
+    conf_expect_nothing(r.s, CONF_QUIET_MS);
+    conf_run_close(&r);
 }
 
 /* watermill TestNoAck: on an ordered backend with prefetch 1 the next
@@ -55,32 +51,28 @@ CONF_TEST(nack_redelivers)
 CONF_TEST(no_ack_no_next)
 {
     conf_require(SL_FEAT_ORDERED, "only ordered backends hold the next message");
-    uint64_t seed = conf_seed();
-    const char *topic = conf_name("noack");
-    sl_subscriber *sub = conf_sub();
-    sl_subscription *s = conf_subscribe(sub, topic, NULL, 1);
-    sl_publisher *pub = conf_pub();
-    assert_int_equal(conf_publish_range(pub, topic, seed, 0, 3, 3), 0);
-    sl_msg *m = recv1(s);
-    assert_int_equal(conf_msg_verify(m, seed), 0);
+    conf_run r;
+    conf_run_open(&r, "noack", 1);
+    assert_int_equal(conf_publish_range(r.pub, r.topic, r.seed, 0, 3, 3), 0);
+    sl_msg *m = recv1(r.s);
+    assert_int_equal(conf_msg_verify(m, r.seed), 0);
     sl_msg *none = NULL;
-    assert_int_equal(sl_next(s, &none, CONF_QUIET_MS), SL_ETIMEDOUT);
+    assert_int_equal(sl_next(r.s, &none, CONF_QUIET_MS), SL_ETIMEDOUT);
     assert_null(none);
     assert_int_equal(sl_msg_ack(m), 0);
     sl_msg_unref(m);
-    m = recv1(s);
-    assert_int_equal(conf_msg_verify(m, seed), 1);
-    assert_int_equal(sl_next(s, &none, 100), SL_ETIMEDOUT);
+    m = recv1(r.s);
+    assert_int_equal(conf_msg_verify(m, r.seed), 1);
+    assert_int_equal(sl_next(r.s, &none, 100), SL_ETIMEDOUT);
     assert_int_equal(sl_msg_nack(m), 0);
     sl_msg_unref(m);
-    m = recv1(s); /* a nack also frees the window: the same one again */
-    assert_int_equal(conf_msg_verify(m, seed), 1);
+    m = recv1(r.s); /* a nack also frees the window: the same one again */
+    assert_int_equal(conf_msg_verify(m, r.seed), 1);
     assert_int_equal(sl_msg_ack(m), 0);
     sl_msg_unref(m);
     tl_assert_threads_ok();
-    conf_receive_all(s, seed, 2, 1, true);
-    sl_publisher_close(pub);
-    sl_subscriber_close(sub);
+    conf_receive_all(r.s, r.seed, 2, 1, true);
+    conf_run_close(&r);
 }
 
 /* watermill TestContinueAfterErrors: a handler that fails (nacks) every
@@ -88,18 +80,15 @@ CONF_TEST(no_ack_no_next)
 CONF_TEST(continue_after_handler_errors)
 {
     size_t n = tl_scaled(1000, 30);
-    uint64_t seed = conf_seed();
-    const char *topic = conf_name("errors");
-    sl_subscriber *sub = conf_sub();
-    sl_subscription *s = conf_subscribe(sub, topic, NULL, 8);
-    sl_publisher *pub = conf_pub();
-    assert_int_equal(conf_publish_range(pub, topic, seed, 0, n, 20), 0);
+    conf_run r;
+    conf_run_open(&r, "errors", 8);
+    assert_int_equal(conf_publish_range(r.pub, r.topic, r.seed, 0, n, 20), 0);
     unsigned char *acked = calloc(n, 1);
     assert_non_null(acked);
     size_t done = 0, failures = 0;
     while (done < n) {
-        sl_msg *m = recv1(s);
-        long i = conf_msg_verify(m, seed);
+        sl_msg *m = recv1(r.s);
+        long i = conf_msg_verify(m, r.seed);
         tl_assert_threads_ok();
         assert_true(i >= 0 && (size_t)i < n);
         assert_false(acked[i]);
@@ -114,10 +103,9 @@ CONF_TEST(continue_after_handler_errors)
         sl_msg_unref(m);
     }
     assert_int_equal(failures, (n + 2) / 3);
-    conf_expect_nothing(s, CONF_QUIET_MS);
+    conf_expect_nothing(r.s, CONF_QUIET_MS);
     free(acked);
-    sl_publisher_close(pub);
-    sl_subscriber_close(sub);
+    conf_run_close(&r);
 }
 
 /* watermill TestContinueAfterSubscribeClose: a group consumed by a series
@@ -229,26 +217,22 @@ CONF_TEST(cancel_subscription_loses_nothing)
 CONF_TEST(delayed_nack)
 {
     conf_require(SL_FEAT_DELAYED_NACK, "needs delayed nack");
-    uint64_t seed = conf_seed();
-    const char *topic = conf_name("delay");
-    sl_subscriber *sub = conf_sub();
-    sl_subscription *s = conf_subscribe(sub, topic, NULL, 1);
-    sl_publisher *pub = conf_pub();
-    assert_int_equal(conf_publish_range(pub, topic, seed, 0, 1, 1), 0);
-    sl_msg *m = recv1(s);
+    conf_run r;
+    conf_run_open(&r, "delay", 1);
+    assert_int_equal(conf_publish_range(r.pub, r.topic, r.seed, 0, 1, 1), 0);
+    sl_msg *m = recv1(r.s);
     int64_t t0 = tl_now_ms();
     assert_int_equal(sl_msg_nack_delay(m, 400), 0);
     sl_msg_unref(m);
-    m = recv1(s);
+    m = recv1(r.s);
     int64_t waited = tl_now_ms() - t0;
-    assert_int_equal(conf_msg_verify(m, seed), 0);
+    assert_int_equal(conf_msg_verify(m, r.seed), 0);
     tl_assert_threads_ok();
     if (waited < 399)
         fail_msg("redelivered after %lld ms, before the 400 ms delay", (long long)waited);
     assert_int_equal(sl_msg_ack(m), 0);
     sl_msg_unref(m);
-    sl_publisher_close(pub);
-    sl_subscriber_close(sub);
+    conf_run_close(&r);
 }
 
 typedef struct wait_pub {
@@ -277,18 +261,15 @@ static void *publish_wait(void *arg)
 CONF_TEST(publish_wait_ack)
 {
     conf_require(SL_FEAT_WAIT_ACK, "needs SL_PUBLISH_WAIT_ACK");
-    uint64_t seed = conf_seed();
-    const char *topic = conf_name("waitack");
-    sl_subscriber *sub = conf_sub();
-    sl_subscription *s = conf_subscribe(sub, topic, NULL, 1);
-    sl_publisher *pub = conf_pub();
-    wait_pub w = {.pub = pub, .topic = topic, .m = conf_msg(seed, 0), .timeout_ms = -1};
+    conf_run r;
+    conf_run_open(&r, "waitack", 1);
+    wait_pub w = {.pub = r.pub, .topic = r.topic, .m = conf_msg(r.seed, 0), .timeout_ms = -1};
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, publish_wait, &w), 0);
-    sl_msg *m = recv1(s);
+    sl_msg *m = recv1(r.s);
     assert_int_equal(sl_msg_nack(m), 0);
     sl_msg_unref(m);
-    m = recv1(s);
+    m = recv1(r.s);
     tl_sleep_ms(100);
     assert_int_equal(atomic_load(&w.returned), 0); /* not acked yet */
     assert_int_equal(sl_msg_ack(m), 0);
@@ -298,15 +279,14 @@ CONF_TEST(publish_wait_ack)
     sl_msg_unref(w.m);
 
     /* nobody acks: the publisher gives up after its timeout */
-    wait_pub w2 = {.pub = pub, .topic = topic, .m = conf_msg(seed, 1), .timeout_ms = 300};
+    wait_pub w2 = {.pub = r.pub, .topic = r.topic, .m = conf_msg(r.seed, 1), .timeout_ms = 300};
     int64_t t0 = tl_now_ms();
     publish_wait(&w2);
     int64_t took = tl_now_ms() - t0;
     assert_int_equal(w2.rc, SL_ETIMEDOUT);
     assert_true(took >= 295 && took < 10000);
     sl_msg_unref(w2.m);
-    sl_publisher_close(pub);
-    sl_subscriber_close(sub);
+    conf_run_close(&r);
 }
 
 /* watermill TestSubscribeNewTopic... persistent: messages published before

@@ -16,19 +16,16 @@ static bool ordered(void) { return (conf_features() & SL_FEAT_ORDERED) != 0; }
 CONF_TEST(publish_subscribe)
 {
     size_t n = tl_scaled(10000, 100);
-    uint64_t seed = conf_seed();
-    const char *topic = conf_name("pubsub");
-    sl_subscriber *sub = conf_sub();
-    sl_subscription *s = conf_subscribe(sub, topic, NULL, 64);
-    sl_publisher *pub = conf_pub();
+    conf_run r;
+    conf_run_open(&r, "pubsub", 64);
     conf_bg bg;
-    conf_bg_publish(&bg, pub, topic, seed, 0, n, 1);
-    conf_receive_all(s, seed, 0, n, false);
+    conf_bg_publish(&bg, r.pub, r.topic, r.seed, 0, n, 1);
+    conf_receive_all(r.s, r.seed, 0, n, false);
     conf_bg_join(&bg);
-    conf_expect_nothing(s, CONF_QUIET_MS);
-    assert_int_equal(sl_publisher_close(pub), 0);
-    assert_int_equal(sl_subscription_close(s), 0);
-    assert_int_equal(sl_subscriber_close(sub), 0);
+    conf_expect_nothing(r.s, CONF_QUIET_MS);
+    assert_int_equal(sl_publisher_close(r.pub), 0);
+    assert_int_equal(sl_subscription_close(r.s), 0);
+    assert_int_equal(sl_subscriber_close(r.sub), 0);
 }
 
 /* Edge payloads: empty, every byte value, only NULs, 1 MiB; metadata with
@@ -91,17 +88,13 @@ CONF_TEST(binary_payloads)
 CONF_TEST(batch_publish)
 {
     size_t n = tl_scaled(2000, 50);
-    uint64_t seed = conf_seed();
-    const char *topic = conf_name("batch");
-    sl_subscriber *sub = conf_sub();
-    sl_subscription *s = conf_subscribe(sub, topic, NULL, 16);
-    sl_publisher *pub = conf_pub();
+    conf_run r;
+    conf_run_open(&r, "batch", 16);
     conf_bg bg;
-    conf_bg_publish(&bg, pub, topic, seed, 0, n, 100);
-    conf_receive_all(s, seed, 0, n, ordered());
+    conf_bg_publish(&bg, r.pub, r.topic, r.seed, 0, n, 100);
+    conf_receive_all(r.s, r.seed, 0, n, ordered());
     conf_bg_join(&bg);
-    sl_publisher_close(pub);
-    sl_subscriber_close(sub);
+    conf_run_close(&r);
 }
 
 /* Several subscriptions without a group each receive every message. */
@@ -185,17 +178,13 @@ CONF_TEST(order_preserved)
 {
     conf_require(SL_FEAT_ORDERED, "order is guaranteed only on ordered backends");
     size_t n = tl_scaled(10000, 100);
-    uint64_t seed = conf_seed();
-    const char *topic = conf_name("order");
-    sl_subscriber *sub = conf_sub();
-    sl_subscription *s = conf_subscribe(sub, topic, NULL, 1);
-    sl_publisher *pub = conf_pub();
+    conf_run r;
+    conf_run_open(&r, "order", 1);
     conf_bg bg;
-    conf_bg_publish(&bg, pub, topic, seed, 0, n, 3);
-    conf_receive_all(s, seed, 0, n, true);
+    conf_bg_publish(&bg, r.pub, r.topic, r.seed, 0, n, 3);
+    conf_receive_all(r.s, r.seed, 0, n, true);
     conf_bg_join(&bg);
-    sl_publisher_close(pub);
-    sl_subscriber_close(sub);
+    conf_run_close(&r);
 }
 
 /* watermill TestPublisherClose: messages published right before the
@@ -203,19 +192,16 @@ CONF_TEST(order_preserved)
 CONF_TEST(publisher_close)
 {
     size_t n = tl_scaled(2000, 50);
-    uint64_t seed = conf_seed();
-    const char *topic = conf_name("pubclose");
-    sl_subscriber *sub = conf_sub();
-    sl_subscription *s = conf_subscribe(sub, topic, NULL, 32);
-    sl_publisher *pub = conf_pub();
-    assert_int_equal(conf_publish_range(pub, topic, seed, 0, n, 20), 0);
-    assert_int_equal(sl_publisher_close(pub), 0);
-    pub = conf_pub();
-    assert_int_equal(conf_publish_range(pub, topic, seed, n, 10, 1), 0);
-    assert_int_equal(sl_publisher_close(pub), 0);
+    conf_run r;
+    conf_run_open(&r, "pubclose", 32);
+    assert_int_equal(conf_publish_range(r.pub, r.topic, r.seed, 0, n, 20), 0);
+    assert_int_equal(sl_publisher_close(r.pub), 0);
+    r.pub = conf_pub();
+    assert_int_equal(conf_publish_range(r.pub, r.topic, r.seed, n, 10, 1), 0);
+    assert_int_equal(sl_publisher_close(r.pub), 0);
     tl_assert_threads_ok();
-    conf_receive_all(s, seed, 0, n + 10, ordered());
-    sl_subscriber_close(sub);
+    conf_receive_all(r.s, r.seed, 0, n + 10, ordered());
+    sl_subscriber_close(r.sub);
 }
 
 /* sl_next on an idle subscription times out (polls with 0) and reports

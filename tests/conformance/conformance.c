@@ -128,6 +128,21 @@ sl_subscription *conf_subscribe(sl_subscriber *sub, const char *topic, const cha
     return s;
 }
 
+void conf_run_open(conf_run *r, const char *what, unsigned prefetch)
+{
+    r->seed = conf_seed();
+    r->topic = conf_name(what);
+    r->sub = conf_sub();
+    r->s = conf_subscribe(r->sub, r->topic, NULL, prefetch);
+    r->pub = conf_pub();
+}
+
+void conf_run_close(conf_run *r)
+{
+    sl_publisher_close(r->pub);
+    sl_subscriber_close(r->sub);
+}
+
 static const char utf8_value[] = "gr\xc3\xbc\xc3\x9f" "e \xe2\x9c\x93 \xf0\x9f\x93\xa8";
 
 sl_msg *conf_msg(uint64_t seed, uint64_t i)
