@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# notify_seed_restart.sh - fault test of the service on the seed's stack
+# (RabbitMQ queue, MariaDB store, notify and read consumers as separate
+# processes): 8 concurrent clients post 20,000 notices (x SL_TEST_SCALE)
+# through POST /api/msg/product while MariaDB is restarted in the middle of
+# the run. In the end every notice answered with code 10000 is stored exactly
+# once (checked in MariaDB itself, by its unique data and by its id), no id
+# is stored twice, and the users' notification counts add up to the rows.
+#
+# Clients: each `curl -K chunk` process sends CHUNK requests one after the
+# other on one keep-alive connection and writes one line per request (body,
+# tab, HTTP status) in request order, so line i answers request i of the
+# chunk; xargs -P runs 8 of them at a time.
+export NOTIFY_E2E_STACK=seed
+source "$(dirname "$0")/lib/notify.bash"
+export LC_ALL=C
+
+[ -n "${SL_CONF_RESTART_CMD:-}" ] || { echo "SL_CONF_RESTART_CMD is not set (run through ctest)" >&2; exit 1; }
+SCALE=${SL_TEST_SCALE:-1}
+TOTAL=$(awk -v s="$SCALE" 'BEGIN { n = int(20000 * s); print (n < 400 ? 400 : n) }')
+CHUNK=100
+CLIENTS=8
+USERS=64
+T0=$(date +%s)
+
+start_server
+mkdir -p "$WORK/req" "$WORK/out"
+# Request n: uid n % USERS, data "n<n>" (unique, so MariaDB rows map back).
+awk -v total="$TOTAL" -v chunk="$CHUNK" -v users="$USERS" -v url="${URL%/}/api/msg/product" \
+    -v dir="$WORK/req" 'BEGIN {
+  for (n = 0; n < total; n++) {
+    f = sprintf("%s/%05d", dir, int(n / chunk));
+    if (n % chunk) print "next" > f;
+    printf "url = \"%s\"\ndata = \"uid=%d&type=1&data=n%d\"\nmax-time = 20\nsilent\n", url, n % users, n > f;
+    printf "write-out = \"\\t%%{http_code}\\n\"\n" > f;
+  }
+}'
+# A chunk's output: line i is request (chunk * CHUNK + i).
+ls "$WORK/req" | xargs -P "$CLIENTS" -I{} sh -c 'curl -K "$1/req/$2" > "$1/out/$2" 2>/dev/null' _ "$WORK" {} &
+LOAD=$!
+EXTRA_PIDS+=("$LOAD")
+
+answered_now() { cat "$WORK"/out/* 2>/dev/null | grep -c '"code":10000'; }
+# Restart MariaDB once a third of the notices were answered, load still running.
+wait_until 120 bash -c "[ \$(cat $WORK/out/* 2>/dev/null | grep -c '\"code\":10000') -ge $((TOTAL / 3)) ]"
+echo "restarting MariaDB after $(answered_now) answered ($(( $(date +%s) - T0 )) s)"
+R0=$(date +%s)
+$SL_CONF_RESTART_CMD >/dev/null || { bad "mariadb restart failed"; finish; exit 1; }
+echo "MariaDB back after $(( $(date +%s) - R0 )) s, $(answered_now) answered"
+wait "$LOAD"
+EXTRA_PIDS=()
+echo "load done: $(( $(date +%s) - T0 )) s"
+
+# answered: "id data" of every request answered with code 10000.
+for f in "$WORK"/out/*; do
+  awk -v base=$(( 10#$(basename "$f") * CHUNK )) -F'\t' '
+    $1 ~ /"code":10000/ && match($1, /"id":"[^"]+"/) {
+      print substr($1, RSTART + 6, RLENGTH - 7), "n" (base + NR - 1) }' "$f"
+done | sort > "$WORK/answered"
+N=$(wc -l < "$WORK/answered")
+echo "answered $N of $TOTAL with code 10000"
+check "most requests answered with 10000" [ "$N" -ge $((TOTAL * 9 / 10)) ]
+
+union_all() { # SELECT cols FROM every th_notice_k, UNION ALL
+  local k sql=""
+  for k in $(seq 1 16); do sql+="${sql:+ UNION ALL }SELECT $1 FROM $RUN.th_notice_$k"; done
+  echo "$sql"
+}
+stored_rows() { my_sql -N -e "SELECT COUNT(*) FROM ($(union_all order_sn)) t"; }
+rows_reach_answered() { [ "$(stored_rows)" -ge "$N" ]; }
+# Wait until the consumers caught up: as many rows as answered notices.
+check "stored rows reach the answered count" wait_until 90 rows_reach_answered
+echo "stored $(stored_rows) rows ($(( $(date +%s) - T0 )) s)"
+my_sql -N -e "$(union_all "order_sn, data")" | tr '\t' ' ' | sort > "$WORK/stored"
+MISSING=$(comm -23 "$WORK/answered" "$WORK/stored" | wc -l)
+check "every answered notice stored with its id ($MISSING missing)" [ "$MISSING" = 0 ]
+check "no notice stored twice" [ -z "$(cut -d' ' -f2 "$WORK/stored" | sort | uniq -d | head -5)" ]
+check "no id stored twice" [ -z "$(cut -d' ' -f1 "$WORK/stored" | sort | uniq -d | head -5)" ]
+check "counts add up to the rows" [ "$(my_sql -N -e "SELECT COALESCE(SUM(notification_count),0) FROM $RUN.\`user\`")" = "$(stored_rows)" ]
+check "nothing parked" [ "$(my_sql -N -e "SELECT COUNT(*) FROM $RUN.failed_queues WHERE failed_count >= 5")" = 0 ]
+check "consumer saw the restart" grep -q 'connection lost, reconnecting' "$WORK"/logs-notify/main.log
+echo "total $(( $(date +%s) - T0 )) s"
+finish
