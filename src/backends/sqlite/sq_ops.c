@@ -5,7 +5,9 @@
  *
  * Claims (leases), acks and nacks live in sq_claim.c. A batch runs its
  * requests in queue order, except that consecutive acks run together (acks
- * commute with each other; any other request waits for the acks before it).
+ * commute with each other; any other request waits for the acks before it)
+ * and consecutive publishes to one topic insert together (their messages in
+ * queue order, in multi-row INSERTs).
  *
  * Retention (housekeeping): with retention=acked, a topic's messages up to
  * the lowest point every group has acked (min over groups of its cursor and
@@ -306,13 +308,45 @@ static int bind_msg(sqlite3_stmt *st, int row, const sl_msg *m, int64_t id)
     return 0;
 }
 
-/* Insert msgs into the log, numbered on from the topic's seq, up to 64 rows
- * per statement (a statement's fixed costs are per statement). */
-static int op_publish(sq_db *d, sq_req *r)
+/* The publishes of a run: consecutive requests to one topic. */
+typedef struct pub_run {
+    sq_req *first, *last; /* last: the run's final request */
+    size_t n;             /* messages in the run */
+    sq_req *r;            /* cursor: request and message within it */
+    size_t i;
+} pub_run;
+
+static void run_collect(pub_run *p, sq_req *first)
+{
+    p->first = p->last = p->r = first;
+    p->n = first->n;
+    p->i = 0;
+    for (sq_req *r = first->next; r && r->kind == SQ_PUBLISH && strcmp(r->topic, first->topic) == 0;
+         r = r->next) {
+        p->last = r;
+        p->n += r->n;
+    }
+}
+
+static const sl_msg *run_next(pub_run *p)
+{
+    while (p->i >= p->r->n) { /* requests may publish nothing */
+        p->r = p->r->next;
+        p->i = 0;
+    }
+    return p->r->msgs[p->i++];
+}
+
+/* Insert the messages of a run of publishes (consecutive requests to one
+ * topic: concurrent publishers' single messages become one statement),
+ * numbered on from the topic's seq, up to 64 rows per statement. Errors
+ * are told on the run's first request. */
+static int op_publish(sq_db *d, pub_run *p)
 {
     static const struct {
         int stmt, rows;
     } sizes[] = {{S_MSG_INS64, 64}, {S_MSG_INS16, 16}, {S_MSG_INS4, 4}, {S_MSG_INS, 1}};
+    sq_req *r = p->first;
     int64_t tid, seq, now = sli_wall_ms();
     bool found;
     int rc = topic_id(d, r->topic, &tid, r->err, sizeof r->err);
@@ -322,7 +356,7 @@ static int op_publish(sq_db *d, sq_req *r)
     }
     if (rc)
         return rc;
-    if (!found || seq < 0 || (uint64_t)seq + r->n > (uint64_t)SQ_SEQ_MAX) {
+    if (!found || seq < 0 || (uint64_t)seq + p->n > (uint64_t)SQ_SEQ_MAX) {
         snprintf(r->err, sizeof r->err, "sqlite: topic %s: message numbers exhausted", r->topic);
         return SL_ECORRUPT;
     }
@@ -330,11 +364,11 @@ static int op_publish(sq_db *d, sq_req *r)
     for (int z = 0; z < 4; z++) {
         sqlite3_stmt *st = d->st[sizes[z].stmt];
         size_t rows = (size_t)sizes[z].rows;
-        while (r->n - i >= rows) {
+        while (p->n - i >= rows) {
             sqlite3_bind_int64(st, 1, tid);
             sqlite3_bind_int64(st, 2, now);
             for (size_t k = 0; k < rows && !rc; k++)
-                rc = bind_msg(st, (int)k, r->msgs[i + k], SQ_ID(tid, seq + 1 + (int64_t)(i + k)));
+                rc = bind_msg(st, (int)k, run_next(p), SQ_ID(tid, seq + 1 + (int64_t)(i + k)));
             if (rc)
                 snprintf(r->err, sizeof r->err, "out of memory");
             else
@@ -346,7 +380,7 @@ static int op_publish(sq_db *d, sq_req *r)
         }
     }
     sqlite3_bind_int64(d->st[S_TOPIC_SEQ_SET], 1, tid);
-    sqlite3_bind_int64(d->st[S_TOPIC_SEQ_SET], 2, seq + (int64_t)r->n);
+    sqlite3_bind_int64(d->st[S_TOPIC_SEQ_SET], 2, seq + (int64_t)p->n);
     return sq_run(d, d->st[S_TOPIC_SEQ_SET], r->err, sizeof r->err, "publish");
 }
 
@@ -404,7 +438,7 @@ static int op_unsubscribe(sq_db *d, sq_req *r)
 static int run_one(sq_db *d, sq_req *r)
 {
     switch (r->kind) {
-    case SQ_PUBLISH: return op_publish(d, r);
+    case SQ_PUBLISH: break; /* runs of them: sq_ops_run_all */
     case SQ_CLAIM: return sq_claim(d, r);
     case SQ_ACK:
     case SQ_NACK: return sq_settle(d, r);
@@ -452,8 +486,15 @@ sq_req *sq_ops_run_all(sq_db *d, sq_req *batch)
         if (n && (bad = sq_settle_acks(d, acks, n)) != NULL)
             break;
         n = 0;
-        if ((r->rc = run_one(d, r)) != 0)
+        if (r->kind == SQ_PUBLISH) {
+            pub_run p;
+            run_collect(&p, r);
+            if ((r->rc = op_publish(d, &p)) != 0)
+                bad = r;
+            r = p.last;
+        } else if ((r->rc = run_one(d, r)) != 0) {
             bad = r;
+        }
     }
     if (!bad && n)
         bad = sq_settle_acks(d, acks, n);
