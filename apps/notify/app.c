@@ -170,8 +170,10 @@ int nf_app_failed_retry(nf_app *app, int64_t id, int *n)
         found = true;
         const char *topic = !strcmp(v[i].type, "read") ? NF_TOPIC_READ : NF_TOPIC_NOTIFY;
         rc = nf_app_publish(app, topic, v[i].order_sn, v[i].data, true, NULL, 0);
-        if (!rc)
-            rc = nf_store_failed_reset(app->store, v[i].id);
+        /* The consumer may already have applied the requeued message and
+         * cleared its row: that is a successful retry, not a missing one. */
+        if (!rc && (rc = nf_store_failed_reset(app->store, v[i].id)) == SL_ENOENT)
+            rc = 0;
         if (!rc) {
             (*n)++;
             nf_log(SL_LOG_INFO, "requeued failed %s message %s", v[i].type, v[i].order_sn);
