@@ -2,8 +2,10 @@
 # notify_api.sh - black-box HTTP tests of `sluice notify serve` on the embedded
 # default (sqlite:// queue and store): every route with form and JSON bodies,
 # the seed's compatibility fields, idempotency, counts, pagination, every
-# bad-input case of issue 6, CORS, SSE, the web page, metrics, and that the
-# service stays up and loses nothing after bad input.
+# bad-input case of issue 6, CORS, SSE (live updates reach the streams of
+# every server instance, a second server without consumers included), the
+# web page, metrics, and that the service stays up and loses nothing after
+# bad input.
 # NOTIFY_E2E_STACK=seed runs the same checks on RabbitMQ + MariaDB with
 # separate consumer processes (ctest e2e_notify_api_seed_stack; see
 # lib/notify.bash).
@@ -156,6 +158,25 @@ check "stream gets the notice" wait_until 10 grep -q 'live one' "$WORK/sse.txt"
 call POST /api/msg/read -d 'uid=31&type=1'
 check "stream gets the read" wait_until 10 grep -q '^event: read' "$WORK/sse.txt"
 CASE="stream bad uid"; call GET '/api/msg/stream?uid=x'; expect 400 10001 uid
+
+# ---- a second server instance (no consumers of its own) gets every event too ----
+(cd "$WORK" && exec env SLUICE_CONSUMERS_IN_PROCESS=false SLUICE_LOG_DIR=logs-2 "$SLUICE" notify serve \
+    --config "$SRC_DIR/config/config.yaml" >"$WORK/server2.out" 2>>"$WORK/server2.err") &
+SERVER2=$!
+EXTRA_PIDS+=($SERVER2)
+wait_until 10 grep -q 'http://' "$WORK/server2.out"
+URL2=$(grep -o 'http://[^ ]*' "$WORK/server2.out" | head -1)
+curl -s -N -m 20 "${URL2%/}/api/msg/stream?uid=32" > "$WORK/sse2.txt" &
+EXTRA_PIDS+=($!)
+curl -s -N -m 20 "${URL%/}/api/msg/stream?uid=32" > "$WORK/sse1.txt" &
+EXTRA_PIDS+=($!)
+check "second server's stream says hello" wait_until 10 grep -q '^event: hello' "$WORK/sse2.txt"
+check "first server's stream says hello" wait_until 5 grep -q '^event: hello' "$WORK/sse1.txt"
+call POST /api/msg/product -d 'uid=32&type=1&data=to both'
+check "second server's stream gets the notice" wait_until 10 grep -q 'to both' "$WORK/sse2.txt"
+check "first server's stream gets the notice" wait_until 10 grep -q 'to both' "$WORK/sse1.txt"
+kill -TERM "$SERVER2"; wait "$SERVER2"; st=$?
+check "second server exits cleanly (status $st)" [ "$st" = 0 ]
 
 # ---- graceful stop with an open stream, restart keeps data ----
 stop_server
