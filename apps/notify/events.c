@@ -14,7 +14,9 @@
  * Events are best-effort: the handler only appends to an in-memory list (it
  * never waits for the queue, so a stored notice is never nacked or redone
  * because of its event); when the list is full, or publishing fails, events
- * are dropped and counted (sluice_events_dropped_total). A lost event only
+ * are dropped and counted (sluice_events_dropped_total); a publish waits at
+ * most 5 s for the queue, so a broker outage cannot stall the emitter or a
+ * consumer's shutdown for long. A lost event only
  * delays the UI until its next refresh.
  */
 #include <jansson.h>
@@ -29,6 +31,7 @@
 #define EV_QUEUE_MAX 10000
 #define EV_BATCH 256
 #define EV_STOP_FLUSH_MS 2000
+#define EV_PUBLISH_TIMEOUT_MS 5000
 
 typedef struct ev_item {
     int64_t uid;
@@ -117,7 +120,10 @@ static void publish_batch(nf_events *e, ev_item *chain)
     }
     if (n == 0)
         return;
-    int rc = sl_publish(app->pub, NF_TOPIC_EVENTS, msgs, n);
+    sl_publish_opts po; /* best-effort: do not wait out a long broker outage */
+    sl_publish_opts_init(&po);
+    po.timeout_ms = EV_PUBLISH_TIMEOUT_MS;
+    int rc = sl_publish_ex(app->pub, NF_TOPIC_EVENTS, msgs, n, &po);
     if (rc) {
         atomic_fetch_add(&app->metrics.events_dropped, n);
         nf_log(SL_LOG_WARN, "dropped %zu live-update events: %s (%s)", n, sl_strerror(rc), sl_errmsg());
