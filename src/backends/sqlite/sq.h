@@ -71,7 +71,7 @@
 typedef struct sq_db sq_db;
 typedef struct sq_req sq_req;
 
-enum { SQ_WAITING, SQ_DONE, SQ_LEAD };
+enum { SQ_WAITING, SQ_DONE, SQ_LEAD, SQ_SLEEPING /* waiting in the futex */ };
 
 typedef enum sq_kind {
     SQ_PUBLISH,
@@ -94,7 +94,7 @@ struct sq_req {
     sq_kind kind;
     sq_req *next;
     bool async; /* heap-allocated; the writer frees it, nobody waits */
-    _Atomic uint32_t done; /* SQ_WAITING, SQ_DONE, or SQ_LEAD (run the queue) */
+    _Atomic uint32_t done; /* SQ_WAITING/SLEEPING, SQ_DONE, or SQ_LEAD (run the queue) */
     int rc;
     char err[SQ_ERRLEN];
     /* PUBLISH */

@@ -101,6 +101,28 @@ static void rollback(sq_db *d)
     sq_ops_forget_topics(d); /* ids cached during the transaction may be gone */
 }
 
+/* Tell the caller waiting for r (SQ_DONE or SQ_LEAD). The exchange tells
+ * whether it sleeps: a leader's own request needs no wakeup call, and r
+ * must not be read after this (its caller may return at once). */
+static void notify(sq_req *r, uint32_t what)
+{
+    if (atomic_exchange(&r->done, what) == SQ_SLEEPING)
+        sli_futex_wake_all(&r->done);
+}
+
+/* The waiting side of notify: returns SQ_DONE or SQ_LEAD. */
+static uint32_t await(sq_req *r)
+{
+    for (;;) {
+        uint32_t v = SQ_WAITING;
+        if (atomic_compare_exchange_strong(&r->done, &v, SQ_SLEEPING))
+            v = SQ_SLEEPING;
+        if (v != SQ_SLEEPING)
+            return v;
+        sli_futex_wait(&r->done, SQ_SLEEPING, -1);
+    }
+}
+
 static void complete(sq_req *r)
 {
     if (r->async) {
@@ -109,8 +131,7 @@ static void complete(sq_req *r)
         free(r);
         return;
     }
-    atomic_store(&r->done, 1);
-    sli_futex_wake_all(&r->done);
+    notify(r, SQ_DONE);
 }
 
 static void fail_all(sq_req *b, int rc, const char *err)
@@ -307,8 +328,7 @@ static void release(sq_db *d)
     if (!d->writer_wants && d->qsync) {
         for (sq_req *r = d->qhead; r; r = r->next)
             if (!r->async) {
-                atomic_store(&r->done, SQ_LEAD); /* it waits: r stays valid */
-                sli_futex_wake_all(&r->done);
+                notify(r, SQ_LEAD); /* it waits: r stays valid */
                 return; /* busy passes to r's thread */
             }
     }
@@ -467,10 +487,7 @@ int sq_submit(sq_db *d, sq_req *r)
     for (;;) {
         if (leader)
             lead(d, r);
-        uint32_t v;
-        while ((v = atomic_load(&r->done)) == SQ_WAITING)
-            sli_futex_wait(&r->done, SQ_WAITING, -1);
-        if (v == SQ_DONE)
+        if (await(r) == SQ_DONE)
             break;
         atomic_store(&r->done, SQ_WAITING); /* handed the connection: lead */
         leader = true;
