@@ -230,6 +230,8 @@ int sq_ops_step(sq_db *d, sqlite3_stmt *st); /* step with busy retries */
 int sq_run(sq_db *d, sqlite3_stmt *st, char *err, size_t errlen, const char *what);
 /* First column of the first row; *found = false when none (or NULL). */
 int sq_one_int(sq_db *d, sqlite3_stmt *st, int64_t *out, bool *found, char *err, size_t errlen);
+/* The 16 bytes of a canonical lowercase uuid text; false for any other. */
+bool sq_uuid_pack(const char *uuid, unsigned char out[16]);
 /* A plain message from columns (uuid, meta, payload) starting at col. */
 int sq_build_msg(sqlite3_stmt *st, int col, sl_msg **out, char *err, size_t errlen);
 

@@ -17,7 +17,9 @@
  * dropped when met.
  *
  * Metadata is stored as a blob of "key\0value\0" pairs in insertion order;
- * payloads as blobs, so both come back byte for byte.
+ * payloads as blobs, so both come back byte for byte. A uuid in canonical
+ * lowercase form is stored as its 16 bytes (smaller rows, fewer pages to
+ * write), any other as text; reading tells them apart by type.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -231,9 +233,52 @@ int sq_meta_decode(sl_msg *m, const unsigned char *p, size_t len)
 }
 
 /* Build a plain message from columns (uuid, meta, payload) starting at col. */
+/* ---------- uuid column ---------- */
+
+static int hexval(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+bool sq_uuid_pack(const char *u, unsigned char out[16])
+{
+    unsigned k = 0;
+    for (unsigned i = 0; i < 36; i++) {
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (u[i] != '-')
+                return false;
+            continue;
+        }
+        int hi = hexval(u[i]), lo = hi < 0 ? -1 : hexval(u[++i]);
+        if (lo < 0 || i == 8 || i == 13 || i == 18 || i == 23)
+            return false;
+        out[k++] = (unsigned char)(hi << 4 | lo);
+    }
+    return u[36] == '\0';
+}
+
+/* The uuid in column col, as text (buf holds an unpacked one). */
+static const char *column_uuid(sqlite3_stmt *st, int col, char buf[37])
+{
+    if (sqlite3_column_type(st, col) != SQLITE_BLOB || sqlite3_column_bytes(st, col) != 16)
+        return (const char *)sqlite3_column_text(st, col);
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *p = sqlite3_column_blob(st, col);
+    char *o = buf;
+    for (unsigned i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            *o++ = '-';
+        *o++ = hex[p[i] >> 4];
+        *o++ = hex[p[i] & 15];
+    }
+    *o = '\0';
+    return buf;
+}
+
 int sq_build_msg(sqlite3_stmt *st, int col, sl_msg **out, char *err, size_t errlen)
 {
-    const char *uuid = (const char *)sqlite3_column_text(st, col);
+    char ubuf[37];
+    const char *uuid = column_uuid(st, col, ubuf);
     const void *meta = sqlite3_column_blob(st, col + 1);
     size_t mlen = (size_t)sqlite3_column_bytes(st, col + 1);
     const void *pl = sqlite3_column_blob(st, col + 2);
@@ -289,8 +334,9 @@ static int topic_id(sq_db *d, const char *name, int64_t *tid, char *err, size_t 
 
 /* ---------- requests ---------- */
 
-/* Bind message m with id as row `row` of a (multi-row) insert. */
-static int bind_msg(sqlite3_stmt *st, int row, const sl_msg *m, int64_t id)
+/* Bind message m with id as row `row` of a (multi-row) insert; ubuf holds
+ * its packed uuid until the statement ran. */
+static int bind_msg(sqlite3_stmt *st, int row, const sl_msg *m, int64_t id, unsigned char *ubuf)
 {
     unsigned char *meta;
     size_t mlen, plen;
@@ -299,7 +345,10 @@ static int bind_msg(sqlite3_stmt *st, int row, const sl_msg *m, int64_t id)
         return SL_ENOMEM;
     int col = 4 + 4 * row;
     sqlite3_bind_int64(st, col - 1, id);
-    sqlite3_bind_text(st, col, sl_msg_uuid(m), -1, SQLITE_STATIC);
+    if (sq_uuid_pack(sl_msg_uuid(m), ubuf))
+        sqlite3_bind_blob(st, col, ubuf, 16, SQLITE_STATIC);
+    else
+        sqlite3_bind_text(st, col, sl_msg_uuid(m), -1, SQLITE_STATIC);
     if (meta)
         sqlite3_bind_blob(st, col + 1, meta, (int)mlen, free);
     else
@@ -361,6 +410,7 @@ static int op_publish(sq_db *d, pub_run *p)
         return SL_ECORRUPT;
     }
     size_t i = 0;
+    unsigned char uuids[64][16];
     for (int z = 0; z < 4; z++) {
         sqlite3_stmt *st = d->st[sizes[z].stmt];
         size_t rows = (size_t)sizes[z].rows;
@@ -368,7 +418,8 @@ static int op_publish(sq_db *d, pub_run *p)
             sqlite3_bind_int64(st, 1, tid);
             sqlite3_bind_int64(st, 2, now);
             for (size_t k = 0; k < rows && !rc; k++)
-                rc = bind_msg(st, (int)k, run_next(p), SQ_ID(tid, seq + 1 + (int64_t)(i + k)));
+                rc = bind_msg(st, (int)k, run_next(p), SQ_ID(tid, seq + 1 + (int64_t)(i + k)),
+                              uuids[k]);
             if (rc)
                 snprintf(r->err, sizeof r->err, "out of memory");
             else

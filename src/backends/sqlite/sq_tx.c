@@ -122,7 +122,11 @@ static int insert_all(sqlite3 *db, int64_t tid, int64_t seq, sl_msg *const *msgs
             break;
         }
         sqlite3_bind_int64(st, 1, tid);
-        sqlite3_bind_text(st, 2, sl_msg_uuid(msgs[i]), -1, SQLITE_STATIC);
+        unsigned char packed[16];
+        if (sq_uuid_pack(sl_msg_uuid(msgs[i]), packed))
+            sqlite3_bind_blob(st, 2, packed, 16, SQLITE_TRANSIENT);
+        else
+            sqlite3_bind_text(st, 2, sl_msg_uuid(msgs[i]), -1, SQLITE_STATIC);
         if (meta)
             sqlite3_bind_blob(st, 3, meta, (int)mlen, free);
         else
