@@ -1,8 +1,9 @@
 /*
  * test_sqlite_format.c - sqlite:// files written by older versions (format
  * sluice-sqlite-1: a claim row per message; -2: leases, global AUTOINCREMENT
- * ids) are upgraded on open without losing or re-counting anything, and an
- * idle subscription does not burn CPU while it waits.
+ * ids) are upgraded on open without losing or re-counting anything, uuids
+ * of any form come back byte for byte (canonical ones are stored packed),
+ * and an idle subscription does not burn CPU while it waits.
  *
  * The old files are built here with raw SQL, exactly as those versions laid
  * them out: topic t (id 1), messages m1..m3, group g whose cursor is at m2;
@@ -148,6 +149,42 @@ static void format2_file_is_upgraded_with_its_leases(void **state)
     check_upgraded();
 }
 
+/* Canonical lowercase uuids are stored packed, any other as text: every
+ * form comes back byte for byte. */
+static void uuids_round_trip_in_any_form(void **state)
+{
+    (void)state;
+    static const char *const ids[] = {
+        "01900000-0000-7000-8000-0000000000ab", "01900000-0000-7000-8000-0000000000AB",
+        "order-42", "0190000g-0000-7000-8000-000000000001", "01900000-0000-7000-8000-00000000000",
+        "01900000-0000-7000-8000-0000000000011", "01900000x0000-7000-8000-000000000001",
+    };
+    enum { N = sizeof ids / sizeof ids[0] };
+    sl_publisher *pub;
+    sl_subscriber *sub;
+    sl_subscription *s;
+    sl_subscribe_opts o;
+    sl_subscribe_opts_init(&o);
+    o.group = "g";
+    assert_int_equal(sl_publisher_open(&pub, url), 0);
+    assert_int_equal(sl_subscriber_open(&sub, url), 0);
+    assert_int_equal(sl_subscribe(sub, "u", &o, &s), 0);
+    sl_msg *ms[N];
+    for (int i = 0; i < N; i++)
+        assert_int_equal(sl_msg_new_with_uuid(&ms[i], ids[i], "x", 1), 0);
+    assert_int_equal(sl_publish(pub, "u", ms, N), 0);
+    for (int i = 0; i < N; i++) {
+        sl_msg *m;
+        assert_int_equal(sl_next(s, &m, 5000), 0);
+        assert_string_equal(sl_msg_uuid(m), ids[i]);
+        assert_int_equal(sl_msg_ack(m), 0);
+        sl_msg_unref(m);
+        sl_msg_unref(ms[i]);
+    }
+    sl_publisher_close(pub);
+    sl_subscriber_close(sub);
+}
+
 static double cpu_s(void)
 {
     struct rusage ru;
@@ -184,6 +221,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(format1_file_is_upgraded_with_its_claims, setup, teardown),
         cmocka_unit_test_setup_teardown(format2_file_is_upgraded_with_its_leases, setup, teardown),
+        cmocka_unit_test_setup_teardown(uuids_round_trip_in_any_form, setup, teardown),
         cmocka_unit_test_setup_teardown(idle_wait_does_not_spin, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
