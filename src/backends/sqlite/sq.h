@@ -1,8 +1,9 @@
 /*
  * sq.h - internals of the sqlite:// backend, shared by its files:
  *
- *   sq_db.c    one shared database per file per process: open and validate
- *              the file, the writer thread (group commit), change polling
+ *   sq_open.c  one shared database per file per process: open and validate
+ *   sq_db.c    the request queue: group commit, leader/follower, the writer
+ *              thread, change polling
  *   sq_ops.c   the SQL of every request, run by the writer inside a batch
  *   sq_claim.c claims as leases: claim, redeliver, ack, nack
  *   sq_upgrade.c  older file formats to the current one
@@ -164,10 +165,17 @@ struct sq_db {
     sq_db *next;
 };
 
-/* sq_db.c */
+/* sq_open.c */
 int sq_db_acquire(sli_url *u, sq_db **out);
 void sq_db_ref(sq_db *d);
 void sq_db_unref(sq_db *d); /* drops a handle's or a delivery's reference */
+
+/* sq_db.c */
+void *sq_writer_main(void *arg);
+int sq_busy_cb(void *arg, int count); /* sqlite3_busy_handler */
+int sq_exec(sq_db *d, const char *sql, char *err, size_t errlen);
+void sq_rollback(sq_db *d); /* roll back an open transaction, forget cached topic ids */
+bool sq_poll_changes(sq_db *d); /* PRAGMA data_version changed since last time */
 /* Queue r; wait for it unless r->async. Returns r->rc (error detail set). */
 int sq_submit(sq_db *d, sq_req *r);
 void sq_wake(sq_db *d);
