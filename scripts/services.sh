@@ -169,6 +169,10 @@ rabbit_ping() {
 
 rabbit_env() {
   local d=$BASE/rabbitmq
+  # RUNNING_UNDER_SYSTEMD makes the start script exec the VM (with -noinput)
+  # instead of running it behind a signal-forwarding shell that has been seen
+  # to exit on its own: the PID we record is then the broker's own.
+  export RUNNING_UNDER_SYSTEMD=1
   export HOME=$d/home ERL_EPMD_PORT=$EPMD_PORT
   export RABBITMQ_NODENAME=sluice-test@localhost RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
   export RABBITMQ_NODE_PORT=$RABBIT_PORT RABBITMQ_DIST_PORT=$RABBIT_DIST_PORT
