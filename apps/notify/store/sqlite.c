@@ -408,6 +408,21 @@ static int sq_user_get(nf_store *base, int64_t uid, char *nick, size_t nlen, int
     return rc;
 }
 
+/* failed_count of order_sn's row (0 when absent), under s->mu. */
+static int failed_count_locked(sq_store *s, const char *order_sn, int *count)
+{
+    *count = 0;
+    sqlite3_stmt *st = global_stmt(s, G_F_GET);
+    if (!st)
+        return SL_EIO;
+    sqlite3_bind_text(st, 1, order_sn, -1, SQLITE_STATIC);
+    int r = sqlite3_step(st);
+    if (r == SQLITE_ROW)
+        *count = sqlite3_column_int(st, 0);
+    sqlite3_reset(st);
+    return r == SQLITE_ROW || r == SQLITE_DONE ? 0 : SL_EIO;
+}
+
 static int sq_failed_bump(nf_store *base, const char *order_sn, const char *type, const char *data,
                           int *count)
 {
@@ -425,12 +440,9 @@ static int sq_failed_bump(nf_store *base, const char *order_sn, const char *type
             sqlite3_bind_text(st, 4, now, -1, SQLITE_STATIC);
         }
         rc = step_done(st);
-        if (!rc && (st = global_stmt(s, G_F_GET)) != NULL) {
-            sqlite3_bind_text(st, 1, order_sn, -1, SQLITE_STATIC);
-            if (sqlite3_step(st) == SQLITE_ROW && count)
-                *count = sqlite3_column_int(st, 0);
-            sqlite3_reset(st);
-        }
+        int got = 0;
+        if (!rc && failed_count_locked(s, order_sn, &got) == 0 && count)
+            *count = got;
         if (!rc)
             rc = tx(s, G_COMMIT);
         if (rc)
@@ -455,18 +467,8 @@ static int sq_failed_clear(nf_store *base, const char *order_sn)
 static int sq_failed_count(nf_store *base, const char *order_sn, int *count)
 {
     sq_store *s = (sq_store *)base;
-    *count = 0;
     pthread_mutex_lock(&s->mu);
-    sqlite3_stmt *st = global_stmt(s, G_F_GET);
-    int rc = SL_EIO;
-    if (st) {
-        sqlite3_bind_text(st, 1, order_sn, -1, SQLITE_STATIC);
-        int r = sqlite3_step(st);
-        if (r == SQLITE_ROW)
-            *count = sqlite3_column_int(st, 0);
-        rc = r == SQLITE_ROW || r == SQLITE_DONE ? 0 : SL_EIO;
-        sqlite3_reset(st);
-    }
+    int rc = failed_count_locked(s, order_sn, count);
     pthread_mutex_unlock(&s->mu);
     return rc;
 }
