@@ -7,6 +7,9 @@
 # Needs the Debian chromium and node/npm (scripts/deps.sh); playwright-core,
 # pinned in tests/e2e/browser/package.json, is installed from the npm registry
 # into $BUILD_DIR/e2e-node on first run. No browser is downloaded.
+# NOTIFY_E2E_STACK=seed runs it on RabbitMQ + MariaDB with separate consumer
+# processes (ctest e2e_notify_browser_seed_stack), screenshot
+# $BUILD_DIR/e2e-inbox-seed.png.
 source "$(dirname "$0")/lib/notify.bash"
 BUILD_DIR=${BUILD_DIR:-$(dirname "$SLUICE")}
 CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
@@ -31,13 +34,14 @@ fi
 
 start_server
 SHOT="$BUILD_DIR/e2e-inbox.png"
+[ "$STACK" = seed ] && SHOT="$BUILD_DIR/e2e-inbox-seed.png"
 rm -f "$SHOT"
 NODE_PATH="$NODE_DIR/node_modules" CHROMIUM="$CHROMIUM" \
   timeout 200 node "$SRC_DIR/tests/e2e/browser/inbox.cjs" "$URL" "$SHOT"
 rc=$?
 if [ $rc -ne 0 ]; then
-  FAIL=1
+  bad "inbox.cjs exited with status $rc"
   echo "server stderr:" >&2; tail -20 "$WORK/server.err" >&2
 fi
 [ -f "$SHOT" ] && echo "screenshot: $SHOT"
-exit $rc
+finish

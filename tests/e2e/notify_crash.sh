@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# notify_crash.sh - durability of the notification service on the embedded
-# default (sqlite:// queue and store):
+# notify_crash.sh - durability of the notification service, on the embedded
+# default (sqlite:// queue and store) or, with NOTIFY_E2E_STACK=seed (ctest
+# e2e_notify_crash_seed_stack), on RabbitMQ + MariaDB:
 #  1. 4 concurrent clients post notices while the server is killed with
 #     SIGKILL and restarted 5 times; afterwards every notice that was answered
-#     with code 10000 appears in the list exactly once.
-#  2. Consumers as separate processes (consumers.in_process=false): a
-#     `sluice notify consume notify` process is killed with SIGKILL mid-stream
-#     and restarted; every answered notice is stored exactly once.
+#     with code 10000 appears in the list exactly once. On the seed stack the
+#     consumers are separate processes and keep running: only the server
+#     (the publishing side) dies.
+#  2. Consumers as separate processes (consumers.in_process=false; always so
+#     on the seed stack): the `sluice notify consume notify` process is killed
+#     with SIGKILL mid-stream and restarted, 3 times; every answered notice is
+#     stored exactly once.
 # Sizes shrink with SL_TEST_SCALE (sanitizer runs).
 source "$(dirname "$0")/lib/notify.bash"
 SCALE=${SL_TEST_SCALE:-1}
@@ -71,23 +75,18 @@ stop_server
 rm -f "$WORK"/answered.* "$WORK/stop"
 BASE=200 PHASE=b
 export SLUICE_CONSUMERS_IN_PROCESS=false
-start_server
-start_consumer() {
-  (cd "$WORK" && exec "$SLUICE" notify consume notify --config "$SRC_DIR/config/config.yaml" \
-      >>"$WORK/consumer.out" 2>>"$WORK/consumer.err") &
-  CONSUMER=$!
-}
-start_consumer
+start_server # on the seed stack with its notify and read consumers
+[ "$STACK" = seed ] || start_consumer notify
 for c in 0 1 2 3; do client $c & EXTRA_PIDS+=($!); done
 for round in 1 2 3; do
   before=$(answered_total)
   wait_until 60 bash -c "[ \$(cat $WORK/answered.* 2>/dev/null | wc -l) -ge $((before + PER_ROUND)) ]"
-  { kill -9 "$CONSUMER"; wait "$CONSUMER"; } 2>/dev/null
-  start_consumer
+  kill9_consumer notify
+  start_consumer notify
 done
 touch "$WORK/stop"
 for p in "${EXTRA_PIDS[@]}"; do wait "$p" 2>/dev/null; done
-EXTRA_PIDS=("$CONSUMER")
+EXTRA_PIDS=()
 echo "answered $(answered_total) notices across 3 consumer kill -9 restarts"
 check "every answered notice stored (separate consumer)" wait_until 60 all_stored
 check "no notice stored twice (separate consumer)" [ -z "$(cut -d' ' -f2- "$WORK/stored.s" | sort | uniq -d)" ]

@@ -9,6 +9,9 @@
 #  - log files rotate by size into gzipped backups, at most max_backups kept.
 # Faults are injected with the test hooks SLUICE_NOTIFY_FAULT_UID (the notify
 # consumer fails for that uid) and SLUICE_NOTIFY_FAULT_PUBLISH=1.
+# NOTIFY_E2E_STACK=seed runs it on RabbitMQ + MariaDB (ctest
+# e2e_notify_failures_seed_stack), where start_server hands the hooks to the
+# separate consumer processes as well and stop_server stops them.
 source "$(dirname "$0")/lib/notify.bash"
 CFG="$SRC_DIR/config/config.yaml"
 
@@ -25,7 +28,8 @@ P1=$(jget data.list.0.id)
 check "nothing stored for the failing uid" count_is 99 0
 OUT=$(cd "$WORK" && "$SLUICE" notify failed list --config "$CFG")
 check "cli lists parked" grep -q '2 parked' <<<"$OUT"
-check "failure logged in main.log" grep -q 'parked after 5 failures' "$WORK/logs/main.log"
+# The consumer's main.log: logs/ in the server, logs-notify/ for a separate one.
+check "failure logged in main.log" grep -q 'parked after 5 failures' "$WORK"/logs*/main.log
 CASE="admin retry needs id"; call POST /api/admin/failed/retry -d ''; expect 400 10001 id
 CASE="admin retry unknown id"; call POST /api/admin/failed/retry -d 'id=999999'; expect 404 10001
 stop_server

@@ -70,25 +70,40 @@ setup_seed_stack() {
   echo "seed stack: queue $SLUICE_QUEUE_URL, store $SLUICE_STORE_URL"
 }
 
-# start_consumers: `sluice notify consume notify` and `read` in $WORK, each
-# with its own log dir; returns once both have subscribed.
+# start_consumer TOPIC [env assignments...]: `sluice notify consume TOPIC`
+# in $WORK with its own log dir (logs-TOPIC); returns once it has subscribed.
+# Its PID is CONSUMER_PID[TOPIC] (and in CONSUMER_PIDS).
+declare -A CONSUMER_PID=()
+start_consumer() {
+  local t=$1 pid _; shift
+  (cd "$WORK" && exec env SLUICE_LOG_DIR="logs-$t" "$@" "$SLUICE" notify consume "$t" \
+      --config "$SRC_DIR/config/config.yaml" >"$WORK/consume-$t.out" 2>>"$WORK/consume-$t.err") &
+  pid=$!
+  CONSUMER_PID[$t]=$pid
+  CONSUMER_PIDS+=($pid)
+  for _ in $(seq 1 600); do
+    grep -q '^sluice notify: consuming' "$WORK/consume-$t.out" 2>/dev/null && return 0
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  echo "consumer $t did not start:"; cat "$WORK/consume-$t.err" >&2
+  exit 1
+}
+
+# kill9_consumer TOPIC: SIGKILL the consumer of TOPIC (no clean stop).
+kill9_consumer() {
+  local pid=${CONSUMER_PID[$1]:-} p keep=()
+  [ -n "$pid" ] || return 0
+  { kill -9 "$pid"; wait "$pid"; } 2>/dev/null
+  for p in "${CONSUMER_PIDS[@]:-}"; do [ -n "$p" ] && [ "$p" != "$pid" ] && keep+=("$p"); done
+  CONSUMER_PIDS=("${keep[@]:-}")
+  unset "CONSUMER_PID[$1]"
+}
+
+# start_consumers [env assignments...]: the notify and the read consumer.
 start_consumers() {
-  local t i _
-  for t in notify read; do
-    (cd "$WORK" && exec env SLUICE_LOG_DIR="logs-$t" "$SLUICE" notify consume "$t" \
-        --config "$SRC_DIR/config/config.yaml" >"$WORK/consume-$t.out" 2>>"$WORK/consume-$t.err") &
-    CONSUMER_PIDS+=($!)
-  done
-  for i in 0 1; do
-    t=$([ $i = 0 ] && echo notify || echo read)
-    for _ in $(seq 1 600); do
-      grep -q '^sluice notify: consuming' "$WORK/consume-$t.out" 2>/dev/null && continue 2
-      kill -0 "${CONSUMER_PIDS[$i]}" 2>/dev/null || break
-      sleep 0.05
-    done
-    echo "consumer $t did not start:"; cat "$WORK/consume-$t.err" >&2
-    exit 1
-  done
+  start_consumer notify "$@"
+  start_consumer read "$@"
 }
 
 # stop_consumers: graceful stop; every consumer must exit 0 (sanitizer
@@ -102,6 +117,7 @@ stop_consumers() {
     check "consumer pid $p exits cleanly (status $st)" [ "$st" = 0 ]
   done
   CONSUMER_PIDS=()
+  CONSUMER_PID=()
 }
 
 if [ "$STACK" = seed ]; then
@@ -117,8 +133,12 @@ check() { local what=$1; shift; if "$@"; then ok; else bad "$what"; fi; }
 matches() { [[ $1 =~ $2 ]]; }
 
 # start_server [extra env assignments...]: starts `sluice notify serve` in $WORK.
+# On the seed stack it first starts the notify and read consumers (with the
+# same environment) unless they run already; stop_server stops them too, as
+# stopping the server does on the embedded default, while kill9_server kills
+# the server process alone.
 start_server() {
-  [ "$STACK" = seed ] && [ ${#CONSUMER_PIDS[@]} -eq 0 ] && start_consumers
+  [ "$STACK" = seed ] && [ -z "${CONSUMER_PIDS[*]:-}" ] && start_consumers "$@"
   (cd "$WORK" && exec env "$@" "$SLUICE" notify serve --config "$SRC_DIR/config/config.yaml" \
       >"$WORK/server.out" 2>>"$WORK/server.err") &
   SERVER_PID=$!
@@ -134,11 +154,14 @@ start_server() {
 }
 
 stop_server() { # graceful
-  [ -z "$SERVER_PID" ] && return
-  kill -TERM "$SERVER_PID" 2>/dev/null
-  wait "$SERVER_PID" 2>/dev/null
-  SERVER_PID=""
-  > "$WORK/server.out"
+  if [ -n "$SERVER_PID" ]; then
+    kill -TERM "$SERVER_PID" 2>/dev/null
+    wait "$SERVER_PID" 2>/dev/null
+    SERVER_PID=""
+    > "$WORK/server.out"
+  fi
+  [ "$STACK" = seed ] && stop_consumers
+  return 0
 }
 
 kill9_server() {
@@ -188,7 +211,8 @@ count_is() { # count_is UID N: user's notification_count == N
 }
 
 finish() {
-  [ "$STACK" = seed ] && stop_server && stop_consumers
+  [ "$STACK" = seed ] && stop_server
+  stop_consumers
   echo "$PASS passed, $FAIL failed"
   [ "$FAIL" -eq 0 ]
 }
