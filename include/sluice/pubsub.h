@@ -63,6 +63,11 @@ enum {
 typedef struct sl_publish_opts {
     unsigned flags;  /* SL_PUBLISH_* */
     int timeout_ms;  /* for WAIT_ACK and blocking on backpressure; < 0 forever */
+    /* Optional out: how many of the n messages (a prefix) the backend took:
+     * n on success; on failure what the backend can tell (mem:// counts
+     * exactly, sqlite:// is all-or-nothing: 0), else 0. Lets a caller that
+     * retries after SL_ETIMEDOUT resume after the taken prefix. */
+    size_t *published;
 } sl_publish_opts;
 
 void sl_publish_opts_init(sl_publish_opts *o);

@@ -25,6 +25,15 @@
  * for producers); an error means it was not sent. Envelopes without a result
  * are fire-and-forget. With several publisher threads the order of publishes
  * is not the order of puts; use publishers = 1 where order matters.
+ * Batching (opts.batch_max > 1, no middlewares): a publisher thread that
+ * finds several envelopes of one topic waiting at the head of the buffer
+ * publishes up to batch_max of them with ONE sl_publish call (one
+ * transaction / one confirm round on durable backends), and reports that
+ * call's outcome to each of them. Nothing waits to fill a batch: a batch is
+ * what piled up while the previous publish ran, so under light load every
+ * envelope still goes out on its own, at once. A failed batch reports the
+ * error to all its envelopes even if the backend took a prefix of them
+ * (at-least-once: a sender that retries may publish those twice).
  * A publish that is not sent (after every middleware, e.g. retry, gave up, or
  * cut off by the shutdown deadline) also reaches opts.on_unsent and is
  * counted in the stats and in sl_transport_shutdown's *unsent.
@@ -120,9 +129,13 @@ typedef struct sl_transport_opts {
     size_t n_middlewares;
     sl_unsent_fn on_unsent; /* optional */
     void *unsent_ctx;
+    /* Most envelopes one publish call carries (0 or 1: no batching, the
+     * default; at most 4096). > 1 needs n_middlewares == 0 (middlewares see one
+     * message at a time), else SL_EBADOPT. */
+    unsigned batch_max;
 } sl_transport_opts;
 
-/* Fill o with the defaults above (no middlewares, no on_unsent). */
+/* Fill o with the defaults above (no middlewares, no on_unsent, batch_max 1). */
 void sl_transport_opts_init(sl_transport_opts *o);
 
 /* ---- transport ---- */
@@ -227,6 +240,7 @@ typedef struct sl_transport_stats {
     uint64_t unsent;    /* failed or cut off */
     uint64_t buffered;  /* waiting in the buffer now */
     uint64_t in_flight; /* being published now */
+    uint64_t publishes; /* publish calls made (< sent + unsent when batching) */
 } sl_transport_stats;
 
 /* A consistent snapshot of the counters. Never blocks for long. */

@@ -35,6 +35,7 @@ void sl_publish_opts_init(sl_publish_opts *o)
     if (o) {
         o->flags = 0;
         o->timeout_ms = -1;
+        o->published = NULL;
     }
 }
 
@@ -117,7 +118,12 @@ int sl_publish_ex(sl_publisher *p, const char *topic, sl_msg *const *msgs, size_
     }
     if ((opts->flags & SL_PUBLISH_WAIT_ACK) && !(p->features & SL_FEAT_WAIT_ACK))
         return sli_err(SL_ENOTSUP, "sl_publish: %s:// cannot wait for acks", p->ops->scheme);
-    return p->ops->publish(p->impl, topic, msgs, n, opts);
+    if (opts->published)
+        *opts->published = 0; /* backends that can tell a partial count set it */
+    rc = p->ops->publish(p->impl, topic, msgs, n, opts);
+    if (rc == 0 && opts->published)
+        *opts->published = n;
+    return rc;
 }
 
 int sl_publish(sl_publisher *p, const char *topic, sl_msg *const *msgs, size_t n)

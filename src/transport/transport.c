@@ -13,7 +13,9 @@
  * Every envelope accepted by put is reported exactly once: a publisher thread
  * pops it (in_flight++), runs the middleware chain around the publish,
  * reports the outcome (on_unsent, then callback, then future) and only then
- * counts it sent/unsent (in_flight--). Shutdown sets `closing` (no more
+ * counts it sent/unsent (in_flight--). With batch_max > 1 (no middlewares)
+ * the thread pops the run of envelopes of the head's sender, up to
+ * batch_max, and publishes them with one call; each gets that outcome. Shutdown sets `closing` (no more
  * puts; threads exit once the ring is empty) and the deadline, waits for
  * `drained` until the deadline, then itself pops what is left and reports it
  * unsent (SL_ETIMEDOUT). A publish in flight at the deadline fails soon
@@ -62,6 +64,8 @@ struct sl_transport {
     int shut_rc;
     uint64_t enqueued, sent, unsent;
     uint64_t cut; /* unsent ones that failed once the shutdown deadline had passed */
+    uint64_t publishes;
+    unsigned batch_max;
     sl_sender *senders;
     sl_receiver *receivers;
 };
@@ -73,25 +77,36 @@ void sl_transport_opts_init(sl_transport_opts *o)
     memset(o, 0, sizeof *o);
     o->buffer_size = SL_TRANSPORT_DEFAULT_BUFFER;
     o->publishers = SL_TRANSPORT_DEFAULT_PUBLISHERS;
+    o->batch_max = 1;
 }
 
 /* ---------- the middleware chain ---------- */
 
-static int publish_final(sl_transport *t, const char *topic, sl_msg *msg)
+/* Publish msgs[0..n) in slices of waiting, so that a shutdown deadline
+ * cuts a publish blocked on backpressure short. A slice that timed out
+ * after the backend took a prefix resumes after it (no duplicates where
+ * the backend can tell how many it took). */
+static int publish_final(sl_transport *t, const char *topic, sl_msg *const *msgs, size_t n)
 {
     sl_publish_opts po;
     sl_publish_opts_init(&po);
+    size_t taken = 0;
+    po.published = &taken;
     for (;;) {
         int64_t dl = atomic_load(&t->deadline), now = sli_mono_ms();
         if (now >= dl)
             return sli_err(SL_ETIMEDOUT,
-                           "transport: shutdown deadline passed before %s was published to '%s'",
-                           sl_msg_uuid(msg), topic);
+                           "transport: shutdown deadline passed before %s%s was published to '%s'",
+                           sl_msg_uuid(msgs[0]), n > 1 ? " (and its batch)" : "", topic);
         int64_t slice = dl - now < PUB_SLICE_MS ? dl - now : PUB_SLICE_MS;
         po.timeout_ms = (int)slice;
-        int rc = sl_publish_ex(t->pub, topic, &msg, 1, &po);
+        int rc = sl_publish_ex(t->pub, topic, msgs, n, &po);
         if (rc != SL_ETIMEDOUT)
             return rc;
+        if (taken >= n)
+            return 0; /* the backend has them all (the wait that timed out was for acks) */
+        msgs += taken;
+        n -= taken;
     }
 }
 
@@ -101,7 +116,7 @@ int sl_transport_call_next(sl_transport_call *call, sl_msg *msg)
         return sli_err(SL_EINVAL, "sl_transport_call_next: NULL argument");
     sl_transport *t = call->t;
     if (call->next >= t->nmw)
-        return publish_final(t, call->topic, msg);
+        return publish_final(t, call->topic, &msg, 1);
     sl_transport_call inner = {t, call->topic, call->next + 1};
     const sl_transport_mw *mw = &t->mws[call->next];
     return mw->fn(mw->ctx, &inner, msg);
@@ -160,36 +175,72 @@ static item pop_locked(sl_transport *t)
     return it;
 }
 
+/* Pop the head envelope and, batching, the run of envelopes of the same
+ * sender behind it (up to max) into its[]. Called with t->mu held. */
+static size_t pop_batch_locked(sl_transport *t, item *its, size_t max)
+{
+    size_t n = 0;
+    its[n++] = pop_locked(t);
+    while (n < max && t->len && t->ring[t->head].s == its[0].s)
+        its[n++] = pop_locked(t);
+    t->in_flight += n;
+    t->publishes++;
+    return n;
+}
+
+/* Publish n popped envelopes: one through the middleware chain, several
+ * (batching, no middlewares) with one publish call. */
+static int publish_items(sl_transport *t, item *its, sl_msg **msgs, size_t n)
+{
+    if (n == 1) {
+        sl_transport_call call = {t, its[0].s->topic, 0};
+        return sl_transport_call_next(&call, its[0].msg);
+    }
+    for (size_t i = 0; i < n; i++)
+        msgs[i] = its[i].msg;
+    return publish_final(t, its[0].s->topic, msgs, n);
+}
+
 static void *publisher_main(void *arg)
 {
     sl_transport *t = arg;
+    item one;
+    sl_msg *one_msg;
+    size_t max = t->batch_max;
+    item *its = max > 1 ? malloc(max * sizeof *its) : NULL;
+    sl_msg **msgs = max > 1 ? malloc(max * sizeof *msgs) : NULL;
+    if (!its || !msgs) { /* no batching: one at a time still works */
+        free(its), free(msgs);
+        its = &one, msgs = &one_msg, max = 1;
+    }
     pthread_mutex_lock(&t->mu);
     for (;;) {
         while (t->len == 0 && !t->closing)
             pthread_cond_wait(&t->not_empty, &t->mu);
         if (t->len == 0)
             break; /* closing and nothing left */
-        item it = pop_locked(t);
-        t->in_flight++;
+        size_t n = pop_batch_locked(t, its, max);
         pthread_mutex_unlock(&t->mu);
 
-        sl_transport_call call = {t, it.s->topic, 0};
-        int rc = sl_transport_call_next(&call, it.msg);
-        report(t, &it, rc);
+        int rc = publish_items(t, its, msgs, n);
+        for (size_t i = 0; i < n; i++)
+            report(t, &its[i], rc);
 
         pthread_mutex_lock(&t->mu);
-        t->in_flight--;
+        t->in_flight -= n;
         if (rc) {
-            t->unsent++;
+            t->unsent += n;
             if (sli_mono_ms() >= atomic_load(&t->deadline))
-                t->cut++;
+                t->cut += n;
         } else {
-            t->sent++;
+            t->sent += n;
         }
         if (t->len == 0 && t->in_flight == 0)
             pthread_cond_broadcast(&t->drained);
     }
     pthread_mutex_unlock(&t->mu);
+    if (its != &one)
+        free(its), free(msgs);
     return NULL;
 }
 
@@ -236,6 +287,12 @@ static int check_opts(const sl_transport_opts *o)
     if (o->publishers == 0 || o->publishers > 1024)
         return sli_err(SL_EBADOPT, "sl_transport: publishers %u out of range 1..1024",
                        o->publishers);
+    if (o->batch_max > 4096)
+        return sli_err(SL_EBADOPT, "sl_transport: batch_max %u out of range 0..4096", o->batch_max);
+    if (o->batch_max > 1 && o->n_middlewares)
+        return sli_err(SL_EBADOPT,
+                       "sl_transport: batch_max > 1 cannot be combined with middlewares "
+                       "(they wrap one message at a time)");
     if (o->n_middlewares && !o->middlewares)
         return sli_err(SL_EINVAL, "sl_transport: middlewares is NULL");
     for (size_t i = 0; i < o->n_middlewares; i++)
@@ -260,6 +317,7 @@ static int transport_alloc(sl_transport **out, const sl_transport_opts *o)
     t->cap = o->buffer_size;
     t->on_unsent = o->on_unsent;
     t->unsent_ctx = o->unsent_ctx;
+    t->batch_max = o->batch_max ? o->batch_max : 1;
     t->ring = malloc(t->cap * sizeof *t->ring);
     t->threads = calloc(o->publishers, sizeof *t->threads);
     t->mws = o->n_middlewares ? malloc(o->n_middlewares * sizeof *t->mws) : NULL;
@@ -576,6 +634,7 @@ int sl_transport_stats_get(sl_transport *t, sl_transport_stats *out)
     out->unsent = t->unsent;
     out->buffered = t->len;
     out->in_flight = t->in_flight;
+    out->publishes = t->publishes;
     pthread_mutex_unlock(&t->mu);
     return 0;
 }

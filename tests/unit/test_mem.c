@@ -429,6 +429,32 @@ static void nonblock_flag_and_timeout_on_a_blocking_publisher(void **state)
     env_close(&e);
 }
 
+static void timed_out_batch_says_how_many_were_taken(void **state)
+{
+    (void)state;
+    env e;
+    env_open(&e, "?buffer=2", NULL);
+    sl_subscription *s = subscribe(e.sub, e.topic, NULL, 1);
+    sl_msg *ms[3] = {mk("a"), mk("b"), mk("c")};
+    size_t taken = 99;
+    sl_publish_opts o;
+    sl_publish_opts_init(&o);
+    assert_null(o.published);
+    o.published = &taken;
+    o.timeout_ms = 50;
+    assert_int_equal(sl_publish_ex(e.p, e.topic, ms, 3, &o), SL_ETIMEDOUT);
+    assert_int_equal(taken, 2); /* room for two: "c" was not taken */
+    take_expect_ack(s, "a");
+    take_expect_ack(s, "b");
+    expect_none(s, 50);
+    assert_int_equal(sl_publish_ex(e.p, e.topic, ms + 2, 1, &o), 0);
+    assert_int_equal(taken, 1);
+    take_expect_ack(s, "c");
+    for (int i = 0; i < 3; i++)
+        sl_msg_unref(ms[i]);
+    env_close(&e);
+}
+
 typedef struct bg_pub {
     sl_publisher *p;
     const char *topic;
@@ -664,6 +690,7 @@ int main(void)
         cmocka_unit_test(persistent_bus_gives_late_subscribers_old_messages),
         cmocka_unit_test(nonblocking_publish_fails_with_eagain_and_publishes_nothing),
         cmocka_unit_test(nonblock_flag_and_timeout_on_a_blocking_publisher),
+        cmocka_unit_test(timed_out_batch_says_how_many_were_taken),
         cmocka_unit_test(blocking_publish_waits_until_consumer_drains),
         cmocka_unit_test(wait_ack_publish_returns_only_after_ack),
         cmocka_unit_test(conflicting_bus_options_are_an_error),

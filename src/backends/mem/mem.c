@@ -581,6 +581,8 @@ out:
         if (g->waiters)
             pthread_cond_broadcast(&g->cond);
     pthread_mutex_unlock(&t->mu);
+    if (opts->published)
+        *opts->published = done;
     if (trk) {
         tracker_done(trk); /* drop our own hold */
         if (rc == 0) {
