@@ -129,8 +129,7 @@ void nf_app_close(nf_app *app)
     nf_log_main_close();
 }
 
-int nf_app_publish(nf_app *app, const char *topic, const char *id, const char *payload,
-                   bool requeued, char *id_out, size_t id_len)
+int nf_app_message(const char *id, const char *payload, bool requeued, sl_msg **out)
 {
     sl_msg *m;
     size_t len = strlen(payload);
@@ -139,9 +138,23 @@ int nf_app_publish(nf_app *app, const char *topic, const char *id, const char *p
         return rc;
     char ts[32];
     snprintf(ts, sizeof ts, "%lld", (long long)nf_wall_ms());
-    sl_msg_meta_set(m, "published_at_ms", ts);
-    if (requeued)
-        sl_msg_meta_set(m, "requeued", "1");
+    if ((rc = sl_msg_meta_set(m, "published_at_ms", ts)) == 0 && requeued)
+        rc = sl_msg_meta_set(m, "requeued", "1");
+    if (rc) {
+        sl_msg_unref(m);
+        return rc;
+    }
+    *out = m;
+    return 0;
+}
+
+int nf_app_publish(nf_app *app, const char *topic, const char *id, const char *payload,
+                   bool requeued, char *id_out, size_t id_len)
+{
+    sl_msg *m;
+    int rc = nf_app_message(id, payload, requeued, &m);
+    if (rc)
+        return rc;
     int t = nf_topic_index(topic);
     rc = app->fault_publish ? SL_EIO : sl_publish(app->pub, topic, &m, 1);
     if (rc == 0) {

@@ -77,6 +77,10 @@ void nf_app_close(nf_app *app);
 int nf_app_publish(nf_app *app, const char *topic, const char *id, const char *payload,
                    bool requeued, char *id_out, size_t id_len);
 
+/* The queue message for payload: id as its UUID (NULL: a fresh UUIDv7),
+ * metadata published_at_ms (now) and requeued=1 when asked. */
+int nf_app_message(const char *id, const char *payload, bool requeued, sl_msg **out);
+
 /* Requeue parked failed_queues rows (id > 0: that row; id 0: all). *n gets
  * the number requeued. SL_ENOENT when id names no parked row. */
 int nf_app_failed_retry(nf_app *app, int64_t id, int *n);

@@ -13,6 +13,7 @@
 
 #include <jansson.h>
 #include <microhttpd.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -21,19 +22,42 @@
 #define NF_CODE_OK 10000
 #define NF_CODE_FAIL 10001
 
-typedef struct nf_req {
-    nf_app *app;
-    struct MHD_Connection *conn;
-    const char *method, *path;
-    json_t *params; /* owned by the server */
-} nf_req;
+typedef struct nf_server nf_server;
+typedef struct nf_publisher nf_publisher;
 
 typedef struct nf_resp {
     int status;
     char *body;        /* malloc'd, NUL-terminated; or NULL with raw set */
     const char *ctype; /* static */
     struct MHD_Response *raw; /* prebuilt response (SSE, static files); the server queues and destroys it */
+    bool deferred; /* the route suspended the connection; it is answered later (publish.c) */
 } nf_resp;
+
+/* One request's state (libmicrohttpd's per-request context). */
+typedef struct nf_conn {
+    nf_server *srv;
+    struct MHD_Connection *conn;
+    int64_t start_us;
+    char *body;
+    size_t len, cap;
+    bool too_large;
+    int metric; /* route index for the metrics */
+    /* A deferred answer: filled by whichever thread completes the publish,
+     * then the connection is resumed and the server sends `done`. */
+    nf_resp done;
+    _Atomic bool answered;
+    int topic;        /* nf_topic_index of the deferred publish */
+    json_t *request;  /* its payload, for the retry log */
+    char id[256];     /* its message id */
+} nf_conn;
+
+typedef struct nf_req {
+    nf_app *app;
+    nf_conn *cc;
+    struct MHD_Connection *conn;
+    const char *method, *path;
+    json_t *params; /* owned by the server */
+} nf_req;
 
 /* {"code":10000,"msg":"success","data":data} with status 200; steals data (NULL -> null). */
 void nf_resp_ok(nf_resp *r, json_t *data);
@@ -64,6 +88,9 @@ typedef struct nf_route {
 extern nf_route nf_routes[];
 extern const size_t nf_nroutes;
 
+/* The server's deferred publisher. */
+nf_publisher *nf_server_publisher(nf_server *s);
+
 /* Is the peer of conn on the loopback interface? */
 bool nf_peer_is_loopback(struct MHD_Connection *conn);
 
@@ -80,10 +107,26 @@ struct MHD_Response *nf_hub_open_stream(nf_hub *h, struct MHD_Connection *conn, 
 extern const unsigned char nf_web_index[];
 extern const size_t nf_web_index_len;
 
+/* Deferred publishing of the producing routes (publish.c): a transport with
+ * batching on app->pub, so that the notices of many waiting requests are
+ * queued with one publish (one commit) instead of one each. */
+int nf_publisher_start(nf_app *app, nf_publisher **out);
+/* Flush what is queued (at most deadline_ms), answering every waiting
+ * request; later publishes are answered 503 at once. Call before the
+ * daemon stops (it must not hold suspended connections). */
+void nf_publisher_drain(nf_publisher *p, int deadline_ms);
+void nf_publisher_free(nf_publisher *p);
+/* Queue payload for topic as message id (NULL: a fresh UUIDv7) and defer
+ * the answer: the connection is suspended until the queue has it, then
+ * answered {"id":...}, or 503 with the request in the topic's retry log.
+ * Any failure before that is answered the same way. */
+void nf_publish_deferred(nf_req *q, nf_resp *r, const char *topic, json_t *payload, const char *id);
+/* The retry log line and error log of a refused publish (routes.c). */
+void nf_retry_log(nf_app *app, const char *topic, json_t *req, int err);
+
 /* The HTTP server (server.c). app->hub must exist (nf_hub_new) before the
  * consumers start and outlive them; nf_server_stop ends the streams but
  * leaves the hub to its creator. */
-typedef struct nf_server nf_server;
 int nf_server_start(nf_app *app, nf_server **out);
 /* The bound port (useful with server_addr port 0). */
 unsigned nf_server_port(const nf_server *s);

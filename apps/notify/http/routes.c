@@ -4,9 +4,10 @@
  * parked failures.
  *
  * Producing routes answer success only after the queue took the message
- * (sl_publish returned 0); otherwise 503 and a JSON line in
- * notice_retry.log / read_retry.log with the request, so nothing accepted is
- * ever lost and nothing refused is silently dropped. Every notice gets a
+ * (its publish returned 0; publish.c defers the answer until then);
+ * otherwise 503 and a JSON line in notice_retry.log / read_retry.log with
+ * the request, so nothing accepted is ever lost and nothing refused is
+ * silently dropped. Every notice gets a
  * message id (data.id) that becomes its order_sn; an Idempotency-Key header
  * makes the id deterministic ("k-<uid>-<key>") so a client's retry is
  * stored once.
@@ -52,7 +53,7 @@ static bool valid_time(const char *s)
     return d <= maxd && tm.tm_hour < 24 && tm.tm_min < 60 && tm.tm_sec < 60;
 }
 
-static void retry_log(nf_app *app, const char *topic, json_t *req, int err)
+void nf_retry_log(nf_app *app, const char *topic, json_t *req, int err)
 {
     nf_logfile *f = !strcmp(topic, NF_TOPIC_READ) ? app->read_retry : app->notice_retry;
     json_t *o = json_pack("{s:I, s:s, s:O, s:s}", "ts_ms", (json_int_t)nf_wall_ms(), "topic", topic,
@@ -83,21 +84,6 @@ static int idem_id(nf_req *q, nf_resp *r, int64_t uid, const char *kind, char *i
     }
     snprintf(id, len, "%s-%lld-%s", kind, (long long)uid, key);
     return 0;
-}
-
-static void publish_and_answer(nf_req *q, nf_resp *r, const char *topic, json_t *payload, const char *id)
-{
-    char *text = json_dumps(payload, JSON_COMPACT);
-    char out_id[256];
-    int rc = text ? nf_app_publish(q->app, topic, id[0] ? id : NULL, text, false, out_id, sizeof out_id)
-                  : SL_ENOMEM;
-    free(text);
-    if (rc) {
-        retry_log(q->app, topic, payload, rc);
-        nf_resp_fail(r, 503, "queue unavailable (%s); request logged for retry", sl_strerror(rc));
-        return;
-    }
-    nf_resp_ok(r, json_pack("{s:s}", "id", out_id));
 }
 
 static void route_product(nf_req *q, nf_resp *r)
@@ -138,7 +124,7 @@ static void route_product(nf_req *q, nf_resp *r)
         return;
     json_t *p = json_pack("{s:I, s:I, s:s, s:s}", "uid", (json_int_t)uid, "type", (json_int_t)type,
                           "data", data, "time", tm);
-    publish_and_answer(q, r, NF_TOPIC_NOTIFY, p, id);
+    nf_publish_deferred(q, r, NF_TOPIC_NOTIFY, p, id);
     json_decref(p);
 }
 
@@ -155,7 +141,7 @@ static void route_read(nf_req *q, nf_resp *r)
         return;
     json_t *p = json_pack("{s:I, s:I, s:I, s:b}", "uid", (json_int_t)uid, "type", (json_int_t)type, "id",
                           (json_int_t)id, "all", all || type == 0);
-    publish_and_answer(q, r, NF_TOPIC_READ, p, key);
+    nf_publish_deferred(q, r, NF_TOPIC_READ, p, key);
     json_decref(p);
 }
 

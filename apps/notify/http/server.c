@@ -5,7 +5,9 @@
  * Per connection the access handler is called several times: first with the
  * headers (we refuse bodies whose Content-Length passes web.max_body with
  * 413 right away), then with body chunks (buffered up to max_body; more
- * marks the request too large), then once more to answer. Answering parses
+ * marks the request too large), then once more to answer - and, for a
+ * route that deferred its answer (publish.c), once again after the resume,
+ * to send what the publish outcome filled in. Answering parses
  * the body by content type into one JSON parameter object, finds the route
  * (404 JSON for unknown paths, 405 with Allow for a wrong method, 204 for
  * CORS preflight), runs it and queues the response with the CORS headers.
@@ -26,15 +28,16 @@
 struct nf_server {
     nf_app *app;
     struct MHD_Daemon *d;
+    nf_publisher *pub;
     int route_other;
 };
 
-typedef struct conn_ctx {
-    int64_t start_us;
-    char *body;
-    size_t len, cap;
-    bool too_large;
-} conn_ctx;
+typedef nf_conn conn_ctx;
+
+nf_publisher *nf_server_publisher(nf_server *s)
+{
+    return s->pub;
+}
 
 static int64_t now_us(void)
 {
@@ -329,6 +332,11 @@ static void serve_index(nf_req *q, nf_resp *r)
 static enum MHD_Result answer(nf_server *s, struct MHD_Connection *conn, const char *url,
                               const char *method, conn_ctx *cc)
 {
+    if (atomic_load(&cc->answered)) { /* resumed after a deferred publish (publish.c) */
+        nf_resp done = cc->done;
+        cc->done.body = NULL;
+        return send_resp(s, conn, &done, cc->metric, cc, NULL);
+    }
     nf_resp r = {.status = 200};
     const nf_route *route = NULL;
     char allow[64] = "";
@@ -368,14 +376,17 @@ static enum MHD_Result answer(nf_server *s, struct MHD_Connection *conn, const c
         nf_resp_fail(&r, 413, "request body over %d bytes", s->app->cfg.max_body);
         return send_resp(s, conn, &r, metric, cc, NULL);
     }
-    nf_req q = {.app = s->app, .conn = conn, .method = method, .path = url, .params = json_object()};
+    nf_req q = {.app = s->app, .cc = cc, .conn = conn, .method = method, .path = url, .params = json_object()};
     if (!q.params)
         return MHD_NO;
+    cc->metric = metric;
     if (parse_body(conn, cc, q.params, &r) == 0) {
         MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, query_iter, q.params);
         route->fn(&q, &r);
     }
     json_decref(q.params);
+    if (r.deferred) /* suspended; answered when resumed */
+        return MHD_YES;
     return send_resp(s, conn, &r, metric, cc, NULL);
 }
 
@@ -391,6 +402,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (!cc)
             return MHD_NO;
         cc->start_us = now_us();
+        cc->srv = s;
+        cc->conn = conn;
         *con_cls = cc;
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl && strtoll(cl, NULL, 10) > s->app->cfg.max_body) {
@@ -430,6 +443,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     conn_ctx *cc = *con_cls;
     if (cc) {
         free(cc->body);
+        free(cc->done.body);
+        json_decref(cc->request);
         free(cc);
     }
     *con_cls = NULL;
@@ -473,7 +488,7 @@ int nf_server_start(nf_app *app, nf_server **out)
     for (size_t i = 0; i < nf_nroutes; i++)
         nf_routes[i].metric = nf_metrics_route(nf_routes[i].path);
     s->route_other = nf_metrics_route("other");
-    if (!app->hub) {
+    if (!app->hub || nf_publisher_start(app, &s->pub)) {
         free(s);
         return SL_EINVAL;
     }
@@ -489,6 +504,7 @@ int nf_server_start(nf_app *app, nf_server **out)
                             MHD_OPTION_END);
     if (!s->d) {
         nf_log(SL_LOG_ERROR, "cannot listen on %s", app->cfg.server_addr);
+        nf_publisher_free(s->pub);
         free(s);
         return SL_EIO;
     }
@@ -507,6 +523,8 @@ void nf_server_stop(nf_server *s)
     if (!s)
         return;
     nf_hub_shutdown(s->app->hub);
+    nf_publisher_drain(s->pub, 5000); /* answers every waiting POST: none stays suspended */
     MHD_stop_daemon(s->d);
+    nf_publisher_free(s->pub);
     free(s);
 }

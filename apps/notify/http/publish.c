@@ -1,0 +1,133 @@
+/*
+ * publish.c - the producing routes' publish, without a pool thread blocked
+ * on every commit.
+ *
+ * A POST must be answered success only once its notice is durably queued.
+ * Publishing synchronously on the HTTP thread made every request wait for a
+ * commit of its own (or of the few requests whose threads happened to
+ * block at the same moment), so throughput was bounded by threads x commit
+ * rate. Instead the route suspends its connection and hands the message to
+ * an sl_transport with batching on the service's publisher: a publisher
+ * thread takes every message of the topic that piled up meanwhile and
+ * queues them with ONE sl_publish (on sqlite:// one transaction, one fsync
+ * with sync=full; on amqp:// one confirm round). The transport's result
+ * callback (on a publisher thread) fills the answer - {"id"} or 503 plus a
+ * retry-log line - and resumes the connection; the server then sends it.
+ *
+ * Ordering: requests of one connection are sequential (HTTP/1.1), so a
+ * client's notices stay in its order. Shutdown drains the transport before
+ * the daemon stops, so no connection stays suspended; a publish refused at
+ * put (transport closing, buffer full for PUT_WAIT_MS) is answered 503 at
+ * once through the same path.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sluice/transport.h"
+
+#include "http.h"
+
+#define PUB_THREADS 2    /* one commits while the other gathers the next batch */
+#define PUB_BATCH 256    /* most notices per publish */
+#define PUB_BUFFER 16384 /* waiting requests before puts wait */
+#define PUT_WAIT_MS 1000 /* then the request gets 503 */
+
+struct nf_publisher {
+    nf_app *app;
+    sl_transport *t;
+    sl_sender *send[2]; /* by nf_topic_index */
+};
+
+int nf_publisher_start(nf_app *app, nf_publisher **out)
+{
+    nf_publisher *p = calloc(1, sizeof *p);
+    if (!p)
+        return SL_ENOMEM;
+    p->app = app;
+    sl_transport_opts o;
+    sl_transport_opts_init(&o);
+    o.publishers = PUB_THREADS;
+    o.batch_max = PUB_BATCH;
+    o.buffer_size = PUB_BUFFER;
+    int rc = sl_transport_new(&p->t, app->pub, NULL, &o);
+    if (!rc)
+        rc = sl_transport_send(p->t, NF_TOPIC_NOTIFY, &p->send[0]);
+    if (!rc)
+        rc = sl_transport_send(p->t, NF_TOPIC_READ, &p->send[1]);
+    if (rc) {
+        nf_log(SL_LOG_ERROR, "cannot start the publisher: %s (%s)", sl_strerror(rc), sl_errmsg());
+        nf_publisher_free(p);
+        return rc;
+    }
+    *out = p;
+    return 0;
+}
+
+void nf_publisher_drain(nf_publisher *p, int deadline_ms)
+{
+    size_t unsent = 0;
+    if (p && sl_transport_shutdown(p->t, deadline_ms, &unsent) && unsent)
+        nf_log(SL_LOG_WARN, "%zu publish(es) failed or were cut off at shutdown (answered 503, logged for retry)",
+               unsent);
+}
+
+void nf_publisher_free(nf_publisher *p)
+{
+    if (!p)
+        return;
+    sl_transport_free(p->t); /* shuts down first if nobody did */
+    free(p);
+}
+
+/* The outcome of one deferred publish: answer, then resume. After the
+ * resume the connection (and cc) belong to the server again. */
+static void answer_published(nf_conn *cc, nf_app *app, int status)
+{
+    const char *topic = cc->topic == 1 ? NF_TOPIC_READ : NF_TOPIC_NOTIFY;
+    if (status == 0) {
+        atomic_fetch_add(&app->metrics.published[cc->topic], 1);
+        nf_resp_ok(&cc->done, json_pack("{s:s}", "id", cc->id));
+    } else {
+        atomic_fetch_add(&app->metrics.publish_failed[cc->topic], 1);
+        nf_retry_log(app, topic, cc->request, status);
+        nf_resp_fail(&cc->done, 503, "queue unavailable (%s); request logged for retry", sl_strerror(status));
+    }
+    json_decref(cc->request);
+    cc->request = NULL;
+    atomic_store(&cc->answered, true);
+    MHD_resume_connection(cc->conn);
+}
+
+static void on_result(void *ctx, sl_msg *msg, int status)
+{
+    (void)msg;
+    nf_conn *cc = ctx;
+    nf_publisher *p = nf_server_publisher(cc->srv);
+    answer_published(cc, p->app, status);
+}
+
+void nf_publish_deferred(nf_req *q, nf_resp *r, const char *topic, json_t *payload, const char *id)
+{
+    nf_conn *cc = q->cc;
+    nf_publisher *p = nf_server_publisher(cc->srv);
+    cc->topic = nf_topic_index(topic);
+    cc->request = json_incref(payload);
+    char *text = json_dumps(payload, JSON_COMPACT);
+    sl_msg *m = NULL;
+    int rc = text ? nf_app_message(id && id[0] ? id : NULL, text, false, &m) : SL_ENOMEM;
+    free(text);
+    if (!rc && q->app->fault_publish)
+        rc = SL_EIO; /* test hook: the queue refuses everything */
+    if (!rc)
+        snprintf(cc->id, sizeof cc->id, "%s", sl_msg_uuid(m));
+    MHD_suspend_connection(q->conn);
+    r->deferred = true;
+    if (!rc) {
+        sl_envelope e = {.msg = m, .on_result = on_result, .ctx = cc};
+        rc = sl_sender_put_timeout(p->send[cc->topic], &e, PUT_WAIT_MS);
+    }
+    sl_msg_unref(m);
+    if (rc) /* refused before the transport took it: answer now, same path */
+        answer_published(cc, q->app, rc);
+}
