@@ -161,6 +161,33 @@ static int my_notice_add(nf_store *base, const nf_notice *n, bool *inserted)
     return rc;
 }
 
+typedef struct add_many_arg {
+    const nf_notice *v;
+    size_t n;
+    bool *inserted;
+} add_many_arg;
+
+static int op_notice_add_many(my_store *s, my_conn *c, void *p)
+{
+    add_many_arg *a = p;
+    int rc = 0;
+    for (size_t i = 0; i < a->n && !rc; i++) {
+        add_arg one = {.n = &a->v[i]};
+        rc = op_notice_add(s, c, &one);
+        a->inserted[i] = one.added;
+    }
+    return rc;
+}
+
+static int my_notice_add_many(nf_store *base, const nf_notice *v, size_t n, bool *inserted)
+{
+    add_many_arg a = {v, n, inserted};
+    int rc = nf_my_run((my_store *)base, op_notice_add_many, &a); /* one transaction */
+    for (size_t i = 0; rc && i < n; i++)
+        inserted[i] = false;
+    return rc;
+}
+
 typedef struct mark_arg {
     int64_t uid, type, id, changed;
 } mark_arg;
@@ -660,6 +687,7 @@ const nf_store_ops nf_store_mysql_ops = {
     .open = my_open,
     .close = my_close,
     .notice_add = my_notice_add,
+    .notice_add_many = my_notice_add_many,
     .mark_read = my_mark_read,
     .list = my_list,
     .user_get = my_user_get,

@@ -228,44 +228,58 @@ static int sq_open(nf_store **out, const char *url, int shards)
     return 0;
 }
 
-static int sq_notice_add(nf_store *base, const nf_notice *n, bool *inserted)
+/* Inside a transaction: insert n unless stored, and count it for its user. */
+static int add_in_tx(sq_store *s, const nf_notice *n, const char *now, bool *added)
+{
+    sqlite3_stmt *st = shard_stmt(s, n->uid, Q_INSERT);
+    if (st) {
+        sqlite3_bind_text(st, 1, n->order_sn, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, n->uid);
+        sqlite3_bind_int(st, 3, n->type);
+        sqlite3_bind_text(st, 4, n->data ? n->data : "", -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 5, n->create_time[0] ? n->create_time : now, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 6, now, -1, SQLITE_STATIC);
+    }
+    int rc = step_done(st);
+    *added = !rc && sqlite3_changes(s->db) == 1;
+    if (*added) {
+        st = global_stmt(s, G_USER_INC);
+        if (st) {
+            sqlite3_bind_int64(st, 1, n->uid);
+            sqlite3_bind_text(st, 2, now, -1, SQLITE_STATIC);
+        }
+        rc = step_done(st);
+    }
+    return rc;
+}
+
+static int sq_notice_add_many(nf_store *base, const nf_notice *v, size_t n, bool *inserted)
 {
     sq_store *s = (sq_store *)base;
     char now[24];
     now_text(now);
-    if (n->uid < 0)
-        return SL_EINVAL;
     pthread_mutex_lock(&s->mu);
     int rc = tx(s, G_BEGIN);
-    bool added = false;
-    if (!rc) {
-        sqlite3_stmt *st = shard_stmt(s, n->uid, Q_INSERT);
-        if (st) {
-            sqlite3_bind_text(st, 1, n->order_sn, -1, SQLITE_STATIC);
-            sqlite3_bind_int64(st, 2, n->uid);
-            sqlite3_bind_int(st, 3, n->type);
-            sqlite3_bind_text(st, 4, n->data ? n->data : "", -1, SQLITE_STATIC);
-            sqlite3_bind_text(st, 5, n->create_time[0] ? n->create_time : now, -1, SQLITE_STATIC);
-            sqlite3_bind_text(st, 6, now, -1, SQLITE_STATIC);
-        }
-        rc = step_done(st);
-        added = !rc && sqlite3_changes(s->db) == 1;
-        if (added) {
-            st = global_stmt(s, G_USER_INC);
-            if (st) {
-                sqlite3_bind_int64(st, 1, n->uid);
-                sqlite3_bind_text(st, 2, now, -1, SQLITE_STATIC);
-            }
-            rc = step_done(st);
-        }
-        if (!rc)
-            rc = tx(s, G_COMMIT);
-        if (rc)
-            tx(s, G_ROLLBACK);
-    }
+    for (size_t i = 0; i < n && !rc; i++)
+        rc = add_in_tx(s, &v[i], now, &inserted[i]);
+    if (!rc)
+        rc = tx(s, G_COMMIT);
+    if (rc)
+        tx(s, G_ROLLBACK);
     pthread_mutex_unlock(&s->mu);
+    for (size_t i = 0; rc && i < n; i++)
+        inserted[i] = false;
+    return rc;
+}
+
+static int sq_notice_add(nf_store *base, const nf_notice *n, bool *inserted)
+{
+    if (n->uid < 0)
+        return SL_EINVAL;
+    bool added = false;
+    int rc = sq_notice_add_many(base, n, 1, &added);
     if (inserted)
-        *inserted = !rc && added;
+        *inserted = added;
     return rc;
 }
 
@@ -552,6 +566,7 @@ const nf_store_ops nf_store_sqlite_ops = {
     .open = sq_open,
     .close = sq_close,
     .notice_add = sq_notice_add,
+    .notice_add_many = sq_notice_add_many,
     .mark_read = sq_mark_read,
     .list = sq_list,
     .user_get = sq_user_get,

@@ -32,6 +32,14 @@ void nf_store_close(nf_store *s)
         s->ops->close(s);
 }
 
+int nf_store_notice_add_many(nf_store *s, const nf_notice *v, size_t n, bool *inserted)
+{
+    for (size_t i = 0; i < n; i++)
+        if (v[i].uid < 0)
+            return SL_EINVAL;
+    return n ? s->ops->notice_add_many(s, v, n, inserted) : 0;
+}
+
 int nf_store_notice_add(nf_store *s, const nf_notice *n, bool *inserted)
 {
     return s->ops->notice_add(s, n, inserted);

@@ -51,6 +51,7 @@ typedef struct nf_store_ops {
     int (*open)(nf_store **out, const char *url, int shards);
     void (*close)(nf_store *s);
     int (*notice_add)(nf_store *s, const nf_notice *n, bool *inserted);
+    int (*notice_add_many)(nf_store *s, const nf_notice *v, size_t n, bool *inserted);
     int (*mark_read)(nf_store *s, int64_t uid, int type, int64_t id, int64_t *changed);
     int (*list)(nf_store *s, const nf_list_query *q, nf_notice **out, size_t *n, int64_t *unread);
     int (*user_get)(nf_store *s, int64_t uid, char *nick, size_t nlen, int64_t *count);
@@ -78,6 +79,9 @@ void nf_store_close(nf_store *s);
  * first notice and adds one to notification_count, in one transaction.
  * *inserted (optional) says whether it was new. */
 int nf_store_notice_add(nf_store *s, const nf_notice *n, bool *inserted);
+/* nf_store_notice_add for v[0..n) in ONE transaction: all are stored (or
+ * found stored: inserted[i] says which were new) or, on error, none. */
+int nf_store_notice_add_many(nf_store *s, const nf_notice *v, size_t n, bool *inserted);
 /* Mark read: the notice id of uid when id > 0, else every unread notice of
  * uid of the type (type 0: every type). Lowers notification_count by the rows
  * changed (never below 0). *changed (optional) gets the row count. */
