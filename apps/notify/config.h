@@ -47,6 +47,7 @@ typedef struct nf_config {
     /* consumers */
     bool consumers_in_process;
     int consumers_workers;  /* threads per consumer */
+    int consumers_nice;     /* scheduling niceness of the consumer threads (0..19) */
     int max_failures;       /* park at failed_count >= this */
     int backoff_ms;         /* first retry delay, doubled per failure */
     int backoff_max_ms;

@@ -16,8 +16,12 @@
  * events topic for the SSE hubs of every HTTP server; that is best-effort
  * and never fails the handler.
  */
+#include <errno.h>
 #include <jansson.h>
 #include <pthread.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -224,6 +228,13 @@ static int handle_notify_batch(sl_ctx *ctx, sl_msg *const *in, size_t n, int *re
 static void *run_main(void *arg)
 {
     nf_consumers *c = arg;
+    /* consumers.nice: the router's threads, started from here, inherit this
+     * thread's niceness (Linux: per thread), so that under saturation the
+     * HTTP threads that accept notices win the CPU and the backlog waits,
+     * durably queued, for a quieter moment. */
+    int nice = c->app->cfg.consumers_nice;
+    if (nice > 0 && setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), nice) != 0)
+        nf_log(SL_LOG_WARN, "consumers.nice %d not applied: %s", nice, strerror(errno));
     c->run_rc = sl_router_run(c->router);
     return NULL;
 }
