@@ -77,7 +77,16 @@ alive() {
   pid=$(cat "$1")
   [[ $pid =~ ^[0-9]+$ ]] || return 1
   kill -0 "$pid" 2>/dev/null || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$2"
+  # While a process execs (the RabbitMQ wrapper becomes the VM through sh,
+  # erl and erlexec) its cmdline reads empty for a moment: look again before
+  # calling it gone. A zombie's stays empty.
+  local cmd i
+  for i in 1 2 3 4 5; do
+    cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)
+    [ -n "$cmd" ] && break
+    sleep 0.05
+  done
+  grep -q -- "$2" <<<"$cmd"
 }
 
 # kill_pidfile PIDFILE PATTERN GRACE: TERM the recorded process, KILL it after
