@@ -89,6 +89,8 @@ int nf_app_open(nf_app *app, bool echo_log)
         app->fault_uid = atoll(fault);
     const char *fp = getenv("SLUICE_NOTIFY_FAULT_PUBLISH");
     app->fault_publish = fp && !strcmp(fp, "1");
+    const char *fb = getenv("SLUICE_NOTIFY_FAULT_BATCH");
+    app->fault_batch = fb && !strcmp(fb, "1");
     if (nf_log_main_open(c->log_dir, &lo, c->log_level, echo_log)) {
         fprintf(stderr, "sluice notify: cannot open %s/main.log\n", c->log_dir);
         return -1;

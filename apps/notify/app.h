@@ -59,6 +59,7 @@ typedef struct nf_app {
     nf_events *events; /* NULL when no consumer runs in this process */
     int64_t fault_uid; /* test hook: the notify consumer fails for this uid (-1: none) */
     bool fault_publish; /* test hook: every publish fails with SL_EIO */
+    bool fault_batch;   /* test hook: every batch store transaction fails (one by one still works) */
     _Atomic bool stopping;
 } nf_app;
 

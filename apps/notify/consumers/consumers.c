@@ -203,7 +203,7 @@ static int handle_notify_batch(sl_ctx *ctx, sl_msg *const *in, size_t n, int *re
         else
             results[i] = handle(ctx, in[i], out, user);
     }
-    int rc = k ? nf_store_notice_add_many(app->store, v, k, ins) : 0;
+    int rc = !k ? 0 : app->fault_batch ? SL_EIO : nf_store_notice_add_many(app->store, v, k, ins);
     if (rc)
         nf_log(SL_LOG_WARN, "storing a batch of %zu notices failed (%s); applying them one by one", k,
                sl_strerror(rc));

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# notify_batch.sh - the batched paths of the notification service under
+# concurrent clients:
+#  1. 16 clients post at once: the POSTs' publishes are batched (one queue
+#     commit for the requests that wait together) and the notify consumer
+#     stores batches in one store transaction. Every POST is answered 10000
+#     with its own id, and every id is stored exactly once, counts add up.
+#  2. The same with every batch store transaction failing (test hook
+#     SLUICE_NOTIFY_FAULT_BATCH=1): the consumer applies the notices one by
+#     one instead, so still every answered notice is stored exactly once and
+#     nothing is parked.
+# Sizes shrink with SL_TEST_SCALE (sanitizer runs).
+source "$(dirname "$0")/lib/notify.bash"
+SCALE=${SL_TEST_SCALE:-1}
+PER_CLIENT=$(awk -v s="$SCALE" 'BEGIN { n = int(40 * s); print (n < 10 ? 10 : n) }')
+CLIENTS=16
+USERS=8
+
+# burst PHASE BASE: CLIENTS clients post PER_CLIENT notices each to uids
+# BASE..BASE+USERS-1; every answer goes to $WORK/answers.PHASE.
+burst() {
+  local phase=$1 base=$2 c pids=()
+  for c in $(seq 1 $CLIENTS); do
+    (
+      for i in $(seq 1 "$PER_CLIENT"); do
+        curl -s -m 20 -X POST -d "uid=$((base + (c + i) % USERS))&type=1&data=$phase-c$c-$i" \
+          "${URL%/}/api/msg/product"
+        echo
+      done > "$WORK/answers.$phase.$c"
+    ) &
+    pids+=($!)
+  done
+  wait "${pids[@]}"
+  cat "$WORK"/answers."$phase".* > "$WORK/answers.$phase"
+}
+
+# stored_ids BASE: order_sn of every stored notice of the burst's users.
+stored_ids() {
+  local u cur
+  for u in $(seq "$1" $(($1 + USERS - 1))); do
+    cur=0
+    while :; do
+      call GET "/api/msg/list?uid=$u&size=100&cursor=$cur"
+      jq -r '.data.list[].order_sn' <<<"$BODY"
+      cur=$(jget data.next_cursor)
+      [ "$cur" = 0 ] && break
+    done
+  done
+}
+
+counts_add_up() { # counts_add_up BASE TOTAL: notification_count over the users
+  local u sum=0 n
+  for u in $(seq "$1" $(($1 + USERS - 1))); do
+    call GET "/api/user/info?uid=$u"
+    n=$(jget data.notification_count)
+    [ "$n" = null ] && n=0
+    sum=$((sum + n))
+  done
+  [ "$sum" = "$2" ]
+}
+
+check_phase() { # check_phase PHASE BASE
+  local phase=$1 base=$2 total=$((CLIENTS * PER_CLIENT))
+  check "$phase: every POST answered 10000" \
+    [ "$(grep -c '"code":10000' "$WORK/answers.$phase")" = "$total" ]
+  jq -r '.data.id' "$WORK/answers.$phase" | sort > "$WORK/ids.$phase"
+  check "$phase: every answer has its own id" [ "$(sort -u "$WORK/ids.$phase" | wc -l)" = "$total" ]
+  check "$phase: counts add up" wait_until 60 counts_add_up "$base" "$total"
+  stored_ids "$base" | sort > "$WORK/stored.$phase"
+  check "$phase: every answered id stored exactly once" cmp -s "$WORK/ids.$phase" "$WORK/stored.$phase"
+}
+
+start_server
+burst plain 300
+check_phase plain 300
+stop_server
+
+start_server SLUICE_NOTIFY_FAULT_BATCH=1
+burst fallback 400
+check_phase fallback 400
+check "fallback: batches were applied one by one" \
+  grep -q 'applying them one by one' "$WORK"/logs*/main.log
+call GET /api/admin/failed?min_count=0
+check "fallback: nothing counted as failed" [ "$(jlen data.list)" = 0 ]
+stop_server
+finish
