@@ -2,10 +2,19 @@
 # notify_seed_restart.sh - fault test of the service on the seed's stack
 # (RabbitMQ queue, MariaDB store, notify and read consumers as separate
 # processes): 8 concurrent clients post 20,000 notices (x SL_TEST_SCALE)
-# through POST /api/msg/product while MariaDB is restarted in the middle of
-# the run. In the end every notice answered with code 10000 is stored exactly
-# once (checked in MariaDB itself, by its unique data and by its id), no id
-# is stored twice, and the users' notification counts add up to the rows.
+# through POST /api/msg/product while one server, NOTIFY_RESTART_SERVICE
+# (mariadb, the default, or rabbitmq), is restarted with `services.sh
+# restart` in the middle of the run. In the end every notice answered with
+# code 10000 is stored exactly once (checked in MariaDB itself, by its unique
+# data and by its id), no id is stored twice, and the users' notification
+# counts add up to the rows.
+# While MariaDB restarts only the consumers wait (publishing needs the queue
+# alone), so every request must be answered with 10000. While RabbitMQ
+# restarts, a request whose publish is not confirmed in time may be refused
+# with HTTP 503 / code 10001; each of those must be in notice_retry.log, and
+# every request must get one of the two answers (none hangs or fails
+# otherwise). Either way the load must still run once the server is back,
+# and get 10000 answers again.
 #
 # Clients: each `curl -K chunk` process sends CHUNK requests one after the
 # other on one keep-alive connection and writes one line per request (body,
@@ -15,7 +24,13 @@ export NOTIFY_E2E_STACK=seed
 source "$(dirname "$0")/lib/notify.bash"
 export LC_ALL=C
 
-[ -n "${SL_CONF_RESTART_CMD:-}" ] || { echo "SL_CONF_RESTART_CMD is not set (run through ctest)" >&2; exit 1; }
+[ -n "${SL_SERVICES_SH:-}" ] || { echo "SL_SERVICES_SH is not set (run through ctest)" >&2; exit 1; }
+SERVICE=${NOTIFY_RESTART_SERVICE:-mariadb}
+case $SERVICE in
+  mariadb) NAME=MariaDB ;;
+  rabbitmq) NAME=RabbitMQ ;;
+  *) echo "NOTIFY_RESTART_SERVICE must be mariadb or rabbitmq, not '$SERVICE'" >&2; exit 1 ;;
+esac
 SCALE=${SL_TEST_SCALE:-1}
 TOTAL=$(awk -v s="$SCALE" 'BEGIN { n = int(20000 * s); print (n < 400 ? 400 : n) }')
 CHUNK=100
@@ -41,12 +56,14 @@ LOAD=$!
 EXTRA_PIDS+=("$LOAD")
 
 answered_now() { cat "$WORK"/out/* 2>/dev/null | grep -c '"code":10000'; }
-# Restart MariaDB once a third of the notices were answered, load still running.
+# Restart the server once a third of the notices were answered, load still running.
 wait_until 120 bash -c "[ \$(cat $WORK/out/* 2>/dev/null | grep -c '\"code\":10000') -ge $((TOTAL / 3)) ]"
-echo "restarting MariaDB after $(answered_now) answered ($(( $(date +%s) - T0 )) s)"
+echo "restarting $NAME after $(answered_now) answered ($(( $(date +%s) - T0 )) s)"
 R0=$(date +%s)
-$SL_CONF_RESTART_CMD >/dev/null || { bad "mariadb restart failed"; finish; exit 1; }
-echo "MariaDB back after $(( $(date +%s) - R0 )) s, $(answered_now) answered"
+"$SL_SERVICES_SH" restart "$SERVICE" >/dev/null || { bad "$SERVICE restart failed"; finish; exit 1; }
+A_BACK=$(answered_now)
+echo "$NAME back after $(( $(date +%s) - R0 )) s, $A_BACK answered"
+check "the load still runs once $NAME is back (a restart mid-run)" kill -0 "$LOAD"
 wait "$LOAD"
 EXTRA_PIDS=()
 echo "load done: $(( $(date +%s) - T0 )) s"
@@ -58,8 +75,24 @@ for f in "$WORK"/out/*; do
       print substr($1, RSTART + 6, RLENGTH - 7), "n" (base + NR - 1) }' "$f"
 done | sort > "$WORK/answered"
 N=$(wc -l < "$WORK/answered")
-echo "answered $N of $TOTAL with code 10000"
-check "most requests answered with 10000" [ "$N" -ge $((TOTAL * 9 / 10)) ]
+# refused: data of every request answered with HTTP 503 and code 10001.
+for f in "$WORK"/out/*; do
+  awk -v base=$(( 10#$(basename "$f") * CHUNK )) -F'\t' '
+    $2 == 503 && $1 ~ /"code":10001/ { print "n" (base + NR - 1) }' "$f"
+done | sort > "$WORK/refused"
+REFUSED=$(wc -l < "$WORK/refused")
+OTHER=$((TOTAL - N - REFUSED))
+echo "answered $N of $TOTAL with code 10000, $REFUSED with 503, $OTHER otherwise"
+if [ "$SERVICE" = mariadb ]; then
+  check "most requests answered with 10000" [ "$N" -ge $((TOTAL * 9 / 10)) ]
+  check "no request refused while only the store restarts" [ "$REFUSED" = 0 ]
+fi
+check "requests answered with 10000 again once $NAME is back" [ "$N" -gt "$A_BACK" ]
+check "every request answered with 10000 or 503 ($OTHER not)" [ "$OTHER" = 0 ]
+jq -r 'select(.topic == "notify") | .request.data' "$WORK/logs/notice_retry.log" 2>/dev/null |
+  sort > "$WORK/retry_logged"
+UNLOGGED=$(comm -23 "$WORK/refused" "$WORK/retry_logged" | wc -l)
+check "every refused notice in notice_retry.log ($UNLOGGED not)" [ "$UNLOGGED" = 0 ]
 
 union_all() { # SELECT cols FROM every th_notice_k, UNION ALL
   local k sql=""
@@ -78,6 +111,10 @@ check "no notice stored twice" [ -z "$(cut -d' ' -f2 "$WORK/stored" | sort | uni
 check "no id stored twice" [ -z "$(cut -d' ' -f1 "$WORK/stored" | sort | uniq -d | head -5)" ]
 check "counts add up to the rows" [ "$(my_sql -N -e "SELECT COALESCE(SUM(notification_count),0) FROM $RUN.\`user\`")" = "$(stored_rows)" ]
 check "nothing parked" [ "$(my_sql -N -e "SELECT COUNT(*) FROM $RUN.failed_queues WHERE failed_count >= 5")" = 0 ]
-check "consumer saw the restart" grep -q 'connection lost, reconnecting' "$WORK"/logs-notify/main.log
+if [ "$SERVICE" = mariadb ]; then
+  check "consumer saw the restart" grep -q 'connection lost, reconnecting' "$WORK"/logs-notify/main.log
+else
+  check "consumer saw the restart" grep -q "subscription to 'notify' reconnected" "$WORK"/logs-notify/main.log
+fi
 echo "total $(( $(date +%s) - T0 )) s"
 finish
