@@ -45,6 +45,9 @@ int64_t sli_deadline_ms(int timeout_ms);
 /* Wait while *addr == expected, at most until deadline_ms (mono, < 0 forever).
  * Returns 0 when woken or the value differed, SL_ETIMEDOUT at the deadline. */
 int sli_futex_wait(_Atomic uint32_t *addr, uint32_t expected, int64_t deadline_ms);
+/* The same with a deadline in mono ns (sli_mono_ns; < 0 forever). */
+int sli_futex_wait_ns(_Atomic uint32_t *addr, uint32_t expected, int64_t deadline_ns);
+void sli_futex_wake(_Atomic uint32_t *addr, int n); /* at most n waiters */
 void sli_futex_wake_all(_Atomic uint32_t *addr);
 
 /* Reference-counted immutable string (topics shared by many messages). */

@@ -64,14 +64,14 @@ int sli_cond_wait_until(pthread_cond_t *c, pthread_mutex_t *m, int64_t deadline_
     return pthread_cond_timedwait(c, m, &ts);
 }
 
-int sli_futex_wait(_Atomic uint32_t *addr, uint32_t expected, int64_t deadline_ms)
+int sli_futex_wait_ns(_Atomic uint32_t *addr, uint32_t expected, int64_t deadline_ns)
 {
     for (;;) {
         if (atomic_load(addr) != expected)
             return 0;
         struct timespec rel, *tp = NULL;
-        if (deadline_ms >= 0) {
-            int64_t left = deadline_ms * 1000000 - sli_mono_ns();
+        if (deadline_ns >= 0) {
+            int64_t left = deadline_ns - sli_mono_ns();
             if (left <= 0)
                 return SL_ETIMEDOUT;
             rel.tv_sec = left / 1000000000;
@@ -89,10 +89,17 @@ int sli_futex_wait(_Atomic uint32_t *addr, uint32_t expected, int64_t deadline_m
     }
 }
 
-void sli_futex_wake_all(_Atomic uint32_t *addr)
+int sli_futex_wait(_Atomic uint32_t *addr, uint32_t expected, int64_t deadline_ms)
 {
-    syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+    return sli_futex_wait_ns(addr, expected, deadline_ms < 0 ? -1 : deadline_ms * 1000000);
 }
+
+void sli_futex_wake(_Atomic uint32_t *addr, int n)
+{
+    syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAKE_PRIVATE, n, NULL, NULL, 0);
+}
+
+void sli_futex_wake_all(_Atomic uint32_t *addr) { sli_futex_wake(addr, INT_MAX); }
 
 sli_rcstr *sli_rcstr_new(const char *s)
 {
