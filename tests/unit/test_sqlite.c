@@ -294,6 +294,84 @@ static void many_threads_publish_each_message_once(void **state)
     close_pair(p, sub);
 }
 
+/* sync=full with many publishers: batches linger for company and are taken
+ * over by whoever fills them; acks (sync) of a consumer reading meanwhile
+ * share the commits. Every message arrives once, in each publisher's order. */
+struct full_arg {
+    sl_publisher *p;
+    sl_subscription *s; /* the consumer's; NULL for a publisher */
+    int id;
+    size_t n; /* per publisher */
+    int publishers;
+};
+
+static void *full_thread(void *v)
+{
+    struct full_arg *a = v;
+    char buf[32];
+    if (!a->s) {
+        for (size_t i = 0; i < a->n; i++) {
+            sl_msg *m;
+            int len = snprintf(buf, sizeof buf, "%d:%zu", a->id, i);
+            TL_CHECK_INT(sl_msg_new(&m, buf, (size_t)len), 0);
+            TL_CHECK_INT(sl_publish(a->p, "t", &m, 1), 0);
+            sl_msg_unref(m);
+        }
+        return NULL;
+    }
+    size_t *next = calloc((size_t)a->publishers, sizeof *next);
+    for (size_t k = 0; k < a->n * (size_t)a->publishers && tl_check_failures() == 0; k++) {
+        sl_msg *m;
+        size_t len, i;
+        int id;
+        TL_CHECK_INT(sl_next(a->s, &m, 10000), 0);
+        if (tl_check_failures())
+            break;
+        const char *pl = sl_msg_payload(m, &len);
+        snprintf(buf, sizeof buf, "%.*s", (int)len, pl);
+        TL_CHECK_INT(sscanf(buf, "%d:%zu", &id, &i), 2);
+        TL_CHECK(id >= 0 && id < a->publishers);
+        if (id >= 0 && id < a->publishers) {
+            TL_CHECK_INT(i, next[id]); /* once each, in publish order */
+            next[id] = i + 1;
+        }
+        TL_CHECK_INT(sl_msg_ack(m), 0);
+        sl_msg_unref(m);
+    }
+    free(next);
+    return NULL;
+}
+
+static void sync_full_publishers_share_commits(void **state)
+{
+    (void)state;
+    enum { T = 16 };
+    char u[700];
+    snprintf(u, sizeof u, "sqlite://%s?sync=full", path);
+    sl_publisher *p;
+    sl_subscriber *sub;
+    sl_subscription *s;
+    sl_subscribe_opts o;
+    sl_subscribe_opts_init(&o);
+    o.group = "g";
+    o.prefetch = 64;
+    assert_int_equal(sl_publisher_open(&p, u), 0);
+    assert_int_equal(sl_subscriber_open(&sub, u), 0);
+    assert_int_equal(sl_subscribe(sub, "t", &o, &s), 0);
+    struct full_arg args[T + 1];
+    pthread_t th[T + 1];
+    size_t per = tl_scaled(150, 10);
+    for (int i = 0; i <= T; i++) {
+        args[i] = (struct full_arg){p, i == T ? s : NULL, i, per, T};
+        assert_int_equal(pthread_create(&th[i], NULL, full_thread, &args[i]), 0);
+    }
+    for (int i = 0; i <= T; i++)
+        pthread_join(th[i], NULL);
+    tl_assert_threads_ok();
+    expect_none(s, 50);
+    close_pair(p, sub);
+}
+
 static void bad_files_fail_clearly(void **state)
 {
     (void)state;
@@ -416,6 +494,7 @@ int main(void)
                                         sqfx_teardown),
         cmocka_unit_test_setup_teardown(many_threads_publish_each_message_once, setup,
                                         sqfx_teardown),
+        cmocka_unit_test_setup_teardown(sync_full_publishers_share_commits, setup, sqfx_teardown),
         cmocka_unit_test_setup_teardown(bad_files_fail_clearly, setup, sqfx_teardown),
         cmocka_unit_test_setup_teardown(options_are_checked, setup, sqfx_teardown),
         cmocka_unit_test_setup_teardown(relative_path_url_works, setup, sqfx_teardown),

@@ -72,7 +72,7 @@
 typedef struct sq_db sq_db;
 typedef struct sq_req sq_req;
 
-enum { SQ_WAITING, SQ_DONE, SQ_LEAD, SQ_SLEEPING /* waiting in the futex */ };
+enum { SQ_WAITING, SQ_DONE };
 
 typedef enum sq_kind {
     SQ_PUBLISH,
@@ -95,7 +95,8 @@ struct sq_req {
     sq_kind kind;
     sq_req *next;
     bool async; /* heap-allocated; the writer frees it, nobody waits */
-    _Atomic uint32_t done; /* SQ_WAITING/SLEEPING, SQ_DONE, or SQ_LEAD (run the queue) */
+    unsigned slot; /* its caller sleeps on d->wslot[slot] */
+    _Atomic uint32_t done; /* SQ_WAITING, SQ_DONE */
     int rc;
     char err[SQ_ERRLEN];
     /* PUBLISH */
@@ -146,11 +147,19 @@ struct sq_db {
     bool stop;
     bool busy;           /* somebody (a leader or the writer) holds the connection */
     bool writer_wants;   /* the writer waits for the connection (housekeeping...) */
-    bool lingering;      /* a sync=full leader waits on lcond for more publishes */
+    bool lingering;      /* a sync=full leader waits for more publishes; the
+                            caller whose publish fills the batch leads instead */
+    unsigned linger_id;  /* which lingering: a lingerer taken over knows */
+    _Atomic bool offer;  /* busy is offered to any waiting caller */
+    unsigned take_gen;   /* batches taken so far (the parity picks wslot) */
     int64_t writer_until; /* mono ms the sleeping writer wakes up, 0 while awake */
     int64_t async_last;   /* mono ms the last async request came */
-    pthread_cond_t lcond;
     pthread_t writer;
+    /* callers waiting for their requests sleep on the slot of the batch they
+     * expect to be in: a batch done wakes its callers with one call */
+    struct sq_wslot {
+        _Atomic uint32_t word, sleepers;
+    } wslot[2];
     /* wakeups: bumped on every change a consumer may be waiting for */
     _Atomic uint32_t seq;
     _Atomic uint32_t waiters;
@@ -158,6 +167,10 @@ struct sq_db {
     int64_t busy_start;
     int64_t commit_ema_us;
     size_t pub_target; /* publishes a sync=full batch waits for (group commit) */
+    size_t run_pubs;   /* waited-for publishes in the batch running */
+    size_t pub_seen;   /* most waited-for publishes queued + running since the
+                          last batch was taken */
+    unsigned wake_mask; /* slots of requests completed and not yet woken */
     int64_t dv_last; /* PRAGMA data_version */
     bool acked_since_sweep;
     int64_t swept_ms; /* mono ms of the last retention sweep inside a batch */

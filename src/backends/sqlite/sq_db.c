@@ -9,18 +9,25 @@
  * inside ONE `BEGIN IMMEDIATE` transaction and commits once. That is the
  * group commit: N concurrent publishers pay one commit (one fsync with
  * sync=full) between them. With sync=full only batches with publishes or
- * acks fsync, and the leader lingers briefly (at most one commit's duration,
- * while requests keep arriving) to let a batch fill up.
+ * acks fsync, and the leader lingers (at most one commit's duration) until
+ * as many publishers are queued as were about during the last batch; the
+ * caller whose publish fills the batch takes it over and commits it at once.
  *
  * Who runs a batch (leader/follower, no thread hand-off when idle): a caller
  * that queues a request it waits for and finds the connection free takes it
  * (busy) and runs batches itself until its own request is done. Callers that
- * come while it is busy wait; when the leader is done it hands the
- * connection to the first of them (done = SQ_LEAD), which runs the next
- * batch - that thread had to be woken anyway. The background writer thread
- * takes the connection when it is free (or is handed it when it asks, so
- * it never starves) for what needs no caller: async requests (nacks,
- * batched acks) after SQ_ASYNC_MS, change polling and housekeeping.
+ * come while it is busy wait; when the leader is done it offers the
+ * connection to them (one of them is woken and runs the next batch - it had
+ * to be woken anyway). The background writer thread takes the connection
+ * when it is free (or is handed it when it asks, so it never starves) for
+ * what needs no caller: async requests (nacks, batched acks) after
+ * SQ_ASYNC_MS, change polling and housekeeping.
+ *
+ * Waiting callers sleep on one of two futex words, the one of the batch
+ * they expect to be in (by the parity of the batches taken): a finished
+ * batch wakes all its callers with one call, and the connection is given up
+ * before that, so the first of them to publish again leads the next batch
+ * without being handed anything.
  *
  * If one request of a batch fails, the batch is rolled back and each request
  * is retried alone, so only the faulty one fails.
@@ -39,11 +46,9 @@
  * process' private groups, removal of private groups whose process died
  * (no heartbeat for 60 s), and retention (sq_ops.c).
  */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "backends/sqlite/sq.h"
@@ -97,29 +102,11 @@ void sq_rollback(sq_db *d)
     sq_ops_forget_topics(d); /* ids cached during the transaction may be gone */
 }
 
-/* Tell the caller waiting for r (SQ_DONE or SQ_LEAD). The exchange tells
- * whether it sleeps: a leader's own request needs no wakeup call, and r
- * must not be read after this (its caller may return at once). */
-static void notify(sq_req *r, uint32_t what)
-{
-    if (atomic_exchange(&r->done, what) == SQ_SLEEPING)
-        sli_futex_wake_all(&r->done);
-}
+/* ---------- waiting callers ---------- */
 
-/* The waiting side of notify: returns SQ_DONE or SQ_LEAD. */
-static uint32_t await(sq_req *r)
-{
-    for (;;) {
-        uint32_t v = SQ_WAITING;
-        if (atomic_compare_exchange_strong(&r->done, &v, SQ_SLEEPING))
-            v = SQ_SLEEPING;
-        if (v != SQ_SLEEPING)
-            return v;
-        sli_futex_wait(&r->done, SQ_SLEEPING, -1);
-    }
-}
-
-static void complete(sq_req *r)
+/* Mark r done; its caller is woken by wake_done. r must not be read after
+ * this (its caller may return at once). By whoever holds the connection. */
+static void complete(sq_db *d, sq_req *r)
 {
     if (r->async) {
         if (r->rc)
@@ -127,17 +114,86 @@ static void complete(sq_req *r)
         free(r);
         return;
     }
-    notify(r, SQ_DONE);
+    d->wake_mask |= 1u << r->slot;
+    atomic_store(&r->done, SQ_DONE);
 }
 
-static void fail_all(sq_req *b, int rc, const char *err)
+/* Wake the callers of the requests completed since the last call (mask:
+ * d->wake_mask taken by the connection holder): one wakeup call per slot,
+ * however many they are. */
+static void wake_done(sq_db *d, unsigned mask)
+{
+    for (unsigned k = 0; k < 2; k++) {
+        struct sq_wslot *s = &d->wslot[k];
+        if (!(mask & (1u << k)))
+            continue;
+        atomic_fetch_add(&s->word, 1);
+        if (atomic_load(&s->sleepers))
+            sli_futex_wake_all(&s->word);
+    }
+}
+
+static unsigned take_wake_mask(sq_db *d)
+{
+    unsigned m = d->wake_mask;
+    d->wake_mask = 0;
+    return m;
+}
+
+/* Offer the connection to the callers waiting for queued requests (under
+ * d->mu, holding busy, which passes to whoever takes the offer): wake one
+ * sleeper of the slot of the first; the others look before they sleep. */
+static void offer(sq_db *d)
+{
+    sq_req *r = d->qhead;
+    while (r->async)
+        r = r->next; /* there is one: qsync > 0 */
+    struct sq_wslot *s = &d->wslot[r->slot];
+    atomic_store(&d->offer, true);
+    atomic_fetch_add(&s->word, 1);
+    if (atomic_load(&s->sleepers))
+        sli_futex_wake(&s->word, 1);
+}
+
+enum { W_DONE, W_LEAD, W_TIMEOUT };
+
+/* Wait until r is done (W_DONE), this thread took the connection offered
+ * (W_LEAD), or deadline_ns (mono, < 0 never) passed (W_TIMEOUT). The
+ * sleeper count is raised before the last look, so a wake_done or offer
+ * after it either is seen or wakes this thread. */
+static int wait_req(sq_db *d, sq_req *r, int64_t deadline_ns)
+{
+    struct sq_wslot *s = &d->wslot[r->slot];
+    for (;;) {
+        int w = -1;
+        atomic_fetch_add(&s->sleepers, 1);
+        uint32_t seen = atomic_load(&s->word);
+        if (atomic_load(&r->done) != SQ_WAITING) {
+            w = W_DONE;
+        } else if (atomic_load(&d->offer)) {
+            pthread_mutex_lock(&d->mu);
+            if (atomic_load(&d->offer)) {
+                atomic_store(&d->offer, false);
+                w = W_LEAD;
+            }
+            pthread_mutex_unlock(&d->mu);
+        } else if (sli_futex_wait_ns(&s->word, seen, deadline_ns) == SL_ETIMEDOUT) {
+            w = atomic_load(&r->done) != SQ_WAITING ? W_DONE : W_TIMEOUT;
+        }
+        atomic_fetch_sub(&s->sleepers, 1);
+        if (w >= 0)
+            return w;
+    }
+}
+
+static void fail_all(sq_db *d, sq_req *b, int rc, const char *err)
 {
     for (sq_req *r = b, *n; r; r = n) {
         n = r->next;
         sq_ops_reset(r);
         r->rc = rc;
         snprintf(r->err, sizeof r->err, "%s", err);
-        complete(r);
+        complete(d, r);
     }
 }
 
@@ -184,13 +240,13 @@ static void run_batch(sq_db *d, sq_req *batch)
     choose_sync(d, batch);
     int rc = sq_ops_tx(d, true, err, sizeof err);
     if (rc) {
-        fail_all(batch, rc, err);
+        fail_all(d, batch, rc, err);
         return;
     }
     sq_req *bad = sq_ops_run_all(d, batch);
     if (!bad && (rc = sq_ops_tx(d, false, err, sizeof err)) != 0) {
         sq_rollback(d);
-        fail_all(batch, rc, err);
+        fail_all(d, batch, rc, err);
         return;
     }
     if (bad) {
@@ -198,7 +254,7 @@ static void run_batch(sq_db *d, sq_req *batch)
         for (sq_req *r = batch; r; r = r->next)
             sq_ops_reset(r);
         if (!batch->next) { /* alone: its error stands */
-            complete(batch);
+            complete(d, batch);
             return;
         }
         for (sq_req *r = batch, *n; r; r = n) { /* retry each alone */
@@ -216,8 +272,18 @@ static void run_batch(sq_db *d, sq_req *batch)
         n = r->next;
         if (r->kind == SQ_ACK)
             d->acked_since_sweep = true;
-        complete(r);
+        complete(d, r);
     }
+}
+
+/* Run batch (frees or completes each of its requests) and wake who waits. */
+static void run_and_wake(sq_db *d, sq_req *batch)
+{
+    bool change = wakes(batch);
+    run_batch(d, batch);
+    wake_done(d, take_wake_mask(d));
+    if (change)
+        bump(d);
 }
 
 
@@ -250,28 +316,33 @@ static void housekeep(sq_db *d, bool heartbeat)
     }
 }
 
-static void timespec_at_ns(struct timespec *ts, int64_t ns)
+static bool batch_full(const sq_db *d)
 {
-    ts->tv_sec = ns / 1000000000;
-    ts->tv_nsec = ns % 1000000000;
+    return d->qpubs >= d->pub_target || d->qlen >= SQ_BATCH_MAX;
 }
 
 /* Group commit under sync=full: wait (at most one commit's duration) until
  * as many publishes are queued as the recent batches carried, so threads
- * that publish in a loop share each fsync. Under d->mu, holding busy. */
-static void linger(sq_db *d)
+ * that publish in a loop share each fsync. The caller whose publish fills
+ * the batch takes the connection over and runs it at once (sq_submit): no
+ * wakeup on the way to the commit. Under d->mu, holding busy; returns false
+ * when the connection was taken over (own is in that batch). */
+static bool linger(sq_db *d, sq_req *own)
 {
-    if (d->o.sync != 0 || d->commit_ema_us < 200 || d->qpubs >= d->pub_target)
-        return;
+    if (d->o.sync != 0 || d->commit_ema_us < 200 || batch_full(d) || d->stop)
+        return true;
     int64_t ema = d->commit_ema_us > 5000 ? 5000 : d->commit_ema_us;
-    int64_t limit = sli_mono_ns() + ema * 1000;
-    struct timespec ts;
-    timespec_at_ns(&ts, limit);
+    unsigned id = ++d->linger_id;
     d->lingering = true;
-    while (!d->stop && d->qpubs < d->pub_target && d->qlen < SQ_BATCH_MAX)
-        if (pthread_cond_timedwait(&d->lcond, &d->mu, &ts) == ETIMEDOUT)
-            break;
-    d->lingering = false;
+    pthread_mutex_unlock(&d->mu);
+    int w = wait_req(d, own, sli_mono_ns() + ema * 1000);
+    pthread_mutex_lock(&d->mu);
+    if (w == W_LEAD)
+        return true; /* taken over, run and released since: offered back */
+    if (w == W_DONE || !d->lingering || d->linger_id != id)
+        return false; /* taken over (someone else may linger by now) */
+    d->lingering = false; /* timed out */
+    return true;
 }
 
 /* Detach up to SQ_BATCH_MAX queued requests (under d->mu). */
@@ -294,8 +365,13 @@ static sq_req *take_batch(sq_db *d)
         d->qtail = NULL;
     last->next = NULL;
     d->qlen -= k;
+    d->take_gen++;
     d->async_since = sli_mono_ms();
-    d->pub_target = pubs > d->pub_target ? pubs : d->pub_target ? d->pub_target - 1 : 0;
+    if (pubs) { /* the next batch waits for as many publishers as were about */
+        d->pub_target = pubs > d->pub_seen ? pubs : d->pub_seen;
+        d->pub_seen = 0;
+        d->run_pubs = pubs;
+    }
     return batch;
 }
 
@@ -318,15 +394,14 @@ static void poke_writer(sq_db *d)
 }
 
 /* Give up the connection (under d->mu, holding busy): to the writer if it
- * asked, else to the first waiting caller, else to nobody. */
+ * asked, else to a waiting caller (it had to be woken anyway), else to
+ * nobody. */
 static void release(sq_db *d)
 {
+    d->run_pubs = 0;
     if (!d->writer_wants && d->qsync) {
-        for (sq_req *r = d->qhead; r; r = r->next)
-            if (!r->async) {
-                notify(r, SQ_LEAD); /* it waits: r stays valid */
-                return; /* busy passes to r's thread */
-            }
+        offer(d);
+        return; /* busy passes to whoever takes the offer */
     }
     d->busy = false;
     if (d->writer_wants || d->qsync || d->stop)
@@ -335,22 +410,37 @@ static void release(sq_db *d)
         poke_writer(d);
 }
 
-/* Run queued batches until own is done, then release (caller holds busy). */
+/* Run queued batches until own is done, then release (caller holds busy;
+ * unless a lingering batch was taken over: then own is in that one). The
+ * connection is released before the callers of the last batch are woken,
+ * so the first of them to publish again leads the next batch at once. */
 static void lead(sq_db *d, sq_req *own)
 {
     pthread_mutex_lock(&d->mu);
-    while (atomic_load(&own->done) != SQ_DONE) {
-        linger(d);
+    for (;;) {
+        if (!linger(d, own)) {
+            pthread_mutex_unlock(&d->mu);
+            return;
+        }
         sq_req *batch = take_batch(d);
         pthread_mutex_unlock(&d->mu);
         bool change = wakes(batch);
-        run_batch(d, batch); /* frees or completes every request of batch */
+        run_batch(d, batch);
+        unsigned mask = take_wake_mask(d);
+        bool mine = atomic_load(&own->done) == SQ_DONE;
+        if (mine) {
+            pthread_mutex_lock(&d->mu);
+            release(d);
+            pthread_mutex_unlock(&d->mu);
+        }
+        wake_done(d, mask);
         if (change)
             bump(d);
+        if (mine)
+            return;
         pthread_mutex_lock(&d->mu);
+        d->run_pubs = 0;
     }
-    release(d);
-    pthread_mutex_unlock(&d->mu);
 }
 
 static bool queue_ready(sq_db *d, int64_t now)
@@ -416,10 +506,7 @@ void *sq_writer_main(void *arg)
         sq_req *batch = queue_ready(d, now) ? take_batch(d) : NULL;
         pthread_mutex_unlock(&d->mu);
         if (batch) {
-            bool change = wakes(batch);
-            run_batch(d, batch);
-            if (change)
-                bump(d);
+            run_and_wake(d, batch);
             c.poll_iv = 1;
             c.next_poll = now + c.poll_iv;
         } else if (atomic_load(&d->waiters) && now >= c.next_poll) {
@@ -465,12 +552,19 @@ int sq_submit(sq_db *d, sq_req *r)
     if (d->qlen++ == 0)
         d->async_since = now;
     if (!async) {
+        r->slot = (d->take_gen + 1) & 1; /* the next batch taken */
         d->qsync++;
-        d->qpubs += r->kind == SQ_PUBLISH;
-        if (!d->busy && !d->writer_wants) /* else the holder or the writer runs it */
+        if (r->kind == SQ_PUBLISH) {
+            size_t about = ++d->qpubs + d->run_pubs;
+            if (about > d->pub_seen)
+                d->pub_seen = about;
+        }
+        if (!d->busy && !d->writer_wants) { /* else the holder or the writer runs it */
             leader = d->busy = true;
-        else if (d->lingering && (d->qpubs >= d->pub_target || d->qlen >= SQ_BATCH_MAX))
-            pthread_cond_signal(&d->lcond); /* only when the batch is full: one wakeup */
+        } else if (d->lingering && batch_full(d)) {
+            d->lingering = false; /* the batch is full: run it now, on this thread */
+            leader = true;
+        }
     } else if (d->qlen >= SQ_BATCH_MAX / 4) {
         pthread_cond_signal(&d->cond);
     } else {
@@ -483,10 +577,9 @@ int sq_submit(sq_db *d, sq_req *r)
     for (;;) {
         if (leader)
             lead(d, r);
-        if (await(r) == SQ_DONE)
+        if (wait_req(d, r, -1) == W_DONE)
             break;
-        atomic_store(&r->done, SQ_WAITING); /* handed the connection: lead */
-        leader = true;
+        leader = true; /* took the connection offered */
     }
     return r->rc ? sli_err(r->rc, "%s", r->err) : 0;
 }

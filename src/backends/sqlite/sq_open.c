@@ -211,7 +211,6 @@ static void db_free(sq_db *d)
     }
     pthread_mutex_destroy(&d->mu);
     pthread_cond_destroy(&d->cond);
-    pthread_cond_destroy(&d->lcond);
     free(d->path);
     free(d);
 }
@@ -282,7 +281,6 @@ static int find_or_open(char *path, const sq_dbopts *o, sq_db **out)
     d->holder = (int64_t)(sli_rand64() >> 2) + 1;
     pthread_mutex_init(&d->mu, NULL);
     sli_cond_init(&d->cond);
-    sli_cond_init(&d->lcond);
     char err[SQ_ERRLEN] = "";
     int rc = db_open(d, err, sizeof err);
     if (!rc && pthread_create(&d->writer, NULL, sq_writer_main, d) != 0) {
