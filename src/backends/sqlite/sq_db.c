@@ -321,15 +321,18 @@ static bool batch_full(const sq_db *d)
     return d->qpubs >= d->pub_target || d->qlen >= SQ_BATCH_MAX;
 }
 
-/* Group commit under sync=full: wait (at most one commit's duration) until
- * as many publishes are queued as the recent batches carried, so threads
- * that publish in a loop share each fsync. The caller whose publish fills
- * the batch takes the connection over and runs it at once (sq_submit): no
- * wakeup on the way to the commit. Under d->mu, holding busy; returns false
- * when the connection was taken over (own is in that batch). */
+/* Group commit under sync=full: a leader publishing waits (at most one
+ * commit's duration) until as many publishes are queued as publishers were
+ * about during the last batch, so threads that publish in a loop share each
+ * fsync (a claim or ack leads at once: a consumer waits for nobody). The
+ * caller whose publish fills the batch takes the connection over and runs
+ * it at once (sq_submit): no wakeup on the way to the commit. Under d->mu,
+ * holding busy; returns false when the connection was taken over (own is
+ * in that batch). */
 static bool linger(sq_db *d, sq_req *own)
 {
-    if (d->o.sync != 0 || d->commit_ema_us < 200 || batch_full(d) || d->stop)
+    if (d->o.sync != 0 || own->kind != SQ_PUBLISH || d->commit_ema_us < 200 || batch_full(d) ||
+        d->stop)
         return true;
     int64_t ema = d->commit_ema_us > 5000 ? 5000 : d->commit_ema_us;
     unsigned id = ++d->linger_id;
