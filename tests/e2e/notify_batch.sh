@@ -12,7 +12,7 @@
 # Sizes shrink with SL_TEST_SCALE (sanitizer runs).
 source "$(dirname "$0")/lib/notify.bash"
 SCALE=${SL_TEST_SCALE:-1}
-PER_CLIENT=$(awk -v s="$SCALE" 'BEGIN { n = int(40 * s); print (n < 10 ? 10 : n) }')
+PER_CLIENT=$(awk -v s="$SCALE" 'BEGIN { n = int(20 * s); print (n < 8 ? 8 : n) }')
 CLIENTS=16
 USERS=8
 
