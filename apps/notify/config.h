@@ -46,7 +46,7 @@ typedef struct nf_config {
     int store_shards;
     /* consumers */
     bool consumers_in_process;
-    int consumers_workers;  /* threads per consumer */
+    int consumers_workers;  /* threads of the read consumer (notify: one batching worker) */
     int consumers_nice;     /* scheduling niceness of the consumer threads (0..19) */
     int max_failures;       /* park at failed_count >= this */
     int backoff_ms;         /* first retry delay, doubled per failure */

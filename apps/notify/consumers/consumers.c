@@ -257,7 +257,10 @@ static int add_handler(nf_consumers *c, const char *topic, bool batch)
         o.fn = handle;
     }
     o.user = c->app;
-    o.workers = (unsigned)cfg->consumers_workers;
+    /* One batching worker for notices: batches stored in delivery order keep
+     * a user's notices in publish order (ids, and so the list, follow it);
+     * several workers would commit their batches in any order. */
+    o.workers = batch ? 1u : (unsigned)cfg->consumers_workers;
     o.nack_delay_ms = (unsigned)cfg->backoff_ms;
     o.nack_delay_multiplier = 2.0;
     o.nack_delay_max_ms = (unsigned)cfg->backoff_max_ms;
