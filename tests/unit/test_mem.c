@@ -429,6 +429,48 @@ static void nonblock_flag_and_timeout_on_a_blocking_publisher(void **state)
     env_close(&e);
 }
 
+typedef struct batch_sub {
+    sl_subscription *s;
+    atomic_int got;
+} batch_sub;
+
+static void *take_six(void *arg)
+{
+    batch_sub *b = arg;
+    sl_msg *m;
+    while (atomic_load(&b->got) < 6 && sl_next(b->s, &m, 3000) == 0) {
+        sl_msg_ack(m);
+        sl_msg_unref(m);
+        atomic_fetch_add(&b->got, 1);
+    }
+    return NULL;
+}
+
+static void batch_larger_than_the_buffer_reaches_a_waiting_subscriber(void **state)
+{
+    (void)state;
+    env e;
+    env_open(&e, "?buffer=2", NULL);
+    batch_sub b = {subscribe(e.sub, e.topic, NULL, 1), 0};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, take_six, &b), 0);
+    tl_sleep_ms(100); /* the subscriber is waiting in sl_next */
+    sl_msg *ms[6];
+    for (int i = 0; i < 6; i++)
+        ms[i] = mk("x");
+    /* The publish fills the buffer and waits for room: the subscriber must
+     * be woken for what was queued, or neither moves until the timeout. */
+    sl_publish_opts o;
+    sl_publish_opts_init(&o);
+    o.timeout_ms = 2000;
+    assert_int_equal(sl_publish_ex(e.p, e.topic, ms, 6, &o), 0);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_int_equal(atomic_load(&b.got), 6);
+    for (int i = 0; i < 6; i++)
+        sl_msg_unref(ms[i]);
+    env_close(&e);
+}
+
 static void timed_out_batch_says_how_many_were_taken(void **state)
 {
     (void)state;
@@ -691,6 +733,7 @@ int main(void)
         cmocka_unit_test(nonblocking_publish_fails_with_eagain_and_publishes_nothing),
         cmocka_unit_test(nonblock_flag_and_timeout_on_a_blocking_publisher),
         cmocka_unit_test(timed_out_batch_says_how_many_were_taken),
+        cmocka_unit_test(batch_larger_than_the_buffer_reaches_a_waiting_subscriber),
         cmocka_unit_test(blocking_publish_waits_until_consumer_drains),
         cmocka_unit_test(wait_ack_publish_returns_only_after_ack),
         cmocka_unit_test(conflicting_bus_options_are_an_error),

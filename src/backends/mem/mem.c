@@ -530,6 +530,11 @@ static int mem_publish(void *impl, const char *tname, sl_msg *const *msgs, size_
                 rc = sli_err(SL_ECLOSED, "mem publisher closed while waiting for room");
                 goto out;
             }
+            /* Wake the subscribers for what this batch queued so far:
+             * they are the ones who make room. */
+            for (group *g = t->groups; g; g = g->next)
+                if (g->waiters)
+                    pthread_cond_broadcast(&g->cond);
             t->room_waiters++;
             int w = sli_cond_wait_until(&t->room, &t->mu, deadline);
             t->room_waiters--;
