@@ -112,7 +112,9 @@ void nf_publish_deferred(nf_req *q, nf_resp *r, const char *topic, json_t *paylo
     nf_conn *cc = q->cc;
     nf_publisher *p = nf_server_publisher(cc->srv);
     cc->topic = nf_topic_index(topic);
-    cc->request = json_incref(payload);
+    /* A copy of its own: the answer runs on a transport thread, and
+     * jansson's reference counts are not shared safely across threads. */
+    cc->request = json_deep_copy(payload);
     char *text = json_dumps(payload, JSON_COMPACT);
     sl_msg *m = NULL;
     int rc = text ? nf_app_message(id && id[0] ? id : NULL, text, false, &m) : SL_ENOMEM;
