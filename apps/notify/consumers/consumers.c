@@ -6,8 +6,9 @@
  * consume notify` twice) compete for messages. A handler applies one
  * message to the store idempotently (the message UUID is the notice's
  * order_sn); the notify consumer is a batch handler that stores the plain
- * first deliveries of a batch in one transaction (handle_notify_batch). On failure it counts the failure in failed_queues and returns
- * an error, so the router nacks with exponential backoff
+ * first deliveries of a batch in one transaction (handle_notify_batch).
+ * On failure a handler counts the failure in failed_queues and returns an
+ * error, so the router nacks with exponential backoff
  * (consumers.backoff_ms doubling up to backoff_max_ms); at
  * consumers.max_failures the message is parked: the handler succeeds (the
  * message leaves the queue) and the row waits for `sluice notify failed
@@ -43,28 +44,48 @@ static int64_t json_int(json_t *o, const char *k, int64_t dflt)
     return json_is_integer(v) ? (int64_t)json_integer_value(v) : dflt;
 }
 
+/* The notice a notify message carries (data borrowed from p); false when
+ * it lacks uid or data. */
+static bool notice_from(sl_msg *in, json_t *p, nf_notice *n)
+{
+    const char *time = json_string_value(json_object_get(p, "time"));
+    memset(n, 0, sizeof *n);
+    n->uid = json_int(p, "uid", -1);
+    n->type = (int)json_int(p, "type", 0);
+    n->data = (char *)json_string_value(json_object_get(p, "data"));
+    snprintf(n->order_sn, sizeof n->order_sn, "%s", sl_msg_uuid(in));
+    snprintf(n->create_time, sizeof n->create_time, "%s", time ? time : "");
+    return n->uid >= 0 && n->data;
+}
+
+/* A newly stored notice goes to the live-update emitter. */
+static void emit_notice(nf_app *app, const nf_notice *n)
+{
+    nf_events_emit(app->events, n->uid, "notice",
+                   json_pack("{s:s, s:i, s:s, s:s}", "order_sn", n->order_sn, "type", n->type, "data",
+                             n->data, "create_time", n->create_time));
+}
+
+static void record_lag(nf_app *app, int t, sl_msg *in)
+{
+    const char *pub_at = sl_msg_meta_get(in, "published_at_ms");
+    if (pub_at)
+        atomic_store(&app->metrics.lag_ms[t], nf_wall_ms() - atoll(pub_at));
+}
+
 static int apply_notify(nf_app *app, sl_msg *in, json_t *p)
 {
-    nf_notice n = {0};
-    json_t *data = json_object_get(p, "data");
-    const char *time = json_string_value(json_object_get(p, "time"));
-    n.uid = json_int(p, "uid", -1);
-    n.type = (int)json_int(p, "type", 0);
-    n.data = (char *)json_string_value(data);
-    if (n.uid < 0 || !n.data)
+    nf_notice n;
+    if (!notice_from(in, p, &n))
         return sl_handler_fail(SL_EPROTO, "notify message %s lacks uid or data", sl_msg_uuid(in));
     if (n.uid == app->fault_uid)
         return sl_handler_fail(SL_EIO, "injected fault for uid %lld", (long long)n.uid);
-    snprintf(n.order_sn, sizeof n.order_sn, "%s", sl_msg_uuid(in));
-    snprintf(n.create_time, sizeof n.create_time, "%s", time ? time : "");
     bool inserted = false;
     int rc = nf_store_notice_add(app->store, &n, &inserted);
     if (rc)
         return sl_handler_fail(rc, "store notice %s: %s", n.order_sn, sl_strerror(rc));
     if (inserted)
-        nf_events_emit(app->events, n.uid, "notice",
-                   json_pack("{s:s, s:i, s:s, s:s}", "order_sn", n.order_sn, "type", n.type, "data",
-                             n.data, "create_time", n.create_time));
+        emit_notice(app, &n);
     return 0;
 }
 
@@ -116,9 +137,7 @@ static int handle(sl_ctx *ctx, sl_msg *in, sl_msg_list *out, void *user)
     const char *topic = sl_msg_topic(in);
     int t = nf_topic_index(topic);
     int64_t start = nf_wall_ms();
-    const char *pub_at = sl_msg_meta_get(in, "published_at_ms");
-    if (pub_at)
-        atomic_store(&app->metrics.lag_ms[t], start - atoll(pub_at));
+    record_lag(app, t, in);
     /* A message parked by an earlier delivery whose ack was lost (process
      * stopped between parking and acking) stays parked: only a manual retry,
      * which marks it "requeued", brings it back. */
@@ -160,22 +179,11 @@ static bool fast_notice(nf_app *app, sl_msg *m, nf_notice *n, json_t **doc)
     size_t len;
     const char *payload = sl_msg_payload(m, &len);
     json_t *p = json_loadb(payload ? payload : "", len, 0, NULL);
-    const char *data = json_string_value(json_object_get(p, "data"));
-    const char *time = json_string_value(json_object_get(p, "time"));
-    int64_t uid = json_int(p, "uid", -1);
-    if (!json_is_object(p) || !data || uid < 0 || uid == app->fault_uid) {
+    if (!json_is_object(p) || !notice_from(m, p, n) || n->uid == app->fault_uid) {
         json_decref(p);
         return false;
     }
-    memset(n, 0, sizeof *n);
-    n->uid = uid;
-    n->type = (int)json_int(p, "type", 0);
-    n->data = (char *)data;
-    snprintf(n->order_sn, sizeof n->order_sn, "%s", sl_msg_uuid(m));
-    snprintf(n->create_time, sizeof n->create_time, "%s", time ? time : "");
-    const char *pub_at = sl_msg_meta_get(m, "published_at_ms");
-    if (pub_at)
-        atomic_store(&app->metrics.lag_ms[0], nf_wall_ms() - atoll(pub_at));
+    record_lag(app, 0, m);
     *doc = p;
     return true;
 }
@@ -213,9 +221,7 @@ static int handle_notify_batch(sl_ctx *ctx, sl_msg *const *in, size_t n, int *re
             results[idx[j]] = handle(ctx, in[idx[j]], out, user);
         } else {
             if (ins[j])
-                nf_events_emit(app->events, v[j].uid, "notice",
-                               json_pack("{s:s, s:i, s:s, s:s}", "order_sn", v[j].order_sn, "type",
-                                         v[j].type, "data", v[j].data, "create_time", v[j].create_time));
+                emit_notice(app, &v[j]);
             atomic_fetch_add(&app->metrics.processed[0], 1);
             atomic_fetch_add(&app->metrics.handle_count[0], 1);
             atomic_fetch_add(&app->metrics.handle_sum_us[0], us / k);

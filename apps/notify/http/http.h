@@ -47,7 +47,7 @@ typedef struct nf_conn {
     nf_resp done;
     _Atomic bool answered;
     int topic;        /* nf_topic_index of the deferred publish */
-    json_t *request;  /* its payload, for the retry log */
+    char *request;    /* its payload (JSON text), for the retry log */
     char id[256];     /* its message id */
 } nf_conn;
 
@@ -121,8 +121,9 @@ void nf_publisher_free(nf_publisher *p);
  * answered {"id":...}, or 503 with the request in the topic's retry log.
  * Any failure before that is answered the same way. */
 void nf_publish_deferred(nf_req *q, nf_resp *r, const char *topic, json_t *payload, const char *id);
-/* The retry log line and error log of a refused publish (routes.c). */
-void nf_retry_log(nf_app *app, const char *topic, json_t *req, int err);
+/* The retry log line (req: the request's JSON text) and error log of a
+ * refused publish (routes.c). */
+void nf_retry_log(nf_app *app, const char *topic, const char *req, int err);
 
 /* The HTTP server (server.c). app->hub must exist (nf_hub_new) before the
  * consumers start and outlive them; nf_server_stop ends the streams but

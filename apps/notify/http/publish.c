@@ -93,7 +93,7 @@ static void answer_published(nf_conn *cc, nf_app *app, int status)
         nf_retry_log(app, topic, cc->request, status);
         nf_resp_fail(&cc->done, 503, "queue unavailable (%s); request logged for retry", sl_strerror(status));
     }
-    json_decref(cc->request);
+    free(cc->request);
     cc->request = NULL;
     atomic_store(&cc->answered, true);
     MHD_resume_connection(cc->conn);
@@ -112,13 +112,12 @@ void nf_publish_deferred(nf_req *q, nf_resp *r, const char *topic, json_t *paylo
     nf_conn *cc = q->cc;
     nf_publisher *p = nf_server_publisher(cc->srv);
     cc->topic = nf_topic_index(topic);
-    /* A copy of its own: the answer runs on a transport thread, and
-     * jansson's reference counts are not shared safely across threads. */
-    cc->request = json_deep_copy(payload);
-    char *text = json_dumps(payload, JSON_COMPACT);
+    /* The text, not the object, travels to the transport thread that answers
+     * (jansson's reference counts are not shared safely across threads); it
+     * is parsed again only for a retry-log line. */
+    cc->request = json_dumps(payload, JSON_COMPACT);
     sl_msg *m = NULL;
-    int rc = text ? nf_app_message(id && id[0] ? id : NULL, text, false, &m) : SL_ENOMEM;
-    free(text);
+    int rc = cc->request ? nf_app_message(id && id[0] ? id : NULL, cc->request, false, &m) : SL_ENOMEM;
     if (!rc && q->app->fault_publish)
         rc = SL_EIO; /* test hook: the queue refuses everything */
     if (!rc)

@@ -53,11 +53,11 @@ static bool valid_time(const char *s)
     return d <= maxd && tm.tm_hour < 24 && tm.tm_min < 60 && tm.tm_sec < 60;
 }
 
-void nf_retry_log(nf_app *app, const char *topic, json_t *req, int err)
+void nf_retry_log(nf_app *app, const char *topic, const char *req, int err)
 {
     nf_logfile *f = !strcmp(topic, NF_TOPIC_READ) ? app->read_retry : app->notice_retry;
-    json_t *o = json_pack("{s:I, s:s, s:O, s:s}", "ts_ms", (json_int_t)nf_wall_ms(), "topic", topic,
-                          "request", req, "error", sl_strerror(err));
+    json_t *o = json_pack("{s:I, s:s, s:o?, s:s}", "ts_ms", (json_int_t)nf_wall_ms(), "topic", topic,
+                          "request", json_loads(req, 0, NULL), "error", sl_strerror(err));
     char *line = o ? json_dumps(o, JSON_COMPACT) : NULL;
     if (line)
         nf_logfile_write(f, line, strlen(line));

@@ -444,7 +444,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (cc) {
         free(cc->body);
         free(cc->done.body);
-        json_decref(cc->request);
+        free(cc->request);
         free(cc);
     }
     *con_cls = NULL;
