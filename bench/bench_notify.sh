@@ -8,6 +8,10 @@
 #     bare libmicrohttpd server answering a fixed JSON body with the same
 #     daemon flags and thread count. Rounds alternate between the sides after
 #     a warm-up; each side's best round counts. Any non-2xx answer fails.
+#     Then one round per side at higher concurrency (SL_BENCH_WRK_CONNS_HIGH,
+#     256; 0 skips it), printed for information: durable queueing commits
+#     the requests waiting together, so ours gains from more clients while
+#     the peer, bound by CPU, does not. The ratio line uses the first setting.
 #  2. End-to-end delay at about half of our peak: wrk paces the same POSTs
 #     (a per-connection delay) while bench_notify_probe posts probe notices
 #     and polls /api/msg/list until each is visible.
@@ -16,7 +20,8 @@
 #   ratio: notify_http_post ours=<req/s> peer=<req/s> ratio=<ours/peer> target=0.5
 # Knobs: SL_BENCH_HTTP_SECS (per round, 4), SL_BENCH_HTTP_ROUNDS (2),
 # SL_BENCH_WRK_THREADS (2), SL_BENCH_WRK_CONNS (32), SL_BENCH_HTTP_THREADS
-# (server threads on both sides, 4), SL_BENCH_PROBES (200), SL_BENCH_PROBE_RATE (20/s).
+# (server threads on both sides, 4), SL_BENCH_WRK_CONNS_HIGH (256),
+# SL_BENCH_PROBES (200), SL_BENCH_PROBE_RATE (20/s).
 set -euo pipefail
 B=$(cd "${1:?usage: bench_notify.sh BUILD_DIR}" && pwd)
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -27,6 +32,7 @@ SECS=${SL_BENCH_HTTP_SECS:-4}
 ROUNDS=${SL_BENCH_HTTP_ROUNDS:-2}
 WT=${SL_BENCH_WRK_THREADS:-2}
 WC=${SL_BENCH_WRK_CONNS:-32}
+WCH=${SL_BENCH_WRK_CONNS_HIGH:-256}
 THREADS=${SL_BENCH_HTTP_THREADS:-4}
 PROBES=${SL_BENCH_PROBES:-200}
 PROBE_RATE=${SL_BENCH_PROBE_RATE:-20}
@@ -101,10 +107,18 @@ for r in $(seq 1 "$ROUNDS"); do
   peer_rps=$(best "$peer_rps" "$v")
 done
 echo "p99_latency_ms ours=$ours_p99 peer=$peer_p99"
+if [ "$WCH" -gt 0 ]; then
+  hi_o=$(run_wrk "$OURS" "$SECS" "$WCH"); check_ok ours "$hi_o"
+  hi_p=$(run_wrk "$PEER_URL" "$SECS" "$WCH"); check_ok peer "$hi_p"
+  awk -v o="$(field rps "$hi_o")" -v p="$(field rps "$hi_p")" -v c="$WCH" \
+      -v oq="$(field p99_ms "$hi_o")" -v pq="$(field p99_ms "$hi_p")" 'BEGIN {
+    printf "at %d connections (information): ours=%d peer=%d ratio=%.2f p99_ms ours=%s peer=%s\n", c, o, p, (p > 0 ? o / p : 0), oq, pq }'
+fi
 
 metric() { sed -nE "s/^$1\{topic=\"notify\"\} ([0-9.e+-]+)/\1/p" <<<"$M"; }
 M=$(curl -s -m 5 "$OURS/metrics")
-awk -v n="$(metric sluice_consumer_processed_total)" -v t=$((SECS * ROUNDS + 2)) \
+rounds=$ROUNDS; [ "$WCH" -gt 0 ] && rounds=$((ROUNDS + 1))
+awk -v n="$(metric sluice_consumer_processed_total)" -v t=$((SECS * rounds + 2)) \
     -v s="$(metric sluice_consumer_handler_seconds_sum)" -v c="$(metric sluice_consumer_handler_seconds_count)" \
     'BEGIN { printf "consumers applied %d notices during the load rounds (~%d/s), handler mean %.2f ms\n", n, n / t, (c > 0 ? s * 1000 / c : 0) }' 
 # The backlog of those rounds is durable; the delay is measured on a fresh
