@@ -15,15 +15,16 @@
  * reports the outcome (on_unsent, then callback, then future) and only then
  * counts it sent/unsent (in_flight--). With batch_max > 1 (no middlewares)
  * the thread pops the run of envelopes of the head's sender, up to
- * batch_max, and publishes them with one call; each gets that outcome. Shutdown sets `closing` (no more
- * puts; threads exit once the ring is empty) and the deadline, waits for
- * `drained` until the deadline, then itself pops what is left and reports it
- * unsent (SL_ETIMEDOUT). A publish in flight at the deadline fails soon
- * after it: the final publish waits for backend room in slices of at most
- * PUB_SLICE_MS and gives up at the deadline, and middlewares sleep through
- * sl_transport_call_sleep, which the deadline cuts short. (A backend that
- * reports SL_ETIMEDOUT for a publish it nevertheless took may thus see the
- * message twice: at-least-once.)
+ * batch_max, and publishes them with one call; each gets that outcome.
+ * Shutdown sets `closing` (no more puts; threads exit once the ring is
+ * empty) and the deadline, waits for `drained` until the deadline, then
+ * itself pops what is left and reports it unsent (SL_ETIMEDOUT). A publish
+ * in flight at the deadline fails soon after it: the final publish waits
+ * for backend room in slices of at most PUB_SLICE_MS and gives up at the
+ * deadline, and middlewares sleep through sl_transport_call_sleep, which
+ * the deadline cuts short. (A backend that reports SL_ETIMEDOUT for a
+ * publish it nevertheless took may thus see the message twice:
+ * at-least-once.)
  */
 #include <errno.h>
 #include <stdlib.h>

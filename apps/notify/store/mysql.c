@@ -150,17 +150,6 @@ static int op_notice_add(my_store *s, my_conn *c, void *p)
     return rc;
 }
 
-static int my_notice_add(nf_store *base, const nf_notice *n, bool *inserted)
-{
-    if (n->uid < 0)
-        return SL_EINVAL;
-    add_arg a = {.n = n};
-    int rc = nf_my_run((my_store *)base, op_notice_add, &a);
-    if (inserted)
-        *inserted = !rc && a.added;
-    return rc;
-}
-
 typedef struct add_many_arg {
     const nf_notice *v;
     size_t n;
@@ -686,7 +675,6 @@ const nf_store_ops nf_store_mysql_ops = {
     .scheme = "mysql",
     .open = my_open,
     .close = my_close,
-    .notice_add = my_notice_add,
     .notice_add_many = my_notice_add_many,
     .mark_read = my_mark_read,
     .list = my_list,

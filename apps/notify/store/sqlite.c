@@ -272,17 +272,6 @@ static int sq_notice_add_many(nf_store *base, const nf_notice *v, size_t n, bool
     return rc;
 }
 
-static int sq_notice_add(nf_store *base, const nf_notice *n, bool *inserted)
-{
-    if (n->uid < 0)
-        return SL_EINVAL;
-    bool added = false;
-    int rc = sq_notice_add_many(base, n, 1, &added);
-    if (inserted)
-        *inserted = added;
-    return rc;
-}
-
 static int sq_mark_read(nf_store *base, int64_t uid, int type, int64_t id, int64_t *changed)
 {
     sq_store *s = (sq_store *)base;
@@ -565,7 +554,6 @@ const nf_store_ops nf_store_sqlite_ops = {
     .scheme = "sqlite",
     .open = sq_open,
     .close = sq_close,
-    .notice_add = sq_notice_add,
     .notice_add_many = sq_notice_add_many,
     .mark_read = sq_mark_read,
     .list = sq_list,

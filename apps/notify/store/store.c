@@ -42,7 +42,11 @@ int nf_store_notice_add_many(nf_store *s, const nf_notice *v, size_t n, bool *in
 
 int nf_store_notice_add(nf_store *s, const nf_notice *n, bool *inserted)
 {
-    return s->ops->notice_add(s, n, inserted);
+    bool added = false;
+    int rc = nf_store_notice_add_many(s, n, 1, &added);
+    if (inserted)
+        *inserted = added;
+    return rc;
 }
 
 int nf_store_mark_read(nf_store *s, int64_t uid, int type, int64_t id, int64_t *changed)

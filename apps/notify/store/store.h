@@ -50,7 +50,7 @@ typedef struct nf_store_ops {
     const char *scheme;
     int (*open)(nf_store **out, const char *url, int shards);
     void (*close)(nf_store *s);
-    int (*notice_add)(nf_store *s, const nf_notice *n, bool *inserted);
+    /* v[0..n) in one transaction (n > 0, every uid >= 0) */
     int (*notice_add_many)(nf_store *s, const nf_notice *v, size_t n, bool *inserted);
     int (*mark_read)(nf_store *s, int64_t uid, int type, int64_t id, int64_t *changed);
     int (*list)(nf_store *s, const nf_list_query *q, nf_notice **out, size_t *n, int64_t *unread);
