@@ -138,6 +138,7 @@ static void *emitter_main(void *arg)
 {
     nf_events *e = arg;
     int64_t deadline = 0;
+    pthread_setname_np(pthread_self(), "nf-events-out");
     pthread_mutex_lock(&e->mu);
     for (;;) {
         while (!e->head && !e->stopping)
@@ -227,6 +228,7 @@ static void deliver(nf_listener *l, sl_msg *m)
 static void *listener_main(void *arg)
 {
     nf_listener *l = arg;
+    pthread_setname_np(pthread_self(), "nf-events-in");
     int64_t last_warn = 0;
     while (!atomic_load(&l->stopping)) {
         sl_msg *m = NULL;

@@ -41,6 +41,10 @@ int sli_cond_wait_until(pthread_cond_t *c, pthread_mutex_t *m, int64_t deadline_
 /* Deadline (mono ms) for a timeout_ms argument; -1 for forever. */
 int64_t sli_deadline_ms(int timeout_ms);
 
+/* Name the calling thread (shown by top -H, ps -L, perf, gdb); at most 15
+ * bytes are kept. Best effort. */
+void sli_thread_name(const char *name);
+
 /* Futex-style waits on a 32-bit atomic (Linux futex, private). */
 /* Wait while *addr == expected, at most until deadline_ms (mono, < 0 forever).
  * Returns 0 when woken or the value differed, SL_ETIMEDOUT at the deadline. */

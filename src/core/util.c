@@ -5,7 +5,9 @@
 #include <errno.h>
 #include <limits.h>
 #include <linux/futex.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <sys/prctl.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/syscall.h>
@@ -19,6 +21,13 @@ int64_t sli_mono_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+void sli_thread_name(const char *name)
+{
+    char buf[16];
+    snprintf(buf, sizeof buf, "%s", name);
+    prctl(PR_SET_NAME, buf, 0, 0, 0);
 }
 
 int64_t sli_mono_ms(void) { return sli_mono_ns() / 1000000; }

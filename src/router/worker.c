@@ -230,6 +230,9 @@ void *sli_router_worker(void *arg)
     sli_worker *w = arg;
     sl_router *r = w->h->r;
     sl_msg_list out = {0};
+    char name[16];
+    snprintf(name, sizeof name, "sl-h:%s", w->h->name);
+    sli_thread_name(name);
     if (w->h->batch_fn)
         loop_batch(w, &out);
     else

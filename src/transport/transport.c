@@ -206,6 +206,7 @@ static void *publisher_main(void *arg)
 {
     sl_transport *t = arg;
     item one;
+    sli_thread_name("sl-transport");
     sl_msg *one_msg;
     size_t max = t->batch_max;
     item *its = max > 1 ? malloc(max * sizeof *its) : NULL;

@@ -234,6 +234,7 @@ static int handle_notify_batch(sl_ctx *ctx, sl_msg *const *in, size_t n, int *re
 static void *run_main(void *arg)
 {
     nf_consumers *c = arg;
+    pthread_setname_np(pthread_self(), "nf-consumers");
     /* consumers.nice: the router's threads, started from here, inherit this
      * thread's niceness (Linux: per thread), so that under saturation the
      * HTTP threads that accept notices win the CPU and the backlog waits,

@@ -118,6 +118,7 @@ static void reader_free(void *cls)
 static void *pinger_main(void *arg)
 {
     nf_hub *h = arg;
+    pthread_setname_np(pthread_self(), "nf-sse-ping");
     pthread_mutex_lock(&h->mu);
     while (!h->stopping) {
         struct timespec ts;

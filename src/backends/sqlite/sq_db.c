@@ -502,6 +502,7 @@ void *sq_writer_main(void *arg)
 {
     sq_db *d = arg;
     int64_t t0 = sli_mono_ms();
+    sli_thread_name("sl-sqlite");
     writer_clock c = {1, 0, t0 + SQ_HK_MS, t0 + SQ_HEARTBEAT_MS};
     pthread_mutex_lock(&d->mu);
     while (writer_wait(d, &c)) {
