@@ -68,6 +68,8 @@
 #define SQ_LEASE_MAX 256 /* messages in one lease (and one claim) */
 #define SQ_APP_ID 0x534C4943 /* 'SLIC' */
 #define SQ_ERRLEN 300
+#define SQ_WAKE_SLOTS 64
+#define SQ_WAKE_SLOT(tid) ((unsigned)((uint64_t)(tid) % SQ_WAKE_SLOTS))
 
 typedef struct sq_db sq_db;
 typedef struct sq_req sq_req;
@@ -160,9 +162,17 @@ struct sq_db {
     struct sq_wslot {
         _Atomic uint32_t word, sleepers;
     } wslot[2];
-    /* wakeups: bumped on every change a consumer may be waiting for */
-    _Atomic uint32_t seq;
+    /* consumer wakeups, by topic: a slot (tid % SQ_WAKE_SLOTS) is bumped
+     * when a batch changed what its topics' consumers may be waiting for
+     * (publish, ack, nack, hand-back), so a publish to one topic does not
+     * wake the consumers of every other; changes by other connections bump
+     * them all. waiters: sleepers of all slots (the writer polls for other
+     * connections' changes only while somebody sleeps). */
+    struct sq_wake {
+        _Atomic uint32_t seq, waiters;
+    } wake[SQ_WAKE_SLOTS];
     _Atomic uint32_t waiters;
+    uint64_t wake_bits; /* slots the running batch touched (holder only) */
     /* state of whoever holds the connection (busy) */
     int64_t busy_start;
     int64_t commit_ema_us;
@@ -191,7 +201,11 @@ void sq_rollback(sq_db *d); /* roll back an open transaction, forget cached topi
 bool sq_poll_changes(sq_db *d); /* PRAGMA data_version changed since last time */
 /* Queue r; wait for it unless r->async. Returns r->rc (error detail set). */
 int sq_submit(sq_db *d, sq_req *r);
-void sq_wake(sq_db *d);
+void sq_wake(sq_db *d, int64_t tid); /* wake the consumers of topic tid */
+/* Sleep until the wake slot of tid moves past seen, or deadline_ms (mono,
+ * < 0 never). seen: sq_wake_seq(d, tid), read before looking for work. */
+uint32_t sq_wake_seq(sq_db *d, int64_t tid);
+void sq_wake_wait(sq_db *d, int64_t tid, uint32_t seen, int64_t deadline_ms);
 /* sqlite error code -> SL_E*, with text into buf. */
 int sq_map(sqlite3 *db, int src, char *buf, size_t len, const char *what);
 

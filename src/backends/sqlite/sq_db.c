@@ -36,8 +36,10 @@
  * sleeps with backoff (100 us .. 2 ms) up to busy_timeout (default 60 s), so
  * SQLITE_BUSY never reaches the user in practice.
  *
- * Wakeups: consumers wait on the futex `seq`, bumped after every batch. While
- * any consumer waits, the writer also polls `PRAGMA data_version` (which
+ * Wakeups: consumers wait on the futex of their topic's wake slot (topic id
+ * modulo SQ_WAKE_SLOTS), bumped after a batch that published, acked, nacked
+ * or handed back messages of a topic of that slot: a busy topic does not
+ * wake the idle consumers of the others. While any consumer waits, the writer also polls `PRAGMA data_version` (which
  * changes only when ANOTHER connection committed: other processes, or
  * sl_sqlite_publish_tx) every 1 ms, backing off to poll= (default 5 ms) while
  * nothing changes; with no waiter it does not poll at all.
@@ -214,23 +216,26 @@ static void choose_sync(sq_db *d, const sq_req *batch)
     }
 }
 
-static void bump(sq_db *d)
+/* Wake the consumers sleeping on the slots in bits. */
+static void bump(sq_db *d, uint64_t bits)
 {
-    atomic_fetch_add(&d->seq, 1);
-    if (atomic_load(&d->waiters))
-        sli_futex_wake_all(&d->seq);
+    for (unsigned k = 0; bits && k < SQ_WAKE_SLOTS; k++, bits >>= 1) {
+        if (!(bits & 1))
+            continue;
+        atomic_fetch_add(&d->wake[k].seq, 1);
+        if (atomic_load(&d->wake[k].waiters))
+            sli_futex_wake_all(&d->wake[k].seq);
+    }
 }
 
-/* Whether batch changes what a waiting consumer may want (read before
- * running it: running frees async requests). Not claims and subscribes
- * alone: a consumer whose claim found nothing would wake itself up and
- * spin while idle. */
-static bool wakes(const sq_req *batch)
+/* The slots the last batch touched (sq_ops_run_all sets them; claims and
+ * subscribes set none: a consumer whose claim found nothing would wake
+ * itself up and spin while idle). By the connection holder. */
+static uint64_t take_wake_bits(sq_db *d)
 {
-    for (const sq_req *r = batch; r; r = r->next)
-        if (r->kind != SQ_CLAIM && r->kind != SQ_SUBSCRIBE)
-            return true;
-    return false;
+    uint64_t b = d->wake_bits;
+    d->wake_bits = 0;
+    return b;
 }
 
 static void run_batch(sq_db *d, sq_req *batch)
@@ -279,11 +284,10 @@ static void run_batch(sq_db *d, sq_req *batch)
 /* Run batch (frees or completes each of its requests) and wake who waits. */
 static void run_and_wake(sq_db *d, sq_req *batch)
 {
-    bool change = wakes(batch);
     run_batch(d, batch);
+    uint64_t bits = take_wake_bits(d);
     wake_done(d, take_wake_mask(d));
-    if (change)
-        bump(d);
+    bump(d, bits);
 }
 
 
@@ -427,8 +431,8 @@ static void lead(sq_db *d, sq_req *own)
         }
         sq_req *batch = take_batch(d);
         pthread_mutex_unlock(&d->mu);
-        bool change = wakes(batch);
         run_batch(d, batch);
+        uint64_t bits = take_wake_bits(d);
         unsigned mask = take_wake_mask(d);
         bool mine = atomic_load(&own->done) == SQ_DONE;
         if (mine) {
@@ -437,8 +441,7 @@ static void lead(sq_db *d, sq_req *own)
             pthread_mutex_unlock(&d->mu);
         }
         wake_done(d, mask);
-        if (change)
-            bump(d);
+        bump(d, bits);
         if (mine)
             return;
         pthread_mutex_lock(&d->mu);
@@ -490,7 +493,7 @@ static bool writer_wait(sq_db *d, const writer_clock *c)
 static void writer_poll(sq_db *d, writer_clock *c, int64_t now)
 {
     if (sq_poll_changes(d)) {
-        bump(d);
+        bump(d, ~(uint64_t)0);
         c->poll_iv = 1;
     } else if ((c->poll_iv *= 2) > d->o.poll_ms) {
         c->poll_iv = d->o.poll_ms;
@@ -588,4 +591,18 @@ int sq_submit(sq_db *d, sq_req *r)
     return r->rc ? sli_err(r->rc, "%s", r->err) : 0;
 }
 
-void sq_wake(sq_db *d) { bump(d); }
+void sq_wake(sq_db *d, int64_t tid) { bump(d, (uint64_t)1 << SQ_WAKE_SLOT(tid)); }
+
+uint32_t sq_wake_seq(sq_db *d, int64_t tid) { return atomic_load(&d->wake[SQ_WAKE_SLOT(tid)].seq); }
+
+/* The waiter counts are raised before the futex looks at seq, and bump()
+ * reads them after changing it, so a sleeper is never missed. */
+void sq_wake_wait(sq_db *d, int64_t tid, uint32_t seen, int64_t deadline_ms)
+{
+    struct sq_wake *w = &d->wake[SQ_WAKE_SLOT(tid)];
+    atomic_fetch_add(&d->waiters, 1);
+    atomic_fetch_add(&w->waiters, 1);
+    sli_futex_wait(&w->seq, seen, deadline_ms);
+    atomic_fetch_sub(&w->waiters, 1);
+    atomic_fetch_sub(&d->waiters, 1);
+}

@@ -430,6 +430,7 @@ static int op_publish(sq_db *d, pub_run *p)
             i += rows;
         }
     }
+    d->wake_bits |= (uint64_t)1 << SQ_WAKE_SLOT(tid);
     sqlite3_bind_int64(d->st[S_TOPIC_SEQ_SET], 1, tid);
     sqlite3_bind_int64(d->st[S_TOPIC_SEQ_SET], 2, seq + (int64_t)p->n);
     return sq_run(d, d->st[S_TOPIC_SEQ_SET], r->err, sizeof r->err, "publish");
@@ -527,6 +528,7 @@ sq_req *sq_ops_run_all(sq_db *d, sq_req *batch)
     for (sq_req *r = batch; r && !bad; r = r->next) {
         if (r->kind == SQ_ACK) {
             acked = true;
+            d->wake_bits |= (uint64_t)1 << SQ_WAKE_SLOT(r->tid);
             acks[n++] = r;
             if (n == ACK_SET) {
                 bad = sq_settle_acks(d, acks, n);
@@ -545,6 +547,8 @@ sq_req *sq_ops_run_all(sq_db *d, sq_req *batch)
             r = p.last;
         } else if ((r->rc = run_one(d, r)) != 0) {
             bad = r;
+        } else if (r->kind != SQ_CLAIM && r->kind != SQ_SUBSCRIBE) {
+            d->wake_bits |= (uint64_t)1 << SQ_WAKE_SLOT(r->tid);
         }
     }
     if (!bad && n)

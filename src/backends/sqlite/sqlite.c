@@ -210,7 +210,7 @@ static void sq_hook(sl_msg *m, sli_msg_event ev, unsigned delay_ms, void *ctx)
             sli_log(SL_LOG_WARN, "sqlite", "out of memory: %s left to its ack deadline",
                     ev == SLI_MSG_EV_ACK ? "ack" : "nack");
             atomic_fetch_sub(&s->out, 1);
-            sq_wake(s->db);
+            sq_wake(s->db, s->tid);
             return;
         }
     } else {
@@ -220,6 +220,7 @@ static void sq_hook(sl_msg *m, sli_msg_event ev, unsigned delay_ms, void *ctx)
     r->kind = ev == SLI_MSG_EV_ACK ? SQ_ACK : SQ_NACK;
     r->async = async;
     r->gid = s->gid;
+    r->tid = s->tid;
     r->msg_id = dv->msg_id;
     r->lease = dv->lease;
     r->owner = s->owner;
@@ -230,7 +231,7 @@ static void sq_hook(sl_msg *m, sli_msg_event ev, unsigned delay_ms, void *ctx)
         sli_log(SL_LOG_WARN, "sqlite", "ack of message %s failed (it will be redelivered): %s",
                 sl_msg_uuid(m), sl_errmsg());
     atomic_fetch_sub(&s->out, 1);
-    sq_wake(s->db);
+    sq_wake(s->db, s->tid); /* a next() waiting for room in its prefetch */
 }
 
 /* Hand out the next buffered claim (under nmu). */
@@ -278,10 +279,8 @@ static int next_locked(sq_sub *s, sl_msg **out, int timeout_ms, int64_t deadline
             return sli_err(SL_ECLOSED, "subscription closed");
         if (s->ibuf < s->nbuf)
             return deliver(s, out);
-        /* seq read before the claim: a change after it ends the wait below
-         * at once; waiters counts only sleepers (bump() reads it after
-         * changing seq, so a sleeper is never missed). */
-        uint32_t seen = atomic_load(&d->seq);
+        /* read before the claim: a change after it ends the wait below at once */
+        uint32_t seen = sq_wake_seq(d, s->tid);
         unsigned held = atomic_load(&s->out);
         int64_t due = -1;
         if (held < s->prefetch) {
@@ -299,9 +298,7 @@ static int next_locked(sq_sub *s, sl_msg **out, int timeout_ms, int64_t deadline
             if (until < 0 || due_mono < until)
                 until = due_mono;
         }
-        atomic_fetch_add(&d->waiters, 1);
-        sli_futex_wait(&d->seq, seen, until);
-        atomic_fetch_sub(&d->waiters, 1);
+        sq_wake_wait(d, s->tid, seen, until);
     }
 }
 
@@ -322,13 +319,13 @@ static int sq_unsubscribe(void *impl)
     sq_sub *s = impl;
     atomic_store(&s->closed, true);
     while (atomic_load(&s->inside)) {
-        sq_wake(s->db);
+        sq_wake(s->db, s->tid);
         usleep(200);
     }
     for (unsigned i = s->ibuf; i < s->nbuf; i++)
         sl_msg_unref(s->buf[i].m); /* never handed out: the hand-back covers them */
     s->nbuf = s->ibuf = 0;
-    sq_req r = {.kind = SQ_UNSUBSCRIBE, .gid = s->gid, .owner = s->owner, .priv = s->priv};
+    sq_req r = {.kind = SQ_UNSUBSCRIBE, .gid = s->gid, .tid = s->tid, .owner = s->owner, .priv = s->priv};
     int rc = sq_submit(s->db, &r);
     sub_unref(s);
     return rc;
