@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -480,6 +482,62 @@ static void acked_messages_are_deleted(void **state)
     assert_int_equal(sl_publisher_close(p), 0);
 }
 
+typedef struct quiet_arg {
+    sl_subscription *s;
+    int rc;
+    long switches; /* voluntary context switches while waiting */
+} quiet_arg;
+
+static void *quiet_consumer(void *v)
+{
+    quiet_arg *a = v;
+    struct rusage r0, r1;
+    sl_msg *m = NULL;
+    getrusage(RUSAGE_THREAD, &r0);
+    a->rc = sl_next(a->s, &m, 10000);
+    getrusage(RUSAGE_THREAD, &r1);
+    a->switches = r1.ru_nvcsw - r0.ru_nvcsw;
+    if (!a->rc) {
+        sl_msg_ack(m);
+        sl_msg_unref(m);
+    }
+    return NULL;
+}
+
+/* A consumer waiting on one topic sleeps through the traffic of another
+ * (publishes and acks wake the consumers of their own topic only), and
+ * still gets its own message as soon as it comes. Each batch used to wake
+ * every consumer of the file, which then ran a claim that found nothing. */
+static void idle_consumer_sleeps_through_other_topics(void **state)
+{
+    (void)state;
+    enum { BUSY = 300 };
+    sl_publisher *p;
+    sl_subscriber *sub;
+    sl_subscription *busy, *quiet;
+    sl_subscribe_opts o;
+    sl_subscribe_opts_init(&o);
+    o.group = "g";
+    open_pair(&p, &sub);
+    assert_int_equal(sl_subscribe(sub, "busy", &o, &busy), 0);
+    assert_int_equal(sl_subscribe(sub, "quiet", &o, &quiet), 0);
+    quiet_arg a = {.s = quiet, .rc = -1};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, quiet_consumer, &a), 0);
+    tl_sleep_ms(200); /* asleep in sl_next by now */
+    for (int i = 0; i < BUSY; i++) {
+        pub1(p, "busy", "b");
+        expect(busy, "b", true);
+    }
+    pub1(p, "quiet", "q");
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(a.rc, 0);
+    /* a handful for its own message and its claim; one per busy batch
+     * (>= BUSY) if the traffic woke it */
+    assert_in_range(a.switches, 0, 40);
+    close_pair(p, sub);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -499,6 +557,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(options_are_checked, setup, sqfx_teardown),
         cmocka_unit_test_setup_teardown(relative_path_url_works, setup, sqfx_teardown),
         cmocka_unit_test_setup_teardown(acked_messages_are_deleted, setup, sqfx_teardown),
+        cmocka_unit_test_setup_teardown(idle_consumer_sleeps_through_other_topics, setup,
+                                        sqfx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
