@@ -1,14 +1,14 @@
 /*
- * util.c - clocks, monotonic condition variables, futex waits, refcounted
- * strings, per-thread random numbers and topic validation.
+ * util.c - clocks, monotonic condition variables, futex waits, thread names,
+ * refcounted strings, per-thread random numbers and topic validation.
  */
 #include <errno.h>
 #include <limits.h>
 #include <linux/futex.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/prctl.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/syscall.h>
 #include <time.h>

@@ -39,10 +39,11 @@
  * Wakeups: consumers wait on the futex of their topic's wake slot (topic id
  * modulo SQ_WAKE_SLOTS), bumped after a batch that published, acked, nacked
  * or handed back messages of a topic of that slot: a busy topic does not
- * wake the idle consumers of the others. While any consumer waits, the writer also polls `PRAGMA data_version` (which
- * changes only when ANOTHER connection committed: other processes, or
- * sl_sqlite_publish_tx) every 1 ms, backing off to poll= (default 5 ms) while
- * nothing changes; with no waiter it does not poll at all.
+ * wake the idle consumers of the others. While any consumer waits, the
+ * writer also polls `PRAGMA data_version` (which changes only when ANOTHER
+ * connection committed: other processes, or sl_sqlite_publish_tx) every
+ * 1 ms, backing off to poll= (default 5 ms) while nothing changes, and a
+ * change it sees wakes every slot; with no waiter it does not poll at all.
  *
  * Housekeeping, once a second in its own transaction: heartbeat of this
  * process' private groups, removal of private groups whose process died

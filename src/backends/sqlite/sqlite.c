@@ -325,7 +325,8 @@ static int sq_unsubscribe(void *impl)
     for (unsigned i = s->ibuf; i < s->nbuf; i++)
         sl_msg_unref(s->buf[i].m); /* never handed out: the hand-back covers them */
     s->nbuf = s->ibuf = 0;
-    sq_req r = {.kind = SQ_UNSUBSCRIBE, .gid = s->gid, .tid = s->tid, .owner = s->owner, .priv = s->priv};
+    sq_req r = {
+        .kind = SQ_UNSUBSCRIBE, .gid = s->gid, .tid = s->tid, .owner = s->owner, .priv = s->priv};
     int rc = sq_submit(s->db, &r);
     sub_unref(s);
     return rc;
