@@ -114,5 +114,7 @@ void nf_listener_stop(nf_listener *l);
 /* ---- SSE hub (http/sse.c) ---- */
 /* Push an event to every stream of uid. json is the data line. */
 void nf_hub_push(nf_hub *h, int64_t uid, const char *event, const char *json);
+/* Whether any stream is open (a listener need not decode events for nobody). */
+bool nf_hub_has_streams(const nf_hub *h);
 
 #endif

@@ -8,7 +8,8 @@
  * looks up each user's current count and publishes them to the events topic
  * (NF_TOPIC_EVENTS) on the service's queue URL. Every HTTP server subscribes
  * to that topic WITHOUT a group, so each server instance gets every event,
- * and pushes it to its SSE hub. Consumers in the server process use the
+ * and pushes it to its SSE hub (with no stream open it acks the event
+ * without decoding it). Consumers in the server process use the
  * same path: there is one mechanism whatever the deployment.
  *
  * Events are best-effort: the handler only appends to an in-memory list (it
@@ -208,6 +209,8 @@ void nf_events_stop(nf_events *e)
 
 static void deliver(nf_listener *l, sl_msg *m)
 {
+    if (!nf_hub_has_streams(l->app->hub))
+        return; /* nobody to show it to: acked without decoding */
     size_t len;
     const char *payload = sl_msg_payload(m, &len);
     json_error_t jerr;

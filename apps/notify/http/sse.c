@@ -190,6 +190,11 @@ void nf_hub_free(nf_hub *h)
     free(h);
 }
 
+bool nf_hub_has_streams(const nf_hub *h)
+{
+    return h && atomic_load(&h->m->sse_clients) > 0;
+}
+
 void nf_hub_push(nf_hub *h, int64_t uid, const char *event, const char *json)
 {
     if (!h)
