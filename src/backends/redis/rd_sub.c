@@ -213,7 +213,8 @@ static void settles_requeue(rd_sub *s, rd_settle *q, size_t n)
     pthread_mutex_lock(&s->qmu);
     rd_settle *m = s->final ? NULL : realloc(q, (n + s->nq) * sizeof *q);
     if (m) {
-        memcpy(m + n, s->q, s->nq * sizeof *q);
+        if (s->nq) /* s->q may be NULL then: memcpy must not get it */
+            memcpy(m + n, s->q, s->nq * sizeof *q);
         free(s->q);
         s->q = m;
         s->nq = s->capq = n + s->nq;
