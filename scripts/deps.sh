@@ -8,7 +8,14 @@ PKGS=(build-essential cmake ninja-build pkg-config
       libjansson-dev libyaml-dev libmicrohttpd-dev zlib1g-dev curl jq
       librabbitmq-dev rabbitmq-server chromium nodejs wrk
       libhiredis-dev redis-server redis-tools
-      libmariadb-dev mariadb-server mariadb-client)
+      libmariadb-dev mariadb-server mariadb-client
+      libpq-dev postgresql postgresql-client
+      libcurl4-openssl-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler
+      libnats-dev nats-server librdkafka-dev etcd-server etcd-client
+      libjwt-dev libssl-dev libgrpc-dev
+      python3-grpcio python3-grpc-tools python3-protobuf python3-confluent-kafka
+      clang libclang-rt-14-dev prometheus
+      debhelper devscripts dpkg-dev lintian)
 
 missing=()
 for p in "${PKGS[@]}"; do
@@ -22,5 +29,13 @@ echo "deps.sh: installing ${missing[*]}" >&2
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 export DEBIAN_FRONTEND=noninteractive
+# No server may be started by its package (policy-rc.d 101): tests start their
+# own on private ports (scripts/services.sh).
+policy=""
+if [ -z "$SUDO" ] && [ ! -e /usr/sbin/policy-rc.d ]; then
+  printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+  policy=/usr/sbin/policy-rc.d
+fi
+trap '[ -z "$policy" ] || rm -f "$policy"' EXIT
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

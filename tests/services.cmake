@@ -1,5 +1,5 @@
 # services.cmake - ctest fixtures around scripts/services.sh, so tests that
-# need a real server (redis, rabbitmq, mariadb) get one started before them
+# need a real server (redis, rabbitmq, mariadb, postgres, nats, etcd) get one started before them
 # and stopped after the last of them:
 #
 #   sl_require_service(<service> TEST...)          # named tests
@@ -30,12 +30,20 @@ math(EXPR _p_amqp "${SL_SERVICES_PORT_BASE} + 1")
 math(EXPR _p_dist "${SL_SERVICES_PORT_BASE} + 2")
 math(EXPR _p_epmd "${SL_SERVICES_PORT_BASE} + 3")
 math(EXPR _p_maria "${SL_SERVICES_PORT_BASE} + 4")
+math(EXPR _p_pg "${SL_SERVICES_PORT_BASE} + 5")
+math(EXPR _p_nats "${SL_SERVICES_PORT_BASE} + 6")
+math(EXPR _p_etcd "${SL_SERVICES_PORT_BASE} + 7")
+math(EXPR _p_etcd_peer "${SL_SERVICES_PORT_BASE} + 8")
 set(SL_SERVICE_ENV "SL_SERVICES_DIR=${CMAKE_BINARY_DIR}/services" "SL_REDIS_PORT=${_p_redis}"
   "SL_RABBITMQ_PORT=${_p_amqp}" "SL_RABBITMQ_DIST_PORT=${_p_dist}" "SL_EPMD_PORT=${_p_epmd}"
-  "SL_MARIADB_PORT=${_p_maria}")
+  "SL_MARIADB_PORT=${_p_maria}" "SL_POSTGRES_PORT=${_p_pg}" "SL_NATS_PORT=${_p_nats}"
+  "SL_ETCD_PORT=${_p_etcd}" "SL_ETCD_PEER_PORT=${_p_etcd_peer}")
 set(SL_SERVICE_URL_redis "redis://127.0.0.1:${_p_redis}/0")
 set(SL_SERVICE_URL_rabbitmq "amqp://guest:guest@127.0.0.1:${_p_amqp}/")
 set(SL_SERVICE_URL_mariadb "mysql://sluice:sluice@127.0.0.1:${_p_maria}/sluice")
+set(SL_SERVICE_URL_postgres "postgres://sluice:sluice@127.0.0.1:${_p_pg}/sluice")
+set(SL_SERVICE_URL_nats "nats://127.0.0.1:${_p_nats}")
+set(SL_SERVICE_URL_etcd "etcd://127.0.0.1:${_p_etcd}")
 
 function(sl_require_service service)
   # Tests are directory-scoped: remember globally which fixtures exist.

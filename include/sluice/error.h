@@ -35,6 +35,10 @@ enum {
     SL_EPROTO = -16,    /* protocol error / malformed data from outside */
     SL_EEXIST = -17,    /* already exists */
     SL_EHANDLER = -18,  /* a handler reported failure */
+    SL_EUNAUTH = -19,   /* not authenticated (missing, malformed or expired credentials) */
+    SL_EDENIED = -20,   /* authenticated but not allowed */
+    SL_ETOOBIG = -21,   /* message or body over its size limit */
+    SL_EUNAVAIL = -22,  /* service or node unavailable (no node, all nodes failed) */
 };
 
 /* Fixed, static text for an error code. Never NULL. Thread-safe. */

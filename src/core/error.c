@@ -32,6 +32,10 @@ const char *sl_strerror(int err)
     case SL_EPROTO: return "protocol error";
     case SL_EEXIST: return "already exists";
     case SL_EHANDLER: return "handler failed";
+    case SL_EUNAUTH: return "not authenticated";
+    case SL_EDENIED: return "permission denied";
+    case SL_ETOOBIG: return "too large";
+    case SL_EUNAVAIL: return "unavailable";
     default: return "unknown error";
     }
 }

@@ -1,6 +1,7 @@
 /*
  * registry.c - the one place that knows every backend. Adding a backend is
- * one folder under src/backends/ and one line here.
+ * one folder under src/backends/ and one line here (the SL_HAVE_<NAME>
+ * macro comes from the top-level CMakeLists.txt when the folder exists).
  */
 #include <string.h>
 
@@ -16,6 +17,21 @@ extern const sli_backend sli_redis_backend;
 #ifdef SL_HAVE_AMQP
 extern const sli_backend sli_amqp_backend;
 #endif
+#ifdef SL_HAVE_POSTGRES
+extern const sli_backend sli_postgres_backend;
+#endif
+#ifdef SL_HAVE_MYSQL
+extern const sli_backend sli_mysql_backend;
+#endif
+#ifdef SL_HAVE_NATS
+extern const sli_backend sli_nats_backend;
+#endif
+#ifdef SL_HAVE_KAFKA
+extern const sli_backend sli_kafka_backend;
+#endif
+#ifdef SL_HAVE_HTTP
+extern const sli_backend sli_http_backend;
+#endif
 
 static const sli_backend *const backends[] = {
     &sli_mem_backend,
@@ -27,6 +43,21 @@ static const sli_backend *const backends[] = {
 #endif
 #ifdef SL_HAVE_AMQP
     &sli_amqp_backend,
+#endif
+#ifdef SL_HAVE_POSTGRES
+    &sli_postgres_backend,
+#endif
+#ifdef SL_HAVE_MYSQL
+    &sli_mysql_backend,
+#endif
+#ifdef SL_HAVE_NATS
+    &sli_nats_backend,
+#endif
+#ifdef SL_HAVE_KAFKA
+    &sli_kafka_backend,
+#endif
+#ifdef SL_HAVE_HTTP
+    &sli_http_backend,
 #endif
 };
 
@@ -49,6 +80,21 @@ const char *sli_backend_schemes(void)
 #endif
 #ifdef SL_HAVE_AMQP
            ", amqp"
+#endif
+#ifdef SL_HAVE_POSTGRES
+           ", postgres"
+#endif
+#ifdef SL_HAVE_MYSQL
+           ", mysql"
+#endif
+#ifdef SL_HAVE_NATS
+           ", nats"
+#endif
+#ifdef SL_HAVE_KAFKA
+           ", kafka"
+#endif
+#ifdef SL_HAVE_HTTP
+           ", http"
 #endif
         ;
 }
