@@ -22,6 +22,8 @@
 #ifndef SLUICE_CTX_H
 #define SLUICE_CTX_H
 
+#include "export.h"
+
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -33,46 +35,46 @@ typedef struct sl_ctx sl_ctx;
 
 /* Create a context; parent may be NULL for a root. Never done until
  * cancelled (or its parent is). Errors: SL_EINVAL, SL_ENOMEM. */
-int sl_ctx_new(sl_ctx **out, sl_ctx *parent);
+SL_API int sl_ctx_new(sl_ctx **out, sl_ctx *parent);
 
 /* Child of parent (may be NULL) that is done timeout_ms from now
  * (timeout_ms < 0: no deadline of its own). Errors: SL_EINVAL, SL_ENOMEM. */
-int sl_ctx_new_timeout(sl_ctx **out, sl_ctx *parent, int64_t timeout_ms);
+SL_API int sl_ctx_new_timeout(sl_ctx **out, sl_ctx *parent, int64_t timeout_ms);
 
 /* Child of parent that is done at deadline_ms (monotonic ms, see
  * sl_ctx_now_ms(); < 0: none of its own). */
-int sl_ctx_new_deadline(sl_ctx **out, sl_ctx *parent, int64_t deadline_ms);
+SL_API int sl_ctx_new_deadline(sl_ctx **out, sl_ctx *parent, int64_t deadline_ms);
 
 /* Cancel c and every descendant; wakes every sl_ctx_wait() on them.
  * Idempotent. NULL is a no-op. Never blocks for long (takes short locks). */
-void sl_ctx_cancel(sl_ctx *c);
+SL_API void sl_ctx_cancel(sl_ctx *c);
 
 /* True once c is cancelled, past its deadline, or an ancestor is done.
  * Cheap (an atomic load and, with a deadline, a clock read). NULL: false. */
-bool sl_ctx_done(const sl_ctx *c);
+SL_API bool sl_ctx_done(const sl_ctx *c);
 
 /* Why c is done: 0 (not done), SL_ECANCELED or SL_ETIMEDOUT. */
-int sl_ctx_err(const sl_ctx *c);
+SL_API int sl_ctx_err(const sl_ctx *c);
 
 /* Effective deadline (monotonic ms), -1 when there is none. */
-int64_t sl_ctx_deadline(const sl_ctx *c);
+SL_API int64_t sl_ctx_deadline(const sl_ctx *c);
 
 /* Milliseconds left before the effective deadline (0 when past), -1 when
  * there is no deadline. */
-int64_t sl_ctx_remaining_ms(const sl_ctx *c);
+SL_API int64_t sl_ctx_remaining_ms(const sl_ctx *c);
 
 /* Block until c is done or timeout_ms passes (< 0: only when done).
  * Returns sl_ctx_err(c) (SL_ECANCELED / SL_ETIMEDOUT) when c is done, 0 when
  * the timeout elapsed first - so it doubles as a cancellable sleep:
  *   if (sl_ctx_wait(ctx, 500)) return sl_ctx_err(ctx);
  * With c NULL it simply sleeps timeout_ms (and returns 0). */
-int sl_ctx_wait(sl_ctx *c, int64_t timeout_ms);
+SL_API int sl_ctx_wait(sl_ctx *c, int64_t timeout_ms);
 
 /* The monotonic clock deadlines use, in milliseconds. */
-int64_t sl_ctx_now_ms(void);
+SL_API int64_t sl_ctx_now_ms(void);
 
 /* Cancel c, drop the caller's reference. NULL is a no-op. */
-void sl_ctx_free(sl_ctx *c);
+SL_API void sl_ctx_free(sl_ctx *c);
 
 #ifdef __cplusplus
 }

@@ -11,6 +11,8 @@
 #ifndef SLUICE_ERROR_H
 #define SLUICE_ERROR_H
 
+#include "export.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -42,11 +44,11 @@ enum {
 };
 
 /* Fixed, static text for an error code. Never NULL. Thread-safe. */
-const char *sl_strerror(int err);
+SL_API const char *sl_strerror(int err);
 
 /* Detailed message of the last failure on this thread ("" if none).
  * The pointer stays valid until the next sluice call on this thread. */
-const char *sl_errmsg(void);
+SL_API const char *sl_errmsg(void);
 
 #ifdef __cplusplus
 }

@@ -14,4 +14,11 @@
 #define SL_API
 #endif
 
+/* A function that does not return, in C11 and in C++. */
+#ifdef __cplusplus
+#define SL_NORETURN [[noreturn]]
+#else
+#define SL_NORETURN _Noreturn
+#endif
+
 #endif

@@ -5,6 +5,8 @@
 #ifndef SLUICE_LOG_H
 #define SLUICE_LOG_H
 
+#include "export.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -21,7 +23,7 @@ typedef void (*sl_log_fn)(void *ctx, sl_log_level level, const char *component, 
 /* Install (or with fn NULL, remove) the process-wide log callback; lines below
  * min_level are dropped. Call before starting threads that use sluice; the
  * callback itself may be called from any thread. */
-void sl_log_set(sl_log_fn fn, void *ctx, sl_log_level min_level);
+SL_API void sl_log_set(sl_log_fn fn, void *ctx, sl_log_level min_level);
 
 #ifdef __cplusplus
 }

@@ -17,6 +17,8 @@
 #ifndef SLUICE_MSG_H
 #define SLUICE_MSG_H
 
+#include "export.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -36,57 +38,57 @@ typedef enum sl_ack_state {
 
 /* Create a message with a fresh UUIDv7 and a copy of payload[0..len).
  * payload may be NULL only when len is 0. Errors: SL_EINVAL, SL_ENOMEM. */
-int sl_msg_new(sl_msg **out, const void *payload, size_t len);
+SL_API int sl_msg_new(sl_msg **out, const void *payload, size_t len);
 
 /* Same with a given id (any non-empty UTF-8 text up to 255 bytes, no NUL). */
-int sl_msg_new_with_uuid(sl_msg **out, const char *uuid, const void *payload, size_t len);
+SL_API int sl_msg_new_with_uuid(sl_msg **out, const char *uuid, const void *payload, size_t len);
 
-sl_msg *sl_msg_ref(sl_msg *m);
-void sl_msg_unref(sl_msg *m); /* NULL is a no-op */
+SL_API sl_msg *sl_msg_ref(sl_msg *m);
+SL_API void sl_msg_unref(sl_msg *m); /* NULL is a no-op */
 
 /* Borrowed pointers: valid while the caller holds a reference and does not
  * change the message. */
-const char *sl_msg_uuid(const sl_msg *m);
-const void *sl_msg_payload(const sl_msg *m, size_t *len);
+SL_API const char *sl_msg_uuid(const sl_msg *m);
+SL_API const void *sl_msg_payload(const sl_msg *m, size_t *len);
 /* The topic a received message came from; NULL on messages never delivered. */
-const char *sl_msg_topic(const sl_msg *m);
+SL_API const char *sl_msg_topic(const sl_msg *m);
 /* How many times this message has been delivered (1 on first delivery,
  * 0 on a message that was never delivered). */
-unsigned sl_msg_deliveries(const sl_msg *m);
+SL_API unsigned sl_msg_deliveries(const sl_msg *m);
 
 /* Replace the payload with a copy of data[0..len). */
-int sl_msg_set_payload(sl_msg *m, const void *data, size_t len);
+SL_API int sl_msg_set_payload(sl_msg *m, const void *data, size_t len);
 
 /* Metadata. Keys are non-empty; keys and values are NUL-terminated text.
  * set replaces an existing key. get returns NULL when absent. */
-int sl_msg_meta_set(sl_msg *m, const char *key, const char *value);
-const char *sl_msg_meta_get(const sl_msg *m, const char *key);
-int sl_msg_meta_del(sl_msg *m, const char *key); /* SL_ENOENT when absent */
-size_t sl_msg_meta_count(const sl_msg *m);
+SL_API int sl_msg_meta_set(sl_msg *m, const char *key, const char *value);
+SL_API const char *sl_msg_meta_get(const sl_msg *m, const char *key);
+SL_API int sl_msg_meta_del(sl_msg *m, const char *key); /* SL_ENOENT when absent */
+SL_API size_t sl_msg_meta_count(const sl_msg *m);
 /* i-th entry in insertion order; SL_ENOENT past the end. */
-int sl_msg_meta_at(const sl_msg *m, size_t i, const char **key, const char **value);
+SL_API int sl_msg_meta_at(const sl_msg *m, size_t i, const char **key, const char **value);
 
 /* A new message with the same uuid, metadata and payload and a fresh
  * PENDING ack state (not delivered, no topic). */
-int sl_msg_copy(const sl_msg *m, sl_msg **out);
+SL_API int sl_msg_copy(const sl_msg *m, sl_msg **out);
 
 /* True when uuid, metadata (same pairs, any order) and payload are equal.
  * Ack state and topic are not compared. */
-bool sl_msg_equal(const sl_msg *a, const sl_msg *b);
+SL_API bool sl_msg_equal(const sl_msg *a, const sl_msg *b);
 
 /* Acknowledge / negatively acknowledge. Idempotent: acking twice is 0.
  * Errors: SL_ESTATE for ack after nack and nack after ack, SL_EINVAL. */
-int sl_msg_ack(sl_msg *m);
-int sl_msg_nack(sl_msg *m);
+SL_API int sl_msg_ack(sl_msg *m);
+SL_API int sl_msg_nack(sl_msg *m);
 /* Nack and ask the backend to redeliver no sooner than delay_ms from now. */
-int sl_msg_nack_delay(sl_msg *m, unsigned delay_ms);
+SL_API int sl_msg_nack_delay(sl_msg *m, unsigned delay_ms);
 
-sl_ack_state sl_msg_state(const sl_msg *m);
+SL_API sl_ack_state sl_msg_state(const sl_msg *m);
 
 /* Block until the message is acked or nacked, or timeout_ms passes
  * (timeout_ms < 0 waits forever, 0 polls). On success *state (optional) is
  * the final state. Errors: SL_ETIMEDOUT, SL_EINVAL. */
-int sl_msg_wait(sl_msg *m, int timeout_ms, sl_ack_state *state);
+SL_API int sl_msg_wait(sl_msg *m, int timeout_ms, sl_ack_state *state);
 
 /* Delayed publishing: a message whose metadata holds SL_META_DELIVER_AT, a
  * decimal count of milliseconds since the Unix epoch, is not delivered before
@@ -95,7 +97,7 @@ int sl_msg_wait(sl_msg *m, int timeout_ms, sl_ack_state *state);
 #define SL_META_DELIVER_AT "deliver_at"
 
 /* Fill out[SL_UUID_LEN + 1] with a fresh UUIDv7 text. */
-void sl_uuid_v7(char out[SL_UUID_LEN + 1]);
+SL_API void sl_uuid_v7(char out[SL_UUID_LEN + 1]);
 
 #ifdef __cplusplus
 }

@@ -21,6 +21,8 @@
 #ifndef SLUICE_PUBSUB_H
 #define SLUICE_PUBSUB_H
 
+#include "export.h"
+
 #include <stddef.h>
 
 #include "msg.h"
@@ -47,13 +49,13 @@ enum {
 
 /* Features of a scheme ("mem") without opening anything; SL_ENOTSUP if unknown.
  * Features may depend on URL options, so prefer the handle's own flags. */
-int sl_scheme_features(const char *scheme, unsigned *features);
+SL_API int sl_scheme_features(const char *scheme, unsigned *features);
 
 /* ---- publisher ---- */
 
 /* Open a publisher. Errors: SL_EINVAL (NULL / malformed URL), SL_ENOTSUP
  * (unknown scheme), SL_EBADOPT (unknown or bad option), backend errors. */
-int sl_publisher_open(sl_publisher **out, const char *url);
+SL_API int sl_publisher_open(sl_publisher **out, const char *url);
 
 enum {
     SL_PUBLISH_NONBLOCK = 1u << 0, /* fail with SL_EAGAIN instead of waiting for room */
@@ -70,24 +72,24 @@ typedef struct sl_publish_opts {
     size_t *published;
 } sl_publish_opts;
 
-void sl_publish_opts_init(sl_publish_opts *o);
+SL_API void sl_publish_opts_init(sl_publish_opts *o);
 
 /* Publish n messages to topic, in order. The messages are borrowed: the
  * caller keeps its references and may free them once this returns. Returns 0
  * only when the backend has taken all n (durably, for persistent backends).
  * On failure none or a prefix may have been taken; the error says which
  * where the backend can tell. Blocks while buffers are full (backpressure). */
-int sl_publish(sl_publisher *p, const char *topic, sl_msg *const *msgs, size_t n);
-int sl_publish_ex(sl_publisher *p, const char *topic, sl_msg *const *msgs, size_t n,
+SL_API int sl_publish(sl_publisher *p, const char *topic, sl_msg *const *msgs, size_t n);
+SL_API int sl_publish_ex(sl_publisher *p, const char *topic, sl_msg *const *msgs, size_t n,
                   const sl_publish_opts *opts);
 
-unsigned sl_publisher_features(const sl_publisher *p);
+SL_API unsigned sl_publisher_features(const sl_publisher *p);
 /* Flush anything buffered, wake blocked publishers (SL_ECLOSED) and free. */
-int sl_publisher_close(sl_publisher *p);
+SL_API int sl_publisher_close(sl_publisher *p);
 
 /* ---- subscriber ---- */
 
-int sl_subscriber_open(sl_subscriber **out, const char *url);
+SL_API int sl_subscriber_open(sl_subscriber **out, const char *url);
 
 typedef enum sl_start {
     SL_START_DEFAULT = 0, /* backend's default (mem: earliest when persistent) */
@@ -101,25 +103,25 @@ typedef struct sl_subscribe_opts {
     unsigned prefetch;  /* unacked messages one subscription may hold (default 1) */
 } sl_subscribe_opts;
 
-void sl_subscribe_opts_init(sl_subscribe_opts *o);
+SL_API void sl_subscribe_opts_init(sl_subscribe_opts *o);
 
 /* Subscribe to a topic. opts may be NULL for defaults. The subscription is
  * established when this returns: messages published afterwards reach it. */
-int sl_subscribe(sl_subscriber *sub, const char *topic, const sl_subscribe_opts *opts,
+SL_API int sl_subscribe(sl_subscriber *sub, const char *topic, const sl_subscribe_opts *opts,
                  sl_subscription **out);
 
 /* Take the next message (the caller owns one reference and must ack or nack
  * it, then unref it). timeout_ms < 0 waits forever, 0 polls.
  * Errors: SL_ETIMEDOUT, SL_ECLOSED, backend errors. */
-int sl_next(sl_subscription *s, sl_msg **out, int timeout_ms);
+SL_API int sl_next(sl_subscription *s, sl_msg **out, int timeout_ms);
 
 /* Close a subscription: messages it took but did not ack go back to its group
  * (redelivered), never lost. */
-int sl_subscription_close(sl_subscription *s);
+SL_API int sl_subscription_close(sl_subscription *s);
 
-unsigned sl_subscriber_features(const sl_subscriber *sub);
+SL_API unsigned sl_subscriber_features(const sl_subscriber *sub);
 /* Close every subscription still open on sub, then sub itself. */
-int sl_subscriber_close(sl_subscriber *sub);
+SL_API int sl_subscriber_close(sl_subscriber *sub);
 
 #ifdef __cplusplus
 }

@@ -34,6 +34,8 @@
 #ifndef SLUICE_ROUTER_H
 #define SLUICE_ROUTER_H
 
+#include "export.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -59,11 +61,11 @@ typedef struct sl_msg_list {
 
 /* Append m, taking over the caller's reference (on failure the reference
  * is still the caller's). Errors: SL_EINVAL, SL_ENOMEM. */
-int sl_msg_list_push(sl_msg_list *l, sl_msg *m);
+SL_API int sl_msg_list_push(sl_msg_list *l, sl_msg *m);
 /* Unref entries [keep, n) and set n = keep (keep >= n: no-op). */
-void sl_msg_list_truncate(sl_msg_list *l, size_t keep);
+SL_API void sl_msg_list_truncate(sl_msg_list *l, size_t keep);
 /* Unref every entry and free the array; the list is empty and reusable. */
-void sl_msg_list_free(sl_msg_list *l);
+SL_API void sl_msg_list_free(sl_msg_list *l);
 
 /* ---- handlers ---- */
 
@@ -85,7 +87,7 @@ typedef int (*sl_batch_fn)(sl_ctx *ctx, sl_msg *const *in, size_t n, int *result
 
 /* Record a detailed failure reason (for logs and the poison queue's
  * reason_poisoned) and return code: `return sl_handler_fail(SL_EIO, "db: %s", e);` */
-int sl_handler_fail(int code, const char *fmt, ...)
+SL_API int sl_handler_fail(int code, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 2, 3)))
 #endif
@@ -115,11 +117,11 @@ typedef struct sl_handler_opts {
     unsigned nack_delay_max_ms;
 } sl_handler_opts;
 
-void sl_handler_opts_init(sl_handler_opts *o);
+SL_API void sl_handler_opts_init(sl_handler_opts *o);
 
 /* Per-handler health: false after the recoverer caught a crash in it. */
-bool sl_handler_healthy(const sl_handler *h);
-const char *sl_handler_name(const sl_handler *h);
+SL_API bool sl_handler_healthy(const sl_handler *h);
+SL_API const char *sl_handler_name(const sl_handler *h);
 
 /* ---- middlewares ---- */
 
@@ -128,9 +130,9 @@ typedef struct sl_mw_call sl_mw_call;
 
 /* Call the next middleware (or the handler). May be called several times
  * (retry, duplicator) or not at all. */
-int sl_mw_next(const sl_mw_call *next, sl_ctx *ctx, sl_msg *in, sl_msg_list *out);
+SL_API int sl_mw_next(const sl_mw_call *next, sl_ctx *ctx, sl_msg *in, sl_msg_list *out);
 /* The handler this call runs for. */
-sl_handler *sl_mw_handler(const sl_mw_call *next);
+SL_API sl_handler *sl_mw_handler(const sl_mw_call *next);
 
 enum {
     SL_MW_RETRIES = 1u << 0, /* runs the rest of the chain again on failure */
@@ -151,24 +153,24 @@ typedef struct sl_router_opts {
     int close_timeout_ms; /* default deadline of plugin-initiated closes (30000) */
 } sl_router_opts;
 
-void sl_router_opts_init(sl_router_opts *o);
+SL_API void sl_router_opts_init(sl_router_opts *o);
 
 /* opts may be NULL. Errors: SL_EINVAL, SL_ENOMEM. */
-int sl_router_new(sl_router **out, const sl_router_opts *opts);
+SL_API int sl_router_new(sl_router **out, const sl_router_opts *opts);
 
 /* Add a handler; *out (optional) is borrowed until sl_router_free.
  * Errors: SL_EINVAL (missing/duplicate name, no topic, both or neither of
  * fn/batch_fn, pub without pub_topic), SL_ENOTSUP (wildcard topics - no
  * backend can expand them yet), SL_ESTATE (router already running). */
-int sl_router_add_handler(sl_router *r, const sl_handler_opts *opts, sl_handler **out);
+SL_API int sl_router_add_handler(sl_router *r, const sl_handler_opts *opts, sl_handler **out);
 
 /* Router-level middleware (wraps every handler, outside handler-level
  * ones; first added is outermost). The router owns mw.state from here on.
  * Errors: SL_EINVAL (no call fn, or poison would sit inside a retry),
  * SL_ESTATE (running). */
-int sl_router_add_middleware(sl_router *r, sl_middleware mw);
+SL_API int sl_router_add_middleware(sl_router *r, sl_middleware mw);
 /* Handler-level middleware. Errors as above, plus SL_ENOTSUP on a batch handler. */
-int sl_handler_add_middleware(sl_handler *h, sl_middleware mw);
+SL_API int sl_handler_add_middleware(sl_handler *h, sl_middleware mw);
 
 typedef struct sl_plugin {
     const char *name;
@@ -181,14 +183,14 @@ typedef struct sl_plugin {
 } sl_plugin;
 
 /* The router owns p.state from here on. Errors: SL_EINVAL, SL_ESTATE. */
-int sl_router_add_plugin(sl_router *r, sl_plugin p);
+SL_API int sl_router_add_plugin(sl_router *r, sl_plugin p);
 
 /* A plugin that closes the router (deadline: opts.close_timeout_ms) on
  * SIGINT or SIGTERM, by a self-pipe and a watcher thread. It installs
  * process-wide signal handlers while the router runs (previous handlers are
  * restored at close); use it in at most one running router at a time
  * (SL_EBUSY otherwise). */
-int sl_plugin_signals(sl_plugin *out);
+SL_API int sl_plugin_signals(sl_plugin *out);
 
 /* Subscribe every handler, start the workers, and block until the router is
  * closed (by sl_router_close from another thread or a plugin). Returns 0
@@ -196,11 +198,11 @@ int sl_plugin_signals(sl_plugin *out);
  * error that stopped the start (subscribe failure, bad middleware order,
  * plugin refusal: the router is then closed). SL_ESTATE if run twice,
  * SL_ECLOSED if closed before it ran. */
-int sl_router_run(sl_router *r);
+SL_API int sl_router_run(sl_router *r);
 
 /* Wait until every handler subscribed (or timeout_ms; < 0 forever).
  * Errors: SL_ETIMEDOUT, SL_ECLOSED (closed, or the start failed). */
-int sl_router_running(sl_router *r, int timeout_ms);
+SL_API int sl_router_running(sl_router *r, int timeout_ms);
 
 /* Graceful close: stop taking messages, let in-flight handlers finish until
  * timeout_ms from now (< 0: wait forever), then cancel the handlers' context.
@@ -212,14 +214,14 @@ int sl_router_running(sl_router *r, int timeout_ms);
  * Safe to call several times and from plugin threads (later calls wait for
  * the first). Blocks. Never call it from a handler: it would wait for the
  * very worker it runs on (cancel work through the context instead). */
-int sl_router_close(sl_router *r, int timeout_ms, unsigned *cut_off);
+SL_API int sl_router_close(sl_router *r, int timeout_ms, unsigned *cut_off);
 
 /* Look a handler up by name (NULL if none). */
-sl_handler *sl_router_handler(sl_router *r, const char *name);
+SL_API sl_handler *sl_router_handler(sl_router *r, const char *name);
 
 /* Close (if needed, waiting forever), join every thread, free middleware
  * and plugin states and the router. NULL is a no-op. */
-void sl_router_free(sl_router *r);
+SL_API void sl_router_free(sl_router *r);
 
 /* ================= middlewares (src/router/middleware/) ================= */
 
@@ -239,8 +241,8 @@ typedef struct sl_retry_opts {
     void (*on_retry)(unsigned retry, unsigned delay_ms, int err, sl_msg *in, void *user);
     void *user;
 } sl_retry_opts;
-void sl_retry_opts_init(sl_retry_opts *o);
-int sl_mw_retry(sl_middleware *out, const sl_retry_opts *o);
+SL_API void sl_retry_opts_init(sl_retry_opts *o);
+SL_API int sl_mw_retry(sl_middleware *out, const sl_retry_opts *o);
 
 /* poison queue: when the chain fails (and filter, if set, accepts the
  * error), publish a copy of the input (same uuid, payload, metadata) to
@@ -257,46 +259,46 @@ typedef struct sl_poison_opts {
 #define SL_POISON_REASON_KEY "reason_poisoned"
 #define SL_POISON_TOPIC_KEY "topic_poisoned"
 #define SL_POISON_HANDLER_KEY "handler_poisoned"
-int sl_mw_poison(sl_middleware *out, const sl_poison_opts *o);
+SL_API int sl_mw_poison(sl_middleware *out, const sl_poison_opts *o);
 
 /* retry then poison, as one middleware: the only order that keeps retries.
  * (Adding sl_mw_poison inside sl_mw_retry is refused; outside is fine.) */
-int sl_mw_retry_poison(sl_middleware *out, const sl_retry_opts *retry,
+SL_API int sl_mw_retry_poison(sl_middleware *out, const sl_retry_opts *retry,
                        const sl_poison_opts *poison);
 
 /* throttle: at most count messages per interval_ms through this middleware
  * (shared by every handler it wraps), paced evenly. */
-int sl_mw_throttle(sl_middleware *out, unsigned count, unsigned interval_ms);
+SL_API int sl_mw_throttle(sl_middleware *out, unsigned count, unsigned interval_ms);
 
 /* timeout: the rest of the chain gets a child context done after ms. */
-int sl_mw_timeout(sl_middleware *out, unsigned ms);
+SL_API int sl_mw_timeout(sl_middleware *out, unsigned ms);
 
 /* correlation: copy the input's correlation_id metadata to every output. */
 #define SL_CORRELATION_ID_KEY "correlation_id"
-int sl_mw_correlation(sl_middleware *out);
+SL_API int sl_mw_correlation(sl_middleware *out);
 
 /* ignore errors: failures with one of codes[0..n) become success. */
-int sl_mw_ignore_errors(sl_middleware *out, const int *codes, size_t n);
+SL_API int sl_mw_ignore_errors(sl_middleware *out, const int *codes, size_t n);
 
 /* instant ack: ack the input before the chain runs. */
-int sl_mw_instant_ack(sl_middleware *out);
+SL_API int sl_mw_instant_ack(sl_middleware *out);
 
 /* random fail: fail with SL_EHANDLER with probability p (0..1) before the
  * chain runs. For tests. */
-int sl_mw_random_fail(sl_middleware *out, double p);
+SL_API int sl_mw_random_fail(sl_middleware *out, double p);
 
 /* duplicator: run the chain twice (idempotency testing); outputs of both. */
-int sl_mw_duplicator(sl_middleware *out);
+SL_API int sl_mw_duplicator(sl_middleware *out);
 
 /* recoverer: see src/router/middleware/recoverer.c. Catches
  * sl_handler_panic() always, and SIGSEGV/SIGBUS/SIGFPE/SIGILL raised on
  * the worker thread when catch_signals is true; the message is nacked with
  * SL_EHANDLER and the handler marked unhealthy. */
-int sl_mw_recoverer(sl_middleware *out, bool catch_signals);
+SL_API int sl_mw_recoverer(sl_middleware *out, bool catch_signals);
 /* Abort the current handler call: jumps to the innermost recoverer on this
  * thread (skipping the handler's cleanup), or logs and abort()s the
  * process when there is none - like an unrecovered Go panic. */
-_Noreturn void sl_handler_panic(const char *fmt, ...)
+SL_NORETURN SL_API void sl_handler_panic(const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 1, 2)))
 #endif
@@ -305,15 +307,15 @@ _Noreturn void sl_handler_panic(const char *fmt, ...)
 /* circuit breaker: after `failures` consecutive failures the breaker opens
  * and calls fail with SL_EBUSY without running the chain; after open_ms one
  * trial call is let through (half-open): success closes, failure reopens. */
-int sl_mw_circuit_breaker(sl_middleware *out, unsigned failures, unsigned open_ms);
+SL_API int sl_mw_circuit_breaker(sl_middleware *out, unsigned failures, unsigned open_ms);
 
 /* deduplicator: a message whose uuid already succeeded within window_ms is
  * acked without running the chain. */
-int sl_mw_deduplicator(sl_middleware *out, unsigned window_ms);
+SL_API int sl_mw_deduplicator(sl_middleware *out, unsigned window_ms);
 
 /* delay on error: on failure, nack the input for redelivery after
  * initial_ms * multiplier^(deliveries-1) (at most max_ms). */
-int sl_mw_delay_on_error(sl_middleware *out, unsigned initial_ms, double multiplier,
+SL_API int sl_mw_delay_on_error(sl_middleware *out, unsigned initial_ms, double multiplier,
                          unsigned max_ms);
 
 /* metrics: per-handler counts and latency histograms. *m is borrowed from
@@ -321,18 +323,18 @@ int sl_mw_delay_on_error(sl_middleware *out, unsigned initial_ms, double multipl
 typedef struct sl_metrics sl_metrics;
 #define SL_METRICS_BUCKETS 12
 /* Upper bounds (microseconds) of the latency buckets; the last is +Inf. */
-extern const uint64_t sl_metrics_bucket_us[SL_METRICS_BUCKETS];
+SL_API extern const uint64_t sl_metrics_bucket_us[SL_METRICS_BUCKETS];
 typedef struct sl_handler_stats {
     char handler[128];
     uint64_t calls, ok, failed;
     uint64_t buckets[SL_METRICS_BUCKETS]; /* non-cumulative counts */
     uint64_t sum_us, max_us;
 } sl_handler_stats;
-int sl_mw_metrics(sl_middleware *out, sl_metrics **m);
+SL_API int sl_mw_metrics(sl_middleware *out, sl_metrics **m);
 /* Snapshot of one handler's stats. Errors: SL_ENOENT (never seen). */
-int sl_metrics_get(sl_metrics *m, const char *handler, sl_handler_stats *out);
+SL_API int sl_metrics_get(sl_metrics *m, const char *handler, sl_handler_stats *out);
 /* Call fn for every handler seen so far (snapshots, in first-seen order). */
-void sl_metrics_foreach(sl_metrics *m, void (*fn)(const sl_handler_stats *s, void *user),
+SL_API void sl_metrics_foreach(sl_metrics *m, void (*fn)(const sl_handler_stats *s, void *user),
                         void *user);
 
 #ifdef __cplusplus

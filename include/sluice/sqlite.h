@@ -18,6 +18,8 @@
 #ifndef SLUICE_SQLITE_H
 #define SLUICE_SQLITE_H
 
+#include "export.h"
+
 #include <sqlite3.h>
 
 #include "sluice.h"
@@ -33,7 +35,7 @@ extern "C" {
  * Blocks on the database lock per db's own busy timeout.
  * Errors: SL_EINVAL (NULL), SL_ECORRUPT (not a database, or a sluice format
  * this version does not know), SL_EREADONLY, SL_EBUSY, SL_EIO. */
-int sl_sqlite_init(sqlite3 *db);
+SL_API int sl_sqlite_init(sqlite3 *db);
 
 /* Publish n messages to topic through the caller's connection db, inside the
  * caller's current transaction if one is open (otherwise in one of its own).
@@ -45,7 +47,7 @@ int sl_sqlite_init(sqlite3 *db);
  * Errors: SL_EINVAL (NULL, bad topic), SL_ECORRUPT (not a sluice database),
  * SL_EBUSY (db's busy timeout expired), SL_EREADONLY, SL_EIO. On error,
  * nothing of this call stays in the caller's transaction. */
-int sl_sqlite_publish_tx(sqlite3 *db, const char *topic, sl_msg *const *msgs, size_t n);
+SL_API int sl_sqlite_publish_tx(sqlite3 *db, const char *topic, sl_msg *const *msgs, size_t n);
 
 #ifdef __cplusplus
 }

@@ -57,6 +57,8 @@
 #ifndef SLUICE_TRANSPORT_H
 #define SLUICE_TRANSPORT_H
 
+#include "export.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -83,19 +85,19 @@ typedef struct sl_transport_call sl_transport_call;
 /* Create a pending future (the caller owns one reference; free it with
  * sl_future_free whenever it likes, before or after it completes).
  * Errors: SL_EINVAL, SL_ENOMEM. */
-int sl_future_new(sl_future **out);
+SL_API int sl_future_new(sl_future **out);
 
 /* Wait until the future completes or timeout_ms passes (< 0 forever, 0
  * polls). On 0, *status (optional) is the outcome: 0 sent, or the negative
  * SL_E* code of the failure. Errors: SL_ETIMEDOUT, SL_EINVAL. */
-int sl_future_wait(sl_future *f, int timeout_ms, int *status);
+SL_API int sl_future_wait(sl_future *f, int timeout_ms, int *status);
 
 /* True once the future has an outcome. Never blocks. */
-bool sl_future_done(const sl_future *f);
+SL_API bool sl_future_done(const sl_future *f);
 
 /* Drop the caller's reference. A transport holding the future keeps its own
  * reference until it completes it. NULL is a no-op. */
-void sl_future_free(sl_future *f);
+SL_API void sl_future_free(sl_future *f);
 
 /* ---- options ---- */
 
@@ -136,7 +138,7 @@ typedef struct sl_transport_opts {
 } sl_transport_opts;
 
 /* Fill o with the defaults above (no middlewares, no on_unsent, batch_max 1). */
-void sl_transport_opts_init(sl_transport_opts *o);
+SL_API void sl_transport_opts_init(sl_transport_opts *o);
 
 /* ---- transport ---- */
 
@@ -145,19 +147,19 @@ void sl_transport_opts_init(sl_transport_opts *o);
  * owns and closes them. opts may be NULL for defaults. Starts the publisher
  * threads. Errors: SL_EINVAL, SL_ENOMEM, SL_EBADOPT (buffer_size or
  * publishers 0), and any error of sl_publisher_open/sl_subscriber_open. */
-int sl_transport_open(sl_transport **out, const char *pub_url, const char *sub_url,
+SL_API int sl_transport_open(sl_transport **out, const char *pub_url, const char *sub_url,
                       const sl_transport_opts *opts);
 
 /* The same over borrowed handles (either may be NULL, not both): they must
  * outlive the transport (close them after sl_transport_free). */
-int sl_transport_new(sl_transport **out, sl_publisher *pub, sl_subscriber *sub,
+SL_API int sl_transport_new(sl_transport **out, sl_publisher *pub, sl_subscriber *sub,
                      const sl_transport_opts *opts);
 
 /* A sender for topic. Senders belong to the transport (freed with it); asking
  * twice for one topic returns the same sender. Never blocks.
  * Errors: SL_EINVAL (bad topic), SL_ENOTSUP (no publisher), SL_ECLOSED
  * (shutdown began), SL_ENOMEM. */
-int sl_transport_send(sl_transport *t, const char *topic, sl_sender **out);
+SL_API int sl_transport_send(sl_transport *t, const char *topic, sl_sender **out);
 
 /* ---- sending ---- */
 
@@ -173,17 +175,17 @@ typedef struct sl_envelope {
  * change the message afterwards. Blocks while the buffer is full.
  * Errors: SL_EINVAL, SL_ECLOSED (shutdown began; nothing was enqueued and
  * no result will be reported). */
-int sl_sender_put(sl_sender *s, const sl_envelope *env);
+SL_API int sl_sender_put(sl_sender *s, const sl_envelope *env);
 
 /* The same without blocking: SL_EAGAIN when the buffer is full. */
-int sl_sender_try_put(sl_sender *s, const sl_envelope *env);
+SL_API int sl_sender_try_put(sl_sender *s, const sl_envelope *env);
 
 /* The same waiting at most timeout_ms for room (< 0 forever, 0 polls:
  * SL_EAGAIN); SL_ETIMEDOUT when no room came in time. */
-int sl_sender_put_timeout(sl_sender *s, const sl_envelope *env, int timeout_ms);
+SL_API int sl_sender_put_timeout(sl_sender *s, const sl_envelope *env, int timeout_ms);
 
 /* The topic this sender publishes to (borrowed, lives as long as t). */
-const char *sl_sender_topic(const sl_sender *s);
+SL_API const char *sl_sender_topic(const sl_sender *s);
 
 /* ---- receiving ---- */
 
@@ -192,20 +194,20 @@ typedef struct sl_receive_opts {
     unsigned nack_delay_ms; /* redelivery delay asked on error (0: at once) */
 } sl_receive_opts;
 
-void sl_receive_opts_init(sl_receive_opts *o);
+SL_API void sl_receive_opts_init(sl_receive_opts *o);
 
 /* Subscribe to topic and return a receiver (owned by the transport, freed
  * with it; sl_receiver_close closes it early). Messages published after this
  * returns reach it. Errors: SL_EINVAL, SL_ENOTSUP (no subscriber),
  * SL_ECLOSED, and any error of sl_subscribe. */
-int sl_transport_receive(sl_transport *t, const char *topic, const sl_receive_opts *opts,
+SL_API int sl_transport_receive(sl_transport *t, const char *topic, const sl_receive_opts *opts,
                          sl_receiver **out);
 
 /* Take the next message (the caller owns one reference and must pass it to
  * sl_receiver_settle). timeout_ms < 0 waits forever, 0 polls. Blocks; wakes
  * within about 50 ms with SL_ECLOSED when the receiver closes.
  * Errors: SL_ETIMEDOUT, SL_ECLOSED, backend errors. */
-int sl_receiver_next(sl_receiver *r, sl_msg **out, int timeout_ms);
+SL_API int sl_receiver_next(sl_receiver *r, sl_msg **out, int timeout_ms);
 
 /* Set the result of a received message and drop the caller's reference:
  * result 0 acks it; any other result (an SL_E* error) nacks it, so it is
@@ -213,11 +215,11 @@ int sl_receiver_next(sl_receiver *r, sl_msg **out, int timeout_ms);
  * Settling after the receiver closed is harmless (the message comes back).
  * Returns the ack/nack outcome (SL_ESTATE if m was already settled the
  * other way), SL_EINVAL. */
-int sl_receiver_settle(sl_receiver *r, sl_msg *m, int result);
+SL_API int sl_receiver_settle(sl_receiver *r, sl_msg *m, int result);
 
 /* Close the receiver: wakes threads blocked in sl_receiver_next (SL_ECLOSED)
  * and hands unsettled messages back for redelivery. Idempotent. */
-int sl_receiver_close(sl_receiver *r);
+SL_API int sl_receiver_close(sl_receiver *r);
 
 /* ---- shutdown and stats ---- */
 
@@ -232,7 +234,7 @@ int sl_receiver_close(sl_receiver *r);
  * returns the same.
  * Returns 0 when everything was sent, SL_ETIMEDOUT when the deadline cut
  * envelopes off, SL_EIO when only publishes failed. */
-int sl_transport_shutdown(sl_transport *t, int deadline_ms, size_t *unsent);
+SL_API int sl_transport_shutdown(sl_transport *t, int deadline_ms, size_t *unsent);
 
 typedef struct sl_transport_stats {
     uint64_t enqueued;  /* envelopes accepted by put */
@@ -244,29 +246,29 @@ typedef struct sl_transport_stats {
 } sl_transport_stats;
 
 /* A consistent snapshot of the counters. Never blocks for long. */
-int sl_transport_stats_get(sl_transport *t, sl_transport_stats *out);
+SL_API int sl_transport_stats_get(sl_transport *t, sl_transport_stats *out);
 
 /* Shut down (with no deadline) if that was not done, close owned handles,
  * free every sender, receiver and middleware ctx, and t. NULL is a no-op. */
-void sl_transport_free(sl_transport *t);
+SL_API void sl_transport_free(sl_transport *t);
 
 /* ---- writing middlewares ---- */
 
 /* Run the rest of the chain (the next middleware, or the publish itself)
  * for msg, and return its outcome. May be called several times. */
-int sl_transport_call_next(sl_transport_call *call, sl_msg *msg);
+SL_API int sl_transport_call_next(sl_transport_call *call, sl_msg *msg);
 
 /* The topic being published to (borrowed, valid during the call). */
-const char *sl_transport_call_topic(const sl_transport_call *call);
+SL_API const char *sl_transport_call_topic(const sl_transport_call *call);
 
 /* Sleep ms, cut short by the shutdown deadline: 0 after the full sleep,
  * SL_ETIMEDOUT if the deadline came first (give up then). */
-int sl_transport_call_sleep(sl_transport_call *call, unsigned ms);
+SL_API int sl_transport_call_sleep(sl_transport_call *call, unsigned ms);
 
 /* Logging middleware: one sl_log line per publish (component "transport"):
  * successes at `level`, failures at SL_LOG_WARN, with topic, UUID, outcome
  * and duration. Errors: SL_EINVAL, SL_ENOMEM. */
-int sl_transport_mw_logging(sl_transport_mw *out, sl_log_level level);
+SL_API int sl_transport_mw_logging(sl_transport_mw *out, sl_log_level level);
 
 typedef struct sl_transport_retry_opts {
     unsigned max_retries;     /* retries after the first attempt (3) */
@@ -279,12 +281,12 @@ typedef struct sl_transport_retry_opts {
     void *on_retry_ctx;
 } sl_transport_retry_opts;
 
-void sl_transport_retry_opts_init(sl_transport_retry_opts *o);
+SL_API void sl_transport_retry_opts_init(sl_transport_retry_opts *o);
 
 /* Retry middleware: repeats a failed publish with exponential backoff.
  * Never retries SL_EINVAL, SL_ECLOSED or SL_ENOTSUP, and stops at the
  * shutdown deadline. opts is copied. Errors: SL_EINVAL, SL_ENOMEM. */
-int sl_transport_mw_retry(sl_transport_mw *out, const sl_transport_retry_opts *opts);
+SL_API int sl_transport_mw_retry(sl_transport_mw *out, const sl_transport_retry_opts *opts);
 
 #ifdef __cplusplus
 }
