@@ -1,0 +1,35 @@
+/*
+ * client_int.h - the client's parts: node cache and selection (client.c),
+ * kept-alive curl handles and calls (client_call.c).
+ */
+#ifndef SLI_CLIENT_INT_H
+#define SLI_CLIENT_INT_H
+
+#include <pthread.h>
+#include <stdbool.h>
+
+#include "core/internal.h"
+#include "sluice/client.h"
+
+/* Idle curl easy handles (each keeps its connections alive). */
+typedef struct sli_curl_pool {
+    pthread_mutex_t mu;
+    void **idle;
+    size_t n, cap;
+} sli_curl_pool;
+
+void sli_curl_pool_init(sli_curl_pool *p);
+void sli_curl_pool_clear(sli_curl_pool *p);
+
+int sli_client_nodes(sl_client *c, const char *service, char ***addrs, size_t *n);
+int sli_client_pick(sl_client *c, char **addrs, size_t n, const bool *tried);
+void sli_client_avoid(sl_client *c, const char *addr);
+const sl_client_opts *sli_client_opts(const sl_client *c);
+sli_curl_pool *sli_client_pool(sl_client *c);
+/* client_call.c, shared with client_stream.c (void * = CURL *). */
+struct curl_slist *sli_client_headers(const char *service, const char *endpoint,
+                                      const sl_call_opts *o, int64_t left_ms, bool stream, int *rc);
+void sli_client_set_common(void *h, const char *addr, const void *req, size_t len,
+                           struct curl_slist *hd, int64_t left_ms, char *url, size_t urlcap);
+
+#endif

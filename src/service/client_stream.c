@@ -1,0 +1,226 @@
+/*
+ * client_stream.c - calling a streaming endpoint: curl runs the request on
+ * a thread of the stream, splitting the chunked NDJSON answer into
+ * messages queued for sl_stream_next. Closing the stream aborts the
+ * transfer (the server's next send fails) and joins the thread. Streams do
+ * not retry once the server answered: a stream cannot be replayed.
+ */
+#include <curl/curl.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "service/client_int.h"
+
+typedef struct smsg {
+    char *data;
+    size_t len;
+} smsg;
+
+struct sl_stream {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    CURL *h;
+    struct curl_slist *hd;
+    char *req;
+    size_t reqlen;
+    char url[400];
+    pthread_t t;
+    char *line; /* partial line */
+    size_t llen;
+    smsg *q;
+    size_t qhead, qlen, qcap;
+    bool ended, closing;
+    int result; /* 0 = clean end */
+    long status;
+};
+
+static int push_line(sl_stream *s, const char *p, size_t n)
+{
+    if (n && p[n - 1] == '\r')
+        n--;
+    if (n == 0)
+        return 0;
+    if (s->qlen == s->qcap) {
+        size_t cap = s->qcap ? s->qcap * 2 : 16;
+        smsg *nq = realloc(s->q, cap * sizeof *nq);
+        if (!nq)
+            return -1;
+        s->q = nq;
+        s->qcap = cap;
+    }
+    char *d = malloc(n + 1);
+    if (!d)
+        return -1;
+    memcpy(d, p, n);
+    d[n] = 0;
+    s->q[s->qlen++] = (smsg){d, n};
+    return 0;
+}
+
+static size_t on_data(char *p, size_t sz, size_t n, void *ud)
+{
+    sl_stream *s = ud;
+    size_t len = sz * n;
+    pthread_mutex_lock(&s->mu);
+    if (s->closing) {
+        pthread_mutex_unlock(&s->mu);
+        return 0;
+    }
+    char *nl = realloc(s->line, s->llen + len + 1);
+    if (!nl) {
+        pthread_mutex_unlock(&s->mu);
+        return 0;
+    }
+    s->line = nl;
+    memcpy(s->line + s->llen, p, len);
+    s->llen += len;
+    size_t start = 0;
+    for (size_t i = 0; i < s->llen; i++)
+        if (s->line[i] == '\n') {
+            const char *l = s->line + start;
+            size_t ll = i - start;
+            if (ll >= 6 && memcmp(l, "data: ", 6) == 0) /* Server-Sent Events */
+                l += 6, ll -= 6;
+            push_line(s, l, ll);
+            start = i + 1;
+        }
+    memmove(s->line, s->line + start, s->llen - start);
+    s->llen -= start;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    return len;
+}
+
+static void *stream_main(void *arg)
+{
+    sl_stream *s = arg;
+    sli_thread_name("sl-client-strm");
+    CURLcode cc = curl_easy_perform(s->h);
+    long status = 0;
+    curl_easy_getinfo(s->h, CURLINFO_RESPONSE_CODE, &status);
+    pthread_mutex_lock(&s->mu);
+    s->status = status;
+    s->result = cc == CURLE_OK && status >= 200 && status < 300 ? 0 : -1;
+    if (cc == CURLE_OK && status >= 300 && s->llen) /* an error answer without a final newline */
+        push_line(s, s->line, s->llen);
+    s->ended = true;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+int sl_client_stream(sl_client *c, const char *service, const char *endpoint, const void *req,
+                     size_t len, const sl_call_opts *opts, sl_stream **out)
+{
+    if (out)
+        *out = NULL;
+    if (!c || !service || !*service || !endpoint || !*endpoint || !out || (!req && len))
+        return sli_err(SL_EINVAL, "sl_client_stream: NULL or empty argument");
+    sl_call_opts def;
+    if (!opts) {
+        sl_call_opts_init(&def);
+        opts = &def;
+    }
+    const sl_client_opts *co = sli_client_opts(c);
+    char **addrs = NULL;
+    size_t n = 0;
+    int rc = 0;
+    if (opts->address) {
+        addrs = malloc(sizeof *addrs);
+        if (!addrs || !(addrs[0] = strdup(opts->address)))
+            return sli_err(SL_ENOMEM, "out of memory");
+        n = 1;
+    } else if ((rc = sli_client_nodes(c, service, &addrs, &n)) != 0) {
+        return rc;
+    }
+    bool *tried = calloc(n, sizeof *tried);
+    int i = tried ? sli_client_pick(c, addrs, n, tried) : -1;
+    sl_stream *s = calloc(1, sizeof *s);
+    if (i < 0 || !s || !(s->h = curl_easy_init()) || (len && !(s->req = malloc(len)))) {
+        rc = sli_err(SL_ENOMEM, "out of memory");
+        goto fail;
+    }
+    if (len)
+        memcpy(s->req, req, len);
+    s->reqlen = len;
+    int64_t timeout = opts->timeout_ms > 0 ? opts->timeout_ms : co->timeout_ms;
+    s->hd = sli_client_headers(service, endpoint, opts, timeout, true, &rc);
+    if (!s->hd)
+        goto fail;
+    sli_client_set_common(s->h, addrs[i], s->req, s->reqlen, s->hd, timeout, s->url, sizeof s->url);
+    curl_easy_setopt(s->h, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(s->h, CURLOPT_WRITEDATA, s);
+    pthread_mutex_init(&s->mu, NULL);
+    sli_cond_init(&s->cv);
+    if (pthread_create(&s->t, NULL, stream_main, s) != 0) {
+        pthread_mutex_destroy(&s->mu);
+        pthread_cond_destroy(&s->cv);
+        rc = sli_err(SL_ENOMEM, "cannot start the stream thread");
+        goto fail;
+    }
+    *out = s;
+    goto done;
+fail:
+    if (s) {
+        curl_slist_free_all(s->hd);
+        if (s->h)
+            curl_easy_cleanup(s->h);
+        free(s->req);
+        free(s);
+    }
+done:
+    for (size_t k = 0; k < n; k++)
+        free(addrs[k]);
+    free(addrs);
+    free(tried);
+    return rc;
+}
+
+int sl_stream_next(sl_stream *s, char **msg, size_t *len, int timeout_ms)
+{
+    if (!s || !msg)
+        return sli_err(SL_EINVAL, "sl_stream_next: NULL argument");
+    *msg = NULL;
+    int64_t deadline = sli_deadline_ms(timeout_ms);
+    pthread_mutex_lock(&s->mu);
+    while (s->qhead == s->qlen && !s->ended) {
+        if (sli_cond_wait_until(&s->cv, &s->mu, deadline) != 0 && s->qhead == s->qlen && !s->ended) {
+            pthread_mutex_unlock(&s->mu);
+            return sli_err(SL_ETIMEDOUT, "stream: no message within %d ms", timeout_ms);
+        }
+    }
+    int rc;
+    if (s->qhead < s->qlen) {
+        *msg = s->q[s->qhead].data;
+        if (len)
+            *len = s->q[s->qhead].len;
+        s->qhead++;
+        rc = 0;
+    } else if (s->result == 0) {
+        rc = sli_err(SL_ECLOSED, "stream: ended");
+    } else {
+        rc = sli_err(SL_EIO, "stream: broken (HTTP status %ld)", s->status);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+void sl_stream_close(sl_stream *s)
+{
+    if (!s)
+        return;
+    pthread_mutex_lock(&s->mu);
+    s->closing = true;
+    pthread_mutex_unlock(&s->mu);
+    pthread_join(s->t, NULL); /* on_data returns 0 from now: the transfer aborts */
+    for (size_t i = s->qhead; i < s->qlen; i++)
+        free(s->q[i].data);
+    free(s->q);
+    free(s->line);
+    curl_slist_free_all(s->hd);
+    curl_easy_cleanup(s->h);
+    free(s->req);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+    free(s);
+}
