@@ -18,6 +18,9 @@ static const cli_cmd cmds[] = {
     {"pub", "publish a message or stdin lines to a topic", cmd_pub},
     {"sub", "print (and ack) the messages of a topic", cmd_sub},
     {"notify", "the notification service: serve, consume, failed", cmd_notify},
+    {"services", "list the services in a registry", cmd_services},
+    {"describe", "show a service's nodes, endpoints and metadata", cmd_describe},
+    {"call", "call a service's endpoint with a JSON request", cmd_call},
 };
 
 static void usage(FILE *f)

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# run_example.sh SERVER CLIENT - go-micro's getting-started path, end to end:
+# run_example.sh SERVER CLIENT SLUICE_CLI - go-micro's getting-started path, end to end:
 # the helloworld server registers in an sqlite:// registry, the seed's own
 # curl command gets {"message":"Hello alice"}, the client finds the service
 # through the registry, bad requests get go-micro errors, a streaming
 # endpoint streams, and SIGTERM stops it cleanly and deregisters the node.
 set -euo pipefail
-server=$1 client=$2
+server=$1 client=$2 cli=$3
 tmp=$(mktemp -d)
 pid=""
 cleanup() { [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null; rm -rf "$tmp"; }
@@ -84,6 +84,26 @@ out=$(curl -sS -N -XPOST -H 'Content-Type: application/json' -H 'Micro-Endpoint:
 out=$(curl -sS -N -XPOST -H 'Accept: text/event-stream' -H 'Content-Type: application/json' -H 'Micro-Endpoint: Helloworld.Stream' \
      -d '{"name":"eve","count":2}' $u)
 [ "$(printf '%s\n' "$out" | grep -c '^data: {"message":"Hello eve"')" = 2 ] || fail "SSE stream gave '$out'"
+
+# The CLI: services, describe, call (and its errors and exit codes).
+"$cli" services --registry "$reg" | grep -q '^helloworld	latest	1 node$' || fail "sluice services"
+"$cli" describe helloworld --registry "$reg" | python3 -c '
+import json, sys
+d = json.load(sys.stdin)[0]
+assert {e["name"] for e in d["endpoints"]} >= {"Helloworld.Greeting", "Helloworld.Stream", "Debug.Health"}, d
+assert d["nodes"][0]["metadata"]["transport"] == "http", d' || fail "sluice describe"
+out=$("$cli" call helloworld Helloworld.Greeting '{"name":"alice"}' --registry "$reg" --timeout 5000 --metadata k=v)
+[ "$out" = '{"message":"Hello alice"}' ] || fail "sluice call printed '$out'"
+set +e
+"$cli" call helloworld Helloworld.Nope '{}' --registry "$reg" 2>"$tmp/err"; st=$?
+grep -q '"code":404' "$tmp/err" && [ $st = 1 ] || fail "sluice call to an unknown endpoint: exit $st"
+"$cli" call nosuchservice X.Y '{}' --registry "$reg" 2>"$tmp/err"; st=$?
+grep -q 'no node' "$tmp/err" && [ $st = 1 ] || fail "sluice call to an unknown service: exit $st"
+"$cli" call helloworld Helloworld.Greeting '{"name":' --registry "$reg" 2>"$tmp/err"; st=$?
+grep -q 'not valid JSON' "$tmp/err" && [ $st = 2 ] || fail "sluice call with bad JSON: exit $st"
+"$cli" call helloworld 2>/dev/null; [ $? = 2 ] || fail "sluice call without an endpoint"
+"$cli" describe nosuchservice --registry "$reg" 2>/dev/null; [ $? = 1 ] || fail "describe unknown"
+set -e
 
 # SIGTERM: a clean stop that deregisters the node.
 kill -TERM "$pid"
