@@ -1,0 +1,344 @@
+/*
+ * test_service.c - sl_service and sl_client on loopback, without a registry
+ * (calls by address) except where the registry is the point.
+ */
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "sluice/client.h"
+#include "sluice/service.h"
+#include "sluice/service_json.h"
+#include "testlib.h"
+
+static atomic_int g_closed_seen;
+
+static int echo(sl_call *c, void *user)
+{
+    (void)user;
+    size_t n;
+    const void *b = sl_call_body(c, &n);
+    return sl_call_reply(c, b, n);
+}
+
+static int fails(sl_call *c, void *user)
+{
+    (void)c, (void)user;
+    return SL_EDENIED;
+}
+
+static int slow(sl_call *c, void *user)
+{
+    (void)user;
+    tl_sleep_ms(600);
+    return sl_call_reply_json(c, json_pack("{s:b}", "slept", 1));
+}
+
+static int meta(sl_call *c, void *user)
+{
+    (void)user;
+    const char *who = sl_call_meta(c, "X-User");
+    return sl_call_reply_json(c, json_pack("{s:s?, s:I}", "user", who, "left",
+                                           (json_int_t)sl_call_remaining_ms(c)));
+}
+
+static int endless(sl_call *c, void *user)
+{
+    (void)user;
+    for (int i = 0; i < 1000000; i++) {
+        int rc = sl_call_send_json(c, json_pack("{s:i}", "i", i));
+        if (rc == SL_ECLOSED) {
+            atomic_fetch_add(&g_closed_seen, 1);
+            return rc;
+        }
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int wrap_a(sl_call *c, void *user)
+{
+    (void)user;
+    sl_call_set_meta(c, "X-Order-A", "1");
+    int rc = sl_call_next(c);
+    sl_call_set_meta(c, "X-After-A", sl_call_status(c) == 200 ? "ok" : "err");
+    return rc;
+}
+
+static int wrap_b(sl_call *c, void *user)
+{
+    (void)user;
+    /* runs after wrap_a: sees its header already set on the response */
+    sl_call_set_meta(c, "X-Order-B", "2");
+    return sl_call_next(c);
+}
+
+static sl_service *start_service(void)
+{
+    sl_service_opts o;
+    sl_service_opts_init(&o);
+    o.name = "svc-test";
+    o.address = "127.0.0.1:0";
+    o.registry = "none";
+    o.max_body = 1000;
+    o.drain_timeout_ms = 5000;
+    sl_service *s;
+    assert_int_equal(sl_service_new(&s, &o), 0);
+    assert_int_equal(sl_service_handle(s, "T.Echo", echo, NULL), 0);
+    assert_int_equal(sl_service_handle(s, "T.Fail", fails, NULL), 0);
+    assert_int_equal(sl_service_handle(s, "T.Slow", slow, NULL), 0);
+    assert_int_equal(sl_service_handle(s, "T.Meta", meta, NULL), 0);
+    assert_int_equal(sl_service_handle_stream(s, "T.Endless", endless, NULL), 0);
+    assert_int_equal(sl_service_handle(s, "T.Echo", echo, NULL), SL_EEXIST);
+    assert_int_equal(sl_service_handle(s, "NoDot", echo, NULL), SL_EINVAL);
+    assert_int_equal(sl_service_handle(s, "A.B.C", echo, NULL), SL_EINVAL);
+    assert_int_equal(sl_service_wrap(s, wrap_a, NULL), 0);
+    assert_int_equal(sl_service_wrap(s, wrap_b, NULL), 0);
+    assert_int_equal(sl_service_start(s), 0);
+    assert_int_equal(sl_service_handle(s, "T.Late", echo, NULL), SL_ESTATE);
+    return s;
+}
+
+static sl_client *client(void)
+{
+    sl_client_opts o;
+    sl_client_opts_init(&o);
+    o.registry = "sqlite:///nonexistent-dir-for-tests/registry.db"; /* never used: by address */
+    o.retries = 0;
+    sl_client *c;
+    assert_int_equal(sl_client_new(&c, &o), 0);
+    return c;
+}
+
+static int call(sl_client *c, sl_service *s, const char *ep, const char *body, int64_t timeout,
+                sl_response **r)
+{
+    sl_call_opts co;
+    sl_call_opts_init(&co);
+    co.address = sl_service_address(s);
+    co.timeout_ms = timeout;
+    return sl_client_call(c, "svc-test", ep, body, strlen(body), &co, r);
+}
+
+static void calls_answer_errors_and_wrappers_run_in_order(void **state)
+{
+    (void)state;
+    sl_service *s = start_service();
+    sl_client *c = client();
+    sl_response *r;
+    assert_int_equal(call(c, s, "T.Echo", "{\"a\":[1,2]}", 0, &r), 0);
+    size_t n;
+    const char *b = sl_response_body(r, &n);
+    assert_int_equal(n, 11);
+    assert_memory_equal(b, "{\"a\":[1,2]}", 11);
+    assert_string_equal(sl_response_meta(r, "X-Order-A"), "1");
+    assert_string_equal(sl_response_meta(r, "X-Order-B"), "2");
+    assert_string_equal(sl_response_meta(r, "X-After-A"), "ok");
+    sl_response_free(r);
+
+    /* A handler's error code maps to its status, with go-micro's JSON. */
+    assert_int_equal(call(c, s, "T.Fail", "{}", 0, &r), SL_EDENIED);
+    assert_non_null(r);
+    assert_int_equal(sl_response_status(r), 403);
+    assert_non_null(strstr(sl_response_body(r, NULL), "\"id\":\"svc-test\""));
+    assert_string_equal(sl_response_meta(r, "X-After-A"), "err");
+    sl_response_free(r);
+
+    assert_int_equal(call(c, s, "T.Nope", "{}", 0, &r), SL_ENOENT);
+    sl_response_free(r);
+    assert_int_equal(call(c, s, "T.Echo", "{bad json", 0, &r), SL_EINVAL);
+    assert_non_null(strstr(sl_errmsg(), "malformed JSON"));
+    sl_response_free(r);
+    char big[2000];
+    memset(big, ' ', sizeof big - 1);
+    big[0] = '"', big[sizeof big - 2] = '"', big[sizeof big - 1] = 0;
+    assert_int_equal(call(c, s, "T.Echo", big, 0, &r), SL_ETOOBIG);
+    sl_response_free(r);
+    sl_call_opts co;
+    sl_call_opts_init(&co);
+    co.address = sl_service_address(s);
+    co.content_type = "text/plain";
+    assert_int_equal(sl_client_call(c, "svc-test", "T.Echo", "x", 1, &co, &r), SL_ENOTSUP);
+    sl_response_free(r);
+    /* protobuf bytes pass through untouched */
+    co.content_type = "application/protobuf";
+    const char pb[] = {0x08, 0x96, 0x01, 0x00, 0x12};
+    assert_int_equal(sl_client_call(c, "svc-test", "T.Echo", pb, sizeof pb, &co, &r), 0);
+    b = sl_response_body(r, &n);
+    assert_int_equal(n, sizeof pb);
+    assert_memory_equal(b, pb, sizeof pb);
+    assert_string_equal(sl_response_meta(r, "Content-Type"), "application/protobuf");
+    sl_response_free(r);
+    /* bad metadata never reaches the wire */
+    sl_reg_meta bad = {"X Bad", "v"};
+    co.content_type = NULL;
+    co.metadata = &bad;
+    co.n_metadata = 1;
+    assert_int_equal(sl_client_call(c, "svc-test", "T.Echo", "{}", 2, &co, &r), SL_EINVAL);
+    assert_null(r);
+    sl_client_free(c);
+    sl_service_free(s);
+}
+
+static void metadata_and_deadline_reach_the_handler(void **state)
+{
+    (void)state;
+    sl_service *s = start_service();
+    sl_client *c = client();
+    sl_call_opts co;
+    sl_call_opts_init(&co);
+    co.address = sl_service_address(s);
+    co.timeout_ms = 4000;
+    sl_reg_meta m = {"X-User", "bob"};
+    co.metadata = &m;
+    co.n_metadata = 1;
+    sl_response *r;
+    assert_int_equal(sl_client_call(c, "svc-test", "T.Meta", "{}", 2, &co, &r), 0);
+    json_t *j = json_loads(sl_response_body(r, NULL), 0, NULL);
+    assert_string_equal(json_string_value(json_object_get(j, "user")), "bob");
+    json_int_t left = json_integer_value(json_object_get(j, "left"));
+    assert_true(left > 0 && left <= 4000);
+    json_decref(j);
+    sl_response_free(r);
+
+    /* A handler slower than the caller's timeout: SL_ETIMEDOUT, in time. */
+    int64_t t0 = tl_now_ms();
+    assert_int_equal(call(c, s, "T.Slow", "{}", 200, &r), SL_ETIMEDOUT);
+    assert_true(tl_now_ms() - t0 < 550);
+    assert_null(r);
+    sl_client_free(c);
+    sl_service_free(s);
+}
+
+typedef struct slow_call {
+    sl_service *s;
+    int rc;
+} slow_call;
+
+static void *do_slow(void *arg)
+{
+    slow_call *sc = arg;
+    sl_client *c;
+    sl_client_opts o;
+    sl_client_opts_init(&o);
+    o.retries = 0;
+    if (sl_client_new(&c, &o) != 0)
+        return NULL;
+    sl_call_opts co;
+    sl_call_opts_init(&co);
+    co.address = sl_service_address(sc->s);
+    sl_response *r;
+    sc->rc = sl_client_call(c, "svc-test", "T.Slow", "{}", 2, &co, &r);
+    sl_response_free(r);
+    sl_client_free(c);
+    return NULL;
+}
+
+static void stop_drains_calls_in_flight(void **state)
+{
+    (void)state;
+    sl_service *s = start_service();
+    slow_call sc = {s, -999};
+    pthread_t t;
+    pthread_create(&t, NULL, do_slow, &sc);
+    tl_sleep_ms(200); /* the call is inside the handler */
+    sl_service_free(s); /* graceful: waits for it */
+    pthread_join(t, NULL);
+    assert_int_equal(sc.rc, 0);
+}
+
+static void streams_end_and_a_leaving_caller_stops_the_handler(void **state)
+{
+    (void)state;
+    atomic_store(&g_closed_seen, 0);
+    sl_service *s = start_service();
+    sl_client *c = client();
+    sl_call_opts co;
+    sl_call_opts_init(&co);
+    co.address = sl_service_address(s);
+    sl_stream *st;
+    assert_int_equal(sl_client_stream(c, "svc-test", "T.Endless", "{}", 2, &co, &st), 0);
+    for (int i = 0; i < 5; i++) {
+        char *m;
+        size_t n;
+        assert_int_equal(sl_stream_next(st, &m, &n, 5000), 0);
+        char want[32];
+        snprintf(want, sizeof want, "{\"i\":%d}", i);
+        assert_string_equal(m, want);
+        free(m);
+    }
+    sl_stream_close(st);
+    int64_t end = tl_now_ms() + 10000;
+    while (atomic_load(&g_closed_seen) == 0 && tl_now_ms() < end)
+        tl_sleep_ms(20);
+    assert_int_equal(atomic_load(&g_closed_seen), 1);
+    sl_client_free(c);
+    sl_service_free(s);
+}
+
+static void bad_options_are_refused(void **state)
+{
+    (void)state;
+    sl_service_opts o;
+    sl_service_opts_init(&o);
+    sl_service *s;
+    assert_int_equal(sl_service_new(&s, &o), SL_EINVAL); /* no name */
+    o.name = "bad name";
+    assert_int_equal(sl_service_new(&s, &o), SL_EINVAL);
+    o.name = "ok";
+    o.register_interval_ms = o.register_ttl_ms;
+    assert_int_equal(sl_service_new(&s, &o), SL_EINVAL);
+    sl_service_opts_init(&o);
+    o.name = "ok";
+    o.address = "127.0.0.1:notaport";
+    o.registry = "none";
+    assert_int_equal(sl_service_new(&s, &o), 0);
+    assert_int_equal(sl_service_start(s), SL_EINVAL);
+    sl_service_free(s);
+    sl_client_opts co;
+    sl_client_opts_init(&co);
+    co.timeout_ms = 0;
+    sl_client *c;
+    assert_int_equal(sl_client_new(&c, &co), SL_EINVAL);
+}
+
+static void registry_down_at_start_the_service_serves_and_says_so(void **state)
+{
+    (void)state;
+    sl_service_opts o;
+    sl_service_opts_init(&o);
+    o.name = "lonely";
+    o.address = "127.0.0.1:0";
+    o.registry = "sqlite:///nonexistent-dir-for-tests/registry.db";
+    sl_service *s;
+    assert_int_equal(sl_service_new(&s, &o), 0);
+    assert_int_equal(sl_service_handle(s, "T.Echo", echo, NULL), 0);
+    assert_int_equal(sl_service_start(s), 0);
+    sl_client *c = client();
+    sl_call_opts co;
+    sl_call_opts_init(&co);
+    co.address = sl_service_address(s);
+    sl_response *r;
+    assert_int_equal(sl_client_call(c, "lonely", "T.Echo", "{}", 2, &co, &r), 0);
+    sl_response_free(r);
+    /* discovery through that registry fails clearly */
+    assert_int_equal(sl_client_call(c, "lonely", "T.Echo", "{}", 2, NULL, &r), SL_EIO);
+    sl_client_free(c);
+    sl_service_free(s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(calls_answer_errors_and_wrappers_run_in_order),
+        cmocka_unit_test(metadata_and_deadline_reach_the_handler),
+        cmocka_unit_test(stop_drains_calls_in_flight),
+        cmocka_unit_test(streams_end_and_a_leaving_caller_stops_the_handler),
+        cmocka_unit_test(bad_options_are_refused),
+        cmocka_unit_test(registry_down_at_start_the_service_serves_and_says_so),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
