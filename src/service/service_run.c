@@ -126,10 +126,10 @@ int sl_service_start(sl_service *s)
     pthread_mutex_unlock(&s->mu);
     if (again)
         return sli_err(SL_ESTATE, "service %s: started twice", s->name);
+    s->started_wall_ms = sli_wall_ms(); /* before any worker thread can read it */
     int rc = sli_http_start(s);
     if (rc != 0)
         return rc;
-    s->started_wall_ms = sli_wall_ms();
     sli_log(SL_LOG_INFO, "service", "%s %s listening on %s (node %s)", s->name, s->version, s->bound,
             s->id);
     if (!s->registry_url || strcmp(s->registry_url, "none") != 0) {

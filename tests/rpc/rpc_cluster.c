@@ -79,11 +79,15 @@ static size_t live_nodes(sl_registry *r)
     return total;
 }
 
+static char g_dir[64];
+
 static void start_servers(void)
 {
+    snprintf(g_dir, sizeof g_dir, "/tmp/sl-rpc-cluster-XXXXXX");
+    assert_non_null(mkdtemp(g_dir));
     for (int i = 0; i < NSERVERS; i++) {
-        char outf[64];
-        snprintf(outf, sizeof outf, "rpc-cluster-%d.out", i);
+        char outf[128];
+        snprintf(outf, sizeof outf, "%s/server-%d.out", g_dir, i);
         g_pids[i] = fork();
         assert_true(g_pids[i] >= 0);
         if (g_pids[i] == 0) {
@@ -95,8 +99,8 @@ static void start_servers(void)
         }
     }
     for (int i = 0; i < NSERVERS; i++) { /* each prints "helloworld listening on ADDR" */
-        char outf[64];
-        snprintf(outf, sizeof outf, "rpc-cluster-%d.out", i);
+        char outf[128];
+        snprintf(outf, sizeof outf, "%s/server-%d.out", g_dir, i);
         int64_t end = tl_now_ms() + 30000;
         g_addr[i][0] = 0;
         while (!g_addr[i][0] && tl_now_ms() < end) {
@@ -121,6 +125,14 @@ static void stop_servers(void)
             waitpid(g_pids[i], NULL, 0);
             g_pids[i] = 0;
         }
+    for (int i = 0; g_dir[0] && i < NSERVERS; i++) {
+        char outf[128];
+        snprintf(outf, sizeof outf, "%s/server-%d.out", g_dir, i);
+        unlink(outf);
+    }
+    if (g_dir[0])
+        rmdir(g_dir);
+    g_dir[0] = 0;
 }
 
 static void run_load(sl_client *c, int total, worker *w, _Atomic int *done, int kill_at)
