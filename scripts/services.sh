@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # services.sh start|stop|restart|status|clean NAME... - real servers on loopback
-# for tests and benchmarks: redis, rabbitmq, mariadb.
+# for tests and benchmarks: redis, rabbitmq, mariadb, etcd.
 #
 # Each server runs from its Debian package (installed with apt-get when
 # missing, and only what is missing), on 127.0.0.1, on a non-default port, with
@@ -16,6 +16,9 @@
 #   mariadb   mysql://sluice:sluice@127.0.0.1:13306/sluice  (SL_MARIADB_PORT)
 #             data initialised by mariadb-install-db; user and database
 #             "sluice" created on every start (idempotent)
+#   etcd      etcd://127.0.0.1:12379                  (SL_ETCD_PORT, peer SL_ETCD_PEER_PORT)
+#             one-member cluster, v3 API (its JSON gateway answers on the
+#             client port), data under the services dir
 #
 # start   is idempotent: a server already running (its recorded PID alive and
 #         still that program) is left alone; a stale PID file is removed. It
@@ -39,6 +42,8 @@ RABBIT_PORT=${SL_RABBITMQ_PORT:-15682}
 RABBIT_DIST_PORT=${SL_RABBITMQ_DIST_PORT:-25682}
 EPMD_PORT=${SL_EPMD_PORT:-14369}
 MARIADB_PORT=${SL_MARIADB_PORT:-13306}
+ETCD_PORT=${SL_ETCD_PORT:-12379}
+ETCD_PEER_PORT=${SL_ETCD_PEER_PORT:-12380}
 
 die() { echo "services.sh: $*" >&2; exit 1; }
 say() { echo "services.sh: $*" >&2; }
@@ -279,16 +284,44 @@ mariadb_start() {
 mariadb_stop() { kill_pidfile "$BASE/mariadb/pid" mariadbd 60; }
 mariadb_status() { alive "$BASE/mariadb/pid" mariadbd && mariadb_ping >/dev/null 2>&1; }
 
+# ---- etcd ----
+
+etcd_url() { echo "etcd://127.0.0.1:$ETCD_PORT"; }
+etcd_ping() { curl -sf -m 2 "http://127.0.0.1:$ETCD_PORT/health" | grep -q '"health":"true"'; }
+
+etcd_start() {
+  local d=$BASE/etcd
+  mkdir -p "$d"
+  if alive "$d/pid" etcd; then etcd_url; return 0; fi
+  rm -f "$d/pid"
+  need_pkgs etcd-server curl
+  port_free "$ETCD_PORT" || die "port $ETCD_PORT is taken by something this script did not start"
+  port_free "$ETCD_PEER_PORT" || die "port $ETCD_PEER_PORT is taken by something this script did not start"
+  local etcd=/usr/bin/etcd
+  [ -x "$etcd" ] || etcd=$(command -v etcd)
+  spawn "$d/pid" "$d/etcd.log" env ETCD_UNSUPPORTED_ARCH="$(uname -m | sed 's/x86_64/amd64/')" \
+    "$etcd" --name sluice-test --data-dir "$d/data" \
+    --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
+    --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+    --initial-cluster "sluice-test=http://127.0.0.1:$ETCD_PEER_PORT" --initial-cluster-state new \
+    --enable-v2=false --log-level warn --logger zap
+  wait_until "$d/pid" etcd "$d/etcd.log" etcd etcd_ping || return 1
+  etcd_url
+}
+etcd_stop() { kill_pidfile "$BASE/etcd/pid" etcd 20; }
+etcd_status() { alive "$BASE/etcd/pid" etcd && etcd_ping; }
+
 # ---- main ----
 
-usage() { echo "usage: services.sh start|stop|restart|status|clean NAME... (redis rabbitmq mariadb)" >&2; exit 2; }
+usage() { echo "usage: services.sh start|stop|restart|status|clean NAME... (redis rabbitmq mariadb etcd)" >&2; exit 2; }
 
 fn_of() {
   case $1 in
     redis) echo redis ;;
     rabbitmq | rabbit | amqp) echo rabbit ;;
     mariadb | mysql) echo mariadb ;;
-    *) die "unknown service '$1' (known: redis rabbitmq mariadb)" ;;
+    etcd) echo etcd ;;
+    *) die "unknown service '$1' (known: redis rabbitmq mariadb etcd)" ;;
   esac
 }
 
