@@ -82,6 +82,26 @@ SL_API void sl_client_free(sl_client *c);
 SL_API int sl_client_call(sl_client *c, const char *service, const char *endpoint, const void *req,
                           size_t len, const sl_call_opts *opts, sl_response **out);
 
+/* ---- client wrappers (go-micro's client.Wrapper) ---- */
+typedef struct sl_client_req sl_client_req;
+/* Runs around every sl_client_call of the client, outermost first; call
+ * sl_client_req_next to go on (the innermost next performs the call with
+ * its retries) and return its result. */
+typedef int (*sl_client_wrapper_fn)(sl_client_req *req, void *user);
+/* Add a wrapper; before the client's first call. */
+SL_API int sl_client_wrap(sl_client *c, sl_client_wrapper_fn fn, void *user);
+SL_API const char *sl_client_req_service(const sl_client_req *r);
+SL_API const char *sl_client_req_endpoint(const sl_client_req *r);
+/* Request metadata: read, or add/replace (sent as a header). */
+SL_API const char *sl_client_req_meta(const sl_client_req *r, const char *key);
+SL_API int sl_client_req_set_meta(sl_client_req *r, const char *key, const char *value);
+SL_API int sl_client_req_next(sl_client_req *r);
+/* The response so far (after next), NULL when none. */
+SL_API const sl_response *sl_client_req_response(const sl_client_req *r);
+/* Built-in: give every call a Micro-Trace-Id (a new UUID unless the
+ * caller's metadata carries one), so a trace crosses services. */
+SL_API int sl_client_wrap_trace(sl_client_req *r, void *user);
+
 SL_API const void *sl_response_body(const sl_response *r, size_t *len);
 SL_API int sl_response_status(const sl_response *r);
 /* A response header by name (case-insensitive), NULL when absent. */

@@ -43,6 +43,7 @@
 #include "error.h"
 #include "export.h"
 #include "registry.h"
+#include "router.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -116,6 +117,24 @@ SL_API void sl_service_free(sl_service *s);
 SL_API const char *sl_service_address(const sl_service *s);
 SL_API const char *sl_service_id(const sl_service *s);
 SL_API const char *sl_service_name(const sl_service *s);
+
+/* ---- pub/sub inside a service (go-micro's broker = any libsluice backend) ---- */
+
+/* Handle the messages of topic on the backend at url with fn, on the
+ * service's router (so router middlewares apply: sl_service_router), in the
+ * consumer group `group` (NULL: the service's name, so instances of a
+ * service compete and different services each get every message). fn
+ * returning 0 acks, an error nacks (redelivered). Handlers start with the
+ * service and drain at its stop. Call before start. Errors: SL_EINVAL,
+ * SL_ESTATE, backend errors from opening url. */
+SL_API int sl_service_subscribe(sl_service *s, const char *url, const char *topic, const char *group,
+                                sl_handler_fn fn, void *user);
+/* The router behind sl_service_subscribe (created on first use), to add
+ * middlewares before start; NULL before any subscribe. */
+SL_API sl_router *sl_service_router(sl_service *s);
+/* Publish msg (borrowed) to topic on the backend at url; the publisher is
+ * opened on first use and kept until the service is freed. Any thread. */
+SL_API int sl_service_publish(sl_service *s, const char *url, const char *topic, sl_msg *msg);
 
 /* ---- inside a handler or wrapper ---- */
 SL_API sl_service *sl_call_service(const sl_call *c);

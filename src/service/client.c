@@ -50,6 +50,9 @@ struct sl_client {
     bool closing;
     pthread_t watcher;
     bool watcher_started;
+    sli_client_wrapper *wraps;
+    size_t nwraps;
+    _Atomic bool called;
     sli_curl_pool pool;
 };
 
@@ -179,6 +182,7 @@ void sl_client_free(sl_client *c)
     }
     free(c->cache);
     free(c->avoids);
+    free(c->wraps);
     sl_registry_close(c->reg);
     for (size_t i = 0; c->match && i < c->o.n_match; i++) {
         free((char *)c->match[i].key);
@@ -334,3 +338,24 @@ int sli_client_pick(sl_client *c, char **addrs, size_t n, const bool *tried)
 
 const sl_client_opts *sli_client_opts(const sl_client *c) { return &c->o; }
 sli_curl_pool *sli_client_pool(sl_client *c) { return &c->pool; }
+
+int sl_client_wrap(sl_client *c, sl_client_wrapper_fn fn, void *user)
+{
+    if (!c || !fn)
+        return sli_err(SL_EINVAL, "sl_client_wrap: NULL argument");
+    if (atomic_load(&c->called))
+        return sli_err(SL_ESTATE, "sl_client_wrap: add wrappers before the first call");
+    sli_client_wrapper *w = realloc(c->wraps, (c->nwraps + 1) * sizeof *w);
+    if (!w)
+        return sli_err(SL_ENOMEM, "out of memory");
+    c->wraps = w;
+    w[c->nwraps++] = (sli_client_wrapper){fn, user};
+    return 0;
+}
+
+const sli_client_wrapper *sli_client_wrappers(sl_client *c, size_t *n)
+{
+    atomic_store(&c->called, true);
+    *n = c->nwraps;
+    return c->wraps;
+}

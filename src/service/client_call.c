@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+#include "sluice/msg.h"
 #include <unistd.h>
 
 #include "service/client_int.h"
@@ -247,18 +249,9 @@ static void error_detail(sl_response *r, const char *service, const char *addr)
     json_decref(e);
 }
 
-int sl_client_call(sl_client *c, const char *service, const char *endpoint, const void *req,
+static int do_call(sl_client *c, const char *service, const char *endpoint, const void *req,
                    size_t len, const sl_call_opts *opts, sl_response **out)
 {
-    if (out)
-        *out = NULL;
-    if (!c || !service || !*service || !endpoint || !*endpoint || !out || (!req && len))
-        return sli_err(SL_EINVAL, "sl_client_call: NULL or empty argument");
-    sl_call_opts def;
-    if (!opts) {
-        sl_call_opts_init(&def);
-        opts = &def;
-    }
     const sl_client_opts *co = sli_client_opts(c);
     int64_t timeout = opts->timeout_ms > 0 ? opts->timeout_ms : co->timeout_ms;
     int retries = opts->retries >= 0 ? opts->retries : co->retries;
@@ -359,5 +352,127 @@ int sl_client_call(sl_client *c, const char *service, const char *endpoint, cons
         free(addrs[i]);
     free(addrs);
     free(tried);
+    return rc;
+}
+
+/* ---- wrappers ---- */
+
+struct sl_client_req {
+    sl_client *c;
+    const char *service, *endpoint;
+    const void *body;
+    size_t len;
+    sl_call_opts o;
+    sl_reg_meta *meta; /* o.metadata, owned copy of keys/values we added */
+    char **owned;
+    size_t nowned;
+    const sli_client_wrapper *w;
+    size_t nw, i;
+    sl_response *resp;
+    bool done;
+};
+
+const char *sl_client_req_service(const sl_client_req *r) { return r ? r->service : NULL; }
+const char *sl_client_req_endpoint(const sl_client_req *r) { return r ? r->endpoint : NULL; }
+const sl_response *sl_client_req_response(const sl_client_req *r) { return r ? r->resp : NULL; }
+
+const char *sl_client_req_meta(const sl_client_req *r, const char *key)
+{
+    for (size_t i = 0; r && key && i < r->o.n_metadata; i++)
+        if (strcasecmp(r->o.metadata[i].key, key) == 0)
+            return r->o.metadata[i].value;
+    return NULL;
+}
+
+static char *own(sl_client_req *r, const char *s)
+{
+    char **o = realloc(r->owned, (r->nowned + 1) * sizeof *o);
+    if (!o)
+        return NULL;
+    r->owned = o;
+    return (o[r->nowned] = strdup(s)) ? o[r->nowned++] : NULL;
+}
+
+int sl_client_req_set_meta(sl_client_req *r, const char *key, const char *value)
+{
+    if (!r || !hdr_name_ok(key) || !value || strpbrk(value, "\r\n"))
+        return sli_err(SL_EINVAL, "sl_client_req_set_meta: bad key or value");
+    char *k = own(r, key), *v = own(r, value);
+    if (!k || !v)
+        return sli_err(SL_ENOMEM, "out of memory");
+    for (size_t i = 0; i < r->o.n_metadata; i++)
+        if (strcasecmp(r->meta[i].key, key) == 0) {
+            r->meta[i].value = v;
+            return 0;
+        }
+    sl_reg_meta *m = realloc(r->meta, (r->o.n_metadata + 1) * sizeof *m);
+    if (!m)
+        return sli_err(SL_ENOMEM, "out of memory");
+    r->meta = m;
+    m[r->o.n_metadata++] = (sl_reg_meta){k, v};
+    r->o.metadata = m;
+    return 0;
+}
+
+int sl_client_req_next(sl_client_req *r)
+{
+    if (!r)
+        return sli_err(SL_EINVAL, "sl_client_req_next: NULL request");
+    if (r->i < r->nw) {
+        const sli_client_wrapper *w = &r->w[r->i++];
+        return w->fn(r, w->user);
+    }
+    if (r->done)
+        return sli_err(SL_ESTATE, "sl_client_req_next: the call was made already");
+    r->done = true;
+    return do_call(r->c, r->service, r->endpoint, r->body, r->len, &r->o, &r->resp);
+}
+
+int sl_client_wrap_trace(sl_client_req *r, void *user)
+{
+    (void)user;
+    if (!sl_client_req_meta(r, "Micro-Trace-Id")) {
+        char id[SL_UUID_LEN + 1];
+        sl_uuid_v7(id);
+        int rc = sl_client_req_set_meta(r, "Micro-Trace-Id", id);
+        if (rc != 0)
+            return rc;
+    }
+    return sl_client_req_next(r);
+}
+
+int sl_client_call(sl_client *c, const char *service, const char *endpoint, const void *req,
+                   size_t len, const sl_call_opts *opts, sl_response **out)
+{
+    if (out)
+        *out = NULL;
+    if (!c || !service || !*service || !endpoint || !*endpoint || !out || (!req && len))
+        return sli_err(SL_EINVAL, "sl_client_call: NULL or empty argument");
+    sl_call_opts def;
+    if (!opts) {
+        sl_call_opts_init(&def);
+        opts = &def;
+    }
+    size_t nw;
+    const sli_client_wrapper *w = sli_client_wrappers(c, &nw);
+    if (nw == 0)
+        return do_call(c, service, endpoint, req, len, opts, out);
+    sl_client_req r = {.c = c, .service = service, .endpoint = endpoint, .body = req, .len = len,
+                       .o = *opts, .w = w, .nw = nw};
+    if (opts->n_metadata) {
+        r.meta = malloc(opts->n_metadata * sizeof *r.meta);
+        if (!r.meta)
+            return sli_err(SL_ENOMEM, "out of memory");
+        memcpy(r.meta, opts->metadata, opts->n_metadata * sizeof *r.meta);
+        r.o.metadata = r.meta;
+    }
+    int rc = sl_client_req_next(&r);
+    if (rc == 0 && !r.done)
+        rc = sli_err(SL_ESTATE, "a client wrapper returned 0 without making the call");
+    *out = r.resp;
+    for (size_t i = 0; i < r.nowned; i++)
+        free(r.owned[i]);
+    free(r.owned);
+    free(r.meta);
     return rc;
 }

@@ -25,6 +25,12 @@ int sli_client_nodes(sl_client *c, const char *service, char ***addrs, size_t *n
 int sli_client_pick(sl_client *c, char **addrs, size_t n, const bool *tried);
 void sli_client_avoid(sl_client *c, const char *addr);
 const sl_client_opts *sli_client_opts(const sl_client *c);
+/* The client's wrappers (client.c). */
+typedef struct sli_client_wrapper {
+    sl_client_wrapper_fn fn;
+    void *user;
+} sli_client_wrapper;
+const sli_client_wrapper *sli_client_wrappers(sl_client *c, size_t *n);
 sli_curl_pool *sli_client_pool(sl_client *c);
 /* client_call.c, shared with client_stream.c (void * = CURL *). */
 struct curl_slist *sli_client_headers(const char *service, const char *endpoint,

@@ -92,6 +92,7 @@ int sl_service_new(sl_service **out, const sl_service_opts *o)
     s->threads = o->threads;
     s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     pthread_mutex_init(&s->mu, NULL);
+    pthread_mutex_init(&s->pub_mu, NULL);
     sli_cond_init(&s->cv);
     int rc = (!s->name || !s->version || !s->id || !s->address_opt || s->wake_fd < 0)
                  ? SL_ENOMEM

@@ -127,9 +127,13 @@ int sl_service_start(sl_service *s)
     if (again)
         return sli_err(SL_ESTATE, "service %s: started twice", s->name);
     s->started_wall_ms = sli_wall_ms(); /* before any worker thread can read it */
-    int rc = sli_http_start(s);
-    if (rc != 0)
+    int rc = sli_svc_pubsub_start(s);
+    if (rc == 0)
+        rc = sli_http_start(s);
+    if (rc != 0) {
+        sli_svc_pubsub_stop(s);
         return rc;
+    }
     sli_log(SL_LOG_INFO, "service", "%s %s listening on %s (node %s)", s->name, s->version, s->bound,
             s->id);
     if (!s->registry_url || strcmp(s->registry_url, "none") != 0) {
@@ -173,6 +177,7 @@ static void stop_now(sl_service *s)
         sli_log(SL_LOG_WARN, "service", "%s: %d calls still running after %lld ms: stopping anyway",
                 s->name, left, (long long)s->drain_ms);
     sli_http_stop(s);
+    sli_svc_pubsub_stop(s);
     sli_log(SL_LOG_INFO, "service", "%s: stopped", s->name);
 }
 
@@ -232,6 +237,7 @@ void sl_service_free(sl_service *s)
     if (!s)
         return;
     stop_now(s);
+    sli_svc_pubsub_free(s);
     for (size_t i = 0; i < s->neps; i++)
         free(s->eps[i].name);
     free(s->eps);
@@ -250,6 +256,7 @@ void sl_service_free(sl_service *s)
     if (s->wake_fd >= 0)
         close(s->wake_fd);
     pthread_mutex_destroy(&s->mu);
+    pthread_mutex_destroy(&s->pub_mu);
     pthread_cond_destroy(&s->cv);
     free(s);
 }

@@ -58,6 +58,17 @@ struct sl_service {
     bool reg_thread_started;
     int wake_fd; /* eventfd: sl_service_stop wakes run() */
 
+    /* pub/sub (service_pubsub.c) */
+    sl_router *router;
+    pthread_t router_thread;
+    bool router_running;
+    sl_subscriber **subs;
+    size_t nsubs;
+    pthread_mutex_t pub_mu;
+    char **pub_urls;
+    sl_publisher **pubs;
+    size_t npubs;
+
     _Atomic int inflight;
     _Atomic uint64_t calls, errors, unknown;
     int64_t started_wall_ms;
@@ -96,6 +107,11 @@ svc_endpoint *sli_svc_find(sl_service *s, const char *endpoint);
 void sli_svc_dispatch(sl_call *c);
 /* Prometheus text of the service's metrics (malloc'd). */
 char *sli_svc_metrics_text(sl_service *s, size_t *len);
+
+/* service_pubsub.c */
+int sli_svc_pubsub_start(sl_service *s);
+void sli_svc_pubsub_stop(sl_service *s); /* drains handlers */
+void sli_svc_pubsub_free(sl_service *s);
 
 /* call.c */
 void sli_call_init(sl_call *c, sl_service *s, const char *endpoint, const char *ctype);

@@ -5,7 +5,9 @@
  *   2. one instance is killed (SIGKILL) mid-load: no call fails (retried on
  *      another node), and the dead node leaves the registry within its TTL
  *      plus one registration interval.
- * usage: rpc_cluster SERVER_BINARY REGISTRY_URL
+ *   3. (--outage, with a server registry) the registry goes down: calls go on
+ *      with the cached nodes; once it is back the services register again.
+ * usage: rpc_cluster SERVER_BINARY REGISTRY_URL [--outage]
  */
 #include <signal.h>
 #include <stdatomic.h>
@@ -220,17 +222,67 @@ static void cluster_balances_and_survives_a_kill(void **state)
     sl_registry_close(r);
 }
 
+static void registry_outage_calls_use_cached_nodes(void **state)
+{
+    (void)state;
+    const char *sh = getenv("SL_SERVICES_SH");
+    assert_non_null(sh);
+    start_servers();
+    sl_registry *r;
+    assert_int_equal(sl_registry_open(&r, g_registry), 0);
+    int64_t end = tl_now_ms() + 30000;
+    while (live_nodes(r) < NSERVERS && tl_now_ms() < end)
+        tl_sleep_ms(50);
+    assert_int_equal(live_nodes(r), NSERVERS);
+    sl_client_opts o;
+    sl_client_opts_init(&o);
+    o.registry = g_registry;
+    sl_client *c;
+    assert_int_equal(sl_client_new(&c, &o), 0);
+    sl_response *resp;
+    assert_int_equal(sl_client_call(c, "helloworld", "Helloworld.Greeting", "{\"name\":\"a\"}", 12,
+                                    NULL, &resp), 0);
+    sl_response_free(resp);
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "'%s' stop etcd", sh);
+    assert_int_equal(system(cmd), 0);
+    for (int i = 0; i < 200; i++) {
+        int rc = sl_client_call(c, "helloworld", "Helloworld.Greeting", "{\"name\":\"b\"}", 12, NULL,
+                                &resp);
+        if (rc != 0)
+            fail_msg("call %d with the registry down: %s (%s)", i, sl_strerror(rc), sl_errmsg());
+        sl_response_free(resp);
+    }
+    snprintf(cmd, sizeof cmd, "'%s' start etcd >/dev/null", sh);
+    assert_int_equal(system(cmd), 0);
+    /* The services notice and register again (their retry backoff is at most 5 s). */
+    sl_registry_close(r);
+    assert_int_equal(sl_registry_open(&r, g_registry), 0);
+    end = tl_now_ms() + 30000;
+    while (live_nodes(r) < NSERVERS && tl_now_ms() < end)
+        tl_sleep_ms(100);
+    assert_int_equal(live_nodes(r), NSERVERS);
+    assert_int_equal(sl_client_call(c, "helloworld", "Helloworld.Greeting", "{\"name\":\"c\"}", 12,
+                                    NULL, &resp), 0);
+    sl_response_free(resp);
+    sl_client_free(c);
+    sl_registry_close(r);
+    stop_servers();
+}
+
 int main(int argc, char **argv)
 {
-    if (argc != 3) {
-        fprintf(stderr, "usage: rpc_cluster SERVER_BINARY REGISTRY_URL\n");
+    if (argc != 3 && !(argc == 4 && strcmp(argv[3], "--outage") == 0)) {
+        fprintf(stderr, "usage: rpc_cluster SERVER_BINARY REGISTRY_URL [--outage]\n");
         return 2;
     }
     g_server = argv[1];
     g_registry = argv[2];
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {cmocka_unit_test(cluster_balances_and_survives_a_kill)};
-    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    const struct CMUnitTest outage[] = {cmocka_unit_test(registry_outage_calls_use_cached_nodes)};
+    int rc = argc == 4 ? cmocka_run_group_tests(outage, NULL, NULL)
+                       : cmocka_run_group_tests(tests, NULL, NULL);
     stop_servers();
     return rc;
 }

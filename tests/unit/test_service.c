@@ -330,6 +330,105 @@ static void registry_down_at_start_the_service_serves_and_says_so(void **state)
     sl_service_free(s);
 }
 
+static int wrap_count(sl_client_req *r, void *user)
+{
+    atomic_fetch_add((atomic_int *)user, 1);
+    int rc = sl_client_req_next(r);
+    const sl_response *resp = sl_client_req_response(r);
+    if (rc == 0 && (!resp || sl_response_status(resp) != 200))
+        return SL_EPROTO;
+    return rc;
+}
+
+static void client_wrappers_carry_a_trace_id_both_ways(void **state)
+{
+    (void)state;
+    sl_service_opts o;
+    sl_service_opts_init(&o);
+    o.name = "traced";
+    o.address = "127.0.0.1:0";
+    o.registry = "none";
+    sl_service *s;
+    assert_int_equal(sl_service_new(&s, &o), 0);
+    assert_int_equal(sl_service_handle(s, "T.Meta", meta, NULL), 0);
+    assert_int_equal(sl_service_wrap(s, sl_wrap_trace, NULL), 0);
+    assert_int_equal(sl_service_start(s), 0);
+    sl_client *c = client();
+    atomic_int count = 0;
+    assert_int_equal(sl_client_wrap(c, wrap_count, &count), 0);
+    assert_int_equal(sl_client_wrap(c, sl_client_wrap_trace, NULL), 0);
+    sl_call_opts co;
+    sl_call_opts_init(&co);
+    co.address = sl_service_address(s);
+    sl_response *r;
+    assert_int_equal(sl_client_call(c, "traced", "T.Meta", "{}", 2, &co, &r), 0);
+    const char *id = sl_response_meta(r, "Micro-Trace-Id");
+    assert_non_null(id);
+    assert_int_equal(strlen(id), 36);
+    sl_response_free(r);
+    /* a caller's own trace id is kept end to end */
+    sl_reg_meta m = {"Micro-Trace-Id", "trace-42"};
+    co.metadata = &m;
+    co.n_metadata = 1;
+    assert_int_equal(sl_client_call(c, "traced", "T.Meta", "{}", 2, &co, &r), 0);
+    assert_string_equal(sl_response_meta(r, "Micro-Trace-Id"), "trace-42");
+    sl_response_free(r);
+    assert_int_equal(atomic_load(&count), 2);
+    assert_int_equal(sl_client_wrap(c, wrap_count, &count), SL_ESTATE); /* after the first call */
+    sl_client_free(c);
+    sl_service_free(s);
+}
+
+typedef struct got {
+    atomic_int n;
+    char first[64];
+} got;
+
+static int on_event(sl_ctx *ctx, sl_msg *in, sl_msg_list *out, void *user)
+{
+    (void)ctx, (void)out;
+    got *g = user;
+    size_t len;
+    const char *p = sl_msg_payload(in, &len);
+    if (atomic_fetch_add(&g->n, 1) == 0)
+        snprintf(g->first, sizeof g->first, "%.*s", (int)len, p);
+    return 0;
+}
+
+static void a_service_subscribes_and_publishes_through_a_backend(void **state)
+{
+    (void)state;
+    const char *url = "mem://svc-pubsub?persistent=true";
+    got g = {0};
+    sl_service_opts o;
+    sl_service_opts_init(&o);
+    o.name = "events";
+    o.address = "127.0.0.1:0";
+    o.registry = "none";
+    sl_service *s;
+    assert_int_equal(sl_service_new(&s, &o), 0);
+    assert_null(sl_service_router(s));
+    assert_int_equal(sl_service_subscribe(s, url, "user.created", NULL, on_event, &g), 0);
+    assert_non_null(sl_service_router(s));
+    assert_int_equal(sl_service_subscribe(s, "nope://x", "t", NULL, on_event, &g), SL_ENOTSUP);
+    assert_int_equal(sl_service_start(s), 0);
+    assert_int_equal(sl_service_subscribe(s, url, "late", NULL, on_event, &g), SL_ESTATE);
+    for (int i = 0; i < 10; i++) {
+        sl_msg *m;
+        char p[16];
+        snprintf(p, sizeof p, "user-%d", i);
+        assert_int_equal(sl_msg_new(&m, p, strlen(p)), 0);
+        assert_int_equal(sl_service_publish(s, url, "user.created", m), 0);
+        sl_msg_unref(m);
+    }
+    int64_t end = tl_now_ms() + 10000;
+    while (atomic_load(&g.n) < 10 && tl_now_ms() < end)
+        tl_sleep_ms(10);
+    assert_int_equal(atomic_load(&g.n), 10);
+    assert_string_equal(g.first, "user-0");
+    sl_service_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -339,6 +438,8 @@ int main(void)
         cmocka_unit_test(streams_end_and_a_leaving_caller_stops_the_handler),
         cmocka_unit_test(bad_options_are_refused),
         cmocka_unit_test(registry_down_at_start_the_service_serves_and_says_so),
+        cmocka_unit_test(client_wrappers_carry_a_trace_id_both_ways),
+        cmocka_unit_test(a_service_subscribes_and_publishes_through_a_backend),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
