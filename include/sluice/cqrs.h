@@ -1,0 +1,122 @@
+/*
+ * sluice/cqrs.h - CQRS on the router (watermill's cqrs component): command
+ * and event buses that marshal values into messages, and processors that
+ * route messages back to handlers by the value's type name.
+ *
+ *   sl_marshaler m; sl_marshaler_json(&m);           // values are json_t *
+ *   sl_command_bus *cb; sl_command_bus_new(&cb, pub, &m, NULL);
+ *   sl_command_send(cb, "BookRoom", json_pack("{s:s}", "room", "101"));
+ *
+ *   sl_command_processor *cp; sl_command_processor_new(&cp, router, sub, &m, NULL);
+ *   sl_command_processor_add(cp, "BookRoom", book_room, ctx);   // exactly one handler
+ *   sl_event_processor *ep; sl_event_processor_new(&ep, router, sub, &m, NULL);
+ *   sl_event_processor_add(ep, "report", "RoomBooked", on_booked, ctx, NULL);
+ *   sl_router_run(router);
+ *
+ * The type name travels in the message metadata under SL_CQRS_META_NAME
+ * ("name"). Topics come from the type name: commands go to "commands.<Name>",
+ * events to "events.<Name>" unless a topic function is given. Commands have
+ * exactly one handler: every command processor of an application competes
+ * in one consumer group ("commands" unless set). Each event handler gets
+ * every event: its consumer group is its handler name (instances of the
+ * same handler compete), or the group given.
+ *
+ * A message whose type is unknown to the processor, or whose payload does
+ * not unmarshal, fails its handler with SL_EPROTO: add sl_mw_poison to the
+ * router to park such messages; without it they are redelivered with the
+ * handler's nack backoff (never a hot loop). Handlers run on router workers:
+ * every router middleware (retry, poison, timeout, ...) applies. Free a
+ * processor after its router (sl_router_free): its handlers point into it.
+ */
+#ifndef SLUICE_CQRS_H
+#define SLUICE_CQRS_H
+
+#include <stddef.h>
+
+#include "error.h"
+#include "export.h"
+#include "pubsub.h"
+#include "router.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SL_CQRS_META_NAME "name"
+
+/* How values become messages and back. */
+typedef struct sl_marshaler {
+    /* Make a message carrying value of type name (set SL_CQRS_META_NAME). */
+    int (*marshal)(void *ctx, const char *name, const void *value, sl_msg **out);
+    /* Decode m's payload into a value for a handler (freed with free_value). */
+    int (*unmarshal)(void *ctx, const sl_msg *m, void **value);
+    void (*free_value)(void *ctx, void *value);
+    void *ctx;
+} sl_marshaler;
+
+/* JSON (jansson): values are json_t *; marshal borrows the value. */
+SL_API void sl_marshaler_json(sl_marshaler *m);
+
+/* Topic of a type name (write it into buf, at most cap bytes with the NUL). */
+typedef int (*sl_cqrs_topic_fn)(const char *name, char *buf, size_t cap, void *ctx);
+
+typedef struct sl_cqrs_opts {
+    sl_cqrs_topic_fn topic; /* NULL: "commands.<name>" / "events.<name>" */
+    void *topic_ctx;
+    const char *group; /* processors: consumer group (see above); NULL = default */
+    unsigned workers;  /* processors: worker threads per handler (default 1) */
+} sl_cqrs_opts;
+
+SL_API void sl_cqrs_opts_init(sl_cqrs_opts *o);
+
+/* ---- buses ---- */
+typedef struct sl_command_bus sl_command_bus;
+typedef struct sl_event_bus sl_event_bus;
+
+/* pub is borrowed (outlives the bus); m is copied; opts may be NULL. */
+SL_API int sl_command_bus_new(sl_command_bus **out, sl_publisher *pub, const sl_marshaler *m,
+                              const sl_cqrs_opts *opts);
+/* Send a command (value borrowed): published durably before returning. */
+SL_API int sl_command_send(sl_command_bus *b, const char *name, const void *value);
+/* The same carrying the metadata of a message being handled (correlation,
+ * trace, deadline), to keep a chain of messages traceable. */
+SL_API int sl_command_send_from(sl_command_bus *b, const sl_msg *cause, const char *name,
+                                const void *value);
+SL_API void sl_command_bus_free(sl_command_bus *b);
+
+SL_API int sl_event_bus_new(sl_event_bus **out, sl_publisher *pub, const sl_marshaler *m,
+                            const sl_cqrs_opts *opts);
+SL_API int sl_event_publish(sl_event_bus *b, const char *name, const void *value);
+SL_API int sl_event_publish_from(sl_event_bus *b, const sl_msg *cause, const char *name,
+                                 const void *value);
+SL_API void sl_event_bus_free(sl_event_bus *b);
+
+/* ---- processors ---- */
+
+/* A handler gets the decoded value (borrowed for the call) and the message
+ * (for metadata). Return 0 to ack, a negative SL_E* to nack (redelivery). */
+typedef int (*sl_cqrs_handler_fn)(sl_ctx *ctx, const sl_msg *msg, void *value, void *user);
+
+typedef struct sl_command_processor sl_command_processor;
+typedef struct sl_event_processor sl_event_processor;
+
+/* router and sub are borrowed; add handlers before the router runs. */
+SL_API int sl_command_processor_new(sl_command_processor **out, sl_router *r, sl_subscriber *sub,
+                                    const sl_marshaler *m, const sl_cqrs_opts *opts);
+/* The one handler of command `name`. SL_EEXIST when it has one already. */
+SL_API int sl_command_processor_add(sl_command_processor *p, const char *name,
+                                    sl_cqrs_handler_fn fn, void *user);
+SL_API void sl_command_processor_free(sl_command_processor *p);
+
+SL_API int sl_event_processor_new(sl_event_processor **out, sl_router *r, sl_subscriber *sub,
+                                  const sl_marshaler *m, const sl_cqrs_opts *opts);
+/* Handler `handler` (unique name) of event `name`; group NULL = the
+ * handler's name (it gets every event), or a group to compete in. */
+SL_API int sl_event_processor_add(sl_event_processor *p, const char *handler, const char *name,
+                                  sl_cqrs_handler_fn fn, void *user, const char *group);
+SL_API void sl_event_processor_free(sl_event_processor *p);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
