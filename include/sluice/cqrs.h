@@ -65,6 +65,10 @@ typedef struct sl_cqrs_opts {
     void *topic_ctx;
     const char *group; /* processors: consumer group (see above); NULL = default */
     unsigned workers;  /* processors: worker threads per handler (default 1) */
+    sl_publisher *reply_pub; /* command processors: answers requests (sl_request) whose
+                                handler did not sl_reply: an empty reply with the
+                                handler's result (a failed request is answered with its
+                                error and not redelivered). NULL: no automatic reply */
 } sl_cqrs_opts;
 
 SL_API void sl_cqrs_opts_init(sl_cqrs_opts *o);
@@ -115,6 +119,33 @@ SL_API int sl_event_processor_new(sl_event_processor **out, sl_router *r, sl_sub
 SL_API int sl_event_processor_add(sl_event_processor *p, const char *handler, const char *name,
                                   sl_cqrs_handler_fn fn, void *user, const char *group);
 SL_API void sl_event_processor_free(sl_event_processor *p);
+
+/* ---- request-reply (watermill's requestreply) ----
+ * A requester sends a command carrying SL_CQRS_META_REPLY_TO (its own reply
+ * topic) and SL_CQRS_META_CORRELATION (the command's UUID), then waits for
+ * the reply with that correlation id. The handler side answers with
+ * sl_reply (a body, or an error), or lets a command processor with
+ * opts.reply_pub answer its result. Works over any backend. */
+#define SL_CQRS_META_REPLY_TO "reply_to"
+#define SL_CQRS_META_CORRELATION "correlation_id"
+#define SL_CQRS_META_REPLY_ERROR "reply_error"
+
+typedef struct sl_requester sl_requester;
+
+/* bus and sub are borrowed. Replies come on "replies.<uuid>" (private to
+ * this requester), read by a thread of the requester. */
+SL_API int sl_requester_new(sl_requester **out, sl_command_bus *bus, sl_subscriber *sub);
+/* Send command `name` and wait up to timeout_ms for its reply. Returns the
+ * handler's result: 0, or the negative code it replied with (detail in
+ * sl_errmsg()), SL_ETIMEDOUT when no reply came. *reply (optional) gets the
+ * reply message (free with sl_msg_unref). Any thread. */
+SL_API int sl_request(sl_requester *r, const char *name, const void *value, int timeout_ms,
+                      sl_msg **reply);
+SL_API void sl_requester_free(sl_requester *r);
+
+/* Answer `request` (from inside its handler) with body, or with err < 0
+ * and body as the error's detail. SL_EINVAL when request asked no reply. */
+SL_API int sl_reply(sl_publisher *pub, const sl_msg *request, const void *body, size_t len, int err);
 
 #ifdef __cplusplus
 }

@@ -77,7 +77,21 @@ static int bus_init(bus *b, sl_publisher *pub, const sl_marshaler *m, const sl_c
     return 0;
 }
 
+_Thread_local const sl_msg *sli_cqrs_replied; /* set by sl_reply on the handler's thread */
+
+static int bus_send_meta(bus *b, const sl_msg *cause, const char *name, const void *value,
+                         const char *reply_to, const char *correlation);
+
 static int bus_send(bus *b, const sl_msg *cause, const char *name, const void *value)
+{
+    return bus_send_meta(b, cause, name, value, NULL, NULL);
+}
+
+int sli_command_send_request(sl_command_bus *b, const char *name, const void *value,
+                             const char *reply_to, const char *correlation);
+
+static int bus_send_meta(bus *b, const sl_msg *cause, const char *name, const void *value,
+                         const char *reply_to, const char *correlation)
 {
     char topic[256];
     int rc = topic_of(&b->o, b->kind, name, topic, sizeof topic);
@@ -93,6 +107,10 @@ static int bus_send(bus *b, const sl_msg *cause, const char *name, const void *v
             !sl_msg_meta_get(m, k))
             rc = sl_msg_meta_set(m, k, v);
     }
+    if (rc == 0 && reply_to)
+        rc = sl_msg_meta_set(m, SL_CQRS_META_REPLY_TO, reply_to);
+    if (rc == 0 && correlation)
+        rc = sl_msg_meta_set(m, SL_CQRS_META_CORRELATION, correlation);
     if (rc == 0)
         rc = sl_publish(b->pub, topic, &m, 1);
     sl_msg_unref(m);
@@ -145,6 +163,12 @@ int sl_event_publish_from(sl_event_bus *b, const sl_msg *cause, const char *name
     return b ? bus_send(&b->b, cause, name, value) : sli_err(SL_EINVAL, "sl_event_publish_from: NULL bus");
 }
 
+int sli_command_send_request(sl_command_bus *b, const char *name, const void *value,
+                             const char *reply_to, const char *correlation)
+{
+    return bus_send_meta(&b->b, NULL, name, value, reply_to, correlation);
+}
+
 void sl_command_bus_free(sl_command_bus *b) { free(b); }
 void sl_event_bus_free(sl_event_bus *b) { free(b); }
 
@@ -186,9 +210,21 @@ static int trampoline(sl_ctx *ctx, sl_msg *in, sl_msg_list *out, void *user)
     int rc = h->p->m.unmarshal(h->p->m.ctx, in, &value);
     if (rc != 0)
         return sl_handler_fail(SL_EPROTO, "%s", sl_errmsg());
+    sli_cqrs_replied = NULL;
     rc = h->fn(ctx, in, value, h->user);
     if (h->p->m.free_value)
         h->p->m.free_value(h->p->m.ctx, value);
+    /* A request nobody answered: answer the handler's result, once. */
+    if (h->p->o.reply_pub && sli_cqrs_replied != in && sl_msg_meta_get(in, SL_CQRS_META_REPLY_TO)) {
+        const char *detail = rc < 0 ? sl_errmsg() : "";
+        char d[512];
+        snprintf(d, sizeof d, "%s", detail);
+        int rrc = sl_reply(h->p->o.reply_pub, in, d, strlen(d), rc < 0 ? rc : 0);
+        if (rrc != 0)
+            return rrc; /* no answer went out: redeliver */
+        rc = 0;         /* the requester has its answer */
+    }
+    sli_cqrs_replied = NULL;
     return rc;
 }
 
