@@ -21,6 +21,7 @@ static const cli_cmd cmds[] = {
     {"services", "list the services in a registry", cmd_services},
     {"describe", "show a service's nodes, endpoints and metadata", cmd_describe},
     {"call", "call a service's endpoint with a JSON request", cmd_call},
+    {"forward", "move outbox messages to their destination backend", cmd_forward},
 };
 
 static void usage(FILE *f)
