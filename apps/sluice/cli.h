@@ -19,6 +19,7 @@ int cmd_bench(int argc, char **argv);
 int cmd_pub(int argc, char **argv);
 int cmd_sub(int argc, char **argv);
 int cmd_notify(int argc, char **argv); /* apps/notify/cmd_notify.c */
+int cmd_auth(int argc, char **argv);   /* cmd_auth.c */
 
 /* Argument helpers (cli_args.c). Errors go to stderr as "sluice CMD: ...".
  * cli_opt: when argv[*i] is "NAME VALUE" or "NAME=VALUE", sets *val, moves *i

@@ -18,6 +18,7 @@ static const cli_cmd cmds[] = {
     {"pub", "publish a message or stdin lines to a topic", cmd_pub},
     {"sub", "print (and ack) the messages of a topic", cmd_sub},
     {"notify", "the notification service: serve, consume, failed", cmd_notify},
+    {"auth", "issue and inspect signed tokens, list access rules", cmd_auth},
 };
 
 static void usage(FILE *f)
