@@ -391,11 +391,12 @@ int sl_config_add_flags(sl_config *c, int argc, char *const *argv)
             json_decref(kv);
             return sli_err(SL_EINVAL, "config: flag '%s' has no value", a);
         }
-        if (!valid_path(key) || !json_string(val)) {
+        json_t *jv = valid_path(key) ? json_string(val) : NULL; /* NULL: not UTF-8 */
+        if (!jv) {
             json_decref(kv);
             return sli_err(SL_EINVAL, "config: flag '%s': bad path or value", a);
         }
-        json_object_set_new(kv, key, json_string(val));
+        json_object_set_new(kv, key, jv);
     }
     sli_src s = {.kind = SRC_FLAGS, .kv = kv};
     return add_source(c, &s);
