@@ -444,10 +444,11 @@ static int get(sl_config *c, const char *path, json_t **v, char *origin, size_t 
     pthread_mutex_lock(&c->mu);
     json_t *j = lookup(c->tree, path);
     const char *o = json_string_value(json_object_get(c->origins, path));
-    *v = j ? json_deep_copy(j) : NULL;
+    bool missing = !j || json_is_null(j); /* j dies with the tree: decide under the lock */
+    *v = missing ? NULL : json_deep_copy(j);
     snprintf(origin, cap, "%s", o ? o : "defaults");
     pthread_mutex_unlock(&c->mu);
-    if (!j || json_is_null(j)) {
+    if (missing) {
         json_decref(*v);
         return sli_err(SL_ENOENT, "config: %s: missing", path);
     }
