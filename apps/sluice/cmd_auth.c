@@ -25,20 +25,19 @@ typedef struct auth_args {
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: sluice auth token --id ID [--scope S ...] [--type user|service]\n"
-            "                         [--expiry 24h] [--refresh] [KEY OPTIONS]\n"
-            "       sluice auth inspect TOKEN [KEY OPTIONS]\n"
-            "       sluice auth rules --rules FILE.json\n"
-            "\n"
-            "token    print a signed access token for the account (with --refresh, a\n"
-            "         second line holds the refresh token)\n"
-            "inspect  check a token; print its account, or why it is refused\n"
-            "rules    list the rules of a JSON rule file in evaluation order\n"
-            "\n"
-            "KEY OPTIONS: --alg HS256|RS256|ES256 (default HS256), --secret-file FILE\n"
-            "  (HS256; else $SLUICE_AUTH_SECRET), --private-key FILE, --public-key FILE,\n"
-            "  --issuer NAME (default sluice). Expiry: 90s, 30m, 24h, 7d or milliseconds.\n");
+    fprintf(f, "usage: sluice auth token --id ID [--scope S ...] [--type user|service]\n"
+               "                         [--expiry 24h] [--refresh] [KEY OPTIONS]\n"
+               "       sluice auth inspect TOKEN [KEY OPTIONS]\n"
+               "       sluice auth rules --rules FILE.json\n"
+               "\n"
+               "token    print a signed access token for the account (with --refresh, a\n"
+               "         second line holds the refresh token)\n"
+               "inspect  check a token; print its account, or why it is refused\n"
+               "rules    list the rules of a JSON rule file in evaluation order\n"
+               "\n"
+               "KEY OPTIONS: --alg HS256|RS256|ES256 (default HS256), --secret-file FILE\n"
+               "  (HS256; else $SLUICE_AUTH_SECRET), --private-key FILE, --public-key FILE,\n"
+               "  --issuer NAME (default sluice). Expiry: 90s, 30m, 24h, 7d or milliseconds.\n");
 }
 
 /* "1500", "1500ms", "90s", "30m", "24h", "7d" -> ms; -1 when malformed. */
@@ -60,10 +59,11 @@ static int64_t parse_duration(const char *s)
 
 static int parse_args(const char *cmd, int argc, char **argv, auth_args *a)
 {
-    static const char *const names[] = {"--id", "--type", "--expiry", "--alg", "--secret-file",
-                                        "--private-key", "--public-key", "--issuer", "--rules"};
-    const char **slots[] = {&a->id, &a->type, &a->expiry, &a->alg, &a->secret_file,
-                            &a->priv, &a->pub, &a->issuer, &a->rules};
+    static const char *const names[] = {"--id",         "--type",        "--expiry",
+                                        "--alg",        "--secret-file", "--private-key",
+                                        "--public-key", "--issuer",      "--rules"};
+    const char **slots[] = {&a->id,   &a->type, &a->expiry, &a->alg,  &a->secret_file,
+                            &a->priv, &a->pub,  &a->issuer, &a->rules};
     for (int i = 2; i < argc; i++) {
         const char *v;
         int r = cli_opt(cmd, argc, argv, &i, "--scope", &v);
@@ -138,8 +138,10 @@ static int do_token(const auth_args *a)
     sl_auth *auth;
     if (open_auth("auth token", a, &auth) < 0)
         return 2;
-    sl_account acc = {.id = (char *)a->id, .type = (char *)(a->type ? a->type : "user"),
-                      .scopes = (char **)a->scopes, .nscopes = a->nscopes};
+    sl_account acc = {.id = (char *)a->id,
+                      .type = (char *)(a->type ? a->type : "user"),
+                      .scopes = (char **)a->scopes,
+                      .nscopes = a->nscopes};
     sl_auth_tokens t;
     int rc = sl_auth_token(auth, &acc, ttl, &t);
     if (rc < 0) {

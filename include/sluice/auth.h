@@ -61,9 +61,9 @@ typedef struct sl_auth_opts {
     const char *secret_file;      /* HS256: the file's bytes (a trailing newline dropped) */
     const char *private_key_file; /* RS256/ES256 */
     const char *public_key_file;  /* RS256/ES256 */
-    const char *issuer;           /* "iss" of issued tokens, required on inspect; default "sluice" */
-    int64_t access_ttl_ms;        /* default 1 h */
-    int64_t refresh_ttl_ms;       /* default 7 days */
+    const char *issuer;     /* "iss" of issued tokens, required on inspect; default "sluice" */
+    int64_t access_ttl_ms;  /* default 1 h */
+    int64_t refresh_ttl_ms; /* default 7 days */
 } sl_auth_opts;
 SL_API void sl_auth_opts_init(sl_auth_opts *o);
 
@@ -72,9 +72,9 @@ SL_API int sl_auth_open(sl_auth **out, const sl_auth_opts *o);
 SL_API void sl_auth_close(sl_auth *a);
 
 typedef struct sl_auth_tokens {
-    char *access;       /* JWT; free with sl_auth_tokens_clear */
-    char *refresh;      /* JWT */
-    int64_t expiry_ms;  /* wall-clock expiry of access */
+    char *access;      /* JWT; free with sl_auth_tokens_clear */
+    char *refresh;     /* JWT */
+    int64_t expiry_ms; /* wall-clock expiry of access */
 } sl_auth_tokens;
 SL_API void sl_auth_tokens_clear(sl_auth_tokens *t);
 

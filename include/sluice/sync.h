@@ -88,8 +88,7 @@ typedef struct sl_leader_opts {
 SL_API void sl_leader_opts_init(sl_leader_opts *o);
 
 /* Start campaigning. Returns at once. */
-SL_API int sl_leader_start(sl_sync *s, const char *name, const sl_leader_opts *o,
-                           sl_leader **out);
+SL_API int sl_leader_start(sl_sync *s, const char *name, const sl_leader_opts *o, sl_leader **out);
 
 /* True while this candidate leads; *token (may be NULL) gets its token. */
 SL_API bool sl_leader_is_leader(sl_leader *l, uint64_t *token);

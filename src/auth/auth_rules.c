@@ -50,8 +50,10 @@ static int rule_check(const sl_auth_rule *r)
         return sli_err(SL_EINVAL, "auth: rule '%s' has no scope (\"\" is public)", r->id);
     if (!r->resource.type || !*r->resource.type || !r->resource.name || !*r->resource.name ||
         !r->resource.endpoint || !*r->resource.endpoint)
-        return sli_err(SL_EINVAL, "auth: rule '%s': resource type, name and endpoint are "
-                                  "required (\"*\" for any)", r->id);
+        return sli_err(SL_EINVAL,
+                       "auth: rule '%s': resource type, name and endpoint are "
+                       "required (\"*\" for any)",
+                       r->id);
     if (r->access != SL_AUTH_GRANT && r->access != SL_AUTH_DENY)
         return sli_err(SL_EINVAL, "auth: rule '%s': access must be grant or deny", r->id);
     return 0;
@@ -214,8 +216,8 @@ size_t sl_auth_rules_each(sl_auth *a, void (*fn)(const sl_auth_rule *r, void *ar
     size_t n = a->nrules;
     for (size_t i = 0; fn && i < n; i++) {
         const sli_rule *r = &a->rules[i];
-        sl_auth_rule out = {r->id, r->scope, {r->type, r->name, r->endpoint}, r->access,
-                            r->priority};
+        sl_auth_rule out = {
+            r->id, r->scope, {r->type, r->name, r->endpoint}, r->access, r->priority};
         fn(&out, arg);
     }
     pthread_rwlock_unlock(&a->rules_mu);
@@ -251,8 +253,8 @@ int sl_auth_verify(sl_auth *a, const sl_account *acc, const sl_auth_resource *re
             (strcmp(r->name, "*") != 0 && strcmp(r->name, res->name) != 0) ||
             !endpoint_match(r->endpoint, res->endpoint))
             continue;
-        bool fits = r->scope[0] == 0 || (acc && (strcmp(r->scope, "*") == 0 ||
-                                                 has_scope(acc, r->scope)));
+        bool fits =
+            r->scope[0] == 0 || (acc && (strcmp(r->scope, "*") == 0 || has_scope(acc, r->scope)));
         if (fits) {
             rc = r->access == SL_AUTH_GRANT ? 0 : -1;
             why = r->id;
@@ -262,8 +264,8 @@ int sl_auth_verify(sl_auth *a, const sl_account *acc, const sl_auth_resource *re
     if (rc == 0)
         return 0;
     if (rc == -1)
-        return sli_err(SL_EDENIED, "auth: %s:%s:%s denied to %s by rule '%s'", res->type,
-                       res->name, res->endpoint, acc ? acc->id : "anonymous callers", why);
+        return sli_err(SL_EDENIED, "auth: %s:%s:%s denied to %s by rule '%s'", res->type, res->name,
+                       res->endpoint, acc ? acc->id : "anonymous callers", why);
     if (!acc)
         return sli_err(SL_EUNAUTH, "auth: %s:%s:%s needs an account (%s)", res->type, res->name,
                        res->endpoint, why);

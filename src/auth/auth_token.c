@@ -72,8 +72,7 @@ static int load_keys(sl_auth *a, const sl_auth_opts *o)
         return sli_err(SL_EBADOPT, "auth: %s takes key files, not a secret", o->alg);
     if (!o->public_key_file)
         return sli_err(SL_EBADOPT, "auth: %s needs public_key_file", o->alg);
-    if ((rc = read_file("public_key_file", o->public_key_file, &a->verify_key, &a->verify_len)) <
-        0)
+    if ((rc = read_file("public_key_file", o->public_key_file, &a->verify_key, &a->verify_len)) < 0)
         return rc;
     if (o->private_key_file)
         rc = read_file("private_key_file", o->private_key_file, &a->sign_key, &a->sign_len);
@@ -234,8 +233,12 @@ static int header_alg(const char *token, char *alg, size_t cap)
     int bits = 0;
     for (size_t i = 0; i < n; i++) {
         char c = token[i];
-        int v = c >= 'A' && c <= 'Z' ? c - 'A' : c >= 'a' && c <= 'z' ? c - 'a' + 26
-                : c >= '0' && c <= '9' ? c - '0' + 52 : c == '-' ? 62 : c == '_' ? 63 : -1;
+        int v = c >= 'A' && c <= 'Z'   ? c - 'A'
+                : c >= 'a' && c <= 'z' ? c - 'a' + 26
+                : c >= '0' && c <= '9' ? c - '0' + 52
+                : c == '-'             ? 62
+                : c == '_'             ? 63
+                                       : -1;
         if (v < 0)
             return sli_err(SL_EUNAUTH, "auth: malformed token (header is not base64url)");
         acc = acc << 6 | (uint32_t)v;
@@ -272,8 +275,7 @@ static int claims_account(json_t *c, sl_account **out)
     acc->scopes = calloc(n + 1, sizeof *acc->scopes);
     acc->meta = calloc(json_is_object(md) ? json_object_size(md) + 1 : 1, sizeof *acc->meta);
     int rc = acc->id && acc->type && acc->scopes && acc->meta ? 0 : SL_EUNAUTH;
-    for (size_t i = 0; rc == 0 && i < n; i++)
-    {
+    for (size_t i = 0; rc == 0 && i < n; i++) {
         const char *v1 = json_string_value(json_array_get(sc, i));
         if (!v1 || !(acc->scopes[acc->nscopes++] = strdup(v1)))
             rc = SL_EUNAUTH;

@@ -539,7 +539,7 @@ int sl_config_get_bool(sl_config *c, const char *path, bool *out)
     } else if (json_is_string(v)) {
         const char *s = json_string_value(v);
         static const char *const t[] = {"true", "yes", "on", "1"}, *const f[] = {"false", "no",
-                                                                                  "off", "0"};
+                                                                                 "off", "0"};
         int hit = -1;
         for (int i = 0; i < 4 && hit < 0; i++)
             hit = strcasecmp(s, t[i]) == 0 ? 1 : strcasecmp(s, f[i]) == 0 ? 0 : -1;

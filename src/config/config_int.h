@@ -17,8 +17,8 @@ typedef enum { SRC_DEFAULTS, SRC_FILE, SRC_ENV, SRC_FLAGS } sli_src_kind;
 
 typedef struct sli_src {
     sli_src_kind kind;
-    char *text;  /* defaults: the document; file: the path; env: the prefix */
-    json_t *kv;  /* flags: path -> value */
+    char *text; /* defaults: the document; file: the path; env: the prefix */
+    json_t *kv; /* flags: path -> value */
 } sli_src;
 
 typedef struct sli_watcher {

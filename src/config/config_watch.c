@@ -104,9 +104,8 @@ int sl_config_watch_start(sl_config *c)
         return sli_err(SL_ESTATE, "config: already watching");
     c->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
     c->stopfd = eventfd(0, EFD_CLOEXEC);
-    int rc = c->ifd < 0 || c->stopfd < 0
-                 ? sli_err(SL_EIO, "config: inotify: %s", strerror(errno))
-                 : add_dirs(c);
+    int rc = c->ifd < 0 || c->stopfd < 0 ? sli_err(SL_EIO, "config: inotify: %s", strerror(errno))
+                                         : add_dirs(c);
     if (rc == 0 && pthread_create(&c->th, NULL, watch_thread, c) != 0)
         rc = sli_err(SL_ENOMEM, "config: cannot start the watch thread");
     if (rc < 0) {

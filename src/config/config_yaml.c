@@ -61,8 +61,9 @@ static int convert(walk *w, yaml_node_t *n, const char *path, json_t **out, int 
     if (n->type == YAML_SCALAR_NODE) {
         *out = scalar(n);
         note(w, path, n);
-        return *out ? 0 : sli_err(SL_EINVAL, "%s:%zu: value is not valid UTF-8", w->name,
-                                  n->start_mark.line + 1);
+        return *out ? 0
+                    : sli_err(SL_EINVAL, "%s:%zu: value is not valid UTF-8", w->name,
+                              n->start_mark.line + 1);
     }
     if (n->type == YAML_SEQUENCE_NODE) {
         json_t *a = json_array();

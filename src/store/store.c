@@ -263,8 +263,8 @@ int sl_store_read(sl_store *s, const char *key, const sl_store_read_opts *o, sl_
     int rc = check_key(key, pre || suf);
     if (rc < 0)
         return rc;
-    sli_store_q q = {.exact = !pre && !suf, .key = pre ? key : (suf ? "" : key),
-                     .now_ms = sli_wall_ms()};
+    sli_store_q q = {
+        .exact = !pre && !suf, .key = pre ? key : (suf ? "" : key), .now_ms = sli_wall_ms()};
     if ((rc = names(s, o ? o->database : NULL, o ? o->table : NULL, &q.db, &q.tbl)) < 0)
         return rc;
     sli_store_rows rows;
@@ -304,8 +304,8 @@ int sl_store_list(sl_store *s, const char *prefix, const char *suffix, const sl_
     if ((prefix && (rc = check_key(prefix, true)) < 0) ||
         (suffix && (rc = check_key(suffix, true)) < 0))
         return rc;
-    sli_store_q q = {.exact = false, .key = prefix ? prefix : "", .keys_only = true,
-                     .now_ms = sli_wall_ms()};
+    sli_store_q q = {
+        .exact = false, .key = prefix ? prefix : "", .keys_only = true, .now_ms = sli_wall_ms()};
     if ((rc = names(s, o ? o->database : NULL, o ? o->table : NULL, &q.db, &q.tbl)) < 0)
         return rc;
     sli_store_rows rows;

@@ -27,18 +27,18 @@
 typedef struct sli_store_q {
     const char *db;
     const char *tbl;
-    bool exact;         /* key == q->key; else prefix match on q->key ("" = all) */
+    bool exact; /* key == q->key; else prefix match on q->key ("" = all) */
     const char *key;
-    size_t limit;       /* 0: none */
+    size_t limit; /* 0: none */
     size_t offset;
-    bool keys_only;     /* values and metadata not needed */
-    int64_t now_ms;     /* wall clock of the query */
+    bool keys_only; /* values and metadata not needed */
+    int64_t now_ms; /* wall clock of the query */
 } sli_store_q;
 
 typedef struct sli_store_rows {
     sl_record *recs;
     size_t n, cap;
-    bool paged;         /* the backend applied limit/offset */
+    bool paged; /* the backend applied limit/offset */
     int64_t now_ms;
 } sli_store_rows;
 

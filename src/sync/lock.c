@@ -37,8 +37,8 @@ static int check_name(const char *what, const char *n, size_t max)
         char c = n[i];
         if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
               strchr("_-.:/", c)))
-            return sli_err(SL_EINVAL, "sync: %s '%s' may hold only letters, digits and _-.:/",
-                           what, n);
+            return sli_err(SL_EINVAL, "sync: %s '%s' may hold only letters, digits and _-.:/", what,
+                           n);
     }
     return 0;
 }

@@ -30,8 +30,8 @@ static sl_auth *hs(const char *secret, int64_t access_ttl)
 
 static char *scopes_rw[] = {"read", "write"};
 static sl_auth_kv meta_one[] = {{"email", "ada@example.org"}};
-static const sl_account ada = {.id = "ada", .type = "user", .scopes = scopes_rw, .nscopes = 2,
-                               .meta = meta_one, .nmeta = 1};
+static const sl_account ada = {
+    .id = "ada", .type = "user", .scopes = scopes_rw, .nscopes = 2, .meta = meta_one, .nmeta = 1};
 
 static void check_ada(const sl_account *acc)
 {
@@ -310,10 +310,11 @@ static void rules_load_from_json_all_or_nothing(void **state)
     sl_auth *a = hs(SECRET, 0);
     char path[128];
     snprintf(path, sizeof path, "%s/rules.json", g_dir);
-    write_file(path, "[{\"id\":\"low\",\"scope\":\"*\",\"resource\":{\"type\":\"*\",\"name\":\"*\","
-                     "\"endpoint\":\"*\"},\"access\":\"grant\",\"priority\":1},\n"
-                     " {\"id\":\"high\",\"scope\":\"\",\"resource\":{\"type\":\"service\","
-                     "\"name\":\"web\",\"endpoint\":\"Web.*\"},\"access\":\"deny\",\"priority\":9}]");
+    write_file(path,
+               "[{\"id\":\"low\",\"scope\":\"*\",\"resource\":{\"type\":\"*\",\"name\":\"*\","
+               "\"endpoint\":\"*\"},\"access\":\"grant\",\"priority\":1},\n"
+               " {\"id\":\"high\",\"scope\":\"\",\"resource\":{\"type\":\"service\","
+               "\"name\":\"web\",\"endpoint\":\"Web.*\"},\"access\":\"deny\",\"priority\":9}]");
     assert_int_equal(sl_auth_rules_load(a, path), 0);
     char ids[256] = "";
     assert_int_equal(sl_auth_rules_each(a, collect, ids), 2);

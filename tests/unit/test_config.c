@@ -224,7 +224,8 @@ static bool wait_port(sl_config *c, hits *h, int calls, int64_t want)
 {
     int64_t end = tl_now_ms() + 10000, i = -1;
     while (tl_now_ms() < end) {
-        if (atomic_load(&h->port) >= calls && sl_config_get_int(c, "web.port", &i) == 0 && i == want)
+        if (atomic_load(&h->port) >= calls && sl_config_get_int(c, "web.port", &i) == 0 &&
+            i == want)
             return true;
         tl_sleep_ms(20);
     }

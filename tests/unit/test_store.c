@@ -53,8 +53,8 @@ static void put(fx *f, const char *table, const char *key, const char *val, int6
     sl_store_write_opts_init(&wo);
     wo.database = f->db;
     wo.table = table;
-    sl_record r = {.key = (char *)key, .value = (unsigned char *)val, .len = strlen(val),
-                   .ttl_ms = ttl};
+    sl_record r = {
+        .key = (char *)key, .value = (unsigned char *)val, .len = strlen(val), .ttl_ms = ttl};
     assert_int_equal(sl_store_write(f->s, &r, &wo), 0);
 }
 
@@ -450,16 +450,11 @@ static int run_backend(const char *name)
         return cmocka_run_group_tests_name(name, t, NULL, NULL);
     }
     const struct CMUnitTest tests[] = {
-        T(write_read_keeps_bytes_and_metadata),
-        T(missing_key_is_enoent_and_write_replaces),
-        T(read_by_prefix_suffix_limit_offset),
-        T(list_keys_filters_and_pages),
-        T(records_expire_after_their_ttl),
-        T(delete_removes_and_missing_is_fine),
-        T(databases_and_tables_are_separate),
-        T(bad_input_is_refused),
-        T(concurrent_writers_lose_nothing),
-        T(records_survive_reopen),
+        T(write_read_keeps_bytes_and_metadata), T(missing_key_is_enoent_and_write_replaces),
+        T(read_by_prefix_suffix_limit_offset),  T(list_keys_filters_and_pages),
+        T(records_expire_after_their_ttl),      T(delete_removes_and_missing_is_fine),
+        T(databases_and_tables_are_separate),   T(bad_input_is_refused),
+        T(concurrent_writers_lose_nothing),     T(records_survive_reopen),
     };
     return cmocka_run_group_tests_name(name, tests, NULL, NULL);
 }

@@ -433,6 +433,45 @@ static void server_restart_keeps_locks_working(void **state)
     sl_sync_close(s);
 }
 
+static void leader_is_reelected_after_server_restart(void **state)
+{
+    fx *f = *state;
+    const char *cmd = getenv("SL_CONF_RESTART_CMD");
+    if (!cmd)
+        fail_msg("SL_CONF_RESTART_CMD is not set");
+    sl_sync *s = open_sync(f);
+    assert_non_null(s);
+    g_elected = g_revoked = 0;
+    sl_leader_opts o;
+    sl_leader_opts_init(&o);
+    o.ttl_ms = 1500;
+    o.on_elected = count_elected;
+    o.on_revoked = count_revoked;
+    o.arg = &g_elected;
+    sl_leader *l;
+    assert_int_equal(sl_leader_start(s, f->lock, &o, &l), 0);
+    int64_t end = tl_now_ms() + 10000;
+    while (!sl_leader_is_leader(l, NULL) && tl_now_ms() < end)
+        tl_sleep_ms(10);
+    uint64_t t1, t2;
+    assert_true(sl_leader_is_leader(l, &t1));
+    assert_int_equal(system(cmd), 0);
+    /* it keeps or regains leadership once the server is back: either its
+     * lock survived (same token) or it lost it and was elected again with
+     * a larger one */
+    tl_sleep_ms(2000);
+    end = tl_now_ms() + 20000;
+    while (!sl_leader_is_leader(l, NULL) && tl_now_ms() < end)
+        tl_sleep_ms(20);
+    assert_true(sl_leader_is_leader(l, &t2));
+    assert_true(t2 >= t1);
+    int elected = __atomic_load_n(&g_elected, __ATOMIC_SEQ_CST);
+    int revoked = __atomic_load_n(&g_revoked, __ATOMIC_SEQ_CST);
+    assert_true(t2 == t1 ? elected == 1 && revoked == 0 : elected == revoked + 1);
+    sl_leader_stop(l);
+    sl_sync_close(s);
+}
+
 #define T(fn) cmocka_unit_test_prestate_setup_teardown(fn, fx_setup, NULL, &f)
 
 static int run_backend(const char *name)
@@ -453,7 +492,8 @@ static int run_backend(const char *name)
         return 1;
     }
     if (getenv("SL_SYNC_RESTART")) {
-        const struct CMUnitTest t[] = {T(server_restart_keeps_locks_working)};
+        const struct CMUnitTest t[] = {T(server_restart_keeps_locks_working),
+                                       T(leader_is_reelected_after_server_restart)};
         return cmocka_run_group_tests_name(name, t, NULL, NULL);
     }
     const struct CMUnitTest tests[] = {

@@ -35,8 +35,7 @@ static int simple(redisContext *ctx, const char *what, int argc, const char **ar
     redisReply *r = redisCommandArgv(ctx, argc, argv, NULL);
     int rc = r && r->type != REDIS_REPLY_ERROR ? 0 : SL_ECONN;
     if (rc < 0)
-        sli_err(SL_ECONN, "%s: redis %s failed: %s", what, argv[0],
-                r ? r->str : ctx->errstr);
+        sli_err(SL_ECONN, "%s: redis %s failed: %s", what, argv[0], r ? r->str : ctx->errstr);
     if (r)
         freeReplyObject(r);
     return rc;

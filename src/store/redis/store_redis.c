@@ -132,8 +132,8 @@ static int add_reply(sli_store_rows *rows, const char *key, const redisReply *v,
         *stale = true; /* expiring right now: Redis has not dropped it yet */
         return 0;
     }
-    return sli_store_rows_add(rows, key, strlen(key), b + HDR + mlen, v->len - HDR - mlen,
-                              b + HDR, mlen, (int64_t)exp);
+    return sli_store_rows_add(rows, key, strlen(key), b + HDR + mlen, v->len - HDR - mlen, b + HDR,
+                              mlen, (int64_t)exp);
 }
 
 /* Index entries from..to (ZRANGEBYLEX) of q. */

@@ -22,7 +22,8 @@
 enum { ST_PUT, ST_GET, ST_RANGE, ST_KEYS, ST_DEL, ST_SWEEP, ST_N };
 
 static const char *const sql_text[ST_N] = {
-    [ST_PUT] = "INSERT OR REPLACE INTO sl_store(db,tbl,key,value,meta,expiry) VALUES(?1,?2,?3,?4,?5,?6)",
+    [ST_PUT] =
+        "INSERT OR REPLACE INTO sl_store(db,tbl,key,value,meta,expiry) VALUES(?1,?2,?3,?4,?5,?6)",
     [ST_GET] = "SELECT key,value,meta,expiry FROM sl_store WHERE db=?1 AND tbl=?2 AND key=?3"
                " AND (expiry=0 OR expiry>?4)",
     [ST_RANGE] = "SELECT key,value,meta,expiry FROM sl_store WHERE db=?1 AND tbl=?2 AND key>=?3"
@@ -46,8 +47,8 @@ typedef struct sqstore {
 static int sq_fail(sqstore *s, const char *what)
 {
     int code = sqlite3_extended_errcode(s->db) & 0xff;
-    int rc = code == SQLITE_BUSY || code == SQLITE_LOCKED ? SL_EBUSY
-             : code == SQLITE_READONLY                    ? SL_EREADONLY
+    int rc = code == SQLITE_BUSY || code == SQLITE_LOCKED      ? SL_EBUSY
+             : code == SQLITE_READONLY                         ? SL_EREADONLY
              : code == SQLITE_CORRUPT || code == SQLITE_NOTADB ? SL_ECORRUPT
                                                                : SL_EIO;
     return sli_err(rc, "store: sqlite %s: %s: %s", s->path, what, sqlite3_errmsg(s->db));

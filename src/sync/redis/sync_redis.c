@@ -23,22 +23,19 @@
 #include "store/redis/rconn.h"
 #include "sync/sync_int.h"
 
-static const char take_lua[] =
-    "if redis.call('exists', KEYS[1]) == 1 then return 0 end "
-    "local t = tonumber(redis.call('get', KEYS[2]) or '0') + 1 "
-    "local now = redis.call('time') "
-    "local floor = tonumber(now[1]) * 1000000 + tonumber(now[2]) "
-    "if t < floor then t = floor end "
-    "local s = string.format('%d', t) "
-    "redis.call('set', KEYS[2], s) "
-    "redis.call('set', KEYS[1], s, 'PX', ARGV[1]) "
-    "return s";
-static const char refresh_lua[] =
-    "if redis.call('get', KEYS[1]) == ARGV[1] then "
-    "return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0";
-static const char release_lua[] =
-    "if redis.call('get', KEYS[1]) == ARGV[1] then "
-    "return redis.call('del', KEYS[1]) end return 0";
+static const char take_lua[] = "if redis.call('exists', KEYS[1]) == 1 then return 0 end "
+                               "local t = tonumber(redis.call('get', KEYS[2]) or '0') + 1 "
+                               "local now = redis.call('time') "
+                               "local floor = tonumber(now[1]) * 1000000 + tonumber(now[2]) "
+                               "if t < floor then t = floor end "
+                               "local s = string.format('%d', t) "
+                               "redis.call('set', KEYS[2], s) "
+                               "redis.call('set', KEYS[1], s, 'PX', ARGV[1]) "
+                               "return s";
+static const char refresh_lua[] = "if redis.call('get', KEYS[1]) == ARGV[1] then "
+                                  "return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0";
+static const char release_lua[] = "if redis.call('get', KEYS[1]) == ARGV[1] then "
+                                  "return redis.call('del', KEYS[1]) end return 0";
 
 static int y_open(void **impl, sli_url *u)
 {

@@ -66,8 +66,10 @@ static int q_open(void **impl, sli_url *u)
     if (rc < 0)
         return rc;
     if (u->host[0] && strcmp(u->host, ".") != 0)
-        return sli_err(SL_EINVAL, "sync: sqlite:// wants sqlite:///abs/path.db or "
-                                  "sqlite://./rel/path.db, got host '%s'", u->host);
+        return sli_err(SL_EINVAL,
+                       "sync: sqlite:// wants sqlite:///abs/path.db or "
+                       "sqlite://./rel/path.db, got host '%s'",
+                       u->host);
     if (!u->path[0] || strcmp(u->path, "/") == 0)
         return sli_err(SL_EINVAL, "sync: sqlite:// needs a file path ('%s')", u->raw);
     sqsync *s = calloc(1, sizeof *s);
