@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "sluice/store.h"
@@ -401,6 +403,62 @@ static void records_survive_reopen(void **state)
     free(v);
 }
 
+/* Child: write records k0, k1, ... and report each acknowledged index on fd. */
+static void writer_child(const fx *f, const char *db, int fd)
+{
+    sl_store *s;
+    if (sl_store_open(&s, f->url) < 0)
+        _exit(2);
+    sl_store_write_opts wo;
+    sl_store_write_opts_init(&wo);
+    wo.database = db;
+    char key[32];
+    for (uint32_t i = 0;; i++) {
+        snprintf(key, sizeof key, "k%06u", i);
+        sl_record r = {.key = key, .value = (unsigned char *)key, .len = strlen(key)};
+        if (sl_store_write(s, &r, &wo) < 0)
+            _exit(3);
+        if (write(fd, &i, sizeof i) != sizeof i)
+            _exit(4);
+    }
+}
+
+static void acknowledged_writes_survive_kill_9(void **state)
+{
+    fx *f = *state;
+    if (!f->persistent)
+        skip(); /* memory:// keeps nothing past its process by design */
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(p[0]);
+        writer_child(f, f->db, p[1]);
+    }
+    close(p[1]);
+    uint32_t last = 0, idx;
+    int64_t end = tl_now_ms() + 30000;
+    size_t want = tl_scaled(300, 30);
+    while (last + 1 < want && tl_now_ms() < end && read(p[0], &idx, sizeof idx) == sizeof idx)
+        last = idx;
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    while (read(p[0], &idx, sizeof idx) == sizeof idx) /* acknowledged before the kill */
+        last = idx;
+    close(p[0]);
+    assert_true(last + 1 >= want);
+    char key[32];
+    for (uint32_t i = 0; i <= last; i++) {
+        snprintf(key, sizeof key, "k%06u", i);
+        char *v = get(f, NULL, key);
+        if (!v)
+            fail_msg("acknowledged record %s is gone after kill -9", key);
+        assert_string_equal(v, key);
+        free(v);
+    }
+}
+
 static void server_restart_is_survived(void **state)
 {
     fx *f = *state;
@@ -455,6 +513,7 @@ static int run_backend(const char *name)
         T(records_expire_after_their_ttl),      T(delete_removes_and_missing_is_fine),
         T(databases_and_tables_are_separate),   T(bad_input_is_refused),
         T(concurrent_writers_lose_nothing),     T(records_survive_reopen),
+        T(acknowledged_writes_survive_kill_9),
     };
     return cmocka_run_group_tests_name(name, tests, NULL, NULL);
 }
