@@ -23,6 +23,7 @@ int cmd_services(int argc, char **argv); /* cmd_rpc.c */
 int cmd_describe(int argc, char **argv);
 int cmd_call(int argc, char **argv);
 int cmd_forward(int argc, char **argv); /* cmd_forward.c */
+int cmd_auth(int argc, char **argv);   /* cmd_auth.c */
 
 /* Argument helpers (cli_args.c). Errors go to stderr as "sluice CMD: ...".
  * cli_opt: when argv[*i] is "NAME VALUE" or "NAME=VALUE", sets *val, moves *i

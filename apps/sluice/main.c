@@ -22,6 +22,7 @@ static const cli_cmd cmds[] = {
     {"describe", "show a service's nodes, endpoints and metadata", cmd_describe},
     {"call", "call a service's endpoint with a JSON request", cmd_call},
     {"forward", "move outbox messages to their destination backend", cmd_forward},
+    {"auth", "issue and inspect signed tokens, list access rules", cmd_auth},
 };
 
 static void usage(FILE *f)

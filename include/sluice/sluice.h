@@ -15,5 +15,9 @@
 #include "pubsub.h"
 #include "transport.h"
 #include "router.h" /* includes ctx.h */
+#include "store.h"
+#include "sync.h"
+#include "auth.h"
+#include "config.h"
 
 #endif

@@ -1,0 +1,77 @@
+/*
+ * sluice/config.h - layered configuration (go-micro's config).
+ *
+ * A config is a tree of values merged from sources in the order they were
+ * added, later sources winning per leaf; defaults lie below them all:
+ *   files    YAML (.yaml/.yml) or JSON (.json), errors with file:line:col
+ *   env      PREFIX_WEB_SERVER_ADDR -> web.server_addr: "_" separates path
+ *            parts, and parts that already exist in the tree as one key
+ *            with underscores ("server_addr") are matched first; names are
+ *            lower-cased
+ *   flags    --web.server_addr=VALUE or --web.server_addr VALUE
+ * Paths are dotted ("store.shards"). Typed getters convert strings from env
+ * and flags ("8080" is an int), refuse anything else with SL_EINVAL naming
+ * the path, the value and where it came from ("app.yaml:12", "env
+ * SL_WEB_PORT", "flag --web.port"); a missing path is SL_ENOENT.
+ *
+ * sl_config_reload() re-reads every source; sl_config_watch_start() does so
+ * by itself when a file changes (inotify on its directory, so editors that
+ * replace the file are seen). A reload that fails (a file with an error)
+ * keeps the previous values and is logged. Callbacks registered with
+ * sl_config_on_change() run after each reload that changed the value under
+ * their path. All functions may be called from any thread.
+ */
+#ifndef SLUICE_CONFIG_H
+#define SLUICE_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "sluice/export.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct sl_config sl_config;
+
+SL_API int sl_config_new(sl_config **out);
+/* Stops watching, frees. NULL is fine. */
+SL_API void sl_config_free(sl_config *c);
+
+/* Defaults as a JSON or YAML document (text). SL_EINVAL when malformed. */
+SL_API int sl_config_add_defaults(sl_config *c, const char *text);
+/* A file source; read now and at every reload. SL_ENOENT when missing,
+ * SL_EINVAL (file:line:col) when malformed or not a mapping at its top,
+ * SL_ENOTSUP for another extension. Nothing is added on error. */
+SL_API int sl_config_add_file(sl_config *c, const char *path);
+/* Environment variables beginning with prefix + "_" (prefix non-empty). */
+SL_API int sl_config_add_env(sl_config *c, const char *prefix);
+/* Command-line flags (argv[0] is skipped). SL_EINVAL for anything that is
+ * not --path=value or --path value. The strings are copied. */
+SL_API int sl_config_add_flags(sl_config *c, int argc, char *const *argv);
+
+/* Getters: 0, SL_ENOENT (missing) or SL_EINVAL (wrong type, with origin). */
+SL_API int sl_config_get_string(sl_config *c, const char *path, char **out); /* free() it */
+SL_API int sl_config_get_int(sl_config *c, const char *path, int64_t *out);
+SL_API int sl_config_get_double(sl_config *c, const char *path, double *out);
+SL_API int sl_config_get_bool(sl_config *c, const char *path, bool *out);
+/* Where the value at path comes from ("app.yaml:12"); free() it. */
+SL_API int sl_config_origin(sl_config *c, const char *path, char **out);
+
+/* Re-read every source and swap the merged tree in when all read well;
+ * then run change callbacks. Blocks. */
+SL_API int sl_config_reload(sl_config *c);
+
+/* fn(c, path, arg) after a reload changed anything under path ("" = the
+ * whole tree). Runs on the reloading thread; it may call the getters. */
+typedef void (*sl_config_change_fn)(sl_config *c, const char *path, void *arg);
+SL_API int sl_config_on_change(sl_config *c, const char *path, sl_config_change_fn fn, void *arg);
+
+/* Reload by itself when a file source changes (a thread and inotify). */
+SL_API int sl_config_watch_start(sl_config *c);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

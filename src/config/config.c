@@ -1,0 +1,566 @@
+/*
+ * config.c - sl_config: the sources, their merge into one tree (later
+ * sources win per leaf, defaults lowest), the typed getters with the origin
+ * of every value in their errors, and reload with change callbacks. A
+ * reload builds a new tree from every source and swaps it in only when all
+ * of them read well.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "config/config_int.h"
+
+extern char **environ;
+
+#define MAX_FILE (16 * 1024 * 1024)
+
+int sl_config_new(sl_config **out)
+{
+    if (!out)
+        return sli_err(SL_EINVAL, "config: out is NULL");
+    sl_config *c = calloc(1, sizeof *c);
+    if (!c)
+        return sli_err(SL_ENOMEM, "config: out of memory");
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_mutex_init(&c->reload_mu, NULL);
+    c->tree = json_object();
+    c->origins = json_object();
+    c->ifd = c->stopfd = -1;
+    *out = c;
+    return 0;
+}
+
+void sl_config_free(sl_config *c)
+{
+    if (!c)
+        return;
+    sli_config_watch_stop(c);
+    for (size_t i = 0; i < c->nsrc; i++) {
+        free(c->src[i].text);
+        json_decref(c->src[i].kv);
+    }
+    free(c->src);
+    for (size_t i = 0; i < c->nw; i++)
+        free(c->w[i].path);
+    free(c->w);
+    json_decref(c->tree);
+    json_decref(c->origins);
+    pthread_mutex_destroy(&c->mu);
+    pthread_mutex_destroy(&c->reload_mu);
+    free(c);
+}
+
+/* Deep merge src into dst: objects merge, anything else replaces. */
+static void merge(json_t *dst, json_t *src)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach(src, k, v)
+    {
+        json_t *d = json_object_get(dst, k);
+        if (json_is_object(d) && json_is_object(v))
+            merge(d, v);
+        else
+            json_object_set(dst, k, v);
+    }
+}
+
+/* Set a string leaf at dotted path (creating objects on the way). */
+static void set_path(json_t *tree, const char *path, const char *value)
+{
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%s", path);
+    json_t *cur = tree;
+    char *save, *part = strtok_r(buf, ".", &save);
+    while (part) {
+        char *next = strtok_r(NULL, ".", &save);
+        if (!next) {
+            json_object_set_new(cur, part, json_string(value));
+            return;
+        }
+        json_t *child = json_object_get(cur, part);
+        if (!json_is_object(child)) {
+            child = json_object();
+            json_object_set_new(cur, part, child);
+        }
+        cur = child;
+        part = next;
+    }
+}
+
+static int read_file(const char *path, char **text, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return sli_err(errno == ENOENT ? SL_ENOENT : SL_EIO, "config: %s: %s", path,
+                       strerror(errno));
+    size_t cap = 4096, n = 0;
+    char *b = malloc(cap);
+    while (b) {
+        n += fread(b + n, 1, cap - n, f);
+        if (n < cap || cap > MAX_FILE)
+            break;
+        char *nb = realloc(b, cap * 2);
+        if (!nb)
+            free(b);
+        b = nb;
+        cap *= 2;
+    }
+    int err = ferror(f);
+    fclose(f);
+    if (!b)
+        return sli_err(SL_ENOMEM, "config: out of memory");
+    if (err || n > MAX_FILE) {
+        free(b);
+        return sli_err(SL_EIO, "config: %s: cannot read it (or over 16 MiB)", path);
+    }
+    *text = b;
+    *len = n;
+    return 0;
+}
+
+static int load_file(const char *path, json_t **tree, json_t *origins)
+{
+    const char *ext = strrchr(path, '.');
+    bool json = ext && strcasecmp(ext, ".json") == 0;
+    if (!ext || (!json && strcasecmp(ext, ".yaml") != 0 && strcasecmp(ext, ".yml") != 0))
+        return sli_err(SL_ENOTSUP, "config: %s: unknown format (.yaml, .yml or .json)", path);
+    char *text = NULL;
+    size_t len = 0;
+    int rc = read_file(path, &text, &len);
+    if (rc < 0)
+        return rc;
+    if (json) { /* strict JSON first: YAML would accept more than JSON allows */
+        json_error_t je;
+        json_t *j = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+        if (!j)
+            rc = sli_err(SL_EINVAL, "%s:%d:%d: %s", path, je.line, je.column, je.text);
+        else if (!json_is_object(j))
+            rc = sli_err(SL_EINVAL, "%s:1:1: the top level must be an object", path);
+        json_decref(j);
+    }
+    if (rc == 0)
+        rc = sli_config_parse_yaml(text, len, path, tree, origins);
+    free(text);
+    return rc;
+}
+
+/* Env var tokens -> a path, matching keys that already exist first. */
+static void env_path(json_t *tree, char *rest, char *out, size_t cap)
+{
+    char *tok[64];
+    int n = 0;
+    for (char *save, *t = strtok_r(rest, "_", &save); t && n < 64; t = strtok_r(NULL, "_", &save))
+        tok[n++] = t;
+    for (int i = 0; i < n; i++)
+        for (char *p = tok[i]; *p; p++)
+            *p = (char)(*p >= 'A' && *p <= 'Z' ? *p - 'A' + 'a' : *p);
+    out[0] = 0;
+    json_t *cur = tree;
+    for (int i = 0; i < n;) {
+        int take = 1;
+        char key[512];
+        for (int j = n; j > i + 1; j--) { /* longest existing key of tokens i..j-1 */
+            key[0] = 0;
+            for (int k = i; k < j; k++)
+                snprintf(key + strlen(key), sizeof key - strlen(key), "%s%s", k > i ? "_" : "",
+                         tok[k]);
+            if (json_object_get(cur, key)) {
+                take = j - i;
+                break;
+            }
+        }
+        key[0] = 0;
+        for (int k = i; k < i + take; k++)
+            snprintf(key + strlen(key), sizeof key - strlen(key), "%s%s", k > i ? "_" : "", tok[k]);
+        snprintf(out + strlen(out), cap - strlen(out), "%s%s", out[0] ? "." : "", key);
+        cur = json_object_get(cur, key);
+        i += take;
+    }
+}
+
+static void load_env(const char *prefix, json_t *tree, json_t *origins)
+{
+    size_t pl = strlen(prefix);
+    for (char **e = environ; *e; e++) {
+        const char *eq = strchr(*e, '=');
+        if (!eq || strncmp(*e, prefix, pl) != 0 || (*e)[pl] != '_' || eq == *e + pl + 1)
+            continue;
+        char name[512], rest[512], path[1024];
+        snprintf(name, sizeof name, "%.*s", (int)(eq - *e), *e);
+        snprintf(rest, sizeof rest, "%s", name + pl + 1);
+        env_path(tree, rest, path, sizeof path);
+        if (!path[0])
+            continue;
+        set_path(tree, path, eq + 1);
+        char o[600];
+        snprintf(o, sizeof o, "env %s", name);
+        json_object_set_new(origins, path, json_string(o));
+    }
+}
+
+static int apply(const sli_src *s, json_t *tree, json_t *origins)
+{
+    json_t *t = NULL;
+    int rc = 0;
+    switch (s->kind) {
+    case SRC_DEFAULTS:
+        rc = sli_config_parse_yaml(s->text, strlen(s->text), "defaults", &t, origins);
+        break;
+    case SRC_FILE:
+        rc = load_file(s->text, &t, origins);
+        break;
+    case SRC_ENV:
+        load_env(s->text, tree, origins);
+        return 0;
+    case SRC_FLAGS: {
+        const char *k;
+        json_t *v;
+        json_object_foreach(s->kv, k, v)
+        {
+            set_path(tree, k, json_string_value(v));
+            char o[600];
+            snprintf(o, sizeof o, "flag --%s", k);
+            json_object_set_new(origins, k, json_string(o));
+        }
+        return 0;
+    }
+    }
+    if (rc == 0)
+        merge(tree, t);
+    json_decref(t);
+    return rc;
+}
+
+/* Build the tree of sources plus extra (not yet added), defaults first. */
+static int build(sl_config *c, const sli_src *extra, json_t **tree, json_t **origins)
+{
+    *tree = json_object();
+    *origins = json_object();
+    int rc = 0;
+    for (int pass = 0; pass < 2 && rc == 0; pass++) {
+        for (size_t i = 0; i <= c->nsrc && rc == 0; i++) {
+            const sli_src *s = i < c->nsrc ? &c->src[i] : extra;
+            if (s && (s->kind == SRC_DEFAULTS) == (pass == 0))
+                rc = apply(s, *tree, *origins);
+        }
+    }
+    if (rc < 0) {
+        json_decref(*tree);
+        json_decref(*origins);
+    }
+    return rc;
+}
+
+static json_t *lookup(json_t *tree, const char *path)
+{
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%s", path);
+    json_t *cur = tree;
+    for (char *save, *p = strtok_r(buf, ".", &save); p && cur; p = strtok_r(NULL, ".", &save)) {
+        if (json_is_array(cur)) {
+            char *end;
+            long i = strtol(p, &end, 10);
+            cur = *end ? NULL : json_array_get(cur, (size_t)i);
+        } else {
+            cur = json_object_get(cur, p);
+        }
+    }
+    return cur;
+}
+
+typedef struct fired {
+    sl_config_change_fn fn;
+    void *arg;
+    char *path;
+} fired;
+
+/* Swap in tree/origins and run the callbacks whose path changed. */
+static void swap_and_notify(sl_config *c, json_t *tree, json_t *origins)
+{
+    pthread_mutex_lock(&c->mu);
+    json_t *old = c->tree, *oldo = c->origins;
+    c->tree = tree;
+    c->origins = origins;
+    fired *f = calloc(c->nw ? c->nw : 1, sizeof *f);
+    size_t nf = 0;
+    for (size_t i = 0; f && i < c->nw; i++) {
+        json_t *a = c->w[i].path[0] ? lookup(old, c->w[i].path) : old;
+        json_t *b = c->w[i].path[0] ? lookup(tree, c->w[i].path) : tree;
+        if ((a || b) && !(a && b && json_equal(a, b)))
+            f[nf++] = (fired){c->w[i].fn, c->w[i].arg, strdup(c->w[i].path)};
+    }
+    pthread_mutex_unlock(&c->mu);
+    json_decref(old);
+    json_decref(oldo);
+    for (size_t i = 0; i < nf; i++) {
+        if (f[i].path)
+            f[i].fn(c, f[i].path, f[i].arg);
+        free(f[i].path);
+    }
+    free(f);
+}
+
+/* Add source s (owned on success) after building with it. */
+static int add_source(sl_config *c, sli_src *s)
+{
+    pthread_mutex_lock(&c->reload_mu);
+    json_t *tree, *origins;
+    int rc = build(c, s, &tree, &origins);
+    if (rc == 0) {
+        pthread_mutex_lock(&c->mu);
+        sli_src *ns = realloc(c->src, (c->nsrc + 1) * sizeof *ns);
+        if (ns) {
+            c->src = ns;
+            c->src[c->nsrc++] = *s;
+        }
+        pthread_mutex_unlock(&c->mu);
+        if (!ns) {
+            json_decref(tree);
+            json_decref(origins);
+            rc = sli_err(SL_ENOMEM, "config: out of memory");
+        } else {
+            swap_and_notify(c, tree, origins);
+        }
+    }
+    pthread_mutex_unlock(&c->reload_mu);
+    if (rc < 0) {
+        free(s->text);
+        json_decref(s->kv);
+    }
+    return rc;
+}
+
+int sl_config_add_defaults(sl_config *c, const char *text)
+{
+    if (!c || !text)
+        return sli_err(SL_EINVAL, "config: NULL argument to sl_config_add_defaults");
+    sli_src s = {.kind = SRC_DEFAULTS, .text = strdup(text)};
+    return s.text ? add_source(c, &s) : sli_err(SL_ENOMEM, "config: out of memory");
+}
+
+int sl_config_add_file(sl_config *c, const char *path)
+{
+    if (!c || !path || !*path)
+        return sli_err(SL_EINVAL, "config: NULL or empty path");
+    sli_src s = {.kind = SRC_FILE, .text = strdup(path)};
+    return s.text ? add_source(c, &s) : sli_err(SL_ENOMEM, "config: out of memory");
+}
+
+int sl_config_add_env(sl_config *c, const char *prefix)
+{
+    if (!c || !prefix || !*prefix || strchr(prefix, '='))
+        return sli_err(SL_EINVAL, "config: the env prefix must be non-empty");
+    sli_src s = {.kind = SRC_ENV, .text = strdup(prefix)};
+    return s.text ? add_source(c, &s) : sli_err(SL_ENOMEM, "config: out of memory");
+}
+
+static bool valid_path(const char *p)
+{
+    if (!*p || *p == '.' || p[strlen(p) - 1] == '.' || strstr(p, ".."))
+        return false;
+    for (; *p; p++)
+        if ((unsigned char)*p <= ' ' || *p == '=')
+            return false;
+    return true;
+}
+
+int sl_config_add_flags(sl_config *c, int argc, char *const *argv)
+{
+    if (!c || argc < 0 || (argc > 0 && !argv))
+        return sli_err(SL_EINVAL, "config: NULL argument to sl_config_add_flags");
+    json_t *kv = json_object();
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *eq = strchr(a, '=');
+        char key[1024];
+        const char *val;
+        if (strncmp(a, "--", 2) != 0) {
+            json_decref(kv);
+            return sli_err(SL_EINVAL, "config: argument %d '%s' is not --path=value", i, a);
+        }
+        if (eq) {
+            snprintf(key, sizeof key, "%.*s", (int)(eq - a - 2), a + 2);
+            val = eq + 1;
+        } else if (i + 1 < argc) {
+            snprintf(key, sizeof key, "%s", a + 2);
+            val = argv[++i];
+        } else {
+            json_decref(kv);
+            return sli_err(SL_EINVAL, "config: flag '%s' has no value", a);
+        }
+        json_t *jv = valid_path(key) ? json_string(val) : NULL; /* NULL: not UTF-8 */
+        if (!jv) {
+            json_decref(kv);
+            return sli_err(SL_EINVAL, "config: flag '%s': bad path or value", a);
+        }
+        json_object_set_new(kv, key, jv);
+    }
+    sli_src s = {.kind = SRC_FLAGS, .kv = kv};
+    return add_source(c, &s);
+}
+
+int sl_config_reload(sl_config *c)
+{
+    if (!c)
+        return sli_err(SL_EINVAL, "config: NULL config");
+    pthread_mutex_lock(&c->reload_mu);
+    json_t *tree, *origins;
+    int rc = build(c, NULL, &tree, &origins);
+    if (rc == 0)
+        swap_and_notify(c, tree, origins);
+    pthread_mutex_unlock(&c->reload_mu);
+    return rc;
+}
+
+int sl_config_on_change(sl_config *c, const char *path, sl_config_change_fn fn, void *arg)
+{
+    if (!c || !path || !fn)
+        return sli_err(SL_EINVAL, "config: NULL argument to sl_config_on_change");
+    char *p = strdup(path);
+    pthread_mutex_lock(&c->mu);
+    sli_watcher *w = p ? realloc(c->w, (c->nw + 1) * sizeof *w) : NULL;
+    if (w) {
+        c->w = w;
+        c->w[c->nw++] = (sli_watcher){p, fn, arg};
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (!w) {
+        free(p);
+        return sli_err(SL_ENOMEM, "config: out of memory");
+    }
+    return 0;
+}
+
+/* ---- getters ---- */
+
+/* A copy of the value at path and its origin text. */
+static int get(sl_config *c, const char *path, json_t **v, char *origin, size_t cap)
+{
+    if (!c || !path || !*path)
+        return sli_err(SL_EINVAL, "config: NULL or empty path");
+    pthread_mutex_lock(&c->mu);
+    json_t *j = lookup(c->tree, path);
+    const char *o = json_string_value(json_object_get(c->origins, path));
+    bool missing = !j || json_is_null(j); /* j dies with the tree: decide under the lock */
+    *v = missing ? NULL : json_deep_copy(j);
+    snprintf(origin, cap, "%s", o ? o : "defaults");
+    pthread_mutex_unlock(&c->mu);
+    if (missing) {
+        json_decref(*v);
+        return sli_err(SL_ENOENT, "config: %s: missing", path);
+    }
+    return 0;
+}
+
+static int wrong(const char *path, const char *want, json_t *v, const char *origin)
+{
+    char *txt = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+    int rc = sli_err(SL_EINVAL, "config: %s: want %s, got %.80s (from %s)", path, want,
+                     txt ? txt : "?", origin);
+    free(txt);
+    json_decref(v);
+    return rc;
+}
+
+int sl_config_get_string(sl_config *c, const char *path, char **out)
+{
+    json_t *v;
+    char o[600];
+    int rc = get(c, path, &v, o, sizeof o);
+    if (rc < 0)
+        return rc;
+    if (json_is_object(v) || json_is_array(v))
+        return wrong(path, "a string", v, o);
+    *out = json_is_string(v) ? strdup(json_string_value(v))
+                             : json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+    json_decref(v);
+    return *out ? 0 : sli_err(SL_ENOMEM, "config: out of memory");
+}
+
+int sl_config_get_int(sl_config *c, const char *path, int64_t *out)
+{
+    json_t *v;
+    char o[600];
+    int rc = get(c, path, &v, o, sizeof o);
+    if (rc < 0)
+        return rc;
+    if (json_is_integer(v)) {
+        *out = json_integer_value(v);
+    } else if (json_is_string(v)) {
+        const char *s = json_string_value(v);
+        char *end;
+        errno = 0;
+        long long x = strtoll(s, &end, 10);
+        if (!*s || *end || errno)
+            return wrong(path, "an integer", v, o);
+        *out = x;
+    } else {
+        return wrong(path, "an integer", v, o);
+    }
+    json_decref(v);
+    return 0;
+}
+
+int sl_config_get_double(sl_config *c, const char *path, double *out)
+{
+    json_t *v;
+    char o[600];
+    int rc = get(c, path, &v, o, sizeof o);
+    if (rc < 0)
+        return rc;
+    if (json_is_number(v)) {
+        *out = json_number_value(v);
+    } else if (json_is_string(v)) {
+        const char *s = json_string_value(v);
+        char *end;
+        double d = strtod(s, &end);
+        if (!*s || *end)
+            return wrong(path, "a number", v, o);
+        *out = d;
+    } else {
+        return wrong(path, "a number", v, o);
+    }
+    json_decref(v);
+    return 0;
+}
+
+int sl_config_get_bool(sl_config *c, const char *path, bool *out)
+{
+    json_t *v;
+    char o[600];
+    int rc = get(c, path, &v, o, sizeof o);
+    if (rc < 0)
+        return rc;
+    if (json_is_boolean(v)) {
+        *out = json_is_true(v);
+    } else if (json_is_string(v)) {
+        const char *s = json_string_value(v);
+        static const char *const t[] = {"true", "yes", "on", "1"}, *const f[] = {"false", "no",
+                                                                                 "off", "0"};
+        int hit = -1;
+        for (int i = 0; i < 4 && hit < 0; i++)
+            hit = strcasecmp(s, t[i]) == 0 ? 1 : strcasecmp(s, f[i]) == 0 ? 0 : -1;
+        if (hit < 0)
+            return wrong(path, "a boolean", v, o);
+        *out = hit == 1;
+    } else {
+        return wrong(path, "a boolean", v, o);
+    }
+    json_decref(v);
+    return 0;
+}
+
+int sl_config_origin(sl_config *c, const char *path, char **out)
+{
+    json_t *v;
+    char o[600];
+    int rc = get(c, path, &v, o, sizeof o);
+    if (rc < 0)
+        return rc;
+    json_decref(v);
+    *out = strdup(o);
+    return *out ? 0 : sli_err(SL_ENOMEM, "config: out of memory");
+}

@@ -1,0 +1,289 @@
+/*
+ * test_config.c - sl_config: YAML/JSON files, env and flags merged in order
+ * over defaults, typed getters whose errors name the path, the value and
+ * its origin (file:line, env NAME, flag --path), refusal of bad files with
+ * file:line, reload with change callbacks, and hot reload by inotify
+ * (a file replaced by rename, a broken edit ignored, then fixed).
+ */
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "sluice/config.h"
+#include "testlib.h"
+
+static char g_dir[64];
+
+static const char *file(const char *name, const char *text)
+{
+    static char path[16][256];
+    static int idx;
+    char *p = path[idx++ % 16];
+    snprintf(p, 256, "%s/%s", g_dir, name);
+    char tmp[300];
+    snprintf(tmp, sizeof tmp, "%s.tmp", p);
+    FILE *f = fopen(tmp, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    assert_int_equal(rename(tmp, p), 0); /* replaced at once, as editors do */
+    return p;
+}
+
+static void expect_str(sl_config *c, const char *path, const char *want)
+{
+    char *s = NULL;
+    int rc = sl_config_get_string(c, path, &s);
+    if (rc != 0)
+        fail_msg("%s: %s", path, sl_errmsg());
+    assert_string_equal(s, want);
+    free(s);
+}
+
+static void expect_origin(sl_config *c, const char *path, const char *want)
+{
+    char *s = NULL;
+    assert_int_equal(sl_config_origin(c, path, &s), 0);
+    if (!strstr(s, want))
+        fail_msg("origin of %s is '%s', want '%s'", path, s, want);
+    free(s);
+}
+
+static void sources_merge_in_order_later_wins(void **state)
+{
+    (void)state;
+    sl_config *c;
+    assert_int_equal(sl_config_new(&c), 0);
+    assert_int_equal(sl_config_add_defaults(c, "web:\n  server_addr: 0.0.0.0:3335\n  port: 1\n"
+                                               "store:\n  shards: 16\n  url: sqlite://x\n"
+                                               "log:\n  debug: false\n"),
+                     0);
+    const char *y = file("app.yaml", "# comment\nweb:\n  port: 8080\nstore:\n  shards: 4\n"
+                                     "ratio: 0.5\nname: \"007\"\n");
+    const char *j = file("app.json", "{\"store\": {\"shards\": 8}, \"log\": {\"debug\": true}}");
+    assert_int_equal(sl_config_add_file(c, y), 0);
+    assert_int_equal(sl_config_add_file(c, j), 0);
+    setenv("TCFG_WEB_SERVER_ADDR", "127.0.0.1:9000", 1);
+    setenv("TCFG_NEW_THING", "x", 1);
+    assert_int_equal(sl_config_add_env(c, "TCFG"), 0);
+    char *argv[] = {"prog", "--store.shards=32", "--web.tls", "on"};
+    assert_int_equal(sl_config_add_flags(c, 4, argv), 0);
+    int64_t i;
+    assert_int_equal(sl_config_get_int(c, "web.port", &i), 0);
+    assert_int_equal(i, 8080);
+    expect_origin(c, "web.port", "app.yaml:3");
+    assert_int_equal(sl_config_get_int(c, "store.shards", &i), 0);
+    assert_int_equal(i, 32);
+    expect_origin(c, "store.shards", "flag --store.shards");
+    expect_str(c, "web.server_addr", "127.0.0.1:9000");
+    expect_origin(c, "web.server_addr", "env TCFG_WEB_SERVER_ADDR");
+    expect_str(c, "new.thing", "x");
+    expect_str(c, "store.url", "sqlite://x");
+    expect_origin(c, "store.url", "defaults");
+    expect_str(c, "name", "007"); /* quoted: a string, not 7 */
+    bool b;
+    assert_int_equal(sl_config_get_bool(c, "log.debug", &b), 0);
+    assert_true(b);
+    assert_int_equal(sl_config_get_bool(c, "web.tls", &b), 0);
+    assert_true(b);
+    double d;
+    assert_int_equal(sl_config_get_double(c, "ratio", &d), 0);
+    assert_true(d == 0.5);
+    unsetenv("TCFG_WEB_SERVER_ADDR");
+    unsetenv("TCFG_NEW_THING");
+    sl_config_free(c);
+}
+
+static void getters_name_path_value_and_origin(void **state)
+{
+    (void)state;
+    sl_config *c;
+    assert_int_equal(sl_config_new(&c), 0);
+    const char *y = file("types.yaml", "a:\n  n: 12\n  s: twelve\n  t: true\n  obj:\n    x: 1\n");
+    assert_int_equal(sl_config_add_file(c, y), 0);
+    int64_t i;
+    bool b;
+    char *s;
+    assert_int_equal(sl_config_get_int(c, "a.s", &i), SL_EINVAL);
+    assert_non_null(strstr(sl_errmsg(), "a.s"));
+    assert_non_null(strstr(sl_errmsg(), "twelve"));
+    assert_non_null(strstr(sl_errmsg(), "types.yaml:3"));
+    assert_int_equal(sl_config_get_bool(c, "a.n", &b), SL_EINVAL);
+    assert_int_equal(sl_config_get_string(c, "a.obj", &s), SL_EINVAL);
+    assert_int_equal(sl_config_get_int(c, "a.missing", &i), SL_ENOENT);
+    assert_non_null(strstr(sl_errmsg(), "a.missing"));
+    assert_int_equal(sl_config_get_int(c, "nope.deeper", &i), SL_ENOENT);
+    assert_int_equal(sl_config_get_int(c, "", &i), SL_EINVAL);
+    expect_str(c, "a.n", "12");
+    setenv("TCFG2_A_N", "12x", 1);
+    assert_int_equal(sl_config_add_env(c, "TCFG2"), 0);
+    assert_int_equal(sl_config_get_int(c, "a.n", &i), SL_EINVAL);
+    assert_non_null(strstr(sl_errmsg(), "env TCFG2_A_N"));
+    unsetenv("TCFG2_A_N");
+    sl_config_free(c);
+}
+
+static void bad_files_are_refused_with_file_and_line(void **state)
+{
+    (void)state;
+    sl_config *c;
+    assert_int_equal(sl_config_new(&c), 0);
+    const char *good = file("good.yaml", "k: 1\n");
+    assert_int_equal(sl_config_add_file(c, good), 0);
+    struct {
+        const char *name, *text, *want;
+    } bad[] = {
+        {"syntax.yaml", "a: 1\nb: [1, 2\nc: 3\n", "syntax.yaml:"},
+        {"tabs.yaml", "a:\n\t- 1\n", "tabs.yaml:2:"},
+        {"list.yaml", "- 1\n- 2\n", "top level must be a mapping"},
+        {"dup.yaml", "a: 1\nb: 2\na: 3\n", "dup.yaml:3: key 'a' appears twice"},
+        {"two.yaml", "a: 1\n---\nb: 2\n", "more than one YAML document"},
+        {"bad.json", "{\n  \"a\": 1,\n  \"b\": \n}\n", "bad.json:4:"},
+        {"arr.json", "[1, 2]", "must be an object"},
+        {"dot.yaml", "a.b: 1\n", "without '.'"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        const char *p = file(bad[i].name, bad[i].text);
+        assert_int_equal(sl_config_add_file(c, p), SL_EINVAL);
+        if (!strstr(sl_errmsg(), bad[i].want))
+            fail_msg("%s: error '%s' lacks '%s'", bad[i].name, sl_errmsg(), bad[i].want);
+    }
+    const char *ini = file("x.ini", "a=1\n");
+    assert_int_equal(sl_config_add_file(c, ini), SL_ENOTSUP);
+    char missing[300];
+    snprintf(missing, sizeof missing, "%s/missing.yaml", g_dir);
+    assert_int_equal(sl_config_add_file(c, missing), SL_ENOENT);
+    char *argv[] = {"prog", "positional"}, *argv2[] = {"prog", "--dangling"};
+    assert_int_equal(sl_config_add_flags(c, 2, argv), SL_EINVAL);
+    assert_int_equal(sl_config_add_flags(c, 2, argv2), SL_EINVAL);
+    assert_int_equal(sl_config_add_defaults(c, "a: [unclosed\n"), SL_EINVAL);
+    /* nothing of it was added: the good file alone still answers, and reloads */
+    expect_str(c, "k", "1");
+    assert_int_equal(sl_config_reload(c), 0);
+    expect_str(c, "k", "1");
+    sl_config_free(c);
+}
+
+typedef struct hits {
+    atomic_int port, store, all;
+} hits;
+
+static void on_port(sl_config *c, const char *path, void *arg)
+{
+    (void)c;
+    TL_CHECK(strcmp(path, "web.port") == 0); /* may run on the watch thread */
+    atomic_fetch_add(&((hits *)arg)->port, 1);
+}
+
+static void on_store(sl_config *c, const char *path, void *arg)
+{
+    (void)c;
+    (void)path;
+    atomic_fetch_add(&((hits *)arg)->store, 1);
+}
+
+static void on_all(sl_config *c, const char *path, void *arg)
+{
+    (void)c;
+    (void)path;
+    atomic_fetch_add(&((hits *)arg)->all, 1);
+}
+
+static void reload_runs_callbacks_of_changed_paths(void **state)
+{
+    (void)state;
+    sl_config *c;
+    hits h = {0};
+    assert_int_equal(sl_config_new(&c), 0);
+    const char *p = file("reload.yaml", "web:\n  port: 1\nstore:\n  shards: 2\n");
+    assert_int_equal(sl_config_add_file(c, p), 0);
+    assert_int_equal(sl_config_on_change(c, "web.port", on_port, &h), 0);
+    assert_int_equal(sl_config_on_change(c, "store", on_store, &h), 0);
+    assert_int_equal(sl_config_on_change(c, "", on_all, &h), 0);
+    assert_int_equal(sl_config_reload(c), 0); /* nothing changed */
+    assert_int_equal(atomic_load(&h.all), 0);
+    file("reload.yaml", "web:\n  port: 2\nstore:\n  shards: 2\n");
+    assert_int_equal(sl_config_reload(c), 0);
+    assert_int_equal(atomic_load(&h.port), 1);
+    assert_int_equal(atomic_load(&h.store), 0);
+    assert_int_equal(atomic_load(&h.all), 1);
+    int64_t i;
+    assert_int_equal(sl_config_get_int(c, "web.port", &i), 0);
+    assert_int_equal(i, 2);
+    file("reload.yaml", "web:\n  port: [\n");
+    assert_int_equal(sl_config_reload(c), SL_EINVAL); /* old values kept */
+    assert_int_equal(sl_config_get_int(c, "web.port", &i), 0);
+    assert_int_equal(i, 2);
+    assert_int_equal(atomic_load(&h.all), 1);
+    sl_config_free(c);
+}
+
+static bool wait_port(sl_config *c, hits *h, int calls, int64_t want)
+{
+    int64_t end = tl_now_ms() + 10000, i = -1;
+    while (tl_now_ms() < end) {
+        if (atomic_load(&h->port) >= calls && sl_config_get_int(c, "web.port", &i) == 0 &&
+            i == want)
+            return true;
+        tl_sleep_ms(20);
+    }
+    return false;
+}
+
+static void watched_file_reloads_by_itself(void **state)
+{
+    (void)state;
+    sl_config *c;
+    hits h = {0};
+    assert_int_equal(sl_config_new(&c), 0);
+    const char *p = file("watched.yaml", "web:\n  port: 10\n");
+    assert_int_equal(sl_config_add_file(c, p), 0);
+    assert_int_equal(sl_config_on_change(c, "web.port", on_port, &h), 0);
+    assert_int_equal(sl_config_watch_start(c), 0);
+    assert_int_equal(sl_config_watch_start(c), SL_ESTATE);
+    file("watched.yaml", "web:\n  port: 11\n");
+    assert_true(wait_port(c, &h, 1, 11));
+    /* an edit in place (no rename) is seen too */
+    FILE *f = fopen(p, "w");
+    assert_non_null(f);
+    fputs("web:\n  port: 12\n", f);
+    fclose(f);
+    assert_true(wait_port(c, &h, 2, 12));
+    /* a broken edit keeps the values; the fix is taken */
+    file("watched.yaml", "web: [\n");
+    tl_sleep_ms(300);
+    int64_t i;
+    assert_int_equal(sl_config_get_int(c, "web.port", &i), 0);
+    assert_int_equal(i, 12);
+    file("watched.yaml", "web:\n  port: 13\n");
+    assert_true(wait_port(c, &h, 3, 13));
+    /* other files of the directory are not ours */
+    int before = atomic_load(&h.port);
+    file("unrelated.yaml", "web:\n  port: 99\n");
+    tl_sleep_ms(300);
+    assert_int_equal(atomic_load(&h.port), before);
+    sl_config_free(c);
+    tl_assert_threads_ok();
+}
+
+int main(void)
+{
+    snprintf(g_dir, sizeof g_dir, "/tmp/sl-config-XXXXXX");
+    if (!mkdtemp(g_dir))
+        return 1;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(sources_merge_in_order_later_wins),
+        cmocka_unit_test(getters_name_path_value_and_origin),
+        cmocka_unit_test(bad_files_are_refused_with_file_and_line),
+        cmocka_unit_test(reload_runs_callbacks_of_changed_paths),
+        cmocka_unit_test(watched_file_reloads_by_itself),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    char rm[128];
+    snprintf(rm, sizeof rm, "rm -rf %s", g_dir);
+    if (system(rm) != 0)
+        rc = 1;
+    return rc;
+}
