@@ -67,6 +67,13 @@ void nf_retry_log(nf_app *app, const char *topic, const char *req, int err)
            sl_strerror(err), sl_errmsg());
 }
 
+/*
+ * Longest Idempotency-Key: "<kind>-<uid>-<key>" must fit the store's
+ * order_sn (127 bytes) for every uid (19 digits), or two keys sharing a
+ * prefix would map to one id and the second notice would be dropped.
+ */
+#define IDEM_KEY_MAX 100
+
 /* Validate the Idempotency-Key header; fills id (or "" when absent). */
 static int idem_id(nf_req *q, nf_resp *r, int64_t uid, const char *kind, char *id, size_t len)
 {
@@ -75,14 +82,18 @@ static int idem_id(nf_req *q, nf_resp *r, int64_t uid, const char *kind, char *i
     if (!key)
         return 0;
     size_t n = strlen(key);
-    bool ok = n >= 1 && n <= 128;
+    bool ok = n >= 1 && n <= IDEM_KEY_MAX;
     for (size_t i = 0; ok && i < n; i++)
         ok = key[i] > 32 && key[i] < 127;
     if (!ok) {
-        nf_resp_fail(r, 400, "Idempotency-Key must be 1..128 visible ASCII characters");
+        nf_resp_fail(r, 400, "Idempotency-Key must be 1..%d visible ASCII characters", IDEM_KEY_MAX);
         return -1;
     }
-    snprintf(id, len, "%s-%lld-%s", kind, (long long)uid, key);
+    int w = snprintf(id, len, "%s-%lld-%s", kind, (long long)uid, key);
+    if (w < 0 || (size_t)w >= len || (size_t)w >= sizeof ((nf_notice *)0)->order_sn) {
+        nf_resp_fail(r, 400, "Idempotency-Key is too long");
+        return -1;
+    }
     return 0;
 }
 

@@ -174,6 +174,7 @@ typedef struct form_acc {
     char *val;
     size_t len;
     bool bad_utf8;
+    bool bad_nul; /* a value held a NUL byte (%00): refused, never stored cut short */
     char bad_key[64];
 } form_acc;
 
@@ -181,8 +182,12 @@ static void form_flush(form_acc *a)
 {
     if (!a->key)
         return;
+    if (a->len && memchr(a->val, '\0', a->len) && !a->bad_utf8 && !a->bad_nul) {
+        a->bad_nul = true;
+        snprintf(a->bad_key, sizeof a->bad_key, "%s", a->key);
+    }
     json_t *s = json_stringn(a->val ? a->val : "", a->len);
-    if (!s && !a->bad_utf8) {
+    if (!s && !a->bad_utf8 && !a->bad_nul) {
         a->bad_utf8 = true;
         snprintf(a->bad_key, sizeof a->bad_key, "%s", a->key);
     }
@@ -215,16 +220,36 @@ static enum MHD_Result form_iter(void *cls, enum MHD_ValueKind kind, const char 
     return MHD_YES;
 }
 
-static enum MHD_Result query_iter(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+typedef struct query_acc {
+    json_t *params;
+    char bad_key[64]; /* first argument holding a NUL byte, "" when none */
+} query_acc;
+
+static enum MHD_Result query_iter(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_size,
+                                  const char *value, size_t value_size)
 {
     (void)kind;
-    json_t *params = cls;
-    if (key && !json_object_get(params, key)) {
-        json_t *s = json_string(value ? value : "");
+    query_acc *a = cls;
+    if (!key)
+        return MHD_YES;
+    if ((value && memchr(value, '\0', value_size)) || strlen(key) != key_size) {
+        if (!a->bad_key[0])
+            snprintf(a->bad_key, sizeof a->bad_key, "%s", key);
+        return MHD_YES;
+    }
+    if (!json_object_get(a->params, key)) {
+        json_t *s = json_stringn(value ? value : "", value ? value_size : 0);
         if (s)
-            json_object_set_new(params, key, s);
+            json_object_set_new(a->params, key, s);
     }
     return MHD_YES;
+}
+
+/* True when the content type is exactly application/json (parameters allowed). */
+static bool is_json_type(const char *ct)
+{
+    size_t n = strlen("application/json");
+    return !strncasecmp(ct, "application/json", n) && (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
 }
 
 /* Parse the body into params by content type; fills r and returns -1 on error. */
@@ -238,7 +263,7 @@ static int parse_body(struct MHD_Connection *conn, conn_ctx *cc, json_t *params,
                              "application/x-www-form-urlencoded)");
         return -1;
     }
-    if (!strncasecmp(ct, "application/json", 16)) {
+    if (is_json_type(ct)) {
         json_error_t e;
         json_t *o = json_loadb(cc->body ? cc->body : "", cc->len, 0, &e);
         if (!o) {
@@ -274,6 +299,10 @@ static int parse_body(struct MHD_Connection *conn, conn_ctx *cc, json_t *params,
     form_flush(&a);
     free(a.key);
     free(a.val);
+    if (!rc && a.bad_nul) {
+        nf_resp_fail(r, 400, "%s must not contain a NUL character", a.bad_key);
+        rc = -1;
+    }
     if (!rc && a.bad_utf8) {
         nf_resp_fail(r, 400, "%s is not valid UTF-8", a.bad_key);
         rc = -1;
@@ -381,8 +410,12 @@ static enum MHD_Result answer(nf_server *s, struct MHD_Connection *conn, const c
         return MHD_NO;
     cc->metric = metric;
     if (parse_body(conn, cc, q.params, &r) == 0) {
-        MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, query_iter, q.params);
-        route->fn(&q, &r);
+        query_acc qa = {.params = q.params};
+        MHD_get_connection_values_n(conn, MHD_GET_ARGUMENT_KIND, query_iter, &qa);
+        if (qa.bad_key[0])
+            nf_resp_fail(&r, 400, "%s must not contain a NUL character", qa.bad_key);
+        else
+            route->fn(&q, &r);
     }
     json_decref(q.params);
     if (r.deferred) /* suspended; answered when resumed */

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# notify_hostile.sh - black-box tests of `sluice notify serve` against what a
+# careless or hostile client sends (issue 22): nothing accepted may be lost
+# or stored other than it was sent.
+#  - Idempotency-Keys sharing a long prefix must not collapse into one id
+#    (the id was cut to the store's 127-byte order_sn): too long -> 400.
+#  - NUL in form, multipart or query values (before%00after) -> 400, never
+#    stored as "before".
+#  - application/jsonp is not JSON.
+source "$(dirname "$0")/lib/notify.bash"
+
+start_server
+
+# ---- idempotency keys that would not fit the store's id ----
+P=$(printf 'p%.0s' $(seq 1 99))
+CASE="long key A"; call POST /api/msg/product -H "Idempotency-Key: ${P}A" -d 'uid=31&type=1&data=first'
+expect 200 10000
+CASE="long key B"; call POST /api/msg/product -H "Idempotency-Key: ${P}B" -d 'uid=31&type=1&data=second'
+expect 200 10000
+check "two 100-character keys store two notices" wait_until 10 count_is 31 2
+CASE="key over the limit"; call POST /api/msg/product -H "Idempotency-Key: ${P}AB" -d 'uid=31&type=1&data=third'
+expect 400 10001 Idempotency-Key
+CASE="key over the limit on read"; call POST /api/msg/read -H "Idempotency-Key: ${P}AB" -d 'uid=31&all=1'
+expect 400 10001 Idempotency-Key
+call POST /api/msg/product -d 'uid=31&type=1&data=marker'
+check "refused key stored nothing" wait_until 10 count_is 31 3
+call GET '/api/msg/list?uid=31&size=100'
+check "both long-key notices listed" [ "$(grep -oE '"(first|second)"' <<<"$BODY" | sort -u | wc -l)" = 2 ]
+
+# ---- NUL bytes ----
+CASE="NUL in form data"; call POST /api/msg/product -d 'uid=32&type=1&data=before%00after'
+expect 400 10001 NUL
+CASE="NUL in query"; call POST '/api/msg/product?uid=32&type=1&data=before%00after'
+expect 400 10001 NUL
+CASE="NUL in multipart"
+printf 'before\0after' > "$WORK/nul.bin"
+call POST /api/msg/product -F uid=32 -F type=1 -F "data=<$WORK/nul.bin"
+expect 400 10001 NUL
+CASE="NUL in uid"; call POST /api/msg/product -d 'uid=3%002&type=1&data=x'
+expect 400 10001
+call POST /api/msg/product -d 'uid=32&type=1&data=marker'
+check "only the marker stored for uid 32" wait_until 10 count_is 32 1
+call GET '/api/msg/list?uid=32&size=100'
+check "no cut-short notice" [ "$(grep -c '"before"' <<<"$BODY")" = 0 ]
+
+# ---- content types ----
+CASE="jsonp is not json"; call POST /api/msg/product -H 'Content-Type: application/jsonp' -d '{"uid":33,"type":1,"data":"x"}'
+expect 400 10001 Content-Type
+CASE="json with charset"; call POST /api/msg/product -H 'Content-Type: application/json; charset=utf-8' -d '{"uid":33,"type":1,"data":"x"}'
+expect 200 10000
+
+finish
