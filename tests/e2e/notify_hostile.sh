@@ -49,4 +49,28 @@ expect 400 10001 Content-Type
 CASE="json with charset"; call POST /api/msg/product -H 'Content-Type: application/json; charset=utf-8' -d '{"uid":33,"type":1,"data":"x"}'
 expect 200 10000
 
+# ---- error messages that echo invalid UTF-8 stay JSON (were 500) ----
+U=$(printf '1%.0s' $(seq 1 39))
+CASE="uid cut inside a multibyte character"; call POST /api/msg/product -d "uid=${U}%e2%82%ac&type=1&data=x"
+expect 400 10001 uid
+CASE="overlong path"; call GET '/%c0%ae'
+expect 404 10001
+CASE="invalid UTF-8 path under api"; call GET '/api/msg/%ff%fe'
+expect 404 10001
+check "answers are valid JSON" jq -e . <<<"$BODY" >/dev/null
+
+# ---- the inbox page cannot be framed and runs only its own code ----
+HDRS=$(curl -s -m 10 -D - -o /dev/null "${URL%/}/")
+check "inbox page has a CSP" grep -qi "^Content-Security-Policy:.*frame-ancestors 'none'" <<<"$HDRS"
+check "inbox page has X-Frame-Options DENY" grep -qi '^X-Frame-Options: DENY' <<<"$HDRS"
+
+# ---- admin token: exact match only (compared in constant time) ----
+stop_server
+start_server SLUICE_WEB_ADMIN_TOKEN=s3cret-token
+CASE="admin token right"; call GET /api/admin/failed -H 'X-Admin-Token: s3cret-token'
+expect 200 10000
+for t in s3cret-toke s3cret-token2 S3cret-token x; do
+  CASE="admin token '$t'"; call GET /api/admin/failed -H "X-Admin-Token: $t"; expect 401 10001
+done
+
 finish

@@ -235,11 +235,22 @@ static void route_stream(nf_req *q, nf_resp *r)
         r->status = 200;
 }
 
+/* a == b in a time that depends on the lengths only, not on where they
+ * differ (the admin token must not be guessable byte by byte). */
+static bool token_equal(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    volatile unsigned char diff = la != lb;
+    for (size_t i = 0; i < lb; i++)
+        diff |= (unsigned char)(b[i] ^ a[i < la ? i : 0]);
+    return !diff;
+}
+
 static bool admin_allowed(nf_req *q, nf_resp *r)
 {
     const char *want = q->app->cfg.admin_token;
     const char *got = MHD_lookup_connection_value(q->conn, MHD_HEADER_KIND, "X-Admin-Token");
-    if (want[0] ? (got && !strcmp(got, want)) : nf_peer_is_loopback(q->conn))
+    if (want[0] ? (got && token_equal(got, want)) : nf_peer_is_loopback(q->conn))
         return true;
     nf_resp_fail(r, 401, want[0] ? "X-Admin-Token is missing or wrong" : "admin routes answer loopback only");
     return false;
