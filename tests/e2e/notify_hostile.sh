@@ -64,6 +64,27 @@ HDRS=$(curl -s -m 10 -D - -o /dev/null "${URL%/}/")
 check "inbox page has a CSP" grep -qi "^Content-Security-Policy:.*frame-ancestors 'none'" <<<"$HDRS"
 check "inbox page has X-Frame-Options DENY" grep -qi '^X-Frame-Options: DENY' <<<"$HDRS"
 
+# ---- protocol strictness on the raw socket ----
+HP=${URL#http://}; HP=${HP%%/*}; HOST=${HP%:*}; PORT=${HP##*:}
+raw() { # raw REQUEST: sends it on a new connection, prints the status line
+  timeout 10 bash -c 'exec 3<>/dev/tcp/$0/$1 && printf "%b" "$2" >&3 && head -n 1 <&3' "$HOST" "$PORT" "$1" | tr -d '\r'
+}
+check "HTTP/1.1 with Host is served" matches "$(raw 'GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')" ' 200 '
+check "HTTP/1.1 without Host is 400" matches "$(raw 'GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n')" ' 400 '
+check "conflicting Content-Length is 400" matches "$(raw 'POST /api/msg/product HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 26\r\nContent-Length: 5\r\nConnection: close\r\n\r\nuid=34&type=1&data=smuggle')" ' 400 '
+call POST /api/msg/product -d 'uid=34&type=1&data=marker'
+check "nothing smuggled stored" wait_until 10 count_is 34 1
+
+# ---- per-address connection limit (web.max_conns_per_ip) ----
+stop_server
+start_server SLUICE_WEB_MAX_CONNS_PER_IP=2
+HP=${URL#http://}; HP=${HP%%/*}; HOST=${HP%:*}; PORT=${HP##*:}
+exec 5<>"/dev/tcp/$HOST/$PORT" 6<>"/dev/tcp/$HOST/$PORT"
+sleep 0.3
+check "a third connection from one address is refused" [ "$(curl -s -m 5 -o /dev/null -w '%{http_code}' "${URL%/}/healthz")" = 000 ]
+exec 5>&- 6>&-
+check "served again once the two close" wait_until 10 [ "$(curl -s -m 5 -o /dev/null -w '%{http_code}' "${URL%/}/healthz")" = 200 ]
+
 # ---- admin token: exact match only (compared in constant time) ----
 stop_server
 start_server SLUICE_WEB_ADMIN_TOKEN=s3cret-token

@@ -461,6 +461,23 @@ static enum MHD_Result answer(nf_server *s, struct MHD_Connection *conn, const c
     return send_resp(s, conn, &r, metric, cc, NULL);
 }
 
+static enum MHD_Result count_cl(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    (void)kind, (void)value;
+    if (!strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH))
+        (*(int *)cls)++;
+    return MHD_YES;
+}
+
+/* More than one Content-Length, or one with Transfer-Encoding: the body's
+ * end is ambiguous (request smuggling), refused with 400 (RFC 9112 6.3). */
+static bool ambiguous_length(struct MHD_Connection *conn)
+{
+    int n = 0;
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, count_cl, &n);
+    return n > 1 || (n == 1 && MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING));
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload,
                                   size_t *upload_size, void **con_cls)
@@ -476,6 +493,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         cc->srv = s;
         cc->conn = conn;
         *con_cls = cc;
+        if (ambiguous_length(conn)) {
+            nf_resp r = {0};
+            nf_resp_fail(&r, 400, "conflicting Content-Length / Transfer-Encoding headers");
+            return send_resp(s, conn, &r, s->route_other, cc, NULL);
+        }
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl && strtoll(cl, NULL, 10) > s->app->cfg.max_body) {
             nf_resp r = {0};
@@ -570,6 +592,9 @@ int nf_server_start(nf_app *app, nf_server **out)
                             MHD_OPTION_THREAD_POOL_SIZE, (unsigned)app->cfg.threads,
                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)app->cfg.idle_timeout,
                             MHD_OPTION_CONNECTION_LIMIT, 4096u,
+                            MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)app->cfg.max_conns_per_ip,
+                            /* HTTP/1.1 without Host, conflicting Content-Length: 400 */
+                            MHD_OPTION_STRICT_FOR_CLIENT, 1,
                             MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
                             MHD_OPTION_END);
