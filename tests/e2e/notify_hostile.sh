@@ -85,6 +85,16 @@ check "a third connection from one address is refused" [ "$(curl -s -m 5 -o /dev
 exec 5>&- 6>&-
 check "served again once the two close" wait_until 10 [ "$(curl -s -m 5 -o /dev/null -w '%{http_code}' "${URL%/}/healthz")" = 200 ]
 
+# ---- a retry log that cannot be written is not claimed written ----
+stop_server
+mkdir -p "$WORK/logs" && ln -sf /dev/full "$WORK/logs/notice_retry.log"
+start_server SLUICE_NOTIFY_FAULT_PUBLISH=1
+CASE="refused, retry log full"; call POST /api/msg/product -d 'uid=35&type=1&data=nowhere'
+expect 503 10001 "NOT logged"
+check "no claim of a logged request" [ "$(grep -c 'request logged for retry' <<<"$BODY")" = 0 ]
+check "main.log says the request was not kept" wait_until 10 grep -q 'retry log could not be written' "$WORK/logs/main.log"
+rm -f "$WORK/logs/notice_retry.log"
+
 # ---- admin token: exact match only (compared in constant time) ----
 stop_server
 start_server SLUICE_WEB_ADMIN_TOKEN=s3cret-token

@@ -12,6 +12,7 @@
  * makes the id deterministic ("k-<uid>-<key>") so a client's retry is
  * stored once.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,18 +54,26 @@ static bool valid_time(const char *s)
     return d <= maxd && tm.tm_hour < 24 && tm.tm_min < 60 && tm.tm_sec < 60;
 }
 
-void nf_retry_log(nf_app *app, const char *topic, const char *req, int err)
+int nf_retry_log(nf_app *app, const char *topic, const char *req, int err)
 {
     nf_logfile *f = !strcmp(topic, NF_TOPIC_READ) ? app->read_retry : app->notice_retry;
     json_t *o = json_pack("{s:I, s:s, s:o?, s:s}", "ts_ms", (json_int_t)nf_wall_ms(), "topic", topic,
                           "request", json_loads(req, 0, NULL), "error", sl_strerror(err));
     char *line = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    if (line)
-        nf_logfile_write(f, line, strlen(line));
+    int rc = line ? nf_logfile_write(f, line, strlen(line)) : -1;
+    int werr = errno;
+    bool oom = !line;
     free(line);
     json_decref(o);
+    if (rc) {
+        nf_log(SL_LOG_ERROR, "queue publish to %s failed: %s (%s); the retry log could not be written (%s): "
+               "request lost unless the client retries: %.300s", topic, sl_strerror(err), sl_errmsg(),
+               oom ? "out of memory" : strerror(werr), req ? req : "");
+        return -1;
+    }
     nf_log(SL_LOG_ERROR, "queue publish to %s failed: %s (%s); request logged for retry", topic,
            sl_strerror(err), sl_errmsg());
+    return 0;
 }
 
 /*
