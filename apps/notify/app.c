@@ -101,14 +101,19 @@ int nf_app_open(nf_app *app, bool echo_log)
     store_url(c, surl, sizeof surl);
     int rc = nf_store_open(&app->store, surl, c->store_shards);
     if (rc) {
-        fprintf(stderr, "sluice notify: cannot open store %s: %s\n", c->store_url, sl_strerror(rc));
+        char red[1536];
+        nf_redact(c->store_url, red, sizeof red);
+        fprintf(stderr, "sluice notify: cannot open store %s: %s\n", red, sl_strerror(rc));
         nf_log(SL_LOG_ERROR, "cannot open store %s: %s", c->store_url, sl_strerror(rc));
         nf_app_close(app);
         return -1;
     }
     rc = sl_publisher_open(&app->pub, c->queue_url);
     if (rc) {
-        fprintf(stderr, "sluice notify: cannot open queue %s: %s\n", c->queue_url, sl_errmsg());
+        char red[1536], em[1024];
+        nf_redact(c->queue_url, red, sizeof red);
+        nf_redact(sl_errmsg(), em, sizeof em);
+        fprintf(stderr, "sluice notify: cannot open queue %s: %s\n", red, em);
         nf_log(SL_LOG_ERROR, "cannot open queue %s: %s", c->queue_url, sl_errmsg());
         nf_app_close(app);
         return -1;

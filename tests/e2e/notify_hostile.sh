@@ -95,6 +95,15 @@ check "no claim of a logged request" [ "$(grep -c 'request logged for retry' <<<
 check "main.log says the request was not kept" wait_until 10 grep -q 'retry log could not be written' "$WORK/logs/main.log"
 rm -f "$WORK/logs/notice_retry.log"
 
+# ---- passwords in URLs never reach stderr or main.log ----
+stop_server
+R="$WORK/redact"; mkdir -p "$R"
+(cd "$R" && SLUICE_QUEUE_URL='amqp://alice:hunter2@127.0.0.1:1/' timeout 60 "$SLUICE" notify serve \
+   --config "$SRC_DIR/config/config.yaml" >"$R/out" 2>"$R/err")
+check "unreachable queue refuses to start" [ $? -ne 0 ]
+check "stderr names the queue" grep -q 'amqp://alice:\*\*\*@127.0.0.1:1/' "$R/err"
+check "no password on stderr or in any log" [ -z "$(grep -rl hunter2 "$R")" ]
+
 # ---- admin token: exact match only (compared in constant time) ----
 stop_server
 start_server SLUICE_WEB_ADMIN_TOKEN=s3cret-token
