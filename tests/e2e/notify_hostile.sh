@@ -112,5 +112,10 @@ expect 200 10000
 for t in s3cret-toke s3cret-token2 S3cret-token x; do
   CASE="admin token '$t'"; call GET /api/admin/failed -H "X-Admin-Token: $t"; expect 401 10001
 done
+CASE="healthz without the token"; call GET /healthz; expect 200 10000
+check "healthz shows no queue URL without auth" [ "$(jget data.queue)" = null ]
+check "healthz shows no store URL without auth" [ "$(jget data.store)" = null ]
+CASE="healthz with the token"; call GET /healthz -H 'X-Admin-Token: s3cret-token'; expect 200 10000
+check "healthz shows the queue URL to admins" matches "$(jget data.queue)" '://'
 
 finish

@@ -210,17 +210,6 @@ static void route_user(nf_req *q, nf_resp *r)
                             (json_int_t)count));
 }
 
-static void route_health(nf_req *q, nf_resp *r)
-{
-    int rc = nf_store_ping(q->app->store);
-    if (rc) {
-        nf_resp_fail(r, 503, "store unavailable (%s)", sl_strerror(rc));
-        return;
-    }
-    nf_resp_ok(r, json_pack("{s:s, s:s, s:s}", "status", "ok", "queue", q->app->cfg.queue_url, "store",
-                            q->app->cfg.store_url));
-}
-
 static void route_metrics(nf_req *q, nf_resp *r)
 {
     r->body = nf_metrics_render(&q->app->metrics);
@@ -255,14 +244,38 @@ static bool token_equal(const char *a, const char *b)
     return !diff;
 }
 
-static bool admin_allowed(nf_req *q, nf_resp *r)
+static bool is_admin(nf_req *q)
 {
     const char *want = q->app->cfg.admin_token;
     const char *got = MHD_lookup_connection_value(q->conn, MHD_HEADER_KIND, "X-Admin-Token");
-    if (want[0] ? (got && token_equal(got, want)) : nf_peer_is_loopback(q->conn))
+    return want[0] ? (got && token_equal(got, want)) : nf_peer_is_loopback(q->conn);
+}
+
+static bool admin_allowed(nf_req *q, nf_resp *r)
+{
+    const char *want = q->app->cfg.admin_token;
+    if (is_admin(q))
         return true;
     nf_resp_fail(r, 401, want[0] ? "X-Admin-Token is missing or wrong" : "admin routes answer loopback only");
     return false;
+}
+
+/* Health for anyone; the queue and store URLs (redacted) only for admins. */
+static void route_health(nf_req *q, nf_resp *r)
+{
+    int rc = nf_store_ping(q->app->store);
+    if (rc) {
+        nf_resp_fail(r, 503, "store unavailable (%s)", sl_strerror(rc));
+        return;
+    }
+    if (!is_admin(q)) {
+        nf_resp_ok(r, json_pack("{s:s}", "status", "ok"));
+        return;
+    }
+    char qu[1536], st[1536];
+    nf_redact(q->app->cfg.queue_url, qu, sizeof qu);
+    nf_redact(q->app->cfg.store_url, st, sizeof st);
+    nf_resp_ok(r, json_pack("{s:s, s:s, s:s}", "status", "ok", "queue", qu, "store", st));
 }
 
 static void route_failed_list(nf_req *q, nf_resp *r)
