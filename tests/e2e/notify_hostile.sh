@@ -104,6 +104,16 @@ check "unreachable queue refuses to start" [ $? -ne 0 ]
 check "stderr names the queue" grep -q 'amqp://alice:\*\*\*@127.0.0.1:1/' "$R/err"
 check "no password on stderr or in any log" [ -z "$(grep -rl hunter2 "$R")" ]
 
+# ---- a truncated or foreign queue file stops the start ----
+for kind in empty foreign; do
+  Q="$WORK/q-$kind"; mkdir -p "$Q/data"
+  if [ $kind = empty ]; then : > "$Q/data/queue.db"; else echo 'not a database' > "$Q/data/queue.db"; fi
+  (cd "$Q" && timeout 60 "$SLUICE" notify serve --config "$SRC_DIR/config/config.yaml" >"$Q/out" 2>"$Q/err")
+  check "$kind queue file: refuses to start" [ $? -ne 0 ]
+  check "$kind queue file: says why" grep -q 'queue file.*refusing to start' "$Q/err"
+  check "$kind queue file: left as it was" [ "$(wc -c <"$Q/data/queue.db")" = "$([ $kind = empty ] && echo 0 || echo 15)" ]
+done
+
 # ---- admin token: exact match only (compared in constant time) ----
 stop_server
 start_server SLUICE_WEB_ADMIN_TOKEN=s3cret-token
