@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 int64_t nf_wall_ms(void)
@@ -79,6 +80,39 @@ static void store_url(const nf_config *c, char *out, size_t len)
     }
 }
 
+/*
+ * An existing sqlite:// file must be a SQLite database: a file truncated to
+ * 0 bytes (or something else at that path) would otherwise open as a new,
+ * empty queue or store and every unconsumed notice would vanish silently.
+ * Returns 0 when the file is absent (first start) or looks like a database.
+ */
+static int check_sqlite_file(const char *what, const char *url)
+{
+    if (strncmp(url, "sqlite://", 9))
+        return 0;
+    char path[1024];
+    snprintf(path, sizeof path, "%s", url + 9);
+    path[strcspn(path, "?#")] = '\0';
+    struct stat st;
+    if (stat(path, &st))
+        return 0;
+    char head[16] = {0};
+    FILE *f = S_ISREG(st.st_mode) ? fopen(path, "rb") : NULL;
+    size_t n = f ? fread(head, 1, sizeof head, f) : 0;
+    if (f)
+        fclose(f);
+    const char *why = !S_ISREG(st.st_mode) ? "is not a regular file"
+                      : st.st_size == 0    ? "is empty (truncated?)"
+                      : n < sizeof head || memcmp(head, "SQLite format 3", 16) ? "is not a SQLite database"
+                                                                                 : NULL;
+    if (!why)
+        return 0;
+    fprintf(stderr, "sluice notify: the %s file %s %s: refusing to start, so nothing in it is lost; "
+                    "move it away to start with an empty %s\n", what, path, why, what);
+    nf_log(SL_LOG_ERROR, "the %s file %s %s: refusing to start", what, path, why);
+    return -1;
+}
+
 int nf_app_open(nf_app *app, bool echo_log)
 {
     nf_config *c = &app->cfg;
@@ -97,18 +131,27 @@ int nf_app_open(nf_app *app, bool echo_log)
     }
     app->notice_retry = nf_logfile_open(c->log_dir, "notice_retry.log", &lo);
     app->read_retry = nf_logfile_open(c->log_dir, "read_retry.log", &lo);
+    if (check_sqlite_file("queue", c->queue_url) || check_sqlite_file("store", c->store_url)) {
+        nf_app_close(app);
+        return -1;
+    }
     char surl[1536];
     store_url(c, surl, sizeof surl);
     int rc = nf_store_open(&app->store, surl, c->store_shards);
     if (rc) {
-        fprintf(stderr, "sluice notify: cannot open store %s: %s\n", c->store_url, sl_strerror(rc));
+        char red[1536];
+        nf_redact(c->store_url, red, sizeof red);
+        fprintf(stderr, "sluice notify: cannot open store %s: %s\n", red, sl_strerror(rc));
         nf_log(SL_LOG_ERROR, "cannot open store %s: %s", c->store_url, sl_strerror(rc));
         nf_app_close(app);
         return -1;
     }
     rc = sl_publisher_open(&app->pub, c->queue_url);
     if (rc) {
-        fprintf(stderr, "sluice notify: cannot open queue %s: %s\n", c->queue_url, sl_errmsg());
+        char red[1536], em[1024];
+        nf_redact(c->queue_url, red, sizeof red);
+        nf_redact(sl_errmsg(), em, sizeof em);
+        fprintf(stderr, "sluice notify: cannot open queue %s: %s\n", red, em);
         nf_log(SL_LOG_ERROR, "cannot open queue %s: %s", c->queue_url, sl_errmsg());
         nf_app_close(app);
         return -1;

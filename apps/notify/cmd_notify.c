@@ -83,7 +83,9 @@ static int do_serve(nf_app *app)
     if (!rc)
         rc = nf_server_start(app, &srv);
     if (rc) {
-        fprintf(stderr, "sluice notify serve: cannot start: %s (%s)\n", sl_strerror(rc), sl_errmsg());
+        char em[1024];
+        nf_redact(sl_errmsg(), em, sizeof em);
+        fprintf(stderr, "sluice notify serve: cannot start: %s (%s)\n", sl_strerror(rc), em);
         nf_consumers_stop(cons);
         nf_listener_stop(lis);
         nf_hub_free(app->hub);

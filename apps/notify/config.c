@@ -39,6 +39,7 @@ static const key keys[] = {
     I("web", "read_timeout", read_timeout, 0, 86400),
     I("web", "write_timeout", write_timeout, 0, 86400),
     I("web", "idle_timeout", idle_timeout, 0, 86400),
+    I("web", "max_conns_per_ip", max_conns_per_ip, 0, 1 << 16),
     I("web", "threads", threads, 1, 256),
     I("web", "max_body", max_body, 1024, 64 << 20),
     S("web", "admin_token", admin_token),
@@ -90,6 +91,7 @@ void nf_config_defaults(nf_config *c)
     c->read_timeout = 3;
     c->write_timeout = 5;
     c->idle_timeout = 8;
+    c->max_conns_per_ip = 1024;
     c->threads = 4;
     c->max_body = 64 * 1024;
     c->xorm_debug = true;

@@ -18,6 +18,7 @@ typedef struct nf_config {
     bool web_debug;
     char server_addr[128];
     int read_timeout, write_timeout, idle_timeout; /* seconds */
+    int max_conns_per_ip; /* open connections one client address may hold, 0 = no limit */
     int threads;                                   /* HTTP thread pool size */
     int max_body;                                  /* bytes, larger -> 413 */
     char admin_token[128];                         /* "" -> admin routes from loopback only */

@@ -242,10 +242,47 @@ static int g_min_level = SL_LOG_INFO;
 static bool g_echo;
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
-static void emit(int level, const char *component, const char *msg)
+void nf_redact(const char *in, char *out, size_t len)
+{
+    size_t o = 0;
+    if (!len)
+        return;
+    while (*in && o + 1 < len) {
+        const char *sep = strstr(in, "://");
+        if (!sep) {
+            out[o++] = *in++;
+            continue;
+        }
+        const char *auth = sep + 3, *end = auth;
+        while (*end && !strchr("/?# \t\n'\"<>", *end))
+            end++;
+        const char *at = NULL, *colon = NULL;
+        for (const char *p = auth; p < end; p++)
+            if (*p == '@')
+                at = p;
+        for (const char *p = auth; at && p < at; p++)
+            if (*p == ':') {
+                colon = p;
+                break;
+            }
+        const char *copy_to = colon ? colon + 1 : end;
+        while (in < copy_to && o + 1 < len)
+            out[o++] = *in++;
+        if (colon) { /* user:secret@host -> user:***@host */
+            for (const char *m = "***"; *m && o + 1 < len; m++)
+                out[o++] = *m;
+            in = at;
+        }
+    }
+    out[o] = '\0';
+}
+
+static void emit(int level, const char *component, const char *raw)
 {
     if (level < g_min_level || level < 0 || level > 3)
         return;
+    char msg[4096]; /* passwords in URLs never reach a log or the terminal */
+    nf_redact(raw, msg, sizeof msg);
     struct timeval tv;
     gettimeofday(&tv, NULL);
     struct tm tm;

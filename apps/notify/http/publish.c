@@ -90,8 +90,11 @@ static void answer_published(nf_conn *cc, nf_app *app, int status)
         nf_resp_ok(&cc->done, json_pack("{s:s}", "id", cc->id));
     } else {
         atomic_fetch_add(&app->metrics.publish_failed[cc->topic], 1);
-        nf_retry_log(app, topic, cc->request, status);
-        nf_resp_fail(&cc->done, 503, "queue unavailable (%s); request logged for retry", sl_strerror(status));
+        if (nf_retry_log(app, topic, cc->request, status))
+            nf_resp_fail(&cc->done, 503, "queue unavailable (%s); request NOT logged for retry (the retry log "
+                                         "cannot be written): send it again", sl_strerror(status));
+        else
+            nf_resp_fail(&cc->done, 503, "queue unavailable (%s); request logged for retry", sl_strerror(status));
     }
     free(cc->request);
     cc->request = NULL;

@@ -12,6 +12,7 @@
  * makes the id deterministic ("k-<uid>-<key>") so a client's retry is
  * stored once.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,19 +54,34 @@ static bool valid_time(const char *s)
     return d <= maxd && tm.tm_hour < 24 && tm.tm_min < 60 && tm.tm_sec < 60;
 }
 
-void nf_retry_log(nf_app *app, const char *topic, const char *req, int err)
+int nf_retry_log(nf_app *app, const char *topic, const char *req, int err)
 {
     nf_logfile *f = !strcmp(topic, NF_TOPIC_READ) ? app->read_retry : app->notice_retry;
     json_t *o = json_pack("{s:I, s:s, s:o?, s:s}", "ts_ms", (json_int_t)nf_wall_ms(), "topic", topic,
                           "request", json_loads(req, 0, NULL), "error", sl_strerror(err));
     char *line = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    if (line)
-        nf_logfile_write(f, line, strlen(line));
+    int rc = line ? nf_logfile_write(f, line, strlen(line)) : -1;
+    int werr = errno;
+    bool oom = !line;
     free(line);
     json_decref(o);
+    if (rc) {
+        nf_log(SL_LOG_ERROR, "queue publish to %s failed: %s (%s); the retry log could not be written (%s): "
+               "request lost unless the client retries: %.300s", topic, sl_strerror(err), sl_errmsg(),
+               oom ? "out of memory" : strerror(werr), req ? req : "");
+        return -1;
+    }
     nf_log(SL_LOG_ERROR, "queue publish to %s failed: %s (%s); request logged for retry", topic,
            sl_strerror(err), sl_errmsg());
+    return 0;
 }
+
+/*
+ * Longest Idempotency-Key: "<kind>-<uid>-<key>" must fit the store's
+ * order_sn (127 bytes) for every uid (19 digits), or two keys sharing a
+ * prefix would map to one id and the second notice would be dropped.
+ */
+#define IDEM_KEY_MAX 100
 
 /* Validate the Idempotency-Key header; fills id (or "" when absent). */
 static int idem_id(nf_req *q, nf_resp *r, int64_t uid, const char *kind, char *id, size_t len)
@@ -75,14 +91,18 @@ static int idem_id(nf_req *q, nf_resp *r, int64_t uid, const char *kind, char *i
     if (!key)
         return 0;
     size_t n = strlen(key);
-    bool ok = n >= 1 && n <= 128;
+    bool ok = n >= 1 && n <= IDEM_KEY_MAX;
     for (size_t i = 0; ok && i < n; i++)
         ok = key[i] > 32 && key[i] < 127;
     if (!ok) {
-        nf_resp_fail(r, 400, "Idempotency-Key must be 1..128 visible ASCII characters");
+        nf_resp_fail(r, 400, "Idempotency-Key must be 1..%d visible ASCII characters", IDEM_KEY_MAX);
         return -1;
     }
-    snprintf(id, len, "%s-%lld-%s", kind, (long long)uid, key);
+    int w = snprintf(id, len, "%s-%lld-%s", kind, (long long)uid, key);
+    if (w < 0 || (size_t)w >= len || (size_t)w >= sizeof ((nf_notice *)0)->order_sn) {
+        nf_resp_fail(r, 400, "Idempotency-Key is too long");
+        return -1;
+    }
     return 0;
 }
 
@@ -190,17 +210,6 @@ static void route_user(nf_req *q, nf_resp *r)
                             (json_int_t)count));
 }
 
-static void route_health(nf_req *q, nf_resp *r)
-{
-    int rc = nf_store_ping(q->app->store);
-    if (rc) {
-        nf_resp_fail(r, 503, "store unavailable (%s)", sl_strerror(rc));
-        return;
-    }
-    nf_resp_ok(r, json_pack("{s:s, s:s, s:s}", "status", "ok", "queue", q->app->cfg.queue_url, "store",
-                            q->app->cfg.store_url));
-}
-
 static void route_metrics(nf_req *q, nf_resp *r)
 {
     r->body = nf_metrics_render(&q->app->metrics);
@@ -224,14 +233,49 @@ static void route_stream(nf_req *q, nf_resp *r)
         r->status = 200;
 }
 
-static bool admin_allowed(nf_req *q, nf_resp *r)
+/* a == b in a time that depends on the lengths only, not on where they
+ * differ (the admin token must not be guessable byte by byte). */
+static bool token_equal(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    volatile unsigned char diff = la != lb;
+    for (size_t i = 0; i < lb; i++)
+        diff |= (unsigned char)(b[i] ^ a[i < la ? i : 0]);
+    return !diff;
+}
+
+static bool is_admin(nf_req *q)
 {
     const char *want = q->app->cfg.admin_token;
     const char *got = MHD_lookup_connection_value(q->conn, MHD_HEADER_KIND, "X-Admin-Token");
-    if (want[0] ? (got && !strcmp(got, want)) : nf_peer_is_loopback(q->conn))
+    return want[0] ? (got && token_equal(got, want)) : nf_peer_is_loopback(q->conn);
+}
+
+static bool admin_allowed(nf_req *q, nf_resp *r)
+{
+    const char *want = q->app->cfg.admin_token;
+    if (is_admin(q))
         return true;
     nf_resp_fail(r, 401, want[0] ? "X-Admin-Token is missing or wrong" : "admin routes answer loopback only");
     return false;
+}
+
+/* Health for anyone; the queue and store URLs (redacted) only for admins. */
+static void route_health(nf_req *q, nf_resp *r)
+{
+    int rc = nf_store_ping(q->app->store);
+    if (rc) {
+        nf_resp_fail(r, 503, "store unavailable (%s)", sl_strerror(rc));
+        return;
+    }
+    if (!is_admin(q)) {
+        nf_resp_ok(r, json_pack("{s:s}", "status", "ok"));
+        return;
+    }
+    char qu[1536], st[1536];
+    nf_redact(q->app->cfg.queue_url, qu, sizeof qu);
+    nf_redact(q->app->cfg.store_url, st, sizeof st);
+    nf_resp_ok(r, json_pack("{s:s, s:s, s:s}", "status", "ok", "queue", qu, "store", st));
 }
 
 static void route_failed_list(nf_req *q, nf_resp *r)

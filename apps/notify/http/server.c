@@ -63,6 +63,36 @@ void nf_resp_ok(nf_resp *r, json_t *data)
     set_envelope(r, 200, NF_CODE_OK, "success", data);
 }
 
+/* Length of the valid UTF-8 sequence at s (RFC 3629: no overlongs, no
+ * surrogates, at most U+10FFFF), 0 when the bytes there are not one. */
+static size_t utf8_seq(const unsigned char *s)
+{
+    unsigned c = s[0];
+    size_t n = c < 0x80 ? 1 : c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+    for (size_t i = 1; i < n; i++)
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+    if ((c == 0xE0 && s[1] < 0xA0) || (c == 0xED && s[1] > 0x9F) || (c == 0xF0 && s[1] < 0x90) ||
+        (c == 0xF4 && s[1] > 0x8F))
+        return 0;
+    return n;
+}
+
+/* Replace every byte that does not start a valid UTF-8 sequence by '?', so
+ * a message echoing client input (a cut multibyte character, %c0%ae) still
+ * becomes JSON instead of failing the answer. */
+static void utf8_scrub(char *s)
+{
+    unsigned char *p = (unsigned char *)s;
+    while (*p) {
+        size_t n = utf8_seq(p);
+        if (n)
+            p += n;
+        else
+            *p++ = '?';
+    }
+}
+
 void nf_resp_fail(nf_resp *r, int status, const char *fmt, ...)
 {
     char msg[512];
@@ -70,6 +100,7 @@ void nf_resp_fail(nf_resp *r, int status, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    utf8_scrub(msg);
     set_envelope(r, status, NF_CODE_FAIL, msg, NULL);
 }
 
@@ -174,6 +205,7 @@ typedef struct form_acc {
     char *val;
     size_t len;
     bool bad_utf8;
+    bool bad_nul; /* a value held a NUL byte (%00): refused, never stored cut short */
     char bad_key[64];
 } form_acc;
 
@@ -181,8 +213,12 @@ static void form_flush(form_acc *a)
 {
     if (!a->key)
         return;
+    if (a->len && memchr(a->val, '\0', a->len) && !a->bad_utf8 && !a->bad_nul) {
+        a->bad_nul = true;
+        snprintf(a->bad_key, sizeof a->bad_key, "%s", a->key);
+    }
     json_t *s = json_stringn(a->val ? a->val : "", a->len);
-    if (!s && !a->bad_utf8) {
+    if (!s && !a->bad_utf8 && !a->bad_nul) {
         a->bad_utf8 = true;
         snprintf(a->bad_key, sizeof a->bad_key, "%s", a->key);
     }
@@ -215,16 +251,36 @@ static enum MHD_Result form_iter(void *cls, enum MHD_ValueKind kind, const char 
     return MHD_YES;
 }
 
-static enum MHD_Result query_iter(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+typedef struct query_acc {
+    json_t *params;
+    char bad_key[64]; /* first argument holding a NUL byte, "" when none */
+} query_acc;
+
+static enum MHD_Result query_iter(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_size,
+                                  const char *value, size_t value_size)
 {
     (void)kind;
-    json_t *params = cls;
-    if (key && !json_object_get(params, key)) {
-        json_t *s = json_string(value ? value : "");
+    query_acc *a = cls;
+    if (!key)
+        return MHD_YES;
+    if ((value && memchr(value, '\0', value_size)) || strlen(key) != key_size) {
+        if (!a->bad_key[0])
+            snprintf(a->bad_key, sizeof a->bad_key, "%s", key);
+        return MHD_YES;
+    }
+    if (!json_object_get(a->params, key)) {
+        json_t *s = json_stringn(value ? value : "", value ? value_size : 0);
         if (s)
-            json_object_set_new(params, key, s);
+            json_object_set_new(a->params, key, s);
     }
     return MHD_YES;
+}
+
+/* True when the content type is exactly application/json (parameters allowed). */
+static bool is_json_type(const char *ct)
+{
+    size_t n = strlen("application/json");
+    return !strncasecmp(ct, "application/json", n) && (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
 }
 
 /* Parse the body into params by content type; fills r and returns -1 on error. */
@@ -238,7 +294,7 @@ static int parse_body(struct MHD_Connection *conn, conn_ctx *cc, json_t *params,
                              "application/x-www-form-urlencoded)");
         return -1;
     }
-    if (!strncasecmp(ct, "application/json", 16)) {
+    if (is_json_type(ct)) {
         json_error_t e;
         json_t *o = json_loadb(cc->body ? cc->body : "", cc->len, 0, &e);
         if (!o) {
@@ -274,6 +330,10 @@ static int parse_body(struct MHD_Connection *conn, conn_ctx *cc, json_t *params,
     form_flush(&a);
     free(a.key);
     free(a.val);
+    if (!rc && a.bad_nul) {
+        nf_resp_fail(r, 400, "%s must not contain a NUL character", a.bad_key);
+        rc = -1;
+    }
     if (!rc && a.bad_utf8) {
         nf_resp_fail(r, 400, "%s is not valid UTF-8", a.bad_key);
         rc = -1;
@@ -325,6 +385,13 @@ static void serve_index(nf_req *q, nf_resp *r)
     if (r->raw) {
         MHD_add_response_header(r->raw, MHD_HTTP_HEADER_CONTENT_TYPE, "text/html; charset=utf-8");
         MHD_add_response_header(r->raw, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+        /* The page talks to its own origin only and is never framed. */
+        MHD_add_response_header(r->raw, "Content-Security-Policy",
+                                "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+                                "connect-src 'self'; img-src 'self' data:; base-uri 'none'; "
+                                "form-action 'none'; frame-ancestors 'none'");
+        MHD_add_response_header(r->raw, "X-Frame-Options", "DENY");
+        MHD_add_response_header(r->raw, "X-Content-Type-Options", "nosniff");
     }
     r->status = 200;
 }
@@ -381,13 +448,34 @@ static enum MHD_Result answer(nf_server *s, struct MHD_Connection *conn, const c
         return MHD_NO;
     cc->metric = metric;
     if (parse_body(conn, cc, q.params, &r) == 0) {
-        MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, query_iter, q.params);
-        route->fn(&q, &r);
+        query_acc qa = {.params = q.params};
+        MHD_get_connection_values_n(conn, MHD_GET_ARGUMENT_KIND, query_iter, &qa);
+        if (qa.bad_key[0])
+            nf_resp_fail(&r, 400, "%s must not contain a NUL character", qa.bad_key);
+        else
+            route->fn(&q, &r);
     }
     json_decref(q.params);
     if (r.deferred) /* suspended; answered when resumed */
         return MHD_YES;
     return send_resp(s, conn, &r, metric, cc, NULL);
+}
+
+static enum MHD_Result count_cl(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    (void)kind, (void)value;
+    if (!strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH))
+        (*(int *)cls)++;
+    return MHD_YES;
+}
+
+/* More than one Content-Length, or one with Transfer-Encoding: the body's
+ * end is ambiguous (request smuggling), refused with 400 (RFC 9112 6.3). */
+static bool ambiguous_length(struct MHD_Connection *conn)
+{
+    int n = 0;
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, count_cl, &n);
+    return n > 1 || (n == 1 && MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING));
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -405,6 +493,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         cc->srv = s;
         cc->conn = conn;
         *con_cls = cc;
+        if (ambiguous_length(conn)) {
+            nf_resp r = {0};
+            nf_resp_fail(&r, 400, "conflicting Content-Length / Transfer-Encoding headers");
+            return send_resp(s, conn, &r, s->route_other, cc, NULL);
+        }
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl && strtoll(cl, NULL, 10) > s->app->cfg.max_body) {
             nf_resp r = {0};
@@ -499,6 +592,9 @@ int nf_server_start(nf_app *app, nf_server **out)
                             MHD_OPTION_THREAD_POOL_SIZE, (unsigned)app->cfg.threads,
                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)app->cfg.idle_timeout,
                             MHD_OPTION_CONNECTION_LIMIT, 4096u,
+                            MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)app->cfg.max_conns_per_ip,
+                            /* HTTP/1.1 without Host, conflicting Content-Length: 400 */
+                            MHD_OPTION_STRICT_FOR_CLIENT, 1,
                             MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
                             MHD_OPTION_END);
