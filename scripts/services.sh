@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # services.sh start|stop|restart|status|clean NAME... - real servers on loopback
-# for tests and benchmarks: redis, rabbitmq, mariadb, etcd.
+# for tests and benchmarks: redis, rabbitmq, mariadb, etcd, postgres.
 #
 # Each server runs from its Debian package (installed with apt-get when
 # missing, and only what is missing), on 127.0.0.1, on a non-default port, with
@@ -19,6 +19,11 @@
 #   etcd      etcd://127.0.0.1:12379                  (SL_ETCD_PORT, peer SL_ETCD_PEER_PORT)
 #             one-member cluster, v3 API (its JSON gateway answers on the
 #             client port), data under the services dir
+#   postgres  postgres://sluice:sluice@127.0.0.1:15432/sluice (SL_POSTGRES_PORT)
+#             PostgreSQL 15 run as the "postgres" user (data dir owned by it),
+#             unix socket in the data dir, local socket trusted for the
+#             superuser, TCP with scram-sha-256; role and database "sluice"
+#             created on every start (idempotent); stop is a fast shutdown
 #
 # start   is idempotent: a server already running (its recorded PID alive and
 #         still that program) is left alone; a stale PID file is removed. It
@@ -44,6 +49,7 @@ EPMD_PORT=${SL_EPMD_PORT:-14369}
 MARIADB_PORT=${SL_MARIADB_PORT:-13306}
 ETCD_PORT=${SL_ETCD_PORT:-12379}
 ETCD_PEER_PORT=${SL_ETCD_PEER_PORT:-12380}
+POSTGRES_PORT=${SL_POSTGRES_PORT:-15432}
 
 die() { echo "services.sh: $*" >&2; exit 1; }
 say() { echo "services.sh: $*" >&2; }
@@ -311,9 +317,64 @@ etcd_start() {
 etcd_stop() { kill_pidfile "$BASE/etcd/pid" etcd 20; }
 etcd_status() { alive "$BASE/etcd/pid" etcd && etcd_ping; }
 
+# ---- postgres ----
+
+PG_BIN=/usr/lib/postgresql/15/bin
+postgres_url() { echo "postgres://sluice:sluice@127.0.0.1:$POSTGRES_PORT/sluice"; }
+# The superuser over the unix socket in the data dir (trusted there only).
+postgres_sql() { psql -X -q -v ON_ERROR_STOP=1 -h "$BASE/postgres/data" -p "$POSTGRES_PORT" -U postgres -d postgres "$@"; }
+postgres_ping() { postgres_sql -c 'SELECT 1'; }
+# Run a command as the postgres user (the server refuses to run as root);
+# setpriv execs in place, so the recorded PID is the postmaster's.
+PG_AS=(setpriv --reuid=postgres --regid=postgres --init-groups --)
+
+postgres_start() {
+  local d=$BASE/postgres
+  mkdir -p "$d"
+  if alive "$d/pid" "postgres -D"; then postgres_url; return 0; fi
+  rm -f "$d/pid"
+  need_pkgs postgresql-15 postgresql-client-15
+  port_free "$POSTGRES_PORT" || die "port $POSTGRES_PORT is taken by something this script did not start"
+  local pre=()
+  [ "$(id -u)" -ne 0 ] || pre=("${PG_AS[@]}")
+  if [ ! -s "$d/data/PG_VERSION" ]; then
+    rm -rf "$d/data"
+    mkdir -p "$d/data"
+    [ ${#pre[@]} -eq 0 ] || chown postgres:postgres "$d/data"
+    chmod 700 "$d/data"
+    "${pre[@]}" "$PG_BIN/initdb" -D "$d/data" -U postgres --auth-local=trust --auth-host=scram-sha-256 \
+      -E UTF8 --locale=C.UTF-8 >"$d/install.log" 2>&1 ||
+      { tail -n 30 "$d/install.log" >&2; die "postgres initdb failed"; }
+  fi
+  touch "$d/postgres.log"
+  [ ${#pre[@]} -eq 0 ] || chown postgres:postgres "$d/postgres.log"
+  spawn "$d/pid" "$d/postgres.log" "${pre[@]}" "$PG_BIN/postgres" -D "$d/data" -p "$POSTGRES_PORT" \
+    -c listen_addresses=127.0.0.1 -c unix_socket_directories="$d/data" -c max_connections=200 \
+    -c fsync=on -c synchronous_commit=on
+  wait_until "$d/pid" "postgres -D" "$d/postgres.log" postgres postgres_ping || return 1
+  postgres_sql <<'SQL' || die "postgres: cannot create the test role and database"
+DO $$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'sluice') THEN
+    CREATE ROLE sluice LOGIN PASSWORD 'sluice';
+  END IF;
+END $$;
+ALTER ROLE sluice LOGIN PASSWORD 'sluice';
+SELECT 'CREATE DATABASE sluice OWNER sluice'
+  WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'sluice') \gexec
+SQL
+  postgres_url
+}
+# INT is the fast shutdown (TERM would wait for every client to leave).
+postgres_stop() {
+  local f=$BASE/postgres/pid
+  if alive "$f" "postgres -D"; then kill -INT "$(cat "$f")" 2>/dev/null || true; fi
+  kill_pidfile "$f" "postgres -D" 60
+}
+postgres_status() { alive "$BASE/postgres/pid" "postgres -D" && postgres_ping >/dev/null 2>&1; }
+
 # ---- main ----
 
-usage() { echo "usage: services.sh start|stop|restart|status|clean NAME... (redis rabbitmq mariadb etcd)" >&2; exit 2; }
+usage() { echo "usage: services.sh start|stop|restart|status|clean NAME... (redis rabbitmq mariadb etcd postgres)" >&2; exit 2; }
 
 fn_of() {
   case $1 in
@@ -321,7 +382,8 @@ fn_of() {
     rabbitmq | rabbit | amqp) echo rabbit ;;
     mariadb | mysql) echo mariadb ;;
     etcd) echo etcd ;;
-    *) die "unknown service '$1' (known: redis rabbitmq mariadb etcd)" ;;
+    postgres | postgresql | pg) echo postgres ;;
+    *) die "unknown service '$1' (known: redis rabbitmq mariadb etcd postgres)" ;;
   esac
 }
 

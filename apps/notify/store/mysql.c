@@ -31,9 +31,9 @@
 #include <time.h>
 
 #include "../log.h"
-#include "core/url.h"
 #include "sluice/error.h"
 #include "sluice/log.h"
+#include "sluice/url.h"
 #include "mysql_int.h"
 #include "store.h"
 
@@ -601,10 +601,10 @@ static void my_close(nf_store *base)
     free(s);
 }
 
-static int opt_secs(sli_url *u, const char *key, int64_t def_ms, unsigned *out)
+static int opt_secs(sl_url *u, const char *key, int64_t def_ms, unsigned *out)
 {
     int64_t ms;
-    int rc = sli_url_opt_ms(u, key, def_ms, &ms);
+    int rc = sl_url_opt_ms(u, key, def_ms, &ms);
     if (!rc && (ms < 1000 || ms > 86400000))
         rc = SL_EBADOPT;
     *out = (unsigned)(ms / 1000);
@@ -613,17 +613,19 @@ static int opt_secs(sli_url *u, const char *key, int64_t def_ms, unsigned *out)
 
 static int parse_url(my_store *s, const char *url)
 {
-    sli_url *u;
-    int rc = sli_url_parse(url, &u);
+    sl_url *u;
+    int rc = sl_url_parse(url, &u);
     if (rc)
         return rc;
     uint64_t open, idle;
-    if (!u->host[0] || strlen(u->path) < 2 || strchr(u->path + 1, '/'))
+    const char *host = sl_url_host(u), *path = sl_url_path(u);
+    const char *user = sl_url_user(u), *pass = sl_url_password(u);
+    if (!host[0] || strlen(path) < 2 || strchr(path + 1, '/'))
         rc = SL_EINVAL;
     if (!rc)
-        rc = sli_url_opt_u64(u, "max_open_conns", 0, 1 << 20, 64, &open);
+        rc = sl_url_opt_u64(u, "max_open_conns", 0, 1 << 20, 64, &open);
     if (!rc)
-        rc = sli_url_opt_u64(u, "max_idle_conns", 0, 1 << 20, 16, &idle);
+        rc = sl_url_opt_u64(u, "max_idle_conns", 0, 1 << 20, 16, &idle);
     if (!rc)
         rc = opt_secs(u, "connect_timeout", 5000, &s->connect_timeout);
     if (!rc)
@@ -631,19 +633,19 @@ static int parse_url(my_store *s, const char *url)
     if (!rc)
         rc = opt_secs(u, "write_timeout", 30000, &s->write_timeout);
     if (!rc)
-        rc = sli_url_check_unused(u);
+        rc = sl_url_check_unused(u);
     if (!rc) {
         s->max_open = open ? (int)open : INT_MAX; /* 0: unlimited, like database/sql */
         s->max_idle = (int)idle;
-        s->port = u->port ? (unsigned)u->port : 3306;
-        s->host = strdup(u->host);
-        s->user = strdup(u->user ? u->user : "");
-        s->pass = strdup(u->password ? u->password : "");
-        s->dbname = strdup(u->path + 1);
+        s->port = sl_url_port(u) ? (unsigned)sl_url_port(u) : 3306;
+        s->host = strdup(host);
+        s->user = strdup(user ? user : "");
+        s->pass = strdup(pass ? pass : "");
+        s->dbname = strdup(path + 1);
         if (!s->host || !s->user || !s->pass || !s->dbname)
             rc = SL_ENOMEM;
     }
-    sli_url_free(u);
+    sl_url_free(u);
     return rc;
 }
 
