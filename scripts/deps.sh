@@ -10,12 +10,8 @@ PKGS=(build-essential cmake ninja-build pkg-config
       libhiredis-dev redis-server redis-tools
       libmariadb-dev mariadb-server mariadb-client
       libpq-dev postgresql postgresql-client
-      libcurl4-openssl-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler
-      libnats-dev nats-server librdkafka-dev etcd-server etcd-client
-      libjwt-dev libssl-dev libgrpc-dev
-      python3-grpcio python3-grpc-tools python3-protobuf python3-confluent-kafka
-      clang libclang-rt-14-dev prometheus
-      debhelper devscripts dpkg-dev lintian)
+      libcurl4-openssl-dev libprotobuf-c-dev etcd-server etcd-client
+      libjwt-dev libssl-dev openssl)
 
 missing=()
 for p in "${PKGS[@]}"; do

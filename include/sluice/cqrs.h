@@ -5,7 +5,9 @@
  *
  *   sl_marshaler m; sl_marshaler_json(&m);           // values are json_t *
  *   sl_command_bus *cb; sl_command_bus_new(&cb, pub, &m, NULL);
- *   sl_command_send(cb, "BookRoom", json_pack("{s:s}", "room", "101"));
+ *   json_t *v = json_pack("{s:s}", "room", "101");
+ *   sl_command_send(cb, "BookRoom", v);               // borrows v
+ *   json_decref(v);
  *
  *   sl_command_processor *cp; sl_command_processor_new(&cp, router, sub, &m, NULL);
  *   sl_command_processor_add(cp, "BookRoom", book_room, ctx);   // exactly one handler

@@ -119,7 +119,9 @@ static void commands_reach_their_one_handler_and_events_every_handler(void **sta
     wait_for(&g1.n, 1);
     assert_int_equal(atomic_load(&g1.n) + atomic_load(&g2.n), 20);
     assert_int_equal(atomic_load(&g1.sum) + atomic_load(&g2.sum), 210);
-    assert_int_equal(sl_command_send(cb, "has space", json_object()), SL_EINVAL);
+    json_t *empty = json_object();
+    assert_int_equal(sl_command_send(cb, "has space", empty), SL_EINVAL);
+    json_decref(empty);
     env_close(&e);
     sl_command_processor_free(cp);
     sl_event_processor_free(ep);
