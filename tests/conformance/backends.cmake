@@ -4,6 +4,7 @@
 sl_add_conformance(mem "mem://conf")
 sl_add_conformance(mem_persistent "mem://conf?persistent=true")
 sl_add_conformance(sqlite "sqlite://${CMAKE_BINARY_DIR}/conformance-data/sqlite.db?sync=normal")
+sl_add_conformance(sqlite_keep "sqlite://${CMAKE_BINARY_DIR}/conformance-data/sqlite-keep.db?sync=normal&retention=1h")
 if(EXISTS ${CMAKE_SOURCE_DIR}/src/backends/redis) # real server from scripts/services.sh
   sl_add_conformance(redis "${SL_SERVICE_URL_redis}?prefix=conf:")
   sl_require_service(redis CONFORMANCE redis)

@@ -6,7 +6,8 @@
  * database-wide ones, a later handle asking for different ones fails):
  *   sync=full|normal|off   durability of a commit (default full)
  *   retention=acked|DUR    delete what every group acked (default), or keep
- *                          every message DUR (e.g. 7d is not a unit: 168h)
+ *                          every message DUR (e.g. 7d is not a unit: 168h);
+ *                          only DUR declares SL_FEAT_LATE_SUBSCRIBERS
  *   busy_timeout=DUR       how long to wait for another process' lock (60s)
  *   poll=DUR               slowest cross-process change poll (5ms)
  *   ack_deadline=DUR       a delivery not acked within it is redelivered (30s)
@@ -82,11 +83,22 @@ static int handle_opts(sli_url *u, sq_handle_opts *o)
     return 0;
 }
 
+/* SL_FEAT_LATE_SUBSCRIBERS is a promise that a subscription opened later
+ * gets every earlier message, even those other groups acked. With the
+ * default retention=acked they are deleted, so only a database opened with
+ * retention=DURATION (database-wide, fixed by its first opener) declares it;
+ * the default stays retention=acked so that a queue does not grow without
+ * bound for users who never asked to keep history. */
+static void late_feature(const sq_db *db, unsigned *features)
+{
+    if (db->o.retention_ms <= 0)
+        *features &= ~(unsigned)SL_FEAT_LATE_SUBSCRIBERS;
+}
+
 /* ---------- publisher ---------- */
 
 static int sq_pub_open(void **impl, sli_url *u, unsigned *features)
 {
-    (void)features;
     sq_handle_opts ho;
     int rc = handle_opts(u, &ho);
     if (rc)
@@ -98,6 +110,7 @@ static int sq_pub_open(void **impl, sli_url *u, unsigned *features)
         free(p);
         return rc;
     }
+    late_feature(p->db, features);
     *impl = p;
     return 0;
 }
@@ -134,7 +147,6 @@ static int sq_pub_close(void *impl)
 
 static int sq_sub_open(void **impl, sli_url *u, unsigned *features)
 {
-    (void)features;
     sq_subr *s = calloc(1, sizeof *s);
     if (!s)
         return sli_err(SL_ENOMEM, "out of memory");
@@ -145,6 +157,7 @@ static int sq_sub_open(void **impl, sli_url *u, unsigned *features)
         free(s);
         return rc;
     }
+    late_feature(s->db, features);
     *impl = s;
     return 0;
 }
