@@ -4,6 +4,7 @@
 #   make bench   build with -O2 and run the benchmarks
 #   make test SANITIZE=address,undefined | SANITIZE=thread
 #   make install PREFIX=/usr/local
+#   make deb     Debian packages (debian/) in build/deb/ (scripts/deb.sh)
 SHELL := /bin/bash
 PREFIX ?= /usr/local
 SANITIZE ?=
@@ -20,7 +21,7 @@ comma := ,
 
 CMAKE_FLAGS = -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DSL_SANITIZE=$(SANITIZE) -DCMAKE_INSTALL_PREFIX=$(PREFIX)
 
-.PHONY: all deps build test run bench install clean format
+.PHONY: all deps build test run bench install clean format deb
 
 all: build
 
@@ -46,6 +47,9 @@ bench: deps
 
 install: build
 	cmake --install $(BUILD) --prefix $(PREFIX)
+
+deb: deps
+	bash scripts/deb.sh build/deb
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
