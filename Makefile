@@ -5,6 +5,7 @@
 #   make test SANITIZE=address,undefined | SANITIZE=thread
 #   make install PREFIX=/usr/local
 #   make deb     Debian packages (debian/) in build/deb/ (scripts/deb.sh)
+#   make fuzz FUZZ_SECONDS=30   every libFuzzer target (clang, ASan+UBSan) for N s
 SHELL := /bin/bash
 PREFIX ?= /usr/local
 SANITIZE ?=
@@ -21,7 +22,7 @@ comma := ,
 
 CMAKE_FLAGS = -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DSL_SANITIZE=$(SANITIZE) -DCMAKE_INSTALL_PREFIX=$(PREFIX)
 
-.PHONY: all deps build test run bench install clean format deb
+.PHONY: all deps build test run bench install clean format deb fuzz
 
 all: build
 
@@ -47,6 +48,13 @@ bench: deps
 
 install: build
 	cmake --install $(BUILD) --prefix $(PREFIX)
+
+FUZZ_SECONDS ?= 30
+fuzz: deps
+	cmake -S . -B build-fuzz -G Ninja -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug \
+	  -DSL_SANITIZE=address,undefined -DSL_FUZZ=ON -DSL_WERROR=OFF
+	cmake --build build-fuzz -j $(JOBS) --target fuzz_targets
+	bash tests/fuzz/run.sh build-fuzz $(FUZZ_SECONDS)
 
 deb: deps
 	bash scripts/deb.sh build/deb
