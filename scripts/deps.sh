@@ -11,7 +11,9 @@ PKGS=(build-essential cmake ninja-build pkg-config
       libmariadb-dev mariadb-server mariadb-client
       libpq-dev postgresql postgresql-client
       libcurl4-openssl-dev libprotobuf-c-dev etcd-server etcd-client
-      libjwt-dev libssl-dev openssl)
+      libjwt-dev libssl-dev openssl
+      clang libclang-rt-14-dev
+      debhelper devscripts dpkg-dev lintian systemd)
 
 missing=()
 for p in "${PKGS[@]}"; do
