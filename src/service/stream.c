@@ -94,8 +94,10 @@ size_t sli_stream_read(svc_stream *st, char *buf, size_t max, bool *end)
     size_t n = st->len - st->off;
     if (n > max)
         n = max;
-    memcpy(buf, st->buf + st->off, n);
-    st->off += n;
+    if (n) { /* nothing sent yet: buf may still be NULL */
+        memcpy(buf, st->buf + st->off, n);
+        st->off += n;
+    }
     *end = n == 0;
     pthread_cond_broadcast(&st->cv);
     pthread_mutex_unlock(&st->mu);

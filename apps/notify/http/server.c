@@ -238,6 +238,8 @@ static enum MHD_Result form_iter(void *cls, enum MHD_ValueKind kind, const char 
 {
     (void)kind, (void)filename, (void)ctype, (void)enc;
     form_acc *a = cls;
+    if (!key) /* a multipart part without a name: nothing to file it under */
+        return MHD_YES;
     if (!a->key || strcmp(a->key, key) || off == 0) {
         form_flush(a);
         a->key = strdup(key);
@@ -246,7 +248,8 @@ static enum MHD_Result form_iter(void *cls, enum MHD_ValueKind kind, const char 
     if (!nv || !a->key)
         return MHD_NO;
     a->val = nv;
-    memcpy(a->val + a->len, data, size);
+    if (size) /* an empty value comes with data NULL */
+        memcpy(a->val + a->len, data, size);
     a->len += size;
     return MHD_YES;
 }
