@@ -12,6 +12,7 @@ PKGS=(build-essential cmake ninja-build pkg-config
       libpq-dev postgresql postgresql-client
       libcurl4-openssl-dev libprotobuf-c-dev etcd-server etcd-client
       libjwt-dev libssl-dev openssl
+      libgrpc-dev protobuf-c-compiler python3-grpcio python3-grpc-tools python3-protobuf
       clang libclang-rt-14-dev
       debhelper devscripts dpkg-dev lintian systemd)
 

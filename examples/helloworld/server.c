@@ -2,7 +2,7 @@
  * server.c - go-micro's getting-started service in C: "helloworld" with the
  * endpoint Helloworld.Greeting ({"name":..} -> {"message":"Hello <name>"}).
  *
- *   helloworld-server [--address HOST:PORT] [--registry URL] [--name NAME]
+ *   helloworld-server [--address HOST:PORT] [--grpc HOST:PORT] [--registry URL] [--name NAME]
  *
  * Then, as in go-micro's README:
  *   curl -XPOST -H 'Content-Type: application/json' \
@@ -62,14 +62,16 @@ int main(int argc, char **argv)
             o.address = argv[++i];
         else if (!strcmp(argv[i], "--registry") && i + 1 < argc)
             o.registry = argv[++i];
+        else if (!strcmp(argv[i], "--grpc") && i + 1 < argc)
+            o.grpc_address = argv[++i];
         else if (!strcmp(argv[i], "--name") && i + 1 < argc)
             o.name = argv[++i];
         else if (!strcmp(argv[i], "--ttl") && i + 1 < argc) {
             o.register_ttl_ms = atoll(argv[++i]);
             o.register_interval_ms = o.register_ttl_ms / 3;
         } else {
-            fprintf(stderr, "usage: helloworld-server [--address HOST:PORT] [--registry URL] "
-                            "[--name NAME] [--ttl MS]\n");
+            fprintf(stderr, "usage: helloworld-server [--address HOST:PORT] [--grpc HOST:PORT] "
+                            "[--registry URL] [--name NAME] [--ttl MS]\n");
             return 2;
         }
     }
@@ -90,6 +92,8 @@ int main(int argc, char **argv)
         return 1;
     }
     printf("helloworld listening on %s\n", sl_service_address(s));
+    if (sl_service_grpc_address(s))
+        printf("helloworld gRPC on %s\n", sl_service_grpc_address(s));
     fflush(stdout);
     rc = sl_service_run(s);
     sl_service_free(s);

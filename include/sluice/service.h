@@ -30,6 +30,19 @@
  *   Built in: Debug.Health ({"status":"ok"}), Debug.Stats (counters), and
  *   GET /metrics (Prometheus text: calls, errors and latency by endpoint).
  *
+ * Wire (gRPC, opts.grpc_address; the real gRPC C core over HTTP/2): a call
+ * to /<package>.<Service>/<Method> reaches the endpoint "Service.Method"
+ * (go-micro's mapping; "package.Service.Method" is tried too). Messages are
+ * protobuf (the handler gets the bytes, content type application/protobuf),
+ * or JSON when the client sends the metadata "sluice-content-type:
+ * application/json". Metadata reaches the handler like headers; the gRPC
+ * deadline becomes the call's deadline. Errors become gRPC statuses
+ * (400 INVALID_ARGUMENT, 401 UNAUTHENTICATED, 403 PERMISSION_DENIED, 404
+ * NOT_FOUND, unknown endpoint UNIMPLEMENTED, 408 DEADLINE_EXCEEDED, 413/429
+ * RESOURCE_EXHAUSTED, 503 UNAVAILABLE, other INTERNAL) with the detail as
+ * the status message. Streaming endpoints are server-streaming gRPC
+ * methods: each sl_call_send is one message.
+ *
  * Threads: handlers run on the service's worker threads (opts.threads), so
  * one handler may run concurrently with itself. Register handlers and
  * wrappers before start. sl_service_stop may be called from any thread.
@@ -37,6 +50,7 @@
 #ifndef SLUICE_SERVICE_H
 #define SLUICE_SERVICE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -81,6 +95,9 @@ typedef struct sl_service_opts {
     unsigned threads;             /* worker threads (default 8) */
     const sl_reg_meta *metadata;  /* the service's metadata, copied */
     size_t n_metadata;
+    const char *grpc_address; /* also serve gRPC on "host:port" (":0" = any free port);
+                                 NULL = no gRPC */
+    bool grpc_only;           /* serve gRPC only (no HTTP listener; address is ignored) */
 } sl_service_opts;
 
 SL_API void sl_service_opts_init(sl_service_opts *o);
@@ -115,6 +132,8 @@ SL_API void sl_service_free(sl_service *s);
 /* "host:port" the service listens on (the real port when ":0" was asked),
  * valid after start; the node id. */
 SL_API const char *sl_service_address(const sl_service *s);
+/* "host:port" of the gRPC listener after start; NULL without one. */
+SL_API const char *sl_service_grpc_address(const sl_service *s);
 SL_API const char *sl_service_id(const sl_service *s);
 SL_API const char *sl_service_name(const sl_service *s);
 

@@ -296,6 +296,8 @@ int sl_call_send(sl_call *c, const void *data, size_t len)
 {
     if (!c || (!data && len))
         return sli_err(SL_EINVAL, "sl_call_send: NULL argument");
+    if (c->send_fn && c->ep && c->ep->stream)
+        return c->send_fn(c, data, len);
     if (!c->stream)
         return sli_err(SL_ESTATE, "sl_call_send: %s is not a streaming endpoint", c->endpoint);
     return sli_stream_send(c->stream, data, len);

@@ -70,6 +70,12 @@ int sl_service_new(sl_service **out, const sl_service_opts *o)
         o->register_interval_ms >= o->register_ttl_ms)
         return sli_err(SL_EINVAL, "service: register_interval_ms must be > 0 and below "
                                   "register_ttl_ms");
+    if (o->grpc_only && !o->grpc_address)
+        return sli_err(SL_EINVAL, "service: grpc_only without a grpc_address");
+#ifndef SL_HAVE_SERVICE_GRPC
+    if (o->grpc_address)
+        return sli_err(SL_ENOTSUP, "service: this libsluice was built without gRPC");
+#endif
     if (o->threads == 0 || o->threads > 1024 || o->max_body == 0 || o->drain_timeout_ms < 0)
         return sli_err(SL_EINVAL, "service: threads (1..1024), max_body (> 0) and "
                                   "drain_timeout_ms (>= 0) must be set");
@@ -85,6 +91,8 @@ int sl_service_new(sl_service **out, const sl_service_opts *o)
     s->address_opt = dup_or(o->address, ":0");
     s->advertise_opt = o->advertise && *o->advertise ? strdup(o->advertise) : NULL;
     s->registry_url = o->registry ? strdup(o->registry) : NULL;
+    s->grpc_address_opt = o->grpc_address ? strdup(o->grpc_address) : NULL;
+    s->grpc_only = o->grpc_only;
     s->ttl_ms = o->register_ttl_ms;
     s->interval_ms = o->register_interval_ms;
     s->drain_ms = o->drain_timeout_ms;

@@ -42,9 +42,17 @@ static void node_record(sl_service *s, sl_reg_endpoint *eps, sl_reg_meta *epmeta
         epmeta[i] = (sl_reg_meta){"stream", s->eps[i].stream ? "server" : "none"};
         eps[i] = (sl_reg_endpoint){s->eps[i].name, &epmeta[i], 1};
     }
-    nmeta[0] = (sl_reg_meta){"transport", "http"};
-    nmeta[1] = (sl_reg_meta){"protocol", "http"};
-    *node = (sl_reg_node){s->id, s->advertised, nmeta, 2};
+    size_t nm = 2;
+    if (s->grpc_only) { /* the node is the gRPC listener */
+        nmeta[0] = (sl_reg_meta){"transport", "grpc"};
+        nmeta[1] = (sl_reg_meta){"protocol", "grpc"};
+    } else {
+        nmeta[0] = (sl_reg_meta){"transport", "http"};
+        nmeta[1] = (sl_reg_meta){"protocol", "http"};
+        if (s->grpc) /* also reachable over gRPC there */
+            nmeta[nm++] = (sl_reg_meta){"grpc", s->grpc_advertised};
+    }
+    *node = (sl_reg_node){s->id, s->grpc_only ? s->grpc_advertised : s->advertised, nmeta, nm};
     *svc = (sl_reg_service){s->name, s->version, s->meta, s->nmeta, eps, s->neps, node, 1};
 }
 
@@ -66,7 +74,7 @@ static void *reg_main(void *arg)
     sli_thread_name("sl-svc-reg");
     sl_reg_endpoint *eps = calloc(s->neps, sizeof *eps);
     sl_reg_meta *epmeta = calloc(s->neps, sizeof *epmeta);
-    sl_reg_meta nmeta[2];
+    sl_reg_meta nmeta[3];
     sl_reg_node node;
     sl_reg_service svc;
     if (!eps || !epmeta) {
@@ -128,14 +136,22 @@ int sl_service_start(sl_service *s)
         return sli_err(SL_ESTATE, "service %s: started twice", s->name);
     s->started_wall_ms = sli_wall_ms(); /* before any worker thread can read it */
     int rc = sli_svc_pubsub_start(s);
-    if (rc == 0)
+    if (rc == 0 && !s->grpc_only)
         rc = sli_http_start(s);
+#ifdef SL_HAVE_SERVICE_GRPC
+    if (rc == 0 && s->grpc_address_opt && (rc = sli_grpc_start(s)) != 0)
+        sli_http_stop(s);
+#endif
     if (rc != 0) {
         sli_svc_pubsub_stop(s);
         return rc;
     }
-    sli_log(SL_LOG_INFO, "service", "%s %s listening on %s (node %s)", s->name, s->version, s->bound,
-            s->id);
+    if (s->http)
+        sli_log(SL_LOG_INFO, "service", "%s %s listening on %s (node %s)", s->name, s->version,
+                s->bound, s->id);
+    if (s->grpc)
+        sli_log(SL_LOG_INFO, "service", "%s %s listening for gRPC on %s (node %s)", s->name,
+                s->version, s->grpc_bound, s->id);
     if (!s->registry_url || strcmp(s->registry_url, "none") != 0) {
         if (pthread_create(&s->reg_thread, NULL, reg_main, s) == 0)
             s->reg_thread_started = true;
@@ -169,6 +185,9 @@ static void stop_now(sl_service *s)
     if (s->reg_thread_started)
         pthread_join(s->reg_thread, NULL);
     sli_http_quiesce(s);
+#ifdef SL_HAVE_SERVICE_GRPC
+    sli_grpc_quiesce(s);
+#endif
     int64_t until = sli_mono_ms() + s->drain_ms;
     while (atomic_load(&s->inflight) > 0 && sli_mono_ms() < until)
         usleep(2000);
@@ -177,6 +196,9 @@ static void stop_now(sl_service *s)
         sli_log(SL_LOG_WARN, "service", "%s: %d calls still running after %lld ms: stopping anyway",
                 s->name, left, (long long)s->drain_ms);
     sli_http_stop(s);
+#ifdef SL_HAVE_SERVICE_GRPC
+    sli_grpc_stop(s);
+#endif
     sli_svc_pubsub_stop(s);
     sli_log(SL_LOG_INFO, "service", "%s: stopped", s->name);
 }
@@ -253,6 +275,7 @@ void sl_service_free(sl_service *s)
     free(s->address_opt);
     free(s->advertise_opt);
     free(s->registry_url);
+    free(s->grpc_address_opt);
     if (s->wake_fd >= 0)
         close(s->wake_fd);
     pthread_mutex_destroy(&s->mu);
@@ -262,5 +285,9 @@ void sl_service_free(sl_service *s)
 }
 
 const char *sl_service_address(const sl_service *s) { return s && s->http ? s->advertised : NULL; }
+const char *sl_service_grpc_address(const sl_service *s)
+{
+    return s && s->grpc ? s->grpc_advertised : NULL;
+}
 const char *sl_service_id(const sl_service *s) { return s ? s->id : NULL; }
 const char *sl_service_name(const sl_service *s) { return s ? s->name : NULL; }

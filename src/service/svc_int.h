@@ -50,6 +50,10 @@ struct sl_service {
 
     void *http;      /* http_server.c's daemon */
     char bound[300]; /* "host:port" */
+    char *grpc_address_opt; /* NULL: no gRPC */
+    bool grpc_only;
+    void *grpc;                     /* grpc/grpc_server.c's server */
+    char grpc_bound[300], grpc_advertised[300];
 
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -99,6 +103,10 @@ struct sl_call {
     size_t reply_len;
     size_t wrap_i;
     svc_stream *stream;
+    /* A transport that sends stream messages itself (gRPC): sl_call_send
+     * goes there instead of to `stream`. */
+    int (*send_fn)(sl_call *c, const void *data, size_t len);
+    void *send_ctx;
 };
 
 /* service.c */
@@ -134,6 +142,11 @@ size_t sli_stream_read(svc_stream *st, char *buf, size_t max, bool *end);
 /* The reader went away: senders get SL_ECLOSED. */
 void sli_stream_close(svc_stream *st);
 void sli_stream_free(svc_stream *st);
+
+/* grpc/grpc_server.c (SL_HAVE_SERVICE_GRPC) */
+int sli_grpc_start(sl_service *s);
+void sli_grpc_quiesce(sl_service *s); /* no new calls */
+void sli_grpc_stop(sl_service *s);    /* cancels what still runs, frees */
 
 /* http_server.c */
 int sli_http_start(sl_service *s);
