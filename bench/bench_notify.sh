@@ -67,7 +67,7 @@ wait_url() {
 # start_ours NAME: `sluice notify serve` on a fresh data directory; sets OURS, OURS_PID.
 start_ours() {
   mkdir -p "$WORK/$1"
-  (cd "$WORK/$1" && exec env SLUICE_WEB_SERVER_ADDR=127.0.0.1:0 SLUICE_WEB_DEBUG=false \
+  (cd "$WORK/$1" && exec env SLUICE_WEB_SERVER_ADDR=127.0.0.1:0 SLUICE_GRPC_SERVER_ADDR=127.0.0.1:0 SLUICE_WEB_DEBUG=false \
      SLUICE_WEB_THREADS="$THREADS" "$SLUICE" notify serve --config "$HERE/../config/config.yaml" \
      >"$WORK/$1.out" 2>"$WORK/$1.out.err") &
   OURS_PID=$!

@@ -84,6 +84,11 @@ int nf_app_message(const char *id, const char *payload, bool requeued, sl_msg **
 
 /* Requeue parked failed_queues rows (id > 0: that row; id 0: all). *n gets
  * the number requeued. SL_ENOENT when id names no parked row. */
+/* The retry log line (req: the request's JSON text) and error log of a
+ * refused publish (http/routes.c): 0 when the line was written, -1 when not
+ * (the answer must then not claim the request was kept). */
+int nf_retry_log(nf_app *app, const char *topic, const char *req, int err);
+
 int nf_app_failed_retry(nf_app *app, int64_t id, int *n);
 
 /* ---- consumers (consumers/consumers.c) ---- */

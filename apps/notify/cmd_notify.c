@@ -19,6 +19,7 @@
 
 #include "../sluice/cli.h"
 #include "app.h"
+#include "grpc/grpc.h"
 #include "http/http.h"
 
 static const char usage_text[] =
@@ -72,6 +73,7 @@ static int do_serve(nf_app *app)
     nf_consumers *cons = NULL;
     nf_server *srv = NULL;
     nf_listener *lis = NULL;
+    nf_grpc *grpc = NULL;
     int rc = nf_hub_new(&app->hub, &app->metrics);
     if (!rc) /* before the consumers start: no event they emit is missed */
         rc = nf_listener_start(app, &lis);
@@ -82,10 +84,13 @@ static int do_serve(nf_app *app)
                             "will consume", app->cfg.queue_url);
     if (!rc)
         rc = nf_server_start(app, &srv);
+    if (!rc)
+        rc = nf_grpc_start(app, &grpc);
     if (rc) {
         char em[1024];
         nf_redact(sl_errmsg(), em, sizeof em);
         fprintf(stderr, "sluice notify serve: cannot start: %s (%s)\n", sl_strerror(rc), em);
+        nf_server_stop(srv);
         nf_consumers_stop(cons);
         nf_listener_stop(lis);
         nf_hub_free(app->hub);
@@ -99,10 +104,15 @@ static int do_serve(nf_app *app)
     const char *host = (hl == 0 || !strncmp(addr, "0.0.0.0", 7)) ? "127.0.0.1" : NULL;
     printf("sluice notify: listening on http://%.*s:%u/ (queue %s, store %s)\n", host ? 9 : hl,
            host ? host : addr, nf_server_port(srv), app->cfg.queue_url, app->cfg.store_url);
+    if (grpc)
+        printf("sluice notify: gRPC notice.Producer on %s\n", nf_grpc_address(grpc));
     fflush(stdout);
     nf_log(SL_LOG_INFO, "listening on %s port %u", addr, nf_server_port(srv));
+    if (grpc)
+        nf_log(SL_LOG_INFO, "gRPC notice.Producer on %s", nf_grpc_address(grpc));
     int sig = wait_signal(&set);
     nf_log(SL_LOG_INFO, "signal %d: shutting down", sig);
+    nf_grpc_stop(grpc); /* its calls publish and read the store: before them */
     nf_server_stop(srv);
     nf_consumers_stop(cons);
     nf_listener_stop(lis);

@@ -43,6 +43,8 @@ static const key keys[] = {
     I("web", "threads", threads, 1, 256),
     I("web", "max_body", max_body, 1024, 64 << 20),
     S("web", "admin_token", admin_token),
+    B("grpc", "enabled", grpc_enabled),
+    S("grpc", "server_addr", grpc_addr),
     B("xorm", "debug", xorm_debug),
     S("xorm", "db_type", db_type),
     I("xorm", "max_lifetime", max_lifetime, 0, 1 << 30),
@@ -88,6 +90,8 @@ void nf_config_defaults(nf_config *c)
     memset(c, 0, sizeof *c);
     c->web_debug = true;
     snprintf(c->server_addr, sizeof c->server_addr, "0.0.0.0:3335");
+    c->grpc_enabled = true;
+    snprintf(c->grpc_addr, sizeof c->grpc_addr, "0.0.0.0:3334");
     c->read_timeout = 3;
     c->write_timeout = 5;
     c->idle_timeout = 8;

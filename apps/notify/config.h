@@ -22,6 +22,9 @@ typedef struct nf_config {
     int threads;                                   /* HTTP thread pool size */
     int max_body;                                  /* bytes, larger -> 413 */
     char admin_token[128];                         /* "" -> admin routes from loopback only */
+    /* grpc (the notice.Producer API) */
+    bool grpc_enabled;
+    char grpc_addr[128];
     /* xorm (kept for compatibility; used by SQL stores that pool) */
     bool xorm_debug;
     char db_type[32];

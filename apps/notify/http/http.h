@@ -121,10 +121,6 @@ void nf_publisher_free(nf_publisher *p);
  * answered {"id":...}, or 503 with the request in the topic's retry log.
  * Any failure before that is answered the same way. */
 void nf_publish_deferred(nf_req *q, nf_resp *r, const char *topic, json_t *payload, const char *id);
-/* The retry log line (req: the request's JSON text) and error log of a
- * refused publish (routes.c): 0 when the line was written, -1 when not
- * (the answer must then not claim the request was kept). */
-int nf_retry_log(nf_app *app, const char *topic, const char *req, int err);
 
 /* The HTTP server (server.c). app->hub must exist (nf_hub_new) before the
  * consumers start and outlive them; nf_server_stop ends the streams but

@@ -19,40 +19,11 @@
 #include <time.h>
 
 #include "http.h"
+#include "notice_check.h"
+#include "queries.h"
 
-#define MAX_DATA_CHARS 500
-#define INT32_MAXV 2147483647LL
-#define INT64_MAXV 9223372036854775807LL
-
-static size_t utf8_chars(const char *s)
-{
-    size_t n = 0;
-    for (; *s; s++)
-        if (((unsigned char)*s & 0xC0) != 0x80)
-            n++;
-    return n;
-}
-
-/* "YYYY-MM-DD HH:MM:SS" naming a real time. */
-static bool valid_time(const char *s)
-{
-    if (strlen(s) != 19)
-        return false;
-    for (int i = 0; i < 19; i++) {
-        bool digit = s[i] >= '0' && s[i] <= '9';
-        char want = i == 4 || i == 7 ? '-' : i == 10 ? ' ' : i == 13 || i == 16 ? ':' : 0;
-        if (want ? s[i] != want : !digit)
-            return false;
-    }
-    struct tm tm = {0};
-    const char *end = strptime(s, "%Y-%m-%d %H:%M:%S", &tm);
-    if (!end || *end)
-        return false;
-    int y = tm.tm_year + 1900, mon = tm.tm_mon + 1, d = tm.tm_mday;
-    static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    int maxd = mdays[mon - 1] + (mon == 2 && ((y % 4 == 0 && y % 100) || y % 400 == 0));
-    return d <= maxd && tm.tm_hour < 24 && tm.tm_min < 60 && tm.tm_sec < 60;
-}
+#define INT32_MAXV NF_INT32_MAX
+#define INT64_MAXV NF_INT64_MAX
 
 int nf_retry_log(nf_app *app, const char *topic, const char *req, int err)
 {
@@ -76,31 +47,13 @@ int nf_retry_log(nf_app *app, const char *topic, const char *req, int err)
     return 0;
 }
 
-/*
- * Longest Idempotency-Key: "<kind>-<uid>-<key>" must fit the store's
- * order_sn (127 bytes) for every uid (19 digits), or two keys sharing a
- * prefix would map to one id and the second notice would be dropped.
- */
-#define IDEM_KEY_MAX 100
-
-/* Validate the Idempotency-Key header; fills id (or "" when absent). */
+/* The Idempotency-Key header, checked (notice_check.c); fills id ("" when absent). */
 static int idem_id(nf_req *q, nf_resp *r, int64_t uid, const char *kind, char *id, size_t len)
 {
     const char *key = MHD_lookup_connection_value(q->conn, MHD_HEADER_KIND, "Idempotency-Key");
-    id[0] = '\0';
-    if (!key)
-        return 0;
-    size_t n = strlen(key);
-    bool ok = n >= 1 && n <= IDEM_KEY_MAX;
-    for (size_t i = 0; ok && i < n; i++)
-        ok = key[i] > 32 && key[i] < 127;
-    if (!ok) {
-        nf_resp_fail(r, 400, "Idempotency-Key must be 1..%d visible ASCII characters", IDEM_KEY_MAX);
-        return -1;
-    }
-    int w = snprintf(id, len, "%s-%lld-%s", kind, (long long)uid, key);
-    if (w < 0 || (size_t)w >= len || (size_t)w >= sizeof ((nf_notice *)0)->order_sn) {
-        nf_resp_fail(r, 400, "Idempotency-Key is too long");
+    char err[128];
+    if (nf_check_idem(key, uid, kind, id, len, err, sizeof err)) {
+        nf_resp_fail(r, 400, "%s", err);
         return -1;
     }
     return 0;
@@ -116,34 +69,19 @@ static void route_product(nf_req *q, nf_resp *r)
     const char *data = nf_param_str(q, r, "data", &bad);
     if (bad)
         return;
-    if (!data) {
-        nf_resp_fail(r, 400, "data is required");
-        return;
-    }
-    if (utf8_chars(data) > MAX_DATA_CHARS) {
-        nf_resp_fail(r, 400, "data is longer than %d characters", MAX_DATA_CHARS);
-        return;
-    }
     const char *tm = nf_param_str(q, r, "time", &bad);
     if (bad)
         return;
-    char now[24];
-    if (tm && *tm && !valid_time(tm)) {
-        nf_resp_fail(r, 400, "time must be 'YYYY-MM-DD HH:MM:SS', got '%.40s'", tm);
+    char when[24], err[128];
+    if (nf_check_notice(data, tm, when, err, sizeof err)) {
+        nf_resp_fail(r, 400, "%s", err);
         return;
-    }
-    if (!tm || !*tm) {
-        time_t t = time(NULL);
-        struct tm lt;
-        localtime_r(&t, &lt);
-        strftime(now, sizeof now, "%Y-%m-%d %H:%M:%S", &lt);
-        tm = now;
     }
     char id[200];
     if (idem_id(q, r, uid, "k", id, sizeof id))
         return;
     json_t *p = json_pack("{s:I, s:I, s:s, s:s}", "uid", (json_int_t)uid, "type", (json_int_t)type,
-                          "data", data, "time", tm);
+                          "data", data, "time", when);
     nf_publish_deferred(q, r, NF_TOPIC_NOTIFY, p, id);
     json_decref(p);
 }
@@ -175,39 +113,27 @@ static void route_list(nf_req *q, nf_resp *r)
         nf_param_int(q, r, "cursor", false, 0, 0, INT64_MAXV, &cursor))
         return;
     nf_list_query lq = {.uid = uid, .type = (int)type, .page = (int)page, .size = (int)size, .cursor = cursor};
-    nf_notice *v = NULL;
-    size_t n = 0;
-    int64_t unread = 0;
-    int rc = nf_store_list(q->app->store, &lq, &v, &n, &unread);
+    json_t *data;
+    int rc = nf_query_list(q->app, &lq, &data);
     if (rc) {
         nf_resp_fail(r, 503, "store unavailable (%s)", sl_strerror(rc));
         return;
     }
-    json_t *list = json_array();
-    for (size_t i = 0; i < n; i++)
-        json_array_append_new(list, json_pack("{s:I, s:s, s:i, s:s, s:i, s:s, s:s}", "id", (json_int_t)v[i].id,
-                                              "order_sn", v[i].order_sn, "type", v[i].type, "data", v[i].data,
-                                              "status", v[i].status, "create_time", v[i].create_time,
-                                              "updated_at", v[i].updated_at));
-    int64_t next = n == (size_t)size ? v[n - 1].id : 0;
-    nf_notices_free(v, n);
-    nf_resp_ok(r, json_pack("{s:o, s:I, s:I, s:I, s:I}", "list", list, "unread", (json_int_t)unread, "page",
-                            (json_int_t)page, "size", (json_int_t)size, "next_cursor", (json_int_t)next));
+    nf_resp_ok(r, data);
 }
 
 static void route_user(nf_req *q, nf_resp *r)
 {
-    int64_t uid, count = 0;
+    int64_t uid;
     if (nf_param_int(q, r, "uid", true, 0, 0, INT64_MAXV, &uid))
         return;
-    char nick[128] = "";
-    int rc = nf_store_user_get(q->app->store, uid, nick, sizeof nick, &count);
-    if (rc && rc != SL_ENOENT) {
+    json_t *data;
+    int rc = nf_query_user(q->app, uid, &data);
+    if (rc) {
         nf_resp_fail(r, 503, "store unavailable (%s)", sl_strerror(rc));
         return;
     }
-    nf_resp_ok(r, json_pack("{s:I, s:s, s:I}", "uid", (json_int_t)uid, "nick", nick, "notification_count",
-                            (json_int_t)count));
+    nf_resp_ok(r, data);
 }
 
 static void route_metrics(nf_req *q, nf_resp *r)

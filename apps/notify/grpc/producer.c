@@ -1,0 +1,244 @@
+/*
+ * producer.c - the notification service's gRPC API: the original's
+ * notice.Producer (Notify, Read: same contract, port 3334) plus List,
+ * UserInfo and MarkRead, served by an sl_service on its gRPC transport
+ * (grpc_only, not registered anywhere). Messages are notice.proto's
+ * (protobuf-c, generated at build time).
+ *
+ * Every request passes the HTTP API's rules with the same messages
+ * (notice_check.c). A refused request answers code=10001 with the reason;
+ * a good one is published durably before the answer (code=10000, msg
+ * "success", data = JSON bytes {"uid","type","data","id"}). When the queue
+ * refuses, the request goes to the retry log and the call fails with gRPC
+ * status UNAVAILABLE. Metadata "idempotency-key" works as the HTTP header.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sluice/service.h>
+
+#include "../app.h"
+#include "../notice_check.h"
+#include "../queries.h"
+#include "grpc.h"
+#include "notice.pb-c.h"
+
+struct nf_grpc {
+    sl_service *svc;
+};
+
+/* Answer a ProducerResponse; data (JSON) is stolen. */
+static int answer(sl_call *c, int64_t code, const char *msg, json_t *data)
+{
+    Notice__ProducerResponse r = NOTICE__PRODUCER_RESPONSE__INIT;
+    char *text = data ? json_dumps(data, JSON_COMPACT) : NULL;
+    json_decref(data);
+    r.code = code;
+    r.msg = (char *)msg;
+    if (text) {
+        r.data.data = (uint8_t *)text;
+        r.data.len = strlen(text);
+    }
+    size_t len = notice__producer_response__get_packed_size(&r);
+    uint8_t *buf = malloc(len ? len : 1);
+    int rc = buf ? sl_call_reply(c, buf, notice__producer_response__pack(&r, buf)) : SL_ENOMEM;
+    free(buf);
+    free(text);
+    return rc;
+}
+
+static int refuse(sl_call *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int refuse(sl_call *c, const char *fmt, ...)
+{
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return answer(c, 10001, msg, NULL);
+}
+
+/* An integer field within [lo, hi] (the HTTP API's message when not). */
+static bool in_range(sl_call *c, const char *name, int64_t v, int64_t lo, int64_t hi)
+{
+    if (v >= lo && v <= hi)
+        return true;
+    refuse(c, "%s must be in %lld..%lld, got %lld", name, (long long)lo, (long long)hi, (long long)v);
+    return false;
+}
+
+/* Publish durably, then answer; a refused publish goes to the retry log. */
+static int publish(sl_call *c, nf_app *app, const char *topic, json_t *payload, const char *id)
+{
+    char *text = json_dumps(payload, JSON_COMPACT);
+    char uuid[64] = "";
+    int rc = text ? nf_app_publish(app, topic, id[0] ? id : NULL, text, false, uuid, sizeof uuid)
+                  : SL_ENOMEM;
+    if (rc) {
+        bool logged = text && nf_retry_log(app, topic, text, rc) == 0;
+        free(text);
+        json_decref(payload);
+        return sl_call_error(c, 503, "queue unavailable (%s); request %s", sl_strerror(rc),
+                             logged ? "logged for retry" : "NOT logged for retry: send it again");
+    }
+    free(text);
+    json_object_set_new(payload, "id", json_string(uuid));
+    return answer(c, 10000, "success", payload);
+}
+
+static int notify(sl_call *c, void *user)
+{
+    nf_app *app = user;
+    size_t len;
+    const uint8_t *body = sl_call_body(c, &len);
+    Notice__NoticeRequest *q = notice__notice_request__unpack(NULL, len, body);
+    if (!q)
+        return sl_call_error(c, 400, "malformed NoticeRequest");
+    char when[24], err[160], id[200];
+    int rc = 0;
+    if (!in_range(c, "uid", q->uid, 0, NF_INT64_MAX) || !in_range(c, "type", q->type, 0, NF_INT32_MAX))
+        goto out;
+    if (nf_check_notice(q->data, q->createtime, when, err, sizeof err) ||
+        nf_check_idem(sl_call_meta(c, "idempotency-key"), q->uid, "k", id, sizeof id, err, sizeof err)) {
+        rc = refuse(c, "%s", err);
+        goto out;
+    }
+    rc = publish(c, app, NF_TOPIC_NOTIFY,
+                 json_pack("{s:I, s:I, s:s, s:s}", "uid", (json_int_t)q->uid, "type", (json_int_t)q->type,
+                           "data", q->data, "time", when),
+                 id);
+out:
+    notice__notice_request__free_unpacked(q, NULL);
+    return rc;
+}
+
+/* Mark read: one notice (id), or every notice of a type (all, type 0 = all types). */
+static int mark(sl_call *c, nf_app *app, int64_t uid, int64_t type, int64_t nid, bool all)
+{
+    char id[200], err[160];
+    if (!in_range(c, "uid", uid, 0, NF_INT64_MAX) || !in_range(c, "type", type, 0, NF_INT32_MAX) ||
+        !in_range(c, "id", nid, 0, NF_INT64_MAX))
+        return 0;
+    if (nf_check_idem(sl_call_meta(c, "idempotency-key"), uid, "r", id, sizeof id, err, sizeof err))
+        return refuse(c, "%s", err);
+    return publish(c, app, NF_TOPIC_READ,
+                   json_pack("{s:I, s:I, s:I, s:b}", "uid", (json_int_t)uid, "type", (json_int_t)type, "id",
+                             (json_int_t)nid, "all", all || type == 0),
+                   id);
+}
+
+/* The original's Read: every notice of (uid, type) read, as POST /api/msg/read uid&type. */
+static int read_notices(sl_call *c, void *user)
+{
+    size_t len;
+    const uint8_t *body = sl_call_body(c, &len);
+    Notice__NoticeRequest *q = notice__notice_request__unpack(NULL, len, body);
+    if (!q)
+        return sl_call_error(c, 400, "malformed NoticeRequest");
+    int rc = mark(c, user, q->uid, q->type, 0, false);
+    notice__notice_request__free_unpacked(q, NULL);
+    return rc;
+}
+
+static int mark_read(sl_call *c, void *user)
+{
+    size_t len;
+    const uint8_t *body = sl_call_body(c, &len);
+    Notice__MarkReadRequest *q = notice__mark_read_request__unpack(NULL, len, body);
+    if (!q)
+        return sl_call_error(c, 400, "malformed MarkReadRequest");
+    int rc = mark(c, user, q->uid, q->type, q->id, q->all);
+    notice__mark_read_request__free_unpacked(q, NULL);
+    return rc;
+}
+
+static int list(sl_call *c, void *user)
+{
+    size_t len;
+    const uint8_t *body = sl_call_body(c, &len);
+    Notice__ListRequest *q = notice__list_request__unpack(NULL, len, body);
+    if (!q)
+        return sl_call_error(c, 400, "malformed ListRequest");
+    nf_list_query lq = {.uid = q->uid, .type = (int)q->type, .page = q->page ? (int)q->page : 1,
+                        .size = q->size ? (int)q->size : 10, .cursor = q->cursor};
+    int rc = 0;
+    json_t *data = NULL;
+    if (in_range(c, "uid", q->uid, 0, NF_INT64_MAX) && in_range(c, "type", q->type, 0, NF_INT32_MAX) &&
+        in_range(c, "page", q->page ? q->page : 1, 1, 1000000) &&
+        in_range(c, "size", q->size ? q->size : 10, 1, 100) &&
+        in_range(c, "cursor", q->cursor, 0, NF_INT64_MAX)) {
+        rc = nf_query_list(user, &lq, &data);
+        rc = rc ? sl_call_error(c, 503, "store unavailable (%s)", sl_strerror(rc))
+                : answer(c, 10000, "success", data);
+    }
+    notice__list_request__free_unpacked(q, NULL);
+    return rc;
+}
+
+static int user_info(sl_call *c, void *user)
+{
+    size_t len;
+    const uint8_t *body = sl_call_body(c, &len);
+    Notice__NoticeRequest *q = notice__notice_request__unpack(NULL, len, body);
+    if (!q)
+        return sl_call_error(c, 400, "malformed NoticeRequest");
+    int rc = 0;
+    json_t *data = NULL;
+    if (in_range(c, "uid", q->uid, 0, NF_INT64_MAX)) {
+        rc = nf_query_user(user, q->uid, &data);
+        rc = rc ? sl_call_error(c, 503, "store unavailable (%s)", sl_strerror(rc))
+                : answer(c, 10000, "success", data);
+    }
+    notice__notice_request__free_unpacked(q, NULL);
+    return rc;
+}
+
+int nf_grpc_start(nf_app *app, nf_grpc **out)
+{
+    *out = NULL;
+    if (!app->cfg.grpc_enabled)
+        return 0;
+    nf_grpc *g = calloc(1, sizeof *g);
+    if (!g)
+        return SL_ENOMEM;
+    sl_service_opts o;
+    sl_service_opts_init(&o);
+    o.name = "notice";
+    o.registry = "none";
+    o.grpc_address = app->cfg.grpc_addr;
+    o.grpc_only = true;
+    o.max_body = (size_t)app->cfg.max_body;
+    o.threads = (unsigned)app->cfg.threads;
+    o.drain_timeout_ms = 5000;
+    int rc = sl_service_new(&g->svc, &o);
+    if (!rc)
+        rc = sl_service_handle(g->svc, "Producer.Notify", notify, app);
+    if (!rc)
+        rc = sl_service_handle(g->svc, "Producer.Read", read_notices, app);
+    if (!rc)
+        rc = sl_service_handle(g->svc, "Producer.List", list, app);
+    if (!rc)
+        rc = sl_service_handle(g->svc, "Producer.UserInfo", user_info, app);
+    if (!rc)
+        rc = sl_service_handle(g->svc, "Producer.MarkRead", mark_read, app);
+    if (!rc)
+        rc = sl_service_start(g->svc);
+    if (rc) {
+        nf_grpc_stop(g);
+        return rc;
+    }
+    *out = g;
+    return 0;
+}
+
+const char *nf_grpc_address(const nf_grpc *g) { return g ? sl_service_grpc_address(g->svc) : NULL; }
+
+void nf_grpc_stop(nf_grpc *g)
+{
+    if (!g)
+        return;
+    sl_service_free(g->svc); /* graceful: running calls finish first */
+    free(g);
+}

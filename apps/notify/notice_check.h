@@ -1,0 +1,31 @@
+/*
+ * notice_check.h - the rules a notice must pass, shared by every API of the
+ * service (HTTP routes, gRPC), so that both accept and refuse the same
+ * requests with the same messages.
+ */
+#ifndef NF_NOTICE_CHECK_H
+#define NF_NOTICE_CHECK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define NF_MAX_DATA_CHARS 500
+#define NF_INT32_MAX 2147483647LL
+#define NF_INT64_MAX 9223372036854775807LL
+/* Longest idempotency key: "<kind>-<uid>-<key>" must fit the store's
+ * order_sn (127 bytes) for every uid (19 digits), or two keys sharing a
+ * prefix would map to one id and the second notice would be dropped. */
+#define NF_IDEM_KEY_MAX 100
+
+/* A notice's data and time: data at most NF_MAX_DATA_CHARS characters;
+ * time "" or NULL (now, local time, written to time_out) or a real
+ * "YYYY-MM-DD HH:MM:SS" (copied to time_out). 0, or -1 with the message
+ * in err. */
+int nf_check_notice(const char *data, const char *time, char time_out[24], char *err, size_t errlen);
+
+/* An idempotency key (NULL: none, id = ""): 1..NF_IDEM_KEY_MAX visible
+ * ASCII characters; id = "<kind>-<uid>-<key>". 0, or -1 with the message. */
+int nf_check_idem(const char *key, int64_t uid, const char *kind, char *id, size_t len, char *err,
+                  size_t errlen);
+
+#endif

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# notify_grpc.sh - the notification service's gRPC API (notice.Producer on
+# grpc.server_addr) called by a foreign client: Python grpcio with stubs
+# generated from apps/notify/grpc/notice.proto at test time
+# (notify_grpc_client.py checks every RPC, bad input included, and what got
+# stored through the HTTP API); then grpc.enabled=false serves HTTP only.
+source "$(dirname "$0")/lib/notify.bash"
+
+start_server
+GRPC=$(sed -n 's/^sluice notify: gRPC notice.Producer on //p' "$WORK/server.out")
+check "gRPC listener announced" test -n "$GRPC"
+mkdir -p "$WORK/py"
+check "python client" /usr/bin/python3 "$SRC_DIR/tests/e2e/notify_grpc_client.py" \
+  "$SRC_DIR/apps/notify/grpc" "$WORK/py" "$GRPC" "$URL"
+stop_server
+
+start_server SLUICE_GRPC_ENABLED=false
+check "no gRPC listener when disabled" bash -c "! grep -q gRPC '$WORK/server.out'"
+CASE="http still serves"; call GET "/api/user/info?uid=1"
+expect 200 10000
+stop_server
+finish
