@@ -54,7 +54,24 @@ struct sl_client {
     size_t nwraps;
     _Atomic bool called;
     sli_curl_pool pool;
+    void *grpc; /* grpc_client.c's channels */
 };
+
+void **sli_client_grpc_slot(sl_client *c) { return &c->grpc; }
+
+/* A node's address for the call paths: "grpc://host:port" when the node
+ * speaks gRPC only (transport=grpc), else "host:port" (HTTP). */
+static char *node_addr(const sl_reg_node *nd)
+{
+    for (size_t k = 0; k < nd->n_metadata; k++)
+        if (!strcmp(nd->metadata[k].key, "transport") && !strcmp(nd->metadata[k].value, "grpc")) {
+            char *a = malloc(strlen(nd->address) + 8);
+            if (a)
+                sprintf(a, "grpc://%s", nd->address);
+            return a;
+        }
+    return strdup(nd->address);
+}
 
 void sl_client_opts_init(sl_client_opts *o)
 {
@@ -192,6 +209,9 @@ void sl_client_free(sl_client *c)
     free(c->registry_url);
     free(c->version);
     sli_curl_pool_clear(&c->pool);
+#ifdef SL_HAVE_SERVICE_GRPC
+    sli_grpc_channels_free(c->grpc);
+#endif
     pthread_mutex_destroy(&c->mu);
     pthread_cond_destroy(&c->cv);
     free(c);
@@ -212,9 +232,16 @@ static bool node_ok(sl_client *c, const sl_reg_service *s, const sl_reg_node *nd
     for (size_t i = 0; i < c->o.n_match; i++)
         if (!meta_has(nd->metadata, nd->n_metadata, c->match[i].key, c->match[i].value))
             return false;
-    for (size_t i = 0; i < nd->n_metadata; i++) /* this client speaks HTTP */
-        if (strcmp(nd->metadata[i].key, "transport") == 0 && strcmp(nd->metadata[i].value, "http"))
+    for (size_t i = 0; i < nd->n_metadata; i++) { /* this client speaks HTTP and gRPC */
+        const char *k = nd->metadata[i].key, *v = nd->metadata[i].value;
+        if (strcmp(k, "transport") == 0 && strcmp(v, "http") != 0) {
+#ifdef SL_HAVE_SERVICE_GRPC
+            if (strcmp(v, "grpc") == 0)
+                continue;
+#endif
             return false;
+        }
+    }
     return true;
 }
 
@@ -276,7 +303,7 @@ int sli_client_nodes(sl_client *c, const char *service, char ***addrs, size_t *n
     for (size_t i = 0; a && e && i < e->n; i++)
         for (size_t j = 0; j < e->svcs[i].n_nodes; j++)
             if (node_ok(c, &e->svcs[i], &e->svcs[i].nodes[j]))
-                a[(*n)++] = strdup(e->svcs[i].nodes[j].address);
+                a[(*n)++] = node_addr(&e->svcs[i].nodes[j]);
     pthread_mutex_unlock(&c->mu);
     *addrs = a;
     if (rc == 0 && *n == 0) {

@@ -19,15 +19,6 @@
 
 #include "service/client_int.h"
 
-struct sl_response {
-    int status;
-    char *body;
-    size_t len, cap, max;
-    bool too_big;
-    char node[300];
-    char **hk, **hv;
-    size_t nh;
-};
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static void curl_init(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
@@ -134,6 +125,27 @@ static size_t on_body(char *p, size_t sz, size_t n, void *ud)
     return len;
 }
 
+int sli_response_add_meta(sl_response *r, const char *k, size_t kl, const char *v, size_t vl)
+{
+    char **hk = realloc(r->hk, (r->nh + 1) * sizeof *hk);
+    if (!hk)
+        return SL_ENOMEM;
+    r->hk = hk;
+    char **hv = realloc(r->hv, (r->nh + 1) * sizeof *hv);
+    if (!hv)
+        return SL_ENOMEM;
+    r->hv = hv;
+    hk[r->nh] = strndup(k, kl);
+    hv[r->nh] = strndup(v, vl);
+    if (!hk[r->nh] || !hv[r->nh]) {
+        free(hk[r->nh]);
+        free(hv[r->nh]);
+        return SL_ENOMEM;
+    }
+    r->nh++;
+    return 0;
+}
+
 static size_t on_header(char *p, size_t sz, size_t n, void *ud)
 {
     sl_response *r = ud;
@@ -148,18 +160,7 @@ static size_t on_header(char *p, size_t sz, size_t n, void *ud)
         v++, vl--;
     while (vl && (v[vl - 1] == '\r' || v[vl - 1] == '\n' || v[vl - 1] == ' '))
         vl--;
-    char **hk = realloc(r->hk, (r->nh + 1) * sizeof *hk);
-    if (!hk)
-        return 0;
-    r->hk = hk;
-    char **hv = realloc(r->hv, (r->nh + 1) * sizeof *hv);
-    if (!hv)
-        return 0;
-    r->hv = hv;
-    hk[r->nh] = strndup(p, kl);
-    hv[r->nh] = strndup(v, vl);
-    r->nh++;
-    return len;
+    return sli_response_add_meta(r, p, kl, v, vl) == 0 ? len : 0;
 }
 
 static int code_of_status(int status)
@@ -295,6 +296,25 @@ static int do_call(sl_client *c, const char *service, const char *endpoint, cons
         }
         r->max = co->max_response;
         snprintf(r->node, sizeof r->node, "%s", addrs[i]);
+#ifdef SL_HAVE_SERVICE_GRPC
+        if (strncmp(addrs[i], "grpc://", 7) == 0) { /* a gRPC node (grpc_client.c) */
+            curl_slist_free_all(hd);
+            pool_put(sli_client_pool(c), h);
+            bool retry = false;
+            rc = sli_grpc_call(c, addrs[i] + 7, service, endpoint, req, len, opts, left, r, &retry);
+            if (rc == 0 || !retry || attempt == retries) {
+                if (rc == 0 || r->status)
+                    *out = r;
+                else
+                    sl_response_free(r);
+                break;
+            }
+            snprintf(lasterr, sizeof lasterr, "%s", sl_errmsg());
+            sli_client_avoid(c, addrs[i]);
+            sl_response_free(r);
+            continue;
+        }
+#endif
         char url[400];
         sli_client_set_common(h, addrs[i], req, len, hd, left, url, sizeof url);
         curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)left);

@@ -11,6 +11,18 @@
 #include "core/internal.h"
 #include "sluice/client.h"
 
+struct sl_response {
+    int status; /* HTTP status (gRPC statuses mapped to the HTTP ones) */
+    char *body;
+    size_t len, cap, max;
+    bool too_big;
+    char node[300];
+    char **hk, **hv;
+    size_t nh;
+};
+/* Append one metadata pair (copied). */
+int sli_response_add_meta(sl_response *r, const char *k, size_t kl, const char *v, size_t vl);
+
 /* Idle curl easy handles (each keeps its connections alive). */
 typedef struct sli_curl_pool {
     pthread_mutex_t mu;
@@ -37,5 +49,15 @@ struct curl_slist *sli_client_headers(const char *service, const char *endpoint,
                                       const sl_call_opts *o, int64_t left_ms, bool stream, int *rc);
 void sli_client_set_common(void *h, const char *addr, const void *req, size_t len,
                            struct curl_slist *hd, int64_t left_ms, char *url, size_t urlcap);
+
+/* grpc/grpc_client.c: one unary call to the gRPC node addr ("host:port")
+ * within left_ms; fills r (body, status, metadata). 0, or SL_E* with
+ * *retry set when another node may answer (unreachable, UNAVAILABLE). */
+int sli_grpc_call(sl_client *c, const char *addr, const char *service, const char *endpoint,
+                  const void *req, size_t len, const sl_call_opts *o, int64_t left_ms, sl_response *r,
+                  bool *retry);
+/* The client's gRPC channels (one per node, kept): grpc_client.c owns them. */
+void **sli_client_grpc_slot(sl_client *c);
+void sli_grpc_channels_free(void *channels);
 
 #endif

@@ -429,6 +429,119 @@ static void a_service_subscribes_and_publishes_through_a_backend(void **state)
     sl_service_free(s);
 }
 
+/* A gRPC-only service found through a registry: sl_client_call speaks gRPC
+ * to it (metadata both ways, errors as the HTTP client reports them, the
+ * deadline), and calls go on when one of two nodes stops. */
+static sl_service *start_grpc(const char *reg)
+{
+    sl_service_opts o;
+    sl_service_opts_init(&o);
+    o.name = "svc-grpc";
+    o.grpc_address = "127.0.0.1:0";
+    o.grpc_only = true;
+    o.registry = reg;
+    o.max_body = 1000;
+    sl_service *s;
+    assert_int_equal(sl_service_new(&s, &o), 0);
+    assert_int_equal(sl_service_handle(s, "T.Echo", echo, NULL), 0);
+    assert_int_equal(sl_service_handle(s, "T.Fail", fails, NULL), 0);
+    assert_int_equal(sl_service_handle(s, "T.Meta", meta, NULL), 0);
+    assert_int_equal(sl_service_handle(s, "T.Slow", slow, NULL), 0);
+    assert_int_equal(sl_service_start(s), 0);
+    assert_null(sl_service_address(s)); /* no HTTP listener */
+    assert_non_null(sl_service_grpc_address(s));
+    return s;
+}
+
+static void grpc_services_are_found_and_called(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/sl-test-grpc-XXXXXX", reg[128];
+    assert_non_null(mkdtemp(dir));
+    snprintf(reg, sizeof reg, "sqlite://%s/registry.db", dir);
+    sl_service *a = start_grpc(reg), *b = start_grpc(reg);
+    sl_registry *r;
+    assert_int_equal(sl_registry_open(&r, reg), 0);
+    sl_reg_service *found = NULL;
+    size_t n = 0;
+    for (int i = 0; i < 200 && n < 1; i++) { /* registration runs in the background */
+        sl_reg_services_free(found, n);
+        found = NULL;
+        n = 0;
+        if (sl_registry_lookup(r, "svc-grpc", &found, &n) == 0 && n == 1 && found[0].n_nodes == 2)
+            break;
+        n = 0;
+        tl_sleep_ms(20);
+    }
+    assert_int_equal(n, 1);
+    assert_int_equal(found[0].n_nodes, 2);
+    const sl_reg_node *nd = &found[0].nodes[0];
+    bool grpc = false;
+    for (size_t k = 0; k < nd->n_metadata; k++)
+        grpc |= !strcmp(nd->metadata[k].key, "transport") && !strcmp(nd->metadata[k].value, "grpc");
+    assert_true(grpc);
+    sl_reg_services_free(found, n);
+    sl_registry_close(r);
+
+    sl_client_opts o;
+    sl_client_opts_init(&o);
+    o.registry = reg;
+    o.retries = 2;
+    sl_client *c;
+    assert_int_equal(sl_client_new(&c, &o), 0);
+    sl_call_opts co;
+    sl_call_opts_init(&co);
+    co.timeout_ms = 4000;
+    sl_reg_meta m = {"X-User", "carol"};
+    co.metadata = &m;
+    co.n_metadata = 1;
+    sl_response *resp;
+    int crc = sl_client_call(c, "svc-grpc", "T.Meta", "{}", 2, &co, &resp);
+    if (crc)
+        fprintf(stderr, "call: %s\n", sl_errmsg());
+    assert_int_equal(crc, 0);
+    json_t *j = json_loads(sl_response_body(resp, NULL), 0, NULL);
+    assert_string_equal(json_string_value(json_object_get(j, "user")), "carol");
+    json_int_t left = json_integer_value(json_object_get(j, "left"));
+    assert_true(left > 0 && left <= 4000);
+    json_decref(j);
+    assert_int_equal(sl_response_status(resp), 200);
+    sl_response_free(resp);
+    /* a handler's error: the same code and go-micro error body as over HTTP */
+    assert_int_equal(sl_client_call(c, "svc-grpc", "T.Fail", "{}", 2, &co, &resp), SL_EDENIED);
+    assert_non_null(resp);
+    assert_int_equal(sl_response_status(resp), 403);
+    j = json_loads(sl_response_body(resp, NULL), 0, NULL);
+    assert_int_equal(json_integer_value(json_object_get(j, "code")), 403);
+    json_decref(j);
+    sl_response_free(resp);
+    assert_int_equal(sl_client_call(c, "svc-grpc", "T.Nope", "{}", 2, &co, &resp), SL_ENOENT);
+    sl_response_free(resp);
+    /* the caller's timeout reaches the server as the gRPC deadline */
+    co.timeout_ms = 200;
+    int64_t t0 = tl_now_ms();
+    assert_int_equal(sl_client_call(c, "svc-grpc", "T.Slow", "{}", 2, &co, &resp), SL_ETIMEDOUT);
+    assert_true(tl_now_ms() - t0 < 550);
+    sl_response_free(resp);
+    co.timeout_ms = 4000;
+    /* one node stops: every call still succeeds (the client skips the dead node, or
+     * its cache already dropped it) */
+    sl_service_free(a);
+    for (int i = 0; i < 10; i++) {
+        assert_int_equal(sl_client_call(c, "svc-grpc", "T.Echo", "{\"i\":1}", 7, &co, &resp), 0);
+        size_t len;
+        const char *body = sl_response_body(resp, &len);
+        assert_int_equal(len, 7);
+        assert_memory_equal(body, "{\"i\":1}", 7);
+        sl_response_free(resp);
+    }
+    sl_client_free(c);
+    sl_service_free(b);
+    char cmd[160];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -440,6 +553,7 @@ int main(void)
         cmocka_unit_test(registry_down_at_start_the_service_serves_and_says_so),
         cmocka_unit_test(client_wrappers_carry_a_trace_id_both_ways),
         cmocka_unit_test(a_service_subscribes_and_publishes_through_a_backend),
+        cmocka_unit_test(grpc_services_are_found_and_called),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
