@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -26,6 +27,9 @@
 #define INTERVAL_MS 1000
 
 static const char *g_server, *g_registry;
+/* The service's name, unique per run: a server registry keeps the nodes of an
+ * earlier run (killed ones until their TTL ends), which must not count. */
+static char g_name[64];
 static pid_t g_pids[NSERVERS];
 static char g_addr[NSERVERS][64];
 
@@ -45,7 +49,7 @@ static void *work(void *arg)
         char req[64];
         int len = snprintf(req, sizeof req, "{\"name\":\"n%d\"}", i);
         sl_response *r;
-        int rc = sl_client_call(w->c, "helloworld", "Helloworld.Greeting", req, (size_t)len, NULL, &r);
+        int rc = sl_client_call(w->c, g_name, "Helloworld.Greeting", req, (size_t)len, NULL, &r);
         if (rc != 0) {
             if (w->failed++ < 5)
                 fprintf(stderr, "call failed: %s (%s)\n", sl_strerror(rc), sl_errmsg());
@@ -73,7 +77,7 @@ static size_t live_nodes(sl_registry *r)
 {
     sl_reg_service *s;
     size_t n, total = 0;
-    if (sl_registry_lookup(r, "helloworld", &s, &n) != 0)
+    if (sl_registry_lookup(r, g_name, &s, &n) != 0)
         return 0;
     for (size_t i = 0; i < n; i++)
         total += s[i].n_nodes;
@@ -96,7 +100,7 @@ static void start_servers(void)
             if (!freopen(outf, "w", stdout) || !freopen("/dev/null", "w", stderr))
                 _exit(127);
             execl(g_server, g_server, "--address", "127.0.0.1:0", "--registry", g_registry, "--ttl",
-                  "3000", (char *)NULL);
+                  "3000", "--name", g_name, (char *)NULL);
             _exit(127);
         }
     }
@@ -240,14 +244,14 @@ static void registry_outage_calls_use_cached_nodes(void **state)
     sl_client *c;
     assert_int_equal(sl_client_new(&c, &o), 0);
     sl_response *resp;
-    assert_int_equal(sl_client_call(c, "helloworld", "Helloworld.Greeting", "{\"name\":\"a\"}", 12,
+    assert_int_equal(sl_client_call(c, g_name, "Helloworld.Greeting", "{\"name\":\"a\"}", 12,
                                     NULL, &resp), 0);
     sl_response_free(resp);
     char cmd[1200];
     snprintf(cmd, sizeof cmd, "'%s' stop etcd", sh);
     assert_int_equal(system(cmd), 0);
     for (int i = 0; i < 200; i++) {
-        int rc = sl_client_call(c, "helloworld", "Helloworld.Greeting", "{\"name\":\"b\"}", 12, NULL,
+        int rc = sl_client_call(c, g_name, "Helloworld.Greeting", "{\"name\":\"b\"}", 12, NULL,
                                 &resp);
         if (rc != 0)
             fail_msg("call %d with the registry down: %s (%s)", i, sl_strerror(rc), sl_errmsg());
@@ -262,7 +266,7 @@ static void registry_outage_calls_use_cached_nodes(void **state)
     while (live_nodes(r) < NSERVERS && tl_now_ms() < end)
         tl_sleep_ms(100);
     assert_int_equal(live_nodes(r), NSERVERS);
-    assert_int_equal(sl_client_call(c, "helloworld", "Helloworld.Greeting", "{\"name\":\"c\"}", 12,
+    assert_int_equal(sl_client_call(c, g_name, "Helloworld.Greeting", "{\"name\":\"c\"}", 12,
                                     NULL, &resp), 0);
     sl_response_free(resp);
     sl_client_free(c);
@@ -278,6 +282,7 @@ int main(int argc, char **argv)
     }
     g_server = argv[1];
     g_registry = argv[2];
+    snprintf(g_name, sizeof g_name, "helloworld-%d-%lld", (int)getpid(), (long long)time(NULL));
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {cmocka_unit_test(cluster_balances_and_survives_a_kill)};
     const struct CMUnitTest outage[] = {cmocka_unit_test(registry_outage_calls_use_cached_nodes)};
