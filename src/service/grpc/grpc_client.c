@@ -36,6 +36,35 @@ typedef struct channels {
 
 static pthread_mutex_t slot_mu = PTHREAD_MUTEX_INITIALIZER;
 
+/* One pluck queue per calling thread, kept for its life (a queue per call
+ * costs an allocation and its teardown on every call). */
+static pthread_key_t cq_key;
+static pthread_once_t cq_once = PTHREAD_ONCE_INIT;
+
+static void cq_free(void *p)
+{
+    grpc_completion_queue_shutdown(p);
+    grpc_completion_queue_destroy(p);
+    grpc_shutdown();
+}
+
+static void cq_key_init(void) { pthread_key_create(&cq_key, cq_free); }
+
+static grpc_completion_queue *thread_cq(void)
+{
+    pthread_once(&cq_once, cq_key_init);
+    grpc_completion_queue *cq = pthread_getspecific(cq_key);
+    if (!cq) {
+        grpc_init(); /* the queue outlives a client that is freed first */
+        cq = grpc_completion_queue_create_for_pluck(NULL);
+        if (cq)
+            pthread_setspecific(cq_key, cq);
+        else
+            grpc_shutdown();
+    }
+    return cq;
+}
+
 static grpc_channel *channel_for(sl_client *c, const char *addr, size_t max_response)
 {
     void **slot = sli_client_grpc_slot(c);
@@ -215,7 +244,7 @@ int sli_grpc_call(sl_client *c, const char *addr, const char *service, const cha
     if (rc || (rc = md_build(o, md, &nmd)) != 0)
         return rc;
     grpc_channel *ch = channel_for(c, addr, r->max);
-    grpc_completion_queue *cq = ch ? grpc_completion_queue_create_for_pluck(NULL) : NULL;
+    grpc_completion_queue *cq = ch ? thread_cq() : NULL;
     if (!cq) {
         for (size_t j = 0; j < nmd; j++) {
             grpc_slice_unref(md[j].key);
@@ -287,7 +316,5 @@ int sli_grpc_call(sl_client *c, const char *addr, const char *service, const cha
     }
     if (call)
         grpc_call_unref(call);
-    grpc_completion_queue_shutdown(cq);
-    grpc_completion_queue_destroy(cq);
     return rc;
 }

@@ -105,7 +105,10 @@ static char *error_detail(const sl_call *c)
     return out;
 }
 
-static void send_status(gcall *gc, grpc_status_code code, const char *detail, const sl_call *c)
+/* Send the status (with the call's metadata as trailing metadata), and for
+ * a unary call its reply message in the same batch: one trip. */
+static void send_final(gcall *gc, grpc_status_code code, const char *detail, const sl_call *c,
+                       const void *msg, size_t msglen, bool with_msg)
 {
     grpc_metadata trail[32];
     size_t nt = 0;
@@ -126,13 +129,22 @@ static void send_status(gcall *gc, grpc_status_code code, const char *detail, co
     }
     grpc_slice details = grpc_slice_from_copied_string(detail ? detail : "");
     int cancelled = 0;
-    grpc_op ops[3];
+    grpc_op ops[4];
     size_t n = 0;
     memset(ops, 0, sizeof ops);
     if (!gc->sent_initial) {
         ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
         n++;
         gc->sent_initial = true;
+    }
+    grpc_byte_buffer *bb = NULL;
+    if (with_msg) {
+        grpc_slice sl = grpc_slice_from_copied_buffer(msg ? msg : "", msglen);
+        bb = grpc_raw_byte_buffer_create(&sl, 1);
+        grpc_slice_unref(sl);
+        ops[n].op = GRPC_OP_SEND_MESSAGE;
+        ops[n].data.send_message.send_message = bb;
+        n++;
     }
     ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
     ops[n].data.send_status_from_server.status = code;
@@ -144,11 +156,18 @@ static void send_status(gcall *gc, grpc_status_code code, const char *detail, co
     ops[n].data.recv_close_on_server.cancelled = &cancelled;
     n++;
     run_batch(gc, ops, n);
+    if (bb)
+        grpc_byte_buffer_destroy(bb);
     grpc_slice_unref(details);
     for (size_t i = 0; i < nt; i++) {
         grpc_slice_unref(trail[i].key);
         grpc_slice_unref(trail[i].value);
     }
+}
+
+static void send_status(gcall *gc, grpc_status_code code, const char *detail, const sl_call *c)
+{
+    send_final(gc, code, detail, c, NULL, 0, false);
 }
 
 /* sl_call_send on a gRPC call: one message, written before returning. */
@@ -286,15 +305,13 @@ static void serve_call(sl_service *s, gcall *gc)
     c.send_ctx = gc;
     atomic_fetch_add(&s->inflight, 1);
     sli_svc_dispatch(&c);
-    if (c.status == 200 && !ep->stream) {
-        if (!c.reply && c.is_json) { /* returned 0 without a reply: an empty message */
-            c.reply = strdup("{}");
-            c.reply_len = 2;
-        }
-        grpc_send(&c, c.reply ? c.reply : "", c.reply ? c.reply_len : 0);
+    bool unary_ok = c.status == 200 && !ep->stream;
+    if (unary_ok && !c.reply && c.is_json) { /* returned 0 without a reply: an empty message */
+        c.reply = strdup("{}");
+        c.reply_len = 2;
     }
     char *detail = c.status == 200 ? NULL : error_detail(&c);
-    send_status(gc, status_of(c.status), detail, &c);
+    send_final(gc, status_of(c.status), detail, &c, c.reply, c.reply ? c.reply_len : 0, unary_ok);
     free(detail);
     sli_call_clear(&c);
     atomic_fetch_sub(&s->inflight, 1);
