@@ -43,6 +43,7 @@ static int load_config(nf_config *c, const char *path)
         fprintf(stderr, "sluice notify: bad configuration:\n%s", err);
         return -1;
     }
+    nf_config_apply_timezone(c); /* before any thread starts */
     return 0;
 }
 
@@ -97,8 +98,11 @@ static int do_serve(nf_app *app)
     const char *colon = strrchr(addr, ':');
     int hl = (int)(colon - addr);
     const char *host = (hl == 0 || !strncmp(addr, "0.0.0.0", 7)) ? "127.0.0.1" : NULL;
+    char qred[1024], sred[1024];
+    nf_redact(app->cfg.queue_url, qred, sizeof qred);
+    nf_redact(app->cfg.store_url, sred, sizeof sred);
     printf("sluice notify: listening on http://%.*s:%u/ (queue %s, store %s)\n", host ? 9 : hl,
-           host ? host : addr, nf_server_port(srv), app->cfg.queue_url, app->cfg.store_url);
+           host ? host : addr, nf_server_port(srv), qred, sred);
     fflush(stdout);
     nf_log(SL_LOG_INFO, "listening on %s port %u", addr, nf_server_port(srv));
     int sig = wait_signal(&set);
@@ -132,7 +136,9 @@ static int do_consume(nf_app *app, const char *which)
         nf_app_close(app);
         return 1;
     }
-    printf("sluice notify: consuming %s from %s\n", which, app->cfg.queue_url);
+    char qred[1024];
+    nf_redact(app->cfg.queue_url, qred, sizeof qred);
+    printf("sluice notify: consuming %s from %s\n", which, qred);
     fflush(stdout);
     wait_signal(&set);
     nf_consumers_stop(cons);

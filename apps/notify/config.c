@@ -9,6 +9,7 @@
  * (upper case) are applied afterwards through the same value checker.
  */
 #include "config.h"
+#include "log.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -207,11 +208,37 @@ static const char *set_value(nf_config *c, const key *k, const char *v, char *wh
     return NULL;
 }
 
+/* What the file and the environment gave (the original's sections pick
+ * queue and store only when our URLs are absent: config_seed.c). */
+typedef struct given {
+    unsigned char key[sizeof keys / sizeof keys[0]];
+    bool rabbitmq, mysql, redis;
+} given;
+
+static void mark_section(given *g, const char *section)
+{
+    if (!strcasecmp(section, "rabbitMq"))
+        g->rabbitmq = true;
+    else if (!strcasecmp(section, "mysql"))
+        g->mysql = true;
+    else if (!strcasecmp(section, "redis"))
+        g->redis = true;
+}
+
+static bool key_given(const given *g, const char *section, const char *name)
+{
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        if (!strcmp(keys[i].section, section) && !strcmp(keys[i].name, name))
+            return g->key[i];
+    return false;
+}
+
 typedef struct walker {
     yaml_parser_t p;
     const char *file;
     nf_config *c;
     errbuf *eb;
+    given *g;
 } walker;
 
 /* Skip the value that starts with event ev (already taken), nested or not. */
@@ -249,6 +276,8 @@ static int walk_section(walker *w, const char *section)
         if (!yaml_parser_parse(&w->p, &vev))
             return -1;
         const key *k = find_key(section, name);
+        if (k)
+            w->g->key[k - keys] = 1;
         if (!k) {
             eb_add(w->eb, "%s:%u: unknown key '%s.%s'", w->file, line, section, name);
         } else if (vev.type != YAML_SCALAR_EVENT) {
@@ -299,11 +328,14 @@ static int walk_root(walker *w)
                     return -1;
                 }
             } else if (e.type == YAML_MAPPING_START_EVENT) {
+                mark_section(w->g, section);
                 yaml_event_delete(&e);
                 if (walk_section(w, section))
                     return -1;
                 continue;
-            } else if (!(e.type == YAML_SCALAR_EVENT && !e.data.scalar.value[0])) {
+            } else if (e.type == YAML_SCALAR_EVENT && !e.data.scalar.value[0]) {
+                mark_section(w->g, section); /* "redis:" with nothing under it */
+            } else {
                 eb_add(w->eb, "%s:%u: section '%s' must be a mapping", w->file, line, section);
                 if (skip_node(w, &e)) {
                     yaml_event_delete(&e);
@@ -323,14 +355,14 @@ static int walk_root(walker *w)
     }
 }
 
-static void load_file(nf_config *c, const char *path, errbuf *eb)
+static void load_file(nf_config *c, const char *path, errbuf *eb, given *g)
 {
     FILE *f = fopen(path, "rb");
     if (!f) {
         eb_add(eb, "%s:0: cannot open: %s", path, strerror(errno));
         return;
     }
-    walker w = {.file = path, .c = c, .eb = eb};
+    walker w = {.file = path, .c = c, .eb = eb, .g = g};
     yaml_parser_initialize(&w.p);
     yaml_parser_set_input_file(&w.p, f);
     if (walk_root(&w))
@@ -350,20 +382,37 @@ static void env_name(const key *k, char *out, size_t len)
 int nf_config_load(nf_config *c, const char *path, char *err, size_t errlen)
 {
     errbuf eb = {.p = err, .len = errlen};
+    given g;
+    memset(&g, 0, sizeof g);
     if (err && errlen)
         err[0] = '\0';
     if (path)
-        load_file(c, path, &eb);
+        load_file(c, path, &eb, &g);
     for (size_t i = 0; i < NKEYS; i++) {
         char name[128], why[256];
         env_name(&keys[i], name, sizeof name);
         const char *v = getenv(name);
-        if (v && set_value(c, &keys[i], v, why, sizeof why))
+        if (!v)
+            continue;
+        g.key[i] = 1;
+        mark_section(&g, keys[i].section);
+        if (set_value(c, &keys[i], v, why, sizeof why))
             eb_add(&eb, "env %s: %s", name, why);
     }
     if (c->backoff_max_ms < c->backoff_ms)
         eb_add(&eb, "%s: consumers.backoff_max_ms is below consumers.backoff_ms",
                path ? path : "config");
+    nf_seed_given sg = {
+        .queue_url = key_given(&g, "queue", "url"),
+        .store_url = key_given(&g, "store", "url"),
+        .db_type = key_given(&g, "xorm", "db_type"),
+        .rabbitmq = g.rabbitmq,
+        .mysql = g.mysql,
+    };
+    char why[512];
+    if (!eb.count && nf_config_seed_resolve(c, &sg, why, sizeof why))
+        eb_add(&eb, "%s: %s", path ? path : "config", why);
+    c->redis_given = g.redis;
     return eb.count ? -1 : 0;
 }
 
@@ -380,7 +429,11 @@ void nf_config_dump(const nf_config *c, void *file)
         const char *field = (const char *)c + k->off;
         if (k->type == K_STR && *field && (strstr(k->name, "password") || strstr(k->name, "token")))
             fprintf(f, "  %s: \"***\"\n", k->name);
-        else if (k->type == K_STR)
+        else if (k->type == K_STR && strstr(field, "://")) { /* a URL's password */
+            char red[1024];
+            nf_redact(field, red, sizeof red);
+            fprintf(f, "  %s: \"%s\"\n", k->name, red);
+        } else if (k->type == K_STR)
             fprintf(f, "  %s: \"%s\"\n", k->name, field);
         else if (k->type == K_INT)
             fprintf(f, "  %s: %d\n", k->name, *(const int *)(const void *)field);

@@ -48,6 +48,7 @@ typedef struct nf_conn {
     _Atomic bool answered;
     int topic;        /* nf_topic_index of the deferred publish */
     char *request;    /* its payload (JSON text), for the retry log */
+    char *echo;       /* the answer's data without "id" (JSON object text) */
     char id[256];     /* its message id */
 } nf_conn;
 
@@ -118,9 +119,11 @@ void nf_publisher_drain(nf_publisher *p, int deadline_ms);
 void nf_publisher_free(nf_publisher *p);
 /* Queue payload for topic as message id (NULL: a fresh UUIDv7) and defer
  * the answer: the connection is suspended until the queue has it, then
- * answered {"id":...}, or 503 with the request in the topic's retry log.
- * Any failure before that is answered the same way. */
-void nf_publish_deferred(nf_req *q, nf_resp *r, const char *topic, json_t *payload, const char *id);
+ * answered with data = echo (an object, borrowed; NULL: {}) plus "id", or
+ * 503 with the request in the topic's retry log. Any failure before that
+ * is answered the same way. */
+void nf_publish_deferred(nf_req *q, nf_resp *r, const char *topic, json_t *payload, json_t *echo,
+                         const char *id);
 /* The retry log line (req: the request's JSON text) and error log of a
  * refused publish (routes.c): 0 when the line was written, -1 when not
  * (the answer must then not claim the request was kept). */

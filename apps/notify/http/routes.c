@@ -144,7 +144,9 @@ static void route_product(nf_req *q, nf_resp *r)
         return;
     json_t *p = json_pack("{s:I, s:I, s:s, s:s}", "uid", (json_int_t)uid, "type", (json_int_t)type,
                           "data", data, "time", tm);
-    nf_publish_deferred(q, r, NF_TOPIC_NOTIFY, p, id);
+    json_t *echo = json_pack("{s:I, s:I, s:s}", "uid", (json_int_t)uid, "type", (json_int_t)type, "data", data);
+    nf_publish_deferred(q, r, NF_TOPIC_NOTIFY, p, echo, id);
+    json_decref(echo);
     json_decref(p);
 }
 
@@ -156,12 +158,23 @@ static void route_read(nf_req *q, nf_resp *r)
         nf_param_int(q, r, "type", false, 1, 0, INT32_MAXV, &type) ||
         nf_param_int(q, r, "id", false, 0, 0, INT64_MAXV, &id) || nf_param_bool(q, r, "all", &all))
         return;
+    bool bad;
+    const char *data = nf_param_str(q, r, "data", &bad); /* the original echoed it back */
+    if (bad)
+        return;
+    if (data && utf8_chars(data) > MAX_DATA_CHARS) {
+        nf_resp_fail(r, 400, "data is longer than %d characters", MAX_DATA_CHARS);
+        return;
+    }
     char key[200];
     if (idem_id(q, r, uid, "r", key, sizeof key))
         return;
     json_t *p = json_pack("{s:I, s:I, s:I, s:b}", "uid", (json_int_t)uid, "type", (json_int_t)type, "id",
                           (json_int_t)id, "all", all || type == 0);
-    nf_publish_deferred(q, r, NF_TOPIC_READ, p, key);
+    json_t *echo = json_pack("{s:I, s:I, s:s}", "uid", (json_int_t)uid, "type", (json_int_t)type, "data",
+                             data ? data : "");
+    nf_publish_deferred(q, r, NF_TOPIC_READ, p, echo, key);
+    json_decref(echo);
     json_decref(p);
 }
 

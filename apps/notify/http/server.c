@@ -538,6 +538,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         free(cc->body);
         free(cc->done.body);
         free(cc->request);
+        free(cc->echo);
         free(cc);
     }
     *con_cls = NULL;
