@@ -49,8 +49,11 @@ int nf_topic_index(const char *topic); /* 0 notify, 1 read */
 typedef struct nf_hub nf_hub; /* SSE fan-out (http/sse.c) */
 typedef struct nf_events nf_events; /* event emitter of the consumers (events.c) */
 
+typedef struct sl_auth sl_auth;
+
 typedef struct nf_app {
     nf_config cfg;
+    sl_auth *auth; /* auth.mode tokens: the verifier (serve only); NULL when off */
     nf_store *store;
     sl_publisher *pub;
     nf_logfile *notice_retry, *read_retry;
@@ -85,6 +88,16 @@ int nf_app_message(const char *id, const char *payload, bool requeued, sl_msg **
 /* Requeue parked failed_queues rows (id > 0: that row; id 0: all). *n gets
  * the number requeued. SL_ENOENT when id names no parked row. */
 int nf_app_failed_retry(nf_app *app, int64_t id, int *n);
+
+/* ---- access tokens (auth.c) ---- */
+#define NF_SCOPE_READ "notice:read"   /* a user's token (sub = uid) */
+#define NF_SCOPE_WRITE "notice:write" /* a producer's */
+#define NF_SCOPE_ADMIN "admin"
+/* Open the verifier from auth.secret / auth.secret_file; -1 (printed). */
+int nf_auth_open(const nf_config *c, sl_auth **out);
+/* `sluice notify token --uid UID | --producer | --admin [--expiry D]`:
+ * prints the token on stdout; returns the exit status. */
+int nf_auth_token_cmd(const nf_config *c, int argc, char **argv);
 
 /* ---- consumers (consumers/consumers.c) ---- */
 typedef struct nf_consumers nf_consumers;

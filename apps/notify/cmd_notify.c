@@ -6,6 +6,7 @@
  *   sluice notify failed list [--config FILE]        parked messages (failed_count >= 5)
  *   sluice notify failed retry ID|--all [--config FILE]
  *   sluice notify config  [--config FILE]           check the config and print it
+ *   sluice notify token   --uid UID|--producer|--admin [--expiry D]  print an access token
  *
  * Without --config, config/config.yaml is used when it exists, else the
  * built-in defaults. serve and consume run until SIGINT/SIGTERM (sigwait on
@@ -20,6 +21,7 @@
 #include "../sluice/cli.h"
 #include "app.h"
 #include "http/http.h"
+#include "sluice/auth.h"
 
 static const char usage_text[] =
     "usage: sluice notify <command> [--config FILE]\n\n"
@@ -29,7 +31,9 @@ static const char usage_text[] =
     "  consume notify|read   run one consumer in this process\n"
     "  failed list           list parked messages (failed_count >= consumers.max_failures)\n"
     "  failed retry ID|--all requeue parked messages\n"
-    "  config                check the configuration and print the effective values\n\n"
+    "  config                check the configuration and print the effective values\n"
+    "  token --uid UID|--producer|--admin [--expiry 24h]\n"
+    "                        print an access token (auth.mode: tokens)\n\n"
     "Every config key can be overridden with SLUICE_<SECTION>_<KEY>, e.g.\n"
     "SLUICE_WEB_SERVER_ADDR=127.0.0.1:8080.\n";
 
@@ -68,8 +72,17 @@ static int do_serve(nf_app *app)
 {
     sigset_t set;
     block_signals(&set);
-    if (nf_app_open(app, app->cfg.web_debug))
+    if (!strcmp(app->cfg.auth_mode, "tokens") && nf_auth_open(&app->cfg, &app->auth))
         return 1;
+    if (nf_app_open(app, app->cfg.web_debug)) {
+        sl_auth_close(app->auth);
+        return 1;
+    }
+    if (app->auth)
+        nf_log(SL_LOG_INFO, "auth.mode tokens: every API route but /healthz and /metrics needs a token");
+    else
+        nf_log(SL_LOG_WARN, "auth.mode is off: any client may read, stream and mark read any user's notices "
+                            "and post for anyone (set auth.mode: tokens and auth.secret to require tokens)");
     nf_consumers *cons = NULL;
     nf_server *srv = NULL;
     nf_listener *lis = NULL;
@@ -92,6 +105,7 @@ static int do_serve(nf_app *app)
         nf_hub_free(app->hub);
         app->hub = NULL;
         nf_app_close(app);
+        sl_auth_close(app->auth);
         return 1;
     }
     const char *addr = app->cfg.server_addr;
@@ -113,6 +127,8 @@ static int do_serve(nf_app *app)
     nf_hub_free(app->hub); /* after the listener: it pushes to it */
     app->hub = NULL;
     nf_app_close(app);
+    sl_auth_close(app->auth);
+    app->auth = NULL;
     return 0;
 }
 
@@ -218,6 +234,8 @@ int cmd_notify(int argc, char **argv)
         nf_config_dump(&app.cfg, stdout);
         return 0;
     }
+    if (!strcmp(args[0], "token"))
+        return nf_auth_token_cmd(&app.cfg, nargs - 1, args + 1);
     if (!strcmp(args[0], "serve"))
         return do_serve(&app);
     if (!strcmp(args[0], "consume"))

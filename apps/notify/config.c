@@ -81,6 +81,10 @@ static const key keys[] = {
     I("log", "max_age_days", log_max_age_days, 0, 100000),
     B("log", "compress", log_compress),
     S("log", "level", log_level),
+    S("auth", "mode", auth_mode),
+    S("auth", "secret", auth_secret),
+    S("auth", "secret_file", auth_secret_file),
+    I("auth", "token_expiry", auth_token_expiry, 1, 10 * 365 * 86400),
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 
@@ -128,6 +132,8 @@ void nf_config_defaults(nf_config *c)
     c->log_max_age_days = 30;
     c->log_compress = true;
     snprintf(c->log_level, sizeof c->log_level, "info");
+    snprintf(c->auth_mode, sizeof c->auth_mode, "off");
+    c->auth_token_expiry = 86400;
 }
 
 typedef struct errbuf {
@@ -402,6 +408,11 @@ int nf_config_load(nf_config *c, const char *path, char *err, size_t errlen)
     if (c->backoff_max_ms < c->backoff_ms)
         eb_add(&eb, "%s: consumers.backoff_max_ms is below consumers.backoff_ms",
                path ? path : "config");
+    if (strcmp(c->auth_mode, "off") && strcmp(c->auth_mode, "tokens"))
+        eb_add(&eb, "%s: auth.mode must be off or tokens, got '%s'", path ? path : "config", c->auth_mode);
+    else if (!strcmp(c->auth_mode, "tokens") && !c->auth_secret[0] && !c->auth_secret_file[0])
+        eb_add(&eb, "%s: auth.mode is tokens but neither auth.secret nor auth.secret_file is set",
+               path ? path : "config");
     nf_seed_given sg = {
         .queue_url = key_given(&g, "queue", "url"),
         .store_url = key_given(&g, "store", "url"),
@@ -427,7 +438,8 @@ void nf_config_dump(const nf_config *c, void *file)
             cur = k->section;
         }
         const char *field = (const char *)c + k->off;
-        if (k->type == K_STR && *field && (strstr(k->name, "password") || strstr(k->name, "token")))
+        if (k->type == K_STR && *field && (strstr(k->name, "password") || strstr(k->name, "token") ||
+                                          !strcmp(k->name, "secret")))
             fprintf(f, "  %s: \"***\"\n", k->name);
         else if (k->type == K_STR && strstr(field, "://")) { /* a URL's password */
             char red[1024];

@@ -57,6 +57,11 @@ typedef struct nf_config {
     int log_max_size_mb, log_max_backups, log_max_age_days;
     bool log_compress;
     char log_level[16];
+    /* auth: per-user access tokens (JWT, sl_auth) */
+    char auth_mode[16];         /* "off" (anyone may read anyone's notices) or "tokens" */
+    char auth_secret[512];      /* HS256 secret, or: */
+    char auth_secret_file[256]; /* a file holding it */
+    int auth_token_expiry;      /* seconds, for `sluice notify token` */
     /* Set by nf_config_load: where the queue and store come from. */
     bool queue_from_rabbitmq; /* no queue.url, a rabbitMq section: amqp:// built from it */
     bool store_from_mysql;    /* no store.url (or a bare mysql://): the mysql + xorm sections */

@@ -52,8 +52,12 @@ typedef struct nf_conn {
     char id[256];     /* its message id */
 } nf_conn;
 
+typedef struct nf_route nf_route;
+
 typedef struct nf_req {
     nf_app *app;
+    const nf_route *route;
+    struct sl_account *acc; /* the caller's account (auth.mode tokens), owned by the server */
     nf_conn *cc;
     struct MHD_Connection *conn;
     const char *method, *path;
@@ -78,12 +82,34 @@ int nf_param_bool(nf_req *q, nf_resp *r, const char *name, bool *out);
 
 typedef void (*nf_route_fn)(nf_req *q, nf_resp *r);
 
-typedef struct nf_route {
+/* Who may call a route (access.c). */
+typedef enum nf_access {
+    NF_ACCESS_PUBLIC = 0, /* anyone */
+    NF_ACCESS_USER,       /* the uid's own user token, or admin */
+    NF_ACCESS_STREAM,     /* NF_ACCESS_USER; the token may come as ?token= */
+    NF_ACCESS_MARK,       /* NF_ACCESS_USER, or a producer */
+    NF_ACCESS_POST,       /* a producer, or admin */
+    NF_ACCESS_ADMIN,      /* scope admin (or X-Admin-Token) */
+} nf_access;
+
+struct nf_route {
     const char *method; /* "GET" / "POST" */
     const char *path;
     nf_route_fn fn;
     int metric; /* nf_metrics_route index, filled at start */
-} nf_route;
+    nf_access access;
+};
+
+/* Before the route runs: with auth.mode tokens, 401 for a missing or
+ * refused token and 403 for a token of the wrong kind (route->access);
+ * sets q->acc. With auth off, only admin routes are checked (loopback or
+ * X-Admin-Token). 0 when the route may run, else r is filled. */
+int nf_access_begin(nf_req *q, nf_resp *r, const nf_route *route);
+/* In a user route once uid is known: 0 when q's caller may act for uid,
+ * else r is filled with 403. */
+int nf_access_allow(nf_req *q, nf_resp *r, int64_t uid);
+/* Is the caller an admin (for optional details, never refused)? */
+bool nf_access_is_admin(nf_req *q);
 
 /* The API routes (routes.c) and their count. */
 extern nf_route nf_routes[];

@@ -23,6 +23,8 @@
 #include <strings.h>
 #include <time.h>
 
+#include "sluice/auth.h"
+
 #include "http.h"
 
 struct nf_server {
@@ -348,7 +350,7 @@ static void add_cors(struct MHD_Response *resp)
     MHD_add_response_header(resp, "Access-Control-Allow-Origin", "*");
     MHD_add_response_header(resp, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
     MHD_add_response_header(resp, "Access-Control-Allow-Headers",
-                            "Content-Type, Idempotency-Key, X-Admin-Token, X-Requested-With");
+                            "Authorization, Content-Type, Idempotency-Key, X-Admin-Token, X-Requested-With");
     MHD_add_response_header(resp, "Access-Control-Max-Age", "86400");
 }
 
@@ -409,7 +411,7 @@ static enum MHD_Result answer(nf_server *s, struct MHD_Connection *conn, const c
     char allow[64] = "";
     bool path_known = false;
     if (!strcmp(url, "/") || !strcmp(url, "/index.html")) {
-        static nf_route index_route = {"GET", "/", serve_index, -1};
+        static nf_route index_route = {"GET", "/", serve_index, -1, NF_ACCESS_PUBLIC};
         if (index_route.metric < 0)
             index_route.metric = nf_metrics_route("/");
         path_known = true;
@@ -443,7 +445,8 @@ static enum MHD_Result answer(nf_server *s, struct MHD_Connection *conn, const c
         nf_resp_fail(&r, 413, "request body over %d bytes", s->app->cfg.max_body);
         return send_resp(s, conn, &r, metric, cc, NULL);
     }
-    nf_req q = {.app = s->app, .cc = cc, .conn = conn, .method = method, .path = url, .params = json_object()};
+    nf_req q = {.app = s->app, .route = route, .cc = cc, .conn = conn, .method = method, .path = url,
+                .params = json_object()};
     if (!q.params)
         return MHD_NO;
     cc->metric = metric;
@@ -452,9 +455,10 @@ static enum MHD_Result answer(nf_server *s, struct MHD_Connection *conn, const c
         MHD_get_connection_values_n(conn, MHD_GET_ARGUMENT_KIND, query_iter, &qa);
         if (qa.bad_key[0])
             nf_resp_fail(&r, 400, "%s must not contain a NUL character", qa.bad_key);
-        else
+        else if (nf_access_begin(&q, &r, route) == 0)
             route->fn(&q, &r);
     }
+    sl_account_free(q.acc);
     json_decref(q.params);
     if (r.deferred) /* suspended; answered when resumed */
         return MHD_YES;
