@@ -70,6 +70,8 @@ int nf_app_open(nf_app *app, bool echo_log)
 {
     nf_config *c = &app->cfg;
     nf_log_opts lo = log_opts(c);
+    atomic_store(&app->max_body, c->max_body);
+    atomic_store(&app->max_failures, c->max_failures);
     app->fault_uid = -1;
     const char *fault = getenv("SLUICE_NOTIFY_FAULT_UID");
     if (fault && *fault)
@@ -178,7 +180,7 @@ int nf_app_failed_retry(nf_app *app, int64_t id, int *n)
     nf_failed *v;
     size_t cnt;
     *n = 0;
-    int rc = nf_store_failed_list(app->store, app->cfg.max_failures, &v, &cnt);
+    int rc = nf_store_failed_list(app->store, atomic_load(&app->max_failures), &v, &cnt);
     if (rc)
         return rc;
     bool found = false;

@@ -37,11 +37,14 @@ static const char usage_text[] =
     "Every config key can be overridden with SLUICE_<SECTION>_<KEY>, e.g.\n"
     "SLUICE_WEB_SERVER_ADDR=127.0.0.1:8080.\n";
 
+static const char *g_cfg_path; /* the file loaded (NULL: defaults only), watched by serve/consume */
+
 static int load_config(nf_config *c, const char *path)
 {
     nf_config_defaults(c);
     if (!path && access("config/config.yaml", R_OK) == 0)
         path = "config/config.yaml";
+    g_cfg_path = path;
     char err[4096];
     if (nf_config_load(c, path, err, sizeof err)) {
         fprintf(stderr, "sluice notify: bad configuration:\n%s", err);
@@ -119,7 +122,10 @@ static int do_serve(nf_app *app)
            host ? host : addr, nf_server_port(srv), qred, sred);
     fflush(stdout);
     nf_log(SL_LOG_INFO, "listening on %s port %u", addr, nf_server_port(srv));
+    nf_reload *rl = NULL;
+    nf_reload_start(app, g_cfg_path, &rl);
     int sig = wait_signal(&set);
+    nf_reload_stop(rl);
     nf_log(SL_LOG_INFO, "signal %d: shutting down", sig);
     nf_server_stop(srv);
     nf_consumers_stop(cons);
@@ -156,7 +162,10 @@ static int do_consume(nf_app *app, const char *which)
     nf_redact(app->cfg.queue_url, qred, sizeof qred);
     printf("sluice notify: consuming %s from %s\n", which, qred);
     fflush(stdout);
+    nf_reload *rl = NULL;
+    nf_reload_start(app, g_cfg_path, &rl);
     wait_signal(&set);
+    nf_reload_stop(rl);
     nf_consumers_stop(cons);
     nf_app_close(app);
     return 0;

@@ -408,6 +408,10 @@ int nf_config_load(nf_config *c, const char *path, char *err, size_t errlen)
     if (c->backoff_max_ms < c->backoff_ms)
         eb_add(&eb, "%s: consumers.backoff_max_ms is below consumers.backoff_ms",
                path ? path : "config");
+    if (strcasecmp(c->log_level, "debug") && strcasecmp(c->log_level, "info") && strcasecmp(c->log_level, "warn") &&
+        strcasecmp(c->log_level, "error"))
+        eb_add(&eb, "%s: log.level must be debug, info, warn or error, got '%s'", path ? path : "config",
+               c->log_level);
     if (strcmp(c->auth_mode, "off") && strcmp(c->auth_mode, "tokens"))
         eb_add(&eb, "%s: auth.mode must be off or tokens, got '%s'", path ? path : "config", c->auth_mode);
     else if (!strcmp(c->auth_mode, "tokens") && !c->auth_secret[0] && !c->auth_secret_file[0])
@@ -451,5 +455,38 @@ void nf_config_dump(const nf_config *c, void *file)
             fprintf(f, "  %s: %d\n", k->name, *(const int *)(const void *)field);
         else
             fprintf(f, "  %s: %s\n", k->name, *(const bool *)(const void *)field ? "true" : "false");
+    }
+}
+
+/* One key's value as text (secrets and URL passwords hidden). */
+static void value_text(const nf_config *c, const key *k, char *out, size_t len)
+{
+    const char *field = (const char *)c + k->off;
+    if (k->type == K_STR && *field && (strstr(k->name, "password") || strstr(k->name, "token") ||
+                                        !strcmp(k->name, "secret")))
+        snprintf(out, len, "***");
+    else if (k->type == K_STR)
+        nf_redact(field, out, len);
+    else if (k->type == K_INT)
+        snprintf(out, len, "%d", *(const int *)(const void *)field);
+    else
+        snprintf(out, len, "%s", *(const bool *)(const void *)field ? "true" : "false");
+}
+
+void nf_config_each_change(const nf_config *a, const nf_config *b,
+                           void (*fn)(const char *path, const char *from, const char *to, void *arg), void *arg)
+{
+    for (size_t i = 0; i < NKEYS; i++) {
+        char va[600], vb[600], path[128];
+        value_text(a, &keys[i], va, sizeof va);
+        value_text(b, &keys[i], vb, sizeof vb);
+        const char *fa = (const char *)a + keys[i].off, *fb = (const char *)b + keys[i].off;
+        bool same = keys[i].type == K_STR ? !strcmp(fa, fb)
+                    : keys[i].type == K_INT ? *(const int *)(const void *)fa == *(const int *)(const void *)fb
+                                            : *(const bool *)(const void *)fa == *(const bool *)(const void *)fb;
+        if (same)
+            continue;
+        snprintf(path, sizeof path, "%s.%s", keys[i].section, keys[i].name);
+        fn(path, va, vb, arg);
     }
 }

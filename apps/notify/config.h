@@ -106,6 +106,11 @@ void nf_config_store_url(const nf_config *c, char *out, size_t len);
  * the original's xorm wrote them. Call before any thread starts. */
 void nf_config_apply_timezone(const nf_config *c);
 
+/* fn(path, from, to, arg) for every key whose value differs between a and
+ * b ("web.max_body", "65536", "2048"; secrets shown as ***). */
+void nf_config_each_change(const nf_config *a, const nf_config *b,
+                           void (*fn)(const char *path, const char *from, const char *to, void *arg), void *arg);
+
 /* Write the effective configuration as YAML (for `sluice notify config`). */
 void nf_config_dump(const nf_config *c, void *file);
 

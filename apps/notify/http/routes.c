@@ -269,7 +269,7 @@ static void route_health(nf_req *q, nf_resp *r)
 static void route_failed_list(nf_req *q, nf_resp *r)
 {
     int64_t min;
-    if (nf_param_int(q, r, "min_count", false, q->app->cfg.max_failures, 0, 1000000, &min))
+    if (nf_param_int(q, r, "min_count", false, atomic_load(&q->app->max_failures), 0, 1000000, &min))
         return;
     nf_failed *v;
     size_t n;

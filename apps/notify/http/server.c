@@ -442,7 +442,7 @@ static enum MHD_Result answer(nf_server *s, struct MHD_Connection *conn, const c
         return send_resp(s, conn, &r, metric, cc, allow);
     }
     if (cc->too_large) {
-        nf_resp_fail(&r, 413, "request body over %d bytes", s->app->cfg.max_body);
+        nf_resp_fail(&r, 413, "request body over %d bytes", atomic_load(&s->app->max_body));
         return send_resp(s, conn, &r, metric, cc, NULL);
     }
     nf_req q = {.app = s->app, .route = route, .cc = cc, .conn = conn, .method = method, .path = url,
@@ -503,9 +503,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return send_resp(s, conn, &r, s->route_other, cc, NULL);
         }
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (cl && strtoll(cl, NULL, 10) > s->app->cfg.max_body) {
+        if (cl && strtoll(cl, NULL, 10) > atomic_load(&s->app->max_body)) {
             nf_resp r = {0};
-            nf_resp_fail(&r, 413, "request body over %d bytes", s->app->cfg.max_body);
+            nf_resp_fail(&r, 413, "request body over %d bytes", atomic_load(&s->app->max_body));
             return send_resp(s, conn, &r, s->route_other, cc, NULL);
         }
         return MHD_YES;
@@ -513,7 +513,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (*upload_size) {
         size_t n = *upload_size;
         *upload_size = 0;
-        if (cc->too_large || cc->len + n > (size_t)s->app->cfg.max_body) {
+        if (cc->too_large || cc->len + n > (size_t)atomic_load(&s->app->max_body)) {
             cc->too_large = true;
             return MHD_YES;
         }
