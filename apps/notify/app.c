@@ -33,53 +33,6 @@ static nf_log_opts log_opts(const nf_config *c)
     return o;
 }
 
-/* Append "key=val" to url (buffer of len) unless url sets key already. */
-static void url_default(char *url, size_t len, const char *key, int val)
-{
-    char probe[64];
-    snprintf(probe, sizeof probe, "%s=", key);
-    const char *q = strchr(url, '?');
-    if (q && strstr(q, probe))
-        return;
-    size_t n = strlen(url);
-    snprintf(url + n, len - n, "%c%s%d", q ? '&' : '?', probe, val);
-}
-
-/* Percent-encode s into out (user and password of a URL). */
-static void url_escape(const char *s, char *out, size_t len)
-{
-    size_t k = 0;
-    for (; *s && k + 4 < len; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-            strchr("-._~", ch))
-            out[k++] = (char)ch;
-        else
-            k += (size_t)snprintf(out + k, len - k, "%%%02X", ch);
-    }
-    out[k] = '\0';
-}
-
-/* The store URL to open: a bare "mysql://" takes the server from the seed's
- * mysql section; mysql:// pools like the seed's xorm max_open_conns and
- * max_idle_conns unless the URL says otherwise. */
-static void store_url(const nf_config *c, char *out, size_t len)
-{
-    if (!strcmp(c->store_url, "mysql://")) {
-        char user[192], pass[384];
-        url_escape(c->mysql_user, user, sizeof user);
-        url_escape(c->mysql_password, pass, sizeof pass);
-        snprintf(out, len, "mysql://%s:%s@%s:%d/%s", user, pass, c->mysql_host, c->mysql_port,
-                 c->mysql_db);
-    } else {
-        snprintf(out, len, "%s", c->store_url);
-    }
-    if (!strncmp(out, "mysql://", 8)) {
-        url_default(out, len, "max_open_conns", c->max_open_conns);
-        url_default(out, len, "max_idle_conns", c->max_idle_conns);
-    }
-}
-
 /*
  * An existing sqlite:// file must be a SQLite database: a file truncated to
  * 0 bytes (or something else at that path) would otherwise open as a new,
@@ -117,6 +70,8 @@ int nf_app_open(nf_app *app, bool echo_log)
 {
     nf_config *c = &app->cfg;
     nf_log_opts lo = log_opts(c);
+    atomic_store(&app->max_body, c->max_body);
+    atomic_store(&app->max_failures, c->max_failures);
     app->fault_uid = -1;
     const char *fault = getenv("SLUICE_NOTIFY_FAULT_UID");
     if (fault && *fault)
@@ -136,7 +91,7 @@ int nf_app_open(nf_app *app, bool echo_log)
         return -1;
     }
     char surl[1536];
-    store_url(c, surl, sizeof surl);
+    nf_config_store_url(c, surl, sizeof surl);
     int rc = nf_store_open(&app->store, surl, c->store_shards);
     if (rc) {
         char red[1536];
@@ -156,8 +111,15 @@ int nf_app_open(nf_app *app, bool echo_log)
         nf_app_close(app);
         return -1;
     }
-    nf_log(SL_LOG_INFO, "opened store %s (%d shards) and queue %s", c->store_url, c->store_shards,
-           c->queue_url);
+    nf_log(SL_LOG_INFO, "opened store %s (%d shards%s) and queue %s%s", c->store_from_mysql ? surl : c->store_url,
+           c->store_shards, c->store_from_mysql ? ", from the mysql and xorm sections" : "", c->queue_url,
+           c->queue_from_rabbitmq ? " (from the rabbitMq section)" : "");
+    if (c->store_from_mysql && c->timezone[0])
+        nf_log(SL_LOG_INFO, "times are written in %s (xorm.timezone)", c->timezone);
+    if (c->redis_given)
+        nf_log(SL_LOG_INFO, "the redis section (%s:%d, database %d) is not used: this service keeps "
+               "nothing in Redis; its keys are checked and otherwise ignored", c->redis_host, c->redis_port,
+               c->redis_database);
     return 0;
 }
 
@@ -218,7 +180,7 @@ int nf_app_failed_retry(nf_app *app, int64_t id, int *n)
     nf_failed *v;
     size_t cnt;
     *n = 0;
-    int rc = nf_store_failed_list(app->store, app->cfg.max_failures, &v, &cnt);
+    int rc = nf_store_failed_list(app->store, atomic_load(&app->max_failures), &v, &cnt);
     if (rc)
         return rc;
     bool found = false;

@@ -49,8 +49,11 @@ int nf_topic_index(const char *topic); /* 0 notify, 1 read */
 typedef struct nf_hub nf_hub; /* SSE fan-out (http/sse.c) */
 typedef struct nf_events nf_events; /* event emitter of the consumers (events.c) */
 
+typedef struct sl_auth sl_auth;
+
 typedef struct nf_app {
     nf_config cfg;
+    sl_auth *auth; /* auth.mode tokens: the verifier (serve only); NULL when off */
     nf_store *store;
     sl_publisher *pub;
     nf_logfile *notice_retry, *read_retry;
@@ -61,6 +64,10 @@ typedef struct nf_app {
     bool fault_publish; /* test hook: every publish fails with SL_EIO */
     bool fault_batch;   /* test hook: every batch store transaction fails (one by one still works) */
     _Atomic bool stopping;
+    /* What a config reload may change while the service runs (reload.c):
+     * read these, not cfg's copies. Set from cfg by nf_app_open. */
+    _Atomic int max_body;     /* web.max_body */
+    _Atomic int max_failures; /* consumers.max_failures */
 } nf_app;
 
 /* Wall clock in milliseconds since the epoch. */
@@ -90,6 +97,26 @@ int nf_app_message(const char *id, const char *payload, bool requeued, sl_msg **
 int nf_retry_log(nf_app *app, const char *topic, const char *req, int err);
 
 int nf_app_failed_retry(nf_app *app, int64_t id, int *n);
+
+/* ---- access tokens (auth.c) ---- */
+#define NF_SCOPE_READ "notice:read"   /* a user's token (sub = uid) */
+#define NF_SCOPE_WRITE "notice:write" /* a producer's */
+#define NF_SCOPE_ADMIN "admin"
+/* Open the verifier from auth.secret / auth.secret_file; -1 (printed). */
+int nf_auth_open(const nf_config *c, sl_auth **out);
+/* `sluice notify token --uid UID | --producer | --admin [--expiry D]`:
+ * prints the token on stdout; returns the exit status. */
+int nf_auth_token_cmd(const nf_config *c, int argc, char **argv);
+
+/* ---- hot reload (reload.c) ---- */
+typedef struct nf_reload nf_reload;
+/* Watch path (sl_config, inotify) and apply what may change at run time -
+ * log.level, web.max_body, consumers.max_failures - when it changes; other
+ * changed keys are logged as needing a restart, a file that does not load
+ * is refused with its errors and the running values stay. path NULL: no
+ * watch (*out NULL). Returns 0 (a watch that cannot start is logged). */
+int nf_reload_start(nf_app *app, const char *path, nf_reload **out);
+void nf_reload_stop(nf_reload *r);
 
 /* ---- consumers (consumers/consumers.c) ---- */
 typedef struct nf_consumers nf_consumers;

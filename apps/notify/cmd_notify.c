@@ -6,6 +6,7 @@
  *   sluice notify failed list [--config FILE]        parked messages (failed_count >= 5)
  *   sluice notify failed retry ID|--all [--config FILE]
  *   sluice notify config  [--config FILE]           check the config and print it
+ *   sluice notify token   --uid UID|--producer|--admin [--expiry D]  print an access token
  *
  * Without --config, config/config.yaml is used when it exists, else the
  * built-in defaults. serve and consume run until SIGINT/SIGTERM (sigwait on
@@ -21,6 +22,7 @@
 #include "app.h"
 #include "grpc/grpc.h"
 #include "http/http.h"
+#include "sluice/auth.h"
 
 static const char usage_text[] =
     "usage: sluice notify <command> [--config FILE]\n\n"
@@ -30,20 +32,26 @@ static const char usage_text[] =
     "  consume notify|read   run one consumer in this process\n"
     "  failed list           list parked messages (failed_count >= consumers.max_failures)\n"
     "  failed retry ID|--all requeue parked messages\n"
-    "  config                check the configuration and print the effective values\n\n"
+    "  config                check the configuration and print the effective values\n"
+    "  token --uid UID|--producer|--admin [--expiry 24h]\n"
+    "                        print an access token (auth.mode: tokens)\n\n"
     "Every config key can be overridden with SLUICE_<SECTION>_<KEY>, e.g.\n"
     "SLUICE_WEB_SERVER_ADDR=127.0.0.1:8080.\n";
+
+static const char *g_cfg_path; /* the file loaded (NULL: defaults only), watched by serve/consume */
 
 static int load_config(nf_config *c, const char *path)
 {
     nf_config_defaults(c);
     if (!path && access("config/config.yaml", R_OK) == 0)
         path = "config/config.yaml";
+    g_cfg_path = path;
     char err[4096];
     if (nf_config_load(c, path, err, sizeof err)) {
         fprintf(stderr, "sluice notify: bad configuration:\n%s", err);
         return -1;
     }
+    nf_config_apply_timezone(c); /* before any thread starts */
     return 0;
 }
 
@@ -68,8 +76,17 @@ static int do_serve(nf_app *app)
 {
     sigset_t set;
     block_signals(&set);
-    if (nf_app_open(app, app->cfg.web_debug))
+    if (!strcmp(app->cfg.auth_mode, "tokens") && nf_auth_open(&app->cfg, &app->auth))
         return 1;
+    if (nf_app_open(app, app->cfg.web_debug)) {
+        sl_auth_close(app->auth);
+        return 1;
+    }
+    if (app->auth)
+        nf_log(SL_LOG_INFO, "auth.mode tokens: every API route but /healthz and /metrics needs a token");
+    else
+        nf_log(SL_LOG_WARN, "auth.mode is off: any client may read, stream and mark read any user's notices "
+                            "and post for anyone (set auth.mode: tokens and auth.secret to require tokens)");
     nf_consumers *cons = NULL;
     nf_server *srv = NULL;
     nf_listener *lis = NULL;
@@ -96,21 +113,28 @@ static int do_serve(nf_app *app)
         nf_hub_free(app->hub);
         app->hub = NULL;
         nf_app_close(app);
+        sl_auth_close(app->auth);
         return 1;
     }
     const char *addr = app->cfg.server_addr;
     const char *colon = strrchr(addr, ':');
     int hl = (int)(colon - addr);
     const char *host = (hl == 0 || !strncmp(addr, "0.0.0.0", 7)) ? "127.0.0.1" : NULL;
+    char qred[1024], sred[1024];
+    nf_redact(app->cfg.queue_url, qred, sizeof qred);
+    nf_redact(app->cfg.store_url, sred, sizeof sred);
     printf("sluice notify: listening on http://%.*s:%u/ (queue %s, store %s)\n", host ? 9 : hl,
-           host ? host : addr, nf_server_port(srv), app->cfg.queue_url, app->cfg.store_url);
+           host ? host : addr, nf_server_port(srv), qred, sred);
     if (grpc)
         printf("sluice notify: gRPC notice.Producer on %s\n", nf_grpc_address(grpc));
     fflush(stdout);
     nf_log(SL_LOG_INFO, "listening on %s port %u", addr, nf_server_port(srv));
     if (grpc)
         nf_log(SL_LOG_INFO, "gRPC notice.Producer on %s", nf_grpc_address(grpc));
+    nf_reload *rl = NULL;
+    nf_reload_start(app, g_cfg_path, &rl);
     int sig = wait_signal(&set);
+    nf_reload_stop(rl);
     nf_log(SL_LOG_INFO, "signal %d: shutting down", sig);
     nf_grpc_stop(grpc); /* its calls publish and read the store: before them */
     nf_server_stop(srv);
@@ -119,6 +143,8 @@ static int do_serve(nf_app *app)
     nf_hub_free(app->hub); /* after the listener: it pushes to it */
     app->hub = NULL;
     nf_app_close(app);
+    sl_auth_close(app->auth);
+    app->auth = NULL;
     return 0;
 }
 
@@ -142,9 +168,14 @@ static int do_consume(nf_app *app, const char *which)
         nf_app_close(app);
         return 1;
     }
-    printf("sluice notify: consuming %s from %s\n", which, app->cfg.queue_url);
+    char qred[1024];
+    nf_redact(app->cfg.queue_url, qred, sizeof qred);
+    printf("sluice notify: consuming %s from %s\n", which, qred);
     fflush(stdout);
+    nf_reload *rl = NULL;
+    nf_reload_start(app, g_cfg_path, &rl);
     wait_signal(&set);
+    nf_reload_stop(rl);
     nf_consumers_stop(cons);
     nf_app_close(app);
     return 0;
@@ -222,6 +253,8 @@ int cmd_notify(int argc, char **argv)
         nf_config_dump(&app.cfg, stdout);
         return 0;
     }
+    if (!strcmp(args[0], "token"))
+        return nf_auth_token_cmd(&app.cfg, nargs - 1, args + 1);
     if (!strcmp(args[0], "serve"))
         return do_serve(&app);
     if (!strcmp(args[0], "consume"))

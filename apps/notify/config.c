@@ -9,6 +9,7 @@
  * (upper case) are applied afterwards through the same value checker.
  */
 #include "config.h"
+#include "log.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -82,6 +83,10 @@ static const key keys[] = {
     I("log", "max_age_days", log_max_age_days, 0, 100000),
     B("log", "compress", log_compress),
     S("log", "level", log_level),
+    S("auth", "mode", auth_mode),
+    S("auth", "secret", auth_secret),
+    S("auth", "secret_file", auth_secret_file),
+    I("auth", "token_expiry", auth_token_expiry, 1, 10 * 365 * 86400),
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 
@@ -131,6 +136,8 @@ void nf_config_defaults(nf_config *c)
     c->log_max_age_days = 30;
     c->log_compress = true;
     snprintf(c->log_level, sizeof c->log_level, "info");
+    snprintf(c->auth_mode, sizeof c->auth_mode, "off");
+    c->auth_token_expiry = 86400;
 }
 
 typedef struct errbuf {
@@ -211,11 +218,37 @@ static const char *set_value(nf_config *c, const key *k, const char *v, char *wh
     return NULL;
 }
 
+/* What the file and the environment gave (the original's sections pick
+ * queue and store only when our URLs are absent: config_seed.c). */
+typedef struct given {
+    unsigned char key[sizeof keys / sizeof keys[0]];
+    bool rabbitmq, mysql, redis;
+} given;
+
+static void mark_section(given *g, const char *section)
+{
+    if (!strcasecmp(section, "rabbitMq"))
+        g->rabbitmq = true;
+    else if (!strcasecmp(section, "mysql"))
+        g->mysql = true;
+    else if (!strcasecmp(section, "redis"))
+        g->redis = true;
+}
+
+static bool key_given(const given *g, const char *section, const char *name)
+{
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        if (!strcmp(keys[i].section, section) && !strcmp(keys[i].name, name))
+            return g->key[i];
+    return false;
+}
+
 typedef struct walker {
     yaml_parser_t p;
     const char *file;
     nf_config *c;
     errbuf *eb;
+    given *g;
 } walker;
 
 /* Skip the value that starts with event ev (already taken), nested or not. */
@@ -253,6 +286,8 @@ static int walk_section(walker *w, const char *section)
         if (!yaml_parser_parse(&w->p, &vev))
             return -1;
         const key *k = find_key(section, name);
+        if (k)
+            w->g->key[k - keys] = 1;
         if (!k) {
             eb_add(w->eb, "%s:%u: unknown key '%s.%s'", w->file, line, section, name);
         } else if (vev.type != YAML_SCALAR_EVENT) {
@@ -303,11 +338,14 @@ static int walk_root(walker *w)
                     return -1;
                 }
             } else if (e.type == YAML_MAPPING_START_EVENT) {
+                mark_section(w->g, section);
                 yaml_event_delete(&e);
                 if (walk_section(w, section))
                     return -1;
                 continue;
-            } else if (!(e.type == YAML_SCALAR_EVENT && !e.data.scalar.value[0])) {
+            } else if (e.type == YAML_SCALAR_EVENT && !e.data.scalar.value[0]) {
+                mark_section(w->g, section); /* "redis:" with nothing under it */
+            } else {
                 eb_add(w->eb, "%s:%u: section '%s' must be a mapping", w->file, line, section);
                 if (skip_node(w, &e)) {
                     yaml_event_delete(&e);
@@ -327,14 +365,14 @@ static int walk_root(walker *w)
     }
 }
 
-static void load_file(nf_config *c, const char *path, errbuf *eb)
+static void load_file(nf_config *c, const char *path, errbuf *eb, given *g)
 {
     FILE *f = fopen(path, "rb");
     if (!f) {
         eb_add(eb, "%s:0: cannot open: %s", path, strerror(errno));
         return;
     }
-    walker w = {.file = path, .c = c, .eb = eb};
+    walker w = {.file = path, .c = c, .eb = eb, .g = g};
     yaml_parser_initialize(&w.p);
     yaml_parser_set_input_file(&w.p, f);
     if (walk_root(&w))
@@ -354,20 +392,46 @@ static void env_name(const key *k, char *out, size_t len)
 int nf_config_load(nf_config *c, const char *path, char *err, size_t errlen)
 {
     errbuf eb = {.p = err, .len = errlen};
+    given g;
+    memset(&g, 0, sizeof g);
     if (err && errlen)
         err[0] = '\0';
     if (path)
-        load_file(c, path, &eb);
+        load_file(c, path, &eb, &g);
     for (size_t i = 0; i < NKEYS; i++) {
         char name[128], why[256];
         env_name(&keys[i], name, sizeof name);
         const char *v = getenv(name);
-        if (v && set_value(c, &keys[i], v, why, sizeof why))
+        if (!v)
+            continue;
+        g.key[i] = 1;
+        mark_section(&g, keys[i].section);
+        if (set_value(c, &keys[i], v, why, sizeof why))
             eb_add(&eb, "env %s: %s", name, why);
     }
     if (c->backoff_max_ms < c->backoff_ms)
         eb_add(&eb, "%s: consumers.backoff_max_ms is below consumers.backoff_ms",
                path ? path : "config");
+    if (strcasecmp(c->log_level, "debug") && strcasecmp(c->log_level, "info") && strcasecmp(c->log_level, "warn") &&
+        strcasecmp(c->log_level, "error"))
+        eb_add(&eb, "%s: log.level must be debug, info, warn or error, got '%s'", path ? path : "config",
+               c->log_level);
+    if (strcmp(c->auth_mode, "off") && strcmp(c->auth_mode, "tokens"))
+        eb_add(&eb, "%s: auth.mode must be off or tokens, got '%s'", path ? path : "config", c->auth_mode);
+    else if (!strcmp(c->auth_mode, "tokens") && !c->auth_secret[0] && !c->auth_secret_file[0])
+        eb_add(&eb, "%s: auth.mode is tokens but neither auth.secret nor auth.secret_file is set",
+               path ? path : "config");
+    nf_seed_given sg = {
+        .queue_url = key_given(&g, "queue", "url"),
+        .store_url = key_given(&g, "store", "url"),
+        .db_type = key_given(&g, "xorm", "db_type"),
+        .rabbitmq = g.rabbitmq,
+        .mysql = g.mysql,
+    };
+    char why[512];
+    if (!eb.count && nf_config_seed_resolve(c, &sg, why, sizeof why))
+        eb_add(&eb, "%s: %s", path ? path : "config", why);
+    c->redis_given = g.redis;
     return eb.count ? -1 : 0;
 }
 
@@ -382,13 +446,51 @@ void nf_config_dump(const nf_config *c, void *file)
             cur = k->section;
         }
         const char *field = (const char *)c + k->off;
-        if (k->type == K_STR && *field && (strstr(k->name, "password") || strstr(k->name, "token")))
+        if (k->type == K_STR && *field && (strstr(k->name, "password") || strstr(k->name, "token") ||
+                                          !strcmp(k->name, "secret")))
             fprintf(f, "  %s: \"***\"\n", k->name);
-        else if (k->type == K_STR)
+        else if (k->type == K_STR && strstr(field, "://")) { /* a URL's password */
+            char red[1024];
+            nf_redact(field, red, sizeof red);
+            fprintf(f, "  %s: \"%s\"\n", k->name, red);
+        } else if (k->type == K_STR)
             fprintf(f, "  %s: \"%s\"\n", k->name, field);
         else if (k->type == K_INT)
             fprintf(f, "  %s: %d\n", k->name, *(const int *)(const void *)field);
         else
             fprintf(f, "  %s: %s\n", k->name, *(const bool *)(const void *)field ? "true" : "false");
+    }
+}
+
+/* One key's value as text (secrets and URL passwords hidden). */
+static void value_text(const nf_config *c, const key *k, char *out, size_t len)
+{
+    const char *field = (const char *)c + k->off;
+    if (k->type == K_STR && *field && (strstr(k->name, "password") || strstr(k->name, "token") ||
+                                        !strcmp(k->name, "secret")))
+        snprintf(out, len, "***");
+    else if (k->type == K_STR)
+        nf_redact(field, out, len);
+    else if (k->type == K_INT)
+        snprintf(out, len, "%d", *(const int *)(const void *)field);
+    else
+        snprintf(out, len, "%s", *(const bool *)(const void *)field ? "true" : "false");
+}
+
+void nf_config_each_change(const nf_config *a, const nf_config *b,
+                           void (*fn)(const char *path, const char *from, const char *to, void *arg), void *arg)
+{
+    for (size_t i = 0; i < NKEYS; i++) {
+        char va[600], vb[600], path[128];
+        value_text(a, &keys[i], va, sizeof va);
+        value_text(b, &keys[i], vb, sizeof vb);
+        const char *fa = (const char *)a + keys[i].off, *fb = (const char *)b + keys[i].off;
+        bool same = keys[i].type == K_STR ? !strcmp(fa, fb)
+                    : keys[i].type == K_INT ? *(const int *)(const void *)fa == *(const int *)(const void *)fb
+                                            : *(const bool *)(const void *)fa == *(const bool *)(const void *)fb;
+        if (same)
+            continue;
+        snprintf(path, sizeof path, "%s.%s", keys[i].section, keys[i].name);
+        fn(path, va, vb, arg);
     }
 }

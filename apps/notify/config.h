@@ -60,6 +60,15 @@ typedef struct nf_config {
     int log_max_size_mb, log_max_backups, log_max_age_days;
     bool log_compress;
     char log_level[16];
+    /* auth: per-user access tokens (JWT, sl_auth) */
+    char auth_mode[16];         /* "off" (anyone may read anyone's notices) or "tokens" */
+    char auth_secret[512];      /* HS256 secret, or: */
+    char auth_secret_file[256]; /* a file holding it */
+    int auth_token_expiry;      /* seconds, for `sluice notify token` */
+    /* Set by nf_config_load: where the queue and store come from. */
+    bool queue_from_rabbitmq; /* no queue.url, a rabbitMq section: amqp:// built from it */
+    bool store_from_mysql;    /* no store.url (or a bare mysql://): the mysql + xorm sections */
+    bool redis_given;         /* a redis section or SLUICE_REDIS_* (unused: logged at start) */
 } nf_config;
 
 /* Fill every field with its default. */
@@ -67,8 +76,43 @@ void nf_config_defaults(nf_config *c);
 
 /* Load path (NULL: defaults only) over the defaults, then apply SLUICE_*
  * environment overrides. On failure returns -1 and err holds every problem,
- * one per line, each prefixed with "file:line: " or "env NAME: ". */
+ * one per line, each prefixed with "file:line: " or "env NAME: ".
+ *
+ * The original service's file runs unchanged: when neither the file nor the
+ * environment sets queue.url but a rabbitMq section is given, the queue is
+ * amqp://user_name:password@host:port/?connection_num=&channel_num=; when
+ * store.url is not set but a mysql section is (and xorm.db_type is mysql or
+ * absent), the store is that MariaDB/MySQL server with xorm's pool sizes
+ * and max_lifetime, mysql.parameters (timeout, readTimeout, writeTimeout,
+ * collation) and xorm.timezone (the zone of the times the service writes,
+ * applied by nf_config_apply_timezone). */
 int nf_config_load(nf_config *c, const char *path, char *err, size_t errlen);
+
+/* Which of the keys and sections that pick queue and store were given (in
+ * the file or the environment). */
+typedef struct nf_seed_given {
+    bool queue_url, store_url, db_type, rabbitmq, mysql;
+} nf_seed_given;
+
+/* Apply the original's sections (config_seed.c): fills queue_url /
+ * store_url and the *_from_* flags. -1 with why naming the key on a value
+ * that cannot be honoured. */
+int nf_config_seed_resolve(nf_config *c, const nf_seed_given *g, char *why, size_t wlen);
+
+/* The store URL to open: the mysql section's server with xorm's pool,
+ * max_lifetime and mysql.parameters when store_from_mysql; any mysql://
+ * pools like xorm's max_open_conns / max_idle_conns unless it says otherwise. */
+void nf_config_store_url(const nf_config *c, char *out, size_t len);
+
+/* With the store from the mysql section: make xorm.timezone the process's
+ * time zone (TZ), so notice times and the store's timestamps are in it, as
+ * the original's xorm wrote them. Call before any thread starts. */
+void nf_config_apply_timezone(const nf_config *c);
+
+/* fn(path, from, to, arg) for every key whose value differs between a and
+ * b ("web.max_body", "65536", "2048"; secrets shown as ***). */
+void nf_config_each_change(const nf_config *a, const nf_config *b,
+                           void (*fn)(const char *path, const char *from, const char *to, void *arg), void *arg);
 
 /* Write the effective configuration as YAML (for `sluice notify config`). */
 void nf_config_dump(const nf_config *c, void *file);

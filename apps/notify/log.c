@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -238,7 +239,7 @@ void nf_logfile_close(nf_logfile *f)
 /* ---- main.log ---- */
 
 static nf_logfile *g_main;
-static int g_min_level = SL_LOG_INFO;
+static _Atomic int g_min_level = SL_LOG_INFO; /* hot-reloaded (log.level) */
 static bool g_echo;
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
@@ -311,15 +312,25 @@ static void lib_log(void *ctx, sl_log_level level, const char *component, const 
 
 int nf_log_main_open(const char *dir, const nf_log_opts *o, const char *level, bool echo)
 {
-    for (int i = 0; i < 4; i++)
-        if (!strcasecmp(level, level_names[i]))
-            g_min_level = i;
+    nf_log_set_level(level);
     g_echo = echo;
     g_main = nf_logfile_open(dir, "main.log", o);
     if (!g_main)
         return -1;
-    sl_log_set(lib_log, NULL, (sl_log_level)g_min_level);
+    /* The library hands us every line; emit() filters by g_min_level, which
+     * a config reload may change while threads log (sl_log_set may not). */
+    sl_log_set(lib_log, NULL, SL_LOG_DEBUG);
     return 0;
+}
+
+int nf_log_set_level(const char *level)
+{
+    for (int i = 0; i < 4; i++)
+        if (!strcasecmp(level, level_names[i])) {
+            atomic_store(&g_min_level, i);
+            return 0;
+        }
+    return -1;
 }
 
 void nf_log_main_close(void)

@@ -35,6 +35,9 @@ void nf_logfile_close(nf_logfile *f);
  * mirrors lines to stderr when echo is set. */
 int nf_log_main_open(const char *dir, const nf_log_opts *o, const char *level, bool echo);
 void nf_log_main_close(void);
+/* The lowest level written: "debug", "info", "warn" or "error" (any case);
+ * -1 for another name. Any thread, any time (config reload). */
+int nf_log_set_level(const char *level);
 /* Copy in to out (len bytes with the NUL, cut to fit) with the password of
  * every URL's user:password@ replaced by ***. Every log line goes through it. */
 void nf_redact(const char *in, char *out, size_t len);

@@ -10,7 +10,7 @@
 
 #include "store/store.h"
 
-static size_t utf8_chars(const char *s)
+size_t nf_utf8_chars(const char *s)
 {
     size_t n = 0;
     for (; *s; s++)
@@ -46,7 +46,7 @@ int nf_check_notice(const char *data, const char *tm, char time_out[24], char *e
         snprintf(err, errlen, "data is required");
         return -1;
     }
-    if (utf8_chars(data) > NF_MAX_DATA_CHARS) {
+    if (nf_utf8_chars(data) > NF_MAX_DATA_CHARS) {
         snprintf(err, errlen, "data is longer than %d characters", NF_MAX_DATA_CHARS);
         return -1;
     }

@@ -17,6 +17,9 @@
  * prefix would map to one id and the second notice would be dropped. */
 #define NF_IDEM_KEY_MAX 100
 
+/* Characters (not bytes) of a UTF-8 string. */
+size_t nf_utf8_chars(const char *s);
+
 /* A notice's data and time: data at most NF_MAX_DATA_CHARS characters;
  * time "" or NULL (now, local time, written to time_out) or a real
  * "YYYY-MM-DD HH:MM:SS" (copied to time_out). 0, or -1 with the message

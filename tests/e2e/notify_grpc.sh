@@ -3,7 +3,8 @@
 # grpc.server_addr) called by a foreign client: Python grpcio with stubs
 # generated from apps/notify/grpc/notice.proto at test time
 # (notify_grpc_client.py checks every RPC, bad input included, and what got
-# stored through the HTTP API); then grpc.enabled=false serves HTTP only.
+# stored through the HTTP API); auth.mode tokens applies to it as to HTTP
+# (notify_grpc_auth.py); grpc.enabled=false serves HTTP only.
 source "$(dirname "$0")/lib/notify.bash"
 
 start_server
@@ -12,6 +13,15 @@ check "gRPC listener announced" test -n "$GRPC"
 mkdir -p "$WORK/py"
 check "python client" /usr/bin/python3 "$SRC_DIR/tests/e2e/notify_grpc_client.py" \
   "$SRC_DIR/apps/notify/grpc" "$WORK/py" "$GRPC" "$URL"
+stop_server
+
+# auth.mode tokens: the same rules as the HTTP routes, tokens in the metadata
+SECRET=grpc-test-secret-of-at-least-32-bytes-long
+tok() { SLUICE_AUTH_SECRET=$SECRET "$SLUICE" notify token --config "$SRC_DIR/config/config.yaml" "$@"; }
+start_server SLUICE_AUTH_MODE=tokens SLUICE_AUTH_SECRET="$SECRET"
+GRPC=$(sed -n 's/^sluice notify: gRPC notice.Producer on //p' "$WORK/server.out")
+check "auth rules on gRPC" /usr/bin/python3 "$SRC_DIR/tests/e2e/notify_grpc_auth.py" \
+  "$SRC_DIR/apps/notify/grpc" "$WORK/py" "$GRPC" "$(tok --uid 42)" "$(tok --producer)" "$(tok --admin)"
 stop_server
 
 start_server SLUICE_GRPC_ENABLED=false

@@ -118,7 +118,7 @@ static int record_failure(nf_app *app, sl_msg *in, const char *type, int err)
     int rc = nf_store_failed_bump(app->store, sl_msg_uuid(in), type, copy ? copy : "", &count);
     free(copy);
     atomic_fetch_add(&app->metrics.failed[t], 1);
-    if (rc == 0 && count >= app->cfg.max_failures) {
+    if (rc == 0 && count >= atomic_load(&app->max_failures)) {
         atomic_fetch_add(&app->metrics.parked[t], 1);
         nf_log(SL_LOG_ERROR, "%s message %s parked after %d failures (last: %s)", type,
                sl_msg_uuid(in), count, sl_strerror(err));
@@ -144,7 +144,7 @@ static int handle(sl_ctx *ctx, sl_msg *in, sl_msg_list *out, void *user)
     int parked = 0;
     if (sl_msg_deliveries(in) > 1 && !sl_msg_meta_get(in, "requeued") &&
         nf_store_failed_count(app->store, sl_msg_uuid(in), &parked) == 0 &&
-        parked >= app->cfg.max_failures)
+        parked >= atomic_load(&app->max_failures))
         return 0;
     size_t len;
     const char *payload = sl_msg_payload(in, &len);

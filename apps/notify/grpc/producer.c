@@ -11,12 +11,20 @@
  * "success", data = JSON bytes {"uid","type","data","id"}). When the queue
  * refuses, the request goes to the retry log and the call fails with gRPC
  * status UNAVAILABLE. Metadata "idempotency-key" works as the HTTP header.
+ *
+ * auth.mode tokens applies here as on HTTP (access.c): metadata
+ * "authorization: Bearer <token>"; Notify needs a producer or admin token;
+ * List, UserInfo, Read and MarkRead the uid's own user token (Read and
+ * MarkRead also a producer's) or an admin token. A missing or refused
+ * token fails the call UNAUTHENTICATED, the wrong kind PERMISSION_DENIED.
  */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
+#include <sluice/auth.h>
 #include <sluice/service.h>
 
 #include "../app.h"
@@ -28,6 +36,42 @@
 struct nf_grpc {
     sl_service *svc;
 };
+
+typedef enum { NEED_POST, NEED_USER, NEED_MARK } need;
+
+static bool has_scope(const sl_account *a, const char *scope)
+{
+    for (size_t i = 0; a && i < a->nscopes; i++)
+        if (!strcmp(a->scopes[i], scope))
+            return true;
+    return false;
+}
+
+/* 0 when the caller may do `what` for uid (always with auth off); else the
+ * call's error is set and the (negative) code returned. */
+static int allowed(sl_call *c, nf_app *app, need what, int64_t uid)
+{
+    if (!app->auth)
+        return 0;
+    const char *h = sl_call_meta(c, "authorization");
+    if (!h || strncasecmp(h, "Bearer ", 7) || !h[7])
+        return sl_call_error(c, 401, "a token is required (metadata authorization: Bearer <token>)");
+    sl_account *a;
+    int rc = sl_auth_inspect(app->auth, h + 7, &a);
+    if (rc)
+        return sl_call_error(c, 401, "token refused: %s", rc == SL_EUNAUTH ? sl_errmsg() : sl_strerror(rc));
+    char want[32];
+    snprintf(want, sizeof want, "%lld", (long long)uid);
+    bool ok = has_scope(a, NF_SCOPE_ADMIN) ||
+              (what != NEED_USER && has_scope(a, NF_SCOPE_WRITE)) ||
+              (what != NEED_POST && has_scope(a, NF_SCOPE_READ) && a->id && !strcmp(a->id, want));
+    sl_account_free(a);
+    if (ok)
+        return 0;
+    return what == NEED_POST ? sl_call_error(c, 403, "posting notices needs a producer token (scope "
+                                                     "notice:write)")
+                             : sl_call_error(c, 403, "this token may not access uid %lld", (long long)uid);
+}
 
 /* Answer a ProducerResponse; data (JSON) is stolen. */
 static int answer(sl_call *c, int64_t code, const char *msg, json_t *data)
@@ -97,7 +141,9 @@ static int notify(sl_call *c, void *user)
     if (!q)
         return sl_call_error(c, 400, "malformed NoticeRequest");
     char when[24], err[160], id[200];
-    int rc = 0;
+    int rc = allowed(c, app, NEED_POST, q->uid);
+    if (rc)
+        goto out;
     if (!in_range(c, "uid", q->uid, 0, NF_INT64_MAX) || !in_range(c, "type", q->type, 0, NF_INT32_MAX))
         goto out;
     if (nf_check_notice(q->data, q->createtime, when, err, sizeof err) ||
@@ -118,6 +164,9 @@ out:
 static int mark(sl_call *c, nf_app *app, int64_t uid, int64_t type, int64_t nid, bool all)
 {
     char id[200], err[160];
+    int rc = allowed(c, app, NEED_MARK, uid);
+    if (rc)
+        return rc;
     if (!in_range(c, "uid", uid, 0, NF_INT64_MAX) || !in_range(c, "type", type, 0, NF_INT32_MAX) ||
         !in_range(c, "id", nid, 0, NF_INT64_MAX))
         return 0;
@@ -163,9 +212,9 @@ static int list(sl_call *c, void *user)
         return sl_call_error(c, 400, "malformed ListRequest");
     nf_list_query lq = {.uid = q->uid, .type = (int)q->type, .page = q->page ? (int)q->page : 1,
                         .size = q->size ? (int)q->size : 10, .cursor = q->cursor};
-    int rc = 0;
     json_t *data = NULL;
-    if (in_range(c, "uid", q->uid, 0, NF_INT64_MAX) && in_range(c, "type", q->type, 0, NF_INT32_MAX) &&
+    int rc = allowed(c, user, NEED_USER, q->uid);
+    if (!rc && in_range(c, "uid", q->uid, 0, NF_INT64_MAX) && in_range(c, "type", q->type, 0, NF_INT32_MAX) &&
         in_range(c, "page", q->page ? q->page : 1, 1, 1000000) &&
         in_range(c, "size", q->size ? q->size : 10, 1, 100) &&
         in_range(c, "cursor", q->cursor, 0, NF_INT64_MAX)) {
@@ -184,9 +233,9 @@ static int user_info(sl_call *c, void *user)
     Notice__NoticeRequest *q = notice__notice_request__unpack(NULL, len, body);
     if (!q)
         return sl_call_error(c, 400, "malformed NoticeRequest");
-    int rc = 0;
     json_t *data = NULL;
-    if (in_range(c, "uid", q->uid, 0, NF_INT64_MAX)) {
+    int rc = allowed(c, user, NEED_USER, q->uid);
+    if (!rc && in_range(c, "uid", q->uid, 0, NF_INT64_MAX)) {
         rc = nf_query_user(user, q->uid, &data);
         rc = rc ? sl_call_error(c, 503, "store unavailable (%s)", sl_strerror(rc))
                 : answer(c, 10000, "success", data);

@@ -48,11 +48,16 @@ typedef struct nf_conn {
     _Atomic bool answered;
     int topic;        /* nf_topic_index of the deferred publish */
     char *request;    /* its payload (JSON text), for the retry log */
+    char *echo;       /* the answer's data without "id" (JSON object text) */
     char id[256];     /* its message id */
 } nf_conn;
 
+typedef struct nf_route nf_route;
+
 typedef struct nf_req {
     nf_app *app;
+    const nf_route *route;
+    struct sl_account *acc; /* the caller's account (auth.mode tokens), owned by the server */
     nf_conn *cc;
     struct MHD_Connection *conn;
     const char *method, *path;
@@ -77,12 +82,34 @@ int nf_param_bool(nf_req *q, nf_resp *r, const char *name, bool *out);
 
 typedef void (*nf_route_fn)(nf_req *q, nf_resp *r);
 
-typedef struct nf_route {
+/* Who may call a route (access.c). */
+typedef enum nf_access {
+    NF_ACCESS_PUBLIC = 0, /* anyone */
+    NF_ACCESS_USER,       /* the uid's own user token, or admin */
+    NF_ACCESS_STREAM,     /* NF_ACCESS_USER; the token may come as ?token= */
+    NF_ACCESS_MARK,       /* NF_ACCESS_USER, or a producer */
+    NF_ACCESS_POST,       /* a producer, or admin */
+    NF_ACCESS_ADMIN,      /* scope admin (or X-Admin-Token) */
+} nf_access;
+
+struct nf_route {
     const char *method; /* "GET" / "POST" */
     const char *path;
     nf_route_fn fn;
     int metric; /* nf_metrics_route index, filled at start */
-} nf_route;
+    nf_access access;
+};
+
+/* Before the route runs: with auth.mode tokens, 401 for a missing or
+ * refused token and 403 for a token of the wrong kind (route->access);
+ * sets q->acc. With auth off, only admin routes are checked (loopback or
+ * X-Admin-Token). 0 when the route may run, else r is filled. */
+int nf_access_begin(nf_req *q, nf_resp *r, const nf_route *route);
+/* In a user route once uid is known: 0 when q's caller may act for uid,
+ * else r is filled with 403. */
+int nf_access_allow(nf_req *q, nf_resp *r, int64_t uid);
+/* Is the caller an admin (for optional details, never refused)? */
+bool nf_access_is_admin(nf_req *q);
 
 /* The API routes (routes.c) and their count. */
 extern nf_route nf_routes[];
@@ -118,9 +145,11 @@ void nf_publisher_drain(nf_publisher *p, int deadline_ms);
 void nf_publisher_free(nf_publisher *p);
 /* Queue payload for topic as message id (NULL: a fresh UUIDv7) and defer
  * the answer: the connection is suspended until the queue has it, then
- * answered {"id":...}, or 503 with the request in the topic's retry log.
- * Any failure before that is answered the same way. */
-void nf_publish_deferred(nf_req *q, nf_resp *r, const char *topic, json_t *payload, const char *id);
+ * answered with data = echo (an object, borrowed; NULL: {}) plus "id", or
+ * 503 with the request in the topic's retry log. Any failure before that
+ * is answered the same way. */
+void nf_publish_deferred(nf_req *q, nf_resp *r, const char *topic, json_t *payload, json_t *echo,
+                         const char *id);
 
 /* The HTTP server (server.c). app->hub must exist (nf_hub_new) before the
  * consumers start and outlive them; nf_server_stop ends the streams but

@@ -87,7 +87,13 @@ static void answer_published(nf_conn *cc, nf_app *app, int status)
     const char *topic = cc->topic == 1 ? NF_TOPIC_READ : NF_TOPIC_NOTIFY;
     if (status == 0) {
         atomic_fetch_add(&app->metrics.published[cc->topic], 1);
-        nf_resp_ok(&cc->done, json_pack("{s:s}", "id", cc->id));
+        json_t *data = cc->echo ? json_loads(cc->echo, 0, NULL) : NULL;
+        if (!json_is_object(data)) {
+            json_decref(data);
+            data = json_object();
+        }
+        json_object_set_new(data, "id", json_string(cc->id));
+        nf_resp_ok(&cc->done, data);
     } else {
         atomic_fetch_add(&app->metrics.publish_failed[cc->topic], 1);
         if (nf_retry_log(app, topic, cc->request, status))
@@ -97,7 +103,8 @@ static void answer_published(nf_conn *cc, nf_app *app, int status)
             nf_resp_fail(&cc->done, 503, "queue unavailable (%s); request logged for retry", sl_strerror(status));
     }
     free(cc->request);
-    cc->request = NULL;
+    free(cc->echo);
+    cc->request = cc->echo = NULL;
     atomic_store(&cc->answered, true);
     MHD_resume_connection(cc->conn);
 }
@@ -110,7 +117,8 @@ static void on_result(void *ctx, sl_msg *msg, int status)
     answer_published(cc, p->app, status);
 }
 
-void nf_publish_deferred(nf_req *q, nf_resp *r, const char *topic, json_t *payload, const char *id)
+void nf_publish_deferred(nf_req *q, nf_resp *r, const char *topic, json_t *payload, json_t *echo,
+                         const char *id)
 {
     nf_conn *cc = q->cc;
     nf_publisher *p = nf_server_publisher(cc->srv);
@@ -119,6 +127,7 @@ void nf_publish_deferred(nf_req *q, nf_resp *r, const char *topic, json_t *paylo
      * (jansson's reference counts are not shared safely across threads); it
      * is parsed again only for a retry-log line. */
     cc->request = json_dumps(payload, JSON_COMPACT);
+    cc->echo = echo ? json_dumps(echo, JSON_COMPACT) : NULL;
     sl_msg *m = NULL;
     int rc = cc->request ? nf_app_message(id && id[0] ? id : NULL, cc->request, false, &m) : SL_ENOMEM;
     if (!rc && q->app->fault_publish)

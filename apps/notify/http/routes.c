@@ -3,6 +3,7 @@
  * envelope), health, metrics, the event stream and the admin routes for
  * parked failures.
  *
+ * Who may call each route is in the table at the end (access.c checks it).
  * Producing routes answer success only after the queue took the message
  * (its publish returned 0; publish.c defers the answer until then);
  * otherwise 503 and a JSON line in notice_retry.log / read_retry.log with
@@ -82,7 +83,9 @@ static void route_product(nf_req *q, nf_resp *r)
         return;
     json_t *p = json_pack("{s:I, s:I, s:s, s:s}", "uid", (json_int_t)uid, "type", (json_int_t)type,
                           "data", data, "time", when);
-    nf_publish_deferred(q, r, NF_TOPIC_NOTIFY, p, id);
+    json_t *echo = json_pack("{s:I, s:I, s:s}", "uid", (json_int_t)uid, "type", (json_int_t)type, "data", data);
+    nf_publish_deferred(q, r, NF_TOPIC_NOTIFY, p, echo, id);
+    json_decref(echo);
     json_decref(p);
 }
 
@@ -92,14 +95,26 @@ static void route_read(nf_req *q, nf_resp *r)
     bool all;
     if (nf_param_int(q, r, "uid", true, 0, 0, INT64_MAXV, &uid) ||
         nf_param_int(q, r, "type", false, 1, 0, INT32_MAXV, &type) ||
-        nf_param_int(q, r, "id", false, 0, 0, INT64_MAXV, &id) || nf_param_bool(q, r, "all", &all))
+        nf_param_int(q, r, "id", false, 0, 0, INT64_MAXV, &id) || nf_param_bool(q, r, "all", &all) ||
+        nf_access_allow(q, r, uid))
         return;
+    bool bad;
+    const char *data = nf_param_str(q, r, "data", &bad); /* the original echoed it back */
+    if (bad)
+        return;
+    if (data && nf_utf8_chars(data) > NF_MAX_DATA_CHARS) {
+        nf_resp_fail(r, 400, "data is longer than %d characters", NF_MAX_DATA_CHARS);
+        return;
+    }
     char key[200];
     if (idem_id(q, r, uid, "r", key, sizeof key))
         return;
     json_t *p = json_pack("{s:I, s:I, s:I, s:b}", "uid", (json_int_t)uid, "type", (json_int_t)type, "id",
                           (json_int_t)id, "all", all || type == 0);
-    nf_publish_deferred(q, r, NF_TOPIC_READ, p, key);
+    json_t *echo = json_pack("{s:I, s:I, s:s}", "uid", (json_int_t)uid, "type", (json_int_t)type, "data",
+                             data ? data : "");
+    nf_publish_deferred(q, r, NF_TOPIC_READ, p, echo, key);
+    json_decref(echo);
     json_decref(p);
 }
 
@@ -110,7 +125,7 @@ static void route_list(nf_req *q, nf_resp *r)
         nf_param_int(q, r, "type", false, 0, 0, INT32_MAXV, &type) ||
         nf_param_int(q, r, "page", false, 1, 1, 1000000, &page) ||
         nf_param_int(q, r, "size", false, 10, 1, 100, &size) ||
-        nf_param_int(q, r, "cursor", false, 0, 0, INT64_MAXV, &cursor))
+        nf_param_int(q, r, "cursor", false, 0, 0, INT64_MAXV, &cursor) || nf_access_allow(q, r, uid))
         return;
     nf_list_query lq = {.uid = uid, .type = (int)type, .page = (int)page, .size = (int)size, .cursor = cursor};
     json_t *data;
@@ -125,7 +140,7 @@ static void route_list(nf_req *q, nf_resp *r)
 static void route_user(nf_req *q, nf_resp *r)
 {
     int64_t uid;
-    if (nf_param_int(q, r, "uid", true, 0, 0, INT64_MAXV, &uid))
+    if (nf_param_int(q, r, "uid", true, 0, 0, INT64_MAXV, &uid) || nf_access_allow(q, r, uid))
         return;
     json_t *data;
     int rc = nf_query_user(q->app, uid, &data);
@@ -146,7 +161,7 @@ static void route_metrics(nf_req *q, nf_resp *r)
 static void route_stream(nf_req *q, nf_resp *r)
 {
     int64_t uid, count = 0;
-    if (nf_param_int(q, r, "uid", true, 0, 0, INT64_MAXV, &uid))
+    if (nf_param_int(q, r, "uid", true, 0, 0, INT64_MAXV, &uid) || nf_access_allow(q, r, uid))
         return;
     char nick[128] = "";
     nf_store_user_get(q->app->store, uid, nick, sizeof nick, &count);
@@ -159,33 +174,6 @@ static void route_stream(nf_req *q, nf_resp *r)
         r->status = 200;
 }
 
-/* a == b in a time that depends on the lengths only, not on where they
- * differ (the admin token must not be guessable byte by byte). */
-static bool token_equal(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b);
-    volatile unsigned char diff = la != lb;
-    for (size_t i = 0; i < lb; i++)
-        diff |= (unsigned char)(b[i] ^ a[i < la ? i : 0]);
-    return !diff;
-}
-
-static bool is_admin(nf_req *q)
-{
-    const char *want = q->app->cfg.admin_token;
-    const char *got = MHD_lookup_connection_value(q->conn, MHD_HEADER_KIND, "X-Admin-Token");
-    return want[0] ? (got && token_equal(got, want)) : nf_peer_is_loopback(q->conn);
-}
-
-static bool admin_allowed(nf_req *q, nf_resp *r)
-{
-    const char *want = q->app->cfg.admin_token;
-    if (is_admin(q))
-        return true;
-    nf_resp_fail(r, 401, want[0] ? "X-Admin-Token is missing or wrong" : "admin routes answer loopback only");
-    return false;
-}
-
 /* Health for anyone; the queue and store URLs (redacted) only for admins. */
 static void route_health(nf_req *q, nf_resp *r)
 {
@@ -194,7 +182,7 @@ static void route_health(nf_req *q, nf_resp *r)
         nf_resp_fail(r, 503, "store unavailable (%s)", sl_strerror(rc));
         return;
     }
-    if (!is_admin(q)) {
+    if (!nf_access_is_admin(q)) {
         nf_resp_ok(r, json_pack("{s:s}", "status", "ok"));
         return;
     }
@@ -207,7 +195,7 @@ static void route_health(nf_req *q, nf_resp *r)
 static void route_failed_list(nf_req *q, nf_resp *r)
 {
     int64_t min;
-    if (!admin_allowed(q, r) || nf_param_int(q, r, "min_count", false, q->app->cfg.max_failures, 0, 1000000, &min))
+    if (nf_param_int(q, r, "min_count", false, atomic_load(&q->app->max_failures), 0, 1000000, &min))
         return;
     nf_failed *v;
     size_t n;
@@ -230,7 +218,7 @@ static void route_failed_retry(nf_req *q, nf_resp *r)
 {
     int64_t id;
     bool all;
-    if (!admin_allowed(q, r) || nf_param_int(q, r, "id", false, 0, 1, INT64_MAXV, &id) ||
+    if (nf_param_int(q, r, "id", false, 0, 1, INT64_MAXV, &id) ||
         nf_param_bool(q, r, "all", &all))
         return;
     if (!id && !all) {
@@ -251,14 +239,14 @@ static void route_failed_retry(nf_req *q, nf_resp *r)
 }
 
 nf_route nf_routes[] = {
-    {"POST", "/api/msg/product", route_product, 0},
-    {"POST", "/api/msg/read", route_read, 0},
-    {"GET", "/api/msg/list", route_list, 0},
-    {"GET", "/api/user/info", route_user, 0},
-    {"GET", "/api/msg/stream", route_stream, 0},
-    {"GET", "/healthz", route_health, 0},
-    {"GET", "/metrics", route_metrics, 0},
-    {"GET", "/api/admin/failed", route_failed_list, 0},
-    {"POST", "/api/admin/failed/retry", route_failed_retry, 0},
+    {"POST", "/api/msg/product", route_product, 0, NF_ACCESS_POST},
+    {"POST", "/api/msg/read", route_read, 0, NF_ACCESS_MARK},
+    {"GET", "/api/msg/list", route_list, 0, NF_ACCESS_USER},
+    {"GET", "/api/user/info", route_user, 0, NF_ACCESS_USER},
+    {"GET", "/api/msg/stream", route_stream, 0, NF_ACCESS_STREAM},
+    {"GET", "/healthz", route_health, 0, NF_ACCESS_PUBLIC},
+    {"GET", "/metrics", route_metrics, 0, NF_ACCESS_PUBLIC},
+    {"GET", "/api/admin/failed", route_failed_list, 0, NF_ACCESS_ADMIN},
+    {"POST", "/api/admin/failed/retry", route_failed_retry, 0, NF_ACCESS_ADMIN},
 };
 const size_t nf_nroutes = sizeof nf_routes / sizeof nf_routes[0];

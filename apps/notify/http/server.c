@@ -23,6 +23,8 @@
 #include <strings.h>
 #include <time.h>
 
+#include "sluice/auth.h"
+
 #include "http.h"
 
 struct nf_server {
@@ -351,7 +353,7 @@ static void add_cors(struct MHD_Response *resp)
     MHD_add_response_header(resp, "Access-Control-Allow-Origin", "*");
     MHD_add_response_header(resp, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
     MHD_add_response_header(resp, "Access-Control-Allow-Headers",
-                            "Content-Type, Idempotency-Key, X-Admin-Token, X-Requested-With");
+                            "Authorization, Content-Type, Idempotency-Key, X-Admin-Token, X-Requested-With");
     MHD_add_response_header(resp, "Access-Control-Max-Age", "86400");
 }
 
@@ -412,7 +414,7 @@ static enum MHD_Result answer(nf_server *s, struct MHD_Connection *conn, const c
     char allow[64] = "";
     bool path_known = false;
     if (!strcmp(url, "/") || !strcmp(url, "/index.html")) {
-        static nf_route index_route = {"GET", "/", serve_index, -1};
+        static nf_route index_route = {"GET", "/", serve_index, -1, NF_ACCESS_PUBLIC};
         if (index_route.metric < 0)
             index_route.metric = nf_metrics_route("/");
         path_known = true;
@@ -443,10 +445,11 @@ static enum MHD_Result answer(nf_server *s, struct MHD_Connection *conn, const c
         return send_resp(s, conn, &r, metric, cc, allow);
     }
     if (cc->too_large) {
-        nf_resp_fail(&r, 413, "request body over %d bytes", s->app->cfg.max_body);
+        nf_resp_fail(&r, 413, "request body over %d bytes", atomic_load(&s->app->max_body));
         return send_resp(s, conn, &r, metric, cc, NULL);
     }
-    nf_req q = {.app = s->app, .cc = cc, .conn = conn, .method = method, .path = url, .params = json_object()};
+    nf_req q = {.app = s->app, .route = route, .cc = cc, .conn = conn, .method = method, .path = url,
+                .params = json_object()};
     if (!q.params)
         return MHD_NO;
     cc->metric = metric;
@@ -455,9 +458,10 @@ static enum MHD_Result answer(nf_server *s, struct MHD_Connection *conn, const c
         MHD_get_connection_values_n(conn, MHD_GET_ARGUMENT_KIND, query_iter, &qa);
         if (qa.bad_key[0])
             nf_resp_fail(&r, 400, "%s must not contain a NUL character", qa.bad_key);
-        else
+        else if (nf_access_begin(&q, &r, route) == 0)
             route->fn(&q, &r);
     }
+    sl_account_free(q.acc);
     json_decref(q.params);
     if (r.deferred) /* suspended; answered when resumed */
         return MHD_YES;
@@ -502,9 +506,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return send_resp(s, conn, &r, s->route_other, cc, NULL);
         }
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (cl && strtoll(cl, NULL, 10) > s->app->cfg.max_body) {
+        if (cl && strtoll(cl, NULL, 10) > atomic_load(&s->app->max_body)) {
             nf_resp r = {0};
-            nf_resp_fail(&r, 413, "request body over %d bytes", s->app->cfg.max_body);
+            nf_resp_fail(&r, 413, "request body over %d bytes", atomic_load(&s->app->max_body));
             return send_resp(s, conn, &r, s->route_other, cc, NULL);
         }
         return MHD_YES;
@@ -512,7 +516,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (*upload_size) {
         size_t n = *upload_size;
         *upload_size = 0;
-        if (cc->too_large || cc->len + n > (size_t)s->app->cfg.max_body) {
+        if (cc->too_large || cc->len + n > (size_t)atomic_load(&s->app->max_body)) {
             cc->too_large = true;
             return MHD_YES;
         }
@@ -541,6 +545,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         free(cc->body);
         free(cc->done.body);
         free(cc->request);
+        free(cc->echo);
         free(cc);
     }
     *con_cls = NULL;

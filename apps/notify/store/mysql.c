@@ -3,7 +3,8 @@
  * Connector/C (libmariadb):
  *
  *   mysql://USER:PASSWORD@HOST[:PORT]/DB[?max_open_conns=N&max_idle_conns=N
- *            &connect_timeout=5s&read_timeout=30s&write_timeout=30s]
+ *            &connect_timeout=5s&read_timeout=30s&write_timeout=30s
+ *            &max_lifetime=0&collation=utf8mb4_...]
  *
  * Same tables and semantics as the SQLite store (sqlite.c): th_notice_1..N
  * with order_sn UNIQUE (storing is idempotent), user (created on the first
@@ -11,7 +12,10 @@
  *
  * Connections: a pool sized like the seed's xorm settings (database/sql
  * semantics): at most max_open_conns open (0: unlimited), at most
- * max_idle_conns kept idle; callers past the limit wait for a free one.
+ * max_idle_conns kept idle; callers past the limit wait for a free one; a
+ * connection older than max_lifetime (0: no limit) is closed instead of
+ * reused, like database/sql's SetConnMaxLifetime. collation sets the
+ * session's utf8mb4 collation (SET NAMES utf8mb4 COLLATE ...).
  * Each connection caches its prepared statements (nothing but the shard
  * number of a table name is ever formatted into SQL; every value is bound).
  * Connections run with autocommit off and READ COMMITTED; every store
@@ -611,6 +615,24 @@ static int opt_secs(sl_url *u, const char *key, int64_t def_ms, unsigned *out)
     return rc;
 }
 
+/* collation=utf8mb4_<letters, digits, _>: never formatted into SQL unchecked. */
+static int parse_collation(sl_url *u, char *out, size_t len)
+{
+    const char *v = sl_url_opt(u, "collation");
+    out[0] = '\0';
+    if (!v)
+        return 0;
+    size_t n = strlen(v);
+    if (n >= len || strncmp(v, "utf8mb4_", 8) || n == 8)
+        return SL_EBADOPT;
+    for (size_t i = 0; i < n; i++)
+        if (!(v[i] == '_' || (v[i] >= 'a' && v[i] <= 'z') || (v[i] >= 'A' && v[i] <= 'Z') ||
+              (v[i] >= '0' && v[i] <= '9')))
+            return SL_EBADOPT;
+    memcpy(out, v, n + 1);
+    return 0;
+}
+
 static int parse_url(my_store *s, const char *url)
 {
     sl_url *u;
@@ -632,6 +654,12 @@ static int parse_url(my_store *s, const char *url)
         rc = opt_secs(u, "read_timeout", 30000, &s->read_timeout);
     if (!rc)
         rc = opt_secs(u, "write_timeout", 30000, &s->write_timeout);
+    if (!rc)
+        rc = sl_url_opt_ms(u, "max_lifetime", 0, &s->max_lifetime_ms);
+    if (!rc && s->max_lifetime_ms < 0)
+        rc = SL_EBADOPT;
+    if (!rc)
+        rc = parse_collation(u, s->collation, sizeof s->collation);
     if (!rc)
         rc = sl_url_check_unused(u);
     if (!rc) {
@@ -667,8 +695,9 @@ static int my_open(nf_store **out, const char *url, int shards)
         my_close(&s->base);
         return rc;
     }
-    nf_log(SL_LOG_INFO, "mysql store: %s:%u/%s, %d shards, pool max_open_conns %d max_idle_conns %d",
-           s->host, s->port, s->dbname, shards, s->max_open == INT_MAX ? 0 : s->max_open, s->max_idle);
+    nf_log(SL_LOG_INFO, "mysql store: %s:%u/%s, %d shards, pool max_open_conns %d max_idle_conns %d "
+           "max_lifetime %llds%s%s", s->host, s->port, s->dbname, shards, s->max_open == INT_MAX ? 0 : s->max_open,
+           s->max_idle, (long long)(s->max_lifetime_ms / 1000), s->collation[0] ? ", collation " : "", s->collation);
     *out = &s->base;
     return 0;
 }

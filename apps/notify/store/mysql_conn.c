@@ -27,6 +27,19 @@ static void nf_my_lib_init_once(void)
     lib_rc = mysql_library_init(0, NULL, NULL); /* not thread-safe: once per process */
 }
 
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Past max_lifetime: close instead of reusing. */
+static bool expired(const my_store *s, const my_conn *c)
+{
+    return s->max_lifetime_ms > 0 && mono_ms() - c->born_ms >= s->max_lifetime_ms;
+}
+
 void nf_my_now(char out[24])
 {
     time_t t = time(NULL);
@@ -95,6 +108,12 @@ int nf_my_conn_connect(my_store *s, my_conn *c)
     mysql_options(c->db, MYSQL_OPT_RECONNECT, &off); /* we reconnect and re-prepare ourselves */
     mysql_options(c->db, MYSQL_SET_CHARSET_NAME, "utf8mb4");
     mysql_options(c->db, MYSQL_INIT_COMMAND, "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED");
+    char names[96];
+    if (s->collation[0]) { /* checked to be utf8mb4_[A-Za-z0-9_]+ by the URL parser */
+        snprintf(names, sizeof names, "SET NAMES utf8mb4 COLLATE %s", s->collation);
+        mysql_options(c->db, MYSQL_INIT_COMMAND, names);
+    }
+    c->born_ms = mono_ms();
     if (!mysql_real_connect(c->db, s->host, s->user, s->pass, s->dbname, s->port, NULL, 0) ||
         mysql_autocommit(c->db, 0)) {
         nf_my_fail(c, mysql_errno(c->db), "connect", mysql_error(c->db));
@@ -107,9 +126,20 @@ int nf_my_conn_connect(my_store *s, my_conn *c)
 int nf_my_pool_get(my_store *s, my_conn **out)
 {
     pthread_mutex_lock(&s->mu);
-    while (!s->idle && s->nopen >= s->max_open)
-        pthread_cond_wait(&s->cv, &s->mu);
-    my_conn *c = s->idle;
+    my_conn *c;
+    for (;;) {
+        while (!s->idle && s->nopen >= s->max_open)
+            pthread_cond_wait(&s->cv, &s->mu);
+        c = s->idle;
+        if (!c || !expired(s, c))
+            break;
+        s->idle = c->next; /* too old: close it (outside the lock) and look again */
+        s->nidle--;
+        s->nopen--;
+        pthread_mutex_unlock(&s->mu);
+        nf_my_conn_free(s, c);
+        pthread_mutex_lock(&s->mu);
+    }
     if (c) {
         s->idle = c->next;
         s->nidle--;
@@ -140,7 +170,7 @@ int nf_my_pool_get(my_store *s, my_conn **out)
 void nf_my_pool_put(my_store *s, my_conn *c)
 {
     pthread_mutex_lock(&s->mu);
-    if (c->db && !c->lost && s->nidle < s->max_idle) {
+    if (c->db && !c->lost && s->nidle < s->max_idle && !expired(s, c)) {
         c->next = s->idle;
         s->idle = c;
         s->nidle++;

@@ -22,6 +22,7 @@ typedef struct my_conn {
     MYSQL_STMT **st; /* [NF_MY_G_NGLOBAL + shards * NF_MY_Q_NSHARD], prepared on first use */
     bool lost;       /* the last error was a lost connection */
     bool deadlock;   /* the last error was a deadlock (transaction rolled back) */
+    int64_t born_ms; /* monotonic time of the connect (max_lifetime) */
 } my_conn;
 
 typedef struct my_store {
@@ -29,6 +30,8 @@ typedef struct my_store {
     char *host, *user, *pass, *dbname;
     unsigned port, connect_timeout, read_timeout, write_timeout; /* seconds */
     int shards, max_open, max_idle;
+    int64_t max_lifetime_ms; /* reuse a connection at most this long after its connect (0: forever) */
+    char collation[64];      /* utf8mb4_* session collation, "" = the server's default */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     my_conn *idle;

@@ -78,7 +78,7 @@ declare -A CONSUMER_PID=()
 start_consumer() {
   local t=$1 pid _; shift
   (cd "$WORK" && exec env SLUICE_LOG_DIR="logs-$t" "$@" "$SLUICE" notify consume "$t" \
-      --config "$SRC_DIR/config/config.yaml" >"$WORK/consume-$t.out" 2>>"$WORK/consume-$t.err") &
+      --config "${NOTIFY_CONFIG:-$SRC_DIR/config/config.yaml}" >"$WORK/consume-$t.out" 2>>"$WORK/consume-$t.err") &
   pid=$!
   CONSUMER_PID[$t]=$pid
   CONSUMER_PIDS+=($pid)
@@ -133,14 +133,15 @@ bad()  { FAIL=$((FAIL + 1)); echo "FAIL: $*" >&2; }
 check() { local what=$1; shift; if "$@"; then ok; else bad "$what"; fi; }
 matches() { [[ $1 =~ $2 ]]; }
 
-# start_server [extra env assignments...]: starts `sluice notify serve` in $WORK.
+# start_server [extra env assignments...]: starts `sluice notify serve` in $WORK
+# with --config $NOTIFY_CONFIG (default: the shipped config/config.yaml).
 # On the seed stack it first starts the notify and read consumers (with the
 # same environment) unless they run already; stop_server stops them too, as
 # stopping the server does on the embedded default, while kill9_server kills
 # the server process alone.
 start_server() {
   [ "$STACK" = seed ] && [ -z "${CONSUMER_PIDS[*]:-}" ] && start_consumers "$@"
-  (cd "$WORK" && exec env "$@" "$SLUICE" notify serve --config "$SRC_DIR/config/config.yaml" \
+  (cd "$WORK" && exec env "$@" "$SLUICE" notify serve --config "${NOTIFY_CONFIG:-$SRC_DIR/config/config.yaml}" \
       >"$WORK/server.out" 2>>"$WORK/server.err") &
   SERVER_PID=$!
   local i
