@@ -35,8 +35,12 @@ $(BUILD)/build.ninja:
 build: deps $(BUILD)/build.ninja
 	cmake --build $(BUILD) -j $(JOBS)
 
+# Under TSan, reports from inside the uninstrumented gRPC/abseil libraries
+# are suppressed (tests/tsan.supp says why).
+TSAN_SUPP = $(if $(findstring thread,$(SANITIZE)),TSAN_OPTIONS="$${TSAN_OPTIONS:+$$TSAN_OPTIONS:}suppressions=$(CURDIR)/tests/tsan.supp")
+
 test: build
-	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
+	cd $(BUILD) && $(TSAN_SUPP) ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
 
 run: build
 	./$(BUILD)/sluice notify serve --config config/config.yaml

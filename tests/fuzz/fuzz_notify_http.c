@@ -60,9 +60,14 @@ static void start(void)
     c->max_body = 64 * 1024;
     c->consumers_in_process = true;
     app.fault_uid = -1;
-    if (nf_app_open(&app, false) || nf_hub_new(&app.hub, &app.metrics) || nf_listener_start(&app, &lis) ||
-        nf_consumers_start(&app, 3, &cons) || nf_server_start(&app, &srv)) {
-        fprintf(stderr, "fuzz_notify_http: cannot start the service: %s\n", sl_errmsg());
+    const char *step = "app";
+    int rc = nf_app_open(&app, false);
+    if (!rc && (step = "hub", rc = nf_hub_new(&app.hub, &app.metrics)) == 0 &&
+        (step = "listener", rc = nf_listener_start(&app, &lis)) == 0 &&
+        (step = "consumers", rc = nf_consumers_start(&app, 3, &cons)) == 0)
+        step = "server", rc = nf_server_start(&app, &srv);
+    if (rc) {
+        fprintf(stderr, "fuzz_notify_http: cannot start the service (%s): %d %s\n", step, rc, sl_errmsg());
         abort();
     }
     port = nf_server_port(srv);
