@@ -117,6 +117,13 @@ SL_API int sl_client_stream(sl_client *c, const char *service, const char *endpo
 /* The next message (malloc'd, NUL-terminated, free it): 0; SL_ECLOSED at
  * the end of the stream; SL_ETIMEDOUT; SL_EIO when the connection broke. */
 SL_API int sl_stream_next(sl_stream *s, char **msg, size_t *len, int timeout_ms);
+/* On a stream to a gRPC node (client streaming, bidirectional): send one
+ * more message (req of sl_client_stream was the first, if any), and say
+ * that no more will come. Blocking; one sender at a time; sl_stream_next
+ * may run meanwhile on another thread. SL_ENOTSUP on HTTP nodes, SL_ECLOSED
+ * once the call ended. */
+SL_API int sl_stream_send(sl_stream *s, const void *msg, size_t len);
+SL_API int sl_stream_close_send(sl_stream *s);
 SL_API void sl_stream_close(sl_stream *s);
 
 #ifdef __cplusplus

@@ -177,6 +177,13 @@ SL_API int sl_call_error(sl_call *c, int status, const char *fmt, ...)
 /* Streaming endpoints: send one message. SL_ECLOSED once the caller went
  * away (stop sending then). Blocks while the caller reads slowly. */
 SL_API int sl_call_send(sl_call *c, const void *data, size_t len);
+/* In a streaming handler of a gRPC call (client streaming, bidirectional):
+ * the client's next message (malloc'd, free it; the first message is the
+ * request, sl_call_body). Blocks until one arrives. SL_ECLOSED once the
+ * client finished sending; SL_ECANCELED when the call was cancelled or its
+ * deadline passed; SL_ENOTSUP on HTTP (whose requests are one message).
+ * sl_call_send may run at the same time on another thread. */
+SL_API int sl_call_recv(sl_call *c, char **msg, size_t *len);
 /* In a wrapper: run the rest of the chain (next wrappers, then the handler)
  * and return its result. */
 SL_API int sl_call_next(sl_call *c);

@@ -292,6 +292,18 @@ int sl_call_send_json(sl_call *c, json_t *v)
     return rc;
 }
 
+int sl_call_recv(sl_call *c, char **msg, size_t *len)
+{
+    if (!c || !msg || !len)
+        return sli_err(SL_EINVAL, "sl_call_recv: NULL argument");
+    *msg = NULL;
+    *len = 0;
+    if (!c->recv_fn || !c->ep || !c->ep->stream)
+        return sli_err(SL_ENOTSUP, "sl_call_recv: %s is not a streaming gRPC call (an HTTP request is "
+                                   "one message)", c->endpoint);
+    return c->recv_fn(c, msg, len);
+}
+
 int sl_call_send(sl_call *c, const void *data, size_t len)
 {
     if (!c || (!data && len))

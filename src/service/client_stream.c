@@ -10,6 +10,9 @@
 #include <string.h>
 
 #include "service/client_int.h"
+#ifdef SL_HAVE_SERVICE_GRPC
+#include "service/grpc/grpc_int.h"
+#endif
 
 typedef struct smsg {
     char *data;
@@ -32,6 +35,7 @@ struct sl_stream {
     bool ended, closing;
     int result; /* 0 = clean end */
     long status;
+    void *grpc; /* a stream to a gRPC node (grpc/grpc_stream.c) instead of curl */
 };
 
 static int push_line(sl_stream *s, const char *p, size_t n)
@@ -136,6 +140,17 @@ int sl_client_stream(sl_client *c, const char *service, const char *endpoint, co
     bool *tried = calloc(n, sizeof *tried);
     int i = tried ? sli_client_pick(c, addrs, n, tried) : -1;
     sl_stream *s = calloc(1, sizeof *s);
+#ifdef SL_HAVE_SERVICE_GRPC
+    if (i >= 0 && s && strncmp(addrs[i], "grpc://", 7) == 0) {
+        rc = sli_grpc_stream_open(c, addrs[i] + 7, service, endpoint, req, len, opts,
+                                  (sli_gstream **)&s->grpc);
+        if (rc == 0)
+            *out = s;
+        else
+            free(s);
+        goto done;
+    }
+#endif
     if (i < 0 || !s || !(s->h = curl_easy_init()) || (len && !(s->req = malloc(len)))) {
         rc = sli_err(SL_ENOMEM, "out of memory");
         goto fail;
@@ -181,6 +196,10 @@ int sl_stream_next(sl_stream *s, char **msg, size_t *len, int timeout_ms)
     if (!s || !msg)
         return sli_err(SL_EINVAL, "sl_stream_next: NULL argument");
     *msg = NULL;
+#ifdef SL_HAVE_SERVICE_GRPC
+    if (s->grpc)
+        return sli_grpc_stream_next(s->grpc, msg, len, timeout_ms);
+#endif
     int64_t deadline = sli_deadline_ms(timeout_ms);
     pthread_mutex_lock(&s->mu);
     while (s->qhead == s->qlen && !s->ended) {
@@ -205,10 +224,39 @@ int sl_stream_next(sl_stream *s, char **msg, size_t *len, int timeout_ms)
     return rc;
 }
 
+int sl_stream_send(sl_stream *s, const void *msg, size_t len)
+{
+    if (!s || (!msg && len))
+        return sli_err(SL_EINVAL, "sl_stream_send: NULL argument");
+#ifdef SL_HAVE_SERVICE_GRPC
+    if (s->grpc)
+        return sli_grpc_stream_send(s->grpc, msg, len);
+#endif
+    return sli_err(SL_ENOTSUP, "sl_stream_send: only streams to gRPC nodes take more messages");
+}
+
+int sl_stream_close_send(sl_stream *s)
+{
+    if (!s)
+        return sli_err(SL_EINVAL, "sl_stream_close_send: NULL stream");
+#ifdef SL_HAVE_SERVICE_GRPC
+    if (s->grpc)
+        return sli_grpc_stream_close_send(s->grpc);
+#endif
+    return sli_err(SL_ENOTSUP, "sl_stream_close_send: only streams to gRPC nodes take more messages");
+}
+
 void sl_stream_close(sl_stream *s)
 {
     if (!s)
         return;
+#ifdef SL_HAVE_SERVICE_GRPC
+    if (s->grpc) {
+        sli_grpc_stream_free(s->grpc);
+        free(s);
+        return;
+    }
+#endif
     pthread_mutex_lock(&s->mu);
     s->closing = true;
     pthread_mutex_unlock(&s->mu);

@@ -106,6 +106,7 @@ struct sl_call {
     /* A transport that sends stream messages itself (gRPC): sl_call_send
      * goes there instead of to `stream`. */
     int (*send_fn)(sl_call *c, const void *data, size_t len);
+    int (*recv_fn)(sl_call *c, char **msg, size_t *len);
     void *send_ctx;
 };
 

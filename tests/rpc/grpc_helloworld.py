@@ -14,6 +14,11 @@ JSON = (('sluice-content-type', 'application/json'),)
 
 def fail(msg):
     print('FAIL:', msg, file=sys.stderr)
+    try:
+        err.seek(0)
+        print(err.read()[-6000:], file=sys.stderr)  # the server's log (sanitizer reports)
+    except NameError:
+        pass
     sys.exit(1)
 
 

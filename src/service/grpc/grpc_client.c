@@ -24,7 +24,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "service/client_int.h"
+#include "service/grpc/grpc_int.h"
 #include "service/svc_int.h"
 
 typedef struct channels {
@@ -65,7 +65,7 @@ static grpc_completion_queue *thread_cq(void)
     return cq;
 }
 
-static grpc_channel *channel_for(sl_client *c, const char *addr, size_t max_response)
+grpc_channel *sli_grpc_channel(sl_client *c, const char *addr, size_t max_response)
 {
     void **slot = sli_client_grpc_slot(c);
     pthread_mutex_lock(&slot_mu);
@@ -144,7 +144,7 @@ static int http_of(grpc_status_code s)
     }
 }
 
-static int code_of(grpc_status_code s)
+int sli_grpc_code(grpc_status_code s)
 {
     switch (s) {
     case GRPC_STATUS_INVALID_ARGUMENT:
@@ -163,7 +163,7 @@ static int code_of(grpc_status_code s)
 }
 
 /* "/<service>.<Svc>/<Method>" for endpoint "Svc.Method". */
-static int method_path(const char *service, const char *endpoint, char *out, size_t cap)
+int sli_grpc_method_path(const char *service, const char *endpoint, char *out, size_t cap)
 {
     const char *dot = strrchr(endpoint, '.');
     if (!dot || dot == endpoint || !dot[1])
@@ -173,7 +173,7 @@ static int method_path(const char *service, const char *endpoint, char *out, siz
 }
 
 /* The call's metadata as gRPC metadata (slices owned: freed by md_free). */
-static int md_build(const sl_call_opts *o, grpc_metadata *md, size_t *n)
+int sli_grpc_md_build(const sl_call_opts *o, grpc_metadata *md, size_t *n)
 {
     *n = 0;
     const char *ct = o->content_type && *o->content_type ? o->content_type : "application/json";
@@ -203,6 +203,14 @@ static int md_build(const sl_call_opts *o, grpc_metadata *md, size_t *n)
         md[(*n)++] = (grpc_metadata){.key = ks, .value = vs};
     }
     return 0;
+}
+
+void sli_grpc_md_free(grpc_metadata *md, size_t n)
+{
+    for (size_t j = 0; j < n; j++) {
+        grpc_slice_unref(md[j].key);
+        grpc_slice_unref(md[j].value);
+    }
 }
 
 static void take_meta(sl_response *r, const grpc_metadata_array *a)
@@ -240,10 +248,10 @@ int sli_grpc_call(sl_client *c, const char *addr, const char *service, const cha
     char path[512];
     grpc_metadata md[66];
     size_t nmd;
-    int rc = method_path(service, endpoint, path, sizeof path);
-    if (rc || (rc = md_build(o, md, &nmd)) != 0)
+    int rc = sli_grpc_method_path(service, endpoint, path, sizeof path);
+    if (rc || (rc = sli_grpc_md_build(o, md, &nmd)) != 0)
         return rc;
-    grpc_channel *ch = channel_for(c, addr, r->max);
+    grpc_channel *ch = sli_grpc_channel(c, addr, r->max);
     grpc_completion_queue *cq = ch ? thread_cq() : NULL;
     if (!cq) {
         for (size_t j = 0; j < nmd; j++) {
@@ -299,7 +307,7 @@ int sli_grpc_call(sl_client *c, const char *addr, const char *service, const cha
             /* the go-micro error JSON an HTTP node would have answered */
             r->body = sli_svc_error_json(service, r->status, d ? d : "", &r->len);
             r->cap = r->len;
-            rc = sli_err(code_of(status), "%s %s on %s: %s", service, endpoint, addr, d ? d : "");
+            rc = sli_err(sli_grpc_code(status), "%s %s on %s: %s", service, endpoint, addr, d ? d : "");
             gpr_free(d);
             *retry = status == GRPC_STATUS_UNAVAILABLE;
         }
