@@ -73,7 +73,8 @@ out=$(curl -sS -XPOST -H 'Micro-Endpoint: Debug.Health' $u)
 out=$(curl -sS -XPOST -H 'Content-Type: application/json' -H 'Micro-Endpoint: Debug.Stats' -d '{}' $u)
 python3 -c 'import json,sys; s=json.loads(sys.argv[1]); assert s["service"]=="helloworld" and s["endpoints"]["Helloworld.Greeting"]["calls"]>=3, s' "$out" ||
   fail "Debug.Stats answered '$out'"
-curl -sS $u/metrics | grep -q 'sluice_service_calls_total{service="helloworld",endpoint="Helloworld.Greeting"}' ||
+metrics=$(curl -sS $u/metrics) # (not piped into grep -q: with pipefail, curl's EPIPE would fail it)
+grep -q 'sluice_service_calls_total{service="helloworld",endpoint="Helloworld.Greeting"}' <<<"$metrics" ||
   fail "/metrics lacks the calls counter"
 
 # Server streaming: three messages, one per line.
