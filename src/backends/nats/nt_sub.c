@@ -56,6 +56,10 @@ struct nt_sub {
     unsigned held;
     bool fetching, closing, dead;
     int inside;
+    char next_subj[600]; /* JetStream: $JS.API.CONSUMER.MSG.NEXT.<stream>.<consumer> */
+    char inbox[128];     /* where our pull requests are answered */
+    unsigned req_left;   /* messages still owed by the open pull request */
+    int64_t req_until;   /* mono ms after which that request is presumed lost */
     natsMsg **buf; /* JetStream: fetched, not handed out (FIFO) */
     size_t bhead, bn, bcap;
     nt_redo *redo; /* core */
@@ -137,19 +141,50 @@ static void settle(nt_dlv *d, bool ack, unsigned delay_ms)
     pthread_cond_broadcast(&s->cv);
 }
 
+/* A JetStream nack as a request: it returns once the consumer took the
+ * message back, so the next pull cannot overtake it (with prefetch 1 the
+ * nacked message is the next one delivered). */
+static void js_nack(nt_dlv *d, unsigned delay_ms)
+{
+    nt_sub *s = d->s;
+    pthread_mutex_lock(&s->mu);
+    bool send = !d->settled && !s->dead;
+    if (send) {
+        d->settled = true;
+        unlink_dlv(s, d);
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (!send)
+        return;
+    char body[64] = "-NAK";
+    if (delay_ms)
+        snprintf(body, sizeof body, "-NAK {\"delay\": %lld}", (long long)delay_ms * 1000000);
+    natsMsg *reply = NULL;
+    natsStatus st = natsConnection_RequestString(&reply, s->c->nc, d->reply, body, s->o.timeout);
+    natsMsg_Destroy(reply);
+    if (st != NATS_OK)
+        sli_log(SL_LOG_WARN, "nats", "nack not confirmed (%s): the message comes back after "
+                "ack_deadline", natsStatus_GetText(st));
+    pthread_mutex_lock(&s->mu);
+    s->held--;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
 static void hook(sl_msg *m, sli_msg_event ev, unsigned delay_ms, void *ctx)
 {
     (void)m;
     nt_dlv *d = ctx;
     nt_sub *s = d->s;
-    pthread_mutex_lock(&s->mu);
-    if (ev == SLI_MSG_EV_ACK || ev == SLI_MSG_EV_NACK) {
-        settle(d, ev == SLI_MSG_EV_ACK, delay_ms);
+    if (ev == SLI_MSG_EV_ACK || !s->o.js) {
+        pthread_mutex_lock(&s->mu);
+        settle(d, ev == SLI_MSG_EV_ACK, ev == SLI_MSG_EV_NACK ? delay_ms : 0);
         pthread_mutex_unlock(&s->mu);
-        return;
+    } else { /* nack, or freed unsettled: back to the group at once */
+        js_nack(d, ev == SLI_MSG_EV_NACK ? delay_ms : 0);
     }
-    settle(d, false, 0); /* freed unsettled: back to the group at once */
-    pthread_mutex_unlock(&s->mu);
+    if (ev != SLI_MSG_EV_FREE)
+        return;
     free(d->reply);
     sl_msg_unref(d->copy);
     free(d);
@@ -228,11 +263,51 @@ static int buf_push(nt_sub *s, natsMsg *nm)
     return 0;
 }
 
-/* One pull request of up to want messages (called with s->mu released). */
-static natsStatus js_fetch(nt_sub *s, int want, int64_t wait_ms, natsMsgList *list)
+/* A pull request for want messages, open for `block` (s->mu held). The
+ * messages it may bring are counted as held from now on. */
+static natsStatus js_request(nt_sub *s, unsigned want)
 {
-    jsErrCode ec = 0;
-    return natsSubscription_Fetch(list, s->ns, want, wait_ms, &ec);
+    char body[96];
+    snprintf(body, sizeof body, "{\"batch\":%u,\"expires\":%lld}", want,
+             (long long)s->o.block * 1000000);
+    natsStatus st = natsConnection_PublishRequestString(s->c->nc, s->next_subj, s->inbox, body);
+    if (st == NATS_OK) {
+        s->req_left = want;
+        s->held += want;
+        s->req_until = sli_mono_ms() + s->o.block + 2000; /* lost in a reconnect */
+    }
+    return st;
+}
+
+/* The open request is over: what it did not bring is not held. */
+static void js_request_done(nt_sub *s)
+{
+    s->held -= s->req_left;
+    s->req_left = 0;
+    pthread_cond_broadcast(&s->cv);
+}
+
+/* A message on the inbox (s->mu held): a status ends the request, a
+ * message is buffered. */
+static void js_arrived(nt_sub *s, natsMsg *nm)
+{
+    const char *status = NULL;
+    if (natsMsg_GetDataLength(nm) == 0 && natsMsg_GetReply(nm) == NULL &&
+        natsMsgHeader_Get(nm, "Status", &status) == NATS_OK && status) {
+        if (strcmp(status, "100") != 0) /* 408 expired, 404/409: the request is over */
+            js_request_done(s);
+        natsMsg_Destroy(nm);
+        return;
+    }
+    if (s->req_left)
+        s->req_left--;
+    else
+        s->held++; /* a late message of a request given up */
+    if (buf_push(s, nm) != 0) {
+        send_nak(s, natsMsg_GetReply(nm), 0);
+        natsMsg_Destroy(nm);
+        s->held--;
+    }
 }
 
 /* A failed fetch or receive: SL_ECONN once the server was away longer
@@ -259,35 +334,34 @@ static int js_next_locked(nt_sub *s, sl_msg **out, int64_t deadline)
         int64_t now = sli_mono_ms();
         if (deadline >= 0 && now >= deadline)
             return SL_ETIMEDOUT;
-        if (s->held >= s->prefetch || s->fetching) {
-            int64_t until = now + s->o.block;
-            sli_cond_wait_until(&s->cv, &s->mu, deadline >= 0 && deadline < until ? deadline : until);
+        if (s->req_left && now > s->req_until)
+            js_request_done(s);
+        if (!s->req_left && s->held < s->prefetch && !s->fetching) {
+            natsStatus st = js_request(s, s->prefetch - s->held);
+            if (st != NATS_OK) {
+                int rc = transient(s, st);
+                if (rc)
+                    return rc;
+            }
+        }
+        int64_t until = now + s->o.block;
+        if (deadline >= 0 && deadline < until)
+            until = deadline;
+        if (s->fetching || (!s->req_left && s->held >= s->prefetch)) {
+            sli_cond_wait_until(&s->cv, &s->mu, until);
             continue;
         }
-        int want = (int)(s->prefetch - s->held);
-        int64_t wait = s->o.block;
-        if (deadline >= 0 && deadline - now < wait)
-            wait = deadline - now;
-        if (wait < 1)
-            wait = 1;
-        s->fetching = true;
+        s->fetching = true; /* one thread reads the inbox at a time */
         pthread_mutex_unlock(&s->mu);
-        natsMsgList list = {0};
-        natsStatus st = js_fetch(s, want, wait, &list);
+        natsMsg *nm = NULL;
+        natsStatus st = natsSubscription_NextMsg(&nm, s->ns, until - now > 0 ? until - now : 1);
         pthread_mutex_lock(&s->mu);
         s->fetching = false;
         pthread_cond_broadcast(&s->cv);
         if (st == NATS_OK) {
-            for (int i = 0; i < list.Count; i++) {
-                if (buf_push(s, list.Msgs[i]) == 0) {
-                    list.Msgs[i] = NULL;
-                    s->held++;
-                }
-            }
-            natsMsgList_Destroy(&list); /* what did not fit is redelivered after AckWait */
+            js_arrived(s, nm);
             continue;
         }
-        natsMsgList_Destroy(&list);
         if (st == NATS_TIMEOUT)
             continue;
         int rc = transient(s, st);
@@ -448,15 +522,26 @@ static int js_subscribe(nt_sub *s, const char *topic, const char *subject,
     }
     if (rc || (rc = js_consumer(s, subject, so)))
         return rc;
-    jsSubOptions jo;
-    jsSubOptions_Init(&jo);
-    jo.Stream = s->stream;
-    jo.Consumer = s->consumer;
-    jo.ManualAck = true;
-    jsErrCode ec = 0;
-    natsStatus st = js_PullSubscribe(&s->ns, s->c->js, subject, s->consumer, NULL, &jo, &ec);
+    /* Pull requests by hand (the JetStream pull protocol): nats.c 3.4's
+     * natsSubscription_Fetch overruns its list when an earlier request's
+     * messages arrive late. */
+    natsInbox *inbox = NULL;
+    natsStatus st = natsInbox_Create(&inbox);
+    if (st == NATS_OK) {
+        snprintf(s->inbox, sizeof s->inbox, "%s", (const char *)inbox);
+        natsInbox_Destroy(inbox);
+        snprintf(s->next_subj, sizeof s->next_subj, "$JS.API.CONSUMER.MSG.NEXT.%s.%s", s->stream,
+                 s->consumer);
+        st = natsConnection_SubscribeSync(&s->ns, s->c->nc, s->inbox);
+    }
+    if (st == NATS_OK)
+        st = natsSubscription_SetPendingLimits(s->ns, 1000000, 1 << 30);
     if (st != NATS_OK) {
-        rc = nt_status_err(st, "pull subscribe");
+        rc = nt_status_err(st, "subscribe");
+        if (s->ns) {
+            natsSubscription_Destroy(s->ns);
+            s->ns = NULL;
+        }
         if (s->priv)
             js_DeleteConsumer(s->c->js, s->stream, s->consumer, NULL, NULL);
     }
@@ -517,6 +602,11 @@ int nt_unsubscribe(void *sub)
     pthread_cond_broadcast(&s->cv);
     while (s->inside > 0)
         sli_cond_wait_until(&s->cv, &s->mu, sli_mono_ms() + 50);
+    if (s->o.js) { /* what already arrived goes back to the group */
+        natsMsg *nm = NULL;
+        while (natsSubscription_NextMsg(&nm, s->ns, 1) == NATS_OK)
+            js_arrived(s, nm);
+    }
     while (s->bn) { /* fetched, never handed out */
         natsMsg *nm = s->buf[s->bhead];
         s->bhead = (s->bhead + 1) % s->bcap;
