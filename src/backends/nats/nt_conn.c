@@ -179,6 +179,15 @@ static void on_reconnected(natsConnection *nc, void *closure)
     sli_log(SL_LOG_INFO, "nats", "reconnected");
 }
 
+/* nats.c calls this last, after close: only then may the closure go. */
+static void on_closed(natsConnection *nc, void *closure)
+{
+    (void)nc;
+    nt_conn *c = closure;
+    atomic_store(&c->closed, 1);
+    sli_futex_wake_all(&c->closed);
+}
+
 static void on_async_error(natsConnection *nc, natsSubscription *sub, natsStatus err,
                            void *closure)
 {
@@ -255,6 +264,8 @@ int nt_conn_open(const nt_opts *o, nt_conn **out)
     if (s == NATS_OK)
         s = natsOptions_SetErrorHandler(no, on_async_error, c);
     if (s == NATS_OK)
+        s = natsOptions_SetClosedCB(no, on_closed, c);
+    if (s == NATS_OK)
         s = natsOptions_SetName(no, "sluice");
     int rc = 0;
     if (s != NATS_OK) {
@@ -292,13 +303,11 @@ int nt_conn_open(const nt_opts *o, nt_conn **out)
     *out = c;
     return 0;
 fail:
-    if (c->js)
-        jsCtx_Destroy(c->js);
-    if (c->nc) {
-        natsConnection_Close(c->nc);
-        natsConnection_Destroy(c->nc);
-    }
     natsOptions_Destroy(no);
+    if (c->nc) {
+        nt_conn_unref(c);
+        return rc;
+    }
     free(c);
     return rc;
 }
@@ -318,6 +327,12 @@ void nt_conn_unref(nt_conn *c)
         jsCtx_Destroy(c->js);
     natsConnection_Close(c->nc);
     natsConnection_Destroy(c->nc);
+    /* nats.c still runs the disconnected and closed callbacks on its own
+     * thread: c goes only after the last one (bounded; else it is leaked). */
+    if (sli_futex_wait(&c->closed, 0, sli_mono_ms() + 10000) != 0 && !atomic_load(&c->closed)) {
+        sli_log(SL_LOG_WARN, "nats", "no closed callback within 10s: connection state leaked");
+        return;
+    }
     free(c);
 }
 
