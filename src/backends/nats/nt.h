@@ -81,7 +81,9 @@ typedef struct nt_conn {
     natsConnection *nc;
     jsCtx *js; /* NULL for core NATS */
     _Atomic int64_t down_since; /* mono ms of the last disconnect, 0 while up */
-    _Atomic uint32_t closed;    /* set by nats.c's closed callback, its last one */
+    pthread_mutex_t close_mu;   /* closed: set by nats.c's closed callback, its last one */
+    pthread_cond_t close_cv;
+    bool closed;
     /* async publish results (one publish at a time per publisher) */
     _Atomic uint64_t acked, failed;
     _Atomic int last_status, last_code; /* natsStatus / jsErrCode of the last failure */

@@ -184,8 +184,10 @@ static void on_closed(natsConnection *nc, void *closure)
 {
     (void)nc;
     nt_conn *c = closure;
-    atomic_store(&c->closed, 1);
-    sli_futex_wake_all(&c->closed);
+    pthread_mutex_lock(&c->close_mu);
+    c->closed = true;
+    pthread_cond_broadcast(&c->close_cv);
+    pthread_mutex_unlock(&c->close_mu); /* c is not touched after this */
 }
 
 static void on_async_error(natsConnection *nc, natsSubscription *sub, natsStatus err,
@@ -242,6 +244,8 @@ int nt_conn_open(const nt_opts *o, nt_conn **out)
     if (!c)
         return sli_err(SL_ENOMEM, "out of memory");
     atomic_init(&c->refs, 1);
+    pthread_mutex_init(&c->close_mu, NULL);
+    sli_cond_init(&c->close_cv);
     natsStatus s = natsOptions_Create(&no);
     if (s == NATS_OK)
         s = natsOptions_SetURL(no, o->url);
@@ -308,6 +312,8 @@ fail:
         nt_conn_unref(c);
         return rc;
     }
+    pthread_mutex_destroy(&c->close_mu);
+    pthread_cond_destroy(&c->close_cv);
     free(c);
     return rc;
 }
@@ -329,10 +335,18 @@ void nt_conn_unref(nt_conn *c)
     natsConnection_Destroy(c->nc);
     /* nats.c still runs the disconnected and closed callbacks on its own
      * thread: c goes only after the last one (bounded; else it is leaked). */
-    if (sli_futex_wait(&c->closed, 0, sli_mono_ms() + 10000) != 0 && !atomic_load(&c->closed)) {
+    int64_t deadline = sli_mono_ms() + 10000;
+    pthread_mutex_lock(&c->close_mu);
+    while (!c->closed && sli_cond_wait_until(&c->close_cv, &c->close_mu, deadline) == 0) {
+    }
+    bool closed = c->closed;
+    pthread_mutex_unlock(&c->close_mu);
+    if (!closed) {
         sli_log(SL_LOG_WARN, "nats", "no closed callback within 10s: connection state leaked");
         return;
     }
+    pthread_mutex_destroy(&c->close_mu);
+    pthread_cond_destroy(&c->close_cv);
     free(c);
 }
 
