@@ -14,7 +14,8 @@ PKGS=(build-essential cmake ninja-build pkg-config
       libjwt-dev libssl-dev openssl
       libgrpc-dev protobuf-c-compiler python3-grpcio python3-grpc-tools python3-protobuf
       clang libclang-rt-14-dev
-      debhelper devscripts dpkg-dev lintian systemd)
+      debhelper devscripts dpkg-dev lintian systemd
+      libnats-dev nats-server)
 
 missing=()
 for p in "${PKGS[@]}"; do

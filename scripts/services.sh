@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # services.sh start|stop|restart|status|clean NAME... - real servers on loopback
-# for tests and benchmarks: redis, rabbitmq, mariadb, etcd, postgres.
+# for tests and benchmarks: redis, rabbitmq, mariadb, etcd, postgres, nats.
 #
 # Each server runs from its Debian package (installed with apt-get when
 # missing, and only what is missing), on 127.0.0.1, on a non-default port, with
@@ -24,6 +24,9 @@
 #             unix socket in the data dir, local socket trusted for the
 #             superuser, TCP with scram-sha-256; role and database "sluice"
 #             created on every start (idempotent); stop is a fast shutdown
+#   nats      nats://127.0.0.1:14222                  (SL_NATS_PORT)
+#             nats-server with JetStream (-js), file store under the services
+#             dir, max_payload 8MB, no monitoring port
 #
 # start   is idempotent: a server already running (its recorded PID alive and
 #         still that program) is left alone; a stale PID file is removed. It
@@ -50,6 +53,7 @@ MARIADB_PORT=${SL_MARIADB_PORT:-13306}
 ETCD_PORT=${SL_ETCD_PORT:-12379}
 ETCD_PEER_PORT=${SL_ETCD_PEER_PORT:-12380}
 POSTGRES_PORT=${SL_POSTGRES_PORT:-15432}
+NATS_PORT=${SL_NATS_PORT:-14222}
 
 die() { echo "services.sh: $*" >&2; exit 1; }
 say() { echo "services.sh: $*" >&2; }
@@ -372,9 +376,40 @@ postgres_stop() {
 }
 postgres_status() { alive "$BASE/postgres/pid" "postgres -D" && postgres_ping >/dev/null 2>&1; }
 
+# ---- nats ----
+
+nats_url() { echo "nats://127.0.0.1:$NATS_PORT"; }
+# A NATS server greets every client with an INFO line; with JetStream up it
+# says "jetstream":true.
+nats_ping() {
+  exec 3<>"/dev/tcp/127.0.0.1/$NATS_PORT" || return 1
+  local line=""
+  IFS= read -r -t 3 line <&3 || { exec 3<&-; return 1; }
+  exec 3<&-
+  [[ $line == INFO* && $line == *'"jetstream":true'* ]]
+}
+
+nats_start() {
+  local d=$BASE/nats
+  mkdir -p "$d/js"
+  if alive "$d/pid" nats-server; then nats_url; return 0; fi
+  rm -f "$d/pid"
+  need_pkgs nats-server
+  port_free "$NATS_PORT" || die "port $NATS_PORT is taken by something this script did not start"
+  printf 'listen: "127.0.0.1:%s"\nmax_payload: 8MB\njetstream {\n  store_dir: "%s"\n}\n' \
+    "$NATS_PORT" "$d/js" >"$d/nats.conf"
+  local srv=/usr/sbin/nats-server
+  [ -x "$srv" ] || srv=$(command -v nats-server)
+  spawn "$d/pid" "$d/nats.log" "$srv" -c "$d/nats.conf"
+  wait_until "$d/pid" nats-server "$d/nats.log" nats nats_ping || return 1
+  nats_url
+}
+nats_stop() { kill_pidfile "$BASE/nats/pid" nats-server 20; }
+nats_status() { alive "$BASE/nats/pid" nats-server && nats_ping; }
+
 # ---- main ----
 
-usage() { echo "usage: services.sh start|stop|restart|status|clean NAME... (redis rabbitmq mariadb etcd postgres)" >&2; exit 2; }
+usage() { echo "usage: services.sh start|stop|restart|status|clean NAME... (redis rabbitmq mariadb etcd postgres nats)" >&2; exit 2; }
 
 fn_of() {
   case $1 in
@@ -383,7 +418,8 @@ fn_of() {
     mariadb | mysql) echo mariadb ;;
     etcd) echo etcd ;;
     postgres | postgresql | pg) echo postgres ;;
-    *) die "unknown service '$1' (known: redis rabbitmq mariadb etcd postgres)" ;;
+    nats) echo nats ;;
+    *) die "unknown service '$1' (known: redis rabbitmq mariadb etcd postgres nats)" ;;
   esac
 }
 

@@ -13,3 +13,9 @@ if(EXISTS ${CMAKE_SOURCE_DIR}/src/backends/amqp) # real RabbitMQ from scripts/se
   sl_add_conformance(amqp "${SL_SERVICE_URL_rabbitmq}?exchange_prefix=conf.&queue_prefix=conf.")
   sl_require_service(rabbitmq CONFORMANCE amqp)
 endif()
+if(EXISTS ${CMAKE_SOURCE_DIR}/src/backends/nats) # real nats-server -js from scripts/services.sh
+  sl_add_conformance(nats "${SL_SERVICE_URL_nats}?stream_prefix=conf-")
+  sl_add_conformance(nats_core "${SL_SERVICE_URL_nats}?jetstream=false&subject_prefix=conf.")
+  sl_require_service(nats CONFORMANCE nats)
+  sl_require_service(nats CONFORMANCE nats_core)
+endif()

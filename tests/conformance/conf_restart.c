@@ -60,6 +60,8 @@ CONF_TEST(reconnect_after_restart)
     const char *cmd = getenv("SL_CONF_RESTART_CMD");
     if (!cmd || !*cmd)
         conf_skip("set SL_CONF_RESTART_CMD to the command that restarts the server");
+    /* a server that keeps nothing (core NATS) cannot promise anything across a restart */
+    conf_require(SL_FEAT_PERSISTENT, "messages survive a restart only on persistent backends");
     size_t n = tl_scaled(2000, 100);
     const char *group =
         (conf_features() & SL_FEAT_CONSUMER_GROUPS) ? conf_name("g") : NULL;
