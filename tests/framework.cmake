@@ -18,4 +18,12 @@ if(TEST unit_sync)
   set_tests_properties(unit_sync_redis_restart PROPERTIES TIMEOUT 120
     ENVIRONMENT "SL_SYNC_BACKENDS=redis;SL_SYNC_RESTART=1")
   sl_require_service(redis unit_sync_redis unit_sync_redis_restart)
+  if(EXISTS ${CMAKE_SOURCE_DIR}/src/sync/etcd)
+    add_test(NAME unit_sync_etcd COMMAND test_sync)
+    add_test(NAME unit_sync_etcd_restart COMMAND test_sync)
+    set_tests_properties(unit_sync_etcd PROPERTIES TIMEOUT 300 ENVIRONMENT "SL_SYNC_BACKENDS=etcd")
+    set_tests_properties(unit_sync_etcd_restart PROPERTIES TIMEOUT 120
+      ENVIRONMENT "SL_SYNC_BACKENDS=etcd;SL_SYNC_RESTART=1")
+    sl_require_service(etcd unit_sync_etcd unit_sync_etcd_restart)
+  endif()
 endif()
