@@ -22,7 +22,8 @@
  * A lease whose take lost the race, or whose lock was released, is kept as
  * the handle's one spare and reused by the next take (kept alive first, so
  * the lock gets a full TTL): under contention a try costs one transaction,
- * not a grant and a revoke. Spares older than half their TTL are revoked.
+ * not a grant and a revoke. Spares older than half their TTL are revoked
+ * (the handle remembers when each lease it holds was last renewed).
  * Before the transaction a take reads the key (serializable, so no
  * consensus round): while it is there the take is SL_EBUSY at once, so
  * waiters poll with cheap reads and only a free-looking lock costs a
@@ -36,10 +37,18 @@
 #include "etcd/etcd_client.h"
 #include "sync/sync_int.h"
 
+/* A lock this handle holds: its lease and when that was last renewed. */
+typedef struct held_lease {
+    uint64_t token;
+    int64_t lease, ttl_s, at_ms;
+} held_lease;
+
 typedef struct etcd_sync {
     sli_etcd *e;
-    pthread_mutex_t mu; /* the spare */
+    pthread_mutex_t mu; /* the spare and the held table */
     int64_t spare_id, spare_ttl_s, spare_at_ms;
+    held_lease *held;
+    size_t nheld, capheld;
 } etcd_sync;
 
 static int es_open(void **impl, sli_url *u)
@@ -71,6 +80,7 @@ static void es_close(void *impl)
         sli_etcd_lease_revoke(s->e, s->spare_id); /* best effort: it expires anyway */
     sli_etcd_close(s->e);
     pthread_mutex_destroy(&s->mu);
+    free(s->held);
     free(s);
 }
 
@@ -107,6 +117,39 @@ static int get_lease(etcd_sync *s, int64_t ttl_s, int64_t *id, int64_t *at_ms, b
         return 0;
     *at_ms = sli_mono_ms();
     return sli_etcd_lease_grant(s->e, ttl_s, id);
+}
+
+/* Remember (at_ms >= 0: add or update) or forget (at_ms < 0) token's
+ * lease; *out (may be NULL) gets the entry as it was. Returns whether the
+ * token was known. Without memory the entry is simply not kept. */
+static bool held_set(etcd_sync *s, uint64_t token, int64_t lease, int64_t ttl_s, int64_t at_ms,
+                     held_lease *out)
+{
+    pthread_mutex_lock(&s->mu);
+    size_t i = 0;
+    while (i < s->nheld && s->held[i].token != token)
+        i++;
+    bool known = i < s->nheld;
+    if (known && out)
+        *out = s->held[i];
+    if (at_ms < 0 && known) {
+        s->held[i] = s->held[--s->nheld];
+    } else if (at_ms >= 0 && known) {
+        s->held[i].at_ms = at_ms;
+    } else if (at_ms >= 0) {
+        if (s->nheld == s->capheld) {
+            size_t cap = s->capheld ? 2 * s->capheld : 8;
+            held_lease *nh = realloc(s->held, cap * sizeof *nh);
+            if (nh) {
+                s->held = nh;
+                s->capheld = cap;
+            }
+        }
+        if (s->nheld < s->capheld)
+            s->held[s->nheld++] = (held_lease){token, lease, ttl_s, at_ms};
+    }
+    pthread_mutex_unlock(&s->mu);
+    return known;
 }
 
 static json_t *key_of(const char *name)
@@ -177,11 +220,15 @@ static int es_try(void *impl, const char *name, int64_t ttl_ms, uint64_t *token)
     if (rev <= 0)
         return sli_err(SL_EPROTO, "sync: etcd txn answered without a revision");
     int64_t left = 0;
-    if (reused && (rc = sli_etcd_lease_keepalive(s->e, lease, &left)) == 0 && left <= 0)
-        rc = sli_err(SL_ESTATE, "sync: lease of lock '%s' expired as it was taken", name);
+    if (reused) {
+        at = sli_mono_ms();
+        if ((rc = sli_etcd_lease_keepalive(s->e, lease, &left)) == 0 && left <= 0)
+            rc = sli_err(SL_ESTATE, "sync: lease of lock '%s' expired as it was taken", name);
+    }
     if (rc != 0)
         return rc;
     *token = (uint64_t)rev;
+    held_set(s, *token, lease, ttl_s, at, NULL);
     return 0;
 }
 
@@ -206,12 +253,16 @@ static int es_refresh(void *impl, const char *name, uint64_t token, int64_t ttl_
     if (rc != 0)
         return rc;
     int64_t lease = ok ? lease_in(reply, "response_range", "kvs") : 0, left = 0;
+    int64_t at = sli_mono_ms();
     json_decref(reply);
     if (ok && lease && (rc = sli_etcd_lease_keepalive(s->e, lease, &left)) != 0)
         return rc;
-    if (!ok || left <= 0)
+    if (!ok || left <= 0) {
+        held_set(s, token, 0, 0, -1, NULL);
         return sli_err(SL_ESTATE, "sync: lock '%s' is no longer held by token %llu", name,
                        (unsigned long long)token);
+    }
+    held_set(s, token, lease, 0, at, NULL);
     return 0;
 }
 
@@ -228,10 +279,14 @@ static int es_unlock(void *impl, const char *name, uint64_t token)
         return rc;
     int64_t lease = ok ? lease_in(reply, "response_delete_range", "prev_kvs") : 0;
     json_decref(reply);
+    held_lease h;
+    bool known = held_set(s, token, 0, 0, -1, &h);
     if (!ok)
         return sli_err(SL_ESTATE, "sync: lock '%s' is no longer held by token %llu", name,
                        (unsigned long long)token);
-    if (lease) {
+    if (known && h.lease == lease) {
+        put_spare(s, lease, h.ttl_s, h.at_ms); /* its last renewal is known: park it */
+    } else if (lease) {
         /* its TTL is unknown here: ask (keepalive answers it), then park it */
         int64_t left = 0;
         if (sli_etcd_lease_keepalive(s->e, lease, &left) == 0 && left > 0)
