@@ -9,6 +9,10 @@
  *            with underscores ("server_addr") are matched first; names are
  *            lower-cased
  *   flags    --web.server_addr=VALUE or --web.server_addr VALUE
+ *   etcd     etcd://HOST:PORT/PREFIX/[?timeout=5s&poll=500ms]: every key
+ *            under the prefix, '/' separating path parts
+ *            (PREFIX/web/server_addr -> web.server_addr), values strings
+ *            as env values are; origin "etcd <key>"
  * Paths are dotted ("store.shards"). Typed getters convert strings from env
  * and flags ("8080" is an int), refuse anything else with SL_EINVAL naming
  * the path, the value and where it came from ("app.yaml:12", "env
@@ -16,7 +20,9 @@
  *
  * sl_config_reload() re-reads every source; sl_config_watch_start() does so
  * by itself when a file changes (inotify on its directory, so editors that
- * replace the file are seen). A reload that fails (a file with an error)
+ * replace the file are seen) or a key under an etcd prefix is put or
+ * deleted (polled every poll interval; an etcd restart only delays it).
+ * A reload (also one that meets an unreachable etcd) that fails (a file with an error)
  * keeps the previous values and is logged. Callbacks registered with
  * sl_config_on_change() run after each reload that changed the value under
  * their path. All functions may be called from any thread.
@@ -68,7 +74,15 @@ SL_API int sl_config_reload(sl_config *c);
 typedef void (*sl_config_change_fn)(sl_config *c, const char *path, void *arg);
 SL_API int sl_config_on_change(sl_config *c, const char *path, sl_config_change_fn fn, void *arg);
 
-/* Reload by itself when a file source changes (a thread and inotify). */
+/* The keys under an etcd prefix, read now and at every reload. SL_ENOTSUP
+ * for another scheme (or a build without etcd), SL_EINVAL/SL_EBADOPT for
+ * a bad URL (it needs a prefix path), SL_ECONN when etcd does not answer,
+ * SL_EINVAL naming the key when a key makes no path (empty part) or a
+ * value is not UTF-8. Nothing is added on error. Blocks (timeout). */
+SL_API int sl_config_add_etcd(sl_config *c, const char *url);
+
+/* Reload by itself when a file source changes (a thread and inotify) or an
+ * etcd source does (the same thread polls it). */
 SL_API int sl_config_watch_start(sl_config *c);
 
 #ifdef __cplusplus

@@ -164,6 +164,10 @@ SL_API const void *sl_call_body(const sl_call *c, size_t *len);
 SL_API const char *sl_call_meta(const sl_call *c, const char *key);
 /* Milliseconds left before the caller's deadline; -1 when there is none. */
 SL_API int64_t sl_call_remaining_ms(const sl_call *c);
+/* In a wrapper: set request metadata for the wrappers after it and the
+ * handler (every earlier value of key is replaced; value NULL removes key).
+ * Names [A-Za-z0-9-], values without control characters: SL_EINVAL. */
+SL_API int sl_call_set_req_meta(sl_call *c, const char *key, const char *value);
 /* Add response metadata (a header; names [A-Za-z0-9-]). */
 SL_API int sl_call_set_meta(sl_call *c, const char *key, const char *value);
 /* Reply with a body in the request's content type (copied). Once per call. */

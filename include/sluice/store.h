@@ -12,6 +12,10 @@
  *                                     (the default: sl_store_open(&s, NULL)
  *                                     opens sqlite://./sluice-store.db)
  *   redis://HOST:PORT/DB              a Redis server (?password=, ?timeout=)
+ *   postgres://[USER[:PASS]@]HOST[:PORT]/DBNAME
+ *                                     a PostgreSQL table (?sql_table=sl_store,
+ *                                     ?timeout=5s, ?sslmode=prefer); keys
+ *                                     are BYTEA, so byte order holds
  *
  * Every backend passes one test suite (tests/unit/test_store.c). Expired
  * records are never returned, whatever the backend's cleanup pace.

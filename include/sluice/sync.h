@@ -18,6 +18,14 @@
  *                                             if the server lost its data);
  *                                             release and refresh only by
  *                                             the holder's token
+ *   etcd://HOST:PORT[?timeout=5s]             a key per lock attached to a
+ *                                             lease of the TTL, taken and
+ *                                             released by transactions; the
+ *                                             token is the key's create
+ *                                             revision. etcd counts lease
+ *                                             TTLs in whole seconds (ttl_ms
+ *                                             rounds up) and raises them to
+ *                                             its minimum (2 s by default)
  *
  * Option for every backend: ?prefix=NAME (namespace of lock names, default
  * "sluice"). Every handle may be used from many threads at once.

@@ -41,6 +41,9 @@ void sl_config_free(sl_config *c)
     for (size_t i = 0; i < c->nsrc; i++) {
         free(c->src[i].text);
         json_decref(c->src[i].kv);
+#ifdef SL_HAVE_ETCD
+        sli_config_etcd_free(c->src[i].etcd);
+#endif
     }
     free(c->src);
     for (size_t i = 0; i < c->nw; i++)
@@ -69,7 +72,7 @@ static void merge(json_t *dst, json_t *src)
 }
 
 /* Set a string leaf at dotted path (creating objects on the way). */
-static void set_path(json_t *tree, const char *path, const char *value)
+void sli_config_set_path(json_t *tree, const char *path, const char *value)
 {
     char buf[1024];
     snprintf(buf, sizeof buf, "%s", path);
@@ -195,7 +198,7 @@ static void load_env(const char *prefix, json_t *tree, json_t *origins)
         env_path(tree, rest, path, sizeof path);
         if (!path[0])
             continue;
-        set_path(tree, path, eq + 1);
+        sli_config_set_path(tree, path, eq + 1);
         char o[600];
         snprintf(o, sizeof o, "env %s", name);
         json_object_set_new(origins, path, json_string(o));
@@ -221,13 +224,19 @@ static int apply(const sli_src *s, json_t *tree, json_t *origins)
         json_t *v;
         json_object_foreach(s->kv, k, v)
         {
-            set_path(tree, k, json_string_value(v));
+            sli_config_set_path(tree, k, json_string_value(v));
             char o[600];
             snprintf(o, sizeof o, "flag --%s", k);
             json_object_set_new(origins, k, json_string(o));
         }
         return 0;
     }
+    case SRC_ETCD:
+#ifdef SL_HAVE_ETCD
+        return sli_config_etcd_load(s->etcd, tree, origins);
+#else
+        return sli_err(SL_ENOTSUP, "config: built without etcd");
+#endif
     }
     if (rc == 0)
         merge(tree, t);
@@ -330,6 +339,9 @@ static int add_source(sl_config *c, sli_src *s)
     if (rc < 0) {
         free(s->text);
         json_decref(s->kv);
+#ifdef SL_HAVE_ETCD
+        sli_config_etcd_free(s->etcd);
+#endif
     }
     return rc;
 }
@@ -356,6 +368,25 @@ int sl_config_add_env(sl_config *c, const char *prefix)
         return sli_err(SL_EINVAL, "config: the env prefix must be non-empty");
     sli_src s = {.kind = SRC_ENV, .text = strdup(prefix)};
     return s.text ? add_source(c, &s) : sli_err(SL_ENOMEM, "config: out of memory");
+}
+
+int sl_config_add_etcd(sl_config *c, const char *url)
+{
+    if (!c || !url)
+        return sli_err(SL_EINVAL, "config: NULL argument to sl_config_add_etcd");
+#ifdef SL_HAVE_ETCD
+    sli_src s = {.kind = SRC_ETCD};
+    int rc = sli_config_etcd_open(url, &s.etcd);
+    if (rc < 0)
+        return rc;
+    if (!(s.text = strdup(url))) {
+        sli_config_etcd_free(s.etcd);
+        return sli_err(SL_ENOMEM, "config: out of memory");
+    }
+    return add_source(c, &s);
+#else
+    return sli_err(SL_ENOTSUP, "config: built without etcd");
+#endif
 }
 
 static bool valid_path(const char *p)

@@ -1,8 +1,8 @@
 /*
  * config_int.h - the sl_config handle shared by its files: config.c
  * (sources, merging, getters, reload), config_yaml.c (YAML/JSON documents
- * to a jansson tree with the line of every value) and config_watch.c
- * (inotify).
+ * to a jansson tree with the line of every value), config_etcd.c (the
+ * etcd:// source) and config_watch.c (inotify, etcd polling).
  */
 #ifndef SLI_CONFIG_INT_H
 #define SLI_CONFIG_INT_H
@@ -13,12 +13,15 @@
 #include "core/internal.h"
 #include "sluice/config.h"
 
-typedef enum { SRC_DEFAULTS, SRC_FILE, SRC_ENV, SRC_FLAGS } sli_src_kind;
+typedef enum { SRC_DEFAULTS, SRC_FILE, SRC_ENV, SRC_FLAGS, SRC_ETCD } sli_src_kind;
+
+typedef struct sli_cfg_etcd sli_cfg_etcd;
 
 typedef struct sli_src {
     sli_src_kind kind;
     char *text; /* defaults: the document; file: the path; env: the prefix */
     json_t *kv; /* flags: path -> value */
+    sli_cfg_etcd *etcd; /* etcd: the connection (text: the URL) */
 } sli_src;
 
 typedef struct sli_watcher {
@@ -49,5 +52,18 @@ int sli_config_parse_yaml(const char *text, size_t len, const char *name, json_t
                           json_t *origins);
 
 void sli_config_watch_stop(sl_config *c);
+
+/* Set a string leaf at dotted path, creating objects on the way. */
+void sli_config_set_path(json_t *tree, const char *path, const char *value);
+
+/* config_etcd.c: open (checks the server answers), free, the poll
+ * interval, load every key under the prefix into tree/origins (recording
+ * the prefix's version), and whether the version differs from the last
+ * load's (SL_ECONN when the server is away). */
+int sli_config_etcd_open(const char *url, sli_cfg_etcd **out);
+void sli_config_etcd_free(sli_cfg_etcd *ce);
+int64_t sli_config_etcd_poll_ms(const sli_cfg_etcd *ce);
+int sli_config_etcd_load(sli_cfg_etcd *ce, json_t *tree, json_t *origins);
+int sli_config_etcd_changed(sli_cfg_etcd *ce, bool *changed);
 
 #endif

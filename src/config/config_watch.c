@@ -6,6 +6,10 @@
  * An event naming one of the files waits 50 ms for the writer to finish
  * (more events in that window are folded in) and reloads. A reload that
  * fails keeps the previous values and is logged with the reason.
+ * When there are etcd:// sources, poll() also times out every poll
+ * interval (the smallest of theirs) and the thread asks each whether its
+ * prefix changed (config_etcd.c); an etcd that does not answer is logged
+ * once, and watched again until it is back.
  */
 #include <errno.h>
 #include <limits.h>
@@ -52,17 +56,79 @@ static bool drain(sl_config *c)
     }
 }
 
+/* The smallest poll interval of the etcd sources, -1 when none. */
+static int poll_ms(sl_config *c)
+{
+    int64_t ms = -1;
+#ifdef SL_HAVE_ETCD
+    pthread_mutex_lock(&c->mu);
+    for (size_t i = 0; i < c->nsrc; i++)
+        if (c->src[i].kind == SRC_ETCD) {
+            int64_t p = sli_config_etcd_poll_ms(c->src[i].etcd);
+            ms = ms < 0 || p < ms ? p : ms;
+        }
+    pthread_mutex_unlock(&c->mu);
+#else
+    (void)c;
+#endif
+    return ms > 3600000 ? 3600000 : (int)ms;
+}
+
+/* Did an etcd source change? (Sources are only ever added, so the
+ * pointers stay valid without the lock.) */
+static bool etcd_changed(sl_config *c, bool *away)
+{
+    bool any = false;
+#ifdef SL_HAVE_ETCD
+    pthread_mutex_lock(&c->mu);
+    size_t n = c->nsrc;
+    pthread_mutex_unlock(&c->mu);
+    bool down = false;
+    for (size_t i = 0; i < n && !any; i++) {
+        pthread_mutex_lock(&c->mu);
+        sli_src s = c->src[i];
+        pthread_mutex_unlock(&c->mu);
+        bool ch = false;
+        if (s.kind != SRC_ETCD)
+            continue;
+        if (sli_config_etcd_changed(s.etcd, &ch) < 0) {
+            if (!*away)
+                sli_log(SL_LOG_WARN, "config", "cannot watch %s, retrying: %s", s.text,
+                        sl_errmsg());
+            down = true;
+            continue;
+        }
+        any = ch;
+    }
+    if (*away && !down)
+        sli_log(SL_LOG_INFO, "config", "etcd answers again: watching");
+    *away = down;
+#else
+    (void)c;
+    (void)away;
+#endif
+    return any;
+}
+
 static void *watch_thread(void *arg)
 {
     sl_config *c = arg;
     sli_thread_name("sl-config");
     struct pollfd p[2] = {{.fd = c->ifd, .events = POLLIN}, {.fd = c->stopfd, .events = POLLIN}};
+    bool away = false;
     for (;;) {
-        if (poll(p, 2, -1) < 0 && errno != EINTR)
+        int n = poll(p, 2, poll_ms(c));
+        if (n < 0 && errno != EINTR)
             break;
-        if (p[1].revents)
+        if (n > 0 && p[1].revents)
             break;
-        if (!(p[0].revents & POLLIN) || !drain(c))
+        if (n == 0) {
+            if (etcd_changed(c, &away) && sl_config_reload(c) < 0)
+                sli_log(SL_LOG_ERROR, "config", "reload failed, keeping the previous values: %s",
+                        sl_errmsg());
+            continue;
+        }
+        if (n < 0 || !(p[0].revents & POLLIN) || !drain(c))
             continue;
         /* let the writer finish; fold in what follows */
         if (poll(&p[1], 1, 50) > 0)

@@ -107,6 +107,32 @@ int sl_call_set_meta(sl_call *c, const char *key, const char *value)
     return hdr_add(&c->resp_h, &c->nresp_h, key, value) ? sli_err(SL_ENOMEM, "out of memory") : 0;
 }
 
+int sl_call_set_req_meta(sl_call *c, const char *key, const char *value)
+{
+    if (!c || !key || !*key)
+        return sli_err(SL_EINVAL, "sl_call_set_req_meta: NULL or empty argument");
+    for (const char *p = key; *p; p++)
+        if (!isalnum((unsigned char)*p) && *p != '-')
+            return sli_err(SL_EINVAL, "sl_call_set_req_meta: bad name '%.64s'", key);
+    for (const char *p = value; p && *p; p++)
+        if ((unsigned char)*p < 0x20 && *p != '\t')
+            return sli_err(SL_EINVAL, "sl_call_set_req_meta: control character in the value of %s",
+                           key);
+    size_t w = 0; /* drop every instance of key (a header may come twice) */
+    for (size_t i = 0; i < c->nreq_h; i++) {
+        if (strcasecmp(c->req_h[i].key, key) == 0) {
+            free(c->req_h[i].key);
+            free(c->req_h[i].value);
+        } else {
+            c->req_h[w++] = c->req_h[i];
+        }
+    }
+    c->nreq_h = w;
+    if (!value)
+        return 0;
+    return hdr_add(&c->req_h, &c->nreq_h, key, value) ? sli_err(SL_ENOMEM, "out of memory") : 0;
+}
+
 int sl_call_reply(sl_call *c, const void *data, size_t len)
 {
     if (!c || (!data && len))

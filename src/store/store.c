@@ -16,6 +16,9 @@ static const sli_store_ops *const store_backends[] = {
 #ifdef SL_HAVE_REDIS
     &sli_store_redis,
 #endif
+#ifdef SL_HAVE_STORE_POSTGRES
+    &sli_store_postgres,
+#endif
 };
 #define NBACKENDS (sizeof store_backends / sizeof store_backends[0])
 
@@ -107,6 +110,11 @@ int sl_store_open(sl_store **out, const char *url)
         rc = sli_err(SL_ENOTSUP, "store: unknown scheme '%s' (known: memory, sqlite%s)", u->scheme,
 #ifdef SL_HAVE_REDIS
                      ", redis"
+#else
+                     ""
+#endif
+#ifdef SL_HAVE_STORE_POSTGRES
+                     ", postgres"
 #else
                      ""
 #endif

@@ -71,5 +71,8 @@ extern const sli_store_ops sli_store_sqlite;
 #ifdef SL_HAVE_REDIS
 extern const sli_store_ops sli_store_redis;
 #endif
+#ifdef SL_HAVE_STORE_POSTGRES
+extern const sli_store_ops sli_store_postgres;
+#endif
 
 #endif

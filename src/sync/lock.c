@@ -16,6 +16,9 @@ static const sli_sync_ops *const sync_backends[] = {
 #ifdef SL_HAVE_REDIS
     &sli_sync_redis,
 #endif
+#ifdef SL_HAVE_ETCD
+    &sli_sync_etcd,
+#endif
 };
 #define NBACKENDS (sizeof sync_backends / sizeof sync_backends[0])
 
@@ -70,6 +73,11 @@ int sl_sync_open(sl_sync **out, const char *url)
         rc = sli_err(SL_ENOTSUP, "sync: unknown scheme '%s' (known: sqlite%s)", u->scheme,
 #ifdef SL_HAVE_REDIS
                      ", redis"
+#else
+                     ""
+#endif
+#ifdef SL_HAVE_ETCD
+                     ", etcd"
 #else
                      ""
 #endif

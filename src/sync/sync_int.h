@@ -31,6 +31,9 @@ extern const sli_sync_ops sli_sync_sqlite;
 #ifdef SL_HAVE_REDIS
 extern const sli_sync_ops sli_sync_redis;
 #endif
+#ifdef SL_HAVE_ETCD
+extern const sli_sync_ops sli_sync_etcd;
+#endif
 
 /* For leader.c: the backend and full name behind a handle. */
 struct sl_sync {

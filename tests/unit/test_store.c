@@ -3,7 +3,8 @@
  * memory:// and sqlite:// always (ctest unit_store), redis:// against the
  * real server of the redis fixture (unit_store_redis, SL_STORE_BACKENDS=redis,
  * SL_REDIS_URL), and the server restarted mid-test (unit_store_redis_restart,
- * SL_STORE_RESTART=1 with SL_CONF_RESTART_CMD). Each test works in its own
+ * SL_STORE_RESTART=1 with SL_CONF_RESTART_CMD), and the same two for
+ * postgres:// (unit_store_postgres, unit_store_postgres_restart). Each test works in its own
  * database so runs never see each other's records.
  */
 #include <stdio.h>
@@ -341,6 +342,12 @@ static void bad_input_is_refused(void **state)
     assert_int_equal(sl_store_open(&s2, url), SL_EBADOPT);
     assert_int_equal(sl_store_open(&s2, "nosuch://x"), SL_ENOTSUP);
     assert_int_equal(sl_store_open(&s2, "not a url"), SL_EINVAL);
+    if (strcmp(f->name, "postgres") == 0) {
+        snprintf(url, sizeof url, "%s%ssql_table=bad-name", f->url, strchr(f->url, '?') ? "&" : "?");
+        assert_int_equal(sl_store_open(&s2, url), SL_EBADOPT);
+        assert_int_equal(sl_store_open(&s2, "postgres://127.0.0.1/"), SL_EINVAL); /* no database */
+        assert_int_equal(sl_store_open(&s2, "postgres://u:p@127.0.0.1:1/db?timeout=1s"), SL_ECONN);
+    }
     assert_null(s2);
 }
 
@@ -495,6 +502,14 @@ static int run_backend(const char *name)
         const char *u = getenv("SL_REDIS_URL");
         if (!u) {
             fprintf(stderr, "test_store: SL_REDIS_URL is not set (the redis fixture sets it)\n");
+            return 1;
+        }
+        f.url = u;
+        f.persistent = true;
+    } else if (strcmp(name, "postgres") == 0) {
+        const char *u = getenv("SL_POSTGRES_URL");
+        if (!u) {
+            fprintf(stderr, "test_store: SL_POSTGRES_URL is not set (the postgres fixture sets it)\n");
             return 1;
         }
         f.url = u;

@@ -1,8 +1,9 @@
 /*
  * test_sync.c - the one sl_lock/sl_leader suite, run on every sync backend:
- * sqlite:// (ctest unit_sync), redis:// against the real server
- * (unit_sync_redis, SL_SYNC_BACKENDS=redis) and redis:// with the server
- * restarted mid-test (unit_sync_redis_restart, SL_SYNC_RESTART=1).
+ * sqlite:// (ctest unit_sync), redis:// and etcd:// against the real
+ * servers (unit_sync_redis, unit_sync_etcd: SL_SYNC_BACKENDS=redis|etcd)
+ * and with the server restarted mid-test (unit_sync_*_restart,
+ * SL_SYNC_RESTART=1).
  *
  * The proofs use processes, not threads: 8 forked processes increment a
  * counter file under the lock (the file must end exactly at the total, and
@@ -26,6 +27,7 @@
 typedef struct fx {
     const char *url;
     const char *name;
+    int64_t leader_ttl; /* the kill -9 test's TTL: etcd leases count whole seconds */
     char lock[96];
 } fx;
 
@@ -301,7 +303,7 @@ static void killed_leader_is_replaced_within_ttl(void **state)
 {
     fx *f = *state;
     enum { NPROC = 3, ROUNDS = 2 };
-    const int64_t ttl = 1500;
+    const int64_t ttl = f->leader_ttl;
     char logpath[256];
     snprintf(logpath, sizeof logpath, "%s/%s.leaders", g_dir, f->lock);
     FILE *fp = fopen(logpath, "w");
@@ -477,7 +479,7 @@ static void leader_is_reelected_after_server_restart(void **state)
 static int run_backend(const char *name)
 {
     static char url[512];
-    fx f = {.name = name};
+    fx f = {.name = name, .leader_ttl = 1500};
     if (strcmp(name, "sqlite") == 0) {
         snprintf(url, sizeof url, "sqlite://%s/locks.db", g_dir);
         f.url = url;
@@ -487,6 +489,13 @@ static int run_backend(const char *name)
             fprintf(stderr, "test_sync: SL_REDIS_URL is not set (the redis fixture sets it)\n");
             return 1;
         }
+    } else if (strcmp(name, "etcd") == 0) {
+        f.url = getenv("SL_ETCD_URL");
+        if (!f.url) {
+            fprintf(stderr, "test_sync: SL_ETCD_URL is not set (the etcd fixture sets it)\n");
+            return 1;
+        }
+        f.leader_ttl = 2000; /* leases are whole seconds, 2 s at least on a default server */
     } else {
         fprintf(stderr, "test_sync: unknown backend '%s'\n", name);
         return 1;

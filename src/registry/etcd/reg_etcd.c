@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "registry/etcd/etcd_client.h"
+#include "etcd/etcd_client.h"
 #include "registry/reg_int.h"
 
 typedef struct lease_ent {

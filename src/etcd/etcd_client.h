@@ -1,14 +1,19 @@
 /*
  * etcd_client.h - a small client of etcd's v3 API through its JSON gateway
  * (POST /v3/<service>/<method> with JSON bodies, keys and values base64),
- * over libcurl. Used by the etcd:// registry; written to be reused by other
- * etcd-backed parts (config, locks). Thread-safe: one handle serialises its
- * requests.
+ * over libcurl. The one etcd client of the library: the etcd:// registry,
+ * config source and sync backend use it. Thread-safe: one handle serialises
+ * its requests (open one per thread that must not wait for the others).
+ *
+ * No watch stream here: watchers poll a prefix and compare revisions
+ * (sli_etcd_prefix_rev), which survives server restarts and compaction
+ * without stream bookkeeping.
  */
 #ifndef SLI_ETCD_CLIENT_H
 #define SLI_ETCD_CLIENT_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 typedef struct sli_etcd sli_etcd;
@@ -38,5 +43,25 @@ int sli_etcd_lease_revoke(sli_etcd *e, int64_t id);
 int sli_etcd_put(sli_etcd *e, const char *key, const char *value, int64_t lease);
 int sli_etcd_delete(sli_etcd *e, const char *key);
 int sli_etcd_prefix(sli_etcd *e, const char *prefix, json_t **reply, json_t **kvs);
+
+/* A JSON string holding the base64 of the C string s (NULL on ENOMEM). */
+json_t *sli_etcd_b64(const char *s);
+/* An int64 field of a gateway object, sent as a string or a number (0 when
+ * absent). */
+int64_t sli_etcd_int(json_t *o, const char *key);
+
+/* One transaction (POST /v3/kv/txn): compare is an array of Compare
+ * objects, success and failure arrays of RequestOp objects, all stolen
+ * (NULL = empty). *ok gets whether the comparisons held; *reply (may be
+ * NULL) the answer: "responses"[i] hold the results of the branch taken,
+ * "header"."revision" the store's revision after it. */
+int sli_etcd_txn(sli_etcd *e, json_t *compare, json_t *success, json_t *failure, bool *ok,
+                 json_t **reply);
+
+/* The version of everything under prefix: the number of keys and the
+ * largest mod_revision among them. Any put under the prefix raises the
+ * revision, any delete lowers the count or (with a put) raises the
+ * revision, so two equal answers mean nothing changed in between. */
+int sli_etcd_prefix_rev(sli_etcd *e, const char *prefix, int64_t *count, int64_t *max_mod_rev);
 
 #endif

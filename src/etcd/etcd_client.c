@@ -1,5 +1,7 @@
 /*
  * etcd_client.c - etcd v3 through its JSON gateway (see etcd_client.h).
+ * Requests of one handle are serialised by its mutex over one curl handle,
+ * so connections are reused and re-opened after a server restart.
  * The gateway encodes int64 fields as JSON strings ("ID":"7587..."), so ids
  * are read from strings or numbers alike.
  */
@@ -8,7 +10,7 @@
 #include <string.h>
 
 #include "core/internal.h"
-#include "registry/etcd/etcd_client.h"
+#include "etcd/etcd_client.h"
 
 struct sli_etcd {
     pthread_mutex_t mu;
@@ -166,7 +168,7 @@ void sli_etcd_close(sli_etcd *e)
     free(e);
 }
 
-static int64_t int_field(json_t *o, const char *k)
+int64_t sli_etcd_int(json_t *o, const char *k)
 {
     json_t *v = json_object_get(o, k);
     if (json_is_integer(v))
@@ -182,7 +184,7 @@ int sli_etcd_lease_grant(sli_etcd *e, int64_t ttl_s, int64_t *id)
     int rc = sli_etcd_call(e, "/v3/lease/grant", json_pack("{s:I}", "TTL", (json_int_t)ttl_s), &r);
     if (rc != 0)
         return rc;
-    *id = int_field(r, "ID");
+    *id = sli_etcd_int(r, "ID");
     json_decref(r);
     return *id ? 0 : sli_err(SL_EIO, "etcd: lease grant without an id");
 }
@@ -196,7 +198,7 @@ int sli_etcd_lease_keepalive(sli_etcd *e, int64_t id, int64_t *ttl_left)
     if (rc != 0)
         return rc;
     json_t *res = json_object_get(r, "result"); /* a stream of one message */
-    *ttl_left = int_field(res ? res : r, "TTL");
+    *ttl_left = sli_etcd_int(res ? res : r, "TTL");
     json_decref(r);
     return 0;
 }
@@ -252,4 +254,61 @@ int sli_etcd_prefix(sli_etcd *e, const char *prefix, json_t **reply, json_t **kv
             *kvs = NULL; /* no keys */
     }
     return rc;
+}
+
+json_t *sli_etcd_b64(const char *s)
+{
+    char *b = sli_b64_encode(s, strlen(s));
+    json_t *j = b ? json_string(b) : NULL;
+    free(b);
+    return j;
+}
+
+int sli_etcd_txn(sli_etcd *e, json_t *compare, json_t *success, json_t *failure, bool *ok,
+                 json_t **reply)
+{
+    if (reply)
+        *reply = NULL;
+    json_t *body = json_object();
+    if (body) {
+        json_object_set_new(body, "compare", compare ? compare : json_array());
+        json_object_set_new(body, "success", success ? success : json_array());
+        json_object_set_new(body, "failure", failure ? failure : json_array());
+    } else {
+        json_decref(compare);
+        json_decref(success);
+        json_decref(failure);
+        return sli_err(SL_ENOMEM, "etcd: out of memory");
+    }
+    json_t *r;
+    int rc = sli_etcd_call(e, "/v3/kv/txn", body, &r);
+    if (rc != 0)
+        return rc;
+    *ok = json_is_true(json_object_get(r, "succeeded"));
+    if (reply)
+        *reply = r;
+    else
+        json_decref(r);
+    return 0;
+}
+
+int sli_etcd_prefix_rev(sli_etcd *e, const char *prefix, int64_t *count, int64_t *max_mod_rev)
+{
+    json_t *reply, *kvs;
+    int rc = sli_etcd_prefix(e, prefix, &reply, &kvs);
+    if (rc != 0)
+        return rc;
+    *count = 0;
+    *max_mod_rev = 0;
+    size_t i;
+    json_t *kv;
+    json_array_foreach(kvs, i, kv)
+    {
+        int64_t m = sli_etcd_int(kv, "mod_revision");
+        if (m > *max_mod_rev)
+            *max_mod_rev = m;
+        (*count)++;
+    }
+    json_decref(reply);
+    return 0;
 }
