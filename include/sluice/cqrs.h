@@ -85,7 +85,10 @@ SL_API int sl_command_bus_new(sl_command_bus **out, sl_publisher *pub, const sl_
 /* Send a command (value borrowed): published durably before returning. */
 SL_API int sl_command_send(sl_command_bus *b, const char *name, const void *value);
 /* The same carrying the metadata of a message being handled (correlation,
- * trace, deadline), to keep a chain of messages traceable. */
+ * trace, deadline, and the application's own keys), to keep a chain of
+ * messages traceable. Keys about the cause's own routing are not carried:
+ * name, content_type, deliver_at, reply_to, reply_error, forward_to,
+ * requeue_*, fanin_source and the poison keys. */
 SL_API int sl_command_send_from(sl_command_bus *b, const sl_msg *cause, const char *name,
                                 const void *value);
 SL_API void sl_command_bus_free(sl_command_bus *b);

@@ -18,6 +18,12 @@
  *   ... thread B: sl_router_running(r, -1); ... sl_router_close(r, 5000, NULL);
  *   sl_router_free(r);
  *
+ * Message context (sluice/msg.h): a handler's outputs carry the input's
+ * correlation id, trace id and deadline unless they set their own (single-
+ * message calls, and batches of one), and a message with SL_META_DEADLINE
+ * gets a handler context that is done at that deadline (a bad value is
+ * logged and ignored).
+ *
  * Middlewares wrap the handler function; the first added is the outermost.
  * Router-level middlewares wrap every (non-batch) handler, outside that
  * handler's own. Plugins run when the router starts and closes.
