@@ -128,14 +128,14 @@ static sl_ctx *call_ctx(sl_handler *h, const sl_msg *m, sl_ctx **own)
     int64_t at;
     int rc = sl_msg_deadline(m, &at);
     if (rc == SL_ENOENT)
-        return h->r->ctx;
+        return h->ctx;
     if (rc != 0) {
         sli_log(SL_LOG_WARN, "router", "handler '%s': %s (ignored)", h->name, sl_errmsg());
-        return h->r->ctx;
+        return h->ctx;
     }
     int64_t mono = sl_ctx_now_ms() + (at - sli_wall_ms());
-    if (sl_ctx_new_deadline(own, h->r->ctx, mono < 0 ? 0 : mono) != 0) /* < 0 means none */
-        return h->r->ctx;
+    if (sl_ctx_new_deadline(own, h->ctx, mono < 0 ? 0 : mono) != 0) /* < 0 means none */
+        return h->ctx;
     return *own;
 }
 
@@ -166,7 +166,7 @@ static void process_batch(sli_worker *w, sl_msg **v, int *res, size_t n, sl_msg_
     for (size_t i = 0; i < n; i++)
         res[i] = 0;
     atomic_store_explicit(&w->busy, true, memory_order_relaxed);
-    int rc = h->batch_fn(h->r->ctx, v, n, res, out, h->user);
+    int rc = h->batch_fn(h->ctx, v, n, res, out, h->user);
     if (rc == 0)
         rc = publish_out(h, n == 1 ? v[0] : NULL, out);
     else
@@ -194,11 +194,11 @@ static int take(sli_worker *w, sl_msg **m, int timeout_ms, bool *got)
         return 1;
     if (rc) {
         sli_log(SL_LOG_WARN, "router", "handler '%s': next: %s", w->h->name, sl_errmsg());
-        sl_ctx_wait(w->h->r->ctx, 10);
+        sl_ctx_wait(w->h->ctx, 10);
         return 0;
     }
-    if (atomic_load(&w->h->r->stop)) {
-        sl_msg_nack(*m); /* taken after close began: back to the backend */
+    if (atomic_load(&w->h->r->stop) || atomic_load(&w->h->stop)) {
+        sl_msg_nack(*m); /* taken after close/stop began: back to the backend */
         sl_msg_unref(*m);
         return 1;
     }
@@ -209,7 +209,8 @@ static int take(sli_worker *w, sl_msg **m, int timeout_ms, bool *got)
 static void loop_single(sli_worker *w, sl_msg_list *out)
 {
     sl_router *r = w->h->r;
-    while (!atomic_load_explicit(&r->stop, memory_order_relaxed)) {
+    while (!atomic_load_explicit(&r->stop, memory_order_relaxed) &&
+           !atomic_load_explicit(&w->h->stop, memory_order_relaxed)) {
         sl_msg *m;
         bool got;
         if (take(w, &m, POLL_MS, &got))
@@ -231,7 +232,8 @@ static void loop_batch(sli_worker *w, sl_msg_list *out)
         return;
     }
     bool quit = false;
-    while (!quit && !atomic_load_explicit(&h->r->stop, memory_order_relaxed)) {
+    while (!quit && !atomic_load_explicit(&h->r->stop, memory_order_relaxed) &&
+           !atomic_load_explicit(&h->stop, memory_order_relaxed)) {
         size_t n = 0;
         bool got;
         quit = take(w, &v[0], POLL_MS, &got);
@@ -267,6 +269,7 @@ void *sli_router_worker(void *arg)
     sl_msg_list_free(&out);
     pthread_mutex_lock(&r->mu);
     r->active--;
+    w->h->active--;
     pthread_cond_broadcast(&r->cond);
     pthread_mutex_unlock(&r->mu);
     return NULL;

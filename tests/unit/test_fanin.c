@@ -73,7 +73,9 @@ static void merge_on(const char *url)
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, run, r), 0);
     assert_int_equal(sl_router_running(r, 10000), 0);
-    assert_int_equal(sl_fanin_add(r, "late", &o), SL_ESTATE);
+    sl_fanin_opts loop = o;
+    loop.target = src[0];
+    assert_int_equal(sl_fanin_add(r, "loop", &loop), SL_EINVAL); /* checked while running too */
     for (int i = first; i < per; i++)
         for (int k = 0; k < NSRC; k++)
             publish_idx(pub, src[k], i);
