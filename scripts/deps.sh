@@ -10,7 +10,7 @@ PKGS=(build-essential cmake ninja-build pkg-config
       libhiredis-dev redis-server redis-tools
       libmariadb-dev mariadb-server mariadb-client
       libpq-dev postgresql postgresql-client
-      libcurl4-openssl-dev libprotobuf-c-dev etcd-server etcd-client
+      libcurl4-openssl-dev libprotobuf-c-dev protobuf-c-compiler etcd-server etcd-client
       libjwt-dev libssl-dev openssl)
 
 missing=()
