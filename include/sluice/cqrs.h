@@ -143,7 +143,9 @@ SL_API int sl_requester_new(sl_requester **out, sl_command_bus *bus, sl_subscrib
 /* Send command `name` and wait up to timeout_ms for its reply. Returns the
  * handler's result: 0, or the negative code it replied with (detail in
  * sl_errmsg()), SL_ETIMEDOUT when no reply came. *reply (optional) gets the
- * reply message (free with sl_msg_unref). Any thread. */
+ * reply message (free with sl_msg_unref). With timeout_ms >= 0 the command
+ * carries SL_META_DEADLINE (now + timeout_ms): its handler's context is
+ * done when the requester stops waiting. Any thread. */
 SL_API int sl_request(sl_requester *r, const char *name, const void *value, int timeout_ms,
                       sl_msg **reply);
 SL_API void sl_requester_free(sl_requester *r);
