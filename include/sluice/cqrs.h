@@ -85,7 +85,10 @@ SL_API int sl_command_bus_new(sl_command_bus **out, sl_publisher *pub, const sl_
 /* Send a command (value borrowed): published durably before returning. */
 SL_API int sl_command_send(sl_command_bus *b, const char *name, const void *value);
 /* The same carrying the metadata of a message being handled (correlation,
- * trace, deadline), to keep a chain of messages traceable. */
+ * trace, deadline, and the application's own keys), to keep a chain of
+ * messages traceable. Keys about the cause's own routing are not carried:
+ * name, content_type, deliver_at, reply_to, reply_error, forward_to,
+ * requeue_*, fanin_source and the poison keys. */
 SL_API int sl_command_send_from(sl_command_bus *b, const sl_msg *cause, const char *name,
                                 const void *value);
 SL_API void sl_command_bus_free(sl_command_bus *b);
@@ -140,7 +143,9 @@ SL_API int sl_requester_new(sl_requester **out, sl_command_bus *bus, sl_subscrib
 /* Send command `name` and wait up to timeout_ms for its reply. Returns the
  * handler's result: 0, or the negative code it replied with (detail in
  * sl_errmsg()), SL_ETIMEDOUT when no reply came. *reply (optional) gets the
- * reply message (free with sl_msg_unref). Any thread. */
+ * reply message (free with sl_msg_unref). With timeout_ms >= 0 the command
+ * carries SL_META_DEADLINE (now + timeout_ms): its handler's context is
+ * done when the requester stops waiting. Any thread. */
 SL_API int sl_request(sl_requester *r, const char *name, const void *value, int timeout_ms,
                       sl_msg **reply);
 SL_API void sl_requester_free(sl_requester *r);

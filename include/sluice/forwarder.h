@@ -15,6 +15,10 @@
  * with the same UUID, metadata (less the routing key) and payload to its
  * destination, and only then acks it. A forwarder killed between the two
  * redelivers that message: a duplicate with the same UUID, never a loss.
+ * Order holds while a forwarder runs; a forwarder killed with a message in
+ * flight leaves that one message to come back when the outbox's ack
+ * deadline expires, possibly after later ones (tests/crash/crash_forwarder.c
+ * kills it ten times mid-stream and checks all three promises).
  */
 #ifndef SLUICE_FORWARDER_H
 #define SLUICE_FORWARDER_H

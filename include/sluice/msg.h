@@ -21,6 +21,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -95,6 +96,27 @@ SL_API int sl_msg_wait(sl_msg *m, int timeout_ms, sl_ack_state *state);
  * that time by backends with SL_FEAT_DELAYED_PUBLISH. A value that is not such
  * a number makes sl_publish fail with SL_EINVAL (nothing is published). */
 #define SL_META_DELIVER_AT "deliver_at"
+
+/* Message context: what a chain of messages shares. A handler's outputs
+ * (router outputs, sl_command_send_from, sl_event_publish_from) carry the
+ * cause's correlation id, trace id and deadline unless they set their own.
+ * SL_META_DEADLINE is a decimal count of milliseconds since the Unix epoch
+ * by which the work must be done: the router hands the handler a context
+ * (sl_ctx) that is done then. */
+#define SL_META_CORRELATION_ID "correlation_id"
+#define SL_META_TRACE_ID "trace_id"
+#define SL_META_DEADLINE "deadline"
+
+/* Copy the context keys of cause that effect lacks to effect. A deadline
+ * that is not such a number is not copied. Errors: SL_EINVAL, SL_ENOMEM. */
+SL_API int sl_msg_carry_context(const sl_msg *cause, sl_msg *effect);
+
+/* Set SL_META_DEADLINE to timeout_ms from now (wall clock). */
+SL_API int sl_msg_set_deadline_in(sl_msg *m, int64_t timeout_ms);
+
+/* The deadline of m in ms since the epoch: 0 and *wall_ms set, SL_ENOENT
+ * when it has none, SL_EINVAL (with detail) when the value is not a number. */
+SL_API int sl_msg_deadline(const sl_msg *m, int64_t *wall_ms);
 
 /* Fill out[SL_UUID_LEN + 1] with a fresh UUIDv7 text. */
 SL_API void sl_uuid_v7(char out[SL_UUID_LEN + 1]);

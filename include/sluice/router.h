@@ -18,6 +18,12 @@
  *   ... thread B: sl_router_running(r, -1); ... sl_router_close(r, 5000, NULL);
  *   sl_router_free(r);
  *
+ * Message context (sluice/msg.h): a handler's outputs carry the input's
+ * correlation id, trace id and deadline unless they set their own (single-
+ * message calls, and batches of one), and a message with SL_META_DEADLINE
+ * gets a handler context that is done at that deadline (a bad value is
+ * logged and ignored).
+ *
  * Middlewares wrap the handler function; the first added is the outermost.
  * Router-level middlewares wrap every (non-batch) handler, outside that
  * handler's own. Plugins run when the router starts and closes.
@@ -26,8 +32,10 @@
  * closes them after sl_router_free). Middleware and plugin states are owned
  * by the router once added (freed by sl_router_free, even when adding fails).
  *
- * Threads: configuration (add_*) happens before sl_router_run; run, running
- * and close may be called from any threads; handler functions and
+ * Threads: middlewares and plugins are added before sl_router_run; handlers
+ * may also be added to, and stopped on, a running router (any thread, not
+ * from the stopped handler's own calls); run, running and close may be
+ * called from any threads; handler functions and
  * middlewares run on worker threads, concurrently when workers > 1 or when
  * a middleware is shared by several handlers.
  */
@@ -115,6 +123,12 @@ typedef struct sl_handler_opts {
     unsigned nack_delay_ms;
     double nack_delay_multiplier;
     unsigned nack_delay_max_ms;
+    /* Handler-level middlewares given at creation (the way to have them on
+     * a handler added to a running router): nmws entries, the first is the
+     * outermost; the router owns their states from the call on (freed even
+     * when adding fails). Not for batch handlers. */
+    const struct sl_middleware *mws;
+    size_t nmws;
 } sl_handler_opts;
 
 SL_API void sl_handler_opts_init(sl_handler_opts *o);
@@ -158,11 +172,27 @@ SL_API void sl_router_opts_init(sl_router_opts *o);
 /* opts may be NULL. Errors: SL_EINVAL, SL_ENOMEM. */
 SL_API int sl_router_new(sl_router **out, const sl_router_opts *opts);
 
-/* Add a handler; *out (optional) is borrowed until sl_router_free.
- * Errors: SL_EINVAL (missing/duplicate name, no topic, both or neither of
- * fn/batch_fn, pub without pub_topic), SL_ENOTSUP (wildcard topics - no
- * backend can expand them yet), SL_ESTATE (router already running). */
+/* Add a handler; *out (optional) is borrowed until sl_router_free. On a
+ * running router the handler subscribes and starts before this returns
+ * (router-level middlewares wrap it too). Errors: SL_EINVAL
+ * (missing/duplicate name, no topic, both or neither of fn/batch_fn, pub
+ * without pub_topic), SL_ENOTSUP (wildcard topics - no backend can expand
+ * them yet), SL_ESTATE (router starting, closing or closed), subscribe
+ * errors (running router: nothing was added). */
 SL_API int sl_router_add_handler(sl_router *r, const sl_handler_opts *opts, sl_handler **out);
+
+/* Stop one handler of a running router; the others go on. Its workers take
+ * no more messages; calls in flight may finish until timeout_ms from now
+ * (< 0: forever), then their context is cancelled and they are waited for.
+ * Its subscriptions close: what it took and did not ack goes back to the
+ * backend. The handler stays valid (until sl_router_free) but its name is
+ * free for a new handler. Blocks; never call it from the handler's own
+ * calls. Returns 0, SL_ETIMEDOUT when calls were cut off (*cut_off,
+ * optional, is their number), SL_ESTATE when the router is not running.
+ * Stopping a stopped handler is 0. */
+SL_API int sl_handler_stop(sl_handler *h, int timeout_ms, unsigned *cut_off);
+/* True once sl_handler_stop stopped h. */
+SL_API bool sl_handler_stopped(const sl_handler *h);
 
 /* Router-level middleware (wraps every handler, outside handler-level
  * ones; first added is outermost). The router owns mw.state from here on.
@@ -216,7 +246,7 @@ SL_API int sl_router_running(sl_router *r, int timeout_ms);
  * very worker it runs on (cancel work through the context instead). */
 SL_API int sl_router_close(sl_router *r, int timeout_ms, unsigned *cut_off);
 
-/* Look a handler up by name (NULL if none). */
+/* Look a handler up by name (NULL if none; stopped handlers are not found). */
 SL_API sl_handler *sl_router_handler(sl_router *r, const char *name);
 
 /* Close (if needed, waiting forever), join every thread, free middleware

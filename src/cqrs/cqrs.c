@@ -80,18 +80,35 @@ static int bus_init(bus *b, sl_publisher *pub, const sl_marshaler *m, const sl_c
 _Thread_local const sl_msg *sli_cqrs_replied; /* set by sl_reply on the handler's thread */
 
 static int bus_send_meta(bus *b, const sl_msg *cause, const char *name, const void *value,
-                         const char *reply_to, const char *correlation);
+                         const char *reply_to, const char *correlation, int timeout_ms);
 
 static int bus_send(bus *b, const sl_msg *cause, const char *name, const void *value)
 {
-    return bus_send_meta(b, cause, name, value, NULL, NULL);
+    return bus_send_meta(b, cause, name, value, NULL, NULL, -1);
 }
 
 int sli_command_send_request(sl_command_bus *b, const char *name, const void *value,
-                             const char *reply_to, const char *correlation);
+                             const char *reply_to, const char *correlation, int timeout_ms);
+
+/* Keys that describe one message's routing or handling, not the chain it
+ * belongs to: never carried from a cause to its effects (a follow-up of a
+ * request must not answer the requester, a requeued cause's count must not
+ * leak). The deadline is carried by sl_msg_carry_context, validated. */
+static bool routing_key(const char *k)
+{
+    static const char *const keys[] = {
+        SL_CQRS_META_NAME, "content_type", SL_META_DELIVER_AT, SL_META_DEADLINE,
+        SL_CQRS_META_REPLY_TO, SL_CQRS_META_REPLY_ERROR, "forward_to", "requeue_topic",
+        "requeue_count", "fanin_source", SL_POISON_REASON_KEY, SL_POISON_TOPIC_KEY,
+        SL_POISON_HANDLER_KEY};
+    for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
+        if (strcmp(k, keys[i]) == 0)
+            return true;
+    return false;
+}
 
 static int bus_send_meta(bus *b, const sl_msg *cause, const char *name, const void *value,
-                         const char *reply_to, const char *correlation)
+                         const char *reply_to, const char *correlation, int timeout_ms)
 {
     char topic[256];
     int rc = topic_of(&b->o, b->kind, name, topic, sizeof topic);
@@ -103,14 +120,17 @@ static int bus_send_meta(bus *b, const sl_msg *cause, const char *name, const vo
     for (size_t i = 0; cause && i < sl_msg_meta_count(cause) && rc == 0; i++) {
         const char *k, *v;
         sl_msg_meta_at(cause, i, &k, &v);
-        if (strcmp(k, SL_CQRS_META_NAME) && strcmp(k, "content_type") && strcmp(k, SL_META_DELIVER_AT) &&
-            !sl_msg_meta_get(m, k))
+        if (!routing_key(k) && !sl_msg_meta_get(m, k))
             rc = sl_msg_meta_set(m, k, v);
     }
+    if (rc == 0 && cause)
+        rc = sl_msg_carry_context(cause, m); /* (a bad deadline was skipped above) */
     if (rc == 0 && reply_to)
         rc = sl_msg_meta_set(m, SL_CQRS_META_REPLY_TO, reply_to);
     if (rc == 0 && correlation)
         rc = sl_msg_meta_set(m, SL_CQRS_META_CORRELATION, correlation);
+    if (rc == 0 && timeout_ms >= 0) /* a request: the handler's context ends with the wait */
+        rc = sl_msg_set_deadline_in(m, timeout_ms);
     if (rc == 0)
         rc = sl_publish(b->pub, topic, &m, 1);
     sl_msg_unref(m);
@@ -164,9 +184,9 @@ int sl_event_publish_from(sl_event_bus *b, const sl_msg *cause, const char *name
 }
 
 int sli_command_send_request(sl_command_bus *b, const char *name, const void *value,
-                             const char *reply_to, const char *correlation)
+                             const char *reply_to, const char *correlation, int timeout_ms)
 {
-    return bus_send_meta(&b->b, NULL, name, value, reply_to, correlation);
+    return bus_send_meta(&b->b, NULL, name, value, reply_to, correlation, timeout_ms);
 }
 
 void sl_command_bus_free(sl_command_bus *b) { free(b); }

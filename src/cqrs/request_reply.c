@@ -35,7 +35,7 @@ struct sl_requester {
 
 /* cqrs.c */
 int sli_command_send_request(sl_command_bus *b, const char *name, const void *value,
-                             const char *reply_to, const char *correlation);
+                             const char *reply_to, const char *correlation, int timeout_ms);
 extern _Thread_local const sl_msg *sli_cqrs_replied;
 
 static void *reader(void *arg)
@@ -128,7 +128,7 @@ int sl_request(sl_requester *r, const char *name, const void *value, int timeout
     w.next = r->waiting;
     r->waiting = &w;
     pthread_mutex_unlock(&r->mu);
-    int rc = sli_command_send_request(r->bus, name, value, r->topic, w.id);
+    int rc = sli_command_send_request(r->bus, name, value, r->topic, w.id, timeout_ms);
     int64_t deadline = sli_deadline_ms(timeout_ms);
     pthread_mutex_lock(&r->mu);
     while (rc == 0 && !w.reply)

@@ -53,6 +53,7 @@ int sl_router_new(sl_router **out, const sl_router_opts *opts)
         return SL_ENOMEM;
     }
     pthread_mutex_init(&r->mu, NULL);
+    pthread_mutex_init(&r->admin, NULL);
     sli_cond_init(&r->cond);
     r->htail = &r->handlers;
     *out = r;
@@ -201,6 +202,7 @@ static void handler_free(sl_handler *h)
     free(h->group);
     free(h->pub_topic);
     free(h->name);
+    sl_ctx_free(h->ctx);
     free(h);
 }
 
@@ -231,8 +233,12 @@ static int check_handler_opts(sl_router *r, const sl_handler_opts *o)
                            o->name, t);
     }
     for (sl_handler *h = r->handlers; h; h = h->next)
-        if (strcmp(h->name, o->name) == 0)
+        if (!h->stopped && strcmp(h->name, o->name) == 0)
             return sli_err(SL_EINVAL, "handler '%s' already exists", o->name);
+    if (o->nmws && (!o->mws || o->batch_fn))
+        return sli_err(o->batch_fn ? SL_ENOTSUP : SL_EINVAL,
+                       "handler '%s': middlewares need a (non-batch) handler and an array",
+                       o->name);
     return 0;
 }
 
@@ -271,41 +277,115 @@ static int handler_fill(sl_handler *h, const sl_handler_opts *o)
     return 0;
 }
 
-int sl_router_add_handler(sl_router *r, const sl_handler_opts *o, sl_handler **out)
+static void release_opts_mws(const sl_handler_opts *o)
 {
-    if (!r)
-        return sli_err(SL_EINVAL, "sl_router_add_handler: NULL router");
-    pthread_mutex_lock(&r->mu);
-    bool fresh = r->state == SLI_R_NEW;
-    pthread_mutex_unlock(&r->mu);
-    if (!fresh)
-        return sli_err(SL_ESTATE, "router already started");
+    for (size_t i = 0; o && o->mws && i < o->nmws; i++)
+        if (o->mws[i].free)
+            o->mws[i].free(o->mws[i].state);
+}
+
+/* A new handler from o (taking over o's middlewares), not yet linked. */
+static int handler_new(sl_router *r, const sl_handler_opts *o, sl_handler **out)
+{
     int rc = check_handler_opts(r, o);
-    if (rc)
+    if (rc) {
+        release_opts_mws(o);
         return rc;
+    }
     sl_handler *h = calloc(1, sizeof *h);
-    if (!h)
+    if (!h) {
+        release_opts_mws(o);
         return sli_err(SL_ENOMEM, "out of memory");
+    }
     h->r = r;
-    if (handler_fill(h, o)) {
+    if (handler_fill(h, o) || sl_ctx_new(&h->ctx, r->ctx)) {
         handler_free(h);
+        release_opts_mws(o);
         return sli_err(SL_ENOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < o->nmws; i++) {
+        if ((rc = mw_push(&h->mws, o->mws[i])) == 0)
+            rc = check_order(h, &r->mws, &h->mws);
+        if (rc) {
+            for (size_t k = i + 1; k < o->nmws; k++)
+                mw_release((sl_middleware *)&o->mws[k]);
+            handler_free(h);
+            return rc;
+        }
+    }
+    *out = h;
+    return 0;
+}
+
+static int build_chain(sl_handler *h);
+static int subscribe_handler(sl_handler *h);
+static int spawn_handler(sl_router *r, sl_handler *h);
+void sli_handler_join(sl_handler *h);
+
+/* Under r->admin and r->mu: start h on a running router, then link it. */
+static int add_running(sl_router *r, sl_handler *h)
+{
+    int rc = build_chain(h);
+    if (rc == 0)
+        rc = subscribe_handler(h);
+    if (rc == 0)
+        rc = spawn_handler(r, h);
+    if (rc != 0) {
+        char keep[512];
+        snprintf(keep, sizeof keep, "%s", sl_errmsg());
+        atomic_store(&h->stop, true);
+        sl_ctx_cancel(h->ctx);
+        while (h->active > 0)
+            pthread_cond_wait(&r->cond, &r->mu);
+        sli_handler_join(h);
+        handler_free(h);
+        return sli_err(rc, "%s", keep);
     }
     *r->htail = h;
     r->htail = &h->next;
-    if (out)
-        *out = h;
     return 0;
+}
+
+int sl_router_add_handler(sl_router *r, const sl_handler_opts *o, sl_handler **out)
+{
+    if (!r) {
+        release_opts_mws(o);
+        return sli_err(SL_EINVAL, "sl_router_add_handler: NULL router");
+    }
+    pthread_mutex_lock(&r->admin);
+    pthread_mutex_lock(&r->mu);
+    sli_router_state st = r->state;
+    int rc = 0;
+    sl_handler *h = NULL;
+    if (st != SLI_R_NEW && st != SLI_R_RUNNING) {
+        release_opts_mws(o);
+        rc = sli_err(SL_ESTATE, "router is starting or closed");
+    } else if ((rc = handler_new(r, o, &h)) == 0) {
+        if (st == SLI_R_RUNNING)
+            rc = add_running(r, h);
+        else {
+            *r->htail = h;
+            r->htail = &h->next;
+        }
+    }
+    pthread_mutex_unlock(&r->mu);
+    pthread_mutex_unlock(&r->admin);
+    if (rc == 0 && out)
+        *out = h;
+    return rc;
 }
 
 sl_handler *sl_router_handler(sl_router *r, const char *name)
 {
     if (!r || !name)
         return NULL;
-    for (sl_handler *h = r->handlers; h; h = h->next)
-        if (strcmp(h->name, name) == 0)
-            return h;
-    return NULL;
+    sl_handler *found = NULL;
+    pthread_mutex_lock(&r->mu);
+    for (sl_handler *h = r->handlers; h && !found; h = h->next)
+        if (!h->stopped && strcmp(h->name, name) == 0)
+            found = h;
+    pthread_mutex_unlock(&r->mu);
+    return found;
 }
 
 bool sl_handler_healthy(const sl_handler *h)
@@ -340,43 +420,74 @@ static int build_chain(sl_handler *h)
     return 0;
 }
 
+static int subscribe_handler(sl_handler *h)
+{
+    for (size_t i = 0; i < h->ntopics; i++) {
+        int rc = sl_subscribe(h->sub, h->topics[i], &h->subopts, &h->subs[i]);
+        if (rc)
+            return sli_err(rc, "handler '%s': subscribe to '%s': %s", h->name, h->topics[i],
+                           sl_errmsg());
+    }
+    if (!(h->w = calloc(h->ntopics * h->workers, sizeof *h->w)))
+        return sli_err(SL_ENOMEM, "out of memory");
+    return 0;
+}
+
 static int subscribe_all(sl_router *r)
 {
     for (sl_handler *h = r->handlers; h; h = h->next) {
-        for (size_t i = 0; i < h->ntopics; i++) {
-            int rc = sl_subscribe(h->sub, h->topics[i], &h->subopts, &h->subs[i]);
-            if (rc)
-                return sli_err(rc, "handler '%s': subscribe to '%s': %s", h->name, h->topics[i],
-                               sl_errmsg());
-        }
-        if (!(h->w = calloc(h->ntopics * h->workers, sizeof *h->w)))
-            return sli_err(SL_ENOMEM, "out of memory");
+        int rc = subscribe_handler(h);
+        if (rc)
+            return rc;
     }
+    return 0;
+}
+
+/* Under r->mu: start h's workers. */
+static int spawn_handler(sl_router *r, sl_handler *h)
+{
+    for (size_t t = 0; t < h->ntopics; t++)
+        for (unsigned k = 0; k < h->workers; k++) {
+            sli_worker *w = &h->w[h->nw];
+            w->h = h;
+            w->s = h->subs[t];
+            atomic_init(&w->busy, false);
+            r->active++;
+            h->active++;
+            if (pthread_create(&w->tid, NULL, sli_router_worker, w) != 0) {
+                r->active--;
+                h->active--;
+                return sli_err(SL_ENOMEM, "handler '%s': cannot start a worker", h->name);
+            }
+            w->started = true;
+            h->nw++;
+        }
     return 0;
 }
 
 static int spawn_workers(sl_router *r)
 {
-    for (sl_handler *h = r->handlers; h; h = h->next)
-        for (size_t t = 0; t < h->ntopics; t++)
-            for (unsigned k = 0; k < h->workers; k++) {
-                sli_worker *w = &h->w[h->nw];
-                w->h = h;
-                w->s = h->subs[t];
-                atomic_init(&w->busy, false);
-                pthread_mutex_lock(&r->mu);
-                r->active++;
-                pthread_mutex_unlock(&r->mu);
-                if (pthread_create(&w->tid, NULL, sli_router_worker, w) != 0) {
-                    pthread_mutex_lock(&r->mu);
-                    r->active--;
-                    pthread_mutex_unlock(&r->mu);
-                    return sli_err(SL_ENOMEM, "handler '%s': cannot start a worker", h->name);
-                }
-                w->started = true;
-                h->nw++;
-            }
-    return 0;
+    int rc = 0;
+    pthread_mutex_lock(&r->mu);
+    for (sl_handler *h = r->handlers; h && !rc; h = h->next)
+        rc = spawn_handler(r, h);
+    pthread_mutex_unlock(&r->mu);
+    return rc;
+}
+
+/* Join h's workers and close its subscriptions (unacked messages go back). */
+void sli_handler_join(sl_handler *h)
+{
+    for (size_t i = 0; i < h->nw; i++)
+        if (h->w[i].started) {
+            pthread_join(h->w[i].tid, NULL);
+            h->w[i].started = false;
+        }
+    for (size_t i = 0; i < h->ntopics; i++)
+        if (h->subs[i]) {
+            sl_subscription_close(h->subs[i]);
+            h->subs[i] = NULL;
+        }
 }
 
 static void join_workers(sl_router *r)
@@ -385,14 +496,12 @@ static void join_workers(sl_router *r)
         return;
     for (sl_handler *h = r->handlers; h; h = h->next)
         for (size_t i = 0; i < h->nw; i++)
-            if (h->w[i].started)
+            if (h->w[i].started) {
                 pthread_join(h->w[i].tid, NULL);
-    for (sl_handler *h = r->handlers; h; h = h->next)
-        for (size_t i = 0; i < h->ntopics; i++)
-            if (h->subs[i]) {
-                sl_subscription_close(h->subs[i]);
-                h->subs[i] = NULL;
+                h->w[i].started = false;
             }
+    for (sl_handler *h = r->handlers; h; h = h->next)
+        sli_handler_join(h);
     r->workers_joined = true;
 }
 
@@ -509,11 +618,22 @@ static unsigned drain(sl_router *r, int64_t deadline)
     return cut;
 }
 
+static int close_locked(sl_router *r, int64_t deadline, unsigned *cut_off);
+
 int sl_router_close(sl_router *r, int timeout_ms, unsigned *cut_off)
 {
     if (!r)
         return sli_err(SL_EINVAL, "sl_router_close: NULL router");
     int64_t deadline = sli_deadline_ms(timeout_ms);
+    pthread_mutex_lock(&r->admin);
+    int rc = close_locked(r, deadline, cut_off);
+    pthread_mutex_unlock(&r->admin);
+    return rc;
+}
+
+/* Under r->admin: sl_router_close. */
+static int close_locked(sl_router *r, int64_t deadline, unsigned *cut_off)
+{
     pthread_mutex_lock(&r->mu);
     while (r->state == SLI_R_STARTING)
         pthread_cond_wait(&r->cond, &r->mu);
@@ -554,7 +674,9 @@ void sl_router_free(sl_router *r)
     if (!r)
         return;
     sl_router_close(r, -1, NULL);
+    pthread_mutex_lock(&r->admin);
     join_workers(r);
+    pthread_mutex_unlock(&r->admin);
     for (sl_handler *h = r->handlers, *n; h; h = n) {
         n = h->next;
         handler_free(h);
@@ -569,5 +691,6 @@ void sl_router_free(sl_router *r)
     sl_ctx_free(r->ctx);
     pthread_cond_destroy(&r->cond);
     pthread_mutex_destroy(&r->mu);
+    pthread_mutex_destroy(&r->admin);
     free(r);
 }

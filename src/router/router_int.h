@@ -48,6 +48,10 @@ struct sl_handler {
     sli_worker *w;
     size_t nw;
     _Atomic bool healthy;
+    sl_ctx *ctx;       /* child of the router's: cancelled when this handler is cut off */
+    _Atomic bool stop; /* sl_handler_stop: its workers leave */
+    bool stopped;      /* under r->mu: stopped (name free again) */
+    int active;        /* live worker threads of this handler, under r->mu */
     sl_handler *next;
 };
 
@@ -68,6 +72,7 @@ typedef enum sli_router_state {
 struct sl_router {
     sl_router_opts o;
     pthread_mutex_t mu;
+    pthread_mutex_t admin; /* serialises close/free joins, running adds, handler stops */
     pthread_cond_t cond;
     sli_router_state state;
     sl_handler *handlers, **htail;
@@ -93,5 +98,7 @@ static inline double sli_backoff(double initial, double mult, double max, unsign
 
 void *sli_router_worker(void *arg);
 void sli_handler_mark_unhealthy(sl_handler *h);
+/* Join h's (exited) workers and close its subscriptions. */
+void sli_handler_join(sl_handler *h);
 
 #endif

@@ -98,13 +98,18 @@ static void nack_backoff(sl_handler *h, sl_msg *m)
     sl_msg_nack_delay(m, (unsigned)delay);
 }
 
-/* Publish the outputs of a successful call; returns the publish error. */
-static int publish_out(sl_handler *h, sl_msg_list *out)
+/* Publish the outputs of a successful call; returns the publish error.
+ * Outputs of a single-message call carry the input's context. */
+static int publish_out(sl_handler *h, const sl_msg *in, sl_msg_list *out)
 {
     if (!out->n)
         return 0;
-    int rc;
-    if (!h->pub)
+    int rc = 0;
+    for (size_t i = 0; in && i < out->n && rc == 0; i++)
+        rc = sl_msg_carry_context(in, out->v[i]);
+    if (rc)
+        ;
+    else if (!h->pub)
         rc = sli_err(SL_EINVAL, "handler '%s' produced %zu message(s) but has no publisher",
                      h->name, out->n);
     else
@@ -115,14 +120,36 @@ static int publish_out(sl_handler *h, sl_msg_list *out)
     return rc;
 }
 
+/* The context of a call: the router's, or a child done at the message's
+ * SL_META_DEADLINE (*own, to free). A bad deadline is logged and ignored. */
+static sl_ctx *call_ctx(sl_handler *h, const sl_msg *m, sl_ctx **own)
+{
+    *own = NULL;
+    int64_t at;
+    int rc = sl_msg_deadline(m, &at);
+    if (rc == SL_ENOENT)
+        return h->ctx;
+    if (rc != 0) {
+        sli_log(SL_LOG_WARN, "router", "handler '%s': %s (ignored)", h->name, sl_errmsg());
+        return h->ctx;
+    }
+    int64_t mono = sl_ctx_now_ms() + (at - sli_wall_ms());
+    if (sl_ctx_new_deadline(own, h->ctx, mono < 0 ? 0 : mono) != 0) /* < 0 means none */
+        return h->ctx;
+    return *own;
+}
+
 static void process_one(sli_worker *w, sl_msg *m, sl_msg_list *out)
 {
     sl_handler *h = w->h;
     sl_mw_call c = {h->chain, 0, h->nchain, h};
+    sl_ctx *own;
+    sl_ctx *ctx = call_ctx(h, m, &own);
     atomic_store_explicit(&w->busy, true, memory_order_relaxed);
-    int rc = sl_mw_next(&c, h->r->ctx, m, out);
+    int rc = sl_mw_next(&c, ctx, m, out);
+    sl_ctx_free(own);
     if (rc == 0)
-        rc = publish_out(h, out);
+        rc = publish_out(h, m, out);
     else
         sl_msg_list_truncate(out, 0);
     atomic_store_explicit(&w->busy, false, memory_order_relaxed);
@@ -139,9 +166,9 @@ static void process_batch(sli_worker *w, sl_msg **v, int *res, size_t n, sl_msg_
     for (size_t i = 0; i < n; i++)
         res[i] = 0;
     atomic_store_explicit(&w->busy, true, memory_order_relaxed);
-    int rc = h->batch_fn(h->r->ctx, v, n, res, out, h->user);
+    int rc = h->batch_fn(h->ctx, v, n, res, out, h->user);
     if (rc == 0)
-        rc = publish_out(h, out);
+        rc = publish_out(h, n == 1 ? v[0] : NULL, out);
     else
         sl_msg_list_truncate(out, 0);
     atomic_store_explicit(&w->busy, false, memory_order_relaxed);
@@ -167,11 +194,11 @@ static int take(sli_worker *w, sl_msg **m, int timeout_ms, bool *got)
         return 1;
     if (rc) {
         sli_log(SL_LOG_WARN, "router", "handler '%s': next: %s", w->h->name, sl_errmsg());
-        sl_ctx_wait(w->h->r->ctx, 10);
+        sl_ctx_wait(w->h->ctx, 10);
         return 0;
     }
-    if (atomic_load(&w->h->r->stop)) {
-        sl_msg_nack(*m); /* taken after close began: back to the backend */
+    if (atomic_load(&w->h->r->stop) || atomic_load(&w->h->stop)) {
+        sl_msg_nack(*m); /* taken after close/stop began: back to the backend */
         sl_msg_unref(*m);
         return 1;
     }
@@ -182,7 +209,8 @@ static int take(sli_worker *w, sl_msg **m, int timeout_ms, bool *got)
 static void loop_single(sli_worker *w, sl_msg_list *out)
 {
     sl_router *r = w->h->r;
-    while (!atomic_load_explicit(&r->stop, memory_order_relaxed)) {
+    while (!atomic_load_explicit(&r->stop, memory_order_relaxed) &&
+           !atomic_load_explicit(&w->h->stop, memory_order_relaxed)) {
         sl_msg *m;
         bool got;
         if (take(w, &m, POLL_MS, &got))
@@ -204,7 +232,8 @@ static void loop_batch(sli_worker *w, sl_msg_list *out)
         return;
     }
     bool quit = false;
-    while (!quit && !atomic_load_explicit(&h->r->stop, memory_order_relaxed)) {
+    while (!quit && !atomic_load_explicit(&h->r->stop, memory_order_relaxed) &&
+           !atomic_load_explicit(&h->stop, memory_order_relaxed)) {
         size_t n = 0;
         bool got;
         quit = take(w, &v[0], POLL_MS, &got);
@@ -240,6 +269,7 @@ void *sli_router_worker(void *arg)
     sl_msg_list_free(&out);
     pthread_mutex_lock(&r->mu);
     r->active--;
+    w->h->active--;
     pthread_cond_broadcast(&r->cond);
     pthread_mutex_unlock(&r->mu);
     return NULL;

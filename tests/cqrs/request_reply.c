@@ -25,7 +25,12 @@ static int ping(sl_ctx *ctx, const sl_msg *msg, void *value, void *user)
 
 static int check(sl_ctx *ctx, const sl_msg *msg, void *value, void *user)
 {
-    (void)ctx, (void)msg, (void)user;
+    (void)msg, (void)user;
+    /* a request carries the requester's deadline: the context ends with the wait */
+    int64_t left = sl_ctx_remaining_ms(ctx);
+    if (left < 0 || left > 20000)
+        return sl_handler_fail(SL_EPROTO, "request without its deadline (%lld ms left)",
+                               (long long)left);
     return json_integer_value(json_object_get(value, "v")) < 0
                ? sl_handler_fail(SL_EDENIED, "negative values are refused")
                : 0;

@@ -475,6 +475,9 @@ static void run_after_close_returns_closed_and_run_twice_is_refused(void **state
     assert_int_equal(sl_router_add_handler(f.r, &o, NULL), 0);
     fx_start(&f);
     assert_int_equal(sl_router_run(f.r), SL_ESTATE);
+    /* handlers may join a running router, but not under a taken name */
+    assert_int_equal(sl_router_add_handler(f.r, &o, NULL), SL_EINVAL);
+    assert_int_equal(sl_router_close(f.r, 5000, NULL), 0);
     assert_int_equal(sl_router_add_handler(f.r, &o, NULL), SL_ESTATE);
     fx_close(&f);
 }
