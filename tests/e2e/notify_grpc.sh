@@ -13,6 +13,12 @@ check "gRPC listener announced" test -n "$GRPC"
 mkdir -p "$WORK/py"
 check "python client" /usr/bin/python3 "$SRC_DIR/tests/e2e/notify_grpc_client.py" \
   "$SRC_DIR/apps/notify/grpc" "$WORK/py" "$GRPC" "$URL"
+# sluice call with raw protobuf bytes to the gRPC node
+PY="import sys; sys.path.insert(0, '$WORK/py'); import notice_pb2 as pb"
+/usr/bin/python3 -c "$PY; sys.stdout.buffer.write(pb.NoticeRequest(uid=9, type=1, data='from sluice call').SerializeToString())" >"$WORK/req.bin"
+check "sluice call --protobuf" bash -c '"$1" call notice Producer.Notify --protobuf --address "grpc://$2" <"$3/req.bin" >"$3/resp.bin"' _ "$SLUICE" "$GRPC" "$WORK"
+ans=$(/usr/bin/python3 -c "$PY; r = pb.ProducerResponse(); r.ParseFromString(open('$WORK/resp.bin', 'rb').read()); print(r.code, r.msg)")
+check "sluice call --protobuf answered: $ans" test "$ans" = "10000 success"
 stop_server
 
 # auth.mode tokens: the same rules as the HTTP routes, tokens in the metadata
