@@ -12,3 +12,12 @@ if(EXISTS ${CMAKE_SOURCE_DIR}/src/backends/amqp) # real RabbitMQ from scripts/se
   sl_add_conformance(amqp "${SL_SERVICE_URL_rabbitmq}?exchange_prefix=conf.&queue_prefix=conf.")
   sl_require_service(rabbitmq CONFORMANCE amqp)
 endif()
+if(EXISTS ${CMAKE_SOURCE_DIR}/src/backends/http) # the subscriber is the server: no service
+  # A port private to this build (below the services' range and the ephemeral
+  # ports); the tests take turns on it (RESOURCE_LOCK).
+  math(EXPR SL_HTTP_CONF_PORT "${SL_SERVICES_PORT_BASE} - 10000")
+  sl_add_conformance(http "http://127.0.0.1:${SL_HTTP_CONF_PORT}/conf")
+  foreach(b ${SL_CONF_BEHAVIOURS})
+    set_tests_properties(conformance_http_${b} PROPERTIES RESOURCE_LOCK sl_http_conf_port)
+  endforeach()
+endif()
