@@ -222,11 +222,12 @@ static int send_one(httpb_pub *p, const char *url, const sl_msg *m, bool wait_ac
             return final_error(m, status, 0, "");
         if (status == 0)
             snprintf(why, sizeof why, "%s", p->errbuf[0] ? p->errbuf : "connection failed");
-        else {
+        else
             snprintf(why, sizeof why, "last answer HTTP %ld", status);
-            if (status >= 500)
-                attempt++; /* a handler may have seen it (500 = nack) */
-        }
+        /* A handler may have seen it (500 = nack; a lost answer looks like
+         * a transport error), so the count goes up on every retry: the
+         * subscriber's delivery count may overcount, never undercount. */
+        attempt++;
         int64_t nap = delay;
         if (deadline >= 0 && sli_mono_ms() + nap > deadline)
             nap = deadline - sli_mono_ms();

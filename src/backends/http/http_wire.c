@@ -4,7 +4,8 @@
  * A message travels as one POST: body = payload, headers
  *   Sluice-Uuid: <uuid>                 (percent-encoded like a value)
  *   Sluice-Meta-<key>: <value>          (one per metadata entry)
- *   Sluice-Attempt: <n>                 (1 on the first send; the delivery count)
+ *   Sluice-Attempt: <n>                 (1 on the first send, +1 per retry; the
+ *                                        subscriber's delivery count starts there)
  *   Sluice-Wait-Ack: 1                  (answer only after the handler acked)
  *   Sluice-Timeout: <ms>                (how long the sender still waits)
  * Metadata keys and values are arbitrary UTF-8, HTTP headers are not, so
