@@ -5,7 +5,8 @@
  * Sluice- headers, %-encoded metadata), metadata that is not header-safe,
  * and the fault cases: no subscriber -> the publisher retries and reports
  * failure after its timeout; a subscriber that goes down and comes back
- * mid-run -> every message acked exactly once.
+ * mid-run -> every message acked exactly once. And the Server-Sent Events
+ * stream a browser reads (GET /PREFIX/<topic>/events).
  *
  * The subscriber is the server, so no outside service is needed; each test
  * listens on a free loopback port.
@@ -109,7 +110,8 @@ static void foreign_posts_get_clear_status_codes(void **state)
     assert_int_equal(raw_request(port, "POST /bus/t1 HTTP/1.1\r\n", "x"), 503);
     sl_subscription *s = NULL;
     assert_int_equal(sl_subscribe(sub, "t1", NULL, &s), 0);
-    assert_int_equal(raw_request(port, "GET /bus/t1 HTTP/1.1\r\n", ""), 405);
+    assert_int_equal(raw_request(port, "PUT /bus/t1 HTTP/1.1\r\n", "x"), 405);
+    assert_int_equal(raw_request(port, "GET /bus/t1 HTTP/1.1\r\n", ""), 404); /* not /events */
     assert_int_equal(raw_request(port, "POST /other/t1 HTTP/1.1\r\n", "x"), 404);
     assert_int_equal(raw_request(port, "POST /bus/ HTTP/1.1\r\n", "x"), 404);
     char big[100];
@@ -311,6 +313,63 @@ static void subscriber_down_and_back_acks_each_once(void **state)
     free(acks);
 }
 
+/* Read from fd until want appears in what was read (or 10 s pass). */
+static bool read_until(int fd, char *buf, size_t cap, size_t *len, const char *want)
+{
+    int64_t deadline = tl_now_ms() + 10000;
+    while (!strstr(buf, want) && tl_now_ms() < deadline && *len < cap - 1) {
+        ssize_t r = read(fd, buf + *len, cap - 1 - *len);
+        if (r <= 0)
+            return false;
+        *len += (size_t)r;
+        buf[*len] = '\0';
+    }
+    return strstr(buf, want) != NULL;
+}
+
+static void sse_stream_gets_each_message_as_an_event(void **state)
+{
+    (void)state;
+    int port = free_port();
+    sl_subscriber *sub = NULL;
+    sl_publisher *pub = NULL;
+    assert_int_equal(sl_subscriber_open(&sub, url_at(port, "")), 0);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    const char *req = "GET /bus/news/events HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n";
+    assert_int_equal(write(fd, req, strlen(req)), (ssize_t)strlen(req));
+    static char buf[65536];
+    size_t len = 0;
+    buf[0] = '\0';
+    assert_true(read_until(fd, buf, sizeof buf, &len, ": stream open"));
+    assert_non_null(strstr(buf, "HTTP/1.1 200"));
+    assert_non_null(strstr(buf, "text/event-stream"));
+    /* the stream makes the topic live: publishing to it succeeds */
+    assert_int_equal(sl_publisher_open(&pub, url_at(port, "timeout=5s")), 0);
+    sl_msg *m[2];
+    assert_int_equal(sl_msg_new_with_uuid(&m[0], "ev-1", "line1\nline2", 11), 0);
+    assert_int_equal(sl_msg_new_with_uuid(&m[1], "ev-2", "caf\xc3\xa9", 5), 0);
+    assert_int_equal(sl_publish(pub, "news", m, 2), 0);
+    assert_true(read_until(fd, buf, sizeof buf, &len, "id: ev-2"));
+    assert_true(read_until(fd, buf, sizeof buf, &len, "data: caf\xc3\xa9\n\n"));
+    assert_non_null(strstr(buf, "id: ev-1\nevent: message\ndata: line1\ndata: line2\n\n"));
+    assert_true(strstr(buf, "id: ev-1") < strstr(buf, "id: ev-2"));
+    /* the browser goes away: the topic has no subscription left */
+    close(fd);
+    int64_t t0 = tl_now_ms();
+    int rc;
+    while ((rc = raw_request(port, "POST /bus/news HTTP/1.1\r\n", "x")) == 200 &&
+           tl_now_ms() - t0 < 10000)
+        tl_sleep_ms(50);
+    assert_int_equal(rc, 503);
+    sl_msg_unref(m[0]);
+    sl_msg_unref(m[1]);
+    sl_publisher_close(pub);
+    sl_subscriber_close(sub);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -319,6 +378,7 @@ int main(void)
         cmocka_unit_test(metadata_that_is_not_header_safe_survives),
         cmocka_unit_test(publisher_retries_then_reports_failure),
         cmocka_unit_test(subscriber_down_and_back_acks_each_once),
+        cmocka_unit_test(sse_stream_gets_each_message_as_an_event),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

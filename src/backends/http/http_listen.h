@@ -101,4 +101,14 @@ int hl_enqueue(hl_listener *L, hl_topic *t, void *body, unsigned deliveries, hl_
 bool hl_has_room(hl_listener *L, hl_topic *t);
 void hl_receipt_unref(hl_receipt *r);
 
+/* The subscription ops (http_sub.c), also used by the SSE stream. */
+int httpb_subscribe(void *impl, const char *topic, const sl_subscribe_opts *opts, void **out);
+int httpb_next(void *impl, sl_msg **out, int timeout_ms);
+int httpb_unsubscribe(void *impl);
+
+/* Answer GET /PREFIX/<topic>/events with a Server-Sent Events stream
+ * (http_sse.c). */
+struct MHD_Connection;
+int hl_sse_start(hl_listener *L, struct MHD_Connection *conn, const char *topic);
+
 #endif

@@ -14,6 +14,7 @@
  *        whole Sluice-Timeout, subscription closed with the message unacked
  *        (Sluice-Wait-Ack), or the subscriber is shutting down
  *   504  Sluice-Wait-Ack and no ack within Sluice-Timeout
+ * and GET /PREFIX/<topic>/events streams the topic to a browser (http_sse.c).
  * Each answer has a one-line text/plain body saying why.
  */
 #include <ctype.h>
@@ -229,6 +230,30 @@ static enum MHD_Result finish(hl_listener *L, struct MHD_Connection *conn, const
     return answer(conn, status, why);
 }
 
+/* GET /PREFIX/<topic>/events: a Server-Sent Events stream (http_sse.c). */
+static enum MHD_Result sse_route(hl_listener *L, struct MHD_Connection *conn, const char *url)
+{
+    static const char sfx[] = "/events";
+    size_t pl = strlen(L->prefix), ul = strlen(url), sl = sizeof sfx - 1;
+    if (strncmp(url, L->prefix, pl) != 0 || url[pl] != '/' || ul < pl + 1 + sl + 1 ||
+        strcmp(url + ul - sl, sfx) != 0)
+        return answer(conn, 404, "GET is served only on PREFIX/<topic>/events");
+    char topic[300];
+    size_t tl = ul - sl - pl - 1;
+    if (tl >= sizeof topic)
+        return answer(conn, 404, "topic name too long");
+    memcpy(topic, url + pl + 1, tl);
+    topic[tl] = '\0';
+    if (sli_check_topic(topic) != 0)
+        return answer(conn, 404, "not a valid topic name");
+    pthread_mutex_lock(&L->mu);
+    bool stop = L->stopping;
+    pthread_mutex_unlock(&L->mu);
+    if (stop)
+        return answer(conn, 503, "subscriber shutting down");
+    return hl_sse_start(L, conn, topic) == MHD_YES ? MHD_YES : MHD_NO;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *data,
                                   size_t *data_size, void **con_cls)
@@ -241,6 +266,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return MHD_NO;
         *con_cls = r;
         r->not_post = strcmp(method, MHD_HTTP_METHOD_POST) != 0;
+        if (!strcmp(method, MHD_HTTP_METHOD_GET))
+            return sse_route(L, conn, url);
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
                                                      MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl && strtoull(cl, NULL, 10) > L->max_body)

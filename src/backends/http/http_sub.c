@@ -308,7 +308,7 @@ static int httpb_sub_close(void *impl)
     return 0;
 }
 
-static int httpb_subscribe(void *impl, const char *topic, const sl_subscribe_opts *opts,
+int httpb_subscribe(void *impl, const char *topic, const sl_subscribe_opts *opts,
                            void **out)
 {
     hl_listener *L = impl;
@@ -335,7 +335,7 @@ static int httpb_subscribe(void *impl, const char *topic, const sl_subscribe_opt
     return 0;
 }
 
-static int httpb_next(void *impl, sl_msg **out, int timeout_ms)
+int httpb_next(void *impl, sl_msg **out, int timeout_ms)
 {
     hl_sub *s = impl;
     hl_listener *L = s->L;
@@ -382,7 +382,7 @@ static int httpb_next(void *impl, sl_msg **out, int timeout_ms)
     return rc;
 }
 
-static int httpb_unsubscribe(void *impl)
+int httpb_unsubscribe(void *impl)
 {
     hl_sub *s = impl;
     hl_listener *L = s->L;
