@@ -48,12 +48,14 @@ static int raw_request(int port, const char *head, const char *body)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     assert_true(fd >= 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port),
                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
     char req[4096];
-    int n = snprintf(req, sizeof req, "%sHost: 127.0.0.1\r\nConnection: close\r\n"
-                                      "Content-Length: %zu\r\n\r\n%s",
+    int n = snprintf(req, sizeof req,
+                     "%sHost: 127.0.0.1\r\nConnection: close\r\n"
+                     "Content-Length: %zu\r\n\r\n%s",
                      head, strlen(body), body);
     assert_true(n > 0 && (size_t)n < sizeof req);
     assert_int_equal(write(fd, req, (size_t)n), n);
@@ -146,6 +148,16 @@ static void foreign_posts_get_clear_status_codes(void **state)
     assert_string_equal(sl_msg_topic(m), "t1");
     sl_msg_ack(m);
     sl_msg_unref(m);
+    /* our publisher maps a 413 to SL_ETOOBIG at once (no retries) */
+    sl_publisher *pub = NULL;
+    assert_int_equal(sl_publisher_open(&pub, url_at(port, "max_body=64&timeout=30s")), 0);
+    sl_msg *bigm = NULL;
+    assert_int_equal(sl_msg_new(&bigm, big, sizeof big), 0);
+    int64_t t0 = tl_now_ms();
+    assert_int_equal(sl_publish(pub, "t1", &bigm, 1), SL_ETOOBIG);
+    assert_true(tl_now_ms() - t0 < 10000);
+    sl_msg_unref(bigm);
+    sl_publisher_close(pub);
     /* without any Sluice- header: a fresh uuid, no metadata */
     assert_int_equal(raw_request(port, "POST /bus/t1 HTTP/1.1\r\n", "plain"), 200);
     assert_int_equal(sl_next(s, &m, 5000), 0);
@@ -168,9 +180,12 @@ static void metadata_that_is_not_header_safe_survives(void **state)
     assert_int_equal(sl_publisher_open(&pub, url_at(port, "")), 0);
     sl_msg *m = NULL;
     assert_int_equal(sl_msg_new_with_uuid(&m, "uuid with spaces: and %", "\0\1\2", 3), 0);
-    const char *kv[][2] = {{"UpperCase", "MiXeD"},     {"sp ace", " lead and trail "},
-                           {"k=v&x", "tab\there\nnl\r"}, {"ключ", "значение ✓"},
-                           {"pct%", "100%"},           {"empty", ""}};
+    const char *kv[][2] = {{"UpperCase", "MiXeD"},
+                           {"sp ace", " lead and trail "},
+                           {"k=v&x", "tab\there\nnl\r"},
+                           {"ключ", "значение ✓"},
+                           {"pct%", "100%"},
+                           {"empty", ""}};
     for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++)
         assert_int_equal(sl_msg_meta_set(m, kv[i][0], kv[i][1]), 0);
     assert_int_equal(sl_publish(pub, "a topic/with slash", &m, 1), 0);
@@ -335,10 +350,12 @@ static void sse_stream_gets_each_message_as_an_event(void **state)
     sl_publisher *pub = NULL;
     assert_int_equal(sl_subscriber_open(&sub, url_at(port, "")), 0);
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port),
                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-    const char *req = "GET /bus/news/events HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n";
+    const char *req =
+        "GET /bus/news/events HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n";
     assert_int_equal(write(fd, req, strlen(req)), (ssize_t)strlen(req));
     static char buf[65536];
     size_t len = 0;

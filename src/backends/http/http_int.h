@@ -26,15 +26,15 @@
 /* Options shared by both sides (each side reads all of them, so one URL
  * serves publishers and subscribers alike). */
 typedef struct httpb_opts {
-    char target[320];  /* "http://HOST:PORT/PREFIX" for publishers (no trailing '/') */
-    char prefix[256];  /* "/PREFIX" or "" */
+    char target[320]; /* "http://HOST:PORT/PREFIX" for publishers (no trailing '/') */
+    char prefix[256]; /* "/PREFIX" or "" */
     char listen_host[256];
     int listen_port;
-    int64_t timeout_ms;  /* publisher: give up on a message after this long */
-    int64_t backoff_ms;  /* publisher: first retry delay (doubles, at most 1 s) */
-    bool wait_ack;       /* publisher: every publish waits for the handler's ack */
-    uint64_t max_body;   /* subscriber: larger bodies get 413 */
-    uint64_t queue;      /* subscriber: messages one group may hold before 503 */
+    int64_t timeout_ms; /* publisher: give up on a message after this long */
+    int64_t backoff_ms; /* publisher: first retry delay (doubles, at most 1 s) */
+    bool wait_ack;      /* publisher: every publish waits for the handler's ack */
+    uint64_t max_body;  /* subscriber: larger bodies get 413 */
+    uint64_t queue;     /* subscriber: messages one group may hold before 503 */
 } httpb_opts;
 
 int httpb_opts_parse(sli_url *u, httpb_opts *o);

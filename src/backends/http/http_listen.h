@@ -37,13 +37,13 @@ typedef struct hl_receipt {
 struct hl_entry {
     hl_entry *prev, *next; /* in the group's queue or in-flight list */
     hl_listener *L;
-    hl_group *g;          /* NULL once retired */
-    void *body;           /* message body (sli_msg_body_ref) */
+    hl_group *g; /* NULL once retired */
+    void *body;  /* message body (sli_msg_body_ref) */
     unsigned deliveries;
-    hl_receipt *rcpt;     /* NULL unless the sender waits for the ack */
-    hl_sub *owner;        /* the subscription holding it, when in flight */
-    sl_msg *delivered;    /* that delivery's message object */
-    int refs;             /* 1 while in a group + 1 per live delivered message */
+    hl_receipt *rcpt;  /* NULL unless the sender waits for the ack */
+    hl_sub *owner;     /* the subscription holding it, when in flight */
+    sl_msg *delivered; /* that delivery's message object */
+    int refs;          /* 1 while in a group + 1 per live delivered message */
 };
 
 struct hl_group {
@@ -52,7 +52,7 @@ struct hl_group {
     hl_sub *members;
     hl_entry *qh, *qt; /* ready messages, oldest first */
     size_t qlen;
-    hl_entry *ifl;     /* in flight (any member) */
+    hl_entry *ifl; /* in flight (any member) */
     pthread_cond_t cond;
     hl_group *next;
 };
@@ -77,8 +77,8 @@ struct hl_sub {
 struct hl_listener {
     char key[300]; /* "host:port" */
     hl_listener *next;
-    int users;           /* subscriber handles (under the registry lock) */
-    _Atomic int refs;    /* users + delivered messages alive */
+    int users;        /* subscriber handles (under the registry lock) */
+    _Atomic int refs; /* users + delivered messages alive */
     struct MHD_Daemon *d;
     pthread_mutex_t mu;
     pthread_cond_t cond; /* room in a queue, receipts settled, stopping */

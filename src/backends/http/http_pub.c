@@ -23,15 +23,18 @@
 typedef struct httpb_pub {
     httpb_opts o;
     CURL *h;
-    pthread_mutex_t mu;    /* one publish at a time on h */
-    pthread_mutex_t wmu;   /* backoff sleeps */
+    pthread_mutex_t mu;  /* one publish at a time on h */
+    pthread_mutex_t wmu; /* backoff sleeps */
     pthread_cond_t wcond;
     _Atomic bool closing;
     char errbuf[CURL_ERROR_SIZE];
 } httpb_pub;
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static void curl_init_once(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
+static void curl_init_once(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+}
 
 static size_t discard_body(char *p, size_t sz, size_t n, void *ud)
 {
@@ -185,14 +188,14 @@ static bool backoff_sleep(httpb_pub *p, int64_t ms)
     return ok;
 }
 
-static int final_error(const sl_msg *m, long status, int last_status, const char *why)
+static int final_error(const sl_msg *m, long status)
 {
     if (status == 413)
-        return sli_err(SL_ETOOBIG, "http://: message %s refused: larger than the subscriber's "
-                                   "max_body (413)", sl_msg_uuid(m));
-    (void)last_status;
-    return sli_err(SL_EINVAL, "http://: message %s refused with HTTP %ld%s%s", sl_msg_uuid(m),
-                   status, why[0] ? ": " : "", why);
+        return sli_err(SL_ETOOBIG,
+                       "http://: message %s refused: larger than the subscriber's "
+                       "max_body (413)",
+                       sl_msg_uuid(m));
+    return sli_err(SL_EINVAL, "http://: message %s refused with HTTP %ld", sl_msg_uuid(m), status);
 }
 
 /* Send one message until it is taken, refused, or its deadline passes. */
@@ -219,7 +222,7 @@ static int send_one(httpb_pub *p, const char *url, const sl_msg *m, bool wait_ac
         if (status >= 200 && status < 300)
             return 0;
         if (status >= 400 && status < 500 && status != 408 && status != 429)
-            return final_error(m, status, 0, "");
+            return final_error(m, status);
         if (status == 0)
             snprintf(why, sizeof why, "%s", p->errbuf[0] ? p->errbuf : "connection failed");
         else

@@ -95,8 +95,8 @@ static enum MHD_Result meta_header(void *cls, enum MHD_ValueKind kind, const cha
     return p->status ? MHD_NO : MHD_YES;
 }
 
-static bool header_num(struct MHD_Connection *conn, const char *name, long long min,
-                       long long max, long long def, long long *out)
+static bool header_num(struct MHD_Connection *conn, const char *name, long long min, long long max,
+                       long long def, long long *out)
 {
     const char *v = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, name);
     *out = def;
@@ -183,9 +183,17 @@ static unsigned deliver(hl_listener *L, const char *topic, sl_msg *m, unsigned a
             break;
     if (rcpt) {
         switch (rcpt->result) {
-        case HL_ACKED: *why = "acked"; break;
-        case HL_NACKED: *why = "nacked by the handler"; status = 500; break;
-        case HL_DROPPED: *why = "subscription closed before the ack"; status = 503; break;
+        case HL_ACKED:
+            *why = "acked";
+            break;
+        case HL_NACKED:
+            *why = "nacked by the handler";
+            status = 500;
+            break;
+        case HL_DROPPED:
+            *why = "subscription closed before the ack";
+            status = 503;
+            break;
         default:
             *why = L->stopping ? "subscriber shutting down" : "no ack within Sluice-Timeout";
             status = L->stopping ? 503 : 504;
@@ -216,8 +224,9 @@ static enum MHD_Result finish(hl_listener *L, struct MHD_Connection *conn, const
     if (!header_num(conn, HTTPB_H_ATTEMPT, 1, 1000000000, 1, &attempt) ||
         !header_num(conn, HTTPB_H_WAIT_ACK, 0, 1, 0, &wait_ack) ||
         !header_num(conn, HTTPB_H_TIMEOUT, 0, HL_WAIT_MAX_MS, HL_WAIT_DEFAULT_MS, &wait_ms))
-        return answer(conn, 400, "bad " HTTPB_H_ATTEMPT ", " HTTPB_H_WAIT_ACK " or "
-                                 HTTPB_H_TIMEOUT " header");
+        return answer(conn, 400,
+                      "bad " HTTPB_H_ATTEMPT ", " HTTPB_H_WAIT_ACK " or " HTTPB_H_TIMEOUT
+                      " header");
     hl_parse p = {0};
     parse_msg(conn, r, &p);
     if (p.status) {
@@ -268,8 +277,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r->not_post = strcmp(method, MHD_HTTP_METHOD_POST) != 0;
         if (!strcmp(method, MHD_HTTP_METHOD_GET))
             return sse_route(L, conn, url);
-        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-                                                     MHD_HTTP_HEADER_CONTENT_LENGTH);
+        const char *cl =
+            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl && strtoull(cl, NULL, 10) > L->max_body)
             r->too_big = true;
         return MHD_YES;
@@ -316,27 +325,31 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 
 int hl_serve_start(hl_listener *L, const httpb_opts *o)
 {
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV}, *ai = NULL;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV},
+                    *ai = NULL;
     char port[16];
     snprintf(port, sizeof port, "%d", o->listen_port);
     int g = getaddrinfo(o->listen_host, port, &hints, &ai);
     if (g != 0)
-        return sli_err(SL_EINVAL, "http://: cannot resolve listen address %s: %s",
-                       o->listen_host, gai_strerror(g));
+        return sli_err(SL_EINVAL, "http://: cannot resolve listen address %s: %s", o->listen_host,
+                       gai_strerror(g));
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
                      MHD_USE_POLL | MHD_USE_ITC;
     if (ai->ai_family == AF_INET6)
         flags |= MHD_USE_IPv6;
-    L->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, L, MHD_OPTION_SOCK_ADDR,
-                            ai->ai_addr, MHD_OPTION_NOTIFY_COMPLETED, on_completed, L,
-                            MHD_OPTION_CONNECTION_TIMEOUT, 120u,
-                            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)256 * 1024,
-                            MHD_OPTION_LISTEN_BACKLOG_SIZE, 256u, MHD_OPTION_END);
+    L->d =
+        MHD_start_daemon(flags, 0, NULL, NULL, on_request, L, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+                         MHD_OPTION_NOTIFY_COMPLETED, on_completed, L,
+                         MHD_OPTION_CONNECTION_TIMEOUT, 120u, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+                         (size_t)256 * 1024, MHD_OPTION_LISTEN_BACKLOG_SIZE, 256u, MHD_OPTION_END);
     freeaddrinfo(ai);
     if (!L->d)
-        return sli_err(SL_EBUSY, "http://: cannot listen on %s:%d (in use, or not a local "
-                                 "address)", o->listen_host, o->listen_port);
+        return sli_err(SL_EBUSY,
+                       "http://: cannot listen on %s:%d (in use, or not a local "
+                       "address)",
+                       o->listen_host, o->listen_port);
     return 0;
 }
 

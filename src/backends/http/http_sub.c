@@ -247,8 +247,10 @@ static int httpb_sub_open(void **impl, sli_url *u, unsigned *features)
         L = L->next;
     if (L) {
         if (strcmp(L->prefix, o.prefix) || L->max_body != o.max_body || L->queue != o.queue)
-            rc = sli_err(SL_EBUSY, "http://: %s is already served in this process with another "
-                                   "path prefix, max_body or queue", key);
+            rc = sli_err(SL_EBUSY,
+                         "http://: %s is already served in this process with another "
+                         "path prefix, max_body or queue",
+                         key);
     } else if (!(L = calloc(1, sizeof *L))) {
         rc = sli_err(SL_ENOMEM, "out of memory");
     } else {
@@ -308,8 +310,7 @@ static int httpb_sub_close(void *impl)
     return 0;
 }
 
-int httpb_subscribe(void *impl, const char *topic, const sl_subscribe_opts *opts,
-                           void **out)
+int httpb_subscribe(void *impl, const char *topic, const sl_subscribe_opts *opts, void **out)
 {
     hl_listener *L = impl;
     hl_sub *s = calloc(1, sizeof *s);

@@ -27,8 +27,7 @@ static bool keep_raw(unsigned char c, bool is_name)
     if (c == '%')
         return false;
     if (is_name)
-        return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-               c == '-';
+        return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
     return c >= 0x21 && c <= 0x7e;
 }
 
