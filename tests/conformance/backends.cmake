@@ -19,3 +19,12 @@ if(EXISTS ${CMAKE_SOURCE_DIR}/src/backends/nats) # real nats-server -js from scr
   sl_require_service(nats CONFORMANCE nats)
   sl_require_service(nats CONFORMANCE nats_core)
 endif()
+if(EXISTS ${CMAKE_SOURCE_DIR}/src/backends/http) # the subscriber is the server: no service
+  # A port private to this build (below the services' range and the ephemeral
+  # ports); the tests take turns on it (RESOURCE_LOCK).
+  math(EXPR SL_HTTP_CONF_PORT "${SL_SERVICES_PORT_BASE} - 10000")
+  sl_add_conformance(http "http://127.0.0.1:${SL_HTTP_CONF_PORT}/conf")
+  foreach(b ${SL_CONF_BEHAVIOURS})
+    set_tests_properties(conformance_http_${b} PROPERTIES RESOURCE_LOCK sl_http_conf_port)
+  endforeach()
+endif()
