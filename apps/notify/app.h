@@ -146,6 +146,13 @@ void nf_listener_stop(nf_listener *l);
 /* ---- SSE hub (http/sse.c) ---- */
 /* Push an event to every stream of uid. json is the data line. */
 void nf_hub_push(nf_hub *h, int64_t uid, const char *event, const char *json);
+/* Listen to uid's events in this process (http/sse.c): fn runs under the
+ * hub's lock for each event (it must only queue it), and once with event
+ * NULL when the hub shuts down. NULL when the hub is stopping. */
+typedef struct nf_tap nf_tap;
+typedef void (*nf_tap_fn)(void *ctx, const char *event, const char *json);
+nf_tap *nf_hub_tap(nf_hub *h, int64_t uid, nf_tap_fn fn, void *ctx);
+void nf_hub_untap(nf_hub *h, nf_tap *t);
 /* Whether any stream is open (a listener need not decode events for nobody). */
 bool nf_hub_has_streams(const nf_hub *h);
 

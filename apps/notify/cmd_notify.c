@@ -136,7 +136,8 @@ static int do_serve(nf_app *app)
     int sig = wait_signal(&set);
     nf_reload_stop(rl);
     nf_log(SL_LOG_INFO, "signal %d: shutting down", sig);
-    nf_grpc_stop(grpc); /* its calls publish and read the store: before them */
+    nf_hub_shutdown(app->hub); /* ends the event streams, SSE and gRPC */
+    nf_grpc_stop(grpc);        /* its calls publish and read the store: before them */
     nf_server_stop(srv);
     nf_consumers_stop(cons);
     nf_listener_stop(lis);

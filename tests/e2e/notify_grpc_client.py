@@ -116,6 +116,23 @@ check('every notice read (count 0)', info['notification_count'] == 0, info)
 r = stub.MarkRead(pb.MarkReadRequest(uid=uid, id=-3), timeout=10)
 check('MarkRead bad id', r.code == 10001 and 'id must be in' in r.msg, r)
 
+# Stream: hello first, then a notice posted for the uid arrives live
+suid = 9090
+it = stub.Stream(pb.NoticeRequest(uid=suid), timeout=30)
+first = next(it)
+check('Stream hello', first.msg == 'hello' and json.loads(first.data)['uid'] == suid, first)
+r = stub.Notify(pb.NoticeRequest(uid=suid, type=3, data='live over grpc'), timeout=10)
+check('Notify for the stream', r.code == 10000, r)
+seen = None
+for ev in it:
+    if ev.msg == 'notice':
+        seen = json.loads(ev.data)
+        break
+check('the notice arrived on the stream', seen is not None and seen.get('data') == 'live over grpc', seen)
+it.cancel()
+r = stub.List(pb.ListRequest(uid=suid), timeout=10)  # the server stays healthy after a cancel
+check('List after a cancelled stream', r.code == 10000, r)
+
 if fails:
     sys.exit(f'{fails} checks failed')
 print('notify_grpc_client: ok')

@@ -1,7 +1,7 @@
 /*
  * producer.c - the notification service's gRPC API: the original's
  * notice.Producer (Notify, Read: same contract, port 3334) plus List,
- * UserInfo and MarkRead, served by an sl_service on its gRPC transport
+ * UserInfo, MarkRead and Stream (live events, the SSE stream's twin), served by an sl_service on its gRPC transport
  * (grpc_only, not registered anywhere). Messages are notice.proto's
  * (protobuf-c, generated at build time).
  *
@@ -18,11 +18,14 @@
  * MarkRead also a producer's) or an admin token. A missing or refused
  * token fails the call UNAUTHENTICATED, the wrong kind PERMISSION_DENIED.
  */
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include <sluice/auth.h>
 #include <sluice/service.h>
@@ -33,9 +36,14 @@
 #include "grpc.h"
 #include "notice.pb-c.h"
 
+#define MAX_STREAMS 64 /* each open Stream holds a worker thread */
+
 struct nf_grpc {
     sl_service *svc;
+    _Atomic int streams;
 };
+
+static nf_grpc *g_grpc; /* for the stream count (one gRPC API per process) */
 
 typedef enum { NEED_POST, NEED_USER, NEED_MARK } need;
 
@@ -244,6 +252,139 @@ static int user_info(sl_call *c, void *user)
     return rc;
 }
 
+/* ---- Stream: the gRPC twin of the SSE stream ---- */
+
+#define STREAM_MAX_QUEUED 1000 /* a reader that stopped reading is ended */
+#define STREAM_PING_MS 15000
+
+typedef struct evq {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    char **ev, **js;
+    size_t n, cap;
+    bool ended;
+} evq;
+
+static void on_event(void *ctx, const char *event, const char *json)
+{
+    evq *q = ctx;
+    pthread_mutex_lock(&q->mu);
+    if (!event || q->n == STREAM_MAX_QUEUED) {
+        q->ended = true;
+    } else if (!q->ended) {
+        if (q->n == q->cap) {
+            size_t cap = q->cap ? q->cap * 2 : 16;
+            char **ne = realloc(q->ev, cap * sizeof *ne), **nj = ne ? realloc(q->js, cap * sizeof *nj) : NULL;
+            if (ne)
+                q->ev = ne;
+            if (nj)
+                q->js = nj, q->cap = cap;
+        }
+        if (q->n < q->cap && (q->ev[q->n] = strdup(event)) && (q->js[q->n] = strdup(json)))
+            q->n++;
+        else
+            q->ended = true; /* out of memory: end rather than skip an event */
+    }
+    pthread_cond_signal(&q->cv);
+    pthread_mutex_unlock(&q->mu);
+}
+
+/* One stream message: ProducerResponse{code 10000, msg = event, data = json}. */
+static int send_event(sl_call *c, const char *event, const char *json)
+{
+    Notice__ProducerResponse r = NOTICE__PRODUCER_RESPONSE__INIT;
+    r.code = 10000;
+    r.msg = (char *)event;
+    r.data.data = (uint8_t *)json;
+    r.data.len = strlen(json);
+    size_t len = notice__producer_response__get_packed_size(&r);
+    uint8_t *buf = malloc(len ? len : 1);
+    int rc = buf ? sl_call_send(c, buf, notice__producer_response__pack(&r, buf)) : SL_ENOMEM;
+    free(buf);
+    return rc;
+}
+
+static int stream_run(sl_call *c, nf_app *app, int64_t uid);
+
+static int stream(sl_call *c, void *user)
+{
+    nf_app *app = user;
+    size_t len;
+    const uint8_t *body = sl_call_body(c, &len);
+    Notice__NoticeRequest *q = notice__notice_request__unpack(NULL, len, body);
+    if (!q)
+        return sl_call_error(c, 400, "malformed NoticeRequest");
+    int64_t uid = q->uid;
+    notice__notice_request__free_unpacked(q, NULL);
+    int rc = allowed(c, app, NEED_USER, uid);
+    if (rc)
+        return rc;
+    if (atomic_fetch_add(&g_grpc->streams, 1) >= MAX_STREAMS) {
+        atomic_fetch_sub(&g_grpc->streams, 1);
+        return sl_call_error(c, 429, "too many open streams (%d)", MAX_STREAMS);
+    }
+    rc = stream_run(c, app, uid);
+    atomic_fetch_sub(&g_grpc->streams, 1);
+    return rc;
+}
+
+static int stream_run(sl_call *c, nf_app *app, int64_t uid)
+{
+    int rc;
+    if (uid < 0)
+        return sl_call_error(c, 400, "uid must be in 0..%lld, got %lld", (long long)NF_INT64_MAX, (long long)uid);
+    evq eq = {.ended = false};
+    pthread_mutex_init(&eq.mu, NULL);
+    pthread_cond_init(&eq.cv, NULL);
+    nf_tap *tap = nf_hub_tap(app->hub, uid, on_event, &eq);
+    json_t *hello = NULL;
+    if (!tap || nf_query_user(app, uid, &hello) != 0) {
+        rc = sl_call_error(c, 503, "event stream unavailable");
+    } else { /* first message: who and how many unread, as the SSE stream's hello */
+        json_object_del(hello, "nick");
+        char *h = json_dumps(hello, JSON_COMPACT);
+        rc = h ? send_event(c, "hello", h) : SL_ENOMEM;
+        free(h);
+    }
+    json_decref(hello);
+    while (rc == 0) {
+        pthread_mutex_lock(&eq.mu);
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += STREAM_PING_MS / 1000;
+        while (eq.n == 0 && !eq.ended && pthread_cond_timedwait(&eq.cv, &eq.mu, &until) == 0)
+            ;
+        char **ev = eq.ev, **js = eq.js;
+        size_t n = eq.n;
+        bool ended = eq.ended;
+        eq.ev = eq.js = NULL;
+        eq.n = eq.cap = 0;
+        pthread_mutex_unlock(&eq.mu);
+        for (size_t i = 0; i < n; i++) {
+            if (rc == 0)
+                rc = send_event(c, ev[i], js[i]);
+            free(ev[i]);
+            free(js[i]);
+        }
+        free(ev);
+        free(js);
+        if (ended)
+            break;
+        if (rc == 0 && n == 0) /* quiet: a ping, so a client that went away is noticed */
+            rc = send_event(c, "ping", "{}");
+    }
+    nf_hub_untap(app->hub, tap);
+    for (size_t i = 0; i < eq.n; i++) {
+        free(eq.ev[i]);
+        free(eq.js[i]);
+    }
+    free(eq.ev);
+    free(eq.js);
+    pthread_mutex_destroy(&eq.mu);
+    pthread_cond_destroy(&eq.cv);
+    return rc == SL_ECLOSED ? 0 : rc; /* the client went away: nothing to answer */
+}
+
 int nf_grpc_start(nf_app *app, nf_grpc **out)
 {
     *out = NULL;
@@ -259,8 +400,9 @@ int nf_grpc_start(nf_app *app, nf_grpc **out)
     o.grpc_address = app->cfg.grpc_addr;
     o.grpc_only = true;
     o.max_body = (size_t)app->cfg.max_body;
-    o.threads = (unsigned)app->cfg.threads;
+    o.threads = (unsigned)app->cfg.threads + MAX_STREAMS;
     o.drain_timeout_ms = 5000;
+    g_grpc = g;
     int rc = sl_service_new(&g->svc, &o);
     if (!rc)
         rc = sl_service_handle(g->svc, "Producer.Notify", notify, app);
@@ -272,6 +414,8 @@ int nf_grpc_start(nf_app *app, nf_grpc **out)
         rc = sl_service_handle(g->svc, "Producer.UserInfo", user_info, app);
     if (!rc)
         rc = sl_service_handle(g->svc, "Producer.MarkRead", mark_read, app);
+    if (!rc && app->hub)
+        rc = sl_service_handle_stream(g->svc, "Producer.Stream", stream, app);
     if (!rc)
         rc = sl_service_start(g->svc);
     if (rc) {

@@ -32,10 +32,21 @@ typedef struct client {
     struct client *prev, *next;
 } client;
 
+/* A tap: a listener in this process (the gRPC Stream RPC) called with each
+ * event of its uid under the hub mutex (it must only queue), and with
+ * event NULL when the hub shuts down. */
+struct nf_tap {
+    int64_t uid;
+    nf_tap_fn fn;
+    void *ctx;
+    struct nf_tap *next;
+};
+
 struct nf_hub {
     pthread_mutex_t mu;
     pthread_cond_t cond;
     client *head;
+    nf_tap *taps;
     bool stopping;
     pthread_t pinger;
     nf_metrics *m;
@@ -162,6 +173,8 @@ void nf_hub_shutdown(nf_hub *h)
         c->closed = true;
         wake(c);
     }
+    for (nf_tap *t = h->taps; t; t = t->next)
+        t->fn(t->ctx, NULL, NULL);
     pthread_cond_broadcast(&h->cond);
     pthread_mutex_unlock(&h->mu);
     /* Give the resumed streams a moment to end before the daemon stops. */
@@ -210,7 +223,44 @@ void nf_hub_push(nf_hub *h, int64_t uid, const char *event, const char *json)
         append(c, "\n\n", 2);
         wake(c);
     }
+    for (nf_tap *t = h->taps; t; t = t->next)
+        if (t->uid == uid)
+            t->fn(t->ctx, event, json);
     pthread_mutex_unlock(&h->mu);
+}
+
+nf_tap *nf_hub_tap(nf_hub *h, int64_t uid, nf_tap_fn fn, void *ctx)
+{
+    nf_tap *t = h ? calloc(1, sizeof *t) : NULL;
+    if (!t)
+        return NULL;
+    *t = (nf_tap){uid, fn, ctx, NULL};
+    pthread_mutex_lock(&h->mu);
+    if (h->stopping) {
+        pthread_mutex_unlock(&h->mu);
+        free(t);
+        return NULL;
+    }
+    t->next = h->taps;
+    h->taps = t;
+    atomic_fetch_add(&h->m->sse_clients, 1); /* events are made while anyone listens */
+    pthread_mutex_unlock(&h->mu);
+    return t;
+}
+
+void nf_hub_untap(nf_hub *h, nf_tap *t)
+{
+    if (!h || !t)
+        return;
+    pthread_mutex_lock(&h->mu);
+    for (nf_tap **p = &h->taps; *p; p = &(*p)->next)
+        if (*p == t) {
+            *p = t->next;
+            atomic_fetch_sub(&h->m->sse_clients, 1);
+            break;
+        }
+    pthread_mutex_unlock(&h->mu);
+    free(t);
 }
 
 struct MHD_Response *nf_hub_open_stream(nf_hub *h, struct MHD_Connection *conn, int64_t uid,
