@@ -11,7 +11,8 @@ PKGS=(build-essential cmake ninja-build pkg-config
       libmariadb-dev mariadb-server mariadb-client
       libpq-dev postgresql postgresql-client
       libcurl4-openssl-dev libprotobuf-c-dev etcd-server etcd-client
-      libjwt-dev libssl-dev openssl)
+      libjwt-dev libssl-dev openssl
+      librdkafka-dev python3-confluent-kafka)
 
 missing=()
 for p in "${PKGS[@]}"; do

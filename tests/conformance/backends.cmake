@@ -12,3 +12,7 @@ if(EXISTS ${CMAKE_SOURCE_DIR}/src/backends/amqp) # real RabbitMQ from scripts/se
   sl_add_conformance(amqp "${SL_SERVICE_URL_rabbitmq}?exchange_prefix=conf.&queue_prefix=conf.")
   sl_require_service(rabbitmq CONFORMANCE amqp)
 endif()
+if(EXISTS ${CMAKE_SOURCE_DIR}/src/backends/kafka) # librdkafka's mock cluster (tests/kafka/kafka_mock.c)
+  sl_add_conformance(kafka "kafka://{bootstrap}&timeout=10s&session_timeout=3s"
+    LAUNCHER $<TARGET_FILE:sluice-kafka-mock> --)
+endif()
