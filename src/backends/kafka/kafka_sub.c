@@ -84,6 +84,7 @@ struct ksub {
     unsigned inflight, prefetch;
     bool paused, closed, stop, dirty;
     int inside;
+    int waiters; /* threads waiting on cond in sl_next */
     int fatal;
     pthread_t poller;
 };
@@ -393,7 +394,8 @@ static void take_record(ksub *s, rd_kafka_message_t *rm)
         s->qhead = e;
     s->qtail = e;
     s->qlen++;
-    pthread_cond_broadcast(&s->cond);
+    if (s->waiters)
+        pthread_cond_signal(&s->cond);
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -498,7 +500,8 @@ static void hook(sl_msg *m, sli_msg_event ev, unsigned delay_ms, void *ctx)
         requeue(s, e, delay_ms);
         drop = false;
     }
-    pthread_cond_broadcast(&s->cond);
+    if (s->waiters)
+        pthread_cond_broadcast(&s->cond);
     pthread_mutex_unlock(&s->mu);
     if (drop)
         entry_unref(e);
@@ -551,7 +554,9 @@ int sli_kafka_next(void *impl, sl_msg **out, int timeout_ms)
         int64_t until = deadline;
         if (due >= 0 && (until < 0 || due < until))
             until = due;
+        s->waiters++;
         sli_cond_wait_until(&s->cond, &s->mu, until);
+        s->waiters--;
     }
     if (e) {
         sl_msg *m;
