@@ -129,6 +129,8 @@ int sli_kafka_opts_parse(sli_url *u, bool pub, kafka_opts *o)
     }
     if (!rc)
         rc = parse_sub(u, o);
+    if (!rc) /* before connecting: a typo must not cost a connection timeout */
+        rc = sli_url_check_unused(u);
     if (rc)
         sli_kafka_opts_free(o);
     return rc;
@@ -155,8 +157,8 @@ int sli_kafka_conf(const kafka_opts *o, rd_kafka_conf_t **out)
     rd_kafka_conf_t *c = rd_kafka_conf_new();
     if (!c)
         return sli_err(SL_ENOMEM, "out of memory");
-    char num[32];
-    snprintf(num, sizeof num, "%lld", (long long)o->timeout_ms);
+    char num[32]; /* librdkafka's floor for the connection setup timeout is 1s */
+    snprintf(num, sizeof num, "%lld", (long long)(o->timeout_ms < 1000 ? 1000 : o->timeout_ms));
     int rc = sli_kafka_set(c, "bootstrap.servers", o->bootstrap);
     if (!rc)
         rc = sli_kafka_set(c, "client.id", o->client_id ? o->client_id : "sluice");
