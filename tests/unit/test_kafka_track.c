@@ -36,6 +36,25 @@ static void position_waits_for_the_oldest_unacked(void **state)
     sli_ktrack_free(&t);
 }
 
+static void acked_list_names_the_acked_offsets_past_the_position(void **state)
+{
+    (void)state;
+    sli_ktrack t;
+    sli_ktrack_init(&t, 0);
+    for (int64_t o = 0; o < 10; o++)
+        assert_int_equal(sli_ktrack_add(&t, o), 0);
+    assert_int_equal(sli_ktrack_add(&t, 20), 0);
+    int64_t acks[] = {2, 3, 4, 6, 9, 20};
+    for (size_t i = 0; i < sizeof acks / sizeof acks[0]; i++)
+        assert_int_equal(sli_ktrack_ack(&t, acks[i]), 0);
+    char buf[64];
+    assert_int_equal(sli_ktrack_acked(&t, buf, sizeof buf), strlen("2-4,6,9,20"));
+    assert_string_equal(buf, "2-4,6,9,20");
+    assert_int_equal(sli_ktrack_acked(&t, buf, 6), 5); /* what fits, whole items only */
+    assert_string_equal(buf, "2-4,6");
+    sli_ktrack_free(&t);
+}
+
 static void gaps_and_growth(void **state)
 {
     (void)state;
@@ -109,6 +128,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(position_waits_for_the_oldest_unacked),
+        cmocka_unit_test(acked_list_names_the_acked_offsets_past_the_position),
         cmocka_unit_test(gaps_and_growth),
         cmocka_unit_test(bad_urls_are_refused),
         cmocka_unit_test(unreachable_cluster_fails_within_the_timeout),

@@ -81,6 +81,9 @@ int sli_ktrack_add(sli_ktrack *t, int64_t offset);
 int sli_ktrack_ack(sli_ktrack *t, int64_t offset);
 /* The offset to commit: the oldest unacked one, else next. */
 int64_t sli_ktrack_position(const sli_ktrack *t);
+/* The acked offsets past the position as "a-b,c,..." in buf (NUL-ended,
+ * at most cap bytes; what does not fit is left out). Returns the length. */
+size_t sli_ktrack_acked(const sli_ktrack *t, char *buf, size_t cap);
 /* Outstanding (fetched, unacked) offsets. */
 size_t sli_ktrack_outstanding(const sli_ktrack *t);
 

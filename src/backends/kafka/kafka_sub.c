@@ -36,6 +36,7 @@
 #include "backends/kafka/kafka_int.h"
 
 #define KSUB_CAP_MIN 1024 /* records queued locally before pausing the fetch */
+#define KMETA_MAX 3000    /* commit metadata (brokers allow 4096 by default) */
 
 typedef struct kentry kentry;
 typedef struct ksub ksub;
@@ -46,6 +47,8 @@ typedef struct kpart {
     int64_t committed;
     int64_t seen;        /* offsets below were delivered by this group before */
     int64_t seen_commit; /* seen as last committed */
+    int64_t *skip;       /* acked by a former owner past the position: [lo,hi] pairs */
+    size_t nskip;
 } kpart;
 
 struct kentry {
@@ -193,8 +196,9 @@ static rd_kafka_topic_partition_list_t *positions(ksub *s, bool all)
         rd_kafka_topic_partition_t *tp = rd_kafka_topic_partition_list_add(l, s->topic->s,
                                                                            p->partition);
         tp->offset = pos;
-        char meta[40];
-        int n = snprintf(meta, sizeof meta, "sluice-seen=%lld", (long long)p->seen);
+        char meta[KMETA_MAX];
+        int n = snprintf(meta, sizeof meta, "sluice-seen=%lld;acked=", (long long)p->seen);
+        n += (int)sli_ktrack_acked(&p->tr, meta + n, sizeof meta - (size_t)n);
         if ((tp->metadata = malloc((size_t)n)) != NULL) { /* freed by librdkafka */
             memcpy(tp->metadata, meta, (size_t)n);
             tp->metadata_size = (size_t)n;
@@ -252,17 +256,54 @@ static void resolve_start(ksub *s, rd_kafka_topic_partition_list_t *l)
     }
 }
 
-/* The "seen" mark a previous owner committed with its offset (0 if none). */
-static int64_t committed_seen(const rd_kafka_topic_partition_t *tp)
+/* The commit metadata of a previous owner: "sluice-seen=N;acked=a-b,c":
+ * offsets below N were delivered before; the listed ones were acked. */
+static void committed_meta(const rd_kafka_topic_partition_t *tp, kpart *p)
 {
-    char buf[40];
-    if (!tp->metadata || tp->metadata_size >= sizeof buf)
-        return 0;
+    char buf[KMETA_MAX + 1];
+    p->seen = 0;
+    if (!tp->metadata || tp->metadata_size > KMETA_MAX)
+        return;
     memcpy(buf, tp->metadata, tp->metadata_size);
     buf[tp->metadata_size] = 0;
     long long v;
-    char end;
-    return sscanf(buf, "sluice-seen=%lld%c", &v, &end) == 1 && v > 0 ? (int64_t)v : 0;
+    int used = 0;
+    if (sscanf(buf, "sluice-seen=%lld%n", &v, &used) != 1 || v < 0)
+        return;
+    p->seen = v;
+    const char *a = buf + used;
+    if (strncmp(a, ";acked=", 7) != 0 || !a[7])
+        return;
+    a += 7;
+    size_t items = 1;
+    for (const char *c = a; *c; c++)
+        items += *c == ',';
+    if (!(p->skip = malloc(items * 2 * sizeof *p->skip)))
+        return;
+    while (*a) {
+        long long lo, hi;
+        int k = 0;
+        if (sscanf(a, "%lld-%lld%n", &lo, &hi, &k) == 2 && k) {
+        } else if (sscanf(a, "%lld%n", &lo, &k) == 1 && k) {
+            hi = lo;
+        } else {
+            break; /* not ours: ignore the rest */
+        }
+        p->skip[2 * p->nskip] = lo;
+        p->skip[2 * p->nskip + 1] = hi;
+        p->nskip++;
+        a += k;
+        if (*a == ',')
+            a++;
+    }
+}
+
+static bool skipped(const kpart *p, int64_t off)
+{
+    for (size_t i = 0; i < p->nskip; i++)
+        if (off >= p->skip[2 * i] && off <= p->skip[2 * i + 1])
+            return true;
+    return false;
 }
 
 static void on_assign(ksub *s, rd_kafka_topic_partition_list_t *l)
@@ -299,7 +340,8 @@ static void on_assign(ksub *s, rd_kafka_topic_partition_list_t *l)
     for (int i = 0; parts && i < l->cnt; i++) {
         parts[i].partition = l->elems[i].partition;
         parts[i].committed = l->elems[i].offset;
-        parts[i].seen = parts[i].seen_commit = committed_seen(&l->elems[i]);
+        committed_meta(&l->elems[i], &parts[i]);
+        parts[i].seen_commit = parts[i].seen;
         sli_ktrack_init(&parts[i].tr, l->elems[i].offset);
     }
     s->parts = parts;
@@ -316,8 +358,10 @@ static void on_assign(ksub *s, rd_kafka_topic_partition_list_t *l)
 
 static void free_parts(ksub *s)
 {
-    for (size_t i = 0; i < s->nparts; i++)
+    for (size_t i = 0; i < s->nparts; i++) {
         sli_ktrack_free(&s->parts[i].tr);
+        free(s->parts[i].skip);
+    }
     free(s->parts);
     s->parts = NULL;
     s->nparts = 0;
@@ -364,6 +408,15 @@ static void take_record(ksub *s, rd_kafka_message_t *rm)
         }
         return;
     }
+    pthread_mutex_lock(&s->mu);
+    kpart *sp = find_part(s, rm->partition);
+    if (sp && skipped(sp, rm->offset)) { /* acked by the former owner: done */
+        if (sli_ktrack_add(&sp->tr, rm->offset) == 0 && sli_ktrack_ack(&sp->tr, rm->offset) == 1)
+            s->dirty = true;
+        pthread_mutex_unlock(&s->mu);
+        return;
+    }
+    pthread_mutex_unlock(&s->mu);
     kentry *e = calloc(1, sizeof *e);
     if (!e || record_body(rm, &e->body) != 0) {
         free(e);

@@ -96,3 +96,31 @@ int64_t sli_ktrack_position(const sli_ktrack *t)
 }
 
 size_t sli_ktrack_outstanding(const sli_ktrack *t) { return t->len; }
+
+size_t sli_ktrack_acked(const sli_ktrack *t, char *buf, size_t cap)
+{
+    size_t n = 0;
+    if (cap)
+        buf[0] = 0;
+    for (size_t i = 0; i < t->len;) {
+        if (!t->done[slot(t, i)]) {
+            i++;
+            continue;
+        }
+        size_t j = i; /* a run of acked slots with consecutive offsets */
+        while (j + 1 < t->len && t->done[slot(t, j + 1)] &&
+               t->off[slot(t, j + 1)] == t->off[slot(t, j)] + 1)
+            j++;
+        char item[48];
+        int k = i == j ? snprintf(item, sizeof item, "%s%lld", n ? "," : "",
+                                  (long long)t->off[slot(t, i)])
+                       : snprintf(item, sizeof item, "%s%lld-%lld", n ? "," : "",
+                                  (long long)t->off[slot(t, i)], (long long)t->off[slot(t, j)]);
+        if (n + (size_t)k + 1 > cap)
+            break; /* the rest is redelivered: at-least-once */
+        memcpy(buf + n, item, (size_t)k + 1);
+        n += (size_t)k;
+        i = j + 1;
+    }
+    return n;
+}
