@@ -36,6 +36,7 @@
 #include "backends/kafka/kafka_int.h"
 
 #define KSUB_CAP_MIN 1024 /* records queued locally before pausing the fetch */
+#define KPOLL_BATCH 256   /* records taken from librdkafka per wake-up */
 #define KMETA_MAX 3000    /* commit metadata (brokers allow 4096 by default) */
 
 typedef struct kentry kentry;
@@ -489,10 +490,16 @@ static void *poll_main(void *arg)
         }
         commit(s, l, true);
         flow(s);
-        rd_kafka_message_t *rm = rd_kafka_consumer_poll(s->rk, 100);
-        if (rm) {
-            take_record(s, rm);
-            rd_kafka_message_destroy(rm);
+        /* wait for one record, then take what is already there without
+         * waiting: one wake-up of this thread for many records */
+        rd_kafka_message_t *rms[KPOLL_BATCH];
+        int got = 0;
+        while (got < KPOLL_BATCH &&
+               (rms[got] = rd_kafka_consumer_poll(s->rk, got ? 0 : 100)) != NULL)
+            got++;
+        for (int i = 0; i < got; i++) {
+            take_record(s, rms[i]);
+            rd_kafka_message_destroy(rms[i]);
         }
     }
     return NULL;
