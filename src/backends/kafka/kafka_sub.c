@@ -540,6 +540,19 @@ static void hook(sl_msg *m, sli_msg_event ev, unsigned delay_ms, void *ctx)
     kentry *e = ctx;
     ksub *s = e->s;
     if (ev == SLI_MSG_EV_FREE) {
+        /* freed without ack or nack: the offset stays unacked (the group
+         * redelivers it after this member), the subscription forgets it */
+        pthread_mutex_lock(&s->mu);
+        bool pending = e->delivered == m;
+        if (pending) {
+            e->delivered = NULL;
+            s->inflight--;
+            if (s->waiters)
+                pthread_cond_broadcast(&s->cond);
+        }
+        pthread_mutex_unlock(&s->mu);
+        if (pending)
+            entry_unref(e);
         entry_unref(e);
         return;
     }
