@@ -15,7 +15,8 @@ PKGS=(build-essential cmake ninja-build pkg-config
       libgrpc-dev protobuf-c-compiler python3-grpcio python3-grpc-tools python3-protobuf
       clang libclang-rt-14-dev
       debhelper devscripts dpkg-dev lintian systemd
-      libnats-dev nats-server)
+      libnats-dev nats-server
+      librdkafka-dev python3-confluent-kafka)
 
 missing=()
 for p in "${PKGS[@]}"; do

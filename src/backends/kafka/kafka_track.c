@@ -1,0 +1,126 @@
+/*
+ * kafka_track.c - the offsets of one partition between fetch and commit.
+ *
+ * Kafka commits one position per partition: "everything before this offset
+ * is done". Acks arrive in any order, so the position may only move past an
+ * offset once it and every offset before it are acked. Offsets are fetched
+ * in increasing order (with gaps: compaction, transaction markers), so the
+ * outstanding ones form a sorted ring; an ack is a binary search, and acked
+ * slots are popped from the front.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "backends/kafka/kafka_int.h"
+
+void sli_ktrack_init(sli_ktrack *t, int64_t start)
+{
+    memset(t, 0, sizeof *t);
+    t->next = start;
+}
+
+void sli_ktrack_free(sli_ktrack *t)
+{
+    free(t->off);
+    free(t->done);
+    memset(t, 0, sizeof *t);
+}
+
+static size_t slot(const sli_ktrack *t, size_t i) { return (t->head + i) % t->cap; }
+
+static int grow(sli_ktrack *t)
+{
+    size_t cap = t->cap ? t->cap * 2 : 64;
+    int64_t *off = malloc(cap * sizeof *off);
+    uint8_t *done = malloc(cap);
+    if (!off || !done) {
+        free(off);
+        free(done);
+        return sli_err(SL_ENOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < t->len; i++) {
+        off[i] = t->off[slot(t, i)];
+        done[i] = t->done[slot(t, i)];
+    }
+    free(t->off);
+    free(t->done);
+    t->off = off;
+    t->done = done;
+    t->cap = cap;
+    t->head = 0;
+    return 0;
+}
+
+int sli_ktrack_add(sli_ktrack *t, int64_t offset)
+{
+    if (offset < t->next)
+        return sli_err(SL_EINVAL, "kafka: offset %lld fetched after %lld", (long long)offset,
+                       (long long)t->next);
+    if (t->len == t->cap) {
+        int rc = grow(t);
+        if (rc)
+            return rc;
+    }
+    size_t s = slot(t, t->len++);
+    t->off[s] = offset;
+    t->done[s] = 0;
+    t->next = offset + 1;
+    return 0;
+}
+
+int sli_ktrack_ack(sli_ktrack *t, int64_t offset)
+{
+    size_t lo = 0, hi = t->len;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (t->off[slot(t, mid)] < offset)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo == t->len || t->off[slot(t, lo)] != offset || t->done[slot(t, lo)])
+        return SL_ENOENT;
+    t->done[slot(t, lo)] = 1;
+    if (lo != 0)
+        return 0;
+    while (t->len && t->done[t->head]) {
+        t->head = (t->head + 1) % t->cap;
+        t->len--;
+    }
+    return 1;
+}
+
+int64_t sli_ktrack_position(const sli_ktrack *t)
+{
+    return t->len ? t->off[t->head] : t->next;
+}
+
+size_t sli_ktrack_outstanding(const sli_ktrack *t) { return t->len; }
+
+size_t sli_ktrack_acked(const sli_ktrack *t, char *buf, size_t cap)
+{
+    size_t n = 0;
+    if (cap)
+        buf[0] = 0;
+    for (size_t i = 0; i < t->len;) {
+        if (!t->done[slot(t, i)]) {
+            i++;
+            continue;
+        }
+        size_t j = i; /* a run of acked slots with consecutive offsets */
+        while (j + 1 < t->len && t->done[slot(t, j + 1)] &&
+               t->off[slot(t, j + 1)] == t->off[slot(t, j)] + 1)
+            j++;
+        char item[48];
+        int k = i == j ? snprintf(item, sizeof item, "%s%lld", n ? "," : "",
+                                  (long long)t->off[slot(t, i)])
+                       : snprintf(item, sizeof item, "%s%lld-%lld", n ? "," : "",
+                                  (long long)t->off[slot(t, i)], (long long)t->off[slot(t, j)]);
+        if (n + (size_t)k + 1 > cap)
+            break; /* the rest is redelivered: at-least-once */
+        memcpy(buf + n, item, (size_t)k + 1);
+        n += (size_t)k;
+        i = j + 1;
+    }
+    return n;
+}
