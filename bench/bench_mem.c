@@ -34,10 +34,11 @@
 
 #define MSG_SIZE 64
 #define PREFETCH 1024
+#define RECV_MAX 1024
 
 typedef struct run {
     uint64_t n;
-    unsigned batch;
+    unsigned batch, recv_batch;
     const char *url;
     sl_subscription *s;
     void *zpush, *zpull;
@@ -93,6 +94,26 @@ static void *mem_sub_thread(void *arg)
 {
     run *r = arg;
     pin(1);
+    if (r->recv_batch > 1) {
+        sl_msg *got[RECV_MAX];
+        for (uint64_t i = 0; i < r->n;) {
+            size_t k;
+            int rc = sl_next_batch(r->s, got, r->recv_batch, &k, 10000);
+            if (rc)
+                bench_die("sl_next_batch after %llu messages: %s", (unsigned long long)i, sl_strerror(rc));
+            for (size_t j = 0; j < k; j++, i++) {
+                size_t len;
+                const void *p = sl_msg_payload(got[j], &len);
+                bench_check_seq(p, len, MSG_SIZE, i);
+            }
+            if (sl_msg_ack_batch(got, k))
+                bench_die("sl_msg_ack_batch: %s", sl_errmsg());
+            for (size_t j = 0; j < k; j++)
+                sl_msg_unref(got[j]);
+        }
+        r->t_end = bench_now_ns();
+        return NULL;
+    }
     for (uint64_t i = 0; i < r->n; i++) {
         sl_msg *m;
         int rc = sl_next(r->s, &m, 10000);
@@ -109,11 +130,11 @@ static void *mem_sub_thread(void *arg)
     return NULL;
 }
 
-static double run_mem(uint64_t n, unsigned batch, int rep)
+static double run_mem(uint64_t n, unsigned batch, unsigned recv_batch, int rep)
 {
     char url[64];
     snprintf(url, sizeof url, "mem://bench-%d", rep);
-    run r = {.n = n, .batch = batch, .url = url};
+    run r = {.n = n, .batch = batch, .recv_batch = recv_batch, .url = url};
     sl_subscriber *sub;
     sl_subscribe_opts o;
     sl_subscribe_opts_init(&o);
@@ -193,8 +214,10 @@ int main(void)
     uint64_t n = bench_env_u64("SL_BENCH_MESSAGES", 300000);
     uint64_t reps = bench_env_u64("SL_BENCH_REPS", 5);
     uint64_t batch = bench_env_u64("SL_BENCH_BATCH", 64);
-    if (reps > 100 || batch > 1u << 20)
-        bench_die("SL_BENCH_REPS must be <= 100 and SL_BENCH_BATCH <= 1048576");
+    uint64_t recv_batch = bench_env_u64("SL_BENCH_RECV_BATCH", 64);
+    if (reps > 100 || batch > 1u << 20 || recv_batch == 0 || recv_batch > RECV_MAX)
+        bench_die("SL_BENCH_REPS must be <= 100, SL_BENCH_BATCH <= 1048576 and "
+                  "SL_BENCH_RECV_BATCH 1..%d", RECV_MAX);
     printf("mem_pubsub_64b: %llu messages x %d bytes, 1 publisher -> 1 subscriber, "
            "mem:// batch %llu prefetch %d (acked) vs ZeroMQ inproc PUSH/PULL, %llu reps\n",
            (unsigned long long)n, MSG_SIZE, (unsigned long long)batch, PREFETCH,
@@ -210,7 +233,7 @@ int main(void)
     double ours[100] = {0}, peer[100] = {0};
     for (uint64_t i = 0; i < reps; i++) {
         if (do_ours)
-            ours[i] = run_mem(n, (unsigned)batch, (int)i);
+            ours[i] = run_mem(n, (unsigned)batch, (unsigned)recv_batch, (int)i);
         if (do_peer)
             peer[i] = run_zmq(n, (int)i);
         printf("  rep %llu:", (unsigned long long)i + 1);

@@ -80,6 +80,15 @@ SL_API bool sl_msg_equal(const sl_msg *a, const sl_msg *b);
  * Errors: SL_ESTATE for ack after nack and nack after ack, SL_EINVAL. */
 SL_API int sl_msg_ack(sl_msg *m);
 SL_API int sl_msg_nack(sl_msg *m);
+/* Acknowledge msgs[0..n) in one call: the same as sl_msg_ack on each, in
+ * order, but a backend may settle them together (mem:// takes its lock once
+ * per batch instead of once per message). Messages may come from different
+ * subscriptions and backends. Every message that can be acked is, even when
+ * one fails; the first failure is returned: SL_ESTATE (one was nacked
+ * already), SL_EINVAL (msgs NULL with n > 0, or a NULL element: then nothing
+ * is acked). Does not drop references: unref each message afterwards.
+ * Threads: any thread; never blocks (apart from the backend's own locks). */
+SL_API int sl_msg_ack_batch(sl_msg *const *msgs, size_t n);
 /* Nack and ask the backend to redeliver no sooner than delay_ms from now. */
 SL_API int sl_msg_nack_delay(sl_msg *m, unsigned delay_ms);
 

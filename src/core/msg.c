@@ -26,6 +26,7 @@ typedef struct body {
     char *uuid;             /* inside this allocation */
     meta_kv *meta;
     size_t nmeta, capmeta;
+    bool block; /* from sli_block_get (small bodies), else malloc */
     unsigned char data[];
 } body;
 
@@ -37,15 +38,19 @@ struct sl_msg {
     body *b;
     sli_rcstr *topic;
     sli_msg_hook hook;
+    sli_msg_batch_hook batch_hook; /* optional: acks of many at once */
     void *hook_ctx;
 };
 
 static body *body_new(const char *uuid, size_t ulen, const void *payload, size_t len)
 {
-    body *b = malloc(sizeof *b + ulen + 1 + len);
+    size_t size = sizeof(body) + ulen + 1 + len;
+    bool small = size <= SLI_BLOCK_SIZE;
+    body *b = small ? sli_block_get() : malloc(size);
     if (!b)
         return NULL;
     atomic_init(&b->refs, 1);
+    b->block = small;
     b->uuid = (char *)b->data;
     memcpy(b->uuid, uuid, ulen);
     b->uuid[ulen] = '\0';
@@ -67,7 +72,10 @@ static void body_unref(body *b)
         free(b->meta[i].v);
     }
     free(b->meta);
-    free(b);
+    if (b->block)
+        sli_block_put(b);
+    else
+        free(b);
 }
 
 static int meta_copy(body *dst, const body *src)
@@ -122,6 +130,7 @@ static sl_msg *hdr_new(body *b)
     m->b = b;
     m->topic = NULL;
     m->hook = NULL;
+    m->batch_hook = NULL;
     m->hook_ctx = NULL;
     return m;
 }
@@ -383,6 +392,53 @@ static int settle(sl_msg *m, sl_ack_state to, unsigned delay_ms)
 }
 
 int sl_msg_ack(sl_msg *m) { return settle(m, SL_MSG_ACKED, 0); }
+
+/* Hand the messages in run[0..n) (all moved to ACKED, same batch hook) to
+ * their backend at once, then wake their waiters. */
+static void ack_run(sl_msg **run, size_t n)
+{
+    if (!n)
+        return;
+    if (run[0]->batch_hook)
+        run[0]->batch_hook(run, n);
+    else
+        for (size_t i = 0; i < n; i++)
+            if (run[i]->hook)
+                run[i]->hook(run[i], SLI_MSG_EV_ACK, 0, run[i]->hook_ctx);
+    for (size_t i = 0; i < n; i++)
+        if (atomic_load(&run[i]->waiters))
+            sli_futex_wake_all(&run[i]->state);
+}
+
+int sl_msg_ack_batch(sl_msg *const *msgs, size_t n)
+{
+    if (!msgs && n)
+        return sli_err(SL_EINVAL, "sl_msg_ack_batch: msgs is NULL");
+    for (size_t i = 0; i < n; i++)
+        if (!msgs[i])
+            return sli_err(SL_EINVAL, "sl_msg_ack_batch: msgs[%zu] is NULL", i);
+    enum { RUN = 64 };
+    sl_msg *run[RUN];
+    size_t k = 0;
+    int rc = 0;
+    for (size_t i = 0; i < n; i++) {
+        sl_msg *m = msgs[i];
+        uint32_t expected = SL_MSG_PENDING;
+        if (!atomic_compare_exchange_strong(&m->state, &expected, SL_MSG_ACKED)) {
+            if (expected != SL_MSG_ACKED && rc == 0)
+                rc = sli_err(SL_ESTATE, "sl_msg_ack_batch: message %s was already nacked",
+                             m->b->uuid);
+            continue;
+        }
+        if (k == RUN || (k && run[0]->batch_hook != m->batch_hook)) {
+            ack_run(run, k);
+            k = 0;
+        }
+        run[k++] = m;
+    }
+    ack_run(run, k);
+    return rc;
+}
 int sl_msg_nack(sl_msg *m) { return settle(m, SL_MSG_NACKED, 0); }
 int sl_msg_nack_delay(sl_msg *m, unsigned delay_ms) { return settle(m, SL_MSG_NACKED, delay_ms); }
 
@@ -419,8 +475,13 @@ void sli_msg_set_delivery(sl_msg *m, sli_rcstr *topic, unsigned deliveries, sli_
     m->topic = sli_rcstr_ref(topic);
     m->deliveries = deliveries;
     m->hook = hook;
+    m->batch_hook = NULL;
     m->hook_ctx = ctx;
 }
+
+void sli_msg_set_batch_hook(sl_msg *m, sli_msg_batch_hook bh) { m->batch_hook = bh; }
+
+void *sli_msg_hook_ctx(const sl_msg *m) { return m->hook_ctx; }
 
 void *sli_msg_body_ref(const sl_msg *m)
 {

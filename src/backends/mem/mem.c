@@ -706,6 +706,33 @@ static int mem_subscribe(void *impl, const char *tname, const sl_subscribe_opts 
     return 0;
 }
 
+/* Settle the delivery m of e. Under t->mu. Returns true when e was acked
+ * (the caller unrefs it after unlocking); a stale delivery (handed back when
+ * its subscription closed) changes nothing. */
+static bool settle_locked(entry *e, sl_msg *m, sli_msg_event ev, unsigned delay_ms)
+{
+    if (e->delivered != m || !e->g)
+        return false; /* stale delivery: the entry was handed back already */
+    group *g = e->g;
+    ifl_del(e->owner, e);
+    e->owner = NULL;
+    e->delivered = NULL;
+    if (g->waiters) /* a consumer may wait for prefetch room or for this entry */
+        pthread_cond_broadcast(&g->cond);
+    if (ev == SLI_MSG_EV_ACK) {
+        entry_retire(e);
+        return true;
+    }
+    if (delay_ms) {
+        e->ready_at = sli_mono_ms() + delay_ms;
+        delayed_insert(g, e);
+    } else {
+        q_push_head(g, e);
+    }
+    g->qlen++;
+    return false;
+}
+
 static void mem_hook(sl_msg *m, sli_msg_event ev, unsigned delay_ms, void *ctx)
 {
     entry *e = ctx;
@@ -717,92 +744,118 @@ static void mem_hook(sl_msg *m, sli_msg_event ev, unsigned delay_ms, void *ctx)
         return;
     }
     pthread_mutex_lock(&t->mu);
-    if (e->delivered != m || !e->g) {
-        pthread_mutex_unlock(&t->mu);
-        return; /* stale delivery: the entry was handed back already */
-    }
-    group *g = e->g;
-    msub *s = e->owner;
-    ifl_del(s, e);
-    e->owner = NULL;
-    e->delivered = NULL;
-    bool release = false;
-    if (ev == SLI_MSG_EV_ACK) {
-        entry_retire(e);
-        release = true;
-    } else if (delay_ms) {
-        e->ready_at = sli_mono_ms() + delay_ms;
-        delayed_insert(g, e);
-        g->qlen++;
-    } else {
-        q_push_head(g, e);
-        g->qlen++;
-    }
-    if (g->waiters)
-        pthread_cond_broadcast(&g->cond);
+    bool release = settle_locked(e, m, ev, delay_ms);
     pthread_mutex_unlock(&t->mu);
     if (release)
         entry_unref(e);
 }
 
-static int mem_next(void *impl, sl_msg **out, int timeout_ms)
+/* sl_msg_ack_batch: one lock per run of messages from the same topic. */
+static void mem_ack_batch(sl_msg *const *msgs, size_t n)
 {
-    msub *s = impl;
-    group *g = s->g;
-    topic *t = g->t;
-    int64_t deadline = sli_deadline_ms(timeout_ms);
-    entry *e = NULL;
-    int rc = 0;
-    pthread_mutex_lock(&t->mu);
-    s->inside++;
-    for (;;) {
-        if (s->closed) {
-            rc = sli_err(SL_ECLOSED, "subscription closed");
-            break;
+    entry *drop = NULL;
+    topic *locked = NULL;
+    for (size_t i = 0; i < n; i++) {
+        entry *e = sli_msg_hook_ctx(msgs[i]);
+        if (e->t != locked) {
+            if (locked)
+                pthread_mutex_unlock(&locked->mu);
+            locked = e->t;
+            pthread_mutex_lock(&locked->mu);
         }
+        if (settle_locked(e, msgs[i], SLI_MSG_EV_ACK, 0)) {
+            e->next = drop;
+            drop = e;
+        }
+    }
+    if (locked)
+        pthread_mutex_unlock(&locked->mu);
+    unref_chain(drop);
+}
+
+/* Hand e out to s as a new delivery. Under t->mu. */
+static int deliver_locked(msub *s, entry *e, sl_msg **out)
+{
+    topic *t = s->g->t;
+    sl_msg *m;
+    if (sli_msg_from_body(e->body, &m) != 0)
+        return sli_err(SL_ENOMEM, "out of memory");
+    e->deliveries++;
+    e->owner = s;
+    e->delivered = m;
+    ifl_add(s, e);
+    atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&t->b->refs, 1, memory_order_relaxed);
+    sli_msg_set_delivery(m, t->name, e->deliveries, mem_hook, e);
+    sli_msg_set_batch_hook(m, mem_ack_batch);
+    *out = m;
+    return 0;
+}
+
+/* Wait until s may take an entry from its group. Under t->mu. Returns 0
+ * with g->qhead ready and room in s's prefetch, or an error. */
+static int wait_ready(msub *s, int timeout_ms)
+{
+    group *g = s->g;
+    int64_t deadline = -2; /* read the clock only when we have to wait */
+    for (;;) {
+        if (s->closed)
+            return sli_err(SL_ECLOSED, "subscription closed");
         int64_t now = -1, due = -1;
         if (g->delayed) {
             now = sli_mono_ms();
             due = delayed_promote(g, now);
         }
-        if (s->inflight < s->prefetch && g->qhead) {
-            e = q_pop_head(g);
-            g->qlen--;
-            break;
-        }
+        if (s->inflight < s->prefetch && g->qhead)
+            return 0;
+        if (now < 0)
+            now = sli_mono_ms();
+        if (deadline == -2)
+            deadline = timeout_ms < 0 ? -1 : now + timeout_ms;
         int64_t until = deadline;
         if (due >= 0 && (until < 0 || due < until))
             until = due;
-        if (deadline >= 0 && (now >= 0 ? now : sli_mono_ms()) >= deadline) {
-            rc = SL_ETIMEDOUT;
-            break;
-        }
+        if (deadline >= 0 && now >= deadline)
+            return SL_ETIMEDOUT;
         g->waiters++;
-        sli_cond_wait_until(&g->cond, &t->mu, until);
+        sli_cond_wait_until(&g->cond, &g->t->mu, until);
         g->waiters--;
     }
-    if (e) {
-        sl_msg *m;
-        if (sli_msg_from_body(e->body, &m) != 0) {
+}
+
+static int mem_next_batch(void *impl, sl_msg **out, size_t max, size_t *got, int timeout_ms)
+{
+    msub *s = impl;
+    group *g = s->g;
+    topic *t = g->t;
+    size_t k = 0;
+    pthread_mutex_lock(&t->mu);
+    s->inside++;
+    int rc = wait_ready(s, timeout_ms);
+    while (rc == 0 && k < max && s->inflight < s->prefetch && g->qhead) {
+        entry *e = q_pop_head(g);
+        if ((rc = deliver_locked(s, e, &out[k])) != 0) {
             q_push_head(g, e);
-            g->qlen++;
-            rc = sli_err(SL_ENOMEM, "out of memory");
-        } else {
-            e->deliveries++;
-            e->owner = s;
-            e->delivered = m;
-            ifl_add(s, e);
-            atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
-            atomic_fetch_add_explicit(&t->b->refs, 1, memory_order_relaxed);
-            sli_msg_set_delivery(m, t->name, e->deliveries, mem_hook, e);
-            *out = m;
-            room_freed(t);
+            break;
         }
+        g->qlen--;
+        k++;
+    }
+    if (k) {
+        rc = 0; /* an allocation failure after the first comes back next call */
+        room_freed(t);
     }
     if (--s->inside == 0 && s->closed)
         pthread_cond_broadcast(&g->cond);
     pthread_mutex_unlock(&t->mu);
+    *got = k;
     return rc;
+}
+
+static int mem_next(void *impl, sl_msg **out, int timeout_ms)
+{
+    size_t got;
+    return mem_next_batch(impl, out, 1, &got, timeout_ms);
 }
 
 static int mem_unsubscribe(void *impl)
@@ -867,6 +920,7 @@ const sli_backend sli_mem_backend = {
     .sub_open = mem_sub_open,
     .subscribe = mem_subscribe,
     .next = mem_next,
+    .next_batch = mem_next_batch,
     .unsubscribe = mem_unsubscribe,
     .sub_close = mem_sub_close,
 };
