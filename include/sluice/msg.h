@@ -37,7 +37,12 @@ typedef enum sl_ack_state {
 #define SL_UUID_LEN 36 /* text length, without the terminating NUL */
 
 /* Create a message with a fresh UUIDv7 and a copy of payload[0..len).
- * payload may be NULL only when len is 0. Errors: SL_EINVAL, SL_ENOMEM. */
+ * payload may be NULL only when len is 0. Errors: SL_EINVAL, SL_ENOMEM.
+ * The UUID is made the first time it is read (sl_msg_uuid, sl_msg_equal, a
+ * backend that stores or sends it), so its time field is that moment, never
+ * earlier than the creation; once read it never changes, and copies sharing
+ * the body read the same one. Messages that nobody identifies (mem:// between
+ * threads) skip the clock read. */
 SL_API int sl_msg_new(sl_msg **out, const void *payload, size_t len);
 
 /* Same with a given id (any non-empty UTF-8 text up to 255 bytes, no NUL). */

@@ -100,12 +100,15 @@ void sli_msg_body_unref(void *body);
 void *sli_body_ref(void *body);
 int sli_msg_from_body(void *body, sl_msg **out);
 
-/* Blocks of SLI_BLOCK_SIZE bytes recycled across threads (blockcache.c):
- * small message bodies. get returns NULL when out of memory; put(NULL) is a
- * no-op. Any thread may put a block that any thread got. */
-#define SLI_BLOCK_SIZE 256
-void *sli_block_get(void);
-void sli_block_put(void *block);
+/* Fixed-size blocks recycled per thread and across threads (blockcache.c):
+ * message headers and small bodies. get returns NULL when out of memory;
+ * put(cls, NULL) is a no-op. Any thread may put a block that any thread got
+ * (with the same class). */
+enum { SLI_BLOCK_HDR, SLI_BLOCK_BODY };
+#define SLI_BLOCK_HDR_SIZE 64
+#define SLI_BLOCK_BODY_SIZE 256
+void *sli_block_get(int cls);
+void sli_block_put(int cls, void *block);
 
 /* The SL_META_DELIVER_AT time of m in wall-clock ms, or 0 when absent.
  * SL_EINVAL (with detail) when present but not a plain decimal number. */

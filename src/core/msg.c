@@ -9,6 +9,7 @@
  *  - a body with refs > 1 is never written; writers first make it private.
  *  - waiters sleep on the state word (futex) and are woken on the move.
  */
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,7 +24,8 @@ typedef struct body {
     _Atomic uint32_t refs;
     size_t len;
     unsigned char *payload; /* points inside this allocation, or to ext */
-    char *uuid;             /* inside this allocation */
+    char *uuid;             /* inside this allocation; see body_uuid */
+    _Atomic uint32_t uuid_state; /* UUID_* */
     meta_kv *meta;
     size_t nmeta, capmeta;
     bool block; /* from sli_block_get (small bodies), else malloc */
@@ -42,18 +44,44 @@ struct sl_msg {
     void *hook_ctx;
 };
 
+/* sl_msg_new leaves the UUIDv7 to be made on first read: reading the wall
+ * clock costs more than the rest of a small in-process message (a quarter
+ * of a microsecond on a loaded VM), and a message that nobody identifies
+ * (mem:// between threads) never pays it. The first reader (any thread, the
+ * body may be shared) makes it; concurrent readers wait for that one. */
+enum { UUID_NONE, UUID_MAKING, UUID_READY };
+
+static const char *body_uuid(body *b)
+{
+    if (atomic_load_explicit(&b->uuid_state, memory_order_acquire) == UUID_READY)
+        return b->uuid;
+    uint32_t none = UUID_NONE;
+    if (atomic_compare_exchange_strong_explicit(&b->uuid_state, &none, UUID_MAKING,
+                                                memory_order_acq_rel, memory_order_acquire)) {
+        sl_uuid_v7(b->uuid);
+        atomic_store_explicit(&b->uuid_state, UUID_READY, memory_order_release);
+        return b->uuid;
+    }
+    while (atomic_load_explicit(&b->uuid_state, memory_order_acquire) != UUID_READY)
+        sched_yield(); /* another thread is writing 36 characters */
+    return b->uuid;
+}
+
 static body *body_new(const char *uuid, size_t ulen, const void *payload, size_t len)
 {
     size_t size = sizeof(body) + ulen + 1 + len;
-    bool small = size <= SLI_BLOCK_SIZE;
-    body *b = small ? sli_block_get() : malloc(size);
+    bool small = size <= SLI_BLOCK_BODY_SIZE;
+    body *b = small ? sli_block_get(SLI_BLOCK_BODY) : malloc(size);
     if (!b)
         return NULL;
     atomic_init(&b->refs, 1);
     b->block = small;
     b->uuid = (char *)b->data;
-    memcpy(b->uuid, uuid, ulen);
-    b->uuid[ulen] = '\0';
+    if (uuid) {
+        memcpy(b->uuid, uuid, ulen);
+        b->uuid[ulen] = '\0';
+    }
+    atomic_init(&b->uuid_state, uuid ? UUID_READY : UUID_NONE);
     b->payload = b->data + ulen + 1;
     b->len = len;
     if (len)
@@ -73,7 +101,7 @@ static void body_unref(body *b)
     }
     free(b->meta);
     if (b->block)
-        sli_block_put(b);
+        sli_block_put(SLI_BLOCK_BODY, b);
     else
         free(b);
 }
@@ -106,7 +134,8 @@ static int body_own(sl_msg *m, const void *payload, size_t len, bool replace_pay
         payload = old->payload;
         len = old->len;
     }
-    body *nb = body_new(old->uuid, strlen(old->uuid), payload, len);
+    const char *id = body_uuid(old);
+    body *nb = body_new(id, strlen(id), payload, len);
     if (!nb)
         return SL_ENOMEM;
     if (meta_copy(nb, old) != 0) {
@@ -120,7 +149,8 @@ static int body_own(sl_msg *m, const void *payload, size_t len, bool replace_pay
 
 static sl_msg *hdr_new(body *b)
 {
-    sl_msg *m = malloc(sizeof *m);
+    _Static_assert(sizeof(sl_msg) <= SLI_BLOCK_HDR_SIZE, "sl_msg fits a header block");
+    sl_msg *m = sli_block_get(SLI_BLOCK_HDR);
     if (!m)
         return NULL;
     atomic_init(&m->refs, 1);
@@ -193,9 +223,19 @@ int sl_msg_new_with_uuid(sl_msg **out, const char *uuid, const void *payload, si
 
 int sl_msg_new(sl_msg **out, const void *payload, size_t len)
 {
-    char id[SL_UUID_LEN + 1];
-    sl_uuid_v7(id);
-    return sl_msg_new_with_uuid(out, id, payload, len);
+    if (!out)
+        return sli_err(SL_EINVAL, "sl_msg_new: out is NULL");
+    *out = NULL;
+    if (!payload && len)
+        return sli_err(SL_EINVAL, "sl_msg_new: payload is NULL but len is %zu", len);
+    body *b = body_new(NULL, SL_UUID_LEN, payload, len); /* UUID made on first read */
+    sl_msg *m = b ? hdr_new(b) : NULL;
+    if (!m) {
+        body_unref(b);
+        return sli_err(SL_ENOMEM, "sl_msg_new: out of memory");
+    }
+    *out = m;
+    return 0;
 }
 
 sl_msg *sl_msg_ref(sl_msg *m)
@@ -213,10 +253,10 @@ void sl_msg_unref(sl_msg *m)
         m->hook(m, SLI_MSG_EV_FREE, 0, m->hook_ctx);
     sli_rcstr_unref(m->topic);
     body_unref(m->b);
-    free(m);
+    sli_block_put(SLI_BLOCK_HDR, m);
 }
 
-const char *sl_msg_uuid(const sl_msg *m) { return m ? m->b->uuid : NULL; }
+const char *sl_msg_uuid(const sl_msg *m) { return m ? body_uuid(m->b) : NULL; }
 
 const void *sl_msg_payload(const sl_msg *m, size_t *len)
 {
@@ -361,7 +401,7 @@ bool sl_msg_equal(const sl_msg *a, const sl_msg *b)
     const body *x = a->b, *y = b->b;
     if (x == y)
         return true;
-    if (strcmp(x->uuid, y->uuid) != 0 || x->len != y->len || x->nmeta != y->nmeta)
+    if (strcmp(body_uuid((body *)x), body_uuid((body *)y)) != 0 || x->len != y->len || x->nmeta != y->nmeta)
         return false;
     if (x->len && memcmp(x->payload, y->payload, x->len) != 0)
         return false;
@@ -381,7 +421,7 @@ static int settle(sl_msg *m, sl_ack_state to, unsigned delay_ms)
     if (!atomic_compare_exchange_strong(&m->state, &expected, (uint32_t)to)) {
         if (expected == (uint32_t)to)
             return 0; /* idempotent */
-        return sli_err(SL_ESTATE, "message %s was already %s", m->b->uuid,
+        return sli_err(SL_ESTATE, "message %s was already %s", body_uuid(m->b),
                        expected == SL_MSG_ACKED ? "acked" : "nacked");
     }
     if (m->hook)
@@ -427,7 +467,7 @@ int sl_msg_ack_batch(sl_msg *const *msgs, size_t n)
         if (!atomic_compare_exchange_strong(&m->state, &expected, SL_MSG_ACKED)) {
             if (expected != SL_MSG_ACKED && rc == 0)
                 rc = sli_err(SL_ESTATE, "sl_msg_ack_batch: message %s was already nacked",
-                             m->b->uuid);
+                             body_uuid(m->b));
             continue;
         }
         if (k == RUN || (k && run[0]->batch_hook != m->batch_hook)) {
@@ -462,7 +502,7 @@ int sl_msg_wait(sl_msg *m, int timeout_ms, sl_ack_state *state)
     atomic_fetch_sub(&m->waiters, 1);
     uint32_t st = atomic_load(&m->state);
     if (st == SL_MSG_PENDING)
-        return sli_err(SL_ETIMEDOUT, "message %s not acked within %d ms", m->b->uuid, timeout_ms);
+        return sli_err(SL_ETIMEDOUT, "message %s not acked within %d ms", body_uuid(m->b), timeout_ms);
     if (state)
         *state = (sl_ack_state)st;
     return 0;
@@ -524,7 +564,7 @@ int sli_msg_deliver_at(const sl_msg *m, int64_t *wall_ms)
         x = x * 10 + (v[i] - '0');
     if (i == 0 || v[i] != '\0')
         return sli_err(SL_EINVAL, "message %s: metadata %s='%s' is not milliseconds since the epoch",
-                       m->b->uuid, SL_META_DELIVER_AT, v);
+                       body_uuid(m->b), SL_META_DELIVER_AT, v);
     *wall_ms = x;
     return 0;
 }
