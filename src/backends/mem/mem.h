@@ -38,6 +38,7 @@ struct group {
     char *name; /* NULL: private to one subscription */
     entry *qhead, *qtail;
     size_t qlen; /* ready + delayed */
+    _Atomic uint32_t arrivals; /* bumped when entries are queued (spinning consumers) */
     entry *delayed; /* sorted by ready_at, singly linked via next */
     msub *members;
     pthread_cond_t cond; /* consumers of this group */
