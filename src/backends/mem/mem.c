@@ -27,6 +27,13 @@
  * pointer to their entry; the entry records which message object is the
  * current delivery, so acks of a stale delivery (after its subscription
  * closed) are ignored and the message is redelivered instead.
+ *
+ * Hot path (bench_mem): a publish takes the topic lock once per batch and
+ * wakes a group's consumers only when one sleeps; sl_next_batch takes the
+ * lock once for up to max entries and sl_msg_ack_batch once per run of
+ * messages from one topic. A consumer that finds its queue empty yields a
+ * few times (watching the group's arrival counter) before it sleeps, which
+ * saves most wake-ups while a publisher is busy.
  */
 #include <errno.h>
 #include <sched.h>
