@@ -99,6 +99,13 @@ void *sli_msg_body_ref(const sl_msg *m);
 void sli_msg_body_unref(void *body);
 void *sli_body_ref(void *body);
 int sli_msg_from_body(void *body, sl_msg **out);
+/* The same in two steps, so that a backend can allocate headers before it
+ * takes its lock and bind them after: sli_msg_blank (NULL when out of
+ * memory) makes a header without a body, sli_msg_bind gives it one (taking a
+ * ref), sli_msg_blank_free releases a header never bound. */
+sl_msg *sli_msg_blank(void);
+void sli_msg_bind(sl_msg *m, void *body);
+void sli_msg_blank_free(sl_msg *m);
 
 /* Fixed-size blocks recycled per thread and across threads (blockcache.c):
  * message headers and small bodies. get returns NULL when out of memory;

@@ -537,6 +537,20 @@ void *sli_body_ref(void *b)
     return b;
 }
 
+sl_msg *sli_msg_blank(void) { return hdr_new(NULL); }
+
+void sli_msg_blank_free(sl_msg *m)
+{
+    if (m)
+        sli_block_put(SLI_BLOCK_HDR, m);
+}
+
+void sli_msg_bind(sl_msg *m, void *b)
+{
+    atomic_fetch_add_explicit(&((body *)b)->refs, 1, memory_order_relaxed);
+    m->b = b;
+}
+
 int sli_msg_from_body(void *b, sl_msg **out)
 {
     body *bb = b;

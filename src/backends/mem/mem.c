@@ -608,23 +608,16 @@ static void mem_ack_batch(sl_msg *const *msgs, size_t n)
     unref_chain(drop);
 }
 
-/* Hand e out to s as a new delivery. Under t->mu. */
-static int deliver_locked(msub *s, entry *e, sl_msg **out)
+/* Hand e out to s as the delivery m (a blank header). Under t->mu; the
+ * caller binds m to e's body after unlocking (mem_next_batch). */
+static void deliver_locked(msub *s, entry *e, sl_msg *m)
 {
-    topic *t = s->g->t;
-    sl_msg *m;
-    if (sli_msg_from_body(e->body, &m) != 0)
-        return sli_err(SL_ENOMEM, "out of memory");
     e->deliveries++;
     e->owner = s;
     e->delivered = m;
     ifl_add(s, e);
     atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&t->b->refs, 1, memory_order_relaxed);
-    sli_msg_set_delivery(m, t->name, e->deliveries, mem_hook, e);
-    sli_msg_set_batch_hook(m, mem_ack_batch);
-    *out = m;
-    return 0;
+    atomic_fetch_add_explicit(&s->g->t->b->refs, 1, memory_order_relaxed);
 }
 
 /* Wait until s may take an entry from its group. Under t->mu. Returns 0
@@ -674,31 +667,48 @@ static int wait_ready(msub *s, int timeout_ms)
     }
 }
 
+#define NEXT_MAX 64 /* entries one sl_next_batch call takes at most */
+
 static int mem_next_batch(void *impl, sl_msg **out, size_t max, size_t *got, int timeout_ms)
 {
     msub *s = impl;
     group *g = s->g;
     topic *t = g->t;
-    size_t k = 0;
+    /* Headers are made before the lock and bound to their bodies after it,
+     * which keeps the publisher's wait for the lock short. */
+    entry *taken[NEXT_MAX];
+    unsigned deliveries[NEXT_MAX];
+    size_t n = max < NEXT_MAX ? max : NEXT_MAX, k = 0, blanks = 0;
+    for (; blanks < n; blanks++)
+        if (!(out[blanks] = sli_msg_blank()))
+            break;
+    if (!blanks)
+        return sli_err(SL_ENOMEM, "out of memory");
     pthread_mutex_lock(&t->mu);
     s->inside++;
     int rc = wait_ready(s, timeout_ms);
-    while (rc == 0 && k < max && s->inflight < s->prefetch && g->qhead) {
+    while (rc == 0 && k < blanks && s->inflight < s->prefetch && g->qhead) {
         entry *e = q_pop_head(g);
-        if ((rc = deliver_locked(s, e, &out[k])) != 0) {
-            q_push_head(g, e);
-            break;
-        }
         g->qlen--;
+        deliver_locked(s, e, out[k]);
+        taken[k] = e;
+        deliveries[k] = e->deliveries;
         k++;
     }
-    if (k) {
-        rc = 0; /* an allocation failure after the first comes back next call */
+    if (k)
         room_freed(t);
-    }
     if (--s->inside == 0 && s->closed)
         pthread_cond_broadcast(&g->cond);
     pthread_mutex_unlock(&t->mu);
+    for (size_t i = 0; i < k; i++) {
+        sli_msg_bind(out[i], taken[i]->body);
+        sli_msg_set_delivery(out[i], t->name, deliveries[i], mem_hook, taken[i]);
+        sli_msg_set_batch_hook(out[i], mem_ack_batch);
+    }
+    for (size_t i = k; i < blanks; i++) {
+        sli_msg_blank_free(out[i]);
+        out[i] = NULL;
+    }
     *got = k;
     return rc;
 }
