@@ -674,20 +674,21 @@ static int mem_next_batch(void *impl, sl_msg **out, size_t max, size_t *got, int
     msub *s = impl;
     group *g = s->g;
     topic *t = g->t;
-    /* Headers are made before the lock and bound to their bodies after it,
-     * which keeps the publisher's wait for the lock short. */
+    /* Headers come from this thread's block cache under the lock (a few
+     * pointer moves) and are bound to their bodies after it (atomics on
+     * lines the publisher wrote), which keeps the publisher's wait short. */
     entry *taken[NEXT_MAX];
     unsigned deliveries[NEXT_MAX];
-    size_t n = max < NEXT_MAX ? max : NEXT_MAX, k = 0, blanks = 0;
-    for (; blanks < n; blanks++)
-        if (!(out[blanks] = sli_msg_blank()))
-            break;
-    if (!blanks)
-        return sli_err(SL_ENOMEM, "out of memory");
+    size_t n = max < NEXT_MAX ? max : NEXT_MAX, k = 0;
     pthread_mutex_lock(&t->mu);
     s->inside++;
     int rc = wait_ready(s, timeout_ms);
-    while (rc == 0 && k < blanks && s->inflight < s->prefetch && g->qhead) {
+    while (rc == 0 && k < n && s->inflight < s->prefetch && g->qhead) {
+        if (!(out[k] = sli_msg_blank())) {
+            if (!k)
+                rc = sli_err(SL_ENOMEM, "out of memory");
+            break; /* after the first, the failure comes back next call */
+        }
         entry *e = q_pop_head(g);
         g->qlen--;
         deliver_locked(s, e, out[k]);
@@ -704,10 +705,6 @@ static int mem_next_batch(void *impl, sl_msg **out, size_t max, size_t *got, int
         sli_msg_bind(out[i], taken[i]->body);
         sli_msg_set_delivery(out[i], t->name, deliveries[i], mem_hook, taken[i]);
         sli_msg_set_batch_hook(out[i], mem_ack_batch);
-    }
-    for (size_t i = k; i < blanks; i++) {
-        sli_msg_blank_free(out[i]);
-        out[i] = NULL;
     }
     *got = k;
     return rc;
