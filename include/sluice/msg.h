@@ -38,7 +38,12 @@ typedef enum sl_ack_state {
 #define SL_UUID_LEN 36 /* text length, without the terminating NUL */
 
 /* Create a message with a fresh UUIDv7 and a copy of payload[0..len).
- * payload may be NULL only when len is 0. Errors: SL_EINVAL, SL_ENOMEM. */
+ * payload may be NULL only when len is 0. Errors: SL_EINVAL, SL_ENOMEM.
+ * The UUID is made the first time it is read (sl_msg_uuid, sl_msg_equal, a
+ * backend that stores or sends it), so its time field is that moment, never
+ * earlier than the creation; once read it never changes, and copies sharing
+ * the body read the same one. Messages that nobody identifies (mem:// between
+ * threads) skip the clock read. */
 SL_API int sl_msg_new(sl_msg **out, const void *payload, size_t len);
 
 /* Same with a given id (any non-empty UTF-8 text up to 255 bytes, no NUL). */
@@ -81,6 +86,15 @@ SL_API bool sl_msg_equal(const sl_msg *a, const sl_msg *b);
  * Errors: SL_ESTATE for ack after nack and nack after ack, SL_EINVAL. */
 SL_API int sl_msg_ack(sl_msg *m);
 SL_API int sl_msg_nack(sl_msg *m);
+/* Acknowledge msgs[0..n) in one call: the same as sl_msg_ack on each, in
+ * order, but a backend may settle them together (mem:// takes its lock once
+ * per batch instead of once per message). Messages may come from different
+ * subscriptions and backends. Every message that can be acked is, even when
+ * one fails; the first failure is returned: SL_ESTATE (one was nacked
+ * already), SL_EINVAL (msgs NULL with n > 0, or a NULL element: then nothing
+ * is acked). Does not drop references: unref each message afterwards.
+ * Threads: any thread; never blocks (apart from the backend's own locks). */
+SL_API int sl_msg_ack_batch(sl_msg *const *msgs, size_t n);
 /* Nack and ask the backend to redeliver no sooner than delay_ms from now. */
 SL_API int sl_msg_nack_delay(sl_msg *m, unsigned delay_ms);
 

@@ -115,6 +115,17 @@ SL_API int sl_subscribe(sl_subscriber *sub, const char *topic, const sl_subscrib
  * Errors: SL_ETIMEDOUT, SL_ECLOSED, backend errors. */
 SL_API int sl_next(sl_subscription *s, sl_msg **out, int timeout_ms);
 
+/* Take up to max messages at once: waits like sl_next (timeout_ms < 0
+ * forever, 0 polls) for the first one, then adds those that are ready without
+ * waiting. On 0, out[0..*got) hold one reference each (1 <= *got <= max), in
+ * the order sl_next would have returned them; ack (sl_msg_ack_batch) and unref
+ * each. The subscription's prefetch still bounds the unacked messages it
+ * holds, so a batch is at most prefetch minus those already held: raise
+ * prefetch to receive batches. Every backend offers it (mem:// takes its lock
+ * once per batch; others may loop sl_next). Same threads and errors as
+ * sl_next, plus SL_EINVAL (NULL out or got, max 0); on error *got is 0. */
+SL_API int sl_next_batch(sl_subscription *s, sl_msg **out, size_t max, size_t *got,
+                         int timeout_ms);
 /* Close a subscription: messages it took but did not ack go back to its group
  * (redelivered), never lost. */
 SL_API int sl_subscription_close(sl_subscription *s);

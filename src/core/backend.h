@@ -36,6 +36,9 @@ typedef struct sli_backend {
     int (*sub_open)(void **impl, sli_url *url, unsigned *features);
     int (*subscribe)(void *impl, const char *topic, const sl_subscribe_opts *opts, void **sub);
     int (*next)(void *sub, sl_msg **out, int timeout_ms);
+    /* Optional (NULL: pubsub.c loops next): like next, then up to max - 1
+     * more that are at hand without waiting; *got >= 1 when it returns 0. */
+    int (*next_batch)(void *sub, sl_msg **out, size_t max, size_t *got, int timeout_ms);
     int (*unsubscribe)(void *sub);
     int (*sub_close)(void *impl);
 } sli_backend;

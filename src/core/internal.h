@@ -81,6 +81,14 @@ typedef void (*sli_msg_hook)(sl_msg *m, sli_msg_event ev, unsigned delay_ms, voi
  * deliveries-th time, with hook called on ack, nack and free. */
 void sli_msg_set_delivery(sl_msg *m, sli_rcstr *topic, unsigned deliveries, sli_msg_hook hook,
                           void *ctx);
+/* Optional second hook for sl_msg_ack_batch: called once with up to 64
+ * messages delivered with this same batch hook that just moved to ACKED (in
+ * the caller's order), instead of the hook's SLI_MSG_EV_ACK per message. Set
+ * after sli_msg_set_delivery (which clears it). sli_msg_hook_ctx gives each
+ * message's ctx. */
+typedef void (*sli_msg_batch_hook)(sl_msg *const *msgs, size_t n);
+void sli_msg_set_batch_hook(sl_msg *m, sli_msg_batch_hook bh);
+void *sli_msg_hook_ctx(const sl_msg *m);
 /* A new PENDING message sharing m's body (cheap: no payload copy). */
 int sli_msg_share(const sl_msg *m, sl_msg **out);
 
@@ -91,6 +99,23 @@ void *sli_msg_body_ref(const sl_msg *m);
 void sli_msg_body_unref(void *body);
 void *sli_body_ref(void *body);
 int sli_msg_from_body(void *body, sl_msg **out);
+/* The same in two steps, so that a backend can allocate headers before it
+ * takes its lock and bind them after: sli_msg_blank (NULL when out of
+ * memory) makes a header without a body, sli_msg_bind gives it one (taking a
+ * ref), sli_msg_blank_free releases a header never bound. */
+sl_msg *sli_msg_blank(void);
+void sli_msg_bind(sl_msg *m, void *body);
+void sli_msg_blank_free(sl_msg *m);
+
+/* Fixed-size blocks recycled per thread and across threads (blockcache.c):
+ * message headers and small bodies. get returns NULL when out of memory;
+ * put(cls, NULL) is a no-op. Any thread may put a block that any thread got
+ * (with the same class). */
+enum { SLI_BLOCK_HDR, SLI_BLOCK_BODY };
+#define SLI_BLOCK_HDR_SIZE 64
+#define SLI_BLOCK_BODY_SIZE 256
+void *sli_block_get(int cls);
+void sli_block_put(int cls, void *block);
 
 /* The SL_META_DELIVER_AT time of m in wall-clock ms, or 0 when absent.
  * SL_EINVAL (with detail) when present but not a plain decimal number. */

@@ -228,6 +228,37 @@ int sl_next(sl_subscription *s, sl_msg **out, int timeout_ms)
     return s->owner->ops->next(s->impl, out, timeout_ms);
 }
 
+/* For backends without their own next_batch: one sl_next that may wait, then
+ * polls (timeout 0) while messages are at hand. */
+static int next_batch_generic(sl_subscription *s, sl_msg **out, size_t max, size_t *got,
+                              int timeout_ms)
+{
+    int rc = s->owner->ops->next(s->impl, &out[0], timeout_ms);
+    if (rc)
+        return rc;
+    size_t k = 1;
+    while (k < max && s->owner->ops->next(s->impl, &out[k], 0) == 0)
+        k++;
+    sli_err_clear(); /* a later poll's failure comes back on the next call */
+    *got = k;
+    return 0;
+}
+
+int sl_next_batch(sl_subscription *s, sl_msg **out, size_t max, size_t *got, int timeout_ms)
+{
+    if (!got)
+        return sli_err(SL_EINVAL, "sl_next_batch: got is NULL");
+    *got = 0;
+    if (!s || !out || !max)
+        return sli_err(SL_EINVAL, "sl_next_batch: %s", !s ? "subscription is NULL" : !out ? "out is NULL" : "max is 0");
+    for (size_t i = 0; i < max; i++)
+        out[i] = NULL;
+    const sli_backend *ops = s->owner->ops;
+    if (ops->next_batch)
+        return ops->next_batch(s->impl, out, max, got, timeout_ms);
+    return next_batch_generic(s, out, max, got, timeout_ms);
+}
+
 int sl_subscription_close(sl_subscription *s)
 {
     if (!s)

@@ -417,6 +417,94 @@ static void concurrent_ack_nack_exactly_one_transition_wins(void **state)
     assert_int_equal(acked_wins + nacked_wins, ROUNDS);
 }
 
+/* The UUID of sl_msg_new is made on first read: never before the creation,
+ * the same for every copy and every thread, and stable afterwards. */
+static void uuid_made_on_first_read_is_shared_and_stable(void **state)
+{
+    (void)state;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t before = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    sl_msg *m, *c;
+    assert_int_equal(sl_msg_new(&m, "x", 1), 0);
+    assert_int_equal(sl_msg_copy(m, &c), 0); /* shares the body before any read */
+    const char *u = sl_msg_uuid(c);
+    check_uuid_text(u);
+    assert_true(uuid_ms(u) >= before);
+    assert_string_equal(sl_msg_uuid(m), u);
+    assert_ptr_equal(sl_msg_uuid(c), u); /* stable */
+    assert_true(sl_msg_equal(m, c));
+    /* a write to the copy keeps the id (copy-on-write carries it over) */
+    assert_int_equal(sl_msg_meta_set(c, "k", "v"), 0);
+    assert_string_equal(sl_msg_uuid(c), sl_msg_uuid(m));
+    sl_msg_unref(c);
+    sl_msg_unref(m);
+}
+
+enum { READERS = 4 };
+typedef struct uuid_race {
+    sl_msg *m;
+    _Atomic int go;
+    const char *seen[READERS];
+} uuid_race;
+
+static void *uuid_reader(void *arg)
+{
+    uuid_race *r = arg;
+    static _Atomic int next_slot;
+    int slot = atomic_fetch_add(&next_slot, 1) % READERS;
+    while (!atomic_load(&r->go))
+        sched_yield();
+    r->seen[slot] = sl_msg_uuid(r->m);
+    return NULL;
+}
+
+static void uuid_first_read_races_agree(void **state)
+{
+    (void)state;
+    int rounds = (int)tl_scaled(200, 20);
+    for (int k = 0; k < rounds; k++) {
+        uuid_race r = {0};
+        assert_int_equal(sl_msg_new(&r.m, NULL, 0), 0);
+        pthread_t th[READERS];
+        for (int i = 0; i < READERS; i++)
+            assert_int_equal(pthread_create(&th[i], NULL, uuid_reader, &r), 0);
+        atomic_store(&r.go, 1);
+        for (int i = 0; i < READERS; i++)
+            pthread_join(th[i], NULL);
+        check_uuid_text(r.seen[0]);
+        for (int i = 1; i < READERS; i++)
+            assert_string_equal(r.seen[i], r.seen[0]);
+        sl_msg_unref(r.m);
+    }
+}
+
+/* sl_msg_ack_batch = sl_msg_ack on each: idempotent, SL_ESTATE for a
+ * nacked one (the others are still acked), SL_EINVAL acks nothing. */
+static void ack_batch_acks_each_and_reports_state_errors(void **state)
+{
+    (void)state;
+    sl_msg *m[4];
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(sl_msg_new(&m[i], "p", 1), 0);
+    assert_int_equal(sl_msg_ack_batch(m, 0), 0);
+    assert_int_equal(sl_msg_ack_batch(NULL, 0), 0);
+    assert_int_equal(sl_msg_ack_batch(NULL, 2), SL_EINVAL);
+    sl_msg *with_null[2] = {m[0], NULL};
+    assert_int_equal(sl_msg_ack_batch(with_null, 2), SL_EINVAL);
+    assert_int_equal(sl_msg_state(m[0]), SL_MSG_PENDING);
+    assert_int_equal(sl_msg_ack(m[1]), 0);
+    assert_int_equal(sl_msg_nack(m[2]), 0);
+    assert_int_equal(sl_msg_ack_batch(m, 4), SL_ESTATE);
+    assert_int_equal(sl_msg_state(m[0]), SL_MSG_ACKED);
+    assert_int_equal(sl_msg_state(m[1]), SL_MSG_ACKED);
+    assert_int_equal(sl_msg_state(m[2]), SL_MSG_NACKED);
+    assert_int_equal(sl_msg_state(m[3]), SL_MSG_ACKED);
+    assert_int_equal(sl_msg_ack_batch(m, 2), 0); /* idempotent */
+    for (int i = 0; i < 4; i++)
+        sl_msg_unref(m[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -432,6 +520,9 @@ int main(void)
         cmocka_unit_test(ack_nack_state_machine),
         cmocka_unit_test(wait_times_out_then_wakes_on_ack),
         cmocka_unit_test(concurrent_ack_nack_exactly_one_transition_wins),
+        cmocka_unit_test(uuid_made_on_first_read_is_shared_and_stable),
+        cmocka_unit_test(uuid_first_read_races_agree),
+        cmocka_unit_test(ack_batch_acks_each_and_reports_state_errors),
     };
     return cmocka_run_group_tests_name("msg", tests, NULL, NULL);
 }
