@@ -12,3 +12,7 @@ if(EXISTS ${CMAKE_SOURCE_DIR}/src/backends/amqp) # real RabbitMQ from scripts/se
   sl_add_conformance(amqp "${SL_SERVICE_URL_rabbitmq}?exchange_prefix=conf.&queue_prefix=conf.")
   sl_require_service(rabbitmq CONFORMANCE amqp)
 endif()
+if(EXISTS ${CMAKE_SOURCE_DIR}/src/backends/postgres) # real PostgreSQL from scripts/services.sh
+  sl_add_conformance(postgres "${SL_SERVICE_URL_postgres}?connect_timeout=10s")
+  sl_require_service(postgres CONFORMANCE postgres)
+endif()
