@@ -68,6 +68,8 @@ typedef struct pg_opts {
     int64_t retention_ms;       /* retention=acked (0) | DUR */
     int64_t poll_ms;            /* poll=DUR: fallback when no NOTIFY came (1s) */
     bool ack_batch;             /* ack=sync|batch */
+    bool sync_off;              /* sync=full|off: synchronous_commit of the session */
+    char schema[64];            /* schema=NAME: sluice's tables live there ("" = search_path) */
 } pg_opts;
 
 /* A connection with what it was opened from, so it can be opened again. */
@@ -77,6 +79,8 @@ typedef struct pg_conn {
     int64_t timeout_ms;
     int64_t backoff_ms, retry_at; /* reconnect backoff (mono ms) */
     bool prepared;
+    bool sync_off; /* SET synchronous_commit TO off on every (re)connect */
+    char schema[64];
     const char *what; /* "postgres" */
 } pg_conn;
 

@@ -10,6 +10,13 @@
  *   connect_timeout=DUR  (5s)   ack_deadline=DUR (30s)   poll=DUR (1s)
  *   retention=acked|DUR  (acked) ack=sync|batch (sync)
  *   sslmode=disable|allow|prefer|require|verify-ca|verify-full (prefer)
+ *   sync=full|off        full (default): a publish or ack returns once it
+ *                        is flushed to the server's WAL; off: the server
+ *                        acknowledges before (synchronous_commit=off), so a
+ *                        server crash (not a client's) may lose the last
+ *                        few hundred ms of publishes and acks
+ *   schema=NAME          keep sluice's tables in this schema (created if
+ *                        missing; [a-z_][a-z0-9_]*), e.g. one per app
  */
 #include <errno.h>
 #include <poll.h>
@@ -21,13 +28,27 @@
 
 int sli_pg_opts_read(sli_url *u, pg_opts *o)
 {
-    int rc, ack;
+    int rc, ack, sync;
     const char *ret;
     if ((rc = sli_url_opt_ms(u, "connect_timeout", 5000, &o->connect_timeout_ms)) ||
         (rc = sli_url_opt_ms(u, "ack_deadline", 30000, &o->ack_deadline)) ||
         (rc = sli_url_opt_ms(u, "poll", 1000, &o->poll_ms)) ||
-        (rc = sli_url_opt_enum(u, "ack", "sync|batch", 0, &ack)))
+        (rc = sli_url_opt_enum(u, "ack", "sync|batch", 0, &ack)) ||
+        (rc = sli_url_opt_enum(u, "sync", "full|off", 0, &sync)))
         return rc;
+    o->sync_off = sync == 1;
+    const char *sc = sli_url_opt(u, "schema");
+    o->schema[0] = '\0';
+    if (sc) {
+        size_t n = strlen(sc);
+        bool ok = n > 0 && n < sizeof o->schema && !(sc[0] >= '0' && sc[0] <= '9');
+        for (size_t i = 0; ok && i < n; i++)
+            ok = (sc[i] >= 'a' && sc[i] <= 'z') || (sc[i] >= '0' && sc[i] <= '9') || sc[i] == '_';
+        if (!ok)
+            return sli_err(SL_EBADOPT, "postgres: option schema must match [a-z_][a-z0-9_]* "
+                                       "(at most 63 characters), not '%s'", sc);
+        memcpy(o->schema, sc, n + 1);
+    }
     if (o->connect_timeout_ms < 1 || o->ack_deadline < 1 || o->poll_ms < 1)
         return sli_err(SL_EBADOPT, "postgres: connect_timeout, ack_deadline and poll must be "
                                    "at least 1ms");
@@ -58,6 +79,8 @@ int sli_pg_conn_init(pg_conn *pc, sli_url *u, const pg_opts *o)
     memset(pc, 0, sizeof *pc);
     pc->what = "postgres";
     pc->timeout_ms = o->connect_timeout_ms;
+    pc->sync_off = o->sync_off;
+    memcpy(pc->schema, o->schema, sizeof pc->schema);
     int rc, k = 0, ssl;
     char port[16];
     snprintf(port, sizeof port, "%d", u->port ? u->port : 5432);
@@ -105,6 +128,14 @@ static void oneline(char *s)
             *p = ' ';
 }
 
+/* The server's NOTICEs (e.g. "schema ... already exists, skipping"): the
+ * library never prints; libpq's default would write them to stderr. */
+static void notice(void *arg, const char *msg)
+{
+    (void)arg;
+    sli_log(SL_LOG_DEBUG, "postgres", "%s", msg);
+}
+
 int sli_pg_conn_open(pg_conn *pc, char *err, size_t errlen)
 {
     if (pc->c)
@@ -144,6 +175,7 @@ int sli_pg_conn_open(pg_conn *pc, char *err, size_t errlen)
         pc->c = NULL;
         return auth ? SL_EUNAUTH : SL_ECONN;
     }
+    PQsetNoticeProcessor(pc->c, notice, NULL);
     return 0;
 }
 
@@ -171,9 +203,19 @@ int sli_pg_conn_ready(pg_conn *pc, char *err, size_t errlen)
         }
         pc->backoff_ms = 0;
     }
-    int rc = sli_pg_schema(pc->c, err, errlen);
+    int rc = 0;
+    if (pc->schema[0]) {
+        char sql[200];
+        snprintf(sql, sizeof sql, "CREATE SCHEMA IF NOT EXISTS %s; SET search_path TO %s",
+                 pc->schema, pc->schema);
+        rc = sli_pg_exec(pc, sql, err, errlen);
+    }
+    if (!rc)
+        rc = sli_pg_schema(pc->c, err, errlen);
     if (!rc)
         rc = sli_pg_prepare(pc, err, errlen);
+    if (!rc && pc->sync_off)
+        rc = sli_pg_exec(pc, "SET synchronous_commit TO off", err, errlen);
     pc->prepared = rc == 0;
     return rc;
 }
