@@ -291,8 +291,7 @@ static const char schema_sql[] =
     "bigint NOT NULL, alive bigint NOT NULL, UNIQUE(topic, name));"
     "CREATE TABLE IF NOT EXISTS sluice_claims(gid bigint NOT NULL, msg_id bigint NOT NULL, tx "
     "xid8 NOT NULL, owner bigint NOT NULL, deadline bigint NOT NULL, deliveries int NOT NULL, "
-    "PRIMARY KEY(gid, msg_id));"
-    "CREATE INDEX IF NOT EXISTS sluice_claims_due ON sluice_claims(gid, deadline);";
+    "PRIMARY KEY(gid, msg_id));";
 
 int sli_pg_schema(PGconn *c, char *err, size_t errlen)
 {

@@ -264,10 +264,21 @@ static void pg_hook(sl_msg *m, sli_msg_event ev, unsigned delay_ms, void *ctx)
         /* committed with the next claim */
     } else if (!atomic_load(&r->closed)) {
         char err[PG_ERRLEN];
+        /* the server away (a restart): try again until connect_timeout, so
+         * an ack returns once it is committed whenever that can be */
+        int64_t give_up = sli_mono_ms() + r->o.connect_timeout_ms;
+        int rc;
         pthread_mutex_lock(&r->mu);
-        int rc = sli_pg_conn_ready(&r->pc, err, sizeof err);
-        if (!rc)
-            rc = sli_pg_settle_run(&r->pc, s->gid, &a, 1, err, sizeof err);
+        for (;;) {
+            rc = sli_pg_conn_ready(&r->pc, err, sizeof err);
+            if (!rc)
+                rc = sli_pg_settle_run(&r->pc, s->gid, &a, 1, err, sizeof err);
+            if (rc != SL_ECONN || sli_mono_ms() >= give_up)
+                break;
+            pthread_mutex_unlock(&r->mu);
+            usleep(50000);
+            pthread_mutex_lock(&r->mu);
+        }
         pthread_mutex_unlock(&r->mu);
         if (rc)
             sli_log(SL_LOG_WARN, "postgres", "%s of message %s failed (it will be redelivered): %s",
