@@ -333,13 +333,13 @@ static int claim(pg_sub *s, unsigned room, int64_t *due, char *err, size_t errle
     pg_settle *acks;
     unsigned nacks;
     take_acks(s, &acks, &nacks);
+    s->nbuf = s->ibuf = 0; /* all handed out: nothing stays when the claim fails */
     pthread_mutex_lock(&r->mu);
     int rc = sli_pg_conn_ready(&r->pc, err, errlen);
     if (!rc)
         rc = sli_pg_claim(&r->pc, s->gid, s->topic->s, s->owner, room, r->o.ack_deadline, acks, nacks,
                       s->buf, &s->nbuf, due, err, errlen);
     pthread_mutex_unlock(&r->mu);
-    s->ibuf = 0;
     if (rc && nacks)
         return_acks(s, acks, nacks);
     else
