@@ -35,7 +35,8 @@
  *       (nacked with a delay, or handed back). A consumer that died leaves
  *       claims whose deadline passes: they come back.
  *
- * Claim (one transaction): take due claims of the group with FOR UPDATE
+ * Claim (one call of the function sluice_claim, one transaction): settle
+ * batched acks, take due claims of the group with FOR UPDATE
  * SKIP LOCKED (competing consumers never wait for each other's rows), then
  * lock the group row and read on from its cursor, inserting one claim per
  * message. Acks delete the claim, matching (owner, deliveries) so a late

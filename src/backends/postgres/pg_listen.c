@@ -16,7 +16,7 @@
 
 #include "backends/postgres/pg.h"
 
-#define PG_HK_MS 1000
+#define PG_HK_MS 2000
 
 struct pg_listener {
     pg_conn pc;

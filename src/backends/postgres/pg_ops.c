@@ -4,8 +4,10 @@
  *
  * Round trips are what costs: a publish of up to PG_INS_ROWS messages is
  * ONE statement (a multi-row INSERT with the NOTIFY in the same statement,
- * so it is its own transaction); a claim is one transaction of four
- * statements whatever the number of messages it takes, and carries the
+ * so it is its own transaction); a claim is ONE call of the server-side
+ * function sluice_claim (created with the tables, pg_conn.c) whatever the
+ * number of messages it takes, its own transaction with an asynchronous
+ * commit (a claim lost to a crash only means a redelivery), and carries the
  * batched acks (ack=batch) of its subscription.
  *
  * Integers travel as text parameters; results come back binary (bytea
@@ -20,36 +22,13 @@
 
 #define PG_INS_ROWS 500 /* messages per INSERT (3 parameters each) */
 
-enum { Q_ACKS, Q_REDO, Q_DROP, Q_POS, Q_NEW, Q_DUE, Q_ACK, Q_NACK, Q_COUNT };
+enum { Q_CLAIM, Q_ACK, Q_NACK, Q_COUNT };
 
-static const char *const qname[Q_COUNT] = {"sl_acks", "sl_redo", "sl_drop", "sl_pos",
-                                           "sl_new",  "sl_due",  "sl_ack",  "sl_nack"};
+static const char *const qname[Q_COUNT] = {"sl_claim", "sl_ack", "sl_nack"};
 
 static const char *const qsql[Q_COUNT] = {
-    /* $1 gid, $2 msg ids, $3 owners, $4 deliveries */
-    [Q_ACKS] = "DELETE FROM sluice_claims c USING unnest($2::int8[], $3::int8[], $4::int4[]) "
-               "a(m, o, d) WHERE c.gid=$1 AND c.msg_id=a.m AND c.owner=a.o AND c.deliveries=a.d",
-    /* due claims: $1 gid, $2 now, $3 limit, $4 owner, $5 deadline, $6 topic */
-    [Q_REDO] = "WITH due AS (SELECT msg_id FROM sluice_claims WHERE gid=$1 AND deadline<=$2 "
-               "ORDER BY tx, msg_id LIMIT $3 FOR UPDATE SKIP LOCKED), "
-               "upd AS (UPDATE sluice_claims c SET owner=$4, deadline=$5, "
-               "deliveries=c.deliveries+1 FROM due WHERE c.gid=$1 AND c.msg_id=due.msg_id "
-               "RETURNING c.msg_id, c.tx, c.deliveries) "
-               "SELECT upd.msg_id, upd.deliveries, m.uuid, m.meta, m.payload FROM upd LEFT JOIN "
-               "sluice_msgs m ON m.topic=$6 AND m.tx=upd.tx AND m.id=upd.msg_id "
-               "ORDER BY upd.tx, upd.msg_id",
-    [Q_DROP] = "DELETE FROM sluice_claims WHERE gid=$1 AND msg_id=$2",
-    [Q_POS] = "SELECT pos_tx, pos_id FROM sluice_groups WHERE id=$1 FOR UPDATE",
-    /* new messages: $1 gid, $2 topic, $3 pos_tx, $4 pos_id, $5 limit, $6 owner, $7 deadline */
-    [Q_NEW] = "WITH n AS (SELECT tx, id, uuid, meta, payload FROM sluice_msgs WHERE topic=$2 "
-              "AND (tx, id) > ($3::xid8, $4::int8) AND tx < pg_snapshot_xmin(pg_current_snapshot()) "
-              "ORDER BY tx, id LIMIT $5), "
-              "c AS (INSERT INTO sluice_claims(gid, msg_id, tx, owner, deadline, deliveries) "
-              "SELECT $1, id, tx, $6, $7, 1 FROM n), "
-              "u AS (UPDATE sluice_groups g SET pos_tx=l.tx, pos_id=l.id FROM (SELECT tx, id "
-              "FROM n ORDER BY tx DESC, id DESC LIMIT 1) l WHERE g.id=$1) "
-              "SELECT id, uuid, meta, payload FROM n ORDER BY tx, id",
-    [Q_DUE] = "SELECT min(deadline) FROM sluice_claims WHERE gid=$1 AND deadline>$2",
+    /* the function sluice_claim (pg_conn.c's schema) */
+    [Q_CLAIM] = "SELECT * FROM sluice_claim($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     [Q_ACK] = "DELETE FROM sluice_claims WHERE gid=$1 AND msg_id=$2 AND owner=$3 AND "
               "deliveries=$4",
     /* $5 ready at, $6 topic (wakes the group's other consumers) */
@@ -278,38 +257,19 @@ int sli_pg_unsubscribe(pg_conn *pc, int64_t gid, int64_t owner, bool priv, char 
 
 /* ---------- claims ---------- */
 
-static void put_array(char *buf, size_t cap, const pg_settle *s, unsigned n, int which)
+static char *put_array(const pg_settle *s, unsigned n, int which)
 {
-    size_t o = (size_t)snprintf(buf, cap, "{");
-    for (unsigned i = 0; i < n && o < cap; i++) {
+    size_t cap = (size_t)n * 22 + 4, o = 1;
+    char *buf = malloc(cap);
+    if (!buf)
+        return NULL;
+    buf[0] = '{';
+    for (unsigned i = 0; i < n; i++) {
         long long v = which == 0 ? s[i].msg_id : which == 1 ? s[i].owner : s[i].deliveries;
         o += (size_t)snprintf(buf + o, cap - o, "%s%lld", i ? "," : "", v);
     }
-    if (o < cap)
-        snprintf(buf + o, cap - o, "}");
-}
-
-static int acks_run(pg_conn *pc, int64_t gid, const pg_settle *s, unsigned n, char *err,
-                    size_t errlen)
-{
-    size_t cap = (size_t)n * 22 + 4;
-    char *a[3];
-    num g;
-    int rc = 0;
-    for (int i = 0; i < 3; i++)
-        a[i] = malloc(cap);
-    if (!a[0] || !a[1] || !a[2]) {
-        snprintf(err, errlen, "postgres: out of memory");
-        rc = SL_ENOMEM;
-    }
-    for (int i = 0; i < 3 && !rc; i++)
-        put_array(a[i], cap, s, n, i);
-    const char *v[4] = {N(&g, gid), a[0], a[1], a[2]};
-    if (!rc)
-        rc = run(pc, Q_ACKS, 4, v, NULL, err, errlen);
-    for (int i = 0; i < 3; i++)
-        free(a[i]);
-    return rc;
+    snprintf(buf + o, cap - o, "}");
+    return buf;
 }
 
 static int build(const PGresult *r, int row, int col, sl_msg **out, char *err, size_t errlen)
@@ -329,113 +289,57 @@ static int build(const PGresult *r, int row, int col, sl_msg **out, char *err, s
     return rc;
 }
 
-/* Claims due again (redeliveries) into out; drops claims of messages
- * retention deleted. */
-static int claim_redo(pg_conn *pc, int64_t gid, const char *topic, int64_t owner, unsigned max,
-                      int64_t deadline, pg_claimed *out, unsigned *nout, char *err, size_t errlen)
+/* Rows of sluice_claim: messages, or one row with only r_due. */
+static int take_rows(PGresult *r, pg_claimed *out, unsigned max, unsigned *nout, int64_t *due,
+                     char *err, size_t errlen)
 {
-    num g, now, lim, o, dl;
-    const char *v[6] = {N(&g, gid),   N(&now, sli_wall_ms()), N(&lim, max),
-                        N(&o, owner), N(&dl, deadline),       topic};
-    PGresult *r = NULL;
-    int rc = run(pc, Q_REDO, 6, v, &r, err, errlen);
-    for (int i = 0; !rc && i < PQntuples(r); i++) {
-        int64_t id = sli_pg_get_i64(r, i, 0);
-        if (PQgetisnull(r, i, 2)) { /* deleted by retention */
-            num m;
-            const char *d[2] = {v[0], N(&m, id)};
-            rc = run(pc, Q_DROP, 2, d, NULL, err, errlen);
+    for (int i = 0; i < PQntuples(r); i++) {
+        if (PQgetisnull(r, i, 0)) {
+            if (!PQgetisnull(r, i, 5))
+                *due = sli_pg_get_i64(r, i, 5);
             continue;
         }
+        if (*nout >= max) {
+            snprintf(err, errlen, "postgres: claim returned more than %u messages", max);
+            return SL_EPROTO;
+        }
         pg_claimed *c = &out[*nout];
-        if ((rc = build(r, i, 2, &c->m, err, errlen)) != 0)
-            break;
-        c->msg_id = id;
+        int rc = build(r, i, 2, &c->m, err, errlen);
+        if (rc)
+            return rc;
+        c->msg_id = sli_pg_get_i64(r, i, 0);
         c->deliveries = (unsigned)sli_pg_get_i64(r, i, 1);
         (*nout)++;
     }
-    PQclear(r);
-    return rc;
-}
-
-/* Read on from the group's cursor (locks the group row). */
-static int claim_new(pg_conn *pc, int64_t gid, const char *topic, int64_t owner, unsigned max,
-                     int64_t deadline, pg_claimed *out, unsigned *nout, char *err, size_t errlen)
-{
-    num g, ptx, pid, lim, o, dl;
-    const char *v[7] = {N(&g, gid)};
-    PGresult *r;
-    int rc = run(pc, Q_POS, 1, v, &r, err, errlen);
-    if (rc)
-        return rc;
-    if (PQntuples(r) != 1) {
-        PQclear(r);
-        snprintf(err, errlen, "postgres: consumer group %lld of topic %s no longer exists",
-                 (long long)gid, topic);
-        return SL_ENOENT;
-    }
-    snprintf(ptx.s, sizeof ptx.s, "%llu", (unsigned long long)sli_pg_get_i64(r, 0, 0));
-    N(&pid, sli_pg_get_i64(r, 0, 1));
-    PQclear(r);
-    v[1] = topic;
-    v[2] = ptx.s;
-    v[3] = pid.s;
-    v[4] = N(&lim, max);
-    v[5] = N(&o, owner);
-    v[6] = N(&dl, deadline);
-    if ((rc = run(pc, Q_NEW, 7, v, &r, err, errlen)) != 0)
-        return rc;
-    for (int i = 0; !rc && i < PQntuples(r); i++) {
-        pg_claimed *c = &out[*nout];
-        if ((rc = build(r, i, 1, &c->m, err, errlen)) != 0)
-            break;
-        c->msg_id = sli_pg_get_i64(r, i, 0);
-        c->deliveries = 1;
-        (*nout)++;
-    }
-    PQclear(r);
-    return rc;
-}
-
-static int next_due(pg_conn *pc, int64_t gid, int64_t *due, char *err, size_t errlen)
-{
-    num g, now;
-    const char *v[2] = {N(&g, gid), N(&now, sli_wall_ms())};
-    PGresult *r;
-    int rc = run(pc, Q_DUE, 2, v, &r, err, errlen);
-    if (rc)
-        return rc;
-    *due = PQntuples(r) == 1 && !PQgetisnull(r, 0, 0) ? sli_pg_get_i64(r, 0, 0) : -1;
-    PQclear(r);
     return 0;
 }
 
 int sli_pg_claim(pg_conn *pc, int64_t gid, const char *topic, int64_t owner, unsigned max,
-             int64_t ack_deadline, const pg_settle *acks, unsigned nacks, pg_claimed *out,
-             unsigned *nout, int64_t *due, char *err, size_t errlen)
+                 int64_t ack_deadline, const pg_settle *acks, unsigned nacks, pg_claimed *out,
+                 unsigned *nout, int64_t *due, char *err, size_t errlen)
 {
     *nout = 0;
     *due = -1;
-    int64_t deadline = sli_wall_ms() + ack_deadline;
-    /* Losing a claim to a crash only means a redelivery, so its commit
-     * does not wait for the WAL flush; acks riding along (ack=batch) are
-     * documented to be as durable as that. */
-    int rc = sli_pg_exec(pc, "BEGIN; SET LOCAL synchronous_commit TO off", err, errlen);
-    if (rc)
-        return rc;
-    if (nacks)
-        rc = acks_run(pc, gid, acks, nacks, err, errlen);
-    if (!rc && max)
-        rc = claim_redo(pc, gid, topic, owner, max, deadline, out, nout, err, errlen);
-    if (!rc && *nout < max)
-        rc = claim_new(pc, gid, topic, owner, max - *nout, deadline, out, nout, err, errlen);
-    if (!rc && *nout == 0 && max)
-        rc = next_due(pc, gid, due, err, errlen);
+    num g, o, lim, now, dl;
+    int64_t t = sli_wall_ms();
+    char *a[3] = {NULL, NULL, NULL};
+    for (int i = 0; i < 3 && nacks; i++)
+        if (!(a[i] = put_array(acks, nacks, i))) {
+            free(a[0]);
+            free(a[1]);
+            snprintf(err, errlen, "postgres: out of memory");
+            return SL_ENOMEM;
+        }
+    const char *v[9] = {N(&g, gid), topic,          N(&o, owner), N(&lim, max), N(&now, t),
+                        N(&dl, t + ack_deadline), a[0],         a[1],         a[2]};
+    PGresult *r = NULL;
+    int rc = run(pc, Q_CLAIM, 9, v, &r, err, errlen);
+    for (int i = 0; i < 3; i++)
+        free(a[i]);
     if (!rc)
-        rc = sli_pg_exec(pc, "COMMIT", err, errlen);
+        rc = take_rows(r, out, max, nout, due, err, errlen);
+    PQclear(r);
     if (rc) {
-        if (pc->c && PQstatus(pc->c) == CONNECTION_OK)
-            PQclear(PQexec(pc->c, "ROLLBACK"));
         for (unsigned i = 0; i < *nout; i++)
             sl_msg_unref(out[i].m);
         *nout = 0;
@@ -458,58 +362,81 @@ int sli_pg_settle_run(pg_conn *pc, int64_t gid, const pg_settle *s, unsigned n, 
 
 /* ---------- housekeeping ---------- */
 
-/* Messages every group of their topic is done with (retention=acked):
- * up to the lowest cursor, below the lowest claim. */
-static const char sweep_acked_sql[] =
-    "DELETE FROM sluice_msgs m USING (SELECT t.topic, lg.pos_tx, lg.pos_id, lc.tx AS ctx, "
-    "lc.msg_id AS cid FROM (SELECT DISTINCT topic FROM sluice_groups) t CROSS JOIN LATERAL "
-    "(SELECT pos_tx, pos_id FROM sluice_groups g WHERE g.topic=t.topic ORDER BY pos_tx, pos_id "
-    "LIMIT 1) lg LEFT JOIN LATERAL (SELECT c.tx, c.msg_id FROM sluice_claims c JOIN "
-    "sluice_groups g ON g.id=c.gid WHERE g.topic=t.topic ORDER BY c.tx, c.msg_id LIMIT 1) lc ON "
-    "true) w WHERE m.topic=w.topic AND (m.tx, m.id) <= (w.pos_tx, w.pos_id) AND (w.ctx IS NULL "
-    "OR (m.tx, m.id) < (w.ctx, w.cid))";
+/* Per topic with groups: the lowest cursor and the lowest claim. */
+static const char lows_sql[] =
+    "SELECT t.topic, lg.pos_tx::text, lg.pos_id::text, lc.tx::text, lc.msg_id::text FROM "
+    "(SELECT DISTINCT topic FROM sluice_groups) t CROSS JOIN LATERAL (SELECT pos_tx, pos_id FROM "
+    "sluice_groups g WHERE g.topic=t.topic ORDER BY pos_tx, pos_id LIMIT 1) lg LEFT JOIN LATERAL "
+    "(SELECT c.tx, c.msg_id FROM sluice_claims c JOIN sluice_groups g ON g.id=c.gid WHERE "
+    "g.topic=t.topic ORDER BY c.tx, c.msg_id LIMIT 1) lc ON true";
+
+/* What every group of a topic is done with (retention=acked): up to the
+ * lowest cursor, below the lowest claim; one short statement per topic (an
+ * open transaction holds every reader back, see pg.h). */
+static int sweep_acked(pg_conn *pc, char *err, size_t errlen)
+{
+    PGresult *lows = PQexec(pc->c, lows_sql);
+    if (PQresultStatus(lows) != PGRES_TUPLES_OK)
+        return sli_pg_fail(pc, lows, err, errlen, "retention");
+    int rc = 0;
+    for (int i = 0; i < PQntuples(lows) && !rc; i++) {
+        const char *v[5];
+        for (int k = 0; k < 5; k++)
+            v[k] = PQgetisnull(lows, i, k) ? NULL : PQgetvalue(lows, i, k);
+        PGresult *r = PQexecParams(pc->c,
+                                   "DELETE FROM sluice_msgs WHERE topic=$1 AND (tx, id) <= "
+                                   "($2::xid8, $3::int8) AND ($4::xid8 IS NULL OR (tx, id) < "
+                                   "($4::xid8, $5::int8))",
+                                   5, NULL, v, NULL, NULL, 0);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK)
+            rc = sli_pg_fail(pc, r, err, errlen, "retention");
+        else
+            PQclear(r);
+    }
+    PQclear(lows);
+    return rc;
+}
+
+static int run_params(pg_conn *pc, const char *sql, int n, const char *const *v, char *err,
+                      size_t errlen, const char *what)
+{
+    PGresult *r = PQexecParams(pc->c, sql, n, NULL, v, NULL, NULL, 0);
+    ExecStatusType st = PQresultStatus(r);
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+        return sli_pg_fail(pc, r, err, errlen, what);
+    PQclear(r);
+    return 0;
+}
 
 int sli_pg_housekeep(pg_conn *pc, int64_t holder, int64_t retention_ms, char *err, size_t errlen)
 {
     num h, now, cut, age;
     int64_t t = sli_wall_ms();
     const char *v[3] = {N(&h, holder), N(&now, t), N(&cut, t - PG_PRIVATE_EXPIRY_MS)};
-    PGresult *r = PQexecParams(pc->c, "UPDATE sluice_groups SET alive=$2 WHERE holder=$1", 2,
-                               NULL, v, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK)
-        return sli_pg_fail(pc, r, err, errlen, "heartbeat");
-    PQclear(r);
-    int rc = sli_pg_exec(pc, "BEGIN", err, errlen);
+    int rc = run_params(pc, "UPDATE sluice_groups SET alive=$2 WHERE holder=$1", 2, v, err,
+                        errlen, "heartbeat");
     if (rc)
         return rc;
-    r = PQexec(pc->c, "SELECT pg_try_advisory_xact_lock(7308066435297043782)");
+    /* one process at a time does the rest (a session lock: no transaction
+     * stays open meanwhile) */
+    PGresult *r = PQexec(pc->c, "SELECT pg_try_advisory_lock(7308066435297043782)");
     bool mine = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
                 PQgetvalue(r, 0, 0)[0] == 't';
     PQclear(r);
-    if (mine) { /* dead processes' private groups, then retention */
-        r = PQexecParams(pc->c,
-                         "WITH g AS (DELETE FROM sluice_groups WHERE private AND alive<$3 "
-                         "RETURNING id) DELETE FROM sluice_claims WHERE gid IN (SELECT id FROM g)",
-                         3, NULL, v, NULL, NULL, 0);
-        if (PQresultStatus(r) != PGRES_COMMAND_OK)
-            rc = sli_pg_fail(pc, r, err, errlen, "expire groups");
-        else
-            PQclear(r);
-        if (!rc && retention_ms) {
-            const char *a[1] = {N(&age, t - retention_ms)};
-            r = PQexecParams(pc->c, "DELETE FROM sluice_msgs WHERE created<$1", 1, NULL, a, NULL,
-                             NULL, 0);
-            if (PQresultStatus(r) != PGRES_COMMAND_OK)
-                rc = sli_pg_fail(pc, r, err, errlen, "retention");
-            else
-                PQclear(r);
-        } else if (!rc) {
-            rc = sli_pg_exec(pc, sweep_acked_sql, err, errlen);
-        }
+    if (!mine)
+        return 0;
+    rc = run_params(pc,
+                    "WITH g AS (DELETE FROM sluice_groups WHERE private AND alive<$1 RETURNING "
+                    "id) DELETE FROM sluice_claims WHERE gid IN (SELECT id FROM g)",
+                    1, v + 2, err, errlen, "expire groups");
+    if (!rc && retention_ms) {
+        const char *a[1] = {N(&age, t - retention_ms)};
+        rc = run_params(pc, "DELETE FROM sluice_msgs WHERE created<$1", 1, a, err, errlen,
+                        "retention");
+    } else if (!rc) {
+        rc = sweep_acked(pc, err, errlen);
     }
-    if (!rc)
-        rc = sli_pg_exec(pc, "COMMIT", err, errlen);
-    if (rc && pc->c && PQstatus(pc->c) == CONNECTION_OK)
-        PQclear(PQexec(pc->c, "ROLLBACK"));
+    if (pc->c && PQstatus(pc->c) == CONNECTION_OK)
+        PQclear(PQexec(pc->c, "SELECT pg_advisory_unlock(7308066435297043782)"));
     return rc;
 }
