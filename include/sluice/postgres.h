@@ -1,7 +1,7 @@
 /*
  * sluice/postgres.h - extras of the postgres:// backend that need libpq's
- * types. Not included by sluice/sluice.h (so users of sluice do not need
- * libpq-fe.h); include it explicitly.
+ * types. Not included by sluice/sluice.h; include it explicitly (with or
+ * without <libpq-fe.h>).
  *
  * The outbox pattern on PostgreSQL: publish inside YOUR transaction on the
  * database postgres:// uses, so your state change and the messages it
@@ -22,9 +22,11 @@
 
 #include "export.h"
 
-#include <libpq-fe.h>
-
 #include "sluice.h"
+
+/* libpq's connection, as <libpq-fe.h> declares it (an identical typedef may
+ * be repeated), so this header needs no libpq include path. */
+typedef struct pg_conn PGconn;
 
 #ifdef __cplusplus
 extern "C" {

@@ -1,7 +1,7 @@
 /*
  * pg.h - internals of the postgres:// backend, shared by its files:
  *
- *   pg_conn.c   URL -> connection (with a deadline), schema, error mapping
+ *   pg_link.c   URL -> connection (with a deadline), schema, error mapping
  *   pg_ops.c    the SQL of publish, subscribe, claim, ack/nack, hand-back,
  *               retention (housekeeping)
  *   pg_listen.c one LISTEN connection per subscriber: wake-ups, heartbeat
@@ -74,7 +74,7 @@ typedef struct pg_opts {
 } pg_opts;
 
 /* A connection with what it was opened from, so it can be opened again. */
-typedef struct pg_conn {
+typedef struct pg_link {
     PGconn *c;
     char *keys[8], *vals[8]; /* PQconnectdbParams arguments (NULL-ended) */
     int64_t timeout_ms;
@@ -83,26 +83,26 @@ typedef struct pg_conn {
     bool sync_off; /* SET synchronous_commit TO off on every (re)connect */
     char schema[64];
     const char *what; /* "postgres" */
-} pg_conn;
+} pg_link;
 
-/* pg_conn.c */
+/* pg_link.c */
 int sli_pg_opts_read(sli_url *u, pg_opts *o);
 /* Parameters from u (host, port, user, password, dbname from the path). */
-int sli_pg_conn_init(pg_conn *pc, sli_url *u, const pg_opts *o);
-void sli_pg_conn_fini(pg_conn *pc);
+int sli_pg_conn_init(pg_link *pc, sli_url *u, const pg_opts *o);
+void sli_pg_conn_fini(pg_link *pc);
 /* Connect (or reconnect) within pc->timeout_ms; SL_ECONN with detail. */
-int sli_pg_conn_open(pg_conn *pc, char *err, size_t errlen);
+int sli_pg_conn_open(pg_link *pc, char *err, size_t errlen);
 /* Ready to run statements: reconnect with backoff when the connection is
  * down (SL_ECONN until it comes back), prepare statements, check schema. */
-int sli_pg_conn_ready(pg_conn *pc, char *err, size_t errlen);
+int sli_pg_conn_ready(pg_link *pc, char *err, size_t errlen);
 /* A failed result (or NULL) -> SL_E*, text into err; marks the connection
  * for a reconnect when it is gone. Clears res. */
-int sli_pg_fail(pg_conn *pc, PGresult *res, char *err, size_t errlen, const char *what);
+int sli_pg_fail(pg_link *pc, PGresult *res, char *err, size_t errlen, const char *what);
 /* Create the tables if missing (idempotent, safe against concurrent
  * openers) and check the format. On c, outside a transaction. */
 int sli_pg_schema(PGconn *c, char *err, size_t errlen);
 /* Statement text "BEGIN" etc.; 0 or SL_E*. */
-int sli_pg_exec(pg_conn *pc, const char *sql, char *err, size_t errlen);
+int sli_pg_exec(pg_link *pc, const char *sql, char *err, size_t errlen);
 /* Big-endian binary integer (int4 or int8) of a binary result field. */
 int64_t sli_pg_get_i64(const PGresult *r, int row, int col);
 
@@ -120,31 +120,31 @@ typedef struct pg_settle {
     int64_t delay_ms;
 } pg_settle;
 
-int sli_pg_prepare(pg_conn *pc, char *err, size_t errlen);
+int sli_pg_prepare(pg_link *pc, char *err, size_t errlen);
 /* Insert msgs[0..n) into the log and NOTIFY, on c inside the caller's
  * transaction (no BEGIN/COMMIT here). */
 int sli_pg_insert_msgs(PGconn *c, const char *topic, sl_msg *const *msgs, size_t n, char *err,
                    size_t errlen, int *sqlstate_class);
-int sli_pg_publish(pg_conn *pc, const char *topic, sl_msg *const *msgs, size_t n, char *err,
+int sli_pg_publish(pg_link *pc, const char *topic, sl_msg *const *msgs, size_t n, char *err,
                size_t errlen);
 /* Join (or create) group `group` of topic (a private one when priv), with
  * its cursor at start when new; *gid its id. */
-int sli_pg_subscribe(pg_conn *pc, const char *topic, const char *group, bool priv, sl_start start,
+int sli_pg_subscribe(pg_link *pc, const char *topic, const char *group, bool priv, sl_start start,
                  int64_t holder, int64_t *gid, char *err, size_t errlen);
 /* Settle acks[0..nacks) (group gid), then claim up to max messages into
  * out; *next_due = wall ms of the group's next ready claim when none, or -1.
  * Settling goes first, in the same transaction (ack=batch). */
-int sli_pg_claim(pg_conn *pc, int64_t gid, const char *topic, int64_t owner, unsigned max,
+int sli_pg_claim(pg_link *pc, int64_t gid, const char *topic, int64_t owner, unsigned max,
              int64_t ack_deadline, const pg_settle *acks, unsigned nacks, pg_claimed *out,
              unsigned *nout, int64_t *next_due, char *err, size_t errlen);
-int sli_pg_settle_run(pg_conn *pc, int64_t gid, const pg_settle *s, unsigned n, char *err,
+int sli_pg_settle_run(pg_link *pc, int64_t gid, const pg_settle *s, unsigned n, char *err,
                   size_t errlen);
 /* Unsubscribe: hand back what owner holds (a group), or drop the group
  * (private). */
-int sli_pg_unsubscribe(pg_conn *pc, int64_t gid, int64_t owner, bool priv, char *err, size_t errlen);
+int sli_pg_unsubscribe(pg_link *pc, int64_t gid, int64_t owner, bool priv, char *err, size_t errlen);
 /* Heartbeat of holder's private groups; expire dead ones; retention. Only
  * one process at a time (an advisory lock) does the expensive part. */
-int sli_pg_housekeep(pg_conn *pc, int64_t holder, int64_t retention_ms, char *err, size_t errlen);
+int sli_pg_housekeep(pg_link *pc, int64_t holder, int64_t retention_ms, char *err, size_t errlen);
 
 /* pg_listen.c: a subscriber's wake-up source. */
 typedef struct pg_listener pg_listener;

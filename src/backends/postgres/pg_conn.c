@@ -1,5 +1,5 @@
 /*
- * pg_conn.c - connections of the postgres:// backend: options, URL ->
+ * pg_link.c - connections of the postgres:// backend: options, URL ->
  * libpq parameters, connecting within a deadline (non-blocking connect, so
  * a server that does not answer costs connect_timeout, not libpq's
  * whole-second rounding), reconnecting with backoff, the schema, and libpq
@@ -64,7 +64,7 @@ int sli_pg_opts_read(sli_url *u, pg_opts *o)
     return 0;
 }
 
-static int kv_add(pg_conn *pc, int *k, const char *key, const char *val)
+static int kv_add(pg_link *pc, int *k, const char *key, const char *val)
 {
     if (!val)
         return 0;
@@ -74,7 +74,7 @@ static int kv_add(pg_conn *pc, int *k, const char *key, const char *val)
     return 0;
 }
 
-int sli_pg_conn_init(pg_conn *pc, sli_url *u, const pg_opts *o)
+int sli_pg_conn_init(pg_link *pc, sli_url *u, const pg_opts *o)
 {
     memset(pc, 0, sizeof *pc);
     pc->what = "postgres";
@@ -106,7 +106,7 @@ int sli_pg_conn_init(pg_conn *pc, sli_url *u, const pg_opts *o)
     return 0;
 }
 
-void sli_pg_conn_fini(pg_conn *pc)
+void sli_pg_conn_fini(pg_link *pc)
 {
     if (pc->c)
         PQfinish(pc->c);
@@ -136,7 +136,7 @@ static void notice(void *arg, const char *msg)
     sli_log(SL_LOG_DEBUG, "postgres", "%s", msg);
 }
 
-int sli_pg_conn_open(pg_conn *pc, char *err, size_t errlen)
+int sli_pg_conn_open(pg_link *pc, char *err, size_t errlen)
 {
     if (pc->c)
         PQfinish(pc->c);
@@ -182,7 +182,7 @@ int sli_pg_conn_open(pg_conn *pc, char *err, size_t errlen)
 #define PG_BACKOFF_MIN 50
 #define PG_BACKOFF_MAX 2000
 
-int sli_pg_conn_ready(pg_conn *pc, char *err, size_t errlen)
+int sli_pg_conn_ready(pg_link *pc, char *err, size_t errlen)
 {
     if (pc->c && PQstatus(pc->c) == CONNECTION_OK && pc->prepared)
         return 0;
@@ -220,7 +220,7 @@ int sli_pg_conn_ready(pg_conn *pc, char *err, size_t errlen)
     return rc;
 }
 
-int sli_pg_fail(pg_conn *pc, PGresult *res, char *err, size_t errlen, const char *what)
+int sli_pg_fail(pg_link *pc, PGresult *res, char *err, size_t errlen, const char *what)
 {
     const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
     char msg[PG_ERRLEN];
@@ -255,7 +255,7 @@ int sli_pg_fail(pg_conn *pc, PGresult *res, char *err, size_t errlen, const char
     return code;
 }
 
-int sli_pg_exec(pg_conn *pc, const char *sql, char *err, size_t errlen)
+int sli_pg_exec(pg_link *pc, const char *sql, char *err, size_t errlen)
 {
     PGresult *r = PQexec(pc->c, sql);
     if (PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK) {

@@ -19,7 +19,7 @@
 #define PG_HK_MS 2000
 
 struct pg_listener {
-    pg_conn pc;
+    pg_link pc;
     pg_opts o;
     int64_t holder;
     pthread_t thread;

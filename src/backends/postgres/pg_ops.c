@@ -5,7 +5,7 @@
  * Round trips are what costs: a publish of up to PG_INS_ROWS messages is
  * ONE statement (a multi-row INSERT with the NOTIFY in the same statement,
  * so it is its own transaction); a claim is ONE call of the server-side
- * function sluice_claim (created with the tables, pg_conn.c) whatever the
+ * function sluice_claim (created with the tables, pg_link.c) whatever the
  * number of messages it takes, its own transaction with an asynchronous
  * commit (a claim lost to a crash only means a redelivery), and carries the
  * batched acks (ack=batch) of its subscription.
@@ -27,7 +27,7 @@ enum { Q_CLAIM, Q_ACK, Q_NACK, Q_COUNT };
 static const char *const qname[Q_COUNT] = {"sl_claim", "sl_ack", "sl_nack"};
 
 static const char *const qsql[Q_COUNT] = {
-    /* the function sluice_claim (pg_conn.c's schema) */
+    /* the function sluice_claim (pg_link.c's schema) */
     [Q_CLAIM] = "SELECT * FROM sluice_claim($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     [Q_ACK] = "DELETE FROM sluice_claims WHERE gid=$1 AND msg_id=$2 AND owner=$3 AND "
               "deliveries=$4",
@@ -37,7 +37,7 @@ static const char *const qsql[Q_COUNT] = {
                "', $6)",
 };
 
-int sli_pg_prepare(pg_conn *pc, char *err, size_t errlen)
+int sli_pg_prepare(pg_link *pc, char *err, size_t errlen)
 {
     for (int i = 0; i < Q_COUNT; i++) {
         PGresult *r = PQprepare(pc->c, qname[i], qsql[i], 0, NULL);
@@ -55,7 +55,7 @@ int sli_pg_prepare(pg_conn *pc, char *err, size_t errlen)
 }
 
 /* Run prepared statement q with text parameters; binary results. */
-static int run(pg_conn *pc, int q, int n, const char *const *vals, PGresult **out, char *err,
+static int run(pg_link *pc, int q, int n, const char *const *vals, PGresult **out, char *err,
                size_t errlen)
 {
     PGresult *r = PQexecPrepared(pc->c, qname[q], n, vals, NULL, NULL, 1);
@@ -180,7 +180,7 @@ int sli_pg_insert_msgs(PGconn *c, const char *topic, sl_msg *const *msgs, size_t
     return rc;
 }
 
-int sli_pg_publish(pg_conn *pc, const char *topic, sl_msg *const *msgs, size_t n, char *err,
+int sli_pg_publish(pg_link *pc, const char *topic, sl_msg *const *msgs, size_t n, char *err,
                size_t errlen)
 {
     bool tx = n > PG_INS_ROWS; /* one statement is its own transaction */
@@ -200,7 +200,7 @@ int sli_pg_publish(pg_conn *pc, const char *topic, sl_msg *const *msgs, size_t n
 
 /* ---------- groups ---------- */
 
-int sli_pg_subscribe(pg_conn *pc, const char *topic, const char *group, bool priv, sl_start start,
+int sli_pg_subscribe(pg_link *pc, const char *topic, const char *group, bool priv, sl_start start,
                  int64_t holder, int64_t *gid, char *err, size_t errlen)
 {
     num h, now;
@@ -237,7 +237,7 @@ int sli_pg_subscribe(pg_conn *pc, const char *topic, const char *group, bool pri
     return rc;
 }
 
-int sli_pg_unsubscribe(pg_conn *pc, int64_t gid, int64_t owner, bool priv, char *err, size_t errlen)
+int sli_pg_unsubscribe(pg_link *pc, int64_t gid, int64_t owner, bool priv, char *err, size_t errlen)
 {
     num g, o;
     const char *v[2] = {N(&g, gid), N(&o, owner)};
@@ -314,7 +314,7 @@ static int take_rows(PGresult *r, pg_claimed *out, unsigned max, unsigned *nout,
     return 0;
 }
 
-int sli_pg_claim(pg_conn *pc, int64_t gid, const char *topic, int64_t owner, unsigned max,
+int sli_pg_claim(pg_link *pc, int64_t gid, const char *topic, int64_t owner, unsigned max,
                  int64_t ack_deadline, const pg_settle *acks, unsigned nacks, pg_claimed *out,
                  unsigned *nout, int64_t *due, char *err, size_t errlen)
 {
@@ -347,7 +347,7 @@ int sli_pg_claim(pg_conn *pc, int64_t gid, const char *topic, int64_t owner, uns
     return rc;
 }
 
-int sli_pg_settle_run(pg_conn *pc, int64_t gid, const pg_settle *s, unsigned n, char *err,
+int sli_pg_settle_run(pg_link *pc, int64_t gid, const pg_settle *s, unsigned n, char *err,
                   size_t errlen)
 {
     (void)n; /* one at a time (ack=sync, nacks); batches ride on claims */
@@ -373,7 +373,7 @@ static const char lows_sql[] =
 /* What every group of a topic is done with (retention=acked): up to the
  * lowest cursor, below the lowest claim; one short statement per topic (an
  * open transaction holds every reader back, see pg.h). */
-static int sweep_acked(pg_conn *pc, char *err, size_t errlen)
+static int sweep_acked(pg_link *pc, char *err, size_t errlen)
 {
     PGresult *lows = PQexec(pc->c, lows_sql);
     if (PQresultStatus(lows) != PGRES_TUPLES_OK)
@@ -397,7 +397,7 @@ static int sweep_acked(pg_conn *pc, char *err, size_t errlen)
     return rc;
 }
 
-static int run_params(pg_conn *pc, const char *sql, int n, const char *const *v, char *err,
+static int run_params(pg_link *pc, const char *sql, int n, const char *const *v, char *err,
                       size_t errlen, const char *what)
 {
     PGresult *r = PQexecParams(pc->c, sql, n, NULL, v, NULL, NULL, 0);
@@ -408,7 +408,7 @@ static int run_params(pg_conn *pc, const char *sql, int n, const char *const *v,
     return 0;
 }
 
-int sli_pg_housekeep(pg_conn *pc, int64_t holder, int64_t retention_ms, char *err, size_t errlen)
+int sli_pg_housekeep(pg_link *pc, int64_t holder, int64_t retention_ms, char *err, size_t errlen)
 {
     num h, now, cut, age;
     int64_t t = sli_wall_ms();

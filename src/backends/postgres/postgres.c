@@ -1,7 +1,7 @@
 /*
  * postgres.c - postgres://user:pass@host:port/db: PostgreSQL as a durable,
  * multi-process queue (the ops table; tables and claims: see pg.h, options:
- * pg_conn.c).
+ * pg_link.c).
  *
  * A publisher owns one connection; concurrent publishes on it take turns.
  * A subscriber owns one connection for claims and acks, shared by its
@@ -28,7 +28,7 @@
 /* ---------- publisher ---------- */
 
 typedef struct pg_pub {
-    pg_conn pc;
+    pg_link pc;
     pthread_mutex_t mu;
     _Atomic bool closing;
 } pg_pub;
@@ -98,7 +98,7 @@ static int pg_pub_close(void *impl)
 
 typedef struct pg_subr {
     pg_opts o;
-    pg_conn pc; /* claims and acks of every subscription (under mu) */
+    pg_link pc; /* claims and acks of every subscription (under mu) */
     pthread_mutex_t mu;
     pg_listener *listener;
     int64_t holder; /* this subscriber's token for its private groups */
