@@ -222,8 +222,10 @@ int sli_pg_conn_ready(pg_link *pc, char *err, size_t errlen)
 
 int sli_pg_fail(pg_link *pc, PGresult *res, char *err, size_t errlen, const char *what)
 {
-    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-    char msg[PG_ERRLEN];
+    const char *st = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    char sqlstate[8] = "", msg[PG_ERRLEN];
+    snprintf(sqlstate, sizeof sqlstate, "%s", st ? st : "");
+    const char *state = sqlstate[0] ? sqlstate : NULL; /* res is cleared below */
     snprintf(msg, sizeof msg, "%s",
              res && *PQresultErrorMessage(res) ? PQresultErrorMessage(res)
                                                : PQerrorMessage(pc->c));
