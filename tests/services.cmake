@@ -77,3 +77,7 @@ endfunction()
 if(TEST unit_redis)
   sl_require_service(redis unit_redis)
 endif()
+if(TEST unit_postgres)
+  sl_require_service(postgres unit_postgres)
+  target_link_libraries(test_postgres PRIVATE PkgConfig::SLDEP_POSTGRES) # libpq-fe.h
+endif()

@@ -39,3 +39,11 @@ if(EXISTS ${CMAKE_SOURCE_DIR}/src/backends/kafka) # librdkafka's mock cluster (t
   set_tests_properties(conformance_kafka_concurrent_close
     conformance_kafka_concurrent_subscribers PROPERTIES DISABLED TRUE)
 endif()
+if(EXISTS ${CMAKE_SOURCE_DIR}/src/backends/postgres) # real PostgreSQL from scripts/services.sh
+  # ack=batch, sync=off: a commit per ack or publish waiting for its fsync
+  # would make the suite slow (as sqlite runs it with sync=normal); 60s to
+  # connect: 50 publishers doing SCRAM at once under a sanitizer are slow;
+  # ack=sync is covered by crash_postgres and unit_postgres.
+  sl_add_conformance(postgres "${SL_SERVICE_URL_postgres}?connect_timeout=60s&ack=batch&sync=off")
+  sl_require_service(postgres CONFORMANCE postgres)
+endif()

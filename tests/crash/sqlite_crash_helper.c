@@ -83,7 +83,7 @@ static int run_cons(void)
     for (;;) {
         sl_msg *m;
         int rc = sl_next(s, &m, 1000);
-        if (rc == SL_ETIMEDOUT)
+        if (rc == SL_ETIMEDOUT || rc == SL_ECONN) /* ECONN: a server backend mid-restart */
             continue;
         if (rc) {
             fprintf(stderr, "next: %s\n", sl_errmsg());

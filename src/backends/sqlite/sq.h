@@ -284,9 +284,7 @@ int sq_ids_decode(const void *blob, int len, int64_t *ids, unsigned *n);
 /* sq_upgrade.c: make a file of an older format the current one, inside the
  * caller's transaction; nothing to do for any other file. */
 int sq_upgrade(sqlite3 *db, char *err, size_t errlen);
-/* Shared with sq_tx.c: schema and message encoding. */
+/* Shared with sq_tx.c: the schema (metadata encoding: sqlcommon/sqlc.h). */
 extern const char sq_schema_sql[];
-int sq_meta_encode(const sl_msg *m, unsigned char **out, size_t *len);
-int sq_meta_decode(sl_msg *m, const unsigned char *p, size_t len);
 
 #endif

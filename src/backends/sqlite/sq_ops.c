@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backends/sqlcommon/sqlc.h"
 #include "backends/sqlite/sq.h"
 
 const char sq_schema_sql[] =
@@ -182,56 +183,6 @@ int sq_one_int(sq_db *d, sqlite3_stmt *st, int64_t *out, bool *found, char *err,
     return sq_map(d->db, rc, err, errlen, sqlite3_sql(st));
 }
 
-/* ---------- metadata encoding ---------- */
-
-int sq_meta_encode(const sl_msg *m, unsigned char **out, size_t *len)
-{
-    size_t n = sl_msg_meta_count(m), total = 0;
-    const char *k, *v;
-    *out = NULL;
-    *len = 0;
-    for (size_t i = 0; i < n; i++)
-        if (sl_msg_meta_at(m, i, &k, &v) == 0)
-            total += strlen(k) + strlen(v) + 2;
-    if (!total)
-        return 0;
-    unsigned char *p = malloc(total);
-    if (!p)
-        return SL_ENOMEM;
-    size_t off = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (sl_msg_meta_at(m, i, &k, &v) != 0)
-            continue;
-        size_t kl = strlen(k) + 1, vl = strlen(v) + 1;
-        memcpy(p + off, k, kl);
-        memcpy(p + off + kl, v, vl);
-        off += kl + vl;
-    }
-    *out = p;
-    *len = total;
-    return 0;
-}
-
-int sq_meta_decode(sl_msg *m, const unsigned char *p, size_t len)
-{
-    size_t off = 0;
-    while (off < len) {
-        const char *k = (const char *)p + off;
-        const void *z = memchr(k, 0, len - off);
-        if (!z)
-            return SL_ECORRUPT;
-        const char *v = (const char *)z + 1;
-        off = (size_t)(v - (const char *)p);
-        if (off >= len || !(z = memchr(v, 0, len - off)))
-            return SL_ECORRUPT;
-        off = (size_t)((const char *)z + 1 - (const char *)p);
-        int rc = sl_msg_meta_set(m, k, v);
-        if (rc)
-            return rc;
-    }
-    return 0;
-}
-
 /* Build a plain message from columns (uuid, meta, payload) starting at col. */
 /* ---------- uuid column ---------- */
 
@@ -288,7 +239,7 @@ int sq_build_msg(sqlite3_stmt *st, int col, sl_msg **out, char *err, size_t errl
         return SL_ECORRUPT;
     }
     int rc = sl_msg_new_with_uuid(out, uuid, plen ? pl : NULL, plen);
-    if (rc == 0 && mlen && (rc = sq_meta_decode(*out, meta, mlen)) != 0) {
+    if (rc == 0 && mlen && (rc = sli_sqlc_meta_decode(*out, meta, mlen)) != 0) {
         sl_msg_unref(*out);
         *out = NULL;
     }
@@ -341,7 +292,7 @@ static int bind_msg(sqlite3_stmt *st, int row, const sl_msg *m, int64_t id, unsi
     unsigned char *meta;
     size_t mlen, plen;
     const void *pl = sl_msg_payload(m, &plen);
-    if (sq_meta_encode(m, &meta, &mlen) != 0)
+    if (sli_sqlc_meta_encode(m, &meta, &mlen) != 0)
         return SL_ENOMEM;
     int col = 4 + 4 * row;
     sqlite3_bind_int64(st, col - 1, id);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backends/sqlcommon/sqlc.h"
 #include "backends/sqlite/sq.h"
 #include "sluice/sqlite.h"
 
@@ -117,7 +118,7 @@ static int insert_all(sqlite3 *db, int64_t tid, int64_t seq, sl_msg *const *msgs
         unsigned char *meta;
         size_t mlen, plen;
         const void *pl = sl_msg_payload(msgs[i], &plen);
-        if (sq_meta_encode(msgs[i], &meta, &mlen) != 0) {
+        if (sli_sqlc_meta_encode(msgs[i], &meta, &mlen) != 0) {
             code = sli_err(SL_ENOMEM, "out of memory");
             break;
         }

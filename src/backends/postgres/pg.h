@@ -1,0 +1,159 @@
+/*
+ * pg.h - internals of the postgres:// backend, shared by its files:
+ *
+ *   pg_link.c   URL -> connection (with a deadline), schema, error mapping
+ *   pg_ops.c    the SQL of publish, subscribe, claim, ack/nack, hand-back,
+ *               retention (housekeeping)
+ *   pg_listen.c one LISTEN connection per subscriber: wake-ups, heartbeat
+ *   pg_tx.c     sl_pg_publish_tx (publish in the caller's transaction)
+ *   postgres.c  the ops table: publishers, subscriptions, delivery
+ *
+ * Table design (one set of tables per database, shared by every process;
+ * the same model as sqlite://: a log per topic, groups with a cursor, claims
+ * as leases):
+ *
+ *   sluice_meta(key, value)          format = "sluice-pg-1"
+ *   sluice_msgs(topic, tx, id, uuid, meta, payload, created)
+ *       The log: one table, a topic column. tx = the publishing
+ *       transaction's id (xid8, pg_current_xact_id()), id = a bigserial.
+ *       PRIMARY KEY(topic, tx, id): a topic's messages are one index range
+ *       in (tx, id) order. Ids are not handed out in commit order, so a
+ *       reader never reads past a transaction that may still commit: it
+ *       only takes rows with tx < pg_snapshot_xmin(pg_current_snapshot())
+ *       (every older transaction has ended). Publishers never wait for
+ *       each other; a long transaction (a caller's sl_pg_publish_tx) holds
+ *       readers back until it ends, not other writers.
+ *       meta: "key\0value\0" pairs (sqlcommon), payload: bytea, created: ms.
+ *   sluice_groups(id, topic, name, private, pos_tx, pos_id, holder, alive)
+ *       A consumer group reads its topic's log past (pos_tx, pos_id).
+ *       private = a group-less subscription (name NULL), kept alive by its
+ *       subscriber's heartbeat (holder, alive): dropped a minute after its
+ *       process died.
+ *   sluice_claims(gid, msg_id, tx, owner, deadline, deliveries)
+ *       One row per message a group took and has not acked: owner != 0 =
+ *       in flight until deadline (wall ms), owner 0 = ready at deadline
+ *       (nacked with a delay, or handed back). A consumer that died leaves
+ *       claims whose deadline passes: they come back.
+ *
+ * Claim (one call of the function sluice_claim, one transaction): settle
+ * batched acks, take due claims of the group with FOR UPDATE
+ * SKIP LOCKED (competing consumers never wait for each other's rows), then
+ * lock the group row and read on from its cursor, inserting one claim per
+ * message. Acks delete the claim, matching (owner, deliveries) so a late
+ * ack of a delivery handed to someone else since is ignored.
+ *
+ * Wake-ups: publish runs NOTIFY sluice, '<topic>' in its transaction; each
+ * subscriber LISTENs on its own connection and wakes its waiting next()
+ * calls. A lost notification (e.g. during a reconnect) costs at most the
+ * poll interval (poll=DUR, default 1s): next() claims again on it anyway.
+ */
+#ifndef PG_H
+#define PG_H
+
+#include <libpq-fe.h>
+#include <pthread.h>
+
+#include "core/backend.h"
+
+#define PG_FORMAT "sluice-pg-1"
+#define PG_CHANNEL "sluice"
+#define PG_ERRLEN 400
+#define PG_CLAIM_MAX 256 /* messages in one claim */
+#define PG_PRIVATE_EXPIRY_MS 60000
+#define PG_HEARTBEAT_MS 10000
+
+/* Options every handle accepts (one URL serves publishers and subscribers). */
+typedef struct pg_opts {
+    int64_t connect_timeout_ms; /* connect_timeout=DUR (5s) */
+    int64_t ack_deadline;       /* ack_deadline=DUR (30s) */
+    int64_t retention_ms;       /* retention=acked (0) | DUR */
+    int64_t poll_ms;            /* poll=DUR: fallback when no NOTIFY came (1s) */
+    bool ack_batch;             /* ack=sync|batch */
+    bool sync_off;              /* sync=full|off: synchronous_commit of the session */
+    char schema[64];            /* schema=NAME: sluice's tables live there ("" = search_path) */
+} pg_opts;
+
+/* A connection with what it was opened from, so it can be opened again. */
+typedef struct pg_link {
+    PGconn *c;
+    char *keys[8], *vals[8]; /* PQconnectdbParams arguments (NULL-ended) */
+    int64_t timeout_ms;
+    int64_t backoff_ms, retry_at; /* reconnect backoff (mono ms) */
+    bool prepared;
+    bool sync_off; /* SET synchronous_commit TO off on every (re)connect */
+    char schema[64];
+    const char *what; /* "postgres" */
+} pg_link;
+
+/* pg_link.c */
+int sli_pg_opts_read(sli_url *u, pg_opts *o);
+/* Parameters from u (host, port, user, password, dbname from the path). */
+int sli_pg_conn_init(pg_link *pc, sli_url *u, const pg_opts *o);
+void sli_pg_conn_fini(pg_link *pc);
+/* Connect (or reconnect) within pc->timeout_ms; SL_ECONN with detail. */
+int sli_pg_conn_open(pg_link *pc, char *err, size_t errlen);
+/* Ready to run statements: reconnect with backoff when the connection is
+ * down (SL_ECONN until it comes back), prepare statements, check schema. */
+int sli_pg_conn_ready(pg_link *pc, char *err, size_t errlen);
+/* A failed result (or NULL) -> SL_E*, text into err; marks the connection
+ * for a reconnect when it is gone. Clears res. */
+int sli_pg_fail(pg_link *pc, PGresult *res, char *err, size_t errlen, const char *what);
+/* Create the tables if missing (idempotent, safe against concurrent
+ * openers) and check the format. On c, outside a transaction. */
+int sli_pg_schema(PGconn *c, char *err, size_t errlen);
+/* Statement text "BEGIN" etc.; 0 or SL_E*. */
+int sli_pg_exec(pg_link *pc, const char *sql, char *err, size_t errlen);
+/* Big-endian binary integer (int4 or int8) of a binary result field. */
+int64_t sli_pg_get_i64(const PGresult *r, int row, int col);
+
+/* pg_ops.c */
+typedef struct pg_claimed {
+    sl_msg *m;
+    int64_t msg_id;
+    unsigned deliveries;
+} pg_claimed;
+
+typedef struct pg_settle {
+    int64_t msg_id, owner;
+    unsigned deliveries;
+    bool nack;
+    int64_t delay_ms;
+} pg_settle;
+
+int sli_pg_prepare(pg_link *pc, char *err, size_t errlen);
+/* Insert msgs[0..n) into the log and NOTIFY, on c inside the caller's
+ * transaction (no BEGIN/COMMIT here). */
+int sli_pg_insert_msgs(PGconn *c, const char *topic, sl_msg *const *msgs, size_t n, char *err,
+                   size_t errlen, int *sqlstate_class);
+int sli_pg_publish(pg_link *pc, const char *topic, sl_msg *const *msgs, size_t n, char *err,
+               size_t errlen);
+/* Join (or create) group `group` of topic (a private one when priv), with
+ * its cursor at start when new; *gid its id. */
+int sli_pg_subscribe(pg_link *pc, const char *topic, const char *group, bool priv, sl_start start,
+                 int64_t holder, int64_t *gid, char *err, size_t errlen);
+/* Settle acks[0..nacks) (group gid), then claim up to max messages into
+ * out; *next_due = wall ms of the group's next ready claim when none, or -1.
+ * Settling goes first, in the same transaction (ack=batch). */
+int sli_pg_claim(pg_link *pc, int64_t gid, const char *topic, int64_t owner, unsigned max,
+             int64_t ack_deadline, const pg_settle *acks, unsigned nacks, pg_claimed *out,
+             unsigned *nout, int64_t *next_due, char *err, size_t errlen);
+int sli_pg_settle_run(pg_link *pc, int64_t gid, const pg_settle *s, unsigned n, char *err,
+                  size_t errlen);
+/* Unsubscribe: hand back what owner holds (a group), or drop the group
+ * (private). */
+int sli_pg_unsubscribe(pg_link *pc, int64_t gid, int64_t owner, bool priv, char *err, size_t errlen);
+/* Heartbeat of holder's private groups; expire dead ones; retention. Only
+ * one process at a time (an advisory lock) does the expensive part. */
+int sli_pg_housekeep(pg_link *pc, int64_t holder, int64_t retention_ms, char *err, size_t errlen);
+
+/* pg_listen.c: a subscriber's wake-up source. */
+typedef struct pg_listener pg_listener;
+int sli_pg_listener_start(pg_listener **out, sli_url *u, const pg_opts *o, int64_t holder);
+void sli_pg_listener_stop(pg_listener *l);
+/* Change counter: read before looking for work, then wait until it moves
+ * or deadline_ms (mono, < 0 never). */
+uint32_t sli_pg_listener_seq(pg_listener *l);
+void sli_pg_listener_wait(pg_listener *l, uint32_t seen, int64_t deadline_ms);
+void sli_pg_listener_bump(pg_listener *l); /* wake every waiter (local change) */
+
+#endif

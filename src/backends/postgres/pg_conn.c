@@ -1,0 +1,380 @@
+/*
+ * pg_link.c - connections of the postgres:// backend: options, URL ->
+ * libpq parameters, connecting within a deadline (non-blocking connect, so
+ * a server that does not answer costs connect_timeout, not libpq's
+ * whole-second rounding), reconnecting with backoff, the schema, and libpq
+ * errors -> SL_E*.
+ *
+ * URL: postgres://user:password@host:port/dbname?options (postgresql://
+ * is not a second scheme: one scheme per backend). Options:
+ *   connect_timeout=DUR  (5s)   ack_deadline=DUR (30s)   poll=DUR (1s)
+ *   retention=acked|DUR  (acked) ack=sync|batch (sync)
+ *   sslmode=disable|allow|prefer|require|verify-ca|verify-full (prefer)
+ *   sync=full|off        full (default): a publish or ack returns once it
+ *                        is flushed to the server's WAL; off: the server
+ *                        acknowledges before (synchronous_commit=off), so a
+ *                        server crash (not a client's) may lose the last
+ *                        few hundred ms of publishes and acks
+ *   schema=NAME          keep sluice's tables in this schema (created if
+ *                        missing; [a-z_][a-z0-9_]*), e.g. one per app
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backends/postgres/pg.h"
+
+int sli_pg_opts_read(sli_url *u, pg_opts *o)
+{
+    int rc, ack, sync;
+    const char *ret;
+    if ((rc = sli_url_opt_ms(u, "connect_timeout", 5000, &o->connect_timeout_ms)) ||
+        (rc = sli_url_opt_ms(u, "ack_deadline", 30000, &o->ack_deadline)) ||
+        (rc = sli_url_opt_ms(u, "poll", 1000, &o->poll_ms)) ||
+        (rc = sli_url_opt_enum(u, "ack", "sync|batch", 0, &ack)) ||
+        (rc = sli_url_opt_enum(u, "sync", "full|off", 0, &sync)))
+        return rc;
+    o->sync_off = sync == 1;
+    const char *sc = sli_url_opt(u, "schema");
+    o->schema[0] = '\0';
+    if (sc) {
+        size_t n = strlen(sc);
+        bool ok = n > 0 && n < sizeof o->schema && !(sc[0] >= '0' && sc[0] <= '9');
+        for (size_t i = 0; ok && i < n; i++)
+            ok = (sc[i] >= 'a' && sc[i] <= 'z') || (sc[i] >= '0' && sc[i] <= '9') || sc[i] == '_';
+        if (!ok)
+            return sli_err(SL_EBADOPT, "postgres: option schema must match [a-z_][a-z0-9_]* "
+                                       "(at most 63 characters), not '%s'", sc);
+        memcpy(o->schema, sc, n + 1);
+    }
+    if (o->connect_timeout_ms < 1 || o->ack_deadline < 1 || o->poll_ms < 1)
+        return sli_err(SL_EBADOPT, "postgres: connect_timeout, ack_deadline and poll must be "
+                                   "at least 1ms");
+    o->ack_batch = ack == 1;
+    o->retention_ms = 0;
+    if ((ret = sli_url_opt(u, "retention")) != NULL && strcmp(ret, "acked") != 0) {
+        if ((rc = sli_url_opt_ms(u, "retention", 0, &o->retention_ms)) != 0)
+            return sli_err(SL_EBADOPT, "postgres: option retention must be 'acked' or a "
+                                       "duration, not '%s'", ret);
+        if (o->retention_ms < 1)
+            return sli_err(SL_EBADOPT, "postgres: retention must be at least 1ms");
+    }
+    return 0;
+}
+
+static int kv_add(pg_link *pc, int *k, const char *key, const char *val)
+{
+    if (!val)
+        return 0;
+    if (!(pc->keys[*k] = strdup(key)) || !(pc->vals[*k] = strdup(val)))
+        return sli_err(SL_ENOMEM, "out of memory");
+    (*k)++;
+    return 0;
+}
+
+int sli_pg_conn_init(pg_link *pc, sli_url *u, const pg_opts *o)
+{
+    memset(pc, 0, sizeof *pc);
+    pc->what = "postgres";
+    pc->timeout_ms = o->connect_timeout_ms;
+    pc->sync_off = o->sync_off;
+    memcpy(pc->schema, o->schema, sizeof pc->schema);
+    int rc, k = 0, ssl;
+    char port[16];
+    snprintf(port, sizeof port, "%d", u->port ? u->port : 5432);
+    const char *db = u->path[0] == '/' ? u->path + 1 : u->path;
+    if (!*u->host)
+        return sli_err(SL_EINVAL, "postgres: the URL needs a host (postgres://host/dbname)");
+    if (!*db || strchr(db, '/'))
+        return sli_err(SL_EINVAL, "postgres: the URL path must be one database name, not '%s'",
+                       u->path);
+    if ((rc = sli_url_opt_enum(u, "sslmode", "prefer|disable|allow|require|verify-ca|verify-full",
+                               0, &ssl)) != 0)
+        return rc;
+    static const char *const modes[] = {"prefer",  "disable",   "allow",
+                                        "require", "verify-ca", "verify-full"};
+    if ((rc = kv_add(pc, &k, "host", u->host)) || (rc = kv_add(pc, &k, "port", port)) ||
+        (rc = kv_add(pc, &k, "dbname", db)) || (rc = kv_add(pc, &k, "user", u->user)) ||
+        (rc = kv_add(pc, &k, "password", u->password)) ||
+        (rc = kv_add(pc, &k, "sslmode", modes[ssl])) ||
+        (rc = kv_add(pc, &k, "application_name", "sluice"))) {
+        sli_pg_conn_fini(pc);
+        return rc;
+    }
+    return 0;
+}
+
+void sli_pg_conn_fini(pg_link *pc)
+{
+    if (pc->c)
+        PQfinish(pc->c);
+    pc->c = NULL;
+    for (int i = 0; i < 8; i++) {
+        free(pc->keys[i]);
+        free(pc->vals[i]);
+        pc->keys[i] = pc->vals[i] = NULL;
+    }
+}
+
+static void oneline(char *s)
+{
+    size_t n = strlen(s);
+    while (n && (s[n - 1] == '\n' || s[n - 1] == ' '))
+        s[--n] = '\0';
+    for (char *p = s; *p; p++)
+        if (*p == '\n' || *p == '\t')
+            *p = ' ';
+}
+
+/* The server's NOTICEs (e.g. "schema ... already exists, skipping"): the
+ * library never prints; libpq's default would write them to stderr. */
+static void notice(void *arg, const char *msg)
+{
+    (void)arg;
+    sli_log(SL_LOG_DEBUG, "postgres", "%s", msg);
+}
+
+int sli_pg_conn_open(pg_link *pc, char *err, size_t errlen)
+{
+    if (pc->c)
+        PQfinish(pc->c);
+    pc->prepared = false;
+    pc->c = PQconnectStartParams((const char *const *)pc->keys, (const char *const *)pc->vals, 0);
+    if (!pc->c) {
+        snprintf(err, errlen, "postgres: out of memory");
+        return SL_ENOMEM;
+    }
+    int64_t deadline = sli_mono_ms() + pc->timeout_ms;
+    PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+    while (PQstatus(pc->c) != CONNECTION_BAD && st != PGRES_POLLING_OK &&
+           st != PGRES_POLLING_FAILED) {
+        int64_t left = deadline - sli_mono_ms();
+        if (left <= 0) {
+            snprintf(err, errlen, "postgres: no connection to %s:%s within %lldms", pc->vals[0],
+                     pc->vals[1], (long long)pc->timeout_ms);
+            PQfinish(pc->c);
+            pc->c = NULL;
+            return SL_ECONN;
+        }
+        struct pollfd p = {.fd = PQsocket(pc->c),
+                           .events = st == PGRES_POLLING_READING ? POLLIN : POLLOUT};
+        int n = poll(&p, 1, (int)(left > 1000 ? 1000 : left));
+        if (n > 0 || (n < 0 && errno == EINTR))
+            st = PQconnectPoll(pc->c);
+    }
+    if (PQstatus(pc->c) != CONNECTION_OK) {
+        char msg[PG_ERRLEN];
+        snprintf(msg, sizeof msg, "%s", PQerrorMessage(pc->c));
+        oneline(msg);
+        bool auth = strstr(msg, "password") || strstr(msg, "authentication");
+        snprintf(err, errlen, "postgres: cannot connect to %s:%s: %s", pc->vals[0], pc->vals[1],
+                 msg);
+        PQfinish(pc->c);
+        pc->c = NULL;
+        return auth ? SL_EUNAUTH : SL_ECONN;
+    }
+    PQsetNoticeProcessor(pc->c, notice, NULL);
+    return 0;
+}
+
+#define PG_BACKOFF_MIN 50
+#define PG_BACKOFF_MAX 2000
+
+int sli_pg_conn_ready(pg_link *pc, char *err, size_t errlen)
+{
+    if (pc->c && PQstatus(pc->c) == CONNECTION_OK && pc->prepared)
+        return 0;
+    int64_t now = sli_mono_ms();
+    if (!pc->c || PQstatus(pc->c) != CONNECTION_OK) {
+        if (now < pc->retry_at) {
+            snprintf(err, errlen, "postgres: connection lost; retrying in %lldms",
+                     (long long)(pc->retry_at - now));
+            return SL_ECONN;
+        }
+        int rc = sli_pg_conn_open(pc, err, errlen);
+        if (rc) {
+            pc->backoff_ms = pc->backoff_ms ? pc->backoff_ms * 2 : PG_BACKOFF_MIN;
+            if (pc->backoff_ms > PG_BACKOFF_MAX)
+                pc->backoff_ms = PG_BACKOFF_MAX;
+            pc->retry_at = sli_mono_ms() + pc->backoff_ms;
+            return rc;
+        }
+        pc->backoff_ms = 0;
+    }
+    int rc = 0;
+    if (pc->schema[0]) {
+        char sql[200];
+        snprintf(sql, sizeof sql, "CREATE SCHEMA IF NOT EXISTS %s; SET search_path TO %s",
+                 pc->schema, pc->schema);
+        rc = sli_pg_exec(pc, sql, err, errlen);
+    }
+    if (!rc)
+        rc = sli_pg_schema(pc->c, err, errlen);
+    if (!rc)
+        rc = sli_pg_prepare(pc, err, errlen);
+    if (!rc && pc->sync_off)
+        rc = sli_pg_exec(pc, "SET synchronous_commit TO off", err, errlen);
+    pc->prepared = rc == 0;
+    return rc;
+}
+
+int sli_pg_fail(pg_link *pc, PGresult *res, char *err, size_t errlen, const char *what)
+{
+    const char *st = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    char sqlstate[8] = "", msg[PG_ERRLEN];
+    snprintf(sqlstate, sizeof sqlstate, "%s", st ? st : "");
+    const char *state = sqlstate[0] ? sqlstate : NULL; /* res is cleared below */
+    snprintf(msg, sizeof msg, "%s",
+             res && *PQresultErrorMessage(res) ? PQresultErrorMessage(res)
+                                               : PQerrorMessage(pc->c));
+    oneline(msg);
+    PQclear(res);
+    int code = SL_EIO;
+    if (PQstatus(pc->c) != CONNECTION_OK || (state && strncmp(state, "08", 2) == 0) ||
+        (state && strncmp(state, "57P", 3) == 0)) {
+        code = SL_ECONN; /* gone: the next use reconnects */
+        pc->prepared = false;
+        if (PQstatus(pc->c) == CONNECTION_OK)
+            PQfinish(pc->c), pc->c = NULL;
+    } else if (state && (strcmp(state, "42P01") == 0 || strcmp(state, "26000") == 0)) {
+        code = SL_ECORRUPT; /* a table (or, after it, a prepared statement) is gone */
+        pc->prepared = false;
+        snprintf(err, errlen, "postgres: %s: sluice's tables are gone (dropped under us?): %s",
+                 what, msg);
+        return code;
+    } else if (state && strcmp(state, "P0002") == 0) {
+        code = SL_ENOENT; /* raised by sluice_claim: the group is gone */
+    } else if (state && strncmp(state, "28", 2) == 0) {
+        code = SL_EUNAUTH;
+    } else if (state && strncmp(state, "42501", 5) == 0) {
+        code = SL_EDENIED;
+    } else if (state && strncmp(state, "22", 2) == 0) {
+        code = SL_EINVAL;
+    }
+    snprintf(err, errlen, "postgres: %s: %s", what, msg);
+    return code;
+}
+
+int sli_pg_exec(pg_link *pc, const char *sql, char *err, size_t errlen)
+{
+    PGresult *r = PQexec(pc->c, sql);
+    if (PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK) {
+        PQclear(r);
+        return 0;
+    }
+    return sli_pg_fail(pc, r, err, errlen, sql);
+}
+
+int64_t sli_pg_get_i64(const PGresult *r, int row, int col)
+{
+    const unsigned char *p = (const unsigned char *)PQgetvalue(r, row, col);
+    int len = PQgetlength(r, row, col);
+    uint64_t v = 0;
+    for (int i = 0; i < len && i < 8; i++)
+        v = v << 8 | p[i];
+    if (len == 4)
+        return (int32_t)(uint32_t)v;
+    return (int64_t)v;
+}
+
+/* One statement string: the tables, then the format check. Concurrent
+ * first openers serialise on an advisory lock (CREATE TABLE IF NOT EXISTS
+ * alone races on the catalog). */
+static const char schema_sql[] =
+    "SELECT pg_advisory_xact_lock(7308066435297043781);"
+    "CREATE TABLE IF NOT EXISTS sluice_meta(key text PRIMARY KEY, value text NOT NULL);"
+    "INSERT INTO sluice_meta VALUES('format','" PG_FORMAT "') ON CONFLICT DO NOTHING;"
+    "CREATE TABLE IF NOT EXISTS sluice_msgs(topic text NOT NULL, tx xid8 NOT NULL DEFAULT "
+    "pg_current_xact_id(), id bigserial NOT NULL, uuid text NOT NULL, meta bytea, payload bytea "
+    "NOT NULL, created bigint NOT NULL, PRIMARY KEY(topic, tx, id));"
+    "CREATE INDEX IF NOT EXISTS sluice_msgs_created ON sluice_msgs USING brin(created);"
+    "CREATE TABLE IF NOT EXISTS sluice_groups(id bigserial PRIMARY KEY, topic text NOT NULL, "
+    "name text, private boolean NOT NULL, pos_tx xid8 NOT NULL, pos_id bigint NOT NULL, holder "
+    "bigint NOT NULL, alive bigint NOT NULL, UNIQUE(topic, name));"
+    "CREATE TABLE IF NOT EXISTS sluice_claims(gid bigint NOT NULL, msg_id bigint NOT NULL, tx "
+    "xid8 NOT NULL, owner bigint NOT NULL, deadline bigint NOT NULL, deliveries int NOT NULL, "
+    "PRIMARY KEY(gid, msg_id));"
+    /* A claim in one round trip (see pg_ops.c): settle batched acks, take
+     * due claims (SKIP LOCKED), lock the group and read on from its cursor;
+     * when nothing came, one row with only r_due (the next ready claim). */
+    "CREATE OR REPLACE FUNCTION sluice_claim(p_gid bigint, p_topic text, p_owner bigint, p_max "
+    "int, p_now bigint, p_deadline bigint, a_ids int8[], a_owners int8[], a_dels int4[]) RETURNS "
+    "TABLE(r_id bigint, r_deliveries int, r_uuid text, r_meta bytea, r_payload bytea, r_due "
+    "bigint) LANGUAGE plpgsql AS $f$ DECLARE n int := 0; k int; ptx xid8; pid bigint; BEGIN "
+    "PERFORM set_config('synchronous_commit', 'off', true); "
+    "IF a_ids IS NOT NULL THEN DELETE FROM sluice_claims c USING unnest(a_ids, a_owners, a_dels) "
+    "a(m, o, d) WHERE c.gid=p_gid AND c.msg_id=a.m AND c.owner=a.o AND c.deliveries=a.d; END IF; "
+    "IF p_max <= 0 THEN RETURN; END IF; "
+    "DELETE FROM sluice_claims c WHERE c.gid=p_gid AND c.deadline<=p_now AND NOT EXISTS (SELECT "
+    "1 FROM sluice_msgs m WHERE m.topic=p_topic AND m.tx=c.tx AND m.id=c.msg_id); "
+    "RETURN QUERY WITH due AS (SELECT msg_id FROM sluice_claims WHERE gid=p_gid AND "
+    "deadline<=p_now ORDER BY tx, msg_id LIMIT p_max FOR UPDATE SKIP LOCKED), upd AS (UPDATE "
+    "sluice_claims c SET owner=p_owner, deadline=p_deadline, deliveries=c.deliveries+1 FROM due "
+    "WHERE c.gid=p_gid AND c.msg_id=due.msg_id RETURNING c.msg_id, c.tx, c.deliveries) SELECT "
+    "upd.msg_id, upd.deliveries, m.uuid, m.meta, m.payload, NULL::bigint FROM upd JOIN "
+    "sluice_msgs m ON m.topic=p_topic AND m.tx=upd.tx AND m.id=upd.msg_id ORDER BY upd.tx, "
+    "upd.msg_id; "
+    "GET DIAGNOSTICS n = ROW_COUNT; "
+    "IF n >= p_max THEN RETURN; END IF; "
+    "SELECT pos_tx, pos_id INTO ptx, pid FROM sluice_groups WHERE id=p_gid FOR UPDATE; "
+    "IF NOT FOUND THEN RAISE EXCEPTION 'consumer group % of topic % no longer exists', p_gid, "
+    "p_topic USING ERRCODE = 'P0002'; END IF; "
+    "RETURN QUERY WITH nw AS (SELECT tx, id, uuid, meta, payload FROM sluice_msgs WHERE "
+    "topic=p_topic AND (tx, id) > (ptx, pid) AND tx < pg_snapshot_xmin(pg_current_snapshot()) "
+    "ORDER BY tx, id LIMIT p_max - n), c AS (INSERT INTO sluice_claims(gid, msg_id, tx, owner, "
+    "deadline, deliveries) SELECT p_gid, id, tx, p_owner, p_deadline, 1 FROM nw), u AS (UPDATE "
+    "sluice_groups g SET pos_tx=l.tx, pos_id=l.id FROM (SELECT tx, id FROM nw ORDER BY tx DESC, "
+    "id DESC LIMIT 1) l WHERE g.id=p_gid) SELECT id, 1, uuid, meta, payload, NULL::bigint FROM "
+    "nw ORDER BY tx, id; "
+    "GET DIAGNOSTICS k = ROW_COUNT; "
+    /* nothing: the next ready claim, or very soon when committed messages
+     * wait behind an older transaction still open (it may not NOTIFY) */
+    "IF n + k = 0 THEN RETURN QUERY SELECT NULL::bigint, NULL::int, NULL::text, NULL::bytea, "
+    "NULL::bytea, CASE WHEN EXISTS (SELECT 1 FROM sluice_msgs WHERE topic=p_topic AND (tx, id) > "
+    "(ptx, pid)) THEN p_now + 3 ELSE (SELECT min(deadline) FROM sluice_claims WHERE gid=p_gid AND "
+    "deadline>p_now) END; END IF; "
+    "END $f$;";
+
+int sli_pg_schema(PGconn *c, char *err, size_t errlen)
+{
+    static const char check[] = "SELECT value FROM sluice_meta WHERE key='format' AND "
+                                "to_regproc('sluice_claim') IS NOT NULL";
+    PGresult *r = PQexec(c, check);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+        PQclear(r);
+        char *sql = malloc(sizeof schema_sql + 16);
+        if (!sql) {
+            snprintf(err, errlen, "postgres: out of memory");
+            return SL_ENOMEM;
+        }
+        snprintf(sql, sizeof schema_sql + 16, "BEGIN;%sCOMMIT", schema_sql);
+        r = PQexec(c, sql);
+        free(sql);
+        ExecStatusType st = PQresultStatus(r);
+        if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+            char msg[PG_ERRLEN];
+            snprintf(msg, sizeof msg, "%s", PQresultErrorMessage(r));
+            oneline(msg);
+            PQclear(r);
+            PQclear(PQexec(c, "ROLLBACK"));
+            snprintf(err, errlen, "postgres: cannot create sluice's tables: %s", msg);
+            return PQstatus(c) == CONNECTION_OK ? SL_EIO : SL_ECONN;
+        }
+        PQclear(r);
+        r = PQexec(c, check);
+    }
+    int code = 0;
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+        snprintf(err, errlen, "postgres: cannot read sluice_meta: %s", PQresultErrorMessage(r));
+        oneline(err);
+        code = PQstatus(c) == CONNECTION_OK ? SL_EIO : SL_ECONN;
+    } else if (strcmp(PQgetvalue(r, 0, 0), PG_FORMAT) != 0) {
+        snprintf(err, errlen, "postgres: unsupported sluice format '%s' (expected %s)",
+                 PQgetvalue(r, 0, 0), PG_FORMAT);
+        code = SL_ECORRUPT;
+    }
+    PQclear(r);
+    return code;
+}

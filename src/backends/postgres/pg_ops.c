@@ -1,0 +1,442 @@
+/*
+ * pg_ops.c - the SQL of the postgres:// backend (tables: see pg.h). Every
+ * function runs on a connection its caller holds alone.
+ *
+ * Round trips are what costs: a publish of up to PG_INS_ROWS messages is
+ * ONE statement (a multi-row INSERT with the NOTIFY in the same statement,
+ * so it is its own transaction); a claim is ONE call of the server-side
+ * function sluice_claim (created with the tables, pg_link.c) whatever the
+ * number of messages it takes, its own transaction with an asynchronous
+ * commit (a claim lost to a crash only means a redelivery), and carries the
+ * batched acks (ack=batch) of its subscription.
+ *
+ * Integers travel as text parameters; results come back binary (bytea
+ * payloads byte for byte, integers as big-endian, see pg_get_i64).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backends/postgres/pg.h"
+#include "backends/sqlcommon/sqlc.h"
+
+#define PG_INS_ROWS 500 /* messages per INSERT (3 parameters each) */
+
+enum { Q_CLAIM, Q_ACK, Q_NACK, Q_COUNT };
+
+static const char *const qname[Q_COUNT] = {"sl_claim", "sl_ack", "sl_nack"};
+
+static const char *const qsql[Q_COUNT] = {
+    /* the function sluice_claim (pg_link.c's schema) */
+    [Q_CLAIM] = "SELECT * FROM sluice_claim($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    [Q_ACK] = "DELETE FROM sluice_claims WHERE gid=$1 AND msg_id=$2 AND owner=$3 AND "
+              "deliveries=$4",
+    /* $5 ready at, $6 topic (wakes the group's other consumers) */
+    [Q_NACK] = "WITH u AS (UPDATE sluice_claims SET owner=0, deadline=$5 WHERE gid=$1 AND "
+               "msg_id=$2 AND owner=$3 AND deliveries=$4) SELECT pg_notify('" PG_CHANNEL
+               "', $6)",
+};
+
+int sli_pg_prepare(pg_link *pc, char *err, size_t errlen)
+{
+    for (int i = 0; i < Q_COUNT; i++) {
+        PGresult *r = PQprepare(pc->c, qname[i], qsql[i], 0, NULL);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+            const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+            if (st && strcmp(st, "42P05") == 0) { /* already prepared on this session */
+                PQclear(r);
+                continue;
+            }
+            return sli_pg_fail(pc, r, err, errlen, "prepare");
+        }
+        PQclear(r);
+    }
+    return 0;
+}
+
+/* Run prepared statement q with text parameters; binary results. */
+static int run(pg_link *pc, int q, int n, const char *const *vals, PGresult **out, char *err,
+               size_t errlen)
+{
+    PGresult *r = PQexecPrepared(pc->c, qname[q], n, vals, NULL, NULL, 1);
+    ExecStatusType st = PQresultStatus(r);
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+        return sli_pg_fail(pc, r, err, errlen, qname[q] + 3);
+    if (out)
+        *out = r;
+    else
+        PQclear(r);
+    return 0;
+}
+
+typedef struct num {
+    char s[24];
+} num;
+
+static const char *N(num *b, int64_t v)
+{
+    snprintf(b->s, sizeof b->s, "%lld", (long long)v);
+    return b->s;
+}
+
+/* ---------- publish ---------- */
+
+/* The INSERT of rows messages: $1 topic, $2 created, then (uuid, meta,
+ * payload) per row; the NOTIFY runs in the same statement. */
+static char *ins_sql(size_t rows)
+{
+    size_t cap = 256 + rows * 64;
+    char *q = malloc(cap);
+    if (!q)
+        return NULL;
+    size_t o = (size_t)snprintf(q, cap, "WITH i AS (INSERT INTO sluice_msgs(topic, created, uuid, "
+                                        "meta, payload) VALUES");
+    for (size_t i = 0; i < rows; i++)
+        o += (size_t)snprintf(q + o, cap - o, "%s($1,$2::int8,$%zu,$%zu::bytea,$%zu::bytea)",
+                              i ? "," : "", 3 + 3 * i, 4 + 3 * i, 5 + 3 * i);
+    snprintf(q + o, cap - o, ") SELECT pg_notify('" PG_CHANNEL "', $1)");
+    return q;
+}
+
+static int ins_chunk(PGconn *c, const char *topic, sl_msg *const *msgs, size_t n, char *err,
+                     size_t errlen, PGresult **res)
+{
+    size_t np = 2 + 3 * n;
+    const char **vals = calloc(np, sizeof *vals);
+    int *lens = calloc(np, sizeof *lens), *fmts = calloc(np, sizeof *fmts);
+    unsigned char **metas = calloc(n, sizeof *metas);
+    char *q = ins_sql(n);
+    num now;
+    int rc = vals && lens && fmts && metas && q ? 0 : SL_ENOMEM;
+    if (!rc) {
+        vals[0] = topic;
+        vals[1] = N(&now, sli_wall_ms());
+    }
+    for (size_t i = 0; i < n && !rc; i++) {
+        size_t mlen, plen;
+        const void *pl = sl_msg_payload(msgs[i], &plen);
+        if ((rc = sli_sqlc_meta_encode(msgs[i], &metas[i], &mlen)) != 0)
+            break;
+        vals[2 + 3 * i] = sl_msg_uuid(msgs[i]);
+        vals[3 + 3 * i] = metas[i] ? (const char *)metas[i] : NULL;
+        lens[3 + 3 * i] = (int)mlen;
+        fmts[3 + 3 * i] = 1;
+        vals[4 + 3 * i] = plen ? (const char *)pl : "";
+        lens[4 + 3 * i] = (int)plen;
+        fmts[4 + 3 * i] = 1;
+    }
+    if (!rc)
+        *res = PQexecParams(c, q, (int)np, NULL, vals, lens, fmts, 0);
+    else
+        snprintf(err, errlen, "postgres: out of memory");
+    for (size_t i = 0; metas && i < n; i++)
+        free(metas[i]);
+    free(metas);
+    free(q);
+    free(vals);
+    free(lens);
+    free(fmts);
+    return rc;
+}
+
+/* Insert in chunks; *res = the failed result (or NULL) on SL_EIO. */
+static int insert_all(PGconn *c, const char *topic, sl_msg *const *msgs, size_t n, char *err,
+                      size_t errlen, PGresult **bad)
+{
+    *bad = NULL;
+    for (size_t i = 0; i < n; i += PG_INS_ROWS) {
+        size_t k = n - i < PG_INS_ROWS ? n - i : PG_INS_ROWS;
+        PGresult *r = NULL;
+        int rc = ins_chunk(c, topic, msgs + i, k, err, errlen, &r);
+        if (rc)
+            return rc;
+        if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+            *bad = r;
+            return SL_EIO;
+        }
+        PQclear(r);
+    }
+    return 0;
+}
+
+int sli_pg_insert_msgs(PGconn *c, const char *topic, sl_msg *const *msgs, size_t n, char *err,
+                   size_t errlen, int *failed)
+{
+    PGresult *bad;
+    int rc = insert_all(c, topic, msgs, n, err, errlen, &bad);
+    *failed = rc == SL_EIO;
+    if (rc == SL_EIO) {
+        const char *st = PQresultErrorField(bad, PG_DIAG_SQLSTATE);
+        snprintf(err, errlen, "postgres: publish: %s", PQresultErrorMessage(bad));
+        for (char *p = err; *p; p++)
+            if (*p == '\n')
+                *p = ' ';
+        if (st && strcmp(st, "42P01") == 0)
+            rc = SL_ECORRUPT;
+        else if (PQstatus(c) != CONNECTION_OK)
+            rc = SL_ECONN;
+        PQclear(bad);
+    }
+    return rc;
+}
+
+int sli_pg_publish(pg_link *pc, const char *topic, sl_msg *const *msgs, size_t n, char *err,
+               size_t errlen)
+{
+    bool tx = n > PG_INS_ROWS; /* one statement is its own transaction */
+    int rc = tx ? sli_pg_exec(pc, "BEGIN", err, errlen) : 0;
+    if (rc)
+        return rc;
+    PGresult *bad;
+    rc = insert_all(pc->c, topic, msgs, n, err, errlen, &bad);
+    if (rc == SL_EIO)
+        rc = sli_pg_fail(pc, bad, err, errlen, "publish");
+    if (!rc && tx)
+        rc = sli_pg_exec(pc, "COMMIT", err, errlen);
+    if (rc && tx && pc->c && PQstatus(pc->c) == CONNECTION_OK)
+        PQclear(PQexec(pc->c, "ROLLBACK"));
+    return rc;
+}
+
+/* ---------- groups ---------- */
+
+int sli_pg_subscribe(pg_link *pc, const char *topic, const char *group, bool priv, sl_start start,
+                 int64_t holder, int64_t *gid, char *err, size_t errlen)
+{
+    num h, now;
+    const char *latest = start == SL_START_LATEST ? "t" : "f";
+    const char *v[6] = {topic, priv ? NULL : group, priv ? "t" : "f", latest,
+                        N(&h, priv ? holder : 0), N(&now, sli_wall_ms())};
+    /* latest: past the newest message committed so far */
+    PGresult *r = PQexecParams(
+        pc->c,
+        "WITH l AS (SELECT tx, id FROM sluice_msgs WHERE topic=$1 AND $4::bool ORDER BY tx DESC, "
+        "id DESC LIMIT 1) INSERT INTO sluice_groups(topic, name, private, pos_tx, pos_id, "
+        "holder, alive) SELECT $1, $2, $3, coalesce((SELECT tx FROM l), '0'::xid8), "
+        "coalesce((SELECT id FROM l), 0), $5, $6 ON CONFLICT (topic, name) DO NOTHING "
+        "RETURNING id",
+        6, NULL, v, NULL, NULL, 1);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        return sli_pg_fail(pc, r, err, errlen, "subscribe");
+    if (PQntuples(r) == 1) {
+        *gid = sli_pg_get_i64(r, 0, 0);
+        PQclear(r);
+        return 0;
+    }
+    PQclear(r);
+    r = PQexecParams(pc->c, "SELECT id FROM sluice_groups WHERE topic=$1 AND name=$2", 2, NULL, v,
+                     NULL, NULL, 1);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        return sli_pg_fail(pc, r, err, errlen, "subscribe");
+    int rc = 0;
+    if (PQntuples(r) == 1)
+        *gid = sli_pg_get_i64(r, 0, 0);
+    else
+        rc = SL_EIO, snprintf(err, errlen, "postgres: group %s of %s vanished", group, topic);
+    PQclear(r);
+    return rc;
+}
+
+int sli_pg_unsubscribe(pg_link *pc, int64_t gid, int64_t owner, bool priv, char *err, size_t errlen)
+{
+    num g, o;
+    const char *v[2] = {N(&g, gid), N(&o, owner)};
+    const char *sql = priv ? "WITH c AS (DELETE FROM sluice_claims WHERE gid=$1) DELETE FROM "
+                             "sluice_groups WHERE id=$1"
+                           : "WITH u AS (UPDATE sluice_claims SET owner=0, deadline=0 WHERE "
+                             "gid=$1 AND owner=$2 RETURNING 1) SELECT pg_notify('" PG_CHANNEL
+                             "', topic) FROM sluice_groups WHERE id=$1 AND EXISTS (SELECT 1 FROM "
+                             "u)";
+    PGresult *r = PQexecParams(pc->c, sql, priv ? 1 : 2, NULL, v, NULL, NULL, 0);
+    ExecStatusType st = PQresultStatus(r);
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+        return sli_pg_fail(pc, r, err, errlen, "unsubscribe");
+    PQclear(r);
+    return 0;
+}
+
+/* ---------- claims ---------- */
+
+static char *put_array(const pg_settle *s, unsigned n, int which)
+{
+    size_t cap = (size_t)n * 22 + 4, o = 1;
+    char *buf = malloc(cap);
+    if (!buf)
+        return NULL;
+    buf[0] = '{';
+    for (unsigned i = 0; i < n; i++) {
+        long long v = which == 0 ? s[i].msg_id : which == 1 ? s[i].owner : s[i].deliveries;
+        o += (size_t)snprintf(buf + o, cap - o, "%s%lld", i ? "," : "", v);
+    }
+    snprintf(buf + o, cap - o, "}");
+    return buf;
+}
+
+static int build(const PGresult *r, int row, int col, sl_msg **out, char *err, size_t errlen)
+{
+    const char *uuid = PQgetvalue(r, row, col);
+    size_t mlen = (size_t)PQgetlength(r, row, col + 1);
+    size_t plen = (size_t)PQgetlength(r, row, col + 2);
+    int rc = sl_msg_new_with_uuid(out, uuid, plen ? PQgetvalue(r, row, col + 2) : NULL, plen);
+    if (!rc && mlen &&
+        (rc = sli_sqlc_meta_decode(*out, (const unsigned char *)PQgetvalue(r, row, col + 1),
+                                   mlen)) != 0) {
+        sl_msg_unref(*out);
+        *out = NULL;
+    }
+    if (rc)
+        snprintf(err, errlen, "postgres: cannot rebuild message %s: %s", uuid, sl_strerror(rc));
+    return rc;
+}
+
+/* Rows of sluice_claim: messages, or one row with only r_due. */
+static int take_rows(PGresult *r, pg_claimed *out, unsigned max, unsigned *nout, int64_t *due,
+                     char *err, size_t errlen)
+{
+    for (int i = 0; i < PQntuples(r); i++) {
+        if (PQgetisnull(r, i, 0)) {
+            if (!PQgetisnull(r, i, 5))
+                *due = sli_pg_get_i64(r, i, 5);
+            continue;
+        }
+        if (*nout >= max) {
+            snprintf(err, errlen, "postgres: claim returned more than %u messages", max);
+            return SL_EPROTO;
+        }
+        pg_claimed *c = &out[*nout];
+        int rc = build(r, i, 2, &c->m, err, errlen);
+        if (rc)
+            return rc;
+        c->msg_id = sli_pg_get_i64(r, i, 0);
+        c->deliveries = (unsigned)sli_pg_get_i64(r, i, 1);
+        (*nout)++;
+    }
+    return 0;
+}
+
+int sli_pg_claim(pg_link *pc, int64_t gid, const char *topic, int64_t owner, unsigned max,
+                 int64_t ack_deadline, const pg_settle *acks, unsigned nacks, pg_claimed *out,
+                 unsigned *nout, int64_t *due, char *err, size_t errlen)
+{
+    *nout = 0;
+    *due = -1;
+    num g, o, lim, now, dl;
+    int64_t t = sli_wall_ms();
+    char *a[3] = {NULL, NULL, NULL};
+    for (int i = 0; i < 3 && nacks; i++)
+        if (!(a[i] = put_array(acks, nacks, i))) {
+            free(a[0]);
+            free(a[1]);
+            snprintf(err, errlen, "postgres: out of memory");
+            return SL_ENOMEM;
+        }
+    const char *v[9] = {N(&g, gid), topic,          N(&o, owner), N(&lim, max), N(&now, t),
+                        N(&dl, t + ack_deadline), a[0],         a[1],         a[2]};
+    PGresult *r = NULL;
+    int rc = run(pc, Q_CLAIM, 9, v, &r, err, errlen);
+    for (int i = 0; i < 3; i++)
+        free(a[i]);
+    if (!rc)
+        rc = take_rows(r, out, max, nout, due, err, errlen);
+    PQclear(r);
+    if (rc) {
+        for (unsigned i = 0; i < *nout; i++)
+            sl_msg_unref(out[i].m);
+        *nout = 0;
+    }
+    return rc;
+}
+
+int sli_pg_settle_run(pg_link *pc, int64_t gid, const pg_settle *s, unsigned n, char *err,
+                  size_t errlen)
+{
+    (void)n; /* one at a time (ack=sync, nacks); batches ride on claims */
+    num g, m, o, d, at;
+    const char *v[6] = {N(&g, gid), N(&m, s->msg_id), N(&o, s->owner), N(&d, s->deliveries),
+                        N(&at, s->delay_ms ? sli_wall_ms() + s->delay_ms : 0), NULL};
+    if (!s->nack)
+        return run(pc, Q_ACK, 4, v, NULL, err, errlen);
+    v[5] = ""; /* wakes every listener: the topic is not at hand here */
+    return run(pc, Q_NACK, 6, v, NULL, err, errlen);
+}
+
+/* ---------- housekeeping ---------- */
+
+/* Per topic with groups: the lowest cursor and the lowest claim. */
+static const char lows_sql[] =
+    "SELECT t.topic, lg.pos_tx::text, lg.pos_id::text, lc.tx::text, lc.msg_id::text FROM "
+    "(SELECT DISTINCT topic FROM sluice_groups) t CROSS JOIN LATERAL (SELECT pos_tx, pos_id FROM "
+    "sluice_groups g WHERE g.topic=t.topic ORDER BY pos_tx, pos_id LIMIT 1) lg LEFT JOIN LATERAL "
+    "(SELECT c.tx, c.msg_id FROM sluice_claims c JOIN sluice_groups g ON g.id=c.gid WHERE "
+    "g.topic=t.topic ORDER BY c.tx, c.msg_id LIMIT 1) lc ON true";
+
+/* What every group of a topic is done with (retention=acked): up to the
+ * lowest cursor, below the lowest claim; one short statement per topic (an
+ * open transaction holds every reader back, see pg.h). */
+static int sweep_acked(pg_link *pc, char *err, size_t errlen)
+{
+    PGresult *lows = PQexec(pc->c, lows_sql);
+    if (PQresultStatus(lows) != PGRES_TUPLES_OK)
+        return sli_pg_fail(pc, lows, err, errlen, "retention");
+    int rc = 0;
+    for (int i = 0; i < PQntuples(lows) && !rc; i++) {
+        const char *v[5];
+        for (int k = 0; k < 5; k++)
+            v[k] = PQgetisnull(lows, i, k) ? NULL : PQgetvalue(lows, i, k);
+        PGresult *r = PQexecParams(pc->c,
+                                   "DELETE FROM sluice_msgs WHERE topic=$1 AND (tx, id) <= "
+                                   "($2::xid8, $3::int8) AND ($4::xid8 IS NULL OR (tx, id) < "
+                                   "($4::xid8, $5::int8))",
+                                   5, NULL, v, NULL, NULL, 0);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK)
+            rc = sli_pg_fail(pc, r, err, errlen, "retention");
+        else
+            PQclear(r);
+    }
+    PQclear(lows);
+    return rc;
+}
+
+static int run_params(pg_link *pc, const char *sql, int n, const char *const *v, char *err,
+                      size_t errlen, const char *what)
+{
+    PGresult *r = PQexecParams(pc->c, sql, n, NULL, v, NULL, NULL, 0);
+    ExecStatusType st = PQresultStatus(r);
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+        return sli_pg_fail(pc, r, err, errlen, what);
+    PQclear(r);
+    return 0;
+}
+
+int sli_pg_housekeep(pg_link *pc, int64_t holder, int64_t retention_ms, char *err, size_t errlen)
+{
+    num h, now, cut, age;
+    int64_t t = sli_wall_ms();
+    const char *v[3] = {N(&h, holder), N(&now, t), N(&cut, t - PG_PRIVATE_EXPIRY_MS)};
+    int rc = run_params(pc, "UPDATE sluice_groups SET alive=$2 WHERE holder=$1", 2, v, err,
+                        errlen, "heartbeat");
+    if (rc)
+        return rc;
+    /* one process at a time does the rest (a session lock: no transaction
+     * stays open meanwhile) */
+    PGresult *r = PQexec(pc->c, "SELECT pg_try_advisory_lock(7308066435297043782)");
+    bool mine = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
+                PQgetvalue(r, 0, 0)[0] == 't';
+    PQclear(r);
+    if (!mine)
+        return 0;
+    rc = run_params(pc,
+                    "WITH g AS (DELETE FROM sluice_groups WHERE private AND alive<$1 RETURNING "
+                    "id) DELETE FROM sluice_claims WHERE gid IN (SELECT id FROM g)",
+                    1, v + 2, err, errlen, "expire groups");
+    if (!rc && retention_ms) {
+        const char *a[1] = {N(&age, t - retention_ms)};
+        rc = run_params(pc, "DELETE FROM sluice_msgs WHERE created<$1", 1, a, err, errlen,
+                        "retention");
+    } else if (!rc) {
+        rc = sweep_acked(pc, err, errlen);
+    }
+    if (pc->c && PQstatus(pc->c) == CONNECTION_OK)
+        PQclear(PQexec(pc->c, "SELECT pg_advisory_unlock(7308066435297043782)"));
+    return rc;
+}

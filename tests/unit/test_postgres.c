@@ -1,0 +1,257 @@
+/*
+ * test_postgres.c - what postgres:// does beyond the conformance suite, on
+ * the real server (SL_POSTGRES_URL, set by the ctest fixture; without it
+ * these tests fail, they are not skipped):
+ *  - sl_pg_publish_tx: a rolled-back transaction publishes nothing; a
+ *    committed one publishes exactly its messages, visible together with
+ *    the business row; a failing publish leaves the caller's transaction
+ *    usable;
+ *  - ack=sync: an acked message never comes back to its group;
+ *  - bad input: bad URLs and options, a server that is down at open
+ *    (clear error within connect_timeout), sluice's tables dropped under a
+ *    consumer (clear error, not a hang).
+ * Each test works in a schema of its own (schema=...), so dropping tables
+ * does not disturb the conformance suite running on the same server.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <libpq-fe.h>
+
+#include "sluice/postgres.h"
+#include "testlib.h"
+
+static char url[1024], schema[64];
+
+static const char *base_url(void)
+{
+    const char *u = getenv("SL_POSTGRES_URL");
+    if (!u || !*u)
+        fail_msg("SL_POSTGRES_URL is not set (run through ctest: it starts the server)");
+    return u;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(schema, sizeof schema, "t_%016llx", (unsigned long long)tl_now_ms() * 1000 + (unsigned long long)getpid() % 1000);
+    snprintf(url, sizeof url, "%s?schema=%s&connect_timeout=10s", base_url(), schema);
+    return 0;
+}
+
+static void quiet(void *arg, const char *msg)
+{
+    (void)arg;
+    (void)msg;
+}
+
+/* A libpq connection to the test database, search_path on our schema. */
+static PGconn *app_conn(void)
+{
+    const char *u = base_url(); /* postgres://user:pass@host:port/db */
+    char conninfo[1100];
+    snprintf(conninfo, sizeof conninfo, "postgresql://%s", strstr(u, "://") + 3);
+    PGconn *c = PQconnectdb(conninfo);
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    PQsetNoticeProcessor(c, quiet, NULL);
+    char sql[200];
+    snprintf(sql, sizeof sql, "CREATE SCHEMA IF NOT EXISTS %s; SET search_path TO %s", schema,
+             schema);
+    PQclear(PQexec(c, sql));
+    return c;
+}
+
+static void exec_ok(PGconn *c, const char *sql)
+{
+    PGresult *r = PQexec(c, sql);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
+        fail_msg("%s: %s", sql, PQresultErrorMessage(r));
+    PQclear(r);
+}
+
+static void publish_tx(PGconn *c, const char *text, int expect)
+{
+    sl_msg *m;
+    assert_int_equal(sl_msg_new(&m, text, strlen(text)), 0);
+    assert_int_equal(sl_msg_meta_set(m, "kind", "outbox"), 0);
+    assert_int_equal(sl_pg_publish_tx(c, "orders", &m, 1), expect);
+    sl_msg_unref(m);
+}
+
+static void outbox_publishes_only_what_commits(void **state)
+{
+    (void)state;
+    PGconn *c = app_conn();
+    exec_ok(c, "CREATE TABLE orders(id serial PRIMARY KEY, state text)");
+    sl_subscriber *sub;
+    assert_int_equal(sl_subscriber_open(&sub, url), 0);
+    sl_subscription *s;
+    assert_int_equal(sl_subscribe(sub, "orders", NULL, &s), 0);
+
+    exec_ok(c, "BEGIN");
+    exec_ok(c, "INSERT INTO orders(state) VALUES('cancelled')");
+    publish_tx(c, "rolled-back", 0);
+    exec_ok(c, "ROLLBACK");
+
+    exec_ok(c, "BEGIN");
+    exec_ok(c, "INSERT INTO orders(state) VALUES('paid')");
+    publish_tx(c, "committed-1", 0);
+    /* a bad publish inside the transaction: refused, the transaction goes on */
+    assert_int_equal(sl_pg_publish_tx(c, "", NULL, 1), SL_EINVAL);
+    publish_tx(c, "committed-2", 0);
+    sl_msg *got = NULL;
+    /* not visible before the commit */
+    assert_int_equal(sl_next(s, &got, 300), SL_ETIMEDOUT);
+    exec_ok(c, "COMMIT");
+
+    for (int i = 1; i <= 2; i++) {
+        assert_int_equal(sl_next(s, &got, 15000), 0);
+        char want[32];
+        snprintf(want, sizeof want, "committed-%d", i);
+        size_t len;
+        const char *p = sl_msg_payload(got, &len);
+        assert_int_equal(len, strlen(want));
+        assert_memory_equal(p, want, len);
+        assert_string_equal(sl_msg_meta_get(got, "kind"), "outbox");
+        /* the business row committed with it */
+        PGresult *r = PQexec(c, "SELECT count(*) FROM orders WHERE state='paid'");
+        assert_string_equal(PQgetvalue(r, 0, 0), "1");
+        PQclear(r);
+        assert_int_equal(sl_msg_ack(got), 0);
+        sl_msg_unref(got);
+    }
+    assert_int_equal(sl_next(s, &got, 300), SL_ETIMEDOUT); /* nothing of the rollback */
+    PGresult *r = PQexec(c, "SELECT count(*) FROM orders");
+    assert_string_equal(PQgetvalue(r, 0, 0), "1");
+    PQclear(r);
+
+    /* outside a transaction: one of its own */
+    publish_tx(c, "alone", 0);
+    assert_int_equal(sl_next(s, &got, 15000), 0);
+    assert_int_equal(sl_msg_ack(got), 0);
+    sl_msg_unref(got);
+    /* a failed transaction is refused, not made worse */
+    exec_ok(c, "BEGIN");
+    PQclear(PQexec(c, "SELECT 1/0"));
+    publish_tx(c, "never", SL_EINVAL);
+    exec_ok(c, "ROLLBACK");
+    assert_int_equal(sl_next(s, &got, 300), SL_ETIMEDOUT);
+    sl_subscriber_close(sub);
+    PQfinish(c);
+}
+
+/* ack=sync (the default): once sl_msg_ack returned, the group never sees
+ * the message again, even through a new subscriber. */
+static void acked_never_comes_back(void **state)
+{
+    (void)state;
+    sl_publisher *pub;
+    assert_int_equal(sl_publisher_open(&pub, url), 0);
+    sl_msg *m[3];
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(sl_msg_new(&m[i], "x", 1), 0);
+    assert_int_equal(sl_publish(pub, "acks", m, 3), 0);
+    for (int i = 0; i < 3; i++)
+        sl_msg_unref(m[i]);
+    sl_subscribe_opts o;
+    sl_subscribe_opts_init(&o);
+    o.group = "g";
+    o.prefetch = 3;
+    sl_subscriber *sub;
+    sl_subscription *s;
+    assert_int_equal(sl_subscriber_open(&sub, url), 0);
+    assert_int_equal(sl_subscribe(sub, "acks", &o, &s), 0);
+    sl_msg *got[3];
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(sl_next(s, &got[i], 15000), 0);
+    assert_int_equal(sl_msg_ack(got[0]), 0);
+    assert_int_equal(sl_msg_ack(got[2]), 0);
+    char keep[64];
+    snprintf(keep, sizeof keep, "%s", sl_msg_uuid(got[1]));
+    for (int i = 0; i < 3; i++)
+        sl_msg_unref(got[i]);
+    sl_subscriber_close(sub); /* got[1] unacked: handed back */
+    assert_int_equal(sl_subscriber_open(&sub, url), 0);
+    assert_int_equal(sl_subscribe(sub, "acks", &o, &s), 0);
+    sl_msg *again;
+    assert_int_equal(sl_next(s, &again, 15000), 0);
+    assert_string_equal(sl_msg_uuid(again), keep);
+    assert_true(sl_msg_deliveries(again) >= 2);
+    assert_int_equal(sl_msg_ack(again), 0);
+    sl_msg_unref(again);
+    assert_int_equal(sl_next(s, &again, 300), SL_ETIMEDOUT);
+    sl_subscriber_close(sub);
+    sl_publisher_close(pub);
+}
+
+static void bad_urls_and_options(void **state)
+{
+    (void)state;
+    sl_publisher *pub;
+    const char *bad[] = {"postgres:///nodb", "postgres://127.0.0.1/", "postgres://127.0.0.1/a/b",
+                         "?nope=1", "?ack=maybe", "?retention=forever", "?schema=Bad-Name",
+                         "?sslmode=sometimes", "?connect_timeout=0", "?sync=sometimes"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char u[1200];
+        snprintf(u, sizeof u, "%s%s", bad[i][0] == '?' ? base_url() : "", bad[i]);
+        int rc = sl_publisher_open(&pub, u);
+        if (rc != SL_EINVAL && rc != SL_EBADOPT)
+            fail_msg("%s: %s (%s)", u, sl_strerror(rc), sl_errmsg());
+        assert_true(strlen(sl_errmsg()) > 0);
+    }
+    /* wrong password: refused, says so */
+    char wrong[1100];
+    const char *u = base_url();
+    const char *at = strchr(u, '@');
+    snprintf(wrong, sizeof wrong, "postgres://sluice:wrong%s", at);
+    assert_int_equal(sl_publisher_open(&pub, wrong), SL_EUNAUTH);
+}
+
+static void server_down_at_open(void **state)
+{
+    (void)state;
+    /* a port nobody listens on: refused at once */
+    sl_subscriber *sub;
+    int64_t t0 = tl_now_ms();
+    assert_int_equal(sl_subscriber_open(&sub, "postgres://u:p@127.0.0.1:1/db"), SL_ECONN);
+    assert_true(strstr(sl_errmsg(), "127.0.0.1") != NULL);
+    /* an address that never answers: gives up at connect_timeout */
+    t0 = tl_now_ms();
+    int rc = sl_subscriber_open(&sub, "postgres://u:p@10.255.255.1:5432/db?connect_timeout=300ms");
+    assert_int_equal(rc, SL_ECONN);
+    assert_true(tl_now_ms() - t0 < 10000);
+}
+
+static void table_dropped_under_consumer(void **state)
+{
+    (void)state;
+    sl_subscriber *sub;
+    sl_subscription *s;
+    assert_int_equal(sl_subscriber_open(&sub, url), 0);
+    assert_int_equal(sl_subscribe(sub, "dropped", NULL, &s), 0);
+    sl_msg *got;
+    assert_int_equal(sl_next(s, &got, 50), SL_ETIMEDOUT);
+    PGconn *c = app_conn();
+    exec_ok(c, "DROP TABLE sluice_msgs, sluice_claims, sluice_groups, sluice_meta");
+    PQfinish(c);
+    int64_t t0 = tl_now_ms();
+    int rc = sl_next(s, &got, 5000);
+    assert_int_equal(rc, SL_ECORRUPT);
+    assert_true(strstr(sl_errmsg(), "gone") != NULL);
+    assert_true(tl_now_ms() - t0 < 5000);
+    sl_subscriber_close(sub);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(outbox_publishes_only_what_commits, setup),
+        cmocka_unit_test_setup(acked_never_comes_back, setup),
+        cmocka_unit_test_setup(bad_urls_and_options, setup),
+        cmocka_unit_test_setup(server_down_at_open, setup),
+        cmocka_unit_test_setup(table_dropped_under_consumer, setup),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
