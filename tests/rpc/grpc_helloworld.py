@@ -108,6 +108,31 @@ try:
     ch = grpc.insecure_channel('127.0.0.1:' + port)
     expect_code(lambda: ch.unary_unary('/helloworld.Helloworld/Greeting')(b'{}', metadata=JSON, timeout=5),
                 grpc.StatusCode.UNAVAILABLE, 'stopped server')
+    # a server killed (-9) in the middle of a stream: the client gets UNAVAILABLE
+    p = subprocess.Popen([server, '--address', '127.0.0.1:0', '--grpc', '127.0.0.1:0', '--registry', 'none'],
+                         stdout=open(os.path.join(tmp, 'out2'), 'w'), stderr=err)
+    port = None
+    for _ in range(100):
+        with open(os.path.join(tmp, 'out2')) as f:
+            for line in f.read().splitlines():
+                if line.startswith('helloworld gRPC on '):
+                    port = line.rsplit(':', 1)[1]
+        if port:
+            break
+        time.sleep(0.1)
+    if not port:
+        fail('second server did not start')
+    ch = grpc.insecure_channel('127.0.0.1:' + port)
+    it = ch.unary_stream('/helloworld.Helloworld/Stream')(b'{"name":"dan","count":100000}', metadata=JSON,
+                                                          timeout=30)
+
+    def read_until_killed():
+        for i, _m in enumerate(it):
+            if i == 50:
+                p.kill()
+                p.wait()
+
+    expect_code(read_until_killed, grpc.StatusCode.UNAVAILABLE, 'server killed mid-stream')
     print('grpc_helloworld: ok')
 finally:
     if p.poll() is None:
