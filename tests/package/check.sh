@@ -44,7 +44,8 @@ lib="$root/usr/lib/$ma"
 
 echo "== libsluice0"
 [ -f "$lib/libsluice.so.0" ] || fail "no libsluice.so.0"
-objdump -p "$lib/libsluice.so.0" | grep -q 'SONAME *libsluice\.so\.0$' || fail "soname is not libsluice.so.0"
+dyn=$(objdump -p "$lib/libsluice.so.0") # (not piped into grep -q: pipefail would see objdump's EPIPE)
+grep -q 'SONAME *libsluice\.so\.0$' <<<"$dyn" || fail "soname is not libsluice.so.0"
 leak=$(nm -D --defined-only "$lib/libsluice.so.0" | awk '{print $NF}' | grep -v '^sl_' || true)
 [ -z "$leak" ] || fail "libsluice.so.0 exports symbols outside sl_*: $leak"
 

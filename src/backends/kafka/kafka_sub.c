@@ -790,6 +790,8 @@ static int start_consumer(ksub *s, const char *group)
     return rc;
 }
 
+#define KCLOSE_MS 10000 /* the longest a subscription's close waits to leave its group */
+
 static void stop_consumer(ksub *s)
 {
     if (!s->rk)
@@ -806,8 +808,30 @@ static void stop_consumer(ksub *s)
     rd_kafka_topic_partition_list_t *l = positions(s, true);
     pthread_mutex_unlock(&s->mu);
     commit(s, l, false); /* what was acked, before leaving the group */
-    rd_kafka_consumer_close(s->rk);
-    rd_kafka_destroy(s->rk);
+    /* Leave the group, serving the rebalance callbacks ourselves, within a
+     * bound: librdkafka 2.0's blocking rd_kafka_consumer_close was seen to
+     * hang in its final unassign under group churn. Past the bound the
+     * handle is destroyed without the close (the group drops the member at
+     * its session timeout; unacked messages come back to the group then). */
+    rd_kafka_queue_t *q = rd_kafka_queue_new(s->rk);
+    rd_kafka_error_t *ce = q ? rd_kafka_consumer_close_queue(s->rk, q) : NULL;
+    if (ce)
+        rd_kafka_error_destroy(ce);
+    int64_t until = sli_mono_ms() + KCLOSE_MS;
+    while (q && !rd_kafka_consumer_closed(s->rk) && sli_mono_ms() < until) {
+        rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 100);
+        if (ev && rd_kafka_event_type(ev) == RD_KAFKA_EVENT_REBALANCE)
+            rebalance_cb(s->rk, rd_kafka_event_error(ev), rd_kafka_event_topic_partition_list(ev), s);
+        if (ev)
+            rd_kafka_event_destroy(ev);
+    }
+    bool closed = q && rd_kafka_consumer_closed(s->rk);
+    if (!closed)
+        sli_log(SL_LOG_WARN, "kafka", "consumer on %s: leaving the group took over %d ms; dropped "
+                                      "without a clean leave", s->topic->s, KCLOSE_MS);
+    if (q)
+        rd_kafka_queue_destroy(q);
+    rd_kafka_destroy_flags(s->rk, closed ? 0 : RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
     s->rk = NULL;
     pthread_mutex_lock(&s->mu);
     purge_queue(s);

@@ -33,9 +33,18 @@ typedef struct pg_pub {
     _Atomic bool closing;
 } pg_pub;
 
+/* SL_FEAT_LATE_SUBSCRIBERS promises that a subscription opened later gets
+ * every earlier message, even those other groups acked: with the default
+ * retention=acked they are deleted, so only retention=DURATION declares it
+ * (as sqlite:// does). */
+static void late_feature(const pg_opts *o, unsigned *features)
+{
+    if (o->retention_ms <= 0)
+        *features &= ~(unsigned)SL_FEAT_LATE_SUBSCRIBERS;
+}
+
 static int pg_pub_open(void **impl, sli_url *u, unsigned *features)
 {
-    (void)features;
     pg_opts o;
     char err[PG_ERRLEN];
     int rc = sli_pg_opts_read(u, &o);
@@ -54,6 +63,7 @@ static int pg_pub_open(void **impl, sli_url *u, unsigned *features)
         return sli_err(rc, "%s", err);
     }
     pthread_mutex_init(&p->mu, NULL);
+    late_feature(&o, features);
     *impl = p;
     return 0;
 }
@@ -142,7 +152,6 @@ static void subr_unref(pg_subr *r)
 
 static int pg_sub_open(void **impl, sli_url *u, unsigned *features)
 {
-    (void)features;
     char err[PG_ERRLEN];
     pg_subr *r = calloc(1, sizeof *r);
     if (!r)
@@ -167,6 +176,7 @@ static int pg_sub_open(void **impl, sli_url *u, unsigned *features)
     }
     pthread_mutex_init(&r->mu, NULL);
     atomic_init(&r->refs, 1);
+    late_feature(&r->o, features);
     *impl = r;
     return 0;
 }
