@@ -81,26 +81,30 @@ CONF_TEST(next_batch_respects_prefetch_and_nack)
     /* nacked (not acked): the batch call reports the state error and
      * leaves them nacked */
     assert_int_equal(sl_msg_ack_batch(b, n), SL_ESTATE);
-    size_t again = 0;
-    unsigned char back[4] = {0};
-    while (again < 4) {
-        got = take(r.s, c, 4 - again);
+    /* Every nacked message comes back (as a redelivery), and so do the six
+     * never delivered. A broker may hand out one of those before a nacked one
+     * is back at the head (RabbitMQ requeues "in place if possible"), so only
+     * "each once, the nacked ones redelivered" is checked, not their order. */
+    size_t seen = 0;
+    unsigned char back[10] = {0};
+    while (seen < 10) {
+        got = take(r.s, c, 4);
         for (size_t j = 0; j < got; j++) {
             long i = conf_msg_verify(c[j], r.seed);
-            assert_true(i >= 0 && i < 4 && !back[i]);
+            assert_true(i >= 0 && i < 10 && !back[i]);
             back[i] = 1;
-            assert_true(sl_msg_deliveries(c[j]) >= 2);
+            if (i < 4)
+                assert_true(sl_msg_deliveries(c[j]) >= 2);
         }
         assert_int_equal(sl_msg_ack_batch(c, got), 0);
         for (size_t j = 0; j < got; j++)
             sl_msg_unref(c[j]);
-        again += got;
+        seen += got;
     }
     for (size_t j = 0; j < n; j++) {
         assert_int_equal(sl_msg_state(b[j]), SL_MSG_NACKED);
         sl_msg_unref(b[j]);
     }
-    conf_receive_all(r.s, r.seed, 4, 6, true);
     conf_expect_nothing(r.s, CONF_QUIET_MS);
     conf_run_close(&r);
 }
