@@ -81,22 +81,31 @@ static int allowed(sl_call *c, nf_app *app, need what, int64_t uid)
                              : sl_call_error(c, 403, "this token may not access uid %lld", (long long)uid);
 }
 
-/* Answer a ProducerResponse; data (JSON) is stolen. */
-static int answer(sl_call *c, int64_t code, const char *msg, json_t *data)
+/* Pack ProducerResponse{code, msg, data} and hand it to send (sl_call_reply
+ * for an answer, sl_call_send for a stream message). */
+static int send_response(sl_call *c, int (*send)(sl_call *, const void *, size_t), int64_t code,
+                         const char *msg, const char *data)
 {
     Notice__ProducerResponse r = NOTICE__PRODUCER_RESPONSE__INIT;
-    char *text = data ? json_dumps(data, JSON_COMPACT) : NULL;
-    json_decref(data);
     r.code = code;
     r.msg = (char *)msg;
-    if (text) {
-        r.data.data = (uint8_t *)text;
-        r.data.len = strlen(text);
+    if (data) {
+        r.data.data = (uint8_t *)data;
+        r.data.len = strlen(data);
     }
     size_t len = notice__producer_response__get_packed_size(&r);
     uint8_t *buf = malloc(len ? len : 1);
-    int rc = buf ? sl_call_reply(c, buf, notice__producer_response__pack(&r, buf)) : SL_ENOMEM;
+    int rc = buf ? send(c, buf, notice__producer_response__pack(&r, buf)) : SL_ENOMEM;
     free(buf);
+    return rc;
+}
+
+/* Answer a ProducerResponse; data (JSON) is stolen. */
+static int answer(sl_call *c, int64_t code, const char *msg, json_t *data)
+{
+    char *text = data ? json_dumps(data, JSON_COMPACT) : NULL;
+    json_decref(data);
+    int rc = send_response(c, sl_call_reply, code, msg, text);
     free(text);
     return rc;
 }
@@ -292,16 +301,7 @@ static void on_event(void *ctx, const char *event, const char *json)
 /* One stream message: ProducerResponse{code 10000, msg = event, data = json}. */
 static int send_event(sl_call *c, const char *event, const char *json)
 {
-    Notice__ProducerResponse r = NOTICE__PRODUCER_RESPONSE__INIT;
-    r.code = 10000;
-    r.msg = (char *)event;
-    r.data.data = (uint8_t *)json;
-    r.data.len = strlen(json);
-    size_t len = notice__producer_response__get_packed_size(&r);
-    uint8_t *buf = malloc(len ? len : 1);
-    int rc = buf ? sl_call_send(c, buf, notice__producer_response__pack(&r, buf)) : SL_ENOMEM;
-    free(buf);
-    return rc;
+    return send_response(c, sl_call_send, 10000, event, json);
 }
 
 static int stream_run(sl_call *c, nf_app *app, int64_t uid);

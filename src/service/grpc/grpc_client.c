@@ -222,24 +222,6 @@ static void take_meta(sl_response *r, const grpc_metadata_array *a)
                               GRPC_SLICE_LENGTH(a->metadata[i].value));
 }
 
-static int take_body(sl_response *r, grpc_byte_buffer *bb)
-{
-    grpc_byte_buffer_reader rd;
-    if (!grpc_byte_buffer_reader_init(&rd, bb))
-        return SL_EPROTO;
-    grpc_slice all = grpc_byte_buffer_reader_readall(&rd);
-    size_t n = GRPC_SLICE_LENGTH(all);
-    r->body = malloc(n + 1);
-    if (r->body) {
-        memcpy(r->body, GRPC_SLICE_START_PTR(all), n);
-        r->body[n] = 0;
-        r->len = r->cap = n;
-    }
-    grpc_slice_unref(all);
-    grpc_byte_buffer_reader_destroy(&rd);
-    return r->body ? 0 : SL_ENOMEM;
-}
-
 int sli_grpc_call(sl_client *c, const char *addr, const char *service, const char *endpoint,
                   const void *req, size_t len, const sl_call_opts *o, int64_t left_ms, sl_response *r,
                   bool *retry)
@@ -301,7 +283,8 @@ int sli_grpc_call(sl_client *c, const char *addr, const char *service, const cha
         take_meta(r, &trailing);
         r->status = http_of(status);
         if (status == GRPC_STATUS_OK) {
-            rc = recv ? take_body(r, recv) : 0;
+            rc = recv ? sli_grpc_bytes(recv, &r->body, &r->len) : 0;
+            r->cap = r->len;
         } else {
             char *d = grpc_slice_to_c_string(details);
             /* the go-micro error JSON an HTTP node would have answered */

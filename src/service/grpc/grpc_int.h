@@ -16,6 +16,9 @@ int sli_grpc_method_path(const char *service, const char *endpoint, char *out, s
 /* The call's metadata as gRPC metadata (at most 64 + 1; free with sli_grpc_md_free). */
 int sli_grpc_md_build(const sl_call_opts *o, grpc_metadata *md, size_t *n);
 void sli_grpc_md_free(grpc_metadata *md, size_t n);
+/* The bytes of bb as a malloc'd NUL-terminated string (grpc_bytes.c): 0,
+ * SL_EPROTO (unreadable) or SL_ENOMEM. bb stays the caller's. */
+int sli_grpc_bytes(grpc_byte_buffer *bb, char **out, size_t *len);
 /* gRPC status -> SL_E* code. */
 int sli_grpc_code(grpc_status_code s);
 

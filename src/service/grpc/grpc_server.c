@@ -29,6 +29,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "service/grpc/grpc_int.h"
 #include "service/svc_int.h"
 
 typedef struct gsrv gsrv;
@@ -227,20 +228,7 @@ static int grpc_recv(sl_call *c, char **msg, size_t *len)
         gc->recv_ended = true;
         return sli_err(SL_ECLOSED, "%s: the client sent its last message", c->endpoint);
     }
-    grpc_byte_buffer_reader rd;
-    int rc = SL_EPROTO;
-    if (grpc_byte_buffer_reader_init(&rd, bb)) {
-        grpc_slice all = grpc_byte_buffer_reader_readall(&rd);
-        *len = GRPC_SLICE_LENGTH(all);
-        *msg = malloc(*len + 1);
-        if (*msg) {
-            memcpy(*msg, GRPC_SLICE_START_PTR(all), *len);
-            (*msg)[*len] = 0;
-        }
-        rc = *msg ? 0 : SL_ENOMEM;
-        grpc_slice_unref(all);
-        grpc_byte_buffer_reader_destroy(&rd);
-    }
+    int rc = sli_grpc_bytes(bb, msg, len);
     grpc_byte_buffer_destroy(bb);
     return rc ? sli_err(rc, "%s: cannot read the client's message", c->endpoint) : 0;
 }
@@ -275,18 +263,7 @@ static bool read_request(gcall *gc, char **body, size_t *len)
     op.data.recv_message.recv_message = &bb;
     if (!run_batch(gc, &op, 1) || !bb)
         return false; /* cancelled, or the client sent no message */
-    grpc_byte_buffer_reader rd;
-    bool ok = grpc_byte_buffer_reader_init(&rd, bb) != 0;
-    if (ok) {
-        grpc_slice all = grpc_byte_buffer_reader_readall(&rd);
-        *len = GRPC_SLICE_LENGTH(all);
-        *body = malloc(*len + 1);
-        if (*body)
-            memcpy(*body, GRPC_SLICE_START_PTR(all), *len);
-        ok = *body != NULL;
-        grpc_slice_unref(all);
-        grpc_byte_buffer_reader_destroy(&rd);
-    }
+    bool ok = sli_grpc_bytes(bb, body, len) == 0;
     grpc_byte_buffer_destroy(bb);
     return ok;
 }

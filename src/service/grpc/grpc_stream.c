@@ -145,22 +145,9 @@ int sli_grpc_stream_next(sli_gstream *g, char **msg, size_t *len, int timeout_ms
         rc = finish(g);
         goto out;
     }
-    grpc_byte_buffer_reader rd;
-    rc = SL_EPROTO;
-    if (grpc_byte_buffer_reader_init(&rd, g->rbb)) {
-        grpc_slice all = grpc_byte_buffer_reader_readall(&rd);
-        size_t n = GRPC_SLICE_LENGTH(all);
-        *msg = malloc(n + 1);
-        if (*msg) {
-            memcpy(*msg, GRPC_SLICE_START_PTR(all), n);
-            (*msg)[n] = 0;
-            if (len)
-                *len = n;
-        }
-        rc = *msg ? 0 : sli_err(SL_ENOMEM, "out of memory");
-        grpc_slice_unref(all);
-        grpc_byte_buffer_reader_destroy(&rd);
-    }
+    rc = sli_grpc_bytes(g->rbb, msg, len);
+    if (rc)
+        sli_err(rc, "%s: cannot read the server's message", g->what);
     grpc_byte_buffer_destroy(g->rbb);
     g->rbb = NULL;
 out:
