@@ -602,10 +602,22 @@ int nt_unsubscribe(void *sub)
     pthread_cond_broadcast(&s->cv);
     while (s->inside > 0)
         sli_cond_wait_until(&s->cv, &s->mu, sli_mono_ms() + 50);
-    if (s->o.js) { /* what already arrived goes back to the group */
+    if (s->o.js) {
+        /* what already arrived goes back to the group, and so does what
+         * the open pull request still brings: the server may be sending
+         * it now, and a message sent to a dropped inbox would wait out
+         * the whole AckWait. The request ends within `block` (its status
+         * message ends it early); req_until bounds a request lost in a
+         * reconnect. */
         natsMsg *nm = NULL;
-        while (natsSubscription_NextMsg(&nm, s->ns, 1) == NATS_OK)
+        for (;;) {
+            int64_t left = s->req_left ? s->req_until - sli_mono_ms() : 1;
+            if (left < 1)
+                left = 1;
+            if (natsSubscription_NextMsg(&nm, s->ns, left) != NATS_OK)
+                break;
             js_arrived(s, nm);
+        }
     }
     while (s->bn) { /* fetched, never handed out */
         natsMsg *nm = s->buf[s->bhead];
