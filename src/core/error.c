@@ -5,6 +5,7 @@
  */
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "core/internal.h"
 
@@ -44,10 +45,14 @@ const char *sl_errmsg(void) { return errbuf; }
 
 int sli_err(int code, const char *fmt, ...)
 {
+    /* formatted aside first: callers may pass sl_errmsg() (errbuf itself)
+     * as an argument, and vsnprintf must not read what it writes */
+    char tmp[sizeof errbuf];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(errbuf, sizeof errbuf, fmt, ap);
+    vsnprintf(tmp, sizeof tmp, fmt, ap);
     va_end(ap);
+    memcpy(errbuf, tmp, sizeof errbuf);
     return code;
 }
 
