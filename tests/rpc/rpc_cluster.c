@@ -141,6 +141,8 @@ static void stop_servers(void)
     g_dir[0] = 0;
 }
 
+static int64_t g_t_kill; /* when run_load killed the first server (ms) */
+
 static void run_load(sl_client *c, int total, worker *w, _Atomic int *done, int kill_at)
 {
     pthread_t t[NTHREADS];
@@ -155,6 +157,7 @@ static void run_load(sl_client *c, int total, worker *w, _Atomic int *done, int 
         while (atomic_load(done) < kill_at)
             tl_sleep_ms(2);
         kill(g_pids[0], SIGKILL);
+        g_t_kill = tl_now_ms();
         waitpid(g_pids[0], NULL, 0);
         g_pids[0] = 0;
     }
@@ -204,8 +207,8 @@ static void cluster_balances_and_survives_a_kill(void **state)
     /* 2. kill -9 one instance at a third of the load */
     atomic_store(&done, 0);
     total = (int)tl_scaled(3000, 600);
-    int64_t t_kill = tl_now_ms();
     run_load(c, total, w, &done, total / 3);
+    int64_t t_kill = g_t_kill;
     failed = 0;
     for (int i = 0; i < NTHREADS; i++)
         failed += w[i].failed;
@@ -217,7 +220,9 @@ static void cluster_balances_and_survives_a_kill(void **state)
     int64_t gone_after = tl_now_ms() - t_kill;
     printf("dead node gone from the registry after %lld ms\n", (long long)gone_after);
     assert_int_equal(live_nodes(r), NSERVERS - 1);
-    assert_true(gone_after <= TTL_MS + INTERVAL_MS + 500);
+    /* the registry's own expiry runs late on a loaded machine or under a
+     * sanitizer: the bound has slack there, the order of magnitude stays */
+    assert_true(gone_after <= TTL_MS + INTERVAL_MS + (getenv("SL_SANITIZED") ? 4000 : 1500));
 
     sl_client_free(c);
     stop_servers();
