@@ -16,8 +16,8 @@
  *   data-position   that corner: top-right (default), top-left, bottom-right,
  *                   bottom-left
  *   data-title      the popover's heading (default "Notifications")
- * The page may listen for "sluice-unread" events (detail.count) on the
- * widget's element (<sluice-inbox>).
+ * The widget's element, <sluice-inbox>, fires a bubbling "sluice-unread"
+ * event (detail.count) whenever the count changes.
  *
  * Everything lives in an open shadow root under <sluice-inbox>: the page's
  * CSS cannot reach inside, and the :host rule below resets the element
@@ -147,7 +147,7 @@
     var label = (ds.title || "Notifications") + (count ? ", " + count + " unread" : "");
     $(".bell").setAttribute("aria-label", label);
     $(".all").disabled = count === 0;
-    host.dispatchEvent(new CustomEvent("sluice-unread", { detail: { count: count } }));
+    host.dispatchEvent(new CustomEvent("sluice-unread", { bubbles: true, detail: { count: count } }));
   }
 
   function render() {
@@ -195,13 +195,12 @@
       var known = {};
       items.forEach(function (n) { known[n.id] = n; });
       var fresh = top.filter(function (n) { return !known[n.id]; });
-      if (!loaded || (items.length && fresh.length === top.length && items[0].id < top[top.length - 1].id)) {
+      if (!loaded || !items.length || (fresh.length === top.length && items[0].id < top[top.length - 1].id)) {
         items = top; // first load, or more new notices than a page: start over
         cursor = res[0].next_cursor || 0;
       } else {
         top.forEach(function (n) { if (known[n.id]) known[n.id].status = n.status; });
         items = fresh.concat(items);
-        if (!items.length) cursor = 0;
       }
       if (!count) items.forEach(function (n) { n.status = 1; });
       loaded = true;
@@ -287,7 +286,11 @@
   $(".bell").onclick = function () { toggle(); };
   $(".all").onclick = markAll;
   $(".more").onclick = loadMore;
-  root.addEventListener("keydown", function (e) { if (e.key === "Escape") { toggle(false); $(".bell").focus(); } });
+  document.addEventListener("keydown", function (e) {
+    if (e.key !== "Escape" || $(".pop").hidden) return;
+    toggle(false);
+    $(".bell").focus();
+  });
   document.addEventListener("click", function (e) {
     if (e.composedPath().indexOf(host) < 0) toggle(false);
   });
