@@ -32,13 +32,18 @@ if ! cmp -s "$PKG" "$NODE_DIR/package.json" || [ ! -d "$NODE_DIR/node_modules/pl
 fi
 CONFIG="$SRC_DIR/config/config.yaml"
 
-# ---- a bad origin list is refused at start, naming the key ----
+# ---- a bad origin list is refused (serve stops at start), naming the key ----
 for bad_list in 'https://app.example.com/' 'ftp://x.example' '*, https://a.example' 'https://a.example:99999'; do
-  out=$(cd "$WORK" && SLUICE_WEB_CORS_ORIGINS="$bad_list" timeout 20 "$SLUICE" notify serve --config "$CONFIG" 2>&1 >/dev/null)
+  out=$(cd "$WORK" && SLUICE_WEB_CORS_ORIGINS="$bad_list" timeout 20 "$SLUICE" notify config --config "$CONFIG" 2>&1 >/dev/null)
   st=$?
-  check "web.cors_origins '$bad_list' is refused at start (status $st): $out" \
-    matches "$st:$out" '^[1-9][0-9]*:.*web\.cors_origins'
+  check "web.cors_origins '$bad_list' is refused (status $st): $out" matches "$st:$out" '^[1-9][0-9]*:.*web\.cors_origins'
 done
+out=$(cd "$WORK" && SLUICE_WEB_CORS_ORIGINS='https://a.example/path' timeout 20 "$SLUICE" notify serve --config "$CONFIG" 2>&1 >/dev/null)
+st=$?
+check "serve does not start with a bad web.cors_origins (status $st): $out" matches "$st:$out" '^[1-9][0-9]*:.*web\.cors_origins'
+out=$(SLUICE_WEB_CORS_ORIGINS='https://a.example, http://localhost:8080' "$SLUICE" notify config --config "$CONFIG" 2>&1)
+check "a good list is taken as given: $(grep cors_origins <<<"$out")" \
+  grep -q '^  cors_origins: "https://a.example, http://localhost:8080"$' <<<"$out"
 
 # ---- the third-party site: its own static server, its own origin ----
 SITE_DIR="$WORK/site"
@@ -50,7 +55,7 @@ SITE_PORT=$(sed -n 's|^http://127.0.0.1:\([0-9]*\)/$|\1|p' "$WORK/static.out")
 SITE_URL="http://localhost:$SITE_PORT"
 
 # ---- service A: auth off, only the site's origin listed ----
-start_server SLUICE_WEB_CORS_ORIGINS="$SITE_URL"
+start_server SLUICE_WEB_CORS_ORIGINS="$SITE_URL, https://*.example.org"
 URL_A=${URL%/}
 UID_A=$(( RANDOM + 1000 ))
 UID_C=$(( UID_A + 40000 )) # the curl checks' user: the browser's UID_A starts empty
@@ -82,6 +87,14 @@ check "preflight allows Content-Type" grep -qi '^Access-Control-Allow-Headers: .
 check "preflight varies by origin" grep -qi '^Vary: Origin' <<<"$H"
 H=$(curl -s -i -H "Origin: $SITE_URL" "$URL_A/api/user/info?uid=$UID_C")
 check "a listed origin's GET names it" grep -qi "^Access-Control-Allow-Origin: $SITE_URL"$'\r' <<<"$H"
+for o in https://a.example.org https://b.c.example.org; do
+  H=$(curl -s -i -X OPTIONS -H "Origin: $o" "$URL_A/api/msg/list")
+  check "a subdomain of a *. entry is let in: $o" grep -qi "^Access-Control-Allow-Origin: $o"$'\r' <<<"$H"
+done
+for o in https://example.org https://evilexample.org http://a.example.org https://a.example.org:8443 null; do
+  H=$(curl -s -i -X OPTIONS -H "Origin: $o" "$URL_A/api/msg/list")
+  check "not let in: $o" grep -q '^HTTP/1.1 403' <<<"$H"
+done
 H=$(curl -s -i -X OPTIONS -H 'Origin: http://evil.example' -H 'Access-Control-Request-Method: POST' "$URL_A/api/msg/read")
 check "preflight of an unlisted origin: 403" grep -q '^HTTP/1.1 403' <<<"$H"
 check "... without CORS headers" bash -c '! grep -qi "^Access-Control-Allow" <<<"$1"' _ "$H"

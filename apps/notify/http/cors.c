@@ -6,7 +6,8 @@
  * default, as before: any page; no cookies are ever used, tokens travel in
  * Authorization or ?token=, so "*" lends no ambient credential), "" (the
  * service's own origin only), or exact origins (https://app.example.com,
- * http://localhost:8080) and subdomain patterns ("https://" "*" ".example.com" as one word).
+ * http://localhost:8080) and subdomain patterns (a host of "*.example.com"
+ * after the scheme matches every subdomain of example.com).
  * For a request that names its Origin:
  *   - the service's own origin (Origin host:port = Host) is always let in;
  *   - admin routes answer no other origin, whatever the list says: their

@@ -11,9 +11,8 @@
 
 /* Check a web.cors_origins value: "" (the service's own origin only), "*"
  * (any origin), or origins separated by commas or blanks, each
- * http[s]://HOST[:PORT] or http[s]://STAR.DOMAIN[:PORT] (any subdomain, STAR being
- * an asterisk), with
- * no path. 0, or -1 with why naming the first bad entry. */
+ * http[s]://HOST[:PORT] with no path; a HOST written as "*." then a domain
+ * matches any subdomain of it. 0, or -1 with why naming the first bad entry. */
 int nf_cors_check(const char *list, char *why, size_t wlen);
 
 /* Does list (checked by nf_cors_check) let origin (an Origin header value)
