@@ -225,10 +225,11 @@
     }).catch(showError).then(function () { $(".more").disabled = false; });
   }
 
-  // The answer means the read is queued; the stream's "read" event brings
-  // the new count (and a fallback sync in case events were lost).
+  // uid goes as a string (exact past 2^53). The answer means the read is
+  // queued; the stream's "read" event brings the new count (and a fallback
+  // sync in case events were lost).
   function markRead(n) {
-    api("POST", "/api/msg/read", { uid: Number(uid), id: n.id }).then(function () {
+    api("POST", "/api/msg/read", { uid: uid, id: n.id }).then(function () {
       n.status = 1;
       render();
       setTimeout(sync, 1500);
@@ -236,7 +237,7 @@
   }
 
   function markAll() {
-    api("POST", "/api/msg/read", { uid: Number(uid), all: true }).then(function () {
+    api("POST", "/api/msg/read", { uid: uid, all: true }).then(function () {
       items.forEach(function (n) { n.status = 1; });
       render();
       setTimeout(sync, 1500);
