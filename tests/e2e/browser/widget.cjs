@@ -64,16 +64,18 @@ const HOSTILE = `
   button, ul, li, div, span, svg, p { all: unset !important; display: none !important; }
 `;
 
-// A third-party page embedding the widget with the given data attributes.
-function writePage(name, attrs) {
+// A third-party page embedding src/widget.js with the given data attributes
+// (hostile: with the CSS above; body: markup before the script).
+function writePage(name, src, attrs, hostile = true, body = "") {
   const a = Object.entries(attrs).map(([k, v]) => ` data-${k}="${v}"`).join("");
   fs.writeFileSync(path.join(env("SITE_DIR"), name), `<!doctype html>
 <html><head><meta charset="utf-8"><title>a third-party shop</title><link rel="icon" href="data:,">
-<style>${HOSTILE}</style></head>
+<style>${hostile ? HOSTILE : ""}</style></head>
 <body>
 <p id="hostp">the host page's own paragraph (hidden by its own CSS)</p>
+${body}
 <script>window.unread = []; document.addEventListener("sluice-unread", (e) => window.unread.push(e.detail.count));</script>
-<script src="${attrs.server}/widget.js"${a} async></script>
+<script src="${src}/widget.js"${a} async></script>
 </body></html>
 `);
 }
@@ -153,7 +155,7 @@ async function main() {
 async function authOff(ctx) {
   const site = env("SITE_URL"), base = env("URL_A"), uid = env("UID_A");
   const errors = [];
-  writePage("shop.html", { server: base, uid, "page-size": 5, title: "Your notices" });
+  writePage("shop.html", base, { server: base, uid, "page-size": 5, title: "Your notices" });
   const page = await newPage(ctx, errors);
 
   const names = [];
@@ -263,6 +265,29 @@ async function authOff(ctx) {
     check(errors.length === 0, errors.join("; "));
   });
   await page.close();
+
+  // The same user's widget in an element of the page (data-target), its
+  // server taken from the script's own URL, the default page size.
+  writePage("inline.html", base, { uid, target: "#bar" }, false,
+            '<header id="bar" style="display:flex;justify-content:flex-end;padding:8px">a shop header</header>');
+  const inline = await newPage(ctx, errors);
+  await step("data-target: the bell sits in the page's element; server from the script URL", async () => {
+    await inline.goto(site + "/inline.html");
+    await waitWidget(inline, "return root.querySelector('.status').textContent === 'live';");
+    const st = await inline.evaluate(() => {
+      const host = document.querySelector("sluice-inbox");
+      return { parent: host.parentElement.id, corner: host.hasAttribute("data-corner"), pos: getComputedStyle(host).position };
+    });
+    check(st.parent === "bar" && !st.corner && st.pos === "relative", `placed ${JSON.stringify(st)}`);
+    check((await badge(inline)) === "", "everything was read, yet a badge");
+    await inline.locator("sluice-inbox .bell").click();
+    await waitWidget(inline, "return !root.querySelector('.pop').hidden && root.querySelectorAll('.list .item').length === 9;");
+    check(await inWidget(inline, "return root.querySelectorAll('.list .item.unread').length;") === 0, "unread items");
+    check(await inWidget(inline, "return root.querySelector('.more').hidden;"), "Load more with 9 notices and pages of 10");
+    check(await inWidget(inline, "return root.querySelector('.pop').classList.contains('down');"), "a top bar opens up");
+    check(errors.length === 0, errors.join("; "));
+  });
+  await inline.close();
 }
 
 // Service B (auth.mode tokens): the widget signs in with data-token alone.
@@ -270,7 +295,7 @@ async function tokens(ctx) {
   const site = env("SITE_URL"), base = env("URL_B"), uid = env("UID_B");
   const user = env("USER_TOKEN"), producer = env("PRODUCER_TOKEN");
   const errors = [];
-  writePage("portal.html", { server: base, token: user, position: "bottom-left" });
+  writePage("portal.html", base, { server: base, token: user, position: "bottom-left" });
   const page = await newPage(ctx, errors);
 
   await step("tokens: the widget goes live with its user token (uid from the token)", async () => {
@@ -312,7 +337,7 @@ async function tokens(ctx) {
 async function refused(ctx) {
   const user = env("USER_TOKEN");
   const forged = user.slice(0, user.lastIndexOf(".") + 1) + "AAAA" + user.slice(user.lastIndexOf(".") + 5);
-  writePage("forged.html", { server: env("URL_B"), token: forged });
+  writePage("forged.html", env("URL_B"), { server: env("URL_B"), token: forged });
   let page = await newPage(ctx, [], true);
   await step("a refused token shows the error on the widget, no notices", async () => {
     await page.goto(env("SITE_URL") + "/forged.html");
@@ -323,7 +348,7 @@ async function refused(ctx) {
   });
   await page.close();
 
-  writePage("elsewhere.html", { server: env("URL_A"), uid: env("UID_A") });
+  writePage("elsewhere.html", env("URL_A"), { server: env("URL_A"), uid: env("UID_A") });
   page = await newPage(ctx, [], true);
   await step("a page of an origin service A does not list gets nothing (CORS)", async () => {
     await page.goto(env("SITE_URL_UNLISTED") + "/elsewhere.html");
