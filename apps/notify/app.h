@@ -25,7 +25,7 @@
 #define NF_TOPIC_EVENTS "events" /* live updates for the SSE hubs (events.c) */
 
 /* ---- metrics (metrics.c) ---- */
-enum { NF_ROUTE_MAX = 16, NF_CODE_SLOTS = 10, NF_LAT_BUCKETS = 11 };
+enum { NF_ROUTE_MAX = 16, NF_CODE_SLOTS = 12, NF_LAT_BUCKETS = 11 };
 
 typedef struct nf_metrics {
     _Atomic uint64_t req[NF_ROUTE_MAX][NF_CODE_SLOTS];

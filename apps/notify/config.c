@@ -9,6 +9,7 @@
  * (upper case) are applied afterwards through the same value checker.
  */
 #include "config.h"
+#include "http/cors.h"
 #include "log.h"
 
 #include <ctype.h>
@@ -44,6 +45,7 @@ static const key keys[] = {
     I("web", "threads", threads, 1, 256),
     I("web", "max_body", max_body, 1024, 64 << 20),
     S("web", "admin_token", admin_token),
+    S("web", "cors_origins", cors_origins),
     B("grpc", "enabled", grpc_enabled),
     S("grpc", "server_addr", grpc_addr),
     B("xorm", "debug", xorm_debug),
@@ -95,6 +97,7 @@ void nf_config_defaults(nf_config *c)
     memset(c, 0, sizeof *c);
     c->web_debug = true;
     snprintf(c->server_addr, sizeof c->server_addr, "0.0.0.0:3335");
+    snprintf(c->cors_origins, sizeof c->cors_origins, "*");
     c->grpc_enabled = true;
     snprintf(c->grpc_addr, sizeof c->grpc_addr, "0.0.0.0:3334");
     c->read_timeout = 3;
@@ -416,6 +419,9 @@ int nf_config_load(nf_config *c, const char *path, char *err, size_t errlen)
         strcasecmp(c->log_level, "error"))
         eb_add(&eb, "%s: log.level must be debug, info, warn or error, got '%s'", path ? path : "config",
                c->log_level);
+    char cwhy[400];
+    if (nf_cors_check(c->cors_origins, cwhy, sizeof cwhy))
+        eb_add(&eb, "%s: web.cors_origins: %s", path ? path : "config", cwhy);
     if (strcmp(c->auth_mode, "off") && strcmp(c->auth_mode, "tokens"))
         eb_add(&eb, "%s: auth.mode must be off or tokens, got '%s'", path ? path : "config", c->auth_mode);
     else if (!strcmp(c->auth_mode, "tokens") && !c->auth_secret[0] && !c->auth_secret_file[0])

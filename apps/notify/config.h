@@ -22,6 +22,7 @@ typedef struct nf_config {
     int threads;                                   /* HTTP thread pool size */
     int max_body;                                  /* bytes, larger -> 413 */
     char admin_token[128];                         /* "" -> admin routes from loopback only */
+    char cors_origins[1024]; /* origins whose pages may call the API ("*", "", or a list: http/cors.h) */
     /* grpc (the notice.Producer API) */
     bool grpc_enabled;
     char grpc_addr[128];

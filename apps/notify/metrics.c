@@ -16,7 +16,7 @@
 
 static const char *route_names[NF_ROUTE_MAX];
 static int route_count;
-static const int code_slots[NF_CODE_SLOTS] = {200, 204, 400, 401, 404, 405, 413, 500, 503, 0};
+static const int code_slots[NF_CODE_SLOTS] = {200, 204, 304, 400, 401, 403, 404, 405, 413, 500, 503, 0};
 static const double lat_le[NF_LAT_BUCKETS] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
                                               0.05,   0.1,   0.25,   1.0,   0};
 static const char *const topics[2] = {NF_TOPIC_NOTIFY, NF_TOPIC_READ};
@@ -92,11 +92,15 @@ static void render_http(sbuf *b, nf_metrics *m)
     sb_printf(b, "# HELP sluice_http_requests_total HTTP requests by route and status.\n"
                  "# TYPE sluice_http_requests_total counter\n");
     for (int r = 0; r < route_count; r++)
-        for (int c = 0; c < NF_CODE_SLOTS; c++)
-            if (LD(m->req[r][c]) || c == 0)
-                sb_printf(b, "sluice_http_requests_total{route=\"%s\",code=\"%s%d\"} %llu\n",
-                          route_names[r], code_slots[c] ? "" : "other", code_slots[c] ? code_slots[c] : 0,
-                          LD(m->req[r][c]));
+        for (int c = 0; c < NF_CODE_SLOTS; c++) {
+            if (!LD(m->req[r][c]) && c != 0)
+                continue;
+            char code[16] = "other"; /* a status without a slot of its own */
+            if (code_slots[c])
+                snprintf(code, sizeof code, "%d", code_slots[c]);
+            sb_printf(b, "sluice_http_requests_total{route=\"%s\",code=\"%s\"} %llu\n", route_names[r], code,
+                      LD(m->req[r][c]));
+        }
     sb_printf(b, "# HELP sluice_http_request_duration_seconds Handler latency by route.\n"
                  "# TYPE sluice_http_request_duration_seconds histogram\n");
     for (int r = 0; r < route_count; r++) {

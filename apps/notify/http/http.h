@@ -50,6 +50,7 @@ typedef struct nf_conn {
     char *request;    /* its payload (JSON text), for the retry log */
     char *echo;       /* the answer's data without "id" (JSON object text) */
     char id[256];     /* its message id */
+    const struct nf_route *route; /* the route of the path (CORS headers), NULL before or when unknown */
 } nf_conn;
 
 typedef struct nf_route nf_route;
@@ -133,6 +134,23 @@ struct MHD_Response *nf_hub_open_stream(nf_hub *h, struct MHD_Connection *conn, 
 /* The embedded web inbox (generated from web/index.html). */
 extern const unsigned char nf_web_index[];
 extern const size_t nf_web_index_len;
+
+/* GET /widget.js (widget.c): the embeddable inbox widget (web/widget.js),
+ * cacheable, with an ETag (304 on If-None-Match). */
+void nf_route_widget(nf_req *q, nf_resp *r);
+
+/* CORS (cors.c, web.cors_origins). Add the CORS headers route's answer to
+ * the request on conn gets (none for admin routes). */
+void nf_cors_headers(const nf_app *app, struct MHD_Connection *conn, const nf_route *route,
+                     struct MHD_Response *resp);
+/* Answer an OPTIONS request on route's path (allow: its methods): 204 with
+ * the preflight headers for a listed origin, 403 for an origin refused. */
+void nf_cors_preflight(const nf_app *app, struct MHD_Connection *conn, const nf_route *route, const char *allow,
+                       nf_resp *r);
+/* Before a route runs: 0, or 403 in r for a request from an origin the
+ * route does not answer (admin routes: any other origin; API routes: one
+ * not in web.cors_origins). */
+int nf_cors_guard(nf_req *q, nf_resp *r);
 
 /* Deferred publishing of the producing routes (publish.c): a transport with
  * batching on app->pub, so that the notices of many waiting requests are

@@ -246,6 +246,7 @@ nf_route nf_routes[] = {
     {"GET", "/api/msg/stream", route_stream, 0, NF_ACCESS_STREAM},
     {"GET", "/healthz", route_health, 0, NF_ACCESS_PUBLIC},
     {"GET", "/metrics", route_metrics, 0, NF_ACCESS_PUBLIC},
+    {"GET", "/widget.js", nf_route_widget, 0, NF_ACCESS_PUBLIC},
     {"GET", "/api/admin/failed", route_failed_list, 0, NF_ACCESS_ADMIN},
     {"POST", "/api/admin/failed/retry", route_failed_retry, 0, NF_ACCESS_ADMIN},
 };

@@ -9,8 +9,9 @@
  * route that deferred its answer (publish.c), once again after the resume,
  * to send what the publish outcome filled in. Answering parses
  * the body by content type into one JSON parameter object, finds the route
- * (404 JSON for unknown paths, 405 with Allow for a wrong method, 204 for
- * CORS preflight), runs it and queues the response with the CORS headers.
+ * (404 JSON for unknown paths, 405 with Allow for a wrong method, OPTIONS
+ * and CORS preflight by cors.c), runs it and queues the response with the
+ * CORS headers (cors.c).
  * Every answer is counted in the metrics by route and status.
  */
 #include <arpa/inet.h>
@@ -348,15 +349,6 @@ static int parse_body(struct MHD_Connection *conn, conn_ctx *cc, json_t *params,
 
 /* ---- dispatch ---- */
 
-static void add_cors(struct MHD_Response *resp)
-{
-    MHD_add_response_header(resp, "Access-Control-Allow-Origin", "*");
-    MHD_add_response_header(resp, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
-    MHD_add_response_header(resp, "Access-Control-Allow-Headers",
-                            "Authorization, Content-Type, Idempotency-Key, X-Admin-Token, X-Requested-With");
-    MHD_add_response_header(resp, "Access-Control-Max-Age", "86400");
-}
-
 static enum MHD_Result send_resp(nf_server *s, struct MHD_Connection *conn, nf_resp *r, int metric,
                                  conn_ctx *cc, const char *allow)
 {
@@ -374,7 +366,7 @@ static enum MHD_Result send_resp(nf_server *s, struct MHD_Connection *conn, nf_r
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
                                 r->ctype ? r->ctype : "application/json; charset=utf-8");
     }
-    add_cors(resp);
+    nf_cors_headers(s->app, conn, cc->route, resp);
     if (allow)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
     enum MHD_Result ret = MHD_queue_response(conn, (unsigned)r->status, resp);
@@ -419,6 +411,7 @@ static enum MHD_Result answer(nf_server *s, struct MHD_Connection *conn, const c
             index_route.metric = nf_metrics_route("/");
         path_known = true;
         snprintf(allow, sizeof allow, "GET, HEAD, OPTIONS");
+        cc->route = &index_route;
         if (!strcmp(method, "GET") || !strcmp(method, "HEAD"))
             route = &index_route;
     }
@@ -426,6 +419,7 @@ static enum MHD_Result answer(nf_server *s, struct MHD_Connection *conn, const c
         if (strcmp(nf_routes[i].path, url))
             continue;
         path_known = true;
+        cc->route = &nf_routes[i];
         snprintf(allow, sizeof allow, "%s, OPTIONS", nf_routes[i].method);
         if (!strcmp(nf_routes[i].method, method) || (!strcmp(method, "HEAD") && !strcmp(nf_routes[i].method, "GET")))
             route = &nf_routes[i];
@@ -436,9 +430,8 @@ static enum MHD_Result answer(nf_server *s, struct MHD_Connection *conn, const c
         return send_resp(s, conn, &r, metric, cc, NULL);
     }
     if (!strcmp(method, "OPTIONS")) {
-        r.status = 204;
-        r.raw = MHD_create_response_from_buffer(0, (char *)"", MHD_RESPMEM_PERSISTENT);
-        return send_resp(s, conn, &r, metric, cc, allow);
+        nf_cors_preflight(s->app, conn, cc->route, allow, &r);
+        return send_resp(s, conn, &r, metric, cc, r.status == 204 ? allow : NULL);
     }
     if (!route) {
         nf_resp_fail(&r, 405, "method %s not allowed on %s (allowed: %s)", method, url, allow);
@@ -458,7 +451,7 @@ static enum MHD_Result answer(nf_server *s, struct MHD_Connection *conn, const c
         MHD_get_connection_values_n(conn, MHD_GET_ARGUMENT_KIND, query_iter, &qa);
         if (qa.bad_key[0])
             nf_resp_fail(&r, 400, "%s must not contain a NUL character", qa.bad_key);
-        else if (nf_access_begin(&q, &r, route) == 0)
+        else if (nf_cors_guard(&q, &r) == 0 && nf_access_begin(&q, &r, route) == 0)
             route->fn(&q, &r);
     }
     sl_account_free(q.acc);
