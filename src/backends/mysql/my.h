@@ -41,7 +41,10 @@
  *   sluice_claims(gid, msg_id, owner, deadline, deliveries)
  *       One row per message a group took and has not acked: owner != 0 =
  *       in flight until deadline (wall ms), owner 0 = ready at deadline
- *       (nacked with a delay, or handed back).
+ *       (nacked with a delay, or handed back). Only the primary key: a
+ *       group's claims are few (in flight, delayed), so finding the due
+ *       ones reads them all, and a second index measured 40% slower
+ *       claims (every claim row is inserted and deleted once).
  *
  * Claim (one transaction, a few round trips): settle batched acks, take
  * due claims of the group with SELECT ... FOR UPDATE SKIP LOCKED

@@ -360,7 +360,7 @@ static const char schema_sql[] =
     "KEY(holder)) ENGINE=InnoDB;"
     "CREATE TABLE IF NOT EXISTS sluice_claims(gid BIGINT NOT NULL, msg_id BIGINT NOT NULL, "
     "owner BIGINT NOT NULL, deadline BIGINT NOT NULL, deliveries INT NOT NULL, PRIMARY KEY(gid, "
-    "msg_id), KEY(gid, deadline)) ENGINE=InnoDB;"
+    "msg_id)) ENGINE=InnoDB;"
     "COMMIT";
 
 /* The five tables present, and the format; one round trip. */

@@ -44,9 +44,9 @@ static int add_row(my_sql *q, const char *topic, size_t tlen, sl_msg *m, size_t 
     int rc = sli_sqlc_meta_encode(m, &meta, &mlen);
     if (rc)
         return rc;
-    sli_my_sql_add(q, "(");
-    sli_my_sql_bin(q, topic, tlen);
-    sli_my_sql_add(q, ",@sl_base+%zu,", k + 1);
+    (void)topic;
+    (void)tlen;
+    sli_my_sql_add(q, "(@sl_topic,@sl_base+%zu,", k + 1);
     const char *u = sl_msg_uuid(m);
     sli_my_sql_bin(q, u, strlen(u));
     sli_my_sql_add(q, ",");
@@ -69,8 +69,10 @@ int sli_my_insert(my_link *l, const char *topic, sl_msg *const *msgs, size_t n, 
     sli_my_sql_add(&q, "INSERT INTO sluice_topics(topic, seq) VALUES(");
     sli_my_sql_bin(&q, topic, tlen);
     sli_my_sql_add(&q, ",LAST_INSERT_ID(%zu)) ON DUPLICATE KEY UPDATE "
-                       "seq=LAST_INSERT_ID(seq+%zu);SET @sl_base=LAST_INSERT_ID()-%zu;",
+                       "seq=LAST_INSERT_ID(seq+%zu);SET @sl_base=LAST_INSERT_ID()-%zu,@sl_topic=",
                    n, n, n);
+    sli_my_sql_bin(&q, topic, tlen);
+    sli_my_sql_add(&q, ";");
     int rc = 0;
     size_t i = 0;
     while (i < n && !rc) {
