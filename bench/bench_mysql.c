@@ -80,8 +80,8 @@ static void parse_url(const char *u)
 static MYSQL *peer_connect(void)
 {
     MYSQL *c = mysql_init(NULL);
-    if (!c || !mysql_real_connect(c, g_host, g_user, g_pass, g_db, g_port, NULL,
-                                  CLIENT_MULTI_STATEMENTS))
+    if (!c ||
+        !mysql_real_connect(c, g_host, g_user, g_pass, g_db, g_port, NULL, CLIENT_MULTI_STATEMENTS))
         bench_die("libmariadb: cannot connect to %s: %s", g_url, c ? mysql_error(c) : "oom");
     return c;
 }
@@ -270,13 +270,17 @@ static double run_peer(run *r)
 {
     MYSQL *c = peer_connect();
     char sql[600], select[300];
-    snprintf(sql, sizeof sql, "CREATE TABLE %s(id BIGINT AUTO_INCREMENT PRIMARY KEY, uuid "
-                              "VARBINARY(255) NOT NULL, meta MEDIUMBLOB, payload LONGBLOB NOT "
-                              "NULL) ENGINE=InnoDB", r->name);
+    snprintf(sql, sizeof sql,
+             "CREATE TABLE %s(id BIGINT AUTO_INCREMENT PRIMARY KEY, uuid "
+             "VARBINARY(255) NOT NULL, meta MEDIUMBLOB, payload LONGBLOB NOT "
+             "NULL) ENGINE=InnoDB",
+             r->name);
     peer_exec(c, sql);
     peer_exec(c, "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED;SET autocommit=0");
-    snprintf(select, sizeof select, "SELECT id, uuid, meta, payload FROM %s ORDER BY id LIMIT %u "
-                                    "FOR UPDATE SKIP LOCKED", r->name, r->prefetch);
+    snprintf(select, sizeof select,
+             "SELECT id, uuid, meta, payload FROM %s ORDER BY id LIMIT %u "
+             "FOR UPDATE SKIP LOCKED",
+             r->name, r->prefetch);
     pthread_t t;
     pthread_create(&t, NULL, peer_publisher, r);
     uint64_t got = 0;

@@ -276,9 +276,10 @@ static void bad_urls_and_options(void **state)
 {
     (void)state;
     sl_publisher *pub;
-    const char *bad[] = {"mysql:///nodb", "mysql://127.0.0.1/", "mysql://127.0.0.1/a/b",
-                         "?nope=1", "?ack=maybe", "?retention=forever", "?schema=Bad-Name",
-                         "?connect_timeout=0", "?poll=0", "?ack_deadline=-1s"};
+    const char *bad[] = {"mysql:///nodb",    "mysql://127.0.0.1/", "mysql://127.0.0.1/a/b",
+                         "?nope=1",          "?ack=maybe",         "?retention=forever",
+                         "?schema=Bad-Name", "?connect_timeout=0", "?poll=0",
+                         "?ack_deadline=-1s"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char u[1200];
         snprintf(u, sizeof u, "%s%s", bad[i][0] == '?' ? base_url() : "", bad[i]);

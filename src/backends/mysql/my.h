@@ -134,11 +134,10 @@ int sli_my_publish(my_link *l, const char *topic, sl_msg *const *msgs, size_t n,
 int sli_my_subscribe(my_link *l, const char *topic, const char *group, bool priv, sl_start start,
                      int64_t holder, int64_t *gid, char *err, size_t errlen);
 int sli_my_claim(my_link *l, int64_t gid, const char *topic, int64_t owner, unsigned max,
-                 int64_t ack_deadline, const sqlc_settle *acks, unsigned nacks,
-                 sqlc_claimed *out, unsigned *nout, int64_t *due, char *err, size_t errlen);
+                 int64_t ack_deadline, const sqlc_settle *acks, unsigned nacks, sqlc_claimed *out,
+                 unsigned *nout, int64_t *due, char *err, size_t errlen);
 int sli_my_settle(my_link *l, int64_t gid, const sqlc_settle *s, char *err, size_t errlen);
-int sli_my_unsubscribe(my_link *l, int64_t gid, int64_t owner, bool priv, char *err,
-                       size_t errlen);
+int sli_my_unsubscribe(my_link *l, int64_t gid, int64_t owner, bool priv, char *err, size_t errlen);
 /* Heartbeat of holder's private groups; expire dead ones; retention (one
  * process at a time does the expensive part, under a named lock). */
 int sli_my_housekeep(my_link *l, int64_t holder, int64_t retention_ms, char *err, size_t errlen);

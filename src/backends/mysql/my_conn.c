@@ -30,7 +30,10 @@
 
 /* ---------- SQL text ---------- */
 
-void sli_my_sql_init(my_sql *q) { memset(q, 0, sizeof *q); }
+void sli_my_sql_init(my_sql *q)
+{
+    memset(q, 0, sizeof *q);
+}
 
 void sli_my_sql_free(my_sql *q)
 {
@@ -102,7 +105,10 @@ void sli_my_sql_bin_or_null(my_sql *q, const void *p, size_t n)
         sli_my_sql_add(q, "NULL");
 }
 
-int64_t sli_my_i64(const char *s) { return s ? strtoll(s, NULL, 10) : 0; }
+int64_t sli_my_i64(const char *s)
+{
+    return s ? strtoll(s, NULL, 10) : 0;
+}
 
 /* ---------- errors ---------- */
 
@@ -145,7 +151,10 @@ int sli_my_classify(MYSQL *c, const char *what, char *err, size_t errlen, bool *
 
 /* ---------- connections ---------- */
 
-static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
+static char *dup_or_null(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
 
 int sli_my_conn_init(my_link *l, sli_url *u, const sqlc_opts *o)
 {

@@ -123,8 +123,9 @@ int sli_my_housekeep(my_link *l, int64_t holder, int64_t retention_ms, char *err
     int64_t now = sli_wall_ms();
     my_sql q;
     sli_my_sql_init(&q);
-    sli_my_sql_add(&q, "UPDATE sluice_groups SET alive=%lld WHERE holder=%lld;COMMIT;"
-                       "SELECT GET_LOCK(concat('sluice-keep-', DATABASE()), 0)",
+    sli_my_sql_add(&q,
+                   "UPDATE sluice_groups SET alive=%lld WHERE holder=%lld;COMMIT;"
+                   "SELECT GET_LOCK(concat('sluice-keep-', DATABASE()), 0)",
                    (long long)now, (long long)holder);
     MYSQL_RES *res;
     int rc = one(l, &q, &res, err, errlen, "heartbeat");
@@ -138,9 +139,11 @@ int sli_my_housekeep(my_link *l, int64_t holder, int64_t retention_ms, char *err
         return 0;
     long long cut = (long long)(now - MY_PRIVATE_EXPIRY_MS);
     sli_my_sql_init(&q);
-    sli_my_sql_add(&q, "DELETE c FROM sluice_claims c JOIN sluice_groups g ON g.id=c.gid WHERE "
-                       "g.private AND g.alive<%lld;DELETE FROM sluice_groups WHERE private AND "
-                       "alive<%lld;COMMIT", cut, cut);
+    sli_my_sql_add(&q,
+                   "DELETE c FROM sluice_claims c JOIN sluice_groups g ON g.id=c.gid WHERE "
+                   "g.private AND g.alive<%lld;DELETE FROM sluice_groups WHERE private AND "
+                   "alive<%lld;COMMIT",
+                   cut, cut);
     rc = one(l, &q, NULL, err, errlen, "expire groups");
     sli_my_sql_free(&q);
     if (!rc)

@@ -71,8 +71,9 @@ int sli_my_insert(my_link *l, const char *topic, sl_msg *const *msgs, size_t n, 
     /* the topic's row: locked until the end of the transaction (my.h) */
     sli_my_sql_add(&q, "INSERT INTO sluice_topics(topic, seq) VALUES(");
     sli_my_sql_bin(&q, topic, tlen);
-    sli_my_sql_add(&q, ",LAST_INSERT_ID(%zu)) ON DUPLICATE KEY UPDATE "
-                       "seq=LAST_INSERT_ID(seq+%zu);SET @sl_base=LAST_INSERT_ID()-%zu,@sl_topic=",
+    sli_my_sql_add(&q,
+                   ",LAST_INSERT_ID(%zu)) ON DUPLICATE KEY UPDATE "
+                   "seq=LAST_INSERT_ID(seq+%zu);SET @sl_base=LAST_INSERT_ID()-%zu,@sl_topic=",
                    n, n, n);
     sli_my_sql_bin(&q, topic, tlen);
     sli_my_sql_add(&q, ";");
@@ -87,7 +88,8 @@ int sli_my_insert(my_link *l, const char *topic, sl_msg *const *msgs, size_t n, 
             if (q.len + sz + 2 * tlen > limit && i > first)
                 break;
             if (q.len + sz + 2 * tlen > limit) {
-                snprintf(err, errlen, "mysql: publish: message %s (%zu bytes with its metadata) "
+                snprintf(err, errlen,
+                         "mysql: publish: message %s (%zu bytes with its metadata) "
                          "does not fit the server's max_allowed_packet (%zu)",
                          sl_msg_uuid(msgs[i]), sz / 2, l->max_packet);
                 rc = SL_ETOOBIG;
@@ -143,8 +145,9 @@ int sli_my_subscribe(my_link *l, const char *topic, const char *group, bool priv
     sli_my_sql_bin(&q, topic, tlen);
     sli_my_sql_add(&q, ",");
     sli_my_sql_bin_or_null(&q, priv ? NULL : group, priv ? 0 : strlen(group));
-    sli_my_sql_add(&q, ",%d,@sl_pos,%lld,%lld) ON DUPLICATE KEY UPDATE id=LAST_INSERT_ID(id);"
-                       "SELECT LAST_INSERT_ID();COMMIT",
+    sli_my_sql_add(&q,
+                   ",%d,@sl_pos,%lld,%lld) ON DUPLICATE KEY UPDATE id=LAST_INSERT_ID(id);"
+                   "SELECT LAST_INSERT_ID();COMMIT",
                    priv ? 1 : 0, (long long)(priv ? holder : 0), (long long)sli_wall_ms());
     MYSQL_RES *res;
     int rc = sli_my_run(l, &q, &res, 1, err, errlen, "subscribe");
@@ -162,17 +165,20 @@ int sli_my_subscribe(my_link *l, const char *topic, const char *group, bool priv
     return 0;
 }
 
-int sli_my_unsubscribe(my_link *l, int64_t gid, int64_t owner, bool priv, char *err,
-                       size_t errlen)
+int sli_my_unsubscribe(my_link *l, int64_t gid, int64_t owner, bool priv, char *err, size_t errlen)
 {
     my_sql q;
     sli_my_sql_init(&q);
     if (priv)
-        sli_my_sql_add(&q, "DELETE FROM sluice_claims WHERE gid=%lld;DELETE FROM sluice_groups "
-                           "WHERE id=%lld;COMMIT", (long long)gid, (long long)gid);
+        sli_my_sql_add(&q,
+                       "DELETE FROM sluice_claims WHERE gid=%lld;DELETE FROM sluice_groups "
+                       "WHERE id=%lld;COMMIT",
+                       (long long)gid, (long long)gid);
     else
-        sli_my_sql_add(&q, "UPDATE sluice_claims SET owner=0, deadline=0 WHERE gid=%lld AND "
-                           "owner=%lld;COMMIT", (long long)gid, (long long)owner);
+        sli_my_sql_add(&q,
+                       "UPDATE sluice_claims SET owner=0, deadline=0 WHERE gid=%lld AND "
+                       "owner=%lld;COMMIT",
+                       (long long)gid, (long long)owner);
     int rc = sli_my_run(l, &q, NULL, 0, err, errlen, "unsubscribe");
     sli_my_sql_free(&q);
     return rc;
@@ -224,9 +230,10 @@ static void add_acks(my_sql *q, int64_t gid, const sqlc_settle *a, unsigned n)
             first = first && !(a[k].deliveries == a[i].deliveries && a[k].owner == a[i].owner);
         if (!first)
             continue; /* this (owner, deliveries) pair went with an earlier one */
-        sli_my_sql_add(q, "DELETE FROM sluice_claims WHERE gid=%lld AND owner=%lld AND "
-                          "deliveries=%u AND msg_id IN (", (long long)gid,
-                       (long long)a[i].owner, a[i].deliveries);
+        sli_my_sql_add(q,
+                       "DELETE FROM sluice_claims WHERE gid=%lld AND owner=%lld AND "
+                       "deliveries=%u AND msg_id IN (",
+                       (long long)gid, (long long)a[i].owner, a[i].deliveries);
         for (unsigned k = i, c = 0; k < n; k++)
             if (a[k].deliveries == a[i].deliveries && a[k].owner == a[i].owner)
                 sli_my_sql_add(q, "%s%lld", c++ ? "," : "", (long long)a[k].msg_id);
@@ -258,15 +265,18 @@ static int claim_look(my_link *l, claim_ctx *x, unsigned max, const sqlc_settle 
         return rc;
     }
     long long g = (long long)x->gid;
-    sli_my_sql_add(&q, "SELECT msg_id FROM sluice_claims WHERE gid=%lld AND deadline<=%lld "
-                       "ORDER BY msg_id LIMIT %u FOR UPDATE SKIP LOCKED;"
-                       "SELECT pos FROM sluice_groups WHERE id=%lld FOR UPDATE;"
-                       "SELECT id, uuid, meta, payload FROM sluice_msgs WHERE topic=",
+    sli_my_sql_add(&q,
+                   "SELECT msg_id FROM sluice_claims WHERE gid=%lld AND deadline<=%lld "
+                   "ORDER BY msg_id LIMIT %u FOR UPDATE SKIP LOCKED;"
+                   "SELECT pos FROM sluice_groups WHERE id=%lld FOR UPDATE;"
+                   "SELECT id, uuid, meta, payload FROM sluice_msgs WHERE topic=",
                    g, (long long)x->now, max, g);
     sli_my_sql_bin(&q, x->topic, strlen(x->topic));
-    sli_my_sql_add(&q, " AND id>(SELECT pos FROM sluice_groups WHERE id=%lld) ORDER BY id "
-                       "LIMIT %u;SELECT min(deadline) FROM sluice_claims WHERE gid=%lld AND "
-                       "deadline>%lld", g, max, g, (long long)x->now);
+    sli_my_sql_add(&q,
+                   " AND id>(SELECT pos FROM sluice_groups WHERE id=%lld) ORDER BY id "
+                   "LIMIT %u;SELECT min(deadline) FROM sluice_claims WHERE gid=%lld AND "
+                   "deadline>%lld",
+                   g, max, g, (long long)x->now);
     int rc = sli_my_run(l, &q, res, 4, err, errlen, "claim");
     sli_my_sql_free(&q);
     if (!rc && (!res[0] || !res[1] || !res[2] || !res[3])) {
@@ -289,14 +299,17 @@ static int claim_take(my_link *l, claim_ctx *x, MYSQL_RES *fresh, unsigned nfres
     for (unsigned i = 0; i < x->ndue; i++)
         sli_my_sql_add(&ids, "%s%lld", i ? "," : "", (long long)x->due_ids[i]);
     if (x->ndue) {
-        sli_my_sql_add(&q, "DELETE FROM sluice_claims WHERE gid=%lld AND msg_id IN (%s) AND "
-                           "msg_id NOT IN (SELECT id FROM sluice_msgs WHERE topic=",
+        sli_my_sql_add(&q,
+                       "DELETE FROM sluice_claims WHERE gid=%lld AND msg_id IN (%s) AND "
+                       "msg_id NOT IN (SELECT id FROM sluice_msgs WHERE topic=",
                        g, ids.p ? ids.p : "0");
         sli_my_sql_bin(&q, x->topic, strlen(x->topic));
-        sli_my_sql_add(&q, " AND id IN (%s));UPDATE sluice_claims SET owner=%lld, "
-                           "deadline=%lld, deliveries=deliveries+1 WHERE gid=%lld AND msg_id "
-                           "IN (%s);", ids.p ? ids.p : "0", (long long)x->owner,
-                       (long long)x->deadline, g, ids.p ? ids.p : "0");
+        sli_my_sql_add(&q,
+                       " AND id IN (%s));UPDATE sluice_claims SET owner=%lld, "
+                       "deadline=%lld, deliveries=deliveries+1 WHERE gid=%lld AND msg_id "
+                       "IN (%s);",
+                       ids.p ? ids.p : "0", (long long)x->owner, (long long)x->deadline, g,
+                       ids.p ? ids.p : "0");
     }
     if (nfresh) {
         sli_my_sql_add(&q, "INSERT INTO sluice_claims(gid, msg_id, owner, deadline, deliveries) "
@@ -309,15 +322,16 @@ static int claim_take(my_link *l, claim_ctx *x, MYSQL_RES *fresh, unsigned nfres
             sli_my_sql_add(&q, "%s(%lld,%lld,%lld,%lld,1)", i ? "," : "", g, (long long)last,
                            (long long)x->owner, (long long)x->deadline);
         }
-        sli_my_sql_add(&q, ";UPDATE sluice_groups SET pos=%lld WHERE id=%lld;", (long long)last,
-                       g);
+        sli_my_sql_add(&q, ";UPDATE sluice_groups SET pos=%lld WHERE id=%lld;", (long long)last, g);
     }
     if (x->ndue) {
         sli_my_sql_add(&q, "SELECT c.msg_id, c.deliveries, m.uuid, m.meta, m.payload FROM "
                            "sluice_claims c JOIN sluice_msgs m ON m.topic=");
         sli_my_sql_bin(&q, x->topic, strlen(x->topic));
-        sli_my_sql_add(&q, " AND m.id=c.msg_id WHERE c.gid=%lld AND c.msg_id IN (%s) ORDER BY "
-                           "c.msg_id;", g, ids.p ? ids.p : "0");
+        sli_my_sql_add(&q,
+                       " AND m.id=c.msg_id WHERE c.gid=%lld AND c.msg_id IN (%s) ORDER BY "
+                       "c.msg_id;",
+                       g, ids.p ? ids.p : "0");
     }
     sli_my_sql_add(&q, "COMMIT");
     q.oom = q.oom || ids.oom;
@@ -361,19 +375,20 @@ static int claim_fast(my_link *l, claim_ctx *x, unsigned max, const sqlc_settle 
     if (nacks)
         add_acks(&q, x->gid, acks, nacks);
     long long g = (long long)x->gid;
-    sli_my_sql_add(&q, "SELECT msg_id FROM sluice_claims WHERE gid=%lld AND deadline<=%lld "
-                       "ORDER BY msg_id LIMIT %u FOR UPDATE SKIP LOCKED;"
-                       "SET @sl_n=FOUND_ROWS(), @sl_pos=NULL, @sl_last=NULL;"
-                       "SELECT pos INTO @sl_pos FROM sluice_groups WHERE id=%lld FOR UPDATE;"
-                       "INSERT INTO sluice_claims(gid, msg_id, owner, deadline, deliveries) "
-                       "SELECT %lld, id, %lld, %lld, 1 FROM sluice_msgs WHERE topic=@sl_t AND "
-                       "id>@sl_pos AND @sl_n=0 ORDER BY id LIMIT %u;"
-                       "SELECT max(msg_id) INTO @sl_last FROM sluice_claims WHERE gid=%lld;"
-                       "UPDATE sluice_groups SET pos=@sl_last WHERE id=%lld AND @sl_last>pos;"
-                       "SELECT id, uuid, meta, payload FROM sluice_msgs WHERE topic=@sl_t AND "
-                       "id>@sl_pos AND id<=@sl_last ORDER BY id;"
-                       "SELECT min(deadline), @sl_pos IS NULL FROM sluice_claims WHERE gid=%lld "
-                       "AND deadline>%lld;COMMIT",
+    sli_my_sql_add(&q,
+                   "SELECT msg_id FROM sluice_claims WHERE gid=%lld AND deadline<=%lld "
+                   "ORDER BY msg_id LIMIT %u FOR UPDATE SKIP LOCKED;"
+                   "SET @sl_n=FOUND_ROWS(), @sl_pos=NULL, @sl_last=NULL;"
+                   "SELECT pos INTO @sl_pos FROM sluice_groups WHERE id=%lld FOR UPDATE;"
+                   "INSERT INTO sluice_claims(gid, msg_id, owner, deadline, deliveries) "
+                   "SELECT %lld, id, %lld, %lld, 1 FROM sluice_msgs WHERE topic=@sl_t AND "
+                   "id>@sl_pos AND @sl_n=0 ORDER BY id LIMIT %u;"
+                   "SELECT max(msg_id) INTO @sl_last FROM sluice_claims WHERE gid=%lld;"
+                   "UPDATE sluice_groups SET pos=@sl_last WHERE id=%lld AND @sl_last>pos;"
+                   "SELECT id, uuid, meta, payload FROM sluice_msgs WHERE topic=@sl_t AND "
+                   "id>@sl_pos AND id<=@sl_last ORDER BY id;"
+                   "SELECT min(deadline), @sl_pos IS NULL FROM sluice_claims WHERE gid=%lld "
+                   "AND deadline>%lld;COMMIT",
                    g, (long long)x->now, max, g, g, (long long)x->owner, (long long)x->deadline,
                    max, g, g, g, (long long)x->now);
     /* the topic once, in front */
@@ -394,8 +409,8 @@ static int claim_fast(my_link *l, claim_ctx *x, unsigned max, const sqlc_settle 
 }
 
 /* Due claims waiting: the two-round-trip claim (acks already settled). */
-static int claim_slow(my_link *l, claim_ctx *x, unsigned max, sqlc_claimed *out,
-                      unsigned *nout, int64_t *due, char *err, size_t errlen)
+static int claim_slow(my_link *l, claim_ctx *x, unsigned max, sqlc_claimed *out, unsigned *nout,
+                      int64_t *due, char *err, size_t errlen)
 {
     MYSQL_RES *res[4] = {NULL, NULL, NULL, NULL}, *due_res = NULL;
     int rc = claim_look(l, x, max, NULL, 0, res, err, errlen);
@@ -432,8 +447,8 @@ static int claim_slow(my_link *l, claim_ctx *x, unsigned max, sqlc_claimed *out,
 }
 
 int sli_my_claim(my_link *l, int64_t gid, const char *topic, int64_t owner, unsigned max,
-                 int64_t ack_deadline, const sqlc_settle *acks, unsigned nacks,
-                 sqlc_claimed *out, unsigned *nout, int64_t *due, char *err, size_t errlen)
+                 int64_t ack_deadline, const sqlc_settle *acks, unsigned nacks, sqlc_claimed *out,
+                 unsigned *nout, int64_t *due, char *err, size_t errlen)
 {
     *nout = 0;
     *due = -1;

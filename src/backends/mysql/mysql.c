@@ -131,8 +131,7 @@ static int db_settle(void *db, int64_t gid, const sqlc_settle *s, char *err, siz
     return sli_my_settle(&((my_subdb *)db)->l, gid, s, err, errlen);
 }
 
-static int db_unsubscribe(void *db, int64_t gid, int64_t owner, bool priv, char *err,
-                          size_t errlen)
+static int db_unsubscribe(void *db, int64_t gid, int64_t owner, bool priv, char *err, size_t errlen)
 {
     return sli_my_unsubscribe(&((my_subdb *)db)->l, gid, owner, priv, err, errlen);
 }

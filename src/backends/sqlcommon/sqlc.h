@@ -88,13 +88,12 @@ typedef struct sqlc_db_ops {
      * messages for owner into out (max 0: settle only); *due = wall ms of
      * the group's next ready claim when none came, else -1. */
     int (*claim)(void *db, int64_t gid, const char *topic, int64_t owner, unsigned max,
-                 int64_t ack_deadline, const sqlc_settle *acks, unsigned nacks,
-                 sqlc_claimed *out, unsigned *nout, int64_t *due, char *err, size_t errlen);
+                 int64_t ack_deadline, const sqlc_settle *acks, unsigned nacks, sqlc_claimed *out,
+                 unsigned *nout, int64_t *due, char *err, size_t errlen);
     /* One ack or nack, committed before it returns. */
     int (*settle)(void *db, int64_t gid, const sqlc_settle *s, char *err, size_t errlen);
     /* Hand back what owner holds (a group), or drop the group (private). */
-    int (*unsubscribe)(void *db, int64_t gid, int64_t owner, bool priv, char *err,
-                       size_t errlen);
+    int (*unsubscribe)(void *db, int64_t gid, int64_t owner, bool priv, char *err, size_t errlen);
     /* The last reference is gone: stop the backend's threads, close db. */
     void (*close)(void *db);
 } sqlc_db_ops;

@@ -29,18 +29,24 @@ int sli_sqlc_opts_read(sli_url *u, const char *what, int64_t def_poll_ms, sqlc_o
     if ((sc = sli_url_opt(u, "schema")) != NULL) {
         size_t n = strlen(sc);
         if (!schema_ok(sc, n, sizeof o->schema))
-            return sli_err(SL_EBADOPT, "%s: option schema must match [a-z_][a-z0-9_]* "
-                                       "(at most 63 characters), not '%s'", what, sc);
+            return sli_err(SL_EBADOPT,
+                           "%s: option schema must match [a-z_][a-z0-9_]* "
+                           "(at most 63 characters), not '%s'",
+                           what, sc);
         memcpy(o->schema, sc, n + 1);
     }
     if (o->connect_timeout_ms < 1 || o->ack_deadline < 1 || o->poll_ms < 1)
-        return sli_err(SL_EBADOPT, "%s: connect_timeout, ack_deadline and poll must be at "
-                                   "least 1ms", what);
+        return sli_err(SL_EBADOPT,
+                       "%s: connect_timeout, ack_deadline and poll must be at "
+                       "least 1ms",
+                       what);
     o->ack_batch = ack == 1;
     if ((ret = sli_url_opt(u, "retention")) != NULL && strcmp(ret, "acked") != 0) {
         if ((rc = sli_url_opt_ms(u, "retention", 0, &o->retention_ms)) != 0)
-            return sli_err(SL_EBADOPT, "%s: option retention must be 'acked' or a duration, "
-                                       "not '%s'", what, ret);
+            return sli_err(SL_EBADOPT,
+                           "%s: option retention must be 'acked' or a duration, "
+                           "not '%s'",
+                           what, ret);
         if (o->retention_ms < 1)
             return sli_err(SL_EBADOPT, "%s: retention must be at least 1ms", what);
     }

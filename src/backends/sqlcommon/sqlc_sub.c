@@ -74,7 +74,7 @@ void sli_sqlc_wake_wait(sqlc_wake *w, uint32_t seen, int64_t deadline_ms)
 
 struct sqlc_subr {
     const sqlc_db_ops *ops;
-    void *db;           /* claims and acks of every subscription (under mu) */
+    void *db; /* claims and acks of every subscription (under mu) */
     sqlc_cfg cfg;
     pthread_mutex_t mu;
     sqlc_wake wake;
@@ -93,7 +93,7 @@ typedef struct sqlc_sub {
     _Atomic bool closed;
     _Atomic uint32_t inside;
     pthread_mutex_t nmu;
-    int64_t idle_ms; /* current poll interval (under nmu) */
+    int64_t idle_ms;                  /* current poll interval (under nmu) */
     sqlc_claimed buf[SQLC_CLAIM_MAX]; /* claimed, not yet handed out (under nmu) */
     unsigned nbuf, ibuf;
     pthread_mutex_t amu; /* batched acks (ack=batch) */
@@ -128,7 +128,10 @@ int sli_sqlc_subr_new(sqlc_subr **out, const sqlc_db_ops *ops, void *db, const s
     return 0;
 }
 
-sqlc_wake *sli_sqlc_subr_wake(sqlc_subr *r) { return &r->wake; }
+sqlc_wake *sli_sqlc_subr_wake(sqlc_subr *r)
+{
+    return &r->wake;
+}
 
 static void subr_unref(sqlc_subr *r)
 {
@@ -178,8 +181,8 @@ int sli_sqlc_subscribe(void *impl, const char *topic, const sl_subscribe_opts *o
     pthread_mutex_lock(&r->mu);
     int rc = r->ops->ready(r->db, err, sizeof err);
     if (!rc)
-        rc = r->ops->subscribe(r->db, topic, o->group, s->priv, start, r->cfg.holder, &s->gid,
-                               err, sizeof err);
+        rc = r->ops->subscribe(r->db, topic, o->group, s->priv, start, r->cfg.holder, &s->gid, err,
+                               sizeof err);
     pthread_mutex_unlock(&r->mu);
     if (rc) {
         sli_rcstr_unref(s->topic);
@@ -256,8 +259,10 @@ static void hook(sl_msg *m, sli_msg_event ev, unsigned delay_ms, void *ctx)
     } else if (!atomic_load(&r->closed)) {
         char err[SQLC_ERRLEN];
         if (settle_now(r, s->gid, &a, err, sizeof err) != 0)
-            sli_log(SL_LOG_WARN, r->ops->name, "%s of message %s failed (it will be "
-                    "redelivered): %s", a.nack ? "nack" : "ack", sl_msg_uuid(m), err);
+            sli_log(SL_LOG_WARN, r->ops->name,
+                    "%s of message %s failed (it will be "
+                    "redelivered): %s",
+                    a.nack ? "nack" : "ack", sl_msg_uuid(m), err);
     }
     atomic_fetch_sub(&s->out, 1);
     sli_sqlc_wake_bump(&r->wake); /* a next() waiting for room, or for the nacked message */
