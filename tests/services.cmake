@@ -81,3 +81,7 @@ if(TEST unit_postgres)
   sl_require_service(postgres unit_postgres)
   target_link_libraries(test_postgres PRIVATE PkgConfig::SLDEP_POSTGRES) # libpq-fe.h
 endif()
+if(TEST unit_mysql)
+  sl_require_service(mariadb unit_mysql)
+  target_link_libraries(test_mysql PRIVATE PkgConfig::SLDEP_MYSQL) # mysql.h
+endif()

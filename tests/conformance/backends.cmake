@@ -47,3 +47,11 @@ if(EXISTS ${CMAKE_SOURCE_DIR}/src/backends/postgres) # real PostgreSQL from scri
   sl_add_conformance(postgres "${SL_SERVICE_URL_postgres}?connect_timeout=60s&ack=batch&sync=off")
   sl_require_service(postgres CONFORMANCE postgres)
 endif()
+if(EXISTS ${CMAKE_SOURCE_DIR}/src/backends/mysql) # real MariaDB from scripts/services.sh
+  # ack=batch: a commit per ack would make the suite slow (as postgres runs
+  # it); its own database (schema=), apart from the notify store's tables;
+  # 60s to connect: 50 publishers connecting at once under a sanitizer are
+  # slow; ack=sync is covered by crash_mysql and unit_mysql.
+  sl_add_conformance(mysql "${SL_SERVICE_URL_mariadb}?connect_timeout=60s&ack=batch&schema=sluice_conf")
+  sl_require_service(mariadb CONFORMANCE mysql)
+endif()

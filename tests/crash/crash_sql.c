@@ -1,12 +1,13 @@
 /*
- * crash_postgres.c - crash tests of postgres:// on the real server (one
- * ctest each):
+ * crash_sql.c - crash tests of the SQL server backends, postgres:// and
+ * mysql://, on the real server (one ctest each; the backend is the first
+ * argument, the tests are the same for both):
  *
  *   consumer_kill  400 messages in a group; 20 rounds: start a consumer
  *                  process (sqlite_crash_helper, which is backend-neutral:
  *                  it logs "got" and, once sl_msg_ack returned, "ack"),
  *                  kill -9 it mid-stream once it has logged something. In
- *                  round ROUNDS/2 the PostgreSQL server is restarted
+ *                  round ROUNDS/2 the database server is restarted
  *                  (SL_CONF_RESTART_CMD) while the consumer runs. Finally a
  *                  consumer in this process drains the group. Every message
  *                  was delivered; none was delivered again after an ack of
@@ -15,10 +16,11 @@
  *                  publishers, 2 competing subscriptions, server restarted
  *                  half-way: 0 confirmed messages lost.
  *
- * Each run works in a schema of its own (schema=...), so it shares the
- * server with the conformance suite without meeting its data.
- * usage: crash_postgres consumer_kill HELPER URL
- *        crash_postgres restart SERVICES_SH URL
+ * Each run works in a schema (mysql://: a database) of its own
+ * (schema=...), so it shares the server with the conformance suite without
+ * meeting its data.
+ * usage: crash_sql postgres|mysql consumer_kill HELPER URL
+ *        crash_sql postgres|mysql restart SERVICES_SH URL
  */
 #include <signal.h>
 #include <stdio.h>
@@ -34,7 +36,7 @@
 #define ROUNDS 20
 #define N 400
 
-static const char *helper, *base;
+static const char *helper, *base, *backend;
 static char url[900], logpath[256];
 
 static pid_t spawn_consumer(int round)
@@ -110,7 +112,7 @@ static void consumer_kill(void **state)
     char schema[40];
     snprintf(schema, sizeof schema, "crash_%lld_%d", (long long)tl_now_ms(), (int)getpid());
     snprintf(url, sizeof url, "%s?schema=%s&ack_deadline=3s&connect_timeout=10s", base, schema);
-    snprintf(logpath, sizeof logpath, "/tmp/sl-crash-pg-%s.log", schema);
+    snprintf(logpath, sizeof logpath, "/tmp/sl-crash-%s-%s.log", backend, schema);
     const char *restart = getenv("SL_CONF_RESTART_CMD");
     if (!restart || !*restart)
         fail_msg("SL_CONF_RESTART_CMD is not set (run through ctest)");
@@ -182,25 +184,28 @@ static void consumer_kill(void **state)
 
 int main(int argc, char **argv)
 {
-    if (argc == 4 && strcmp(argv[1], "restart") == 0) {
+    bool pg = argc == 5 && strcmp(argv[1], "postgres") == 0;
+    bool my = argc == 5 && strcmp(argv[1], "mysql") == 0;
+    if ((pg || my) && strcmp(argv[2], "restart") == 0) {
         const rt_config cfg = {
-            .prog = "crash_postgres",
-            .server = "PostgreSQL",
-            .service = "postgres",
-            .topic = "crash-pg",
+            .prog = "crash_sql",
+            .server = pg ? "PostgreSQL" : "MariaDB",
+            .service = pg ? "postgres" : "mariadb",
+            .topic = pg ? "crash-pg" : "crash-my",
             .pace_across_restart = true,
             .next_may_lose_conn = true,
             .drain_group = true,
         };
-        return rt_main(argc - 1, argv + 1, &cfg);
+        return rt_main(argc - 2, argv + 2, &cfg);
     }
-    if (argc != 4 || strcmp(argv[1], "consumer_kill") != 0) {
-        fprintf(stderr, "usage: crash_postgres consumer_kill HELPER URL | restart SERVICES_SH "
-                        "URL\n");
+    if (!(pg || my) || strcmp(argv[2], "consumer_kill") != 0) {
+        fprintf(stderr, "usage: crash_sql postgres|mysql consumer_kill HELPER URL | restart "
+                        "SERVICES_SH URL\n");
         return 2;
     }
-    helper = argv[2];
-    base = argv[3];
+    backend = argv[1];
+    helper = argv[3];
+    base = argv[4];
     srand((unsigned)getpid());
     const struct CMUnitTest tests[] = {cmocka_unit_test(consumer_kill)};
     return cmocka_run_group_tests(tests, NULL, NULL);
