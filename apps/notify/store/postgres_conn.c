@@ -239,17 +239,18 @@ static int conn_connect_backoff(pq_store *s, pq_conn *c)
 /* ---- the pool ---- */
 
 /* Past max_lifetime, from before the last lost connection, or closed by the
- * server while idle (a shutdown sends its reason and closes the socket). */
-static bool stale(const pq_store *s, pq_conn *c)
+ * server while idle (a shutdown sends its reason and closes the socket: the
+ * other idle connections are then dropped unchecked). Called with s->mu. */
+static bool stale(pq_store *s, pq_conn *c)
 {
     if (c->epoch != s->epoch || (s->max_lifetime_ms > 0 && mono_ms() - c->born_ms >= s->max_lifetime_ms))
         return true;
     struct pollfd p = {.fd = PQsocket(c->db), .events = POLLIN};
-    if (p.fd < 0)
-        return true;
-    if (poll(&p, 1, 0) > 0 && (!PQconsumeInput(c->db) || PQstatus(c->db) != CONNECTION_OK))
-        return true;
-    return false;
+    if (p.fd >= 0 && !(poll(&p, 1, 0) > 0 && (!PQconsumeInput(c->db) || PQstatus(c->db) != CONNECTION_OK)))
+        return false;
+    s->epoch++;
+    nf_log(SL_LOG_WARN, "postgres store: connection lost while idle, reconnecting to %s:%s", s->host, s->port);
+    return true;
 }
 
 static int pool_get(pq_store *s, pq_conn **out)

@@ -83,7 +83,7 @@ setup_seed_stack() {
 
 # ---- PostgreSQL (NOTIFY_E2E_STACK=pg) ----
 pg_sql() { # psql on the fixture's server, as the fixture's user
-  PGPASSWORD=$PG_PASS PGCONNECT_TIMEOUT=10 psql -X -q -v ON_ERROR_STOP=1 -h "$PG_HOST" -p "$PG_PORT" \
+  PGPASSWORD=$PG_PASS PGCONNECT_TIMEOUT=10 PGOPTIONS="-c client_min_messages=warning" psql -X -q -v ON_ERROR_STOP=1 -h "$PG_HOST" -p "$PG_PORT" \
     -U "$PG_USER" -d "$PG_DBNAME" "$@"
 }
 
@@ -103,9 +103,15 @@ pg_fresh_schema() {
 
 # The queue in the same schema; a killed consumer's claims come back after
 # ack_deadline (30 s by default, 5 s here to keep the tests short).
+# NOTIFY_PG_QUEUE=sqlite puts the queue on sqlite:// in $WORK instead (the
+# store alone on PostgreSQL).
 setup_pg_stack() {
   pg_fresh_schema
-  export SLUICE_QUEUE_URL="$PG_URL?schema=$RUN&ack_deadline=5s"
+  if [ "${NOTIFY_PG_QUEUE:-postgres}" = sqlite ]; then
+    export SLUICE_QUEUE_URL="sqlite://./data/queue.db?ack=batch&ack_deadline=5s"
+  else
+    export SLUICE_QUEUE_URL="$PG_URL?schema=$RUN&ack_deadline=5s"
+  fi
   export SLUICE_CONSUMERS_IN_PROCESS=false
   echo "pg stack: queue $SLUICE_QUEUE_URL, store $SLUICE_STORE_URL"
 }
