@@ -89,7 +89,9 @@ pg_sql() { # psql on the fixture's server, as the fixture's user
 
 # pg_fresh_schema: a new schema on the fixture's server ($SL_POSTGRES_URL),
 # dropped at exit; SLUICE_STORE_URL keeps the store's tables in it. Sets RUN
-# (its name) and PG_URL (the fixture's URL).
+# (its name) and PG_URL (the fixture's URL). Connections get 30 s, not the
+# default 5 s: under sanitizers on a loaded machine a PostgreSQL handshake
+# (fork, SCRAM) has been seen to take longer.
 pg_fresh_schema() {
   local re='^postgres://([^:@/]+):([^@]*)@([^:/]+):([0-9]+)/([A-Za-z0-9_]+)$'
   [[ ${SL_POSTGRES_URL:-} =~ $re ]] || { echo "SL_POSTGRES_URL '${SL_POSTGRES_URL:-}' is not postgres://user:pass@host:port/db (run through ctest)" >&2; exit 1; }
@@ -98,7 +100,7 @@ pg_fresh_schema() {
   RUN="e2e_$$_$RANDOM"
   pg_sql -c "CREATE SCHEMA $RUN" || { echo "cannot create schema $RUN" >&2; exit 1; }
   PG_SCHEMA=$RUN
-  export SLUICE_STORE_URL="$PG_URL?schema=$RUN"
+  export SLUICE_STORE_URL="$PG_URL?schema=$RUN&connect_timeout=30s"
 }
 
 # The queue in the same schema; a killed consumer's claims come back after
@@ -110,7 +112,7 @@ setup_pg_stack() {
   if [ "${NOTIFY_PG_QUEUE:-postgres}" = sqlite ]; then
     export SLUICE_QUEUE_URL="sqlite://./data/queue.db?ack=batch&ack_deadline=5s"
   else
-    export SLUICE_QUEUE_URL="$PG_URL?schema=$RUN&ack_deadline=5s"
+    export SLUICE_QUEUE_URL="$PG_URL?schema=$RUN&ack_deadline=5s&connect_timeout=30s"
   fi
   export SLUICE_CONSUMERS_IN_PROCESS=false
   echo "pg stack: queue $SLUICE_QUEUE_URL, store $SLUICE_STORE_URL"
@@ -199,6 +201,8 @@ start_server() {
     sleep 0.05
   done
   echo "server did not start:"; cat "$WORK/server.err" >&2
+  tail -n 5 "$WORK"/logs/main.log >&2 2>/dev/null
+  FAIL=$((FAIL + 1)) # keep the work dir
   exit 1
 }
 
