@@ -31,7 +31,7 @@ refused() {
 refused "$GOOD&bogus=1" 'unknown URL option'
 refused "$GOOD&sslmode=sometimes" 'sslmode must be'
 refused "$PG_URL?schema=Bad-Name" 'schema must match'
-refused "$GOOD&connect_timeout=soon" 'connect_timeout must be'
+refused "$PG_URL?connect_timeout=soon" 'connect_timeout must be'
 refused "postgres://$PG_USER:$PG_PASS@$PG_HOST:$PG_PORT/" 'must be postgres://'
 refused "postgres://$PG_USER:wrong@$PG_HOST:$PG_PORT/$PG_DBNAME" 'password authentication failed'
 
