@@ -499,25 +499,53 @@ static int pq_ping(nf_store *base)
 
 /* ---- open / close ---- */
 
+/* Do all the tables and indexes exist already (in the schema that
+ * search_path makes current)? Then a start takes no lock on them: CREATE
+ * INDEX IF NOT EXISTS would wait for every running transaction on its table. */
+static int schema_present(pq_store *s, pq_conn *c, bool *present)
+{
+    size_t len = 64 + (size_t)s->shards * 80, n = 0;
+    char *names = malloc(len);
+    if (!names)
+        return SL_ENOMEM;
+    n += (size_t)snprintf(names, len, "user,failed_queues");
+    for (int k = 1; k <= s->shards; k++)
+        n += (size_t)snprintf(names + n, len - n, ",th_notice_%d,th_notice_%d_uid_id,th_notice_%d_unread", k, k, k);
+    int64_t found = 0;
+    int rc = nf_pq_simple_i64(c, "SELECT count(*) FROM pg_class WHERE relnamespace = "
+                              "(SELECT oid FROM pg_namespace WHERE nspname = current_schema()) "
+                              "AND relname = ANY(string_to_array($1, ','))", names, &found);
+    free(names);
+    *present = !rc && found == 2 + 3 * (int64_t)s->shards;
+    return rc;
+}
+
 /* The tables, under an advisory lock held to the end of the transaction:
  * concurrent CREATE TABLE IF NOT EXISTS of one name can fail on the
- * catalog's unique index. */
+ * catalog's unique index. All the DDL goes in one round trip. */
 static int op_schema(pq_store *s, pq_conn *c, void *p)
 {
     (void)p;
-    int rc = nf_pq_simple(c, "SELECT pg_advisory_xact_lock(7306086750142215023)"); /* "eventsno" */
-    char sql[1024];
-    if (!rc && s->schema[0]) {
-        snprintf(sql, sizeof sql, "CREATE SCHEMA IF NOT EXISTS %s", s->schema); /* [a-z_][a-z0-9_]* */
-        rc = nf_pq_simple(c, sql);
-    }
-    for (size_t i = 0; !rc && i < sizeof schema_sql / sizeof schema_sql[0]; i++)
-        rc = nf_pq_simple(c, schema_sql[i]);
-    for (int k = 1; !rc && k <= s->shards; k++)
-        for (size_t i = 0; !rc && i < sizeof shard_schema_sql / sizeof shard_schema_sql[0]; i++) {
-            snprintf(sql, sizeof sql, shard_schema_sql[i], k);
-            rc = nf_pq_simple(c, sql);
+    bool present = false;
+    int rc = schema_present(s, c, &present);
+    if (rc || present)
+        return rc;
+    size_t len = 4096 + (size_t)s->shards * 1024, n = 0;
+    char *sql = malloc(len);
+    if (!sql)
+        return SL_ENOMEM;
+    n += (size_t)snprintf(sql, len, "SELECT pg_advisory_xact_lock(7306086750142215023);"); /* "eventsno" */
+    if (s->schema[0]) /* [a-z_][a-z0-9_]* */
+        n += (size_t)snprintf(sql + n, len - n, "CREATE SCHEMA IF NOT EXISTS %s;", s->schema);
+    for (size_t i = 0; i < sizeof schema_sql / sizeof schema_sql[0]; i++)
+        n += (size_t)snprintf(sql + n, len - n, "%s;", schema_sql[i]);
+    for (int k = 1; k <= s->shards; k++)
+        for (size_t i = 0; i < sizeof shard_schema_sql / sizeof shard_schema_sql[0]; i++) {
+            n += (size_t)snprintf(sql + n, len - n, shard_schema_sql[i], k);
+            n += (size_t)snprintf(sql + n, len - n, ";");
         }
+    rc = n < len ? nf_pq_simple(c, sql) : SL_EINVAL;
+    free(sql);
     return rc;
 }
 

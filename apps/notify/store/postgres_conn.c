@@ -114,6 +114,19 @@ int nf_pq_simple(pq_conn *c, const char *sql)
     return rc;
 }
 
+int nf_pq_simple_i64(pq_conn *c, const char *sql, const char *param, int64_t *v)
+{
+    PGresult *r = PQexecParams(c->db, sql, 1, NULL, &param, NULL, NULL, 0);
+    int rc = 0;
+    *v = 0;
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        rc = pq_fail(c, r, "query");
+    else if (PQntuples(r) > 0)
+        *v = nf_pq_i64(r, 0, 0);
+    PQclear(r);
+    return rc;
+}
+
 PGresult *nf_pq_exec(pq_store *s, pq_conn *c, int slot, const char *sql, const pq_args *a, int *rc)
 {
     char name[16];

@@ -64,6 +64,8 @@ int nf_pq_run(pq_store *s, nf_pq_op_fn fn, void *arg);
 PGresult *nf_pq_exec(pq_store *s, pq_conn *c, int slot, const char *sql, const pq_args *a, int *rc);
 /* A statement without parameters or caching (DDL, BEGIN/COMMIT): 0 or *rc. */
 int nf_pq_simple(pq_conn *c, const char *sql);
+/* A one-off query of one text parameter and one integer result (0 when no row). */
+int nf_pq_simple_i64(pq_conn *c, const char *sql, const char *param, int64_t *v);
 /* The result's row count changed (UPDATE/INSERT/DELETE), from PQcmdTuples. */
 int64_t nf_pq_changed(PGresult *r);
 int64_t nf_pq_i64(PGresult *r, int row, int col);
