@@ -18,6 +18,9 @@
  *                                        writeTimeout -> write_timeout,
  *                                        collation), TZ = xorm.timezone
  *
+ * A store.url of mysql:// or postgres:// takes its pool sizes from xorm
+ * (max_open_conns, max_idle_conns) unless the URL sets them.
+ *
  * Anything in those sections this service cannot honour is an error naming
  * the key (an unknown DSN parameter, a db_type other than mysql or sqlite,
  * an unknown time zone), never silently dropped. The redis section has no
@@ -181,7 +184,7 @@ void nf_config_store_url(const nf_config *c, char *out, size_t len)
     } else {
         snprintf(out, len, "%s", c->store_url);
     }
-    if (!strncmp(out, "mysql://", 8)) {
+    if (!strncmp(out, "mysql://", 8) || !strncmp(out, "postgres://", 11)) { /* unless the URL sets them */
         url_add_int(out, len, "max_open_conns", c->max_open_conns);
         url_add_int(out, len, "max_idle_conns", c->max_idle_conns);
     }

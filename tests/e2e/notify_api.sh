@@ -8,7 +8,7 @@
 # bad input.
 # NOTIFY_E2E_STACK=seed runs the same checks on RabbitMQ + MariaDB with
 # separate consumer processes (ctest e2e_notify_api_seed_stack; see
-# lib/notify.bash).
+# lib/notify.bash), NOTIFY_E2E_STACK=pg on PostgreSQL (e2e_notify_api_pg_stack).
 source "$(dirname "$0")/lib/notify.bash"
 
 start_server

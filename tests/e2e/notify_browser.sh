@@ -9,7 +9,8 @@
 # into $BUILD_DIR/e2e-node on first run. No browser is downloaded.
 # NOTIFY_E2E_STACK=seed runs it on RabbitMQ + MariaDB with separate consumer
 # processes (ctest e2e_notify_browser_seed_stack), screenshot
-# $BUILD_DIR/e2e-inbox-seed.png.
+# $BUILD_DIR/e2e-inbox-seed.png; NOTIFY_E2E_STACK=pg on PostgreSQL
+# (e2e_notify_browser_pg_stack, e2e-inbox-pg.png).
 source "$(dirname "$0")/lib/notify.bash"
 BUILD_DIR=${BUILD_DIR:-$(dirname "$SLUICE")}
 CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
@@ -34,7 +35,7 @@ fi
 
 start_server
 SHOT="$BUILD_DIR/e2e-inbox.png"
-[ "$STACK" = seed ] && SHOT="$BUILD_DIR/e2e-inbox-seed.png"
+[ "$STACK" = sqlite ] || SHOT="$BUILD_DIR/e2e-inbox-$STACK.png"
 rm -f "$SHOT"
 NODE_PATH="$NODE_DIR/node_modules" CHROMIUM="$CHROMIUM" \
   timeout 200 node "$SRC_DIR/tests/e2e/browser/inbox.cjs" "$URL" "$SHOT"

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # notify_crash.sh - durability of the notification service, on the embedded
 # default (sqlite:// queue and store) or, with NOTIFY_E2E_STACK=seed (ctest
-# e2e_notify_crash_seed_stack), on RabbitMQ + MariaDB:
+# e2e_notify_crash_seed_stack), on RabbitMQ + MariaDB, or with
+# NOTIFY_E2E_STACK=pg (e2e_notify_crash_pg_stack) on PostgreSQL:
 #  1. 4 concurrent clients post notices while the server is killed with
 #     SIGKILL and restarted 5 times; afterwards every notice that was answered
-#     with code 10000 appears in the list exactly once. On the seed stack the
+#     with code 10000 appears in the list exactly once. On those stacks the
 #     consumers are separate processes and keep running: only the server
 #     (the publishing side) dies.
 #  2. Consumers as separate processes (consumers.in_process=false; always so
-#     on the seed stack): the `sluice notify consume notify` process is killed
+#     on the seed and pg stacks): the `sluice notify consume notify` process is killed
 #     with SIGKILL mid-stream and restarted, 3 times; every answered notice is
 #     stored exactly once.
 # Sizes shrink with SL_TEST_SCALE (sanitizer runs).
@@ -17,8 +18,9 @@ SCALE=${SL_TEST_SCALE:-1}
 PER_ROUND=$(awk -v s="$SCALE" 'BEGIN { n = int(40 * s); print (n < 8 ? 8 : n) }')
 # A killed consumer's unacked deliveries come back once the queue's
 # ack_deadline passed (RabbitMQ: as soon as its connection drops; sqlite://:
-# 30 s by default, 5 s here to keep the test short).
-[ "$STACK" = seed ] || export SLUICE_QUEUE_URL="sqlite://./data/queue.db?ack=batch&ack_deadline=5s"
+# 30 s by default, 5 s here to keep the test short; postgres://: 5 s, set by
+# the pg stack).
+[ "$STACK" = sqlite ] && export SLUICE_QUEUE_URL="sqlite://./data/queue.db?ack=batch&ack_deadline=5s"
 
 # client C: post until $WORK/stop exists; record "id data" of answered ones.
 client() {
@@ -79,8 +81,8 @@ stop_server
 rm -f "$WORK"/answered.* "$WORK/stop"
 BASE=200 PHASE=b
 export SLUICE_CONSUMERS_IN_PROCESS=false
-start_server # on the seed stack with its notify and read consumers
-[ "$STACK" = seed ] || start_consumer notify
+start_server # on the seed and pg stacks with its notify and read consumers
+$SEPARATE_CONSUMERS || start_consumer notify
 for c in 0 1 2 3; do client $c & EXTRA_PIDS+=($!); done
 for round in 1 2 3; do
   before=$(answered_total)

@@ -11,7 +11,8 @@
 # consumer fails for that uid) and SLUICE_NOTIFY_FAULT_PUBLISH=1.
 # NOTIFY_E2E_STACK=seed runs it on RabbitMQ + MariaDB (ctest
 # e2e_notify_failures_seed_stack), where start_server hands the hooks to the
-# separate consumer processes as well and stop_server stops them.
+# separate consumer processes as well and stop_server stops them;
+# NOTIFY_E2E_STACK=pg the same on PostgreSQL (e2e_notify_failures_pg_stack).
 source "$(dirname "$0")/lib/notify.bash"
 CFG="$SRC_DIR/config/config.yaml"
 

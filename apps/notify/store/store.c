@@ -1,7 +1,7 @@
 /*
  * store.c - picks a store implementation by URL scheme and forwards calls to
- * its ops table: sqlite:// (sqlite.c) and mysql:// (mysql.c). Adding
- * postgres:// means one more table here.
+ * its ops table: sqlite:// (sqlite.c), mysql:// (mysql.c) and postgres://
+ * (postgres.c).
  */
 #include "store.h"
 
@@ -10,7 +10,8 @@
 
 #include "sluice/error.h"
 
-static const nf_store_ops *const impls[] = {&nf_store_sqlite_ops, &nf_store_mysql_ops};
+static const nf_store_ops *const impls[] = {&nf_store_sqlite_ops, &nf_store_mysql_ops,
+                                               &nf_store_postgres_ops};
 
 int nf_store_open(nf_store **out, const char *url, int shards)
 {

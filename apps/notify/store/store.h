@@ -1,6 +1,6 @@
 /*
- * store.h - the notification store: a small ops table behind a URL scheme so
- * SQL servers (mysql://, postgres://) drop in beside sqlite:// later.
+ * store.h - the notification store: a small ops table behind a URL scheme, so
+ * SQL servers (mysql://, postgres://) drop in beside sqlite://.
  *
  * Tables: th_notice_1..N (sharded by uid % N + 1; order_sn UNIQUE is the
  * message UUID, so storing is idempotent), user (uid, nick,
@@ -68,7 +68,8 @@ struct nf_store {
     const nf_store_ops *ops;
 };
 
-/* Open the store named by url ("sqlite://PATH", "mysql://..."), creating
+/* Open the store named by url ("sqlite://PATH", "mysql://...",
+ * "postgres://..."), creating
  * tables as needed. Errors: SL_ENOTSUP (unknown scheme), SL_EINVAL,
  * SL_EBADOPT (unknown or bad URL option), SL_EIO. */
 int nf_store_open(nf_store **out, const char *url, int shards);
@@ -113,5 +114,8 @@ extern const nf_store_ops nf_store_sqlite_ops;
 /* The MySQL/MariaDB implementation's ops (store/mysql.c):
  * mysql://USER:PASS@HOST[:PORT]/DB[?max_open_conns=N&max_idle_conns=N&...]. */
 extern const nf_store_ops nf_store_mysql_ops;
+/* The PostgreSQL implementation's ops (store/postgres.c):
+ * postgres://USER:PASS@HOST[:PORT]/DB[?max_open_conns=N&schema=NAME&...]. */
+extern const nf_store_ops nf_store_postgres_ops;
 
 #endif

@@ -13,6 +13,12 @@
 #                     as separate processes. Each run gets its own database
 #                     and exchange/queue name prefix, so runs never see each
 #                     other's data; the database is dropped afterwards.
+#   pg                PostgreSQL: postgres:// queue and store on the
+#                     fixture's server ($SL_POSTGRES_URL), consumers as
+#                     separate processes like the seed stack. Each run gets
+#                     a schema of its own for both (schema=), dropped
+#                     afterwards.
+# SEPARATE_CONSUMERS is true on the seed and pg stacks.
 # Checks that cannot hold on a stack call skip_check with the reason.
 set -uo pipefail
 
@@ -27,11 +33,15 @@ URL=""
 STACK=${NOTIFY_E2E_STACK:-sqlite}
 CONSUMER_PIDS=()
 MY_DB=""
+PG_SCHEMA=""
+SEPARATE_CONSUMERS=false
+case $STACK in seed | pg) SEPARATE_CONSUMERS=true ;; esac
 
 cleanup() {
   { [ -n "$SERVER_PID" ] && kill -9 "$SERVER_PID" && wait "$SERVER_PID"; } 2>/dev/null
   for p in "${CONSUMER_PIDS[@]:-}"; do { [ -n "$p" ] && kill -9 "$p" && wait "$p"; } 2>/dev/null; done
   [ -z "$MY_DB" ] || my_sql -e "DROP DATABASE IF EXISTS $MY_DB" || true
+  [ -z "$PG_SCHEMA" ] || pg_sql -c "DROP SCHEMA IF EXISTS $PG_SCHEMA CASCADE" || true
   for p in "${EXTRA_PIDS[@]:-}"; do { [ -n "$p" ] && kill -9 "$p" && wait "$p"; } 2>/dev/null; done
   if [ "$FAIL" -eq 0 ] && [ -z "${KEEP_WORK:-}" ]; then rm -rf "$WORK"; else echo "work dir kept: $WORK"; fi
 }
@@ -69,6 +79,43 @@ setup_seed_stack() {
   export SLUICE_QUEUE_URL="$SL_RABBITMQ_URL${sep}exchange_prefix=$run.&queue_prefix=$run."
   export SLUICE_CONSUMERS_IN_PROCESS=false
   echo "seed stack: queue $SLUICE_QUEUE_URL, store $SLUICE_STORE_URL"
+}
+
+# ---- PostgreSQL (NOTIFY_E2E_STACK=pg) ----
+pg_sql() { # psql on the fixture's server, as the fixture's user
+  PGPASSWORD=$PG_PASS PGCONNECT_TIMEOUT=10 PGOPTIONS="-c client_min_messages=warning" psql -X -q -v ON_ERROR_STOP=1 -h "$PG_HOST" -p "$PG_PORT" \
+    -U "$PG_USER" -d "$PG_DBNAME" "$@"
+}
+
+# pg_fresh_schema: a new schema on the fixture's server ($SL_POSTGRES_URL),
+# dropped at exit; SLUICE_STORE_URL keeps the store's tables in it. Sets RUN
+# (its name) and PG_URL (the fixture's URL). Connections get 30 s, not the
+# default 5 s: under sanitizers on a loaded machine a PostgreSQL handshake
+# (fork, SCRAM) has been seen to take longer.
+pg_fresh_schema() {
+  local re='^postgres://([^:@/]+):([^@]*)@([^:/]+):([0-9]+)/([A-Za-z0-9_]+)$'
+  [[ ${SL_POSTGRES_URL:-} =~ $re ]] || { echo "SL_POSTGRES_URL '${SL_POSTGRES_URL:-}' is not postgres://user:pass@host:port/db (run through ctest)" >&2; exit 1; }
+  PG_USER=${BASH_REMATCH[1]} PG_PASS=${BASH_REMATCH[2]} PG_HOST=${BASH_REMATCH[3]} PG_PORT=${BASH_REMATCH[4]}
+  PG_DBNAME=${BASH_REMATCH[5]} PG_URL=$SL_POSTGRES_URL
+  RUN="e2e_$$_$RANDOM"
+  pg_sql -c "CREATE SCHEMA $RUN" || { echo "cannot create schema $RUN" >&2; exit 1; }
+  PG_SCHEMA=$RUN
+  export SLUICE_STORE_URL="$PG_URL?schema=$RUN&connect_timeout=30s"
+}
+
+# The queue in the same schema; a killed consumer's claims come back after
+# ack_deadline (30 s by default, 5 s here to keep the tests short).
+# NOTIFY_PG_QUEUE=sqlite puts the queue on sqlite:// in $WORK instead (the
+# store alone on PostgreSQL).
+setup_pg_stack() {
+  pg_fresh_schema
+  if [ "${NOTIFY_PG_QUEUE:-postgres}" = sqlite ]; then
+    export SLUICE_QUEUE_URL="sqlite://./data/queue.db?ack=batch&ack_deadline=5s"
+  else
+    export SLUICE_QUEUE_URL="$PG_URL?schema=$RUN&ack_deadline=5s&connect_timeout=30s"
+  fi
+  export SLUICE_CONSUMERS_IN_PROCESS=false
+  echo "pg stack: queue $SLUICE_QUEUE_URL, store $SLUICE_STORE_URL"
 }
 
 # start_consumer TOPIC [env assignments...]: `sluice notify consume TOPIC`
@@ -123,8 +170,10 @@ stop_consumers() {
 
 if [ "$STACK" = seed ]; then
   setup_seed_stack
+elif [ "$STACK" = pg ]; then
+  setup_pg_stack
 elif [ "$STACK" != sqlite ]; then
-  echo "NOTIFY_E2E_STACK must be sqlite or seed, not '$STACK'" >&2; exit 1
+  echo "NOTIFY_E2E_STACK must be sqlite, seed or pg, not '$STACK'" >&2; exit 1
 fi
 
 ok()   { PASS=$((PASS + 1)); }
@@ -135,12 +184,12 @@ matches() { [[ $1 =~ $2 ]]; }
 
 # start_server [extra env assignments...]: starts `sluice notify serve` in $WORK
 # with --config $NOTIFY_CONFIG (default: the shipped config/config.yaml).
-# On the seed stack it first starts the notify and read consumers (with the
+# On the seed and pg stacks it first starts the notify and read consumers (with the
 # same environment) unless they run already; stop_server stops them too, as
 # stopping the server does on the embedded default, while kill9_server kills
 # the server process alone.
 start_server() {
-  [ "$STACK" = seed ] && [ -z "${CONSUMER_PIDS[*]:-}" ] && start_consumers "$@"
+  $SEPARATE_CONSUMERS && [ -z "${CONSUMER_PIDS[*]:-}" ] && start_consumers "$@"
   (cd "$WORK" && exec env "$@" "$SLUICE" notify serve --config "${NOTIFY_CONFIG:-$SRC_DIR/config/config.yaml}" \
       >"$WORK/server.out" 2>>"$WORK/server.err") &
   SERVER_PID=$!
@@ -152,6 +201,8 @@ start_server() {
     sleep 0.05
   done
   echo "server did not start:"; cat "$WORK/server.err" >&2
+  tail -n 5 "$WORK"/logs/main.log >&2 2>/dev/null
+  FAIL=$((FAIL + 1)) # keep the work dir
   exit 1
 }
 
@@ -162,7 +213,7 @@ stop_server() { # graceful
     SERVER_PID=""
     > "$WORK/server.out"
   fi
-  [ "$STACK" = seed ] && stop_consumers
+  $SEPARATE_CONSUMERS && stop_consumers
   return 0
 }
 
@@ -213,7 +264,7 @@ count_is() { # count_is UID N: user's notification_count == N
 }
 
 finish() {
-  [ "$STACK" = seed ] && stop_server
+  $SEPARATE_CONSUMERS && stop_server
   stop_consumers
   echo "$PASS passed, $FAIL failed"
   [ "$FAIL" -eq 0 ]
