@@ -32,6 +32,7 @@ typedef struct nf_metrics {
     _Atomic uint64_t lat_bucket[NF_ROUTE_MAX][NF_LAT_BUCKETS];
     _Atomic uint64_t lat_sum_us[NF_ROUTE_MAX];
     _Atomic uint64_t published[2], publish_failed[2];
+    _Atomic uint64_t publish_commits[2]; /* sl_publish calls of the HTTP loops (group commits) */
     _Atomic uint64_t processed[2], failed[2], parked[2];
     _Atomic uint64_t handle_sum_us[2], handle_count[2];
     _Atomic int64_t lag_ms[2];
