@@ -16,7 +16,8 @@ PKGS=(build-essential cmake ninja-build pkg-config
       clang libclang-rt-14-dev
       debhelper devscripts dpkg-dev lintian systemd
       libnats-dev nats-server
-      librdkafka-dev python3-confluent-kafka)
+      librdkafka-dev python3-confluent-kafka
+      prometheus)
 
 missing=()
 for p in "${PKGS[@]}"; do

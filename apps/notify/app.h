@@ -64,6 +64,7 @@ typedef struct nf_app {
     int64_t fault_uid; /* test hook: the notify consumer fails for this uid (-1: none) */
     bool fault_publish; /* test hook: every publish fails with SL_EIO */
     bool fault_batch;   /* test hook: every batch store transaction fails (one by one still works) */
+    int fault_commit_delay_ms; /* test hook: each HTTP group commit first sleeps this long */
     _Atomic bool stopping;
     /* What a config reload may change while the service runs (reload.c):
      * read these, not cfg's copies. Set from cfg by nf_app_open. */

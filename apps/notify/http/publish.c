@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "http.h"
 
@@ -98,6 +99,10 @@ static nf_conn *commit_some(nf_app *app, int t, nf_conn *list, size_t k)
     nf_conn *c = list;
     for (size_t i = 0; i < k; i++, c = c->bnext)
         msgs[i] = c->msg;
+    if (app->fault_commit_delay_ms > 0) { /* test hook: a slow commit, so requests pile up */
+        struct timespec ts = {app->fault_commit_delay_ms / 1000, (long)(app->fault_commit_delay_ms % 1000) * 1000000};
+        nanosleep(&ts, NULL);
+    }
     int rc = sl_publish(app->pub, topic_name(t), msgs, k);
     atomic_fetch_add(&app->metrics.publish_commits[t], 1);
     for (size_t i = 0; i < k; i++) {
