@@ -17,7 +17,7 @@
  * queued yet is simply called again by libmicrohttpd on the next run, so
  * the producing path never suspends. Event streams (sse.c) still suspend
  * and are resumed from other threads: the daemon's inter-thread channel is
- * in its epoll set, which the loop waits on.
+ * in its epoll set, on which the loop waits (MHD_run_wait).
  *
  * The listening socket is ours and shared by the daemons (each accepts from
  * it), so a second server on the same port still fails to bind. Limits that
@@ -26,8 +26,8 @@
  * the accept-policy callback; a connection counted there is released when
  * libmicrohttpd reports it closed, or after the run when it never started.
  *
- * Stop: the loops are woken through an eventfd, finish their batch (every
- * request taken is answered), and exit; then the daemons are quiesced (the
+ * Stop: the loops see the flag within a tick (LOOP_TICK_MS), finish their
+ * batch (every request taken is answered), and exit; then the daemons are quiesced (the
  * shared socket is closed once, by us) and stopped.
  */
 #include <arpa/inet.h>
@@ -37,15 +37,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "http.h"
 
 #define LOOP_MAX_CONNS 4096u /* open connections of the whole server */
-#define LOOP_WAIT_MAX_MS 1000
+#define LOOP_TICK_MS 100 /* longest wait: how soon a loop sees a stop */
 #define IP_BUCKETS 256
 
 typedef struct ip_key {
@@ -71,7 +69,6 @@ struct nf_loop {
     nf_server *srv;
     nf_batch batch;
     struct MHD_Daemon *d;
-    int epfd, wakefd;
     pthread_t thread;
     bool started;
     /* an address counted by accept_policy whose connection has not started
@@ -225,14 +222,6 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 
 /* ---- the loop ---- */
 
-static int wait_ms(nf_loop *l)
-{
-    MHD_UNSIGNED_LONG_LONG to;
-    if (MHD_get_timeout(l->d, &to) != MHD_YES || to > LOOP_WAIT_MAX_MS)
-        return LOOP_WAIT_MAX_MS;
-    return (int)to;
-}
-
 static void *loop_main(void *arg)
 {
     nf_loop *l = arg;
@@ -241,19 +230,13 @@ static void *loop_main(void *arg)
     snprintf(name, sizeof name, "nf-http-%zu", (size_t)(l - l->all->loop));
     pthread_setname_np(pthread_self(), name);
     for (;;) {
-        struct epoll_event ev[2];
-        int n = epoll_wait(l->epfd, ev, 2, wait_ms(l));
         /* once stopping, POSTs are refused at once (503, retry log) instead
          * of joining a batch, so the loop ends after this iteration */
         bool stopping = atomic_load(&l->all->stop);
         l->batch.closing = stopping;
-        for (int i = 0; i < n; i++)
-            if (ev[i].data.fd == l->wakefd) {
-                uint64_t v;
-                if (read(l->wakefd, &v, sizeof v) < 0 && errno != EAGAIN)
-                    nf_log(SL_LOG_WARN, "http loop: wake read: %s", strerror(errno));
-            }
-        MHD_run(l->d); /* reads every ready request; the producing ones join the batch */
+        /* waits for readiness (at most a tick, to notice a stop), then reads
+         * every ready request; the producing ones join the batch */
+        MHD_run_wait(l->d, stopping ? 0 : LOOP_TICK_MS);
         release_unstarted(l);
         while (nf_batch_pending(&l->batch)) {
             nf_batch_commit(app, &l->batch); /* one publish per topic, answers filled */
@@ -289,7 +272,6 @@ static int loop_open(nf_loops *ls, nf_loop *l, const nf_loops_cfg *c)
 {
     l->all = ls;
     l->srv = c->srv;
-    l->epfd = l->wakefd = -1;
     l->d = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, accept_policy, l,
                             c->handler, l, MHD_OPTION_LISTEN_SOCKET, ls->listen_fd,
                             MHD_OPTION_CONNECTION_TIMEOUT, c->idle_timeout,
@@ -299,15 +281,6 @@ static int loop_open(nf_loops *ls, nf_loop *l, const nf_loops_cfg *c)
                             MHD_OPTION_NOTIFY_COMPLETED, c->completed, c->srv,
                             MHD_OPTION_NOTIFY_CONNECTION, on_connection, l, MHD_OPTION_END);
     if (!l->d)
-        return -1;
-    const union MHD_DaemonInfo *di = MHD_get_daemon_info(l->d, MHD_DAEMON_INFO_EPOLL_FD);
-    l->epfd = epoll_create1(EPOLL_CLOEXEC);
-    l->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (!di || l->epfd < 0 || l->wakefd < 0)
-        return -1;
-    struct epoll_event e1 = {.events = EPOLLIN, .data.fd = di->epoll_fd};
-    struct epoll_event e2 = {.events = EPOLLIN, .data.fd = l->wakefd};
-    if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, di->epoll_fd, &e1) || epoll_ctl(l->epfd, EPOLL_CTL_ADD, l->wakefd, &e2))
         return -1;
     if (pthread_create(&l->thread, NULL, loop_main, l))
         return -1;
@@ -361,12 +334,8 @@ void nf_loops_stop(nf_loops *ls)
     atomic_store(&ls->stop, true);
     for (size_t i = 0; ls->loop && i < ls->n; i++) {
         nf_loop *l = &ls->loop[i];
-        if (!l->started)
-            continue;
-        uint64_t one = 1;
-        if (write(l->wakefd, &one, sizeof one) < 0)
-            nf_log(SL_LOG_WARN, "http loop: wake write: %s", strerror(errno));
-        pthread_join(l->thread, NULL);
+        if (l->started)
+            pthread_join(l->thread, NULL);
     }
     /* The loops are gone: their daemons are driven from here now. Every
      * daemon stops taking connections from the shared socket first, so
@@ -381,10 +350,6 @@ void nf_loops_stop(nf_loops *ls)
         if (l->d)
             MHD_stop_daemon(l->d);
         release_unstarted(l);
-        if (l->epfd >= 0)
-            close(l->epfd);
-        if (l->wakefd >= 0)
-            close(l->wakefd);
     }
     free(ls->loop);
     limits_free(&ls->lim);
