@@ -143,8 +143,9 @@ int sli_config_parse_yaml(const char *text, size_t len, const char *name, json_t
     }
     yaml_node_t *root = yaml_document_get_root_node(&doc);
     int rc = 0;
-    if (!root) {
-        *tree = json_object(); /* an empty file is an empty mapping */
+    json_t *null_root = root && root->type == YAML_SCALAR_NODE ? scalar(root) : NULL;
+    if (!root || json_is_null(null_root)) {
+        *tree = json_object(); /* an empty file ("---", "~" too) is an empty mapping */
     } else if (root->type != YAML_MAPPING_NODE) {
         rc = sli_err(SL_EINVAL, "%s:%zu:%zu: the top level must be a mapping", name,
                      root->start_mark.line + 1, root->start_mark.column + 1);
@@ -152,6 +153,7 @@ int sli_config_parse_yaml(const char *text, size_t len, const char *name, json_t
         walk w = {&doc, name, origins, raws};
         rc = convert(&w, root, "", tree, 0, root->start_mark.line + 1);
     }
+    json_decref(null_root);
     /* a second document is a mistake, not something to ignore */
     yaml_document_t extra;
     if (rc == 0 && yaml_parser_load(&p, &extra)) {
