@@ -7,14 +7,13 @@
  *   env      PREFIX_WEB_SERVER_ADDR -> web.server_addr: "_" separates path
  *            parts, and parts that already exist in the tree as one key
  *            with underscores ("server_addr") are matched first; names are
- *            lower-cased
+ *            lower-cased and match existing keys ignoring case, keeping
+ *            their spelling (PREFIX_RABBITMQ_HOST -> rabbitMq.host)
  *   flags    --web.server_addr=VALUE or --web.server_addr VALUE
  *   etcd     etcd://HOST:PORT/PREFIX/[?timeout=5s&poll=500ms]: every key
  *            under the prefix, '/' separating path parts
  *            (PREFIX/web/server_addr -> web.server_addr), values strings
  *            as env values are; origin "etcd <key>"
- *            PREFIX_RABBITMQ_HOST matches an existing key "rabbitMq" too:
- *            tokens match existing keys ignoring case, keeping their spelling
  * A later source's value replaces an earlier one, except that an empty
  * value ("redis:" with nothing under it, null) leaves a mapping below it
  * in place: the section is there, its keys keep their earlier values.
