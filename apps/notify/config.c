@@ -498,7 +498,8 @@ int nf_config_read(nf_config *c, sl_config *cf, const char *path, char *err, siz
     read_all(&r);
     if (r.oom)
         eb_add(&eb, "%s: out of memory", path ? path : "config");
-    qsort(r.p, r.np, sizeof *r.p, problem_cmp);
+    if (r.np) /* qsort(NULL, 0) is undefined */
+        qsort(r.p, r.np, sizeof *r.p, problem_cmp);
     for (size_t i = 0; i < r.np; i++)
         eb_add(&eb, "%s", r.p[i].text);
     free(r.p);
