@@ -1,16 +1,24 @@
 /*
- * config.c - YAML configuration (libyaml event parser) with env overrides.
+ * config.c - the service's configuration, read through sl_config.
  *
  * A table lists every key: section, name, type, offset in nf_config and the
- * allowed range. The parser walks a two-level mapping (section -> key ->
- * scalar); anything else (unknown section or key, nested value, bad number,
- * out-of-range) is appended to an error buffer with file:line so the user
- * sees every problem at once. Environment variables SLUICE_<SECTION>_<KEY>
- * (upper case) are applied afterwards through the same value checker.
+ * allowed range. sl_config holds three sources: the table's defaults (as a
+ * YAML document), the file (YAML whatever its name) and SLUICE_* variables
+ * (SLUICE_WEB_SERVER_ADDR -> web.server_addr). We then walk what sl_config
+ * merged: every section and key of the file must be known (section names
+ * ignoring case, as the original's viper did), every key's value is taken
+ * as its text was written (sl_config_get_raw) and checked by one value
+ * checker (booleans as true/yes/on/1, integers in the key's range). Each
+ * problem names where the value came from - "file:line: web.port: ..." or
+ * "env SLUICE_WEB_PORT: ..." - and the user sees every one at once, the
+ * file's in line order. SLUICE_* variables that name no key are not ours
+ * (other parts of sluice read some) and are left alone.
  */
 #include "config.h"
 #include "http/cors.h"
 #include "log.h"
+#include "sluice/config.h"
+#include "sluice/error.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -20,7 +28,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <yaml.h>
 
 typedef enum { K_STR, K_INT, K_BOOL } ktype;
 
@@ -177,12 +184,13 @@ static const key *find_key(const char *section, const char *name)
     return NULL;
 }
 
-static bool known_section(const char *section)
+/* The table's spelling of a section named ignoring case, NULL when unknown. */
+static const char *known_section(const char *section)
 {
     for (size_t i = 0; i < NKEYS; i++)
         if (!strcasecmp(keys[i].section, section))
-            return true;
-    return false;
+            return keys[i].section;
+    return NULL;
 }
 
 /* Check and store one value; returns NULL or a static description of the problem. */
@@ -221,10 +229,66 @@ static const char *set_value(nf_config *c, const key *k, const char *v, char *wh
     return NULL;
 }
 
+/* The defaults as a YAML document for sl_config: the lowest source, and
+ * what lets SLUICE_WEB_SERVER_ADDR find web.server_addr. malloc'd. */
+static char *defaults_yaml(void)
+{
+    nf_config d;
+    nf_config_defaults(&d);
+    size_t cap = 16384, n = 0;
+    char *out = malloc(cap);
+    const char *cur = "";
+    for (size_t i = 0; out && i < NKEYS && n + 1024 < cap; i++) {
+        const key *k = &keys[i];
+        const char *field = (const char *)&d + k->off;
+        if (strcmp(cur, k->section))
+            n += (size_t)snprintf(out + n, cap - n, "%s:\n", cur = k->section);
+        n += (size_t)snprintf(out + n, cap - n, "  %s: ", k->name);
+        if (k->type == K_INT)
+            n += (size_t)snprintf(out + n, cap - n, "%d\n", *(const int *)(const void *)field);
+        else if (k->type == K_BOOL)
+            n += (size_t)snprintf(out + n, cap - n, "%s\n", *(const bool *)(const void *)field ? "true" : "false");
+        else { /* double-quoted: every character as it is, escapes for the rest */
+            out[n++] = '"';
+            for (const char *p = field; *p && n + 8 < cap; p++)
+                n += (unsigned char)*p < 0x20 ? (size_t)snprintf(out + n, cap - n, "\\x%02x", *p)
+                     : *p == '"' || *p == '\\' ? (size_t)snprintf(out + n, cap - n, "\\%c", *p)
+                                               : (size_t)snprintf(out + n, cap - n, "%c", *p);
+            n += (size_t)snprintf(out + n, cap - n, "\"\n");
+        }
+    }
+    return out;
+}
+
+int nf_config_open(const char *path, sl_config **out, char *err, size_t errlen)
+{
+    sl_config *cf = NULL;
+    char *def = defaults_yaml();
+    int rc = def ? sl_config_new(&cf) : SL_ENOMEM;
+    if (!rc)
+        rc = sl_config_add_defaults(cf, def);
+    free(def);
+    int file_rc = 0;
+    if (!rc && path) /* YAML whatever its name (the original's was config.yaml, ours may differ) */
+        rc = file_rc = sl_config_add_file_as(cf, path, "yaml");
+    if (!rc)
+        rc = sl_config_add_env(cf, "SLUICE");
+    if (rc) {
+        if (file_rc == SL_ENOENT)
+            snprintf(err, errlen, "%s:0: cannot open: %s\n", path, strerror(ENOENT));
+        else
+            snprintf(err, errlen, "%s\n", rc == SL_ENOMEM ? "out of memory" : sl_errmsg());
+        sl_config_free(cf);
+        return -1;
+    }
+    *out = cf;
+    return 0;
+}
+
 /* What the file and the environment gave (the original's sections pick
  * queue and store only when our URLs are absent: config_seed.c). */
 typedef struct given {
-    unsigned char key[sizeof keys / sizeof keys[0]];
+    unsigned char key[NKEYS];
     bool rabbitmq, mysql, redis;
 } given;
 
@@ -240,178 +304,208 @@ static void mark_section(given *g, const char *section)
 
 static bool key_given(const given *g, const char *section, const char *name)
 {
-    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+    for (size_t i = 0; i < NKEYS; i++)
         if (!strcmp(keys[i].section, section) && !strcmp(keys[i].name, name))
             return g->key[i];
     return false;
 }
 
-typedef struct walker {
-    yaml_parser_t p;
-    const char *file;
+/* Where a value comes from: the file (its line), the environment, or below both. */
+enum { FROM_FILE, FROM_ENV, FROM_DEFAULTS };
+
+typedef struct problem {
+    int from;
+    long line;
+    size_t seq;
+    char text[640];
+} problem;
+
+typedef struct reader {
+    sl_config *cf;
+    const char *path;
     nf_config *c;
-    errbuf *eb;
-    given *g;
-} walker;
+    given g;
+    problem *p;
+    size_t np, cap;
+    bool oom;
+} reader;
 
-/* Skip the value that starts with event ev (already taken), nested or not. */
-static int skip_node(walker *w, yaml_event_t *ev)
+static int from_of(const reader *r, const char *origin, long *line)
 {
-    int depth = (ev->type == YAML_MAPPING_START_EVENT || ev->type == YAML_SEQUENCE_START_EVENT);
-    while (depth > 0) {
-        yaml_event_t e;
-        if (!yaml_parser_parse(&w->p, &e))
-            return -1;
-        if (e.type == YAML_MAPPING_START_EVENT || e.type == YAML_SEQUENCE_START_EVENT)
-            depth++;
-        else if (e.type == YAML_MAPPING_END_EVENT || e.type == YAML_SEQUENCE_END_EVENT)
-            depth--;
-        yaml_event_delete(&e);
+    size_t pl = r->path ? strlen(r->path) : 0;
+    *line = 0;
+    if (!strncmp(origin, "env ", 4))
+        return FROM_ENV;
+    if (pl && !strncmp(origin, r->path, pl) && origin[pl] == ':' && isdigit((unsigned char)origin[pl + 1])) {
+        *line = strtol(origin + pl + 1, NULL, 10);
+        return FROM_FILE;
     }
-    return 0;
+    return FROM_DEFAULTS;
 }
 
-static int walk_section(walker *w, const char *section)
+/* The origin of path (into o) and where that is. */
+static int origin(reader *r, const char *path, char *o, size_t olen, long *line)
 {
-    for (;;) {
-        yaml_event_t kev, vev;
-        if (!yaml_parser_parse(&w->p, &kev))
-            return -1;
-        if (kev.type == YAML_MAPPING_END_EVENT) {
-            yaml_event_delete(&kev);
-            return 0;
-        }
-        unsigned line = (unsigned)kev.start_mark.line + 1;
-        char name[128];
-        snprintf(name, sizeof name, "%s",
-                 kev.type == YAML_SCALAR_EVENT ? (const char *)kev.data.scalar.value : "?");
-        yaml_event_delete(&kev);
-        if (!yaml_parser_parse(&w->p, &vev))
-            return -1;
-        const key *k = find_key(section, name);
-        if (k)
-            w->g->key[k - keys] = 1;
-        if (!k) {
-            eb_add(w->eb, "%s:%u: unknown key '%s.%s'", w->file, line, section, name);
-        } else if (vev.type != YAML_SCALAR_EVENT) {
-            eb_add(w->eb, "%s:%u: %s.%s: expected a scalar value", w->file, line, section, name);
-        } else {
-            char why[256];
-            const char *v = (const char *)vev.data.scalar.value;
-            /* An empty plain scalar ("password:") is the empty string. */
-            if (k->type != K_STR && !*v)
-                eb_add(w->eb, "%s:%u: %s.%s: empty value", w->file, line, section, name);
-            else if (set_value(w->c, k, v, why, sizeof why))
-                eb_add(w->eb, "%s:%u: %s.%s: %s", w->file, line, section, name, why);
-        }
-        int rc = skip_node(w, &vev);
-        yaml_event_delete(&vev);
-        if (rc)
-            return -1;
+    char *s = NULL;
+    if (sl_config_origin(r->cf, path, &s) != 0) {
+        snprintf(o, olen, "%s", r->path ? r->path : "config");
+        *line = 0;
+        return FROM_DEFAULTS;
     }
+    snprintf(o, olen, "%s", s);
+    free(s);
+    return from_of(r, o, line);
 }
 
-static int walk_root(walker *w)
+__attribute__((format(printf, 4, 5))) static void problem_add(reader *r, int from, long line, const char *fmt, ...)
 {
-    yaml_event_t e;
-    int in_doc = 0;
-    for (;;) {
-        if (!yaml_parser_parse(&w->p, &e))
-            return -1;
-        yaml_event_type_t t = e.type;
-        if (t == YAML_STREAM_END_EVENT) {
-            yaml_event_delete(&e);
-            return 0;
+    if (r->np == r->cap) {
+        size_t cap = r->cap ? r->cap * 2 : 16;
+        problem *p = realloc(r->p, cap * sizeof *p);
+        if (!p) {
+            r->oom = true;
+            return;
         }
-        if (t == YAML_MAPPING_START_EVENT && in_doc == 1) {
-            in_doc = 2;
-        } else if (t == YAML_DOCUMENT_START_EVENT) {
-            in_doc = 1;
-        } else if (t == YAML_SCALAR_EVENT && in_doc == 2) {
-            char section[64];
-            unsigned line = (unsigned)e.start_mark.line + 1;
-            snprintf(section, sizeof section, "%s", (const char *)e.data.scalar.value);
-            yaml_event_delete(&e);
-            if (!yaml_parser_parse(&w->p, &e))
-                return -1;
-            if (!known_section(section)) {
-                eb_add(w->eb, "%s:%u: unknown section '%s'", w->file, line, section);
-                if (skip_node(w, &e)) {
-                    yaml_event_delete(&e);
-                    return -1;
-                }
-            } else if (e.type == YAML_MAPPING_START_EVENT) {
-                mark_section(w->g, section);
-                yaml_event_delete(&e);
-                if (walk_section(w, section))
-                    return -1;
-                continue;
-            } else if (e.type == YAML_SCALAR_EVENT && !e.data.scalar.value[0]) {
-                mark_section(w->g, section); /* "redis:" with nothing under it */
-            } else {
-                eb_add(w->eb, "%s:%u: section '%s' must be a mapping", w->file, line, section);
-                if (skip_node(w, &e)) {
-                    yaml_event_delete(&e);
-                    return -1;
-                }
-            }
-        } else if (t == YAML_SCALAR_EVENT || t == YAML_SEQUENCE_START_EVENT) {
-            if (!(t == YAML_SCALAR_EVENT && in_doc == 1 && !e.data.scalar.value[0]))
-                eb_add(w->eb, "%s:%u: the top level must be a mapping of sections", w->file,
-                       (unsigned)e.start_mark.line + 1);
-            if (skip_node(w, &e)) {
-                yaml_event_delete(&e);
-                return -1;
-            }
-        }
-        yaml_event_delete(&e);
+        r->p = p;
+        r->cap = cap;
     }
+    problem *p = &r->p[r->np];
+    *p = (problem){.from = from, .line = line, .seq = r->np};
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(p->text, sizeof p->text, fmt, ap);
+    va_end(ap);
+    r->np++;
 }
 
-static void load_file(nf_config *c, const char *path, errbuf *eb, given *g)
+/* File problems by line, then the environment's, then the rest, as the user reads them. */
+static int problem_cmp(const void *a, const void *b)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        eb_add(eb, "%s:0: cannot open: %s", path, strerror(errno));
+    const problem *x = a, *y = b;
+    if (x->from != y->from)
+        return x->from < y->from ? -1 : 1;
+    if (x->line != y->line)
+        return x->line < y->line ? -1 : 1;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* One known section T (spelled as in the tree): a mapping whose keys we know. */
+static void check_section(reader *r, const char *t, const char *sec)
+{
+    char o[512];
+    long line;
+    int from = origin(r, t, o, sizeof o, &line);
+    sl_config_type ty = SL_CONFIG_NULL;
+    char *raw = NULL;
+    (void)sl_config_get_type(r->cf, t, &ty);
+    bool empty = ty == SL_CONFIG_NULL || (ty == SL_CONFIG_STRING && !sl_config_get_raw(r->cf, t, &raw) && !*raw);
+    free(raw);
+    if (from == FROM_FILE && (ty == SL_CONFIG_MAP || empty))
+        mark_section(&r->g, sec);
+    if (ty != SL_CONFIG_MAP) {
+        if (from == FROM_FILE && !empty)
+            problem_add(r, from, line, "%s: section '%s' must be a mapping", o, t);
         return;
     }
-    walker w = {.file = path, .c = c, .eb = eb, .g = g};
-    yaml_parser_initialize(&w.p);
-    yaml_parser_set_input_file(&w.p, f);
-    if (walk_root(&w))
-        eb_add(eb, "%s:%u: YAML syntax error: %s", path, (unsigned)w.p.problem_mark.line + 1,
-               w.p.problem ? w.p.problem : "unknown");
-    yaml_parser_delete(&w.p);
-    fclose(f);
+    char **names = NULL;
+    if (sl_config_keys(r->cf, t, &names, NULL) != 0) {
+        r->oom = true;
+        return;
+    }
+    for (char **n = names; *n; n++) {
+        bool known = find_key(sec, *n) != NULL;
+        char path[512];
+        snprintf(path, sizeof path, "%s.%s", t, *n);
+        if (!known && origin(r, path, o, sizeof o, &line) == FROM_FILE)
+            problem_add(r, FROM_FILE, line, "%s: unknown key '%s.%s'", o, t, *n);
+    }
+    free(names);
 }
 
-static void env_name(const key *k, char *out, size_t len)
+/* Read key k: from the spelling of its section whose value comes latest
+ * (env over file over defaults), checked as the original checked it. */
+static void read_key(reader *r, char **top, const key *k)
 {
-    int n = snprintf(out, len, "SLUICE_%s_%s", k->section, k->name);
-    for (int i = 0; i < n && (size_t)i < len; i++)
-        out[i] = (char)toupper((unsigned char)out[i]);
+    char path[512], best[512] = "", o[512], bo[512] = "";
+    long line, bline = 0;
+    int bfrom = -1;
+    for (char **t = top; *t; t++) {
+        if (strcasecmp(*t, k->section))
+            continue;
+        snprintf(path, sizeof path, "%s.%s", *t, k->name);
+        sl_config_type ty;
+        if (sl_config_get_type(r->cf, path, &ty) != 0)
+            continue;
+        int from = origin(r, path, o, sizeof o, &line);
+        if (bfrom < 0 || from < bfrom) {
+            bfrom = from;
+            bline = line;
+            snprintf(best, sizeof best, "%s", path);
+            snprintf(bo, sizeof bo, "%s", o);
+        }
+    }
+    if (bfrom < 0)
+        return; /* the default stays */
+    if (bfrom != FROM_DEFAULTS) {
+        r->g.key[k - keys] = 1;
+        mark_section(&r->g, k->section);
+    }
+    const char *dot = strrchr(best, '.');
+    int sl = (int)(dot - best); /* the section as spelled where the value is */
+    sl_config_type ty;
+    char *raw = NULL, why[256];
+    if (sl_config_get_type(r->cf, best, &ty) == 0 && (ty == SL_CONFIG_MAP || ty == SL_CONFIG_LIST)) {
+        problem_add(r, bfrom, bline, "%s: %.*s.%s: expected a scalar value", bo, sl, best, k->name);
+    } else if (sl_config_get_raw(r->cf, best, &raw) != 0) {
+        r->oom = true;
+    } else if (bfrom != FROM_ENV && k->type != K_STR && !*raw) {
+        /* An empty plain scalar ("password:") is the empty string. */
+        problem_add(r, bfrom, bline, "%s: %.*s.%s: empty value", bo, sl, best, k->name);
+    } else if (set_value(r->c, k, raw, why, sizeof why)) {
+        if (bfrom == FROM_ENV)
+            problem_add(r, bfrom, bline, "%s: %s", bo, why);
+        else
+            problem_add(r, bfrom, bline, "%s: %.*s.%s: %s", bo, sl, best, k->name, why);
+    }
+    free(raw);
 }
 
-int nf_config_load(nf_config *c, const char *path, char *err, size_t errlen)
+/* Every section and key of the file (unknown ones are problems), then every key of the table. */
+static void read_all(reader *r)
+{
+    char **top = NULL;
+    if (sl_config_keys(r->cf, "", &top, NULL) != 0) {
+        r->oom = true;
+        return;
+    }
+    for (char **t = top; *t; t++) {
+        const char *sec = known_section(*t);
+        char o[512];
+        long line;
+        if (sec)
+            check_section(r, *t, sec);
+        else if (origin(r, *t, o, sizeof o, &line) == FROM_FILE)
+            problem_add(r, FROM_FILE, line, "%s: unknown section '%s'", o, *t);
+    }
+    for (size_t i = 0; i < NKEYS; i++)
+        read_key(r, top, &keys[i]);
+    free(top);
+}
+
+int nf_config_read(nf_config *c, sl_config *cf, const char *path, char *err, size_t errlen)
 {
     errbuf eb = {.p = err, .len = errlen};
-    given g;
-    memset(&g, 0, sizeof g);
     if (err && errlen)
         err[0] = '\0';
-    if (path)
-        load_file(c, path, &eb, &g);
-    for (size_t i = 0; i < NKEYS; i++) {
-        char name[128], why[256];
-        env_name(&keys[i], name, sizeof name);
-        const char *v = getenv(name);
-        if (!v)
-            continue;
-        g.key[i] = 1;
-        mark_section(&g, keys[i].section);
-        if (set_value(c, &keys[i], v, why, sizeof why))
-            eb_add(&eb, "env %s: %s", name, why);
-    }
+    reader r = {.cf = cf, .path = path, .c = c};
+    read_all(&r);
+    if (r.oom)
+        eb_add(&eb, "%s: out of memory", path ? path : "config");
+    if (r.np) /* qsort(NULL, 0) is undefined */
+        qsort(r.p, r.np, sizeof *r.p, problem_cmp);
+    for (size_t i = 0; i < r.np; i++)
+        eb_add(&eb, "%s", r.p[i].text);
+    free(r.p);
     if (c->backoff_max_ms < c->backoff_ms)
         eb_add(&eb, "%s: consumers.backoff_max_ms is below consumers.backoff_ms",
                path ? path : "config");
@@ -428,17 +522,27 @@ int nf_config_load(nf_config *c, const char *path, char *err, size_t errlen)
         eb_add(&eb, "%s: auth.mode is tokens but neither auth.secret nor auth.secret_file is set",
                path ? path : "config");
     nf_seed_given sg = {
-        .queue_url = key_given(&g, "queue", "url"),
-        .store_url = key_given(&g, "store", "url"),
-        .db_type = key_given(&g, "xorm", "db_type"),
-        .rabbitmq = g.rabbitmq,
-        .mysql = g.mysql,
+        .queue_url = key_given(&r.g, "queue", "url"),
+        .store_url = key_given(&r.g, "store", "url"),
+        .db_type = key_given(&r.g, "xorm", "db_type"),
+        .rabbitmq = r.g.rabbitmq,
+        .mysql = r.g.mysql,
     };
     char why[512];
     if (!eb.count && nf_config_seed_resolve(c, &sg, why, sizeof why))
         eb_add(&eb, "%s: %s", path ? path : "config", why);
-    c->redis_given = g.redis;
+    c->redis_given = r.g.redis;
     return eb.count ? -1 : 0;
+}
+
+int nf_config_load(nf_config *c, const char *path, char *err, size_t errlen)
+{
+    sl_config *cf;
+    if (nf_config_open(path, &cf, err, errlen))
+        return -1;
+    int rc = nf_config_read(c, cf, path, err, errlen);
+    sl_config_free(cf);
+    return rc;
 }
 
 void nf_config_dump(const nf_config *c, void *file)

@@ -1,7 +1,8 @@
 /*
  * config.h - the notification service's configuration.
  *
- * One flat struct with a field per YAML key. The YAML file has the seed's
+ * One flat struct with a field per YAML key, read through sl_config
+ * (config.c). The YAML file has the seed's
  * sections (web, xorm, mysql, rabbitMq, redis) plus queue, store, log and
  * consumers; every key may be overridden by SLUICE_<SECTION>_<KEY> in the
  * environment (SLUICE_WEB_SERVER_ADDR=127.0.0.1:8080). Unknown keys and bad
@@ -12,6 +13,8 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+
+#include "sluice/config.h"
 
 typedef struct nf_config {
     /* web */
@@ -88,6 +91,14 @@ void nf_config_defaults(nf_config *c);
  * collation) and xorm.timezone (the zone of the times the service writes,
  * applied by nf_config_apply_timezone). */
 int nf_config_load(nf_config *c, const char *path, char *err, size_t errlen);
+
+/* nf_config_load in two steps, for a config that stays open (hot reload):
+ * nf_config_open makes the sl_config of the defaults, path (YAML; NULL:
+ * none) and SLUICE_* (-1 with err "file:line:col: ..." when the file does
+ * not parse or open); nf_config_read checks and reads every key of it into
+ * c (filled with nf_config_defaults) with nf_config_load's messages. */
+int nf_config_open(const char *path, sl_config **out, char *err, size_t errlen);
+int nf_config_read(nf_config *c, sl_config *cf, const char *path, char *err, size_t errlen);
 
 /* Which of the keys and sections that pick queue and store were given (in
  * the file or the environment). */

@@ -1,11 +1,11 @@
 /*
  * reload.c - hot reload of the service's config file on sl_config.
  *
- * sl_config watches the file (inotify on its directory, so editors that
- * replace the file are seen), re-reads it when it changes and calls us when
- * its values changed. We then load the file exactly as at start
- * (nf_config_load: same checks, same messages, the same SLUICE_* overrides
- * on top) and compare it with the values running now:
+ * The service's sl_config (nf_config_open: defaults, the file, SLUICE_*)
+ * watches the file (inotify on its directory, so editors that replace the
+ * file are seen), re-reads it when it changes and calls us when its values
+ * changed. We then read it exactly as at start (nf_config_read: same
+ * checks, same messages) and compare it with the values running now:
  *   - log.level, web.max_body and consumers.max_failures take effect at
  *     once (the service reads them through atomics: nf_log_set_level,
  *     app->max_body, app->max_failures), with one log line naming each
@@ -76,7 +76,7 @@ static void one_line(char *s)
 
 static void on_change(sl_config *cf, const char *path, void *arg)
 {
-    (void)cf, (void)path;
+    (void)path;
     nf_reload *r = arg;
     nf_config *next = malloc(sizeof *next);
     if (!next) {
@@ -85,7 +85,7 @@ static void on_change(sl_config *cf, const char *path, void *arg)
     }
     nf_config_defaults(next);
     char err[4096];
-    if (nf_config_load(next, r->path, err, sizeof err)) {
+    if (nf_config_read(next, cf, r->path, err, sizeof err)) {
         one_line(err);
         nf_log(SL_LOG_ERROR, "config %s: reload refused, the running values stay: %s", r->path, err);
         free(next);
@@ -118,15 +118,16 @@ int nf_reload_start(nf_app *app, const char *path, nf_reload **out)
     r->app = app;
     r->cur = app->cfg;
     snprintf(r->path, sizeof r->path, "%s", path);
-    int rc = sl_config_new(&r->cf);
-    if (!rc)
-        rc = sl_config_add_file(r->cf, path);
-    if (!rc)
+    char err[1024];
+    int rc = nf_config_open(path, &r->cf, err, sizeof err) ? SL_EINVAL : 0;
+    if (rc)
+        one_line(err);
+    else
         rc = sl_config_on_change(r->cf, "", on_change, r);
     if (!rc)
         rc = sl_config_watch_start(r->cf);
     if (rc) {
-        nf_log(SL_LOG_WARN, "config %s: hot reload is off: %s", path, sl_errmsg());
+        nf_log(SL_LOG_WARN, "config %s: hot reload is off: %s", path, r->cf ? sl_errmsg() : err);
         sl_config_free(r->cf);
         free(r);
         return 0;

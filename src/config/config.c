@@ -1,9 +1,9 @@
 /*
  * config.c - sl_config: the sources, their merge into one tree (later
- * sources win per leaf, defaults lowest), the typed getters with the origin
- * of every value in their errors, and reload with change callbacks. A
- * reload builds a new tree from every source and swaps it in only when all
- * of them read well.
+ * sources win per leaf, defaults lowest; an empty value does not hide a
+ * mapping below it) and reload with change callbacks. A reload builds a
+ * new tree from every source and swaps it in only when all of them read
+ * well. The getters are in config_get.c.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -28,6 +28,7 @@ int sl_config_new(sl_config **out)
     pthread_mutex_init(&c->reload_mu, NULL);
     c->tree = json_object();
     c->origins = json_object();
+    c->raws = json_object();
     c->ifd = c->stopfd = -1;
     *out = c;
     return 0;
@@ -51,12 +52,14 @@ void sl_config_free(sl_config *c)
     free(c->w);
     json_decref(c->tree);
     json_decref(c->origins);
+    json_decref(c->raws);
     pthread_mutex_destroy(&c->mu);
     pthread_mutex_destroy(&c->reload_mu);
     free(c);
 }
 
-/* Deep merge src into dst: objects merge, anything else replaces. */
+/* Deep merge src into dst: objects merge, anything else replaces, but an
+ * empty value ("section:" with nothing under it) keeps a mapping below. */
 static void merge(json_t *dst, json_t *src)
 {
     const char *k;
@@ -66,7 +69,7 @@ static void merge(json_t *dst, json_t *src)
         json_t *d = json_object_get(dst, k);
         if (json_is_object(d) && json_is_object(v))
             merge(d, v);
-        else
+        else if (!(json_is_object(d) && json_is_null(v)))
             json_object_set(dst, k, v);
     }
 }
@@ -125,11 +128,21 @@ static int read_file(const char *path, char **text, size_t *len)
     return 0;
 }
 
-static int load_file(const char *path, json_t **tree, json_t *origins)
+/* 1 YAML, 2 JSON by path's extension; 0 for another. */
+static int format_of(const char *path)
 {
     const char *ext = strrchr(path, '.');
-    bool json = ext && strcasecmp(ext, ".json") == 0;
-    if (!ext || (!json && strcasecmp(ext, ".yaml") != 0 && strcasecmp(ext, ".yml") != 0))
+    if (ext && strcasecmp(ext, ".json") == 0)
+        return 2;
+    return ext && (strcasecmp(ext, ".yaml") == 0 || strcasecmp(ext, ".yml") == 0) ? 1 : 0;
+}
+
+static int load_file(const char *path, int format, json_t **tree, json_t *origins, json_t *raws)
+{
+    if (!format)
+        format = format_of(path);
+    bool json = format == 2;
+    if (!format)
         return sli_err(SL_ENOTSUP, "config: %s: unknown format (.yaml, .yml or .json)", path);
     char *text = NULL;
     size_t len = 0;
@@ -146,9 +159,25 @@ static int load_file(const char *path, json_t **tree, json_t *origins)
         json_decref(j);
     }
     if (rc == 0)
-        rc = sli_config_parse_yaml(text, len, path, tree, origins);
+        rc = sli_config_parse_yaml(text, len, path, tree, origins, raws);
     free(text);
     return rc;
+}
+
+/* The spelling of key in obj: itself, else the first key equal to it
+ * ignoring case; NULL when there is none. */
+static const char *key_ci(json_t *obj, const char *key)
+{
+    if (json_object_get(obj, key))
+        return key;
+    const char *k;
+    json_t *v;
+    json_object_foreach(obj, k, v)
+    {
+        if (strcasecmp(k, key) == 0)
+            return k;
+    }
+    return NULL;
 }
 
 /* Env var tokens -> a path, matching keys that already exist first. */
@@ -171,7 +200,7 @@ static void env_path(json_t *tree, char *rest, char *out, size_t cap)
             for (int k = i; k < j; k++)
                 snprintf(key + strlen(key), sizeof key - strlen(key), "%s%s", k > i ? "_" : "",
                          tok[k]);
-            if (json_object_get(cur, key)) {
+            if (key_ci(cur, key)) {
                 take = j - i;
                 break;
             }
@@ -179,8 +208,10 @@ static void env_path(json_t *tree, char *rest, char *out, size_t cap)
         key[0] = 0;
         for (int k = i; k < i + take; k++)
             snprintf(key + strlen(key), sizeof key - strlen(key), "%s%s", k > i ? "_" : "", tok[k]);
-        snprintf(out + strlen(out), cap - strlen(out), "%s%s", out[0] ? "." : "", key);
-        cur = json_object_get(cur, key);
+        const char *have = key_ci(cur, key); /* an existing key keeps its spelling */
+        snprintf(out + strlen(out), cap - strlen(out), "%s%s", out[0] ? "." : "",
+                 have ? have : key);
+        cur = have ? json_object_get(cur, have) : NULL;
         i += take;
     }
 }
@@ -205,16 +236,16 @@ static void load_env(const char *prefix, json_t *tree, json_t *origins)
     }
 }
 
-static int apply(const sli_src *s, json_t *tree, json_t *origins)
+static int apply(const sli_src *s, json_t *tree, json_t *origins, json_t *raws)
 {
     json_t *t = NULL;
     int rc = 0;
     switch (s->kind) {
     case SRC_DEFAULTS:
-        rc = sli_config_parse_yaml(s->text, strlen(s->text), "defaults", &t, origins);
+        rc = sli_config_parse_yaml(s->text, strlen(s->text), "defaults", &t, origins, raws);
         break;
     case SRC_FILE:
-        rc = load_file(s->text, &t, origins);
+        rc = load_file(s->text, s->format, &t, origins, raws);
         break;
     case SRC_ENV:
         load_env(s->text, tree, origins);
@@ -244,36 +275,48 @@ static int apply(const sli_src *s, json_t *tree, json_t *origins)
     return rc;
 }
 
-/* Build the tree of sources plus extra (not yet added), defaults first. */
-static int build(sl_config *c, const sli_src *extra, json_t **tree, json_t **origins)
+/* A tree with its origins and raw texts. */
+typedef struct built {
+    json_t *tree, *origins, *raws;
+} built;
+
+static void built_free(built *b)
 {
-    *tree = json_object();
-    *origins = json_object();
+    json_decref(b->tree);
+    json_decref(b->origins);
+    json_decref(b->raws);
+}
+
+/* Build the tree of sources plus extra (not yet added), defaults first. */
+static int build(sl_config *c, const sli_src *extra, built *b)
+{
+    *b = (built){json_object(), json_object(), json_object()};
     int rc = 0;
     for (int pass = 0; pass < 2 && rc == 0; pass++) {
         for (size_t i = 0; i <= c->nsrc && rc == 0; i++) {
             const sli_src *s = i < c->nsrc ? &c->src[i] : extra;
             if (s && (s->kind == SRC_DEFAULTS) == (pass == 0))
-                rc = apply(s, *tree, *origins);
+                rc = apply(s, b->tree, b->origins, b->raws);
         }
     }
-    if (rc < 0) {
-        json_decref(*tree);
-        json_decref(*origins);
-    }
+    if (rc < 0)
+        built_free(b);
     return rc;
 }
 
-static json_t *lookup(json_t *tree, const char *path)
+json_t *sli_config_lookup(json_t *tree, const char *path)
 {
     char buf[1024];
-    snprintf(buf, sizeof buf, "%s", path);
+    if (!*path)
+        return tree;
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
+        return NULL; /* no path that long was stored whole */
     json_t *cur = tree;
     for (char *save, *p = strtok_r(buf, ".", &save); p && cur; p = strtok_r(NULL, ".", &save)) {
         if (json_is_array(cur)) {
             char *end;
             long i = strtol(p, &end, 10);
-            cur = *end ? NULL : json_array_get(cur, (size_t)i);
+            cur = *end || i < 0 ? NULL : json_array_get(cur, (size_t)i);
         } else {
             cur = json_object_get(cur, p);
         }
@@ -287,24 +330,25 @@ typedef struct fired {
     char *path;
 } fired;
 
-/* Swap in tree/origins and run the callbacks whose path changed. */
-static void swap_and_notify(sl_config *c, json_t *tree, json_t *origins)
+/* Swap in the built tree and run the callbacks whose path changed. */
+static void swap_and_notify(sl_config *c, built *b)
 {
     pthread_mutex_lock(&c->mu);
-    json_t *old = c->tree, *oldo = c->origins;
-    c->tree = tree;
-    c->origins = origins;
+    json_t *old = c->tree, *tree = b->tree;
+    built prev = {c->tree, c->origins, c->raws};
+    c->tree = b->tree;
+    c->origins = b->origins;
+    c->raws = b->raws;
     fired *f = calloc(c->nw ? c->nw : 1, sizeof *f);
     size_t nf = 0;
     for (size_t i = 0; f && i < c->nw; i++) {
-        json_t *a = c->w[i].path[0] ? lookup(old, c->w[i].path) : old;
-        json_t *b = c->w[i].path[0] ? lookup(tree, c->w[i].path) : tree;
-        if ((a || b) && !(a && b && json_equal(a, b)))
+        json_t *was = sli_config_lookup(old, c->w[i].path);
+        json_t *is = sli_config_lookup(tree, c->w[i].path);
+        if ((was || is) && !(was && is && json_equal(was, is)))
             f[nf++] = (fired){c->w[i].fn, c->w[i].arg, strdup(c->w[i].path)};
     }
     pthread_mutex_unlock(&c->mu);
-    json_decref(old);
-    json_decref(oldo);
+    built_free(&prev);
     for (size_t i = 0; i < nf; i++) {
         if (f[i].path)
             f[i].fn(c, f[i].path, f[i].arg);
@@ -317,8 +361,8 @@ static void swap_and_notify(sl_config *c, json_t *tree, json_t *origins)
 static int add_source(sl_config *c, sli_src *s)
 {
     pthread_mutex_lock(&c->reload_mu);
-    json_t *tree, *origins;
-    int rc = build(c, s, &tree, &origins);
+    built b;
+    int rc = build(c, s, &b);
     if (rc == 0) {
         pthread_mutex_lock(&c->mu);
         sli_src *ns = realloc(c->src, (c->nsrc + 1) * sizeof *ns);
@@ -328,11 +372,10 @@ static int add_source(sl_config *c, sli_src *s)
         }
         pthread_mutex_unlock(&c->mu);
         if (!ns) {
-            json_decref(tree);
-            json_decref(origins);
+            built_free(&b);
             rc = sli_err(SL_ENOMEM, "config: out of memory");
         } else {
-            swap_and_notify(c, tree, origins);
+            swap_and_notify(c, &b);
         }
     }
     pthread_mutex_unlock(&c->reload_mu);
@@ -356,9 +399,17 @@ int sl_config_add_defaults(sl_config *c, const char *text)
 
 int sl_config_add_file(sl_config *c, const char *path)
 {
+    return sl_config_add_file_as(c, path, NULL);
+}
+
+int sl_config_add_file_as(sl_config *c, const char *path, const char *format)
+{
     if (!c || !path || !*path)
         return sli_err(SL_EINVAL, "config: NULL or empty path");
-    sli_src s = {.kind = SRC_FILE, .text = strdup(path)};
+    int f = !format ? 0 : !strcasecmp(format, "yaml") ? 1 : !strcasecmp(format, "json") ? 2 : -1;
+    if (f < 0)
+        return sli_err(SL_ENOTSUP, "config: %s: unknown format '%s' (yaml or json)", path, format);
+    sli_src s = {.kind = SRC_FILE, .text = strdup(path), .format = f};
     return s.text ? add_source(c, &s) : sli_err(SL_ENOMEM, "config: out of memory");
 }
 
@@ -438,10 +489,10 @@ int sl_config_reload(sl_config *c)
     if (!c)
         return sli_err(SL_EINVAL, "config: NULL config");
     pthread_mutex_lock(&c->reload_mu);
-    json_t *tree, *origins;
-    int rc = build(c, NULL, &tree, &origins);
+    built b;
+    int rc = build(c, NULL, &b);
     if (rc == 0)
-        swap_and_notify(c, tree, origins);
+        swap_and_notify(c, &b);
     pthread_mutex_unlock(&c->reload_mu);
     return rc;
 }
@@ -463,135 +514,4 @@ int sl_config_on_change(sl_config *c, const char *path, sl_config_change_fn fn, 
         return sli_err(SL_ENOMEM, "config: out of memory");
     }
     return 0;
-}
-
-/* ---- getters ---- */
-
-/* A copy of the value at path and its origin text. */
-static int get(sl_config *c, const char *path, json_t **v, char *origin, size_t cap)
-{
-    if (!c || !path || !*path)
-        return sli_err(SL_EINVAL, "config: NULL or empty path");
-    pthread_mutex_lock(&c->mu);
-    json_t *j = lookup(c->tree, path);
-    const char *o = json_string_value(json_object_get(c->origins, path));
-    bool missing = !j || json_is_null(j); /* j dies with the tree: decide under the lock */
-    *v = missing ? NULL : json_deep_copy(j);
-    snprintf(origin, cap, "%s", o ? o : "defaults");
-    pthread_mutex_unlock(&c->mu);
-    if (missing) {
-        json_decref(*v);
-        return sli_err(SL_ENOENT, "config: %s: missing", path);
-    }
-    return 0;
-}
-
-static int wrong(const char *path, const char *want, json_t *v, const char *origin)
-{
-    char *txt = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
-    int rc = sli_err(SL_EINVAL, "config: %s: want %s, got %.80s (from %s)", path, want,
-                     txt ? txt : "?", origin);
-    free(txt);
-    json_decref(v);
-    return rc;
-}
-
-int sl_config_get_string(sl_config *c, const char *path, char **out)
-{
-    json_t *v;
-    char o[600];
-    int rc = get(c, path, &v, o, sizeof o);
-    if (rc < 0)
-        return rc;
-    if (json_is_object(v) || json_is_array(v))
-        return wrong(path, "a string", v, o);
-    *out = json_is_string(v) ? strdup(json_string_value(v))
-                             : json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
-    json_decref(v);
-    return *out ? 0 : sli_err(SL_ENOMEM, "config: out of memory");
-}
-
-int sl_config_get_int(sl_config *c, const char *path, int64_t *out)
-{
-    json_t *v;
-    char o[600];
-    int rc = get(c, path, &v, o, sizeof o);
-    if (rc < 0)
-        return rc;
-    if (json_is_integer(v)) {
-        *out = json_integer_value(v);
-    } else if (json_is_string(v)) {
-        const char *s = json_string_value(v);
-        char *end;
-        errno = 0;
-        long long x = strtoll(s, &end, 10);
-        if (!*s || *end || errno)
-            return wrong(path, "an integer", v, o);
-        *out = x;
-    } else {
-        return wrong(path, "an integer", v, o);
-    }
-    json_decref(v);
-    return 0;
-}
-
-int sl_config_get_double(sl_config *c, const char *path, double *out)
-{
-    json_t *v;
-    char o[600];
-    int rc = get(c, path, &v, o, sizeof o);
-    if (rc < 0)
-        return rc;
-    if (json_is_number(v)) {
-        *out = json_number_value(v);
-    } else if (json_is_string(v)) {
-        const char *s = json_string_value(v);
-        char *end;
-        double d = strtod(s, &end);
-        if (!*s || *end)
-            return wrong(path, "a number", v, o);
-        *out = d;
-    } else {
-        return wrong(path, "a number", v, o);
-    }
-    json_decref(v);
-    return 0;
-}
-
-int sl_config_get_bool(sl_config *c, const char *path, bool *out)
-{
-    json_t *v;
-    char o[600];
-    int rc = get(c, path, &v, o, sizeof o);
-    if (rc < 0)
-        return rc;
-    if (json_is_boolean(v)) {
-        *out = json_is_true(v);
-    } else if (json_is_string(v)) {
-        const char *s = json_string_value(v);
-        static const char *const t[] = {"true", "yes", "on", "1"}, *const f[] = {"false", "no",
-                                                                                 "off", "0"};
-        int hit = -1;
-        for (int i = 0; i < 4 && hit < 0; i++)
-            hit = strcasecmp(s, t[i]) == 0 ? 1 : strcasecmp(s, f[i]) == 0 ? 0 : -1;
-        if (hit < 0)
-            return wrong(path, "a boolean", v, o);
-        *out = hit == 1;
-    } else {
-        return wrong(path, "a boolean", v, o);
-    }
-    json_decref(v);
-    return 0;
-}
-
-int sl_config_origin(sl_config *c, const char *path, char **out)
-{
-    json_t *v;
-    char o[600];
-    int rc = get(c, path, &v, o, sizeof o);
-    if (rc < 0)
-        return rc;
-    json_decref(v);
-    *out = strdup(o);
-    return *out ? 0 : sli_err(SL_ENOMEM, "config: out of memory");
 }

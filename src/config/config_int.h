@@ -1,6 +1,6 @@
 /*
  * config_int.h - the sl_config handle shared by its files: config.c
- * (sources, merging, getters, reload), config_yaml.c (YAML/JSON documents
+ * (sources, merging, reload), config_get.c (getters), config_yaml.c (YAML/JSON documents
  * to a jansson tree with the line of every value), config_etcd.c (the
  * etcd:// source) and config_watch.c (inotify, etcd polling).
  */
@@ -20,6 +20,7 @@ typedef struct sli_cfg_etcd sli_cfg_etcd;
 typedef struct sli_src {
     sli_src_kind kind;
     char *text; /* defaults: the document; file: the path; env: the prefix */
+    int format; /* file: 0 by its extension, 1 YAML, 2 JSON */
     json_t *kv; /* flags: path -> value */
     sli_cfg_etcd *etcd; /* etcd: the connection (text: the URL) */
 } sli_src;
@@ -35,6 +36,7 @@ struct sl_config {
     pthread_mutex_t reload_mu; /* one reload at a time */
     json_t *tree;              /* the merged values */
     json_t *origins;           /* dotted path -> "file:line", "env NAME", ... */
+    json_t *raws;              /* dotted path -> text of a YAML scalar typed non-string */
     sli_src *src;
     size_t nsrc;
     sli_watcher *w;
@@ -46,12 +48,18 @@ struct sl_config {
 };
 
 /* Parse a YAML (or JSON) document into *tree (an object) and record the
- * origin "<name>:<line>" of every leaf under its dotted path in origins.
+ * origin "<name>:<line>" of every value (the line of its key) under its
+ * dotted path in origins, and in raws (NULL: not kept) the text of every
+ * scalar whose value is not a string ("yes", "0x1F", "~", "").
  * SL_EINVAL "<name>:line:col: problem" on errors. */
 int sli_config_parse_yaml(const char *text, size_t len, const char *name, json_t **tree,
-                          json_t *origins);
+                          json_t *origins, json_t *raws);
 
 void sli_config_watch_stop(sl_config *c);
+
+/* The value at dotted path in tree ("" = tree itself; a list's items by
+ * index), borrowed; NULL when missing. */
+json_t *sli_config_lookup(json_t *tree, const char *path);
 
 /* Set a string leaf at dotted path, creating objects on the way. */
 void sli_config_set_path(json_t *tree, const char *path, const char *value);

@@ -2,7 +2,9 @@
  * config_yaml.c - YAML (and JSON, which libyaml reads as flow YAML) to a
  * jansson tree, keeping the line of each value for error messages.
  * Plain scalars are typed as YAML 1.1 core: null/~, true/false/yes/no/on/
- * off, integers, floats; quoted scalars are strings. Mappings need scalar
+ * off, integers, floats; quoted scalars are strings. The text of every
+ * scalar typed otherwise than a string is kept too (sl_config_get_raw), and
+ * every value's origin is the line of its key. Mappings need scalar
  * keys; a key repeated in one mapping is an error (later-wins belongs to
  * sources, not to typos). Nesting deeper than 64 levels is refused.
  */
@@ -44,26 +46,36 @@ static json_t *scalar(const yaml_node_t *n)
 typedef struct walk {
     yaml_document_t *doc;
     const char *name;
-    json_t *origins;
+    json_t *origins, *raws;
 } walk;
 
-static void note(walk *w, const char *path, const yaml_node_t *n)
+/* The origin of path: line (1-based) of its key, or of the value itself
+ * for list items and the root. */
+static void note(walk *w, const char *path, size_t line)
 {
     char o[512];
-    snprintf(o, sizeof o, "%s:%zu", w->name, n->start_mark.line + 1);
+    snprintf(o, sizeof o, "%s:%zu", w->name, line);
     json_object_set_new(w->origins, path, json_string(o));
 }
 
-static int convert(walk *w, yaml_node_t *n, const char *path, json_t **out, int depth)
+static int convert(walk *w, yaml_node_t *n, const char *path, json_t **out, int depth,
+                   size_t line)
 {
     if (depth > 64)
         return sli_err(SL_EINVAL, "%s:%zu: nested too deep", w->name, n->start_mark.line + 1);
     if (n->type == YAML_SCALAR_NODE) {
         *out = scalar(n);
-        note(w, path, n);
-        return *out ? 0
-                    : sli_err(SL_EINVAL, "%s:%zu: value is not valid UTF-8", w->name,
-                              n->start_mark.line + 1);
+        if (!*out)
+            return sli_err(SL_EINVAL, "%s:%zu: value is not valid UTF-8", w->name,
+                           n->start_mark.line + 1);
+        note(w, path, line);
+        /* the text as written, for sl_config_get_raw (a string is its own) */
+        if (w->raws && !json_is_string(*out)) {
+            json_t *raw = json_stringn((const char *)n->data.scalar.value, n->data.scalar.length);
+            if (raw) /* typed plain scalars were UTF-8 checked by libyaml */
+                json_object_set_new(w->raws, path, raw);
+        }
+        return 0;
     }
     if (n->type == YAML_SEQUENCE_NODE) {
         json_t *a = json_array();
@@ -72,13 +84,14 @@ static int convert(walk *w, yaml_node_t *n, const char *path, json_t **out, int 
             json_t *v;
             char sub[1024];
             snprintf(sub, sizeof sub, "%s.%d", path, (int)(it - n->data.sequence.items.start));
-            if (convert(w, yaml_document_get_node(w->doc, *it), sub, &v, depth + 1) < 0) {
+            yaml_node_t *item = yaml_document_get_node(w->doc, *it);
+            if (convert(w, item, sub, &v, depth + 1, item->start_mark.line + 1) < 0) {
                 json_decref(a);
                 return SL_EINVAL;
             }
             json_array_append_new(a, v);
         }
-        note(w, path, n);
+        note(w, path, line);
         *out = a;
         return 0;
     }
@@ -98,19 +111,22 @@ static int convert(walk *w, yaml_node_t *n, const char *path, json_t **out, int 
         snprintf(sub, sizeof sub, "%s%s%s", path, *path ? "." : "", key);
         json_t *v = NULL;
         if (rc == 0)
-            rc = convert(w, yaml_document_get_node(w->doc, p->value), sub, &v, depth + 1);
+            rc = convert(w, yaml_document_get_node(w->doc, p->value), sub, &v, depth + 1,
+                         k->start_mark.line + 1);
         if (rc < 0) {
             json_decref(o);
             return SL_EINVAL;
         }
         json_object_set_new(o, key, v);
     }
+    if (*path)
+        note(w, path, line);
     *out = o;
     return 0;
 }
 
 int sli_config_parse_yaml(const char *text, size_t len, const char *name, json_t **tree,
-                          json_t *origins)
+                          json_t *origins, json_t *raws)
 {
     yaml_parser_t p;
     yaml_document_t doc;
@@ -127,15 +143,17 @@ int sli_config_parse_yaml(const char *text, size_t len, const char *name, json_t
     }
     yaml_node_t *root = yaml_document_get_root_node(&doc);
     int rc = 0;
-    if (!root) {
-        *tree = json_object(); /* an empty file is an empty mapping */
+    json_t *null_root = root && root->type == YAML_SCALAR_NODE ? scalar(root) : NULL;
+    if (!root || json_is_null(null_root)) {
+        *tree = json_object(); /* an empty file ("---", "~" too) is an empty mapping */
     } else if (root->type != YAML_MAPPING_NODE) {
         rc = sli_err(SL_EINVAL, "%s:%zu:%zu: the top level must be a mapping", name,
                      root->start_mark.line + 1, root->start_mark.column + 1);
     } else {
-        walk w = {&doc, name, origins};
-        rc = convert(&w, root, "", tree, 0);
+        walk w = {&doc, name, origins, raws};
+        rc = convert(&w, root, "", tree, 0, root->start_mark.line + 1);
     }
+    json_decref(null_root);
     /* a second document is a mistake, not something to ignore */
     yaml_document_t extra;
     if (rc == 0 && yaml_parser_load(&p, &extra)) {

@@ -166,6 +166,125 @@ static void bad_files_are_refused_with_file_and_line(void **state)
     sl_config_free(c);
 }
 
+static void expect_raw(sl_config *c, const char *path, const char *want)
+{
+    char *s = NULL;
+    int rc = sl_config_get_raw(c, path, &s);
+    if (rc != 0)
+        fail_msg("raw %s: %s", path, sl_errmsg());
+    if (strcmp(s, want) != 0)
+        fail_msg("raw %s is '%s', want '%s'", path, s, want);
+    free(s);
+}
+
+static void expect_type(sl_config *c, const char *path, sl_config_type want)
+{
+    sl_config_type t = SL_CONFIG_MAP;
+    int rc = sl_config_get_type(c, path, &t);
+    if (rc != 0)
+        fail_msg("type %s: %s", path, sl_errmsg());
+    if (t != want)
+        fail_msg("type of %s is %d, want %d", path, (int)t, (int)want);
+}
+
+/* Keys joined by ",". */
+static void expect_keys(sl_config *c, const char *path, const char *want)
+{
+    char **k = NULL, got[512] = "";
+    size_t n = 99;
+    int rc = sl_config_keys(c, path, &k, &n);
+    if (rc != 0)
+        fail_msg("keys %s: %s", path, sl_errmsg());
+    size_t i = 0;
+    for (; k[i]; i++)
+        snprintf(got + strlen(got), sizeof got - strlen(got), "%s%s", i ? "," : "", k[i]);
+    assert_int_equal(i, n);
+    free(k);
+    if (strcmp(got, want) != 0)
+        fail_msg("keys of '%s' are '%s', want '%s'", path, got, want);
+}
+
+/* What an application needs to check a file its own way: keys, types, the
+ * text as written, origins at the key's line; any file name with its format
+ * said; env names matched to existing keys ignoring case; an empty section
+ * keeps the defaults under it. */
+static void keys_types_raw_text_and_any_file_name(void **state)
+{
+    (void)state;
+    sl_config *c;
+    assert_int_equal(sl_config_new(&c), 0);
+    assert_int_equal(sl_config_add_defaults(c, "web:\n  port: 80\n  debug: false\n"
+                                               "rabbitMq:\n  connection_num: 10\n"
+                                               "redis:\n  host: localhost\n  port: 6379\n"),
+                     0);
+    const char *f = file("service.conf", "web:\n  port: 0x50\n  debug: yes\n  name: \"007\"\n"
+                                         "  empty:\n  tilde: ~\n  ratio: 1.50\n  extra: 1\n"
+                                         "redis:\n"
+                                         "list:\n  - a\n  - 2\n"
+                                         "key_line:\n  7\n");
+    assert_int_equal(sl_config_add_file(c, f), SL_ENOTSUP); /* ".conf" says nothing */
+    assert_int_equal(sl_config_add_file_as(c, f, "toml"), SL_ENOTSUP);
+    assert_int_equal(sl_config_add_file_as(c, f, "yaml"), 0);
+    setenv("TCFG3_RABBITMQ_CONNECTION_NUM", "3", 1);
+    setenv("TCFG3_REDIS_PORT", "6380", 1);
+    assert_int_equal(sl_config_add_env(c, "TCFG3"), 0);
+    expect_keys(c, "", "web,rabbitMq,redis,list,key_line");
+    expect_keys(c, "web", "port,debug,name,empty,tilde,ratio,extra");
+    expect_keys(c, "list", "0,1");
+    expect_keys(c, "rabbitMq", "connection_num"); /* not rabbitmq.connection.num */
+    char **k;
+    assert_int_equal(sl_config_keys(c, "web.port", &k, NULL), SL_EINVAL);
+    assert_non_null(strstr(sl_errmsg(), "service.conf:2"));
+    assert_int_equal(sl_config_keys(c, "nope", &k, NULL), SL_ENOENT);
+    /* the text as written; YAML's types */
+    expect_raw(c, "web.port", "0x50");
+    expect_type(c, "web.port", SL_CONFIG_STRING); /* not a base-10 integer: a string */
+    expect_raw(c, "web.debug", "yes");
+    expect_type(c, "web.debug", SL_CONFIG_BOOL);
+    expect_raw(c, "web.name", "007");
+    expect_type(c, "web.name", SL_CONFIG_STRING);
+    expect_raw(c, "web.empty", "");
+    expect_type(c, "web.empty", SL_CONFIG_NULL);
+    expect_raw(c, "web.tilde", "~");
+    expect_raw(c, "web.ratio", "1.50");
+    expect_type(c, "web.ratio", SL_CONFIG_DOUBLE);
+    expect_raw(c, "web.extra", "1");
+    expect_type(c, "web.extra", SL_CONFIG_INT);
+    expect_raw(c, "list.1", "2");
+    expect_type(c, "list", SL_CONFIG_LIST);
+    expect_type(c, "web", SL_CONFIG_MAP);
+    expect_raw(c, "rabbitMq.connection_num", "3");
+    expect_type(c, "rabbitMq.connection_num", SL_CONFIG_STRING);
+    char *s;
+    sl_config_type t;
+    assert_int_equal(sl_config_get_raw(c, "web", &s), SL_EINVAL);
+    assert_int_equal(sl_config_get_raw(c, "web.nope", &s), SL_ENOENT);
+    assert_int_equal(sl_config_get_type(c, "", &t), SL_EINVAL);
+    /* null is present for raw, type and origin; missing for typed getters */
+    int64_t i;
+    assert_int_equal(sl_config_get_int(c, "web.empty", &i), SL_ENOENT);
+    expect_origin(c, "web.empty", "service.conf:5");
+    /* origins: the key's line, for mappings too */
+    expect_origin(c, "web", "service.conf:1");
+    expect_origin(c, "key_line", "service.conf:13");
+    expect_origin(c, "list.0", "service.conf:11");
+    expect_origin(c, "rabbitMq.connection_num", "env TCFG3_RABBITMQ_CONNECTION_NUM");
+    expect_origin(c, "web.debug", "service.conf:3");
+    /* "redis:" with nothing under it keeps the defaults' keys */
+    expect_type(c, "redis", SL_CONFIG_MAP);
+    expect_origin(c, "redis", "service.conf:9");
+    expect_str(c, "redis.host", "localhost");
+    expect_origin(c, "redis.host", "defaults:7");
+    expect_str(c, "redis.port", "6380");
+    /* a reload keeps all of it (raw text included) */
+    assert_int_equal(sl_config_reload(c), 0);
+    expect_raw(c, "web.port", "0x50");
+    expect_raw(c, "web.debug", "yes");
+    unsetenv("TCFG3_RABBITMQ_CONNECTION_NUM");
+    unsetenv("TCFG3_REDIS_PORT");
+    sl_config_free(c);
+}
+
 typedef struct hits {
     atomic_int port, store, all;
 } hits;
@@ -277,6 +396,7 @@ int main(void)
         cmocka_unit_test(sources_merge_in_order_later_wins),
         cmocka_unit_test(getters_name_path_value_and_origin),
         cmocka_unit_test(bad_files_are_refused_with_file_and_line),
+        cmocka_unit_test(keys_types_raw_text_and_any_file_name),
         cmocka_unit_test(reload_runs_callbacks_of_changed_paths),
         cmocka_unit_test(watched_file_reloads_by_itself),
     };

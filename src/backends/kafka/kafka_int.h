@@ -89,6 +89,12 @@ size_t sli_ktrack_outstanding(const sli_ktrack *t);
 
 /* Kafka topic names: 1..249 of [A-Za-z0-9._-], not "." or "..". */
 int sli_kafka_check_topic(const char *topic);
+/* A record (its headers, NULL for none; partition, offset, payload) as a
+ * message: the uuid from the sluice_uuid header (kafka-P-O without one),
+ * every other header with a text value as metadata (others are logged and
+ * dropped). kafka_sub.c, and the fuzz target tests/fuzz/fuzz_kafka_headers.c. */
+int sli_kafka_record_msg(const rd_kafka_headers_t *h, int32_t partition, int64_t offset,
+                         const void *payload, size_t len, sl_msg **out);
 
 /* ---- ops (kafka_pub.c, kafka_sub.c) ---- */
 int sli_kafka_pub_open(void **impl, sli_url *url, unsigned *features);

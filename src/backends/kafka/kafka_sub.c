@@ -135,28 +135,39 @@ static void body_header(sl_msg *m, const char *name, const void *v, size_t len)
     free(text);
 }
 
-static int record_body(const rd_kafka_message_t *rm, void **body)
+int sli_kafka_record_msg(const rd_kafka_headers_t *h, int32_t partition, int64_t offset,
+                         const void *payload, size_t len, sl_msg **out)
 {
-    rd_kafka_headers_t *h = NULL;
     char id[256];
-    snprintf(id, sizeof id, "kafka-%d-%lld", (int)rm->partition, (long long)rm->offset);
-    if (rd_kafka_message_headers(rm, &h) != RD_KAFKA_RESP_ERR_NO_ERROR)
-        h = NULL;
+    snprintf(id, sizeof id, "kafka-%d-%lld", (int)partition, (long long)offset);
     const void *v;
-    size_t len;
-    if (h && !rd_kafka_header_get_last(h, SLI_KAFKA_UUID_HDR, &v, &len) && v && len &&
-        len < sizeof id && !memchr(v, 0, len)) {
-        memcpy(id, v, len);
-        id[len] = 0;
+    size_t vlen;
+    if (h && !rd_kafka_header_get_last(h, SLI_KAFKA_UUID_HDR, &v, &vlen) && v && vlen &&
+        vlen < sizeof id && !memchr(v, 0, vlen)) {
+        memcpy(id, v, vlen);
+        id[vlen] = 0;
     }
     sl_msg *m;
-    int rc = sl_msg_new_with_uuid(&m, id, rm->payload, rm->payload ? rm->len : 0);
+    int rc = sl_msg_new_with_uuid(&m, id, payload, payload ? len : 0);
     if (rc)
         return rc;
     const char *name;
-    for (size_t i = 0; h && !rd_kafka_header_get_all(h, i, &name, &v, &len); i++)
+    for (size_t i = 0; h && !rd_kafka_header_get_all(h, i, &name, &v, &vlen); i++)
         if (strcmp(name, SLI_KAFKA_UUID_HDR) != 0)
-            body_header(m, name, v, len);
+            body_header(m, name, v, vlen);
+    *out = m;
+    return 0;
+}
+
+static int record_body(const rd_kafka_message_t *rm, void **body)
+{
+    rd_kafka_headers_t *h = NULL;
+    if (rd_kafka_message_headers(rm, &h) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        h = NULL;
+    sl_msg *m;
+    int rc = sli_kafka_record_msg(h, rm->partition, rm->offset, rm->payload, rm->len, &m);
+    if (rc)
+        return rc;
     *body = sli_msg_body_ref(m);
     sl_msg_unref(m);
     return 0;

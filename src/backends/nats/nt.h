@@ -108,6 +108,11 @@ int nt_msg_to_nats(const sl_msg *m, const char *subject, natsMsg **out);
 /* A new sl_msg from nm; fallback_uuid is used when nm has no Nats-Msg-Id
  * (NULL: a fresh one). */
 int nt_msg_from_nats(natsMsg *nm, const char *fallback_uuid, sl_msg **out);
+/* A JetStream delivery as a message: nt_msg_from_nats with the uuid
+ * nats:<stream>:<sequence> from the reply subject's metadata when there
+ * is no Nats-Msg-Id (stream: the subscription's, when the reply subject
+ * says nothing), *deliveries its delivery count (1 when unknown). */
+int nt_msg_from_js(natsMsg *nm, const char *stream, sl_msg **out, unsigned *deliveries);
 
 extern const sli_backend sli_nats_backend;
 

@@ -614,3 +614,19 @@ int nt_msg_from_nats(natsMsg *nm, const char *fallback_uuid, sl_msg **out)
     *out = m;
     return 0;
 }
+
+int nt_msg_from_js(natsMsg *nm, const char *stream, sl_msg **out, unsigned *deliveries)
+{
+    jsMsgMetaData *md = NULL;
+    char fallback[300];
+    *deliveries = 1;
+    if (natsMsg_GetMetaData(&md, nm) == NATS_OK) {
+        *deliveries = (unsigned)md->NumDelivered;
+        snprintf(fallback, sizeof fallback, "nats:%.200s:%llu", md->Stream, /* a uuid is <= 255 bytes */
+                 (unsigned long long)md->Sequence.Stream);
+        jsMsgMetaData_Destroy(md);
+    } else {
+        snprintf(fallback, sizeof fallback, "nats:%.200s:?", stream);
+    }
+    return nt_msg_from_nats(nm, fallback, out);
+}

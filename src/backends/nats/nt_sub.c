@@ -221,19 +221,9 @@ static int js_take(nt_sub *s, sl_msg **out)
     natsMsg *nm = s->buf[s->bhead];
     s->bhead = (s->bhead + 1) % s->bcap;
     s->bn--;
-    jsMsgMetaData *md = NULL;
-    char fallback[300];
     unsigned deliveries = 1;
-    if (natsMsg_GetMetaData(&md, nm) == NATS_OK) {
-        deliveries = (unsigned)md->NumDelivered;
-        snprintf(fallback, sizeof fallback, "nats:%s:%llu", md->Stream,
-                 (unsigned long long)md->Sequence.Stream);
-        jsMsgMetaData_Destroy(md);
-    } else {
-        snprintf(fallback, sizeof fallback, "nats:%s:?", s->stream);
-    }
     sl_msg *m = NULL;
-    int rc = nt_msg_from_nats(nm, fallback, &m);
+    int rc = nt_msg_from_js(nm, s->stream, &m, &deliveries);
     if (!rc && (rc = hand_out(s, m, natsMsg_GetReply(nm), deliveries)) != 0)
         sl_msg_unref(m);
     if (rc) { /* cannot deliver it now: back to the group */

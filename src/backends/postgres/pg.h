@@ -137,6 +137,14 @@ int sli_pg_subscribe(pg_link *pc, const char *topic, const char *group, bool pri
 int sli_pg_claim(pg_link *pc, int64_t gid, const char *topic, int64_t owner, unsigned max,
              int64_t ack_deadline, const pg_settle *acks, unsigned nacks, pg_claimed *out,
              unsigned *nout, int64_t *next_due, char *err, size_t errlen);
+/* The rows of a claim (columns msg_id, deliveries, uuid, metadata,
+ * payload, r_due; binary format) into out[*nout..max): a row without
+ * msg_id carries only r_due (-> *due). What the server sends back is
+ * checked: SL_EPROTO/SL_ECORRUPT with err on a malformed row; the messages
+ * taken before it stay in out for the caller to unref. Also the fuzz
+ * target's entry (tests/fuzz/fuzz_postgres_row.c). */
+int sli_pg_take_rows(PGresult *r, pg_claimed *out, unsigned max, unsigned *nout, int64_t *due,
+                     char *err, size_t errlen);
 int sli_pg_settle_run(pg_link *pc, int64_t gid, const pg_settle *s, unsigned n, char *err,
                   size_t errlen);
 /* Unsubscribe: hand back what owner holds (a group), or drop the group

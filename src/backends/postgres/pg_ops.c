@@ -290,7 +290,7 @@ static int build(const PGresult *r, int row, int col, sl_msg **out, char *err, s
 }
 
 /* Rows of sluice_claim: messages, or one row with only r_due. */
-static int take_rows(PGresult *r, pg_claimed *out, unsigned max, unsigned *nout, int64_t *due,
+int sli_pg_take_rows(PGresult *r, pg_claimed *out, unsigned max, unsigned *nout, int64_t *due,
                      char *err, size_t errlen)
 {
     for (int i = 0; i < PQntuples(r); i++) {
@@ -337,7 +337,7 @@ int sli_pg_claim(pg_link *pc, int64_t gid, const char *topic, int64_t owner, uns
     for (int i = 0; i < 3; i++)
         free(a[i]);
     if (!rc)
-        rc = take_rows(r, out, max, nout, due, err, errlen);
+        rc = sli_pg_take_rows(r, out, max, nout, due, err, errlen);
     PQclear(r);
     if (rc) {
         for (unsigned i = 0; i < *nout; i++)

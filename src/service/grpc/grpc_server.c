@@ -234,7 +234,7 @@ static int grpc_recv(sl_call *c, char **msg, size_t *len)
 }
 
 /* "/pkg.Service/Method" -> the endpoint (Service.Method, or pkg.Service.Method). */
-static svc_endpoint *find_endpoint(sl_service *s, const char *method, char *name, size_t cap)
+svc_endpoint *sli_grpc_find_endpoint(sl_service *s, const char *method, char *name, size_t cap)
 {
     const char *p = method[0] == '/' ? method + 1 : method;
     const char *slash = strchr(p, '/');
@@ -254,44 +254,67 @@ static svc_endpoint *find_endpoint(sl_service *s, const char *method, char *name
 
 /* ---- one call ---- */
 
-static bool read_request(gcall *gc, char **body, size_t *len)
+/* The client's request message (NULL: cancelled, or none sent); the caller destroys it. */
+static grpc_byte_buffer *read_request(gcall *gc)
 {
     grpc_byte_buffer *bb = NULL;
     grpc_op op;
     memset(&op, 0, sizeof op);
     op.op = GRPC_OP_RECV_MESSAGE;
     op.data.recv_message.recv_message = &bb;
-    if (!run_batch(gc, &op, 1) || !bb)
-        return false; /* cancelled, or the client sent no message */
-    bool ok = sli_grpc_bytes(bb, body, len) == 0;
-    grpc_byte_buffer_destroy(bb);
-    return ok;
+    if (!run_batch(gc, &op, 1))
+        return NULL;
+    return bb;
 }
 
-static void fill_call(gcall *gc, sl_call *c)
+grpc_status_code sli_grpc_request(sl_call *c, sl_service *s, svc_endpoint *ep,
+                                  const grpc_metadata_array *md, gpr_timespec deadline,
+                                  grpc_byte_buffer *bb, char *detail, size_t dcap)
 {
-    for (size_t i = 0; i < gc->md.count; i++) {
-        char *k = slice_dup(gc->md.metadata[i].key), *v = slice_dup(gc->md.metadata[i].value);
+    char *body = NULL;
+    size_t len = 0;
+    if (!bb || sli_grpc_bytes(bb, &body, &len) != 0) {
+        snprintf(detail, dcap, "no request message");
+        return GRPC_STATUS_INVALID_ARGUMENT;
+    }
+    sli_call_init(c, s, ep->name, "application/protobuf");
+    c->ep = ep;
+    c->body = body;
+    c->len = len;
+    for (size_t i = 0; i < md->count; i++) {
+        char *k = slice_dup(md->metadata[i].key), *v = slice_dup(md->metadata[i].value);
         if (k && v && !(strlen(k) > 4 && !strcmp(k + strlen(k) - 4, "-bin")))
             sli_call_add_req_header(c, k, v);
         free(k);
         free(v);
     }
-    gpr_timespec dl = gpr_convert_clock_type(gc->details.deadline, GPR_CLOCK_REALTIME);
+    gpr_timespec dl = gpr_convert_clock_type(deadline, GPR_CLOCK_REALTIME);
     if (gpr_time_cmp(dl, gpr_inf_future(GPR_CLOCK_REALTIME)) != 0) {
         gpr_timespec left = gpr_time_sub(dl, gpr_now(GPR_CLOCK_REALTIME));
         int64_t ms = left.tv_sec * 1000 + left.tv_nsec / 1000000;
         c->deadline_ms = sli_mono_ms() + (ms > 0 ? ms : 0);
     }
+    const char *ct = sl_call_meta(c, "sluice-content-type");
+    if (ct && !strcasecmp(ct, "application/json")) {
+        snprintf(c->ctype, sizeof c->ctype, "application/json");
+        c->is_json = true;
+        json_error_t jerr;
+        c->json = c->len ? json_loadb(c->body, c->len, JSON_DECODE_ANY, &jerr) : json_object();
+        if (!c->json) {
+            snprintf(detail, dcap, "malformed JSON at line %d column %d: %s", jerr.line,
+                     jerr.column, jerr.text);
+            sli_call_clear(c);
+            return GRPC_STATUS_INVALID_ARGUMENT;
+        }
+    }
+    return GRPC_STATUS_OK;
 }
 
 static void serve_call(sl_service *s, gcall *gc)
 {
     char *method = slice_dup(gc->details.method);
     char name[300];
-    svc_endpoint *ep = method ? find_endpoint(s, method, name, sizeof name) : NULL;
-    char *body = NULL;
-    size_t len = 0;
+    svc_endpoint *ep = method ? sli_grpc_find_endpoint(s, method, name, sizeof name) : NULL;
     if (!ep) {
         atomic_fetch_add(&s->unknown, 1);
         char d[400];
@@ -301,30 +324,14 @@ static void serve_call(sl_service *s, gcall *gc)
         return;
     }
     free(method);
-    if (!read_request(gc, &body, &len)) {
-        send_status(gc, GRPC_STATUS_INVALID_ARGUMENT, "no request message", NULL);
-        return;
-    }
+    grpc_byte_buffer *bb = read_request(gc);
     sl_call c;
-    sli_call_init(&c, s, ep->name, "application/protobuf");
-    c.ep = ep;
-    c.body = body;
-    c.len = len;
-    fill_call(gc, &c);
-    const char *ct = sl_call_meta(&c, "sluice-content-type");
-    if (ct && !strcasecmp(ct, "application/json")) {
-        snprintf(c.ctype, sizeof c.ctype, "application/json");
-        c.is_json = true;
-        json_error_t jerr;
-        c.json = c.len ? json_loadb(c.body, c.len, JSON_DECODE_ANY, &jerr) : json_object();
-        if (!c.json) {
-            char d[300];
-            snprintf(d, sizeof d, "malformed JSON at line %d column %d: %s", jerr.line, jerr.column,
-                     jerr.text);
-            send_status(gc, GRPC_STATUS_INVALID_ARGUMENT, d, NULL);
-            sli_call_clear(&c);
-            return;
-        }
+    char d[300];
+    grpc_status_code code = sli_grpc_request(&c, s, ep, &gc->md, gc->details.deadline, bb, d, sizeof d);
+    grpc_byte_buffer_destroy(bb);
+    if (code != GRPC_STATUS_OK) {
+        send_status(gc, code, d, NULL);
+        return;
     }
     if (c.deadline_ms >= 0 && sli_mono_ms() >= c.deadline_ms) { /* expired while waiting */
         send_status(gc, GRPC_STATUS_DEADLINE_EXCEEDED, "deadline passed before the call ran", NULL);

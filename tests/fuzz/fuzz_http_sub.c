@@ -1,0 +1,112 @@
+/*
+ * fuzz_http_sub.c - the http:// subscriber's side of the wire (the real
+ * src/backends/http code under libmicrohttpd): a raw HTTP request from the
+ * fuzzer goes to a subscriber listening on loopback in this process, with
+ * live subscriptions on "orders" (group "g") and "a.b", whose messages a
+ * drain thread acks. Reached: the POST /bus/<topic> route, topic names,
+ * the Sluice-Uuid / Sluice-Meta-* percent-decoding into a message,
+ * Sluice-Attempt / Sluice-Wait-Ack / Sluice-Timeout, max_body (64 KiB),
+ * the Server-Sent Events route, other methods and paths. Whatever the
+ * input, the subscriber must answer or close, never crash, leak or hang
+ * (libFuzzer's -timeout).
+ */
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <sluice/sluice.h>
+
+#include "fuzz.h"
+#include "http_io.h"
+
+static sl_subscriber *sub;
+static sl_subscription *subs[2];
+static unsigned port;
+static pthread_t drainer;
+static atomic_bool stopping;
+
+/* Ack whatever arrives, so Sluice-Wait-Ack requests are answered. */
+static void *drain(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&stopping)) {
+        for (int i = 0; i < 2; i++) {
+            sl_msg *m;
+            if (sl_next(subs[i], &m, 20) == 0) {
+                size_t len;
+                (void)sl_msg_payload(m, &len);
+                for (size_t j = 0; j < sl_msg_meta_count(m); j++) {
+                    const char *k, *v;
+                    sl_msg_meta_at(m, j, &k, &v);
+                }
+                sl_msg_ack(m);
+                sl_msg_unref(m);
+            }
+        }
+    }
+    return NULL;
+}
+
+static void stop(void)
+{
+    atomic_store(&stopping, true);
+    pthread_join(drainer, NULL);
+    sl_subscriber_close(sub);
+}
+
+/* A port the kernel had free a moment ago. */
+static unsigned free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof a;
+    unsigned p = 0;
+    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &al) == 0)
+        p = ntohs(a.sin_port);
+    if (fd >= 0)
+        close(fd);
+    return p;
+}
+
+static void start(void)
+{
+    char url[128];
+    int rc = -1;
+    for (int tries = 0; tries < 20 && rc != 0; tries++) {
+        port = free_port();
+        snprintf(url, sizeof url, "http://127.0.0.1:%u/bus?max_body=65536&queue=64", port);
+        rc = port ? sl_subscriber_open(&sub, url) : -1;
+    }
+    sl_subscribe_opts o;
+    sl_subscribe_opts_init(&o);
+    o.group = "g";
+    if (rc != 0 || sl_subscribe(sub, "orders", &o, &subs[0]) != 0) {
+        fprintf(stderr, "fuzz_http_sub: cannot subscribe: %s\n", sl_errmsg());
+        abort();
+    }
+    sl_subscribe_opts_init(&o);
+    if (sl_subscribe(sub, "a.b", &o, &subs[1]) != 0 ||
+        pthread_create(&drainer, NULL, drain, NULL) != 0) {
+        fprintf(stderr, "fuzz_http_sub: cannot subscribe: %s\n", sl_errmsg());
+        abort();
+    }
+    atexit(stop);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (!sub)
+        start();
+    if (size > 128 * 1024)
+        return 0;
+    char resp[512];
+    if (fz_http_exchange(port, data, size, resp, sizeof resp, 300) < 0)
+        abort(); /* the subscriber stopped listening: a crash of its own */
+    return 0;
+}
