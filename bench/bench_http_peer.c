@@ -2,10 +2,10 @@
  * bench_http_peer.c - the peer of bench/bench_notify.sh: a bare
  * libmicrohttpd server that reads any request body and answers every
  * request with one fixed JSON body shaped like the notification service's
- * answer to POST /api/msg/product. It runs libmicrohttpd's own thread pool
- * of epoll loops with as many threads as `sluice notify serve` runs event
- * loops (web.threads), so wrk measures what libmicrohttpd itself can do on
- * this machine with that many threads; the ratio is ours / this.
+ * answer to POST /api/msg/product. It is started with the same daemon flags
+ * as `sluice notify serve` (internal polling thread, epoll, thread pool of
+ * web.threads), so wrk measures what libmicrohttpd itself can do on this
+ * machine under the same settings; the ratio is ours / this.
  *
  * Usage: bench_http_peer [THREADS]   (default 4; listens on 127.0.0.1 at a
  * free port). The first stdout line is the URL; it serves until SIGINT or

@@ -80,8 +80,6 @@ int nf_app_open(nf_app *app, bool echo_log)
     app->fault_publish = fp && !strcmp(fp, "1");
     const char *fb = getenv("SLUICE_NOTIFY_FAULT_BATCH");
     app->fault_batch = fb && !strcmp(fb, "1");
-    const char *cd = getenv("SLUICE_NOTIFY_FAULT_COMMIT_DELAY_MS");
-    app->fault_commit_delay_ms = cd && atoi(cd) > 0 ? atoi(cd) : 0;
     if (nf_log_main_open(c->log_dir, &lo, c->log_level, echo_log)) {
         fprintf(stderr, "sluice notify: cannot open %s/main.log\n", c->log_dir);
         return -1;

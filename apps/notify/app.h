@@ -32,7 +32,6 @@ typedef struct nf_metrics {
     _Atomic uint64_t lat_bucket[NF_ROUTE_MAX][NF_LAT_BUCKETS];
     _Atomic uint64_t lat_sum_us[NF_ROUTE_MAX];
     _Atomic uint64_t published[2], publish_failed[2];
-    _Atomic uint64_t publish_commits[2]; /* sl_publish calls of the HTTP loops (group commits) */
     _Atomic uint64_t processed[2], failed[2], parked[2];
     _Atomic uint64_t handle_sum_us[2], handle_count[2];
     _Atomic int64_t lag_ms[2];
@@ -64,7 +63,6 @@ typedef struct nf_app {
     int64_t fault_uid; /* test hook: the notify consumer fails for this uid (-1: none) */
     bool fault_publish; /* test hook: every publish fails with SL_EIO */
     bool fault_batch;   /* test hook: every batch store transaction fails (one by one still works) */
-    int fault_commit_delay_ms; /* test hook: each HTTP group commit first sleeps this long */
     _Atomic bool stopping;
     /* What a config reload may change while the service runs (reload.c):
      * read these, not cfg's copies. Set from cfg by nf_app_open. */

@@ -22,7 +22,7 @@ typedef struct nf_config {
     char server_addr[128];
     int read_timeout, write_timeout, idle_timeout; /* seconds */
     int max_conns_per_ip; /* open connections one client address may hold, 0 = no limit */
-    int threads;                                   /* HTTP event loops (http/loop.c) */
+    int threads;                                   /* HTTP thread pool size */
     int max_body;                                  /* bytes, larger -> 413 */
     char admin_token[128];                         /* "" -> admin routes from loopback only */
     char cors_origins[1024]; /* origins whose pages may call the API ("*", "", or a list: http/cors.h) */

@@ -16,7 +16,6 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
-#include <netinet/in.h>
 
 #include "../app.h"
 
@@ -24,44 +23,35 @@
 #define NF_CODE_FAIL 10001
 
 typedef struct nf_server nf_server;
+typedef struct nf_publisher nf_publisher;
 
 typedef struct nf_resp {
     int status;
     char *body;        /* malloc'd, NUL-terminated; or NULL with raw set */
     const char *ctype; /* static */
     struct MHD_Response *raw; /* prebuilt response (SSE, static files); the server queues and destroys it */
-    bool deferred; /* the route queued a message; it is answered after the commit (publish.c) */
+    bool deferred; /* the route suspended the connection; it is answered later (publish.c) */
 } nf_resp;
 
-/* One request's state (libmicrohttpd's per-request context). Every field
- * is used by the thread of the loop that serves the connection only. */
+/* One request's state (libmicrohttpd's per-request context). */
 typedef struct nf_conn {
     nf_server *srv;
     struct MHD_Connection *conn;
-    struct nf_batch *batch; /* of the connection's loop (loop.c) */
     int64_t start_us;
     char *body;
     size_t len, cap;
     bool too_large;
     int metric; /* route index for the metrics */
-    /* A deferred answer (publish.c): the message waits in the loop's batch
-     * (queued), the batch's commit fills `done` (answered), the next run
-     * of the loop sends it. */
+    /* A deferred answer: filled by whichever thread completes the publish,
+     * then the connection is resumed and the server sends `done`. */
     nf_resp done;
     _Atomic bool answered;
-    bool queued; /* in the batch: freed by the commit when the client left */
-    bool gone;   /* libmicrohttpd ended the request while it was queued */
     int topic;        /* nf_topic_index of the deferred publish */
-    sl_msg *msg;      /* the queued message */
-    struct nf_conn *bnext;
     char *request;    /* its payload (JSON text), for the retry log */
     char *echo;       /* the answer's data without "id" (JSON object text) */
     char id[256];     /* its message id */
     const struct nf_route *route; /* the route of the path (CORS headers), NULL before or when unknown */
 } nf_conn;
-
-/* Free a request's state (server.c). */
-void nf_conn_free(nf_conn *cc);
 
 typedef struct nf_route nf_route;
 
@@ -126,6 +116,9 @@ bool nf_access_is_admin(nf_req *q);
 extern nf_route nf_routes[];
 extern const size_t nf_nroutes;
 
+/* The server's deferred publisher. */
+nf_publisher *nf_server_publisher(nf_server *s);
+
 /* Is the peer of conn on the loopback interface? */
 bool nf_peer_is_loopback(struct MHD_Connection *conn);
 
@@ -159,49 +152,22 @@ void nf_cors_preflight(const nf_app *app, struct MHD_Connection *conn, const nf_
  * not in web.cors_origins). */
 int nf_cors_guard(nf_req *q, nf_resp *r);
 
-/* Group commit of the producing routes (publish.c). A loop's batch holds
- * the requests whose messages wait to be queued, by topic, in arrival
- * order. */
-typedef struct nf_batch {
-    nf_conn *head[2], *tail[2];
-    size_t n[2];
-    bool closing; /* the server stops: refuse at once instead of batching */
-} nf_batch;
-/* Queue payload for topic as message id (NULL: a fresh UUIDv7) with the
- * loop's next commit and defer the answer (r->deferred): data = echo (an
- * object, borrowed; NULL: {}) plus "id" once the queue has it, or 503 with
- * the request in the topic's retry log. A failure before that (no memory,
- * stopping) is answered the same way at once, in r. */
+/* Deferred publishing of the producing routes (publish.c): a transport with
+ * batching on app->pub, so that the notices of many waiting requests are
+ * queued with one publish (one commit) instead of one each. */
+int nf_publisher_start(nf_app *app, nf_publisher **out);
+/* Flush what is queued (at most deadline_ms), answering every waiting
+ * request; later publishes are answered 503 at once. Call before the
+ * daemon stops (it must not hold suspended connections). */
+void nf_publisher_drain(nf_publisher *p, int deadline_ms);
+void nf_publisher_free(nf_publisher *p);
+/* Queue payload for topic as message id (NULL: a fresh UUIDv7) and defer
+ * the answer: the connection is suspended until the queue has it, then
+ * answered with data = echo (an object, borrowed; NULL: {}) plus "id", or
+ * 503 with the request in the topic's retry log. Any failure before that
+ * is answered the same way. */
 void nf_publish_deferred(nf_req *q, nf_resp *r, const char *topic, json_t *payload, json_t *echo,
                          const char *id);
-static inline bool nf_batch_pending(const nf_batch *b)
-{
-    return b->n[0] || b->n[1];
-}
-/* Publish every waiting message with one sl_publish per topic (one commit)
- * and fill each request's answer; requests whose client left are freed.
- * Blocks for the commit; the loop's thread only. */
-void nf_batch_commit(nf_app *app, nf_batch *b);
-
-/* The event loops (loop.c): web.threads threads, each running its own
- * libmicrohttpd daemon (external epoll mode) on one shared listening
- * socket and committing each iteration's batch. */
-typedef struct nf_loop nf_loop;
-typedef struct nf_loops nf_loops;
-typedef struct nf_loops_cfg {
-    const struct sockaddr_in *addr;
-    unsigned threads, idle_timeout;
-    unsigned max_per_ip; /* open connections per client address, 0: no limit */
-    MHD_AccessHandlerCallback handler; /* called with its nf_loop as cls */
-    MHD_RequestCompletedCallback completed; /* called with srv as cls */
-    nf_server *srv;
-} nf_loops_cfg;
-int nf_loops_start(nf_app *app, const nf_loops_cfg *c, nf_loops **out);
-unsigned nf_loops_port(const nf_loops *ls);
-/* Answer what every loop took, stop them and their daemons. */
-void nf_loops_stop(nf_loops *ls);
-nf_server *nf_loop_server(nf_loop *l);
-nf_batch *nf_loop_batch(nf_loop *l);
 
 /* The HTTP server (server.c). app->hub must exist (nf_hub_new) before the
  * consumers start and outlive them; nf_server_stop ends the streams but

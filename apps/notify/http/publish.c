@@ -1,181 +1,146 @@
 /*
- * publish.c - the producing routes' publish: a group commit per loop
- * iteration.
+ * publish.c - the producing routes' publish, without a pool thread blocked
+ * on every commit.
  *
  * A POST must be answered success only once its notice is durably queued.
- * The route (POST /api/msg/product, /api/msg/read) builds its message and
- * appends the request to its loop's batch, leaving it unanswered; when the
- * loop has read every ready request (loop.c), nf_batch_commit queues the
- * batch with ONE sl_publish per topic - on sqlite:// one transaction and
- * one fsync with sync=full (and the backend's group commit merges the
- * loops' concurrent publishes), on amqp:// one confirm round - then fills
- * every answer: {"id"} or 503 plus a retry-log line. The loop's next run
- * sends them. No thread hand-off, no suspend/resume: the request, the
- * commit and the answer all happen on the loop's thread.
+ * Publishing synchronously on the HTTP thread made every request wait for a
+ * commit of its own (or of the few requests whose threads happened to
+ * block at the same moment), so throughput was bounded by threads x commit
+ * rate. Instead the route suspends its connection and hands the message to
+ * an sl_transport with batching on the service's publisher: a publisher
+ * thread takes every message of the topic that piled up meanwhile and
+ * queues them with ONE sl_publish (on sqlite:// one transaction, one fsync
+ * with sync=full; on amqp:// one confirm round). The transport's result
+ * callback (on a publisher thread) fills the answer - {"id"} or 503 plus a
+ * retry-log line - and resumes the connection; the server then sends it.
  *
- * Ordering: requests of one connection are sequential (HTTP/1.1), and a
- * batch keeps arrival order per topic, so a client's notices stay in its
- * order. A client that leaves while its request waits is noticed by
- * libmicrohttpd (server.c marks the request gone); its message is still
- * published (it was accepted) and the request freed after the commit.
+ * Ordering: requests of one connection are sequential (HTTP/1.1), so a
+ * client's notices stay in its order. Shutdown drains the transport before
+ * the daemon stops, so no connection stays suspended; a publish refused at
+ * put (transport closing, buffer full for PUT_WAIT_MS) is answered 503 at
+ * once through the same path.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+
+#include "sluice/transport.h"
 
 #include "http.h"
 
-#define COMMIT_MAX 512 /* most messages per sl_publish */
+#define PUB_THREADS 2    /* one commits while the other gathers the next batch */
+#define PUB_BATCH 256    /* most notices per publish */
+#define PUB_BUFFER 16384 /* waiting requests before puts wait */
+#define PUT_WAIT_MS 1000 /* then the request gets 503 */
 
-static const char *topic_name(int t)
-{
-    return t == 1 ? NF_TOPIC_READ : NF_TOPIC_NOTIFY;
-}
+struct nf_publisher {
+    nf_app *app;
+    sl_transport *t;
+    sl_sender *send[2]; /* by nf_topic_index */
+};
 
-/* The success envelope built as text: {"code":10000,"msg":"success",
- * "data":<echo with "id" appended>} - the bytes nf_resp_ok would make from
- * the parsed echo, without parsing it again (echo is jansson's compact
- * text of an object). NULL when id needs more than quoting (then the
- * caller takes the jansson path). */
-static char *ok_body(const char *echo, const char *id)
+int nf_publisher_start(nf_app *app, nf_publisher **out)
 {
-    static const char head[] = "{\"code\":10000,\"msg\":\"success\",\"data\":";
-    const char *e = echo && echo[0] == '{' ? echo : "{}";
-    size_t el = strlen(e), il = strlen(id);
-    if (e[el - 1] != '}')
-        return NULL;
-    for (size_t i = 0; i < il; i++)
-        if ((unsigned char)id[i] < 0x20 || (unsigned char)id[i] >= 0x7f)
-            return NULL;
-    char *b = malloc(sizeof head + el + 2 * il + 16);
-    if (!b)
-        return NULL;
-    char *p = b;
-    memcpy(p, head, sizeof head - 1);
-    p += sizeof head - 1;
-    memcpy(p, e, el - 1);
-    p += el - 1;
-    if (el > 2)
-        *p++ = ',';
-    memcpy(p, "\"id\":\"", 6);
-    p += 6;
-    for (size_t i = 0; i < il; i++) {
-        if (id[i] == '"' || id[i] == '\\')
-            *p++ = '\\';
-        *p++ = id[i];
+    nf_publisher *p = calloc(1, sizeof *p);
+    if (!p)
+        return SL_ENOMEM;
+    p->app = app;
+    sl_transport_opts o;
+    sl_transport_opts_init(&o);
+    o.publishers = PUB_THREADS;
+    o.batch_max = PUB_BATCH;
+    o.buffer_size = PUB_BUFFER;
+    int rc = sl_transport_new(&p->t, app->pub, NULL, &o);
+    if (!rc)
+        rc = sl_transport_send(p->t, NF_TOPIC_NOTIFY, &p->send[0]);
+    if (!rc)
+        rc = sl_transport_send(p->t, NF_TOPIC_READ, &p->send[1]);
+    if (rc) {
+        nf_log(SL_LOG_ERROR, "cannot start the publisher: %s (%s)", sl_strerror(rc), sl_errmsg());
+        nf_publisher_free(p);
+        return rc;
     }
-    memcpy(p, "\"}}", 4); /* with the NUL */
-    return b;
+    *out = p;
+    return 0;
 }
 
-/* The answer of one publish outcome, in out. */
-static void outcome(nf_app *app, nf_conn *cc, int status, nf_resp *out)
+void nf_publisher_drain(nf_publisher *p, int deadline_ms)
 {
+    size_t unsent = 0;
+    if (p && sl_transport_shutdown(p->t, deadline_ms, &unsent) && unsent)
+        nf_log(SL_LOG_WARN, "%zu publish(es) failed or were cut off at shutdown (answered 503, logged for retry)",
+               unsent);
+}
+
+void nf_publisher_free(nf_publisher *p)
+{
+    if (!p)
+        return;
+    sl_transport_free(p->t); /* shuts down first if nobody did */
+    free(p);
+}
+
+/* The outcome of one deferred publish: answer, then resume. After the
+ * resume the connection (and cc) belong to the server again. */
+static void answer_published(nf_conn *cc, nf_app *app, int status)
+{
+    const char *topic = cc->topic == 1 ? NF_TOPIC_READ : NF_TOPIC_NOTIFY;
     if (status == 0) {
         atomic_fetch_add(&app->metrics.published[cc->topic], 1);
-        char *body = ok_body(cc->echo, cc->id);
-        if (body) {
-            free(out->body);
-            out->body = body;
-            out->status = 200;
-            out->ctype = "application/json; charset=utf-8";
-        } else {
-            json_t *data = cc->echo ? json_loads(cc->echo, 0, NULL) : NULL;
-            if (!json_is_object(data)) {
-                json_decref(data);
-                data = json_object();
-            }
-            json_object_set_new(data, "id", json_string(cc->id));
-            nf_resp_ok(out, data);
+        json_t *data = cc->echo ? json_loads(cc->echo, 0, NULL) : NULL;
+        if (!json_is_object(data)) {
+            json_decref(data);
+            data = json_object();
         }
+        json_object_set_new(data, "id", json_string(cc->id));
+        nf_resp_ok(&cc->done, data);
     } else {
         atomic_fetch_add(&app->metrics.publish_failed[cc->topic], 1);
-        if (nf_retry_log(app, topic_name(cc->topic), cc->request, status))
-            nf_resp_fail(out, 503, "queue unavailable (%s); request NOT logged for retry (the retry log "
-                                   "cannot be written): send it again", sl_strerror(status));
+        if (nf_retry_log(app, topic, cc->request, status))
+            nf_resp_fail(&cc->done, 503, "queue unavailable (%s); request NOT logged for retry (the retry log "
+                                         "cannot be written): send it again", sl_strerror(status));
         else
-            nf_resp_fail(out, 503, "queue unavailable (%s); request logged for retry", sl_strerror(status));
+            nf_resp_fail(&cc->done, 503, "queue unavailable (%s); request logged for retry", sl_strerror(status));
     }
     free(cc->request);
     free(cc->echo);
     cc->request = cc->echo = NULL;
+    atomic_store(&cc->answered, true);
+    MHD_resume_connection(cc->conn);
+}
+
+static void on_result(void *ctx, sl_msg *msg, int status)
+{
+    (void)msg;
+    nf_conn *cc = ctx;
+    nf_publisher *p = nf_server_publisher(cc->srv);
+    answer_published(cc, p->app, status);
 }
 
 void nf_publish_deferred(nf_req *q, nf_resp *r, const char *topic, json_t *payload, json_t *echo,
                          const char *id)
 {
     nf_conn *cc = q->cc;
-    nf_batch *b = cc->batch;
+    nf_publisher *p = nf_server_publisher(cc->srv);
     cc->topic = nf_topic_index(topic);
+    /* The text, not the object, travels to the transport thread that answers
+     * (jansson's reference counts are not shared safely across threads); it
+     * is parsed again only for a retry-log line. */
     cc->request = json_dumps(payload, JSON_COMPACT);
     cc->echo = echo ? json_dumps(echo, JSON_COMPACT) : NULL;
     sl_msg *m = NULL;
     int rc = cc->request ? nf_app_message(id && id[0] ? id : NULL, cc->request, false, &m) : SL_ENOMEM;
     if (!rc && q->app->fault_publish)
         rc = SL_EIO; /* test hook: the queue refuses everything */
-    if (!rc && b->closing)
-        rc = SL_ECLOSED;
-    if (rc) { /* refused before the queue saw it: answered now */
-        sl_msg_unref(m);
-        outcome(q->app, cc, rc, r);
-        return;
-    }
-    snprintf(cc->id, sizeof cc->id, "%s", sl_msg_uuid(m));
-    cc->msg = m;
-    cc->queued = true;
-    cc->bnext = NULL;
-    int t = cc->topic;
-    if (b->tail[t])
-        b->tail[t]->bnext = cc;
-    else
-        b->head[t] = cc;
-    b->tail[t] = cc;
-    b->n[t]++;
+    if (!rc)
+        snprintf(cc->id, sizeof cc->id, "%s", sl_msg_uuid(m));
+    MHD_suspend_connection(q->conn);
     r->deferred = true;
-}
-
-/* Publish the first k requests of list with one sl_publish and answer them;
- * returns the rest. */
-static nf_conn *commit_some(nf_app *app, int t, nf_conn *list, size_t k)
-{
-    sl_msg *msgs[COMMIT_MAX];
-    nf_conn *c = list;
-    for (size_t i = 0; i < k; i++, c = c->bnext)
-        msgs[i] = c->msg;
-    if (app->fault_commit_delay_ms > 0) { /* test hook: a slow commit, so requests pile up */
-        struct timespec ts = {app->fault_commit_delay_ms / 1000, (long)(app->fault_commit_delay_ms % 1000) * 1000000};
-        nanosleep(&ts, NULL);
+    if (!rc) {
+        sl_envelope e = {.msg = m, .on_result = on_result, .ctx = cc};
+        rc = sl_sender_put_timeout(p->send[cc->topic], &e, PUT_WAIT_MS);
     }
-    int rc = sl_publish(app->pub, topic_name(t), msgs, k);
-    atomic_fetch_add(&app->metrics.publish_commits[t], 1);
-    for (size_t i = 0; i < k; i++) {
-        nf_conn *cc = list;
-        list = cc->bnext;
-        sl_msg_unref(cc->msg);
-        cc->msg = NULL;
-        cc->queued = false;
-        outcome(app, cc, rc, &cc->done); /* a refusal goes to the retry log either way */
-        if (cc->gone) { /* nobody to answer; what was accepted is queued */
-            nf_conn_free(cc);
-            continue;
-        }
-        atomic_store(&cc->answered, true);
-    }
-    return list;
-}
-
-void nf_batch_commit(nf_app *app, nf_batch *b)
-{
-    for (int t = 0; t < 2; t++) {
-        nf_conn *list = b->head[t];
-        size_t n = b->n[t];
-        b->head[t] = b->tail[t] = NULL;
-        b->n[t] = 0;
-        while (n) {
-            size_t k = n < COMMIT_MAX ? n : COMMIT_MAX;
-            list = commit_some(app, t, list, k);
-            n -= k;
-        }
-    }
+    sl_msg_unref(m);
+    if (rc) /* refused before the transport took it: answer now, same path */
+        answer_published(cc, q->app, rc);
 }

@@ -1,14 +1,13 @@
 /*
- * server.c - the HTTP front end on libmicrohttpd: requests, parameters,
- * routing and answers. The event loops that drive it (web.threads of them,
- * each committing its producing requests in one publish) are in loop.c.
+ * server.c - the HTTP front end on libmicrohttpd: a thread pool of epoll
+ * loops (web.threads), suspend/resume for event streams.
  *
  * Per connection the access handler is called several times: first with the
  * headers (we refuse bodies whose Content-Length passes web.max_body with
  * 413 right away), then with body chunks (buffered up to max_body; more
  * marks the request too large), then once more to answer - and, for a
  * route that deferred its answer (publish.c), once again after the resume,
- * after the loop's commit, to send what the publish outcome filled in. Answering parses
+ * to send what the publish outcome filled in. Answering parses
  * the body by content type into one JSON parameter object, finds the route
  * (404 JSON for unknown paths, 405 with Allow for a wrong method, OPTIONS
  * and CORS preflight by cors.c), runs it and queues the response with the
@@ -31,11 +30,17 @@
 
 struct nf_server {
     nf_app *app;
-    nf_loops *loops;
+    struct MHD_Daemon *d;
+    nf_publisher *pub;
     int route_other;
 };
 
 typedef nf_conn conn_ctx;
+
+nf_publisher *nf_server_publisher(nf_server *s)
+{
+    return s->pub;
+}
 
 static int64_t now_us(void)
 {
@@ -391,9 +396,7 @@ static void serve_index(nf_req *q, nf_resp *r)
 static enum MHD_Result answer(nf_server *s, struct MHD_Connection *conn, const char *url,
                               const char *method, conn_ctx *cc)
 {
-    if (cc->queued) /* its batch is not committed yet: called again after */
-        return MHD_YES;
-    if (atomic_load(&cc->answered)) { /* the commit filled the answer (publish.c) */
+    if (atomic_load(&cc->answered)) { /* resumed after a deferred publish (publish.c) */
         nf_resp done = cc->done;
         cc->done.body = NULL;
         return send_resp(s, conn, &done, cc->metric, cc, NULL);
@@ -453,7 +456,7 @@ static enum MHD_Result answer(nf_server *s, struct MHD_Connection *conn, const c
     }
     sl_account_free(q.acc);
     json_decref(q.params);
-    if (r.deferred) /* in the loop's batch; answered after its commit */
+    if (r.deferred) /* suspended; answered when resumed */
         return MHD_YES;
     return send_resp(s, conn, &r, metric, cc, NULL);
 }
@@ -480,8 +483,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                                   size_t *upload_size, void **con_cls)
 {
     (void)version;
-    nf_loop *loop = cls;
-    nf_server *s = nf_loop_server(loop);
+    nf_server *s = cls;
     conn_ctx *cc = *con_cls;
     if (!cc) {
         cc = calloc(1, sizeof *cc);
@@ -490,7 +492,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         cc->start_us = now_us();
         cc->srv = s;
         cc->conn = conn;
-        cc->batch = nf_loop_batch(loop);
         *con_cls = cc;
         if (ambiguous_length(conn)) {
             nf_resp r = {0};
@@ -528,28 +529,19 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     return answer(s, conn, url, method, cc);
 }
 
-void nf_conn_free(nf_conn *cc)
-{
-    if (!cc)
-        return;
-    free(cc->body);
-    free(cc->done.body);
-    free(cc->request);
-    free(cc->echo);
-    sl_msg_unref(cc->msg);
-    free(cc);
-}
-
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
     (void)cls, (void)conn, (void)toe;
     conn_ctx *cc = *con_cls;
+    if (cc) {
+        free(cc->body);
+        free(cc->done.body);
+        free(cc->request);
+        free(cc->echo);
+        free(cc);
+    }
     *con_cls = NULL;
-    if (cc && cc->queued) /* the client left; the commit frees it (publish.c) */
-        cc->gone = true;
-    else
-        nf_conn_free(cc);
 }
 
 static int parse_addr(const char *addr, struct sockaddr_in *sa)
@@ -590,18 +582,28 @@ int nf_server_start(nf_app *app, nf_server **out)
     for (size_t i = 0; i < nf_nroutes; i++)
         nf_routes[i].metric = nf_metrics_route(nf_routes[i].path);
     s->route_other = nf_metrics_route("other");
-    if (!app->hub) {
+    if (!app->hub || nf_publisher_start(app, &s->pub)) {
         free(s);
         return SL_EINVAL;
     }
-    nf_loops_cfg lc = {.addr = &sa, .threads = (unsigned)app->cfg.threads,
-                       .idle_timeout = (unsigned)app->cfg.idle_timeout,
-                       .max_per_ip = (unsigned)app->cfg.max_conns_per_ip,
-                       .handler = on_request, .completed = on_completed, .srv = s};
-    int rc = nf_loops_start(app, &lc, &s->loops);
-    if (rc) {
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+                     MHD_USE_ERROR_LOG;
+    s->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s,
+                            MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+                            MHD_OPTION_THREAD_POOL_SIZE, (unsigned)app->cfg.threads,
+                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)app->cfg.idle_timeout,
+                            MHD_OPTION_CONNECTION_LIMIT, 4096u,
+                            MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)app->cfg.max_conns_per_ip,
+                            /* HTTP/1.1 without Host, conflicting Content-Length: 400 */
+                            MHD_OPTION_STRICT_FOR_CLIENT, 1,
+                            MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
+                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+                            MHD_OPTION_END);
+    if (!s->d) {
+        nf_log(SL_LOG_ERROR, "cannot listen on %s", app->cfg.server_addr);
+        nf_publisher_free(s->pub);
         free(s);
-        return rc;
+        return SL_EIO;
     }
     *out = s;
     return 0;
@@ -609,7 +611,8 @@ int nf_server_start(nf_app *app, nf_server **out)
 
 unsigned nf_server_port(const nf_server *s)
 {
-    return nf_loops_port(s->loops);
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
+    return di ? di->port : 0;
 }
 
 void nf_server_stop(nf_server *s)
@@ -617,6 +620,8 @@ void nf_server_stop(nf_server *s)
     if (!s)
         return;
     nf_hub_shutdown(s->app->hub);
-    nf_loops_stop(s->loops); /* answers every POST a loop took */
+    nf_publisher_drain(s->pub, 5000); /* answers every waiting POST: none stays suspended */
+    MHD_stop_daemon(s->d);
+    nf_publisher_free(s->pub);
     free(s);
 }
