@@ -212,6 +212,7 @@ static void start_seq_and_time(void **state)
         sl_subscription *s;
         assert_int_equal(sl_subscribe(sub, topic, NULL, &s), 0);
         for (int want = round == 0 ? 2 : 5; want < 7; want++) {
+            print_message("%s: waiting for message %d\n", q, want);
             sl_msg *m = next_or_fail(s, 10000);
             assert_int_equal(payload_int(m), want);
             sl_msg_ack(m);

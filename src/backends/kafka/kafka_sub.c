@@ -20,6 +20,18 @@
  * subscription closes or dies first, the group delivers it again from the
  * committed position (at-least-once; dedupe by UUID).
  *
+ * Handover (write-ahead): a record is handed to the application only once
+ * the cluster has confirmed a commit whose metadata marks it as seen
+ * ("sluice-seen=N": every offset below N may have been delivered). The
+ * poll thread raises the mark as records are queued and commits it
+ * asynchronously, so it is normally ahead of the application. A commit
+ * the cluster refuses (a rebalance in progress) leaves the records
+ * waiting, never delivered unmarked: whoever owns the partition next
+ * knows which records may have been delivered before and counts them as
+ * redeliveries (sl_msg_deliveries > 1), even when the previous owner could
+ * not commit on its way out. A record queued but never delivered before a
+ * handover is counted as a redelivery too (the mark cannot tell).
+ *
  * Rebalance (eager): on revoke the acked positions are committed
  * synchronously, queued records are dropped and the generation moves on, so
  * acks of messages still in hand from the old assignment are ignored (their
@@ -46,8 +58,9 @@ typedef struct kpart {
     int32_t partition;
     sli_ktrack tr;
     int64_t committed;
-    int64_t seen;        /* offsets below were delivered by this group before */
-    int64_t seen_commit; /* seen as last committed */
+    int64_t seen;        /* offsets below were queued here or delivered by a former owner */
+    int64_t seen_commit; /* seen as last sent in a commit */
+    int64_t seen_ok;     /* seen as the cluster confirmed it: below it, records may be delivered */
     int64_t *skip;       /* acked by a former owner past the position: [lo,hi] pairs */
     size_t nskip;
 } kpart;
@@ -353,7 +366,7 @@ static void on_assign(ksub *s, rd_kafka_topic_partition_list_t *l)
         parts[i].partition = l->elems[i].partition;
         parts[i].committed = l->elems[i].offset;
         committed_meta(&l->elems[i], &parts[i]);
-        parts[i].seen_commit = parts[i].seen;
+        parts[i].seen_commit = parts[i].seen_ok = parts[i].seen;
         sli_ktrack_init(&parts[i].tr, l->elems[i].offset);
     }
     s->parts = parts;
@@ -453,6 +466,10 @@ static void take_record(ksub *s, rd_kafka_message_t *rm)
     }
     e->gen = s->gen;
     e->deliveries = rm->offset < p->seen ? 1 : 0; /* delivered before, by a former owner */
+    if (rm->offset >= p->seen) {
+        p->seen = rm->offset + 1; /* committed ahead of the delivery (top of the file) */
+        s->dirty = true;
+    }
     if (s->qtail)
         s->qtail->next = e;
     else
@@ -516,14 +533,54 @@ static void *poll_main(void *arg)
     return NULL;
 }
 
+/* The seen mark N of a commit's metadata ("sluice-seen=N;..."), or -1. */
+static int64_t meta_seen(const rd_kafka_topic_partition_t *tp)
+{
+    static const char key[] = "sluice-seen=";
+    const char *m = tp->metadata;
+    size_t n = tp->metadata_size, k = sizeof key - 1;
+    if (!m || n <= k || memcmp(m, key, k))
+        return -1;
+    int64_t v = 0;
+    size_t i = k;
+    for (; i < n && m[i] >= '0' && m[i] <= '9' && v < INT64_MAX / 10; i++)
+        v = v * 10 + (m[i] - '0');
+    return i > k ? v : -1;
+}
+
+/* Served by rd_kafka_consumer_poll on the poll thread: a confirmed seen
+ * mark lets sl_next hand out the records below it; a refused one is sent
+ * again by the next round of the poll thread. */
 static void commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                       rd_kafka_topic_partition_list_t *offsets, void *opaque)
 {
     (void)rk;
-    (void)offsets;
-    (void)opaque;
+    ksub *s = opaque;
+    bool churn = err == RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS || err == RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION ||
+                 err == RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID; /* the group moves: sent again or handed over */
     if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
-        sli_log(SL_LOG_WARN, "kafka", "offset commit: %s", rd_kafka_err2str(err));
+        sli_log(churn ? SL_LOG_DEBUG : SL_LOG_WARN, "kafka", "offset commit: %s", rd_kafka_err2str(err));
+    if (!offsets)
+        return;
+    pthread_mutex_lock(&s->mu);
+    bool wake = false;
+    for (int i = 0; i < offsets->cnt; i++) {
+        const rd_kafka_topic_partition_t *tp = &offsets->elems[i];
+        kpart *p = find_part(s, tp->partition);
+        int64_t v = meta_seen(tp);
+        if (!p || v < 0)
+            continue;
+        if (!err && !tp->err && v > p->seen_ok) {
+            p->seen_ok = v;
+            wake = true;
+        } else if ((err || tp->err) && p->seen_commit > p->seen_ok) {
+            p->seen_commit = p->seen_ok; /* send it again */
+            s->dirty = true;
+        }
+    }
+    if (wake && s->waiters)
+        pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->mu);
 }
 
 /* ---- delivery ---- */
@@ -591,6 +648,16 @@ static void hook(sl_msg *m, sli_msg_event ev, unsigned delay_ms, void *ctx)
         entry_unref(e);
 }
 
+/* May e go to the application: is it below its partition's confirmed seen
+ * mark (a group-less subscription has no handover)? mu held. */
+static bool marked(ksub *s, const kentry *e)
+{
+    if (!s->grouped)
+        return true;
+    const kpart *p = find_part(s, e->partition);
+    return !p || e->gen != s->gen || e->offset < p->seen_ok;
+}
+
 /* Move due delayed entries to the head of the queue; returns the next due
  * time or -1. mu held. */
 static int64_t promote(ksub *s)
@@ -624,7 +691,7 @@ int sli_kafka_next(void *impl, sl_msg **out, int timeout_ms)
             break;
         }
         int64_t due = promote(s);
-        if (s->inflight < s->prefetch && s->qhead) {
+        if (s->inflight < s->prefetch && s->qhead && marked(s, s->qhead)) {
             e = s->qhead;
             if (!(s->qhead = e->next))
                 s->qtail = NULL;
@@ -650,9 +717,6 @@ int sli_kafka_next(void *impl, sl_msg **out, int timeout_ms)
         } else {
             e->deliveries++;
             e->delivered = m;
-            kpart *p = find_part(s, e->partition);
-            if (p && e->offset >= p->seen)
-                p->seen = e->offset + 1;
             s->inflight++;
             atomic_fetch_add(&e->refs, 1);
             sli_msg_set_delivery(m, s->topic, e->deliveries, hook, e);
