@@ -23,14 +23,17 @@
  * Handover (write-ahead): a record is handed to the application only once
  * the cluster has confirmed a commit whose metadata marks it as seen
  * ("sluice-seen=N": every offset below N may have been delivered). The
- * poll thread raises the mark as records are queued and commits it
- * asynchronously, so it is normally ahead of the application. A commit
+ * poll thread raises the mark a window ahead of the records it fetches
+ * (the local queue's size) and commits it asynchronously when the fetch
+ * gets within half a window of it: one commit per half window, and the
+ * application does not wait for it except right after an assignment. A commit
  * the cluster refuses (a rebalance in progress) leaves the records
  * waiting, never delivered unmarked: whoever owns the partition next
  * knows which records may have been delivered before and counts them as
  * redeliveries (sl_msg_deliveries > 1), even when the previous owner could
- * not commit on its way out. A record queued but never delivered before a
- * handover is counted as a redelivery too (the mark cannot tell).
+ * not commit on its way out. Up to a window of records past what the
+ * previous owner delivered are counted as redeliveries too (the mark
+ * cannot tell).
  *
  * Rebalance (eager): on revoke the acked positions are committed
  * synchronously, queued records are dropped and the generation moves on, so
@@ -58,7 +61,8 @@ typedef struct kpart {
     int32_t partition;
     sli_ktrack tr;
     int64_t committed;
-    int64_t seen;        /* offsets below were queued here or delivered by a former owner */
+    int64_t prior;       /* offsets below may have been delivered by a former owner */
+    int64_t seen;        /* offsets below may be delivered here (the mark committed ahead) */
     int64_t seen_commit; /* seen as last sent in a commit */
     int64_t seen_ok;     /* seen as the cluster confirmed it: below it, records may be delivered */
     int64_t *skip;       /* acked by a former owner past the position: [lo,hi] pairs */
@@ -366,7 +370,7 @@ static void on_assign(ksub *s, rd_kafka_topic_partition_list_t *l)
         parts[i].partition = l->elems[i].partition;
         parts[i].committed = l->elems[i].offset;
         committed_meta(&l->elems[i], &parts[i]);
-        parts[i].seen_commit = parts[i].seen_ok = parts[i].seen;
+        parts[i].prior = parts[i].seen_commit = parts[i].seen_ok = parts[i].seen;
         sli_ktrack_init(&parts[i].tr, l->elems[i].offset);
     }
     s->parts = parts;
@@ -465,9 +469,10 @@ static void take_record(ksub *s, rd_kafka_message_t *rm)
         return;
     }
     e->gen = s->gen;
-    e->deliveries = rm->offset < p->seen ? 1 : 0; /* delivered before, by a former owner */
-    if (rm->offset >= p->seen) {
-        p->seen = rm->offset + 1; /* committed ahead of the delivery (top of the file) */
+    e->deliveries = rm->offset < p->prior ? 1 : 0; /* delivered before, by a former owner */
+    int64_t window = (int64_t)s->cap;
+    if (s->grouped && rm->offset + window / 2 >= p->seen) {
+        p->seen = rm->offset + 1 + window; /* committed ahead of the delivery (top of the file) */
         s->dirty = true;
     }
     if (s->qtail)
