@@ -44,6 +44,7 @@ static const key keys[] = {
     I("web", "threads", threads, 1, 256),
     I("web", "max_body", max_body, 1024, 64 << 20),
     S("web", "admin_token", admin_token),
+    S("web", "admin_origins", admin_origins),
     B("grpc", "enabled", grpc_enabled),
     S("grpc", "server_addr", grpc_addr),
     B("xorm", "debug", xorm_debug),
@@ -389,6 +390,28 @@ static void env_name(const key *k, char *out, size_t len)
         out[i] = (char)toupper((unsigned char)out[i]);
 }
 
+/* web.admin_origins (http/cors.c): origins only, no "*", no path. */
+static int check_origins(const char *list, char *err, size_t errlen)
+{
+    for (const char *p = list; *p;) {
+        p += strspn(p, ", \t");
+        size_t k = strcspn(p, ", \t");
+        if (!k)
+            break;
+        const char *sep = strstr(p, "://");
+        bool ok = sep && sep < p + k && sep > p && sep + 3 < p + k;
+        for (const char *q = sep ? sep + 3 : p; ok && q < p + k; q++)
+            ok = *q != '/' && *q != '*' && *q != '?' && *q != '#' && *q != '@';
+        if (!ok) {
+            snprintf(err, errlen, "web.admin_origins: '%.*s' is not an origin (scheme://host[:port], no "
+                                  "path, no wildcard)", (int)(k > 200 ? 200 : k), p);
+            return -1;
+        }
+        p += k;
+    }
+    return 0;
+}
+
 int nf_config_load(nf_config *c, const char *path, char *err, size_t errlen)
 {
     errbuf eb = {.p = err, .len = errlen};
@@ -421,6 +444,9 @@ int nf_config_load(nf_config *c, const char *path, char *err, size_t errlen)
     else if (!strcmp(c->auth_mode, "tokens") && !c->auth_secret[0] && !c->auth_secret_file[0])
         eb_add(&eb, "%s: auth.mode is tokens but neither auth.secret nor auth.secret_file is set",
                path ? path : "config");
+    char owhy[300];
+    if (check_origins(c->admin_origins, owhy, sizeof owhy))
+        eb_add(&eb, "%s: %s", path ? path : "config", owhy);
     nf_seed_given sg = {
         .queue_url = key_given(&g, "queue", "url"),
         .store_url = key_given(&g, "store", "url"),

@@ -22,6 +22,7 @@ typedef struct nf_config {
     int threads;                                   /* HTTP thread pool size */
     int max_body;                                  /* bytes, larger -> 413 */
     char admin_token[128];                         /* "" -> admin routes from loopback only */
+    char admin_origins[512]; /* web pages (origins) allowed to call admin routes (http/cors.c) */
     /* grpc (the notice.Producer API) */
     bool grpc_enabled;
     char grpc_addr[128];

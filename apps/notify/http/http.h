@@ -50,6 +50,7 @@ typedef struct nf_conn {
     char *request;    /* its payload (JSON text), for the retry log */
     char *echo;       /* the answer's data without "id" (JSON object text) */
     char id[256];     /* its message id */
+    bool admin;       /* the path is an admin route's (CORS, cors.c) */
 } nf_conn;
 
 typedef struct nf_route nf_route;
@@ -108,8 +109,18 @@ int nf_access_begin(nf_req *q, nf_resp *r, const nf_route *route);
 /* In a user route once uid is known: 0 when q's caller may act for uid,
  * else r is filled with 403. */
 int nf_access_allow(nf_req *q, nf_resp *r, int64_t uid);
-/* Is the caller an admin (for optional details, never refused)? */
-bool nf_access_is_admin(nf_req *q);
+/* Did the caller present admin credentials (X-Admin-Token, or a token with
+ * scope admin)? Loopback alone does not count. */
+bool nf_access_admin_credential(nf_req *q);
+
+/* CORS and foreign-origin refusal (cors.c). Is origin one of
+ * web.admin_origins? */
+bool nf_cors_admin_origin_ok(const nf_app *app, const char *origin);
+/* Before an admin route runs: 403 (r filled, -1) for a request whose Origin
+ * header names an origin not in web.admin_origins. */
+int nf_cors_admin_check(nf_req *q, nf_resp *r);
+/* The CORS headers of an answer (admin: whether the path is an admin route's). */
+void nf_cors_headers(struct MHD_Response *resp, const nf_app *app, struct MHD_Connection *conn, bool admin);
 
 /* The API routes (routes.c) and their count. */
 extern nf_route nf_routes[];

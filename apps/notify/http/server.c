@@ -348,15 +348,6 @@ static int parse_body(struct MHD_Connection *conn, conn_ctx *cc, json_t *params,
 
 /* ---- dispatch ---- */
 
-static void add_cors(struct MHD_Response *resp)
-{
-    MHD_add_response_header(resp, "Access-Control-Allow-Origin", "*");
-    MHD_add_response_header(resp, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
-    MHD_add_response_header(resp, "Access-Control-Allow-Headers",
-                            "Authorization, Content-Type, Idempotency-Key, X-Admin-Token, X-Requested-With");
-    MHD_add_response_header(resp, "Access-Control-Max-Age", "86400");
-}
-
 static enum MHD_Result send_resp(nf_server *s, struct MHD_Connection *conn, nf_resp *r, int metric,
                                  conn_ctx *cc, const char *allow)
 {
@@ -374,7 +365,7 @@ static enum MHD_Result send_resp(nf_server *s, struct MHD_Connection *conn, nf_r
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
                                 r->ctype ? r->ctype : "application/json; charset=utf-8");
     }
-    add_cors(resp);
+    nf_cors_headers(resp, s->app, conn, cc->admin);
     if (allow)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
     enum MHD_Result ret = MHD_queue_response(conn, (unsigned)r->status, resp);
@@ -426,6 +417,7 @@ static enum MHD_Result answer(nf_server *s, struct MHD_Connection *conn, const c
         if (strcmp(nf_routes[i].path, url))
             continue;
         path_known = true;
+        cc->admin = nf_routes[i].access == NF_ACCESS_ADMIN;
         snprintf(allow, sizeof allow, "%s, OPTIONS", nf_routes[i].method);
         if (!strcmp(nf_routes[i].method, method) || (!strcmp(method, "HEAD") && !strcmp(nf_routes[i].method, "GET")))
             route = &nf_routes[i];
@@ -458,7 +450,7 @@ static enum MHD_Result answer(nf_server *s, struct MHD_Connection *conn, const c
         MHD_get_connection_values_n(conn, MHD_GET_ARGUMENT_KIND, query_iter, &qa);
         if (qa.bad_key[0])
             nf_resp_fail(&r, 400, "%s must not contain a NUL character", qa.bad_key);
-        else if (nf_access_begin(&q, &r, route) == 0)
+        else if ((!cc->admin || nf_cors_admin_check(&q, &r) == 0) && nf_access_begin(&q, &r, route) == 0)
             route->fn(&q, &r);
     }
     sl_account_free(q.acc);

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# notify_health.sh - /healthz tells the truth about writes, and a failure
+# repeated for every message does not flood the log (issue 22).
+#  - every write failing (queue refusing, retry log on a full disk): /healthz
+#    503 naming the writers and why (it said 200 "ok" before);
+#  - the queue and store URLs only with admin credentials, never for being
+#    on loopback;
+#  - repeated warnings: at most 5 of one shape per 10 s in main.log, the rest
+#    counted in /metrics (sluice_log_suppressed_total) and summed up in one
+#    line.
+source "$(dirname "$0")/lib/notify.bash"
+
+metric() { # metric NAME: its value in /metrics (first series)
+  curl -s -m 10 "${URL%/}/metrics" | awk -v n="$1" '$1 == n || index($1, n "{") == 1 { print $2; exit }'
+}
+at_least() { local v; v=$(metric "$1"); [ -n "$v" ] && [ "${v%.*}" -ge "$2" ]; }
+
+# ---- write health: the queue refuses, the retry log is on a full disk ----
+mkdir -p "$WORK/logs" && ln -sf /dev/full "$WORK/logs/notice_retry.log"
+start_server SLUICE_NOTIFY_FAULT_PUBLISH=1
+CASE="healthy before any write"; call GET /healthz; expect 200 10000
+check "no queue URL for a loopback peer without credentials" [ "$(jget data.queue)" = null ]
+check "no store URL for a loopback peer without credentials" [ "$(jget data.store)" = null ]
+N=30
+for i in $(seq 1 $N); do call POST /api/msg/product -d "uid=5&type=1&data=n$i"; done
+check "the last post was refused" [ "$STATUS" = 503 ]
+CASE="healthz once writes fail"; call GET /healthz; expect 503 10001 "writes failing"
+check "healthz names the queue" matches "$BODY" 'queue writes fail: I/O error'
+check "healthz names the retry log on a full disk" matches "$BODY" 'retry log writes fail: No space left on device'
+
+# ---- the same error $N times: at most 5 lines, the rest counted ----
+lines=$(grep -c 'retry log could not be written' "$WORK/logs/main.log")
+check "at most 5 of the $N identical errors written (got $lines)" [ "$lines" -ge 1 ] && [ "$lines" -le 5 ]
+check "the rest counted in /metrics" at_least sluice_log_suppressed_total $((N - 5))
+stop_server
+rm -f "$WORK/logs/notice_retry.log"
+check "a summary line counts what was left out" grep -q '"msg":"2[0-9] more like this in the last [0-9]* s were not logged' "$WORK/logs/main.log"
+
+# ---- one warning per failed delivery (the issue's full-disk flood) ----
+: > "$WORK/logs/main.log"
+start_server SLUICE_NOTIFY_FAULT_UID=77 SLUICE_CONSUMERS_MAX_FAILURES=1000 SLUICE_CONSUMERS_BACKOFF_MS=1 \
+  SLUICE_CONSUMERS_BACKOFF_MAX_MS=2
+call POST /api/msg/product -d 'uid=77&type=1&data=never-stored'
+check "60 failed deliveries" wait_until 60 at_least 'sluice_consumer_failed_total' 60
+fails=$(grep -c 'notify message .* failed (' "$WORK/logs/main.log")
+check "failed deliveries logged at most 5 times per 10 s (got $fails)" [ "$fails" -le 20 ]
+check "the others counted" at_least sluice_log_suppressed_total 30
+
+# ---- URLs with credentials only ----
+stop_server
+start_server SLUICE_WEB_ADMIN_TOKEN=tok-7
+CASE="healthz, loopback, no token"; call GET /healthz; expect 200 10000
+check "no queue URL without the token" [ "$(jget data.queue)" = null ]
+CASE="healthz with the token"; call GET /healthz -H 'X-Admin-Token: tok-7'; expect 200 10000
+check "the queue URL for the token" matches "$(jget data.queue)" '^sqlite://'
+
+finish
