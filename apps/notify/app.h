@@ -37,6 +37,7 @@ typedef struct nf_metrics {
     _Atomic int64_t lag_ms[2];
     _Atomic int64_t sse_clients;
     _Atomic uint64_t events_published, events_dropped;
+    _Atomic uint64_t http_timeouts[2]; /* connections cut by web.read_timeout / write_timeout */
 } nf_metrics;
 
 /* Register a route name for metrics; returns its index (stable for a run). */

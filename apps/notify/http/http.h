@@ -122,6 +122,25 @@ int nf_cors_admin_check(nf_req *q, nf_resp *r);
 /* The CORS headers of an answer (admin: whether the path is an admin route's). */
 void nf_cors_headers(struct MHD_Response *resp, const nf_app *app, struct MHD_Connection *conn, bool admin);
 
+/* Read and write deadlines of connections (deadline.c). */
+typedef struct nf_deadline nf_deadline;
+typedef enum nf_deadline_phase {
+    NF_DL_REQUEST_IN, /* the whole request is in */
+    NF_DL_STREAM,     /* the answer is an event stream: no write deadline */
+    NF_DL_RESPONDING, /* an answer was queued: write_timeout starts */
+    NF_DL_DONE,       /* the answer is sent: the next request's read deadline */
+} nf_deadline_phase;
+int nf_deadline_start(nf_deadline **out, const nf_config *c, nf_metrics *m);
+/* After the daemon stopped. */
+void nf_deadline_stop(nf_deadline *d);
+/* libmicrohttpd's MHD_OPTION_NOTIFY_CONNECTION callback (cls: the nf_deadline). */
+void nf_deadline_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
+                        enum MHD_ConnectionNotificationCode code);
+/* Move conn to phase (d NULL: no-op). Any pool thread. */
+void nf_deadline_set(nf_deadline *d, struct MHD_Connection *conn, nf_deadline_phase phase);
+/* The server's deadlines (sse.c marks its streams). */
+nf_deadline *nf_server_deadline(nf_server *s);
+
 /* The API routes (routes.c) and their count. */
 extern nf_route nf_routes[];
 extern const size_t nf_nroutes;

@@ -170,10 +170,12 @@ static void route_stream(nf_req *q, nf_resp *r)
     char hello[256];
     snprintf(hello, sizeof hello, "{\"uid\":%lld,\"notification_count\":%lld}", (long long)uid, (long long)count);
     r->raw = q->app->hub ? nf_hub_open_stream(q->app->hub, q->conn, uid, hello) : NULL;
-    if (!r->raw)
+    if (!r->raw) {
         nf_resp_fail(r, 503, "event stream unavailable");
-    else
+    } else {
         r->status = 200;
+        nf_deadline_set(nf_server_deadline(q->cc->srv), q->conn, NF_DL_STREAM); /* endless: no write_timeout */
+    }
 }
 
 /* Health for anyone: 503 when the store does not answer or writes fail
