@@ -5,7 +5,8 @@
 #  - web.read_timeout 2 s: a request whose headers (or body) trickle in one
 #    line (byte) per 0.5 s is cut within the bound, not kept while bytes come;
 #  - web.write_timeout 2 s: a client that does not read its answers is cut;
-#  - a chunked body past web.max_body is cut at the limit, not read to its end;
+#  - a chunked body past web.max_body is not read to its end: cut at twice
+#    the limit (a body a little over it still gets its 413, notify_api);
 #  - event streams whose client went away are noticed at once (not at the
 #    15 s ping): sluice_sse_clients drops within 5 s.
 # Every wait is bounded; counts, not speed, are asserted.

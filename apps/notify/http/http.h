@@ -41,6 +41,7 @@ typedef struct nf_conn {
     char *body;
     size_t len, cap;
     bool too_large;
+    size_t discarded; /* body bytes past max_body thrown away (server.c: cut_body) */
     int metric; /* route index for the metrics */
     /* A deferred answer: filled by whichever thread completes the publish,
      * then the connection is resumed and the server sends `done`. */

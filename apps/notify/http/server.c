@@ -485,15 +485,19 @@ static bool ambiguous_length(struct MHD_Connection *conn)
     return n > 1 || (n == 1 && MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING));
 }
 
-/* A body without Content-Length (chunked) passed web.max_body: the
- * connection is closed at once instead of reading the body to its end.
- * No 413 can be sent: libmicrohttpd (0.9.75) sends an answer only once the
- * whole request is in, so the client sees the connection close (counted
- * as a 413 in the metrics). A Content-Length over the limit got its 413
- * with the headers. */
-static enum MHD_Result cut_body(nf_server *s, conn_ctx *cc)
+/* A body without Content-Length (chunked) passed web.max_body. It is not
+ * read to its end: the rest is discarded up to another max_body, so that a
+ * body a little over the limit still gets its 413 once it is in
+ * (libmicrohttpd 0.9.75 answers only complete requests); past twice the
+ * limit the connection is closed at once (counted as a 413 in the
+ * metrics). A Content-Length over the limit got its 413 with the headers. */
+static enum MHD_Result cut_body(nf_server *s, conn_ctx *cc, size_t n)
 {
+    size_t max = (size_t)atomic_load(&s->app->max_body);
     cc->too_large = true;
+    cc->discarded += n;
+    if (cc->discarded <= max)
+        return MHD_YES;
     nf_metrics_request(&s->app->metrics, s->route_other, 413, now_us() - cc->start_us);
     return MHD_NO;
 }
@@ -529,8 +533,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (*upload_size) {
         size_t n = *upload_size;
         *upload_size = 0;
-        if (cc->len + n > (size_t)atomic_load(&s->app->max_body))
-            return cut_body(s, cc);
+        if (cc->too_large || cc->len + n > (size_t)atomic_load(&s->app->max_body))
+            return cut_body(s, cc, n);
         if (cc->len + n + 1 > cc->cap) {
             size_t ncap = (cc->len + n + 1) * 2;
             char *nb = realloc(cc->body, ncap);
