@@ -110,8 +110,9 @@ int nf_app_failed_retry(nf_app *app, int64_t id, int *n);
 /* Record the outcome of a real write by w (err 0: it worked; else a
  * negative SL_E* code or a positive errno). Any thread. */
 void nf_health_note(nf_app *app, nf_writer w, int err);
-/* 0 when every writer's last write worked and no data directory is
- * read-only; else -1 with out[len] naming each failing writer and why. */
+/* 0 when no writer's last write failed within the last minute and no data
+ * directory is read-only or full; else -1 with out[len] naming each
+ * failing writer or directory and why. */
 int nf_health_report(nf_app *app, char *out, size_t len);
 
 /* ---- access tokens (auth.c) ---- */

@@ -6,9 +6,12 @@
  * writer reports the outcome of its real writes here: the queue publisher,
  * the store (the consumers of this process), the retry logs and main.log.
  * A writer is failing when its last write failed (a later success clears
- * it). On top, the directories of sqlite:// files and of the logs are
- * checked at each report for a read-only mount. /healthz answers 503 with
- * the failing writers and their reasons.
+ * it) less than a minute ago: a writer that only writes on trouble (the
+ * retry logs) or got no traffic since must not keep the answer 503 for
+ * ever. On top, the directories of sqlite:// files and of the logs are
+ * checked at each report (statvfs): a read-only mount, or less than 1 MiB
+ * free, is failing even when nothing was written yet. /healthz answers 503
+ * with the failing writers and their reasons.
  *
  * Recording is two relaxed atomic stores, from any thread.
  */
@@ -18,6 +21,9 @@
 #include <sys/statvfs.h>
 
 #include "app.h"
+
+#define NF_HEALTH_RECENT_MS 60000         /* a failure counts this long unless a success follows */
+#define NF_HEALTH_MIN_FREE (1024ull * 1024) /* bytes a data directory needs free */
 
 static const char *const writer_names[NF_W_COUNT] = {"queue", "store", "retry log", "main.log"};
 
@@ -69,8 +75,12 @@ static void sqlite_dir(const char *url, char *dir, size_t len)
 static void check_dir(const char *what, const char *dir, char *out, size_t len, size_t *o)
 {
     struct statvfs sv;
-    if (dir[0] && statvfs(dir, &sv) == 0 && (sv.f_flag & ST_RDONLY))
+    if (!dir[0] || statvfs(dir, &sv))
+        return;
+    if (sv.f_flag & ST_RDONLY)
         add(out, len, o, "%s%s: %s is on a read-only file system", what, dir);
+    else if ((unsigned long long)sv.f_bavail * sv.f_frsize < NF_HEALTH_MIN_FREE)
+        add(out, len, o, "%s%s: the disk of %s is full", what, dir);
 }
 
 int nf_health_report(nf_app *app, char *out, size_t len)
@@ -83,7 +93,7 @@ int nf_health_report(nf_app *app, char *out, size_t len)
         int err = atomic_load(&st->err);
         if (w == NF_W_MAIN_LOG) /* the process-wide logger keeps its own (log.c) */
             nf_log_main_health(&f, &k, &err);
-        if (f && f >= k)
+        if (f && f >= k && nf_wall_ms() - f < NF_HEALTH_RECENT_MS)
             add(out, len, &o, "%s%s writes fail: %s", writer_names[w], reason(err));
     }
     char dir[1024];
