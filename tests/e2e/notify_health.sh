@@ -21,30 +21,40 @@ start_server SLUICE_NOTIFY_FAULT_PUBLISH=1
 CASE="healthy before any write"; call GET /healthz; expect 200 10000
 check "no queue URL for a loopback peer without credentials" [ "$(jget data.queue)" = null ]
 check "no store URL for a loopback peer without credentials" [ "$(jget data.store)" = null ]
-N=30
+N=40
+t0=$(date +%s)
 for i in $(seq 1 $N); do call POST /api/msg/product -d "uid=5&type=1&data=n$i"; done
+t1=$(date +%s)
 check "the last post was refused" [ "$STATUS" = 503 ]
 CASE="healthz once writes fail"; call GET /healthz; expect 503 10001 "writes failing"
 check "healthz names the queue" matches "$BODY" 'queue writes fail: I/O error'
 check "healthz names the retry log on a full disk" matches "$BODY" 'retry log writes fail: No space left on device'
 
-# ---- the same error $N times: at most 5 lines, the rest counted ----
-lines=$(grep -c 'retry log could not be written' "$WORK/logs/main.log")
-check "at most 5 of the $N identical errors written (got $lines)" [ "$lines" -ge 1 ] && [ "$lines" -le 5 ]
-check "the rest counted in /metrics" at_least sluice_log_suppressed_total $((N - 5))
+# ---- the same error $N times: at most 5 lines per 10 s, the rest counted ----
+# (bounds from the time the posts took: sanitizer builds are slow)
+written() { grep -v 'more like this' "$WORK/logs/main.log" | grep -c "$1"; }
+lines=$(written 'retry log could not be written')
+most=$(( 5 * ((t1 - t0) / 10 + 2) ))
+check "at most 5 of the identical errors per 10 s written (got $lines of $N in $((t1 - t0)) s)" \
+  [ "$lines" -ge 1 ] && [ "$lines" -le "$most" ] && [ "$lines" -lt "$N" ]
+check "every one written or counted in /metrics" at_least sluice_log_suppressed_total $((N - lines))
 stop_server
 rm -f "$WORK/logs/notice_retry.log"
-check "a summary line counts what was left out" grep -q '"msg":"2[0-9] more like this in the last [0-9]* s were not logged' "$WORK/logs/main.log"
+check "a summary line counts what was left out" \
+  grep -q '"msg":"[0-9]* more like this in the last [0-9]* s were not logged.*retry log could not be written' "$WORK/logs/main.log"
 
 # ---- one warning per failed delivery (the issue's full-disk flood) ----
 : > "$WORK/logs/main.log"
 start_server SLUICE_NOTIFY_FAULT_UID=77 SLUICE_CONSUMERS_MAX_FAILURES=1000 SLUICE_CONSUMERS_BACKOFF_MS=1 \
   SLUICE_CONSUMERS_BACKOFF_MAX_MS=2
+t0=$(date +%s)
 call POST /api/msg/product -d 'uid=77&type=1&data=never-stored'
-check "60 failed deliveries" wait_until 60 at_least 'sluice_consumer_failed_total' 60
-fails=$(grep -c 'notify message .* failed (' "$WORK/logs/main.log")
-check "failed deliveries logged at most 5 times per 10 s (got $fails)" [ "$fails" -le 20 ]
-check "the others counted" at_least sluice_log_suppressed_total 30
+check "60 failed deliveries" wait_until 90 at_least 'sluice_consumer_failed_total' 60
+t1=$(date +%s)
+fails=$(written 'notify message .* failed (')
+most=$(( 5 * ((t1 - t0) / 10 + 2) ))
+check "failed deliveries logged at most 5 times per 10 s (got $fails in $((t1 - t0)) s)" [ "$fails" -le "$most" ]
+check "the others counted" at_least sluice_log_suppressed_total $((60 - fails))
 
 # ---- URLs with credentials only ----
 stop_server

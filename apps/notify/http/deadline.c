@@ -89,12 +89,20 @@ static void *watch_main(void *arg)
             ts.tv_sec++, ts.tv_nsec -= 1000000000L;
         pthread_cond_timedwait(&d->cv, &d->mu, &ts);
         int64_t now = mono_ms();
+        int cut[2] = {0, 0};
         for (wconn *w = d->head; w; w = w->next)
             if (w->deadline_ms && now >= w->deadline_ms && w->fd >= 0 && client_is_late(w)) {
                 shutdown(w->fd, SHUT_RDWR);
                 w->deadline_ms = 0;
                 atomic_fetch_add(&d->m->http_timeouts[w->kind], 1);
+                cut[w->kind]++;
             }
+        if (cut[0] || cut[1]) {
+            pthread_mutex_unlock(&d->mu);
+            nf_log(SL_LOG_WARN, "closed %d connection(s) whose request did not arrive within web.read_timeout "
+                   "and %d whose answer was not taken within web.write_timeout", cut[0], cut[1]);
+            pthread_mutex_lock(&d->mu);
+        }
     }
     pthread_mutex_unlock(&d->mu);
     return NULL;
