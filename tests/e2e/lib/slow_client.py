@@ -6,13 +6,15 @@ bound); every wait is bounded.
 
   slow-headers HOST PORT BOUND   a header line every 0.5 s, never the blank line
   slow-body HOST PORT BOUND      a POST whose body comes one byte per 0.5 s
-  no-read HOST PORT N WAIT       N pipelined GET / with a tiny receive buffer,
-                                 nothing read for WAIT s, then read all
+  no-read HOST PORT N BOUND      N pipelined GET / with a tiny receive buffer,
+                                 nothing read until /metrics counts a write
+                                 timeout (at most BOUND s), then read all
   chunked HOST PORT CHUNKS       a chunked POST of CHUNKS x 4000 bytes, never ended
 """
 import socket
 import sys
 import time
+import urllib.request
 
 
 def connect(host, port, rcvbuf=None):
@@ -36,6 +38,17 @@ def closed(s):
         return True
     finally:
         s.setblocking(True)
+
+
+def write_timeouts(host, port):
+    try:
+        with urllib.request.urlopen("http://%s:%d/metrics" % (host, port), timeout=10) as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith('sluice_http_timeouts_total{kind="write"}'):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
 
 
 def trickle(s, pieces, bound):
@@ -67,10 +80,12 @@ def main():
                   b"application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\n")
         print("closed_after=%.1f answers=0" % trickle(s, [b"u"] * 1000, bound))
     elif mode == "no-read":
-        n, wait = int(sys.argv[4]), float(sys.argv[5])
+        n, bound = int(sys.argv[4]), float(sys.argv[5])
         s = connect(host, port, rcvbuf=2048)
         s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * n)
-        time.sleep(wait)
+        t0 = time.time()
+        while time.time() - t0 < bound and write_timeouts(host, port) < 1:
+            time.sleep(0.25)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)  # now read fast
         data = b""
         t0 = time.time()
