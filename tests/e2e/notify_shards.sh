@@ -5,9 +5,11 @@
 # error; the recorded count starts again, and a store from before the record
 # is judged by its highest th_notice_N table. Runs on the embedded default
 # (sqlite://) and, as e2e_notify_shards_mysql (NOTIFY_STORE=mysql), with the
-# mysql:// store on the MariaDB fixture.
+# mysql:// store on the MariaDB fixture, and as e2e_notify_shards_pg
+# (NOTIFY_STORE=postgres) with the postgres:// store on the PostgreSQL fixture.
 source "$(dirname "$0")/lib/notify.bash"
 [ "${NOTIFY_STORE:-sqlite}" = mysql ] && [ -z "$MY_DB" ] && mysql_fresh_db
+[ "${NOTIFY_STORE:-sqlite}" = postgres ] && [ -z "$PG_SCHEMA" ] && pg_fresh_schema
 
 listed() { # listed UID N: GET /api/msg/list shows N notices of UID
   call GET "/api/msg/list?uid=$1&size=100"; [ "$(jlen data.list)" = "$2" ]
@@ -37,6 +39,8 @@ stop_server
 # A store from before the record: no nf_meta row, th_notice_1..4 tables.
 if [ -n "$MY_DB" ]; then
   my_sql -D "$MY_DB" -e "DELETE FROM nf_meta"
+elif [ -n "$PG_SCHEMA" ]; then
+  pg_sql -c "DELETE FROM $PG_SCHEMA.nf_meta"
 else
   /usr/bin/python3 -c 'import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute("DELETE FROM nf_meta"); c.commit()' \
     "$WORK/data/notice.db"
