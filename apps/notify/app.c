@@ -128,9 +128,9 @@ int nf_app_open(nf_app *app, bool echo_log)
            c->queue_from_rabbitmq ? " (from the rabbitMq section)" : "");
     if (c->store_from_mysql && c->timezone[0])
         nf_log(SL_LOG_INFO, "times are written in %s (xorm.timezone)", c->timezone);
-    if (app->fault_uid >= 0 || app->fault_publish || app->fault_batch || app->fault_commit_delay_ms)
-        nf_log(SL_LOG_WARN, "fault injection is on (uid %lld, publish %d, batch %d, commit delay %d ms): a test build",
-               (long long)app->fault_uid, app->fault_publish, app->fault_batch, app->fault_commit_delay_ms);
+    if (app->fault_uid >= 0 || app->fault_publish || app->fault_batch)
+        nf_log(SL_LOG_WARN, "fault injection is on (uid %lld, publish %d, batch %d): a test build",
+               (long long)app->fault_uid, app->fault_publish, app->fault_batch);
     if (c->redis_given)
         nf_log(SL_LOG_INFO, "the redis section (%s:%d, database %d) is not used: this service keeps "
                "nothing in Redis; its keys are checked and otherwise ignored", c->redis_host, c->redis_port,

@@ -114,14 +114,6 @@ int nf_access_allow(nf_req *q, nf_resp *r, int64_t uid);
  * scope admin)? Loopback alone does not count. */
 bool nf_access_admin_credential(nf_req *q);
 
-/* CORS and foreign-origin refusal (cors.c). Is origin one of
- * web.admin_origins? */
-bool nf_cors_admin_origin_ok(const nf_app *app, const char *origin);
-/* Before an admin route runs: 403 (r filled, -1) for a request whose Origin
- * header names an origin not in web.admin_origins. */
-int nf_cors_admin_check(nf_req *q, nf_resp *r);
-/* The CORS headers of an answer (admin: whether the path is an admin route's). */
-void nf_cors_headers(struct MHD_Response *resp, const nf_app *app, struct MHD_Connection *conn, bool admin);
 
 /* Read and write deadlines of connections (deadline.c). */
 typedef struct nf_deadline nf_deadline;
