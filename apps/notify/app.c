@@ -66,13 +66,14 @@ static int check_sqlite_file(const char *what, const char *url)
     return -1;
 }
 
-int nf_app_open(nf_app *app, bool echo_log)
+/* Fault injection for the tests, compiled only into test builds
+ * (apps/CMakeLists.txt: SL_NOTIFY_FAULTS): the shipped binary reads no
+ * such variable and holds none of their names. */
+static void read_faults(nf_app *app)
 {
-    nf_config *c = &app->cfg;
-    nf_log_opts lo = log_opts(c);
-    atomic_store(&app->max_body, c->max_body);
-    atomic_store(&app->max_failures, c->max_failures);
     app->fault_uid = -1;
+    app->fault_publish = app->fault_batch = false;
+#ifdef NF_FAULTS
     const char *fault = getenv("SLUICE_NOTIFY_FAULT_UID");
     if (fault && *fault)
         app->fault_uid = atoll(fault);
@@ -80,6 +81,16 @@ int nf_app_open(nf_app *app, bool echo_log)
     app->fault_publish = fp && !strcmp(fp, "1");
     const char *fb = getenv("SLUICE_NOTIFY_FAULT_BATCH");
     app->fault_batch = fb && !strcmp(fb, "1");
+#endif
+}
+
+int nf_app_open(nf_app *app, bool echo_log)
+{
+    nf_config *c = &app->cfg;
+    nf_log_opts lo = log_opts(c);
+    atomic_store(&app->max_body, c->max_body);
+    atomic_store(&app->max_failures, c->max_failures);
+    read_faults(app);
     if (nf_log_main_open(c->log_dir, &lo, c->log_level, echo_log)) {
         fprintf(stderr, "sluice notify: cannot open %s/main.log\n", c->log_dir);
         return -1;
@@ -92,12 +103,13 @@ int nf_app_open(nf_app *app, bool echo_log)
     }
     char surl[1536];
     nf_config_store_url(c, surl, sizeof surl);
-    int rc = nf_store_open(&app->store, surl, c->store_shards);
+    char why[512];
+    int rc = nf_store_open(&app->store, surl, c->store_shards, why, sizeof why);
     if (rc) {
         char red[1536];
         nf_redact(c->store_url, red, sizeof red);
-        fprintf(stderr, "sluice notify: cannot open store %s: %s\n", red, sl_strerror(rc));
-        nf_log(SL_LOG_ERROR, "cannot open store %s: %s", c->store_url, sl_strerror(rc));
+        fprintf(stderr, "sluice notify: cannot open store %s: %s\n", red, why[0] ? why : sl_strerror(rc));
+        nf_log(SL_LOG_ERROR, "cannot open store %s: %s", c->store_url, why[0] ? why : sl_strerror(rc));
         nf_app_close(app);
         return -1;
     }
@@ -116,6 +128,9 @@ int nf_app_open(nf_app *app, bool echo_log)
            c->queue_from_rabbitmq ? " (from the rabbitMq section)" : "");
     if (c->store_from_mysql && c->timezone[0])
         nf_log(SL_LOG_INFO, "times are written in %s (xorm.timezone)", c->timezone);
+    if (app->fault_uid >= 0 || app->fault_publish || app->fault_batch)
+        nf_log(SL_LOG_WARN, "fault injection is on (uid %lld, publish %d, batch %d): a test build",
+               (long long)app->fault_uid, app->fault_publish, app->fault_batch);
     if (c->redis_given)
         nf_log(SL_LOG_INFO, "the redis section (%s:%d, database %d) is not used: this service keeps "
                "nothing in Redis; its keys are checked and otherwise ignored", c->redis_host, c->redis_port,
@@ -164,6 +179,7 @@ int nf_app_publish(nf_app *app, const char *topic, const char *id, const char *p
         return rc;
     int t = nf_topic_index(topic);
     rc = app->fault_publish ? SL_EIO : sl_publish(app->pub, topic, &m, 1);
+    nf_health_note(app, NF_W_QUEUE, rc);
     if (rc == 0) {
         atomic_fetch_add(&app->metrics.published[t], 1);
         if (id_out)

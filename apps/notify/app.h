@@ -37,6 +37,7 @@ typedef struct nf_metrics {
     _Atomic int64_t lag_ms[2];
     _Atomic int64_t sse_clients;
     _Atomic uint64_t events_published, events_dropped;
+    _Atomic uint64_t http_timeouts[2]; /* connections cut by web.read_timeout / write_timeout */
 } nf_metrics;
 
 /* Register a route name for metrics; returns its index (stable for a run). */
@@ -51,6 +52,13 @@ typedef struct nf_events nf_events; /* event emitter of the consumers (events.c)
 
 typedef struct sl_auth sl_auth;
 
+/* ---- write health (health.c) ---- */
+typedef enum nf_writer { NF_W_QUEUE, NF_W_STORE, NF_W_RETRY_LOG, NF_W_MAIN_LOG, NF_W_COUNT } nf_writer;
+typedef struct nf_write_state {
+    _Atomic int64_t fail_ms, ok_ms; /* wall clock of the last failed / successful write (0: none) */
+    _Atomic int err;                /* the last failure: a negative SL_E* code or a positive errno */
+} nf_write_state;
+
 typedef struct nf_app {
     nf_config cfg;
     sl_auth *auth; /* auth.mode tokens: the verifier (serve only); NULL when off */
@@ -64,6 +72,7 @@ typedef struct nf_app {
     bool fault_publish; /* test hook: every publish fails with SL_EIO */
     bool fault_batch;   /* test hook: every batch store transaction fails (one by one still works) */
     _Atomic bool stopping;
+    nf_write_state health[NF_W_COUNT]; /* health.c */
     /* What a config reload may change while the service runs (reload.c):
      * read these, not cfg's copies. Set from cfg by nf_app_open. */
     _Atomic int max_body;     /* web.max_body */
@@ -97,6 +106,14 @@ int nf_app_message(const char *id, const char *payload, bool requeued, sl_msg **
 int nf_retry_log(nf_app *app, const char *topic, const char *req, int err);
 
 int nf_app_failed_retry(nf_app *app, int64_t id, int *n);
+
+/* Record the outcome of a real write by w (err 0: it worked; else a
+ * negative SL_E* code or a positive errno). Any thread. */
+void nf_health_note(nf_app *app, nf_writer w, int err);
+/* 0 when no writer's last write failed within the last minute and no data
+ * directory is read-only or full; else -1 with out[len] naming each
+ * failing writer or directory and why. */
+int nf_health_report(nf_app *app, char *out, size_t len);
 
 /* ---- access tokens (auth.c) ---- */
 #define NF_SCOPE_READ "notice:read"   /* a user's token (sub = uid) */

@@ -53,6 +53,7 @@ static const key keys[] = {
     I("web", "max_body", max_body, 1024, 64 << 20),
     S("web", "admin_token", admin_token),
     S("web", "cors_origins", cors_origins),
+    S("web", "admin_origins", admin_origins),
     B("grpc", "enabled", grpc_enabled),
     S("grpc", "server_addr", grpc_addr),
     B("xorm", "debug", xorm_debug),
@@ -516,6 +517,8 @@ int nf_config_read(nf_config *c, sl_config *cf, const char *path, char *err, siz
     char cwhy[400];
     if (nf_cors_check(c->cors_origins, cwhy, sizeof cwhy))
         eb_add(&eb, "%s: web.cors_origins: %s", path ? path : "config", cwhy);
+    if (nf_cors_admin_check(c->admin_origins, cwhy, sizeof cwhy))
+        eb_add(&eb, "%s: web.admin_origins: %s", path ? path : "config", cwhy);
     if (strcmp(c->auth_mode, "off") && strcmp(c->auth_mode, "tokens"))
         eb_add(&eb, "%s: auth.mode must be off or tokens, got '%s'", path ? path : "config", c->auth_mode);
     else if (!strcmp(c->auth_mode, "tokens") && !c->auth_secret[0] && !c->auth_secret_file[0])

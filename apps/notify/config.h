@@ -26,6 +26,7 @@ typedef struct nf_config {
     int max_body;                                  /* bytes, larger -> 413 */
     char admin_token[128];                         /* "" -> admin routes from loopback only */
     char cors_origins[1024]; /* origins whose pages may call the API ("*", "", or a list: http/cors.h) */
+    char admin_origins[512]; /* web pages (origins) allowed to call admin routes (http/cors.c) */
     /* grpc (the notice.Producer API) */
     bool grpc_enabled;
     char grpc_addr[128];

@@ -11,6 +11,7 @@
 #include "log.h"
 
 #include <dirent.h>
+#include <stdbool.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -278,12 +279,19 @@ void nf_redact(const char *in, char *out, size_t len)
     out[o] = '\0';
 }
 
-static void emit(int level, const char *component, const char *raw)
+static _Atomic int64_t g_main_fail_ms, g_main_ok_ms;
+static _Atomic int g_main_errno;
+
+static int64_t wall_ms(void)
 {
-    if (level < g_min_level || level < 0 || level > 3)
-        return;
-    char msg[4096]; /* passwords in URLs never reach a log or the terminal */
-    nf_redact(raw, msg, sizeof msg);
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+/* Format and write one line (already redacted) to main.log and stderr. */
+static void write_line(int level, const char *component, const char *msg)
+{
     struct timeval tv;
     gettimeofday(&tv, NULL);
     struct tm tm;
@@ -295,13 +303,186 @@ static void emit(int level, const char *component, const char *raw)
                           "component", component, "msg", msg);
     char *line = o ? json_dumps(o, JSON_COMPACT) : NULL;
     if (line) {
-        if (g_main)
-            nf_logfile_write(g_main, line, strlen(line));
+        if (g_main) {
+            errno = 0;
+            if (nf_logfile_write(g_main, line, strlen(line))) {
+                atomic_store(&g_main_errno, errno ? errno : EIO);
+                atomic_store(&g_main_fail_ms, wall_ms());
+            } else if (atomic_load_explicit(&g_main_fail_ms, memory_order_relaxed)) {
+                atomic_store(&g_main_ok_ms, wall_ms());
+            }
+        }
         if (g_echo)
             fprintf(stderr, "%s\n", line);
     }
     free(line);
     json_decref(o);
+}
+
+void nf_log_main_health(int64_t *fail_ms, int64_t *ok_ms, int *err)
+{
+    *fail_ms = atomic_load(&g_main_fail_ms);
+    *ok_ms = atomic_load(&g_main_ok_ms);
+    *err = atomic_load(&g_main_errno);
+}
+
+/*
+ * Repeated warnings. A failure repeated for every message (a full disk, a
+ * store gone) must not write a line per message: warnings and errors of
+ * one shape - the text with every word holding a digit (ids, counts,
+ * UUIDs) taken as one placeholder, per component - are written at most
+ * RL_BURST times per RL_WINDOW_MS. The rest are counted
+ * (nf_log_suppressed_total, /metrics) and summed up in one line when the
+ * window ends (at the next log line after it, or at close): "N more like
+ * this ... the last: <text>".
+ */
+#define RL_SLOTS 64
+#define RL_WINDOW_MS 10000
+#define RL_BURST 5
+
+typedef struct rl_slot {
+    uint64_t key; /* 0: free */
+    int64_t start_ms;
+    int count, level;
+    uint64_t suppressed;
+    char component[32];
+    char last[512];
+} rl_slot;
+
+typedef struct rl_summary {
+    int level;
+    char component[32];
+    char msg[700];
+} rl_summary;
+
+static pthread_mutex_t g_rl_mu = PTHREAD_MUTEX_INITIALIZER;
+static rl_slot g_rl[RL_SLOTS];
+static _Atomic uint64_t g_suppressed;
+
+uint64_t nf_log_suppressed_total(void)
+{
+    return atomic_load(&g_suppressed);
+}
+
+static bool word_char(char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c == '-' ||
+           c == '.';
+}
+
+/* FNV-1a of component and the message's shape. */
+static uint64_t shape_key(const char *component, const char *msg)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (const char *p = component; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    h = (h ^ 0xff) * 1099511628211ull;
+    for (const char *p = msg; *p;) {
+        if (!word_char(*p)) {
+            h = (h ^ (unsigned char)*p++) * 1099511628211ull;
+            continue;
+        }
+        const char *w = p;
+        bool digit = false;
+        while (word_char(*p))
+            digit |= *p >= '0' && *p <= '9', p++;
+        if (digit)
+            h = (h ^ '#') * 1099511628211ull;
+        else
+            for (; w < p; w++)
+                h = (h ^ (unsigned char)*w) * 1099511628211ull;
+    }
+    return h ? h : 1;
+}
+
+/* Under g_rl_mu: end slot's window, filling *sum when it suppressed some. */
+static bool rl_close(rl_slot *sl, rl_summary *sum, int64_t now)
+{
+    bool any = sl->suppressed > 0;
+    if (any) {
+        sum->level = sl->level;
+        snprintf(sum->component, sizeof sum->component, "%s", sl->component);
+        snprintf(sum->msg, sizeof sum->msg, "%llu more like this in the last %lld s were not logged (rate "
+                 "limit: %d per %d s); the last: %s", (unsigned long long)sl->suppressed,
+                 (long long)((now - sl->start_ms + 999) / 1000), RL_BURST, RL_WINDOW_MS / 1000, sl->last);
+    }
+    sl->key = 0;
+    sl->suppressed = 0;
+    sl->count = 0;
+    return any;
+}
+
+/* Whether to write this warning; summaries of ended windows go to out[]
+ * (at most RL_SLOTS), their count to *nsum. */
+static bool rl_admit(int level, const char *component, const char *msg, rl_summary *out, int *nsum)
+{
+    uint64_t key = shape_key(component, msg);
+    int64_t now = wall_ms();
+    *nsum = 0;
+    pthread_mutex_lock(&g_rl_mu);
+    rl_slot *hit = NULL, *victim = NULL; /* victim: a free slot, else the oldest window */
+    for (int i = 0; i < RL_SLOTS; i++) {
+        rl_slot *sl = &g_rl[i];
+        if (sl->key && now - sl->start_ms >= RL_WINDOW_MS && rl_close(sl, &out[*nsum], now))
+            (*nsum)++;
+        if (sl->key == key)
+            hit = sl;
+        if (!victim || (victim->key && (!sl->key || sl->start_ms < victim->start_ms)))
+            victim = sl;
+    }
+    if (!hit) {
+        hit = victim;
+        if (hit->key && rl_close(hit, &out[*nsum], now))
+            (*nsum)++;
+        hit->key = key;
+        hit->start_ms = now;
+        hit->level = level;
+        snprintf(hit->component, sizeof hit->component, "%s", component);
+    }
+    bool ok = ++hit->count <= RL_BURST;
+    if (!ok) {
+        hit->suppressed++;
+        atomic_fetch_add(&g_suppressed, 1);
+        size_t n = strnlen(msg, sizeof hit->last - 1);
+        memcpy(hit->last, msg, n);
+        hit->last[n] = '\0';
+    }
+    pthread_mutex_unlock(&g_rl_mu);
+    return ok;
+}
+
+/* Write the summaries of every window that suppressed lines (at close). */
+static void rl_flush(void)
+{
+    static rl_summary sums[RL_SLOTS];
+    int n = 0;
+    pthread_mutex_lock(&g_rl_mu);
+    int64_t now = wall_ms();
+    for (int i = 0; i < RL_SLOTS; i++)
+        if (g_rl[i].key && rl_close(&g_rl[i], &sums[n], now))
+            n++;
+    for (int i = 0; i < n; i++)
+        write_line(sums[i].level, sums[i].component, sums[i].msg);
+    pthread_mutex_unlock(&g_rl_mu);
+}
+
+static void emit(int level, const char *component, const char *raw)
+{
+    if (level < g_min_level || level < 0 || level > 3)
+        return;
+    char msg[4096]; /* passwords in URLs never reach a log or the terminal */
+    nf_redact(raw, msg, sizeof msg);
+    if (level >= SL_LOG_WARN) {
+        rl_summary *sums = malloc(RL_SLOTS * sizeof *sums);
+        int n = 0;
+        bool ok = !sums || rl_admit(level, component, msg, sums, &n);
+        for (int i = 0; i < n; i++)
+            write_line(sums[i].level, sums[i].component, sums[i].msg);
+        free(sums);
+        if (!ok)
+            return;
+    }
+    write_line(level, component, msg);
 }
 
 static void lib_log(void *ctx, sl_log_level level, const char *component, const char *line)
@@ -336,6 +517,7 @@ int nf_log_set_level(const char *level)
 void nf_log_main_close(void)
 {
     sl_log_set(NULL, NULL, SL_LOG_ERROR);
+    rl_flush();
     nf_logfile_close(g_main);
     g_main = NULL;
 }

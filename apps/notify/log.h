@@ -41,6 +41,13 @@ int nf_log_set_level(const char *level);
 /* Copy in to out (len bytes with the NUL, cut to fit) with the password of
  * every URL's user:password@ replaced by ***. Every log line goes through it. */
 void nf_redact(const char *in, char *out, size_t len);
+/* Warnings and errors of one shape (the text with its numbers and ids
+ * blanked) are written at most 5 times per 10 s; the rest are counted here
+ * and summed up in one line when the 10 s end (or at close). */
 void nf_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+uint64_t nf_log_suppressed_total(void);
+/* main.log's write health: wall-clock ms of the last failed and of the last
+ * successful write after a failure (0: none), and the last errno. */
+void nf_log_main_health(int64_t *fail_ms, int64_t *ok_ms, int *err);
 
 #endif

@@ -171,6 +171,13 @@ static void render_queue(sbuf *b, nf_metrics *m)
                  "# HELP sluice_events_dropped_total Live-update events dropped (best-effort).\n"
                  "# TYPE sluice_events_dropped_total counter\nsluice_events_dropped_total %llu\n",
               LD(m->events_published), LD(m->events_dropped));
+    sb_printf(b, "# HELP sluice_http_timeouts_total Connections closed past web.read_timeout / write_timeout.\n"
+                 "# TYPE sluice_http_timeouts_total counter\n"
+                 "sluice_http_timeouts_total{kind=\"read\"} %llu\nsluice_http_timeouts_total{kind=\"write\"} %llu\n",
+              LD(m->http_timeouts[0]), LD(m->http_timeouts[1]));
+    sb_printf(b, "# HELP sluice_log_suppressed_total Repeated warnings not written (rate limit, log.c).\n"
+                 "# TYPE sluice_log_suppressed_total counter\nsluice_log_suppressed_total %llu\n",
+              (unsigned long long)nf_log_suppressed_total());
 }
 
 char *nf_metrics_render(nf_metrics *m)

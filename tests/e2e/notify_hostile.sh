@@ -7,9 +7,10 @@
 #  - NUL in form, multipart or query values (before%00after) -> 400, never
 #    stored as "before".
 #  - application/jsonp is not JSON.
+#  - admin routes: CORS and browser calls only for web.admin_origins.
 source "$(dirname "$0")/lib/notify.bash"
 
-start_server
+start_server SLUICE_WEB_ADMIN_ORIGINS='https://ops.example, http://127.0.0.1:9000'
 
 # ---- idempotency keys that would not fit the store's id ----
 P=$(printf 'p%.0s' $(seq 1 99))
@@ -74,6 +75,32 @@ check "HTTP/1.1 without Host is 400" matches "$(raw 'GET /healthz HTTP/1.1\r\nCo
 check "conflicting Content-Length is 400" matches "$(raw 'POST /api/msg/product HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 26\r\nContent-Length: 5\r\nConnection: close\r\n\r\nuid=34&type=1&data=smuggle')" ' 400 '
 call POST /api/msg/product -d 'uid=34&type=1&data=marker'
 check "nothing smuggled stored" wait_until 10 count_is 34 1
+
+# ---- CORS on admin routes: configured origins only (a web page open on the
+# operator's machine must not drive "loopback is admin") ----
+hdrs() { curl -s -m 10 -D - -o /dev/null "$@"; }
+H=$(hdrs -H 'Origin: http://evil.example' "${URL%/}/api/admin/failed")
+check "admin route from a foreign page: 403" matches "$H" '^HTTP/1.1 403'
+check "admin route from a foreign page: no CORS grant" [ -z "$(grep -i '^Access-Control-Allow-Origin' <<<"$H")" ]
+CASE="foreign page posts a retry form"
+call POST /api/admin/failed/retry -H 'Origin: http://evil.example' -d 'all=true'
+expect 403 10001 "admin routes do not answer web pages"
+H=$(hdrs -X OPTIONS -H 'Origin: http://evil.example' -H 'Access-Control-Request-Method: POST' "${URL%/}/api/admin/failed/retry")
+check "admin preflight from a foreign page: no CORS grant" [ -z "$(grep -i '^Access-Control-Allow-Origin' <<<"$H")" ]
+H=$(hdrs -H 'Origin: null' "${URL%/}/api/admin/failed")
+check "admin route from Origin null: 403" matches "$H" '^HTTP/1.1 403'
+CASE="admin route without Origin (curl, the CLI)"; call GET /api/admin/failed; expect 200 10000
+H=$(hdrs -H 'Origin: http://evil.example' "${URL%/}/api/msg/list?uid=1")
+check "user routes keep CORS for any page" grep -qi '^Access-Control-Allow-Origin: \*' <<<"$H"
+H=$(hdrs -H 'Origin: https://ops.example' "${URL%/}/api/admin/failed")
+check "admin route from a configured origin: 200" matches "$H" '^HTTP/1.1 200'
+check "the configured origin is granted, not *" grep -qi '^Access-Control-Allow-Origin: https://ops.example' <<<"$H"
+check "answers vary by Origin" grep -qi '^Vary: Origin' <<<"$H"
+H=$(hdrs -H 'Origin: https://ops.example.evil' "${URL%/}/api/admin/failed")
+check "a longer origin is not the configured one" matches "$H" '^HTTP/1.1 403'
+SLUICE_WEB_ADMIN_ORIGINS='*' "$SLUICE" notify config --config "$SRC_DIR/config/config.yaml" >"$WORK/star.out" 2>"$WORK/star.err"
+check "admin_origins '*' is a configuration error" [ $? -ne 0 ]
+check "and says why" grep -q "admin_origins: '\*' is not an origin" "$WORK/star.err"
 
 # ---- per-address connection limit (web.max_conns_per_ip) ----
 stop_server

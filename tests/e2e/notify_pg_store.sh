@@ -53,7 +53,7 @@ for i in 1 2 3; do call POST /api/msg/product -d "uid=6&type=1&data=kept$i"; don
 call POST /api/msg/product -d 'uid=7&type=1&data=other'
 check "stored" wait_until 20 count_is 6 3
 check "tables in the schema" [ "$(pg_sql -At -c "SELECT string_agg(table_name, ',' ORDER BY table_name) FROM information_schema.tables WHERE table_schema='$RUN'")" = \
-  "failed_queues,th_notice_1,th_notice_2,th_notice_3,th_notice_4,user" ]
+  "failed_queues,nf_meta,th_notice_1,th_notice_2,th_notice_3,th_notice_4,user" ]
 check "uid 6 in th_notice_3 (6 % 4 + 1)" [ "$(pg_sql -At -c "SELECT count(*) FROM $RUN.th_notice_3 WHERE uid=6")" = 3 ]
 check "user row counts" [ "$(pg_sql -At -c "SELECT notification_count FROM $RUN.\"user\" WHERE uid=6")" = 3 ]
 

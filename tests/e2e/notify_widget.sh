@@ -109,7 +109,7 @@ wait_until 20 count_is "$UID_C" 0 || bad "mark all read (no Origin) did not appl
 H=$(curl -s -i -X OPTIONS -H "Origin: $SITE_URL" -H 'Access-Control-Request-Method: GET' "$URL_A/api/admin/failed")
 check "admin preflight from a listed origin: 403" grep -q '^HTTP/1.1 403' <<<"$H"
 call POST /api/admin/failed/retry -H "Origin: $SITE_URL" -d 'all=true'
-expect 403 10001 "admin routes do not answer cross-origin requests"
+expect 403 10001 "admin routes do not answer web pages of origin"
 H=$(curl -s -i "$URL_A/api/admin/failed")
 check "admin answers carry no CORS header" bash -c '! grep -qi "^Access-Control-Allow" <<<"$1"' _ "$H"
 check "admin still answers loopback without Origin" grep -q '^HTTP/1.1 200' <<<"$H"

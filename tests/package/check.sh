@@ -9,7 +9,8 @@
 #      find_package(sluice) link the packaged library and run (shared_link.c)
 #   6. the sluice package: the CLI loads the packaged /etc/sluice/config.yaml,
 #      whose data lives in /var/lib/sluice; the system user is declared
-#      (sysusers.d); systemd-analyze verify accepts the unit with no warning
+#      (sysusers.d); systemd-analyze verify accepts the unit with no warning;
+#      the binary holds no fault-injection switch (SLUICE_NOTIFY_FAULT_*)
 # Exit 77 (skip) under SL_SANITIZED=1: one run per CI is enough.
 set -euo pipefail
 src=$1 out=$2 cc=$3
@@ -17,7 +18,7 @@ if [ "${SL_SANITIZED:-0}" = 1 ]; then
   echo "package_deb: skipped under sanitizers (runs once, in the plain build)"
   exit 77
 fi
-for t in dpkg-buildpackage lintian dpkg systemd-analyze pkg-config cmake objdump nm; do
+for t in dpkg-buildpackage lintian dpkg systemd-analyze pkg-config cmake objdump nm strings; do
   command -v "$t" >/dev/null || { echo "FAIL: $t is missing (scripts/deps.sh installs it)" >&2; exit 1; }
 done
 ma=$(dpkg-architecture -qDEB_HOST_MULTIARCH)
@@ -76,6 +77,10 @@ LD_LIBRARY_PATH="$lib" "$out/cmake-user/build/cmake_user" || fail "the CMake use
 
 echo "== sluice"
 [ -x "$root/usr/bin/sluice" ] || fail "no /usr/bin/sluice"
+# Fault injection (SLUICE_NOTIFY_FAULT_*) is compiled into test builds only.
+bin_strings=$(strings -a "$root/usr/bin/sluice") # (not piped into grep -q: pipefail would see EPIPE)
+! grep -q 'SLUICE_NOTIFY_FAULT' <<<"$bin_strings" || fail "the packaged sluice holds fault-injection switches"
+grep -q 'SLUICE_WEB_SERVER_ADDR\|SLUICE_%s_%s\|notify serve' <<<"$bin_strings" || fail "strings found nothing in sluice (check broken)"
 conf="$root/etc/sluice/config.yaml"
 [ -f "$conf" ] || fail "no /etc/sluice/config.yaml"
 grep -q 'sqlite:///var/lib/sluice/queue.db' "$conf" || fail "queue not in /var/lib/sluice"

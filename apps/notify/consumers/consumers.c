@@ -82,6 +82,7 @@ static int apply_notify(nf_app *app, sl_msg *in, json_t *p)
         return sl_handler_fail(SL_EIO, "injected fault for uid %lld", (long long)n.uid);
     bool inserted = false;
     int rc = nf_store_notice_add(app->store, &n, &inserted);
+    nf_health_note(app, NF_W_STORE, rc);
     if (rc)
         return sl_handler_fail(rc, "store notice %s: %s", n.order_sn, sl_strerror(rc));
     if (inserted)
@@ -100,6 +101,7 @@ static int apply_read(nf_app *app, sl_msg *in, json_t *p)
         type = 0;
     int64_t changed = 0;
     int rc = nf_store_mark_read(app->store, uid, type, id, &changed);
+    nf_health_note(app, NF_W_STORE, rc);
     if (rc)
         return sl_handler_fail(rc, "mark read uid %lld: %s", (long long)uid, sl_strerror(rc));
     if (changed > 0)
@@ -212,6 +214,8 @@ static int handle_notify_batch(sl_ctx *ctx, sl_msg *const *in, size_t n, int *re
             results[i] = handle(ctx, in[i], out, user);
     }
     int rc = !k ? 0 : app->fault_batch ? SL_EIO : nf_store_notice_add_many(app->store, v, k, ins);
+    if (k && !app->fault_batch)
+        nf_health_note(app, NF_W_STORE, rc);
     if (rc)
         nf_log(SL_LOG_WARN, "storing a batch of %zu notices failed (%s); applying them one by one", k,
                sl_strerror(rc));

@@ -153,12 +153,12 @@ int nf_access_allow(nf_req *q, nf_resp *r, int64_t uid)
     return -1;
 }
 
-bool nf_access_is_admin(nf_req *q)
+bool nf_access_admin_credential(nf_req *q)
 {
-    if (!tokens_on(q->app))
-        return q->app->cfg.admin_token[0] ? admin_header_ok(q) : nf_peer_is_loopback(q->conn);
     if (admin_header_ok(q))
         return true;
+    if (!tokens_on(q->app))
+        return false;
     bool bad;
     const char *tok = bearer(q, false, &bad);
     sl_account *acc = NULL;

@@ -10,11 +10,14 @@
  * after the scheme matches every subdomain of example.com).
  * For a request that names its Origin:
  *   - the service's own origin (Origin host:port = Host) is always let in;
- *   - admin routes answer no other origin, whatever the list says: their
+ *   - admin routes answer no other origin unless web.admin_origins lists
+ *     it (exact origins only, no wildcard; "*" is refused when the config
+ *     loads), whatever web.cors_origins says: for an unlisted origin their
  *     answers carry no CORS header, their preflight is 403, and a request
- *     from another origin is refused with 403 before it runs (loopback
- *     grants admin rights with auth off, so a page in a browser on the
- *     server's host must not drive them: cross-site request forgery);
+ *     is refused with 403 before it runs (loopback grants admin rights with
+ *     auth off, so a page in a browser on the server's host must not drive
+ *     them: cross-site request forgery); a listed origin is echoed (with
+ *     Vary: Origin) and gets its preflight;
  *   - other routes: a listed origin gets Access-Control-Allow-Origin (the
  *     origin itself and Vary: Origin, or "*" with the "*" list); an
  *     unlisted one gets no CORS header, a 403 preflight, and 403 on the API
@@ -124,6 +127,39 @@ static bool list_is_any(const char *list)
     return n == 1 && *p == '*';
 }
 
+int nf_cors_admin_check(const char *list, char *why, size_t wlen)
+{
+    const char *p = list ? list : "";
+    for (size_t n; (n = next_entry(&p)); p += n) {
+        origin o;
+        if (n == 1 && *p == '*') {
+            snprintf(why, wlen, "'*' is not an origin: list the origins (scheme://host[:port]) of the pages that "
+                                "may call admin routes; no wildcard");
+            return -1;
+        }
+        if (parse_origin(p, n, false, &o, why, wlen))
+            return -1;
+    }
+    return 0;
+}
+
+/* Is origin_hdr listed in web.admin_origins (exact origins, no wildcard)? */
+static bool admin_listed(const char *list, const char *origin_hdr)
+{
+    char why[160];
+    origin want, got;
+    if (!list || !origin_hdr || parse_origin(origin_hdr, strlen(origin_hdr), false, &got, why, sizeof why))
+        return false;
+    const char *p = list;
+    for (size_t n; (n = next_entry(&p)); p += n) {
+        if (parse_origin(p, n, false, &want, why, sizeof why))
+            continue;
+        if (want.https == got.https && want.port == got.port && !strcmp(want.host, got.host))
+            return true;
+    }
+    return false;
+}
+
 int nf_cors_check(const char *list, char *why, size_t wlen)
 {
     const char *p = list ? list : "";
@@ -188,17 +224,23 @@ static ostate origin_state(const nf_app *app, struct MHD_Connection *conn, const
     if (nf_cors_same_origin(o, MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST)))
         return O_SAME;
     if (route && route->access == NF_ACCESS_ADMIN)
-        return O_DENIED;
+        return admin_listed(app->cfg.admin_origins, o) ? O_ALLOWED : O_DENIED;
     return nf_cors_listed(app->cfg.cors_origins, o) ? O_ALLOWED : O_DENIED;
 }
 
 void nf_cors_headers(const nf_app *app, struct MHD_Connection *conn, const nf_route *route,
                      struct MHD_Response *resp)
 {
-    if (route && route->access == NF_ACCESS_ADMIN)
-        return;
     const char *o;
     ostate st = origin_state(app, conn, route, &o);
+    if (route && route->access == NF_ACCESS_ADMIN) {
+        /* web.admin_origins: the listed origin echoed, nobody else */
+        if (st == O_ALLOWED) {
+            MHD_add_response_header(resp, "Vary", "Origin");
+            MHD_add_response_header(resp, "Access-Control-Allow-Origin", o);
+        }
+        return;
+    }
     if (list_is_any(app->cfg.cors_origins)) {
         MHD_add_response_header(resp, "Access-Control-Allow-Origin", "*");
         return;
@@ -211,7 +253,8 @@ void nf_cors_headers(const nf_app *app, struct MHD_Connection *conn, const nf_ro
 static void refuse(nf_resp *r, const char *origin_hdr, const nf_route *route)
 {
     if (route && route->access == NF_ACCESS_ADMIN)
-        nf_resp_fail(r, 403, "admin routes do not answer cross-origin requests (Origin %.200s)", origin_hdr);
+        nf_resp_fail(r, 403, "admin routes do not answer web pages of origin '%.200s' (cross-origin requests "
+                             "are refused unless web.admin_origins lists the origin)", origin_hdr);
     else
         nf_resp_fail(r, 403, "origin %.200s is not in web.cors_origins", origin_hdr);
 }
@@ -230,7 +273,9 @@ void nf_cors_preflight(const nf_app *app, struct MHD_Connection *conn, const nf_
     if (!r->raw || st == O_NONE || st == O_SAME)
         return;
     MHD_add_response_header(r->raw, "Access-Control-Allow-Methods", allow);
-    MHD_add_response_header(r->raw, "Access-Control-Allow-Headers", ALLOW_HEADERS);
+    MHD_add_response_header(r->raw, "Access-Control-Allow-Headers",
+                            route && route->access == NF_ACCESS_ADMIN ? ALLOW_HEADERS ", X-Admin-Token"
+                                                                      : ALLOW_HEADERS);
     MHD_add_response_header(r->raw, "Access-Control-Max-Age", "600");
 }
 

@@ -15,6 +15,11 @@
  * matches any subdomain of it. 0, or -1 with why naming the first bad entry. */
 int nf_cors_check(const char *list, char *why, size_t wlen);
 
+/* Check a web.admin_origins value: "" (none) or exact origins
+ * http[s]://HOST[:PORT] separated by commas or blanks; "*" and "*." hosts
+ * are refused (admin routes must name the pages that may drive them). */
+int nf_cors_admin_check(const char *list, char *why, size_t wlen);
+
 /* Does list (checked by nf_cors_check) let origin (an Origin header value)
  * in? Scheme and host compare case-insensitively, a missing port is the
  * scheme's default. "null" and malformed origins are never listed. */

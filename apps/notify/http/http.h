@@ -41,6 +41,7 @@ typedef struct nf_conn {
     char *body;
     size_t len, cap;
     bool too_large;
+    size_t discarded; /* body bytes past max_body thrown away (server.c: cut_body) */
     int metric; /* route index for the metrics */
     /* A deferred answer: filled by whichever thread completes the publish,
      * then the connection is resumed and the server sends `done`. */
@@ -109,8 +110,29 @@ int nf_access_begin(nf_req *q, nf_resp *r, const nf_route *route);
 /* In a user route once uid is known: 0 when q's caller may act for uid,
  * else r is filled with 403. */
 int nf_access_allow(nf_req *q, nf_resp *r, int64_t uid);
-/* Is the caller an admin (for optional details, never refused)? */
-bool nf_access_is_admin(nf_req *q);
+/* Did the caller present admin credentials (X-Admin-Token, or a token with
+ * scope admin)? Loopback alone does not count. */
+bool nf_access_admin_credential(nf_req *q);
+
+
+/* Read and write deadlines of connections (deadline.c). */
+typedef struct nf_deadline nf_deadline;
+typedef enum nf_deadline_phase {
+    NF_DL_REQUEST_IN, /* the whole request is in */
+    NF_DL_STREAM,     /* the answer is an event stream: no write deadline */
+    NF_DL_RESPONDING, /* an answer was queued: write_timeout starts */
+    NF_DL_DONE,       /* the answer is sent: the next request's read deadline */
+} nf_deadline_phase;
+int nf_deadline_start(nf_deadline **out, const nf_config *c, nf_metrics *m);
+/* After the daemon stopped. */
+void nf_deadline_stop(nf_deadline *d);
+/* libmicrohttpd's MHD_OPTION_NOTIFY_CONNECTION callback (cls: the nf_deadline). */
+void nf_deadline_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
+                        enum MHD_ConnectionNotificationCode code);
+/* Move conn to phase (d NULL: no-op). Any pool thread. */
+void nf_deadline_set(nf_deadline *d, struct MHD_Connection *conn, nf_deadline_phase phase);
+/* The server's deadlines (sse.c marks its streams). */
+nf_deadline *nf_server_deadline(nf_server *s);
 
 /* The API routes (routes.c) and their count. */
 extern nf_route nf_routes[];

@@ -85,6 +85,7 @@ void nf_publisher_free(nf_publisher *p)
 static void answer_published(nf_conn *cc, nf_app *app, int status)
 {
     const char *topic = cc->topic == 1 ? NF_TOPIC_READ : NF_TOPIC_NOTIFY;
+    nf_health_note(app, NF_W_QUEUE, status);
     if (status == 0) {
         atomic_fetch_add(&app->metrics.published[cc->topic], 1);
         json_t *data = cc->echo ? json_loads(cc->echo, 0, NULL) : NULL;

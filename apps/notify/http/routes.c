@@ -32,8 +32,10 @@ int nf_retry_log(nf_app *app, const char *topic, const char *req, int err)
     json_t *o = json_pack("{s:I, s:s, s:o?, s:s}", "ts_ms", (json_int_t)nf_wall_ms(), "topic", topic,
                           "request", json_loads(req, 0, NULL), "error", sl_strerror(err));
     char *line = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    errno = 0;
     int rc = line ? nf_logfile_write(f, line, strlen(line)) : -1;
-    int werr = errno;
+    int werr = errno ? errno : EIO;
+    nf_health_note(app, NF_W_RETRY_LOG, rc ? (line ? werr : ENOMEM) : 0);
     bool oom = !line;
     free(line);
     json_decref(o);
@@ -168,13 +170,18 @@ static void route_stream(nf_req *q, nf_resp *r)
     char hello[256];
     snprintf(hello, sizeof hello, "{\"uid\":%lld,\"notification_count\":%lld}", (long long)uid, (long long)count);
     r->raw = q->app->hub ? nf_hub_open_stream(q->app->hub, q->conn, uid, hello) : NULL;
-    if (!r->raw)
+    if (!r->raw) {
         nf_resp_fail(r, 503, "event stream unavailable");
-    else
+    } else {
         r->status = 200;
+        nf_deadline_set(nf_server_deadline(q->cc->srv), q->conn, NF_DL_STREAM); /* endless: no write_timeout */
+    }
 }
 
-/* Health for anyone; the queue and store URLs (redacted) only for admins. */
+/* Health for anyone: 503 when the store does not answer or writes fail
+ * (health.c: full or read-only disk, queue refusing); the queue and store
+ * URLs (redacted) only to a caller with admin credentials (never to a
+ * peer for being on loopback: behind a local proxy everyone is). */
 static void route_health(nf_req *q, nf_resp *r)
 {
     int rc = nf_store_ping(q->app->store);
@@ -182,7 +189,12 @@ static void route_health(nf_req *q, nf_resp *r)
         nf_resp_fail(r, 503, "store unavailable (%s)", sl_strerror(rc));
         return;
     }
-    if (!nf_access_is_admin(q)) {
+    char why[768];
+    if (nf_health_report(q->app, why, sizeof why)) {
+        nf_resp_fail(r, 503, "writes failing: %s", why);
+        return;
+    }
+    if (!nf_access_admin_credential(q)) {
         nf_resp_ok(r, json_pack("{s:s}", "status", "ok"));
         return;
     }

@@ -32,8 +32,14 @@ struct nf_server {
     nf_app *app;
     struct MHD_Daemon *d;
     nf_publisher *pub;
+    nf_deadline *dl;
     int route_other;
 };
+
+nf_deadline *nf_server_deadline(nf_server *s)
+{
+    return s ? s->dl : NULL;
+}
 
 typedef nf_conn conn_ctx;
 
@@ -371,6 +377,7 @@ static enum MHD_Result send_resp(nf_server *s, struct MHD_Connection *conn, nf_r
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
     enum MHD_Result ret = MHD_queue_response(conn, (unsigned)r->status, resp);
     MHD_destroy_response(resp);
+    nf_deadline_set(s->dl, conn, NF_DL_RESPONDING);
     nf_metrics_request(&s->app->metrics, metric, r->status, now_us() - cc->start_us);
     return ret;
 }
@@ -396,6 +403,7 @@ static void serve_index(nf_req *q, nf_resp *r)
 static enum MHD_Result answer(nf_server *s, struct MHD_Connection *conn, const char *url,
                               const char *method, conn_ctx *cc)
 {
+    nf_deadline_set(s->dl, conn, NF_DL_REQUEST_IN);
     if (atomic_load(&cc->answered)) { /* resumed after a deferred publish (publish.c) */
         nf_resp done = cc->done;
         cc->done.body = NULL;
@@ -478,6 +486,23 @@ static bool ambiguous_length(struct MHD_Connection *conn)
     return n > 1 || (n == 1 && MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING));
 }
 
+/* A body without Content-Length (chunked) passed web.max_body. It is not
+ * read to its end: the rest is discarded up to another max_body, so that a
+ * body a little over the limit still gets its 413 once it is in
+ * (libmicrohttpd 0.9.75 answers only complete requests); past twice the
+ * limit the connection is closed at once (counted as a 413 in the
+ * metrics). A Content-Length over the limit got its 413 with the headers. */
+static enum MHD_Result cut_body(nf_server *s, conn_ctx *cc, size_t n)
+{
+    size_t max = (size_t)atomic_load(&s->app->max_body);
+    cc->too_large = true;
+    cc->discarded += n;
+    if (cc->discarded <= max)
+        return MHD_YES;
+    nf_metrics_request(&s->app->metrics, s->route_other, 413, now_us() - cc->start_us);
+    return MHD_NO;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload,
                                   size_t *upload_size, void **con_cls)
@@ -509,10 +534,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (*upload_size) {
         size_t n = *upload_size;
         *upload_size = 0;
-        if (cc->too_large || cc->len + n > (size_t)atomic_load(&s->app->max_body)) {
-            cc->too_large = true;
-            return MHD_YES;
-        }
+        if (cc->too_large || cc->len + n > (size_t)atomic_load(&s->app->max_body))
+            return cut_body(s, cc, n);
         if (cc->len + n + 1 > cc->cap) {
             size_t ncap = (cc->len + n + 1) * 2;
             char *nb = realloc(cc->body, ncap);
@@ -532,7 +555,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-    (void)cls, (void)conn, (void)toe;
+    (void)toe;
+    nf_deadline_set(((nf_server *)cls)->dl, conn, NF_DL_DONE);
     conn_ctx *cc = *con_cls;
     if (cc) {
         free(cc->body);
@@ -582,7 +606,12 @@ int nf_server_start(nf_app *app, nf_server **out)
     for (size_t i = 0; i < nf_nroutes; i++)
         nf_routes[i].metric = nf_metrics_route(nf_routes[i].path);
     s->route_other = nf_metrics_route("other");
-    if (!app->hub || nf_publisher_start(app, &s->pub)) {
+    if (!app->hub || nf_deadline_start(&s->dl, &app->cfg, &app->metrics)) {
+        free(s);
+        return SL_EINVAL;
+    }
+    if (nf_publisher_start(app, &s->pub)) {
+        nf_deadline_stop(s->dl);
         free(s);
         return SL_EINVAL;
     }
@@ -598,10 +627,12 @@ int nf_server_start(nf_app *app, nf_server **out)
                             MHD_OPTION_STRICT_FOR_CLIENT, 1,
                             MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+                            MHD_OPTION_NOTIFY_CONNECTION, nf_deadline_notify, s->dl,
                             MHD_OPTION_END);
     if (!s->d) {
         nf_log(SL_LOG_ERROR, "cannot listen on %s", app->cfg.server_addr);
         nf_publisher_free(s->pub);
+        nf_deadline_stop(s->dl);
         free(s);
         return SL_EIO;
     }
@@ -622,6 +653,7 @@ void nf_server_stop(nf_server *s)
     nf_hub_shutdown(s->app->hub);
     nf_publisher_drain(s->pub, 5000); /* answers every waiting POST: none stays suspended */
     MHD_stop_daemon(s->d);
+    nf_deadline_stop(s->dl);
     nf_publisher_free(s->pub);
     free(s);
 }

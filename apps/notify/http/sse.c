@@ -5,17 +5,29 @@
  * bytes through a content-reader callback; when the buffer is empty the
  * callback suspends the connection (so no pool thread blocks or spins) and
  * nf_hub_push resumes it after appending an event. A pinger thread writes a
- * comment line every 15 s so dead peers are noticed and proxies keep the
- * stream open. The hub mutex guards the client list and every buffer;
+ * comment line every 15 s so proxies keep the stream open and peers that
+ * vanished without a word are noticed. A peer that closes its end is
+ * noticed at once: libmicrohttpd does not watch a suspended connection,
+ * so the pinger also waits (epoll, EPOLLRDHUP) on a duplicate of every
+ * stream's socket and ends the stream whose peer hung up. The duplicate
+ * belongs to the stream (closed in reader_free), so a socket number reused
+ * by a new connection is never watched by mistake; events carry the
+ * stream's serial number, looked up under the hub mutex, never a pointer.
+ * The hub mutex guards the client list and every buffer;
  * suspend happens under it, and resume only for a client marked suspended,
  * so a wake-up is never lost. A client whose buffer passes 256 KiB (a
  * reader that stopped reading) is ended.
  */
+#include <fcntl.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "http.h"
 
@@ -29,6 +41,8 @@ typedef struct client {
     char *buf;
     size_t len, cap;
     bool suspended, closed;
+    int wfd;     /* duplicate of the socket, watched for the peer's hang-up (-1: none) */
+    uint64_t id; /* serial number: the epoll event's key */
     struct client *prev, *next;
 } client;
 
@@ -50,6 +64,9 @@ struct nf_hub {
     bool stopping;
     pthread_t pinger;
     nf_metrics *m;
+    int ep;          /* epoll: hang-ups of the streams' peers, and evfd */
+    int evfd;        /* eventfd that wakes the pinger (stop) */
+    uint64_t next_id;
 };
 
 /* Under h->mu. */
@@ -119,6 +136,10 @@ static void reader_free(void *cls)
         h->head = c->next;
     if (c->next)
         c->next->prev = c->prev;
+    if (c->wfd >= 0) {
+        epoll_ctl(h->ep, EPOLL_CTL_DEL, c->wfd, NULL);
+        close(c->wfd);
+    }
     pthread_cond_broadcast(&h->cond);
     pthread_mutex_unlock(&h->mu);
     atomic_fetch_sub(&h->m->sse_clients, 1);
@@ -126,18 +147,48 @@ static void reader_free(void *cls)
     free(c);
 }
 
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Under h->mu: end the streams whose peers hung up (events from epoll). */
+static void hung_up(nf_hub *h, const struct epoll_event *ev, int n)
+{
+    for (int i = 0; i < n; i++) {
+        if (ev[i].data.u64 == 0) /* evfd: woken to stop */
+            continue;
+        for (client *c = h->head; c; c = c->next)
+            if (c->id == ev[i].data.u64) {
+                epoll_ctl(h->ep, EPOLL_CTL_DEL, c->wfd, NULL); /* level-triggered: once is enough */
+                c->closed = true;
+                wake(c);
+                break;
+            }
+    }
+}
+
 static void *pinger_main(void *arg)
 {
     nf_hub *h = arg;
     pthread_setname_np(pthread_self(), "nf-sse-ping");
+    int64_t next_ping = mono_ms() + SSE_PING_MS;
     pthread_mutex_lock(&h->mu);
     while (!h->stopping) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += SSE_PING_MS / 1000;
-        pthread_cond_timedwait(&h->cond, &h->mu, &ts);
+        int64_t left = next_ping - mono_ms();
+        pthread_mutex_unlock(&h->mu);
+        struct epoll_event ev[32];
+        int n = epoll_wait(h->ep, ev, 32, left > 0 ? (int)left : 0);
+        pthread_mutex_lock(&h->mu);
         if (h->stopping)
             break;
+        if (n > 0)
+            hung_up(h, ev, n);
+        if (mono_ms() < next_ping)
+            continue;
+        next_ping = mono_ms() + SSE_PING_MS;
         for (client *c = h->head; c; c = c->next) {
             append(c, ": ping\n\n", 8);
             wake(c);
@@ -147,15 +198,37 @@ static void *pinger_main(void *arg)
     return NULL;
 }
 
+/* Wake the pinger so that it sees h->stopping. */
+static void poke(nf_hub *h)
+{
+    uint64_t one = 1;
+    if (write(h->evfd, &one, sizeof one) < 0) {
+        /* the counter is full: the pinger is awake already */
+    }
+}
+
 int nf_hub_new(nf_hub **out, nf_metrics *m)
 {
     nf_hub *h = calloc(1, sizeof *h);
     if (!h)
         return SL_ENOMEM;
     h->m = m;
+    h->ep = epoll_create1(EPOLL_CLOEXEC);
+    h->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 0};
+    if (h->ep < 0 || h->evfd < 0 || epoll_ctl(h->ep, EPOLL_CTL_ADD, h->evfd, &ev)) {
+        if (h->ep >= 0)
+            close(h->ep);
+        if (h->evfd >= 0)
+            close(h->evfd);
+        free(h);
+        return SL_EIO;
+    }
     pthread_mutex_init(&h->mu, NULL);
     pthread_cond_init(&h->cond, NULL);
     if (pthread_create(&h->pinger, NULL, pinger_main, h) != 0) {
+        close(h->ep);
+        close(h->evfd);
         free(h);
         return SL_ENOMEM;
     }
@@ -176,6 +249,7 @@ void nf_hub_shutdown(nf_hub *h)
     for (nf_tap *t = h->taps; t; t = t->next)
         t->fn(t->ctx, NULL, NULL);
     pthread_cond_broadcast(&h->cond);
+    poke(h);
     pthread_mutex_unlock(&h->mu);
     /* Give the resumed streams a moment to end before the daemon stops. */
     for (int i = 0; i < 100; i++) {
@@ -196,10 +270,13 @@ void nf_hub_free(nf_hub *h)
     pthread_mutex_lock(&h->mu);
     h->stopping = true;
     pthread_cond_broadcast(&h->cond);
+    poke(h);
     pthread_mutex_unlock(&h->mu);
     pthread_join(h->pinger, NULL);
     pthread_mutex_destroy(&h->mu);
     pthread_cond_destroy(&h->cond);
+    close(h->ep);
+    close(h->evfd);
     free(h);
 }
 
@@ -272,6 +349,7 @@ struct MHD_Response *nf_hub_open_stream(nf_hub *h, struct MHD_Connection *conn, 
     c->hub = h;
     c->conn = conn;
     c->uid = uid;
+    c->wfd = -1;
     static const char retry[] = "retry: 2000\n\n";
     append(c, retry, sizeof retry - 1);
     append(c, "event: hello\ndata: ", 19);
@@ -288,7 +366,15 @@ struct MHD_Response *nf_hub_open_stream(nf_hub *h, struct MHD_Connection *conn, 
     MHD_add_response_header(r, "X-Accel-Buffering", "no");
     MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT, 0u);
     atomic_fetch_add(&h->m->sse_clients, 1);
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
     pthread_mutex_lock(&h->mu);
+    c->id = ++h->next_id;
+    c->wfd = ci ? fcntl(ci->connect_fd, F_DUPFD_CLOEXEC, 0) : -1;
+    struct epoll_event ev = {.events = EPOLLRDHUP, .data.u64 = c->id};
+    if (c->wfd >= 0 && epoll_ctl(h->ep, EPOLL_CTL_ADD, c->wfd, &ev)) {
+        close(c->wfd); /* not watched: noticed at the next ping, as before */
+        c->wfd = -1;
+    }
     c->next = h->head;
     if (h->head)
         h->head->prev = c;

@@ -677,7 +677,7 @@ static int parse_url(my_store *s, const char *url)
     return rc;
 }
 
-static int my_open(nf_store **out, const char *url, int shards)
+static int my_open(nf_store **out, const char *url, int shards, char *err, size_t errlen)
 {
     if (nf_my_lib_init())
         return SL_EIO;
@@ -689,6 +689,8 @@ static int my_open(nf_store **out, const char *url, int shards)
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     int rc = parse_url(s, url);
+    if (!rc)
+        rc = nf_my_check_shards(s, err, errlen);
     if (!rc)
         rc = nf_my_run(s, op_schema, NULL);
     if (rc) {

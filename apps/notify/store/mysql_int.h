@@ -65,4 +65,8 @@ char *nf_my_fetch_text(MYSQL_STMT *st, unsigned col, unsigned long len);
 int nf_my_query_i64(my_conn *c, MYSQL_STMT *st, MYSQL_BIND *in, int64_t *v);
 int nf_my_run(my_store *s, nf_my_op_fn fn, void *arg);
 
+/* Record the shard count on the first open, refuse another one later
+ * (mysql_shards.c): 0, SL_ECORRUPT with err filled, or a database error. */
+int nf_my_check_shards(my_store *s, char *err, size_t errlen);
+
 #endif

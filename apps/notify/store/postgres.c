@@ -549,6 +549,53 @@ static int op_schema(pq_store *s, pq_conn *c, void *p)
     return rc;
 }
 
+/*
+ * The shard count is part of the data (uid % shards picks th_notice_N): it
+ * is recorded in nf_meta on the first open and another count is refused
+ * later (nf_store_shards_check); a database from before the record is
+ * taken to have as many shards as its highest th_notice_N table. Run
+ * before op_schema, which would create the tables of the asked count.
+ * The first statement creates the table under the schema lock (one
+ * implicit transaction); concurrent first opens with different counts
+ * both insert with ON CONFLICT DO NOTHING, read the winner back, and the
+ * loser refuses.
+ */
+typedef struct shards_arg {
+    int64_t recorded;
+    bool inferred;
+} shards_arg;
+
+static int op_shards(pq_store *s, pq_conn *c, void *p)
+{
+    shards_arg *a = p;
+    char sql[512], want[24];
+    int n = snprintf(sql, sizeof sql, "SELECT pg_advisory_xact_lock(7306086750142215023);"); /* op_schema's */
+    if (s->schema[0]) /* [a-z_][a-z0-9_]* */
+        n += snprintf(sql + n, sizeof sql - (size_t)n, "CREATE SCHEMA IF NOT EXISTS %s;", s->schema);
+    snprintf(sql + n, sizeof sql - (size_t)n,
+             "CREATE TABLE IF NOT EXISTS nf_meta(name VARCHAR(64) PRIMARY KEY, value VARCHAR(255) NOT NULL)");
+    int rc = nf_pq_simple(c, sql);
+    static const char get[] = "SELECT CAST(value AS BIGINT) FROM nf_meta WHERE name = $1";
+    a->inferred = false;
+    if (!rc)
+        rc = nf_pq_simple_i64(c, get, "shards", &a->recorded);
+    if (rc || a->recorded != 0)
+        return rc;
+    /* th_notice_ is 10 characters: the number starts at 11 */
+    rc = nf_pq_simple_i64(c, "SELECT COALESCE(MAX(CAST(substr(relname, 11) AS BIGINT)), 0) FROM pg_class "
+                          "WHERE relkind = 'r' AND relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = "
+                          "current_schema()) AND relname ~ $1", "^th_notice_[0-9]+$", &a->recorded);
+    a->inferred = a->recorded > 0;
+    snprintf(want, sizeof want, "%d", s->shards);
+    int64_t none;
+    if (!rc && (a->recorded == 0 || a->recorded == s->shards))
+        rc = nf_pq_simple_i64(c, "WITH i AS (INSERT INTO nf_meta(name, value) VALUES('shards', $1) "
+                              "ON CONFLICT (name) DO NOTHING RETURNING 1) SELECT count(*) FROM i", want, &none);
+    if (!rc && !a->inferred) /* a concurrent first open may have won */
+        rc = nf_pq_simple_i64(c, get, "shards", &a->recorded);
+    return rc;
+}
+
 static void pq_close(nf_store *base)
 {
     pq_store *s = (pq_store *)base;
@@ -661,7 +708,7 @@ static int parse_url(pq_store *s, const char *url)
     return rc;
 }
 
-static int pq_open(nf_store **out, const char *url, int shards)
+static int pq_open(nf_store **out, const char *url, int shards, char *err, size_t errlen)
 {
     pq_store *s = calloc(1, sizeof *s);
     if (!s)
@@ -672,8 +719,13 @@ static int pq_open(nf_store **out, const char *url, int shards)
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     int rc = parse_url(s, url);
+    shards_arg sa = {0};
     if (!rc)
-        rc = nf_pq_run(s, op_schema, NULL); /* one attempt: a server down at open is an error */
+        rc = nf_pq_run(s, op_shards, &sa); /* one attempt: a server down at open is an error */
+    if (!rc)
+        rc = nf_store_shards_check((int)sa.recorded, sa.inferred, shards, err, errlen);
+    if (!rc)
+        rc = nf_pq_run(s, op_schema, NULL);
     if (rc) {
         pq_close(&s->base);
         return rc;

@@ -151,6 +151,47 @@ static int create_schema(sq_store *s)
     return 0;
 }
 
+/* One integer from sql (0 when no row, -1 on error). */
+static int64_t query_int(sqlite3 *db, const char *sql, int bind)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+        return -1;
+    if (bind)
+        sqlite3_bind_int(st, 1, bind);
+    int rc = sqlite3_step(st);
+    int64_t v = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : rc == SQLITE_DONE ? 0 : -1;
+    sqlite3_finalize(st);
+    return v;
+}
+
+/*
+ * The shard count is part of the data: uid % shards picks the table, so a
+ * store reopened with another count hides what it holds. Record it on the
+ * first open (a store from before the record: its highest th_notice_N) and
+ * refuse another count. BEGIN IMMEDIATE: two processes starting on a new
+ * file with different counts cannot both record theirs.
+ */
+static int check_shards(sq_store *s, char *err, size_t errlen)
+{
+    if (sqlite3_exec(s->db, "CREATE TABLE IF NOT EXISTS nf_meta(name TEXT PRIMARY KEY, value TEXT NOT NULL);"
+                            "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        return SL_EIO;
+    int64_t rec = query_int(s->db, "SELECT CAST(value AS INTEGER) FROM nf_meta WHERE name='shards'", 0);
+    bool inferred = false;
+    if (rec == 0) { /* th_notice_ is 10 characters: the suffix starts at 11 */
+        rec = query_int(s->db, "SELECT COALESCE(MAX(CAST(substr(name, 11) AS INTEGER)), 0) FROM sqlite_master "
+                               "WHERE type='table' AND name GLOB 'th_notice_[0-9]*'", 0);
+        inferred = rec > 0;
+    }
+    int rc = rec < 0 ? SL_EIO : nf_store_shards_check((int)rec, inferred, s->shards, err, errlen);
+    if (!rc && query_int(s->db, "INSERT OR IGNORE INTO nf_meta(name, value) VALUES('shards', ?1)", s->shards) < 0)
+        rc = SL_EIO;
+    if (sqlite3_exec(s->db, rc ? "ROLLBACK" : "COMMIT", NULL, NULL, NULL) != SQLITE_OK && !rc)
+        rc = SL_EIO;
+    return rc;
+}
+
 static void sq_close(nf_store *base)
 {
     sq_store *s = (sq_store *)base;
@@ -197,7 +238,7 @@ static int parse_url(const char *url, char *path, size_t plen, const char **sync
     return 0;
 }
 
-static int sq_open(nf_store **out, const char *url, int shards)
+static int sq_open(nf_store **out, const char *url, int shards, char *err, size_t errlen)
 {
     char path[1024], pragmas[256];
     const char *sync;
@@ -220,7 +261,8 @@ static int sq_open(nf_store **out, const char *url, int shards)
     }
     sqlite3_busy_timeout(s->db, 10000);
     snprintf(pragmas, sizeof pragmas, "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s;", sync);
-    if (sqlite3_exec(s->db, pragmas, NULL, NULL, NULL) != SQLITE_OK || (rc = create_schema(s))) {
+    if (sqlite3_exec(s->db, pragmas, NULL, NULL, NULL) != SQLITE_OK || (rc = check_shards(s, err, errlen)) ||
+        (rc = create_schema(s))) {
         sq_close(&s->base);
         return rc ? rc : SL_EIO;
     }

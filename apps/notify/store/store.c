@@ -5,6 +5,7 @@
  */
 #include "store.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,8 +14,14 @@
 static const nf_store_ops *const impls[] = {&nf_store_sqlite_ops, &nf_store_mysql_ops,
                                                &nf_store_postgres_ops};
 
-int nf_store_open(nf_store **out, const char *url, int shards)
+int nf_store_open(nf_store **out, const char *url, int shards, char *err, size_t errlen)
 {
+    char dummy[8];
+    if (!err || !errlen) {
+        err = dummy;
+        errlen = sizeof dummy;
+    }
+    err[0] = '\0';
     if (!out || !url || shards < 1)
         return SL_EINVAL;
     const char *sep = strstr(url, "://");
@@ -23,8 +30,20 @@ int nf_store_open(nf_store **out, const char *url, int shards)
     size_t n = (size_t)(sep - url);
     for (size_t i = 0; i < sizeof impls / sizeof impls[0]; i++)
         if (strlen(impls[i]->scheme) == n && !strncmp(impls[i]->scheme, url, n))
-            return impls[i]->open(out, url, shards);
+            return impls[i]->open(out, url, shards, err, errlen);
     return SL_ENOTSUP;
+}
+
+int nf_store_shards_check(int recorded, bool inferred, int asked, char *err, size_t errlen)
+{
+    if (recorded <= 0 || recorded == asked)
+        return 0;
+    snprintf(err, errlen,
+             "the store %s %d shards (th_notice_1..%d) but store.shards is %d: notices would be looked "
+             "up in the wrong tables and seem lost; set store.shards to %d (changing the count needs "
+             "the notices moved to their new tables first)",
+             inferred ? "has" : "was created with", recorded, recorded, asked, recorded);
+    return SL_ECORRUPT;
 }
 
 void nf_store_close(nf_store *s)

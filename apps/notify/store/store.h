@@ -48,7 +48,9 @@ typedef struct nf_store nf_store;
 
 typedef struct nf_store_ops {
     const char *scheme;
-    int (*open)(nf_store **out, const char *url, int shards);
+    /* err[errlen] gets a sentence for the operator when open fails with a
+     * reason worth more than the code (a shard count mismatch). */
+    int (*open)(nf_store **out, const char *url, int shards, char *err, size_t errlen);
     void (*close)(nf_store *s);
     /* v[0..n) in one transaction (n > 0, every uid >= 0) */
     int (*notice_add_many)(nf_store *s, const nf_notice *v, size_t n, bool *inserted);
@@ -71,8 +73,20 @@ struct nf_store {
 /* Open the store named by url ("sqlite://PATH", "mysql://...",
  * "postgres://..."), creating
  * tables as needed. Errors: SL_ENOTSUP (unknown scheme), SL_EINVAL,
- * SL_EBADOPT (unknown or bad URL option), SL_EIO. */
-int nf_store_open(nf_store **out, const char *url, int shards);
+ * SL_EBADOPT (unknown or bad URL option), SL_EIO, and SL_ECORRUPT when the
+ * store was created with another shard count than `shards`.
+ *
+ * The shard count is recorded in the store (table nf_meta, name "shards")
+ * the first time it is opened; a store from before that record is taken to
+ * have as many shards as its highest th_notice_N table. Opening with another
+ * count would file every uid under another table and hide the notices
+ * stored before, so it is refused: err[errlen] (optional) then says what
+ * the store holds and what was asked. */
+int nf_store_open(nf_store **out, const char *url, int shards, char *err, size_t errlen);
+
+/* For the implementations: compare the recorded (or inferred) shard count
+ * with the asked one; 0 when they agree, else SL_ECORRUPT and err filled. */
+int nf_store_shards_check(int recorded, bool inferred, int asked, char *err, size_t errlen);
 void nf_store_close(nf_store *s);
 
 /* Store n (n->order_sn, uid, type, data, create_time) unless a notice with
