@@ -178,6 +178,7 @@ static int pg_sub_open(void **impl, sli_url *u, unsigned *features)
                     .connect_timeout_ms = o.c.connect_timeout_ms,
                     .poll_min_ms = o.c.poll_ms,
                     .poll_max_ms = o.c.poll_ms,
+                    .linger_ms = o.c.linger_ms,
                     .holder = (int64_t)(sli_rand64() >> 2) + 1,
                     .ack_batch = o.c.ack_batch};
     sqlc_subr *r;
