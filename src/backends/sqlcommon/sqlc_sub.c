@@ -389,12 +389,14 @@ static int next_locked(sqlc_sub *s, sl_msg **out, int timeout_ms, int64_t deadli
         }
         if (held < s->prefetch) {
             unsigned room = s->prefetch - held;
-            rc = claim(s, room < SQLC_CLAIM_MAX ? room : SQLC_CLAIM_MAX, &due, err, sizeof err);
+            if (room > SQLC_CLAIM_MAX)
+                room = SQLC_CLAIM_MAX;
+            rc = claim(s, room, &due, err, sizeof err);
             if (rc && ((rc != SL_ECONN && rc != SL_EBUSY) || timeout_ms == 0))
                 return sli_err(rc, "%s", err);
             if (!rc && s->nbuf) {
                 s->idle_ms = 0;
-                if (s->nbuf < room && room > 1)
+                if (s->nbuf < room && room > 1) /* caught up: see linger() */
                     s->linger_until = sli_mono_ms() + s->r->cfg.linger_ms;
                 continue;
             }
