@@ -26,8 +26,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     unsigned max = data[0] % MAXMSG + 1;
     PGresult *r = PQmakeEmptyPGresult(NULL, PGRES_TUPLES_OK);
-    static const char *const names[NCOL] = {"r_id", "r_deliveries", "r_uuid", "r_meta",
-                                            "r_payload", "r_due"};
+    static const char *const names[NCOL] = {"r_id",   "r_deliveries", "r_uuid",
+                                            "r_meta", "r_payload",    "r_due"};
     PGresAttDesc att[NCOL];
     memset(att, 0, sizeof att);
     for (int i = 0; i < NCOL; i++) {
@@ -52,7 +52,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         off += len;
     }
-    pg_claimed out[MAXMSG];
+    sqlc_claimed out[MAXMSG];
     unsigned n = 0;
     int64_t due = -1;
     char err[256];

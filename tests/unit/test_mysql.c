@@ -7,6 +7,9 @@
  *    the business row; a failing publish leaves the caller's transaction
  *    usable; outside a transaction it commits on its own;
  *  - ack=sync: an acked message never comes back to its group;
+ *  - claims are leases on id ranges: a batch is one claim row, and acks
+ *    and nacks in any order (sync and batched) cut exactly their messages
+ *    out of it; tables of format 1 (a row per message) are upgraded;
  *  - retention=DURATION: old messages go, the feature flag says so;
  *  - bad input: bad URLs and options, a server that is down at open
  *    (clear error within connect_timeout), sluice's tables dropped under a
@@ -229,6 +232,130 @@ static void acked_never_comes_back(void **state)
     sl_publisher_close(pub);
 }
 
+/* Eight messages claimed at once are ONE claim row (a range); acks of 7,
+ * 1, 5, 3 (out of order) and a nack of 4 cut exactly those out of it, so
+ * after a close the group gets back 2, 4, 6, 8 and nothing else. */
+static void range_claims_settle_each(const char *u)
+{
+    sl_publisher *pub;
+    assert_int_equal(sl_publisher_open(&pub, u), 0);
+    sl_msg *m[8];
+    for (int i = 0; i < 8; i++) {
+        char t[4];
+        snprintf(t, sizeof t, "%d", i + 1);
+        assert_int_equal(sl_msg_new(&m[i], t, strlen(t)), 0);
+    }
+    assert_int_equal(sl_publish(pub, "ranges", m, 8), 0);
+    for (int i = 0; i < 8; i++)
+        sl_msg_unref(m[i]);
+    sl_subscribe_opts o;
+    sl_subscribe_opts_init(&o);
+    o.group = "g";
+    o.prefetch = 8;
+    sl_subscriber *sub;
+    sl_subscription *s;
+    assert_int_equal(sl_subscriber_open(&sub, u), 0);
+    assert_int_equal(sl_subscribe(sub, "ranges", &o, &s), 0);
+    sl_msg *got[8];
+    for (int i = 0; i < 8; i++) {
+        assert_int_equal(sl_next(s, &got[i], 15000), 0);
+        size_t len;
+        const char *p = sl_msg_payload(got[i], &len);
+        assert_int_equal(len, 1);
+        assert_int_equal(p[0], '1' + i);
+    }
+    MYSQL *c = app_conn();
+    assert_int_equal(scalar(c, "SELECT count(*) FROM sluice_claims"), 1);
+    static const int acks[] = {7, 1, 5, 3};
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(sl_msg_ack(got[acks[i] - 1]), 0);
+    assert_int_equal(sl_msg_nack(got[3]), 0);
+    for (int i = 0; i < 8; i++)
+        sl_msg_unref(got[i]);
+    sl_subscriber_close(sub); /* 2, 6, 8 handed back; batched acks settled */
+    assert_int_equal(sl_subscriber_open(&sub, u), 0);
+    assert_int_equal(sl_subscribe(sub, "ranges", &o, &s), 0);
+    char seen[9] = "";
+    for (int i = 0; i < 4; i++) {
+        sl_msg *again;
+        assert_int_equal(sl_next(s, &again, 15000), 0);
+        size_t len;
+        const char *p = sl_msg_payload(again, &len);
+        assert_int_equal(len, 1);
+        seen[p[0] - '1'] = p[0];
+        assert_true(sl_msg_deliveries(again) >= 2);
+        assert_int_equal(sl_msg_ack(again), 0);
+        sl_msg_unref(again);
+    }
+    assert_memory_equal(seen,
+                        "\0"
+                        "2\0"
+                        "4\0"
+                        "6\0"
+                        "8",
+                        8);
+    sl_msg *none;
+    assert_int_equal(sl_next(s, &none, 300), SL_ETIMEDOUT);
+    sl_subscriber_close(sub);
+    /* every ack settled: no claim left (batched ones at the close) */
+    assert_int_equal(scalar(c, "SELECT count(*) FROM sluice_claims"), 0);
+    mysql_close(c);
+    sl_publisher_close(pub);
+}
+
+static void range_claims_sync(void **state)
+{
+    (void)state;
+    range_claims_settle_each(url);
+}
+
+static void range_claims_batch(void **state)
+{
+    (void)state;
+    char u[1100];
+    snprintf(u, sizeof u, "%s&ack=batch", url);
+    range_claims_settle_each(u);
+}
+
+/* Tables of format sluice-my-1 (a claim row per message, no hi column)
+ * are upgraded in place by the next open: a handed-back claim of the old
+ * format is delivered again. */
+static void format_1_upgraded(void **state)
+{
+    (void)state;
+    sl_publisher *pub;
+    assert_int_equal(sl_publisher_open(&pub, url), 0);
+    sl_msg *m;
+    assert_int_equal(sl_msg_new(&m, "old", 3), 0);
+    assert_int_equal(sl_publish(pub, "upgrade", &m, 1), 0);
+    sl_msg_unref(m);
+    sl_publisher_close(pub);
+    sl_subscribe_opts o;
+    sl_subscribe_opts_init(&o);
+    o.group = "g";
+    sl_subscriber *sub;
+    sl_subscription *s;
+    assert_int_equal(sl_subscriber_open(&sub, url), 0);
+    assert_int_equal(sl_subscribe(sub, "upgrade", &o, &s), 0);
+    sl_msg *got;
+    assert_int_equal(sl_next(s, &got, 15000), 0);
+    sl_msg_unref(got); /* not acked: handed back at the close */
+    sl_subscriber_close(sub);
+    MYSQL *c = app_conn();
+    exec_ok(c, "ALTER TABLE sluice_claims DROP COLUMN hi");
+    exec_ok(c, "UPDATE sluice_meta SET v='sluice-my-1' WHERE k='format'");
+    assert_int_equal(sl_subscriber_open(&sub, url), 0);
+    assert_int_equal(scalar(c, "SELECT count(*) FROM sluice_meta WHERE v='sluice-my-2'"), 1);
+    assert_int_equal(sl_subscribe(sub, "upgrade", &o, &s), 0);
+    assert_int_equal(sl_next(s, &got, 15000), 0);
+    assert_int_equal(sl_msg_deliveries(got), 2);
+    assert_int_equal(sl_msg_ack(got), 0);
+    sl_msg_unref(got);
+    assert_int_equal(scalar(c, "SELECT count(*) FROM sluice_claims"), 0);
+    sl_subscriber_close(sub);
+    mysql_close(c);
+}
+
 /* retention=acked (default) deletes what every group acked; the flag
  * SL_FEAT_LATE_SUBSCRIBERS is declared only with retention=DURATION. */
 static void retention_and_late_flag(void **state)
@@ -276,10 +403,10 @@ static void bad_urls_and_options(void **state)
 {
     (void)state;
     sl_publisher *pub;
-    const char *bad[] = {"mysql:///nodb",    "mysql://127.0.0.1/", "mysql://127.0.0.1/a/b",
-                         "?nope=1",          "?ack=maybe",         "?retention=forever",
-                         "?schema=Bad-Name", "?connect_timeout=0", "?poll=0",
-                         "?ack_deadline=-1s"};
+    const char *bad[] = {"mysql:///nodb",     "mysql://127.0.0.1/", "mysql://127.0.0.1/a/b",
+                         "?nope=1",           "?ack=maybe",         "?retention=forever",
+                         "?schema=Bad-Name",  "?connect_timeout=0", "?poll=0",
+                         "?ack_deadline=-1s", "?linger=2s",         "?linger=x"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char u[1200];
         snprintf(u, sizeof u, "%s%s", bad[i][0] == '?' ? base_url() : "", bad[i]);
@@ -365,6 +492,9 @@ int main(void)
         cmocka_unit_test_setup(outbox_publishes_only_what_commits, setup),
         cmocka_unit_test_setup(open_transaction_holds_only_its_topic, setup),
         cmocka_unit_test_setup(acked_never_comes_back, setup),
+        cmocka_unit_test_setup(range_claims_sync, setup),
+        cmocka_unit_test_setup(range_claims_batch, setup),
+        cmocka_unit_test_setup(format_1_upgraded, setup),
         cmocka_unit_test_setup(retention_and_late_flag, setup),
         cmocka_unit_test_setup(bad_urls_and_options, setup),
         cmocka_unit_test_setup(server_down_at_open, setup),

@@ -368,7 +368,8 @@ static const char schema_sql[] =
     "NULL, holder BIGINT NOT NULL, alive BIGINT NOT NULL, UNIQUE KEY(topic, name), "
     "KEY(holder)) ENGINE=InnoDB;"
     "CREATE TABLE IF NOT EXISTS sluice_claims(gid BIGINT NOT NULL, msg_id BIGINT NOT NULL, "
-    "owner BIGINT NOT NULL, deadline BIGINT NOT NULL, deliveries INT NOT NULL, PRIMARY KEY(gid, "
+    "hi BIGINT NOT NULL, owner BIGINT NOT NULL, deadline BIGINT NOT NULL, deliveries INT NOT NULL, "
+    "PRIMARY KEY(gid, "
     "msg_id)) ENGINE=InnoDB;"
     "COMMIT";
 
@@ -409,6 +410,38 @@ static int check(MYSQL *c, int *tables, char *format, size_t flen, char *err, si
     return 0;
 }
 
+/* sluice-my-1 -> 2: a claim covers a range of ids (my_claim.c); the rows of
+ * format 1 are one-id ranges. One process at a time (a named lock); the
+ * processes of the old version must be stopped first. */
+static const char upgrade_sql[] = "SELECT GET_LOCK(concat('sluice-upgrade-', DATABASE()), 30);"
+                                  "SELECT v FROM sluice_meta WHERE k='format' FOR UPDATE";
+static const char upgrade1_sql[] =
+    "ALTER TABLE sluice_claims ADD COLUMN hi BIGINT NOT NULL DEFAULT 0 AFTER msg_id;"
+    "UPDATE sluice_claims SET hi=msg_id;"
+    "UPDATE sluice_meta SET v='" MY_FORMAT "' WHERE k='format';COMMIT";
+
+static int upgrade(MYSQL *c, char *err, size_t errlen)
+{
+    my_link tmp = {.c = c, .borrowed = true};
+    my_sql q = {.p = (char *)upgrade_sql, .len = sizeof upgrade_sql - 1};
+    MYSQL_RES *res[2];
+    int rc = sli_my_run(&tmp, &q, res, 2, err, errlen, "upgrade sluice's tables");
+    if (rc)
+        return rc;
+    MYSQL_ROW row = mysql_fetch_row(res[1]);
+    bool old = row && row[0] && strcmp(row[0], "sluice-my-1") == 0;
+    mysql_free_result(res[0]);
+    mysql_free_result(res[1]);
+    my_sql u = {.p = (char *)upgrade1_sql, .len = sizeof upgrade1_sql - 1};
+    rc = old ? sli_my_run(&tmp, &u, NULL, 0, err, errlen, "upgrade sluice's tables") : 0;
+    mysql_rollback(c); /* a format already upgraded: end the locking read */
+    static const char rel[] = "SELECT RELEASE_LOCK(concat('sluice-upgrade-', DATABASE()))";
+    my_sql r = {.p = (char *)rel, .len = sizeof rel - 1};
+    char e2[MY_ERRLEN];
+    sli_my_run(&tmp, &r, NULL, 0, e2, sizeof e2, "upgrade sluice's tables");
+    return rc;
+}
+
 int sli_my_schema(MYSQL *c, char *err, size_t errlen)
 {
     int tables, rc;
@@ -423,6 +456,10 @@ int sli_my_schema(MYSQL *c, char *err, size_t errlen)
         if ((rc = check(c, &tables, format, sizeof format, err, errlen)) != 0)
             return rc;
     }
+    if (strcmp(format, "sluice-my-1") == 0 &&
+        ((rc = upgrade(c, err, errlen)) != 0 ||
+         (rc = check(c, &tables, format, sizeof format, err, errlen)) != 0))
+        return rc;
     if (strcmp(format, MY_FORMAT) != 0) {
         snprintf(err, errlen, "mysql: unsupported sluice format '%s' in sluice_meta (expected %s)",
                  format, MY_FORMAT);

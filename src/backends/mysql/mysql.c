@@ -20,6 +20,7 @@
 #include "backends/mysql/my.h"
 
 #define MY_POLL_DEFAULT_MS 250
+#define MY_LINGER_DEFAULT_MS 10 /* see my.h, "Wake-ups" */
 
 /* SL_FEAT_LATE_SUBSCRIBERS promises that a subscription opened later gets
  * every earlier message, even those other groups acked: with the default
@@ -43,7 +44,7 @@ static int my_pub_open(void **impl, sli_url *u, unsigned *features)
 {
     sqlc_opts o;
     char err[MY_ERRLEN];
-    int rc = sli_sqlc_opts_read(u, "mysql", MY_POLL_DEFAULT_MS, &o);
+    int rc = sli_sqlc_opts_read(u, "mysql", MY_POLL_DEFAULT_MS, MY_LINGER_DEFAULT_MS, &o);
     my_pub *p = rc ? NULL : calloc(1, sizeof *p);
     if (rc)
         return rc;
@@ -158,7 +159,7 @@ static int my_sub_open(void **impl, sli_url *u, unsigned *features)
 {
     char err[MY_ERRLEN];
     sqlc_opts o;
-    int rc = sli_sqlc_opts_read(u, "mysql", MY_POLL_DEFAULT_MS, &o);
+    int rc = sli_sqlc_opts_read(u, "mysql", MY_POLL_DEFAULT_MS, MY_LINGER_DEFAULT_MS, &o);
     if (rc)
         return rc;
     my_subdb *d = calloc(1, sizeof *d);
@@ -177,6 +178,7 @@ static int my_sub_open(void **impl, sli_url *u, unsigned *features)
                     .connect_timeout_ms = o.connect_timeout_ms,
                     .poll_min_ms = MY_POLL_MIN_MS,
                     .poll_max_ms = o.poll_ms,
+                    .linger_ms = o.linger_ms,
                     .holder = (int64_t)(sli_rand64() >> 2) + 1,
                     .ack_batch = o.ack_batch};
     if ((rc = sli_my_keeper_start(&d->keeper, u, &o, cfg.holder)) != 0) {

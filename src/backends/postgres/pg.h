@@ -1,12 +1,13 @@
 /*
  * pg.h - internals of the postgres:// backend, shared by its files:
  *
- *   pg_link.c   URL -> connection (with a deadline), schema, error mapping
+ *   pg_conn.c   URL -> connection (with a deadline), schema, error mapping
  *   pg_ops.c    the SQL of publish, subscribe, claim, ack/nack, hand-back,
  *               retention (housekeeping)
  *   pg_listen.c one LISTEN connection per subscriber: wake-ups, heartbeat
  *   pg_tx.c     sl_pg_publish_tx (publish in the caller's transaction)
- *   postgres.c  the ops table: publishers, subscriptions, delivery
+ *   postgres.c  the ops table: publishers, and the subscriber engine of
+ *               sqlcommon (sqlc_sub.c) over pg_ops.c
  *
  * Table design (one set of tables per database, shared by every process;
  * the same model as sqlite://: a log per topic, groups with a cursor, claims
@@ -53,24 +54,21 @@
 #include <libpq-fe.h>
 #include <pthread.h>
 
+#include "backends/sqlcommon/sqlc.h"
 #include "core/backend.h"
 
 #define PG_FORMAT "sluice-pg-1"
 #define PG_CHANNEL "sluice"
 #define PG_ERRLEN 400
-#define PG_CLAIM_MAX 256 /* messages in one claim */
 #define PG_PRIVATE_EXPIRY_MS 60000
 #define PG_HEARTBEAT_MS 10000
 
-/* Options every handle accepts (one URL serves publishers and subscribers). */
+/* Options every handle accepts (one URL serves publishers and subscribers):
+ * sqlcommon's (poll=DUR: the fallback when no NOTIFY came, 1s) and
+ * sync=full|off (synchronous_commit of the session). */
 typedef struct pg_opts {
-    int64_t connect_timeout_ms; /* connect_timeout=DUR (5s) */
-    int64_t ack_deadline;       /* ack_deadline=DUR (30s) */
-    int64_t retention_ms;       /* retention=acked (0) | DUR */
-    int64_t poll_ms;            /* poll=DUR: fallback when no NOTIFY came (1s) */
-    bool ack_batch;             /* ack=sync|batch */
-    bool sync_off;              /* sync=full|off: synchronous_commit of the session */
-    char schema[64];            /* schema=NAME: sluice's tables live there ("" = search_path) */
+    sqlc_opts c;
+    bool sync_off;
 } pg_opts;
 
 /* A connection with what it was opened from, so it can be opened again. */
@@ -85,7 +83,7 @@ typedef struct pg_link {
     const char *what; /* "postgres" */
 } pg_link;
 
-/* pg_link.c */
+/* pg_conn.c */
 int sli_pg_opts_read(sli_url *u, pg_opts *o);
 /* Parameters from u (host, port, user, password, dbname from the path). */
 int sli_pg_conn_init(pg_link *pc, sli_url *u, const pg_opts *o);
@@ -106,62 +104,49 @@ int sli_pg_exec(pg_link *pc, const char *sql, char *err, size_t errlen);
 /* Big-endian binary integer (int4 or int8) of a binary result field. */
 int64_t sli_pg_get_i64(const PGresult *r, int row, int col);
 
-/* pg_ops.c */
-typedef struct pg_claimed {
-    sl_msg *m;
-    int64_t msg_id;
-    unsigned deliveries;
-} pg_claimed;
-
-typedef struct pg_settle {
-    int64_t msg_id, owner;
-    unsigned deliveries;
-    bool nack;
-    int64_t delay_ms;
-} pg_settle;
+/* pg_ops.c (claims and settles: sqlcommon's types) */
 
 int sli_pg_prepare(pg_link *pc, char *err, size_t errlen);
 /* Insert msgs[0..n) into the log and NOTIFY, on c inside the caller's
  * transaction (no BEGIN/COMMIT here). */
 int sli_pg_insert_msgs(PGconn *c, const char *topic, sl_msg *const *msgs, size_t n, char *err,
-                   size_t errlen, int *sqlstate_class);
+                       size_t errlen, int *sqlstate_class);
 int sli_pg_publish(pg_link *pc, const char *topic, sl_msg *const *msgs, size_t n, char *err,
-               size_t errlen);
+                   size_t errlen);
 /* Join (or create) group `group` of topic (a private one when priv), with
  * its cursor at start when new; *gid its id. */
 int sli_pg_subscribe(pg_link *pc, const char *topic, const char *group, bool priv, sl_start start,
-                 int64_t holder, int64_t *gid, char *err, size_t errlen);
+                     int64_t holder, int64_t *gid, char *err, size_t errlen);
 /* Settle acks[0..nacks) (group gid), then claim up to max messages into
  * out; *next_due = wall ms of the group's next ready claim when none, or -1.
  * Settling goes first, in the same transaction (ack=batch). */
 int sli_pg_claim(pg_link *pc, int64_t gid, const char *topic, int64_t owner, unsigned max,
-             int64_t ack_deadline, const pg_settle *acks, unsigned nacks, pg_claimed *out,
-             unsigned *nout, int64_t *next_due, char *err, size_t errlen);
+                 int64_t ack_deadline, const sqlc_settle *acks, unsigned nacks, sqlc_claimed *out,
+                 unsigned *nout, int64_t *next_due, char *err, size_t errlen);
 /* The rows of a claim (columns msg_id, deliveries, uuid, metadata,
  * payload, r_due; binary format) into out[*nout..max): a row without
  * msg_id carries only r_due (-> *due). What the server sends back is
  * checked: SL_EPROTO/SL_ECORRUPT with err on a malformed row; the messages
  * taken before it stay in out for the caller to unref. Also the fuzz
  * target's entry (tests/fuzz/fuzz_postgres_row.c). */
-int sli_pg_take_rows(PGresult *r, pg_claimed *out, unsigned max, unsigned *nout, int64_t *due,
+int sli_pg_take_rows(PGresult *r, sqlc_claimed *out, unsigned max, unsigned *nout, int64_t *due,
                      char *err, size_t errlen);
-int sli_pg_settle_run(pg_link *pc, int64_t gid, const pg_settle *s, unsigned n, char *err,
-                  size_t errlen);
+int sli_pg_settle_run(pg_link *pc, int64_t gid, const sqlc_settle *s, unsigned n, char *err,
+                      size_t errlen);
 /* Unsubscribe: hand back what owner holds (a group), or drop the group
  * (private). */
-int sli_pg_unsubscribe(pg_link *pc, int64_t gid, int64_t owner, bool priv, char *err, size_t errlen);
+int sli_pg_unsubscribe(pg_link *pc, int64_t gid, int64_t owner, bool priv, char *err,
+                       size_t errlen);
 /* Heartbeat of holder's private groups; expire dead ones; retention. Only
  * one process at a time (an advisory lock) does the expensive part. */
 int sli_pg_housekeep(pg_link *pc, int64_t holder, int64_t retention_ms, char *err, size_t errlen);
 
-/* pg_listen.c: a subscriber's wake-up source. */
+/* pg_listen.c: a subscriber's wake-up source. Every notification (and a
+ * reconnect, which may have lost some) bumps w, the subscriber engine's
+ * change counter (sqlc_sub.c), which must outlive the listener. */
 typedef struct pg_listener pg_listener;
-int sli_pg_listener_start(pg_listener **out, sli_url *u, const pg_opts *o, int64_t holder);
+int sli_pg_listener_start(pg_listener **out, sli_url *u, const pg_opts *o, int64_t holder,
+                          sqlc_wake *w);
 void sli_pg_listener_stop(pg_listener *l);
-/* Change counter: read before looking for work, then wait until it moves
- * or deadline_ms (mono, < 0 never). */
-uint32_t sli_pg_listener_seq(pg_listener *l);
-void sli_pg_listener_wait(pg_listener *l, uint32_t seen, int64_t deadline_ms);
-void sli_pg_listener_bump(pg_listener *l); /* wake every waiter (local change) */
 
 #endif

@@ -1,14 +1,15 @@
 /*
- * pg_link.c - connections of the postgres:// backend: options, URL ->
+ * pg_conn.c - connections of the postgres:// backend: options, URL ->
  * libpq parameters, connecting within a deadline (non-blocking connect, so
  * a server that does not answer costs connect_timeout, not libpq's
  * whole-second rounding), reconnecting with backoff, the schema, and libpq
  * errors -> SL_E*.
  *
  * URL: postgres://user:password@host:port/dbname?options (postgresql://
- * is not a second scheme: one scheme per backend). Options:
+ * is not a second scheme: one scheme per backend). Options (sqlcommon's,
+ * read the same way as mysql://, and sslmode, sync):
  *   connect_timeout=DUR  (5s)   ack_deadline=DUR (30s)   poll=DUR (1s)
- *   retention=acked|DUR  (acked) ack=sync|batch (sync)
+ *   retention=acked|DUR  (acked) ack=sync|batch (sync)   linger=DUR (10ms)
  *   sslmode=disable|allow|prefer|require|verify-ca|verify-full (prefer)
  *   sync=full|off        full (default): a publish or ack returns once it
  *                        is flushed to the server's WAL; off: the server
@@ -28,39 +29,10 @@
 
 int sli_pg_opts_read(sli_url *u, pg_opts *o)
 {
-    int rc, ack, sync;
-    const char *ret;
-    if ((rc = sli_url_opt_ms(u, "connect_timeout", 5000, &o->connect_timeout_ms)) ||
-        (rc = sli_url_opt_ms(u, "ack_deadline", 30000, &o->ack_deadline)) ||
-        (rc = sli_url_opt_ms(u, "poll", 1000, &o->poll_ms)) ||
-        (rc = sli_url_opt_enum(u, "ack", "sync|batch", 0, &ack)) ||
-        (rc = sli_url_opt_enum(u, "sync", "full|off", 0, &sync)))
+    int sync, rc = sli_sqlc_opts_read(u, "postgres", 1000, 10, &o->c);
+    if (rc || (rc = sli_url_opt_enum(u, "sync", "full|off", 0, &sync)) != 0)
         return rc;
     o->sync_off = sync == 1;
-    const char *sc = sli_url_opt(u, "schema");
-    o->schema[0] = '\0';
-    if (sc) {
-        size_t n = strlen(sc);
-        bool ok = n > 0 && n < sizeof o->schema && !(sc[0] >= '0' && sc[0] <= '9');
-        for (size_t i = 0; ok && i < n; i++)
-            ok = (sc[i] >= 'a' && sc[i] <= 'z') || (sc[i] >= '0' && sc[i] <= '9') || sc[i] == '_';
-        if (!ok)
-            return sli_err(SL_EBADOPT, "postgres: option schema must match [a-z_][a-z0-9_]* "
-                                       "(at most 63 characters), not '%s'", sc);
-        memcpy(o->schema, sc, n + 1);
-    }
-    if (o->connect_timeout_ms < 1 || o->ack_deadline < 1 || o->poll_ms < 1)
-        return sli_err(SL_EBADOPT, "postgres: connect_timeout, ack_deadline and poll must be "
-                                   "at least 1ms");
-    o->ack_batch = ack == 1;
-    o->retention_ms = 0;
-    if ((ret = sli_url_opt(u, "retention")) != NULL && strcmp(ret, "acked") != 0) {
-        if ((rc = sli_url_opt_ms(u, "retention", 0, &o->retention_ms)) != 0)
-            return sli_err(SL_EBADOPT, "postgres: option retention must be 'acked' or a "
-                                       "duration, not '%s'", ret);
-        if (o->retention_ms < 1)
-            return sli_err(SL_EBADOPT, "postgres: retention must be at least 1ms");
-    }
     return 0;
 }
 
@@ -78,9 +50,9 @@ int sli_pg_conn_init(pg_link *pc, sli_url *u, const pg_opts *o)
 {
     memset(pc, 0, sizeof *pc);
     pc->what = "postgres";
-    pc->timeout_ms = o->connect_timeout_ms;
+    pc->timeout_ms = o->c.connect_timeout_ms;
     pc->sync_off = o->sync_off;
-    memcpy(pc->schema, o->schema, sizeof pc->schema);
+    memcpy(pc->schema, o->c.schema, sizeof pc->schema);
     int rc, k = 0, ssl;
     char port[16];
     snprintf(port, sizeof port, "%d", u->port ? u->port : 5432);
@@ -227,8 +199,7 @@ int sli_pg_fail(pg_link *pc, PGresult *res, char *err, size_t errlen, const char
     snprintf(sqlstate, sizeof sqlstate, "%s", st ? st : "");
     const char *state = sqlstate[0] ? sqlstate : NULL; /* res is cleared below */
     snprintf(msg, sizeof msg, "%s",
-             res && *PQresultErrorMessage(res) ? PQresultErrorMessage(res)
-                                               : PQerrorMessage(pc->c));
+             res && *PQresultErrorMessage(res) ? PQresultErrorMessage(res) : PQerrorMessage(pc->c));
     oneline(msg);
     PQclear(res);
     int code = SL_EIO;

@@ -1,7 +1,8 @@
 /*
  * pg_listen.c - a subscriber's wake-up source and caretaker: one thread with
- * its own connection that LISTENs on the sluice channel and bumps a change
- * counter on every notification, so next() calls sleep instead of polling.
+ * its own connection that LISTENs on the sluice channel and bumps the
+ * subscriber engine's change counter (sqlc_wake) on every notification, so
+ * next() calls sleep instead of polling.
  * After a reconnect it bumps once (notifications sent while it was away are
  * lost; a claim finds what they announced). The same thread keeps the
  * subscriber's private groups alive (heartbeat) and does housekeeping
@@ -23,37 +24,10 @@ struct pg_listener {
     pg_opts o;
     int64_t holder;
     pthread_t thread;
-    int pipe[2]; /* written to stop the thread */
-    pthread_mutex_t mu;
-    pthread_cond_t cond;
-    uint32_t seq;
-    bool stop;
+    int pipe[2];     /* written to stop the thread */
+    sqlc_wake *wake; /* the engine's (outlives the listener) */
+    _Atomic bool stop;
 };
-
-void sli_pg_listener_bump(pg_listener *l)
-{
-    pthread_mutex_lock(&l->mu);
-    l->seq++;
-    pthread_cond_broadcast(&l->cond);
-    pthread_mutex_unlock(&l->mu);
-}
-
-uint32_t sli_pg_listener_seq(pg_listener *l)
-{
-    pthread_mutex_lock(&l->mu);
-    uint32_t s = l->seq;
-    pthread_mutex_unlock(&l->mu);
-    return s;
-}
-
-void sli_pg_listener_wait(pg_listener *l, uint32_t seen, int64_t deadline_ms)
-{
-    pthread_mutex_lock(&l->mu);
-    while (l->seq == seen && !l->stop &&
-           (deadline_ms < 0 || sli_mono_ms() < deadline_ms))
-        sli_cond_wait_until(&l->cond, &l->mu, deadline_ms);
-    pthread_mutex_unlock(&l->mu);
-}
 
 /* Connect and LISTEN; 0 once listening. */
 static int listen_up(pg_listener *l, char *err, size_t errlen)
@@ -75,7 +49,7 @@ static bool drain(pg_listener *l)
         PQfreemem(n);
     }
     if (any)
-        sli_pg_listener_bump(l);
+        sli_sqlc_wake_bump(l->wake);
     return true;
 }
 
@@ -87,17 +61,14 @@ static void *listen_main(void *arg)
     int64_t next_hk = sli_mono_ms() + PG_HK_MS;
     sli_thread_name("sl-pg-listen");
     for (;;) {
-        pthread_mutex_lock(&l->mu);
-        bool stop = l->stop;
-        pthread_mutex_unlock(&l->mu);
-        if (stop)
+        if (atomic_load(&l->stop))
             break;
         if (!up) {
             if (listen_up(l, err, sizeof err) == 0) {
                 up = true;
                 warned = false;
                 sli_log(SL_LOG_INFO, "postgres", "listener reconnected");
-                sli_pg_listener_bump(l); /* what was announced meanwhile is lost */
+                sli_sqlc_wake_bump(l->wake); /* what was announced meanwhile is lost */
             } else if (!warned) {
                 warned = true;
                 sli_log(SL_LOG_WARN, "postgres", "listener: %s (retrying)", err);
@@ -116,10 +87,10 @@ static void *listen_main(void *arg)
             PQfinish(l->pc.c);
             l->pc.c = NULL;
             l->pc.prepared = false;
-            sli_pg_listener_bump(l);
+            sli_sqlc_wake_bump(l->wake);
         }
         if (up && sli_mono_ms() >= next_hk) {
-            if (sli_pg_housekeep(&l->pc, l->holder, l->o.retention_ms, err, sizeof err) != 0) {
+            if (sli_pg_housekeep(&l->pc, l->holder, l->o.c.retention_ms, err, sizeof err) != 0) {
                 sli_log(SL_LOG_WARN, "postgres", "housekeeping: %s", err);
                 up = l->pc.c && PQstatus(l->pc.c) == CONNECTION_OK;
             }
@@ -131,13 +102,15 @@ static void *listen_main(void *arg)
     return NULL;
 }
 
-int sli_pg_listener_start(pg_listener **out, sli_url *u, const pg_opts *o, int64_t holder)
+int sli_pg_listener_start(pg_listener **out, sli_url *u, const pg_opts *o, int64_t holder,
+                          sqlc_wake *w)
 {
     pg_listener *l = calloc(1, sizeof *l);
     if (!l)
         return sli_err(SL_ENOMEM, "out of memory");
     l->o = *o;
     l->holder = holder;
+    l->wake = w;
     char err[PG_ERRLEN];
     int rc = sli_pg_conn_init(&l->pc, u, o);
     if (rc) {
@@ -154,13 +127,10 @@ int sli_pg_listener_start(pg_listener **out, sli_url *u, const pg_opts *o, int64
         free(l);
         return sli_err(SL_EIO, "postgres: pipe: %s", strerror(errno));
     }
-    pthread_mutex_init(&l->mu, NULL);
-    sli_cond_init(&l->cond);
+    atomic_init(&l->stop, false);
     if (pthread_create(&l->thread, NULL, listen_main, l) != 0) {
         close(l->pipe[0]);
         close(l->pipe[1]);
-        pthread_mutex_destroy(&l->mu);
-        pthread_cond_destroy(&l->cond);
         sli_pg_conn_fini(&l->pc);
         free(l);
         return sli_err(SL_ENOMEM, "postgres: cannot start the listener thread");
@@ -173,17 +143,12 @@ void sli_pg_listener_stop(pg_listener *l)
 {
     if (!l)
         return;
-    pthread_mutex_lock(&l->mu);
-    l->stop = true;
-    pthread_cond_broadcast(&l->cond);
-    pthread_mutex_unlock(&l->mu);
+    atomic_store(&l->stop, true);
     ssize_t w = write(l->pipe[1], "x", 1);
     (void)w; /* the flag is set; the byte only cuts the poll short */
     pthread_join(l->thread, NULL);
     close(l->pipe[0]);
     close(l->pipe[1]);
-    pthread_mutex_destroy(&l->mu);
-    pthread_cond_destroy(&l->cond);
     sli_pg_conn_fini(&l->pc);
     free(l);
 }

@@ -33,8 +33,7 @@ static const char *const qsql[Q_COUNT] = {
               "deliveries=$4",
     /* $5 ready at, $6 topic (wakes the group's other consumers) */
     [Q_NACK] = "WITH u AS (UPDATE sluice_claims SET owner=0, deadline=$5 WHERE gid=$1 AND "
-               "msg_id=$2 AND owner=$3 AND deliveries=$4) SELECT pg_notify('" PG_CHANNEL
-               "', $6)",
+               "msg_id=$2 AND owner=$3 AND deliveries=$4) SELECT pg_notify('" PG_CHANNEL "', $6)",
 };
 
 int sli_pg_prepare(pg_link *pc, char *err, size_t errlen)
@@ -89,8 +88,9 @@ static char *ins_sql(size_t rows)
     char *q = malloc(cap);
     if (!q)
         return NULL;
-    size_t o = (size_t)snprintf(q, cap, "WITH i AS (INSERT INTO sluice_msgs(topic, created, uuid, "
-                                        "meta, payload) VALUES");
+    size_t o = (size_t)snprintf(q, cap,
+                                "WITH i AS (INSERT INTO sluice_msgs(topic, created, uuid, "
+                                "meta, payload) VALUES");
     for (size_t i = 0; i < rows; i++)
         o += (size_t)snprintf(q + o, cap - o, "%s($1,$2::int8,$%zu,$%zu::bytea,$%zu::bytea)",
                               i ? "," : "", 3 + 3 * i, 4 + 3 * i, 5 + 3 * i);
@@ -160,7 +160,7 @@ static int insert_all(PGconn *c, const char *topic, sl_msg *const *msgs, size_t 
 }
 
 int sli_pg_insert_msgs(PGconn *c, const char *topic, sl_msg *const *msgs, size_t n, char *err,
-                   size_t errlen, int *failed)
+                       size_t errlen, int *failed)
 {
     PGresult *bad;
     int rc = insert_all(c, topic, msgs, n, err, errlen, &bad);
@@ -181,7 +181,7 @@ int sli_pg_insert_msgs(PGconn *c, const char *topic, sl_msg *const *msgs, size_t
 }
 
 int sli_pg_publish(pg_link *pc, const char *topic, sl_msg *const *msgs, size_t n, char *err,
-               size_t errlen)
+                   size_t errlen)
 {
     bool tx = n > PG_INS_ROWS; /* one statement is its own transaction */
     int rc = tx ? sli_pg_exec(pc, "BEGIN", err, errlen) : 0;
@@ -201,12 +201,12 @@ int sli_pg_publish(pg_link *pc, const char *topic, sl_msg *const *msgs, size_t n
 /* ---------- groups ---------- */
 
 int sli_pg_subscribe(pg_link *pc, const char *topic, const char *group, bool priv, sl_start start,
-                 int64_t holder, int64_t *gid, char *err, size_t errlen)
+                     int64_t holder, int64_t *gid, char *err, size_t errlen)
 {
     num h, now;
     const char *latest = start == SL_START_LATEST ? "t" : "f";
-    const char *v[6] = {topic, priv ? NULL : group, priv ? "t" : "f", latest,
-                        N(&h, priv ? holder : 0), N(&now, sli_wall_ms())};
+    const char *v[6] = {topic,  priv ? NULL : group,      priv ? "t" : "f",
+                        latest, N(&h, priv ? holder : 0), N(&now, sli_wall_ms())};
     /* latest: past the newest message committed so far */
     PGresult *r = PQexecParams(
         pc->c,
@@ -257,7 +257,7 @@ int sli_pg_unsubscribe(pg_link *pc, int64_t gid, int64_t owner, bool priv, char 
 
 /* ---------- claims ---------- */
 
-static char *put_array(const pg_settle *s, unsigned n, int which)
+static char *put_array(const sqlc_settle *s, unsigned n, int which)
 {
     size_t cap = (size_t)n * 22 + 4, o = 1;
     char *buf = malloc(cap);
@@ -290,7 +290,7 @@ static int build(const PGresult *r, int row, int col, sl_msg **out, char *err, s
 }
 
 /* Rows of sluice_claim: messages, or one row with only r_due. */
-int sli_pg_take_rows(PGresult *r, pg_claimed *out, unsigned max, unsigned *nout, int64_t *due,
+int sli_pg_take_rows(PGresult *r, sqlc_claimed *out, unsigned max, unsigned *nout, int64_t *due,
                      char *err, size_t errlen)
 {
     for (int i = 0; i < PQntuples(r); i++) {
@@ -303,7 +303,7 @@ int sli_pg_take_rows(PGresult *r, pg_claimed *out, unsigned max, unsigned *nout,
             snprintf(err, errlen, "postgres: claim returned more than %u messages", max);
             return SL_EPROTO;
         }
-        pg_claimed *c = &out[*nout];
+        sqlc_claimed *c = &out[*nout];
         int rc = build(r, i, 2, &c->m, err, errlen);
         if (rc)
             return rc;
@@ -315,7 +315,7 @@ int sli_pg_take_rows(PGresult *r, pg_claimed *out, unsigned max, unsigned *nout,
 }
 
 int sli_pg_claim(pg_link *pc, int64_t gid, const char *topic, int64_t owner, unsigned max,
-                 int64_t ack_deadline, const pg_settle *acks, unsigned nacks, pg_claimed *out,
+                 int64_t ack_deadline, const sqlc_settle *acks, unsigned nacks, sqlc_claimed *out,
                  unsigned *nout, int64_t *due, char *err, size_t errlen)
 {
     *nout = 0;
@@ -330,8 +330,9 @@ int sli_pg_claim(pg_link *pc, int64_t gid, const char *topic, int64_t owner, uns
             snprintf(err, errlen, "postgres: out of memory");
             return SL_ENOMEM;
         }
-    const char *v[9] = {N(&g, gid), topic,          N(&o, owner), N(&lim, max), N(&now, t),
-                        N(&dl, t + ack_deadline), a[0],         a[1],         a[2]};
+    const char *v[9] = {N(&g, gid),   topic,      N(&o, owner),
+                        N(&lim, max), N(&now, t), N(&dl, t + ack_deadline),
+                        a[0],         a[1],       a[2]};
     PGresult *r = NULL;
     int rc = run(pc, Q_CLAIM, 9, v, &r, err, errlen);
     for (int i = 0; i < 3; i++)
@@ -347,13 +348,17 @@ int sli_pg_claim(pg_link *pc, int64_t gid, const char *topic, int64_t owner, uns
     return rc;
 }
 
-int sli_pg_settle_run(pg_link *pc, int64_t gid, const pg_settle *s, unsigned n, char *err,
-                  size_t errlen)
+int sli_pg_settle_run(pg_link *pc, int64_t gid, const sqlc_settle *s, unsigned n, char *err,
+                      size_t errlen)
 {
     (void)n; /* one at a time (ack=sync, nacks); batches ride on claims */
     num g, m, o, d, at;
-    const char *v[6] = {N(&g, gid), N(&m, s->msg_id), N(&o, s->owner), N(&d, s->deliveries),
-                        N(&at, s->delay_ms ? sli_wall_ms() + s->delay_ms : 0), NULL};
+    const char *v[6] = {N(&g, gid),
+                        N(&m, s->msg_id),
+                        N(&o, s->owner),
+                        N(&d, s->deliveries),
+                        N(&at, s->delay_ms ? sli_wall_ms() + s->delay_ms : 0),
+                        NULL};
     if (!s->nack)
         return run(pc, Q_ACK, 4, v, NULL, err, errlen);
     v[5] = ""; /* wakes every listener: the topic is not at hand here */
@@ -413,15 +418,15 @@ int sli_pg_housekeep(pg_link *pc, int64_t holder, int64_t retention_ms, char *er
     num h, now, cut, age;
     int64_t t = sli_wall_ms();
     const char *v[3] = {N(&h, holder), N(&now, t), N(&cut, t - PG_PRIVATE_EXPIRY_MS)};
-    int rc = run_params(pc, "UPDATE sluice_groups SET alive=$2 WHERE holder=$1", 2, v, err,
-                        errlen, "heartbeat");
+    int rc = run_params(pc, "UPDATE sluice_groups SET alive=$2 WHERE holder=$1", 2, v, err, errlen,
+                        "heartbeat");
     if (rc)
         return rc;
     /* one process at a time does the rest (a session lock: no transaction
      * stays open meanwhile) */
     PGresult *r = PQexec(pc->c, "SELECT pg_try_advisory_lock(7308066435297043782)");
-    bool mine = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
-                PQgetvalue(r, 0, 0)[0] == 't';
+    bool mine =
+        PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && PQgetvalue(r, 0, 0)[0] == 't';
     PQclear(r);
     if (!mine)
         return 0;

@@ -1,7 +1,8 @@
 /*
  * sqlc_opts.c - the URL options every server SQL backend (postgres://,
  * mysql://) reads the same way, with the same defaults and the same error
- * messages: connect_timeout, ack_deadline, poll, ack, retention, schema.
+ * messages: connect_timeout, ack_deadline, poll, linger, ack, retention,
+ * schema.
  */
 #include <stdio.h>
 #include <string.h>
@@ -16,7 +17,8 @@ static bool schema_ok(const char *sc, size_t n, size_t cap)
     return ok;
 }
 
-int sli_sqlc_opts_read(sli_url *u, const char *what, int64_t def_poll_ms, sqlc_opts *o)
+int sli_sqlc_opts_read(sli_url *u, const char *what, int64_t def_poll_ms, int64_t def_linger_ms,
+                       sqlc_opts *o)
 {
     int rc, ack;
     const char *ret, *sc;
@@ -24,6 +26,7 @@ int sli_sqlc_opts_read(sli_url *u, const char *what, int64_t def_poll_ms, sqlc_o
     if ((rc = sli_url_opt_ms(u, "connect_timeout", 5000, &o->connect_timeout_ms)) ||
         (rc = sli_url_opt_ms(u, "ack_deadline", 30000, &o->ack_deadline)) ||
         (rc = sli_url_opt_ms(u, "poll", def_poll_ms, &o->poll_ms)) ||
+        (rc = sli_url_opt_ms(u, "linger", def_linger_ms, &o->linger_ms)) ||
         (rc = sli_url_opt_enum(u, "ack", "sync|batch", 0, &ack)))
         return rc;
     if ((sc = sli_url_opt(u, "schema")) != NULL) {
@@ -40,6 +43,8 @@ int sli_sqlc_opts_read(sli_url *u, const char *what, int64_t def_poll_ms, sqlc_o
                        "%s: connect_timeout, ack_deadline and poll must be at "
                        "least 1ms",
                        what);
+    if (o->linger_ms < 0 || o->linger_ms > 1000)
+        return sli_err(SL_EBADOPT, "%s: linger must be from 0 to 1s", what);
     o->ack_batch = ack == 1;
     if ((ret = sli_url_opt(u, "retention")) != NULL && strcmp(ret, "acked") != 0) {
         if ((rc = sli_url_opt_ms(u, "retention", 0, &o->retention_ms)) != 0)

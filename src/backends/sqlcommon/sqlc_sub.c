@@ -11,6 +11,13 @@
  * fewer commits; a crash may redeliver messages acked just before it.
  * Nacks always go at once.
  *
+ * Linger (linger=DUR, sqlc_cfg.linger_ms): a claim that came back with
+ * fewer messages than there was room for means the subscription caught up
+ * with its publishers; its next claim waits until linger has passed since
+ * then, so a steady stream is taken in fuller claims (fewer round trips
+ * and commits on the server, which the publishers share) at the cost of up
+ * to linger of latency. sl_next(0) never waits for it.
+ *
  * Waiting: next() reads the wake counter, claims, and when nothing came
  * sleeps until the counter moves (a local ack or nack, a notification the
  * backend turns into a bump), the group's next ready claim is due, or the
@@ -94,6 +101,7 @@ typedef struct sqlc_sub {
     _Atomic uint32_t inside;
     pthread_mutex_t nmu;
     int64_t idle_ms;                  /* current poll interval (under nmu) */
+    int64_t linger_until;             /* after a short claim: the next one not before (mono) */
     sqlc_claimed buf[SQLC_CLAIM_MAX]; /* claimed, not yet handed out (under nmu) */
     unsigned nbuf, ibuf;
     pthread_mutex_t amu; /* batched acks (ack=batch) */
@@ -347,6 +355,21 @@ static int64_t sleep_until(sqlc_sub *s, int rc, int64_t now, int64_t deadline, i
     return until;
 }
 
+/* After a short claim: wait until linger_until (cut at the deadline or a
+ * close) before the next claim; true when it waited. */
+static bool linger(sqlc_sub *s, int64_t deadline)
+{
+    sqlc_wake *w = &s->r->wake;
+    int64_t until = s->linger_until;
+    if (deadline >= 0 && deadline < until)
+        until = deadline;
+    if (sli_mono_ms() >= until)
+        return false;
+    while (!atomic_load(&s->closed) && sli_mono_ms() < until)
+        sli_sqlc_wake_wait(w, sli_sqlc_wake_seq(w), until);
+    return true;
+}
+
 static int next_locked(sqlc_sub *s, sl_msg **out, int timeout_ms, int64_t deadline)
 {
     sqlc_wake *w = &s->r->wake;
@@ -360,13 +383,21 @@ static int next_locked(sqlc_sub *s, sl_msg **out, int timeout_ms, int64_t deadli
         unsigned held = atomic_load(&s->out);
         int64_t due = -1, now;
         int rc = 0;
+        if (held < s->prefetch && timeout_ms != 0 && linger(s, deadline)) {
+            seen = sli_sqlc_wake_seq(w);
+            held = atomic_load(&s->out);
+        }
         if (held < s->prefetch) {
             unsigned room = s->prefetch - held;
-            rc = claim(s, room < SQLC_CLAIM_MAX ? room : SQLC_CLAIM_MAX, &due, err, sizeof err);
+            if (room > SQLC_CLAIM_MAX)
+                room = SQLC_CLAIM_MAX;
+            rc = claim(s, room, &due, err, sizeof err);
             if (rc && ((rc != SL_ECONN && rc != SL_EBUSY) || timeout_ms == 0))
                 return sli_err(rc, "%s", err);
             if (!rc && s->nbuf) {
                 s->idle_ms = 0;
+                if (s->nbuf < room && room > 1) /* caught up: see linger() */
+                    s->linger_until = sli_mono_ms() + s->r->cfg.linger_ms;
                 continue;
             }
         }
