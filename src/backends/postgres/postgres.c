@@ -10,8 +10,6 @@
  * Its listener (pg_listen.c, a second connection) bumps the engine's wake
  * counter on every NOTIFY, so idle subscriptions sleep; they poll only
  * every poll=DUR (1s, no backoff) for a notification lost in a reconnect.
- * linger=DUR (10ms, sqlc_sub.c): without it a steady stream's NOTIFYs woke
- * one claim per publish, whose commits slowed the publishers (bench).
  *
  * Connection loss: calls fail with SL_ECONN while the server is away and
  * reconnect with backoff (50ms doubling to 2s) on later calls; next()
