@@ -105,3 +105,143 @@ long fz_http_exchange(unsigned port, const uint8_t *data, size_t n, char *resp, 
     close(fd);
     return (long)got;
 }
+
+/* ---- in-thread exchange with a daemon without its own thread ---- */
+
+#include <fcntl.h>
+#include <microhttpd.h>
+#include <sys/select.h>
+
+/* The head says the answer is a stream that ends only when its producer
+ * does (SSE, ndjson over chunked or until close). */
+static bool answer_is_stream(const char *resp, size_t len)
+{
+    const char *end = memmem(resp, len, "\r\n\r\n", 4);
+    if (!end)
+        return false;
+    size_t head = (size_t)(end - resp);
+    return memmem(resp, head, "text/event-stream", 17) || memmem(resp, head, "x-ndjson", 8);
+}
+
+static unsigned connections(struct MHD_Daemon *d)
+{
+    const union MHD_DaemonInfo *i = MHD_get_daemon_info(d, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+    return i ? i->num_connections : 0;
+}
+
+/* Wait until one of d's sockets (or fd, when >= 0, for reading) is ready,
+ * at most ms; false when nothing happened. */
+static bool wait_ready(struct MHD_Daemon *d, int fd, int ms)
+{
+    fd_set rs, ws, es;
+    FD_ZERO(&rs);
+    FD_ZERO(&ws);
+    FD_ZERO(&es);
+    MHD_socket max = -1;
+    if (MHD_get_fdset(d, &rs, &ws, &es, &max) != MHD_YES)
+        return false;
+    if (fd >= 0) {
+        FD_SET(fd, &rs);
+        if (fd > max)
+            max = fd;
+    }
+    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+    int r;
+    while ((r = select(max + 1, &rs, &ws, &es, &tv)) < 0 && errno == EINTR)
+        ;
+    return r > 0;
+}
+
+long fz_mhd_exchange(struct MHD_Daemon *d, const uint8_t *data, size_t n, char *resp, size_t cap)
+{
+    signal(SIGPIPE, SIG_IGN);
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+        return -1;
+    fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK);
+    fcntl(sv[1], F_SETFL, fcntl(sv[1], F_GETFL) | O_NONBLOCK);
+    /* a peer address of its own each time: per-IP connection limits stay out of the way */
+    static uint32_t seq;
+    seq = (seq + 1) & 0xffffff;
+    struct sockaddr_in peer = {.sin_family = AF_INET, .sin_port = htons(40000)};
+    peer.sin_addr.s_addr = htonl(0x7f000000u | (seq ? seq : 1));
+    unsigned before = connections(d);
+    if (MHD_add_connection(d, sv[1], (struct sockaddr *)&peer, sizeof peer) != MHD_YES) {
+        close(sv[0]);
+        close(sv[1]);
+        return -1;
+    }
+    /* A daemon with threads of its own (one per connection) runs the
+     * request by itself: this thread only waits for the answer. */
+    const union MHD_DaemonInfo *fl = MHD_get_daemon_info(d, MHD_DAEMON_INFO_FLAGS);
+    bool threaded = fl && (fl->flags & MHD_USE_INTERNAL_POLLING_THREAD);
+    int c = sv[0];
+    size_t off = 0, got = 0;
+    bool shut = false;
+    int idle = 0;
+    int64_t deadline = now_ms() + 2000; /* a handler that blocks longer is a hang for -timeout */
+    while (now_ms() < deadline) {
+        bool progress = false;
+        while (off < n) {
+            ssize_t w = send(c, data + off, n - off, MSG_NOSIGNAL);
+            if (w <= 0)
+                break; /* full (the server reads on) or closed by it */
+            off += (size_t)w, progress = true;
+        }
+        if (off == n && !shut)
+            shut = shutdown(c, SHUT_WR) == 0 || true;
+        if (threaded) {
+            struct pollfd p = {.fd = c, .events = POLLIN | (off < n ? POLLOUT : 0)};
+            int64_t left = deadline - now_ms();
+            if (poll(&p, 1, left > 0 ? (int)left : 0) < 0 && errno != EINTR)
+                break;
+        } else {
+            MHD_run(d);
+        }
+        bool closed = false;
+        for (;;) {
+            char scratch[4096];
+            char *dst = got + 1 < cap ? resp + got : scratch;
+            size_t room = got + 1 < cap ? cap - 1 - got : sizeof scratch;
+            ssize_t r = recv(c, dst, room, 0);
+            if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR))
+                closed = true;
+            if (r <= 0)
+                break;
+            progress = true;
+            if (dst != scratch)
+                got += (size_t)r;
+        }
+        if (cap)
+            resp[got < cap ? got : cap - 1] = 0;
+        if (closed || answer_complete(resp, got) || answer_is_stream(resp, got))
+            break;
+        if (progress || threaded) {
+            idle = 0;
+            continue;
+        }
+        /* Nothing moved: the daemon waits for a socket, its timer, or a
+         * resume from another thread (a deferred answer). A moment with
+         * nothing ready twice in a row means it waits for what never comes. */
+        if (!wait_ready(d, c, 20) && ++idle >= 2)
+            break;
+    }
+    if (cap)
+        resp[got < cap ? got : cap - 1] = 0;
+    close(c);
+    /* Let the daemon see the close and drop the connection (the completed
+     * callbacks run, what the request held is freed) before the next input.
+     * A suspended one (an SSE stream waiting for events) goes when it is
+     * next resumed (the hub's ping): not waited for. */
+    for (int i = 0; i < 200 && connections(d) > before; i++) {
+        if (threaded) {
+            struct timespec ts = {0, 100 * 1000}; /* its thread sees the close at once */
+            nanosleep(&ts, NULL);
+            continue;
+        }
+        MHD_run(d);
+        if (connections(d) > before && !wait_ready(d, -1, 5))
+            break;
+    }
+    return (long)got;
+}
