@@ -112,17 +112,6 @@ long fz_http_exchange(unsigned port, const uint8_t *data, size_t n, char *resp, 
 #include <microhttpd.h>
 #include <sys/select.h>
 
-/* The head says the answer is a stream that ends only when its producer
- * does (SSE, ndjson over chunked or until close). */
-static bool answer_is_stream(const char *resp, size_t len)
-{
-    const char *end = memmem(resp, len, "\r\n\r\n", 4);
-    if (!end)
-        return false;
-    size_t head = (size_t)(end - resp);
-    return memmem(resp, head, "text/event-stream", 17) || memmem(resp, head, "x-ndjson", 8);
-}
-
 static unsigned connections(struct MHD_Daemon *d)
 {
     const union MHD_DaemonInfo *i = MHD_get_daemon_info(d, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
@@ -152,32 +141,56 @@ static bool wait_ready(struct MHD_Daemon *d, int fd, int ms)
     return r > 0;
 }
 
-long fz_mhd_exchange(struct MHD_Daemon *d, const uint8_t *data, size_t n, char *resp, size_t cap)
+typedef struct fz_answer {
+    char head[8192]; /* the first bytes of the answer, NUL-terminated */
+    size_t kept, total;
+    char tail[5];    /* the last bytes (the end of a chunked body) */
+    bool closed;     /* the server closed its side */
+} fz_answer;
+
+/* Whether a has one whole answer: by Content-Length, by the end of a
+ * chunked body, or a stream's head (SSE, ndjson: it ends only when its
+ * producer does). A bodiless answer (HEAD, 1xx, 204, 304) goes by close. */
+static bool answer_done(const fz_answer *a)
 {
-    signal(SIGPIPE, SIG_IGN);
-    int sv[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
-        return -1;
-    fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK);
-    fcntl(sv[1], F_SETFL, fcntl(sv[1], F_GETFL) | O_NONBLOCK);
-    /* a peer address of its own each time: per-IP connection limits stay out of the way */
-    static uint32_t seq;
-    seq = (seq + 1) & 0xffffff;
-    struct sockaddr_in peer = {.sin_family = AF_INET, .sin_port = htons(40000)};
-    peer.sin_addr.s_addr = htonl(0x7f000000u | (seq ? seq : 1));
-    unsigned before = connections(d);
-    if (MHD_add_connection(d, sv[1], (struct sockaddr *)&peer, sizeof peer) != MHD_YES) {
-        close(sv[0]);
-        close(sv[1]);
-        return -1;
+    const char *end = memmem(a->head, a->kept, "\r\n\r\n", 4);
+    if (!end)
+        return false;
+    size_t head = (size_t)(end - a->head) + 4;
+    if (memmem(a->head, head, "text/event-stream", 17) || memmem(a->head, head, "x-ndjson", 8))
+        return true;
+    for (const char *p = a->head; p < end; p++) {
+        if ((p == a->head || p[-1] == '\n') && !strncasecmp(p, "Content-Length:", 15))
+            return a->total - head >= strtoull(p + 15, NULL, 10);
+        if ((p == a->head || p[-1] == '\n') && !strncasecmp(p, "Transfer-Encoding: chunked", 26))
+            return a->total - head >= 5 && !memcmp(a->tail, "0\r\n\r\n", 5);
     }
-    /* A daemon with threads of its own (one per connection) runs the
-     * request by itself: this thread only waits for the answer. */
-    const union MHD_DaemonInfo *fl = MHD_get_daemon_info(d, MHD_DAEMON_INFO_FLAGS);
-    bool threaded = fl && (fl->flags & MHD_USE_INTERNAL_POLLING_THREAD);
-    int c = sv[0];
-    size_t off = 0, got = 0;
-    bool shut = false;
+    return false;
+}
+
+static void take(fz_answer *a, const char *b, size_t r)
+{
+    size_t room = sizeof a->head - 1 - a->kept;
+    memcpy(a->head + a->kept, b, r < room ? r : room);
+    a->kept += r < room ? r : room;
+    a->head[a->kept] = 0;
+    a->total += r;
+    if (r >= 5) {
+        memcpy(a->tail, b + r - 5, 5);
+    } else {
+        memmove(a->tail, a->tail + r, 5 - r);
+        memcpy(a->tail + 5 - r, b, r);
+    }
+}
+
+/* Write data on c, half-close, and drive d (or wait
+ * for its threads) until the answer is whole, the server closed, or
+ * nothing more can happen. */
+static void exchange(struct MHD_Daemon *d, bool threaded, int c, const uint8_t *data, size_t n,
+                     fz_answer *a)
+{
+    size_t off = 0;
+    bool shut = true;
     int idle = 0;
     int64_t deadline = now_ms() + 2000; /* a handler that blocks longer is a hang for -timeout */
     while (now_ms() < deadline) {
@@ -188,8 +201,10 @@ long fz_mhd_exchange(struct MHD_Daemon *d, const uint8_t *data, size_t n, char *
                 break; /* full (the server reads on) or closed by it */
             off += (size_t)w, progress = true;
         }
-        if (off == n && !shut)
-            shut = shutdown(c, SHUT_WR) == 0 || true;
+        if (off == n && shut) {
+            shutdown(c, SHUT_WR);
+            shut = false;
+        }
         if (threaded) {
             struct pollfd p = {.fd = c, .events = POLLIN | (off < n ? POLLOUT : 0)};
             int64_t left = deadline - now_ms();
@@ -198,24 +213,18 @@ long fz_mhd_exchange(struct MHD_Daemon *d, const uint8_t *data, size_t n, char *
         } else {
             MHD_run(d);
         }
-        bool closed = false;
         for (;;) {
-            char scratch[4096];
-            char *dst = got + 1 < cap ? resp + got : scratch;
-            size_t room = got + 1 < cap ? cap - 1 - got : sizeof scratch;
-            ssize_t r = recv(c, dst, room, 0);
+            char b[4096];
+            ssize_t r = recv(c, b, sizeof b, 0);
             if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR))
-                closed = true;
+                a->closed = true;
             if (r <= 0)
                 break;
+            take(a, b, (size_t)r);
             progress = true;
-            if (dst != scratch)
-                got += (size_t)r;
         }
-        if (cap)
-            resp[got < cap ? got : cap - 1] = 0;
-        if (closed || answer_complete(resp, got) || answer_is_stream(resp, got))
-            break;
+        if (a->closed || answer_done(a))
+            return;
         if (progress || threaded) {
             idle = 0;
             continue;
@@ -224,24 +233,71 @@ long fz_mhd_exchange(struct MHD_Daemon *d, const uint8_t *data, size_t n, char *
          * resume from another thread (a deferred answer). A moment with
          * nothing ready twice in a row means it waits for what never comes. */
         if (!wait_ready(d, c, 20) && ++idle >= 2)
-            break;
+            return;
     }
-    if (cap)
-        resp[got < cap ? got : cap - 1] = 0;
+}
+
+/* Close c and let the daemon see it and drop the connection (the completed
+ * callbacks run, what the request held is freed) until it has no more
+ * than `until` connections. A suspended one (an SSE stream waiting for
+ * events) goes when it is next resumed (the hub's ping): not waited for. */
+static void hang_up(struct MHD_Daemon *d, bool threaded, int c, unsigned until)
+{
     close(c);
-    /* Let the daemon see the close and drop the connection (the completed
-     * callbacks run, what the request held is freed) before the next input.
-     * A suspended one (an SSE stream waiting for events) goes when it is
-     * next resumed (the hub's ping): not waited for. */
-    for (int i = 0; i < 200 && connections(d) > before; i++) {
+    for (int i = 0; i < 200 && connections(d) > until; i++) {
         if (threaded) {
             struct timespec ts = {0, 100 * 1000}; /* its thread sees the close at once */
             nanosleep(&ts, NULL);
             continue;
         }
         MHD_run(d);
-        if (connections(d) > before && !wait_ready(d, -1, 5))
+        if (connections(d) > until && !wait_ready(d, -1, 5))
             break;
     }
-    return (long)got;
+}
+
+static int new_connection(struct MHD_Daemon *d)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+        return -1;
+    fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK);
+    fcntl(sv[1], F_SETFL, fcntl(sv[1], F_GETFL) | O_NONBLOCK);
+    /* a peer address of its own each time: per-IP connection limits stay out of the way */
+    static uint32_t seq;
+    seq = (seq + 1) & 0xffffff;
+    struct sockaddr_in peer = {.sin_family = AF_INET, .sin_port = htons(40000)};
+    peer.sin_addr.s_addr = htonl(0x7f000000u | (seq ? seq : 1));
+    if (MHD_add_connection(d, sv[1], (struct sockaddr *)&peer, sizeof peer) != MHD_YES) {
+        close(sv[0]);
+        close(sv[1]);
+        return -1;
+    }
+    return sv[0];
+}
+
+long fz_mhd_exchange(struct MHD_Daemon *d, const uint8_t *data, size_t n, char *resp, size_t cap)
+{
+    static fz_answer a;
+    signal(SIGPIPE, SIG_IGN);
+    a.head[0] = 0;
+    a.kept = a.total = 0;
+    a.closed = false;
+    memset(a.tail, 0, sizeof a.tail);
+    /* A daemon with threads of its own (one per connection) runs the
+     * request by itself: this thread only waits for the answer. */
+    const union MHD_DaemonInfo *fl = MHD_get_daemon_info(d, MHD_DAEMON_INFO_FLAGS);
+    bool threaded = fl && (fl->flags & MHD_USE_INTERNAL_POLLING_THREAD);
+    unsigned before = connections(d);
+    int c = new_connection(d);
+    if (c < 0)
+        return -1;
+    exchange(d, threaded, c, data, n, &a);
+    hang_up(d, threaded, c, before);
+    size_t k = cap && a.kept >= cap ? cap - 1 : a.kept;
+    if (cap) {
+        memcpy(resp, a.head, k);
+        resp[k] = 0;
+    }
+    return (long)k;
 }
