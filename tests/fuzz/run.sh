@@ -53,7 +53,12 @@ for bin in "$build"/tests/fuzz/fuzz_*; do
     continue
   fi
   while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || true; done
-  echo "== $(basename "$bin"): ${runs:+$runs runs, }${secs}s"
+  what="${secs}s"
+  if [ -n "$runs" ]; then
+    what="$runs runs"
+    [ "$secs" = 0 ] || what="$what, ${secs}s at most"
+  fi
+  echo "== $(basename "$bin"): $what"
   rm -f "$build/fuzz-$short.rc"
   (rc=0; fuzz_one "$bin" || rc=$?; echo "$rc" > "$build/fuzz-$short.rc") &
   bins+=("$short")
@@ -68,7 +73,7 @@ for short in "${bins[@]}"; do
     status=1
   fi
   execs=$(sed -n 's/^stat::number_of_executed_units: //p' "$log")
-  rate=$(sed -n 's/^stat::average_exec_per_sec: //p' "$log")
+  rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log")
   cov=$(grep -oE 'cov: [0-9]+' "$log" | tail -1 || true)
   echo "fuzz_$short: execs=${execs:-none} exec/s=${rate:-none} ${cov:-cov: none} $(grep '^wall_seconds' "$log" || true)"
 done
