@@ -6,6 +6,7 @@
 #   make install PREFIX=/usr/local
 #   make deb     Debian packages (debian/) in build/deb/ (scripts/deb.sh)
 #   make fuzz FUZZ_SECONDS=30   every libFuzzer target (clang, ASan+UBSan) for N s
+#   make fuzz FUZZ_RUNS=10000000  offline: each target to N executions, one at a time, nice 19
 SHELL := /bin/bash
 PREFIX ?= /usr/local
 SANITIZE ?=
@@ -54,11 +55,12 @@ install: build
 	cmake --install $(BUILD) --prefix $(PREFIX)
 
 FUZZ_SECONDS ?= 30
+FUZZ_RUNS ?=
 fuzz: deps
 	cmake -S . -B build-fuzz -G Ninja -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug \
 	  -DSL_SANITIZE=address,undefined -DSL_FUZZ=ON -DSL_WERROR=OFF
 	cmake --build build-fuzz -j $(JOBS) --target fuzz_targets
-	bash tests/fuzz/run.sh build-fuzz $(FUZZ_SECONDS)
+	bash tests/fuzz/run.sh build-fuzz $(if $(FUZZ_RUNS),$(if $(filter command,$(origin FUZZ_SECONDS)),$(FUZZ_SECONDS),0) $(FUZZ_RUNS),$(FUZZ_SECONDS))
 
 deb: deps
 	bash scripts/deb.sh build/deb

@@ -357,10 +357,13 @@ int sli_http_start(sl_service *s)
     int rc = parse_bind(s->address_opt, &sa, host, sizeof host);
     if (rc != 0)
         return rc;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_USE_TURBO;
+    if (s->http_external)
+        flags = MHD_USE_ITC;
     struct MHD_Daemon *d = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_USE_TURBO, 0, NULL, NULL,
-        access_cb, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_THREAD_POOL_SIZE,
-        (unsigned)s->threads, MHD_OPTION_NOTIFY_COMPLETED, completed_cb, s,
+        flags, 0, NULL, NULL, access_cb, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+        MHD_OPTION_THREAD_POOL_SIZE, s->http_external ? 1u : (unsigned)s->threads,
+        MHD_OPTION_NOTIFY_COMPLETED, completed_cb, s,
         MHD_OPTION_CONNECTION_TIMEOUT, 120u, MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_END);
     if (!d)
         return sli_err(SL_EIO, "service %s: cannot listen on %s (address in use?)", s->name,
@@ -387,6 +390,11 @@ void sli_http_quiesce(sl_service *s)
     MHD_socket fd = MHD_quiesce_daemon(s->http);
     if (fd != MHD_INVALID_SOCKET)
         close(fd);
+}
+
+void *sli_http_daemon(sl_service *s)
+{
+    return s->http;
 }
 
 void sli_http_stop(sl_service *s)

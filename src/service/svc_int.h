@@ -49,6 +49,7 @@ struct sl_service {
     size_t nwraps;
 
     void *http;      /* http_server.c's daemon */
+    bool http_external; /* set before start: the daemon gets no thread (sli_http_daemon) */
     char bound[300]; /* "host:port" */
     char *grpc_address_opt; /* NULL: no gRPC */
     bool grpc_only;
@@ -154,5 +155,9 @@ int sli_http_start(sl_service *s);
 /* Stop accepting new connections (in-flight calls go on). */
 void sli_http_quiesce(sl_service *s);
 void sli_http_stop(sl_service *s);
+/* The daemon (struct MHD_Daemon *) of a service started with http_external
+ * set: no thread of its own, the caller drives it with MHD_run() and hands
+ * it connections with MHD_add_connection() (the fuzz target does). */
+void *sli_http_daemon(sl_service *s);
 
 #endif

@@ -8,7 +8,9 @@
  * Sluice-Attempt / Sluice-Wait-Ack / Sluice-Timeout, max_body (64 KiB),
  * the Server-Sent Events route, other methods and paths. Whatever the
  * input, the subscriber must answer or close, never crash, leak or hang
- * (libFuzzer's -timeout).
+ * (libFuzzer's -timeout). Each input is one connection handed to the
+ * subscriber's daemon over a socketpair (fz_mhd_exchange; the daemon keeps
+ * its thread per connection, as requests block for room or acks).
  */
 #include <netinet/in.h>
 #include <pthread.h>
@@ -21,12 +23,14 @@
 
 #include <sluice/sluice.h>
 
+#include "backends/http/http_listen.h"
 #include "fuzz.h"
 #include "http_io.h"
 
 static sl_subscriber *sub;
 static sl_subscription *subs[2];
 static unsigned port;
+static struct MHD_Daemon *daemon_;
 static pthread_t drainer;
 static atomic_bool stopping;
 
@@ -96,6 +100,8 @@ static void start(void)
         fprintf(stderr, "fuzz_http_sub: cannot subscribe: %s\n", sl_errmsg());
         abort();
     }
+    if (!(daemon_ = sli_httpb_daemon("127.0.0.1", (int)port)))
+        abort();
     atexit(stop);
 }
 
@@ -106,7 +112,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size > 128 * 1024)
         return 0;
     char resp[512];
-    if (fz_http_exchange(port, data, size, resp, sizeof resp, 300) < 0)
-        abort(); /* the subscriber stopped listening: a crash of its own */
+    if (fz_mhd_exchange(daemon_, data, size, resp, sizeof resp) < 0)
+        abort(); /* the daemon refused the connection: the harness is broken */
     return 0;
 }

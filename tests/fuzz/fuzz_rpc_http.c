@@ -6,8 +6,11 @@
  * bytes endpoint answering any content type (Echo.Bytes, protobuf bodies
  * pass through it). Routing (Micro-Endpoint, /Service/Method), codecs by
  * content type, metadata headers, deadlines, body limits and the built-in
- * Debug.* endpoints are all reached. Whatever the input, the server must
- * answer or close, never crash, leak or hang (libFuzzer's -timeout).
+ * Debug.* endpoints are all reached. The daemon runs in the fuzzer's
+ * thread (http_external) and each input is one connection handed to it
+ * (fz_mhd_exchange), so thousands of inputs run a second. Whatever the
+ * input, the server must answer or close, never crash, leak or hang
+ * (libFuzzer's -timeout).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,9 +21,10 @@
 
 #include "fuzz.h"
 #include "http_io.h"
+#include "service/svc_int.h"
 
 static sl_service *svc;
-static unsigned port;
+static struct MHD_Daemon *daemon_;
 
 static int greeting(sl_call *c, void *user)
 {
@@ -72,13 +76,13 @@ static void start(void)
     o.drain_timeout_ms = 2000;
     if (sl_service_new(&svc, &o) != 0 || sl_service_handle(svc, "Helloworld.Greeting", greeting, NULL) != 0 ||
         sl_service_handle_stream(svc, "Helloworld.Stream", stream, NULL) != 0 ||
-        sl_service_handle(svc, "Echo.Bytes", echo, NULL) != 0 || sl_service_start(svc) != 0) {
+        sl_service_handle(svc, "Echo.Bytes", echo, NULL) != 0 ||
+        (svc->http_external = true, sl_service_start(svc)) != 0) {
         fprintf(stderr, "fuzz_rpc_http: cannot start the service: %s\n", sl_errmsg());
         abort();
     }
-    const char *colon = strrchr(sl_service_address(svc), ':');
-    port = colon ? (unsigned)atoi(colon + 1) : 0;
-    if (!port)
+    daemon_ = sli_http_daemon(svc);
+    if (!daemon_)
         abort();
     atexit(stop);
 }
@@ -90,7 +94,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size > 128 * 1024)
         return 0;
     char resp[512];
-    if (fz_http_exchange(port, data, size, resp, sizeof resp, 300) < 0)
-        abort(); /* the server stopped listening: a crash of its own */
+    if (fz_mhd_exchange(daemon_, data, size, resp, sizeof resp) < 0)
+        abort(); /* the daemon refused the connection: the harness is broken */
     return 0;
 }

@@ -193,8 +193,12 @@ void nf_publish_deferred(nf_req *q, nf_resp *r, const char *topic, json_t *paylo
 
 /* The HTTP server (server.c). app->hub must exist (nf_hub_new) before the
  * consumers start and outlive them; nf_server_stop ends the streams but
- * leaves the hub to its creator. */
+ * leaves the hub to its creator. With app->cfg.threads 0 (the config
+ * loader never allows it) the daemon gets no thread of its own: the caller
+ * drives it from one thread with MHD_run() and hands it connections with
+ * MHD_add_connection() (the fuzz target does, tests/fuzz/http_io.c). */
 int nf_server_start(nf_app *app, nf_server **out);
+struct MHD_Daemon *nf_server_daemon(nf_server *s);
 /* The bound port (useful with server_addr port 0). */
 unsigned nf_server_port(const nf_server *s);
 void nf_server_stop(nf_server *s);

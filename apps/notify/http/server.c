@@ -617,6 +617,8 @@ int nf_server_start(nf_app *app, nf_server **out)
     }
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ERROR_LOG;
+    if (app->cfg.threads == 0) /* the caller runs the daemon (nf_server_daemon), its own sockets */
+        flags = MHD_ALLOW_SUSPEND_RESUME;
     s->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s,
                             MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
                             MHD_OPTION_THREAD_POOL_SIZE, (unsigned)app->cfg.threads,
@@ -638,6 +640,11 @@ int nf_server_start(nf_app *app, nf_server **out)
     }
     *out = s;
     return 0;
+}
+
+struct MHD_Daemon *nf_server_daemon(nf_server *s)
+{
+    return s->d;
 }
 
 unsigned nf_server_port(const nf_server *s)

@@ -88,6 +88,10 @@ struct hl_listener {
     size_t max_body, queue;
 };
 
+/* The daemon serving host:port in this process, NULL when none (the fuzz
+ * target hands it connections with MHD_add_connection()). */
+struct MHD_Daemon *sli_httpb_daemon(const char *host, int port);
+
 /* Start / stop serving L (http_serve.c). */
 int hl_serve_start(hl_listener *L, const httpb_opts *o);
 void hl_serve_stop(hl_listener *L);

@@ -232,6 +232,19 @@ static void hook(sl_msg *m, sli_msg_event ev, unsigned delay_ms, void *ctx)
     pthread_mutex_unlock(&L->mu);
 }
 
+struct MHD_Daemon *sli_httpb_daemon(const char *host, int port)
+{
+    char key[300];
+    snprintf(key, sizeof key, "%s:%d", host, port);
+    pthread_mutex_lock(&registry_mu);
+    hl_listener *L = registry;
+    while (L && strcmp(L->key, key))
+        L = L->next;
+    struct MHD_Daemon *d = L ? L->d : NULL;
+    pthread_mutex_unlock(&registry_mu);
+    return d;
+}
+
 static int httpb_sub_open(void **impl, sli_url *u, unsigned *features)
 {
     (void)features;
