@@ -432,6 +432,10 @@ static int step(rd_sub *s, int64_t deadline)
         return rc == SL_ECONN ? 0 : rc ? rc : 1;
     }
     int rc = settles_send(s, false);
+    /* a nack just sent makes a claim due at its own clock reading, which
+     * may be a tick past `now`: read the clock again, or the read below
+     * would pass over the nacked entry to the next one (order lost) */
+    now = sli_mono_ms();
     unsigned held = atomic_load(&s->out);
     if (!rc && (held >= s->prefetch || now >= s->claim_at))
         rc = settles_drain(s); /* no read follows at once to carry them */
