@@ -50,9 +50,10 @@
 
 #include "backends/kafka/kafka_int.h"
 
-#define KSUB_CAP_MIN 1024 /* records queued locally before pausing the fetch */
-#define KPOLL_BATCH 256   /* records taken from librdkafka per wake-up */
-#define KMETA_MAX 3000    /* commit metadata (brokers allow 4096 by default) */
+#define KSUB_CAP_MIN 1024  /* records queued locally before pausing the fetch */
+#define KPOLL_BATCH 256    /* records taken from librdkafka per wake-up */
+#define KMETA_MAX 3000     /* commit metadata (brokers allow 4096 by default) */
+#define KCOMMITTED_TRIES 3 /* asking the group for its committed offsets on assignment */
 
 typedef struct kentry kentry;
 typedef struct ksub ksub;
@@ -222,8 +223,8 @@ static rd_kafka_topic_partition_list_t *positions(ksub *s, bool all)
             continue;
         if (!l)
             l = rd_kafka_topic_partition_list_new((int)s->nparts);
-        rd_kafka_topic_partition_t *tp = rd_kafka_topic_partition_list_add(l, s->topic->s,
-                                                                           p->partition);
+        rd_kafka_topic_partition_t *tp =
+            rd_kafka_topic_partition_list_add(l, s->topic->s, p->partition);
         tp->offset = pos;
         char meta[KMETA_MAX];
         int n = snprintf(meta, sizeof meta, "sluice-seen=%lld;acked=", (long long)p->seen);
@@ -238,13 +239,30 @@ static rd_kafka_topic_partition_list_t *positions(ksub *s, bool all)
     return l;
 }
 
+/* Seen marks sent but not confirmed go out again with the next round of
+ * the poll thread (mu held). */
+static void marks_resend(ksub *s)
+{
+    for (size_t i = 0; i < s->nparts; i++)
+        if (s->parts[i].seen_commit > s->parts[i].seen_ok) {
+            s->parts[i].seen_commit = s->parts[i].seen_ok;
+            s->dirty = true;
+        }
+}
+
 static void commit(ksub *s, rd_kafka_topic_partition_list_t *l, bool async)
 {
     if (!l)
         return;
     rd_kafka_resp_err_t err = rd_kafka_commit(s->rk, l, async);
-    if (err)
+    if (err) {
         sli_log(SL_LOG_WARN, "kafka", "commit on %s: %s", s->topic->s, rd_kafka_err2str(err));
+        if (async) { /* refused before it was sent: commit_cb will not run */
+            pthread_mutex_lock(&s->mu);
+            marks_resend(s);
+            pthread_mutex_unlock(&s->mu);
+        }
+    }
     rd_kafka_topic_partition_list_destroy(l);
 }
 
@@ -258,13 +276,13 @@ static void resolve_start(ksub *s, rd_kafka_topic_partition_list_t *l)
             t->elems[i].offset = s->start_value;
         if (!rd_kafka_offsets_for_times(s->rk, t, tmo))
             for (int i = 0; i < t->cnt; i++)
-                if (l->elems[i].offset < 0 && t->elems[i].offset >= 0)
+                if (l->elems[i].offset == RD_KAFKA_OFFSET_INVALID && t->elems[i].offset >= 0)
                     l->elems[i].offset = t->elems[i].offset;
         rd_kafka_topic_partition_list_destroy(t);
     }
     for (int i = 0; i < l->cnt; i++) {
         rd_kafka_topic_partition_t *tp = &l->elems[i];
-        if (tp->offset >= 0)
+        if (tp->offset != RD_KAFKA_OFFSET_INVALID)
             continue;
         int64_t lo = 0, hi = 0;
         rd_kafka_resp_err_t err =
@@ -276,11 +294,15 @@ static void resolve_start(ksub *s, rd_kafka_topic_partition_list_t *l)
             continue;
         }
         switch (s->start) {
-        case KAFKA_START_EARLIEST: tp->offset = lo; break;
+        case KAFKA_START_EARLIEST:
+            tp->offset = lo;
+            break;
         case KAFKA_START_OFFSET:
             tp->offset = s->start_value < lo ? lo : s->start_value > hi ? hi : s->start_value;
             break;
-        default: tp->offset = hi; break; /* latest, or no record at/after start_time */
+        default:
+            tp->offset = hi;
+            break; /* latest, or no record at/after start_time */
         }
     }
 }
@@ -335,26 +357,47 @@ static bool skipped(const kpart *p, int64_t off)
     return false;
 }
 
-static void on_assign(ksub *s, rd_kafka_topic_partition_list_t *l)
+/* The group's committed offsets and marks of l's partitions, asked again
+ * while the coordinator does not answer (a loaded or moving cluster).
+ * Partitions still unknown after that get RD_KAFKA_OFFSET_STORED: the
+ * consumer fetches from the committed offset itself, and they are never
+ * taken for fresh ones (that would move the group back to its start). */
+static bool read_committed(ksub *s, rd_kafka_topic_partition_list_t *l)
 {
     int tmo = (int)s->o->timeout_ms;
-    for (int i = 0; i < l->cnt; i++)
-        l->elems[i].offset = RD_KAFKA_OFFSET_INVALID;
-    if (s->grouped) {
+    for (int attempt = 1; attempt <= KCOMMITTED_TRIES; attempt++) {
+        for (int i = 0; i < l->cnt; i++)
+            l->elems[i].offset = RD_KAFKA_OFFSET_INVALID, l->elems[i].err = 0;
         rd_kafka_resp_err_t err = rd_kafka_committed(s->rk, l, tmo);
-        if (err)
-            sli_log(SL_LOG_WARN, "kafka", "committed offsets of %s: %s", s->topic->s,
-                    rd_kafka_err2str(err));
+        for (int i = 0; !err && i < l->cnt; i++)
+            err = l->elems[i].err;
+        if (!err)
+            return true;
+        sli_log(SL_LOG_WARN, "kafka", "committed offsets of %s (try %d of %d): %s", s->topic->s,
+                attempt, KCOMMITTED_TRIES, rd_kafka_err2str(err));
     }
-    bool fresh = false;
     for (int i = 0; i < l->cnt; i++)
-        fresh |= l->elems[i].offset < 0;
-    if (fresh)
+        l->elems[i].offset = RD_KAFKA_OFFSET_STORED;
+    return false;
+}
+
+static void on_assign(ksub *s, rd_kafka_topic_partition_list_t *l)
+{
+    bool known = true;
+    if (s->grouped)
+        known = read_committed(s, l);
+    else
+        for (int i = 0; i < l->cnt; i++)
+            l->elems[i].offset = RD_KAFKA_OFFSET_INVALID;
+    bool *fresh = calloc((size_t)l->cnt + 1, sizeof *fresh), any = false;
+    for (int i = 0; fresh && i < l->cnt; i++)
+        any |= fresh[i] = l->elems[i].offset == RD_KAFKA_OFFSET_INVALID;
+    if (any)
         resolve_start(s, l);
-    if (fresh && s->grouped) { /* the group starts here, whichever member fetches first */
+    if (any && s->grouped) { /* the group starts here, whichever member fetches first */
         rd_kafka_topic_partition_list_t *c = rd_kafka_topic_partition_list_new(l->cnt);
         for (int i = 0; i < l->cnt; i++)
-            if (l->elems[i].offset >= 0)
+            if (fresh[i] && l->elems[i].offset >= 0) /* never rewrite a committed one's marks */
                 rd_kafka_topic_partition_list_add(c, l->elems[i].topic, l->elems[i].partition)
                     ->offset = l->elems[i].offset;
         if (c->cnt)
@@ -362,6 +405,7 @@ static void on_assign(ksub *s, rd_kafka_topic_partition_list_t *l)
         else
             rd_kafka_topic_partition_list_destroy(c);
     }
+    free(fresh);
     kpart *parts = calloc((size_t)l->cnt + 1, sizeof *parts);
     pthread_mutex_lock(&s->mu);
     s->gen++;
@@ -371,6 +415,8 @@ static void on_assign(ksub *s, rd_kafka_topic_partition_list_t *l)
         parts[i].committed = l->elems[i].offset;
         committed_meta(&l->elems[i], &parts[i]);
         parts[i].prior = parts[i].seen_commit = parts[i].seen_ok = parts[i].seen;
+        if (!known && l->elems[i].offset == RD_KAFKA_OFFSET_STORED)
+            parts[i].prior = INT64_MAX; /* what was delivered before is unknown */
         sli_ktrack_init(&parts[i].tr, l->elems[i].offset);
     }
     s->parts = parts;
@@ -561,12 +607,21 @@ static void commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 {
     (void)rk;
     ksub *s = opaque;
-    bool churn = err == RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS || err == RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION ||
-                 err == RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID; /* the group moves: sent again or handed over */
+    bool churn =
+        err == RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS ||
+        err == RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION ||
+        err == RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID; /* the group moves: sent again or handed over */
     if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
-        sli_log(churn ? SL_LOG_DEBUG : SL_LOG_WARN, "kafka", "offset commit: %s", rd_kafka_err2str(err));
-    if (!offsets)
+        sli_log(churn ? SL_LOG_DEBUG : SL_LOG_WARN, "kafka", "offset commit: %s",
+                rd_kafka_err2str(err));
+    if (!offsets) { /* nothing to tell which marks failed: send them all again */
+        if (err) {
+            pthread_mutex_lock(&s->mu);
+            marks_resend(s);
+            pthread_mutex_unlock(&s->mu);
+        }
         return;
+    }
     pthread_mutex_lock(&s->mu);
     bool wake = false;
     for (int i = 0; i < offsets->cnt; i++) {
@@ -747,8 +802,7 @@ int sli_kafka_check_topic(const char *topic)
         char c = topic[i];
         if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
               c == '.' || c == '_' || c == '-'))
-            return sli_err(SL_EINVAL, "kafka: topic '%s': only [A-Za-z0-9._-] are allowed",
-                           topic);
+            return sli_err(SL_EINVAL, "kafka: topic '%s': only [A-Za-z0-9._-] are allowed", topic);
     }
     if (!strcmp(topic, ".") || !strcmp(topic, ".."))
         return sli_err(SL_EINVAL, "kafka: topic '%s' is not allowed", topic);
@@ -811,8 +865,7 @@ static int topic_partitions(ksub *s, rd_kafka_topic_partition_list_t **out)
             rd_kafka_topic_partition_list_t *l =
                 rd_kafka_topic_partition_list_new(md->topics[0].partition_cnt);
             for (int i = 0; i < md->topics[0].partition_cnt; i++)
-                rd_kafka_topic_partition_list_add(l, s->topic->s,
-                                                  md->topics[0].partitions[i].id);
+                rd_kafka_topic_partition_list_add(l, s->topic->s, md->topics[0].partitions[i].id);
             rd_kafka_metadata_destroy(md);
             rd_kafka_topic_destroy(t);
             *out = l;
@@ -863,7 +916,8 @@ static int start_consumer(ksub *s, const char *group)
     pthread_mutex_lock(&s->mu);
     while (!s->assigned && !s->fatal && sli_mono_ms() < deadline)
         sli_cond_wait_until(&s->cond, &s->mu, deadline);
-    rc = s->assigned ? 0 : s->fatal ? s->fatal
+    rc = s->assigned ? 0
+         : s->fatal  ? s->fatal
                      : sli_err(SL_ETIMEDOUT, "kafka: no partitions of %s assigned within %lld ms",
                                s->topic->s, (long long)s->o->timeout_ms);
     pthread_mutex_unlock(&s->mu);
@@ -901,14 +955,17 @@ static void stop_consumer(ksub *s)
     while (q && !rd_kafka_consumer_closed(s->rk) && sli_mono_ms() < until) {
         rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 100);
         if (ev && rd_kafka_event_type(ev) == RD_KAFKA_EVENT_REBALANCE)
-            rebalance_cb(s->rk, rd_kafka_event_error(ev), rd_kafka_event_topic_partition_list(ev), s);
+            rebalance_cb(s->rk, rd_kafka_event_error(ev), rd_kafka_event_topic_partition_list(ev),
+                         s);
         if (ev)
             rd_kafka_event_destroy(ev);
     }
     bool closed = q && rd_kafka_consumer_closed(s->rk);
     if (!closed)
-        sli_log(SL_LOG_WARN, "kafka", "consumer on %s: leaving the group took over %d ms; dropped "
-                                      "without a clean leave", s->topic->s, KCLOSE_MS);
+        sli_log(SL_LOG_WARN, "kafka",
+                "consumer on %s: leaving the group took over %d ms; dropped "
+                "without a clean leave",
+                s->topic->s, KCLOSE_MS);
     if (q)
         rd_kafka_queue_destroy(q);
     rd_kafka_destroy_flags(s->rk, closed ? 0 : RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
