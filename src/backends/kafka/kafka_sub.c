@@ -926,6 +926,30 @@ static int start_consumer(ksub *s, const char *group)
 
 #define KCLOSE_MS 10000 /* the longest a subscription's close waits to leave its group */
 
+/* Unsubscribe and serve the revoke from the consumer queue before the
+ * close: librdkafka 2.0 can block forever in the rd_kafka_assign() that the
+ * close's own revoke asks for while the group churns (upstream issue 4884,
+ * seen here with members of one group closing one after another); after
+ * this the close has nothing left to revoke. Bounded; records polled here
+ * are dropped (never handed out: the group delivers them again). */
+static void leave_group(ksub *s)
+{
+    if (!s->grouped || !s->nparts)
+        return;
+    rd_kafka_resp_err_t err = rd_kafka_unsubscribe(s->rk);
+    if (err) {
+        sli_log(SL_LOG_WARN, "kafka", "unsubscribe from %s: %s", s->topic->s,
+                rd_kafka_err2str(err));
+        return;
+    }
+    int64_t until = sli_mono_ms() + KCLOSE_MS;
+    while (s->nparts && sli_mono_ms() < until) { /* on_revoke empties nparts */
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(s->rk, 100);
+        if (m)
+            rd_kafka_message_destroy(m);
+    }
+}
+
 static void stop_consumer(ksub *s)
 {
     if (!s->rk)
@@ -942,6 +966,7 @@ static void stop_consumer(ksub *s)
     rd_kafka_topic_partition_list_t *l = positions(s, true);
     pthread_mutex_unlock(&s->mu);
     commit(s, l, false); /* what was acked, before leaving the group */
+    leave_group(s);
     /* Leave the group, serving the rebalance callbacks ourselves, within a
      * bound: librdkafka 2.0's blocking rd_kafka_consumer_close was seen to
      * hang in its final unassign under group churn. Past the bound the
