@@ -98,7 +98,7 @@ if [ "$STACK" = sqlite ]; then
   check_phase inline 500
   # mem:// cannot be shared with another instance: events go straight to
   # this process's streams, without the events topic and its listener
-  check "inline: the stream gets uid 501's notices" wait_until 10 grep -q '"uid":501' "$WORK/sse.inline"
+  check "inline: the stream gets uid 501's notices" wait_until 10 grep -q '"data":"inline-' "$WORK/sse.inline"
   kill "$SSE_PID" 2>/dev/null; wait "$SSE_PID" 2>/dev/null
   call GET /metrics
   check "inline: every publish counted" \
