@@ -14,12 +14,12 @@
  * callback (on a publisher thread) fills the answer - {"id"} or 503 plus a
  * retry-log line - and resumes the connection; the server then sends it.
  *
- * A queue in this process's memory (mem://) takes a message without
- * waiting on anything: there the route publishes inline on its own thread
- * (SL_PUBLISH_NONBLOCK) and answers at once - no suspend, no hop to a
- * publisher thread and back, no resume. Only when that queue is full
- * (SL_EAGAIN) does the request take the deferred path, which waits for
- * room up to PUT_WAIT_MS.
+ * A queue in this process's memory (mem://, without wait_ack) takes a
+ * message without waiting on anything: there the route publishes inline
+ * on its own thread (SL_PUBLISH_NONBLOCK) and answers at once - no
+ * suspend, no hop to a publisher thread and back, no resume. Only when
+ * that queue is full (SL_EAGAIN) does the request take the deferred path,
+ * which waits for room up to PUT_WAIT_MS.
  *
  * Ordering: requests of one connection are sequential (HTTP/1.1), so a
  * client's notices stay in its order. Shutdown drains the transport before
@@ -53,7 +53,8 @@ int nf_publisher_start(nf_app *app, nf_publisher **out)
     if (!p)
         return SL_ENOMEM;
     p->app = app;
-    p->inline_ok = !strncmp(app->cfg.queue_url, "mem://", 6);
+    /* mem:// with wait_ack would wait for the consumers' acks: not inline */
+    p->inline_ok = !strncmp(app->cfg.queue_url, "mem://", 6) && !strstr(app->cfg.queue_url, "wait_ack");
     sl_transport_opts o;
     sl_transport_opts_init(&o);
     o.publishers = PUB_THREADS;
