@@ -146,6 +146,12 @@ void nf_consumers_stop(nf_consumers *c);
  * NF_TOPIC_EVENTS in batches. nf_events_stop flushes for at most 2 s, then
  * drops the rest. */
 int nf_events_start(nf_app *app, nf_events **out);
+/* Whether in-process consumers hand their events straight to this
+ * process's hub instead of the events topic: only on a queue in this
+ * process's memory (mem://), which no other server instance can share.
+ * The emitter does so when app->hub exists; the server then starts no
+ * listener. */
+bool nf_events_local(const nf_app *app);
 void nf_events_stop(nf_events *e);
 /* Queue an event for uid (kind "notice" or "read"); obj (stolen, may be
  * NULL) holds the kind's fields, the emitter adds kind, uid and the user's

@@ -92,7 +92,7 @@ static int do_serve(nf_app *app)
     nf_listener *lis = NULL;
     nf_grpc *grpc = NULL;
     int rc = nf_hub_new(&app->hub, &app->metrics);
-    if (!rc) /* before the consumers start: no event they emit is missed */
+    if (!rc && !nf_events_local(app)) /* before the consumers start: no event they emit is missed */
         rc = nf_listener_start(app, &lis);
     if (!rc && app->cfg.consumers_in_process)
         rc = nf_consumers_start(app, 3, &cons);

@@ -12,6 +12,17 @@
  * without decoding it). Consumers in the server process use the
  * same path: there is one mechanism whatever the deployment.
  *
+ * One exception: a queue in the server's own memory (mem://) cannot be
+ * shared by another instance, so there the events would only travel from
+ * this process back to itself through the queue. The emitter then pushes
+ * them to this process's hub directly (nf_events_local): no listener runs,
+ * nothing is published to the events topic, and while no stream or gRPC tap
+ * is open no event is even made (a stream opened later starts from the
+ * store's current count in its hello; one opening at that very moment may
+ * miss the event, which best-effort allows). A queue any other process can
+ * open (sqlite://, brokers) keeps the queue path, so that every server
+ * instance on it gets every event.
+ *
  * Events are best-effort: the handler only appends to an in-memory list (it
  * never waits for the queue, so a stored notice is never nacked or redone
  * because of its event); when the list is full, or publishing fails, events
@@ -43,6 +54,7 @@ typedef struct ev_item {
 
 struct nf_events {
     nf_app *app;
+    bool local; /* push to app->hub instead of publishing (nf_events_local) */
     pthread_mutex_t mu;
     pthread_cond_t cond;
     ev_item *head, *tail;
@@ -66,8 +78,17 @@ static int64_t mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+bool nf_events_local(const nf_app *app)
+{
+    return app->cfg.consumers_in_process && !strncmp(app->cfg.queue_url, "mem://", 6);
+}
+
 void nf_events_emit(nf_events *e, int64_t uid, const char *kind, json_t *obj)
 {
+    if (e && e->local && !nf_hub_has_streams(e->app->hub)) {
+        json_decref(obj); /* nobody in this process to show it to, and no other process */
+        return;
+    }
     ev_item *it = e ? calloc(1, sizeof *it) : NULL;
     if (!it) {
         if (e)
@@ -111,7 +132,10 @@ static void publish_batch(nf_events *e, ev_item *chain)
         json_object_set_new(it->obj, "uid", json_integer(it->uid));
         json_object_set_new(it->obj, "notification_count", json_integer(count));
         char *s = json_dumps(it->obj, JSON_COMPACT);
-        if (s && n < EV_BATCH && sl_msg_new(&msgs[n], s, strlen(s)) == 0)
+        if (s && e->local) {
+            nf_hub_push(app->hub, it->uid, it->kind, s);
+            atomic_fetch_add(&app->metrics.events_published, 1);
+        } else if (s && n < EV_BATCH && sl_msg_new(&msgs[n], s, strlen(s)) == 0)
             n++;
         else
             atomic_fetch_add(&app->metrics.events_dropped, 1);
@@ -173,6 +197,7 @@ int nf_events_start(nf_app *app, nf_events **out)
     if (!e)
         return SL_ENOMEM;
     e->app = app;
+    e->local = app->hub && nf_events_local(app);
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->cond, NULL);
     if (pthread_create(&e->thread, NULL, emitter_main, e) != 0) {

@@ -9,6 +9,11 @@
 #     SLUICE_NOTIFY_FAULT_BATCH=1): the consumer applies the notices one by
 #     one instead, so still every answered notice is stored exactly once and
 #     nothing is parked.
+#  3. (embedded stack) The queue on mem://: the POSTs publish inline on the
+#     HTTP threads (no suspend, no publisher thread); the same checks hold,
+#     and with the queue refusing everything (SLUICE_NOTIFY_FAULT_PUBLISH=1)
+#     every POST is answered 503 with its request in notice_retry.log. Live
+#     events reach this process's streams without the queue's events topic.
 # Sizes shrink with SL_TEST_SCALE (sanitizer runs).
 source "$(dirname "$0")/lib/notify.bash"
 SCALE=${SL_TEST_SCALE:-1}
@@ -83,4 +88,33 @@ check "fallback: batches were applied one by one" \
 call GET /api/admin/failed?min_count=0
 check "fallback: nothing counted as failed" [ "$(jlen data.list)" = 0 ]
 stop_server
+
+if [ "$STACK" = sqlite ]; then
+  start_server SLUICE_QUEUE_URL=mem://notify
+  curl -s -N -m 60 "${URL%/}/api/msg/stream?uid=501" > "$WORK/sse.inline" &
+  SSE_PID=$!
+  check "inline: the stream says hello" wait_until 10 grep -q '^event: hello' "$WORK/sse.inline"
+  burst inline 500
+  check_phase inline 500
+  # mem:// cannot be shared with another instance: events go straight to
+  # this process's streams, without the events topic and its listener
+  check "inline: the stream gets uid 501's notices" wait_until 10 grep -q '"data":"inline-' "$WORK/sse.inline"
+  kill "$SSE_PID" 2>/dev/null; wait "$SSE_PID" 2>/dev/null
+  call GET /metrics
+  check "inline: every publish counted" \
+    grep -q "^sluice_queue_published_total{topic=\"notify\"} $((CLIENTS * PER_CLIENT))\$" <<<"$BODY"
+  stop_server
+  start_server SLUICE_QUEUE_URL=mem://notify SLUICE_NOTIFY_FAULT_PUBLISH=1
+  before=$(cat "$WORK"/logs*/notice_retry.log 2>/dev/null | wc -l)
+  for i in 1 2 3; do
+    call POST /api/msg/product -d "uid=600&type=1&data=refused-$i"
+    CASE="inline refused $i"; expect 503 10001 "logged for retry"
+  done
+  after=$(cat "$WORK"/logs*/notice_retry.log | wc -l)
+  check "inline refused: three retry-log lines" [ $((after - before)) = 3 ]
+  check "inline refused: the request is in the log" grep -q '"data":"refused-2"' "$WORK"/logs*/notice_retry.log
+  stop_server
+else
+  skip_check "inline" "mem:// runs on the embedded stack only"
+fi
 finish

@@ -14,6 +14,13 @@
  * callback (on a publisher thread) fills the answer - {"id"} or 503 plus a
  * retry-log line - and resumes the connection; the server then sends it.
  *
+ * A queue in this process's memory (mem://, without wait_ack) takes a
+ * message without waiting on anything: there the route publishes inline
+ * on its own thread (SL_PUBLISH_NONBLOCK) and answers at once - no
+ * suspend, no hop to a publisher thread and back, no resume. Only when
+ * that queue is full (SL_EAGAIN) does the request take the deferred path,
+ * which waits for room up to PUT_WAIT_MS.
+ *
  * Ordering: requests of one connection are sequential (HTTP/1.1), so a
  * client's notices stay in its order. Shutdown drains the transport before
  * the daemon stops, so no connection stays suspended; a publish refused at
@@ -37,6 +44,7 @@ struct nf_publisher {
     nf_app *app;
     sl_transport *t;
     sl_sender *send[2]; /* by nf_topic_index */
+    bool inline_ok;     /* the queue is in memory (mem://): publish on the route's thread */
 };
 
 int nf_publisher_start(nf_app *app, nf_publisher **out)
@@ -45,6 +53,8 @@ int nf_publisher_start(nf_app *app, nf_publisher **out)
     if (!p)
         return SL_ENOMEM;
     p->app = app;
+    /* mem:// with wait_ack would wait for the consumers' acks: not inline */
+    p->inline_ok = !strncmp(app->cfg.queue_url, "mem://", 6) && !strstr(app->cfg.queue_url, "wait_ack");
     sl_transport_opts o;
     sl_transport_opts_init(&o);
     o.publishers = PUB_THREADS;
@@ -80,11 +90,22 @@ void nf_publisher_free(nf_publisher *p)
     free(p);
 }
 
+/* A refused publish: count it, write the request (JSON text) to the
+ * topic's retry log and fill r with the 503 that says whether it is kept. */
+static void answer_refused(nf_app *app, int t, const char *request, int status, nf_resp *r)
+{
+    atomic_fetch_add(&app->metrics.publish_failed[t], 1);
+    if (nf_retry_log(app, t == 1 ? NF_TOPIC_READ : NF_TOPIC_NOTIFY, request, status))
+        nf_resp_fail(r, 503, "queue unavailable (%s); request NOT logged for retry (the retry log "
+                             "cannot be written): send it again", sl_strerror(status));
+    else
+        nf_resp_fail(r, 503, "queue unavailable (%s); request logged for retry", sl_strerror(status));
+}
+
 /* The outcome of one deferred publish: answer, then resume. After the
  * resume the connection (and cc) belong to the server again. */
 static void answer_published(nf_conn *cc, nf_app *app, int status)
 {
-    const char *topic = cc->topic == 1 ? NF_TOPIC_READ : NF_TOPIC_NOTIFY;
     nf_health_note(app, NF_W_QUEUE, status);
     if (status == 0) {
         atomic_fetch_add(&app->metrics.published[cc->topic], 1);
@@ -96,18 +117,37 @@ static void answer_published(nf_conn *cc, nf_app *app, int status)
         json_object_set_new(data, "id", json_string(cc->id));
         nf_resp_ok(&cc->done, data);
     } else {
-        atomic_fetch_add(&app->metrics.publish_failed[cc->topic], 1);
-        if (nf_retry_log(app, topic, cc->request, status))
-            nf_resp_fail(&cc->done, 503, "queue unavailable (%s); request NOT logged for retry (the retry log "
-                                         "cannot be written): send it again", sl_strerror(status));
-        else
-            nf_resp_fail(&cc->done, 503, "queue unavailable (%s); request logged for retry", sl_strerror(status));
+        answer_refused(app, cc->topic, cc->request, status, &cc->done);
     }
     free(cc->request);
     free(cc->echo);
     cc->request = cc->echo = NULL;
     atomic_store(&cc->answered, true);
     MHD_resume_connection(cc->conn);
+}
+
+/* mem://: publish m on this thread without waiting and fill r. Returns
+ * SL_EAGAIN (r untouched) when the queue is full: the caller defers. */
+static int publish_inline(nf_app *app, int t, sl_msg *m, const char *request, json_t *echo, nf_resp *r)
+{
+    sl_publish_opts o;
+    sl_publish_opts_init(&o);
+    o.flags = SL_PUBLISH_NONBLOCK;
+    int rc = app->fault_publish ? SL_EIO : sl_publish_ex(app->pub, t == 1 ? NF_TOPIC_READ : NF_TOPIC_NOTIFY,
+                                                         &m, 1, &o);
+    if (rc == SL_EAGAIN)
+        return rc;
+    nf_health_note(app, NF_W_QUEUE, rc);
+    if (rc) {
+        answer_refused(app, t, request, rc, r);
+        return 0;
+    }
+    atomic_fetch_add(&app->metrics.published[t], 1);
+    json_t *data = echo ? json_copy(echo) : json_object();
+    if (data)
+        json_object_set_new(data, "id", json_string(sl_msg_uuid(m)));
+    nf_resp_ok(r, data);
+    return 0;
 }
 
 static void on_result(void *ctx, sl_msg *msg, int status)
@@ -124,6 +164,21 @@ void nf_publish_deferred(nf_req *q, nf_resp *r, const char *topic, json_t *paylo
     nf_conn *cc = q->cc;
     nf_publisher *p = nf_server_publisher(cc->srv);
     cc->topic = nf_topic_index(topic);
+    if (p->inline_ok) {
+        sl_msg *m = NULL;
+        char *text = json_dumps(payload, JSON_COMPACT);
+        int rc = text ? nf_app_message(id && id[0] ? id : NULL, text, false, &m) : SL_ENOMEM;
+        if (!rc) {
+            rc = publish_inline(q->app, cc->topic, m, text, echo, r);
+        } else {
+            nf_health_note(q->app, NF_W_QUEUE, rc);
+            answer_refused(q->app, cc->topic, text, rc, r);
+        }
+        free(text);
+        sl_msg_unref(m);
+        if (rc != SL_EAGAIN)
+            return;
+    }
     /* The text, not the object, travels to the transport thread that answers
      * (jansson's reference counts are not shared safely across threads); it
      * is parsed again only for a retry-log line. */
