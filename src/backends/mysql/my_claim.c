@@ -144,6 +144,7 @@ static int take_rows(MYSQL_RES *r, unsigned room, bool with_deliveries, sqlc_cla
         if (rc)
             return rc;
         c->msg_id = sli_my_i64(row[0]);
+        c->msg_tx = 0;
         c->deliveries = with_deliveries ? (unsigned)sli_my_i64(row[1]) : 1;
         (*nout)++;
     }

@@ -51,15 +51,18 @@ int sli_sqlc_opts_read(sli_url *u, const char *what, int64_t def_poll_ms, int64_
 
 #define SQLC_CLAIM_MAX 256 /* messages in one claim */
 
+/* msg_tx: where the message sits in its log besides msg_id, for a backend
+ * whose log is not in msg_id order (postgres://: the publishing
+ * transaction's id); 0 elsewhere. Handed back unchanged in its settle. */
 typedef struct sqlc_claimed {
     sl_msg *m;
-    int64_t msg_id;
+    int64_t msg_id, msg_tx;
     unsigned deliveries;
 } sqlc_claimed;
 
 /* An ack (nack false) or nack of delivery `deliveries` of msg_id by owner. */
 typedef struct sqlc_settle {
-    int64_t msg_id, owner;
+    int64_t msg_id, msg_tx, owner;
     unsigned deliveries;
     bool nack;
     int64_t delay_ms;

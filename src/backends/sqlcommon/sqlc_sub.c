@@ -111,7 +111,7 @@ typedef struct sqlc_sub {
 
 typedef struct sqlc_dlv {
     sqlc_sub *s;
-    int64_t msg_id;
+    int64_t msg_id, msg_tx;
     unsigned deliveries;
 } sqlc_dlv;
 
@@ -257,6 +257,7 @@ static void hook(sl_msg *m, sli_msg_event ev, unsigned delay_ms, void *ctx)
         return;
     }
     sqlc_settle a = {.msg_id = dv->msg_id,
+                     .msg_tx = dv->msg_tx,
                      .owner = s->owner,
                      .deliveries = dv->deliveries,
                      .nack = ev == SLI_MSG_EV_NACK,
@@ -285,6 +286,7 @@ static int deliver(sqlc_sub *s, sl_msg **out)
         return sli_err(SL_ENOMEM, "out of memory");
     dv->s = s;
     dv->msg_id = c->msg_id;
+    dv->msg_tx = c->msg_tx;
     dv->deliveries = c->deliveries;
     atomic_fetch_add(&s->refs, 1);
     atomic_fetch_add(&s->out, 1);
