@@ -3,7 +3,8 @@
  * as a durable, multi-process queue (the ops table; tables, claims and
  * polling: see my.h, options: my_conn.c).
  *
- * A publisher owns one connection; concurrent publishes on it take turns.
+ * A publisher owns one connection; concurrent publishes on it take turns
+ * (sqlcommon's publisher, sqlc_pub.c, over sli_my_publish).
  * A subscriber owns one connection for claims and acks, shared by its
  * subscriptions (the subscriber engine of sqlcommon, sqlc_sub.c, runs
  * them), and a housekeeping thread with a second one (my_keep.c).
@@ -22,82 +23,58 @@
 #define MY_POLL_DEFAULT_MS 250
 #define MY_LINGER_DEFAULT_MS 10 /* see my.h, "Wake-ups" */
 
-/* SL_FEAT_LATE_SUBSCRIBERS promises that a subscription opened later gets
- * every earlier message, even those other groups acked: with the default
- * retention=acked they are deleted, so only retention=DURATION declares it
- * (as sqlite:// and postgres:// do). */
-static void late_feature(const sqlc_opts *o, unsigned *features)
+/* ---------- publisher (sqlcommon's, sqlc_pub.c, over this SQL) ---------- */
+
+static int pub_ready(void *db, char *err, size_t errlen)
 {
-    if (o->retention_ms <= 0)
-        *features &= ~(unsigned)SL_FEAT_LATE_SUBSCRIBERS;
+    return sli_my_conn_ready(db, err, errlen);
 }
 
-/* ---------- publisher ---------- */
+static void pub_retry_now(void *db)
+{
+    ((my_link *)db)->retry_at = 0;
+}
 
-typedef struct my_pub {
-    my_link l;
-    pthread_mutex_t mu;
-    _Atomic bool closing;
-} my_pub;
+static int pub_publish(void *db, const char *topic, sl_msg *const *msgs, size_t n, char *err,
+                       size_t errlen)
+{
+    return sli_my_publish(db, topic, msgs, n, err, errlen);
+}
+
+static void pub_close(void *db)
+{
+    sli_my_conn_fini(db);
+    free(db);
+}
+
+static const sqlc_pub_ops my_pub_ops = {
+    .name = "mysql",
+    .ready = pub_ready,
+    .retry_now = pub_retry_now,
+    .publish = pub_publish,
+    .close = pub_close,
+};
 
 static int my_pub_open(void **impl, sli_url *u, unsigned *features)
 {
     sqlc_opts o;
     char err[MY_ERRLEN];
     int rc = sli_sqlc_opts_read(u, "mysql", MY_POLL_DEFAULT_MS, MY_LINGER_DEFAULT_MS, &o);
-    my_pub *p = rc ? NULL : calloc(1, sizeof *p);
     if (rc)
         return rc;
-    if (!p)
+    my_link *l = calloc(1, sizeof *l);
+    if (!l)
         return sli_err(SL_ENOMEM, "out of memory");
-    if ((rc = sli_my_conn_init(&p->l, u, &o)) != 0) {
-        free(p);
+    if ((rc = sli_my_conn_init(l, u, &o)) != 0) {
+        free(l);
         return rc;
     }
-    if ((rc = sli_my_conn_ready(&p->l, err, sizeof err)) != 0) {
-        sli_my_conn_fini(&p->l);
-        free(p);
+    if ((rc = sli_my_conn_ready(l, err, sizeof err)) != 0) {
+        pub_close(l);
         return sli_err(rc, "%s", err);
     }
-    pthread_mutex_init(&p->mu, NULL);
-    late_feature(&o, features);
-    *impl = p;
-    return 0;
-}
-
-static int my_do_publish(void *impl, const char *topic, sl_msg *const *msgs, size_t n,
-                         const sl_publish_opts *opts)
-{
-    my_pub *p = impl;
-    char err[MY_ERRLEN];
-    if (atomic_load(&p->closing))
-        return sli_err(SL_ECLOSED, "mysql publisher is closed");
-    pthread_mutex_lock(&p->mu);
-    int rc = sli_my_conn_ready(&p->l, err, sizeof err);
-    if (!rc)
-        rc = sli_my_publish(&p->l, topic, msgs, n, err, sizeof err);
-    if (rc == SL_ECONN) { /* a connection found dead on use: once more, on a new one */
-        p->l.retry_at = 0;
-        rc = sli_my_conn_ready(&p->l, err, sizeof err);
-        if (!rc)
-            rc = sli_my_publish(&p->l, topic, msgs, n, err, sizeof err);
-    }
-    pthread_mutex_unlock(&p->mu);
-    if (rc && opts && opts->published)
-        *opts->published = 0;
-    return rc ? sli_err(rc, "%s", err) : 0;
-}
-
-static int my_pub_close(void *impl)
-{
-    my_pub *p = impl;
-    atomic_store(&p->closing, true);
-    pthread_mutex_lock(&p->mu); /* a publish in progress finishes first */
-    pthread_mutex_unlock(&p->mu);
-    pthread_mutex_destroy(&p->mu);
-    sli_my_conn_fini(&p->l);
-    free(p);
-    return 0;
+    sli_sqlc_late_feature(&o, features);
+    return sli_sqlc_pub_new(impl, &my_pub_ops, l);
 }
 
 /* ---------- subscriber: the engine's database side ---------- */
@@ -189,7 +166,7 @@ static int my_sub_open(void **impl, sli_url *u, unsigned *features)
     sqlc_subr *r;
     if ((rc = sli_sqlc_subr_new(&r, &my_db_ops, d, &cfg)) != 0)
         return rc;
-    late_feature(&o, features);
+    sli_sqlc_late_feature(&o, features);
     *impl = r;
     return 0;
 }
@@ -199,8 +176,8 @@ const sli_backend sli_mysql_backend = {
     .features = SL_FEAT_CONSUMER_GROUPS | SL_FEAT_PERSISTENT | SL_FEAT_ORDERED |
                 SL_FEAT_LATE_SUBSCRIBERS | SL_FEAT_DELAYED_NACK,
     .pub_open = my_pub_open,
-    .publish = my_do_publish,
-    .pub_close = my_pub_close,
+    .publish = sli_sqlc_publish,
+    .pub_close = sli_sqlc_pub_close,
     .sub_open = my_sub_open,
     .subscribe = sli_sqlc_subscribe,
     .next = sli_sqlc_next,

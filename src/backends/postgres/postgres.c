@@ -3,7 +3,8 @@
  * multi-process queue (the ops table; tables and claims: see pg.h, options:
  * pg_conn.c).
  *
- * A publisher owns one connection; concurrent publishes on it take turns.
+ * A publisher owns one connection; concurrent publishes on it take turns
+ * (sqlcommon's publisher, sqlc_pub.c, over sli_pg_publish).
  * A subscriber owns one connection for claims and acks, shared by its
  * subscriptions, which the subscriber engine of sqlcommon (sqlc_sub.c)
  * runs as it does mysql://'s: prefetch buffer, ack=sync|batch, hand-back.
@@ -21,82 +22,58 @@
 
 #include "backends/postgres/pg.h"
 
-/* ---------- publisher ---------- */
+/* ---------- publisher (sqlcommon's, sqlc_pub.c, over this SQL) ---------- */
 
-typedef struct pg_pub {
-    pg_link pc;
-    pthread_mutex_t mu;
-    _Atomic bool closing;
-} pg_pub;
-
-/* SL_FEAT_LATE_SUBSCRIBERS promises that a subscription opened later gets
- * every earlier message, even those other groups acked: with the default
- * retention=acked they are deleted, so only retention=DURATION declares it
- * (as sqlite:// does). */
-static void late_feature(const pg_opts *o, unsigned *features)
+static int pub_ready(void *db, char *err, size_t errlen)
 {
-    if (o->c.retention_ms <= 0)
-        *features &= ~(unsigned)SL_FEAT_LATE_SUBSCRIBERS;
+    return sli_pg_conn_ready(db, err, errlen);
 }
+
+static void pub_retry_now(void *db)
+{
+    ((pg_link *)db)->retry_at = 0;
+}
+
+static int pub_publish(void *db, const char *topic, sl_msg *const *msgs, size_t n, char *err,
+                       size_t errlen)
+{
+    return sli_pg_publish(db, topic, msgs, n, err, errlen);
+}
+
+static void pub_close(void *db)
+{
+    sli_pg_conn_fini(db);
+    free(db);
+}
+
+static const sqlc_pub_ops pg_pub_ops = {
+    .name = "postgres",
+    .ready = pub_ready,
+    .retry_now = pub_retry_now,
+    .publish = pub_publish,
+    .close = pub_close,
+};
 
 static int pg_pub_open(void **impl, sli_url *u, unsigned *features)
 {
     pg_opts o;
     char err[PG_ERRLEN];
     int rc = sli_pg_opts_read(u, &o);
-    pg_pub *p = rc ? NULL : calloc(1, sizeof *p);
     if (rc)
         return rc;
-    if (!p)
+    pg_link *pc = calloc(1, sizeof *pc);
+    if (!pc)
         return sli_err(SL_ENOMEM, "out of memory");
-    if ((rc = sli_pg_conn_init(&p->pc, u, &o)) != 0) {
-        free(p);
+    if ((rc = sli_pg_conn_init(pc, u, &o)) != 0) {
+        free(pc);
         return rc;
     }
-    if ((rc = sli_pg_conn_ready(&p->pc, err, sizeof err)) != 0) {
-        sli_pg_conn_fini(&p->pc);
-        free(p);
+    if ((rc = sli_pg_conn_ready(pc, err, sizeof err)) != 0) {
+        pub_close(pc);
         return sli_err(rc, "%s", err);
     }
-    pthread_mutex_init(&p->mu, NULL);
-    late_feature(&o, features);
-    *impl = p;
-    return 0;
-}
-
-static int pg_do_publish(void *impl, const char *topic, sl_msg *const *msgs, size_t n,
-                         const sl_publish_opts *opts)
-{
-    pg_pub *p = impl;
-    char err[PG_ERRLEN];
-    if (atomic_load(&p->closing))
-        return sli_err(SL_ECLOSED, "postgres publisher is closed");
-    pthread_mutex_lock(&p->mu);
-    int rc = sli_pg_conn_ready(&p->pc, err, sizeof err);
-    if (!rc)
-        rc = sli_pg_publish(&p->pc, topic, msgs, n, err, sizeof err);
-    if (rc == SL_ECONN) { /* a connection found dead on use: once more, on a new one */
-        p->pc.retry_at = 0;
-        rc = sli_pg_conn_ready(&p->pc, err, sizeof err);
-        if (!rc)
-            rc = sli_pg_publish(&p->pc, topic, msgs, n, err, sizeof err);
-    }
-    pthread_mutex_unlock(&p->mu);
-    if (rc && opts && opts->published)
-        *opts->published = 0;
-    return rc ? sli_err(rc, "%s", err) : 0;
-}
-
-static int pg_pub_close(void *impl)
-{
-    pg_pub *p = impl;
-    atomic_store(&p->closing, true);
-    pthread_mutex_lock(&p->mu); /* a publish in progress finishes first */
-    pthread_mutex_unlock(&p->mu);
-    pthread_mutex_destroy(&p->mu);
-    sli_pg_conn_fini(&p->pc);
-    free(p);
-    return 0;
+    sli_sqlc_late_feature(&o.c, features);
+    return sli_sqlc_pub_new(impl, &pg_pub_ops, pc);
 }
 
 /* ---------- subscriber: the engine's database side ---------- */
@@ -189,7 +166,7 @@ static int pg_sub_open(void **impl, sli_url *u, unsigned *features)
         sli_sqlc_sub_close(r); /* closes d */
         return keep;
     }
-    late_feature(&o, features);
+    sli_sqlc_late_feature(&o.c, features);
     *impl = r;
     return 0;
 }
@@ -199,8 +176,8 @@ const sli_backend sli_postgres_backend = {
     .features = SL_FEAT_CONSUMER_GROUPS | SL_FEAT_PERSISTENT | SL_FEAT_ORDERED |
                 SL_FEAT_LATE_SUBSCRIBERS | SL_FEAT_DELAYED_NACK,
     .pub_open = pg_pub_open,
-    .publish = pg_do_publish,
-    .pub_close = pg_pub_close,
+    .publish = sli_sqlc_publish,
+    .pub_close = sli_sqlc_pub_close,
     .sub_open = pg_sub_open,
     .subscribe = sli_sqlc_subscribe,
     .next = sli_sqlc_next,

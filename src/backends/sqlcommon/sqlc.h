@@ -4,6 +4,9 @@
  *
  *   sqlc_meta.c  message metadata as one blob
  *   sqlc_opts.c  the options every server backend reads the same way
+ *   sqlc_pub.c   the publisher side: one connection, publishes take
+ *                turns, a dead connection replaced once; the SQL comes
+ *                through sqlc_pub_ops
  *   sqlc_sub.c   the subscriber side of a claim-based SQL queue: local
  *                buffer of claimed messages, ack/nack hooks (sync or
  *                batched with the next claim), next() with wake-ups and
@@ -46,6 +49,36 @@ typedef struct sqlc_opts {
 } sqlc_opts;
 int sli_sqlc_opts_read(sli_url *u, const char *what, int64_t def_poll_ms, int64_t def_linger_ms,
                        sqlc_opts *o);
+
+/* ---------- the publisher (sqlc_pub.c) ---------- */
+
+/* The database side of a publisher, on its one connection db; errors:
+ * SL_E* with the detail in err, SL_ECONN when the connection is gone. */
+typedef struct sqlc_pub_ops {
+    const char *name; /* "mysql": error messages */
+    /* Ready to run statements: (re)connect with backoff when it is down. */
+    int (*ready)(void *db, char *err, size_t errlen);
+    /* Forget the backoff: the next ready() connects at once. */
+    void (*retry_now)(void *db);
+    /* Insert msgs[0..n) into topic's log, committed when it returns. */
+    int (*publish)(void *db, const char *topic, sl_msg *const *msgs, size_t n, char *err,
+                   size_t errlen);
+    /* Close db and free it. */
+    void (*close)(void *db);
+} sqlc_pub_ops;
+
+/* A publisher over db (owned from here on: ops->close(db) at the end, also
+ * when this fails); *out is the sli_backend impl of the entries below. */
+int sli_sqlc_pub_new(void **out, const sqlc_pub_ops *ops, void *db);
+int sli_sqlc_publish(void *impl, const char *topic, sl_msg *const *msgs, size_t n,
+                     const sl_publish_opts *opts);
+int sli_sqlc_pub_close(void *impl);
+
+/* SL_FEAT_LATE_SUBSCRIBERS promises that a subscription opened later gets
+ * every earlier message, even those other groups acked: with the default
+ * retention=acked they are deleted, so only retention=DURATION declares it
+ * (as sqlite:// does). Clears the flag in *features otherwise. */
+void sli_sqlc_late_feature(const sqlc_opts *o, unsigned *features);
 
 /* ---------- the subscriber engine (sqlc_sub.c) ---------- */
 
