@@ -23,76 +23,33 @@
 #define MY_POLL_DEFAULT_MS 250
 #define MY_LINGER_DEFAULT_MS 10 /* see my.h, "Wake-ups" */
 
-/* ---------- publisher (sqlcommon's, sqlc_pub.c, over this SQL) ---------- */
+/* ---------- the database side of sqlcommon's publisher and subscriber ---------- */
 
-static int pub_ready(void *db, char *err, size_t errlen)
-{
-    return sli_my_conn_ready(db, err, errlen);
-}
-
-static void pub_retry_now(void *db)
-{
-    ((my_link *)db)->retry_at = 0;
-}
-
-static int pub_publish(void *db, const char *topic, sl_msg *const *msgs, size_t n, char *err,
-                       size_t errlen)
-{
-    return sli_my_publish(db, topic, msgs, n, err, errlen);
-}
-
-static void pub_close(void *db)
-{
-    sli_my_conn_fini(db);
-    free(db);
-}
-
-static const sqlc_pub_ops my_pub_ops = {
-    .name = "mysql",
-    .ready = pub_ready,
-    .retry_now = pub_retry_now,
-    .publish = pub_publish,
-    .close = pub_close,
-};
-
-static int my_pub_open(void **impl, sli_url *u, unsigned *features)
-{
-    sqlc_opts o;
-    char err[MY_ERRLEN];
-    int rc = sli_sqlc_opts_read(u, "mysql", MY_POLL_DEFAULT_MS, MY_LINGER_DEFAULT_MS, &o);
-    if (rc)
-        return rc;
-    my_link *l = calloc(1, sizeof *l);
-    if (!l)
-        return sli_err(SL_ENOMEM, "out of memory");
-    if ((rc = sli_my_conn_init(l, u, &o)) != 0) {
-        free(l);
-        return rc;
-    }
-    if ((rc = sli_my_conn_ready(l, err, sizeof err)) != 0) {
-        pub_close(l);
-        return sli_err(rc, "%s", err);
-    }
-    sli_sqlc_late_feature(&o, features);
-    return sli_sqlc_pub_new(impl, &my_pub_ops, l);
-}
-
-/* ---------- subscriber: the engine's database side ---------- */
-
-typedef struct my_subdb {
+typedef struct my_db {
     my_link l;
-    my_keeper *keeper;
-} my_subdb;
+    my_keeper *keeper; /* a subscriber's (publishers: none) */
+} my_db;
 
 static int db_ready(void *db, char *err, size_t errlen)
 {
-    return sli_my_conn_ready(&((my_subdb *)db)->l, err, errlen);
+    return sli_my_conn_ready(&((my_db *)db)->l, err, errlen);
+}
+
+static void db_retry_now(void *db)
+{
+    ((my_db *)db)->l.retry_at = 0;
+}
+
+static int db_publish(void *db, const char *topic, sl_msg *const *msgs, size_t n, char *err,
+                      size_t errlen)
+{
+    return sli_my_publish(&((my_db *)db)->l, topic, msgs, n, err, errlen);
 }
 
 static int db_subscribe(void *db, const char *topic, const char *group, bool priv, sl_start start,
                         int64_t holder, int64_t *gid, char *err, size_t errlen)
 {
-    return sli_my_subscribe(&((my_subdb *)db)->l, topic, group, priv, start, holder, gid, err,
+    return sli_my_subscribe(&((my_db *)db)->l, topic, group, priv, start, holder, gid, err,
                             errlen);
 }
 
@@ -100,23 +57,23 @@ static int db_claim(void *db, int64_t gid, const char *topic, int64_t owner, uns
                     int64_t ack_deadline, const sqlc_settle *acks, unsigned nacks,
                     sqlc_claimed *out, unsigned *nout, int64_t *due, char *err, size_t errlen)
 {
-    return sli_my_claim(&((my_subdb *)db)->l, gid, topic, owner, max, ack_deadline, acks, nacks,
-                        out, nout, due, err, errlen);
+    return sli_my_claim(&((my_db *)db)->l, gid, topic, owner, max, ack_deadline, acks, nacks, out,
+                        nout, due, err, errlen);
 }
 
 static int db_settle(void *db, int64_t gid, const sqlc_settle *s, char *err, size_t errlen)
 {
-    return sli_my_settle(&((my_subdb *)db)->l, gid, s, err, errlen);
+    return sli_my_settle(&((my_db *)db)->l, gid, s, err, errlen);
 }
 
 static int db_unsubscribe(void *db, int64_t gid, int64_t owner, bool priv, char *err, size_t errlen)
 {
-    return sli_my_unsubscribe(&((my_subdb *)db)->l, gid, owner, priv, err, errlen);
+    return sli_my_unsubscribe(&((my_db *)db)->l, gid, owner, priv, err, errlen);
 }
 
 static void db_close(void *db)
 {
-    my_subdb *d = db;
+    my_db *d = db;
     sli_my_keeper_stop(d->keeper);
     sli_my_conn_fini(&d->l);
     free(d);
@@ -125,6 +82,8 @@ static void db_close(void *db)
 static const sqlc_db_ops my_db_ops = {
     .name = "mysql",
     .ready = db_ready,
+    .retry_now = db_retry_now,
+    .publish = db_publish,
     .subscribe = db_subscribe,
     .claim = db_claim,
     .settle = db_settle,
@@ -132,25 +91,46 @@ static const sqlc_db_ops my_db_ops = {
     .close = db_close,
 };
 
-static int my_sub_open(void **impl, sli_url *u, unsigned *features)
+/* Options of u, and a connection ready to use (tables checked). */
+static int db_open(my_db **out, sli_url *u, sqlc_opts *o)
 {
     char err[MY_ERRLEN];
-    sqlc_opts o;
-    int rc = sli_sqlc_opts_read(u, "mysql", MY_POLL_DEFAULT_MS, MY_LINGER_DEFAULT_MS, &o);
+    int rc = sli_sqlc_opts_read(u, "mysql", MY_POLL_DEFAULT_MS, MY_LINGER_DEFAULT_MS, o);
     if (rc)
         return rc;
-    my_subdb *d = calloc(1, sizeof *d);
+    my_db *d = calloc(1, sizeof *d);
     if (!d)
         return sli_err(SL_ENOMEM, "out of memory");
-    if ((rc = sli_my_conn_init(&d->l, u, &o)) != 0) {
+    if ((rc = sli_my_conn_init(&d->l, u, o)) != 0) {
         free(d);
         return rc;
     }
     if ((rc = sli_my_conn_ready(&d->l, err, sizeof err)) != 0) {
-        sli_my_conn_fini(&d->l);
-        free(d);
+        db_close(d);
         return sli_err(rc, "%s", err);
     }
+    *out = d;
+    return 0;
+}
+
+static int my_pub_open(void **impl, sli_url *u, unsigned *features)
+{
+    sqlc_opts o;
+    my_db *d;
+    int rc = db_open(&d, u, &o);
+    if (rc)
+        return rc;
+    sli_sqlc_late_feature(&o, features);
+    return sli_sqlc_pub_new(impl, &my_db_ops, d);
+}
+
+static int my_sub_open(void **impl, sli_url *u, unsigned *features)
+{
+    sqlc_opts o;
+    my_db *d;
+    int rc = db_open(&d, u, &o);
+    if (rc)
+        return rc;
     sqlc_cfg cfg = {.ack_deadline = o.ack_deadline,
                     .connect_timeout_ms = o.connect_timeout_ms,
                     .poll_min_ms = MY_POLL_MIN_MS,
@@ -159,8 +139,7 @@ static int my_sub_open(void **impl, sli_url *u, unsigned *features)
                     .holder = (int64_t)(sli_rand64() >> 2) + 1,
                     .ack_batch = o.ack_batch};
     if ((rc = sli_my_keeper_start(&d->keeper, u, &o, cfg.holder)) != 0) {
-        sli_my_conn_fini(&d->l);
-        free(d);
+        db_close(d);
         return rc;
     }
     sqlc_subr *r;

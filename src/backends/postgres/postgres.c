@@ -22,76 +22,33 @@
 
 #include "backends/postgres/pg.h"
 
-/* ---------- publisher (sqlcommon's, sqlc_pub.c, over this SQL) ---------- */
+/* ---------- the database side of sqlcommon's publisher and subscriber ---------- */
 
-static int pub_ready(void *db, char *err, size_t errlen)
-{
-    return sli_pg_conn_ready(db, err, errlen);
-}
-
-static void pub_retry_now(void *db)
-{
-    ((pg_link *)db)->retry_at = 0;
-}
-
-static int pub_publish(void *db, const char *topic, sl_msg *const *msgs, size_t n, char *err,
-                       size_t errlen)
-{
-    return sli_pg_publish(db, topic, msgs, n, err, errlen);
-}
-
-static void pub_close(void *db)
-{
-    sli_pg_conn_fini(db);
-    free(db);
-}
-
-static const sqlc_pub_ops pg_pub_ops = {
-    .name = "postgres",
-    .ready = pub_ready,
-    .retry_now = pub_retry_now,
-    .publish = pub_publish,
-    .close = pub_close,
-};
-
-static int pg_pub_open(void **impl, sli_url *u, unsigned *features)
-{
-    pg_opts o;
-    char err[PG_ERRLEN];
-    int rc = sli_pg_opts_read(u, &o);
-    if (rc)
-        return rc;
-    pg_link *pc = calloc(1, sizeof *pc);
-    if (!pc)
-        return sli_err(SL_ENOMEM, "out of memory");
-    if ((rc = sli_pg_conn_init(pc, u, &o)) != 0) {
-        free(pc);
-        return rc;
-    }
-    if ((rc = sli_pg_conn_ready(pc, err, sizeof err)) != 0) {
-        pub_close(pc);
-        return sli_err(rc, "%s", err);
-    }
-    sli_sqlc_late_feature(&o.c, features);
-    return sli_sqlc_pub_new(impl, &pg_pub_ops, pc);
-}
-
-/* ---------- subscriber: the engine's database side ---------- */
-
-typedef struct pg_subdb {
+typedef struct pg_db {
     pg_link pc;
-    pg_listener *listener; /* NULL until started */
-} pg_subdb;
+    pg_listener *listener; /* a subscriber's, NULL until started (publishers: none) */
+} pg_db;
 
 static int db_ready(void *db, char *err, size_t errlen)
 {
-    return sli_pg_conn_ready(&((pg_subdb *)db)->pc, err, errlen);
+    return sli_pg_conn_ready(&((pg_db *)db)->pc, err, errlen);
+}
+
+static void db_retry_now(void *db)
+{
+    ((pg_db *)db)->pc.retry_at = 0;
+}
+
+static int db_publish(void *db, const char *topic, sl_msg *const *msgs, size_t n, char *err,
+                      size_t errlen)
+{
+    return sli_pg_publish(&((pg_db *)db)->pc, topic, msgs, n, err, errlen);
 }
 
 static int db_subscribe(void *db, const char *topic, const char *group, bool priv, sl_start start,
                         int64_t holder, int64_t *gid, char *err, size_t errlen)
 {
-    return sli_pg_subscribe(&((pg_subdb *)db)->pc, topic, group, priv, start, holder, gid, err,
+    return sli_pg_subscribe(&((pg_db *)db)->pc, topic, group, priv, start, holder, gid, err,
                             errlen);
 }
 
@@ -99,23 +56,23 @@ static int db_claim(void *db, int64_t gid, const char *topic, int64_t owner, uns
                     int64_t ack_deadline, const sqlc_settle *acks, unsigned nacks,
                     sqlc_claimed *out, unsigned *nout, int64_t *due, char *err, size_t errlen)
 {
-    return sli_pg_claim(&((pg_subdb *)db)->pc, gid, topic, owner, max, ack_deadline, acks, nacks,
+    return sli_pg_claim(&((pg_db *)db)->pc, gid, topic, owner, max, ack_deadline, acks, nacks,
                         out, nout, due, err, errlen);
 }
 
 static int db_settle(void *db, int64_t gid, const sqlc_settle *s, char *err, size_t errlen)
 {
-    return sli_pg_settle_run(&((pg_subdb *)db)->pc, gid, s, 1, err, errlen);
+    return sli_pg_settle_run(&((pg_db *)db)->pc, gid, s, 1, err, errlen);
 }
 
 static int db_unsubscribe(void *db, int64_t gid, int64_t owner, bool priv, char *err, size_t errlen)
 {
-    return sli_pg_unsubscribe(&((pg_subdb *)db)->pc, gid, owner, priv, err, errlen);
+    return sli_pg_unsubscribe(&((pg_db *)db)->pc, gid, owner, priv, err, errlen);
 }
 
 static void db_close(void *db)
 {
-    pg_subdb *d = db;
+    pg_db *d = db;
     sli_pg_listener_stop(d->listener);
     sli_pg_conn_fini(&d->pc);
     free(d);
@@ -124,6 +81,8 @@ static void db_close(void *db)
 static const sqlc_db_ops pg_db_ops = {
     .name = "postgres",
     .ready = db_ready,
+    .retry_now = db_retry_now,
+    .publish = db_publish,
     .subscribe = db_subscribe,
     .claim = db_claim,
     .settle = db_settle,
@@ -131,25 +90,46 @@ static const sqlc_db_ops pg_db_ops = {
     .close = db_close,
 };
 
-static int pg_sub_open(void **impl, sli_url *u, unsigned *features)
+/* Options of u, and a connection ready to use (tables checked). */
+static int db_open(pg_db **out, sli_url *u, pg_opts *o)
 {
     char err[PG_ERRLEN];
-    pg_opts o;
-    int rc = sli_pg_opts_read(u, &o);
+    int rc = sli_pg_opts_read(u, o);
     if (rc)
         return rc;
-    pg_subdb *d = calloc(1, sizeof *d);
+    pg_db *d = calloc(1, sizeof *d);
     if (!d)
         return sli_err(SL_ENOMEM, "out of memory");
-    if ((rc = sli_pg_conn_init(&d->pc, u, &o)) != 0) {
+    if ((rc = sli_pg_conn_init(&d->pc, u, o)) != 0) {
         free(d);
         return rc;
     }
     if ((rc = sli_pg_conn_ready(&d->pc, err, sizeof err)) != 0) {
-        sli_pg_conn_fini(&d->pc);
-        free(d);
+        db_close(d);
         return sli_err(rc, "%s", err);
     }
+    *out = d;
+    return 0;
+}
+
+static int pg_pub_open(void **impl, sli_url *u, unsigned *features)
+{
+    pg_opts o;
+    pg_db *d;
+    int rc = db_open(&d, u, &o);
+    if (rc)
+        return rc;
+    sli_sqlc_late_feature(&o.c, features);
+    return sli_sqlc_pub_new(impl, &pg_db_ops, d);
+}
+
+static int pg_sub_open(void **impl, sli_url *u, unsigned *features)
+{
+    pg_opts o;
+    pg_db *d;
+    int rc = db_open(&d, u, &o);
+    if (rc)
+        return rc;
     /* notifications wake next(); poll= is only the fallback, so no backoff */
     sqlc_cfg cfg = {.ack_deadline = o.c.ack_deadline,
                     .connect_timeout_ms = o.c.connect_timeout_ms,

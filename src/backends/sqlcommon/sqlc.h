@@ -5,13 +5,12 @@
  *   sqlc_meta.c  message metadata as one blob
  *   sqlc_opts.c  the options every server backend reads the same way
  *   sqlc_pub.c   the publisher side: one connection, publishes take
- *                turns, a dead connection replaced once; the SQL comes
- *                through sqlc_pub_ops
+ *                turns, a dead connection replaced once
  *   sqlc_sub.c   the subscriber side of a claim-based SQL queue: local
  *                buffer of claimed messages, ack/nack hooks (sync or
  *                batched with the next claim), next() with wake-ups and
- *                polling with backoff, hand-back at unsubscribe. The
- *                database part comes through sqlc_db_ops.
+ *                polling with backoff, hand-back at unsubscribe.
+ * The database part of both comes through one sqlc_db_ops per backend.
  */
 #ifndef SQLC_H
 #define SQLC_H
@@ -49,30 +48,6 @@ typedef struct sqlc_opts {
 } sqlc_opts;
 int sli_sqlc_opts_read(sli_url *u, const char *what, int64_t def_poll_ms, int64_t def_linger_ms,
                        sqlc_opts *o);
-
-/* ---------- the publisher (sqlc_pub.c) ---------- */
-
-/* The database side of a publisher, on its one connection db; errors:
- * SL_E* with the detail in err, SL_ECONN when the connection is gone. */
-typedef struct sqlc_pub_ops {
-    const char *name; /* "mysql": error messages */
-    /* Ready to run statements: (re)connect with backoff when it is down. */
-    int (*ready)(void *db, char *err, size_t errlen);
-    /* Forget the backoff: the next ready() connects at once. */
-    void (*retry_now)(void *db);
-    /* Insert msgs[0..n) into topic's log, committed when it returns. */
-    int (*publish)(void *db, const char *topic, sl_msg *const *msgs, size_t n, char *err,
-                   size_t errlen);
-    /* Close db and free it. */
-    void (*close)(void *db);
-} sqlc_pub_ops;
-
-/* A publisher over db (owned from here on: ops->close(db) at the end, also
- * when this fails); *out is the sli_backend impl of the entries below. */
-int sli_sqlc_pub_new(void **out, const sqlc_pub_ops *ops, void *db);
-int sli_sqlc_publish(void *impl, const char *topic, sl_msg *const *msgs, size_t n,
-                     const sl_publish_opts *opts);
-int sli_sqlc_pub_close(void *impl);
 
 /* SL_FEAT_LATE_SUBSCRIBERS promises that a subscription opened later gets
  * every earlier message, even those other groups acked: with the default
@@ -117,13 +92,19 @@ uint32_t sli_sqlc_wake_seq(sqlc_wake *w);
 /* Wait until the counter differs from seen, or deadline_ms (mono, < 0 never). */
 void sli_sqlc_wake_wait(sqlc_wake *w, uint32_t seen, int64_t deadline_ms);
 
-/* The database side, on the subscriber's one connection `db`. The engine
- * calls ready() and then one operation under its lock; errors: SL_E* with
- * the detail in err. SL_ECONN means the connection is gone (ready()
- * reconnects with backoff), SL_EBUSY a transient conflict (retried). */
+/* The database side, on the one connection `db` of a subscriber or a
+ * publisher. The engine calls ready() and then one operation under its
+ * lock; errors: SL_E* with the detail in err. SL_ECONN means the
+ * connection is gone (ready() reconnects with backoff), SL_EBUSY a
+ * transient conflict (retried). */
 typedef struct sqlc_db_ops {
     const char *name; /* "mysql": log component and error prefix */
     int (*ready)(void *db, char *err, size_t errlen);
+    /* Forget the reconnect backoff: the next ready() connects at once. */
+    void (*retry_now)(void *db);
+    /* Insert msgs[0..n) into topic's log, committed when it returns. */
+    int (*publish)(void *db, const char *topic, sl_msg *const *msgs, size_t n, char *err,
+                   size_t errlen);
     /* Join (or create) group `group` of topic (a private one when priv)
      * with its cursor at start when new; *gid its id. */
     int (*subscribe)(void *db, const char *topic, const char *group, bool priv, sl_start start,
@@ -141,6 +122,16 @@ typedef struct sqlc_db_ops {
     /* The last reference is gone: stop the backend's threads, close db. */
     void (*close)(void *db);
 } sqlc_db_ops;
+
+/* ---------- the publisher (sqlc_pub.c) ---------- */
+
+/* A publisher over db (owned from here on: ops->close(db) at the end, also
+ * when this fails); *out is the sli_backend impl of the entries below,
+ * which use ops->ready, retry_now, publish and close. */
+int sli_sqlc_pub_new(void **out, const sqlc_db_ops *ops, void *db);
+int sli_sqlc_publish(void *impl, const char *topic, sl_msg *const *msgs, size_t n,
+                     const sl_publish_opts *opts);
+int sli_sqlc_pub_close(void *impl);
 
 typedef struct sqlc_cfg {
     int64_t ack_deadline, connect_timeout_ms;

@@ -4,7 +4,8 @@
  * publisher, concurrent publishes on it take turns, a connection found
  * dead on use is replaced once at once (without waiting out the reconnect
  * backoff), a close waits for the publish in progress. The SQL comes
- * through sqlc_pub_ops (sqlc.h).
+ * through the backend's sqlc_db_ops (sqlc.h), the same table its
+ * subscribers use.
  */
 #include <stdlib.h>
 
@@ -13,13 +14,13 @@
 #define SQLC_ERRLEN 400
 
 typedef struct sqlc_pub {
-    const sqlc_pub_ops *ops;
+    const sqlc_db_ops *ops;
     void *db;
     pthread_mutex_t mu; /* one publish at a time on db */
     _Atomic bool closing;
 } sqlc_pub;
 
-int sli_sqlc_pub_new(void **out, const sqlc_pub_ops *ops, void *db)
+int sli_sqlc_pub_new(void **out, const sqlc_db_ops *ops, void *db)
 {
     sqlc_pub *p = calloc(1, sizeof *p);
     if (!p) {
