@@ -129,7 +129,11 @@ static const char nack_sql[] =
 
 /* A claim: messages, or (when none came) one row with only r_due, the
  * next ready claim, or very soon when committed messages wait behind an
- * older transaction still open (which may not NOTIFY). */
+ * older transaction still open (which may not NOTIFY). Every look into
+ * the log is ORDER BY its index with a LIMIT: the plan cached for a
+ * parameter would otherwise be a sequential scan when the table holds
+ * few topics (a topic looks like most of the table), through every dead
+ * row retention left. */
 static const char claim_sql[] =
     "CREATE OR REPLACE FUNCTION sluice_claim(p_gid bigint, p_topic text, p_owner bigint, p_max "
     "int, p_now bigint, p_deadline bigint, a_txs xid8[], a_ids int8[], a_owners int8[], a_dels "
@@ -170,8 +174,9 @@ static const char claim_sql[] =
     "p_topic USING ERRCODE = 'P0002'; END IF; "
     "k := 0; "
     /* the group row is locked (a write) only when there is something to take */
-    "IF EXISTS (SELECT 1 FROM sluice_msgs m WHERE m.topic=p_topic AND (m.tx, m.id) > (ptx, pid) "
-    "AND m.tx < pg_snapshot_xmin(pg_current_snapshot())) THEN "
+    "PERFORM 1 FROM sluice_msgs m WHERE m.topic=p_topic AND (m.tx, m.id) > (ptx, pid) AND m.tx < "
+    "pg_snapshot_xmin(pg_current_snapshot()) ORDER BY m.tx, m.id LIMIT 1; "
+    "IF FOUND THEN "
     "SELECT g.pos_tx, g.pos_id INTO ptx, pid FROM sluice_groups g WHERE g.id=p_gid FOR UPDATE; "
     "RETURN QUERY WITH nw AS (SELECT m.tx, m.id, m.uuid, m.meta, m.payload FROM sluice_msgs m "
     "WHERE m.topic=p_topic AND (m.tx, m.id) > (ptx, pid) AND m.tx < "
@@ -185,8 +190,8 @@ static const char claim_sql[] =
     "nw.id; "
     "GET DIAGNOSTICS k = ROW_COUNT; END IF; "
     "IF n + k = 0 THEN RETURN QUERY SELECT NULL::bigint, NULL::int, NULL::text, NULL::bytea, "
-    "NULL::bytea, CASE WHEN EXISTS (SELECT 1 FROM sluice_msgs m WHERE m.topic=p_topic AND (m.tx, "
-    "m.id) > (ptx, pid)) THEN p_now + 3 ELSE (SELECT min(s.deadline) FROM sluice_claims s WHERE "
+    "NULL::bytea, CASE WHEN (SELECT m.id FROM sluice_msgs m WHERE m.topic=p_topic AND (m.tx, m.id) "
+    "> (ptx, pid) ORDER BY m.tx, m.id LIMIT 1) IS NOT NULL THEN p_now + 3 ELSE (SELECT min(s.deadline) FROM sluice_claims s WHERE "
     "s.gid=p_gid AND s.deadline>p_now) END, NULL::xid8; END IF; "
     "END $f$;";
 
