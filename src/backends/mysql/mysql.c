@@ -25,80 +25,43 @@
 
 /* ---------- the database side of sqlcommon's publisher and subscriber ---------- */
 
-typedef struct my_db {
-    my_link l;
-    my_keeper *keeper; /* a subscriber's (publishers: none) */
-} my_db;
-
-static int db_ready(void *db, char *err, size_t errlen)
+static int db_ready(sqlc_db *db, char *err, size_t errlen)
 {
-    return sli_my_conn_ready(&((my_db *)db)->l, err, errlen);
+    return sli_my_conn_ready(&db->l, err, errlen);
 }
 
-static void db_retry_now(void *db)
+static void db_retry_now(sqlc_db *db)
 {
-    ((my_db *)db)->l.retry_at = 0;
+    db->l.retry_at = 0;
 }
 
-static int db_publish(void *db, const char *topic, sl_msg *const *msgs, size_t n, char *err,
-                      size_t errlen)
+static void db_close(sqlc_db *db)
 {
-    return sli_my_publish(&((my_db *)db)->l, topic, msgs, n, err, errlen);
-}
-
-static int db_subscribe(void *db, const char *topic, const char *group, bool priv, sl_start start,
-                        int64_t holder, int64_t *gid, char *err, size_t errlen)
-{
-    return sli_my_subscribe(&((my_db *)db)->l, topic, group, priv, start, holder, gid, err,
-                            errlen);
-}
-
-static int db_claim(void *db, int64_t gid, const char *topic, int64_t owner, unsigned max,
-                    int64_t ack_deadline, const sqlc_settle *acks, unsigned nacks,
-                    sqlc_claimed *out, unsigned *nout, int64_t *due, char *err, size_t errlen)
-{
-    return sli_my_claim(&((my_db *)db)->l, gid, topic, owner, max, ack_deadline, acks, nacks, out,
-                        nout, due, err, errlen);
-}
-
-static int db_settle(void *db, int64_t gid, const sqlc_settle *s, char *err, size_t errlen)
-{
-    return sli_my_settle(&((my_db *)db)->l, gid, s, err, errlen);
-}
-
-static int db_unsubscribe(void *db, int64_t gid, int64_t owner, bool priv, char *err, size_t errlen)
-{
-    return sli_my_unsubscribe(&((my_db *)db)->l, gid, owner, priv, err, errlen);
-}
-
-static void db_close(void *db)
-{
-    my_db *d = db;
-    sli_my_keeper_stop(d->keeper);
-    sli_my_conn_fini(&d->l);
-    free(d);
+    sli_my_keeper_stop(db->keeper);
+    sli_my_conn_fini(&db->l);
+    free(db);
 }
 
 static const sqlc_db_ops my_db_ops = {
     .name = "mysql",
     .ready = db_ready,
     .retry_now = db_retry_now,
-    .publish = db_publish,
-    .subscribe = db_subscribe,
-    .claim = db_claim,
-    .settle = db_settle,
-    .unsubscribe = db_unsubscribe,
+    .publish = sli_my_publish,
+    .subscribe = sli_my_subscribe,
+    .claim = sli_my_claim,
+    .settle = sli_my_settle,
+    .unsubscribe = sli_my_unsubscribe,
     .close = db_close,
 };
 
 /* Options of u, and a connection ready to use (tables checked). */
-static int db_open(my_db **out, sli_url *u, sqlc_opts *o)
+static int db_open(sqlc_db **out, sli_url *u, sqlc_opts *o)
 {
     char err[MY_ERRLEN];
     int rc = sli_sqlc_opts_read(u, "mysql", MY_POLL_DEFAULT_MS, MY_LINGER_DEFAULT_MS, o);
     if (rc)
         return rc;
-    my_db *d = calloc(1, sizeof *d);
+    sqlc_db *d = calloc(1, sizeof *d);
     if (!d)
         return sli_err(SL_ENOMEM, "out of memory");
     if ((rc = sli_my_conn_init(&d->l, u, o)) != 0) {
@@ -116,7 +79,7 @@ static int db_open(my_db **out, sli_url *u, sqlc_opts *o)
 static int my_pub_open(void **impl, sli_url *u, unsigned *features)
 {
     sqlc_opts o;
-    my_db *d;
+    sqlc_db *d;
     int rc = db_open(&d, u, &o);
     if (rc)
         return rc;
@@ -127,7 +90,7 @@ static int my_pub_open(void **impl, sli_url *u, unsigned *features)
 static int my_sub_open(void **impl, sli_url *u, unsigned *features)
 {
     sqlc_opts o;
-    my_db *d;
+    sqlc_db *d;
     int rc = db_open(&d, u, &o);
     if (rc)
         return rc;

@@ -122,16 +122,16 @@ int sli_pg_prepare(pg_link *pc, char *err, size_t errlen);
  * transaction (no BEGIN/COMMIT here). */
 int sli_pg_insert_msgs(PGconn *c, const char *topic, sl_msg *const *msgs, size_t n, char *err,
                        size_t errlen, int *sqlstate_class);
-int sli_pg_publish(pg_link *pc, const char *topic, sl_msg *const *msgs, size_t n, char *err,
+int sli_pg_publish(sqlc_db *db, const char *topic, sl_msg *const *msgs, size_t n, char *err,
                    size_t errlen);
 /* Join (or create) group `group` of topic (a private one when priv), with
  * its cursor at start when new; *gid its id. */
-int sli_pg_subscribe(pg_link *pc, const char *topic, const char *group, bool priv, sl_start start,
+int sli_pg_subscribe(sqlc_db *db, const char *topic, const char *group, bool priv, sl_start start,
                      int64_t holder, int64_t *gid, char *err, size_t errlen);
 /* Settle acks[0..nacks) (group gid), then claim up to max messages into
  * out; *next_due = wall ms of the group's next ready claim when none, or -1.
  * Settling goes first, in the same transaction (ack=batch). */
-int sli_pg_claim(pg_link *pc, int64_t gid, const char *topic, int64_t owner, unsigned max,
+int sli_pg_claim(sqlc_db *db, int64_t gid, const char *topic, int64_t owner, unsigned max,
                  int64_t ack_deadline, const sqlc_settle *acks, unsigned nacks, sqlc_claimed *out,
                  unsigned *nout, int64_t *next_due, char *err, size_t errlen);
 /* The rows of a claim (columns msg_id, deliveries, uuid, metadata,
@@ -142,11 +142,11 @@ int sli_pg_claim(pg_link *pc, int64_t gid, const char *topic, int64_t owner, uns
  * target's entry (tests/fuzz/fuzz_postgres_row.c). */
 int sli_pg_take_rows(PGresult *r, sqlc_claimed *out, unsigned max, unsigned *nout, int64_t *due,
                      char *err, size_t errlen);
-int sli_pg_settle_run(pg_link *pc, int64_t gid, const sqlc_settle *s, unsigned n, char *err,
-                      size_t errlen);
+/* One ack or nack, committed before it returns. */
+int sli_pg_settle(sqlc_db *db, int64_t gid, const sqlc_settle *s, char *err, size_t errlen);
 /* Unsubscribe: hand back what owner holds (a group), or drop the group
  * (private). */
-int sli_pg_unsubscribe(pg_link *pc, int64_t gid, int64_t owner, bool priv, char *err,
+int sli_pg_unsubscribe(sqlc_db *db, int64_t gid, int64_t owner, bool priv, char *err,
                        size_t errlen);
 /* Heartbeat of holder's private groups; expire dead ones; retention. Only
  * one process at a time (an advisory lock) does the expensive part. */
@@ -159,5 +159,12 @@ typedef struct pg_listener pg_listener;
 int sli_pg_listener_start(pg_listener **out, sli_url *u, const pg_opts *o, int64_t holder,
                           sqlc_wake *w);
 void sli_pg_listener_stop(pg_listener *l);
+
+/* The connection of a publisher or a subscriber: sqlcommon's sqlc_db, the
+ * first argument of the operations above that its engines call. */
+struct sqlc_db {
+    pg_link pc;
+    pg_listener *listener; /* a subscriber's, NULL until started (publishers: none) */
+};
 
 #endif

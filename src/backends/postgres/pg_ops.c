@@ -180,9 +180,10 @@ int sli_pg_insert_msgs(PGconn *c, const char *topic, sl_msg *const *msgs, size_t
     return rc;
 }
 
-int sli_pg_publish(pg_link *pc, const char *topic, sl_msg *const *msgs, size_t n, char *err,
+int sli_pg_publish(sqlc_db *db, const char *topic, sl_msg *const *msgs, size_t n, char *err,
                    size_t errlen)
 {
+    pg_link *pc = &db->pc;
     bool tx = n > PG_INS_ROWS; /* one statement is its own transaction */
     int rc = tx ? sli_pg_exec(pc, "BEGIN", err, errlen) : 0;
     if (rc)
@@ -200,9 +201,10 @@ int sli_pg_publish(pg_link *pc, const char *topic, sl_msg *const *msgs, size_t n
 
 /* ---------- groups ---------- */
 
-int sli_pg_subscribe(pg_link *pc, const char *topic, const char *group, bool priv, sl_start start,
+int sli_pg_subscribe(sqlc_db *db, const char *topic, const char *group, bool priv, sl_start start,
                      int64_t holder, int64_t *gid, char *err, size_t errlen)
 {
+    pg_link *pc = &db->pc;
     num h, now;
     const char *latest = start == SL_START_LATEST ? "t" : "f";
     const char *v[6] = {topic,  priv ? NULL : group,      priv ? "t" : "f",
@@ -237,8 +239,9 @@ int sli_pg_subscribe(pg_link *pc, const char *topic, const char *group, bool pri
     return rc;
 }
 
-int sli_pg_unsubscribe(pg_link *pc, int64_t gid, int64_t owner, bool priv, char *err, size_t errlen)
+int sli_pg_unsubscribe(sqlc_db *db, int64_t gid, int64_t owner, bool priv, char *err, size_t errlen)
 {
+    pg_link *pc = &db->pc;
     num g, o;
     const char *v[2] = {N(&g, gid), N(&o, owner)};
     const char *sql = priv ? "WITH c AS (DELETE FROM sluice_claims WHERE gid=$1) DELETE FROM "
@@ -320,10 +323,11 @@ int sli_pg_take_rows(PGresult *r, sqlc_claimed *out, unsigned max, unsigned *nou
     return 0;
 }
 
-int sli_pg_claim(pg_link *pc, int64_t gid, const char *topic, int64_t owner, unsigned max,
+int sli_pg_claim(sqlc_db *db, int64_t gid, const char *topic, int64_t owner, unsigned max,
                  int64_t ack_deadline, const sqlc_settle *acks, unsigned nacks, sqlc_claimed *out,
                  unsigned *nout, int64_t *due, char *err, size_t errlen)
 {
+    pg_link *pc = &db->pc;
     *nout = 0;
     *due = -1;
     num g, o, lim, now, dl;
@@ -353,10 +357,10 @@ int sli_pg_claim(pg_link *pc, int64_t gid, const char *topic, int64_t owner, uns
     return rc;
 }
 
-int sli_pg_settle_run(pg_link *pc, int64_t gid, const sqlc_settle *s, unsigned n, char *err,
-                      size_t errlen)
+int sli_pg_settle(sqlc_db *db, int64_t gid, const sqlc_settle *s, char *err, size_t errlen)
 {
-    (void)n; /* one at a time (ack=sync, nacks); batches ride on claims */
+    pg_link *pc = &db->pc;
+    /* one at a time (ack=sync, nacks); batches ride on claims */
     num g, tx, m, o, d, at;
     const char *v[6] = {N(&g, gid),
                         N(&tx, s->msg_tx),

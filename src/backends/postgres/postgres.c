@@ -24,80 +24,43 @@
 
 /* ---------- the database side of sqlcommon's publisher and subscriber ---------- */
 
-typedef struct pg_db {
-    pg_link pc;
-    pg_listener *listener; /* a subscriber's, NULL until started (publishers: none) */
-} pg_db;
-
-static int db_ready(void *db, char *err, size_t errlen)
+static int db_ready(sqlc_db *db, char *err, size_t errlen)
 {
-    return sli_pg_conn_ready(&((pg_db *)db)->pc, err, errlen);
+    return sli_pg_conn_ready(&db->pc, err, errlen);
 }
 
-static void db_retry_now(void *db)
+static void db_retry_now(sqlc_db *db)
 {
-    ((pg_db *)db)->pc.retry_at = 0;
+    db->pc.retry_at = 0;
 }
 
-static int db_publish(void *db, const char *topic, sl_msg *const *msgs, size_t n, char *err,
-                      size_t errlen)
+static void db_close(sqlc_db *db)
 {
-    return sli_pg_publish(&((pg_db *)db)->pc, topic, msgs, n, err, errlen);
-}
-
-static int db_subscribe(void *db, const char *topic, const char *group, bool priv, sl_start start,
-                        int64_t holder, int64_t *gid, char *err, size_t errlen)
-{
-    return sli_pg_subscribe(&((pg_db *)db)->pc, topic, group, priv, start, holder, gid, err,
-                            errlen);
-}
-
-static int db_claim(void *db, int64_t gid, const char *topic, int64_t owner, unsigned max,
-                    int64_t ack_deadline, const sqlc_settle *acks, unsigned nacks,
-                    sqlc_claimed *out, unsigned *nout, int64_t *due, char *err, size_t errlen)
-{
-    return sli_pg_claim(&((pg_db *)db)->pc, gid, topic, owner, max, ack_deadline, acks, nacks,
-                        out, nout, due, err, errlen);
-}
-
-static int db_settle(void *db, int64_t gid, const sqlc_settle *s, char *err, size_t errlen)
-{
-    return sli_pg_settle_run(&((pg_db *)db)->pc, gid, s, 1, err, errlen);
-}
-
-static int db_unsubscribe(void *db, int64_t gid, int64_t owner, bool priv, char *err, size_t errlen)
-{
-    return sli_pg_unsubscribe(&((pg_db *)db)->pc, gid, owner, priv, err, errlen);
-}
-
-static void db_close(void *db)
-{
-    pg_db *d = db;
-    sli_pg_listener_stop(d->listener);
-    sli_pg_conn_fini(&d->pc);
-    free(d);
+    sli_pg_listener_stop(db->listener);
+    sli_pg_conn_fini(&db->pc);
+    free(db);
 }
 
 static const sqlc_db_ops pg_db_ops = {
     .name = "postgres",
     .ready = db_ready,
     .retry_now = db_retry_now,
-    .publish = db_publish,
-    .subscribe = db_subscribe,
-    .claim = db_claim,
-    .settle = db_settle,
-    .unsubscribe = db_unsubscribe,
+    .publish = sli_pg_publish,
+    .subscribe = sli_pg_subscribe,
+    .claim = sli_pg_claim,
+    .settle = sli_pg_settle,
+    .unsubscribe = sli_pg_unsubscribe,
     .close = db_close,
 };
 
 /* Options of u, and a connection ready to use (tables checked). */
-static int db_open(pg_db **out, sli_url *u, pg_opts *o)
+static int db_open(sqlc_db **out, sli_url *u, pg_opts *o)
 {
     char err[PG_ERRLEN];
     int rc = sli_pg_opts_read(u, o);
     if (rc)
         return rc;
-    pg_db *d = calloc(1, sizeof *d);
+    sqlc_db *d = calloc(1, sizeof *d);
     if (!d)
         return sli_err(SL_ENOMEM, "out of memory");
     if ((rc = sli_pg_conn_init(&d->pc, u, o)) != 0) {
@@ -115,7 +78,7 @@ static int db_open(pg_db **out, sli_url *u, pg_opts *o)
 static int pg_pub_open(void **impl, sli_url *u, unsigned *features)
 {
     pg_opts o;
-    pg_db *d;
+    sqlc_db *d;
     int rc = db_open(&d, u, &o);
     if (rc)
         return rc;
@@ -126,7 +89,7 @@ static int pg_pub_open(void **impl, sli_url *u, unsigned *features)
 static int pg_sub_open(void **impl, sli_url *u, unsigned *features)
 {
     pg_opts o;
-    pg_db *d;
+    sqlc_db *d;
     int rc = db_open(&d, u, &o);
     if (rc)
         return rc;

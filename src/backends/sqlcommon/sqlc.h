@@ -92,6 +92,9 @@ uint32_t sli_sqlc_wake_seq(sqlc_wake *w);
 /* Wait until the counter differs from seen, or deadline_ms (mono, < 0 never). */
 void sli_sqlc_wake_wait(sqlc_wake *w, uint32_t seen, int64_t deadline_ms);
 
+/* A backend's connection state, defined by the backend (pg.h, my.h). */
+typedef struct sqlc_db sqlc_db;
+
 /* The database side, on the one connection `db` of a subscriber or a
  * publisher. The engine calls ready() and then one operation under its
  * lock; errors: SL_E* with the detail in err. SL_ECONN means the
@@ -99,28 +102,28 @@ void sli_sqlc_wake_wait(sqlc_wake *w, uint32_t seen, int64_t deadline_ms);
  * transient conflict (retried). */
 typedef struct sqlc_db_ops {
     const char *name; /* "mysql": log component and error prefix */
-    int (*ready)(void *db, char *err, size_t errlen);
+    int (*ready)(sqlc_db *db, char *err, size_t errlen);
     /* Forget the reconnect backoff: the next ready() connects at once. */
-    void (*retry_now)(void *db);
+    void (*retry_now)(sqlc_db *db);
     /* Insert msgs[0..n) into topic's log, committed when it returns. */
-    int (*publish)(void *db, const char *topic, sl_msg *const *msgs, size_t n, char *err,
+    int (*publish)(sqlc_db *db, const char *topic, sl_msg *const *msgs, size_t n, char *err,
                    size_t errlen);
     /* Join (or create) group `group` of topic (a private one when priv)
      * with its cursor at start when new; *gid its id. */
-    int (*subscribe)(void *db, const char *topic, const char *group, bool priv, sl_start start,
+    int (*subscribe)(sqlc_db *db, const char *topic, const char *group, bool priv, sl_start start,
                      int64_t holder, int64_t *gid, char *err, size_t errlen);
     /* Settle acks[0..nacks) first (same transaction), then claim up to max
      * messages for owner into out (max 0: settle only); *due = wall ms of
      * the group's next ready claim when none came, else -1. */
-    int (*claim)(void *db, int64_t gid, const char *topic, int64_t owner, unsigned max,
+    int (*claim)(sqlc_db *db, int64_t gid, const char *topic, int64_t owner, unsigned max,
                  int64_t ack_deadline, const sqlc_settle *acks, unsigned nacks, sqlc_claimed *out,
                  unsigned *nout, int64_t *due, char *err, size_t errlen);
     /* One ack or nack, committed before it returns. */
-    int (*settle)(void *db, int64_t gid, const sqlc_settle *s, char *err, size_t errlen);
+    int (*settle)(sqlc_db *db, int64_t gid, const sqlc_settle *s, char *err, size_t errlen);
     /* Hand back what owner holds (a group), or drop the group (private). */
-    int (*unsubscribe)(void *db, int64_t gid, int64_t owner, bool priv, char *err, size_t errlen);
+    int (*unsubscribe)(sqlc_db *db, int64_t gid, int64_t owner, bool priv, char *err, size_t errlen);
     /* The last reference is gone: stop the backend's threads, close db. */
-    void (*close)(void *db);
+    void (*close)(sqlc_db *db);
 } sqlc_db_ops;
 
 /* ---------- the publisher (sqlc_pub.c) ---------- */
@@ -128,7 +131,7 @@ typedef struct sqlc_db_ops {
 /* A publisher over db (owned from here on: ops->close(db) at the end, also
  * when this fails); *out is the sli_backend impl of the entries below,
  * which use ops->ready, retry_now, publish and close. */
-int sli_sqlc_pub_new(void **out, const sqlc_db_ops *ops, void *db);
+int sli_sqlc_pub_new(void **out, const sqlc_db_ops *ops, sqlc_db *db);
 int sli_sqlc_publish(void *impl, const char *topic, sl_msg *const *msgs, size_t n,
                      const sl_publish_opts *opts);
 int sli_sqlc_pub_close(void *impl);
@@ -144,7 +147,7 @@ typedef struct sqlc_cfg {
 typedef struct sqlc_subr sqlc_subr;
 /* A subscriber over db (owned from here on: ops->close(db) at the end,
  * also when this fails). */
-int sli_sqlc_subr_new(sqlc_subr **out, const sqlc_db_ops *ops, void *db, const sqlc_cfg *cfg);
+int sli_sqlc_subr_new(sqlc_subr **out, const sqlc_db_ops *ops, sqlc_db *db, const sqlc_cfg *cfg);
 sqlc_wake *sli_sqlc_subr_wake(sqlc_subr *r);
 /* The sli_backend entries (impl = the sqlc_subr, sub = a subscription). */
 int sli_sqlc_subscribe(void *impl, const char *topic, const sl_subscribe_opts *o, void **out);

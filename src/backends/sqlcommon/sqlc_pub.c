@@ -15,12 +15,12 @@
 
 typedef struct sqlc_pub {
     const sqlc_db_ops *ops;
-    void *db;
+    sqlc_db *db;
     pthread_mutex_t mu; /* one publish at a time on db */
     _Atomic bool closing;
 } sqlc_pub;
 
-int sli_sqlc_pub_new(void **out, const sqlc_db_ops *ops, void *db)
+int sli_sqlc_pub_new(void **out, const sqlc_db_ops *ops, sqlc_db *db)
 {
     sqlc_pub *p = calloc(1, sizeof *p);
     if (!p) {

@@ -81,7 +81,7 @@ void sli_sqlc_wake_wait(sqlc_wake *w, uint32_t seen, int64_t deadline_ms)
 
 struct sqlc_subr {
     const sqlc_db_ops *ops;
-    void *db; /* claims and acks of every subscription (under mu) */
+    sqlc_db *db; /* claims and acks of every subscription (under mu) */
     sqlc_cfg cfg;
     pthread_mutex_t mu;
     sqlc_wake wake;
@@ -115,7 +115,7 @@ typedef struct sqlc_dlv {
     unsigned deliveries;
 } sqlc_dlv;
 
-int sli_sqlc_subr_new(sqlc_subr **out, const sqlc_db_ops *ops, void *db, const sqlc_cfg *cfg)
+int sli_sqlc_subr_new(sqlc_subr **out, const sqlc_db_ops *ops, sqlc_db *db, const sqlc_cfg *cfg)
 {
     sqlc_subr *r = calloc(1, sizeof *r);
     if (!r) {
