@@ -424,6 +424,44 @@ int sli_sqlc_next(void *impl, sl_msg **out, int timeout_ms)
     return rc;
 }
 
+static bool transient(int rc)
+{
+    return rc == SL_EBUSY || rc == SL_ECONN;
+}
+
+/* Settle the batched acks, then hand back (or drop) what s holds. A
+ * transient failure (a deadlock with another member's claim, the server
+ * away) is tried again until connect_timeout; the hand-back is done even
+ * when the acks could not be settled (those messages come back: at least
+ * once), so nothing waits for its ack deadline when it need not. */
+static int leave(sqlc_sub *s, const sqlc_settle *acks, unsigned nacks, char *err, size_t errlen)
+{
+    sqlc_subr *r = s->r;
+    int64_t give_up = sli_mono_ms() + r->cfg.connect_timeout_ms;
+    int rc, arc = 0;
+    pthread_mutex_lock(&r->mu);
+    for (;;) {
+        rc = r->ops->ready(r->db, err, errlen);
+        if (!rc && nacks) {
+            int64_t due;
+            unsigned got;
+            arc = r->ops->claim(r->db, s->gid, s->topic->s, s->owner, 0, 0, acks, nacks, NULL,
+                                &got, &due, err, errlen);
+            if (!transient(arc))
+                nacks = 0; /* settled, or never will be */
+        }
+        if (!rc)
+            rc = r->ops->unsubscribe(r->db, s->gid, s->owner, s->priv, err, errlen);
+        if ((rc && !transient(rc)) || (!rc && !nacks) || sli_mono_ms() >= give_up)
+            break;
+        pthread_mutex_unlock(&r->mu);
+        usleep(rc == SL_ECONN ? 50000 : 5000);
+        pthread_mutex_lock(&r->mu);
+    }
+    pthread_mutex_unlock(&r->mu);
+    return rc ? rc : arc;
+}
+
 int sli_sqlc_unsubscribe(void *impl)
 {
     sqlc_sub *s = impl;
@@ -440,16 +478,7 @@ int sli_sqlc_unsubscribe(void *impl)
     sqlc_settle *acks;
     unsigned nacks;
     take_acks(s, &acks, &nacks);
-    int64_t due;
-    unsigned got;
-    pthread_mutex_lock(&r->mu);
-    int rc = r->ops->ready(r->db, err, sizeof err);
-    if (!rc && nacks)
-        rc = r->ops->claim(r->db, s->gid, s->topic->s, s->owner, 0, 0, acks, nacks, NULL, &got,
-                           &due, err, sizeof err);
-    if (!rc)
-        rc = r->ops->unsubscribe(r->db, s->gid, s->owner, s->priv, err, sizeof err);
-    pthread_mutex_unlock(&r->mu);
+    int rc = leave(s, acks, nacks, err, sizeof err);
     free(acks);
     if (rc) /* the claims come back after their ack deadline */
         sli_log(SL_LOG_WARN, r->ops->name, "unsubscribe from %s: %s", s->topic->s, err);
