@@ -3,11 +3,11 @@
  * of another version, a damaged table, another program's rows): the rows
  * of sluice_claim in binary format - msg_id and deliveries (int8/int4),
  * the uuid, the metadata blob ("key\0value\0" pairs, sqlcommon) and the
- * payload, or a row with only r_due - rebuilt by the real
- * sli_pg_take_rows on a PGresult made with libpq's own result API (the
+ * payload, the publishing transaction (xid8), or a row with only r_due -
+ * rebuilt by the real sli_pg_take_rows on a PGresult made with libpq's own result API (the
  * same structure a server answer fills, no server needed).
  * Input: byte 0 = how many messages the claim asked for (1..8); then
- * fields of 6-column rows, each 1 length byte L (0xff: NULL) and L bytes.
+ * fields of 7-column rows, each 1 length byte L (0xff: NULL) and L bytes.
  */
 #include <libpq-fe.h>
 #include <string.h>
@@ -17,7 +17,7 @@
 #include "backends/postgres/pg.h"
 #include "fuzz.h"
 
-#define NCOL 6
+#define NCOL 7
 #define MAXMSG 8
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -26,8 +26,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     unsigned max = data[0] % MAXMSG + 1;
     PGresult *r = PQmakeEmptyPGresult(NULL, PGRES_TUPLES_OK);
-    static const char *const names[NCOL] = {"r_id",   "r_deliveries", "r_uuid",
-                                            "r_meta", "r_payload",    "r_due"};
+    static const char *const names[NCOL] = {"r_id",      "r_deliveries", "r_uuid", "r_meta",
+                                            "r_payload", "r_due",        "r_tx"};
     PGresAttDesc att[NCOL];
     memset(att, 0, sizeof att);
     for (int i = 0; i < NCOL; i++) {

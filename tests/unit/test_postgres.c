@@ -7,6 +7,9 @@
  *    the business row; a failing publish leaves the caller's transaction
  *    usable;
  *  - ack=sync: an acked message never comes back to its group;
+ *  - claims are ranges: acks and nacks cut exactly their messages out of
+ *    one (sync and batched), a handed-back range is split where a smaller
+ *    claim is full; tables of format sluice-pg-1 are upgraded in place;
  *  - bad input: bad URLs and options, a server that is down at open
  *    (clear error within connect_timeout), sluice's tables dropped under a
  *    consumer (clear error, not a hang).
@@ -142,6 +145,200 @@ static void outbox_publishes_only_what_commits(void **state)
     PQfinish(c);
 }
 
+static long long scalar(PGconn *c, const char *sql)
+{
+    PGresult *r = PQexec(c, sql);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1)
+        fail_msg("%s: %s", sql, PQresultErrorMessage(r));
+    long long v = atoll(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return v;
+}
+
+static void publish_digits(const char *u, const char *topic, int n)
+{
+    sl_publisher *pub;
+    assert_int_equal(sl_publisher_open(&pub, u), 0);
+    sl_msg *m[9];
+    for (int i = 0; i < n; i++) {
+        char t[2] = {(char)('1' + i), 0};
+        assert_int_equal(sl_msg_new(&m[i], t, 1), 0);
+    }
+    assert_int_equal(sl_publish(pub, topic, m, (size_t)n), 0);
+    for (int i = 0; i < n; i++)
+        sl_msg_unref(m[i]);
+    sl_publisher_close(pub);
+}
+
+/* The digit a message carries ('1'..'9'). */
+static char digit(sl_msg *m)
+{
+    size_t len;
+    const char *p = sl_msg_payload(m, &len);
+    assert_int_equal(len, 1);
+    return p[0];
+}
+
+/* Eight messages claimed at once are ONE claim row (a range); acks of 7,
+ * 1, 5, 3 (out of order) and a nack of 4 cut exactly those out of it, so
+ * after a close the group gets back 2, 4, 6, 8 and nothing else. */
+static void range_claims_settle_each(const char *u)
+{
+    publish_digits(u, "ranges", 8);
+    sl_subscribe_opts o;
+    sl_subscribe_opts_init(&o);
+    o.group = "g";
+    o.prefetch = 8;
+    sl_subscriber *sub;
+    sl_subscription *s;
+    assert_int_equal(sl_subscriber_open(&sub, u), 0);
+    assert_int_equal(sl_subscribe(sub, "ranges", &o, &s), 0);
+    sl_msg *got[8];
+    for (int i = 0; i < 8; i++) {
+        assert_int_equal(sl_next(s, &got[i], 15000), 0);
+        assert_int_equal(digit(got[i]), '1' + i);
+    }
+    PGconn *c = app_conn();
+    assert_int_equal(scalar(c, "SELECT count(*) FROM sluice_claims"), 1);
+    static const int acks[] = {7, 1, 5, 3};
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(sl_msg_ack(got[acks[i] - 1]), 0);
+    assert_int_equal(sl_msg_nack(got[3]), 0);
+    for (int i = 0; i < 8; i++)
+        sl_msg_unref(got[i]);
+    sl_subscriber_close(sub); /* 2, 6, 8 handed back; batched acks settled */
+    assert_int_equal(sl_subscriber_open(&sub, u), 0);
+    assert_int_equal(sl_subscribe(sub, "ranges", &o, &s), 0);
+    char seen[9] = "";
+    for (int i = 0; i < 4; i++) {
+        sl_msg *again;
+        assert_int_equal(sl_next(s, &again, 15000), 0);
+        char d = digit(again);
+        assert_true(d >= '1' && d <= '8');
+        seen[d - '1'] = d;
+        assert_true(sl_msg_deliveries(again) >= 2);
+        assert_int_equal(sl_msg_ack(again), 0);
+        sl_msg_unref(again);
+    }
+    assert_memory_equal(seen, "\0" "2\0" "4\0" "6\0" "8", 8);
+    sl_msg *none;
+    assert_int_equal(sl_next(s, &none, 300), SL_ETIMEDOUT);
+    sl_subscriber_close(sub);
+    /* every ack settled: no claim left (batched ones at the close) */
+    assert_int_equal(scalar(c, "SELECT count(*) FROM sluice_claims"), 0);
+    PQfinish(c);
+}
+
+static void range_claims_sync(void **state)
+{
+    (void)state;
+    range_claims_settle_each(url);
+}
+
+static void range_claims_batch(void **state)
+{
+    (void)state;
+    char u[1100];
+    snprintf(u, sizeof u, "%s&ack=batch", url);
+    range_claims_settle_each(u);
+}
+
+/* A handed-back range of eight taken by a subscription with room for
+ * three: the claim takes 1-3 and leaves 4-8 due as one range, and so on,
+ * in order, each message exactly once more. */
+static void handed_back_range_split(void **state)
+{
+    (void)state;
+    publish_digits(url, "split", 8);
+    sl_subscribe_opts o;
+    sl_subscribe_opts_init(&o);
+    o.group = "g";
+    o.prefetch = 8;
+    sl_subscriber *sub;
+    sl_subscription *s;
+    assert_int_equal(sl_subscriber_open(&sub, url), 0);
+    assert_int_equal(sl_subscribe(sub, "split", &o, &s), 0);
+    sl_msg *m;
+    assert_int_equal(sl_next(s, &m, 15000), 0); /* claims all eight */
+    sl_msg_unref(m);
+    sl_subscriber_close(sub); /* not acked: the range is handed back */
+    PGconn *c = app_conn();
+    assert_int_equal(scalar(c, "SELECT count(*) FROM sluice_claims WHERE owner=0"), 1);
+    o.prefetch = 3;
+    assert_int_equal(sl_subscriber_open(&sub, url), 0);
+    assert_int_equal(sl_subscribe(sub, "split", &o, &s), 0);
+    for (int i = 0; i < 8; i++) {
+        assert_int_equal(sl_next(s, &m, 15000), 0);
+        assert_int_equal(digit(m), '1' + i);
+        assert_int_equal(sl_msg_deliveries(m), 2);
+        if (i == 0) /* 1-3 ours, 4-8 still due */
+            assert_int_equal(scalar(c, "SELECT count(*) FROM sluice_claims"), 2);
+        assert_int_equal(sl_msg_ack(m), 0);
+        sl_msg_unref(m);
+    }
+    assert_int_equal(sl_next(s, &m, 300), SL_ETIMEDOUT);
+    assert_int_equal(scalar(c, "SELECT count(*) FROM sluice_claims"), 0);
+    sl_subscriber_close(sub);
+    PQfinish(c);
+}
+
+/* Tables of format sluice-pg-1 (a claim row per message, as that version
+ * made them) are upgraded in place by the next open: a handed-back claim
+ * of the old format is delivered again, then what followed the cursor. */
+static void format_1_upgraded(void **state)
+{
+    (void)state;
+    PGconn *c = app_conn();
+    exec_ok(c, "CREATE TABLE sluice_meta(key text PRIMARY KEY, value text NOT NULL);"
+               "INSERT INTO sluice_meta VALUES('format','sluice-pg-1');"
+               "CREATE TABLE sluice_msgs(topic text NOT NULL, tx xid8 NOT NULL DEFAULT "
+               "pg_current_xact_id(), id bigserial NOT NULL, uuid text NOT NULL, meta bytea, "
+               "payload bytea NOT NULL, created bigint NOT NULL, PRIMARY KEY(topic, tx, id));"
+               "CREATE TABLE sluice_groups(id bigserial PRIMARY KEY, topic text NOT NULL, name "
+               "text, private boolean NOT NULL, pos_tx xid8 NOT NULL, pos_id bigint NOT NULL, "
+               "holder bigint NOT NULL, alive bigint NOT NULL, UNIQUE(topic, name));"
+               "CREATE TABLE sluice_claims(gid bigint NOT NULL, msg_id bigint NOT NULL, tx xid8 "
+               "NOT NULL, owner bigint NOT NULL, deadline bigint NOT NULL, deliveries int NOT "
+               "NULL, PRIMARY KEY(gid, msg_id));"
+               "CREATE FUNCTION sluice_claim(bigint, text, bigint, int, bigint, bigint, int8[], "
+               "int8[], int4[]) RETURNS void LANGUAGE sql AS '';");
+    exec_ok(c, "INSERT INTO sluice_msgs(topic, uuid, payload, created) VALUES('upgrade', "
+               "'01900000-0000-7000-8000-000000000001', 'old', 0)");
+    exec_ok(c, "INSERT INTO sluice_msgs(topic, uuid, payload, created) VALUES('upgrade', "
+               "'01900000-0000-7000-8000-000000000002', 'new', 0)");
+    exec_ok(c, "INSERT INTO sluice_groups(topic, name, private, pos_tx, pos_id, holder, alive) "
+               "SELECT 'upgrade', 'g', false, tx, id, 0, 0 FROM sluice_msgs WHERE "
+               "payload='old'");
+    exec_ok(c, "INSERT INTO sluice_claims SELECT g.id, m.id, m.tx, 0, 0, 1 FROM sluice_groups "
+               "g, sluice_msgs m WHERE m.payload='old'");
+    sl_subscribe_opts o;
+    sl_subscribe_opts_init(&o);
+    o.group = "g";
+    sl_subscriber *sub;
+    sl_subscription *s;
+    assert_int_equal(sl_subscriber_open(&sub, url), 0);
+    assert_int_equal(scalar(c, "SELECT count(*) FROM sluice_meta WHERE value='sluice-pg-2'"), 1);
+    assert_int_equal(scalar(c, "SELECT count(*) FROM pg_proc WHERE proname='sluice_claim' AND "
+                               "pronamespace=current_schema()::regnamespace"),
+                     1);
+    assert_int_equal(sl_subscribe(sub, "upgrade", &o, &s), 0);
+    static const char *const want[] = {"old", "new"};
+    for (int i = 0; i < 2; i++) {
+        sl_msg *got;
+        assert_int_equal(sl_next(s, &got, 15000), 0);
+        size_t len;
+        const char *p = sl_msg_payload(got, &len);
+        assert_int_equal(len, 3);
+        assert_memory_equal(p, want[i], 3);
+        assert_int_equal(sl_msg_deliveries(got), i == 0 ? 2 : 1);
+        assert_int_equal(sl_msg_ack(got), 0);
+        sl_msg_unref(got);
+    }
+    assert_int_equal(scalar(c, "SELECT count(*) FROM sluice_claims"), 0);
+    sl_subscriber_close(sub);
+    PQfinish(c);
+}
+
 /* ack=sync (the default): once sl_msg_ack returned, the group never sees
  * the message again, even through a new subscriber. */
 static void acked_never_comes_back(void **state)
@@ -249,6 +446,10 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(outbox_publishes_only_what_commits, setup),
         cmocka_unit_test_setup(acked_never_comes_back, setup),
+        cmocka_unit_test_setup(range_claims_sync, setup),
+        cmocka_unit_test_setup(range_claims_batch, setup),
+        cmocka_unit_test_setup(handed_back_range_split, setup),
+        cmocka_unit_test_setup(format_1_upgraded, setup),
         cmocka_unit_test_setup(bad_urls_and_options, setup),
         cmocka_unit_test_setup(server_down_at_open, setup),
         cmocka_unit_test_setup(table_dropped_under_consumer, setup),

@@ -135,15 +135,15 @@ int64_t sli_my_i64(const char *s);
  * message the server cannot take in one packet. */
 int sli_my_insert(my_link *l, const char *topic, sl_msg *const *msgs, size_t n, bool commit,
                   char *err, size_t errlen);
-int sli_my_publish(my_link *l, const char *topic, sl_msg *const *msgs, size_t n, char *err,
+int sli_my_publish(sqlc_db *db, const char *topic, sl_msg *const *msgs, size_t n, char *err,
                    size_t errlen);
-int sli_my_subscribe(my_link *l, const char *topic, const char *group, bool priv, sl_start start,
+int sli_my_subscribe(sqlc_db *db, const char *topic, const char *group, bool priv, sl_start start,
                      int64_t holder, int64_t *gid, char *err, size_t errlen);
-int sli_my_claim(my_link *l, int64_t gid, const char *topic, int64_t owner, unsigned max,
+int sli_my_claim(sqlc_db *db, int64_t gid, const char *topic, int64_t owner, unsigned max,
                  int64_t ack_deadline, const sqlc_settle *acks, unsigned nacks, sqlc_claimed *out,
                  unsigned *nout, int64_t *due, char *err, size_t errlen);
-int sli_my_settle(my_link *l, int64_t gid, const sqlc_settle *s, char *err, size_t errlen);
-int sli_my_unsubscribe(my_link *l, int64_t gid, int64_t owner, bool priv, char *err, size_t errlen);
+int sli_my_settle(sqlc_db *db, int64_t gid, const sqlc_settle *s, char *err, size_t errlen);
+int sli_my_unsubscribe(sqlc_db *db, int64_t gid, int64_t owner, bool priv, char *err, size_t errlen);
 /* Heartbeat of holder's private groups; expire dead ones; retention (one
  * process at a time does the expensive part, under a named lock). */
 int sli_my_housekeep(my_link *l, int64_t holder, int64_t retention_ms, char *err, size_t errlen);
@@ -152,5 +152,12 @@ int sli_my_housekeep(my_link *l, int64_t holder, int64_t retention_ms, char *err
 typedef struct my_keeper my_keeper;
 int sli_my_keeper_start(my_keeper **out, sli_url *u, const sqlc_opts *o, int64_t holder);
 void sli_my_keeper_stop(my_keeper *k);
+
+/* The connection of a publisher or a subscriber: sqlcommon's sqlc_db, the
+ * first argument of the operations above that its engines call. */
+struct sqlc_db {
+    my_link l;
+    my_keeper *keeper; /* a subscriber's (publishers: none) */
+};
 
 #endif

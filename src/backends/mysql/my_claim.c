@@ -95,8 +95,9 @@ static void add_acks(my_sql *q, int64_t gid, const sqlc_settle *acks, unsigned n
     free(a);
 }
 
-int sli_my_settle(my_link *l, int64_t gid, const sqlc_settle *s, char *err, size_t errlen)
+int sli_my_settle(sqlc_db *db, int64_t gid, const sqlc_settle *s, char *err, size_t errlen)
 {
+    my_link *l = &db->l;
     my_sql q;
     sli_my_sql_init(&q);
     long long g = (long long)gid, id = (long long)s->msg_id;
@@ -144,6 +145,7 @@ static int take_rows(MYSQL_RES *r, unsigned room, bool with_deliveries, sqlc_cla
         if (rc)
             return rc;
         c->msg_id = sli_my_i64(row[0]);
+        c->msg_tx = 0;
         c->deliveries = with_deliveries ? (unsigned)sli_my_i64(row[1]) : 1;
         (*nout)++;
     }
@@ -368,10 +370,11 @@ static int settle_batch(my_link *l, int64_t gid, const sqlc_settle *acks, unsign
     return rc;
 }
 
-int sli_my_claim(my_link *l, int64_t gid, const char *topic, int64_t owner, unsigned max,
+int sli_my_claim(sqlc_db *db, int64_t gid, const char *topic, int64_t owner, unsigned max,
                  int64_t ack_deadline, const sqlc_settle *acks, unsigned nacks, sqlc_claimed *out,
                  unsigned *nout, int64_t *due, char *err, size_t errlen)
 {
+    my_link *l = &db->l;
     *nout = 0;
     *due = -1;
     claim_ctx x = {.gid = gid, .owner = owner, .topic = topic, .now = sli_wall_ms()};

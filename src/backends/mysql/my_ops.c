@@ -105,9 +105,10 @@ int sli_my_insert(my_link *l, const char *topic, sl_msg *const *msgs, size_t n, 
     return rc;
 }
 
-int sli_my_publish(my_link *l, const char *topic, sl_msg *const *msgs, size_t n, char *err,
+int sli_my_publish(sqlc_db *db, const char *topic, sl_msg *const *msgs, size_t n, char *err,
                    size_t errlen)
 {
+    my_link *l = &db->l;
     int rc;
     for (int attempt = 0;; attempt++) { /* a deadlock victim is rolled back whole: again */
         rc = sli_my_insert(l, topic, msgs, n, true, err, errlen);
@@ -118,9 +119,10 @@ int sli_my_publish(my_link *l, const char *topic, sl_msg *const *msgs, size_t n,
 
 /* ---------- groups ---------- */
 
-int sli_my_subscribe(my_link *l, const char *topic, const char *group, bool priv, sl_start start,
+int sli_my_subscribe(sqlc_db *db, const char *topic, const char *group, bool priv, sl_start start,
                      int64_t holder, int64_t *gid, char *err, size_t errlen)
 {
+    my_link *l = &db->l;
     my_sql q;
     sli_my_sql_init(&q);
     size_t tlen = strlen(topic);
@@ -157,8 +159,9 @@ int sli_my_subscribe(my_link *l, const char *topic, const char *group, bool priv
     return 0;
 }
 
-int sli_my_unsubscribe(my_link *l, int64_t gid, int64_t owner, bool priv, char *err, size_t errlen)
+int sli_my_unsubscribe(sqlc_db *db, int64_t gid, int64_t owner, bool priv, char *err, size_t errlen)
 {
+    my_link *l = &db->l;
     my_sql q;
     sli_my_sql_init(&q);
     if (priv)

@@ -3,7 +3,8 @@
  * as a durable, multi-process queue (the ops table; tables, claims and
  * polling: see my.h, options: my_conn.c).
  *
- * A publisher owns one connection; concurrent publishes on it take turns.
+ * A publisher owns one connection; concurrent publishes on it take turns
+ * (sqlcommon's publisher, sqlc_pub.c, over sli_my_publish).
  * A subscriber owns one connection for claims and acks, shared by its
  * subscriptions (the subscriber engine of sqlcommon, sqlc_sub.c, runs
  * them), and a housekeeping thread with a second one (my_keep.c).
@@ -22,158 +23,77 @@
 #define MY_POLL_DEFAULT_MS 250
 #define MY_LINGER_DEFAULT_MS 10 /* see my.h, "Wake-ups" */
 
-/* SL_FEAT_LATE_SUBSCRIBERS promises that a subscription opened later gets
- * every earlier message, even those other groups acked: with the default
- * retention=acked they are deleted, so only retention=DURATION declares it
- * (as sqlite:// and postgres:// do). */
-static void late_feature(const sqlc_opts *o, unsigned *features)
+/* ---------- the database side of sqlcommon's publisher and subscriber ---------- */
+
+static int db_ready(sqlc_db *db, char *err, size_t errlen)
 {
-    if (o->retention_ms <= 0)
-        *features &= ~(unsigned)SL_FEAT_LATE_SUBSCRIBERS;
+    return sli_my_conn_ready(&db->l, err, errlen);
 }
 
-/* ---------- publisher ---------- */
-
-typedef struct my_pub {
-    my_link l;
-    pthread_mutex_t mu;
-    _Atomic bool closing;
-} my_pub;
-
-static int my_pub_open(void **impl, sli_url *u, unsigned *features)
+static void db_retry_now(sqlc_db *db)
 {
-    sqlc_opts o;
-    char err[MY_ERRLEN];
-    int rc = sli_sqlc_opts_read(u, "mysql", MY_POLL_DEFAULT_MS, MY_LINGER_DEFAULT_MS, &o);
-    my_pub *p = rc ? NULL : calloc(1, sizeof *p);
-    if (rc)
-        return rc;
-    if (!p)
-        return sli_err(SL_ENOMEM, "out of memory");
-    if ((rc = sli_my_conn_init(&p->l, u, &o)) != 0) {
-        free(p);
-        return rc;
-    }
-    if ((rc = sli_my_conn_ready(&p->l, err, sizeof err)) != 0) {
-        sli_my_conn_fini(&p->l);
-        free(p);
-        return sli_err(rc, "%s", err);
-    }
-    pthread_mutex_init(&p->mu, NULL);
-    late_feature(&o, features);
-    *impl = p;
-    return 0;
+    db->l.retry_at = 0;
 }
 
-static int my_do_publish(void *impl, const char *topic, sl_msg *const *msgs, size_t n,
-                         const sl_publish_opts *opts)
+static void db_close(sqlc_db *db)
 {
-    my_pub *p = impl;
-    char err[MY_ERRLEN];
-    if (atomic_load(&p->closing))
-        return sli_err(SL_ECLOSED, "mysql publisher is closed");
-    pthread_mutex_lock(&p->mu);
-    int rc = sli_my_conn_ready(&p->l, err, sizeof err);
-    if (!rc)
-        rc = sli_my_publish(&p->l, topic, msgs, n, err, sizeof err);
-    if (rc == SL_ECONN) { /* a connection found dead on use: once more, on a new one */
-        p->l.retry_at = 0;
-        rc = sli_my_conn_ready(&p->l, err, sizeof err);
-        if (!rc)
-            rc = sli_my_publish(&p->l, topic, msgs, n, err, sizeof err);
-    }
-    pthread_mutex_unlock(&p->mu);
-    if (rc && opts && opts->published)
-        *opts->published = 0;
-    return rc ? sli_err(rc, "%s", err) : 0;
-}
-
-static int my_pub_close(void *impl)
-{
-    my_pub *p = impl;
-    atomic_store(&p->closing, true);
-    pthread_mutex_lock(&p->mu); /* a publish in progress finishes first */
-    pthread_mutex_unlock(&p->mu);
-    pthread_mutex_destroy(&p->mu);
-    sli_my_conn_fini(&p->l);
-    free(p);
-    return 0;
-}
-
-/* ---------- subscriber: the engine's database side ---------- */
-
-typedef struct my_subdb {
-    my_link l;
-    my_keeper *keeper;
-} my_subdb;
-
-static int db_ready(void *db, char *err, size_t errlen)
-{
-    return sli_my_conn_ready(&((my_subdb *)db)->l, err, errlen);
-}
-
-static int db_subscribe(void *db, const char *topic, const char *group, bool priv, sl_start start,
-                        int64_t holder, int64_t *gid, char *err, size_t errlen)
-{
-    return sli_my_subscribe(&((my_subdb *)db)->l, topic, group, priv, start, holder, gid, err,
-                            errlen);
-}
-
-static int db_claim(void *db, int64_t gid, const char *topic, int64_t owner, unsigned max,
-                    int64_t ack_deadline, const sqlc_settle *acks, unsigned nacks,
-                    sqlc_claimed *out, unsigned *nout, int64_t *due, char *err, size_t errlen)
-{
-    return sli_my_claim(&((my_subdb *)db)->l, gid, topic, owner, max, ack_deadline, acks, nacks,
-                        out, nout, due, err, errlen);
-}
-
-static int db_settle(void *db, int64_t gid, const sqlc_settle *s, char *err, size_t errlen)
-{
-    return sli_my_settle(&((my_subdb *)db)->l, gid, s, err, errlen);
-}
-
-static int db_unsubscribe(void *db, int64_t gid, int64_t owner, bool priv, char *err, size_t errlen)
-{
-    return sli_my_unsubscribe(&((my_subdb *)db)->l, gid, owner, priv, err, errlen);
-}
-
-static void db_close(void *db)
-{
-    my_subdb *d = db;
-    sli_my_keeper_stop(d->keeper);
-    sli_my_conn_fini(&d->l);
-    free(d);
+    sli_my_keeper_stop(db->keeper);
+    sli_my_conn_fini(&db->l);
+    free(db);
 }
 
 static const sqlc_db_ops my_db_ops = {
     .name = "mysql",
     .ready = db_ready,
-    .subscribe = db_subscribe,
-    .claim = db_claim,
-    .settle = db_settle,
-    .unsubscribe = db_unsubscribe,
+    .retry_now = db_retry_now,
+    .publish = sli_my_publish,
+    .subscribe = sli_my_subscribe,
+    .claim = sli_my_claim,
+    .settle = sli_my_settle,
+    .unsubscribe = sli_my_unsubscribe,
     .close = db_close,
 };
 
-static int my_sub_open(void **impl, sli_url *u, unsigned *features)
+/* Options of u, and a connection ready to use (tables checked). */
+static int db_open(sqlc_db **out, sli_url *u, sqlc_opts *o)
 {
     char err[MY_ERRLEN];
-    sqlc_opts o;
-    int rc = sli_sqlc_opts_read(u, "mysql", MY_POLL_DEFAULT_MS, MY_LINGER_DEFAULT_MS, &o);
+    int rc = sli_sqlc_opts_read(u, "mysql", MY_POLL_DEFAULT_MS, MY_LINGER_DEFAULT_MS, o);
     if (rc)
         return rc;
-    my_subdb *d = calloc(1, sizeof *d);
+    sqlc_db *d = calloc(1, sizeof *d);
     if (!d)
         return sli_err(SL_ENOMEM, "out of memory");
-    if ((rc = sli_my_conn_init(&d->l, u, &o)) != 0) {
+    if ((rc = sli_my_conn_init(&d->l, u, o)) != 0) {
         free(d);
         return rc;
     }
     if ((rc = sli_my_conn_ready(&d->l, err, sizeof err)) != 0) {
-        sli_my_conn_fini(&d->l);
-        free(d);
+        db_close(d);
         return sli_err(rc, "%s", err);
     }
+    *out = d;
+    return 0;
+}
+
+static int my_pub_open(void **impl, sli_url *u, unsigned *features)
+{
+    sqlc_opts o;
+    sqlc_db *d;
+    int rc = db_open(&d, u, &o);
+    if (rc)
+        return rc;
+    sli_sqlc_late_feature(&o, features);
+    return sli_sqlc_pub_new(impl, &my_db_ops, d);
+}
+
+static int my_sub_open(void **impl, sli_url *u, unsigned *features)
+{
+    sqlc_opts o;
+    sqlc_db *d;
+    int rc = db_open(&d, u, &o);
+    if (rc)
+        return rc;
     sqlc_cfg cfg = {.ack_deadline = o.ack_deadline,
                     .connect_timeout_ms = o.connect_timeout_ms,
                     .poll_min_ms = MY_POLL_MIN_MS,
@@ -182,14 +102,13 @@ static int my_sub_open(void **impl, sli_url *u, unsigned *features)
                     .holder = (int64_t)(sli_rand64() >> 2) + 1,
                     .ack_batch = o.ack_batch};
     if ((rc = sli_my_keeper_start(&d->keeper, u, &o, cfg.holder)) != 0) {
-        sli_my_conn_fini(&d->l);
-        free(d);
+        db_close(d);
         return rc;
     }
     sqlc_subr *r;
     if ((rc = sli_sqlc_subr_new(&r, &my_db_ops, d, &cfg)) != 0)
         return rc;
-    late_feature(&o, features);
+    sli_sqlc_late_feature(&o, features);
     *impl = r;
     return 0;
 }
@@ -199,8 +118,8 @@ const sli_backend sli_mysql_backend = {
     .features = SL_FEAT_CONSUMER_GROUPS | SL_FEAT_PERSISTENT | SL_FEAT_ORDERED |
                 SL_FEAT_LATE_SUBSCRIBERS | SL_FEAT_DELAYED_NACK,
     .pub_open = my_pub_open,
-    .publish = my_do_publish,
-    .pub_close = my_pub_close,
+    .publish = sli_sqlc_publish,
+    .pub_close = sli_sqlc_pub_close,
     .sub_open = my_sub_open,
     .subscribe = sli_sqlc_subscribe,
     .next = sli_sqlc_next,

@@ -1,7 +1,9 @@
 /*
  * pg.h - internals of the postgres:// backend, shared by its files:
  *
- *   pg_conn.c   URL -> connection (with a deadline), schema, error mapping
+ *   pg_conn.c   URL -> connection (with a deadline), error mapping
+ *   pg_schema.c the tables and the server-side functions of claims, acks
+ *               and nacks (range leases), upgrade of older formats
  *   pg_ops.c    the SQL of publish, subscribe, claim, ack/nack, hand-back,
  *               retention (housekeeping)
  *   pg_listen.c one LISTEN connection per subscriber: wake-ups, heartbeat
@@ -13,7 +15,8 @@
  * the same model as sqlite://: a log per topic, groups with a cursor, claims
  * as leases):
  *
- *   sluice_meta(key, value)          format = "sluice-pg-1"
+ *   sluice_meta(key, value)          format = "sluice-pg-2" (1: a claim
+ *                                    row per message; upgraded in place)
  *   sluice_msgs(topic, tx, id, uuid, meta, payload, created)
  *       The log: one table, a topic column. tx = the publishing
  *       transaction's id (xid8, pg_current_xact_id()), id = a bigserial.
@@ -30,18 +33,22 @@
  *       private = a group-less subscription (name NULL), kept alive by its
  *       subscriber's heartbeat (holder, alive): dropped a minute after its
  *       process died.
- *   sluice_claims(gid, msg_id, tx, owner, deadline, deliveries)
- *       One row per message a group took and has not acked: owner != 0 =
- *       in flight until deadline (wall ms), owner 0 = ready at deadline
- *       (nacked with a delay, or handed back). A consumer that died leaves
- *       claims whose deadline passes: they come back.
+ *   sluice_claims(gid, lo_tx, lo_id, hi_tx, hi_id, owner, deadline,
+ *                 deliveries)
+ *       A lease on every message of the group's topic from (lo_tx, lo_id)
+ *       to (hi_tx, hi_id), in log order, that the group took and has not
+ *       acked: owner != 0 = in flight until deadline (wall ms), owner 0 =
+ *       ready at deadline (nacked with a delay, or handed back). A
+ *       consumer that died leaves ranges whose deadline passes: they come
+ *       back. A group's ranges never overlap.
  *
  * Claim (one call of the function sluice_claim, one transaction): settle
- * batched acks, take due claims of the group with FOR UPDATE
- * SKIP LOCKED (competing consumers never wait for each other's rows), then
- * lock the group row and read on from its cursor, inserting one claim per
- * message. Acks delete the claim, matching (owner, deliveries) so a late
- * ack of a delivery handed to someone else since is ignored.
+ * batched acks, take due ranges of the group with FOR UPDATE SKIP LOCKED
+ * (competing consumers never wait for each other's rows), then lock the
+ * group row and read on from its cursor, inserting ONE range for what it
+ * took. Acks cut their messages out of their owner's ranges, matching
+ * (owner, deliveries) so a late ack of a delivery handed to someone else
+ * since is ignored; acking a whole claim deletes its row (pg_schema.c).
  *
  * Wake-ups: publish runs NOTIFY sluice, '<topic>' in its transaction; each
  * subscriber LISTENs on its own connection and wakes its waiting next()
@@ -57,7 +64,7 @@
 #include "backends/sqlcommon/sqlc.h"
 #include "core/backend.h"
 
-#define PG_FORMAT "sluice-pg-1"
+#define PG_FORMAT "sluice-pg-2"
 #define PG_CHANNEL "sluice"
 #define PG_ERRLEN 400
 #define PG_PRIVATE_EXPIRY_MS 60000
@@ -96,8 +103,12 @@ int sli_pg_conn_ready(pg_link *pc, char *err, size_t errlen);
 /* A failed result (or NULL) -> SL_E*, text into err; marks the connection
  * for a reconnect when it is gone. Clears res. */
 int sli_pg_fail(pg_link *pc, PGresult *res, char *err, size_t errlen, const char *what);
-/* Create the tables if missing (idempotent, safe against concurrent
- * openers) and check the format. On c, outside a transaction. */
+/* Error text on one line (libpq's end with a newline). */
+void sli_pg_oneline(char *s);
+
+/* pg_schema.c: create the tables and functions if missing, upgrade an
+ * older format in place (idempotent, safe against concurrent openers) and
+ * check the format. On c, outside a transaction. */
 int sli_pg_schema(PGconn *c, char *err, size_t errlen);
 /* Statement text "BEGIN" etc.; 0 or SL_E*. */
 int sli_pg_exec(pg_link *pc, const char *sql, char *err, size_t errlen);
@@ -111,31 +122,31 @@ int sli_pg_prepare(pg_link *pc, char *err, size_t errlen);
  * transaction (no BEGIN/COMMIT here). */
 int sli_pg_insert_msgs(PGconn *c, const char *topic, sl_msg *const *msgs, size_t n, char *err,
                        size_t errlen, int *sqlstate_class);
-int sli_pg_publish(pg_link *pc, const char *topic, sl_msg *const *msgs, size_t n, char *err,
+int sli_pg_publish(sqlc_db *db, const char *topic, sl_msg *const *msgs, size_t n, char *err,
                    size_t errlen);
 /* Join (or create) group `group` of topic (a private one when priv), with
  * its cursor at start when new; *gid its id. */
-int sli_pg_subscribe(pg_link *pc, const char *topic, const char *group, bool priv, sl_start start,
+int sli_pg_subscribe(sqlc_db *db, const char *topic, const char *group, bool priv, sl_start start,
                      int64_t holder, int64_t *gid, char *err, size_t errlen);
 /* Settle acks[0..nacks) (group gid), then claim up to max messages into
  * out; *next_due = wall ms of the group's next ready claim when none, or -1.
  * Settling goes first, in the same transaction (ack=batch). */
-int sli_pg_claim(pg_link *pc, int64_t gid, const char *topic, int64_t owner, unsigned max,
+int sli_pg_claim(sqlc_db *db, int64_t gid, const char *topic, int64_t owner, unsigned max,
                  int64_t ack_deadline, const sqlc_settle *acks, unsigned nacks, sqlc_claimed *out,
                  unsigned *nout, int64_t *next_due, char *err, size_t errlen);
 /* The rows of a claim (columns msg_id, deliveries, uuid, metadata,
- * payload, r_due; binary format) into out[*nout..max): a row without
+ * payload, r_due, tx; binary format) into out[*nout..max): a row without
  * msg_id carries only r_due (-> *due). What the server sends back is
  * checked: SL_EPROTO/SL_ECORRUPT with err on a malformed row; the messages
  * taken before it stay in out for the caller to unref. Also the fuzz
  * target's entry (tests/fuzz/fuzz_postgres_row.c). */
 int sli_pg_take_rows(PGresult *r, sqlc_claimed *out, unsigned max, unsigned *nout, int64_t *due,
                      char *err, size_t errlen);
-int sli_pg_settle_run(pg_link *pc, int64_t gid, const sqlc_settle *s, unsigned n, char *err,
-                      size_t errlen);
+/* One ack or nack, committed before it returns. */
+int sli_pg_settle(sqlc_db *db, int64_t gid, const sqlc_settle *s, char *err, size_t errlen);
 /* Unsubscribe: hand back what owner holds (a group), or drop the group
  * (private). */
-int sli_pg_unsubscribe(pg_link *pc, int64_t gid, int64_t owner, bool priv, char *err,
+int sli_pg_unsubscribe(sqlc_db *db, int64_t gid, int64_t owner, bool priv, char *err,
                        size_t errlen);
 /* Heartbeat of holder's private groups; expire dead ones; retention. Only
  * one process at a time (an advisory lock) does the expensive part. */
@@ -148,5 +159,12 @@ typedef struct pg_listener pg_listener;
 int sli_pg_listener_start(pg_listener **out, sli_url *u, const pg_opts *o, int64_t holder,
                           sqlc_wake *w);
 void sli_pg_listener_stop(pg_listener *l);
+
+/* The connection of a publisher or a subscriber: sqlcommon's sqlc_db, the
+ * first argument of the operations above that its engines call. */
+struct sqlc_db {
+    pg_link pc;
+    pg_listener *listener; /* a subscriber's, NULL until started (publishers: none) */
+};
 
 #endif

@@ -2,8 +2,8 @@
  * pg_conn.c - connections of the postgres:// backend: options, URL ->
  * libpq parameters, connecting within a deadline (non-blocking connect, so
  * a server that does not answer costs connect_timeout, not libpq's
- * whole-second rounding), reconnecting with backoff, the schema, and libpq
- * errors -> SL_E*.
+ * whole-second rounding), reconnecting with backoff, and libpq errors ->
+ * SL_E* (the tables: pg_schema.c).
  *
  * URL: postgres://user:password@host:port/dbname?options (postgresql://
  * is not a second scheme: one scheme per backend). Options (sqlcommon's,
@@ -90,7 +90,7 @@ void sli_pg_conn_fini(pg_link *pc)
     }
 }
 
-static void oneline(char *s)
+void sli_pg_oneline(char *s)
 {
     size_t n = strlen(s);
     while (n && (s[n - 1] == '\n' || s[n - 1] == ' '))
@@ -139,7 +139,7 @@ int sli_pg_conn_open(pg_link *pc, char *err, size_t errlen)
     if (PQstatus(pc->c) != CONNECTION_OK) {
         char msg[PG_ERRLEN];
         snprintf(msg, sizeof msg, "%s", PQerrorMessage(pc->c));
-        oneline(msg);
+        sli_pg_oneline(msg);
         bool auth = strstr(msg, "password") || strstr(msg, "authentication");
         snprintf(err, errlen, "postgres: cannot connect to %s:%s: %s", pc->vals[0], pc->vals[1],
                  msg);
@@ -200,7 +200,7 @@ int sli_pg_fail(pg_link *pc, PGresult *res, char *err, size_t errlen, const char
     const char *state = sqlstate[0] ? sqlstate : NULL; /* res is cleared below */
     snprintf(msg, sizeof msg, "%s",
              res && *PQresultErrorMessage(res) ? PQresultErrorMessage(res) : PQerrorMessage(pc->c));
-    oneline(msg);
+    sli_pg_oneline(msg);
     PQclear(res);
     int code = SL_EIO;
     if (PQstatus(pc->c) != CONNECTION_OK || (state && strncmp(state, "08", 2) == 0) ||
@@ -248,104 +248,4 @@ int64_t sli_pg_get_i64(const PGresult *r, int row, int col)
     if (len == 4)
         return (int32_t)(uint32_t)v;
     return (int64_t)v;
-}
-
-/* One statement string: the tables, then the format check. Concurrent
- * first openers serialise on an advisory lock (CREATE TABLE IF NOT EXISTS
- * alone races on the catalog). */
-static const char schema_sql[] =
-    "SELECT pg_advisory_xact_lock(7308066435297043781);"
-    "CREATE TABLE IF NOT EXISTS sluice_meta(key text PRIMARY KEY, value text NOT NULL);"
-    "INSERT INTO sluice_meta VALUES('format','" PG_FORMAT "') ON CONFLICT DO NOTHING;"
-    "CREATE TABLE IF NOT EXISTS sluice_msgs(topic text NOT NULL, tx xid8 NOT NULL DEFAULT "
-    "pg_current_xact_id(), id bigserial NOT NULL, uuid text NOT NULL, meta bytea, payload bytea "
-    "NOT NULL, created bigint NOT NULL, PRIMARY KEY(topic, tx, id));"
-    "CREATE INDEX IF NOT EXISTS sluice_msgs_created ON sluice_msgs USING brin(created);"
-    "CREATE TABLE IF NOT EXISTS sluice_groups(id bigserial PRIMARY KEY, topic text NOT NULL, "
-    "name text, private boolean NOT NULL, pos_tx xid8 NOT NULL, pos_id bigint NOT NULL, holder "
-    "bigint NOT NULL, alive bigint NOT NULL, UNIQUE(topic, name));"
-    "CREATE TABLE IF NOT EXISTS sluice_claims(gid bigint NOT NULL, msg_id bigint NOT NULL, tx "
-    "xid8 NOT NULL, owner bigint NOT NULL, deadline bigint NOT NULL, deliveries int NOT NULL, "
-    "PRIMARY KEY(gid, msg_id));"
-    /* A claim in one round trip (see pg_ops.c): settle batched acks, take
-     * due claims (SKIP LOCKED), lock the group and read on from its cursor;
-     * when nothing came, one row with only r_due (the next ready claim). */
-    "CREATE OR REPLACE FUNCTION sluice_claim(p_gid bigint, p_topic text, p_owner bigint, p_max "
-    "int, p_now bigint, p_deadline bigint, a_ids int8[], a_owners int8[], a_dels int4[]) RETURNS "
-    "TABLE(r_id bigint, r_deliveries int, r_uuid text, r_meta bytea, r_payload bytea, r_due "
-    "bigint) LANGUAGE plpgsql AS $f$ DECLARE n int := 0; k int; ptx xid8; pid bigint; BEGIN "
-    "PERFORM set_config('synchronous_commit', 'off', true); "
-    "IF a_ids IS NOT NULL THEN DELETE FROM sluice_claims c USING unnest(a_ids, a_owners, a_dels) "
-    "a(m, o, d) WHERE c.gid=p_gid AND c.msg_id=a.m AND c.owner=a.o AND c.deliveries=a.d; END IF; "
-    "IF p_max <= 0 THEN RETURN; END IF; "
-    "DELETE FROM sluice_claims c WHERE c.gid=p_gid AND c.deadline<=p_now AND NOT EXISTS (SELECT "
-    "1 FROM sluice_msgs m WHERE m.topic=p_topic AND m.tx=c.tx AND m.id=c.msg_id); "
-    "RETURN QUERY WITH due AS (SELECT msg_id FROM sluice_claims WHERE gid=p_gid AND "
-    "deadline<=p_now ORDER BY tx, msg_id LIMIT p_max FOR UPDATE SKIP LOCKED), upd AS (UPDATE "
-    "sluice_claims c SET owner=p_owner, deadline=p_deadline, deliveries=c.deliveries+1 FROM due "
-    "WHERE c.gid=p_gid AND c.msg_id=due.msg_id RETURNING c.msg_id, c.tx, c.deliveries) SELECT "
-    "upd.msg_id, upd.deliveries, m.uuid, m.meta, m.payload, NULL::bigint FROM upd JOIN "
-    "sluice_msgs m ON m.topic=p_topic AND m.tx=upd.tx AND m.id=upd.msg_id ORDER BY upd.tx, "
-    "upd.msg_id; "
-    "GET DIAGNOSTICS n = ROW_COUNT; "
-    "IF n >= p_max THEN RETURN; END IF; "
-    "SELECT pos_tx, pos_id INTO ptx, pid FROM sluice_groups WHERE id=p_gid FOR UPDATE; "
-    "IF NOT FOUND THEN RAISE EXCEPTION 'consumer group % of topic % no longer exists', p_gid, "
-    "p_topic USING ERRCODE = 'P0002'; END IF; "
-    "RETURN QUERY WITH nw AS (SELECT tx, id, uuid, meta, payload FROM sluice_msgs WHERE "
-    "topic=p_topic AND (tx, id) > (ptx, pid) AND tx < pg_snapshot_xmin(pg_current_snapshot()) "
-    "ORDER BY tx, id LIMIT p_max - n), c AS (INSERT INTO sluice_claims(gid, msg_id, tx, owner, "
-    "deadline, deliveries) SELECT p_gid, id, tx, p_owner, p_deadline, 1 FROM nw), u AS (UPDATE "
-    "sluice_groups g SET pos_tx=l.tx, pos_id=l.id FROM (SELECT tx, id FROM nw ORDER BY tx DESC, "
-    "id DESC LIMIT 1) l WHERE g.id=p_gid) SELECT id, 1, uuid, meta, payload, NULL::bigint FROM "
-    "nw ORDER BY tx, id; "
-    "GET DIAGNOSTICS k = ROW_COUNT; "
-    /* nothing: the next ready claim, or very soon when committed messages
-     * wait behind an older transaction still open (it may not NOTIFY) */
-    "IF n + k = 0 THEN RETURN QUERY SELECT NULL::bigint, NULL::int, NULL::text, NULL::bytea, "
-    "NULL::bytea, CASE WHEN EXISTS (SELECT 1 FROM sluice_msgs WHERE topic=p_topic AND (tx, id) > "
-    "(ptx, pid)) THEN p_now + 3 ELSE (SELECT min(deadline) FROM sluice_claims WHERE gid=p_gid AND "
-    "deadline>p_now) END; END IF; "
-    "END $f$;";
-
-int sli_pg_schema(PGconn *c, char *err, size_t errlen)
-{
-    static const char check[] = "SELECT value FROM sluice_meta WHERE key='format' AND "
-                                "to_regproc('sluice_claim') IS NOT NULL";
-    PGresult *r = PQexec(c, check);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
-        PQclear(r);
-        char *sql = malloc(sizeof schema_sql + 16);
-        if (!sql) {
-            snprintf(err, errlen, "postgres: out of memory");
-            return SL_ENOMEM;
-        }
-        snprintf(sql, sizeof schema_sql + 16, "BEGIN;%sCOMMIT", schema_sql);
-        r = PQexec(c, sql);
-        free(sql);
-        ExecStatusType st = PQresultStatus(r);
-        if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-            char msg[PG_ERRLEN];
-            snprintf(msg, sizeof msg, "%s", PQresultErrorMessage(r));
-            oneline(msg);
-            PQclear(r);
-            PQclear(PQexec(c, "ROLLBACK"));
-            snprintf(err, errlen, "postgres: cannot create sluice's tables: %s", msg);
-            return PQstatus(c) == CONNECTION_OK ? SL_EIO : SL_ECONN;
-        }
-        PQclear(r);
-        r = PQexec(c, check);
-    }
-    int code = 0;
-    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
-        snprintf(err, errlen, "postgres: cannot read sluice_meta: %s", PQresultErrorMessage(r));
-        oneline(err);
-        code = PQstatus(c) == CONNECTION_OK ? SL_EIO : SL_ECONN;
-    } else if (strcmp(PQgetvalue(r, 0, 0), PG_FORMAT) != 0) {
-        snprintf(err, errlen, "postgres: unsupported sluice format '%s' (expected %s)",
-                 PQgetvalue(r, 0, 0), PG_FORMAT);
-        code = SL_ECORRUPT;
-    }
-    PQclear(r);
-    return code;
 }

@@ -5,10 +5,11 @@
  * Round trips are what costs: a publish of up to PG_INS_ROWS messages is
  * ONE statement (a multi-row INSERT with the NOTIFY in the same statement,
  * so it is its own transaction); a claim is ONE call of the server-side
- * function sluice_claim (created with the tables, pg_link.c) whatever the
+ * function sluice_claim (created with the tables, pg_schema.c) whatever the
  * number of messages it takes, its own transaction with an asynchronous
  * commit (a claim lost to a crash only means a redelivery), and carries the
- * batched acks (ack=batch) of its subscription.
+ * batched acks (ack=batch) of its subscription. Claims are leases on ranges
+ * of the log, so acks and nacks name a message by (tx, id).
  *
  * Integers travel as text parameters; results come back binary (bytea
  * payloads byte for byte, integers as big-endian, see pg_get_i64).
@@ -27,13 +28,12 @@ enum { Q_CLAIM, Q_ACK, Q_NACK, Q_COUNT };
 static const char *const qname[Q_COUNT] = {"sl_claim", "sl_ack", "sl_nack"};
 
 static const char *const qsql[Q_COUNT] = {
-    /* the function sluice_claim (pg_link.c's schema) */
-    [Q_CLAIM] = "SELECT * FROM sluice_claim($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-    [Q_ACK] = "DELETE FROM sluice_claims WHERE gid=$1 AND msg_id=$2 AND owner=$3 AND "
-              "deliveries=$4",
-    /* $5 ready at, $6 topic (wakes the group's other consumers) */
-    [Q_NACK] = "WITH u AS (UPDATE sluice_claims SET owner=0, deadline=$5 WHERE gid=$1 AND "
-               "msg_id=$2 AND owner=$3 AND deliveries=$4) SELECT pg_notify('" PG_CHANNEL "', $6)",
+    /* the functions of pg_schema.c */
+    [Q_CLAIM] = "SELECT * FROM sluice_claim($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    [Q_ACK] = "SELECT sluice_settle($1, ARRAY[$2::xid8], ARRAY[$3::int8], ARRAY[$4::int8], "
+              "ARRAY[$5::int4])",
+    /* $6 ready at */
+    [Q_NACK] = "SELECT sluice_nack($1, $2, $3, $4, $5, $6)",
 };
 
 int sli_pg_prepare(pg_link *pc, char *err, size_t errlen)
@@ -180,9 +180,10 @@ int sli_pg_insert_msgs(PGconn *c, const char *topic, sl_msg *const *msgs, size_t
     return rc;
 }
 
-int sli_pg_publish(pg_link *pc, const char *topic, sl_msg *const *msgs, size_t n, char *err,
+int sli_pg_publish(sqlc_db *db, const char *topic, sl_msg *const *msgs, size_t n, char *err,
                    size_t errlen)
 {
+    pg_link *pc = &db->pc;
     bool tx = n > PG_INS_ROWS; /* one statement is its own transaction */
     int rc = tx ? sli_pg_exec(pc, "BEGIN", err, errlen) : 0;
     if (rc)
@@ -200,9 +201,10 @@ int sli_pg_publish(pg_link *pc, const char *topic, sl_msg *const *msgs, size_t n
 
 /* ---------- groups ---------- */
 
-int sli_pg_subscribe(pg_link *pc, const char *topic, const char *group, bool priv, sl_start start,
+int sli_pg_subscribe(sqlc_db *db, const char *topic, const char *group, bool priv, sl_start start,
                      int64_t holder, int64_t *gid, char *err, size_t errlen)
 {
+    pg_link *pc = &db->pc;
     num h, now;
     const char *latest = start == SL_START_LATEST ? "t" : "f";
     const char *v[6] = {topic,  priv ? NULL : group,      priv ? "t" : "f",
@@ -237,8 +239,9 @@ int sli_pg_subscribe(pg_link *pc, const char *topic, const char *group, bool pri
     return rc;
 }
 
-int sli_pg_unsubscribe(pg_link *pc, int64_t gid, int64_t owner, bool priv, char *err, size_t errlen)
+int sli_pg_unsubscribe(sqlc_db *db, int64_t gid, int64_t owner, bool priv, char *err, size_t errlen)
 {
+    pg_link *pc = &db->pc;
     num g, o;
     const char *v[2] = {N(&g, gid), N(&o, owner)};
     const char *sql = priv ? "WITH c AS (DELETE FROM sluice_claims WHERE gid=$1) DELETE FROM "
@@ -257,6 +260,8 @@ int sli_pg_unsubscribe(pg_link *pc, int64_t gid, int64_t owner, bool priv, char 
 
 /* ---------- claims ---------- */
 
+/* Array literal of field `which` of s[0..n): 0 msg_tx, 1 msg_id, 2 owner,
+ * 3 deliveries. */
 static char *put_array(const sqlc_settle *s, unsigned n, int which)
 {
     size_t cap = (size_t)n * 22 + 4, o = 1;
@@ -265,7 +270,10 @@ static char *put_array(const sqlc_settle *s, unsigned n, int which)
         return NULL;
     buf[0] = '{';
     for (unsigned i = 0; i < n; i++) {
-        long long v = which == 0 ? s[i].msg_id : which == 1 ? s[i].owner : s[i].deliveries;
+        long long v = which == 0   ? s[i].msg_tx
+                      : which == 1 ? s[i].msg_id
+                      : which == 2 ? s[i].owner
+                                   : s[i].deliveries;
         o += (size_t)snprintf(buf + o, cap - o, "%s%lld", i ? "," : "", v);
     }
     snprintf(buf + o, cap - o, "}");
@@ -309,33 +317,34 @@ int sli_pg_take_rows(PGresult *r, sqlc_claimed *out, unsigned max, unsigned *nou
             return rc;
         c->msg_id = sli_pg_get_i64(r, i, 0);
         c->deliveries = (unsigned)sli_pg_get_i64(r, i, 1);
+        c->msg_tx = sli_pg_get_i64(r, i, 6);
         (*nout)++;
     }
     return 0;
 }
 
-int sli_pg_claim(pg_link *pc, int64_t gid, const char *topic, int64_t owner, unsigned max,
+int sli_pg_claim(sqlc_db *db, int64_t gid, const char *topic, int64_t owner, unsigned max,
                  int64_t ack_deadline, const sqlc_settle *acks, unsigned nacks, sqlc_claimed *out,
                  unsigned *nout, int64_t *due, char *err, size_t errlen)
 {
+    pg_link *pc = &db->pc;
     *nout = 0;
     *due = -1;
     num g, o, lim, now, dl;
     int64_t t = sli_wall_ms();
-    char *a[3] = {NULL, NULL, NULL};
-    for (int i = 0; i < 3 && nacks; i++)
+    char *a[4] = {NULL, NULL, NULL, NULL};
+    for (int i = 0; i < 4 && nacks; i++)
         if (!(a[i] = put_array(acks, nacks, i))) {
-            free(a[0]);
-            free(a[1]);
+            for (int k = 0; k < i; k++)
+                free(a[k]);
             snprintf(err, errlen, "postgres: out of memory");
             return SL_ENOMEM;
         }
-    const char *v[9] = {N(&g, gid),   topic,      N(&o, owner),
-                        N(&lim, max), N(&now, t), N(&dl, t + ack_deadline),
-                        a[0],         a[1],       a[2]};
+    const char *v[10] = {N(&g, gid), topic, N(&o, owner), N(&lim, max), N(&now, t),
+                         N(&dl, t + ack_deadline), a[0], a[1], a[2], a[3]};
     PGresult *r = NULL;
-    int rc = run(pc, Q_CLAIM, 9, v, &r, err, errlen);
-    for (int i = 0; i < 3; i++)
+    int rc = run(pc, Q_CLAIM, 10, v, &r, err, errlen);
+    for (int i = 0; i < 4; i++)
         free(a[i]);
     if (!rc)
         rc = sli_pg_take_rows(r, out, max, nout, due, err, errlen);
@@ -348,21 +357,18 @@ int sli_pg_claim(pg_link *pc, int64_t gid, const char *topic, int64_t owner, uns
     return rc;
 }
 
-int sli_pg_settle_run(pg_link *pc, int64_t gid, const sqlc_settle *s, unsigned n, char *err,
-                      size_t errlen)
+int sli_pg_settle(sqlc_db *db, int64_t gid, const sqlc_settle *s, char *err, size_t errlen)
 {
-    (void)n; /* one at a time (ack=sync, nacks); batches ride on claims */
-    num g, m, o, d, at;
+    pg_link *pc = &db->pc;
+    /* one at a time (ack=sync, nacks); batches ride on claims */
+    num g, tx, m, o, d, at;
     const char *v[6] = {N(&g, gid),
+                        N(&tx, s->msg_tx),
                         N(&m, s->msg_id),
                         N(&o, s->owner),
                         N(&d, s->deliveries),
-                        N(&at, s->delay_ms ? sli_wall_ms() + s->delay_ms : 0),
-                        NULL};
-    if (!s->nack)
-        return run(pc, Q_ACK, 4, v, NULL, err, errlen);
-    v[5] = ""; /* wakes every listener: the topic is not at hand here */
-    return run(pc, Q_NACK, 6, v, NULL, err, errlen);
+                        N(&at, s->delay_ms ? sli_wall_ms() + s->delay_ms : 0)};
+    return run(pc, s->nack ? Q_NACK : Q_ACK, s->nack ? 6 : 5, v, NULL, err, errlen);
 }
 
 /* ---------- housekeeping ---------- */
@@ -372,8 +378,8 @@ static const char lows_sql[] =
     "SELECT t.topic, lg.pos_tx::text, lg.pos_id::text, lc.tx::text, lc.msg_id::text FROM "
     "(SELECT DISTINCT topic FROM sluice_groups) t CROSS JOIN LATERAL (SELECT pos_tx, pos_id FROM "
     "sluice_groups g WHERE g.topic=t.topic ORDER BY pos_tx, pos_id LIMIT 1) lg LEFT JOIN LATERAL "
-    "(SELECT c.tx, c.msg_id FROM sluice_claims c JOIN sluice_groups g ON g.id=c.gid WHERE "
-    "g.topic=t.topic ORDER BY c.tx, c.msg_id LIMIT 1) lc ON true";
+    "(SELECT c.lo_tx AS tx, c.lo_id AS msg_id FROM sluice_claims c JOIN sluice_groups g ON "
+    "g.id=c.gid WHERE g.topic=t.topic ORDER BY c.lo_tx, c.lo_id LIMIT 1) lc ON true";
 
 /* What every group of a topic is done with (retention=acked): up to the
  * lowest cursor, below the lowest claim; one short statement per topic (an

@@ -3,7 +3,8 @@
  * multi-process queue (the ops table; tables and claims: see pg.h, options:
  * pg_conn.c).
  *
- * A publisher owns one connection; concurrent publishes on it take turns.
+ * A publisher owns one connection; concurrent publishes on it take turns
+ * (sqlcommon's publisher, sqlc_pub.c, over sli_pg_publish).
  * A subscriber owns one connection for claims and acks, shared by its
  * subscriptions, which the subscriber engine of sqlcommon (sqlc_sub.c)
  * runs as it does mysql://'s: prefetch buffer, ack=sync|batch, hand-back.
@@ -21,158 +22,77 @@
 
 #include "backends/postgres/pg.h"
 
-/* ---------- publisher ---------- */
+/* ---------- the database side of sqlcommon's publisher and subscriber ---------- */
 
-typedef struct pg_pub {
-    pg_link pc;
-    pthread_mutex_t mu;
-    _Atomic bool closing;
-} pg_pub;
-
-/* SL_FEAT_LATE_SUBSCRIBERS promises that a subscription opened later gets
- * every earlier message, even those other groups acked: with the default
- * retention=acked they are deleted, so only retention=DURATION declares it
- * (as sqlite:// does). */
-static void late_feature(const pg_opts *o, unsigned *features)
+static int db_ready(sqlc_db *db, char *err, size_t errlen)
 {
-    if (o->c.retention_ms <= 0)
-        *features &= ~(unsigned)SL_FEAT_LATE_SUBSCRIBERS;
+    return sli_pg_conn_ready(&db->pc, err, errlen);
 }
 
-static int pg_pub_open(void **impl, sli_url *u, unsigned *features)
+static void db_retry_now(sqlc_db *db)
 {
-    pg_opts o;
-    char err[PG_ERRLEN];
-    int rc = sli_pg_opts_read(u, &o);
-    pg_pub *p = rc ? NULL : calloc(1, sizeof *p);
-    if (rc)
-        return rc;
-    if (!p)
-        return sli_err(SL_ENOMEM, "out of memory");
-    if ((rc = sli_pg_conn_init(&p->pc, u, &o)) != 0) {
-        free(p);
-        return rc;
-    }
-    if ((rc = sli_pg_conn_ready(&p->pc, err, sizeof err)) != 0) {
-        sli_pg_conn_fini(&p->pc);
-        free(p);
-        return sli_err(rc, "%s", err);
-    }
-    pthread_mutex_init(&p->mu, NULL);
-    late_feature(&o, features);
-    *impl = p;
-    return 0;
+    db->pc.retry_at = 0;
 }
 
-static int pg_do_publish(void *impl, const char *topic, sl_msg *const *msgs, size_t n,
-                         const sl_publish_opts *opts)
+static void db_close(sqlc_db *db)
 {
-    pg_pub *p = impl;
-    char err[PG_ERRLEN];
-    if (atomic_load(&p->closing))
-        return sli_err(SL_ECLOSED, "postgres publisher is closed");
-    pthread_mutex_lock(&p->mu);
-    int rc = sli_pg_conn_ready(&p->pc, err, sizeof err);
-    if (!rc)
-        rc = sli_pg_publish(&p->pc, topic, msgs, n, err, sizeof err);
-    if (rc == SL_ECONN) { /* a connection found dead on use: once more, on a new one */
-        p->pc.retry_at = 0;
-        rc = sli_pg_conn_ready(&p->pc, err, sizeof err);
-        if (!rc)
-            rc = sli_pg_publish(&p->pc, topic, msgs, n, err, sizeof err);
-    }
-    pthread_mutex_unlock(&p->mu);
-    if (rc && opts && opts->published)
-        *opts->published = 0;
-    return rc ? sli_err(rc, "%s", err) : 0;
-}
-
-static int pg_pub_close(void *impl)
-{
-    pg_pub *p = impl;
-    atomic_store(&p->closing, true);
-    pthread_mutex_lock(&p->mu); /* a publish in progress finishes first */
-    pthread_mutex_unlock(&p->mu);
-    pthread_mutex_destroy(&p->mu);
-    sli_pg_conn_fini(&p->pc);
-    free(p);
-    return 0;
-}
-
-/* ---------- subscriber: the engine's database side ---------- */
-
-typedef struct pg_subdb {
-    pg_link pc;
-    pg_listener *listener; /* NULL until started */
-} pg_subdb;
-
-static int db_ready(void *db, char *err, size_t errlen)
-{
-    return sli_pg_conn_ready(&((pg_subdb *)db)->pc, err, errlen);
-}
-
-static int db_subscribe(void *db, const char *topic, const char *group, bool priv, sl_start start,
-                        int64_t holder, int64_t *gid, char *err, size_t errlen)
-{
-    return sli_pg_subscribe(&((pg_subdb *)db)->pc, topic, group, priv, start, holder, gid, err,
-                            errlen);
-}
-
-static int db_claim(void *db, int64_t gid, const char *topic, int64_t owner, unsigned max,
-                    int64_t ack_deadline, const sqlc_settle *acks, unsigned nacks,
-                    sqlc_claimed *out, unsigned *nout, int64_t *due, char *err, size_t errlen)
-{
-    return sli_pg_claim(&((pg_subdb *)db)->pc, gid, topic, owner, max, ack_deadline, acks, nacks,
-                        out, nout, due, err, errlen);
-}
-
-static int db_settle(void *db, int64_t gid, const sqlc_settle *s, char *err, size_t errlen)
-{
-    return sli_pg_settle_run(&((pg_subdb *)db)->pc, gid, s, 1, err, errlen);
-}
-
-static int db_unsubscribe(void *db, int64_t gid, int64_t owner, bool priv, char *err, size_t errlen)
-{
-    return sli_pg_unsubscribe(&((pg_subdb *)db)->pc, gid, owner, priv, err, errlen);
-}
-
-static void db_close(void *db)
-{
-    pg_subdb *d = db;
-    sli_pg_listener_stop(d->listener);
-    sli_pg_conn_fini(&d->pc);
-    free(d);
+    sli_pg_listener_stop(db->listener);
+    sli_pg_conn_fini(&db->pc);
+    free(db);
 }
 
 static const sqlc_db_ops pg_db_ops = {
     .name = "postgres",
     .ready = db_ready,
-    .subscribe = db_subscribe,
-    .claim = db_claim,
-    .settle = db_settle,
-    .unsubscribe = db_unsubscribe,
+    .retry_now = db_retry_now,
+    .publish = sli_pg_publish,
+    .subscribe = sli_pg_subscribe,
+    .claim = sli_pg_claim,
+    .settle = sli_pg_settle,
+    .unsubscribe = sli_pg_unsubscribe,
     .close = db_close,
 };
 
-static int pg_sub_open(void **impl, sli_url *u, unsigned *features)
+/* Options of u, and a connection ready to use (tables checked). */
+static int db_open(sqlc_db **out, sli_url *u, pg_opts *o)
 {
     char err[PG_ERRLEN];
-    pg_opts o;
-    int rc = sli_pg_opts_read(u, &o);
+    int rc = sli_pg_opts_read(u, o);
     if (rc)
         return rc;
-    pg_subdb *d = calloc(1, sizeof *d);
+    sqlc_db *d = calloc(1, sizeof *d);
     if (!d)
         return sli_err(SL_ENOMEM, "out of memory");
-    if ((rc = sli_pg_conn_init(&d->pc, u, &o)) != 0) {
+    if ((rc = sli_pg_conn_init(&d->pc, u, o)) != 0) {
         free(d);
         return rc;
     }
     if ((rc = sli_pg_conn_ready(&d->pc, err, sizeof err)) != 0) {
-        sli_pg_conn_fini(&d->pc);
-        free(d);
+        db_close(d);
         return sli_err(rc, "%s", err);
     }
+    *out = d;
+    return 0;
+}
+
+static int pg_pub_open(void **impl, sli_url *u, unsigned *features)
+{
+    pg_opts o;
+    sqlc_db *d;
+    int rc = db_open(&d, u, &o);
+    if (rc)
+        return rc;
+    sli_sqlc_late_feature(&o.c, features);
+    return sli_sqlc_pub_new(impl, &pg_db_ops, d);
+}
+
+static int pg_sub_open(void **impl, sli_url *u, unsigned *features)
+{
+    pg_opts o;
+    sqlc_db *d;
+    int rc = db_open(&d, u, &o);
+    if (rc)
+        return rc;
     /* notifications wake next(); poll= is only the fallback, so no backoff */
     sqlc_cfg cfg = {.ack_deadline = o.c.ack_deadline,
                     .connect_timeout_ms = o.c.connect_timeout_ms,
@@ -189,7 +109,7 @@ static int pg_sub_open(void **impl, sli_url *u, unsigned *features)
         sli_sqlc_sub_close(r); /* closes d */
         return keep;
     }
-    late_feature(&o, features);
+    sli_sqlc_late_feature(&o.c, features);
     *impl = r;
     return 0;
 }
@@ -199,8 +119,8 @@ const sli_backend sli_postgres_backend = {
     .features = SL_FEAT_CONSUMER_GROUPS | SL_FEAT_PERSISTENT | SL_FEAT_ORDERED |
                 SL_FEAT_LATE_SUBSCRIBERS | SL_FEAT_DELAYED_NACK,
     .pub_open = pg_pub_open,
-    .publish = pg_do_publish,
-    .pub_close = pg_pub_close,
+    .publish = sli_sqlc_publish,
+    .pub_close = sli_sqlc_pub_close,
     .sub_open = pg_sub_open,
     .subscribe = sli_sqlc_subscribe,
     .next = sli_sqlc_next,

@@ -81,7 +81,7 @@ void sli_sqlc_wake_wait(sqlc_wake *w, uint32_t seen, int64_t deadline_ms)
 
 struct sqlc_subr {
     const sqlc_db_ops *ops;
-    void *db; /* claims and acks of every subscription (under mu) */
+    sqlc_db *db; /* claims and acks of every subscription (under mu) */
     sqlc_cfg cfg;
     pthread_mutex_t mu;
     sqlc_wake wake;
@@ -111,11 +111,11 @@ typedef struct sqlc_sub {
 
 typedef struct sqlc_dlv {
     sqlc_sub *s;
-    int64_t msg_id;
+    int64_t msg_id, msg_tx;
     unsigned deliveries;
 } sqlc_dlv;
 
-int sli_sqlc_subr_new(sqlc_subr **out, const sqlc_db_ops *ops, void *db, const sqlc_cfg *cfg)
+int sli_sqlc_subr_new(sqlc_subr **out, const sqlc_db_ops *ops, sqlc_db *db, const sqlc_cfg *cfg)
 {
     sqlc_subr *r = calloc(1, sizeof *r);
     if (!r) {
@@ -257,6 +257,7 @@ static void hook(sl_msg *m, sli_msg_event ev, unsigned delay_ms, void *ctx)
         return;
     }
     sqlc_settle a = {.msg_id = dv->msg_id,
+                     .msg_tx = dv->msg_tx,
                      .owner = s->owner,
                      .deliveries = dv->deliveries,
                      .nack = ev == SLI_MSG_EV_NACK,
@@ -285,6 +286,7 @@ static int deliver(sqlc_sub *s, sl_msg **out)
         return sli_err(SL_ENOMEM, "out of memory");
     dv->s = s;
     dv->msg_id = c->msg_id;
+    dv->msg_tx = c->msg_tx;
     dv->deliveries = c->deliveries;
     atomic_fetch_add(&s->refs, 1);
     atomic_fetch_add(&s->out, 1);
@@ -422,6 +424,44 @@ int sli_sqlc_next(void *impl, sl_msg **out, int timeout_ms)
     return rc;
 }
 
+static bool transient(int rc)
+{
+    return rc == SL_EBUSY || rc == SL_ECONN;
+}
+
+/* Settle the batched acks, then hand back (or drop) what s holds. A
+ * transient failure (a deadlock with another member's claim, the server
+ * away) is tried again until connect_timeout; the hand-back is done even
+ * when the acks could not be settled (those messages come back: at least
+ * once), so nothing waits for its ack deadline when it need not. */
+static int leave(sqlc_sub *s, const sqlc_settle *acks, unsigned nacks, char *err, size_t errlen)
+{
+    sqlc_subr *r = s->r;
+    int64_t give_up = sli_mono_ms() + r->cfg.connect_timeout_ms;
+    int rc, arc = 0;
+    pthread_mutex_lock(&r->mu);
+    for (;;) {
+        rc = r->ops->ready(r->db, err, errlen);
+        if (!rc && nacks) {
+            int64_t due;
+            unsigned got;
+            arc = r->ops->claim(r->db, s->gid, s->topic->s, s->owner, 0, 0, acks, nacks, NULL,
+                                &got, &due, err, errlen);
+            if (!transient(arc))
+                nacks = 0; /* settled, or never will be */
+        }
+        if (!rc)
+            rc = r->ops->unsubscribe(r->db, s->gid, s->owner, s->priv, err, errlen);
+        if ((rc && !transient(rc)) || (!rc && !nacks) || sli_mono_ms() >= give_up)
+            break;
+        pthread_mutex_unlock(&r->mu);
+        usleep(rc == SL_ECONN ? 50000 : 5000);
+        pthread_mutex_lock(&r->mu);
+    }
+    pthread_mutex_unlock(&r->mu);
+    return rc ? rc : arc;
+}
+
 int sli_sqlc_unsubscribe(void *impl)
 {
     sqlc_sub *s = impl;
@@ -438,16 +478,7 @@ int sli_sqlc_unsubscribe(void *impl)
     sqlc_settle *acks;
     unsigned nacks;
     take_acks(s, &acks, &nacks);
-    int64_t due;
-    unsigned got;
-    pthread_mutex_lock(&r->mu);
-    int rc = r->ops->ready(r->db, err, sizeof err);
-    if (!rc && nacks)
-        rc = r->ops->claim(r->db, s->gid, s->topic->s, s->owner, 0, 0, acks, nacks, NULL, &got,
-                           &due, err, sizeof err);
-    if (!rc)
-        rc = r->ops->unsubscribe(r->db, s->gid, s->owner, s->priv, err, sizeof err);
-    pthread_mutex_unlock(&r->mu);
+    int rc = leave(s, acks, nacks, err, sizeof err);
     free(acks);
     if (rc) /* the claims come back after their ack deadline */
         sli_log(SL_LOG_WARN, r->ops->name, "unsubscribe from %s: %s", s->topic->s, err);
