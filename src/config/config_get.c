@@ -153,18 +153,19 @@ int sl_config_get_bool(sl_config *c, const char *path, bool *out)
 
 int sl_config_get_raw(sl_config *c, const char *path, char **out)
 {
-    json_t *v;
+    json_type t = JSON_NULL;
     char o[600], *raw = NULL;
     if (!out)
         return sli_err(SL_EINVAL, "config: out is NULL");
-    int rc = get(c, path, true, &v, NULL, o, sizeof o, &raw);
+    int rc = get(c, path, true, NULL, &t, o, sizeof o, &raw);
     if (rc < 0)
         return rc;
-    if (json_is_object(v) || json_is_array(v)) {
+    if (t == JSON_OBJECT || t == JSON_ARRAY) { /* the value only for the message */
         free(raw);
-        return wrong(path, "a scalar", v, o);
+        json_t *v;
+        rc = get(c, path, true, &v, NULL, o, sizeof o, NULL);
+        return rc < 0 ? rc : wrong(path, "a scalar", v, o);
     }
-    json_decref(v);
     *out = raw;
     return 0;
 }
