@@ -42,6 +42,7 @@ void sl_config_free(sl_config *c)
     for (size_t i = 0; i < c->nsrc; i++) {
         free(c->src[i].text);
         json_decref(c->src[i].kv);
+        json_decref(c->src[i].parsed);
 #ifdef SL_HAVE_ETCD
         sli_config_etcd_free(c->src[i].etcd);
 #endif
@@ -241,8 +242,11 @@ static int apply(const sli_src *s, json_t *tree, json_t *origins, json_t *raws)
     json_t *t = NULL;
     int rc = 0;
     switch (s->kind) {
-    case SRC_DEFAULTS:
-        rc = sli_config_parse_yaml(s->text, strlen(s->text), "defaults", &t, origins, raws);
+    case SRC_DEFAULTS: /* parsed once when added: a copy, as merge shares what it takes */
+        t = json_deep_copy(json_array_get(s->parsed, 0));
+        if (!t || json_object_update(origins, json_array_get(s->parsed, 1)) ||
+            json_object_update(raws, json_array_get(s->parsed, 2)))
+            rc = sli_err(SL_ENOMEM, "config: out of memory");
         break;
     case SRC_FILE:
         rc = load_file(s->text, s->format, &t, origins, raws);
@@ -357,12 +361,31 @@ static void swap_and_notify(sl_config *c, built *b)
     free(f);
 }
 
-/* Add source s (owned on success) after building with it. */
+/* The tree in force plus s, which goes last: a copy of the tree with s
+ * applied, the same as building every source again without reading each
+ * one once more (adding n sources read the first n times). */
+static int build_on(sl_config *c, const sli_src *s, built *b)
+{
+    pthread_mutex_lock(&c->mu);
+    *b = (built){json_deep_copy(c->tree), json_deep_copy(c->origins), json_deep_copy(c->raws)};
+    pthread_mutex_unlock(&c->mu);
+    int rc = b->tree && b->origins && b->raws ? apply(s, b->tree, b->origins, b->raws)
+                                               : sli_err(SL_ENOMEM, "config: out of memory");
+    if (rc < 0)
+        built_free(b);
+    return rc;
+}
+
+/* Add source s (owned on success) after building with it. Defaults go
+ * under every other source: with another one added, all are built again. */
 static int add_source(sl_config *c, sli_src *s)
 {
     pthread_mutex_lock(&c->reload_mu);
+    bool last = true;
+    for (size_t i = 0; i < c->nsrc && s->kind == SRC_DEFAULTS; i++)
+        last = last && c->src[i].kind == SRC_DEFAULTS;
     built b;
-    int rc = build(c, s, &b);
+    int rc = last ? build_on(c, s, &b) : build(c, s, &b);
     if (rc == 0) {
         pthread_mutex_lock(&c->mu);
         sli_src *ns = realloc(c->src, (c->nsrc + 1) * sizeof *ns);
@@ -382,6 +405,7 @@ static int add_source(sl_config *c, sli_src *s)
     if (rc < 0) {
         free(s->text);
         json_decref(s->kv);
+        json_decref(s->parsed);
 #ifdef SL_HAVE_ETCD
         sli_config_etcd_free(s->etcd);
 #endif
@@ -393,8 +417,22 @@ int sl_config_add_defaults(sl_config *c, const char *text)
 {
     if (!c || !text)
         return sli_err(SL_EINVAL, "config: NULL argument to sl_config_add_defaults");
-    sli_src s = {.kind = SRC_DEFAULTS, .text = strdup(text)};
-    return s.text ? add_source(c, &s) : sli_err(SL_ENOMEM, "config: out of memory");
+    sli_src s = {.kind = SRC_DEFAULTS, .text = strdup(text), .parsed = json_array()};
+    json_t *tree = NULL, *origins = json_object(), *raws = json_object();
+    int rc = s.text && s.parsed && origins && raws ? 0 : sli_err(SL_ENOMEM, "config: out of memory");
+    if (rc == 0)
+        rc = sli_config_parse_yaml(text, strlen(text), "defaults", &tree, origins, raws);
+    if (rc == 0 && (json_array_append(s.parsed, tree) || json_array_append(s.parsed, origins) ||
+                    json_array_append(s.parsed, raws)))
+        rc = sli_err(SL_ENOMEM, "config: out of memory");
+    json_decref(tree);
+    json_decref(origins);
+    json_decref(raws);
+    if (rc == 0)
+        return add_source(c, &s); /* frees s's parts on failure */
+    json_decref(s.parsed);
+    free(s.text);
+    return rc;
 }
 
 int sl_config_add_file(sl_config *c, const char *path)

@@ -14,18 +14,24 @@
 
 #include "config/config_int.h"
 
-/* A copy of the value at path (NULL: ENOENT unless with_null keeps a null),
- * its origin text and, when raw is given, the text it was written as. */
-static int get(sl_config *c, const char *path, bool with_null, json_t **v, char *origin,
-               size_t cap, char **raw)
+/* A copy of the value at path in *v (NULL: ENOENT unless with_null keeps a
+ * null), or only its type in *ty when v is NULL (no copy of a whole section
+ * to learn it is one); its origin text and, when raw is given, the text it
+ * was written as. */
+static int get(sl_config *c, const char *path, bool with_null, json_t **v, json_type *ty,
+               char *origin, size_t cap, char **raw)
 {
+    json_t *copy = NULL;
     if (!c || !path || !*path)
         return sli_err(SL_EINVAL, "config: NULL or empty path");
     pthread_mutex_lock(&c->mu);
     json_t *j = sli_config_lookup(c->tree, path);
     const char *o = json_string_value(json_object_get(c->origins, path));
     bool missing = !j || (json_is_null(j) && !with_null); /* j dies with the tree: decide under the lock */
-    *v = missing ? NULL : json_deep_copy(j);
+    if (!missing && v)
+        copy = json_deep_copy(j);
+    else if (!missing && ty)
+        *ty = json_typeof(j);
     snprintf(origin, cap, "%s", o ? o : "defaults");
     if (raw && !missing) {
         /* a string is its own text; other scalars come from YAML, which kept theirs */
@@ -36,12 +42,14 @@ static int get(sl_config *c, const char *path, bool with_null, json_t **v, char 
     pthread_mutex_unlock(&c->mu);
     if (missing)
         return sli_err(SL_ENOENT, "config: %s: missing", path);
-    if (!*v || (raw && !*raw)) {
-        json_decref(*v);
+    if ((v && !copy) || (raw && !*raw)) {
+        json_decref(copy);
         if (raw)
             free(*raw);
         return sli_err(SL_ENOMEM, "config: out of memory");
     }
+    if (v)
+        *v = copy;
     return 0;
 }
 
@@ -59,7 +67,7 @@ int sl_config_get_string(sl_config *c, const char *path, char **out)
 {
     json_t *v;
     char o[600];
-    int rc = get(c, path, false, &v, o, sizeof o, NULL);
+    int rc = get(c, path, false, &v, NULL, o, sizeof o, NULL);
     if (rc < 0)
         return rc;
     if (json_is_object(v) || json_is_array(v))
@@ -74,7 +82,7 @@ int sl_config_get_int(sl_config *c, const char *path, int64_t *out)
 {
     json_t *v;
     char o[600];
-    int rc = get(c, path, false, &v, o, sizeof o, NULL);
+    int rc = get(c, path, false, &v, NULL, o, sizeof o, NULL);
     if (rc < 0)
         return rc;
     if (json_is_integer(v)) {
@@ -98,7 +106,7 @@ int sl_config_get_double(sl_config *c, const char *path, double *out)
 {
     json_t *v;
     char o[600];
-    int rc = get(c, path, false, &v, o, sizeof o, NULL);
+    int rc = get(c, path, false, &v, NULL, o, sizeof o, NULL);
     if (rc < 0)
         return rc;
     if (json_is_number(v)) {
@@ -121,7 +129,7 @@ int sl_config_get_bool(sl_config *c, const char *path, bool *out)
 {
     json_t *v;
     char o[600];
-    int rc = get(c, path, false, &v, o, sizeof o, NULL);
+    int rc = get(c, path, false, &v, NULL, o, sizeof o, NULL);
     if (rc < 0)
         return rc;
     if (json_is_boolean(v)) {
@@ -145,32 +153,33 @@ int sl_config_get_bool(sl_config *c, const char *path, bool *out)
 
 int sl_config_get_raw(sl_config *c, const char *path, char **out)
 {
-    json_t *v;
+    json_type t = JSON_NULL;
     char o[600], *raw = NULL;
     if (!out)
         return sli_err(SL_EINVAL, "config: out is NULL");
-    int rc = get(c, path, true, &v, o, sizeof o, &raw);
+    int rc = get(c, path, true, NULL, &t, o, sizeof o, &raw);
     if (rc < 0)
         return rc;
-    if (json_is_object(v) || json_is_array(v)) {
+    if (t == JSON_OBJECT || t == JSON_ARRAY) { /* the value only for the message */
         free(raw);
-        return wrong(path, "a scalar", v, o);
+        json_t *v;
+        rc = get(c, path, true, &v, NULL, o, sizeof o, NULL);
+        return rc < 0 ? rc : wrong(path, "a scalar", v, o);
     }
-    json_decref(v);
     *out = raw;
     return 0;
 }
 
 int sl_config_get_type(sl_config *c, const char *path, sl_config_type *out)
 {
-    json_t *v;
+    json_type t = JSON_NULL;
     char o[600];
     if (!out)
         return sli_err(SL_EINVAL, "config: out is NULL");
-    int rc = get(c, path, true, &v, o, sizeof o, NULL);
+    int rc = get(c, path, true, NULL, &t, o, sizeof o, NULL);
     if (rc < 0)
         return rc;
-    switch (json_typeof(v)) {
+    switch (t) {
     case JSON_OBJECT: *out = SL_CONFIG_MAP; break;
     case JSON_ARRAY: *out = SL_CONFIG_LIST; break;
     case JSON_STRING: *out = SL_CONFIG_STRING; break;
@@ -180,20 +189,17 @@ int sl_config_get_type(sl_config *c, const char *path, sl_config_type *out)
     case JSON_FALSE: *out = SL_CONFIG_BOOL; break;
     default: *out = SL_CONFIG_NULL; break;
     }
-    json_decref(v);
     return 0;
 }
 
 int sl_config_origin(sl_config *c, const char *path, char **out)
 {
-    json_t *v;
     char o[600];
     if (!out)
         return sli_err(SL_EINVAL, "config: out is NULL");
-    int rc = get(c, path, true, &v, o, sizeof o, NULL);
+    int rc = get(c, path, true, NULL, NULL, o, sizeof o, NULL);
     if (rc < 0)
         return rc;
-    json_decref(v);
     *out = strdup(o);
     return *out ? 0 : sli_err(SL_ENOMEM, "config: out of memory");
 }

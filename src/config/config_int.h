@@ -23,6 +23,7 @@ typedef struct sli_src {
     int format; /* file: 0 by its extension, 1 YAML, 2 JSON */
     json_t *kv; /* flags: path -> value */
     sli_cfg_etcd *etcd; /* etcd: the connection (text: the URL) */
+    json_t *parsed;     /* defaults: [tree, origins, raws] parsed once (the text never changes) */
 } sli_src;
 
 typedef struct sli_watcher {

@@ -3,7 +3,9 @@
  * src/backends/http code under libmicrohttpd): a raw HTTP request from the
  * fuzzer goes to a subscriber listening on loopback in this process, with
  * live subscriptions on "orders" (group "g") and "a.b", whose messages a
- * drain thread acks. Reached: the POST /bus/<topic> route, topic names,
+ * drain thread per subscription acks at once (one thread taking turns
+ * waited 20 ms on the idle one per message: the queue filled and POSTs
+ * waited for room, tens of ms an input). Reached: the POST /bus/<topic> route, topic names,
  * the Sluice-Uuid / Sluice-Meta-* percent-decoding into a message,
  * Sluice-Attempt / Sluice-Wait-Ack / Sluice-Timeout, max_body (64 KiB),
  * the Server-Sent Events route, other methods and paths. Whatever the
@@ -31,26 +33,25 @@ static sl_subscriber *sub;
 static sl_subscription *subs[2];
 static unsigned port;
 static struct MHD_Daemon *daemon_;
-static pthread_t drainer;
+static pthread_t drainer[2];
 static atomic_bool stopping;
 
-/* Ack whatever arrives, so Sluice-Wait-Ack requests are answered. */
+/* Ack whatever arrives on subscription *arg, so Sluice-Wait-Ack requests
+ * are answered. */
 static void *drain(void *arg)
 {
-    (void)arg;
+    sl_subscription *s = *(sl_subscription **)arg;
     while (!atomic_load(&stopping)) {
-        for (int i = 0; i < 2; i++) {
-            sl_msg *m;
-            if (sl_next(subs[i], &m, 20) == 0) {
-                size_t len;
-                (void)sl_msg_payload(m, &len);
-                for (size_t j = 0; j < sl_msg_meta_count(m); j++) {
-                    const char *k, *v;
-                    sl_msg_meta_at(m, j, &k, &v);
-                }
-                sl_msg_ack(m);
-                sl_msg_unref(m);
+        sl_msg *m;
+        if (sl_next(s, &m, 50) == 0) {
+            size_t len;
+            (void)sl_msg_payload(m, &len);
+            for (size_t j = 0; j < sl_msg_meta_count(m); j++) {
+                const char *k, *v;
+                sl_msg_meta_at(m, j, &k, &v);
             }
+            sl_msg_ack(m);
+            sl_msg_unref(m);
         }
     }
     return NULL;
@@ -59,7 +60,8 @@ static void *drain(void *arg)
 static void stop(void)
 {
     atomic_store(&stopping, true);
-    pthread_join(drainer, NULL);
+    pthread_join(drainer[0], NULL);
+    pthread_join(drainer[1], NULL);
     sl_subscriber_close(sub);
 }
 
@@ -96,7 +98,8 @@ static void start(void)
     }
     sl_subscribe_opts_init(&o);
     if (sl_subscribe(sub, "a.b", &o, &subs[1]) != 0 ||
-        pthread_create(&drainer, NULL, drain, NULL) != 0) {
+        pthread_create(&drainer[0], NULL, drain, &subs[0]) != 0 ||
+        pthread_create(&drainer[1], NULL, drain, &subs[1]) != 0) {
         fprintf(stderr, "fuzz_http_sub: cannot subscribe: %s\n", sl_errmsg());
         abort();
     }

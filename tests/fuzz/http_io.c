@@ -148,16 +148,25 @@ typedef struct fz_answer {
     bool closed;     /* the server closed its side */
 } fz_answer;
 
+/* Whether a's head announces a stream (SSE, ndjson: it ends only when its
+ * producer does). */
+static bool answer_stream(const fz_answer *a)
+{
+    const char *end = memmem(a->head, a->kept, "\r\n\r\n", 4);
+    size_t head = end ? (size_t)(end - a->head) + 4 : 0;
+    return memmem(a->head, head, "text/event-stream", 17) || memmem(a->head, head, "x-ndjson", 8);
+}
+
 /* Whether a has one whole answer: by Content-Length, by the end of a
- * chunked body, or a stream's head (SSE, ndjson: it ends only when its
- * producer does). A bodiless answer (HEAD, 1xx, 204, 304) goes by close. */
+ * chunked body, or a stream's head. A bodiless answer (HEAD, 1xx, 204,
+ * 304) goes by close. */
 static bool answer_done(const fz_answer *a)
 {
     const char *end = memmem(a->head, a->kept, "\r\n\r\n", 4);
     if (!end)
         return false;
     size_t head = (size_t)(end - a->head) + 4;
-    if (memmem(a->head, head, "text/event-stream", 17) || memmem(a->head, head, "x-ndjson", 8))
+    if (answer_stream(a))
         return true;
     for (const char *p = a->head; p < end; p++) {
         if ((p == a->head || p[-1] == '\n') && !strncasecmp(p, "Content-Length:", 15))
@@ -293,7 +302,10 @@ long fz_mhd_exchange(struct MHD_Daemon *d, const uint8_t *data, size_t n, char *
     if (c < 0)
         return -1;
     exchange(d, threaded, c, data, n, &a);
-    hang_up(d, threaded, c, before);
+    if (threaded && answer_stream(&a))
+        close(c); /* its thread sees the close at its next poll for events: not waited for */
+    else
+        hang_up(d, threaded, c, before);
     size_t k = cap && a.kept >= cap ? cap - 1 : a.kept;
     if (cap) {
         memcpy(resp, a.head, k);

@@ -20,10 +20,12 @@ art="$build/fuzz-artifacts"
 mkdir -p "$art"
 limit=(-max_total_time="$secs")
 nice=()
+timeout=10
 if [ -n "$runs" ]; then
   limit=(-runs="$runs")
   [ "$secs" != 0 ] && limit+=(-max_total_time="$secs")
   nice=(nice -n 19)
+  timeout=60 # niced on a busy machine, a target can sit 10 s unscheduled on a fast input
   jobs=${SL_FUZZ_JOBS:-1}
 else
   jobs=${SL_FUZZ_JOBS:-$(nproc)}
@@ -37,7 +39,7 @@ fuzz_one() { # fuzz_one BIN: run one target; its own log; exit status = target's
   t0=$(date +%s)
   ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1} \
   UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
-    "${nice[@]}" "$bin" "${limit[@]}" -max_len=8192 -timeout=10 -rss_limit_mb=2048 \
+    "${nice[@]}" "$bin" "${limit[@]}" -max_len=8192 -timeout="$timeout" -rss_limit_mb=2048 \
       -print_final_stats=1 -artifact_prefix="$art/$short-" "${dict[@]}" \
       "$work" "$here/corpus/$short" > "$build/fuzz-$short.log" 2>&1 || rc=$?
   echo "wall_seconds: $(( $(date +%s) - t0 ))" >> "$build/fuzz-$short.log"

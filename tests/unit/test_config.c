@@ -93,6 +93,22 @@ static void sources_merge_in_order_later_wins(void **state)
     assert_true(d == 0.5);
     unsetenv("TCFG_WEB_SERVER_ADDR");
     unsetenv("TCFG_NEW_THING");
+    /* defaults added last still go under every other source */
+    assert_int_equal(sl_config_add_defaults(c, "web:\n  port: 2\n  extra: yes\n"), 0);
+    assert_int_equal(sl_config_get_int(c, "web.port", &i), 0);
+    assert_int_equal(i, 8080);
+    assert_int_equal(sl_config_get_bool(c, "web.extra", &b), 0);
+    assert_true(b);
+    expect_origin(c, "web.extra", "defaults");
+    char *raw = NULL;
+    assert_int_equal(sl_config_get_raw(c, "web.extra", &raw), 0);
+    assert_string_equal(raw, "yes");
+    free(raw);
+    assert_int_equal(sl_config_reload(c), 0); /* the env is gone: the defaults show again */
+    expect_str(c, "web.server_addr", "0.0.0.0:3335");
+    expect_origin(c, "web.server_addr", "defaults");
+    assert_int_equal(sl_config_get_int(c, "web.port", &i), 0);
+    assert_int_equal(i, 8080);
     sl_config_free(c);
 }
 
