@@ -31,13 +31,6 @@ endif()
 if(EXISTS ${CMAKE_SOURCE_DIR}/src/backends/kafka) # librdkafka's mock cluster (tests/kafka/kafka_mock.c)
   sl_add_conformance(kafka "kafka://{bootstrap}&timeout=10s&session_timeout=3s"
     LAUNCHER $<TARGET_FILE:sluice-kafka-mock> --)
-  # Known gap, shown as "Disabled" by ctest (README, kafka:// section):
-  # librdkafka's mock cluster refuses offset commits while a group rebalances
-  # (REBALANCE_IN_PROGRESS; a real broker takes them while the group prepares
-  # to rebalance), so a member leaving amid others leaving cannot commit its
-  # last acks, and the next owner delivers those messages again (counted as
-  # redeliveries) after the test expects silence.
-  set_tests_properties(conformance_kafka_concurrent_close PROPERTIES DISABLED TRUE)
 endif()
 if(EXISTS ${CMAKE_SOURCE_DIR}/src/backends/postgres) # real PostgreSQL from scripts/services.sh
   # ack=batch, sync=off: a commit per ack or publish waiting for its fsync

@@ -55,6 +55,51 @@ static void acked_list_names_the_acked_offsets_past_the_position(void **state)
     sli_ktrack_free(&t);
 }
 
+/* The set a subscription keeps of what it acked across rebalances: ranges
+ * merge when they overlap or touch, membership is exact at the edges, and
+ * acked offsets past a tracker's position join the set. */
+static void ranges_merge_and_answer_membership(void **state)
+{
+    (void)state;
+    sli_kranges r = {0};
+    assert_int_equal(sli_kranges_add(&r, 10, 12), 0);
+    assert_int_equal(sli_kranges_add(&r, 20, 20), 0);
+    assert_int_equal(sli_kranges_add(&r, 5, 5), 0);
+    assert_int_equal(r.n, 3);
+    assert_false(sli_kranges_has(&r, 4));
+    assert_true(sli_kranges_has(&r, 5));
+    assert_false(sli_kranges_has(&r, 9));
+    assert_true(sli_kranges_has(&r, 10) && sli_kranges_has(&r, 12));
+    assert_false(sli_kranges_has(&r, 13) || sli_kranges_has(&r, 19) || sli_kranges_has(&r, 21));
+    assert_int_equal(sli_kranges_add(&r, 13, 14), 0); /* touches 10-12 */
+    assert_int_equal(r.n, 3);
+    assert_true(sli_kranges_has(&r, 14));
+    assert_int_equal(sli_kranges_add(&r, 6, 19), 0); /* bridges 5, 10-14 and 20 */
+    assert_int_equal(r.n, 1);
+    assert_int_equal(r.r[0], 5);
+    assert_int_equal(r.r[1], 20);
+    assert_int_equal(sli_kranges_add(&r, 0, -1), 0); /* empty: nothing */
+    assert_int_equal(r.n, 1);
+    sli_ktrack t;
+    sli_ktrack_init(&t, 30);
+    for (int64_t o = 30; o < 40; o++)
+        assert_int_equal(sli_ktrack_add(&t, o), 0);
+    assert_int_equal(sli_ktrack_ack(&t, 33), 0);
+    assert_int_equal(sli_ktrack_ack(&t, 34), 0);
+    assert_int_equal(sli_ktrack_ack(&t, 38), 0);
+    assert_int_equal(sli_ktrack_acked_into(&t, &r), 0);
+    assert_int_equal(r.n, 3); /* 5-20, 33-34, 38 */
+    assert_true(sli_kranges_has(&r, 33) && sli_kranges_has(&r, 34) && sli_kranges_has(&r, 38));
+    assert_false(sli_kranges_has(&r, 30) || sli_kranges_has(&r, 35) || sli_kranges_has(&r, 39));
+    sli_ktrack_free(&t);
+    sli_kranges_free(&r);
+    for (int64_t o = 0; o < 2 * SLI_KRANGES_MAX; o += 2) /* bounded: the rest is forgotten */
+        assert_int_equal(sli_kranges_add(&r, o, o), 0);
+    assert_int_equal(r.n, SLI_KRANGES_MAX);
+    assert_true(sli_kranges_has(&r, 0));
+    sli_kranges_free(&r);
+}
+
 static void gaps_and_growth(void **state)
 {
     (void)state;
@@ -132,6 +177,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(position_waits_for_the_oldest_unacked),
         cmocka_unit_test(acked_list_names_the_acked_offsets_past_the_position),
+        cmocka_unit_test(ranges_merge_and_answer_membership),
         cmocka_unit_test(gaps_and_growth),
         cmocka_unit_test(bad_urls_are_refused),
         cmocka_unit_test(unreachable_cluster_fails_within_the_timeout),

@@ -87,6 +87,22 @@ size_t sli_ktrack_acked(const sli_ktrack *t, char *buf, size_t cap);
 /* Outstanding (fetched, unacked) offsets. */
 size_t sli_ktrack_outstanding(const sli_ktrack *t);
 
+/* A set of offsets as sorted, disjoint [lo,hi] ranges (r[2i], r[2i+1]);
+ * adjacent ranges merge. At most SLI_KRANGES_MAX ranges: a range past that
+ * is forgotten (its offsets are delivered again: at-least-once). */
+#define SLI_KRANGES_MAX 1024
+typedef struct sli_kranges {
+    int64_t *r;
+    size_t n, cap;
+} sli_kranges;
+
+/* Add [lo,hi] (nothing when lo > hi or lo < 0); SL_ENOMEM. */
+int sli_kranges_add(sli_kranges *s, int64_t lo, int64_t hi);
+bool sli_kranges_has(const sli_kranges *s, int64_t off);
+void sli_kranges_free(sli_kranges *s);
+/* Add t's acked offsets (past its position) to s; SL_ENOMEM. */
+int sli_ktrack_acked_into(const sli_ktrack *t, sli_kranges *s);
+
 /* Kafka topic names: 1..249 of [A-Za-z0-9._-], not "." or "..". */
 int sli_kafka_check_topic(const char *topic);
 /* A record (its headers, NULL for none; partition, offset, payload) as a

@@ -66,9 +66,17 @@ typedef struct kpart {
     int64_t seen;        /* offsets below may be delivered here (the mark committed ahead) */
     int64_t seen_commit; /* seen as last sent in a commit */
     int64_t seen_ok;     /* seen as the cluster confirmed it: below it, records may be delivered */
-    int64_t *skip;       /* acked by a former owner past the position: [lo,hi] pairs */
-    size_t nskip;
+    sli_kranges skip;    /* acked past the position: by a former owner, or here before */
 } kpart;
+
+/* What this subscription acked of a partition, kept across rebalances: a
+ * commit refused while the group rebalances (a broker refuses them while
+ * the group syncs) must not make the partition's next assignment here
+ * deliver those messages again. */
+typedef struct kmemo {
+    int32_t partition;
+    sli_kranges done;
+} kmemo;
 
 struct kentry {
     kentry *next;
@@ -99,6 +107,8 @@ struct ksub {
     int64_t start_value;
     kpart *parts;
     size_t nparts;
+    kmemo *memo;
+    size_t nmemo;
     uint32_t gen;
     bool assigned;
     kentry *qhead, *qtail, *delayed;
@@ -116,6 +126,9 @@ static void ksub_unref(ksub *s)
     if (atomic_fetch_sub(&s->refs, 1) != 1)
         return;
     sli_rcstr_unref(s->topic);
+    for (size_t i = 0; i < s->nmemo; i++)
+        sli_kranges_free(&s->memo[i].done);
+    free(s->memo);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cond);
     free(s);
@@ -239,15 +252,31 @@ static rd_kafka_topic_partition_list_t *positions(ksub *s, bool all)
     return l;
 }
 
-/* Seen marks sent but not confirmed go out again with the next round of
- * the poll thread (mu held). */
-static void marks_resend(ksub *s)
+/* A commit of p that did not go through (offset: the position it carried):
+ * the position and the seen mark go out again with the next round of the
+ * poll thread (mu held). */
+static void part_resend(ksub *s, kpart *p, int64_t offset)
 {
-    for (size_t i = 0; i < s->nparts; i++)
-        if (s->parts[i].seen_commit > s->parts[i].seen_ok) {
-            s->parts[i].seen_commit = s->parts[i].seen_ok;
-            s->dirty = true;
-        }
+    if (p->committed >= offset) {
+        p->committed = offset - 1;
+        s->dirty = true;
+    }
+    if (p->seen_commit > p->seen_ok) {
+        p->seen_commit = p->seen_ok;
+        s->dirty = true;
+    }
+}
+
+/* Every partition of the refused commit l (all of them when l is NULL). */
+static void marks_resend(ksub *s, const rd_kafka_topic_partition_list_t *l)
+{
+    for (size_t i = 0; !l && i < s->nparts; i++)
+        part_resend(s, &s->parts[i], 0);
+    for (int i = 0; l && i < l->cnt; i++) {
+        kpart *p = find_part(s, l->elems[i].partition);
+        if (p)
+            part_resend(s, p, l->elems[i].offset);
+    }
 }
 
 static void commit(ksub *s, rd_kafka_topic_partition_list_t *l, bool async)
@@ -259,7 +288,7 @@ static void commit(ksub *s, rd_kafka_topic_partition_list_t *l, bool async)
         sli_log(SL_LOG_WARN, "kafka", "commit on %s: %s", s->topic->s, rd_kafka_err2str(err));
         if (async) { /* refused before it was sent: commit_cb will not run */
             pthread_mutex_lock(&s->mu);
-            marks_resend(s);
+            marks_resend(s, l);
             pthread_mutex_unlock(&s->mu);
         }
     }
@@ -326,11 +355,6 @@ static void committed_meta(const rd_kafka_topic_partition_t *tp, kpart *p)
     if (strncmp(a, ";acked=", 7) != 0 || !a[7])
         return;
     a += 7;
-    size_t items = 1;
-    for (const char *c = a; *c; c++)
-        items += *c == ',';
-    if (!(p->skip = malloc(items * 2 * sizeof *p->skip)))
-        return;
     while (*a) {
         long long lo, hi;
         int k = 0;
@@ -340,21 +364,54 @@ static void committed_meta(const rd_kafka_topic_partition_t *tp, kpart *p)
         } else {
             break; /* not ours: ignore the rest */
         }
-        p->skip[2 * p->nskip] = lo;
-        p->skip[2 * p->nskip + 1] = hi;
-        p->nskip++;
+        if (sli_kranges_add(&p->skip, lo, hi) != 0)
+            break; /* out of memory: delivered again */
         a += k;
         if (*a == ',')
             a++;
     }
 }
 
-static bool skipped(const kpart *p, int64_t off)
+static kmemo *memo_find(ksub *s, int32_t partition, bool add)
 {
-    for (size_t i = 0; i < p->nskip; i++)
-        if (off >= p->skip[2 * i] && off <= p->skip[2 * i + 1])
-            return true;
-    return false;
+    for (size_t i = 0; i < s->nmemo; i++)
+        if (s->memo[i].partition == partition)
+            return &s->memo[i];
+    if (!add)
+        return NULL;
+    kmemo *m = realloc(s->memo, (s->nmemo + 1) * sizeof *m);
+    if (!m)
+        return NULL; /* forgotten: delivered again */
+    s->memo = m;
+    m = &s->memo[s->nmemo++];
+    memset(m, 0, sizeof *m);
+    m->partition = partition;
+    return m;
+}
+
+/* On revoke (mu held): every offset below a partition's position is done,
+ * and so are the acked ones past it. */
+static void remember(ksub *s)
+{
+    for (size_t i = 0; s->grouped && i < s->nparts; i++) {
+        kpart *p = &s->parts[i];
+        kmemo *m = memo_find(s, p->partition, true);
+        if (m && sli_kranges_add(&m->done, 0, sli_ktrack_position(&p->tr) - 1) == 0)
+            sli_ktrack_acked_into(&p->tr, &m->done);
+    }
+}
+
+/* On assign (mu held): what this subscription acked at or past the group's
+ * committed offset is skipped like a former owner's acks. */
+static void recall(ksub *s, kpart *p)
+{
+    kmemo *m = memo_find(s, p->partition, false);
+    int64_t from = p->committed > 0 ? p->committed : 0;
+    for (size_t i = 0; m && i < m->done.n; i++) {
+        int64_t lo = m->done.r[2 * i], hi = m->done.r[2 * i + 1];
+        if (hi >= from && sli_kranges_add(&p->skip, lo > from ? lo : from, hi) != 0)
+            break;
+    }
 }
 
 /* The group's committed offsets and marks of l's partitions, asked again
@@ -417,6 +474,7 @@ static void on_assign(ksub *s, rd_kafka_topic_partition_list_t *l)
         parts[i].prior = parts[i].seen_commit = parts[i].seen_ok = parts[i].seen;
         if (!known && l->elems[i].offset == RD_KAFKA_OFFSET_STORED)
             parts[i].prior = INT64_MAX; /* what was delivered before is unknown */
+        recall(s, &parts[i]);
         sli_ktrack_init(&parts[i].tr, l->elems[i].offset);
     }
     s->parts = parts;
@@ -435,7 +493,7 @@ static void free_parts(ksub *s)
 {
     for (size_t i = 0; i < s->nparts; i++) {
         sli_ktrack_free(&s->parts[i].tr);
-        free(s->parts[i].skip);
+        sli_kranges_free(&s->parts[i].skip);
     }
     free(s->parts);
     s->parts = NULL;
@@ -446,7 +504,8 @@ static void on_revoke(ksub *s)
 {
     pthread_mutex_lock(&s->mu);
     rd_kafka_topic_partition_list_t *l = positions(s, true);
-    s->gen++; /* acks of messages still in hand no longer count */
+    remember(s);
+    s->gen++; /* acks of messages still in hand count only in the memo */
     purge_queue(s);
     free_parts(s);
     pthread_mutex_unlock(&s->mu);
@@ -485,7 +544,7 @@ static void take_record(ksub *s, rd_kafka_message_t *rm)
     }
     pthread_mutex_lock(&s->mu);
     kpart *sp = find_part(s, rm->partition);
-    if (sp && skipped(sp, rm->offset)) { /* acked by the former owner: done */
+    if (sp && sli_kranges_has(&sp->skip, rm->offset)) { /* acked by the former owner: done */
         if (sli_ktrack_add(&sp->tr, rm->offset) == 0 && sli_ktrack_ack(&sp->tr, rm->offset) == 1)
             s->dirty = true;
         pthread_mutex_unlock(&s->mu);
@@ -617,7 +676,7 @@ static void commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     if (!offsets) { /* nothing to tell which marks failed: send them all again */
         if (err) {
             pthread_mutex_lock(&s->mu);
-            marks_resend(s);
+            marks_resend(s, NULL);
             pthread_mutex_unlock(&s->mu);
         }
         return;
@@ -633,9 +692,8 @@ static void commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         if (!err && !tp->err && v > p->seen_ok) {
             p->seen_ok = v;
             wake = true;
-        } else if ((err || tp->err) && p->seen_commit > p->seen_ok) {
-            p->seen_commit = p->seen_ok; /* send it again */
-            s->dirty = true;
+        } else if (err || tp->err) {
+            part_resend(s, p, tp->offset); /* send it again */
         }
     }
     if (wake && s->waiters)
@@ -697,6 +755,9 @@ static void hook(sl_msg *m, sli_msg_event ev, unsigned delay_ms, void *ctx)
         kpart *p = e->gen == s->gen ? find_part(s, e->partition) : NULL;
         if (p && sli_ktrack_ack(&p->tr, e->offset) == 1)
             s->dirty = true;
+        kmemo *mm = !p && s->grouped ? memo_find(s, e->partition, true) : NULL;
+        if (mm) /* from an earlier assignment: skipped if it comes back here */
+            sli_kranges_add(&mm->done, e->offset, e->offset);
     } else if (current) {
         requeue(s, e, delay_ms);
         drop = false;

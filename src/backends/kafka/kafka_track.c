@@ -124,3 +124,79 @@ size_t sli_ktrack_acked(const sli_ktrack *t, char *buf, size_t cap)
     }
     return n;
 }
+
+/* ---- sets of offset ranges ---- */
+
+void sli_kranges_free(sli_kranges *s)
+{
+    free(s->r);
+    memset(s, 0, sizeof *s);
+}
+
+/* Index of the first range whose hi >= off - 1 (where off could join). */
+static size_t kr_find(const sli_kranges *s, int64_t off)
+{
+    size_t lo = 0, hi = s->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (s->r[2 * mid + 1] < off - 1)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+int sli_kranges_add(sli_kranges *s, int64_t lo, int64_t hi)
+{
+    if (lo > hi || lo < 0)
+        return 0;
+    size_t i = kr_find(s, lo), j = i;
+    /* ranges i..j-1 overlap or touch [lo,hi]: merge them into one */
+    while (j < s->n && s->r[2 * j] <= hi + 1) {
+        if (s->r[2 * j] < lo)
+            lo = s->r[2 * j];
+        if (s->r[2 * j + 1] > hi)
+            hi = s->r[2 * j + 1];
+        j++;
+    }
+    if (j == i) { /* a new range at i */
+        if (s->n == SLI_KRANGES_MAX)
+            return 0; /* forgotten: its offsets are delivered again (at-least-once) */
+        if (s->n == s->cap) {
+            size_t cap = s->cap ? s->cap * 2 : 8;
+            int64_t *r = realloc(s->r, cap * 2 * sizeof *r);
+            if (!r)
+                return sli_err(SL_ENOMEM, "out of memory");
+            s->r = r;
+            s->cap = cap;
+        }
+        memmove(s->r + 2 * (i + 1), s->r + 2 * i, (s->n - i) * 2 * sizeof *s->r);
+        s->n++;
+        j = i + 1;
+    }
+    s->r[2 * i] = lo;
+    s->r[2 * i + 1] = hi;
+    if (j > i + 1) { /* ranges i+1..j-1 were merged into i */
+        memmove(s->r + 2 * (i + 1), s->r + 2 * j, (s->n - j) * 2 * sizeof *s->r);
+        s->n -= j - i - 1;
+    }
+    return 0;
+}
+
+bool sli_kranges_has(const sli_kranges *s, int64_t off)
+{
+    size_t i = kr_find(s, off + 1); /* first range with hi >= off */
+    return i < s->n && s->r[2 * i] <= off && off <= s->r[2 * i + 1];
+}
+
+int sli_ktrack_acked_into(const sli_ktrack *t, sli_kranges *s)
+{
+    for (size_t i = 0; i < t->len; i++)
+        if (t->done[slot(t, i)]) {
+            int rc = sli_kranges_add(s, t->off[slot(t, i)], t->off[slot(t, i)]);
+            if (rc)
+                return rc;
+        }
+    return 0;
+}
