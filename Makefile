@@ -23,7 +23,7 @@ comma := ,
 
 CMAKE_FLAGS = -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DSL_SANITIZE=$(SANITIZE) -DCMAKE_INSTALL_PREFIX=$(PREFIX)
 
-.PHONY: all deps build test run bench install clean format deb fuzz
+.PHONY: all deps build test run bench install clean format deb fuzz fuzz-build
 
 all: build
 
@@ -56,10 +56,12 @@ install: build
 
 FUZZ_SECONDS ?= 30
 FUZZ_RUNS ?=
-fuzz: deps
+fuzz-build: deps
 	cmake -S . -B build-fuzz -G Ninja -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug \
 	  -DSL_SANITIZE=address,undefined -DSL_FUZZ=ON -DSL_WERROR=OFF
 	cmake --build build-fuzz -j $(JOBS) --target fuzz_targets
+
+fuzz: fuzz-build
 	bash tests/fuzz/run.sh build-fuzz $(if $(FUZZ_RUNS),$(if $(filter command,$(origin FUZZ_SECONDS)),$(FUZZ_SECONDS),0) $(FUZZ_RUNS),$(FUZZ_SECONDS))
 
 deb: deps

@@ -9,9 +9,9 @@
 # (FIXTURES_SETUP service_<service>) and services_stop_<service>
 # (FIXTURES_CLEANUP); the given tests get FIXTURES_REQUIRED, plus
 # SL_SERVICE_ENV, SL_SERVICES_SH, SL_<SERVICE>_URL (e.g. SL_REDIS_URL) and
-# SL_CONF_RESTART_CMD="<services.sh> restart <service>" in their environment. A test whose name says "restart"
-# runs alone (RUN_SERIAL)
-# since it takes the server away from everyone else. If the server cannot be
+# SL_CONF_RESTART_CMD="<services.sh> restart <service>" in their environment, and
+# the lock server_<service> (RESOURCE_LOCK): the tests of one server take
+# turns, so one that restarts it takes it away from nobody. If the server cannot be
 # started, the start test fails and ctest does not run the tests that need it,
 # which count as failed: nothing is skipped silently.
 #
@@ -67,9 +67,11 @@ function(sl_require_service service)
     set_property(TEST ${t} APPEND PROPERTY ENVIRONMENT ${SL_SERVICE_ENV}
       "SL_SERVICES_SH=${SL_SERVICES_SH}" "SL_CONF_RESTART_CMD=${SL_SERVICES_SH} restart ${service}"
       "SL_${_up}_URL=${SL_SERVICE_URL_${service}}")
-    if(t MATCHES "restart")
-      set_property(TEST ${t} PROPERTY RUN_SERIAL TRUE)
-    endif()
+    # Every user of the server holds its lock: a test that restarts it
+    # (named "restart") never pulls it from under another test, and tests of
+    # other servers and of none keep running alongside (RUN_SERIAL would
+    # stop the whole run for each of them).
+    set_property(TEST ${t} APPEND PROPERTY RESOURCE_LOCK server_${service})
   endforeach()
 endfunction()
 
