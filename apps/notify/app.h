@@ -81,6 +81,8 @@ typedef struct nf_app {
 
 /* Wall clock in milliseconds since the epoch. */
 int64_t nf_wall_ms(void);
+/* Monotonic clock in microseconds (durations). */
+int64_t nf_mono_us(void);
 
 /* Open store, publisher and logs from app->cfg (already loaded). On failure
  * prints to stderr and returns -1. */

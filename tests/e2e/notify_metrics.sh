@@ -79,5 +79,9 @@ check "the big body counted 413 (other)" [ "$(metric 'sluice_http_requests_total
 check "the admin CORS refusal counted 403" [ "$(metric 'sluice_http_requests_total{route="/api/admin/failed/retry",code="403"}')" = 1 ]
 check "the cached widget counted 304" [ "$(metric 'sluice_http_requests_total{route="/widget.js",code="304"}')" = 1 ]
 check "published notify counted" [ "$(metric 'sluice_queue_published_total{topic="notify"}')" = 3 ]
+handled=$(metric 'sluice_consumer_handler_seconds_count{topic="notify"}')
+check "the consumer counted its 3 notices handled ($handled)" [ "$handled" = 3 ]
+spent=$(metric 'sluice_consumer_handler_seconds_sum{topic="notify"}')
+check "the consumer's handler time is measured, not 0 ($spent)" awk -v v="$spent" 'BEGIN { exit !(v > 0 && v < 60) }'
 stop_server
 finish

@@ -138,7 +138,7 @@ static int handle(sl_ctx *ctx, sl_msg *in, sl_msg_list *out, void *user)
     nf_app *app = user;
     const char *topic = sl_msg_topic(in);
     int t = nf_topic_index(topic);
-    int64_t start = nf_wall_ms();
+    int64_t start = nf_mono_us();
     record_lag(app, t, in);
     /* A message parked by an earlier delivery whose ack was lost (process
      * stopped between parking and acking) stays parked: only a manual retry,
@@ -166,7 +166,7 @@ static int handle(sl_ctx *ctx, sl_msg *in, sl_msg_list *out, void *user)
         rc = record_failure(app, in, t == 0 ? NF_TOPIC_NOTIFY : NF_TOPIC_READ, rc);
     }
     atomic_fetch_add(&app->metrics.handle_count[t], 1);
-    atomic_fetch_add(&app->metrics.handle_sum_us[t], (uint64_t)(nf_wall_ms() - start) * 1000);
+    atomic_fetch_add(&app->metrics.handle_sum_us[t], (uint64_t)(nf_mono_us() - start));
     return rc;
 }
 
@@ -202,7 +202,7 @@ static int handle_notify_batch(sl_ctx *ctx, sl_msg *const *in, size_t n, int *re
                                sl_msg_list *out, void *user)
 {
     nf_app *app = user;
-    int64_t start = nf_wall_ms();
+    int64_t start = nf_mono_us();
     nf_notice v[NOTIFY_BATCH];
     json_t *docs[NOTIFY_BATCH];
     bool ins[NOTIFY_BATCH];
@@ -219,7 +219,7 @@ static int handle_notify_batch(sl_ctx *ctx, sl_msg *const *in, size_t n, int *re
     if (rc)
         nf_log(SL_LOG_WARN, "storing a batch of %zu notices failed (%s); applying them one by one", k,
                sl_strerror(rc));
-    uint64_t us = (uint64_t)(nf_wall_ms() - start) * 1000;
+    uint64_t us = (uint64_t)(nf_mono_us() - start);
     for (size_t j = 0; j < k; j++) {
         if (rc) {
             results[idx[j]] = handle(ctx, in[idx[j]], out, user);
