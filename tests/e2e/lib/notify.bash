@@ -206,12 +206,15 @@ start_server() {
   exit 1
 }
 
-stop_server() { # graceful
+stop_server() { # graceful: the server exits 0 (a crash, or a sanitizer's report at exit, fails)
   if [ -n "$SERVER_PID" ]; then
+    local st
     kill -TERM "$SERVER_PID" 2>/dev/null
-    wait "$SERVER_PID" 2>/dev/null
+    wait "$SERVER_PID" 2>/dev/null; st=$?
     SERVER_PID=""
     > "$WORK/server.out"
+    check "the server exits cleanly on SIGTERM (status $st)" [ "$st" = 0 ]
+    [ "$st" = 0 ] || tail -n 30 "$WORK/server.err" >&2
   fi
   $SEPARATE_CONSUMERS && stop_consumers
   return 0
