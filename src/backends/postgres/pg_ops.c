@@ -29,7 +29,7 @@ static const char *const qname[Q_COUNT] = {"sl_claim", "sl_ack", "sl_nack"};
 
 static const char *const qsql[Q_COUNT] = {
     /* the functions of pg_schema.c */
-    [Q_CLAIM] = "SELECT * FROM sluice_claim($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    [Q_CLAIM] = "SELECT * FROM sluice_claim($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     [Q_ACK] = "SELECT sluice_settle($1, ARRAY[$2::xid8], ARRAY[$3::int8], ARRAY[$4::int8], "
               "ARRAY[$5::int4])",
     /* $6 ready at */
@@ -81,20 +81,23 @@ static const char *N(num *b, int64_t v)
 /* ---------- publish ---------- */
 
 /* The INSERT of rows messages: $1 topic, $2 created, then (uuid, meta,
- * payload) per row; the NOTIFY runs in the same statement. */
+ * payload) per row, inserted in that order (ids follow it); the topic's
+ * id is looked up once (sluice_topic gives it on first use); the NOTIFY
+ * runs in the same statement. */
 static char *ins_sql(size_t rows)
 {
-    size_t cap = 256 + rows * 64;
+    size_t cap = 320 + rows * 64;
     char *q = malloc(cap);
     if (!q)
         return NULL;
     size_t o = (size_t)snprintf(q, cap,
-                                "WITH i AS (INSERT INTO sluice_msgs(topic, created, uuid, "
-                                "meta, payload) VALUES");
+                                "WITH t AS (SELECT sluice_topic($1) AS id), i AS (INSERT INTO "
+                                "sluice_msgs(topic, created, uuid, meta, payload) SELECT (SELECT "
+                                "id FROM t), $2::int8, v.u, v.m, v.p FROM (VALUES");
     for (size_t i = 0; i < rows; i++)
-        o += (size_t)snprintf(q + o, cap - o, "%s($1,$2::int8,$%zu,$%zu::bytea,$%zu::bytea)",
-                              i ? "," : "", 3 + 3 * i, 4 + 3 * i, 5 + 3 * i);
-    snprintf(q + o, cap - o, ") SELECT pg_notify('" PG_CHANNEL "', $1)");
+        o += (size_t)snprintf(q + o, cap - o, "%s($%zu,$%zu::bytea,$%zu::bytea)", i ? "," : "",
+                              3 + 3 * i, 4 + 3 * i, 5 + 3 * i);
+    snprintf(q + o, cap - o, ") v(u, m, p)) SELECT pg_notify('" PG_CHANNEL "', $1)");
     return q;
 }
 
@@ -212,11 +215,11 @@ int sli_pg_subscribe(sqlc_db *db, const char *topic, const char *group, bool pri
     /* latest: past the newest message committed so far */
     PGresult *r = PQexecParams(
         pc->c,
-        "WITH l AS (SELECT tx, id FROM sluice_msgs WHERE topic=$1 AND $4::bool ORDER BY tx DESC, "
-        "id DESC LIMIT 1) INSERT INTO sluice_groups(topic, name, private, pos_tx, pos_id, "
-        "holder, alive) SELECT $1, $2, $3, coalesce((SELECT tx FROM l), '0'::xid8), "
-        "coalesce((SELECT id FROM l), 0), $5, $6 ON CONFLICT (topic, name) DO NOTHING "
-        "RETURNING id",
+        "WITH t AS (SELECT sluice_topic($1) AS id), l AS (SELECT tx, id FROM sluice_msgs WHERE "
+        "topic=(SELECT id FROM t) AND $4::bool ORDER BY tx DESC, id DESC LIMIT 1) INSERT INTO "
+        "sluice_groups(topic, tid, name, private, pos_tx, pos_id, holder, alive) SELECT $1, "
+        "(SELECT id FROM t), $2, $3, coalesce((SELECT tx FROM l), '0'::xid8), coalesce((SELECT id "
+        "FROM l), 0), $5, $6 ON CONFLICT (topic, name) DO NOTHING RETURNING id",
         6, NULL, v, NULL, NULL, 1);
     if (PQresultStatus(r) != PGRES_TUPLES_OK)
         return sli_pg_fail(pc, r, err, errlen, "subscribe");
@@ -340,10 +343,12 @@ int sli_pg_claim(sqlc_db *db, int64_t gid, const char *topic, int64_t owner, uns
             snprintf(err, errlen, "postgres: out of memory");
             return SL_ENOMEM;
         }
-    const char *v[10] = {N(&g, gid), topic, N(&o, owner), N(&lim, max), N(&now, t),
-                         N(&dl, t + ack_deadline), a[0], a[1], a[2], a[3]};
+    (void)topic; /* the group knows its topic */
+    const char *v[9] = {
+        N(&g, gid), N(&o, owner), N(&lim, max), N(&now, t), N(&dl, t + ack_deadline),
+        a[0],       a[1],         a[2],         a[3]};
     PGresult *r = NULL;
-    int rc = run(pc, Q_CLAIM, 10, v, &r, err, errlen);
+    int rc = run(pc, Q_CLAIM, 9, v, &r, err, errlen);
     for (int i = 0; i < 4; i++)
         free(a[i]);
     if (!rc)
@@ -362,24 +367,28 @@ int sli_pg_settle(sqlc_db *db, int64_t gid, const sqlc_settle *s, char *err, siz
     pg_link *pc = &db->pc;
     /* one at a time (ack=sync, nacks); batches ride on claims */
     num g, tx, m, o, d, at;
-    const char *v[6] = {N(&g, gid),
-                        N(&tx, s->msg_tx),
-                        N(&m, s->msg_id),
-                        N(&o, s->owner),
-                        N(&d, s->deliveries),
-                        N(&at, s->delay_ms ? sli_wall_ms() + s->delay_ms : 0)};
+    const char *v[6] = {
+        N(&g, gid),           N(&tx, s->msg_tx),
+        N(&m, s->msg_id),     N(&o, s->owner),
+        N(&d, s->deliveries), N(&at, s->delay_ms ? sli_wall_ms() + s->delay_ms : 0)};
     return run(pc, s->nack ? Q_NACK : Q_ACK, s->nack ? 6 : 5, v, NULL, err, errlen);
 }
 
 /* ---------- housekeeping ---------- */
 
-/* Per topic with groups: the lowest cursor and the lowest claim. */
+/* Per topic with groups: the lowest cursor and the lowest claim, for the
+ * topics whose oldest message is below both (others have nothing to
+ * delete: a topic nobody publishes to any more costs one index probe
+ * here, not a statement of its own). */
 static const char lows_sql[] =
-    "SELECT t.topic, lg.pos_tx::text, lg.pos_id::text, lc.tx::text, lc.msg_id::text FROM "
-    "(SELECT DISTINCT topic FROM sluice_groups) t CROSS JOIN LATERAL (SELECT pos_tx, pos_id FROM "
-    "sluice_groups g WHERE g.topic=t.topic ORDER BY pos_tx, pos_id LIMIT 1) lg LEFT JOIN LATERAL "
+    "SELECT t.tid, lg.pos_tx::text, lg.pos_id::text, lc.tx::text, lc.msg_id::text FROM "
+    "(SELECT DISTINCT tid FROM sluice_groups) t CROSS JOIN LATERAL (SELECT pos_tx, pos_id FROM "
+    "sluice_groups g WHERE g.tid=t.tid ORDER BY pos_tx, pos_id LIMIT 1) lg LEFT JOIN LATERAL "
     "(SELECT c.lo_tx AS tx, c.lo_id AS msg_id FROM sluice_claims c JOIN sluice_groups g ON "
-    "g.id=c.gid WHERE g.topic=t.topic ORDER BY c.lo_tx, c.lo_id LIMIT 1) lc ON true";
+    "g.id=c.gid WHERE g.tid=t.tid ORDER BY c.lo_tx, c.lo_id LIMIT 1) lc ON true CROSS JOIN "
+    "LATERAL (SELECT m.tx, m.id FROM sluice_msgs m WHERE m.topic=t.tid ORDER BY m.tx, m.id "
+    "LIMIT 1) f WHERE (f.tx, f.id) <= (lg.pos_tx, lg.pos_id) AND (lc.tx IS NULL OR (f.tx, f.id) "
+    "< (lc.tx, lc.msg_id))";
 
 /* What every group of a topic is done with (retention=acked): up to the
  * lowest cursor, below the lowest claim; one short statement per topic (an
@@ -395,7 +404,7 @@ static int sweep_acked(pg_link *pc, char *err, size_t errlen)
         for (int k = 0; k < 5; k++)
             v[k] = PQgetisnull(lows, i, k) ? NULL : PQgetvalue(lows, i, k);
         PGresult *r = PQexecParams(pc->c,
-                                   "DELETE FROM sluice_msgs WHERE topic=$1 AND (tx, id) <= "
+                                   "DELETE FROM sluice_msgs WHERE topic=$1::int AND (tx, id) <= "
                                    "($2::xid8, $3::int8) AND ($4::xid8 IS NULL OR (tx, id) < "
                                    "($4::xid8, $5::int8))",
                                    5, NULL, v, NULL, NULL, 0);
