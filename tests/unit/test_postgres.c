@@ -353,10 +353,11 @@ static void format_1_upgraded(void **state)
  * groups carry them, the old claim function is gone; a handed-back range
  * of the old format is delivered again, then what followed the cursor,
  * another topic's messages stay its own, and a publish after the upgrade
- * reaches the old group. */
-static void format_2_upgraded(void **state)
+ * reaches the old group. Early sluice-pg-2 tables had no claims.n (how
+ * many messages a range holds; every claim since reads it): the upgrade
+ * adds it, counted from the log. */
+static void format_2_upgrade(bool with_n)
 {
-    (void)state;
     PGconn *c = app_conn();
     exec_ok(c, "CREATE TABLE sluice_meta(key text PRIMARY KEY, value text NOT NULL);"
                "INSERT INTO sluice_meta VALUES('format','sluice-pg-2');"
@@ -386,6 +387,8 @@ static void format_2_upgraded(void **state)
     exec_ok(c, "INSERT INTO sluice_claims SELECT g.id, a.tx, a.id, b.tx, b.id, 0, 0, 1, 2 FROM "
                "sluice_groups g, sluice_msgs a, sluice_msgs b WHERE a.payload='old1' AND "
                "b.payload='old2'");
+    if (!with_n) /* as early sluice-pg-2 tables were: the upgrade counts n */
+        exec_ok(c, "ALTER TABLE sluice_claims DROP COLUMN n");
     sl_subscribe_opts o;
     sl_subscribe_opts_init(&o);
     o.group = "g";
@@ -430,6 +433,18 @@ static void format_2_upgraded(void **state)
     assert_int_equal(scalar(c, "SELECT count(*) FROM sluice_claims"), 0);
     sl_subscriber_close(sub);
     PQfinish(c);
+}
+
+static void format_2_upgraded(void **state)
+{
+    (void)state;
+    format_2_upgrade(true);
+}
+
+static void format_2_without_n_upgraded(void **state)
+{
+    (void)state;
+    format_2_upgrade(false);
 }
 
 /* ack=sync (the default): once sl_msg_ack returned, the group never sees
@@ -551,6 +566,7 @@ int main(void)
         cmocka_unit_test_setup(handed_back_range_split, setup),
         cmocka_unit_test_setup(format_1_upgraded, setup),
         cmocka_unit_test_setup(format_2_upgraded, setup),
+        cmocka_unit_test_setup(format_2_without_n_upgraded, setup),
         cmocka_unit_test_setup(bad_urls_and_options, setup),
         cmocka_unit_test_setup(server_down_at_open, setup),
         cmocka_unit_test_setup(table_dropped_under_consumer, setup),

@@ -68,6 +68,14 @@ static const char upgrade_sql[] =
 static const char upgrade3_sql[] =
     "DO $u$ BEGIN IF EXISTS (SELECT 1 FROM sluice_meta WHERE key='format' AND "
     "value='sluice-pg-2') THEN "
+    /* early sluice-pg-2 tables had no n (messages in a range): counted */
+    "IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE "
+    "table_schema=current_schema() AND table_name='sluice_claims' AND column_name='n') THEN "
+    "ALTER TABLE sluice_claims ADD COLUMN n int; "
+    "UPDATE sluice_claims c SET n=(SELECT count(*) FROM sluice_groups g JOIN sluice_msgs m ON "
+    "m.topic=g.topic WHERE g.id=c.gid AND (m.tx, m.id) >= (c.lo_tx, c.lo_id) AND (m.tx, m.id) "
+    "<= (c.hi_tx, c.hi_id)); "
+    "ALTER TABLE sluice_claims ALTER n SET NOT NULL; END IF; "
     "CREATE TABLE IF NOT EXISTS sluice_topics(id serial PRIMARY KEY, name text COLLATE \"C\" "
     "NOT NULL UNIQUE); "
     "INSERT INTO sluice_topics(name) SELECT topic FROM sluice_groups UNION SELECT DISTINCT "
