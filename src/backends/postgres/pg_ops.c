@@ -3,15 +3,18 @@
  * function runs on a connection its caller holds alone.
  *
  * Round trips are what costs: a publish of up to PG_INS_ROWS messages is
- * ONE statement (a multi-row INSERT with the NOTIFY in the same statement,
- * so it is its own transaction); a claim is ONE call of the server-side
+ * ONE statement, a call of the server-side function sluice_publish with
+ * the messages as binary arrays (its INSERT and the NOTIFY in one
+ * statement, so it is its own transaction; the statement's text is the
+ * same for any batch, so it costs no planning per publish); a claim is ONE call of the server-side
  * function sluice_claim (created with the tables, pg_schema.c) whatever the
  * number of messages it takes, its own transaction with an asynchronous
  * commit (a claim lost to a crash only means a redelivery), and carries the
  * batched acks (ack=batch) of its subscription. Claims are leases on ranges
  * of the log, so acks and nacks name a message by (tx, id).
  *
- * Integers travel as text parameters; results come back binary (bytea
+ * Integers travel as text parameters, published messages as arrays in
+ * the binary format; results come back binary (bytea
  * payloads byte for byte, integers as big-endian, see pg_get_i64).
  */
 #include <stdio.h>
@@ -21,7 +24,7 @@
 #include "backends/postgres/pg.h"
 #include "backends/sqlcommon/sqlc.h"
 
-#define PG_INS_ROWS 500 /* messages per INSERT (3 parameters each) */
+#define PG_INS_ROWS 1000 /* messages per call of sluice_publish */
 
 enum { Q_CLAIM, Q_ACK, Q_NACK, Q_COUNT };
 
@@ -80,65 +83,86 @@ static const char *N(num *b, int64_t v)
 
 /* ---------- publish ---------- */
 
-/* The INSERT of rows messages: $1 topic, $2 created, then (uuid, meta,
- * payload) per row, inserted in that order (ids follow it); the topic's
- * id is looked up once (sluice_topic gives it on first use); the NOTIFY
- * runs in the same statement. */
-static char *ins_sql(size_t rows)
+/* One-dimensional array of n elements of type oid (25 text, 17 bytea) in
+ * PostgreSQL's binary format (array_recv): a NULL element where val[i]
+ * is NULL. *len its size; NULL when out of memory. */
+static unsigned char *bin_array(unsigned oid, size_t n, const char *const *val, const size_t *vlen,
+                                size_t *len)
 {
-    size_t cap = 320 + rows * 64;
-    char *q = malloc(cap);
-    if (!q)
+    size_t size = 20, o = 0;
+    bool nulls = false;
+    for (size_t i = 0; i < n; i++) {
+        size += 4 + (val[i] ? vlen[i] : 0);
+        nulls |= val[i] == NULL;
+    }
+    unsigned char *b = malloc(size);
+    if (!b)
         return NULL;
-    size_t o = (size_t)snprintf(q, cap,
-                                "WITH t AS (SELECT sluice_topic($1) AS id), i AS (INSERT INTO "
-                                "sluice_msgs(topic, created, uuid, meta, payload) SELECT (SELECT "
-                                "id FROM t), $2::int8, v.u, v.m, v.p FROM (VALUES");
-    for (size_t i = 0; i < rows; i++)
-        o += (size_t)snprintf(q + o, cap - o, "%s($%zu,$%zu::bytea,$%zu::bytea)", i ? "," : "",
-                              3 + 3 * i, 4 + 3 * i, 5 + 3 * i);
-    snprintf(q + o, cap - o, ") v(u, m, p)) SELECT pg_notify('" PG_CHANNEL "', $1)");
-    return q;
+    uint32_t head[5] = {1, nulls, oid, (uint32_t)n, 1}; /* ndim, has nulls, type, dim, lbound */
+    for (int k = 0; k < 5; k++, o += 4)
+        for (int j = 0; j < 4; j++)
+            b[o + (size_t)j] = (unsigned char)(head[k] >> (24 - 8 * j));
+    for (size_t i = 0; i < n; i++) {
+        uint32_t l = val[i] ? (uint32_t)vlen[i] : 0xffffffffu; /* -1: NULL */
+        for (int j = 0; j < 4; j++)
+            b[o++] = (unsigned char)(l >> (24 - 8 * j));
+        if (val[i] && vlen[i])
+            memcpy(b + o, val[i], vlen[i]);
+        o += val[i] ? vlen[i] : 0;
+    }
+    *len = size;
+    return b;
 }
 
+/* Messages msgs[0..n) as the arguments of sluice_publish (pg_schema.c):
+ * topic, created, then arrays of uuids, metadata blobs and payloads in
+ * the binary format, so one statement of the same text carries any batch
+ * (planned in no time; the INSERT inside the function is planned once per
+ * session), and payloads travel byte for byte. */
 static int ins_chunk(PGconn *c, const char *topic, sl_msg *const *msgs, size_t n, char *err,
                      size_t errlen, PGresult **res)
 {
-    size_t np = 2 + 3 * n;
-    const char **vals = calloc(np, sizeof *vals);
-    int *lens = calloc(np, sizeof *lens), *fmts = calloc(np, sizeof *fmts);
-    unsigned char **metas = calloc(n, sizeof *metas);
-    char *q = ins_sql(n);
+    const char **u = calloc(n, sizeof *u), **m = calloc(n, sizeof *m), **p = calloc(n, sizeof *p);
+    size_t *ul = calloc(n, sizeof *ul), *ml = calloc(n, sizeof *ml), *pl = calloc(n, sizeof *pl);
+    unsigned char **metas = calloc(n, sizeof *metas), *arr[3] = {NULL, NULL, NULL};
+    size_t alen[3] = {0, 0, 0};
     num now;
-    int rc = vals && lens && fmts && metas && q ? 0 : SL_ENOMEM;
-    if (!rc) {
-        vals[0] = topic;
-        vals[1] = N(&now, sli_wall_ms());
-    }
+    int rc = u && m && p && ul && ml && pl && metas ? 0 : SL_ENOMEM;
     for (size_t i = 0; i < n && !rc; i++) {
-        size_t mlen, plen;
-        const void *pl = sl_msg_payload(msgs[i], &plen);
-        if ((rc = sli_sqlc_meta_encode(msgs[i], &metas[i], &mlen)) != 0)
+        if ((rc = sli_sqlc_meta_encode(msgs[i], &metas[i], &ml[i])) != 0)
             break;
-        vals[2 + 3 * i] = sl_msg_uuid(msgs[i]);
-        vals[3 + 3 * i] = metas[i] ? (const char *)metas[i] : NULL;
-        lens[3 + 3 * i] = (int)mlen;
-        fmts[3 + 3 * i] = 1;
-        vals[4 + 3 * i] = plen ? (const char *)pl : "";
-        lens[4 + 3 * i] = (int)plen;
-        fmts[4 + 3 * i] = 1;
+        u[i] = sl_msg_uuid(msgs[i]);
+        ul[i] = strlen(u[i]);
+        m[i] = (const char *)metas[i];
+        p[i] = sl_msg_payload(msgs[i], &pl[i]);
+        if (!p[i])
+            p[i] = "";
     }
-    if (!rc)
-        *res = PQexecParams(c, q, (int)np, NULL, vals, lens, fmts, 0);
-    else
+    if (!rc && (!(arr[0] = bin_array(25, n, u, ul, &alen[0])) ||
+                !(arr[1] = bin_array(17, n, m, ml, &alen[1])) ||
+                !(arr[2] = bin_array(17, n, p, pl, &alen[2]))))
+        rc = SL_ENOMEM;
+    if (!rc) {
+        static const Oid types[5] = {25, 20, 1009, 1001, 1001};
+        const char *vals[5] = {topic, N(&now, sli_wall_ms()), (const char *)arr[0],
+                               (const char *)arr[1], (const char *)arr[2]};
+        int lens[5] = {0, 0, (int)alen[0], (int)alen[1], (int)alen[2]}, fmts[5] = {0, 0, 1, 1, 1};
+        *res = PQexecParams(c, "SELECT sluice_publish($1, $2, $3, $4, $5)", 5, types, vals, lens,
+                            fmts, 0);
+    } else if (rc == SL_ENOMEM) {
         snprintf(err, errlen, "postgres: out of memory");
+    }
     for (size_t i = 0; metas && i < n; i++)
         free(metas[i]);
+    for (int k = 0; k < 3; k++)
+        free(arr[k]);
     free(metas);
-    free(q);
-    free(vals);
-    free(lens);
-    free(fmts);
+    free(u);
+    free(m);
+    free(p);
+    free(ul);
+    free(ml);
+    free(pl);
     return rc;
 }
 
@@ -174,8 +198,8 @@ int sli_pg_insert_msgs(PGconn *c, const char *topic, sl_msg *const *msgs, size_t
         for (char *p = err; *p; p++)
             if (*p == '\n')
                 *p = ' ';
-        if (st && strcmp(st, "42P01") == 0)
-            rc = SL_ECORRUPT;
+        if (st && (strcmp(st, "42P01") == 0 || strcmp(st, "42883") == 0))
+            rc = SL_ECORRUPT; /* a table or sluice_publish is gone */
         else if (PQstatus(c) != CONNECTION_OK)
             rc = SL_ECONN;
         PQclear(bad);

@@ -34,6 +34,13 @@
 
 #include "backends/postgres/pg.h"
 
+/* The statements inside the functions are planned once per session
+ * (generic plans, every look into the log written to use its index
+ * whatever the parameters) instead of once per call: PostgreSQL's default
+ * re-plans a statement with parameters for every call until it decides a
+ * generic plan is as cheap, which cost a claim more than running it. */
+#define PG_GENERIC "SET plan_cache_mode = force_generic_plan"
+
 #define SQL_COLS "(gid, lo_tx, lo_id, hi_tx, hi_id, owner, deadline, deliveries, n)"
 
 /* sluice-pg-1 -> 2: a claim row (gid, msg_id, tx) becomes the range
@@ -112,13 +119,22 @@ static const char tables_sql[] =
 static const char topic_sql[] =
     "CREATE TABLE IF NOT EXISTS sluice_topics(id serial PRIMARY KEY, name text COLLATE \"C\" "
     "NOT NULL UNIQUE);"
-    "CREATE OR REPLACE FUNCTION sluice_topic(p_name text) RETURNS int LANGUAGE plpgsql AS $f$ "
+    "CREATE OR REPLACE FUNCTION sluice_topic(p_name text) RETURNS int LANGUAGE plpgsql " PG_GENERIC
+    " AS $f$ "
     "DECLARE v int; BEGIN "
     "SELECT id INTO v FROM sluice_topics WHERE name=p_name; "
     "IF FOUND THEN RETURN v; END IF; "
     "INSERT INTO sluice_topics(name) VALUES(p_name) ON CONFLICT DO NOTHING RETURNING id INTO v; "
     "IF v IS NULL THEN SELECT id INTO v FROM sluice_topics WHERE name=p_name; END IF; "
-    "RETURN v; END $f$;";
+    "RETURN v; END $f$;"
+    /* a publish: the messages in array order (ids follow it), then the
+     * NOTIFY, in the caller's transaction */
+    "CREATE OR REPLACE FUNCTION sluice_publish(p_topic text, p_created bigint, p_uuids text[], "
+    "p_metas bytea[], p_payloads bytea[]) RETURNS void LANGUAGE plpgsql " PG_GENERIC " AS $f$ "
+    "DECLARE v int := sluice_topic(p_topic); BEGIN "
+    "INSERT INTO sluice_msgs(topic, created, uuid, meta, payload) SELECT v, p_created, x.u, x.m, "
+    "x.p FROM unnest(p_uuids, p_metas, p_payloads) x(u, m, p); "
+    "PERFORM pg_notify('" PG_CHANNEL "', p_topic); END $f$;";
 
 /* Remove acked deliveries from their ranges; returns how many matched. A
  * range whose n messages are all acked is deleted as it is (the usual
@@ -126,7 +142,8 @@ static const char topic_sql[] =
  * what was not acked, read from the log. */
 static const char settle_sql[] =
     "CREATE OR REPLACE FUNCTION sluice_settle(p_gid bigint, a_txs xid8[], a_ids int8[], "
-    "a_owners int8[], a_dels int4[]) RETURNS bigint LANGUAGE plpgsql AS $f$ DECLARE v_tid "
+    "a_owners int8[], a_dels int4[]) RETURNS bigint LANGUAGE plpgsql " PG_GENERIC
+    " AS $f$ DECLARE v_tid "
     "int; v_rtx xid8[]; v_rid int8[]; v_full bool[]; v_hit bigint; i_lt xid8[]; i_li int8[]; "
     "i_ht xid8[]; i_hi int8[]; i_o int8[]; i_dl int8[]; i_d int4[]; i_n int4[]; BEGIN "
     "SELECT array_agg(s.lo_tx), array_agg(s.lo_id), array_agg(s.hit >= s.n), sum(s.hit) INTO "
@@ -167,7 +184,7 @@ static const char settle_sql[] =
 
 static const char nack_sql[] =
     "CREATE OR REPLACE FUNCTION sluice_nack(p_gid bigint, p_tx xid8, p_id bigint, p_owner "
-    "bigint, p_dels int, p_at bigint) RETURNS void LANGUAGE plpgsql AS $f$ BEGIN "
+    "bigint, p_dels int, p_at bigint) RETURNS void LANGUAGE plpgsql " PG_GENERIC " AS $f$ BEGIN "
     "IF sluice_settle(p_gid, ARRAY[p_tx], ARRAY[p_id], ARRAY[p_owner], ARRAY[p_dels]) > 0 THEN "
     "INSERT INTO sluice_claims" SQL_COLS " VALUES(p_gid, p_tx, p_id, p_tx, p_id, 0, p_at, "
     "p_dels, 1); "
@@ -188,7 +205,8 @@ static const char claim_sql[] =
     "CREATE OR REPLACE FUNCTION sluice_claim(p_gid bigint, p_owner bigint, p_max int, p_now "
     "bigint, p_deadline bigint, a_txs xid8[], a_ids int8[], a_owners int8[], a_dels int4[]) "
     "RETURNS TABLE(r_id bigint, r_deliveries int, r_uuid text, r_meta bytea, r_payload bytea, "
-    "r_due bigint, r_tx xid8) LANGUAGE plpgsql AS $f$ DECLARE n int := 0; k int; v_room int; "
+    "r_due bigint, r_tx xid8) LANGUAGE plpgsql " PG_GENERIC
+    " AS $f$ DECLARE n int := 0; k int; v_room int; "
     "v_n int; v_tid int; v_done bigint; ptx xid8; pid bigint; c record; ks_tx xid8[]; ks_id "
     "int8[]; v_ht xid8; v_hi bigint; "
     "BEGIN "
@@ -261,7 +279,8 @@ static int check(PGconn *c, char *err, size_t errlen)
 {
     PGresult *r = PQexec(c, "SELECT value, to_regproc('sluice_claim') IS NOT NULL AND "
                             "to_regproc('sluice_nack') IS NOT NULL AND to_regproc('sluice_topic') "
-                            "IS NOT NULL AND (SELECT value FROM sluice_meta WHERE "
+                            "IS NOT NULL AND to_regproc('sluice_publish') IS NOT NULL AND (SELECT "
+                            "value FROM sluice_meta WHERE "
                             "key='functions') >= '" PG_FUNCS "' FROM sluice_meta WHERE "
                             "key='format'");
     int code = 0;
