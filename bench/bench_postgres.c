@@ -10,8 +10,8 @@
  *         a group, prefetch PREFETCH and ack=batch, and does sl_next +
  *         sl_msg_ack + sl_msg_unref per message.
  *   peer: libpq by hand, the classic queue table: the publisher INSERTs
- *         BATCH rows (uuid, metadata, payload) per statement (synchronous
- *         commit, NOTIFY in the same statement); the consumer LISTENs and
+ *         BATCH rows (uuid, metadata, payload) per statement, prepared
+ *         once (synchronous commit, NOTIFY in the same statement); the consumer LISTENs and
  *         runs "DELETE ... WHERE id IN (SELECT id ... ORDER BY id LIMIT
  *         PREFETCH FOR UPDATE SKIP LOCKED) RETURNING" (asynchronous commit,
  *         as ours' claims: losing one means a redelivery), waiting for a
@@ -162,6 +162,7 @@ static void *peer_publisher(void *arg)
     unsigned char(*bufs)[MSG_SIZE] = calloc(r->batch, MSG_SIZE);
     char(*uuids)[SL_UUID_LEN + 1] = calloc(r->batch, SL_UUID_LEN + 1);
     vals[0] = r->name;
+    bool prepared = false;
     r->t_start = bench_now_ns();
     for (uint64_t i = 0; i < r->n; i += r->batch) {
         size_t k = r->n - i < r->batch ? (size_t)(r->n - i) : r->batch;
@@ -182,7 +183,19 @@ static void *peer_publisher(void *arg)
                                   j ? "," : "", 2 + 3 * j, 3 + 3 * j, 4 + 3 * j);
         }
         snprintf(sql + o, cap - o, ") SELECT pg_notify('bench', $1)");
-        PGresult *res = PQexecParams(c, sql, (int)(1 + 3 * k), NULL, vals, lens, fmts, 0);
+        PGresult *res;
+        if (k == r->batch) { /* full batches: one prepared statement, planned once */
+            if (!prepared) {
+                res = PQprepare(c, "ins", sql, (int)(1 + 3 * k), NULL);
+                if (PQresultStatus(res) != PGRES_COMMAND_OK)
+                    bench_die("peer prepare: %s", PQresultErrorMessage(res));
+                PQclear(res);
+                prepared = true;
+            }
+            res = PQexecPrepared(c, "ins", (int)(1 + 3 * k), vals, lens, fmts, 0);
+        } else {
+            res = PQexecParams(c, sql, (int)(1 + 3 * k), NULL, vals, lens, fmts, 0);
+        }
         if (PQresultStatus(res) != PGRES_TUPLES_OK)
             bench_die("peer insert: %s", PQresultErrorMessage(res));
         PQclear(res);
