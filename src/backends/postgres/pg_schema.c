@@ -1,8 +1,12 @@
 /*
  * pg_schema.c - the tables of the postgres:// backend and the server-side
- * functions its claims, acks and nacks call (one round trip each, see
- * pg.h for the design), created by the first opener; tables of the older
- * format sluice-pg-1 (a claim row per message) are upgraded in place.
+ * functions its publishes, claims, acks and nacks call (one round trip
+ * each, see pg.h for the design), created by the first opener; tables of
+ * the older formats sluice-pg-1 (a claim row per message) and sluice-pg-2
+ * (the topic's text in the log) are upgraded in place.
+ *
+ * sluice_topic: a topic's integer id, given on first use.
+ * sluice_publish: a batch as arrays, inserted in order, then the NOTIFY.
  *
  * Claims are leases on RANGES of a topic's log, in its (tx, id) order: a
  * claim of 256 fresh messages inserts ONE row (lo, hi), and acking all of
