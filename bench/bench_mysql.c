@@ -25,7 +25,7 @@
  * the peer has no groups, no redelivery and no ordering across publishers
  * (a bare queue).
  * Time runs from the first publish until the last message is received.
- * REPS rounds (5), each runs both sides back to back (which one goes
+ * REPS rounds (7), each runs both sides back to back (which one goes
  * first alternates), so a burst of load on the machine hits both sides of
  * a round; each round's ratio is printed, then the medians of each side
  * and, as ratio=, the median of the per-round ratios:
@@ -35,7 +35,7 @@
  * a private MariaDB (SL_SERVICES_DIR default /tmp/sluice-bench-services,
  * SL_MARIADB_PORT default 16306) and stops it at the end if it started it.
  * Without a server: "bench_mysql: skipped: ..." and exit 0.
- * Knobs: SL_BENCH_MESSAGES (20000), SL_BENCH_REPS (5), SL_BENCH_BATCH (64),
+ * Knobs: SL_BENCH_MESSAGES (20000), SL_BENCH_REPS (7), SL_BENCH_BATCH (64),
  * SL_BENCH_PREFETCH (256), SL_BENCH_ONLY=ours|peer.
  */
 #include <mysql.h>
@@ -314,7 +314,7 @@ int main(void)
     run base = {.n = bench_env_u64("SL_BENCH_MESSAGES", 20000),
                 .batch = (unsigned)bench_env_u64("SL_BENCH_BATCH", 64),
                 .prefetch = (unsigned)bench_env_u64("SL_BENCH_PREFETCH", 256)};
-    unsigned reps = (unsigned)bench_env_u64("SL_BENCH_REPS", 5);
+    unsigned reps = (unsigned)bench_env_u64("SL_BENCH_REPS", 7);
     const char *only = getenv("SL_BENCH_ONLY");
     if (base.batch > 1000 || base.batch == 0)
         bench_die("SL_BENCH_BATCH from 1 to 1000");
