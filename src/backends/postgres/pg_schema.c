@@ -135,7 +135,9 @@ static const char topic_sql[] =
      * NOTIFY, in the caller's transaction */
     "CREATE OR REPLACE FUNCTION sluice_publish(p_topic text, p_created bigint, p_uuids text[], "
     "p_metas bytea[], p_payloads bytea[]) RETURNS void LANGUAGE plpgsql " PG_GENERIC " AS $f$ "
-    "DECLARE v int := sluice_topic(p_topic); BEGIN "
+    "DECLARE v int; BEGIN "
+    "SELECT id INTO v FROM sluice_topics WHERE name=p_topic; "
+    "IF NOT FOUND THEN v := sluice_topic(p_topic); END IF; "
     "INSERT INTO sluice_msgs(topic, created, uuid, meta, payload) SELECT v, p_created, x.u, x.m, "
     "x.p FROM unnest(p_uuids, p_metas, p_payloads) x(u, m, p); "
     "PERFORM pg_notify('" PG_CHANNEL "', p_topic); END $f$;";
