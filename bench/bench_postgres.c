@@ -10,8 +10,8 @@
  *         a group, prefetch PREFETCH and ack=batch, and does sl_next +
  *         sl_msg_ack + sl_msg_unref per message.
  *   peer: libpq by hand, the classic queue table: the publisher INSERTs
- *         BATCH rows (uuid, metadata, payload) per statement (synchronous
- *         commit, NOTIFY in the same statement); the consumer LISTENs and
+ *         BATCH rows (uuid, metadata, payload) per statement, prepared
+ *         once (synchronous commit, NOTIFY in the same statement); the consumer LISTENs and
  *         runs "DELETE ... WHERE id IN (SELECT id ... ORDER BY id LIMIT
  *         PREFETCH FOR UPDATE SKIP LOCKED) RETURNING" (asynchronous commit,
  *         as ours' claims: losing one means a redelivery), waiting for a
@@ -19,19 +19,23 @@
  * Same batching, same durability of publishes; the peer has no groups,
  * no redelivery and no ordering across publishers (a bare queue).
  * Time runs from the first publish until the last message is received.
- * Sides alternate for REPS repetitions; medians are reported, then:
+ * REPS rounds (7), each runs both sides back to back (which one goes
+ * first alternates), so a burst of load on the machine hits both sides of
+ * a round; each round's ratio is printed, then the medians of each side
+ * and, as ratio=, the median of the per-round ratios:
  *   ratio: postgres_pubsub ours=<msg/s> peer=<msg/s> ratio=<ours/peer> target=0.8
  *
  * The server: SL_POSTGRES_URL if set; otherwise scripts/services.sh starts
  * a private PostgreSQL (SL_SERVICES_DIR default /tmp/sluice-bench-services,
  * SL_POSTGRES_PORT default 16432) and stops it at the end if it started it.
  * Without a server: "bench_postgres: skipped: ..." and exit 0.
- * Knobs: SL_BENCH_MESSAGES (20000), SL_BENCH_REPS (3), SL_BENCH_BATCH (64),
+ * Knobs: SL_BENCH_MESSAGES (20000), SL_BENCH_REPS (7), SL_BENCH_BATCH (64),
  * SL_BENCH_PREFETCH (256), SL_BENCH_ONLY=ours|peer.
  */
 #include <libpq-fe.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -158,11 +162,14 @@ static void *peer_publisher(void *arg)
     unsigned char(*bufs)[MSG_SIZE] = calloc(r->batch, MSG_SIZE);
     char(*uuids)[SL_UUID_LEN + 1] = calloc(r->batch, SL_UUID_LEN + 1);
     vals[0] = r->name;
+    bool prepared = false;
     r->t_start = bench_now_ns();
     for (uint64_t i = 0; i < r->n; i += r->batch) {
         size_t k = r->n - i < r->batch ? (size_t)(r->n - i) : r->batch;
-        size_t o = (size_t)snprintf(sql, cap, "WITH i AS (INSERT INTO %s(uuid, meta, payload) "
-                                              "VALUES", r->name);
+        size_t o = (size_t)snprintf(sql, cap,
+                                    "WITH i AS (INSERT INTO %s(uuid, meta, payload) "
+                                    "VALUES",
+                                    r->name);
         for (size_t j = 0; j < k; j++) {
             bench_fill_seq(bufs[j], MSG_SIZE, i + j);
             sl_uuid_v7(uuids[j]);
@@ -176,7 +183,19 @@ static void *peer_publisher(void *arg)
                                   j ? "," : "", 2 + 3 * j, 3 + 3 * j, 4 + 3 * j);
         }
         snprintf(sql + o, cap - o, ") SELECT pg_notify('bench', $1)");
-        PGresult *res = PQexecParams(c, sql, (int)(1 + 3 * k), NULL, vals, lens, fmts, 0);
+        PGresult *res;
+        if (k == r->batch) { /* full batches: one prepared statement, planned once */
+            if (!prepared) {
+                res = PQprepare(c, "ins", sql, (int)(1 + 3 * k), NULL);
+                if (PQresultStatus(res) != PGRES_COMMAND_OK)
+                    bench_die("peer prepare: %s", PQresultErrorMessage(res));
+                PQclear(res);
+                prepared = true;
+            }
+            res = PQexecPrepared(c, "ins", (int)(1 + 3 * k), vals, lens, fmts, 0);
+        } else {
+            res = PQexecParams(c, sql, (int)(1 + 3 * k), NULL, vals, lens, fmts, 0);
+        }
         if (PQresultStatus(res) != PGRES_TUPLES_OK)
             bench_die("peer insert: %s", PQresultErrorMessage(res));
         PQclear(res);
@@ -206,13 +225,16 @@ static double run_peer(run *r)
 {
     PGconn *c = peer_connect();
     char sql[600];
-    snprintf(sql, sizeof sql, "CREATE TABLE %s(id bigserial PRIMARY KEY, uuid text NOT NULL, "
-                              "meta bytea, payload bytea NOT NULL)", r->name);
+    snprintf(sql, sizeof sql,
+             "CREATE TABLE %s(id bigserial PRIMARY KEY, uuid text NOT NULL, "
+             "meta bytea, payload bytea NOT NULL)",
+             r->name);
     peer_exec(c, sql);
     peer_exec(c, "LISTEN bench");
     peer_exec(c, "SET synchronous_commit TO off");
-    snprintf(sql, sizeof sql, "DELETE FROM %s WHERE id IN (SELECT id FROM %s ORDER BY id LIMIT "
-                              "%u FOR UPDATE SKIP LOCKED) RETURNING id, uuid, meta, payload",
+    snprintf(sql, sizeof sql,
+             "DELETE FROM %s WHERE id IN (SELECT id FROM %s ORDER BY id LIMIT "
+             "%u FOR UPDATE SKIP LOCKED) RETURNING id, uuid, meta, payload",
              r->name, r->name, r->prefetch);
     PGresult *prep = PQprepare(c, "take", sql, 0, NULL);
     if (PQresultStatus(prep) != PGRES_COMMAND_OK)
@@ -264,7 +286,7 @@ int main(void)
     run base = {.n = bench_env_u64("SL_BENCH_MESSAGES", 20000),
                 .batch = (unsigned)bench_env_u64("SL_BENCH_BATCH", 64),
                 .prefetch = (unsigned)bench_env_u64("SL_BENCH_PREFETCH", 256)};
-    unsigned reps = (unsigned)bench_env_u64("SL_BENCH_REPS", 3);
+    unsigned reps = (unsigned)bench_env_u64("SL_BENCH_REPS", 7);
     const char *only = getenv("SL_BENCH_ONLY");
     if (base.batch > 1000)
         bench_die("SL_BENCH_BATCH at most 1000");
@@ -284,22 +306,25 @@ int main(void)
         for (char *p = id; *p; p++)
             if (*p == '-')
                 *p = '_';
-        if (!only || strcmp(only, "ours") == 0) {
-            snprintf(r.name, sizeof r.name, "bench_ours_%s", id);
-            ours[i] = run_ours(&r);
-            printf("  rep %u ours: %.0f msg/s\n", i + 1, ours[i]);
-        }
-        if (!only || strcmp(only, "peer") == 0) {
-            snprintf(r.name, sizeof r.name, "bench_peer_%s", id);
-            peer[i] = run_peer(&r);
-            printf("  rep %u peer: %.0f msg/s\n", i + 1, peer[i]);
+        /* the side that goes first alternates (ABBA...): a trend in the
+         * machine's load favours neither */
+        for (int k = 0; k < 2; k++) {
+            bool do_ours = (k == 0) == (i % 2 == 0);
+            if (do_ours && (!only || strcmp(only, "ours") == 0)) {
+                snprintf(r.name, sizeof r.name, "bench_ours_%s", id);
+                ours[i] = run_ours(&r);
+                printf("  round %u ours: %.0f msg/s\n", i + 1, ours[i]);
+            } else if (!do_ours && (!only || strcmp(only, "peer") == 0)) {
+                snprintf(r.name, sizeof r.name, "bench_peer_%s", id);
+                peer[i] = run_peer(&r);
+                printf("  round %u peer: %.0f msg/s\n", i + 1, peer[i]);
+            }
         }
         fflush(stdout);
     }
     bench_service_stop(&server);
-    double o = bench_median(ours, reps), p = bench_median(peer, reps);
     if (!only)
-        bench_ratio_line("postgres_pubsub", o, p, 0.8);
+        bench_ratio_rounds("postgres_pubsub", ours, peer, reps, 0.8);
     free(ours);
     free(peer);
     return 0;

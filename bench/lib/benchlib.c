@@ -84,6 +84,29 @@ void bench_ratio_line(const char *workload, double ours, double peer, double tar
     fflush(stdout);
 }
 
+void bench_ratio_rounds(const char *workload, const double *ours, const double *peer, size_t n,
+                        double target)
+{
+    double *o = calloc(n ? n : 1, sizeof *o), *p = calloc(n ? n : 1, sizeof *p);
+    double *r = calloc(n ? n : 1, sizeof *r);
+    if (!o || !p || !r)
+        bench_die("out of memory");
+    printf("%s: per-round ratios:", workload);
+    for (size_t i = 0; i < n; i++) {
+        o[i] = ours[i];
+        p[i] = peer[i];
+        r[i] = peer[i] > 0 ? ours[i] / peer[i] : 0.0;
+        printf(" %.3f", r[i]);
+    }
+    printf("\n");
+    double mo = bench_median(o, n), mp = bench_median(p, n), mr = bench_median(r, n);
+    printf("ratio: %s ours=%.0f peer=%.0f ratio=%.3f target=%.1f\n", workload, mo, mp, mr, target);
+    fflush(stdout);
+    free(o);
+    free(p);
+    free(r);
+}
+
 void bench_fill_seq(unsigned char *buf, size_t size, uint64_t seq)
 {
     memset(buf, 'x', size);

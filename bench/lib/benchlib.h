@@ -33,6 +33,14 @@ void bench_die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noretu
 /* Print the machine-readable ratio line. */
 void bench_ratio_line(const char *workload, double ours, double peer, double target);
 
+/* Side-by-side rounds (ours[i] and peer[i] measured back to back in round
+ * i, so a load burst hits both): prints each round's ratio, then the ratio
+ * line with the medians of each side and, as ratio=, the MEDIAN OF THE
+ * PER-ROUND RATIOS (robust to a burst that hits one round). Sorts copies;
+ * ours and peer are left as they are. */
+void bench_ratio_rounds(const char *workload, const double *ours, const double *peer, size_t n,
+                        double target);
+
 /* Fill buf[0..size) with 'x' and put seq (host order) in its first 8 bytes. */
 void bench_fill_seq(unsigned char *buf, size_t size, uint64_t seq);
 
@@ -42,8 +50,8 @@ void bench_check_seq(const void *p, size_t len, size_t size, uint64_t want);
 
 /* A server run by scripts/services.sh for a benchmark (zero-initialise). */
 typedef struct bench_service {
-    const char *name; /* services.sh name: "redis", "rabbitmq" */
-    char sh[PATH_MAX];  /* path of services.sh: $SL_SERVICES_SH, or found above the binary */
+    const char *name;  /* services.sh name: "redis", "rabbitmq" */
+    char sh[PATH_MAX]; /* path of services.sh: $SL_SERVICES_SH, or found above the binary */
     char url[512];
     bool started; /* bench_service_url started it: bench_service_stop stops it */
 } bench_service;

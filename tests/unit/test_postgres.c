@@ -9,7 +9,8 @@
  *  - ack=sync: an acked message never comes back to its group;
  *  - claims are ranges: acks and nacks cut exactly their messages out of
  *    one (sync and batched), a handed-back range is split where a smaller
- *    claim is full; tables of format sluice-pg-1 are upgraded in place;
+ *    claim is full; tables of formats sluice-pg-1 and -2 are upgraded in
+ *    place;
  *  - bad input: bad URLs and options, a server that is down at open
  *    (clear error within connect_timeout), sluice's tables dropped under a
  *    consumer (clear error, not a hang).
@@ -39,7 +40,8 @@ static const char *base_url(void)
 static int setup(void **state)
 {
     (void)state;
-    snprintf(schema, sizeof schema, "t_%016llx", (unsigned long long)tl_now_ms() * 1000 + (unsigned long long)getpid() % 1000);
+    snprintf(schema, sizeof schema, "t_%016llx",
+             (unsigned long long)tl_now_ms() * 1000 + (unsigned long long)getpid() % 1000);
     snprintf(url, sizeof url, "%s?schema=%s&connect_timeout=10s", base_url(), schema);
     return 0;
 }
@@ -220,7 +222,13 @@ static void range_claims_settle_each(const char *u)
         assert_int_equal(sl_msg_ack(again), 0);
         sl_msg_unref(again);
     }
-    assert_memory_equal(seen, "\0" "2\0" "4\0" "6\0" "8", 8);
+    assert_memory_equal(seen,
+                        "\0"
+                        "2\0"
+                        "4\0"
+                        "6\0"
+                        "8",
+                        8);
     sl_msg *none;
     assert_int_equal(sl_next(s, &none, 300), SL_ETIMEDOUT);
     sl_subscriber_close(sub);
@@ -317,7 +325,7 @@ static void format_1_upgraded(void **state)
     sl_subscriber *sub;
     sl_subscription *s;
     assert_int_equal(sl_subscriber_open(&sub, url), 0);
-    assert_int_equal(scalar(c, "SELECT count(*) FROM sluice_meta WHERE value='sluice-pg-2'"), 1);
+    assert_int_equal(scalar(c, "SELECT count(*) FROM sluice_meta WHERE value='sluice-pg-3'"), 1);
     assert_int_equal(scalar(c, "SELECT count(*) FROM pg_proc WHERE proname='sluice_claim' AND "
                                "pronamespace=current_schema()::regnamespace"),
                      1);
@@ -337,6 +345,106 @@ static void format_1_upgraded(void **state)
     assert_int_equal(scalar(c, "SELECT count(*) FROM sluice_claims"), 0);
     sl_subscriber_close(sub);
     PQfinish(c);
+}
+
+/* Tables of format sluice-pg-2 (the topic's text in the log's key, as
+ * that version made them, with a claim function taking the topic) are
+ * upgraded in place by the next open: topics get ids, the log and the
+ * groups carry them, the old claim function is gone; a handed-back range
+ * of the old format is delivered again, then what followed the cursor,
+ * another topic's messages stay its own, and a publish after the upgrade
+ * reaches the old group. Early sluice-pg-2 tables had no claims.n (how
+ * many messages a range holds; every claim since reads it): the upgrade
+ * adds it, counted from the log. */
+static void format_2_upgrade(bool with_n)
+{
+    PGconn *c = app_conn();
+    exec_ok(c, "CREATE TABLE sluice_meta(key text PRIMARY KEY, value text NOT NULL);"
+               "INSERT INTO sluice_meta VALUES('format','sluice-pg-2');"
+               "CREATE TABLE sluice_msgs(topic text COLLATE \"C\" NOT NULL, tx xid8 NOT NULL "
+               "DEFAULT pg_current_xact_id(), id bigserial NOT NULL, uuid text NOT NULL, meta "
+               "bytea, payload bytea NOT NULL, created bigint NOT NULL, PRIMARY KEY(topic, tx, "
+               "id));"
+               "CREATE INDEX sluice_msgs_created ON sluice_msgs USING brin(created);"
+               "CREATE TABLE sluice_groups(id bigserial PRIMARY KEY, topic text NOT NULL, name "
+               "text, private boolean NOT NULL, pos_tx xid8 NOT NULL, pos_id bigint NOT NULL, "
+               "holder bigint NOT NULL, alive bigint NOT NULL, UNIQUE(topic, name));"
+               "CREATE TABLE sluice_claims(gid bigint NOT NULL, lo_tx xid8 NOT NULL, lo_id "
+               "bigint NOT NULL, hi_tx xid8 NOT NULL, hi_id bigint NOT NULL, owner bigint NOT "
+               "NULL, deadline bigint NOT NULL, deliveries int NOT NULL, n int NOT NULL, "
+               "PRIMARY KEY(gid, lo_tx, lo_id));"
+               "CREATE FUNCTION sluice_claim(bigint, text, bigint, int, bigint, bigint, xid8[], "
+               "int8[], int8[], int4[]) RETURNS void LANGUAGE sql AS '';");
+    /* topic "up2": old1, old2 (claimed, handed back), new1 past the cursor;
+     * topic "other": one message nobody here reads */
+    exec_ok(c, "INSERT INTO sluice_msgs(topic, uuid, payload, created) VALUES"
+               "('up2', '01900000-0000-7000-8000-000000000001', 'old1', 0),"
+               "('other', '01900000-0000-7000-8000-000000000002', 'othr', 0),"
+               "('up2', '01900000-0000-7000-8000-000000000003', 'old2', 0),"
+               "('up2', '01900000-0000-7000-8000-000000000004', 'new1', 0)");
+    exec_ok(c, "INSERT INTO sluice_groups(topic, name, private, pos_tx, pos_id, holder, alive) "
+               "SELECT 'up2', 'g', false, tx, id, 0, 0 FROM sluice_msgs WHERE payload='old2'");
+    exec_ok(c, "INSERT INTO sluice_claims SELECT g.id, a.tx, a.id, b.tx, b.id, 0, 0, 1, 2 FROM "
+               "sluice_groups g, sluice_msgs a, sluice_msgs b WHERE a.payload='old1' AND "
+               "b.payload='old2'");
+    if (!with_n) /* as early sluice-pg-2 tables were: the upgrade counts n */
+        exec_ok(c, "ALTER TABLE sluice_claims DROP COLUMN n");
+    sl_subscribe_opts o;
+    sl_subscribe_opts_init(&o);
+    o.group = "g";
+    o.prefetch = 1;
+    sl_subscriber *sub;
+    sl_subscription *s;
+    assert_int_equal(sl_subscriber_open(&sub, url), 0);
+    assert_int_equal(scalar(c, "SELECT count(*) FROM sluice_meta WHERE value='sluice-pg-3'"), 1);
+    assert_int_equal(scalar(c, "SELECT count(*) FROM pg_proc WHERE proname='sluice_claim' AND "
+                               "pronamespace=current_schema()::regnamespace"),
+                     1);
+    assert_int_equal(scalar(c, "SELECT count(*) FROM information_schema.columns WHERE "
+                               "table_schema=current_schema() AND table_name='sluice_msgs' AND "
+                               "column_name='topic' AND data_type='integer'"),
+                     1);
+    assert_int_equal(scalar(c, "SELECT count(*) FROM sluice_topics"), 2);
+    assert_int_equal(scalar(c, "SELECT count(*) FROM sluice_msgs m JOIN sluice_topics t ON "
+                               "t.id=m.topic WHERE t.name='up2'"),
+                     3);
+    assert_int_equal(sl_subscribe(sub, "up2", &o, &s), 0);
+    sl_publisher *pub;
+    assert_int_equal(sl_publisher_open(&pub, url), 0);
+    sl_msg *m;
+    assert_int_equal(sl_msg_new(&m, "new2", 4), 0);
+    assert_int_equal(sl_publish(pub, "up2", &m, 1), 0);
+    sl_msg_unref(m);
+    sl_publisher_close(pub);
+    static const char *const want[] = {"old1", "old2", "new1", "new2"};
+    for (int i = 0; i < 4; i++) {
+        sl_msg *got;
+        assert_int_equal(sl_next(s, &got, 15000), 0);
+        size_t len;
+        const char *p = sl_msg_payload(got, &len);
+        assert_int_equal(len, 4);
+        assert_memory_equal(p, want[i], 4);
+        assert_int_equal(sl_msg_deliveries(got), i < 2 ? 2 : 1);
+        assert_int_equal(sl_msg_ack(got), 0);
+        sl_msg_unref(got);
+    }
+    sl_msg *none;
+    assert_int_equal(sl_next(s, &none, 300), SL_ETIMEDOUT);
+    assert_int_equal(scalar(c, "SELECT count(*) FROM sluice_claims"), 0);
+    sl_subscriber_close(sub);
+    PQfinish(c);
+}
+
+static void format_2_upgraded(void **state)
+{
+    (void)state;
+    format_2_upgrade(true);
+}
+
+static void format_2_without_n_upgraded(void **state)
+{
+    (void)state;
+    format_2_upgrade(false);
 }
 
 /* ack=sync (the default): once sl_msg_ack returned, the group never sees
@@ -387,9 +495,16 @@ static void bad_urls_and_options(void **state)
 {
     (void)state;
     sl_publisher *pub;
-    const char *bad[] = {"postgres:///nodb", "postgres://127.0.0.1/", "postgres://127.0.0.1/a/b",
-                         "?nope=1", "?ack=maybe", "?retention=forever", "?schema=Bad-Name",
-                         "?sslmode=sometimes", "?connect_timeout=0", "?sync=sometimes"};
+    const char *bad[] = {"postgres:///nodb",
+                         "postgres://127.0.0.1/",
+                         "postgres://127.0.0.1/a/b",
+                         "?nope=1",
+                         "?ack=maybe",
+                         "?retention=forever",
+                         "?schema=Bad-Name",
+                         "?sslmode=sometimes",
+                         "?connect_timeout=0",
+                         "?sync=sometimes"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char u[1200];
         snprintf(u, sizeof u, "%s%s", bad[i][0] == '?' ? base_url() : "", bad[i]);
@@ -450,6 +565,8 @@ int main(void)
         cmocka_unit_test_setup(range_claims_batch, setup),
         cmocka_unit_test_setup(handed_back_range_split, setup),
         cmocka_unit_test_setup(format_1_upgraded, setup),
+        cmocka_unit_test_setup(format_2_upgraded, setup),
+        cmocka_unit_test_setup(format_2_without_n_upgraded, setup),
         cmocka_unit_test_setup(bad_urls_and_options, setup),
         cmocka_unit_test_setup(server_down_at_open, setup),
         cmocka_unit_test_setup(table_dropped_under_consumer, setup),

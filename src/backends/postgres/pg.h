@@ -15,10 +15,15 @@
  * the same model as sqlite://: a log per topic, groups with a cursor, claims
  * as leases):
  *
- *   sluice_meta(key, value)          format = "sluice-pg-2" (1: a claim
- *                                    row per message; upgraded in place)
+ *   sluice_meta(key, value)          format = "sluice-pg-3" (1: a claim
+ *                                    row per message; 2: the topic's text
+ *                                    in the log; both upgraded in place)
+ *   sluice_topics(id, name)          a topic's integer id, given on first
+ *                                    use (function sluice_topic(name))
  *   sluice_msgs(topic, tx, id, uuid, meta, payload, created)
- *       The log: one table, a topic column. tx = the publishing
+ *       The log: one table, topic = the topic's id (an int: the key of
+ *       every row and index entry stays short whatever the topic's name).
+ *       tx = the publishing
  *       transaction's id (xid8, pg_current_xact_id()), id = a bigserial.
  *       PRIMARY KEY(topic, tx, id): a topic's messages are one index range
  *       in (tx, id) order. Ids are not handed out in commit order, so a
@@ -28,8 +33,10 @@
  *       each other; a long transaction (a caller's sl_pg_publish_tx) holds
  *       readers back until it ends, not other writers.
  *       meta: "key\0value\0" pairs (sqlcommon), payload: bytea, created: ms.
- *   sluice_groups(id, topic, name, private, pos_tx, pos_id, holder, alive)
- *       A consumer group reads its topic's log past (pos_tx, pos_id).
+ *   sluice_groups(id, topic, name, private, pos_tx, pos_id, holder, alive,
+ *                 tid)
+ *       A consumer group reads its topic's log (topic's name, tid its id)
+ *       past (pos_tx, pos_id).
  *       private = a group-less subscription (name NULL), kept alive by its
  *       subscriber's heartbeat (holder, alive): dropped a minute after its
  *       process died.
@@ -64,7 +71,10 @@
 #include "backends/sqlcommon/sqlc.h"
 #include "core/backend.h"
 
-#define PG_FORMAT "sluice-pg-2"
+#define PG_FORMAT "sluice-pg-3"
+/* Version of the server-side functions (pg_schema.c) within the format:
+ * bump it when their bodies change (same length: compared as text). */
+#define PG_FUNCS "0005"
 #define PG_CHANNEL "sluice"
 #define PG_ERRLEN 400
 #define PG_PRIVATE_EXPIRY_MS 60000

@@ -209,8 +209,9 @@ int sli_pg_fail(pg_link *pc, PGresult *res, char *err, size_t errlen, const char
         pc->prepared = false;
         if (PQstatus(pc->c) == CONNECTION_OK)
             PQfinish(pc->c), pc->c = NULL;
-    } else if (state && (strcmp(state, "42P01") == 0 || strcmp(state, "26000") == 0)) {
-        code = SL_ECORRUPT; /* a table (or, after it, a prepared statement) is gone */
+    } else if (state && (strcmp(state, "42P01") == 0 || strcmp(state, "26000") == 0 ||
+                         strcmp(state, "42883") == 0)) {
+        code = SL_ECORRUPT; /* a table, a function (or a prepared statement) is gone */
         pc->prepared = false;
         snprintf(err, errlen, "postgres: %s: sluice's tables are gone (dropped under us?): %s",
                  what, msg);

@@ -3,15 +3,18 @@
  * function runs on a connection its caller holds alone.
  *
  * Round trips are what costs: a publish of up to PG_INS_ROWS messages is
- * ONE statement (a multi-row INSERT with the NOTIFY in the same statement,
- * so it is its own transaction); a claim is ONE call of the server-side
+ * ONE statement, a call of the server-side function sluice_publish with
+ * the messages as binary arrays (its INSERT and the NOTIFY in one
+ * statement, so it is its own transaction; the statement's text is the
+ * same for any batch, so it costs no planning per publish); a claim is ONE call of the server-side
  * function sluice_claim (created with the tables, pg_schema.c) whatever the
  * number of messages it takes, its own transaction with an asynchronous
  * commit (a claim lost to a crash only means a redelivery), and carries the
  * batched acks (ack=batch) of its subscription. Claims are leases on ranges
  * of the log, so acks and nacks name a message by (tx, id).
  *
- * Integers travel as text parameters; results come back binary (bytea
+ * Integers travel as text parameters, published messages as arrays in
+ * the binary format; results come back binary (bytea
  * payloads byte for byte, integers as big-endian, see pg_get_i64).
  */
 #include <stdio.h>
@@ -21,7 +24,7 @@
 #include "backends/postgres/pg.h"
 #include "backends/sqlcommon/sqlc.h"
 
-#define PG_INS_ROWS 500 /* messages per INSERT (3 parameters each) */
+#define PG_INS_ROWS 1000 /* messages per call of sluice_publish */
 
 enum { Q_CLAIM, Q_ACK, Q_NACK, Q_COUNT };
 
@@ -29,7 +32,7 @@ static const char *const qname[Q_COUNT] = {"sl_claim", "sl_ack", "sl_nack"};
 
 static const char *const qsql[Q_COUNT] = {
     /* the functions of pg_schema.c */
-    [Q_CLAIM] = "SELECT * FROM sluice_claim($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    [Q_CLAIM] = "SELECT * FROM sluice_claim($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     [Q_ACK] = "SELECT sluice_settle($1, ARRAY[$2::xid8], ARRAY[$3::int8], ARRAY[$4::int8], "
               "ARRAY[$5::int4])",
     /* $6 ready at */
@@ -80,62 +83,86 @@ static const char *N(num *b, int64_t v)
 
 /* ---------- publish ---------- */
 
-/* The INSERT of rows messages: $1 topic, $2 created, then (uuid, meta,
- * payload) per row; the NOTIFY runs in the same statement. */
-static char *ins_sql(size_t rows)
+/* One-dimensional array of n elements of type oid (25 text, 17 bytea) in
+ * PostgreSQL's binary format (array_recv): a NULL element where val[i]
+ * is NULL. *len its size; NULL when out of memory. */
+static unsigned char *bin_array(unsigned oid, size_t n, const char *const *val, const size_t *vlen,
+                                size_t *len)
 {
-    size_t cap = 256 + rows * 64;
-    char *q = malloc(cap);
-    if (!q)
+    size_t size = 20, o = 0;
+    bool nulls = false;
+    for (size_t i = 0; i < n; i++) {
+        size += 4 + (val[i] ? vlen[i] : 0);
+        nulls |= val[i] == NULL;
+    }
+    unsigned char *b = malloc(size);
+    if (!b)
         return NULL;
-    size_t o = (size_t)snprintf(q, cap,
-                                "WITH i AS (INSERT INTO sluice_msgs(topic, created, uuid, "
-                                "meta, payload) VALUES");
-    for (size_t i = 0; i < rows; i++)
-        o += (size_t)snprintf(q + o, cap - o, "%s($1,$2::int8,$%zu,$%zu::bytea,$%zu::bytea)",
-                              i ? "," : "", 3 + 3 * i, 4 + 3 * i, 5 + 3 * i);
-    snprintf(q + o, cap - o, ") SELECT pg_notify('" PG_CHANNEL "', $1)");
-    return q;
+    uint32_t head[5] = {1, nulls, oid, (uint32_t)n, 1}; /* ndim, has nulls, type, dim, lbound */
+    for (int k = 0; k < 5; k++, o += 4)
+        for (int j = 0; j < 4; j++)
+            b[o + (size_t)j] = (unsigned char)(head[k] >> (24 - 8 * j));
+    for (size_t i = 0; i < n; i++) {
+        uint32_t l = val[i] ? (uint32_t)vlen[i] : 0xffffffffu; /* -1: NULL */
+        for (int j = 0; j < 4; j++)
+            b[o++] = (unsigned char)(l >> (24 - 8 * j));
+        if (val[i] && vlen[i])
+            memcpy(b + o, val[i], vlen[i]);
+        o += val[i] ? vlen[i] : 0;
+    }
+    *len = size;
+    return b;
 }
 
+/* Messages msgs[0..n) as the arguments of sluice_publish (pg_schema.c):
+ * topic, created, then arrays of uuids, metadata blobs and payloads in
+ * the binary format, so one statement of the same text carries any batch
+ * (planned in no time; the INSERT inside the function is planned once per
+ * session), and payloads travel byte for byte. */
 static int ins_chunk(PGconn *c, const char *topic, sl_msg *const *msgs, size_t n, char *err,
                      size_t errlen, PGresult **res)
 {
-    size_t np = 2 + 3 * n;
-    const char **vals = calloc(np, sizeof *vals);
-    int *lens = calloc(np, sizeof *lens), *fmts = calloc(np, sizeof *fmts);
-    unsigned char **metas = calloc(n, sizeof *metas);
-    char *q = ins_sql(n);
+    const char **u = calloc(n, sizeof *u), **m = calloc(n, sizeof *m), **p = calloc(n, sizeof *p);
+    size_t *ul = calloc(n, sizeof *ul), *ml = calloc(n, sizeof *ml), *pl = calloc(n, sizeof *pl);
+    unsigned char **metas = calloc(n, sizeof *metas), *arr[3] = {NULL, NULL, NULL};
+    size_t alen[3] = {0, 0, 0};
     num now;
-    int rc = vals && lens && fmts && metas && q ? 0 : SL_ENOMEM;
-    if (!rc) {
-        vals[0] = topic;
-        vals[1] = N(&now, sli_wall_ms());
-    }
+    int rc = u && m && p && ul && ml && pl && metas ? 0 : SL_ENOMEM;
     for (size_t i = 0; i < n && !rc; i++) {
-        size_t mlen, plen;
-        const void *pl = sl_msg_payload(msgs[i], &plen);
-        if ((rc = sli_sqlc_meta_encode(msgs[i], &metas[i], &mlen)) != 0)
+        if ((rc = sli_sqlc_meta_encode(msgs[i], &metas[i], &ml[i])) != 0)
             break;
-        vals[2 + 3 * i] = sl_msg_uuid(msgs[i]);
-        vals[3 + 3 * i] = metas[i] ? (const char *)metas[i] : NULL;
-        lens[3 + 3 * i] = (int)mlen;
-        fmts[3 + 3 * i] = 1;
-        vals[4 + 3 * i] = plen ? (const char *)pl : "";
-        lens[4 + 3 * i] = (int)plen;
-        fmts[4 + 3 * i] = 1;
+        u[i] = sl_msg_uuid(msgs[i]);
+        ul[i] = strlen(u[i]);
+        m[i] = (const char *)metas[i];
+        p[i] = sl_msg_payload(msgs[i], &pl[i]);
+        if (!p[i])
+            p[i] = "";
     }
-    if (!rc)
-        *res = PQexecParams(c, q, (int)np, NULL, vals, lens, fmts, 0);
-    else
+    if (!rc && (!(arr[0] = bin_array(25, n, u, ul, &alen[0])) ||
+                !(arr[1] = bin_array(17, n, m, ml, &alen[1])) ||
+                !(arr[2] = bin_array(17, n, p, pl, &alen[2]))))
+        rc = SL_ENOMEM;
+    if (!rc) {
+        static const Oid types[5] = {25, 20, 1009, 1001, 1001};
+        const char *vals[5] = {topic, N(&now, sli_wall_ms()), (const char *)arr[0],
+                               (const char *)arr[1], (const char *)arr[2]};
+        int lens[5] = {0, 0, (int)alen[0], (int)alen[1], (int)alen[2]}, fmts[5] = {0, 0, 1, 1, 1};
+        *res = PQexecParams(c, "SELECT sluice_publish($1, $2, $3, $4, $5)", 5, types, vals, lens,
+                            fmts, 0);
+    } else if (rc == SL_ENOMEM) {
         snprintf(err, errlen, "postgres: out of memory");
+    }
     for (size_t i = 0; metas && i < n; i++)
         free(metas[i]);
+    for (int k = 0; k < 3; k++)
+        free(arr[k]);
     free(metas);
-    free(q);
-    free(vals);
-    free(lens);
-    free(fmts);
+    free(u);
+    free(m);
+    free(p);
+    free(ul);
+    free(ml);
+    free(pl);
     return rc;
 }
 
@@ -171,8 +198,8 @@ int sli_pg_insert_msgs(PGconn *c, const char *topic, sl_msg *const *msgs, size_t
         for (char *p = err; *p; p++)
             if (*p == '\n')
                 *p = ' ';
-        if (st && strcmp(st, "42P01") == 0)
-            rc = SL_ECORRUPT;
+        if (st && (strcmp(st, "42P01") == 0 || strcmp(st, "42883") == 0))
+            rc = SL_ECORRUPT; /* a table or sluice_publish is gone */
         else if (PQstatus(c) != CONNECTION_OK)
             rc = SL_ECONN;
         PQclear(bad);
@@ -212,11 +239,11 @@ int sli_pg_subscribe(sqlc_db *db, const char *topic, const char *group, bool pri
     /* latest: past the newest message committed so far */
     PGresult *r = PQexecParams(
         pc->c,
-        "WITH l AS (SELECT tx, id FROM sluice_msgs WHERE topic=$1 AND $4::bool ORDER BY tx DESC, "
-        "id DESC LIMIT 1) INSERT INTO sluice_groups(topic, name, private, pos_tx, pos_id, "
-        "holder, alive) SELECT $1, $2, $3, coalesce((SELECT tx FROM l), '0'::xid8), "
-        "coalesce((SELECT id FROM l), 0), $5, $6 ON CONFLICT (topic, name) DO NOTHING "
-        "RETURNING id",
+        "WITH t AS (SELECT sluice_topic($1) AS id), l AS (SELECT tx, id FROM sluice_msgs WHERE "
+        "topic=(SELECT id FROM t) AND $4::bool ORDER BY tx DESC, id DESC LIMIT 1) INSERT INTO "
+        "sluice_groups(topic, tid, name, private, pos_tx, pos_id, holder, alive) SELECT $1, "
+        "(SELECT id FROM t), $2, $3, coalesce((SELECT tx FROM l), '0'::xid8), coalesce((SELECT id "
+        "FROM l), 0), $5, $6 ON CONFLICT (topic, name) DO NOTHING RETURNING id",
         6, NULL, v, NULL, NULL, 1);
     if (PQresultStatus(r) != PGRES_TUPLES_OK)
         return sli_pg_fail(pc, r, err, errlen, "subscribe");
@@ -340,10 +367,12 @@ int sli_pg_claim(sqlc_db *db, int64_t gid, const char *topic, int64_t owner, uns
             snprintf(err, errlen, "postgres: out of memory");
             return SL_ENOMEM;
         }
-    const char *v[10] = {N(&g, gid), topic, N(&o, owner), N(&lim, max), N(&now, t),
-                         N(&dl, t + ack_deadline), a[0], a[1], a[2], a[3]};
+    (void)topic; /* the group knows its topic */
+    const char *v[9] = {
+        N(&g, gid), N(&o, owner), N(&lim, max), N(&now, t), N(&dl, t + ack_deadline),
+        a[0],       a[1],         a[2],         a[3]};
     PGresult *r = NULL;
-    int rc = run(pc, Q_CLAIM, 10, v, &r, err, errlen);
+    int rc = run(pc, Q_CLAIM, 9, v, &r, err, errlen);
     for (int i = 0; i < 4; i++)
         free(a[i]);
     if (!rc)
@@ -362,24 +391,28 @@ int sli_pg_settle(sqlc_db *db, int64_t gid, const sqlc_settle *s, char *err, siz
     pg_link *pc = &db->pc;
     /* one at a time (ack=sync, nacks); batches ride on claims */
     num g, tx, m, o, d, at;
-    const char *v[6] = {N(&g, gid),
-                        N(&tx, s->msg_tx),
-                        N(&m, s->msg_id),
-                        N(&o, s->owner),
-                        N(&d, s->deliveries),
-                        N(&at, s->delay_ms ? sli_wall_ms() + s->delay_ms : 0)};
+    const char *v[6] = {
+        N(&g, gid),           N(&tx, s->msg_tx),
+        N(&m, s->msg_id),     N(&o, s->owner),
+        N(&d, s->deliveries), N(&at, s->delay_ms ? sli_wall_ms() + s->delay_ms : 0)};
     return run(pc, s->nack ? Q_NACK : Q_ACK, s->nack ? 6 : 5, v, NULL, err, errlen);
 }
 
 /* ---------- housekeeping ---------- */
 
-/* Per topic with groups: the lowest cursor and the lowest claim. */
+/* Per topic with groups: the lowest cursor and the lowest claim, for the
+ * topics whose oldest message is below both (others have nothing to
+ * delete: a topic nobody publishes to any more costs one index probe
+ * here, not a statement of its own). */
 static const char lows_sql[] =
-    "SELECT t.topic, lg.pos_tx::text, lg.pos_id::text, lc.tx::text, lc.msg_id::text FROM "
-    "(SELECT DISTINCT topic FROM sluice_groups) t CROSS JOIN LATERAL (SELECT pos_tx, pos_id FROM "
-    "sluice_groups g WHERE g.topic=t.topic ORDER BY pos_tx, pos_id LIMIT 1) lg LEFT JOIN LATERAL "
+    "SELECT t.tid, lg.pos_tx::text, lg.pos_id::text, lc.tx::text, lc.msg_id::text FROM "
+    "(SELECT DISTINCT tid FROM sluice_groups) t CROSS JOIN LATERAL (SELECT pos_tx, pos_id FROM "
+    "sluice_groups g WHERE g.tid=t.tid ORDER BY pos_tx, pos_id LIMIT 1) lg LEFT JOIN LATERAL "
     "(SELECT c.lo_tx AS tx, c.lo_id AS msg_id FROM sluice_claims c JOIN sluice_groups g ON "
-    "g.id=c.gid WHERE g.topic=t.topic ORDER BY c.lo_tx, c.lo_id LIMIT 1) lc ON true";
+    "g.id=c.gid WHERE g.tid=t.tid ORDER BY c.lo_tx, c.lo_id LIMIT 1) lc ON true CROSS JOIN "
+    "LATERAL (SELECT m.tx, m.id FROM sluice_msgs m WHERE m.topic=t.tid ORDER BY m.tx, m.id "
+    "LIMIT 1) f WHERE (f.tx, f.id) <= (lg.pos_tx, lg.pos_id) AND (lc.tx IS NULL OR (f.tx, f.id) "
+    "< (lc.tx, lc.msg_id))";
 
 /* What every group of a topic is done with (retention=acked): up to the
  * lowest cursor, below the lowest claim; one short statement per topic (an
@@ -395,7 +428,7 @@ static int sweep_acked(pg_link *pc, char *err, size_t errlen)
         for (int k = 0; k < 5; k++)
             v[k] = PQgetisnull(lows, i, k) ? NULL : PQgetvalue(lows, i, k);
         PGresult *r = PQexecParams(pc->c,
-                                   "DELETE FROM sluice_msgs WHERE topic=$1 AND (tx, id) <= "
+                                   "DELETE FROM sluice_msgs WHERE topic=$1::int AND (tx, id) <= "
                                    "($2::xid8, $3::int8) AND ($4::xid8 IS NULL OR (tx, id) < "
                                    "($4::xid8, $5::int8))",
                                    5, NULL, v, NULL, NULL, 0);

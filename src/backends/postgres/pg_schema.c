@@ -1,8 +1,12 @@
 /*
  * pg_schema.c - the tables of the postgres:// backend and the server-side
- * functions its claims, acks and nacks call (one round trip each, see
- * pg.h for the design), created by the first opener; tables of the older
- * format sluice-pg-1 (a claim row per message) are upgraded in place.
+ * functions its publishes, claims, acks and nacks call (one round trip
+ * each, see pg.h for the design), created by the first opener; tables of
+ * the older formats sluice-pg-1 (a claim row per message) and sluice-pg-2
+ * (the topic's text in the log) are upgraded in place.
+ *
+ * sluice_topic: a topic's integer id, given on first use.
+ * sluice_publish: a batch as arrays, inserted in order, then the NOTIFY.
  *
  * Claims are leases on RANGES of a topic's log, in its (tx, id) order: a
  * claim of 256 fresh messages inserts ONE row (lo, hi), and acking all of
@@ -34,6 +38,13 @@
 
 #include "backends/postgres/pg.h"
 
+/* The statements inside the functions are planned once per session
+ * (generic plans, every look into the log written to use its index
+ * whatever the parameters) instead of once per call: PostgreSQL's default
+ * re-plans a statement with parameters for every call until it decides a
+ * generic plan is as cheap, which cost a claim more than running it. */
+#define PG_GENERIC "SET plan_cache_mode = force_generic_plan"
+
 #define SQL_COLS "(gid, lo_tx, lo_id, hi_tx, hi_id, owner, deadline, deliveries, n)"
 
 /* sluice-pg-1 -> 2: a claim row (gid, msg_id, tx) becomes the range
@@ -56,22 +67,80 @@ static const char upgrade_sql[] =
     "DROP FUNCTION IF EXISTS sluice_claim(bigint, text, bigint, int, bigint, bigint, int8[], "
     "int8[], int4[]); "
     "ALTER TABLE sluice_msgs ALTER topic TYPE text COLLATE \"C\"; "
+    "UPDATE sluice_meta SET value='sluice-pg-2' WHERE key='format'; "
+    "END IF; END $u$;";
+
+/* sluice-pg-2 -> 3: topics get an integer id (sluice_topics), which the
+ * log's key and the groups carry instead of the topic's text: a shorter
+ * key in every row and index entry of the log (its inserts cost about
+ * 1.5x a bare queue's with the text). The log is rewritten once (ALTER
+ * TYPE, its index rebuilt); the claim function takes no topic any more
+ * (the group has it), so the old one is dropped. */
+static const char upgrade3_sql[] =
+    "DO $u$ BEGIN IF EXISTS (SELECT 1 FROM sluice_meta WHERE key='format' AND "
+    "value='sluice-pg-2') THEN "
+    /* early sluice-pg-2 tables had no n (messages in a range): counted */
+    "IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE "
+    "table_schema=current_schema() AND table_name='sluice_claims' AND column_name='n') THEN "
+    "ALTER TABLE sluice_claims ADD COLUMN n int; "
+    "UPDATE sluice_claims c SET n=(SELECT count(*) FROM sluice_groups g JOIN sluice_msgs m ON "
+    "m.topic=g.topic WHERE g.id=c.gid AND (m.tx, m.id) >= (c.lo_tx, c.lo_id) AND (m.tx, m.id) "
+    "<= (c.hi_tx, c.hi_id)); "
+    "ALTER TABLE sluice_claims ALTER n SET NOT NULL; END IF; "
+    "CREATE TABLE IF NOT EXISTS sluice_topics(id serial PRIMARY KEY, name text COLLATE \"C\" "
+    "NOT NULL UNIQUE); "
+    "INSERT INTO sluice_topics(name) SELECT topic FROM sluice_groups UNION SELECT DISTINCT "
+    "topic FROM sluice_msgs ORDER BY 1 ON CONFLICT DO NOTHING; "
+    "ALTER TABLE sluice_msgs ALTER topic TYPE int USING sluice_topic(topic); "
+    "ALTER TABLE sluice_groups ADD COLUMN tid int; "
+    "UPDATE sluice_groups g SET tid=t.id FROM sluice_topics t WHERE t.name=g.topic; "
+    "ALTER TABLE sluice_groups ALTER tid SET NOT NULL; "
+    "DROP FUNCTION IF EXISTS sluice_claim(bigint, text, bigint, int, bigint, bigint, xid8[], "
+    "int8[], int8[], int4[]); "
     "UPDATE sluice_meta SET value='" PG_FORMAT "' WHERE key='format'; "
     "END IF; END $u$;";
 
 static const char tables_sql[] =
     "INSERT INTO sluice_meta VALUES('format','" PG_FORMAT "') ON CONFLICT DO NOTHING;"
-    "CREATE TABLE IF NOT EXISTS sluice_msgs(topic text COLLATE \"C\" NOT NULL, tx xid8 NOT NULL DEFAULT "
+    "CREATE TABLE IF NOT EXISTS sluice_topics(id serial PRIMARY KEY, name text COLLATE \"C\" "
+    "NOT NULL UNIQUE);"
+    "CREATE TABLE IF NOT EXISTS sluice_msgs(topic int NOT NULL, tx xid8 NOT NULL DEFAULT "
     "pg_current_xact_id(), id bigserial NOT NULL, uuid text NOT NULL, meta bytea, payload bytea "
     "NOT NULL, created bigint NOT NULL, PRIMARY KEY(topic, tx, id));"
     "CREATE INDEX IF NOT EXISTS sluice_msgs_created ON sluice_msgs USING brin(created);"
     "CREATE TABLE IF NOT EXISTS sluice_groups(id bigserial PRIMARY KEY, topic text NOT NULL, "
     "name text, private boolean NOT NULL, pos_tx xid8 NOT NULL, pos_id bigint NOT NULL, holder "
-    "bigint NOT NULL, alive bigint NOT NULL, UNIQUE(topic, name));"
+    "bigint NOT NULL, alive bigint NOT NULL, tid int NOT NULL, UNIQUE(topic, name));"
+    "CREATE INDEX IF NOT EXISTS sluice_groups_tid ON sluice_groups(tid, pos_tx, pos_id);"
     "CREATE TABLE IF NOT EXISTS sluice_claims(gid bigint NOT NULL, lo_tx xid8 NOT NULL, lo_id "
     "bigint NOT NULL, hi_tx xid8 NOT NULL, hi_id bigint NOT NULL, owner bigint NOT NULL, "
     "deadline bigint NOT NULL, deliveries int NOT NULL, n int NOT NULL, PRIMARY KEY(gid, "
     "lo_tx, lo_id));";
+
+/* The id of a topic, given on first use (by a publish or a subscribe, in
+ * the caller's transaction; a concurrent first user of the same name
+ * waits for it, then reads its id). */
+static const char topic_sql[] =
+    "CREATE TABLE IF NOT EXISTS sluice_topics(id serial PRIMARY KEY, name text COLLATE \"C\" "
+    "NOT NULL UNIQUE);"
+    "CREATE OR REPLACE FUNCTION sluice_topic(p_name text) RETURNS int LANGUAGE plpgsql " PG_GENERIC
+    " AS $f$ "
+    "DECLARE v int; BEGIN "
+    "SELECT id INTO v FROM sluice_topics WHERE name=p_name; "
+    "IF FOUND THEN RETURN v; END IF; "
+    "INSERT INTO sluice_topics(name) VALUES(p_name) ON CONFLICT DO NOTHING RETURNING id INTO v; "
+    "IF v IS NULL THEN SELECT id INTO v FROM sluice_topics WHERE name=p_name; END IF; "
+    "RETURN v; END $f$;"
+    /* a publish: the messages in array order (ids follow it), then the
+     * NOTIFY, in the caller's transaction */
+    "CREATE OR REPLACE FUNCTION sluice_publish(p_topic text, p_created bigint, p_uuids text[], "
+    "p_metas bytea[], p_payloads bytea[]) RETURNS void LANGUAGE plpgsql " PG_GENERIC " AS $f$ "
+    "DECLARE v int; BEGIN "
+    "SELECT id INTO v FROM sluice_topics WHERE name=p_topic; "
+    "IF NOT FOUND THEN v := sluice_topic(p_topic); END IF; "
+    "INSERT INTO sluice_msgs(topic, created, uuid, meta, payload) SELECT v, p_created, x.u, x.m, "
+    "x.p FROM unnest(p_uuids, p_metas, p_payloads) x(u, m, p); "
+    "PERFORM pg_notify('" PG_CHANNEL "', p_topic); END $f$;";
 
 /* Remove acked deliveries from their ranges; returns how many matched. A
  * range whose n messages are all acked is deleted as it is (the usual
@@ -79,8 +148,9 @@ static const char tables_sql[] =
  * what was not acked, read from the log. */
 static const char settle_sql[] =
     "CREATE OR REPLACE FUNCTION sluice_settle(p_gid bigint, a_txs xid8[], a_ids int8[], "
-    "a_owners int8[], a_dels int4[]) RETURNS bigint LANGUAGE plpgsql AS $f$ DECLARE v_topic "
-    "text; v_rtx xid8[]; v_rid int8[]; v_full bool[]; v_hit bigint; i_lt xid8[]; i_li int8[]; "
+    "a_owners int8[], a_dels int4[]) RETURNS bigint LANGUAGE plpgsql " PG_GENERIC
+    " AS $f$ DECLARE v_tid "
+    "int; v_rtx xid8[]; v_rid int8[]; v_full bool[]; v_hit bigint; i_lt xid8[]; i_li int8[]; "
     "i_ht xid8[]; i_hi int8[]; i_o int8[]; i_dl int8[]; i_d int4[]; i_n int4[]; BEGIN "
     "SELECT array_agg(s.lo_tx), array_agg(s.lo_id), array_agg(s.hit >= s.n), sum(s.hit) INTO "
     "v_rtx, v_rid, v_full, v_hit FROM (SELECT c.lo_tx, c.lo_id, c.n, (SELECT count(DISTINCT "
@@ -94,13 +164,13 @@ static const char settle_sql[] =
     "DELETE FROM sluice_claims c USING unnest(v_rtx, v_rid, v_full) k(kt, ki, kf) WHERE kf AND "
     "c.gid=p_gid AND c.lo_tx=k.kt AND c.lo_id=k.ki; "
     "IF NOT (false = ANY(v_full)) THEN RETURN v_hit; END IF; "
-    "SELECT topic INTO v_topic FROM sluice_groups WHERE id=p_gid; "
+    "SELECT tid INTO v_tid FROM sluice_groups WHERE id=p_gid; "
     "WITH a AS (SELECT DISTINCT a.id, a.o, a.d FROM unnest(a_ids, a_owners, a_dels) a(id, o, "
     "d)), r AS (SELECT c.* FROM sluice_claims c JOIN unnest(v_rtx, v_rid, v_full) k(kt, ki, kf) "
     "ON NOT kf AND c.gid=p_gid AND c.lo_tx=k.kt AND c.lo_id=k.ki), "
     "m AS (SELECT r.lo_tx AS rt, r.lo_id AS ri, r.owner AS ro, r.deadline AS rdl, r.deliveries "
     "AS rd, x.tx AS xt, x.id AS xi, a.id IS NOT NULL AS gone, row_number() OVER (PARTITION BY "
-    "r.lo_tx, r.lo_id ORDER BY x.tx, x.id) AS rn FROM r JOIN sluice_msgs x ON x.topic=v_topic "
+    "r.lo_tx, r.lo_id ORDER BY x.tx, x.id) AS rn FROM r JOIN sluice_msgs x ON x.topic=v_tid "
     "AND (x.tx, x.id) >= (r.lo_tx, r.lo_id) AND (x.tx, x.id) <= (r.hi_tx, r.hi_id) LEFT JOIN a "
     "ON a.id=x.id AND a.o=r.owner AND a.d=r.deliveries), "
     "z AS (SELECT *, rn - row_number() OVER (PARTITION BY rt, ri ORDER BY xt, xi) AS isl FROM m "
@@ -120,7 +190,7 @@ static const char settle_sql[] =
 
 static const char nack_sql[] =
     "CREATE OR REPLACE FUNCTION sluice_nack(p_gid bigint, p_tx xid8, p_id bigint, p_owner "
-    "bigint, p_dels int, p_at bigint) RETURNS void LANGUAGE plpgsql AS $f$ BEGIN "
+    "bigint, p_dels int, p_at bigint) RETURNS void LANGUAGE plpgsql " PG_GENERIC " AS $f$ BEGIN "
     "IF sluice_settle(p_gid, ARRAY[p_tx], ARRAY[p_id], ARRAY[p_owner], ARRAY[p_dels]) > 0 THEN "
     "INSERT INTO sluice_claims" SQL_COLS " VALUES(p_gid, p_tx, p_id, p_tx, p_id, 0, p_at, "
     "p_dels, 1); "
@@ -133,25 +203,38 @@ static const char nack_sql[] =
  * the log is ORDER BY its index with a LIMIT: the plan cached for a
  * parameter would otherwise be a sequential scan when the table holds
  * few topics (a topic looks like most of the table), through every dead
- * row retention left. */
+ * row retention left. Batched acks that cover whole ranges (a consumer
+ * acks what it claimed: the usual case) are settled here by deleting
+ * those ranges in one statement; only when some ack falls inside a range
+ * is sluice_settle called to cut it. */
 static const char claim_sql[] =
-    "CREATE OR REPLACE FUNCTION sluice_claim(p_gid bigint, p_topic text, p_owner bigint, p_max "
-    "int, p_now bigint, p_deadline bigint, a_txs xid8[], a_ids int8[], a_owners int8[], a_dels "
-    "int4[]) RETURNS TABLE(r_id bigint, r_deliveries int, r_uuid text, r_meta bytea, r_payload "
-    "bytea, r_due bigint, r_tx xid8) LANGUAGE plpgsql AS $f$ DECLARE n int := 0; k int; v_room "
-    "int; v_n int; ptx xid8; pid bigint; c record; ks_tx xid8[]; ks_id int8[]; v_ht xid8; v_hi "
-    "bigint; "
+    "CREATE OR REPLACE FUNCTION sluice_claim(p_gid bigint, p_owner bigint, p_max int, p_now "
+    "bigint, p_deadline bigint, a_txs xid8[], a_ids int8[], a_owners int8[], a_dels int4[]) "
+    "RETURNS TABLE(r_id bigint, r_deliveries int, r_uuid text, r_meta bytea, r_payload bytea, "
+    "r_due bigint, r_tx xid8) LANGUAGE plpgsql " PG_GENERIC
+    " AS $f$ DECLARE n int := 0; k int; v_room int; "
+    "v_n int; v_tid int; v_done bigint; ptx xid8; pid bigint; c record; ks_tx xid8[]; ks_id "
+    "int8[]; v_ht xid8; v_hi bigint; "
     "BEGIN "
     "PERFORM set_config('synchronous_commit', 'off', true); "
-    "IF a_ids IS NOT NULL THEN PERFORM sluice_settle(p_gid, a_txs, a_ids, a_owners, a_dels); "
+    "IF a_ids IS NOT NULL THEN "
+    "WITH d AS (DELETE FROM sluice_claims w WHERE w.gid=p_gid AND w.n=(SELECT count(DISTINCT "
+    "a.id) FROM unnest(a_txs, a_ids, a_owners, a_dels) a(tx, id, o, d) WHERE a.o=w.owner AND "
+    "a.d=w.deliveries AND (a.tx, a.id) >= (w.lo_tx, w.lo_id) AND (a.tx, a.id) <= (w.hi_tx, "
+    "w.hi_id)) RETURNING w.n) SELECT coalesce(sum(d.n), 0) INTO v_done FROM d; "
+    "IF v_done < cardinality(a_ids) THEN PERFORM sluice_settle(p_gid, a_txs, a_ids, a_owners, "
+    "a_dels); END IF; "
     "END IF; "
     "IF p_max <= 0 THEN RETURN; END IF; "
+    "SELECT g.tid, g.pos_tx, g.pos_id INTO v_tid, ptx, pid FROM sluice_groups g WHERE "
+    "g.id=p_gid; "
+    "IF NOT FOUND THEN RAISE EXCEPTION 'consumer group % no longer exists', p_gid USING "
+    "ERRCODE = 'P0002'; END IF; "
     "FOR c IN SELECT s.lo_tx, s.lo_id, s.hi_tx, s.hi_id, s.owner, s.deadline, s.deliveries, s.n "
-    "FROM "
-    "sluice_claims s WHERE s.gid=p_gid AND s.deadline<=p_now ORDER BY s.lo_tx, s.lo_id LIMIT "
-    "p_max FOR UPDATE SKIP LOCKED LOOP "
+    "FROM sluice_claims s WHERE s.gid=p_gid AND s.deadline<=p_now ORDER BY s.lo_tx, s.lo_id "
+    "LIMIT p_max FOR UPDATE SKIP LOCKED LOOP "
     "SELECT array_agg(w.tx ORDER BY w.tx, w.id), array_agg(w.id ORDER BY w.tx, w.id) INTO ks_tx, "
-    "ks_id FROM (SELECT m.tx, m.id FROM sluice_msgs m WHERE m.topic=p_topic AND (m.tx, m.id) >= "
+    "ks_id FROM (SELECT m.tx, m.id FROM sluice_msgs m WHERE m.topic=v_tid AND (m.tx, m.id) >= "
     "(c.lo_tx, c.lo_id) AND (m.tx, m.id) <= (c.hi_tx, c.hi_id) ORDER BY m.tx, m.id LIMIT p_max "
     "- n + 1) w; "
     "IF ks_id IS NULL THEN DELETE FROM sluice_claims s WHERE s.gid=p_gid AND s.lo_tx=c.lo_tx AND "
@@ -164,22 +247,19 @@ static const char claim_sql[] =
     "UPDATE sluice_claims s SET owner=p_owner, deadline=p_deadline, deliveries=c.deliveries + 1, "
     "hi_tx=v_ht, hi_id=v_hi, n=v_n WHERE s.gid=p_gid AND s.lo_tx=c.lo_tx AND s.lo_id=c.lo_id; "
     "RETURN QUERY SELECT m.id, c.deliveries + 1, m.uuid, m.meta, m.payload, NULL::bigint, m.tx "
-    "FROM sluice_msgs m WHERE m.topic=p_topic AND (m.tx, m.id) >= (c.lo_tx, c.lo_id) AND (m.tx, "
+    "FROM sluice_msgs m WHERE m.topic=v_tid AND (m.tx, m.id) >= (c.lo_tx, c.lo_id) AND (m.tx, "
     "m.id) <= (v_ht, v_hi) ORDER BY m.tx, m.id; "
     "GET DIAGNOSTICS k = ROW_COUNT; n := n + k; "
     "EXIT WHEN n >= p_max; END LOOP; "
     "IF n >= p_max THEN RETURN; END IF; "
-    "SELECT g.pos_tx, g.pos_id INTO ptx, pid FROM sluice_groups g WHERE g.id=p_gid; "
-    "IF NOT FOUND THEN RAISE EXCEPTION 'consumer group % of topic % no longer exists', p_gid, "
-    "p_topic USING ERRCODE = 'P0002'; END IF; "
     "k := 0; "
     /* the group row is locked (a write) only when there is something to take */
-    "PERFORM 1 FROM sluice_msgs m WHERE m.topic=p_topic AND (m.tx, m.id) > (ptx, pid) AND m.tx < "
+    "PERFORM 1 FROM sluice_msgs m WHERE m.topic=v_tid AND (m.tx, m.id) > (ptx, pid) AND m.tx < "
     "pg_snapshot_xmin(pg_current_snapshot()) ORDER BY m.tx, m.id LIMIT 1; "
     "IF FOUND THEN "
     "SELECT g.pos_tx, g.pos_id INTO ptx, pid FROM sluice_groups g WHERE g.id=p_gid FOR UPDATE; "
     "RETURN QUERY WITH nw AS (SELECT m.tx, m.id, m.uuid, m.meta, m.payload FROM sluice_msgs m "
-    "WHERE m.topic=p_topic AND (m.tx, m.id) > (ptx, pid) AND m.tx < "
+    "WHERE m.topic=v_tid AND (m.tx, m.id) > (ptx, pid) AND m.tx < "
     "pg_snapshot_xmin(pg_current_snapshot()) ORDER BY m.tx, m.id LIMIT p_max - n), "
     "f AS (SELECT tx, id FROM nw ORDER BY tx, id LIMIT 1), "
     "l AS (SELECT tx, id FROM nw ORDER BY tx DESC, id DESC LIMIT 1), "
@@ -190,24 +270,32 @@ static const char claim_sql[] =
     "nw.id; "
     "GET DIAGNOSTICS k = ROW_COUNT; END IF; "
     "IF n + k = 0 THEN RETURN QUERY SELECT NULL::bigint, NULL::int, NULL::text, NULL::bytea, "
-    "NULL::bytea, CASE WHEN (SELECT m.id FROM sluice_msgs m WHERE m.topic=p_topic AND (m.tx, m.id) "
-    "> (ptx, pid) ORDER BY m.tx, m.id LIMIT 1) IS NOT NULL THEN p_now + 3 ELSE (SELECT min(s.deadline) FROM sluice_claims s WHERE "
-    "s.gid=p_gid AND s.deadline>p_now) END, NULL::xid8; END IF; "
+    "NULL::bytea, CASE WHEN (SELECT m.id FROM sluice_msgs m WHERE m.topic=v_tid AND (m.tx, m.id) "
+    "> (ptx, pid) ORDER BY m.tx, m.id LIMIT 1) IS NOT NULL THEN p_now + 3 ELSE (SELECT "
+    "min(s.deadline) FROM sluice_claims s WHERE s.gid=p_gid AND s.deadline>p_now) END, "
+    "NULL::xid8; END IF; "
     "END $f$;";
 
 /* Format and functions in place: 1 ready, 0 to create or upgrade, or an
- * error (SL_ECORRUPT: another format). */
+ * error (SL_ECORRUPT: another format). The functions' version
+ * (sluice_meta 'functions', PG_FUNCS) moves when their bodies change
+ * within a format: an older one is replaced by the next opener, a newer
+ * one is left to the newer processes that made it. */
 static int check(PGconn *c, char *err, size_t errlen)
 {
     PGresult *r = PQexec(c, "SELECT value, to_regproc('sluice_claim') IS NOT NULL AND "
-                            "to_regproc('sluice_nack') IS NOT NULL FROM sluice_meta WHERE "
+                            "to_regproc('sluice_nack') IS NOT NULL AND to_regproc('sluice_topic') "
+                            "IS NOT NULL AND to_regproc('sluice_publish') IS NOT NULL AND (SELECT "
+                            "value FROM sluice_meta WHERE "
+                            "key='functions') >= '" PG_FUNCS "' FROM sluice_meta WHERE "
                             "key='format'");
     int code = 0;
     if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
         code = 0; /* no tables yet (or no format row): create them */
     } else if (strcmp(PQgetvalue(r, 0, 0), PG_FORMAT) == 0) {
         code = PQgetvalue(r, 0, 1)[0] == 't';
-    } else if (strcmp(PQgetvalue(r, 0, 0), "sluice-pg-1") != 0) {
+    } else if (strcmp(PQgetvalue(r, 0, 0), "sluice-pg-1") != 0 &&
+               strcmp(PQgetvalue(r, 0, 0), "sluice-pg-2") != 0) {
         snprintf(err, errlen, "postgres: unsupported sluice format '%s' (expected %s)",
                  PQgetvalue(r, 0, 0), PG_FORMAT);
         code = SL_ECORRUPT;
@@ -223,7 +311,15 @@ static int create(PGconn *c, char *err, size_t errlen)
     static const char *const parts[] = {
         "BEGIN;SELECT pg_advisory_xact_lock(7308066435297043781);"
         "CREATE TABLE IF NOT EXISTS sluice_meta(key text PRIMARY KEY, value text NOT NULL);",
-        upgrade_sql, tables_sql, settle_sql, nack_sql, claim_sql, "COMMIT"};
+        topic_sql,
+        upgrade_sql,
+        upgrade3_sql,
+        tables_sql,
+        settle_sql,
+        nack_sql,
+        claim_sql,
+        "INSERT INTO sluice_meta VALUES('functions', '" PG_FUNCS "') ON CONFLICT (key) DO "
+        "UPDATE SET value=excluded.value WHERE sluice_meta.value < excluded.value;COMMIT"};
     size_t len = 1;
     for (size_t i = 0; i < sizeof parts / sizeof *parts; i++)
         len += strlen(parts[i]);
