@@ -38,7 +38,7 @@
 #include "store.h"
 
 #define CACHE_KB 16384          /* page cache per connection (SQLite's default: 2000) */
-#define CHECKPOINT_PAGES 8192   /* WAL pages between checkpoints (SQLite's automatic ones: 1000) */
+#define CHECKPOINT_PAGES 2048   /* WAL pages between checkpoints (SQLite's automatic ones: 1000) */
 #define WAL_KEEP_BYTES 67108864 /* the WAL file is truncated to this after a checkpoint */
 
 enum { Q_INSERT, Q_MARK, Q_UNREAD, Q_LIST, Q_NSHARD };
