@@ -160,6 +160,10 @@ void nf_events_stop(nf_events *e);
  * current notification_count. Never blocks on the queue; drops (and counts)
  * when e is NULL or 10,000 events wait. Any thread. */
 void nf_events_emit(nf_events *e, int64_t uid, const char *kind, json_t *obj);
+/* Would an event emitted now go anywhere? False only where nf_events_emit
+ * would drop it unseen (local events, no stream open): callers skip
+ * building it. Any thread. */
+bool nf_events_wanted(const nf_events *e);
 
 /* The HTTP server's side: a subscription to NF_TOPIC_EVENTS without a group
  * (this instance gets every event) whose thread pushes each event to

@@ -83,9 +83,14 @@ bool nf_events_local(const nf_app *app)
     return app->cfg.consumers_in_process && !strncmp(app->cfg.queue_url, "mem://", 6);
 }
 
+bool nf_events_wanted(const nf_events *e)
+{
+    return e && !(e->local && !nf_hub_has_streams(e->app->hub));
+}
+
 void nf_events_emit(nf_events *e, int64_t uid, const char *kind, json_t *obj)
 {
-    if (e && e->local && !nf_hub_has_streams(e->app->hub)) {
+    if (e && !nf_events_wanted(e)) {
         json_decref(obj); /* nobody in this process to show it to, and no other process */
         return;
     }

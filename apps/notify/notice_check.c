@@ -40,6 +40,23 @@ static bool valid_time(const char *s)
     return d <= maxd && tm.tm_hour < 24 && tm.tm_min < 60 && tm.tm_sec < 60;
 }
 
+/* The local time now as text. Formatted once per second per thread:
+ * localtime_r takes glibc's process-wide time zone lock, which every HTTP
+ * thread would otherwise take for every notice posted without a time. */
+static void local_now(char out[24])
+{
+    static _Thread_local time_t cached_sec = -1;
+    static _Thread_local char cached[24];
+    time_t t = time(NULL);
+    if (t != cached_sec) {
+        struct tm lt;
+        localtime_r(&t, &lt);
+        strftime(cached, sizeof cached, "%Y-%m-%d %H:%M:%S", &lt);
+        cached_sec = t;
+    }
+    memcpy(out, cached, sizeof cached);
+}
+
 int nf_check_notice(const char *data, const char *tm, char time_out[24], char *err, size_t errlen)
 {
     if (!data) {
@@ -54,14 +71,10 @@ int nf_check_notice(const char *data, const char *tm, char time_out[24], char *e
         snprintf(err, errlen, "time must be 'YYYY-MM-DD HH:MM:SS', got '%.40s'", tm);
         return -1;
     }
-    if (tm && *tm) {
+    if (tm && *tm)
         snprintf(time_out, 24, "%s", tm);
-    } else {
-        time_t t = time(NULL);
-        struct tm lt;
-        localtime_r(&t, &lt);
-        strftime(time_out, 24, "%Y-%m-%d %H:%M:%S", &lt);
-    }
+    else
+        local_now(time_out);
     return 0;
 }
 

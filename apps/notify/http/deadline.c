@@ -20,7 +20,11 @@
  * queue). A thread checks the deadlines four times a second and shuts
  * down the socket of a connection past its deadline; libmicrohttpd
  * then sees the socket fail and closes the connection as for any dead
- * peer. Each connection's record holds a duplicate of its socket (closed
+ * peer. The request path moves a connection's deadline three times per
+ * request with atomic stores, no lock (the mutex guards the list only,
+ * changed at accept and close); the checker claims an expired deadline
+ * with a compare-and-swap, so a deadline the connection just moved is
+ * never acted on. Each connection's record holds a duplicate of its socket (closed
  * with the record), so a socket number reused after close is never shut
  * down by mistake. Timeouts are counted in /metrics
  * (sluice_http_timeouts_total).
@@ -39,11 +43,11 @@
 #define TICK_MS 250
 
 typedef struct wconn {
-    int fd;              /* duplicate of the connection's socket, -1 when none */
-    int64_t deadline_ms; /* monotonic; 0: none */
-    int kind;            /* 0 read, 1 write: what the deadline is for */
-    bool stream;
-    struct wconn *prev, *next;
+    int fd;                      /* duplicate of the connection's socket, -1 when none */
+    _Atomic int64_t deadline_ms; /* monotonic; 0: none */
+    _Atomic int kind;            /* 0 read, 1 write: what the deadline is for */
+    _Atomic bool stream;
+    struct wconn *prev, *next;   /* guarded by nf_deadline.mu */
 } wconn;
 
 struct nf_deadline {
@@ -68,10 +72,10 @@ static int64_t mono_ms(void)
  * busy on a loaded machine): not the client's fault, the deadline waits.
  * Likewise an answer with nothing left in the send queue (SIOCOUTQ) is
  * not stuck at the client. */
-static bool client_is_late(const wconn *w)
+static bool client_is_late(const wconn *w, int kind)
 {
     int n = 0;
-    if (w->kind == 0)
+    if (kind == 0)
         return ioctl(w->fd, FIONREAD, &n) != 0 || n == 0;
     return ioctl(w->fd, SIOCOUTQ, &n) != 0 || n > 0;
 }
@@ -90,13 +94,17 @@ static void *watch_main(void *arg)
         pthread_cond_timedwait(&d->cv, &d->mu, &ts);
         int64_t now = mono_ms();
         int cut[2] = {0, 0};
-        for (wconn *w = d->head; w; w = w->next)
-            if (w->deadline_ms && now >= w->deadline_ms && w->fd >= 0 && client_is_late(w)) {
+        for (wconn *w = d->head; w; w = w->next) {
+            int64_t dl = atomic_load(&w->deadline_ms);
+            if (!dl || now < dl || w->fd < 0)
+                continue;
+            int kind = atomic_load(&w->kind);
+            if (client_is_late(w, kind) && atomic_compare_exchange_strong(&w->deadline_ms, &dl, 0)) {
                 shutdown(w->fd, SHUT_RDWR);
-                w->deadline_ms = 0;
-                atomic_fetch_add(&d->m->http_timeouts[w->kind], 1);
-                cut[w->kind]++;
+                atomic_fetch_add(&d->m->http_timeouts[kind], 1);
+                cut[kind]++;
             }
+        }
         if (cut[0] || cut[1]) {
             pthread_mutex_unlock(&d->mu);
             nf_log(SL_LOG_WARN, "closed %d connection(s) whose request did not arrive within web.read_timeout "
@@ -165,8 +173,8 @@ void nf_deadline_notify(void *cls, struct MHD_Connection *conn, void **socket_co
             return;
         const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
         w->fd = ci ? fcntl(ci->connect_fd, F_DUPFD_CLOEXEC, 0) : -1;
+        atomic_init(&w->deadline_ms, d->read_ms ? mono_ms() + d->read_ms : 0);
         pthread_mutex_lock(&d->mu);
-        w->deadline_ms = d->read_ms ? mono_ms() + d->read_ms : 0;
         w->next = d->head;
         if (d->head)
             d->head->prev = w;
@@ -202,25 +210,24 @@ void nf_deadline_set(nf_deadline *d, struct MHD_Connection *conn, nf_deadline_ph
     wconn *w = d ? record(conn) : NULL;
     if (!w)
         return;
-    pthread_mutex_lock(&d->mu);
-    int64_t now = mono_ms();
+    /* kind before the deadline it qualifies: the checker reads them in the
+     * other order (both sequentially consistent) */
     switch (phase) {
     case NF_DL_REQUEST_IN: /* the request is read: no read deadline */
-        w->deadline_ms = 0;
+        atomic_store(&w->deadline_ms, 0);
         break;
     case NF_DL_STREAM:
-        w->stream = true;
-        w->deadline_ms = 0;
+        atomic_store(&w->stream, true);
+        atomic_store(&w->deadline_ms, 0);
         break;
     case NF_DL_RESPONDING:
-        w->kind = 1;
-        w->deadline_ms = !w->stream && d->write_ms ? now + d->write_ms : 0;
+        atomic_store(&w->kind, 1);
+        atomic_store(&w->deadline_ms, !atomic_load(&w->stream) && d->write_ms ? mono_ms() + d->write_ms : 0);
         break;
     case NF_DL_DONE: /* the next request of a kept-alive connection */
-        w->kind = 0;
-        w->stream = false;
-        w->deadline_ms = d->read_ms ? now + d->idle_ms + d->read_ms : 0;
+        atomic_store(&w->kind, 0);
+        atomic_store(&w->stream, false);
+        atomic_store(&w->deadline_ms, d->read_ms ? mono_ms() + d->idle_ms + d->read_ms : 0);
         break;
     }
-    pthread_mutex_unlock(&d->mu);
 }

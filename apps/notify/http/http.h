@@ -68,6 +68,8 @@ typedef struct nf_req {
 
 /* {"code":10000,"msg":"success","data":data} with status 200; steals data (NULL -> null). */
 void nf_resp_ok(nf_resp *r, json_t *data);
+/* The same with data as compact JSON text (malloc'd, taken; NULL: out of memory -> 500). */
+void nf_resp_ok_text(nf_resp *r, char *data);
 /* {"code":10001,"msg":<text>,"data":null} with the given status. */
 void nf_resp_fail(nf_resp *r, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 

@@ -102,6 +102,24 @@ static void answer_refused(nf_app *app, int t, const char *request, int status, 
         nf_resp_fail(r, 503, "queue unavailable (%s); request logged for retry", sl_strerror(status));
 }
 
+/* {"code":10000,...,"data":<echo with "id" added>} in cc->done, on the
+ * publisher thread. echo is compact JSON object text (json_dumps), so the
+ * id member is spliced in before its closing brace rather than parsing it
+ * back into an object. */
+static void answer_ok(nf_conn *cc)
+{
+    json_t *id = json_string(cc->id);
+    char *idj = id ? json_dumps(id, JSON_ENCODE_ANY) : NULL;
+    json_decref(id);
+    const char *e = cc->echo && cc->echo[0] == '{' ? cc->echo : "{}";
+    size_t elen = strlen(e);
+    char *data = idj ? malloc(elen + strlen(idj) + 8) : NULL;
+    if (data) /* "{...}" -> "{...,"id":ID}", "{}" -> "{"id":ID}" */
+        snprintf(data, elen + strlen(idj) + 8, "%.*s%s\"id\":%s}", (int)(elen - 1), e, elen > 2 ? "," : "", idj);
+    free(idj);
+    nf_resp_ok_text(&cc->done, data);
+}
+
 /* The outcome of one deferred publish: answer, then resume. After the
  * resume the connection (and cc) belong to the server again. */
 static void answer_published(nf_conn *cc, nf_app *app, int status)
@@ -109,13 +127,7 @@ static void answer_published(nf_conn *cc, nf_app *app, int status)
     nf_health_note(app, NF_W_QUEUE, status);
     if (status == 0) {
         atomic_fetch_add(&app->metrics.published[cc->topic], 1);
-        json_t *data = cc->echo ? json_loads(cc->echo, 0, NULL) : NULL;
-        if (!json_is_object(data)) {
-            json_decref(data);
-            data = json_object();
-        }
-        json_object_set_new(data, "id", json_string(cc->id));
-        nf_resp_ok(&cc->done, data);
+        answer_ok(cc);
     } else {
         answer_refused(app, cc->topic, cc->request, status, &cc->done);
     }
@@ -143,7 +155,8 @@ static int publish_inline(nf_app *app, int t, sl_msg *m, const char *request, js
         return 0;
     }
     atomic_fetch_add(&app->metrics.published[t], 1);
-    json_t *data = echo ? json_copy(echo) : json_object();
+    /* echo is the route's, used no further: it becomes the answer's data */
+    json_t *data = echo ? json_incref(echo) : json_object();
     if (data)
         json_object_set_new(data, "id", json_string(sl_msg_uuid(m)));
     nf_resp_ok(r, data);

@@ -67,9 +67,31 @@ static void set_envelope(nf_resp *r, int status, int code, const char *msg, json
     r->ctype = "application/json; charset=utf-8";
 }
 
+/* The success envelope is the most frequent answer: its fixed part is
+ * written around the data's JSON text instead of building an object for
+ * it (the same bytes json_dumps gives the envelope object). */
 void nf_resp_ok(nf_resp *r, json_t *data)
 {
-    set_envelope(r, 200, NF_CODE_OK, "success", data);
+    char *text = json_dumps(data ? data : json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
+    json_decref(data);
+    nf_resp_ok_text(r, text);
+}
+
+void nf_resp_ok_text(nf_resp *r, char *data)
+{
+    static const char head[] = "{\"code\":10000,\"msg\":\"success\",\"data\":";
+    size_t n = data ? strlen(data) : 0;
+    char *body = data ? malloc(sizeof head - 1 + n + 2) : NULL;
+    if (body) {
+        memcpy(body, head, sizeof head - 1);
+        memcpy(body + sizeof head - 1, data, n);
+        memcpy(body + sizeof head - 1 + n, "}", 2);
+    }
+    free(data);
+    free(r->body);
+    r->body = body; /* NULL (out of memory): send_resp answers 500 */
+    r->status = 200;
+    r->ctype = "application/json; charset=utf-8";
 }
 
 /* Length of the valid UTF-8 sequence at s (RFC 3629: no overlongs, no

@@ -1,0 +1,164 @@
+/*
+ * test_notify_store.c - the notification service's SQLite store
+ * (apps/notify/store/sqlite.c) written past its checkpoint threshold while
+ * another thread keeps listing: the WAL grows to CHECKPOINT_PAGES before
+ * anything is copied into the database (SQLite's own automatic checkpoint,
+ * every 1000 pages, is off), is then checkpointed and restarted instead of
+ * growing on, and every notice and every user's count is there, before
+ * and after a reopen.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "store/store.h"
+#include "testlib.h"
+
+#define SHARDS 16
+#define USERS 200
+#define BATCH 512
+#define DATA_LEN 2000                       /* bytes of data per notice: the WAL fills in fewer rows */
+#define CHECKPOINT_BYTES (2048LL * 4096)    /* sqlite.c's CHECKPOINT_PAGES pages of 4 KiB */
+#define MAX_BATCHES 400                     /* ~190 MB of data: far past any checkpoint */
+
+static char g_dir[64], g_db[128], g_wal[160];
+static char g_data[DATA_LEN + 1];
+
+static long long fsize(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) ? 0 : (long long)st.st_size;
+}
+
+typedef struct reader {
+    nf_store *s;
+    atomic_bool stop;
+    atomic_int lists, errors;
+} reader;
+
+static void *read_main(void *arg)
+{
+    reader *r = arg;
+    while (!atomic_load(&r->stop)) {
+        nf_list_query q = {.uid = atomic_load(&r->lists) % USERS, .page = 1, .size = 10};
+        nf_notice *v = NULL;
+        size_t n = 0;
+        int64_t unread = 0;
+        if (nf_store_list(r->s, &q, &v, &n, &unread))
+            atomic_fetch_add(&r->errors, 1);
+        else
+            nf_notices_free(v, n);
+        atomic_fetch_add(&r->lists, 1);
+        tl_sleep_ms(1); /* a reader among writes, not one that starves the writer of the mutex */
+    }
+    return NULL;
+}
+
+/* Store batch number b (BATCH notices, uids round robin). */
+static void add_batch(nf_store *s, int b)
+{
+    static nf_notice v[BATCH];
+    bool ins[BATCH];
+    for (int i = 0; i < BATCH; i++) {
+        memset(&v[i], 0, sizeof v[i]);
+        snprintf(v[i].order_sn, sizeof v[i].order_sn, "t-%06d-%03d", b, i);
+        v[i].uid = (b * BATCH + i) % USERS;
+        v[i].type = 1;
+        v[i].data = g_data;
+        snprintf(v[i].create_time, sizeof v[i].create_time, "2026-01-01 00:00:00");
+    }
+    assert_int_equal(nf_store_notice_add_many(s, v, BATCH, ins), 0);
+    for (int i = 0; i < BATCH; i++)
+        assert_true(ins[i]);
+}
+
+static long long count_all(nf_store *s)
+{
+    long long sum = 0;
+    for (int u = 0; u < USERS; u++) {
+        char nick[64];
+        int64_t c = 0;
+        assert_int_equal(nf_store_user_get(s, u, nick, sizeof nick, &c), 0);
+        sum += c;
+    }
+    return sum;
+}
+
+static void wal_checkpointed_at_threshold_and_restarted(void **state)
+{
+    (void)state;
+    char url[160], err[256] = "";
+    snprintf(url, sizeof url, "sqlite://%s", g_db);
+    nf_store *s = NULL;
+    assert_int_equal(nf_store_open(&s, url, SHARDS, err, sizeof err), 0);
+    reader r = {.s = s};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, read_main, &r), 0);
+
+    /* 1. nothing reaches the database file until the WAL holds the threshold */
+    long long db0 = fsize(g_db), wal_before = 0;
+    int b = 0;
+    while (b < MAX_BATCHES && fsize(g_db) < db0 + CHECKPOINT_BYTES / 2) {
+        wal_before = fsize(g_wal);
+        add_batch(s, b++);
+    }
+    assert_true(b < MAX_BATCHES); /* a checkpoint came */
+    assert_true(wal_before >= CHECKPOINT_BYTES - (long long)BATCH * DATA_LEN);
+    int first = b;
+
+    /* 2. twice as much again: the WAL restarts instead of growing on */
+    long long wal_max = 0;
+    for (int i = 0; i < 2 * first; i++) {
+        add_batch(s, b++);
+        long long w = fsize(g_wal);
+        wal_max = w > wal_max ? w : wal_max;
+    }
+    atomic_store(&r.stop, true);
+    pthread_join(th, NULL);
+    assert_true(wal_max < 2 * CHECKPOINT_BYTES);
+    assert_int_equal(atomic_load(&r.errors), 0);
+    assert_true(atomic_load(&r.lists) > 0);
+
+    /* 3. everything is there: counts, and the newest notice of a user */
+    long long total = (long long)b * BATCH;
+    assert_int_equal(count_all(s), total);
+    nf_list_query q = {.uid = 7, .page = 1, .size = 1};
+    nf_notice *v = NULL;
+    size_t n = 0;
+    int64_t unread = 0;
+    assert_int_equal(nf_store_list(s, &q, &v, &n, &unread), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(v[0].data, g_data);
+    assert_int_equal(unread, total / USERS + (total % USERS > 7)); /* uids round robin */
+    nf_notices_free(v, n);
+    nf_store_close(s);
+
+    /* 4. and after a reopen */
+    assert_int_equal(nf_store_open(&s, url, SHARDS, err, sizeof err), 0);
+    assert_int_equal(count_all(s), total);
+    nf_store_close(s);
+}
+
+int main(void)
+{
+    /* ~200 MB go through the files: in memory where there is a tmpfs */
+    struct stat st;
+    snprintf(g_dir, sizeof g_dir, "%s/sl-nfstore-XXXXXX", stat("/dev/shm", &st) == 0 ? "/dev/shm" : "/tmp");
+    if (!mkdtemp(g_dir))
+        return 1;
+    snprintf(g_db, sizeof g_db, "%s/notice.db", g_dir);
+    snprintf(g_wal, sizeof g_wal, "%s-wal", g_db);
+    memset(g_data, 'x', DATA_LEN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(wal_checkpointed_at_threshold_and_restarted),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    char rm[128];
+    snprintf(rm, sizeof rm, "rm -rf %s", g_dir);
+    if (system(rm) != 0)
+        fprintf(stderr, "could not remove %s\n", g_dir);
+    return rc;
+}
