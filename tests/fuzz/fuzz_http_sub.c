@@ -205,10 +205,11 @@ static void handle(char *in, size_t size)
     }
     if (!a.why[0])
         abort(); /* every answer says why */
-    if (a.status != 200)
+    if (a.status != 200 && a.status != 504)
         return;
-    /* Taken: wait until its drain thread has freed it (a bounded wait: a
-     * message never delivered is a bug, -timeout reports the hang). */
+    /* Queued (taken, or taken and not acked within a short Sluice-Timeout):
+     * wait until its drain thread has freed it (a message never delivered
+     * is a bug: -timeout reports the hang). */
     for (int i = 0; i < 2; i++) {
         if (strcmp(q.url + strlen(PREFIX) + 1, topics[i]) != 0)
             continue;
@@ -228,11 +229,16 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc, (void)argv;
     start();
-    static const char warm[] = "POST " PREFIX "/orders HTTP/1.1\r\nSluice-Meta-k: v\r\n\r\nwarm";
-    char buf[sizeof warm];
-    for (int i = 0; i < 2000; i++) {
-        memcpy(buf, warm, sizeof warm);
-        handle(buf, sizeof warm - 1);
+    static const char *const warm[] = {
+        "POST " PREFIX "/orders HTTP/1.1\r\nSluice-Meta-k: v\r\n\r\nwarm",
+        "POST " PREFIX "/a.b HTTP/1.1\r\nSluice-Meta-k: v\r\n\r\nwarm",
+        "POST " PREFIX "/orders HTTP/1.1\r\nSluice-Wait-Ack: 1\r\n\r\nwarm",
+    };
+    char buf[128];
+    for (int i = 0; i < 3000; i++) { /* every thread's cache full: > 256 blocks each */
+        size_t n = strlen(warm[i % 3]);
+        memcpy(buf, warm[i % 3], n + 1);
+        handle(buf, n);
     }
     return 0;
 }
