@@ -19,7 +19,10 @@
  * Correctness of the lock-free part: blocks are pushed one at a time (CAS)
  * and only ever taken all at once (exchange), so no pop depends on a stale
  * next pointer (no ABA). Private lists are thread-local; a pthread key
- * destructor frees them when their thread exits.
+ * destructor frees them when their thread exits. Blocks put after that, by
+ * destructors that run later in the thread's exit (another key's, a C++
+ * thread_local's), go to the shared stack: the private lists are gone for
+ * good (the thread's storage is about to be freed with whatever they held).
  *
  * Bounds: a thread keeps at most LOCAL_MAX blocks per class of its own; at
  * most SHARED_MAX blocks per class wait on the shared stack or in the lists
@@ -69,6 +72,7 @@ typedef struct local {
 
 static _Thread_local local mine[NCLASS];
 static _Thread_local bool armed; /* the thread-exit destructor is set */
+static _Thread_local bool gone;  /* it ran: this thread is exiting, keeps no list of its own */
 static pthread_key_t exit_key;
 static pthread_once_t exit_once = PTHREAD_ONCE_INIT;
 
@@ -94,6 +98,8 @@ static void on_thread_exit(void *arg)
         l->own = l->taken = NULL;
         l->nown = 0;
     }
+    armed = false;
+    gone = true;
 }
 
 static void make_key(void) { (void)pthread_key_create(&exit_key, on_thread_exit); }
@@ -115,6 +121,8 @@ void *sli_block_get(int cls)
         l->nown--;
     } else {
         if (!l->taken) {
+            if (gone) /* what it took would be stranded on the exiting thread */
+                return malloc(class_size[cls]);
             l->taken = atomic_exchange_explicit(&shared[cls], NULL, memory_order_acquire);
             if (!l->taken)
                 return malloc(class_size[cls]);
@@ -135,7 +143,7 @@ void sli_block_put(int cls, void *p)
     block *b = p;
     local *l = &mine[cls];
     POISON((char *)b + sizeof *b, class_size[cls] - sizeof *b);
-    if (l->nown < LOCAL_MAX && (armed || (arm(), armed))) {
+    if (!gone && l->nown < LOCAL_MAX && (armed || (arm(), armed))) {
         b->next = l->own;
         l->own = b;
         l->nown++;

@@ -7,6 +7,7 @@
  * sl_reg_services_free().
  */
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -218,40 +219,68 @@ static json_t *parse_rec(const sli_reg_rec *r)
     return root;
 }
 
+/* The key of a service in the grouping index: name and version, the name's
+ * length first so that no two (name, version) pairs share a key. Decoded
+ * strings hold no NUL (jansson refuses \u0000 without JSON_ALLOW_NUL). */
+static char *group_key(const char *name, const char *ver)
+{
+    size_t n = strlen(name), v = strlen(ver), cap = n + v + 24;
+    char *k = malloc(cap);
+    if (k)
+        snprintf(k, cap, "%zu:%s%s", n, name, ver);
+    return k;
+}
+
+/* Records are grouped through an index (a jansson object: key -> service
+ * number) and nodes arrays grow geometrically, so n records cost O(n)
+ * whatever their mix: a registry (or whoever can write to it) holding many
+ * services or many nodes cannot make a lookup quadratic. */
 int sli_reg_group(const sli_reg_rec *recs, size_t n, sl_reg_service **out, size_t *nout)
 {
     *out = NULL;
     *nout = 0;
     sl_reg_service *svcs = n ? calloc(n, sizeof *svcs) : NULL;
-    if (n && !svcs)
-        return SL_ENOMEM;
+    size_t *cap = n ? calloc(n, sizeof *cap) : NULL; /* nodes allocated per service */
+    json_t *index = json_object();
     size_t ns = 0;
-    int rc = 0;
+    int rc = (n && (!svcs || !cap)) || !index ? SL_ENOMEM : 0;
     for (size_t i = 0; rc == 0 && i < n; i++) {
         json_t *root = parse_rec(&recs[i]);
         if (!root)
             continue;
-        const char *name = json_string_value(json_object_get(root, "name"));
-        const char *ver = json_string_value(json_object_get(root, "version"));
-        size_t k = 0;
-        while (k < ns && (strcmp(svcs[k].name, name) || strcmp(svcs[k].version, ver)))
-            k++;
-        if (k == ns) {
+        char *key = group_key(json_string_value(json_object_get(root, "name")),
+                              json_string_value(json_object_get(root, "version")));
+        json_t *at = key ? json_object_get(index, key) : NULL;
+        size_t k = at ? (size_t)json_integer_value(at) : ns;
+        if (!key) {
+            rc = SL_ENOMEM;
+        } else if (k == ns) {
             rc = svc_from(root, &svcs[ns]);
             ns++;
+            json_t *at_k = json_integer((json_int_t)k);
+            if (rc == 0 && json_object_set_new_nocheck(index, key, at_k) != 0)
+                rc = SL_ENOMEM;
+            else if (rc != 0)
+                json_decref(at_k);
+        }
+        free(key);
+        if (rc == 0 && svcs[k].n_nodes == cap[k]) {
+            size_t nc = cap[k] ? cap[k] * 2 : 1;
+            sl_reg_node *nodes = realloc((void *)svcs[k].nodes, nc * sizeof *nodes);
+            if (!nodes)
+                rc = SL_ENOMEM;
+            else
+                svcs[k].nodes = nodes, cap[k] = nc;
         }
         if (rc == 0) {
-            sl_reg_node *nodes = realloc((void *)svcs[k].nodes, (svcs[k].n_nodes + 1) * sizeof *nodes);
-            if (!nodes) {
-                rc = SL_ENOMEM;
-            } else {
-                svcs[k].nodes = nodes;
-                rc = node_from(json_object_get(root, "node"), &nodes[svcs[k].n_nodes]);
-                svcs[k].n_nodes++;
-            }
+            sl_reg_node *nodes = (sl_reg_node *)svcs[k].nodes;
+            rc = node_from(json_object_get(root, "node"), &nodes[svcs[k].n_nodes]);
+            svcs[k].n_nodes++;
         }
         json_decref(root);
     }
+    json_decref(index);
+    free(cap);
     if (rc != 0) {
         sl_reg_services_free(svcs, ns);
         return sli_err(rc, "registry: out of memory");

@@ -12,7 +12,7 @@
 #include "fuzz.h"
 #include "registry/reg_int.h"
 
-#define MAX_RECS 32
+#define MAX_RECS 256
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -1,6 +1,6 @@
 /*
- * http_io.h - the client side of the HTTP fuzz targets (fuzz_*_http.c,
- * fuzz_http_sub.c): the input is a raw request (request line, headers,
+ * http_io.h - the client side of the HTTP fuzz targets (fuzz_*_http.c):
+ * the input is a raw request (request line, headers,
  * body: whatever bytes the fuzzer made) written to a real server of ours
  * in the same process, so the real parser, routing and handlers run.
  *

@@ -1,8 +1,9 @@
 /*
  * test_blockcache.c - the block recycler (src/core/blockcache.c): blocks go
  * from one thread to another and back without ever being handed out twice,
- * and whatever a thread keeps is released when it exits (LeakSanitizer and
- * TSan check the rest under CI's sanitizer builds).
+ * and whatever a thread keeps is released when it exits, also a block put
+ * back by a destructor that runs after the cache's own in the thread's exit
+ * (LeakSanitizer and TSan check the rest under CI's sanitizer builds).
  */
 #include <pthread.h>
 #include <sched.h>
@@ -137,9 +138,80 @@ static void exiting_threads_release_their_blocks(void **state)
     tl_assert_threads_ok();
 }
 
+/* A block put back during a thread's exit, after the cache's own
+ * thread-exit destructor ran (here: by a pthread key created later, whose
+ * destructor runs after it; a message released by a thread_local's
+ * destructor is the same), must not land on the dying thread's private
+ * list, which nothing frees any more: it goes to the shared stack, where
+ * the next thread that needs a block finds it. */
+static pthread_key_t late_key;
+static void *_Atomic late_block;
+
+static void late_put(void *b)
+{
+    atomic_store(&late_block, b);
+    sli_block_put(SLI_BLOCK_HDR, b);
+}
+
+static void *exits_holding_a_block(void *arg)
+{
+    (void)arg;
+    sli_block_put(SLI_BLOCK_HDR, sli_block_get(SLI_BLOCK_HDR)); /* its cache is armed */
+    void *b = sli_block_get(SLI_BLOCK_HDR);
+    if (!b || pthread_setspecific(late_key, b) != 0)
+        return (void *)1;
+    return NULL;
+}
+
+enum { FIND_MAX = 20000 }; /* above the shared stack's bound (16384) */
+
+/* In a fresh thread (no blocks of its own): take blocks until the late one
+ * comes out of the shared stack; give them all back. */
+static void *finds_the_late_block(void *arg)
+{
+    (void)arg;
+    void **got = calloc(FIND_MAX, sizeof *got);
+    if (!got)
+        return (void *)2;
+    void *want = atomic_load(&late_block), *found = NULL;
+    size_t n = 0;
+    while (n < FIND_MAX && !found) {
+        void *b = sli_block_get(SLI_BLOCK_HDR);
+        if (!b)
+            break;
+        got[n++] = b;
+        if (b == want)
+            found = b;
+    }
+    for (size_t i = 0; i < n; i++)
+        sli_block_put(SLI_BLOCK_HDR, got[i]);
+    free(got);
+    return found ? NULL : (void *)1;
+}
+
+static void block_put_during_thread_exit_is_not_lost(void **state)
+{
+    (void)state;
+    /* the cache's key exists first, so the test's key's destructor runs after it */
+    sli_block_put(SLI_BLOCK_HDR, sli_block_get(SLI_BLOCK_HDR));
+    assert_int_equal(pthread_key_create(&late_key, late_put), 0);
+    pthread_t th;
+    void *rc;
+    assert_int_equal(pthread_create(&th, NULL, exits_holding_a_block, NULL), 0);
+    pthread_join(th, &rc);
+    assert_null(rc);
+    assert_non_null(atomic_load(&late_block));
+    assert_int_equal(pthread_create(&th, NULL, finds_the_late_block, NULL), 0);
+    pthread_join(th, &rc);
+    assert_null(rc); /* else it stayed on the exited thread's list: leaked */
+    pthread_key_delete(late_key);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        /* first, while the shared stack is nearly empty */
+        cmocka_unit_test(block_put_during_thread_exit_is_not_lost),
         cmocka_unit_test(same_thread_reuses_blocks),
         cmocka_unit_test(blocks_cross_threads_without_double_handout),
         cmocka_unit_test(exiting_threads_release_their_blocks),

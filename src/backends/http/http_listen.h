@@ -88,9 +88,42 @@ struct hl_listener {
     size_t max_body, queue;
 };
 
-/* The daemon serving host:port in this process, NULL when none (the fuzz
- * target hands it connections with MHD_add_connection()). */
-struct MHD_Daemon *sli_httpb_daemon(const char *host, int port);
+/* The listener of host:port in this process, NULL when none (the fuzz
+ * target hands it requests with hl_handle(); valid while a subscriber
+ * handle on it is open). */
+hl_listener *sli_httpb_listener(const char *host, int port);
+
+/* One request as the daemon read it: http_serve.c builds it from the
+ * libmicrohttpd connection (which did the HTTP parsing); the fuzz target
+ * tests/fuzz/fuzz_http_sub.c builds it from raw bytes. Borrowed strings. */
+typedef struct hl_header {
+    const char *key, *value;
+} hl_header;
+typedef struct hl_request {
+    const char *method, *url; /* url: the path, without the query string */
+    const hl_header *headers; /* in the order received */
+    size_t n_headers;
+    const char *body; /* the payload (NULL when len is 0) */
+    size_t len;
+    bool too_big; /* the body was over max_body (and was not kept) */
+} hl_request;
+
+/* What the subscriber answers: status and a one-line why; sse when the
+ * request is GET /PREFIX/<topic>/events (status 0, topic set: the caller
+ * starts the stream). */
+typedef struct hl_answer {
+    unsigned status;
+    bool sse;
+    char topic[256];
+    char why[200];
+} hl_answer;
+
+/* Handle one whole request (http_serve.c, the daemon's only entry): check
+ * method and path, decode the Sluice-* headers (uuid, metadata, attempt,
+ * wait-ack, timeout) and the body into a message, deliver it to every
+ * group of the topic (waiting for room or acks as asked), and choose the
+ * answer. Blocks for at most the request's Sluice-Timeout. */
+void hl_handle(hl_listener *L, const hl_request *q, hl_answer *a);
 
 /* Start / stop serving L (http_serve.c). */
 int hl_serve_start(hl_listener *L, const httpb_opts *o);

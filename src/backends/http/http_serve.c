@@ -1,47 +1,26 @@
 /*
  * http_serve.c - the HTTP side of an http:// subscriber: a libmicrohttpd
  * daemon (one thread per connection, so a request that waits for room or
- * for an ack blocks only its own sender) that turns each
- *   POST /PREFIX/<topic>   (headers as in http_wire.c, body = payload)
- * into a message queued on every group of the topic. Answers:
- *   200  taken (queued in every group; with Sluice-Wait-Ack: 1, acked by all)
- *   400  malformed Sluice- header (bad %-escape, bad number)
- *   404  path outside PREFIX or not a valid topic name
- *   405  not a POST
- *   413  body over max_body
- *   500  a handler nacked (Sluice-Wait-Ack only): send it again
- *   503  no live subscription on the topic, queue full for the sender's
- *        whole Sluice-Timeout, subscription closed with the message unacked
- *        (Sluice-Wait-Ack), or the subscriber is shutting down
- *   504  Sluice-Wait-Ack and no ack within Sluice-Timeout
- * and GET /PREFIX/<topic>/events streams the topic to a browser (http_sse.c).
- * Each answer has a one-line text/plain body saying why.
+ * for an ack blocks only its own sender) that reads each request (headers,
+ * a body up to max_body) and hands it whole to hl_handle()
+ * (http_request.c: the decoding into a message, the delivery and the
+ * answer chosen), then sends that answer (a one-line text/plain body
+ * saying why) or starts the Server-Sent Events stream (http_sse.c).
  */
-#include <ctype.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/socket.h>
 
 #include "backends/http/http_listen.h"
-
-#define HL_WAIT_DEFAULT_MS 30000 /* without Sluice-Timeout */
-#define HL_WAIT_MAX_MS 300000
 
 typedef struct hl_req {
     char *buf;
     size_t len, cap;
     bool too_big, not_post;
 } hl_req;
-
-typedef struct hl_parse {
-    sl_msg *m;
-    int status;
-    char why[200];
-} hl_parse;
 
 static enum MHD_Result answer(struct MHD_Connection *conn, unsigned status, const char *text)
 {
@@ -64,203 +43,51 @@ static enum MHD_Result answer(struct MHD_Connection *conn, unsigned status, cons
     return ret;
 }
 
-static enum MHD_Result meta_header(void *cls, enum MHD_ValueKind kind, const char *key,
-                                   const char *value)
+/* The request's headers, for hl_handle (borrowed from the connection). */
+typedef struct hdrs {
+    hl_header *h;
+    size_t n, cap;
+    bool oom;
+} hdrs;
+
+static enum MHD_Result collect(void *cls, enum MHD_ValueKind kind, const char *key,
+                               const char *value)
 {
     (void)kind;
-    hl_parse *p = cls;
-    size_t pl = sizeof HTTPB_H_META - 1;
-    if (p->status || strncasecmp(key, HTTPB_H_META, pl) != 0)
-        return MHD_YES;
-    char *k = strdup(key + pl), *v = strdup(value ? value : "");
-    if (!k || !v) {
-        p->status = 503;
-        snprintf(p->why, sizeof p->why, "out of memory");
-    } else {
-        for (char *c = k; *c; c++) /* names are case-insensitive: raw letters are lower */
-            if (*c == '%' && c[1] && c[2])
-                c += 2;
-            else
-                *c = (char)tolower((unsigned char)*c);
-        if (!k[0] || httpb_decode(k) || httpb_decode(v)) {
-            p->status = 400;
-            snprintf(p->why, sizeof p->why, "bad %%-encoding in header %.100s", key);
-        } else if (sl_msg_meta_set(p->m, k, v) != 0) {
-            p->status = 400;
-            snprintf(p->why, sizeof p->why, "bad metadata in header %.100s", key);
+    hdrs *v = cls;
+    if (v->n == v->cap) {
+        size_t cap = v->cap ? v->cap * 2 : 16;
+        hl_header *h = realloc(v->h, cap * sizeof *h);
+        if (!h) {
+            v->oom = true;
+            return MHD_NO;
         }
+        v->h = h;
+        v->cap = cap;
     }
-    free(k);
-    free(v);
-    return p->status ? MHD_NO : MHD_YES;
+    v->h[v->n++] = (hl_header){key, value ? value : ""};
+    return MHD_YES;
 }
 
-static bool header_num(struct MHD_Connection *conn, const char *name, long long min, long long max,
-                       long long def, long long *out)
-{
-    const char *v = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, name);
-    *out = def;
-    if (!v)
-        return true;
-    char *end;
-    long long x = strtoll(v, &end, 10);
-    if (!isdigit((unsigned char)v[0]) || *end || x < min || x > max)
-        return false;
-    *out = x;
-    return true;
-}
-
-/* Build the message from the request; p->status set on failure. */
-static void parse_msg(struct MHD_Connection *conn, hl_req *r, hl_parse *p)
-{
-    const char *u = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, HTTPB_H_UUID);
-    int rc;
-    if (u) {
-        char *id = strdup(u);
-        if (!id || httpb_decode(id)) {
-            free(id);
-            p->status = 400;
-            snprintf(p->why, sizeof p->why, "bad %%-encoding in " HTTPB_H_UUID);
-            return;
-        }
-        rc = sl_msg_new_with_uuid(&p->m, id, r->buf, r->len);
-        free(id);
-    } else {
-        rc = sl_msg_new(&p->m, r->buf, r->len);
-    }
-    if (rc) {
-        p->status = rc == SL_ENOMEM ? 503 : 400;
-        snprintf(p->why, sizeof p->why, "bad message: %s", sl_errmsg());
-        return;
-    }
-    MHD_get_connection_values(conn, MHD_HEADER_KIND, meta_header, p);
-}
-
-/* Queue the message, then wait for room or acks as asked. */
-static unsigned deliver(hl_listener *L, const char *topic, sl_msg *m, unsigned attempt,
-                        bool wait_ack, int64_t wait_ms, const char **why)
-{
-    int64_t deadline = sli_mono_ms() + wait_ms;
-    unsigned status = 0;
-    hl_receipt *rcpt = NULL;
-    pthread_mutex_lock(&L->mu);
-    hl_topic *t = hl_topic_find(L, topic, false);
-    for (;;) {
-        if (L->stopping) {
-            *why = "subscriber shutting down";
-            status = 503;
-        } else if (!t || t->live == 0) {
-            *why = "no subscription on this topic";
-            status = 503;
-        } else if (hl_has_room(L, t)) {
-            break;
-        } else if (sli_cond_wait_until(&L->cond, &L->mu, deadline) != 0) {
-            *why = "queue full";
-            status = 503;
-        }
-        if (status)
-            goto out;
-    }
-    if (wait_ack && !(rcpt = calloc(1, sizeof *rcpt))) {
-        *why = "out of memory";
-        status = 503;
-        goto out;
-    }
-    if (rcpt)
-        rcpt->refs = 1;
-    void *body = sli_msg_body_ref(m);
-    int rc = hl_enqueue(L, t, body, attempt > 0 ? attempt - 1 : 0, rcpt);
-    sli_msg_body_unref(body);
-    if (rc) {
-        *why = "out of memory";
-        status = 503;
-        goto out;
-    }
-    *why = "taken";
-    status = 200;
-    while (rcpt && rcpt->result == HL_WAITING && !L->stopping)
-        if (sli_cond_wait_until(&L->cond, &L->mu, deadline) != 0)
-            break;
-    if (rcpt) {
-        switch (rcpt->result) {
-        case HL_ACKED:
-            *why = "acked";
-            break;
-        case HL_NACKED:
-            *why = "nacked by the handler";
-            status = 500;
-            break;
-        case HL_DROPPED:
-            *why = "subscription closed before the ack";
-            status = 503;
-            break;
-        default:
-            *why = L->stopping ? "subscriber shutting down" : "no ack within Sluice-Timeout";
-            status = L->stopping ? 503 : 504;
-        }
-    }
-out:
-    if (rcpt) {
-        rcpt->result = rcpt->result == HL_WAITING ? HL_DROPPED : rcpt->result;
-        hl_receipt_unref(rcpt);
-    }
-    pthread_mutex_unlock(&L->mu);
-    return status;
-}
-
+/* Hand the whole request to hl_handle and answer as it says. */
 static enum MHD_Result finish(hl_listener *L, struct MHD_Connection *conn, const char *url,
-                              hl_req *r)
+                              const char *method, hl_req *r)
 {
-    if (r->not_post)
-        return answer(conn, 405, "only POST is served here");
-    if (r->too_big)
-        return answer(conn, 413, "body over max_body");
-    size_t pl = strlen(L->prefix);
-    const char *topic = url + pl;
-    if (strncmp(url, L->prefix, pl) != 0 || topic[0] != '/' || sli_check_topic(topic + 1) != 0)
-        return answer(conn, 404, "no such topic path (expected PREFIX/<topic>)");
-    topic++;
-    long long attempt, wait_ack, wait_ms;
-    if (!header_num(conn, HTTPB_H_ATTEMPT, 1, 1000000000, 1, &attempt) ||
-        !header_num(conn, HTTPB_H_WAIT_ACK, 0, 1, 0, &wait_ack) ||
-        !header_num(conn, HTTPB_H_TIMEOUT, 0, HL_WAIT_MAX_MS, HL_WAIT_DEFAULT_MS, &wait_ms))
-        return answer(conn, 400,
-                      "bad " HTTPB_H_ATTEMPT ", " HTTPB_H_WAIT_ACK " or " HTTPB_H_TIMEOUT
-                      " header");
-    hl_parse p = {0};
-    parse_msg(conn, r, &p);
-    if (p.status) {
-        sl_msg_unref(p.m);
-        return answer(conn, (unsigned)p.status, p.why);
+    hdrs v = {0};
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, collect, &v);
+    if (v.oom) {
+        free(v.h);
+        return answer(conn, 503, "out of memory");
     }
-    const char *why = "";
-    unsigned status = deliver(L, topic, p.m, (unsigned)attempt, wait_ack == 1, wait_ms, &why);
-    sl_msg_unref(p.m);
-    return answer(conn, status, why);
-}
-
-/* GET /PREFIX/<topic>/events: a Server-Sent Events stream (http_sse.c). */
-static enum MHD_Result sse_route(hl_listener *L, struct MHD_Connection *conn, const char *url)
-{
-    static const char sfx[] = "/events";
-    size_t pl = strlen(L->prefix), ul = strlen(url), sl = sizeof sfx - 1;
-    if (strncmp(url, L->prefix, pl) != 0 || url[pl] != '/' || ul < pl + 1 + sl + 1 ||
-        strcmp(url + ul - sl, sfx) != 0)
-        return answer(conn, 404, "GET is served only on PREFIX/<topic>/events");
-    char topic[300];
-    size_t tl = ul - sl - pl - 1;
-    if (tl >= sizeof topic)
-        return answer(conn, 404, "topic name too long");
-    memcpy(topic, url + pl + 1, tl);
-    topic[tl] = '\0';
-    if (sli_check_topic(topic) != 0)
-        return answer(conn, 404, "not a valid topic name");
-    pthread_mutex_lock(&L->mu);
-    bool stop = L->stopping;
-    pthread_mutex_unlock(&L->mu);
-    if (stop)
-        return answer(conn, 503, "subscriber shutting down");
-    return hl_sse_start(L, conn, topic) == MHD_YES ? MHD_YES : MHD_NO;
+    hl_request q = {.method = method, .url = url, .headers = v.h, .n_headers = v.n,
+                    .body = r ? r->buf : NULL, .len = r && r->buf ? r->len : 0,
+                    .too_big = r && r->too_big};
+    hl_answer a;
+    hl_handle(L, &q, &a);
+    free(v.h);
+    if (a.sse)
+        return hl_sse_start(L, conn, a.topic) == MHD_YES ? MHD_YES : MHD_NO;
+    return answer(conn, a.status, a.why);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -276,7 +103,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *con_cls = r;
         r->not_post = strcmp(method, MHD_HTTP_METHOD_POST) != 0;
         if (!strcmp(method, MHD_HTTP_METHOD_GET))
-            return sse_route(L, conn, url);
+            return finish(L, conn, url, method, NULL); /* the events stream, or why not */
         const char *cl =
             MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl && strtoull(cl, NULL, 10) > L->max_body)
@@ -308,7 +135,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r->len += n;
         return MHD_YES;
     }
-    return finish(L, conn, url, r);
+    return finish(L, conn, url, method, r);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,

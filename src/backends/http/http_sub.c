@@ -232,7 +232,7 @@ static void hook(sl_msg *m, sli_msg_event ev, unsigned delay_ms, void *ctx)
     pthread_mutex_unlock(&L->mu);
 }
 
-struct MHD_Daemon *sli_httpb_daemon(const char *host, int port)
+hl_listener *sli_httpb_listener(const char *host, int port)
 {
     char key[300];
     snprintf(key, sizeof key, "%s:%d", host, port);
@@ -240,9 +240,8 @@ struct MHD_Daemon *sli_httpb_daemon(const char *host, int port)
     hl_listener *L = registry;
     while (L && strcmp(L->key, key))
         L = L->next;
-    struct MHD_Daemon *d = L ? L->d : NULL;
     pthread_mutex_unlock(&registry_mu);
-    return d;
+    return L;
 }
 
 static int httpb_sub_open(void **impl, sli_url *u, unsigned *features)
