@@ -309,6 +309,20 @@ static double run_peer(run *r)
     return (double)r->n * 1e9 / (double)(r->t_end - r->t_start);
 }
 
+static double side_ours(const char *name, void *ctx)
+{
+    run r = *(const run *)ctx;
+    snprintf(r.name, sizeof r.name, "%s", name);
+    return run_ours(&r);
+}
+
+static double side_peer(const char *name, void *ctx)
+{
+    run r = *(const run *)ctx;
+    snprintf(r.name, sizeof r.name, "%s", name);
+    return run_peer(&r);
+}
+
 int main(void)
 {
     run base = {.n = bench_env_u64("SL_BENCH_MESSAGES", 20000),
@@ -328,29 +342,7 @@ int main(void)
     printf("mysql_pubsub: %llu messages of %d bytes, batch %u, prefetch %u, %u reps, %s\n",
            (unsigned long long)base.n, MSG_SIZE, base.batch, base.prefetch, reps, g_url);
     double *ours = calloc(reps, sizeof *ours), *peer = calloc(reps, sizeof *peer);
-    for (unsigned i = 0; i < reps; i++) {
-        run r = base;
-        char id[SL_UUID_LEN + 1];
-        sl_uuid_v7(id);
-        for (char *p = id; *p; p++)
-            if (*p == '-')
-                *p = '_';
-        /* the side that goes first alternates (ABBA...): a trend in the
-         * machine's load favours neither */
-        for (int k = 0; k < 2; k++) {
-            bool do_ours = (k == 0) == (i % 2 == 0);
-            if (do_ours && (!only || strcmp(only, "ours") == 0)) {
-                snprintf(r.name, sizeof r.name, "bench_ours_%s", id);
-                ours[i] = run_ours(&r);
-                printf("  round %u ours: %.0f msg/s\n", i + 1, ours[i]);
-            } else if (!do_ours && (!only || strcmp(only, "peer") == 0)) {
-                snprintf(r.name, sizeof r.name, "bench_peer_%s", id);
-                peer[i] = run_peer(&r);
-                printf("  round %u peer: %.0f msg/s\n", i + 1, peer[i]);
-            }
-        }
-        fflush(stdout);
-    }
+    bench_paired_rounds(reps, only, side_ours, side_peer, &base, ours, peer);
     bench_service_stop(&server);
     if (!only)
         bench_ratio_rounds("mysql_pubsub", ours, peer, reps, 0.8);

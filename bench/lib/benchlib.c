@@ -107,6 +107,26 @@ void bench_ratio_rounds(const char *workload, const double *ours, const double *
     free(r);
 }
 
+void bench_paired_rounds(unsigned reps, const char *only, bench_side_fn fours, bench_side_fn fpeer,
+                         void *ctx, double *ours, double *peer)
+{
+    for (unsigned i = 0; i < reps; i++) {
+        char name[96];
+        long long id = (long long)bench_now_ns();
+        for (int k = 0; k < 2; k++) {
+            bool do_ours = (k == 0) == (i % 2 == 0);
+            const char *side = do_ours ? "ours" : "peer";
+            if (only && strcmp(only, side) != 0)
+                continue;
+            snprintf(name, sizeof name, "bench_%s_%lld_%d", side, id, (int)getpid());
+            double *slot = do_ours ? &ours[i] : &peer[i];
+            *slot = (do_ours ? fours : fpeer)(name, ctx);
+            printf("  round %u %s: %.0f msg/s\n", i + 1, side, *slot);
+        }
+        fflush(stdout);
+    }
+}
+
 void bench_fill_seq(unsigned char *buf, size_t size, uint64_t seq)
 {
     memset(buf, 'x', size);

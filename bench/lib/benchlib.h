@@ -41,6 +41,18 @@ void bench_ratio_line(const char *workload, double ours, double peer, double tar
 void bench_ratio_rounds(const char *workload, const double *ours, const double *peer, size_t n,
                         double target);
 
+/* One side of a paired benchmark, run on tables or topics called name
+ * (unique to its round and side); returns msg/s. */
+typedef double (*bench_side_fn)(const char *name, void *ctx);
+
+/* reps paired rounds: in round i ours and peer run back to back, the side
+ * that goes first alternating (ABBA...: a trend in the machine's load
+ * favours neither), on names "bench_ours_<id>" / "bench_peer_<id>"; each
+ * result is printed and stored in ours[i] / peer[i]. only ("ours", "peer"
+ * or NULL for both) runs one side; the other's slots stay 0. */
+void bench_paired_rounds(unsigned reps, const char *only, bench_side_fn fours, bench_side_fn fpeer,
+                         void *ctx, double *ours, double *peer);
+
 /* Fill buf[0..size) with 'x' and put seq (host order) in its first 8 bytes. */
 void bench_fill_seq(unsigned char *buf, size_t size, uint64_t seq);
 
