@@ -97,30 +97,39 @@ int64_t sli_ktrack_position(const sli_ktrack *t)
 
 size_t sli_ktrack_outstanding(const sli_ktrack *t) { return t->len; }
 
+/* The next run of acked slots with consecutive offsets at or after slot *i:
+ * its first and last offsets; *i moves past it. false when none is left. */
+static bool next_acked_run(const sli_ktrack *t, size_t *i, int64_t *lo, int64_t *hi)
+{
+    while (*i < t->len && !t->done[slot(t, *i)])
+        (*i)++;
+    if (*i == t->len)
+        return false;
+    size_t j = *i;
+    while (j + 1 < t->len && t->done[slot(t, j + 1)] &&
+           t->off[slot(t, j + 1)] == t->off[slot(t, j)] + 1)
+        j++;
+    *lo = t->off[slot(t, *i)];
+    *hi = t->off[slot(t, j)];
+    *i = j + 1;
+    return true;
+}
+
 size_t sli_ktrack_acked(const sli_ktrack *t, char *buf, size_t cap)
 {
-    size_t n = 0;
+    size_t n = 0, i = 0;
+    int64_t lo, hi;
     if (cap)
         buf[0] = 0;
-    for (size_t i = 0; i < t->len;) {
-        if (!t->done[slot(t, i)]) {
-            i++;
-            continue;
-        }
-        size_t j = i; /* a run of acked slots with consecutive offsets */
-        while (j + 1 < t->len && t->done[slot(t, j + 1)] &&
-               t->off[slot(t, j + 1)] == t->off[slot(t, j)] + 1)
-            j++;
+    while (next_acked_run(t, &i, &lo, &hi)) {
         char item[48];
-        int k = i == j ? snprintf(item, sizeof item, "%s%lld", n ? "," : "",
-                                  (long long)t->off[slot(t, i)])
-                       : snprintf(item, sizeof item, "%s%lld-%lld", n ? "," : "",
-                                  (long long)t->off[slot(t, i)], (long long)t->off[slot(t, j)]);
+        int k = lo == hi ? snprintf(item, sizeof item, "%s%lld", n ? "," : "", (long long)lo)
+                         : snprintf(item, sizeof item, "%s%lld-%lld", n ? "," : "", (long long)lo,
+                                    (long long)hi);
         if (n + (size_t)k + 1 > cap)
             break; /* the rest is redelivered: at-least-once */
         memcpy(buf + n, item, (size_t)k + 1);
         n += (size_t)k;
-        i = j + 1;
     }
     return n;
 }
@@ -192,11 +201,10 @@ bool sli_kranges_has(const sli_kranges *s, int64_t off)
 
 int sli_ktrack_acked_into(const sli_ktrack *t, sli_kranges *s)
 {
-    for (size_t i = 0; i < t->len; i++)
-        if (t->done[slot(t, i)]) {
-            int rc = sli_kranges_add(s, t->off[slot(t, i)], t->off[slot(t, i)]);
-            if (rc)
-                return rc;
-        }
-    return 0;
+    size_t i = 0;
+    int64_t lo, hi;
+    int rc = 0;
+    while (!rc && next_acked_run(t, &i, &lo, &hi))
+        rc = sli_kranges_add(s, lo, hi);
+    return rc;
 }
