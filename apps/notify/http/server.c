@@ -48,13 +48,6 @@ nf_publisher *nf_server_publisher(nf_server *s)
     return s->pub;
 }
 
-static int64_t now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 /* ---- responses ---- */
 
 static void set_envelope(nf_resp *r, int status, int code, const char *msg, json_t *data)
@@ -400,7 +393,7 @@ static enum MHD_Result send_resp(nf_server *s, struct MHD_Connection *conn, nf_r
     enum MHD_Result ret = MHD_queue_response(conn, (unsigned)r->status, resp);
     MHD_destroy_response(resp);
     nf_deadline_set(s->dl, conn, NF_DL_RESPONDING);
-    nf_metrics_request(&s->app->metrics, metric, r->status, now_us() - cc->start_us);
+    nf_metrics_request(&s->app->metrics, metric, r->status, nf_mono_us() - cc->start_us);
     return ret;
 }
 
@@ -521,7 +514,7 @@ static enum MHD_Result cut_body(nf_server *s, conn_ctx *cc, size_t n)
     cc->discarded += n;
     if (cc->discarded <= max)
         return MHD_YES;
-    nf_metrics_request(&s->app->metrics, s->route_other, 413, now_us() - cc->start_us);
+    nf_metrics_request(&s->app->metrics, s->route_other, 413, nf_mono_us() - cc->start_us);
     return MHD_NO;
 }
 
@@ -536,7 +529,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         cc = calloc(1, sizeof *cc);
         if (!cc)
             return MHD_NO;
-        cc->start_us = now_us();
+        cc->start_us = nf_mono_us();
         cc->srv = s;
         cc->conn = conn;
         *con_cls = cc;
