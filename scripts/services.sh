@@ -97,11 +97,14 @@ alive() {
   kill -0 "$pid" 2>/dev/null || return 1
   # While a process execs (the RabbitMQ wrapper becomes the VM through sh,
   # erl and erlexec) its cmdline reads empty for a moment: look again before
-  # calling it gone. A zombie's stays empty.
-  local cmd i
-  for i in 1 2 3 4 5; do
+  # calling it gone; on a loaded machine that moment can last a while, so
+  # only a zombie (whose cmdline stays empty) or 5 s of it end the wait.
+  local cmd i state
+  for ((i = 0; i < 100; i++)); do
     cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)
     [ -n "$cmd" ] && break
+    state=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null) || return 1
+    [ "${state%% *}" = Z ] && return 1
     sleep 0.05
   done
   grep -q -- "$2" <<<"$cmd"
