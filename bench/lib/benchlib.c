@@ -66,6 +66,12 @@ uint64_t bench_env_u64(const char *name, uint64_t def)
     return (uint64_t)v;
 }
 
+/* The servers bench_service_url started and bench_service_stop has not
+ * stopped yet: bench_die stops them, so a failed run leaves none behind. */
+#define MAX_STARTED 8
+static bench_service *started[MAX_STARTED];
+static void stop_started(void);
+
 void bench_die(const char *fmt, ...)
 {
     va_list ap;
@@ -74,6 +80,7 @@ void bench_die(const char *fmt, ...)
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     va_end(ap);
+    stop_started();
     exit(1);
 }
 
@@ -200,6 +207,11 @@ const char *bench_service_url(bench_service *s, const char *name, const char *sc
         strncmp(s->url, scheme, strlen(scheme)) != 0)
         return NULL;
     s->started = true;
+    for (int i = 0; i < MAX_STARTED; i++)
+        if (!started[i]) {
+            started[i] = s;
+            break;
+        }
     return s->url;
 }
 
@@ -208,4 +220,14 @@ void bench_service_stop(bench_service *s)
     if (s->started)
         services(s, "stop", NULL, 0);
     s->started = false;
+    for (int i = 0; i < MAX_STARTED; i++)
+        if (started[i] == s)
+            started[i] = NULL;
+}
+
+static void stop_started(void)
+{
+    for (int i = 0; i < MAX_STARTED; i++)
+        if (started[i])
+            bench_service_stop(started[i]);
 }
