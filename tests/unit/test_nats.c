@@ -224,6 +224,35 @@ static void start_seq_and_time(void **state)
     }
 }
 
+/* A start time keeps its milliseconds when they have a leading zero
+ * (nats.c writes 12.046 s as "12.46": the consumer began 414 ms late). */
+static void start_time_keeps_its_milliseconds(void **state)
+{
+    (void)state;
+    const char *topic = tl_unique("starttime");
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    long long t = ((long long)ts.tv_sec - 10) * 1000 + 46; /* x.046 s, in the past */
+    char q[64];
+    snprintf(q, sizeof q, "start_time=%lld", t);
+    sl_subscriber *sub;
+    assert_int_equal(sl_subscriber_open(&sub, url(q)), 0);
+    sl_subscribe_opts o;
+    sl_subscribe_opts_init(&o);
+    o.group = "at-time";
+    sl_subscription *s;
+    assert_int_equal(sl_subscribe(sub, topic, &o, &s), 0);
+    jsCtx *js;
+    natsConnection *nc = bare_connect(&js);
+    jsConsumerInfo *ci = NULL;
+    assert_int_equal(js_GetConsumerInfo(&ci, js, topic, "at-time", NULL, NULL), NATS_OK);
+    assert_int_equal(ci->Config->DeliverPolicy, js_DeliverByStartTime);
+    assert_int_equal(ci->Config->OptStartTime, (int64_t)t * 1000000);
+    jsConsumerInfo_Destroy(ci);
+    bare_close(nc, js);
+    sl_subscriber_close(sub);
+}
+
 /* max_deliver=2: after two nacks the server stops delivering. ack_deadline:
  * a message held past it comes again. */
 static void max_deliver_and_ack_deadline(void **state)
@@ -331,6 +360,7 @@ int main(void)
         cmocka_unit_test(sluice_to_foreign),
         cmocka_unit_test(foreign_to_sluice),
         cmocka_unit_test(start_seq_and_time),
+        cmocka_unit_test(start_time_keeps_its_milliseconds),
         cmocka_unit_test(max_deliver_and_ack_deadline),
         cmocka_unit_test(bad_input_is_refused),
         cmocka_unit_test(one_stream_for_all_topics),

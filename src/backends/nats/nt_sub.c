@@ -18,9 +18,11 @@
  * Core NATS: a plain SUB; a nack puts the message on the subscription's own
  * redelivery list (ready after the delay), served before new messages.
  */
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "backends/nats/nt.h"
@@ -448,6 +450,55 @@ int nt_next(void *sub, sl_msg **out, int timeout_ms)
 
 /* ---------- subscribe / unsubscribe ---------- */
 
+/* Create consumer cc (deliver by start time) with a JetStream API request
+ * of our own. nats.c (3.x) writes OptStartTime's fraction of a second
+ * without its leading zeros: 38.046 s goes out as "38.46", a start 414 ms
+ * late, so that messages published in between were never delivered.
+ * Returns NATS_OK, or the status with *ec the server's error code. */
+static natsStatus js_add_by_time(nt_sub *s, const jsConsumerConfig *cc, jsErrCode *ec, char *why,
+                                 size_t whylen)
+{
+    time_t sec = (time_t)(cc->OptStartTime / 1000000000);
+    struct tm tm;
+    char when[48], subj[700];
+    gmtime_r(&sec, &tm);
+    size_t n = strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(when + n, sizeof when - n, ".%09lldZ", (long long)(cc->OptStartTime % 1000000000));
+    json_t *c = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:s, s:s}", "durable_name",
+                          cc->Durable, "deliver_policy", "by_start_time", "opt_start_time", when,
+                          "ack_policy", "explicit", "ack_wait", (json_int_t)cc->AckWait,
+                          "max_deliver", (json_int_t)cc->MaxDeliver, "max_ack_pending",
+                          (json_int_t)cc->MaxAckPending, "filter_subject", cc->FilterSubject,
+                          "replay_policy", "instant");
+    if (c && cc->InactiveThreshold)
+        json_object_set_new(c, "inactive_threshold", json_integer(cc->InactiveThreshold));
+    json_t *req = c ? json_pack("{s:s, s:o}", "stream_name", s->stream, "config", c) : NULL;
+    char *body = req ? json_dumps(req, JSON_COMPACT) : NULL;
+    json_decref(req);
+    if (!body)
+        return NATS_NO_MEMORY;
+    snprintf(subj, sizeof subj, "$JS.API.CONSUMER.DURABLE.CREATE.%s.%s", s->stream, cc->Durable);
+    natsMsg *reply = NULL;
+    natsStatus st = natsConnection_RequestString(&reply, s->c->nc, subj, body, s->o.timeout);
+    free(body);
+    if (st != NATS_OK)
+        return st;
+    json_t *r = json_loadb(natsMsg_GetData(reply), (size_t)natsMsg_GetDataLength(reply), 0, NULL);
+    json_t *err = json_object_get(r, "error");
+    if (!r) {
+        st = NATS_ERR;
+        snprintf(why, whylen, "the server's answer is not JSON");
+    } else if (err) {
+        st = NATS_ERR;
+        *ec = (jsErrCode)json_integer_value(json_object_get(err, "err_code"));
+        const char *d = json_string_value(json_object_get(err, "description"));
+        snprintf(why, whylen, "%s", d ? d : "no description");
+    }
+    json_decref(r);
+    natsMsg_Destroy(reply);
+    return st;
+}
+
 static int js_consumer(nt_sub *s, const char *subject, const sl_subscribe_opts *so)
 {
     const nt_opts *o = &s->o;
@@ -483,16 +534,21 @@ static int js_consumer(nt_sub *s, const char *subject, const sl_subscribe_opts *
     } else {
         cc.DeliverPolicy = s->priv ? js_DeliverNew : js_DeliverAll;
     }
-    st = js_AddConsumer(&ci, s->c->js, s->stream, &cc, NULL, &ec);
-    if (st == NATS_OK) {
+    char why[256] = "";
+    if (cc.DeliverPolicy == js_DeliverByStartTime) {
+        st = js_add_by_time(s, &cc, &ec, why, sizeof why);
+    } else {
+        st = js_AddConsumer(&ci, s->c->js, s->stream, &cc, NULL, &ec);
         jsConsumerInfo_Destroy(ci);
-        return 0;
+        snprintf(why, sizeof why, "%s", st == NATS_OK ? "" : nats_GetLastError(NULL));
     }
+    if (st == NATS_OK)
+        return 0;
     if (ec == JSConsumerNameExistErr || ec == JSConsumerExistingActiveErr)
         return 0; /* another member created it meanwhile */
     return sli_err(st == NATS_TIMEOUT ? SL_ETIMEDOUT : SL_EIO,
                    "nats: cannot create consumer %s on stream %s: %s (error %d)", s->consumer,
-                   s->stream, nats_GetLastError(NULL), (int)ec);
+                   s->stream, why, (int)ec);
 }
 
 static int js_subscribe(nt_sub *s, const char *topic, const char *subject,
