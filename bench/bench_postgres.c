@@ -30,7 +30,8 @@
  * SL_POSTGRES_PORT default 16432) and stops it at the end if it started it.
  * Without a server: "bench_postgres: skipped: ..." and exit 0.
  * Knobs: SL_BENCH_MESSAGES (20000), SL_BENCH_REPS (7), SL_BENCH_BATCH (64),
- * SL_BENCH_PREFETCH (256), SL_BENCH_ONLY=ours|peer.
+ * SL_BENCH_PREFETCH (256), SL_BENCH_ONLY=ours|peer, SL_BENCH_OURS_OPTS (more
+ * options of our subscriber's URL, e.g. "linger=0").
  */
 #include <libpq-fe.h>
 #include <poll.h>
@@ -119,7 +120,9 @@ static void *ours_publisher(void *arg)
 static double run_ours(run *r)
 {
     char url[700];
-    snprintf(url, sizeof url, "%s%sack=batch", g_url, strchr(g_url, '?') ? "&" : "?");
+    const char *more = getenv("SL_BENCH_OURS_OPTS");
+    snprintf(url, sizeof url, "%s%sack=batch%s%s", g_url, strchr(g_url, '?') ? "&" : "?",
+             more && *more ? "&" : "", more ? more : "");
     sl_subscriber *sub;
     sl_subscription *s;
     if (sl_subscriber_open(&sub, url) != 0)

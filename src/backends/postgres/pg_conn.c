@@ -9,7 +9,7 @@
  * is not a second scheme: one scheme per backend). Options (sqlcommon's,
  * read the same way as mysql://, and sslmode, sync):
  *   connect_timeout=DUR  (5s)   ack_deadline=DUR (30s)   poll=DUR (1s)
- *   retention=acked|DUR  (acked) ack=sync|batch (sync)   linger=DUR (0)
+ *   retention=acked|DUR  (acked) ack=sync|batch (sync)   linger=DUR (5ms)
  *   sslmode=disable|allow|prefer|require|verify-ca|verify-full (prefer)
  *   sync=full|off        full (default): a publish or ack returns once it
  *                        is flushed to the server's WAL; off: the server
@@ -29,7 +29,7 @@
 
 int sli_pg_opts_read(sli_url *u, pg_opts *o)
 {
-    int sync, rc = sli_sqlc_opts_read(u, "postgres", 1000, 0, &o->c);
+    int sync, rc = sli_sqlc_opts_read(u, "postgres", 1000, PG_LINGER_DEFAULT_MS, &o->c);
     if (rc || (rc = sli_url_opt_enum(u, "sync", "full|off", 0, &sync)) != 0)
         return rc;
     o->sync_off = sync == 1;
