@@ -71,14 +71,6 @@ static void bus_free(bus *b)
         for (size_t i = 0; i < t->nlog; i++)
             sli_msg_body_unref(t->log[i]);
         free(t->log);
-        for (entry *e = atomic_load(&t->freelist), *en; e; e = en) {
-            en = e->next;
-            free(e);
-        }
-        for (entry *e = t->spare, *en; e; e = en) {
-            en = e->next;
-            free(e);
-        }
         sli_rcstr_unref(t->name);
         pthread_mutex_destroy(&t->mu);
         pthread_cond_destroy(&t->room);
@@ -101,12 +93,7 @@ static void entry_unref(entry *e)
         return;
     sli_msg_body_unref(e->body);
     tracker_unref(e->trk);
-    topic *t = e->t;
-    entry *head = atomic_load_explicit(&t->freelist, memory_order_relaxed);
-    do
-        e->next = head;
-    while (!atomic_compare_exchange_weak_explicit(&t->freelist, &head, e, memory_order_release,
-                                                  memory_order_relaxed));
+    sli_block_put(SLI_BLOCK_NODE, e);
 }
 
 /* Entry leaves the bus for good (acked, or its group was dropped). Under t->mu. */
@@ -285,13 +272,8 @@ static int mem_pub_open(void **impl, sli_url *u, unsigned *features)
 
 static entry *entry_new(topic *t, group *g, void *body, tracker *trk)
 {
-    if (!t->spare)
-        t->spare = atomic_exchange_explicit(&t->freelist, NULL, memory_order_acquire);
-    entry *e = t->spare;
-    if (e)
-        t->spare = e->next;
-    else
-        e = malloc(sizeof *e);
+    _Static_assert(sizeof(entry) <= SLI_BLOCK_NODE_SIZE, "an entry fits a node block");
+    entry *e = sli_block_get(SLI_BLOCK_NODE);
     if (!e)
         return NULL;
     atomic_init(&e->refs, 1);
@@ -609,7 +591,8 @@ static void mem_ack_batch(sl_msg *const *msgs, size_t n)
 }
 
 /* Hand e out to s as the delivery m (a blank header). Under t->mu; the
- * caller binds m to e's body after unlocking (mem_next_batch). */
+ * caller takes the delivery's bus reference and fills m after unlocking
+ * (mem_next_batch). */
 static void deliver_locked(msub *s, entry *e, sl_msg *m)
 {
     e->deliveries++;
@@ -617,7 +600,6 @@ static void deliver_locked(msub *s, entry *e, sl_msg *m)
     e->delivered = m;
     ifl_add(s, e);
     atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&s->g->t->b->refs, 1, memory_order_relaxed);
 }
 
 /* Wait until s may take an entry from its group. Under t->mu. Returns 0
@@ -675,8 +657,8 @@ static int mem_next_batch(void *impl, sl_msg **out, size_t max, size_t *got, int
     group *g = s->g;
     topic *t = g->t;
     /* Headers come from this thread's block cache under the lock (a few
-     * pointer moves) and are bound to their bodies after it (atomics on
-     * lines the publisher wrote), which keeps the publisher's wait short. */
+     * pointer moves) and are filled after it (lines the publisher wrote),
+     * which keeps the publisher's wait short. */
     entry *taken[NEXT_MAX];
     unsigned deliveries[NEXT_MAX];
     size_t n = max < NEXT_MAX ? max : NEXT_MAX, k = 0;
@@ -700,12 +682,13 @@ static int mem_next_batch(void *impl, sl_msg **out, size_t max, size_t *got, int
         room_freed(t);
     if (--s->inside == 0 && s->closed)
         pthread_cond_broadcast(&g->cond);
+    /* Each delivery holds a bus reference (taken here at once): the bus
+     * keeps the topic, which lends its name, and the entry its body. */
+    if (k)
+        atomic_fetch_add_explicit(&t->b->refs, (uint32_t)k, memory_order_relaxed);
     pthread_mutex_unlock(&t->mu);
-    for (size_t i = 0; i < k; i++) {
-        sli_msg_bind(out[i], taken[i]->body);
-        sli_msg_set_delivery(out[i], t->name, deliveries[i], mem_hook, taken[i]);
-        sli_msg_set_batch_hook(out[i], mem_ack_batch);
-    }
+    for (size_t i = 0; i < k; i++)
+        sli_msg_lend(out[i], taken[i]->body, t->name, deliveries[i], mem_hook, mem_ack_batch, taken[i]);
     *got = k;
     return rc;
 }

@@ -20,6 +20,8 @@ typedef struct tracker {
     _Atomic uint32_t refs;
 } tracker;
 
+/* Entries are blockcache nodes: freed on the subscriber's thread, reused on
+ * the publisher's, in batches. */
 struct entry {
     _Atomic uint32_t refs; /* 1 while in a queue/in flight, +1 while a delivery lives */
     void *body;
@@ -62,8 +64,6 @@ struct topic {
     pthread_cond_t room;
     int room_waiters;
     group *groups;
-    entry *_Atomic freelist; /* recycled entries: pushed by anyone, taken whole under mu */
-    entry *spare;            /* private to the holder of mu */
     void **log; /* persistent bodies */
     size_t nlog, caplog;
     topic *next;
