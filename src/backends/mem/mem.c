@@ -349,10 +349,13 @@ static int mem_publish(void *impl, const char *tname, sl_msg *const *msgs, size_
             for (group *g = t->groups; g; g = g->next)
                 if (g->waiters)
                     pthread_cond_broadcast(&g->cond);
+            int64_t until = sli_mono_ms() + ROOM_POLL_MS;
+            if (deadline >= 0 && deadline < until)
+                until = deadline;
             t->room_waiters++;
-            int w = sli_cond_wait_until(&t->room, &t->mu, deadline);
+            int w = sli_cond_wait_until(&t->room, &t->mu, until);
             t->room_waiters--;
-            if (w == ETIMEDOUT && !groups_have_room(t, 1, cap)) {
+            if (w == ETIMEDOUT && until == deadline && !groups_have_room(t, 1, cap)) {
                 rc = sli_err(SL_ETIMEDOUT, "mem://%s topic '%s': no room within %d ms (%zu of %zu published)",
                              p->b->name, tname, opts->timeout_ms, done, n);
                 goto out;
@@ -643,6 +646,7 @@ static int wait_ready(msub *s, int timeout_ms)
             pthread_mutex_lock(&g->t->mu);
             continue;
         }
+        room_freed(g->t, NULL); /* publishers fill what room there is while we wait */
         g->waiters++;
         sli_cond_wait_until(&g->cond, &g->t->mu, until);
         g->waiters--;
@@ -679,7 +683,7 @@ static int mem_next_batch(void *impl, sl_msg **out, size_t max, size_t *got, int
         k++;
     }
     if (k)
-        room_freed(t);
+        room_freed(t, g);
     if (--s->inside == 0 && s->closed)
         pthread_cond_broadcast(&g->cond);
     /* Each delivery holds a bus reference (taken here at once): the bus
@@ -733,7 +737,7 @@ static int mem_unsubscribe(void *impl)
             }
         pthread_cond_destroy(&g->cond);
         free(g);
-        room_freed(t);
+        room_freed(t, NULL);
     } else {
         pthread_cond_broadcast(&g->cond);
     }
