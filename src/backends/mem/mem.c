@@ -87,9 +87,9 @@ static void bus_unref(bus *b)
         bus_free(b);
 }
 
-static void entry_unref(entry *e)
+static void entry_unref(entry *e, uint32_t n)
 {
-    if (atomic_fetch_sub_explicit(&e->refs, 1, memory_order_acq_rel) != 1)
+    if (atomic_fetch_sub_explicit(&e->refs, n, memory_order_acq_rel) != n)
         return;
     sli_msg_body_unref(e->body);
     tracker_unref(e->trk);
@@ -125,11 +125,13 @@ static void group_drop_entries(group *g, entry **out)
     g->qlen = 0;
 }
 
+/* Release entries that left the bus (chained by next, collected under
+ * t->mu): the bus's hold, and the first delivery's if it never came. */
 static void unref_chain(entry *e)
 {
     while (e) {
         entry *n = e->next;
-        entry_unref(e);
+        entry_unref(e, e->credit ? 2 : 1);
         e = n;
     }
 }
@@ -207,10 +209,12 @@ static void bus_release(bus *b)
             gn = g->next;
             group_drop_entries(g, &drop);
             pthread_cond_destroy(&g->cond);
+            free(g->ring);
             free(g->name);
             free(g);
         }
         t->groups = NULL;
+        atomic_store_explicit(&t->ngroups, 0, memory_order_relaxed);
         pthread_mutex_unlock(&t->mu);
     }
     b->dead = true;
@@ -276,7 +280,8 @@ static entry *entry_new(topic *t, group *g, void *body, tracker *trk)
     entry *e = sli_block_get(SLI_BLOCK_NODE);
     if (!e)
         return NULL;
-    atomic_init(&e->refs, 1);
+    atomic_init(&e->refs, 2);
+    e->credit = true;
     e->body = body;
     e->deliveries = 0;
     e->ready_at = 0;
@@ -298,6 +303,143 @@ static bool groups_have_room(topic *t, size_t need, size_t cap)
         if (g->qlen + need > cap)
             return false;
     return true;
+}
+
+/* Entries made before the topic lock is taken, for the groups the topic
+ * had a moment ago: e[i * cols + j] for message i and group j (NULL where
+ * one could not be made; the locked path makes it then). Allocating an
+ * entry touches memory the subscriber's thread freed (cache misses), which
+ * is better done while the subscriber can still take the lock. */
+#define PREP_MAX 256
+typedef struct prep {
+    entry *e[PREP_MAX];
+    size_t rows, cols;
+} prep;
+
+static void prep_make(prep *pr, topic *t, sl_msg *const *msgs, size_t n, tracker *trk)
+{
+    pr->cols = atomic_load_explicit(&t->ngroups, memory_order_relaxed);
+    pr->rows = pr->cols && pr->cols <= PREP_MAX ? PREP_MAX / pr->cols : 0;
+    if (pr->rows > n)
+        pr->rows = n;
+    for (size_t i = 0; i < pr->rows; i++)
+        for (size_t j = 0; j < pr->cols; j++) {
+            void *body = sli_msg_body_ref(msgs[i]);
+            entry *e = entry_new(t, NULL, body, trk);
+            if (!e)
+                sli_msg_body_unref(body);
+            pr->e[i * pr->cols + j] = e;
+        }
+}
+
+/* The entry of message i for the j-th group (not yet queued), or NULL. */
+static entry *prep_take(prep *pr, size_t i, size_t j)
+{
+    if (i >= pr->rows || j >= pr->cols)
+        return NULL;
+    entry *e = pr->e[i * pr->cols + j];
+    pr->e[i * pr->cols + j] = NULL;
+    return e;
+}
+
+/* Release the entries nobody took (a group went, the publish stopped). */
+static void prep_release(prep *pr)
+{
+    for (size_t i = 0; i < pr->rows * pr->cols; i++)
+        if (pr->e[i]) {
+            tracker_done(pr->e[i]->trk);
+            entry_unref(pr->e[i], 2);
+        }
+}
+
+/* Wait under t->mu until every group has room for one more entry. */
+static int wait_room(mpub *p, topic *t, const char *tname, int64_t deadline, int timeout_ms,
+                     size_t done, size_t n)
+{
+    size_t cap = p->b->capacity;
+    while (!groups_have_room(t, 1, cap)) {
+        if (atomic_load(&p->closing))
+            return sli_err(SL_ECLOSED, "mem publisher closed while waiting for room");
+        /* Wake the subscribers for what this batch queued so far:
+         * they are the ones who make room. */
+        for (group *g = t->groups; g; g = g->next)
+            if (g->waiters)
+                pthread_cond_broadcast(&g->cond);
+        int64_t until = sli_mono_ms() + ROOM_POLL_MS;
+        if (deadline >= 0 && deadline < until)
+            until = deadline;
+        t->room_waiters++;
+        int w = sli_cond_wait_until(&t->room, &t->mu, until);
+        t->room_waiters--;
+        if (w == ETIMEDOUT && until == deadline && !groups_have_room(t, 1, cap))
+            return sli_err(SL_ETIMEDOUT, "mem://%s topic '%s': no room within %d ms (%zu of %zu published)",
+                           p->b->name, tname, timeout_ms, done, n);
+    }
+    return 0;
+}
+
+/* Queue message m (the i-th of the call) on every group. Under t->mu. */
+static int place_locked(mpub *p, topic *t, prep *pr, sl_msg *m, size_t i, bool delayed, tracker *trk)
+{
+    if (p->b->persistent) {
+        if (t->nlog == t->caplog) {
+            size_t nc = t->caplog ? t->caplog * 2 : 64;
+            void **nl = realloc(t->log, nc * sizeof *nl);
+            if (!nl)
+                return sli_err(SL_ENOMEM, "out of memory");
+            t->log = nl;
+            t->caplog = nc;
+        }
+        t->log[t->nlog++] = sli_msg_body_ref(m);
+    }
+    int64_t ready_at = 0; /* monotonic ms; 0: now */
+    if (delayed) {
+        int64_t at, wall = sli_wall_ms();
+        sli_msg_deliver_at(m, &at);
+        if (at > wall)
+            ready_at = sli_mono_ms() + (at - wall);
+    }
+    size_t j = 0;
+    for (group *g = t->groups; g; g = g->next, j++) {
+        if (q_reserve(g, 1))
+            return sli_err(SL_ENOMEM, "out of memory");
+        entry *e = prep_take(pr, i, j);
+        if (!e) {
+            void *body = sli_msg_body_ref(m);
+            if (!(e = entry_new(t, g, body, trk))) {
+                sli_msg_body_unref(body);
+                return sli_err(SL_ENOMEM, "out of memory");
+            }
+        }
+        e->g = g;
+        if (ready_at) {
+            e->ready_at = ready_at;
+            delayed_insert(g, e);
+        } else {
+            q_push_tail(g, e);
+        }
+        g->qlen++;
+    }
+    return 0;
+}
+
+/* Wait (in short slices, so that a close of this publisher, which cannot
+ * reach our tracker, is noticed: SL_ECLOSED) until every entry of trk is
+ * acked or dropped. */
+static int wait_acks(mpub *p, tracker *trk, int64_t deadline, int timeout_ms)
+{
+    uint32_t left;
+    while ((left = atomic_load(&trk->left)) != 0) {
+        if (atomic_load(&p->closing))
+            return sli_err(SL_ECLOSED, "mem publisher closed while waiting for acks");
+        int64_t slice = sli_mono_ms() + 20;
+        if (deadline >= 0 && deadline < slice)
+            slice = deadline;
+        if (sli_futex_wait(&trk->left, left, slice) == SL_ETIMEDOUT && slice == deadline &&
+            atomic_load(&trk->left) != 0)
+            return sli_err(SL_ETIMEDOUT, "mem: acks not all received within %d ms", timeout_ms);
+    }
+    return 0;
 }
 
 static int mem_publish(void *impl, const char *tname, sl_msg *const *msgs, size_t n,
@@ -330,6 +472,8 @@ static int mem_publish(void *impl, const char *tname, sl_msg *const *msgs, size_
         delayed |= at > 0;
     }
     atomic_fetch_add(&p->inside, 1);
+    prep pr;
+    prep_make(&pr, t, msgs, n, trk);
     size_t cap = p->b->capacity;
     int rc = 0;
     size_t done = 0;
@@ -338,66 +482,10 @@ static int mem_publish(void *impl, const char *tname, sl_msg *const *msgs, size_
         rc = sli_err(SL_EAGAIN, "mem://%s topic '%s': buffer full (%zu)", p->b->name, tname, cap);
         goto out;
     }
-    for (; done < n; done++) {
-        while (!groups_have_room(t, 1, cap)) {
-            if (atomic_load(&p->closing)) {
-                rc = sli_err(SL_ECLOSED, "mem publisher closed while waiting for room");
-                goto out;
-            }
-            /* Wake the subscribers for what this batch queued so far:
-             * they are the ones who make room. */
-            for (group *g = t->groups; g; g = g->next)
-                if (g->waiters)
-                    pthread_cond_broadcast(&g->cond);
-            int64_t until = sli_mono_ms() + ROOM_POLL_MS;
-            if (deadline >= 0 && deadline < until)
-                until = deadline;
-            t->room_waiters++;
-            int w = sli_cond_wait_until(&t->room, &t->mu, until);
-            t->room_waiters--;
-            if (w == ETIMEDOUT && until == deadline && !groups_have_room(t, 1, cap)) {
-                rc = sli_err(SL_ETIMEDOUT, "mem://%s topic '%s': no room within %d ms (%zu of %zu published)",
-                             p->b->name, tname, opts->timeout_ms, done, n);
-                goto out;
-            }
-        }
-        if (p->b->persistent) {
-            if (t->nlog == t->caplog) {
-                size_t nc = t->caplog ? t->caplog * 2 : 64;
-                void **nl = realloc(t->log, nc * sizeof *nl);
-                if (!nl) {
-                    rc = sli_err(SL_ENOMEM, "out of memory");
-                    goto out;
-                }
-                t->log = nl;
-                t->caplog = nc;
-            }
-            t->log[t->nlog++] = sli_msg_body_ref(msgs[done]);
-        }
-        int64_t ready_at = 0; /* monotonic ms; 0: now */
-        if (delayed) {
-            int64_t at, wall = sli_wall_ms();
-            sli_msg_deliver_at(msgs[done], &at);
-            if (at > wall)
-                ready_at = sli_mono_ms() + (at - wall);
-        }
-        for (group *g = t->groups; g; g = g->next) {
-            void *body = sli_msg_body_ref(msgs[done]);
-            entry *e = entry_new(t, g, body, trk);
-            if (!e) {
-                sli_msg_body_unref(body);
-                rc = sli_err(SL_ENOMEM, "out of memory");
-                goto out;
-            }
-            if (ready_at) {
-                e->ready_at = ready_at;
-                delayed_insert(g, e);
-            } else {
-                q_push_tail(g, e);
-            }
-            g->qlen++;
-        }
-    }
+    for (; done < n; done++)
+        if ((rc = wait_room(p, t, tname, deadline, opts->timeout_ms, done, n)) ||
+            (rc = place_locked(p, t, &pr, msgs[done], done, delayed, trk)))
+            break;
 out:
     for (group *g = t->groups; g; g = g->next) {
         atomic_fetch_add_explicit(&g->arrivals, 1, memory_order_relaxed);
@@ -405,30 +493,13 @@ out:
             pthread_cond_broadcast(&g->cond);
     }
     pthread_mutex_unlock(&t->mu);
+    prep_release(&pr);
     if (opts->published)
         *opts->published = done;
     if (trk) {
         tracker_done(trk); /* drop our own hold */
-        if (rc == 0) {
-            /* Wait in short slices so that a close of this publisher (which
-             * cannot reach our tracker) is noticed: it returns SL_ECLOSED. */
-            uint32_t left;
-            while ((left = atomic_load(&trk->left)) != 0) {
-                if (atomic_load(&p->closing)) {
-                    rc = sli_err(SL_ECLOSED, "mem publisher closed while waiting for acks");
-                    break;
-                }
-                int64_t slice = sli_mono_ms() + 20;
-                if (deadline >= 0 && deadline < slice)
-                    slice = deadline;
-                if (sli_futex_wait(&trk->left, left, slice) == SL_ETIMEDOUT && slice == deadline &&
-                    atomic_load(&trk->left) != 0) {
-                    rc = sli_err(SL_ETIMEDOUT, "mem: acks not all received within %d ms",
-                                 opts->timeout_ms);
-                    break;
-                }
-            }
-        }
+        if (rc == 0)
+            rc = wait_acks(p, trk, deadline, opts->timeout_ms);
         tracker_unref(trk);
     }
     atomic_fetch_sub(&p->inside, 1);
@@ -506,6 +577,8 @@ static int mem_subscribe(void *impl, const char *tname, const sl_subscribe_opts 
         bool backfill = o->start == SL_START_EARLIEST ||
                         (o->start == SL_START_DEFAULT && sr->b->persistent);
         for (size_t i = 0; backfill && i < t->nlog; i++) {
+            if (q_reserve(g, 1))
+                break;
             entry *e = entry_new(t, g, sli_body_ref(t->log[i]), NULL);
             if (!e) {
                 sli_msg_body_unref(t->log[i]);
@@ -516,6 +589,7 @@ static int mem_subscribe(void *impl, const char *tname, const sl_subscribe_opts 
         }
         g->next = t->groups;
         t->groups = g;
+        atomic_fetch_add_explicit(&t->ngroups, 1, memory_order_relaxed);
     }
     s->g = g;
     s->next = g->members;
@@ -559,7 +633,7 @@ static void mem_hook(sl_msg *m, sli_msg_event ev, unsigned delay_ms, void *ctx)
     topic *t = e->t;
     if (ev == SLI_MSG_EV_FREE) {
         bus *b = t->b;
-        entry_unref(e);
+        entry_unref(e, 1);
         bus_unref(b);
         return;
     }
@@ -567,7 +641,7 @@ static void mem_hook(sl_msg *m, sli_msg_event ev, unsigned delay_ms, void *ctx)
     bool release = settle_locked(e, m, ev, delay_ms);
     pthread_mutex_unlock(&t->mu);
     if (release)
-        entry_unref(e);
+        entry_unref(e, 1); /* acked: its delivery used the credit */
 }
 
 /* sl_msg_ack_batch: one lock per run of messages from the same topic. */
@@ -602,11 +676,14 @@ static void deliver_locked(msub *s, entry *e, sl_msg *m)
     e->owner = s;
     e->delivered = m;
     ifl_add(s, e);
-    atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
+    if (e->credit)
+        e->credit = false; /* the first delivery's reference was taken in advance */
+    else
+        atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
 }
 
 /* Wait until s may take an entry from its group. Under t->mu. Returns 0
- * with g->qhead ready and room in s's prefetch, or an error. */
+ * with an entry ready in g and room in s's prefetch, or an error. */
 static int wait_ready(msub *s, int timeout_ms)
 {
     group *g = s->g;
@@ -620,7 +697,7 @@ static int wait_ready(msub *s, int timeout_ms)
             now = sli_mono_ms();
             due = delayed_promote(g, now);
         }
-        if (s->inflight < s->prefetch && g->qhead)
+        if (s->inflight < s->prefetch && g->rlen)
             return 0;
         if (now < 0)
             now = sli_mono_ms();
@@ -631,7 +708,7 @@ static int wait_ready(msub *s, int timeout_ms)
             until = due;
         if (deadline >= 0 && now >= deadline)
             return SL_ETIMEDOUT;
-        if (!spun && !g->qhead && !g->delayed && s->inflight < s->prefetch) {
+        if (!spun && !g->rlen && !g->delayed && s->inflight < s->prefetch) {
             /* Nothing queued: yield a few times before sleeping. A busy
              * publisher usually queues the next batch meanwhile, which saves
              * its futex wake and our sleep (each a context switch). */
@@ -669,18 +746,26 @@ static int mem_next_batch(void *impl, sl_msg **out, size_t max, size_t *got, int
     pthread_mutex_lock(&t->mu);
     s->inside++;
     int rc = wait_ready(s, timeout_ms);
-    while (rc == 0 && k < n && s->inflight < s->prefetch && g->qhead) {
-        if (!(out[k] = sli_msg_blank())) {
-            if (!k)
-                rc = sli_err(SL_ENOMEM, "out of memory");
-            break; /* after the first, the failure comes back next call */
+    if (rc == 0) {
+        size_t want = s->prefetch - s->inflight;
+        if (want > n)
+            want = n;
+        if (want > g->rlen)
+            want = g->rlen;
+        for (size_t i = 0; i < want; i++) /* independent misses, not one after another */
+            __builtin_prefetch(q_at(g, i), 1);
+        for (; k < want; k++) {
+            if (!(out[k] = sli_msg_blank())) {
+                if (!k)
+                    rc = sli_err(SL_ENOMEM, "out of memory");
+                break; /* after the first, the failure comes back next call */
+            }
+            entry *e = q_pop_head(g);
+            deliver_locked(s, e, out[k]);
+            taken[k] = e;
+            deliveries[k] = e->deliveries;
         }
-        entry *e = q_pop_head(g);
-        g->qlen--;
-        deliver_locked(s, e, out[k]);
-        taken[k] = e;
-        deliveries[k] = e->deliveries;
-        k++;
+        g->qlen -= k;
     }
     if (k)
         room_freed(t, g);
@@ -735,7 +820,9 @@ static int mem_unsubscribe(void *impl)
                 *pp = g->next;
                 break;
             }
+        atomic_fetch_sub_explicit(&t->ngroups, 1, memory_order_relaxed);
         pthread_cond_destroy(&g->cond);
+        free(g->ring);
         free(g);
         room_freed(t, NULL);
     } else {

@@ -1,11 +1,22 @@
 /*
  * mem.h - the data structures of mem:// (see mem.c for the design) and the
- * queue operations on them: a group's ready queue (doubly linked), its
- * delayed list (sorted by ready time) and a subscription's in-flight list.
- * Private to src/backends/mem/.
+ * queue operations on them: a group's ready queue (a ring of entry
+ * pointers), its delayed list (sorted by ready time) and a subscription's
+ * in-flight list. Private to src/backends/mem/.
+ *
+ * The ready queue is a ring, not a linked list, so that a consumer taking a
+ * batch reads a few lines of pointers and touches the entries (written by
+ * the publisher's thread) independently, instead of chasing one cache miss
+ * after another under the topic lock. Its capacity is kept at least
+ * qlen + ninflight (every entry of the group that could come back), so that
+ * putting entries back (nack, a closing subscription, delayed ones coming
+ * due) never allocates; only publishing and backfilling grow it.
  */
 #ifndef SLI_MEM_H
 #define SLI_MEM_H
+
+#include <assert.h>
+#include <stdlib.h>
 
 #include "core/backend.h"
 
@@ -23,7 +34,11 @@ typedef struct tracker {
 /* Entries are blockcache nodes: freed on the subscriber's thread, reused on
  * the publisher's, in batches. */
 struct entry {
-    _Atomic uint32_t refs; /* 1 while in a queue/in flight, +1 while a delivery lives */
+    /* 1 while in a queue/in flight, +1 while a delivery lives; an entry
+     * starts with 2, the second held in advance for its first delivery
+     * (credit), which so takes no atomic operation under the lock */
+    _Atomic uint32_t refs;
+    bool credit;
     void *body;
     unsigned deliveries;
     int64_t ready_at;
@@ -38,8 +53,10 @@ struct entry {
 struct group {
     topic *t;
     char *name; /* NULL: private to one subscription */
-    entry *qhead, *qtail;
+    entry **ring; /* ready entries: ring[(rhead + i) & (rcap - 1)], i < rlen */
+    size_t rcap, rhead, rlen; /* rcap: 0 or a power of two >= qlen + ninflight */
     size_t qlen; /* ready + delayed */
+    size_t ninflight; /* held by the members */
     _Atomic uint32_t arrivals; /* bumped when entries are queued (spinning consumers) */
     entry *delayed; /* sorted by ready_at, singly linked via next */
     msub *members;
@@ -64,6 +81,7 @@ struct topic {
     pthread_cond_t room;
     int room_waiters;
     group *groups;
+    _Atomic size_t ngroups; /* written under mu; publishers read it before locking */
     void **log; /* persistent bodies */
     size_t nlog, caplog;
     topic *next;
@@ -94,41 +112,54 @@ typedef struct msubr {
 
 /* ---------- queues (all under t->mu) ---------- */
 
+/* Make room in g's ring for `extra` more entries of the group (published
+ * or backfilled). SL_ENOMEM, with nothing changed, when out of memory. */
+static inline int q_reserve(group *g, size_t extra)
+{
+    size_t need = g->qlen + g->ninflight + extra;
+    if (need <= g->rcap)
+        return 0;
+    size_t cap = g->rcap ? g->rcap : 64;
+    while (cap < need)
+        cap *= 2;
+    entry **r = malloc(cap * sizeof *r);
+    if (!r)
+        return SL_ENOMEM;
+    for (size_t i = 0; i < g->rlen; i++)
+        r[i] = g->ring[(g->rhead + i) & (g->rcap - 1)];
+    free(g->ring);
+    g->ring = r;
+    g->rcap = cap;
+    g->rhead = 0;
+    return 0;
+}
+
 static inline void q_push_tail(group *g, entry *e)
 {
-    e->next = NULL;
-    e->prev = g->qtail;
-    if (g->qtail)
-        g->qtail->next = e;
-    else
-        g->qhead = e;
-    g->qtail = e;
+    assert(g->rlen < g->rcap);
+    g->ring[(g->rhead + g->rlen++) & (g->rcap - 1)] = e;
 }
 
 static inline void q_push_head(group *g, entry *e)
 {
-    e->prev = NULL;
-    e->next = g->qhead;
-    if (g->qhead)
-        g->qhead->prev = e;
-    else
-        g->qtail = e;
-    g->qhead = e;
+    assert(g->rlen < g->rcap);
+    g->rhead = (g->rhead - 1) & (g->rcap - 1);
+    g->ring[g->rhead] = e;
+    g->rlen++;
 }
 
 static inline entry *q_pop_head(group *g)
 {
-    entry *e = g->qhead;
-    if (!e)
+    if (!g->rlen)
         return NULL;
-    g->qhead = e->next;
-    if (g->qhead)
-        g->qhead->prev = NULL;
-    else
-        g->qtail = NULL;
-    e->next = e->prev = NULL;
+    entry *e = g->ring[g->rhead];
+    g->rhead = (g->rhead + 1) & (g->rcap - 1);
+    g->rlen--;
     return e;
 }
+
+/* The i-th ready entry from the head (i < rlen). */
+static inline entry *q_at(const group *g, size_t i) { return g->ring[(g->rhead + i) & (g->rcap - 1)]; }
 
 static inline void delayed_insert(group *g, entry *e)
 {
@@ -176,6 +207,7 @@ static inline void ifl_add(msub *s, entry *e)
         s->ifl_head = e;
     s->ifl_tail = e;
     s->inflight++;
+    s->g->ninflight++;
 }
 
 static inline void ifl_del(msub *s, entry *e)
@@ -190,6 +222,7 @@ static inline void ifl_del(msub *s, entry *e)
         s->ifl_tail = e->prev;
     e->next = e->prev = NULL;
     s->inflight--;
+    s->g->ninflight--;
 }
 
 /* Entries left g (taken, dropped; g NULL: a whole group went): wake the
