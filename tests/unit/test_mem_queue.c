@@ -110,19 +110,19 @@ static void editing_a_delivery_leaves_the_queued_message_intact(void **state)
     env_close(&e);
 }
 
-/* buffer=8: takers wake a blocked publisher once the queue is down to 4.
- * Taking one leaves 7, room for the publisher all the same: it must find
+/* buffer=64: takers wake a blocked publisher once 8 slots are free.
+ * Taking one leaves 63, room for the publisher all the same: it must find
  * it (it looks on its own every few ms), not wait for the mark. */
 static void blocked_publisher_finds_room_above_the_wake_mark(void **state)
 {
     (void)state;
     env e;
-    env_open(&e, "?buffer=8", NULL);
+    env_open(&e, "?buffer=64", NULL);
     sl_subscription *s = subscribe(e.sub, e.topic, NULL, 1);
-    pub_range(&e, 0, 8);
+    pub_range(&e, 0, 64);
     bg_pub b;
     pthread_t t;
-    start_bg(&b, &t, e.p, e.topic, "m008", 0, -1);
+    start_bg(&b, &t, e.p, e.topic, "m064", 0, -1);
     tl_sleep_ms(100);
     assert_int_equal(atomic_load(&b.returned), 0); /* buffer full */
     take_expect_n(s, 0, 1, 1);
@@ -133,7 +133,7 @@ static void blocked_publisher_finds_room_above_the_wake_mark(void **state)
     pthread_join(t, NULL);
     assert_int_equal(b.rc, 0);
     sl_msg_unref(b.m);
-    take_expect_n(s, 1, 9, 1);
+    take_expect_n(s, 1, 65, 1);
     expect_none(s, 50);
     env_close(&e);
 }

@@ -226,15 +226,18 @@ static inline void ifl_del(msub *s, entry *e)
 }
 
 /* Entries left g (taken, dropped; g NULL: a whole group went): wake the
- * publishers waiting for room once g has drained to half its buffer, not
- * for every batch taken (ZeroMQ's high/low water marks). Each wake costs
- * the taker a futex call and the publisher a context switch, only to find
- * room for one more batch. A publisher also looks for room on its own every
- * ROOM_POLL_MS, in case the takers stop above the mark. */
+ * publishers waiting for room once an eighth of g's buffer is free, not for
+ * every batch taken (high/low water marks, as ZeroMQ's pipes). Each wake
+ * costs the taker a futex call and the publisher a context switch, only to
+ * find room for one more batch; while seven eighths are still queued, the
+ * woken publisher has time to be scheduled before the takers run dry (a
+ * mark at half the buffer made them run dry on a loaded machine). A
+ * publisher also looks for room on its own every ROOM_POLL_MS, in case the
+ * takers stop above the mark. */
 #define ROOM_POLL_MS 5
 static inline void room_freed(topic *t, const group *g)
 {
-    if (t->room_waiters && (!g || g->qlen <= t->b->capacity / 2))
+    if (t->room_waiters && (!g || g->qlen <= t->b->capacity - t->b->capacity / 8))
         pthread_cond_broadcast(&t->room);
 }
 
