@@ -33,13 +33,18 @@
  * lock once for up to max entries and sl_msg_ack_batch once per run of
  * messages from one topic. A consumer that finds its queue empty yields a
  * few times (watching the group's arrival counter) before it sleeps, which
- * saves most wake-ups while a publisher is busy.
+ * saves most wake-ups while a publisher is busy; a publisher blocked on a
+ * full buffer is woken once an eighth of it is free (room_freed in mem.h).
+ * A publisher makes its entries before it takes the lock (prep_make), a
+ * consumer takes a batch from the group's ring of pointers and fills the
+ * message headers after unlocking, lending them the entry's body and the
+ * topic's name (sli_msg_lend) instead of taking references; entries are
+ * recycled through the block cache, which returns them to the publisher's
+ * thread in batches.
  */
-#include <errno.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "backends/mem/mem.h"
 
@@ -49,20 +54,6 @@ static pthread_mutex_t buses_mu = PTHREAD_MUTEX_INITIALIZER;
 static bus *buses;
 
 /* ---------- lifetime ---------- */
-
-static void tracker_done(tracker *k)
-{
-    if (!k)
-        return;
-    if (atomic_fetch_sub(&k->left, 1) == 1)
-        sli_futex_wake_all(&k->left);
-}
-
-static void tracker_unref(tracker *k)
-{
-    if (k && atomic_fetch_sub(&k->refs, 1) == 1)
-        free(k);
-}
 
 static void bus_free(bus *b)
 {
@@ -85,15 +76,6 @@ static void bus_unref(bus *b)
 {
     if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) == 1)
         bus_free(b);
-}
-
-static void entry_unref(entry *e, uint32_t n)
-{
-    if (atomic_fetch_sub_explicit(&e->refs, n, memory_order_acq_rel) != n)
-        return;
-    sli_msg_body_unref(e->body);
-    tracker_unref(e->trk);
-    sli_block_put(SLI_BLOCK_NODE, e);
 }
 
 /* Entry leaves the bus for good (acked, or its group was dropped). Under t->mu. */
@@ -138,7 +120,7 @@ static void unref_chain(entry *e)
 
 /* ---------- bus table ---------- */
 
-static int bus_acquire(sli_url *u, bus **out)
+int sli_mem_bus_acquire(sli_url *u, bus **out)
 {
     bool persistent;
     uint64_t cap;
@@ -187,7 +169,7 @@ static int bus_acquire(sli_url *u, bus **out)
     return 0;
 }
 
-static void bus_release(bus *b)
+void sli_mem_bus_release(bus *b)
 {
     pthread_mutex_lock(&buses_mu);
     if (--b->handles > 0) {
@@ -223,7 +205,7 @@ static void bus_release(bus *b)
     bus_unref(b);
 }
 
-static topic *topic_get(bus *b, const char *name)
+topic *sli_mem_topic_get(bus *b, const char *name)
 {
     pthread_mutex_lock(&b->mu);
     topic *t;
@@ -255,281 +237,6 @@ static topic *topic_get(bus *b, const char *name)
     return t;
 }
 
-/* ---------- publisher ---------- */
-
-static int mem_pub_open(void **impl, sli_url *u, unsigned *features)
-{
-    mpub *p = calloc(1, sizeof *p);
-    if (!p)
-        return sli_err(SL_ENOMEM, "out of memory");
-    int rc;
-    if ((rc = sli_url_opt_bool(u, "block", true, &p->block)) ||
-        (rc = sli_url_opt_bool(u, "wait_ack", false, &p->wait_ack)) || (rc = bus_acquire(u, &p->b))) {
-        free(p);
-        return rc;
-    }
-    if (p->b->persistent)
-        *features |= SL_FEAT_LATE_SUBSCRIBERS;
-    *impl = p;
-    return 0;
-}
-
-static entry *entry_new(topic *t, group *g, void *body, tracker *trk)
-{
-    _Static_assert(sizeof(entry) <= SLI_BLOCK_NODE_SIZE, "an entry fits a node block");
-    entry *e = sli_block_get(SLI_BLOCK_NODE);
-    if (!e)
-        return NULL;
-    atomic_init(&e->refs, 2);
-    e->credit = true;
-    e->body = body;
-    e->deliveries = 0;
-    e->ready_at = 0;
-    e->t = t;
-    e->g = g;
-    e->owner = NULL;
-    e->delivered = NULL;
-    e->trk = trk;
-    if (trk) {
-        atomic_fetch_add(&trk->refs, 1);
-        atomic_fetch_add(&trk->left, 1);
-    }
-    return e;
-}
-
-static bool groups_have_room(topic *t, size_t need, size_t cap)
-{
-    for (group *g = t->groups; g; g = g->next)
-        if (g->qlen + need > cap)
-            return false;
-    return true;
-}
-
-/* Entries made before the topic lock is taken, for the groups the topic
- * had a moment ago: e[i * cols + j] for message i and group j (NULL where
- * one could not be made; the locked path makes it then). Allocating an
- * entry touches memory the subscriber's thread freed (cache misses), which
- * is better done while the subscriber can still take the lock. */
-#define PREP_MAX 256
-typedef struct prep {
-    entry *e[PREP_MAX];
-    size_t rows, cols;
-} prep;
-
-static void prep_make(prep *pr, topic *t, sl_msg *const *msgs, size_t n, tracker *trk)
-{
-    pr->cols = atomic_load_explicit(&t->ngroups, memory_order_relaxed);
-    pr->rows = pr->cols && pr->cols <= PREP_MAX ? PREP_MAX / pr->cols : 0;
-    if (pr->rows > n)
-        pr->rows = n;
-    for (size_t i = 0; i < pr->rows; i++)
-        for (size_t j = 0; j < pr->cols; j++) {
-            void *body = sli_msg_body_ref(msgs[i]);
-            entry *e = entry_new(t, NULL, body, trk);
-            if (!e)
-                sli_msg_body_unref(body);
-            pr->e[i * pr->cols + j] = e;
-        }
-}
-
-/* The entry of message i for the j-th group (not yet queued), or NULL. */
-static entry *prep_take(prep *pr, size_t i, size_t j)
-{
-    if (i >= pr->rows || j >= pr->cols)
-        return NULL;
-    entry *e = pr->e[i * pr->cols + j];
-    pr->e[i * pr->cols + j] = NULL;
-    return e;
-}
-
-/* Release the entries nobody took (a group went, the publish stopped). */
-static void prep_release(prep *pr)
-{
-    for (size_t i = 0; i < pr->rows * pr->cols; i++)
-        if (pr->e[i]) {
-            tracker_done(pr->e[i]->trk);
-            entry_unref(pr->e[i], 2);
-        }
-}
-
-/* Wait under t->mu until every group has room for one more entry. */
-static int wait_room(mpub *p, topic *t, const char *tname, int64_t deadline, int timeout_ms,
-                     size_t done, size_t n)
-{
-    size_t cap = p->b->capacity;
-    while (!groups_have_room(t, 1, cap)) {
-        if (atomic_load(&p->closing))
-            return sli_err(SL_ECLOSED, "mem publisher closed while waiting for room");
-        /* Wake the subscribers for what this batch queued so far:
-         * they are the ones who make room. */
-        for (group *g = t->groups; g; g = g->next)
-            if (g->waiters)
-                pthread_cond_broadcast(&g->cond);
-        int64_t until = sli_mono_ms() + ROOM_POLL_MS;
-        if (deadline >= 0 && deadline < until)
-            until = deadline;
-        t->room_waiters++;
-        int w = sli_cond_wait_until(&t->room, &t->mu, until);
-        t->room_waiters--;
-        if (w == ETIMEDOUT && until == deadline && !groups_have_room(t, 1, cap))
-            return sli_err(SL_ETIMEDOUT, "mem://%s topic '%s': no room within %d ms (%zu of %zu published)",
-                           p->b->name, tname, timeout_ms, done, n);
-    }
-    return 0;
-}
-
-/* Queue message m (the i-th of the call) on every group. Under t->mu. */
-static int place_locked(mpub *p, topic *t, prep *pr, sl_msg *m, size_t i, bool delayed, tracker *trk)
-{
-    if (p->b->persistent) {
-        if (t->nlog == t->caplog) {
-            size_t nc = t->caplog ? t->caplog * 2 : 64;
-            void **nl = realloc(t->log, nc * sizeof *nl);
-            if (!nl)
-                return sli_err(SL_ENOMEM, "out of memory");
-            t->log = nl;
-            t->caplog = nc;
-        }
-        t->log[t->nlog++] = sli_msg_body_ref(m);
-    }
-    int64_t ready_at = 0; /* monotonic ms; 0: now */
-    if (delayed) {
-        int64_t at, wall = sli_wall_ms();
-        sli_msg_deliver_at(m, &at);
-        if (at > wall)
-            ready_at = sli_mono_ms() + (at - wall);
-    }
-    size_t j = 0;
-    for (group *g = t->groups; g; g = g->next, j++) {
-        if (q_reserve(g, 1))
-            return sli_err(SL_ENOMEM, "out of memory");
-        entry *e = prep_take(pr, i, j);
-        if (!e) {
-            void *body = sli_msg_body_ref(m);
-            if (!(e = entry_new(t, g, body, trk))) {
-                sli_msg_body_unref(body);
-                return sli_err(SL_ENOMEM, "out of memory");
-            }
-        }
-        e->g = g;
-        if (ready_at) {
-            e->ready_at = ready_at;
-            delayed_insert(g, e);
-        } else {
-            q_push_tail(g, e);
-        }
-        g->qlen++;
-    }
-    return 0;
-}
-
-/* Wait (in short slices, so that a close of this publisher, which cannot
- * reach our tracker, is noticed: SL_ECLOSED) until every entry of trk is
- * acked or dropped. */
-static int wait_acks(mpub *p, tracker *trk, int64_t deadline, int timeout_ms)
-{
-    uint32_t left;
-    while ((left = atomic_load(&trk->left)) != 0) {
-        if (atomic_load(&p->closing))
-            return sli_err(SL_ECLOSED, "mem publisher closed while waiting for acks");
-        int64_t slice = sli_mono_ms() + 20;
-        if (deadline >= 0 && deadline < slice)
-            slice = deadline;
-        if (sli_futex_wait(&trk->left, left, slice) == SL_ETIMEDOUT && slice == deadline &&
-            atomic_load(&trk->left) != 0)
-            return sli_err(SL_ETIMEDOUT, "mem: acks not all received within %d ms", timeout_ms);
-    }
-    return 0;
-}
-
-static int mem_publish(void *impl, const char *tname, sl_msg *const *msgs, size_t n,
-                       const sl_publish_opts *opts)
-{
-    mpub *p = impl;
-    if (atomic_load(&p->closing))
-        return sli_err(SL_ECLOSED, "mem publisher is closed");
-    topic *t = topic_get(p->b, tname);
-    if (!t)
-        return sli_err(SL_ENOMEM, "out of memory");
-    bool block = p->block && !(opts->flags & SL_PUBLISH_NONBLOCK);
-    bool wait_ack = p->wait_ack || (opts->flags & SL_PUBLISH_WAIT_ACK);
-    int64_t deadline = sli_deadline_ms(opts->timeout_ms);
-    tracker *trk = NULL;
-    if (wait_ack) {
-        if (!(trk = malloc(sizeof *trk)))
-            return sli_err(SL_ENOMEM, "out of memory");
-        atomic_init(&trk->left, 1); /* our own hold until all entries exist */
-        atomic_init(&trk->refs, 1);
-    }
-    /* Validate every deliver_at first: bad input publishes nothing. */
-    bool delayed = false;
-    for (size_t i = 0; i < n; i++) {
-        int64_t at;
-        if (sli_msg_deliver_at(msgs[i], &at) != 0) {
-            free(trk);
-            return SL_EINVAL;
-        }
-        delayed |= at > 0;
-    }
-    atomic_fetch_add(&p->inside, 1);
-    prep pr;
-    prep_make(&pr, t, msgs, n, trk);
-    size_t cap = p->b->capacity;
-    int rc = 0;
-    size_t done = 0;
-    pthread_mutex_lock(&t->mu);
-    if (!block && !groups_have_room(t, n, cap)) {
-        rc = sli_err(SL_EAGAIN, "mem://%s topic '%s': buffer full (%zu)", p->b->name, tname, cap);
-        goto out;
-    }
-    for (; done < n; done++)
-        if ((rc = wait_room(p, t, tname, deadline, opts->timeout_ms, done, n)) ||
-            (rc = place_locked(p, t, &pr, msgs[done], done, delayed, trk)))
-            break;
-out:
-    for (group *g = t->groups; g; g = g->next) {
-        atomic_fetch_add_explicit(&g->arrivals, 1, memory_order_relaxed);
-        if (g->waiters)
-            pthread_cond_broadcast(&g->cond);
-    }
-    pthread_mutex_unlock(&t->mu);
-    prep_release(&pr);
-    if (opts->published)
-        *opts->published = done;
-    if (trk) {
-        tracker_done(trk); /* drop our own hold */
-        if (rc == 0)
-            rc = wait_acks(p, trk, deadline, opts->timeout_ms);
-        tracker_unref(trk);
-    }
-    atomic_fetch_sub(&p->inside, 1);
-    return rc;
-}
-
-static void wake_all_topics(bus *b)
-{
-    pthread_mutex_lock(&b->mu);
-    for (topic *t = b->topics; t; t = t->next) {
-        pthread_mutex_lock(&t->mu);
-        pthread_cond_broadcast(&t->room);
-        pthread_mutex_unlock(&t->mu);
-    }
-    pthread_mutex_unlock(&b->mu);
-}
-
-static int mem_pub_close(void *impl)
-{
-    mpub *p = impl;
-    atomic_store(&p->closing, true);
-    while (atomic_load(&p->inside)) {
-        wake_all_topics(p->b);
-        usleep(500);
-    }
-    bus_release(p->b);
-    free(p);
-    return 0;
-}
-
 /* ---------- subscriber ---------- */
 
 static int mem_sub_open(void **impl, sli_url *u, unsigned *features)
@@ -537,7 +244,7 @@ static int mem_sub_open(void **impl, sli_url *u, unsigned *features)
     msubr *s = calloc(1, sizeof *s);
     if (!s)
         return sli_err(SL_ENOMEM, "out of memory");
-    int rc = bus_acquire(u, &s->b);
+    int rc = sli_mem_bus_acquire(u, &s->b);
     if (rc) {
         free(s);
         return rc;
@@ -551,7 +258,7 @@ static int mem_sub_open(void **impl, sli_url *u, unsigned *features)
 static int mem_subscribe(void *impl, const char *tname, const sl_subscribe_opts *o, void **out)
 {
     msubr *sr = impl;
-    topic *t = topic_get(sr->b, tname);
+    topic *t = sli_mem_topic_get(sr->b, tname);
     msub *s = calloc(1, sizeof *s);
     if (!t || !s) {
         free(s);
@@ -837,7 +544,7 @@ static int mem_unsubscribe(void *impl)
 static int mem_sub_close(void *impl)
 {
     msubr *s = impl;
-    bus_release(s->b);
+    sli_mem_bus_release(s->b);
     free(s);
     return 0;
 }
@@ -846,9 +553,9 @@ const sli_backend sli_mem_backend = {
     .scheme = "mem",
     .features = SL_FEAT_CONSUMER_GROUPS | SL_FEAT_ORDERED | SL_FEAT_DELAYED_NACK | SL_FEAT_WAIT_ACK |
                 SL_FEAT_DELAYED_PUBLISH,
-    .pub_open = mem_pub_open,
-    .publish = mem_publish,
-    .pub_close = mem_pub_close,
+    .pub_open = sli_mem_pub_open,
+    .publish = sli_mem_publish,
+    .pub_close = sli_mem_pub_close,
     .sub_open = mem_sub_open,
     .subscribe = mem_subscribe,
     .next = mem_next,

@@ -2,7 +2,7 @@
  * mem.h - the data structures of mem:// (see mem.c for the design) and the
  * queue operations on them: a group's ready queue (a ring of entry
  * pointers), its delayed list (sorted by ready time) and a subscription's
- * in-flight list. Private to src/backends/mem/.
+ * in-flight list, and the entry's lifetime. Private to src/backends/mem/.
  *
  * The ready queue is a ring, not a linked list, so that a consumer taking a
  * batch reads a few lines of pointers and touches the entries (written by
@@ -109,6 +109,67 @@ typedef struct mpub {
 typedef struct msubr {
     bus *b;
 } msubr;
+
+/* ---------- lifetime (any thread) ---------- */
+
+static inline void tracker_done(tracker *k)
+{
+    if (!k)
+        return;
+    if (atomic_fetch_sub(&k->left, 1) == 1)
+        sli_futex_wake_all(&k->left);
+}
+
+static inline void tracker_unref(tracker *k)
+{
+    if (k && atomic_fetch_sub(&k->refs, 1) == 1)
+        free(k);
+}
+
+/* A new entry holding body (a reference the caller took) for group g (NULL:
+ * set when queued), counted in trk (NULL: nobody waits for its ack). */
+static inline entry *entry_new(topic *t, group *g, void *body, tracker *trk)
+{
+    _Static_assert(sizeof(entry) <= SLI_BLOCK_NODE_SIZE, "an entry fits a node block");
+    entry *e = sli_block_get(SLI_BLOCK_NODE);
+    if (!e)
+        return NULL;
+    atomic_init(&e->refs, 2);
+    e->credit = true;
+    e->body = body;
+    e->deliveries = 0;
+    e->ready_at = 0;
+    e->t = t;
+    e->g = g;
+    e->owner = NULL;
+    e->delivered = NULL;
+    e->trk = trk;
+    if (trk) {
+        atomic_fetch_add(&trk->refs, 1);
+        atomic_fetch_add(&trk->left, 1);
+    }
+    return e;
+}
+
+/* Drop n references of e; the last one frees it. Any thread. */
+static inline void entry_unref(entry *e, uint32_t n)
+{
+    if (atomic_fetch_sub_explicit(&e->refs, n, memory_order_acq_rel) != n)
+        return;
+    sli_msg_body_unref(e->body);
+    tracker_unref(e->trk);
+    sli_block_put(SLI_BLOCK_NODE, e);
+}
+
+/* ---------- shared between mem.c and mem_pub.c ---------- */
+
+int sli_mem_bus_acquire(sli_url *u, bus **out);
+void sli_mem_bus_release(bus *b);
+topic *sli_mem_topic_get(bus *b, const char *name);
+int sli_mem_pub_open(void **impl, sli_url *u, unsigned *features);
+int sli_mem_publish(void *impl, const char *tname, sl_msg *const *msgs, size_t n,
+                    const sl_publish_opts *opts);
+int sli_mem_pub_close(void *impl);
 
 /* ---------- queues (all under t->mu) ---------- */
 
