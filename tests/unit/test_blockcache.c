@@ -166,18 +166,17 @@ static void *exits_holding_a_block(void *arg)
 
 enum { FIND_MAX = 20000 }; /* above the shared stack's bound (16384) */
 
-/* In a fresh thread (no blocks of its own): take blocks until the late one
- * comes out of the shared stack; give them all back. */
-static void *finds_the_late_block(void *arg)
+/* In a fresh thread (no blocks of its own): take blocks of class cls until
+ * want comes out of the shared stack; give them all back. */
+static void *find_block(int cls, void *want)
 {
-    (void)arg;
     void **got = calloc(FIND_MAX, sizeof *got);
     if (!got)
         return (void *)2;
-    void *want = atomic_load(&late_block), *found = NULL;
+    void *found = NULL;
     size_t n = 0;
     while (n < FIND_MAX && !found) {
-        void *b = sli_block_get(SLI_BLOCK_HDR);
+        void *b = sli_block_get(cls);
         if (!b)
             break;
         got[n++] = b;
@@ -185,9 +184,15 @@ static void *finds_the_late_block(void *arg)
             found = b;
     }
     for (size_t i = 0; i < n; i++)
-        sli_block_put(SLI_BLOCK_HDR, got[i]);
+        sli_block_put(cls, got[i]);
     free(got);
     return found ? NULL : (void *)1;
+}
+
+static void *finds_the_late_block(void *arg)
+{
+    (void)arg;
+    return find_block(SLI_BLOCK_HDR, atomic_load(&late_block));
 }
 
 static void block_put_during_thread_exit_is_not_lost(void **state)
@@ -233,23 +238,7 @@ static void *exits_with_an_outgoing_list(void *arg)
 static void *finds_the_outgoing_block(void *arg)
 {
     (void)arg;
-    void **got = calloc(FIND_MAX, sizeof *got);
-    if (!got)
-        return (void *)2;
-    void *want = atomic_load(&outgoing_last), *found = NULL;
-    size_t n = 0;
-    while (n < FIND_MAX && !found) {
-        void *b = sli_block_get(SLI_BLOCK_NODE);
-        if (!b)
-            break;
-        got[n++] = b;
-        if (b == want)
-            found = b;
-    }
-    for (size_t i = 0; i < n; i++)
-        sli_block_put(SLI_BLOCK_NODE, got[i]);
-    free(got);
-    return found ? NULL : (void *)1;
+    return find_block(SLI_BLOCK_NODE, atomic_load(&outgoing_last));
 }
 
 static void outgoing_blocks_of_an_exiting_thread_are_shared(void **state)
