@@ -168,6 +168,11 @@ void *sli_block_get(int cls)
         l->taken = b->next;
         if (b->chain)
             atomic_fetch_sub_explicit(&nshared[cls], b->chain, memory_order_relaxed);
+        /* Blocks taken from the shared stack were last written on another
+         * thread: start moving the next one here while this one is used. */
+        if (l->taken)
+            for (size_t off = 0; off < class_size[cls]; off += 64)
+                __builtin_prefetch((char *)l->taken + off, 1);
     }
     UNPOISON(b, class_size[cls]);
     return b;
