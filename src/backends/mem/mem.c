@@ -306,13 +306,14 @@ static int mem_subscribe(void *impl, const char *tname, const sl_subscribe_opts 
     return 0;
 }
 
-/* Settle the delivery m of e. Under t->mu. Returns true when e was acked
- * (the caller unrefs it after unlocking); a stale delivery (handed back when
- * its subscription closed) changes nothing. */
-static bool settle_locked(entry *e, sl_msg *m, sli_msg_event ev, unsigned delay_ms)
+/* Settle the delivery m of e. Under t->mu. An ack retires e and records m
+ * as the delivery that did it: the bus's hold on e is released with m's own
+ * when m is freed (one atomic operation for both, in mem_hook). A stale
+ * delivery (handed back when its subscription closed) changes nothing. */
+static void settle_locked(entry *e, sl_msg *m, sli_msg_event ev, unsigned delay_ms)
 {
     if (e->delivered != m || !e->g)
-        return false; /* stale delivery: the entry was handed back already */
+        return; /* stale delivery: the entry was handed back already */
     group *g = e->g;
     ifl_del(e->owner, e);
     e->owner = NULL;
@@ -321,7 +322,8 @@ static bool settle_locked(entry *e, sl_msg *m, sli_msg_event ev, unsigned delay_
         pthread_cond_broadcast(&g->cond);
     if (ev == SLI_MSG_EV_ACK) {
         entry_retire(e);
-        return true;
+        atomic_store_explicit(&e->acked_by, m, memory_order_relaxed);
+        return;
     }
     if (delay_ms) {
         e->ready_at = sli_mono_ms() + delay_ms;
@@ -331,7 +333,6 @@ static bool settle_locked(entry *e, sl_msg *m, sli_msg_event ev, unsigned delay_
         atomic_fetch_add_explicit(&g->arrivals, 1, memory_order_relaxed);
     }
     g->qlen++;
-    return false;
 }
 
 static void mem_hook(sl_msg *m, sli_msg_event ev, unsigned delay_ms, void *ctx)
@@ -340,21 +341,19 @@ static void mem_hook(sl_msg *m, sli_msg_event ev, unsigned delay_ms, void *ctx)
     topic *t = e->t;
     if (ev == SLI_MSG_EV_FREE) {
         bus *b = t->b;
-        entry_unref(e, 1);
+        /* m's own hold, and the bus's when m's ack retired e */
+        entry_unref(e, atomic_load_explicit(&e->acked_by, memory_order_relaxed) == m ? 2 : 1);
         bus_unref(b);
         return;
     }
     pthread_mutex_lock(&t->mu);
-    bool release = settle_locked(e, m, ev, delay_ms);
+    settle_locked(e, m, ev, delay_ms);
     pthread_mutex_unlock(&t->mu);
-    if (release)
-        entry_unref(e, 1); /* acked: its delivery used the credit */
 }
 
 /* sl_msg_ack_batch: one lock per run of messages from the same topic. */
 static void mem_ack_batch(sl_msg *const *msgs, size_t n)
 {
-    entry *drop = NULL;
     topic *locked = NULL;
     for (size_t i = 0; i < n; i++) {
         entry *e = sli_msg_hook_ctx(msgs[i]);
@@ -364,14 +363,10 @@ static void mem_ack_batch(sl_msg *const *msgs, size_t n)
             locked = e->t;
             pthread_mutex_lock(&locked->mu);
         }
-        if (settle_locked(e, msgs[i], SLI_MSG_EV_ACK, 0)) {
-            e->next = drop;
-            drop = e;
-        }
+        settle_locked(e, msgs[i], SLI_MSG_EV_ACK, 0);
     }
     if (locked)
         pthread_mutex_unlock(&locked->mu);
-    unref_chain(drop);
 }
 
 /* Hand e out to s as the delivery m (a blank header). Under t->mu; the

@@ -34,9 +34,10 @@ typedef struct tracker {
 /* Entries are blockcache nodes: freed on the subscriber's thread, reused on
  * the publisher's, in batches. */
 struct entry {
-    /* 1 while in a queue/in flight, +1 while a delivery lives; an entry
-     * starts with 2, the second held in advance for its first delivery
-     * (credit), which so takes no atomic operation under the lock */
+    /* 1 for the bus while queued or in flight (and after an ack, until the
+     * acking delivery is freed: acked_by), +1 while a delivery lives; an
+     * entry starts with 2, the second held in advance for its first
+     * delivery (credit), which so takes no atomic operation under the lock */
     _Atomic uint32_t refs;
     bool credit;
     void *body;
@@ -46,6 +47,9 @@ struct entry {
     group *g;          /* NULL once acked or dropped */
     msub *owner;       /* holder while in flight */
     sl_msg *delivered; /* the live delivery, NULL if none */
+    /* the delivery whose ack retired the entry: its free releases the bus's
+     * hold with its own (atomic: a stale delivery's free reads it) */
+    sl_msg *_Atomic acked_by;
     tracker *trk;
     entry *prev, *next;
 };
@@ -143,6 +147,7 @@ static inline entry *entry_new(topic *t, group *g, void *body, tracker *trk)
     e->g = g;
     e->owner = NULL;
     e->delivered = NULL;
+    atomic_init(&e->acked_by, NULL);
     e->trk = trk;
     if (trk) {
         atomic_fetch_add(&trk->refs, 1);
