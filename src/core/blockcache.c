@@ -70,7 +70,8 @@ typedef struct block {
 
 _Static_assert(sizeof(block) <= SLI_BLOCK_HDR_SIZE, "a block holds its link words");
 
-static const size_t class_size[NCLASS] = {SLI_BLOCK_HDR_SIZE, SLI_BLOCK_BODY_SIZE, SLI_BLOCK_NODE_SIZE};
+static const size_t class_size[NCLASS] = {SLI_BLOCK_HDR_SIZE, SLI_BLOCK_BODY_SIZE,
+                                          SLI_BLOCK_NODE_SIZE};
 
 static block *_Atomic shared[NCLASS];  /* freed blocks, pushed by anyone */
 static _Atomic size_t nshared[NCLASS]; /* blocks in shared + taken lists */

@@ -39,7 +39,7 @@ static inline void pub1(sl_publisher *p, const char *topic, const char *text)
 }
 
 static inline sl_subscription *subscribe(sl_subscriber *sub, const char *topic, const char *group,
-                                  unsigned prefetch)
+                                         unsigned prefetch)
 {
     sl_subscribe_opts o;
     sl_subscribe_opts_init(&o);
@@ -130,8 +130,8 @@ static inline void *bg_publish(void *arg)
     return NULL;
 }
 
-static inline void start_bg(bg_pub *b, pthread_t *t, sl_publisher *p, const char *topic, const char *text,
-                     unsigned flags, int timeout_ms)
+static inline void start_bg(bg_pub *b, pthread_t *t, sl_publisher *p, const char *topic,
+                            const char *text, unsigned flags, int timeout_ms)
 {
     *b = (bg_pub){.p = p, .topic = topic, .m = mk(text)};
     sl_publish_opts_init(&b->o);

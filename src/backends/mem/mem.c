@@ -479,7 +479,8 @@ static int mem_next_batch(void *impl, sl_msg **out, size_t max, size_t *got, int
         atomic_fetch_add_explicit(&t->b->refs, (uint32_t)k, memory_order_relaxed);
     pthread_mutex_unlock(&t->mu);
     for (size_t i = 0; i < k; i++)
-        sli_msg_lend(out[i], taken[i]->body, t->name, deliveries[i], mem_hook, mem_ack_batch, taken[i]);
+        sli_msg_lend(out[i], taken[i]->body, t->name, deliveries[i], mem_hook, mem_ack_batch,
+                     taken[i]);
     *got = k;
     return rc;
 }
@@ -546,8 +547,8 @@ static int mem_sub_close(void *impl)
 
 const sli_backend sli_mem_backend = {
     .scheme = "mem",
-    .features = SL_FEAT_CONSUMER_GROUPS | SL_FEAT_ORDERED | SL_FEAT_DELAYED_NACK | SL_FEAT_WAIT_ACK |
-                SL_FEAT_DELAYED_PUBLISH,
+    .features = SL_FEAT_CONSUMER_GROUPS | SL_FEAT_ORDERED | SL_FEAT_DELAYED_NACK |
+                SL_FEAT_WAIT_ACK | SL_FEAT_DELAYED_PUBLISH,
     .pub_open = sli_mem_pub_open,
     .publish = sli_mem_publish,
     .pub_close = sli_mem_pub_close,

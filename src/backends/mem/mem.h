@@ -57,10 +57,10 @@ struct entry {
 struct group {
     topic *t;
     char *name; /* NULL: private to one subscription */
-    entry **ring; /* ready entries: ring[(rhead + i) & (rcap - 1)], i < rlen */
+    entry **ring;             /* ready entries: ring[(rhead + i) & (rcap - 1)], i < rlen */
     size_t rcap, rhead, rlen; /* rcap: 0 or a power of two >= qlen + ninflight */
     size_t qlen; /* ready + delayed */
-    size_t ninflight; /* held by the members */
+    size_t ninflight;          /* held by the members */
     _Atomic uint32_t arrivals; /* bumped when entries are queued (spinning consumers) */
     entry *delayed; /* sorted by ready_at, singly linked via next */
     msub *members;
@@ -225,7 +225,10 @@ static inline entry *q_pop_head(group *g)
 }
 
 /* The i-th ready entry from the head (i < rlen). */
-static inline entry *q_at(const group *g, size_t i) { return g->ring[(g->rhead + i) & (g->rcap - 1)]; }
+static inline entry *q_at(const group *g, size_t i)
+{
+    return g->ring[(g->rhead + i) & (g->rcap - 1)];
+}
 
 static inline void delayed_insert(group *g, entry *e)
 {

@@ -19,7 +19,8 @@ int sli_mem_pub_open(void **impl, sli_url *u, unsigned *features)
         return sli_err(SL_ENOMEM, "out of memory");
     int rc;
     if ((rc = sli_url_opt_bool(u, "block", true, &p->block)) ||
-        (rc = sli_url_opt_bool(u, "wait_ack", false, &p->wait_ack)) || (rc = sli_mem_bus_acquire(u, &p->b))) {
+        (rc = sli_url_opt_bool(u, "wait_ack", false, &p->wait_ack)) ||
+        (rc = sli_mem_bus_acquire(u, &p->b))) {
         free(p);
         return rc;
     }
@@ -104,14 +105,16 @@ static int wait_room(mpub *p, topic *t, const char *tname, int64_t deadline, int
         int w = sli_cond_wait_until(&t->room, &t->mu, until);
         t->room_waiters--;
         if (w == ETIMEDOUT && until == deadline && !groups_have_room(t, 1, cap))
-            return sli_err(SL_ETIMEDOUT, "mem://%s topic '%s': no room within %d ms (%zu of %zu published)",
+            return sli_err(SL_ETIMEDOUT,
+                           "mem://%s topic '%s': no room within %d ms (%zu of %zu published)",
                            p->b->name, tname, timeout_ms, done, n);
     }
     return 0;
 }
 
 /* Queue message m (the i-th of the call) on every group. Under t->mu. */
-static int place_locked(mpub *p, topic *t, prep *pr, sl_msg *m, size_t i, bool delayed, tracker *trk)
+static int place_locked(mpub *p, topic *t, prep *pr, sl_msg *m, size_t i, bool delayed,
+                        tracker *trk)
 {
     if (p->b->persistent) {
         if (t->nlog == t->caplog) {
@@ -175,7 +178,7 @@ static int wait_acks(mpub *p, tracker *trk, int64_t deadline, int timeout_ms)
 }
 
 int sli_mem_publish(void *impl, const char *tname, sl_msg *const *msgs, size_t n,
-                       const sl_publish_opts *opts)
+                    const sl_publish_opts *opts)
 {
     mpub *p = impl;
     if (atomic_load(&p->closing))
