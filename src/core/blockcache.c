@@ -11,27 +11,34 @@
  * third of the in-process throughput (bench_mem, perf).
  *
  * Design, per size class: a freed block goes onto its thread's private list
- * (no atomics) while that holds fewer than LOCAL_MAX, else onto a shared
- * return stack (one CAS). An allocating thread uses its private list, then
- * what it took from the shared stack, and when both are empty takes the whole
+ * (no atomics) while that holds fewer than LOCAL_MAX, else onto the thread's
+ * outgoing list, which is pushed onto a shared return stack RETURN_BATCH
+ * blocks at a time (one CAS and one counter update per batch, not per block:
+ * in a pipeline the freeing thread frees every message it receives). An
+ * allocating thread uses its private list, then its outgoing list, then
+ * what it took from the shared stack, and when all are empty takes the whole
  * shared stack with one exchange; only then does it call malloc.
  *
- * Correctness of the lock-free part: blocks are pushed one at a time (CAS)
- * and only ever taken all at once (exchange), so no pop depends on a stale
- * next pointer (no ABA). Private lists are thread-local; a pthread key
- * destructor frees them when their thread exits. Blocks put after that, by
- * destructors that run later in the thread's exit (another key's, a C++
- * thread_local's), go to the shared stack: the private lists are gone for
- * good (the thread's storage is about to be freed with whatever they held).
+ * Correctness of the lock-free part: chains are pushed whole (CAS) and the
+ * stack is only ever taken all at once (exchange), so no pop depends on a
+ * stale next pointer (no ABA). Private lists are thread-local; a pthread key
+ * destructor returns or frees them when their thread exits. Blocks put after
+ * that, by destructors that run later in the thread's exit (another key's, a
+ * C++ thread_local's), go to the shared stack one by one: the private lists
+ * are gone for good (the thread's storage is about to be freed with whatever
+ * they held).
  *
- * Bounds: a thread keeps at most LOCAL_MAX blocks per class of its own; at
- * most SHARED_MAX blocks per class wait on the shared stack or in the lists
- * taken from it (counted until handed out); beyond that blocks are freed.
- * Under AddressSanitizer a cached block is poisoned (but its link word), so a
+ * Bounds: a thread keeps at most LOCAL_MAX blocks per class of its own and
+ * fewer than RETURN_BATCH outgoing; at most SHARED_MAX blocks per class wait
+ * on the shared stack or in the lists taken from it (the first block of each
+ * pushed chain carries the chain's length, and the count drops by it when
+ * that block is handed out); beyond that blocks are freed.
+ * Under AddressSanitizer a cached block is poisoned (but its two link words), so a
  * use after free of a recycled block is still reported.
  */
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/internal.h"
 
@@ -52,14 +59,19 @@
 #endif
 
 #define LOCAL_MAX 256
+#define RETURN_BATCH 64
 #define SHARED_MAX 16384
-#define NCLASS 2
+#define NCLASS 3
 
 typedef struct block {
     struct block *next;
+    size_t chain; /* on the shared stack: length of the chain this block heads, else 0 */
 } block;
 
-static const size_t class_size[NCLASS] = {SLI_BLOCK_HDR_SIZE, SLI_BLOCK_BODY_SIZE};
+_Static_assert(sizeof(block) <= SLI_BLOCK_HDR_SIZE, "a block holds its link words");
+
+static const size_t class_size[NCLASS] = {SLI_BLOCK_HDR_SIZE, SLI_BLOCK_BODY_SIZE,
+                                          SLI_BLOCK_NODE_SIZE};
 
 static block *_Atomic shared[NCLASS];  /* freed blocks, pushed by anyone */
 static _Atomic size_t nshared[NCLASS]; /* blocks in shared + taken lists */
@@ -67,6 +79,8 @@ static _Atomic size_t nshared[NCLASS]; /* blocks in shared + taken lists */
 typedef struct local {
     block *own;    /* freed here, at most LOCAL_MAX */
     size_t nown;
+    block *out, *out_tail; /* freed here beyond LOCAL_MAX, fewer than RETURN_BATCH */
+    size_t nout;
     block *taken;  /* taken from shared, counted in nshared */
 } local;
 
@@ -80,12 +94,30 @@ static void free_list(int cls, block *b, bool counted)
 {
     while (b) {
         block *n = b->next;
+        if (counted && b->chain)
+            atomic_fetch_sub_explicit(&nshared[cls], b->chain, memory_order_relaxed);
         UNPOISON(b, class_size[cls]);
         free(b);
-        if (counted)
-            atomic_fetch_sub_explicit(&nshared[cls], 1, memory_order_relaxed);
         b = n;
     }
+}
+
+/* Push the chain first..last of n blocks onto the shared stack, or free it
+ * when the stack is full. */
+static void push_chain(int cls, block *first, block *last, size_t n)
+{
+    if (atomic_fetch_add_explicit(&nshared[cls], n, memory_order_relaxed) + n > SHARED_MAX) {
+        atomic_fetch_sub_explicit(&nshared[cls], n, memory_order_relaxed);
+        last->next = NULL;
+        free_list(cls, first, false);
+        return;
+    }
+    first->chain = n;
+    block *head = atomic_load_explicit(&shared[cls], memory_order_relaxed);
+    do
+        last->next = head;
+    while (!atomic_compare_exchange_weak_explicit(&shared[cls], &head, first, memory_order_release,
+                                                  memory_order_relaxed));
 }
 
 static void on_thread_exit(void *arg)
@@ -95,8 +127,9 @@ static void on_thread_exit(void *arg)
         local *l = &mine[c];
         free_list(c, l->own, false);
         free_list(c, l->taken, true);
-        l->own = l->taken = NULL;
-        l->nown = 0;
+        if (l->out)
+            push_chain(c, l->out, l->out_tail, l->nout);
+        memset(l, 0, sizeof *l);
     }
     armed = false;
     gone = true;
@@ -119,6 +152,10 @@ void *sli_block_get(int cls)
     if (b) {
         l->own = b->next;
         l->nown--;
+    } else if ((b = l->out)) {
+        if (!(l->out = b->next))
+            l->out_tail = NULL;
+        l->nout--;
     } else {
         if (!l->taken) {
             if (gone) /* what it took would be stranded on the exiting thread */
@@ -130,7 +167,13 @@ void *sli_block_get(int cls)
         }
         b = l->taken;
         l->taken = b->next;
-        atomic_fetch_sub_explicit(&nshared[cls], 1, memory_order_relaxed);
+        if (b->chain)
+            atomic_fetch_sub_explicit(&nshared[cls], b->chain, memory_order_relaxed);
+        /* Blocks taken from the shared stack were last written on another
+         * thread: start moving the next one here while this one is used. */
+        if (l->taken)
+            for (size_t off = 0; off < class_size[cls]; off += 64)
+                __builtin_prefetch((char *)l->taken + off, 1);
     }
     UNPOISON(b, class_size[cls]);
     return b;
@@ -143,21 +186,25 @@ void sli_block_put(int cls, void *p)
     block *b = p;
     local *l = &mine[cls];
     POISON((char *)b + sizeof *b, class_size[cls] - sizeof *b);
-    if (!gone && l->nown < LOCAL_MAX && (armed || (arm(), armed))) {
+    b->chain = 0;
+    if (gone || (!armed && (arm(), !armed))) {
+        b->next = NULL;
+        push_chain(cls, b, b, 1);
+        return;
+    }
+    if (l->nown < LOCAL_MAX) {
         b->next = l->own;
         l->own = b;
         l->nown++;
         return;
     }
-    if (atomic_fetch_add_explicit(&nshared[cls], 1, memory_order_relaxed) >= SHARED_MAX) {
-        atomic_fetch_sub_explicit(&nshared[cls], 1, memory_order_relaxed);
-        UNPOISON(b, class_size[cls]);
-        free(b);
-        return;
+    b->next = l->out;
+    l->out = b;
+    if (!l->nout++)
+        l->out_tail = b;
+    if (l->nout == RETURN_BATCH) {
+        push_chain(cls, l->out, l->out_tail, l->nout);
+        l->out = l->out_tail = NULL;
+        l->nout = 0;
     }
-    block *head = atomic_load_explicit(&shared[cls], memory_order_relaxed);
-    do
-        b->next = head;
-    while (!atomic_compare_exchange_weak_explicit(&shared[cls], &head, b, memory_order_release,
-                                                  memory_order_relaxed));
 }

@@ -42,6 +42,7 @@ struct sl_msg {
     sli_msg_hook hook;
     sli_msg_batch_hook batch_hook; /* optional: acks of many at once */
     void *hook_ctx;
+    bool lent_body, lent_topic; /* not referenced: sli_msg_lend */
 };
 
 /* sl_msg_new leaves the UUIDv7 to be made on first read: reading the wall
@@ -128,7 +129,7 @@ static int meta_copy(body *dst, const body *src)
 static int body_own(sl_msg *m, const void *payload, size_t len, bool replace_payload)
 {
     body *old = m->b;
-    if (!replace_payload && atomic_load(&old->refs) == 1)
+    if (!replace_payload && !m->lent_body && atomic_load(&old->refs) == 1)
         return 0;
     if (!replace_payload) {
         payload = old->payload;
@@ -143,7 +144,9 @@ static int body_own(sl_msg *m, const void *payload, size_t len, bool replace_pay
         return SL_ENOMEM;
     }
     m->b = nb;
-    body_unref(old);
+    if (!m->lent_body)
+        body_unref(old);
+    m->lent_body = false;
     return 0;
 }
 
@@ -162,6 +165,7 @@ static sl_msg *hdr_new(body *b)
     m->hook = NULL;
     m->batch_hook = NULL;
     m->hook_ctx = NULL;
+    m->lent_body = m->lent_topic = false;
     return m;
 }
 
@@ -251,8 +255,11 @@ void sl_msg_unref(sl_msg *m)
         return;
     if (m->hook)
         m->hook(m, SLI_MSG_EV_FREE, 0, m->hook_ctx);
-    sli_rcstr_unref(m->topic);
-    body_unref(m->b);
+    /* what was lent (sli_msg_lend) may be gone now; it is not ours to release */
+    if (!m->lent_topic)
+        sli_rcstr_unref(m->topic);
+    if (!m->lent_body)
+        body_unref(m->b);
     sli_block_put(SLI_BLOCK_HDR, m);
 }
 
@@ -511,8 +518,10 @@ int sl_msg_wait(sl_msg *m, int timeout_ms, sl_ack_state *state)
 void sli_msg_set_delivery(sl_msg *m, sli_rcstr *topic, unsigned deliveries, sli_msg_hook hook,
                           void *ctx)
 {
-    sli_rcstr_unref(m->topic);
+    if (!m->lent_topic)
+        sli_rcstr_unref(m->topic);
     m->topic = sli_rcstr_ref(topic);
+    m->lent_topic = false;
     m->deliveries = deliveries;
     m->hook = hook;
     m->batch_hook = NULL;
@@ -545,10 +554,17 @@ void sli_msg_blank_free(sl_msg *m)
         sli_block_put(SLI_BLOCK_HDR, m);
 }
 
-void sli_msg_bind(sl_msg *m, void *b)
+void sli_msg_lend(sl_msg *m, void *b, sli_rcstr *topic, unsigned deliveries, sli_msg_hook hook,
+                  sli_msg_batch_hook bh, void *ctx)
 {
-    atomic_fetch_add_explicit(&((body *)b)->refs, 1, memory_order_relaxed);
     m->b = b;
+    m->lent_body = true;
+    m->topic = topic;
+    m->lent_topic = true;
+    m->deliveries = deliveries;
+    m->hook = hook;
+    m->batch_hook = bh;
+    m->hook_ctx = ctx;
 }
 
 int sli_msg_from_body(void *b, sl_msg **out)

@@ -2,8 +2,9 @@
  * test_blockcache.c - the block recycler (src/core/blockcache.c): blocks go
  * from one thread to another and back without ever being handed out twice,
  * and whatever a thread keeps is released when it exits, also a block put
- * back by a destructor that runs after the cache's own in the thread's exit
- * (LeakSanitizer and TSan check the rest under CI's sanitizer builds).
+ * back by a destructor that runs after the cache's own in the thread's exit,
+ * and blocks waiting to go back in a batch are not lost when their thread
+ * exits (LeakSanitizer and TSan check the rest under CI's sanitizer builds).
  */
 #include <pthread.h>
 #include <sched.h>
@@ -165,18 +166,17 @@ static void *exits_holding_a_block(void *arg)
 
 enum { FIND_MAX = 20000 }; /* above the shared stack's bound (16384) */
 
-/* In a fresh thread (no blocks of its own): take blocks until the late one
- * comes out of the shared stack; give them all back. */
-static void *finds_the_late_block(void *arg)
+/* In a fresh thread (no blocks of its own): take blocks of class cls until
+ * want comes out of the shared stack; give them all back. */
+static void *find_block(int cls, void *want)
 {
-    (void)arg;
     void **got = calloc(FIND_MAX, sizeof *got);
     if (!got)
         return (void *)2;
-    void *want = atomic_load(&late_block), *found = NULL;
+    void *found = NULL;
     size_t n = 0;
     while (n < FIND_MAX && !found) {
-        void *b = sli_block_get(SLI_BLOCK_HDR);
+        void *b = sli_block_get(cls);
         if (!b)
             break;
         got[n++] = b;
@@ -184,9 +184,15 @@ static void *finds_the_late_block(void *arg)
             found = b;
     }
     for (size_t i = 0; i < n; i++)
-        sli_block_put(SLI_BLOCK_HDR, got[i]);
+        sli_block_put(cls, got[i]);
     free(got);
     return found ? NULL : (void *)1;
+}
+
+static void *finds_the_late_block(void *arg)
+{
+    (void)arg;
+    return find_block(SLI_BLOCK_HDR, atomic_load(&late_block));
 }
 
 static void block_put_during_thread_exit_is_not_lost(void **state)
@@ -207,6 +213,47 @@ static void block_put_during_thread_exit_is_not_lost(void **state)
     pthread_key_delete(late_key);
 }
 
+/* A thread that frees more blocks than it keeps for itself holds the rest
+ * on its outgoing list until a batch is full; when it exits first, they go
+ * to the shared stack, where another thread finds them (else they leaked). */
+enum { FREED = 300 }; /* above the 256 a thread keeps, below 256 + one batch */
+static void *_Atomic outgoing_last;
+
+static void *exits_with_an_outgoing_list(void *arg)
+{
+    (void)arg;
+    void **b = calloc(FREED, sizeof *b);
+    if (!b)
+        return (void *)2;
+    for (int i = 0; i < FREED; i++)
+        if (!(b[i] = sli_block_get(SLI_BLOCK_NODE)))
+            return (void *)1;
+    for (int i = 0; i < FREED; i++)
+        sli_block_put(SLI_BLOCK_NODE, b[i]);
+    atomic_store(&outgoing_last, b[FREED - 1]);
+    free(b);
+    return NULL;
+}
+
+static void *finds_the_outgoing_block(void *arg)
+{
+    (void)arg;
+    return find_block(SLI_BLOCK_NODE, atomic_load(&outgoing_last));
+}
+
+static void outgoing_blocks_of_an_exiting_thread_are_shared(void **state)
+{
+    (void)state;
+    pthread_t th;
+    void *rc;
+    assert_int_equal(pthread_create(&th, NULL, exits_with_an_outgoing_list, NULL), 0);
+    pthread_join(th, &rc);
+    assert_null(rc);
+    assert_int_equal(pthread_create(&th, NULL, finds_the_outgoing_block, NULL), 0);
+    pthread_join(th, &rc);
+    assert_null(rc);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -215,6 +262,7 @@ int main(void)
         cmocka_unit_test(same_thread_reuses_blocks),
         cmocka_unit_test(blocks_cross_threads_without_double_handout),
         cmocka_unit_test(exiting_threads_release_their_blocks),
+        cmocka_unit_test(outgoing_blocks_of_an_exiting_thread_are_shared),
     };
     return cmocka_run_group_tests_name("blockcache", tests, NULL, NULL);
 }

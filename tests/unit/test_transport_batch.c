@@ -99,11 +99,12 @@ static void waiting_envelopes_go_out_in_few_publishes_in_order(void **state)
         assert_int_equal(atomic_load(&c.status[i]), 0);
     }
     /* A batch never spans two topics (a run of 100 needs >= 2 calls of 64);
-     * only while the puts were still coming (before the bus's 8 places were
-     * full) can smaller batches have gone out. */
+     * only while the puts were still coming can smaller batches have gone
+     * out: at most 8 that the bus's 8 places took whole, and the one that
+     * found them full (it may be small too, when the puts are slow). */
     print_message("%zu envelopes in %llu publish calls\n", n, (unsigned long long)st.publishes);
     assert_true(st.publishes >= runs * 2);
-    assert_true(st.publishes <= runs * 2 + 8);
+    assert_true(st.publishes <= runs * 2 + 9);
     sl_msg *m;
     assert_int_equal(sl_next(k.s, &m, 0), SL_ETIMEDOUT); /* nothing twice */
     sl_transport_free(t);

@@ -33,13 +33,18 @@
  * lock once for up to max entries and sl_msg_ack_batch once per run of
  * messages from one topic. A consumer that finds its queue empty yields a
  * few times (watching the group's arrival counter) before it sleeps, which
- * saves most wake-ups while a publisher is busy.
+ * saves most wake-ups while a publisher is busy; a publisher blocked on a
+ * full buffer is woken once an eighth of it is free (room_freed in mem.h).
+ * A publisher makes its entries before it takes the lock (prep_make), a
+ * consumer takes a batch from the group's ring of pointers and fills the
+ * message headers after unlocking, lending them the entry's body and the
+ * topic's name (sli_msg_lend) instead of taking references; entries are
+ * recycled through the block cache, which returns them to the publisher's
+ * thread in batches.
  */
-#include <errno.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "backends/mem/mem.h"
 
@@ -50,20 +55,6 @@ static bus *buses;
 
 /* ---------- lifetime ---------- */
 
-static void tracker_done(tracker *k)
-{
-    if (!k)
-        return;
-    if (atomic_fetch_sub(&k->left, 1) == 1)
-        sli_futex_wake_all(&k->left);
-}
-
-static void tracker_unref(tracker *k)
-{
-    if (k && atomic_fetch_sub(&k->refs, 1) == 1)
-        free(k);
-}
-
 static void bus_free(bus *b)
 {
     for (topic *t = b->topics, *tn; t; t = tn) {
@@ -71,14 +62,6 @@ static void bus_free(bus *b)
         for (size_t i = 0; i < t->nlog; i++)
             sli_msg_body_unref(t->log[i]);
         free(t->log);
-        for (entry *e = atomic_load(&t->freelist), *en; e; e = en) {
-            en = e->next;
-            free(e);
-        }
-        for (entry *e = t->spare, *en; e; e = en) {
-            en = e->next;
-            free(e);
-        }
         sli_rcstr_unref(t->name);
         pthread_mutex_destroy(&t->mu);
         pthread_cond_destroy(&t->room);
@@ -93,20 +76,6 @@ static void bus_unref(bus *b)
 {
     if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) == 1)
         bus_free(b);
-}
-
-static void entry_unref(entry *e)
-{
-    if (atomic_fetch_sub_explicit(&e->refs, 1, memory_order_acq_rel) != 1)
-        return;
-    sli_msg_body_unref(e->body);
-    tracker_unref(e->trk);
-    topic *t = e->t;
-    entry *head = atomic_load_explicit(&t->freelist, memory_order_relaxed);
-    do
-        e->next = head;
-    while (!atomic_compare_exchange_weak_explicit(&t->freelist, &head, e, memory_order_release,
-                                                  memory_order_relaxed));
 }
 
 /* Entry leaves the bus for good (acked, or its group was dropped). Under t->mu. */
@@ -138,18 +107,20 @@ static void group_drop_entries(group *g, entry **out)
     g->qlen = 0;
 }
 
+/* Release entries that left the bus (chained by next, collected under
+ * t->mu): the bus's hold, and the first delivery's if it never came. */
 static void unref_chain(entry *e)
 {
     while (e) {
         entry *n = e->next;
-        entry_unref(e);
+        entry_unref(e, e->credit ? 2 : 1);
         e = n;
     }
 }
 
 /* ---------- bus table ---------- */
 
-static int bus_acquire(sli_url *u, bus **out)
+int sli_mem_bus_acquire(sli_url *u, bus **out)
 {
     bool persistent;
     uint64_t cap;
@@ -198,7 +169,7 @@ static int bus_acquire(sli_url *u, bus **out)
     return 0;
 }
 
-static void bus_release(bus *b)
+void sli_mem_bus_release(bus *b)
 {
     pthread_mutex_lock(&buses_mu);
     if (--b->handles > 0) {
@@ -220,10 +191,12 @@ static void bus_release(bus *b)
             gn = g->next;
             group_drop_entries(g, &drop);
             pthread_cond_destroy(&g->cond);
+            free(g->ring);
             free(g->name);
             free(g);
         }
         t->groups = NULL;
+        atomic_store_explicit(&t->ngroups, 0, memory_order_relaxed);
         pthread_mutex_unlock(&t->mu);
     }
     b->dead = true;
@@ -232,7 +205,7 @@ static void bus_release(bus *b)
     bus_unref(b);
 }
 
-static topic *topic_get(bus *b, const char *name)
+topic *sli_mem_topic_get(bus *b, const char *name)
 {
     pthread_mutex_lock(&b->mu);
     topic *t;
@@ -264,216 +237,6 @@ static topic *topic_get(bus *b, const char *name)
     return t;
 }
 
-/* ---------- publisher ---------- */
-
-static int mem_pub_open(void **impl, sli_url *u, unsigned *features)
-{
-    mpub *p = calloc(1, sizeof *p);
-    if (!p)
-        return sli_err(SL_ENOMEM, "out of memory");
-    int rc;
-    if ((rc = sli_url_opt_bool(u, "block", true, &p->block)) ||
-        (rc = sli_url_opt_bool(u, "wait_ack", false, &p->wait_ack)) || (rc = bus_acquire(u, &p->b))) {
-        free(p);
-        return rc;
-    }
-    if (p->b->persistent)
-        *features |= SL_FEAT_LATE_SUBSCRIBERS;
-    *impl = p;
-    return 0;
-}
-
-static entry *entry_new(topic *t, group *g, void *body, tracker *trk)
-{
-    if (!t->spare)
-        t->spare = atomic_exchange_explicit(&t->freelist, NULL, memory_order_acquire);
-    entry *e = t->spare;
-    if (e)
-        t->spare = e->next;
-    else
-        e = malloc(sizeof *e);
-    if (!e)
-        return NULL;
-    atomic_init(&e->refs, 1);
-    e->body = body;
-    e->deliveries = 0;
-    e->ready_at = 0;
-    e->t = t;
-    e->g = g;
-    e->owner = NULL;
-    e->delivered = NULL;
-    e->trk = trk;
-    if (trk) {
-        atomic_fetch_add(&trk->refs, 1);
-        atomic_fetch_add(&trk->left, 1);
-    }
-    return e;
-}
-
-static bool groups_have_room(topic *t, size_t need, size_t cap)
-{
-    for (group *g = t->groups; g; g = g->next)
-        if (g->qlen + need > cap)
-            return false;
-    return true;
-}
-
-static int mem_publish(void *impl, const char *tname, sl_msg *const *msgs, size_t n,
-                       const sl_publish_opts *opts)
-{
-    mpub *p = impl;
-    if (atomic_load(&p->closing))
-        return sli_err(SL_ECLOSED, "mem publisher is closed");
-    topic *t = topic_get(p->b, tname);
-    if (!t)
-        return sli_err(SL_ENOMEM, "out of memory");
-    bool block = p->block && !(opts->flags & SL_PUBLISH_NONBLOCK);
-    bool wait_ack = p->wait_ack || (opts->flags & SL_PUBLISH_WAIT_ACK);
-    int64_t deadline = sli_deadline_ms(opts->timeout_ms);
-    tracker *trk = NULL;
-    if (wait_ack) {
-        if (!(trk = malloc(sizeof *trk)))
-            return sli_err(SL_ENOMEM, "out of memory");
-        atomic_init(&trk->left, 1); /* our own hold until all entries exist */
-        atomic_init(&trk->refs, 1);
-    }
-    /* Validate every deliver_at first: bad input publishes nothing. */
-    bool delayed = false;
-    for (size_t i = 0; i < n; i++) {
-        int64_t at;
-        if (sli_msg_deliver_at(msgs[i], &at) != 0) {
-            free(trk);
-            return SL_EINVAL;
-        }
-        delayed |= at > 0;
-    }
-    atomic_fetch_add(&p->inside, 1);
-    size_t cap = p->b->capacity;
-    int rc = 0;
-    size_t done = 0;
-    pthread_mutex_lock(&t->mu);
-    if (!block && !groups_have_room(t, n, cap)) {
-        rc = sli_err(SL_EAGAIN, "mem://%s topic '%s': buffer full (%zu)", p->b->name, tname, cap);
-        goto out;
-    }
-    for (; done < n; done++) {
-        while (!groups_have_room(t, 1, cap)) {
-            if (atomic_load(&p->closing)) {
-                rc = sli_err(SL_ECLOSED, "mem publisher closed while waiting for room");
-                goto out;
-            }
-            /* Wake the subscribers for what this batch queued so far:
-             * they are the ones who make room. */
-            for (group *g = t->groups; g; g = g->next)
-                if (g->waiters)
-                    pthread_cond_broadcast(&g->cond);
-            t->room_waiters++;
-            int w = sli_cond_wait_until(&t->room, &t->mu, deadline);
-            t->room_waiters--;
-            if (w == ETIMEDOUT && !groups_have_room(t, 1, cap)) {
-                rc = sli_err(SL_ETIMEDOUT, "mem://%s topic '%s': no room within %d ms (%zu of %zu published)",
-                             p->b->name, tname, opts->timeout_ms, done, n);
-                goto out;
-            }
-        }
-        if (p->b->persistent) {
-            if (t->nlog == t->caplog) {
-                size_t nc = t->caplog ? t->caplog * 2 : 64;
-                void **nl = realloc(t->log, nc * sizeof *nl);
-                if (!nl) {
-                    rc = sli_err(SL_ENOMEM, "out of memory");
-                    goto out;
-                }
-                t->log = nl;
-                t->caplog = nc;
-            }
-            t->log[t->nlog++] = sli_msg_body_ref(msgs[done]);
-        }
-        int64_t ready_at = 0; /* monotonic ms; 0: now */
-        if (delayed) {
-            int64_t at, wall = sli_wall_ms();
-            sli_msg_deliver_at(msgs[done], &at);
-            if (at > wall)
-                ready_at = sli_mono_ms() + (at - wall);
-        }
-        for (group *g = t->groups; g; g = g->next) {
-            void *body = sli_msg_body_ref(msgs[done]);
-            entry *e = entry_new(t, g, body, trk);
-            if (!e) {
-                sli_msg_body_unref(body);
-                rc = sli_err(SL_ENOMEM, "out of memory");
-                goto out;
-            }
-            if (ready_at) {
-                e->ready_at = ready_at;
-                delayed_insert(g, e);
-            } else {
-                q_push_tail(g, e);
-            }
-            g->qlen++;
-        }
-    }
-out:
-    for (group *g = t->groups; g; g = g->next) {
-        atomic_fetch_add_explicit(&g->arrivals, 1, memory_order_relaxed);
-        if (g->waiters)
-            pthread_cond_broadcast(&g->cond);
-    }
-    pthread_mutex_unlock(&t->mu);
-    if (opts->published)
-        *opts->published = done;
-    if (trk) {
-        tracker_done(trk); /* drop our own hold */
-        if (rc == 0) {
-            /* Wait in short slices so that a close of this publisher (which
-             * cannot reach our tracker) is noticed: it returns SL_ECLOSED. */
-            uint32_t left;
-            while ((left = atomic_load(&trk->left)) != 0) {
-                if (atomic_load(&p->closing)) {
-                    rc = sli_err(SL_ECLOSED, "mem publisher closed while waiting for acks");
-                    break;
-                }
-                int64_t slice = sli_mono_ms() + 20;
-                if (deadline >= 0 && deadline < slice)
-                    slice = deadline;
-                if (sli_futex_wait(&trk->left, left, slice) == SL_ETIMEDOUT && slice == deadline &&
-                    atomic_load(&trk->left) != 0) {
-                    rc = sli_err(SL_ETIMEDOUT, "mem: acks not all received within %d ms",
-                                 opts->timeout_ms);
-                    break;
-                }
-            }
-        }
-        tracker_unref(trk);
-    }
-    atomic_fetch_sub(&p->inside, 1);
-    return rc;
-}
-
-static void wake_all_topics(bus *b)
-{
-    pthread_mutex_lock(&b->mu);
-    for (topic *t = b->topics; t; t = t->next) {
-        pthread_mutex_lock(&t->mu);
-        pthread_cond_broadcast(&t->room);
-        pthread_mutex_unlock(&t->mu);
-    }
-    pthread_mutex_unlock(&b->mu);
-}
-
-static int mem_pub_close(void *impl)
-{
-    mpub *p = impl;
-    atomic_store(&p->closing, true);
-    while (atomic_load(&p->inside)) {
-        wake_all_topics(p->b);
-        usleep(500);
-    }
-    bus_release(p->b);
-    free(p);
-    return 0;
-}
-
 /* ---------- subscriber ---------- */
 
 static int mem_sub_open(void **impl, sli_url *u, unsigned *features)
@@ -481,7 +244,7 @@ static int mem_sub_open(void **impl, sli_url *u, unsigned *features)
     msubr *s = calloc(1, sizeof *s);
     if (!s)
         return sli_err(SL_ENOMEM, "out of memory");
-    int rc = bus_acquire(u, &s->b);
+    int rc = sli_mem_bus_acquire(u, &s->b);
     if (rc) {
         free(s);
         return rc;
@@ -495,7 +258,7 @@ static int mem_sub_open(void **impl, sli_url *u, unsigned *features)
 static int mem_subscribe(void *impl, const char *tname, const sl_subscribe_opts *o, void **out)
 {
     msubr *sr = impl;
-    topic *t = topic_get(sr->b, tname);
+    topic *t = sli_mem_topic_get(sr->b, tname);
     msub *s = calloc(1, sizeof *s);
     if (!t || !s) {
         free(s);
@@ -521,6 +284,8 @@ static int mem_subscribe(void *impl, const char *tname, const sl_subscribe_opts 
         bool backfill = o->start == SL_START_EARLIEST ||
                         (o->start == SL_START_DEFAULT && sr->b->persistent);
         for (size_t i = 0; backfill && i < t->nlog; i++) {
+            if (q_reserve(g, 1))
+                break;
             entry *e = entry_new(t, g, sli_body_ref(t->log[i]), NULL);
             if (!e) {
                 sli_msg_body_unref(t->log[i]);
@@ -531,6 +296,7 @@ static int mem_subscribe(void *impl, const char *tname, const sl_subscribe_opts 
         }
         g->next = t->groups;
         t->groups = g;
+        atomic_fetch_add_explicit(&t->ngroups, 1, memory_order_relaxed);
     }
     s->g = g;
     s->next = g->members;
@@ -540,13 +306,14 @@ static int mem_subscribe(void *impl, const char *tname, const sl_subscribe_opts 
     return 0;
 }
 
-/* Settle the delivery m of e. Under t->mu. Returns true when e was acked
- * (the caller unrefs it after unlocking); a stale delivery (handed back when
- * its subscription closed) changes nothing. */
-static bool settle_locked(entry *e, sl_msg *m, sli_msg_event ev, unsigned delay_ms)
+/* Settle the delivery m of e. Under t->mu. An ack retires e and records m
+ * as the delivery that did it: the bus's hold on e is released with m's own
+ * when m is freed (one atomic operation for both, in mem_hook). A stale
+ * delivery (handed back when its subscription closed) changes nothing. */
+static void settle_locked(entry *e, sl_msg *m, sli_msg_event ev, unsigned delay_ms)
 {
     if (e->delivered != m || !e->g)
-        return false; /* stale delivery: the entry was handed back already */
+        return; /* stale delivery: the entry was handed back already */
     group *g = e->g;
     ifl_del(e->owner, e);
     e->owner = NULL;
@@ -555,7 +322,8 @@ static bool settle_locked(entry *e, sl_msg *m, sli_msg_event ev, unsigned delay_
         pthread_cond_broadcast(&g->cond);
     if (ev == SLI_MSG_EV_ACK) {
         entry_retire(e);
-        return true;
+        atomic_store_explicit(&e->acked_by, m, memory_order_relaxed);
+        return;
     }
     if (delay_ms) {
         e->ready_at = sli_mono_ms() + delay_ms;
@@ -565,7 +333,6 @@ static bool settle_locked(entry *e, sl_msg *m, sli_msg_event ev, unsigned delay_
         atomic_fetch_add_explicit(&g->arrivals, 1, memory_order_relaxed);
     }
     g->qlen++;
-    return false;
 }
 
 static void mem_hook(sl_msg *m, sli_msg_event ev, unsigned delay_ms, void *ctx)
@@ -574,21 +341,19 @@ static void mem_hook(sl_msg *m, sli_msg_event ev, unsigned delay_ms, void *ctx)
     topic *t = e->t;
     if (ev == SLI_MSG_EV_FREE) {
         bus *b = t->b;
-        entry_unref(e);
+        /* m's own hold, and the bus's when m's ack retired e */
+        entry_unref(e, atomic_load_explicit(&e->acked_by, memory_order_relaxed) == m ? 2 : 1);
         bus_unref(b);
         return;
     }
     pthread_mutex_lock(&t->mu);
-    bool release = settle_locked(e, m, ev, delay_ms);
+    settle_locked(e, m, ev, delay_ms);
     pthread_mutex_unlock(&t->mu);
-    if (release)
-        entry_unref(e);
 }
 
 /* sl_msg_ack_batch: one lock per run of messages from the same topic. */
 static void mem_ack_batch(sl_msg *const *msgs, size_t n)
 {
-    entry *drop = NULL;
     topic *locked = NULL;
     for (size_t i = 0; i < n; i++) {
         entry *e = sli_msg_hook_ctx(msgs[i]);
@@ -598,30 +363,29 @@ static void mem_ack_batch(sl_msg *const *msgs, size_t n)
             locked = e->t;
             pthread_mutex_lock(&locked->mu);
         }
-        if (settle_locked(e, msgs[i], SLI_MSG_EV_ACK, 0)) {
-            e->next = drop;
-            drop = e;
-        }
+        settle_locked(e, msgs[i], SLI_MSG_EV_ACK, 0);
     }
     if (locked)
         pthread_mutex_unlock(&locked->mu);
-    unref_chain(drop);
 }
 
 /* Hand e out to s as the delivery m (a blank header). Under t->mu; the
- * caller binds m to e's body after unlocking (mem_next_batch). */
+ * caller takes the delivery's bus reference and fills m after unlocking
+ * (mem_next_batch). */
 static void deliver_locked(msub *s, entry *e, sl_msg *m)
 {
     e->deliveries++;
     e->owner = s;
     e->delivered = m;
     ifl_add(s, e);
-    atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&s->g->t->b->refs, 1, memory_order_relaxed);
+    if (e->credit)
+        e->credit = false; /* the first delivery's reference was taken in advance */
+    else
+        atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
 }
 
 /* Wait until s may take an entry from its group. Under t->mu. Returns 0
- * with g->qhead ready and room in s's prefetch, or an error. */
+ * with an entry ready in g and room in s's prefetch, or an error. */
 static int wait_ready(msub *s, int timeout_ms)
 {
     group *g = s->g;
@@ -635,7 +399,7 @@ static int wait_ready(msub *s, int timeout_ms)
             now = sli_mono_ms();
             due = delayed_promote(g, now);
         }
-        if (s->inflight < s->prefetch && g->qhead)
+        if (s->inflight < s->prefetch && g->rlen)
             return 0;
         if (now < 0)
             now = sli_mono_ms();
@@ -646,7 +410,7 @@ static int wait_ready(msub *s, int timeout_ms)
             until = due;
         if (deadline >= 0 && now >= deadline)
             return SL_ETIMEDOUT;
-        if (!spun && !g->qhead && !g->delayed && s->inflight < s->prefetch) {
+        if (!spun && !g->rlen && !g->delayed && s->inflight < s->prefetch) {
             /* Nothing queued: yield a few times before sleeping. A busy
              * publisher usually queues the next batch meanwhile, which saves
              * its futex wake and our sleep (each a context switch). */
@@ -661,6 +425,7 @@ static int wait_ready(msub *s, int timeout_ms)
             pthread_mutex_lock(&g->t->mu);
             continue;
         }
+        room_freed(g->t, NULL); /* publishers fill what room there is while we wait */
         g->waiters++;
         sli_cond_wait_until(&g->cond, &g->t->mu, until);
         g->waiters--;
@@ -675,37 +440,47 @@ static int mem_next_batch(void *impl, sl_msg **out, size_t max, size_t *got, int
     group *g = s->g;
     topic *t = g->t;
     /* Headers come from this thread's block cache under the lock (a few
-     * pointer moves) and are bound to their bodies after it (atomics on
-     * lines the publisher wrote), which keeps the publisher's wait short. */
+     * pointer moves) and are filled after it (lines the publisher wrote),
+     * which keeps the publisher's wait short. */
     entry *taken[NEXT_MAX];
     unsigned deliveries[NEXT_MAX];
     size_t n = max < NEXT_MAX ? max : NEXT_MAX, k = 0;
     pthread_mutex_lock(&t->mu);
     s->inside++;
     int rc = wait_ready(s, timeout_ms);
-    while (rc == 0 && k < n && s->inflight < s->prefetch && g->qhead) {
-        if (!(out[k] = sli_msg_blank())) {
-            if (!k)
-                rc = sli_err(SL_ENOMEM, "out of memory");
-            break; /* after the first, the failure comes back next call */
+    if (rc == 0) {
+        size_t want = s->prefetch - s->inflight;
+        if (want > n)
+            want = n;
+        if (want > g->rlen)
+            want = g->rlen;
+        for (size_t i = 0; i < want; i++) /* independent misses, not one after another */
+            __builtin_prefetch(q_at(g, i), 1);
+        for (; k < want; k++) {
+            if (!(out[k] = sli_msg_blank())) {
+                if (!k)
+                    rc = sli_err(SL_ENOMEM, "out of memory");
+                break; /* after the first, the failure comes back next call */
+            }
+            entry *e = q_pop_head(g);
+            deliver_locked(s, e, out[k]);
+            taken[k] = e;
+            deliveries[k] = e->deliveries;
         }
-        entry *e = q_pop_head(g);
-        g->qlen--;
-        deliver_locked(s, e, out[k]);
-        taken[k] = e;
-        deliveries[k] = e->deliveries;
-        k++;
+        g->qlen -= k;
     }
     if (k)
-        room_freed(t);
+        room_freed(t, g);
     if (--s->inside == 0 && s->closed)
         pthread_cond_broadcast(&g->cond);
+    /* Each delivery holds a bus reference (taken here at once): the bus
+     * keeps the topic, which lends its name, and the entry its body. */
+    if (k)
+        atomic_fetch_add_explicit(&t->b->refs, (uint32_t)k, memory_order_relaxed);
     pthread_mutex_unlock(&t->mu);
-    for (size_t i = 0; i < k; i++) {
-        sli_msg_bind(out[i], taken[i]->body);
-        sli_msg_set_delivery(out[i], t->name, deliveries[i], mem_hook, taken[i]);
-        sli_msg_set_batch_hook(out[i], mem_ack_batch);
-    }
+    for (size_t i = 0; i < k; i++)
+        sli_msg_lend(out[i], taken[i]->body, t->name, deliveries[i], mem_hook, mem_ack_batch,
+                     taken[i]);
     *got = k;
     return rc;
 }
@@ -748,9 +523,11 @@ static int mem_unsubscribe(void *impl)
                 *pp = g->next;
                 break;
             }
+        atomic_fetch_sub_explicit(&t->ngroups, 1, memory_order_relaxed);
         pthread_cond_destroy(&g->cond);
+        free(g->ring);
         free(g);
-        room_freed(t);
+        room_freed(t, NULL);
     } else {
         pthread_cond_broadcast(&g->cond);
     }
@@ -763,18 +540,18 @@ static int mem_unsubscribe(void *impl)
 static int mem_sub_close(void *impl)
 {
     msubr *s = impl;
-    bus_release(s->b);
+    sli_mem_bus_release(s->b);
     free(s);
     return 0;
 }
 
 const sli_backend sli_mem_backend = {
     .scheme = "mem",
-    .features = SL_FEAT_CONSUMER_GROUPS | SL_FEAT_ORDERED | SL_FEAT_DELAYED_NACK | SL_FEAT_WAIT_ACK |
-                SL_FEAT_DELAYED_PUBLISH,
-    .pub_open = mem_pub_open,
-    .publish = mem_publish,
-    .pub_close = mem_pub_close,
+    .features = SL_FEAT_CONSUMER_GROUPS | SL_FEAT_ORDERED | SL_FEAT_DELAYED_NACK |
+                SL_FEAT_WAIT_ACK | SL_FEAT_DELAYED_PUBLISH,
+    .pub_open = sli_mem_pub_open,
+    .publish = sli_mem_publish,
+    .pub_close = sli_mem_pub_close,
     .sub_open = mem_sub_open,
     .subscribe = mem_subscribe,
     .next = mem_next,

@@ -1,11 +1,22 @@
 /*
  * mem.h - the data structures of mem:// (see mem.c for the design) and the
- * queue operations on them: a group's ready queue (doubly linked), its
- * delayed list (sorted by ready time) and a subscription's in-flight list.
- * Private to src/backends/mem/.
+ * queue operations on them: a group's ready queue (a ring of entry
+ * pointers), its delayed list (sorted by ready time) and a subscription's
+ * in-flight list, and the entry's lifetime. Private to src/backends/mem/.
+ *
+ * The ready queue is a ring, not a linked list, so that a consumer taking a
+ * batch reads a few lines of pointers and touches the entries (written by
+ * the publisher's thread) independently, instead of chasing one cache miss
+ * after another under the topic lock. Its capacity is kept at least
+ * qlen + ninflight (every entry of the group that could come back), so that
+ * putting entries back (nack, a closing subscription, delayed ones coming
+ * due) never allocates; only publishing and backfilling grow it.
  */
 #ifndef SLI_MEM_H
 #define SLI_MEM_H
+
+#include <assert.h>
+#include <stdlib.h>
 
 #include "core/backend.h"
 
@@ -20,8 +31,15 @@ typedef struct tracker {
     _Atomic uint32_t refs;
 } tracker;
 
+/* Entries are blockcache nodes: freed on the subscriber's thread, reused on
+ * the publisher's, in batches. */
 struct entry {
-    _Atomic uint32_t refs; /* 1 while in a queue/in flight, +1 while a delivery lives */
+    /* 1 for the bus while queued or in flight (and after an ack, until the
+     * acking delivery is freed: acked_by), +1 while a delivery lives; an
+     * entry starts with 2, the second held in advance for its first
+     * delivery (credit), which so takes no atomic operation under the lock */
+    _Atomic uint32_t refs;
+    bool credit;
     void *body;
     unsigned deliveries;
     int64_t ready_at;
@@ -29,6 +47,9 @@ struct entry {
     group *g;          /* NULL once acked or dropped */
     msub *owner;       /* holder while in flight */
     sl_msg *delivered; /* the live delivery, NULL if none */
+    /* the delivery whose ack retired the entry: its free releases the bus's
+     * hold with its own (atomic: a stale delivery's free reads it) */
+    sl_msg *_Atomic acked_by;
     tracker *trk;
     entry *prev, *next;
 };
@@ -36,8 +57,10 @@ struct entry {
 struct group {
     topic *t;
     char *name; /* NULL: private to one subscription */
-    entry *qhead, *qtail;
+    entry **ring;             /* ready entries: ring[(rhead + i) & (rcap - 1)], i < rlen */
+    size_t rcap, rhead, rlen; /* rcap: 0 or a power of two >= qlen + ninflight */
     size_t qlen; /* ready + delayed */
+    size_t ninflight;          /* held by the members */
     _Atomic uint32_t arrivals; /* bumped when entries are queued (spinning consumers) */
     entry *delayed; /* sorted by ready_at, singly linked via next */
     msub *members;
@@ -62,8 +85,7 @@ struct topic {
     pthread_cond_t room;
     int room_waiters;
     group *groups;
-    entry *_Atomic freelist; /* recycled entries: pushed by anyone, taken whole under mu */
-    entry *spare;            /* private to the holder of mu */
+    _Atomic size_t ngroups; /* written under mu; publishers read it before locking */
     void **log; /* persistent bodies */
     size_t nlog, caplog;
     topic *next;
@@ -92,42 +114,120 @@ typedef struct msubr {
     bus *b;
 } msubr;
 
+/* ---------- lifetime (any thread) ---------- */
+
+static inline void tracker_done(tracker *k)
+{
+    if (!k)
+        return;
+    if (atomic_fetch_sub(&k->left, 1) == 1)
+        sli_futex_wake_all(&k->left);
+}
+
+static inline void tracker_unref(tracker *k)
+{
+    if (k && atomic_fetch_sub(&k->refs, 1) == 1)
+        free(k);
+}
+
+/* A new entry holding body (a reference the caller took) for group g (NULL:
+ * set when queued), counted in trk (NULL: nobody waits for its ack). */
+static inline entry *entry_new(topic *t, group *g, void *body, tracker *trk)
+{
+    _Static_assert(sizeof(entry) <= SLI_BLOCK_NODE_SIZE, "an entry fits a node block");
+    entry *e = sli_block_get(SLI_BLOCK_NODE);
+    if (!e)
+        return NULL;
+    atomic_init(&e->refs, 2);
+    e->credit = true;
+    e->body = body;
+    e->deliveries = 0;
+    e->ready_at = 0;
+    e->t = t;
+    e->g = g;
+    e->owner = NULL;
+    e->delivered = NULL;
+    atomic_init(&e->acked_by, NULL);
+    e->trk = trk;
+    if (trk) {
+        atomic_fetch_add(&trk->refs, 1);
+        atomic_fetch_add(&trk->left, 1);
+    }
+    return e;
+}
+
+/* Drop n references of e; the last one frees it. Any thread. */
+static inline void entry_unref(entry *e, uint32_t n)
+{
+    if (atomic_fetch_sub_explicit(&e->refs, n, memory_order_acq_rel) != n)
+        return;
+    sli_msg_body_unref(e->body);
+    tracker_unref(e->trk);
+    sli_block_put(SLI_BLOCK_NODE, e);
+}
+
+/* ---------- shared between mem.c and mem_pub.c ---------- */
+
+int sli_mem_bus_acquire(sli_url *u, bus **out);
+void sli_mem_bus_release(bus *b);
+topic *sli_mem_topic_get(bus *b, const char *name);
+int sli_mem_pub_open(void **impl, sli_url *u, unsigned *features);
+int sli_mem_publish(void *impl, const char *tname, sl_msg *const *msgs, size_t n,
+                    const sl_publish_opts *opts);
+int sli_mem_pub_close(void *impl);
+
 /* ---------- queues (all under t->mu) ---------- */
+
+/* Make room in g's ring for `extra` more entries of the group (published
+ * or backfilled). SL_ENOMEM, with nothing changed, when out of memory. */
+static inline int q_reserve(group *g, size_t extra)
+{
+    size_t need = g->qlen + g->ninflight + extra;
+    if (need <= g->rcap)
+        return 0;
+    size_t cap = g->rcap ? g->rcap : 64;
+    while (cap < need)
+        cap *= 2;
+    entry **r = malloc(cap * sizeof *r);
+    if (!r)
+        return SL_ENOMEM;
+    for (size_t i = 0; i < g->rlen; i++)
+        r[i] = g->ring[(g->rhead + i) & (g->rcap - 1)];
+    free(g->ring);
+    g->ring = r;
+    g->rcap = cap;
+    g->rhead = 0;
+    return 0;
+}
 
 static inline void q_push_tail(group *g, entry *e)
 {
-    e->next = NULL;
-    e->prev = g->qtail;
-    if (g->qtail)
-        g->qtail->next = e;
-    else
-        g->qhead = e;
-    g->qtail = e;
+    assert(g->rlen < g->rcap);
+    g->ring[(g->rhead + g->rlen++) & (g->rcap - 1)] = e;
 }
 
 static inline void q_push_head(group *g, entry *e)
 {
-    e->prev = NULL;
-    e->next = g->qhead;
-    if (g->qhead)
-        g->qhead->prev = e;
-    else
-        g->qtail = e;
-    g->qhead = e;
+    assert(g->rlen < g->rcap);
+    g->rhead = (g->rhead - 1) & (g->rcap - 1);
+    g->ring[g->rhead] = e;
+    g->rlen++;
 }
 
 static inline entry *q_pop_head(group *g)
 {
-    entry *e = g->qhead;
-    if (!e)
+    if (!g->rlen)
         return NULL;
-    g->qhead = e->next;
-    if (g->qhead)
-        g->qhead->prev = NULL;
-    else
-        g->qtail = NULL;
-    e->next = e->prev = NULL;
+    entry *e = g->ring[g->rhead];
+    g->rhead = (g->rhead + 1) & (g->rcap - 1);
+    g->rlen--;
     return e;
+}
+
+/* The i-th ready entry from the head (i < rlen). */
+static inline entry *q_at(const group *g, size_t i)
+{
+    return g->ring[(g->rhead + i) & (g->rcap - 1)];
 }
 
 static inline void delayed_insert(group *g, entry *e)
@@ -176,6 +276,7 @@ static inline void ifl_add(msub *s, entry *e)
         s->ifl_head = e;
     s->ifl_tail = e;
     s->inflight++;
+    s->g->ninflight++;
 }
 
 static inline void ifl_del(msub *s, entry *e)
@@ -190,11 +291,22 @@ static inline void ifl_del(msub *s, entry *e)
         s->ifl_tail = e->prev;
     e->next = e->prev = NULL;
     s->inflight--;
+    s->g->ninflight--;
 }
 
-static inline void room_freed(topic *t)
+/* Entries left g (taken, dropped; g NULL: a whole group went): wake the
+ * publishers waiting for room once an eighth of g's buffer is free, not for
+ * every batch taken (high/low water marks, as ZeroMQ's pipes). Each wake
+ * costs the taker a futex call and the publisher a context switch, only to
+ * find room for one more batch; while seven eighths are still queued, the
+ * woken publisher has time to be scheduled before the takers run dry (a
+ * mark at half the buffer made them run dry on a loaded machine). A
+ * publisher also looks for room on its own every ROOM_POLL_MS, in case the
+ * takers stop above the mark. */
+#define ROOM_POLL_MS 5
+static inline void room_freed(topic *t, const group *g)
 {
-    if (t->room_waiters)
+    if (t->room_waiters && (!g || g->qlen <= t->b->capacity - t->b->capacity / 8))
         pthread_cond_broadcast(&t->room);
 }
 
