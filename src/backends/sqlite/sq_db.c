@@ -200,8 +200,9 @@ static void fail_all(sq_db *d, sq_req *b, int rc, const char *err)
     }
 }
 
-/* With sync=full, only batches that publish or ack pay an fsync: a claim,
- * nack or subscription change lost to a power cut only means a redelivery,
+/* With sync=full, only batches that publish or ack synchronously pay an
+ * fsync: a claim, nack, batched ack (ack=batch: its caller did not wait for
+ * it) or subscription change lost to a power cut only means a redelivery,
  * and the next synced commit makes the earlier WAL frames durable too. */
 static void choose_sync(sq_db *d, const sq_req *batch)
 {
@@ -209,7 +210,7 @@ static void choose_sync(sq_db *d, const sq_req *batch)
         return;
     bool need = false;
     for (const sq_req *r = batch; r && !need; r = r->next)
-        need = r->kind == SQ_PUBLISH || r->kind == SQ_ACK;
+        need = r->kind == SQ_PUBLISH || (r->kind == SQ_ACK && !r->async);
     if (need != d->synced_full) {
         sqlite3_exec(d->db, need ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL", NULL,
                      NULL, NULL);
