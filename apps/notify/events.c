@@ -150,9 +150,10 @@ static void publish_batch(nf_events *e, ev_item *chain)
     }
     if (n == 0)
         return;
-    sl_publish_opts po; /* best-effort: do not wait out a long broker outage */
+    sl_publish_opts po; /* best-effort: do not wait out a long broker outage, nor an fsync */
     sl_publish_opts_init(&po);
     po.timeout_ms = EV_PUBLISH_TIMEOUT_MS;
+    po.flags = SL_PUBLISH_NO_SYNC;
     int rc = sl_publish_ex(app->pub, NF_TOPIC_EVENTS, msgs, n, &po);
     if (rc) {
         atomic_fetch_add(&app->metrics.events_dropped, n);
@@ -264,12 +265,15 @@ static void *listener_main(void *arg)
     pthread_setname_np(pthread_self(), "nf-events-in");
     int64_t last_warn = 0;
     while (!atomic_load(&l->stopping)) {
-        sl_msg *m = NULL;
-        int rc = sl_next(l->s, &m, 200);
+        sl_msg *ms[EV_BATCH];
+        size_t got = 0;
+        int rc = sl_next_batch(l->s, ms, EV_BATCH, &got, 200);
         if (rc == 0) {
-            deliver(l, m);
-            sl_msg_ack(m);
-            sl_msg_unref(m);
+            for (size_t i = 0; i < got; i++)
+                deliver(l, ms[i]);
+            sl_msg_ack_batch(ms, got);
+            for (size_t i = 0; i < got; i++)
+                sl_msg_unref(ms[i]);
         } else if (rc != SL_ETIMEDOUT) {
             if (mono_ms() - last_warn > 5000) {
                 last_warn = mono_ms();
@@ -292,7 +296,7 @@ int nf_listener_start(nf_app *app, nf_listener **out)
     sl_subscribe_opts_init(&o);
     o.group = NULL; /* every server instance gets every event */
     o.start = SL_START_LATEST;
-    o.prefetch = 64;
+    o.prefetch = EV_BATCH;
     int rc = sl_subscriber_open(&l->sub, app->cfg.queue_url);
     if (!rc)
         rc = sl_subscribe(l->sub, NF_TOPIC_EVENTS, &o, &l->s);
