@@ -190,43 +190,6 @@ static void process_batch(sli_worker *w, sl_msg **v, int *res, size_t n, sl_msg_
 
 /* ---------- the loop ---------- */
 
-/* Take one message; returns 0, or 1 to stop the worker. */
-static int take(sli_worker *w, sl_msg **m, int timeout_ms, bool *got)
-{
-    *got = false;
-    int rc = sl_next(w->s, m, timeout_ms);
-    if (rc == SL_ETIMEDOUT)
-        return 0;
-    if (rc == SL_ECLOSED)
-        return 1;
-    if (rc) {
-        sli_log(SL_LOG_WARN, "router", "handler '%s': next: %s", w->h->name, sl_errmsg());
-        sl_ctx_wait(w->h->ctx, 10);
-        return 0;
-    }
-    if (atomic_load(&w->h->r->stop) || atomic_load(&w->h->stop)) {
-        sl_msg_nack(*m); /* taken after close/stop began: back to the backend */
-        sl_msg_unref(*m);
-        return 1;
-    }
-    *got = true;
-    return 0;
-}
-
-static void loop_single(sli_worker *w, sl_msg_list *out)
-{
-    sl_router *r = w->h->r;
-    while (!atomic_load_explicit(&r->stop, memory_order_relaxed) &&
-           !atomic_load_explicit(&w->h->stop, memory_order_relaxed)) {
-        sl_msg *m;
-        bool got;
-        if (take(w, &m, POLL_MS, &got))
-            break;
-        if (got)
-            process_one(w, m, out);
-    }
-}
-
 /* Take up to max messages (sl_next_batch: one backend call for what is
  * ready) into v[*n..); returns 0, or 1 to stop the worker (what this call
  * took then goes back to the backend). */
@@ -252,6 +215,20 @@ static int take_some(sli_worker *w, sl_msg **v, size_t *n, size_t max, int timeo
     }
     *n += got;
     return 0;
+}
+
+static void loop_single(sli_worker *w, sl_msg_list *out)
+{
+    sl_router *r = w->h->r;
+    while (!atomic_load_explicit(&r->stop, memory_order_relaxed) &&
+           !atomic_load_explicit(&w->h->stop, memory_order_relaxed)) {
+        sl_msg *m;
+        size_t n = 0;
+        if (take_some(w, &m, &n, 1, POLL_MS))
+            break;
+        if (n)
+            process_one(w, m, out);
+    }
 }
 
 static void loop_batch(sli_worker *w, sl_msg_list *out)
