@@ -198,7 +198,8 @@ static void publish_batch(nf_events *e, ev_item *chain)
     int rc = sl_publish_ex(app->pub, NF_TOPIC_EVENTS, msgs, n, &po);
     if (rc) {
         atomic_fetch_add(&app->metrics.events_dropped, events);
-        nf_log(SL_LOG_WARN, "dropped %zu live-update events: %s (%s)", events, sl_strerror(rc), sl_errmsg());
+        nf_log(SL_LOG_WARN, "dropped %zu live-update events: %s (%s)", events, sl_strerror(rc),
+               sl_errmsg());
     } else {
         atomic_fetch_add(&app->metrics.events_published, events);
     }
@@ -306,15 +307,14 @@ static void deliver(nf_listener *l, sl_msg *m)
     json_t *o = json_loadb(payload ? payload : "", len, 0, &jerr);
     size_t bad = 0;
     if (json_is_array(o)) {
-        size_t i;
-        json_t *ev;
-        json_array_foreach(o, i, ev)
-            bad += !deliver_one(l, ev);
+        for (size_t i = 0; i < json_array_size(o); i++)
+            bad += !deliver_one(l, json_array_get(o, i));
     } else {
         bad = !deliver_one(l, o);
     }
     if (bad)
-        nf_log(SL_LOG_WARN, "ignored %zu malformed live-update event(s) in %s", bad, sl_msg_uuid(m));
+        nf_log(SL_LOG_WARN, "ignored %zu malformed live-update event(s) in %s", bad,
+               sl_msg_uuid(m));
     json_decref(o);
 }
 

@@ -124,8 +124,8 @@ static int sq_publish(void *impl, const char *topic, sl_msg *const *msgs, size_t
     if (atomic_load(&p->closing)) {
         rc = sli_err(SL_ECLOSED, "sqlite publisher is closed");
     } else {
-        sq_req r = {.kind = SQ_PUBLISH, .topic = topic, .msgs = msgs, .n = n,
-                    .nosync = opts && (opts->flags & SL_PUBLISH_NO_SYNC)};
+        bool nosync = opts && (opts->flags & SL_PUBLISH_NO_SYNC);
+        sq_req r = {.kind = SQ_PUBLISH, .topic = topic, .msgs = msgs, .n = n, .nosync = nosync};
         rc = sq_submit(p->db, &r);
     }
     atomic_fetch_sub(&p->inside, 1);
