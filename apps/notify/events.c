@@ -6,7 +6,10 @@
  * order_sn/type/data/create_time for a notice or changed for a read}. The
  * emitter is a thread of the consumer's process that batches queued events,
  * looks up each user's current count and publishes them to the events topic
- * (NF_TOPIC_EVENTS) on the service's queue URL. Every HTTP server subscribes
+ * (NF_TOPIC_EVENTS) on the service's queue URL, a batch's events as one JSON
+ * array per message (cut at EV_MSG_BYTES): one queue row, delivery and ack
+ * per batch instead of per event. The listener also takes a lone event
+ * object, as servers before the arrays published. Every HTTP server subscribes
  * to that topic WITHOUT a group, so each server instance gets every event,
  * and pushes it to its SSE hub (with no stream open it acks the event
  * without decoding it). Consumers in the server process use the
@@ -122,12 +125,37 @@ void nf_events_emit(nf_events *e, int64_t uid, const char *kind, json_t *obj)
     pthread_mutex_unlock(&e->mu);
 }
 
-/* Publish a taken chain of events as one batch; frees the chain. */
+/* Queue messages carry the events of a batch as one JSON array, cut after
+ * about this many bytes of event text (brokers limit message sizes). */
+#define EV_MSG_BYTES 65536
+
+/* One queue message holding the events of arr (a JSON array): the next of
+ * msgs[*n] (counted as dropped when it cannot be made). Empties arr. */
+static void seal_message(nf_events *e, json_t *arr, sl_msg **msgs, size_t *n, size_t *events)
+{
+    size_t k = json_array_size(arr);
+    if (!k)
+        return;
+    char *s = json_dumps(arr, JSON_COMPACT);
+    if (s && sl_msg_new(&msgs[*n], s, strlen(s)) == 0) {
+        (*n)++;
+        *events += k;
+    } else {
+        atomic_fetch_add(&e->app->metrics.events_dropped, k);
+    }
+    free(s);
+    json_array_clear(arr);
+}
+
+/* Publish a taken chain of events (at most EV_BATCH) as one batch; frees
+ * the chain. On the queue path a message carries a JSON array of events
+ * (one queue row, delivery and ack for many, instead of one each). */
 static void publish_batch(nf_events *e, ev_item *chain)
 {
     nf_app *app = e->app;
     sl_msg *msgs[EV_BATCH];
-    size_t n = 0;
+    size_t n = 0, events = 0, bytes = 0;
+    json_t *arr = e->local ? NULL : json_array();
     while (chain) {
         ev_item *it = chain;
         chain = it->next;
@@ -136,29 +164,44 @@ static void publish_batch(nf_events *e, ev_item *chain)
         json_object_set_new(it->obj, "kind", json_string(it->kind));
         json_object_set_new(it->obj, "uid", json_integer(it->uid));
         json_object_set_new(it->obj, "notification_count", json_integer(count));
-        char *s = json_dumps(it->obj, JSON_COMPACT);
-        if (s && e->local) {
-            nf_hub_push(app->hub, it->uid, it->kind, s);
-            atomic_fetch_add(&app->metrics.events_published, 1);
-        } else if (s && n < EV_BATCH && sl_msg_new(&msgs[n], s, strlen(s)) == 0)
-            n++;
-        else
+        if (e->local) {
+            char *s = json_dumps(it->obj, JSON_COMPACT);
+            if (s) {
+                nf_hub_push(app->hub, it->uid, it->kind, s);
+                atomic_fetch_add(&app->metrics.events_published, 1);
+            } else {
+                atomic_fetch_add(&app->metrics.events_dropped, 1);
+            }
+            free(s);
+        } else if (arr && json_array_append(arr, it->obj) == 0) {
+            const char *d = json_string_value(json_object_get(it->obj, "data"));
+            bytes += 160 + (d ? strlen(d) : 0);
+            if (bytes >= EV_MSG_BYTES) {
+                seal_message(e, arr, msgs, &n, &events);
+                bytes = 0;
+            }
+        } else {
             atomic_fetch_add(&app->metrics.events_dropped, 1);
-        free(s);
+        }
         json_decref(it->obj);
         free(it);
     }
+    if (arr)
+        seal_message(e, arr, msgs, &n, &events);
+    json_decref(arr);
     if (n == 0)
         return;
-    sl_publish_opts po; /* best-effort: do not wait out a long broker outage */
+    sl_publish_opts po; /* best-effort: do not wait out a long broker outage, nor an fsync */
     sl_publish_opts_init(&po);
     po.timeout_ms = EV_PUBLISH_TIMEOUT_MS;
+    po.flags = SL_PUBLISH_NO_SYNC;
     int rc = sl_publish_ex(app->pub, NF_TOPIC_EVENTS, msgs, n, &po);
     if (rc) {
-        atomic_fetch_add(&app->metrics.events_dropped, n);
-        nf_log(SL_LOG_WARN, "dropped %zu live-update events: %s (%s)", n, sl_strerror(rc), sl_errmsg());
+        atomic_fetch_add(&app->metrics.events_dropped, events);
+        nf_log(SL_LOG_WARN, "dropped %zu live-update events: %s (%s)", events, sl_strerror(rc),
+               sl_errmsg());
     } else {
-        atomic_fetch_add(&app->metrics.events_published, n);
+        atomic_fetch_add(&app->metrics.events_published, events);
     }
     for (size_t i = 0; i < n; i++)
         sl_msg_unref(msgs[i]);
@@ -237,6 +280,23 @@ void nf_events_stop(nf_events *e)
 
 /* ---- the HTTP server's side ---- */
 
+/* Push one event (a JSON object) to this server's hub; false when it is
+ * not a well-formed event. */
+static bool deliver_one(nf_listener *l, json_t *o)
+{
+    json_t *uid = json_object_get(o, "uid");
+    const char *kind = json_string_value(json_object_get(o, "kind"));
+    if (!json_is_integer(uid) || !kind || (strcmp(kind, "notice") && strcmp(kind, "read")))
+        return false;
+    char *s = json_dumps(o, JSON_COMPACT);
+    if (s)
+        nf_hub_push(l->app->hub, (int64_t)json_integer_value(uid), kind, s);
+    free(s);
+    return true;
+}
+
+/* A message of the events topic: a JSON array of events (or, from a server
+ * before those, one event object). */
 static void deliver(nf_listener *l, sl_msg *m)
 {
     if (!nf_hub_has_streams(l->app->hub))
@@ -245,16 +305,16 @@ static void deliver(nf_listener *l, sl_msg *m)
     const char *payload = sl_msg_payload(m, &len);
     json_error_t jerr;
     json_t *o = json_loadb(payload ? payload : "", len, 0, &jerr);
-    json_t *uid = json_object_get(o, "uid");
-    const char *kind = json_string_value(json_object_get(o, "kind"));
-    if (json_is_integer(uid) && kind && (!strcmp(kind, "notice") || !strcmp(kind, "read"))) {
-        char *s = json_dumps(o, JSON_COMPACT);
-        if (s)
-            nf_hub_push(l->app->hub, (int64_t)json_integer_value(uid), kind, s);
-        free(s);
+    size_t bad = 0;
+    if (json_is_array(o)) {
+        for (size_t i = 0; i < json_array_size(o); i++)
+            bad += !deliver_one(l, json_array_get(o, i));
     } else {
-        nf_log(SL_LOG_WARN, "ignored a malformed live-update event %s", sl_msg_uuid(m));
+        bad = !deliver_one(l, o);
     }
+    if (bad)
+        nf_log(SL_LOG_WARN, "ignored %zu malformed live-update event(s) in %s", bad,
+               sl_msg_uuid(m));
     json_decref(o);
 }
 
@@ -264,12 +324,15 @@ static void *listener_main(void *arg)
     pthread_setname_np(pthread_self(), "nf-events-in");
     int64_t last_warn = 0;
     while (!atomic_load(&l->stopping)) {
-        sl_msg *m = NULL;
-        int rc = sl_next(l->s, &m, 200);
+        sl_msg *ms[EV_BATCH];
+        size_t got = 0;
+        int rc = sl_next_batch(l->s, ms, EV_BATCH, &got, 200);
         if (rc == 0) {
-            deliver(l, m);
-            sl_msg_ack(m);
-            sl_msg_unref(m);
+            for (size_t i = 0; i < got; i++)
+                deliver(l, ms[i]);
+            sl_msg_ack_batch(ms, got);
+            for (size_t i = 0; i < got; i++)
+                sl_msg_unref(ms[i]);
         } else if (rc != SL_ETIMEDOUT) {
             if (mono_ms() - last_warn > 5000) {
                 last_warn = mono_ms();
@@ -292,7 +355,7 @@ int nf_listener_start(nf_app *app, nf_listener **out)
     sl_subscribe_opts_init(&o);
     o.group = NULL; /* every server instance gets every event */
     o.start = SL_START_LATEST;
-    o.prefetch = 64;
+    o.prefetch = EV_BATCH;
     int rc = sl_subscriber_open(&l->sub, app->cfg.queue_url);
     if (!rc)
         rc = sl_subscribe(l->sub, NF_TOPIC_EVENTS, &o, &l->s);

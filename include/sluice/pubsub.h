@@ -60,6 +60,12 @@ SL_API int sl_publisher_open(sl_publisher **out, const char *url);
 enum {
     SL_PUBLISH_NONBLOCK = 1u << 0, /* fail with SL_EAGAIN instead of waiting for room */
     SL_PUBLISH_WAIT_ACK = 1u << 1, /* return only when every receiving group acked */
+    /* Best-effort messages (live updates, telemetry): a power cut or OS crash
+     * may lose them, so a backend that syncs every commit to disk need not
+     * do so for a publish of only such messages (sqlite:// sync=full: its
+     * commit alone skips the fsync; the next synced commit covers it). A
+     * process crash loses nothing taken. Backends without syncs ignore it. */
+    SL_PUBLISH_NO_SYNC = 1u << 2,
 };
 
 typedef struct sl_publish_opts {

@@ -172,22 +172,31 @@ static void process_batch(sli_worker *w, sl_msg **v, int *res, size_t n, sl_msg_
     else
         sl_msg_list_truncate(out, 0);
     atomic_store_explicit(&w->busy, false, memory_order_relaxed);
+    /* the handled ones are acked together (one backend call per run where
+     * the backend batches acks), the failed ones nacked one by one */
+    size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         if (rc == 0 && res[i] == 0)
-            sl_msg_ack(v[i]);
-        else
+            v[k++] = v[i];
+        else {
             nack_backoff(h, v[i]);
-        sl_msg_unref(v[i]);
+            sl_msg_unref(v[i]);
+        }
     }
+    sl_msg_ack_batch(v, k);
+    for (size_t i = 0; i < k; i++)
+        sl_msg_unref(v[i]);
 }
 
 /* ---------- the loop ---------- */
 
-/* Take one message; returns 0, or 1 to stop the worker. */
-static int take(sli_worker *w, sl_msg **m, int timeout_ms, bool *got)
+/* Take up to max messages (sl_next_batch: one backend call for what is
+ * ready) into v[*n..); returns 0, or 1 to stop the worker (what this call
+ * took then goes back to the backend). */
+static int take_some(sli_worker *w, sl_msg **v, size_t *n, size_t max, int timeout_ms)
 {
-    *got = false;
-    int rc = sl_next(w->s, m, timeout_ms);
+    size_t got = 0;
+    int rc = sl_next_batch(w->s, v + *n, max - *n, &got, timeout_ms);
     if (rc == SL_ETIMEDOUT)
         return 0;
     if (rc == SL_ECLOSED)
@@ -198,11 +207,13 @@ static int take(sli_worker *w, sl_msg **m, int timeout_ms, bool *got)
         return 0;
     }
     if (atomic_load(&w->h->r->stop) || atomic_load(&w->h->stop)) {
-        sl_msg_nack(*m); /* taken after close/stop began: back to the backend */
-        sl_msg_unref(*m);
+        for (size_t i = 0; i < got; i++) { /* taken after close/stop began: back to the backend */
+            sl_msg_nack(v[*n + i]);
+            sl_msg_unref(v[*n + i]);
+        }
         return 1;
     }
-    *got = true;
+    *n += got;
     return 0;
 }
 
@@ -212,10 +223,10 @@ static void loop_single(sli_worker *w, sl_msg_list *out)
     while (!atomic_load_explicit(&r->stop, memory_order_relaxed) &&
            !atomic_load_explicit(&w->h->stop, memory_order_relaxed)) {
         sl_msg *m;
-        bool got;
-        if (take(w, &m, POLL_MS, &got))
+        size_t n = 0;
+        if (take_some(w, &m, &n, 1, POLL_MS))
             break;
-        if (got)
+        if (n)
             process_one(w, m, out);
     }
 }
@@ -235,18 +246,16 @@ static void loop_batch(sli_worker *w, sl_msg_list *out)
     while (!quit && !atomic_load_explicit(&h->r->stop, memory_order_relaxed) &&
            !atomic_load_explicit(&h->stop, memory_order_relaxed)) {
         size_t n = 0;
-        bool got;
-        quit = take(w, &v[0], POLL_MS, &got);
-        if (!got)
+        quit = take_some(w, v, &n, h->batch_max, POLL_MS);
+        if (!n)
             continue;
-        n = 1;
         int64_t until = sli_mono_ms() + h->batch_wait_ms;
         while (!quit && n < h->batch_max) {
             int64_t left = until - sli_mono_ms();
-            quit = take(w, &v[n], left > 0 ? (int)left : 0, &got);
-            if (!got)
+            size_t before = n;
+            quit = take_some(w, v, &n, h->batch_max, left > 0 ? (int)left : 0);
+            if (n == before)
                 break;
-            n++;
         }
         process_batch(w, v, res, n, out);
     }

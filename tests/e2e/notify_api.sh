@@ -175,6 +175,11 @@ check "first server's stream says hello" wait_until 5 grep -q '^event: hello' "$
 call POST /api/msg/product -d 'uid=32&type=1&data=to both'
 check "second server's stream gets the notice" wait_until 10 grep -q 'to both' "$WORK/sse2.txt"
 check "first server's stream gets the notice" wait_until 10 grep -q 'to both' "$WORK/sse1.txt"
+# events travel as JSON arrays, one queue message per batch; a lone event
+# object (as servers before that published) is still taken
+(cd "$WORK" && "$SLUICE" pub "${SLUICE_QUEUE_URL:-sqlite://./data/queue.db?ack=batch}" events \
+    '{"kind":"notice","uid":32,"notification_count":9,"order_sn":"x","type":1,"data":"lone object","create_time":""}' >/dev/null)
+check "a lone event object reaches the stream" wait_until 10 grep -q 'lone object' "$WORK/sse2.txt"
 kill -TERM "$SERVER2"; wait "$SERVER2"; st=$?
 check "second server exits cleanly (status $st)" [ "$st" = 0 ]
 

@@ -298,7 +298,9 @@ static void many_threads_publish_each_message_once(void **state)
 
 /* sync=full with many publishers: batches linger for company and are taken
  * over by whoever fills them; acks (sync) of a consumer reading meanwhile
- * share the commits. Every message arrives once, in each publisher's order. */
+ * share the commits; every other publisher publishes SL_PUBLISH_NO_SYNC
+ * (it neither lingers nor is waited for). Every message arrives once, in
+ * each publisher's order. */
 struct full_arg {
     sl_publisher *p;
     sl_subscription *s; /* the consumer's; NULL for a publisher */
@@ -316,7 +318,10 @@ static void *full_thread(void *v)
             sl_msg *m;
             int len = snprintf(buf, sizeof buf, "%d:%zu", a->id, i);
             TL_CHECK_INT(sl_msg_new(&m, buf, (size_t)len), 0);
-            TL_CHECK_INT(sl_publish(a->p, "t", &m, 1), 0);
+            sl_publish_opts po;
+            sl_publish_opts_init(&po);
+            po.flags = a->id % 2 ? SL_PUBLISH_NO_SYNC : 0;
+            TL_CHECK_INT(sl_publish_ex(a->p, "t", &m, 1, &po), 0);
             sl_msg_unref(m);
         }
         return NULL;

@@ -16,13 +16,16 @@
  * auto-checkpoint (1000 pages) copied the same hot pages back into the
  * database and fsynced it every few batches, inside the commit and so
  * under the store's mutex: a quarter of the consumer's time, and every
- * list request waited behind it. Here a checkpoint runs once the WAL holds
- * CHECKPOINT_PAGES pages (each hot page is copied once however often it
- * was rewritten meanwhile), after the writer released the mutex, on a
- * second connection of its own and PASSIVE: readers and the next writes
- * go on meanwhile on the main connection. The WAL file is cut back to
- * WAL_KEEP_BYTES when it restarts, and a larger page cache keeps the
- * index pages in memory instead of re-reading them from the file.
+ * list request waited behind it. Here a checkpoint is due once the WAL
+ * holds CHECKPOINT_PAGES pages (each hot page is copied once however often
+ * it was rewritten meanwhile) and runs on a thread and a connection of its
+ * own, PASSIVE: the writer, readers and the next writes go on meanwhile on
+ * the main connection (the writer waits only if it outruns the
+ * checkpoints by half the threshold). The WAL file is cut back to
+ * WAL_KEEP_BYTES when it restarts, and a larger page cache keeps the index
+ * pages in memory instead of re-reading them from the file. A batch
+ * updates each user's count once (by the number of its new notices), in
+ * uid order, instead of once per notice.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -58,8 +61,8 @@ static const char *const shard_sql[Q_NSHARD] = {
 
 static const char *const global_sql[G_NGLOBAL] = {
     [G_USER_INC] = "INSERT INTO user(uid,nick,notification_count,created_at,updated_at) "
-                   "VALUES(?1,'user'||?1,1,?2,?2) ON CONFLICT(uid) DO UPDATE SET "
-                   "notification_count=notification_count+1, updated_at=?2",
+                   "VALUES(?1,'user'||?1,?3,?2,?2) ON CONFLICT(uid) DO UPDATE SET "
+                   "notification_count=notification_count+?3, updated_at=?2",
     [G_USER_DEC] = "UPDATE user SET notification_count=MAX(notification_count-?2,0), updated_at=?3 "
                    "WHERE uid=?1",
     [G_USER_GET] = "SELECT nick, notification_count FROM user WHERE uid=?1",
@@ -87,7 +90,12 @@ typedef struct sq_store {
     char *path;
     const char *sync;       /* the synchronous pragma's value, for ck_db too */
     _Atomic int wal_pages;  /* pages in the WAL after the last commit (wal_hook) */
-    pthread_mutex_t ck_mu;  /* one checkpoint at a time; guards ck_db */
+    pthread_mutex_t ck_mu;  /* guards ck_due, ck_stop, ck_begun, ck_ended; ck_db is the thread's */
+    pthread_cond_t ck_cond; /* to the thread: a checkpoint is due, or the store closes */
+    pthread_cond_t ck_end;  /* from the thread: a checkpoint ended */
+    bool ck_due, ck_stop, ck_started;
+    uint64_t ck_begun, ck_ended; /* checkpoints begun and ended so far */
+    pthread_t ck_thread;
     sqlite3 *ck_db;         /* the checkpoints' connection, opened when first needed */
     bool ck_ready;          /* ck_db has its pragmas */
 } sq_store;
@@ -222,12 +230,21 @@ static int check_shards(sq_store *s, char *err, size_t errlen)
 static void sq_close(nf_store *base)
 {
     sq_store *s = (sq_store *)base;
+    if (s->ck_started) {
+        pthread_mutex_lock(&s->ck_mu);
+        s->ck_stop = true;
+        pthread_cond_signal(&s->ck_cond);
+        pthread_mutex_unlock(&s->ck_mu);
+        pthread_join(s->ck_thread, NULL);
+    }
     for (int i = 0; i < s->shards * Q_NSHARD; i++)
         sqlite3_finalize(s->shard_st[i]);
     for (int i = 0; i < G_NGLOBAL; i++)
         sqlite3_finalize(s->global_st[i]);
     sqlite3_close(s->ck_db); /* first: the last connection to close checkpoints the whole WAL */
     sqlite3_close(s->db);
+    pthread_cond_destroy(&s->ck_end);
+    pthread_cond_destroy(&s->ck_cond);
     pthread_mutex_destroy(&s->ck_mu);
     pthread_mutex_destroy(&s->mu);
     free(s->shard_st);
@@ -245,18 +262,12 @@ static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
     return SQLITE_OK;
 }
 
-/* After a write, without the store's mutex: once the WAL holds
- * CHECKPOINT_PAGES, copy it into the database (PASSIVE: as far as no
+/* One checkpoint: copy the WAL into the database (PASSIVE: as far as no
  * reader still needs, without waiting for anyone) on the checkpoint
- * connection. A checkpoint already running in another thread is enough.
- * If that connection cannot be opened, the main one does it, as SQLite's
- * automatic checkpoint would. */
-static void checkpoint_if_due(sq_store *s)
+ * connection. If that connection cannot be opened, the main one does it,
+ * as SQLite's automatic checkpoint would. On the checkpoint thread. */
+static void checkpoint(sq_store *s)
 {
-    if (atomic_load_explicit(&s->wal_pages, memory_order_relaxed) < CHECKPOINT_PAGES ||
-        pthread_mutex_trylock(&s->ck_mu))
-        return;
-    atomic_store_explicit(&s->wal_pages, 0, memory_order_relaxed);
     if (!s->ck_db && sqlite3_open_v2(s->path, &s->ck_db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
         sqlite3_close(s->ck_db);
         s->ck_db = NULL;
@@ -272,6 +283,58 @@ static void checkpoint_if_due(sq_store *s)
         pthread_mutex_lock(&s->mu);
         sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
         pthread_mutex_unlock(&s->mu);
+    }
+}
+
+/* The checkpoint thread: runs a checkpoint whenever one is due, so that
+ * neither the writer (the notify consumer) nor its readers wait for the
+ * copy and its fsync; a store shared by several processes checkpoints in
+ * each of them. Writes that come meanwhile only make the next one due. */
+static void *checkpoint_main(void *arg)
+{
+    sq_store *s = arg;
+    pthread_setname_np(pthread_self(), "nf-checkpoint");
+    pthread_mutex_lock(&s->ck_mu);
+    while (!s->ck_stop) {
+        if (!s->ck_due) {
+            pthread_cond_wait(&s->ck_cond, &s->ck_mu);
+            continue;
+        }
+        s->ck_due = false;
+        uint64_t n = ++s->ck_begun;
+        pthread_mutex_unlock(&s->ck_mu);
+        checkpoint(s);
+        pthread_mutex_lock(&s->ck_mu);
+        s->ck_ended = n;
+        pthread_cond_broadcast(&s->ck_end);
+    }
+    s->ck_ended = UINT64_MAX; /* nobody waits for a checkpoint any more */
+    pthread_cond_broadcast(&s->ck_end);
+    pthread_mutex_unlock(&s->ck_mu);
+    return NULL;
+}
+
+/* After a write, without the store's mutex: once the WAL holds
+ * CHECKPOINT_PAGES, a checkpoint is due on the checkpoint thread (or runs
+ * here when that thread could not be started). The WAL restarts at the
+ * first write after a checkpoint that copied all of it; should writes
+ * outrun the checkpoints (the WAL half as large again), the writer waits
+ * for one that began after its own commit, so that the WAL stays bounded. */
+static void checkpoint_if_due(sq_store *s)
+{
+    int pages = atomic_load_explicit(&s->wal_pages, memory_order_relaxed);
+    if (pages < CHECKPOINT_PAGES)
+        return;
+    pthread_mutex_lock(&s->ck_mu);
+    if (!s->ck_started) {
+        atomic_store_explicit(&s->wal_pages, 0, memory_order_relaxed);
+        checkpoint(s);
+    } else {
+        uint64_t want = s->ck_begun + 1; /* the next one to begin: after this commit */
+        s->ck_due = true;
+        pthread_cond_signal(&s->ck_cond);
+        while (pages >= CHECKPOINT_PAGES + CHECKPOINT_PAGES / 2 && s->ck_ended < want)
+            pthread_cond_wait(&s->ck_end, &s->ck_mu);
     }
     pthread_mutex_unlock(&s->ck_mu);
 }
@@ -323,6 +386,8 @@ static int sq_open(nf_store **out, const char *url, int shards, char *err, size_
     s->shards = shards;
     pthread_mutex_init(&s->mu, NULL);
     pthread_mutex_init(&s->ck_mu, NULL);
+    pthread_cond_init(&s->ck_cond, NULL);
+    pthread_cond_init(&s->ck_end, NULL);
     s->path = strdup(path);
     s->shard_st = calloc((size_t)shards * Q_NSHARD, sizeof *s->shard_st);
     make_parent(path);
@@ -344,12 +409,13 @@ static int sq_open(nf_store **out, const char *url, int shards, char *err, size_
     }
     s->sync = sync;
     sqlite3_wal_hook(s->db, wal_hook, s);
+    s->ck_started = pthread_create(&s->ck_thread, NULL, checkpoint_main, s) == 0;
     *out = &s->base;
     return 0;
 }
 
-/* Inside a transaction: insert n unless stored, and count it for its user. */
-static int add_in_tx(sq_store *s, const nf_notice *n, const char *now, bool *added)
+/* Inside a transaction: insert n unless stored. */
+static int insert_in_tx(sq_store *s, const nf_notice *n, const char *now, bool *added)
 {
     sqlite3_stmt *st = shard_stmt(s, n->uid, Q_INSERT);
     if (st) {
@@ -362,13 +428,38 @@ static int add_in_tx(sq_store *s, const nf_notice *n, const char *now, bool *add
     }
     int rc = step_done(st);
     *added = !rc && sqlite3_changes(s->db) == 1;
-    if (*added) {
-        st = global_stmt(s, G_USER_INC);
-        if (st) {
-            sqlite3_bind_int64(st, 1, n->uid);
-            sqlite3_bind_text(st, 2, now, -1, SQLITE_STATIC);
-        }
-        rc = step_done(st);
+    return rc;
+}
+
+/* Inside a transaction: add k to uid's count (creating the user). */
+static int count_in_tx(sq_store *s, int64_t uid, int64_t k, const char *now)
+{
+    sqlite3_stmt *st = global_stmt(s, G_USER_INC);
+    if (st) {
+        sqlite3_bind_int64(st, 1, uid);
+        sqlite3_bind_text(st, 2, now, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, k);
+    }
+    return step_done(st);
+}
+
+static int cmp_uid(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Inside a transaction: one count upsert per distinct user of the n new
+ * notices' uids (sorted here: the user rows are visited in key order)
+ * instead of one per notice. */
+static int count_users_in_tx(sq_store *s, int64_t *uids, size_t n, const char *now)
+{
+    qsort(uids, n, sizeof *uids, cmp_uid);
+    int rc = 0;
+    for (size_t i = 0, j; i < n && !rc; i = j) {
+        for (j = i + 1; j < n && uids[j] == uids[i]; j++)
+            ;
+        rc = count_in_tx(s, uids[i], (int64_t)(j - i), now);
     }
     return rc;
 }
@@ -378,15 +469,25 @@ static int sq_notice_add_many(nf_store *base, const nf_notice *v, size_t n, bool
     sq_store *s = (sq_store *)base;
     char now[24];
     now_text(now);
+    int64_t *uids = malloc(n * sizeof *uids);
+    if (!uids)
+        return SL_ENOMEM;
+    size_t k = 0;
     pthread_mutex_lock(&s->mu);
     int rc = tx(s, G_BEGIN);
-    for (size_t i = 0; i < n && !rc; i++)
-        rc = add_in_tx(s, &v[i], now, &inserted[i]);
+    for (size_t i = 0; i < n && !rc; i++) {
+        rc = insert_in_tx(s, &v[i], now, &inserted[i]);
+        if (inserted[i])
+            uids[k++] = v[i].uid;
+    }
+    if (!rc)
+        rc = count_users_in_tx(s, uids, k, now);
     if (!rc)
         rc = tx(s, G_COMMIT);
     if (rc)
         tx(s, G_ROLLBACK);
     pthread_mutex_unlock(&s->mu);
+    free(uids);
     checkpoint_if_due(s);
     for (size_t i = 0; rc && i < n; i++)
         inserted[i] = false;

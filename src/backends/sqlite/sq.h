@@ -102,6 +102,7 @@ struct sq_req {
     int rc;
     char err[SQ_ERRLEN];
     /* PUBLISH */
+    bool nosync; /* SL_PUBLISH_NO_SYNC: needs no fsync of its own */
     const char *topic;
     sl_msg *const *msgs;
     size_t n;

@@ -200,16 +200,18 @@ static void fail_all(sq_db *d, sq_req *b, int rc, const char *err)
     }
 }
 
-/* With sync=full, only batches that publish or ack pay an fsync: a claim,
- * nack or subscription change lost to a power cut only means a redelivery,
- * and the next synced commit makes the earlier WAL frames durable too. */
+/* With sync=full, only batches that publish or ack synchronously pay an
+ * fsync: a claim, nack, batched ack (ack=batch: its caller did not wait for
+ * it) or subscription change lost to a power cut only means a redelivery,
+ * a SL_PUBLISH_NO_SYNC publish asked for no more, and the next synced
+ * commit makes the earlier WAL frames durable too. */
 static void choose_sync(sq_db *d, const sq_req *batch)
 {
     if (d->o.sync != 0)
         return;
     bool need = false;
     for (const sq_req *r = batch; r && !need; r = r->next)
-        need = r->kind == SQ_PUBLISH || r->kind == SQ_ACK;
+        need = (r->kind == SQ_PUBLISH && !r->nosync) || (r->kind == SQ_ACK && !r->async);
     if (need != d->synced_full) {
         sqlite3_exec(d->db, need ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL", NULL,
                      NULL, NULL);
@@ -336,8 +338,8 @@ static bool batch_full(const sq_db *d)
  * in that batch). */
 static bool linger(sq_db *d, sq_req *own)
 {
-    if (d->o.sync != 0 || own->kind != SQ_PUBLISH || d->commit_ema_us < 200 || batch_full(d) ||
-        d->stop)
+    if (d->o.sync != 0 || own->kind != SQ_PUBLISH || own->nosync || d->commit_ema_us < 200 ||
+        batch_full(d) || d->stop)
         return true;
     int64_t ema = d->commit_ema_us > 5000 ? 5000 : d->commit_ema_us;
     unsigned id = ++d->linger_id;
@@ -362,7 +364,7 @@ static sq_req *take_batch(sq_db *d)
         last = r;
         if (!r->async) {
             d->qsync--;
-            if (r->kind == SQ_PUBLISH) {
+            if (r->kind == SQ_PUBLISH && !r->nosync) { /* only synced ones share a commit */
                 d->qpubs--;
                 pubs++;
             }
@@ -562,7 +564,7 @@ int sq_submit(sq_db *d, sq_req *r)
     if (!async) {
         r->slot = (d->take_gen + 1) & 1; /* the next batch taken */
         d->qsync++;
-        if (r->kind == SQ_PUBLISH) {
+        if (r->kind == SQ_PUBLISH && !r->nosync) {
             size_t about = ++d->qpubs + d->run_pubs;
             if (about > d->pub_seen)
                 d->pub_seen = about;

@@ -118,14 +118,14 @@ static int sq_pub_open(void **impl, sli_url *u, unsigned *features)
 static int sq_publish(void *impl, const char *topic, sl_msg *const *msgs, size_t n,
                       const sl_publish_opts *opts)
 {
-    (void)opts;
     sq_pub *p = impl;
     atomic_fetch_add(&p->inside, 1);
     int rc;
     if (atomic_load(&p->closing)) {
         rc = sli_err(SL_ECLOSED, "sqlite publisher is closed");
     } else {
-        sq_req r = {.kind = SQ_PUBLISH, .topic = topic, .msgs = msgs, .n = n};
+        bool nosync = opts && (opts->flags & SL_PUBLISH_NO_SYNC);
+        sq_req r = {.kind = SQ_PUBLISH, .topic = topic, .msgs = msgs, .n = n, .nosync = nosync};
         rc = sq_submit(p->db, &r);
     }
     atomic_fetch_sub(&p->inside, 1);
