@@ -117,6 +117,15 @@ void bench_ratio_rounds(const char *workload, const double *ours, const double *
 void bench_paired_rounds(unsigned reps, const char *only, bench_side_fn fours, bench_side_fn fpeer,
                          void *ctx, double *ours, double *peer)
 {
+    for (int k = 0; k < 2; k++) {
+        const char *side = k == 0 ? "ours" : "peer";
+        if (only && strcmp(only, side) != 0)
+            continue;
+        char name[96];
+        snprintf(name, sizeof name, "bench_%s_%lld_%d_warm", side, (long long)bench_now_ns(),
+                 (int)getpid());
+        printf("  warm-up %s: %.0f msg/s\n", side, (k == 0 ? fours : fpeer)(name, ctx));
+    }
     for (unsigned i = 0; i < reps; i++) {
         char name[96];
         long long id = (long long)bench_now_ns();

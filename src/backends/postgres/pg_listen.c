@@ -6,7 +6,7 @@
  * After a reconnect it bumps once (notifications sent while it was away are
  * lost; a claim finds what they announced). The same thread keeps the
  * subscriber's private groups alive (heartbeat) and does housekeeping
- * (expired groups, retention) every PG_HK_MS.
+ * (expired groups, retention) every PG_HK_MS, and once more when it stops.
  */
 #include <errno.h>
 #include <poll.h>
@@ -147,6 +147,13 @@ void sli_pg_listener_stop(pg_listener *l)
     ssize_t w = write(l->pipe[1], "x", 1);
     (void)w; /* the flag is set; the byte only cuts the poll short */
     pthread_join(l->thread, NULL);
+    /* One last housekeeping pass: a subscriber that lived less than PG_HK_MS
+     * (a short job, a test, a bench round) would otherwise leave what its
+     * groups acked for the next long-lived one to delete. */
+    char err[PG_ERRLEN];
+    if (l->pc.c && PQstatus(l->pc.c) == CONNECTION_OK &&
+        sli_pg_housekeep(&l->pc, l->holder, l->o.c.retention_ms, err, sizeof err) != 0)
+        sli_log(SL_LOG_DEBUG, "postgres", "housekeeping at close: %s", err);
     close(l->pipe[0]);
     close(l->pipe[1]);
     sli_pg_conn_fini(&l->pc);
