@@ -325,6 +325,20 @@ typedef struct reader {
     bool *match;              /* top-level keys x groups */
 } reader;
 
+/* "a.b" into out (cap bytes), cut as snprintf would: once per key and
+ * spelling of its section, so without printf's machinery. */
+static void join_path(char *out, size_t cap, const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la + lb + 2 > cap) {
+        snprintf(out, cap, "%s.%s", a, b);
+        return;
+    }
+    memcpy(out, a, la);
+    out[la] = '.';
+    memcpy(out + la + 1, b, lb + 1);
+}
+
 /* Group the table's keys and match the n top-level keys against them. */
 static bool match_sections(reader *r, char **top, size_t n)
 {
@@ -446,7 +460,7 @@ static void check_section(reader *r, size_t ti, const char *t, const char *sec)
     for (char **n = names; *n; n++) {
         bool known = known_key(r, ti, *n);
         char path[512];
-        snprintf(path, sizeof path, "%s.%s", t, *n);
+        join_path(path, sizeof path, t, *n);
         if (!known && origin(r, path, o, sizeof o, &line) == FROM_FILE)
             problem_add(r, FROM_FILE, line, "%s: unknown key '%s.%s'", o, t, *n);
     }
@@ -459,24 +473,25 @@ static void check_section(reader *r, size_t ti, const char *t, const char *sec)
  * fails when it has no such key) and the text of the one that wins. */
 static void read_key(reader *r, char **top, const key *k)
 {
-    char path[512], best[512] = "", o[512], bo[512] = "";
+    char path[512], best[512] = "", *bo = NULL; /* bo: best's origin */
     long line, bline = 0;
     int bfrom = -1;
     for (char **t = top; *t; t++) {
         if (!r->match[(size_t)(t - top) * r->ng + r->grp[k - keys]])
             continue;
-        snprintf(path, sizeof path, "%s.%s", *t, k->name);
-        char *s = NULL;
-        if (sl_config_origin(r->cf, path, &s) != 0)
+        join_path(path, sizeof path, *t, k->name);
+        char *o = NULL;
+        if (sl_config_origin(r->cf, path, &o) != 0)
             continue; /* no such key (or out of memory: then the default stays too) */
-        snprintf(o, sizeof o, "%s", s);
-        free(s);
         int from = from_of(r, o, &line);
         if (bfrom < 0 || from < bfrom) {
             bfrom = from;
             bline = line;
-            snprintf(best, sizeof best, "%s", path);
-            snprintf(bo, sizeof bo, "%s", o);
+            memcpy(best, path, strlen(path) + 1);
+            free(bo);
+            bo = o;
+        } else {
+            free(o);
         }
     }
     if (bfrom < 0)
@@ -503,6 +518,7 @@ static void read_key(reader *r, char **top, const key *k)
             problem_add(r, bfrom, bline, "%s: %.*s.%s: %s", bo, sl, best, k->name, why);
     }
     free(raw);
+    free(bo);
 }
 
 /* Every section and key of the file (unknown ones are problems), then every key of the table. */

@@ -356,8 +356,10 @@ json_t *sli_config_lookup(json_t *tree, const char *path)
     char buf[1024];
     if (!*path)
         return tree;
-    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
+    size_t n = strlen(path);
+    if (n >= sizeof buf)
         return NULL; /* no path that long was stored whole */
+    memcpy(buf, path, n + 1);
     json_t *cur = tree;
     for (char *save, *p = strtok_r(buf, ".", &save); p && cur; p = strtok_r(NULL, ".", &save)) {
         if (json_is_array(cur)) {
