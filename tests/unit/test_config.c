@@ -355,6 +355,19 @@ static void reload_runs_callbacks_of_changed_paths(void **state)
     sl_config_free(c);
 }
 
+static void expect_port_shards_tls(sl_config *c, int64_t port, int64_t shards, const char *tls_on)
+{
+    int64_t i;
+    char *raw = NULL;
+    assert_int_equal(sl_config_get_int(c, "web.port", &i), 0);
+    assert_int_equal(i, port);
+    assert_int_equal(sl_config_get_int(c, "store.shards", &i), 0);
+    assert_int_equal(i, shards);
+    assert_int_equal(sl_config_get_raw(c, "web.tls.on", &raw), 0);
+    assert_string_equal(raw, tls_on);
+    free(raw);
+}
+
 /* Every tree shares the defaults: what a file, the environment or a flag
  * changes over them must not reach them (nor an earlier tree), and their
  * values, raw texts and origins come back when the override goes. */
@@ -373,15 +386,7 @@ static void overrides_leave_the_defaults_as_they_were(void **state)
     assert_int_equal(sl_config_add_env(c, "TCFG3"), 0);
     char *argv[] = {"prog", "--web.tls.flag=f"};
     assert_int_equal(sl_config_add_flags(c, 2, argv), 0);
-    int64_t i;
-    char *raw = NULL;
-    assert_int_equal(sl_config_get_int(c, "web.port", &i), 0);
-    assert_int_equal(i, 2);
-    assert_int_equal(sl_config_get_int(c, "store.shards", &i), 0);
-    assert_int_equal(i, 4);
-    assert_int_equal(sl_config_get_raw(c, "web.tls.on", &raw), 0);
-    assert_string_equal(raw, "no");
-    free(raw);
+    expect_port_shards_tls(c, 2, 4, "no");
     expect_str(c, "web.tls.flag", "f");
     expect_str(c, "web.tls.env", "e");
     expect_origin(c, "web.tls.on", "over.yaml:4");
@@ -391,15 +396,10 @@ static void overrides_leave_the_defaults_as_they_were(void **state)
     unsetenv("TCFG3_WEB_TLS_ENV");
     file("over.yaml", "other: 1\n");
     assert_int_equal(sl_config_reload(c), 0);
-    assert_int_equal(sl_config_get_int(c, "web.port", &i), 0);
-    assert_int_equal(i, 1);
-    assert_int_equal(sl_config_get_int(c, "store.shards", &i), 0);
-    assert_int_equal(i, 16);
-    assert_int_equal(sl_config_get_raw(c, "web.tls.on", &raw), 0);
-    assert_string_equal(raw, "yes");
-    free(raw);
+    expect_port_shards_tls(c, 1, 16, "yes");
     expect_origin(c, "web.port", "defaults:2");
     expect_origin(c, "store.shards", "defaults:");
+    char *raw = NULL;
     assert_int_equal(sl_config_get_raw(c, "web.tls.extra", &raw), SL_ENOENT);
     assert_int_equal(sl_config_get_raw(c, "web.tls.env", &raw), SL_ENOENT);
     expect_str(c, "web.tls.flag", "f"); /* flags stay: they are given once */
