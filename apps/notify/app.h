@@ -77,10 +77,6 @@ typedef struct nf_app {
      * read these, not cfg's copies. Set from cfg by nf_app_open. */
     _Atomic int max_body;     /* web.max_body */
     _Atomic int max_failures; /* consumers.max_failures */
-    /* nf_consumers_wait_caught_up: bumped (and waiters woken) each time a
-     * consumer counts a message processed, failed or parked */
-    _Atomic uint32_t settled_seq;
-    _Atomic int settle_waiters;
 } nf_app;
 
 /* Wall clock in milliseconds since the epoch. */
@@ -146,11 +142,6 @@ typedef struct nf_consumers nf_consumers;
 /* Start consumers: topics is a mask, 1 = notify, 2 = read. */
 int nf_consumers_start(nf_app *app, unsigned topics, nf_consumers **out);
 void nf_consumers_stop(nf_consumers *c);
-/* Block (at most timeout_ms) until the consumers of this process have
- * processed, failed or parked as many messages of each topic as this
- * process published (metrics): woken by the consumers as they count each
- * one, not polled. 0, or SL_ETIMEDOUT. Any thread. */
-int nf_consumers_wait_caught_up(nf_app *app, int timeout_ms);
 
 /* ---- live-update events (events.c) ---- */
 /* The consumers' emitter: a thread publishing queued events to

@@ -19,8 +19,6 @@
  */
 #include <errno.h>
 #include <jansson.h>
-#include <limits.h>
-#include <linux/futex.h>
 #include <pthread.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -113,50 +111,6 @@ static int apply_read(nf_app *app, sl_msg *in, json_t *p)
     return 0;
 }
 
-/* After a message was counted processed, failed or parked: wake whoever
- * waits for the consumers to catch up (a load when nobody does). */
-static void note_settled(nf_app *app)
-{
-    atomic_fetch_add(&app->settled_seq, 1);
-    if (atomic_load(&app->settle_waiters))
-        syscall(SYS_futex, (uint32_t *)&app->settled_seq, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
-}
-
-static bool caught_up(nf_app *app)
-{
-    nf_metrics *m = &app->metrics;
-    for (int t = 0; t < 2; t++)
-        if (atomic_load(&m->processed[t]) + atomic_load(&m->failed[t]) + atomic_load(&m->parked[t]) <
-            atomic_load(&m->published[t]))
-            return false;
-    return true;
-}
-
-/* The waiter counts itself before it reads settled_seq and the metrics; a
- * consumer bumps the metrics and settled_seq before it reads the count of
- * waiters: either the consumer wakes it, or it sees the new sequence (its
- * futex wait returns at once) or the metrics. */
-int nf_consumers_wait_caught_up(nf_app *app, int timeout_ms)
-{
-    int64_t end = nf_mono_us() + (int64_t)timeout_ms * 1000;
-    int rc = 0;
-    atomic_fetch_add(&app->settle_waiters, 1);
-    for (;;) {
-        uint32_t seq = atomic_load(&app->settled_seq);
-        if (caught_up(app))
-            break;
-        int64_t left = end - nf_mono_us();
-        if (left <= 0) {
-            rc = SL_ETIMEDOUT;
-            break;
-        }
-        struct timespec ts = {left / 1000000, (left % 1000000) * 1000};
-        syscall(SYS_futex, (uint32_t *)&app->settled_seq, FUTEX_WAIT_PRIVATE, seq, &ts, NULL, 0);
-    }
-    atomic_fetch_sub(&app->settle_waiters, 1);
-    return rc;
-}
-
 /* Count a failure; returns 0 when the message is now parked (ack it). */
 static int record_failure(nf_app *app, sl_msg *in, const char *type, int err)
 {
@@ -172,12 +126,10 @@ static int record_failure(nf_app *app, sl_msg *in, const char *type, int err)
         atomic_fetch_add(&app->metrics.parked[t], 1);
         nf_log(SL_LOG_ERROR, "%s message %s parked after %d failures (last: %s)", type,
                sl_msg_uuid(in), count, sl_strerror(err));
-        note_settled(app);
         return 0;
     }
     nf_log(SL_LOG_WARN, "%s message %s failed (%d so far): %s", type, sl_msg_uuid(in), count,
            sl_errmsg());
-    note_settled(app);
     return err;
 }
 
@@ -210,7 +162,6 @@ static int handle(sl_ctx *ctx, sl_msg *in, sl_msg_list *out, void *user)
     json_decref(p);
     if (rc == 0) {
         atomic_fetch_add(&app->metrics.processed[t], 1);
-        note_settled(app);
         if (sl_msg_deliveries(in) > 1 || sl_msg_meta_get(in, "requeued"))
             nf_store_failed_clear(app->store, sl_msg_uuid(in));
     } else {
@@ -289,8 +240,6 @@ static int handle_notify_batch(sl_ctx *ctx, sl_msg *const *in, size_t n, int *re
         }
         json_decref(docs[j]);
     }
-    if (k && !rc)
-        note_settled(app);
     return 0;
 }
 
