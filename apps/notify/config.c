@@ -99,6 +99,7 @@ static const key keys[] = {
     I("auth", "token_expiry", auth_token_expiry, 1, 10 * 365 * 86400),
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
+_Static_assert(NKEYS <= 256, "reader.grp holds a key's group in a byte");
 
 void nf_config_defaults(nf_config *c)
 {
@@ -175,23 +176,6 @@ static void eb_add(errbuf *eb, const char *fmt, ...)
     } else {
         eb->used = eb->len - 1;
     }
-}
-
-static const key *find_key(const char *section, const char *name)
-{
-    for (size_t i = 0; i < NKEYS; i++)
-        if (!strcasecmp(keys[i].section, section) && !strcmp(keys[i].name, name))
-            return &keys[i];
-    return NULL;
-}
-
-/* The table's spelling of a section named ignoring case, NULL when unknown. */
-static const char *known_section(const char *section)
-{
-    for (size_t i = 0; i < NKEYS; i++)
-        if (!strcasecmp(keys[i].section, section))
-            return keys[i].section;
-    return NULL;
 }
 
 /* Check and store one value; returns NULL or a static description of the problem. */
@@ -321,6 +305,12 @@ typedef struct problem {
     char text[640];
 } problem;
 
+/* Which sections of the config are which of the table's, compared once:
+ * the table's keys fall in groups (runs of one section spelling), and
+ * match[t * ng + g] says whether the config's top-level key t names group
+ * g's section (ignoring case). Comparing every key's section with every
+ * top-level key instead (as each key is read, and as each key of a section
+ * is checked) was most of the time of a read. */
 typedef struct reader {
     sl_config *cf;
     const char *path;
@@ -329,7 +319,61 @@ typedef struct reader {
     problem *p;
     size_t np, cap;
     bool oom;
+    unsigned char grp[NKEYS]; /* the group of each key */
+    size_t gfirst[NKEYS];     /* the first key of each group */
+    size_t ng;
+    bool *match;              /* top-level keys x groups */
 } reader;
+
+/* "a.b" into out (cap bytes), cut as snprintf would: once per key and
+ * spelling of its section, so without printf's machinery. */
+static void join_path(char *out, size_t cap, const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la + lb + 2 > cap) {
+        snprintf(out, cap, "%s.%s", a, b);
+        return;
+    }
+    memcpy(out, a, la);
+    out[la] = '.';
+    memcpy(out + la + 1, b, lb + 1);
+}
+
+/* Group the table's keys and match the n top-level keys against them. */
+static bool match_sections(reader *r, char **top, size_t n)
+{
+    r->ng = 0;
+    for (size_t i = 0; i < NKEYS; i++) {
+        if (!i || strcmp(keys[i].section, keys[i - 1].section))
+            r->gfirst[r->ng++] = i;
+        r->grp[i] = (unsigned char)(r->ng - 1);
+    }
+    r->match = calloc(n * r->ng + 1, sizeof *r->match);
+    if (!r->match)
+        return false;
+    for (size_t t = 0; t < n; t++)
+        for (size_t g = 0; g < r->ng; g++)
+            r->match[t * r->ng + g] = !strcasecmp(top[t], keys[r->gfirst[g]].section);
+    return true;
+}
+
+/* The table's spelling of top-level key t's section, NULL when unknown. */
+static const char *known_section(const reader *r, size_t t)
+{
+    for (size_t g = 0; g < r->ng; g++)
+        if (r->match[t * r->ng + g])
+            return keys[r->gfirst[g]].section;
+    return NULL;
+}
+
+/* Whether the table has key name in top-level key t's section. */
+static bool known_key(const reader *r, size_t t, const char *name)
+{
+    for (size_t i = 0; i < NKEYS; i++)
+        if (r->match[t * r->ng + r->grp[i]] && !strcmp(keys[i].name, name))
+            return true;
+    return false;
+}
 
 static int from_of(const reader *r, const char *origin, long *line)
 {
@@ -391,7 +435,7 @@ static int problem_cmp(const void *a, const void *b)
 }
 
 /* One known section T (spelled as in the tree): a mapping whose keys we know. */
-static void check_section(reader *r, const char *t, const char *sec)
+static void check_section(reader *r, size_t ti, const char *t, const char *sec)
 {
     char o[512];
     long line;
@@ -414,9 +458,9 @@ static void check_section(reader *r, const char *t, const char *sec)
         return;
     }
     for (char **n = names; *n; n++) {
-        bool known = find_key(sec, *n) != NULL;
+        bool known = known_key(r, ti, *n);
         char path[512];
-        snprintf(path, sizeof path, "%s.%s", t, *n);
+        join_path(path, sizeof path, t, *n);
         if (!known && origin(r, path, o, sizeof o, &line) == FROM_FILE)
             problem_add(r, FROM_FILE, line, "%s: unknown key '%s.%s'", o, t, *n);
     }
@@ -424,25 +468,30 @@ static void check_section(reader *r, const char *t, const char *sec)
 }
 
 /* Read key k: from the spelling of its section whose value comes latest
- * (env over file over defaults), checked as the original checked it. */
+ * (env over file over defaults), checked as the original checked it. Two
+ * look-ups of the config per key: the origin of each spelling (which
+ * fails when it has no such key) and the text of the one that wins. */
 static void read_key(reader *r, char **top, const key *k)
 {
-    char path[512], best[512] = "", o[512], bo[512] = "";
+    char path[512], best[512] = "", *bo = NULL; /* bo: best's origin */
     long line, bline = 0;
     int bfrom = -1;
     for (char **t = top; *t; t++) {
-        if (strcasecmp(*t, k->section))
+        if (!r->match[(size_t)(t - top) * r->ng + r->grp[k - keys]])
             continue;
-        snprintf(path, sizeof path, "%s.%s", *t, k->name);
-        sl_config_type ty;
-        if (sl_config_get_type(r->cf, path, &ty) != 0)
-            continue;
-        int from = origin(r, path, o, sizeof o, &line);
+        join_path(path, sizeof path, *t, k->name);
+        char *o = NULL;
+        if (sl_config_origin(r->cf, path, &o) != 0)
+            continue; /* no such key (or out of memory: then the default stays too) */
+        int from = from_of(r, o, &line);
         if (bfrom < 0 || from < bfrom) {
             bfrom = from;
             bline = line;
-            snprintf(best, sizeof best, "%s", path);
-            snprintf(bo, sizeof bo, "%s", o);
+            memcpy(best, path, strlen(path) + 1);
+            free(bo);
+            bo = o;
+        } else {
+            free(o);
         }
     }
     if (bfrom < 0)
@@ -453,11 +502,11 @@ static void read_key(reader *r, char **top, const key *k)
     }
     const char *dot = strrchr(best, '.');
     int sl = (int)(dot - best); /* the section as spelled where the value is */
-    sl_config_type ty;
     char *raw = NULL, why[256];
-    if (sl_config_get_type(r->cf, best, &ty) == 0 && (ty == SL_CONFIG_MAP || ty == SL_CONFIG_LIST)) {
+    int rc = sl_config_get_raw(r->cf, best, &raw);
+    if (rc == SL_EINVAL) { /* a mapping or a list */
         problem_add(r, bfrom, bline, "%s: %.*s.%s: expected a scalar value", bo, sl, best, k->name);
-    } else if (sl_config_get_raw(r->cf, best, &raw) != 0) {
+    } else if (rc != 0) {
         r->oom = true;
     } else if (bfrom != FROM_ENV && k->type != K_STR && !*raw) {
         /* An empty plain scalar ("password:") is the empty string. */
@@ -469,27 +518,31 @@ static void read_key(reader *r, char **top, const key *k)
             problem_add(r, bfrom, bline, "%s: %.*s.%s: %s", bo, sl, best, k->name, why);
     }
     free(raw);
+    free(bo);
 }
 
 /* Every section and key of the file (unknown ones are problems), then every key of the table. */
 static void read_all(reader *r)
 {
     char **top = NULL;
-    if (sl_config_keys(r->cf, "", &top, NULL) != 0) {
+    size_t ntop = 0;
+    if (sl_config_keys(r->cf, "", &top, &ntop) != 0 || !match_sections(r, top, ntop)) {
+        free(top);
         r->oom = true;
         return;
     }
-    for (char **t = top; *t; t++) {
-        const char *sec = known_section(*t);
+    for (size_t t = 0; t < ntop; t++) {
+        const char *sec = known_section(r, t);
         char o[512];
         long line;
         if (sec)
-            check_section(r, *t, sec);
-        else if (origin(r, *t, o, sizeof o, &line) == FROM_FILE)
-            problem_add(r, FROM_FILE, line, "%s: unknown section '%s'", o, *t);
+            check_section(r, t, top[t], sec);
+        else if (origin(r, top[t], o, sizeof o, &line) == FROM_FILE)
+            problem_add(r, FROM_FILE, line, "%s: unknown section '%s'", o, top[t]);
     }
     for (size_t i = 0; i < NKEYS; i++)
         read_key(r, top, &keys[i]);
+    free(r->match);
     free(top);
 }
 

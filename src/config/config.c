@@ -4,6 +4,15 @@
  * mapping below it) and reload with change callbacks. A reload builds a
  * new tree from every source and swaps it in only when all of them read
  * well. The getters are in config_get.c.
+ *
+ * Trees share what they do not change: the defaults (parsed once, when
+ * added) go into every tree built by reference, not as a copy, and their
+ * origins and raw texts stay in their own maps, looked up after the tree's
+ * own (c->base). A mapping is copied (shallow) only when a later source
+ * changes something in it, and only if another tree holds it too
+ * (sli_config_own). A reload over defaults of n keys thus costs what the
+ * other sources hold, not a copy of n values, origins and texts; the
+ * notification service reloads on every change of its file.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -29,6 +38,7 @@ int sl_config_new(sl_config **out)
     c->tree = json_object();
     c->origins = json_object();
     c->raws = json_object();
+    c->base = json_array();
     c->ifd = c->stopfd = -1;
     *out = c;
     return 0;
@@ -54,25 +64,39 @@ void sl_config_free(sl_config *c)
     json_decref(c->tree);
     json_decref(c->origins);
     json_decref(c->raws);
+    json_decref(c->base);
     pthread_mutex_destroy(&c->mu);
     pthread_mutex_destroy(&c->reload_mu);
     free(c);
 }
 
-/* Deep merge src into dst: objects merge, anything else replaces, but an
- * empty value ("section:" with nothing under it) keeps a mapping below. */
-static void merge(json_t *dst, json_t *src)
+json_t *sli_config_own(json_t *parent, const char *k, json_t *child)
+{
+    if (child->refcount <= 1)
+        return child; /* ours alone */
+    json_t *copy = json_copy(child);
+    return copy && json_object_set_new(parent, k, copy) == 0 ? copy : NULL;
+}
+
+/* Deep merge src into dst (dst's own, src's values shared): objects
+ * merge, anything else replaces, but an empty value ("section:" with
+ * nothing under it) keeps a mapping below. */
+static int merge(json_t *dst, json_t *src)
 {
     const char *k;
     json_t *v;
     json_object_foreach(src, k, v)
     {
         json_t *d = json_object_get(dst, k);
+        int rc = 0;
         if (json_is_object(d) && json_is_object(v))
-            merge(d, v);
+            rc = (d = sli_config_own(dst, k, d)) ? merge(d, v) : SL_ENOMEM;
         else if (!(json_is_object(d) && json_is_null(v)))
-            json_object_set(dst, k, v);
+            rc = json_object_set(dst, k, v) ? SL_ENOMEM : 0;
+        if (rc)
+            return rc;
     }
+    return 0;
 }
 
 /* Set a string leaf at dotted path (creating objects on the way). */
@@ -89,10 +113,15 @@ void sli_config_set_path(json_t *tree, const char *path, const char *value)
             return;
         }
         json_t *child = json_object_get(cur, part);
-        if (!json_is_object(child)) {
+        if (json_is_object(child)) {
+            child = sli_config_own(cur, part, child);
+        } else {
             child = json_object();
-            json_object_set_new(cur, part, child);
+            if (json_object_set_new(cur, part, child) != 0)
+                child = NULL;
         }
+        if (!child)
+            return; /* out of memory */
         cur = child;
         part = next;
     }
@@ -237,15 +266,20 @@ static void load_env(const char *prefix, json_t *tree, json_t *origins)
     }
 }
 
-static int apply(const sli_src *s, json_t *tree, json_t *origins, json_t *raws)
+/* A tree with its origins and raw texts, and the defaults' [tree, origins,
+ * raws] under them (base, lowest first). */
+typedef struct built {
+    json_t *tree, *origins, *raws, *base;
+} built;
+
+static int apply(const sli_src *s, built *b)
 {
-    json_t *t = NULL;
+    json_t *t = NULL, *tree = b->tree, *origins = b->origins, *raws = b->raws;
     int rc = 0;
     switch (s->kind) {
-    case SRC_DEFAULTS: /* parsed once when added: a copy, as merge shares what it takes */
-        t = json_deep_copy(json_array_get(s->parsed, 0));
-        if (!t || json_object_update(origins, json_array_get(s->parsed, 1)) ||
-            json_object_update(raws, json_array_get(s->parsed, 2)))
+    case SRC_DEFAULTS: /* parsed once when added: shared, never changed (merge) */
+        t = json_incref(json_array_get(s->parsed, 0));
+        if (!t || json_array_append(b->base, s->parsed))
             rc = sli_err(SL_ENOMEM, "config: out of memory");
         break;
     case SRC_FILE:
@@ -273,34 +307,35 @@ static int apply(const sli_src *s, json_t *tree, json_t *origins, json_t *raws)
         return sli_err(SL_ENOTSUP, "config: built without etcd");
 #endif
     }
-    if (rc == 0)
-        merge(tree, t);
+    if (rc == 0 && merge(tree, t))
+        rc = sli_err(SL_ENOMEM, "config: out of memory");
     json_decref(t);
     return rc;
 }
-
-/* A tree with its origins and raw texts. */
-typedef struct built {
-    json_t *tree, *origins, *raws;
-} built;
 
 static void built_free(built *b)
 {
     json_decref(b->tree);
     json_decref(b->origins);
     json_decref(b->raws);
+    json_decref(b->base);
+}
+
+static bool built_ok(const built *b)
+{
+    return b->tree && b->origins && b->raws && b->base;
 }
 
 /* Build the tree of sources plus extra (not yet added), defaults first. */
 static int build(sl_config *c, const sli_src *extra, built *b)
 {
-    *b = (built){json_object(), json_object(), json_object()};
-    int rc = 0;
+    *b = (built){json_object(), json_object(), json_object(), json_array()};
+    int rc = built_ok(b) ? 0 : sli_err(SL_ENOMEM, "config: out of memory");
     for (int pass = 0; pass < 2 && rc == 0; pass++) {
         for (size_t i = 0; i <= c->nsrc && rc == 0; i++) {
             const sli_src *s = i < c->nsrc ? &c->src[i] : extra;
             if (s && (s->kind == SRC_DEFAULTS) == (pass == 0))
-                rc = apply(s, b->tree, b->origins, b->raws);
+                rc = apply(s, b);
         }
     }
     if (rc < 0)
@@ -308,13 +343,23 @@ static int build(sl_config *c, const sli_src *extra, built *b)
     return rc;
 }
 
+const char *sli_config_text_of(sl_config *c, int which, const char *path)
+{
+    json_t *j = json_object_get(which ? c->raws : c->origins, path);
+    for (size_t i = json_array_size(c->base); !j && i > 0; i--)
+        j = json_object_get(json_array_get(json_array_get(c->base, i - 1), 1 + which), path);
+    return json_string_value(j);
+}
+
 json_t *sli_config_lookup(json_t *tree, const char *path)
 {
     char buf[1024];
     if (!*path)
         return tree;
-    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
+    size_t n = strlen(path);
+    if (n >= sizeof buf)
         return NULL; /* no path that long was stored whole */
+    memcpy(buf, path, n + 1);
     json_t *cur = tree;
     for (char *save, *p = strtok_r(buf, ".", &save); p && cur; p = strtok_r(NULL, ".", &save)) {
         if (json_is_array(cur)) {
@@ -339,10 +384,11 @@ static void swap_and_notify(sl_config *c, built *b)
 {
     pthread_mutex_lock(&c->mu);
     json_t *old = c->tree, *tree = b->tree;
-    built prev = {c->tree, c->origins, c->raws};
+    built prev = {c->tree, c->origins, c->raws, c->base};
     c->tree = b->tree;
     c->origins = b->origins;
     c->raws = b->raws;
+    c->base = b->base;
     fired *f = calloc(c->nw ? c->nw : 1, sizeof *f);
     size_t nf = 0;
     for (size_t i = 0; f && i < c->nw; i++) {
@@ -363,14 +409,14 @@ static void swap_and_notify(sl_config *c, built *b)
 
 /* The tree in force plus s, which goes last: a copy of the tree with s
  * applied, the same as building every source again without reading each
- * one once more (adding n sources read the first n times). */
+ * one once more (adding n sources read the first n times). The copies are
+ * shallow: what s changes is copied then (sli_config_own). */
 static int build_on(sl_config *c, const sli_src *s, built *b)
 {
     pthread_mutex_lock(&c->mu);
-    *b = (built){json_deep_copy(c->tree), json_deep_copy(c->origins), json_deep_copy(c->raws)};
+    *b = (built){json_copy(c->tree), json_copy(c->origins), json_copy(c->raws), json_copy(c->base)};
     pthread_mutex_unlock(&c->mu);
-    int rc = b->tree && b->origins && b->raws ? apply(s, b->tree, b->origins, b->raws)
-                                               : sli_err(SL_ENOMEM, "config: out of memory");
+    int rc = built_ok(b) ? apply(s, b) : sli_err(SL_ENOMEM, "config: out of memory");
     if (rc < 0)
         built_free(b);
     return rc;

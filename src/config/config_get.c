@@ -14,6 +14,17 @@
 
 #include "config/config_int.h"
 
+/* src into dst (cap bytes), cut if it must be: what snprintf("%s") does,
+ * without its formatting machinery (every getter copies an origin). */
+static void copy_text(char *dst, size_t cap, const char *src)
+{
+    size_t n = strlen(src);
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
 /* A copy of the value at path in *v (NULL: ENOENT unless with_null keeps a
  * null), or only its type in *ty when v is NULL (no copy of a whole section
  * to learn it is one); its origin text and, when raw is given, the text it
@@ -26,17 +37,17 @@ static int get(sl_config *c, const char *path, bool with_null, json_t **v, json_
         return sli_err(SL_EINVAL, "config: NULL or empty path");
     pthread_mutex_lock(&c->mu);
     json_t *j = sli_config_lookup(c->tree, path);
-    const char *o = json_string_value(json_object_get(c->origins, path));
+    const char *o = sli_config_text_of(c, 0, path);
     bool missing = !j || (json_is_null(j) && !with_null); /* j dies with the tree: decide under the lock */
     if (!missing && v)
         copy = json_deep_copy(j);
     else if (!missing && ty)
         *ty = json_typeof(j);
-    snprintf(origin, cap, "%s", o ? o : "defaults");
+    copy_text(origin, cap, o ? o : "defaults");
     if (raw && !missing) {
         /* a string is its own text; other scalars come from YAML, which kept theirs */
         const char *r = json_is_string(j) ? json_string_value(j)
-                                          : json_string_value(json_object_get(c->raws, path));
+                                          : sli_config_text_of(c, 1, path);
         *raw = r ? strdup(r) : json_dumps(j, JSON_ENCODE_ANY | JSON_COMPACT);
     }
     pthread_mutex_unlock(&c->mu);
@@ -243,9 +254,9 @@ int sl_config_keys(sl_config *c, const char *path, char ***out, size_t *n)
         return sli_err(SL_EINVAL, "config: NULL argument to sl_config_keys");
     pthread_mutex_lock(&c->mu);
     json_t *j = sli_config_lookup(c->tree, path);
-    const char *o = json_string_value(json_object_get(c->origins, path));
+    const char *o = sli_config_text_of(c, 0, path);
     char origin[600], *txt = NULL;
-    snprintf(origin, sizeof origin, "%s", o ? o : "defaults");
+    copy_text(origin, sizeof origin, o ? o : "defaults");
     size_t count = 0;
     char **names = NULL;
     int rc = 0;

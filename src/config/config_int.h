@@ -38,6 +38,8 @@ struct sl_config {
     json_t *tree;              /* the merged values */
     json_t *origins;           /* dotted path -> "file:line", "env NAME", ... */
     json_t *raws;              /* dotted path -> text of a YAML scalar typed non-string */
+    json_t *base;              /* the defaults' own [origins, raws] under those two, lowest
+                                * first: looked up, never copied (sli_config_origin_of) */
     sli_src *src;
     size_t nsrc;
     sli_watcher *w;
@@ -62,8 +64,20 @@ void sli_config_watch_stop(sl_config *c);
  * index), borrowed; NULL when missing. */
 json_t *sli_config_lookup(json_t *tree, const char *path);
 
-/* Set a string leaf at dotted path, creating objects on the way. */
+/* Set a string leaf at dotted path, creating objects on the way (copying
+ * any it changes that another tree shares: sli_config_own). */
 void sli_config_set_path(json_t *tree, const char *path, const char *value);
+
+/* The child k of object parent, made its own first: a mapping shared with
+ * another tree (the defaults' parsed tree, the tree in force) is replaced
+ * by a shallow copy of it, so that changing it changes no other tree.
+ * Borrowed; NULL when out of memory. */
+json_t *sli_config_own(json_t *parent, const char *k, json_t *child);
+
+/* The text at path in the map "origins" (which = 0) or "raws" (1) of the
+ * tree in force: its own entry, else the defaults' (c->base). Under c->mu;
+ * borrowed until the tree is swapped. */
+const char *sli_config_text_of(sl_config *c, int which, const char *path);
 
 /* config_etcd.c: open (checks the server answers), free, the poll
  * interval, load every key under the prefix into tree/origins (recording

@@ -168,11 +168,15 @@ static bool answer_done(const fz_answer *a)
     size_t head = (size_t)(end - a->head) + 4;
     if (answer_stream(a))
         return true;
-    for (const char *p = a->head; p < end; p++) {
-        if ((p == a->head || p[-1] == '\n') && !strncasecmp(p, "Content-Length:", 15))
+    for (const char *p = a->head; p < end;) { /* each line of the head */
+        if (!strncasecmp(p, "Content-Length:", 15))
             return a->total - head >= strtoull(p + 15, NULL, 10);
-        if ((p == a->head || p[-1] == '\n') && !strncasecmp(p, "Transfer-Encoding: chunked", 26))
+        if (!strncasecmp(p, "Transfer-Encoding: chunked", 26))
             return a->total - head >= 5 && !memcmp(a->tail, "0\r\n\r\n", 5);
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        if (!nl)
+            break;
+        p = nl + 1;
     }
     return false;
 }

@@ -355,6 +355,62 @@ static void reload_runs_callbacks_of_changed_paths(void **state)
     sl_config_free(c);
 }
 
+static void expect_port_shards_tls(sl_config *c, int64_t port, int64_t shards, const char *tls_on)
+{
+    int64_t i;
+    char *raw = NULL;
+    assert_int_equal(sl_config_get_int(c, "web.port", &i), 0);
+    assert_int_equal(i, port);
+    assert_int_equal(sl_config_get_int(c, "store.shards", &i), 0);
+    assert_int_equal(i, shards);
+    assert_int_equal(sl_config_get_raw(c, "web.tls.on", &raw), 0);
+    assert_string_equal(raw, tls_on);
+    free(raw);
+}
+
+/* Every tree shares the defaults: what a file, the environment or a flag
+ * changes over them must not reach them (nor an earlier tree), and their
+ * values, raw texts and origins come back when the override goes. */
+static void overrides_leave_the_defaults_as_they_were(void **state)
+{
+    (void)state;
+    sl_config *c;
+    assert_int_equal(sl_config_new(&c), 0);
+    assert_int_equal(sl_config_add_defaults(c, "web:\n  port: 1\n  tls:\n    on: yes\n"
+                                               "store:\n  shards: 16\n"),
+                     0);
+    const char *p = file("over.yaml", "web:\n  port: 2\n  tls:\n    on: no\n    extra: 1\n");
+    assert_int_equal(sl_config_add_file(c, p), 0);
+    setenv("TCFG3_STORE_SHARDS", "4", 1);
+    setenv("TCFG3_WEB_TLS_ENV", "e", 1);
+    assert_int_equal(sl_config_add_env(c, "TCFG3"), 0);
+    char *argv[] = {"prog", "--web.tls.flag=f"};
+    assert_int_equal(sl_config_add_flags(c, 2, argv), 0);
+    expect_port_shards_tls(c, 2, 4, "no");
+    expect_str(c, "web.tls.flag", "f");
+    expect_str(c, "web.tls.env", "e");
+    expect_origin(c, "web.tls.on", "over.yaml:4");
+    expect_origin(c, "store.shards", "env TCFG3_STORE_SHARDS");
+    /* the overrides go: the defaults are what they were */
+    unsetenv("TCFG3_STORE_SHARDS");
+    unsetenv("TCFG3_WEB_TLS_ENV");
+    file("over.yaml", "other: 1\n");
+    assert_int_equal(sl_config_reload(c), 0);
+    expect_port_shards_tls(c, 1, 16, "yes");
+    expect_origin(c, "web.port", "defaults:2");
+    expect_origin(c, "store.shards", "defaults:");
+    char *raw = NULL;
+    assert_int_equal(sl_config_get_raw(c, "web.tls.extra", &raw), SL_ENOENT);
+    assert_int_equal(sl_config_get_raw(c, "web.tls.env", &raw), SL_ENOENT);
+    expect_str(c, "web.tls.flag", "f"); /* flags stay: they are given once */
+    char **keys = NULL;
+    size_t n = 0;
+    assert_int_equal(sl_config_keys(c, "web.tls", &keys, &n), 0);
+    assert_int_equal(n, 2); /* on, flag */
+    free(keys);
+    sl_config_free(c);
+}
+
 static bool wait_port(sl_config *c, hits *h, int calls, int64_t want)
 {
     int64_t end = tl_now_ms() + 10000, i = -1;
@@ -414,6 +470,7 @@ int main(void)
         cmocka_unit_test(bad_files_are_refused_with_file_and_line),
         cmocka_unit_test(keys_types_raw_text_and_any_file_name),
         cmocka_unit_test(reload_runs_callbacks_of_changed_paths),
+        cmocka_unit_test(overrides_leave_the_defaults_as_they_were),
         cmocka_unit_test(watched_file_reloads_by_itself),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
