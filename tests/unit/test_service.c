@@ -200,7 +200,7 @@ static void metadata_and_deadline_reach_the_handler(void **state)
     json_t *j = json_loads(sl_response_body(r, NULL), 0, NULL);
     assert_string_equal(json_string_value(json_object_get(j, "user")), "bob");
     json_int_t left = json_integer_value(json_object_get(j, "left"));
-    assert_true(left > 0 && left <= 4000);
+    assert_in_range(left, 1, 4000);
     json_decref(j);
     sl_response_free(r);
 
@@ -502,7 +502,10 @@ static void grpc_services_are_found_and_called(void **state)
     json_t *j = json_loads(sl_response_body(resp, NULL), 0, NULL);
     assert_string_equal(json_string_value(json_object_get(j, "user")), "carol");
     json_int_t left = json_integer_value(json_object_get(j, "left"));
-    assert_true(left > 0 && left <= 4000);
+    /* gRPC's grpc-timeout header carries 1-10 s in units of 10 ms, rounded
+     * up, from a clock it caches per call batch: the handler saw 4008 ms of
+     * a 4000 ms call now and then; 20 ms over is rounding, more is not */
+    assert_in_range(left, 1, 4020);
     json_decref(j);
     assert_int_equal(sl_response_status(resp), 200);
     sl_response_free(resp);
