@@ -57,7 +57,7 @@
     ".bell.err{color:#c22}",
     ".badge{position:absolute;top:-3px;right:-3px;min-width:18px;height:18px;padding:0 5px;box-sizing:border-box;",
     "border-radius:9px;background:#d33;color:#fff;font:600 11px/18px system-ui,sans-serif;text-align:center}",
-    ".badge[hidden],.pop[hidden],.more[hidden],.err[hidden],.empty[hidden]{display:none}",
+    ".badge[hidden],.pop[hidden],.more[hidden],.alert[hidden],.empty[hidden]{display:none}",
     ".pop{position:absolute;width:340px;max-width:calc(100vw - 24px);background:#fff;border:1px solid #dde1ea;",
     "border-radius:10px;box-shadow:0 8px 28px rgba(0,0,0,.18);overflow:hidden;text-align:left}",
     ".pop.down{top:48px}.pop.up{bottom:48px}.pop.right{right:0}.pop.left{left:0}",
@@ -75,7 +75,7 @@
     ".body{flex:1;min-width:0;white-space:pre-wrap;word-break:break-word}",
     ".meta{display:block;font-size:11px;color:#8a91a1;margin-top:2px}",
     ".empty{padding:22px 12px;text-align:center;color:#8a91a1}",
-    ".err{padding:8px 12px;background:#fdecec;color:#a11;font-size:12px}",
+    ".alert{padding:8px 12px;background:#fdecec;color:#a11;font-size:12px}",
     ".more{all:unset;display:block;width:100%;box-sizing:border-box;padding:9px;text-align:center;",
     "color:#2f6fed;cursor:pointer;font-size:13px}",
   ].join("");
@@ -101,7 +101,7 @@
     '<span class="badge" hidden>0</span></button>' +
     '<div class="pop" role="dialog" hidden><div class="head"><span class="title"></span>' +
     '<span class="status">offline</span><button class="link all" type="button">Mark all read</button></div>' +
-    '<div class="err" role="alert" hidden></div><ul class="list"></ul><div class="empty">No notifications</div>' +
+    '<div class="alert" role="alert" hidden></div><ul class="list"></ul><div class="empty">No notifications</div>' +
     '<button class="more" type="button" hidden>Load more</button></div></div>';
   var $ = function (sel) { return root.querySelector(sel); };
   $(".title").textContent = ds.title || "Notifications";
@@ -133,8 +133,8 @@
 
   function showError(e) {
     var m = e ? (e.status === 401 ? "sign-in refused: " : "") + e.message : "";
-    $(".err").textContent = m;
-    $(".err").hidden = !m;
+    $(".alert").textContent = m; /* not ".err": the bell wears that class while in error */
+    $(".alert").hidden = !m;
     $(".bell").classList.toggle("err", !!m);
     $(".bell").title = m;
   }

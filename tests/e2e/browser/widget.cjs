@@ -342,8 +342,10 @@ async function refused(ctx) {
   await step("a refused token shows the error on the widget, no notices", async () => {
     await page.goto(env("SITE_URL") + "/forged.html");
     await waitWidget(page, "return root.querySelector('.bell').classList.contains('err');");
-    const msg = await inWidget(page, "return root.querySelector('.err').textContent;");
+    const msg = await inWidget(page, "return root.querySelector('.alert').textContent;");
     check(/refused/.test(msg), `error text '${msg}'`);
+    check(await inWidget(page, "return root.querySelector('.bell svg') !== null && root.querySelector('.bell .badge') !== null;"),
+      "the bell lost its icon or badge to the error text");
     check(await inWidget(page, "return root.querySelectorAll('.list .item').length;") === 0, "items shown");
   });
   await page.close();
@@ -353,7 +355,7 @@ async function refused(ctx) {
   await step("a page of an origin service A does not list gets nothing (CORS)", async () => {
     await page.goto(env("SITE_URL_UNLISTED") + "/elsewhere.html");
     await waitWidget(page, "return root.querySelector('.bell').classList.contains('err');");
-    const msg = await inWidget(page, "return root.querySelector('.err').textContent;");
+    const msg = await inWidget(page, "return root.querySelector('.alert').textContent;");
     check(/cannot reach/.test(msg), `error text '${msg}'`);
     check(await inWidget(page, "return root.querySelectorAll('.list .item').length;") === 0, "items shown");
   });
