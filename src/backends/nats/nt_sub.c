@@ -481,8 +481,10 @@ static natsStatus js_add_by_time(nt_sub *s, const jsConsumerConfig *cc, jsErrCod
     natsMsg *reply = NULL;
     natsStatus st = natsConnection_RequestString(&reply, s->c->nc, subj, body, s->o.timeout);
     free(body);
-    if (st != NATS_OK)
+    if (st != NATS_OK) {
+        snprintf(why, whylen, "%s", natsStatus_GetText(st));
         return st;
+    }
     json_t *r = json_loadb(natsMsg_GetData(reply), (size_t)natsMsg_GetDataLength(reply), 0, NULL);
     json_t *err = json_object_get(r, "error");
     if (!r) {
