@@ -138,7 +138,18 @@ spawn() {
   # pipes) so nobody waits on the server's copy of them.
   setsid bash -c 'for f in /proc/self/fd/*; do n=${f##*/}; [ "$n" -gt 2 ] && eval "exec $n>&-"; done
     exec "$@"' sl-spawn "$@" </dev/null >>"$log" 2>&1 &
-  echo $! >"$pidf"
+  local pid=$! self c i
+  echo "$pid" >"$pidf"
+  # Until the forked child execs, its command line is this script's, which
+  # alive() would not take for the server (a loaded machine can leave the
+  # child unscheduled that long, and "exited while starting" followed):
+  # wait for the exec, bounded.
+  self=$(tr '\0' ' ' <"/proc/$$/cmdline")
+  for ((i = 0; i < 100; i++)); do
+    c=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || break
+    [ "$c" != "$self" ] && break
+    sleep 0.05
+  done
 }
 
 # wait_until PIDFILE PATTERN LOG WHAT CHECK...: poll CHECK until it succeeds,
