@@ -87,6 +87,9 @@ need_pkgs() { # install the Debian packages among "$@" that are missing
   [ $ok -eq 0 ] || die "cannot install ${missing[*]}"
 }
 
+# cmdline PID: the process's command line, arguments joined by spaces.
+cmdline() { tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null; }
+
 # alive PIDFILE PATTERN: the recorded PID runs a program whose command line
 # matches PATTERN (so a recycled PID is never mistaken for ours).
 alive() {
@@ -101,7 +104,7 @@ alive() {
   # only a zombie (whose cmdline stays empty) or 5 s of it end the wait.
   local cmd i state
   for ((i = 0; i < 100; i++)); do
-    cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)
+    cmd=$(cmdline "$pid")
     [ -n "$cmd" ] && break
     state=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null) || return 1
     [ "${state%% *}" = Z ] && return 1
@@ -144,9 +147,9 @@ spawn() {
   # alive() would not take for the server (a loaded machine can leave the
   # child unscheduled that long, and "exited while starting" followed):
   # wait for the exec, bounded.
-  self=$(tr '\0' ' ' <"/proc/$$/cmdline")
+  self=$(cmdline $$)
   for ((i = 0; i < 100; i++)); do
-    c=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || break
+    c=$(cmdline "$pid") || break
     [ "$c" != "$self" ] && break
     sleep 0.05
   done
