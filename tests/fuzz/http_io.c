@@ -146,6 +146,7 @@ typedef struct fz_answer {
     size_t kept, total;
     char tail[5];    /* the last bytes (the end of a chunked body) */
     bool closed;     /* the server closed its side */
+    bool bodiless;   /* the request is a HEAD: its answer ends with the head */
 } fz_answer;
 
 /* Whether a's head announces a stream (SSE, ndjson: it ends only when its
@@ -158,15 +159,17 @@ static bool answer_stream(const fz_answer *a)
 }
 
 /* Whether a has one whole answer: by Content-Length, by the end of a
- * chunked body, or a stream's head. A bodiless answer (HEAD, 1xx, 204,
- * 304) goes by close. */
+ * chunked body, a stream's head, or the head of the answer to a HEAD
+ * (which announces a length but sends no body: waiting for it cost two idle
+ * waits per HEAD input, most of the target's wall time). Another bodiless
+ * answer (1xx, 204, 304) goes by close. */
 static bool answer_done(const fz_answer *a)
 {
     const char *end = memmem(a->head, a->kept, "\r\n\r\n", 4);
     if (!end)
         return false;
     size_t head = (size_t)(end - a->head) + 4;
-    if (answer_stream(a))
+    if (a->bodiless || answer_stream(a))
         return true;
     for (const char *p = a->head; p < end;) { /* each line of the head */
         if (!strncasecmp(p, "Content-Length:", 15))
@@ -296,6 +299,7 @@ long fz_mhd_exchange(struct MHD_Daemon *d, const uint8_t *data, size_t n, char *
     a.head[0] = 0;
     a.kept = a.total = 0;
     a.closed = false;
+    a.bodiless = n >= 5 && !memcmp(data, "HEAD ", 5); /* methods are case-sensitive */
     memset(a.tail, 0, sizeof a.tail);
     /* A daemon with threads of its own (one per connection) runs the
      * request by itself: this thread only waits for the answer. */
