@@ -187,11 +187,17 @@ void nf_publisher_drain(nf_publisher *p, int deadline_ms);
 void nf_publisher_free(nf_publisher *p);
 /* Queue payload for topic as message id (NULL: a fresh UUIDv7) and defer
  * the answer: the connection is suspended until the queue has it, then
- * answered with data = echo (an object, borrowed; NULL: {}) plus "id", or
- * 503 with the request in the topic's retry log. Any failure before that
- * is answered the same way. */
-void nf_publish_deferred(nf_req *q, nf_resp *r, const char *topic, json_t *payload, json_t *echo,
+ * answered with data = echo plus "id", or 503 with the request in the
+ * topic's retry log. Any failure before that is answered the same way.
+ * payload and echo are compact JSON object texts, malloc'd and taken (NULL:
+ * out of memory, answered 503). On mem:// (no waiting) it answers at once. */
+void nf_publish_deferred(nf_req *q, nf_resp *r, const char *topic, char *payload, char *echo,
                          const char *id);
+/* s as a JSON string literal, quotes included, escaped as jansson writes
+ * it (s is valid UTF-8: kept as it is); malloc'd, NULL when out of memory. */
+char *nf_json_quote(const char *s);
+/* printf into a malloc'd text; NULL when out of memory. */
+char *nf_textf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* The HTTP server (server.c). app->hub must exist (nf_hub_new) before the
  * consumers start and outlive them; nf_server_stop ends the streams but

@@ -102,22 +102,24 @@ static void answer_refused(nf_app *app, int t, const char *request, int status, 
         nf_resp_fail(r, 503, "queue unavailable (%s); request logged for retry", sl_strerror(status));
 }
 
+/* echo (compact JSON object text; NULL: {}) with "id":id spliced in
+ * before its closing brace: "{...}" -> "{...,"id":ID}", "{}" ->
+ * "{"id":ID}". Malloc'd; NULL when out of memory. */
+static char *with_id(const char *echo, const char *id)
+{
+    char *idj = nf_json_quote(id);
+    const char *e = echo && echo[0] == '{' ? echo : "{}";
+    size_t elen = strlen(e);
+    char *data = idj ? nf_textf("%.*s%s\"id\":%s}", (int)(elen - 1), e, elen > 2 ? "," : "", idj) : NULL;
+    free(idj);
+    return data;
+}
+
 /* {"code":10000,...,"data":<echo with "id" added>} in cc->done, on the
- * publisher thread. echo is compact JSON object text (json_dumps), so the
- * id member is spliced in before its closing brace rather than parsing it
- * back into an object. */
+ * publisher thread. */
 static void answer_ok(nf_conn *cc)
 {
-    json_t *id = json_string(cc->id);
-    char *idj = id ? json_dumps(id, JSON_ENCODE_ANY) : NULL;
-    json_decref(id);
-    const char *e = cc->echo && cc->echo[0] == '{' ? cc->echo : "{}";
-    size_t elen = strlen(e);
-    char *data = idj ? malloc(elen + strlen(idj) + 8) : NULL;
-    if (data) /* "{...}" -> "{...,"id":ID}", "{}" -> "{"id":ID}" */
-        snprintf(data, elen + strlen(idj) + 8, "%.*s%s\"id\":%s}", (int)(elen - 1), e, elen > 2 ? "," : "", idj);
-    free(idj);
-    nf_resp_ok_text(&cc->done, data);
+    nf_resp_ok_text(&cc->done, with_id(cc->echo, cc->id));
 }
 
 /* The outcome of one deferred publish: answer, then resume. After the
@@ -140,7 +142,7 @@ static void answer_published(nf_conn *cc, nf_app *app, int status)
 
 /* mem://: publish m on this thread without waiting and fill r. Returns
  * SL_EAGAIN (r untouched) when the queue is full: the caller defers. */
-static int publish_inline(nf_app *app, int t, sl_msg *m, const char *request, json_t *echo, nf_resp *r)
+static int publish_inline(nf_app *app, int t, sl_msg *m, const char *request, const char *echo, nf_resp *r)
 {
     sl_publish_opts o;
     sl_publish_opts_init(&o);
@@ -155,11 +157,7 @@ static int publish_inline(nf_app *app, int t, sl_msg *m, const char *request, js
         return 0;
     }
     atomic_fetch_add(&app->metrics.published[t], 1);
-    /* echo is the route's, used no further: it becomes the answer's data */
-    json_t *data = echo ? json_incref(echo) : json_object();
-    if (data)
-        json_object_set_new(data, "id", json_string(sl_msg_uuid(m)));
-    nf_resp_ok(r, data);
+    nf_resp_ok_text(r, with_id(echo, sl_msg_uuid(m)));
     return 0;
 }
 
@@ -171,7 +169,7 @@ static void on_result(void *ctx, sl_msg *msg, int status)
     answer_published(cc, p->app, status);
 }
 
-void nf_publish_deferred(nf_req *q, nf_resp *r, const char *topic, json_t *payload, json_t *echo,
+void nf_publish_deferred(nf_req *q, nf_resp *r, const char *topic, char *payload, char *echo,
                          const char *id)
 {
     nf_conn *cc = q->cc;
@@ -179,26 +177,26 @@ void nf_publish_deferred(nf_req *q, nf_resp *r, const char *topic, json_t *paylo
     cc->topic = nf_topic_index(topic);
     if (p->inline_ok) {
         sl_msg *m = NULL;
-        char *text = json_dumps(payload, JSON_COMPACT);
-        int rc = text ? nf_app_message(id && id[0] ? id : NULL, text, false, &m) : SL_ENOMEM;
+        int rc = payload && echo ? nf_app_message(id && id[0] ? id : NULL, payload, false, &m) : SL_ENOMEM;
         if (!rc) {
-            rc = publish_inline(q->app, cc->topic, m, text, echo, r);
+            rc = publish_inline(q->app, cc->topic, m, payload, echo, r);
         } else {
             nf_health_note(q->app, NF_W_QUEUE, rc);
-            answer_refused(q->app, cc->topic, text, rc, r);
+            answer_refused(q->app, cc->topic, payload, rc, r);
         }
-        free(text);
         sl_msg_unref(m);
-        if (rc != SL_EAGAIN)
+        if (rc != SL_EAGAIN) {
+            free(payload);
+            free(echo);
             return;
+        }
     }
-    /* The text, not the object, travels to the transport thread that answers
-     * (jansson's reference counts are not shared safely across threads); it
-     * is parsed again only for a retry-log line. */
-    cc->request = json_dumps(payload, JSON_COMPACT);
-    cc->echo = echo ? json_dumps(echo, JSON_COMPACT) : NULL;
+    /* The text, not an object, travels to the transport thread that
+     * answers; it is parsed again only for a retry-log line. */
+    cc->request = payload;
+    cc->echo = echo;
     sl_msg *m = NULL;
-    int rc = cc->request ? nf_app_message(id && id[0] ? id : NULL, cc->request, false, &m) : SL_ENOMEM;
+    int rc = payload && echo ? nf_app_message(id && id[0] ? id : NULL, payload, false, &m) : SL_ENOMEM;
     if (!rc && q->app->fault_publish)
         rc = SL_EIO; /* test hook: the queue refuses everything */
     if (!rc)

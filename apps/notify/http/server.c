@@ -87,6 +87,61 @@ void nf_resp_ok_text(nf_resp *r, char *data)
     r->ctype = "application/json; charset=utf-8";
 }
 
+/* The escape letter of c in a JSON string ('"' and '\\' themselves, the
+ * five short control escapes), 0 when it has none. */
+static char json_short_escape(unsigned char c)
+{
+    switch (c) {
+    case '"': return '"';
+    case '\\': return '\\';
+    case '\b': return 'b';
+    case '\f': return 'f';
+    case '\n': return 'n';
+    case '\r': return 'r';
+    case '\t': return 't';
+    default: return 0;
+    }
+}
+
+char *nf_json_quote(const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t n = 2;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        n += json_short_escape(*p) ? 2 : *p < 0x20 ? 6 : 1;
+    char *out = malloc(n + 1), *d = out;
+    if (!out)
+        return NULL;
+    *d++ = '"';
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        char e = json_short_escape(*p);
+        if (e) {
+            *d++ = '\\';
+            *d++ = e;
+        } else if (*p < 0x20) { /* \u00XX, upper-case hex as jansson */
+            memcpy(d, "\\u00", 4);
+            d[4] = hex[*p >> 4];
+            d[5] = hex[*p & 15];
+            d += 6;
+        } else {
+            *d++ = (char)*p;
+        }
+    }
+    *d++ = '"';
+    *d = 0;
+    return out;
+}
+
+char *nf_textf(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *out = NULL;
+    int n = vasprintf(&out, fmt, ap);
+    va_end(ap);
+    return n < 0 ? NULL : out;
+}
+
 /* Length of the valid UTF-8 sequence at s (RFC 3629: no overlongs, no
  * surrogates, at most U+10FFFF), 0 when the bytes there are not one. */
 static size_t utf8_seq(const unsigned char *s)
@@ -346,7 +401,16 @@ static int parse_body(struct MHD_Connection *conn, conn_ctx *cc, json_t *params,
     if (cc->len == 0)
         return 0;
     form_acc a = {.params = params};
-    struct MHD_PostProcessor *pp = MHD_create_post_processor(conn, 4096, form_iter, &a);
+    /* The processor's buffer holds a key (urlencoded) or a part's headers
+     * (multipart). No key is longer than the body, so a short urlencoded
+     * body gets a buffer its own size (at least libmicrohttpd's 256): a
+     * 4 KiB calloc per request cost more than the parse. */
+    size_t buf = strncasecmp(ct, MHD_HTTP_POST_ENCODING_FORM_URLENCODED, strlen(MHD_HTTP_POST_ENCODING_FORM_URLENCODED))
+                     ? 4096
+                 : cc->len < 256 ? 256
+                 : cc->len < 4096 ? cc->len + 1
+                                  : 4096;
+    struct MHD_PostProcessor *pp = MHD_create_post_processor(conn, buf, form_iter, &a);
     int rc = 0;
     if (!pp || MHD_post_process(pp, cc->body, cc->len) != MHD_YES) {
         nf_resp_fail(r, 400, "malformed form body");
