@@ -156,14 +156,18 @@ static void publish_batch(nf_events *e, ev_item *chain)
     sl_msg *msgs[EV_BATCH];
     size_t n = 0, events = 0, bytes = 0;
     json_t *arr = e->local ? NULL : json_array();
-    while (chain) {
+    int64_t uids[EV_BATCH], counts[EV_BATCH];
+    size_t k = 0;
+    for (const ev_item *it = chain; it && k < EV_BATCH; it = it->next)
+        uids[k++] = it->uid;
+    if (nf_store_user_counts(app->store, uids, k, counts))
+        memset(counts, 0, sizeof counts); /* best-effort: the next refresh corrects it */
+    for (size_t i = 0; chain; i++) {
         ev_item *it = chain;
         chain = it->next;
-        int64_t count = 0;
-        nf_store_user_get(app->store, it->uid, NULL, 0, &count);
         json_object_set_new(it->obj, "kind", json_string(it->kind));
         json_object_set_new(it->obj, "uid", json_integer(it->uid));
-        json_object_set_new(it->obj, "notification_count", json_integer(count));
+        json_object_set_new(it->obj, "notification_count", json_integer(i < k ? counts[i] : 0));
         if (e->local) {
             char *s = json_dumps(it->obj, JSON_COMPACT);
             if (s) {

@@ -155,8 +155,12 @@ EXTRA_PIDS+=($!)
 check "stream says hello" wait_until 5 grep -q '^event: hello' "$WORK/sse.txt"
 call POST /api/msg/product -d 'uid=31&type=1&data=live one'
 check "stream gets the notice" wait_until 10 grep -q 'live one' "$WORK/sse.txt"
+check "the notice's event carries the user's count (1)" \
+  bash -c 'grep "live one" "$1" | grep -q "\"notification_count\":1[,}]"' _ "$WORK/sse.txt"
 call POST /api/msg/read -d 'uid=31&type=1'
 check "stream gets the read" wait_until 10 grep -q '^event: read' "$WORK/sse.txt"
+check "the read's event carries the user's count (0)" \
+  wait_until 5 bash -c 'grep "\"kind\":\"read\"" "$1" | grep -q "\"notification_count\":0[,}]"' _ "$WORK/sse.txt"
 CASE="stream bad uid"; call GET '/api/msg/stream?uid=x'; expect 400 10001 uid
 
 # ---- a second server instance (no consumers of its own) gets every event too ----

@@ -634,6 +634,34 @@ static int sq_user_get(nf_store *base, int64_t uid, char *nick, size_t nlen, int
     return rc;
 }
 
+/* One read transaction and one hold of the mutex for them all: a lookup
+ * each took the mutex the consumer's batches hold and set up a WAL read
+ * snapshot (two fcntl locks) of its own. */
+static int sq_user_counts(nf_store *base, const int64_t *uids, size_t n, int64_t *counts)
+{
+    sq_store *s = (sq_store *)base;
+    pthread_mutex_lock(&s->mu);
+    int rc = SL_EIO;
+    sqlite3_stmt *st = global_stmt(s, G_USER_GET);
+    bool tx = st && sqlite3_exec(s->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK;
+    for (size_t i = 0; st && i < n; i++) {
+        counts[i] = 0;
+        sqlite3_bind_int64(st, 1, uids[i]);
+        int r = sqlite3_step(st);
+        if (r == SQLITE_ROW)
+            counts[i] = sqlite3_column_int64(st, 1);
+        else if (r != SQLITE_DONE)
+            rc = db_err(r);
+        sqlite3_reset(st);
+    }
+    if (st && rc == SL_EIO)
+        rc = 0;
+    if (tx)
+        sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
 /* failed_count of order_sn's row (0 when absent), under s->mu. */
 static int failed_count_locked(sq_store *s, const char *order_sn, int *count)
 {
@@ -781,6 +809,7 @@ const nf_store_ops nf_store_sqlite_ops = {
     .mark_read = sq_mark_read,
     .list = sq_list,
     .user_get = sq_user_get,
+    .user_counts = sq_user_counts,
     .failed_bump = sq_failed_bump,
     .failed_clear = sq_failed_clear,
     .failed_count = sq_failed_count,

@@ -91,6 +91,20 @@ int nf_store_user_get(nf_store *s, int64_t uid, char *nick, size_t nlen, int64_t
     return s->ops->user_get(s, uid, nick, nlen, count);
 }
 
+int nf_store_user_counts(nf_store *s, const int64_t *uids, size_t n, int64_t *counts)
+{
+    if (s->ops->user_counts)
+        return s->ops->user_counts(s, uids, n, counts);
+    int rc = 0;
+    for (size_t i = 0; i < n; i++) {
+        counts[i] = 0;
+        int r = s->ops->user_get(s, uids[i], NULL, 0, &counts[i]);
+        if (r && r != SL_ENOENT)
+            rc = r;
+    }
+    return rc;
+}
+
 int nf_store_failed_bump(nf_store *s, const char *order_sn, const char *type, const char *data,
                          int *count)
 {

@@ -57,6 +57,8 @@ typedef struct nf_store_ops {
     int (*mark_read)(nf_store *s, int64_t uid, int type, int64_t id, int64_t *changed);
     int (*list)(nf_store *s, const nf_list_query *q, nf_notice **out, size_t *n, int64_t *unread);
     int (*user_get)(nf_store *s, int64_t uid, char *nick, size_t nlen, int64_t *count);
+    /* optional (NULL: user_get per uid): counts[i] of uids[i], 0 for no row */
+    int (*user_counts)(nf_store *s, const int64_t *uids, size_t n, int64_t *counts);
     int (*failed_bump)(nf_store *s, const char *order_sn, const char *type, const char *data,
                        int *count);
     int (*failed_clear)(nf_store *s, const char *order_sn);
@@ -107,6 +109,10 @@ int nf_store_list(nf_store *s, const nf_list_query *q, nf_notice **out, size_t *
 void nf_notices_free(nf_notice *v, size_t n);
 /* SL_ENOENT when the user has no row. nick is copied into nick[nlen]. */
 int nf_store_user_get(nf_store *s, int64_t uid, char *nick, size_t nlen, int64_t *count);
+/* The notification_count of each of uids[0..n) into counts (0 for a user
+ * without a row), read together (one read transaction where the store has
+ * them): the live-update events of a batch need every one. */
+int nf_store_user_counts(nf_store *s, const int64_t *uids, size_t n, int64_t *counts);
 /* Record one more failure of order_sn (insert with 1 or increment); *count
  * gets the new failed_count. */
 int nf_store_failed_bump(nf_store *s, const char *order_sn, const char *type, const char *data,
