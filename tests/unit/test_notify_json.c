@@ -1,16 +1,18 @@
 /*
- * test_notify_json.c - the notification service's hand-written JSON
- * string literals (apps/notify/http: nf_json_quote) against jansson's own
- * encoding of the same strings: the request payloads and answers are
- * written as text on the hot path, and must be byte for byte what
- * json_dumps gave before (clients and the consumers parse them).
+ * test_notify_json.c - the notification service's JSON written as text
+ * (apps/notify/json_text.c: nf_json_quote, nf_text_json) against jansson's
+ * own encoding of the same values: the request payloads, answers and
+ * live-update events are written directly on the hot paths, and must be
+ * byte for byte what json_dumps gave before (clients, the consumers and
+ * the other servers parse them).
  */
 #include <jansson.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "http/http.h"
+#include "json_text.h"
 #include "testlib.h"
 
 /* nf_json_quote(s) must equal json_dumps(json_string(s)) */
@@ -67,12 +69,48 @@ static void random_strings_match(void **state)
     }
 }
 
+/* nf_text_json(v) must equal json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) */
+static void value_same_as_jansson(json_t *v)
+{
+    assert_non_null(v);
+    char *want = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    nf_text t = {0};
+    nf_text_json(&t, v);
+    char *got = nf_text_take(&t);
+    assert_non_null(want);
+    assert_non_null(got);
+    if (strcmp(want, got))
+        fail_msg("got %s, jansson %s", got, want);
+    free(want);
+    free(got);
+    json_decref(v);
+}
+
+static void events_and_values_match(void **state)
+{
+    (void)state;
+    /* a notice event as the consumer and the emitter build it */
+    value_same_as_jansson(json_pack("{s:s, s:i, s:s, s:s, s:s, s:I, s:I}", "order_sn", "01a2-\"x\"", "type", 3,
+                                    "data", "h\xc3\xa9\tllo\n\x01", "create_time", "2026-12-06 10:00:00", "kind",
+                                    "notice", "uid", (json_int_t)-42, "notification_count",
+                                    (json_int_t)9007199254740993LL));
+    value_same_as_jansson(json_pack("{s:I, s:s, s:b, s:b, s:n}", "changed", (json_int_t)0, "kind", "read", "t",
+                                    1, "f", 0, "none"));
+    value_same_as_jansson(json_pack("[{s:i}, [], {}, [i, s, f, f, f]]", "a", 1, 2, "\"q\"", 1.5, -0.25, 1e300));
+    value_same_as_jansson(json_pack("{s:{s:[i,i]}, s:s}", "nested", "x", 1, 2, "k\"e\\y\x02", "v"));
+    value_same_as_jansson(json_object());
+    value_same_as_jansson(json_array());
+    value_same_as_jansson(json_integer(INT64_MIN));
+    value_same_as_jansson(json_real(3.0));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(every_ascii_byte_is_quoted_as_jansson_does),
         cmocka_unit_test(utf8_and_mixed_text_is_kept),
         cmocka_unit_test(random_strings_match),
+        cmocka_unit_test(events_and_values_match),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

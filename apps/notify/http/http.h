@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "../app.h"
+#include "../json_text.h"
 
 #define NF_CODE_OK 10000
 #define NF_CODE_FAIL 10001
@@ -193,11 +194,7 @@ void nf_publisher_free(nf_publisher *p);
  * out of memory, answered 503). On mem:// (no waiting) it answers at once. */
 void nf_publish_deferred(nf_req *q, nf_resp *r, const char *topic, char *payload, char *echo,
                          const char *id);
-/* s as a JSON string literal, quotes included, escaped as jansson writes
- * it (s is valid UTF-8: kept as it is); malloc'd, NULL when out of memory. */
-char *nf_json_quote(const char *s);
-/* printf into a malloc'd text; NULL when out of memory. */
-char *nf_textf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 
 /* The HTTP server (server.c). app->hub must exist (nf_hub_new) before the
  * consumers start and outlive them; nf_server_stop ends the streams but

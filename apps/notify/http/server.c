@@ -87,61 +87,6 @@ void nf_resp_ok_text(nf_resp *r, char *data)
     r->ctype = "application/json; charset=utf-8";
 }
 
-/* The escape letter of c in a JSON string ('"' and '\\' themselves, the
- * five short control escapes), 0 when it has none. */
-static char json_short_escape(unsigned char c)
-{
-    switch (c) {
-    case '"': return '"';
-    case '\\': return '\\';
-    case '\b': return 'b';
-    case '\f': return 'f';
-    case '\n': return 'n';
-    case '\r': return 'r';
-    case '\t': return 't';
-    default: return 0;
-    }
-}
-
-char *nf_json_quote(const char *s)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    size_t n = 2;
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
-        n += json_short_escape(*p) ? 2 : *p < 0x20 ? 6 : 1;
-    char *out = malloc(n + 1), *d = out;
-    if (!out)
-        return NULL;
-    *d++ = '"';
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        char e = json_short_escape(*p);
-        if (e) {
-            *d++ = '\\';
-            *d++ = e;
-        } else if (*p < 0x20) { /* \u00XX, upper-case hex as jansson */
-            memcpy(d, "\\u00", 4);
-            d[4] = hex[*p >> 4];
-            d[5] = hex[*p & 15];
-            d += 6;
-        } else {
-            *d++ = (char)*p;
-        }
-    }
-    *d++ = '"';
-    *d = 0;
-    return out;
-}
-
-char *nf_textf(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char *out = NULL;
-    int n = vasprintf(&out, fmt, ap);
-    va_end(ap);
-    return n < 0 ? NULL : out;
-}
-
 /* Length of the valid UTF-8 sequence at s (RFC 3629: no overlongs, no
  * surrogates, at most U+10FFFF), 0 when the bytes there are not one. */
 static size_t utf8_seq(const unsigned char *s)

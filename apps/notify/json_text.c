@@ -1,0 +1,156 @@
+/*
+ * json_text.c - see json_text.h.
+ */
+#include "json_text.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void nf_text_put(nf_text *t, const char *s, size_t n)
+{
+    if (t->oom)
+        return;
+    if (t->len + n + 1 > t->cap) {
+        size_t cap = t->cap ? t->cap : 256;
+        while (cap < t->len + n + 1)
+            cap *= 2;
+        char *p = realloc(t->p, cap);
+        if (!p) {
+            t->oom = true;
+            return;
+        }
+        t->p = p;
+        t->cap = cap;
+    }
+    memcpy(t->p + t->len, s, n);
+    t->len += n;
+    t->p[t->len] = '\0';
+}
+
+/* The escape letter of c in a JSON string ('"' and '\\' themselves, the
+ * five short control escapes), 0 when it has none. */
+static char short_escape(unsigned char c)
+{
+    switch (c) {
+    case '"': return '"';
+    case '\\': return '\\';
+    case '\b': return 'b';
+    case '\f': return 'f';
+    case '\n': return 'n';
+    case '\r': return 'r';
+    case '\t': return 't';
+    default: return 0;
+    }
+}
+
+void nf_text_quote(nf_text *t, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF"; /* upper case, as jansson */
+    nf_text_put(t, "\"", 1);
+    const char *run = s; /* bytes written as they are, from run to p */
+    for (const unsigned char *p = (const unsigned char *)s;; p++) {
+        if (*p >= 0x20 && *p != '"' && *p != '\\')
+            continue;
+        nf_text_put(t, run, (size_t)((const char *)p - run));
+        if (!*p)
+            break;
+        char e = short_escape(*p);
+        char esc[6] = {'\\', e, 0};
+        if (e) {
+            nf_text_put(t, esc, 2);
+        } else {
+            memcpy(esc, "\\u00", 4);
+            esc[4] = hex[*p >> 4];
+            esc[5] = hex[*p & 15];
+            nf_text_put(t, esc, 6);
+        }
+        run = (const char *)p + 1;
+    }
+    nf_text_put(t, "\"", 1);
+}
+
+void nf_text_json(nf_text *t, const json_t *v)
+{
+    char num[32];
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: {
+        const char *k;
+        json_t *x;
+        bool first = true;
+        nf_text_put(t, "{", 1);
+        json_object_foreach((json_t *)v, k, x) { /* insertion order, as json_dumps */
+            if (!first)
+                nf_text_put(t, ",", 1);
+            first = false;
+            nf_text_quote(t, k);
+            nf_text_put(t, ":", 1);
+            nf_text_json(t, x);
+        }
+        nf_text_put(t, "}", 1);
+        break;
+    }
+    case JSON_ARRAY:
+        nf_text_put(t, "[", 1);
+        for (size_t i = 0; i < json_array_size(v); i++) {
+            if (i)
+                nf_text_put(t, ",", 1);
+            nf_text_json(t, json_array_get(v, i));
+        }
+        nf_text_put(t, "]", 1);
+        break;
+    case JSON_STRING:
+        nf_text_quote(t, json_string_value(v));
+        break;
+    case JSON_INTEGER:
+        nf_text_put(t, num, (size_t)snprintf(num, sizeof num, "%" JSON_INTEGER_FORMAT, json_integer_value(v)));
+        break;
+    case JSON_TRUE:
+        nf_text_put(t, "true", 4);
+        break;
+    case JSON_FALSE:
+        nf_text_put(t, "false", 5);
+        break;
+    case JSON_NULL:
+        nf_text_put(t, "null", 4);
+        break;
+    default: { /* a real: jansson's own formatting */
+        char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+        if (s)
+            nf_text_put(t, s, strlen(s));
+        else
+            t->oom = true;
+        free(s);
+    }
+    }
+}
+
+char *nf_text_take(nf_text *t)
+{
+    char *p = t->oom ? NULL : t->p;
+    if (t->oom)
+        free(t->p);
+    if (!t->oom && !p) /* nothing was written */
+        p = calloc(1, 1);
+    *t = (nf_text){0};
+    return p;
+}
+
+char *nf_json_quote(const char *s)
+{
+    nf_text t = {0};
+    nf_text_quote(&t, s);
+    return nf_text_take(&t);
+}
+
+char *nf_textf(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *out = NULL;
+    int n = vasprintf(&out, fmt, ap);
+    va_end(ap);
+    return n < 0 ? NULL : out;
+}
