@@ -446,7 +446,7 @@ int sli_pg_settle(sqlc_db *db, int64_t gid, const sqlc_settle *s, char *err, siz
  * topics whose oldest message is below both (others have nothing to
  * delete: a topic nobody publishes to any more costs one index probe
  * here, not a statement of its own). */
-static const char lows_sql[] =
+static const char acked_lows_sql[] =
     "SELECT t.tid, lg.pos_tx::text, lg.pos_id::text, lc.tx::text, lc.msg_id::text FROM "
     "(SELECT DISTINCT tid FROM sluice_groups) t CROSS JOIN LATERAL (SELECT pos_tx, pos_id FROM "
     "sluice_groups g WHERE g.tid=t.tid ORDER BY pos_tx, pos_id LIMIT 1) lg LEFT JOIN LATERAL "
@@ -457,23 +457,42 @@ static const char lows_sql[] =
     "< (lc.tx, lc.msg_id))";
 
 /* What every group of a topic is done with (retention=acked): up to the
- * lowest cursor, below the lowest claim; one short statement per topic (an
- * open transaction holds every reader back, see pg.h). */
-static int sweep_acked(pg_link *pc, char *err, size_t errlen)
+ * lowest cursor, below the lowest claim. */
+static const char acked_sql[] =
+    "DELETE FROM sluice_msgs WHERE topic=$1::int AND (tx, id) <= ($2::xid8, $3::int8) AND "
+    "($4::xid8 IS NULL OR (tx, id) < ($4::xid8, $5::int8))";
+
+/* retention=DUR, per topic whose first message is older than $1 (wall ms):
+ * the first message at or past $1 in log order (NULL: none). The log has
+ * no index on created (keeping one up to date cost every publish a fifth
+ * more): this walks the topic's key from its start through what goes. */
+static const char aged_lows_sql[] =
+    "SELECT t.id, $1::text, y.tx::text, y.id::text FROM sluice_topics t CROSS JOIN LATERAL "
+    "(SELECT m.created FROM sluice_msgs m WHERE m.topic=t.id ORDER BY m.tx, m.id LIMIT 1) f "
+    "LEFT JOIN LATERAL (SELECT m.tx, m.id FROM sluice_msgs m WHERE m.topic=t.id AND "
+    "m.created >= $1::int8 ORDER BY m.tx, m.id LIMIT 1) y ON true WHERE f.created < $1::int8";
+
+/* What is older than the cut, before the first younger message of the
+ * topic: a message that committed behind a younger one (a long transaction,
+ * another publisher's clock) goes once that one is old too. */
+static const char aged_sql[] = "DELETE FROM sluice_msgs WHERE topic=$1::int AND created < $2::int8 "
+                               "AND ($3::xid8 IS NULL OR (tx, id) < ($3::xid8, $4::int8))";
+
+/* Run lows (np parameters v) and del once per row it returns, with the
+ * row's columns as parameters: one short statement per topic (an open
+ * transaction holds every reader back, see pg.h). */
+static int sweep(pg_link *pc, const char *lows_sql, int np, const char *const *v,
+                 const char *del_sql, char *err, size_t errlen)
 {
-    PGresult *lows = PQexec(pc->c, lows_sql);
+    PGresult *lows = PQexecParams(pc->c, lows_sql, np, NULL, v, NULL, NULL, 0);
     if (PQresultStatus(lows) != PGRES_TUPLES_OK)
         return sli_pg_fail(pc, lows, err, errlen, "retention");
-    int rc = 0;
+    int rc = 0, nf = PQnfields(lows) < 8 ? PQnfields(lows) : 8;
     for (int i = 0; i < PQntuples(lows) && !rc; i++) {
-        const char *v[5];
-        for (int k = 0; k < 5; k++)
-            v[k] = PQgetisnull(lows, i, k) ? NULL : PQgetvalue(lows, i, k);
-        PGresult *r = PQexecParams(pc->c,
-                                   "DELETE FROM sluice_msgs WHERE topic=$1::int AND (tx, id) <= "
-                                   "($2::xid8, $3::int8) AND ($4::xid8 IS NULL OR (tx, id) < "
-                                   "($4::xid8, $5::int8))",
-                                   5, NULL, v, NULL, NULL, 0);
+        const char *d[8];
+        for (int k = 0; k < nf; k++)
+            d[k] = PQgetisnull(lows, i, k) ? NULL : PQgetvalue(lows, i, k);
+        PGresult *r = PQexecParams(pc->c, del_sql, nf, NULL, d, NULL, NULL, 0);
         if (PQresultStatus(r) != PGRES_COMMAND_OK)
             rc = sli_pg_fail(pc, r, err, errlen, "retention");
         else
@@ -517,10 +536,9 @@ int sli_pg_housekeep(pg_link *pc, int64_t holder, int64_t retention_ms, char *er
                     1, v + 2, err, errlen, "expire groups");
     if (!rc && retention_ms) {
         const char *a[1] = {N(&age, t - retention_ms)};
-        rc = run_params(pc, "DELETE FROM sluice_msgs WHERE created<$1", 1, a, err, errlen,
-                        "retention");
+        rc = sweep(pc, aged_lows_sql, 1, a, aged_sql, err, errlen);
     } else if (!rc) {
-        rc = sweep_acked(pc, err, errlen);
+        rc = sweep(pc, acked_lows_sql, 0, NULL, acked_sql, err, errlen);
     }
     if (pc->c && PQstatus(pc->c) == CONNECTION_OK)
         PQclear(PQexec(pc->c, "SELECT pg_advisory_unlock(7308066435297043782)"));
