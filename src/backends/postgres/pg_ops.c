@@ -3,19 +3,20 @@
  * function runs on a connection its caller holds alone.
  *
  * Round trips are what costs: a publish of up to PG_INS_ROWS messages is
- * ONE statement, a call of the server-side function sluice_publish with
- * the messages as binary arrays (its INSERT and the NOTIFY in one
- * statement, so it is its own transaction; the statement's text is the
- * same for any batch, so it costs no planning per publish); a claim is ONE call of the server-side
+ * ONE prepared statement (PUB_SQL) with the messages as binary arrays (its
+ * INSERT and the NOTIFY in one statement, so it is its own transaction;
+ * the statement's text is the same for any batch, so it is parsed and
+ * planned once per connection); a claim is ONE call of the server-side
  * function sluice_claim (created with the tables, pg_schema.c) whatever the
  * number of messages it takes, its own transaction with an asynchronous
  * commit (a claim lost to a crash only means a redelivery), and carries the
  * batched acks (ack=batch) of its subscription. Claims are leases on ranges
  * of the log, so acks and nacks name a message by (tx, id).
  *
- * Integers travel as text parameters, published messages as arrays in
- * the binary format; results come back binary (bytea
- * payloads byte for byte, integers as big-endian, see pg_get_i64).
+ * Published messages and every parameter of a claim (its batched acks as
+ * arrays) travel in the binary format, other integers as text; results
+ * come back binary (bytea payloads byte for byte, integers as big-endian,
+ * see pg_get_i64).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,7 +25,7 @@
 #include "backends/postgres/pg.h"
 #include "backends/sqlcommon/sqlc.h"
 
-#define PG_INS_ROWS 1000 /* messages per call of sluice_publish */
+#define PG_INS_ROWS 1000 /* messages per publish statement */
 
 enum { Q_CLAIM, Q_ACK, Q_NACK, Q_PUB, Q_COUNT };
 
@@ -140,11 +141,11 @@ static unsigned char *bin_array(unsigned oid, size_t n, const char *const *val, 
     return b;
 }
 
-/* Messages msgs[0..n) as the arguments of sluice_publish (pg_schema.c):
- * topic, created, then arrays of uuids, metadata blobs and payloads in
- * the binary format, so one statement of the same text carries any batch
- * (planned in no time; the INSERT inside the function is planned once per
- * session), and payloads travel byte for byte. */
+/* Messages msgs[0..n) as the parameters of PUB_SQL: topic, created, then
+ * arrays of uuids, metadata blobs and payloads in the binary format, so
+ * one statement of the same text carries any batch (prepared on our own
+ * connections; planned per call only on a caller's, sl_pg_publish_tx),
+ * and payloads travel byte for byte. */
 static int ins_chunk(PGconn *c, bool prepared, const char *topic, sl_msg *const *msgs, size_t n,
                      char *err, size_t errlen, PGresult **res)
 {
@@ -225,7 +226,7 @@ int sli_pg_insert_msgs(PGconn *c, const char *topic, sl_msg *const *msgs, size_t
             if (*p == '\n')
                 *p = ' ';
         if (st && (strcmp(st, "42P01") == 0 || strcmp(st, "42883") == 0))
-            rc = SL_ECORRUPT; /* a table or sluice_publish is gone */
+            rc = SL_ECORRUPT; /* a table or sluice_topic is gone */
         else if (PQstatus(c) != CONNECTION_OK)
             rc = SL_ECONN;
         PQclear(bad);

@@ -6,7 +6,9 @@
  * (the topic's text in the log) are upgraded in place.
  *
  * sluice_topic: a topic's integer id, given on first use.
- * sluice_publish: a batch as arrays, inserted in order, then the NOTIFY.
+ * sluice_publish: a batch as arrays, inserted in order, then the NOTIFY
+ * (what processes of 0006 and older call; newer ones run the same as one
+ * prepared statement, pg_ops.c).
  *
  * Claims are leases on RANGES of a topic's log, in its (tx, id) order: a
  * claim of 256 fresh messages inserts ONE row (lo, hi), and acking all of
