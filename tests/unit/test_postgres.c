@@ -11,6 +11,7 @@
  *    one (sync and batched), a handed-back range is split where a smaller
  *    claim is full; tables of formats sluice-pg-1 and -2 are upgraded in
  *    place;
+ *  - retention=DURATION deletes what is older, in log order;
  *  - bad input: bad URLs and options, a server that is down at open
  *    (clear error within connect_timeout), sluice's tables dropped under a
  *    consumer (clear error, not a hang).
@@ -491,6 +492,50 @@ static void acked_never_comes_back(void **state)
     sl_publisher_close(pub);
 }
 
+/* retention=DURATION deletes what is older than it, in log order: of
+ * 1..5 with 1, 2 and 4 made two hours old, 1 and 2 go and 4 stays (it sits
+ * behind the younger 3, as a message committed late behind younger ones
+ * would) until 3 is old too; a topic all old is emptied. The sweep runs
+ * when a subscriber closes (tried again while another process's sweep
+ * holds the lock). */
+static void retention_by_age_in_log_order(void **state)
+{
+    (void)state;
+    char u[1100];
+    snprintf(u, sizeof u, "%s&retention=1h", url);
+    publish_digits(u, "aged", 5);
+    publish_digits(u, "aged_all", 2);
+    PGconn *c = app_conn();
+    exec_ok(c, "UPDATE sluice_msgs SET created=created-7200000 WHERE payload IN ('1', '2', '4') "
+               "OR topic=(SELECT id FROM sluice_topics WHERE name='aged_all')");
+    const char *left = "SELECT string_agg(convert_from(payload, 'UTF8'), '' ORDER BY tx, id) FROM "
+                       "sluice_msgs WHERE topic=(SELECT id FROM sluice_topics WHERE name='aged')";
+    for (int i = 0; i < 50 && scalar(c, "SELECT count(*) FROM sluice_msgs") != 3; i++) {
+        sl_subscriber *sub;
+        assert_int_equal(sl_subscriber_open(&sub, u), 0);
+        sl_subscriber_close(sub); /* its last housekeeping pass */
+        usleep(100000);
+    }
+    PGresult *r = PQexec(c, left);
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    assert_string_equal(PQgetvalue(r, 0, 0), "345");
+    PQclear(r);
+    assert_int_equal(scalar(c, "SELECT count(*) FROM sluice_msgs"), 3);
+    /* 3 old too: 3 and 4 go, 5 stays */
+    exec_ok(c, "UPDATE sluice_msgs SET created=created-7200000 WHERE payload='3'");
+    for (int i = 0; i < 50 && scalar(c, "SELECT count(*) FROM sluice_msgs") != 1; i++) {
+        sl_subscriber *sub;
+        assert_int_equal(sl_subscriber_open(&sub, u), 0);
+        sl_subscriber_close(sub);
+        usleep(100000);
+    }
+    r = PQexec(c, left);
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    assert_string_equal(PQgetvalue(r, 0, 0), "5");
+    PQclear(r);
+    PQfinish(c);
+}
+
 static void bad_urls_and_options(void **state)
 {
     (void)state;
@@ -567,6 +612,7 @@ int main(void)
         cmocka_unit_test_setup(format_1_upgraded, setup),
         cmocka_unit_test_setup(format_2_upgraded, setup),
         cmocka_unit_test_setup(format_2_without_n_upgraded, setup),
+        cmocka_unit_test_setup(retention_by_age_in_log_order, setup),
         cmocka_unit_test_setup(bad_urls_and_options, setup),
         cmocka_unit_test_setup(server_down_at_open, setup),
         cmocka_unit_test_setup(table_dropped_under_consumer, setup),

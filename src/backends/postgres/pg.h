@@ -78,7 +78,7 @@
 #define PG_FORMAT "sluice-pg-3"
 /* Version of the server-side functions (pg_schema.c) within the format:
  * bump it when their bodies change (same length: compared as text). */
-#define PG_FUNCS "0005"
+#define PG_FUNCS "0007"
 #define PG_CHANNEL "sluice"
 #define PG_ERRLEN 400
 #define PG_PRIVATE_EXPIRY_MS 60000

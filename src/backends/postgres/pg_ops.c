@@ -3,19 +3,20 @@
  * function runs on a connection its caller holds alone.
  *
  * Round trips are what costs: a publish of up to PG_INS_ROWS messages is
- * ONE statement, a call of the server-side function sluice_publish with
- * the messages as binary arrays (its INSERT and the NOTIFY in one
- * statement, so it is its own transaction; the statement's text is the
- * same for any batch, so it costs no planning per publish); a claim is ONE call of the server-side
+ * ONE prepared statement (PUB_SQL) with the messages as binary arrays (its
+ * INSERT and the NOTIFY in one statement, so it is its own transaction;
+ * the statement's text is the same for any batch, so it is parsed and
+ * planned once per connection); a claim is ONE call of the server-side
  * function sluice_claim (created with the tables, pg_schema.c) whatever the
  * number of messages it takes, its own transaction with an asynchronous
  * commit (a claim lost to a crash only means a redelivery), and carries the
  * batched acks (ack=batch) of its subscription. Claims are leases on ranges
  * of the log, so acks and nacks name a message by (tx, id).
  *
- * Integers travel as text parameters, published messages as arrays in
- * the binary format; results come back binary (bytea
- * payloads byte for byte, integers as big-endian, see pg_get_i64).
+ * Published messages and every parameter of a claim (its batched acks as
+ * arrays) travel in the binary format, other integers as text; results
+ * come back binary (bytea payloads byte for byte, integers as big-endian,
+ * see pg_get_i64).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,11 +25,23 @@
 #include "backends/postgres/pg.h"
 #include "backends/sqlcommon/sqlc.h"
 
-#define PG_INS_ROWS 1000 /* messages per call of sluice_publish */
+#define PG_INS_ROWS 1000 /* messages per publish statement */
 
-enum { Q_CLAIM, Q_ACK, Q_NACK, Q_COUNT };
+enum { Q_CLAIM, Q_ACK, Q_NACK, Q_PUB, Q_COUNT };
 
-static const char *const qname[Q_COUNT] = {"sl_claim", "sl_ack", "sl_nack"};
+static const char *const qname[Q_COUNT] = {"sl_claim", "sl_ack", "sl_nack", "sl_pub"};
+
+/* A publish: the topic's id (given on first use by sluice_topic), the
+ * messages inserted in array order (ids follow it) and the NOTIFY, in one
+ * plain statement (its plan cached with the prepared statement; a call of
+ * the function sluice_publish, which older processes still use, cost a
+ * third more on the server: a function call and three statements of its
+ * own). $3..$5 are arrays in the binary format (ins_chunk). */
+#define PUB_SQL                                                                                    \
+    "WITH i AS (INSERT INTO sluice_msgs(topic, created, uuid, meta, payload) SELECT (SELECT "     \
+    "coalesce((SELECT id FROM sluice_topics WHERE name=$1), sluice_topic($1))), $2, x.u, x.m, "   \
+    "x.p FROM unnest($3::text[], $4::bytea[], $5::bytea[]) x(u, m, p)) SELECT pg_notify('"        \
+    PG_CHANNEL "', $1)"
 
 static const char *const qsql[Q_COUNT] = {
     /* the functions of pg_schema.c */
@@ -37,6 +50,7 @@ static const char *const qsql[Q_COUNT] = {
               "ARRAY[$5::int4])",
     /* $6 ready at */
     [Q_NACK] = "SELECT sluice_nack($1, $2, $3, $4, $5, $6)",
+    [Q_PUB] = PUB_SQL,
 };
 
 int sli_pg_prepare(pg_link *pc, char *err, size_t errlen)
@@ -83,13 +97,30 @@ static const char *N(num *b, int64_t v)
 
 /* ---------- publish ---------- */
 
+/* v as a big-endian integer of width bytes at p (the binary format). */
+static void put_be(unsigned char *p, uint64_t v, unsigned width)
+{
+    for (unsigned j = 0; j < width; j++)
+        p[j] = (unsigned char)(v >> (8 * (width - 1 - j)));
+}
+
+/* The header of a one-dimensional array of n elements of type oid in
+ * PostgreSQL's binary format (array_recv): ndim, has nulls, element type,
+ * dimension, lower bound. 20 bytes at b. */
+static void array_head(unsigned char *b, bool nulls, unsigned oid, size_t n)
+{
+    uint32_t head[5] = {1, nulls, oid, (uint32_t)n, 1};
+    for (int k = 0; k < 5; k++)
+        put_be(b + 4 * k, head[k], 4);
+}
+
 /* One-dimensional array of n elements of type oid (25 text, 17 bytea) in
- * PostgreSQL's binary format (array_recv): a NULL element where val[i]
- * is NULL. *len its size; NULL when out of memory. */
+ * the binary format: a NULL element where val[i] is NULL. *len its size;
+ * NULL when out of memory. */
 static unsigned char *bin_array(unsigned oid, size_t n, const char *const *val, const size_t *vlen,
                                 size_t *len)
 {
-    size_t size = 20, o = 0;
+    size_t size = 20, o = 20;
     bool nulls = false;
     for (size_t i = 0; i < n; i++) {
         size += 4 + (val[i] ? vlen[i] : 0);
@@ -98,14 +129,10 @@ static unsigned char *bin_array(unsigned oid, size_t n, const char *const *val, 
     unsigned char *b = malloc(size);
     if (!b)
         return NULL;
-    uint32_t head[5] = {1, nulls, oid, (uint32_t)n, 1}; /* ndim, has nulls, type, dim, lbound */
-    for (int k = 0; k < 5; k++, o += 4)
-        for (int j = 0; j < 4; j++)
-            b[o + (size_t)j] = (unsigned char)(head[k] >> (24 - 8 * j));
+    array_head(b, nulls, oid, n);
     for (size_t i = 0; i < n; i++) {
-        uint32_t l = val[i] ? (uint32_t)vlen[i] : 0xffffffffu; /* -1: NULL */
-        for (int j = 0; j < 4; j++)
-            b[o++] = (unsigned char)(l >> (24 - 8 * j));
+        put_be(b + o, val[i] ? (uint32_t)vlen[i] : 0xffffffffu, 4); /* -1: NULL */
+        o += 4;
         if (val[i] && vlen[i])
             memcpy(b + o, val[i], vlen[i]);
         o += val[i] ? vlen[i] : 0;
@@ -114,13 +141,13 @@ static unsigned char *bin_array(unsigned oid, size_t n, const char *const *val, 
     return b;
 }
 
-/* Messages msgs[0..n) as the arguments of sluice_publish (pg_schema.c):
- * topic, created, then arrays of uuids, metadata blobs and payloads in
- * the binary format, so one statement of the same text carries any batch
- * (planned in no time; the INSERT inside the function is planned once per
- * session), and payloads travel byte for byte. */
-static int ins_chunk(PGconn *c, const char *topic, sl_msg *const *msgs, size_t n, char *err,
-                     size_t errlen, PGresult **res)
+/* Messages msgs[0..n) as the parameters of PUB_SQL: topic, created, then
+ * arrays of uuids, metadata blobs and payloads in the binary format, so
+ * one statement of the same text carries any batch (prepared on our own
+ * connections; planned per call only on a caller's, sl_pg_publish_tx),
+ * and payloads travel byte for byte. */
+static int ins_chunk(PGconn *c, bool prepared, const char *topic, sl_msg *const *msgs, size_t n,
+                     char *err, size_t errlen, PGresult **res)
 {
     const char **u = calloc(n, sizeof *u), **m = calloc(n, sizeof *m), **p = calloc(n, sizeof *p);
     size_t *ul = calloc(n, sizeof *ul), *ml = calloc(n, sizeof *ml), *pl = calloc(n, sizeof *pl);
@@ -147,8 +174,8 @@ static int ins_chunk(PGconn *c, const char *topic, sl_msg *const *msgs, size_t n
         const char *vals[5] = {topic, N(&now, sli_wall_ms()), (const char *)arr[0],
                                (const char *)arr[1], (const char *)arr[2]};
         int lens[5] = {0, 0, (int)alen[0], (int)alen[1], (int)alen[2]}, fmts[5] = {0, 0, 1, 1, 1};
-        *res = PQexecParams(c, "SELECT sluice_publish($1, $2, $3, $4, $5)", 5, types, vals, lens,
-                            fmts, 0);
+        *res = prepared ? PQexecPrepared(c, qname[Q_PUB], 5, vals, lens, fmts, 0)
+                        : PQexecParams(c, PUB_SQL, 5, types, vals, lens, fmts, 0);
     } else if (rc == SL_ENOMEM) {
         snprintf(err, errlen, "postgres: out of memory");
     }
@@ -167,14 +194,14 @@ static int ins_chunk(PGconn *c, const char *topic, sl_msg *const *msgs, size_t n
 }
 
 /* Insert in chunks; *res = the failed result (or NULL) on SL_EIO. */
-static int insert_all(PGconn *c, const char *topic, sl_msg *const *msgs, size_t n, char *err,
-                      size_t errlen, PGresult **bad)
+static int insert_all(PGconn *c, bool prepared, const char *topic, sl_msg *const *msgs, size_t n,
+                      char *err, size_t errlen, PGresult **bad)
 {
     *bad = NULL;
     for (size_t i = 0; i < n; i += PG_INS_ROWS) {
         size_t k = n - i < PG_INS_ROWS ? n - i : PG_INS_ROWS;
         PGresult *r = NULL;
-        int rc = ins_chunk(c, topic, msgs + i, k, err, errlen, &r);
+        int rc = ins_chunk(c, prepared, topic, msgs + i, k, err, errlen, &r);
         if (rc)
             return rc;
         if (PQresultStatus(r) != PGRES_TUPLES_OK) {
@@ -190,7 +217,7 @@ int sli_pg_insert_msgs(PGconn *c, const char *topic, sl_msg *const *msgs, size_t
                        size_t errlen, int *failed)
 {
     PGresult *bad;
-    int rc = insert_all(c, topic, msgs, n, err, errlen, &bad);
+    int rc = insert_all(c, false, topic, msgs, n, err, errlen, &bad); /* the caller's connection */
     *failed = rc == SL_EIO;
     if (rc == SL_EIO) {
         const char *st = PQresultErrorField(bad, PG_DIAG_SQLSTATE);
@@ -199,7 +226,7 @@ int sli_pg_insert_msgs(PGconn *c, const char *topic, sl_msg *const *msgs, size_t
             if (*p == '\n')
                 *p = ' ';
         if (st && (strcmp(st, "42P01") == 0 || strcmp(st, "42883") == 0))
-            rc = SL_ECORRUPT; /* a table or sluice_publish is gone */
+            rc = SL_ECORRUPT; /* a table or sluice_topic is gone */
         else if (PQstatus(c) != CONNECTION_OK)
             rc = SL_ECONN;
         PQclear(bad);
@@ -216,7 +243,7 @@ int sli_pg_publish(sqlc_db *db, const char *topic, sl_msg *const *msgs, size_t n
     if (rc)
         return rc;
     PGresult *bad;
-    rc = insert_all(pc->c, topic, msgs, n, err, errlen, &bad);
+    rc = insert_all(pc->c, true, topic, msgs, n, err, errlen, &bad);
     if (rc == SL_EIO)
         rc = sli_pg_fail(pc, bad, err, errlen, "publish");
     if (!rc && tx)
@@ -287,24 +314,29 @@ int sli_pg_unsubscribe(sqlc_db *db, int64_t gid, int64_t owner, bool priv, char 
 
 /* ---------- claims ---------- */
 
-/* Array literal of field `which` of s[0..n): 0 msg_tx, 1 msg_id, 2 owner,
- * 3 deliveries. */
-static char *put_array(const sqlc_settle *s, unsigned n, int which)
+/* Field `which` of s[0..n) (0 msg_tx, 1 msg_id, 2 owner, 3 deliveries) as
+ * an array in the binary format: xid8[], int8[], int8[], int4[] (the
+ * parameters of sluice_claim; no text to print here nor to parse on the
+ * server). *len its size; NULL when out of memory. */
+static unsigned char *settle_array(const sqlc_settle *s, unsigned n, int which, size_t *len)
 {
-    size_t cap = (size_t)n * 22 + 4, o = 1;
-    char *buf = malloc(cap);
-    if (!buf)
+    static const unsigned oids[4] = {5069, 20, 20, 23}, widths[4] = {8, 8, 8, 4};
+    unsigned w = widths[which];
+    size_t size = 20 + (size_t)n * (4 + w), o = 20;
+    unsigned char *b = malloc(size);
+    if (!b)
         return NULL;
-    buf[0] = '{';
-    for (unsigned i = 0; i < n; i++) {
-        long long v = which == 0   ? s[i].msg_tx
-                      : which == 1 ? s[i].msg_id
-                      : which == 2 ? s[i].owner
-                                   : s[i].deliveries;
-        o += (size_t)snprintf(buf + o, cap - o, "%s%lld", i ? "," : "", v);
+    array_head(b, false, oids[which], n);
+    for (unsigned i = 0; i < n; i++, o += 4 + w) {
+        uint64_t v = which == 0   ? (uint64_t)s[i].msg_tx
+                     : which == 1 ? (uint64_t)s[i].msg_id
+                     : which == 2 ? (uint64_t)s[i].owner
+                                  : s[i].deliveries;
+        put_be(b + o, w, 4);
+        put_be(b + o + 4, v, w);
     }
-    snprintf(buf + o, cap - o, "}");
-    return buf;
+    *len = size;
+    return b;
 }
 
 static int build(const PGresult *r, int row, int col, sl_msg **out, char *err, size_t errlen)
@@ -357,22 +389,33 @@ int sli_pg_claim(sqlc_db *db, int64_t gid, const char *topic, int64_t owner, uns
     pg_link *pc = &db->pc;
     *nout = 0;
     *due = -1;
-    num g, o, lim, now, dl;
     int64_t t = sli_wall_ms();
-    char *a[4] = {NULL, NULL, NULL, NULL};
+    unsigned char *a[4] = {NULL, NULL, NULL, NULL}, ints[5][8];
+    size_t alen[4] = {0, 0, 0, 0};
     for (int i = 0; i < 4 && nacks; i++)
-        if (!(a[i] = put_array(acks, nacks, i))) {
+        if (!(a[i] = settle_array(acks, nacks, i, &alen[i]))) {
             for (int k = 0; k < i; k++)
                 free(a[k]);
             snprintf(err, errlen, "postgres: out of memory");
             return SL_ENOMEM;
         }
     (void)topic; /* the group knows its topic */
-    const char *v[9] = {
-        N(&g, gid), N(&o, owner), N(&lim, max), N(&now, t), N(&dl, t + ack_deadline),
-        a[0],       a[1],         a[2],         a[3]};
-    PGresult *r = NULL;
-    int rc = run(pc, Q_CLAIM, 9, v, &r, err, errlen);
+    /* every parameter binary: gid, owner, max (int4), now, deadline, arrays */
+    put_be(ints[0], (uint64_t)gid, 8);
+    put_be(ints[1], (uint64_t)owner, 8);
+    put_be(ints[2], max, 4);
+    put_be(ints[3], (uint64_t)t, 8);
+    put_be(ints[4], (uint64_t)(t + ack_deadline), 8);
+    const char *v[9] = {(const char *)ints[0], (const char *)ints[1], (const char *)ints[2],
+                        (const char *)ints[3], (const char *)ints[4], (const char *)a[0],
+                        (const char *)a[1],    (const char *)a[2],    (const char *)a[3]};
+    int lens[9] = {8, 8, 4, 8, 8, (int)alen[0], (int)alen[1], (int)alen[2], (int)alen[3]};
+    static const int fmts[9] = {1, 1, 1, 1, 1, 1, 1, 1, 1};
+    PGresult *r = PQexecPrepared(pc->c, qname[Q_CLAIM], 9, v, lens, fmts, 1);
+    ExecStatusType st = PQresultStatus(r);
+    int rc = 0;
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+        rc = sli_pg_fail(pc, r, err, errlen, "claim"), r = NULL;
     for (int i = 0; i < 4; i++)
         free(a[i]);
     if (!rc)
@@ -404,7 +447,7 @@ int sli_pg_settle(sqlc_db *db, int64_t gid, const sqlc_settle *s, char *err, siz
  * topics whose oldest message is below both (others have nothing to
  * delete: a topic nobody publishes to any more costs one index probe
  * here, not a statement of its own). */
-static const char lows_sql[] =
+static const char acked_lows_sql[] =
     "SELECT t.tid, lg.pos_tx::text, lg.pos_id::text, lc.tx::text, lc.msg_id::text FROM "
     "(SELECT DISTINCT tid FROM sluice_groups) t CROSS JOIN LATERAL (SELECT pos_tx, pos_id FROM "
     "sluice_groups g WHERE g.tid=t.tid ORDER BY pos_tx, pos_id LIMIT 1) lg LEFT JOIN LATERAL "
@@ -415,23 +458,42 @@ static const char lows_sql[] =
     "< (lc.tx, lc.msg_id))";
 
 /* What every group of a topic is done with (retention=acked): up to the
- * lowest cursor, below the lowest claim; one short statement per topic (an
- * open transaction holds every reader back, see pg.h). */
-static int sweep_acked(pg_link *pc, char *err, size_t errlen)
+ * lowest cursor, below the lowest claim. */
+static const char acked_sql[] =
+    "DELETE FROM sluice_msgs WHERE topic=$1::int AND (tx, id) <= ($2::xid8, $3::int8) AND "
+    "($4::xid8 IS NULL OR (tx, id) < ($4::xid8, $5::int8))";
+
+/* retention=DUR, per topic whose first message is older than $1 (wall ms):
+ * the first message at or past $1 in log order (NULL: none). The log has
+ * no index on created (keeping one up to date cost every publish a fifth
+ * more): this walks the topic's key from its start through what goes. */
+static const char aged_lows_sql[] =
+    "SELECT t.id, $1::text, y.tx::text, y.id::text FROM sluice_topics t CROSS JOIN LATERAL "
+    "(SELECT m.created FROM sluice_msgs m WHERE m.topic=t.id ORDER BY m.tx, m.id LIMIT 1) f "
+    "LEFT JOIN LATERAL (SELECT m.tx, m.id FROM sluice_msgs m WHERE m.topic=t.id AND "
+    "m.created >= $1::int8 ORDER BY m.tx, m.id LIMIT 1) y ON true WHERE f.created < $1::int8";
+
+/* What is older than the cut, before the first younger message of the
+ * topic: a message that committed behind a younger one (a long transaction,
+ * another publisher's clock) goes once that one is old too. */
+static const char aged_sql[] = "DELETE FROM sluice_msgs WHERE topic=$1::int AND created < $2::int8 "
+                               "AND ($3::xid8 IS NULL OR (tx, id) < ($3::xid8, $4::int8))";
+
+/* Run lows (np parameters v) and del once per row it returns, with the
+ * row's columns as parameters: one short statement per topic (an open
+ * transaction holds every reader back, see pg.h). */
+static int sweep(pg_link *pc, const char *lows_sql, int np, const char *const *v,
+                 const char *del_sql, char *err, size_t errlen)
 {
-    PGresult *lows = PQexec(pc->c, lows_sql);
+    PGresult *lows = PQexecParams(pc->c, lows_sql, np, NULL, v, NULL, NULL, 0);
     if (PQresultStatus(lows) != PGRES_TUPLES_OK)
         return sli_pg_fail(pc, lows, err, errlen, "retention");
-    int rc = 0;
+    int rc = 0, nf = PQnfields(lows) < 8 ? PQnfields(lows) : 8;
     for (int i = 0; i < PQntuples(lows) && !rc; i++) {
-        const char *v[5];
-        for (int k = 0; k < 5; k++)
-            v[k] = PQgetisnull(lows, i, k) ? NULL : PQgetvalue(lows, i, k);
-        PGresult *r = PQexecParams(pc->c,
-                                   "DELETE FROM sluice_msgs WHERE topic=$1::int AND (tx, id) <= "
-                                   "($2::xid8, $3::int8) AND ($4::xid8 IS NULL OR (tx, id) < "
-                                   "($4::xid8, $5::int8))",
-                                   5, NULL, v, NULL, NULL, 0);
+        const char *d[8];
+        for (int k = 0; k < nf; k++)
+            d[k] = PQgetisnull(lows, i, k) ? NULL : PQgetvalue(lows, i, k);
+        PGresult *r = PQexecParams(pc->c, del_sql, nf, NULL, d, NULL, NULL, 0);
         if (PQresultStatus(r) != PGRES_COMMAND_OK)
             rc = sli_pg_fail(pc, r, err, errlen, "retention");
         else
@@ -475,10 +537,9 @@ int sli_pg_housekeep(pg_link *pc, int64_t holder, int64_t retention_ms, char *er
                     1, v + 2, err, errlen, "expire groups");
     if (!rc && retention_ms) {
         const char *a[1] = {N(&age, t - retention_ms)};
-        rc = run_params(pc, "DELETE FROM sluice_msgs WHERE created<$1", 1, a, err, errlen,
-                        "retention");
+        rc = sweep(pc, aged_lows_sql, 1, a, aged_sql, err, errlen);
     } else if (!rc) {
-        rc = sweep_acked(pc, err, errlen);
+        rc = sweep(pc, acked_lows_sql, 0, NULL, acked_sql, err, errlen);
     }
     if (pc->c && PQstatus(pc->c) == CONNECTION_OK)
         PQclear(PQexec(pc->c, "SELECT pg_advisory_unlock(7308066435297043782)"));
