@@ -44,17 +44,27 @@ static int64_t json_int(json_t *o, const char *k, int64_t dflt)
     return json_is_integer(v) ? (int64_t)json_integer_value(v) : dflt;
 }
 
+/* Copy s into out[len], cut to fit (s may be NULL: ""). */
+static void copy_text(char *out, size_t len, const char *s)
+{
+    size_t k = s ? strnlen(s, len - 1) : 0;
+    memcpy(out, s ? s : "", k);
+    out[k] = '\0';
+}
+
 /* The notice a notify message carries (data borrowed from p); false when
- * it lacks uid or data. */
+ * it lacks uid or data. Only the fields a notice is stored from are set
+ * (the store ignores id, status and the row times). */
 static bool notice_from(sl_msg *in, json_t *p, nf_notice *n)
 {
-    const char *time = json_string_value(json_object_get(p, "time"));
-    memset(n, 0, sizeof *n);
+    n->id = 0;
+    n->status = 0;
+    n->created_at[0] = n->updated_at[0] = '\0';
     n->uid = json_int(p, "uid", -1);
     n->type = (int)json_int(p, "type", 0);
     n->data = (char *)json_string_value(json_object_get(p, "data"));
-    snprintf(n->order_sn, sizeof n->order_sn, "%s", sl_msg_uuid(in));
-    snprintf(n->create_time, sizeof n->create_time, "%s", time ? time : "");
+    copy_text(n->order_sn, sizeof n->order_sn, sl_msg_uuid(in));
+    copy_text(n->create_time, sizeof n->create_time, json_string_value(json_object_get(p, "time")));
     return n->uid >= 0 && n->data;
 }
 
@@ -187,7 +197,6 @@ static bool fast_notice(nf_app *app, sl_msg *m, nf_notice *n, json_t **doc)
         json_decref(p);
         return false;
     }
-    record_lag(app, 0, m);
     *doc = p;
     return true;
 }
@@ -225,6 +234,8 @@ static int handle_notify_batch(sl_ctx *ctx, sl_msg *const *in, size_t n, int *re
         else
             results[i] = handle(ctx, in[i], out, user);
     }
+    if (k)
+        record_lag(app, 0, in[idx[k - 1]]); /* the gauge keeps the newest: one read per batch */
     int rc = !k ? 0 : app->fault_batch ? SL_EIO : nf_store_notice_add_many(app->store, v, k, ins);
     if (k && !app->fault_batch)
         nf_health_note(app, NF_W_STORE, rc);
