@@ -119,6 +119,8 @@ typedef struct sq_store {
     sqlite3_stmt **shard_st; /* [shards * Q_NSHARD] */
     sqlite3_stmt **multi_st; /* [(shards + 1) * M_NSIZES]: multi-row writes (multi_stmt) */
     sqlite3_stmt *global_st[G_NGLOBAL];
+    int64_t *scratch;   /* notice_add_many's arrays (under mu), kept: see scratch_get */
+    size_t scratch_len; /* int64_t's */
     char *path;
     const char *sync;       /* the synchronous pragma's value, for ck_db too */
     _Atomic int wal_pages;  /* pages in the WAL after the last commit (wal_hook) */
@@ -307,6 +309,7 @@ static void sq_close(nf_store *base)
     pthread_mutex_destroy(&s->mu);
     free(s->shard_st);
     free(s->multi_st);
+    free(s->scratch);
     free(s->path);
     free(s);
 }
@@ -532,13 +535,12 @@ static int insert_shard_in_tx(sq_store *s, int shard, const nf_notice *v, const 
 }
 
 /* Inside a transaction: store v[0..n) with one multi-row INSERT per shard
- * and chunk (order: scratch of n). 1 when one of them was stored already. */
+ * and chunk (order, start: scratch of n and shards + 1). 1 when one of
+ * them was stored already. */
 static int insert_many_in_tx(sq_store *s, const nf_notice *v, size_t n, size_t *order,
-                             const char *now)
+                             size_t *start, const char *now)
 {
-    size_t *start = calloc((size_t)s->shards + 1, sizeof *start);
-    if (!start)
-        return SL_ENOMEM;
+    memset(start, 0, ((size_t)s->shards + 1) * sizeof *start);
     for (size_t i = 0; i < n; i++) /* a stable counting sort by shard */
         start[v[i].uid % s->shards + 1]++;
     for (int sh = 0; sh < s->shards; sh++)
@@ -550,7 +552,6 @@ static int insert_many_in_tx(sq_store *s, const nf_notice *v, size_t n, size_t *
         size_t from = sh ? start[sh - 1] : 0;
         rc = insert_shard_in_tx(s, sh, v, order + from, start[sh] - from, now);
     }
-    free(start);
     return rc;
 }
 
@@ -600,12 +601,12 @@ static int count_users_in_tx(sq_store *s, int64_t *uids, size_t n, const char *n
  * new. 1 when rows_each is false and some notice was stored already
  * (nothing is then stored). */
 static int add_many_tx(sq_store *s, const nf_notice *v, size_t n, bool *inserted, bool rows_each,
-                       int64_t *uids, size_t *order, const char *now)
+                       int64_t *uids, size_t *order, size_t *start, const char *now)
 {
     size_t k = 0;
     int rc = tx(s, G_BEGIN);
     if (!rc && !rows_each) {
-        rc = insert_many_in_tx(s, v, n, order, now);
+        rc = insert_many_in_tx(s, v, n, order, start, now);
         for (size_t i = 0; i < n && !rc; i++)
             inserted[i] = true, uids[k++] = v[i].uid;
     }
@@ -623,23 +624,37 @@ static int add_many_tx(sq_store *s, const nf_notice *v, size_t n, bool *inserted
     return rc;
 }
 
+/* Under s->mu: room for len int64_t's, kept for the next batches (freeing
+ * a batch's arrays, tens of KiB, made malloc merge all its small free
+ * chunks every time). */
+static int64_t *scratch_get(sq_store *s, size_t len)
+{
+    if (len > s->scratch_len) {
+        int64_t *p = realloc(s->scratch, len * sizeof *p);
+        if (!p)
+            return NULL;
+        s->scratch = p;
+        s->scratch_len = len;
+    }
+    return s->scratch;
+}
+
 static int sq_notice_add_many(nf_store *base, const nf_notice *v, size_t n, bool *inserted)
 {
     sq_store *s = (sq_store *)base;
     char now[24];
     now_text(now);
-    int64_t *uids = malloc(2 * n * sizeof *uids);
-    size_t *order = malloc(n * sizeof *order);
+    _Static_assert(sizeof(size_t) <= sizeof(int64_t), "order[] lives in int64_t slots");
+    pthread_mutex_lock(&s->mu);
+    int64_t *uids = scratch_get(s, 3 * n + (size_t)s->shards + 1);
     int rc = SL_ENOMEM;
-    if (uids && order) {
-        pthread_mutex_lock(&s->mu);
-        rc = add_many_tx(s, v, n, inserted, false, uids, order, now);
+    if (uids) { /* uids[0..2n), then order[n], then the shards' starts */
+        size_t *order = (size_t *)(uids + 2 * n), *start = (size_t *)(uids + 3 * n);
+        rc = add_many_tx(s, v, n, inserted, false, uids, order, start, now);
         if (rc == 1) /* a redelivery: find out notice by notice which are new */
-            rc = add_many_tx(s, v, n, inserted, true, uids, order, now);
-        pthread_mutex_unlock(&s->mu);
+            rc = add_many_tx(s, v, n, inserted, true, uids, order, start, now);
     }
-    free(uids);
-    free(order);
+    pthread_mutex_unlock(&s->mu);
     checkpoint_if_due(s);
     for (size_t i = 0; rc && i < n; i++)
         inserted[i] = false;
