@@ -25,7 +25,8 @@
  * WAL_KEEP_BYTES when it restarts, and a larger page cache keeps the index
  * pages in memory instead of re-reading them from the file. A batch
  * updates each user's count once (by the number of its new notices), in
- * uid order, instead of once per notice.
+ * uid order, instead of once per notice, and both its notices and those
+ * counts go in with multi-row statements (see "Multi-row writes").
  */
 #include <errno.h>
 #include <pthread.h>
