@@ -51,8 +51,9 @@
 typedef struct ev_item {
     int64_t uid;
     char kind[8];
-    json_t *obj;
+    size_t len;
     struct ev_item *next;
+    char text[]; /* the kind's fields: a JSON object's text without its closing brace */
 } ev_item;
 
 struct nf_events {
@@ -91,27 +92,81 @@ bool nf_events_wanted(const nf_events *e)
     return e && !(e->local && !nf_hub_has_streams(e->app->hub));
 }
 
-void nf_events_emit(nf_events *e, int64_t uid, const char *kind, json_t *obj)
+/* A growing text (events are written as text, not built as jansson
+ * objects: a notice's event cost a dozen allocations, made on the
+ * consumer's thread and freed on the emitter's). */
+typedef struct ev_text {
+    char *p;
+    size_t len, cap;
+    bool failed; /* out of memory: the text is incomplete */
+} ev_text;
+
+static void text_put(ev_text *t, const char *s, size_t n)
 {
-    if (e && !nf_events_wanted(e)) {
-        json_decref(obj); /* nobody in this process to show it to, and no other process */
+    if (t->failed)
+        return;
+    if (t->cap - t->len <= n) {
+        size_t cap = t->cap ? t->cap : 256;
+        while (cap - t->len <= n)
+            cap *= 2;
+        char *p = realloc(t->p, cap);
+        if (!p) {
+            t->failed = true;
+            return;
+        }
+        t->p = p;
+        t->cap = cap;
+    }
+    memcpy(t->p + t->len, s, n);
+    t->len += n;
+    t->p[t->len] = '\0';
+}
+
+static void text_str(ev_text *t, const char *s) { text_put(t, s, strlen(s)); }
+
+/* s as a JSON string, as json_dumps writes it (UTF-8 as it is): plain
+ * ASCII text is copied between quotes, anything else goes through jansson
+ * (which refuses invalid UTF-8: the text then fails). */
+static void text_json_string(ev_text *t, const char *s)
+{
+    size_t n = 0;
+    while (s[n] >= 0x20 && s[n] < 0x7f && s[n] != '"' && s[n] != '\\')
+        n++;
+    if (!s[n]) {
+        text_put(t, "\"", 1);
+        text_put(t, s, n);
+        text_put(t, "\"", 1);
         return;
     }
-    ev_item *it = e ? calloc(1, sizeof *it) : NULL;
+    json_t *j = json_string(s);
+    char *d = j ? json_dumps(j, JSON_ENCODE_ANY) : NULL;
+    if (d)
+        text_str(t, d);
+    else
+        t->failed = true;
+    free(d);
+    json_decref(j);
+}
+
+/* Queue an event whose fields are text[0..len) (an object's text without
+ * its closing brace). */
+static void enqueue(nf_events *e, int64_t uid, const char *kind, const char *text, size_t len)
+{
+    ev_item *it = malloc(sizeof *it + len + 1);
     if (!it) {
-        if (e)
-            atomic_fetch_add(&e->app->metrics.events_dropped, 1);
-        json_decref(obj);
+        atomic_fetch_add(&e->app->metrics.events_dropped, 1);
         return;
     }
     it->uid = uid;
     snprintf(it->kind, sizeof it->kind, "%s", kind);
-    it->obj = obj ? obj : json_object();
+    it->len = len;
+    it->next = NULL;
+    memcpy(it->text, text, len);
+    it->text[len] = '\0';
     pthread_mutex_lock(&e->mu);
     if (e->n >= EV_QUEUE_MAX) {
         pthread_mutex_unlock(&e->mu);
         atomic_fetch_add(&e->app->metrics.events_dropped, 1);
-        json_decref(it->obj);
         free(it);
         return;
     }
@@ -125,70 +180,108 @@ void nf_events_emit(nf_events *e, int64_t uid, const char *kind, json_t *obj)
     pthread_mutex_unlock(&e->mu);
 }
 
+void nf_events_emit(nf_events *e, int64_t uid, const char *kind, json_t *obj)
+{
+    if (!e || !nf_events_wanted(e)) { /* nobody in this process to show it to, and no other process */
+        json_decref(obj);
+        return;
+    }
+    char *d = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
+    json_decref(obj);
+    size_t len = d ? strlen(d) : 0;
+    if (len >= 2 && d[len - 1] == '}')
+        enqueue(e, uid, kind, d, len - 1);
+    else
+        enqueue(e, uid, kind, "{", 1); /* no fields (as when obj could not be made) */
+    free(d);
+}
+
+void nf_events_emit_notice(nf_events *e, const nf_notice *n)
+{
+    if (!e || !nf_events_wanted(e))
+        return;
+    ev_text t = {0};
+    char num[24];
+    text_str(&t, "{\"order_sn\":");
+    text_json_string(&t, n->order_sn);
+    snprintf(num, sizeof num, "%d", n->type);
+    text_str(&t, ",\"type\":");
+    text_str(&t, num);
+    text_str(&t, ",\"data\":");
+    text_json_string(&t, n->data ? n->data : "");
+    text_str(&t, ",\"create_time\":");
+    text_json_string(&t, n->create_time);
+    if (t.failed) /* as when the fields could not be made into an object */
+        enqueue(e, n->uid, "notice", "{", 1);
+    else
+        enqueue(e, n->uid, "notice", t.p, t.len);
+    free(t.p);
+}
+
 /* Queue messages carry the events of a batch as one JSON array, cut after
  * about this many bytes of event text (brokers limit message sizes). */
 #define EV_MSG_BYTES 65536
 
-/* One queue message holding the events of arr (a JSON array): the next of
- * msgs[*n] (counted as dropped when it cannot be made). Empties arr. */
-static void seal_message(nf_events *e, json_t *arr, sl_msg **msgs, size_t *n, size_t *events)
+/* One queue message holding the events in arr (the text of a JSON array
+ * but for its closing bracket, k events): the next of msgs[*n] (counted as
+ * dropped when it cannot be made). Empties arr. */
+static void seal_message(nf_events *e, ev_text *arr, size_t *k, sl_msg **msgs, size_t *n,
+                         size_t *events)
 {
-    size_t k = json_array_size(arr);
-    if (!k)
+    if (!*k)
         return;
-    char *s = json_dumps(arr, JSON_COMPACT);
-    if (s && sl_msg_new(&msgs[*n], s, strlen(s)) == 0) {
+    text_put(arr, "]", 1);
+    if (!arr->failed && sl_msg_new(&msgs[*n], arr->p, arr->len) == 0) {
         (*n)++;
-        *events += k;
+        *events += *k;
     } else {
-        atomic_fetch_add(&e->app->metrics.events_dropped, k);
+        atomic_fetch_add(&e->app->metrics.events_dropped, *k);
     }
-    free(s);
-    json_array_clear(arr);
+    arr->len = 0;
+    arr->failed = false;
+    *k = 0;
 }
 
 /* Publish a taken chain of events (at most EV_BATCH) as one batch; frees
- * the chain. On the queue path a message carries a JSON array of events
- * (one queue row, delivery and ack for many, instead of one each). */
+ * the chain. An event is its fields, then kind, uid and the user's count
+ * now (the order json_dumps gave when they were objects). On the queue
+ * path a message carries a JSON array of events (one queue row, delivery
+ * and ack for many, instead of one each). */
 static void publish_batch(nf_events *e, ev_item *chain)
 {
     nf_app *app = e->app;
     sl_msg *msgs[EV_BATCH];
-    size_t n = 0, events = 0, bytes = 0;
-    json_t *arr = e->local ? NULL : json_array();
+    size_t n = 0, events = 0, k = 0;
+    ev_text ev = {0}, arr = {0};
     while (chain) {
         ev_item *it = chain;
         chain = it->next;
         int64_t count = 0;
         nf_store_user_get(app->store, it->uid, NULL, 0, &count);
-        json_object_set_new(it->obj, "kind", json_string(it->kind));
-        json_object_set_new(it->obj, "uid", json_integer(it->uid));
-        json_object_set_new(it->obj, "notification_count", json_integer(count));
-        if (e->local) {
-            char *s = json_dumps(it->obj, JSON_COMPACT);
-            if (s) {
-                nf_hub_push(app->hub, it->uid, it->kind, s);
-                atomic_fetch_add(&app->metrics.events_published, 1);
-            } else {
-                atomic_fetch_add(&app->metrics.events_dropped, 1);
-            }
-            free(s);
-        } else if (arr && json_array_append(arr, it->obj) == 0) {
-            const char *d = json_string_value(json_object_get(it->obj, "data"));
-            bytes += 160 + (d ? strlen(d) : 0);
-            if (bytes >= EV_MSG_BYTES) {
-                seal_message(e, arr, msgs, &n, &events);
-                bytes = 0;
-            }
-        } else {
+        char tail[160];
+        snprintf(tail, sizeof tail, "%s\"kind\":\"%s\",\"uid\":%lld,\"notification_count\":%lld}",
+                 it->len > 1 ? "," : "", it->kind, (long long)it->uid, (long long)count);
+        ev.len = 0;
+        ev.failed = false;
+        text_put(&ev, it->text, it->len);
+        text_str(&ev, tail);
+        if (ev.failed) {
             atomic_fetch_add(&app->metrics.events_dropped, 1);
+        } else if (e->local) {
+            nf_hub_push(app->hub, it->uid, it->kind, ev.p);
+            atomic_fetch_add(&app->metrics.events_published, 1);
+        } else {
+            text_put(&arr, k ? "," : "[", 1);
+            text_put(&arr, ev.p, ev.len);
+            k++;
+            if (arr.len >= EV_MSG_BYTES)
+                seal_message(e, &arr, &k, msgs, &n, &events);
         }
-        json_decref(it->obj);
         free(it);
     }
-    if (arr)
-        seal_message(e, arr, msgs, &n, &events);
-    json_decref(arr);
+    seal_message(e, &arr, &k, msgs, &n, &events);
+    free(ev.p);
+    free(arr.p);
     if (n == 0)
         return;
     sl_publish_opts po; /* best-effort: do not wait out a long broker outage, nor an fsync */
@@ -270,7 +363,6 @@ void nf_events_stop(nf_events *e)
     for (ev_item *it = e->head, *nx; it; it = nx) { /* left after the flush deadline */
         nx = it->next;
         atomic_fetch_add(&e->app->metrics.events_dropped, 1);
-        json_decref(it->obj);
         free(it);
     }
     pthread_mutex_destroy(&e->mu);

@@ -91,11 +91,7 @@ static bool notice_from(sl_msg *in, json_t *p, nf_notice *n)
 /* A newly stored notice goes to the live-update emitter. */
 static void emit_notice(nf_app *app, const nf_notice *n)
 {
-    if (!nf_events_wanted(app->events))
-        return;
-    nf_events_emit(app->events, n->uid, "notice",
-                   json_pack("{s:s, s:i, s:s, s:s}", "order_sn", n->order_sn, "type", n->type, "data",
-                             n->data, "create_time", n->create_time));
+    nf_events_emit_notice(app->events, n);
 }
 
 static void record_lag(nf_app *app, int t, sl_msg *in)
