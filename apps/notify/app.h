@@ -143,6 +143,25 @@ typedef struct nf_consumers nf_consumers;
 int nf_consumers_start(nf_app *app, unsigned topics, nf_consumers **out);
 void nf_consumers_stop(nf_consumers *c);
 
+/* ---- growing text (text.c) ---- */
+/* Text appended piece by piece, always NUL-terminated once non-empty;
+ * {0} is empty. When it cannot grow, failed is set and nothing more is
+ * appended until nf_text_clear. */
+typedef struct nf_text {
+    char *p;
+    size_t len, cap;
+    bool failed;
+} nf_text;
+void nf_text_put(nf_text *t, const char *s, size_t n);
+void nf_text_str(nf_text *t, const char *s);
+/* s (UTF-8) as a JSON string, as json_dumps writes it (UTF-8 as it is):
+ * plain ASCII is copied between quotes, anything else goes through jansson
+ * (invalid UTF-8 sets failed). */
+void nf_text_json_string(nf_text *t, const char *s);
+/* Empty again (keeping the memory), failed cleared. */
+void nf_text_clear(nf_text *t);
+void nf_text_free(nf_text *t);
+
 /* ---- live-update events (events.c) ---- */
 /* The consumers' emitter: a thread publishing queued events to
  * NF_TOPIC_EVENTS in batches. nf_events_stop flushes for at most 2 s, then

@@ -92,64 +92,10 @@ bool nf_events_wanted(const nf_events *e)
     return e && !(e->local && !nf_hub_has_streams(e->app->hub));
 }
 
-/* A growing text (events are written as text, not built as jansson
- * objects: a notice's event cost a dozen allocations, made on the
- * consumer's thread and freed on the emitter's). */
-typedef struct ev_text {
-    char *p;
-    size_t len, cap;
-    bool failed; /* out of memory: the text is incomplete */
-} ev_text;
-
-static void text_put(ev_text *t, const char *s, size_t n)
-{
-    if (t->failed)
-        return;
-    if (t->cap - t->len <= n) {
-        size_t cap = t->cap ? t->cap : 256;
-        while (cap - t->len <= n)
-            cap *= 2;
-        char *p = realloc(t->p, cap);
-        if (!p) {
-            t->failed = true;
-            return;
-        }
-        t->p = p;
-        t->cap = cap;
-    }
-    memcpy(t->p + t->len, s, n);
-    t->len += n;
-    t->p[t->len] = '\0';
-}
-
-static void text_str(ev_text *t, const char *s) { text_put(t, s, strlen(s)); }
-
-/* s as a JSON string, as json_dumps writes it (UTF-8 as it is): plain
- * ASCII text is copied between quotes, anything else goes through jansson
- * (which refuses invalid UTF-8: the text then fails). */
-static void text_json_string(ev_text *t, const char *s)
-{
-    size_t n = 0;
-    while (s[n] >= 0x20 && s[n] < 0x7f && s[n] != '"' && s[n] != '\\')
-        n++;
-    if (!s[n]) {
-        text_put(t, "\"", 1);
-        text_put(t, s, n);
-        text_put(t, "\"", 1);
-        return;
-    }
-    json_t *j = json_string(s);
-    char *d = j ? json_dumps(j, JSON_ENCODE_ANY) : NULL;
-    if (d)
-        text_str(t, d);
-    else
-        t->failed = true;
-    free(d);
-    json_decref(j);
-}
-
 /* Queue an event whose fields are text[0..len) (an object's text without
- * its closing brace). */
+ * its closing brace). Events are written as text, not built as jansson
+ * objects: a notice's event cost a dozen allocations, made on the
+ * consumer's thread and freed on the emitter's. */
 static void enqueue(nf_events *e, int64_t uid, const char *kind, const char *text, size_t len)
 {
     ev_item *it = malloc(sizeof *it + len + 1);
@@ -200,22 +146,22 @@ void nf_events_emit_notice(nf_events *e, const nf_notice *n)
 {
     if (!e || !nf_events_wanted(e))
         return;
-    ev_text t = {0};
+    nf_text t = {0};
     char num[24];
-    text_str(&t, "{\"order_sn\":");
-    text_json_string(&t, n->order_sn);
+    nf_text_str(&t, "{\"order_sn\":");
+    nf_text_json_string(&t, n->order_sn);
     snprintf(num, sizeof num, "%d", n->type);
-    text_str(&t, ",\"type\":");
-    text_str(&t, num);
-    text_str(&t, ",\"data\":");
-    text_json_string(&t, n->data ? n->data : "");
-    text_str(&t, ",\"create_time\":");
-    text_json_string(&t, n->create_time);
+    nf_text_str(&t, ",\"type\":");
+    nf_text_str(&t, num);
+    nf_text_str(&t, ",\"data\":");
+    nf_text_json_string(&t, n->data ? n->data : "");
+    nf_text_str(&t, ",\"create_time\":");
+    nf_text_json_string(&t, n->create_time);
     if (t.failed) /* as when the fields could not be made into an object */
         enqueue(e, n->uid, "notice", "{", 1);
     else
         enqueue(e, n->uid, "notice", t.p, t.len);
-    free(t.p);
+    nf_text_free(&t);
 }
 
 /* Queue messages carry the events of a batch as one JSON array, cut after
@@ -225,20 +171,19 @@ void nf_events_emit_notice(nf_events *e, const nf_notice *n)
 /* One queue message holding the events in arr (the text of a JSON array
  * but for its closing bracket, k events): the next of msgs[*n] (counted as
  * dropped when it cannot be made). Empties arr. */
-static void seal_message(nf_events *e, ev_text *arr, size_t *k, sl_msg **msgs, size_t *n,
+static void seal_message(nf_events *e, nf_text *arr, size_t *k, sl_msg **msgs, size_t *n,
                          size_t *events)
 {
     if (!*k)
         return;
-    text_put(arr, "]", 1);
+    nf_text_put(arr, "]", 1);
     if (!arr->failed && sl_msg_new(&msgs[*n], arr->p, arr->len) == 0) {
         (*n)++;
         *events += *k;
     } else {
         atomic_fetch_add(&e->app->metrics.events_dropped, *k);
     }
-    arr->len = 0;
-    arr->failed = false;
+    nf_text_clear(arr);
     *k = 0;
 }
 
@@ -252,7 +197,7 @@ static void publish_batch(nf_events *e, ev_item *chain)
     nf_app *app = e->app;
     sl_msg *msgs[EV_BATCH];
     size_t n = 0, events = 0, k = 0;
-    ev_text ev = {0}, arr = {0};
+    nf_text ev = {0}, arr = {0};
     while (chain) {
         ev_item *it = chain;
         chain = it->next;
@@ -261,18 +206,17 @@ static void publish_batch(nf_events *e, ev_item *chain)
         char tail[160];
         snprintf(tail, sizeof tail, "%s\"kind\":\"%s\",\"uid\":%lld,\"notification_count\":%lld}",
                  it->len > 1 ? "," : "", it->kind, (long long)it->uid, (long long)count);
-        ev.len = 0;
-        ev.failed = false;
-        text_put(&ev, it->text, it->len);
-        text_str(&ev, tail);
+        nf_text_clear(&ev);
+        nf_text_put(&ev, it->text, it->len);
+        nf_text_str(&ev, tail);
         if (ev.failed) {
             atomic_fetch_add(&app->metrics.events_dropped, 1);
         } else if (e->local) {
             nf_hub_push(app->hub, it->uid, it->kind, ev.p);
             atomic_fetch_add(&app->metrics.events_published, 1);
         } else {
-            text_put(&arr, k ? "," : "[", 1);
-            text_put(&arr, ev.p, ev.len);
+            nf_text_put(&arr, k ? "," : "[", 1);
+            nf_text_put(&arr, ev.p, ev.len);
             k++;
             if (arr.len >= EV_MSG_BYTES)
                 seal_message(e, &arr, &k, msgs, &n, &events);
@@ -280,8 +224,8 @@ static void publish_batch(nf_events *e, ev_item *chain)
         free(it);
     }
     seal_message(e, &arr, &k, msgs, &n, &events);
-    free(ev.p);
-    free(arr.p);
+    nf_text_free(&ev);
+    nf_text_free(&arr);
     if (n == 0)
         return;
     sl_publish_opts po; /* best-effort: do not wait out a long broker outage, nor an fsync */

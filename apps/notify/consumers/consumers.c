@@ -44,8 +44,7 @@ typedef struct nf_batch {
     size_t *data_at;
     bool *ins;
     size_t *idx;
-    char *text;
-    size_t text_len, text_cap;
+    nf_text text;
 } nf_batch;
 
 struct nf_consumers {
@@ -201,21 +200,9 @@ static int handle(sl_ctx *ctx, sl_msg *in, sl_msg_list *out, void *user)
 /* Append s and its NUL to b->text; its offset goes to *at. */
 static bool batch_text(nf_batch *b, const char *s, size_t *at)
 {
-    size_t len = strlen(s) + 1;
-    if (b->text_cap - b->text_len < len) {
-        size_t cap = b->text_cap ? b->text_cap : 65536;
-        while (cap - b->text_len < len)
-            cap *= 2;
-        char *t = realloc(b->text, cap);
-        if (!t)
-            return false;
-        b->text = t;
-        b->text_cap = cap;
-    }
-    memcpy(b->text + b->text_len, s, len);
-    *at = b->text_len;
-    b->text_len += len;
-    return true;
+    *at = b->text.len;
+    nf_text_put(&b->text, s, strlen(s) + 1);
+    return !b->text.failed;
 }
 
 /* A notice that may take the batch's fast path: a first delivery (no
@@ -260,7 +247,7 @@ static int handle_notify_batch(sl_ctx *ctx, sl_msg *const *in, size_t n, int *re
     nf_notice *v = b->v;
     bool *ins = b->ins;
     size_t *idx = b->idx, k = 0;
-    b->text_len = 0;
+    nf_text_clear(&b->text);
     for (size_t i = 0; i < n; i++) {
         if (k < NOTIFY_BATCH && fast_notice(b, in[i], &v[k], &b->data_at[k]))
             idx[k++] = i;
@@ -268,7 +255,7 @@ static int handle_notify_batch(sl_ctx *ctx, sl_msg *const *in, size_t n, int *re
             results[i] = handle(ctx, in[i], out, app);
     }
     for (size_t j = 0; j < k; j++) /* text moves while it grows: pointers once it is whole */
-        v[j].data = b->text + b->data_at[j];
+        v[j].data = b->text.p + b->data_at[j];
     if (k)
         record_lag(app, 0, in[idx[k - 1]]); /* the gauge keeps the newest: one read per batch */
     int rc = !k ? 0 : app->fault_batch ? SL_EIO : nf_store_notice_add_many(app->store, v, k, ins);
@@ -289,11 +276,8 @@ static int handle_notify_batch(sl_ctx *ctx, sl_msg *const *in, size_t n, int *re
             atomic_fetch_add(&app->metrics.handle_sum_us[0], us / k);
         }
     }
-    if (b->text_cap > BATCH_TEXT_KEEP) { /* a batch of unusually long notices */
-        free(b->text);
-        b->text = NULL;
-        b->text_cap = 0;
-    }
+    if (b->text.cap > BATCH_TEXT_KEEP) /* a batch of unusually long notices */
+        nf_text_free(&b->text);
     return 0;
 }
 
@@ -303,7 +287,7 @@ static void batch_free(nf_batch *b)
     free(b->data_at);
     free(b->ins);
     free(b->idx);
-    free(b->text);
+    nf_text_free(&b->text);
     *b = (nf_batch){0};
 }
 
