@@ -23,7 +23,7 @@
 #define USERS 200
 #define BATCH 512
 #define DATA_LEN 2000                       /* bytes of data per notice: the WAL fills in fewer rows */
-#define CHECKPOINT_BYTES (8192LL * 4096)    /* sqlite.c's CHECKPOINT_PAGES pages of 4 KiB */
+#define CHECKPOINT_BYTES (2048LL * 4096)    /* sqlite.c's CHECKPOINT_PAGES pages of 4 KiB */
 #define MAX_BATCHES 400                     /* ~190 MB of data: far past any checkpoint */
 
 static char g_dir[64], g_db[128], g_wal[160];

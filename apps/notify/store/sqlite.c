@@ -42,8 +42,10 @@
 #include "store.h"
 
 #define CACHE_KB 16384          /* page cache per connection (SQLite's default: 2000) */
-#define CHECKPOINT_PAGES 8192   /* WAL pages between checkpoints (SQLite's automatic ones: 1000;
-                                   2048 copied 1.6 times the bytes per notice under bench_notify) */
+#define CHECKPOINT_PAGES 2048   /* WAL pages between checkpoints (SQLite's automatic ones: 1000;
+                                   8192 copied 0.6 times the bytes per notice, but the fsync of a
+                                   checkpoint that large held up the queue's commits: the e2e
+                                   delay's p99 under bench_notify went from ~11 to ~25-30 ms) */
 #define WAL_KEEP_BYTES 67108864 /* the WAL file is truncated to this after a checkpoint */
 
 enum { Q_INSERT, Q_MARK, Q_UNREAD, Q_LIST, Q_NSHARD };
