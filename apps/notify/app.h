@@ -143,6 +143,9 @@ typedef struct nf_consumers nf_consumers;
 int nf_consumers_start(nf_app *app, unsigned topics, nf_consumers **out);
 void nf_consumers_stop(nf_consumers *c);
 
+/* ---- growing text: json_text.h ---- */
+#include "json_text.h"
+
 /* ---- live-update events (events.c) ---- */
 /* The consumers' emitter: a thread publishing queued events to
  * NF_TOPIC_EVENTS in batches. nf_events_stop flushes for at most 2 s, then
@@ -160,6 +163,9 @@ void nf_events_stop(nf_events *e);
  * current notification_count. Never blocks on the queue; drops (and counts)
  * when e is NULL or 10,000 events wait. Any thread. */
 void nf_events_emit(nf_events *e, int64_t uid, const char *kind, json_t *obj);
+/* nf_events_emit of a "notice" event for n (order_sn, type, data,
+ * create_time), written as text without making an object. */
+void nf_events_emit_notice(nf_events *e, const nf_notice *n);
 /* Would an event emitted now go anywhere? False only where nf_events_emit
  * would drop it unseen (local events, no stream open): callers skip
  * building it. Any thread. */

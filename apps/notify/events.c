@@ -42,7 +42,6 @@
 #include <time.h>
 
 #include "app.h"
-#include "json_text.h"
 
 #define EV_QUEUE_MAX 10000
 #define EV_BATCH 256
@@ -52,8 +51,9 @@
 typedef struct ev_item {
     int64_t uid;
     char kind[8];
-    json_t *obj;
+    size_t len;
     struct ev_item *next;
+    char text[]; /* the kind's fields: a JSON object's text without its closing brace */
 } ev_item;
 
 struct nf_events {
@@ -92,27 +92,27 @@ bool nf_events_wanted(const nf_events *e)
     return e && !(e->local && !nf_hub_has_streams(e->app->hub));
 }
 
-void nf_events_emit(nf_events *e, int64_t uid, const char *kind, json_t *obj)
+/* Queue an event whose fields are text[0..len) (an object's text without
+ * its closing brace). Events are written as text, not built as jansson
+ * objects: a notice's event cost a dozen allocations, made on the
+ * consumer's thread and freed on the emitter's. */
+static void enqueue(nf_events *e, int64_t uid, const char *kind, const char *text, size_t len)
 {
-    if (e && !nf_events_wanted(e)) {
-        json_decref(obj); /* nobody in this process to show it to, and no other process */
-        return;
-    }
-    ev_item *it = e ? calloc(1, sizeof *it) : NULL;
+    ev_item *it = malloc(sizeof *it + len + 1);
     if (!it) {
-        if (e)
-            atomic_fetch_add(&e->app->metrics.events_dropped, 1);
-        json_decref(obj);
+        atomic_fetch_add(&e->app->metrics.events_dropped, 1);
         return;
     }
     it->uid = uid;
     snprintf(it->kind, sizeof it->kind, "%s", kind);
-    it->obj = obj ? obj : json_object();
+    it->len = len;
+    it->next = NULL;
+    memcpy(it->text, text, len);
+    it->text[len] = '\0';
     pthread_mutex_lock(&e->mu);
     if (e->n >= EV_QUEUE_MAX) {
         pthread_mutex_unlock(&e->mu);
         atomic_fetch_add(&e->app->metrics.events_dropped, 1);
-        json_decref(it->obj);
         free(it);
         return;
     }
@@ -126,75 +126,112 @@ void nf_events_emit(nf_events *e, int64_t uid, const char *kind, json_t *obj)
     pthread_mutex_unlock(&e->mu);
 }
 
+void nf_events_emit(nf_events *e, int64_t uid, const char *kind, json_t *obj)
+{
+    if (!e || !nf_events_wanted(e)) { /* nobody in this process to show it to, and no other process */
+        json_decref(obj);
+        return;
+    }
+    char *d = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
+    json_decref(obj);
+    size_t len = d ? strlen(d) : 0;
+    if (len >= 2 && d[len - 1] == '}')
+        enqueue(e, uid, kind, d, len - 1);
+    else
+        enqueue(e, uid, kind, "{", 1); /* no fields (as when obj could not be made) */
+    free(d);
+}
+
+void nf_events_emit_notice(nf_events *e, const nf_notice *n)
+{
+    if (!e || !nf_events_wanted(e))
+        return;
+    nf_text t = {0};
+    char num[24];
+    nf_text_str(&t, "{\"order_sn\":");
+    nf_text_json_string(&t, n->order_sn);
+    snprintf(num, sizeof num, "%d", n->type);
+    nf_text_str(&t, ",\"type\":");
+    nf_text_str(&t, num);
+    nf_text_str(&t, ",\"data\":");
+    nf_text_json_string(&t, n->data ? n->data : "");
+    nf_text_str(&t, ",\"create_time\":");
+    nf_text_json_string(&t, n->create_time);
+    if (t.failed) /* as when the fields could not be made into an object */
+        enqueue(e, n->uid, "notice", "{", 1);
+    else
+        enqueue(e, n->uid, "notice", t.p, t.len);
+    nf_text_free(&t);
+}
+
 /* Queue messages carry the events of a batch as one JSON array, cut after
  * about this many bytes of event text (brokers limit message sizes). */
 #define EV_MSG_BYTES 65536
 
 /* One queue message holding the events in arr (the text of a JSON array
- * without its closing bracket; k events): the next of msgs[*n] (counted as
+ * but for its closing bracket, k events): the next of msgs[*n] (counted as
  * dropped when it cannot be made). Empties arr. */
-static void seal_message(nf_events *e, nf_text *arr, size_t *k, sl_msg **msgs, size_t *n, size_t *events)
+static void seal_message(nf_events *e, nf_text *arr, size_t *k, sl_msg **msgs, size_t *n,
+                         size_t *events)
 {
     if (!*k)
         return;
     nf_text_put(arr, "]", 1);
-    char *s = nf_text_take(arr);
-    if (s && sl_msg_new(&msgs[*n], s, strlen(s)) == 0) {
+    if (!arr->failed && sl_msg_new(&msgs[*n], arr->p, arr->len) == 0) {
         (*n)++;
         *events += *k;
     } else {
         atomic_fetch_add(&e->app->metrics.events_dropped, *k);
     }
-    free(s);
+    nf_text_clear(arr);
     *k = 0;
 }
 
 /* Publish a taken chain of events (at most EV_BATCH) as one batch; frees
- * the chain. On the queue path a message carries a JSON array of events
- * (one queue row, delivery and ack for many, instead of one each). The
- * events are written as text directly (json_text.h): dumping them through
- * jansson was most of this thread's time. */
+ * the chain. An event is its fields, then kind, uid and the user's count
+ * now (the order json_dumps gave when they were objects). On the queue
+ * path a message carries a JSON array of events (one queue row, delivery
+ * and ack for many, instead of one each). */
 static void publish_batch(nf_events *e, ev_item *chain)
 {
     nf_app *app = e->app;
     sl_msg *msgs[EV_BATCH];
-    size_t n = 0, events = 0, in_arr = 0;
-    nf_text arr = {0};
+    size_t n = 0, events = 0, k = 0;
+    nf_text ev = {0}, arr = {0};
+    /* the batch's counts read together: one store read transaction, one
+     * hold of the mutex the consumer's batches hold, not one per event */
     int64_t uids[EV_BATCH] = {0}, counts[EV_BATCH];
-    size_t k = 0;
-    for (const ev_item *it = chain; it && k < EV_BATCH; it = it->next)
-        uids[k++] = it->uid;
-    if (nf_store_user_counts(app->store, uids, k, counts))
+    size_t nu = 0;
+    for (const ev_item *it = chain; it && nu < EV_BATCH; it = it->next)
+        uids[nu++] = it->uid;
+    if (nf_store_user_counts(app->store, uids, nu, counts))
         memset(counts, 0, sizeof counts); /* best-effort: the next refresh corrects it */
     for (size_t i = 0; chain; i++) {
         ev_item *it = chain;
         chain = it->next;
-        json_object_set_new(it->obj, "kind", json_string(it->kind));
-        json_object_set_new(it->obj, "uid", json_integer(it->uid));
-        json_object_set_new(it->obj, "notification_count", json_integer(i < k ? counts[i] : 0));
-        if (e->local) {
-            nf_text t = {0};
-            nf_text_json(&t, it->obj);
-            char *s = nf_text_take(&t);
-            if (s) {
-                nf_hub_push(app->hub, it->uid, it->kind, s);
-                atomic_fetch_add(&app->metrics.events_published, 1);
-            } else {
-                atomic_fetch_add(&app->metrics.events_dropped, 1);
-            }
-            free(s);
+        char tail[160];
+        snprintf(tail, sizeof tail, "%s\"kind\":\"%s\",\"uid\":%lld,\"notification_count\":%lld}",
+                 it->len > 1 ? "," : "", it->kind, (long long)it->uid, (long long)(i < nu ? counts[i] : 0));
+        nf_text_clear(&ev);
+        nf_text_put(&ev, it->text, it->len);
+        nf_text_str(&ev, tail);
+        if (ev.failed) {
+            atomic_fetch_add(&app->metrics.events_dropped, 1);
+        } else if (e->local) {
+            nf_hub_push(app->hub, it->uid, it->kind, ev.p);
+            atomic_fetch_add(&app->metrics.events_published, 1);
         } else {
-            nf_text_put(&arr, in_arr ? "," : "[", 1);
-            nf_text_json(&arr, it->obj);
-            in_arr++;
+            nf_text_put(&arr, k ? "," : "[", 1);
+            nf_text_put(&arr, ev.p, ev.len);
+            k++;
             if (arr.len >= EV_MSG_BYTES)
-                seal_message(e, &arr, &in_arr, msgs, &n, &events);
+                seal_message(e, &arr, &k, msgs, &n, &events);
         }
-        json_decref(it->obj);
         free(it);
     }
-    seal_message(e, &arr, &in_arr, msgs, &n, &events);
-    free(nf_text_take(&arr));
+    seal_message(e, &arr, &k, msgs, &n, &events);
+    nf_text_free(&ev);
+    nf_text_free(&arr);
     if (n == 0)
         return;
     sl_publish_opts po; /* best-effort: do not wait out a long broker outage, nor an fsync */
@@ -276,7 +313,6 @@ void nf_events_stop(nf_events *e)
     for (ev_item *it = e->head, *nx; it; it = nx) { /* left after the flush deadline */
         nx = it->next;
         atomic_fetch_add(&e->app->metrics.events_dropped, 1);
-        json_decref(it->obj);
         free(it);
     }
     pthread_mutex_destroy(&e->mu);

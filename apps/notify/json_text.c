@@ -11,7 +11,7 @@
 
 void nf_text_put(nf_text *t, const char *s, size_t n)
 {
-    if (t->oom)
+    if (t->failed)
         return;
     if (t->len + n + 1 > t->cap) {
         size_t cap = t->cap ? t->cap : 256;
@@ -19,7 +19,7 @@ void nf_text_put(nf_text *t, const char *s, size_t n)
             cap *= 2;
         char *p = realloc(t->p, cap);
         if (!p) {
-            t->oom = true;
+            t->failed = true;
             return;
         }
         t->p = p;
@@ -46,7 +46,7 @@ static char short_escape(unsigned char c)
     }
 }
 
-void nf_text_quote(nf_text *t, const char *s)
+void nf_text_json_string(nf_text *t, const char *s)
 {
     static const char hex[] = "0123456789ABCDEF"; /* upper case, as jansson */
     nf_text_put(t, "\"", 1);
@@ -85,7 +85,7 @@ void nf_text_json(nf_text *t, const json_t *v)
             if (!first)
                 nf_text_put(t, ",", 1);
             first = false;
-            nf_text_quote(t, k);
+            nf_text_json_string(t, k);
             nf_text_put(t, ":", 1);
             nf_text_json(t, x);
         }
@@ -102,7 +102,7 @@ void nf_text_json(nf_text *t, const json_t *v)
         nf_text_put(t, "]", 1);
         break;
     case JSON_STRING:
-        nf_text_quote(t, json_string_value(v));
+        nf_text_json_string(t, json_string_value(v));
         break;
     case JSON_INTEGER:
         nf_text_put(t, num, (size_t)snprintf(num, sizeof num, "%" JSON_INTEGER_FORMAT, json_integer_value(v)));
@@ -121,18 +121,37 @@ void nf_text_json(nf_text *t, const json_t *v)
         if (s)
             nf_text_put(t, s, strlen(s));
         else
-            t->oom = true;
+            t->failed = true;
         free(s);
     }
     }
 }
 
+void nf_text_str(nf_text *t, const char *s)
+{
+    nf_text_put(t, s, strlen(s));
+}
+
+void nf_text_clear(nf_text *t)
+{
+    t->len = 0;
+    t->failed = false;
+    if (t->p)
+        t->p[0] = '\0';
+}
+
+void nf_text_free(nf_text *t)
+{
+    free(t->p);
+    *t = (nf_text){0};
+}
+
 char *nf_text_take(nf_text *t)
 {
-    char *p = t->oom ? NULL : t->p;
-    if (t->oom)
+    char *p = t->failed ? NULL : t->p;
+    if (t->failed)
         free(t->p);
-    if (!t->oom && !p) /* nothing was written */
+    if (!t->failed && !p) /* nothing was written */
         p = calloc(1, 1);
     *t = (nf_text){0};
     return p;
@@ -141,7 +160,7 @@ char *nf_text_take(nf_text *t)
 char *nf_json_quote(const char *s)
 {
     nf_text t = {0};
-    nf_text_quote(&t, s);
+    nf_text_json_string(&t, s);
     return nf_text_take(&t);
 }
 

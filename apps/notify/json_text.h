@@ -11,20 +11,26 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/* A growing text; oom is set (and the text left as it was) when memory runs out. */
+/* Text appended piece by piece, always NUL-terminated once non-empty; {0}
+ * is empty. When it cannot grow, failed is set and nothing more is
+ * appended until nf_text_clear. */
 typedef struct nf_text {
-    char *p; /* NUL-terminated while not NULL */
+    char *p;
     size_t len, cap;
-    bool oom;
+    bool failed;
 } nf_text;
 
 void nf_text_put(nf_text *t, const char *s, size_t n);
-/* s (valid UTF-8) as a JSON string literal, quotes included. */
-void nf_text_quote(nf_text *t, const char *s);
+void nf_text_str(nf_text *t, const char *s);
+/* s (valid UTF-8: kept as it is) as a JSON string literal, quotes included. */
+void nf_text_json_string(nf_text *t, const char *s);
 /* v as json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) writes it. */
 void nf_text_json(nf_text *t, const json_t *v);
 /* The text (malloc'd, the caller's), or NULL when memory ran out; t is empty after. */
 char *nf_text_take(nf_text *t);
+/* Empty again (keeping the memory), failed cleared. */
+void nf_text_clear(nf_text *t);
+void nf_text_free(nf_text *t);
 
 /* s as a JSON string literal; malloc'd, NULL when out of memory. */
 char *nf_json_quote(const char *s);

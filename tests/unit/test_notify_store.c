@@ -5,7 +5,9 @@
  * anything is copied into the database (SQLite's own automatic checkpoint,
  * every 1000 pages, is off), is then checkpointed and restarted instead of
  * growing on, and every notice and every user's count is there, before
- * and after a reopen.
+ * and after a reopen. Batches are stored with multi-row statements: a
+ * batch with notices stored before still tells the new ones apart, counts
+ * only those, and a user's notices keep their publish order.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -142,6 +144,80 @@ static void wal_checkpointed_at_threshold_and_restarted(void **state)
     nf_store_close(s);
 }
 
+/* Store the notices numbered from..to-1 of uid (order_sn "m-<uid>-<k>",
+ * data "d<k>") as one batch; every inserted[] must be want_new(k). */
+static void add_range(nf_store *s, int64_t uid, int from, int to, bool (*want_new)(int))
+{
+    size_t n = (size_t)(to - from);
+    nf_notice *v = calloc(n, sizeof *v);
+    bool *ins = calloc(n, sizeof *ins);
+    char (*data)[16] = calloc(n, sizeof *data);
+    assert_non_null(v), assert_non_null(ins), assert_non_null(data);
+    for (size_t i = 0; i < n; i++) {
+        int k = from + (int)i;
+        snprintf(v[i].order_sn, sizeof v[i].order_sn, "m-%lld-%d", (long long)uid, k);
+        snprintf(data[i], sizeof data[i], "d%d", k);
+        v[i].uid = uid;
+        v[i].type = 1 + k % 2;
+        v[i].data = data[i];
+    }
+    assert_int_equal(nf_store_notice_add_many(s, v, n, ins), 0);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(ins[i], want_new(from + (int)i));
+    free(v);
+    free(ins);
+    free(data);
+}
+
+static bool all_new(int k) { (void)k; return true; }
+static bool new_from_300(int k) { return k >= 300; }
+
+static void many_rows_keep_order_and_tell_stored_ones(void **state)
+{
+    (void)state;
+    char url[200], db[160], err[256] = "";
+    snprintf(db, sizeof db, "%s/rows.db", g_dir);
+    snprintf(url, sizeof url, "sqlite://%s", db);
+    nf_store *s = NULL;
+    assert_int_equal(nf_store_open(&s, url, SHARDS, err, sizeof err), 0);
+    /* 300 notices of one user (one shard: statements of every size), and
+     * one of each of 40 users (every shard) */
+    add_range(s, 5, 0, 300, all_new);
+    for (int64_t u = 100; u < 140; u++)
+        add_range(s, u, 0, 1, all_new);
+    /* a redelivered batch: the first 300 again, then 77 new ones */
+    add_range(s, 5, 0, 377, new_from_300);
+    int64_t c = 0;
+    char nick[64];
+    assert_int_equal(nf_store_user_get(s, 5, nick, sizeof nick, &c), 0);
+    assert_int_equal(c, 377);
+    assert_string_equal(nick, "user5");
+    assert_int_equal(nf_store_user_get(s, 139, nick, sizeof nick, &c), 0);
+    assert_int_equal(c, 1);
+    /* newest first, in publish order, with their fields */
+    nf_list_query q = {.uid = 5, .page = 1, .size = 400};
+    nf_notice *v = NULL;
+    size_t n = 0;
+    int64_t unread = 0;
+    assert_int_equal(nf_store_list(s, &q, &v, &n, &unread), 0);
+    assert_int_equal(n, 377);
+    assert_int_equal(unread, 377);
+    for (size_t i = 0; i < n; i++) {
+        char want[16];
+        snprintf(want, sizeof want, "d%d", 376 - (int)i);
+        assert_string_equal(v[i].data, want);
+        assert_int_equal(v[i].type, 1 + (376 - (int)i) % 2);
+        assert_int_equal(v[i].status, 0);
+        assert_true(i == 0 || v[i].id < v[i - 1].id);
+    }
+    nf_notices_free(v, n);
+    q.type = 2;
+    assert_int_equal(nf_store_list(s, &q, &v, &n, &unread), 0);
+    assert_int_equal(unread, 188); /* odd k of 0..376 */
+    nf_notices_free(v, n);
+    nf_store_close(s);
+}
+
 int main(void)
 {
     /* ~200 MB go through the files: in memory where there is a tmpfs */
@@ -154,6 +230,7 @@ int main(void)
     memset(g_data, 'x', DATA_LEN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(wal_checkpointed_at_threshold_and_restarted),
+        cmocka_unit_test(many_rows_keep_order_and_tell_stored_ones),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     char rm[128];

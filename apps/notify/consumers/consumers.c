@@ -29,8 +29,27 @@
 
 #include "../app.h"
 
+/* The notify batch handler's arrays, made once for NOTIFY_BATCH: a batch
+ * that freed arrays of that size (hundreds of KiB) made malloc merge all
+ * its small free chunks each time. The notices' data are copied into text
+ * (data_at: offsets), so that each payload's JSON document is released
+ * as soon as it is read: the next one is then parsed into the chunks it
+ * freed (malloc's per-thread cache) instead of a thousand documents being
+ * built, then freed, per batch. Its one worker owns all this. */
+#define BATCH_TEXT_KEEP (4u << 20) /* text larger than this is freed after its batch */
+
+typedef struct nf_batch {
+    nf_app *app;
+    nf_notice *v;
+    size_t *data_at;
+    bool *ins;
+    size_t *idx;
+    nf_text text;
+} nf_batch;
+
 struct nf_consumers {
     nf_app *app;
+    nf_batch batch;
     sl_subscriber *sub;
     sl_router *router;
     pthread_t thread;
@@ -44,28 +63,34 @@ static int64_t json_int(json_t *o, const char *k, int64_t dflt)
     return json_is_integer(v) ? (int64_t)json_integer_value(v) : dflt;
 }
 
+/* Copy s into out[len], cut to fit (s may be NULL: ""). */
+static void copy_text(char *out, size_t len, const char *s)
+{
+    size_t k = s ? strnlen(s, len - 1) : 0;
+    memcpy(out, s ? s : "", k);
+    out[k] = '\0';
+}
+
 /* The notice a notify message carries (data borrowed from p); false when
- * it lacks uid or data. */
+ * it lacks uid or data. Only the fields a notice is stored from are set
+ * (the store ignores id, status and the row times). */
 static bool notice_from(sl_msg *in, json_t *p, nf_notice *n)
 {
-    const char *time = json_string_value(json_object_get(p, "time"));
-    memset(n, 0, sizeof *n);
+    n->id = 0;
+    n->status = 0;
+    n->created_at[0] = n->updated_at[0] = '\0';
     n->uid = json_int(p, "uid", -1);
     n->type = (int)json_int(p, "type", 0);
     n->data = (char *)json_string_value(json_object_get(p, "data"));
-    snprintf(n->order_sn, sizeof n->order_sn, "%s", sl_msg_uuid(in));
-    snprintf(n->create_time, sizeof n->create_time, "%s", time ? time : "");
+    copy_text(n->order_sn, sizeof n->order_sn, sl_msg_uuid(in));
+    copy_text(n->create_time, sizeof n->create_time, json_string_value(json_object_get(p, "time")));
     return n->uid >= 0 && n->data;
 }
 
 /* A newly stored notice goes to the live-update emitter. */
 static void emit_notice(nf_app *app, const nf_notice *n)
 {
-    if (!nf_events_wanted(app->events))
-        return;
-    nf_events_emit(app->events, n->uid, "notice",
-                   json_pack("{s:s, s:i, s:s, s:s}", "order_sn", n->order_sn, "type", n->type, "data",
-                             n->data, "create_time", n->create_time));
+    nf_events_emit_notice(app->events, n);
 }
 
 static void record_lag(nf_app *app, int t, sl_msg *in)
@@ -172,24 +197,29 @@ static int handle(sl_ctx *ctx, sl_msg *in, sl_msg_list *out, void *user)
     return rc;
 }
 
+/* Append s and its NUL to b->text; its offset goes to *at. */
+static bool batch_text(nf_batch *b, const char *s, size_t *at)
+{
+    *at = b->text.len;
+    nf_text_put(&b->text, s, strlen(s) + 1);
+    return !b->text.failed;
+}
+
 /* A notice that may take the batch's fast path: a first delivery (no
  * failure bookkeeping to consult or clear) whose payload is well formed.
- * Fills *n (data borrowed from *doc, which the caller releases). */
-static bool fast_notice(nf_app *app, sl_msg *m, nf_notice *n, json_t **doc)
+ * Fills *n but for its data, which goes to b->text at *data_at. */
+static bool fast_notice(nf_batch *b, sl_msg *m, nf_notice *n, size_t *data_at)
 {
-    *doc = NULL;
     if (sl_msg_deliveries(m) > 1 || sl_msg_meta_get(m, "requeued"))
         return false;
     size_t len;
     const char *payload = sl_msg_payload(m, &len);
     json_t *p = json_loadb(payload ? payload : "", len, 0, NULL);
-    if (!json_is_object(p) || !notice_from(m, p, n) || n->uid == app->fault_uid) {
-        json_decref(p);
-        return false;
-    }
-    record_lag(app, 0, m);
-    *doc = p;
-    return true;
+    bool ok = json_is_object(p) && notice_from(m, p, n) && n->uid != b->app->fault_uid &&
+              batch_text(b, n->data, data_at);
+    json_decref(p);
+    n->data = NULL;
+    return ok;
 }
 
 /* The notify consumer takes messages in batches: the well-formed first
@@ -211,20 +241,23 @@ static bool fast_notice(nf_app *app, sl_msg *m, nf_notice *n, json_t **doc)
 static int handle_notify_batch(sl_ctx *ctx, sl_msg *const *in, size_t n, int *results,
                                sl_msg_list *out, void *user)
 {
-    nf_app *app = user;
+    nf_batch *b = user;
+    nf_app *app = b->app;
     int64_t start = nf_mono_us();
-    /* n <= NOTIFY_BATCH; without memory every notice goes through handle() */
-    nf_notice *v = malloc(n * sizeof *v);
-    json_t **docs = malloc(n * sizeof *docs);
-    bool *ins = malloc(n * sizeof *ins);
-    size_t *idx = malloc(n * sizeof *idx), k = 0;
-    bool mem = v && docs && ins && idx;
+    nf_notice *v = b->v;
+    bool *ins = b->ins;
+    size_t *idx = b->idx, k = 0;
+    nf_text_clear(&b->text);
     for (size_t i = 0; i < n; i++) {
-        if (mem && fast_notice(app, in[i], &v[k], &docs[k]))
+        if (k < NOTIFY_BATCH && fast_notice(b, in[i], &v[k], &b->data_at[k]))
             idx[k++] = i;
         else
-            results[i] = handle(ctx, in[i], out, user);
+            results[i] = handle(ctx, in[i], out, app);
     }
+    for (size_t j = 0; j < k; j++) /* text moves while it grows: pointers once it is whole */
+        v[j].data = b->text.p + b->data_at[j];
+    if (k)
+        record_lag(app, 0, in[idx[k - 1]]); /* the gauge keeps the newest: one read per batch */
     int rc = !k ? 0 : app->fault_batch ? SL_EIO : nf_store_notice_add_many(app->store, v, k, ins);
     if (k && !app->fault_batch)
         nf_health_note(app, NF_W_STORE, rc);
@@ -234,7 +267,7 @@ static int handle_notify_batch(sl_ctx *ctx, sl_msg *const *in, size_t n, int *re
     uint64_t us = (uint64_t)(nf_mono_us() - start);
     for (size_t j = 0; j < k; j++) {
         if (rc) {
-            results[idx[j]] = handle(ctx, in[idx[j]], out, user);
+            results[idx[j]] = handle(ctx, in[idx[j]], out, app);
         } else {
             if (ins[j])
                 emit_notice(app, &v[j]);
@@ -242,13 +275,33 @@ static int handle_notify_batch(sl_ctx *ctx, sl_msg *const *in, size_t n, int *re
             atomic_fetch_add(&app->metrics.handle_count[0], 1);
             atomic_fetch_add(&app->metrics.handle_sum_us[0], us / k);
         }
-        json_decref(docs[j]);
     }
-    free(v);
-    free(docs);
-    free(ins);
-    free(idx);
+    if (b->text.cap > BATCH_TEXT_KEEP) /* a batch of unusually long notices */
+        nf_text_free(&b->text);
     return 0;
+}
+
+static void batch_free(nf_batch *b)
+{
+    free(b->v);
+    free(b->data_at);
+    free(b->ins);
+    free(b->idx);
+    nf_text_free(&b->text);
+    *b = (nf_batch){0};
+}
+
+static int batch_init(nf_batch *b, nf_app *app)
+{
+    b->app = app;
+    b->v = malloc(NOTIFY_BATCH * sizeof *b->v);
+    b->data_at = malloc(NOTIFY_BATCH * sizeof *b->data_at);
+    b->ins = malloc(NOTIFY_BATCH * sizeof *b->ins);
+    b->idx = malloc(NOTIFY_BATCH * sizeof *b->idx);
+    if (b->v && b->data_at && b->ins && b->idx)
+        return 0;
+    batch_free(b);
+    return SL_ENOMEM;
 }
 
 static void *run_main(void *arg)
@@ -276,14 +329,15 @@ static int add_handler(nf_consumers *c, const char *topic, bool batch)
     o.topic = topic;
     o.subscribe.group = topic;
     o.subscribe.start = SL_START_EARLIEST;
+    o.user = c->app;
     if (batch) {
+        o.user = &c->batch;
         o.batch_fn = handle_notify_batch;
         o.batch_max = NOTIFY_BATCH;
         o.batch_wait_ms = 0; /* a batch is what is waiting: no added delay */
     } else {
         o.fn = handle;
     }
-    o.user = c->app;
     /* One batching worker for notices: batches stored in delivery order keep
      * a user's notices in publish order (ids, and so the list, follow it);
      * several workers would commit their batches in any order. */
@@ -305,7 +359,7 @@ int nf_consumers_start(nf_app *app, unsigned topics, nf_consumers **out)
         rc = sl_subscriber_open(&c->sub, app->cfg.queue_url);
     if (!rc)
         rc = sl_router_new(&c->router, NULL);
-    if (!rc && (topics & 1))
+    if (!rc && (topics & 1) && !(rc = batch_init(&c->batch, app)))
         rc = add_handler(c, NF_TOPIC_NOTIFY, true);
     if (!rc && (topics & 2))
         rc = add_handler(c, NF_TOPIC_READ, false);
@@ -340,5 +394,6 @@ void nf_consumers_stop(nf_consumers *c)
         sl_subscriber_close(c->sub);
     nf_events_stop(c->app->events); /* after the handlers: they emit */
     c->app->events = NULL;
+    batch_free(&c->batch);
     free(c);
 }

@@ -25,7 +25,8 @@
  * WAL_KEEP_BYTES when it restarts, and a larger page cache keeps the index
  * pages in memory instead of re-reading them from the file. A batch
  * updates each user's count once (by the number of its new notices), in
- * uid order, instead of once per notice.
+ * uid order, instead of once per notice, and both its notices and those
+ * counts go in with multi-row statements (see "Multi-row writes").
  */
 #include <errno.h>
 #include <pthread.h>
@@ -41,11 +42,14 @@
 #include "store.h"
 
 #define CACHE_KB 16384          /* page cache per connection (SQLite's default: 2000) */
-#define CHECKPOINT_PAGES 2048   /* WAL pages between checkpoints (SQLite's automatic ones: 1000) */
+#define CHECKPOINT_PAGES 2048   /* WAL pages between checkpoints (SQLite's automatic ones: 1000;
+                                   8192 copied 0.6 times the bytes per notice, but the fsync of a
+                                   checkpoint that large held up the queue's commits: the e2e
+                                   delay's p99 under bench_notify went from ~11 to ~25-30 ms) */
 #define WAL_KEEP_BYTES 67108864 /* the WAL file is truncated to this after a checkpoint */
 
 enum { Q_INSERT, Q_MARK, Q_UNREAD, Q_LIST, Q_NSHARD };
-enum { G_USER_INC, G_USER_DEC, G_USER_GET, G_F_BUMP, G_F_GET, G_F_CLEAR, G_F_LIST, G_F_RESET,
+enum { G_USER_DEC, G_USER_GET, G_F_BUMP, G_F_GET, G_F_CLEAR, G_F_LIST, G_F_RESET,
        G_BEGIN, G_COMMIT, G_ROLLBACK, G_PING, G_NGLOBAL };
 
 static const char *const shard_sql[Q_NSHARD] = {
@@ -60,9 +64,6 @@ static const char *const shard_sql[Q_NSHARD] = {
 };
 
 static const char *const global_sql[G_NGLOBAL] = {
-    [G_USER_INC] = "INSERT INTO user(uid,nick,notification_count,created_at,updated_at) "
-                   "VALUES(?1,'user'||?1,?3,?2,?2) ON CONFLICT(uid) DO UPDATE SET "
-                   "notification_count=notification_count+?3, updated_at=?2",
     [G_USER_DEC] = "UPDATE user SET notification_count=MAX(notification_count-?2,0), updated_at=?3 "
                    "WHERE uid=?1",
     [G_USER_GET] = "SELECT nick, notification_count FROM user WHERE uid=?1",
@@ -80,13 +81,49 @@ static const char *const global_sql[G_NGLOBAL] = {
     [G_PING] = "SELECT 1",
 };
 
+/*
+ * Multi-row writes: a batch stores each shard's new notices, and adds to
+ * the users' counts, with INSERTs of several rows each (sizes m_rows,
+ * largest first; ?1 is the time of the batch, then m_params[kind]
+ * parameters a row). One statement opens its cursors, reads and updates
+ * sqlite_sequence and runs its program once for all its rows. They are
+ * OR IGNORE: a statement that may fail half-way (ABORT, the default) keeps
+ * a statement journal of every page it changes, which for a few dozen
+ * rows spilled to a temporary file and tripled the bytes a batch wrote;
+ * nothing is lost, as a statement that stored fewer rows than it was
+ * given is noticed (sqlite3_changes): a notice stored before (a
+ * redelivered batch, the batch is then stored notice by notice, which
+ * tells which are new) or a row no count may skip (an error).
+ */
+enum { M_NOTICE, M_USER };
+enum { M_NSIZES = 4 };
+static const int m_rows[M_NSIZES] = {64, 16, 4, 1};
+static const int m_params[] = {[M_NOTICE] = 5, [M_USER] = 2};
+static const char *const m_head[] = {
+    [M_NOTICE] = "INSERT OR IGNORE INTO th_notice_%d(order_sn,uid,type,data,status,create_time,created_at,"
+                 "updated_at) VALUES",
+    [M_USER] = "INSERT OR IGNORE INTO user(uid,nick,notification_count,created_at,updated_at) VALUES",
+};
+static const char *const m_row[] = { /* %1$d: the row's first parameter */
+    [M_NOTICE] = "(?%1$d,?%2$d,?%3$d,?%4$d,0,?%5$d,?1,?1)",
+    [M_USER] = "(?%1$d,'user'||?%1$d,?%2$d,?1,?1)",
+};
+static const char *const m_tail[] = {
+    [M_NOTICE] = "",
+    [M_USER] = " ON CONFLICT(uid) DO UPDATE SET notification_count=notification_count+"
+               "excluded.notification_count, updated_at=excluded.updated_at",
+};
+
 typedef struct sq_store {
     nf_store base;
     pthread_mutex_t mu;
     sqlite3 *db;
     int shards;
     sqlite3_stmt **shard_st; /* [shards * Q_NSHARD] */
+    sqlite3_stmt **multi_st; /* [(shards + 1) * M_NSIZES]: multi-row writes (multi_stmt) */
     sqlite3_stmt *global_st[G_NGLOBAL];
+    int64_t *scratch;   /* notice_add_many's arrays (under mu), kept: see scratch_get */
+    size_t scratch_len; /* int64_t's */
     char *path;
     const char *sync;       /* the synchronous pragma's value, for ck_db too */
     _Atomic int wal_pages;  /* pages in the WAL after the last commit (wal_hook) */
@@ -136,6 +173,30 @@ static sqlite3_stmt *global_stmt(sq_store *s, int q)
         *slot = NULL;
     if (*slot)
         sqlite3_reset(*slot), sqlite3_clear_bindings(*slot);
+    return *slot;
+}
+
+/* The cached multi-row INSERT of kind (M_NOTICE on shard 0..shards-1,
+ * M_USER) with m_rows[size] rows, reset. */
+static sqlite3_stmt *multi_stmt(sq_store *s, int kind, int shard, int size)
+{
+    int table = kind == M_USER ? s->shards : shard;
+    sqlite3_stmt **slot = &s->multi_st[table * M_NSIZES + size];
+    if (!*slot) {
+        char sql[8192];
+        int len = snprintf(sql, sizeof sql, m_head[kind], shard + 1);
+        for (int r = 0, p = 2; r < m_rows[size]; r++, p += m_params[kind]) {
+            if (r)
+                sql[len++] = ',';
+            len += snprintf(sql + len, sizeof sql - (size_t)len, m_row[kind], p, p + 1, p + 2, p + 3,
+                            p + 4);
+        }
+        snprintf(sql + len, sizeof sql - (size_t)len, "%s", m_tail[kind]);
+        if (sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, slot, NULL) != SQLITE_OK)
+            *slot = NULL;
+    }
+    if (*slot)
+        sqlite3_reset(*slot); /* every parameter is bound again */
     return *slot;
 }
 
@@ -239,6 +300,8 @@ static void sq_close(nf_store *base)
     }
     for (int i = 0; i < s->shards * Q_NSHARD; i++)
         sqlite3_finalize(s->shard_st[i]);
+    for (int i = 0; s->multi_st && i < (s->shards + 1) * M_NSIZES; i++)
+        sqlite3_finalize(s->multi_st[i]);
     for (int i = 0; i < G_NGLOBAL; i++)
         sqlite3_finalize(s->global_st[i]);
     sqlite3_close(s->ck_db); /* first: the last connection to close checkpoints the whole WAL */
@@ -248,6 +311,8 @@ static void sq_close(nf_store *base)
     pthread_mutex_destroy(&s->ck_mu);
     pthread_mutex_destroy(&s->mu);
     free(s->shard_st);
+    free(s->multi_st);
+    free(s->scratch);
     free(s->path);
     free(s);
 }
@@ -390,8 +455,9 @@ static int sq_open(nf_store **out, const char *url, int shards, char *err, size_
     pthread_cond_init(&s->ck_end, NULL);
     s->path = strdup(path);
     s->shard_st = calloc((size_t)shards * Q_NSHARD, sizeof *s->shard_st);
+    s->multi_st = calloc((size_t)(shards + 1) * M_NSIZES, sizeof *s->multi_st);
     make_parent(path);
-    if (!s->shard_st || !s->path ||
+    if (!s->shard_st || !s->multi_st || !s->path ||
         sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                         NULL) != SQLITE_OK) {
         sq_close(&s->base);
@@ -431,16 +497,65 @@ static int insert_in_tx(sq_store *s, const nf_notice *n, const char *now, bool *
     return rc;
 }
 
-/* Inside a transaction: add k to uid's count (creating the user). */
-static int count_in_tx(sq_store *s, int64_t uid, int64_t k, const char *now)
+/* The largest m_rows that fits in left (> 0) rows. */
+static int multi_size(size_t left)
 {
-    sqlite3_stmt *st = global_stmt(s, G_USER_INC);
-    if (st) {
-        sqlite3_bind_int64(st, 1, uid);
-        sqlite3_bind_text(st, 2, now, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 3, k);
+    int z = 0;
+    while ((size_t)m_rows[z] > left)
+        z++;
+    return z;
+}
+
+/* Inside a transaction: insert v[order[0..m)] (new notices of one shard, in
+ * publish order: their ids follow it) with multi-row statements. 1 when
+ * some notice was stored already (its statement stored the others: the
+ * caller rolls back and goes row by row). */
+static int insert_shard_in_tx(sq_store *s, int shard, const nf_notice *v, const size_t *order,
+                              size_t m, const char *now)
+{
+    for (size_t i = 0; i < m;) {
+        int z = multi_size(m - i), rows = m_rows[z];
+        sqlite3_stmt *st = multi_stmt(s, M_NOTICE, shard, z);
+        if (!st)
+            return SL_EIO;
+        sqlite3_bind_text(st, 1, now, -1, SQLITE_STATIC);
+        for (int r = 0, p = 2; r < rows; r++, p += m_params[M_NOTICE]) {
+            const nf_notice *n = &v[order[i + (size_t)r]];
+            sqlite3_bind_text(st, p, n->order_sn, -1, SQLITE_STATIC);
+            sqlite3_bind_int64(st, p + 1, n->uid);
+            sqlite3_bind_int(st, p + 2, n->type);
+            sqlite3_bind_text(st, p + 3, n->data ? n->data : "", -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, p + 4, n->create_time[0] ? n->create_time : now, -1, SQLITE_STATIC);
+        }
+        int rc = step_done(st);
+        if (rc)
+            return rc;
+        if (sqlite3_changes(s->db) != rows)
+            return 1;
+        i += (size_t)rows;
     }
-    return step_done(st);
+    return 0;
+}
+
+/* Inside a transaction: store v[0..n) with one multi-row INSERT per shard
+ * and chunk (order, start: scratch of n and shards + 1). 1 when one of
+ * them was stored already. */
+static int insert_many_in_tx(sq_store *s, const nf_notice *v, size_t n, size_t *order,
+                             size_t *start, const char *now)
+{
+    memset(start, 0, ((size_t)s->shards + 1) * sizeof *start);
+    for (size_t i = 0; i < n; i++) /* a stable counting sort by shard */
+        start[v[i].uid % s->shards + 1]++;
+    for (int sh = 0; sh < s->shards; sh++)
+        start[sh + 1] += start[sh];
+    for (size_t i = 0; i < n; i++)
+        order[start[v[i].uid % s->shards]++] = i;
+    int rc = 0; /* start[sh] is now the end of shard sh's run */
+    for (int sh = 0; sh < s->shards && !rc; sh++) {
+        size_t from = sh ? start[sh - 1] : 0;
+        rc = insert_shard_in_tx(s, sh, v, order + from, start[sh] - from, now);
+    }
+    return rc;
 }
 
 static int cmp_uid(const void *a, const void *b)
@@ -449,33 +564,56 @@ static int cmp_uid(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* Inside a transaction: one count upsert per distinct user of the n new
- * notices' uids (sorted here: the user rows are visited in key order)
- * instead of one per notice. */
+/* Inside a transaction: add to each distinct user of the n new notices'
+ * uids[0..n) (sorted here: the user rows are visited in key order) the
+ * number of its notices, creating the user, with multi-row upserts.
+ * uids has room for 2n. */
 static int count_users_in_tx(sq_store *s, int64_t *uids, size_t n, const char *now)
 {
     qsort(uids, n, sizeof *uids, cmp_uid);
-    int rc = 0;
-    for (size_t i = 0, j; i < n && !rc; i = j) {
+    int64_t *count = uids + n; /* uids[0..users) become the distinct users, count[] theirs */
+    size_t users = 0;
+    for (size_t i = 0, j; i < n; i = j) {
         for (j = i + 1; j < n && uids[j] == uids[i]; j++)
             ;
-        rc = count_in_tx(s, uids[i], (int64_t)(j - i), now);
+        uids[users] = uids[i]; /* users <= i: behind the reading */
+        count[users++] = (int64_t)(j - i);
     }
-    return rc;
+    for (size_t i = 0; i < users;) {
+        int z = multi_size(users - i), rows = m_rows[z];
+        sqlite3_stmt *st = multi_stmt(s, M_USER, 0, z);
+        if (!st)
+            return SL_EIO;
+        sqlite3_bind_text(st, 1, now, -1, SQLITE_STATIC);
+        for (int r = 0, p = 2; r < rows; r++, p += m_params[M_USER]) {
+            sqlite3_bind_int64(st, p, uids[i + (size_t)r]);
+            sqlite3_bind_int64(st, p + 1, count[i + (size_t)r]);
+        }
+        int rc = step_done(st);
+        if (rc)
+            return rc;
+        if (sqlite3_changes(s->db) != rows) /* OR IGNORE skipped a row: no valid count can */
+            return SL_EIO;
+        i += (size_t)rows;
+    }
+    return 0;
 }
 
-static int sq_notice_add_many(nf_store *base, const nf_notice *v, size_t n, bool *inserted)
+/* One transaction storing v[0..n): multi-row when none was stored before
+ * (rows_each false), else a statement per notice, which tells which are
+ * new. 1 when rows_each is false and some notice was stored already
+ * (nothing is then stored). */
+static int add_many_tx(sq_store *s, const nf_notice *v, size_t n, bool *inserted, bool rows_each,
+                       int64_t *uids, size_t *order, size_t *start, const char *now)
 {
-    sq_store *s = (sq_store *)base;
-    char now[24];
-    now_text(now);
-    int64_t *uids = malloc(n * sizeof *uids);
-    if (!uids)
-        return SL_ENOMEM;
     size_t k = 0;
-    pthread_mutex_lock(&s->mu);
     int rc = tx(s, G_BEGIN);
-    for (size_t i = 0; i < n && !rc; i++) {
+    if (!rc && !rows_each) {
+        rc = insert_many_in_tx(s, v, n, order, start, now);
+        for (size_t i = 0; i < n && !rc; i++)
+            inserted[i] = true, uids[k++] = v[i].uid;
+    }
+    for (size_t i = 0; i < n && !rc && rows_each; i++) {
         rc = insert_in_tx(s, &v[i], now, &inserted[i]);
         if (inserted[i])
             uids[k++] = v[i].uid;
@@ -486,8 +624,40 @@ static int sq_notice_add_many(nf_store *base, const nf_notice *v, size_t n, bool
         rc = tx(s, G_COMMIT);
     if (rc)
         tx(s, G_ROLLBACK);
+    return rc;
+}
+
+/* Under s->mu: room for len int64_t's, kept for the next batches (freeing
+ * a batch's arrays, tens of KiB, made malloc merge all its small free
+ * chunks every time). */
+static int64_t *scratch_get(sq_store *s, size_t len)
+{
+    if (len > s->scratch_len) {
+        int64_t *p = realloc(s->scratch, len * sizeof *p);
+        if (!p)
+            return NULL;
+        s->scratch = p;
+        s->scratch_len = len;
+    }
+    return s->scratch;
+}
+
+static int sq_notice_add_many(nf_store *base, const nf_notice *v, size_t n, bool *inserted)
+{
+    sq_store *s = (sq_store *)base;
+    char now[24];
+    now_text(now);
+    _Static_assert(sizeof(size_t) <= sizeof(int64_t), "order[] lives in int64_t slots");
+    pthread_mutex_lock(&s->mu);
+    int64_t *uids = scratch_get(s, 3 * n + (size_t)s->shards + 1);
+    int rc = SL_ENOMEM;
+    if (uids) { /* uids[0..2n), then order[n], then the shards' starts */
+        size_t *order = (size_t *)(uids + 2 * n), *start = (size_t *)(uids + 3 * n);
+        rc = add_many_tx(s, v, n, inserted, false, uids, order, start, now);
+        if (rc == 1) /* a redelivery: find out notice by notice which are new */
+            rc = add_many_tx(s, v, n, inserted, true, uids, order, start, now);
+    }
     pthread_mutex_unlock(&s->mu);
-    free(uids);
     checkpoint_if_due(s);
     for (size_t i = 0; rc && i < n; i++)
         inserted[i] = false;
