@@ -132,14 +132,15 @@ void nf_events_emit(nf_events *e, int64_t uid, const char *kind, json_t *obj)
         json_decref(obj);
         return;
     }
-    char *d = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
+    nf_text t = {0};
+    if (json_is_object(obj))
+        nf_text_json(&t, obj);
     json_decref(obj);
-    size_t len = d ? strlen(d) : 0;
-    if (len >= 2 && d[len - 1] == '}')
-        enqueue(e, uid, kind, d, len - 1);
+    if (!t.failed && t.len >= 2)
+        enqueue(e, uid, kind, t.p, t.len - 1); /* without its closing brace */
     else
         enqueue(e, uid, kind, "{", 1); /* no fields (as when obj could not be made) */
-    free(d);
+    nf_text_free(&t);
 }
 
 void nf_events_emit_notice(nf_events *e, const nf_notice *n)

@@ -195,7 +195,6 @@ void nf_publisher_free(nf_publisher *p);
 void nf_publish_deferred(nf_req *q, nf_resp *r, const char *topic, char *payload, char *echo,
                          const char *id);
 
-
 /* The HTTP server (server.c). app->hub must exist (nf_hub_new) before the
  * consumers start and outlive them; nf_server_stop ends the streams but
  * leaves the hub to its creator. With app->cfg.threads 0 (the config

@@ -811,8 +811,8 @@ static int sq_user_counts(nf_store *base, const int64_t *uids, size_t n, int64_t
 {
     sq_store *s = (sq_store *)base;
     pthread_mutex_lock(&s->mu);
-    int rc = SL_EIO;
     sqlite3_stmt *st = global_stmt(s, G_USER_GET);
+    int rc = st ? 0 : SL_EIO;
     bool tx = st && sqlite3_exec(s->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK;
     for (size_t i = 0; st && i < n; i++) {
         counts[i] = 0;
@@ -824,8 +824,6 @@ static int sq_user_counts(nf_store *base, const int64_t *uids, size_t n, int64_t
             rc = db_err(r);
         sqlite3_reset(st);
     }
-    if (st && rc == SL_EIO)
-        rc = 0;
     if (tx)
         sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
     pthread_mutex_unlock(&s->mu);
