@@ -253,6 +253,17 @@ static enum MHD_Result handle(sl_service *s, struct MHD_Connection *conn, const 
     return ret;
 }
 
+/* A draining service takes no new connection. MHD_quiesce_daemon is not used: with epoll
+   and a thread pool it can abort the process (its threads and the caller both remove the
+   listen socket from the epoll sets, and the loser panics). */
+static enum MHD_Result accept_cb(void *cls, const struct sockaddr *addr, socklen_t len)
+{
+    (void)addr;
+    (void)len;
+    sl_service *s = cls;
+    return atomic_load(&s->http_draining) ? MHD_NO : MHD_YES;
+}
+
 static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const char *url,
                                  const char *method, const char *version, const char *upload,
                                  size_t *upload_size, void **con_cls)
@@ -361,7 +372,7 @@ int sli_http_start(sl_service *s)
     if (s->http_external)
         flags = MHD_USE_ITC;
     struct MHD_Daemon *d = MHD_start_daemon(
-        flags, 0, NULL, NULL, access_cb, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+        flags, 0, accept_cb, s, access_cb, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
         MHD_OPTION_THREAD_POOL_SIZE, s->http_external ? 1u : (unsigned)s->threads,
         MHD_OPTION_NOTIFY_COMPLETED, completed_cb, s,
         MHD_OPTION_CONNECTION_TIMEOUT, 120u, MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_END);
@@ -387,9 +398,7 @@ void sli_http_quiesce(sl_service *s)
 {
     if (!s->http)
         return;
-    MHD_socket fd = MHD_quiesce_daemon(s->http);
-    if (fd != MHD_INVALID_SOCKET)
-        close(fd);
+    atomic_store(&s->http_draining, true);
 }
 
 void *sli_http_daemon(sl_service *s)

@@ -49,6 +49,7 @@ struct sl_service {
     size_t nwraps;
 
     void *http;      /* http_server.c's daemon */
+    atomic_bool http_draining; /* set by sli_http_quiesce: new connections are refused */
     bool http_external; /* set before start: the daemon gets no thread (sli_http_daemon) */
     char bound[300]; /* "host:port" */
     char *grpc_address_opt; /* NULL: no gRPC */

@@ -237,6 +237,12 @@ static void *do_slow(void *arg)
     return NULL;
 }
 
+static void *free_service(void *s)
+{
+    sl_service_free(s);
+    return NULL;
+}
+
 static void stop_drains_calls_in_flight(void **state)
 {
     (void)state;
@@ -245,9 +251,25 @@ static void stop_drains_calls_in_flight(void **state)
     pthread_t t;
     pthread_create(&t, NULL, do_slow, &sc);
     tl_sleep_ms(200); /* the call is inside the handler */
-    sl_service_free(s); /* graceful: waits for it */
+    char addr[300];
+    snprintf(addr, sizeof addr, "%s", sl_service_address(s));
+    pthread_t f;
+    pthread_create(&f, NULL, free_service, s); /* graceful: waits for the call */
+    tl_sleep_ms(100);
+    /* while it drains, the service takes no new connection */
+    sl_client *c = client();
+    sl_call_opts co;
+    sl_call_opts_init(&co);
+    co.address = addr;
+    co.timeout_ms = 2000;
+    sl_response *r = NULL;
+    int rc = sl_client_call(c, "svc-test", "T.Echo", "{}", 2, &co, &r);
+    sl_response_free(r);
+    sl_client_free(c);
+    pthread_join(f, NULL);
     pthread_join(t, NULL);
     assert_int_equal(sc.rc, 0);
+    assert_int_not_equal(rc, 0);
 }
 
 static void streams_end_and_a_leaving_caller_stops_the_handler(void **state)
