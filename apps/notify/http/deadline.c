@@ -13,7 +13,7 @@
  *   - write: once an answer is queued it must be sent within
  *     write_timeout. Event streams (SSE) have no write deadline: they end
  *     when the peer goes (sse.c).
- * The time a request waits for its publish (suspended, publish.c) counts
+ * The time a request waits for its loop's commit (publish.c) counts
  * for neither, nor does a server that is behind: a connection past its
  * deadline is cut only when the client is the slow side (nothing of the
  * request waits unread in the socket; the answer is stuck in the send

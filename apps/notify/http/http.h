@@ -12,6 +12,7 @@
 #define NF_HTTP_H
 
 #include <jansson.h>
+#include <netinet/in.h>
 #include <microhttpd.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -24,14 +25,13 @@
 #define NF_CODE_FAIL 10001
 
 typedef struct nf_server nf_server;
-typedef struct nf_publisher nf_publisher;
 
 typedef struct nf_resp {
     int status;
     char *body;        /* malloc'd, NUL-terminated; or NULL with raw set */
     const char *ctype; /* static */
     struct MHD_Response *raw; /* prebuilt response (SSE, static files); the server queues and destroys it */
-    bool deferred; /* the route suspended the connection; it is answered later (publish.c) */
+    bool deferred; /* the request waits in its loop's batch; it is answered after the commit (publish.c) */
 } nf_resp;
 
 /* One request's state (libmicrohttpd's per-request context). */
@@ -44,14 +44,14 @@ typedef struct nf_conn {
     bool too_large;
     size_t discarded; /* body bytes past max_body thrown away (server.c: cut_body) */
     int metric; /* route index for the metrics */
-    /* A deferred answer: filled by whichever thread completes the publish,
-     * then the connection is resumed and the server sends `done`. */
+    /* A deferred answer: filled by the loop's commit (publish.c), sent on
+     * the loop's next turn. Only the loop's thread touches these. */
     nf_resp done;
-    _Atomic bool answered;
+    bool pending;     /* in the loop's batch */
+    bool answered;    /* done is filled */
     int topic;        /* nf_topic_index of the deferred publish */
     char *request;    /* its payload (JSON text), for the retry log */
     char *echo;       /* the answer's data without "id" (JSON object text) */
-    char id[256];     /* its message id */
     const struct nf_route *route; /* the route of the path (CORS headers), NULL before or when unknown */
 } nf_conn;
 
@@ -141,8 +141,8 @@ nf_deadline *nf_server_deadline(nf_server *s);
 extern nf_route nf_routes[];
 extern const size_t nf_nroutes;
 
-/* The server's deferred publisher. */
-nf_publisher *nf_server_publisher(nf_server *s);
+/* Is the server's queue in this process's memory (mem://, no wait_ack)? */
+bool nf_server_queue_in_memory(const nf_server *s);
 
 /* Is the peer of conn on the loopback interface? */
 bool nf_peer_is_loopback(struct MHD_Connection *conn);
@@ -177,23 +177,42 @@ void nf_cors_preflight(const nf_app *app, struct MHD_Connection *conn, const nf_
  * not in web.cors_origins). */
 int nf_cors_guard(nf_req *q, nf_resp *r);
 
-/* Deferred publishing of the producing routes (publish.c): a transport with
- * batching on app->pub, so that the notices of many waiting requests are
- * queued with one publish (one commit) instead of one each. */
-int nf_publisher_start(nf_app *app, nf_publisher **out);
-/* Flush what is queued (at most deadline_ms), answering every waiting
- * request; later publishes are answered 503 at once. Call before the
- * daemon stops (it must not hold suspended connections). */
-void nf_publisher_drain(nf_publisher *p, int deadline_ms);
-void nf_publisher_free(nf_publisher *p);
-/* Queue payload for topic as message id (NULL: a fresh UUIDv7) and defer
- * the answer: the connection is suspended until the queue has it, then
- * answered with data = echo plus "id", or 503 with the request in the
- * topic's retry log. Any failure before that is answered the same way.
- * payload and echo are compact JSON object texts, malloc'd and taken (NULL:
- * out of memory, answered 503). On mem:// (no waiting) it answers at once. */
+/* The producing routes' publish (publish.c). A loop's batch of requests
+ * waiting for one publish per topic. */
+typedef struct nf_pending {
+    sl_msg **m[2];  /* by nf_topic_index */
+    nf_conn **cc[2];
+    size_t n[2], cap[2];
+} nf_pending;
+/* Queue payload for topic as message id (NULL: a fresh UUIDv7). On a loop
+ * the message joins the loop's batch and the answer is deferred to its
+ * commit (r->deferred); off a loop, and on mem://, it is published at once
+ * and r filled: data = echo plus "id", or 503 with the request in the
+ * topic's retry log. payload and echo are compact JSON object texts,
+ * malloc'd and taken (NULL: out of memory, answered 503). */
 void nf_publish_deferred(nf_req *q, nf_resp *r, const char *topic, char *payload, char *echo,
                          const char *id);
+/* Publish p's messages (one sl_publish per topic) and fill each waiting
+ * request's answer (cc->done, cc->answered); p is empty after. */
+void nf_publish_commit(nf_app *app, nf_pending *p);
+void nf_pending_free(nf_pending *p);
+
+/* The HTTP loops (loop.c): web.threads threads, each with its own
+ * libmicrohttpd daemon (epoll, driven by the thread) on one shared
+ * listening socket. A turn runs every ready request, then commits the
+ * batch they made, then sends the answers. The per-address connection
+ * limit is counted across the loops. */
+typedef struct nf_loops nf_loops;
+/* Start n loops serving s's requests with on_request (cls s) on the bound
+ * socket for addr; the port bound is in *port. */
+int nf_loops_start(nf_server *s, nf_app *app, const struct sockaddr_in *addr, unsigned n,
+                   MHD_AccessHandlerCallback on_request, MHD_RequestCompletedCallback on_completed,
+                   nf_deadline *dl, nf_loops **out, unsigned *port);
+/* Stop the loops (each commits and answers its batch first), then their
+ * daemons. */
+void nf_loops_stop(nf_loops *l);
+/* The batch of the loop running on this thread; NULL off a loop. */
+nf_pending *nf_loop_pending(void);
 
 /* The HTTP server (server.c). app->hub must exist (nf_hub_new) before the
  * consumers start and outlive them; nf_server_stop ends the streams but

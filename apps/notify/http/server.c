@@ -1,13 +1,14 @@
 /*
- * server.c - the HTTP front end on libmicrohttpd: a thread pool of epoll
- * loops (web.threads), suspend/resume for event streams.
+ * server.c - the HTTP front end on libmicrohttpd: the requests' dispatch,
+ * run by the loops of loop.c (web.threads), suspend/resume for event
+ * streams.
  *
  * Per connection the access handler is called several times: first with the
  * headers (we refuse bodies whose Content-Length passes web.max_body with
  * 413 right away), then with body chunks (buffered up to max_body; more
  * marks the request too large), then once more to answer - and, for a
- * route that deferred its answer (publish.c), once again after the resume,
- * to send what the publish outcome filled in. Answering parses
+ * route that deferred its answer to its loop's commit (publish.c), again on
+ * each run of the loop until the commit filled the answer in, to send it. Answering parses
  * the body by content type into one JSON parameter object, finds the route
  * (404 JSON for unknown paths, 405 with Allow for a wrong method, OPTIONS
  * and CORS preflight by cors.c), runs it and queues the response with the
@@ -30,8 +31,10 @@
 
 struct nf_server {
     nf_app *app;
-    struct MHD_Daemon *d;
-    nf_publisher *pub;
+    struct MHD_Daemon *d; /* web.threads 0: the one daemon, driven by the caller */
+    nf_loops *loops;      /* else the loops (loop.c) */
+    unsigned port;
+    bool queue_in_memory;
     nf_deadline *dl;
     int route_other;
 };
@@ -43,9 +46,9 @@ nf_deadline *nf_server_deadline(nf_server *s)
 
 typedef nf_conn conn_ctx;
 
-nf_publisher *nf_server_publisher(nf_server *s)
+bool nf_server_queue_in_memory(const nf_server *s)
 {
-    return s->pub;
+    return s->queue_in_memory;
 }
 
 /* ---- responses ---- */
@@ -428,7 +431,10 @@ static enum MHD_Result answer(nf_server *s, struct MHD_Connection *conn, const c
                               const char *method, conn_ctx *cc)
 {
     nf_deadline_set(s->dl, conn, NF_DL_REQUEST_IN);
-    if (atomic_load(&cc->answered)) { /* resumed after a deferred publish (publish.c) */
+    if (cc->pending) { /* in the loop's batch (publish.c) */
+        if (!cc->answered)
+            return MHD_YES; /* its commit has not run yet: asked again on the next run */
+        cc->pending = false;
         nf_resp done = cc->done;
         cc->done.body = NULL;
         return send_resp(s, conn, &done, cc->metric, cc, NULL);
@@ -488,7 +494,7 @@ static enum MHD_Result answer(nf_server *s, struct MHD_Connection *conn, const c
     }
     sl_account_free(q.acc);
     json_decref(q.params);
-    if (r.deferred) /* suspended; answered when resumed */
+    if (r.deferred) /* in the loop's batch; answered after its commit */
         return MHD_YES;
     return send_resp(s, conn, &r, metric, cc, NULL);
 }
@@ -634,30 +640,32 @@ int nf_server_start(nf_app *app, nf_server **out)
         free(s);
         return SL_EINVAL;
     }
-    if (nf_publisher_start(app, &s->pub)) {
-        nf_deadline_stop(s->dl);
-        free(s);
-        return SL_EINVAL;
+    /* mem:// with wait_ack would wait for the consumers' acks: not at once */
+    s->queue_in_memory = !strncmp(app->cfg.queue_url, "mem://", 6) && !strstr(app->cfg.queue_url, "wait_ack");
+    if (app->cfg.threads > 0) {
+        int rc = nf_loops_start(s, app, &sa, (unsigned)app->cfg.threads, on_request, on_completed, s->dl,
+                                &s->loops, &s->port);
+        if (rc) {
+            nf_log(SL_LOG_ERROR, "cannot listen on %s", app->cfg.server_addr);
+            nf_deadline_stop(s->dl);
+            free(s);
+            return rc;
+        }
+        *out = s;
+        return 0;
     }
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
-                     MHD_USE_ERROR_LOG;
-    if (app->cfg.threads == 0) /* the caller runs the daemon (nf_server_daemon), its own sockets */
-        flags = MHD_ALLOW_SUSPEND_RESUME;
-    s->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s,
-                            MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-                            MHD_OPTION_THREAD_POOL_SIZE, (unsigned)app->cfg.threads,
+    /* web.threads 0: the caller runs the daemon (nf_server_daemon), its own sockets */
+    s->d = MHD_start_daemon(MHD_ALLOW_SUSPEND_RESUME | MHD_USE_NO_LISTEN_SOCKET, 0, NULL, NULL, on_request, s,
                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)app->cfg.idle_timeout,
                             MHD_OPTION_CONNECTION_LIMIT, 4096u,
                             MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)app->cfg.max_conns_per_ip,
                             /* HTTP/1.1 without Host, conflicting Content-Length: 400 */
                             MHD_OPTION_STRICT_FOR_CLIENT, 1,
-                            MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
                             MHD_OPTION_NOTIFY_CONNECTION, nf_deadline_notify, s->dl,
                             MHD_OPTION_END);
     if (!s->d) {
-        nf_log(SL_LOG_ERROR, "cannot listen on %s", app->cfg.server_addr);
-        nf_publisher_free(s->pub);
+        nf_log(SL_LOG_ERROR, "cannot start the HTTP daemon");
         nf_deadline_stop(s->dl);
         free(s);
         return SL_EIO;
@@ -673,8 +681,7 @@ struct MHD_Daemon *nf_server_daemon(nf_server *s)
 
 unsigned nf_server_port(const nf_server *s)
 {
-    const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
-    return di ? di->port : 0;
+    return s->port;
 }
 
 void nf_server_stop(nf_server *s)
@@ -682,9 +689,9 @@ void nf_server_stop(nf_server *s)
     if (!s)
         return;
     nf_hub_shutdown(s->app->hub);
-    nf_publisher_drain(s->pub, 5000); /* answers every waiting POST: none stays suspended */
-    MHD_stop_daemon(s->d);
+    nf_loops_stop(s->loops); /* each commits and answers its batch first */
+    if (s->d)
+        MHD_stop_daemon(s->d);
     nf_deadline_stop(s->dl);
-    nf_publisher_free(s->pub);
     free(s);
 }
