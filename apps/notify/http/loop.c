@@ -1,7 +1,8 @@
 /*
  * loop.c - the HTTP loops: one thread per loop (web.threads), each driving
- * its own libmicrohttpd daemon (epoll, no thread of its own) on one shared
- * listening socket, with one group commit per turn.
+ * its own libmicrohttpd daemon (epoll, no thread of its own) and its own
+ * listening socket on the one port (SO_REUSEPORT: the kernel spreads the
+ * connections over the loops), with one group commit per turn.
  *
  * A turn: wait until the daemon has something to do (a socket, a timer, a
  * resumed event stream) or the loop is told to stop; MHD_run, which reads
@@ -14,9 +15,7 @@
  * waiting requests get theirs.
  *
  * While a loop commits, its other connections wait; the other loops go on
- * (their commits join the queue backend's own group commit). Every loop
- * accepts from the shared socket, so connections spread over the loops as
- * they find time to accept. The per-address connection limit
+ * (their commits join the queue backend's own group commit). The per-address connection limit
  * (web.max_conns_per_ip) is counted here across the loops (libmicrohttpd's
  * own limit would be per daemon): a connection is counted once it started
  * and refused at accept while its address has the limit. Two connections
@@ -56,7 +55,6 @@ typedef struct nf_loop {
 struct nf_loops {
     nf_app *app;
     nf_deadline *dl;
-    int listen_fd;
     unsigned n;
     _Atomic bool stop;
     unsigned per_ip; /* 0: no limit */
@@ -161,6 +159,9 @@ static void *loop_main(void *arg)
     return NULL;
 }
 
+/* A listening socket on addr (port *port when not 0; the port bound is
+ * put in *port), with SO_REUSEPORT: each loop has its own and the kernel
+ * spreads the connections over them. */
 static int listen_on(const struct sockaddr_in *addr, unsigned *port)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -168,7 +169,13 @@ static int listen_on(const struct sockaddr_in *addr, unsigned *port)
         return -1;
     int on = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on)) {
+        close(fd);
+        return -1;
+    }
     struct sockaddr_in sa = *addr;
+    if (*port)
+        sa.sin_port = htons((uint16_t)*port);
     socklen_t len = sizeof sa;
     if (bind(fd, (struct sockaddr *)&sa, sizeof sa) || listen(fd, 1024) ||
         getsockname(fd, (struct sockaddr *)&sa, &len)) {
@@ -192,20 +199,27 @@ int nf_loops_start(nf_server *s, nf_app *app, const struct sockaddr_in *addr, un
     pthread_mutex_init(&ls->mu, NULL);
     for (unsigned i = 0; i < n; i++)
         ls->loop[i].wake = -1;
-    ls->listen_fd = listen_on(addr, port);
-    int rc = ls->listen_fd < 0 ? SL_EIO : 0;
+    *port = 0;
+    int rc = 0;
     for (unsigned i = 0; i < n && !rc; i++) {
         nf_loop *l = &ls->loop[i];
         l->all = ls;
         l->wake = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        int fd = listen_on(addr, port); /* the first binds the port, the others join it */
+        if (fd < 0) {
+            rc = SL_EIO;
+            break;
+        }
         l->d = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, accept_cb, ls,
-                                on_request, s, MHD_OPTION_LISTEN_SOCKET, ls->listen_fd,
+                                on_request, s, MHD_OPTION_LISTEN_SOCKET, fd,
                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)app->cfg.idle_timeout,
                                 MHD_OPTION_CONNECTION_LIMIT, CONN_LIMIT / n,
                                 /* HTTP/1.1 without Host, conflicting Content-Length: 400 */
                                 MHD_OPTION_STRICT_FOR_CLIENT, 1,
                                 MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
                                 MHD_OPTION_NOTIFY_CONNECTION, notify_cb, ls, MHD_OPTION_END);
+        if (!l->d)
+            close(fd);
         if (l->wake < 0 || !l->d)
             rc = SL_EIO;
         else if (pthread_create(&l->thread, NULL, loop_main, l))
@@ -238,18 +252,12 @@ void nf_loops_stop(nf_loops *ls)
     }
     for (unsigned i = 0; i < ls->n; i++) {
         nf_loop *l = &ls->loop[i];
-        if (l->d) {
-            /* The socket is shared: no daemon closes it (its thread is
-               gone, so quiescing it here is safe). */
-            MHD_quiesce_daemon(l->d);
-            MHD_stop_daemon(l->d);
-        }
+        if (l->d)
+            MHD_stop_daemon(l->d); /* closes its listening socket */
         nf_pending_free(&l->pend);
         if (l->wake >= 0)
             close(l->wake);
     }
-    if (ls->listen_fd >= 0)
-        close(ls->listen_fd);
     for (unsigned b = 0; b < IP_BUCKETS; b++)
         while (ls->ips[b]) {
             ip_count *c = ls->ips[b];
