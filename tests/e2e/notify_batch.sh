@@ -10,7 +10,7 @@
 #     one instead, so still every answered notice is stored exactly once and
 #     nothing is parked.
 #  3. (embedded stack) The queue on mem://: the POSTs publish inline on the
-#     HTTP threads (no suspend, no publisher thread); the same checks hold,
+#     HTTP loops (no wait for a commit); the same checks hold,
 #     and with the queue refusing everything (SLUICE_NOTIFY_FAULT_PUBLISH=1)
 #     every POST is answered 503 with its request in notice_retry.log. Live
 #     events reach this process's streams without the queue's events topic.

@@ -15,11 +15,12 @@
  * waiting requests get theirs.
  *
  * While a loop commits, its other connections wait; the other loops go on
- * (their commits join the queue backend's own group commit). The per-address connection limit
- * (web.max_conns_per_ip) is counted here across the loops (libmicrohttpd's
- * own limit would be per daemon): a connection is counted once it started
- * and refused at accept while its address has the limit. Two connections
- * of one address accepted at the same moment by two loops may both pass.
+ * (their commits join the queue backend's own group commit). The
+ * per-address connection limit (web.max_conns_per_ip) is counted here
+ * across the loops (libmicrohttpd's own limit would be per daemon): a
+ * connection is counted once it started and refused at accept while its
+ * address has the limit. Two connections of one address accepted at the
+ * same moment by two loops may both pass.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -30,6 +31,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "http.h"
@@ -147,8 +149,10 @@ static void *loop_main(void *arg)
     while (!atomic_load(&ls->stop)) {
         MHD_UNSIGNED_LONG_LONG to;
         int ms = MHD_get_timeout(l->d, &to) == MHD_YES ? (to > 1000 ? 1000 : (int)to) : 1000;
-        if (poll(p, 2, ms) < 0 && errno != EINTR)
+        if (poll(p, 2, ms) < 0 && errno != EINTR) {
             nf_log(SL_LOG_ERROR, "http loop: poll: %s", strerror(errno));
+            nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL); /* no spinning on it */
+        }
         MHD_run(l->d);
         if (l->pend.n[0] || l->pend.n[1]) {
             nf_publish_commit(ls->app, &l->pend);
