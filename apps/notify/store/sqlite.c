@@ -16,10 +16,10 @@
  * auto-checkpoint (1000 pages) copied the same hot pages back into the
  * database and fsynced it every few batches, inside the commit and so
  * under the store's mutex: a quarter of the consumer's time, and every
- * list request waited behind it. Here a checkpoint is due once the WAL
- * holds CHECKPOINT_PAGES pages (each hot page is copied once however often
- * it was rewritten meanwhile) and runs on a thread and a connection of its
- * own, PASSIVE: the writer, readers and the next writes go on meanwhile on
+ * list request waited behind it. Here (sqlite_wal.c) a checkpoint is due
+ * once the WAL holds CHECKPOINT_PAGES pages (each hot page is copied once
+ * however often it was rewritten meanwhile) and runs on a thread and a
+ * connection of its own, PASSIVE: the writer, readers and the next writes go on meanwhile on
  * the main connection (the writer waits only if it outruns the
  * checkpoints by half the threshold). The WAL file is cut back to
  * WAL_KEEP_BYTES when it restarts, and a larger page cache keeps the index
@@ -39,13 +39,10 @@
 #include <time.h>
 
 #include "sluice/error.h"
+#include "sqlite_wal.h"
 #include "store.h"
 
 #define CACHE_KB 16384          /* page cache per connection (SQLite's default: 2000) */
-#define CHECKPOINT_PAGES 2048   /* WAL pages between checkpoints (SQLite's automatic ones: 1000;
-                                   8192 copied 0.6 times the bytes per notice, but the fsync of a
-                                   checkpoint that large held up the queue's commits: the e2e
-                                   delay's p99 under bench_notify went from ~11 to ~25-30 ms) */
 #define WAL_KEEP_BYTES 67108864 /* the WAL file is truncated to this after a checkpoint */
 
 enum { Q_INSERT, Q_MARK, Q_UNREAD, Q_LIST, Q_NSHARD };
@@ -125,16 +122,7 @@ typedef struct sq_store {
     int64_t *scratch;   /* notice_add_many's arrays (under mu), kept: see scratch_get */
     size_t scratch_len; /* int64_t's */
     char *path;
-    const char *sync;       /* the synchronous pragma's value, for ck_db too */
-    _Atomic int wal_pages;  /* pages in the WAL after the last commit (wal_hook) */
-    pthread_mutex_t ck_mu;  /* guards ck_due, ck_stop, ck_begun, ck_ended; ck_db is the thread's */
-    pthread_cond_t ck_cond; /* to the thread: a checkpoint is due, or the store closes */
-    pthread_cond_t ck_end;  /* from the thread: a checkpoint ended */
-    bool ck_due, ck_stop, ck_started;
-    uint64_t ck_begun, ck_ended; /* checkpoints begun and ended so far */
-    pthread_t ck_thread;
-    sqlite3 *ck_db;         /* the checkpoints' connection, opened when first needed */
-    bool ck_ready;          /* ck_db has its pragmas */
+    nf_sqlite_wal wal;  /* the checkpoints (sqlite_wal.c) */
 } sq_store;
 
 static void now_text(char out[24])
@@ -291,117 +279,20 @@ static int check_shards(sq_store *s, char *err, size_t errlen)
 static void sq_close(nf_store *base)
 {
     sq_store *s = (sq_store *)base;
-    if (s->ck_started) {
-        pthread_mutex_lock(&s->ck_mu);
-        s->ck_stop = true;
-        pthread_cond_signal(&s->ck_cond);
-        pthread_mutex_unlock(&s->ck_mu);
-        pthread_join(s->ck_thread, NULL);
-    }
+    nf_sqlite_wal_stop(&s->wal); /* first: the last connection to close checkpoints the whole WAL */
     for (int i = 0; i < s->shards * Q_NSHARD; i++)
         sqlite3_finalize(s->shard_st[i]);
     for (int i = 0; s->multi_st && i < (s->shards + 1) * M_NSIZES; i++)
         sqlite3_finalize(s->multi_st[i]);
     for (int i = 0; i < G_NGLOBAL; i++)
         sqlite3_finalize(s->global_st[i]);
-    sqlite3_close(s->ck_db); /* first: the last connection to close checkpoints the whole WAL */
     sqlite3_close(s->db);
-    pthread_cond_destroy(&s->ck_end);
-    pthread_cond_destroy(&s->ck_cond);
-    pthread_mutex_destroy(&s->ck_mu);
     pthread_mutex_destroy(&s->mu);
     free(s->shard_st);
     free(s->multi_st);
     free(s->scratch);
     free(s->path);
     free(s);
-}
-
-/* sqlite3_wal_hook: after every commit on the main connection (its mutex
- * held), with the number of pages the WAL now holds. Replaces SQLite's
- * automatic checkpoint on that connection. */
-static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
-{
-    (void)db, (void)name;
-    atomic_store_explicit(&((sq_store *)arg)->wal_pages, pages, memory_order_relaxed);
-    return SQLITE_OK;
-}
-
-/* One checkpoint: copy the WAL into the database (PASSIVE: as far as no
- * reader still needs, without waiting for anyone) on the checkpoint
- * connection. If that connection cannot be opened, the main one does it,
- * as SQLite's automatic checkpoint would. On the checkpoint thread. */
-static void checkpoint(sq_store *s)
-{
-    if (!s->ck_db && sqlite3_open_v2(s->path, &s->ck_db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
-        sqlite3_close(s->ck_db);
-        s->ck_db = NULL;
-    }
-    if (s->ck_db && !s->ck_ready) {
-        char pragma[64];
-        snprintf(pragma, sizeof pragma, "PRAGMA synchronous=%s;", s->sync);
-        s->ck_ready = sqlite3_exec(s->ck_db, pragma, NULL, NULL, NULL) == SQLITE_OK;
-    }
-    if (s->ck_db && s->ck_ready) {
-        sqlite3_wal_checkpoint_v2(s->ck_db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
-    } else {
-        pthread_mutex_lock(&s->mu);
-        sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
-        pthread_mutex_unlock(&s->mu);
-    }
-}
-
-/* The checkpoint thread: runs a checkpoint whenever one is due, so that
- * neither the writer (the notify consumer) nor its readers wait for the
- * copy and its fsync; a store shared by several processes checkpoints in
- * each of them. Writes that come meanwhile only make the next one due. */
-static void *checkpoint_main(void *arg)
-{
-    sq_store *s = arg;
-    pthread_setname_np(pthread_self(), "nf-checkpoint");
-    pthread_mutex_lock(&s->ck_mu);
-    while (!s->ck_stop) {
-        if (!s->ck_due) {
-            pthread_cond_wait(&s->ck_cond, &s->ck_mu);
-            continue;
-        }
-        s->ck_due = false;
-        uint64_t n = ++s->ck_begun;
-        pthread_mutex_unlock(&s->ck_mu);
-        checkpoint(s);
-        pthread_mutex_lock(&s->ck_mu);
-        s->ck_ended = n;
-        pthread_cond_broadcast(&s->ck_end);
-    }
-    s->ck_ended = UINT64_MAX; /* nobody waits for a checkpoint any more */
-    pthread_cond_broadcast(&s->ck_end);
-    pthread_mutex_unlock(&s->ck_mu);
-    return NULL;
-}
-
-/* After a write, without the store's mutex: once the WAL holds
- * CHECKPOINT_PAGES, a checkpoint is due on the checkpoint thread (or runs
- * here when that thread could not be started). The WAL restarts at the
- * first write after a checkpoint that copied all of it; should writes
- * outrun the checkpoints (the WAL half as large again), the writer waits
- * for one that began after its own commit, so that the WAL stays bounded. */
-static void checkpoint_if_due(sq_store *s)
-{
-    int pages = atomic_load_explicit(&s->wal_pages, memory_order_relaxed);
-    if (pages < CHECKPOINT_PAGES)
-        return;
-    pthread_mutex_lock(&s->ck_mu);
-    if (!s->ck_started) {
-        atomic_store_explicit(&s->wal_pages, 0, memory_order_relaxed);
-        checkpoint(s);
-    } else {
-        uint64_t want = s->ck_begun + 1; /* the next one to begin: after this commit */
-        s->ck_due = true;
-        pthread_cond_signal(&s->ck_cond);
-        while (pages >= CHECKPOINT_PAGES + CHECKPOINT_PAGES / 2 && s->ck_ended < want)
-            pthread_cond_wait(&s->ck_end, &s->ck_mu);
-    }
-    pthread_mutex_unlock(&s->ck_mu);
 }
 
 /* Create the parent directory of path (one level, like ./data). */
@@ -450,9 +341,7 @@ static int sq_open(nf_store **out, const char *url, int shards, char *err, size_
     s->base.ops = &nf_store_sqlite_ops;
     s->shards = shards;
     pthread_mutex_init(&s->mu, NULL);
-    pthread_mutex_init(&s->ck_mu, NULL);
-    pthread_cond_init(&s->ck_cond, NULL);
-    pthread_cond_init(&s->ck_end, NULL);
+    nf_sqlite_wal_init(&s->wal);
     s->path = strdup(path);
     s->shard_st = calloc((size_t)shards * Q_NSHARD, sizeof *s->shard_st);
     s->multi_st = calloc((size_t)(shards + 1) * M_NSIZES, sizeof *s->multi_st);
@@ -473,9 +362,7 @@ static int sq_open(nf_store **out, const char *url, int shards, char *err, size_
         sq_close(&s->base);
         return rc ? rc : SL_EIO;
     }
-    s->sync = sync;
-    sqlite3_wal_hook(s->db, wal_hook, s);
-    s->ck_started = pthread_create(&s->ck_thread, NULL, checkpoint_main, s) == 0;
+    nf_sqlite_wal_start(&s->wal, s->db, &s->mu, s->path, sync);
     *out = &s->base;
     return 0;
 }
@@ -658,7 +545,7 @@ static int sq_notice_add_many(nf_store *base, const nf_notice *v, size_t n, bool
             rc = add_many_tx(s, v, n, inserted, true, uids, order, start, now);
     }
     pthread_mutex_unlock(&s->mu);
-    checkpoint_if_due(s);
+    nf_sqlite_wal_after_write(&s->wal);
     for (size_t i = 0; rc && i < n; i++)
         inserted[i] = false;
     return rc;
@@ -699,7 +586,7 @@ static int sq_mark_read(nf_store *base, int64_t uid, int type, int64_t id, int64
             tx(s, G_ROLLBACK);
     }
     pthread_mutex_unlock(&s->mu);
-    checkpoint_if_due(s);
+    nf_sqlite_wal_after_write(&s->wal);
     if (changed)
         *changed = rc ? 0 : n;
     return rc;
