@@ -38,6 +38,8 @@
 
 #define IP_BUCKETS 1024
 #define CONN_LIMIT 4096u /* connections at most, over all loops */
+#define DRAIN_MS 500      /* at stop, answers still being sent get this long */
+#define DRAIN_IDLE_MS 20  /* ... and the stop goes on once nothing moved for this long */
 
 typedef struct ip_count {
     uint32_t addr;
@@ -51,6 +53,7 @@ typedef struct nf_loop {
     pthread_t thread;
     bool started;
     int wake; /* eventfd: stop */
+    int quiesced_fd; /* the listening socket once quiesced (closed after the daemon stops) */
     nf_pending pend;
 } nf_loop;
 
@@ -136,6 +139,29 @@ static void notify_cb(void *cls, struct MHD_Connection *conn, void **socket_cont
 
 /* ---- the loops ---- */
 
+/* One turn of loop l (p: its poll set): wait for work (at most max_ms when
+ * >= 0), run the daemon, commit the batch its requests made and answer
+ * them. Returns what poll returned (0: nothing came). */
+static int turn(nf_loop *l, struct pollfd *p, int max_ms)
+{
+    MHD_UNSIGNED_LONG_LONG to;
+    int ms = MHD_get_timeout(l->d, &to) == MHD_YES ? (to > 1000 ? 1000 : (int)to) : 1000;
+    if (max_ms >= 0 && ms > max_ms)
+        ms = max_ms;
+    int ready = poll(p, 2, ms);
+    if (ready < 0 && errno != EINTR) {
+        nf_log(SL_LOG_ERROR, "http loop: poll: %s", strerror(errno));
+        nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL); /* no spinning on it */
+    }
+    MHD_run(l->d);
+    if (l->pend.n[0] || l->pend.n[1]) {
+        nf_publish_commit(l->all->app, &l->pend);
+        MHD_run(l->d);
+        ready = 1;
+    }
+    return ready;
+}
+
 static void *loop_main(void *arg)
 {
     nf_loop *l = arg;
@@ -146,19 +172,19 @@ static void *loop_main(void *arg)
     tl_loop = l;
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(l->d, MHD_DAEMON_INFO_EPOLL_FD);
     struct pollfd p[2] = {{.fd = di ? di->epoll_fd : -1, .events = POLLIN}, {.fd = l->wake, .events = POLLIN}};
-    while (!atomic_load(&ls->stop)) {
-        MHD_UNSIGNED_LONG_LONG to;
-        int ms = MHD_get_timeout(l->d, &to) == MHD_YES ? (to > 1000 ? 1000 : (int)to) : 1000;
-        if (poll(p, 2, ms) < 0 && errno != EINTR) {
-            nf_log(SL_LOG_ERROR, "http loop: poll: %s", strerror(errno));
-            nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL); /* no spinning on it */
-        }
-        MHD_run(l->d);
-        if (l->pend.n[0] || l->pend.n[1]) {
-            nf_publish_commit(ls->app, &l->pend);
-            MHD_run(l->d);
-        }
-    }
+    while (!atomic_load(&ls->stop))
+        turn(l, p, -1);
+    uint64_t v;
+    if (read(l->wake, &v, sizeof v) < 0) /* taken: the drain's polls wait for the daemon only */
+        v = 0;
+    /* Stopping: no new connection; the answers of the last turns are sent
+       (a turn with nothing to do for DRAIN_IDLE_MS ends it, DRAIN_MS at most). */
+    MHD_socket fd = MHD_quiesce_daemon(l->d); /* this loop's thread drives the daemon: safe here */
+    if (fd != MHD_INVALID_SOCKET)
+        l->quiesced_fd = fd;
+    int64_t until = nf_mono_us() + DRAIN_MS * 1000;
+    while (nf_mono_us() < until && turn(l, p, DRAIN_IDLE_MS) > 0)
+        ;
     tl_loop = NULL;
     return NULL;
 }
@@ -202,7 +228,7 @@ int nf_loops_start(nf_server *s, nf_app *app, const struct sockaddr_in *addr, un
     ls->per_ip = (unsigned)app->cfg.max_conns_per_ip;
     pthread_mutex_init(&ls->mu, NULL);
     for (unsigned i = 0; i < n; i++)
-        ls->loop[i].wake = -1;
+        ls->loop[i].wake = ls->loop[i].quiesced_fd = -1;
     *port = 0;
     int rc = 0;
     for (unsigned i = 0; i < n && !rc; i++) {
@@ -246,18 +272,19 @@ void nf_loops_stop(nf_loops *ls)
         return;
     atomic_store(&ls->stop, true);
     for (unsigned i = 0; i < ls->n; i++) {
-        nf_loop *l = &ls->loop[i];
-        if (l->started) {
-            uint64_t one = 1;
-            if (write(l->wake, &one, sizeof one) < 0)
-                nf_log(SL_LOG_WARN, "http loop: cannot wake: %s", strerror(errno));
-            pthread_join(l->thread, NULL);
-        }
+        uint64_t one = 1;
+        if (ls->loop[i].started && write(ls->loop[i].wake, &one, sizeof one) < 0)
+            nf_log(SL_LOG_WARN, "http loop: cannot wake: %s", strerror(errno));
     }
+    for (unsigned i = 0; i < ls->n; i++)
+        if (ls->loop[i].started)
+            pthread_join(ls->loop[i].thread, NULL); /* each commits, answers and drains first */
     for (unsigned i = 0; i < ls->n; i++) {
         nf_loop *l = &ls->loop[i];
         if (l->d)
-            MHD_stop_daemon(l->d); /* closes its listening socket */
+            MHD_stop_daemon(l->d); /* closes its listening socket unless quiesced */
+        if (l->quiesced_fd >= 0)
+            close(l->quiesced_fd);
         nf_pending_free(&l->pend);
         if (l->wake >= 0)
             close(l->wake);
