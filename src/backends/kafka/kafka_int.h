@@ -12,6 +12,8 @@
  *  - kafka_sub.c: one consumer (one Kafka group member) per subscription,
  *    with a poll thread that serves rebalances, fills a bounded local queue
  *    (pausing the fetch when it is full) and commits acked offsets.
+ *  - kafka_rebalance.c: a subscription's assignments, revokes and commits
+ *    (the state it shares with kafka_sub.c: kafka_sub_int.h).
  *  - kafka_track.c: per-partition tracking of delivered offsets; the commit
  *    position never passes an unacked message (acks arrive out of order).
  *

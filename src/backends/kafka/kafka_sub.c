@@ -7,7 +7,8 @@
  * into a local queue (pausing the partitions while it holds `cap` records,
  * so a slow application never leaves the group) and commits. sl_next takes
  * from the queue while the subscription holds fewer than `prefetch`
- * unacked messages.
+ * unacked messages. Rebalances and commits: kafka_rebalance.c; the
+ * subscription's state: kafka_sub_int.h.
  *
  * Offsets: auto commit is off. Each fetched record is tracked per partition
  * (kafka_track.c); an ack marks it, and the poll thread commits the
@@ -34,92 +35,20 @@
  * not commit on its way out. Up to a window of records past what the
  * previous owner delivered are counted as redeliveries too (the mark
  * cannot tell).
- *
- * Rebalance (eager): on revoke the acked positions are committed
- * synchronously, queued records are dropped and the generation moves on, so
- * acks of messages still in hand from the old assignment are ignored (their
- * new owner delivers them again). On assign, partitions without a committed
- * offset start at `start` (latest, earliest, an offset or a time), resolved
- * here and committed at once, so the group's start does not depend on when
- * its members fetch, and sl_subscribe returns only once assigned.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "backends/kafka/kafka_int.h"
+#include "backends/kafka/kafka_sub_int.h"
 
-#define KSUB_CAP_MIN 1024  /* records queued locally before pausing the fetch */
-#define KPOLL_BATCH 256    /* records taken from librdkafka per wake-up */
-#define KMETA_MAX 3000     /* commit metadata (brokers allow 4096 by default) */
-#define KCOMMITTED_TRIES 3 /* asking the group for its committed offsets on assignment */
-
-typedef struct kentry kentry;
-typedef struct ksub ksub;
-
-typedef struct kpart {
-    int32_t partition;
-    sli_ktrack tr;
-    int64_t committed;
-    int64_t prior;       /* offsets below may have been delivered by a former owner */
-    int64_t seen;        /* offsets below may be delivered here (the mark committed ahead) */
-    int64_t seen_commit; /* seen as last sent in a commit */
-    int64_t seen_ok;     /* seen as the cluster confirmed it: below it, records may be delivered */
-    sli_kranges skip;    /* acked past the position: by a former owner, or here before */
-} kpart;
-
-/* What this subscription acked of a partition, kept across rebalances: a
- * commit refused while the group rebalances (a broker refuses them while
- * the group syncs) must not make the partition's next assignment here
- * deliver those messages again. */
-typedef struct kmemo {
-    int32_t partition;
-    sli_kranges done;
-} kmemo;
-
-struct kentry {
-    kentry *next;
-    _Atomic uint32_t refs; /* 1 while live in the subscription + 1 per delivered msg */
-    ksub *s;
-    void *body;
-    int32_t partition;
-    int64_t offset;
-    uint32_t gen;
-    unsigned deliveries;
-    int64_t ready_at;
-    sl_msg *delivered; /* the message in the application's hands, or NULL */
-};
+#define KSUB_CAP_MIN 1024 /* records queued locally before pausing the fetch */
+#define KPOLL_BATCH 256   /* records taken from librdkafka per wake-up */
 
 typedef struct ksubr {
     kafka_opts o;
 } ksubr;
-
-struct ksub {
-    _Atomic uint32_t refs; /* 1 for the subscription + 1 per entry */
-    pthread_mutex_t mu;
-    pthread_cond_t cond;
-    const kafka_opts *o;
-    rd_kafka_t *rk;
-    sli_rcstr *topic;
-    bool grouped;
-    kafka_start start;
-    int64_t start_value;
-    kpart *parts;
-    size_t nparts;
-    kmemo *memo;
-    size_t nmemo;
-    uint32_t gen;
-    bool assigned;
-    kentry *qhead, *qtail, *delayed;
-    size_t qlen, cap;
-    unsigned inflight, prefetch;
-    bool paused, closed, stop, dirty;
-    int inside;
-    int waiters; /* threads waiting on cond in sl_next */
-    int fatal;
-    pthread_t poller;
-};
 
 static void ksub_unref(ksub *s)
 {
@@ -134,7 +63,7 @@ static void ksub_unref(ksub *s)
     free(s);
 }
 
-static void entry_unref(kentry *e)
+void sli_kafka_entry_unref(kentry *e)
 {
     if (atomic_fetch_sub(&e->refs, 1) != 1)
         return;
@@ -144,7 +73,7 @@ static void entry_unref(kentry *e)
     ksub_unref(s);
 }
 
-static kpart *find_part(ksub *s, int32_t partition)
+kpart *sli_kafka_find_part(ksub *s, int32_t partition)
 {
     for (size_t i = 0; i < s->nparts; i++)
         if (s->parts[i].partition == partition)
@@ -204,325 +133,6 @@ static int record_body(const rd_kafka_message_t *rm, void **body)
     return 0;
 }
 
-/* ---- rebalance ---- */
-
-/* Drop every queued (undelivered) entry; called with mu held. */
-static void purge_queue(ksub *s)
-{
-    kentry *lists[2] = {s->qhead, s->delayed};
-    s->qhead = s->qtail = s->delayed = NULL;
-    s->qlen = 0;
-    for (int k = 0; k < 2; k++)
-        for (kentry *e = lists[k], *next; e; e = next) {
-            next = e->next;
-            entry_unref(e);
-        }
-}
-
-/* Positions to commit (mu held): partitions whose position moved, or all
- * of them. */
-static rd_kafka_topic_partition_list_t *positions(ksub *s, bool all)
-{
-    if (!s->grouped || (!s->dirty && !all))
-        return NULL;
-    s->dirty = false;
-    rd_kafka_topic_partition_list_t *l = NULL;
-    for (size_t i = 0; i < s->nparts; i++) {
-        kpart *p = &s->parts[i];
-        int64_t pos = sli_ktrack_position(&p->tr);
-        /* all: a revoke or close commits every position again, as async
-         * commits still in flight may be dropped when the member leaves */
-        if (pos < 0 || (!all && pos <= p->committed && p->seen <= p->seen_commit))
-            continue;
-        if (!l)
-            l = rd_kafka_topic_partition_list_new((int)s->nparts);
-        rd_kafka_topic_partition_t *tp =
-            rd_kafka_topic_partition_list_add(l, s->topic->s, p->partition);
-        tp->offset = pos;
-        char meta[KMETA_MAX];
-        int n = snprintf(meta, sizeof meta, "sluice-seen=%lld;acked=", (long long)p->seen);
-        n += (int)sli_ktrack_acked(&p->tr, meta + n, sizeof meta - (size_t)n);
-        if ((tp->metadata = malloc((size_t)n)) != NULL) { /* freed by librdkafka */
-            memcpy(tp->metadata, meta, (size_t)n);
-            tp->metadata_size = (size_t)n;
-        }
-        p->committed = pos;
-        p->seen_commit = p->seen;
-    }
-    return l;
-}
-
-/* A commit of p that did not go through (offset: the position it carried):
- * the position and the seen mark go out again with the next round of the
- * poll thread (mu held). */
-static void part_resend(ksub *s, kpart *p, int64_t offset)
-{
-    if (p->committed >= offset) {
-        p->committed = offset - 1;
-        s->dirty = true;
-    }
-    if (p->seen_commit > p->seen_ok) {
-        p->seen_commit = p->seen_ok;
-        s->dirty = true;
-    }
-}
-
-/* Every partition of the refused commit l (all of them when l is NULL). */
-static void marks_resend(ksub *s, const rd_kafka_topic_partition_list_t *l)
-{
-    for (size_t i = 0; !l && i < s->nparts; i++)
-        part_resend(s, &s->parts[i], 0);
-    for (int i = 0; l && i < l->cnt; i++) {
-        kpart *p = find_part(s, l->elems[i].partition);
-        if (p)
-            part_resend(s, p, l->elems[i].offset);
-    }
-}
-
-static void commit(ksub *s, rd_kafka_topic_partition_list_t *l, bool async)
-{
-    if (!l)
-        return;
-    rd_kafka_resp_err_t err = rd_kafka_commit(s->rk, l, async);
-    if (err) {
-        sli_log(SL_LOG_WARN, "kafka", "commit on %s: %s", s->topic->s, rd_kafka_err2str(err));
-        if (async) { /* refused before it was sent: commit_cb will not run */
-            pthread_mutex_lock(&s->mu);
-            marks_resend(s, l);
-            pthread_mutex_unlock(&s->mu);
-        }
-    }
-    rd_kafka_topic_partition_list_destroy(l);
-}
-
-/* Where partitions without a committed offset start. */
-static void resolve_start(ksub *s, rd_kafka_topic_partition_list_t *l)
-{
-    int tmo = (int)s->o->timeout_ms;
-    if (s->start == KAFKA_START_TIME) {
-        rd_kafka_topic_partition_list_t *t = rd_kafka_topic_partition_list_copy(l);
-        for (int i = 0; i < t->cnt; i++)
-            t->elems[i].offset = s->start_value;
-        if (!rd_kafka_offsets_for_times(s->rk, t, tmo))
-            for (int i = 0; i < t->cnt; i++)
-                if (l->elems[i].offset == RD_KAFKA_OFFSET_INVALID && t->elems[i].offset >= 0)
-                    l->elems[i].offset = t->elems[i].offset;
-        rd_kafka_topic_partition_list_destroy(t);
-    }
-    for (int i = 0; i < l->cnt; i++) {
-        rd_kafka_topic_partition_t *tp = &l->elems[i];
-        if (tp->offset != RD_KAFKA_OFFSET_INVALID)
-            continue;
-        int64_t lo = 0, hi = 0;
-        rd_kafka_resp_err_t err =
-            rd_kafka_query_watermark_offsets(s->rk, tp->topic, tp->partition, &lo, &hi, tmo);
-        if (err) { /* leave it to auto.offset.reset */
-            sli_log(SL_LOG_WARN, "kafka", "offsets of %s/%d: %s", tp->topic, (int)tp->partition,
-                    rd_kafka_err2str(err));
-            tp->offset = RD_KAFKA_OFFSET_INVALID;
-            continue;
-        }
-        switch (s->start) {
-        case KAFKA_START_EARLIEST:
-            tp->offset = lo;
-            break;
-        case KAFKA_START_OFFSET:
-            tp->offset = s->start_value < lo ? lo : s->start_value > hi ? hi : s->start_value;
-            break;
-        default:
-            tp->offset = hi;
-            break; /* latest, or no record at/after start_time */
-        }
-    }
-}
-
-/* The commit metadata of a previous owner: "sluice-seen=N;acked=a-b,c":
- * offsets below N were delivered before; the listed ones were acked. */
-static void committed_meta(const rd_kafka_topic_partition_t *tp, kpart *p)
-{
-    char buf[KMETA_MAX + 1];
-    p->seen = 0;
-    if (!tp->metadata || tp->metadata_size > KMETA_MAX)
-        return;
-    memcpy(buf, tp->metadata, tp->metadata_size);
-    buf[tp->metadata_size] = 0;
-    long long v;
-    int used = 0;
-    if (sscanf(buf, "sluice-seen=%lld%n", &v, &used) != 1 || v < 0)
-        return;
-    p->seen = v;
-    const char *a = buf + used;
-    if (strncmp(a, ";acked=", 7) != 0 || !a[7])
-        return;
-    a += 7;
-    while (*a) {
-        long long lo, hi;
-        int k = 0;
-        if (sscanf(a, "%lld-%lld%n", &lo, &hi, &k) == 2 && k) {
-        } else if (sscanf(a, "%lld%n", &lo, &k) == 1 && k) {
-            hi = lo;
-        } else {
-            break; /* not ours: ignore the rest */
-        }
-        if (sli_kranges_add(&p->skip, lo, hi) != 0)
-            break; /* out of memory: delivered again */
-        a += k;
-        if (*a == ',')
-            a++;
-    }
-}
-
-static kmemo *memo_find(ksub *s, int32_t partition, bool add)
-{
-    for (size_t i = 0; i < s->nmemo; i++)
-        if (s->memo[i].partition == partition)
-            return &s->memo[i];
-    if (!add)
-        return NULL;
-    kmemo *m = realloc(s->memo, (s->nmemo + 1) * sizeof *m);
-    if (!m)
-        return NULL; /* forgotten: delivered again */
-    s->memo = m;
-    m = &s->memo[s->nmemo++];
-    memset(m, 0, sizeof *m);
-    m->partition = partition;
-    return m;
-}
-
-/* On revoke (mu held): every offset below a partition's position is done,
- * and so are the acked ones past it. */
-static void remember(ksub *s)
-{
-    for (size_t i = 0; s->grouped && i < s->nparts; i++) {
-        kpart *p = &s->parts[i];
-        kmemo *m = memo_find(s, p->partition, true);
-        if (m && sli_kranges_add(&m->done, 0, sli_ktrack_position(&p->tr) - 1) == 0)
-            sli_ktrack_acked_into(&p->tr, &m->done);
-    }
-}
-
-/* On assign (mu held): what this subscription acked at or past the group's
- * committed offset is skipped like a former owner's acks. */
-static void recall(ksub *s, kpart *p)
-{
-    kmemo *m = memo_find(s, p->partition, false);
-    int64_t from = p->committed > 0 ? p->committed : 0;
-    for (size_t i = 0; m && i < m->done.n; i++) {
-        int64_t lo = m->done.r[2 * i], hi = m->done.r[2 * i + 1];
-        if (hi >= from && sli_kranges_add(&p->skip, lo > from ? lo : from, hi) != 0)
-            break;
-    }
-}
-
-/* The group's committed offsets and marks of l's partitions, asked again
- * while the coordinator does not answer (a loaded or moving cluster).
- * Partitions still unknown after that get RD_KAFKA_OFFSET_STORED: the
- * consumer fetches from the committed offset itself, and they are never
- * taken for fresh ones (that would move the group back to its start). */
-static bool read_committed(ksub *s, rd_kafka_topic_partition_list_t *l)
-{
-    int tmo = (int)s->o->timeout_ms;
-    for (int attempt = 1; attempt <= KCOMMITTED_TRIES; attempt++) {
-        for (int i = 0; i < l->cnt; i++)
-            l->elems[i].offset = RD_KAFKA_OFFSET_INVALID, l->elems[i].err = 0;
-        rd_kafka_resp_err_t err = rd_kafka_committed(s->rk, l, tmo);
-        for (int i = 0; !err && i < l->cnt; i++)
-            err = l->elems[i].err;
-        if (!err)
-            return true;
-        sli_log(SL_LOG_WARN, "kafka", "committed offsets of %s (try %d of %d): %s", s->topic->s,
-                attempt, KCOMMITTED_TRIES, rd_kafka_err2str(err));
-    }
-    for (int i = 0; i < l->cnt; i++)
-        l->elems[i].offset = RD_KAFKA_OFFSET_STORED;
-    return false;
-}
-
-static void on_assign(ksub *s, rd_kafka_topic_partition_list_t *l)
-{
-    bool known = true;
-    if (s->grouped)
-        known = read_committed(s, l);
-    else
-        for (int i = 0; i < l->cnt; i++)
-            l->elems[i].offset = RD_KAFKA_OFFSET_INVALID;
-    bool *fresh = calloc((size_t)l->cnt + 1, sizeof *fresh), any = false;
-    for (int i = 0; fresh && i < l->cnt; i++)
-        any |= fresh[i] = l->elems[i].offset == RD_KAFKA_OFFSET_INVALID;
-    if (any)
-        resolve_start(s, l);
-    if (any && s->grouped) { /* the group starts here, whichever member fetches first */
-        rd_kafka_topic_partition_list_t *c = rd_kafka_topic_partition_list_new(l->cnt);
-        for (int i = 0; i < l->cnt; i++)
-            if (fresh[i] && l->elems[i].offset >= 0) /* never rewrite a committed one's marks */
-                rd_kafka_topic_partition_list_add(c, l->elems[i].topic, l->elems[i].partition)
-                    ->offset = l->elems[i].offset;
-        if (c->cnt)
-            commit(s, c, false);
-        else
-            rd_kafka_topic_partition_list_destroy(c);
-    }
-    free(fresh);
-    kpart *parts = calloc((size_t)l->cnt + 1, sizeof *parts);
-    pthread_mutex_lock(&s->mu);
-    s->gen++;
-    purge_queue(s);
-    for (int i = 0; parts && i < l->cnt; i++) {
-        parts[i].partition = l->elems[i].partition;
-        parts[i].committed = l->elems[i].offset;
-        committed_meta(&l->elems[i], &parts[i]);
-        parts[i].prior = parts[i].seen_commit = parts[i].seen_ok = parts[i].seen;
-        if (!known && l->elems[i].offset == RD_KAFKA_OFFSET_STORED)
-            parts[i].prior = INT64_MAX; /* what was delivered before is unknown */
-        recall(s, &parts[i]);
-        sli_ktrack_init(&parts[i].tr, l->elems[i].offset);
-    }
-    s->parts = parts;
-    s->nparts = parts ? (size_t)l->cnt : 0;
-    if (!parts)
-        s->fatal = sli_err(SL_ENOMEM, "out of memory");
-    s->assigned = true;
-    s->paused = false;
-    pthread_cond_broadcast(&s->cond);
-    pthread_mutex_unlock(&s->mu);
-    rd_kafka_assign(s->rk, l);
-    rd_kafka_resume_partitions(s->rk, l);
-}
-
-static void free_parts(ksub *s)
-{
-    for (size_t i = 0; i < s->nparts; i++) {
-        sli_ktrack_free(&s->parts[i].tr);
-        sli_kranges_free(&s->parts[i].skip);
-    }
-    free(s->parts);
-    s->parts = NULL;
-    s->nparts = 0;
-}
-
-static void on_revoke(ksub *s)
-{
-    pthread_mutex_lock(&s->mu);
-    rd_kafka_topic_partition_list_t *l = positions(s, true);
-    remember(s);
-    s->gen++; /* acks of messages still in hand count only in the memo */
-    purge_queue(s);
-    free_parts(s);
-    pthread_mutex_unlock(&s->mu);
-    commit(s, l, false);
-    rd_kafka_assign(s->rk, NULL);
-}
-
-static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
-                         rd_kafka_topic_partition_list_t *parts, void *opaque)
-{
-    (void)rk;
-    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS)
-        on_assign(opaque, parts);
-    else
-        on_revoke(opaque);
-}
-
 /* ---- the poll thread ---- */
 
 static void take_record(ksub *s, rd_kafka_message_t *rm)
@@ -543,7 +153,7 @@ static void take_record(ksub *s, rd_kafka_message_t *rm)
         return;
     }
     pthread_mutex_lock(&s->mu);
-    kpart *sp = find_part(s, rm->partition);
+    kpart *sp = sli_kafka_find_part(s, rm->partition);
     if (sp && sli_kranges_has(&sp->skip, rm->offset)) { /* acked by the former owner: done */
         if (sli_ktrack_add(&sp->tr, rm->offset) == 0 && sli_ktrack_ack(&sp->tr, rm->offset) == 1)
             s->dirty = true;
@@ -567,10 +177,10 @@ static void take_record(ksub *s, rd_kafka_message_t *rm)
     e->offset = rm->offset;
     atomic_fetch_add(&s->refs, 1);
     pthread_mutex_lock(&s->mu);
-    kpart *p = find_part(s, rm->partition);
+    kpart *p = sli_kafka_find_part(s, rm->partition);
     if (!p || sli_ktrack_add(&p->tr, rm->offset) != 0) { /* not ours any more */
         pthread_mutex_unlock(&s->mu);
-        entry_unref(e);
+        sli_kafka_entry_unref(e);
         return;
     }
     e->gen = s->gen;
@@ -619,14 +229,14 @@ static void *poll_main(void *arg)
     for (;;) {
         pthread_mutex_lock(&s->mu);
         bool stop = s->stop;
-        rd_kafka_topic_partition_list_t *l = positions(s, false);
+        rd_kafka_topic_partition_list_t *l = sli_kafka_positions(s, false);
         pthread_mutex_unlock(&s->mu);
         if (stop) {
             if (l)
                 rd_kafka_topic_partition_list_destroy(l);
             break;
         }
-        commit(s, l, true);
+        sli_kafka_commit(s, l, true);
         flow(s);
         /* wait for one record, then take what is already there without
          * waiting: one wake-up of this thread for many records */
@@ -676,7 +286,7 @@ static void commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     if (!offsets) { /* nothing to tell which marks failed: send them all again */
         if (err) {
             pthread_mutex_lock(&s->mu);
-            marks_resend(s, NULL);
+            sli_kafka_marks_resend(s, NULL);
             pthread_mutex_unlock(&s->mu);
         }
         return;
@@ -685,7 +295,7 @@ static void commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     bool wake = false;
     for (int i = 0; i < offsets->cnt; i++) {
         const rd_kafka_topic_partition_t *tp = &offsets->elems[i];
-        kpart *p = find_part(s, tp->partition);
+        kpart *p = sli_kafka_find_part(s, tp->partition);
         int64_t v = meta_seen(tp);
         if (!p || v < 0)
             continue;
@@ -693,7 +303,7 @@ static void commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             p->seen_ok = v;
             wake = true;
         } else if (err || tp->err) {
-            part_resend(s, p, tp->offset); /* send it again */
+            sli_kafka_part_resend(s, p, tp->offset); /* send it again */
         }
     }
     if (wake && s->waiters)
@@ -738,8 +348,8 @@ static void hook(sl_msg *m, sli_msg_event ev, unsigned delay_ms, void *ctx)
         }
         pthread_mutex_unlock(&s->mu);
         if (pending)
-            entry_unref(e);
-        entry_unref(e);
+            sli_kafka_entry_unref(e);
+        sli_kafka_entry_unref(e);
         return;
     }
     pthread_mutex_lock(&s->mu);
@@ -752,10 +362,10 @@ static void hook(sl_msg *m, sli_msg_event ev, unsigned delay_ms, void *ctx)
     bool current = e->gen == s->gen && !s->closed;
     bool drop = true;
     if (ev == SLI_MSG_EV_ACK) {
-        kpart *p = e->gen == s->gen ? find_part(s, e->partition) : NULL;
+        kpart *p = e->gen == s->gen ? sli_kafka_find_part(s, e->partition) : NULL;
         if (p && sli_ktrack_ack(&p->tr, e->offset) == 1)
             s->dirty = true;
-        kmemo *mm = !p && s->grouped ? memo_find(s, e->partition, true) : NULL;
+        kmemo *mm = !p && s->grouped ? sli_kafka_memo_find(s, e->partition, true) : NULL;
         if (mm) /* from an earlier assignment: skipped if it comes back here */
             sli_kranges_add(&mm->done, e->offset, e->offset);
     } else if (current) {
@@ -766,7 +376,7 @@ static void hook(sl_msg *m, sli_msg_event ev, unsigned delay_ms, void *ctx)
         pthread_cond_broadcast(&s->cond);
     pthread_mutex_unlock(&s->mu);
     if (drop)
-        entry_unref(e);
+        sli_kafka_entry_unref(e);
 }
 
 /* May e go to the application: is it below its partition's confirmed seen
@@ -775,7 +385,7 @@ static bool marked(ksub *s, const kentry *e)
 {
     if (!s->grouped)
         return true;
-    const kpart *p = find_part(s, e->partition);
+    const kpart *p = sli_kafka_find_part(s, e->partition);
     return !p || e->gen != s->gen || e->offset < p->seen_ok;
 }
 
@@ -902,7 +512,7 @@ static int consumer_conf(ksub *s, const char *group, rd_kafka_conf_t **out)
         rd_kafka_conf_destroy(c);
         return rc;
     }
-    rd_kafka_conf_set_rebalance_cb(c, rebalance_cb);
+    rd_kafka_conf_set_rebalance_cb(c, sli_kafka_rebalance_cb);
     rd_kafka_conf_set_offset_commit_cb(c, commit_cb);
     rd_kafka_conf_set_opaque(c, s);
     *out = c;
@@ -961,7 +571,7 @@ static int start_consumer(ksub *s, const char *group)
         rd_kafka_topic_partition_list_t *l = NULL;
         if ((rc = topic_partitions(s, &l)) != 0)
             return rc;
-        on_assign(s, l);
+        sli_kafka_on_assign(s, l);
         rd_kafka_topic_partition_list_destroy(l);
     } else {
         rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
@@ -1024,9 +634,9 @@ static void stop_consumer(ksub *s)
         pthread_join(s->poller, NULL);
     }
     pthread_mutex_lock(&s->mu);
-    rd_kafka_topic_partition_list_t *l = positions(s, true);
+    rd_kafka_topic_partition_list_t *l = sli_kafka_positions(s, true);
     pthread_mutex_unlock(&s->mu);
-    commit(s, l, false); /* what was acked, before leaving the group */
+    sli_kafka_commit(s, l, false); /* what was acked, before leaving the group */
     leave_group(s);
     /* Leave the group, serving the rebalance callbacks ourselves, within a
      * bound: librdkafka 2.0's blocking rd_kafka_consumer_close was seen to
@@ -1041,8 +651,8 @@ static void stop_consumer(ksub *s)
     while (q && !rd_kafka_consumer_closed(s->rk) && sli_mono_ms() < until) {
         rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 100);
         if (ev && rd_kafka_event_type(ev) == RD_KAFKA_EVENT_REBALANCE)
-            rebalance_cb(s->rk, rd_kafka_event_error(ev), rd_kafka_event_topic_partition_list(ev),
-                         s);
+            sli_kafka_rebalance_cb(s->rk, rd_kafka_event_error(ev),
+                                   rd_kafka_event_topic_partition_list(ev), s);
         if (ev)
             rd_kafka_event_destroy(ev);
     }
@@ -1057,8 +667,8 @@ static void stop_consumer(ksub *s)
     rd_kafka_destroy_flags(s->rk, closed ? 0 : RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
     s->rk = NULL;
     pthread_mutex_lock(&s->mu);
-    purge_queue(s);
-    free_parts(s);
+    sli_kafka_purge_queue(s);
+    sli_kafka_free_parts(s);
     pthread_mutex_unlock(&s->mu);
 }
 
