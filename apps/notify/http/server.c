@@ -8,11 +8,11 @@
  * 413 right away), then with body chunks (buffered up to max_body; more
  * marks the request too large), then once more to answer - and, for a
  * route that deferred its answer to its loop's commit (publish.c), again on
- * each run of the loop until the commit filled the answer in, to send it. Answering parses
- * the body by content type into one JSON parameter object, finds the route
- * (404 JSON for unknown paths, 405 with Allow for a wrong method, OPTIONS
- * and CORS preflight by cors.c), runs it and queues the response with the
- * CORS headers (cors.c).
+ * each run of the loop until the commit filled the answer in, to send it.
+ * Answering parses the body by content type into one JSON parameter object,
+ * finds the route (404 JSON for unknown paths, 405 with Allow for a wrong
+ * method, OPTIONS and CORS preflight by cors.c), runs it and queues the
+ * response with the CORS headers (cors.c).
  * Every answer is counted in the metrics by route and status.
  */
 #include <arpa/inet.h>
