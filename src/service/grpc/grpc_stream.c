@@ -189,17 +189,30 @@ int sli_grpc_stream_open(sl_client *c, const char *addr, const char *service, co
     grpc_op ops[2];
     memset(ops, 0, sizeof ops);
     ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    /* A channel still connecting, or waiting to connect again after a
+       failed attempt (its backoff starts at a second), is waited for up to
+       the call's timeout instead of failing the stream at once. */
+    ops[0].flags = GRPC_INITIAL_METADATA_WAIT_FOR_READY;
     ops[0].data.send_initial_metadata.count = nmd;
     ops[0].data.send_initial_metadata.metadata = nmd ? md : NULL;
     ops[1].op = GRPC_OP_SEND_MESSAGE;
     ops[1].data.send_message.send_message = bb;
-    bool ok = g->call && grpc_call_start_batch(g->call, ops, req ? 2 : 1, &g->send_tag, NULL) == GRPC_CALL_OK &&
-              wait_tag(g, &g->send_tag, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    int64_t timeout = o->timeout_ms > 0 ? o->timeout_ms : sli_client_opts(c)->timeout_ms;
+    gpr_timespec open_by = gpr_time_add(gpr_now(GPR_CLOCK_REALTIME), gpr_time_from_millis(timeout, GPR_TIMESPAN));
+    bool started = g->call && grpc_call_start_batch(g->call, ops, req ? 2 : 1, &g->send_tag, NULL) == GRPC_CALL_OK;
+    bool timed_out = false;
+    bool ok = started && wait_tag(g, &g->send_tag, open_by, &timed_out);
+    if (timed_out) { /* cancelled: the batch then completes at once */
+        grpc_call_cancel(g->call, NULL);
+        wait_tag(g, &g->send_tag, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    }
     grpc_byte_buffer_destroy(bb);
     sli_grpc_md_free(md, nmd);
     g->sent_initial = true;
     if (!ok) {
-        rc = sli_err(SL_EUNAVAIL, "%s: cannot open the stream", g->what);
+        rc = timed_out ? sli_err(SL_ETIMEDOUT, "%s: the stream did not open within %lld ms", g->what,
+                                 (long long)timeout)
+                       : sli_err(SL_EUNAVAIL, "%s: cannot open the stream", g->what);
         sli_grpc_stream_free(g);
         return rc;
     }
