@@ -196,6 +196,9 @@ void nf_publish_deferred(nf_req *q, nf_resp *r, const char *topic, char *payload
  * request's answer (cc->done, cc->answered); p is empty after. */
 void nf_publish_commit(nf_app *app, nf_pending *p);
 void nf_pending_free(nf_pending *p);
+/* The connection of cc closes while its request is in p (p NULL: none):
+ * its message is still published, its answer goes nowhere. */
+void nf_pending_forget(nf_pending *p, const nf_conn *cc);
 
 /* The HTTP loops (loop.c): web.threads threads, each with its own
  * libmicrohttpd daemon (epoll, driven by the thread) on one shared

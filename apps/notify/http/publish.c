@@ -145,6 +145,14 @@ done:
     free(echo);
 }
 
+void nf_pending_forget(nf_pending *p, const nf_conn *cc)
+{
+    for (int t = 0; p && t < 2; t++)
+        for (size_t i = 0; i < p->n[t]; i++)
+            if (p->cc[t][i] == cc)
+                p->cc[t][i] = NULL;
+}
+
 void nf_publish_commit(nf_app *app, nf_pending *p)
 {
     for (int t = 0; t < 2; t++) {
@@ -161,6 +169,12 @@ void nf_publish_commit(nf_app *app, nf_pending *p)
         for (size_t i = 0; i < n; i++) {
             nf_conn *cc = p->cc[t][i];
             int st = i < took ? 0 : rc ? rc : SL_EIO;
+            if (!cc) { /* its connection closed meanwhile (nf_pending_forget): nobody to answer */
+                nf_health_note(app, NF_W_QUEUE, st);
+                atomic_fetch_add(st ? &app->metrics.publish_failed[t] : &app->metrics.published[t], 1);
+                sl_msg_unref(p->m[t][i]);
+                continue;
+            }
             answer_published(app, t, st, cc->request, cc->echo, sl_msg_uuid(p->m[t][i]), &cc->done);
             free(cc->request);
             free(cc->echo);
