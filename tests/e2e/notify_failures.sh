@@ -58,8 +58,12 @@ expect 503 10001
 check "refused read in read_retry.log" grep -q '"uid":12' "$WORK/logs/read_retry.log"
 for i in $(seq 1 40); do call POST /api/msg/product -d "uid=12&type=1&data=filler-$i-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"; done
 gz_count() { [ "$(ls "$WORK/logs" | grep -c '^notice_retry-.*\.log\.gz$')" = "$1" ]; }
-check "rotated backups gzipped, max_backups kept" wait_until 10 gz_count 2
-check "no uncompressed backup left" bash -c '! ls "$1"/logs | grep -q "^notice_retry-.*\.log$"' _ "$WORK"
+no_plain() { ! ls "$WORK/logs" | grep -q '^notice_retry-.*\.log$'; }
+# A rotation's backup is gzipped, then the oldest pruned, in the background:
+# wait until the last one is done before looking at both.
+settled() { gz_count 2 && no_plain; }
+check "rotated backups gzipped, max_backups kept" wait_until 10 settled
+check "no uncompressed backup left" no_plain
 check "current log under the limit" [ "$(stat -c %s "$WORK/logs/notice_retry.log")" -le 1500 ]
 GZ=$(ls "$WORK/logs"/notice_retry-*.log.gz | tail -1)
 check "backup is valid gzip with JSON lines" bash -c 'gzip -dc "$1" | head -1 | jq -e .request >/dev/null' _ "$GZ"
