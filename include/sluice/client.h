@@ -110,7 +110,10 @@ SL_API const char *sl_response_meta(const sl_response *r, const char *key);
 SL_API const char *sl_response_node(const sl_response *r);
 SL_API void sl_response_free(sl_response *r);
 
-/* Call a streaming endpoint: *out yields the server's messages in order. */
+/* Call a streaming endpoint: *out yields the server's messages in order.
+ * To a gRPC node, the open waits for a connection that is still being made
+ * (or made again after a failed attempt) up to the call's timeout_ms, then
+ * fails with SL_ETIMEDOUT. */
 SL_API int sl_client_stream(sl_client *c, const char *service, const char *endpoint,
                             const void *req, size_t len, const sl_call_opts *opts,
                             sl_stream **out);
