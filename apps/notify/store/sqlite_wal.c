@@ -15,12 +15,6 @@
                                    checkpoint that large held up the queue's commits: the e2e
                                    delay's p99 under bench_notify went from ~11 to ~25-30 ms) */
 
-#define OUTRUN_PAGES 8192 /* the writer waits for a checkpoint only when the WAL holds this many
-                             pages past CHECKPOINT_PAGES (40 MB in all): with half of
-                             CHECKPOINT_PAGES the notify consumer waited about a quarter of the
-                             time for a checkpoint's fsync on mem:// (49-55k req/s), with 8192
-                             64-66k and a lower p99; sqlite:// did not move */
-
 /* sqlite3_wal_hook: after every commit on the main connection (its mutex
  * held), with the number of pages the WAL now holds. Replaces SQLite's
  * automatic checkpoint on that connection. */
@@ -87,7 +81,7 @@ static void *checkpoint_main(void *arg)
  * CHECKPOINT_PAGES, a checkpoint is due on the checkpoint thread (or runs
  * here when that thread could not be started). The WAL restarts at the
  * first write after a checkpoint that copied all of it; should writes
- * outrun the checkpoints (OUTRUN_PAGES more), the writer waits
+ * outrun the checkpoints (the WAL half as large again), the writer waits
  * for one that began after its own commit, so that the WAL stays bounded. */
 void nf_sqlite_wal_after_write(nf_sqlite_wal *w)
 {
@@ -102,7 +96,7 @@ void nf_sqlite_wal_after_write(nf_sqlite_wal *w)
         uint64_t want = w->begun + 1; /* the next one to begin: after this commit */
         w->due = true;
         pthread_cond_signal(&w->cond);
-        while (pages >= CHECKPOINT_PAGES + OUTRUN_PAGES && w->ended < want)
+        while (pages >= CHECKPOINT_PAGES + CHECKPOINT_PAGES / 2 && w->ended < want)
             pthread_cond_wait(&w->end, &w->mu);
     }
     pthread_mutex_unlock(&w->mu);
