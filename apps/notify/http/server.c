@@ -427,6 +427,9 @@ static void serve_index(nf_req *q, nf_resp *r)
     r->status = 200;
 }
 
+/* The web inbox's route (its metric registered at start, before any loop runs). */
+static nf_route index_route = {"GET", "/", serve_index, -1, NF_ACCESS_PUBLIC};
+
 static enum MHD_Result answer(nf_server *s, struct MHD_Connection *conn, const char *url,
                               const char *method, conn_ctx *cc)
 {
@@ -444,9 +447,6 @@ static enum MHD_Result answer(nf_server *s, struct MHD_Connection *conn, const c
     char allow[64] = "";
     bool path_known = false;
     if (!strcmp(url, "/") || !strcmp(url, "/index.html")) {
-        static nf_route index_route = {"GET", "/", serve_index, -1, NF_ACCESS_PUBLIC};
-        if (index_route.metric < 0)
-            index_route.metric = nf_metrics_route("/");
         path_known = true;
         snprintf(allow, sizeof allow, "GET, HEAD, OPTIONS");
         cc->route = &index_route;
@@ -638,6 +638,7 @@ int nf_server_start(nf_app *app, nf_server **out)
     for (size_t i = 0; i < nf_nroutes; i++)
         nf_routes[i].metric = nf_metrics_route(nf_routes[i].path);
     s->route_other = nf_metrics_route("other");
+    index_route.metric = nf_metrics_route("/");
     if (!app->hub || nf_deadline_start(&s->dl, &app->cfg, &app->metrics)) {
         free(s);
         return SL_EINVAL;
