@@ -49,7 +49,6 @@ typedef struct nf_conn {
     nf_resp done;
     bool pending;     /* in the loop's batch */
     bool answered;    /* done is filled */
-    int topic;        /* nf_topic_index of the deferred publish */
     char *request;    /* its payload (JSON text), for the retry log */
     char *echo;       /* the answer's data without "id" (JSON object text) */
     const struct nf_route *route; /* the route of the path (CORS headers), NULL before or when unknown */

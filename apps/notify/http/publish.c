@@ -131,7 +131,6 @@ void nf_publish_deferred(nf_req *q, nf_resp *r, const char *topic, char *payload
         rc = 0; /* the queue is full: the loop's batch waits for room */
     }
     if (!rc && !app->fault_publish && (rc = pending_add(pend, t, cc, m)) == 0) {
-        cc->topic = t;
         cc->request = payload;
         cc->echo = echo;
         cc->pending = true;
