@@ -182,6 +182,8 @@ typedef struct nf_pending {
     sl_msg **m[2];  /* by nf_topic_index */
     nf_conn **cc[2];
     size_t n[2], cap[2];
+    int rc[2];       /* nf_publish_run's outcome per topic ... */
+    size_t took[2];  /* ... and how many of the first messages it queued */
 } nf_pending;
 /* Queue payload for topic as message id (NULL: a fresh UUIDv7). On a loop
  * the message joins the loop's batch and the answer is deferred to its
@@ -191,27 +193,35 @@ typedef struct nf_pending {
  * malloc'd and taken (NULL: out of memory, answered 503). */
 void nf_publish_deferred(nf_req *q, nf_resp *r, const char *topic, char *payload, char *echo,
                          const char *id);
-/* Publish p's messages (one sl_publish per topic) and fill each waiting
- * request's answer (cc->done, cc->answered); p is empty after. */
-void nf_publish_commit(nf_app *app, nf_pending *p);
+/* Publish p's messages, one sl_publish per topic, and note the outcome in
+ * p; touches only p's messages and outcome (the loop's committer thread). */
+void nf_publish_run(nf_app *app, nf_pending *p);
+/* Fill the answer of each request of p from nf_publish_run's outcome
+ * (cc->done, cc->answered); p is empty after. On the loop's thread. */
+void nf_publish_answer(nf_app *app, nf_pending *p);
 void nf_pending_free(nf_pending *p);
 /* The connection of cc closes while its request is in p (p NULL: none):
  * its message is still published, its answer goes nowhere. */
 void nf_pending_forget(nf_pending *p, const nf_conn *cc);
+/* The same for the batches of the loop running on this thread (the one
+ * being filled and the one being committed); nothing off a loop. */
+void nf_loop_forget(const nf_conn *cc);
 
 /* The HTTP loops (loop.c): web.threads threads, each with its own
- * libmicrohttpd daemon (epoll, driven by the thread) on one shared
- * listening socket. A turn runs every ready request, then commits the
- * batch they made, then sends the answers. The per-address connection
- * limit is counted across the loops. */
+ * libmicrohttpd daemon (epoll, driven by the thread) on its own listening
+ * socket of the one port. A turn runs every ready request; the batch they
+ * made goes to the committer thread, which queues the batches of every
+ * loop with one commit, while the loop reads the next; the answers are
+ * sent when it returns. The per-address connection limit is counted
+ * across the loops. */
 typedef struct nf_loops nf_loops;
 /* Start n loops serving s's requests with on_request (cls s) on the bound
  * socket for addr; the port bound is in *port. */
 int nf_loops_start(nf_server *s, nf_app *app, const struct sockaddr_in *addr, unsigned n,
                    MHD_AccessHandlerCallback on_request, MHD_RequestCompletedCallback on_completed,
                    nf_deadline *dl, nf_loops **out, unsigned *port);
-/* Stop the loops (each commits and answers its batch first), then their
- * daemons. */
+/* Stop the loops (each has its batches queued and answered first), then
+ * the committer and the daemons. */
 void nf_loops_stop(nf_loops *l);
 /* The batch of the loop running on this thread; NULL off a loop. */
 nf_pending *nf_loop_pending(void);

@@ -5,12 +5,13 @@
  * Each HTTP loop (loop.c) reads every request that is ready on its
  * connections; a producing route does not publish on its own but adds its
  * message to the loop's pending batch (nf_publish_deferred). When the
- * loop has run every ready request it queues the batch with ONE sl_publish
- * per topic (on sqlite:// one transaction, one fsync with sync=full; on
- * amqp:// one confirm round) and fills each request's answer - {"id"} or
- * 503 plus a retry-log line (nf_publish_commit); its next turn sends them.
- * No thread hop, no suspend/resume: the thread that read the requests
- * commits them and answers them, as Redis' appendfsync-always loop does.
+ * loop has run every ready request it hands the batch to its committer,
+ * which queues it with ONE sl_publish per topic (on sqlite:// one
+ * transaction, one fsync with sync=full; on amqp:// one confirm round:
+ * nf_publish_run); when that returns the loop fills each request's answer
+ * - {"id"} or 503 plus a retry-log line (nf_publish_answer) - and sends
+ * them. One hand-off per batch, none per request, no suspend/resume; while
+ * a batch commits the loop reads the next one (loop.c).
  *
  * A queue in this process's memory (mem://, without wait_ack) takes a
  * message without waiting on anything: there the route publishes at once
@@ -152,10 +153,12 @@ void nf_pending_forget(nf_pending *p, const nf_conn *cc)
                 p->cc[t][i] = NULL;
 }
 
-void nf_publish_commit(nf_app *app, nf_pending *p)
+void nf_publish_run(nf_app *app, nf_pending *p)
 {
     for (int t = 0; t < 2; t++) {
         size_t n = p->n[t], took = 0;
+        p->rc[t] = 0;
+        p->took[t] = 0;
         if (!n)
             continue;
         sl_publish_opts o;
@@ -163,8 +166,16 @@ void nf_publish_commit(nf_app *app, nf_pending *p)
         o.timeout_ms = PUT_WAIT_MS;
         o.published = &took;
         int rc = sl_publish_ex(app->pub, t == 1 ? NF_TOPIC_READ : NF_TOPIC_NOTIFY, p->m[t], n, &o);
-        if (rc == 0)
-            took = n;
+        p->rc[t] = rc;
+        p->took[t] = rc == 0 ? n : took;
+    }
+}
+
+void nf_publish_answer(nf_app *app, nf_pending *p)
+{
+    for (int t = 0; t < 2; t++) {
+        size_t n = p->n[t], took = p->took[t];
+        int rc = p->rc[t];
         for (size_t i = 0; i < n; i++) {
             nf_conn *cc = p->cc[t][i];
             int st = i < took ? 0 : rc ? rc : SL_EIO;

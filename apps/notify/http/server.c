@@ -589,8 +589,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     nf_deadline_set(((nf_server *)cls)->dl, conn, NF_DL_DONE);
     conn_ctx *cc = *con_cls;
     if (cc) {
-        if (cc->pending && !cc->answered) /* on the loop's thread, before its commit */
-            nf_pending_forget(nf_loop_pending(), cc);
+        if (cc->pending && !cc->answered) /* on the loop's thread, before its answer */
+            nf_loop_forget(cc);
         free(cc->body);
         free(cc->done.body);
         free(cc->request);
