@@ -53,8 +53,8 @@
 
 #define IP_BUCKETS 1024
 #define CONN_LIMIT 4096u /* connections at most, over all loops */
-#define DRAIN_MS 500      /* at stop, answers still being sent get this long */
-#define DRAIN_IDLE_MS 20  /* ... and the stop goes on once nothing moved for this long */
+#define DRAIN_MS 500     /* at stop, answers still being sent get this long */
+#define DRAIN_IDLE_MS 20 /* ... and the stop goes on once nothing moved for this long */
 
 typedef struct ip_count {
     uint32_t addr;
@@ -67,8 +67,8 @@ typedef struct nf_loop {
     struct MHD_Daemon *d;
     pthread_t thread;
     bool started;
-    int wake; /* eventfd: stop */
-    int quiesced_fd; /* the listening socket once quiesced (closed after the daemon stops) */
+    int wake;          /* eventfd: stop */
+    int quiesced_fd;   /* the listening socket once quiesced (closed after the daemon stops) */
     nf_pending fill;   /* the batch the turns add to (this loop's thread only) */
     nf_pending flight; /* the batch in commit: its messages are the committer's until it returns */
     bool busy;         /* flight was handed over and not answered yet (loop's thread) */
@@ -82,7 +82,7 @@ struct nf_loops {
     nf_deadline *dl;
     unsigned n;
     _Atomic bool stop;
-    unsigned per_ip; /* 0: no limit */
+    unsigned per_ip;    /* 0: no limit */
     pthread_mutex_t mu; /* guards ips */
     ip_count *ips[IP_BUCKETS];
     /* the committer */
@@ -90,10 +90,10 @@ struct nf_loops {
     bool committer_started;
     pthread_mutex_t cmu;
     pthread_cond_t ccv;
-    unsigned handed; /* loops with handed set (cmu) */
-    unsigned owed;   /* loops with owed set (cmu) */
+    unsigned handed;  /* loops with handed set (cmu) */
+    unsigned owed;    /* loops with owed set (cmu) */
     int64_t round_us; /* how long the last round took (committer only) */
-    bool quit;       /* (cmu) */
+    bool quit;        /* (cmu) */
     nf_pending round; /* the messages of a round's batches, in loop order (committer only) */
     nf_loop **took;   /* the loops of a round (committer only) */
     nf_loop loop[];
@@ -110,7 +110,8 @@ void nf_loop_forget(const nf_conn *cc)
 {
     if (tl_loop) {
         nf_pending_forget(&tl_loop->fill, cc);
-        nf_pending_forget(&tl_loop->flight, cc); /* its answers are the loop's, never the committer's */
+        nf_pending_forget(&tl_loop->flight,
+                          cc); /* its answers are the loop's, never the committer's */
     }
 }
 
@@ -148,7 +149,8 @@ static enum MHD_Result accept_cb(void *cls, const struct sockaddr *addr, socklen
 
 static void count_conn(nf_loops *ls, struct MHD_Connection *conn, int delta)
 {
-    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     uint32_t a;
     if (!ls->per_ip || !ci || !ipv4_of(ci->client_addr, &a))
         return;
@@ -471,14 +473,13 @@ int nf_loops_start(nf_server *s, nf_app *app, const struct sockaddr_in *addr, un
             rc = SL_EIO;
             break;
         }
-        l->d = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, accept_cb, ls,
-                                on_request, s, MHD_OPTION_LISTEN_SOCKET, fd,
-                                MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)app->cfg.idle_timeout,
-                                MHD_OPTION_CONNECTION_LIMIT, CONN_LIMIT / n,
-                                /* HTTP/1.1 without Host, conflicting Content-Length: 400 */
-                                MHD_OPTION_STRICT_FOR_CLIENT, 1,
-                                MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-                                MHD_OPTION_NOTIFY_CONNECTION, notify_cb, ls, MHD_OPTION_END);
+        l->d = MHD_start_daemon(
+            MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, accept_cb, ls,
+            on_request, s, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_TIMEOUT,
+            (unsigned)app->cfg.idle_timeout, MHD_OPTION_CONNECTION_LIMIT, CONN_LIMIT / n,
+            /* HTTP/1.1 without Host, conflicting Content-Length: 400 */
+            MHD_OPTION_STRICT_FOR_CLIENT, 1, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+            MHD_OPTION_NOTIFY_CONNECTION, notify_cb, ls, MHD_OPTION_END);
         if (!l->d)
             close(fd);
         if (l->wake < 0 || l->done < 0 || !l->d)
@@ -509,7 +510,7 @@ void nf_loops_stop(nf_loops *ls)
     for (unsigned i = 0; i < ls->n; i++)
         if (ls->loop[i].started)
             pthread_join(ls->loop[i].thread, NULL); /* each commits, answers and drains first */
-    if (ls->committer_started) { /* no batch is handed over any more */
+    if (ls->committer_started) {                    /* no batch is handed over any more */
         pthread_mutex_lock(&ls->cmu);
         ls->quit = true;
         pthread_cond_signal(&ls->ccv);

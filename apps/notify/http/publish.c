@@ -50,10 +50,13 @@ static void answer_refused(nf_app *app, int t, const char *request, int status, 
 {
     atomic_fetch_add(&app->metrics.publish_failed[t], 1);
     if (nf_retry_log(app, t == 1 ? NF_TOPIC_READ : NF_TOPIC_NOTIFY, request, status))
-        nf_resp_fail(r, 503, "queue unavailable (%s); request NOT logged for retry (the retry log "
-                             "cannot be written): send it again", sl_strerror(status));
+        nf_resp_fail(r, 503,
+                     "queue unavailable (%s); request NOT logged for retry (the retry log "
+                     "cannot be written): send it again",
+                     sl_strerror(status));
     else
-        nf_resp_fail(r, 503, "queue unavailable (%s); request logged for retry", sl_strerror(status));
+        nf_resp_fail(r, 503, "queue unavailable (%s); request logged for retry",
+                     sl_strerror(status));
 }
 
 /* echo (compact JSON object text; NULL: {}) with "id":id spliced in
@@ -64,7 +67,8 @@ static char *with_id(const char *echo, const char *id)
     char *idj = nf_json_quote(id);
     const char *e = echo && echo[0] == '{' ? echo : "{}";
     size_t elen = strlen(e);
-    char *data = idj ? nf_textf("%.*s%s\"id\":%s}", (int)(elen - 1), e, elen > 2 ? "," : "", idj) : NULL;
+    char *data =
+        idj ? nf_textf("%.*s%s\"id\":%s}", (int)(elen - 1), e, elen > 2 ? "," : "", idj) : NULL;
     free(idj);
     return data;
 }
@@ -120,7 +124,8 @@ void nf_publish_deferred(nf_req *q, nf_resp *r, const char *topic, char *payload
     nf_app *app = q->app;
     int t = nf_topic_index(topic);
     sl_msg *m = NULL;
-    int rc = payload && echo ? nf_app_message(id && id[0] ? id : NULL, payload, false, &m) : SL_ENOMEM;
+    int rc =
+        payload && echo ? nf_app_message(id && id[0] ? id : NULL, payload, false, &m) : SL_ENOMEM;
     nf_pending *pend = nf_loop_pending();
     bool inline_ok = !pend || nf_server_queue_in_memory(cc->srv);
     if (!rc && inline_ok) {
@@ -181,7 +186,8 @@ void nf_publish_answer(nf_app *app, nf_pending *p)
             int st = i < took ? 0 : rc ? rc : SL_EIO;
             if (!cc) { /* its connection closed meanwhile (nf_pending_forget): nobody to answer */
                 nf_health_note(app, NF_W_QUEUE, st);
-                atomic_fetch_add(st ? &app->metrics.publish_failed[t] : &app->metrics.published[t], 1);
+                atomic_fetch_add(st ? &app->metrics.publish_failed[t] : &app->metrics.published[t],
+                                 1);
                 sl_msg_unref(p->m[t][i]);
                 continue;
             }
