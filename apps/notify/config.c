@@ -84,6 +84,7 @@ static const key keys[] = {
     B("consumers", "in_process", consumers_in_process),
     I("consumers", "workers", consumers_workers, 1, 64),
     I("consumers", "nice", consumers_nice, 0, 19),
+    I("consumers", "batch_wait_ms", batch_wait_ms, 0, 1000),
     I("consumers", "max_failures", max_failures, 1, 1000),
     I("consumers", "backoff_ms", backoff_ms, 1, 3600000),
     I("consumers", "backoff_max_ms", backoff_max_ms, 1, 86400000),
@@ -139,6 +140,7 @@ void nf_config_defaults(nf_config *c)
     c->consumers_in_process = true;
     c->consumers_workers = 2;
     c->consumers_nice = 0;
+    c->batch_wait_ms = 20;
     c->max_failures = 5;
     c->backoff_ms = 100;
     c->backoff_max_ms = 30000;

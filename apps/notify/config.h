@@ -57,6 +57,7 @@ typedef struct nf_config {
     bool consumers_in_process;
     int consumers_workers;  /* threads of the read consumer (notify: one batching worker) */
     int consumers_nice;     /* scheduling niceness of the consumer threads (0..19) */
+    int batch_wait_ms;      /* how long the notify consumer fills a batch (0..1000) */
     int max_failures;       /* park at failed_count >= this */
     int backoff_ms;         /* first retry delay, doubled per failure */
     int backoff_max_ms;

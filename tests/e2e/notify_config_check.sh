@@ -60,6 +60,11 @@ check "the queue from the file" matches "$OUT" 'url: "mem://q"'
 cfg SLUICE_WEB_MAX_BODY=lots "$SLUICE" notify config --config "$WORK/notify.conf"
 check "a bad env value is refused (status $ST)" [ "$ST" = 2 ]
 check "the env error names the variable: $OUT" matches "$OUT" "env SLUICE_WEB_MAX_BODY: expected an integer in 1024..67108864, got 'lots'"
+cfg SLUICE_CONSUMERS_BATCH_WAIT_MS=5000 "$SLUICE" notify config --config "$WORK/notify.conf"
+check "a batch wait past 1 s is refused (status $ST)" [ "$ST" = 2 ]
+check "the batch wait error names its range: $OUT" matches "$OUT" "env SLUICE_CONSUMERS_BATCH_WAIT_MS: expected an integer in 0..1000, got '5000'"
+cfg SLUICE_CONSUMERS_BATCH_WAIT_MS=0 "$SLUICE" notify config --config "$WORK/notify.conf"
+check "a batch wait of 0 is taken: $OUT" matches "$OUT" "batch_wait_ms: 0"
 
 # ---- YAML that does not parse names file:line:col; a missing file is said ----
 printf 'web:\n  threads: [1\n' >"$WORK/syntax.yaml"

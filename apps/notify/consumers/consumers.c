@@ -334,7 +334,7 @@ static int add_handler(nf_consumers *c, const char *topic, bool batch)
         o.user = &c->batch;
         o.batch_fn = handle_notify_batch;
         o.batch_max = NOTIFY_BATCH;
-        o.batch_wait_ms = 0; /* a batch is what is waiting: no added delay */
+        o.batch_wait_ms = cfg->batch_wait_ms; /* fewer, larger claims and store commits */
     } else {
         o.fn = handle;
     }
