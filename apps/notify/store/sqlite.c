@@ -1,5 +1,7 @@
 /*
- * sqlite.c - the notification store on SQLite (sqlite://PATH[?sync=normal]).
+ * sqlite.c - the notification store on SQLite (sqlite://PATH[?sync=normal]):
+ * opening, notices and users. Its failed queue is in sqlite_failed.c, its
+ * checkpoints in sqlite_wal.c, what they share in sqlite_int.h.
  *
  * One connection in WAL mode, guarded by a mutex (SQLite serialises writers
  * anyway); several processes may share the file thanks to WAL and a busy
@@ -39,15 +41,12 @@
 #include <time.h>
 
 #include "sluice/error.h"
-#include "sqlite_wal.h"
-#include "store.h"
+#include "sqlite_int.h"
 
 #define CACHE_KB 16384          /* page cache per connection (SQLite's default: 2000) */
 #define WAL_KEEP_BYTES 67108864 /* the WAL file is truncated to this after a checkpoint */
 
 enum { Q_INSERT, Q_MARK, Q_UNREAD, Q_LIST, Q_NSHARD };
-enum { G_USER_DEC, G_USER_GET, G_F_BUMP, G_F_GET, G_F_CLEAR, G_F_LIST, G_F_RESET,
-       G_BEGIN, G_COMMIT, G_ROLLBACK, G_PING, G_NGLOBAL };
 
 static const char *const shard_sql[Q_NSHARD] = {
     [Q_INSERT] = "INSERT INTO th_notice_%d(order_sn,uid,type,data,status,create_time,created_at,"
@@ -111,21 +110,7 @@ static const char *const m_tail[] = {
                "excluded.notification_count, updated_at=excluded.updated_at",
 };
 
-typedef struct sq_store {
-    nf_store base;
-    pthread_mutex_t mu;
-    sqlite3 *db;
-    int shards;
-    sqlite3_stmt **shard_st; /* [shards * Q_NSHARD] */
-    sqlite3_stmt **multi_st; /* [(shards + 1) * M_NSIZES]: multi-row writes (multi_stmt) */
-    sqlite3_stmt *global_st[G_NGLOBAL];
-    int64_t *scratch;   /* notice_add_many's arrays (under mu), kept: see scratch_get */
-    size_t scratch_len; /* int64_t's */
-    char *path;
-    nf_sqlite_wal wal;  /* the checkpoints (sqlite_wal.c) */
-} sq_store;
-
-static void now_text(char out[24])
+void nf_sq_now_text(char out[24])
 {
     time_t t = time(NULL);
     struct tm tm;
@@ -133,7 +118,7 @@ static void now_text(char out[24])
     strftime(out, 24, "%Y-%m-%d %H:%M:%S", &tm);
 }
 
-static int db_err(int rc)
+int nf_sq_db_err(int rc)
 {
     return rc == SQLITE_BUSY || rc == SQLITE_LOCKED ? SL_EBUSY : SL_EIO;
 }
@@ -153,7 +138,7 @@ static sqlite3_stmt *shard_stmt(sq_store *s, int64_t uid, int q)
     return *slot;
 }
 
-static sqlite3_stmt *global_stmt(sq_store *s, int q)
+sqlite3_stmt *nf_sq_global_stmt(sq_store *s, int q)
 {
     sqlite3_stmt **slot = &s->global_st[q];
     if (!*slot && sqlite3_prepare_v3(s->db, global_sql[q], -1, SQLITE_PREPARE_PERSISTENT, slot,
@@ -189,18 +174,18 @@ static sqlite3_stmt *multi_stmt(sq_store *s, int kind, int shard, int size)
 }
 
 /* Run a statement that returns no rows. */
-static int step_done(sqlite3_stmt *st)
+int nf_sq_step_done(sqlite3_stmt *st)
 {
     if (!st)
         return SL_EIO;
     int rc = sqlite3_step(st);
     sqlite3_reset(st);
-    return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : db_err(rc);
+    return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : nf_sq_db_err(rc);
 }
 
-static int tx(sq_store *s, int which)
+int nf_sq_tx(sq_store *s, int which)
 {
-    return step_done(global_stmt(s, which));
+    return nf_sq_step_done(nf_sq_global_stmt(s, which));
 }
 
 static int create_schema(sq_store *s)
@@ -379,7 +364,7 @@ static int insert_in_tx(sq_store *s, const nf_notice *n, const char *now, bool *
         sqlite3_bind_text(st, 5, n->create_time[0] ? n->create_time : now, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 6, now, -1, SQLITE_STATIC);
     }
-    int rc = step_done(st);
+    int rc = nf_sq_step_done(st);
     *added = !rc && sqlite3_changes(s->db) == 1;
     return rc;
 }
@@ -414,7 +399,7 @@ static int insert_shard_in_tx(sq_store *s, int shard, const nf_notice *v, const 
             sqlite3_bind_text(st, p + 3, n->data ? n->data : "", -1, SQLITE_STATIC);
             sqlite3_bind_text(st, p + 4, n->create_time[0] ? n->create_time : now, -1, SQLITE_STATIC);
         }
-        int rc = step_done(st);
+        int rc = nf_sq_step_done(st);
         if (rc)
             return rc;
         if (sqlite3_changes(s->db) != rows)
@@ -476,7 +461,7 @@ static int count_users_in_tx(sq_store *s, int64_t *uids, size_t n, const char *n
             sqlite3_bind_int64(st, p, uids[i + (size_t)r]);
             sqlite3_bind_int64(st, p + 1, count[i + (size_t)r]);
         }
-        int rc = step_done(st);
+        int rc = nf_sq_step_done(st);
         if (rc)
             return rc;
         if (sqlite3_changes(s->db) != rows) /* OR IGNORE skipped a row: no valid count can */
@@ -494,7 +479,7 @@ static int add_many_tx(sq_store *s, const nf_notice *v, size_t n, bool *inserted
                        int64_t *uids, size_t *order, size_t *start, const char *now)
 {
     size_t k = 0;
-    int rc = tx(s, G_BEGIN);
+    int rc = nf_sq_tx(s, G_BEGIN);
     if (!rc && !rows_each) {
         rc = insert_many_in_tx(s, v, n, order, start, now);
         for (size_t i = 0; i < n && !rc; i++)
@@ -508,9 +493,9 @@ static int add_many_tx(sq_store *s, const nf_notice *v, size_t n, bool *inserted
     if (!rc)
         rc = count_users_in_tx(s, uids, k, now);
     if (!rc)
-        rc = tx(s, G_COMMIT);
+        rc = nf_sq_tx(s, G_COMMIT);
     if (rc)
-        tx(s, G_ROLLBACK);
+        nf_sq_tx(s, G_ROLLBACK);
     return rc;
 }
 
@@ -533,7 +518,7 @@ static int sq_notice_add_many(nf_store *base, const nf_notice *v, size_t n, bool
 {
     sq_store *s = (sq_store *)base;
     char now[24];
-    now_text(now);
+    nf_sq_now_text(now);
     _Static_assert(sizeof(size_t) <= sizeof(int64_t), "order[] lives in int64_t slots");
     pthread_mutex_lock(&s->mu);
     int64_t *uids = scratch_get(s, 3 * n + (size_t)s->shards + 1);
@@ -555,12 +540,12 @@ static int sq_mark_read(nf_store *base, int64_t uid, int type, int64_t id, int64
 {
     sq_store *s = (sq_store *)base;
     char now[24];
-    now_text(now);
+    nf_sq_now_text(now);
     if (uid < 0)
         return SL_EINVAL;
     pthread_mutex_lock(&s->mu);
     int64_t n = 0;
-    int rc = tx(s, G_BEGIN);
+    int rc = nf_sq_tx(s, G_BEGIN);
     if (!rc) {
         sqlite3_stmt *st = shard_stmt(s, uid, Q_MARK);
         if (st) {
@@ -569,21 +554,21 @@ static int sq_mark_read(nf_store *base, int64_t uid, int type, int64_t id, int64
             sqlite3_bind_int64(st, 3, id);
             sqlite3_bind_text(st, 4, now, -1, SQLITE_STATIC);
         }
-        rc = step_done(st);
+        rc = nf_sq_step_done(st);
         n = rc ? 0 : sqlite3_changes(s->db);
         if (!rc && n > 0) {
-            st = global_stmt(s, G_USER_DEC);
+            st = nf_sq_global_stmt(s, G_USER_DEC);
             if (st) {
                 sqlite3_bind_int64(st, 1, uid);
                 sqlite3_bind_int64(st, 2, n);
                 sqlite3_bind_text(st, 3, now, -1, SQLITE_STATIC);
             }
-            rc = step_done(st);
+            rc = nf_sq_step_done(st);
         }
         if (!rc)
-            rc = tx(s, G_COMMIT);
+            rc = nf_sq_tx(s, G_COMMIT);
         if (rc)
-            tx(s, G_ROLLBACK);
+            nf_sq_tx(s, G_ROLLBACK);
     }
     pthread_mutex_unlock(&s->mu);
     nf_sqlite_wal_after_write(&s->wal);
@@ -592,7 +577,7 @@ static int sq_mark_read(nf_store *base, int64_t uid, int type, int64_t id, int64
     return rc;
 }
 
-static void col_text(sqlite3_stmt *st, int i, char *out, size_t len)
+void nf_sq_col_text(sqlite3_stmt *st, int i, char *out, size_t len)
 {
     const unsigned char *t = sqlite3_column_text(st, i);
     snprintf(out, len, "%s", t ? (const char *)t : "");
@@ -608,15 +593,15 @@ static int read_notices(sqlite3_stmt *st, nf_notice **out, size_t *n, int cap)
     while ((int)k < cap && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         nf_notice *x = &v[k++];
         x->id = sqlite3_column_int64(st, 0);
-        col_text(st, 1, x->order_sn, sizeof x->order_sn);
+        nf_sq_col_text(st, 1, x->order_sn, sizeof x->order_sn);
         x->uid = sqlite3_column_int64(st, 2);
         x->type = sqlite3_column_int(st, 3);
         const unsigned char *d = sqlite3_column_text(st, 4);
         x->data = strdup(d ? (const char *)d : "");
         x->status = sqlite3_column_int(st, 5);
-        col_text(st, 6, x->create_time, sizeof x->create_time);
-        col_text(st, 7, x->created_at, sizeof x->created_at);
-        col_text(st, 8, x->updated_at, sizeof x->updated_at);
+        nf_sq_col_text(st, 6, x->create_time, sizeof x->create_time);
+        nf_sq_col_text(st, 7, x->created_at, sizeof x->created_at);
+        nf_sq_col_text(st, 8, x->updated_at, sizeof x->updated_at);
         if (!x->data) {
             nf_notices_free(v, k);
             return SL_ENOMEM;
@@ -672,18 +657,18 @@ static int sq_user_get(nf_store *base, int64_t uid, char *nick, size_t nlen, int
     sq_store *s = (sq_store *)base;
     pthread_mutex_lock(&s->mu);
     int rc = SL_EIO;
-    sqlite3_stmt *st = global_stmt(s, G_USER_GET);
+    sqlite3_stmt *st = nf_sq_global_stmt(s, G_USER_GET);
     if (st) {
         sqlite3_bind_int64(st, 1, uid);
         int r = sqlite3_step(st);
         if (r == SQLITE_ROW) {
             if (nick)
-                col_text(st, 0, nick, nlen);
+                nf_sq_col_text(st, 0, nick, nlen);
             if (count)
                 *count = sqlite3_column_int64(st, 1);
             rc = 0;
         } else {
-            rc = r == SQLITE_DONE ? SL_ENOENT : db_err(r);
+            rc = r == SQLITE_DONE ? SL_ENOENT : nf_sq_db_err(r);
         }
         sqlite3_reset(st);
     }
@@ -698,7 +683,7 @@ static int sq_user_counts(nf_store *base, const int64_t *uids, size_t n, int64_t
 {
     sq_store *s = (sq_store *)base;
     pthread_mutex_lock(&s->mu);
-    sqlite3_stmt *st = global_stmt(s, G_USER_GET);
+    sqlite3_stmt *st = nf_sq_global_stmt(s, G_USER_GET);
     int rc = st ? 0 : SL_EIO;
     bool tx = st && sqlite3_exec(s->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK;
     for (size_t i = 0; st && i < n; i++) {
@@ -708,7 +693,7 @@ static int sq_user_counts(nf_store *base, const int64_t *uids, size_t n, int64_t
         if (r == SQLITE_ROW)
             counts[i] = sqlite3_column_int64(st, 1);
         else if (r != SQLITE_DONE)
-            rc = db_err(r);
+            rc = nf_sq_db_err(r);
         sqlite3_reset(st);
     }
     if (tx)
@@ -717,141 +702,11 @@ static int sq_user_counts(nf_store *base, const int64_t *uids, size_t n, int64_t
     return rc;
 }
 
-/* failed_count of order_sn's row (0 when absent), under s->mu. */
-static int failed_count_locked(sq_store *s, const char *order_sn, int *count)
-{
-    *count = 0;
-    sqlite3_stmt *st = global_stmt(s, G_F_GET);
-    if (!st)
-        return SL_EIO;
-    sqlite3_bind_text(st, 1, order_sn, -1, SQLITE_STATIC);
-    int r = sqlite3_step(st);
-    if (r == SQLITE_ROW)
-        *count = sqlite3_column_int(st, 0);
-    sqlite3_reset(st);
-    return r == SQLITE_ROW || r == SQLITE_DONE ? 0 : SL_EIO;
-}
-
-static int sq_failed_bump(nf_store *base, const char *order_sn, const char *type, const char *data,
-                          int *count)
-{
-    sq_store *s = (sq_store *)base;
-    char now[24];
-    now_text(now);
-    pthread_mutex_lock(&s->mu);
-    int rc = tx(s, G_BEGIN);
-    if (!rc) {
-        sqlite3_stmt *st = global_stmt(s, G_F_BUMP);
-        if (st) {
-            sqlite3_bind_text(st, 1, order_sn, -1, SQLITE_STATIC);
-            sqlite3_bind_text(st, 2, data ? data : "", -1, SQLITE_STATIC);
-            sqlite3_bind_text(st, 3, type, -1, SQLITE_STATIC);
-            sqlite3_bind_text(st, 4, now, -1, SQLITE_STATIC);
-        }
-        rc = step_done(st);
-        int got = 0;
-        if (!rc && failed_count_locked(s, order_sn, &got) == 0 && count)
-            *count = got;
-        if (!rc)
-            rc = tx(s, G_COMMIT);
-        if (rc)
-            tx(s, G_ROLLBACK);
-    }
-    pthread_mutex_unlock(&s->mu);
-    return rc;
-}
-
-static int sq_failed_clear(nf_store *base, const char *order_sn)
-{
-    sq_store *s = (sq_store *)base;
-    pthread_mutex_lock(&s->mu);
-    sqlite3_stmt *st = global_stmt(s, G_F_CLEAR);
-    if (st)
-        sqlite3_bind_text(st, 1, order_sn, -1, SQLITE_STATIC);
-    int rc = step_done(st);
-    pthread_mutex_unlock(&s->mu);
-    return rc;
-}
-
-static int sq_failed_count(nf_store *base, const char *order_sn, int *count)
-{
-    sq_store *s = (sq_store *)base;
-    pthread_mutex_lock(&s->mu);
-    int rc = failed_count_locked(s, order_sn, count);
-    pthread_mutex_unlock(&s->mu);
-    return rc;
-}
-
-static int sq_failed_list(nf_store *base, int min_count, nf_failed **out, size_t *n)
-{
-    sq_store *s = (sq_store *)base;
-    pthread_mutex_lock(&s->mu);
-    int rc = SL_EIO;
-    size_t k = 0, cap = 16;
-    nf_failed *v = calloc(cap, sizeof *v);
-    sqlite3_stmt *st = v ? global_stmt(s, G_F_LIST) : NULL;
-    if (st) {
-        sqlite3_bind_int(st, 1, min_count);
-        int r;
-        rc = 0;
-        while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-            if (k == cap) {
-                nf_failed *nv = realloc(v, cap * 2 * sizeof *v);
-                if (!nv) {
-                    rc = SL_ENOMEM;
-                    break;
-                }
-                v = nv;
-                cap *= 2;
-            }
-            nf_failed *f = &v[k++];
-            memset(f, 0, sizeof *f);
-            f->id = sqlite3_column_int64(st, 0);
-            col_text(st, 1, f->order_sn, sizeof f->order_sn);
-            col_text(st, 2, f->type, sizeof f->type);
-            const unsigned char *d = sqlite3_column_text(st, 3);
-            f->data = strdup(d ? (const char *)d : "");
-            f->failed_count = sqlite3_column_int(st, 4);
-            col_text(st, 5, f->created_at, sizeof f->created_at);
-            col_text(st, 6, f->updated_at, sizeof f->updated_at);
-        }
-        if (!rc && r != SQLITE_DONE)
-            rc = db_err(r);
-        sqlite3_reset(st);
-    }
-    pthread_mutex_unlock(&s->mu);
-    if (rc) {
-        nf_failed_free(v, k);
-        return rc;
-    }
-    *out = v;
-    *n = k;
-    return 0;
-}
-
-static int sq_failed_reset(nf_store *base, int64_t id)
-{
-    sq_store *s = (sq_store *)base;
-    char now[24];
-    now_text(now);
-    pthread_mutex_lock(&s->mu);
-    sqlite3_stmt *st = global_stmt(s, G_F_RESET);
-    if (st) {
-        sqlite3_bind_int64(st, 1, id);
-        sqlite3_bind_text(st, 2, now, -1, SQLITE_STATIC);
-    }
-    int rc = step_done(st);
-    if (!rc && sqlite3_changes(s->db) == 0)
-        rc = SL_ENOENT;
-    pthread_mutex_unlock(&s->mu);
-    return rc;
-}
-
 static int sq_ping(nf_store *base)
 {
     sq_store *s = (sq_store *)base;
     pthread_mutex_lock(&s->mu);
-    int rc = step_done(global_stmt(s, G_PING));
+    int rc = nf_sq_step_done(nf_sq_global_stmt(s, G_PING));
     pthread_mutex_unlock(&s->mu);
     return rc;
 }
@@ -865,10 +720,10 @@ const nf_store_ops nf_store_sqlite_ops = {
     .list = sq_list,
     .user_get = sq_user_get,
     .user_counts = sq_user_counts,
-    .failed_bump = sq_failed_bump,
-    .failed_clear = sq_failed_clear,
-    .failed_count = sq_failed_count,
-    .failed_list = sq_failed_list,
-    .failed_reset = sq_failed_reset,
+    .failed_bump = nf_sq_failed_bump,
+    .failed_clear = nf_sq_failed_clear,
+    .failed_count = nf_sq_failed_count,
+    .failed_list = nf_sq_failed_list,
+    .failed_reset = nf_sq_failed_reset,
     .ping = sq_ping,
 };
