@@ -9,9 +9,11 @@
 #ifndef NF_APP_H
 #define NF_APP_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 #include <jansson.h>
 
@@ -83,6 +85,10 @@ typedef struct nf_app {
 int64_t nf_wall_ms(void);
 /* Monotonic clock in microseconds (durations). */
 int64_t nf_mono_us(void);
+/* A condition variable whose timed waits count on the monotonic clock ... */
+void nf_cond_init_mono(pthread_cond_t *cv);
+/* ... and the deadline for such a wait us microseconds from now. */
+struct timespec nf_mono_deadline(int64_t us);
 
 /* Open store, publisher and logs from app->cfg (already loaded). On failure
  * prints to stderr and returns -1. */

@@ -86,11 +86,7 @@ static void *watch_main(void *arg)
     pthread_setname_np(pthread_self(), "nf-http-deadline");
     pthread_mutex_lock(&d->mu);
     while (!d->stop) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_nsec += TICK_MS * 1000000L;
-        if (ts.tv_nsec >= 1000000000L)
-            ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+        struct timespec ts = nf_mono_deadline(TICK_MS * 1000L);
         pthread_cond_timedwait(&d->cv, &d->mu, &ts);
         int64_t now = mono_ms();
         int cut[2] = {0, 0};
@@ -125,11 +121,7 @@ int nf_deadline_start(nf_deadline **out, const nf_config *c, nf_metrics *m)
     d->write_ms = (int64_t)c->write_timeout * 1000;
     d->idle_ms = (int64_t)c->idle_timeout * 1000;
     d->m = m;
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&d->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    nf_cond_init_mono(&d->cv);
     pthread_mutex_init(&d->mu, NULL);
     if (pthread_create(&d->thread, NULL, watch_main, d)) {
         pthread_cond_destroy(&d->cv);

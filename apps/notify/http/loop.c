@@ -110,8 +110,8 @@ void nf_loop_forget(const nf_conn *cc)
 {
     if (tl_loop) {
         nf_pending_forget(&tl_loop->fill, cc);
-        nf_pending_forget(&tl_loop->flight,
-                          cc); /* its answers are the loop's, never the committer's */
+        /* the batch in commit too: its answers are the loop's, never the committer's */
+        nf_pending_forget(&tl_loop->flight, cc);
     }
 }
 
@@ -178,6 +178,14 @@ static void notify_cb(void *cls, struct MHD_Connection *conn, void **socket_cont
     nf_deadline_notify(ls->dl, conn, socket_context, code);
 }
 
+/* Reset an eventfd that was written to (nothing to do if it was not). */
+static void take_event(int fd)
+{
+    uint64_t v;
+    if (read(fd, &v, sizeof v) < 0)
+        return;
+}
+
 /* ---- the committer ---- */
 
 /* Append the messages of batch b to the round (committer's thread). */
@@ -235,14 +243,8 @@ static void run_round(nf_loops *ls, unsigned k)
 
 static void linger(nf_loops *ls)
 {
-    int64_t us = ls->round_us < LINGER_MAX_US ? ls->round_us : LINGER_MAX_US;
-    struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_nsec += (long)us * 1000;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
+    struct timespec until =
+        nf_mono_deadline(ls->round_us < LINGER_MAX_US ? ls->round_us : LINGER_MAX_US);
     while (ls->owed && !ls->quit && pthread_cond_timedwait(&ls->ccv, &ls->cmu, &until) != ETIMEDOUT)
         ;
 }
@@ -345,9 +347,8 @@ static int turn(nf_loop *l, struct pollfd *p, int max_ms)
         nf_log(SL_LOG_ERROR, "http loop: poll: %s", strerror(errno));
         nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL); /* no spinning on it */
     }
-    uint64_t v;
-    if (ready > 0 && (p[2].revents & POLLIN) && read(l->done, &v, sizeof v) < 0)
-        v = 0;
+    if (ready > 0 && (p[2].revents & POLLIN))
+        take_event(l->done);
     MHD_run(l->d);
     bool answered = settle(l);
     bool hand = !l->busy && (l->fill.n[0] || l->fill.n[1]);
@@ -363,10 +364,9 @@ static int turn(nf_loop *l, struct pollfd *p, int max_ms)
 /* Wait for the batch in commit to come back and answer it. */
 static void settle_wait(nf_loop *l, struct pollfd *done)
 {
-    uint64_t v;
     while (l->busy && !settle(l))
-        if (poll(done, 1, 100) > 0 && read(l->done, &v, sizeof v) < 0)
-            v = 0;
+        if (poll(done, 1, 100) > 0)
+            take_event(l->done);
     report(l, false);
 }
 
@@ -384,9 +384,7 @@ static void *loop_main(void *arg)
                           {.fd = l->done, .events = POLLIN}};
     while (!atomic_load(&ls->stop))
         turn(l, p, -1);
-    uint64_t v;
-    if (read(l->wake, &v, sizeof v) < 0) /* taken: the drain's polls wait for the daemon only */
-        v = 0;
+    take_event(l->wake); /* taken: the drain's polls wait for the daemon only */
     /* Stopping: no new connection; the answers of the last turns are sent
        (a turn with nothing to do for DRAIN_IDLE_MS ends it, DRAIN_MS at most). */
     MHD_socket fd = MHD_quiesce_daemon(l->d); /* this loop's thread drives the daemon: safe here */
@@ -441,11 +439,7 @@ int nf_loops_start(nf_server *s, nf_app *app, const struct sockaddr_in *addr, un
     if (!ls)
         return SL_ENOMEM;
     pthread_mutex_init(&ls->cmu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* linger's deadline */
-    pthread_cond_init(&ls->ccv, &ca);
-    pthread_condattr_destroy(&ca);
+    nf_cond_init_mono(&ls->ccv); /* linger's deadline */
     ls->app = app;
     ls->dl = dl;
     ls->per_ip = (unsigned)app->cfg.max_conns_per_ip;
