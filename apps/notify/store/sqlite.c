@@ -23,7 +23,7 @@
  * however often it was rewritten meanwhile) and runs on a thread and a
  * connection of its own, PASSIVE: the writer, readers and the next writes go on meanwhile on
  * the main connection (the writer waits only if it outruns the
- * checkpoints by half the threshold). The WAL file is cut back to
+ * checkpoints by several thresholds). The WAL file is cut back to
  * WAL_KEEP_BYTES when it restarts, and a larger page cache keeps the index
  * pages in memory instead of re-reading them from the file. A batch
  * updates each user's count once (by the number of its new notices), in
