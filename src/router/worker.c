@@ -217,6 +217,19 @@ static int take_some(sli_worker *w, sl_msg **v, size_t *n, size_t max, int timeo
     return 0;
 }
 
+/* Take what is ready now, until the batch is full or nothing came. */
+static int drain(sli_worker *w, sl_msg **v, size_t *n, size_t max)
+{
+    while (*n < max) {
+        size_t before = *n;
+        if (take_some(w, v, n, max, 0))
+            return 1;
+        if (*n == before)
+            break;
+    }
+    return 0;
+}
+
 static void loop_single(sli_worker *w, sl_msg_list *out)
 {
     sl_router *r = w->h->r;
@@ -249,14 +262,16 @@ static void loop_batch(sli_worker *w, sl_msg_list *out)
         quit = take_some(w, v, &n, h->batch_max, POLL_MS);
         if (!n)
             continue;
+        /* Fill: take what is ready; if the batch still has room, sleep out
+           the rest of the window once and take what came meanwhile. Waiting
+           in the backend instead would take each trickle as it arrives: on
+           sqlite:// one claim transaction per publisher's commit, each
+           holding the database the publishers wait for. */
         int64_t until = sli_mono_ms() + h->batch_wait_ms;
-        while (!quit && n < h->batch_max) {
-            int64_t left = until - sli_mono_ms();
-            size_t before = n;
-            quit = take_some(w, v, &n, h->batch_max, left > 0 ? (int)left : 0);
-            if (n == before)
-                break;
-        }
+        quit = quit || drain(w, v, &n, h->batch_max);
+        int64_t left = until - sli_mono_ms();
+        if (!quit && n < h->batch_max && left > 0 && !sl_ctx_wait(h->ctx, left))
+            quit = drain(w, v, &n, h->batch_max);
         process_batch(w, v, res, n, out);
     }
     free(v);
