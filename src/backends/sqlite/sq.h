@@ -99,6 +99,7 @@ struct sq_req {
     bool async; /* heap-allocated; the writer frees it, nobody waits */
     unsigned slot; /* its caller sleeps on d->wslot[slot] */
     _Atomic uint32_t done; /* SQ_WAITING, SQ_DONE */
+    bool taken;            /* in a batch (under mu): maybe one flushing after its commit */
     int rc;
     char err[SQ_ERRLEN];
     /* PUBLISH */
@@ -186,6 +187,18 @@ struct sq_db {
     bool acked_since_sweep;
     int64_t swept_ms; /* mono ms of the last retention sweep inside a batch */
     bool synced_full; /* current PRAGMA synchronous is FULL */
+    /* Flush after commit (sync=full; sq_db.c, "flush"): a batch that must
+     * reach the disk commits without a sync, gives the connection up and
+     * its callers wait for an fdatasync of the WAL file that began after
+     * the commit; one flush serves every batch committed before it. */
+    int wal_fd;                  /* the WAL file, opened when first needed; -1 */
+    _Atomic uint64_t committed;  /* batches committed that wait for a flush */
+    pthread_mutex_t fmu;         /* guards wal_fd's change and what follows */
+    pthread_cond_t fcond;        /* a flush ended */
+    uint64_t flushed;            /* committed batches a flush covered */
+    bool flushing;
+    int flush_err;               /* errno of the last flush that failed ... */
+    uint64_t failed_from, failed_upto; /* ... for the batches (from, upto] */
     sq_db *next;
 };
 

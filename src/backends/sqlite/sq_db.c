@@ -12,6 +12,8 @@
  * acks fsync, and the leader lingers (at most one commit's duration) until
  * as many publishers are queued as were about during the last batch; the
  * caller whose publish fills the batch takes it over and commits it at once.
+ * The leader fsyncs after it gave the connection up ("flush after commit"
+ * below): the next batch commits while the disk syncs this one.
  *
  * Who runs a batch (leader/follower, no thread hand-off when idle): a caller
  * that queues a request it waits for and finds the connection free takes it
@@ -49,6 +51,8 @@
  * process' private groups, removal of private groups whose process died
  * (no heartbeat for 60 s), and retention (sq_ops.c).
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -200,23 +204,107 @@ static void fail_all(sq_db *d, sq_req *b, int rc, const char *err)
     }
 }
 
-/* With sync=full, only batches that publish or ack synchronously pay an
- * fsync: a claim, nack, batched ack (ack=batch: its caller did not wait for
+/* ---------- flush after commit ----------
+ *
+ * With sync=full a batch that must be durable used to commit with
+ * synchronous=FULL: SQLite fsyncs the WAL inside the commit, so the
+ * connection - and every claim, ack and publish queued behind it - waited
+ * for the disk. Instead such a batch commits with synchronous=NORMAL (WAL
+ * frames written, not synced), gives the connection up, and only then are
+ * its callers made to wait for an fdatasync of the WAL file that began
+ * after the commit. Flushes do not overlap: one that ends covers every
+ * batch committed before it began, so batches committed meanwhile share
+ * the next one. Callers are answered only after their flush, as before;
+ * what changes is that the next batches commit while the disk syncs.
+ * Others may see (claim) the messages of a batch before its flush: a
+ * power cut then may lose a message already delivered, whose publisher
+ * got no answer and sends it again - at-least-once, as a crash between
+ * commit and answer always allowed. A checkpoint syncs the WAL before it
+ * copies it (synchronous=NORMAL does that too), so a WAL restarted meanwhile
+ * lost nothing. If the WAL file cannot be opened, the batch syncs inside
+ * its commit as before. */
+
+/* The WAL file's descriptor (-1: not open, the caller syncs in the commit). */
+static int wal_fd(sq_db *d)
+{
+    if (d->wal_fd >= 0)
+        return d->wal_fd;
+    char path[4096];
+    if (snprintf(path, sizeof path, "%s-wal", d->path) >= (int)sizeof path)
+        return -1;
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    /* its directory entry too, once (SQLite syncs the directory of a new WAL) */
+    char *slash = strrchr(path, '/');
+    if (slash) {
+        *slash = '\0';
+        int dfd = open(slash == path ? "/" : path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd >= 0) {
+            if (fsync(dfd))
+                sli_log(SL_LOG_WARN, "sqlite", "%s: fsync of its directory: %s", d->path,
+                        strerror(errno));
+            close(dfd);
+        }
+    }
+    pthread_mutex_lock(&d->fmu);
+    d->wal_fd = fd;
+    pthread_mutex_unlock(&d->fmu);
+    return fd;
+}
+
+/* Wait until a flush that began after commit number c ended; returns
+ * its errno (0: the batch is on disk). Not holding the connection. */
+static int flush_upto(sq_db *d, uint64_t c)
+{
+    pthread_mutex_lock(&d->fmu);
+    while (d->flushed < c) {
+        if (d->flushing) {
+            pthread_cond_wait(&d->fcond, &d->fmu);
+            continue;
+        }
+        d->flushing = true;
+        uint64_t from = d->flushed, upto = atomic_load(&d->committed);
+        int fd = d->wal_fd;
+        pthread_mutex_unlock(&d->fmu);
+        int rc = fdatasync(fd) ? errno : 0;
+        pthread_mutex_lock(&d->fmu);
+        d->flushing = false;
+        d->flushed = upto;
+        if (rc) { /* the batches it covered are not known to be on disk */
+            d->flush_err = rc;
+            d->failed_from = from;
+            d->failed_upto = upto;
+        }
+        pthread_cond_broadcast(&d->fcond);
+    }
+    int err = c > d->failed_from && c <= d->failed_upto ? d->flush_err : 0;
+    pthread_mutex_unlock(&d->fmu);
+    return err;
+}
+
+/* With sync=full, only batches that publish or ack synchronously must be
+ * durable: a claim, nack, batched ack (ack=batch: its caller did not wait for
  * it) or subscription change lost to a power cut only means a redelivery,
  * a SL_PUBLISH_NO_SYNC publish asked for no more, and the next synced
- * commit makes the earlier WAL frames durable too. */
-static void choose_sync(sq_db *d, const sq_req *batch)
+ * commit makes the earlier WAL frames durable too. Sets the connection's
+ * synchronous for batch; returns true when the batch's callers must wait
+ * for a flush after its commit (flush: the caller will flush). */
+static bool choose_sync(sq_db *d, const sq_req *batch, bool flush)
 {
     if (d->o.sync != 0)
-        return;
+        return false;
     bool need = false;
     for (const sq_req *r = batch; r && !need; r = r->next)
         need = (r->kind == SQ_PUBLISH && !r->nosync) || (r->kind == SQ_ACK && !r->async);
-    if (need != d->synced_full) {
-        sqlite3_exec(d->db, need ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL", NULL,
+    bool after = need && flush && wal_fd(d) >= 0;
+    bool full = need && !after;
+    if (full != d->synced_full) {
+        sqlite3_exec(d->db, full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL", NULL,
                      NULL, NULL);
-        d->synced_full = need;
+        d->synced_full = full;
     }
+    return after;
 }
 
 /* Wake the consumers sleeping on the slots in bits. */
@@ -241,11 +329,15 @@ static uint64_t take_wake_bits(sq_db *d)
     return b;
 }
 
-static void run_batch(sq_db *d, sq_req *batch)
+/* Run batch in one transaction (each request alone if one fails) and
+ * complete its requests - except, when flush and the batch must be durable,
+ * the ones somebody waits for: they are put in *wait, for the caller to
+ * complete after a flush (complete_flushed). */
+static void run_batch(sq_db *d, sq_req *batch, bool flush, sq_req **wait)
 {
     char err[SQ_ERRLEN];
     int64_t t0 = sli_mono_ns();
-    choose_sync(d, batch);
+    bool after = choose_sync(d, batch, flush);
     int rc = sq_ops_tx(d, true, err, sizeof err);
     if (rc) {
         fail_all(d, batch, rc, err);
@@ -270,24 +362,51 @@ static void run_batch(sq_db *d, sq_req *batch)
             r->next = NULL;
             r->rc = 0;
             r->err[0] = '\0';
-            run_batch(d, r);
+            run_batch(d, r, false, NULL);
         }
         return;
     }
     int64_t us = (sli_mono_ns() - t0) / 1000;
     d->commit_ema_us = d->commit_ema_us ? (d->commit_ema_us * 7 + us) / 8 : us;
+    sq_req **tail = wait;
     for (sq_req *r = batch, *n; r; r = n) {
         n = r->next;
         if (r->kind == SQ_ACK)
             d->acked_since_sweep = true;
-        complete(d, r);
+        if (after && !r->async) {
+            r->next = NULL;
+            *tail = r;
+            tail = &r->next;
+        } else {
+            complete(d, r);
+        }
     }
+}
+
+/* After the flush of a batch (err: its errno, 0 if on disk): complete
+ * the requests run_batch left in wait and wake their callers. Not holding
+ * the connection: the wake mask is this call's own. */
+static void complete_flushed(sq_db *d, sq_req *wait, int err)
+{
+    unsigned mask = 0;
+    for (sq_req *r = wait, *n; r; r = n) {
+        n = r->next;
+        if (err) {
+            sq_ops_reset(r);
+            r->rc = SL_EIO;
+            snprintf(r->err, sizeof r->err, "sqlite: %s: fdatasync of the WAL: %s", d->path,
+                     strerror(err));
+        }
+        mask |= 1u << r->slot;
+        atomic_store(&r->done, SQ_DONE);
+    }
+    wake_done(d, mask);
 }
 
 /* Run batch (frees or completes each of its requests) and wake who waits. */
 static void run_and_wake(sq_db *d, sq_req *batch)
 {
-    run_batch(d, batch);
+    run_batch(d, batch, false, NULL);
     uint64_t bits = take_wake_bits(d);
     wake_done(d, take_wake_mask(d));
     bump(d, bits);
@@ -362,6 +481,7 @@ static sq_req *take_batch(sq_db *d)
     size_t k = 0, pubs = 0;
     for (sq_req *r = batch; r && k < SQ_BATCH_MAX; r = r->next, k++) {
         last = r;
+        r->taken = true;
         if (!r->async) {
             d->qsync--;
             if (r->kind == SQ_PUBLISH && !r->nosync) { /* only synced ones share a commit */
@@ -428,15 +548,31 @@ static void lead(sq_db *d, sq_req *own)
 {
     pthread_mutex_lock(&d->mu);
     for (;;) {
-        if (!linger(d, own)) {
+        if (!d->qhead) { /* own is in a batch another caller flushes */
+            release(d);
+            pthread_mutex_unlock(&d->mu);
+            return;
+        }
+        if (!own->taken && !linger(d, own)) {
             pthread_mutex_unlock(&d->mu);
             return;
         }
         sq_req *batch = take_batch(d);
         pthread_mutex_unlock(&d->mu);
-        run_batch(d, batch);
+        sq_req *wait = NULL;
+        run_batch(d, batch, true, &wait);
         uint64_t bits = take_wake_bits(d);
         unsigned mask = take_wake_mask(d);
+        if (wait) { /* committed, not yet on disk: hand the connection on, then flush */
+            uint64_t c = atomic_fetch_add(&d->committed, 1) + 1;
+            pthread_mutex_lock(&d->mu);
+            release(d);
+            pthread_mutex_unlock(&d->mu);
+            wake_done(d, mask);
+            complete_flushed(d, wait, flush_upto(d, c));
+            bump(d, bits);
+            return; /* own was in this batch, or the caller waits for it */
+        }
         bool mine = atomic_load(&own->done) == SQ_DONE;
         if (mine) {
             pthread_mutex_lock(&d->mu);
@@ -543,6 +679,7 @@ int sq_submit(sq_db *d, sq_req *r)
     const bool async = r->async;
     bool leader = false;
     r->next = NULL;
+    r->taken = false;
     atomic_store(&r->done, SQ_WAITING);
     r->rc = 0;
     r->err[0] = '\0';

@@ -209,8 +209,12 @@ static void db_free(sq_db *d)
         sq_ops_finalize(d);
         sqlite3_close_v2(d->db);
     }
+    if (d->wal_fd >= 0)
+        close(d->wal_fd);
     pthread_mutex_destroy(&d->mu);
     pthread_cond_destroy(&d->cond);
+    pthread_mutex_destroy(&d->fmu);
+    pthread_cond_destroy(&d->fcond);
     free(d->path);
     free(d);
 }
@@ -281,6 +285,9 @@ static int find_or_open(char *path, const sq_dbopts *o, sq_db **out)
     d->holder = (int64_t)(sli_rand64() >> 2) + 1;
     pthread_mutex_init(&d->mu, NULL);
     sli_cond_init(&d->cond);
+    d->wal_fd = -1;
+    pthread_mutex_init(&d->fmu, NULL);
+    pthread_cond_init(&d->fcond, NULL);
     char err[SQ_ERRLEN] = "";
     int rc = db_open(d, err, sizeof err);
     if (!rc && pthread_create(&d->writer, NULL, sq_writer_main, d) != 0) {
