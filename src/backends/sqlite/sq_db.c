@@ -283,6 +283,12 @@ static int flush_upto(sq_db *d, uint64_t c)
     return err;
 }
 
+/* Whether r must be on disk before its caller is answered (sync=full). */
+static bool needs_sync(const sq_req *r)
+{
+    return (r->kind == SQ_PUBLISH && !r->nosync) || (r->kind == SQ_ACK && !r->async);
+}
+
 /* With sync=full, only batches that publish or ack synchronously must be
  * durable: a claim, nack, batched ack (ack=batch: its caller did not wait for
  * it) or subscription change lost to a power cut only means a redelivery,
@@ -296,7 +302,7 @@ static bool choose_sync(sq_db *d, const sq_req *batch, bool flush)
         return false;
     bool need = false;
     for (const sq_req *r = batch; r && !need; r = r->next)
-        need = (r->kind == SQ_PUBLISH && !r->nosync) || (r->kind == SQ_ACK && !r->async);
+        need = needs_sync(r);
     bool after = need && flush && wal_fd(d) >= 0;
     bool full = need && !after;
     if (full != d->synced_full) {
@@ -384,15 +390,15 @@ static void run_batch(sq_db *d, sq_req *batch, bool flush, sq_req **wait)
 }
 
 /* After the flush of a batch (err: its errno, 0 if on disk): complete
- * the requests run_batch left in wait and wake their callers. Not holding
- * the connection: the wake mask is this call's own. */
+ * the requests run_batch left in wait and wake their callers; with err,
+ * those that had to be durable fail (the others - claims... - stand).
+ * Not holding the connection: the wake mask is this call's own. */
 static void complete_flushed(sq_db *d, sq_req *wait, int err)
 {
     unsigned mask = 0;
     for (sq_req *r = wait, *n; r; r = n) {
         n = r->next;
-        if (err) {
-            sq_ops_reset(r);
+        if (err && needs_sync(r)) {
             r->rc = SL_EIO;
             snprintf(r->err, sizeof r->err, "sqlite: %s: fdatasync of the WAL: %s", d->path,
                      strerror(err));
