@@ -140,7 +140,7 @@ void nf_config_defaults(nf_config *c)
     c->consumers_in_process = true;
     c->consumers_workers = 2;
     c->consumers_nice = 0;
-    c->batch_wait_ms = 30;
+    c->batch_wait_ms = 20;
     c->max_failures = 5;
     c->backoff_ms = 100;
     c->backoff_max_ms = 30000;
