@@ -448,7 +448,7 @@ int nf_loops_start(nf_server *s, nf_app *app, const struct sockaddr_in *addr, un
     }
     *port = 0;
     int rc = 0;
-    ls->n = n; /* the committer looks at every loop's handed flag */
+    ls->n = n; /* the committer looks at every loop's batches */
     if (!(ls->took = calloc(n ? n * FLIGHTS : 1, sizeof *ls->took)))
         rc = SL_ENOMEM;
     else if (pthread_create(&ls->committer, NULL, commit_main, ls))
