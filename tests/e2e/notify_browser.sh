@@ -18,20 +18,7 @@ for tool in node npm "$CHROMIUM"; do
   command -v "$tool" >/dev/null || { echo "notify_browser: $tool not found (run scripts/deps.sh)" >&2; exit 1; }
 done
 
-# playwright-core into the build directory, once per pinned version.
-NODE_DIR="$BUILD_DIR/e2e-node"
-PKG="$SRC_DIR/tests/e2e/browser/package.json"
-if ! cmp -s "$PKG" "$NODE_DIR/package.json" || [ ! -d "$NODE_DIR/node_modules/playwright-core" ]; then
-  mkdir -p "$NODE_DIR"
-  cp "$PKG" "$NODE_DIR/package.json"
-  export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
-  if ! npm install --prefix "$NODE_DIR" --no-audit --no-fund --loglevel=error >"$WORK/npm.log" 2>&1; then
-    cat "$WORK/npm.log" >&2
-    rm -f "$NODE_DIR/package.json"
-    bad "npm install playwright-core"
-    finish; exit
-  fi
-fi
+need_playwright || { finish; exit; }
 
 start_server
 SHOT="$BUILD_DIR/e2e-inbox.png"

@@ -10,19 +10,7 @@ CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
 for tool in node npm "$CHROMIUM"; do
   command -v "$tool" >/dev/null || { echo "notify_browser_auth: $tool not found (run scripts/deps.sh)" >&2; exit 1; }
 done
-NODE_DIR="$BUILD_DIR/e2e-node"
-PKG="$SRC_DIR/tests/e2e/browser/package.json"
-if ! cmp -s "$PKG" "$NODE_DIR/package.json" || [ ! -d "$NODE_DIR/node_modules/playwright-core" ]; then
-  mkdir -p "$NODE_DIR"
-  cp "$PKG" "$NODE_DIR/package.json"
-  export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
-  if ! npm install --prefix "$NODE_DIR" --no-audit --no-fund --loglevel=error >"$WORK/npm.log" 2>&1; then
-    cat "$WORK/npm.log" >&2
-    rm -f "$NODE_DIR/package.json"
-    bad "npm install playwright-core"
-    finish; exit
-  fi
-fi
+need_playwright || { finish; exit; }
 
 export SLUICE_AUTH_SECRET="browser-e2e-$RANDOM-$RANDOM-0123456789abcdef0123"
 E2E_UID=$(( RANDOM + 100 ))

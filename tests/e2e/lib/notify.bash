@@ -266,6 +266,31 @@ count_is() { # count_is UID N: user's notification_count == N
   call GET "/api/user/info?uid=$1"; [ "$(jget data.notification_count)" = "$2" ]
 }
 
+# need_playwright: playwright-core, pinned in tests/e2e/browser/package.json,
+# into $BUILD_DIR/e2e-node (NODE_DIR), once per pinned version. The browser
+# tests share that directory and ctest may run them at once: the install
+# holds a lock on it (two npm installs into one prefix break each other).
+# Returns 1 (after reporting it) when npm fails.
+need_playwright() {
+  NODE_DIR="$BUILD_DIR/e2e-node"
+  local pkg="$SRC_DIR/tests/e2e/browser/package.json" rc=0
+  mkdir -p "$NODE_DIR"
+  exec {lockfd}>"$NODE_DIR.lock"
+  flock "$lockfd"
+  if ! cmp -s "$pkg" "$NODE_DIR/package.json" || [ ! -d "$NODE_DIR/node_modules/playwright-core" ]; then
+    cp "$pkg" "$NODE_DIR/package.json"
+    if ! PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --prefix "$NODE_DIR" --no-audit --no-fund \
+        --loglevel=error >"$WORK/npm.log" 2>&1; then
+      cat "$WORK/npm.log" >&2
+      rm -f "$NODE_DIR/package.json"
+      bad "npm install playwright-core"
+      rc=1
+    fi
+  fi
+  exec {lockfd}>&-
+  return $rc
+}
+
 finish() {
   $SEPARATE_CONSUMERS && stop_server
   stop_consumers
