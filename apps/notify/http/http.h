@@ -204,7 +204,7 @@ void nf_pending_free(nf_pending *p);
  * its message is still published, its answer goes nowhere. */
 void nf_pending_forget(nf_pending *p, const nf_conn *cc);
 /* The same for the batches of the loop running on this thread (the one
- * being filled and the one being committed); nothing off a loop. */
+ * being filled and those in commit); nothing off a loop. */
 void nf_loop_forget(const nf_conn *cc);
 
 /* The HTTP loops (loop.c): web.threads threads, each with its own

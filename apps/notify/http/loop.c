@@ -328,9 +328,10 @@ static unsigned settle(nf_loop *l)
 /* ---- the loops ---- */
 
 /* One turn of loop l (p: its poll set): wait for work (at most max_ms when
- * >= 0), run the daemon, settle the batch in commit, hand over the next
- * and send the answers. Returns whether anything happened or is still
- * under way (0: nothing came and no batch is in commit). */
+ * >= 0), run the daemon, settle the batches in commit that came back,
+ * hand over the next and send the answers. Returns whether anything
+ * happened or is still under way (0: nothing came and no batch is in
+ * commit). */
 static int turn(nf_loop *l, struct pollfd *p, int max_ms)
 {
     MHD_UNSIGNED_LONG_LONG to;

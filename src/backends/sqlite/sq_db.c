@@ -113,6 +113,12 @@ void sq_rollback(sq_db *d)
 
 /* Mark r done; its caller is woken by wake_done. r must not be read after
  * this (its caller may return at once). By whoever holds the connection. */
+static void mark_done(sq_req *r, unsigned *mask)
+{
+    *mask |= 1u << r->slot;
+    atomic_store(&r->done, SQ_DONE);
+}
+
 static void complete(sq_db *d, sq_req *r)
 {
     if (r->async) {
@@ -121,8 +127,7 @@ static void complete(sq_db *d, sq_req *r)
         free(r);
         return;
     }
-    d->wake_mask |= 1u << r->slot;
-    atomic_store(&r->done, SQ_DONE);
+    mark_done(r, &d->wake_mask);
 }
 
 /* Wake the callers of the requests completed since the last call (mask:
@@ -403,8 +408,7 @@ static void complete_flushed(sq_db *d, sq_req *wait, int err)
             snprintf(r->err, sizeof r->err, "sqlite: %s: fdatasync of the WAL: %s", d->path,
                      strerror(err));
         }
-        mask |= 1u << r->slot;
-        atomic_store(&r->done, SQ_DONE);
+        mark_done(r, &mask);
     }
     wake_done(d, mask);
 }
@@ -569,25 +573,21 @@ static void lead(sq_db *d, sq_req *own)
         run_batch(d, batch, true, &wait);
         uint64_t bits = take_wake_bits(d);
         unsigned mask = take_wake_mask(d);
-        if (wait) { /* committed, not yet on disk: hand the connection on, then flush */
-            uint64_t c = atomic_fetch_add(&d->committed, 1) + 1;
-            pthread_mutex_lock(&d->mu);
-            release(d);
-            pthread_mutex_unlock(&d->mu);
-            wake_done(d, mask);
-            complete_flushed(d, wait, flush_upto(d, c));
-            bump(d, bits);
-            return; /* own was in this batch, or the caller waits for it */
-        }
-        bool mine = atomic_load(&own->done) == SQ_DONE;
-        if (mine) {
+        uint64_t c = wait ? atomic_fetch_add(&d->committed, 1) + 1 : 0;
+        /* Done leading once own is done - or once this batch waits for its
+           flush: the connection goes on before the flush (own is in this
+           batch, or its caller waits for it as any caller does). */
+        bool leave = wait || atomic_load(&own->done) == SQ_DONE;
+        if (leave) {
             pthread_mutex_lock(&d->mu);
             release(d);
             pthread_mutex_unlock(&d->mu);
         }
         wake_done(d, mask);
+        if (wait)
+            complete_flushed(d, wait, flush_upto(d, c));
         bump(d, bits);
-        if (mine)
+        if (leave)
             return;
         pthread_mutex_lock(&d->mu);
         d->run_pubs = 0;
