@@ -14,6 +14,8 @@
 #     256; 0 skips it), printed for information: durable queueing commits
 #     the requests waiting together, so ours gains from more clients while
 #     the peer, bound by CPU, does not. The ratio line uses the first setting.
+#     Then, for information, one round against the request path alone: the
+#     service on mem:// with no consumer in the process (nothing stored).
 #  2. End-to-end delay at about half of our peak: wrk paces the same POSTs
 #     (a per-connection delay) while bench_notify_probe posts probe notices
 #     and polls /api/msg/list until each is visible.
@@ -24,7 +26,8 @@
 # Knobs: SL_BENCH_HTTP_SECS (per round, 4), SL_BENCH_HTTP_ROUNDS (2),
 # SL_BENCH_WRK_THREADS (2), SL_BENCH_WRK_CONNS (32), SL_BENCH_HTTP_THREADS
 # (server threads on both sides, 4), SL_BENCH_WRK_CONNS_HIGH (256),
-# SL_BENCH_PROBES (200), SL_BENCH_PROBE_RATE (20/s).
+# SL_BENCH_PROBES (200), SL_BENCH_PROBE_RATE (20/s), SL_BENCH_PATH_ONLY (1: one
+# round against the request path alone, printed for information; 0 skips it).
 set -euo pipefail
 B=$(cd "${1:?usage: bench_notify.sh BUILD_DIR}" && pwd)
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -123,6 +126,21 @@ if [ "$WCH" -gt 0 ]; then
   awk -v o="$(field rps "$hi_o")" -v p="$(field rps "$hi_p")" -v c="$WCH" \
       -v oq="$(field p99_ms "$hi_o")" -v pq="$(field p99_ms "$hi_p")" 'BEGIN {
     printf "at %d connections (information): ours=%d peer=%d ratio=%.2f p99_ms ours=%s peer=%s\n", c, o, p, (p > 0 ? o / p : 0), oq, pq }'
+fi
+
+# The request path alone (information): mem:// with no consumer in the
+# process, so nothing is stored and the queue only grows (its buffer holds
+# the round). What ours_mem adds to it is the consumers storing the notices
+# on the same cores.
+if [ "${SL_BENCH_PATH_ONLY:-1}" = 1 ]; then
+  DUR=$OURS DUR_PID=$OURS_PID
+  start_ours path SLUICE_QUEUE_URL="mem://notify?buffer=4000000" SLUICE_CONSUMERS_IN_PROCESS=false
+  run_wrk "$OURS" 1 "$WC" >/dev/null
+  po=$(run_wrk "$OURS" "$SECS" "$WC"); check_ok ours_path "$po"
+  kill "$OURS_PID"; wait "$OURS_PID" 2>/dev/null || true
+  OURS=$DUR OURS_PID=$DUR_PID
+  awk -v o="$(field rps "$po")" -v p="$peer_rps" 'BEGIN {
+    printf "request path alone (information: mem://, no consumer in the process): ours=%d peer=%d ratio=%.2f\n", o, p, (p > 0 ? o / p : 0) }'
 fi
 
 metric() { sed -nE "s/^$1\{topic=\"notify\"\} ([0-9.e+-]+)/\1/p" <<<"$M"; }
