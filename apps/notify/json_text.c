@@ -173,3 +173,62 @@ char *nf_textf(const char *fmt, ...)
     va_end(ap);
     return n < 0 ? NULL : out;
 }
+
+/* "KEY": at *p (key given with its quotes and colon). */
+static bool scan_lit(const char **p, const char *end, const char *lit, size_t n)
+{
+    if ((size_t)(end - *p) < n || memcmp(*p, lit, n))
+        return false;
+    *p += n;
+    return true;
+}
+
+static bool scan_uint(const char **p, const char *end, long long *v)
+{
+    const char *s = *p;
+    long long x = 0;
+    size_t k = 0;
+    while (s + k < end && s[k] >= '0' && s[k] <= '9' && k < 19) {
+        x = x * 10 + (s[k] - '0');
+        k++;
+    }
+    if (k == 0 || k > 18 || (k > 1 && s[0] == '0')) /* none, maybe too large, leading zero */
+        return false;
+    *v = x;
+    *p = s + k;
+    return true;
+}
+
+static bool scan_plain_string(const char **p, const char *end, const char **s, size_t *n)
+{
+    const char *q = *p;
+    if (q >= end || *q != '"')
+        return false;
+    const char *b = ++q;
+    while (q < end && *q != '"') {
+        unsigned char c = (unsigned char)*q;
+        if (c < 0x20 || c > 0x7e || c == '\\')
+            return false;
+        q++;
+    }
+    if (q >= end)
+        return false;
+    *s = b;
+    *n = (size_t)(q - b);
+    *p = q + 1;
+    return true;
+}
+
+#define LIT(p, end, s) scan_lit(p, end, s, sizeof s - 1)
+
+bool nf_notice_text_scan(const char *p, size_t len, nf_notice_text *out)
+{
+    if (!p)
+        return false;
+    const char *end = p + len;
+    return LIT(&p, end, "{\"uid\":") && scan_uint(&p, end, &out->uid) &&
+           LIT(&p, end, ",\"type\":") && scan_uint(&p, end, &out->type) &&
+           LIT(&p, end, ",\"data\":") && scan_plain_string(&p, end, &out->data, &out->data_len) &&
+           LIT(&p, end, ",\"time\":") && scan_plain_string(&p, end, &out->time, &out->time_len) &&
+           LIT(&p, end, "}") && p == end;
+}

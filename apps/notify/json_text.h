@@ -37,4 +37,19 @@ char *nf_json_quote(const char *s);
 /* printf into a malloc'd text; NULL when out of memory. */
 char *nf_textf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* The fields of a notify payload in the exact compact form the producing
+ * routes write: {"uid":U,"type":T,"data":"D","time":"M"} with U, T
+ * integers of at most 18 digits and D, M strings of printable ASCII without
+ * escapes (data and time point into p, with their lengths). Anything else
+ * - other keys, order or spacing, a negative or longer number, an escape,
+ * a byte outside 0x20..0x7e in a string, trailing bytes - returns false:
+ * the caller then parses with jansson. Accepts no text jansson would
+ * decode differently (unit_notify_json checks it against jansson). */
+typedef struct nf_notice_text {
+    long long uid, type;
+    const char *data, *time;
+    size_t data_len, time_len;
+} nf_notice_text;
+bool nf_notice_text_scan(const char *p, size_t len, nf_notice_text *out);
+
 #endif

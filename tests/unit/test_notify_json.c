@@ -4,7 +4,9 @@
  * own encoding of the same values: the request payloads, answers and
  * live-update events are written directly on the hot paths, and must be
  * byte for byte what json_dumps gave before (clients, the consumers and
- * the other servers parse them).
+ * the other servers parse them). And the consumer's scan of its own
+ * payload form (nf_notice_text_scan) against jansson's parse of the same
+ * text: it may refuse what jansson takes, never read it differently.
  */
 #include <jansson.h>
 #include <stdint.h>
@@ -104,6 +106,122 @@ static void events_and_values_match(void **state)
     value_same_as_jansson(json_real(3.0));
 }
 
+/* What the scan gives for payload p (len n) must be what jansson decodes
+ * from it, and jansson must see exactly those four keys. */
+static void scan_agrees_with_jansson(const char *p, size_t n, const nf_notice_text *t)
+{
+    json_error_t e;
+    json_t *j = json_loadb(p, n, 0, &e);
+    if (!json_is_object(j))
+        fail_msg("scan accepted %.*s, jansson did not: %s", (int)n, p, e.text);
+    json_t *data = json_object_get(j, "data"), *time = json_object_get(j, "time");
+    assert_int_equal(json_object_size(j), 4);
+    assert_true(json_is_integer(json_object_get(j, "uid")) &&
+                json_is_integer(json_object_get(j, "type")));
+    assert_true(json_integer_value(json_object_get(j, "uid")) == t->uid);
+    assert_true(json_integer_value(json_object_get(j, "type")) == t->type);
+    assert_true(json_is_string(data) && json_is_string(time));
+    assert_int_equal(json_string_length(data), t->data_len);
+    assert_memory_equal(json_string_value(data), t->data, t->data_len);
+    assert_int_equal(json_string_length(time), t->time_len);
+    assert_memory_equal(json_string_value(time), t->time, t->time_len);
+    json_decref(j);
+}
+
+static void notice_payloads_scan_as_jansson_reads_them(void **state)
+{
+    (void)state;
+    nf_notice_text t;
+    /* the routes' own form (apps/notify/http/routes.c) */
+    const char *ok =
+        "{\"uid\":42,\"type\":3,\"data\":\"bench notice 7\",\"time\":\"2026-12-07 01:02:03\"}";
+    assert_true(nf_notice_text_scan(ok, strlen(ok), &t));
+    assert_true(t.uid == 42 && t.type == 3);
+    assert_int_equal(t.data_len, 14);
+    assert_memory_equal(t.data, "bench notice 7", 14);
+    scan_agrees_with_jansson(ok, strlen(ok), &t);
+    const char *edge = "{\"uid\":0,\"type\":999999999999999999,\"data\":\"\",\"time\":\"\"}";
+    assert_true(nf_notice_text_scan(edge, strlen(edge), &t));
+    scan_agrees_with_jansson(edge, strlen(edge), &t);
+    /* anything else is left to jansson */
+    static const char *const other[] = {
+        "{\"uid\":42,\"type\":3,\"data\":\"a\\\"b\",\"time\":\"\"}",    /* an escape */
+        "{\"uid\":42,\"type\":3,\"data\":\"h\xc3\xa9\",\"time\":\"\"}", /* UTF-8 */
+        "{\"uid\":42,\"type\":3,\"data\":\"a\tb\",\"time\":\"\"}",      /* a control byte */
+        "{\"uid\": 42,\"type\":3,\"data\":\"x\",\"time\":\"\"}",        /* spacing */
+        "{\"type\":3,\"uid\":42,\"data\":\"x\",\"time\":\"\"}",         /* order */
+        "{\"uid\":42,\"type\":3,\"data\":\"x\"}",                       /* no time */
+        "{\"uid\":42,\"type\":3,\"data\":\"x\",\"time\":\"\",\"k\":1}", /* more keys */
+        "{\"uid\":-1,\"type\":3,\"data\":\"x\",\"time\":\"\"}",         /* negative */
+        "{\"uid\":042,\"type\":3,\"data\":\"x\",\"time\":\"\"}",        /* leading zero */
+        "{\"uid\":1234567890123456789,\"type\":3,\"data\":\"x\",\"time\":\"\"}", /* 19 digits */
+        "{\"uid\":4.5,\"type\":3,\"data\":\"x\",\"time\":\"\"}",                 /* a real */
+        "{\"uid\":42,\"type\":3,\"data\":\"x\",\"time\":\"\"} ",                 /* trailing */
+        "{\"uid\":42,\"type\":3,\"data\":\"x\",\"time\":\"",                     /* cut */
+        "",
+    };
+    for (size_t i = 0; i < sizeof other / sizeof other[0]; i++)
+        if (nf_notice_text_scan(other[i], strlen(other[i]), &t))
+            fail_msg("scan took %s", other[i]);
+    assert_false(nf_notice_text_scan(NULL, 0, &t));
+    /* a NUL inside: jansson refuses it, so must the scan */
+    const char nul[] = "{\"uid\":1,\"type\":1,\"data\":\"a\0b\",\"time\":\"\"}";
+    assert_false(nf_notice_text_scan(nul, sizeof nul - 1, &t));
+}
+
+/* Random payloads near the routes' form (bytes changed, dropped, doubled):
+ * whatever the scan accepts, jansson reads the same; and the unchanged
+ * ones are accepted (the fast path is taken). */
+static void mutated_payloads_never_disagree(void **state)
+{
+    (void)state;
+    srand(7);
+    char base[256], buf[300];
+    nf_notice_text t;
+    size_t accepted = 0;
+    for (int round = 0; round < 50000; round++) {
+        char data[40];
+        size_t dn = (size_t)(rand() % 39);
+        for (size_t i = 0; i < dn; i++) {
+            char c = (char)(0x20 + rand() % 0x5f);
+            data[i] = c == '"' || c == '\\' ? 'q' : c;
+        }
+        data[dn] = 0;
+        int n =
+            snprintf(base, sizeof base,
+                     "{\"uid\":%d,\"type\":%d,\"data\":\"%s\",\"time\":\"2026-12-07 0%d:00:00\"}",
+                     rand() % 100000, rand() % 10, data, rand() % 10);
+        assert_true(nf_notice_text_scan(base, (size_t)n, &t));
+        scan_agrees_with_jansson(base, (size_t)n, &t);
+        size_t m = (size_t)n;
+        memcpy(buf, base, m);
+        for (int k = 1 + rand() % 3; k > 0; k--) {
+            size_t at = (size_t)rand() % m;
+            switch (rand() % 3) {
+            case 0:
+                buf[at] = (char)(rand() % 256);
+                break;
+            case 1:
+                memmove(buf + at, buf + at + 1, m - at - 1);
+                m--;
+                break;
+            default:
+                if (m + 1 < sizeof buf) {
+                    memmove(buf + at + 1, buf + at, m - at);
+                    m++;
+                }
+            }
+            if (m < 2)
+                break;
+        }
+        if (nf_notice_text_scan(buf, m, &t)) {
+            scan_agrees_with_jansson(buf, m, &t);
+            accepted++;
+        }
+    }
+    assert_true(accepted > 1000); /* many mutations (in data, digits) stay in the form */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -111,6 +229,8 @@ int main(void)
         cmocka_unit_test(utf8_and_mixed_text_is_kept),
         cmocka_unit_test(random_strings_match),
         cmocka_unit_test(events_and_values_match),
+        cmocka_unit_test(notice_payloads_scan_as_jansson_reads_them),
+        cmocka_unit_test(mutated_payloads_never_disagree),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
