@@ -64,13 +64,16 @@ static void answer_refused(nf_app *app, int t, const char *request, int status, 
  * "{"id":ID}". Malloc'd; NULL when out of memory. */
 static char *with_id(const char *echo, const char *id)
 {
-    char *idj = nf_json_quote(id);
     const char *e = echo && echo[0] == '{' ? echo : "{}";
     size_t elen = strlen(e);
-    char *data =
-        idj ? nf_textf("%.*s%s\"id\":%s}", (int)(elen - 1), e, elen > 2 ? "," : "", idj) : NULL;
-    free(idj);
-    return data;
+    nf_text t = {0};
+    nf_text_put(&t, e, elen - 1);
+    if (elen > 2)
+        nf_text_put(&t, ",", 1);
+    nf_text_str(&t, "\"id\":");
+    nf_text_json_string(&t, id);
+    nf_text_put(&t, "}", 1);
+    return nf_text_take(&t);
 }
 
 /* The outcome of a publish for the request of cc, whose text (payload,

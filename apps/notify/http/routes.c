@@ -86,14 +86,23 @@ static void route_product(nf_req *q, nf_resp *r)
         return;
     /* compact JSON texts (what json_dumps gives the same objects), written
      * directly: building and dumping jansson objects was a fifth of a
-     * request's CPU */
-    char *qd = nf_json_quote(data ? data : "");
-    char *p = qd ? nf_textf("{\"uid\":%" PRId64 ",\"type\":%" PRId64 ",\"data\":%s,\"time\":\"%s\"}", uid, type,
-                            qd, when)
-                 : NULL;
-    char *echo = qd ? nf_textf("{\"uid\":%" PRId64 ",\"type\":%" PRId64 ",\"data\":%s}", uid, type, qd) : NULL;
-    free(qd);
-    nf_publish_deferred(q, r, NF_TOPIC_NOTIFY, p, echo, id);
+     * request's CPU. The answer's echo is the payload's start: one text,
+     * two allocations. */
+    nf_text t = {0};
+    char head[64];
+    int hn = snprintf(head, sizeof head, "{\"uid\":%" PRId64 ",\"type\":%" PRId64 ",\"data\":", uid,
+                      type);
+    nf_text_put(&t, head, (size_t)hn);
+    nf_text_json_string(&t, data ? data : "");
+    char *echo = t.failed ? NULL : malloc(t.len + 2);
+    if (echo) {
+        memcpy(echo, t.p, t.len);
+        memcpy(echo + t.len, "}", 2);
+    }
+    nf_text_str(&t, ",\"time\":\"");
+    nf_text_str(&t, when);
+    nf_text_put(&t, "\"}", 2);
+    nf_publish_deferred(q, r, NF_TOPIC_NOTIFY, nf_text_take(&t), echo, id);
 }
 
 static void route_read(nf_req *q, nf_resp *r)
