@@ -188,11 +188,13 @@ static bool scan_uint(const char **p, const char *end, long long *v)
     const char *s = *p;
     long long x = 0;
     size_t k = 0;
-    while (s + k < end && s[k] >= '0' && s[k] <= '9' && k < 19) {
+    while (s + k < end && s[k] >= '0' && s[k] <= '9') {
+        if (k == 18) /* a 19th digit: maybe too large for the scan, jansson decides */
+            return false;
         x = x * 10 + (s[k] - '0');
         k++;
     }
-    if (k == 0 || k > 18 || (k > 1 && s[0] == '0')) /* none, maybe too large, leading zero */
+    if (k == 0 || (k > 1 && s[0] == '0')) /* none, leading zero */
         return false;
     *v = x;
     *p = s + k;

@@ -155,6 +155,7 @@ static void notice_payloads_scan_as_jansson_reads_them(void **state)
         "{\"uid\":-1,\"type\":3,\"data\":\"x\",\"time\":\"\"}",         /* negative */
         "{\"uid\":042,\"type\":3,\"data\":\"x\",\"time\":\"\"}",        /* leading zero */
         "{\"uid\":1234567890123456789,\"type\":3,\"data\":\"x\",\"time\":\"\"}", /* 19 digits */
+        "{\"uid\":9999999999999999999,\"type\":3,\"data\":\"x\",\"time\":\"\"}", /* no overflow */
         "{\"uid\":4.5,\"type\":3,\"data\":\"x\",\"time\":\"\"}",                 /* a real */
         "{\"uid\":42,\"type\":3,\"data\":\"x\",\"time\":\"\"} ",                 /* trailing */
         "{\"uid\":42,\"type\":3,\"data\":\"x\",\"time\":\"",                     /* cut */
