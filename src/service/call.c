@@ -247,8 +247,13 @@ int sli_svc_parse_timeout(const char *v, int64_t *ms)
         return 0;
     }
     while (*p) {
+        /* digits and a point only, as Go writes a duration: strtod alone
+           would also take "nan", "inf", exponents, hex and signs */
+        const char *q = p;
+        while (isdigit((unsigned char)*q) || *q == '.')
+            q++;
         double x = strtod(p, &end);
-        if (end == p || x < 0)
+        if (q == p || end != q || !(x >= 0 && x <= 1e18))
             return SL_EINVAL;
         p = end;
         double unit;
@@ -262,7 +267,7 @@ int sli_svc_parse_timeout(const char *v, int64_t *ms)
         else return SL_EINVAL;
         total_ns += x * unit;
     }
-    if (total_ns > 1e18)
+    if (!(total_ns <= 1e18))
         return SL_EINVAL;
     *ms = (int64_t)(total_ns / 1e6);
     return 0;

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "service/svc_int.h"
 #include "sluice/client.h"
 #include "sluice/service.h"
 #include "sluice/service_json.h"
@@ -211,6 +212,31 @@ static void metadata_and_deadline_reach_the_handler(void **state)
     assert_null(r);
     sl_client_free(c);
     sl_service_free(s);
+}
+
+/* Micro-Timeout as go-micro sends it: bare nanoseconds or a Go duration.
+ * Only decimal numbers: strtod's "nan" (cast to an integer: undefined,
+ * found by fuzz_rpc_http), "inf", hex and signs are refused. */
+static void call_timeouts_parse_as_go_durations(void **state)
+{
+    (void)state;
+    int64_t ms = -1;
+    assert_int_equal(sli_svc_parse_timeout("5000000000", &ms), 0);
+    assert_int_equal(ms, 5000);
+    assert_int_equal(sli_svc_parse_timeout("1m30s", &ms), 0);
+    assert_int_equal(ms, 90000);
+    assert_int_equal(sli_svc_parse_timeout("1.5s", &ms), 0);
+    assert_int_equal(ms, 1500);
+    assert_int_equal(sli_svc_parse_timeout(".5ms250us", &ms), 0);
+    assert_int_equal(ms, 0);
+    static const char *const bad[] = {"5555snans", "nans",  "infs",      "1e400s", "-1s",
+                                      "+1s",       "0x10s", "1..5s",     "10x",    "s",
+                                      "",          "1s ",   "300000000h"};
+    assert_int_equal(sli_svc_parse_timeout("1", &ms), 0); /* bare: nanoseconds */
+    assert_int_equal(ms, 0);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        if (sli_svc_parse_timeout(bad[i], &ms) != SL_EINVAL)
+            fail_msg("accepted Micro-Timeout '%s'", bad[i]);
 }
 
 typedef struct slow_call {
@@ -569,6 +595,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(calls_answer_errors_and_wrappers_run_in_order),
         cmocka_unit_test(metadata_and_deadline_reach_the_handler),
+        cmocka_unit_test(call_timeouts_parse_as_go_durations),
         cmocka_unit_test(stop_drains_calls_in_flight),
         cmocka_unit_test(streams_end_and_a_leaving_caller_stops_the_handler),
         cmocka_unit_test(bad_options_are_refused),
