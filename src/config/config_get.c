@@ -7,6 +7,7 @@
  * another thread never frees it under the caller.
  */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -126,7 +127,7 @@ int sl_config_get_double(sl_config *c, const char *path, double *out)
         const char *s = json_string_value(v);
         char *end;
         double d = strtod(s, &end);
-        if (!*s || *end)
+        if (!*s || *end || !isfinite(d)) /* "nan", "inf", 1e999: no number to configure with */
             return wrong(path, "a number", v, o);
         *out = d;
     } else {

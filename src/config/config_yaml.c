@@ -9,6 +9,7 @@
  * sources, not to typos). Nesting deeper than 64 levels is refused.
  */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,7 +39,8 @@ static json_t *scalar(const yaml_node_t *n)
     if (*end == 0 && errno == 0)
         return json_integer(v);
     double d = strtod(s, &end);
-    if (*end == 0 && strpbrk(s, ".eE") && strspn(s, "+-0123456789.eE") == len)
+    if (*end == 0 && strpbrk(s, ".eE") && strspn(s, "+-0123456789.eE") == len &&
+        isfinite(d)) /* 1e999 stays text: json_real refuses infinities */
         return json_real(d);
     return json_stringn(s, len);
 }

@@ -60,8 +60,9 @@ static void sources_merge_in_order_later_wins(void **state)
                                                "store:\n  shards: 16\n  url: sqlite://x\n"
                                                "log:\n  debug: false\n"),
                      0);
-    const char *y = file("app.yaml", "# comment\nweb:\n  port: 8080\nstore:\n  shards: 4\n"
-                                     "ratio: 0.5\nname: \"007\"\n");
+    const char *y =
+        file("app.yaml", "# comment\nweb:\n  port: 8080\nstore:\n  shards: 4\n"
+                         "ratio: 0.5\nname: \"007\"\nnot_a: nan\nhuge: inf\nbig: 1e999\n");
     const char *j = file("app.json", "{\"store\": {\"shards\": 8}, \"log\": {\"debug\": true}}");
     assert_int_equal(sl_config_add_file(c, y), 0);
     assert_int_equal(sl_config_add_file(c, j), 0);
@@ -91,6 +92,10 @@ static void sources_merge_in_order_later_wins(void **state)
     double d;
     assert_int_equal(sl_config_get_double(c, "ratio", &d), 0);
     assert_true(d == 0.5);
+    /* text strtod reads but that is no number to configure with */
+    assert_int_equal(sl_config_get_double(c, "not_a", &d), SL_EINVAL);
+    assert_int_equal(sl_config_get_double(c, "huge", &d), SL_EINVAL);
+    assert_int_equal(sl_config_get_double(c, "big", &d), SL_EINVAL);
     unsetenv("TCFG_WEB_SERVER_ADDR");
     unsetenv("TCFG_NEW_THING");
     /* defaults added last still go under every other source */
