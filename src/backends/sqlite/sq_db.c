@@ -111,14 +111,17 @@ void sq_rollback(sq_db *d)
 
 /* ---------- waiting callers ---------- */
 
-/* Mark r done; its caller is woken by wake_done. r must not be read after
- * this (its caller may return at once). By whoever holds the connection. */
+/* Mark r done and its wake slot in *mask; its caller is woken by
+ * wake_done(mask). r must not be read after this (its caller may return at
+ * once). */
 static void mark_done(sq_req *r, unsigned *mask)
 {
     *mask |= 1u << r->slot;
     atomic_store(&r->done, SQ_DONE);
 }
 
+/* Complete r: an async one is freed (its failure logged), a waited-for one
+ * marked done in d->wake_mask. By whoever holds the connection. */
 static void complete(sq_db *d, sq_req *r)
 {
     if (r->async) {
