@@ -4,12 +4,16 @@
  * another thread keeps listing: the WAL grows to CHECKPOINT_PAGES before
  * anything is copied into the database (SQLite's own automatic checkpoint,
  * every 1000 pages, is off), is then checkpointed and restarted instead of
- * growing on (the writer waits for a checkpoint past WAL_MAX_BYTES), and every notice and every user's count is there, before
- * and after a reopen. Batches are stored with multi-row statements: a
+ * growing on (the writer waits for a checkpoint past WAL_MAX_BYTES), and every notice and every
+ * user's count is there, before and after a reopen. Batches are stored with multi-row statements: a
  * batch with notices stored before still tells the new ones apart, counts
- * only those, and a user's notices keep their publish order.
+ * only those, and a user's notices keep their publish order. The one
+ * inbox index lists read and unread notices merged newest first, by page
+ * and by cursor, and a store made with the two indexes before it is
+ * converted on open with nothing lost.
  */
 #include <pthread.h>
+#include <sqlite3.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -218,6 +222,141 @@ static void many_rows_keep_order_and_tell_stored_ones(void **state)
     nf_store_close(s);
 }
 
+/* The indexes of the store file at path's notice tables, by name. */
+static void index_names(const char *path, char *out, size_t cap)
+{
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_prepare_v2(db,
+                           "SELECT group_concat(name) FROM (SELECT name FROM sqlite_master "
+                           "WHERE type='index' AND tbl_name GLOB 'th_notice_*' AND sql IS NOT "
+                           "NULL ORDER BY name)",
+                           -1, &st, NULL),
+        SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    const unsigned char *t = sqlite3_column_text(st, 0);
+    snprintf(out, cap, "%s", t ? (const char *)t : "");
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
+static void exec_sql(const char *path, const char *sql)
+{
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK)
+        fail_msg("%s: %s", sql, msg);
+    sqlite3_close(db);
+}
+
+/* Every notice of uid 5 (of type, 0: all) through pages of size, then
+ * through cursors: the same ids both ways, strictly falling, want of them,
+ * and the unread count want_unread. */
+static void check_list(nf_store *s, int type, size_t want, int64_t want_unread, int size)
+{
+    int64_t seen[400];
+    size_t got = 0;
+    for (int page = 1;; page++) {
+        nf_list_query q = {.uid = 5, .type = type, .page = page, .size = size};
+        nf_notice *v = NULL;
+        size_t n = 0;
+        int64_t unread = -1;
+        assert_int_equal(nf_store_list(s, &q, &v, &n, &unread), 0);
+        assert_int_equal(unread, want_unread);
+        for (size_t i = 0; i < n; i++) {
+            assert_true(got < 400);
+            assert_true(got == 0 || v[i].id < seen[got - 1]);
+            assert_true(type == 0 || v[i].type == type);
+            seen[got++] = v[i].id;
+        }
+        nf_notices_free(v, n);
+        if (n < (size_t)size)
+            break;
+    }
+    assert_int_equal(got, want);
+    size_t again = 0;
+    for (int64_t cursor = 0;;) {
+        nf_list_query q = {.uid = 5, .type = type, .cursor = cursor, .size = size};
+        nf_notice *v = NULL;
+        size_t n = 0;
+        assert_int_equal(nf_store_list(s, &q, &v, &n, NULL), 0);
+        for (size_t i = 0; i < n; i++) {
+            assert_true(again < got);
+            assert_int_equal(v[i].id, seen[again++]);
+        }
+        cursor = n ? v[n - 1].id : 0;
+        nf_notices_free(v, n);
+        if (n < (size_t)size)
+            break;
+    }
+    assert_int_equal(again, got);
+}
+
+static void inbox_index_merges_read_and_unread_and_converts_old_stores(void **state)
+{
+    (void)state;
+    char url[200], db[160], err[256] = "", names[512];
+    snprintf(db, sizeof db, "%s/inbox.db", g_dir);
+    snprintf(url, sizeof url, "sqlite://%s", db);
+    nf_store *s = NULL;
+    assert_int_equal(nf_store_open(&s, url, 2, err, sizeof err), 0);
+    index_names(db, names, sizeof names);
+    assert_string_equal(names, "th_notice_1_inbox,th_notice_2_inbox");
+    /* 300 notices of uid 5 (types 1 and 2 alternate), 20 of uid 7 (same
+       shard); every third of uid 5's read one by one, then all of type 2 */
+    add_range(s, 5, 0, 300, all_new);
+    add_range(s, 7, 1000, 1020, all_new);
+    nf_list_query q = {.uid = 5, .page = 1, .size = 400};
+    nf_notice *v = NULL;
+    size_t n = 0;
+    assert_int_equal(nf_store_list(s, &q, &v, &n, NULL), 0);
+    assert_int_equal(n, 300);
+    int64_t changed = 0;
+    for (size_t i = 0; i < n; i += 3) {
+        assert_int_equal(nf_store_mark_read(s, 5, 0, v[i].id, &changed), 0);
+        assert_int_equal(changed, 1);
+    }
+    nf_notices_free(v, n);
+    check_list(s, 0, 300, 200, 7);
+    check_list(s, 1, 150, 100, 7); /* 50 of each type were read */
+    check_list(s, 2, 150, 100, 7);
+    assert_int_equal(nf_store_mark_read(s, 5, 2, 0, &changed), 0);
+    assert_int_equal(changed, 100);
+    check_list(s, 0, 300, 100, 11);
+    check_list(s, 2, 150, 0, 11);
+    nf_store_close(s);
+    /* the same store as made before the inbox index, with its two indexes
+       instead: opening it converts it, and it lists the same */
+    exec_sql(db, "DROP INDEX th_notice_1_inbox; DROP INDEX th_notice_2_inbox;"
+                 "CREATE INDEX th_notice_1_uid ON th_notice_1(uid, id);"
+                 "CREATE INDEX th_notice_1_unread ON th_notice_1(uid, status, type);"
+                 "CREATE INDEX th_notice_2_uid ON th_notice_2(uid, id);"
+                 "CREATE INDEX th_notice_2_unread ON th_notice_2(uid, status, type);");
+    index_names(db, names, sizeof names);
+    assert_string_equal(names,
+                        "th_notice_1_uid,th_notice_1_unread,th_notice_2_uid,th_notice_2_unread");
+    assert_int_equal(nf_store_open(&s, url, 2, err, sizeof err), 0);
+    index_names(db, names, sizeof names);
+    assert_string_equal(names, "th_notice_1_inbox,th_notice_2_inbox");
+    check_list(s, 0, 300, 100, 13);
+    check_list(s, 1, 150, 100, 300);
+    nf_list_query q7 = {.uid = 7, .page = 1, .size = 50};
+    int64_t unread = 0;
+    assert_int_equal(nf_store_list(s, &q7, &v, &n, &unread), 0);
+    assert_int_equal(n, 20);
+    assert_int_equal(unread, 20);
+    assert_string_equal(v[0].data, "d1019");
+    nf_notices_free(v, n);
+    int64_t count = 0;
+    char nick[64];
+    assert_int_equal(nf_store_user_get(s, 5, nick, sizeof nick, &count), 0);
+    assert_int_equal(count, 100);
+    nf_store_close(s);
+}
+
 int main(void)
 {
     /* ~200 MB go through the files: in memory where there is a tmpfs */
@@ -231,6 +370,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(wal_checkpointed_at_threshold_and_restarted),
         cmocka_unit_test(many_rows_keep_order_and_tell_stored_ones),
+        cmocka_unit_test(inbox_index_merges_read_and_unread_and_converts_old_stores),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     char rm[128];
