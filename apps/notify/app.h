@@ -70,6 +70,7 @@ typedef struct nf_app {
     nf_metrics metrics;
     nf_hub *hub;      /* NULL when no HTTP server runs in this process */
     nf_events *events; /* NULL when no consumer runs in this process */
+    struct nf_listener *listener; /* NULL when this process gets no events through the queue */
     int64_t fault_uid; /* test hook: the notify consumer fails for this uid (-1: none) */
     bool fault_publish; /* test hook: every publish fails with SL_EIO */
     bool fault_batch;   /* test hook: every batch store transaction fails (one by one still works) */
@@ -172,10 +173,11 @@ void nf_events_emit(nf_events *e, int64_t uid, const char *kind, json_t *obj);
 /* nf_events_emit of a "notice" event for n (order_sn, type, data,
  * create_time), written as text without making an object. */
 void nf_events_emit_notice(nf_events *e, const nf_notice *n);
-/* Would an event emitted now go anywhere? False only where nf_events_emit
- * would drop it unseen (local events, no stream open): callers skip
- * building it. Any thread. */
-bool nf_events_wanted(const nf_events *e);
+/* Would an event emitted now go anywhere? False when no stream could show
+ * it: local events and no stream open here, or events through the queue
+ * and no stream open here nor any server instance listed as listening
+ * (nf_listener_announce); callers skip building it. Any thread. */
+bool nf_events_wanted(nf_events *e);
 
 /* The HTTP server's side: a subscription to NF_TOPIC_EVENTS without a group
  * (this instance gets every event) whose thread pushes each event to
@@ -183,6 +185,12 @@ bool nf_events_wanted(const nf_events *e);
 typedef struct nf_listener nf_listener;
 int nf_listener_start(nf_app *app, nf_listener **out);
 void nf_listener_stop(nf_listener *l);
+/* Before a stream's hello is read: list this instance as listening in the
+ * store (nf_store_listener_set) unless it is listed already, so that the
+ * consumers of every process make events for it from then on. The
+ * listener renews the row while streams are open and removes it once none
+ * is. No-op without a listener (local events). Any thread. */
+void nf_listener_announce(nf_app *app);
 
 /* ---- SSE hub (http/sse.c) ---- */
 /* Push an event to every stream of uid. json is the data line. */

@@ -151,7 +151,8 @@ check "inbox uses no CDN" bash -c '! grep -Eq "src=\"https?://|href=\"https?://"
 
 # ---- SSE: a new notice and a read reach the stream ----
 curl -s -N -m 20 "${URL%/}/api/msg/stream?uid=31" > "$WORK/sse.txt" &
-EXTRA_PIDS+=($!)
+SSE0=$!
+EXTRA_PIDS+=($SSE0)
 check "stream says hello" wait_until 5 grep -q '^event: hello' "$WORK/sse.txt"
 call POST /api/msg/product -d 'uid=31&type=1&data=live one'
 check "stream gets the notice" wait_until 10 grep -q 'live one' "$WORK/sse.txt"
@@ -171,9 +172,11 @@ EXTRA_PIDS+=($SERVER2)
 wait_until 10 grep -q 'http://' "$WORK/server2.out"
 URL2=$(grep -o 'http://[^ ]*' "$WORK/server2.out" | head -1)
 curl -s -N -m 20 "${URL2%/}/api/msg/stream?uid=32" > "$WORK/sse2.txt" &
-EXTRA_PIDS+=($!)
+SSE2=$!
+EXTRA_PIDS+=($SSE2)
 curl -s -N -m 20 "${URL%/}/api/msg/stream?uid=32" > "$WORK/sse1.txt" &
-EXTRA_PIDS+=($!)
+SSE1=$!
+EXTRA_PIDS+=($SSE1)
 check "second server's stream says hello" wait_until 10 grep -q '^event: hello' "$WORK/sse2.txt"
 check "first server's stream says hello" wait_until 5 grep -q '^event: hello' "$WORK/sse1.txt"
 call POST /api/msg/product -d 'uid=32&type=1&data=to both'
@@ -184,6 +187,34 @@ check "first server's stream gets the notice" wait_until 10 grep -q 'to both' "$
 (cd "$WORK" && "$SLUICE" pub "${SLUICE_QUEUE_URL:-sqlite://./data/queue.db?ack=batch}" events \
     '{"kind":"notice","uid":32,"notification_count":9,"order_sn":"x","type":1,"data":"lone object","create_time":""}' >/dev/null)
 check "a lone event object reaches the stream" wait_until 10 grep -q 'lone object' "$WORK/sse2.txt"
+
+# ---- events are made only while a stream is open somewhere ----
+# every stream closed: no server lists itself as listening any more (the
+# store's nf_listeners), so the consumers (in the first server) make no events
+kill "$SSE0" "$SSE1" "$SSE2" 2>/dev/null
+published() { curl -s -m 5 "${URL%/}/metrics" | sed -nE 's/^sluice_events_published_total ([0-9]+)$/\1/p'; }
+no_streams() { curl -s -m 5 "${1%/}/metrics" | grep -q '^sluice_sse_clients 0$'; }
+check "no stream open on the first server" wait_until 10 no_streams "$URL"
+check "no stream open on the second server" wait_until 10 no_streams "$URL2"
+if [ "$STACK" = sqlite ]; then
+  unlisted() { [ "$(sqlite3 "$WORK/data/notice.db" 'SELECT COUNT(*) FROM nf_listeners' 2>/dev/null)" = 0 ]; }
+  check "the servers removed their listening rows" wait_until 15 unlisted
+  before=$(published)
+  call POST /api/msg/product -d 'uid=33&type=1&data=seen by nobody'
+  check "the notice nobody watches is stored" wait_until 10 count_is 33 1
+  sleep 0.5
+  after=$(published)
+  check "no event made for it (published $before -> $after)" [ -n "$before" -a "$before" = "$after" ]
+else
+  skip_check "no events without streams" "the listening rows are kept by the SQLite store only"
+fi
+# a stream on the second server alone: the first server's consumers see it
+# listed and make events again, from before its hello on
+curl -s -N -m 20 "${URL2%/}/api/msg/stream?uid=33" > "$WORK/sse3.txt" &
+EXTRA_PIDS+=($!)
+check "the second server's new stream says hello" wait_until 10 grep -q '^event: hello' "$WORK/sse3.txt"
+call POST /api/msg/product -d 'uid=33&type=1&data=seen elsewhere'
+check "a stream on the other server alone gets the notice" wait_until 10 grep -q 'seen elsewhere' "$WORK/sse3.txt"
 kill -TERM "$SERVER2"; wait "$SERVER2"; st=$?
 check "second server exits cleanly (status $st)" [ "$st" = 0 ]
 

@@ -357,6 +357,35 @@ static void inbox_index_merges_read_and_unread_and_converts_old_stores(void **st
     nf_store_close(s);
 }
 
+static void listeners_expire_and_are_removed(void **state)
+{
+    (void)state;
+    char url[200], err[256] = "";
+    snprintf(url, sizeof url, "sqlite://%s/listeners.db", g_dir);
+    nf_store *s = NULL;
+    assert_int_equal(nf_store_open(&s, url, 2, err, sizeof err), 0);
+    bool any = true;
+    assert_int_equal(nf_store_listener_any(s, 1000, &any), 0);
+    assert_false(any); /* a new store: nobody listens */
+    assert_int_equal(nf_store_listener_set(s, "a", 5000, 1000), 0);
+    assert_int_equal(nf_store_listener_set(s, "b", 3000, 1000), 0);
+    assert_int_equal(nf_store_listener_any(s, 2999, &any), 0);
+    assert_true(any);
+    assert_int_equal(nf_store_listener_any(s, 4999, &any), 0);
+    assert_true(any); /* b expired, a not yet */
+    assert_int_equal(nf_store_listener_any(s, 5000, &any), 0);
+    assert_false(any); /* both expired (an instance that died) */
+    assert_int_equal(nf_store_listener_set(s, "a", 9000, 5000), 0); /* renewed */
+    assert_int_equal(nf_store_listener_any(s, 8000, &any), 0);
+    assert_true(any);
+    /* a leaves: its row goes, and b's, expired before now */
+    assert_int_equal(nf_store_listener_set(s, "a", 0, 6000), 0);
+    assert_int_equal(nf_store_listener_any(s, 0, &any), 0);
+    assert_false(any);
+    assert_int_equal(nf_store_listener_set(s, "", 1, 0), SL_EINVAL);
+    nf_store_close(s);
+}
+
 int main(void)
 {
     /* ~200 MB go through the files: in memory where there is a tmpfs */
@@ -371,6 +400,7 @@ int main(void)
         cmocka_unit_test(wal_checkpointed_at_threshold_and_restarted),
         cmocka_unit_test(many_rows_keep_order_and_tell_stored_ones),
         cmocka_unit_test(inbox_index_merges_read_and_unread_and_converts_old_stores),
+        cmocka_unit_test(listeners_expire_and_are_removed),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     char rm[128];

@@ -337,6 +337,7 @@ static int stream_run(sl_call *c, nf_app *app, int64_t uid)
     pthread_mutex_init(&eq.mu, NULL);
     pthread_cond_init(&eq.cv, NULL);
     nf_tap *tap = nf_hub_tap(app->hub, uid, on_event, &eq);
+    nf_listener_announce(app); /* before the hello: events made from then on reach it */
     json_t *hello = NULL;
     if (!tap || nf_query_user(app, uid, &hello) != 0) {
         rc = sl_call_error(c, 503, "event stream unavailable");

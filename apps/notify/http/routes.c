@@ -179,6 +179,7 @@ static void route_stream(nf_req *q, nf_resp *r)
     if (nf_param_int(q, r, "uid", true, 0, 0, INT64_MAXV, &uid) || nf_access_allow(q, r, uid))
         return;
     char nick[128] = "";
+    nf_listener_announce(q->app); /* before the hello: events made from then on reach it */
     nf_store_user_get(q->app->store, uid, nick, sizeof nick, &count);
     char hello[256];
     snprintf(hello, sizeof hello, "{\"uid\":%lld,\"notification_count\":%lld}", (long long)uid, (long long)count);

@@ -77,13 +77,19 @@ static const char *const global_sql[G_NGLOBAL] = {
                  "failed_count=failed_count+1, updated_at=?4",
     [G_F_GET] = "SELECT failed_count FROM failed_queues WHERE order_sn=?1",
     [G_F_CLEAR] = "DELETE FROM failed_queues WHERE order_sn=?1",
-    [G_F_LIST] = "SELECT id,order_sn,type,data,failed_count,created_at,updated_at FROM failed_queues "
-                 "WHERE failed_count>=?1 ORDER BY id",
+    [G_F_LIST] =
+        "SELECT id,order_sn,type,data,failed_count,created_at,updated_at FROM failed_queues "
+        "WHERE failed_count>=?1 ORDER BY id",
     [G_F_RESET] = "UPDATE failed_queues SET failed_count=0, updated_at=?2 WHERE id=?1",
     [G_BEGIN] = "BEGIN IMMEDIATE",
     [G_COMMIT] = "COMMIT",
     [G_ROLLBACK] = "ROLLBACK",
     [G_PING] = "SELECT 1",
+    [G_L_SET] = "INSERT INTO nf_listeners(instance, until_ms) VALUES(?1,?2) ON CONFLICT(instance) "
+                "DO UPDATE SET until_ms=excluded.until_ms",
+    /* an instance's own row, and any that expired (an instance that died) */
+    [G_L_DEL] = "DELETE FROM nf_listeners WHERE instance=?1 OR until_ms<?2",
+    [G_L_ANY] = "SELECT EXISTS(SELECT 1 FROM nf_listeners WHERE until_ms>?1)",
 };
 
 /*
@@ -231,7 +237,10 @@ static int create_schema(sq_store *s)
         "created_at TEXT NOT NULL DEFAULT '', updated_at TEXT NOT NULL DEFAULT '');"
         "CREATE TABLE IF NOT EXISTS failed_queues(id INTEGER PRIMARY KEY AUTOINCREMENT, "
         "order_sn TEXT NOT NULL UNIQUE, data TEXT NOT NULL, type TEXT NOT NULL, "
-        "failed_count INTEGER NOT NULL DEFAULT 0, created_at TEXT NOT NULL, updated_at TEXT NOT NULL);";
+        "failed_count INTEGER NOT NULL DEFAULT 0, created_at TEXT NOT NULL, updated_at TEXT NOT "
+        "NULL);"
+        "CREATE TABLE IF NOT EXISTS nf_listeners(instance TEXT PRIMARY KEY, until_ms INTEGER NOT "
+        "NULL);";
     char *msg = NULL;
     if (sqlite3_exec(s->db, base, NULL, NULL, &msg) != SQLITE_OK) {
         sqlite3_free(msg);
@@ -761,6 +770,41 @@ static int sq_ping(nf_store *base)
     return rc;
 }
 
+static int sq_listener_set(nf_store *base, const char *instance, int64_t until_ms, int64_t now_ms)
+{
+    sq_store *s = (sq_store *)base;
+    pthread_mutex_lock(&s->mu);
+    sqlite3_stmt *st = nf_sq_global_stmt(s, until_ms ? G_L_SET : G_L_DEL);
+    if (st) {
+        sqlite3_bind_text(st, 1, instance, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, until_ms ? until_ms : now_ms);
+    }
+    int rc = nf_sq_step_done(st);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+static int sq_listener_any(nf_store *base, int64_t now_ms, bool *any)
+{
+    sq_store *s = (sq_store *)base;
+    pthread_mutex_lock(&s->mu);
+    int rc = SL_EIO;
+    sqlite3_stmt *st = nf_sq_global_stmt(s, G_L_ANY);
+    if (st) {
+        sqlite3_bind_int64(st, 1, now_ms);
+        int r = sqlite3_step(st);
+        if (r == SQLITE_ROW) {
+            *any = sqlite3_column_int(st, 0) != 0;
+            rc = 0;
+        } else {
+            rc = nf_sq_db_err(r);
+        }
+        sqlite3_reset(st);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
 const nf_store_ops nf_store_sqlite_ops = {
     .scheme = "sqlite",
     .open = sq_open,
@@ -776,4 +820,6 @@ const nf_store_ops nf_store_sqlite_ops = {
     .failed_list = nf_sq_failed_list,
     .failed_reset = nf_sq_failed_reset,
     .ping = sq_ping,
+    .listener_set = sq_listener_set,
+    .listener_any = sq_listener_any,
 };

@@ -27,6 +27,9 @@ enum {
     G_COMMIT,
     G_ROLLBACK,
     G_PING,
+    G_L_SET,
+    G_L_DEL,
+    G_L_ANY,
     G_NGLOBAL
 };
 

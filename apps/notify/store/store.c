@@ -142,3 +142,15 @@ int nf_store_ping(nf_store *s)
 {
     return s->ops->ping(s);
 }
+
+int nf_store_listener_set(nf_store *s, const char *instance, int64_t until_ms, int64_t now_ms)
+{
+    if (!instance || !*instance || until_ms < 0)
+        return SL_EINVAL;
+    return s->ops->listener_set ? s->ops->listener_set(s, instance, until_ms, now_ms) : SL_ENOTSUP;
+}
+
+int nf_store_listener_any(nf_store *s, int64_t now_ms, bool *any)
+{
+    return s->ops->listener_any ? s->ops->listener_any(s, now_ms, any) : SL_ENOTSUP;
+}

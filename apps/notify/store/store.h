@@ -66,6 +66,9 @@ typedef struct nf_store_ops {
     int (*failed_list)(nf_store *s, int min_count, nf_failed **out, size_t *n);
     int (*failed_reset)(nf_store *s, int64_t id);
     int (*ping)(nf_store *s);
+    /* optional (NULL: SL_ENOTSUP): see nf_store_listener_set */
+    int (*listener_set)(nf_store *s, const char *instance, int64_t until_ms, int64_t now_ms);
+    int (*listener_any)(nf_store *s, int64_t now_ms, bool *any);
 } nf_store_ops;
 
 struct nf_store {
@@ -127,6 +130,15 @@ void nf_failed_free(nf_failed *v, size_t n);
 /* Set failed_count of row id back to 0 (it was requeued). SL_ENOENT if absent. */
 int nf_store_failed_reset(nf_store *s, int64_t id);
 /* 0 when the database answers. */
+/* Live-update listeners (table nf_listeners): a server instance with
+ * streams open records itself as listening until until_ms (wall clock,
+ * milliseconds; 0 removes its row, and the rows of instances that expired
+ * before now_ms), and whoever makes live-update events asks whether any
+ * instance listens at now_ms, so that nobody makes and queues events that
+ * no stream would show. SL_ENOTSUP from a store without the table (then
+ * events are always made). */
+int nf_store_listener_set(nf_store *s, const char *instance, int64_t until_ms, int64_t now_ms);
+int nf_store_listener_any(nf_store *s, int64_t now_ms, bool *any);
 int nf_store_ping(nf_store *s);
 
 /* The SQLite implementation's ops (store/sqlite.c). */
