@@ -53,9 +53,21 @@ for i in 1 2 3; do call POST /api/msg/product -d "uid=6&type=1&data=kept$i"; don
 call POST /api/msg/product -d 'uid=7&type=1&data=other'
 check "stored" wait_until 20 count_is 6 3
 check "tables in the schema" [ "$(pg_sql -At -c "SELECT string_agg(table_name, ',' ORDER BY table_name) FROM information_schema.tables WHERE table_schema='$RUN'")" = \
-  "failed_queues,nf_meta,th_notice_1,th_notice_2,th_notice_3,th_notice_4,user" ]
+  "failed_queues,nf_listeners,nf_meta,th_notice_1,th_notice_2,th_notice_3,th_notice_4,user" ]
 check "uid 6 in th_notice_3 (6 % 4 + 1)" [ "$(pg_sql -At -c "SELECT count(*) FROM $RUN.th_notice_3 WHERE uid=6")" = 3 ]
 check "user row counts" [ "$(pg_sql -At -c "SELECT notification_count FROM $RUN.\"user\" WHERE uid=6")" = 3 ]
+# a server lists itself as listening while a stream is open, and not after
+listeners() { pg_sql -At -c "SELECT count(*) FROM $RUN.nf_listeners"; }
+check "nobody listed while no stream is open" [ "$(listeners)" = 0 ]
+curl -s -N -m 20 "${URL%/}/api/msg/stream?uid=8" > "$WORK/sse.txt" &
+PG_SSE=$!
+check "the stream says hello" wait_until 10 grep -q '^event: hello' "$WORK/sse.txt"
+check "the server is listed while its stream is open" [ "$(listeners)" = 1 ]
+call POST /api/msg/product -d 'uid=8&type=1&data=watched'
+check "the stream gets the notice" wait_until 10 grep -q 'watched' "$WORK/sse.txt"
+kill "$PG_SSE"
+unlisted() { [ "$(listeners)" = 0 ]; }
+check "the server's row goes once its stream closed" wait_until 15 unlisted
 
 # ---- a table dropped under the service ----
 pg_sql -c "DROP TABLE $RUN.th_notice_3"

@@ -42,8 +42,22 @@
 #include "store.h"
 
 enum { Q_INSERT, Q_MARK, Q_UNREAD, Q_LIST, Q_NSHARD };
-enum { G_USER_INC, G_USER_DEC, G_USER_GET, G_F_BUMP, G_F_GET, G_F_CLEAR, G_F_LIST, G_F_RESET,
-       G_F_EXISTS, G_PING, G_NGLOBAL };
+enum {
+    G_USER_INC,
+    G_USER_DEC,
+    G_USER_GET,
+    G_F_BUMP,
+    G_F_GET,
+    G_F_CLEAR,
+    G_F_LIST,
+    G_F_RESET,
+    G_F_EXISTS,
+    G_PING,
+    G_L_SET,
+    G_L_DEL,
+    G_L_ANY,
+    G_NGLOBAL
+};
 _Static_assert((int)Q_NSHARD == (int)NF_MY_Q_NSHARD && (int)G_NGLOBAL == (int)NF_MY_G_NGLOBAL, "mysql_int.h slots");
 
 #define TS(col) "DATE_FORMAT(" col ",'%%Y-%%m-%%d %%H:%%i:%%s')"
@@ -77,6 +91,11 @@ static const char *const global_sql[G_NGLOBAL] = {
     [G_F_RESET] = "UPDATE failed_queues SET failed_count=0, updated_at=? WHERE id=?",
     [G_F_EXISTS] = "SELECT COUNT(*) FROM failed_queues WHERE id=?",
     [G_PING] = "SELECT 1",
+    [G_L_SET] = "INSERT INTO nf_listeners(instance, until_ms) VALUES(?,?) ON DUPLICATE KEY UPDATE "
+                "until_ms=VALUES(until_ms)",
+    /* an instance's own row, and any that expired (an instance that died) */
+    [G_L_DEL] = "DELETE FROM nf_listeners WHERE instance=? OR until_ms<?",
+    [G_L_ANY] = "SELECT EXISTS(SELECT 1 FROM nf_listeners WHERE until_ms>?)",
 };
 
 static const char *const schema_sql[] = {
@@ -88,6 +107,8 @@ static const char *const schema_sql[] = {
     "order_sn VARCHAR(128) NOT NULL, data MEDIUMTEXT NOT NULL, type VARCHAR(16) NOT NULL, "
     "failed_count INT NOT NULL DEFAULT 0, created_at DATETIME NOT NULL, updated_at DATETIME NOT "
     "NULL, UNIQUE KEY uk_order_sn(order_sn)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+    "CREATE TABLE IF NOT EXISTS nf_listeners(instance VARCHAR(64) NOT NULL PRIMARY KEY, "
+    "until_ms BIGINT NOT NULL) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
 };
 
 static const char shard_schema_sql[] =
@@ -562,6 +583,53 @@ static int my_ping(nf_store *base)
     return nf_my_run((my_store *)base, op_ping, NULL);
 }
 
+typedef struct listener_arg {
+    const char *instance;
+    int64_t until_ms, now_ms;
+    int64_t any;
+} listener_arg;
+
+static int op_listener_set(my_store *s, my_conn *c, void *p)
+{
+    listener_arg *a = p;
+    int rc = 0;
+    unsigned long l_inst;
+    MYSQL_STMT *st = global_stmt(s, c, a->until_ms ? G_L_SET : G_L_DEL, &rc);
+    if (!st)
+        return rc;
+    MYSQL_BIND in[2];
+    nf_my_b_str(&in[0], a->instance, &l_inst);
+    nf_my_b_i64(&in[1], a->until_ms ? &a->until_ms : &a->now_ms);
+    return nf_my_st_run(c, st, in, NULL);
+}
+
+static int my_listener_set(nf_store *base, const char *instance, int64_t until_ms, int64_t now_ms)
+{
+    listener_arg a = {.instance = instance, .until_ms = until_ms, .now_ms = now_ms};
+    return nf_my_run((my_store *)base, op_listener_set, &a);
+}
+
+static int op_listener_any(my_store *s, my_conn *c, void *p)
+{
+    listener_arg *a = p;
+    int rc = 0;
+    MYSQL_STMT *st = global_stmt(s, c, G_L_ANY, &rc);
+    if (!st)
+        return rc;
+    MYSQL_BIND in[1];
+    nf_my_b_i64(&in[0], &a->now_ms);
+    return nf_my_query_i64(c, st, in, &a->any);
+}
+
+static int my_listener_any(nf_store *base, int64_t now_ms, bool *any)
+{
+    listener_arg a = {.now_ms = now_ms};
+    int rc = nf_my_run((my_store *)base, op_listener_any, &a);
+    if (!rc)
+        *any = a.any != 0;
+    return rc;
+}
+
 /* ---- open / close ---- */
 
 /* DDL through one-off prepared statements. */
@@ -718,4 +786,6 @@ const nf_store_ops nf_store_mysql_ops = {
     .failed_list = my_failed_list,
     .failed_reset = my_failed_reset,
     .ping = my_ping,
+    .listener_set = my_listener_set,
+    .listener_any = my_listener_any,
 };
