@@ -319,6 +319,10 @@ static void inbox_index_merges_read_and_unread_and_converts_old_stores(void **st
         assert_int_equal(nf_store_mark_read(s, 5, 0, v[i].id, &changed), 0);
         assert_int_equal(changed, 1);
     }
+    assert_int_equal(nf_store_mark_read(s, 5, 0, v[0].id, &changed), 0);
+    assert_int_equal(changed, 0); /* read already */
+    assert_int_equal(nf_store_mark_read(s, 7, 0, v[1].id, &changed), 0);
+    assert_int_equal(changed, 0); /* another user's notice */
     nf_notices_free(v, n);
     check_list(s, 0, 300, 200, 7);
     check_list(s, 1, 150, 100, 7); /* 50 of each type were read */

@@ -53,8 +53,9 @@ enum { Q_INSERT, Q_MARK, Q_UNREAD, Q_LIST, Q_NSHARD };
 static const char *const shard_sql[Q_NSHARD] = {
     [Q_INSERT] = "INSERT INTO th_notice_%d(order_sn,uid,type,data,status,create_time,created_at,"
                  "updated_at) VALUES(?1,?2,?3,?4,0,?5,?6,?6) ON CONFLICT(order_sn) DO NOTHING",
+    /* ids ?3..?5: the one notice (a seek), or all of them */
     [Q_MARK] = "UPDATE th_notice_%d SET status=1, updated_at=?4 WHERE uid=?1 AND status=0 AND "
-               "(?2=0 OR type=?2) AND (?3=0 OR id=?3)",
+               "id BETWEEN ?3 AND ?5 AND (?2=0 OR type=?2)",
     [Q_UNREAD] =
         "SELECT COUNT(*) FROM th_notice_%d WHERE uid=?1 AND status=0 AND (?2=0 OR type=?2)",
     /* Newest first over both statuses: each arm reads its part of the
@@ -610,8 +611,9 @@ static int sq_mark_read(nf_store *base, int64_t uid, int type, int64_t id, int64
         if (st) {
             sqlite3_bind_int64(st, 1, uid);
             sqlite3_bind_int(st, 2, id > 0 ? 0 : type);
-            sqlite3_bind_int64(st, 3, id);
+            sqlite3_bind_int64(st, 3, id > 0 ? id : 0);
             sqlite3_bind_text(st, 4, now, -1, SQLITE_STATIC);
+            sqlite3_bind_int64(st, 5, id > 0 ? id : INT64_MAX);
         }
         rc = nf_sq_step_done(st);
         n = rc ? 0 : sqlite3_changes(s->db);
