@@ -122,13 +122,6 @@ bool nf_events_local(const nf_app *app)
 #define LISTEN_CHECK_MS 100
 #define LISTEN_GRACE_MS 5000
 
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static bool others_listen(nf_events *e)
 {
     int64_t now = mono_ms(), at = atomic_load(&e->listening_at);
@@ -137,7 +130,7 @@ static bool others_listen(nf_events *e)
     if (!atomic_compare_exchange_strong(&e->listening_at, &at, now))
         return atomic_load(&e->listening); /* another thread reads it */
     bool any = true;
-    if (nf_store_listener_any(e->app->store, wall_ms(), &any) != 0)
+    if (nf_store_listener_any(e->app->store, nf_wall_ms(), &any) != 0)
         any = true;
     atomic_store(&e->listening, any);
     return any;
@@ -421,9 +414,12 @@ static void deliver(nf_listener *l, sl_msg *m)
     json_decref(o);
 }
 
-/* List this instance until now + LISTEN_TTL_MS (under l->mu). */
+/* List this instance until now + LISTEN_TTL_MS unless its row has more
+ * than LISTEN_TTL_MS - LISTEN_RENEW_MS left (under l->mu). */
 static void list_locked(nf_listener *l, int64_t now)
 {
+    if (l->listed && l->listed_until - now >= LISTEN_TTL_MS - LISTEN_RENEW_MS)
+        return;
     int rc = nf_store_listener_set(l->app->store, l->instance, now + LISTEN_TTL_MS, now);
     if (rc == 0) {
         l->listed = true;
@@ -442,11 +438,10 @@ void nf_listener_announce(nf_app *app)
     nf_listener *l = app->listener;
     if (!l)
         return;
-    int64_t now = wall_ms();
+    int64_t now = nf_wall_ms();
     pthread_mutex_lock(&l->mu);
     l->keep_until = now + LISTEN_GRACE_MS;
-    if (!l->listed || l->listed_until - now < LISTEN_TTL_MS - LISTEN_RENEW_MS)
-        list_locked(l, now);
+    list_locked(l, now);
     pthread_mutex_unlock(&l->mu);
 }
 
@@ -455,11 +450,11 @@ void nf_listener_announce(nf_app *app)
 static void listing_tick(nf_listener *l)
 {
     bool streams = nf_hub_has_streams(l->app->hub);
-    int64_t now = wall_ms();
+    int64_t now = nf_wall_ms();
     pthread_mutex_lock(&l->mu);
-    if (streams && (!l->listed || l->listed_until - now < LISTEN_TTL_MS - LISTEN_RENEW_MS)) {
+    if (streams) {
         list_locked(l, now);
-    } else if (!streams && l->listed && now >= l->keep_until) {
+    } else if (l->listed && now >= l->keep_until) {
         if (nf_store_listener_set(l->app->store, l->instance, 0, now) == 0)
             l->listed = false;
     }
@@ -535,7 +530,7 @@ void nf_listener_stop(nf_listener *l)
     sl_subscriber_close(l->sub);
     l->app->listener = NULL;
     if (l->listed) /* this instance listens no more */
-        nf_store_listener_set(l->app->store, l->instance, 0, wall_ms());
+        nf_store_listener_set(l->app->store, l->instance, 0, nf_wall_ms());
     pthread_mutex_destroy(&l->mu);
     free(l);
 }

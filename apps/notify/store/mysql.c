@@ -42,22 +42,8 @@
 #include "store.h"
 
 enum { Q_INSERT, Q_MARK, Q_UNREAD, Q_LIST, Q_NSHARD };
-enum {
-    G_USER_INC,
-    G_USER_DEC,
-    G_USER_GET,
-    G_F_BUMP,
-    G_F_GET,
-    G_F_CLEAR,
-    G_F_LIST,
-    G_F_RESET,
-    G_F_EXISTS,
-    G_PING,
-    G_L_SET,
-    G_L_DEL,
-    G_L_ANY,
-    G_NGLOBAL
-};
+enum { G_USER_INC, G_USER_DEC, G_USER_GET, G_F_BUMP, G_F_GET, G_F_CLEAR, G_F_LIST, G_F_RESET,
+       G_F_EXISTS, G_PING, G_L_SET, G_L_DEL, G_L_ANY, G_NGLOBAL };
 _Static_assert((int)Q_NSHARD == (int)NF_MY_Q_NSHARD && (int)G_NGLOBAL == (int)NF_MY_G_NGLOBAL, "mysql_int.h slots");
 
 #define TS(col) "DATE_FORMAT(" col ",'%%Y-%%m-%%d %%H:%%i:%%s')"

@@ -56,8 +56,7 @@ static const char *const shard_sql[Q_NSHARD] = {
     /* ids ?3..?5: the one notice (a seek), or all of them */
     [Q_MARK] = "UPDATE th_notice_%d SET status=1, updated_at=?4 WHERE uid=?1 AND status=0 AND "
                "id BETWEEN ?3 AND ?5 AND (?2=0 OR type=?2)",
-    [Q_UNREAD] =
-        "SELECT COUNT(*) FROM th_notice_%d WHERE uid=?1 AND status=0 AND (?2=0 OR type=?2)",
+    [Q_UNREAD] = "SELECT COUNT(*) FROM th_notice_%d WHERE uid=?1 AND status=0 AND (?2=0 OR type=?2)",
     /* Newest first over both statuses: each arm reads its part of the
        inbox index in id order, and SQLite merges the two (no sort), so a
        page reads only its rows and those before it. ?3: the cursor, or the
@@ -78,9 +77,8 @@ static const char *const global_sql[G_NGLOBAL] = {
                  "failed_count=failed_count+1, updated_at=?4",
     [G_F_GET] = "SELECT failed_count FROM failed_queues WHERE order_sn=?1",
     [G_F_CLEAR] = "DELETE FROM failed_queues WHERE order_sn=?1",
-    [G_F_LIST] =
-        "SELECT id,order_sn,type,data,failed_count,created_at,updated_at FROM failed_queues "
-        "WHERE failed_count>=?1 ORDER BY id",
+    [G_F_LIST] = "SELECT id,order_sn,type,data,failed_count,created_at,updated_at FROM failed_queues "
+                 "WHERE failed_count>=?1 ORDER BY id",
     [G_F_RESET] = "UPDATE failed_queues SET failed_count=0, updated_at=?2 WHERE id=?1",
     [G_BEGIN] = "BEGIN IMMEDIATE",
     [G_COMMIT] = "COMMIT",
