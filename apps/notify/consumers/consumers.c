@@ -197,11 +197,12 @@ static int handle(sl_ctx *ctx, sl_msg *in, sl_msg_list *out, void *user)
     return rc;
 }
 
-/* Append s and its NUL to b->text; its offset goes to *at. */
-static bool batch_text(nf_batch *b, const char *s, size_t *at)
+/* Append s[0..n) and a NUL to b->text; its offset goes to *at. */
+static bool batch_text(nf_batch *b, const char *s, size_t n, size_t *at)
 {
     *at = b->text.len;
-    nf_text_put(&b->text, s, strlen(s) + 1);
+    nf_text_put(&b->text, s, n);
+    nf_text_put(&b->text, "", 1);
     return !b->text.failed;
 }
 
@@ -221,16 +222,11 @@ static bool fast_notice(nf_batch *b, sl_msg *m, nf_notice *n, size_t *data_at)
         copy_text(n->order_sn, sizeof n->order_sn, sl_msg_uuid(m));
         memcpy(n->create_time, t.time, k);
         n->create_time[k] = '\0';
-        if (n->uid == b->app->fault_uid)
-            return false;
-        *data_at = b->text.len;
-        nf_text_put(&b->text, t.data, t.data_len);
-        nf_text_put(&b->text, "", 1);
-        return !b->text.failed;
+        return n->uid != b->app->fault_uid && batch_text(b, t.data, t.data_len, data_at);
     }
     json_t *p = json_loadb(payload ? payload : "", len, 0, NULL);
     bool ok = json_is_object(p) && notice_from(m, p, n) && n->uid != b->app->fault_uid &&
-              batch_text(b, n->data, data_at);
+              batch_text(b, n->data, strlen(n->data), data_at);
     json_decref(p);
     n->data = NULL;
     return ok;
