@@ -129,7 +129,6 @@ int nf_store_failed_list(nf_store *s, int min_count, nf_failed **out, size_t *n)
 void nf_failed_free(nf_failed *v, size_t n);
 /* Set failed_count of row id back to 0 (it was requeued). SL_ENOENT if absent. */
 int nf_store_failed_reset(nf_store *s, int64_t id);
-/* 0 when the database answers. */
 /* Live-update listeners (table nf_listeners): a server instance with
  * streams open records itself as listening until until_ms (wall clock,
  * milliseconds; 0 removes its row, and the rows of instances that expired
@@ -139,6 +138,7 @@ int nf_store_failed_reset(nf_store *s, int64_t id);
  * events are always made). */
 int nf_store_listener_set(nf_store *s, const char *instance, int64_t until_ms, int64_t now_ms);
 int nf_store_listener_any(nf_store *s, int64_t now_ms, bool *any);
+/* 0 when the database answers. */
 int nf_store_ping(nf_store *s);
 
 /* The SQLite implementation's ops (store/sqlite.c). */
