@@ -110,7 +110,10 @@ exec 5<>"/dev/tcp/$HOST/$PORT" 6<>"/dev/tcp/$HOST/$PORT"
 sleep 0.3
 check "a third connection from one address is refused" [ "$(curl -s -m 5 -o /dev/null -w '%{http_code}' "${URL%/}/healthz")" = 000 ]
 exec 5>&- 6>&-
-check "served again once the two close" wait_until 10 [ "$(curl -s -m 5 -o /dev/null -w '%{http_code}' "${URL%/}/healthz")" = 200 ]
+# a function, so that every try asks again (a $(curl) in the arguments
+# would be asked once, before wait_until starts)
+healthz_ok() { [ "$(curl -s -m 5 -o /dev/null -w '%{http_code}' "${URL%/}/healthz")" = 200 ]; }
+check "served again once the two close" wait_until 10 healthz_ok
 
 # ---- a retry log that cannot be written is not claimed written ----
 stop_server
