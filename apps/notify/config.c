@@ -51,6 +51,7 @@ static const key keys[] = {
     I("web", "max_conns_per_ip", max_conns_per_ip, 0, 1 << 16),
     I("web", "threads", threads, 1, 256),
     I("web", "max_body", max_body, 1024, 64 << 20),
+    I("web", "conn_memory", conn_memory, 4096, 1 << 20),
     S("web", "admin_token", admin_token),
     S("web", "cors_origins", cors_origins),
     S("web", "admin_origins", admin_origins),
@@ -116,6 +117,7 @@ void nf_config_defaults(nf_config *c)
     c->max_conns_per_ip = 1024;
     c->threads = 4;
     c->max_body = 64 * 1024;
+    c->conn_memory = 16 * 1024;
     c->xorm_debug = true;
     snprintf(c->db_type, sizeof c->db_type, "sqlite");
     c->max_lifetime = 7200;

@@ -24,6 +24,7 @@ typedef struct nf_config {
     int max_conns_per_ip; /* open connections one client address may hold, 0 = no limit */
     int threads;                                   /* HTTP thread pool size */
     int max_body;                                  /* bytes, larger -> 413 */
+    int conn_memory; /* bytes per connection for the request line and headers (larger -> 431) */
     char admin_token[128];                         /* "" -> admin routes from loopback only */
     char cors_origins[1024]; /* origins whose pages may call the API ("*", "", or a list: http/cors.h) */
     char admin_origins[512]; /* web pages (origins) allowed to call admin routes (http/cors.c) */

@@ -8,6 +8,8 @@
 #    stored as "before".
 #  - application/jsonp is not JSON.
 #  - admin routes: CORS and browser calls only for web.admin_origins.
+#  - headers past web.conn_memory: 431, nothing stored; a larger setting
+#    takes them.
 source "$(dirname "$0")/lib/notify.bash"
 
 start_server SLUICE_WEB_ADMIN_ORIGINS='https://ops.example, http://127.0.0.1:9000'
@@ -43,6 +45,15 @@ call POST /api/msg/product -d 'uid=32&type=1&data=marker'
 check "only the marker stored for uid 32" wait_until 10 count_is 32 1
 call GET '/api/msg/list?uid=32&size=100'
 check "no cut-short notice" [ "$(grep -c '"before"' <<<"$BODY")" = 0 ]
+
+# ---- headers larger than web.conn_memory (16384: ~14 KiB of headers) ----
+big_header() { head -c "$1" /dev/zero | tr '\0' a; }
+CASE="12 KiB of headers"; call POST /api/msg/product -H "X-Pad: $(big_header 12000)" -d 'uid=36&type=1&data=padded'
+expect 200 10000
+huge_post() { curl -s -o /dev/null -w '%{http_code}' -H "X-Pad: $(big_header 20000)" -d 'uid=36&type=1&data=huge' "${URL%/}/api/msg/product"; }
+check "20 KiB of headers: 431" [ "$(huge_post)" = 431 ]
+call POST /api/msg/product -d 'uid=36&type=1&data=marker'
+check "the refused request stored nothing" wait_until 10 count_is 36 2
 
 # ---- content types ----
 CASE="jsonp is not json"; call POST /api/msg/product -H 'Content-Type: application/jsonp' -d '{"uid":33,"type":1,"data":"x"}'
@@ -104,7 +115,8 @@ check "and says why" grep -q "admin_origins: '\*' is not an origin" "$WORK/star.
 
 # ---- per-address connection limit (web.max_conns_per_ip) ----
 stop_server
-start_server SLUICE_WEB_MAX_CONNS_PER_IP=2
+start_server SLUICE_WEB_MAX_CONNS_PER_IP=2 SLUICE_WEB_CONN_MEMORY=32768
+check "web.conn_memory 32768 takes 20 KiB of headers" [ "$(huge_post)" = 200 ]
 HP=${URL#http://}; HP=${HP%%/*}; HOST=${HP%:*}; PORT=${HP##*:}
 exec 5<>"/dev/tcp/$HOST/$PORT" 6<>"/dev/tcp/$HOST/$PORT"
 sleep 0.3

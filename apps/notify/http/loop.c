@@ -475,7 +475,8 @@ int nf_loops_start(nf_server *s, nf_app *app, const struct sockaddr_in *addr, un
         }
         l->d = MHD_start_daemon(
             MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, accept_cb, ls,
-            on_request, s, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_TIMEOUT,
+            on_request, s, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+            (size_t)app->cfg.conn_memory, MHD_OPTION_CONNECTION_TIMEOUT,
             (unsigned)app->cfg.idle_timeout, MHD_OPTION_CONNECTION_LIMIT, CONN_LIMIT / n,
             /* HTTP/1.1 without Host, conflicting Content-Length: 400 */
             MHD_OPTION_STRICT_FOR_CLIENT, 1, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,

@@ -660,6 +660,7 @@ int nf_server_start(nf_app *app, nf_server **out)
     /* web.threads 0: the caller runs the daemon (nf_server_daemon), its own sockets */
     s->d = MHD_start_daemon(MHD_ALLOW_SUSPEND_RESUME | MHD_USE_NO_LISTEN_SOCKET, 0, NULL, NULL, on_request, s,
                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)app->cfg.idle_timeout,
+                            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)app->cfg.conn_memory,
                             MHD_OPTION_CONNECTION_LIMIT, 4096u,
                             MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)app->cfg.max_conns_per_ip,
                             /* HTTP/1.1 without Host, conflicting Content-Length: 400 */
