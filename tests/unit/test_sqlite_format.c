@@ -1,7 +1,9 @@
 /*
  * test_sqlite_format.c - sqlite:// files written by older versions (format
  * sluice-sqlite-1: a claim row per message; -2: leases, global AUTOINCREMENT
- * ids) are upgraded on open without losing or re-counting anything, uuids
+ * ids; -3: seq advanced by every publish) are upgraded on open without
+ * losing or re-counting anything, a topic's message numbers are never given
+ * out twice (not even once retention emptied it, nor across a reopen), uuids
  * of any form come back byte for byte (canonical ones are stored packed),
  * and an idle subscription does not burn CPU while it waits.
  *
@@ -93,7 +95,7 @@ static void format_is_current(void)
         sqlite3_prepare_v2(db, "SELECT value FROM sl_meta WHERE key='format'", -1, &st, NULL),
         SQLITE_OK);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    assert_string_equal((const char *)sqlite3_column_text(st, 0), "sluice-sqlite-3");
+    assert_string_equal((const char *)sqlite3_column_text(st, 0), "sluice-sqlite-4");
     sqlite3_finalize(st);
     sqlite3_close(db);
 }
@@ -147,6 +149,126 @@ static void format2_file_is_upgraded_with_its_leases(void **state)
                   "CREATE INDEX sl_claims_gid ON sl_claims(gid, first, deadline);"
                   "INSERT INTO sl_claims VALUES(5, 1, 1, 77, 0, 1, x'0100000000000000');");
     check_upgraded();
+}
+
+/* One int64 from raw SQL on the file (a connection of the test's own). */
+static int64_t raw_int(const char *sql)
+{
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    int64_t v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+static void publish_text(sl_publisher *pub, const char *topic, const char *text)
+{
+    sl_msg *m;
+    assert_int_equal(sl_msg_new(&m, text, strlen(text)), 0);
+    assert_int_equal(sl_publish(pub, topic, &m, 1), 0);
+    sl_msg_unref(m);
+}
+
+/* Retention (acked) deletes what was acked, at the latest at the next
+ * housekeeping (once a second). */
+static void wait_swept(void)
+{
+    int64_t left = -1;
+    for (int i = 0; i < 500 && left != 0; i++) {
+        left = raw_int("SELECT count(*) FROM sl_msgs");
+        if (left)
+            usleep(10 * 1000);
+    }
+    assert_int_equal(left, 0);
+}
+
+/* A format-3 file whose topic retention emptied: seq (3) is all that is
+ * left of its numbers, and group g's cursor is at 3. The upgraded file
+ * numbers on from 4, so g gets what is published next (numbered 1 again,
+ * it would sit below g's cursor and never come). */
+static void format3_file_is_upgraded_and_numbers_on_from_seq(void **state)
+{
+    (void)state;
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    char *err = NULL;
+    int rc = sqlite3_exec(db,
+                          "PRAGMA journal_mode=WAL;"
+                          "CREATE TABLE sl_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+                          "INSERT INTO sl_meta VALUES('format','sluice-sqlite-3');"
+                          "CREATE TABLE sl_topics(id INTEGER PRIMARY KEY, name TEXT NOT NULL "
+                          "UNIQUE, seq INTEGER NOT NULL DEFAULT 0);"
+                          "CREATE TABLE sl_msgs(id INTEGER PRIMARY KEY, tid INTEGER NOT NULL, "
+                          "uuid TEXT NOT NULL, meta BLOB, payload BLOB NOT NULL, created INTEGER "
+                          "NOT NULL);"
+                          "CREATE TABLE sl_groups(id INTEGER PRIMARY KEY, tid INTEGER NOT NULL, "
+                          "name TEXT, private INTEGER NOT NULL, pos INTEGER NOT NULL, holder "
+                          "INTEGER NOT NULL, alive INTEGER NOT NULL, UNIQUE(tid, name));"
+                          "CREATE TABLE sl_claims(id INTEGER PRIMARY KEY, gid INTEGER NOT NULL, "
+                          "first INTEGER NOT NULL, owner INTEGER NOT NULL, deadline INTEGER NOT "
+                          "NULL, deliveries INTEGER NOT NULL, ids BLOB NOT NULL);"
+                          "CREATE INDEX sl_claims_gid ON sl_claims(gid, first, deadline);"
+                          "INSERT INTO sl_topics VALUES(1, 't', 3);"
+                          "INSERT INTO sl_groups VALUES(1, 1, 'g', 0, (1 << 40) | 3, 0, 0);",
+                          NULL, NULL, &err);
+    if (rc != SQLITE_OK)
+        fail_msg("building the old file: %s", err);
+    sqlite3_close(db);
+    sl_subscriber *sub;
+    sl_publisher *pub;
+    sl_subscription *s;
+    sl_subscribe_opts o;
+    sl_subscribe_opts_init(&o);
+    o.group = "g";
+    assert_int_equal(sl_subscriber_open(&sub, url), 0);
+    assert_int_equal(sl_subscribe(sub, "t", &o, &s), 0);
+    assert_int_equal(sl_publisher_open(&pub, url), 0);
+    publish_text(pub, "t", "m4");
+    expect(s, "m4", 1);
+    sl_publisher_close(pub);
+    sl_subscriber_close(sub);
+    format_is_current();
+}
+
+/* Publishes write the message alone (seq stays), and retention that
+ * empties the topic keeps its last number in seq first: after a reopen the
+ * next message is numbered on, and the group gets it. */
+static void numbers_are_never_given_out_twice(void **state)
+{
+    (void)state;
+    sl_subscriber *sub;
+    sl_publisher *pub;
+    sl_subscription *s;
+    sl_subscribe_opts o;
+    sl_subscribe_opts_init(&o);
+    o.group = "g";
+    assert_int_equal(sl_subscriber_open(&sub, url), 0);
+    assert_int_equal(sl_subscribe(sub, "n", &o, &s), 0);
+    assert_int_equal(sl_publisher_open(&pub, url), 0);
+    publish_text(pub, "n", "a");
+    publish_text(pub, "n", "b");
+    publish_text(pub, "n", "c");
+    assert_int_equal(raw_int("SELECT seq FROM sl_topics WHERE name='n'"), 0);
+    expect(s, "a", 1);
+    expect(s, "b", 1);
+    expect(s, "c", 1);
+    wait_swept();
+    assert_int_equal(raw_int("SELECT seq FROM sl_topics WHERE name='n'"), 3);
+    sl_publisher_close(pub);
+    sl_subscriber_close(sub);
+    assert_int_equal(sl_subscriber_open(&sub, url), 0);
+    assert_int_equal(sl_subscribe(sub, "n", &o, &s), 0);
+    assert_int_equal(sl_publisher_open(&pub, url), 0);
+    publish_text(pub, "n", "d");
+    expect(s, "d", 1);
+    wait_swept();
+    assert_int_equal(raw_int("SELECT seq FROM sl_topics WHERE name='n'"), 4);
+    sl_publisher_close(pub);
+    sl_subscriber_close(sub);
 }
 
 /* Canonical lowercase uuids are stored packed, any other as text: every
@@ -221,6 +343,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(format1_file_is_upgraded_with_its_claims, setup, teardown),
         cmocka_unit_test_setup_teardown(format2_file_is_upgraded_with_its_leases, setup, teardown),
+        cmocka_unit_test_setup_teardown(format3_file_is_upgraded_and_numbers_on_from_seq, setup, teardown),
+        cmocka_unit_test_setup_teardown(numbers_are_never_given_out_twice, setup, teardown),
         cmocka_unit_test_setup_teardown(uuids_round_trip_in_any_form, setup, teardown),
         cmocka_unit_test_setup_teardown(idle_wait_does_not_spin, setup, teardown),
     };

@@ -16,9 +16,15 @@
  * runs it in ONE immediate transaction and commits once, so concurrent
  * publishes, claims and acks share a commit (and an fsync with sync=full).
  *
- * Schema (application_id 'SLIC', sl_meta.format = "sluice-sqlite-3"):
- *   sl_topics(id, name, seq)                 topics, never deleted; seq = the
- *                                            last message number given out
+ * Schema (application_id 'SLIC', sl_meta.format = "sluice-sqlite-4"):
+ *   sl_topics(id, name, seq)                 topics, never deleted; the next
+ *                                            message number is one past the
+ *                                            larger of seq and the topic's
+ *                                            newest message's number (a
+ *                                            publish writes the message only:
+ *                                            one page fewer per commit), and
+ *                                            seq is raised only before a
+ *                                            deletion takes the newest message
  *   sl_msgs(id, tid, uuid, meta, payload, created)
  *                                            the log: id = tid << 40 | number,
  *                                            so a topic's messages are one
@@ -39,7 +45,9 @@
  *                                            in flight until deadline (wall
  *                                            ms), owner 0 = ready at deadline
  * Format 1 had one sl_claims row per message, formats 1 and 2 one global
- * AUTOINCREMENT id with an index on (tid, id); sq_upgrade.c upgrades both.
+ * AUTOINCREMENT id with an index on (tid, id), format 3 advanced seq with
+ * every publish; sq_upgrade.c upgrades them all (an older binary refuses a
+ * format-4 file: it would number from seq alone and reuse numbers).
  */
 #ifndef SQ_H
 #define SQ_H
@@ -48,15 +56,22 @@
 
 #include "core/backend.h"
 
-#define SQ_FORMAT "sluice-sqlite-3"
+#define SQ_FORMAT "sluice-sqlite-4"
 #define SQ_FORMAT_V1 "sluice-sqlite-1"
 #define SQ_FORMAT_V2 "sluice-sqlite-2"
+#define SQ_FORMAT_V3 "sluice-sqlite-3"
 /* Message ids: topic id in the high bits, the topic's message number in the
  * low SQ_SEQ_BITS. */
 #define SQ_SEQ_BITS 40
 #define SQ_SEQ_MAX (((int64_t)1 << SQ_SEQ_BITS) - 1)
 #define SQ_TOPIC_MAX (((int64_t)1 << (62 - SQ_SEQ_BITS)) - 1)
 #define SQ_ID(tid, seq) ((int64_t)(tid) << SQ_SEQ_BITS | (int64_t)(seq))
+/* The last message number given out in topic ?1 (its id range ?2 = SQ_ID(tid,
+ * 0) .. ?3 = SQ_ID(tid, SQ_SEQ_MAX)): the larger of its seq and its newest
+ * message's number. */
+#define SQ_TOPIC_SEQ_SQL                                                                           \
+    "SELECT max(seq, coalesce((SELECT id FROM sl_msgs WHERE id>=?2 AND id<=?3 ORDER BY id DESC "  \
+    "LIMIT 1) - ?2, 0)) FROM sl_topics WHERE id=?1"
 #define SQ_CLAIMS_SQL                                                                              \
     "CREATE TABLE IF NOT EXISTS sl_claims(id INTEGER PRIMARY KEY, gid INTEGER NOT NULL, first "   \
     "INTEGER NOT NULL, owner INTEGER NOT NULL, deadline INTEGER NOT NULL, deliveries INTEGER NOT " \
@@ -231,7 +246,8 @@ enum {
     S_GROUP_INS,
     S_GROUP_GET,
     S_TOPIC_SEQ,
-    S_TOPIC_SEQ_SET,
+    S_TOPIC_SEQ_KEEP,
+    S_TOPIC_NEWEST,
     S_TOPIC_ALL,
     S_POS_GET,
     S_POS_SET,

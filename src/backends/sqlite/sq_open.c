@@ -110,7 +110,8 @@ static int check_schema(sq_db *d, char *err, size_t errlen)
             sqlite3_finalize(st);
             if (ok)
                 return 0;
-            if (strcmp(fmt, SQ_FORMAT_V1) == 0 || strcmp(fmt, SQ_FORMAT_V2) == 0) {
+            if (strcmp(fmt, SQ_FORMAT_V1) == 0 || strcmp(fmt, SQ_FORMAT_V2) == 0 ||
+                strcmp(fmt, SQ_FORMAT_V3) == 0) {
                 int code = upgrade(d, err, errlen);
                 return code ? code : check_schema(d, err, errlen);
             }

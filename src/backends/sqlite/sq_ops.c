@@ -47,8 +47,9 @@ static const char *const sql[S_COUNT] = {
     [S_GROUP_INS] = "INSERT OR IGNORE INTO sl_groups(tid,name,private,pos,holder,alive) "
                     "VALUES(?1,?2,?3,?4,?5,?6)",
     [S_GROUP_GET] = "SELECT id FROM sl_groups WHERE tid=?1 AND name=?2",
-    [S_TOPIC_SEQ] = "SELECT seq FROM sl_topics WHERE id=?1",
-    [S_TOPIC_SEQ_SET] = "UPDATE sl_topics SET seq=?2 WHERE id=?1",
+    [S_TOPIC_SEQ] = SQ_TOPIC_SEQ_SQL,
+    [S_TOPIC_SEQ_KEEP] = "UPDATE sl_topics SET seq=?2 WHERE id=?1 AND seq<?2",
+    [S_TOPIC_NEWEST] = "SELECT id FROM sl_msgs WHERE id>=?1 AND id<=?2 ORDER BY id DESC LIMIT 1",
     [S_TOPIC_ALL] = "SELECT id FROM sl_topics",
     [S_POS_GET] = "SELECT pos FROM sl_groups WHERE id=?1",
     [S_POS_SET] = "UPDATE sl_groups SET pos=?2 WHERE id=?1",
@@ -337,10 +338,39 @@ static const sl_msg *run_next(pub_run *p)
     return p->r->msgs[p->i++];
 }
 
+/* The last message number given out in topic tid (SQ_TOPIC_SEQ_SQL). */
+static int topic_seq(sq_db *d, int64_t tid, int64_t *seq, bool *found, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = d->st[S_TOPIC_SEQ];
+    sqlite3_bind_int64(st, 1, tid);
+    sqlite3_bind_int64(st, 2, SQ_ID(tid, 0));
+    sqlite3_bind_int64(st, 3, SQ_ID(tid, SQ_SEQ_MAX));
+    return sq_one_int(d, st, seq, found, err, errlen);
+}
+
+/* Before deleting topic tid's messages up to id upto: if that takes its
+ * newest message, its number goes to seq (numbers are never given out
+ * twice, so no group skips a message numbered below its cursor). */
+static int keep_seq(sq_db *d, int64_t tid, int64_t upto, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = d->st[S_TOPIC_NEWEST];
+    int64_t newest;
+    bool found;
+    sqlite3_bind_int64(st, 1, SQ_ID(tid, 0));
+    sqlite3_bind_int64(st, 2, SQ_ID(tid, SQ_SEQ_MAX));
+    int code = sq_one_int(d, st, &newest, &found, err, errlen);
+    if (code || !found || newest > upto)
+        return code;
+    sqlite3_bind_int64(d->st[S_TOPIC_SEQ_KEEP], 1, tid);
+    sqlite3_bind_int64(d->st[S_TOPIC_SEQ_KEEP], 2, newest - SQ_ID(tid, 0));
+    return sq_run(d, d->st[S_TOPIC_SEQ_KEEP], err, errlen, "retention");
+}
+
 /* Insert the messages of a run of publishes (consecutive requests to one
  * topic: concurrent publishers' single messages become one statement),
- * numbered on from the topic's seq, up to 64 rows per statement. Errors
- * are told on the run's first request. */
+ * numbered on from the topic's last number, up to 64 rows per statement
+ * (nothing else is written: the new newest message carries the number).
+ * Errors are told on the run's first request. */
 static int op_publish(sq_db *d, pub_run *p)
 {
     static const struct {
@@ -350,10 +380,8 @@ static int op_publish(sq_db *d, pub_run *p)
     int64_t tid, seq, now = sli_wall_ms();
     bool found;
     int rc = topic_id(d, r->topic, &tid, r->err, sizeof r->err);
-    if (!rc) {
-        sqlite3_bind_int64(d->st[S_TOPIC_SEQ], 1, tid);
-        rc = sq_one_int(d, d->st[S_TOPIC_SEQ], &seq, &found, r->err, sizeof r->err);
-    }
+    if (!rc)
+        rc = topic_seq(d, tid, &seq, &found, r->err, sizeof r->err);
     if (rc)
         return rc;
     if (!found || seq < 0 || (uint64_t)seq + p->n > (uint64_t)SQ_SEQ_MAX) {
@@ -382,9 +410,7 @@ static int op_publish(sq_db *d, pub_run *p)
         }
     }
     d->wake_bits |= (uint64_t)1 << SQ_WAKE_SLOT(tid);
-    sqlite3_bind_int64(d->st[S_TOPIC_SEQ_SET], 1, tid);
-    sqlite3_bind_int64(d->st[S_TOPIC_SEQ_SET], 2, seq + (int64_t)p->n);
-    return sq_run(d, d->st[S_TOPIC_SEQ_SET], r->err, sizeof r->err, "publish");
+    return 0;
 }
 
 static int op_subscribe(sq_db *d, sq_req *r)
@@ -392,10 +418,8 @@ static int op_subscribe(sq_db *d, sq_req *r)
     int64_t seq = 0;
     bool found;
     int rc = topic_id(d, r->topic, &r->tid, r->err, sizeof r->err);
-    if (!rc && r->start == SL_START_LATEST) {
-        sqlite3_bind_int64(d->st[S_TOPIC_SEQ], 1, r->tid);
-        rc = sq_one_int(d, d->st[S_TOPIC_SEQ], &seq, &found, r->err, sizeof r->err);
-    }
+    if (!rc && r->start == SL_START_LATEST)
+        rc = topic_seq(d, r->tid, &seq, &found, r->err, sizeof r->err);
     if (rc)
         return rc;
     int64_t pos = SQ_ID(r->tid, seq);
@@ -535,6 +559,8 @@ static int sweep_acked(sq_db *d, char *err, size_t errlen)
         sqlite3_bind_int64(d->st[S_SWEEP_LOW], 1, tid);
         if ((code = sq_one_int(d, d->st[S_SWEEP_LOW], &low, &found, err, errlen)) || !found)
             continue;
+        if ((code = keep_seq(d, tid, low, err, errlen)) != 0)
+            break;
         sqlite3_bind_int64(d->st[S_SWEEP_DEL], 1, SQ_ID(tid, 0));
         sqlite3_bind_int64(d->st[S_SWEEP_DEL], 2, low);
         code = sq_run(d, d->st[S_SWEEP_DEL], err, errlen, "retention");
@@ -559,8 +585,11 @@ static int sweep_aged(sq_db *d, char *err, size_t errlen)
         sqlite3_bind_int64(young, 3, cut);
         if ((code = sq_one_int(d, young, &first, &found, err, errlen)) != 0)
             break;
+        int64_t below = found ? first : SQ_ID(tid, SQ_SEQ_MAX) + 1;
+        if ((code = keep_seq(d, tid, below - 1, err, errlen)) != 0)
+            break;
         sqlite3_bind_int64(del, 1, SQ_ID(tid, 0));
-        sqlite3_bind_int64(del, 2, found ? first : SQ_ID(tid, SQ_SEQ_MAX) + 1);
+        sqlite3_bind_int64(del, 2, below);
         code = sq_run(d, del, err, errlen, "retention");
     }
     sqlite3_reset(tids);

@@ -79,7 +79,7 @@ static int step_done(sqlite3 *db, sqlite3_stmt *st, const char *what)
     return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : fail(db, rc, what);
 }
 
-/* The topic's id and its last message number. */
+/* The topic's id and its last message number (SQ_TOPIC_SEQ_SQL). */
 static int topic_id(sqlite3 *db, const char *topic, int64_t *tid, int64_t *seq)
 {
     sqlite3_stmt *st;
@@ -89,14 +89,27 @@ static int topic_id(sqlite3 *db, const char *topic, int64_t *tid, int64_t *seq)
     sqlite3_bind_text(st, 1, topic, -1, SQLITE_STATIC);
     code = step_done(db, st, "topic");
     sqlite3_finalize(st);
-    if (code || (code = prep(db, "SELECT id, seq FROM sl_topics WHERE name=?1", &st)))
+    if (code || (code = prep(db, "SELECT id FROM sl_topics WHERE name=?1", &st)))
         return code;
     sqlite3_bind_text(st, 1, topic, -1, SQLITE_STATIC);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
         *tid = sqlite3_column_int64(st, 0);
-        *seq = sqlite3_column_int64(st, 1);
-        if (*tid < 1 || *tid > SQ_TOPIC_MAX || *seq < 0)
+        if (*tid < 1 || *tid > SQ_TOPIC_MAX)
+            code = fail(db, SQLITE_CORRUPT, "topic");
+    } else {
+        code = fail(db, rc == SQLITE_DONE ? SQLITE_CORRUPT : rc, "topic");
+    }
+    sqlite3_finalize(st);
+    if (code || (code = prep(db, SQ_TOPIC_SEQ_SQL, &st)))
+        return code;
+    sqlite3_bind_int64(st, 1, *tid);
+    sqlite3_bind_int64(st, 2, SQ_ID(*tid, 0));
+    sqlite3_bind_int64(st, 3, SQ_ID(*tid, SQ_SEQ_MAX));
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *seq = sqlite3_column_int64(st, 0);
+        if (*seq < 0)
             code = fail(db, SQLITE_CORRUPT, "topic");
     } else {
         code = fail(db, rc == SQLITE_DONE ? SQLITE_CORRUPT : rc, "topic");
@@ -105,7 +118,7 @@ static int topic_id(sqlite3 *db, const char *topic, int64_t *tid, int64_t *seq)
     return code;
 }
 
-/* Insert msgs numbered on from seq, then advance the topic's seq. */
+/* Insert msgs numbered on from seq (the newest carries the topic's number). */
 static int insert_all(sqlite3 *db, int64_t tid, int64_t seq, sl_msg *const *msgs, size_t n)
 {
     sqlite3_stmt *st;
@@ -138,12 +151,6 @@ static int insert_all(sqlite3 *db, int64_t tid, int64_t seq, sl_msg *const *msgs
         code = step_done(db, st, "publish");
         sqlite3_clear_bindings(st);
     }
-    sqlite3_finalize(st);
-    if (code || (code = prep(db, "UPDATE sl_topics SET seq=?2 WHERE id=?1", &st)))
-        return code;
-    sqlite3_bind_int64(st, 1, tid);
-    sqlite3_bind_int64(st, 2, seq + (int64_t)n);
-    code = step_done(db, st, "publish");
     sqlite3_finalize(st);
     return code;
 }

@@ -8,6 +8,9 @@
  *           -> id = tid << 40 | number: old id n of topic t becomes
  *           t << 40 | n, every topic numbers on from the old global
  *           maximum, and group cursors and lease id lists follow.
+ *   3 -> 4  publishes no longer advance sl_topics.seq (the newest message
+ *           carries the number); a format-3 seq is exact, so only the
+ *           format changes: older binaries must not write the file.
  *
  * Other processes wait on the write lock meanwhile; an old binary would
  * refuse the upgraded file (unknown format), never misread it.
@@ -110,9 +113,17 @@ static int v2_to_v3(sqlite3 *db)
     if (rc == SQLITE_OK)
         rc = v2_leases(db);
     if (rc == SQLITE_OK)
-        rc = sqlite3_exec(db, "UPDATE sl_meta SET value='" SQ_FORMAT "' WHERE key='format'", NULL,
-                          NULL, NULL);
+        rc = sqlite3_exec(db, "UPDATE sl_meta SET value='" SQ_FORMAT_V3 "' WHERE key='format'",
+                          NULL, NULL, NULL);
     return rc;
+}
+
+/* ---------- 3 -> 4 ---------- */
+
+static int v3_to_v4(sqlite3 *db)
+{
+    return sqlite3_exec(db, "UPDATE sl_meta SET value='" SQ_FORMAT "' WHERE key='format'", NULL,
+                        NULL, NULL);
 }
 
 /* ---------- driver ---------- */
@@ -141,6 +152,8 @@ int sq_upgrade(sqlite3 *db, char *err, size_t errlen)
             rc = v1_to_v2(db);
         else if (strcmp(fmt, SQ_FORMAT_V2) == 0)
             rc = v2_to_v3(db);
+        else if (strcmp(fmt, SQ_FORMAT_V3) == 0)
+            rc = v3_to_v4(db);
         else
             return 0; /* current, unknown or not a sluice database: the caller tells */
         if (rc != SQLITE_OK)
