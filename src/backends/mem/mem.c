@@ -323,6 +323,7 @@ static void settle_locked(entry *e, sl_msg *m, sli_msg_event ev, unsigned delay_
     if (ev == SLI_MSG_EV_ACK) {
         entry_retire(e);
         atomic_store_explicit(&e->acked_by, m, memory_order_relaxed);
+        q_shrink(g);
         return;
     }
     if (delay_ms) {

@@ -10,7 +10,9 @@
  * after another under the topic lock. Its capacity is kept at least
  * qlen + ninflight (every entry of the group that could come back), so that
  * putting entries back (nack, a closing subscription, delayed ones coming
- * due) never allocates; only publishing and backfilling grow it.
+ * due) never allocates; only publishing and backfilling grow it. Once acks
+ * leave it an eighth full (and it holds more than RING_KEEP), it shrinks to
+ * four times what it holds: a burst does not pin its memory for good.
  */
 #ifndef SLI_MEM_H
 #define SLI_MEM_H
@@ -178,6 +180,24 @@ int sli_mem_pub_close(void *impl);
 
 /* ---------- queues (all under t->mu) ---------- */
 
+#define RING_KEEP 4096 /* a ring this small is never shrunk */
+
+/* Move g's ring into a new one of cap entries (a power of two holding
+ * rlen). Returns false, with nothing changed, when out of memory. */
+static inline bool q_move(group *g, size_t cap)
+{
+    entry **r = malloc(cap * sizeof *r);
+    if (!r)
+        return false;
+    for (size_t i = 0; i < g->rlen; i++)
+        r[i] = g->ring[(g->rhead + i) & (g->rcap - 1)];
+    free(g->ring);
+    g->ring = r;
+    g->rcap = cap;
+    g->rhead = 0;
+    return true;
+}
+
 /* Make room in g's ring for `extra` more entries of the group (published
  * or backfilled). SL_ENOMEM, with nothing changed, when out of memory. */
 static inline int q_reserve(group *g, size_t extra)
@@ -188,16 +208,21 @@ static inline int q_reserve(group *g, size_t extra)
     size_t cap = g->rcap ? g->rcap : 64;
     while (cap < need)
         cap *= 2;
-    entry **r = malloc(cap * sizeof *r);
-    if (!r)
-        return SL_ENOMEM;
-    for (size_t i = 0; i < g->rlen; i++)
-        r[i] = g->ring[(g->rhead + i) & (g->rcap - 1)];
-    free(g->ring);
-    g->ring = r;
-    g->rcap = cap;
-    g->rhead = 0;
-    return 0;
+    return q_move(g, cap) ? 0 : SL_ENOMEM;
+}
+
+/* After entries left g for good (acks): a ring past RING_KEEP that is an
+ * eighth full shrinks to four times its need (growing again takes 4x as
+ * many). Out of memory it stays as it is. */
+static inline void q_shrink(group *g)
+{
+    size_t need = g->qlen + g->ninflight;
+    if (g->rcap <= RING_KEEP || need > g->rcap / 8)
+        return;
+    size_t cap = 64;
+    while (cap < 4 * need)
+        cap *= 2;
+    q_move(g, cap);
 }
 
 static inline void q_push_tail(group *g, entry *e)
