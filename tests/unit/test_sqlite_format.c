@@ -100,30 +100,50 @@ static void format_is_current(void)
     sqlite3_close(db);
 }
 
+static void publish_text(sl_publisher *pub, const char *topic, const char *text)
+{
+    sl_msg *m;
+    assert_int_equal(sl_msg_new(&m, text, strlen(text)), 0);
+    assert_int_equal(sl_publish(pub, topic, &m, 1), 0);
+    sl_msg_unref(m);
+}
+
+/* Group g on topic, with a publisher beside it. */
+typedef struct group_side {
+    sl_subscriber *sub;
+    sl_publisher *pub;
+    sl_subscription *s;
+} group_side;
+
+static void side_open(group_side *x, const char *topic)
+{
+    sl_subscribe_opts o;
+    sl_subscribe_opts_init(&o);
+    o.group = "g";
+    assert_int_equal(sl_subscriber_open(&x->sub, url), 0);
+    assert_int_equal(sl_subscribe(x->sub, topic, &o, &x->s), 0);
+    assert_int_equal(sl_publisher_open(&x->pub, url), 0);
+}
+
+static void side_close(group_side *x)
+{
+    sl_publisher_close(x->pub);
+    sl_subscriber_close(x->sub);
+}
+
 /* The old file's state carries over: m1 again (second delivery), m2 never,
  * m3 once, then what is published after the upgrade. */
 static void check_upgraded(void)
 {
-    sl_subscriber *sub;
-    sl_publisher *pub;
-    sl_subscription *s;
-    sl_subscribe_opts o;
-    sl_subscribe_opts_init(&o);
-    o.group = "g";
-    assert_int_equal(sl_subscriber_open(&sub, url), 0);
-    assert_int_equal(sl_subscribe(sub, "t", &o, &s), 0);
-    expect(s, "m1", 2);
-    expect(s, "m3", 1);
-    assert_int_equal(sl_publisher_open(&pub, url), 0);
-    sl_msg *m;
-    assert_int_equal(sl_msg_new(&m, "m4", 2), 0);
-    assert_int_equal(sl_publish(pub, "t", &m, 1), 0);
-    sl_msg_unref(m);
-    expect(s, "m4", 1);
+    group_side x;
+    side_open(&x, "t");
+    expect(x.s, "m1", 2);
+    expect(x.s, "m3", 1);
+    publish_text(x.pub, "t", "m4");
+    expect(x.s, "m4", 1);
     sl_msg *none = NULL;
-    assert_int_equal(sl_next(s, &none, 100), SL_ETIMEDOUT);
-    sl_publisher_close(pub);
-    sl_subscriber_close(sub);
+    assert_int_equal(sl_next(x.s, &none, 100), SL_ETIMEDOUT);
+    side_close(&x);
     format_is_current();
 }
 
@@ -165,13 +185,6 @@ static int64_t raw_int(const char *sql)
     return v;
 }
 
-static void publish_text(sl_publisher *pub, const char *topic, const char *text)
-{
-    sl_msg *m;
-    assert_int_equal(sl_msg_new(&m, text, strlen(text)), 0);
-    assert_int_equal(sl_publish(pub, topic, &m, 1), 0);
-    sl_msg_unref(m);
-}
 
 /* Retention (acked) deletes what was acked, at the latest at the next
  * housekeeping (once a second). */
@@ -218,19 +231,11 @@ static void format3_file_is_upgraded_and_numbers_on_from_seq(void **state)
     if (rc != SQLITE_OK)
         fail_msg("building the old file: %s", err);
     sqlite3_close(db);
-    sl_subscriber *sub;
-    sl_publisher *pub;
-    sl_subscription *s;
-    sl_subscribe_opts o;
-    sl_subscribe_opts_init(&o);
-    o.group = "g";
-    assert_int_equal(sl_subscriber_open(&sub, url), 0);
-    assert_int_equal(sl_subscribe(sub, "t", &o, &s), 0);
-    assert_int_equal(sl_publisher_open(&pub, url), 0);
-    publish_text(pub, "t", "m4");
-    expect(s, "m4", 1);
-    sl_publisher_close(pub);
-    sl_subscriber_close(sub);
+    group_side x;
+    side_open(&x, "t");
+    publish_text(x.pub, "t", "m4");
+    expect(x.s, "m4", 1);
+    side_close(&x);
     format_is_current();
 }
 
@@ -240,35 +245,24 @@ static void format3_file_is_upgraded_and_numbers_on_from_seq(void **state)
 static void numbers_are_never_given_out_twice(void **state)
 {
     (void)state;
-    sl_subscriber *sub;
-    sl_publisher *pub;
-    sl_subscription *s;
-    sl_subscribe_opts o;
-    sl_subscribe_opts_init(&o);
-    o.group = "g";
-    assert_int_equal(sl_subscriber_open(&sub, url), 0);
-    assert_int_equal(sl_subscribe(sub, "n", &o, &s), 0);
-    assert_int_equal(sl_publisher_open(&pub, url), 0);
-    publish_text(pub, "n", "a");
-    publish_text(pub, "n", "b");
-    publish_text(pub, "n", "c");
+    group_side x;
+    side_open(&x, "n");
+    publish_text(x.pub, "n", "a");
+    publish_text(x.pub, "n", "b");
+    publish_text(x.pub, "n", "c");
     assert_int_equal(raw_int("SELECT seq FROM sl_topics WHERE name='n'"), 0);
-    expect(s, "a", 1);
-    expect(s, "b", 1);
-    expect(s, "c", 1);
+    expect(x.s, "a", 1);
+    expect(x.s, "b", 1);
+    expect(x.s, "c", 1);
     wait_swept();
     assert_int_equal(raw_int("SELECT seq FROM sl_topics WHERE name='n'"), 3);
-    sl_publisher_close(pub);
-    sl_subscriber_close(sub);
-    assert_int_equal(sl_subscriber_open(&sub, url), 0);
-    assert_int_equal(sl_subscribe(sub, "n", &o, &s), 0);
-    assert_int_equal(sl_publisher_open(&pub, url), 0);
-    publish_text(pub, "n", "d");
-    expect(s, "d", 1);
+    side_close(&x);
+    side_open(&x, "n");
+    publish_text(x.pub, "n", "d");
+    expect(x.s, "d", 1);
     wait_swept();
     assert_int_equal(raw_int("SELECT seq FROM sl_topics WHERE name='n'"), 4);
-    sl_publisher_close(pub);
-    sl_subscriber_close(sub);
+    side_close(&x);
 }
 
 /* Canonical lowercase uuids are stored packed, any other as text: every
