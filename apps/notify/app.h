@@ -27,7 +27,7 @@
 #define NF_TOPIC_EVENTS "events" /* live updates for the SSE hubs (events.c) */
 
 /* ---- metrics (metrics.c) ---- */
-enum { NF_ROUTE_MAX = 16, NF_CODE_SLOTS = 12, NF_LAT_BUCKETS = 11 };
+enum { NF_ROUTE_MAX = 16, NF_CODE_SLOTS = 12, NF_LAT_BUCKETS = 11, NF_COMMIT_BUCKETS = 11 };
 
 typedef struct nf_metrics {
     _Atomic uint64_t req[NF_ROUTE_MAX][NF_CODE_SLOTS];
@@ -40,11 +40,19 @@ typedef struct nf_metrics {
     _Atomic int64_t sse_clients;
     _Atomic uint64_t events_published, events_dropped;
     _Atomic uint64_t http_timeouts[2]; /* connections cut by web.read_timeout / write_timeout */
+    /* the loops' queue commits (http/loop.c): rounds, their messages and
+       time, and per POST the wait from its batch to its answer */
+    _Atomic uint64_t rounds, round_msgs, round_sum_us, round_bucket[NF_COMMIT_BUCKETS];
+    _Atomic uint64_t commit_wait_sum_us, commit_wait_bucket[NF_COMMIT_BUCKETS];
 } nf_metrics;
 
 /* Register a route name for metrics; returns its index (stable for a run). */
 int nf_metrics_route(const char *name);
 void nf_metrics_request(nf_metrics *m, int route, int status, int64_t us);
+/* One commit round of the loops' committer: msgs messages in us. */
+void nf_metrics_round(nf_metrics *m, size_t msgs, int64_t us);
+/* A POST's wait from joining its loop's batch to its answer, us. */
+void nf_metrics_commit_wait(nf_metrics *m, int64_t us);
 /* Prometheus text exposition; the caller frees the result. */
 char *nf_metrics_render(nf_metrics *m);
 int nf_topic_index(const char *topic); /* 0 notify, 1 read */

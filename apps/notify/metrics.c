@@ -19,7 +19,19 @@ static int route_count;
 static const int code_slots[NF_CODE_SLOTS] = {200, 204, 304, 400, 401, 403, 404, 405, 413, 500, 503, 0};
 static const double lat_le[NF_LAT_BUCKETS] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
                                               0.05,   0.1,   0.25,   1.0,   0};
+static const double commit_le[NF_COMMIT_BUCKETS] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+                                                    0.01,   0.025,   0.05,   0.25,  0};
 static const char *const topics[2] = {NF_TOPIC_NOTIFY, NF_TOPIC_READ};
+
+/* The bucket of us among le (the last one: +Inf). */
+static int bucket_of(const double *le, int n, int64_t us)
+{
+    double s = (double)us / 1e6;
+    for (int i = 0; i < n - 1; i++)
+        if (s <= le[i])
+            return i;
+    return n - 1;
+}
 
 int nf_metrics_route(const char *name)
 {
@@ -46,15 +58,25 @@ void nf_metrics_request(nf_metrics *m, int route, int status, int64_t us)
         if (code_slots[i] == status)
             slot = i;
     atomic_fetch_add_explicit(&m->req[route][slot], 1, memory_order_relaxed);
-    double s = (double)us / 1e6;
-    int b = NF_LAT_BUCKETS - 1;
-    for (int i = 0; i < NF_LAT_BUCKETS - 1; i++)
-        if (s <= lat_le[i]) {
-            b = i;
-            break;
-        }
+    int b = bucket_of(lat_le, NF_LAT_BUCKETS, us);
     atomic_fetch_add_explicit(&m->lat_bucket[route][b], 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&m->lat_sum_us[route], (uint64_t)(us > 0 ? us : 0), memory_order_relaxed);
+}
+
+void nf_metrics_round(nf_metrics *m, size_t msgs, int64_t us)
+{
+    atomic_fetch_add_explicit(&m->rounds, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&m->round_msgs, msgs, memory_order_relaxed);
+    atomic_fetch_add_explicit(&m->round_sum_us, (uint64_t)(us > 0 ? us : 0), memory_order_relaxed);
+    atomic_fetch_add_explicit(&m->round_bucket[bucket_of(commit_le, NF_COMMIT_BUCKETS, us)], 1,
+                              memory_order_relaxed);
+}
+
+void nf_metrics_commit_wait(nf_metrics *m, int64_t us)
+{
+    atomic_fetch_add_explicit(&m->commit_wait_sum_us, (uint64_t)(us > 0 ? us : 0), memory_order_relaxed);
+    atomic_fetch_add_explicit(&m->commit_wait_bucket[bucket_of(commit_le, NF_COMMIT_BUCKETS, us)], 1,
+                              memory_order_relaxed);
 }
 
 typedef struct sbuf {
@@ -118,6 +140,38 @@ static void render_http(sbuf *b, nf_metrics *m)
                   (double)LD(m->lat_sum_us[r]) / 1e6);
         sb_printf(b, "sluice_http_request_duration_seconds_count{route=\"%s\"} %llu\n", route_names[r], cum);
     }
+}
+
+/* A histogram without labels: buckets (cumulative), _sum, _count. */
+static void render_hist(sbuf *b, const char *name, const char *help, _Atomic uint64_t *bucket,
+                        _Atomic uint64_t *sum_us)
+{
+    sb_printf(b, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    unsigned long long cum = 0;
+    for (int i = 0; i < NF_COMMIT_BUCKETS; i++) {
+        cum += LD(bucket[i]);
+        if (i < NF_COMMIT_BUCKETS - 1)
+            sb_printf(b, "%s_bucket{le=\"%g\"} %llu\n", name, commit_le[i], cum);
+        else
+            sb_printf(b, "%s_bucket{le=\"+Inf\"} %llu\n", name, cum);
+    }
+    sb_printf(b, "%s_sum %.6f\n%s_count %llu\n", name, (double)LD(*sum_us) / 1e6, name, cum);
+}
+
+static void render_ingest(sbuf *b, nf_metrics *m)
+{
+    sb_printf(b, "# HELP sluice_ingest_rounds_total Queue commits of the HTTP loops' batches.\n"
+                 "# TYPE sluice_ingest_rounds_total counter\nsluice_ingest_rounds_total %llu\n"
+                 "# HELP sluice_ingest_round_messages_total Messages those commits queued.\n"
+                 "# TYPE sluice_ingest_round_messages_total counter\n"
+                 "sluice_ingest_round_messages_total %llu\n",
+              LD(m->rounds), LD(m->round_msgs));
+    render_hist(b, "sluice_ingest_round_seconds",
+                "Time of a queue commit round (publish and its fsync).", m->round_bucket,
+                &m->round_sum_us);
+    render_hist(b, "sluice_ingest_commit_wait_seconds",
+                "A POST's wait from its loop's batch to its answer (the durability wait).",
+                m->commit_wait_bucket, &m->commit_wait_sum_us);
 }
 
 static void render_queue(sbuf *b, nf_metrics *m)
@@ -184,6 +238,7 @@ char *nf_metrics_render(nf_metrics *m)
 {
     sbuf b = {0};
     render_http(&b, m);
+    render_ingest(&b, m);
     render_queue(&b, m);
     return b.p;
 }

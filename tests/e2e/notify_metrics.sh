@@ -6,7 +6,9 @@
 # scripts/deps.sh) with no complaint. promtool itself is shown to refuse a
 # broken copy (so the check can fail), and what promtool does not check is
 # checked here: status labels are codes or "other", histogram buckets are
-# cumulative and end at _count, and the counters count the requests made.
+# cumulative and end at _count, and the counters count the requests made -
+# the ingest commits too (rounds, their messages, each POST's wait for its
+# commit).
 source "$(dirname "$0")/lib/notify.bash"
 PROMTOOL=${PROMTOOL:-$(command -v promtool)}
 if [ -z "$PROMTOOL" ]; then
@@ -58,18 +60,18 @@ check "promtool refuses a malformed sample" [ $? != 0 ]
 bad_codes=$(grep -o '^sluice_http_requests_total{[^}]*}' "$WORK/metrics.txt" | grep -v -E 'code="([1-5][0-9][0-9]|other)"')
 check "every code label is a status or other: $bad_codes" [ -z "$bad_codes" ]
 hist=$(awk '
-  /^sluice_http_request_duration_seconds_bucket/ {
-    match($0, /route="[^"]*"/); r = substr($0, RSTART, RLENGTH)
+  /^sluice_(http_request_duration|ingest_round|ingest_commit_wait)_seconds_bucket/ {
+    r = $0; sub(/_bucket.*/, "", r); if (match($0, /route="[^"]*"/)) r = r substr($0, RSTART, RLENGTH)
     if ((r in last) && $2 + 0 < last[r]) print "decreasing bucket: " $0
     last[r] = $2 + 0
     if ($0 ~ /le="\+Inf"/) inf[r] = $2 + 0
   }
-  /^sluice_http_request_duration_seconds_count/ {
-    match($0, /route="[^"]*"/); r = substr($0, RSTART, RLENGTH)
+  /^sluice_(http_request_duration|ingest_round|ingest_commit_wait)_seconds_count/ {
+    r = $0; sub(/_count.*/, "", r); if (match($0, /route="[^"]*"/)) r = r substr($0, RSTART, RLENGTH)
     if (!(r in inf) || inf[r] != $2 + 0) print "+Inf bucket differs from _count: " $0
     n++
   }
-  END { if (n < 5) print "only " n " routes in the histogram" }' "$WORK/metrics.txt")
+  END { if (n < 7) print "only " n " histograms (routes and ingest)" }' "$WORK/metrics.txt")
 check "histograms are cumulative and end at _count: $hist" [ -z "$hist" ]
 metric() { awk -v k="$1" '$1 == k { print $2 }' "$WORK/metrics.txt"; }
 check "3 posts counted 200" [ "$(metric 'sluice_http_requests_total{route="/api/msg/product",code="200"}')" = 3 ]
@@ -83,5 +85,15 @@ handled=$(metric 'sluice_consumer_handler_seconds_count{topic="notify"}')
 check "the consumer counted its 3 notices handled ($handled)" [ "$handled" = 3 ]
 spent=$(metric 'sluice_consumer_handler_seconds_sum{topic="notify"}')
 check "the consumer's handler time is measured, not 0 ($spent)" awk -v v="$spent" 'BEGIN { exit !(v > 0 && v < 60) }'
+# the POSTs went through the loops' commits (the shipped sqlite:// queue):
+# 3 notices plus 1 mark read, each answered after its commit
+rounds=$(metric sluice_ingest_rounds_total); msgs=$(metric sluice_ingest_round_messages_total)
+check "commit rounds counted ($rounds)" [ "${rounds:-0}" -ge 1 ]
+check "no more rounds than messages ($rounds for $msgs)" [ "${rounds:-0}" -le "${msgs:-0}" ]
+check "the rounds queued the 4 producing requests ($msgs)" [ "$msgs" = 4 ]
+check "each round in the round histogram" [ "$(metric sluice_ingest_round_seconds_count)" = "$rounds" ]
+check "each POST's commit wait measured" [ "$(metric sluice_ingest_commit_wait_seconds_count)" = 4 ]
+waited=$(metric sluice_ingest_commit_wait_seconds_sum)
+check "the commit waits took time, not 0 ($waited)" awk -v v="$waited" 'BEGIN { exit !(v > 0 && v < 60) }'
 stop_server
 finish

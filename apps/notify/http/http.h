@@ -49,6 +49,7 @@ typedef struct nf_conn {
     nf_resp done;
     bool pending;     /* in the loop's batch */
     bool answered;    /* done is filled */
+    int64_t batched_us; /* when it joined the batch (nf_mono_us), for the commit wait metric */
     char *request;    /* its payload (JSON text), for the retry log */
     char *echo;       /* the answer's data without "id" (JSON object text) */
     const struct nf_route *route; /* the route of the path (CORS headers), NULL before or when unknown */

@@ -279,7 +279,12 @@ static void *commit_main(void *arg)
         }
         ls->queued = 0;
         pthread_mutex_unlock(&ls->cmu);
+        int64_t t0 = nf_mono_us();
+        size_t msgs = 0;
+        for (unsigned j = 0; j < k; j++)
+            msgs += ls->took[j].b->n[0] + ls->took[j].b->n[1];
         run_round(ls, k);
+        nf_metrics_round(&ls->app->metrics, msgs, nf_mono_us() - t0);
         pthread_mutex_lock(&ls->cmu);
         for (unsigned j = 0; j < k; j++) {
             nf_loop *l = ls->took[j].l;

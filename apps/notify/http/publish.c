@@ -143,6 +143,7 @@ void nf_publish_deferred(nf_req *q, nf_resp *r, const char *topic, char *payload
         cc->request = payload;
         cc->echo = echo;
         cc->pending = true;
+        cc->batched_us = nf_mono_us();
         r->deferred = true;
         return; /* the batch holds m now */
     }
@@ -181,6 +182,7 @@ void nf_publish_run(nf_app *app, nf_pending *p)
 
 void nf_publish_answer(nf_app *app, nf_pending *p)
 {
+    int64_t now = nf_mono_us();
     for (int t = 0; t < 2; t++) {
         size_t n = p->n[t], took = p->took[t];
         int rc = p->rc[t];
@@ -194,6 +196,7 @@ void nf_publish_answer(nf_app *app, nf_pending *p)
                 sl_msg_unref(p->m[t][i]);
                 continue;
             }
+            nf_metrics_commit_wait(&app->metrics, now - cc->batched_us);
             answer_published(app, t, st, cc->request, cc->echo, sl_msg_uuid(p->m[t][i]), &cc->done);
             free(cc->request);
             free(cc->echo);
