@@ -109,6 +109,25 @@ static void sb_printf(sbuf *b, const char *fmt, ...)
 
 #define LD(x) ((unsigned long long)atomic_load_explicit(&(x), memory_order_relaxed))
 
+/* The samples of one histogram series (n buckets at le, the last +Inf):
+ * cumulative buckets, _sum, _count. labels: "" or `key="value"`. */
+static void render_hist(sbuf *b, const char *name, const char *labels, const double *le, int n,
+                        _Atomic uint64_t *bucket, _Atomic uint64_t *sum_us)
+{
+    const char *sep = labels[0] ? "," : "";
+    unsigned long long cum = 0;
+    for (int i = 0; i < n; i++) {
+        cum += LD(bucket[i]);
+        if (i < n - 1)
+            sb_printf(b, "%s_bucket{%s%sle=\"%g\"} %llu\n", name, labels, sep, le[i], cum);
+        else
+            sb_printf(b, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, labels, sep, cum);
+    }
+    const char *open = labels[0] ? "{" : "", *close = labels[0] ? "}" : "";
+    sb_printf(b, "%s_sum%s%s%s %.6f\n%s_count%s%s%s %llu\n", name, open, labels, close,
+              (double)LD(*sum_us) / 1e6, name, open, labels, close, cum);
+}
+
 static void render_http(sbuf *b, nf_metrics *m)
 {
     sb_printf(b, "# HELP sluice_http_requests_total HTTP requests by route and status.\n"
@@ -126,36 +145,11 @@ static void render_http(sbuf *b, nf_metrics *m)
     sb_printf(b, "# HELP sluice_http_request_duration_seconds Handler latency by route.\n"
                  "# TYPE sluice_http_request_duration_seconds histogram\n");
     for (int r = 0; r < route_count; r++) {
-        unsigned long long cum = 0;
-        for (int i = 0; i < NF_LAT_BUCKETS; i++) {
-            cum += LD(m->lat_bucket[r][i]);
-            if (i < NF_LAT_BUCKETS - 1)
-                sb_printf(b, "sluice_http_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} %llu\n",
-                          route_names[r], lat_le[i], cum);
-            else
-                sb_printf(b, "sluice_http_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} %llu\n",
-                          route_names[r], cum);
-        }
-        sb_printf(b, "sluice_http_request_duration_seconds_sum{route=\"%s\"} %.6f\n", route_names[r],
-                  (double)LD(m->lat_sum_us[r]) / 1e6);
-        sb_printf(b, "sluice_http_request_duration_seconds_count{route=\"%s\"} %llu\n", route_names[r], cum);
+        char labels[160];
+        snprintf(labels, sizeof labels, "route=\"%s\"", route_names[r]);
+        render_hist(b, "sluice_http_request_duration_seconds", labels, lat_le, NF_LAT_BUCKETS,
+                    m->lat_bucket[r], &m->lat_sum_us[r]);
     }
-}
-
-/* A histogram without labels: buckets (cumulative), _sum, _count. */
-static void render_hist(sbuf *b, const char *name, const char *help, _Atomic uint64_t *bucket,
-                        _Atomic uint64_t *sum_us)
-{
-    sb_printf(b, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
-    unsigned long long cum = 0;
-    for (int i = 0; i < NF_COMMIT_BUCKETS; i++) {
-        cum += LD(bucket[i]);
-        if (i < NF_COMMIT_BUCKETS - 1)
-            sb_printf(b, "%s_bucket{le=\"%g\"} %llu\n", name, commit_le[i], cum);
-        else
-            sb_printf(b, "%s_bucket{le=\"+Inf\"} %llu\n", name, cum);
-    }
-    sb_printf(b, "%s_sum %.6f\n%s_count %llu\n", name, (double)LD(*sum_us) / 1e6, name, cum);
 }
 
 static void render_ingest(sbuf *b, nf_metrics *m)
@@ -166,11 +160,13 @@ static void render_ingest(sbuf *b, nf_metrics *m)
                  "# TYPE sluice_ingest_round_messages_total counter\n"
                  "sluice_ingest_round_messages_total %llu\n",
               LD(m->rounds), LD(m->round_msgs));
-    render_hist(b, "sluice_ingest_round_seconds",
-                "Time of a queue commit round (publish and its fsync).", m->round_bucket,
+    sb_printf(b, "# HELP sluice_ingest_round_seconds Time of a queue commit round (publish and its "
+                 "fsync).\n# TYPE sluice_ingest_round_seconds histogram\n");
+    render_hist(b, "sluice_ingest_round_seconds", "", commit_le, NF_COMMIT_BUCKETS, m->round_bucket,
                 &m->round_sum_us);
-    render_hist(b, "sluice_ingest_commit_wait_seconds",
-                "A POST's wait from its loop's batch to its answer (the durability wait).",
+    sb_printf(b, "# HELP sluice_ingest_commit_wait_seconds A POST's wait from its loop's batch to its "
+                 "answer (the durability wait).\n# TYPE sluice_ingest_commit_wait_seconds histogram\n");
+    render_hist(b, "sluice_ingest_commit_wait_seconds", "", commit_le, NF_COMMIT_BUCKETS,
                 m->commit_wait_bucket, &m->commit_wait_sum_us);
 }
 

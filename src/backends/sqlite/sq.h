@@ -247,7 +247,6 @@ enum {
     S_GROUP_GET,
     S_TOPIC_SEQ,
     S_TOPIC_SEQ_KEEP,
-    S_TOPIC_NEWEST,
     S_TOPIC_ALL,
     S_POS_GET,
     S_POS_SET,

@@ -49,7 +49,6 @@ static const char *const sql[S_COUNT] = {
     [S_GROUP_GET] = "SELECT id FROM sl_groups WHERE tid=?1 AND name=?2",
     [S_TOPIC_SEQ] = SQ_TOPIC_SEQ_SQL,
     [S_TOPIC_SEQ_KEEP] = "UPDATE sl_topics SET seq=?2 WHERE id=?1 AND seq<?2",
-    [S_TOPIC_NEWEST] = "SELECT id FROM sl_msgs WHERE id>=?1 AND id<=?2 ORDER BY id DESC LIMIT 1",
     [S_TOPIC_ALL] = "SELECT id FROM sl_topics",
     [S_POS_GET] = "SELECT pos FROM sl_groups WHERE id=?1",
     [S_POS_SET] = "UPDATE sl_groups SET pos=?2 WHERE id=?1",
@@ -353,16 +352,13 @@ static int topic_seq(sq_db *d, int64_t tid, int64_t *seq, bool *found, char *err
  * twice, so no group skips a message numbered below its cursor). */
 static int keep_seq(sq_db *d, int64_t tid, int64_t upto, char *err, size_t errlen)
 {
-    sqlite3_stmt *st = d->st[S_TOPIC_NEWEST];
-    int64_t newest;
+    int64_t last;
     bool found;
-    sqlite3_bind_int64(st, 1, SQ_ID(tid, 0));
-    sqlite3_bind_int64(st, 2, SQ_ID(tid, SQ_SEQ_MAX));
-    int code = sq_one_int(d, st, &newest, &found, err, errlen);
-    if (code || !found || newest > upto)
-        return code;
+    int code = topic_seq(d, tid, &last, &found, err, errlen);
+    if (code || !found || SQ_ID(tid, last) > upto)
+        return code; /* the newest stays, or seq is past it already */
     sqlite3_bind_int64(d->st[S_TOPIC_SEQ_KEEP], 1, tid);
-    sqlite3_bind_int64(d->st[S_TOPIC_SEQ_KEEP], 2, newest - SQ_ID(tid, 0));
+    sqlite3_bind_int64(d->st[S_TOPIC_SEQ_KEEP], 2, last); /* writes only when seq is behind */
     return sq_run(d, d->st[S_TOPIC_SEQ_KEEP], err, errlen, "retention");
 }
 
