@@ -9,7 +9,10 @@
 #     in the same run under the same wrk settings, against bench_http_peer, a
 #     bare libmicrohttpd server answering a fixed JSON body with the same
 #     thread count. Rounds alternate between the sides after a warm-up; each
-#     side's best round counts. Any non-2xx answer fails.
+#     side's best round counts. Any non-2xx answer fails. When it is built,
+#     bench_http_peer_h2o (the same fixed answer on h2o's event loop) joins
+#     the rounds, printed for information: what another HTTP engine would
+#     leave of the two cores.
 #     Then one round per side at higher concurrency (SL_BENCH_WRK_CONNS_HIGH,
 #     256; 0 skips it), printed for information: durable queueing commits
 #     the requests waiting together, so ours gains from more clients while
@@ -33,6 +36,7 @@ B=$(cd "${1:?usage: bench_notify.sh BUILD_DIR}" && pwd)
 HERE=$(cd "$(dirname "$0")" && pwd)
 SLUICE="$B/sluice"
 PEER="$B/bench/bench_http_peer"
+PEER_H2O="$B/bench/bench_http_peer_h2o" # optional: the same answer on h2o's event loop
 PROBE="$B/bench/bench_notify_probe"
 SECS=${SL_BENCH_HTTP_SECS:-4}
 ROUNDS=${SL_BENCH_HTTP_ROUNDS:-2}
@@ -88,6 +92,12 @@ start_ours ours
 "$PEER" "$THREADS" >"$WORK/peer.out" 2>"$WORK/peer.out.err" &
 PIDS+=($!)
 PEER_URL=$(wait_url "$WORK/peer.out" "${PIDS[-1]}")
+H2O_URL=""
+if [ -x "$PEER_H2O" ]; then
+  "$PEER_H2O" "$THREADS" >"$WORK/peer_h2o.out" 2>"$WORK/peer_h2o.out.err" &
+  PIDS+=($!)
+  H2O_URL=$(wait_url "$WORK/peer_h2o.out" "${PIDS[-1]}")
+fi
 
 # run_wrk URL SECS CONNS [env...]: prints wrk_post.lua's WRK line.
 run_wrk() {
@@ -108,7 +118,8 @@ echo "wrk -t$WT -c$WC, ${SECS}s rounds, $THREADS server threads; ours: $OURS (sq
 run_wrk "$OURS" 1 "$WC" >/dev/null
 run_wrk "$MEM" 1 "$WC" >/dev/null
 run_wrk "$PEER_URL" 1 "$WC" >/dev/null
-ours_rps=0 mem_rps=0 peer_rps=0 ours_p99="" peer_p99=""
+[ -z "$H2O_URL" ] || run_wrk "$H2O_URL" 1 "$WC" >/dev/null
+ours_rps=0 mem_rps=0 peer_rps=0 h2o_rps=0 ours_p99="" peer_p99=""
 for r in $(seq 1 "$ROUNDS"); do
   line=$(run_wrk "$OURS" "$SECS" "$WC"); check_ok ours "$line"; echo "round $r ours: ${line#WRK }"
   v=$(field rps "$line"); [ "$(best "$ours_rps" "$v")" = "$v" ] && ours_p99=$(field p99_ms "$line")
@@ -118,8 +129,16 @@ for r in $(seq 1 "$ROUNDS"); do
   line=$(run_wrk "$PEER_URL" "$SECS" "$WC"); check_ok peer "$line"; echo "round $r peer: ${line#WRK }"
   v=$(field rps "$line"); [ "$(best "$peer_rps" "$v")" = "$v" ] && peer_p99=$(field p99_ms "$line")
   peer_rps=$(best "$peer_rps" "$v")
+  if [ -n "$H2O_URL" ]; then
+    line=$(run_wrk "$H2O_URL" "$SECS" "$WC"); check_ok peer_h2o "$line"; echo "round $r peer_h2o: ${line#WRK }"
+    h2o_rps=$(best "$h2o_rps" "$(field rps "$line")")
+  fi
 done
 echo "p99_latency_ms ours=$ours_p99 peer=$peer_p99"
+# Another engine (information): would a different HTTP library leave the
+# service more of the cores? Both sides answer the same fixed body.
+[ -z "$H2O_URL" ] || awk -v h="$h2o_rps" -v p="$peer_rps" 'BEGIN {
+  printf "http engines (information, fixed answer): libmicrohttpd=%d h2o=%d ratio=%.2f\n", p, h, (p > 0 ? h / p : 0) }'
 if [ "$WCH" -gt 0 ]; then
   hi_o=$(run_wrk "$OURS" "$SECS" "$WCH"); check_ok ours "$hi_o"
   hi_p=$(run_wrk "$PEER_URL" "$SECS" "$WCH"); check_ok peer "$hi_p"
