@@ -94,16 +94,53 @@ static long long count_all(nf_store *s)
     return sum;
 }
 
+/* What the threshold test holds open, for its teardown: a failed check
+ * leaves the test at once, and the listing thread must not go on reading a
+ * store the next test's files replace. */
+typedef struct wal_case {
+    nf_store *s;
+    reader r;
+    pthread_t th;
+    bool reading;
+} wal_case;
+
+static void stop_reader(wal_case *c)
+{
+    if (c->reading) {
+        atomic_store(&c->r.stop, true);
+        pthread_join(c->th, NULL);
+        c->reading = false;
+    }
+}
+
+static int wal_case_setup(void **state)
+{
+    wal_case *c = calloc(1, sizeof *c);
+    *state = c;
+    return c ? 0 : -1;
+}
+
+static int wal_case_teardown(void **state)
+{
+    wal_case *c = *state;
+    stop_reader(c);
+    if (c->s)
+        nf_store_close(c->s);
+    free(c);
+    return 0;
+}
+
 static void wal_checkpointed_at_threshold_and_restarted(void **state)
 {
-    (void)state;
+    wal_case *c = *state;
     char url[160], err[256] = "";
     snprintf(url, sizeof url, "sqlite://%s", g_db);
-    nf_store *s = NULL;
-    assert_int_equal(nf_store_open(&s, url, SHARDS, err, sizeof err), 0);
-    reader r = {.s = s};
-    pthread_t th;
-    assert_int_equal(pthread_create(&th, NULL, read_main, &r), 0);
+    assert_int_equal(nf_store_open(&c->s, url, SHARDS, err, sizeof err), 0);
+    nf_store *s = c->s;
+    reader *r = &c->r;
+    r->s = s;
+    assert_int_equal(pthread_create(&c->th, NULL, read_main, r), 0);
+    c->reading = true;
 
     /* 1. nothing reaches the database file until the WAL holds the threshold.
      * The WAL file never shrinks here, and a checkpoint is due only after a
@@ -129,11 +166,10 @@ static void wal_checkpointed_at_threshold_and_restarted(void **state)
         long long w = fsize(g_wal);
         wal_max = w > wal_max ? w : wal_max;
     }
-    atomic_store(&r.stop, true);
-    pthread_join(th, NULL);
+    stop_reader(c);
     assert_true(wal_max < WAL_MAX_BYTES + CHECKPOINT_BYTES);
-    assert_int_equal(atomic_load(&r.errors), 0);
-    assert_true(atomic_load(&r.lists) > 0);
+    assert_int_equal(atomic_load(&r->errors), 0);
+    assert_true(atomic_load(&r->lists) > 0);
 
     /* 3. everything is there: counts, and the newest notice of a user */
     long long total = (long long)b * BATCH;
@@ -148,11 +184,13 @@ static void wal_checkpointed_at_threshold_and_restarted(void **state)
     assert_int_equal(unread, total / USERS + (total % USERS > 7)); /* uids round robin */
     nf_notices_free(v, n);
     nf_store_close(s);
+    c->s = NULL;
 
     /* 4. and after a reopen */
-    assert_int_equal(nf_store_open(&s, url, SHARDS, err, sizeof err), 0);
-    assert_int_equal(count_all(s), total);
-    nf_store_close(s);
+    assert_int_equal(nf_store_open(&c->s, url, SHARDS, err, sizeof err), 0);
+    assert_int_equal(count_all(c->s), total);
+    nf_store_close(c->s);
+    c->s = NULL;
 }
 
 /* Store the notices numbered from..to-1 of uid (order_sn "m-<uid>-<k>",
@@ -408,7 +446,8 @@ int main(void)
     snprintf(g_wal, sizeof g_wal, "%s-wal", g_db);
     memset(g_data, 'x', DATA_LEN);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(wal_checkpointed_at_threshold_and_restarted),
+        cmocka_unit_test_setup_teardown(wal_checkpointed_at_threshold_and_restarted,
+                                        wal_case_setup, wal_case_teardown),
         cmocka_unit_test(many_rows_keep_order_and_tell_stored_ones),
         cmocka_unit_test(inbox_index_merges_read_and_unread_and_converts_old_stores),
         cmocka_unit_test(listeners_expire_and_are_removed),
