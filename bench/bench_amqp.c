@@ -155,7 +155,8 @@ static amqp_connection_state_t peer_connect(run *r)
     amqp_socket_t *s = amqp_tcp_socket_new(c);
     if (!s || amqp_socket_open(s, r->host, r->port) != AMQP_STATUS_OK)
         bench_die("peer: cannot connect to %s:%d", r->host, r->port);
-    amqp_rpc_reply_t rr = amqp_login(c, "/", 0, 131072, 0, AMQP_SASL_METHOD_PLAIN, "guest", "guest");
+    amqp_rpc_reply_t rr =
+        amqp_login(c, "/", 0, 131072, 0, AMQP_SASL_METHOD_PLAIN, "guest", "guest");
     if (rr.reply_type != AMQP_RESPONSE_NORMAL)
         bench_die("peer: login failed");
     amqp_channel_open(c, 1);
@@ -178,13 +179,13 @@ static void *peer_pub(void *arg)
             char id[SL_UUID_LEN + 1];
             sl_uuid_v7(id);
             bench_fill_seq(buf, MSG_SIZE, i + k);
-            amqp_basic_properties_t props = {
-                ._flags = AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_MESSAGE_ID_FLAG,
-                .delivery_mode = 2,
-                .message_id = amqp_cstring_bytes(id)};
+            amqp_basic_properties_t props = {._flags = AMQP_BASIC_DELIVERY_MODE_FLAG |
+                                                       AMQP_BASIC_MESSAGE_ID_FLAG,
+                                             .delivery_mode = 2,
+                                             .message_id = amqp_cstring_bytes(id)};
             amqp_bytes_t body = {.len = MSG_SIZE, .bytes = buf};
-            if (amqp_basic_publish(c, 1, amqp_cstring_bytes(ex), amqp_cstring_bytes(r->topic), 0,
-                                   0, &props, body) != AMQP_STATUS_OK)
+            if (amqp_basic_publish(c, 1, amqp_cstring_bytes(ex), amqp_cstring_bytes(r->topic), 0, 0,
+                                   &props, body) != AMQP_STATUS_OK)
                 bench_die("peer: basic.publish");
         }
         i += k;
@@ -212,8 +213,8 @@ static double run_peer(run *r)
     snprintf(ex, sizeof ex, "sluice.%s", r->topic);
     r->pc = peer_connect(r);
     r->cc = peer_connect(r);
-    amqp_exchange_declare(r->pc, 1, amqp_cstring_bytes(ex), amqp_cstring_bytes("topic"), 0, 1, 0,
-                          0, amqp_empty_table);
+    amqp_exchange_declare(r->pc, 1, amqp_cstring_bytes(ex), amqp_cstring_bytes("topic"), 0, 1, 0, 0,
+                          amqp_empty_table);
     die_reply(r->pc, "exchange.declare");
     amqp_confirm_select(r->pc, 1);
     die_reply(r->pc, "confirm.select");

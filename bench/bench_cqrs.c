@@ -23,7 +23,8 @@ static atomic_uint_fast64_t g_done;
 
 static json_t *command(uint64_t i)
 {
-    return json_pack("{s:s, s:I, s:s}", "room_id", "101", "n", (json_int_t)i, "guest", "Ada Lovelace");
+    return json_pack("{s:s, s:I, s:s}", "room_id", "101", "n", (json_int_t)i, "guest",
+                     "Ada Lovelace");
 }
 
 static int handle(sl_ctx *ctx, const sl_msg *msg, void *value, void *user)

@@ -103,7 +103,8 @@ static void *peer_main(void *arg)
 {
     (void)arg;
     for (;;) {
-        grpc_event ev = grpc_completion_queue_next(g_peer_cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        grpc_event ev =
+            grpc_completion_queue_next(g_peer_cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
         if (ev.type == GRPC_QUEUE_SHUTDOWN)
             return NULL;
         peer_call *pc = ev.tag;
@@ -144,8 +145,9 @@ static void *peer_worker(void *arg)
     grpc_slice method = grpc_slice_from_static_string("/bench.Bench/Echo");
     for (uint64_t i = 0; i < w->n; i++) {
         int64_t t0 = bench_now_ns();
-        grpc_call *call = grpc_channel_create_call(w->chan, NULL, GRPC_PROPAGATE_DEFAULTS, cq, method, NULL,
-                                                   gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        grpc_call *call =
+            grpc_channel_create_call(w->chan, NULL, GRPC_PROPAGATE_DEFAULTS, cq, method, NULL,
+                                     gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
         grpc_slice body = grpc_slice_from_copied_buffer(g_req, 64);
         grpc_byte_buffer *send = grpc_raw_byte_buffer_create(&body, 1), *recv = NULL;
         grpc_slice_unref(body);
@@ -222,7 +224,8 @@ int main(void)
     o.grpc_only = true;
     o.threads = SERVER_THREADS;
     sl_service *s;
-    if (sl_service_new(&s, &o) || sl_service_handle(s, "Bench.Echo", echo, NULL) || sl_service_start(s))
+    if (sl_service_new(&s, &o) || sl_service_handle(s, "Bench.Echo", echo, NULL) ||
+        sl_service_start(s))
         bench_die("service: %s", sl_errmsg());
     char ours_addr[128];
     snprintf(ours_addr, sizeof ours_addr, "grpc://%s", sl_service_grpc_address(s));

@@ -98,7 +98,8 @@ static void *http_worker(void *arg)
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     for (uint64_t i = 0; i < w->n; i++) {
         char body[200];
-        snprintf(body, sizeof body, "uid=%llu&type=1&data=a+benchmark+notice+of+about+sixty-four+bytes,+padded....",
+        snprintf(body, sizeof body,
+                 "uid=%llu&type=1&data=a+benchmark+notice+of+about+sixty-four+bytes,+padded....",
                  (unsigned long long)(1 + atomic_fetch_add(&g_uid, 1) % 1000));
         curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
         long status = 0;
@@ -163,7 +164,8 @@ int main(void)
         while (f && fgets(line, sizeof line, f)) {
             char *p;
             char hostport[100];
-            if ((p = strstr(line, "listening on http://")) && sscanf(p + 20, "%99[^/ ]", hostport) == 1)
+            if ((p = strstr(line, "listening on http://")) &&
+                sscanf(p + 20, "%99[^/ ]", hostport) == 1)
                 snprintf(g_http, sizeof g_http, "http://%s", hostport);
             if ((p = strstr(line, "gRPC notice.Producer on ")))
                 snprintf(g_grpc, sizeof g_grpc, "grpc://%.*s", (int)strcspn(p + 24, "\n"), p + 24);
@@ -183,7 +185,8 @@ int main(void)
     if (sl_client_new(&c, &co))
         bench_die("client: %s", sl_errmsg());
     double ours = run(true, c), peer = run(false, NULL);
-    printf("grpc_notify: %llu notices x %llu threads per side, durable (sqlite:// queue), one server\n",
+    printf("grpc_notify: %llu notices x %llu threads per side, durable (sqlite:// queue), one "
+           "server\n",
            (unsigned long long)g_calls, (unsigned long long)g_threads);
     sl_client_free(c);
     kill(pid, SIGTERM);

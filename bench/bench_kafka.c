@@ -48,8 +48,11 @@ static rd_kafka_conf_t *conf(const char *group)
 {
     rd_kafka_conf_t *c = rd_kafka_conf_new();
     char err[256];
-    const char *kv[][2] = {{"bootstrap.servers", g_bootstrap}, {"enable.idempotence", "true"},
-                           {"acks", "all"}, {"linger.ms", "0"}, {"group.id", group},
+    const char *kv[][2] = {{"bootstrap.servers", g_bootstrap},
+                           {"enable.idempotence", "true"},
+                           {"acks", "all"},
+                           {"linger.ms", "0"},
+                           {"group.id", group},
                            {"enable.auto.commit", "false"}};
     for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++)
         if (rd_kafka_conf_set(c, kv[i][0], kv[i][1], err, sizeof err))

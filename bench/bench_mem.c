@@ -107,7 +107,8 @@ static void *mem_sub_thread(void *arg)
             size_t k;
             int rc = sl_next_batch(r->s, got, r->recv_batch, &k, 10000);
             if (rc)
-                bench_die("sl_next_batch after %llu messages: %s", (unsigned long long)i, sl_strerror(rc));
+                bench_die("sl_next_batch after %llu messages: %s", (unsigned long long)i,
+                          sl_strerror(rc));
             for (size_t j = 0; j < k; j++, i++) {
                 size_t len;
                 const void *p = sl_msg_payload(got[j], &len);
@@ -228,7 +229,8 @@ int main(void)
     uint64_t recv_batch = bench_env_u64("SL_BENCH_RECV_BATCH", 64);
     if (reps > 100 || batch > 1u << 20 || recv_batch == 0 || recv_batch > RECV_MAX)
         bench_die("SL_BENCH_REPS must be <= 100, SL_BENCH_BATCH <= 1048576 and "
-                  "SL_BENCH_RECV_BATCH 1..%d", RECV_MAX);
+                  "SL_BENCH_RECV_BATCH 1..%d",
+                  RECV_MAX);
     const char *pe = getenv("SL_BENCH_PIN");
     if (pe && *pe && strcmp(pe, "0") != 0 && strcmp(pe, "1") != 0)
         bench_die("SL_BENCH_PIN must be 0 or 1, got '%s'", pe);

@@ -94,7 +94,8 @@ static enum MHD_Result peer_access(void *cls, struct MHD_Connection *conn, const
     json_decref(j);
     if (!out)
         return MHD_NO;
-    struct MHD_Response *r = MHD_create_response_from_buffer(strlen(out), out, MHD_RESPMEM_MUST_FREE);
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(strlen(out), out, MHD_RESPMEM_MUST_FREE);
     MHD_add_response_header(r, "Content-Type", "application/json");
     enum MHD_Result ret = MHD_queue_response(conn, 200, r);
     MHD_destroy_response(r);
@@ -176,7 +177,8 @@ int main(void)
     if (g_threads > 64)
         bench_die("SL_BENCH_THREADS at most 64");
     /* a 64-byte JSON document */
-    snprintf(g_req, sizeof g_req, "{\"name\":\"%s\"}", "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyz0");
+    snprintf(g_req, sizeof g_req, "{\"name\":\"%s\"}",
+             "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyz0");
     if (strlen(g_req) != 64)
         bench_die("request is %zu bytes", strlen(g_req));
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -188,7 +190,8 @@ int main(void)
     o.registry = "none";
     o.threads = SERVER_THREADS;
     sl_service *s;
-    if (sl_service_new(&s, &o) || sl_service_handle(s, "Bench.Echo", echo, NULL) || sl_service_start(s))
+    if (sl_service_new(&s, &o) || sl_service_handle(s, "Bench.Echo", echo, NULL) ||
+        sl_service_start(s))
         bench_die("service: %s", sl_errmsg());
     sl_client *c;
     sl_client_opts co;

@@ -55,9 +55,15 @@
 
 static char dir[128];
 
-static double now_s(void) { return (double)bench_now_ns() / 1e9; }
+static double now_s(void)
+{
+    return (double)bench_now_ns() / 1e9;
+}
 
-static void die(const char *what) { bench_die("bench_sqlite: %s: %s", what, sl_errmsg()); }
+static void die(const char *what)
+{
+    bench_die("bench_sqlite: %s: %s", what, sl_errmsg());
+}
 
 /* ---------- 1. batched round trip ---------- */
 
@@ -120,10 +126,13 @@ static double peer_roundtrip(long msgs)
     sqlite3 *db;
     sqlite3_stmt *ins, *sel, *del;
     sq_ok(NULL, sqlite3_open(path, &db), "open");
-    sq_ok(db, sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
-                               "CREATE TABLE IF NOT EXISTS q(id INTEGER PRIMARY KEY AUTOINCREMENT,"
-                               " payload BLOB)",
-                           0, 0, 0), "schema");
+    sq_ok(db,
+          sqlite3_exec(db,
+                       "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+                       "CREATE TABLE IF NOT EXISTS q(id INTEGER PRIMARY KEY AUTOINCREMENT,"
+                       " payload BLOB)",
+                       0, 0, 0),
+          "schema");
     sq_ok(db, sqlite3_prepare_v2(db, "INSERT INTO q(payload) VALUES(?1)", -1, &ins, 0), "prep");
     sq_ok(db, sqlite3_prepare_v2(db, "SELECT id, payload FROM q ORDER BY id LIMIT ?1", -1, &sel, 0),
           "prep");
@@ -261,8 +270,7 @@ static void run_only(const char *only, long msgs, double secs)
         sl_publisher *p = open_full();
         printf("ours=%.0f\n", ours_sync_full(p, THREADS, secs));
         sl_publisher_close(p);
-    }
-    else if (strcmp(only, "fsync") == 0)
+    } else if (strcmp(only, "fsync") == 0)
         printf("fsync=%.0f\n", fsync_rate(secs));
     else
         bench_die("SL_BENCH_ONLY must be roundtrip, roundtrip_peer, full or fsync, got '%s'", only);

@@ -85,12 +85,15 @@ static int check_sqlite_file(const char *what, const char *url)
         fclose(f);
     const char *why = !S_ISREG(st.st_mode) ? "is not a regular file"
                       : st.st_size == 0    ? "is empty (truncated?)"
-                      : n < sizeof head || memcmp(head, "SQLite format 3", 16) ? "is not a SQLite database"
-                                                                                 : NULL;
+                      : n < sizeof head || memcmp(head, "SQLite format 3", 16)
+                          ? "is not a SQLite database"
+                          : NULL;
     if (!why)
         return 0;
-    fprintf(stderr, "sluice notify: the %s file %s %s: refusing to start, so nothing in it is lost; "
-                    "move it away to start with an empty %s\n", what, path, why, what);
+    fprintf(stderr,
+            "sluice notify: the %s file %s %s: refusing to start, so nothing in it is lost; "
+            "move it away to start with an empty %s\n",
+            what, path, why, what);
     nf_log(SL_LOG_ERROR, "the %s file %s %s: refusing to start", what, path, why);
     return -1;
 }
@@ -137,8 +140,10 @@ int nf_app_open(nf_app *app, bool echo_log)
     if (rc) {
         char red[1536];
         nf_redact(c->store_url, red, sizeof red);
-        fprintf(stderr, "sluice notify: cannot open store %s: %s\n", red, why[0] ? why : sl_strerror(rc));
-        nf_log(SL_LOG_ERROR, "cannot open store %s: %s", c->store_url, why[0] ? why : sl_strerror(rc));
+        fprintf(stderr, "sluice notify: cannot open store %s: %s\n", red,
+                why[0] ? why : sl_strerror(rc));
+        nf_log(SL_LOG_ERROR, "cannot open store %s: %s", c->store_url,
+               why[0] ? why : sl_strerror(rc));
         nf_app_close(app);
         return -1;
     }
@@ -152,8 +157,9 @@ int nf_app_open(nf_app *app, bool echo_log)
         nf_app_close(app);
         return -1;
     }
-    nf_log(SL_LOG_INFO, "opened store %s (%d shards%s) and queue %s%s", c->store_from_mysql ? surl : c->store_url,
-           c->store_shards, c->store_from_mysql ? ", from the mysql and xorm sections" : "", c->queue_url,
+    nf_log(SL_LOG_INFO, "opened store %s (%d shards%s) and queue %s%s",
+           c->store_from_mysql ? surl : c->store_url, c->store_shards,
+           c->store_from_mysql ? ", from the mysql and xorm sections" : "", c->queue_url,
            c->queue_from_rabbitmq ? " (from the rabbitMq section)" : "");
     if (c->store_from_mysql && c->timezone[0])
         nf_log(SL_LOG_INFO, "times are written in %s (xorm.timezone)", c->timezone);
@@ -161,9 +167,10 @@ int nf_app_open(nf_app *app, bool echo_log)
         nf_log(SL_LOG_WARN, "fault injection is on (uid %lld, publish %d, batch %d): a test build",
                (long long)app->fault_uid, app->fault_publish, app->fault_batch);
     if (c->redis_given)
-        nf_log(SL_LOG_INFO, "the redis section (%s:%d, database %d) is not used: this service keeps "
-               "nothing in Redis; its keys are checked and otherwise ignored", c->redis_host, c->redis_port,
-               c->redis_database);
+        nf_log(SL_LOG_INFO,
+               "the redis section (%s:%d, database %d) is not used: this service keeps "
+               "nothing in Redis; its keys are checked and otherwise ignored",
+               c->redis_host, c->redis_port, c->redis_database);
     return 0;
 }
 

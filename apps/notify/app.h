@@ -57,16 +57,22 @@ void nf_metrics_commit_wait(nf_metrics *m, int64_t us);
 char *nf_metrics_render(nf_metrics *m);
 int nf_topic_index(const char *topic); /* 0 notify, 1 read */
 
-typedef struct nf_hub nf_hub; /* SSE fan-out (http/sse.c) */
+typedef struct nf_hub nf_hub;       /* SSE fan-out (http/sse.c) */
 typedef struct nf_events nf_events; /* event emitter of the consumers (events.c) */
 
 typedef struct sl_auth sl_auth;
 
 /* ---- write health (health.c) ---- */
-typedef enum nf_writer { NF_W_QUEUE, NF_W_STORE, NF_W_RETRY_LOG, NF_W_MAIN_LOG, NF_W_COUNT } nf_writer;
+typedef enum nf_writer {
+    NF_W_QUEUE,
+    NF_W_STORE,
+    NF_W_RETRY_LOG,
+    NF_W_MAIN_LOG,
+    NF_W_COUNT
+} nf_writer;
 typedef struct nf_write_state {
     _Atomic int64_t fail_ms, ok_ms; /* wall clock of the last failed / successful write (0: none) */
-    _Atomic int err;                /* the last failure: a negative SL_E* code or a positive errno */
+    _Atomic int err; /* the last failure: a negative SL_E* code or a positive errno */
 } nf_write_state;
 
 typedef struct nf_app {
@@ -76,12 +82,12 @@ typedef struct nf_app {
     sl_publisher *pub;
     nf_logfile *notice_retry, *read_retry;
     nf_metrics metrics;
-    nf_hub *hub;      /* NULL when no HTTP server runs in this process */
-    nf_events *events; /* NULL when no consumer runs in this process */
+    nf_hub *hub;                  /* NULL when no HTTP server runs in this process */
+    nf_events *events;            /* NULL when no consumer runs in this process */
     struct nf_listener *listener; /* NULL when this process gets no events through the queue */
-    int64_t fault_uid; /* test hook: the notify consumer fails for this uid (-1: none) */
-    bool fault_publish; /* test hook: every publish fails with SL_EIO */
-    bool fault_batch;   /* test hook: every batch store transaction fails (one by one still works) */
+    int64_t fault_uid;            /* test hook: the notify consumer fails for this uid (-1: none) */
+    bool fault_publish;           /* test hook: every publish fails with SL_EIO */
+    bool fault_batch; /* test hook: every batch store transaction fails (one by one still works) */
     _Atomic bool stopping;
     nf_write_state health[NF_W_COUNT]; /* health.c */
     /* What a config reload may change while the service runs (reload.c):

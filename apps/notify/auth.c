@@ -37,7 +37,8 @@ int nf_auth_open(const nf_config *c, sl_auth **out)
     auth_opts(c, &o);
     int rc = sl_auth_open(out, &o);
     if (rc) {
-        fprintf(stderr, "sluice notify: cannot set up auth: %s (%s)\n", sl_strerror(rc), sl_errmsg());
+        fprintf(stderr, "sluice notify: cannot set up auth: %s (%s)\n", sl_strerror(rc),
+                sl_errmsg());
         return -1;
     }
     return 0;
@@ -85,9 +86,10 @@ int nf_auth_token_cmd(const nf_config *c, int argc, char **argv)
     }
     char *end = NULL;
     long long n = uid ? strtoll(uid, &end, 10) : 0;
-    if (!kind || (uid && (!*uid || *end || n < 0 || uid[0] == '+' || uid[0] == '-' || strlen(uid) > 19))) {
-        fprintf(stderr, "sluice notify token: %s\n%s", kind ? "--uid wants a uid (0 or more)" : "say which token",
-                token_usage);
+    if (!kind ||
+        (uid && (!*uid || *end || n < 0 || uid[0] == '+' || uid[0] == '-' || strlen(uid) > 19))) {
+        fprintf(stderr, "sluice notify token: %s\n%s",
+                kind ? "--uid wants a uid (0 or more)" : "say which token", token_usage);
         return 2;
     }
     int64_t ttl = expiry ? parse_expiry(expiry) : (int64_t)c->auth_token_expiry * 1000;
@@ -100,8 +102,9 @@ int nf_auth_token_cmd(const nf_config *c, int argc, char **argv)
         return 1;
     char idbuf[32];
     snprintf(idbuf, sizeof idbuf, "%lld", n);
-    char *scope = (char *)(!strcmp(kind, "user") ? NF_SCOPE_READ : !strcmp(kind, "producer") ? NF_SCOPE_WRITE
-                                                                                               : NF_SCOPE_ADMIN);
+    char *scope = (char *)(!strcmp(kind, "user")       ? NF_SCOPE_READ
+                           : !strcmp(kind, "producer") ? NF_SCOPE_WRITE
+                                                       : NF_SCOPE_ADMIN);
     sl_account acc = {.id = !strcmp(kind, "user") ? idbuf : (char *)kind,
                       .type = (char *)(!strcmp(kind, "user") ? "user" : "service"),
                       .scopes = &scope,

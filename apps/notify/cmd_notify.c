@@ -83,10 +83,12 @@ static int do_serve(nf_app *app)
         return 1;
     }
     if (app->auth)
-        nf_log(SL_LOG_INFO, "auth.mode tokens: every API route but /healthz and /metrics needs a token");
+        nf_log(SL_LOG_INFO,
+               "auth.mode tokens: every API route but /healthz and /metrics needs a token");
     else
-        nf_log(SL_LOG_WARN, "auth.mode is off: any client may read, stream and mark read any user's notices "
-                            "and post for anyone (set auth.mode: tokens and auth.secret to require tokens)");
+        nf_log(SL_LOG_WARN,
+               "auth.mode is off: any client may read, stream and mark read any user's notices "
+               "and post for anyone (set auth.mode: tokens and auth.secret to require tokens)");
     nf_consumers *cons = NULL;
     nf_server *srv = NULL;
     nf_listener *lis = NULL;
@@ -97,8 +99,10 @@ static int do_serve(nf_app *app)
     if (!rc && app->cfg.consumers_in_process)
         rc = nf_consumers_start(app, 3, &cons);
     else if (!strncmp(app->cfg.queue_url, "mem://", 6))
-        nf_log(SL_LOG_WARN, "queue %s is in-process but consumers.in_process is false: nothing "
-                            "will consume", app->cfg.queue_url);
+        nf_log(SL_LOG_WARN,
+               "queue %s is in-process but consumers.in_process is false: nothing "
+               "will consume",
+               app->cfg.queue_url);
     if (!rc)
         rc = nf_server_start(app, &srv);
     if (!rc)
@@ -151,14 +155,19 @@ static int do_serve(nf_app *app)
 
 static int do_consume(nf_app *app, const char *which)
 {
-    unsigned mask = !strcmp(which, "notify") ? 1 : !strcmp(which, "read") ? 2 : !strcmp(which, "all") ? 3 : 0;
+    unsigned mask = !strcmp(which, "notify") ? 1
+                    : !strcmp(which, "read") ? 2
+                    : !strcmp(which, "all")  ? 3
+                                             : 0;
     if (!mask) {
         fprintf(stderr, "sluice notify consume: want notify, read or all, got '%s'\n", which);
         return 2;
     }
     if (!strncmp(app->cfg.queue_url, "mem://", 6))
-        fprintf(stderr, "sluice notify consume: warning: %s is in-process; a separate consumer "
-                        "sees nothing published by the server\n", app->cfg.queue_url);
+        fprintf(stderr,
+                "sluice notify consume: warning: %s is in-process; a separate consumer "
+                "sees nothing published by the server\n",
+                app->cfg.queue_url);
     sigset_t set;
     block_signals(&set);
     if (nf_app_open(app, app->cfg.web_debug))
@@ -196,10 +205,11 @@ static int do_failed(nf_app *app, int argc, char **argv)
         size_t n;
         rc = nf_store_failed_list(app->store, app->cfg.max_failures, &v, &n);
         if (!rc) {
-            printf("%-6s %-8s %-6s %-20s %-40s %s\n", "ID", "TYPE", "FAILS", "UPDATED", "ORDER_SN", "DATA");
+            printf("%-6s %-8s %-6s %-20s %-40s %s\n", "ID", "TYPE", "FAILS", "UPDATED", "ORDER_SN",
+                   "DATA");
             for (size_t i = 0; i < n; i++)
-                printf("%-6lld %-8s %-6d %-20s %-40s %.80s\n", (long long)v[i].id, v[i].type, v[i].failed_count,
-                       v[i].updated_at, v[i].order_sn, v[i].data);
+                printf("%-6lld %-8s %-6d %-20s %-40s %.80s\n", (long long)v[i].id, v[i].type,
+                       v[i].failed_count, v[i].updated_at, v[i].order_sn, v[i].data);
             printf("%zu parked\n", n);
             nf_failed_free(v, n);
         }

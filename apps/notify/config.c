@@ -38,9 +38,18 @@ typedef struct key {
     long min, max;
 } key;
 
-#define S(sec, nm, f) {sec, nm, K_STR, offsetof(nf_config, f), sizeof(((nf_config *)0)->f), 0, 0}
-#define I(sec, nm, f, lo, hi) {sec, nm, K_INT, offsetof(nf_config, f), 0, lo, hi}
-#define B(sec, nm, f) {sec, nm, K_BOOL, offsetof(nf_config, f), 0, 0, 0}
+#define S(sec, nm, f)                                                                              \
+    {                                                                                              \
+        sec, nm, K_STR, offsetof(nf_config, f), sizeof(((nf_config *)0)->f), 0, 0                  \
+    }
+#define I(sec, nm, f, lo, hi)                                                                      \
+    {                                                                                              \
+        sec, nm, K_INT, offsetof(nf_config, f), 0, lo, hi                                          \
+    }
+#define B(sec, nm, f)                                                                              \
+    {                                                                                              \
+        sec, nm, K_BOOL, offsetof(nf_config, f), 0, 0, 0                                           \
+    }
 
 static const key keys[] = {
     B("web", "debug", web_debug),
@@ -196,9 +205,11 @@ static const char *set_value(nf_config *c, const key *k, const char *v, char *wh
     }
     if (k->type == K_BOOL) {
         bool b;
-        if (!strcasecmp(v, "true") || !strcasecmp(v, "yes") || !strcasecmp(v, "on") || !strcmp(v, "1"))
+        if (!strcasecmp(v, "true") || !strcasecmp(v, "yes") || !strcasecmp(v, "on") ||
+            !strcmp(v, "1"))
             b = true;
-        else if (!strcasecmp(v, "false") || !strcasecmp(v, "no") || !strcasecmp(v, "off") || !strcmp(v, "0"))
+        else if (!strcasecmp(v, "false") || !strcasecmp(v, "no") || !strcasecmp(v, "off") ||
+                 !strcmp(v, "0"))
             b = false;
         else {
             snprintf(why, wlen, "expected true or false, got '%s'", v);
@@ -236,11 +247,12 @@ static char *defaults_yaml(void)
         if (k->type == K_INT)
             n += (size_t)snprintf(out + n, cap - n, "%d\n", *(const int *)(const void *)field);
         else if (k->type == K_BOOL)
-            n += (size_t)snprintf(out + n, cap - n, "%s\n", *(const bool *)(const void *)field ? "true" : "false");
+            n += (size_t)snprintf(out + n, cap - n, "%s\n",
+                                  *(const bool *)(const void *)field ? "true" : "false");
         else { /* double-quoted: every character as it is, escapes for the rest */
             out[n++] = '"';
             for (const char *p = field; *p && n + 8 < cap; p++)
-                n += (unsigned char)*p < 0x20 ? (size_t)snprintf(out + n, cap - n, "\\x%02x", *p)
+                n += (unsigned char)*p < 0x20  ? (size_t)snprintf(out + n, cap - n, "\\x%02x", *p)
                      : *p == '"' || *p == '\\' ? (size_t)snprintf(out + n, cap - n, "\\%c", *p)
                                                : (size_t)snprintf(out + n, cap - n, "%c", *p);
             n += (size_t)snprintf(out + n, cap - n, "\"\n");
@@ -326,7 +338,7 @@ typedef struct reader {
     unsigned char grp[NKEYS]; /* the group of each key */
     size_t gfirst[NKEYS];     /* the first key of each group */
     size_t ng;
-    bool *match;              /* top-level keys x groups */
+    bool *match; /* top-level keys x groups */
 } reader;
 
 /* "a.b" into out (cap bytes), cut as snprintf would: once per key and
@@ -385,7 +397,8 @@ static int from_of(const reader *r, const char *origin, long *line)
     *line = 0;
     if (!strncmp(origin, "env ", 4))
         return FROM_ENV;
-    if (pl && !strncmp(origin, r->path, pl) && origin[pl] == ':' && isdigit((unsigned char)origin[pl + 1])) {
+    if (pl && !strncmp(origin, r->path, pl) && origin[pl] == ':' &&
+        isdigit((unsigned char)origin[pl + 1])) {
         *line = strtol(origin + pl + 1, NULL, 10);
         return FROM_FILE;
     }
@@ -406,7 +419,8 @@ static int origin(reader *r, const char *path, char *o, size_t olen, long *line)
     return from_of(r, o, line);
 }
 
-__attribute__((format(printf, 4, 5))) static void problem_add(reader *r, int from, long line, const char *fmt, ...)
+__attribute__((format(printf, 4, 5))) static void problem_add(reader *r, int from, long line,
+                                                              const char *fmt, ...)
 {
     if (r->np == r->cap) {
         size_t cap = r->cap ? r->cap * 2 : 16;
@@ -447,7 +461,8 @@ static void check_section(reader *r, size_t ti, const char *t, const char *sec)
     sl_config_type ty = SL_CONFIG_NULL;
     char *raw = NULL;
     (void)sl_config_get_type(r->cf, t, &ty);
-    bool empty = ty == SL_CONFIG_NULL || (ty == SL_CONFIG_STRING && !sl_config_get_raw(r->cf, t, &raw) && !*raw);
+    bool empty = ty == SL_CONFIG_NULL ||
+                 (ty == SL_CONFIG_STRING && !sl_config_get_raw(r->cf, t, &raw) && !*raw);
     free(raw);
     if (from == FROM_FILE && (ty == SL_CONFIG_MAP || empty))
         mark_section(&r->g, sec);
@@ -567,17 +582,18 @@ int nf_config_read(nf_config *c, sl_config *cf, const char *path, char *err, siz
     if (c->backoff_max_ms < c->backoff_ms)
         eb_add(&eb, "%s: consumers.backoff_max_ms is below consumers.backoff_ms",
                path ? path : "config");
-    if (strcasecmp(c->log_level, "debug") && strcasecmp(c->log_level, "info") && strcasecmp(c->log_level, "warn") &&
-        strcasecmp(c->log_level, "error"))
-        eb_add(&eb, "%s: log.level must be debug, info, warn or error, got '%s'", path ? path : "config",
-               c->log_level);
+    if (strcasecmp(c->log_level, "debug") && strcasecmp(c->log_level, "info") &&
+        strcasecmp(c->log_level, "warn") && strcasecmp(c->log_level, "error"))
+        eb_add(&eb, "%s: log.level must be debug, info, warn or error, got '%s'",
+               path ? path : "config", c->log_level);
     char cwhy[400];
     if (nf_cors_check(c->cors_origins, cwhy, sizeof cwhy))
         eb_add(&eb, "%s: web.cors_origins: %s", path ? path : "config", cwhy);
     if (nf_cors_admin_check(c->admin_origins, cwhy, sizeof cwhy))
         eb_add(&eb, "%s: web.admin_origins: %s", path ? path : "config", cwhy);
     if (strcmp(c->auth_mode, "off") && strcmp(c->auth_mode, "tokens"))
-        eb_add(&eb, "%s: auth.mode must be off or tokens, got '%s'", path ? path : "config", c->auth_mode);
+        eb_add(&eb, "%s: auth.mode must be off or tokens, got '%s'", path ? path : "config",
+               c->auth_mode);
     else if (!strcmp(c->auth_mode, "tokens") && !c->auth_secret[0] && !c->auth_secret_file[0])
         eb_add(&eb, "%s: auth.mode is tokens but neither auth.secret nor auth.secret_file is set",
                path ? path : "config");
@@ -616,8 +632,8 @@ void nf_config_dump(const nf_config *c, void *file)
             cur = k->section;
         }
         const char *field = (const char *)c + k->off;
-        if (k->type == K_STR && *field && (strstr(k->name, "password") || strstr(k->name, "token") ||
-                                          !strcmp(k->name, "secret")))
+        if (k->type == K_STR && *field &&
+            (strstr(k->name, "password") || strstr(k->name, "token") || !strcmp(k->name, "secret")))
             fprintf(f, "  %s: \"***\"\n", k->name);
         else if (k->type == K_STR && strstr(field, "://")) { /* a URL's password */
             char red[1024];
@@ -628,7 +644,8 @@ void nf_config_dump(const nf_config *c, void *file)
         else if (k->type == K_INT)
             fprintf(f, "  %s: %d\n", k->name, *(const int *)(const void *)field);
         else
-            fprintf(f, "  %s: %s\n", k->name, *(const bool *)(const void *)field ? "true" : "false");
+            fprintf(f, "  %s: %s\n", k->name,
+                    *(const bool *)(const void *)field ? "true" : "false");
     }
 }
 
@@ -636,8 +653,8 @@ void nf_config_dump(const nf_config *c, void *file)
 static void value_text(const nf_config *c, const key *k, char *out, size_t len)
 {
     const char *field = (const char *)c + k->off;
-    if (k->type == K_STR && *field && (strstr(k->name, "password") || strstr(k->name, "token") ||
-                                        !strcmp(k->name, "secret")))
+    if (k->type == K_STR && *field &&
+        (strstr(k->name, "password") || strstr(k->name, "token") || !strcmp(k->name, "secret")))
         snprintf(out, len, "***");
     else if (k->type == K_STR)
         nf_redact(field, out, len);
@@ -648,7 +665,9 @@ static void value_text(const nf_config *c, const key *k, char *out, size_t len)
 }
 
 void nf_config_each_change(const nf_config *a, const nf_config *b,
-                           void (*fn)(const char *path, const char *from, const char *to, void *arg), void *arg)
+                           void (*fn)(const char *path, const char *from, const char *to,
+                                      void *arg),
+                           void *arg)
 {
     for (size_t i = 0; i < NKEYS; i++) {
         char va[600], vb[600], path[128];
@@ -656,8 +675,9 @@ void nf_config_each_change(const nf_config *a, const nf_config *b,
         value_text(b, &keys[i], vb, sizeof vb);
         const char *fa = (const char *)a + keys[i].off, *fb = (const char *)b + keys[i].off;
         bool same = keys[i].type == K_STR ? !strcmp(fa, fb)
-                    : keys[i].type == K_INT ? *(const int *)(const void *)fa == *(const int *)(const void *)fb
-                                            : *(const bool *)(const void *)fa == *(const bool *)(const void *)fb;
+                    : keys[i].type == K_INT
+                        ? *(const int *)(const void *)fa == *(const int *)(const void *)fb
+                        : *(const bool *)(const void *)fa == *(const bool *)(const void *)fb;
         if (same)
             continue;
         snprintf(path, sizeof path, "%s.%s", keys[i].section, keys[i].name);

@@ -22,11 +22,12 @@ typedef struct nf_config {
     char server_addr[128];
     int read_timeout, write_timeout, idle_timeout; /* seconds */
     int max_conns_per_ip; /* open connections one client address may hold, 0 = no limit */
-    int threads;                                   /* HTTP thread pool size */
-    int max_body;                                  /* bytes, larger -> 413 */
+    int threads;          /* HTTP thread pool size */
+    int max_body;         /* bytes, larger -> 413 */
     int conn_memory; /* bytes per connection for the request line and headers (larger -> 431) */
-    char admin_token[128];                         /* "" -> admin routes from loopback only */
-    char cors_origins[1024]; /* origins whose pages may call the API ("*", "", or a list: http/cors.h) */
+    char admin_token[128];   /* "" -> admin routes from loopback only */
+    char cors_origins[1024]; /* origins whose pages may call the API ("*", "", or a list:
+                                http/cors.h) */
     char admin_origins[512]; /* web pages (origins) allowed to call admin routes (http/cors.c) */
     /* grpc (the notice.Producer API) */
     bool grpc_enabled;
@@ -56,11 +57,11 @@ typedef struct nf_config {
     int store_shards;
     /* consumers */
     bool consumers_in_process;
-    int consumers_workers;  /* threads of the read consumer (notify: one batching worker) */
-    int consumers_nice;     /* scheduling niceness of the consumer threads (0..19) */
-    int batch_wait_ms;      /* how long the notify consumer fills a batch (0..1000) */
-    int max_failures;       /* park at failed_count >= this */
-    int backoff_ms;         /* first retry delay, doubled per failure */
+    int consumers_workers; /* threads of the read consumer (notify: one batching worker) */
+    int consumers_nice;    /* scheduling niceness of the consumer threads (0..19) */
+    int batch_wait_ms;     /* how long the notify consumer fills a batch (0..1000) */
+    int max_failures;      /* park at failed_count >= this */
+    int backoff_ms;        /* first retry delay, doubled per failure */
     int backoff_max_ms;
     /* log */
     char log_dir[256];
@@ -127,7 +128,9 @@ void nf_config_apply_timezone(const nf_config *c);
 /* fn(path, from, to, arg) for every key whose value differs between a and
  * b ("web.max_body", "65536", "2048"; secrets shown as ***). */
 void nf_config_each_change(const nf_config *a, const nf_config *b,
-                           void (*fn)(const char *path, const char *from, const char *to, void *arg), void *arg);
+                           void (*fn)(const char *path, const char *from, const char *to,
+                                      void *arg),
+                           void *arg);
 
 /* Write the effective configuration as YAML (for `sluice notify config`). */
 void nf_config_dump(const nf_config *c, void *file);

@@ -105,8 +105,10 @@ static int walk_params(const char *ps, char *url, size_t ulen, char *why, size_t
         while (i < sizeof params / sizeof params[0] && strcmp(params[i].dsn, kv))
             i++;
         if (i == sizeof params / sizeof params[0]) {
-            snprintf(why, wlen, "mysql.parameters: '%.60s' is not supported (supported: timeout, "
-                                "readTimeout, writeTimeout, collation)", kv);
+            snprintf(why, wlen,
+                     "mysql.parameters: '%.60s' is not supported (supported: timeout, "
+                     "readTimeout, writeTimeout, collation)",
+                     kv);
             return -1;
         }
         if (url)
@@ -129,10 +131,12 @@ static bool zone_exists(const char *tz)
 int nf_config_seed_resolve(nf_config *c, const nf_seed_given *g, char *why, size_t wlen)
 {
     if (!g->queue_url && g->rabbitmq) {
-        if (c->amqp_connection_num < 1 || c->amqp_connection_num > 1024 || c->amqp_channel_num < 1 ||
-            c->amqp_channel_num > 2047) {
-            snprintf(why, wlen, "rabbitMq.connection_num must be 1..1024 and rabbitMq.channel_num 1..2047 "
-                                "(got %d and %d)", c->amqp_connection_num, c->amqp_channel_num);
+        if (c->amqp_connection_num < 1 || c->amqp_connection_num > 1024 ||
+            c->amqp_channel_num < 1 || c->amqp_channel_num > 2047) {
+            snprintf(why, wlen,
+                     "rabbitMq.connection_num must be 1..1024 and rabbitMq.channel_num 1..2047 "
+                     "(got %d and %d)",
+                     c->amqp_connection_num, c->amqp_channel_num);
             return -1;
         }
         if (!c->amqp_host[0]) {
@@ -142,8 +146,9 @@ int nf_config_seed_resolve(nf_config *c, const nf_seed_given *g, char *why, size
         char user[192], pass[384];
         url_escape(c->amqp_user, user, sizeof user);
         url_escape(c->amqp_password, pass, sizeof pass);
-        int n = snprintf(c->queue_url, sizeof c->queue_url, "amqp://%s:%s@%s:%d/?connection_num=%d&channel_num=%d",
-                         user, pass, c->amqp_host, c->amqp_port, c->amqp_connection_num, c->amqp_channel_num);
+        int n = snprintf(c->queue_url, sizeof c->queue_url,
+                         "amqp://%s:%s@%s:%d/?connection_num=%d&channel_num=%d", user, pass,
+                         c->amqp_host, c->amqp_port, c->amqp_connection_num, c->amqp_channel_num);
         if (n < 0 || (size_t)n >= sizeof c->queue_url) {
             snprintf(why, wlen, "rabbitMq: host, user_name and password make a URL over %zu bytes",
                      sizeof c->queue_url - 1);
@@ -162,8 +167,10 @@ int nf_config_seed_resolve(nf_config *c, const nf_seed_given *g, char *why, size
         if (walk_params(c->mysql_params, NULL, 0, why, wlen))
             return -1;
         if (c->timezone[0] && !zone_exists(c->timezone)) {
-            snprintf(why, wlen, "xorm.timezone: unknown time zone '%.60s' (want a name like Asia/Shanghai "
-                                "or UTC)", c->timezone);
+            snprintf(why, wlen,
+                     "xorm.timezone: unknown time zone '%.60s' (want a name like Asia/Shanghai "
+                     "or UTC)",
+                     c->timezone);
             return -1;
         }
     }
@@ -176,7 +183,8 @@ void nf_config_store_url(const nf_config *c, char *out, size_t len)
         char user[192], pass[384], why[8];
         url_escape(c->mysql_user, user, sizeof user);
         url_escape(c->mysql_password, pass, sizeof pass);
-        snprintf(out, len, "mysql://%s:%s@%s:%d/%s", user, pass, c->mysql_host, c->mysql_port, c->mysql_db);
+        snprintf(out, len, "mysql://%s:%s@%s:%d/%s", user, pass, c->mysql_host, c->mysql_port,
+                 c->mysql_db);
         walk_params(c->mysql_params, out, len, why, sizeof why); /* checked at load */
         char life[32];
         snprintf(life, sizeof life, "%ds", c->max_lifetime);
@@ -184,7 +192,8 @@ void nf_config_store_url(const nf_config *c, char *out, size_t len)
     } else {
         snprintf(out, len, "%s", c->store_url);
     }
-    if (!strncmp(out, "mysql://", 8) || !strncmp(out, "postgres://", 11)) { /* unless the URL sets them */
+    if (!strncmp(out, "mysql://", 8) ||
+        !strncmp(out, "postgres://", 11)) { /* unless the URL sets them */
         url_add_int(out, len, "max_open_conns", c->max_open_conns);
         url_add_int(out, len, "max_idle_conns", c->max_idle_conns);
     }

@@ -181,7 +181,8 @@ static void enqueue(nf_events *e, int64_t uid, const char *kind, const char *tex
 
 void nf_events_emit(nf_events *e, int64_t uid, const char *kind, json_t *obj)
 {
-    if (!e || !nf_events_wanted(e)) { /* nobody in this process to show it to, and no other process */
+    if (!e ||
+        !nf_events_wanted(e)) { /* nobody in this process to show it to, and no other process */
         json_decref(obj);
         return;
     }
@@ -265,7 +266,8 @@ static void publish_batch(nf_events *e, ev_item *chain)
         chain = it->next;
         char tail[160];
         snprintf(tail, sizeof tail, "%s\"kind\":\"%s\",\"uid\":%lld,\"notification_count\":%lld}",
-                 it->len > 1 ? "," : "", it->kind, (long long)it->uid, (long long)(i < nu ? counts[i] : 0));
+                 it->len > 1 ? "," : "", it->kind, (long long)it->uid,
+                 (long long)(i < nu ? counts[i] : 0));
         nf_text_clear(&ev);
         nf_text_put(&ev, it->text, it->len);
         nf_text_str(&ev, tail);
@@ -480,7 +482,8 @@ static void *listener_main(void *arg)
         } else if (rc != SL_ETIMEDOUT) {
             if (mono_ms() - last_warn > 5000) {
                 last_warn = mono_ms();
-                nf_log(SL_LOG_WARN, "live-update events: %s (%s); retrying", sl_strerror(rc), sl_errmsg());
+                nf_log(SL_LOG_WARN, "live-update events: %s (%s); retrying", sl_strerror(rc),
+                       sl_errmsg());
             }
             struct timespec ts = {0, 100 * 1000 * 1000};
             nanosleep(&ts, NULL);

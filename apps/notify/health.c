@@ -22,7 +22,7 @@
 
 #include "app.h"
 
-#define NF_HEALTH_RECENT_MS 60000         /* a failure counts this long unless a success follows */
+#define NF_HEALTH_RECENT_MS 60000 /* a failure counts this long unless a success follows */
 #define NF_HEALTH_MIN_FREE (1024ull * 1024) /* bytes a data directory needs free */
 
 static const char *const writer_names[NF_W_COUNT] = {"queue", "store", "retry log", "main.log"};

@@ -81,7 +81,8 @@ void nf_text_json(nf_text *t, const json_t *v)
         json_t *x;
         bool first = true;
         nf_text_put(t, "{", 1);
-        json_object_foreach((json_t *)v, k, x) { /* insertion order, as json_dumps */
+        json_object_foreach((json_t *)v, k, x)
+        { /* insertion order, as json_dumps */
             if (!first)
                 nf_text_put(t, ",", 1);
             first = false;
@@ -101,21 +102,15 @@ void nf_text_json(nf_text *t, const json_t *v)
         }
         nf_text_put(t, "]", 1);
         break;
-    case JSON_STRING:
-        nf_text_json_string(t, json_string_value(v));
-        break;
+    case JSON_STRING: nf_text_json_string(t, json_string_value(v)); break;
     case JSON_INTEGER:
-        nf_text_put(t, num, (size_t)snprintf(num, sizeof num, "%" JSON_INTEGER_FORMAT, json_integer_value(v)));
+        nf_text_put(
+            t, num,
+            (size_t)snprintf(num, sizeof num, "%" JSON_INTEGER_FORMAT, json_integer_value(v)));
         break;
-    case JSON_TRUE:
-        nf_text_put(t, "true", 4);
-        break;
-    case JSON_FALSE:
-        nf_text_put(t, "false", 5);
-        break;
-    case JSON_NULL:
-        nf_text_put(t, "null", 4);
-        break;
+    case JSON_TRUE: nf_text_put(t, "true", 4); break;
+    case JSON_FALSE: nf_text_put(t, "false", 5); break;
+    case JSON_NULL: nf_text_put(t, "null", 4); break;
     default: { /* a real: jansson's own formatting */
         char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
         if (s)

@@ -366,8 +366,8 @@ uint64_t nf_log_suppressed_total(void)
 
 static bool word_char(char c)
 {
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c == '-' ||
-           c == '.';
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
+           c == '-' || c == '.';
 }
 
 /* FNV-1a of component and the message's shape. */
@@ -402,9 +402,11 @@ static bool rl_close(rl_slot *sl, rl_summary *sum, int64_t now)
     if (any) {
         sum->level = sl->level;
         snprintf(sum->component, sizeof sum->component, "%s", sl->component);
-        snprintf(sum->msg, sizeof sum->msg, "%llu more like this in the last %lld s were not logged (rate "
-                 "limit: %d per %d s); the last: %s", (unsigned long long)sl->suppressed,
-                 (long long)((now - sl->start_ms + 999) / 1000), RL_BURST, RL_WINDOW_MS / 1000, sl->last);
+        snprintf(sum->msg, sizeof sum->msg,
+                 "%llu more like this in the last %lld s were not logged (rate "
+                 "limit: %d per %d s); the last: %s",
+                 (unsigned long long)sl->suppressed, (long long)((now - sl->start_ms + 999) / 1000),
+                 RL_BURST, RL_WINDOW_MS / 1000, sl->last);
     }
     sl->key = 0;
     sl->suppressed = 0;

@@ -16,7 +16,8 @@
 
 static const char *route_names[NF_ROUTE_MAX];
 static int route_count;
-static const int code_slots[NF_CODE_SLOTS] = {200, 204, 304, 400, 401, 403, 404, 405, 413, 500, 503, 0};
+static const int code_slots[NF_CODE_SLOTS] = {200, 204, 304, 400, 401, 403,
+                                              404, 405, 413, 500, 503, 0};
 static const double lat_le[NF_LAT_BUCKETS] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
                                               0.05,   0.1,   0.25,   1.0,   0};
 static const double commit_le[NF_COMMIT_BUCKETS] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
@@ -60,7 +61,8 @@ void nf_metrics_request(nf_metrics *m, int route, int status, int64_t us)
     atomic_fetch_add_explicit(&m->req[route][slot], 1, memory_order_relaxed);
     int b = bucket_of(lat_le, NF_LAT_BUCKETS, us);
     atomic_fetch_add_explicit(&m->lat_bucket[route][b], 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&m->lat_sum_us[route], (uint64_t)(us > 0 ? us : 0), memory_order_relaxed);
+    atomic_fetch_add_explicit(&m->lat_sum_us[route], (uint64_t)(us > 0 ? us : 0),
+                              memory_order_relaxed);
 }
 
 void nf_metrics_round(nf_metrics *m, size_t msgs, int64_t us)
@@ -74,9 +76,10 @@ void nf_metrics_round(nf_metrics *m, size_t msgs, int64_t us)
 
 void nf_metrics_commit_wait(nf_metrics *m, int64_t us)
 {
-    atomic_fetch_add_explicit(&m->commit_wait_sum_us, (uint64_t)(us > 0 ? us : 0), memory_order_relaxed);
-    atomic_fetch_add_explicit(&m->commit_wait_bucket[bucket_of(commit_le, NF_COMMIT_BUCKETS, us)], 1,
+    atomic_fetch_add_explicit(&m->commit_wait_sum_us, (uint64_t)(us > 0 ? us : 0),
                               memory_order_relaxed);
+    atomic_fetch_add_explicit(&m->commit_wait_bucket[bucket_of(commit_le, NF_COMMIT_BUCKETS, us)],
+                              1, memory_order_relaxed);
 }
 
 typedef struct sbuf {
@@ -139,8 +142,8 @@ static void render_http(sbuf *b, nf_metrics *m)
             char code[16] = "other"; /* a status without a slot of its own */
             if (code_slots[c])
                 snprintf(code, sizeof code, "%d", code_slots[c]);
-            sb_printf(b, "sluice_http_requests_total{route=\"%s\",code=\"%s\"} %llu\n", route_names[r], code,
-                      LD(m->req[r][c]));
+            sb_printf(b, "sluice_http_requests_total{route=\"%s\",code=\"%s\"} %llu\n",
+                      route_names[r], code, LD(m->req[r][c]));
         }
     sb_printf(b, "# HELP sluice_http_request_duration_seconds Handler latency by route.\n"
                  "# TYPE sluice_http_request_duration_seconds histogram\n");
@@ -154,18 +157,20 @@ static void render_http(sbuf *b, nf_metrics *m)
 
 static void render_ingest(sbuf *b, nf_metrics *m)
 {
-    sb_printf(b, "# HELP sluice_ingest_rounds_total Queue commits of the HTTP loops' batches.\n"
-                 "# TYPE sluice_ingest_rounds_total counter\nsluice_ingest_rounds_total %llu\n"
-                 "# HELP sluice_ingest_round_messages_total Messages those commits queued.\n"
-                 "# TYPE sluice_ingest_round_messages_total counter\n"
-                 "sluice_ingest_round_messages_total %llu\n",
+    sb_printf(b,
+              "# HELP sluice_ingest_rounds_total Queue commits of the HTTP loops' batches.\n"
+              "# TYPE sluice_ingest_rounds_total counter\nsluice_ingest_rounds_total %llu\n"
+              "# HELP sluice_ingest_round_messages_total Messages those commits queued.\n"
+              "# TYPE sluice_ingest_round_messages_total counter\n"
+              "sluice_ingest_round_messages_total %llu\n",
               LD(m->rounds), LD(m->round_msgs));
     sb_printf(b, "# HELP sluice_ingest_round_seconds Time of a queue commit round (publish and its "
                  "fsync).\n# TYPE sluice_ingest_round_seconds histogram\n");
     render_hist(b, "sluice_ingest_round_seconds", "", commit_le, NF_COMMIT_BUCKETS, m->round_bucket,
                 &m->round_sum_us);
-    sb_printf(b, "# HELP sluice_ingest_commit_wait_seconds A POST's wait from its loop's batch to its "
-                 "answer (the durability wait).\n# TYPE sluice_ingest_commit_wait_seconds histogram\n");
+    sb_printf(
+        b, "# HELP sluice_ingest_commit_wait_seconds A POST's wait from its loop's batch to its "
+           "answer (the durability wait).\n# TYPE sluice_ingest_commit_wait_seconds histogram\n");
     render_hist(b, "sluice_ingest_commit_wait_seconds", "", commit_le, NF_COMMIT_BUCKETS,
                 m->commit_wait_bucket, &m->commit_wait_sum_us);
 }
@@ -212,22 +217,30 @@ static void render_queue(sbuf *b, nf_metrics *m)
         sb_printf(b,
                   "sluice_consumer_handler_seconds_sum{topic=\"%s\"} %.6f\n"
                   "sluice_consumer_handler_seconds_count{topic=\"%s\"} %llu\n",
-                  topics[t], (double)LD(m->handle_sum_us[t]) / 1e6, topics[t], LD(m->handle_count[t]));
-    sb_printf(b, "# HELP sluice_sse_clients Open event streams.\n# TYPE sluice_sse_clients gauge\n"
-                 "sluice_sse_clients %lld\n",
+                  topics[t], (double)LD(m->handle_sum_us[t]) / 1e6, topics[t],
+                  LD(m->handle_count[t]));
+    sb_printf(b,
+              "# HELP sluice_sse_clients Open event streams.\n# TYPE sluice_sse_clients gauge\n"
+              "sluice_sse_clients %lld\n",
               (long long)atomic_load(&m->sse_clients));
-    sb_printf(b, "# HELP sluice_events_published_total Live-update events published by consumers.\n"
-                 "# TYPE sluice_events_published_total counter\nsluice_events_published_total %llu\n"
-                 "# HELP sluice_events_dropped_total Live-update events dropped (best-effort).\n"
-                 "# TYPE sluice_events_dropped_total counter\nsluice_events_dropped_total %llu\n",
+    sb_printf(b,
+              "# HELP sluice_events_published_total Live-update events published by consumers.\n"
+              "# TYPE sluice_events_published_total counter\nsluice_events_published_total %llu\n"
+              "# HELP sluice_events_dropped_total Live-update events dropped (best-effort).\n"
+              "# TYPE sluice_events_dropped_total counter\nsluice_events_dropped_total %llu\n",
               LD(m->events_published), LD(m->events_dropped));
-    sb_printf(b, "# HELP sluice_http_timeouts_total Connections closed past web.read_timeout / write_timeout.\n"
-                 "# TYPE sluice_http_timeouts_total counter\n"
-                 "sluice_http_timeouts_total{kind=\"read\"} %llu\nsluice_http_timeouts_total{kind=\"write\"} %llu\n",
+    sb_printf(b,
+              "# HELP sluice_http_timeouts_total Connections closed past web.read_timeout / "
+              "write_timeout.\n"
+              "# TYPE sluice_http_timeouts_total counter\n"
+              "sluice_http_timeouts_total{kind=\"read\"} "
+              "%llu\nsluice_http_timeouts_total{kind=\"write\"} %llu\n",
               LD(m->http_timeouts[0]), LD(m->http_timeouts[1]));
-    sb_printf(b, "# HELP sluice_log_suppressed_total Repeated warnings not written (rate limit, log.c).\n"
-                 "# TYPE sluice_log_suppressed_total counter\nsluice_log_suppressed_total %llu\n",
-              (unsigned long long)nf_log_suppressed_total());
+    sb_printf(
+        b,
+        "# HELP sluice_log_suppressed_total Repeated warnings not written (rate limit, log.c).\n"
+        "# TYPE sluice_log_suppressed_total counter\nsluice_log_suppressed_total %llu\n",
+        (unsigned long long)nf_log_suppressed_total());
 }
 
 char *nf_metrics_render(nf_metrics *m)

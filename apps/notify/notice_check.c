@@ -89,11 +89,12 @@ int nf_check_idem(const char *key, int64_t uid, const char *kind, char *id, size
     for (size_t i = 0; ok && i < n; i++)
         ok = key[i] > 32 && key[i] < 127;
     if (!ok) {
-        snprintf(err, errlen, "Idempotency-Key must be 1..%d visible ASCII characters", NF_IDEM_KEY_MAX);
+        snprintf(err, errlen, "Idempotency-Key must be 1..%d visible ASCII characters",
+                 NF_IDEM_KEY_MAX);
         return -1;
     }
     int w = snprintf(id, len, "%s-%lld-%s", kind, (long long)uid, key);
-    if (w < 0 || (size_t)w >= len || (size_t)w >= sizeof ((nf_notice *)0)->order_sn) {
+    if (w < 0 || (size_t)w >= len || (size_t)w >= sizeof((nf_notice *)0)->order_sn) {
         snprintf(err, errlen, "Idempotency-Key is too long");
         id[0] = '\0';
         return -1;

@@ -24,7 +24,8 @@ size_t nf_utf8_chars(const char *s);
  * time "" or NULL (now, local time, written to time_out) or a real
  * "YYYY-MM-DD HH:MM:SS" (copied to time_out). 0, or -1 with the message
  * in err. */
-int nf_check_notice(const char *data, const char *time, char time_out[24], char *err, size_t errlen);
+int nf_check_notice(const char *data, const char *time, char time_out[24], char *err,
+                    size_t errlen);
 
 /* An idempotency key (NULL: none, id = ""): 1..NF_IDEM_KEY_MAX visible
  * ASCII characters; id = "<kind>-<uid>-<key>". 0, or -1 with the message. */

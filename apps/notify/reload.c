@@ -42,15 +42,16 @@ typedef struct changes {
 
 static bool hot(const char *path)
 {
-    return !strcmp(path, "log.level") || !strcmp(path, "web.max_body") || !strcmp(path, "consumers.max_failures");
+    return !strcmp(path, "log.level") || !strcmp(path, "web.max_body") ||
+           !strcmp(path, "consumers.max_failures");
 }
 
 static void on_key(const char *path, const char *from, const char *to, void *arg)
 {
     changes *ch = arg;
     if (!hot(path)) {
-        nf_log(SL_LOG_WARN, "config %s: %s changed (%s -> %s): takes effect at the next restart", ch->r->path,
-               path, from, to);
+        nf_log(SL_LOG_WARN, "config %s: %s changed (%s -> %s): takes effect at the next restart",
+               ch->r->path, path, from, to);
         return;
     }
     if (!strcmp(path, "web.max_body"))
@@ -87,7 +88,8 @@ static void on_change(sl_config *cf, const char *path, void *arg)
     char err[4096];
     if (nf_config_read(next, cf, r->path, err, sizeof err)) {
         one_line(err);
-        nf_log(SL_LOG_ERROR, "config %s: reload refused, the running values stay: %s", r->path, err);
+        nf_log(SL_LOG_ERROR, "config %s: reload refused, the running values stay: %s", r->path,
+               err);
         free(next);
         return;
     }
@@ -132,8 +134,10 @@ int nf_reload_start(nf_app *app, const char *path, nf_reload **out)
         free(r);
         return 0;
     }
-    nf_log(SL_LOG_INFO, "config %s: watching for changes (log.level, web.max_body and "
-                        "consumers.max_failures apply at once)", path);
+    nf_log(SL_LOG_INFO,
+           "config %s: watching for changes (log.level, web.max_body and "
+           "consumers.max_failures apply at once)",
+           path);
     *out = r;
     return 0;
 }

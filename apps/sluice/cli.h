@@ -18,12 +18,12 @@ int cmd_version(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_pub(int argc, char **argv);
 int cmd_sub(int argc, char **argv);
-int cmd_notify(int argc, char **argv); /* apps/notify/cmd_notify.c */
+int cmd_notify(int argc, char **argv);   /* apps/notify/cmd_notify.c */
 int cmd_services(int argc, char **argv); /* cmd_rpc.c */
 int cmd_describe(int argc, char **argv);
 int cmd_call(int argc, char **argv);
 int cmd_forward(int argc, char **argv); /* cmd_forward.c */
-int cmd_auth(int argc, char **argv);   /* cmd_auth.c */
+int cmd_auth(int argc, char **argv);    /* cmd_auth.c */
 
 /* Argument helpers (cli_args.c). Errors go to stderr as "sluice CMD: ...".
  * cli_opt: when argv[*i] is "NAME VALUE" or "NAME=VALUE", sets *val, moves *i

@@ -15,7 +15,8 @@ static int take(sl_subscription *s, const char *who, int nack_first)
         size_t len;
         const char *p = sl_msg_payload(m, &len);
         if (nack_first && sl_msg_deliveries(m) == 1) {
-            printf("  %-10s got %.*s (delivery %u) -> nack\n", who, (int)len, p, sl_msg_deliveries(m));
+            printf("  %-10s got %.*s (delivery %u) -> nack\n", who, (int)len, p,
+                   sl_msg_deliveries(m));
             sl_msg_nack(m);
         } else {
             printf("  %-10s got %.*s (delivery %u, id %s) -> ack\n", who, (int)len, p,

@@ -119,14 +119,14 @@ int cmd_describe(int argc, char **argv)
     for (size_t i = 0; i < n; i++) {
         json_t *eps = json_array(), *nodes = json_array();
         for (size_t e = 0; e < s[i].n_endpoints; e++)
-            json_array_append_new(eps, json_pack("{s:s, s:o}", "name", s[i].endpoints[e].name,
-                                                 "metadata", meta_obj(s[i].endpoints[e].metadata,
-                                                                      s[i].endpoints[e].n_metadata)));
+            json_array_append_new(
+                eps, json_pack("{s:s, s:o}", "name", s[i].endpoints[e].name, "metadata",
+                               meta_obj(s[i].endpoints[e].metadata, s[i].endpoints[e].n_metadata)));
         for (size_t k = 0; k < s[i].n_nodes; k++)
-            json_array_append_new(nodes, json_pack("{s:s, s:s, s:o}", "id", s[i].nodes[k].id,
-                                                   "address", s[i].nodes[k].address, "metadata",
-                                                   meta_obj(s[i].nodes[k].metadata,
-                                                            s[i].nodes[k].n_metadata)));
+            json_array_append_new(
+                nodes, json_pack("{s:s, s:s, s:o}", "id", s[i].nodes[k].id, "address",
+                                 s[i].nodes[k].address, "metadata",
+                                 meta_obj(s[i].nodes[k].metadata, s[i].nodes[k].n_metadata)));
         json_array_append_new(out, json_pack("{s:s, s:s, s:o, s:o, s:o}", "name", s[i].name,
                                              "version", s[i].version, "metadata",
                                              meta_obj(s[i].metadata, s[i].n_metadata), "endpoints",
@@ -195,14 +195,15 @@ int cmd_call(int argc, char **argv)
         } else if (r < 0) {
             return 2;
         } else if (cli_is_help(argv[i])) {
-            printf("usage: sluice call SERVICE ENDPOINT [REQUEST|-] [--registry URL] [--timeout MS]\n"
-                   "                  [--metadata k=v]... [--address HOST:PORT|grpc://HOST:PORT]\n"
-                   "                  [--protobuf]\n\n"
-                   "Call ENDPOINT (Service.Method) of SERVICE with a JSON request (default {};\n"
-                   "- reads stdin) and print the answer. With --protobuf the request is raw\n"
-                   "protobuf bytes read from stdin (< file.bin) and the answer's bytes are\n"
-                   "written as they are. Nodes are reached over HTTP or gRPC, as registered\n"
-                   "(or as --address says). Exit 1 when the call fails.\n");
+            printf(
+                "usage: sluice call SERVICE ENDPOINT [REQUEST|-] [--registry URL] [--timeout MS]\n"
+                "                  [--metadata k=v]... [--address HOST:PORT|grpc://HOST:PORT]\n"
+                "                  [--protobuf]\n\n"
+                "Call ENDPOINT (Service.Method) of SERVICE with a JSON request (default {};\n"
+                "- reads stdin) and print the answer. With --protobuf the request is raw\n"
+                "protobuf bytes read from stdin (< file.bin) and the answer's bytes are\n"
+                "written as they are. Nodes are reached over HTTP or gRPC, as registered\n"
+                "(or as --address says). Exit 1 when the call fails.\n");
             return 0;
         } else if (npos < 3) {
             pos[npos++] = argv[i];
@@ -221,7 +222,8 @@ int cmd_call(int argc, char **argv)
     }
     size_t len;
     if (raw && npos == 3 && strcmp(pos[2], "-") != 0) {
-        fprintf(stderr, "sluice call: --protobuf reads the request from stdin (give - or nothing)\n");
+        fprintf(stderr,
+                "sluice call: --protobuf reads the request from stdin (give - or nothing)\n");
         goto out;
     }
     if (raw || (npos == 3 && strcmp(pos[2], "-") == 0)) {

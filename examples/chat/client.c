@@ -61,7 +61,8 @@ int main(int argc, char **argv)
             continue;
         }
         if (rc != 0) {
-            fprintf(stderr, "chat-client %s: the stream ended: %s (%s)\n", name, sl_strerror(rc), sl_errmsg());
+            fprintf(stderr, "chat-client %s: the stream ended: %s (%s)\n", name, sl_strerror(rc),
+                    sl_errmsg());
             break;
         }
         printf("%s\n", msg);

@@ -42,9 +42,10 @@ static int book_room(sl_ctx *ctx, const sl_msg *msg, void *value, void *user)
     hotel *h = user;
     json_t *cmd = value;
     json_int_t n = json_integer_value(json_object_get(cmd, "n"));
-    json_t *ev = json_pack("{s:s, s:O, s:O, s:O, s:I}", "reservation_id", sl_msg_uuid(msg), "room_id",
-                           json_object_get(cmd, "room_id"), "guest", json_object_get(cmd, "guest"),
-                           "price", json_object_get(cmd, "price"), "n", n);
+    json_t *ev =
+        json_pack("{s:s, s:O, s:O, s:O, s:I}", "reservation_id", sl_msg_uuid(msg), "room_id",
+                  json_object_get(cmd, "room_id"), "guest", json_object_get(cmd, "guest"), "price",
+                  json_object_get(cmd, "price"), "n", n);
     int rc = sl_event_publish_from(h->events, msg, "RoomBooked", ev);
     json_decref(ev);
     if (rc != 0)
@@ -52,7 +53,8 @@ static int book_room(sl_ctx *ctx, const sl_msg *msg, void *value, void *user)
     pthread_mutex_lock(&h->mu);
     bool fail = n % 5 == 0 && n < 1000 && !h->failed_bookings[n]++;
     pthread_mutex_unlock(&h->mu);
-    return fail ? sl_handler_fail(SL_EIO, "booking %lld: simulated failure after the event", (long long)n)
+    return fail ? sl_handler_fail(SL_EIO, "booking %lld: simulated failure after the event",
+                                  (long long)n)
                 : 0;
 }
 
@@ -166,8 +168,8 @@ int main(int argc, char **argv)
     CHECK(sl_event_processor_new(&ep, r, sub, &m, NULL));
     CHECK(sl_command_processor_add(cp, "BookRoom", book_room, &h));
     CHECK(sl_command_processor_add(cp, "OrderBeer", order_beer, &h));
-    CHECK(sl_event_processor_add(ep, "OrderBeerOnRoomBooked", "RoomBooked", order_beer_on_room_booked,
-                                 &h, NULL));
+    CHECK(sl_event_processor_add(ep, "OrderBeerOnRoomBooked", "RoomBooked",
+                                 order_beer_on_room_booked, &h, NULL));
     CHECK(sl_event_processor_add(ep, "FinancialReport", "RoomBooked", financial_report, &h, NULL));
     CHECK(sl_event_processor_add(ep, "BeerOrdered", "BeerOrdered", beer_ordered, &h, NULL));
     pthread_t t;
@@ -181,8 +183,8 @@ int main(int argc, char **argv)
         expected += price;
         char room[16];
         snprintf(room, sizeof room, "%d", 100 + i);
-        json_t *cmd = json_pack("{s:s, s:s, s:i, s:i}", "room_id", room, "guest", "Ada", "price", price,
-                                "n", i);
+        json_t *cmd = json_pack("{s:s, s:s, s:i, s:i}", "room_id", room, "guest", "Ada", "price",
+                                price, "n", i);
         CHECK(sl_command_send(h.commands, "BookRoom", cmd));
         json_decref(cmd);
     }
@@ -199,8 +201,8 @@ int main(int argc, char **argv)
     sl_router_close(r, 10000, NULL);
     pthread_join(t, NULL);
     pthread_mutex_lock(&h.mu);
-    printf("bookings=%d counted=%zu total=%lld expected=%lld beers=%d\n", bookings, h.nseen, h.total,
-           expected, h.beers);
+    printf("bookings=%d counted=%zu total=%lld expected=%lld beers=%d\n", bookings, h.nseen,
+           h.total, expected, h.beers);
     int ok = (int)h.nseen == bookings && h.total == expected && h.beers >= bookings;
     pthread_mutex_unlock(&h.mu);
     sl_router_free(r);

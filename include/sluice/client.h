@@ -45,11 +45,11 @@ typedef struct sl_client_opts {
     const char *version;      /* only nodes of this version (NULL: any) */
     const sl_reg_meta *match; /* only nodes whose metadata holds every pair */
     size_t n_match;
-    int retries;            /* more nodes tried after a failure (default 3) */
-    int64_t timeout_ms;     /* a call's whole time, every try included (default 5000) */
-    int64_t backoff_ms;     /* pause before a retry, doubled each time (default 10) */
-    size_t max_response;    /* larger answers fail with SL_ETOOBIG (default 16 MiB) */
-    int64_t cache_ttl_ms;   /* look nodes up again at least this often (default 30000) */
+    int retries;          /* more nodes tried after a failure (default 3) */
+    int64_t timeout_ms;   /* a call's whole time, every try included (default 5000) */
+    int64_t backoff_ms;   /* pause before a retry, doubled each time (default 10) */
+    size_t max_response;  /* larger answers fail with SL_ETOOBIG (default 16 MiB) */
+    int64_t cache_ttl_ms; /* look nodes up again at least this often (default 30000) */
 } sl_client_opts;
 
 SL_API void sl_client_opts_init(sl_client_opts *o);
@@ -61,7 +61,7 @@ typedef struct sl_call_opts {
     int retries;                 /* < 0: the client's */
     const sl_reg_meta *metadata; /* sent as request headers (names [A-Za-z0-9-]) */
     size_t n_metadata;
-    const char *address;         /* "host:port": call this node, no discovery */
+    const char *address; /* "host:port": call this node, no discovery */
 } sl_call_opts;
 
 SL_API void sl_call_opts_init(sl_call_opts *o);
@@ -115,8 +115,7 @@ SL_API void sl_response_free(sl_response *r);
  * (or made again after a failed attempt) up to the call's timeout_ms, then
  * fails with SL_ETIMEDOUT. */
 SL_API int sl_client_stream(sl_client *c, const char *service, const char *endpoint,
-                            const void *req, size_t len, const sl_call_opts *opts,
-                            sl_stream **out);
+                            const void *req, size_t len, const sl_call_opts *opts, sl_stream **out);
 /* The next message (malloc'd, NUL-terminated, free it): 0; SL_ECLOSED at
  * the end of the stream; SL_ETIMEDOUT; SL_EIO when the connection broke. */
 SL_API int sl_stream_next(sl_stream *s, char **msg, size_t *len, int timeout_ms);

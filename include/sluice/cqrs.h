@@ -65,8 +65,8 @@ typedef int (*sl_cqrs_topic_fn)(const char *name, char *buf, size_t cap, void *c
 typedef struct sl_cqrs_opts {
     sl_cqrs_topic_fn topic; /* NULL: "commands.<name>" / "events.<name>" */
     void *topic_ctx;
-    const char *group; /* processors: consumer group (see above); NULL = default */
-    unsigned workers;  /* processors: worker threads per handler (default 1) */
+    const char *group;       /* processors: consumer group (see above); NULL = default */
+    unsigned workers;        /* processors: worker threads per handler (default 1) */
     sl_publisher *reply_pub; /* command processors: answers requests (sl_request) whose
                                 handler did not sl_reply: an empty reply with the
                                 handler's result (a failed request is answered with its
@@ -152,7 +152,8 @@ SL_API void sl_requester_free(sl_requester *r);
 
 /* Answer `request` (from inside its handler) with body, or with err < 0
  * and body as the error's detail. SL_EINVAL when request asked no reply. */
-SL_API int sl_reply(sl_publisher *pub, const sl_msg *request, const void *body, size_t len, int err);
+SL_API int sl_reply(sl_publisher *pub, const sl_msg *request, const void *body, size_t len,
+                    int err);
 
 #ifdef __cplusplus
 }

@@ -37,9 +37,9 @@ typedef struct sl_subscription sl_subscription;
 
 /* Backend feature flags. */
 enum {
-    SL_FEAT_CONSUMER_GROUPS = 1u << 0, /* subscriptions sharing a group compete */
-    SL_FEAT_PERSISTENT = 1u << 1,      /* messages survive the process */
-    SL_FEAT_ORDERED = 1u << 2,         /* one consumer sees a topic in publish order */
+    SL_FEAT_CONSUMER_GROUPS = 1u << 0,  /* subscriptions sharing a group compete */
+    SL_FEAT_PERSISTENT = 1u << 1,       /* messages survive the process */
+    SL_FEAT_ORDERED = 1u << 2,          /* one consumer sees a topic in publish order */
     SL_FEAT_LATE_SUBSCRIBERS = 1u << 3, /* new subscriptions may receive old messages */
     SL_FEAT_EXACTLY_ONCE = 1u << 4,
     SL_FEAT_DELAYED_NACK = 1u << 5,    /* sl_msg_nack_delay is honoured */
@@ -69,8 +69,8 @@ enum {
 };
 
 typedef struct sl_publish_opts {
-    unsigned flags;  /* SL_PUBLISH_* */
-    int timeout_ms;  /* for WAIT_ACK and blocking on backpressure; < 0 forever */
+    unsigned flags; /* SL_PUBLISH_* */
+    int timeout_ms; /* for WAIT_ACK and blocking on backpressure; < 0 forever */
     /* Optional out: how many of the n messages (a prefix) the backend took:
      * n on success; on failure what the backend can tell (mem:// counts
      * exactly, sqlite:// is all-or-nothing: 0), else 0. Lets a caller that
@@ -87,7 +87,7 @@ SL_API void sl_publish_opts_init(sl_publish_opts *o);
  * where the backend can tell. Blocks while buffers are full (backpressure). */
 SL_API int sl_publish(sl_publisher *p, const char *topic, sl_msg *const *msgs, size_t n);
 SL_API int sl_publish_ex(sl_publisher *p, const char *topic, sl_msg *const *msgs, size_t n,
-                  const sl_publish_opts *opts);
+                         const sl_publish_opts *opts);
 
 SL_API unsigned sl_publisher_features(const sl_publisher *p);
 /* Flush anything buffered, wake blocked publishers (SL_ECLOSED) and free. */
@@ -104,9 +104,9 @@ typedef enum sl_start {
 } sl_start;
 
 typedef struct sl_subscribe_opts {
-    const char *group;  /* NULL or "": this subscription alone gets every message */
-    sl_start start;     /* where a new group starts */
-    unsigned prefetch;  /* unacked messages one subscription may hold (default 1) */
+    const char *group; /* NULL or "": this subscription alone gets every message */
+    sl_start start;    /* where a new group starts */
+    unsigned prefetch; /* unacked messages one subscription may hold (default 1) */
 } sl_subscribe_opts;
 
 SL_API void sl_subscribe_opts_init(sl_subscribe_opts *o);
@@ -114,7 +114,7 @@ SL_API void sl_subscribe_opts_init(sl_subscribe_opts *o);
 /* Subscribe to a topic. opts may be NULL for defaults. The subscription is
  * established when this returns: messages published afterwards reach it. */
 SL_API int sl_subscribe(sl_subscriber *sub, const char *topic, const sl_subscribe_opts *opts,
-                 sl_subscription **out);
+                        sl_subscription **out);
 
 /* Take the next message (the caller owns one reference and must ack or nack
  * it, then unref it). timeout_ms < 0 waits forever, 0 polls.
@@ -130,8 +130,7 @@ SL_API int sl_next(sl_subscription *s, sl_msg **out, int timeout_ms);
  * prefetch to receive batches. Every backend offers it (mem:// takes its lock
  * once per batch; others may loop sl_next). Same threads and errors as
  * sl_next, plus SL_EINVAL (NULL out or got, max 0); on error *got is 0. */
-SL_API int sl_next_batch(sl_subscription *s, sl_msg **out, size_t max, size_t *got,
-                         int timeout_ms);
+SL_API int sl_next_batch(sl_subscription *s, sl_msg **out, size_t max, size_t *got, int timeout_ms);
 /* Close a subscription: messages it took but did not ack go back to its group
  * (redelivered), never lost. */
 SL_API int sl_subscription_close(sl_subscription *s);

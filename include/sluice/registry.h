@@ -112,8 +112,8 @@ SL_API int sl_registry_watch_open(sl_registry *r, const char *name, sl_registry_
 /* The next event: *svc holds the one node concerned (free with
  * sl_reg_services_free(*svc, 1)). Blocks up to timeout_ms (-1 forever);
  * SL_ETIMEDOUT, SL_ECLOSED when the watch or the registry closes. */
-SL_API int sl_registry_watch_next(sl_registry_watch *w, sl_reg_action *action,
-                                  sl_reg_service **svc, int timeout_ms);
+SL_API int sl_registry_watch_next(sl_registry_watch *w, sl_reg_action *action, sl_reg_service **svc,
+                                  int timeout_ms);
 SL_API int sl_registry_watch_close(sl_registry_watch *w);
 
 #ifdef __cplusplus

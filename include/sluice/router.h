@@ -294,7 +294,7 @@ SL_API int sl_mw_poison(sl_middleware *out, const sl_poison_opts *o);
 /* retry then poison, as one middleware: the only order that keeps retries.
  * (Adding sl_mw_poison inside sl_mw_retry is refused; outside is fine.) */
 SL_API int sl_mw_retry_poison(sl_middleware *out, const sl_retry_opts *retry,
-                       const sl_poison_opts *poison);
+                              const sl_poison_opts *poison);
 
 /* throttle: at most count messages per interval_ms through this middleware
  * (shared by every handler it wraps), paced evenly. */
@@ -346,7 +346,7 @@ SL_API int sl_mw_deduplicator(sl_middleware *out, unsigned window_ms);
 /* delay on error: on failure, nack the input for redelivery after
  * initial_ms * multiplier^(deliveries-1) (at most max_ms). */
 SL_API int sl_mw_delay_on_error(sl_middleware *out, unsigned initial_ms, double multiplier,
-                         unsigned max_ms);
+                                unsigned max_ms);
 
 /* metrics: per-handler counts and latency histograms. *m is borrowed from
  * the middleware (valid until sl_router_free frees it). */
@@ -365,7 +365,7 @@ SL_API int sl_mw_metrics(sl_middleware *out, sl_metrics **m);
 SL_API int sl_metrics_get(sl_metrics *m, const char *handler, sl_handler_stats *out);
 /* Call fn for every handler seen so far (snapshots, in first-seen order). */
 SL_API void sl_metrics_foreach(sl_metrics *m, void (*fn)(const sl_handler_stats *s, void *user),
-                        void *user);
+                               void *user);
 
 #ifdef __cplusplus
 }

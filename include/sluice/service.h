@@ -80,15 +80,15 @@ typedef int (*sl_endpoint_fn)(sl_call *call, void *user);
 typedef int (*sl_wrapper_fn)(sl_call *call, void *user);
 
 typedef struct sl_service_opts {
-    const char *name;     /* required: [A-Za-z0-9._-]+ */
-    const char *version;  /* default "latest" */
-    const char *id;       /* default "<name>-<uuid>" */
-    const char *address;  /* "host:port"; ":0" (default) = any free port on all interfaces */
-    const char *advertise; /* "host[:port]" registered for callers; default: the bound host, or
-                              127.0.0.1 when bound to all interfaces (set it on a real network) */
-    const char *registry; /* registry URL; NULL = the default (sl_registry_open); "none" = do
-                             not register */
-    int64_t register_ttl_ms;      /* default 30000 */
+    const char *name;        /* required: [A-Za-z0-9._-]+ */
+    const char *version;     /* default "latest" */
+    const char *id;          /* default "<name>-<uuid>" */
+    const char *address;     /* "host:port"; ":0" (default) = any free port on all interfaces */
+    const char *advertise;   /* "host[:port]" registered for callers; default: the bound host, or
+                                127.0.0.1 when bound to all interfaces (set it on a real network) */
+    const char *registry;    /* registry URL; NULL = the default (sl_registry_open); "none" = do
+                                not register */
+    int64_t register_ttl_ms; /* default 30000 */
     int64_t register_interval_ms; /* default 10000 (re-register this often) */
     int64_t drain_timeout_ms;     /* graceful stop waits this long for calls (default 10000) */
     size_t max_body;              /* larger request bodies get 413 (default 4 MiB) */
@@ -146,8 +146,8 @@ SL_API const char *sl_service_name(const sl_service *s);
  * returning 0 acks, an error nacks (redelivered). Handlers start with the
  * service and drain at its stop. Call before start. Errors: SL_EINVAL,
  * SL_ESTATE, backend errors from opening url. */
-SL_API int sl_service_subscribe(sl_service *s, const char *url, const char *topic, const char *group,
-                                sl_handler_fn fn, void *user);
+SL_API int sl_service_subscribe(sl_service *s, const char *url, const char *topic,
+                                const char *group, sl_handler_fn fn, void *user);
 /* The router behind sl_service_subscribe (created on first use), to add
  * middlewares before start; NULL before any subscribe. */
 SL_API sl_router *sl_service_router(sl_service *s);

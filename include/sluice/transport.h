@@ -148,12 +148,12 @@ SL_API void sl_transport_opts_init(sl_transport_opts *o);
  * threads. Errors: SL_EINVAL, SL_ENOMEM, SL_EBADOPT (buffer_size or
  * publishers 0), and any error of sl_publisher_open/sl_subscriber_open. */
 SL_API int sl_transport_open(sl_transport **out, const char *pub_url, const char *sub_url,
-                      const sl_transport_opts *opts);
+                             const sl_transport_opts *opts);
 
 /* The same over borrowed handles (either may be NULL, not both): they must
  * outlive the transport (close them after sl_transport_free). */
 SL_API int sl_transport_new(sl_transport **out, sl_publisher *pub, sl_subscriber *sub,
-                     const sl_transport_opts *opts);
+                            const sl_transport_opts *opts);
 
 /* A sender for topic. Senders belong to the transport (freed with it); asking
  * twice for one topic returns the same sender. Never blocks.
@@ -201,7 +201,7 @@ SL_API void sl_receive_opts_init(sl_receive_opts *o);
  * returns reach it. Errors: SL_EINVAL, SL_ENOTSUP (no subscriber),
  * SL_ECLOSED, and any error of sl_subscribe. */
 SL_API int sl_transport_receive(sl_transport *t, const char *topic, const sl_receive_opts *opts,
-                         sl_receiver **out);
+                                sl_receiver **out);
 
 /* Take the next message (the caller owns one reference and must pass it to
  * sl_receiver_settle). timeout_ms < 0 waits forever, 0 polls. Blocks; wakes

@@ -84,8 +84,7 @@ int sl_auth_wrap_server(sl_call *c, void *user)
     if (rc == SL_EUNAUTH)
         sl_call_error(c, 401, "%s requires an account", res.endpoint);
     else if (rc < 0)
-        sl_call_error(c, 403, "account %s may not call %s", acc ? acc->id : "(none)",
-                      res.endpoint);
+        sl_call_error(c, 403, "account %s may not call %s", acc ? acc->id : "(none)", res.endpoint);
     else if (acc && set_account(c, acc) < 0) {
         sl_call_error(c, 500, "cannot pass the account on");
         rc = SL_ENOMEM;

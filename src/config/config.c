@@ -282,12 +282,8 @@ static int apply(const sli_src *s, built *b)
         if (!t || json_array_append(b->base, s->parsed))
             rc = sli_err(SL_ENOMEM, "config: out of memory");
         break;
-    case SRC_FILE:
-        rc = load_file(s->text, s->format, &t, origins, raws);
-        break;
-    case SRC_ENV:
-        load_env(s->text, tree, origins);
-        return 0;
+    case SRC_FILE: rc = load_file(s->text, s->format, &t, origins, raws); break;
+    case SRC_ENV: load_env(s->text, tree, origins); return 0;
     case SRC_FLAGS: {
         const char *k;
         json_t *v;
@@ -465,7 +461,8 @@ int sl_config_add_defaults(sl_config *c, const char *text)
         return sli_err(SL_EINVAL, "config: NULL argument to sl_config_add_defaults");
     sli_src s = {.kind = SRC_DEFAULTS, .text = strdup(text), .parsed = json_array()};
     json_t *tree = NULL, *origins = json_object(), *raws = json_object();
-    int rc = s.text && s.parsed && origins && raws ? 0 : sli_err(SL_ENOMEM, "config: out of memory");
+    int rc =
+        s.text && s.parsed && origins && raws ? 0 : sli_err(SL_ENOMEM, "config: out of memory");
     if (rc == 0)
         rc = sli_config_parse_yaml(text, strlen(text), "defaults", &tree, origins, raws);
     if (rc == 0 && (json_array_append(s.parsed, tree) || json_array_append(s.parsed, origins) ||

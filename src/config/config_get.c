@@ -39,7 +39,8 @@ static int get(sl_config *c, const char *path, bool with_null, json_t **v, json_
     pthread_mutex_lock(&c->mu);
     json_t *j = sli_config_lookup(c->tree, path);
     const char *o = sli_config_text_of(c, 0, path);
-    bool missing = !j || (json_is_null(j) && !with_null); /* j dies with the tree: decide under the lock */
+    bool missing =
+        !j || (json_is_null(j) && !with_null); /* j dies with the tree: decide under the lock */
     if (!missing && v)
         copy = json_deep_copy(j);
     else if (!missing && ty)
@@ -47,8 +48,7 @@ static int get(sl_config *c, const char *path, bool with_null, json_t **v, json_
     copy_text(origin, cap, o ? o : "defaults");
     if (raw && !missing) {
         /* a string is its own text; other scalars come from YAML, which kept theirs */
-        const char *r = json_is_string(j) ? json_string_value(j)
-                                          : sli_config_text_of(c, 1, path);
+        const char *r = json_is_string(j) ? json_string_value(j) : sli_config_text_of(c, 1, path);
         *raw = r ? strdup(r) : json_dumps(j, JSON_ENCODE_ANY | JSON_COMPACT);
     }
     pthread_mutex_unlock(&c->mu);

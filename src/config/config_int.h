@@ -19,9 +19,9 @@ typedef struct sli_cfg_etcd sli_cfg_etcd;
 
 typedef struct sli_src {
     sli_src_kind kind;
-    char *text; /* defaults: the document; file: the path; env: the prefix */
-    int format; /* file: 0 by its extension, 1 YAML, 2 JSON */
-    json_t *kv; /* flags: path -> value */
+    char *text;         /* defaults: the document; file: the path; env: the prefix */
+    int format;         /* file: 0 by its extension, 1 YAML, 2 JSON */
+    json_t *kv;         /* flags: path -> value */
     sli_cfg_etcd *etcd; /* etcd: the connection (text: the URL) */
     json_t *parsed;     /* defaults: [tree, origins, raws] parsed once (the text never changes) */
 } sli_src;

@@ -60,8 +60,7 @@ static void note(walk *w, const char *path, size_t line)
     json_object_set_new(w->origins, path, json_string(o));
 }
 
-static int convert(walk *w, yaml_node_t *n, const char *path, json_t **out, int depth,
-                   size_t line)
+static int convert(walk *w, yaml_node_t *n, const char *path, json_t **out, int depth, size_t line)
 {
     if (depth > 64)
         return sli_err(SL_EINVAL, "%s:%zu: nested too deep", w->name, n->start_mark.line + 1);

@@ -77,11 +77,11 @@ static block *_Atomic shared[NCLASS];  /* freed blocks, pushed by anyone */
 static _Atomic size_t nshared[NCLASS]; /* blocks in shared + taken lists */
 
 typedef struct local {
-    block *own;    /* freed here, at most LOCAL_MAX */
+    block *own; /* freed here, at most LOCAL_MAX */
     size_t nown;
     block *out, *out_tail; /* freed here beyond LOCAL_MAX, fewer than RETURN_BATCH */
     size_t nout;
-    block *taken;  /* taken from shared, counted in nshared */
+    block *taken; /* taken from shared, counted in nshared */
 } local;
 
 static _Thread_local local mine[NCLASS];
@@ -135,7 +135,10 @@ static void on_thread_exit(void *arg)
     gone = true;
 }
 
-static void make_key(void) { (void)pthread_key_create(&exit_key, on_thread_exit); }
+static void make_key(void)
+{
+    (void)pthread_key_create(&exit_key, on_thread_exit);
+}
 
 static void arm(void)
 {

@@ -41,7 +41,10 @@ const char *sl_strerror(int err)
     }
 }
 
-const char *sl_errmsg(void) { return errbuf; }
+const char *sl_errmsg(void)
+{
+    return errbuf;
+}
 
 int sli_err(int code, const char *fmt, ...)
 {
@@ -56,4 +59,7 @@ int sli_err(int code, const char *fmt, ...)
     return code;
 }
 
-void sli_err_clear(void) { errbuf[0] = '\0'; }
+void sli_err_clear(void)
+{
+    errbuf[0] = '\0';
+}

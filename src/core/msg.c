@@ -23,8 +23,8 @@ typedef struct meta_kv {
 typedef struct body {
     _Atomic uint32_t refs;
     size_t len;
-    unsigned char *payload; /* points inside this allocation, or to ext */
-    char *uuid;             /* inside this allocation; see body_uuid */
+    unsigned char *payload;      /* points inside this allocation, or to ext */
+    char *uuid;                  /* inside this allocation; see body_uuid */
     _Atomic uint32_t uuid_state; /* UUID_* */
     meta_kv *meta;
     size_t nmeta, capmeta;
@@ -170,15 +170,14 @@ static sl_msg *hdr_new(body *b)
 }
 
 /* "00".."ff": one table lookup per byte. */
-static const char hexpair[513] =
-    "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
-    "202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f"
-    "404142434445464748494a4b4c4d4e4f505152535455565758595a5b5c5d5e5f"
-    "606162636465666768696a6b6c6d6e6f707172737475767778797a7b7c7d7e7f"
-    "808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f"
-    "a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf"
-    "c0c1c2c3c4c5c6c7c8c9cacbcccdcecfd0d1d2d3d4d5d6d7d8d9dadbdcdddedf"
-    "e0e1e2e3e4e5e6e7e8e9eaebecedeeeff0f1f2f3f4f5f6f7f8f9fafbfcfdfeff";
+static const char hexpair[513] = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+                                 "202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f"
+                                 "404142434445464748494a4b4c4d4e4f505152535455565758595a5b5c5d5e5f"
+                                 "606162636465666768696a6b6c6d6e6f707172737475767778797a7b7c7d7e7f"
+                                 "808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f"
+                                 "a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf"
+                                 "c0c1c2c3c4c5c6c7c8c9cacbcccdcecfd0d1d2d3d4d5d6d7d8d9dadbdcdddedf"
+                                 "e0e1e2e3e4e5e6e7e8e9eaebecedeeeff0f1f2f3f4f5f6f7f8f9fafbfcfdfeff";
 
 void sl_uuid_v7(char out[SL_UUID_LEN + 1])
 {
@@ -263,7 +262,10 @@ void sl_msg_unref(sl_msg *m)
     sli_block_put(SLI_BLOCK_HDR, m);
 }
 
-const char *sl_msg_uuid(const sl_msg *m) { return m ? body_uuid(m->b) : NULL; }
+const char *sl_msg_uuid(const sl_msg *m)
+{
+    return m ? body_uuid(m->b) : NULL;
+}
 
 const void *sl_msg_payload(const sl_msg *m, size_t *len)
 {
@@ -277,9 +279,15 @@ const void *sl_msg_payload(const sl_msg *m, size_t *len)
     return m->b->payload;
 }
 
-const char *sl_msg_topic(const sl_msg *m) { return m && m->topic ? m->topic->s : NULL; }
+const char *sl_msg_topic(const sl_msg *m)
+{
+    return m && m->topic ? m->topic->s : NULL;
+}
 
-unsigned sl_msg_deliveries(const sl_msg *m) { return m ? m->deliveries : 0; }
+unsigned sl_msg_deliveries(const sl_msg *m)
+{
+    return m ? m->deliveries : 0;
+}
 
 int sl_msg_set_payload(sl_msg *m, const void *data, size_t len)
 {
@@ -363,7 +371,10 @@ int sl_msg_meta_del(sl_msg *m, const char *key)
     return 0;
 }
 
-size_t sl_msg_meta_count(const sl_msg *m) { return m ? m->b->nmeta : 0; }
+size_t sl_msg_meta_count(const sl_msg *m)
+{
+    return m ? m->b->nmeta : 0;
+}
 
 int sl_msg_meta_at(const sl_msg *m, size_t i, const char **key, const char **value)
 {
@@ -408,7 +419,8 @@ bool sl_msg_equal(const sl_msg *a, const sl_msg *b)
     const body *x = a->b, *y = b->b;
     if (x == y)
         return true;
-    if (strcmp(body_uuid((body *)x), body_uuid((body *)y)) != 0 || x->len != y->len || x->nmeta != y->nmeta)
+    if (strcmp(body_uuid((body *)x), body_uuid((body *)y)) != 0 || x->len != y->len ||
+        x->nmeta != y->nmeta)
         return false;
     if (x->len && memcmp(x->payload, y->payload, x->len) != 0)
         return false;
@@ -438,7 +450,10 @@ static int settle(sl_msg *m, sl_ack_state to, unsigned delay_ms)
     return 0;
 }
 
-int sl_msg_ack(sl_msg *m) { return settle(m, SL_MSG_ACKED, 0); }
+int sl_msg_ack(sl_msg *m)
+{
+    return settle(m, SL_MSG_ACKED, 0);
+}
 
 /* Hand the messages in run[0..n) (all moved to ACKED, same batch hook) to
  * their backend at once, then wake their waiters. */
@@ -486,8 +501,14 @@ int sl_msg_ack_batch(sl_msg *const *msgs, size_t n)
     ack_run(run, k);
     return rc;
 }
-int sl_msg_nack(sl_msg *m) { return settle(m, SL_MSG_NACKED, 0); }
-int sl_msg_nack_delay(sl_msg *m, unsigned delay_ms) { return settle(m, SL_MSG_NACKED, delay_ms); }
+int sl_msg_nack(sl_msg *m)
+{
+    return settle(m, SL_MSG_NACKED, 0);
+}
+int sl_msg_nack_delay(sl_msg *m, unsigned delay_ms)
+{
+    return settle(m, SL_MSG_NACKED, delay_ms);
+}
 
 sl_ack_state sl_msg_state(const sl_msg *m)
 {
@@ -509,7 +530,8 @@ int sl_msg_wait(sl_msg *m, int timeout_ms, sl_ack_state *state)
     atomic_fetch_sub(&m->waiters, 1);
     uint32_t st = atomic_load(&m->state);
     if (st == SL_MSG_PENDING)
-        return sli_err(SL_ETIMEDOUT, "message %s not acked within %d ms", body_uuid(m->b), timeout_ms);
+        return sli_err(SL_ETIMEDOUT, "message %s not acked within %d ms", body_uuid(m->b),
+                       timeout_ms);
     if (state)
         *state = (sl_ack_state)st;
     return 0;
@@ -528,9 +550,15 @@ void sli_msg_set_delivery(sl_msg *m, sli_rcstr *topic, unsigned deliveries, sli_
     m->hook_ctx = ctx;
 }
 
-void sli_msg_set_batch_hook(sl_msg *m, sli_msg_batch_hook bh) { m->batch_hook = bh; }
+void sli_msg_set_batch_hook(sl_msg *m, sli_msg_batch_hook bh)
+{
+    m->batch_hook = bh;
+}
 
-void *sli_msg_hook_ctx(const sl_msg *m) { return m->hook_ctx; }
+void *sli_msg_hook_ctx(const sl_msg *m)
+{
+    return m->hook_ctx;
+}
 
 void *sli_msg_body_ref(const sl_msg *m)
 {
@@ -538,7 +566,10 @@ void *sli_msg_body_ref(const sl_msg *m)
     return m->b;
 }
 
-void sli_msg_body_unref(void *b) { body_unref(b); }
+void sli_msg_body_unref(void *b)
+{
+    body_unref(b);
+}
 
 void *sli_body_ref(void *b)
 {
@@ -546,7 +577,10 @@ void *sli_body_ref(void *b)
     return b;
 }
 
-sl_msg *sli_msg_blank(void) { return hdr_new(NULL); }
+sl_msg *sli_msg_blank(void)
+{
+    return hdr_new(NULL);
+}
 
 void sli_msg_blank_free(sl_msg *m)
 {
@@ -593,7 +627,8 @@ int sli_msg_deliver_at(const sl_msg *m, int64_t *wall_ms)
     for (; v[i] >= '0' && v[i] <= '9' && i < 16; i++)
         x = x * 10 + (v[i] - '0');
     if (i == 0 || v[i] != '\0')
-        return sli_err(SL_EINVAL, "message %s: metadata %s='%s' is not milliseconds since the epoch",
+        return sli_err(SL_EINVAL,
+                       "message %s: metadata %s='%s' is not milliseconds since the epoch",
                        body_uuid(m->b), SL_META_DELIVER_AT, v);
     *wall_ms = x;
     return 0;

@@ -23,8 +23,9 @@ int sl_msg_deadline(const sl_msg *m, int64_t *wall_ms)
     for (; v[i] >= '0' && v[i] <= '9' && i < 16; i++)
         x = x * 10 + (v[i] - '0');
     if (i == 0 || v[i] != '\0')
-        return sli_err(SL_EINVAL, "message %s: metadata %s='%.40s' is not milliseconds since the "
-                                  "epoch",
+        return sli_err(SL_EINVAL,
+                       "message %s: metadata %s='%.40s' is not milliseconds since the "
+                       "epoch",
                        sl_msg_uuid(m), SL_META_DEADLINE, v);
     *wall_ms = x;
     return 0;

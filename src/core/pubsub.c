@@ -131,7 +131,10 @@ int sl_publish(sl_publisher *p, const char *topic, sl_msg *const *msgs, size_t n
     return sl_publish_ex(p, topic, msgs, n, NULL);
 }
 
-unsigned sl_publisher_features(const sl_publisher *p) { return p ? p->features : 0; }
+unsigned sl_publisher_features(const sl_publisher *p)
+{
+    return p ? p->features : 0;
+}
 
 int sl_publisher_close(sl_publisher *p)
 {
@@ -250,7 +253,10 @@ int sl_next_batch(sl_subscription *s, sl_msg **out, size_t max, size_t *got, int
         return sli_err(SL_EINVAL, "sl_next_batch: got is NULL");
     *got = 0;
     if (!s || !out || !max)
-        return sli_err(SL_EINVAL, "sl_next_batch: %s", !s ? "subscription is NULL" : !out ? "out is NULL" : "max is 0");
+        return sli_err(SL_EINVAL, "sl_next_batch: %s",
+                       !s     ? "subscription is NULL"
+                       : !out ? "out is NULL"
+                              : "max is 0");
     for (size_t i = 0; i < max; i++)
         out[i] = NULL;
     const sli_backend *ops = s->owner->ops;
@@ -277,7 +283,10 @@ int sl_subscription_close(sl_subscription *s)
     return rc;
 }
 
-unsigned sl_subscriber_features(const sl_subscriber *sub) { return sub ? sub->features : 0; }
+unsigned sl_subscriber_features(const sl_subscriber *sub)
+{
+    return sub ? sub->features : 0;
+}
 
 int sl_subscriber_close(sl_subscriber *sub)
 {

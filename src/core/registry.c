@@ -105,7 +105,8 @@ int sl_scheme_features(const char *scheme, unsigned *features)
         return sli_err(SL_EINVAL, "sl_scheme_features: NULL argument");
     const sli_backend *b = sli_backend_find(scheme);
     if (!b)
-        return sli_err(SL_ENOTSUP, "unknown scheme '%s' (known: %s)", scheme, sli_backend_schemes());
+        return sli_err(SL_ENOTSUP, "unknown scheme '%s' (known: %s)", scheme,
+                       sli_backend_schemes());
     *features = b->features;
     return 0;
 }

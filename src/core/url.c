@@ -36,7 +36,8 @@ static int decode(const char *s, size_t n, const char *what, char **out)
             int hi = hexval((unsigned char)s[i + 1]), lo = hexval((unsigned char)s[i + 2]);
             if (hi < 0 || lo < 0) {
                 free(d);
-                return sli_err(SL_EINVAL, "URL %s: bad %%-escape '%%%c%c'", what, s[i + 1], s[i + 2]);
+                return sli_err(SL_EINVAL, "URL %s: bad %%-escape '%%%c%c'", what, s[i + 1],
+                               s[i + 2]);
             }
             int c = hi * 16 + lo;
             if (c == 0) {
@@ -59,7 +60,10 @@ static bool is_unreserved(int c)
     return isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~';
 }
 
-static bool is_subdelim(int c) { return c && strchr("!$&'()*+,;=", c) != NULL; }
+static bool is_subdelim(int c)
+{
+    return c && strchr("!$&'()*+,;=", c) != NULL;
+}
 
 void sli_url_free(sli_url *u)
 {
@@ -189,13 +193,15 @@ static int parse_authority(sli_url *u, const char *a, size_t n)
         long v = 0;
         for (const char *c = port; c < end; c++) {
             if (!isdigit((unsigned char)*c))
-                return sli_err(SL_EINVAL, "URL port: '%.*s' is not a number", (int)(end - port), port);
+                return sli_err(SL_EINVAL, "URL port: '%.*s' is not a number", (int)(end - port),
+                               port);
             v = v * 10 + (*c - '0');
             if (v > 65535)
                 break;
         }
         if (v < 1 || v > 65535)
-            return sli_err(SL_EINVAL, "URL port: %.*s is out of range 1..65535", (int)(end - port), port);
+            return sli_err(SL_EINVAL, "URL port: %.*s is out of range 1..65535", (int)(end - port),
+                           port);
         u->port = (int)v;
     }
     return 0;

@@ -40,12 +40,30 @@ void sl_url_free(sl_url *u)
     free(u);
 }
 
-const char *sl_url_scheme(const sl_url *u) { return u ? u->in->scheme : NULL; }
-const char *sl_url_user(const sl_url *u) { return u ? u->in->user : NULL; }
-const char *sl_url_password(const sl_url *u) { return u ? u->in->password : NULL; }
-const char *sl_url_host(const sl_url *u) { return u ? u->in->host : NULL; }
-int sl_url_port(const sl_url *u) { return u ? u->in->port : 0; }
-const char *sl_url_path(const sl_url *u) { return u ? u->in->path : NULL; }
+const char *sl_url_scheme(const sl_url *u)
+{
+    return u ? u->in->scheme : NULL;
+}
+const char *sl_url_user(const sl_url *u)
+{
+    return u ? u->in->user : NULL;
+}
+const char *sl_url_password(const sl_url *u)
+{
+    return u ? u->in->password : NULL;
+}
+const char *sl_url_host(const sl_url *u)
+{
+    return u ? u->in->host : NULL;
+}
+int sl_url_port(const sl_url *u)
+{
+    return u ? u->in->port : 0;
+}
+const char *sl_url_path(const sl_url *u)
+{
+    return u ? u->in->path : NULL;
+}
 
 const char *sl_url_opt(sl_url *u, const char *key)
 {

@@ -30,7 +30,10 @@ void sli_thread_name(const char *name)
     prctl(PR_SET_NAME, buf, 0, 0, 0);
 }
 
-int64_t sli_mono_ms(void) { return sli_mono_ns() / 1000000; }
+int64_t sli_mono_ms(void)
+{
+    return sli_mono_ns() / 1000000;
+}
 
 int64_t sli_wall_ms(void)
 {
@@ -108,7 +111,10 @@ void sli_futex_wake(_Atomic uint32_t *addr, int n)
     syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAKE_PRIVATE, n, NULL, NULL, 0);
 }
 
-void sli_futex_wake_all(_Atomic uint32_t *addr) { sli_futex_wake(addr, INT_MAX); }
+void sli_futex_wake_all(_Atomic uint32_t *addr)
+{
+    sli_futex_wake(addr, INT_MAX);
+}
 
 sli_rcstr *sli_rcstr_new(const char *s)
 {
@@ -139,11 +145,20 @@ void sli_rcstr_unref(sli_rcstr *r)
 static _Thread_local uint64_t rs[4];
 static _Thread_local int rs_seeded;
 
-static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+static inline uint64_t rotl(uint64_t x, int k)
+{
+    return (x << k) | (x >> (64 - k));
+}
 
-static void rs_reseed_child(void) { rs_seeded = 0; }
+static void rs_reseed_child(void)
+{
+    rs_seeded = 0;
+}
 static pthread_once_t rs_once = PTHREAD_ONCE_INIT;
-static void rs_install_atfork(void) { pthread_atfork(NULL, NULL, rs_reseed_child); }
+static void rs_install_atfork(void)
+{
+    pthread_atfork(NULL, NULL, rs_reseed_child);
+}
 
 uint64_t sli_rand64(void)
 {

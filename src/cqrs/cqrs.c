@@ -26,11 +26,13 @@ static int name_ok(const char *name)
         return sli_err(SL_EINVAL, "cqrs: type name must be 1..200 bytes");
     for (const char *p = name; *p; p++)
         if ((unsigned char)*p < 0x21 || *p == 0x7f)
-            return sli_err(SL_EINVAL, "cqrs: type name '%.64s' has spaces or control characters", name);
+            return sli_err(SL_EINVAL, "cqrs: type name '%.64s' has spaces or control characters",
+                           name);
     return 0;
 }
 
-static int topic_of(const sl_cqrs_opts *o, const char *kind, const char *name, char *buf, size_t cap)
+static int topic_of(const sl_cqrs_opts *o, const char *kind, const char *name, char *buf,
+                    size_t cap)
 {
     int rc = name_ok(name);
     if (rc != 0)
@@ -97,9 +99,9 @@ int sli_command_send_request(sl_command_bus *b, const char *name, const void *va
 static bool routing_key(const char *k)
 {
     static const char *const keys[] = {
-        SL_CQRS_META_NAME, "content_type", SL_META_DELIVER_AT, SL_META_DEADLINE,
-        SL_CQRS_META_REPLY_TO, SL_CQRS_META_REPLY_ERROR, "forward_to", "requeue_topic",
-        "requeue_count", "fanin_source", SL_POISON_REASON_KEY, SL_POISON_TOPIC_KEY,
+        SL_CQRS_META_NAME,     "content_type",           SL_META_DELIVER_AT,   SL_META_DEADLINE,
+        SL_CQRS_META_REPLY_TO, SL_CQRS_META_REPLY_ERROR, "forward_to",         "requeue_topic",
+        "requeue_count",       "fanin_source",           SL_POISON_REASON_KEY, SL_POISON_TOPIC_KEY,
         SL_POISON_HANDLER_KEY};
     for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
         if (strcmp(k, keys[i]) == 0)
@@ -168,19 +170,23 @@ int sl_command_send(sl_command_bus *b, const char *name, const void *value)
     return b ? bus_send(&b->b, NULL, name, value) : sli_err(SL_EINVAL, "sl_command_send: NULL bus");
 }
 
-int sl_command_send_from(sl_command_bus *b, const sl_msg *cause, const char *name, const void *value)
+int sl_command_send_from(sl_command_bus *b, const sl_msg *cause, const char *name,
+                         const void *value)
 {
-    return b ? bus_send(&b->b, cause, name, value) : sli_err(SL_EINVAL, "sl_command_send_from: NULL bus");
+    return b ? bus_send(&b->b, cause, name, value)
+             : sli_err(SL_EINVAL, "sl_command_send_from: NULL bus");
 }
 
 int sl_event_publish(sl_event_bus *b, const char *name, const void *value)
 {
-    return b ? bus_send(&b->b, NULL, name, value) : sli_err(SL_EINVAL, "sl_event_publish: NULL bus");
+    return b ? bus_send(&b->b, NULL, name, value)
+             : sli_err(SL_EINVAL, "sl_event_publish: NULL bus");
 }
 
 int sl_event_publish_from(sl_event_bus *b, const sl_msg *cause, const char *name, const void *value)
 {
-    return b ? bus_send(&b->b, cause, name, value) : sli_err(SL_EINVAL, "sl_event_publish_from: NULL bus");
+    return b ? bus_send(&b->b, cause, name, value)
+             : sli_err(SL_EINVAL, "sl_event_publish_from: NULL bus");
 }
 
 int sli_command_send_request(sl_command_bus *b, const char *name, const void *value,
@@ -189,8 +195,14 @@ int sli_command_send_request(sl_command_bus *b, const char *name, const void *va
     return bus_send_meta(&b->b, NULL, name, value, reply_to, correlation, timeout_ms);
 }
 
-void sl_command_bus_free(sl_command_bus *b) { free(b); }
-void sl_event_bus_free(sl_event_bus *b) { free(b); }
+void sl_command_bus_free(sl_command_bus *b)
+{
+    free(b);
+}
+void sl_event_bus_free(sl_event_bus *b)
+{
+    free(b);
+}
 
 /* ---- processors ---- */
 
@@ -266,8 +278,8 @@ static int proc_init(proc *p, sl_router *r, sl_subscriber *sub, const sl_marshal
     return 0;
 }
 
-static int proc_add(proc *p, const char *handler, const char *name, sl_cqrs_handler_fn fn, void *user,
-                    const char *group)
+static int proc_add(proc *p, const char *handler, const char *name, sl_cqrs_handler_fn fn,
+                    void *user, const char *group)
 {
     if (!fn)
         return sli_err(SL_EINVAL, "cqrs: NULL handler");
@@ -375,7 +387,9 @@ int sl_event_processor_add(sl_event_processor *ep, const char *handler, const ch
     if (!ep || !handler || !*handler)
         return sli_err(SL_EINVAL, "sl_event_processor_add: NULL processor or handler name");
     return proc_add(&ep->p, handler, name, fn, user,
-                    group ? group : ep->p.o.group ? ep->p.o.group : handler);
+                    group           ? group
+                    : ep->p.o.group ? ep->p.o.group
+                                    : handler);
 }
 
 void sl_event_processor_free(sl_event_processor *p)

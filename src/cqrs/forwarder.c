@@ -112,8 +112,8 @@ static int forward_one(sl_forwarder *f, sl_msg *m)
 {
     const char *dest = sl_msg_meta_get(m, SL_FORWARD_META_TOPIC);
     if (!dest || sli_check_topic(dest) != 0) {
-        sli_log(SL_LOG_ERROR, "forwarder", "message %s has no valid %s: moved to %s", sl_msg_uuid(m),
-                SL_FORWARD_META_TOPIC, f->poison);
+        sli_log(SL_LOG_ERROR, "forwarder", "message %s has no valid %s: moved to %s",
+                sl_msg_uuid(m), SL_FORWARD_META_TOPIC, f->poison);
         sl_msg *p = NULL;
         int rc = sl_msg_copy(m, &p);
         if (rc == 0 && (rc = sl_msg_meta_set(p, "reason_poisoned", "no valid forward_to")) == 0)

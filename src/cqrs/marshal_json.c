@@ -39,7 +39,7 @@ static int json_unmarshal(void *ctx, const sl_msg *m, void **value)
     if (!j)
         return sli_err(SL_EPROTO, "cqrs json: payload of %s is not JSON: %s",
                        sl_msg_meta_get(m, SL_CQRS_META_NAME) ? sl_msg_meta_get(m, SL_CQRS_META_NAME)
-                                                              : "(no name)",
+                                                             : "(no name)",
                        e.text);
     *value = j;
     return 0;

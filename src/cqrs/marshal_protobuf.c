@@ -47,8 +47,8 @@ static int pb_unmarshal(void *ctx, const sl_msg *m, void **value)
     const char *name = sl_msg_meta_get(m, SL_CQRS_META_NAME);
     const sl_protobuf_type *t = find(ctx, name);
     if (!t)
-        return sli_err(SL_EPROTO, "cqrs protobuf: message %s has unknown type '%s'",
-                       sl_msg_uuid(m), name ? name : "(none)");
+        return sli_err(SL_EPROTO, "cqrs protobuf: message %s has unknown type '%s'", sl_msg_uuid(m),
+                       name ? name : "(none)");
     size_t len;
     const uint8_t *p = sl_msg_payload(m, &len);
     ProtobufCMessage *v = protobuf_c_message_unpack(t->desc, NULL, len, p);

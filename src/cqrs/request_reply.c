@@ -133,7 +133,8 @@ int sl_request(sl_requester *r, const char *name, const void *value, int timeout
     pthread_mutex_lock(&r->mu);
     while (rc == 0 && !w.reply)
         if (sli_cond_wait_until(&r->cv, &r->mu, deadline) != 0 && !w.reply)
-            rc = sli_err(SL_ETIMEDOUT, "request %s (%s): no reply within %d ms", name, w.id, timeout_ms);
+            rc = sli_err(SL_ETIMEDOUT, "request %s (%s): no reply within %d ms", name, w.id,
+                         timeout_ms);
     waiter **p = &r->waiting;
     while (*p != &w)
         p = &(*p)->next;
@@ -145,8 +146,8 @@ int sl_request(sl_requester *r, const char *name, const void *value, int timeout
             long code = strtol(err, NULL, 10);
             size_t len;
             const char *detail = sl_msg_payload(w.reply, &len);
-            rc = sli_err(code < 0 && code > -1000 ? (int)code : SL_EHANDLER, "request %s: %.*s", name,
-                         (int)(len > 512 ? 512 : len), detail);
+            rc = sli_err(code < 0 && code > -1000 ? (int)code : SL_EHANDLER, "request %s: %.*s",
+                         name, (int)(len > 512 ? 512 : len), detail);
         }
         if (reply)
             *reply = w.reply;

@@ -20,7 +20,10 @@ struct sli_etcd {
 };
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
-static void curl_init(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
+static void curl_init(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+}
 
 static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
@@ -109,7 +112,8 @@ int sli_etcd_call(sli_etcd *e, const char *path, json_t *body, json_t **reply)
     curl_easy_setopt(e->h, CURLOPT_POSTFIELDS, req);
     curl_easy_setopt(e->h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e->h, CURLOPT_TIMEOUT_MS, (long)e->timeout_ms);
-    curl_easy_setopt(e->h, CURLOPT_CONNECTTIMEOUT_MS, (long)(e->timeout_ms < 2000 ? e->timeout_ms : 2000));
+    curl_easy_setopt(e->h, CURLOPT_CONNECTTIMEOUT_MS,
+                     (long)(e->timeout_ms < 2000 ? e->timeout_ms : 2000));
     curl_easy_setopt(e->h, CURLOPT_WRITEFUNCTION, collect);
     curl_easy_setopt(e->h, CURLOPT_WRITEDATA, &resp);
     CURLcode cc = curl_easy_perform(e->h);
@@ -127,8 +131,8 @@ int sli_etcd_call(sli_etcd *e, const char *path, json_t *body, json_t **reply)
         const char *m = j ? json_string_value(json_object_get(j, "message")) : NULL;
         if (!m && j)
             m = json_string_value(json_object_get(j, "error"));
-        int rc = sli_err(status >= 500 || status == 0 ? SL_ECONN : SL_EIO, "etcd %s: HTTP %ld: %s", path,
-                         status, m ? m : "malformed answer");
+        int rc = sli_err(status >= 500 || status == 0 ? SL_ECONN : SL_EIO, "etcd %s: HTTP %ld: %s",
+                         path, status, m ? m : "malformed answer");
         json_decref(j);
         return rc;
     }
@@ -216,7 +220,8 @@ int sli_etcd_put(sli_etcd *e, const char *key, const char *value, int64_t lease)
     char ls[32];
     snprintf(ls, sizeof ls, "%lld", (long long)lease);
     int rc = k && v ? sli_etcd_call(e, "/v3/kv/put",
-                                    json_pack("{s:s, s:s, s:s}", "key", k, "value", v, "lease", ls), NULL)
+                                    json_pack("{s:s, s:s, s:s}", "key", k, "value", v, "lease", ls),
+                                    NULL)
                     : sli_err(SL_ENOMEM, "etcd: out of memory");
     free(k);
     free(v);
@@ -243,8 +248,8 @@ int sli_etcd_prefix(sli_etcd *e, const char *prefix, json_t **reply, json_t **kv
     end[n - 1]++; /* the first key after every key with the prefix */
     char *k = sli_b64_encode(prefix, n), *r = sli_b64_encode(end, n);
     free(end);
-    int rc = k && r ? sli_etcd_call(e, "/v3/kv/range", json_pack("{s:s, s:s}", "key", k, "range_end", r),
-                                    reply)
+    int rc = k && r ? sli_etcd_call(e, "/v3/kv/range",
+                                    json_pack("{s:s, s:s}", "key", k, "range_end", r), reply)
                     : sli_err(SL_ENOMEM, "etcd: out of memory");
     free(k);
     free(r);

@@ -25,26 +25,30 @@ static json_t *meta_json(const sl_reg_meta *m, size_t n)
     return o;
 }
 
-static const char *vers(const char *v) { return v && *v ? v : "latest"; }
+static const char *vers(const char *v)
+{
+    return v && *v ? v : "latest";
+}
 
 char *sli_reg_record_encode(const sl_reg_service *svc, size_t i)
 {
     const sl_reg_node *nd = &svc->nodes[i];
     json_t *eps = json_array();
     for (size_t e = 0; eps && e < svc->n_endpoints; e++) {
-        json_t *ep = json_pack("{s:s, s:o*}", "name", svc->endpoints[e].name ? svc->endpoints[e].name : "",
-                               "metadata", meta_json(svc->endpoints[e].metadata,
-                                                     svc->endpoints[e].n_metadata));
+        json_t *ep = json_pack("{s:s, s:o*}", "name",
+                               svc->endpoints[e].name ? svc->endpoints[e].name : "", "metadata",
+                               meta_json(svc->endpoints[e].metadata, svc->endpoints[e].n_metadata));
         if (!ep || json_array_append_new(eps, ep) != 0) {
             json_decref(eps);
             return NULL;
         }
     }
-    json_t *node = json_pack("{s:s, s:s, s:o*}", "id", nd->id, "address", nd->address ? nd->address : "",
-                             "metadata", meta_json(nd->metadata, nd->n_metadata));
-    json_t *root = json_pack("{s:s, s:s, s:o*, s:o*, s:o*}", "name", svc->name, "version",
-                             vers(svc->version), "metadata", meta_json(svc->metadata, svc->n_metadata),
-                             "endpoints", eps, "node", node);
+    json_t *node =
+        json_pack("{s:s, s:s, s:o*}", "id", nd->id, "address", nd->address ? nd->address : "",
+                  "metadata", meta_json(nd->metadata, nd->n_metadata));
+    json_t *root = json_pack(
+        "{s:s, s:s, s:o*, s:o*, s:o*}", "name", svc->name, "version", vers(svc->version),
+        "metadata", meta_json(svc->metadata, svc->n_metadata), "endpoints", eps, "node", node);
     if (!root)
         return NULL;
     char *s = json_dumps(root, JSON_COMPACT | JSON_SORT_KEYS);
@@ -74,23 +78,30 @@ int sli_reg_check(const sl_reg_service *svc, bool need_address)
     for (size_t i = 0; i < svc->n_nodes; i++) {
         const sl_reg_node *nd = &svc->nodes[i];
         if (!nd->id || !*nd->id || strlen(nd->id) > 255 || strchr(nd->id, '/'))
-            return sli_err(SL_EINVAL, "registry: service '%s': node %zu has no valid id", svc->name, i);
+            return sli_err(SL_EINVAL, "registry: service '%s': node %zu has no valid id", svc->name,
+                           i);
         if (need_address && (!nd->address || !*nd->address))
             return sli_err(SL_EINVAL, "registry: node '%s' has no address", nd->id);
         if (!meta_ok(nd->metadata, nd->n_metadata))
-            return sli_err(SL_EINVAL, "registry: node '%s': metadata with a NULL or empty key or "
-                                      "a NULL value", nd->id);
+            return sli_err(SL_EINVAL,
+                           "registry: node '%s': metadata with a NULL or empty key or "
+                           "a NULL value",
+                           nd->id);
     }
     if (!meta_ok(svc->metadata, svc->n_metadata))
-        return sli_err(SL_EINVAL, "registry: service '%s': metadata with a NULL or empty key or a "
-                                  "NULL value", svc->name);
+        return sli_err(SL_EINVAL,
+                       "registry: service '%s': metadata with a NULL or empty key or a "
+                       "NULL value",
+                       svc->name);
     if (svc->n_endpoints && !svc->endpoints)
         return sli_err(SL_EINVAL, "registry: service '%s': endpoints missing", svc->name);
     for (size_t e = 0; e < svc->n_endpoints; e++)
         if (!svc->endpoints[e].name || !*svc->endpoints[e].name ||
             !meta_ok(svc->endpoints[e].metadata, svc->endpoints[e].n_metadata))
-            return sli_err(SL_EINVAL, "registry: service '%s': endpoint %zu has no name or bad "
-                                      "metadata", svc->name, e);
+            return sli_err(SL_EINVAL,
+                           "registry: service '%s': endpoint %zu has no name or bad "
+                           "metadata",
+                           svc->name, e);
     return 0;
 }
 
@@ -185,9 +196,9 @@ static int svc_from(json_t *root, sl_reg_service *s)
             json_t *ep = json_array_get(eps, i);
             e[i].name = dup_str(json_object_get(ep, "name"));
             s->n_endpoints = i + 1;
-            rc = e[i].name ? meta_from(json_object_get(ep, "metadata"), &e[i].metadata,
-                                       &e[i].n_metadata)
-                           : SL_ENOMEM;
+            rc = e[i].name
+                     ? meta_from(json_object_get(ep, "metadata"), &e[i].metadata, &e[i].n_metadata)
+                     : SL_ENOMEM;
         }
     }
     return rc;

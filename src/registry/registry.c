@@ -149,8 +149,10 @@ int sl_registry_register(sl_registry *r, const sl_reg_service *svc, int64_t ttl_
     for (size_t i = 0; i < svc->n_nodes && rc == 0; i++) {
         char *json = sli_reg_record_encode(svc, i);
         if (!json)
-            return sli_err(SL_EINVAL, "registry: cannot encode node '%s' of '%s' (NULL metadata key "
-                                      "or value?)", svc->nodes[i].id, svc->name);
+            return sli_err(SL_EINVAL,
+                           "registry: cannot encode node '%s' of '%s' (NULL metadata key "
+                           "or value?)",
+                           svc->nodes[i].id, svc->name);
         rc = r->be->put(r->impl, svc->name, svc->nodes[i].id, json, ttl_ms);
         free(json);
     }

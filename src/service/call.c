@@ -64,10 +64,22 @@ int sli_call_add_req_header(sl_call *c, const char *k, const char *v)
     return hdr_add(&c->req_h, &c->nreq_h, k, v);
 }
 
-sl_service *sl_call_service(const sl_call *c) { return c ? c->svc : NULL; }
-const char *sl_call_endpoint(const sl_call *c) { return c ? c->endpoint : NULL; }
-const char *sl_call_content_type(const sl_call *c) { return c ? c->ctype : NULL; }
-int sl_call_status(const sl_call *c) { return c ? c->status : 0; }
+sl_service *sl_call_service(const sl_call *c)
+{
+    return c ? c->svc : NULL;
+}
+const char *sl_call_endpoint(const sl_call *c)
+{
+    return c ? c->endpoint : NULL;
+}
+const char *sl_call_content_type(const sl_call *c)
+{
+    return c ? c->ctype : NULL;
+}
+int sl_call_status(const sl_call *c)
+{
+    return c ? c->status : 0;
+}
 
 const void *sl_call_body(const sl_call *c, size_t *len)
 {
@@ -103,7 +115,8 @@ int sl_call_set_meta(sl_call *c, const char *key, const char *value)
             return sli_err(SL_EINVAL, "sl_call_set_meta: bad header name '%.64s'", key);
     for (const char *p = value; *p; p++)
         if ((unsigned char)*p < 0x20 && *p != '\t')
-            return sli_err(SL_EINVAL, "sl_call_set_meta: control character in the value of %s", key);
+            return sli_err(SL_EINVAL, "sl_call_set_meta: control character in the value of %s",
+                           key);
     return hdr_add(&c->resp_h, &c->nresp_h, key, value) ? sli_err(SL_ENOMEM, "out of memory") : 0;
 }
 
@@ -180,7 +193,9 @@ const char *sli_http_status_text(int status)
 int sli_svc_status_of(int err)
 {
     switch (err) {
-    case SL_EINVAL: case SL_EPROTO: case SL_EBADOPT: return 400;
+    case SL_EINVAL:
+    case SL_EPROTO:
+    case SL_EBADOPT: return 400;
     case SL_EUNAUTH: return 401;
     case SL_EDENIED: return 403;
     case SL_ENOENT: return 404;
@@ -188,7 +203,8 @@ int sli_svc_status_of(int err)
     case SL_EEXIST: return 409;
     case SL_ETOOBIG: return 413;
     case SL_ENOTSUP: return 415;
-    case SL_EUNAVAIL: case SL_ECLOSED: return 503;
+    case SL_EUNAVAIL:
+    case SL_ECLOSED: return 503;
     default: return 500;
     }
 }
@@ -257,14 +273,22 @@ int sli_svc_parse_timeout(const char *v, int64_t *ms)
             return SL_EINVAL;
         p = end;
         double unit;
-        if (!strncmp(p, "ns", 2)) unit = 1, p += 2;
-        else if (!strncmp(p, "us", 2)) unit = 1e3, p += 2;
-        else if (!strncmp(p, "\xc2\xb5s", 3)) unit = 1e3, p += 3;
-        else if (!strncmp(p, "ms", 2)) unit = 1e6, p += 2;
-        else if (*p == 's') unit = 1e9, p += 1;
-        else if (*p == 'm') unit = 60e9, p += 1;
-        else if (*p == 'h') unit = 3600e9, p += 1;
-        else return SL_EINVAL;
+        if (!strncmp(p, "ns", 2))
+            unit = 1, p += 2;
+        else if (!strncmp(p, "us", 2))
+            unit = 1e3, p += 2;
+        else if (!strncmp(p, "\xc2\xb5s", 3))
+            unit = 1e3, p += 3;
+        else if (!strncmp(p, "ms", 2))
+            unit = 1e6, p += 2;
+        else if (*p == 's')
+            unit = 1e9, p += 1;
+        else if (*p == 'm')
+            unit = 60e9, p += 1;
+        else if (*p == 'h')
+            unit = 3600e9, p += 1;
+        else
+            return SL_EINVAL;
         total_ns += x * unit;
     }
     if (!(total_ns <= 1e18))
@@ -330,8 +354,10 @@ int sl_call_recv(sl_call *c, char **msg, size_t *len)
     *msg = NULL;
     *len = 0;
     if (!c->recv_fn || !c->ep || !c->ep->stream)
-        return sli_err(SL_ENOTSUP, "sl_call_recv: %s is not a streaming gRPC call (an HTTP request is "
-                                   "one message)", c->endpoint);
+        return sli_err(SL_ENOTSUP,
+                       "sl_call_recv: %s is not a streaming gRPC call (an HTTP request is "
+                       "one message)",
+                       c->endpoint);
     return c->recv_fn(c, msg, len);
 }
 

@@ -57,7 +57,10 @@ struct sl_client {
     void *grpc; /* grpc_client.c's channels */
 };
 
-void **sli_client_grpc_slot(sl_client *c) { return &c->grpc; }
+void **sli_client_grpc_slot(sl_client *c)
+{
+    return &c->grpc;
+}
 
 /* A node's address for the call paths: "grpc://host:port" when the node
  * speaks gRPC only (transport=grpc), else "host:port" (HTTP). */
@@ -155,9 +158,9 @@ int sl_client_new(sl_client **out, const sl_client_opts *opts)
         sl_client_opts_init(&def);
         opts = &def;
     }
-    if (opts->retries < 0 || opts->timeout_ms <= 0 || opts->backoff_ms < 0 || opts->max_response == 0 ||
-        opts->cache_ttl_ms <= 0 || (opts->selector != SL_SELECT_RANDOM &&
-                                    opts->selector != SL_SELECT_ROUND_ROBIN))
+    if (opts->retries < 0 || opts->timeout_ms <= 0 || opts->backoff_ms < 0 ||
+        opts->max_response == 0 || opts->cache_ttl_ms <= 0 ||
+        (opts->selector != SL_SELECT_RANDOM && opts->selector != SL_SELECT_ROUND_ROBIN))
         return sli_err(SL_EINVAL, "sl_client_new: bad option (retries >= 0, timeout_ms > 0, "
                                   "backoff_ms >= 0, max_response > 0, cache_ttl_ms > 0, selector)");
     sl_client *c = calloc(1, sizeof *c);
@@ -310,7 +313,8 @@ int sli_client_nodes(sl_client *c, const char *service, char ***addrs, size_t *n
         free(a);
         *addrs = NULL;
         return sli_err(SL_ENOENT, "service %s: no node%s", service,
-                       c->version || c->o.n_match ? " matching the client's filters" : " registered");
+                       c->version || c->o.n_match ? " matching the client's filters"
+                                                  : " registered");
     }
     return rc;
 }
@@ -349,8 +353,8 @@ int sli_client_pick(sl_client *c, char **addrs, size_t n, const bool *tried)
             if (c->avoids[k].until_ms > now && strcmp(c->avoids[k].addr, addrs[i]) == 0)
                 avoided[i] = true;
     pthread_mutex_unlock(&c->mu);
-    uint64_t start = c->o.selector == SL_SELECT_ROUND_ROBIN ? atomic_fetch_add(&c->rr, 1)
-                                                             : sli_rand64();
+    uint64_t start =
+        c->o.selector == SL_SELECT_ROUND_ROBIN ? atomic_fetch_add(&c->rr, 1) : sli_rand64();
     int pick = -1;
     for (int pass = 0; pass < 3 && pick < 0; pass++)
         for (size_t k = 0; k < n && pick < 0; k++) {
@@ -363,8 +367,14 @@ int sli_client_pick(sl_client *c, char **addrs, size_t n, const bool *tried)
     return pick;
 }
 
-const sl_client_opts *sli_client_opts(const sl_client *c) { return &c->o; }
-sli_curl_pool *sli_client_pool(sl_client *c) { return &c->pool; }
+const sl_client_opts *sli_client_opts(const sl_client *c)
+{
+    return &c->o;
+}
+sli_curl_pool *sli_client_pool(sl_client *c)
+{
+    return &c->pool;
+}
 
 int sl_client_wrap(sl_client *c, sl_client_wrapper_fn fn, void *user)
 {

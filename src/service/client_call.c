@@ -19,9 +19,11 @@
 
 #include "service/client_int.h"
 
-
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static void curl_init(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
+static void curl_init(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+}
 
 void sli_curl_pool_init(sli_curl_pool *p)
 {
@@ -90,8 +92,14 @@ const void *sl_response_body(const sl_response *r, size_t *len)
     return r && r->body ? r->body : "";
 }
 
-int sl_response_status(const sl_response *r) { return r ? r->status : 0; }
-const char *sl_response_node(const sl_response *r) { return r ? r->node : NULL; }
+int sl_response_status(const sl_response *r)
+{
+    return r ? r->status : 0;
+}
+const char *sl_response_node(const sl_response *r)
+{
+    return r ? r->node : NULL;
+}
 
 const char *sl_response_meta(const sl_response *r, const char *key)
 {
@@ -190,8 +198,8 @@ static bool hdr_name_ok(const char *k)
 }
 
 /* Headers of a request (curl list); NULL + SL_EINVAL on bad metadata. */
-struct curl_slist *sli_client_headers(const char *service, const char *endpoint, const sl_call_opts *o,
-                                  int64_t left_ms, bool stream, int *rc)
+struct curl_slist *sli_client_headers(const char *service, const char *endpoint,
+                                      const sl_call_opts *o, int64_t left_ms, bool stream, int *rc)
 {
     char line[1024];
     struct curl_slist *h = NULL;
@@ -225,8 +233,8 @@ struct curl_slist *sli_client_headers(const char *service, const char *endpoint,
     return h;
 }
 
-void sli_client_set_common(void *h, const char *addr, const void *req, size_t len, struct curl_slist *hd,
-                       int64_t left_ms, char *url, size_t urlcap)
+void sli_client_set_common(void *h, const char *addr, const void *req, size_t len,
+                           struct curl_slist *hd, int64_t left_ms, char *url, size_t urlcap)
 {
     snprintf(url, urlcap, "http://%s/", addr);
     curl_easy_setopt(h, CURLOPT_URL, url);
@@ -335,7 +343,8 @@ static int do_call(sl_client *c, const char *service, const char *endpoint, cons
         }
         if (cc == CURLE_WRITE_ERROR && r->too_big) {
             sl_response_free(r);
-            rc = sli_err(SL_ETOOBIG, "%s %s: answer over %zu bytes", service, endpoint, co->max_response);
+            rc = sli_err(SL_ETOOBIG, "%s %s: answer over %zu bytes", service, endpoint,
+                         co->max_response);
             break;
         }
         if (cc == CURLE_OK && status < 500) { /* the server's verdict: not retried */
@@ -392,9 +401,18 @@ struct sl_client_req {
     bool done;
 };
 
-const char *sl_client_req_service(const sl_client_req *r) { return r ? r->service : NULL; }
-const char *sl_client_req_endpoint(const sl_client_req *r) { return r ? r->endpoint : NULL; }
-const sl_response *sl_client_req_response(const sl_client_req *r) { return r ? r->resp : NULL; }
+const char *sl_client_req_service(const sl_client_req *r)
+{
+    return r ? r->service : NULL;
+}
+const char *sl_client_req_endpoint(const sl_client_req *r)
+{
+    return r ? r->endpoint : NULL;
+}
+const sl_response *sl_client_req_response(const sl_client_req *r)
+{
+    return r ? r->resp : NULL;
+}
 
 const char *sl_client_req_meta(const sl_client_req *r, const char *key)
 {
@@ -477,8 +495,14 @@ int sl_client_call(sl_client *c, const char *service, const char *endpoint, cons
     const sli_client_wrapper *w = sli_client_wrappers(c, &nw);
     if (nw == 0)
         return do_call(c, service, endpoint, req, len, opts, out);
-    sl_client_req r = {.c = c, .service = service, .endpoint = endpoint, .body = req, .len = len,
-                       .o = *opts, .w = w, .nw = nw};
+    sl_client_req r = {.c = c,
+                       .service = service,
+                       .endpoint = endpoint,
+                       .body = req,
+                       .len = len,
+                       .o = *opts,
+                       .w = w,
+                       .nw = nw};
     if (opts->n_metadata) {
         r.meta = malloc(opts->n_metadata * sizeof *r.meta);
         if (!r.meta)

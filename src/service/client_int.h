@@ -54,8 +54,8 @@ void sli_client_set_common(void *h, const char *addr, const void *req, size_t le
  * within left_ms; fills r (body, status, metadata). 0, or SL_E* with
  * *retry set when another node may answer (unreachable, UNAVAILABLE). */
 int sli_grpc_call(sl_client *c, const char *addr, const char *service, const char *endpoint,
-                  const void *req, size_t len, const sl_call_opts *o, int64_t left_ms, sl_response *r,
-                  bool *retry);
+                  const void *req, size_t len, const sl_call_opts *o, int64_t left_ms,
+                  sl_response *r, bool *retry);
 /* The client's gRPC channels (one per node, kept): grpc_client.c owns them. */
 void **sli_client_grpc_slot(sl_client *c);
 void sli_grpc_channels_free(void *channels);

@@ -203,7 +203,8 @@ int sl_stream_next(sl_stream *s, char **msg, size_t *len, int timeout_ms)
     int64_t deadline = sli_deadline_ms(timeout_ms);
     pthread_mutex_lock(&s->mu);
     while (s->qhead == s->qlen && !s->ended) {
-        if (sli_cond_wait_until(&s->cv, &s->mu, deadline) != 0 && s->qhead == s->qlen && !s->ended) {
+        if (sli_cond_wait_until(&s->cv, &s->mu, deadline) != 0 && s->qhead == s->qlen &&
+            !s->ended) {
             pthread_mutex_unlock(&s->mu);
             return sli_err(SL_ETIMEDOUT, "stream: no message within %d ms", timeout_ms);
         }
@@ -243,7 +244,8 @@ int sl_stream_close_send(sl_stream *s)
     if (s->grpc)
         return sli_grpc_stream_close_send(s->grpc);
 #endif
-    return sli_err(SL_ENOTSUP, "sl_stream_close_send: only streams to gRPC nodes take more messages");
+    return sli_err(SL_ENOTSUP,
+                   "sl_stream_close_send: only streams to gRPC nodes take more messages");
 }
 
 void sl_stream_close(sl_stream *s)

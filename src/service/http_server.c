@@ -139,8 +139,8 @@ static enum MHD_Result start_stream(sl_service *s, struct MHD_Connection *conn, 
     }
     j->call.stream = j->st;
     memset(c, 0, sizeof *c); /* owned by the job now */
-    struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_reader,
-                                                               j, stream_free);
+    struct MHD_Response *r =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_reader, j, stream_free);
     if (!r) {
         sli_call_clear(&j->call);
         sli_stream_free(j->st);
@@ -181,8 +181,9 @@ static enum MHD_Result handle(sl_service *s, struct MHD_Connection *conn, const 
         return answer_error(s, conn, 405, "use POST (GET only for /metrics)");
     char endpoint[256];
     if (endpoint_of(conn, url, endpoint, sizeof endpoint) != 0)
-        return answer_error(s, conn, 400, "no endpoint: POST / with a Micro-Endpoint header, or "
-                                          "POST /Service/Method");
+        return answer_error(s, conn, 400,
+                            "no endpoint: POST / with a Micro-Endpoint header, or "
+                            "POST /Service/Method");
     svc_endpoint *ep = sli_svc_find(s, endpoint);
     if (!ep) {
         atomic_fetch_add(&s->unknown, 1);
@@ -190,15 +191,18 @@ static enum MHD_Result handle(sl_service *s, struct MHD_Connection *conn, const 
         snprintf(d, sizeof d, "service %s has no endpoint %s", s->name, endpoint);
         return answer_error(s, conn, 404, d);
     }
-    const char *ct = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+    const char *ct =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
     if (!ct || !*ct)
         ct = "application/json";
     bool is_json = ctype_is(ct, "application/json");
     if (!is_json && !ctype_is(ct, "application/protobuf") &&
         !ctype_is(ct, "application/x-protobuf") && !ctype_is(ct, "application/octet-stream")) {
         char d[300];
-        snprintf(d, sizeof d, "unsupported content type '%.128s' (application/json or "
-                              "application/protobuf)", ct);
+        snprintf(d, sizeof d,
+                 "unsupported content type '%.128s' (application/json or "
+                 "application/protobuf)",
+                 ct);
         return answer_error(s, conn, 415, d);
     }
     sl_call c;
@@ -218,8 +222,9 @@ static enum MHD_Result handle(sl_service *s, struct MHD_Connection *conn, const 
     int64_t ms;
     if (to && sli_svc_parse_timeout(to, &ms) != 0) {
         sli_call_clear(&c);
-        return answer_error(s, conn, 400, "bad Timeout header (a Go duration like 1.5s or 250ms, "
-                                          "or nanoseconds)");
+        return answer_error(s, conn, 400,
+                            "bad Timeout header (a Go duration like 1.5s or 250ms, "
+                            "or nanoseconds)");
     }
     if (to)
         c.deadline_ms = sli_mono_ms() + ms;
@@ -374,8 +379,8 @@ int sli_http_start(sl_service *s)
     struct MHD_Daemon *d = MHD_start_daemon(
         flags, 0, accept_cb, s, access_cb, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
         MHD_OPTION_THREAD_POOL_SIZE, s->http_external ? 1u : (unsigned)s->threads,
-        MHD_OPTION_NOTIFY_COMPLETED, completed_cb, s,
-        MHD_OPTION_CONNECTION_TIMEOUT, 120u, MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_COMPLETED, completed_cb, s, MHD_OPTION_CONNECTION_TIMEOUT, 120u,
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_END);
     if (!d)
         return sli_err(SL_EIO, "service %s: cannot listen on %s (address in use?)", s->name,
                        s->address_opt);
@@ -386,9 +391,9 @@ int sli_http_start(sl_service *s)
         snprintf(s->advertised, sizeof s->advertised, "%s", s->advertise_opt);
     else
         snprintf(s->advertised, sizeof s->advertised, "%s:%u",
-                 s->advertise_opt ? s->advertise_opt
+                 s->advertise_opt                           ? s->advertise_opt
                  : (!*host || strcmp(host, "0.0.0.0") == 0) ? "127.0.0.1"
-                                                             : host,
+                                                            : host,
                  port);
     s->http = d;
     return 0;

@@ -53,7 +53,10 @@ static bool name_ok(const char *n, bool endpoint)
     return !endpoint || (dots == 1 && n[0] != '.' && n[strlen(n) - 1] != '.');
 }
 
-static char *dup_or(const char *s, const char *def) { return strdup(s && *s ? s : def); }
+static char *dup_or(const char *s, const char *def)
+{
+    return strdup(s && *s ? s : def);
+}
 
 static int builtin_health(sl_call *c, void *user);
 static int builtin_stats(sl_call *c, void *user);
@@ -102,9 +105,8 @@ int sl_service_new(sl_service **out, const sl_service_opts *o)
     pthread_mutex_init(&s->mu, NULL);
     pthread_mutex_init(&s->pub_mu, NULL);
     sli_cond_init(&s->cv);
-    int rc = (!s->name || !s->version || !s->id || !s->address_opt || s->wake_fd < 0)
-                 ? SL_ENOMEM
-                 : 0;
+    int rc =
+        (!s->name || !s->version || !s->id || !s->address_opt || s->wake_fd < 0) ? SL_ENOMEM : 0;
     if (rc == 0 && o->n_metadata) {
         s->meta = calloc(o->n_metadata, sizeof *s->meta);
         for (size_t i = 0; s->meta && i < o->n_metadata; i++) {
@@ -247,24 +249,27 @@ static int builtin_stats(sl_call *c, void *user)
     json_t *eps = json_object();
     for (size_t i = 0; eps && i < s->neps; i++)
         json_object_set_new(eps, s->eps[i].name,
-                            json_pack("{s:I, s:I}", "calls", (json_int_t)atomic_load(&s->eps[i].calls),
-                                      "errors", (json_int_t)atomic_load(&s->eps[i].errors)));
+                            json_pack("{s:I, s:I}", "calls",
+                                      (json_int_t)atomic_load(&s->eps[i].calls), "errors",
+                                      (json_int_t)atomic_load(&s->eps[i].errors)));
     int64_t now = sli_wall_ms();
     return sl_call_reply_json(
-        c, json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:i, s:o}", "service", s->name,
-                     "version", s->version, "id", s->id, "started", (json_int_t)(s->started_wall_ms / 1000),
-                     "uptime", (json_int_t)((now - s->started_wall_ms) / 1000), "requests",
-                     (json_int_t)atomic_load(&s->calls), "errors", (json_int_t)atomic_load(&s->errors),
-                     "unknown_endpoint", (json_int_t)atomic_load(&s->unknown), "threads",
-                     (int)s->threads, "endpoints", eps));
+        c, json_pack(
+               "{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:i, s:o}", "service", s->name, "version",
+               s->version, "id", s->id, "started", (json_int_t)(s->started_wall_ms / 1000),
+               "uptime", (json_int_t)((now - s->started_wall_ms) / 1000), "requests",
+               (json_int_t)atomic_load(&s->calls), "errors", (json_int_t)atomic_load(&s->errors),
+               "unknown_endpoint", (json_int_t)atomic_load(&s->unknown), "threads", (int)s->threads,
+               "endpoints", eps));
 }
 
 int sl_wrap_log(sl_call *c, void *user)
 {
     (void)user;
     int rc = sl_call_next(c);
-    sli_log(c->status >= 500 ? SL_LOG_WARN : SL_LOG_INFO, "service", "%s %s %d %lldus", c->svc->name,
-            c->endpoint, c->status, (long long)((sli_mono_ns() - c->start_ns) / 1000));
+    sli_log(c->status >= 500 ? SL_LOG_WARN : SL_LOG_INFO, "service", "%s %s %d %lldus",
+            c->svc->name, c->endpoint, c->status,
+            (long long)((sli_mono_ns() - c->start_ns) / 1000));
     return rc;
 }
 
@@ -317,11 +322,15 @@ char *sli_svc_metrics_text(sl_service *s, size_t *len)
         for (size_t k = 0; k <= SVC_LAT_BUCKETS; k++) {
             cum += atomic_load(&s->eps[i].lat_buckets[k]);
             if (k < SVC_LAT_BUCKETS)
-                OUT("sluice_service_latency_seconds_bucket{service=\"%s\",endpoint=\"%s\",le=\"%g\"} "
-                    "%llu\n", s->name, s->eps[i].name, sli_svc_lat_bounds_s[k], (unsigned long long)cum);
+                OUT("sluice_service_latency_seconds_bucket{service=\"%s\",endpoint=\"%s\",le=\"%"
+                    "g\"} "
+                    "%llu\n",
+                    s->name, s->eps[i].name, sli_svc_lat_bounds_s[k], (unsigned long long)cum);
             else
-                OUT("sluice_service_latency_seconds_bucket{service=\"%s\",endpoint=\"%s\",le=\"+Inf\"} "
-                    "%llu\n", s->name, s->eps[i].name, (unsigned long long)cum);
+                OUT("sluice_service_latency_seconds_bucket{service=\"%s\",endpoint=\"%s\",le=\"+"
+                    "Inf\"} "
+                    "%llu\n",
+                    s->name, s->eps[i].name, (unsigned long long)cum);
         }
         OUT("sluice_service_latency_seconds_sum{service=\"%s\",endpoint=\"%s\"} %.6f\n", s->name,
             s->eps[i].name, (double)atomic_load(&s->eps[i].lat_sum_us) / 1e6);

@@ -10,7 +10,10 @@
 
 #include "service/svc_int.h"
 
-sl_router *sl_service_router(sl_service *s) { return s ? s->router : NULL; }
+sl_router *sl_service_router(sl_service *s)
+{
+    return s ? s->router : NULL;
+}
 
 int sl_service_subscribe(sl_service *s, const char *url, const char *topic, const char *group,
                          sl_handler_fn fn, void *user)
@@ -51,8 +54,8 @@ static void *router_main(void *arg)
     sli_thread_name("sl-svc-router");
     int rc = sl_router_run(s->router);
     if (rc != 0 && rc != SL_ETIMEDOUT)
-        sli_log(SL_LOG_ERROR, "service", "%s: subscribers stopped: %s (%s)", s->name, sl_strerror(rc),
-                sl_errmsg());
+        sli_log(SL_LOG_ERROR, "service", "%s: subscribers stopped: %s (%s)", s->name,
+                sl_strerror(rc), sl_errmsg());
     return NULL;
 }
 

@@ -103,9 +103,10 @@ static void *reg_main(void *arg)
             continue;
         }
         if (!failing)
-            sli_log(SL_LOG_WARN, "service", "%s: registry %s unreachable (%s): serving anyway, "
-                    "retrying registration", s->name, s->registry_url ? s->registry_url : "(default)",
-                    sl_errmsg());
+            sli_log(SL_LOG_WARN, "service",
+                    "%s: registry %s unreachable (%s): serving anyway, "
+                    "retrying registration",
+                    s->name, s->registry_url ? s->registry_url : "(default)", sl_errmsg());
         failing = true;
         if (r && rc == SL_ECONN) {
             sl_registry_close(r);
@@ -116,8 +117,10 @@ static void *reg_main(void *arg)
         backoff = backoff * 2 > 5000 ? 5000 : backoff * 2;
     }
     if (r && registered && sl_registry_deregister(r, &svc) != 0)
-        sli_log(SL_LOG_WARN, "service", "%s: deregistration failed (%s): the node expires after "
-                "its TTL", s->name, sl_errmsg());
+        sli_log(SL_LOG_WARN, "service",
+                "%s: deregistration failed (%s): the node expires after "
+                "its TTL",
+                s->name, sl_errmsg());
     sl_registry_close(r);
     free(eps);
     free(epmeta);
@@ -284,10 +287,19 @@ void sl_service_free(sl_service *s)
     free(s);
 }
 
-const char *sl_service_address(const sl_service *s) { return s && s->http ? s->advertised : NULL; }
+const char *sl_service_address(const sl_service *s)
+{
+    return s && s->http ? s->advertised : NULL;
+}
 const char *sl_service_grpc_address(const sl_service *s)
 {
     return s && s->grpc ? s->grpc_advertised : NULL;
 }
-const char *sl_service_id(const sl_service *s) { return s ? s->id : NULL; }
-const char *sl_service_name(const sl_service *s) { return s ? s->name : NULL; }
+const char *sl_service_id(const sl_service *s)
+{
+    return s ? s->id : NULL;
+}
+const char *sl_service_name(const sl_service *s)
+{
+    return s ? s->name : NULL;
+}

@@ -48,13 +48,13 @@ struct sl_service {
     svc_wrapper *wraps;
     size_t nwraps;
 
-    void *http;      /* http_server.c's daemon */
+    void *http;                /* http_server.c's daemon */
     atomic_bool http_draining; /* set by sli_http_quiesce: new connections are refused */
-    bool http_external; /* set before start: the daemon gets no thread (sli_http_daemon) */
-    char bound[300]; /* "host:port" */
-    char *grpc_address_opt; /* NULL: no gRPC */
+    bool http_external;        /* set before start: the daemon gets no thread (sli_http_daemon) */
+    char bound[300];           /* "host:port" */
+    char *grpc_address_opt;    /* NULL: no gRPC */
     bool grpc_only;
-    void *grpc;                     /* grpc/grpc_server.c's server */
+    void *grpc; /* grpc/grpc_server.c's server */
     char grpc_bound[300], grpc_advertised[300];
 
     pthread_mutex_t mu;

@@ -95,8 +95,8 @@ typedef struct conf_bg {
     size_t first, count, batch;
     int rc;
 } conf_bg;
-void conf_bg_publish(conf_bg *bg, sl_publisher *pub, const char *topic, uint64_t seed,
-                     size_t first, size_t count, size_t batch);
+void conf_bg_publish(conf_bg *bg, sl_publisher *pub, const char *topic, uint64_t seed, size_t first,
+                     size_t count, size_t batch);
 /* Join the publishing thread; asserts it succeeded. */
 void conf_bg_join(conf_bg *bg);
 

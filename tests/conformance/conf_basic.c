@@ -9,7 +9,10 @@
 
 #include "conf.h"
 
-static bool ordered(void) { return (conf_features() & SL_FEAT_ORDERED) != 0; }
+static bool ordered(void)
+{
+    return (conf_features() & SL_FEAT_ORDERED) != 0;
+}
 
 /* watermill TestPublishSubscribe: every message arrives, payload and
  * metadata byte-for-byte (binary payloads with NUL bytes). */

@@ -38,12 +38,15 @@ static bool seen_stalled(seen_set *ss)
 {
     if (tl_now_ms() - atomic_load(&ss->progress) <= CONF_RECV_MS)
         return false;
-    tl_check_fail(__FILE__, __LINE__, "stalled at %zu of %zu messages",
-                  atomic_load(&ss->distinct), ss->n);
+    tl_check_fail(__FILE__, __LINE__, "stalled at %zu of %zu messages", atomic_load(&ss->distinct),
+                  ss->n);
     return true;
 }
 
-static bool seen_done(seen_set *ss) { return atomic_load(&ss->distinct) >= ss->n; }
+static bool seen_done(seen_set *ss)
+{
+    return atomic_load(&ss->distinct) >= ss->n;
+}
 
 /* Record m (thread-safe); a duplicate must be a redelivery. */
 static void seen_take(seen_set *ss, sl_msg *m)

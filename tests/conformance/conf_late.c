@@ -10,8 +10,7 @@
 
 #include "conf.h"
 
-static sl_subscription *subscribe_earliest(sl_subscriber *sub, const char *topic,
-                                           const char *group)
+static sl_subscription *subscribe_earliest(sl_subscriber *sub, const char *topic, const char *group)
 {
     sl_subscribe_opts o;
     sl_subscribe_opts_init(&o);

@@ -63,8 +63,7 @@ CONF_TEST(reconnect_after_restart)
     /* a server that keeps nothing (core NATS) cannot promise anything across a restart */
     conf_require(SL_FEAT_PERSISTENT, "messages survive a restart only on persistent backends");
     size_t n = tl_scaled(2000, 100);
-    const char *group =
-        (conf_features() & SL_FEAT_CONSUMER_GROUPS) ? conf_name("g") : NULL;
+    const char *group = (conf_features() & SL_FEAT_CONSUMER_GROUPS) ? conf_name("g") : NULL;
     restart_job j = {.topic = conf_name("restart"), .cmd = cmd, .seed = conf_seed(), .n = n};
     j.confirmed = calloc(n, 1);
     unsigned char *got = calloc(n, 1);
@@ -100,7 +99,7 @@ CONF_TEST(reconnect_after_restart)
                 quiet_since = tl_now_ms();
             if (fin && tl_now_ms() - quiet_since > 20000)
                 break; /* nothing more is coming */
-        } else { /* connection lost: reopen and go on */
+        } else {       /* connection lost: reopen and go on */
             sl_subscriber_close(sub);
             tl_sleep_ms(100);
             s = NULL;
@@ -121,8 +120,8 @@ CONF_TEST(reconnect_after_restart)
     size_t lost = 0;
     for (size_t i = 0; i < n; i++)
         lost += j.confirmed[i] && !got[i];
-    printf("restart: %zu of %zu confirmed, %zu received, %zu lost\n",
-           atomic_load(&j.nconfirmed), n, ngot, lost);
+    printf("restart: %zu of %zu confirmed, %zu received, %zu lost\n", atomic_load(&j.nconfirmed), n,
+           ngot, lost);
     assert_int_equal(lost, 0);
     assert_true(atomic_load(&j.nconfirmed) > 0);
     if (sub)

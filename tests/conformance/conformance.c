@@ -40,8 +40,14 @@ void conf_register(const char *name, void (*fn)(void **))
         cases[ncases++] = (conf_case){name, fn};
 }
 
-const char *conf_url(void) { return g_url; }
-unsigned conf_features(void) { return g_features; }
+const char *conf_url(void)
+{
+    return g_url;
+}
+unsigned conf_features(void)
+{
+    return g_features;
+}
 
 static const char *feat_name(unsigned f)
 {
@@ -143,7 +149,8 @@ void conf_run_close(conf_run *r)
     sl_subscriber_close(r->sub);
 }
 
-static const char utf8_value[] = "gr\xc3\xbc\xc3\x9f" "e \xe2\x9c\x93 \xf0\x9f\x93\xa8";
+static const char utf8_value[] = "gr\xc3\xbc\xc3\x9f"
+                                 "e \xe2\x9c\x93 \xf0\x9f\x93\xa8";
 
 sl_msg *conf_msg(uint64_t seed, uint64_t i)
 {
@@ -236,11 +243,11 @@ static void *bg_main(void *arg)
     return NULL;
 }
 
-void conf_bg_publish(conf_bg *bg, sl_publisher *pub, const char *topic, uint64_t seed,
-                     size_t first, size_t count, size_t batch)
+void conf_bg_publish(conf_bg *bg, sl_publisher *pub, const char *topic, uint64_t seed, size_t first,
+                     size_t count, size_t batch)
 {
-    *bg = (conf_bg){.pub = pub, .topic = topic, .seed = seed, .first = first, .count = count,
-                    .batch = batch};
+    *bg = (conf_bg){
+        .pub = pub, .topic = topic, .seed = seed, .first = first, .count = count, .batch = batch};
     assert_int_equal(pthread_create(&bg->thread, NULL, bg_main, bg), 0);
 }
 
@@ -261,8 +268,8 @@ void conf_receive_all(sl_subscription *s, uint64_t seed, size_t first, size_t n,
         int rc = sl_next(s, &m, CONF_RECV_MS);
         if (rc) {
             free(seen);
-            fail_msg("received %zu of %zu messages, then sl_next: %s: %s", got, n,
-                     sl_strerror(rc), sl_errmsg());
+            fail_msg("received %zu of %zu messages, then sl_next: %s: %s", got, n, sl_strerror(rc),
+                     sl_errmsg());
         }
         long i = conf_msg_verify(m, seed);
         tl_assert_threads_ok();
@@ -325,8 +332,8 @@ static int read_features(void)
     sl_publisher *p;
     int rc = sl_subscriber_open(&s, g_url);
     if (rc) {
-        fprintf(stderr, "conformance: cannot open subscriber %s: %s: %s\n", g_url,
-                sl_strerror(rc), sl_errmsg());
+        fprintf(stderr, "conformance: cannot open subscriber %s: %s: %s\n", g_url, sl_strerror(rc),
+                sl_errmsg());
         return rc;
     }
     g_features = sl_subscriber_features(s);

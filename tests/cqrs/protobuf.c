@@ -127,8 +127,8 @@ static void protobuf_commands_and_events_flow_and_bad_input_is_poisoned(void **s
         sl_msg *got;
         assert_int_equal(sl_next(ps, &got, 10000), 0);
         assert_string_equal(sl_msg_uuid(got), sl_msg_uuid(bad[i]));
-        assert_non_null(strstr(sl_msg_meta_get(got, SL_POISON_REASON_KEY), i ? "has type 'Nope'"
-                                                                             : "not a valid"));
+        assert_non_null(strstr(sl_msg_meta_get(got, SL_POISON_REASON_KEY),
+                               i ? "has type 'Nope'" : "not a valid"));
         sl_msg_ack(got);
         sl_msg_unref(got);
         sl_msg_unref(bad[i]);
@@ -154,9 +154,8 @@ static void bad_type_tables_are_refused(void **state)
     (void)state;
     sl_marshaler m;
     const sl_protobuf_type empty[] = {{NULL, NULL}};
-    const sl_protobuf_type twice[] = {{"A", &hotel__book_room__descriptor},
-                                      {"A", &hotel__room_booked__descriptor},
-                                      {NULL, NULL}};
+    const sl_protobuf_type twice[] = {
+        {"A", &hotel__book_room__descriptor}, {"A", &hotel__room_booked__descriptor}, {NULL, NULL}};
     const sl_protobuf_type spaced[] = {{"Book Room", &hotel__book_room__descriptor}, {NULL, NULL}};
     const sl_protobuf_type nodesc[] = {{"A", NULL}, {NULL, NULL}};
     assert_int_equal(sl_marshaler_protobuf(&m, NULL), SL_EINVAL);

@@ -19,7 +19,8 @@ static int ping(sl_ctx *ctx, const sl_msg *msg, void *value, void *user)
 {
     (void)ctx, (void)user;
     char body[64];
-    int n = snprintf(body, sizeof body, "pong:%lld", (long long)json_integer_value(json_object_get(value, "v")));
+    int n = snprintf(body, sizeof body, "pong:%lld",
+                     (long long)json_integer_value(json_object_get(value, "v")));
     return sl_reply(g_pub, msg, body, (size_t)n, 0);
 }
 

@@ -68,9 +68,9 @@ static void *producer(void *arg)
     TL_CHECK_INT(sqlite3_open(path, &db), SQLITE_OK);
     sqlite3_busy_timeout(db, 30000);
     TL_CHECK_INT(sl_sqlite_init(db), 0);
-    TL_CHECK_INT(sqlite3_exec(db, "CREATE TABLE IF NOT EXISTS orders(id INTEGER PRIMARY KEY)", 0,
-                              0, 0),
-                 SQLITE_OK);
+    TL_CHECK_INT(
+        sqlite3_exec(db, "CREATE TABLE IF NOT EXISTS orders(id INTEGER PRIMARY KEY)", 0, 0, 0),
+        SQLITE_OK);
     for (int i = 0; (i < n_msgs || !atomic_load(&kills_done)) && !tl_check_failures(); i++) {
         if (i == cap_msgs) {
             tl_check_fail(__FILE__, __LINE__, "the stream outgrew %d messages", cap_msgs);

@@ -173,12 +173,14 @@ static void consumer_kill(void **state)
             fail_msg("m-%d was never delivered", i);
         if (tr[i].acks > 1 || (tr[i].first_ack >= 0 && tr[i].last_got > tr[i].first_ack))
             fail_msg("m-%d was delivered again after its ack returned (ack in round %d, "
-                     "delivered in round %d)", i, tr[i].first_ack, tr[i].last_got);
+                     "delivered in round %d)",
+                     i, tr[i].first_ack, tr[i].last_got);
         twice += tr[i].gots > 1;
         final += tr[i].last_got == ROUNDS;
     }
     print_message("consumer kill: %d messages, %d delivered more than once (never acked "
-                  "before), %d left for the final consumer\n", N, twice, final);
+                  "before), %d left for the final consumer\n",
+                  N, twice, final);
     unlink(logpath);
 }
 

@@ -111,7 +111,10 @@ static int cmpstr(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static void set_sort(strset *s) { qsort(s->v, s->n, sizeof *s->v, cmpstr); }
+static void set_sort(strset *s)
+{
+    qsort(s->v, s->n, sizeof *s->v, cmpstr);
+}
 
 static bool set_has(const strset *s, const char *x)
 {
@@ -196,8 +199,8 @@ static void publisher_kill(void **state)
     for (size_t i = 0; i < confirmed.n; i++)
         if (!set_has(&got, confirmed.v[i]) && lost++ < 5)
             print_message("confirmed but never delivered: %s\n", confirmed.v[i]);
-    print_message("publisher kill: %zu confirmed publishes, %zu delivered, %zu lost\n",
-                  confirmed.n, got.n, lost);
+    print_message("publisher kill: %zu confirmed publishes, %zu delivered, %zu lost\n", confirmed.n,
+                  got.n, lost);
     assert_int_equal(lost, 0);
     assert_true(got.n >= confirmed.n);
     set_free(&confirmed);
@@ -209,7 +212,7 @@ static void publisher_kill(void **state)
 typedef struct track {
     int first_ack; /* round of the first "ack", or -1 */
     int acks;
-    int last_got;  /* latest round it was received in */
+    int last_got; /* latest round it was received in */
     int gots;
 } track;
 
@@ -319,13 +322,15 @@ static void consumer_kill(void **state)
             fail_msg("m-%d was never delivered", i);
         if (tr[i].acks > 1 || (tr[i].first_ack >= 0 && tr[i].last_got > tr[i].first_ack))
             fail_msg("m-%d was delivered again after its ack returned (ack in round %d, "
-                     "delivered in round %d)", i, tr[i].first_ack, tr[i].last_got);
+                     "delivered in round %d)",
+                     i, tr[i].first_ack, tr[i].last_got);
         twice += tr[i].gots > 1;
         in_final += tr[i].last_got == ROUNDS;
     }
     assert_int_equal(count_claims(), 0); /* nothing left unacked */
     print_message("consumer kill: %d messages, %zu delivered more than once (never acked "
-                  "before), %zu left for the final consumer\n", N, twice, in_final);
+                  "before), %zu left for the final consumer\n",
+                  N, twice, in_final);
     rm_tmp();
 }
 
@@ -423,8 +428,11 @@ static void bad_files(void **state)
     unlink(path);
     sqlite3 *db;
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(db, "CREATE TABLE accounts(id INTEGER, cents INTEGER);"
-                                      "INSERT INTO accounts VALUES(1, 100)", 0, 0, 0), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "CREATE TABLE accounts(id INTEGER, cents INTEGER);"
+                                  "INSERT INTO accounts VALUES(1, 100)",
+                                  0, 0, 0),
+                     SQLITE_OK);
     sqlite3_close(db);
     expect_clear_error("someone else's database", SL_ECORRUPT, SL_ECORRUPT);
 

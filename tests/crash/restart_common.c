@@ -209,9 +209,8 @@ static void report(run *r)
     printf("restart: %zu of %zu confirmed, %zu delivered+acked once, %zu redeliveries, "
            "%zu re-published copies (deduplicated by UUID), %d failed publish calls retried, "
            "%d sl_next calls saw the server away, %zu lost\n",
-           atomic_load(&r->nconfirmed), r->n, atomic_load(&r->nonce),
-           atomic_load(&r->redeliveries), atomic_load(&r->copies), atomic_load(&r->failures),
-           atomic_load(&r->next_errors), lost);
+           atomic_load(&r->nconfirmed), r->n, atomic_load(&r->nonce), atomic_load(&r->redeliveries),
+           atomic_load(&r->copies), atomic_load(&r->failures), atomic_load(&r->next_errors), lost);
     assert_int_equal(lost, 0);
     assert_int_equal(atomic_load(&r->nconfirmed), r->n); /* every batch got through in the end */
 }
@@ -219,8 +218,7 @@ static void report(run *r)
 static void restart_mid_run(void **state)
 {
     (void)state;
-    run r = {.topic = tl_unique(cfg->topic), .group = tl_unique("g"),
-             .n = tl_scaled(20000, 2000)};
+    run r = {.topic = tl_unique(cfg->topic), .group = tl_unique("g"), .n = tl_scaled(20000, 2000)};
     r.confirmed = calloc(r.n, sizeof *r.confirmed);
     r.acked = calloc(r.n, sizeof *r.acked);
     r.uuids = calloc(r.n, sizeof *r.uuids);

@@ -49,7 +49,8 @@ static void start(void)
     o.name = "helloworld";
     o.address = "127.0.0.1:0";
     o.registry = "none";
-    if (sl_service_new(&svc, &o) != 0 || sl_service_handle(svc, "Greeter.SayHello", nothing, NULL) != 0 ||
+    if (sl_service_new(&svc, &o) != 0 ||
+        sl_service_handle(svc, "Greeter.SayHello", nothing, NULL) != 0 ||
         sl_service_handle(svc, "Echo.Bytes", nothing, NULL) != 0 ||
         sl_service_handle_stream(svc, "Greeter.Stream", nothing, NULL) != 0) {
         fprintf(stderr, "fuzz_grpc_call: cannot make the service: %s\n", sl_errmsg());
@@ -91,7 +92,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         const uint8_t *colon = memchr(p, ':', (size_t)(le - p));
         if (colon && mda.count < MAX_MD) {
             md[mda.count].key = grpc_slice_from_copied_buffer((const char *)p, (size_t)(colon - p));
-            md[mda.count].value = grpc_slice_from_copied_buffer((const char *)colon + 1, (size_t)(le - colon - 1));
+            md[mda.count].value =
+                grpc_slice_from_copied_buffer((const char *)colon + 1, (size_t)(le - colon - 1));
             mda.count++;
         }
         p = e ? e + 1 : end;

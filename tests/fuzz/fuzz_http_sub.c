@@ -197,8 +197,14 @@ static void handle(char *in, size_t size)
     if (a.sse)
         return; /* the stream itself is http_sse.c's, under the daemon */
     switch (a.status) {
-    case 200: case 400: case 404: case 405: case 413: case 500: case 503: case 504:
-        break;
+    case 200:
+    case 400:
+    case 404:
+    case 405:
+    case 413:
+    case 500:
+    case 503:
+    case 504: break;
     default:
         fprintf(stderr, "fuzz_http_sub: undocumented answer %u (%s)\n", a.status, a.why);
         abort();

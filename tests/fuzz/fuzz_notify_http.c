@@ -49,7 +49,8 @@ static void stop(void)
 static void start(void)
 {
     /* in memory when the system has it: the store's fsyncs are not what is fuzzed */
-    snprintf(dir, sizeof dir, "%s/sl-fuzz-notify-XXXXXX", access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
+    snprintf(dir, sizeof dir, "%s/sl-fuzz-notify-XXXXXX",
+             access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
     if (!mkdtemp(dir))
         abort();
     nf_config *c = &app.cfg;
@@ -71,7 +72,8 @@ static void start(void)
         (step = "consumers", rc = nf_consumers_start(&app, 3, &cons)) == 0)
         step = "server", rc = nf_server_start(&app, &srv);
     if (rc) {
-        fprintf(stderr, "fuzz_notify_http: cannot start the service (%s): %d %s\n", step, rc, sl_errmsg());
+        fprintf(stderr, "fuzz_notify_http: cannot start the service (%s): %d %s\n", step, rc,
+                sl_errmsg());
         abort();
     }
     daemon_ = nf_server_daemon(srv);

@@ -74,7 +74,8 @@ static void start(void)
     o.max_body = 64 * 1024;
     o.threads = 2;
     o.drain_timeout_ms = 2000;
-    if (sl_service_new(&svc, &o) != 0 || sl_service_handle(svc, "Helloworld.Greeting", greeting, NULL) != 0 ||
+    if (sl_service_new(&svc, &o) != 0 ||
+        sl_service_handle(svc, "Helloworld.Greeting", greeting, NULL) != 0 ||
         sl_service_handle_stream(svc, "Helloworld.Stream", stream, NULL) != 0 ||
         sl_service_handle(svc, "Echo.Bytes", echo, NULL) != 0 ||
         (svc->http_external = true, sl_service_start(svc)) != 0) {

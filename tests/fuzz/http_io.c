@@ -144,9 +144,9 @@ static bool wait_ready(struct MHD_Daemon *d, int fd, int ms)
 typedef struct fz_answer {
     char head[8192]; /* the first bytes of the answer, NUL-terminated */
     size_t kept, total;
-    char tail[5];    /* the last bytes (the end of a chunked body) */
-    bool closed;     /* the server closed its side */
-    bool bodiless;   /* the request is a HEAD: its answer ends with the head */
+    char tail[5];  /* the last bytes (the end of a chunked body) */
+    bool closed;   /* the server closed its side */
+    bool bodiless; /* the request is a HEAD: its answer ends with the head */
 } fz_answer;
 
 /* Whether a's head announces a stream (SSE, ndjson: it ends only when its

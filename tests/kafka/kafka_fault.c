@@ -170,7 +170,8 @@ static void test_kill_member(const char *self, const char *url)
         dups += got[i] > 1 ? got[i] - 1 : 0;
     }
     printf("%zu published, %zu acked after dedupe, %zu duplicates, %zu foreign; survivor "
-           "took %zu after the kill\n", n, distinct, dups, foreign, count_lines(fb) - before_b);
+           "took %zu after the kill\n",
+           n, distinct, dups, foreign, count_lines(fb) - before_b);
     assert_int_equal(foreign, 0);
     assert_int_equal(distinct, n);
     assert_true(count_lines(fb) > n - victim - 1); /* the victim's share moved to b */

@@ -73,6 +73,7 @@ int main(int argc, char **argv)
         return publish(argc, argv);
     if (argc == 4 && !strcmp(argv[1], "receive"))
         return receive(argv);
-    fprintf(stderr, "usage: kafka_interop publish URL TOPIC PAYLOAD [K=V...] | receive URL TOPIC\n");
+    fprintf(stderr,
+            "usage: kafka_interop publish URL TOPIC PAYLOAD [K=V...] | receive URL TOPIC\n");
     return 2;
 }

@@ -79,7 +79,10 @@ void tl_check_fail(const char *file, int line, const char *fmt, ...)
     pthread_mutex_unlock(&check_mu);
 }
 
-int tl_check_failures(void) { return atomic_load(&check_failures); }
+int tl_check_failures(void)
+{
+    return atomic_load(&check_failures);
+}
 
 void tl_assert_threads_ok(void)
 {

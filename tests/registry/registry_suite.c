@@ -97,9 +97,9 @@ REG_TEST(register_lookup_round_trip)
     int stream_seen = 0;
     for (size_t i = 0; i < got[0].n_endpoints; i++)
         if (strcmp(got[0].endpoints[i].name, "Helloworld.Stream") == 0) {
-            assert_string_equal(meta_get(got[0].endpoints[i].metadata, got[0].endpoints[i].n_metadata,
-                                         "stream"),
-                                "server");
+            assert_string_equal(
+                meta_get(got[0].endpoints[i].metadata, got[0].endpoints[i].n_metadata, "stream"),
+                "server");
             stream_seen = 1;
         }
     assert_true(stream_seen);
@@ -158,7 +158,8 @@ REG_TEST(ttl_expires_unrefreshed_nodes)
     (void)state;
     sl_registry *r = open_reg();
     const char *name = tl_unique("ttl");
-    sl_reg_node keep = {"keep", "127.0.0.1:3001", NULL, 0}, die = {"die", "127.0.0.1:3002", NULL, 0};
+    sl_reg_node keep = {"keep", "127.0.0.1:3001", NULL, 0},
+                die = {"die", "127.0.0.1:3002", NULL, 0};
     sl_reg_service sk = {name, NULL, NULL, 0, NULL, 0, &keep, 1};
     sl_reg_service sd = {name, NULL, NULL, 0, NULL, 0, &die, 1};
     assert_int_equal(sl_registry_register(r, &sk, 2000), 0);

@@ -196,7 +196,8 @@ static void cluster_balances_and_survives_a_kill(void **state)
         for (int k = 0; k < NSERVERS; k++)
             per[k] += w[i].per_node[k];
     }
-    printf("balance: %d %d %d (failed %d, unknown node %d)\n", per[0], per[1], per[2], failed, other);
+    printf("balance: %d %d %d (failed %d, unknown node %d)\n", per[0], per[1], per[2], failed,
+           other);
     assert_int_equal(failed, 0);
     assert_int_equal(other, 0);
     for (int k = 0; k < NSERVERS; k++) {
@@ -249,15 +250,15 @@ static void registry_outage_calls_use_cached_nodes(void **state)
     sl_client *c;
     assert_int_equal(sl_client_new(&c, &o), 0);
     sl_response *resp;
-    assert_int_equal(sl_client_call(c, g_name, "Helloworld.Greeting", "{\"name\":\"a\"}", 12,
-                                    NULL, &resp), 0);
+    assert_int_equal(
+        sl_client_call(c, g_name, "Helloworld.Greeting", "{\"name\":\"a\"}", 12, NULL, &resp), 0);
     sl_response_free(resp);
     char cmd[1200];
     snprintf(cmd, sizeof cmd, "'%s' stop etcd", sh);
     assert_int_equal(system(cmd), 0);
     for (int i = 0; i < 200; i++) {
-        int rc = sl_client_call(c, g_name, "Helloworld.Greeting", "{\"name\":\"b\"}", 12, NULL,
-                                &resp);
+        int rc =
+            sl_client_call(c, g_name, "Helloworld.Greeting", "{\"name\":\"b\"}", 12, NULL, &resp);
         if (rc != 0)
             fail_msg("call %d with the registry down: %s (%s)", i, sl_strerror(rc), sl_errmsg());
         sl_response_free(resp);
@@ -271,8 +272,8 @@ static void registry_outage_calls_use_cached_nodes(void **state)
     while (live_nodes(r) < NSERVERS && tl_now_ms() < end)
         tl_sleep_ms(100);
     assert_int_equal(live_nodes(r), NSERVERS);
-    assert_int_equal(sl_client_call(c, g_name, "Helloworld.Greeting", "{\"name\":\"c\"}", 12,
-                                    NULL, &resp), 0);
+    assert_int_equal(
+        sl_client_call(c, g_name, "Helloworld.Greeting", "{\"name\":\"c\"}", 12, NULL, &resp), 0);
     sl_response_free(resp);
     sl_client_free(c);
     sl_registry_close(r);

@@ -40,7 +40,8 @@ static sl_publisher *pub_open(const char *url)
     int rc = sl_publisher_open(&p, url);
     if (rc)
         fail_msg("sl_publisher_open(%s): %s: %s (is RabbitMQ running? scripts/services.sh start "
-                 "rabbitmq)", url, sl_strerror(rc), sl_errmsg());
+                 "rabbitmq)",
+                 url, sl_strerror(rc), sl_errmsg());
     return p;
 }
 
@@ -94,8 +95,9 @@ static void raw_close(amqp_connection_state_t c)
 static void bad_options_are_rejected(void **state)
 {
     (void)state;
-    const char *bad[] = {"nosuch=1", "connection_num=0", "channel_num=x", "exchange_type=headers",
-                         "mandatory=maybe", "heartbeat=-1", "reconnect_max=0"};
+    const char *bad[] = {
+        "nosuch=1",        "connection_num=0", "channel_num=x",  "exchange_type=headers",
+        "mandatory=maybe", "heartbeat=-1",     "reconnect_max=0"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         sl_publisher *p = NULL;
         sl_subscriber *s = NULL;
@@ -149,11 +151,11 @@ static void wire_format_seen_by_raw_client(void **state)
     assert_int_equal(sl_msg_meta_set(m, "empty", ""), 0);
     assert_int_equal(sl_publish(pub, topic, &m, 1), 0); /* declares the exchange */
     amqp_connection_state_t c = raw_connect();
-    amqp_exchange_declare(c, 1, amqp_cstring_bytes(ex), amqp_cstring_bytes("topic"), 1 /* passive */,
-                          1, 0, 0, amqp_empty_table);
+    amqp_exchange_declare(c, 1, amqp_cstring_bytes(ex), amqp_cstring_bytes("topic"),
+                          1 /* passive */, 1, 0, 0, amqp_empty_table);
     assert_int_equal(amqp_get_rpc_reply(c).reply_type, AMQP_RESPONSE_NORMAL);
-    amqp_queue_declare_ok_t *q = amqp_queue_declare(c, 1, amqp_empty_bytes, 0, 0, 1, 1,
-                                                    amqp_empty_table);
+    amqp_queue_declare_ok_t *q =
+        amqp_queue_declare(c, 1, amqp_empty_bytes, 0, 0, 1, 1, amqp_empty_table);
     assert_non_null(q);
     amqp_bytes_t qn = amqp_bytes_malloc_dup(q->queue);
     amqp_queue_bind(c, 1, qn, amqp_cstring_bytes(ex), amqp_cstring_bytes("#"), amqp_empty_table);

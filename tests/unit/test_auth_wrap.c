@@ -69,8 +69,10 @@ static int setup(void **state)
 {
     fx *f = calloc(1, sizeof *f);
     f->auth = open_auth(SECRET);
-    sl_auth_rule public = {.id = "public", .scope = "", .resource = {"service", "greeter", "Greeter.Public"}};
-    sl_auth_rule hello = {.id = "hello", .scope = "greet", .resource = {"service", "greeter", "Greeter.*"}};
+    sl_auth_rule public = {
+        .id = "public", .scope = "", .resource = {"service", "greeter", "Greeter.Public"}};
+    sl_auth_rule hello = {
+        .id = "hello", .scope = "greet", .resource = {"service", "greeter", "Greeter.*"}};
     assert_int_equal(sl_auth_grant(f->auth, &public), 0);
     assert_int_equal(sl_auth_grant(f->auth, &hello), 0);
     sl_service_opts o;
@@ -104,8 +106,8 @@ static int teardown(void **state)
 }
 
 /* Call endpoint; *body (may be NULL) the parsed answer. Returns the rc. */
-static int call(fx *f, sl_client *c, const char *ep, const sl_reg_meta *md, size_t nmd,
-                int *status, json_t **body)
+static int call(fx *f, sl_client *c, const char *ep, const sl_reg_meta *md, size_t nmd, int *status,
+                json_t **body)
 {
     sl_call_opts co;
     sl_call_opts_init(&co);
@@ -230,8 +232,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(denied_calls_get_401_or_403, setup, teardown),
         cmocka_unit_test_setup_teardown(allowed_calls_reach_the_handler_with_the_account, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(callers_cannot_forge_the_account_metadata, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(callers_cannot_forge_the_account_metadata, setup, teardown),
     };
     return cmocka_run_group_tests_name("auth_wrap", tests, NULL, NULL);
 }

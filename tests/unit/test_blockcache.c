@@ -19,7 +19,10 @@
 
 /* A block in use carries its owner's stamp over its whole size; a block
  * handed out twice at once would be overwritten under its first owner. */
-static void stamp(void *p, size_t size, unsigned char v) { memset(p, v, size); }
+static void stamp(void *p, size_t size, unsigned char v)
+{
+    memset(p, v, size);
+}
 
 /* Any thread: a mismatch is recorded (TL_CHECK), checked by the test. */
 static bool check_stamp(const void *p, size_t size, unsigned char v)
@@ -27,7 +30,8 @@ static bool check_stamp(const void *p, size_t size, unsigned char v)
     const unsigned char *c = p;
     for (size_t i = 0; i < size; i++)
         if (c[i] != v) {
-            tl_check_fail(__FILE__, __LINE__, "block %p byte %zu is %u, expected %u", p, i, c[i], v);
+            tl_check_fail(__FILE__, __LINE__, "block %p byte %zu is %u, expected %u", p, i, c[i],
+                          v);
             return false;
         }
     return true;

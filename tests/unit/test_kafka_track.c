@@ -131,19 +131,19 @@ static void bad_urls_are_refused(void **state)
 {
     (void)state;
     const char *bad[] = {
-        "kafka://",                                       /* no host */
-        "kafka://u:p@127.0.0.1:9092/",                    /* credentials */
-        "kafka://127.0.0.1:9092/topic",                   /* path */
-        "kafka://127.0.0.1:9092/?bootstrap=nohost",       /* not host:port */
-        "kafka://127.0.0.1:9092/?bootstrap=h:1,,h:2",     /* empty entry */
-        "kafka://127.0.0.1:9092/?bootstrap=h:99999",      /* port */
-        "kafka://127.0.0.1:9092/?start=middle",           /* enum */
-        "kafka://127.0.0.1:9092/?start=offset",           /* offset missing */
-        "kafka://127.0.0.1:9092/?start_time=5",           /* without start=time */
-        "kafka://127.0.0.1:9092/?timeout=1ms",            /* too short */
-        "kafka://127.0.0.1:9092/?session_timeout=10ms",   /* too short */
-        "kafka://127.0.0.1:9092/?key=",                   /* empty key */
-        "kafka://127.0.0.1:9092/?nope=1",                 /* unknown */
+        "kafka://",                                     /* no host */
+        "kafka://u:p@127.0.0.1:9092/",                  /* credentials */
+        "kafka://127.0.0.1:9092/topic",                 /* path */
+        "kafka://127.0.0.1:9092/?bootstrap=nohost",     /* not host:port */
+        "kafka://127.0.0.1:9092/?bootstrap=h:1,,h:2",   /* empty entry */
+        "kafka://127.0.0.1:9092/?bootstrap=h:99999",    /* port */
+        "kafka://127.0.0.1:9092/?start=middle",         /* enum */
+        "kafka://127.0.0.1:9092/?start=offset",         /* offset missing */
+        "kafka://127.0.0.1:9092/?start_time=5",         /* without start=time */
+        "kafka://127.0.0.1:9092/?timeout=1ms",          /* too short */
+        "kafka://127.0.0.1:9092/?session_timeout=10ms", /* too short */
+        "kafka://127.0.0.1:9092/?key=",                 /* empty key */
+        "kafka://127.0.0.1:9092/?nope=1",               /* unknown */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         sl_publisher *p = NULL;

@@ -292,7 +292,7 @@ static void nonblocking_publish_fails_with_eagain_and_publishes_nothing(void **s
     assert_int_equal(sl_publish(e.p, e.topic, ms, 3), 0);
     assert_int_equal(sl_publish(e.p, e.topic, ms, 2), SL_EAGAIN); /* 3 + 2 > 4 */
     assert_non_null(strstr(sl_errmsg(), "full"));
-    assert_int_equal(sl_publish(e.p, e.topic, ms + 2, 1), 0);     /* exactly full */
+    assert_int_equal(sl_publish(e.p, e.topic, ms + 2, 1), 0); /* exactly full */
     assert_int_equal(sl_publish(e.p, e.topic, ms, 1), SL_EAGAIN);
     take_expect_ack(s, "a");
     take_expect_ack(s, "b");
@@ -412,7 +412,7 @@ static void blocking_publish_waits_until_consumer_drains(void **state)
     start_bg(&b, &t, e.p, e.topic, "c", 0, -1);
     tl_sleep_ms(150);
     assert_int_equal(atomic_load(&b.returned), 0); /* still blocked: buffer full */
-    take_expect_ack(s, "a");                        /* taking one makes room */
+    take_expect_ack(s, "a");                       /* taking one makes room */
     pthread_join(t, NULL);
     assert_int_equal(b.rc, 0);
     sl_msg_unref(b.m);

@@ -22,8 +22,8 @@ static void check_uuid_text(const char *u)
         else
             assert_true(isxdigit((unsigned char)u[i]) && !isupper((unsigned char)u[i]));
     }
-    assert_int_equal(u[14], '7');                   /* version 7 */
-    assert_non_null(strchr("89ab", u[19]));          /* variant 10xx */
+    assert_int_equal(u[14], '7');           /* version 7 */
+    assert_non_null(strchr("89ab", u[19])); /* variant 10xx */
 }
 
 static uint64_t uuid_ms(const char *u)
@@ -141,7 +141,10 @@ static void metadata_set_get_del_at_count(void **state)
     assert_int_equal(sl_msg_meta_count(m), 0);
     assert_null(sl_msg_meta_get(m, "a"));
     assert_int_equal(sl_msg_meta_set(m, "a", "1"), 0);
-    assert_int_equal(sl_msg_meta_set(m, "b", "gr\xc3\xbc\xc3\x9f" "e"), 0);
+    assert_int_equal(sl_msg_meta_set(m, "b",
+                                     "gr\xc3\xbc\xc3\x9f"
+                                     "e"),
+                     0);
     assert_int_equal(sl_msg_meta_set(m, "c", ""), 0);
     for (int i = 0; i < 50; i++) { /* grow past the first allocation */
         char k[16];
@@ -157,7 +160,8 @@ static void metadata_set_get_del_at_count(void **state)
     assert_string_equal(v, "2");
     assert_int_equal(sl_msg_meta_at(m, 1, &k, &v), 0);
     assert_string_equal(k, "b");
-    assert_string_equal(v, "gr\xc3\xbc\xc3\x9f" "e");
+    assert_string_equal(v, "gr\xc3\xbc\xc3\x9f"
+                           "e");
     assert_string_equal(sl_msg_meta_get(m, "c"), "");
     assert_int_equal(sl_msg_meta_at(m, 53, &k, &v), SL_ENOENT);
     assert_int_equal(sl_msg_meta_del(m, "b"), 0);

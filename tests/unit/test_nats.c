@@ -298,8 +298,8 @@ static void bad_input_is_refused(void **state)
         "bogus=1",
         "start_seq=3&start_time=1000",
         "start_time=yesterday",
-        "stream=ALL",                        /* needs subject_prefix */
-        "stream=a.b&subject_prefix=x.",      /* not a stream name */
+        "stream=ALL",                   /* needs subject_prefix */
+        "stream=a.b&subject_prefix=x.", /* not a stream name */
         "subject_prefix=a..b",
         "jetstream=false&start_seq=1",
         "storage=tape",

@@ -92,13 +92,14 @@ static void events_and_values_match(void **state)
 {
     (void)state;
     /* a notice event as the consumer and the emitter build it */
-    value_same_as_jansson(json_pack("{s:s, s:i, s:s, s:s, s:s, s:I, s:I}", "order_sn", "01a2-\"x\"", "type", 3,
-                                    "data", "h\xc3\xa9\tllo\n\x01", "create_time", "2026-12-06 10:00:00", "kind",
-                                    "notice", "uid", (json_int_t)-42, "notification_count",
-                                    (json_int_t)9007199254740993LL));
-    value_same_as_jansson(json_pack("{s:I, s:s, s:b, s:b, s:n}", "changed", (json_int_t)0, "kind", "read", "t",
-                                    1, "f", 0, "none"));
-    value_same_as_jansson(json_pack("[{s:i}, [], {}, [i, s, f, f, f]]", "a", 1, 2, "\"q\"", 1.5, -0.25, 1e300));
+    value_same_as_jansson(json_pack("{s:s, s:i, s:s, s:s, s:s, s:I, s:I}", "order_sn", "01a2-\"x\"",
+                                    "type", 3, "data", "h\xc3\xa9\tllo\n\x01", "create_time",
+                                    "2026-12-06 10:00:00", "kind", "notice", "uid", (json_int_t)-42,
+                                    "notification_count", (json_int_t)9007199254740993LL));
+    value_same_as_jansson(json_pack("{s:I, s:s, s:b, s:b, s:n}", "changed", (json_int_t)0, "kind",
+                                    "read", "t", 1, "f", 0, "none"));
+    value_same_as_jansson(
+        json_pack("[{s:i}, [], {}, [i, s, f, f, f]]", "a", 1, 2, "\"q\"", 1.5, -0.25, 1e300));
     value_same_as_jansson(json_pack("{s:{s:[i,i]}, s:s}", "nested", "x", 1, 2, "k\"e\\y\x02", "v"));
     value_same_as_jansson(json_object());
     value_same_as_jansson(json_array());
@@ -199,9 +200,7 @@ static void mutated_payloads_never_disagree(void **state)
         for (int k = 1 + rand() % 3; k > 0; k--) {
             size_t at = (size_t)rand() % m;
             switch (rand() % 3) {
-            case 0:
-                buf[at] = (char)(rand() % 256);
-                break;
+            case 0: buf[at] = (char)(rand() % 256); break;
             case 1:
                 memmove(buf + at, buf + at + 1, m - at - 1);
                 m--;

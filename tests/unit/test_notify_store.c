@@ -26,10 +26,10 @@
 #define SHARDS 16
 #define USERS 200
 #define BATCH 512
-#define DATA_LEN 2000                       /* bytes of data per notice: the WAL fills in fewer rows */
-#define CHECKPOINT_BYTES (2048LL * 4096)    /* sqlite_wal.c's CHECKPOINT_PAGES pages of 4 KiB */
+#define DATA_LEN 2000                    /* bytes of data per notice: the WAL fills in fewer rows */
+#define CHECKPOINT_BYTES (2048LL * 4096) /* sqlite_wal.c's CHECKPOINT_PAGES pages of 4 KiB */
 #define WAL_MAX_BYTES (8 * CHECKPOINT_BYTES) /* its WAL_MAX_PAGES: past it the writer waits */
-#define MAX_BATCHES 400                     /* ~190 MB of data: far past any checkpoint */
+#define MAX_BATCHES 400                      /* ~190 MB of data: far past any checkpoint */
 
 static char g_dir[64], g_db[128], g_wal[160];
 static char g_data[DATA_LEN + 1];
@@ -200,7 +200,7 @@ static void add_range(nf_store *s, int64_t uid, int from, int to, bool (*want_ne
     size_t n = (size_t)(to - from);
     nf_notice *v = calloc(n, sizeof *v);
     bool *ins = calloc(n, sizeof *ins);
-    char (*data)[16] = calloc(n, sizeof *data);
+    char(*data)[16] = calloc(n, sizeof *data);
     assert_non_null(v), assert_non_null(ins), assert_non_null(data);
     for (size_t i = 0; i < n; i++) {
         int k = from + (int)i;
@@ -218,8 +218,15 @@ static void add_range(nf_store *s, int64_t uid, int from, int to, bool (*want_ne
     free(data);
 }
 
-static bool all_new(int k) { (void)k; return true; }
-static bool new_from_300(int k) { return k >= 300; }
+static bool all_new(int k)
+{
+    (void)k;
+    return true;
+}
+static bool new_from_300(int k)
+{
+    return k >= 300;
+}
 
 static void many_rows_keep_order_and_tell_stored_ones(void **state)
 {
@@ -439,15 +446,16 @@ int main(void)
 {
     /* ~200 MB go through the files: in memory where there is a tmpfs */
     struct stat st;
-    snprintf(g_dir, sizeof g_dir, "%s/sl-nfstore-XXXXXX", stat("/dev/shm", &st) == 0 ? "/dev/shm" : "/tmp");
+    snprintf(g_dir, sizeof g_dir, "%s/sl-nfstore-XXXXXX",
+             stat("/dev/shm", &st) == 0 ? "/dev/shm" : "/tmp");
     if (!mkdtemp(g_dir))
         return 1;
     snprintf(g_db, sizeof g_db, "%s/notice.db", g_dir);
     snprintf(g_wal, sizeof g_wal, "%s-wal", g_db);
     memset(g_data, 'x', DATA_LEN);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(wal_checkpointed_at_threshold_and_restarted,
-                                        wal_case_setup, wal_case_teardown),
+        cmocka_unit_test_setup_teardown(wal_checkpointed_at_threshold_and_restarted, wal_case_setup,
+                                        wal_case_teardown),
         cmocka_unit_test(many_rows_keep_order_and_tell_stored_ones),
         cmocka_unit_test(inbox_index_merges_read_and_unread_and_converts_old_stores),
         cmocka_unit_test(listeners_expire_and_are_removed),

@@ -36,8 +36,16 @@ static void unknown_scheme_is_named_in_the_error(void **state)
 static void malformed_url_is_rejected(void **state)
 {
     (void)state;
-    const char *bad[] = {"", "mem", "MEM://x", "mem://a b", "mem://x#f", "mem://x?a",
-                         "mem://x?a=1&a=2", "mem://x:0", "mem://x/%zz", "mem://x?a=%00"};
+    const char *bad[] = {"",
+                         "mem",
+                         "MEM://x",
+                         "mem://a b",
+                         "mem://x#f",
+                         "mem://x?a",
+                         "mem://x?a=1&a=2",
+                         "mem://x:0",
+                         "mem://x/%zz",
+                         "mem://x?a=%00"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         sl_publisher *p = (sl_publisher *)1;
         sl_subscriber *s = (sl_subscriber *)1;

@@ -120,7 +120,8 @@ static void publish(const char *topic, int n)
 
 static int wait_calls(int slot, int want)
 {
-    for (int64_t end = tl_now_ms() + 10000; atomic_load(&L.calls[slot]) < want && tl_now_ms() < end;)
+    for (int64_t end = tl_now_ms() + 10000;
+         atomic_load(&L.calls[slot]) < want && tl_now_ms() < end;)
         tl_sleep_ms(5);
     return atomic_load(&L.calls[slot]);
 }

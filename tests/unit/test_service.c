@@ -41,8 +41,8 @@ static int meta(sl_call *c, void *user)
 {
     (void)user;
     const char *who = sl_call_meta(c, "X-User");
-    return sl_call_reply_json(c, json_pack("{s:s?, s:I}", "user", who, "left",
-                                           (json_int_t)sl_call_remaining_ms(c)));
+    return sl_call_reply_json(
+        c, json_pack("{s:s?, s:I}", "user", who, "left", (json_int_t)sl_call_remaining_ms(c)));
 }
 
 static int endless(sl_call *c, void *user)

@@ -185,7 +185,6 @@ static int64_t raw_int(const char *sql)
     return v;
 }
 
-
 /* Retention (acked) deletes what was acked, at the latest at the next
  * housekeeping (once a second). */
 static void wait_swept(void)
@@ -271,9 +270,13 @@ static void uuids_round_trip_in_any_form(void **state)
 {
     (void)state;
     static const char *const ids[] = {
-        "01900000-0000-7000-8000-0000000000ab", "01900000-0000-7000-8000-0000000000AB",
-        "order-42", "0190000g-0000-7000-8000-000000000001", "01900000-0000-7000-8000-00000000000",
-        "01900000-0000-7000-8000-0000000000011", "01900000x0000-7000-8000-000000000001",
+        "01900000-0000-7000-8000-0000000000ab",
+        "01900000-0000-7000-8000-0000000000AB",
+        "order-42",
+        "0190000g-0000-7000-8000-000000000001",
+        "01900000-0000-7000-8000-00000000000",
+        "01900000-0000-7000-8000-0000000000011",
+        "01900000x0000-7000-8000-000000000001",
     };
     enum { N = sizeof ids / sizeof ids[0] };
     sl_publisher *pub;
@@ -337,7 +340,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(format1_file_is_upgraded_with_its_claims, setup, teardown),
         cmocka_unit_test_setup_teardown(format2_file_is_upgraded_with_its_leases, setup, teardown),
-        cmocka_unit_test_setup_teardown(format3_file_is_upgraded_and_numbers_on_from_seq, setup, teardown),
+        cmocka_unit_test_setup_teardown(format3_file_is_upgraded_and_numbers_on_from_seq, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(numbers_are_never_given_out_twice, setup, teardown),
         cmocka_unit_test_setup_teardown(uuids_round_trip_in_any_form, setup, teardown),
         cmocka_unit_test_setup_teardown(idle_wait_does_not_spin, setup, teardown),

@@ -343,7 +343,8 @@ static void bad_input_is_refused(void **state)
     assert_int_equal(sl_store_open(&s2, "nosuch://x"), SL_ENOTSUP);
     assert_int_equal(sl_store_open(&s2, "not a url"), SL_EINVAL);
     if (strcmp(f->name, "postgres") == 0) {
-        snprintf(url, sizeof url, "%s%ssql_table=bad-name", f->url, strchr(f->url, '?') ? "&" : "?");
+        snprintf(url, sizeof url, "%s%ssql_table=bad-name", f->url,
+                 strchr(f->url, '?') ? "&" : "?");
         assert_int_equal(sl_store_open(&s2, url), SL_EBADOPT);
         assert_int_equal(sl_store_open(&s2, "postgres://127.0.0.1/"), SL_EINVAL); /* no database */
         assert_int_equal(sl_store_open(&s2, "postgres://u:p@127.0.0.1:1/db?timeout=1s"), SL_ECONN);
@@ -509,7 +510,8 @@ static int run_backend(const char *name)
     } else if (strcmp(name, "postgres") == 0) {
         const char *u = getenv("SL_POSTGRES_URL");
         if (!u) {
-            fprintf(stderr, "test_store: SL_POSTGRES_URL is not set (the postgres fixture sets it)\n");
+            fprintf(stderr,
+                    "test_store: SL_POSTGRES_URL is not set (the postgres fixture sets it)\n");
             return 1;
         }
         f.url = u;

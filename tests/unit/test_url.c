@@ -34,7 +34,8 @@ static void parses_full_url_with_user_password_host_port_path_query(void **state
     assert_string_equal(u->opts[0].key, "heartbeat");
     assert_string_equal(u->opts[0].val, "10s");
     assert_string_equal(u->opts[1].key, "tls");
-    assert_string_equal(u->raw, "amqp://guest:s3cret@broker.local:5672/vhost/x?heartbeat=10s&tls=true");
+    assert_string_equal(u->raw,
+                        "amqp://guest:s3cret@broker.local:5672/vhost/x?heartbeat=10s&tls=true");
     sli_url_free(u);
 }
 
@@ -203,9 +204,10 @@ static void rejects_over_long_url(void **state)
 static void typed_getters_read_and_validate_options(void **state)
 {
     (void)state;
-    sli_url *u = parse_ok("x://h?b1=true&b2=0&b3=yes&b4=off&bad=maybe&n=42&big=18446744073709551615"
-                          "&neg=-1&nn=12x&d1=250ms&d2=30s&d3=5m&d4=1h&d5=77&d6=3d&d7=&e=normal&e2=fast"
-                          "&over=99999999999999999h");
+    sli_url *u =
+        parse_ok("x://h?b1=true&b2=0&b3=yes&b4=off&bad=maybe&n=42&big=18446744073709551615"
+                 "&neg=-1&nn=12x&d1=250ms&d2=30s&d3=5m&d4=1h&d5=77&d6=3d&d7=&e=normal&e2=fast"
+                 "&over=99999999999999999h");
     bool b;
     assert_int_equal(sli_url_opt_bool(u, "b1", false, &b), 0);
     assert_true(b);

@@ -15,7 +15,8 @@ static void parts_come_back_decoded(void **state)
 {
     (void)state;
     sl_url *u = NULL;
-    assert_int_equal(sl_url_parse("mysql://us%40er:p%3Ass@db.local:3307/app?max_open_conns=8", &u), 0);
+    assert_int_equal(sl_url_parse("mysql://us%40er:p%3Ass@db.local:3307/app?max_open_conns=8", &u),
+                     0);
     assert_non_null(u);
     assert_string_equal(sl_url_scheme(u), "mysql");
     assert_string_equal(sl_url_user(u), "us@er");
@@ -83,8 +84,15 @@ static void unused_option_is_named(void **state)
 static void malformed_and_null_are_refused(void **state)
 {
     (void)state;
-    const char *bad[] = {"", "nohost", "mysql:/h/db", "my sql://h", "mysql://h:0/db",
-                         "mysql://h:70000/db", "mysql://h/db#frag", "mysql://h/%4", "mysql://h/?a=1&a=2"};
+    const char *bad[] = {"",
+                         "nohost",
+                         "mysql:/h/db",
+                         "my sql://h",
+                         "mysql://h:0/db",
+                         "mysql://h:70000/db",
+                         "mysql://h/db#frag",
+                         "mysql://h/%4",
+                         "mysql://h/?a=1&a=2"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         sl_url *u = (sl_url *)&bad; /* must be reset to NULL */
         int rc = sl_url_parse(bad[i], &u);

@@ -132,7 +132,8 @@ static int apply_read(nf_app *app, sl_msg *in, json_t *p)
     if (rc)
         return sl_handler_fail(rc, "mark read uid %lld: %s", (long long)uid, sl_strerror(rc));
     if (changed > 0)
-        nf_events_emit(app->events, uid, "read", json_pack("{s:I}", "changed", (json_int_t)changed));
+        nf_events_emit(app->events, uid, "read",
+                       json_pack("{s:I}", "changed", (json_int_t)changed));
     return 0;
 }
 
@@ -181,7 +182,8 @@ static int handle(sl_ctx *ctx, sl_msg *in, sl_msg_list *out, void *user)
     json_t *p = json_loadb(payload ? payload : "", len, 0, &jerr);
     int rc;
     if (!json_is_object(p))
-        rc = sl_handler_fail(SL_EPROTO, "message %s: payload is not a JSON object", sl_msg_uuid(in));
+        rc =
+            sl_handler_fail(SL_EPROTO, "message %s: payload is not a JSON object", sl_msg_uuid(in));
     else
         rc = t == 0 ? apply_notify(app, in, p) : apply_read(app, in, p);
     json_decref(p);
@@ -273,8 +275,8 @@ static int handle_notify_batch(sl_ctx *ctx, sl_msg *const *in, size_t n, int *re
     if (k && !app->fault_batch)
         nf_health_note(app, NF_W_STORE, rc);
     if (rc)
-        nf_log(SL_LOG_WARN, "storing a batch of %zu notices failed (%s); applying them one by one", k,
-               sl_strerror(rc));
+        nf_log(SL_LOG_WARN, "storing a batch of %zu notices failed (%s); applying them one by one",
+               k, sl_strerror(rc));
     uint64_t us = (uint64_t)(nf_mono_us() - start);
     for (size_t j = 0; j < k; j++) {
         if (rc) {

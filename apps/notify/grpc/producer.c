@@ -1,9 +1,9 @@
 /*
  * producer.c - the notification service's gRPC API: the original's
  * notice.Producer (Notify, Read: same contract, port 3334) plus List,
- * UserInfo, MarkRead and Stream (live events, the SSE stream's twin), served by an sl_service on its gRPC transport
- * (grpc_only, not registered anywhere). Messages are notice.proto's
- * (protobuf-c, generated at build time).
+ * UserInfo, MarkRead and Stream (live events, the SSE stream's twin), served by an sl_service on
+ * its gRPC transport (grpc_only, not registered anywhere). Messages are notice.proto's (protobuf-c,
+ * generated at build time).
  *
  * Every request passes the HTTP API's rules with the same messages
  * (notice_check.c). A refused request answers code=10001 with the reason;
@@ -63,22 +63,25 @@ static int allowed(sl_call *c, nf_app *app, need what, int64_t uid)
         return 0;
     const char *h = sl_call_meta(c, "authorization");
     if (!h || strncasecmp(h, "Bearer ", 7) || !h[7])
-        return sl_call_error(c, 401, "a token is required (metadata authorization: Bearer <token>)");
+        return sl_call_error(c, 401,
+                             "a token is required (metadata authorization: Bearer <token>)");
     sl_account *a;
     int rc = sl_auth_inspect(app->auth, h + 7, &a);
     if (rc)
-        return sl_call_error(c, 401, "token refused: %s", rc == SL_EUNAUTH ? sl_errmsg() : sl_strerror(rc));
+        return sl_call_error(c, 401, "token refused: %s",
+                             rc == SL_EUNAUTH ? sl_errmsg() : sl_strerror(rc));
     char want[32];
     snprintf(want, sizeof want, "%lld", (long long)uid);
-    bool ok = has_scope(a, NF_SCOPE_ADMIN) ||
-              (what != NEED_USER && has_scope(a, NF_SCOPE_WRITE)) ||
+    bool ok = has_scope(a, NF_SCOPE_ADMIN) || (what != NEED_USER && has_scope(a, NF_SCOPE_WRITE)) ||
               (what != NEED_POST && has_scope(a, NF_SCOPE_READ) && a->id && !strcmp(a->id, want));
     sl_account_free(a);
     if (ok)
         return 0;
-    return what == NEED_POST ? sl_call_error(c, 403, "posting notices needs a producer token (scope "
-                                                     "notice:write)")
-                             : sl_call_error(c, 403, "this token may not access uid %lld", (long long)uid);
+    return what == NEED_POST
+               ? sl_call_error(c, 403,
+                               "posting notices needs a producer token (scope "
+                               "notice:write)")
+               : sl_call_error(c, 403, "this token may not access uid %lld", (long long)uid);
 }
 
 /* Pack ProducerResponse{code, msg, data} and hand it to send (sl_call_reply
@@ -126,7 +129,8 @@ static bool in_range(sl_call *c, const char *name, int64_t v, int64_t lo, int64_
 {
     if (v >= lo && v <= hi)
         return true;
-    refuse(c, "%s must be in %lld..%lld, got %lld", name, (long long)lo, (long long)hi, (long long)v);
+    refuse(c, "%s must be in %lld..%lld, got %lld", name, (long long)lo, (long long)hi,
+           (long long)v);
     return false;
 }
 
@@ -161,16 +165,18 @@ static int notify(sl_call *c, void *user)
     int rc = allowed(c, app, NEED_POST, q->uid);
     if (rc)
         goto out;
-    if (!in_range(c, "uid", q->uid, 0, NF_INT64_MAX) || !in_range(c, "type", q->type, 0, NF_INT32_MAX))
+    if (!in_range(c, "uid", q->uid, 0, NF_INT64_MAX) ||
+        !in_range(c, "type", q->type, 0, NF_INT32_MAX))
         goto out;
     if (nf_check_notice(q->data, q->createtime, when, err, sizeof err) ||
-        nf_check_idem(sl_call_meta(c, "idempotency-key"), q->uid, "k", id, sizeof id, err, sizeof err)) {
+        nf_check_idem(sl_call_meta(c, "idempotency-key"), q->uid, "k", id, sizeof id, err,
+                      sizeof err)) {
         rc = refuse(c, "%s", err);
         goto out;
     }
     rc = publish(c, app, NF_TOPIC_NOTIFY,
-                 json_pack("{s:I, s:I, s:s, s:s}", "uid", (json_int_t)q->uid, "type", (json_int_t)q->type,
-                           "data", q->data, "time", when),
+                 json_pack("{s:I, s:I, s:s, s:s}", "uid", (json_int_t)q->uid, "type",
+                           (json_int_t)q->type, "data", q->data, "time", when),
                  id);
 out:
     notice__notice_request__free_unpacked(q, NULL);
@@ -190,8 +196,8 @@ static int mark(sl_call *c, nf_app *app, int64_t uid, int64_t type, int64_t nid,
     if (nf_check_idem(sl_call_meta(c, "idempotency-key"), uid, "r", id, sizeof id, err, sizeof err))
         return refuse(c, "%s", err);
     return publish(c, app, NF_TOPIC_READ,
-                   json_pack("{s:I, s:I, s:I, s:b}", "uid", (json_int_t)uid, "type", (json_int_t)type, "id",
-                             (json_int_t)nid, "all", all || type == 0),
+                   json_pack("{s:I, s:I, s:I, s:b}", "uid", (json_int_t)uid, "type",
+                             (json_int_t)type, "id", (json_int_t)nid, "all", all || type == 0),
                    id);
 }
 
@@ -227,11 +233,15 @@ static int list(sl_call *c, void *user)
     Notice__ListRequest *q = notice__list_request__unpack(NULL, len, body);
     if (!q)
         return sl_call_error(c, 400, "malformed ListRequest");
-    nf_list_query lq = {.uid = q->uid, .type = (int)q->type, .page = q->page ? (int)q->page : 1,
-                        .size = q->size ? (int)q->size : 10, .cursor = q->cursor};
+    nf_list_query lq = {.uid = q->uid,
+                        .type = (int)q->type,
+                        .page = q->page ? (int)q->page : 1,
+                        .size = q->size ? (int)q->size : 10,
+                        .cursor = q->cursor};
     json_t *data = NULL;
     int rc = allowed(c, user, NEED_USER, q->uid);
-    if (!rc && in_range(c, "uid", q->uid, 0, NF_INT64_MAX) && in_range(c, "type", q->type, 0, NF_INT32_MAX) &&
+    if (!rc && in_range(c, "uid", q->uid, 0, NF_INT64_MAX) &&
+        in_range(c, "type", q->type, 0, NF_INT32_MAX) &&
         in_range(c, "page", q->page ? q->page : 1, 1, 1000000) &&
         in_range(c, "size", q->size ? q->size : 10, 1, 100) &&
         in_range(c, "cursor", q->cursor, 0, NF_INT64_MAX)) {
@@ -283,7 +293,8 @@ static void on_event(void *ctx, const char *event, const char *json)
     } else if (!q->ended) {
         if (q->n == q->cap) {
             size_t cap = q->cap ? q->cap * 2 : 16;
-            char **ne = realloc(q->ev, cap * sizeof *ne), **nj = ne ? realloc(q->js, cap * sizeof *nj) : NULL;
+            char **ne = realloc(q->ev, cap * sizeof *ne),
+                 **nj = ne ? realloc(q->js, cap * sizeof *nj) : NULL;
             if (ne)
                 q->ev = ne;
             if (nj)
@@ -332,7 +343,8 @@ static int stream_run(sl_call *c, nf_app *app, int64_t uid)
 {
     int rc;
     if (uid < 0)
-        return sl_call_error(c, 400, "uid must be in 0..%lld, got %lld", (long long)NF_INT64_MAX, (long long)uid);
+        return sl_call_error(c, 400, "uid must be in 0..%lld, got %lld", (long long)NF_INT64_MAX,
+                             (long long)uid);
     evq eq = {.ended = false};
     pthread_mutex_init(&eq.mu, NULL);
     pthread_cond_init(&eq.cv, NULL);
@@ -427,7 +439,10 @@ int nf_grpc_start(nf_app *app, nf_grpc **out)
     return 0;
 }
 
-const char *nf_grpc_address(const nf_grpc *g) { return g ? sl_service_grpc_address(g->svc) : NULL; }
+const char *nf_grpc_address(const nf_grpc *g)
+{
+    return g ? sl_service_grpc_address(g->svc) : NULL;
+}
 
 void nf_grpc_stop(nf_grpc *g)
 {

@@ -66,7 +66,8 @@ static bool has_scope(const sl_account *a, const char *scope)
 static const char *bearer(nf_req *q, bool query_ok, bool *bad)
 {
     *bad = false;
-    const char *h = MHD_lookup_connection_value(q->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    const char *h =
+        MHD_lookup_connection_value(q->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
     if (h) {
         if (strncasecmp(h, "Bearer ", 7)) {
             *bad = true;
@@ -94,8 +95,9 @@ int nf_access_begin(nf_req *q, nf_resp *r, const nf_route *route)
         if (route->access != NF_ACCESS_ADMIN || admin_header_ok(q) ||
             (!q->app->cfg.admin_token[0] && nf_peer_is_loopback(q->conn)))
             return 0;
-        nf_resp_fail(r, 401, q->app->cfg.admin_token[0] ? "X-Admin-Token is missing or wrong"
-                                                         : "admin routes answer loopback only");
+        nf_resp_fail(r, 401,
+                     q->app->cfg.admin_token[0] ? "X-Admin-Token is missing or wrong"
+                                                : "admin routes answer loopback only");
         return -1;
     }
     bool bad;
@@ -103,10 +105,11 @@ int nf_access_begin(nf_req *q, nf_resp *r, const nf_route *route)
     if (!tok && route->access == NF_ACCESS_ADMIN && !bad && admin_header_ok(q))
         return 0;
     if (bad) {
-        nf_resp_fail(r, 401, "%s", route->access == NF_ACCESS_STREAM
-                                       ? "want Authorization: Bearer <token> or ?token=<token>"
-                                       : "want Authorization: Bearer <token> (?token= is taken by "
-                                         "/api/msg/stream only)");
+        nf_resp_fail(r, 401, "%s",
+                     route->access == NF_ACCESS_STREAM
+                         ? "want Authorization: Bearer <token> or ?token=<token>"
+                         : "want Authorization: Bearer <token> (?token= is taken by "
+                           "/api/msg/stream only)");
         return -1;
     }
     if (!tok || !*tok) {
@@ -124,7 +127,8 @@ int nf_access_begin(nf_req *q, nf_resp *r, const nf_route *route)
         nf_resp_fail(r, 403, "admin routes need a token with scope admin");
         return -1;
     }
-    if (route->access == NF_ACCESS_POST && !has_scope(acc, NF_SCOPE_WRITE) && !has_scope(acc, NF_SCOPE_ADMIN)) {
+    if (route->access == NF_ACCESS_POST && !has_scope(acc, NF_SCOPE_WRITE) &&
+        !has_scope(acc, NF_SCOPE_ADMIN)) {
         nf_resp_fail(r, 403, "posting notices needs a producer token (scope notice:write)");
         return -1;
     }
@@ -162,7 +166,8 @@ bool nf_access_admin_credential(nf_req *q)
     bool bad;
     const char *tok = bearer(q, false, &bad);
     sl_account *acc = NULL;
-    bool ok = tok && *tok && sl_auth_inspect(q->app->auth, tok, &acc) == 0 && has_scope(acc, NF_SCOPE_ADMIN);
+    bool ok = tok && *tok && sl_auth_inspect(q->app->auth, tok, &acc) == 0 &&
+              has_scope(acc, NF_SCOPE_ADMIN);
     sl_account_free(acc);
     return ok;
 }

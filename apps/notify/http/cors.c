@@ -60,7 +60,9 @@ static int parse_origin(const char *s, size_t n, bool wild, origin *o, char *why
     } else if (n > 7 && !strncasecmp(s, "http://", 7)) {
         i = 7;
     } else {
-        snprintf(why, wlen, "'%.*s' is not an origin: want http://HOST[:PORT] or https://HOST[:PORT]", (int)n, s);
+        snprintf(why, wlen,
+                 "'%.*s' is not an origin: want http://HOST[:PORT] or https://HOST[:PORT]", (int)n,
+                 s);
         return -1;
     }
     if (wild && n - i > 2 && s[i] == '*' && s[i + 1] == '.') {
@@ -100,7 +102,8 @@ static int parse_origin(const char *s, size_t n, bool wild, origin *o, char *why
         o->port = (unsigned)p;
     }
     if (i != n) {
-        snprintf(why, wlen, "'%.*s': an origin is scheme://host[:port], without a path or anything after it",
+        snprintf(why, wlen,
+                 "'%.*s': an origin is scheme://host[:port], without a path or anything after it",
                  (int)n, s);
         return -1;
     }
@@ -133,8 +136,10 @@ int nf_cors_admin_check(const char *list, char *why, size_t wlen)
     for (size_t n; (n = next_entry(&p)); p += n) {
         origin o;
         if (n == 1 && *p == '*') {
-            snprintf(why, wlen, "'*' is not an origin: list the origins (scheme://host[:port]) of the pages that "
-                                "may call admin routes; no wildcard");
+            snprintf(
+                why, wlen,
+                "'*' is not an origin: list the origins (scheme://host[:port]) of the pages that "
+                "may call admin routes; no wildcard");
             return -1;
         }
         if (parse_origin(p, n, false, &o, why, wlen))
@@ -148,7 +153,8 @@ static bool admin_listed(const char *list, const char *origin_hdr)
 {
     char why[160];
     origin want, got;
-    if (!list || !origin_hdr || parse_origin(origin_hdr, strlen(origin_hdr), false, &got, why, sizeof why))
+    if (!list || !origin_hdr ||
+        parse_origin(origin_hdr, strlen(origin_hdr), false, &got, why, sizeof why))
         return false;
     const char *p = list;
     for (size_t n; (n = next_entry(&p)); p += n) {
@@ -189,12 +195,14 @@ bool nf_cors_listed(const char *list, const char *origin_hdr)
     for (size_t n; (n = next_entry(&p)); p += n) {
         if (n == 1 && *p == '*')
             return true;
-        if (parse_origin(p, n, true, &want, why, sizeof why) || want.https != got.https || want.port != got.port)
+        if (parse_origin(p, n, true, &want, why, sizeof why) || want.https != got.https ||
+            want.port != got.port)
             continue;
         if (!want.wild && !strcmp(want.host, got.host))
             return true;
         size_t hl = strlen(got.host), wl = strlen(want.host);
-        if (want.wild && hl > wl + 1 && got.host[hl - wl - 1] == '.' && !strcmp(got.host + hl - wl, want.host))
+        if (want.wild && hl > wl + 1 && got.host[hl - wl - 1] == '.' &&
+            !strcmp(got.host + hl - wl, want.host))
             return true;
     }
     return false;
@@ -204,7 +212,8 @@ bool nf_cors_same_origin(const char *origin_hdr, const char *host)
 {
     char why[160], buf[300];
     origin o, h;
-    if (!origin_hdr || !host || parse_origin(origin_hdr, strlen(origin_hdr), false, &o, why, sizeof why))
+    if (!origin_hdr || !host ||
+        parse_origin(origin_hdr, strlen(origin_hdr), false, &o, why, sizeof why))
         return false;
     snprintf(buf, sizeof buf, "%s://%s", o.https ? "https" : "http", host);
     return parse_origin(buf, strlen(buf), false, &h, why, sizeof why) == 0 && h.port == o.port &&
@@ -215,13 +224,15 @@ bool nf_cors_same_origin(const char *origin_hdr, const char *host)
 
 typedef enum { O_NONE, O_SAME, O_ALLOWED, O_DENIED } ostate;
 
-static ostate origin_state(const nf_app *app, struct MHD_Connection *conn, const nf_route *route, const char **out)
+static ostate origin_state(const nf_app *app, struct MHD_Connection *conn, const nf_route *route,
+                           const char **out)
 {
     const char *o = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
     *out = o;
     if (!o)
         return O_NONE;
-    if (nf_cors_same_origin(o, MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST)))
+    if (nf_cors_same_origin(
+            o, MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST)))
         return O_SAME;
     if (route && route->access == NF_ACCESS_ADMIN)
         return admin_listed(app->cfg.admin_origins, o) ? O_ALLOWED : O_DENIED;
@@ -253,14 +264,17 @@ void nf_cors_headers(const nf_app *app, struct MHD_Connection *conn, const nf_ro
 static void refuse(nf_resp *r, const char *origin_hdr, const nf_route *route)
 {
     if (route && route->access == NF_ACCESS_ADMIN)
-        nf_resp_fail(r, 403, "admin routes do not answer web pages of origin '%.200s' (cross-origin requests "
-                             "are refused unless web.admin_origins lists the origin)", origin_hdr);
+        nf_resp_fail(
+            r, 403,
+            "admin routes do not answer web pages of origin '%.200s' (cross-origin requests "
+            "are refused unless web.admin_origins lists the origin)",
+            origin_hdr);
     else
         nf_resp_fail(r, 403, "origin %.200s is not in web.cors_origins", origin_hdr);
 }
 
-void nf_cors_preflight(const nf_app *app, struct MHD_Connection *conn, const nf_route *route, const char *allow,
-                       nf_resp *r)
+void nf_cors_preflight(const nf_app *app, struct MHD_Connection *conn, const nf_route *route,
+                       const char *allow, nf_resp *r)
 {
     const char *o;
     ostate st = origin_state(app, conn, route, &o);
@@ -274,7 +288,8 @@ void nf_cors_preflight(const nf_app *app, struct MHD_Connection *conn, const nf_
         return;
     MHD_add_response_header(r->raw, "Access-Control-Allow-Methods", allow);
     MHD_add_response_header(r->raw, "Access-Control-Allow-Headers",
-                            route && route->access == NF_ACCESS_ADMIN ? ALLOW_HEADERS ", X-Admin-Token"
+                            route && route->access == NF_ACCESS_ADMIN ? ALLOW_HEADERS
+                                ", X-Admin-Token"
                                                                       : ALLOW_HEADERS);
     MHD_add_response_header(r->raw, "Access-Control-Max-Age", "600");
 }
@@ -282,7 +297,8 @@ void nf_cors_preflight(const nf_app *app, struct MHD_Connection *conn, const nf_
 int nf_cors_guard(nf_req *q, nf_resp *r)
 {
     const char *o;
-    if (q->route->access == NF_ACCESS_PUBLIC || origin_state(q->app, q->conn, q->route, &o) != O_DENIED)
+    if (q->route->access == NF_ACCESS_PUBLIC ||
+        origin_state(q->app, q->conn, q->route, &o) != O_DENIED)
         return 0;
     refuse(r, o, q->route);
     return -1;

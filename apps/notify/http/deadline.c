@@ -47,7 +47,7 @@ typedef struct wconn {
     _Atomic int64_t deadline_ms; /* monotonic; 0: none */
     _Atomic int kind;            /* 0 read, 1 write: what the deadline is for */
     _Atomic bool stream;
-    struct wconn *prev, *next;   /* guarded by nf_deadline.mu */
+    struct wconn *prev, *next; /* guarded by nf_deadline.mu */
 } wconn;
 
 struct nf_deadline {
@@ -95,7 +95,8 @@ static void *watch_main(void *arg)
             if (!dl || now < dl || w->fd < 0)
                 continue;
             int kind = atomic_load(&w->kind);
-            if (client_is_late(w, kind) && atomic_compare_exchange_strong(&w->deadline_ms, &dl, 0)) {
+            if (client_is_late(w, kind) &&
+                atomic_compare_exchange_strong(&w->deadline_ms, &dl, 0)) {
                 shutdown(w->fd, SHUT_RDWR);
                 atomic_fetch_add(&d->m->http_timeouts[kind], 1);
                 cut[kind]++;
@@ -103,8 +104,10 @@ static void *watch_main(void *arg)
         }
         if (cut[0] || cut[1]) {
             pthread_mutex_unlock(&d->mu);
-            nf_log(SL_LOG_WARN, "closed %d connection(s) whose request did not arrive within web.read_timeout "
-                   "and %d whose answer was not taken within web.write_timeout", cut[0], cut[1]);
+            nf_log(SL_LOG_WARN,
+                   "closed %d connection(s) whose request did not arrive within web.read_timeout "
+                   "and %d whose answer was not taken within web.write_timeout",
+                   cut[0], cut[1]);
             pthread_mutex_lock(&d->mu);
         }
     }
@@ -163,7 +166,8 @@ void nf_deadline_notify(void *cls, struct MHD_Connection *conn, void **socket_co
         *socket_context = w;
         if (!w)
             return;
-        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
         w->fd = ci ? fcntl(ci->connect_fd, F_DUPFD_CLOEXEC, 0) : -1;
         atomic_init(&w->deadline_ms, d->read_ms ? mono_ms() + d->read_ms : 0);
         pthread_mutex_lock(&d->mu);
@@ -193,7 +197,8 @@ void nf_deadline_notify(void *cls, struct MHD_Connection *conn, void **socket_co
 
 static wconn *record(struct MHD_Connection *conn)
 {
-    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     return ci ? ci->socket_context : NULL;
 }
 
@@ -214,7 +219,8 @@ void nf_deadline_set(nf_deadline *d, struct MHD_Connection *conn, nf_deadline_ph
         break;
     case NF_DL_RESPONDING:
         atomic_store(&w->kind, 1);
-        atomic_store(&w->deadline_ms, !atomic_load(&w->stream) && d->write_ms ? mono_ms() + d->write_ms : 0);
+        atomic_store(&w->deadline_ms,
+                     !atomic_load(&w->stream) && d->write_ms ? mono_ms() + d->write_ms : 0);
         break;
     case NF_DL_DONE: /* the next request of a kept-alive connection */
         atomic_store(&w->kind, 0);

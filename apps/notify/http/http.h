@@ -30,8 +30,10 @@ typedef struct nf_resp {
     int status;
     char *body;        /* malloc'd, NUL-terminated; or NULL with raw set */
     const char *ctype; /* static */
-    struct MHD_Response *raw; /* prebuilt response (SSE, static files); the server queues and destroys it */
-    bool deferred; /* the request waits in its loop's batch; it is answered after the commit (publish.c) */
+    struct MHD_Response
+        *raw;      /* prebuilt response (SSE, static files); the server queues and destroys it */
+    bool deferred; /* the request waits in its loop's batch; it is answered after the commit
+                      (publish.c) */
 } nf_resp;
 
 /* One request's state (libmicrohttpd's per-request context). */
@@ -43,16 +45,17 @@ typedef struct nf_conn {
     size_t len, cap;
     bool too_large;
     size_t discarded; /* body bytes past max_body thrown away (server.c: cut_body) */
-    int metric; /* route index for the metrics */
+    int metric;       /* route index for the metrics */
     /* A deferred answer: filled by the loop's commit (publish.c), sent on
      * the loop's next turn. Only the loop's thread touches these. */
     nf_resp done;
-    bool pending;     /* in the loop's batch */
-    bool answered;    /* done is filled */
+    bool pending;       /* in the loop's batch */
+    bool answered;      /* done is filled */
     int64_t batched_us; /* when it joined the batch (nf_mono_us), for the commit wait metric */
-    char *request;    /* its payload (JSON text), for the retry log */
-    char *echo;       /* the answer's data without "id" (JSON object text) */
-    const struct nf_route *route; /* the route of the path (CORS headers), NULL before or when unknown */
+    char *request;      /* its payload (JSON text), for the retry log */
+    char *echo;         /* the answer's data without "id" (JSON object text) */
+    const struct nf_route
+        *route; /* the route of the path (CORS headers), NULL before or when unknown */
 } nf_conn;
 
 typedef struct nf_route nf_route;
@@ -72,7 +75,8 @@ void nf_resp_ok(nf_resp *r, json_t *data);
 /* The same with data as compact JSON text (malloc'd, taken; NULL: out of memory -> 500). */
 void nf_resp_ok_text(nf_resp *r, char *data);
 /* {"code":10001,"msg":<text>,"data":null} with the given status. */
-void nf_resp_fail(nf_resp *r, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void nf_resp_fail(nf_resp *r, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* Integer parameter: a JSON integer or a decimal string. Missing: *out =
  * dflt when !required. On a bad value fills r with 400 naming the field and
@@ -116,7 +120,6 @@ int nf_access_allow(nf_req *q, nf_resp *r, int64_t uid);
 /* Did the caller present admin credentials (X-Admin-Token, or a token with
  * scope admin)? Loopback alone does not count. */
 bool nf_access_admin_credential(nf_req *q);
-
 
 /* Read and write deadlines of connections (deadline.c). */
 typedef struct nf_deadline nf_deadline;
@@ -170,8 +173,8 @@ void nf_cors_headers(const nf_app *app, struct MHD_Connection *conn, const nf_ro
                      struct MHD_Response *resp);
 /* Answer an OPTIONS request on route's path (allow: its methods): 204 with
  * the preflight headers for a listed origin, 403 for an origin refused. */
-void nf_cors_preflight(const nf_app *app, struct MHD_Connection *conn, const nf_route *route, const char *allow,
-                       nf_resp *r);
+void nf_cors_preflight(const nf_app *app, struct MHD_Connection *conn, const nf_route *route,
+                       const char *allow, nf_resp *r);
 /* Before a route runs: 0, or 403 in r for a request from an origin the
  * route does not answer (admin routes: any other origin; API routes: one
  * not in web.cors_origins). */
@@ -180,11 +183,11 @@ int nf_cors_guard(nf_req *q, nf_resp *r);
 /* The producing routes' publish (publish.c). A loop's batch of requests
  * waiting for one publish per topic. */
 typedef struct nf_pending {
-    sl_msg **m[2];  /* by nf_topic_index */
+    sl_msg **m[2]; /* by nf_topic_index */
     nf_conn **cc[2];
     size_t n[2], cap[2];
-    int rc[2];       /* nf_publish_run's outcome per topic ... */
-    size_t took[2];  /* ... and how many of the first messages it queued */
+    int rc[2];      /* nf_publish_run's outcome per topic ... */
+    size_t took[2]; /* ... and how many of the first messages it queued */
 } nf_pending;
 /* Queue payload for topic as message id (NULL: a fresh UUIDv7). On a loop
  * the message joins the loop's batch and the answer is deferred to its

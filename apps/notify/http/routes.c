@@ -30,8 +30,8 @@
 int nf_retry_log(nf_app *app, const char *topic, const char *req, int err)
 {
     nf_logfile *f = !strcmp(topic, NF_TOPIC_READ) ? app->read_retry : app->notice_retry;
-    json_t *o = json_pack("{s:I, s:s, s:o?, s:s}", "ts_ms", (json_int_t)nf_wall_ms(), "topic", topic,
-                          "request", json_loads(req, 0, NULL), "error", sl_strerror(err));
+    json_t *o = json_pack("{s:I, s:s, s:o?, s:s}", "ts_ms", (json_int_t)nf_wall_ms(), "topic",
+                          topic, "request", json_loads(req, 0, NULL), "error", sl_strerror(err));
     char *line = o ? json_dumps(o, JSON_COMPACT) : NULL;
     errno = 0;
     int rc = line ? nf_logfile_write(f, line, strlen(line)) : -1;
@@ -41,9 +41,11 @@ int nf_retry_log(nf_app *app, const char *topic, const char *req, int err)
     free(line);
     json_decref(o);
     if (rc) {
-        nf_log(SL_LOG_ERROR, "queue publish to %s failed: %s (%s); the retry log could not be written (%s): "
-               "request lost unless the client retries: %.300s", topic, sl_strerror(err), sl_errmsg(),
-               oom ? "out of memory" : strerror(werr), req ? req : "");
+        nf_log(SL_LOG_ERROR,
+               "queue publish to %s failed: %s (%s); the retry log could not be written (%s): "
+               "request lost unless the client retries: %.300s",
+               topic, sl_strerror(err), sl_errmsg(), oom ? "out of memory" : strerror(werr),
+               req ? req : "");
         return -1;
     }
     nf_log(SL_LOG_ERROR, "queue publish to %s failed: %s (%s); request logged for retry", topic,
@@ -111,8 +113,8 @@ static void route_read(nf_req *q, nf_resp *r)
     bool all;
     if (nf_param_int(q, r, "uid", true, 0, 0, INT64_MAXV, &uid) ||
         nf_param_int(q, r, "type", false, 1, 0, INT32_MAXV, &type) ||
-        nf_param_int(q, r, "id", false, 0, 0, INT64_MAXV, &id) || nf_param_bool(q, r, "all", &all) ||
-        nf_access_allow(q, r, uid))
+        nf_param_int(q, r, "id", false, 0, 0, INT64_MAXV, &id) ||
+        nf_param_bool(q, r, "all", &all) || nf_access_allow(q, r, uid))
         return;
     bool bad;
     const char *data = nf_param_str(q, r, "data", &bad); /* the original echoed it back */
@@ -126,9 +128,11 @@ static void route_read(nf_req *q, nf_resp *r)
     if (idem_id(q, r, uid, "r", key, sizeof key))
         return;
     char *qd = nf_json_quote(data ? data : "");
-    char *p = nf_textf("{\"uid\":%" PRId64 ",\"type\":%" PRId64 ",\"id\":%" PRId64 ",\"all\":%s}", uid, type, id,
-                       all || type == 0 ? "true" : "false");
-    char *echo = qd ? nf_textf("{\"uid\":%" PRId64 ",\"type\":%" PRId64 ",\"data\":%s}", uid, type, qd) : NULL;
+    char *p = nf_textf("{\"uid\":%" PRId64 ",\"type\":%" PRId64 ",\"id\":%" PRId64 ",\"all\":%s}",
+                       uid, type, id, all || type == 0 ? "true" : "false");
+    char *echo =
+        qd ? nf_textf("{\"uid\":%" PRId64 ",\"type\":%" PRId64 ",\"data\":%s}", uid, type, qd)
+           : NULL;
     free(qd);
     nf_publish_deferred(q, r, NF_TOPIC_READ, p, echo, key);
 }
@@ -140,9 +144,11 @@ static void route_list(nf_req *q, nf_resp *r)
         nf_param_int(q, r, "type", false, 0, 0, INT32_MAXV, &type) ||
         nf_param_int(q, r, "page", false, 1, 1, 1000000, &page) ||
         nf_param_int(q, r, "size", false, 10, 1, 100, &size) ||
-        nf_param_int(q, r, "cursor", false, 0, 0, INT64_MAXV, &cursor) || nf_access_allow(q, r, uid))
+        nf_param_int(q, r, "cursor", false, 0, 0, INT64_MAXV, &cursor) ||
+        nf_access_allow(q, r, uid))
         return;
-    nf_list_query lq = {.uid = uid, .type = (int)type, .page = (int)page, .size = (int)size, .cursor = cursor};
+    nf_list_query lq = {
+        .uid = uid, .type = (int)type, .page = (int)page, .size = (int)size, .cursor = cursor};
     json_t *data;
     int rc = nf_query_list(q->app, &lq, &data);
     if (rc) {
@@ -182,13 +188,15 @@ static void route_stream(nf_req *q, nf_resp *r)
     nf_listener_announce(q->app); /* before the hello: events made from then on reach it */
     nf_store_user_get(q->app->store, uid, nick, sizeof nick, &count);
     char hello[256];
-    snprintf(hello, sizeof hello, "{\"uid\":%lld,\"notification_count\":%lld}", (long long)uid, (long long)count);
+    snprintf(hello, sizeof hello, "{\"uid\":%lld,\"notification_count\":%lld}", (long long)uid,
+             (long long)count);
     r->raw = q->app->hub ? nf_hub_open_stream(q->app->hub, q->conn, uid, hello) : NULL;
     if (!r->raw) {
         nf_resp_fail(r, 503, "event stream unavailable");
     } else {
         r->status = 200;
-        nf_deadline_set(nf_server_deadline(q->cc->srv), q->conn, NF_DL_STREAM); /* endless: no write_timeout */
+        nf_deadline_set(nf_server_deadline(q->cc->srv), q->conn,
+                        NF_DL_STREAM); /* endless: no write_timeout */
     }
 }
 
@@ -221,7 +229,8 @@ static void route_health(nf_req *q, nf_resp *r)
 static void route_failed_list(nf_req *q, nf_resp *r)
 {
     int64_t min;
-    if (nf_param_int(q, r, "min_count", false, atomic_load(&q->app->max_failures), 0, 1000000, &min))
+    if (nf_param_int(q, r, "min_count", false, atomic_load(&q->app->max_failures), 0, 1000000,
+                     &min))
         return;
     nf_failed *v;
     size_t n;
@@ -232,9 +241,10 @@ static void route_failed_list(nf_req *q, nf_resp *r)
     }
     json_t *a = json_array();
     for (size_t i = 0; i < n; i++)
-        json_array_append_new(a, json_pack("{s:I, s:s, s:s, s:s, s:i, s:s, s:s}", "id", (json_int_t)v[i].id,
-                                           "order_sn", v[i].order_sn, "type", v[i].type, "data", v[i].data,
-                                           "failed_count", v[i].failed_count, "created_at", v[i].created_at,
+        json_array_append_new(a, json_pack("{s:I, s:s, s:s, s:s, s:i, s:s, s:s}", "id",
+                                           (json_int_t)v[i].id, "order_sn", v[i].order_sn, "type",
+                                           v[i].type, "data", v[i].data, "failed_count",
+                                           v[i].failed_count, "created_at", v[i].created_at,
                                            "updated_at", v[i].updated_at));
     nf_failed_free(v, n);
     nf_resp_ok(r, json_pack("{s:o}", "list", a));
@@ -244,8 +254,7 @@ static void route_failed_retry(nf_req *q, nf_resp *r)
 {
     int64_t id;
     bool all;
-    if (nf_param_int(q, r, "id", false, 0, 1, INT64_MAXV, &id) ||
-        nf_param_bool(q, r, "all", &all))
+    if (nf_param_int(q, r, "id", false, 0, 1, INT64_MAXV, &id) || nf_param_bool(q, r, "all", &all))
         return;
     if (!id && !all) {
         nf_resp_fail(r, 400, "id is required (or all=true)");

@@ -55,7 +55,8 @@ bool nf_server_queue_in_memory(const nf_server *s)
 
 static void set_envelope(nf_resp *r, int status, int code, const char *msg, json_t *data)
 {
-    json_t *o = json_pack("{s:i, s:s, s:o}", "code", code, "msg", msg, "data", data ? data : json_null());
+    json_t *o =
+        json_pack("{s:i, s:s, s:o}", "code", code, "msg", msg, "data", data ? data : json_null());
     free(r->body);
     r->body = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
@@ -95,7 +96,11 @@ void nf_resp_ok_text(nf_resp *r, char *data)
 static size_t utf8_seq(const unsigned char *s)
 {
     unsigned c = s[0];
-    size_t n = c < 0x80 ? 1 : c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+    size_t n = c < 0x80                 ? 1
+               : c >= 0xC2 && c <= 0xDF ? 2
+               : c >= 0xE0 && c <= 0xEF ? 3
+               : c >= 0xF0 && c <= 0xF4 ? 4
+                                        : 0;
     for (size_t i = 1; i < n; i++)
         if ((s[i] & 0xC0) != 0x80)
             return 0;
@@ -162,7 +167,8 @@ int nf_param_int(nf_req *q, nf_resp *r, const char *name, bool required, int64_t
         return -1;
     }
     if (n < min || n > max) {
-        nf_resp_fail(r, 400, "%s must be in %lld..%lld, got %lld", name, (long long)min, (long long)max, n);
+        nf_resp_fail(r, 400, "%s must be in %lld..%lld, got %lld", name, (long long)min,
+                     (long long)max, n);
         return -1;
     }
     *out = n;
@@ -210,16 +216,17 @@ int nf_param_bool(nf_req *q, nf_resp *r, const char *name, bool *out)
 
 bool nf_peer_is_loopback(struct MHD_Connection *conn)
 {
-    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     if (!ci || !ci->client_addr)
         return false;
     const struct sockaddr *sa = ci->client_addr;
     if (sa->sa_family == AF_INET)
-        return (ntohl(((const struct sockaddr_in *)(const void *)sa)->sin_addr.s_addr) >> 24) == 127;
+        return (ntohl(((const struct sockaddr_in *)(const void *)sa)->sin_addr.s_addr) >> 24) ==
+               127;
     if (sa->sa_family == AF_INET6) {
         const struct in6_addr *a = &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
-        return IN6_IS_ADDR_LOOPBACK(a) ||
-               (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+        return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
     }
     return false;
 }
@@ -286,8 +293,8 @@ typedef struct query_acc {
     char bad_key[64]; /* first argument holding a NUL byte, "" when none */
 } query_acc;
 
-static enum MHD_Result query_iter(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_size,
-                                  const char *value, size_t value_size)
+static enum MHD_Result query_iter(void *cls, enum MHD_ValueKind kind, const char *key,
+                                  size_t key_size, const char *value, size_t value_size)
 {
     (void)kind;
     query_acc *a = cls;
@@ -310,25 +317,29 @@ static enum MHD_Result query_iter(void *cls, enum MHD_ValueKind kind, const char
 static bool is_json_type(const char *ct)
 {
     size_t n = strlen("application/json");
-    return !strncasecmp(ct, "application/json", n) && (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
+    return !strncasecmp(ct, "application/json", n) &&
+           (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
 }
 
 /* Parse the body into params by content type; fills r and returns -1 on error. */
 static int parse_body(struct MHD_Connection *conn, conn_ctx *cc, json_t *params, nf_resp *r)
 {
-    const char *ct = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+    const char *ct =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
     if (!ct || !*ct) {
         if (cc->len == 0)
             return 0;
-        nf_resp_fail(r, 400, "Content-Type is required with a body (application/json or "
-                             "application/x-www-form-urlencoded)");
+        nf_resp_fail(r, 400,
+                     "Content-Type is required with a body (application/json or "
+                     "application/x-www-form-urlencoded)");
         return -1;
     }
     if (is_json_type(ct)) {
         json_error_t e;
         json_t *o = json_loadb(cc->body ? cc->body : "", cc->len, 0, &e);
         if (!o) {
-            nf_resp_fail(r, 400, "malformed JSON body: %s at line %d column %d", e.text, e.line, e.column);
+            nf_resp_fail(r, 400, "malformed JSON body: %s at line %d column %d", e.text, e.line,
+                         e.column);
             return -1;
         }
         if (!json_is_object(o)) {
@@ -340,10 +351,14 @@ static int parse_body(struct MHD_Connection *conn, conn_ctx *cc, json_t *params,
         json_decref(o);
         return 0;
     }
-    if (strncasecmp(ct, MHD_HTTP_POST_ENCODING_FORM_URLENCODED, strlen(MHD_HTTP_POST_ENCODING_FORM_URLENCODED)) &&
-        strncasecmp(ct, MHD_HTTP_POST_ENCODING_MULTIPART_FORMDATA, strlen(MHD_HTTP_POST_ENCODING_MULTIPART_FORMDATA))) {
-        nf_resp_fail(r, 400, "unsupported Content-Type '%.60s' (use application/json or "
-                             "application/x-www-form-urlencoded)", ct);
+    if (strncasecmp(ct, MHD_HTTP_POST_ENCODING_FORM_URLENCODED,
+                    strlen(MHD_HTTP_POST_ENCODING_FORM_URLENCODED)) &&
+        strncasecmp(ct, MHD_HTTP_POST_ENCODING_MULTIPART_FORMDATA,
+                    strlen(MHD_HTTP_POST_ENCODING_MULTIPART_FORMDATA))) {
+        nf_resp_fail(r, 400,
+                     "unsupported Content-Type '%.60s' (use application/json or "
+                     "application/x-www-form-urlencoded)",
+                     ct);
         return -1;
     }
     if (cc->len == 0)
@@ -353,9 +368,10 @@ static int parse_body(struct MHD_Connection *conn, conn_ctx *cc, json_t *params,
      * (multipart). No key is longer than the body, so a short urlencoded
      * body gets a buffer its own size (at least libmicrohttpd's 256): a
      * 4 KiB calloc per request cost more than the parse. */
-    size_t buf = strncasecmp(ct, MHD_HTTP_POST_ENCODING_FORM_URLENCODED, strlen(MHD_HTTP_POST_ENCODING_FORM_URLENCODED))
+    size_t buf = strncasecmp(ct, MHD_HTTP_POST_ENCODING_FORM_URLENCODED,
+                             strlen(MHD_HTTP_POST_ENCODING_FORM_URLENCODED))
                      ? 4096
-                 : cc->len < 256 ? 256
+                 : cc->len < 256  ? 256
                  : cc->len < 4096 ? cc->len + 1
                                   : 4096;
     struct MHD_PostProcessor *pp = MHD_create_post_processor(conn, buf, form_iter, &a);
@@ -390,7 +406,8 @@ static enum MHD_Result send_resp(nf_server *s, struct MHD_Connection *conn, nf_r
         if (!r->body)
             nf_resp_fail(r, 500, "out of memory");
         size_t len = r->body ? strlen(r->body) : 0;
-        resp = MHD_create_response_from_buffer(len, r->body ? r->body : (char *)"", MHD_RESPMEM_MUST_FREE);
+        resp = MHD_create_response_from_buffer(len, r->body ? r->body : (char *)"",
+                                               MHD_RESPMEM_MUST_FREE);
         if (!resp) {
             free(r->body);
             return MHD_NO;
@@ -412,15 +429,17 @@ static enum MHD_Result send_resp(nf_server *s, struct MHD_Connection *conn, nf_r
 static void serve_index(nf_req *q, nf_resp *r)
 {
     (void)q;
-    r->raw = MHD_create_response_from_buffer(nf_web_index_len, (void *)nf_web_index, MHD_RESPMEM_PERSISTENT);
+    r->raw = MHD_create_response_from_buffer(nf_web_index_len, (void *)nf_web_index,
+                                             MHD_RESPMEM_PERSISTENT);
     if (r->raw) {
         MHD_add_response_header(r->raw, MHD_HTTP_HEADER_CONTENT_TYPE, "text/html; charset=utf-8");
         MHD_add_response_header(r->raw, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
         /* The page talks to its own origin only and is never framed. */
-        MHD_add_response_header(r->raw, "Content-Security-Policy",
-                                "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
-                                "connect-src 'self'; img-src 'self' data:; base-uri 'none'; "
-                                "form-action 'none'; frame-ancestors 'none'");
+        MHD_add_response_header(
+            r->raw, "Content-Security-Policy",
+            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+            "connect-src 'self'; img-src 'self' data:; base-uri 'none'; "
+            "form-action 'none'; frame-ancestors 'none'");
         MHD_add_response_header(r->raw, "X-Frame-Options", "DENY");
         MHD_add_response_header(r->raw, "X-Content-Type-Options", "nosniff");
     }
@@ -459,7 +478,8 @@ static enum MHD_Result answer(nf_server *s, struct MHD_Connection *conn, const c
         path_known = true;
         cc->route = &nf_routes[i];
         snprintf(allow, sizeof allow, "%s, OPTIONS", nf_routes[i].method);
-        if (!strcmp(nf_routes[i].method, method) || (!strcmp(method, "HEAD") && !strcmp(nf_routes[i].method, "GET")))
+        if (!strcmp(nf_routes[i].method, method) ||
+            (!strcmp(method, "HEAD") && !strcmp(nf_routes[i].method, "GET")))
             route = &nf_routes[i];
     }
     int metric = route ? route->metric : s->route_other;
@@ -479,7 +499,12 @@ static enum MHD_Result answer(nf_server *s, struct MHD_Connection *conn, const c
         nf_resp_fail(&r, 413, "request body over %d bytes", atomic_load(&s->app->max_body));
         return send_resp(s, conn, &r, metric, cc, NULL);
     }
-    nf_req q = {.app = s->app, .route = route, .cc = cc, .conn = conn, .method = method, .path = url,
+    nf_req q = {.app = s->app,
+                .route = route,
+                .cc = cc,
+                .conn = conn,
+                .method = method,
+                .path = url,
                 .params = json_object()};
     if (!q.params)
         return MHD_NO;
@@ -499,7 +524,8 @@ static enum MHD_Result answer(nf_server *s, struct MHD_Connection *conn, const c
     return send_resp(s, conn, &r, metric, cc, NULL);
 }
 
-static enum MHD_Result count_cl(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+static enum MHD_Result count_cl(void *cls, enum MHD_ValueKind kind, const char *key,
+                                const char *value)
 {
     (void)kind, (void)value;
     if (!strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH))
@@ -513,7 +539,8 @@ static bool ambiguous_length(struct MHD_Connection *conn)
 {
     int n = 0;
     MHD_get_connection_values(conn, MHD_HEADER_KIND, count_cl, &n);
-    return n > 1 || (n == 1 && MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING));
+    return n > 1 || (n == 1 && MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                           MHD_HTTP_HEADER_TRANSFER_ENCODING));
 }
 
 /* A body without Content-Length (chunked) passed web.max_body. It is not
@@ -553,7 +580,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             nf_resp_fail(&r, 400, "conflicting Content-Length / Transfer-Encoding headers");
             return send_resp(s, conn, &r, s->route_other, cc, NULL);
         }
-        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        const char *cl =
+            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl && strtoll(cl, NULL, 10) > atomic_load(&s->app->max_body)) {
             nf_resp r = {0};
             nf_resp_fail(&r, 413, "request body over %d bytes", atomic_load(&s->app->max_body));
@@ -628,7 +656,8 @@ int nf_server_start(nf_app *app, nf_server **out)
 {
     struct sockaddr_in sa;
     if (parse_addr(app->cfg.server_addr, &sa)) {
-        nf_log(SL_LOG_ERROR, "bad web.server_addr '%s' (want HOST:PORT, IPv4)", app->cfg.server_addr);
+        nf_log(SL_LOG_ERROR, "bad web.server_addr '%s' (want HOST:PORT, IPv4)",
+               app->cfg.server_addr);
         return SL_EINVAL;
     }
     nf_server *s = calloc(1, sizeof *s);
@@ -644,10 +673,11 @@ int nf_server_start(nf_app *app, nf_server **out)
         return SL_EINVAL;
     }
     /* mem:// with wait_ack would wait for the consumers' acks: not at once */
-    s->queue_in_memory = !strncmp(app->cfg.queue_url, "mem://", 6) && !strstr(app->cfg.queue_url, "wait_ack");
+    s->queue_in_memory =
+        !strncmp(app->cfg.queue_url, "mem://", 6) && !strstr(app->cfg.queue_url, "wait_ack");
     if (app->cfg.threads > 0) {
-        int rc = nf_loops_start(s, app, &sa, (unsigned)app->cfg.threads, on_request, on_completed, s->dl,
-                                &s->loops, &s->port);
+        int rc = nf_loops_start(s, app, &sa, (unsigned)app->cfg.threads, on_request, on_completed,
+                                s->dl, &s->loops, &s->port);
         if (rc) {
             nf_log(SL_LOG_ERROR, "cannot listen on %s", app->cfg.server_addr);
             nf_deadline_stop(s->dl);
@@ -658,16 +688,15 @@ int nf_server_start(nf_app *app, nf_server **out)
         return 0;
     }
     /* web.threads 0: the caller runs the daemon (nf_server_daemon), its own sockets */
-    s->d = MHD_start_daemon(MHD_ALLOW_SUSPEND_RESUME | MHD_USE_NO_LISTEN_SOCKET, 0, NULL, NULL, on_request, s,
-                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)app->cfg.idle_timeout,
-                            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)app->cfg.conn_memory,
-                            MHD_OPTION_CONNECTION_LIMIT, 4096u,
+    s->d = MHD_start_daemon(MHD_ALLOW_SUSPEND_RESUME | MHD_USE_NO_LISTEN_SOCKET, 0, NULL, NULL,
+                            on_request, s, MHD_OPTION_CONNECTION_TIMEOUT,
+                            (unsigned)app->cfg.idle_timeout, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+                            (size_t)app->cfg.conn_memory, MHD_OPTION_CONNECTION_LIMIT, 4096u,
                             MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)app->cfg.max_conns_per_ip,
                             /* HTTP/1.1 without Host, conflicting Content-Length: 400 */
-                            MHD_OPTION_STRICT_FOR_CLIENT, 1,
-                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-                            MHD_OPTION_NOTIFY_CONNECTION, nf_deadline_notify, s->dl,
-                            MHD_OPTION_END);
+                            MHD_OPTION_STRICT_FOR_CLIENT, 1, MHD_OPTION_NOTIFY_COMPLETED,
+                            on_completed, s, MHD_OPTION_NOTIFY_CONNECTION, nf_deadline_notify,
+                            s->dl, MHD_OPTION_END);
     if (!s->d) {
         nf_log(SL_LOG_ERROR, "cannot start the HTTP daemon");
         nf_deadline_stop(s->dl);

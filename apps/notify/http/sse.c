@@ -64,8 +64,8 @@ struct nf_hub {
     bool stopping;
     pthread_t pinger;
     nf_metrics *m;
-    int ep;          /* epoll: hang-ups of the streams' peers, and evfd */
-    int evfd;        /* eventfd that wakes the pinger (stop) */
+    int ep;   /* epoll: hang-ups of the streams' peers, and evfd */
+    int evfd; /* eventfd that wakes the pinger (stop) */
     uint64_t next_id;
 };
 
@@ -355,7 +355,8 @@ struct MHD_Response *nf_hub_open_stream(nf_hub *h, struct MHD_Connection *conn, 
     append(c, "event: hello\ndata: ", 19);
     append(c, hello_json, strlen(hello_json));
     append(c, "\n\n", 2);
-    struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, reader, c, reader_free);
+    struct MHD_Response *r =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, reader, c, reader_free);
     if (!r) {
         free(c->buf);
         free(c);
@@ -366,7 +367,8 @@ struct MHD_Response *nf_hub_open_stream(nf_hub *h, struct MHD_Connection *conn, 
     MHD_add_response_header(r, "X-Accel-Buffering", "no");
     MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT, 0u);
     atomic_fetch_add(&h->m->sse_clients, 1);
-    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
     pthread_mutex_lock(&h->mu);
     c->id = ++h->next_id;
     c->wfd = ci ? fcntl(ci->connect_fd, F_DUPFD_CLOEXEC, 0) : -1;

@@ -24,7 +24,8 @@ static bool etag_matches(const char *inm)
     if (!strcmp(inm, "*"))
         return true;
     size_t n = strlen(nf_web_widget_etag);
-    for (const char *p = strstr(inm, nf_web_widget_etag); p; p = strstr(p + 1, nf_web_widget_etag)) {
+    for (const char *p = strstr(inm, nf_web_widget_etag); p;
+         p = strstr(p + 1, nf_web_widget_etag)) {
         char after = p[n];
         if (after == '\0' || after == ',' || after == ' ')
             return true;
@@ -34,10 +35,12 @@ static bool etag_matches(const char *inm)
 
 void nf_route_widget(nf_req *q, nf_resp *r)
 {
-    bool fresh = etag_matches(MHD_lookup_connection_value(q->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_NONE_MATCH));
+    bool fresh = etag_matches(
+        MHD_lookup_connection_value(q->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_NONE_MATCH));
     r->status = fresh ? 304 : 200;
     r->raw = fresh ? MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT)
-                   : MHD_create_response_from_buffer(nf_web_widget_len, (void *)nf_web_widget, MHD_RESPMEM_PERSISTENT);
+                   : MHD_create_response_from_buffer(nf_web_widget_len, (void *)nf_web_widget,
+                                                     MHD_RESPMEM_PERSISTENT);
     if (!r->raw) {
         nf_resp_fail(r, 500, "out of memory");
         return;

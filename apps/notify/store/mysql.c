@@ -42,9 +42,24 @@
 #include "store.h"
 
 enum { Q_INSERT, Q_MARK, Q_UNREAD, Q_LIST, Q_NSHARD };
-enum { G_USER_INC, G_USER_DEC, G_USER_GET, G_F_BUMP, G_F_GET, G_F_CLEAR, G_F_LIST, G_F_RESET,
-       G_F_EXISTS, G_PING, G_L_SET, G_L_DEL, G_L_ANY, G_NGLOBAL };
-_Static_assert((int)Q_NSHARD == (int)NF_MY_Q_NSHARD && (int)G_NGLOBAL == (int)NF_MY_G_NGLOBAL, "mysql_int.h slots");
+enum {
+    G_USER_INC,
+    G_USER_DEC,
+    G_USER_GET,
+    G_F_BUMP,
+    G_F_GET,
+    G_F_CLEAR,
+    G_F_LIST,
+    G_F_RESET,
+    G_F_EXISTS,
+    G_PING,
+    G_L_SET,
+    G_L_DEL,
+    G_L_ANY,
+    G_NGLOBAL
+};
+_Static_assert((int)Q_NSHARD == (int)NF_MY_Q_NSHARD && (int)G_NGLOBAL == (int)NF_MY_G_NGLOBAL,
+               "mysql_int.h slots");
 
 #define TS(col) "DATE_FORMAT(" col ",'%%Y-%%m-%%d %%H:%%i:%%s')"
 
@@ -54,9 +69,9 @@ static const char *const shard_sql[Q_NSHARD] = {
     [Q_MARK] = "UPDATE th_notice_%d SET status=1, updated_at=? WHERE uid=? AND status=0 AND "
                "(?=0 OR type=?) AND (?=0 OR id=?)",
     [Q_UNREAD] = "SELECT COUNT(*) FROM th_notice_%d WHERE uid=? AND status=0 AND (?=0 OR type=?)",
-    [Q_LIST] = "SELECT id,order_sn,uid,type,data,status," TS("create_time") "," TS("created_at")
-               "," TS("updated_at") " FROM th_notice_%d WHERE uid=? AND (?=0 OR type=?) AND "
-               "(?=0 OR id<?) ORDER BY id DESC LIMIT ? OFFSET ?",
+    [Q_LIST] = "SELECT id,order_sn,uid,type,data,status," TS("create_time") "," TS(
+        "created_at") "," TS("updated_at") " FROM th_notice_%d WHERE uid=? AND (?=0 OR type=?) AND "
+                                           "(?=0 OR id<?) ORDER BY id DESC LIMIT ? OFFSET ?",
 };
 
 static const char *const global_sql[G_NGLOBAL] = {
@@ -317,7 +332,8 @@ static int op_list(my_store *s, my_conn *c, void *p)
     return nf_my_query_i64(c, st, in, &a->unread);
 }
 
-static int my_list(nf_store *base, const nf_list_query *q, nf_notice **out, size_t *n, int64_t *unread)
+static int my_list(nf_store *base, const nf_list_query *q, nf_notice **out, size_t *n,
+                   int64_t *unread)
 {
     if (q->uid < 0 || q->size < 1)
         return SL_EINVAL;
@@ -751,9 +767,12 @@ static int my_open(nf_store **out, const char *url, int shards, char *err, size_
         my_close(&s->base);
         return rc;
     }
-    nf_log(SL_LOG_INFO, "mysql store: %s:%u/%s, %d shards, pool max_open_conns %d max_idle_conns %d "
-           "max_lifetime %llds%s%s", s->host, s->port, s->dbname, shards, s->max_open == INT_MAX ? 0 : s->max_open,
-           s->max_idle, (long long)(s->max_lifetime_ms / 1000), s->collation[0] ? ", collation " : "", s->collation);
+    nf_log(SL_LOG_INFO,
+           "mysql store: %s:%u/%s, %d shards, pool max_open_conns %d max_idle_conns %d "
+           "max_lifetime %llds%s%s",
+           s->host, s->port, s->dbname, shards, s->max_open == INT_MAX ? 0 : s->max_open,
+           s->max_idle, (long long)(s->max_lifetime_ms / 1000),
+           s->collation[0] ? ", collation " : "", s->collation);
     *out = &s->base;
     return 0;
 }

@@ -107,7 +107,8 @@ int nf_my_conn_connect(my_store *s, my_conn *c)
     mysql_options(c->db, MYSQL_OPT_WRITE_TIMEOUT, &s->write_timeout);
     mysql_options(c->db, MYSQL_OPT_RECONNECT, &off); /* we reconnect and re-prepare ourselves */
     mysql_options(c->db, MYSQL_SET_CHARSET_NAME, "utf8mb4");
-    mysql_options(c->db, MYSQL_INIT_COMMAND, "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED");
+    mysql_options(c->db, MYSQL_INIT_COMMAND,
+                  "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED");
     char names[96];
     if (s->collation[0]) { /* checked to be utf8mb4_[A-Za-z0-9_]+ by the URL parser */
         snprintf(names, sizeof names, "SET NAMES utf8mb4 COLLATE %s", s->collation);
@@ -152,7 +153,8 @@ int nf_my_pool_get(my_store *s, my_conn **out)
     pthread_mutex_unlock(&s->mu);
     int rc = SL_ENOMEM;
     c = calloc(1, sizeof *c);
-    if (c && (c->st = calloc((size_t)(NF_MY_G_NGLOBAL + s->shards * NF_MY_Q_NSHARD), sizeof *c->st)) != NULL)
+    if (c && (c->st = calloc((size_t)(NF_MY_G_NGLOBAL + s->shards * NF_MY_Q_NSHARD),
+                             sizeof *c->st)) != NULL)
         rc = nf_my_conn_connect(s, c);
     if (rc) {
         nf_my_conn_free(s, c);
@@ -290,7 +292,6 @@ int nf_my_query_i64(my_conn *c, MYSQL_STMT *st, MYSQL_BIND *in, int64_t *v)
 }
 
 /* ---- running an operation: one transaction, rerun after a lost connection ---- */
-
 
 int nf_my_run(my_store *s, nf_my_op_fn fn, void *arg)
 {

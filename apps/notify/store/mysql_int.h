@@ -30,14 +30,14 @@ typedef struct my_store {
     char *host, *user, *pass, *dbname;
     unsigned port, connect_timeout, read_timeout, write_timeout; /* seconds */
     int shards, max_open, max_idle;
-    int64_t max_lifetime_ms; /* reuse a connection at most this long after its connect (0: forever) */
-    char collation[64];      /* utf8mb4_* session collation, "" = the server's default */
+    int64_t
+        max_lifetime_ms; /* reuse a connection at most this long after its connect (0: forever) */
+    char collation[64];  /* utf8mb4_* session collation, "" = the server's default */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     my_conn *idle;
     int nidle, nopen;
 } my_store;
-
 
 /* Run fn on a pooled connection as one transaction (commit on 0, rollback
  * otherwise); rerun once on a fresh connection after a lost connection and

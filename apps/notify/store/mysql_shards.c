@@ -42,8 +42,10 @@ static int op_meta_table(my_store *s, my_conn *c, void *p)
 {
     (void)s, (void)p;
     int64_t none;
-    return one_int(c, "CREATE TABLE IF NOT EXISTS nf_meta(name VARCHAR(64) NOT NULL PRIMARY KEY, "
-                      "value VARCHAR(255) NOT NULL) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4", NULL, &none);
+    return one_int(c,
+                   "CREATE TABLE IF NOT EXISTS nf_meta(name VARCHAR(64) NOT NULL PRIMARY KEY, "
+                   "value VARCHAR(255) NOT NULL) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+                   NULL, &none);
 }
 
 typedef struct shards_arg {
@@ -59,12 +61,15 @@ static int op_shards(my_store *s, my_conn *c, void *p)
     a->inferred = false;
     int rc = one_int(c, get, NULL, &a->recorded);
     if (!rc && a->recorded == 0) { /* th_notice_ is 10 characters: the number starts at 11 */
-        rc = one_int(c, "SELECT COALESCE(MAX(CAST(SUBSTRING(table_name, 11) AS UNSIGNED)), 0) FROM "
-                        "information_schema.tables WHERE table_schema = DATABASE() AND "
-                        "table_name REGEXP '^th_notice_[0-9]+$'", NULL, &a->recorded);
+        rc = one_int(c,
+                     "SELECT COALESCE(MAX(CAST(SUBSTRING(table_name, 11) AS UNSIGNED)), 0) FROM "
+                     "information_schema.tables WHERE table_schema = DATABASE() AND "
+                     "table_name REGEXP '^th_notice_[0-9]+$'",
+                     NULL, &a->recorded);
         a->inferred = a->recorded > 0;
         if (!rc && (a->recorded == 0 || a->recorded == want))
-            rc = one_int(c, "INSERT IGNORE INTO nf_meta(name, value) VALUES('shards', ?)", &want, &none);
+            rc = one_int(c, "INSERT IGNORE INTO nf_meta(name, value) VALUES('shards', ?)", &want,
+                         &none);
         if (!rc && !a->inferred) /* a concurrent first open may have won */
             rc = one_int(c, get, NULL, &a->recorded);
     }

@@ -88,7 +88,8 @@ static int pq_fail(pq_conn *c, PGresult *r, const char *what)
 {
     const char *st = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
     char msg[512];
-    snprintf(msg, sizeof msg, "%s", r && *PQresultErrorMessage(r) ? PQresultErrorMessage(r) : PQerrorMessage(c->db));
+    snprintf(msg, sizeof msg, "%s",
+             r && *PQresultErrorMessage(r) ? PQresultErrorMessage(r) : PQerrorMessage(c->db));
     oneline(msg);
     /* 08: connection exception; 57P01..03: the server shuts down or starts */
     c->lost = c->lost || PQstatus(c->db) != CONNECTION_OK ||
@@ -186,11 +187,32 @@ static void conn_free(pq_conn *c)
  * once the store is open and the caller retries). */
 static int conn_connect(pq_store *s, pq_conn *c, int64_t limit_ms)
 {
-    const char *keys[] = {"host", "port", "user", "password", "dbname", "sslmode",
-                          "application_name", "client_encoding", "options", "keepalives_idle",
-                          "keepalives_interval", "keepalives_count", NULL};
-    const char *vals[] = {s->host, s->port, s->user, s->pass[0] ? s->pass : NULL, s->dbname,
-                          s->sslmode, "sluice-notify", "UTF8", s->options, "10", "5", "3", NULL};
+    const char *keys[] = {"host",
+                          "port",
+                          "user",
+                          "password",
+                          "dbname",
+                          "sslmode",
+                          "application_name",
+                          "client_encoding",
+                          "options",
+                          "keepalives_idle",
+                          "keepalives_interval",
+                          "keepalives_count",
+                          NULL};
+    const char *vals[] = {s->host,
+                          s->port,
+                          s->user,
+                          s->pass[0] ? s->pass : NULL,
+                          s->dbname,
+                          s->sslmode,
+                          "sluice-notify",
+                          "UTF8",
+                          s->options,
+                          "10",
+                          "5",
+                          "3",
+                          NULL};
     c->lost = c->retry = false;
     memset(c->prepared, 0, (size_t)s->nslots * sizeof *c->prepared);
     c->db = PQconnectStartParams(keys, vals, 0);
@@ -198,22 +220,27 @@ static int conn_connect(pq_store *s, pq_conn *c, int64_t limit_ms)
         return SL_ENOMEM;
     int64_t deadline = mono_ms() + limit_ms;
     PostgresPollingStatusType st = PGRES_POLLING_WRITING;
-    while (PQstatus(c->db) != CONNECTION_BAD && st != PGRES_POLLING_OK && st != PGRES_POLLING_FAILED) {
+    while (PQstatus(c->db) != CONNECTION_BAD && st != PGRES_POLLING_OK &&
+           st != PGRES_POLLING_FAILED) {
         int64_t left = deadline - mono_ms();
         if (left <= 0)
             break;
-        struct pollfd p = {.fd = PQsocket(c->db), .events = st == PGRES_POLLING_READING ? POLLIN : POLLOUT};
+        struct pollfd p = {.fd = PQsocket(c->db),
+                           .events = st == PGRES_POLLING_READING ? POLLIN : POLLOUT};
         int n = poll(&p, 1, (int)(left > 1000 ? 1000 : left));
         if (n > 0 || (n < 0 && errno == EINTR))
             st = PQconnectPoll(c->db);
     }
     if (PQstatus(c->db) != CONNECTION_OK) {
         char msg[512];
-        snprintf(msg, sizeof msg, "%s", st == PGRES_POLLING_FAILED || PQstatus(c->db) == CONNECTION_BAD
-                                            ? PQerrorMessage(c->db) : "no answer in time");
+        snprintf(msg, sizeof msg, "%s",
+                 st == PGRES_POLLING_FAILED || PQstatus(c->db) == CONNECTION_BAD
+                     ? PQerrorMessage(c->db)
+                     : "no answer in time");
         oneline(msg);
-        nf_log(s->opened ? SL_LOG_WARN : SL_LOG_ERROR, "postgres store: cannot connect to %s:%s/%s within %lldms: %s",
-               s->host, s->port, s->dbname, (long long)limit_ms, msg);
+        nf_log(s->opened ? SL_LOG_WARN : SL_LOG_ERROR,
+               "postgres store: cannot connect to %s:%s/%s within %lldms: %s", s->host, s->port,
+               s->dbname, (long long)limit_ms, msg);
         conn_drop(c);
         return SL_EIO;
     }
@@ -235,13 +262,14 @@ static int conn_connect_backoff(pq_store *s, pq_conn *c)
     int64_t deadline = mono_ms() + s->reconnect_timeout_ms, backoff = BACKOFF_MIN_MS;
     for (int tries = 1;; tries++) {
         int64_t left = deadline - mono_ms();
-        int rc = conn_connect(s, c, left < s->connect_timeout_ms && left > 0 ? left : s->connect_timeout_ms);
+        int rc = conn_connect(
+            s, c, left < s->connect_timeout_ms && left > 0 ? left : s->connect_timeout_ms);
         if (rc != SL_EIO)
             return rc;
         left = deadline - mono_ms();
         if (left <= 0) {
-            nf_log(SL_LOG_ERROR, "postgres store: %s:%s/%s unreachable after %d tries in %lldms", s->host,
-                   s->port, s->dbname, tries, (long long)s->reconnect_timeout_ms);
+            nf_log(SL_LOG_ERROR, "postgres store: %s:%s/%s unreachable after %d tries in %lldms",
+                   s->host, s->port, s->dbname, tries, (long long)s->reconnect_timeout_ms);
             return rc;
         }
         sleep_ms(backoff < left ? backoff : left);
@@ -256,13 +284,16 @@ static int conn_connect_backoff(pq_store *s, pq_conn *c)
  * other idle connections are then dropped unchecked). Called with s->mu. */
 static bool stale(pq_store *s, pq_conn *c)
 {
-    if (c->epoch != s->epoch || (s->max_lifetime_ms > 0 && mono_ms() - c->born_ms >= s->max_lifetime_ms))
+    if (c->epoch != s->epoch ||
+        (s->max_lifetime_ms > 0 && mono_ms() - c->born_ms >= s->max_lifetime_ms))
         return true;
     struct pollfd p = {.fd = PQsocket(c->db), .events = POLLIN};
-    if (p.fd >= 0 && !(poll(&p, 1, 0) > 0 && (!PQconsumeInput(c->db) || PQstatus(c->db) != CONNECTION_OK)))
+    if (p.fd >= 0 &&
+        !(poll(&p, 1, 0) > 0 && (!PQconsumeInput(c->db) || PQstatus(c->db) != CONNECTION_OK)))
         return false;
     s->epoch++;
-    nf_log(SL_LOG_WARN, "postgres store: connection lost while idle, reconnecting to %s:%s", s->host, s->port);
+    nf_log(SL_LOG_WARN, "postgres store: connection lost while idle, reconnecting to %s:%s",
+           s->host, s->port);
     return true;
 }
 
@@ -314,7 +345,8 @@ static void pool_put(pq_store *s, pq_conn *c)
 {
     pthread_mutex_lock(&s->mu);
     if (c->db && !c->lost && PQstatus(c->db) == CONNECTION_OK && s->nidle < s->max_idle &&
-        c->epoch == s->epoch && !(s->max_lifetime_ms > 0 && mono_ms() - c->born_ms >= s->max_lifetime_ms)) {
+        c->epoch == s->epoch &&
+        !(s->max_lifetime_ms > 0 && mono_ms() - c->born_ms >= s->max_lifetime_ms)) {
         c->next = s->idle;
         s->idle = c;
         s->nidle++;
@@ -361,7 +393,8 @@ int nf_pq_run(pq_store *s, nf_pq_op_fn fn, void *arg)
             if (c->epoch == s->epoch)
                 s->epoch++; /* the idle connections of before are likely dead too */
             pthread_mutex_unlock(&s->mu);
-            nf_log(SL_LOG_WARN, "postgres store: connection lost, reconnecting to %s:%s", s->host, s->port);
+            nf_log(SL_LOG_WARN, "postgres store: connection lost, reconnecting to %s:%s", s->host,
+                   s->port);
             conn_drop(c);
             if ((rc = conn_connect_backoff(s, c)) != 0)
                 break;

@@ -56,7 +56,8 @@ static const char *const shard_sql[Q_NSHARD] = {
     /* ids ?3..?5: the one notice (a seek), or all of them */
     [Q_MARK] = "UPDATE th_notice_%d SET status=1, updated_at=?4 WHERE uid=?1 AND status=0 AND "
                "id BETWEEN ?3 AND ?5 AND (?2=0 OR type=?2)",
-    [Q_UNREAD] = "SELECT COUNT(*) FROM th_notice_%d WHERE uid=?1 AND status=0 AND (?2=0 OR type=?2)",
+    [Q_UNREAD] =
+        "SELECT COUNT(*) FROM th_notice_%d WHERE uid=?1 AND status=0 AND (?2=0 OR type=?2)",
     /* Newest first over both statuses: each arm reads its part of the
        inbox index in id order, and SQLite merges the two (no sort), so a
        page reads only its rows and those before it. ?3: the cursor, or the
@@ -77,8 +78,9 @@ static const char *const global_sql[G_NGLOBAL] = {
                  "failed_count=failed_count+1, updated_at=?4",
     [G_F_GET] = "SELECT failed_count FROM failed_queues WHERE order_sn=?1",
     [G_F_CLEAR] = "DELETE FROM failed_queues WHERE order_sn=?1",
-    [G_F_LIST] = "SELECT id,order_sn,type,data,failed_count,created_at,updated_at FROM failed_queues "
-                 "WHERE failed_count>=?1 ORDER BY id",
+    [G_F_LIST] =
+        "SELECT id,order_sn,type,data,failed_count,created_at,updated_at FROM failed_queues "
+        "WHERE failed_count>=?1 ORDER BY id",
     [G_F_RESET] = "UPDATE failed_queues SET failed_count=0, updated_at=?2 WHERE id=?1",
     [G_BEGIN] = "BEGIN IMMEDIATE",
     [G_COMMIT] = "COMMIT",
@@ -110,11 +112,14 @@ enum { M_NSIZES = 4 };
 static const int m_rows[M_NSIZES] = {64, 16, 4, 1};
 static const int m_params[] = {[M_NOTICE] = 5, [M_USER] = 2};
 static const char *const m_head[] = {
-    [M_NOTICE] = "INSERT OR IGNORE INTO th_notice_%d(order_sn,uid,type,data,status,create_time,created_at,"
-                 "updated_at) VALUES",
-    [M_USER] = "INSERT OR IGNORE INTO user(uid,nick,notification_count,created_at,updated_at) VALUES",
+    [M_NOTICE] =
+        "INSERT OR IGNORE INTO th_notice_%d(order_sn,uid,type,data,status,create_time,created_at,"
+        "updated_at) VALUES",
+    [M_USER] =
+        "INSERT OR IGNORE INTO user(uid,nick,notification_count,created_at,updated_at) VALUES",
 };
-static const char *const m_row[] = { /* %1$d: the row's first parameter */
+static const char *const m_row[] = {
+    /* %1$d: the row's first parameter */
     [M_NOTICE] = "(?%1$d,?%2$d,?%3$d,?%4$d,0,?%5$d,?1,?1)",
     [M_USER] = "(?%1$d,'user'||?%1$d,?%2$d,?1,?1)",
 };
@@ -175,8 +180,8 @@ static sqlite3_stmt *multi_stmt(sq_store *s, int kind, int shard, int size)
         for (int r = 0, p = 2; r < m_rows[size]; r++, p += m_params[kind]) {
             if (r)
                 sql[len++] = ',';
-            len += snprintf(sql + len, sizeof sql - (size_t)len, m_row[kind], p, p + 1, p + 2, p + 3,
-                            p + 4);
+            len += snprintf(sql + len, sizeof sql - (size_t)len, m_row[kind], p, p + 1, p + 2,
+                            p + 3, p + 4);
         }
         snprintf(sql + len, sizeof sql - (size_t)len, "%s", m_tail[kind]);
         if (sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, slot, NULL) != SQLITE_OK)
@@ -301,18 +306,26 @@ static int64_t query_int(sqlite3 *db, const char *sql, int bind)
  */
 static int check_shards(sq_store *s, char *err, size_t errlen)
 {
-    if (sqlite3_exec(s->db, "CREATE TABLE IF NOT EXISTS nf_meta(name TEXT PRIMARY KEY, value TEXT NOT NULL);"
-                            "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+    if (sqlite3_exec(
+            s->db,
+            "CREATE TABLE IF NOT EXISTS nf_meta(name TEXT PRIMARY KEY, value TEXT NOT NULL);"
+            "BEGIN IMMEDIATE",
+            NULL, NULL, NULL) != SQLITE_OK)
         return SL_EIO;
-    int64_t rec = query_int(s->db, "SELECT CAST(value AS INTEGER) FROM nf_meta WHERE name='shards'", 0);
+    int64_t rec =
+        query_int(s->db, "SELECT CAST(value AS INTEGER) FROM nf_meta WHERE name='shards'", 0);
     bool inferred = false;
     if (rec == 0) { /* th_notice_ is 10 characters: the suffix starts at 11 */
-        rec = query_int(s->db, "SELECT COALESCE(MAX(CAST(substr(name, 11) AS INTEGER)), 0) FROM sqlite_master "
-                               "WHERE type='table' AND name GLOB 'th_notice_[0-9]*'", 0);
+        rec = query_int(
+            s->db,
+            "SELECT COALESCE(MAX(CAST(substr(name, 11) AS INTEGER)), 0) FROM sqlite_master "
+            "WHERE type='table' AND name GLOB 'th_notice_[0-9]*'",
+            0);
         inferred = rec > 0;
     }
     int rc = rec < 0 ? SL_EIO : nf_store_shards_check((int)rec, inferred, s->shards, err, errlen);
-    if (!rc && query_int(s->db, "INSERT OR IGNORE INTO nf_meta(name, value) VALUES('shards', ?1)", s->shards) < 0)
+    if (!rc && query_int(s->db, "INSERT OR IGNORE INTO nf_meta(name, value) VALUES('shards', ?1)",
+                         s->shards) < 0)
         rc = SL_EIO;
     if (sqlite3_exec(s->db, rc ? "ROLLBACK" : "COMMIT", NULL, NULL, NULL) != SQLITE_OK && !rc)
         rc = SL_EIO;
@@ -390,7 +403,8 @@ static int sq_open(nf_store **out, const char *url, int shards, char *err, size_
     s->multi_st = calloc((size_t)(shards + 1) * M_NSIZES, sizeof *s->multi_st);
     make_parent(path);
     if (!s->shard_st || !s->multi_st || !s->path ||
-        sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+        sqlite3_open_v2(path, &s->db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                         NULL) != SQLITE_OK) {
         sq_close(&s->base);
         return SL_EIO;
@@ -400,8 +414,8 @@ static int sq_open(nf_store **out, const char *url, int shards, char *err, size_
              "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA cache_size=-%d; "
              "PRAGMA journal_size_limit=%d;",
              sync, CACHE_KB, WAL_KEEP_BYTES);
-    if (sqlite3_exec(s->db, pragmas, NULL, NULL, NULL) != SQLITE_OK || (rc = check_shards(s, err, errlen)) ||
-        (rc = create_schema(s))) {
+    if (sqlite3_exec(s->db, pragmas, NULL, NULL, NULL) != SQLITE_OK ||
+        (rc = check_shards(s, err, errlen)) || (rc = create_schema(s))) {
         sq_close(&s->base);
         return rc ? rc : SL_EIO;
     }
@@ -455,7 +469,8 @@ static int insert_shard_in_tx(sq_store *s, int shard, const nf_notice *v, const 
             sqlite3_bind_int64(st, p + 1, n->uid);
             sqlite3_bind_int(st, p + 2, n->type);
             sqlite3_bind_text(st, p + 3, n->data ? n->data : "", -1, SQLITE_STATIC);
-            sqlite3_bind_text(st, p + 4, n->create_time[0] ? n->create_time : now, -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, p + 4, n->create_time[0] ? n->create_time : now, -1,
+                              SQLITE_STATIC);
         }
         int rc = nf_sq_step_done(st);
         if (rc)
@@ -672,7 +687,8 @@ static int read_notices(sqlite3_stmt *st, nf_notice **out, size_t *n, int cap)
     return 0;
 }
 
-static int sq_list(nf_store *base, const nf_list_query *q, nf_notice **out, size_t *n, int64_t *unread)
+static int sq_list(nf_store *base, const nf_list_query *q, nf_notice **out, size_t *n,
+                   int64_t *unread)
 {
     sq_store *s = (sq_store *)base;
     if (q->uid < 0 || q->size < 1)

@@ -10,16 +10,18 @@
 
 #include "sqlite_wal.h"
 
-#define CHECKPOINT_PAGES 2048   /* WAL pages between checkpoints (SQLite's automatic ones: 1000;
-                                   8192 copied 0.6 times the bytes per notice, but the fsync of a
-                                   checkpoint that large held up the queue's commits: the e2e
-                                   delay's p99 under bench_notify went from ~11 to ~25-30 ms) */
-#define WAL_MAX_PAGES (8 * CHECKPOINT_PAGES) /* the writer waits for a checkpoint beyond this
-                                   (64 MiB of 4 KiB pages, what the WAL file is kept at).
-                                   At 1.5 x CHECKPOINT_PAGES a batch of ~2000 notices, ~3000
-                                   pages, made every commit wait for a whole checkpoint: on a
-                                   mem:// queue the consumer then stored ~63k notices/s, with
-                                   this bound ~85k */
+#define CHECKPOINT_PAGES                                                                           \
+    2048 /* WAL pages between checkpoints (SQLite's automatic ones: 1000;                          \
+            8192 copied 0.6 times the bytes per notice, but the fsync of a                         \
+            checkpoint that large held up the queue's commits: the e2e                             \
+            delay's p99 under bench_notify went from ~11 to ~25-30 ms) */
+#define WAL_MAX_PAGES                                                                              \
+    (8 * CHECKPOINT_PAGES) /* the writer waits for a checkpoint beyond this                        \
+                 (64 MiB of 4 KiB pages, what the WAL file is kept at).                            \
+                 At 1.5 x CHECKPOINT_PAGES a batch of ~2000 notices, ~3000                         \
+                 pages, made every commit wait for a whole checkpoint: on a                        \
+                 mem:// queue the consumer then stored ~63k notices/s, with                        \
+                 this bound ~85k */
 
 /* sqlite3_wal_hook: after every commit on the main connection (its mutex
  * held), with the number of pages the WAL now holds. Replaces SQLite's
@@ -37,7 +39,9 @@ static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
  * as SQLite's automatic checkpoint would. On the checkpoint thread. */
 static void checkpoint(nf_sqlite_wal *w)
 {
-    if (!w->ck_db && sqlite3_open_v2(w->path, &w->ck_db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+    if (!w->ck_db &&
+        sqlite3_open_v2(w->path, &w->ck_db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
+            SQLITE_OK) {
         sqlite3_close(w->ck_db);
         w->ck_db = NULL;
     }

@@ -12,19 +12,19 @@
 #include <stdint.h>
 
 typedef struct nf_sqlite_wal {
-    sqlite3 *db;            /* the store's connection (guarded by *db_mu) */
+    sqlite3 *db; /* the store's connection (guarded by *db_mu) */
     pthread_mutex_t *db_mu;
-    const char *path;       /* the database file (the store's string) */
-    const char *sync;       /* the synchronous pragma's value, for ck_db too */
-    _Atomic int pages;      /* pages in the WAL after the last commit (the WAL hook) */
-    pthread_mutex_t mu;     /* guards due, stop, begun, ended; ck_db is the thread's */
-    pthread_cond_t cond;    /* to the thread: a checkpoint is due, or the store closes */
-    pthread_cond_t end;     /* from the thread: a checkpoint ended */
+    const char *path;    /* the database file (the store's string) */
+    const char *sync;    /* the synchronous pragma's value, for ck_db too */
+    _Atomic int pages;   /* pages in the WAL after the last commit (the WAL hook) */
+    pthread_mutex_t mu;  /* guards due, stop, begun, ended; ck_db is the thread's */
+    pthread_cond_t cond; /* to the thread: a checkpoint is due, or the store closes */
+    pthread_cond_t end;  /* from the thread: a checkpoint ended */
     bool due, stop, started;
-    uint64_t begun, ended;  /* checkpoints begun and ended so far */
+    uint64_t begun, ended; /* checkpoints begun and ended so far */
     pthread_t thread;
-    sqlite3 *ck_db;         /* the checkpoints' connection, opened when first needed */
-    bool ck_ready;          /* ck_db has its pragmas */
+    sqlite3 *ck_db; /* the checkpoints' connection, opened when first needed */
+    bool ck_ready;  /* ck_db has its pragmas */
 } nf_sqlite_wal;
 
 /* Before anything else (nf_sqlite_wal_stop may follow at once). */

@@ -12,7 +12,7 @@
 #include "sluice/error.h"
 
 static const nf_store_ops *const impls[] = {&nf_store_sqlite_ops, &nf_store_mysql_ops,
-                                               &nf_store_postgres_ops};
+                                            &nf_store_postgres_ops};
 
 int nf_store_open(nf_store **out, const char *url, int shards, char *err, size_t errlen)
 {
@@ -38,11 +38,12 @@ int nf_store_shards_check(int recorded, bool inferred, int asked, char *err, siz
 {
     if (recorded <= 0 || recorded == asked)
         return 0;
-    snprintf(err, errlen,
-             "the store %s %d shards (th_notice_1..%d) but store.shards is %d: notices would be looked "
-             "up in the wrong tables and seem lost; set store.shards to %d (changing the count needs "
-             "the notices moved to their new tables first)",
-             inferred ? "has" : "was created with", recorded, recorded, asked, recorded);
+    snprintf(
+        err, errlen,
+        "the store %s %d shards (th_notice_1..%d) but store.shards is %d: notices would be looked "
+        "up in the wrong tables and seem lost; set store.shards to %d (changing the count needs "
+        "the notices moved to their new tables first)",
+        inferred ? "has" : "was created with", recorded, recorded, asked, recorded);
     return SL_ECORRUPT;
 }
 

@@ -60,8 +60,10 @@ int sli_amqp_cfg_parse(amqp_cfg *cfg, sli_url *u)
         (rc = sli_url_opt_bool(u, "mandatory", false, &cfg->mandatory)))
         return rc;
     if (hb < 0 || hb > 3600000 || ct <= 0 || pt < 0 || bm < 1)
-        return sli_err(SL_EBADOPT, "amqp: heartbeat, connect_timeout, publish_timeout or "
-                                   "reconnect_max out of range in %s", u->raw);
+        return sli_err(SL_EBADOPT,
+                       "amqp: heartbeat, connect_timeout, publish_timeout or "
+                       "reconnect_max out of range in %s",
+                       u->raw);
     static const char *const types[] = {"topic", "fanout", "direct"};
     cfg->exchange_type = types[et];
     cfg->connection_num = (unsigned)cn;
@@ -106,24 +108,19 @@ void sli_amqp_cfg_free(amqp_cfg *cfg)
 int sli_amqp_status_err(int status, const char *what)
 {
     switch (status) {
-    case AMQP_STATUS_NO_MEMORY:
-        return sli_err(SL_ENOMEM, "amqp: %s: out of memory", what);
+    case AMQP_STATUS_NO_MEMORY: return sli_err(SL_ENOMEM, "amqp: %s: out of memory", what);
     case AMQP_STATUS_TIMEOUT:
         return sli_err(SL_ETIMEDOUT, "amqp: %s: %s", what, amqp_error_string2(status));
-    default:
-        return sli_err(SL_ECONN, "amqp: %s: %s", what, amqp_error_string2(status));
+    default: return sli_err(SL_ECONN, "amqp: %s: %s", what, amqp_error_string2(status));
     }
 }
 
 int sli_amqp_rpc_err(amqp_rpc_reply_t r, const char *what)
 {
     switch (r.reply_type) {
-    case AMQP_RESPONSE_NORMAL:
-        return 0;
-    case AMQP_RESPONSE_NONE:
-        return sli_err(SL_EPROTO, "amqp: %s: missing RPC reply", what);
-    case AMQP_RESPONSE_LIBRARY_EXCEPTION:
-        return sli_amqp_status_err(r.library_error, what);
+    case AMQP_RESPONSE_NORMAL: return 0;
+    case AMQP_RESPONSE_NONE: return sli_err(SL_EPROTO, "amqp: %s: missing RPC reply", what);
+    case AMQP_RESPONSE_LIBRARY_EXCEPTION: return sli_amqp_status_err(r.library_error, what);
     case AMQP_RESPONSE_SERVER_EXCEPTION:
         if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
             amqp_connection_close_t *m = r.reply.decoded;
@@ -266,7 +263,9 @@ static int value_text(const amqp_field_value_t *v, char *buf, size_t cap, const 
     case AMQP_FIELD_KIND_BYTES:
         *out = NULL; /* caller copies the bytes */
         return 0;
-    case AMQP_FIELD_KIND_BOOLEAN: snprintf(buf, cap, "%s", v->value.boolean ? "true" : "false"); break;
+    case AMQP_FIELD_KIND_BOOLEAN:
+        snprintf(buf, cap, "%s", v->value.boolean ? "true" : "false");
+        break;
     case AMQP_FIELD_KIND_I8: snprintf(buf, cap, "%d", v->value.i8); break;
     case AMQP_FIELD_KIND_U8: snprintf(buf, cap, "%u", v->value.u8); break;
     case AMQP_FIELD_KIND_I16: snprintf(buf, cap, "%d", v->value.i16); break;

@@ -167,8 +167,8 @@ static int publish_one(apub *p, amqp_connection_state_t c, amqp_channel_t ch, ba
     size_t len = 0;
     const void *pl = sl_msg_payload(m, &len);
     amqp_bytes_t body = {.len = len, .bytes = (void *)pl};
-    int st = amqp_basic_publish(c, ch, amqp_cstring_bytes(b->exchange), amqp_cstring_bytes(b->topic),
-                                p->cfg.mandatory, 0, &props, body);
+    int st = amqp_basic_publish(c, ch, amqp_cstring_bytes(b->exchange),
+                                amqp_cstring_bytes(b->topic), p->cfg.mandatory, 0, &props, body);
     free(headers.entries);
     return st == AMQP_STATUS_OK ? 0 : sli_amqp_status_err(st, "basic.publish");
 }
@@ -187,8 +187,8 @@ static void confirm(batch *b, uint64_t tag, bool multiple, bool ok)
         }
     }
     if (!ok)
-        b->failed = sli_err(SL_EIO, "amqp: the broker nacked a message published to '%s'",
-                            b->topic);
+        b->failed =
+            sli_err(SL_EIO, "amqp: the broker nacked a message published to '%s'", b->topic);
 }
 
 /* Read one frame (waiting until the batch deadline, or not at all when
@@ -226,9 +226,11 @@ static int read_confirm(amqp_connection_state_t c, amqp_channel_t ch, batch *b, 
     }
     case AMQP_BASIC_RETURN_METHOD: {
         amqp_basic_return_t *r = f.payload.method.decoded;
-        b->failed = sli_err(SL_EIO, "amqp: a message to '%s' was returned: %u %.*s (no queue "
-                            "bound; mandatory=true)", b->topic, r->reply_code,
-                            (int)r->reply_text.len, (char *)r->reply_text.bytes);
+        b->failed =
+            sli_err(SL_EIO,
+                    "amqp: a message to '%s' was returned: %u %.*s (no queue "
+                    "bound; mandatory=true)",
+                    b->topic, r->reply_code, (int)r->reply_text.len, (char *)r->reply_text.bytes);
         return 0;
     }
     case AMQP_CHANNEL_CLOSE_METHOD: {
@@ -238,11 +240,10 @@ static int read_confirm(amqp_connection_state_t c, amqp_channel_t ch, batch *b, 
     }
     case AMQP_CONNECTION_CLOSE_METHOD: {
         amqp_connection_close_t *m = f.payload.method.decoded;
-        return sli_err(SL_ECONN, "amqp: the broker closed the connection: %u %.*s",
-                       m->reply_code, (int)m->reply_text.len, (char *)m->reply_text.bytes);
+        return sli_err(SL_ECONN, "amqp: the broker closed the connection: %u %.*s", m->reply_code,
+                       (int)m->reply_text.len, (char *)m->reply_text.bytes);
     }
-    default:
-        return 0;
+    default: return 0;
     }
 }
 
@@ -301,7 +302,7 @@ static pconn *pool_take(apub *p, bool nonblock)
 }
 
 int sli_amqp_publish(void *impl, const char *topic, sl_msg *const *msgs, size_t n,
-                        const sl_publish_opts *opts)
+                     const sl_publish_opts *opts)
 {
     apub *p = impl;
     if (atomic_load(&p->closing))
@@ -319,11 +320,13 @@ int sli_amqp_publish(void *impl, const char *topic, sl_msg *const *msgs, size_t 
             const char *key, *val;
             sl_msg_meta_at(msgs[i], k, &key, &val);
             if (strlen(key) > 255)
-                return sli_err(SL_EINVAL, "amqp: message %zu: metadata key longer than 255 "
-                                          "bytes: %.40s...", i, key);
+                return sli_err(SL_EINVAL,
+                               "amqp: message %zu: metadata key longer than 255 "
+                               "bytes: %.40s...",
+                               i, key);
         }
-    b.deadline = sli_mono_ms() + (opts->timeout_ms >= 0 ? opts->timeout_ms
-                                                         : p->cfg.publish_timeout_ms);
+    b.deadline =
+        sli_mono_ms() + (opts->timeout_ms >= 0 ? opts->timeout_ms : p->cfg.publish_timeout_ms);
     b.done = calloc(n, 1);
     b.idx = malloc(n * sizeof *b.idx);
     if (!b.done || !b.idx) {

@@ -135,7 +135,9 @@ static void amqp_hook(sl_msg *m, sli_msg_event ev, unsigned delay_ms, void *ctx)
             }
         }
         if (k->nops < k->capops) {
-            k->ops[k->nops++] = (aop){.tag = d->tag, .gen = d->gen, .ack = ev == SLI_MSG_EV_ACK,
+            k->ops[k->nops++] = (aop){.tag = d->tag,
+                                      .gen = d->gen,
+                                      .ack = ev == SLI_MSG_EV_ACK,
                                       .due = delay_ms ? sli_mono_ms() + delay_ms : 0};
             queued = true;
         }
@@ -210,8 +212,8 @@ static int setup(asub *s)
         q = amqp_queue_declare(c, 1, amqp_cstring_bytes(qn), 0, 1 /* durable */, 0, 0,
                                amqp_empty_table);
     else
-        q = amqp_queue_declare(c, 1, amqp_empty_bytes, 0, 0, 1 /* exclusive */,
-                               1 /* auto_delete */, amqp_empty_table);
+        q = amqp_queue_declare(c, 1, amqp_empty_bytes, 0, 0, 1 /* exclusive */, 1 /* auto_delete */,
+                               amqp_empty_table);
     if ((rc = sli_amqp_rpc_err(amqp_get_rpc_reply(c), "queue.declare")) != 0)
         goto fail;
     if (!s->group) {
@@ -329,8 +331,9 @@ static unsigned deliveries_of(const asub *s)
             const amqp_table_entry_t *e = &p->headers.entries[i];
             if (e->key.len == 16 && memcmp(e->key.bytes, "x-delivery-count", 16) == 0) {
                 const amqp_field_value_t *v = &e->value;
-                long long n = v->kind == AMQP_FIELD_KIND_I64 ? v->value.i64
-                            : v->kind == AMQP_FIELD_KIND_I32 ? v->value.i32 : -1;
+                long long n = v->kind == AMQP_FIELD_KIND_I64   ? v->value.i64
+                              : v->kind == AMQP_FIELD_KIND_I32 ? v->value.i32
+                                                               : -1;
                 if (n >= 0)
                     return (unsigned)n + 1;
             }
@@ -381,8 +384,7 @@ static int on_frame(asub *s, const amqp_frame_t *f, uint32_t gen)
         }
         case AMQP_BASIC_CANCEL_METHOD:
             return sli_err(SL_ECONN, "amqp: the broker cancelled the consumer (queue deleted?)");
-        default:
-            return 0;
+        default: return 0;
         }
     }
     if (!s->in_msg)
@@ -478,8 +480,8 @@ static void *consumer_main(void *arg)
             rc = read_frames(s, gen);
         }
         if (rc) {
-            sli_log(SL_LOG_WARN, "amqp", "subscription to '%s' lost its connection: %s%s",
-                    s->topic, sl_errmsg(),
+            sli_log(SL_LOG_WARN, "amqp", "subscription to '%s' lost its connection: %s%s", s->topic,
+                    sl_errmsg(),
                     s->group ? "" : " (messages published until it reconnects are missed)");
             teardown(s, false);
             core_reset(s->k);
@@ -630,8 +632,8 @@ int sli_amqp_sub_close(void *impl)
 
 const sli_backend sli_amqp_backend = {
     .scheme = "amqp",
-    .features = SL_FEAT_CONSUMER_GROUPS | SL_FEAT_PERSISTENT | SL_FEAT_ORDERED |
-                SL_FEAT_DELAYED_NACK,
+    .features =
+        SL_FEAT_CONSUMER_GROUPS | SL_FEAT_PERSISTENT | SL_FEAT_ORDERED | SL_FEAT_DELAYED_NACK,
     .pub_open = sli_amqp_pub_open,
     .publish = sli_amqp_publish,
     .pub_close = sli_amqp_pub_close,

@@ -173,9 +173,7 @@ static unsigned deliver(hl_listener *L, const char *topic, sl_msg *m, unsigned a
             break;
     if (rcpt) {
         switch (rcpt->result) {
-        case HL_ACKED:
-            *why = "acked";
-            break;
+        case HL_ACKED: *why = "acked"; break;
         case HL_NACKED:
             *why = "nacked by the handler";
             status = 500;

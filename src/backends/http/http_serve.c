@@ -79,8 +79,12 @@ static enum MHD_Result finish(hl_listener *L, struct MHD_Connection *conn, const
         free(v.h);
         return answer(conn, 503, "out of memory");
     }
-    hl_request q = {.method = method, .url = url, .headers = v.h, .n_headers = v.n,
-                    .body = r ? r->buf : NULL, .len = r && r->buf ? r->len : 0,
+    hl_request q = {.method = method,
+                    .url = url,
+                    .headers = v.h,
+                    .n_headers = v.n,
+                    .body = r ? r->buf : NULL,
+                    .len = r && r->buf ? r->len : 0,
                     .too_big = r && r->too_big};
     hl_answer a;
     hl_handle(L, &q, &a);

@@ -67,10 +67,10 @@ int sli_kafka_err(rd_kafka_resp_err_t err, const char *what);
 
 /* ---- kafka_track.c: offsets of one partition ---- */
 typedef struct sli_ktrack {
-    int64_t *off;    /* ring of delivered offsets, increasing */
-    uint8_t *done;   /* acked flag per ring slot */
+    int64_t *off;  /* ring of delivered offsets, increasing */
+    uint8_t *done; /* acked flag per ring slot */
     size_t head, len, cap;
-    int64_t next;    /* offset after the last added (or the start) */
+    int64_t next; /* offset after the last added (or the start) */
 } sli_ktrack;
 
 void sli_ktrack_init(sli_ktrack *t, int64_t start);

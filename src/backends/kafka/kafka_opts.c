@@ -48,8 +48,7 @@ static int parse_bootstrap(sli_url *u, kafka_opts *o)
     if (u->user || u->password)
         return sli_err(SL_EINVAL, "kafka: credentials in the URL are not supported");
     if (u->path && *u->path && strcmp(u->path, "/") != 0)
-        return sli_err(SL_EINVAL, "kafka: URL path '%s' is not used; topics are per call",
-                       u->path);
+        return sli_err(SL_EINVAL, "kafka: URL path '%s' is not used; topics are per call", u->path);
     const char *more = sli_url_opt(u, "bootstrap");
     size_t cap = strlen(u->host) + 16 + (more ? strlen(more) + 1 : 0);
     if (!(o->bootstrap = malloc(cap)))
@@ -147,8 +146,10 @@ int sli_kafka_set(rd_kafka_conf_t *c, const char *k, const char *v)
 static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
     (void)rk;
-    sl_log_level l = level <= 3 ? SL_LOG_ERROR : level <= 4 ? SL_LOG_WARN
-                   : level <= 6 ? SL_LOG_INFO : SL_LOG_DEBUG;
+    sl_log_level l = level <= 3   ? SL_LOG_ERROR
+                     : level <= 4 ? SL_LOG_WARN
+                     : level <= 6 ? SL_LOG_INFO
+                                  : SL_LOG_DEBUG;
     sli_log(l, "kafka", "%s: %s", fac, buf);
 }
 

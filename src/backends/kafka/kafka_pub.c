@@ -131,8 +131,7 @@ static int make_headers(const sl_msg *m, rd_kafka_headers_t **out)
     return 0;
 }
 
-static int produce_one(kpub *p, const char *topic, const sl_msg *m, kslot *slot,
-                       int64_t deadline)
+static int produce_one(kpub *p, const char *topic, const sl_msg *m, kslot *slot, int64_t deadline)
 {
     rd_kafka_headers_t *h = NULL;
     int rc = make_headers(m, &h);

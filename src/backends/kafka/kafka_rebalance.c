@@ -139,15 +139,11 @@ static void resolve_start(ksub *s, rd_kafka_topic_partition_list_t *l)
             continue;
         }
         switch (s->start) {
-        case KAFKA_START_EARLIEST:
-            tp->offset = lo;
-            break;
+        case KAFKA_START_EARLIEST: tp->offset = lo; break;
         case KAFKA_START_OFFSET:
             tp->offset = s->start_value < lo ? lo : s->start_value > hi ? hi : s->start_value;
             break;
-        default:
-            tp->offset = hi;
-            break; /* latest, or no record at/after start_time */
+        default: tp->offset = hi; break; /* latest, or no record at/after start_time */
         }
     }
 }

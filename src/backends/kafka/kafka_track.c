@@ -26,7 +26,10 @@ void sli_ktrack_free(sli_ktrack *t)
     memset(t, 0, sizeof *t);
 }
 
-static size_t slot(const sli_ktrack *t, size_t i) { return (t->head + i) % t->cap; }
+static size_t slot(const sli_ktrack *t, size_t i)
+{
+    return (t->head + i) % t->cap;
+}
 
 static int grow(sli_ktrack *t)
 {
@@ -95,7 +98,10 @@ int64_t sli_ktrack_position(const sli_ktrack *t)
     return t->len ? t->off[t->head] : t->next;
 }
 
-size_t sli_ktrack_outstanding(const sli_ktrack *t) { return t->len; }
+size_t sli_ktrack_outstanding(const sli_ktrack *t)
+{
+    return t->len;
+}
 
 /* The next run of acked slots with consecutive offsets at or after slot *i:
  * its first and last offsets; *i moves past it. false when none is left. */

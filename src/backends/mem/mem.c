@@ -87,7 +87,6 @@ static void entry_retire(entry *e)
     tracker_done(e->trk);
 }
 
-
 /* Drop every entry of g (its last member left, or the bus died). Under t->mu.
  * Entries to unref are chained on *out and released after unlocking. */
 static void group_drop_entries(group *g, entry **out)
@@ -143,8 +142,8 @@ int sli_mem_bus_acquire(sli_url *u, bus **out)
     if (b) {
         if ((p_opt && persistent != b->persistent) || (b_opt && cap != b->capacity)) {
             pthread_mutex_unlock(&buses_mu);
-            return sli_err(SL_EBADOPT, "mem://%s is already open with persistent=%s buffer=%zu", name,
-                           b->persistent ? "true" : "false", b->capacity);
+            return sli_err(SL_EBADOPT, "mem://%s is already open with persistent=%s buffer=%zu",
+                           name, b->persistent ? "true" : "false", b->capacity);
         }
         b->handles++;
         pthread_mutex_unlock(&buses_mu);
@@ -281,8 +280,8 @@ static int mem_subscribe(void *impl, const char *tname, const sl_subscribe_opts 
         }
         g->t = t;
         sli_cond_init(&g->cond);
-        bool backfill = o->start == SL_START_EARLIEST ||
-                        (o->start == SL_START_DEFAULT && sr->b->persistent);
+        bool backfill =
+            o->start == SL_START_EARLIEST || (o->start == SL_START_DEFAULT && sr->b->persistent);
         for (size_t i = 0; backfill && i < t->nlog; i++) {
             if (q_reserve(g, 1))
                 break;

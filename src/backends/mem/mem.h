@@ -58,13 +58,13 @@ struct entry {
 
 struct group {
     topic *t;
-    char *name; /* NULL: private to one subscription */
-    entry **ring;             /* ready entries: ring[(rhead + i) & (rcap - 1)], i < rlen */
-    size_t rcap, rhead, rlen; /* rcap: 0 or a power of two >= qlen + ninflight */
-    size_t qlen; /* ready + delayed */
+    char *name;                /* NULL: private to one subscription */
+    entry **ring;              /* ready entries: ring[(rhead + i) & (rcap - 1)], i < rlen */
+    size_t rcap, rhead, rlen;  /* rcap: 0 or a power of two >= qlen + ninflight */
+    size_t qlen;               /* ready + delayed */
     size_t ninflight;          /* held by the members */
     _Atomic uint32_t arrivals; /* bumped when entries are queued (spinning consumers) */
-    entry *delayed; /* sorted by ready_at, singly linked via next */
+    entry *delayed;            /* sorted by ready_at, singly linked via next */
     msub *members;
     pthread_cond_t cond; /* consumers of this group */
     int waiters;         /* consumers blocked on cond */
@@ -88,7 +88,7 @@ struct topic {
     int room_waiters;
     group *groups;
     _Atomic size_t ngroups; /* written under mu; publishers read it before locking */
-    void **log; /* persistent bodies */
+    void **log;             /* persistent bodies */
     size_t nlog, caplog;
     topic *next;
 };

@@ -143,7 +143,8 @@ int sli_my_claim(sqlc_db *db, int64_t gid, const char *topic, int64_t owner, uns
                  int64_t ack_deadline, const sqlc_settle *acks, unsigned nacks, sqlc_claimed *out,
                  unsigned *nout, int64_t *due, char *err, size_t errlen);
 int sli_my_settle(sqlc_db *db, int64_t gid, const sqlc_settle *s, char *err, size_t errlen);
-int sli_my_unsubscribe(sqlc_db *db, int64_t gid, int64_t owner, bool priv, char *err, size_t errlen);
+int sli_my_unsubscribe(sqlc_db *db, int64_t gid, int64_t owner, bool priv, char *err,
+                       size_t errlen);
 /* Heartbeat of holder's private groups; expire dead ones; retention (one
  * process at a time does the expensive part, under a named lock). */
 int sli_my_housekeep(my_link *l, int64_t holder, int64_t retention_ms, char *err, size_t errlen);

@@ -51,25 +51,25 @@
 #include "core/backend.h"
 
 typedef struct nt_opts {
-    char url[600];          /* nats://host:port for nats.c */
+    char url[600]; /* nats://host:port for nats.c */
     char user[128], password[256];
-    bool js;                /* jetstream */
-    char stream[128];       /* one stream for all topics ("" = per topic) */
+    bool js;          /* jetstream */
+    char stream[128]; /* one stream for all topics ("" = per topic) */
     char subject_prefix[128];
     char stream_prefix[64];
-    bool memory;            /* storage=memory */
-    int64_t max_age;        /* ms, 0 none */
-    uint64_t max_msgs;      /* 0 none */
-    int64_t dupe_window;    /* ms */
-    int64_t ack_deadline;   /* ms */
-    uint64_t max_deliver;   /* 0 unlimited */
+    bool memory;          /* storage=memory */
+    int64_t max_age;      /* ms, 0 none */
+    uint64_t max_msgs;    /* 0 none */
+    int64_t dupe_window;  /* ms */
+    int64_t ack_deadline; /* ms */
+    uint64_t max_deliver; /* 0 unlimited */
     uint64_t max_ack_pending;
-    uint64_t start_seq;     /* 0 none */
-    int64_t start_time;     /* wall ms, 0 none */
-    int64_t timeout;        /* ms: connect and JetStream API */
-    int64_t reconnect;      /* ms */
-    int64_t block;          /* ms */
-    uint64_t window;        /* async publishes in flight */
+    uint64_t start_seq; /* 0 none */
+    int64_t start_time; /* wall ms, 0 none */
+    int64_t timeout;    /* ms: connect and JetStream API */
+    int64_t reconnect;  /* ms */
+    int64_t block;      /* ms */
+    uint64_t window;    /* async publishes in flight */
 } nt_opts;
 
 int nt_opts_parse(sli_url *u, nt_opts *o);
@@ -79,7 +79,7 @@ int nt_opts_parse(sli_url *u, nt_opts *o);
 typedef struct nt_conn {
     _Atomic uint32_t refs;
     natsConnection *nc;
-    jsCtx *js; /* NULL for core NATS */
+    jsCtx *js;                  /* NULL for core NATS */
     _Atomic int64_t down_since; /* mono ms of the last disconnect, 0 while up */
     pthread_mutex_t close_mu;   /* closed: set by nats.c's closed callback, its last one */
     pthread_cond_t close_cv;

@@ -86,8 +86,7 @@ static int parse_names(sli_url *u, nt_opts *o)
     if (o->stream[0]) {
         char esc[sizeof o->stream * 3];
         if (nt_escape("", o->stream, esc, sizeof esc) || strcmp(esc, o->stream) != 0)
-            return sli_err(SL_EBADOPT, "option stream: use only A-Z a-z 0-9 - in '%s'",
-                           o->stream);
+            return sli_err(SL_EBADOPT, "option stream: use only A-Z a-z 0-9 - in '%s'", o->stream);
         size_t n = strlen(o->subject_prefix);
         if (n < 2 || o->subject_prefix[n - 1] != '.')
             return sli_err(SL_EBADOPT, "option stream needs subject_prefix ending in '.'");
@@ -137,15 +136,16 @@ int nt_opts_parse(sli_url *u, nt_opts *o)
         (rc = sli_url_opt_ms(u, "timeout", 5000, &o->timeout)) ||
         (rc = sli_url_opt_ms(u, "reconnect", 15000, &o->reconnect)) ||
         (rc = sli_url_opt_ms(u, "block", 100, &o->block)) ||
-        (rc = sli_url_opt_u64(u, "window", 1, 1u << 20, 4096, &window)) ||
-        (rc = parse_names(u, o)))
+        (rc = sli_url_opt_u64(u, "window", 1, 1u << 20, 4096, &window)) || (rc = parse_names(u, o)))
         return rc;
     o->memory = storage == 1;
     o->window = window;
     const char *st = sli_url_opt(u, "start_time");
     if (st && parse_time(st, &o->start_time))
-        return sli_err(SL_EBADOPT, "option start_time: want ms since the epoch or "
-                                   "YYYY-MM-DDTHH:MM:SS[.mmm]Z, got '%s'", st);
+        return sli_err(SL_EBADOPT,
+                       "option start_time: want ms since the epoch or "
+                       "YYYY-MM-DDTHH:MM:SS[.mmm]Z, got '%s'",
+                       st);
     if (o->start_seq && o->start_time)
         return sli_err(SL_EBADOPT, "options start_seq and start_time exclude each other");
     if (o->ack_deadline < 10)
@@ -190,8 +190,7 @@ static void on_closed(natsConnection *nc, void *closure)
     pthread_mutex_unlock(&c->close_mu); /* c is not touched after this */
 }
 
-static void on_async_error(natsConnection *nc, natsSubscription *sub, natsStatus err,
-                           void *closure)
+static void on_async_error(natsConnection *nc, natsSubscription *sub, natsStatus err, void *closure)
 {
     (void)nc, (void)sub, (void)closure;
     sli_log(SL_LOG_WARN, "nats", "asynchronous error: %s", natsStatus_GetText(err));
@@ -216,24 +215,18 @@ int nt_status_err(natsStatus s, const char *what)
     const char *last = nats_GetLastError(NULL);
     const char *txt = last && *last ? last : natsStatus_GetText(s);
     switch (s) {
-    case NATS_TIMEOUT:
-        return sli_err(SL_ETIMEDOUT, "nats: %s: %s", what, txt);
-    case NATS_NO_MEMORY:
-        return sli_err(SL_ENOMEM, "nats: %s: out of memory", what);
-    case NATS_MAX_PAYLOAD:
-        return sli_err(SL_ETOOBIG, "nats: %s: %s", what, txt);
+    case NATS_TIMEOUT: return sli_err(SL_ETIMEDOUT, "nats: %s: %s", what, txt);
+    case NATS_NO_MEMORY: return sli_err(SL_ENOMEM, "nats: %s: out of memory", what);
+    case NATS_MAX_PAYLOAD: return sli_err(SL_ETOOBIG, "nats: %s: %s", what, txt);
     case NATS_NO_SERVER:
     case NATS_CONNECTION_CLOSED:
     case NATS_CONNECTION_DISCONNECTED:
     case NATS_NOT_YET_CONNECTED:
     case NATS_IO_ERROR:
     case NATS_STALE_CONNECTION:
-    case NATS_NO_RESPONDERS:
-        return sli_err(SL_ECONN, "nats: %s: %s", what, txt);
-    case NATS_NOT_PERMITTED:
-        return sli_err(SL_EDENIED, "nats: %s: %s", what, txt);
-    default:
-        return sli_err(SL_EIO, "nats: %s: %s", what, txt);
+    case NATS_NO_RESPONDERS: return sli_err(SL_ECONN, "nats: %s: %s", what, txt);
+    case NATS_NOT_PERMITTED: return sli_err(SL_EDENIED, "nats: %s: %s", what, txt);
+    default: return sli_err(SL_EIO, "nats: %s: %s", what, txt);
     }
 }
 
@@ -277,8 +270,7 @@ int nt_conn_open(const nt_opts *o, nt_conn **out)
         goto fail;
     }
     if ((s = natsConnection_Connect(&c->nc, no)) != NATS_OK) {
-        rc = sli_err(SL_ECONN, "nats %s: cannot connect: %s", o->url,
-                     natsStatus_GetText(s));
+        rc = sli_err(SL_ECONN, "nats %s: cannot connect: %s", o->url, natsStatus_GetText(s));
         goto fail;
     }
     if (o->js) {
@@ -296,8 +288,9 @@ int nt_conn_open(const nt_opts *o, nt_conn **out)
         jsAccountInfo *ai = NULL;
         jsErrCode ec = 0;
         if ((s = js_GetAccountInfo(&ai, c->js, NULL, &ec)) != NATS_OK) {
-            rc = sli_err(SL_EUNAVAIL, "nats %s: JetStream is not available (%s); "
-                                      "start nats-server with -js or use ?jetstream=false",
+            rc = sli_err(SL_EUNAVAIL,
+                         "nats %s: JetStream is not available (%s); "
+                         "start nats-server with -js or use ?jetstream=false",
                          o->url, natsStatus_GetText(s));
             goto fail;
         }
@@ -391,8 +384,10 @@ int nt_subject(const nt_opts *o, const char *topic, char *out, size_t cap)
                 break;
             tok = p + 1;
         } else if ((unsigned char)*p <= ' ' || *p == 0x7f) {
-            return sli_err(SL_EINVAL, "nats: topic '%s': no blanks or control characters in "
-                                      "a NATS subject", topic);
+            return sli_err(SL_EINVAL,
+                           "nats: topic '%s': no blanks or control characters in "
+                           "a NATS subject",
+                           topic);
         }
     }
     return 0;
@@ -528,7 +523,7 @@ int nt_msg_to_nats(const sl_msg *m, const char *subject, natsMsg **out)
 
 static int unhex(int c)
 {
-    return c >= '0' && c <= '9' ? c - '0'
+    return c >= '0' && c <= '9'   ? c - '0'
            : c >= 'A' && c <= 'F' ? c - 'A' + 10
            : c >= 'a' && c <= 'f' ? c - 'a' + 10
                                   : -1;
@@ -597,8 +592,7 @@ static int meta_from_headers(natsMsg *nm, sl_msg *m)
 int nt_msg_from_nats(natsMsg *nm, const char *fallback_uuid, sl_msg **out)
 {
     const char *id = NULL;
-    if (natsMsgHeader_Get(nm, "Nats-Msg-Id", &id) != NATS_OK || !id || !*id ||
-        strlen(id) > 255)
+    if (natsMsgHeader_Get(nm, "Nats-Msg-Id", &id) != NATS_OK || !id || !*id || strlen(id) > 255)
         id = fallback_uuid;
     const void *data = natsMsg_GetData(nm);
     size_t len = (size_t)natsMsg_GetDataLength(nm);
@@ -622,7 +616,8 @@ int nt_msg_from_js(natsMsg *nm, const char *stream, sl_msg **out, unsigned *deli
     *deliveries = 1;
     if (natsMsg_GetMetaData(&md, nm) == NATS_OK) {
         *deliveries = (unsigned)md->NumDelivered;
-        snprintf(fallback, sizeof fallback, "nats:%.200s:%llu", md->Stream, /* a uuid is <= 255 bytes */
+        snprintf(fallback, sizeof fallback, "nats:%.200s:%llu",
+                 md->Stream, /* a uuid is <= 255 bytes */
                  (unsigned long long)md->Sequence.Stream);
         jsMsgMetaData_Destroy(md);
     } else {

@@ -32,8 +32,8 @@ typedef struct nt_sub nt_sub;
 typedef struct nt_dlv {
     nt_sub *s;
     struct nt_dlv *prev, *next;
-    char *reply;   /* JetStream ack subject */
-    sl_msg *copy;  /* core: shared body for a local redelivery */
+    char *reply;  /* JetStream ack subject */
+    sl_msg *copy; /* core: shared body for a local redelivery */
     unsigned deliveries;
     bool settled;
 } nt_dlv;
@@ -62,7 +62,7 @@ struct nt_sub {
     char inbox[128];     /* where our pull requests are answered */
     unsigned req_left;   /* messages still owed by the open pull request */
     int64_t req_until;   /* mono ms after which that request is presumed lost */
-    natsMsg **buf; /* JetStream: fetched, not handed out (FIFO) */
+    natsMsg **buf;       /* JetStream: fetched, not handed out (FIFO) */
     size_t bhead, bn, bcap;
     nt_redo *redo; /* core */
     size_t nredo, capredo;
@@ -120,8 +120,8 @@ static void redo_push(nt_sub *s, nt_dlv *d, unsigned delay_ms)
         s->redo = r;
         s->capredo = cap;
     }
-    s->redo[s->nredo++] = (nt_redo){sl_msg_ref(d->copy), sli_mono_ms() + delay_ms,
-                                     d->deliveries + 1};
+    s->redo[s->nredo++] =
+        (nt_redo){sl_msg_ref(d->copy), sli_mono_ms() + delay_ms, d->deliveries + 1};
 }
 
 static void settle(nt_dlv *d, bool ack, unsigned delay_ms)
@@ -165,8 +165,10 @@ static void js_nack(nt_dlv *d, unsigned delay_ms)
     natsStatus st = natsConnection_RequestString(&reply, s->c->nc, d->reply, body, s->o.timeout);
     natsMsg_Destroy(reply);
     if (st != NATS_OK)
-        sli_log(SL_LOG_WARN, "nats", "nack not confirmed (%s): the message comes back after "
-                "ack_deadline", natsStatus_GetText(st));
+        sli_log(SL_LOG_WARN, "nats",
+                "nack not confirmed (%s): the message comes back after "
+                "ack_deadline",
+                natsStatus_GetText(st));
     pthread_mutex_lock(&s->mu);
     s->held--;
     pthread_cond_broadcast(&s->cv);
@@ -464,12 +466,12 @@ static natsStatus js_add_by_time(nt_sub *s, const jsConsumerConfig *cc, jsErrCod
     gmtime_r(&sec, &tm);
     size_t n = strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf(when + n, sizeof when - n, ".%09lldZ", (long long)(cc->OptStartTime % 1000000000));
-    json_t *c = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:s, s:s}", "durable_name",
-                          cc->Durable, "deliver_policy", "by_start_time", "opt_start_time", when,
-                          "ack_policy", "explicit", "ack_wait", (json_int_t)cc->AckWait,
-                          "max_deliver", (json_int_t)cc->MaxDeliver, "max_ack_pending",
-                          (json_int_t)cc->MaxAckPending, "filter_subject", cc->FilterSubject,
-                          "replay_policy", "instant");
+    json_t *c =
+        json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:s, s:s}", "durable_name", cc->Durable,
+                  "deliver_policy", "by_start_time", "opt_start_time", when, "ack_policy",
+                  "explicit", "ack_wait", (json_int_t)cc->AckWait, "max_deliver",
+                  (json_int_t)cc->MaxDeliver, "max_ack_pending", (json_int_t)cc->MaxAckPending,
+                  "filter_subject", cc->FilterSubject, "replay_policy", "instant");
     if (c && cc->InactiveThreshold)
         json_object_set_new(c, "inactive_threshold", json_integer(cc->InactiveThreshold));
     json_t *req = c ? json_pack("{s:s, s:o}", "stream_name", s->stream, "config", c) : NULL;

@@ -38,10 +38,10 @@ static const char *const qname[Q_COUNT] = {"sl_claim", "sl_ack", "sl_nack", "sl_
  * third more on the server: a function call and three statements of its
  * own). $3..$5 are arrays in the binary format (ins_chunk). */
 #define PUB_SQL                                                                                    \
-    "WITH i AS (INSERT INTO sluice_msgs(topic, created, uuid, meta, payload) SELECT (SELECT "     \
-    "coalesce((SELECT id FROM sluice_topics WHERE name=$1), sluice_topic($1))), $2, x.u, x.m, "   \
-    "x.p FROM unnest($3::text[], $4::bytea[], $5::bytea[]) x(u, m, p)) SELECT pg_notify('"        \
-    PG_CHANNEL "', $1)"
+    "WITH i AS (INSERT INTO sluice_msgs(topic, created, uuid, meta, payload) SELECT (SELECT "      \
+    "coalesce((SELECT id FROM sluice_topics WHERE name=$1), sluice_topic($1))), $2, x.u, x.m, "    \
+    "x.p FROM unnest($3::text[], $4::bytea[], $5::bytea[]) x(u, m, p)) SELECT "                    \
+    "pg_notify('" PG_CHANNEL "', $1)"
 
 static const char *const qsql[Q_COUNT] = {
     /* the functions of pg_schema.c */

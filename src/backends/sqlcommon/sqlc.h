@@ -121,7 +121,8 @@ typedef struct sqlc_db_ops {
     /* One ack or nack, committed before it returns. */
     int (*settle)(sqlc_db *db, int64_t gid, const sqlc_settle *s, char *err, size_t errlen);
     /* Hand back what owner holds (a group), or drop the group (private). */
-    int (*unsubscribe)(sqlc_db *db, int64_t gid, int64_t owner, bool priv, char *err, size_t errlen);
+    int (*unsubscribe)(sqlc_db *db, int64_t gid, int64_t owner, bool priv, char *err,
+                       size_t errlen);
     /* The last reference is gone: stop the backend's threads, close db. */
     void (*close)(sqlc_db *db);
 } sqlc_db_ops;

@@ -445,8 +445,8 @@ static int leave(sqlc_sub *s, const sqlc_settle *acks, unsigned nacks, char *err
         if (!rc && nacks) {
             int64_t due;
             unsigned got;
-            arc = r->ops->claim(r->db, s->gid, s->topic->s, s->owner, 0, 0, acks, nacks, NULL,
-                                &got, &due, err, errlen);
+            arc = r->ops->claim(r->db, s->gid, s->topic->s, s->owner, 0, 0, acks, nacks, NULL, &got,
+                                &due, err, errlen);
             if (!transient(arc))
                 nacks = 0; /* settled, or never will be */
         }

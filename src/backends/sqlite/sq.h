@@ -70,17 +70,17 @@
  * 0) .. ?3 = SQ_ID(tid, SQ_SEQ_MAX)): the larger of its seq and its newest
  * message's number. */
 #define SQ_TOPIC_SEQ_SQL                                                                           \
-    "SELECT max(seq, coalesce((SELECT id FROM sl_msgs WHERE id>=?2 AND id<=?3 ORDER BY id DESC "  \
+    "SELECT max(seq, coalesce((SELECT id FROM sl_msgs WHERE id>=?2 AND id<=?3 ORDER BY id DESC "   \
     "LIMIT 1) - ?2, 0)) FROM sl_topics WHERE id=?1"
 #define SQ_CLAIMS_SQL                                                                              \
-    "CREATE TABLE IF NOT EXISTS sl_claims(id INTEGER PRIMARY KEY, gid INTEGER NOT NULL, first "   \
+    "CREATE TABLE IF NOT EXISTS sl_claims(id INTEGER PRIMARY KEY, gid INTEGER NOT NULL, first "    \
     "INTEGER NOT NULL, owner INTEGER NOT NULL, deadline INTEGER NOT NULL, deliveries INTEGER NOT " \
     "NULL, ids BLOB NOT NULL);"                                                                    \
     "CREATE INDEX IF NOT EXISTS sl_claims_gid ON sl_claims(gid, first, deadline);"
 #define SQ_MSGS_SQL(name)                                                                          \
     "CREATE TABLE IF NOT EXISTS " name "(id INTEGER PRIMARY KEY, tid INTEGER NOT NULL, uuid TEXT " \
     "NOT NULL, meta BLOB, payload BLOB NOT NULL, created INTEGER NOT NULL);"
-#define SQ_LEASE_MAX 256 /* messages in one lease (and one claim) */
+#define SQ_LEASE_MAX 256     /* messages in one lease (and one claim) */
 #define SQ_APP_ID 0x534C4943 /* 'SLIC' */
 #define SQ_ERRLEN 300
 #define SQ_WAKE_SLOTS 64
@@ -111,8 +111,8 @@ typedef struct sq_claimed {
 struct sq_req {
     sq_kind kind;
     sq_req *next;
-    bool async; /* heap-allocated; the writer frees it, nobody waits */
-    unsigned slot; /* its caller sleeps on d->wslot[slot] */
+    bool async;            /* heap-allocated; the writer frees it, nobody waits */
+    unsigned slot;         /* its caller sleeps on d->wslot[slot] */
     _Atomic uint32_t done; /* SQ_WAITING, SQ_DONE */
     bool taken;            /* in a batch (under mu): maybe one flushing after its commit */
     int rc;
@@ -148,7 +148,7 @@ typedef struct sq_dbopts {
 } sq_dbopts;
 
 struct sq_db {
-    char *path; /* registry key (real path) */
+    char *path;            /* registry key (real path) */
     _Atomic uint32_t refs; /* handles + live deliveries */
     sq_dbopts o;
     int64_t holder; /* this process' token for private groups */
@@ -164,13 +164,13 @@ struct sq_db {
     size_t qpubs;        /* ... of which publishes */
     int64_t async_since; /* mono ms the oldest queued async request came */
     bool stop;
-    bool busy;           /* somebody (a leader or the writer) holds the connection */
-    bool writer_wants;   /* the writer waits for the connection (housekeeping...) */
-    bool lingering;      /* a sync=full leader waits for more publishes; the
-                            caller whose publish fills the batch leads instead */
-    unsigned linger_id;  /* which lingering: a lingerer taken over knows */
-    _Atomic bool offer;  /* busy is offered to any waiting caller */
-    unsigned take_gen;   /* batches taken so far (the parity picks wslot) */
+    bool busy;            /* somebody (a leader or the writer) holds the connection */
+    bool writer_wants;    /* the writer waits for the connection (housekeeping...) */
+    bool lingering;       /* a sync=full leader waits for more publishes; the
+                             caller whose publish fills the batch leads instead */
+    unsigned linger_id;   /* which lingering: a lingerer taken over knows */
+    _Atomic bool offer;   /* busy is offered to any waiting caller */
+    unsigned take_gen;    /* batches taken so far (the parity picks wslot) */
     int64_t writer_until; /* mono ms the sleeping writer wakes up, 0 while awake */
     int64_t async_last;   /* mono ms the last async request came */
     pthread_t writer;
@@ -193,12 +193,12 @@ struct sq_db {
     /* state of whoever holds the connection (busy) */
     int64_t busy_start;
     int64_t commit_ema_us;
-    size_t pub_target; /* publishes a sync=full batch waits for (group commit) */
-    size_t run_pubs;   /* waited-for publishes in the batch running */
-    size_t pub_seen;   /* most waited-for publishes queued + running since the
-                          last batch was taken */
+    size_t pub_target;  /* publishes a sync=full batch waits for (group commit) */
+    size_t run_pubs;    /* waited-for publishes in the batch running */
+    size_t pub_seen;    /* most waited-for publishes queued + running since the
+                           last batch was taken */
     unsigned wake_mask; /* slots of requests completed and not yet woken */
-    int64_t dv_last; /* PRAGMA data_version */
+    int64_t dv_last;    /* PRAGMA data_version */
     bool acked_since_sweep;
     int64_t swept_ms; /* mono ms of the last retention sweep inside a batch */
     bool synced_full; /* current PRAGMA synchronous is FULL */
@@ -206,13 +206,13 @@ struct sq_db {
      * reach the disk commits without a sync, gives the connection up and
      * its callers wait for an fdatasync of the WAL file that began after
      * the commit; one flush serves every batch committed before it. */
-    int wal_fd;                  /* the WAL file, opened when first needed; -1 */
-    _Atomic uint64_t committed;  /* batches committed that wait for a flush */
-    pthread_mutex_t fmu;         /* guards wal_fd's change and what follows */
-    pthread_cond_t fcond;        /* a flush ended */
-    uint64_t flushed;            /* committed batches a flush covered */
+    int wal_fd;                 /* the WAL file, opened when first needed; -1 */
+    _Atomic uint64_t committed; /* batches committed that wait for a flush */
+    pthread_mutex_t fmu;        /* guards wal_fd's change and what follows */
+    pthread_cond_t fcond;       /* a flush ended */
+    uint64_t flushed;           /* committed batches a flush covered */
     bool flushing;
-    int flush_err;               /* errno of the last flush that failed ... */
+    int flush_err;                     /* errno of the last flush that failed ... */
     uint64_t failed_from, failed_upto; /* ... for the batches (from, upto] */
     sq_db *next;
 };
@@ -226,7 +226,7 @@ void sq_db_unref(sq_db *d); /* drops a handle's or a delivery's reference */
 void *sq_writer_main(void *arg);
 int sq_busy_cb(void *arg, int count); /* sqlite3_busy_handler */
 int sq_exec(sq_db *d, const char *sql, char *err, size_t errlen);
-void sq_rollback(sq_db *d); /* roll back an open transaction, forget cached topic ids */
+void sq_rollback(sq_db *d);     /* roll back an open transaction, forget cached topic ids */
 bool sq_poll_changes(sq_db *d); /* PRAGMA data_version changed since last time */
 /* Queue r; wait for it unless r->async. Returns r->rc (error detail set). */
 int sq_submit(sq_db *d, sq_req *r);
@@ -286,8 +286,8 @@ void sq_ops_finalize(sq_db *d);
 sq_req *sq_ops_run_all(sq_db *d, sq_req *batch);
 /* BEGIN IMMEDIATE (begin) or COMMIT through prepared statements. */
 int sq_ops_tx(sq_db *d, bool begin, char *err, size_t errlen);
-void sq_ops_reset(sq_req *r);         /* undo in-memory results after rollback */
-void sq_ops_forget_topics(sq_db *d);  /* after a rollback */
+void sq_ops_reset(sq_req *r);        /* undo in-memory results after rollback */
+void sq_ops_forget_topics(sq_db *d); /* after a rollback */
 int sq_ops_housekeep(sq_db *d, bool heartbeat, char *err, size_t errlen);
 int sq_ops_step(sq_db *d, sqlite3_stmt *st); /* step with busy retries */
 /* Step a statement whose rows are ignored, reset it; SL_E* with err set. */

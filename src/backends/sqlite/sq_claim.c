@@ -64,8 +64,8 @@ int sq_ids_decode(const void *blob, int len, int64_t *ids, unsigned *n)
 
 static int ids_decode(sqlite3_stmt *st, int col, lease *ls, char *err, size_t errlen)
 {
-    int rc = sq_ids_decode(sqlite3_column_blob(st, col), sqlite3_column_bytes(st, col), ls->ids,
-                           &ls->n);
+    int rc =
+        sq_ids_decode(sqlite3_column_blob(st, col), sqlite3_column_bytes(st, col), ls->ids, &ls->n);
     if (rc)
         snprintf(err, errlen, "sqlite: claim %lld has a malformed id list", (long long)ls->id);
     return rc;
@@ -288,7 +288,10 @@ int sq_claim(sq_db *d, sq_req *r)
 
 /* ---------- settling ---------- */
 
-static int cmp_i64(int64_t a, int64_t b) { return a < b ? -1 : a > b; }
+static int cmp_i64(int64_t a, int64_t b)
+{
+    return a < b ? -1 : a > b;
+}
 
 static int cmp_ack(const void *pa, const void *pb)
 {
@@ -334,7 +337,10 @@ static int settle_lease(sq_db *d, sq_req *const *reqs, unsigned n)
                         ls.deliveries, &id);
 }
 
-int sq_settle(sq_db *d, sq_req *r) { return settle_lease(d, &r, 1); }
+int sq_settle(sq_db *d, sq_req *r)
+{
+    return settle_lease(d, &r, 1);
+}
 
 sq_req *sq_settle_acks(sq_db *d, sq_req **reqs, unsigned n)
 {

@@ -425,7 +425,6 @@ static void run_and_wake(sq_db *d, sq_req *batch)
     bump(d, bits);
 }
 
-
 /* Cross-process change detection. Returns true when something changed. */
 bool sq_poll_changes(sq_db *d)
 {
@@ -482,7 +481,7 @@ static bool linger(sq_db *d, sq_req *own)
     if (w == W_LEAD)
         return true; /* taken over, run and released since: offered back */
     if (w == W_DONE || !d->lingering || d->linger_id != id)
-        return false; /* taken over (someone else may linger by now) */
+        return false;     /* taken over (someone else may linger by now) */
     d->lingering = false; /* timed out */
     return true;
 }
@@ -740,9 +739,15 @@ int sq_submit(sq_db *d, sq_req *r)
     return r->rc ? sli_err(r->rc, "%s", r->err) : 0;
 }
 
-void sq_wake(sq_db *d, int64_t tid) { bump(d, (uint64_t)1 << SQ_WAKE_SLOT(tid)); }
+void sq_wake(sq_db *d, int64_t tid)
+{
+    bump(d, (uint64_t)1 << SQ_WAKE_SLOT(tid));
+}
 
-uint32_t sq_wake_seq(sq_db *d, int64_t tid) { return atomic_load(&d->wake[SQ_WAKE_SLOT(tid)].seq); }
+uint32_t sq_wake_seq(sq_db *d, int64_t tid)
+{
+    return atomic_load(&d->wake[SQ_WAKE_SLOT(tid)].seq);
+}
 
 /* The waiter counts are raised before the futex looks at seq, and bump()
  * reads them after changing it, so a sleeper is never missed. */

@@ -97,7 +97,8 @@ static int upgrade(sq_db *d, char *err, size_t errlen)
 static int check_schema(sq_db *d, char *err, size_t errlen)
 {
     sqlite3_stmt *st;
-    int rc = sqlite3_prepare_v2(d->db, "SELECT value FROM sl_meta WHERE key='format'", -1, &st, NULL);
+    int rc =
+        sqlite3_prepare_v2(d->db, "SELECT value FROM sl_meta WHERE key='format'", -1, &st, NULL);
     if (rc == SQLITE_OK) {
         rc = sqlite3_step(st);
         bool ok = rc == SQLITE_ROW && sqlite3_column_text(st, 0) &&
@@ -106,7 +107,8 @@ static int check_schema(sq_db *d, char *err, size_t errlen)
             char fmt[64];
             snprintf(fmt, sizeof fmt, "%s",
                      rc == SQLITE_ROW && sqlite3_column_text(st, 0)
-                         ? (const char *)sqlite3_column_text(st, 0) : "(none)");
+                         ? (const char *)sqlite3_column_text(st, 0)
+                         : "(none)");
             sqlite3_finalize(st);
             if (ok)
                 return 0;
@@ -178,8 +180,8 @@ static int set_wal(sq_db *d, char *err, size_t errlen)
 
 static int db_open(sq_db *d, char *err, size_t errlen)
 {
-    int rc = sqlite3_open_v2(d->path, &d->db,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    int rc = sqlite3_open_v2(
+        d->path, &d->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK)
         return sq_map(d->db, rc, err, errlen, d->path);
     if (sqlite3_db_readonly(d->db, "main") == 1) {
@@ -231,7 +233,8 @@ static int parse_opts(sli_url *u, sq_dbopts *o)
     o->retention_ms = 0;
     if (ret && strcmp(ret, "acked") != 0 &&
         ((rc = sli_url_opt_ms(u, "retention", 0, &o->retention_ms)) || o->retention_ms <= 0))
-        return rc ? rc : sli_err(SL_EBADOPT, "option retention=%s: expected acked or a duration", ret);
+        return rc ? rc
+                  : sli_err(SL_EBADOPT, "option retention=%s: expected acked or a duration", ret);
     if ((rc = sli_url_opt_ms(u, "busy_timeout", 60000, &o->busy_ms)) ||
         (rc = sli_url_opt_ms(u, "poll", 5, &o->poll_ms)))
         return rc;
@@ -245,9 +248,10 @@ static int url_path(sli_url *u, char **out)
     if (u->user || u->password || u->port)
         return sli_err(SL_EINVAL, "sqlite:// takes no user, password or port: %s", u->raw);
     if (u->host[0] && strcmp(u->host, ".") != 0)
-        return sli_err(SL_EINVAL,
-                       "sqlite:// wants sqlite:///abs/path.db or sqlite://./rel/path.db, got host '%s'",
-                       u->host);
+        return sli_err(
+            SL_EINVAL,
+            "sqlite:// wants sqlite:///abs/path.db or sqlite://./rel/path.db, got host '%s'",
+            u->host);
     if (!u->path[0] || strcmp(u->path, "/") == 0)
         return sli_err(SL_EINVAL, "sqlite:// needs a file path: %s", u->raw);
     size_t l = strlen(u->path) + 2;
@@ -270,8 +274,10 @@ static int find_or_open(char *path, const sq_dbopts *o, sq_db **out)
         free(real);
         if ((o->sync_set && o->sync != d->o.sync) ||
             (o->retention_set && o->retention_ms != d->o.retention_ms))
-            return sli_err(SL_EBADOPT, "sqlite: %s is already open in this process with other "
-                                       "sync/retention options", d->path);
+            return sli_err(SL_EBADOPT,
+                           "sqlite: %s is already open in this process with other "
+                           "sync/retention options",
+                           d->path);
         atomic_fetch_add(&d->refs, 1);
         *out = d;
         return 0;
@@ -314,7 +320,8 @@ int sq_db_acquire(sli_url *u, sq_db **out)
     if (rc || (rc = url_path(u, &path)))
         return rc;
     if (mkdirs(path) != 0) {
-        rc = sli_err(SL_EIO, "sqlite: cannot create the directory of %s: %s", path, strerror(errno));
+        rc =
+            sli_err(SL_EIO, "sqlite: cannot create the directory of %s: %s", path, strerror(errno));
         free(path);
         return rc;
     }
@@ -325,7 +332,10 @@ int sq_db_acquire(sli_url *u, sq_db **out)
     return rc;
 }
 
-void sq_db_ref(sq_db *d) { atomic_fetch_add(&d->refs, 1); }
+void sq_db_ref(sq_db *d)
+{
+    atomic_fetch_add(&d->refs, 1);
+}
 
 void sq_db_unref(sq_db *d)
 {

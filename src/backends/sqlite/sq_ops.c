@@ -32,12 +32,12 @@ const char sq_schema_sql[] =
     "CREATE TABLE IF NOT EXISTS sl_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
     "INSERT OR IGNORE INTO sl_meta VALUES('format','" SQ_FORMAT "');"
     "CREATE TABLE IF NOT EXISTS sl_topics(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, "
-    "seq INTEGER NOT NULL DEFAULT 0);"
-    SQ_MSGS_SQL("sl_msgs")
-    "CREATE TABLE IF NOT EXISTS sl_groups(id INTEGER PRIMARY KEY, tid INTEGER NOT NULL, name TEXT,"
-    " private INTEGER NOT NULL, pos INTEGER NOT NULL, holder INTEGER NOT NULL, alive INTEGER NOT "
-    "NULL, UNIQUE(tid, name));"
-    SQ_CLAIMS_SQL;
+    "seq INTEGER NOT NULL DEFAULT 0);" SQ_MSGS_SQL(
+        "sl_msgs") "CREATE TABLE IF NOT EXISTS sl_groups(id INTEGER PRIMARY KEY, tid INTEGER NOT "
+                   "NULL, name TEXT,"
+                   " private INTEGER NOT NULL, pos INTEGER NOT NULL, holder INTEGER NOT NULL, "
+                   "alive INTEGER NOT "
+                   "NULL, UNIQUE(tid, name));" SQ_CLAIMS_SQL;
 
 static const char *const sql[S_COUNT] = {
     [S_TOPIC_INS] = "INSERT OR IGNORE INTO sl_topics(name) VALUES(?1)",
@@ -91,8 +91,9 @@ static char *gen_msg_ins(int rows)
     char *q = malloc(cap);
     if (!q)
         return NULL;
-    size_t o = (size_t)snprintf(q, cap, "INSERT INTO sl_msgs(id,tid,uuid,meta,payload,created) "
-                                        "VALUES");
+    size_t o = (size_t)snprintf(q, cap,
+                                "INSERT INTO sl_msgs(id,tid,uuid,meta,payload,created) "
+                                "VALUES");
     for (int i = 0; i < rows; i++)
         o += (size_t)snprintf(q + o, cap - o, "%s(?%d,?1,?%d,?%d,?%d,?2)", i ? "," : "", 3 + 4 * i,
                               4 + 4 * i, 5 + 4 * i, 6 + 4 * i);

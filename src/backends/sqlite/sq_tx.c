@@ -124,8 +124,10 @@ static int insert_all(sqlite3 *db, int64_t tid, int64_t seq, sl_msg *const *msgs
     sqlite3_stmt *st;
     if ((uint64_t)seq + n > (uint64_t)SQ_SEQ_MAX)
         return sli_err(SL_ECORRUPT, "sqlite: message numbers of the topic exhausted");
-    int code = prep(db, "INSERT INTO sl_msgs(tid,uuid,meta,payload,created,id) "
-                        "VALUES(?1,?2,?3,?4,?5,?6)", &st);
+    int code = prep(db,
+                    "INSERT INTO sl_msgs(tid,uuid,meta,payload,created,id) "
+                    "VALUES(?1,?2,?3,?4,?5,?6)",
+                    &st);
     int64_t now = sli_wall_ms();
     for (size_t i = 0; !code && i < n; i++) {
         unsigned char *meta;

@@ -26,11 +26,15 @@
 static int v1_claims(sqlite3 *db)
 {
     sqlite3_stmt *sel = NULL, *ins = NULL;
-    int rc = sqlite3_prepare_v2(db, "SELECT gid, msg_id, owner, deadline, deliveries FROM "
-                                    "sl_claims_v1", -1, &sel, NULL);
+    int rc = sqlite3_prepare_v2(db,
+                                "SELECT gid, msg_id, owner, deadline, deliveries FROM "
+                                "sl_claims_v1",
+                                -1, &sel, NULL);
     if (rc == SQLITE_OK)
-        rc = sqlite3_prepare_v2(db, "INSERT INTO sl_claims(gid,first,owner,deadline,deliveries,"
-                                    "ids) VALUES(?1,?2,?3,?4,?5,?6)", -1, &ins, NULL);
+        rc = sqlite3_prepare_v2(db,
+                                "INSERT INTO sl_claims(gid,first,owner,deadline,deliveries,"
+                                "ids) VALUES(?1,?2,?3,?4,?5,?6)",
+                                -1, &ins, NULL);
     while (rc == SQLITE_OK && (rc = sqlite3_step(sel)) == SQLITE_ROW) {
         int64_t id = sqlite3_column_int64(sel, 1);
         unsigned char blob[8];
@@ -54,8 +58,10 @@ static int v1_to_v2(sqlite3 *db)
     if (rc == SQLITE_OK)
         rc = v1_claims(db);
     if (rc == SQLITE_OK)
-        rc = sqlite3_exec(db, "DROP TABLE sl_claims_v1; UPDATE sl_meta SET value='" SQ_FORMAT_V2
-                              "' WHERE key='format'", NULL, NULL, NULL);
+        rc = sqlite3_exec(db,
+                          "DROP TABLE sl_claims_v1; UPDATE sl_meta SET value='" SQ_FORMAT_V2
+                          "' WHERE key='format'",
+                          NULL, NULL, NULL);
     return rc;
 }
 
@@ -67,8 +73,10 @@ static int v1_to_v2(sqlite3 *db)
 static int v2_leases(sqlite3 *db)
 {
     sqlite3_stmt *sel = NULL, *upd = NULL;
-    int rc = sqlite3_prepare_v2(db, "SELECT c.id, g.tid, c.ids FROM sl_claims c JOIN sl_groups g "
-                                    "ON g.id=c.gid", -1, &sel, NULL);
+    int rc = sqlite3_prepare_v2(db,
+                                "SELECT c.id, g.tid, c.ids FROM sl_claims c JOIN sl_groups g "
+                                "ON g.id=c.gid",
+                                -1, &sel, NULL);
     if (rc == SQLITE_OK)
         rc = sqlite3_prepare_v2(db, "UPDATE sl_claims SET ids=?2, first=?3 WHERE id=?1", -1, &upd,
                                 NULL);
@@ -102,13 +110,14 @@ static int v2_to_v3(sqlite3 *db)
         db,
         "ALTER TABLE sl_topics ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;"
         "UPDATE sl_topics SET seq=coalesce((SELECT seq FROM sqlite_sequence WHERE "
-        "name='sl_msgs'), 0);" SQ_MSGS_SQL("sl_msgs_v3")
-        "INSERT INTO sl_msgs_v3 SELECT tid << " SHIFT " | id, tid, uuid, meta, payload, created "
-        "FROM sl_msgs;"
-        "DROP TABLE sl_msgs;"
-        "ALTER TABLE sl_msgs_v3 RENAME TO sl_msgs;"
-        "UPDATE sl_groups SET pos = tid << " SHIFT " | pos;"
-        "DELETE FROM sl_claims WHERE gid NOT IN (SELECT id FROM sl_groups);",
+        "name='sl_msgs'), 0);" SQ_MSGS_SQL(
+            "sl_msgs_v3") "INSERT INTO sl_msgs_v3 SELECT tid << " SHIFT
+                          " | id, tid, uuid, meta, payload, created "
+                          "FROM sl_msgs;"
+                          "DROP TABLE sl_msgs;"
+                          "ALTER TABLE sl_msgs_v3 RENAME TO sl_msgs;"
+                          "UPDATE sl_groups SET pos = tid << " SHIFT " | pos;"
+                          "DELETE FROM sl_claims WHERE gid NOT IN (SELECT id FROM sl_groups);",
         NULL, NULL, NULL);
     if (rc == SQLITE_OK)
         rc = v2_leases(db);

@@ -82,7 +82,8 @@ static lease_ent *find(regetcd *r, const char *key)
     return NULL;
 }
 
-static int re_put(void *impl, const char *service, const char *node_id, const char *json, int64_t ttl_ms)
+static int re_put(void *impl, const char *service, const char *node_id, const char *json,
+                  int64_t ttl_ms)
 {
     regetcd *r = impl;
     char key[800];
@@ -168,7 +169,8 @@ static int re_get(void *impl, const char *service, sli_reg_rec **out, size_t *n)
     *out = NULL;
     *n = 0;
     char prefix[800];
-    snprintf(prefix, sizeof prefix, "%s%s%s", r->prefix, service ? service : "", service ? "/" : "");
+    snprintf(prefix, sizeof prefix, "%s%s%s", r->prefix, service ? service : "",
+             service ? "/" : "");
     json_t *reply, *kvs;
     int rc = sli_etcd_prefix(r->e, prefix, &reply, &kvs);
     if (rc != 0)

@@ -42,8 +42,10 @@ static int sq_fail(regsq *s, int rc, const char *what)
 static int rs_open(void **impl, sli_url *u)
 {
     if (u->host[0] && strcmp(u->host, ".") != 0)
-        return sli_err(SL_EINVAL, "registry: sqlite:// wants sqlite:///abs/path.db or "
-                                  "sqlite://./rel/path.db, got host '%s'", u->host);
+        return sli_err(SL_EINVAL,
+                       "registry: sqlite:// wants sqlite:///abs/path.db or "
+                       "sqlite://./rel/path.db, got host '%s'",
+                       u->host);
     if (strlen(u->path) < 2)
         return sli_err(SL_EINVAL, "registry: sqlite:// needs a file path");
     int64_t busy;
@@ -55,11 +57,12 @@ static int rs_open(void **impl, sli_url *u)
     regsq *s = calloc(1, sizeof *s);
     if (!s)
         return sli_err(SL_ENOMEM, "registry: out of memory");
-    rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                         NULL);
+    rc = sqlite3_open_v2(path, &s->db,
+                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc == SQLITE_OK) {
         sqlite3_busy_timeout(s->db, (int)busy);
-        rc = sqlite3_exec(s->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", NULL, NULL, NULL);
+        rc = sqlite3_exec(s->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", NULL, NULL,
+                          NULL);
     }
     if (rc == SQLITE_OK)
         rc = sqlite3_exec(s->db, schema, NULL, NULL, NULL);
@@ -107,16 +110,18 @@ static int exec1(regsq *s, const char *sql, const char *types, ...)
     return 0;
 }
 
-static int rs_put(void *impl, const char *service, const char *node_id, const char *json, int64_t ttl_ms)
+static int rs_put(void *impl, const char *service, const char *node_id, const char *json,
+                  int64_t ttl_ms)
 {
     regsq *s = impl;
     int64_t now = sli_wall_ms();
     pthread_mutex_lock(&s->mu);
-    int rc = exec1(s,
-                   "INSERT INTO sl_registry_nodes(service, node_id, record, expires_at) VALUES(?,?,?,?)"
-                   " ON CONFLICT(service, node_id) DO UPDATE SET record=excluded.record,"
-                   " expires_at=excluded.expires_at",
-                   "ttti", service, node_id, json, now + ttl_ms);
+    int rc =
+        exec1(s,
+              "INSERT INTO sl_registry_nodes(service, node_id, record, expires_at) VALUES(?,?,?,?)"
+              " ON CONFLICT(service, node_id) DO UPDATE SET record=excluded.record,"
+              " expires_at=excluded.expires_at",
+              "ttti", service, node_id, json, now + ttl_ms);
     if (rc == 0)
         rc = exec1(s, "DELETE FROM sl_registry_nodes WHERE expires_at < ?", "i", now - 1000);
     pthread_mutex_unlock(&s->mu);

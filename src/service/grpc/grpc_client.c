@@ -48,7 +48,10 @@ static void cq_free(void *p)
     grpc_shutdown();
 }
 
-static void cq_key_init(void) { pthread_key_create(&cq_key, cq_free); }
+static void cq_key_init(void)
+{
+    pthread_key_create(&cq_key, cq_free);
+}
 
 static grpc_completion_queue *thread_cq(void)
 {
@@ -95,8 +98,10 @@ grpc_channel *sli_grpc_channel(sl_client *c, const char *addr, size_t max_respon
             cs->ch = nc;
         char *a = nc ? strdup(addr) : NULL;
         if (a) {
-            grpc_arg args[1] = {{.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
-                                 .value.integer = max_response > INT32_MAX ? INT32_MAX : (int)max_response}};
+            grpc_arg args[1] = {
+                {.type = GRPC_ARG_INTEGER,
+                 .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
+                 .value.integer = max_response > INT32_MAX ? INT32_MAX : (int)max_response}};
             grpc_channel_args cargs = {1, args};
             grpc_channel_credentials *creds = grpc_insecure_credentials_create();
             ch = grpc_channel_create(addr, creds, &cargs);
@@ -189,7 +194,8 @@ int sli_grpc_md_build(const sl_call_opts *o, grpc_metadata *md, size_t *n)
             key[k++] = (char)tolower((unsigned char)*src);
         key[k] = 0;
         grpc_slice ks = grpc_slice_from_copied_string(key);
-        grpc_slice vs = grpc_slice_from_copied_string(o->metadata[i].value ? o->metadata[i].value : "");
+        grpc_slice vs =
+            grpc_slice_from_copied_string(o->metadata[i].value ? o->metadata[i].value : "");
         if (!k || !grpc_header_key_is_legal(ks) || !grpc_header_nonbin_value_is_legal(vs)) {
             grpc_slice_unref(ks);
             grpc_slice_unref(vs);
@@ -223,8 +229,8 @@ static void take_meta(sl_response *r, const grpc_metadata_array *a)
 }
 
 int sli_grpc_call(sl_client *c, const char *addr, const char *service, const char *endpoint,
-                  const void *req, size_t len, const sl_call_opts *o, int64_t left_ms, sl_response *r,
-                  bool *retry)
+                  const void *req, size_t len, const sl_call_opts *o, int64_t left_ms,
+                  sl_response *r, bool *retry)
 {
     *retry = false;
     char path[512];
@@ -273,9 +279,10 @@ int sli_grpc_call(sl_client *c, const char *addr, const char *service, const cha
     ops[5].data.recv_status_on_client.trailing_metadata = &trailing;
     ops[5].data.recv_status_on_client.status = &status;
     ops[5].data.recv_status_on_client.status_details = &details;
-    bool ok = call && grpc_call_start_batch(call, ops, 6, call, NULL) == GRPC_CALL_OK &&
-              grpc_completion_queue_pluck(cq, call, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type ==
-                  GRPC_OP_COMPLETE;
+    bool ok =
+        call && grpc_call_start_batch(call, ops, 6, call, NULL) == GRPC_CALL_OK &&
+        grpc_completion_queue_pluck(cq, call, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type ==
+            GRPC_OP_COMPLETE;
     if (!ok) {
         rc = sli_err(SL_EIO, "gRPC call to %s failed to start", addr);
     } else {
@@ -290,7 +297,8 @@ int sli_grpc_call(sl_client *c, const char *addr, const char *service, const cha
             /* the go-micro error JSON an HTTP node would have answered */
             r->body = sli_svc_error_json(service, r->status, d ? d : "", &r->len);
             r->cap = r->len;
-            rc = sli_err(sli_grpc_code(status), "%s %s on %s: %s", service, endpoint, addr, d ? d : "");
+            rc = sli_err(sli_grpc_code(status), "%s %s on %s: %s", service, endpoint, addr,
+                         d ? d : "");
             gpr_free(d);
             *retry = status == GRPC_STATUS_UNAVAILABLE;
         }

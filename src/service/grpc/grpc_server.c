@@ -81,7 +81,8 @@ static bool run_batch_tag(gcall *gc, const grpc_op *ops, size_t n, void *tag)
 {
     if (grpc_call_start_batch(gc->call, ops, n, tag, NULL) != GRPC_CALL_OK)
         return false;
-    grpc_event ev = grpc_completion_queue_pluck(gc->cq, tag, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    grpc_event ev =
+        grpc_completion_queue_pluck(gc->cq, tag, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
     return ev.type == GRPC_OP_COMPLETE && ev.success;
 }
 
@@ -223,7 +224,8 @@ static int grpc_recv(sl_call *c, char **msg, size_t *len)
     op.op = GRPC_OP_RECV_MESSAGE;
     op.data.recv_message.recv_message = &bb;
     if (!run_batch_tag(gc, &op, 1, &gc->recv_tag))
-        return sli_err(SL_ECANCELED, "%s: the call was cancelled (client gone or deadline)", c->endpoint);
+        return sli_err(SL_ECANCELED, "%s: the call was cancelled (client gone or deadline)",
+                       c->endpoint);
     if (!bb) {
         gc->recv_ended = true;
         return sli_err(SL_ECLOSED, "%s: the client sent its last message", c->endpoint);
@@ -327,7 +329,8 @@ static void serve_call(sl_service *s, gcall *gc)
     grpc_byte_buffer *bb = read_request(gc);
     sl_call c;
     char d[300];
-    grpc_status_code code = sli_grpc_request(&c, s, ep, &gc->md, gc->details.deadline, bb, d, sizeof d);
+    grpc_status_code code =
+        sli_grpc_request(&c, s, ep, &gc->md, gc->details.deadline, bb, d, sizeof d);
     grpc_byte_buffer_destroy(bb);
     if (code != GRPC_STATUS_OK) {
         send_status(gc, code, d, NULL);
@@ -456,7 +459,8 @@ int sli_grpc_start(sl_service *s)
     }
     pthread_mutex_init(&g->mu, NULL);
     grpc_arg args[2] = {
-        {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
+        {.type = GRPC_ARG_INTEGER,
+         .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
          .value.integer = s->max_body > INT32_MAX ? INT32_MAX : (int)s->max_body},
         {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_ALLOW_REUSEPORT, .value.integer = 0},
     };
@@ -474,8 +478,8 @@ int sli_grpc_start(sl_service *s)
         pthread_mutex_destroy(&g->mu);
         free(g);
         grpc_shutdown();
-        return sli_err(SL_EIO, "service %s: cannot listen for gRPC on %s (address in use?)", s->name,
-                       s->grpc_address_opt);
+        return sli_err(SL_EIO, "service %s: cannot listen for gRPC on %s (address in use?)",
+                       s->name, s->grpc_address_opt);
     }
     grpc_server_start(g->server);
     s->grpc = g;

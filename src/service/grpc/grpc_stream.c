@@ -131,9 +131,10 @@ int sli_grpc_stream_next(sli_gstream *g, char **msg, size_t *len, int timeout_ms
         }
         g->recv_pending = true;
     }
-    gpr_timespec deadline =
-        timeout_ms < 0 ? gpr_inf_future(GPR_CLOCK_REALTIME)
-                       : gpr_time_add(gpr_now(GPR_CLOCK_REALTIME), gpr_time_from_millis(timeout_ms, GPR_TIMESPAN));
+    gpr_timespec deadline = timeout_ms < 0
+                                ? gpr_inf_future(GPR_CLOCK_REALTIME)
+                                : gpr_time_add(gpr_now(GPR_CLOCK_REALTIME),
+                                               gpr_time_from_millis(timeout_ms, GPR_TIMESPAN));
     bool timed_out;
     bool ok = wait_tag(g, &g->recv_tag, deadline, &timed_out);
     if (timed_out) { /* the receive stays in flight for the next call */
@@ -198,8 +199,10 @@ int sli_grpc_stream_open(sl_client *c, const char *addr, const char *service, co
     ops[1].op = GRPC_OP_SEND_MESSAGE;
     ops[1].data.send_message.send_message = bb;
     int64_t timeout = o->timeout_ms > 0 ? o->timeout_ms : sli_client_opts(c)->timeout_ms;
-    gpr_timespec open_by = gpr_time_add(gpr_now(GPR_CLOCK_REALTIME), gpr_time_from_millis(timeout, GPR_TIMESPAN));
-    bool started = g->call && grpc_call_start_batch(g->call, ops, req ? 2 : 1, &g->send_tag, NULL) == GRPC_CALL_OK;
+    gpr_timespec open_by =
+        gpr_time_add(gpr_now(GPR_CLOCK_REALTIME), gpr_time_from_millis(timeout, GPR_TIMESPAN));
+    bool started = g->call && grpc_call_start_batch(g->call, ops, req ? 2 : 1, &g->send_tag,
+                                                    NULL) == GRPC_CALL_OK;
     bool timed_out = false;
     bool ok = started && wait_tag(g, &g->send_tag, open_by, &timed_out);
     if (timed_out) { /* cancelled: the batch then completes at once */
@@ -210,8 +213,8 @@ int sli_grpc_stream_open(sl_client *c, const char *addr, const char *service, co
     sli_grpc_md_free(md, nmd);
     g->sent_initial = true;
     if (!ok) {
-        rc = timed_out ? sli_err(SL_ETIMEDOUT, "%s: the stream did not open within %lld ms", g->what,
-                                 (long long)timeout)
+        rc = timed_out ? sli_err(SL_ETIMEDOUT, "%s: the stream did not open within %lld ms",
+                                 g->what, (long long)timeout)
                        : sli_err(SL_EUNAVAIL, "%s: cannot open the stream", g->what);
         sli_grpc_stream_free(g);
         return rc;

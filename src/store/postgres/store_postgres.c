@@ -88,11 +88,12 @@ static int prepare_all(pgstore *s)
 static int setup_schema(pgstore *s)
 {
     char sql[512];
-    snprintf(sql, sizeof sql,
-             "CREATE TABLE IF NOT EXISTS %s(db TEXT NOT NULL, tbl TEXT NOT NULL, key BYTEA NOT NULL,"
-             " value BYTEA NOT NULL, meta BYTEA, expiry BIGINT NOT NULL,"
-             " PRIMARY KEY(db, tbl, key))",
-             s->table);
+    snprintf(
+        sql, sizeof sql,
+        "CREATE TABLE IF NOT EXISTS %s(db TEXT NOT NULL, tbl TEXT NOT NULL, key BYTEA NOT NULL,"
+        " value BYTEA NOT NULL, meta BYTEA, expiry BIGINT NOT NULL,"
+        " PRIMARY KEY(db, tbl, key))",
+        s->table);
     for (int attempt = 0;; attempt++) {
         PGresult *r = PQexec(s->c, sql);
         int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
@@ -142,7 +143,8 @@ static int p_open(void **impl, sli_url *u)
     if (!table)
         table = "sl_store";
     if (!name_ok(table))
-        return sli_err(SL_EBADOPT, "store: postgres sql_table '%s' must be 1..63 of [a-z0-9_]", table);
+        return sli_err(SL_EBADOPT, "store: postgres sql_table '%s' must be 1..63 of [a-z0-9_]",
+                       table);
     if (!u->host[0])
         return sli_err(SL_EINVAL, "store: postgres:// needs a host ('%s')", u->raw);
     const char *dbname = u->path[0] == '/' ? u->path + 1 : "";
@@ -158,11 +160,17 @@ static int p_open(void **impl, sli_url *u)
     snprintf(port, sizeof port, "%d", u->port ? u->port : 5432);
     snprintf(tmo, sizeof tmo, "%lld", (long long)(timeout < 1000 ? 1 : (timeout + 999) / 1000));
     snprintf(s->where, sizeof s->where, "%s:%s/%s", u->host, port, dbname);
-    const char *keys[] = {"host",           "port",    "dbname",   "user",
-                          "password",       "sslmode", "connect_timeout", "application_name",
+    const char *keys[] = {"host",     "port",    "dbname",          "user",
+                          "password", "sslmode", "connect_timeout", "application_name",
                           NULL};
-    const char *vals[] = {u->host,       port,         dbname, u->user ? u->user : "",
-                          u->password ? u->password : "", sslmodes[ssl], tmo, "sluice",
+    const char *vals[] = {u->host,
+                          port,
+                          dbname,
+                          u->user ? u->user : "",
+                          u->password ? u->password : "",
+                          sslmodes[ssl],
+                          tmo,
+                          "sluice",
                           NULL};
     s->c = PQconnectdbParams(keys, vals, 0);
     if (!s->c) {
@@ -183,8 +191,8 @@ static int p_open(void **impl, sli_url *u)
 
 /* Run prepared statement i; on a broken connection reset, prepare again
  * and retry once. *out the result (PQclear it) when rc == 0. */
-static int run(pgstore *s, int i, int n, const char *const *vals, const int *lens,
-               const int *fmts, const char *what, PGresult **out)
+static int run(pgstore *s, int i, int n, const char *const *vals, const int *lens, const int *fmts,
+               const char *what, PGresult **out)
 {
     char name[8];
     snprintf(name, sizeof name, "sl%d", i);
@@ -267,8 +275,11 @@ static int p_query(void *impl, const sli_store_q *q, sli_store_rows *rows)
     int fmts[7] = {0, 0, 1, 0, 1, 0, 0};
     pthread_mutex_lock(&s->mu);
     PGresult *r;
-    int rc = run(s, q->exact ? ST_GET : q->keys_only ? ST_KEYS : ST_RANGE, q->exact ? 4 : 7,
-                 vals, lens, fmts, "read", &r);
+    int rc = run(s,
+                 q->exact       ? ST_GET
+                 : q->keys_only ? ST_KEYS
+                                : ST_RANGE,
+                 q->exact ? 4 : 7, vals, lens, fmts, "read", &r);
     pthread_mutex_unlock(&s->mu);
     free(end);
     if (rc < 0)

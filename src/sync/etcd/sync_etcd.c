@@ -173,10 +173,10 @@ static json_t *created_at(const char *name, uint64_t rev)
 static int held(etcd_sync *s, const char *name, bool *yes)
 {
     json_t *reply;
-    int rc = sli_etcd_call(s->e, "/v3/kv/range",
-                           json_pack("{s:o, s:b, s:b}", "key", key_of(name), "serializable", 1,
-                                     "count_only", 1),
-                           &reply);
+    int rc = sli_etcd_call(
+        s->e, "/v3/kv/range",
+        json_pack("{s:o, s:b, s:b}", "key", key_of(name), "serializable", 1, "count_only", 1),
+        &reply);
     if (rc != 0)
         return rc;
     *yes = sli_etcd_int(reply, "count") > 0;
@@ -248,8 +248,8 @@ static int es_refresh(void *impl, const char *name, uint64_t token, int64_t ttl_
     bool ok;
     json_t *reply;
     int rc = sli_etcd_txn(s->e, created_at(name, token),
-                          json_pack("[{s:{s:o}}]", "request_range", "key", key_of(name)), NULL,
-                          &ok, &reply);
+                          json_pack("[{s:{s:o}}]", "request_range", "key", key_of(name)), NULL, &ok,
+                          &reply);
     if (rc != 0)
         return rc;
     int64_t lease = ok ? lease_in(reply, "response_range", "kvs") : 0, left = 0;
