@@ -68,7 +68,7 @@ deb: deps
 	bash scripts/deb.sh build/deb
 
 format:
-	clang-format -i $$(git ls-files '*.c' '*.h')
+	$$(command -v clang-format-14 || echo clang-format) -i $$(git ls-files '*.c' '*.h')
 
 clean:
 	rm -rf build build-* 

@@ -13,7 +13,7 @@ PKGS=(build-essential cmake ninja-build pkg-config
       libcurl4-openssl-dev libprotobuf-c-dev etcd-server etcd-client
       libjwt-dev libssl-dev openssl
       libgrpc-dev protobuf-c-compiler python3-grpcio python3-grpc-tools python3-protobuf
-      clang libclang-rt-14-dev
+      clang clang-format libclang-rt-14-dev
       debhelper devscripts dpkg-dev lintian systemd
       libnats-dev nats-server
       librdkafka-dev python3-confluent-kafka
