@@ -42,6 +42,7 @@
 #include <time.h>
 
 #include "app.h"
+#include "sluice/ctx.h"
 
 #define EV_QUEUE_MAX 10000
 #define EV_BATCH 256
@@ -87,13 +88,6 @@ struct nf_listener {
     int64_t last_warn;
 };
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 bool nf_events_local(const nf_app *app)
 {
     return app->cfg.consumers_in_process && !strncmp(app->cfg.queue_url, "mem://", 6);
@@ -124,7 +118,7 @@ bool nf_events_local(const nf_app *app)
 
 static bool others_listen(nf_events *e)
 {
-    int64_t now = mono_ms(), at = atomic_load(&e->listening_at);
+    int64_t now = sl_ctx_now_ms(), at = atomic_load(&e->listening_at);
     if (at && now - at < LISTEN_CHECK_MS)
         return atomic_load(&e->listening);
     if (!atomic_compare_exchange_strong(&e->listening_at, &at, now))
@@ -316,8 +310,8 @@ static void *emitter_main(void *arg)
         while (!e->head && !e->stopping)
             pthread_cond_wait(&e->cond, &e->mu);
         if (e->stopping && !deadline)
-            deadline = mono_ms() + EV_STOP_FLUSH_MS;
-        if (!e->head || (deadline && mono_ms() > deadline))
+            deadline = sl_ctx_now_ms() + EV_STOP_FLUSH_MS;
+        if (!e->head || (deadline && sl_ctx_now_ms() > deadline))
             break;
         ev_item *chain = e->head, *last = chain;
         size_t k = 1;
@@ -426,8 +420,8 @@ static void list_locked(nf_listener *l, int64_t now)
     if (rc == 0) {
         l->listed = true;
         l->listed_until = now + LISTEN_TTL_MS;
-    } else if (rc != SL_ENOTSUP && mono_ms() - l->last_warn > 5000) {
-        l->last_warn = mono_ms();
+    } else if (rc != SL_ENOTSUP && sl_ctx_now_ms() - l->last_warn > 5000) {
+        l->last_warn = sl_ctx_now_ms();
         nf_log(SL_LOG_WARN,
                "cannot list this server as listening to live updates: %s; streams "
                "may miss events made elsewhere",
@@ -480,8 +474,8 @@ static void *listener_main(void *arg)
             for (size_t i = 0; i < got; i++)
                 sl_msg_unref(ms[i]);
         } else if (rc != SL_ETIMEDOUT) {
-            if (mono_ms() - last_warn > 5000) {
-                last_warn = mono_ms();
+            if (sl_ctx_now_ms() - last_warn > 5000) {
+                last_warn = sl_ctx_now_ms();
                 nf_log(SL_LOG_WARN, "live-update events: %s (%s); retrying", sl_strerror(rc),
                        sl_errmsg());
             }

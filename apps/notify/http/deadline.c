@@ -39,6 +39,7 @@
 #include <unistd.h>
 
 #include "http.h"
+#include "sluice/ctx.h"
 
 #define TICK_MS 250
 
@@ -59,13 +60,6 @@ struct nf_deadline {
     int64_t read_ms, write_ms, idle_ms;
     nf_metrics *m;
 };
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Past its deadline, is the client the slow side? A request's bytes still
  * waiting in the socket (FIONREAD) mean the server is behind (its threads
@@ -88,7 +82,7 @@ static void *watch_main(void *arg)
     while (!d->stop) {
         struct timespec ts = nf_mono_deadline(TICK_MS * 1000L);
         pthread_cond_timedwait(&d->cv, &d->mu, &ts);
-        int64_t now = mono_ms();
+        int64_t now = sl_ctx_now_ms();
         int cut[2] = {0, 0};
         for (wconn *w = d->head; w; w = w->next) {
             int64_t dl = atomic_load(&w->deadline_ms);
@@ -169,7 +163,7 @@ void nf_deadline_notify(void *cls, struct MHD_Connection *conn, void **socket_co
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
         w->fd = ci ? fcntl(ci->connect_fd, F_DUPFD_CLOEXEC, 0) : -1;
-        atomic_init(&w->deadline_ms, d->read_ms ? mono_ms() + d->read_ms : 0);
+        atomic_init(&w->deadline_ms, d->read_ms ? sl_ctx_now_ms() + d->read_ms : 0);
         pthread_mutex_lock(&d->mu);
         w->next = d->head;
         if (d->head)
@@ -220,12 +214,12 @@ void nf_deadline_set(nf_deadline *d, struct MHD_Connection *conn, nf_deadline_ph
     case NF_DL_RESPONDING:
         atomic_store(&w->kind, 1);
         atomic_store(&w->deadline_ms,
-                     !atomic_load(&w->stream) && d->write_ms ? mono_ms() + d->write_ms : 0);
+                     !atomic_load(&w->stream) && d->write_ms ? sl_ctx_now_ms() + d->write_ms : 0);
         break;
     case NF_DL_DONE: /* the next request of a kept-alive connection */
         atomic_store(&w->kind, 0);
         atomic_store(&w->stream, false);
-        atomic_store(&w->deadline_ms, d->read_ms ? mono_ms() + d->idle_ms + d->read_ms : 0);
+        atomic_store(&w->deadline_ms, d->read_ms ? sl_ctx_now_ms() + d->idle_ms + d->read_ms : 0);
         break;
     }
 }

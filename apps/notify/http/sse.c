@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "http.h"
+#include "sluice/ctx.h"
 
 #define SSE_MAX_BUF (256 * 1024)
 #define SSE_PING_MS 15000
@@ -147,13 +148,6 @@ static void reader_free(void *cls)
     free(c);
 }
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Under h->mu: end the streams whose peers hung up (events from epoll). */
 static void hung_up(nf_hub *h, const struct epoll_event *ev, int n)
 {
@@ -174,10 +168,10 @@ static void *pinger_main(void *arg)
 {
     nf_hub *h = arg;
     pthread_setname_np(pthread_self(), "nf-sse-ping");
-    int64_t next_ping = mono_ms() + SSE_PING_MS;
+    int64_t next_ping = sl_ctx_now_ms() + SSE_PING_MS;
     pthread_mutex_lock(&h->mu);
     while (!h->stopping) {
-        int64_t left = next_ping - mono_ms();
+        int64_t left = next_ping - sl_ctx_now_ms();
         pthread_mutex_unlock(&h->mu);
         struct epoll_event ev[32];
         int n = epoll_wait(h->ep, ev, 32, left > 0 ? (int)left : 0);
@@ -186,9 +180,9 @@ static void *pinger_main(void *arg)
             break;
         if (n > 0)
             hung_up(h, ev, n);
-        if (mono_ms() < next_ping)
+        if (sl_ctx_now_ms() < next_ping)
             continue;
-        next_ping = mono_ms() + SSE_PING_MS;
+        next_ping = sl_ctx_now_ms() + SSE_PING_MS;
         for (client *c = h->head; c; c = c->next) {
             append(c, ": ping\n\n", 8);
             wake(c);

@@ -18,6 +18,7 @@
 #include "mysql_int.h"
 #include "sluice/error.h"
 #include "sluice/log.h"
+#include "sluice/ctx.h"
 
 static pthread_once_t lib_once = PTHREAD_ONCE_INIT;
 static int lib_rc;
@@ -27,17 +28,10 @@ static void nf_my_lib_init_once(void)
     lib_rc = mysql_library_init(0, NULL, NULL); /* not thread-safe: once per process */
 }
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Past max_lifetime: close instead of reusing. */
 static bool expired(const my_store *s, const my_conn *c)
 {
-    return s->max_lifetime_ms > 0 && mono_ms() - c->born_ms >= s->max_lifetime_ms;
+    return s->max_lifetime_ms > 0 && sl_ctx_now_ms() - c->born_ms >= s->max_lifetime_ms;
 }
 
 void nf_my_now(char out[24])
@@ -114,7 +108,7 @@ int nf_my_conn_connect(my_store *s, my_conn *c)
         snprintf(names, sizeof names, "SET NAMES utf8mb4 COLLATE %s", s->collation);
         mysql_options(c->db, MYSQL_INIT_COMMAND, names);
     }
-    c->born_ms = mono_ms();
+    c->born_ms = sl_ctx_now_ms();
     if (!mysql_real_connect(c->db, s->host, s->user, s->pass, s->dbname, s->port, NULL, 0) ||
         mysql_autocommit(c->db, 0)) {
         nf_my_fail(c, mysql_errno(c->db), "connect", mysql_error(c->db));

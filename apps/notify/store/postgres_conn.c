@@ -22,15 +22,9 @@
 #include "postgres_int.h"
 #include "sluice/error.h"
 #include "sluice/log.h"
+#include "sluice/ctx.h"
 
 enum { BACKOFF_MIN_MS = 50, BACKOFF_MAX_MS = 1000 };
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void sleep_ms(int64_t ms)
 {
@@ -218,11 +212,11 @@ static int conn_connect(pq_store *s, pq_conn *c, int64_t limit_ms)
     c->db = PQconnectStartParams(keys, vals, 0);
     if (!c->db)
         return SL_ENOMEM;
-    int64_t deadline = mono_ms() + limit_ms;
+    int64_t deadline = sl_ctx_now_ms() + limit_ms;
     PostgresPollingStatusType st = PGRES_POLLING_WRITING;
     while (PQstatus(c->db) != CONNECTION_BAD && st != PGRES_POLLING_OK &&
            st != PGRES_POLLING_FAILED) {
-        int64_t left = deadline - mono_ms();
+        int64_t left = deadline - sl_ctx_now_ms();
         if (left <= 0)
             break;
         struct pollfd p = {.fd = PQsocket(c->db),
@@ -245,7 +239,7 @@ static int conn_connect(pq_store *s, pq_conn *c, int64_t limit_ms)
         return SL_EIO;
     }
     PQsetNoticeProcessor(c->db, quiet, NULL);
-    c->born_ms = mono_ms();
+    c->born_ms = sl_ctx_now_ms();
     pthread_mutex_lock(&s->mu);
     c->epoch = s->epoch;
     pthread_mutex_unlock(&s->mu);
@@ -259,14 +253,14 @@ static int conn_connect_backoff(pq_store *s, pq_conn *c)
 {
     if (!s->opened)
         return conn_connect(s, c, s->connect_timeout_ms);
-    int64_t deadline = mono_ms() + s->reconnect_timeout_ms, backoff = BACKOFF_MIN_MS;
+    int64_t deadline = sl_ctx_now_ms() + s->reconnect_timeout_ms, backoff = BACKOFF_MIN_MS;
     for (int tries = 1;; tries++) {
-        int64_t left = deadline - mono_ms();
+        int64_t left = deadline - sl_ctx_now_ms();
         int rc = conn_connect(
             s, c, left < s->connect_timeout_ms && left > 0 ? left : s->connect_timeout_ms);
         if (rc != SL_EIO)
             return rc;
-        left = deadline - mono_ms();
+        left = deadline - sl_ctx_now_ms();
         if (left <= 0) {
             nf_log(SL_LOG_ERROR, "postgres store: %s:%s/%s unreachable after %d tries in %lldms",
                    s->host, s->port, s->dbname, tries, (long long)s->reconnect_timeout_ms);
@@ -285,7 +279,7 @@ static int conn_connect_backoff(pq_store *s, pq_conn *c)
 static bool stale(pq_store *s, pq_conn *c)
 {
     if (c->epoch != s->epoch ||
-        (s->max_lifetime_ms > 0 && mono_ms() - c->born_ms >= s->max_lifetime_ms))
+        (s->max_lifetime_ms > 0 && sl_ctx_now_ms() - c->born_ms >= s->max_lifetime_ms))
         return true;
     struct pollfd p = {.fd = PQsocket(c->db), .events = POLLIN};
     if (p.fd >= 0 &&
@@ -346,7 +340,7 @@ static void pool_put(pq_store *s, pq_conn *c)
     pthread_mutex_lock(&s->mu);
     if (c->db && !c->lost && PQstatus(c->db) == CONNECTION_OK && s->nidle < s->max_idle &&
         c->epoch == s->epoch &&
-        !(s->max_lifetime_ms > 0 && mono_ms() - c->born_ms >= s->max_lifetime_ms)) {
+        !(s->max_lifetime_ms > 0 && sl_ctx_now_ms() - c->born_ms >= s->max_lifetime_ms)) {
         c->next = s->idle;
         s->idle = c;
         s->nidle++;
