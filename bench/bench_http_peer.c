@@ -14,8 +14,6 @@
  */
 #include <microhttpd.h>
 #include <netinet/in.h>
-#include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,14 +44,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 
 int main(int argc, char **argv)
 {
-    unsigned threads = argc > 1 ? (unsigned)strtoul(argv[1], NULL, 10) : 4;
-    if (threads == 0 || threads > 256)
-        bench_die("usage: bench_http_peer [THREADS 1..256]");
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &set, NULL); /* MHD threads inherit the mask */
+    sigset_t stop;
+    /* the threads started below inherit the blocked SIGINT and SIGTERM */
+    unsigned threads = bench_peer_start(argc, argv, "bench_http_peer", &stop);
 
     struct MHD_Response *resp =
         MHD_create_response_from_buffer(sizeof body - 1, (void *)body, MHD_RESPMEM_PERSISTENT);
@@ -78,8 +71,7 @@ int main(int argc, char **argv)
     printf("http://127.0.0.1:%u/\n", (unsigned)info->port);
     fflush(stdout);
 
-    int sig = 0;
-    sigwait(&set, &sig);
+    bench_peer_wait_stop(&stop);
     MHD_stop_daemon(d);
     MHD_destroy_response(resp);
     return 0;

@@ -100,14 +100,9 @@ static int listen_on(unsigned short *port)
 
 int main(int argc, char **argv)
 {
-    unsigned threads = argc > 1 ? (unsigned)strtoul(argv[1], NULL, 10) : 4;
-    if (threads == 0 || threads > 256)
-        bench_die("usage: bench_http_peer_h2o [THREADS 1..256]");
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &set, NULL); /* the loops inherit the mask */
+    sigset_t stop;
+    /* the threads started below inherit the blocked SIGINT and SIGTERM */
+    unsigned threads = bench_peer_start(argc, argv, "bench_http_peer_h2o", &stop);
     signal(SIGPIPE, SIG_IGN);
 
     h2o_config_init(&config);
@@ -129,8 +124,7 @@ int main(int argc, char **argv)
     printf("http://127.0.0.1:%u/\n", (unsigned)port);
     fflush(stdout);
 
-    int sig = 0;
-    sigwait(&set, &sig);
+    bench_peer_wait_stop(&stop);
     atomic_store(&stopping, true);
     for (unsigned i = 0; i < threads; i++)
         pthread_join(loops[i].thread, NULL);

@@ -6,6 +6,8 @@
 #include "benchlib.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -239,4 +241,22 @@ static void stop_started(void)
     for (int i = 0; i < MAX_STARTED; i++)
         if (started[i])
             bench_service_stop(started[i]);
+}
+
+unsigned bench_peer_start(int argc, char **argv, const char *prog, sigset_t *stop)
+{
+    unsigned long threads = argc > 1 ? strtoul(argv[1], NULL, 10) : 4;
+    if (threads == 0 || threads > 256)
+        bench_die("usage: %s [THREADS 1..256]", prog);
+    sigemptyset(stop);
+    sigaddset(stop, SIGINT);
+    sigaddset(stop, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, stop, NULL);
+    return (unsigned)threads;
+}
+
+void bench_peer_wait_stop(const sigset_t *stop)
+{
+    int sig = 0;
+    sigwait(stop, &sig);
 }

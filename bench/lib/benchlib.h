@@ -10,6 +10,7 @@
 #define SL_BENCHLIB_H
 
 #include <limits.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -55,6 +56,15 @@ typedef double (*bench_side_fn)(const char *name, void *ctx);
  * first round: measured 0.5-0.6 of the steady ratio on postgres). */
 void bench_paired_rounds(unsigned reps, const char *only, bench_side_fn fours, bench_side_fn fpeer,
                          void *ctx, double *ours, double *peer);
+
+/* The HTTP peers' start (bench_http_peer*): the thread count from argv[1]
+ * (default 4, 1..256; else exits with usage naming prog), with SIGINT and
+ * SIGTERM blocked in the calling thread, so the threads started after it
+ * inherit the mask and bench_peer_wait_stop takes the signal. */
+unsigned bench_peer_start(int argc, char **argv, const char *prog, sigset_t *stop);
+
+/* Wait until SIGINT or SIGTERM (blocked by bench_peer_start) comes. */
+void bench_peer_wait_stop(const sigset_t *stop);
 
 /* Fill buf[0..size) with 'x' and put seq (host order) in its first 8 bytes. */
 void bench_fill_seq(unsigned char *buf, size_t size, uint64_t seq);
