@@ -1,8 +1,11 @@
 /*
  * test_sqlite_tx.c - the outbox pattern of sluice/sqlite.h: messages
  * published inside the caller's own transaction appear only if it commits,
- * and sl_sqlite_init turns an application database into a queue.
+ * and sl_sqlite_init turns an application database into a queue - also
+ * while other connections initialise or open the same new file at once.
  */
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,6 +77,67 @@ static void outbox_publishes_only_what_commits(void **state)
     sqlite3_close(db);
 }
 
+/* Connections meeting on a new file: INITS call sl_sqlite_init (their own
+ * connection, busy timeout 5 s) and one opens the file as sqlite://, all
+ * let go together. */
+#define INITS 3
+#define RACE_ROUNDS 40
+
+typedef struct racer {
+    int id;
+    const char *file;
+    pthread_barrier_t *go;
+    int rc;
+    char err[256];
+} racer;
+
+static void *race_main(void *arg)
+{
+    racer *r = arg;
+    if (r->id < INITS) {
+        sqlite3 *db = NULL;
+        r->rc = sqlite3_open(r->file, &db) == SQLITE_OK ? 0 : SL_EIO;
+        sqlite3_busy_timeout(db, 5000);
+        pthread_barrier_wait(r->go);
+        if (!r->rc && (r->rc = sl_sqlite_init(db)) != 0)
+            snprintf(r->err, sizeof r->err, "%s", sl_errmsg());
+        sqlite3_close(db);
+    } else {
+        char u[600];
+        snprintf(u, sizeof u, "sqlite://%s?sync=normal", r->file);
+        pthread_barrier_wait(r->go);
+        sl_publisher *p = NULL;
+        if ((r->rc = sl_publisher_open(&p, u)) != 0)
+            snprintf(r->err, sizeof r->err, "%s", sl_errmsg());
+        sl_publisher_close(p);
+    }
+    return NULL;
+}
+
+static void concurrent_inits_of_a_new_file_all_succeed(void **state)
+{
+    (void)state;
+    for (int round = 0; round < RACE_ROUNDS; round++) {
+        char file[600];
+        snprintf(file, sizeof file, "%s.%d", path, round);
+        pthread_barrier_t go;
+        pthread_barrier_init(&go, NULL, INITS + 1);
+        racer r[INITS + 1];
+        pthread_t th[INITS + 1];
+        for (int i = 0; i <= INITS; i++) {
+            r[i] = (racer){.id = i, .file = file, .go = &go};
+            assert_int_equal(pthread_create(&th[i], NULL, race_main, &r[i]), 0);
+        }
+        for (int i = 0; i <= INITS; i++)
+            pthread_join(th[i], NULL);
+        pthread_barrier_destroy(&go);
+        for (int i = 0; i <= INITS; i++)
+            if (r[i].rc)
+                fail_msg("round %d, %s %d: %s (%s)", round, i < INITS ? "sl_sqlite_init" : "open",
+                         i, sl_strerror(r[i].rc), r[i].err);
+    }
+}
+
 static void bad_arguments_are_rejected(void **state)
 {
     (void)state;
@@ -94,6 +158,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(outbox_publishes_only_what_commits, setup, sqfx_teardown),
+        cmocka_unit_test_setup_teardown(concurrent_inits_of_a_new_file_all_succeed, setup,
+                                        sqfx_teardown),
         cmocka_unit_test_setup_teardown(bad_arguments_are_rejected, setup, sqfx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -226,6 +226,10 @@ void sq_db_unref(sq_db *d); /* drops a handle's or a delivery's reference */
 void *sq_writer_main(void *arg);
 int sq_busy_cb(void *arg, int count); /* sqlite3_busy_handler */
 int sq_exec(sq_db *d, const char *sql, char *err, size_t errlen);
+/* PRAGMA journal_mode=WAL on db (the file at path), tried again while the
+ * file is locked, for up to busy_ms: the switch needs the file to itself
+ * and SQLite does not wait for that in the busy handler. */
+int sq_wal_on(sqlite3 *db, const char *path, int64_t busy_ms, char *err, size_t errlen);
 void sq_rollback(sq_db *d);     /* roll back an open transaction, forget cached topic ids */
 bool sq_poll_changes(sq_db *d); /* PRAGMA data_version changed since last time */
 /* Queue r; wait for it unless r->async. Returns r->rc (error detail set). */

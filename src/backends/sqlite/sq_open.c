@@ -126,20 +126,18 @@ static int check_schema(sq_db *d, char *err, size_t errlen)
     }
     if ((rc & 0xff) != SQLITE_ERROR) /* NOTADB, CORRUPT, IOERR... */
         return sq_map(d->db, rc, err, errlen, d->path);
-    int64_t ntables = 0;
-    int code = single_int(d->db, "SELECT count(*) FROM sqlite_schema", &ntables, err, errlen);
+    /* No sl_meta. Decide under the write lock: another connection may be
+       making the file a sluice database at this moment (sl_sqlite_init, or
+       an open like this one), and what it makes shows once it commits. */
+    int code = sq_exec(d, "BEGIN IMMEDIATE", err, errlen);
     if (code)
         return code;
-    if (ntables) {
-        snprintf(err, errlen,
-                 "sqlite: %s is not a sluice database (it has tables but no sl_meta; "
-                 "sl_sqlite_init() adds sluice's tables to an existing database)",
-                 d->path);
-        return SL_ECORRUPT;
-    }
-    if ((code = sq_exec(d, "BEGIN IMMEDIATE", err, errlen)) != 0)
-        return code;
+    int64_t ntables = 0, nmeta = 0;
     code = single_int(d->db, "SELECT count(*) FROM sqlite_schema", &ntables, err, errlen);
+    if (!code)
+        code = single_int(
+            d->db, "SELECT count(*) FROM sqlite_schema WHERE type='table' AND name='sl_meta'",
+            &nmeta, err, errlen);
     if (!code && ntables == 0) {
         char sql[64];
         snprintf(sql, sizeof sql, "PRAGMA application_id=%d", SQ_APP_ID);
@@ -152,15 +150,24 @@ static int check_schema(sq_db *d, char *err, size_t errlen)
         sq_rollback(d);
         return code;
     }
-    return ntables ? check_schema(d, err, errlen) : 0;
+    if (nmeta) /* made meanwhile by another connection: check it as any */
+        return check_schema(d, err, errlen);
+    if (ntables) {
+        snprintf(err, errlen,
+                 "sqlite: %s is not a sluice database (it has tables but no sl_meta; "
+                 "sl_sqlite_init() adds sluice's tables to an existing database)",
+                 d->path);
+        return SL_ECORRUPT;
+    }
+    return 0;
 }
 
-static int set_wal(sq_db *d, char *err, size_t errlen)
+int sq_wal_on(sqlite3 *db, const char *path, int64_t busy_ms, char *err, size_t errlen)
 {
     int64_t t0 = sli_mono_ms();
     for (;;) {
         sqlite3_stmt *st;
-        int rc = sqlite3_prepare_v2(d->db, "PRAGMA journal_mode=WAL", -1, &st, NULL);
+        int rc = sqlite3_prepare_v2(db, "PRAGMA journal_mode=WAL", -1, &st, NULL);
         if (rc == SQLITE_OK)
             rc = sqlite3_step(st);
         bool wal = rc == SQLITE_ROW && sqlite3_column_text(st, 0) &&
@@ -169,11 +176,11 @@ static int set_wal(sq_db *d, char *err, size_t errlen)
         if (wal)
             return 0;
         if (rc == SQLITE_ROW) {
-            snprintf(err, errlen, "sqlite: %s: cannot switch to WAL mode", d->path);
+            snprintf(err, errlen, "sqlite: %s: cannot switch to WAL mode", path);
             return SL_EIO;
         }
-        if ((rc & 0xff) != SQLITE_BUSY || sli_mono_ms() - t0 > d->o.busy_ms)
-            return sq_map(d->db, rc, err, errlen, "PRAGMA journal_mode=WAL");
+        if ((rc & 0xff) != SQLITE_BUSY || sli_mono_ms() - t0 > busy_ms)
+            return sq_map(db, rc, err, errlen, "PRAGMA journal_mode=WAL");
         usleep(1000);
     }
 }
@@ -192,7 +199,7 @@ static int db_open(sq_db *d, char *err, size_t errlen)
     sqlite3_busy_handler(d->db, sq_busy_cb, d);
     int code = check_schema(d, err, errlen); /* before touching a foreign file */
     if (!code)
-        code = set_wal(d, err, errlen);
+        code = sq_wal_on(d->db, d->path, d->o.busy_ms, err, errlen);
     if (code)
         return code;
     static const char *const sync_sql[] = {"PRAGMA synchronous=FULL", "PRAGMA synchronous=NORMAL",

@@ -42,11 +42,22 @@ static int check_format(sqlite3 *db)
     return code;
 }
 
+/* How long sl_sqlite_init retries the switch to WAL while the file is locked
+ * (the caller's busy timeout cannot be read back from the connection). */
+#define INIT_WAL_WAIT_MS 30000
+
 int sl_sqlite_init(sqlite3 *db)
 {
     if (!db)
         return sli_err(SL_EINVAL, "sl_sqlite_init: db is NULL");
-    int rc = sqlite3_exec(db, "SAVEPOINT sl_init", NULL, NULL, NULL);
+    /* In a transaction of its own it takes the write lock first (BEGIN
+     * IMMEDIATE waits in the busy handler): a deferred one that read first
+     * cannot take it once another connection wrote meanwhile, and SQLite then
+     * fails at once with SQLITE_BUSY whatever the busy timeout (connections
+     * initialising one new file together). Inside the caller's transaction,
+     * the caller's locks are what they are. */
+    bool own = sqlite3_get_autocommit(db) != 0;
+    int rc = sqlite3_exec(db, own ? "BEGIN IMMEDIATE" : "SAVEPOINT sl_init", NULL, NULL, NULL);
     if (rc != SQLITE_OK)
         return fail(db, rc, "sl_sqlite_init");
     char err[SQ_ERRLEN];
@@ -57,13 +68,21 @@ int sl_sqlite_init(sqlite3 *db)
         code = fail(db, rc, "sl_sqlite_init");
     else
         code = check_format(db);
-    if (code)
-        sqlite3_exec(db, "ROLLBACK TO sl_init", NULL, NULL, NULL);
-    sqlite3_exec(db, "RELEASE sl_init", NULL, NULL, NULL);
-    if (code || !sqlite3_get_autocommit(db))
+    if (own) {
+        if (!code && (rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL)) != SQLITE_OK)
+            code = fail(db, rc, "sl_sqlite_init: COMMIT");
+        if (code)
+            sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    } else {
+        if (code)
+            sqlite3_exec(db, "ROLLBACK TO sl_init", NULL, NULL, NULL);
+        sqlite3_exec(db, "RELEASE sl_init", NULL, NULL, NULL);
+    }
+    if (code || !own)
         return code;
-    rc = sqlite3_exec(db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL);
-    return rc == SQLITE_OK ? 0 : fail(db, rc, "PRAGMA journal_mode=WAL");
+    if ((code = sq_wal_on(db, "sl_sqlite_init", INIT_WAL_WAIT_MS, err, sizeof err)) != 0)
+        return sli_err(code, "%s", err);
+    return 0;
 }
 
 static int prep(sqlite3 *db, const char *sql, sqlite3_stmt **st)
