@@ -32,7 +32,10 @@ extern "C" {
  * database can also serve as a sqlite:// queue (sqlite:// itself refuses a
  * file that has tables but none of sluice's). Idempotent. Outside of a
  * transaction it also switches the file to WAL mode, which sqlite:// needs.
- * Blocks on the database lock per db's own busy timeout.
+ * Blocks on the database lock per db's own busy timeout (outside of a
+ * transaction it takes the write lock first, so connections initialising or
+ * opening one file at once all succeed; the switch to WAL is retried for up
+ * to 30 s while another connection holds the file).
  * Errors: SL_EINVAL (NULL), SL_ECORRUPT (not a database, or a sluice format
  * this version does not know), SL_EREADONLY, SL_EBUSY, SL_EIO. */
 SL_API int sl_sqlite_init(sqlite3 *db);
