@@ -78,9 +78,10 @@ int sl_sqlite_init(sqlite3 *db)
             sqlite3_exec(db, "ROLLBACK TO sl_init", NULL, NULL, NULL);
         sqlite3_exec(db, "RELEASE sl_init", NULL, NULL, NULL);
     }
-    if (code || !own)
+    const char *file = sqlite3_db_filename(db, "main");
+    if (code || !own || !file || !file[0]) /* in memory: no WAL, nor a sqlite:// to share it */
         return code;
-    if ((code = sq_wal_on(db, "sl_sqlite_init", INIT_WAL_WAIT_MS, err, sizeof err)) != 0)
+    if ((code = sq_wal_on(db, file, INIT_WAL_WAIT_MS, err, sizeof err)) != 0)
         return sli_err(code, "%s", err);
     return 0;
 }
