@@ -24,14 +24,20 @@ static const double commit_le[NF_COMMIT_BUCKETS] = {0.0001, 0.00025, 0.0005, 0.0
                                                     0.01,   0.025,   0.05,   0.25,  0};
 static const char *const topics[2] = {NF_TOPIC_NOTIFY, NF_TOPIC_READ};
 
-/* The bucket of us among le (the last one: +Inf). */
-static int bucket_of(const double *le, int n, int64_t us)
+/* Count us (microseconds) in a histogram: the bucket among le whose bound
+ * it is within (the last one: +Inf), and the sum. */
+static void hist_add(_Atomic uint64_t *bucket, _Atomic uint64_t *sum_us, const double *le, int n,
+                     int64_t us)
 {
     double s = (double)us / 1e6;
+    int b = n - 1;
     for (int i = 0; i < n - 1; i++)
-        if (s <= le[i])
-            return i;
-    return n - 1;
+        if (s <= le[i]) {
+            b = i;
+            break;
+        }
+    atomic_fetch_add_explicit(&bucket[b], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(sum_us, (uint64_t)(us > 0 ? us : 0), memory_order_relaxed);
 }
 
 int nf_metrics_route(const char *name)
@@ -59,27 +65,19 @@ void nf_metrics_request(nf_metrics *m, int route, int status, int64_t us)
         if (code_slots[i] == status)
             slot = i;
     atomic_fetch_add_explicit(&m->req[route][slot], 1, memory_order_relaxed);
-    int b = bucket_of(lat_le, NF_LAT_BUCKETS, us);
-    atomic_fetch_add_explicit(&m->lat_bucket[route][b], 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&m->lat_sum_us[route], (uint64_t)(us > 0 ? us : 0),
-                              memory_order_relaxed);
+    hist_add(m->lat_bucket[route], &m->lat_sum_us[route], lat_le, NF_LAT_BUCKETS, us);
 }
 
 void nf_metrics_round(nf_metrics *m, size_t msgs, int64_t us)
 {
     atomic_fetch_add_explicit(&m->rounds, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&m->round_msgs, msgs, memory_order_relaxed);
-    atomic_fetch_add_explicit(&m->round_sum_us, (uint64_t)(us > 0 ? us : 0), memory_order_relaxed);
-    atomic_fetch_add_explicit(&m->round_bucket[bucket_of(commit_le, NF_COMMIT_BUCKETS, us)], 1,
-                              memory_order_relaxed);
+    hist_add(m->round_bucket, &m->round_sum_us, commit_le, NF_COMMIT_BUCKETS, us);
 }
 
 void nf_metrics_commit_wait(nf_metrics *m, int64_t us)
 {
-    atomic_fetch_add_explicit(&m->commit_wait_sum_us, (uint64_t)(us > 0 ? us : 0),
-                              memory_order_relaxed);
-    atomic_fetch_add_explicit(&m->commit_wait_bucket[bucket_of(commit_le, NF_COMMIT_BUCKETS, us)],
-                              1, memory_order_relaxed);
+    hist_add(m->commit_wait_bucket, &m->commit_wait_sum_us, commit_le, NF_COMMIT_BUCKETS, us);
 }
 
 typedef struct sbuf {
