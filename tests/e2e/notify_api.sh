@@ -123,6 +123,12 @@ CASE="chunked body over 64 KiB"; call POST /api/msg/product -H 'Transfer-Encodin
 CASE="unknown route"; call GET /api/nope; expect 404 10001
 CASE="wrong method"; call GET /api/msg/product; expect 405 10001 POST
 CASE="wrong method 2"; call POST /api/msg/list; expect 405 10001
+H=$(curl -s -i -X POST "${URL%/}/api/msg/list")
+check "405 on a GET route allows HEAD too" grep -qi '^Allow: GET, HEAD, OPTIONS' <<<"$H"
+H=$(curl -s -i -X DELETE "${URL%/}/api/msg/product")
+check "405 on a POST route allows POST" grep -qi '^Allow: POST, OPTIONS' <<<"$H"
+H=$(curl -s -I "${URL%/}/api/user/info?uid=5")
+check "HEAD on a GET route answers 200" grep -q '^HTTP/1.1 200' <<<"$H"
 
 # ---- still up, nothing earlier lost ----
 check "count of uid 8 intact after bad input" count_is 8 12

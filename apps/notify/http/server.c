@@ -446,6 +446,16 @@ static void serve_index(nf_req *q, nf_resp *r)
     r->status = 200;
 }
 
+/* The Allow header of a path (made only for OPTIONS and 405): its route's
+ * method, HEAD with GET (a GET route answers HEAD too), and OPTIONS. */
+static const char *allowed(const nf_route *route, char *buf, size_t len)
+{
+    if (!strcmp(route->method, "GET"))
+        return "GET, HEAD, OPTIONS";
+    snprintf(buf, len, "%s, OPTIONS", route->method);
+    return buf;
+}
+
 /* The web inbox's route (its metric registered at start, before any loop runs). */
 static nf_route index_route = {"GET", "/", serve_index, -1, NF_ACCESS_PUBLIC};
 
@@ -463,11 +473,9 @@ static enum MHD_Result answer(nf_server *s, struct MHD_Connection *conn, const c
     }
     nf_resp r = {.status = 200};
     const nf_route *route = NULL;
-    char allow[64] = "";
     bool path_known = false;
     if (!strcmp(url, "/") || !strcmp(url, "/index.html")) {
         path_known = true;
-        snprintf(allow, sizeof allow, "GET, HEAD, OPTIONS");
         cc->route = &index_route;
         if (!strcmp(method, "GET") || !strcmp(method, "HEAD"))
             route = &index_route;
@@ -477,7 +485,6 @@ static enum MHD_Result answer(nf_server *s, struct MHD_Connection *conn, const c
             continue;
         path_known = true;
         cc->route = &nf_routes[i];
-        snprintf(allow, sizeof allow, "%s, OPTIONS", nf_routes[i].method);
         if (!strcmp(nf_routes[i].method, method) ||
             (!strcmp(method, "HEAD") && !strcmp(nf_routes[i].method, "GET")))
             route = &nf_routes[i];
@@ -487,11 +494,14 @@ static enum MHD_Result answer(nf_server *s, struct MHD_Connection *conn, const c
         nf_resp_fail(&r, 404, "no route %s %.200s", method, url);
         return send_resp(s, conn, &r, metric, cc, NULL);
     }
+    char buf[64];
     if (!strcmp(method, "OPTIONS")) {
+        const char *allow = allowed(cc->route, buf, sizeof buf);
         nf_cors_preflight(s->app, conn, cc->route, allow, &r);
         return send_resp(s, conn, &r, metric, cc, r.status == 204 ? allow : NULL);
     }
     if (!route) {
+        const char *allow = allowed(cc->route, buf, sizeof buf);
         nf_resp_fail(&r, 405, "method %s not allowed on %s (allowed: %s)", method, url, allow);
         return send_resp(s, conn, &r, metric, cc, allow);
     }
