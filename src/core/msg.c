@@ -15,9 +15,11 @@
 
 #include "core/internal.h"
 
+/* A metadata entry: its key and value share one allocation ("key\0value\0"),
+ * which k points at (one malloc and one free per entry, not two). */
 typedef struct meta_kv {
     char *k;
-    char *v;
+    char *v; /* inside k's allocation */
 } meta_kv;
 
 typedef struct body {
@@ -96,15 +98,27 @@ static void body_unref(body *b)
 {
     if (!b || atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) != 1)
         return;
-    for (size_t i = 0; i < b->nmeta; i++) {
+    for (size_t i = 0; i < b->nmeta; i++)
         free(b->meta[i].k);
-        free(b->meta[i].v);
-    }
     free(b->meta);
     if (b->block)
         sli_block_put(SLI_BLOCK_BODY, b);
     else
         free(b);
+}
+
+/* Fill kv with copies of key and value in one allocation. */
+static int kv_make(meta_kv *kv, const char *key, const char *value)
+{
+    size_t kl = strlen(key) + 1, vl = strlen(value) + 1;
+    char *p = malloc(kl + vl);
+    if (!p)
+        return SL_ENOMEM;
+    memcpy(p, key, kl);
+    memcpy(p + kl, value, vl);
+    kv->k = p;
+    kv->v = p + kl;
+    return 0;
 }
 
 static int meta_copy(body *dst, const body *src)
@@ -116,11 +130,9 @@ static int meta_copy(body *dst, const body *src)
         return SL_ENOMEM;
     dst->capmeta = src->nmeta;
     for (size_t i = 0; i < src->nmeta; i++) {
-        dst->meta[i].k = strdup(src->meta[i].k);
-        dst->meta[i].v = strdup(src->meta[i].v);
-        dst->nmeta = i + 1;
-        if (!dst->meta[i].k || !dst->meta[i].v)
+        if (kv_make(&dst->meta[i], src->meta[i].k, src->meta[i].v))
             return SL_ENOMEM;
+        dst->nmeta = i + 1;
     }
     return 0;
 }
@@ -315,33 +327,26 @@ int sl_msg_meta_set(sl_msg *m, const char *key, const char *value)
     if (body_own(m, NULL, 0, false) != 0)
         return sli_err(SL_ENOMEM, "sl_msg_meta_set: out of memory");
     body *b = m->b;
-    char *v = strdup(value);
-    if (!v)
+    meta_kv nkv; /* made before the old entry goes: value may point into it */
+    if (kv_make(&nkv, key, value))
         return sli_err(SL_ENOMEM, "sl_msg_meta_set: out of memory");
     meta_kv *kv = meta_find(b, key);
     if (kv) {
-        free(kv->v);
-        kv->v = v;
+        free(kv->k);
+        *kv = nkv;
         return 0;
     }
     if (b->nmeta == b->capmeta) {
         size_t cap = b->capmeta ? b->capmeta * 2 : 4;
         meta_kv *nm = realloc(b->meta, cap * sizeof *nm);
         if (!nm) {
-            free(v);
+            free(nkv.k);
             return sli_err(SL_ENOMEM, "sl_msg_meta_set: out of memory");
         }
         b->meta = nm;
         b->capmeta = cap;
     }
-    char *k = strdup(key);
-    if (!k) {
-        free(v);
-        return sli_err(SL_ENOMEM, "sl_msg_meta_set: out of memory");
-    }
-    b->meta[b->nmeta].k = k;
-    b->meta[b->nmeta].v = v;
-    b->nmeta++;
+    b->meta[b->nmeta++] = nkv;
     return 0;
 }
 
@@ -364,7 +369,6 @@ int sl_msg_meta_del(sl_msg *m, const char *key)
     body *b = m->b;
     meta_kv *kv = meta_find(b, key);
     free(kv->k);
-    free(kv->v);
     size_t i = (size_t)(kv - b->meta);
     memmove(&b->meta[i], &b->meta[i + 1], (b->nmeta - i - 1) * sizeof *kv);
     b->nmeta--;

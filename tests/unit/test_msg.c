@@ -154,6 +154,11 @@ static void metadata_set_get_del_at_count(void **state)
     assert_int_equal(sl_msg_meta_count(m), 53);
     assert_int_equal(sl_msg_meta_set(m, "a", "2"), 0); /* replace keeps position */
     assert_int_equal(sl_msg_meta_count(m), 53);
+    /* a value read from the entry it replaces (ASan: no use after free) */
+    assert_int_equal(sl_msg_meta_set(m, "k7", sl_msg_meta_get(m, "k7")), 0);
+    assert_string_equal(sl_msg_meta_get(m, "k7"), "k7");
+    assert_int_equal(sl_msg_meta_set(m, "k8", sl_msg_meta_get(m, "k8") + 1), 0);
+    assert_string_equal(sl_msg_meta_get(m, "k8"), "8");
     const char *k, *v;
     assert_int_equal(sl_msg_meta_at(m, 0, &k, &v), 0);
     assert_string_equal(k, "a");
