@@ -6,7 +6,10 @@
  * scalar typed otherwise than a string is kept too (sl_config_get_raw), and
  * every value's origin is the line of its key. Mappings need scalar
  * keys; a key repeated in one mapping is an error (later-wins belongs to
- * sources, not to typos). Nesting deeper than 64 levels is refused.
+ * sources, not to typos). Nesting deeper than 64 levels is refused, and
+ * so is a document of more than MAX_VALUES values once its aliases are
+ * expanded: each alias is converted again where it is used, so a few
+ * hundred bytes of nested aliases would otherwise take gigabytes.
  */
 #include <errno.h>
 #include <math.h>
@@ -17,6 +20,8 @@
 #include <yaml.h>
 
 #include "config/config_int.h"
+
+#define MAX_VALUES 100000 /* values of one document, aliases expanded */
 
 static json_t *scalar(const yaml_node_t *n)
 {
@@ -49,6 +54,7 @@ typedef struct walk {
     yaml_document_t *doc;
     const char *name;
     json_t *origins, *raws;
+    size_t values; /* converted so far */
 } walk;
 
 /* The origin of path: line (1-based) of its key, or of the value itself
@@ -64,6 +70,9 @@ static int convert(walk *w, yaml_node_t *n, const char *path, json_t **out, int 
 {
     if (depth > 64)
         return sli_err(SL_EINVAL, "%s:%zu: nested too deep", w->name, n->start_mark.line + 1);
+    if (++w->values > MAX_VALUES)
+        return sli_err(SL_EINVAL, "%s:%zu: more than %d values (aliases expanded)", w->name,
+                       n->start_mark.line + 1, MAX_VALUES);
     if (n->type == YAML_SCALAR_NODE) {
         *out = scalar(n);
         if (!*out)
@@ -151,7 +160,7 @@ int sli_config_parse_yaml(const char *text, size_t len, const char *name, json_t
         rc = sli_err(SL_EINVAL, "%s:%zu:%zu: the top level must be a mapping", name,
                      root->start_mark.line + 1, root->start_mark.column + 1);
     } else {
-        walk w = {&doc, name, origins, raws};
+        walk w = {.doc = &doc, .name = name, .origins = origins, .raws = raws};
         rc = convert(&w, root, "", tree, 0, root->start_mark.line + 1);
     }
     json_decref(null_root);

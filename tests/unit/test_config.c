@@ -164,6 +164,16 @@ static void bad_files_are_refused_with_file_and_line(void **state)
         {"bad.json", "{\n  \"a\": 1,\n  \"b\": \n}\n", "bad.json:4:"},
         {"arr.json", "[1, 2]", "must be an object"},
         {"dot.yaml", "a.b: 1\n", "without '.'"},
+        /* nested aliases: 10^6 values from ~300 bytes (refused before it
+           takes memory); a few aliases are fine (below) */
+        {"laughs.yaml",
+         "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+         "b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+         "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\n"
+         "d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
+         "e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\n"
+         "f: [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]\n",
+         "more than 100000 values (aliases expanded)"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         const char *p = file(bad[i].name, bad[i].text);
@@ -171,6 +181,9 @@ static void bad_files_are_refused_with_file_and_line(void **state)
         if (!strstr(sl_errmsg(), bad[i].want))
             fail_msg("%s: error '%s' lacks '%s'", bad[i].name, sl_errmsg(), bad[i].want);
     }
+    const char *alias = file("alias.yaml", "base: &b {port: 8080}\nweb: *b\n");
+    assert_int_equal(sl_config_add_file(c, alias), 0);
+    expect_str(c, "web.port", "8080");
     const char *ini = file("x.ini", "a=1\n");
     assert_int_equal(sl_config_add_file(c, ini), SL_ENOTSUP);
     char missing[300];
