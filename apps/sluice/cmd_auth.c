@@ -40,12 +40,14 @@ static void usage(FILE *f)
                "  --issuer NAME (default sluice). Expiry: 90s, 30m, 24h, 7d or milliseconds.\n");
 }
 
-/* "1500", "1500ms", "90s", "30m", "24h", "7d" -> ms; -1 when malformed. */
+/* "1500", "1500ms", "90s", "30m", "24h", "7d" -> ms; -1 when malformed or
+ * over 100 years (checked before the unit multiplies it). */
 static int64_t parse_duration(const char *s)
 {
+    const long long max = 100LL * 365 * 24 * 3600 * 1000;
     char *end;
     long long v = strtoll(s, &end, 10);
-    if (end == s || v <= 0 || v > 100LL * 365 * 24 * 3600 * 1000)
+    if (end == s || v <= 0 || v > max)
         return -1;
     static const struct {
         const char *unit;
@@ -53,7 +55,7 @@ static int64_t parse_duration(const char *s)
     } units[] = {{"", 1}, {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"d", 86400000}};
     for (size_t i = 0; i < sizeof units / sizeof *units; i++)
         if (strcmp(end, units[i].unit) == 0)
-            return v * units[i].ms;
+            return v > max / units[i].ms ? -1 : v * units[i].ms;
     return -1;
 }
 

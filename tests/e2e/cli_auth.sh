@@ -23,6 +23,10 @@ rc=0; "$S" auth token --scope x --secret-file "$T/secret" 2>/dev/null || rc=$?
 [ "$rc" = 2 ] || fail "missing --id exited $rc"
 rc=0; "$S" auth token --id a --expiry soon --secret-file "$T/secret" 2>/dev/null || rc=$?
 [ "$rc" = 2 ] || fail "bad --expiry exited $rc"
+for e in 3000000000000d 40000d 1000000000000h; do # over 100 years once the unit multiplies
+  rc=0; "$S" auth token --id a --expiry "$e" --secret-file "$T/secret" 2>/dev/null || rc=$?
+  [ "$rc" = 2 ] || fail "--expiry $e (over 100 years) exited $rc"
+done
 rc=0; "$S" auth token --id a 2>/dev/null </dev/null || rc=$?
 [ "$rc" = 2 ] || fail "no secret exited $rc"
 
