@@ -102,6 +102,28 @@ static void expired_holder_is_fenced_out(void **state)
     sl_sync_close(s);
 }
 
+/* A holder whose TTL passed lost the lock even when nobody took it since:
+ * it can neither extend nor release it, and says so (SL_ESTATE). */
+static void expired_lock_cannot_be_refreshed_or_released(void **state)
+{
+    fx *f = *state;
+    sl_sync *s = open_sync(f);
+    assert_non_null(s);
+    sl_lock_opts o;
+    sl_lock_opts_init(&o);
+    o.ttl_ms = 200;
+    sl_lock *l, *again;
+    assert_int_equal(sl_lock_acquire(s, f->lock, &o, &l), 0);
+    /* etcd's leases are whole seconds and at least its minimum TTL */
+    tl_sleep_ms(strcmp(f->name, "etcd") == 0 ? 4000 : 500);
+    assert_int_equal(sl_lock_refresh(l), SL_ESTATE);
+    assert_int_equal(sl_lock_release(l), SL_ESTATE);
+    o.wait_ms = 0; /* free at once for the next one */
+    assert_int_equal(sl_lock_acquire(s, f->lock, &o, &again), 0);
+    assert_int_equal(sl_lock_release(again), 0);
+    sl_sync_close(s);
+}
+
 static void bad_input_is_refused(void **state)
 {
     fx *f = *state;
@@ -508,6 +530,7 @@ static int run_backend(const char *name)
     const struct CMUnitTest tests[] = {
         T(lock_is_exclusive_and_tokens_grow),
         T(expired_holder_is_fenced_out),
+        T(expired_lock_cannot_be_refreshed_or_released),
         T(bad_input_is_refused),
         T(eight_processes_count_exactly),
         T(leader_resigns_on_stop_and_another_takes_over),

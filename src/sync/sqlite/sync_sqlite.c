@@ -29,7 +29,9 @@ static const char *const sqls[Q_N] = {
     [Q_COMMIT] = "COMMIT",
     [Q_ROLLBACK] = "ROLLBACK",
     [Q_REFRESH] = "UPDATE sl_locks SET expires=?3 WHERE name=?1 AND holder=?2 AND expires>?4",
-    [Q_FREE] = "UPDATE sl_locks SET holder=0 WHERE name=?1 AND holder=?2",
+    /* a lock past its TTL was lost even if nobody took it since: SL_ESTATE,
+       as on redis:// and etcd:// */
+    [Q_FREE] = "UPDATE sl_locks SET holder=0 WHERE name=?1 AND holder=?2 AND expires>?3",
 };
 
 typedef struct sqsync {
@@ -167,6 +169,8 @@ static int update(sqsync *s, int q, const char *name, uint64_t token, int64_t tt
     if (q == Q_REFRESH) {
         sqlite3_bind_int64(st, 3, now + ttl);
         sqlite3_bind_int64(st, 4, now);
+    } else {
+        sqlite3_bind_int64(st, 3, now);
     }
     int rc = run(s, q, q == Q_REFRESH ? "refresh" : "release");
     if (rc == 0 && sqlite3_changes(s->db) == 0)
