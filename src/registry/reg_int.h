@@ -37,9 +37,10 @@ typedef struct sli_reg_backend {
     int (*del)(void *impl, const char *service, const char *node_id);
     /* Live records of one service (service != NULL) or of all. */
     int (*get)(void *impl, const char *service, sli_reg_rec **out, size_t *n);
-    /* Optional: true when records may have changed since the last call
-     * (expiries count as changes). NULL = always look. */
-    bool (*changed)(void *impl);
+    /* Optional: true when records may have changed since the caller's last
+     * call, whose state is *seen (0 at first: a first call is true); expiries
+     * count as changes. NULL = always look. */
+    bool (*changed)(void *impl, uint64_t *seen);
     /* Poll interval of watches, ms. */
     int64_t watch_interval_ms;
 } sli_reg_backend;

@@ -51,6 +51,7 @@ struct sl_registry_watch {
     reg_event *q;
     size_t qhead, qlen;
     int64_t next_poll_ms;
+    uint64_t changes; /* the backend's change state at this watch's last look */
 };
 
 static void reg_unref(sl_registry *r)
@@ -325,7 +326,9 @@ int sl_registry_watch_next(sl_registry_watch *w, sl_reg_action *action, sl_reg_s
             pthread_mutex_unlock(&r->mu);
             sli_reg_rec *recs;
             size_t n;
-            int grc = (!r->be->changed || r->be->changed(r->impl)) ? snapshot(w, &recs, &n) : 1;
+            int grc = (!r->be->changed || r->be->changed(r->impl, &w->changes))
+                          ? snapshot(w, &recs, &n)
+                          : 1;
             if (grc == 0)
                 grc = diff(w, recs, n);
             else if (grc < 0)

@@ -239,6 +239,30 @@ REG_TEST(watch_reports_create_update_delete_and_expiry)
     sl_registry_close(r);
 }
 
+/* Watches of one handle each see every change: a node of another handle
+ * coming, and going by expiry, reaches both (a change check shared by the
+ * handle's watches went to whichever asked first). */
+REG_TEST(two_watches_of_one_handle_both_see_each_change)
+{
+    (void)state;
+    sl_registry *r = open_reg(), *other = open_reg();
+    const char *name = tl_unique("twowatch");
+    sl_registry_watch *a, *b;
+    assert_int_equal(sl_registry_watch_open(r, name, &a), 0);
+    assert_int_equal(sl_registry_watch_open(r, name, &b), 0);
+    sl_reg_node nd = {"t1", "127.0.0.1:4101", NULL, 0};
+    sl_reg_service s = {name, NULL, NULL, 0, NULL, 0, &nd, 1};
+    assert_int_equal(sl_registry_register(other, &s, 1500), 0);
+    expect_event(a, SL_REG_CREATE, "t1", NULL);
+    expect_event(b, SL_REG_CREATE, "t1", NULL);
+    expect_event(a, SL_REG_DELETE, "t1", NULL); /* expired */
+    expect_event(b, SL_REG_DELETE, "t1", NULL);
+    sl_registry_watch_close(a);
+    sl_registry_watch_close(b);
+    sl_registry_close(other);
+    sl_registry_close(r);
+}
+
 static void *close_later(void *arg)
 {
     tl_sleep_ms(300);

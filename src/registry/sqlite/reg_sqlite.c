@@ -8,8 +8,11 @@
  * expiry in wall-clock ms, so every process on the host that opens the file
  * sees the same nodes (WAL mode, busy timeout for concurrent writers). Rows
  * past their expiry are invisible at once and deleted by the next register.
- * `changed` (for watches) is true when another connection wrote to the file
- * (PRAGMA data_version), when this one did, or when a row's expiry passed.
+ * `changed` (for watches): a change counter (epoch) goes up when another
+ * connection wrote to the file (PRAGMA data_version), when this one did, or
+ * when a row's expiry passed; each watch keeps the epoch it last looked at,
+ * so every watch of one handle sees each change (one shared "changed
+ * since the last call" flag went to whichever watch asked first).
  */
 #include <pthread.h>
 #include <sqlite3.h>
@@ -24,8 +27,8 @@ typedef struct regsq {
     sqlite3 *db;
     pthread_mutex_t mu;
     int64_t data_version;
-    bool wrote;
-    int64_t next_expiry; /* wall ms of the earliest expiry seen; 0 = none */
+    uint64_t epoch;      /* changes seen so far (see above) */
+    int64_t next_expiry; /* wall ms of the earliest expiry read; 0 = none */
 } regsq;
 
 static const char schema[] =
@@ -57,6 +60,7 @@ static int rs_open(void **impl, sli_url *u)
     regsq *s = calloc(1, sizeof *s);
     if (!s)
         return sli_err(SL_ENOMEM, "registry: out of memory");
+    s->epoch = 1; /* a watch starts at 0: its first look reads */
     rc = sqlite3_open_v2(path, &s->db,
                          SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc == SQLITE_OK) {
@@ -106,7 +110,7 @@ static int exec1(regsq *s, const char *sql, const char *types, ...)
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE)
         return sq_fail(s, rc, "write");
-    s->wrote = true;
+    s->epoch++;
     return 0;
 }
 
@@ -192,7 +196,9 @@ static int rs_get(void *impl, const char *service, sli_reg_rec **out, size_t *n)
     else if (err)
         err = sli_err(err, "registry: out of memory");
     sqlite3_finalize(st);
-    s->next_expiry = next;
+    /* a read of one service keeps an earlier expiry of the others */
+    if (!service || !s->next_expiry || (next && next < s->next_expiry))
+        s->next_expiry = next;
     pthread_mutex_unlock(&s->mu);
     if (err) {
         sli_reg_recs_free(recs, cnt);
@@ -203,25 +209,30 @@ static int rs_get(void *impl, const char *service, sli_reg_rec **out, size_t *n)
     return 0;
 }
 
-static bool rs_changed(void *impl)
+static bool rs_changed(void *impl, uint64_t *seen)
 {
     regsq *s = impl;
-    bool changed = false;
     pthread_mutex_lock(&s->mu);
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(s->db, "PRAGMA data_version", -1, &st, NULL) == SQLITE_OK) {
         if (sqlite3_step(st) == SQLITE_ROW) {
             int64_t v = sqlite3_column_int64(st, 0);
-            changed = v != s->data_version;
+            if (v != s->data_version)
+                s->epoch++;
             s->data_version = v;
+        } else {
+            s->epoch++; /* cannot tell: look */
         }
         sqlite3_finalize(st);
     } else {
-        changed = true;
+        s->epoch++;
     }
-    if (s->wrote || (s->next_expiry && sli_wall_ms() >= s->next_expiry))
-        changed = true;
-    s->wrote = false;
+    if (s->next_expiry && sli_wall_ms() >= s->next_expiry) {
+        s->epoch++;
+        s->next_expiry = 0; /* the watches' reads find the next one */
+    }
+    bool changed = s->epoch != *seen;
+    *seen = s->epoch;
     pthread_mutex_unlock(&s->mu);
     return changed;
 }
