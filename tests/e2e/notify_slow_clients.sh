@@ -8,7 +8,9 @@
 #  - a chunked body past web.max_body is not read to its end: cut at twice
 #    the limit (a body a little over it still gets its 413, notify_api);
 #  - event streams whose client went away are noticed at once (not at the
-#    15 s ping): sluice_sse_clients drops within 8 s.
+#    15 s ping): sluice_sse_clients drops within 8 s;
+#  - an event stream whose client stopped reading is ended once 256 KiB of
+#    its events wait (the socket is shut, so libmicrohttpd lets it go).
 # Every wait is bounded; counts, not speed, are asserted.
 source "$(dirname "$0")/lib/notify.bash"
 PY=/usr/bin/python3
@@ -55,5 +57,10 @@ check "5 streams open" wait_until 20 metric_is sluice_sse_clients 5
 for p in "${pids[@]}"; do kill -9 "$p"; wait "$p" 2>/dev/null; done
 check "closed streams noticed within 8 s, not at the 15 s ping" wait_until 8 metric_is sluice_sse_clients 0
 check "streams had their hello" grep -q '^event: hello' "$WORK/sse-1.out"
+
+# ---- an event stream that is not read: ended once its buffer is full ----
+out=$($PY "$SLOW" sse-stall "$HOST" "$PORT" 4242 2000 15)
+check "an unread event stream is ended ($out)" closed_within "$out" 15
+check "the unread stream's notices are all stored" wait_until 20 count_is 4242 2000
 
 finish

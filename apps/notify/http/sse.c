@@ -16,7 +16,10 @@
  * The hub mutex guards the client list and every buffer;
  * suspend happens under it, and resume only for a client marked suspended,
  * so a wake-up is never lost. A client whose buffer passes 256 KiB (a
- * reader that stopped reading) is ended.
+ * reader that stopped reading) is ended: its socket is shut down, which
+ * fails libmicrohttpd's next write so that it lets the connection go (the
+ * end-of-stream that an empty buffer gives never comes for a reader whose
+ * buffer never empties, and streams have no idle or write timeout).
  */
 #include <fcntl.h>
 #include <pthread.h>
@@ -26,6 +29,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -77,6 +81,8 @@ static void append(client *c, const char *s, size_t n)
         return;
     if (c->len + n > SSE_MAX_BUF) {
         c->closed = true;
+        if (c->wfd >= 0)
+            shutdown(c->wfd, SHUT_RDWR);
         return;
     }
     if (c->len + n > c->cap) {

@@ -10,9 +10,15 @@ bound); every wait is bounded.
                                  nothing read until /metrics counts a write
                                  timeout (at most BOUND s), then read all
   chunked HOST PORT CHUNKS       a chunked POST of CHUNKS x 4000 bytes, never ended
+  sse-stall HOST PORT UID N BOUND  an event stream of UID with a tiny receive
+                                 buffer, never read, then N notices of ~3 KB
+                                 events to UID; closed_after counts from the
+                                 last post until /metrics shows no stream
 """
+import json
 import socket
 import sys
+import threading
 import time
 import urllib.request
 
@@ -49,6 +55,34 @@ def write_timeouts(host, port):
     except OSError:
         pass
     return 0
+
+
+def metric(host, port, name):
+    try:
+        with urllib.request.urlopen("http://%s:%d/metrics" % (host, port), timeout=10) as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith(name + " "):
+                    return int(float(line.split()[1]))
+    except OSError:
+        pass
+    return -1
+
+
+def post_notices(host, port, uid, n, threads=8):
+    body = json.dumps({"uid": uid, "type": 1, "data": "\u0001" * 500}).encode()  # 3 KB escaped
+
+    def run(k):
+        for _ in range(k):
+            req = urllib.request.Request("http://%s:%d/api/msg/product" % (host, port), data=body,
+                                         headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=30) as r:
+                r.read()
+
+    ts = [threading.Thread(target=run, args=(n // threads,)) for _ in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
 
 
 def trickle(s, pieces, bound):
@@ -110,6 +144,22 @@ def main():
         body = b"uid=41&type=1&data=" + b"z" * 3981
         pieces = [b"%x\r\n" % len(body) + body + b"\r\n"] * chunks
         print("closed_after=%.1f answers=0" % trickle(s, pieces, chunks * 0.5 + 5))
+    elif mode == "sse-stall":
+        uid, n, bound = int(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6])
+        s = connect(host, port, rcvbuf=4096)
+        s.sendall(b"GET /api/msg/stream?uid=%d HTTP/1.1\r\nHost: x\r\n\r\n" % uid)
+        t0 = time.time()
+        while metric(host, port, "sluice_sse_clients") < 1 and time.time() - t0 < 10:
+            time.sleep(0.1)
+        post_notices(host, port, uid, n)
+        t0, after = time.time(), -1
+        while time.time() - t0 < bound:
+            if metric(host, port, "sluice_sse_clients") == 0:
+                after = time.time() - t0
+                break
+            time.sleep(0.25)
+        print("closed_after=%.1f answers=0" % after)
+        s.close()
     else:
         sys.exit("unknown mode " + mode)
 
