@@ -101,6 +101,18 @@ check "admin preflight from a foreign page: no CORS grant" [ -z "$(grep -i '^Acc
 H=$(hdrs -H 'Origin: null' "${URL%/}/api/admin/failed")
 check "admin route from Origin null: 403" matches "$H" '^HTTP/1.1 403'
 CASE="admin route without Origin (curl, the CLI)"; call GET /api/admin/failed; expect 200 10000
+# DNS rebinding: a page whose name now resolves to 127.0.0.1 is its own
+# origin and comes from loopback, but names its own host
+HP=${URL#http://}; HP=${HP%%/*}; PORT=${HP##*:}
+CASE="rebound page retries"
+call POST /api/admin/failed/retry -H "Host: evil.example:$PORT" -H "Origin: http://evil.example:$PORT" -d 'all=true'
+expect 401 10001 "named as localhost"
+H=$(hdrs -H "Host: evil.example:$PORT" "${URL%/}/api/admin/failed")
+check "admin route for a foreign Host: 401" matches "$H" '^HTTP/1.1 401'
+for h in "localhost:$PORT" "127.0.0.1:$PORT" "[::1]:$PORT" localhost; do
+  H=$(hdrs -H "Host: $h" "${URL%/}/api/admin/failed")
+  check "admin route for Host $h: 200" matches "$H" '^HTTP/1.1 200'
+done
 H=$(hdrs -H 'Origin: http://evil.example' "${URL%/}/api/msg/list?uid=1")
 check "user routes keep CORS for any page" grep -qi '^Access-Control-Allow-Origin: \*' <<<"$H"
 H=$(hdrs -H 'Origin: https://ops.example' "${URL%/}/api/admin/failed")

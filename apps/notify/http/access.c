@@ -3,7 +3,10 @@
  *
  * auth.mode off (the original had no auth, and the shipped config keeps
  * it): every user route answers anyone, admin routes answer loopback only,
- * or X-Admin-Token when web.admin_token is set.
+ * or X-Admin-Token when web.admin_token is set. "Loopback" is the peer's
+ * address and the Host it named: a web page whose name rebinds to
+ * 127.0.0.1 (DNS rebinding) reaches the server from loopback, as its own
+ * origin, but names its own host.
  *
  * auth.mode tokens: every route but /healthz, /metrics and the page needs a
  * JWT (sl_auth) as "Authorization: Bearer <token>"; the event stream also
@@ -21,6 +24,7 @@
  * the token before the route runs (nf_access_begin); the route checks the
  * uid once it has parsed it (nf_access_allow).
  */
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +55,37 @@ static bool admin_header_ok(nf_req *q)
     const char *want = q->app->cfg.admin_token;
     const char *got = MHD_lookup_connection_value(q->conn, MHD_HEADER_KIND, "X-Admin-Token");
     return want[0] && got && const_equal(got, want);
+}
+
+/* Host names the server by a loopback name or address (with or without a
+ * port): localhost, 127.x.x.x, [::1]. No Host (HTTP/1.0, never a browser)
+ * counts as loopback. */
+static bool host_is_loopback(const char *host)
+{
+    if (!host)
+        return true;
+    char name[64];
+    const char *end;
+    if (*host == '[') {
+        end = strchr(++host, ']');
+        if (!end || (end[1] && end[1] != ':'))
+            return false;
+    } else {
+        end = strchr(host, ':');
+        end = end ? end : host + strlen(host);
+    }
+    size_t n = (size_t)(end - host);
+    if (n == 0 || n >= sizeof name)
+        return false;
+    memcpy(name, host, n);
+    name[n] = '\0';
+    if (!strcasecmp(name, "localhost") || !strcasecmp(name, "localhost."))
+        return true;
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (inet_pton(AF_INET, name, &a4) == 1)
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    return inet_pton(AF_INET6, name, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
 }
 
 static bool has_scope(const sl_account *a, const char *scope)
@@ -93,11 +128,15 @@ int nf_access_begin(nf_req *q, nf_resp *r, const nf_route *route)
         return 0;
     if (!tokens_on(q->app)) {
         if (route->access != NF_ACCESS_ADMIN || admin_header_ok(q) ||
-            (!q->app->cfg.admin_token[0] && nf_peer_is_loopback(q->conn)))
+            (!q->app->cfg.admin_token[0] && nf_peer_is_loopback(q->conn) &&
+             host_is_loopback(
+                 MHD_lookup_connection_value(q->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST))))
             return 0;
         nf_resp_fail(r, 401,
-                     q->app->cfg.admin_token[0] ? "X-Admin-Token is missing or wrong"
-                                                : "admin routes answer loopback only");
+                     q->app->cfg.admin_token[0]
+                         ? "X-Admin-Token is missing or wrong"
+                         : "admin routes answer loopback only, named as localhost, 127.0.0.1 "
+                           "or [::1] (or set web.admin_token)");
         return -1;
     }
     bool bad;
