@@ -117,6 +117,13 @@ CASE="list missing uid"; call GET '/api/msg/list'; expect 400 10001 uid
 CASE="list size over 100"; call GET '/api/msg/list?uid=1&size=101'; expect 400 10001 size
 CASE="list bad page"; call GET '/api/msg/list?uid=1&page=0'; expect 400 10001 page
 CASE="info bad uid"; call GET '/api/user/info?uid=1x'; expect 400 10001 uid
+CASE="query value not UTF-8"; call POST '/api/msg/product?time=2020-01-01%2000:00:0%ff' -d 'uid=1&type=1&data=x'
+expect 400 10001 "time is not valid UTF-8"
+CASE="list page not UTF-8"; call GET '/api/msg/list?uid=1&page=%ff'; expect 400 10001 "page is not valid UTF-8"
+CASE="a Content-Type without a body"; call GET '/api/msg/list?uid=1' -H 'Content-Type: application/json'
+expect 200 10000
+CASE="a text Content-Type without a body"; call POST '/api/msg/read?uid=1&all=true' -H 'Content-Type: text/plain'
+expect 200 10000
 head -c 70000 /dev/zero | tr '\0' a > "$WORK/big"
 CASE="body over 64 KiB"; call POST /api/msg/product -H 'Content-Type: application/x-www-form-urlencoded' --data-binary @"$WORK/big"; expect 413 10001
 CASE="chunked body over 64 KiB"; call POST /api/msg/product -H 'Transfer-Encoding: chunked' -H 'Content-Type: application/x-www-form-urlencoded' --data-binary @"$WORK/big"; expect 413 10001

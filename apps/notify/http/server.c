@@ -290,7 +290,8 @@ static enum MHD_Result form_iter(void *cls, enum MHD_ValueKind kind, const char 
 
 typedef struct query_acc {
     json_t *params;
-    char bad_key[64]; /* first argument holding a NUL byte, "" when none */
+    char bad_key[64];  /* first argument holding a NUL byte, "" when none */
+    char bad_utf8[64]; /* first argument whose value is not UTF-8, "" when none */
 } query_acc;
 
 static enum MHD_Result query_iter(void *cls, enum MHD_ValueKind kind, const char *key,
@@ -309,6 +310,8 @@ static enum MHD_Result query_iter(void *cls, enum MHD_ValueKind kind, const char
         json_t *s = json_stringn(value ? value : "", value ? value_size : 0);
         if (s)
             json_object_set_new(a->params, key, s);
+        else if (!a->bad_utf8[0]) /* refused, never taken as absent */
+            snprintf(a->bad_utf8, sizeof a->bad_utf8, "%s", key);
     }
     return MHD_YES;
 }
@@ -324,11 +327,11 @@ static bool is_json_type(const char *ct)
 /* Parse the body into params by content type; fills r and returns -1 on error. */
 static int parse_body(struct MHD_Connection *conn, conn_ctx *cc, json_t *params, nf_resp *r)
 {
+    if (cc->len == 0) /* nothing to parse, whatever the type says (clients send a default) */
+        return 0;
     const char *ct =
         MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
     if (!ct || !*ct) {
-        if (cc->len == 0)
-            return 0;
         nf_resp_fail(r, 400,
                      "Content-Type is required with a body (application/json or "
                      "application/x-www-form-urlencoded)");
@@ -361,8 +364,6 @@ static int parse_body(struct MHD_Connection *conn, conn_ctx *cc, json_t *params,
                      ct);
         return -1;
     }
-    if (cc->len == 0)
-        return 0;
     form_acc a = {.params = params};
     /* The processor's buffer holds a key (urlencoded) or a part's headers
      * (multipart). No key is longer than the body, so a short urlencoded
@@ -524,6 +525,8 @@ static enum MHD_Result answer(nf_server *s, struct MHD_Connection *conn, const c
         MHD_get_connection_values_n(conn, MHD_GET_ARGUMENT_KIND, query_iter, &qa);
         if (qa.bad_key[0])
             nf_resp_fail(&r, 400, "%s must not contain a NUL character", qa.bad_key);
+        else if (qa.bad_utf8[0])
+            nf_resp_fail(&r, 400, "%s is not valid UTF-8", qa.bad_utf8);
         else if (nf_cors_guard(&q, &r) == 0 && nf_access_begin(&q, &r, route) == 0)
             route->fn(&q, &r);
     }
