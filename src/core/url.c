@@ -351,8 +351,11 @@ int sli_url_opt_ms(sli_url *u, const char *key, int64_t def, int64_t *out)
         mul = 3600000;
     else
         return sli_err(SL_EBADOPT, "option %s=%s: unknown unit '%s' (ms, s, m, h)", key, v, end);
-    if (errno || x > (unsigned long long)(INT64_MAX / 3600000))
-        return sli_err(SL_EBADOPT, "option %s=%s: too large", key, v);
+    /* bounded as milliseconds, not as a count: a deadline is now + it, and
+       some are doubled, all in int64_t */
+    const unsigned long long max_ms = 100ULL * 365 * 24 * 3600 * 1000;
+    if (errno || x > max_ms / (unsigned long long)mul)
+        return sli_err(SL_EBADOPT, "option %s=%s: too large (at most 100 years)", key, v);
     *out = (int64_t)x * mul;
     return 0;
 }

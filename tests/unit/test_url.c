@@ -207,7 +207,7 @@ static void typed_getters_read_and_validate_options(void **state)
     sli_url *u =
         parse_ok("x://h?b1=true&b2=0&b3=yes&b4=off&bad=maybe&n=42&big=18446744073709551615"
                  "&neg=-1&nn=12x&d1=250ms&d2=30s&d3=5m&d4=1h&d5=77&d6=3d&d7=&e=normal&e2=fast"
-                 "&over=99999999999999999h");
+                 "&over=99999999999999999h&hours=2562047788015h&years=876001h&century=876000h");
     bool b;
     assert_int_equal(sli_url_opt_bool(u, "b1", false, &b), 0);
     assert_true(b);
@@ -252,6 +252,13 @@ static void typed_getters_read_and_validate_options(void **state)
     assert_non_null(strstr(sl_errmsg(), "unit"));
     assert_int_equal(sli_url_opt_ms(u, "d7", 0, &ms), SL_EBADOPT);
     assert_int_equal(sli_url_opt_ms(u, "over", 0, &ms), SL_EBADOPT);
+    /* bounded as milliseconds (100 years), not as a count: now + it and
+       twice it stay within int64_t */
+    assert_int_equal(sli_url_opt_ms(u, "hours", 0, &ms), SL_EBADOPT);
+    assert_non_null(strstr(sl_errmsg(), "too large"));
+    assert_int_equal(sli_url_opt_ms(u, "years", 0, &ms), SL_EBADOPT);
+    assert_int_equal(sli_url_opt_ms(u, "century", 0, &ms), 0);
+    assert_true(ms == 876000LL * 3600000);
 
     int e;
     assert_int_equal(sli_url_opt_enum(u, "e", "full|normal|off", 0, &e), 0);

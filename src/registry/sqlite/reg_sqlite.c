@@ -14,6 +14,7 @@
  * so every watch of one handle sees each change (one shared "changed
  * since the last call" flag went to whichever watch asked first).
  */
+#include <limits.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdarg.h>
@@ -64,7 +65,7 @@ static int rs_open(void **impl, sli_url *u)
     rc = sqlite3_open_v2(path, &s->db,
                          SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc == SQLITE_OK) {
-        sqlite3_busy_timeout(s->db, (int)busy);
+        sqlite3_busy_timeout(s->db, busy > INT_MAX ? INT_MAX : (int)busy);
         rc = sqlite3_exec(s->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", NULL, NULL,
                           NULL);
     }

@@ -11,6 +11,7 @@
  * URL: sqlite:///abs/path.db or sqlite://./rel/path.db, options
  * ?sync=off|normal|full (default normal) and ?busy_timeout=5s.
  */
+#include <limits.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -71,7 +72,7 @@ static int s_setup(sqstore *s, int sync, int64_t busy_ms)
 {
     static const char *const syncs[] = {"OFF", "NORMAL", "FULL"};
     char sql[512];
-    sqlite3_busy_timeout(s->db, (int)busy_ms);
+    sqlite3_busy_timeout(s->db, busy_ms > INT_MAX ? INT_MAX : (int)busy_ms);
     snprintf(sql, sizeof sql,
              "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s;"
              "CREATE TABLE IF NOT EXISTS sl_store(db TEXT NOT NULL, tbl TEXT NOT NULL,"

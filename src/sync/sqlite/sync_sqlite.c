@@ -11,6 +11,7 @@
  *
  * URL: sqlite:///abs/path.db or sqlite://./rel.db, ?busy_timeout=10s.
  */
+#include <limits.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -88,7 +89,7 @@ static int q_open(void **impl, sli_url *u)
         q_close(s);
         return rc;
     }
-    sqlite3_busy_timeout(s->db, (int)busy);
+    sqlite3_busy_timeout(s->db, busy > INT_MAX ? INT_MAX : (int)busy);
     if (sqlite3_exec(s->db,
                      "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
                      "CREATE TABLE IF NOT EXISTS sl_locks(name TEXT PRIMARY KEY,"
