@@ -429,6 +429,14 @@ static void options_are_checked(void **state)
     sl_publisher *p2;
     snprintf(u, sizeof u, "sqlite://%s?sync=full", path);
     assert_int_equal(sl_publisher_open(&p2, u), SL_EBADOPT); /* conflicts with the open one */
+    snprintf(u, sizeof u, "sqlite://%s?poll=9ms", path);
+    assert_int_equal(sl_publisher_open(&p2, u), SL_EBADOPT);
+    assert_non_null(strstr(sl_errmsg(), "busy_timeout/poll"));
+    snprintf(u, sizeof u, "sqlite://%s?busy_timeout=1s", path);
+    assert_int_equal(sl_publisher_open(&p2, u), SL_EBADOPT);
+    snprintf(u, sizeof u, "sqlite://%s?poll=2ms", path); /* the same: fine */
+    assert_int_equal(sl_publisher_open(&p2, u), 0);
+    assert_int_equal(sl_publisher_close(p2), 0);
     assert_int_equal(sl_publisher_close(p), 0);
 }
 

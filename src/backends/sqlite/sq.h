@@ -140,11 +140,11 @@ struct sq_req {
 
 /* Database-wide options: fixed by the first opener of a file in a process. */
 typedef struct sq_dbopts {
-    int sync;             /* 0 full, 1 normal, 2 off */
-    int64_t retention_ms; /* 0: delete once every group acked */
-    int64_t busy_ms;      /* give up on a locked file after this long */
-    int64_t poll_ms;      /* slowest cross-process change poll */
-    bool sync_set, retention_set;
+    int sync;                                         /* 0 full, 1 normal, 2 off */
+    int64_t retention_ms;                             /* 0: delete once every group acked */
+    int64_t busy_ms;                                  /* give up on a locked file after this long */
+    int64_t poll_ms;                                  /* slowest cross-process change poll */
+    bool sync_set, retention_set, busy_set, poll_set; /* given in the URL */
 } sq_dbopts;
 
 struct sq_db {

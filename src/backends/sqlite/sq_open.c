@@ -234,6 +234,8 @@ static int parse_opts(sli_url *u, sq_dbopts *o)
     int rc;
     o->sync_set = sli_url_opt(u, "sync") != NULL;
     o->retention_set = sli_url_opt(u, "retention") != NULL;
+    o->busy_set = sli_url_opt(u, "busy_timeout") != NULL;
+    o->poll_set = sli_url_opt(u, "poll") != NULL;
     if ((rc = sli_url_opt_enum(u, "sync", "full|normal|off", 0, &o->sync)))
         return rc;
     const char *ret = sli_url_opt(u, "retention");
@@ -279,11 +281,15 @@ static int find_or_open(char *path, const sq_dbopts *o, sq_db **out)
         if (strcmp(d->path, real) != 0)
             continue;
         free(real);
+        /* the file's connection and writer are shared: a later opener
+           cannot have options of its own, and is told so */
         if ((o->sync_set && o->sync != d->o.sync) ||
-            (o->retention_set && o->retention_ms != d->o.retention_ms))
+            (o->retention_set && o->retention_ms != d->o.retention_ms) ||
+            (o->busy_set && o->busy_ms != d->o.busy_ms) ||
+            (o->poll_set && o->poll_ms != d->o.poll_ms))
             return sli_err(SL_EBADOPT,
                            "sqlite: %s is already open in this process with other "
-                           "sync/retention options",
+                           "sync/retention/busy_timeout/poll options",
                            d->path);
         atomic_fetch_add(&d->refs, 1);
         *out = d;
