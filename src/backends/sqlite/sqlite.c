@@ -208,10 +208,16 @@ static int sq_subscribe(void *impl, const char *topic, const sl_subscribe_opts *
 
 static void sq_hook(sl_msg *m, sli_msg_event ev, unsigned delay_ms, void *ctx)
 {
-    (void)m;
     sq_dlv *dv = ctx;
     sq_sub *s = dv->s;
     if (ev == SLI_MSG_EV_FREE) {
+        if (sl_msg_state(m) == SL_MSG_PENDING) {
+            /* dropped unsettled: its lease runs out at ack_deadline and it is
+               redelivered then; its room in the prefetch is free now (kept,
+               a prefetch of 1 stopped the subscription for good) */
+            atomic_fetch_sub(&s->out, 1);
+            sq_wake(s->db, s->tid);
+        }
         free(dv);
         sub_unref(s);
         return;
