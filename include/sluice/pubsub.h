@@ -12,7 +12,11 @@
  *   sl_next(s, &got, 1000); ... sl_msg_ack(got); sl_msg_unref(got);
  *
  * Delivery is at-least-once: a message that is nacked, or not acked when its
- * subscription closes, is delivered again (to the same group).
+ * subscription closes, is delivered again (to the same group). A delivery
+ * whose last reference goes without an ack or a nack frees its room in the
+ * prefetch window and comes back too: at once on mem:// (as a nack), after
+ * its ack_deadline where the backend has one (sqlite://, postgres://,
+ * mysql://).
  *
  * Threads: every function may be called from any thread. A close may run
  * while other threads are blocked in calls on the same handle; those calls

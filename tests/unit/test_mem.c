@@ -205,6 +205,28 @@ static void prefetch_window_holds_next_until_ack(void **state)
     env_close(&e);
 }
 
+/* A delivery dropped without ack or nack goes back to its group at once:
+ * with a prefetch of 1 the subscription goes on (it held its room until
+ * the subscription closed). */
+static void dropped_delivery_is_given_back_at_once(void **state)
+{
+    (void)state;
+    env e;
+    env_open(&e, NULL, NULL);
+    sl_subscription *s = subscribe(e.sub, e.topic, "g", 1);
+    pub1(e.p, e.topic, "first");
+    pub1(e.p, e.topic, "second");
+    sl_msg_unref(take(s));
+    sl_msg *m = take(s);
+    expect_text(m, "first");
+    assert_int_equal(sl_msg_deliveries(m), 2);
+    sl_msg_ack(m);
+    sl_msg_unref(m);
+    take_expect_ack(s, "second");
+    expect_none(s, 50);
+    env_close(&e);
+}
+
 static void closing_subscription_hands_unacked_back_to_group(void **state)
 {
     (void)state;
@@ -221,17 +243,21 @@ static void closing_subscription_hands_unacked_back_to_group(void **state)
         held[i] = take(a);
     for (int i = 0; i < 10; i += 3) /* ack m00 m03 m06 m09 */
         sl_msg_ack(held[i]);
-    sl_msg_unref(held[1]); /* dropped without ack: still unacked */
-    held[1] = NULL;
+    sl_msg_unref(held[1]); /* dropped without ack or nack: given back at once, as a nack */
+    held[1] = take(a);
+    expect_text(held[1], "m01");
+    assert_int_equal(sl_msg_deliveries(held[1]), 2);
     assert_int_equal(sl_subscription_close(a), 0);
     /* acks after the close are harmless and do not count */
     assert_int_equal(sl_msg_ack(held[2]), 0);
     sl_subscription *b = subscribe(e.sub, e.topic, "g", 1);
-    const char *back[] = {"m01", "m02", "m04", "m05", "m07", "m08"};
+    /* handed back at the head, in the order they were taken: m01 last, as
+       it was taken again after its drop */
+    const char *back[] = {"m02", "m04", "m05", "m07", "m08", "m01"};
     for (int i = 0; i < 6; i++) {
         sl_msg *m = take(b);
-        expect_text(m, back[i]); /* handed back at the head, in order */
-        assert_int_equal(sl_msg_deliveries(m), 2);
+        expect_text(m, back[i]);
+        assert_int_equal(sl_msg_deliveries(m), i == 5 ? 3 : 2);
         sl_msg_ack(m);
         sl_msg_unref(m);
     }
@@ -600,6 +626,7 @@ int main(void)
         cmocka_unit_test(deliver_at_holds_a_message_until_its_time),
         cmocka_unit_test(malformed_deliver_at_publishes_nothing),
         cmocka_unit_test(prefetch_window_holds_next_until_ack),
+        cmocka_unit_test(dropped_delivery_is_given_back_at_once),
         cmocka_unit_test(closing_subscription_hands_unacked_back_to_group),
         cmocka_unit_test(persistent_bus_gives_late_subscribers_old_messages),
         cmocka_unit_test(nonblocking_publish_fails_with_eagain_and_publishes_nothing),
