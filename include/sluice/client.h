@@ -117,7 +117,10 @@ SL_API void sl_response_free(sl_response *r);
 SL_API int sl_client_stream(sl_client *c, const char *service, const char *endpoint,
                             const void *req, size_t len, const sl_call_opts *opts, sl_stream **out);
 /* The next message (malloc'd, NUL-terminated, free it): 0; SL_ECLOSED at
- * the end of the stream; SL_ETIMEDOUT; SL_EIO when the connection broke. */
+ * the end of the stream; SL_ETIMEDOUT; SL_EIO when the connection broke;
+ * when the server refused the call (an error status instead of a stream),
+ * the code sl_client_call returns for it (SL_EUNAUTH, SL_EDENIED, ...) with
+ * the server's detail in sl_errmsg(). */
 SL_API int sl_stream_next(sl_stream *s, char **msg, size_t *len, int timeout_ms);
 /* On a stream to a gRPC node (client streaming, bidirectional): send one
  * more message (req of sl_client_stream was the first, if any), and say

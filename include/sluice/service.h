@@ -26,7 +26,9 @@
  *   go-micro's JSON error {"id","code","detail","status"} with the matching
  *   HTTP status. Streaming endpoints answer with a chunked body: one message
  *   per line (application/x-ndjson), or Server-Sent Events when the request
- *   says Accept: text/event-stream.
+ *   says Accept: text/event-stream. Their 200 goes out with the first
+ *   message: a call refused before (by a wrapper or the handler) gets its
+ *   error status and error JSON; an error after it is the last message.
  *   Built in: Debug.Health ({"status":"ok"}), Debug.Stats (counters), and
  *   GET /metrics (Prometheus text: calls, errors and latency by endpoint).
  *

@@ -249,13 +249,25 @@ void sli_client_set_common(void *h, const char *addr, const void *req, size_t le
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http");
 }
 
+int sli_client_error(int status, const char *body, size_t len, const char *service,
+                     const char *addr, char *msg, size_t cap)
+{
+    json_t *e = body ? json_loadb(body, len, 0, NULL) : NULL;
+    const char *d = e ? json_string_value(json_object_get(e, "detail")) : NULL;
+    if (d)
+        snprintf(msg, cap, "%s at %s: %d %s", service, addr, status, d);
+    else
+        snprintf(msg, cap, "%s at %s: %d %.*s", service, addr, status, body ? (int)len : 0,
+                 body ? body : "");
+    json_decref(e);
+    return code_of_status(status);
+}
+
 static void error_detail(sl_response *r, const char *service, const char *addr)
 {
-    json_t *e = r->body ? json_loadb(r->body, r->len, 0, NULL) : NULL;
-    const char *d = e ? json_string_value(json_object_get(e, "detail")) : NULL;
-    sli_err(code_of_status(r->status), "%s at %s: %d %s", service, addr, r->status,
-            d ? d : (r->body ? r->body : ""));
-    json_decref(e);
+    char msg[1024];
+    int code = sli_client_error(r->status, r->body, r->len, service, addr, msg, sizeof msg);
+    sli_err(code, "%s", msg);
 }
 
 static int do_call(sl_client *c, const char *service, const char *endpoint, const void *req,

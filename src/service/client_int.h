@@ -47,6 +47,10 @@ sli_curl_pool *sli_client_pool(sl_client *c);
 /* client_call.c, shared with client_stream.c (void * = CURL *). */
 struct curl_slist *sli_client_headers(const char *service, const char *endpoint,
                                       const sl_call_opts *o, int64_t left_ms, bool stream, int *rc);
+/* The code of an error answer (the mapping of sl_client_call) and its message "<service> at
+ * <addr>: <status> <detail>" into msg (the detail of go-micro's error JSON, else the body). */
+int sli_client_error(int status, const char *body, size_t len, const char *service,
+                     const char *addr, char *msg, size_t cap);
 void sli_client_set_common(void *h, const char *addr, const void *req, size_t len,
                            struct curl_slist *hd, int64_t left_ms, char *url, size_t urlcap);
 

@@ -1,11 +1,14 @@
 /*
  * client_stream.c - calling a streaming endpoint: curl runs the request on
  * a thread of the stream, splitting the chunked NDJSON answer into
- * messages queued for sl_stream_next. Closing the stream aborts the
- * transfer (the server's next send fails) and joins the thread. Streams do
- * not retry once the server answered: a stream cannot be replayed.
+ * messages queued for sl_stream_next. An answer that is not 2xx is an
+ * error, not messages: its body is kept whole and sl_stream_next returns
+ * the code sl_client_call would. Closing the stream aborts the transfer
+ * (the server's next send fails) and joins the thread. Streams do not
+ * retry once the server answered: a stream cannot be replayed.
  */
 #include <curl/curl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,9 +36,11 @@ struct sl_stream {
     smsg *q;
     size_t qhead, qlen, qcap;
     bool ended, closing;
-    int result; /* 0 = clean end */
+    int result; /* 0 = clean end, else the SL_E* code sl_stream_next returns */
     long status;
-    void *grpc; /* a stream to a gRPC node (grpc/grpc_stream.c) instead of curl */
+    char service[256], node[300];
+    char errmsg[1024]; /* the detail of result */
+    void *grpc;       /* a stream to a gRPC node (grpc/grpc_stream.c) instead of curl */
 };
 
 static int push_line(sl_stream *s, const char *p, size_t n)
@@ -78,6 +83,12 @@ static size_t on_data(char *p, size_t sz, size_t n, void *ud)
     s->line = nl;
     memcpy(s->line + s->llen, p, len);
     s->llen += len;
+    if (!s->status)
+        curl_easy_getinfo(s->h, CURLINFO_RESPONSE_CODE, &s->status);
+    if (s->status < 200 || s->status >= 300) { /* an error's body: kept whole for stream_main */
+        pthread_mutex_unlock(&s->mu);
+        return len;
+    }
     size_t start = 0;
     for (size_t i = 0; i < s->llen; i++)
         if (s->line[i] == '\n') {
@@ -104,9 +115,16 @@ static void *stream_main(void *arg)
     curl_easy_getinfo(s->h, CURLINFO_RESPONSE_CODE, &status);
     pthread_mutex_lock(&s->mu);
     s->status = status;
-    s->result = cc == CURLE_OK && status >= 200 && status < 300 ? 0 : -1;
-    if (cc == CURLE_OK && status >= 300 && s->llen) /* an error answer without a final newline */
-        push_line(s, s->line, s->llen);
+    if (cc == CURLE_OK && status >= 200 && status < 300) {
+        s->result = 0;
+    } else if (cc == CURLE_OK) {
+        s->result = sli_client_error((int)status, s->line, s->llen, s->service, s->node, s->errmsg,
+                                     sizeof s->errmsg);
+    } else {
+        s->result = SL_EIO;
+        snprintf(s->errmsg, sizeof s->errmsg, "stream from %s at %s: broken (%s, HTTP status %ld)",
+                 s->service, s->node, curl_easy_strerror(cc), status);
+    }
     s->ended = true;
     pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
@@ -158,6 +176,8 @@ int sl_client_stream(sl_client *c, const char *service, const char *endpoint, co
     if (len)
         memcpy(s->req, req, len);
     s->reqlen = len;
+    snprintf(s->service, sizeof s->service, "%s", service);
+    snprintf(s->node, sizeof s->node, "%s", addrs[i]);
     int64_t timeout = opts->timeout_ms > 0 ? opts->timeout_ms : co->timeout_ms;
     s->hd = sli_client_headers(service, endpoint, opts, timeout, true, &rc);
     if (!s->hd)
@@ -219,7 +239,7 @@ int sl_stream_next(sl_stream *s, char **msg, size_t *len, int timeout_ms)
     } else if (s->result == 0) {
         rc = sli_err(SL_ECLOSED, "stream: ended");
     } else {
-        rc = sli_err(SL_EIO, "stream: broken (HTTP status %ld)", s->status);
+        rc = sli_err(s->result, "%s", s->errmsg);
     }
     pthread_mutex_unlock(&s->mu);
     return rc;

@@ -9,7 +9,9 @@
  * buffer without a copy. A streaming endpoint's handler runs on a thread of
  * its own, feeding a bounded queue (stream.c) that the chunked response
  * reads; when the client goes away the queue closes, the handler's next
- * send fails, and the response's free callback joins the thread.
+ * send fails, and the response's free callback joins the thread. The 200
+ * of a stream waits for the handler's first message: a call refused before
+ * (by a wrapper or the handler) is answered with its error status.
  */
 #include <arpa/inet.h>
 #include <microhttpd.h>
@@ -97,7 +99,9 @@ static void *stream_main(void *arg)
     stream_job *j = arg;
     sli_thread_name("sl-svc-stream");
     sli_svc_dispatch(&j->call);
-    if (j->call.status != 200 && j->call.reply) /* the error as the stream's last message */
+    /* after a first message the 200 went out: the error is the stream's last message;
+       before one, start_stream answers with the error itself */
+    if (j->call.status != 200 && j->call.reply && sli_stream_sent(j->st, false))
         sli_stream_send(j->st, j->call.reply, j->call.reply_len);
     sli_stream_done(j->st);
     atomic_fetch_sub(&j->call.svc->inflight, 1);
@@ -139,25 +143,36 @@ static enum MHD_Result start_stream(sl_service *s, struct MHD_Connection *conn, 
     }
     j->call.stream = j->st;
     memset(c, 0, sizeof *c); /* owned by the job now */
+    atomic_fetch_add(&s->inflight, 1);
+    if (pthread_create(&j->t, NULL, stream_main, j) != 0) {
+        atomic_fetch_sub(&s->inflight, 1);
+        stream_free(j);
+        return answer_error(s, conn, 503, "cannot start the stream");
+    }
+    j->running = true;
+    /* The status goes with the first message: until the handler sends one or returns, a
+       wrapper or the handler may still refuse the call. This worker waits here as the
+       content reader waits for every later message. */
+    if (!sli_stream_sent(j->st, true) && j->call.status != 200) {
+        pthread_join(j->t, NULL); /* it has ended: the call is ours to read */
+        j->running = false;
+        char *e = j->call.reply;
+        j->call.reply = NULL;
+        enum MHD_Result ret =
+            e ? queue_buf(conn, j->call.status, e, j->call.reply_len, "application/json", &j->call)
+              : MHD_NO;
+        stream_free(j);
+        return ret;
+    }
     struct MHD_Response *r =
         MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_reader, j, stream_free);
     if (!r) {
-        sli_call_clear(&j->call);
-        sli_stream_free(j->st);
-        free(j);
+        stream_free(j);
         return MHD_NO;
     }
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
                             sse ? "text/event-stream" : "application/x-ndjson");
     MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
-    atomic_fetch_add(&s->inflight, 1);
-    if (pthread_create(&j->t, NULL, stream_main, j) != 0) {
-        atomic_fetch_sub(&s->inflight, 1);
-        sli_stream_done(j->st);
-        MHD_destroy_response(r); /* frees j */
-        return answer_error(s, conn, 503, "cannot start the stream");
-    }
-    j->running = true;
     enum MHD_Result ret = MHD_queue_response(conn, MHD_HTTP_OK, r);
     MHD_destroy_response(r);
     return ret;

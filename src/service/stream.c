@@ -4,7 +4,10 @@
  * transport's content reader). Each message is framed as one line of
  * NDJSON, or as a Server-Sent Event ("data: ...\n\n"). A sender blocks
  * while STREAM_MAX_QUEUED bytes wait; once the reader went away (client
- * disconnected, service stopping) sends fail with SL_ECLOSED.
+ * disconnected, service stopping) sends fail with SL_ECLOSED. The
+ * transport waits for the first message (sli_stream_sent) before it
+ * answers 200, so that a call refused before it sent anything gets its
+ * error status instead.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +22,7 @@ struct svc_stream {
     char *buf; /* framed bytes not yet read: buf[off .. len) */
     size_t off, len, cap;
     bool sse, done, closed;
+    bool sent; /* a message was queued */
 };
 
 svc_stream *sli_stream_new(sl_call *c, bool sse)
@@ -72,6 +76,8 @@ int sli_stream_send(svc_stream *st, const void *data, size_t len)
             rc = append(st, st->sse ? "\n\n" : "\n", st->sse ? 2 : 1);
         if (rc != 0)
             rc = sli_err(rc, "stream: out of memory");
+        else
+            st->sent = true;
         pthread_cond_broadcast(&st->cv);
     }
     pthread_mutex_unlock(&st->mu);
@@ -84,6 +90,16 @@ void sli_stream_done(svc_stream *st)
     st->done = true;
     pthread_cond_broadcast(&st->cv);
     pthread_mutex_unlock(&st->mu);
+}
+
+bool sli_stream_sent(svc_stream *st, bool wait)
+{
+    pthread_mutex_lock(&st->mu);
+    while (wait && !st->sent && !st->done)
+        pthread_cond_wait(&st->cv, &st->mu);
+    bool sent = st->sent;
+    pthread_mutex_unlock(&st->mu);
+    return sent;
 }
 
 size_t sli_stream_read(svc_stream *st, char *buf, size_t max, bool *end)

@@ -139,6 +139,8 @@ int sli_svc_parse_timeout(const char *v, int64_t *ms);
 svc_stream *sli_stream_new(sl_call *c, bool sse);
 int sli_stream_send(svc_stream *st, const void *data, size_t len);
 void sli_stream_done(svc_stream *st);
+/* Whether a message was sent; with wait, once one was or the stream is done. */
+bool sli_stream_sent(svc_stream *st, bool wait);
 /* Copy up to max bytes of what is queued into buf, waiting for some;
  * 0 = end of stream (done and drained, or closed). */
 size_t sli_stream_read(svc_stream *st, char *buf, size_t max, bool *end);

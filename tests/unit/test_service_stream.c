@@ -1,0 +1,188 @@
+/*
+ * test_service_stream.c - streaming calls over HTTP between sl_service and
+ * sl_client on loopback (by address, no registry): how a refused stream is
+ * answered, closing, and the client's limits on what it buffers.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "sluice/client.h"
+#include "sluice/service.h"
+#include "sluice/service_json.h"
+#include "testlib.h"
+
+static atomic_bool g_refused_ran; /* T.Refused's handler ran (it must not) */
+
+/* The wrapper refuses T.Refused before its handler runs, as an auth wrapper does. */
+static int refuse(sl_call *c, void *user)
+{
+    (void)user;
+    if (strcmp(sl_call_endpoint(c), "T.Refused") == 0) {
+        sl_call_error(c, 403, "not for you");
+        return SL_EDENIED;
+    }
+    return sl_call_next(c);
+}
+
+static int refused(sl_call *c, void *user)
+{
+    (void)user;
+    atomic_store(&g_refused_ran, true);
+    return sl_call_send(c, "{\"secret\":1}", 12);
+}
+
+static int denies(sl_call *c, void *user)
+{
+    (void)c, (void)user;
+    return SL_EDENIED; /* before sending anything: the call's answer is 403 */
+}
+
+static int empty(sl_call *c, void *user)
+{
+    (void)c, (void)user;
+    return 0;
+}
+
+static int one_then_fail(sl_call *c, void *user)
+{
+    (void)user;
+    int rc = sl_call_send(c, "{\"n\":1}", 7);
+    return rc ? rc : sl_call_error(c, 500, "broke after the first message");
+}
+
+static sl_service *start_service(void)
+{
+    sl_service_opts o;
+    sl_service_opts_init(&o);
+    o.name = "strm-test";
+    o.address = "127.0.0.1:0";
+    o.registry = "none";
+    o.drain_timeout_ms = 5000;
+    sl_service *s;
+    assert_int_equal(sl_service_new(&s, &o), 0);
+    assert_int_equal(sl_service_handle_stream(s, "T.Refused", refused, NULL), 0);
+    assert_int_equal(sl_service_handle_stream(s, "T.Denies", denies, NULL), 0);
+    assert_int_equal(sl_service_handle_stream(s, "T.Empty", empty, NULL), 0);
+    assert_int_equal(sl_service_handle_stream(s, "T.OneThenFail", one_then_fail, NULL), 0);
+    assert_int_equal(sl_service_wrap(s, refuse, NULL), 0);
+    assert_int_equal(sl_service_start(s), 0);
+    return s;
+}
+
+static sl_client *client(void)
+{
+    sl_client_opts o;
+    sl_client_opts_init(&o);
+    o.registry = "sqlite:///nonexistent-dir-for-tests/registry.db"; /* never used: by address */
+    o.retries = 0;
+    sl_client *c;
+    assert_int_equal(sl_client_new(&c, &o), 0);
+    return c;
+}
+
+static sl_stream *open_stream(sl_client *c, sl_service *s, const char *ep)
+{
+    sl_call_opts co;
+    sl_call_opts_init(&co);
+    co.address = sl_service_address(s);
+    sl_stream *st;
+    assert_int_equal(sl_client_stream(c, "strm-test", ep, "{}", 2, &co, &st), 0);
+    return st;
+}
+
+/* The HTTP status a raw POST of {} to /<path> is answered with (the body into body). */
+static int http_status(sl_service *s, const char *path, char *body, size_t cap)
+{
+    int port = atoi(strrchr(sl_service_address(s), ':') + 1);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    char req[256];
+    int n = snprintf(req, sizeof req,
+                     "POST /%s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     "Content-Length: 2\r\nConnection: close\r\n\r\n{}",
+                     path);
+    assert_int_equal(write(fd, req, (size_t)n), n);
+    char resp[4096];
+    size_t got = 0;
+    ssize_t r;
+    while (got < sizeof resp - 1 && (r = read(fd, resp + got, sizeof resp - 1 - got)) > 0)
+        got += (size_t)r;
+    close(fd);
+    resp[got] = 0;
+    int status = 0;
+    assert_int_equal(sscanf(resp, "HTTP/1.1 %d", &status), 1);
+    const char *b = strstr(resp, "\r\n\r\n");
+    snprintf(body, cap, "%s", b ? b + 4 : "");
+    return status;
+}
+
+static void a_stream_refused_before_its_first_message_is_answered_with_the_error(void **state)
+{
+    (void)state;
+    atomic_store(&g_refused_ran, false);
+    sl_service *s = start_service();
+    char body[1024];
+    /* on the wire: the error's status and go-micro's error JSON, not 200 */
+    assert_int_equal(http_status(s, "T/Refused", body, sizeof body), 403);
+    json_t *e = json_loads(body, 0, NULL);
+    assert_int_equal(json_integer_value(json_object_get(e, "code")), 403);
+    assert_string_equal(json_string_value(json_object_get(e, "detail")), "not for you");
+    json_decref(e);
+    assert_int_equal(http_status(s, "T/Denies", body, sizeof body), 403);
+    assert_int_equal(http_status(s, "T/Empty", body, sizeof body), 200);
+    assert_false(atomic_load(&g_refused_ran));
+
+    /* the client reports the code unary calls get, not the error as a message */
+    sl_client *c = client();
+    const char *eps[] = {"T.Refused", "T.Denies"};
+    for (int i = 0; i < 2; i++) {
+        sl_stream *st = open_stream(c, s, eps[i]);
+        char *m = NULL;
+        size_t n;
+        assert_int_equal(sl_stream_next(st, &m, &n, 5000), SL_EDENIED);
+        assert_null(m);
+        assert_non_null(strstr(sl_errmsg(), "403"));
+        assert_int_equal(sl_stream_next(st, &m, &n, 5000), SL_EDENIED); /* it stays */
+        sl_stream_close(st);
+    }
+    sl_stream *st = open_stream(c, s, "T.Nope"); /* 404 before any stream started */
+    char *m = NULL;
+    size_t n;
+    assert_int_equal(sl_stream_next(st, &m, &n, 5000), SL_ENOENT);
+    assert_null(m);
+    sl_stream_close(st);
+    st = open_stream(c, s, "T.Empty");
+    assert_int_equal(sl_stream_next(st, &m, &n, 5000), SL_ECLOSED);
+    sl_stream_close(st);
+    /* a stream that failed after its first message: 200 went out, the error is the last
+       message */
+    st = open_stream(c, s, "T.OneThenFail");
+    assert_int_equal(sl_stream_next(st, &m, &n, 5000), 0);
+    assert_string_equal(m, "{\"n\":1}");
+    free(m);
+    assert_int_equal(sl_stream_next(st, &m, &n, 5000), 0);
+    assert_non_null(strstr(m, "broke after the first message"));
+    free(m);
+    assert_int_equal(sl_stream_next(st, &m, &n, 5000), SL_ECLOSED);
+    sl_stream_close(st);
+    assert_false(atomic_load(&g_refused_ran));
+    sl_client_free(c);
+    sl_service_free(s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(a_stream_refused_before_its_first_message_is_answered_with_the_error),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
