@@ -3,9 +3,11 @@
  * a thread of the stream, splitting the chunked NDJSON answer into
  * messages queued for sl_stream_next. An answer that is not 2xx is an
  * error, not messages: its body is kept whole and sl_stream_next returns
- * the code sl_client_call would. Closing the stream aborts the transfer
- * (the server's next send fails) and joins the thread. Streams do not
- * retry once the server answered: a stream cannot be replayed.
+ * the code sl_client_call would. The thread drives the transfer through a
+ * multi handle of its own, so that closing the stream wakes it at once
+ * (curl_multi_wakeup) even while the server sends nothing: the transfer is
+ * aborted (the server's next send fails) and the thread joined. Streams do
+ * not retry once the server answered: a stream cannot be replayed.
  */
 #include <curl/curl.h>
 #include <stdio.h>
@@ -26,6 +28,7 @@ struct sl_stream {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     CURL *h;
+    CURLM *m; /* h's only transfer: curl_multi_wakeup interrupts its wait */
     struct curl_slist *hd;
     char *req;
     size_t reqlen;
@@ -40,7 +43,7 @@ struct sl_stream {
     long status;
     char service[256], node[300];
     char errmsg[1024]; /* the detail of result */
-    void *grpc;       /* a stream to a gRPC node (grpc/grpc_stream.c) instead of curl */
+    void *grpc;        /* a stream to a gRPC node (grpc/grpc_stream.c) instead of curl */
 };
 
 static int push_line(sl_stream *s, const char *p, size_t n)
@@ -106,11 +109,36 @@ static size_t on_data(char *p, size_t sz, size_t n, void *ud)
     return len;
 }
 
+/* What curl_easy_perform does, on s->m: sl_stream_close wakes the wait to stop it. */
+static CURLcode perform(sl_stream *s)
+{
+    int running = 1;
+    CURLMcode mc;
+    while ((mc = curl_multi_perform(s->m, &running)) == CURLM_OK && running) {
+        pthread_mutex_lock(&s->mu);
+        bool closing = s->closing;
+        pthread_mutex_unlock(&s->mu);
+        if (closing)
+            return CURLE_ABORTED_BY_CALLBACK;
+        if ((mc = curl_multi_poll(s->m, NULL, 0, 1000, NULL)) != CURLM_OK)
+            break;
+    }
+    if (mc != CURLM_OK)
+        return mc == CURLM_OUT_OF_MEMORY ? CURLE_OUT_OF_MEMORY : CURLE_RECV_ERROR;
+    CURLcode cc = CURLE_RECV_ERROR;
+    int left;
+    CURLMsg *msg;
+    while ((msg = curl_multi_info_read(s->m, &left)))
+        if (msg->msg == CURLMSG_DONE)
+            cc = msg->data.result;
+    return cc;
+}
+
 static void *stream_main(void *arg)
 {
     sl_stream *s = arg;
     sli_thread_name("sl-client-strm");
-    CURLcode cc = curl_easy_perform(s->h);
+    CURLcode cc = perform(s);
     long status = 0;
     curl_easy_getinfo(s->h, CURLINFO_RESPONSE_CODE, &status);
     pthread_mutex_lock(&s->mu);
@@ -169,7 +197,8 @@ int sl_client_stream(sl_client *c, const char *service, const char *endpoint, co
         goto done;
     }
 #endif
-    if (i < 0 || !s || !(s->h = curl_easy_init()) || (len && !(s->req = malloc(len)))) {
+    if (i < 0 || !s || !(s->h = curl_easy_init()) || !(s->m = curl_multi_init()) ||
+        (len && !(s->req = malloc(len)))) {
         rc = sli_err(SL_ENOMEM, "out of memory");
         goto fail;
     }
@@ -185,6 +214,10 @@ int sl_client_stream(sl_client *c, const char *service, const char *endpoint, co
     sli_client_set_common(s->h, addrs[i], s->req, s->reqlen, s->hd, timeout, s->url, sizeof s->url);
     curl_easy_setopt(s->h, CURLOPT_WRITEFUNCTION, on_data);
     curl_easy_setopt(s->h, CURLOPT_WRITEDATA, s);
+    if (curl_multi_add_handle(s->m, s->h) != CURLM_OK) {
+        rc = sli_err(SL_ENOMEM, "out of memory");
+        goto fail;
+    }
     pthread_mutex_init(&s->mu, NULL);
     sli_cond_init(&s->cv);
     if (pthread_create(&s->t, NULL, stream_main, s) != 0) {
@@ -198,6 +231,10 @@ int sl_client_stream(sl_client *c, const char *service, const char *endpoint, co
 fail:
     if (s) {
         curl_slist_free_all(s->hd);
+        if (s->m && s->h)
+            curl_multi_remove_handle(s->m, s->h);
+        if (s->m)
+            curl_multi_cleanup(s->m);
         if (s->h)
             curl_easy_cleanup(s->h);
         free(s->req);
@@ -282,12 +319,15 @@ void sl_stream_close(sl_stream *s)
     pthread_mutex_lock(&s->mu);
     s->closing = true;
     pthread_mutex_unlock(&s->mu);
-    pthread_join(s->t, NULL); /* on_data returns 0 from now: the transfer aborts */
+    curl_multi_wakeup(s->m); /* the thread sees closing now, not at the server's next send */
+    pthread_join(s->t, NULL);
     for (size_t i = s->qhead; i < s->qlen; i++)
         free(s->q[i].data);
     free(s->q);
     free(s->line);
     curl_slist_free_all(s->hd);
+    curl_multi_remove_handle(s->m, s->h);
+    curl_multi_cleanup(s->m);
     curl_easy_cleanup(s->h);
     free(s->req);
     pthread_mutex_destroy(&s->mu);

@@ -18,6 +18,7 @@
 #include "testlib.h"
 
 static atomic_bool g_refused_ran; /* T.Refused's handler ran (it must not) */
+static atomic_bool g_release;     /* lets T.Idle's handler end */
 
 /* The wrapper refuses T.Refused before its handler runs, as an auth wrapper does. */
 static int refuse(sl_call *c, void *user)
@@ -56,6 +57,15 @@ static int one_then_fail(sl_call *c, void *user)
     return rc ? rc : sl_call_error(c, 500, "broke after the first message");
 }
 
+static int idle(sl_call *c, void *user)
+{
+    (void)user;
+    int rc = sl_call_send(c, "{\"n\":1}", 7);
+    for (int i = 0; rc == 0 && i < 1000 && !atomic_load(&g_release); i++)
+        tl_sleep_ms(10); /* sends nothing for up to 10 s */
+    return rc ? rc : sl_call_send(c, "{\"n\":2}", 7);
+}
+
 static sl_service *start_service(void)
 {
     sl_service_opts o;
@@ -70,6 +80,7 @@ static sl_service *start_service(void)
     assert_int_equal(sl_service_handle_stream(s, "T.Denies", denies, NULL), 0);
     assert_int_equal(sl_service_handle_stream(s, "T.Empty", empty, NULL), 0);
     assert_int_equal(sl_service_handle_stream(s, "T.OneThenFail", one_then_fail, NULL), 0);
+    assert_int_equal(sl_service_handle_stream(s, "T.Idle", idle, NULL), 0);
     assert_int_equal(sl_service_wrap(s, refuse, NULL), 0);
     assert_int_equal(sl_service_start(s), 0);
     return s;
@@ -179,10 +190,32 @@ static void a_stream_refused_before_its_first_message_is_answered_with_the_error
     sl_service_free(s);
 }
 
+static void closing_a_stream_does_not_wait_for_the_server(void **state)
+{
+    (void)state;
+    atomic_store(&g_release, false);
+    sl_service *s = start_service();
+    sl_client *c = client();
+    sl_stream *st = open_stream(c, s, "T.Idle");
+    char *m;
+    size_t n;
+    assert_int_equal(sl_stream_next(st, &m, &n, 5000), 0);
+    free(m);
+    /* the server sends nothing now: close must not wait for it */
+    int64_t t0 = tl_now_ms();
+    sl_stream_close(st);
+    int64_t took = tl_now_ms() - t0;
+    atomic_store(&g_release, true);
+    assert_in_range(took, 0, 300);
+    sl_client_free(c);
+    sl_service_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(a_stream_refused_before_its_first_message_is_answered_with_the_error),
+        cmocka_unit_test(closing_a_stream_does_not_wait_for_the_server),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
