@@ -48,7 +48,8 @@ typedef struct sl_client_opts {
     int retries;          /* more nodes tried after a failure (default 3) */
     int64_t timeout_ms;   /* a call's whole time, every try included (default 5000) */
     int64_t backoff_ms;   /* pause before a retry, doubled each time (default 10) */
-    size_t max_response;  /* larger answers fail with SL_ETOOBIG (default 16 MiB) */
+    size_t max_response;  /* larger answers and stream messages fail with SL_ETOOBIG; a
+                             stream reads ahead about this much (default 16 MiB) */
     int64_t cache_ttl_ms; /* look nodes up again at least this often (default 30000) */
 } sl_client_opts;
 
@@ -111,6 +112,9 @@ SL_API const char *sl_response_node(const sl_response *r);
 SL_API void sl_response_free(sl_response *r);
 
 /* Call a streaming endpoint: *out yields the server's messages in order.
+ * Over HTTP, messages are read ahead up to about max_response bytes; then
+ * the stream stops reading until sl_stream_next has taken half of them
+ * (the server's sends wait meanwhile).
  * To a gRPC node, the open waits for a connection that is still being made
  * (or made again after a failed attempt) up to the call's timeout_ms, then
  * fails with SL_ETIMEDOUT. */
@@ -120,7 +124,8 @@ SL_API int sl_client_stream(sl_client *c, const char *service, const char *endpo
  * the end of the stream; SL_ETIMEDOUT; SL_EIO when the connection broke;
  * when the server refused the call (an error status instead of a stream),
  * the code sl_client_call returns for it (SL_EUNAUTH, SL_EDENIED, ...) with
- * the server's detail in sl_errmsg(). */
+ * the server's detail in sl_errmsg(); SL_ETOOBIG after a message over
+ * max_response (the stream ends there). */
 SL_API int sl_stream_next(sl_stream *s, char **msg, size_t *len, int timeout_ms);
 /* On a stream to a gRPC node (client streaming, bidirectional): send one
  * more message (req of sl_client_stream was the first, if any), and say

@@ -8,6 +8,13 @@
  * (curl_multi_wakeup) even while the server sends nothing: the transfer is
  * aborted (the server's next send fails) and the thread joined. Streams do
  * not retry once the server answered: a stream cannot be replayed.
+ *
+ * Bounds, both the client's max_response: a line (a message, or an error's
+ * body) over it fails the stream with SL_ETOOBIG; and once the messages
+ * queued unread cost that much (their bytes plus MSG_COST each), the
+ * transfer pauses (the write callback returns CURL_WRITEFUNC_PAUSE) until
+ * sl_stream_next has taken half of them: a reader that falls behind holds
+ * the server's sends back through TCP instead of buffering without end.
  */
 #include <curl/curl.h>
 #include <stdio.h>
@@ -18,6 +25,8 @@
 #ifdef SL_HAVE_SERVICE_GRPC
 #include "service/grpc/grpc_int.h"
 #endif
+
+#define MSG_COST 64 /* a queued message's overhead, counted against max_response */
 
 typedef struct smsg {
     char *data;
@@ -34,10 +43,15 @@ struct sl_stream {
     size_t reqlen;
     char url[400];
     pthread_t t;
-    char *line; /* partial line */
-    size_t llen;
+    char *line; /* partial line: holds no '\n' */
+    size_t llen, lcap;
     smsg *q;
     size_t qhead, qlen, qcap;
+    size_t max;    /* max_response */
+    size_t qbytes; /* cost of q[qhead .. qlen) */
+    bool paused;   /* on_data paused the transfer: the queue is full */
+    bool resume;   /* sl_stream_next asks the thread to unpause */
+    int failed;    /* SL_ETOOBIG or SL_ENOMEM from on_data, detail in errmsg */
     bool ended, closing;
     int result; /* 0 = clean end, else the SL_E* code sl_stream_next returns */
     long status;
@@ -46,27 +60,91 @@ struct sl_stream {
     void *grpc;        /* a stream to a gRPC node (grpc/grpc_stream.c) instead of curl */
 };
 
+static int stream_fail(sl_stream *s, int code)
+{
+    s->failed = code;
+    if (code == SL_ETOOBIG)
+        snprintf(s->errmsg, sizeof s->errmsg, "stream from %s at %s: a line over %zu bytes",
+                 s->service, s->node, s->max);
+    else
+        snprintf(s->errmsg, sizeof s->errmsg, "stream from %s at %s: out of memory", s->service,
+                 s->node);
+    return code;
+}
+
 static int push_line(sl_stream *s, const char *p, size_t n)
 {
+    if (n >= 6 && memcmp(p, "data: ", 6) == 0) /* Server-Sent Events */
+        p += 6, n -= 6;
     if (n && p[n - 1] == '\r')
         n--;
     if (n == 0)
         return 0;
+    if (n > s->max)
+        return stream_fail(s, SL_ETOOBIG);
+    if (s->qlen == s->qcap && s->qhead > 0) { /* reuse what the reader took */
+        memmove(s->q, s->q + s->qhead, (s->qlen - s->qhead) * sizeof *s->q);
+        s->qlen -= s->qhead;
+        s->qhead = 0;
+    }
     if (s->qlen == s->qcap) {
         size_t cap = s->qcap ? s->qcap * 2 : 16;
         smsg *nq = realloc(s->q, cap * sizeof *nq);
         if (!nq)
-            return -1;
+            return stream_fail(s, SL_ENOMEM);
         s->q = nq;
         s->qcap = cap;
     }
     char *d = malloc(n + 1);
     if (!d)
-        return -1;
+        return stream_fail(s, SL_ENOMEM);
     memcpy(d, p, n);
     d[n] = 0;
     s->q[s->qlen++] = (smsg){d, n};
+    s->qbytes += n + MSG_COST;
     return 0;
+}
+
+/* Add to the partial line, up to max bytes. */
+static int keep(sl_stream *s, const char *p, size_t n)
+{
+    if (n > s->max - s->llen)
+        return stream_fail(s, SL_ETOOBIG);
+    if (s->llen + n + 1 > s->lcap) {
+        size_t cap = s->lcap ? s->lcap : 1024;
+        while (cap < s->llen + n + 1)
+            cap *= 2;
+        char *nl = realloc(s->line, cap);
+        if (!nl)
+            return stream_fail(s, SL_ENOMEM);
+        s->line = nl;
+        s->lcap = cap;
+    }
+    memcpy(s->line + s->llen, p, n);
+    s->llen += n;
+    s->line[s->llen] = 0;
+    return 0;
+}
+
+/* Queue the lines that end in p[0 .. len), keep the rest: only the new bytes are scanned,
+   as the partial line holds no newline. */
+static int take_lines(sl_stream *s, const char *p, size_t len)
+{
+    const char *end = p + len, *nl;
+    while ((nl = memchr(p, '\n', (size_t)(end - p)))) {
+        size_t n = (size_t)(nl - p);
+        int rc;
+        if (s->llen == 0) {
+            rc = push_line(s, p, n);
+        } else if ((rc = keep(s, p, n)) == 0) { /* the line began in an earlier chunk */
+            rc = push_line(s, s->line, s->llen);
+            s->llen = 0;
+        }
+        if (rc != 0)
+            return rc;
+        p = nl + 1;
+    }
+    return keep(s, p, (size_t)(end - p));
 }
 
 static size_t on_data(char *p, size_t sz, size_t n, void *ud)
@@ -74,39 +152,23 @@ static size_t on_data(char *p, size_t sz, size_t n, void *ud)
     sl_stream *s = ud;
     size_t len = sz * n;
     pthread_mutex_lock(&s->mu);
-    if (s->closing) {
+    if (s->closing || s->failed) {
         pthread_mutex_unlock(&s->mu);
         return 0;
     }
-    char *nl = realloc(s->line, s->llen + len + 1);
-    if (!nl) {
-        pthread_mutex_unlock(&s->mu);
-        return 0;
-    }
-    s->line = nl;
-    memcpy(s->line + s->llen, p, len);
-    s->llen += len;
     if (!s->status)
         curl_easy_getinfo(s->h, CURLINFO_RESPONSE_CODE, &s->status);
-    if (s->status < 200 || s->status >= 300) { /* an error's body: kept whole for stream_main */
+    bool ok = s->status >= 200 && s->status < 300;
+    if (ok && s->qbytes >= s->max) { /* curl hands the same data again once unpaused */
+        s->paused = true;
         pthread_mutex_unlock(&s->mu);
-        return len;
+        return CURL_WRITEFUNC_PAUSE;
     }
-    size_t start = 0;
-    for (size_t i = 0; i < s->llen; i++)
-        if (s->line[i] == '\n') {
-            const char *l = s->line + start;
-            size_t ll = i - start;
-            if (ll >= 6 && memcmp(l, "data: ", 6) == 0) /* Server-Sent Events */
-                l += 6, ll -= 6;
-            push_line(s, l, ll);
-            start = i + 1;
-        }
-    memmove(s->line, s->line + start, s->llen - start);
-    s->llen -= start;
+    /* an error's body is kept whole for stream_main */
+    int rc = ok ? take_lines(s, p, len) : keep(s, p, len);
     pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
-    return len;
+    return rc == 0 ? len : 0;
 }
 
 /* What curl_easy_perform does, on s->m: sl_stream_close wakes the wait to stop it. */
@@ -116,10 +178,13 @@ static CURLcode perform(sl_stream *s)
     CURLMcode mc;
     while ((mc = curl_multi_perform(s->m, &running)) == CURLM_OK && running) {
         pthread_mutex_lock(&s->mu);
-        bool closing = s->closing;
+        bool closing = s->closing, resume = s->resume;
+        s->resume = false;
         pthread_mutex_unlock(&s->mu);
         if (closing)
             return CURLE_ABORTED_BY_CALLBACK;
+        if (resume) /* unlocked: curl may call on_data in there */
+            curl_easy_pause(s->h, CURLPAUSE_CONT);
         if ((mc = curl_multi_poll(s->m, NULL, 0, 1000, NULL)) != CURLM_OK)
             break;
     }
@@ -143,7 +208,9 @@ static void *stream_main(void *arg)
     curl_easy_getinfo(s->h, CURLINFO_RESPONSE_CODE, &status);
     pthread_mutex_lock(&s->mu);
     s->status = status;
-    if (cc == CURLE_OK && status >= 200 && status < 300) {
+    if (s->failed) {
+        s->result = s->failed;
+    } else if (cc == CURLE_OK && status >= 200 && status < 300) {
         s->result = 0;
     } else if (cc == CURLE_OK) {
         s->result = sli_client_error((int)status, s->line, s->llen, s->service, s->node, s->errmsg,
@@ -207,6 +274,7 @@ int sl_client_stream(sl_client *c, const char *service, const char *endpoint, co
     s->reqlen = len;
     snprintf(s->service, sizeof s->service, "%s", service);
     snprintf(s->node, sizeof s->node, "%s", addrs[i]);
+    s->max = co->max_response;
     int64_t timeout = opts->timeout_ms > 0 ? opts->timeout_ms : co->timeout_ms;
     s->hd = sli_client_headers(service, endpoint, opts, timeout, true, &rc);
     if (!s->hd)
@@ -267,18 +335,27 @@ int sl_stream_next(sl_stream *s, char **msg, size_t *len, int timeout_ms)
         }
     }
     int rc;
+    bool wake = false;
     if (s->qhead < s->qlen) {
         *msg = s->q[s->qhead].data;
         if (len)
             *len = s->q[s->qhead].len;
+        s->qbytes -= s->q[s->qhead].len + MSG_COST;
         s->qhead++;
         rc = 0;
+        if (s->paused && s->qbytes <= s->max / 2) { /* room again: the thread unpauses */
+            s->paused = false;
+            s->resume = true;
+            wake = true;
+        }
     } else if (s->result == 0) {
         rc = sli_err(SL_ECLOSED, "stream: ended");
     } else {
         rc = sli_err(s->result, "%s", s->errmsg);
     }
     pthread_mutex_unlock(&s->mu);
+    if (wake)
+        curl_multi_wakeup(s->m);
     return rc;
 }
 

@@ -19,6 +19,11 @@
 
 static atomic_bool g_refused_ran; /* T.Refused's handler ran (it must not) */
 static atomic_bool g_release;     /* lets T.Idle's handler end */
+static atomic_int g_flood_sent;   /* messages T.Flood sent so far */
+static atomic_bool g_flood_done;  /* T.Flood's handler returned */
+#define FLOOD_N 100000            /* T.Flood's messages: ~50 MB */
+#define BIG_LINE (100 * 1024)     /* T.Big's second message */
+#define CLIENT_MAX_RESPONSE (64 * 1024)
 
 /* The wrapper refuses T.Refused before its handler runs, as an auth wrapper does. */
 static int refuse(sl_call *c, void *user)
@@ -66,6 +71,36 @@ static int idle(sl_call *c, void *user)
     return rc ? rc : sl_call_send(c, "{\"n\":2}", 7);
 }
 
+static int big(sl_call *c, void *user)
+{
+    (void)user;
+    int rc = sl_call_send(c, "{\"n\":1}", 7);
+    char *m = malloc(BIG_LINE);
+    if (rc == 0 && m) {
+        memset(m, 'x', BIG_LINE);
+        m[0] = m[BIG_LINE - 1] = '"';
+        rc = sl_call_send(c, m, BIG_LINE);
+    }
+    free(m);
+    return rc;
+}
+
+static int flood(sl_call *c, void *user)
+{
+    (void)user;
+    char m[500];
+    memset(m, ' ', sizeof m);
+    int rc = 0;
+    for (int i = 0; rc == 0 && i < FLOOD_N; i++) {
+        int n = snprintf(m, sizeof m, "{\"i\":%d}", i);
+        m[n] = ' '; /* padded to 500 bytes */
+        if ((rc = sl_call_send(c, m, sizeof m)) == 0)
+            atomic_fetch_add(&g_flood_sent, 1);
+    }
+    atomic_store(&g_flood_done, true);
+    return rc;
+}
+
 static sl_service *start_service(void)
 {
     sl_service_opts o;
@@ -81,6 +116,8 @@ static sl_service *start_service(void)
     assert_int_equal(sl_service_handle_stream(s, "T.Empty", empty, NULL), 0);
     assert_int_equal(sl_service_handle_stream(s, "T.OneThenFail", one_then_fail, NULL), 0);
     assert_int_equal(sl_service_handle_stream(s, "T.Idle", idle, NULL), 0);
+    assert_int_equal(sl_service_handle_stream(s, "T.Big", big, NULL), 0);
+    assert_int_equal(sl_service_handle_stream(s, "T.Flood", flood, NULL), 0);
     assert_int_equal(sl_service_wrap(s, refuse, NULL), 0);
     assert_int_equal(sl_service_start(s), 0);
     return s;
@@ -92,6 +129,7 @@ static sl_client *client(void)
     sl_client_opts_init(&o);
     o.registry = "sqlite:///nonexistent-dir-for-tests/registry.db"; /* never used: by address */
     o.retries = 0;
+    o.max_response = CLIENT_MAX_RESPONSE;
     sl_client *c;
     assert_int_equal(sl_client_new(&c, &o), 0);
     return c;
@@ -211,11 +249,71 @@ static void closing_a_stream_does_not_wait_for_the_server(void **state)
     sl_service_free(s);
 }
 
+static void a_stream_line_over_max_response_fails_the_stream(void **state)
+{
+    (void)state;
+    sl_service *s = start_service();
+    sl_client *c = client();
+    sl_stream *st = open_stream(c, s, "T.Big");
+    char *m;
+    size_t n;
+    assert_int_equal(sl_stream_next(st, &m, &n, 5000), 0);
+    assert_string_equal(m, "{\"n\":1}");
+    free(m);
+    m = NULL;
+    assert_int_equal(sl_stream_next(st, &m, &n, 5000), SL_ETOOBIG);
+    assert_null(m);
+    assert_int_equal(sl_stream_next(st, &m, &n, 5000), SL_ETOOBIG);
+    sl_stream_close(st);
+    sl_client_free(c);
+    sl_service_free(s);
+}
+
+static void a_reader_that_falls_behind_holds_the_sender_back(void **state)
+{
+    (void)state;
+    atomic_store(&g_flood_sent, 0);
+    atomic_store(&g_flood_done, false);
+    sl_service *s = start_service();
+    sl_client *c = client();
+    sl_stream *st = open_stream(c, s, "T.Flood");
+    char *m;
+    size_t n;
+    assert_int_equal(sl_stream_next(st, &m, &n, 5000), 0);
+    free(m);
+    /* not reading: the client stops taking data, so the handler blocks once the
+       buffers between (the service's queue, the sockets') are full */
+    int last = -1;
+    for (int64_t end = tl_now_ms() + 20000; tl_now_ms() < end && !atomic_load(&g_flood_done);) {
+        int now = atomic_load(&g_flood_sent);
+        if (now == last)
+            break;
+        last = now;
+        tl_sleep_ms(500);
+    }
+    assert_false(atomic_load(&g_flood_done));
+    assert_in_range(atomic_load(&g_flood_sent), 1, FLOOD_N / 2);
+    /* reading on resumes the transfer, nothing lost or out of order */
+    for (int i = 1; i < 3000; i++) {
+        assert_int_equal(sl_stream_next(st, &m, &n, 5000), 0);
+        assert_int_equal(n, 500);
+        int got = -1;
+        assert_int_equal(sscanf(m, "{\"i\":%d}", &got), 1);
+        assert_int_equal(got, i);
+        free(m);
+    }
+    sl_stream_close(st);
+    sl_client_free(c);
+    sl_service_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(a_stream_refused_before_its_first_message_is_answered_with_the_error),
         cmocka_unit_test(closing_a_stream_does_not_wait_for_the_server),
+        cmocka_unit_test(a_stream_line_over_max_response_fails_the_stream),
+        cmocka_unit_test(a_reader_that_falls_behind_holds_the_sender_back),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
