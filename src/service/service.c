@@ -298,13 +298,11 @@ int sl_wrap_deadline(sl_call *c, void *user)
     return sl_call_next(c);
 }
 
-char *sli_svc_metrics_text(sl_service *s, size_t *len)
+/* Writes the text into b[0 .. cap) as far as it fits; returns its whole length. */
+static size_t metrics_write(sl_service *s, char *b, size_t cap)
 {
-    size_t cap = 4096 + s->neps * 2048, n = 0;
-    char *b = malloc(cap);
-    if (!b)
-        return NULL;
-#define OUT(...) n += (size_t)snprintf(b + n, n < cap ? cap - n : 0, __VA_ARGS__)
+    size_t n = 0;
+#define OUT(...) n += (size_t)snprintf(n < cap ? b + n : NULL, n < cap ? cap - n : 0, __VA_ARGS__)
     OUT("# HELP sluice_service_calls_total Calls answered, by endpoint.\n"
         "# TYPE sluice_service_calls_total counter\n");
     for (size_t i = 0; i < s->neps; i++)
@@ -338,10 +336,22 @@ char *sli_svc_metrics_text(sl_service *s, size_t *len)
             s->eps[i].name, (unsigned long long)cum);
     }
 #undef OUT
-    if (n >= cap) { /* cannot happen with the sizes above; never send a cut text */
+    return n;
+}
+
+char *sli_svc_metrics_text(sl_service *s, size_t *len)
+{
+    size_t cap = 4096 + s->neps * 2048;
+    for (;;) { /* names may be long: grow to what the text took (counters may grow meanwhile) */
+        char *b = malloc(cap);
+        if (!b)
+            return NULL;
+        size_t n = metrics_write(s, b, cap);
+        if (n < cap) {
+            *len = n;
+            return b;
+        }
         free(b);
-        return NULL;
+        cap = n + 1024;
     }
-    *len = n;
-    return b;
 }

@@ -427,6 +427,37 @@ static void client_wrappers_carry_a_trace_id_both_ways(void **state)
     sl_service_free(s);
 }
 
+static void metrics_hold_long_service_and_endpoint_names(void **state)
+{
+    (void)state;
+    char name[201], ep[201];
+    memset(name, 'n', 200);
+    name[200] = 0;
+    sl_service_opts o;
+    sl_service_opts_init(&o);
+    o.name = name; /* the longest names allowed */
+    o.registry = "none";
+    sl_service *s;
+    assert_int_equal(sl_service_new(&s, &o), 0);
+    memset(ep, 'e', 200);
+    ep[100] = '.';
+    ep[200] = 0;
+    for (char k = 'a'; k <= 'j'; k++) {
+        ep[0] = k;
+        assert_int_equal(sl_service_handle(s, ep, echo, NULL), 0);
+    }
+    size_t len;
+    char *text = sli_svc_metrics_text(s, &len);
+    assert_non_null(text);
+    assert_int_equal(strlen(text), len);
+    char want[600];
+    snprintf(want, sizeof want,
+             "sluice_service_latency_seconds_count{service=\"%s\",endpoint=\"%s\"} 0\n", name, ep);
+    assert_non_null(strstr(text, want)); /* the last endpoint's last line */
+    free(text);
+    sl_service_free(s);
+}
+
 typedef struct got {
     atomic_int n;
     char first[64];
@@ -601,6 +632,7 @@ int main(void)
         cmocka_unit_test(bad_options_are_refused),
         cmocka_unit_test(registry_down_at_start_the_service_serves_and_says_so),
         cmocka_unit_test(client_wrappers_carry_a_trace_id_both_ways),
+        cmocka_unit_test(metrics_hold_long_service_and_endpoint_names),
         cmocka_unit_test(a_service_subscribes_and_publishes_through_a_backend),
         cmocka_unit_test(grpc_services_are_found_and_called),
     };
