@@ -199,8 +199,9 @@ SL_API int sl_call_status(const sl_call *c);
 /* ---- built-in wrappers (add with sl_service_wrap(s, fn, NULL)) ---- */
 /* One log line per call through the library logger: endpoint, status, µs. */
 SL_API int sl_wrap_log(sl_call *c, void *user);
-/* Trace id: keeps the caller's Micro-Trace-Id or makes one (a UUID), and
- * returns it in the response's Micro-Trace-Id header. */
+/* Trace id: keeps the caller's Micro-Trace-Id or makes one (a UUID; also in
+ * place of one over 128 bytes), and returns it in the response's
+ * Micro-Trace-Id header. */
 SL_API int sl_wrap_trace(sl_call *c, void *user);
 /* Refuse calls whose deadline passed before the handler could start (408). */
 SL_API int sl_wrap_deadline(sl_call *c, void *user);

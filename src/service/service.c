@@ -281,7 +281,7 @@ int sl_wrap_trace(sl_call *c, void *user)
     if (!id || !*id || strlen(id) > 128) {
         sl_uuid_v7(uuid);
         id = uuid;
-        sli_call_add_req_header(c, "Micro-Trace-Id", id); /* so the handler sees it */
+        sl_call_set_req_meta(c, "Micro-Trace-Id", id); /* replaces a long one for the handler */
         id = sl_call_meta(c, "Micro-Trace-Id");
     }
     sl_call_set_meta(c, "Micro-Trace-Id", id);

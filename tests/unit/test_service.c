@@ -45,6 +45,12 @@ static int meta(sl_call *c, void *user)
         c, json_pack("{s:s?, s:I}", "user", who, "left", (json_int_t)sl_call_remaining_ms(c)));
 }
 
+static int trace_of(sl_call *c, void *user)
+{
+    (void)user;
+    return sl_call_reply_json(c, json_pack("{s:s?}", "trace", sl_call_meta(c, "Micro-Trace-Id")));
+}
+
 static int endless(sl_call *c, void *user)
 {
     (void)user;
@@ -399,6 +405,7 @@ static void client_wrappers_carry_a_trace_id_both_ways(void **state)
     sl_service *s;
     assert_int_equal(sl_service_new(&s, &o), 0);
     assert_int_equal(sl_service_handle(s, "T.Meta", meta, NULL), 0);
+    assert_int_equal(sl_service_handle(s, "T.Trace", trace_of, NULL), 0);
     assert_int_equal(sl_service_wrap(s, sl_wrap_trace, NULL), 0);
     assert_int_equal(sl_service_start(s), 0);
     sl_client *c = client();
@@ -421,7 +428,20 @@ static void client_wrappers_carry_a_trace_id_both_ways(void **state)
     assert_int_equal(sl_client_call(c, "traced", "T.Meta", "{}", 2, &co, &r), 0);
     assert_string_equal(sl_response_meta(r, "Micro-Trace-Id"), "trace-42");
     sl_response_free(r);
-    assert_int_equal(atomic_load(&count), 2);
+    /* one over 128 bytes is replaced by a new one, the same for the handler and the caller */
+    char longid[201];
+    memset(longid, 'x', 200);
+    longid[200] = 0;
+    m.value = longid;
+    assert_int_equal(sl_client_call(c, "traced", "T.Trace", "{}", 2, &co, &r), 0);
+    id = sl_response_meta(r, "Micro-Trace-Id");
+    assert_non_null(id);
+    assert_int_equal(strlen(id), 36);
+    json_t *j = json_loads(sl_response_body(r, NULL), 0, NULL);
+    assert_string_equal(json_string_value(json_object_get(j, "trace")), id);
+    json_decref(j);
+    sl_response_free(r);
+    assert_int_equal(atomic_load(&count), 3);
     assert_int_equal(sl_client_wrap(c, wrap_count, &count), SL_ESTATE); /* after the first call */
     sl_client_free(c);
     sl_service_free(s);
