@@ -13,10 +13,8 @@
  *
  * Delivery is at-least-once: a message that is nacked, or not acked when its
  * subscription closes, is delivered again (to the same group). A delivery
- * whose last reference goes without an ack or a nack frees its room in the
- * prefetch window and comes back too: at once on mem:// (as a nack), after
- * its ack_deadline where the backend has one (sqlite://, postgres://,
- * mysql://).
+ * whose last reference goes (sl_msg_unref) without an ack or a nack is
+ * nacked then: it comes back, and its room in the prefetch window is free.
  *
  * Threads: every function may be called from any thread. A close may run
  * while other threads are blocked in calls on the same handle; those calls

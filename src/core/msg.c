@@ -260,12 +260,21 @@ sl_msg *sl_msg_ref(sl_msg *m)
     return m;
 }
 
+static int settle(sl_msg *m, sl_ack_state to, unsigned delay_ms);
+
 void sl_msg_unref(sl_msg *m)
 {
     if (!m || atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) != 1)
         return;
-    if (m->hook)
+    if (m->hook) {
+        /* A delivery dropped unsettled is nacked: left as it was, it held
+           its room in the subscription's prefetch window (with a prefetch
+           of 1 the subscription stopped) until its deadline or close, and
+           on some backends for good. */
+        if (atomic_load(&m->state) == SL_MSG_PENDING)
+            settle(m, SL_MSG_NACKED, 0);
         m->hook(m, SLI_MSG_EV_FREE, 0, m->hook_ctx);
+    }
     /* what was lent (sli_msg_lend) may be gone now; it is not ours to release */
     if (!m->lent_topic)
         sli_rcstr_unref(m->topic);

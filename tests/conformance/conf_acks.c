@@ -46,6 +46,20 @@ CONF_TEST(nack_redelivers)
     conf_run_close(&r);
 }
 
+/* A delivery dropped without ack or nack is nacked (pubsub.h): it comes
+ * back, and with a prefetch of 1 the subscription goes on. */
+CONF_TEST(dropped_delivery_comes_back)
+{
+    conf_run r;
+    conf_run_open(&r, "dropped", 1);
+    assert_int_equal(conf_publish_range(r.pub, r.topic, r.seed, 0, 2, 2), 0);
+    sl_msg *m = recv1(r.s);
+    assert_true(conf_msg_verify(m, r.seed) >= 0);
+    sl_msg_unref(m); /* neither acked nor nacked */
+    conf_receive_all(r.s, r.seed, 0, 2, false); /* both, the dropped one again */
+    conf_run_close(&r);
+}
+
 /* watermill TestNoAck: on an ordered backend with prefetch 1 the next
  * message waits until the current one is acked. */
 CONF_TEST(no_ack_no_next)

@@ -341,14 +341,6 @@ static void mem_hook(sl_msg *m, sli_msg_event ev, unsigned delay_ms, void *ctx)
     topic *t = e->t;
     if (ev == SLI_MSG_EV_FREE) {
         bus *b = t->b;
-        if (sl_msg_state(m) == SL_MSG_PENDING) {
-            /* dropped unsettled: given back to its group like a nack (it
-               held its room in the prefetch until the subscription closed,
-               and with a prefetch of 1 the subscription stopped) */
-            pthread_mutex_lock(&t->mu);
-            settle_locked(e, m, SLI_MSG_EV_NACK, 0);
-            pthread_mutex_unlock(&t->mu);
-        }
         /* m's own hold, and the bus's when m's ack retired e */
         entry_unref(e, atomic_load_explicit(&e->acked_by, memory_order_relaxed) == m ? 2 : 1);
         bus_unref(b);

@@ -252,12 +252,6 @@ static void hook(sl_msg *m, sli_msg_event ev, unsigned delay_ms, void *ctx)
     sqlc_dlv *dv = ctx;
     sqlc_sub *s = dv->s;
     if (ev == SLI_MSG_EV_FREE) {
-        if (sl_msg_state(m) == SL_MSG_PENDING) {
-            /* dropped unsettled: redelivered once its ack_deadline passes;
-               its room in the prefetch is free now (as in sqlite.c) */
-            atomic_fetch_sub(&s->out, 1);
-            sli_sqlc_wake_bump(&s->r->wake);
-        }
         free(dv);
         sub_unref(s);
         return;

@@ -210,14 +210,7 @@ static void sq_hook(sl_msg *m, sli_msg_event ev, unsigned delay_ms, void *ctx)
 {
     sq_dlv *dv = ctx;
     sq_sub *s = dv->s;
-    if (ev == SLI_MSG_EV_FREE) {
-        if (sl_msg_state(m) == SL_MSG_PENDING) {
-            /* dropped unsettled: its lease runs out at ack_deadline and it is
-               redelivered then; its room in the prefetch is free now (kept,
-               a prefetch of 1 stopped the subscription for good) */
-            atomic_fetch_sub(&s->out, 1);
-            sq_wake(s->db, s->tid);
-        }
+    if (ev == SLI_MSG_EV_FREE) { /* settled by then: a dropped delivery is nacked first */
         free(dv);
         sub_unref(s);
         return;
