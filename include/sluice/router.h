@@ -343,8 +343,11 @@ SL_API int sl_mw_circuit_breaker(sl_middleware *out, unsigned failures, unsigned
  * acked without running the chain. */
 SL_API int sl_mw_deduplicator(sl_middleware *out, unsigned window_ms);
 
-/* delay on error: on failure, nack the input for redelivery after
- * initial_ms * multiplier^(deliveries-1) (at most max_ms). */
+/* delay on error: when the call fails, the router nacks the input for
+ * redelivery after initial_ms * multiplier^(deliveries-1) (at most max_ms)
+ * instead of the handler's backoff. The middleware does not settle the
+ * input itself: if an outer middleware turns the failure into success
+ * (poison, ignore errors, requeue, retry), the input is acked. */
 SL_API int sl_mw_delay_on_error(sl_middleware *out, unsigned initial_ms, double multiplier,
                                 unsigned max_ms);
 

@@ -59,6 +59,10 @@ struct sl_mw_call {
     const sl_middleware *const *chain;
     size_t i, n;
     sl_handler *h;
+    /* The worker's per-message nack delay override (-1: the handler's
+     * backoff). Middlewares set it instead of settling the input themselves,
+     * so that the chain's final outcome decides: ack or nack with it. */
+    int64_t *nack_delay_ms;
 };
 
 typedef enum sli_router_state {

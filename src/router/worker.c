@@ -12,6 +12,7 @@
  * brackets the handler call so close can tell cut-off calls from idle
  * workers.
  */
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,8 +87,13 @@ int sl_handler_fail(int code, const char *fmt, ...)
 
 /* ---------- settle ---------- */
 
-static void nack_backoff(sl_handler *h, sl_msg *m)
+/* delay_ms >= 0: a middleware's override (delay_on_error) for this message. */
+static void nack_backoff(sl_handler *h, sl_msg *m, int64_t delay_ms)
 {
+    if (delay_ms >= 0) {
+        sl_msg_nack_delay(m, delay_ms > UINT_MAX ? UINT_MAX : (unsigned)delay_ms);
+        return;
+    }
     if (!h->nack_delay_ms) {
         sl_msg_nack(m);
         return;
@@ -142,7 +148,8 @@ static sl_ctx *call_ctx(sl_handler *h, const sl_msg *m, sl_ctx **own)
 static void process_one(sli_worker *w, sl_msg *m, sl_msg_list *out)
 {
     sl_handler *h = w->h;
-    sl_mw_call c = {h->chain, 0, h->nchain, h};
+    int64_t delay = -1; /* fresh per message: an override never outlives its message */
+    sl_mw_call c = {h->chain, 0, h->nchain, h, &delay};
     sl_ctx *own;
     sl_ctx *ctx = call_ctx(h, m, &own);
     atomic_store_explicit(&w->busy, true, memory_order_relaxed);
@@ -156,7 +163,7 @@ static void process_one(sli_worker *w, sl_msg *m, sl_msg_list *out)
     if (rc == 0)
         sl_msg_ack(m);
     else
-        nack_backoff(h, m);
+        nack_backoff(h, m, delay);
     sl_msg_unref(m);
 }
 
@@ -179,7 +186,7 @@ static void process_batch(sli_worker *w, sl_msg **v, int *res, size_t n, sl_msg_
         if (rc == 0 && res[i] == 0)
             v[k++] = v[i];
         else {
-            nack_backoff(h, v[i]);
+            nack_backoff(h, v[i], -1);
             sl_msg_unref(v[i]);
         }
     }

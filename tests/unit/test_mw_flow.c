@@ -1,9 +1,11 @@
 /*
  * test_mw_flow.c - middlewares that shape time: throttle (rate within
  * +-10 % over 2 s), timeout (cuts a slow handler through its context),
- * delay on error (redelivery after a growing delay) and the circuit
- * breaker (opens after N failures, lets one trial through after open_ms).
- * Lower bounds on time are exact; upper bounds are generous.
+ * delay on error (redelivery after a growing delay, none when an outer
+ * middleware turns the failure into success) and the circuit breaker (opens
+ * after N failures, lets one trial through after open_ms, survives a trial
+ * that panics into a recoverer). Lower bounds on time are exact; upper
+ * bounds are generous.
  */
 #include "test_router_fixture.h"
 
@@ -117,6 +119,8 @@ static void delay_on_error_redelivers_after_a_growing_delay(void **state)
     t->fail_calls = 2;
     sl_handler_opts o;
     fx_opts(&f, &o, "h", "in", h_stamp, t);
+    o.nack_delay_ms = 30000; /* the middleware's delay replaces the handler's */
+    o.nack_delay_max_ms = 30000;
     sl_handler *h;
     assert_int_equal(sl_router_add_handler(f.r, &o, &h), 0);
     sl_middleware mw;
@@ -127,10 +131,83 @@ static void delay_on_error_redelivers_after_a_growing_delay(void **state)
     assert_int_equal(fx_wait_count(&t->calls, 3, 8000), 3);
     assert_true(t->t[1] - t->t[0] >= 95);  /* 100 ms after delivery 1 */
     assert_true(t->t[2] - t->t[1] >= 195); /* 200 ms after delivery 2 */
+    assert_true(t->t[2] - t->t[0] < 8000); /* not the handler's 30 s */
     assert_int_equal(fx_stop(&f, 5000, NULL), 0);
     assert_int_equal(fx_drain(&f, "in", "g", NULL, NULL), 0);
     free(t);
     fx_close(&f);
+}
+
+/* delay_on_error inside an outer middleware that turns the failure into
+ * success: the outer outcome settles the message (acked), nothing comes back. */
+static void delay_on_error_leaves_settling_to_the_outer_outcome(const char *outer)
+{
+    fx f;
+    fx_open(&f, NULL);
+    times *t = calloc(1, sizeof *t);
+    assert_non_null(t);
+    bool retry = strcmp(outer, "retry") == 0;
+    t->fail_calls = retry ? 1 : 1 << 30; /* retry: the second attempt succeeds */
+    sl_handler_opts o;
+    fx_opts(&f, &o, "h", "in", h_stamp, t);
+    sl_handler *h;
+    assert_int_equal(sl_router_add_handler(f.r, &o, &h), 0);
+    sl_middleware om, dm;
+    if (strcmp(outer, "poison") == 0) {
+        sl_poison_opts po = {.pub = f.pub, .topic = "poisoned"};
+        assert_int_equal(sl_mw_poison(&om, &po), 0);
+    } else if (strcmp(outer, "ignore_errors") == 0) {
+        int codes[] = {SL_EIO};
+        assert_int_equal(sl_mw_ignore_errors(&om, codes, 1), 0);
+    } else {
+        sl_retry_opts ro;
+        sl_retry_opts_init(&ro);
+        ro.initial_ms = 10;
+        ro.randomization = 0;
+        assert_int_equal(sl_mw_retry(&om, &ro), 0);
+    }
+    assert_int_equal(sl_handler_add_middleware(h, om), 0);
+    assert_int_equal(sl_mw_delay_on_error(&dm, 100, 1.0, 100), 0);
+    assert_int_equal(sl_handler_add_middleware(h, dm), 0);
+    sl_subscription *ps;
+    assert_int_equal(sl_subscribe(f.sub, "poisoned", NULL, &ps), 0);
+    fx_start(&f);
+    fx_publish(&f, "in", 0, 1);
+    assert_int_equal(fx_wait_count(&t->calls, retry ? 2 : 1, 5000), retry ? 2 : 1);
+    sl_ctx_wait(NULL, 500); /* five times the delay: a redelivery would be here */
+    assert_int_equal(fx_stop(&f, 5000, NULL), 0);
+    print_message("%s outside delay_on_error: %d call(s)\n", outer, atomic_load(&t->calls));
+    assert_int_equal(atomic_load(&t->calls), retry ? 2 : 1);
+    assert_int_equal(fx_drain(&f, "in", "g", NULL, NULL), 0); /* acked, not parked */
+    int poisoned = 0;
+    sl_msg *m;
+    while (sl_next(ps, &m, 0) == 0) {
+        poisoned++;
+        sl_msg_ack(m);
+        sl_msg_unref(m);
+    }
+    assert_int_equal(poisoned, strcmp(outer, "poison") == 0);
+    sl_subscription_close(ps);
+    free(t);
+    fx_close(&f);
+}
+
+static void delay_on_error_inside_poison_acks_once_with_one_poison_copy(void **state)
+{
+    (void)state;
+    delay_on_error_leaves_settling_to_the_outer_outcome("poison");
+}
+
+static void delay_on_error_inside_ignore_errors_acks_once(void **state)
+{
+    (void)state;
+    delay_on_error_leaves_settling_to_the_outer_outcome("ignore_errors");
+}
+
+static void delay_on_error_inside_retry_acks_a_retried_success(void **state)
+{
+    (void)state;
+    delay_on_error_leaves_settling_to_the_outer_outcome("retry");
 }
 
 typedef struct cb_rec {
@@ -191,6 +268,9 @@ int main(void)
         cmocka_unit_test(throttle_rate_is_within_ten_percent_over_two_seconds),
         cmocka_unit_test(timeout_cuts_a_slow_handler),
         cmocka_unit_test(delay_on_error_redelivers_after_a_growing_delay),
+        cmocka_unit_test(delay_on_error_inside_poison_acks_once_with_one_poison_copy),
+        cmocka_unit_test(delay_on_error_inside_ignore_errors_acks_once),
+        cmocka_unit_test(delay_on_error_inside_retry_acks_a_retried_success),
         cmocka_unit_test(circuit_breaker_opens_after_failures_and_lets_one_trial_through),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,9 +1,15 @@
 /*
- * delay_on_error.c - on failure, nack the input for delayed redelivery
+ * delay_on_error.c - on failure, have the input redelivered after a delay
  * (watermill's DelayOnError, without its separate requeuer: our backends
  * honour sl_msg_nack_delay). The delay grows with the message's delivery
- * count: initial * multiplier^(deliveries-1), at most max. It overrides
- * the handler's own nack backoff (the router's later nack is a no-op).
+ * count: initial * multiplier^(deliveries-1), at most max. It replaces the
+ * handler's own nack backoff for this message.
+ *
+ * The middleware does not settle the input: it only records the delay for
+ * the worker, which nacks with it if the chain's final outcome is a
+ * failure. An outer middleware that turns the failure into success (poison,
+ * ignore_errors, requeue, a later retry) thus still gets its message acked
+ * instead of redelivered forever.
  */
 #include <stdlib.h>
 
@@ -18,10 +24,9 @@ static int delay_call(void *st, const sl_mw_call *next, sl_ctx *ctx, sl_msg *in,
 {
     delay_st *d = st;
     int rc = sl_mw_next(next, ctx, in, out);
-    if (rc) {
+    if (rc && next->nack_delay_ms) {
         unsigned n = sl_msg_deliveries(in);
-        sl_msg_nack_delay(in,
-                          (unsigned)sli_backoff(d->initial, d->mult, d->max, n > 1 ? n - 1 : 0));
+        *next->nack_delay_ms = (int64_t)sli_backoff(d->initial, d->mult, d->max, n > 1 ? n - 1 : 0);
     }
     return rc;
 }
