@@ -336,7 +336,9 @@ SL_NORETURN SL_API void sl_handler_panic(const char *fmt, ...)
 
 /* circuit breaker: after `failures` consecutive failures the breaker opens
  * and calls fail with SL_EBUSY without running the chain; after open_ms one
- * trial call is let through (half-open): success closes, failure reopens. */
+ * trial call is let through (half-open): success closes, failure reopens.
+ * A panic caught by a recoverer outside it counts as a failure; a trial
+ * still out after open_ms is taken as lost and the next call is a new one. */
 SL_API int sl_mw_circuit_breaker(sl_middleware *out, unsigned failures, unsigned open_ms);
 
 /* deduplicator: a message whose uuid already succeeded within window_ms is

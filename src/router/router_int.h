@@ -100,6 +100,17 @@ static inline double sli_backoff(double initial, double mult, double max, unsign
     return d > max ? max : d;
 }
 
+/* Unwind hooks (recoverer.c): a middleware whose state must be put right
+ * when a panic jumps over it (a context to free, a breaker's count) pushes
+ * a hook before it calls the rest of the chain and pops it after. The
+ * recoverer that catches the jump runs the hooks pushed inside it,
+ * innermost first, on the worker thread after the jump. The hooks live in
+ * a small per-thread stack, not in the jumped-over frames, so fn may only
+ * use arg and data. */
+typedef void (*sli_unwind_fn)(void *arg, intptr_t data);
+void sli_unwind_push(sli_unwind_fn fn, void *arg, intptr_t data);
+void sli_unwind_pop(void);
+
 void *sli_router_worker(void *arg);
 void sli_handler_mark_unhealthy(sl_handler *h);
 /* Join h's (exited) workers and close its subscriptions. */

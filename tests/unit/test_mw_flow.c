@@ -5,8 +5,12 @@
  * middleware turns the failure into success) and the circuit breaker (opens
  * after N failures, lets one trial through after open_ms, survives a trial
  * that panics into a recoverer). Lower bounds on time are exact; upper
- * bounds are generous.
+ * bounds are generous. Timeout, breaker and delay on error also settle
+ * their state when a recoverer outside them catches a panic, and the
+ * breaker replaces a trial that never came back.
  */
+#include <setjmp.h>
+
 #include "test_router_fixture.h"
 
 typedef struct times {
@@ -213,6 +217,7 @@ static void delay_on_error_inside_retry_acks_a_retried_success(void **state)
 typedef struct cb_rec {
     _Atomic int calls, attempts;
     int64_t t[8];
+    bool first_panics; /* h_trial_panics */
 } cb_rec;
 
 static int h_fail_3(sl_ctx *ctx, sl_msg *in, sl_msg_list *out, void *user)
@@ -262,6 +267,199 @@ static void circuit_breaker_opens_after_failures_and_lets_one_trial_through(void
     fx_close(&f);
 }
 
+/* call 1 fails (or panics), opening the breaker; the half-open trial
+ * panics; later calls work */
+static int h_trial_panics(sl_ctx *ctx, sl_msg *in, sl_msg_list *out, void *user)
+{
+    (void)ctx;
+    (void)in;
+    (void)out;
+    cb_rec *c = user;
+    int k = atomic_fetch_add(&c->calls, 1);
+    if (k < 8)
+        c->t[k] = tl_now_ms();
+    if (k == 0 && !c->first_panics)
+        return SL_EIO;
+    if (k < 2)
+        sl_handler_panic("call %d panics", k + 1);
+    return 0;
+}
+
+/* recoverer outside the breaker (threshold 1, open 100 ms) */
+static void breaker_with_panics(bool first_panics)
+{
+    fx f;
+    fx_open(&f, NULL);
+    cb_rec c = {.first_panics = first_panics};
+    sl_handler_opts o;
+    fx_opts(&f, &o, "h", "in", h_trial_panics, &c);
+    o.nack_delay_ms = 20;
+    o.nack_delay_multiplier = 1;
+    o.nack_delay_max_ms = 20;
+    sl_handler *h;
+    assert_int_equal(sl_router_add_handler(f.r, &o, &h), 0);
+    sl_middleware rec, cb;
+    assert_int_equal(sl_mw_recoverer(&rec, false), 0);
+    assert_int_equal(sl_handler_add_middleware(h, rec), 0);
+    assert_int_equal(sl_mw_circuit_breaker(&cb, 1, 100), 0);
+    assert_int_equal(sl_handler_add_middleware(h, cb), 0);
+    fx_start(&f);
+    fx_publish(&f, "in", 0, 1);
+    /* call 1 opened the breaker, the panicked trial opened it again (not
+     * half-open forever), the next trial succeeds */
+    assert_int_equal(fx_wait_count(&c.calls, 3, 5000), 3);
+    assert_int_equal(fx_stop(&f, 5000, NULL), 0);
+    assert_int_equal(atomic_load(&c.calls), 3);
+    assert_true(c.t[1] - c.t[0] >= 95);
+    assert_true(c.t[2] - c.t[1] >= 95);
+    assert_int_equal(fx_drain(&f, "in", "g", NULL, NULL), 0);
+    fx_close(&f);
+}
+
+static void circuit_breaker_recovers_after_a_trial_that_panicked_into_a_recoverer(void **state)
+{
+    (void)state;
+    breaker_with_panics(false);
+}
+
+static void circuit_breaker_counts_a_panic_caught_by_a_recoverer_as_a_failure(void **state)
+{
+    (void)state;
+    breaker_with_panics(true);
+}
+
+/* panics on delivery 1 (stamped like h_stamp), works on delivery 2 */
+static int h_stamp_panic_once(sl_ctx *ctx, sl_msg *in, sl_msg_list *out, void *user)
+{
+    times *t = user;
+    int k = atomic_load(&t->reserve);
+    h_stamp(ctx, in, out, user);
+    if (k == 0)
+        sl_handler_panic("first delivery panics");
+    return 0;
+}
+
+static void delay_on_error_delays_a_panic_caught_outside_it(void **state)
+{
+    (void)state;
+    fx f;
+    fx_open(&f, NULL);
+    times *t = calloc(1, sizeof *t);
+    assert_non_null(t);
+    sl_handler_opts o;
+    fx_opts(&f, &o, "h", "in", h_stamp_panic_once, t);
+    o.nack_delay_ms = 30000; /* the middleware's delay replaces the handler's */
+    o.nack_delay_max_ms = 30000;
+    sl_handler *h;
+    assert_int_equal(sl_router_add_handler(f.r, &o, &h), 0);
+    sl_middleware rec, dm;
+    assert_int_equal(sl_mw_recoverer(&rec, false), 0);
+    assert_int_equal(sl_handler_add_middleware(h, rec), 0);
+    assert_int_equal(sl_mw_delay_on_error(&dm, 100, 1.0, 100), 0);
+    assert_int_equal(sl_handler_add_middleware(h, dm), 0);
+    fx_start(&f);
+    fx_publish(&f, "in", 0, 1);
+    assert_int_equal(fx_wait_count(&t->calls, 2, 8000), 2);
+    assert_int_equal(fx_stop(&f, 5000, NULL), 0);
+    assert_true(t->t[1] - t->t[0] >= 95);
+    assert_true(t->t[1] - t->t[0] < 8000);
+    assert_int_equal(fx_drain(&f, "in", "g", NULL, NULL), 0);
+    free(t);
+    fx_close(&f);
+}
+
+/* A jump that no recoverer sees (so no unwind hook runs): the breaker's
+ * trial never returns. Stands for any way a call can be lost. */
+static _Thread_local sigjmp_buf escape_jb;
+
+static int escape_mw(void *st, const sl_mw_call *next, sl_ctx *ctx, sl_msg *in, sl_msg_list *out)
+{
+    (void)st;
+    if (sigsetjmp(escape_jb, 0))
+        return SL_EHANDLER;
+    return sl_mw_next(next, ctx, in, out);
+}
+
+static int h_fail_escape_ok(sl_ctx *ctx, sl_msg *in, sl_msg_list *out, void *user)
+{
+    (void)ctx;
+    (void)in;
+    (void)out;
+    cb_rec *c = user;
+    int k = atomic_fetch_add(&c->calls, 1);
+    if (k < 8)
+        c->t[k] = tl_now_ms();
+    if (k == 0)
+        return SL_EIO;
+    if (k == 1)
+        siglongjmp(escape_jb, 1);
+    return 0;
+}
+
+static void circuit_breaker_replaces_a_trial_that_never_returned(void **state)
+{
+    (void)state;
+    fx f;
+    fx_open(&f, NULL);
+    cb_rec c = {0};
+    sl_handler_opts o;
+    fx_opts(&f, &o, "h", "in", h_fail_escape_ok, &c);
+    o.nack_delay_ms = 20;
+    o.nack_delay_multiplier = 1;
+    o.nack_delay_max_ms = 20;
+    sl_handler *h;
+    assert_int_equal(sl_router_add_handler(f.r, &o, &h), 0);
+    sl_middleware esc = {"escape", 0, escape_mw, NULL, NULL}, cb;
+    assert_int_equal(sl_handler_add_middleware(h, esc), 0);
+    assert_int_equal(sl_mw_circuit_breaker(&cb, 1, 100), 0);
+    assert_int_equal(sl_handler_add_middleware(h, cb), 0);
+    fx_start(&f);
+    fx_publish(&f, "in", 0, 1);
+    /* half-open since the lost trial; open_ms later a new trial succeeds */
+    assert_int_equal(fx_wait_count(&c.calls, 3, 5000), 3);
+    assert_int_equal(fx_stop(&f, 5000, NULL), 0);
+    assert_int_equal(atomic_load(&c.calls), 3);
+    assert_true(c.t[2] - c.t[1] >= 95);
+    assert_int_equal(fx_drain(&f, "in", "g", NULL, NULL), 0);
+    fx_close(&f);
+}
+
+/* panics on its first call, after the timeout middleware made its context */
+static int h_panic_once(sl_ctx *ctx, sl_msg *in, sl_msg_list *out, void *user)
+{
+    (void)ctx;
+    (void)in;
+    (void)out;
+    if (atomic_fetch_add((_Atomic int *)user, 1) == 0)
+        sl_handler_panic("first call panics");
+    return 0;
+}
+
+/* The timeout's child context is freed when a recoverer outside catches a
+ * panic (else it leaks, holding the handler's context: LeakSanitizer fails
+ * this program in sanitized builds). */
+static void timeout_frees_its_context_when_the_handler_panics(void **state)
+{
+    (void)state;
+    fx f;
+    fx_open(&f, NULL);
+    _Atomic int calls = 0;
+    sl_handler_opts o;
+    fx_opts(&f, &o, "h", "in", h_panic_once, &calls);
+    sl_handler *h;
+    assert_int_equal(sl_router_add_handler(f.r, &o, &h), 0);
+    sl_middleware rec, to;
+    assert_int_equal(sl_mw_recoverer(&rec, false), 0);
+    assert_int_equal(sl_handler_add_middleware(h, rec), 0);
+    assert_int_equal(sl_mw_timeout(&to, 5000), 0);
+    assert_int_equal(sl_handler_add_middleware(h, to), 0);
+    fx_start(&f);
+    fx_publish(&f, "in", 0, 1);
+    assert_int_equal(fx_wait_count(&calls, 2, 5000), 2);
+    assert_int_equal(fx_stop(&f, 5000, NULL), 0);
+    fx_close(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -272,6 +470,11 @@ int main(void)
         cmocka_unit_test(delay_on_error_inside_ignore_errors_acks_once),
         cmocka_unit_test(delay_on_error_inside_retry_acks_a_retried_success),
         cmocka_unit_test(circuit_breaker_opens_after_failures_and_lets_one_trial_through),
+        cmocka_unit_test(circuit_breaker_recovers_after_a_trial_that_panicked_into_a_recoverer),
+        cmocka_unit_test(circuit_breaker_counts_a_panic_caught_by_a_recoverer_as_a_failure),
+        cmocka_unit_test(circuit_breaker_replaces_a_trial_that_never_returned),
+        cmocka_unit_test(delay_on_error_delays_a_panic_caught_outside_it),
+        cmocka_unit_test(timeout_frees_its_context_when_the_handler_panics),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

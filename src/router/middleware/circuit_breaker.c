@@ -10,6 +10,12 @@
  *             CLOSED, failure -> OPEN again.
  * One state is shared by everything the middleware wraps (one breaker per
  * dependency: add it at router level to guard them all, or per handler).
+ *
+ * A panic caught by a recoverer outside the breaker counts as a failure
+ * (an unwind hook settles the call). Should a trial still never come back,
+ * a trial older than open_ms is taken as lost: the next call becomes a new
+ * trial (numbered, so a late outcome of the lost one changes nothing),
+ * rather than the breaker staying half-open forever.
  */
 #include <stdlib.h>
 
@@ -21,29 +27,21 @@ typedef struct breaker {
     pthread_mutex_t mu;
     int state;
     unsigned fails, threshold, open_ms;
-    int64_t opened_at;
+    int64_t opened_at; /* OPEN: when it opened; HALF: when the trial began */
+    uintptr_t trial;   /* number of the latest trial (never 0) */
 } breaker;
 
-static int cb_call(void *st, const sl_mw_call *next, sl_ctx *ctx, sl_msg *in, sl_msg_list *out)
+/* The outcome of a call: trial is its number, 0 for a call while CLOSED. */
+static void cb_settle(breaker *b, uintptr_t trial, int rc)
 {
-    breaker *b = st;
-    bool trial = false;
-    pthread_mutex_lock(&b->mu);
-    if (b->state == CB_OPEN && sli_mono_ms() - b->opened_at >= b->open_ms) {
-        b->state = CB_HALF;
-        trial = true;
-    } else if (b->state != CB_CLOSED) {
-        pthread_mutex_unlock(&b->mu);
-        return sl_handler_fail(SL_EBUSY, "circuit breaker open");
-    }
-    pthread_mutex_unlock(&b->mu);
-    int rc = sl_mw_next(next, ctx, in, out);
     pthread_mutex_lock(&b->mu);
     if (trial) {
-        b->state = rc ? CB_OPEN : CB_CLOSED;
-        b->fails = 0;
-        if (rc)
-            b->opened_at = sli_mono_ms();
+        if (trial == b->trial && b->state == CB_HALF) {
+            b->state = rc ? CB_OPEN : CB_CLOSED;
+            b->fails = 0;
+            if (rc)
+                b->opened_at = sli_mono_ms();
+        }
     } else if (b->state == CB_CLOSED) {
         b->fails = rc ? b->fails + 1 : 0;
         if (b->fails >= b->threshold) {
@@ -53,6 +51,35 @@ static int cb_call(void *st, const sl_mw_call *next, sl_ctx *ctx, sl_msg *in, sl
         }
     }
     pthread_mutex_unlock(&b->mu);
+}
+
+static void cb_unwind(void *st, intptr_t trial)
+{
+    cb_settle(st, (uintptr_t)trial, SL_EHANDLER);
+}
+
+static int cb_call(void *st, const sl_mw_call *next, sl_ctx *ctx, sl_msg *in, sl_msg_list *out)
+{
+    breaker *b = st;
+    uintptr_t trial = 0;
+    pthread_mutex_lock(&b->mu);
+    int64_t age = sli_mono_ms() - b->opened_at;
+    /* '>' for a lost trial: with open_ms 0, '>=' would make every call a trial */
+    if ((b->state == CB_OPEN && age >= b->open_ms) || (b->state == CB_HALF && age > b->open_ms)) {
+        b->state = CB_HALF;
+        b->opened_at = sli_mono_ms();
+        if (++b->trial == 0) /* 0 means 'not a trial' */
+            b->trial = 1;
+        trial = b->trial;
+    } else if (b->state != CB_CLOSED) {
+        pthread_mutex_unlock(&b->mu);
+        return sl_handler_fail(SL_EBUSY, "circuit breaker open");
+    }
+    pthread_mutex_unlock(&b->mu);
+    sli_unwind_push(cb_unwind, b, (intptr_t)trial);
+    int rc = sl_mw_next(next, ctx, in, out);
+    sli_unwind_pop();
+    cb_settle(b, trial, rc);
     return rc;
 }
 

@@ -9,8 +9,10 @@
  * the worker, which nacks with it if the chain's final outcome is a
  * failure. An outer middleware that turns the failure into success (poison,
  * ignore_errors, requeue, a later retry) thus still gets its message acked
- * instead of redelivered forever.
+ * instead of redelivered forever. A panic caught by a recoverer outside
+ * gets the delay as well (through an unwind hook).
  */
+#include <stdint.h>
 #include <stdlib.h>
 
 #include "router/middleware/mw_int.h"
@@ -20,14 +22,26 @@ typedef struct delay_st {
     double mult;
 } delay_st;
 
+static void set_delay(void *slot, intptr_t ms)
+{
+    *(int64_t *)slot = ms;
+}
+
 static int delay_call(void *st, const sl_mw_call *next, sl_ctx *ctx, sl_msg *in, sl_msg_list *out)
 {
     delay_st *d = st;
+    if (!next->nack_delay_ms)
+        return sl_mw_next(next, ctx, in, out);
+    unsigned n = sl_msg_deliveries(in);
+    double ms = sli_backoff(d->initial, d->mult, d->max, n > 1 ? n - 1 : 0);
+    intptr_t delay = ms < (double)INTPTR_MAX ? (intptr_t)ms : INTPTR_MAX;
+    /* a panic caught by a recoverer outside is a failure too (the slot is
+     * the worker's, still there after the jump) */
+    sli_unwind_push(set_delay, next->nack_delay_ms, delay);
     int rc = sl_mw_next(next, ctx, in, out);
-    if (rc && next->nack_delay_ms) {
-        unsigned n = sl_msg_deliveries(in);
-        *next->nack_delay_ms = (int64_t)sli_backoff(d->initial, d->mult, d->max, n > 1 ? n - 1 : 0);
-    }
+    sli_unwind_pop();
+    if (rc)
+        *next->nack_delay_ms = delay;
     return rc;
 }
 

@@ -19,12 +19,18 @@
  * outputs of the call are dropped, and the handler is marked unhealthy
  * (sl_handler_healthy() == false) for health checks to report.
  *
+ * Middlewares between the recoverer and the handler put their own state
+ * right through unwind hooks (router_int.h: timeout frees its context, the
+ * circuit breaker counts the failure, delay on error sets its delay); the
+ * recoverer runs those pushed inside it after the jump.
+ *
  * What C cannot give back: the jump skips the handler's cleanup, so memory
  * it allocated leaks and locks it held stay held; after a hardware fault
  * the process state may be corrupt. Treat "unhealthy" as "restart me soon".
  * Catching faults under ASan/TSan is not supported (the sanitizers own
  * those signals); the tests of fault catching run only in plain builds.
  */
+#include <assert.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -37,6 +43,7 @@
 typedef struct frame {
     sigjmp_buf jb;
     struct frame *prev;
+    size_t hooks_at; /* nhooks when the frame was entered */
     bool signals;
 } frame;
 
@@ -44,6 +51,43 @@ static _Thread_local frame *top;
 /* Why the last jump happened (thread-local rather than in the frame: the
  * frame must not change between sigsetjmp and the jump). */
 static _Thread_local char reason[256];
+
+/* ---- unwind hooks ---- */
+
+/* More than UNWIND_MAX nested hooks are counted but not kept (not run). */
+#define UNWIND_MAX 32
+static _Thread_local struct {
+    sli_unwind_fn fn;
+    void *arg;
+    intptr_t data;
+} hooks[UNWIND_MAX];
+static _Thread_local size_t nhooks;
+
+void sli_unwind_push(sli_unwind_fn fn, void *arg, intptr_t data)
+{
+    if (nhooks < UNWIND_MAX) {
+        hooks[nhooks].fn = fn;
+        hooks[nhooks].arg = arg;
+        hooks[nhooks].data = data;
+    }
+    nhooks++;
+}
+
+void sli_unwind_pop(void)
+{
+    assert(nhooks > 0);
+    nhooks--;
+}
+
+/* Run the hooks of the middlewares the jump skipped, innermost first. */
+static void unwind_to(size_t at)
+{
+    while (nhooks > at) {
+        nhooks--;
+        if (nhooks < UNWIND_MAX)
+            hooks[nhooks].fn(hooks[nhooks].arg, hooks[nhooks].data);
+    }
+}
 
 /* ---- explicit panics ---- */
 
@@ -155,6 +199,7 @@ static int recover_call(void *st, const sl_mw_call *next, sl_ctx *ctx, sl_msg *i
     frame f;
     f.prev = top;
     f.signals = signals;
+    f.hooks_at = nhooks;
     const size_t keep = out->n;
     if (sigsetjmp(f.jb, signals) == 0) {
         top = &f;
@@ -163,6 +208,7 @@ static int recover_call(void *st, const sl_mw_call *next, sl_ctx *ctx, sl_msg *i
         return rc;
     }
     top = f.prev;
+    unwind_to(f.hooks_at);
     sl_handler *h = sl_mw_handler(next);
     sli_handler_mark_unhealthy(h);
     sl_msg_list_truncate(out, keep);

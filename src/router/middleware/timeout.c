@@ -7,6 +7,12 @@
  */
 #include "router/middleware/mw_int.h"
 
+static void free_ctx(void *c, intptr_t unused)
+{
+    (void)unused;
+    sl_ctx_free(c);
+}
+
 static int timeout_call(void *st, const sl_mw_call *next, sl_ctx *ctx, sl_msg *in, sl_msg_list *out)
 {
     unsigned ms = (unsigned)(uintptr_t)st;
@@ -14,7 +20,9 @@ static int timeout_call(void *st, const sl_mw_call *next, sl_ctx *ctx, sl_msg *i
     int rc = sl_ctx_new_timeout(&c, ctx, ms);
     if (rc)
         return rc;
+    sli_unwind_push(free_ctx, c, 0); /* a caught panic skips the free below */
     rc = sl_mw_next(next, c, in, out);
+    sli_unwind_pop();
     sl_ctx_free(c);
     return rc;
 }
