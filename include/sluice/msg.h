@@ -75,7 +75,7 @@ SL_API size_t sl_msg_meta_count(const sl_msg *m);
 SL_API int sl_msg_meta_at(const sl_msg *m, size_t i, const char **key, const char **value);
 
 /* A new message with the same uuid, metadata and payload and a fresh
- * PENDING ack state (not delivered, no topic). */
+ * PENDING ack state (not delivered, no topic). *out is NULL on failure. */
 SL_API int sl_msg_copy(const sl_msg *m, sl_msg **out);
 
 /* True when uuid, metadata (same pairs, any order) and payload are equal.

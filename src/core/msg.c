@@ -416,6 +416,8 @@ int sli_msg_share(const sl_msg *m, sl_msg **out)
 
 int sl_msg_copy(const sl_msg *m, sl_msg **out)
 {
+    if (out)
+        *out = NULL; /* as the other constructors: callers may unref it on failure */
     if (!m || !out)
         return sli_err(SL_EINVAL, "sl_msg_copy: NULL argument");
     if (sli_msg_share(m, out) != 0)

@@ -48,7 +48,7 @@ static int requeue_call(void *state, const sl_mw_call *next, sl_ctx *ctx, sl_msg
     char at[32], n[24];
     snprintf(at, sizeof at, "%lld", (long long)(sli_wall_ms() + (int64_t)delay));
     snprintf(n, sizeof n, "%lu", count + 1);
-    sl_msg *c;
+    sl_msg *c = NULL; /* unreffed below even when the copy fails */
     int rc = sl_msg_copy(in, &c);
     if (rc == 0 && (rc = sl_msg_meta_set(c, SL_META_DELIVER_AT, at)) == 0 &&
         (rc = sl_msg_meta_set(c, SL_REQUEUE_META_COUNT, n)) == 0)
