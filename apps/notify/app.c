@@ -241,11 +241,20 @@ int nf_app_failed_retry(nf_app *app, int64_t id, int *n)
             continue;
         found = true;
         const char *topic = !strcmp(v[i].type, "read") ? NF_TOPIC_READ : NF_TOPIC_NOTIFY;
-        rc = nf_app_publish(app, topic, v[i].order_sn, v[i].data, true, NULL, 0);
-        /* The consumer may already have applied the requeued message and
-         * cleared its row: that is a successful retry, not a missing one. */
-        if (!rc && (rc = nf_store_failed_reset(app->store, v[i].id)) == SL_ENOENT)
+        /* The count goes back to 0 before the message is requeued, and only
+         * from the count listed: reset after the publish, it wiped the count
+         * of a new failure meanwhile (still parked, so acked: the row then
+         * listed nowhere and the message gone). A row changed since the list
+         * (another retry, the consumer) is left to whoever changed it. */
+        rc = nf_store_failed_reset(app->store, v[i].id, v[i].failed_count, 0);
+        if (rc == SL_ENOENT) {
             rc = 0;
+            continue;
+        }
+        if (!rc && (rc = nf_app_publish(app, topic, v[i].order_sn, v[i].data, true, NULL, 0)) &&
+            nf_store_failed_reset(app->store, v[i].id, 0, v[i].failed_count))
+            nf_log(SL_LOG_ERROR, "failed %s message %s: not requeued and its count not restored",
+                   v[i].type, v[i].order_sn);
         if (!rc) {
             (*n)++;
             nf_log(SL_LOG_INFO, "requeued failed %s message %s", v[i].type, v[i].order_sn);

@@ -442,6 +442,41 @@ static void listeners_expire_and_are_removed(void **state)
     nf_store_close(s);
 }
 
+/* A retry takes a parked row back to 0 only from the count it listed: a
+ * row another retry took, or whose count the consumer bumped since, is
+ * left alone (SL_ENOENT); a failed requeue gives the count back. */
+static void failed_reset_only_from_the_count_listed(void **state)
+{
+    (void)state;
+    char url[200], err[256] = "";
+    snprintf(url, sizeof url, "sqlite://%s/failed.db", g_dir);
+    nf_store *s = NULL;
+    assert_int_equal(nf_store_open(&s, url, 2, err, sizeof err), 0);
+    int count = 0;
+    assert_int_equal(nf_store_failed_bump(s, "sn-1", "notify", "{}", &count), 0);
+    assert_int_equal(nf_store_failed_bump(s, "sn-1", "notify", "{}", &count), 0);
+    assert_int_equal(count, 2);
+    nf_failed *v;
+    size_t n;
+    assert_int_equal(nf_store_failed_list(s, 2, &v, &n), 0);
+    assert_int_equal(n, 1);
+    int64_t id = v[0].id;
+    assert_int_equal(v[0].failed_count, 2);
+    nf_failed_free(v, n);
+    assert_int_equal(nf_store_failed_reset(s, id, 2, 0), 0);
+    assert_int_equal(nf_store_failed_reset(s, id, 2, 0), SL_ENOENT); /* taken already */
+    assert_int_equal(nf_store_failed_count(s, "sn-1", &count), 0);
+    assert_int_equal(count, 0);
+    assert_int_equal(nf_store_failed_reset(s, id, 0, 2), 0); /* the requeue failed: back */
+    assert_int_equal(nf_store_failed_bump(s, "sn-1", "notify", "{}", &count), 0);
+    assert_int_equal(count, 3);
+    assert_int_equal(nf_store_failed_reset(s, id, 2, 0), SL_ENOENT); /* bumped since */
+    assert_int_equal(nf_store_failed_reset(s, id + 1000, 3, 0), SL_ENOENT);
+    assert_int_equal(nf_store_failed_count(s, "sn-1", &count), 0);
+    assert_int_equal(count, 3);
+    nf_store_close(s);
+}
+
 int main(void)
 {
     /* ~200 MB go through the files: in memory where there is a tmpfs */
@@ -459,6 +494,7 @@ int main(void)
         cmocka_unit_test(many_rows_keep_order_and_tell_stored_ones),
         cmocka_unit_test(inbox_index_merges_read_and_unread_and_converts_old_stores),
         cmocka_unit_test(listeners_expire_and_are_removed),
+        cmocka_unit_test(failed_reset_only_from_the_count_listed),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     char rm[128];

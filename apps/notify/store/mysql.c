@@ -51,7 +51,6 @@ enum {
     G_F_CLEAR,
     G_F_LIST,
     G_F_RESET,
-    G_F_EXISTS,
     G_PING,
     G_L_SET,
     G_L_DEL,
@@ -89,8 +88,8 @@ static const char *const global_sql[G_NGLOBAL] = {
     [G_F_LIST] = "SELECT id,order_sn,type,data,failed_count,DATE_FORMAT(created_at,"
                  "'%Y-%m-%d %H:%i:%s'),DATE_FORMAT(updated_at,'%Y-%m-%d %H:%i:%s') FROM "
                  "failed_queues WHERE failed_count>=? ORDER BY id",
-    [G_F_RESET] = "UPDATE failed_queues SET failed_count=0, updated_at=? WHERE id=?",
-    [G_F_EXISTS] = "SELECT COUNT(*) FROM failed_queues WHERE id=?",
+    [G_F_RESET] =
+        "UPDATE failed_queues SET failed_count=?, updated_at=? WHERE id=? AND failed_count=?",
     [G_PING] = "SELECT 1",
     [G_L_SET] = "INSERT INTO nf_listeners(instance, until_ms) VALUES(?,?) ON DUPLICATE KEY UPDATE "
                 "until_ms=VALUES(until_ms)",
@@ -391,6 +390,7 @@ static int my_user_get(nf_store *base, int64_t uid, char *nick, size_t nlen, int
 typedef struct failed_arg {
     const char *order_sn, *type, *data;
     int64_t id, count, min_count;
+    int64_t from, to; /* failed_reset */
     nf_failed *v;
     size_t n;
 } failed_arg;
@@ -549,25 +549,20 @@ static int op_failed_reset(my_store *s, my_conn *c, void *p)
     MYSQL_STMT *st = global_stmt(s, c, G_F_RESET, &rc);
     if (!st)
         return rc;
-    MYSQL_BIND in[2];
-    nf_my_b_str(&in[0], now, &l_now);
-    nf_my_b_i64(&in[1], &a->id);
+    MYSQL_BIND in[4];
+    nf_my_b_i64(&in[0], &a->to);
+    nf_my_b_str(&in[1], now, &l_now);
+    nf_my_b_i64(&in[2], &a->id);
+    nf_my_b_i64(&in[3], &a->from);
     if ((rc = nf_my_st_run(c, st, in, NULL)) != 0)
         return rc;
-    if (mysql_stmt_affected_rows(st) > 0)
-        return 0;
-    /* 0 changed rows may still be a match (already 0 in the same second). */
-    if (!(st = global_stmt(s, c, G_F_EXISTS, &rc)))
-        return rc;
-    int64_t found = 0;
-    if ((rc = nf_my_query_i64(c, st, &in[1], &found)) != 0)
-        return rc;
-    return found ? 0 : SL_ENOENT;
+    /* from != to (nf_app_failed_retry): a matching row is always changed */
+    return mysql_stmt_affected_rows(st) > 0 ? 0 : SL_ENOENT;
 }
 
-static int my_failed_reset(nf_store *base, int64_t id)
+static int my_failed_reset(nf_store *base, int64_t id, int from, int to)
 {
-    failed_arg a = {.id = id};
+    failed_arg a = {.id = id, .from = from, .to = to};
     return nf_my_run((my_store *)base, op_failed_reset, &a);
 }
 

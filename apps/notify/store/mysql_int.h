@@ -14,7 +14,7 @@
 
 #include "store.h"
 
-enum { NF_MY_Q_NSHARD = 4, NF_MY_G_NGLOBAL = 13 }; /* statement slots per shard / global */
+enum { NF_MY_Q_NSHARD = 4, NF_MY_G_NGLOBAL = 12 }; /* statement slots per shard / global */
 
 typedef struct my_conn {
     struct my_conn *next; /* idle list */

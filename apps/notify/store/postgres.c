@@ -100,8 +100,8 @@ static const char *const global_sql[G_NGLOBAL] = {
     [G_F_CLEAR] = "DELETE FROM failed_queues WHERE order_sn=$1",
     [G_F_LIST] = "SELECT id,order_sn,type,data,failed_count," TS("created_at") "," TS(
         "updated_at") " FROM failed_queues WHERE failed_count>=$1::int ORDER BY id",
-    [G_F_RESET] =
-        "UPDATE failed_queues SET failed_count=0, updated_at=$2::timestamp WHERE id=$1::bigint",
+    [G_F_RESET] = "UPDATE failed_queues SET failed_count=$3::int, updated_at=$2::timestamp WHERE "
+                  "id=$1::bigint AND failed_count=$4::int",
     [G_PING] = "SELECT 1",
     [G_L_SET] =
         "INSERT INTO nf_listeners(instance, until_ms) VALUES($1,$2::bigint) ON CONFLICT(instance) "
@@ -388,6 +388,7 @@ static int pq_user_get(nf_store *base, int64_t uid, char *nick, size_t nlen, int
 typedef struct failed_arg {
     const char *order_sn, *type, *data;
     int64_t id, count, min_count;
+    int64_t from, to; /* failed_reset */
     nf_failed *v;
     size_t n;
 } failed_arg;
@@ -506,14 +507,16 @@ static int op_failed_reset(pq_store *s, pq_conn *c, void *p)
     pq_args a = {0};
     nf_pq_arg_i64(&a, f->id);
     nf_pq_arg_str(&a, now);
+    nf_pq_arg_i64(&a, f->to);
+    nf_pq_arg_i64(&a, f->from);
     int64_t matched = 0; /* PostgreSQL counts matched rows, changed or not */
     int rc = global_run(s, c, G_F_RESET, &a, &matched);
     return rc ? rc : matched > 0 ? 0 : SL_ENOENT;
 }
 
-static int pq_failed_reset(nf_store *base, int64_t id)
+static int pq_failed_reset(nf_store *base, int64_t id, int from, int to)
 {
-    failed_arg f = {.id = id};
+    failed_arg f = {.id = id, .from = from, .to = to};
     return nf_pq_run((pq_store *)base, op_failed_reset, &f);
 }
 

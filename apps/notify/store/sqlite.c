@@ -81,7 +81,8 @@ static const char *const global_sql[G_NGLOBAL] = {
     [G_F_LIST] =
         "SELECT id,order_sn,type,data,failed_count,created_at,updated_at FROM failed_queues "
         "WHERE failed_count>=?1 ORDER BY id",
-    [G_F_RESET] = "UPDATE failed_queues SET failed_count=0, updated_at=?2 WHERE id=?1",
+    [G_F_RESET] =
+        "UPDATE failed_queues SET failed_count=?3, updated_at=?2 WHERE id=?1 AND failed_count=?4",
     [G_BEGIN] = "BEGIN IMMEDIATE",
     [G_COMMIT] = "COMMIT",
     [G_ROLLBACK] = "ROLLBACK",

@@ -123,7 +123,7 @@ int nf_sq_failed_list(nf_store *base, int min_count, nf_failed **out, size_t *n)
     return 0;
 }
 
-int nf_sq_failed_reset(nf_store *base, int64_t id)
+int nf_sq_failed_reset(nf_store *base, int64_t id, int from, int to)
 {
     sq_store *s = (sq_store *)base;
     char now[24];
@@ -133,6 +133,8 @@ int nf_sq_failed_reset(nf_store *base, int64_t id)
     if (st) {
         sqlite3_bind_int64(st, 1, id);
         sqlite3_bind_text(st, 2, now, -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 3, to);
+        sqlite3_bind_int(st, 4, from);
     }
     int rc = nf_sq_step_done(st);
     if (!rc && sqlite3_changes(s->db) == 0)

@@ -67,6 +67,6 @@ int nf_sq_failed_bump(nf_store *base, const char *order_sn, const char *type, co
 int nf_sq_failed_clear(nf_store *base, const char *order_sn);
 int nf_sq_failed_count(nf_store *base, const char *order_sn, int *count);
 int nf_sq_failed_list(nf_store *base, int min_count, nf_failed **out, size_t *n);
-int nf_sq_failed_reset(nf_store *base, int64_t id);
+int nf_sq_failed_reset(nf_store *base, int64_t id, int from, int to);
 
 #endif

@@ -134,9 +134,9 @@ void nf_failed_free(nf_failed *v, size_t n)
     free(v);
 }
 
-int nf_store_failed_reset(nf_store *s, int64_t id)
+int nf_store_failed_reset(nf_store *s, int64_t id, int from, int to)
 {
-    return s->ops->failed_reset(s, id);
+    return s->ops->failed_reset(s, id, from, to);
 }
 
 int nf_store_ping(nf_store *s)

@@ -64,7 +64,7 @@ typedef struct nf_store_ops {
     int (*failed_clear)(nf_store *s, const char *order_sn);
     int (*failed_count)(nf_store *s, const char *order_sn, int *count);
     int (*failed_list)(nf_store *s, int min_count, nf_failed **out, size_t *n);
-    int (*failed_reset)(nf_store *s, int64_t id);
+    int (*failed_reset)(nf_store *s, int64_t id, int from, int to);
     int (*ping)(nf_store *s);
     /* optional (NULL: SL_ENOTSUP): see nf_store_listener_set */
     int (*listener_set)(nf_store *s, const char *instance, int64_t until_ms, int64_t now_ms);
@@ -127,8 +127,11 @@ int nf_store_failed_count(nf_store *s, const char *order_sn, int *count);
 /* Rows with failed_count >= min_count, oldest first; free with nf_failed_free. */
 int nf_store_failed_list(nf_store *s, int min_count, nf_failed **out, size_t *n);
 void nf_failed_free(nf_failed *v, size_t n);
-/* Set failed_count of row id back to 0 (it was requeued). SL_ENOENT if absent. */
-int nf_store_failed_reset(nf_store *s, int64_t id);
+/* Set failed_count of row id from `from` to `to` (a retry takes the row it
+ * listed back to 0 before it requeues it, and gives it back if that fails).
+ * SL_ENOENT when no row has that id and count: another retry, or the
+ * consumer, changed it since. */
+int nf_store_failed_reset(nf_store *s, int64_t id, int from, int to);
 /* Live-update listeners (table nf_listeners): a server instance with
  * streams open records itself as listening until until_ms (wall clock,
  * milliseconds; 0 removes its row, and the rows of instances that expired
