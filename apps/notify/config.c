@@ -586,6 +586,14 @@ int nf_config_read(nf_config *c, sl_config *cf, const char *path, char *err, siz
         strcasecmp(c->log_level, "warn") && strcasecmp(c->log_level, "error"))
         eb_add(&eb, "%s: log.level must be debug, info, warn or error, got '%s'",
                path ? path : "config", c->log_level);
+    /* empty: log files in / and a server on no address, not a default */
+    if (!c->log_dir[0])
+        eb_add(&eb, "%s: log.dir must not be empty", path ? path : "config");
+    if (!c->server_addr[0])
+        eb_add(&eb, "%s: web.server_addr must not be empty", path ? path : "config");
+    if (c->grpc_enabled && !c->grpc_addr[0])
+        eb_add(&eb, "%s: grpc.server_addr must not be empty while grpc.enabled is true",
+               path ? path : "config");
     char cwhy[400];
     if (nf_cors_check(c->cors_origins, cwhy, sizeof cwhy))
         eb_add(&eb, "%s: web.cors_origins: %s", path ? path : "config", cwhy);

@@ -56,6 +56,12 @@ check "an empty password is the empty string" matches "$OUT" 'password: ""'
 check "an empty redis section keeps its defaults" matches "$OUT" "port: 6379"
 check "the queue from the file" matches "$OUT" 'url: "mem://q"'
 
+# ---- an empty directory or address is refused, not taken as / or nothing ----
+cfg SLUICE_LOG_DIR= SLUICE_WEB_SERVER_ADDR= "$SLUICE" notify config --config "$WORK/notify.conf"
+check "an empty log.dir and server_addr are refused (status $ST)" [ "$ST" = 2 ]
+check "log.dir named" matches "$OUT" "log.dir must not be empty"
+check "web.server_addr named" matches "$OUT" "web.server_addr must not be empty"
+
 # ---- an env value is checked and named ----
 cfg SLUICE_WEB_MAX_BODY=lots "$SLUICE" notify config --config "$WORK/notify.conf"
 check "a bad env value is refused (status $ST)" [ "$ST" = 2 ]
