@@ -30,7 +30,8 @@ struct nf_reload {
     nf_app *app;
     sl_config *cf;
     char path[1024];
-    nf_config cur; /* the values in force (for the hot keys) or last seen */
+    nf_config cur;  /* the values in force (for the hot keys) or last seen */
+    char *sections; /* the sections the file had at the last good load, "a\nb\n" */
 };
 
 typedef struct changes {
@@ -75,6 +76,51 @@ static void one_line(char *s)
         *p = ';';
 }
 
+/* The sections (top-level keys) that file itself gives, one per line;
+ * NULL when out of memory. The defaults hold every section: only the
+ * origin tells the file's own. */
+static char *file_sections(sl_config *cf, const char *file)
+{
+    char **keys;
+    size_t fl = strlen(file), len = 0;
+    if (sl_config_keys(cf, "", &keys, NULL))
+        return calloc(1, 1); /* nothing at the top level */
+    for (size_t i = 0; keys[i]; i++)
+        len += strlen(keys[i]) + 1;
+    char *out = malloc(len + 1), *w = out;
+    for (size_t i = 0; out && keys[i]; i++) {
+        char *o = NULL;
+        if (!sl_config_origin(cf, keys[i], &o) && !strncmp(o, file, fl) && o[fl] == ':')
+            w += sprintf(w, "%s\n", keys[i]);
+        free(o);
+    }
+    if (out)
+        *w = '\0';
+    free(keys);
+    return out;
+}
+
+/* The first section of was (file_sections) that now lacks, any case, into
+ * name; false when none is gone. */
+static bool section_gone(const char *was, const char *now, char *name, size_t len)
+{
+    for (const char *p = was; p && *p;) {
+        size_t n = strcspn(p, "\n");
+        bool found = false;
+        for (const char *q = now; q && *q && !found;) {
+            size_t m = strcspn(q, "\n");
+            found = m == n && !strncasecmp(p, q, n);
+            q += m + (q[m] == '\n');
+        }
+        if (!found) {
+            snprintf(name, len, "%.*s", (int)n, p);
+            return true;
+        }
+        p += n + (p[n] == '\n');
+    }
+    return false;
+}
+
 static void on_change(sl_config *cf, const char *path, void *arg)
 {
     (void)path;
@@ -86,7 +132,21 @@ static void on_change(sl_config *cf, const char *path, void *arg)
     }
     nf_config_defaults(next);
     char err[4096];
+    /* A section that went away is a file caught while being rewritten (or
+       emptied) far more often than an edit: its keys would fall back to
+       their defaults at once. Refused; dropping a section takes a restart. */
+    char *now = file_sections(cf, r->path), gone[128];
+    if (section_gone(r->sections, now, gone, sizeof gone)) {
+        nf_log(SL_LOG_ERROR,
+               "config %s: reload refused, the running values stay: section '%s' is gone (a "
+               "file being rewritten? dropping a section takes a restart)",
+               r->path, gone);
+        free(now);
+        free(next);
+        return;
+    }
     if (nf_config_read(next, cf, r->path, err, sizeof err)) {
+        free(now);
         one_line(err);
         nf_log(SL_LOG_ERROR, "config %s: reload refused, the running values stay: %s", r->path,
                err);
@@ -107,6 +167,8 @@ static void on_change(sl_config *cf, const char *path, void *arg)
         nf_log_set_level(next->log_level);
     r->cur = *next;
     free(next);
+    free(r->sections);
+    r->sections = now;
 }
 
 int nf_reload_start(nf_app *app, const char *path, nf_reload **out)
@@ -125,6 +187,8 @@ int nf_reload_start(nf_app *app, const char *path, nf_reload **out)
     if (rc)
         one_line(err);
     else
+        r->sections = file_sections(r->cf, r->path);
+    if (!rc)
         rc = sl_config_on_change(r->cf, "", on_change, r);
     if (!rc)
         rc = sl_config_watch_start(r->cf);
@@ -147,5 +211,6 @@ void nf_reload_stop(nf_reload *r)
     if (!r)
         return;
     sl_config_free(r->cf); /* stops the watch thread first */
+    free(r->sections);
     free(r);
 }

@@ -4,9 +4,9 @@
 # changes web.max_body (a request limit), consumers.max_failures (when a
 # failing message is parked) and log.level at once, each reload logged with
 # what changed; a key that cannot change at run time is logged as waiting
-# for a restart; a broken edit (a bad value, or YAML that does not parse) is
-# refused with a clear log line and the running values stay; the watch keeps
-# working after a refused edit.
+# for a restart; a broken edit (a bad value, YAML that does not parse, a file
+# emptied or cut short) is refused with a clear log line and the running
+# values stay; the watch keeps working after a refused edit.
 source "$(dirname "$0")/lib/notify.bash"
 
 export NOTIFY_CONFIG=$WORK/config.yaml
@@ -61,6 +61,14 @@ printf 'web:\n  max_body: [65536\n' >>"$NOTIFY_CONFIG.new"; cat "$NOTIFY_CONFIG"
 mv "$NOTIFY_CONFIG.tmp" "$NOTIFY_CONFIG"; rm -f "$NOTIFY_CONFIG.new"
 check "YAML that does not parse is refused by sl_config" wait_until 10 logged "reload failed, keeping the previous values"
 post_big; CASE="max_body 2048 still in force after a syntax error"; expect 413 10001
+
+# an emptied file (an editor's truncate before its write) would put every key
+# back to its default: refused, as is a file cut before its last sections
+: >"$NOTIFY_CONFIG"
+check "an emptied file is refused" wait_until 10 logged "section 'web' is gone"
+post_big; CASE="max_body 2048 still in force after the file was emptied"; expect 413 10001
+sed -n '1,/^log:/p' "$SRC_DIR/config/config.yaml" | head -n -1 >"$NOTIFY_CONFIG.tmp"; mv "$NOTIFY_CONFIG.tmp" "$NOTIFY_CONFIG"
+check "a file cut before its last sections is refused" wait_until 10 logged "section 'log' is gone"
 
 # ---- a good file again: the watch still works ----
 cp "$SRC_DIR/config/config.yaml" "$NOTIFY_CONFIG.tmp"; mv "$NOTIFY_CONFIG.tmp" "$NOTIFY_CONFIG"
