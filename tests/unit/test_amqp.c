@@ -278,6 +278,28 @@ static void mandatory_publish_to_nobody_fails(void **state)
     sl_msg_unref(m);
 }
 
+/* A refusal of the broker (the exchange exists with another type: 406) is
+ * reported at once as such, not retried for publish_timeout as a lost
+ * connection; the publisher goes on working for other topics. */
+static void broker_refusal_fails_at_once(void **state)
+{
+    (void)state;
+    const char *topic = tl_unique("refused");
+    sl_publisher *fan = pub_open(url_with("exchange_type=fanout"));
+    sl_publisher *dflt = pub_open(url_with("publish_timeout=20s"));
+    sl_msg *m;
+    assert_int_equal(sl_msg_new(&m, "x", 1), 0);
+    assert_int_equal(sl_publish(fan, topic, &m, 1), 0); /* declares a fanout exchange */
+    int64_t t0 = tl_now_ms();
+    assert_int_equal(sl_publish(dflt, topic, &m, 1), SL_EIO);
+    assert_true(tl_now_ms() - t0 < 5000);
+    assert_non_null(strstr(sl_errmsg(), "406"));
+    assert_int_equal(sl_publish(dflt, tl_unique("other"), &m, 1), 0);
+    sl_msg_unref(m);
+    sl_publisher_close(fan);
+    sl_publisher_close(dflt);
+}
+
 typedef struct pool_job {
     sl_publisher *pub;
     const char *topic;
@@ -377,6 +399,7 @@ int main(void)
         cmocka_unit_test(raw_client_message_is_received),
         cmocka_unit_test(long_metadata_key_is_rejected),
         cmocka_unit_test(mandatory_publish_to_nobody_fails),
+        cmocka_unit_test(broker_refusal_fails_at_once),
         cmocka_unit_test(pool_serves_many_threads),
         cmocka_unit_test(group_queue_outlives_its_members),
     };

@@ -348,6 +348,8 @@ int sli_amqp_publish(void *impl, const char *topic, sl_msg *const *msgs, size_t 
         if (rc == SL_EINVAL || rc == SL_ENOMEM)
             break; /* not a connection problem: retrying will not help */
         pconn_drop(p, pc);
+        if (rc == SL_EIO || rc == SL_ENOENT)
+            break; /* the broker refused (a channel closed: 403, 404, 406...): it would again */
         if (atomic_load(&p->closing)) {
             rc = sli_err(SL_ECLOSED, "amqp publisher closed while reconnecting");
             break;
