@@ -125,6 +125,19 @@ static int sync_ack(rd_sub *s, const char *id)
     return rc;
 }
 
+/* Room for more queued settles (under qmu); false, with the queue as it
+ * was, when out of memory. */
+static bool grow_settles(rd_sub *s)
+{
+    size_t cap = s->capq ? s->capq * 2 : 64;
+    rd_settle *q = realloc(s->q, cap * sizeof *q);
+    if (!q)
+        return false;
+    s->q = q;
+    s->capq = cap;
+    return true;
+}
+
 static void rd_hook(sl_msg *m, sli_msg_event ev, unsigned delay_ms, void *ctx)
 {
     rd_dlv *dv = ctx;
@@ -141,10 +154,9 @@ static void rd_hook(sl_msg *m, sli_msg_event ev, unsigned delay_ms, void *ctx)
         if (sync_ack(s, dv->id) != 0)
             sli_log(SL_LOG_WARN, "redis", "ack of %s failed (it will be redelivered): %s",
                     sl_msg_uuid(m), sl_errmsg());
-    } else if (s->nq == s->capq &&
-               !(s->q = realloc(s->q, (s->capq = s->capq ? s->capq * 2 : 64) * sizeof *s->q))) {
-        s->capq = s->nq = 0;
-        sli_log(SL_LOG_WARN, "redis", "out of memory: settles left to the ack deadline");
+    } else if (s->nq == s->capq && !grow_settles(s)) {
+        /* the queued ones stay queued; this one is left to the ack deadline */
+        sli_log(SL_LOG_WARN, "redis", "out of memory: a settle left to the ack deadline");
     } else {
         rd_settle *e = &s->q[s->nq++];
         memcpy(e->id, dv->id, sizeof e->id);
