@@ -6,6 +6,7 @@
 #ifndef NF_NOTICE_CHECK_H
 #define NF_NOTICE_CHECK_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -19,6 +20,16 @@
 
 /* Characters (not bytes) of a UTF-8 string. */
 size_t nf_utf8_chars(const char *s);
+/* Length of the valid UTF-8 sequence at s within avail bytes (RFC 3629: no
+ * overlongs, no surrogates, at most U+10FFFF; jansson's rules), 0 when the
+ * bytes there are not one. A NUL-terminated s may pass SIZE_MAX. */
+size_t nf_utf8_seq(const unsigned char *s, size_t avail);
+/* True when the len bytes at s are valid UTF-8 (NUL bytes included). */
+bool nf_utf8_valid(const char *s, size_t len);
+/* Replace every byte of s that does not start a valid UTF-8 sequence by
+ * '?', so a message echoing client input (a multibyte character cut by
+ * "%.40s") still goes out as JSON or a proto3 string. */
+void nf_utf8_scrub(char *s);
 
 /* A notice's data and time: data at most NF_MAX_DATA_CHARS characters;
  * time "" or NULL (now, local time, written to time_out) or a real

@@ -62,15 +62,68 @@ bad = [
     (pb.NoticeRequest(uid=1, type=1, data='x' * 501), 'data is longer than 500 characters'),
     (pb.NoticeRequest(uid=1, type=1, data='x', createTime='2024-02-30 00:00:00'), 'time must be'),
     (pb.NoticeRequest(uid=1, type=1, data='x', createTime='yesterday'), 'time must be'),
+    # the message echoes 40 bytes of it, which cut the last character: sent as '?',
+    # a msg that is not UTF-8 would fail the client's parse of the answer
+    (pb.NoticeRequest(uid=1, type=1, data='x', createTime='x' + '\u00e9' * 30), 'time must be'),
 ]
 for req, want in bad:
-    r = stub.Notify(req, timeout=10)
-    check(f'refused {want!r}', r.code == 10001 and want in r.msg, r)
+    try:
+        r = stub.Notify(req, timeout=10)
+        check(f'refused {want!r}', r.code == 10001 and want in r.msg, r)
+    except grpc.RpcError as e:
+        check(f'refused {want!r} ({req.createTime!r})', False, (e.code(), e.details()))
 r = stub.Notify(pb.NoticeRequest(uid=1, type=1, data='x'), metadata=(('idempotency-key', 'k' * 101),),
                 timeout=10)
 check('long idempotency key refused', r.code == 10001 and 'Idempotency-Key' in r.msg, r)
-# malformed protobuf bytes: INVALID_ARGUMENT
+# bytes protobuf-c hands over as C strings: a NUL (anywhere, even before
+# data that is too long) is refused as the HTTP form parser refuses it,
+# never stored cut short at the NUL; nothing stored for uid 1 (checked below)
+bad = [
+    (pb.NoticeRequest(uid=1, type=1, data='before\x00after'), 'data must not contain a NUL character'),
+    (pb.NoticeRequest(uid=1, type=1, data='x\x00' + 'y' * 600), 'data must not contain a NUL character'),
+    (pb.NoticeRequest(uid=1, type=1, data='x', createTime='2024-01-02 03:04:05\x00junk'),
+     'time must not contain a NUL character'),
+]
+for req, want in bad:
+    try:
+        r = stub.Notify(req, timeout=10)
+        check(f'refused {want!r} ({req.data[:8]!r})', r.code == 10001 and r.msg == want, r)
+    except grpc.RpcError as e:
+        check(f'refused {want!r} ({req.data[:8]!r})', False, (e.code(), e.details()))
+# length in characters, not bytes: 500 two-byte characters pass, 501 do not
+r = stub.Notify(pb.NoticeRequest(uid=uid, type=1, data='\u00e9' * 500), timeout=10)
+check('500 characters (1000 bytes) accepted', r.code == 10000, r)
+r = stub.Notify(pb.NoticeRequest(uid=1, type=1, data='\u00e9' * 501), timeout=10)
+check('501 characters refused', r.code == 10001 and r.msg == 'data is longer than 500 characters', r)
+
 raw = ch.unary_unary('/notice.Producer/Notify')
+
+
+def notice_bytes(uid, data, when=b''):
+    """A NoticeRequest written by hand: the stubs refuse to send invalid UTF-8."""
+    def varint(n):
+        out = b''
+        while True:
+            b, n = n & 0x7f, n >> 7
+            out += bytes([b | (0x80 if n else 0)])
+            if not n:
+                return out
+    return (b'\x08' + varint(uid) + b'\x10\x01' + b'\x1a' + varint(len(data)) + data
+            + (b'\x22' + varint(len(when)) + when if when else b''))
+
+
+# a string field that is not UTF-8: a malformed message, INVALID_ARGUMENT with
+# HTTP's message - a client error, never UNAVAILABLE (an outage to retry)
+for data, when, want in ((b'bad \xff\xfe utf8', b'', 'data is not valid UTF-8'),
+                         (b'\x80' * 600, b'', 'data is not valid UTF-8'),
+                         (b'ok', b'2024-01-02 03:04:0\xc0', 'time is not valid UTF-8')):
+    try:
+        r = raw(notice_bytes(1, data, when), timeout=10)
+        check(f'invalid UTF-8 refused ({data[:8]!r}, {when!r})', False, r)
+    except grpc.RpcError as e:
+        check(f'invalid UTF-8 status ({data[:8]!r}, {when!r})',
+              e.code() == grpc.StatusCode.INVALID_ARGUMENT and want in e.details(), (e.code(), e.details()))
+# malformed protobuf bytes: INVALID_ARGUMENT
 try:
     raw(b'\xff\xff\xff\xff', timeout=10)
     check('malformed protobuf refused', False)
@@ -82,23 +135,26 @@ try:
 except grpc.RpcError as e:
     check('unknown method status', e.code() == grpc.StatusCode.UNIMPLEMENTED, e)
 
-# stored: 3 notices (the idempotent pair once), seen through HTTP and gRPC List
+# stored: 4 notices (the idempotent pair once), seen through HTTP and gRPC List
 deadline = time.time() + 15
 while time.time() < deadline:
     lst = http_get(f'/api/msg/list?uid={uid}&size=100')['data']['list']
-    if len(lst) >= 3:
+    if len(lst) >= 4:
         break
     time.sleep(0.1)
-check('3 notices stored (HTTP list)', len(lst) == 3, lst)
+check('4 notices stored (HTTP list)', len(lst) == 4, lst)
 check('first notice stored with its id', any(n['order_sn'] == first_id for n in lst), lst)
+check('500 characters stored whole', any(n['data'] == '\u00e9' * 500 for n in lst), lst)
+check('nothing refused got stored (uid 1)', http_get('/api/msg/list?uid=1&size=100')['data']['list'] == [],
+      http_get('/api/msg/list?uid=1&size=100'))
 r = stub.List(pb.ListRequest(uid=uid, size=100), timeout=10)
 check('List code', r.code == 10000, r)
 gl = json.loads(r.data)
-check('List answers what HTTP answers', gl['list'] == lst and gl['unread'] == 3, gl)
+check('List answers what HTTP answers', gl['list'] == lst and gl['unread'] == 4, gl)
 r = stub.List(pb.ListRequest(uid=uid, size=101), timeout=10)
 check('List size over 100 refused', r.code == 10001 and 'size must be in 1..100' in r.msg, r)
 r = stub.UserInfo(pb.NoticeRequest(uid=uid), timeout=10)
-check('UserInfo', r.code == 10000 and json.loads(r.data)['notification_count'] == 3, r)
+check('UserInfo', r.code == 10000 and json.loads(r.data)['notification_count'] == 4, r)
 
 # Read (the original's: every notice of uid+type read), MarkRead one by id
 r = stub.Read(pb.NoticeRequest(uid=uid, type=1), timeout=10)

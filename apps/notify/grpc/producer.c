@@ -11,6 +11,13 @@
  * "success", data = JSON bytes {"uid","type","data","id"}). When the queue
  * refuses, the request goes to the retry log and the call fails with gRPC
  * status UNAVAILABLE. Metadata "idempotency-key" works as the HTTP header.
+ * A message protobuf itself calls malformed (bad bytes, a string field that
+ * is not UTF-8) fails INVALID_ARGUMENT.
+ *
+ * protobuf-c hands string fields over NUL-terminated, which hides a NUL
+ * byte inside one (the notice would be stored cut short): Notify reads its
+ * string fields' bytes from the wire as well (wire_field) and refuses a
+ * NUL as the HTTP form parser does.
  *
  * auth.mode tokens applies here as on HTTP (access.c): metadata
  * "authorization: Bearer <token>"; Notify needs a producer or admin token;
@@ -121,6 +128,7 @@ static int refuse(sl_call *c, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    nf_utf8_scrub(msg); /* msg is a proto3 string: clients refuse one that is not UTF-8 */
     return answer(c, 10001, msg, NULL);
 }
 
@@ -131,6 +139,83 @@ static bool in_range(sl_call *c, const char *name, int64_t v, int64_t lo, int64_
         return true;
     refuse(c, "%s must be in %lld..%lld, got %lld", name, (long long)lo, (long long)hi,
            (long long)v);
+    return false;
+}
+
+static bool wire_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+    *v = 0;
+    for (unsigned shift = 0; *p < end && shift < 64; shift += 7) {
+        uint8_t b = *(*p)++;
+        *v |= (uint64_t)(b & 0x7F) << shift;
+        if (!(b & 0x80))
+            return true;
+    }
+    return false;
+}
+
+/* The bytes of field num (length-delimited) in a protobuf message: its last
+ * occurrence, the one protobuf-c keeps; *val NULL when absent. -1 when the
+ * message does not parse. */
+static int wire_field(const uint8_t *p, size_t len, uint32_t num, const uint8_t **val, size_t *n)
+{
+    const uint8_t *end = p + len;
+    *val = NULL;
+    *n = 0;
+    while (p < end) {
+        uint64_t key, v;
+        if (!wire_varint(&p, end, &key))
+            return -1;
+        switch (key & 7) {
+        case 0:
+            if (!wire_varint(&p, end, &v))
+                return -1;
+            break;
+        case 1:
+        case 5:
+            if ((size_t)(end - p) < ((key & 7) == 1 ? 8u : 4u))
+                return -1;
+            p += (key & 7) == 1 ? 8 : 4;
+            break;
+        case 2:
+            if (!wire_varint(&p, end, &v) || v > (uint64_t)(end - p))
+                return -1;
+            if (key >> 3 == num) {
+                *val = p;
+                *n = (size_t)v;
+            }
+            p += v;
+            break;
+        default: return -1; /* groups: protobuf-c refuses them too */
+        }
+    }
+    return 0;
+}
+
+/* A string field of a request, as sent: "" when absent. */
+typedef struct wire_str {
+    const char *p;
+    size_t n;
+} wire_str;
+
+/* Read NoticeRequest's string field `field` of body into *out; false (the
+ * call's error set: INVALID_ARGUMENT, HTTP's wording with `name`) when the
+ * message is malformed or the field is not UTF-8, which proto3 requires of
+ * a string. */
+static bool wire_string(sl_call *c, const uint8_t *body, size_t len, const char *field,
+                        const char *name, wire_str *out)
+{
+    const ProtobufCFieldDescriptor *f =
+        protobuf_c_message_descriptor_get_field_by_name(&notice__notice_request__descriptor, field);
+    const uint8_t *v;
+    if (!f || wire_field(body, len, f->id, &v, &out->n)) {
+        sl_call_error(c, 400, "malformed NoticeRequest");
+        return false;
+    }
+    out->p = v ? (const char *)v : "";
+    if (nf_utf8_valid(out->p, out->n))
+        return true;
+    sl_call_error(c, 400, "%s is not valid UTF-8", name);
     return false;
 }
 
@@ -162,9 +247,19 @@ static int notify(sl_call *c, void *user)
     if (!q)
         return sl_call_error(c, 400, "malformed NoticeRequest");
     char when[24], err[160], id[200];
-    int rc = allowed(c, app, NEED_POST, q->uid);
+    wire_str data, tm; /* createTime is "time" in the HTTP API and its messages */
+    int rc = 0;
+    if (!wire_string(c, body, len, "data", "data", &data) ||
+        !wire_string(c, body, len, "createTime", "time", &tm))
+        goto out;
+    rc = allowed(c, app, NEED_POST, q->uid);
     if (rc)
         goto out;
+    if (memchr(data.p, '\0', data.n) || memchr(tm.p, '\0', tm.n)) {
+        rc = refuse(c, "%s must not contain a NUL character",
+                    memchr(data.p, '\0', data.n) ? "data" : "time");
+        goto out;
+    }
     if (!in_range(c, "uid", q->uid, 0, NF_INT64_MAX) ||
         !in_range(c, "type", q->type, 0, NF_INT32_MAX))
         goto out;
@@ -174,10 +269,16 @@ static int notify(sl_call *c, void *user)
         rc = refuse(c, "%s", err);
         goto out;
     }
-    rc = publish(c, app, NF_TOPIC_NOTIFY,
-                 json_pack("{s:I, s:I, s:s, s:s}", "uid", (json_int_t)q->uid, "type",
-                           (json_int_t)q->type, "data", q->data, "time", when),
-                 id);
+    json_error_t je;
+    json_t *payload = json_pack_ex(&je, 0, "{s:I, s:I, s:s, s:s}", "uid", (json_int_t)q->uid,
+                                   "type", (json_int_t)q->type, "data", q->data, "time", when);
+    /* The checks above leave only memory to fail it; should bad input get
+     * through, it is the client's error, never an outage to retry. */
+    if (!payload && json_error_code(&je) == json_error_invalid_utf8) {
+        rc = sl_call_error(c, 400, "notice refused: %s", je.text);
+        goto out;
+    }
+    rc = publish(c, app, NF_TOPIC_NOTIFY, payload, id);
 out:
     notice__notice_request__free_unpacked(q, NULL);
     return rc;

@@ -27,6 +27,7 @@
 
 #include "sluice/auth.h"
 
+#include "../notice_check.h"
 #include "http.h"
 
 struct nf_server {
@@ -91,40 +92,6 @@ void nf_resp_ok_text(nf_resp *r, char *data)
     r->ctype = "application/json; charset=utf-8";
 }
 
-/* Length of the valid UTF-8 sequence at s (RFC 3629: no overlongs, no
- * surrogates, at most U+10FFFF), 0 when the bytes there are not one. */
-static size_t utf8_seq(const unsigned char *s)
-{
-    unsigned c = s[0];
-    size_t n = c < 0x80                 ? 1
-               : c >= 0xC2 && c <= 0xDF ? 2
-               : c >= 0xE0 && c <= 0xEF ? 3
-               : c >= 0xF0 && c <= 0xF4 ? 4
-                                        : 0;
-    for (size_t i = 1; i < n; i++)
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-    if ((c == 0xE0 && s[1] < 0xA0) || (c == 0xED && s[1] > 0x9F) || (c == 0xF0 && s[1] < 0x90) ||
-        (c == 0xF4 && s[1] > 0x8F))
-        return 0;
-    return n;
-}
-
-/* Replace every byte that does not start a valid UTF-8 sequence by '?', so
- * a message echoing client input (a cut multibyte character, %c0%ae) still
- * becomes JSON instead of failing the answer. */
-static void utf8_scrub(char *s)
-{
-    unsigned char *p = (unsigned char *)s;
-    while (*p) {
-        size_t n = utf8_seq(p);
-        if (n)
-            p += n;
-        else
-            *p++ = '?';
-    }
-}
-
 void nf_resp_fail(nf_resp *r, int status, const char *fmt, ...)
 {
     char msg[512];
@@ -132,7 +99,7 @@ void nf_resp_fail(nf_resp *r, int status, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    utf8_scrub(msg);
+    nf_utf8_scrub(msg);
     set_envelope(r, status, NF_CODE_FAIL, msg, NULL);
 }
 
