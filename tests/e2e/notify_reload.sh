@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # notify_reload.sh - hot reload of the config file (issue 18, the service on
 # sl_config): while `sluice notify serve` runs, editing its config file
-# changes web.max_body (a request limit), consumers.max_failures (when a
+# changes web.max_body (a request limit, HTTP and gRPC), consumers.max_failures (when a
 # failing message is parked) and log.level at once, each reload logged with
 # what changed; a key that cannot change at run time is logged as waiting
 # for a restart; a broken edit (a bad value, YAML that does not parse, a file
@@ -18,15 +18,42 @@ BIG=$(head -c 3000 /dev/zero | tr '\0' 'x')
 edit() { local e; for e in "$@"; do sed -i -e "$e" "$NOTIFY_CONFIG"; done; }
 logged() { grep -qF -- "$1" "$LOG"; }
 post_big() { call POST /api/msg/product -d "uid=7&type=1&data=${BIG:0:400}&pad=$BIG"; }
+# grpc_big: the same over gRPC, padded with an unknown field; prints the
+# answer's "code msg" or the failed call's "STATUS details"
+grpc_big() {
+  /usr/bin/python3 - "$GRPC" "$BIG" <<'PY'
+import sys, grpc
+addr, big = sys.argv[1], sys.argv[2].encode()
+field = lambda n, b: bytes([n << 3 | 2, len(b) & 0x7f | 0x80, len(b) >> 7]) + b  # len < 16 KiB
+def varint(b, i):
+    v = s = 0
+    while True:
+        v, i, s = v | (b[i] & 0x7f) << s, i + 1, s + 7
+        if not b[i - 1] & 0x80:
+            return v, i
+try:
+    r = grpc.insecure_channel(addr).unary_unary('/notice.Producer/Notify')(
+        b'\x08\x07\x10\x01' + field(3, big[:400]) + field(15, big), timeout=10)
+    code, i = varint(r, 1)        # ProducerResponse: 1 code, 2 msg
+    n, i = varint(r, i + 1)
+    print(code, r[i:i + n].decode())
+except grpc.RpcError as e:
+    print(e.code().name, e.details())
+PY
+}
 
 start_server SLUICE_NOTIFY_FAULT_UID=99
 check "the watch is on" wait_until 10 logged "config $NOTIFY_CONFIG: watching for changes"
 post_big; CASE="3 kB body under the shipped max_body"; expect 200 10000
+GRPC=$(sed -n 's/^sluice notify: gRPC notice.Producer on //p' "$WORK/server.out")
+ans=$(grpc_big); check "gRPC: 3 kB under the shipped max_body ($ans)" test "$ans" = "10000 success"
 
 # ---- a limit: web.max_body 65536 -> 2048 applies at once ----
 edit 's/^  max_body: 65536 /  max_body: 2048 /'
 check "reload logged with the change" wait_until 10 logged "config reloaded from $NOTIFY_CONFIG: web.max_body 65536 -> 2048"
 post_big; CASE="3 kB body over the reloaded max_body"; expect 413 10001 "over 2048 bytes"
+ans=$(grpc_big); check "gRPC: 3 kB over the reloaded max_body ($ans)" \
+  test "$ans" = "RESOURCE_EXHAUSTED request body over 2048 bytes"
 
 # ---- a retry setting: consumers.max_failures 5 -> 2 parks sooner ----
 edit 's/^  max_failures: 5 /  max_failures: 2 /'
@@ -74,6 +101,7 @@ check "a file cut before its last sections is refused" wait_until 10 logged "sec
 cp "$SRC_DIR/config/config.yaml" "$NOTIFY_CONFIG.tmp"; mv "$NOTIFY_CONFIG.tmp" "$NOTIFY_CONFIG"
 check "the good file reloads" wait_until 10 logged "web.max_body 2048 -> 65536"
 post_big; CASE="3 kB body fits again"; expect 200 10000
+ans=$(grpc_big); check "gRPC: 3 kB fits again ($ans)" test "$ans" = "10000 success"
 
 kill -TERM "$SERVER_PID"; wait "$SERVER_PID"; st=$?; SERVER_PID=""
 check "server exits cleanly (status $st)" [ "$st" = 0 ]

@@ -12,7 +12,8 @@
  * refuses, the request goes to the retry log and the call fails with gRPC
  * status UNAVAILABLE. Metadata "idempotency-key" works as the HTTP header.
  * A message protobuf itself calls malformed (bad bytes, a string field that
- * is not UTF-8) fails INVALID_ARGUMENT.
+ * is not UTF-8) fails INVALID_ARGUMENT; one over web.max_body (read per
+ * call, so a reload lowers it at once) RESOURCE_EXHAUSTED.
  *
  * protobuf-c hands string fields over NUL-terminated, which hides a NUL
  * byte inside one (the notice would be stored cut short): Notify reads its
@@ -142,6 +143,21 @@ static bool in_range(sl_call *c, const char *name, int64_t v, int64_t lo, int64_
     return false;
 }
 
+/* The request's bytes, or NULL with the call's error set when they pass
+ * web.max_body: read per call, as the HTTP server does, so a hot reload
+ * reaches gRPC too (gRPC core's own limit is the start value, fixed when
+ * the server starts: raising it takes a restart). */
+static const uint8_t *request_body(sl_call *c, nf_app *app, size_t *len)
+{
+    const uint8_t *body = sl_call_body(c, len);
+    int max = atomic_load(&app->max_body);
+    if (*len > (size_t)max) {
+        sl_call_error(c, 413, "request body over %d bytes", max);
+        return NULL;
+    }
+    return body;
+}
+
 static bool wire_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
 {
     *v = 0;
@@ -242,7 +258,9 @@ static int notify(sl_call *c, void *user)
 {
     nf_app *app = user;
     size_t len;
-    const uint8_t *body = sl_call_body(c, &len);
+    const uint8_t *body = request_body(c, app, &len);
+    if (!body)
+        return 0;
     Notice__NoticeRequest *q = notice__notice_request__unpack(NULL, len, body);
     if (!q)
         return sl_call_error(c, 400, "malformed NoticeRequest");
@@ -306,7 +324,9 @@ static int mark(sl_call *c, nf_app *app, int64_t uid, int64_t type, int64_t nid,
 static int read_notices(sl_call *c, void *user)
 {
     size_t len;
-    const uint8_t *body = sl_call_body(c, &len);
+    const uint8_t *body = request_body(c, user, &len);
+    if (!body)
+        return 0;
     Notice__NoticeRequest *q = notice__notice_request__unpack(NULL, len, body);
     if (!q)
         return sl_call_error(c, 400, "malformed NoticeRequest");
@@ -318,7 +338,9 @@ static int read_notices(sl_call *c, void *user)
 static int mark_read(sl_call *c, void *user)
 {
     size_t len;
-    const uint8_t *body = sl_call_body(c, &len);
+    const uint8_t *body = request_body(c, user, &len);
+    if (!body)
+        return 0;
     Notice__MarkReadRequest *q = notice__mark_read_request__unpack(NULL, len, body);
     if (!q)
         return sl_call_error(c, 400, "malformed MarkReadRequest");
@@ -330,7 +352,9 @@ static int mark_read(sl_call *c, void *user)
 static int list(sl_call *c, void *user)
 {
     size_t len;
-    const uint8_t *body = sl_call_body(c, &len);
+    const uint8_t *body = request_body(c, user, &len);
+    if (!body)
+        return 0;
     Notice__ListRequest *q = notice__list_request__unpack(NULL, len, body);
     if (!q)
         return sl_call_error(c, 400, "malformed ListRequest");
@@ -357,7 +381,9 @@ static int list(sl_call *c, void *user)
 static int user_info(sl_call *c, void *user)
 {
     size_t len;
-    const uint8_t *body = sl_call_body(c, &len);
+    const uint8_t *body = request_body(c, user, &len);
+    if (!body)
+        return 0;
     Notice__NoticeRequest *q = notice__notice_request__unpack(NULL, len, body);
     if (!q)
         return sl_call_error(c, 400, "malformed NoticeRequest");
@@ -422,7 +448,9 @@ static int stream(sl_call *c, void *user)
 {
     nf_app *app = user;
     size_t len;
-    const uint8_t *body = sl_call_body(c, &len);
+    const uint8_t *body = request_body(c, user, &len);
+    if (!body)
+        return 0;
     Notice__NoticeRequest *q = notice__notice_request__unpack(NULL, len, body);
     if (!q)
         return sl_call_error(c, 400, "malformed NoticeRequest");
@@ -513,7 +541,7 @@ int nf_grpc_start(nf_app *app, nf_grpc **out)
     o.registry = "none";
     o.grpc_address = app->cfg.grpc_addr;
     o.grpc_only = true;
-    o.max_body = (size_t)app->cfg.max_body;
+    o.max_body = (size_t)app->cfg.max_body; /* gRPC core's ceiling; request_body the live limit */
     o.threads = (unsigned)app->cfg.threads + MAX_STREAMS;
     o.drain_timeout_ms = 5000;
     g_grpc = g;
