@@ -1,12 +1,31 @@
 /*
  * log.c - size-rotated log files and the JSON-lines main log.
  *
- * Rotation happens inside nf_logfile_write under the file's mutex: rename the
- * current file to a timestamped backup, reopen, and hand the backup to a
- * detached-but-counted thread that gzips it (zlib) and prunes old backups.
- * close() waits for those threads, so tests and shutdown never lose a
- * backup half-compressed. The main log is one process-wide nf_logfile (the
- * one piece of global state of the service, as a logger must be).
+ * Several processes append to one file (`serve` and out-of-process
+ * consumers share log.dir), each with its own fd and size count. Rotation
+ * stays safe between them without a syscall per line:
+ *
+ * - Before writing, at most once a second (and before any rotation), a
+ *   writer checks that the path still names its open file (stat vs fstat
+ *   inode) and reopens if another process rotated it. The check also takes
+ *   the file's real size, everyone's lines included.
+ * - A rotation holds flock(LOCK_EX) on the open file and re-checks the path
+ *   under it: one process renames a given file, the others find it moved
+ *   and reopen. Renames are thus serialised, and the backup name
+ *   (NAME-YYYYmmddTHHMMSS.mmm, _N added while that name or its .gz exists)
+ *   is picked before the rename, so no backup is ever overwritten.
+ * - A writer that has not noticed a rotation appends to the backup for less
+ *   than a second. So a backup is compressed or pruned only once quiet: its
+ *   mtime (set to the rename time by the renamer) GRACE_MS old. A thread
+ *   per file, started by a rotation, sweeps the directory until no young
+ *   backup is left; close() stops its waiting, and the next rotation of any
+ *   process compresses what it left. Two compressors of one backup exclude
+ *   each other with flock on it.
+ *
+ * This holds unless a writer stalls for seconds between its check and its
+ * write() (a stopped process) or the wall clock jumps forward. The main
+ * log is one process-wide nf_logfile (the one piece of global state of the
+ * service, as a logger must be).
  */
 #include "log.h"
 
@@ -21,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
@@ -31,15 +51,66 @@
 
 #include "sluice/sluice.h"
 
+#define CHECK_MS 1000 /* how stale a writer's view of the path may be */
+#define GRACE_MS 3000 /* a backup this long unwritten has no writer left */
+
 struct nf_logfile {
     pthread_mutex_t mu;
-    pthread_cond_t idle;
+    pthread_cond_t idle, wake;
     int fd;
-    int64_t size;
-    int busy; /* compression threads running */
+    int64_t size;    /* the file's size as last seen plus our own writes */
+    int64_t checked; /* monotonic ms of the last path check */
+    bool sweeping;   /* the sweep thread runs */
+    bool rescan;     /* a rotation while it ran: sweep again */
+    bool closing;
     char dir[512], name[128], path[768];
     nf_log_opts o;
 };
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t real_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int open_log(nf_logfile *f)
+{
+    f->fd = open(f->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    struct stat st;
+    f->size = f->fd >= 0 && fstat(f->fd, &st) == 0 ? st.st_size : 0;
+    return f->fd;
+}
+
+/* Under f->mu: whether the path still names our open file (size refreshed). */
+static bool same_file(nf_logfile *f)
+{
+    struct stat ps, fs;
+    if (f->fd < 0 || stat(f->path, &ps) != 0 || fstat(f->fd, &fs) != 0)
+        return false;
+    if (ps.st_ino != fs.st_ino || ps.st_dev != fs.st_dev)
+        return false;
+    f->size = fs.st_size;
+    return true;
+}
+
+/* Under f->mu: reopen when another process rotated (or removed) the file. */
+static void check_path(nf_logfile *f)
+{
+    f->checked = mono_ms();
+    if (same_file(f))
+        return;
+    if (f->fd >= 0)
+        close(f->fd);
+    open_log(f);
+}
 
 nf_logfile *nf_logfile_open(const char *dir, const char *name, const nf_log_opts *o)
 {
@@ -51,23 +122,39 @@ nf_logfile *nf_logfile_open(const char *dir, const char *name, const nf_log_opts
     snprintf(f->name, sizeof f->name, "%s", name);
     snprintf(f->path, sizeof f->path, "%s/%s", dir, name);
     f->o = *o;
-    f->fd = open(f->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (f->fd < 0) {
+    if (open_log(f) < 0) {
         free(f);
         return NULL;
     }
-    struct stat st;
-    f->size = fstat(f->fd, &st) == 0 ? st.st_size : 0;
+    f->checked = mono_ms();
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_mutex_init(&f->mu, NULL);
     pthread_cond_init(&f->idle, NULL);
+    pthread_cond_init(&f->wake, &ca);
+    pthread_condattr_destroy(&ca);
     return f;
 }
 
-typedef struct job {
-    nf_logfile *f;
-    char backup[900];
-} job;
+/* "main.log" -> stem "main", ext ".log". */
+static void split_name(const nf_logfile *f, char *stem, size_t len, const char **ext)
+{
+    snprintf(stem, len, "%s", f->name);
+    char *dot = strrchr(stem, '.');
+    *ext = dot ? strrchr(f->name, '.') : "";
+    if (dot)
+        *dot = '\0';
+}
 
+static bool is_gz(const char *name)
+{
+    size_t n = strlen(name);
+    return n > 3 && !strcmp(name + n - 3, ".gz");
+}
+
+/* Compress src to src.gz, then remove src; skipped when another thread or
+ * process compresses it (or did: src gone). */
 static int gzip_file(const char *src)
 {
     char dst[1024];
@@ -75,6 +162,12 @@ static int gzip_file(const char *src)
     FILE *in = fopen(src, "rb");
     if (!in)
         return -1;
+    struct stat ps, fs;
+    if (flock(fileno(in), LOCK_EX | LOCK_NB) != 0 || stat(src, &ps) != 0 ||
+        fstat(fileno(in), &fs) != 0 || ps.st_ino != fs.st_ino) {
+        fclose(in);
+        return -1;
+    }
     gzFile out = gzopen(dst, "wb6");
     if (!out) {
         fclose(in);
@@ -88,13 +181,13 @@ static int gzip_file(const char *src)
             rc = -1;
             break;
         }
-    fclose(in);
     if (gzclose(out) != Z_OK)
         rc = -1;
     if (rc == 0)
         unlink(src);
     else
         unlink(dst);
+    fclose(in); /* after the unlink: a later locker finds src gone */
     return rc;
 }
 
@@ -103,100 +196,187 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Delete backups beyond max_backups (oldest first) or older than max_age_days.
- * Backup names sort by time because the stamp is fixed-width. */
-static void prune(nf_logfile *f)
+/* The backups' names (stem-...), sorted: by time, as the stamp is
+ * fixed-width. *n gets their number; NULL when there are none. */
+static char **list_backups(const nf_logfile *f, size_t *n)
 {
     char stem[160];
-    snprintf(stem, sizeof stem, "%s", f->name);
-    char *dot = strrchr(stem, '.');
-    if (dot)
-        *dot = '\0';
-    size_t sl = strlen(stem);
+    const char *ext;
+    split_name(f, stem, sizeof stem, &ext);
+    size_t sl = strlen(stem), cap = 0;
+    *n = 0;
     DIR *d = opendir(f->dir);
     if (!d)
-        return;
+        return NULL;
     char **names = NULL;
-    size_t n = 0, cap = 0;
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
         if (strncmp(e->d_name, stem, sl) || e->d_name[sl] != '-')
             continue;
-        if (n == cap) {
+        if (*n == cap) {
             char **nn = realloc(names, (cap = cap ? cap * 2 : 16) * sizeof *names);
             if (!nn)
                 break;
             names = nn;
         }
-        names[n++] = strdup(e->d_name);
+        if ((names[*n] = strdup(e->d_name)) != NULL)
+            (*n)++;
     }
     closedir(d);
-    qsort(names, n, sizeof *names, cmp_str);
-    time_t now = time(NULL);
+    if (*n)
+        qsort(names, *n, sizeof *names, cmp_str);
+    return names;
+}
+
+/* ms until the backup at p is quiet (0: it is, or it is gone). */
+static int64_t quiet_in(const char *p, int64_t now)
+{
+    struct stat st;
+    if (stat(p, &st) != 0)
+        return 0;
+    int64_t m = (int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000;
+    int64_t left = m + GRACE_MS - now;
+    return left > 0 ? left : 0;
+}
+
+/* Compress the quiet backups, then delete quiet ones beyond max_backups
+ * (oldest first) or older than max_age_days. Returns the ms until the
+ * next young backup is quiet, 0 when none is left waiting. */
+static int64_t sweep(nf_logfile *f)
+{
+    int64_t wait = 0, now = real_ms();
+    size_t n;
+    char **names = list_backups(f, &n), p[1024];
+    for (size_t i = 0; f->o.compress && i < n; i++) {
+        if (is_gz(names[i]))
+            continue;
+        snprintf(p, sizeof p, "%s/%s", f->dir, names[i]);
+        int64_t left = quiet_in(p, now);
+        if (left == 0)
+            gzip_file(p);
+        else if (wait == 0 || left < wait)
+            wait = left;
+    }
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    names = list_backups(f, &n);
     for (size_t i = 0; i < n; i++) {
-        char p[1024];
         snprintf(p, sizeof p, "%s/%s", f->dir, names[i]);
         struct stat st;
         bool too_many = f->o.max_backups > 0 && n - i > (size_t)f->o.max_backups;
         bool too_old = f->o.max_age_days > 0 && stat(p, &st) == 0 &&
-                       now - st.st_mtime > (time_t)f->o.max_age_days * 86400;
-        if (too_many || too_old)
+                       now / 1000 - st.st_mtime > (time_t)f->o.max_age_days * 86400;
+        int64_t left = too_many || too_old ? quiet_in(p, now) : 0;
+        if ((too_many || too_old) && left == 0)
             unlink(p);
+        else if (left > 0 && (wait == 0 || left < wait))
+            wait = left;
         free(names[i]);
     }
     free(names);
+    return wait;
 }
 
-static void *compress_main(void *arg)
+static void *sweep_main(void *arg)
 {
-    job *j = arg;
-    if (j->f->o.compress)
-        gzip_file(j->backup);
-    pthread_mutex_lock(&j->f->mu);
-    prune(j->f);
-    j->f->busy--;
-    pthread_cond_broadcast(&j->f->idle);
-    pthread_mutex_unlock(&j->f->mu);
-    free(j);
+    nf_logfile *f = arg;
+    pthread_mutex_lock(&f->mu);
+    for (;;) {
+        f->rescan = false;
+        pthread_mutex_unlock(&f->mu);
+        int64_t wait = sweep(f);
+        pthread_mutex_lock(&f->mu);
+        if (f->rescan)
+            continue;
+        if (wait == 0 || f->closing)
+            break;
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        int64_t ns = ts.tv_nsec + (wait + 10) * 1000000;
+        ts.tv_sec += ns / 1000000000;
+        ts.tv_nsec = ns % 1000000000;
+        while (!f->closing && !f->rescan &&
+               pthread_cond_timedwait(&f->wake, &f->mu, &ts) != ETIMEDOUT)
+            ;
+    }
+    f->sweeping = false;
+    pthread_cond_broadcast(&f->idle);
+    pthread_mutex_unlock(&f->mu);
     return NULL;
 }
 
-/* Under f->mu. */
-static void rotate(nf_logfile *f)
+/* Under f->mu: hold LOCK_EX on the file the path names (reopening when
+ * another process rotated). false when there is no such file. */
+static bool lock_current(nf_logfile *f)
+{
+    for (int tries = 0; tries < 16; tries++) {
+        if (f->fd < 0)
+            return false;
+        while (flock(f->fd, LOCK_EX) != 0)
+            if (errno != EINTR)
+                return false;
+        if (same_file(f))
+            return true;
+        close(f->fd); /* renamed away: its lock goes with it */
+        open_log(f);
+    }
+    return false;
+}
+
+/* Under f->mu: a free backup name for now ("_N" added while one is taken,
+ * as a .gz too); false when none. */
+static bool backup_name(nf_logfile *f, char *out, size_t len)
 {
     struct timeval tv;
     gettimeofday(&tv, NULL);
     struct tm tm;
     localtime_r(&tv.tv_sec, &tm);
-    char stamp[64], stem[160];
+    char stamp[64], stem[160], gz[1100];
+    const char *ext;
     strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%S", &tm);
-    snprintf(stem, sizeof stem, "%s", f->name);
-    char *dot = strrchr(stem, '.');
-    const char *ext = dot ? strrchr(f->name, '.') : "";
-    if (dot)
-        *dot = '\0';
-    job *j = calloc(1, sizeof *j);
-    if (!j)
+    split_name(f, stem, sizeof stem, &ext);
+    for (int k = 0; k < 1000; k++) {
+        char sfx[16] = "";
+        if (k)
+            snprintf(sfx, sizeof sfx, "_%d", k);
+        snprintf(out, len, "%s/%s-%s.%03ld%s%s", f->dir, stem, stamp, (long)(tv.tv_usec / 1000),
+                 sfx, ext);
+        snprintf(gz, sizeof gz, "%s.gz", out);
+        struct stat st;
+        if (stat(out, &st) != 0 && errno == ENOENT && stat(gz, &st) != 0 && errno == ENOENT)
+            return true;
+    }
+    return false;
+}
+
+/* Under f->mu: rotate if the file (as every process wrote it) has no room
+ * for need more bytes and another process did not rotate it already. */
+static void rotate(nf_logfile *f, int64_t need)
+{
+    if (!lock_current(f))
         return;
-    j->f = f;
-    snprintf(j->backup, sizeof j->backup, "%s/%s-%s.%03ld%s", f->dir, stem, stamp,
-             (long)(tv.tv_usec / 1000), ext);
+    char backup[900];
+    if (f->size == 0 || f->size + need <= f->o.max_bytes ||
+        !backup_name(f, backup, sizeof backup) || rename(f->path, backup) != 0) {
+        flock(f->fd, LOCK_UN);
+        return;
+    }
+    futimens(f->fd, NULL); /* the backup's quiet time counts from now */
     close(f->fd);
-    if (rename(f->path, j->backup) != 0) {
-        free(j);
-        j = NULL;
-    }
-    f->fd = open(f->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    f->size = 0;
-    if (!j)
+    open_log(f);
+    f->checked = mono_ms();
+    if (!f->o.compress && f->o.max_backups <= 0 && f->o.max_age_days <= 0)
         return;
+    if (f->sweeping) {
+        f->rescan = true;
+        pthread_cond_broadcast(&f->wake);
+        return;
+    }
     pthread_t t;
-    f->busy++;
-    if (pthread_create(&t, NULL, compress_main, j) != 0) {
-        f->busy--;
-        free(j);
+    if (pthread_create(&t, NULL, sweep_main, f) != 0)
         return;
-    }
+    f->sweeping = true;
     pthread_detach(t);
 }
 
@@ -211,8 +391,11 @@ int nf_logfile_write(nf_logfile *f, const char *line, size_t len)
     memcpy(buf, line, len);
     buf[len] = '\n';
     pthread_mutex_lock(&f->mu);
-    if (f->o.max_bytes > 0 && f->size > 0 && f->size + (int64_t)len + 1 > f->o.max_bytes)
-        rotate(f);
+    if (f->fd >= 0 && mono_ms() - f->checked >= CHECK_MS)
+        check_path(f);
+    if (f->fd >= 0 && f->o.max_bytes > 0 && f->size > 0 &&
+        f->size + (int64_t)len + 1 > f->o.max_bytes)
+        rotate(f, (int64_t)len + 1);
     ssize_t w = f->fd >= 0 ? write(f->fd, buf, len + 1) : -1;
     if (w > 0)
         f->size += w;
@@ -227,13 +410,16 @@ void nf_logfile_close(nf_logfile *f)
     if (!f)
         return;
     pthread_mutex_lock(&f->mu);
-    while (f->busy > 0)
+    f->closing = true;
+    pthread_cond_broadcast(&f->wake);
+    while (f->sweeping)
         pthread_cond_wait(&f->idle, &f->mu);
     pthread_mutex_unlock(&f->mu);
     if (f->fd >= 0)
         close(f->fd);
     pthread_mutex_destroy(&f->mu);
     pthread_cond_destroy(&f->idle);
+    pthread_cond_destroy(&f->wake);
     free(f);
 }
 

@@ -2,10 +2,13 @@
  * log.h - the service's log files: size-rotated, compressed backups.
  *
  * An nf_logfile appends whole lines to DIR/NAME. When a write would pass
- * max_bytes, the file is renamed NAME-YYYYmmddTHHMMSS.mmm (lumberjack style)
- * and a new one is started; the backup is gzipped by a background thread
- * (when compress is set) and backups past max_backups or older than
- * max_age_days are deleted. Every function is thread-safe.
+ * max_bytes, the file is renamed NAME-YYYYmmddTHHMMSS.mmm (lumberjack style;
+ * _N added if that name is taken) and a new one is started; once a backup
+ * has not been written for 3 s it is gzipped by a background thread (when
+ * compress is set) and backups past max_backups or older than max_age_days
+ * are deleted. Several processes may append to one file (each with its own
+ * nf_logfile): one of them rotates and the others follow within a second,
+ * no line lost. Every function is thread-safe.
  */
 #ifndef NF_LOG_H
 #define NF_LOG_H
@@ -27,7 +30,8 @@ typedef struct nf_log_opts {
 nf_logfile *nf_logfile_open(const char *dir, const char *name, const nf_log_opts *o);
 /* Append line and a newline; rotates first when needed. Returns 0 or -1. */
 int nf_logfile_write(nf_logfile *f, const char *line, size_t len);
-/* Wait for background compression to finish, then close. NULL is a no-op. */
+/* Finish the compression under way and close; backups still too young to
+ * compress are left to the next rotation (of any process). NULL is a no-op. */
 void nf_logfile_close(nf_logfile *f);
 
 /* The process's main.log: JSON lines {"ts","level","component","msg"}.
