@@ -7,8 +7,9 @@
  *
  * - Before writing, at most once a second (and before any rotation), a
  *   writer checks that the path still names its open file (stat vs fstat
- *   inode) and reopens if another process rotated it. The check also takes
- *   the file's real size, everyone's lines included.
+ *   inode) and reopens if another process rotated it, or if an earlier
+ *   reopen failed. The check also takes the file's real size, everyone's
+ *   lines included.
  * - A rotation holds flock(LOCK_EX) on the open file and re-checks the path
  *   under it: one process renames a given file, the others find it moved
  *   and reopen. Renames are thus serialised, and the backup name
@@ -391,7 +392,9 @@ int nf_logfile_write(nf_logfile *f, const char *line, size_t len)
     memcpy(buf, line, len);
     buf[len] = '\n';
     pthread_mutex_lock(&f->mu);
-    if (f->fd >= 0 && mono_ms() - f->checked >= CHECK_MS)
+    /* Also retries a failed reopen (directory gone for a while), at most
+     * once a second; the directory is not recreated (it may be a mount). */
+    if (mono_ms() - f->checked >= CHECK_MS)
         check_path(f);
     if (f->fd >= 0 && f->o.max_bytes > 0 && f->size > 0 &&
         f->size + (int64_t)len + 1 > f->o.max_bytes)

@@ -28,7 +28,9 @@ typedef struct nf_log_opts {
 
 /* Open (append) dir/name, creating dir. NULL on failure (errno set). */
 nf_logfile *nf_logfile_open(const char *dir, const char *name, const nf_log_opts *o);
-/* Append line and a newline; rotates first when needed. Returns 0 or -1. */
+/* Append line and a newline; rotates first when needed. Returns 0 or -1.
+ * A file that could not be reopened (its directory gone) is retried at
+ * most once a second, so writes succeed again once it is back. */
 int nf_logfile_write(nf_logfile *f, const char *line, size_t len);
 /* Finish the compression under way and close; backups still too young to
  * compress are left to the next rotation (of any process). NULL is a no-op. */

@@ -140,10 +140,41 @@ static void writer_processes_on_one_dir_lose_no_line(void **state)
     remove_dir(dir);
 }
 
+/* A rotation whose reopen fails (directory gone) must not leave the log
+ * dead: once the directory is back, writes succeed again (log.c retries at
+ * most once a second). */
+static void log_comes_back_after_failed_reopen(void **state)
+{
+    (void)state;
+    static char dirbuf[64];
+    const char *dir = make_dir(dirbuf, sizeof dirbuf);
+    nf_log_opts o = {.max_bytes = 200};
+    nf_logfile *f = nf_logfile_open(dir, "main.log", &o);
+    assert_non_null(f);
+    char line[90];
+    memset(line, 'x', sizeof line);
+    assert_int_equal(nf_logfile_write(f, line, sizeof line), 0);
+    assert_int_equal(nf_logfile_write(f, line, sizeof line), 0);
+    remove_dir(dir);
+    assert_int_not_equal(nf_logfile_write(f, line, sizeof line), 0); /* rotation cannot reopen */
+    assert_int_equal(mkdir(dir, 0755), 0);
+    tl_sleep_ms(1100);
+    assert_int_equal(nf_logfile_write(f, line, sizeof line), 0);
+    assert_int_equal(nf_logfile_write(f, line, sizeof line), 0);
+    nf_logfile_close(f);
+    struct stat st;
+    char p[128];
+    snprintf(p, sizeof p, "%s/main.log", dir);
+    assert_int_equal(stat(p, &st), 0);
+    assert_true(st.st_size > 0);
+    remove_dir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(writer_processes_on_one_dir_lose_no_line),
+        cmocka_unit_test(log_comes_back_after_failed_reopen),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
