@@ -55,7 +55,7 @@ CONF_TEST(dropped_delivery_comes_back)
     assert_int_equal(conf_publish_range(r.pub, r.topic, r.seed, 0, 2, 2), 0);
     sl_msg *m = recv1(r.s);
     assert_true(conf_msg_verify(m, r.seed) >= 0);
-    sl_msg_unref(m); /* neither acked nor nacked */
+    sl_msg_unref(m);                            /* neither acked nor nacked */
     conf_receive_all(r.s, r.seed, 0, 2, false); /* both, the dropped one again */
     conf_run_close(&r);
 }
