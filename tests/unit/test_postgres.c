@@ -86,6 +86,58 @@ static void publish_tx(PGconn *c, const char *text, int expect)
     sl_msg_unref(m);
 }
 
+static void pub_text(sl_publisher *p, const char *topic, const char *text)
+{
+    sl_msg *m;
+    assert_int_equal(sl_msg_new(&m, text, strlen(text)), 0);
+    assert_int_equal(sl_publish(p, topic, &m, 1), 0);
+    sl_msg_unref(m);
+}
+
+/* A new group starting at the latest message gets what a transaction open
+ * when it subscribed commits afterwards (its cursor set at the newest
+ * visible message put that transaction's messages below it for good). */
+static void latest_start_sees_a_transaction_open_at_subscribe(void **state)
+{
+    (void)state;
+    sl_publisher *pub;
+    assert_int_equal(sl_publisher_open(&pub, url), 0);
+    pub_text(pub, "late", "before");
+    PGconn *c = app_conn();
+    exec_ok(c, "BEGIN");
+    sl_msg *m;
+    assert_int_equal(sl_msg_new(&m, "outbox", 6), 0);
+    assert_int_equal(sl_pg_publish_tx(c, "late", &m, 1), 0); /* open: an older xid */
+    sl_msg_unref(m);
+    pub_text(pub, "late", "younger"); /* commits first */
+    sl_subscribe_opts o;
+    sl_subscribe_opts_init(&o);
+    o.group = "fresh";
+    o.start = SL_START_LATEST;
+    sl_subscriber *sub;
+    sl_subscription *s;
+    assert_int_equal(sl_subscriber_open(&sub, url), 0);
+    assert_int_equal(sl_subscribe(sub, "late", &o, &s), 0);
+    exec_ok(c, "COMMIT");
+    PQfinish(c);
+    pub_text(pub, "late", "after");
+    bool outbox = false, after = false;
+    sl_msg *got;
+    while (!(outbox && after) && sl_next(s, &got, 5000) == 0) {
+        size_t len;
+        const char *p = sl_msg_payload(got, &len);
+        outbox |= len == 6 && !memcmp(p, "outbox", 6);
+        after |= len == 5 && !memcmp(p, "after", 5);
+        assert_false(len == 6 && !memcmp(p, "before", 6)); /* older than the horizon */
+        sl_msg_ack(got);
+        sl_msg_unref(got);
+    }
+    assert_true(outbox);
+    assert_true(after);
+    sl_subscriber_close(sub);
+    sl_publisher_close(pub);
+}
+
 static void outbox_publishes_only_what_commits(void **state)
 {
     (void)state;
@@ -605,6 +657,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(outbox_publishes_only_what_commits, setup),
+        cmocka_unit_test_setup(latest_start_sees_a_transaction_open_at_subscribe, setup),
         cmocka_unit_test_setup(acked_never_comes_back, setup),
         cmocka_unit_test_setup(range_claims_sync, setup),
         cmocka_unit_test_setup(range_claims_batch, setup),

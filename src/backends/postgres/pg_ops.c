@@ -263,11 +263,15 @@ int sli_pg_subscribe(sqlc_db *db, const char *topic, const char *group, bool pri
     const char *latest = start == SL_START_LATEST ? "t" : "f";
     const char *v[6] = {topic,  priv ? NULL : group,      priv ? "t" : "f",
                         latest, N(&h, priv ? holder : 0), N(&now, sli_wall_ms())};
-    /* latest: past the newest message committed so far */
+    /* latest: past the newest message below the snapshot horizon, as claims
+       read - a transaction still open now commits below a cursor set at the
+       newest visible message, and the group would never see its messages
+       (one from just before the subscribe may come: at-least-once) */
     PGresult *r = PQexecParams(
         pc->c,
         "WITH t AS (SELECT sluice_topic($1) AS id), l AS (SELECT tx, id FROM sluice_msgs WHERE "
-        "topic=(SELECT id FROM t) AND $4::bool ORDER BY tx DESC, id DESC LIMIT 1) INSERT INTO "
+        "topic=(SELECT id FROM t) AND $4::bool AND tx < pg_snapshot_xmin(pg_current_snapshot()) "
+        "ORDER BY tx DESC, id DESC LIMIT 1) INSERT INTO "
         "sluice_groups(topic, tid, name, private, pos_tx, pos_id, holder, alive) SELECT $1, "
         "(SELECT id FROM t), $2, $3, coalesce((SELECT tx FROM l), '0'::xid8), coalesce((SELECT id "
         "FROM l), 0), $5, $6 ON CONFLICT (topic, name) DO NOTHING RETURNING id",
