@@ -62,6 +62,7 @@ struct sl_transport {
     bool closing;
     _Atomic int64_t deadline; /* mono ms; NO_DEADLINE until a shutdown sets one */
     int shut_state;           /* 0 running, 1 shutting down, 2 shut down */
+    unsigned subscribing;     /* receives in sl_subscribe: shutdown waits for them */
     int shut_rc;
     uint64_t enqueued, sent, unsent;
     uint64_t cut; /* unsent ones that failed once the shutdown deadline had passed */
@@ -527,26 +528,34 @@ int sl_transport_receive(sl_transport *t, const char *topic, const sl_receive_op
         return sli_err(SL_EINVAL, "sl_transport_receive: transport is NULL");
     if (!t->sub)
         return sli_err(SL_ENOTSUP, "sl_transport_receive: transport has no subscriber");
+    /* Counted while it subscribes: a shutdown meanwhile waits before it
+       closes the subscriber (closed under a subscribe, it was used after
+       free, or the new subscription closed twice). */
     pthread_mutex_lock(&t->mu);
-    bool closing = t->closing;
-    pthread_mutex_unlock(&t->mu);
-    if (closing)
-        return sli_err(SL_ECLOSED, "sl_transport_receive: transport is shutting down");
-    sl_receiver *r;
-    int rc = sli_receiver_new(t->sub, topic, opts, &r);
-    if (rc)
-        return rc;
-    pthread_mutex_lock(&t->mu);
-    if (t->shut_state != 0) { /* shutdown began meanwhile and may have passed the list */
+    if (t->closing) {
         pthread_mutex_unlock(&t->mu);
-        sli_receiver_free(r);
         return sli_err(SL_ECLOSED, "sl_transport_receive: transport is shutting down");
     }
-    r->next = t->receivers;
-    t->receivers = r;
+    t->subscribing++;
+    pthread_mutex_unlock(&t->mu);
+    sl_receiver *r = NULL;
+    int rc = sli_receiver_new(t->sub, topic, opts, &r);
+    pthread_mutex_lock(&t->mu);
+    if (!rc && t->shut_state != 0) { /* shutdown began meanwhile: it waits for this */
+        pthread_mutex_unlock(&t->mu);
+        sli_receiver_free(r);
+        r = NULL;
+        rc = sli_err(SL_ECLOSED, "sl_transport_receive: transport is shutting down");
+        pthread_mutex_lock(&t->mu);
+    } else if (!rc) {
+        r->next = t->receivers;
+        t->receivers = r;
+    }
+    if (--t->subscribing == 0)
+        pthread_cond_broadcast(&t->shut_done);
     pthread_mutex_unlock(&t->mu);
     *out = r;
-    return 0;
+    return rc;
 }
 
 /* ---------- shutdown and stats ---------- */
@@ -599,6 +608,10 @@ int sl_transport_shutdown(sl_transport *t, int deadline_ms, size_t *unsent)
 
     flush(t, deadline_ms);
     stop_threads(t);
+    pthread_mutex_lock(&t->mu);
+    while (t->subscribing) /* receives under way finish first (and leave the list alone) */
+        pthread_cond_wait(&t->shut_done, &t->mu);
+    pthread_mutex_unlock(&t->mu);
     sl_receiver *rs = t->receivers; /* stable: no additions once shut_state != 0 */
     for (sl_receiver *r = rs; r; r = r->next)
         sl_receiver_close(r);

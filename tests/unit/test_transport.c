@@ -280,6 +280,38 @@ static void receiver_close_wakes_blocked_next(void **state)
     sl_transport_free(t);                         /* closes it once more: harmless */
 }
 
+/* ---- a receive racing the shutdown ---- */
+
+static void *receive_once(void *arg)
+{
+    sl_transport *t = arg;
+    sl_receiver *r;
+    int rc = sl_transport_receive(t, "race", NULL, &r);
+    assert_true(rc == 0 || rc == SL_ECLOSED);
+    return NULL;
+}
+
+/* A receive under way when the shutdown closes the transport's own
+ * subscriber: the shutdown waits for it (the subscriber was freed under
+ * sl_subscribe, or the new subscription closed twice; ASan saw the use
+ * after free, sqlite:// hung on the second close). */
+static void receive_racing_shutdown_is_safe(void **state)
+{
+    (void)state;
+    char url[256];
+    tr_bus(url, sizeof url, NULL);
+    for (int i = 0; i < 200; i++) {
+        sl_transport *t;
+        assert_int_equal(sl_transport_open(&t, NULL, url, NULL), 0);
+        pthread_t th;
+        assert_int_equal(pthread_create(&th, NULL, receive_once, t), 0);
+        nanosleep(&(struct timespec){0, (long)(i % 40) * 25000L}, NULL);
+        assert_int_equal(sl_transport_shutdown(t, 1000, NULL), 0);
+        pthread_join(th, NULL);
+        sl_transport_free(t);
+    }
+}
+
 /* ---- concurrent senders ---- */
 
 typedef struct sender_arg {
@@ -471,6 +503,7 @@ int main(void)
         cmocka_unit_test(fire_and_forget_envelopes_are_delivered),
         cmocka_unit_test(received_error_is_redelivered_and_success_acks),
         cmocka_unit_test(receiver_close_wakes_blocked_next),
+        cmocka_unit_test(receive_racing_shutdown_is_safe),
         cmocka_unit_test(concurrent_senders_lose_nothing),
         cmocka_unit_test(full_buffer_try_put_timeout_and_shutdown_wake),
         cmocka_unit_test(bad_arguments_are_refused),
