@@ -23,8 +23,15 @@
  * every event: its consumer group is its handler name (instances of the
  * same handler compete), or the group given.
  *
- * A message whose type is unknown to the processor, or whose payload does
- * not unmarshal, fails its handler with SL_EPROTO: add sl_mw_poison to the
+ * A topic function may give several event types one topic (say "events"):
+ * each event handler, in its own group, then leaves the other types' events
+ * to their handlers. Two command types on one topic, or two event types on
+ * one topic in one group, would compete for its messages: adding the second
+ * handler fails with SL_EINVAL.
+ *
+ * A command whose type is unknown to the processor, a message without a
+ * type, or one whose payload does not unmarshal, fails its handler with
+ * SL_EPROTO: add sl_mw_poison to the
  * router to park such messages; without it they are redelivered with the
  * handler's nack backoff (never a hot loop). Handlers run on router workers:
  * every router middleware (retry, poison, timeout, ...) applies. Free a

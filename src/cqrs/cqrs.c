@@ -209,6 +209,7 @@ void sl_event_bus_free(sl_event_bus *b)
 typedef struct proc_handler {
     struct proc *p;
     char *name; /* type name */
+    char *topic, *group;
     sl_cqrs_handler_fn fn;
     void *user;
 } proc_handler;
@@ -235,9 +236,20 @@ static int trampoline(sl_ctx *ctx, sl_msg *in, sl_msg_list *out, void *user)
     (void)out;
     proc_handler *h = user;
     const char *name = sl_msg_meta_get(in, SL_CQRS_META_NAME);
-    if (!name || strcmp(name, h->name) != 0)
+    if (!name)
+        return sl_handler_fail(SL_EPROTO, "cqrs: message %s on the topic of %s has no type",
+                               sl_msg_uuid(in), h->name);
+    if (strcmp(name, h->name) != 0) {
+        /* An event of another type on a topic several types share: each
+           event handler has its group (proc_add), which sees every event
+           there, and the other type is another handler's - not ours to fail
+           (failed, it came back for ever or went to a poison queue). A
+           command has one group: another type there would be lost. */
+        if (!strcmp(h->p->kind, "events"))
+            return 0;
         return sl_handler_fail(SL_EPROTO, "cqrs: message %s on the topic of %s has type '%s'",
-                               sl_msg_uuid(in), h->name, name ? name : "(none)");
+                               sl_msg_uuid(in), h->name, name);
+    }
     void *value = NULL;
     int rc = h->p->m.unmarshal(h->p->m.ctx, in, &value);
     if (rc != 0)
@@ -278,6 +290,16 @@ static int proc_init(proc *p, sl_router *r, sl_subscriber *sub, const sl_marshal
     return 0;
 }
 
+static void handler_free(proc_handler *h)
+{
+    if (h) {
+        free(h->name);
+        free(h->topic);
+        free(h->group);
+        free(h);
+    }
+}
+
 static int proc_add(proc *p, const char *handler, const char *name, sl_cqrs_handler_fn fn,
                     void *user, const char *group)
 {
@@ -287,13 +309,23 @@ static int proc_add(proc *p, const char *handler, const char *name, sl_cqrs_hand
     int rc = topic_of(&p->o, p->kind, name, topic, sizeof topic);
     if (rc != 0)
         return rc;
+    /* Two types on one topic in one group compete for its messages, and a
+       handler skips the other type's: lost. Each needs a group of its own. */
+    for (size_t i = 0; i < p->n; i++)
+        if (strcmp(p->hs[i]->name, name) && !strcmp(p->hs[i]->topic, topic) &&
+            !strcmp(p->hs[i]->group, group))
+            return sli_err(SL_EINVAL,
+                           "cqrs: %s and %s share topic '%s' in group '%s': give each type a "
+                           "topic or a group of its own",
+                           p->hs[i]->name, name, topic, group);
     proc_handler **hs = realloc(p->hs, (p->n + 1) * sizeof *hs);
     if (!hs)
         return sli_err(SL_ENOMEM, "out of memory");
     p->hs = hs;
     proc_handler *h = calloc(1, sizeof *h);
-    if (!h || !(h->name = strdup(name))) {
-        free(h);
+    if (!h || !(h->name = strdup(name)) || !(h->topic = strdup(topic)) ||
+        !(h->group = strdup(group))) {
+        handler_free(h);
         return sli_err(SL_ENOMEM, "out of memory");
     }
     h->p = p;
@@ -310,8 +342,7 @@ static int proc_add(proc *p, const char *handler, const char *name, sl_cqrs_hand
     ho.workers = p->o.workers;
     rc = sl_router_add_handler(p->r, &ho, NULL);
     if (rc != 0) {
-        free(h->name);
-        free(h);
+        handler_free(h);
         return rc;
     }
     hs[p->n++] = h;
@@ -320,10 +351,8 @@ static int proc_add(proc *p, const char *handler, const char *name, sl_cqrs_hand
 
 static void proc_clear(proc *p)
 {
-    for (size_t i = 0; i < p->n; i++) {
-        free(p->hs[i]->name);
-        free(p->hs[i]);
-    }
+    for (size_t i = 0; i < p->n; i++)
+        handler_free(p->hs[i]);
     free(p->hs);
 }
 

@@ -181,6 +181,63 @@ static int my_topic(const char *name, char *buf, size_t cap, void *ctx)
     return 0;
 }
 
+static int one_topic(const char *name, char *buf, size_t cap, void *ctx)
+{
+    (void)name;
+    snprintf(buf, cap, "%s", (const char *)ctx);
+    return 0;
+}
+
+/* Every event type on one topic (a topic function giving "all-events"):
+ * each handler, in its own group, handles its type once and leaves the
+ * others alone (it failed them: redelivered for ever, or poisoned). Two
+ * command types on one topic share the processor's group: refused. */
+static void event_types_may_share_a_topic_and_command_types_may_not(void **state)
+{
+    (void)state;
+    env e;
+    env_open(&e, "mem://cqrs-d?persistent=true");
+    sl_poison_opts po = {.pub = e.pub, .topic = "poison"};
+    sl_middleware mw;
+    assert_int_equal(sl_mw_poison(&mw, &po), 0);
+    assert_int_equal(sl_router_add_middleware(e.r, mw), 0);
+    sl_cqrs_opts o;
+    sl_cqrs_opts_init(&o);
+    o.topic = one_topic;
+    o.topic_ctx = "all-events";
+    sl_event_bus *eb;
+    sl_event_processor *ep;
+    sl_command_processor *cp;
+    assert_int_equal(sl_event_bus_new(&eb, e.pub, &e.m, &o), 0);
+    assert_int_equal(sl_event_processor_new(&ep, e.r, e.sub, &e.m, &o), 0);
+    sl_cqrs_opts oc = o;
+    oc.topic_ctx = "all-commands";
+    assert_int_equal(sl_command_processor_new(&cp, e.r, e.sub, &e.m, &oc), 0);
+    counter a = {0}, b = {0};
+    assert_int_equal(sl_event_processor_add(ep, "on-a", "A", count_cmd, &a, NULL), 0);
+    assert_int_equal(sl_event_processor_add(ep, "on-b", "B", count_cmd, &b, NULL), 0);
+    /* the same topic and group for two types: they would compete */
+    assert_int_equal(sl_event_processor_add(ep, "on-c", "C", count_cmd, &b, "on-a"), SL_EINVAL);
+    assert_int_equal(sl_command_processor_add(cp, "Do", count_cmd, &a), 0);
+    assert_int_equal(sl_command_processor_add(cp, "Undo", count_cmd, &a), SL_EINVAL);
+    assert_non_null(strstr(sl_errmsg(), "share topic"));
+    sl_subscription *ps;
+    assert_int_equal(sl_subscribe(e.sub, "poison", NULL, &ps), 0);
+    env_start(&e);
+    json_t *v = json_pack("{s:i}", "v", 3);
+    assert_int_equal(sl_event_publish(eb, "A", v), 0);
+    assert_int_equal(sl_event_publish(eb, "B", v), 0);
+    json_decref(v);
+    assert_int_equal(wait_for(&a.n, 1), 1);
+    assert_int_equal(wait_for(&b.n, 1), 1);
+    sl_msg *none = NULL;
+    assert_int_equal(sl_next(ps, &none, 300), SL_ETIMEDOUT); /* nothing poisoned */
+    env_close(&e);
+    sl_command_processor_free(cp);
+    sl_event_processor_free(ep);
+    sl_event_bus_free(eb);
+}
+
 static void a_command_waits_for_its_handler_on_a_custom_topic(void **state)
 {
     (void)state;
@@ -213,6 +270,7 @@ int main(void)
         cmocka_unit_test(commands_reach_their_one_handler_and_events_every_handler),
         cmocka_unit_test(bad_messages_are_poisoned_and_good_ones_flow),
         cmocka_unit_test(a_command_waits_for_its_handler_on_a_custom_topic),
+        cmocka_unit_test(event_types_may_share_a_topic_and_command_types_may_not),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
