@@ -31,9 +31,9 @@
  *
  * A command whose type is unknown to the processor, a message without a
  * type, or one whose payload does not unmarshal, fails its handler with
- * SL_EPROTO: add sl_mw_poison to the
- * router to park such messages; without it they are redelivered with the
- * handler's nack backoff (never a hot loop). Handlers run on router workers:
+ * SL_EPROTO: add sl_mw_poison to the router to park such messages; without
+ * it they are redelivered with the handler's nack backoff (never a hot
+ * loop). Handlers run on router workers:
  * every router middleware (retry, poison, timeout, ...) applies. Free a
  * processor after its router (sl_router_free): its handlers point into it.
  */
