@@ -131,7 +131,11 @@ static int make_headers(const sl_msg *m, rd_kafka_headers_t **out)
     return 0;
 }
 
-static int produce_one(kpub *p, const char *topic, const sl_msg *m, kslot *slot, int64_t deadline)
+/* Produce m, waiting for room in the producer's queue until deadline (-1:
+ * for ever). A full queue is SL_EAGAIN when the call may not wait
+ * (nonblock) and SL_ETIMEDOUT once its deadline passed, as pubsub.h has it. */
+static int produce_one(kpub *p, const char *topic, const sl_msg *m, kslot *slot, int64_t deadline,
+                       bool nonblock)
 {
     rd_kafka_headers_t *h = NULL;
     int rc = make_headers(m, &h);
@@ -148,10 +152,15 @@ static int produce_one(kpub *p, const char *topic, const sl_msg *m, kslot *slot,
             RD_KAFKA_V_OPAQUE(slot), RD_KAFKA_V_END);
         if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
             return 0;
-        if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL || atomic_load(&p->closing) ||
-            (deadline >= 0 && sli_mono_ms() >= deadline)) {
+        if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL || atomic_load(&p->closing)) {
             rd_kafka_headers_destroy(h);
             return sli_kafka_err(err, "produce");
+        }
+        if (nonblock || (deadline >= 0 && sli_mono_ms() >= deadline)) {
+            rd_kafka_headers_destroy(h);
+            return sli_err(nonblock ? SL_EAGAIN : SL_ETIMEDOUT,
+                           "kafka: the producer's queue is full (queue.buffering.max.*)%s",
+                           nonblock ? "" : " past the publish's timeout");
         }
         nanosleep(&(struct timespec){0, 1000000}, NULL); /* backpressure: room soon */
     }
@@ -191,7 +200,8 @@ static int publish(kpub *p, const char *topic, sl_msg *const *msgs, size_t n,
         pthread_mutex_lock(&b.mu);
         b.pending++;
         pthread_mutex_unlock(&b.mu);
-        if ((rc = produce_one(p, topic, msgs[produced], &slots[produced], deadline)) != 0) {
+        if ((rc = produce_one(p, topic, msgs[produced], &slots[produced], deadline,
+                              opts && (opts->flags & SL_PUBLISH_NONBLOCK))) != 0) {
             pthread_mutex_lock(&b.mu);
             b.pending--;
             pthread_mutex_unlock(&b.mu);
