@@ -27,7 +27,7 @@ void sli_kafka_purge_queue(ksub *s)
 {
     kentry *lists[2] = {s->qhead, s->delayed};
     s->qhead = s->qtail = s->delayed = NULL;
-    s->qlen = 0;
+    s->qlen = s->ndelayed = 0;
     for (int k = 0; k < 2; k++)
         for (kentry *e = lists[k], *next; e; e = next) {
             next = e->next;

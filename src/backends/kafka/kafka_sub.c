@@ -201,12 +201,16 @@ static void take_record(ksub *s, rd_kafka_message_t *rm)
     pthread_mutex_unlock(&s->mu);
 }
 
-/* Pause the fetch while the local queue is full, resume at half. */
+/* Pause the fetch while the local queue is full, resume at half. Entries
+ * nacked with a delay count: they left the window and the queue, and a
+ * consumer nacking a backlog with a backoff pulled the whole partition into
+ * memory. */
 static void flow(ksub *s)
 {
     pthread_mutex_lock(&s->mu);
-    bool want = s->qlen >= s->cap;
-    if (want == s->paused || (!want && s->qlen > s->cap / 2) || !s->nparts) {
+    size_t held = s->qlen + s->ndelayed;
+    bool want = held >= s->cap;
+    if (want == s->paused || (!want && held > s->cap / 2) || !s->nparts) {
         pthread_mutex_unlock(&s->mu);
         return;
     }
@@ -329,6 +333,7 @@ static void requeue(ksub *s, kentry *e, unsigned delay_ms)
         pp = &(*pp)->next;
     e->next = *pp;
     *pp = e;
+    s->ndelayed++;
 }
 
 static void hook(sl_msg *m, sli_msg_event ev, unsigned delay_ms, void *ctx)
@@ -399,6 +404,7 @@ static int64_t promote(ksub *s)
     while (s->delayed && s->delayed->ready_at <= now) {
         kentry *e = s->delayed;
         s->delayed = e->next;
+        s->ndelayed--;
         requeue(s, e, 0);
     }
     return s->delayed ? s->delayed->ready_at : -1;
@@ -452,7 +458,7 @@ int sli_kafka_next(void *impl, sl_msg **out, int timeout_ms)
             atomic_fetch_add(&e->refs, 1);
             sli_msg_set_delivery(m, s->topic, e->deliveries, hook, e);
             *out = m;
-            if (s->paused && s->qlen == s->cap / 2)
+            if (s->paused && s->qlen + s->ndelayed == s->cap / 2)
                 rd_kafka_yield(s->rk); /* let the poll thread resume the fetch */
         }
     }

@@ -62,6 +62,7 @@ struct ksub {
     bool assigned;
     kentry *qhead, *qtail, *delayed;
     size_t qlen, cap;
+    size_t ndelayed; /* entries in delayed: they count against cap too */
     unsigned inflight, prefetch;
     bool paused, closed, stop, dirty;
     int inside;
