@@ -106,7 +106,8 @@ static void put_escaped(const unsigned char *p, size_t n, bool meta)
 
 static void print_msg(const sl_msg *m)
 {
-    fputs(sl_msg_uuid(m), stdout);
+    const char *id = sl_msg_uuid(m); /* foreign ids may hold anything */
+    put_escaped((const unsigned char *)id, strlen(id), false);
     putchar('\t');
     size_t nm = sl_msg_meta_count(m);
     if (!nm)

@@ -80,6 +80,8 @@ static void options_are_checked(void **state)
     assert_int_equal(sl_publisher_open(&p, "http://u:pw@127.0.0.1:1/bus"), SL_EINVAL);
     assert_int_equal(sl_publisher_open(&p, "http://127.0.0.1:1?nope=1"), SL_EBADOPT);
     assert_int_equal(sl_publisher_open(&p, "http://127.0.0.1:1?timeout=soon"), SL_EBADOPT);
+    /* a publish that gives up before its first attempt */
+    assert_int_equal(sl_publisher_open(&p, "http://127.0.0.1:1?timeout=0"), SL_EBADOPT);
     assert_int_equal(sl_subscriber_open(&s, "http://127.0.0.1:1?listen=nocolon"), SL_EBADOPT);
     assert_int_equal(sl_subscriber_open(&s, "http://127.0.0.1:1?listen=h:99999"), SL_EBADOPT);
     assert_int_equal(sl_subscriber_open(&s, "http://127.0.0.1:1?max_body=0"), SL_EBADOPT);
@@ -100,6 +102,32 @@ static void options_are_checked(void **state)
     sl_subscriber_close(s2);
     sl_subscriber_close(s);
     sl_publisher_close(p);
+}
+
+/* A publisher timeout over the listener's longest wait (5 minutes) still
+ * publishes: the wait it asks for is capped (it was refused, 400, every
+ * time). */
+static void long_publisher_timeout_publishes(void **state)
+{
+    (void)state;
+    int port = free_port();
+    sl_subscriber *sub = NULL;
+    sl_subscription *s = NULL;
+    sl_publisher *p = NULL;
+    assert_int_equal(sl_subscriber_open(&sub, url_at(port, "")), 0);
+    assert_int_equal(sl_subscribe(sub, "long", NULL, &s), 0);
+    assert_int_equal(sl_publisher_open(&p, url_at(port, "timeout=10m")), 0);
+    sl_msg *m = NULL;
+    assert_int_equal(sl_msg_new(&m, "x", 1), 0);
+    assert_int_equal(sl_publish(p, "long", &m, 1), 0);
+    sl_msg *got = NULL;
+    assert_int_equal(sl_next(s, &got, 5000), 0);
+    assert_string_equal(sl_msg_uuid(got), sl_msg_uuid(m));
+    sl_msg_ack(got);
+    sl_msg_unref(got);
+    sl_msg_unref(m);
+    sl_publisher_close(p);
+    sl_subscriber_close(sub);
 }
 
 static void foreign_posts_get_clear_status_codes(void **state)
@@ -126,6 +154,13 @@ static void foreign_posts_get_clear_status_codes(void **state)
                      400);
     assert_int_equal(raw_request(port, "POST /bus/t1 HTTP/1.1\r\nSluice-Uuid: a%00b\r\n", "x"),
                      400);
+    /* ids go into event streams as they are: a line break forged events */
+    assert_int_equal(
+        raw_request(port, "POST /bus/t1 HTTP/1.1\r\nSluice-Uuid: x%0Adata: forged\r\n", "x"), 400);
+    assert_int_equal(raw_request(port, "POST /bus/t1 HTTP/1.1\r\nSluice-Uuid: a%09b\r\n", "x"),
+                     400);
+    /* %00 in the path: not the topic before it */
+    assert_int_equal(raw_request(port, "POST /bus/t1%00more HTTP/1.1\r\n", "x"), 404);
     sl_msg *m = NULL;
     assert_int_equal(sl_next(s, &m, 0), SL_ETIMEDOUT); /* none of those was taken */
     /* a well-formed foreign message, with %-encoded metadata */
@@ -392,6 +427,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(options_are_checked),
         cmocka_unit_test(foreign_posts_get_clear_status_codes),
+        cmocka_unit_test(long_publisher_timeout_publishes),
         cmocka_unit_test(metadata_that_is_not_header_safe_survives),
         cmocka_unit_test(publisher_retries_then_reports_failure),
         cmocka_unit_test(subscriber_down_and_back_acks_each_once),

@@ -22,6 +22,7 @@
 #define HTTPB_H_ATTEMPT "Sluice-Attempt"
 #define HTTPB_H_WAIT_ACK "Sluice-Wait-Ack"
 #define HTTPB_H_TIMEOUT "Sluice-Timeout"
+#define HTTPB_WAIT_MAX_MS 300000 /* the longest Sluice-Timeout a listener takes */
 
 /* Options shared by both sides (each side reads all of them, so one URL
  * serves publishers and subscribers alike). */

@@ -126,8 +126,9 @@ static struct curl_slist *msg_headers(const sl_msg *m, unsigned attempt, bool wa
     l = add_header(l, HTTPB_H_ATTEMPT, "", num, &bad);
     if (wait_ack)
         l = add_header(l, HTTPB_H_WAIT_ACK, "", "1", &bad);
-    if (left_ms >= 0) {
-        snprintf(num, sizeof num, "%lld", (long long)left_ms);
+    if (left_ms >= 0) { /* a listener takes at most HTTPB_WAIT_MAX_MS (400 beyond) */
+        snprintf(num, sizeof num, "%lld",
+                 (long long)(left_ms > HTTPB_WAIT_MAX_MS ? HTTPB_WAIT_MAX_MS : left_ms));
         l = add_header(l, HTTPB_H_TIMEOUT, "", num, &bad);
     }
     l = add_header(l, "Content-Type", "", "application/octet-stream", &bad);

@@ -30,7 +30,7 @@
 #include "backends/http/http_listen.h"
 
 #define HL_WAIT_DEFAULT_MS 30000 /* without Sluice-Timeout */
-#define HL_WAIT_MAX_MS 300000
+#define HL_WAIT_MAX_MS HTTPB_WAIT_MAX_MS
 
 static void say(hl_answer *a, unsigned status, const char *why)
 {
@@ -101,9 +101,13 @@ static sl_msg *decode_msg(const hl_request *q, hl_answer *a)
     int rc;
     if (u) {
         char *id = strdup(u);
-        if (!id || httpb_decode(id)) {
+        /* an id goes into event streams and `sluice sub` lines as is */
+        bool bad = !id || httpb_decode(id) != 0 || !*id;
+        for (const char *c = bad ? "" : id; *c; c++)
+            bad |= (unsigned char)*c < 0x20 || *c == 0x7f;
+        if (bad) {
             free(id);
-            say(a, 400, "bad %-encoding in " HTTPB_H_UUID);
+            say(a, 400, "bad %-encoding or a control character in " HTTPB_H_UUID);
             return NULL;
         }
         rc = sl_msg_new_with_uuid(&m, id, body, q->len);

@@ -154,6 +154,18 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     }
 }
 
+/* libmicrohttpd's own %-decoding, but a %00 becomes DEL, which no topic
+ * holds: decoded as NUL, it cut "/p/orders%00x" to the topic "orders". */
+static size_t unescape(void *cls, struct MHD_Connection *conn, char *s)
+{
+    (void)cls, (void)conn;
+    size_t n = MHD_http_unescape(s);
+    for (size_t i = 0; i < n; i++)
+        if (!s[i])
+            s[i] = 0x7f;
+    return n;
+}
+
 int hl_serve_start(hl_listener *L, const httpb_opts *o)
 {
     struct addrinfo hints = {.ai_family = AF_UNSPEC,
@@ -170,11 +182,11 @@ int hl_serve_start(hl_listener *L, const httpb_opts *o)
                      MHD_USE_POLL | MHD_USE_ITC;
     if (ai->ai_family == AF_INET6)
         flags |= MHD_USE_IPv6;
-    L->d =
-        MHD_start_daemon(flags, 0, NULL, NULL, on_request, L, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-                         MHD_OPTION_NOTIFY_COMPLETED, on_completed, L,
-                         MHD_OPTION_CONNECTION_TIMEOUT, 120u, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-                         (size_t)256 * 1024, MHD_OPTION_LISTEN_BACKLOG_SIZE, 256u, MHD_OPTION_END);
+    L->d = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, L, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, L, MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
+        MHD_OPTION_CONNECTION_TIMEOUT, 120u, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)256 * 1024,
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, 256u, MHD_OPTION_END);
     freeaddrinfo(ai);
     if (!L->d)
         return sli_err(SL_EBUSY,

@@ -137,5 +137,7 @@ int httpb_opts_parse(sli_url *u, httpb_opts *o)
         return rc;
     if (o->backoff_ms < 1)
         o->backoff_ms = 1;
+    if (o->timeout_ms < 1) /* a publish gave up before its first attempt */
+        return sli_err(SL_EBADOPT, "option timeout=%s: at least 1ms", sli_url_opt(u, "timeout"));
     return 0;
 }
