@@ -130,6 +130,48 @@ static void long_publisher_timeout_publishes(void **state)
     sl_subscriber_close(sub);
 }
 
+/* A browser stream (GET .../events) whose client stopped reading misses
+ * events instead of holding the topic's publishers back: its queue filled
+ * and every publish to the topic got 503, the live subscriber nothing. */
+static void stalled_browser_stream_holds_no_publisher_back(void **state)
+{
+    (void)state;
+    int port = free_port();
+    sl_subscriber *sub = NULL;
+    sl_subscription *s = NULL;
+    sl_publisher *p = NULL;
+    assert_int_equal(sl_subscriber_open(&sub, url_at(port, "queue=8")), 0);
+    assert_int_equal(sl_subscribe(sub, "hot", NULL, &s), 0);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int small = 4096;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    const char get[] = "GET /bus/hot/events HTTP/1.1\r\nHost: x\r\n\r\n";
+    assert_int_equal(write(fd, get, sizeof get - 1), (ssize_t)(sizeof get - 1));
+    tl_sleep_ms(200); /* the stream is open; it is never read */
+    assert_int_equal(sl_publisher_open(&p, url_at(port, "timeout=3s")), 0);
+    static char big[64 * 1024];
+    memset(big, 'x', sizeof big);
+    for (int i = 0; i < 200; i++) { /* ~13 MB: past the socket buffers */
+        sl_msg *m = NULL;
+        assert_int_equal(sl_msg_new(&m, big, sizeof big), 0);
+        int rc = sl_publish(p, "hot", &m, 1);
+        sl_msg_unref(m);
+        if (rc)
+            fail_msg("publish %d: %s (%s)", i, sl_strerror(rc), sl_errmsg());
+        sl_msg *got = NULL;
+        assert_int_equal(sl_next(s, &got, 5000), 0);
+        sl_msg_ack(got);
+        sl_msg_unref(got);
+    }
+    close(fd);
+    sl_publisher_close(p);
+    sl_subscriber_close(sub);
+}
+
 static void foreign_posts_get_clear_status_codes(void **state)
 {
     (void)state;
@@ -428,6 +470,7 @@ int main(void)
         cmocka_unit_test(options_are_checked),
         cmocka_unit_test(foreign_posts_get_clear_status_codes),
         cmocka_unit_test(long_publisher_timeout_publishes),
+        cmocka_unit_test(stalled_browser_stream_holds_no_publisher_back),
         cmocka_unit_test(metadata_that_is_not_header_safe_survives),
         cmocka_unit_test(publisher_retries_then_reports_failure),
         cmocka_unit_test(subscriber_down_and_back_acks_each_once),

@@ -54,6 +54,7 @@ struct hl_group {
     size_t qlen;
     hl_entry *ifl; /* in flight (any member) */
     pthread_cond_t cond;
+    bool lossy; /* a browser stream's (at most once): misses what does not fit, holds nobody */
     hl_group *next;
 };
 
@@ -147,5 +148,7 @@ int httpb_unsubscribe(void *impl);
  * (http_sse.c). */
 struct MHD_Connection;
 int hl_sse_start(hl_listener *L, struct MHD_Connection *conn, const char *topic);
+/* Make the group of subscription sub (httpb_subscribe) lossy (see hl_group). */
+void hl_sub_lossy(void *sub);
 
 #endif

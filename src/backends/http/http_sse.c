@@ -136,6 +136,7 @@ int hl_sse_start(hl_listener *L, struct MHD_Connection *conn, const char *topic)
         free(x);
         return MHD_NO;
     }
+    hl_sub_lossy(x->sub);
     /* the headers go out at once, so the browser sees the stream open */
     if (!put(x, ": stream open\n\n", 15)) {
         sse_free(x);

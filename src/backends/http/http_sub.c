@@ -121,17 +121,29 @@ hl_topic *hl_topic_find(hl_listener *L, const char *name, bool create)
     return t;
 }
 
+/* Room in every queue of t but the browser streams': a stream whose
+ * client stopped reading held every publisher of its topic back (503). */
 bool hl_has_room(hl_listener *L, hl_topic *t)
 {
     for (hl_group *g = t->groups; g; g = g->next)
-        if (g->qlen >= L->queue)
+        if (!g->lossy && g->qlen >= L->queue)
             return false;
     return true;
+}
+
+void hl_sub_lossy(void *sub)
+{
+    hl_sub *s = sub;
+    pthread_mutex_lock(&s->L->mu);
+    s->g->lossy = true;
+    pthread_mutex_unlock(&s->L->mu);
 }
 
 int hl_enqueue(hl_listener *L, hl_topic *t, void *body, unsigned deliveries, hl_receipt *rcpt)
 {
     for (hl_group *g = t->groups; g; g = g->next) {
+        if (g->lossy && g->qlen >= L->queue)
+            continue; /* a browser stream that does not keep up misses it */
         hl_entry *e = calloc(1, sizeof *e);
         if (!e)
             return SL_ENOMEM; /* the groups before got it: at-least-once, the sender retries */
