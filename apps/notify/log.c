@@ -50,6 +50,7 @@
 
 #include <jansson.h>
 
+#include "app.h" /* the clock helpers */
 #include "sluice/sluice.h"
 
 #define CHECK_MS 1000 /* how stale a writer's view of the path may be */
@@ -70,16 +71,7 @@ struct nf_logfile {
 
 static int64_t mono_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t real_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return nf_mono_us() / 1000;
 }
 
 static int open_log(nf_logfile *f)
@@ -128,13 +120,9 @@ nf_logfile *nf_logfile_open(const char *dir, const char *name, const nf_log_opts
         return NULL;
     }
     f->checked = mono_ms();
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_mutex_init(&f->mu, NULL);
     pthread_cond_init(&f->idle, NULL);
-    pthread_cond_init(&f->wake, &ca);
-    pthread_condattr_destroy(&ca);
+    nf_cond_init_mono(&f->wake);
     return f;
 }
 
@@ -245,7 +233,7 @@ static int64_t quiet_in(const char *p, int64_t now)
  * next young backup is quiet, 0 when none is left waiting. */
 static int64_t sweep(nf_logfile *f)
 {
-    int64_t wait = 0, now = real_ms();
+    int64_t wait = 0, now = nf_wall_ms();
     size_t n;
     char **names = list_backups(f, &n), p[1024];
     for (size_t i = 0; f->o.compress && i < n; i++) {
@@ -292,11 +280,7 @@ static void *sweep_main(void *arg)
             continue;
         if (wait == 0 || f->closing)
             break;
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        int64_t ns = ts.tv_nsec + (wait + 10) * 1000000;
-        ts.tv_sec += ns / 1000000000;
-        ts.tv_nsec = ns % 1000000000;
+        struct timespec ts = nf_mono_deadline((wait + 10) * 1000);
         while (!f->closing && !f->rescan &&
                pthread_cond_timedwait(&f->wake, &f->mu, &ts) != ETIMEDOUT)
             ;

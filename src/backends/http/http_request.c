@@ -30,7 +30,6 @@
 #include "backends/http/http_listen.h"
 
 #define HL_WAIT_DEFAULT_MS 30000 /* without Sluice-Timeout */
-#define HL_WAIT_MAX_MS HTTPB_WAIT_MAX_MS
 
 static void say(hl_answer *a, unsigned status, const char *why)
 {
@@ -255,7 +254,7 @@ void hl_handle(hl_listener *L, const hl_request *q, hl_answer *a)
     long long attempt, wait_ack, wait_ms;
     if (!header_num(q, HTTPB_H_ATTEMPT, 1, 1000000000, 1, &attempt) ||
         !header_num(q, HTTPB_H_WAIT_ACK, 0, 1, 0, &wait_ack) ||
-        !header_num(q, HTTPB_H_TIMEOUT, 0, HL_WAIT_MAX_MS, HL_WAIT_DEFAULT_MS, &wait_ms)) {
+        !header_num(q, HTTPB_H_TIMEOUT, 0, HTTPB_WAIT_MAX_MS, HL_WAIT_DEFAULT_MS, &wait_ms)) {
         say(a, 400, "bad " HTTPB_H_ATTEMPT ", " HTTPB_H_WAIT_ACK " or " HTTPB_H_TIMEOUT " header");
         return;
     }

@@ -190,8 +190,7 @@ static int publish(kpub *p, const char *topic, sl_msg *const *msgs, size_t n,
     pthread_mutex_init(&b.mu, NULL);
     pthread_cond_init(&b.cond, NULL);
     int64_t deadline = opts && opts->timeout_ms >= 0 ? sli_deadline_ms(opts->timeout_ms) : -1;
-    if (opts && (opts->flags & SL_PUBLISH_NONBLOCK))
-        deadline = sli_mono_ms();
+    bool nonblock = opts && (opts->flags & SL_PUBLISH_NONBLOCK);
     int rc = 0;
     size_t produced = 0;
     for (; produced < n; produced++) {
@@ -200,8 +199,8 @@ static int publish(kpub *p, const char *topic, sl_msg *const *msgs, size_t n,
         pthread_mutex_lock(&b.mu);
         b.pending++;
         pthread_mutex_unlock(&b.mu);
-        if ((rc = produce_one(p, topic, msgs[produced], &slots[produced], deadline,
-                              opts && (opts->flags & SL_PUBLISH_NONBLOCK))) != 0) {
+        rc = produce_one(p, topic, msgs[produced], &slots[produced], deadline, nonblock);
+        if (rc != 0) {
             pthread_mutex_lock(&b.mu);
             b.pending--;
             pthread_mutex_unlock(&b.mu);

@@ -205,12 +205,17 @@ static void take_record(ksub *s, rd_kafka_message_t *rm)
  * nacked with a delay count: they left the window and the queue, and a
  * consumer nacking a backlog with a backoff pulled the whole partition into
  * memory. */
+static size_t held(const ksub *s)
+{
+    return s->qlen + s->ndelayed;
+}
+
 static void flow(ksub *s)
 {
     pthread_mutex_lock(&s->mu);
-    size_t held = s->qlen + s->ndelayed;
-    bool want = held >= s->cap;
-    if (want == s->paused || (!want && held > s->cap / 2) || !s->nparts) {
+    size_t n = held(s);
+    bool want = n >= s->cap;
+    if (want == s->paused || (!want && n > s->cap / 2) || !s->nparts) {
         pthread_mutex_unlock(&s->mu);
         return;
     }
@@ -458,7 +463,7 @@ int sli_kafka_next(void *impl, sl_msg **out, int timeout_ms)
             atomic_fetch_add(&e->refs, 1);
             sli_msg_set_delivery(m, s->topic, e->deliveries, hook, e);
             *out = m;
-            if (s->paused && s->qlen + s->ndelayed == s->cap / 2)
+            if (s->paused && held(s) == s->cap / 2)
                 rd_kafka_yield(s->rk); /* let the poll thread resume the fetch */
         }
     }
