@@ -27,6 +27,20 @@ CASE="product query args"; call POST '/api/msg/product?uid=5&type=1&data=query'
 expect 200 10000
 check "5 notices stored" wait_until 10 count_is 5 5
 
+# ---- form decoding: '+' and %XX, the first field of a name wins, the body
+# over the query, names without '=' or empty; refused bytes in names/values ----
+CASE="form decoding"; call POST '/api/msg/product?data=query' -d 'uid=9107&type=1&data=a+b%2Bc%26d%3De&flag&&=x&data=second'
+expect 200 10000
+check "form '+' is a space, %XX its byte, the first data wins" [ "$(jget data.data)" = 'a b+c&d=e' ]
+CASE="form value not UTF-8"; call POST /api/msg/product -d 'uid=9107&type=1&data=%ff'
+expect 400 10001 "data is not valid UTF-8"
+CASE="form name with NUL"; call POST /api/msg/product -d 'uid=9107&type=1&da%00ta=x'
+expect 400 10001 "NUL character"
+printf 'uid=9107&type=1&data=a\0b' > "$WORK/rawnul"
+CASE="form raw NUL byte"; call POST /api/msg/product -H 'Content-Type: application/x-www-form-urlencoded' --data-binary @"$WORK/rawnul"
+expect 400 10001 "NUL character"
+check "only the decoded notice of 9107 stored" wait_until 10 count_is 9107 1
+
 # ---- list: compatibility fields, newest first, unread ----
 CASE="list"; call GET '/api/msg/list?uid=5&type=1&page=1'
 expect 200 10000

@@ -60,6 +60,15 @@ typedef struct nf_conn {
 
 typedef struct nf_route nf_route;
 
+/* A text parameter: its name and value, inside the request's body (a
+ * form field, cut out in place), libmicrohttpd's memory (a query argument)
+ * or one allocation of its own (owned: a multipart field). */
+typedef struct nf_kv {
+    const char *k, *v;
+    bool owned;
+} nf_kv;
+#define NF_KV_INLINE 16 /* parameters held without an allocation */
+
 typedef struct nf_req {
     nf_app *app;
     const nf_route *route;
@@ -67,7 +76,13 @@ typedef struct nf_req {
     nf_conn *cc;
     struct MHD_Connection *conn;
     const char *method, *path;
-    json_t *params; /* owned by the server */
+    /* The parameters (server.c): a JSON body's object, whose typed values
+     * come first, then the form body's and the query's fields as text, the
+     * first of a name winning. All owned by the server. */
+    json_t *json;
+    nf_kv *kv;
+    size_t nkv, kv_cap;
+    nf_kv kv_in[NF_KV_INLINE];
 } nf_req;
 
 /* {"code":10000,"msg":"success","data":data} with status 200; steals data (NULL -> null). */

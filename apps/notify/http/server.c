@@ -9,9 +9,9 @@
  * marks the request too large), then once more to answer - and, for a
  * route that deferred its answer to its loop's commit (publish.c), again on
  * each run of the loop until the commit filled the answer in, to send it.
- * Answering parses the body by content type into one JSON parameter object,
- * finds the route (404 JSON for unknown paths, 405 with Allow for a wrong
- * method, OPTIONS and CORS preflight by cors.c), runs it and queues the
+ * Answering finds the route (404 JSON for unknown paths, 405 with Allow for a wrong
+ * method, OPTIONS and CORS preflight by cors.c), parses the body by content
+ * type and the query into the request's parameters, runs the route and queues the
  * response with the CORS headers (cors.c).
  * Every answer is counted in the metrics by route and status.
  */
@@ -103,13 +103,46 @@ void nf_resp_fail(nf_resp *r, int status, const char *fmt, ...)
     set_envelope(r, status, NF_CODE_FAIL, msg, NULL);
 }
 
-/* ---- parameters ---- */
+/* ---- parameters ----
+ * A request's parameters are looked up where they came: a JSON body's
+ * object first (typed values), then the text fields of a form body and of
+ * the query (nf_req.kv, the first of a name winning). A urlencoded body's
+ * fields are cut out of the body in place and the query's stay in
+ * libmicrohttpd's memory: a POST makes no allocation for its parameters
+ * (a JSON object built of them was a third of a request's allocations). */
+
+typedef struct pval {
+    json_t *j;     /* from the JSON body */
+    const char *s; /* or a text field */
+} pval;
+
+/* False when name is absent. */
+static bool param_get(const nf_req *q, const char *name, pval *v)
+{
+    *v = (pval){0};
+    if (q->json && (v->j = json_object_get(q->json, name)) != NULL)
+        return true;
+    for (size_t i = 0; i < q->nkv; i++)
+        if (!strcmp(q->kv[i].k, name)) {
+            v->s = q->kv[i].v;
+            return true;
+        }
+    return false;
+}
+
+/* The parameter's text: a field, or a JSON string; NULL for other JSON. */
+static const char *pval_text(const pval *v)
+{
+    return v->s ? v->s : json_is_string(v->j) ? json_string_value(v->j) : NULL;
+}
 
 int nf_param_int(nf_req *q, nf_resp *r, const char *name, bool required, int64_t dflt, int64_t min,
                  int64_t max, int64_t *out)
 {
-    json_t *v = json_object_get(q->params, name);
-    if (!v || json_is_null(v) || (json_is_string(v) && !json_string_length(v))) {
+    pval v;
+    bool have = param_get(q, name, &v);
+    const char *s = pval_text(&v);
+    if (!have || json_is_null(v.j) || (s && !*s)) {
         if (required) {
             nf_resp_fail(r, 400, "%s is required", name);
             return -1;
@@ -118,10 +151,9 @@ int nf_param_int(nf_req *q, nf_resp *r, const char *name, bool required, int64_t
         return 0;
     }
     long long n;
-    if (json_is_integer(v)) {
-        n = json_integer_value(v);
-    } else if (json_is_string(v)) {
-        const char *s = json_string_value(v);
+    if (json_is_integer(v.j)) {
+        n = json_integer_value(v.j);
+    } else if (s) {
         char *end;
         errno = 0;
         n = strtoll(s, &end, 10);
@@ -144,33 +176,33 @@ int nf_param_int(nf_req *q, nf_resp *r, const char *name, bool required, int64_t
 
 const char *nf_param_str(nf_req *q, nf_resp *r, const char *name, bool *bad)
 {
-    json_t *v = json_object_get(q->params, name);
+    pval v;
     *bad = false;
-    if (!v || json_is_null(v))
+    if (!param_get(q, name, &v) || json_is_null(v.j))
         return NULL;
-    if (!json_is_string(v)) {
+    const char *s = pval_text(&v);
+    if (!s) {
         nf_resp_fail(r, 400, "%s must be a string", name);
         *bad = true;
-        return NULL;
     }
-    return json_string_value(v);
+    return s;
 }
 
 int nf_param_bool(nf_req *q, nf_resp *r, const char *name, bool *out)
 {
-    json_t *v = json_object_get(q->params, name);
+    pval v;
     *out = false;
-    if (!v || json_is_null(v))
+    if (!param_get(q, name, &v) || json_is_null(v.j))
         return 0;
-    if (json_is_boolean(v)) {
-        *out = json_is_true(v);
-        return 0;
-    }
-    const char *s = json_is_string(v) ? json_string_value(v) : NULL;
-    if (json_is_integer(v) && (json_integer_value(v) == 0 || json_integer_value(v) == 1)) {
-        *out = json_integer_value(v) == 1;
+    if (json_is_boolean(v.j)) {
+        *out = json_is_true(v.j);
         return 0;
     }
+    if (json_is_integer(v.j) && (json_integer_value(v.j) == 0 || json_integer_value(v.j) == 1)) {
+        *out = json_integer_value(v.j) == 1;
+        return 0;
+    }
+    const char *s = pval_text(&v);
     if (s && (!strcmp(s, "1") || !strcasecmp(s, "true"))) {
         *out = true;
         return 0;
@@ -179,6 +211,42 @@ int nf_param_bool(nf_req *q, nf_resp *r, const char *name, bool *out)
         return 0;
     nf_resp_fail(r, 400, "%s must be true or false", name);
     return -1;
+}
+
+/* Adds a text parameter (a later one of the same name is never looked at). */
+static int kv_add(nf_req *q, const char *k, const char *v, bool owned)
+{
+    if (q->nkv == q->kv_cap) {
+        size_t cap = q->kv_cap * 2;
+        nf_kv *n = q->kv == q->kv_in ? malloc(cap * sizeof *n) : realloc(q->kv, cap * sizeof *n);
+        if (!n)
+            return SL_ENOMEM;
+        if (q->kv == q->kv_in)
+            memcpy(n, q->kv_in, sizeof q->kv_in);
+        q->kv = n;
+        q->kv_cap = cap;
+    }
+    q->kv[q->nkv++] = (nf_kv){k, v, owned};
+    return 0;
+}
+
+static void params_init(nf_req *q)
+{
+    q->json = NULL;
+    q->kv = q->kv_in;
+    q->nkv = 0;
+    q->kv_cap = NF_KV_INLINE;
+}
+
+static void params_free(nf_req *q)
+{
+    for (size_t i = 0; i < q->nkv; i++)
+        if (q->kv[i].owned)
+            free((char *)q->kv[i].k); /* the value is in the key's allocation */
+    if (q->kv != q->kv_in)
+        free(q->kv);
+    json_decref(q->json);
+    params_init(q);
 }
 
 bool nf_peer_is_loopback(struct MHD_Connection *conn)
@@ -200,33 +268,111 @@ bool nf_peer_is_loopback(struct MHD_Connection *conn)
 
 /* ---- body parsing ---- */
 
+/* The first field refused (a NUL character in its name or value, or a
+ * value that is not UTF-8): reported once the whole body or query is read,
+ * a NUL first. */
+typedef struct field_check {
+    char bad_nul[64];
+    char bad_utf8[64];
+} field_check;
+
+/* A field of len bytes of value: true when it may be taken. */
+static bool field_ok(field_check *c, const char *k, size_t klen, const char *v, size_t vlen)
+{
+    if (strlen(k) != klen || (vlen && memchr(v, '\0', vlen))) {
+        if (!c->bad_nul[0])
+            snprintf(c->bad_nul, sizeof c->bad_nul, "%s", k);
+        return false;
+    }
+    if (!nf_utf8_valid(v, vlen)) {
+        if (!c->bad_utf8[0])
+            snprintf(c->bad_utf8, sizeof c->bad_utf8, "%s", k);
+        return false;
+    }
+    return true;
+}
+
+/* Fills r with the 400 of the first refused field; -1 when there is one. */
+static int field_verdict(const field_check *c, nf_resp *r)
+{
+    if (c->bad_nul[0])
+        nf_resp_fail(r, 400, "%s must not contain a NUL character", c->bad_nul);
+    else if (c->bad_utf8[0])
+        nf_resp_fail(r, 400, "%s is not valid UTF-8", c->bad_utf8);
+    return c->bad_nul[0] || c->bad_utf8[0] ? -1 : 0;
+}
+
+/* One urlencoded name or value in place: '+' is a space, %XX its byte
+ * (libmicrohttpd's own decoding). Returns the decoded length. */
+static size_t form_decode(char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (s[i] == '+')
+            s[i] = ' ';
+    return MHD_http_unescape(s);
+}
+
+/* An application/x-www-form-urlencoded body (body[len] is NUL): its
+ * fields are cut out of it in place. A name without '=' has an empty
+ * value; an empty name is skipped. A raw NUL byte is refused like %00. */
+static int parse_urlencoded(nf_req *q, char *body, size_t len, field_check *c)
+{
+    char *p = body, *end = body + len;
+    while (p <= end) {
+        char *amp = memchr(p, '&', (size_t)(end - p));
+        if (!amp)
+            amp = end;
+        size_t seg = (size_t)(amp - p);
+        bool raw_nul = seg && memchr(p, '\0', seg);
+        *amp = '\0';
+        char *eq = raw_nul ? NULL : strchr(p, '=');
+        char *val = amp; /* "" */
+        if (eq) {
+            *eq = '\0';
+            val = eq + 1;
+        }
+        if (raw_nul) {
+            if (!c->bad_nul[0])
+                snprintf(c->bad_nul, sizeof c->bad_nul, "%s", p);
+        } else if (*p) {
+            size_t kl = form_decode(p, strlen(p));
+            size_t vl = form_decode(val, strlen(val));
+            if (field_ok(c, p, kl, val, vl) && kv_add(q, p, val, false))
+                return SL_ENOMEM;
+        }
+        p = amp + 1;
+    }
+    return 0;
+}
+
+/* A multipart/form-data body, through libmicrohttpd's post processor: a
+ * field's chunks are gathered, then kept in one allocation of its own. */
 typedef struct form_acc {
-    json_t *params;
+    nf_req *q;
+    field_check *c;
     char *key;
     char *val;
     size_t len;
-    bool bad_utf8;
-    bool bad_nul; /* a value held a NUL byte (%00): refused, never stored cut short */
-    char bad_key[64];
+    bool oom;
 } form_acc;
 
 static void form_flush(form_acc *a)
 {
     if (!a->key)
         return;
-    if (a->len && memchr(a->val, '\0', a->len) && !a->bad_utf8 && !a->bad_nul) {
-        a->bad_nul = true;
-        snprintf(a->bad_key, sizeof a->bad_key, "%s", a->key);
+    size_t kl = strlen(a->key);
+    if (field_ok(a->c, a->key, kl, a->val ? a->val : "", a->len)) {
+        char *kv = malloc(kl + 1 + a->len + 1);
+        if (!kv || kv_add(a->q, kv, kv + kl + 1, true)) {
+            free(kv);
+            a->oom = true;
+        } else {
+            memcpy(kv, a->key, kl + 1);
+            if (a->len)
+                memcpy(kv + kl + 1, a->val, a->len);
+            kv[kl + 1 + a->len] = '\0';
+        }
     }
-    json_t *s = json_stringn(a->val ? a->val : "", a->len);
-    if (!s && !a->bad_utf8 && !a->bad_nul) {
-        a->bad_utf8 = true;
-        snprintf(a->bad_key, sizeof a->bad_key, "%s", a->key);
-    }
-    if (s && !json_object_get(a->params, a->key))
-        json_object_set_new(a->params, a->key, s);
-    else
-        json_decref(s);
     free(a->key);
     free(a->val);
     a->key = a->val = NULL;
@@ -246,7 +392,7 @@ static enum MHD_Result form_iter(void *cls, enum MHD_ValueKind kind, const char 
         a->key = strdup(key);
     }
     char *nv = realloc(a->val, a->len + size + 1);
-    if (!nv || !a->key)
+    if (!nv || !a->key || a->oom)
         return MHD_NO;
     a->val = nv;
     if (size) /* an empty value comes with data NULL */
@@ -255,10 +401,21 @@ static enum MHD_Result form_iter(void *cls, enum MHD_ValueKind kind, const char 
     return MHD_YES;
 }
 
+static int parse_multipart(struct MHD_Connection *conn, nf_conn *cc, nf_req *q, field_check *c)
+{
+    form_acc a = {.q = q, .c = c};
+    struct MHD_PostProcessor *pp = MHD_create_post_processor(conn, 4096, form_iter, &a);
+    int rc = !pp || MHD_post_process(pp, cc->body, cc->len) != MHD_YES ? -1 : 0;
+    if (pp)
+        MHD_destroy_post_processor(pp);
+    form_flush(&a);
+    return a.oom ? SL_ENOMEM : rc;
+}
+
 typedef struct query_acc {
-    json_t *params;
-    char bad_key[64];  /* first argument holding a NUL byte, "" when none */
-    char bad_utf8[64]; /* first argument whose value is not UTF-8, "" when none */
+    nf_req *q;
+    field_check c;
+    bool oom;
 } query_acc;
 
 static enum MHD_Result query_iter(void *cls, enum MHD_ValueKind kind, const char *key,
@@ -266,20 +423,9 @@ static enum MHD_Result query_iter(void *cls, enum MHD_ValueKind kind, const char
 {
     (void)kind;
     query_acc *a = cls;
-    if (!key)
-        return MHD_YES;
-    if ((value && memchr(value, '\0', value_size)) || strlen(key) != key_size) {
-        if (!a->bad_key[0])
-            snprintf(a->bad_key, sizeof a->bad_key, "%s", key);
-        return MHD_YES;
-    }
-    if (!json_object_get(a->params, key)) {
-        json_t *s = json_stringn(value ? value : "", value ? value_size : 0);
-        if (s)
-            json_object_set_new(a->params, key, s);
-        else if (!a->bad_utf8[0]) /* refused, never taken as absent */
-            snprintf(a->bad_utf8, sizeof a->bad_utf8, "%s", key);
-    }
+    if (key && field_ok(&a->c, key, key_size, value ? value : "", value ? value_size : 0) &&
+        kv_add(a->q, key, value ? value : "", false))
+        a->oom = true;
     return MHD_YES;
 }
 
@@ -291,8 +437,14 @@ static bool is_json_type(const char *ct)
            (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
 }
 
-/* Parse the body into params by content type; fills r and returns -1 on error. */
-static int parse_body(struct MHD_Connection *conn, conn_ctx *cc, json_t *params, nf_resp *r)
+static bool has_type(const char *ct, const char *type)
+{
+    return !strncasecmp(ct, type, strlen(type));
+}
+
+/* Parse the body by content type into q's parameters; fills r and returns
+ * -1 on error. */
+static int parse_body(struct MHD_Connection *conn, nf_conn *cc, nf_req *q, nf_resp *r)
 {
     if (cc->len == 0) /* nothing to parse, whatever the type says (clients send a default) */
         return 0;
@@ -317,51 +469,41 @@ static int parse_body(struct MHD_Connection *conn, conn_ctx *cc, json_t *params,
             nf_resp_fail(r, 400, "JSON body must be an object");
             return -1;
         }
-        json_object_update(params, o);
-        json_decref(o);
+        q->json = o;
         return 0;
     }
-    if (strncasecmp(ct, MHD_HTTP_POST_ENCODING_FORM_URLENCODED,
-                    strlen(MHD_HTTP_POST_ENCODING_FORM_URLENCODED)) &&
-        strncasecmp(ct, MHD_HTTP_POST_ENCODING_MULTIPART_FORMDATA,
-                    strlen(MHD_HTTP_POST_ENCODING_MULTIPART_FORMDATA))) {
+    bool urlencoded = has_type(ct, MHD_HTTP_POST_ENCODING_FORM_URLENCODED);
+    if (!urlencoded && !has_type(ct, MHD_HTTP_POST_ENCODING_MULTIPART_FORMDATA)) {
         nf_resp_fail(r, 400,
                      "unsupported Content-Type '%.60s' (use application/json or "
                      "application/x-www-form-urlencoded)",
                      ct);
         return -1;
     }
-    form_acc a = {.params = params};
-    /* The processor's buffer holds a key (urlencoded) or a part's headers
-     * (multipart). No key is longer than the body, so a short urlencoded
-     * body gets a buffer its own size (at least libmicrohttpd's 256): a
-     * 4 KiB calloc per request cost more than the parse. */
-    size_t buf = strncasecmp(ct, MHD_HTTP_POST_ENCODING_FORM_URLENCODED,
-                             strlen(MHD_HTTP_POST_ENCODING_FORM_URLENCODED))
-                     ? 4096
-                 : cc->len < 256  ? 256
-                 : cc->len < 4096 ? cc->len + 1
-                                  : 4096;
-    struct MHD_PostProcessor *pp = MHD_create_post_processor(conn, buf, form_iter, &a);
-    int rc = 0;
-    if (!pp || MHD_post_process(pp, cc->body, cc->len) != MHD_YES) {
+    field_check c = {0};
+    int rc =
+        urlencoded ? parse_urlencoded(q, cc->body, cc->len, &c) : parse_multipart(conn, cc, q, &c);
+    if (rc == SL_ENOMEM) {
+        nf_resp_fail(r, 500, "out of memory");
+        return -1;
+    }
+    if (rc) {
         nf_resp_fail(r, 400, "malformed form body");
-        rc = -1;
+        return -1;
     }
-    if (pp)
-        MHD_destroy_post_processor(pp);
-    form_flush(&a);
-    free(a.key);
-    free(a.val);
-    if (!rc && a.bad_nul) {
-        nf_resp_fail(r, 400, "%s must not contain a NUL character", a.bad_key);
-        rc = -1;
+    return field_verdict(&c, r);
+}
+
+/* The query's arguments after the body's parameters; -1 (r filled) when one is refused. */
+static int parse_query(struct MHD_Connection *conn, nf_req *q, nf_resp *r)
+{
+    query_acc a = {.q = q};
+    MHD_get_connection_values_n(conn, MHD_GET_ARGUMENT_KIND, query_iter, &a);
+    if (a.oom) {
+        nf_resp_fail(r, 500, "out of memory");
+        return -1;
     }
-    if (!rc && a.bad_utf8) {
-        nf_resp_fail(r, 400, "%s is not valid UTF-8", a.bad_key);
-        rc = -1;
-    }
-    return rc;
+    return field_verdict(&a.c, r);
 }
 
 /* ---- dispatch ---- */
@@ -477,28 +619,15 @@ static enum MHD_Result answer(nf_server *s, struct MHD_Connection *conn, const c
         nf_resp_fail(&r, 413, "request body over %d bytes", atomic_load(&s->app->max_body));
         return send_resp(s, conn, &r, metric, cc, NULL);
     }
-    nf_req q = {.app = s->app,
-                .route = route,
-                .cc = cc,
-                .conn = conn,
-                .method = method,
-                .path = url,
-                .params = json_object()};
-    if (!q.params)
-        return MHD_NO;
+    nf_req q = {
+        .app = s->app, .route = route, .cc = cc, .conn = conn, .method = method, .path = url};
+    params_init(&q);
     cc->metric = metric;
-    if (parse_body(conn, cc, q.params, &r) == 0) {
-        query_acc qa = {.params = q.params};
-        MHD_get_connection_values_n(conn, MHD_GET_ARGUMENT_KIND, query_iter, &qa);
-        if (qa.bad_key[0])
-            nf_resp_fail(&r, 400, "%s must not contain a NUL character", qa.bad_key);
-        else if (qa.bad_utf8[0])
-            nf_resp_fail(&r, 400, "%s is not valid UTF-8", qa.bad_utf8);
-        else if (nf_cors_guard(&q, &r) == 0 && nf_access_begin(&q, &r, route) == 0)
-            route->fn(&q, &r);
-    }
+    if (parse_body(conn, cc, &q, &r) == 0 && parse_query(conn, &q, &r) == 0 &&
+        nf_cors_guard(&q, &r) == 0 && nf_access_begin(&q, &r, route) == 0)
+        route->fn(&q, &r);
     sl_account_free(q.acc);
-    json_decref(q.params);
+    params_free(&q);
     if (r.deferred) /* in the loop's batch; answered after its commit */
         return MHD_YES;
     return send_resp(s, conn, &r, metric, cc, NULL);
