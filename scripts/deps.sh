@@ -5,7 +5,7 @@ set -euo pipefail
 
 PKGS=(build-essential cmake ninja-build pkg-config
       libsqlite3-dev sqlite3 uuid-dev libcmocka-dev libzmq3-dev
-      libjansson-dev libyaml-dev libmicrohttpd-dev libh2o-evloop-dev zlib1g-dev curl jq
+      libjansson-dev libyaml-dev libjemalloc-dev libmicrohttpd-dev libh2o-evloop-dev zlib1g-dev curl jq
       librabbitmq-dev rabbitmq-server chromium nodejs wrk
       libhiredis-dev redis-server redis-tools
       libmariadb-dev mariadb-server mariadb-client
