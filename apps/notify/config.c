@@ -93,7 +93,7 @@ static const key keys[] = {
     I("store", "shards", store_shards, 1, 1024),
     B("consumers", "in_process", consumers_in_process),
     I("consumers", "workers", consumers_workers, 1, 64),
-    I("consumers", "nice", consumers_nice, 0, 19),
+    I("consumers", "nice", consumers_nice, -1, 19),
     I("consumers", "batch_wait_ms", batch_wait_ms, 0, 1000),
     I("consumers", "max_failures", max_failures, 1, 1000),
     I("consumers", "backoff_ms", backoff_ms, 1, 3600000),
@@ -150,7 +150,7 @@ void nf_config_defaults(nf_config *c)
     c->store_shards = 16;
     c->consumers_in_process = true;
     c->consumers_workers = 2;
-    c->consumers_nice = 0;
+    c->consumers_nice = -1;
     c->batch_wait_ms = 20;
     c->max_failures = 5;
     c->backoff_ms = 100;

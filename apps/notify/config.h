@@ -58,7 +58,8 @@ typedef struct nf_config {
     /* consumers */
     bool consumers_in_process;
     int consumers_workers; /* threads of the read consumer (notify: one batching worker) */
-    int consumers_nice;    /* scheduling niceness of the consumer threads (0..19) */
+    int consumers_nice;    /* scheduling niceness of the consumer threads (0..19; -1: 10 on a
+                              durable queue, 0 on mem://, see consumers.c) */
     int batch_wait_ms;     /* how long the notify consumer fills a batch (0..1000) */
     int max_failures;      /* park at failed_count >= this */
     int backoff_ms;        /* first retry delay, doubled per failure */

@@ -58,5 +58,27 @@ fails=$(written 'notify message .* failed (')
 most=$(( 5 * ((t1 - t0) / 10 + 2) ))
 check "failed deliveries logged at most 5 times per 10 s (got $fails in $((t1 - t0)) s)" [ "$fails" -le "$most" ]
 check "the others counted" at_least sluice_log_suppressed_total $((30 - fails))
+stop_server
+
+# ---- consumers.nice: -1 (the shipped default) is 10 on a durable queue, 0 on
+# mem://; a value given is taken as it is ----
+consumer_nice() { # the niceness of the notify consumer's thread (sl-h:notify)
+  local t
+  for t in /proc/"$SERVER_PID"/task/*; do
+    [ "$(cat "$t/comm" 2>/dev/null)" = sl-h:notify ] && { awk '{print $19}' "$t/stat"; return; }
+  done
+  echo none
+}
+nice_is() { [ "$(consumer_nice)" = "$1" ]; }
+for c in "sqlite 10" "mem 0" "given 3"; do
+  set -- $c
+  case $1 in
+    sqlite) start_server ;;
+    mem) start_server SLUICE_QUEUE_URL=mem://notify ;;
+    given) start_server SLUICE_CONSUMERS_NICE=3 ;;
+  esac
+  check "consumers.nice on $1: the notify consumer runs at nice $2 (got $(consumer_nice))" wait_until 10 nice_is "$2"
+  stop_server
+done
 
 finish

@@ -324,8 +324,14 @@ static void *run_main(void *arg)
     /* consumers.nice: the router's threads, started from here, inherit this
      * thread's niceness (Linux: per thread), so that under saturation the
      * HTTP threads that accept notices win the CPU and the backlog waits,
-     * durably queued, for a quieter moment. */
+     * durably queued, for a quieter moment. -1 (the default) picks 10 on a
+     * durable queue and 0 on mem://: there the consumer is what frees the
+     * room the producers wait for, and niced it held ingest back (-8%
+     * req/s in three alternating pairs), while on sqlite:// the HTTP loops
+     * answer each commit round sooner (+14-20%). */
     int nice = c->app->cfg.consumers_nice;
+    if (nice < 0)
+        nice = strncmp(c->app->cfg.queue_url, "mem://", 6) ? 10 : 0;
     if (nice > 0 && setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), nice) != 0)
         nf_log(SL_LOG_WARN, "consumers.nice %d not applied: %s", nice, strerror(errno));
     c->run_rc = sl_router_run(c->router);
