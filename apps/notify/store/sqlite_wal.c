@@ -11,12 +11,14 @@
 #include "sqlite_wal.h"
 
 #define CHECKPOINT_PAGES                                                                           \
-    2048 /* WAL pages between checkpoints (SQLite's automatic ones: 1000;                          \
-            8192 copied 0.6 times the bytes per notice, but the fsync of a                         \
-            checkpoint that large held up the queue's commits: the e2e                             \
-            delay's p99 under bench_notify went from ~11 to ~25-30 ms) */
+    4096 /* WAL pages between checkpoints (SQLite's automatic ones: 1000).                         \
+            Against 2048, in alternating pairs under bench_notify's load: mem://                   \
+            req/s +6%, durable +4-6% (a hot page is copied once per checkpoint),                   \
+            the POSTs' p99 on the durable queue 10 -> 14 ms (a checkpoint's fsync                  \
+            holds up the queue's commits longer); 8192 took the e2e delay's p99                    \
+            from ~11 to ~25-30 ms */
 #define WAL_MAX_PAGES                                                                              \
-    (8 * CHECKPOINT_PAGES) /* the writer waits for a checkpoint beyond this                        \
+    (4 * CHECKPOINT_PAGES) /* the writer waits for a checkpoint beyond this                        \
                  (64 MiB of 4 KiB pages, what the WAL file is kept at).                            \
                  At 1.5 x CHECKPOINT_PAGES a batch of ~2000 notices, ~3000                         \
                  pages, made every commit wait for a whole checkpoint: on a                        \
