@@ -194,8 +194,8 @@ int nf_app_message(const char *id, const char *payload, bool requeued, sl_msg **
     int rc = id ? sl_msg_new_with_uuid(&m, id, payload, len) : sl_msg_new(&m, payload, len);
     if (rc)
         return rc;
-    char ts[32];
-    snprintf(ts, sizeof ts, "%lld", (long long)nf_wall_ms());
+    char ts[NF_INT_TEXT];
+    nf_int_text(ts, nf_wall_ms());
     if ((rc = sl_msg_meta_set(m, "published_at_ms", ts)) == 0 && requeued)
         rc = sl_msg_meta_set(m, "requeued", "1");
     if (rc) {

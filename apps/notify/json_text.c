@@ -141,6 +141,30 @@ void nf_text_free(nf_text *t)
     *t = (nf_text){0};
 }
 
+size_t nf_int_text(char *out, int64_t v)
+{
+    char tmp[NF_INT_TEXT];
+    size_t n = 0;
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v; /* INT64_MIN too */
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    size_t len = 0;
+    if (v < 0)
+        out[len++] = '-';
+    while (n)
+        out[len++] = tmp[--n];
+    out[len] = '\0';
+    return len;
+}
+
+void nf_text_int(nf_text *t, int64_t v)
+{
+    char buf[NF_INT_TEXT];
+    nf_text_put(t, buf, nf_int_text(buf, v));
+}
+
 char *nf_text_take(nf_text *t)
 {
     char *p = t->failed ? NULL : t->p;

@@ -10,6 +10,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* Text appended piece by piece, always NUL-terminated once non-empty; {0}
  * is empty. When it cannot grow, failed is set and nothing more is
@@ -22,6 +23,11 @@ typedef struct nf_text {
 
 void nf_text_put(nf_text *t, const char *s, size_t n);
 void nf_text_str(nf_text *t, const char *s);
+/* v in decimal (what printf's PRId64 writes, without its cost). */
+void nf_text_int(nf_text *t, int64_t v);
+/* v in decimal into out (at least NF_INT_TEXT bytes), NUL-terminated; its length. */
+#define NF_INT_TEXT 21
+size_t nf_int_text(char *out, int64_t v);
 /* s (valid UTF-8: kept as it is) as a JSON string literal, quotes included. */
 void nf_text_json_string(nf_text *t, const char *s);
 /* v as json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) writes it. */

@@ -72,6 +72,35 @@ static void random_strings_match(void **state)
 }
 
 /* nf_text_json(v) must equal json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) */
+/* nf_int_text and nf_text_int write what printf's %lld does, at the ends
+ * of the range and around each power of ten. */
+static void integers_as_printf_writes_them(void **state)
+{
+    (void)state;
+    int64_t v[96];
+    size_t n = 0;
+    v[n++] = 0;
+    v[n++] = INT64_MIN;
+    v[n++] = INT64_MAX;
+    for (int64_t p = 1; n + 4 <= 96 && p <= INT64_MAX / 10; p *= 10) {
+        v[n++] = p;
+        v[n++] = p - 1;
+        v[n++] = -p;
+        v[n++] = -(p + 1);
+    }
+    for (size_t i = 0; i < n; i++) {
+        char want[32], got[NF_INT_TEXT];
+        snprintf(want, sizeof want, "%lld", (long long)v[i]);
+        assert_int_equal(nf_int_text(got, v[i]), strlen(want));
+        assert_string_equal(got, want);
+        nf_text t = {0};
+        nf_text_str(&t, "x");
+        nf_text_int(&t, v[i]);
+        assert_string_equal(t.p + 1, want);
+        nf_text_free(&t);
+    }
+}
+
 static void value_same_as_jansson(json_t *v)
 {
     assert_non_null(v);
@@ -229,6 +258,7 @@ int main(void)
         cmocka_unit_test(utf8_and_mixed_text_is_kept),
         cmocka_unit_test(random_strings_match),
         cmocka_unit_test(events_and_values_match),
+        cmocka_unit_test(integers_as_printf_writes_them),
         cmocka_unit_test(notice_payloads_scan_as_jansson_reads_them),
         cmocka_unit_test(mutated_payloads_never_disagree),
     };

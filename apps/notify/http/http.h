@@ -89,6 +89,10 @@ typedef struct nf_req {
 void nf_resp_ok(nf_resp *r, json_t *data);
 /* The same with data as compact JSON text (malloc'd, taken; NULL: out of memory -> 500). */
 void nf_resp_ok_text(nf_resp *r, char *data);
+/* The success envelope's text up to its data, and a whole success
+ * envelope written by the caller (malloc'd, taken; NULL -> 500). */
+#define NF_RESP_OK_HEAD "{\"code\":10000,\"msg\":\"success\",\"data\":"
+void nf_resp_ok_body(nf_resp *r, char *body);
 /* {"code":10001,"msg":<text>,"data":null} with the given status. */
 void nf_resp_fail(nf_resp *r, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

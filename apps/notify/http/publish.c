@@ -59,20 +59,22 @@ static void answer_refused(nf_app *app, int t, const char *request, int status, 
                      sl_strerror(status));
 }
 
-/* echo (compact JSON object text; NULL: {}) with "id":id spliced in
- * before its closing brace: "{...}" -> "{...,"id":ID}", "{}" ->
- * "{"id":ID}". Malloc'd; NULL when out of memory. */
-static char *with_id(const char *echo, const char *id)
+/* The success envelope whose data is echo (compact JSON object text;
+ * NULL: {}) with "id":id spliced in before its closing brace: "{...}" ->
+ * "{...,"id":ID}", "{}" -> "{"id":ID}". One allocation; NULL when out of
+ * memory. */
+static char *ok_with_id(const char *echo, const char *id)
 {
     const char *e = echo && echo[0] == '{' ? echo : "{}";
     size_t elen = strlen(e);
     nf_text t = {0};
+    nf_text_str(&t, NF_RESP_OK_HEAD);
     nf_text_put(&t, e, elen - 1);
     if (elen > 2)
         nf_text_put(&t, ",", 1);
     nf_text_str(&t, "\"id\":");
     nf_text_json_string(&t, id);
-    nf_text_put(&t, "}", 1);
+    nf_text_put(&t, "}}", 2);
     return nf_text_take(&t);
 }
 
@@ -84,7 +86,7 @@ static void answer_published(nf_app *app, int t, int status, const char *request
     nf_health_note(app, NF_W_QUEUE, status);
     if (status == 0) {
         atomic_fetch_add(&app->metrics.published[t], 1);
-        nf_resp_ok_text(r, with_id(echo, id));
+        nf_resp_ok_body(r, ok_with_id(echo, id));
     } else {
         answer_refused(app, t, request, status, r);
     }

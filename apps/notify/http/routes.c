@@ -91,10 +91,11 @@ static void route_product(nf_req *q, nf_resp *r)
      * request's CPU. The answer's echo is the payload's start: one text,
      * two allocations. */
     nf_text t = {0};
-    char head[64];
-    int hn = snprintf(head, sizeof head, "{\"uid\":%" PRId64 ",\"type\":%" PRId64 ",\"data\":", uid,
-                      type);
-    nf_text_put(&t, head, (size_t)hn);
+    nf_text_str(&t, "{\"uid\":");
+    nf_text_int(&t, uid);
+    nf_text_str(&t, ",\"type\":");
+    nf_text_int(&t, type);
+    nf_text_str(&t, ",\"data\":");
     nf_text_json_string(&t, data ? data : "");
     char *echo = t.failed ? NULL : malloc(t.len + 2);
     if (echo) {

@@ -75,9 +75,17 @@ void nf_resp_ok(nf_resp *r, json_t *data)
     nf_resp_ok_text(r, text);
 }
 
+void nf_resp_ok_body(nf_resp *r, char *body)
+{
+    free(r->body);
+    r->body = body; /* NULL (out of memory): send_resp answers 500 */
+    r->status = 200;
+    r->ctype = "application/json; charset=utf-8";
+}
+
 void nf_resp_ok_text(nf_resp *r, char *data)
 {
-    static const char head[] = "{\"code\":10000,\"msg\":\"success\",\"data\":";
+    static const char head[] = NF_RESP_OK_HEAD;
     size_t n = data ? strlen(data) : 0;
     char *body = data ? malloc(sizeof head - 1 + n + 2) : NULL;
     if (body) {
@@ -86,10 +94,7 @@ void nf_resp_ok_text(nf_resp *r, char *data)
         memcpy(body + sizeof head - 1 + n, "}", 2);
     }
     free(data);
-    free(r->body);
-    r->body = body; /* NULL (out of memory): send_resp answers 500 */
-    r->status = 200;
-    r->ctype = "application/json; charset=utf-8";
+    nf_resp_ok_body(r, body);
 }
 
 void nf_resp_fail(nf_resp *r, int status, const char *fmt, ...)
