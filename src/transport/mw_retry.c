@@ -6,6 +6,7 @@
  * retried. Backoff sleeps go through sl_transport_call_sleep, so a shutdown
  * deadline ends them; the envelope then fails with its last publish error.
  */
+#include <limits.h>
 #include <stdlib.h>
 
 #include "transport/transport_int.h"
@@ -35,8 +36,10 @@ static int retry_mw(void *ctx, sl_transport_call *call, sl_msg *msg)
     double wait = o->initial_ms;
     int rc = sl_transport_call_next(call, msg);
     for (unsigned attempt = 1; rc && retryable(rc) && attempt <= o->max_retries; attempt++) {
-        double capped =
-            (o->max_interval_ms && wait > o->max_interval_ms) ? o->max_interval_ms : wait;
+        /* no max_interval: the wait still fits an unsigned (a double past
+           UINT_MAX has no unsigned value: the cast would be undefined) */
+        double cap = o->max_interval_ms ? (double)o->max_interval_ms : (double)UINT_MAX;
+        double capped = wait > cap ? cap : wait;
         unsigned ms = (unsigned)capped;
         if (o->max_elapsed_ms && sli_mono_ms() - start + ms > o->max_elapsed_ms)
             break;
