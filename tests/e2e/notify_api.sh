@@ -40,6 +40,13 @@ printf 'uid=9107&type=1&data=a\0b' > "$WORK/rawnul"
 CASE="form raw NUL byte"; call POST /api/msg/product -H 'Content-Type: application/x-www-form-urlencoded' --data-binary @"$WORK/rawnul"
 expect 400 10001 "NUL character"
 check "only the decoded notice of 9107 stored" wait_until 10 count_is 9107 1
+junk=$(for i in $(seq 1 40); do printf 'j%d=%d&' "$i" "$i"; done)
+CASE="a parameter after 40 others"; call GET "/api/user/info?${junk}uid=9107"
+expect 200 10000
+check "the 41st parameter is found" [ "$(jget data.notification_count)" = 1 ]
+CASE="a form field after 40 others"; call POST /api/msg/product -d "${junk}uid=9107&type=2&data=late"
+expect 200 10000
+check "the fields after 40 others are read" [ "$(jget data.data)" = late ]
 
 # ---- list: compatibility fields, newest first, unread ----
 CASE="list"; call GET '/api/msg/list?uid=5&type=1&page=1'
