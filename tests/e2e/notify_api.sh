@@ -29,7 +29,7 @@ check "5 notices stored" wait_until 10 count_is 5 5
 
 # ---- form decoding: '+' and %XX, the first field of a name wins, the body
 # over the query, names without '=' or empty; refused bytes in names/values ----
-CASE="form decoding"; call POST '/api/msg/product?data=query' -d 'uid=9107&type=1&data=a+b%2Bc%26d%3De&flag&&=x&data=second'
+CASE="form decoding"; call POST '/api/msg/product?data=query' -d 'uid=9107&type=1&data=a+b%2Bc%26d%3De&flag&&data=second'
 expect 200 10000
 check "form '+' is a space, %XX its byte, the first data wins" [ "$(jget data.data)" = 'a b+c&d=e' ]
 CASE="form value not UTF-8"; call POST /api/msg/product -d 'uid=9107&type=1&data=%ff'
@@ -38,7 +38,14 @@ CASE="form name with NUL"; call POST /api/msg/product -d 'uid=9107&type=1&da%00t
 expect 400 10001 "NUL character"
 printf 'uid=9107&type=1&data=a\0b' > "$WORK/rawnul"
 CASE="form raw NUL byte"; call POST /api/msg/product -H 'Content-Type: application/x-www-form-urlencoded' --data-binary @"$WORK/rawnul"
-expect 400 10001 "NUL character"
+expect 400 10001 "data must not contain a NUL character"
+CASE="form name starting with NUL"; call POST /api/msg/product -d 'uid=9107&type=1&data=x&%00a=1'
+expect 400 10001 "a parameter name must not contain a NUL character"
+CASE="form field without a name"; call POST /api/msg/product -d 'uid=9107&type=1&data=x&=y'
+expect 400 10001 "empty name"
+printf -- '--b\r\nContent-Disposition: form-data; name="uid"\r\n\r\n9107\r\n--b\r\nContent-Disposition: form-data; name="type"\r\n\r\n1\r\n--b\r\nContent-Disposition: form-data; name="data"\r\n\r\nx\r\n--b\r\nContent-Disposition: form-data; name=""\r\n\r\n\xff\r\n--b--\r\n' > "$WORK/noname"
+CASE="multipart field without a name"; call POST /api/msg/product -H 'Content-Type: multipart/form-data; boundary=b' --data-binary @"$WORK/noname"
+expect 400 10001
 check "only the decoded notice of 9107 stored" wait_until 10 count_is 9107 1
 junk=$(for i in $(seq 1 40); do printf 'j%d=%d&' "$i" "$i"; done)
 CASE="a parameter after 40 others"; call GET "/api/user/info?${junk}uid=9107"

@@ -273,25 +273,38 @@ bool nf_peer_is_loopback(struct MHD_Connection *conn)
 
 /* ---- body parsing ---- */
 
-/* The first field refused (a NUL character in its name or value, or a
- * value that is not UTF-8): reported once the whole body or query is read,
- * a NUL first. */
+/* The first field refused - a NUL character in its name or value, a
+ * value that is not UTF-8, an empty name - reported once the whole body or
+ * query is read, in that order. The flags say a field was refused; the
+ * names are for the message (one starting with a NUL has none). */
 typedef struct field_check {
-    char bad_nul[64];
-    char bad_utf8[64];
+    bool nul, utf8, noname;
+    char nul_name[64];
+    char utf8_name[64];
 } field_check;
 
-/* A field of len bytes of value: true when it may be taken. */
+static void refuse_nul(field_check *c, const char *k)
+{
+    if (!c->nul)
+        snprintf(c->nul_name, sizeof c->nul_name, "%s", k);
+    c->nul = true;
+}
+
+/* A field of klen bytes of name and vlen of value: true when it may be taken. */
 static bool field_ok(field_check *c, const char *k, size_t klen, const char *v, size_t vlen)
 {
     if (strlen(k) != klen || (vlen && memchr(v, '\0', vlen))) {
-        if (!c->bad_nul[0])
-            snprintf(c->bad_nul, sizeof c->bad_nul, "%s", k);
+        refuse_nul(c, k);
+        return false;
+    }
+    if (!klen) {
+        c->noname = true;
         return false;
     }
     if (!nf_utf8_valid(v, vlen)) {
-        if (!c->bad_utf8[0])
-            snprintf(c->bad_utf8, sizeof c->bad_utf8, "%s", k);
+        if (!c->utf8)
+            snprintf(c->utf8_name, sizeof c->utf8_name, "%s", k);
+        c->utf8 = true;
         return false;
     }
     return true;
@@ -300,11 +313,15 @@ static bool field_ok(field_check *c, const char *k, size_t klen, const char *v, 
 /* Fills r with the 400 of the first refused field; -1 when there is one. */
 static int field_verdict(const field_check *c, nf_resp *r)
 {
-    if (c->bad_nul[0])
-        nf_resp_fail(r, 400, "%s must not contain a NUL character", c->bad_nul);
-    else if (c->bad_utf8[0])
-        nf_resp_fail(r, 400, "%s is not valid UTF-8", c->bad_utf8);
-    return c->bad_nul[0] || c->bad_utf8[0] ? -1 : 0;
+    if (c->nul && c->nul_name[0])
+        nf_resp_fail(r, 400, "%s must not contain a NUL character", c->nul_name);
+    else if (c->nul)
+        nf_resp_fail(r, 400, "a parameter name must not contain a NUL character");
+    else if (c->utf8)
+        nf_resp_fail(r, 400, "%s is not valid UTF-8", c->utf8_name);
+    else if (c->noname)
+        nf_resp_fail(r, 400, "a parameter has an empty name");
+    return c->nul || c->utf8 || c->noname ? -1 : 0;
 }
 
 /* One urlencoded name or value in place: '+' is a space, %XX its byte
@@ -319,7 +336,8 @@ static size_t form_decode(char *s, size_t n)
 
 /* An application/x-www-form-urlencoded body (body[len] is NUL): its
  * fields are cut out of it in place. A name without '=' has an empty
- * value; an empty name is skipped. A raw NUL byte is refused like %00. */
+ * value; an empty field (&&) is skipped, an empty name refused. A raw NUL
+ * byte is refused like %00. */
 static int parse_urlencoded(nf_req *q, char *body, size_t len, field_check *c)
 {
     char *p = body, *end = body + len;
@@ -328,18 +346,17 @@ static int parse_urlencoded(nf_req *q, char *body, size_t len, field_check *c)
         if (!amp)
             amp = end;
         size_t seg = (size_t)(amp - p);
+        char *eq = memchr(p, '=', seg);
         bool raw_nul = seg && memchr(p, '\0', seg);
         *amp = '\0';
-        char *eq = raw_nul ? NULL : strchr(p, '=');
         char *val = amp; /* "" */
         if (eq) {
             *eq = '\0';
             val = eq + 1;
         }
         if (raw_nul) {
-            if (!c->bad_nul[0])
-                snprintf(c->bad_nul, sizeof c->bad_nul, "%s", p);
-        } else if (*p) {
+            refuse_nul(c, p); /* the name up to a NUL in it */
+        } else if (seg) {
             size_t kl = form_decode(p, strlen(p));
             size_t vl = form_decode(val, strlen(val));
             if (field_ok(c, p, kl, val, vl) && kv_add(q, p, val, false))
@@ -396,8 +413,10 @@ static enum MHD_Result form_iter(void *cls, enum MHD_ValueKind kind, const char 
         form_flush(a);
         a->key = strdup(key);
     }
+    if (!a->key || a->oom)
+        return MHD_NO;
     char *nv = realloc(a->val, a->len + size + 1);
-    if (!nv || !a->key || a->oom)
+    if (!nv)
         return MHD_NO;
     a->val = nv;
     if (size) /* an empty value comes with data NULL */
