@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "store/sqlite_int.h"
 #include "store/store.h"
 #include "testlib.h"
 
@@ -442,6 +443,42 @@ static void listeners_expire_and_are_removed(void **state)
     nf_store_close(s);
 }
 
+/* The store's commits are synced unless the URL says otherwise: a batch
+ * of notices is on disk before the consumer acks its messages. */
+static int store_synchronous(const char *url)
+{
+    char err[256] = "";
+    nf_store *s = NULL;
+    if (nf_store_open(&s, url, 2, err, sizeof err))
+        return -1;
+    sqlite3_stmt *st;
+    int v = -1;
+    sq_store *q = (sq_store *)s;
+    pthread_mutex_lock(&q->mu);
+    if (sqlite3_prepare_v2(q->db, "PRAGMA synchronous", -1, &st, NULL) == SQLITE_OK) {
+        if (sqlite3_step(st) == SQLITE_ROW)
+            v = sqlite3_column_int(st, 0);
+        sqlite3_finalize(st);
+    }
+    pthread_mutex_unlock(&q->mu);
+    nf_store_close(s);
+    return v;
+}
+
+static void commits_are_synced_by_default(void **state)
+{
+    (void)state;
+    char url[200];
+    snprintf(url, sizeof url, "sqlite://%s/sync.db", g_dir);
+    assert_int_equal(store_synchronous(url), 2); /* FULL */
+    snprintf(url, sizeof url, "sqlite://%s/sync.db?sync=normal", g_dir);
+    assert_int_equal(store_synchronous(url), 1);
+    snprintf(url, sizeof url, "sqlite://%s/sync.db?sync=off", g_dir);
+    assert_int_equal(store_synchronous(url), 0);
+    snprintf(url, sizeof url, "sqlite://%s/sync.db?sync=full", g_dir);
+    assert_int_equal(store_synchronous(url), 2);
+}
+
 /* A retry takes a parked row back to 0 only from the count it listed: a
  * row another retry took, or whose count the consumer bumped since, is
  * left alone (SL_ENOENT); a failed requeue gives the count back. */
@@ -494,6 +531,7 @@ int main(void)
         cmocka_unit_test(many_rows_keep_order_and_tell_stored_ones),
         cmocka_unit_test(inbox_index_merges_read_and_unread_and_converts_old_stores),
         cmocka_unit_test(listeners_expire_and_are_removed),
+        cmocka_unit_test(commits_are_synced_by_default),
         cmocka_unit_test(failed_reset_only_from_the_count_listed),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,5 +1,5 @@
 /*
- * sqlite.c - the notification store on SQLite (sqlite://PATH[?sync=normal]):
+ * sqlite.c - the notification store on SQLite (sqlite://PATH[?sync=full|normal|off]):
  * opening, notices and users. Its failed queue is in sqlite_failed.c, its
  * checkpoints in sqlite_wal.c, what they share in sqlite_int.h.
  *
@@ -373,13 +373,21 @@ static int parse_url(const char *url, char *path, size_t plen, const char **sync
         return SL_EINVAL;
     memcpy(path, p, n);
     path[n] = '\0';
-    *sync = "NORMAL";
+    /* FULL: a commit is on disk before the consumer acks its messages; with
+     * NORMAL a power loss could take stored notices whose acks (riding the
+     * queue's next synced commit) were already on disk. It costs nothing
+     * under durable ingest: the store's WAL goes to disk a batch at a time
+     * instead of in bursts at each checkpoint, bursts that the queue's
+     * fdatasyncs waited behind (bench_notify's load, four alternating pairs:
+     * durable req/s -2% to +11%, the POSTs' p99 12.6-14.3 -> 5.7-9.7 ms;
+     * mem:// within noise, -3% to +2%). */
+    *sync = "FULL";
     if (q) {
         if (!strcmp(q, "?sync=off"))
             *sync = "OFF";
-        else if (!strcmp(q, "?sync=full"))
-            *sync = "FULL";
-        else if (strcmp(q, "?sync=normal"))
+        else if (!strcmp(q, "?sync=normal"))
+            *sync = "NORMAL";
+        else if (strcmp(q, "?sync=full"))
             return SL_EBADOPT;
     }
     return 0;
