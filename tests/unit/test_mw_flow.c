@@ -368,6 +368,43 @@ static void delay_on_error_delays_a_panic_caught_outside_it(void **state)
     fx_close(&f);
 }
 
+static void metrics_count_a_panic_caught_outside_them(void **state)
+{
+    (void)state;
+    fx f;
+    fx_open(&f, NULL);
+    times *t = calloc(1, sizeof *t);
+    assert_non_null(t);
+    sl_handler_opts o;
+    fx_opts(&f, &o, "h", "in", h_stamp_panic_once, t);
+    o.nack_delay_ms = 10;
+    o.nack_delay_max_ms = 10;
+    sl_handler *h;
+    assert_int_equal(sl_router_add_handler(f.r, &o, &h), 0);
+    sl_middleware rec, mm;
+    sl_metrics *m;
+    assert_int_equal(sl_mw_recoverer(&rec, false), 0);
+    assert_int_equal(sl_handler_add_middleware(h, rec), 0);
+    assert_int_equal(sl_mw_metrics(&mm, &m), 0);
+    assert_int_equal(sl_handler_add_middleware(h, mm), 0);
+    fx_start(&f);
+    fx_publish(&f, "in", 0, 1);
+    assert_int_equal(fx_wait_count(&t->calls, 2, 8000), 2);
+    assert_int_equal(fx_stop(&f, 5000, NULL), 0);
+    sl_handler_stats hs;
+    assert_int_equal(sl_metrics_get(m, "h", &hs), 0);
+    assert_int_equal(hs.calls, 2); /* the panicked call was not counted before */
+    assert_int_equal(hs.failed, 1);
+    assert_int_equal(hs.ok, 1);
+    uint64_t n = 0;
+    for (int i = 0; i < SL_METRICS_BUCKETS; i++)
+        n += hs.buckets[i];
+    assert_int_equal(n, 2);
+    assert_int_equal(fx_drain(&f, "in", "g", NULL, NULL), 0);
+    free(t);
+    fx_close(&f);
+}
+
 /* A jump that no recoverer sees (so no unwind hook runs): the breaker's
  * trial never returns. Stands for any way a call can be lost. */
 static _Thread_local sigjmp_buf escape_jb;
@@ -474,6 +511,7 @@ int main(void)
         cmocka_unit_test(circuit_breaker_counts_a_panic_caught_by_a_recoverer_as_a_failure),
         cmocka_unit_test(circuit_breaker_replaces_a_trial_that_never_returned),
         cmocka_unit_test(delay_on_error_delays_a_panic_caught_outside_it),
+        cmocka_unit_test(metrics_count_a_panic_caught_outside_them),
         cmocka_unit_test(timeout_frees_its_context_when_the_handler_panics),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

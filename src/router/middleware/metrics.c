@@ -53,16 +53,12 @@ static hm *lookup(sl_metrics *m, const sl_handler *h)
     return e;
 }
 
-static int metrics_call(void *st, const sl_mw_call *next, sl_ctx *ctx, sl_msg *in, sl_msg_list *out)
+/* One call of e's handler that began at t0 (sli_mono_ns) ended, failed or not. */
+static void record(hm *e, int64_t t0, bool failed)
 {
-    hm *e = lookup(st, sl_mw_handler(next));
-    int64_t t0 = sli_mono_ns();
-    int rc = sl_mw_next(next, ctx, in, out);
-    if (!e)
-        return rc;
     uint64_t us = (uint64_t)(sli_mono_ns() - t0) / 1000;
     atomic_fetch_add_explicit(&e->calls, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(rc ? &e->failed : &e->ok, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(failed ? &e->failed : &e->ok, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&e->sum_us, us, memory_order_relaxed);
     uint64_t mx = atomic_load_explicit(&e->max_us, memory_order_relaxed);
     while (us > mx && !atomic_compare_exchange_weak_explicit(
@@ -72,6 +68,25 @@ static int metrics_call(void *st, const sl_mw_call *next, sl_ctx *ctx, sl_msg *i
     while (us > sl_metrics_bucket_us[b])
         b++;
     atomic_fetch_add_explicit(&e->buckets[b], 1, memory_order_relaxed);
+}
+
+/* A panic caught by a recoverer outside this middleware jumped over the
+ * call: it is counted as a failed one (it went uncounted). */
+static void record_panic(void *arg, intptr_t t0)
+{
+    record(arg, (int64_t)t0, true);
+}
+
+static int metrics_call(void *st, const sl_mw_call *next, sl_ctx *ctx, sl_msg *in, sl_msg_list *out)
+{
+    hm *e = lookup(st, sl_mw_handler(next));
+    int64_t t0 = sli_mono_ns();
+    if (!e)
+        return sl_mw_next(next, ctx, in, out);
+    sli_unwind_push(record_panic, e, (intptr_t)t0);
+    int rc = sl_mw_next(next, ctx, in, out);
+    sli_unwind_pop();
+    record(e, t0, rc != 0);
     return rc;
 }
 
