@@ -187,6 +187,11 @@ void nf_app_close(nf_app *app)
     nf_log_main_close();
 }
 
+bool nf_queue_in_process(const nf_app *app)
+{
+    return !strncmp(app->cfg.queue_url, "mem://", 6);
+}
+
 int nf_app_message(const char *id, const char *payload, bool requeued, sl_msg **out)
 {
     sl_msg *m;

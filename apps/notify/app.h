@@ -117,6 +117,10 @@ void nf_app_close(nf_app *app);
 int nf_app_publish(nf_app *app, const char *topic, const char *id, const char *payload,
                    bool requeued, char *id_out, size_t id_len);
 
+/* The queue lives in this process's memory (mem://): nothing outside the
+ * process sees it, and its consumer is what frees room for producers. */
+bool nf_queue_in_process(const nf_app *app);
+
 /* The queue message for payload: id as its UUID (NULL: a fresh UUIDv7),
  * metadata published_at_ms (now) and requeued=1 when asked. */
 int nf_app_message(const char *id, const char *payload, bool requeued, sl_msg **out);

@@ -98,7 +98,7 @@ static int do_serve(nf_app *app)
         rc = nf_listener_start(app, &lis);
     if (!rc && app->cfg.consumers_in_process)
         rc = nf_consumers_start(app, 3, &cons);
-    else if (!strncmp(app->cfg.queue_url, "mem://", 6))
+    else if (nf_queue_in_process(app))
         nf_log(SL_LOG_WARN,
                "queue %s is in-process but consumers.in_process is false: nothing "
                "will consume",
@@ -163,7 +163,7 @@ static int do_consume(nf_app *app, const char *which)
         fprintf(stderr, "sluice notify consume: want notify, read or all, got '%s'\n", which);
         return 2;
     }
-    if (!strncmp(app->cfg.queue_url, "mem://", 6))
+    if (nf_queue_in_process(app))
         fprintf(stderr,
                 "sluice notify consume: warning: %s is in-process; a separate consumer "
                 "sees nothing published by the server\n",

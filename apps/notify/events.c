@@ -90,7 +90,7 @@ struct nf_listener {
 
 bool nf_events_local(const nf_app *app)
 {
-    return app->cfg.consumers_in_process && !strncmp(app->cfg.queue_url, "mem://", 6);
+    return app->cfg.consumers_in_process && nf_queue_in_process(app);
 }
 
 /*

@@ -331,7 +331,7 @@ static void *run_main(void *arg)
      * answer each commit round sooner (+14-20%). */
     int nice = c->app->cfg.consumers_nice;
     if (nice < 0)
-        nice = strncmp(c->app->cfg.queue_url, "mem://", 6) ? 10 : 0;
+        nice = nf_queue_in_process(c->app) ? 0 : 10;
     if (nice > 0 && setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), nice) != 0)
         nf_log(SL_LOG_WARN, "consumers.nice %d not applied: %s", nice, strerror(errno));
     c->run_rc = sl_router_run(c->router);

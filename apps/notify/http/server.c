@@ -806,8 +806,7 @@ int nf_server_start(nf_app *app, nf_server **out)
         return SL_EINVAL;
     }
     /* mem:// with wait_ack would wait for the consumers' acks: not at once */
-    s->queue_in_memory =
-        !strncmp(app->cfg.queue_url, "mem://", 6) && !strstr(app->cfg.queue_url, "wait_ack");
+    s->queue_in_memory = nf_queue_in_process(app) && !strstr(app->cfg.queue_url, "wait_ack");
     if (app->cfg.threads > 0) {
         int rc = nf_loops_start(s, app, &sa, (unsigned)app->cfg.threads, on_request, on_completed,
                                 s->dl, &s->loops, &s->port);
