@@ -22,12 +22,14 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 typedef enum { K_STR, K_INT, K_BOOL } ktype;
 
@@ -58,7 +60,7 @@ static const key keys[] = {
     I("web", "write_timeout", write_timeout, 0, 86400),
     I("web", "idle_timeout", idle_timeout, 0, 86400),
     I("web", "max_conns_per_ip", max_conns_per_ip, 0, 1 << 16),
-    I("web", "threads", threads, 1, 256),
+    I("web", "threads", threads, 0, 256),
     I("web", "max_body", max_body, 1024, 64 << 20),
     I("web", "conn_memory", conn_memory, 4096, 1 << 20),
     S("web", "admin_token", admin_token),
@@ -124,7 +126,7 @@ void nf_config_defaults(nf_config *c)
     c->write_timeout = 5;
     c->idle_timeout = 8;
     c->max_conns_per_ip = 1024;
-    c->threads = 4;
+    c->threads = 0; /* one loop per CPU (nf_config_read) */
     c->max_body = 64 * 1024;
     c->conn_memory = 16 * 1024;
     c->xorm_debug = true;
@@ -565,6 +567,16 @@ static void read_all(reader *r)
     free(top);
 }
 
+/* The CPUs this process may run on (its affinity mask: taskset, a
+ * container's cpuset), at least 1, at most 256. */
+static int cpus_usable(void)
+{
+    cpu_set_t set;
+    long n = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set)
+                                                          : sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > 256 ? 256 : (int)n;
+}
+
 int nf_config_read(nf_config *c, sl_config *cf, const char *path, char *err, size_t errlen)
 {
     errbuf eb = {.p = err, .len = errlen};
@@ -579,6 +591,8 @@ int nf_config_read(nf_config *c, sl_config *cf, const char *path, char *err, siz
     for (size_t i = 0; i < r.np; i++)
         eb_add(&eb, "%s", r.p[i].text);
     free(r.p);
+    if (c->threads == 0) /* an event loop per core: more only add wakeups (README, Performance) */
+        c->threads = cpus_usable();
     if (c->backoff_max_ms < c->backoff_ms)
         eb_add(&eb, "%s: consumers.backoff_max_ms is below consumers.backoff_ms",
                path ? path : "config");

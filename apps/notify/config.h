@@ -22,7 +22,7 @@ typedef struct nf_config {
     char server_addr[128];
     int read_timeout, write_timeout, idle_timeout; /* seconds */
     int max_conns_per_ip; /* open connections one client address may hold, 0 = no limit */
-    int threads;          /* HTTP thread pool size */
+    int threads;          /* HTTP loops (0 in the file: one per usable CPU) */
     int max_body;         /* bytes, larger -> 413 */
     int conn_memory; /* bytes per connection for the request line and headers (larger -> 431) */
     char admin_token[128];   /* "" -> admin routes from loopback only */

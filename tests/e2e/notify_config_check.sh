@@ -26,7 +26,7 @@ consumers:
 EOF2
 cfg "$SLUICE" notify config --config "$WORK/bad.conf"
 check "a bad file is refused (status $ST)" [ "$ST" = 2 ]
-check "the bad integer names file:line: $OUT" matches "$OUT" "bad.conf:2: web.threads: expected an integer in 1..256, got 'lots'"
+check "the bad integer names file:line: $OUT" matches "$OUT" "bad.conf:2: web.threads: expected an integer in 0..256, got 'lots'"
 check "the unknown key names file:line" matches "$OUT" "bad.conf:3: unknown key 'web.nosuch'"
 check "the unknown section names file:line" matches "$OUT" "bad.conf:4: unknown section 'bogus'"
 check "a nested value is refused" matches "$OUT" "bad.conf:7: log.level: expected a scalar value"
@@ -55,6 +55,11 @@ check "the env override reaches web.server_addr" matches "$OUT" 'server_addr: "1
 check "an empty password is the empty string" matches "$OUT" 'password: ""'
 check "an empty redis section keeps its defaults" matches "$OUT" "port: 6379"
 check "the queue from the file" matches "$OUT" 'url: "mem://q"'
+printf 'web:\n  threads: 0\nqueue:\n  url: mem://q\n' >"$WORK/loops.yaml"
+cfg "$SLUICE" notify config --config "$WORK/loops.yaml"
+check "web.threads 0 is one loop per usable CPU ($(nproc)): $OUT" matches "$OUT" "threads: $(nproc)"$'\n'
+cfg taskset -c 0 "$SLUICE" notify config --config "$WORK/loops.yaml"
+check "... counted in the process' CPU affinity" matches "$OUT" "threads: 1"$'\n'
 
 # ---- an empty directory or address is refused, not taken as / or nothing ----
 cfg SLUICE_LOG_DIR= SLUICE_WEB_SERVER_ADDR= "$SLUICE" notify config --config "$WORK/notify.conf"

@@ -75,8 +75,9 @@ edit 's/^  level: warn /  level: info /'
 check "log.level back to info" wait_until 10 logged "log.level warn -> info"
 
 # ---- a key fixed at start: logged as waiting for a restart ----
-edit 's/^  threads: 4 /  threads: 8 /'
-check "web.threads waits for a restart" wait_until 10 logged "web.threads changed (4 -> 8): takes effect at the next restart"
+NP=$(nproc) # threads: 0 runs one loop per usable CPU
+edit "s/^  threads: 0 /  threads: $((NP + 1)) /"
+check "web.threads waits for a restart" wait_until 10 logged "web.threads changed ($NP -> $((NP + 1))): takes effect at the next restart"
 
 # ---- broken edits are refused; the running values stay ----
 edit 's/^  max_body: 2048 /  max_body: lots /'
