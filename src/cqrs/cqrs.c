@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "core/internal.h"
+#include "router/router_int.h"
 #include "sluice/cqrs.h"
 
 void sl_cqrs_opts_init(sl_cqrs_opts *o)
@@ -231,6 +232,14 @@ struct sl_event_processor {
     proc p;
 };
 
+/* Unwind hook: a panic the handler raised jumped over the free below. */
+static void free_value_unwound(void *arg, intptr_t value)
+{
+    const proc *p = arg;
+    if (p->m.free_value)
+        p->m.free_value(p->m.ctx, (void *)value);
+}
+
 static int trampoline(sl_ctx *ctx, sl_msg *in, sl_msg_list *out, void *user)
 {
     (void)out;
@@ -255,7 +264,9 @@ static int trampoline(sl_ctx *ctx, sl_msg *in, sl_msg_list *out, void *user)
     if (rc != 0)
         return sl_handler_fail(SL_EPROTO, "%s", sl_errmsg());
     sli_cqrs_replied = NULL;
+    sli_unwind_push(free_value_unwound, h->p, (intptr_t)value);
     rc = h->fn(ctx, in, value, h->user);
+    sli_unwind_pop();
     if (h->p->m.free_value)
         h->p->m.free_value(h->p->m.ctx, value);
     /* A request nobody answered: answer the handler's result, once. */

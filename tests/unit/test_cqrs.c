@@ -3,7 +3,8 @@
  * type name, one handler per command, every event handler gets every event
  * (groups compete), bad input parked by the poison middleware without
  * stopping good messages, commands that wait for their handler, topic
- * functions and metadata carried from cause to effect.
+ * functions, metadata carried from cause to effect, and a handler's panic
+ * (caught by a recoverer) freeing the value it was given.
  */
 #include <jansson.h>
 #include <stdatomic.h>
@@ -264,6 +265,63 @@ static void a_command_waits_for_its_handler_on_a_custom_topic(void **state)
     sl_command_bus_free(cb);
 }
 
+/* A JSON marshaler that counts the values it decodes and frees. */
+static atomic_int decoded, freed;
+static sl_marshaler json_m;
+
+static int counting_unmarshal(void *ctx, const sl_msg *m, void **value)
+{
+    int rc = json_m.unmarshal(ctx, m, value);
+    if (rc == 0)
+        atomic_fetch_add(&decoded, 1);
+    return rc;
+}
+
+static void counting_free(void *ctx, void *value)
+{
+    atomic_fetch_add(&freed, 1);
+    json_m.free_value(ctx, value);
+}
+
+static int panic_once(sl_ctx *ctx, const sl_msg *msg, void *value, void *user)
+{
+    counter *c = user;
+    if (atomic_fetch_add(&c->n, 1) == 0)
+        sl_handler_panic("first delivery of %s", sl_msg_uuid(msg));
+    return count_cmd(ctx, msg, value, &((counter *)user)[1]);
+}
+
+static void a_handler_panic_frees_the_decoded_value(void **state)
+{
+    (void)state;
+    env e;
+    env_open(&e, "mem://cqrs-panic?persistent=true");
+    sl_marshaler_json(&json_m);
+    e.m.unmarshal = counting_unmarshal;
+    e.m.free_value = counting_free;
+    sl_middleware mw;
+    assert_int_equal(sl_mw_recoverer(&mw, false), 0);
+    assert_int_equal(sl_router_add_middleware(e.r, mw), 0);
+    sl_command_bus *cb;
+    assert_int_equal(sl_command_bus_new(&cb, e.pub, &e.m, NULL), 0);
+    sl_command_processor *cp;
+    assert_int_equal(sl_command_processor_new(&cp, e.r, e.sub, &e.m, NULL), 0);
+    counter c[2] = {0}; /* c[0]: calls, c[1]: the ones that returned */
+    assert_int_equal(sl_command_processor_add(cp, "Boom", panic_once, c), 0);
+    env_start(&e);
+    json_t *v = json_pack("{s:i}", "v", 3);
+    assert_int_equal(sl_command_send(cb, "Boom", v), 0);
+    json_decref(v);
+    assert_int_equal(wait_for(&c[1].n, 1), 1); /* the panic nacked it; the redelivery ran */
+    assert_int_equal(atomic_load(&c[0].n), 2);
+    assert_int_equal(atomic_load(&c[1].sum), 3);
+    assert_int_equal(atomic_load(&decoded), 2);
+    assert_int_equal(atomic_load(&freed), 2); /* the panicking call's value too */
+    env_close(&e);
+    sl_command_processor_free(cp);
+    sl_command_bus_free(cb);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -271,6 +329,7 @@ int main(void)
         cmocka_unit_test(bad_messages_are_poisoned_and_good_ones_flow),
         cmocka_unit_test(a_command_waits_for_its_handler_on_a_custom_topic),
         cmocka_unit_test(event_types_may_share_a_topic_and_command_types_may_not),
+        cmocka_unit_test(a_handler_panic_frees_the_decoded_value),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
