@@ -91,6 +91,7 @@ static const key keys[] = {
     S("redis", "password", redis_password),
     I("redis", "database", redis_database, 0, 1 << 16),
     S("queue", "url", queue_url),
+    I("queue", "publish_wait_ms", publish_wait_ms, 100, 600000),
     S("store", "url", store_url),
     I("store", "shards", store_shards, 1, 1024),
     B("consumers", "in_process", consumers_in_process),
@@ -148,6 +149,7 @@ void nf_config_defaults(nf_config *c)
     snprintf(c->redis_host, sizeof c->redis_host, "localhost");
     c->redis_port = 6379;
     snprintf(c->queue_url, sizeof c->queue_url, "sqlite://./data/queue.db");
+    c->publish_wait_ms = 5000;
     snprintf(c->store_url, sizeof c->store_url, "sqlite://./data/notice.db");
     c->store_shards = 16;
     c->consumers_in_process = true;

@@ -53,6 +53,7 @@ typedef struct nf_config {
     int redis_database;
     /* queue / store */
     char queue_url[512];
+    int publish_wait_ms; /* a POST waits this long for the queue to take its notice, then 503 */
     char store_url[512];
     int store_shards;
     /* consumers */

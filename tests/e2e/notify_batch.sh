@@ -14,6 +14,7 @@
 #     and with the queue refusing everything (SLUICE_NOTIFY_FAULT_PUBLISH=1)
 #     every POST is answered 503 with its request in notice_retry.log. Live
 #     events reach this process's streams without the queue's events topic.
+#     A full queue makes a POST wait queue.publish_wait_ms, then 503.
 # Sizes shrink with SL_TEST_SCALE (sanitizer runs).
 source "$(dirname "$0")/lib/notify.bash"
 SCALE=${SL_TEST_SCALE:-1}
@@ -113,6 +114,18 @@ if [ "$STACK" = sqlite ]; then
   after=$(cat "$WORK"/logs*/notice_retry.log | wc -l)
   check "inline refused: three retry-log lines" [ $((after - before)) = 3 ]
   check "inline refused: the request is in the log" grep -q '"data":"refused-2"' "$WORK"/logs*/notice_retry.log
+  stop_server
+  # A full queue: a POST waits queue.publish_wait_ms for room, then 503. Two
+  # notices of the fault uid sit out a long backoff and fill buffer=2.
+  start_server SLUICE_QUEUE_URL="mem://notify?buffer=2" SLUICE_NOTIFY_FAULT_UID=77 \
+    SLUICE_CONSUMERS_BACKOFF_MS=60000 SLUICE_CONSUMERS_BACKOFF_MAX_MS=60000 SLUICE_QUEUE_PUBLISH_WAIT_MS=2500
+  for i in 1 2; do call POST /api/msg/product -d "uid=77&type=1&data=held-$i"; CASE="held $i"; expect 200 10000; done
+  t0=$(date +%s%N)
+  call POST /api/msg/product -d "uid=77&type=1&data=waited"
+  ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+  CASE="full queue"; expect 503 10001 "logged for retry"
+  check "the POST waited publish_wait_ms for room ($ms ms)" [ "$ms" -ge 2300 ]
+  check "the waited request is in the retry log" grep -q '"data":"waited"' "$WORK"/logs*/notice_retry.log
   stop_server
 else
   skip_check "inline" "mem:// runs on the embedded stack only"

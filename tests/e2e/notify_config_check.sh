@@ -55,6 +55,9 @@ check "the env override reaches web.server_addr" matches "$OUT" 'server_addr: "1
 check "an empty password is the empty string" matches "$OUT" 'password: ""'
 check "an empty redis section keeps its defaults" matches "$OUT" "port: 6379"
 check "the queue from the file" matches "$OUT" 'url: "mem://q"'
+check "queue.publish_wait_ms defaults to 5000" matches "$OUT" "publish_wait_ms: 5000"
+cfg SLUICE_QUEUE_PUBLISH_WAIT_MS=50 "$SLUICE" notify config --config "$WORK/notify.conf"
+check "a publish wait under 100 ms is refused: $OUT" matches "$OUT" "env SLUICE_QUEUE_PUBLISH_WAIT_MS: expected an integer in 100..600000, got '50'"
 printf 'web:\n  threads: 0\nqueue:\n  url: mem://q\n' >"$WORK/loops.yaml"
 cfg "$SLUICE" notify config --config "$WORK/loops.yaml"
 check "web.threads 0 is one loop per usable CPU ($(nproc)): $OUT" matches "$OUT" "threads: $(nproc)"$'\n'

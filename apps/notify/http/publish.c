@@ -17,7 +17,7 @@
  * message without waiting on anything: there the route publishes at once
  * (SL_PUBLISH_NONBLOCK) and answers in the same call. Only when that queue
  * is full (SL_EAGAIN) does the message join the loop's batch, whose
- * publish waits for room up to PUT_WAIT_MS.
+ * publish waits for room up to queue.publish_wait_ms.
  *
  * Off a loop (web.threads 0: the caller drives the daemon, as the fuzz
  * target does) the route publishes synchronously and answers at once.
@@ -30,8 +30,6 @@
 #include <string.h>
 
 #include "http.h"
-
-#define PUT_WAIT_MS 1000 /* a full queue: then the request gets 503 */
 
 void nf_pending_free(nf_pending *p)
 {
@@ -99,7 +97,7 @@ static int publish_now(nf_app *app, int t, sl_msg *m, unsigned flags)
     sl_publish_opts o;
     sl_publish_opts_init(&o);
     o.flags = flags;
-    o.timeout_ms = PUT_WAIT_MS;
+    o.timeout_ms = app->cfg.publish_wait_ms; /* then the request gets 503 */
     return sl_publish_ex(app->pub, t == 1 ? NF_TOPIC_READ : NF_TOPIC_NOTIFY, &m, 1, &o);
 }
 
@@ -174,7 +172,7 @@ void nf_publish_run(nf_app *app, nf_pending *p)
             continue;
         sl_publish_opts o;
         sl_publish_opts_init(&o);
-        o.timeout_ms = PUT_WAIT_MS;
+        o.timeout_ms = app->cfg.publish_wait_ms;
         o.published = &took;
         int rc = sl_publish_ex(app->pub, t == 1 ? NF_TOPIC_READ : NF_TOPIC_NOTIFY, p->m[t], n, &o);
         p->rc[t] = rc;
