@@ -2,9 +2,11 @@
  * kafka_backpressure.c - a publish that may not wait on a full producer
  * queue says so: SL_EAGAIN with SL_PUBLISH_NONBLOCK, as pubsub.h has it
  * (it was SL_EIO, so a caller could not tell backpressure from a failure),
- * with the count of messages taken. Run under sluice-kafka-mock (argv[1] is
- * the kafka:// URL). More messages than the producer's queue holds
- * (queue.buffering.max.messages, 100000) go in one NONBLOCK call.
+ * with the count of messages taken. Run under sluice-kafka-mock --rtt
+ * (argv[1] is the kafka:// URL): brokers that answer late, so nothing is
+ * delivered (and leaves the queue) while the call fills it. More messages
+ * than the producer's queue holds (queue.buffering.max.messages, 100000) go
+ * in one NONBLOCK call.
  */
 #include <stdio.h>
 #include <stdlib.h>

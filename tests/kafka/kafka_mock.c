@@ -6,7 +6,7 @@
  * auto-created. This program owns one such cluster and runs a command
  * against it:
  *
- *   sluice-kafka-mock [--brokers N] [--print] -- CMD [ARG...]
+ *   sluice-kafka-mock [--brokers N] [--rtt MS] [--print] -- CMD [ARG...]
  *
  * Every "{bootstrap}" inside CMD's arguments becomes the first broker's
  * host:port followed by "/?bootstrap=<the others>" - so
@@ -14,7 +14,9 @@
  * environment gets SL_KAFKA_BOOTSTRAP (all brokers, comma separated) and
  * SL_KAFKA_URL. The exit status is CMD's (77 = skipped passes through).
  * With --print and no command it prints SL_KAFKA_URL and waits until killed
- * (for interactive use and benchmarks run by hand).
+ * (for interactive use and benchmarks run by hand). --rtt delays every
+ * broker's answers by MS (a slow cluster: produced messages stay in the
+ * client's queue that long).
  *
  * SIGUSR1 takes every broker down for a second and back up (connections
  * drop, the log survives, as in a rolling cluster restart); SL_CONF_RESTART_CMD
@@ -28,6 +30,8 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#define USAGE "usage: sluice-kafka-mock [--brokers N] [--rtt MS] [--print] -- CMD [ARG...]\n"
 
 static volatile sig_atomic_t bounce;
 
@@ -73,23 +77,26 @@ int main(int argc, char **argv)
     (void)argv;
     return 77;
 #endif
-    int brokers = 3, cmd = 0;
+    int brokers = 3, cmd = 0, rtt = 0;
     int print = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--brokers") && i + 1 < argc)
             brokers = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--rtt") && i + 1 < argc)
+            rtt = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--print"))
             print = 1;
         else if (!strcmp(argv[i], "--")) {
             cmd = i + 1;
             break;
         } else {
-            fprintf(stderr, "usage: sluice-kafka-mock [--brokers N] [--print] -- CMD [ARG...]\n");
+            fprintf(stderr, USAGE);
             return 2;
         }
     }
-    if (brokers < 1 || brokers > 16 || (!cmd && !print) || (cmd && cmd >= argc)) {
-        fprintf(stderr, "usage: sluice-kafka-mock [--brokers N] [--print] -- CMD [ARG...]\n");
+    if (brokers < 1 || brokers > 16 || rtt < 0 || rtt > 60000 || (!cmd && !print) ||
+        (cmd && cmd >= argc)) {
+        fprintf(stderr, USAGE);
         return 2;
     }
     char err[512];
@@ -105,6 +112,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "sluice-kafka-mock: cannot create the mock cluster\n");
         return 1;
     }
+    if (rtt)
+        rd_kafka_mock_broker_set_rtt(mc, -1, rtt);
     const char *bs = rd_kafka_mock_cluster_bootstraps(mc);
     char first[256], rep[1024], url[1100], restart[128];
     const char *comma = strchr(bs, ',');
