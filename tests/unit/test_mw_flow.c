@@ -22,6 +22,15 @@ typedef struct times {
     int rc[8];
 } times;
 
+/* Open f and a zeroed times record for the handler (the test frees it). */
+static times *fx_open_times(fx *f)
+{
+    fx_open(f, NULL);
+    times *t = calloc(1, sizeof *t);
+    assert_non_null(t);
+    return t;
+}
+
 static int h_stamp(sl_ctx *ctx, sl_msg *in, sl_msg_list *out, void *user)
 {
     (void)ctx;
@@ -43,9 +52,7 @@ static void throttle_rate_is_within_ten_percent_over_two_seconds(void **state)
         return;
     }
     fx f;
-    fx_open(&f, NULL);
-    times *t = calloc(1, sizeof *t);
-    assert_non_null(t);
+    times *t = fx_open_times(&f);
     sl_handler_opts o;
     fx_opts(&f, &o, "h", "in", h_stamp, t);
     o.workers = 2;
@@ -91,9 +98,7 @@ static void timeout_cuts_a_slow_handler(void **state)
 {
     (void)state;
     fx f;
-    fx_open(&f, NULL);
-    times *t = calloc(1, sizeof *t);
-    assert_non_null(t);
+    times *t = fx_open_times(&f);
     sl_handler_opts o;
     fx_opts(&f, &o, "h", "in", h_slow, t);
     sl_handler *h;
@@ -117,9 +122,7 @@ static void delay_on_error_redelivers_after_a_growing_delay(void **state)
 {
     (void)state;
     fx f;
-    fx_open(&f, NULL);
-    times *t = calloc(1, sizeof *t);
-    assert_non_null(t);
+    times *t = fx_open_times(&f);
     t->fail_calls = 2;
     sl_handler_opts o;
     fx_opts(&f, &o, "h", "in", h_stamp, t);
@@ -147,9 +150,7 @@ static void delay_on_error_redelivers_after_a_growing_delay(void **state)
 static void delay_on_error_leaves_settling_to_the_outer_outcome(const char *outer)
 {
     fx f;
-    fx_open(&f, NULL);
-    times *t = calloc(1, sizeof *t);
-    assert_non_null(t);
+    times *t = fx_open_times(&f);
     bool retry = strcmp(outer, "retry") == 0;
     t->fail_calls = retry ? 1 : 1 << 30; /* retry: the second attempt succeeds */
     sl_handler_opts o;
@@ -286,6 +287,17 @@ static int h_trial_panics(sl_ctx *ctx, sl_msg *in, sl_msg_list *out, void *user)
 }
 
 /* recoverer outside the breaker (threshold 1, open 100 ms) */
+
+/* Add o's handler with a recoverer outermost and inner inside it. */
+static void add_under_recoverer(fx *f, const sl_handler_opts *o, sl_middleware inner)
+{
+    sl_handler *h;
+    assert_int_equal(sl_router_add_handler(f->r, o, &h), 0);
+    sl_middleware rec;
+    assert_int_equal(sl_mw_recoverer(&rec, false), 0);
+    assert_int_equal(sl_handler_add_middleware(h, rec), 0);
+    assert_int_equal(sl_handler_add_middleware(h, inner), 0);
+}
 static void breaker_with_panics(bool first_panics)
 {
     fx f;
@@ -296,13 +308,9 @@ static void breaker_with_panics(bool first_panics)
     o.nack_delay_ms = 20;
     o.nack_delay_multiplier = 1;
     o.nack_delay_max_ms = 20;
-    sl_handler *h;
-    assert_int_equal(sl_router_add_handler(f.r, &o, &h), 0);
-    sl_middleware rec, cb;
-    assert_int_equal(sl_mw_recoverer(&rec, false), 0);
-    assert_int_equal(sl_handler_add_middleware(h, rec), 0);
+    sl_middleware cb;
     assert_int_equal(sl_mw_circuit_breaker(&cb, 1, 100), 0);
-    assert_int_equal(sl_handler_add_middleware(h, cb), 0);
+    add_under_recoverer(&f, &o, cb);
     fx_start(&f);
     fx_publish(&f, "in", 0, 1);
     /* call 1 opened the breaker, the panicked trial opened it again (not
@@ -343,20 +351,14 @@ static void delay_on_error_delays_a_panic_caught_outside_it(void **state)
 {
     (void)state;
     fx f;
-    fx_open(&f, NULL);
-    times *t = calloc(1, sizeof *t);
-    assert_non_null(t);
+    times *t = fx_open_times(&f);
     sl_handler_opts o;
     fx_opts(&f, &o, "h", "in", h_stamp_panic_once, t);
     o.nack_delay_ms = 30000; /* the middleware's delay replaces the handler's */
     o.nack_delay_max_ms = 30000;
-    sl_handler *h;
-    assert_int_equal(sl_router_add_handler(f.r, &o, &h), 0);
-    sl_middleware rec, dm;
-    assert_int_equal(sl_mw_recoverer(&rec, false), 0);
-    assert_int_equal(sl_handler_add_middleware(h, rec), 0);
+    sl_middleware dm;
     assert_int_equal(sl_mw_delay_on_error(&dm, 100, 1.0, 100), 0);
-    assert_int_equal(sl_handler_add_middleware(h, dm), 0);
+    add_under_recoverer(&f, &o, dm);
     fx_start(&f);
     fx_publish(&f, "in", 0, 1);
     assert_int_equal(fx_wait_count(&t->calls, 2, 8000), 2);
@@ -372,21 +374,15 @@ static void metrics_count_a_panic_caught_outside_them(void **state)
 {
     (void)state;
     fx f;
-    fx_open(&f, NULL);
-    times *t = calloc(1, sizeof *t);
-    assert_non_null(t);
+    times *t = fx_open_times(&f);
     sl_handler_opts o;
     fx_opts(&f, &o, "h", "in", h_stamp_panic_once, t);
     o.nack_delay_ms = 10;
     o.nack_delay_max_ms = 10;
-    sl_handler *h;
-    assert_int_equal(sl_router_add_handler(f.r, &o, &h), 0);
-    sl_middleware rec, mm;
+    sl_middleware mm;
     sl_metrics *m;
-    assert_int_equal(sl_mw_recoverer(&rec, false), 0);
-    assert_int_equal(sl_handler_add_middleware(h, rec), 0);
     assert_int_equal(sl_mw_metrics(&mm, &m), 0);
-    assert_int_equal(sl_handler_add_middleware(h, mm), 0);
+    add_under_recoverer(&f, &o, mm);
     fx_start(&f);
     fx_publish(&f, "in", 0, 1);
     assert_int_equal(fx_wait_count(&t->calls, 2, 8000), 2);
@@ -483,13 +479,9 @@ static void timeout_frees_its_context_when_the_handler_panics(void **state)
     _Atomic int calls = 0;
     sl_handler_opts o;
     fx_opts(&f, &o, "h", "in", h_panic_once, &calls);
-    sl_handler *h;
-    assert_int_equal(sl_router_add_handler(f.r, &o, &h), 0);
-    sl_middleware rec, to;
-    assert_int_equal(sl_mw_recoverer(&rec, false), 0);
-    assert_int_equal(sl_handler_add_middleware(h, rec), 0);
+    sl_middleware to;
     assert_int_equal(sl_mw_timeout(&to, 5000), 0);
-    assert_int_equal(sl_handler_add_middleware(h, to), 0);
+    add_under_recoverer(&f, &o, to);
     fx_start(&f);
     fx_publish(&f, "in", 0, 1);
     assert_int_equal(fx_wait_count(&calls, 2, 5000), 2);
