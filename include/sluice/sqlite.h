@@ -52,6 +52,15 @@ SL_API int sl_sqlite_init(sqlite3 *db);
  * nothing of this call stays in the caller's transaction. */
 SL_API int sl_sqlite_publish_tx(sqlite3 *db, const char *topic, sl_msg *const *msgs, size_t n);
 
+/* The name of sluice's SQLite VFS ("sluice"), registered (not as the
+ * default) on the first call; NULL if it cannot be. sqlite:// opens its files
+ * with it. It is SQLite's default (unix) VFS, except that the writes of a WAL
+ * file are combined: SQLite writes each frame of a commit with two system
+ * calls, this VFS writes a commit's frames with one, before the commit is
+ * published to other connections. Pass it to sqlite3_open_v2() for your own
+ * WAL databases that commit several pages at a time. Thread-safe. */
+SL_API const char *sl_sqlite_vfs(void);
+
 #ifdef __cplusplus
 }
 #endif

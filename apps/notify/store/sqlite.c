@@ -14,7 +14,9 @@
  * here, so this bounds ingest on a mem:// queue): a batch of notices
  * dirties the tails of the shard tables and their order_sn indexes and
  * leaves scattered over the inbox indexes and the user table; every commit
- * appends each dirty page to the WAL once. SQLite's default
+ * appends each dirty page to the WAL once (through libsluice's VFS,
+ * sl_sqlite_vfs(): all of a commit's pages in one write, where SQLite alone
+ * makes two system calls per page). SQLite's default
  * auto-checkpoint (1000 pages) copied the same hot pages back into the
  * database and fsynced it every few batches, inside the commit and so
  * under the store's mutex: a quarter of the consumer's time, and every
@@ -43,6 +45,7 @@
 #include "../log.h"
 #include "sluice/error.h"
 #include "sluice/log.h"
+#include "sluice/sqlite.h"
 #include "sqlite_int.h"
 
 #define CACHE_KB 16384          /* page cache per connection (SQLite's default: 2000) */
@@ -414,7 +417,7 @@ static int sq_open(nf_store **out, const char *url, int shards, char *err, size_
     if (!s->shard_st || !s->multi_st || !s->path ||
         sqlite3_open_v2(path, &s->db,
                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                        NULL) != SQLITE_OK) {
+                        sl_sqlite_vfs()) != SQLITE_OK) {
         sq_close(&s->base);
         return SL_EIO;
     }

@@ -80,6 +80,7 @@
 #define SQ_MSGS_SQL(name)                                                                          \
     "CREATE TABLE IF NOT EXISTS " name "(id INTEGER PRIMARY KEY, tid INTEGER NOT NULL, uuid TEXT " \
     "NOT NULL, meta BLOB, payload BLOB NOT NULL, created INTEGER NOT NULL);"
+#define SQ_VFS_NAME "sluice" /* sq_vfs.c: the unix VFS, WAL writes combined */
 #define SQ_LEASE_MAX 256     /* messages in one lease (and one claim) */
 #define SQ_APP_ID 0x534C4943 /* 'SLIC' */
 #define SQ_ERRLEN 300

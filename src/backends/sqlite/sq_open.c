@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "backends/sqlite/sq.h"
+#include "sluice/sqlite.h"
 
 static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
 static sq_db *reg;
@@ -187,8 +188,9 @@ int sq_wal_on(sqlite3 *db, const char *path, int64_t busy_ms, char *err, size_t 
 
 static int db_open(sq_db *d, char *err, size_t errlen)
 {
-    int rc = sqlite3_open_v2(
-        d->path, &d->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    int rc = sqlite3_open_v2(d->path, &d->db,
+                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                             sl_sqlite_vfs());
     if (rc != SQLITE_OK)
         return sq_map(d->db, rc, err, errlen, d->path);
     if (sqlite3_db_readonly(d->db, "main") == 1) {
