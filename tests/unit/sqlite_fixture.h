@@ -7,8 +7,11 @@
 #ifndef TEST_SQLITE_FIXTURE_H
 #define TEST_SQLITE_FIXTURE_H
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "testlib.h"
 
@@ -32,6 +35,19 @@ static inline int sqfx_teardown(void **state)
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     assert_int_equal(system(cmd), 0);
     return 0;
+}
+
+/* Whether fd is open on a file whose name ends in -wal (a SQLite WAL), for
+ * the tests that stand in for a system call on such files. */
+static inline bool sqfx_is_wal(int fd)
+{
+    char link[64], name[1024];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, name, sizeof name - 1);
+    if (n < 4)
+        return false;
+    name[n] = '\0';
+    return strcmp(name + n - 4, "-wal") == 0;
 }
 
 #endif

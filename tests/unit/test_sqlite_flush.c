@@ -25,21 +25,10 @@ static atomic_int wal_flushes; /* fdatasyncs of a file whose name ends in -wal *
 static atomic_int delay_ms;    /* each of them takes this long first */
 static atomic_int fail_errno;  /* and fails with this (0: does not) */
 
-static bool is_wal(int fd)
-{
-    char link[64], name[1024];
-    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
-    ssize_t n = readlink(link, name, sizeof name - 1);
-    if (n < 4)
-        return false;
-    name[n] = '\0';
-    return strcmp(name + n - 4, "-wal") == 0;
-}
-
 int fdatasync(int fd);
 int fdatasync(int fd)
 {
-    if (is_wal(fd)) {
+    if (sqfx_is_wal(fd)) {
         atomic_fetch_add(&wal_flushes, 1);
         int d = atomic_load(&delay_ms), e = atomic_load(&fail_errno);
         if (d)

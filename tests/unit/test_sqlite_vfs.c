@@ -24,21 +24,10 @@
 static atomic_int wal_writes; /* pwrite64 calls on a file whose name ends in -wal */
 static atomic_int fail_errno; /* and they fail with this (0: they do not) */
 
-static bool is_wal(int fd)
-{
-    char link[64], name[1024];
-    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
-    ssize_t n = readlink(link, name, sizeof name - 1);
-    if (n < 4)
-        return false;
-    name[n] = '\0';
-    return strcmp(name + n - 4, "-wal") == 0;
-}
-
 ssize_t pwrite64(int fd, const void *buf, size_t n, off_t off);
 ssize_t pwrite64(int fd, const void *buf, size_t n, off_t off)
 {
-    if (is_wal(fd)) {
+    if (sqfx_is_wal(fd)) {
         atomic_fetch_add(&wal_writes, 1);
         int e = atomic_load(&fail_errno);
         if (e) {
