@@ -233,11 +233,11 @@ struct sl_event_processor {
 };
 
 /* Unwind hook: a panic the handler raised jumped over the free below. */
-static void free_value_unwound(void *arg, intptr_t value)
+static void free_value_unwound(void *arg, int64_t value)
 {
     const proc *p = arg;
     if (p->m.free_value)
-        p->m.free_value(p->m.ctx, (void *)value);
+        p->m.free_value(p->m.ctx, (void *)(intptr_t)value);
 }
 
 static int trampoline(sl_ctx *ctx, sl_msg *in, sl_msg_list *out, void *user)
@@ -264,7 +264,7 @@ static int trampoline(sl_ctx *ctx, sl_msg *in, sl_msg_list *out, void *user)
     if (rc != 0)
         return sl_handler_fail(SL_EPROTO, "%s", sl_errmsg());
     sli_cqrs_replied = NULL;
-    sli_unwind_push(free_value_unwound, h->p, (intptr_t)value);
+    sli_unwind_push(free_value_unwound, h->p, (int64_t)(intptr_t)value);
     rc = h->fn(ctx, in, value, h->user);
     sli_unwind_pop();
     if (h->p->m.free_value)

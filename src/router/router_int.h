@@ -106,9 +106,10 @@ static inline double sli_backoff(double initial, double mult, double max, unsign
  * recoverer that catches the jump runs the hooks pushed inside it,
  * innermost first, on the worker thread after the jump. The hooks live in
  * a small per-thread stack, not in the jumped-over frames, so fn may only
- * use arg and data. */
-typedef void (*sli_unwind_fn)(void *arg, intptr_t data);
-void sli_unwind_push(sli_unwind_fn fn, void *arg, intptr_t data);
+ * use arg and data (64 bits everywhere: a monotonic time fits, and a
+ * pointer through intptr_t). */
+typedef void (*sli_unwind_fn)(void *arg, int64_t data);
+void sli_unwind_push(sli_unwind_fn fn, void *arg, int64_t data);
 void sli_unwind_pop(void);
 
 void *sli_router_worker(void *arg);

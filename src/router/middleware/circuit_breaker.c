@@ -53,7 +53,7 @@ static void cb_settle(breaker *b, uintptr_t trial, int rc)
     pthread_mutex_unlock(&b->mu);
 }
 
-static void cb_unwind(void *st, intptr_t trial)
+static void cb_unwind(void *st, int64_t trial)
 {
     cb_settle(st, (uintptr_t)trial, SL_EHANDLER);
 }
@@ -76,7 +76,7 @@ static int cb_call(void *st, const sl_mw_call *next, sl_ctx *ctx, sl_msg *in, sl
         return sl_handler_fail(SL_EBUSY, "circuit breaker open");
     }
     pthread_mutex_unlock(&b->mu);
-    sli_unwind_push(cb_unwind, b, (intptr_t)trial);
+    sli_unwind_push(cb_unwind, b, (int64_t)trial);
     int rc = sl_mw_next(next, ctx, in, out);
     sli_unwind_pop();
     cb_settle(b, trial, rc);

@@ -22,7 +22,7 @@ typedef struct delay_st {
     double mult;
 } delay_st;
 
-static void set_delay(void *slot, intptr_t ms)
+static void set_delay(void *slot, int64_t ms)
 {
     *(int64_t *)slot = ms;
 }
@@ -34,7 +34,7 @@ static int delay_call(void *st, const sl_mw_call *next, sl_ctx *ctx, sl_msg *in,
         return sl_mw_next(next, ctx, in, out);
     unsigned n = sl_msg_deliveries(in);
     double ms = sli_backoff(d->initial, d->mult, d->max, n > 1 ? n - 1 : 0);
-    intptr_t delay = ms < (double)INTPTR_MAX ? (intptr_t)ms : INTPTR_MAX;
+    int64_t delay = ms < (double)INT64_MAX ? (int64_t)ms : INT64_MAX;
     /* a panic caught by a recoverer outside is a failure too (the slot is
      * the worker's, still there after the jump) */
     sli_unwind_push(set_delay, next->nack_delay_ms, delay);

@@ -72,9 +72,9 @@ static void record(hm *e, int64_t t0, bool failed)
 
 /* A panic caught by a recoverer outside this middleware jumped over the
  * call: it is counted as a failed one (it went uncounted). */
-static void record_panic(void *arg, intptr_t t0)
+static void record_panic(void *arg, int64_t t0)
 {
-    record(arg, (int64_t)t0, true);
+    record(arg, t0, true);
 }
 
 static int metrics_call(void *st, const sl_mw_call *next, sl_ctx *ctx, sl_msg *in, sl_msg_list *out)
@@ -83,7 +83,7 @@ static int metrics_call(void *st, const sl_mw_call *next, sl_ctx *ctx, sl_msg *i
     int64_t t0 = sli_mono_ns();
     if (!e)
         return sl_mw_next(next, ctx, in, out);
-    sli_unwind_push(record_panic, e, (intptr_t)t0);
+    sli_unwind_push(record_panic, e, t0);
     int rc = sl_mw_next(next, ctx, in, out);
     sli_unwind_pop();
     record(e, t0, rc != 0);

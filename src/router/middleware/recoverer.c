@@ -59,11 +59,11 @@ static _Thread_local char reason[256];
 static _Thread_local struct {
     sli_unwind_fn fn;
     void *arg;
-    intptr_t data;
+    int64_t data;
 } hooks[UNWIND_MAX];
 static _Thread_local size_t nhooks;
 
-void sli_unwind_push(sli_unwind_fn fn, void *arg, intptr_t data)
+void sli_unwind_push(sli_unwind_fn fn, void *arg, int64_t data)
 {
     if (nhooks < UNWIND_MAX) {
         hooks[nhooks].fn = fn;
