@@ -39,9 +39,9 @@
 #define WAL_WRITE_MAX (120 * 1024) /* the unix VFS writes less than 128 KiB at once */
 #define WAL_FRAME_HDR 24
 
+/* A WAL file: the wrapper, then (real_of) the unix file it forwards to. */
 typedef struct wal_file {
     sqlite3_file base;  /* pMethods = &wal_io */
-    sqlite3_file *real; /* the unix file, right after this struct */
     unsigned char *buf; /* bytes [off, off + len) of the file, not written yet */
     size_t len, cap;
     sqlite3_int64 off;
@@ -54,14 +54,21 @@ static sqlite3_io_methods wal_io;
 static pthread_once_t vfs_once = PTHREAD_ONCE_INIT;
 static int vfs_rc = SQLITE_ERROR;
 
+/* The unix file that a wrapper (of szOsFile bytes) holds after itself. */
+static sqlite3_file *real_of(sqlite3_file *p)
+{
+    return (sqlite3_file *)((wal_file *)p + 1);
+}
+
 static int wal_flush(wal_file *f)
 {
+    sqlite3_file *real = real_of(&f->base);
     if (!f->len)
         return SQLITE_OK;
     int rc = SQLITE_OK;
     for (size_t at = 0; at < f->len && rc == SQLITE_OK; at += WAL_WRITE_MAX) {
         size_t n = f->len - at < WAL_WRITE_MAX ? f->len - at : WAL_WRITE_MAX;
-        rc = f->real->pMethods->xWrite(f->real, f->buf + at, (int)n, f->off + (sqlite3_int64)at);
+        rc = real->pMethods->xWrite(real, f->buf + at, (int)n, f->off + (sqlite3_int64)at);
     }
     f->len = 0;
     return rc;
@@ -73,7 +80,7 @@ static int wal_close(sqlite3_file *p)
 {
     wal_file *f = (wal_file *)p;
     int rc = wal_flush(f);
-    int rc2 = f->real->pMethods->xClose(f->real);
+    int rc2 = real_of(p)->pMethods->xClose(real_of(p));
     free(f->buf);
     f->buf = NULL;
     f->cap = 0;
@@ -82,9 +89,8 @@ static int wal_close(sqlite3_file *p)
 
 static int wal_read(sqlite3_file *p, void *out, int amt, sqlite3_int64 off)
 {
-    wal_file *f = (wal_file *)p;
-    int rc = wal_flush(f);
-    return rc != SQLITE_OK ? rc : f->real->pMethods->xRead(f->real, out, amt, off);
+    int rc = wal_flush((wal_file *)p);
+    return rc != SQLITE_OK ? rc : real_of(p)->pMethods->xRead(real_of(p), out, amt, off);
 }
 
 /* Room for need bytes in the buffer (grows it up to WAL_BUF_MAX). */
@@ -124,7 +130,7 @@ static int wal_write(sqlite3_file *p, const void *data, int amt, sqlite3_int64 o
         if ((rc = wal_flush(f)) != SQLITE_OK)
             return rc;
         if (!wal_room(f, n))
-            return f->real->pMethods->xWrite(f->real, data, amt, off);
+            return real_of(p)->pMethods->xWrite(real_of(p), data, amt, off);
         memcpy(f->buf, data, n);
         f->off = off;
         f->len = n;
@@ -150,102 +156,87 @@ static int wal_write(sqlite3_file *p, const void *data, int amt, sqlite3_int64 o
 
 static int wal_truncate(sqlite3_file *p, sqlite3_int64 size)
 {
-    wal_file *f = (wal_file *)p;
-    int rc = wal_flush(f);
-    return rc != SQLITE_OK ? rc : f->real->pMethods->xTruncate(f->real, size);
+    int rc = wal_flush((wal_file *)p);
+    return rc != SQLITE_OK ? rc : real_of(p)->pMethods->xTruncate(real_of(p), size);
 }
 
 static int wal_sync(sqlite3_file *p, int flags)
 {
-    wal_file *f = (wal_file *)p;
-    int rc = wal_flush(f);
-    return rc != SQLITE_OK ? rc : f->real->pMethods->xSync(f->real, flags);
+    int rc = wal_flush((wal_file *)p);
+    return rc != SQLITE_OK ? rc : real_of(p)->pMethods->xSync(real_of(p), flags);
 }
 
 static int wal_size(sqlite3_file *p, sqlite3_int64 *size)
 {
-    wal_file *f = (wal_file *)p;
-    int rc = wal_flush(f);
-    return rc != SQLITE_OK ? rc : f->real->pMethods->xFileSize(f->real, size);
+    int rc = wal_flush((wal_file *)p);
+    return rc != SQLITE_OK ? rc : real_of(p)->pMethods->xFileSize(real_of(p), size);
 }
 
 static int wal_lock(sqlite3_file *p, int level)
 {
-    wal_file *f = (wal_file *)p;
-    return f->real->pMethods->xLock(f->real, level);
+    return real_of(p)->pMethods->xLock(real_of(p), level);
 }
 
 static int wal_unlock(sqlite3_file *p, int level)
 {
-    wal_file *f = (wal_file *)p;
-    return f->real->pMethods->xUnlock(f->real, level);
+    return real_of(p)->pMethods->xUnlock(real_of(p), level);
 }
 
 static int wal_reserved(sqlite3_file *p, int *out)
 {
-    wal_file *f = (wal_file *)p;
-    return f->real->pMethods->xCheckReservedLock(f->real, out);
+    return real_of(p)->pMethods->xCheckReservedLock(real_of(p), out);
 }
 
 static int wal_fcntl(sqlite3_file *p, int op, void *arg)
 {
-    wal_file *f = (wal_file *)p;
-    int rc = wal_flush(f);
-    return rc != SQLITE_OK ? rc : f->real->pMethods->xFileControl(f->real, op, arg);
+    int rc = wal_flush((wal_file *)p);
+    return rc != SQLITE_OK ? rc : real_of(p)->pMethods->xFileControl(real_of(p), op, arg);
 }
 
 static int wal_sector(sqlite3_file *p)
 {
-    wal_file *f = (wal_file *)p;
-    return f->real->pMethods->xSectorSize(f->real);
+    return real_of(p)->pMethods->xSectorSize(real_of(p));
 }
 
 static int wal_caps(sqlite3_file *p)
 {
-    wal_file *f = (wal_file *)p;
-    return f->real->pMethods->xDeviceCharacteristics(f->real);
+    return real_of(p)->pMethods->xDeviceCharacteristics(real_of(p));
 }
 
 static int wal_shm_map(sqlite3_file *p, int pg, int pgsz, int extend, void volatile **out)
 {
-    wal_file *f = (wal_file *)p;
-    return f->real->pMethods->xShmMap(f->real, pg, pgsz, extend, out);
+    return real_of(p)->pMethods->xShmMap(real_of(p), pg, pgsz, extend, out);
 }
 
 static int wal_shm_lock(sqlite3_file *p, int ofst, int n, int flags)
 {
-    wal_file *f = (wal_file *)p;
-    return f->real->pMethods->xShmLock(f->real, ofst, n, flags);
+    return real_of(p)->pMethods->xShmLock(real_of(p), ofst, n, flags);
 }
 
 static void wal_shm_barrier(sqlite3_file *p)
 {
-    wal_file *f = (wal_file *)p;
-    f->real->pMethods->xShmBarrier(f->real);
+    real_of(p)->pMethods->xShmBarrier(real_of(p));
 }
 
 static int wal_shm_unmap(sqlite3_file *p, int del)
 {
-    wal_file *f = (wal_file *)p;
-    return f->real->pMethods->xShmUnmap(f->real, del);
+    return real_of(p)->pMethods->xShmUnmap(real_of(p), del);
 }
 
 static int wal_fetch(sqlite3_file *p, sqlite3_int64 off, int amt, void **out)
 {
-    wal_file *f = (wal_file *)p;
-    int rc = wal_flush(f);
-    if (rc != SQLITE_OK || f->real->pMethods->iVersion < 3) {
+    int rc = wal_flush((wal_file *)p);
+    if (rc != SQLITE_OK || real_of(p)->pMethods->iVersion < 3) {
         *out = NULL; /* not mapped: SQLite reads instead */
         return rc;
     }
-    return f->real->pMethods->xFetch(f->real, off, amt, out);
+    return real_of(p)->pMethods->xFetch(real_of(p), off, amt, out);
 }
 
 static int wal_unfetch(sqlite3_file *p, sqlite3_int64 off, void *ptr)
 {
-    wal_file *f = (wal_file *)p;
-    return f->real->pMethods->iVersion < 3 ? SQLITE_OK
-                                           : f->real->pMethods->xUnfetch(f->real, off, ptr);
+    sqlite3_file *real = real_of(p);
+    return real->pMethods->iVersion < 3 ? SQLITE_OK : real->pMethods->xUnfetch(real, off, ptr);
 }
 
 /* ---------- the VFS ---------- */
@@ -258,9 +249,8 @@ static int vfs_open(sqlite3_vfs *vfs, sqlite3_filename name, sqlite3_file *out, 
         return base_vfs->xOpen(base_vfs, name, out, flags, out_flags);
     wal_file *f = (wal_file *)out;
     memset(f, 0, sizeof *f);
-    f->real = (sqlite3_file *)(f + 1);
-    int rc = base_vfs->xOpen(base_vfs, name, f->real, flags, out_flags);
-    if (rc != SQLITE_OK || !f->real->pMethods)
+    int rc = base_vfs->xOpen(base_vfs, name, real_of(out), flags, out_flags);
+    if (rc != SQLITE_OK || !real_of(out)->pMethods)
         return rc != SQLITE_OK ? rc : SQLITE_CANTOPEN; /* out->pMethods stays NULL */
     f->base.pMethods = &wal_io;
     return SQLITE_OK;
